@@ -1,0 +1,44 @@
+// Stable reason codes carried in kmsfleet.v1.ErrorInfo.reason and in
+// NodeState conditions (architecture.md §2, principle 5).
+//
+// NOTE: these strings are persisted in journals and used as metric label
+// values and by operators' scripts. Never rename or reuse one; add new ones.
+#ifndef KMSFLEET_REASONS_H_
+#define KMSFLEET_REASONS_H_
+
+namespace kmsfleet::reason {
+
+// Input that can never be valid (a malformed file, flag or message).
+inline constexpr char kInvalidConfig[] = "INVALID_CONFIG";
+inline constexpr char kMalformedExposition[] = "MALFORMED_EXPOSITION";
+inline constexpr char kMalformedJson[] = "MALFORMED_JSON";
+inline constexpr char kMalformedReport[] = "MALFORMED_REPORT";
+inline constexpr char kMalformedVersionOutput[] = "MALFORMED_VERSION_OUTPUT";
+inline constexpr char kInvalidSemver[] = "INVALID_SEMVER";
+inline constexpr char kInputTooLarge[] = "INPUT_TOO_LARGE";
+inline constexpr char kDuplicateSeries[] = "DUPLICATE_SERIES";
+
+// Observations of the provider (NodeState conditions).
+inline constexpr char kMetricsUnreachable[] = "METRICS_UNREACHABLE";
+inline constexpr char kHealthUnreachable[] = "HEALTH_UNREACHABLE";
+inline constexpr char kNotLive[] = "NOT_LIVE";
+inline constexpr char kNotReady[] = "NOT_READY";
+inline constexpr char kKmsSocketUnreachable[] = "KMS_SOCKET_UNREACHABLE";
+inline constexpr char kKmsUnhealthy[] = "KMS_UNHEALTHY";
+inline constexpr char kKeyIdHashMissing[] = "KEY_ID_HASH_MISSING";
+inline constexpr char kKeyIdHashAmbiguous[] = "KEY_ID_HASH_AMBIGUOUS";
+inline constexpr char kKeyIdHashMismatch[] = "KEY_ID_HASH_MISMATCH";
+inline constexpr char kBuildInfoMissing[] = "BUILD_INFO_MISSING";
+inline constexpr char kVersionCommandFailed[] = "VERSION_COMMAND_FAILED";
+inline constexpr char kRotationInProgress[] = "ROTATION_IN_PROGRESS";
+
+// Transport and process failures.
+inline constexpr char kTimeout[] = "TIMEOUT";
+inline constexpr char kHttpError[] = "HTTP_ERROR";
+inline constexpr char kRedirectRefused[] = "REDIRECT_REFUSED";
+inline constexpr char kSubprocessFailed[] = "SUBPROCESS_FAILED";
+inline constexpr char kAgentUnreachable[] = "AGENT_UNREACHABLE";
+
+}  // namespace kmsfleet::reason
+
+#endif  // KMSFLEET_REASONS_H_
