@@ -1,0 +1,52 @@
+// kmsfleetd's configuration file (/etc/kmsfleet/config.yaml by default).
+// docs/config.md lists every key; this header is the parser's contract.
+//
+// Loading is strict, like the provider's own config: an unknown key, a value
+// of the wrong type, or a missing required key is an error naming the file,
+// the line and the key, and nothing is started.
+// Thread-safe: free functions over values.
+#ifndef KMSFLEET_AGENT_CONFIG_H_
+#define KMSFLEET_AGENT_CONFIG_H_
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/provider_probe.h"
+
+namespace kmsfleet {
+
+struct PeerConfig {
+  std::string name;
+  std::string address;  // host:port of the peer's agent
+};
+
+struct AgentConfig {
+  std::string node;  // this node's name; required
+  ProviderEndpoints provider;
+  std::string provider_config = "/etc/openbao-kms/config.yaml";
+  std::string encryption_config =
+      "/etc/kubernetes/openbao-kms/encryption-config.yaml";
+  std::string provider_unit = "bao-kms-provider.service";
+  std::string state_dir = "/var/lib/kmsfleet";
+  // gRPC listeners; at least one must be set. The unix socket is for the
+  // local kmsfleetctl, the TCP address for peers and remote operators.
+  std::string listen_unix = "/run/kmsfleet/agent.sock";
+  std::string listen_tcp;
+  std::vector<PeerConfig> peers;  // used by the coordinator (later issues)
+};
+
+// Parses `text` as the YAML config file `file_name` (used in messages only).
+// Errors: InvalidArgument with reason INVALID_CONFIG and a message of the
+// form "<file>:<line>: <key>: <problem>", with metadata file, line, key.
+absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
+                                             std::string_view file_name);
+
+// Reads `path` (at most 1 MiB) and parses it. Errors as above, plus
+// NotFound / PermissionDenied / ResourceExhausted naming the path.
+absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_AGENT_CONFIG_H_

@@ -1,0 +1,214 @@
+#include "kmsfleet/agent_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// Walks one YAML mapping, checking each key against a table of handlers so
+// that unknown keys are refused and every error carries file, line and key.
+class ConfigReader {
+ public:
+  explicit ConfigReader(std::string_view file) : file_(file) {}
+
+  absl::Status Error(const YAML::Node& at, std::string_view key,
+                     std::string_view problem) const {
+    int line = at.Mark().line + 1;
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     file_ + ":" + std::to_string(line) + ": " +
+                         std::string(key) + ": " + std::string(problem),
+                     {{"file", file_},
+                      {"line", std::to_string(line)},
+                      {"key", std::string(key)}});
+  }
+
+  absl::Status SyntaxError(int line, std::string_view problem) const {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     file_ + ":" + std::to_string(line) + ": invalid YAML: " +
+                         std::string(problem),
+                     {{"file", file_}, {"line", std::to_string(line)}});
+  }
+
+  using Handler = std::function<absl::Status(const YAML::Node&, const std::string&)>;
+
+  // Applies `handlers` to the entries of mapping `node` found at `path`.
+  absl::Status Mapping(const YAML::Node& node, const std::string& path,
+                       const std::map<std::string, Handler>& handlers) const {
+    if (!node.IsMap()) return Error(node, path, "must be a mapping");
+    for (const auto& entry : node) {
+      std::string key = entry.first.Scalar();
+      std::string full = path.empty() ? key : path + "." + key;
+      auto it = handlers.find(key);
+      if (it == handlers.end()) return Error(entry.first, full, "unknown key");
+      KMSFLEET_RETURN_IF_ERROR(it->second(entry.second, full));
+    }
+    return absl::OkStatus();
+  }
+
+  Handler String(std::string& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      if (!v.IsScalar() || v.Scalar().empty()) {
+        return Error(v, key, "must be a non-empty string");
+      }
+      out = v.Scalar();
+      return absl::OkStatus();
+    };
+  }
+
+  Handler Millis(std::chrono::milliseconds& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      int64_t n = 0;
+      KMSFLEET_RETURN_IF_ERROR(Integer(v, key, 1, 3'600'000, n));
+      out = std::chrono::milliseconds(n);
+      return absl::OkStatus();
+    };
+  }
+
+  Handler Bytes(size_t& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      int64_t n = 0;
+      KMSFLEET_RETURN_IF_ERROR(Integer(v, key, 1024, 64 << 20, n));
+      out = static_cast<size_t>(n);
+      return absl::OkStatus();
+    };
+  }
+
+  Handler Url(HttpUrl& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      if (!v.IsScalar()) return Error(v, key, "must be an http:// URL");
+      absl::StatusOr<HttpUrl> url = ParseHttpUrl(v.Scalar());
+      if (!url.ok()) return Error(v, key, std::string(url.status().message()));
+      out = *url;
+      return absl::OkStatus();
+    };
+  }
+
+ private:
+  absl::Status Integer(const YAML::Node& v, const std::string& key, int64_t min,
+                       int64_t max, int64_t& out) const {
+    const std::string& s = v.IsScalar() ? v.Scalar() : std::string();
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size()) {
+      return Error(v, key, "must be an integer, got \"" + s + "\"");
+    }
+    if (out < min || out > max) {
+      return Error(v, key, "must be between " + std::to_string(min) + " and " +
+                               std::to_string(max) + ", got " + s);
+    }
+    return absl::OkStatus();
+  }
+
+  std::string file_;
+};
+
+absl::Status ReadProvider(const ConfigReader& r, const YAML::Node& node,
+                          AgentConfig& config) {
+  ProviderEndpoints& p = config.provider;
+  return r.Mapping(node, "provider",
+                   {{"metrics_url", r.Url(p.metrics)},
+                    {"ready_url", r.Url(p.ready)},
+                    {"live_url", r.Url(p.live)},
+                    {"kms_socket", r.String(p.kms_socket)},
+                    {"binary", r.String(p.binary)},
+                    {"config", r.String(config.provider_config)},
+                    {"encryption_config", r.String(config.encryption_config)},
+                    {"unit", r.String(config.provider_unit)},
+                    {"connect_timeout_ms", r.Millis(p.http.connect_timeout)},
+                    {"http_timeout_ms", r.Millis(p.http.total_timeout)},
+                    {"kms_timeout_ms", r.Millis(p.kms_timeout)},
+                    {"command_timeout_ms", r.Millis(p.command_timeout)},
+                    {"max_body_bytes", r.Bytes(p.http.max_body_bytes)}});
+}
+
+absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
+                       AgentConfig& config) {
+  if (!node.IsSequence()) return r.Error(node, "peers", "must be a list");
+  for (size_t i = 0; i < node.size(); ++i) {
+    PeerConfig peer;
+    std::string path = "peers[" + std::to_string(i) + "]";
+    KMSFLEET_RETURN_IF_ERROR(r.Mapping(node[i], path,
+                                       {{"name", r.String(peer.name)},
+                                        {"address", r.String(peer.address)}}));
+    if (peer.name.empty()) return r.Error(node[i], path + ".name", "is required");
+    if (peer.address.empty()) {
+      return r.Error(node[i], path + ".address", "is required");
+    }
+    config.peers.push_back(std::move(peer));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
+                      AgentConfig& config) {
+  KMSFLEET_RETURN_IF_ERROR(r.Mapping(
+      root, "",
+      {{"node", r.String(config.node)},
+       {"state_dir", r.String(config.state_dir)},
+       {"provider",
+        [&](const YAML::Node& v, const std::string&) {
+          return ReadProvider(r, v, config);
+        }},
+       {"listen",
+        [&](const YAML::Node& v, const std::string&) {
+          return r.Mapping(v, "listen", {{"unix", r.String(config.listen_unix)},
+                                         {"tcp", r.String(config.listen_tcp)}});
+        }},
+       {"peers", [&](const YAML::Node& v, const std::string&) {
+          return ReadPeers(r, v, config);
+        }}}));
+  if (config.node.empty()) return r.Error(root, "node", "is required");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
+                                             std::string_view file_name) {
+  ConfigReader reader(file_name);
+  YAML::Node root;
+  // yaml-cpp reports syntax errors by exception; they stop here.
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    return reader.SyntaxError(e.mark.line + 1, e.msg);
+  }
+  if (root.IsNull()) return reader.Error(root, "(file)", "is empty");
+  AgentConfig config;
+  try {
+    KMSFLEET_RETURN_IF_ERROR(ReadRoot(reader, root, config));
+  } catch (const YAML::Exception& e) {
+    return reader.Error(root, "(file)", e.what());
+  }
+  return config;
+}
+
+absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return MakeError(absl::StatusCode::kNotFound, reason::kInvalidConfig,
+                     "cannot read config file " + path, {{"file", path}});
+  }
+  std::string text(kMaxConfigBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxConfigBytes) {
+    return MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
+                     "config file " + path + " is larger than 1 MiB",
+                     {{"file", path}});
+  }
+  return ParseAgentConfig(text, path);
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,83 @@
+// kmsfleetd: the per-node agent. Loads its config, serves kmsfleet.v1.Agent
+// and stops cleanly on SIGTERM or SIGINT.
+#include <signal.h>
+#include <systemd/sd-daemon.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "kmsfleet/agent_config.h"
+#include "kmsfleet/agent_server.h"
+#include "kmsfleet/clock.h"
+#include "kmsfleet/log.h"
+
+namespace kmsfleet {
+namespace {
+
+// How long running calls may finish after a stop signal.
+constexpr std::chrono::milliseconds kShutdownGrace{5000};
+
+int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
+  SystemClock clock;
+  std::unique_ptr<ProviderProbe> probe =
+      NewProviderProbe(config.node, config.provider, clock);
+  AgentServer server(*probe);
+  if (!config.listen_tcp.empty()) {
+    Log(LogLevel::kWarn,
+        "TCP listener has no TLS yet: bind it to loopback or a trusted network",
+        {{"tcp", config.listen_tcp}});
+  }
+  if (absl::Status s = server.Start({config.listen_unix, config.listen_tcp});
+      !s.ok()) {
+    Log(LogLevel::kError, std::string(s.message()), {{"node", config.node}});
+    return 1;
+  }
+  Log(LogLevel::kInfo, "agent serving",
+      {{"node", config.node},
+       {"unix", config.listen_unix},
+       {"tcp_port", std::to_string(server.tcp_port())}});
+  sd_notify(0, "READY=1");
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  Log(LogLevel::kInfo, "stopping",
+      {{"node", config.node}, {"signal", strsignal(signal_number)}});
+  sd_notify(0, "STOPPING=1");
+  server.Shutdown(kShutdownGrace);
+  Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
+  return 0;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{"kmsfleetd: the kmsfleet agent for one control-plane node"};
+  std::string config_path = "/etc/kmsfleet/config.yaml";
+  bool check_only = false;
+  app.add_option("--config", config_path, "agent configuration file")
+      ->capture_default_str();
+  app.add_flag("--check-config", check_only,
+               "validate the configuration file and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  // Block the stop signals in every thread (gRPC's included) so that only
+  // sigwait() in Serve() receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  absl::StatusOr<AgentConfig> config = LoadAgentConfig(config_path);
+  if (!config.ok()) {
+    std::cerr << "kmsfleetd: " << config.status().message() << "\n";
+    return 2;
+  }
+  if (check_only) {
+    std::cout << config_path << ": ok (node " << config->node << ")\n";
+    return 0;
+  }
+  return Serve(*config, stop_signals);
+}
+
+}  // namespace
+}  // namespace kmsfleet
+
+int main(int argc, char** argv) { return kmsfleet::Main(argc, argv); }

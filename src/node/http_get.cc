@@ -1,0 +1,193 @@
+#include "kmsfleet/http_get.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <optional>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+// Response headers are small for every endpoint we read; the cap keeps a
+// misbehaving listener from making us buffer without bound.
+constexpr size_t kMaxHeaderBytes = 16 << 10;
+
+absl::Status Invalid(std::string_view url, std::string_view why) {
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                   "invalid URL \"" + std::string(url) + "\": " +
+                       std::string(why),
+                   {{"url", std::string(url)}});
+}
+
+// Carries one request through resolve, connect, write and read on a single
+// io_context, recording the first failure.
+class GetOperation {
+ public:
+  GetOperation(const HttpUrl& url, const HttpGetOptions& options)
+      : url_(url), options_(options), resolver_(ioc_), stream_(ioc_) {
+    parser_.header_limit(kMaxHeaderBytes);
+    parser_.body_limit(options.max_body_bytes);
+  }
+
+  absl::StatusOr<HttpResponse> Run() {
+    deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
+    resolver_.async_resolve(
+        url_.host, std::to_string(url_.port),
+        [this](beast::error_code ec, tcp::resolver::results_type results) {
+          if (ec) return Fail(ec, "resolve");
+          OnResolved(results);
+        });
+    ioc_.run_until(deadline_ + std::chrono::milliseconds(100));
+    if (!done_) {
+      return Failed(absl::StatusCode::kDeadlineExceeded, reason::kTimeout,
+                    "timed out");
+    }
+    if (!error_.ok()) return error_;
+    if (parser_.get().result_int() / 100 == 3) {
+      return Failed(absl::StatusCode::kFailedPrecondition,
+                    reason::kRedirectRefused,
+                    "answered with redirect " +
+                        std::to_string(parser_.get().result_int()) +
+                        "; redirects are not followed");
+    }
+    HttpResponse response;
+    response.status = static_cast<int>(parser_.get().result_int());
+    response.body = std::move(parser_.get().body());
+    return response;
+  }
+
+ private:
+  void OnResolved(const tcp::resolver::results_type& results) {
+    stream_.expires_after(std::min<std::chrono::steady_clock::duration>(
+        options_.connect_timeout, deadline_ - std::chrono::steady_clock::now()));
+    stream_.async_connect(results, [this](beast::error_code ec,
+                                          const tcp::endpoint&) {
+      if (ec) return Fail(ec, "connect");
+      OnConnected();
+    });
+  }
+
+  void OnConnected() {
+    request_ = {http::verb::get, url_.target, 11};
+    request_.set(http::field::host, url_.host + ":" + std::to_string(url_.port));
+    request_.set(http::field::user_agent, "kmsfleet");
+    request_.set(http::field::connection, "close");
+    stream_.expires_at(deadline_);
+    http::async_write(stream_, request_,
+                      [this](beast::error_code ec, size_t) {
+                        if (ec) return Fail(ec, "write");
+                        http::async_read(stream_, buffer_, parser_,
+                                         [this](beast::error_code rec, size_t) {
+                                           if (rec) return Fail(rec, "read");
+                                           Finish(absl::OkStatus());
+                                         });
+                      });
+  }
+
+  void Fail(beast::error_code ec, std::string_view step) {
+    if (ec == beast::error::timeout) {
+      return Finish(Failed(absl::StatusCode::kDeadlineExceeded,
+                           reason::kTimeout,
+                           std::string(step) + " timed out"));
+    }
+    if (ec == http::error::body_limit) {
+      return Finish(Failed(absl::StatusCode::kResourceExhausted,
+                           reason::kInputTooLarge,
+                           "response body exceeds " +
+                               std::to_string(options_.max_body_bytes) +
+                               " bytes"));
+    }
+    Finish(Failed(absl::StatusCode::kUnavailable, reason::kHttpError,
+                  std::string(step) + " failed: " + ec.message()));
+  }
+
+  void Finish(absl::Status status) {
+    error_ = std::move(status);
+    done_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    ioc_.stop();
+  }
+
+  absl::Status Failed(absl::StatusCode code, std::string_view why,
+                      std::string_view message) const {
+    return MakeError(code, why, "GET " + url_.ToString() + ": " +
+                                    std::string(message),
+                     {{"url", url_.ToString()}});
+  }
+
+  const HttpUrl& url_;
+  const HttpGetOptions& options_;
+  asio::io_context ioc_;
+  tcp::resolver resolver_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  http::request<http::empty_body> request_;
+  http::response_parser<http::string_body> parser_;
+  std::chrono::steady_clock::time_point deadline_;
+  absl::Status error_;
+  bool done_ = false;
+};
+
+}  // namespace
+
+std::string HttpUrl::ToString() const {
+  bool ipv6 = host.find(':') != std::string::npos;
+  return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" +
+         std::to_string(port) + target;
+}
+
+absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return Invalid(url, "only http:// is supported for provider endpoints");
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  HttpUrl out;
+  out.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+  std::string_view port_text;
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) return Invalid(url, "unclosed '['");
+    out.host = std::string(authority.substr(1, close - 1));
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after.front() == ':') port_text = after.substr(1);
+  } else {
+    size_t colon = authority.rfind(':');
+    out.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port_text = authority.substr(colon + 1);
+  }
+  if (out.host.empty()) return Invalid(url, "missing host");
+  if (!port_text.empty()) {
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(),
+                                     port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || end != port_text.data() + port_text.size() ||
+        port == 0 || port > 65535) {
+      return Invalid(url, "bad port \"" + std::string(port_text) + "\"");
+    }
+    out.port = static_cast<uint16_t>(port);
+  }
+  return out;
+}
+
+absl::StatusOr<HttpResponse> HttpGet(const HttpUrl& url,
+                                     const HttpGetOptions& options) {
+  GetOperation operation(url, options);
+  return operation.Run();
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,96 @@
+#include "kmsfleet/provider_probe.h"
+
+#include <future>
+
+#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/kms_client.h"
+#include "kmsfleet/node_observation.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/subprocess.h"
+
+namespace kmsfleet {
+namespace {
+
+HttpResult Fetch(const HttpUrl& url, const HttpGetOptions& options) {
+  HttpResult result;
+  absl::StatusOr<HttpResponse> response = HttpGet(url, options);
+  if (!response.ok()) {
+    result.transport = response.status();
+    return result;
+  }
+  result.status = response->status;
+  result.body = std::move(response->body);
+  return result;
+}
+
+absl::StatusOr<std::string> RunVersion(const std::string& binary,
+                                       std::chrono::milliseconds timeout) {
+  SubprocessOptions options;
+  options.timeout = timeout;
+  options.max_output_bytes = 64 << 10;
+  absl::StatusOr<SubprocessResult> run = RunSubprocess({binary, "version"}, options);
+  if (!run.ok()) return run.status();
+  if (run->timed_out || run->term_signal != 0 || run->exit_code != 0) {
+    std::string how = run->timed_out ? "timed out"
+                      : run->term_signal ? "killed by signal " +
+                                               std::to_string(run->term_signal)
+                                         : "exited " + std::to_string(run->exit_code);
+    return MakeError(absl::StatusCode::kUnavailable, reason::kSubprocessFailed,
+                     binary + " version " + how + ": " +
+                         run->stderr_text.substr(0, 200),
+                     {{"path", binary}});
+  }
+  return std::move(run->stdout_text);
+}
+
+class LiveProviderProbe final : public ProviderProbe {
+ public:
+  LiveProviderProbe(std::string node, ProviderEndpoints endpoints,
+                    const Clock& clock)
+      : node_(std::move(node)), endpoints_(std::move(endpoints)), clock_(clock) {}
+
+  // kmsfleet::ProviderProbe
+  v1::NodeState Observe() override {
+    // The four reads are independent; running them together bounds an
+    // observation by the slowest timeout rather than their sum.
+    auto metrics = std::async(std::launch::async, Fetch,
+                              std::cref(endpoints_.metrics), std::cref(endpoints_.http));
+    auto ready = std::async(std::launch::async, Fetch,
+                            std::cref(endpoints_.ready), std::cref(endpoints_.http));
+    auto live = std::async(std::launch::async, Fetch,
+                           std::cref(endpoints_.live), std::cref(endpoints_.http));
+    RawObservation raw;
+    raw.node = node_;
+    raw.kms_status = QueryKmsStatus(endpoints_.kms_socket, endpoints_.kms_timeout);
+    if (raw.kms_status.ok() && !raw.kms_status->key_id().empty()) {
+      raw.kms_key_id_hash = KeyIdHash(raw.kms_status->key_id());
+    }
+    raw.metrics = metrics.get();
+    raw.ready = ready.get();
+    raw.live = live.get();
+    raw.observed_at_unix_ms = clock_.NowUnixMillis();
+    v1::NodeState state = AssembleNodeState(raw);
+    if (NeedsVersionCommand(state) && !endpoints_.binary.empty()) {
+      ApplyVersionCommand(RunVersion(endpoints_.binary, endpoints_.command_timeout),
+                          state);
+    }
+    return state;
+  }
+
+ private:
+  const std::string node_;
+  const ProviderEndpoints endpoints_;
+  const Clock& clock_;
+};
+
+}  // namespace
+
+std::unique_ptr<ProviderProbe> NewProviderProbe(std::string node,
+                                                ProviderEndpoints endpoints,
+                                                const Clock& clock) {
+  return std::make_unique<LiveProviderProbe>(std::move(node),
+                                             std::move(endpoints), clock);
+}
+
+}  // namespace kmsfleet

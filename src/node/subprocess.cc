@@ -1,0 +1,141 @@
+#include "kmsfleet/subprocess.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Pipe {
+  int read_fd = -1;
+  int write_fd = -1;
+};
+
+absl::Status StartFailed(const std::string& path, std::string_view step,
+                         int err) {
+  return MakeError(absl::StatusCode::kUnavailable, reason::kSubprocessFailed,
+                   "cannot run " + path + ": " + std::string(step) + ": " +
+                       std::strerror(err),
+                   {{"path", path}});
+}
+
+std::vector<char*> CStrings(const std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (const std::string& s : strings) out.push_back(const_cast<char*>(s.c_str()));
+  out.push_back(nullptr);
+  return out;
+}
+
+// Runs in the child between fork and exec: only async-signal-safe calls.
+[[noreturn]] void ExecChild(const Pipe& out, const Pipe& err, char** argv,
+                            char** envp) {
+  setpgid(0, 0);  // own group, so a timeout kills grandchildren too
+  int devnull = open("/dev/null", O_RDONLY);
+  if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+  dup2(out.write_fd, STDOUT_FILENO);
+  dup2(err.write_fd, STDERR_FILENO);
+  execve(argv[0], argv, envp);
+  _exit(127);
+}
+
+// Appends what is readable on `fd` to `sink` up to `cap`; returns false at
+// end of stream.
+bool Drain(int fd, std::string& sink, size_t cap, bool& truncated) {
+  std::array<char, 16384> buf;
+  ssize_t n = read(fd, buf.data(), buf.size());
+  if (n < 0) return errno == EINTR || errno == EAGAIN;
+  if (n == 0) return false;
+  size_t room = cap > sink.size() ? cap - sink.size() : 0;
+  if (static_cast<size_t>(n) > room) truncated = true;
+  sink.append(buf.data(), std::min(room, static_cast<size_t>(n)));
+  return true;
+}
+
+void CollectOutput(pid_t pid, Pipe& out, Pipe& err,
+                   const SubprocessOptions& options, SubprocessResult& result) {
+  Clock::time_point deadline = Clock::now() + options.timeout;
+  std::array<pollfd, 2> fds = {pollfd{out.read_fd, POLLIN, 0},
+                               pollfd{err.read_fd, POLLIN, 0}};
+  std::array<std::string*, 2> sinks = {&result.stdout_text, &result.stderr_text};
+  int open_streams = 2;
+  while (open_streams > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - Clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      break;
+    }
+    int ready = poll(fds.data(), fds.size(), static_cast<int>(left.count()));
+    if (ready < 0 && errno != EINTR) break;
+    for (size_t i = 0; i < fds.size(); ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      if (!Drain(fds[i].fd, *sinks[i], options.max_output_bytes, result.truncated)) {
+        fds[i].fd = -1;
+        --open_streams;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<SubprocessResult> RunSubprocess(
+    const std::vector<std::string>& argv, const SubprocessOptions& options) {
+  if (argv.empty()) {
+    return MakeError(absl::StatusCode::kInvalidArgument,
+                     reason::kSubprocessFailed, "empty command line");
+  }
+  Pipe out, err;
+  int out_fds[2], err_fds[2];
+  if (pipe2(out_fds, O_CLOEXEC) != 0) return StartFailed(argv[0], "pipe", errno);
+  if (pipe2(err_fds, O_CLOEXEC) != 0) {
+    int saved = errno;
+    close(out_fds[0]);
+    close(out_fds[1]);
+    return StartFailed(argv[0], "pipe", saved);
+  }
+  out = {out_fds[0], out_fds[1]};
+  err = {err_fds[0], err_fds[1]};
+  std::vector<char*> c_argv = CStrings(argv);
+  std::vector<char*> c_env = CStrings(options.environment);
+  pid_t pid = fork();
+  if (pid == 0) ExecChild(out, err, c_argv.data(), c_env.data());
+  int fork_errno = errno;
+  close(out.write_fd);
+  close(err.write_fd);
+  if (pid < 0) {
+    close(out.read_fd);
+    close(err.read_fd);
+    return StartFailed(argv[0], "fork", fork_errno);
+  }
+  SubprocessResult result;
+  CollectOutput(pid, out, err, options, result);
+  close(out.read_fd);
+  close(err.read_fd);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
+  if (!result.timed_out && result.exit_code == 127 && result.stdout_text.empty() &&
+      access(argv[0].c_str(), X_OK) != 0) {
+    return StartFailed(argv[0], "exec", errno);
+  }
+  return result;
+}
+
+}  // namespace kmsfleet

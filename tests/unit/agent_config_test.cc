@@ -1,0 +1,127 @@
+// kmsfleetd's strict config loading: every error names file, line and key.
+#include "kmsfleet/agent_config.h"
+
+#include <gtest/gtest.h>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr char kFile[] = "/etc/kmsfleet/config.yaml";
+
+TEST(AgentConfigTest, MinimalConfigGetsTheProviderDefaults) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->node, "cp-1");
+  EXPECT_EQ(c->provider.metrics.ToString(), "http://127.0.0.1:8081/metrics");
+  EXPECT_EQ(c->provider.ready.ToString(), "http://127.0.0.1:8082/ready");
+  EXPECT_EQ(c->provider.live.ToString(), "http://127.0.0.1:8082/live");
+  EXPECT_EQ(c->provider.kms_socket, "/run/openbao-kms/kms.sock");
+  EXPECT_EQ(c->provider.binary, "/usr/bin/bao-kms-provider");
+  EXPECT_EQ(c->listen_unix, "/run/kmsfleet/agent.sock");
+  EXPECT_TRUE(c->listen_tcp.empty());
+}
+
+TEST(AgentConfigTest, FullConfigIsRead) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(R"(
+node: cp-2
+state_dir: /var/lib/kmsfleet-test
+listen:
+  unix: /tmp/agent.sock
+  tcp: 127.0.0.1:7443
+provider:
+  metrics_url: http://127.0.0.1:9081/metrics
+  ready_url: http://[::1]:9082/ready
+  live_url: http://localhost:9082/live
+  kms_socket: /tmp/kms.sock
+  binary: /opt/bao/bao-kms-provider
+  http_timeout_ms: 1500
+  max_body_bytes: 65536
+peers:
+  - name: cp-1
+    address: 10.0.0.1:7443
+  - name: cp-3
+    address: 10.0.0.3:7443
+)",
+                                                   kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->provider.ready.host, "::1");
+  EXPECT_EQ(c->provider.ready.port, 9082);
+  EXPECT_EQ(c->provider.http.total_timeout.count(), 1500);
+  EXPECT_EQ(c->provider.http.max_body_bytes, 65536u);
+  ASSERT_EQ(c->peers.size(), 2u);
+  EXPECT_EQ(c->peers[1].name, "cp-3");
+  EXPECT_EQ(c->listen_tcp, "127.0.0.1:7443");
+}
+
+void ExpectConfigError(std::string_view yaml, std::string_view key, int line,
+                       std::string_view problem) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(yaml, kFile);
+  ASSERT_FALSE(c.ok()) << "accepted:\n" << yaml;
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(c.status()), reason::kInvalidConfig);
+  std::string message(c.status().message());
+  EXPECT_NE(
+      message.find(std::string(kFile) + ":" + std::to_string(line) + ": "),
+      std::string::npos)
+      << message;
+  EXPECT_NE(message.find(key), std::string::npos) << message;
+  EXPECT_NE(message.find(problem), std::string::npos) << message;
+  EXPECT_EQ(MetadataOf(c.status(), "line"), std::to_string(line));
+}
+
+TEST(AgentConfigTest, UnknownKeyIsRefusedWithItsLine) {
+  ExpectConfigError("node: cp-1\nprovider:\n  metrics_ur1: http://x:1/m\n",
+                    "provider.metrics_ur1", 3, "unknown key");
+}
+
+TEST(AgentConfigTest, MissingNodeIsRefused) {
+  ExpectConfigError("state_dir: /tmp\n", "node", 1, "is required");
+}
+
+TEST(AgentConfigTest, WrongTypeIsRefused) {
+  ExpectConfigError("node: cp-1\nprovider:\n  http_timeout_ms: soon\n",
+                    "provider.http_timeout_ms", 3, "must be an integer");
+  ExpectConfigError("node: [a, b]\n", "node", 1, "must be a non-empty string");
+  ExpectConfigError("node: cp-1\npeers: cp-2\n", "peers", 2, "must be a list");
+}
+
+TEST(AgentConfigTest, OutOfRangeNumberIsRefusedWithTheValue) {
+  ExpectConfigError("node: cp-1\nprovider:\n  max_body_bytes: 10\n",
+                    "provider.max_body_bytes", 3, "got 10");
+}
+
+TEST(AgentConfigTest, NonHttpUrlIsRefused) {
+  ExpectConfigError(
+      "node: cp-1\nprovider:\n  ready_url: https://127.0.0.1/ready\n",
+      "provider.ready_url", 3, "only http://");
+}
+
+TEST(AgentConfigTest, PeerWithoutAddressIsRefused) {
+  ExpectConfigError("node: cp-1\npeers:\n  - name: cp-2\n", "peers[0].address",
+                    3, "is required");
+}
+
+TEST(AgentConfigTest, YamlSyntaxErrorNamesTheLine) {
+  absl::StatusOr<AgentConfig> c =
+      ParseAgentConfig("node: cp-1\nprovider: {metrics_url: \n  - [\n", kFile);
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(ReasonOf(c.status()), reason::kInvalidConfig);
+  EXPECT_NE(std::string(c.status().message()).find("invalid YAML"),
+            std::string::npos)
+      << c.status();
+}
+
+TEST(AgentConfigTest, MissingFileIsNamed) {
+  absl::StatusOr<AgentConfig> c = LoadAgentConfig("/nonexistent/kmsfleet.yaml");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(
+      std::string(c.status().message()).find("/nonexistent/kmsfleet.yaml"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,180 @@
+// The bounded HTTP GET used for /metrics, /ready and /live.
+#include "kmsfleet/http_get.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+// Serves one canned reply to one connection on an ephemeral loopback port,
+// optionally waiting first; stands in for a misbehaving listener.
+class CannedServer {
+ public:
+  explicit CannedServer(std::string reply, std::chrono::milliseconds delay =
+                                               std::chrono::milliseconds(0))
+      : reply_(std::move(reply)), delay_(delay) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    listen(fd_, 1);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~CannedServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  HttpUrl Url(std::string target = "/ready") const {
+    return HttpUrl{"127.0.0.1", port_, std::move(target)};
+  }
+  std::string request() const { return request_; }
+
+ private:
+  void Serve() {
+    int conn = accept(fd_, nullptr, nullptr);
+    if (conn < 0) return;
+    char buf[4096];
+    while (request_.find("\r\n\r\n") == std::string::npos) {
+      ssize_t n = read(conn, buf, sizeof buf);
+      if (n <= 0) break;
+      request_.append(buf, static_cast<size_t>(n));
+    }
+    std::this_thread::sleep_for(delay_);
+    [[maybe_unused]] ssize_t w = write(conn, reply_.data(), reply_.size());
+    close(conn);
+  }
+
+  std::string reply_;
+  std::chrono::milliseconds delay_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::string request_;
+  std::thread thread_;
+};
+
+std::string Reply(int status, std::string_view reason, std::string_view body) {
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+         "\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nContent-Type: application/json\r\n\r\n" + std::string(body);
+}
+
+TEST(HttpGetTest, ReturnsStatusAndBody) {
+  CannedServer server(Reply(200, "OK", R"({"status":"ok"})"));
+  absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, R"({"status":"ok"})");
+}
+
+TEST(HttpGetTest, SendsAGetForTheTarget) {
+  CannedServer server(Reply(200, "OK", ""));
+  ASSERT_TRUE(HttpGet(server.Url("/metrics"), {}).ok());
+  EXPECT_EQ(server.request().rfind("GET /metrics HTTP/1.1\r\n", 0), 0u)
+      << server.request();
+}
+
+TEST(HttpGetTest, A503IsAResponseNotAnError) {
+  CannedServer server(
+      Reply(503, "Service Unavailable",
+            R"({"status":"unavailable","reasons":["status_stale"]})"));
+  absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 503);
+}
+
+TEST(HttpGetTest, RedirectIsRefused) {
+  CannedServer server(
+      "HTTP/1.1 302 Found\r\nLocation: http://example.com/\r\n"
+      "Content-Length: 0\r\n\r\n");
+  absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ReasonOf(r.status()), reason::kRedirectRefused);
+}
+
+TEST(HttpGetTest, BodyOverTheCapIsRefused) {
+  CannedServer server(Reply(200, "OK", std::string(5000, 'x')));
+  HttpGetOptions options;
+  options.max_body_bytes = 4096;
+  absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kInputTooLarge);
+}
+
+TEST(HttpGetTest, SlowServerHitsTheTotalTimeout) {
+  CannedServer server(Reply(200, "OK", "late"),
+                      std::chrono::milliseconds(700));
+  HttpGetOptions options;
+  options.total_timeout = std::chrono::milliseconds(150);
+  absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kTimeout);
+}
+
+TEST(HttpGetTest, ClosedPortIsUnavailableAndNamesTheUrl) {
+  uint16_t port;
+  {
+    CannedServer server(Reply(200, "OK", ""));
+    port = server.Url().port;
+    ASSERT_TRUE(HttpGet(server.Url(), {}).ok());
+  }
+  absl::StatusOr<HttpResponse> r =
+      HttpGet(HttpUrl{"127.0.0.1", port, "/live"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kHttpError);
+  EXPECT_NE(std::string(r.status().message()).find("/live"), std::string::npos);
+}
+
+TEST(HttpGetTest, GarbageReplyIsAnError) {
+  CannedServer server("SSH-2.0-OpenSSH\r\n\r\n");
+  absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ReasonOf(r.status()), reason::kHttpError);
+}
+
+TEST(HttpUrlTest, ParsesHostPortAndTarget) {
+  absl::StatusOr<HttpUrl> u = ParseHttpUrl("http://127.0.0.1:8081/metrics");
+  ASSERT_TRUE(u.ok());
+  EXPECT_EQ(u->host, "127.0.0.1");
+  EXPECT_EQ(u->port, 8081);
+  EXPECT_EQ(u->target, "/metrics");
+  absl::StatusOr<HttpUrl> v6 = ParseHttpUrl("http://[::1]:8082/ready");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->ToString(), "http://[::1]:8082/ready");
+  absl::StatusOr<HttpUrl> bare = ParseHttpUrl("http://localhost");
+  ASSERT_TRUE(bare.ok());
+  EXPECT_EQ(bare->port, 80);
+  EXPECT_EQ(bare->target, "/");
+}
+
+TEST(HttpUrlTest, RejectsOtherSchemesAndBadPorts) {
+  for (const char* bad :
+       {"https://127.0.0.1/ready", "127.0.0.1:8082/ready", "http://:8082/ready",
+        "http://host:0/x", "http://host:70000/x", "http://host:8a/x",
+        "http://[::1/x"}) {
+    absl::StatusOr<HttpUrl> u = ParseHttpUrl(bad);
+    EXPECT_FALSE(u.ok()) << bad;
+    EXPECT_EQ(ReasonOf(u.status()), reason::kInvalidConfig) << bad;
+    EXPECT_NE(std::string(u.status().message()).find(bad), std::string::npos);
+  }
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,84 @@
+// Running provider commands: timeouts, caps and a cleared environment.
+#include "kmsfleet/subprocess.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+absl::StatusOr<SubprocessResult> Shell(const std::string& script,
+                                       SubprocessOptions options = {}) {
+  return RunSubprocess({"/bin/sh", "-c", script}, options);
+}
+
+TEST(SubprocessTest, CapturesBothStreamsAndTheExitCode) {
+  absl::StatusOr<SubprocessResult> r = Shell("echo out; echo err >&2; exit 4");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 4);
+  EXPECT_EQ(r->stdout_text, "out\n");
+  EXPECT_EQ(r->stderr_text, "err\n");
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_FALSE(r->truncated);
+}
+
+TEST(SubprocessTest, TimeoutKillsTheChildAndItsChildren) {
+  SubprocessOptions options;
+  options.timeout = std::chrono::milliseconds(200);
+  auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<SubprocessResult> r =
+      Shell("sleep 30 & sleep 30; wait", options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_EQ(r->term_signal, SIGKILL);
+  // The grandchild held the pipes open; killing the group is what ended it.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(SubprocessTest, OutputBeyondTheCapIsDroppedAndFlagged) {
+  SubprocessOptions options;
+  options.max_output_bytes = 1000;
+  absl::StatusOr<SubprocessResult> r =
+      Shell("head -c 100000 /dev/zero | tr '\\0' x", options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_text.size(), 1000u);
+  EXPECT_TRUE(r->truncated);
+  EXPECT_EQ(r->exit_code, 0);
+}
+
+TEST(SubprocessTest, EnvironmentIsOnlyWhatWasGiven) {
+  setenv("KMSFLEET_SECRET_FOR_TEST", "leak", 1);
+  SubprocessOptions options;
+  options.environment = {"ONLY=this"};
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/usr/bin/env"}, options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_text, "ONLY=this\n");
+}
+
+TEST(SubprocessTest, MissingBinaryIsAnErrorNamingIt) {
+  absl::StatusOr<SubprocessResult> r =
+      RunSubprocess({"/nonexistent/bao-kms-provider", "version"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ReasonOf(r.status()), reason::kSubprocessFailed);
+  EXPECT_NE(
+      std::string(r.status().message()).find("/nonexistent/bao-kms-provider"),
+      std::string::npos);
+}
+
+TEST(SubprocessTest, EmptyCommandLineIsRefused) {
+  EXPECT_EQ(RunSubprocess({}, {}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SubprocessTest, StdinIsClosedSoAPromptCannotHang) {
+  absl::StatusOr<SubprocessResult> r = Shell("read line; echo \"got:$line\"");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stdout_text, "got:\n");
+}
+
+}  // namespace
+}  // namespace kmsfleet
