@@ -1,0 +1,84 @@
+#include "fleet.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace kmsfleet::testing {
+
+TestNode::TestNode(const TempDir& dir, NodeOptions options)
+    : dir_(dir.File(options.name)),
+      options_(std::move(options)),
+      metrics_port_(FreeLoopbackPort()),
+      health_port_(FreeLoopbackPort()) {
+  std::filesystem::create_directories(dir_);
+  WriteFile(dir_ + "/provider.yaml",
+            "configVersion: v1alpha1\n"
+            "server:\n"
+            "  socketPath: " + dir_ + "/kms.sock\n"
+            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_port_) + "\n"
+            "  healthAddress: 127.0.0.1:" + std::to_string(health_port_) + "\n");
+  WriteFile(dir_ + "/scenario.yaml", options_.scenario);
+  WriteFile(agent_config(),
+            "node: " + options_.name + "\n"
+            "state_dir: " + dir_ + "/state\n"
+            "listen:\n"
+            "  unix: " + agent_socket() + "\n"
+            "provider:\n"
+            "  metrics_url: http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics\n"
+            "  ready_url: http://127.0.0.1:" + std::to_string(health_port_) + "/ready\n"
+            "  live_url: http://127.0.0.1:" + std::to_string(health_port_) + "/live\n"
+            "  kms_socket: " + dir_ + "/kms.sock\n"
+            "  binary: " + options_.provider_binary + "\n"
+            "  config: " + dir_ + "/provider.yaml\n"
+            "  http_timeout_ms: 2000\n"
+            "  kms_timeout_ms: 2000\n");
+}
+
+void TestNode::StartProvider() {
+  provider_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{options_.provider_binary, "serve", "--config",
+                               dir_ + "/provider.yaml", "--scenario",
+                               dir_ + "/scenario.yaml"},
+      dir_ + "/provider.log");
+}
+
+void TestNode::StartAgent() {
+  agent_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{KMSFLEETD_PATH, "--config", agent_config()},
+      dir_ + "/agent.log");
+}
+
+void TestNode::SetScenario(const std::string& yaml) {
+  WriteFile(dir_ + "/scenario.yaml", yaml);
+}
+
+absl::StatusOr<SubprocessResult> RunCtl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  SubprocessOptions options;
+  options.timeout = std::chrono::seconds(30);
+  return RunSubprocess(argv, options);
+}
+
+absl::StatusOr<SubprocessResult> Status(const std::vector<TestNode*>& nodes,
+                                        const std::string& output) {
+  std::vector<std::string> args = {"status", "--output", output};
+  for (TestNode* node : nodes) {
+    args.push_back("--agent");
+    args.push_back("unix:" + node->agent_socket());
+  }
+  return RunCtl(args);
+}
+
+void StampedProviderCopy(const std::string& path, const std::string& version) {
+  std::filesystem::copy_file(FAKE_PROVIDER_PATH, path,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::ofstream out(path, std::ios::binary | std::ios::app);
+  out << "\nFAKE_BAO_KMS_VERSION=" << version << "\n";
+  out.close();
+  chmod(path.c_str(), 0755);
+}
+
+}  // namespace kmsfleet::testing

@@ -1,0 +1,61 @@
+// A local fleet for integration tests: per node, a fake provider process
+// and a kmsfleetd process configured against it, all on loopback with
+// ports and sockets in a temporary directory.
+#ifndef KMSFLEET_TESTS_INTEGRATION_FLEET_H_
+#define KMSFLEET_TESTS_INTEGRATION_FLEET_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "harness.h"
+#include "kmsfleet/subprocess.h"
+
+namespace kmsfleet::testing {
+
+struct NodeOptions {
+  std::string name;
+  std::string scenario = "key_seed: fleet-key-1\n";  // fake provider scenario YAML
+  std::string provider_binary = FAKE_PROVIDER_PATH;
+};
+
+class TestNode {
+ public:
+  TestNode(const TempDir& dir, NodeOptions options);
+
+  void StartProvider();
+  void StartAgent();
+  // Rewrites the provider's scenario; the fake reloads it while serving.
+  void SetScenario(const std::string& yaml);
+
+  const std::string& name() const { return options_.name; }
+  std::string agent_socket() const { return dir_ + "/agent.sock"; }
+  std::string agent_config() const { return dir_ + "/kmsfleet.yaml"; }
+  ChildProcess* provider() { return provider_.get(); }
+  ChildProcess* agent() { return agent_.get(); }
+
+ private:
+  std::string dir_;
+  NodeOptions options_;
+  uint16_t metrics_port_;
+  uint16_t health_port_;
+  std::unique_ptr<ChildProcess> provider_;
+  std::unique_ptr<ChildProcess> agent_;
+};
+
+// Runs kmsfleetctl with `args` and returns what it did.
+absl::StatusOr<SubprocessResult> RunCtl(const std::vector<std::string>& args);
+
+// Runs `kmsfleetctl status --output json` against `nodes`' agents.
+absl::StatusOr<SubprocessResult> Status(const std::vector<TestNode*>& nodes,
+                                        const std::string& output = "json");
+
+// Copies the fake provider to `path` with a version stamp appended, which the
+// fake reports as its version (tests/fakes/README.md), like a distinct
+// release artifact.
+void StampedProviderCopy(const std::string& path, const std::string& version);
+
+}  // namespace kmsfleet::testing
+
+#endif  // KMSFLEET_TESTS_INTEGRATION_FLEET_H_
