@@ -55,10 +55,9 @@ class FakeServeTest : public ::testing::Test {
   // Starts serve; when `wait_bound`, waits for its listen-info file.
   void StartServe(bool wait_bound = true) {
     child_ = std::make_unique<ChildProcess>(
-        FakeBinary(),
-        std::vector<std::string>{"serve", "--config", config_, "--scenario", scenario_,
-                                 "--listen-info", listen_info_},
-        std::vector<std::string>{}, dir_.File("serve.out"), dir_.File("serve.err"));
+        std::vector<std::string>{FakeBinary(), "serve", "--config", config_, "--scenario",
+                                 scenario_, "--listen-info", listen_info_},
+        FakeChildOptions(dir_.File("serve.out"), dir_.File("serve.err")));
     if (wait_bound) WaitBound();
   }
 

@@ -41,13 +41,13 @@ void TestNode::StartProvider() {
       std::vector<std::string>{options_.provider_binary, "serve", "--config",
                                dir_ + "/provider.yaml", "--scenario",
                                dir_ + "/scenario.yaml"},
-      dir_ + "/provider.log");
+      ChildOptions{.out_path = dir_ + "/provider.log"});
 }
 
 void TestNode::StartAgent() {
   agent_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{KMSFLEETD_PATH, "--config", agent_config()},
-      dir_ + "/agent.log");
+      ChildOptions{.out_path = dir_ + "/agent.log"});
 }
 
 void TestNode::SetScenario(const std::string& yaml) {

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "harness.h"
+#include "process_harness.h"
 #include "kmsfleet/subprocess.h"
 
 namespace kmsfleet::testing {
