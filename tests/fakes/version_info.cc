@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cstdlib>
 #include <fstream>
 #include <map>
-#include <vector>
+
+#include "kmsfleet/semver.h"
 
 namespace kmsfleet::fake {
 namespace {
@@ -25,52 +25,6 @@ std::string HexSha256(std::string_view input) {
     out += kHex[digest[i] & 15];
   }
   return out;
-}
-
-struct SemVer {
-  std::array<unsigned long, 3> core{};
-  std::vector<std::string> pre;  // dot-separated prerelease identifiers
-};
-
-bool ParseNumber(std::string_view text, unsigned long& out) {
-  if (text.empty()) return false;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && ptr == text.data() + text.size();
-}
-
-std::vector<std::string> Split(std::string_view text, char sep) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (true) {
-    size_t end = text.find(sep, start);
-    parts.emplace_back(text.substr(start, end - start));
-    if (end == std::string_view::npos) return parts;
-    start = end + 1;
-  }
-}
-
-std::optional<SemVer> ParseSemVer(std::string_view text) {
-  if (!text.empty() && text.front() == 'v') text.remove_prefix(1);
-  text = text.substr(0, text.find('+'));  // build metadata never orders
-  SemVer out;
-  std::string_view core = text.substr(0, text.find('-'));
-  if (core.size() < text.size()) {
-    out.pre = Split(text.substr(core.size() + 1), '.');
-  }
-  std::vector<std::string> numbers = Split(core, '.');
-  if (numbers.size() != 3) return std::nullopt;
-  for (size_t i = 0; i < 3; ++i) {
-    if (!ParseNumber(numbers[i], out.core[i])) return std::nullopt;
-  }
-  return out;
-}
-
-int CompareIdentifier(const std::string& a, const std::string& b) {
-  unsigned long na = 0, nb = 0;
-  bool a_num = ParseNumber(a, na), b_num = ParseNumber(b, nb);
-  if (a_num && b_num) return na < nb ? -1 : (na > nb ? 1 : 0);
-  if (a_num != b_num) return a_num ? -1 : 1;  // numeric sorts first
-  return a.compare(b) < 0 ? -1 : (a == b ? 0 : 1);
 }
 
 }  // namespace
@@ -121,21 +75,12 @@ VersionInfo ResolveVersion(const std::optional<std::string>& flag_value) {
 }
 
 int CompareSemVer(std::string_view a, std::string_view b) {
-  std::optional<SemVer> va = ParseSemVer(a), vb = ParseSemVer(b);
-  if (!va || !vb) {
-    if (!va && !vb) return a.compare(b) < 0 ? -1 : (a == b ? 0 : 1);
-    return va ? -1 : 1;
+  absl::StatusOr<SemVer> va = SemVer::Parse(a), vb = SemVer::Parse(b);
+  if (!va.ok() || !vb.ok()) {
+    if (!va.ok() && !vb.ok()) return a.compare(b) < 0 ? -1 : (a == b ? 0 : 1);
+    return va.ok() ? -1 : 1;
   }
-  if (va->core != vb->core) return va->core < vb->core ? -1 : 1;
-  // A release sorts after its prereleases.
-  if (va->pre.empty() || vb->pre.empty()) {
-    return va->pre.size() == vb->pre.size() ? 0 : (va->pre.empty() ? 1 : -1);
-  }
-  for (size_t i = 0; i < std::min(va->pre.size(), vb->pre.size()); ++i) {
-    if (int c = CompareIdentifier(va->pre[i], vb->pre[i]); c != 0) return c;
-  }
-  if (va->pre.size() == vb->pre.size()) return 0;
-  return va->pre.size() < vb->pre.size() ? -1 : 1;
+  return va->Compare(*vb);
 }
 
 }  // namespace kmsfleet::fake
