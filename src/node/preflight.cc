@@ -1,5 +1,7 @@
 #include "kmsfleet/preflight.h"
 
+#include <pwd.h>
+
 #include "kmsfleet/provider_version.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -14,8 +16,18 @@ absl::StatusOr<SubprocessResult> Run(const std::string& binary,
                                      const PreflightOptions& options) {
   std::vector<std::string> argv;
   if (!options.run_as.empty()) {
-    argv = {"/usr/bin/setpriv", "--reuid=" + options.run_as,
-            "--regid=" + options.run_as, "--init-groups", "--"};
+    // The user's primary group, which need not share its name.
+    passwd pw{};
+    passwd* found = nullptr;
+    char buf[4096];
+    if (getpwnam_r(options.run_as.c_str(), &pw, buf, sizeof buf, &found) != 0 ||
+        found == nullptr) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                       "executor.run_as: no user \"" + options.run_as + "\"",
+                       {{"key", "executor.run_as"}});
+    }
+    argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(pw.pw_uid),
+            "--regid=" + std::to_string(pw.pw_gid), "--init-groups", "--"};
   }
   argv.push_back(binary);
   for (auto& a : args) argv.push_back(std::move(a));
