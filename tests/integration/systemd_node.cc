@@ -12,7 +12,6 @@
 namespace kmsfleet::testing {
 namespace {
 
-constexpr char kUnit[] = "bao-kms-provider.service";
 
 void Sh(const std::string& cmd) {
   SubprocessOptions o;
@@ -34,6 +33,11 @@ void WriteExecutable(const std::string& path, const std::string& body) {
 SystemdNode::SystemdNode(const std::string& installed_version,
                          const std::string& installed_script)
     : metrics_port_(FreeLoopbackPort()), health_port_(FreeLoopbackPort()) {
+  // As root, every user manager nests its units under the cgroup it was
+  // started in, the same for all tests; a name of its own keeps one test's
+  // StopUnit from killing another test's provider.
+  unit_ = "bao-kms-provider-" +
+          std::filesystem::path(dir_.path()).filename().string() + ".service";
   for (const char* sub : {"bin", "pstate", "rt", "cfg/systemd/user", "rel", "run"}) {
     std::filesystem::create_directories(dir_.File(sub));
   }
@@ -50,7 +54,7 @@ SystemdNode::SystemdNode(const std::string& installed_version,
      dir_.File("release.pub"));
   WriteConfigs();
   StartManager();
-  Systemctl({"start", kUnit});
+  Systemctl({"start", unit_});
   if (!WaitUntil([&] { return ProviderReady(); }, std::chrono::seconds(15))) {
     throw std::runtime_error("provider never became ready:\n" + Logs());
   }
@@ -92,7 +96,7 @@ void SystemdNode::WriteConfigs() {
   WriteFile(dir_.File("scenario.yaml"), "key_seed: swap-key-1\n");
   // Restart=no, unlike the shipped unit, so a failed start shows as
   // ActiveState=failed at once instead of after RestartSec.
-  WriteFile(dir_.File("cfg/systemd/user/") + kUnit,
+  WriteFile(dir_.File("cfg/systemd/user/") + unit_,
             "[Unit]\nDescription=fake bao-kms-provider\n"
             "[Service]\nType=exec\n"
             "ExecStart=" + install_path() + " serve --config " +
@@ -111,7 +115,7 @@ void SystemdNode::WriteConfigs() {
             "  binary: " + install_path() + "\n"
             "  config: " + dir_.File("provider.yaml") + "\n"
             "  encryption_config: " + dir_.File("encryption-config.yaml") + "\n"
-            "  unit: " + kUnit + "\n"
+            "  unit: " + unit_ + "\n"
             "  http_timeout_ms: 1000\n  kms_timeout_ms: 1000\n"
             "executor:\n"
             "  bus_address: unix:path=" + dir_.File("rt/systemd/private") + "\n"
@@ -231,7 +235,7 @@ std::string SystemdNode::InstalledVersion() {
 std::string SystemdNode::Logs() {
   return "--- agent.log\n" + ReadFile(dir_.File("agent.log")) + "--- manager.log\n" +
          ReadFile(dir_.File("manager.log")) + "--- unit\n" +
-         Systemctl({"status", kUnit});
+         Systemctl({"status", unit_});
 }
 
 }  // namespace kmsfleet::testing

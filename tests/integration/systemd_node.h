@@ -60,6 +60,7 @@ class SystemdNode {
   void StartManager();
 
   TempDir dir_;
+  std::string unit_;
   uint16_t metrics_port_, health_port_;
   std::unique_ptr<ChildProcess> manager_;
   std::unique_ptr<ChildProcess> agent_;
