@@ -229,6 +229,32 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
   EXPECT_EQ(node_->InstalledVersion(), kNew);
 }
 
+TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
+  Start();
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> first = node_->Node(
+      {"swap", "--version", kNew, "--operation-id", "op-a", "--no-wait"});
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->exit_code, 0) << first->stderr_text;
+  absl::StatusOr<SubprocessResult> second =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-b"});
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->exit_code, 1);
+  EXPECT_THAT(second->stderr_text, HasSubstr("OPERATION_IN_PROGRESS"));
+  // The same id again follows the running operation instead of a new one.
+  absl::StatusOr<SubprocessResult> again =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-a"});
+  ASSERT_TRUE(again.ok());
+  boost::json::object op = Json(again->stdout_text);
+  EXPECT_EQ(again->exit_code, 0) << again->stderr_text;
+  EXPECT_EQ(Str(op, "operation_id"), "op-a");
+  EXPECT_EQ(Str(op, "phase"), "Stable");
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  absl::StatusOr<SubprocessResult> none = node_->Node({"operation", "--id", "op-b"});
+  ASSERT_TRUE(none.ok());
+  EXPECT_THAT(none->stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
+}
+
 // SIGKILL at each phase boundary and after the rename, then restart: the
 // node ends on one working version, with the journal closed and evidence
 // intact.
