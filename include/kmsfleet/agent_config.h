@@ -37,6 +37,10 @@ struct ExecutorConfig {
   std::chrono::milliseconds unit_timeout{90000};
   std::chrono::milliseconds poll_interval{500};
   std::chrono::milliseconds doctor_timeout{60000};
+  // For http(s):// artifact sources: trusted CAs ("" = system store) and
+  // the time one download may take.
+  std::string download_ca_file;
+  std::chrono::milliseconds download_timeout{600000};
 };
 
 struct AgentConfig {

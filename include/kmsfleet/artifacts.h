@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kmsfleet/http_fetch.h"
 
 namespace kmsfleet {
 
@@ -28,15 +29,19 @@ struct ArtifactStoreOptions {
   // Only then is a checksums file without a signature accepted.
   bool allow_unsigned = false;
   size_t max_artifact_bytes = size_t{1} << 30;
+  // For http(s):// sources; fetch.max_bytes follows max_artifact_bytes.
+  FetchOptions fetch;
 };
 
 struct StageRequest {
   std::string version;    // strict SemVer
-  std::string source;     // local path of the release binary
+  // Local path of the release binary, or an http(s):// URL (downloaded
+  // into <state_dir>/artifacts/.incoming-<pid> first, then verified).
+  std::string source;
   std::string checksums;  // local path of checksums.txt
   std::string signature;  // local path of the base64 signature; "" if none
   // The release file name looked up in checksums.txt; "" means the source's
-  // base name.
+  // base name (the URL's last path segment).
   std::string artifact_name;
 };
 

@@ -141,7 +141,7 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
       ->capture_default_str();
   CLI::App* stage = node->add_subcommand("stage", "verify and store a release");
   stage->add_option("--version", f.version, "release version (SemVer)")->required();
-  stage->add_option("--source", f.source, "path of the release binary")->required();
+  stage->add_option("--source", f.source, "path or http(s):// URL of the release binary")->required();
   stage->add_option("--checksums", f.checksums, "path of checksums.txt")->required();
   stage->add_option("--signature", f.signature, "path of checksums.txt's signature");
   stage->add_option("--artifact-name", f.artifact_name,

@@ -169,7 +169,9 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                     {"ready_timeout_ms", r.Millis(e.ready_timeout)},
                     {"unit_timeout_ms", r.Millis(e.unit_timeout)},
                     {"poll_interval_ms", r.Millis(e.poll_interval)},
-                    {"doctor_timeout_ms", r.Millis(e.doctor_timeout)}});
+                    {"doctor_timeout_ms", r.Millis(e.doctor_timeout)},
+                    {"download_ca_file", r.String(e.download_ca_file)},
+                    {"download_timeout_ms", r.Millis(e.download_timeout)}});
 }
 
 absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,

@@ -25,7 +25,11 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   o.unit = config.provider_unit;
   o.install_path = config.provider.binary;
   o.registry_path = e.registry_path;
-  o.artifacts = {config.state_dir, e.public_keys, e.allow_unsigned};
+  o.artifacts.state_dir = config.state_dir;
+  o.artifacts.public_key_files = e.public_keys;
+  o.artifacts.allow_unsigned = e.allow_unsigned;
+  o.artifacts.fetch.ca_file = e.download_ca_file;
+  o.artifacts.fetch.total_timeout = e.download_timeout;
   o.preflight = {config.provider_config, config.encryption_config,
                  e.doctor_timeout, e.run_as};
   o.unit_timeout = e.unit_timeout;

@@ -125,6 +125,35 @@ absl::Status CheckSignature(const ArtifactStoreOptions& options,
   return absl::OkStatus();
 }
 
+// Copies the source (downloading it first if it is a URL) to `dest`,
+// verified against `expected`; a mismatch names the source as given.
+absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
+                                          const StageRequest& request,
+                                          const std::string& expected,
+                                          const std::string& dest) {
+  std::string from = request.source;
+  std::string incoming;
+  if (IsFetchUrl(request.source)) {
+    incoming = options.state_dir + "/artifacts/.incoming-" + std::to_string(getpid());
+    unlink(incoming.c_str());  // left by a crashed stage of this pid number
+    FetchOptions fetch = options.fetch;
+    fetch.max_bytes = options.max_artifact_bytes;
+    KMSFLEET_RETURN_IF_ERROR(FetchToFile(request.source, incoming, fetch));
+    from = incoming;
+  }
+  absl::StatusOr<std::string> digest =
+      CopyFileAtomic(from, dest, 0755, expected, options.max_artifact_bytes);
+  if (!incoming.empty()) unlink(incoming.c_str());
+  if (ReasonOf(digest.status()) == reason::kChecksumMismatch && !incoming.empty()) {
+    std::string actual = MetadataOf(digest.status(), "actual");
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                     "SHA-256 of " + request.source + " is " + actual +
+                         ", expected " + expected,
+                     {{"file", request.source}, {"expected", expected}, {"actual", actual}});
+  }
+  return digest;
+}
+
 }  // namespace
 
 std::string ArtifactDir(const std::string& state_dir, const std::string& version) {
@@ -158,8 +187,9 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
       std::string checksums,
       ReadBoundedFile(request.checksums, kMaxChecksumsBytes));
   KMSFLEET_RETURN_IF_ERROR(CheckSignature(options, request, checksums, out));
-  std::string name = request.artifact_name.empty() ? BaseName(request.source)
-                                                   : request.artifact_name;
+  std::string name = !request.artifact_name.empty() ? request.artifact_name
+                     : IsFetchUrl(request.source)   ? UrlFileName(request.source)
+                                                    : BaseName(request.source);
   if (!IsSafeFileName(name)) {
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
                      "artifact name \"" + name + "\" is not a plain file name",
@@ -172,9 +202,13 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir + "/artifacts", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(dir, 0700));
   out.binary_path = dir + "/" + kStagedBinaryName;
-  KMSFLEET_ASSIGN_OR_RETURN(
-      out.sha256, CopyFileAtomic(request.source, out.binary_path, 0755,
-                                           expected, options.max_artifact_bytes));
+  absl::StatusOr<std::string> digest = CopyIntoPlace(options, request, expected,
+                                                     out.binary_path);
+  if (!digest.ok()) {
+    rmdir(dir.c_str());  // only if this stage created it and left it empty
+    return digest.status();
+  }
+  out.sha256 = *digest;
   KMSFLEET_RETURN_IF_ERROR(
       WriteFileAtomic(dir + "/checksums.txt", checksums, 0600));
   if (out.is_signed) {

@@ -140,6 +140,8 @@ executor:
   run_as: openbao-kms
   stabilization_ms: 5000
   ready_timeout_ms: 20000
+  download_ca_file: /etc/kmsfleet/release-ca.pem
+  download_timeout_ms: 120000
 )",
                                                    kFile);
   ASSERT_TRUE(c.ok()) << c.status();
@@ -149,6 +151,8 @@ executor:
   EXPECT_EQ(c->executor.run_as, "openbao-kms");
   EXPECT_EQ(c->executor.stabilization.count(), 5000);
   EXPECT_EQ(c->executor.ready_timeout.count(), 20000);
+  EXPECT_EQ(c->executor.download_ca_file, "/etc/kmsfleet/release-ca.pem");
+  EXPECT_EQ(c->executor.download_timeout.count(), 120000);
   EXPECT_EQ(ParseAgentConfig("node: a\n", kFile)->executor.stabilization.count(),
             30000);
 }
