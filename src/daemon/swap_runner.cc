@@ -91,6 +91,15 @@ absl::Status Executor::PrepareTarget(SwapJournal& j) {
 }
 
 absl::Status Executor::PreflightTarget(SwapJournal& j) {
+  // Reach the service manager before anything is stopped: a bus we cannot
+  // talk to must fail here, where nothing has changed yet.
+  KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, services_.State(options_.unit));
+  if (unit.active_state != "active") {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kUnitFailed,
+                     options_.unit + " is " + unit.active_state + " (" +
+                         unit.sub_state + "), not active; swap a running provider",
+                     {{"unit", options_.unit}});
+  }
   KMSFLEET_ASSIGN_OR_RETURN(
       PreflightResult pre,
       RunPreflight(j.target_binary, j.target_version, options_.preflight));

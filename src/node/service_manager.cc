@@ -5,7 +5,6 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <set>
 
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -36,8 +35,7 @@ absl::Status BusError(std::string_view what, const std::string& unit, int r,
 
 // JobRemoved(u id, o job, s unit, s result) signals seen on this connection.
 struct JobWatch {
-  std::set<std::string> done;
-  std::map<std::string, std::string> results;
+  std::map<std::string, std::string> results;  // job path -> result
 };
 
 int OnJobRemoved(sd_bus_message* m, void* userdata, sd_bus_error*) {

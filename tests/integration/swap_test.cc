@@ -175,6 +175,18 @@ TEST_F(SwapTest, DoctorFailBlocksBeforeTheStop) {
   ExpectOldServing();
 }
 
+TEST_F(SwapTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
+  Start();
+  node_->Systemctl({"stop", node_->unit()});
+  boost::json::object op = StageAndSwap();
+  EXPECT_EQ(last_swap_.exit_code, 1);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted");
+  EXPECT_EQ(Str(op, "reason"), "UNIT_FAILED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("inactive"));
+  EXPECT_EQ(Digest(node_->install_path()), old_digest_);
+  EXPECT_THAT(node_->Systemctl({"is-active", node_->unit()}), HasSubstr("inactive"));
+}
+
 TEST_F(SwapTest, NeverReadyRollsBack) {
   Start();
   boost::json::object op = StageAndSwap(node_->FakeScript(kNew, "--fake-set ready=false"));

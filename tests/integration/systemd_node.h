@@ -30,6 +30,7 @@ class SystemdNode {
   std::string install_path() const { return dir_.File("bin/bao-kms-provider"); }
   std::string registry_path() const { return dir_.File("pstate/key-registry.json"); }
   std::string state_dir() const { return dir_.File("agent-state"); }
+  const std::string& unit() const { return unit_; }
 
   // A release: the binary (a stamped fake copy, or `script` wrapping the
   // fake), checksums.txt listing it, and an Ed25519 signature of that.
