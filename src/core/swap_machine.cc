@@ -241,32 +241,48 @@ absl::Status CheckRollbackAllowed(std::string_view schema_before,
   return absl::OkStatus();
 }
 
+// Something not observed yet (a listener still binding, a series not yet
+// exported) is "not ready": the window restarts and the deadline decides.
+// A value that is observed and wrong fails at once.
 VerifyStep EvaluateVerify(const v1::NodeState& s, const VerifyExpectations& e,
                           const CounterBaseline& base) {
+  auto not_yet = [](std::string_view reason, std::string message) {
+    return VerifyStep{VerifyVerdict::kNotReady,
+                      MakeError(absl::StatusCode::kUnavailable, reason, message)};
+  };
   if (!s.ready()) {
     std::string why = "provider /ready is not 200";
     for (const auto& r : s.ready_reasons()) why += " " + r;
-    return {VerifyVerdict::kNotReady,
-            MakeError(absl::StatusCode::kUnavailable, reason::kNotReady, why)};
+    return not_yet(reason::kNotReady, why);
   }
   if (HasCondition(s, reason::kKeyIdHashAmbiguous)) {
     return Fail(reason::kKeyIdHashAmbiguous,
                 "more than one openbao_kms_status_key_id_hash series is 1");
+  }
+  if (!e.target_version.empty() && s.provider_version().empty()) {
+    return not_yet(reason::kBuildInfoMissing, "the provider version is not known yet");
   }
   if (!e.target_version.empty() && s.provider_version() != e.target_version) {
     return Fail(reason::kVersionMismatch,
                 "provider reports version \"" + s.provider_version() +
                     "\", expected " + e.target_version);
   }
+  if (s.key_id_hash_metric().empty()) {
+    return not_yet(reason::kKeyIdHashMissing, "no openbao_kms_status_key_id_hash series yet");
+  }
   if (s.key_id_hash_metric() != e.key_id_hash) {
     return Fail(reason::kKeyIdHashMismatch,
                 "key_id hash metric is \"" + s.key_id_hash_metric() +
                     "\", expected " + e.key_id_hash);
   }
-  if (s.kms_healthz() != "ok" || s.key_id_hash_socket() != e.key_id_hash) {
-    return Fail(reason::kKmsUnhealthy,
-                "KMS Status healthz \"" + s.kms_healthz() + "\" with key_id hash \"" +
-                    s.key_id_hash_socket() + "\", expected " + e.key_id_hash);
+  if (s.kms_healthz() != "ok" || s.key_id_hash_socket().empty()) {
+    return not_yet(reason::kKmsUnhealthy,
+                   "KMS Status healthz \"" + s.kms_healthz() + "\" without a key_id yet");
+  }
+  if (s.key_id_hash_socket() != e.key_id_hash) {
+    return Fail(reason::kKeyIdHashMismatch,
+                "KMS Status key_id hash is \"" + s.key_id_hash_socket() +
+                    "\", expected " + e.key_id_hash);
   }
   if (Rose(base.decrypt_errors, s.has_decrypt_key_id_errors_total(),
            s.decrypt_key_id_errors_total()) ||

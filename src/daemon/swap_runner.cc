@@ -248,7 +248,10 @@ absl::Status Executor::Verify(const std::string& version, const std::string& has
     if (window.Stable(now)) return absl::OkStatus();
     std::this_thread::sleep_for(options_.poll_interval);
   }
-  return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kNotReady,
+  // The reason of what was still missing at the deadline (NOT_READY,
+  // KEY_ID_HASH_MISSING, ...).
+  std::string why = ReasonOf(last).empty() ? reason::kNotReady : ReasonOf(last);
+  return MakeError(absl::StatusCode::kDeadlineExceeded, why,
                    "version " + version + " was not stable for " +
                        std::to_string(window_ms) + " ms within the ready timeout: " +
                        std::string(last.message()));

@@ -141,11 +141,34 @@ TEST(SwapMachineTest, VerifyVerdicts) {
 
   s = Healthy();
   s.set_key_id_hash_socket("other");
-  EXPECT_EQ(ReasonOf(EvaluateVerify(s, e, base).problem), reason::kKmsUnhealthy);
+  EXPECT_EQ(ReasonOf(EvaluateVerify(s, e, base).problem), reason::kKeyIdHashMismatch);
+  EXPECT_EQ(EvaluateVerify(s, e, base).verdict, VerifyVerdict::kFailed);
 
   s = Healthy();
   s.set_aad_validation_errors_total(3);
   EXPECT_EQ(ReasonOf(EvaluateVerify(s, e, base).problem), reason::kCountersRising);
+}
+
+// A provider that has just started may answer /ready before its metrics
+// or socket do: what is not observed yet waits, what is wrong fails.
+TEST(SwapMachineTest, NotYetObservedIsNotReadyRatherThanFailed) {
+  VerifyExpectations e{"0.2.0", kHash};
+  CounterBaseline base;
+  v1::NodeState s = Healthy();
+  s.set_key_id_hash_metric("");
+  VerifyStep step = EvaluateVerify(s, e, base);
+  EXPECT_EQ(step.verdict, VerifyVerdict::kNotReady);
+  EXPECT_EQ(ReasonOf(step.problem), reason::kKeyIdHashMissing);
+
+  s = Healthy();
+  s.set_provider_version("");
+  EXPECT_EQ(EvaluateVerify(s, e, base).verdict, VerifyVerdict::kNotReady);
+
+  s = Healthy();
+  s.set_kms_healthz("unhealthy");
+  s.set_key_id_hash_socket("");
+  EXPECT_EQ(ReasonOf(EvaluateVerify(s, e, base).problem), reason::kKmsUnhealthy);
+  EXPECT_EQ(EvaluateVerify(s, e, base).verdict, VerifyVerdict::kNotReady);
 }
 
 TEST(SwapMachineTest, StabilityWindowRestartsOnAnyBadStep) {
