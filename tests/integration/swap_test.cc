@@ -278,7 +278,9 @@ TEST_P(CrashTest, RecoversToOneWorkingVersion) {
   node_->StopAgent();
   node_->StartAgent({std::string("KMSFLEETD_TEST_CRASH_AT=") + GetParam()});
   StageAndSwap();
-  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value());
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash at " << GetParam() << "; the swap printed:\n"
+      << last_swap_.stdout_text << last_swap_.stderr_text;
   node_->StartAgent();
   absl::StatusOr<SubprocessResult> r = node_->Node({"operation", "--id", "op-1"});
   ASSERT_TRUE(r.ok());
@@ -310,6 +312,32 @@ INSTANTIATE_TEST_SUITE_P(EveryBoundary, CrashTest,
                            n.erase(std::remove(n.begin(), n.end(), '-'), n.end());
                            return n;
                          });
+
+// The same while rolling back a swap whose new version serves another key:
+// the restarted agent finishes the rollback and keeps the first reason.
+class CrashInRollbackTest : public SwapTest,
+                            public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(CrashInRollbackTest, FinishesTheRollback) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({std::string("KMSFLEETD_TEST_CRASH_AT=") + GetParam()});
+  StageAndSwap(node_->FakeScript(kNew, "--fake-set key_seed=another-key"));
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash at " << GetParam() << "; the swap printed:\n"
+      << last_swap_.stdout_text << last_swap_.stderr_text;
+  node_->StartAgent();
+  absl::StatusOr<SubprocessResult> r = node_->Node({"operation", "--id", "op-1"});
+  ASSERT_TRUE(r.ok());
+  boost::json::object op = Json(r->stdout_text);
+  ASSERT_TRUE(Done(op)) << r->stdout_text << r->stderr_text;
+  EXPECT_EQ(Str(op, "phase"), "RolledBack");
+  EXPECT_EQ(Str(op, "reason"), "KEY_ID_HASH_MISMATCH");
+  ExpectOldServing();
+}
+
+INSTANTIATE_TEST_SUITE_P(RollbackBoundaries, CrashInRollbackTest,
+                         ::testing::Values("RollingBack", "RolledBack"));
 
 }  // namespace
 }  // namespace kmsfleet::testing

@@ -36,6 +36,9 @@ SystemdNode::SystemdNode(const std::string& installed_version,
   // As root, every user manager nests its units under the cgroup it was
   // started in, the same for all tests; a name of its own keeps one test's
   // StopUnit from killing another test's provider.
+  // Two free ports in a row can be the same one, which the provider
+  // refuses (identical metrics and health addresses).
+  while (health_port_ == metrics_port_) health_port_ = FreeLoopbackPort();
   unit_ = "bao-kms-provider-" +
           std::filesystem::path(dir_.path()).filename().string() + ".service";
   for (const char* sub : {"bin", "pstate", "rt", "cfg/systemd/user", "rel", "run"}) {
@@ -122,7 +125,7 @@ void SystemdNode::WriteConfigs() {
             "  public_keys: [" + dir_.File("release.pub") + "]\n"
             "  registry_path: " + registry_path() + "\n"
             "  stabilization_ms: 1500\n"
-            "  ready_timeout_ms: 6000\n"
+            "  ready_timeout_ms: 8000\n"
             "  unit_timeout_ms: 20000\n"
             "  poll_interval_ms: 200\n"
             "  doctor_timeout_ms: 20000\n");
