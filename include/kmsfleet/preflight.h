@@ -29,17 +29,30 @@ struct PreflightResult {
   std::string binary_version;  // from `<binary> version`
   CheckReport doctor;
   std::vector<Check> warnings;  // warn and skip checks, reported
+  // `config` identityFingerprint of the staged and the installed binary;
+  // "" when a binary does not print one (then nothing is compared).
+  std::string identity_staged, identity_installed;
   // OK, or DOCTOR_FAILED naming every failed check's id, title and message,
-  // or VERSION_MISMATCH when the binary is not the version it was staged as.
+  // or VERSION_MISMATCH when the binary is not the version it was staged as,
+  // or IDENTITY_FINGERPRINT_CHANGED when both binaries print a config
+  // identity fingerprint and they differ (architecture.md §4).
   absl::Status verdict;
 };
 
 // Runs `<binary> version` and `<binary> doctor --config C
-// --encryption-config E --output json`. An error return means a command
-// could not run or its output did not parse; a failing check is a verdict.
+// --encryption-config E --output json`, and `config --config C` with both
+// `binary` and `installed` (skipped when `installed` is ""). An error
+// return means a command could not run or its output did not parse; a
+// failing check is a verdict.
 absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
                                              const std::string& expected_version,
-                                             const PreflightOptions& options);
+                                             const PreflightOptions& options,
+                                             const std::string& installed = "");
+
+// The identityFingerprint line of `<binary> config --config C`, or "" when
+// the command fails or prints none (older binaries, incomplete identity).
+std::string RunIdentityFingerprint(const std::string& binary,
+                                   const PreflightOptions& options);
 
 // `<binary> version`, parsed. Errors: VERSION_COMMAND_FAILED,
 // MALFORMED_VERSION_OUTPUT.

@@ -62,6 +62,7 @@ inline constexpr char kOperationNotFound[] = "OPERATION_NOT_FOUND";
 inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
 inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";
 inline constexpr char kMalformedRegistry[] = "MALFORMED_REGISTRY";
+inline constexpr char kIdentityChanged[] = "IDENTITY_FINGERPRINT_CHANGED";
 
 }  // namespace kmsfleet::reason
 

@@ -215,7 +215,8 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
                             FindStaged(options_.artifacts, version));
   PreflightOutcome out;
   KMSFLEET_ASSIGN_OR_RETURN(
-      out.doctor, RunPreflight(staged.binary_path, version, options_.preflight));
+      out.doctor, RunPreflight(staged.binary_path, version, options_.preflight,
+                               options_.install_path));
   absl::StatusOr<RotationReport> plan =
       RunRotationPlan(options_.install_path, options_.preflight);
   if (!plan.ok()) {

@@ -102,7 +102,8 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   }
   KMSFLEET_ASSIGN_OR_RETURN(
       PreflightResult pre,
-      RunPreflight(j.target_binary, j.target_version, options_.preflight));
+      RunPreflight(j.target_binary, j.target_version, options_.preflight,
+                   options_.install_path));
   KMSFLEET_RETURN_IF_ERROR(pre.verdict);
   KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan,
                             RunRotationPlan(options_.install_path, options_.preflight));

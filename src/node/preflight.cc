@@ -2,6 +2,8 @@
 
 #include <pwd.h>
 
+#include <algorithm>
+
 #include "kmsfleet/provider_version.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -61,9 +63,30 @@ absl::StatusOr<std::string> RunVersion(const std::string& binary,
   return build.version;
 }
 
+std::string RunIdentityFingerprint(const std::string& binary,
+                                   const PreflightOptions& options) {
+  absl::StatusOr<SubprocessResult> r =
+      Run(binary, {"config", "--config", options.provider_config}, options);
+  if (!r.ok() || r->exit_code != 0) return "";
+  constexpr std::string_view kKey = "identityFingerprint:";
+  std::string_view out = r->stdout_text;
+  for (size_t pos = 0; pos < out.size();) {
+    size_t end = std::min(out.find('\n', pos), out.size());
+    std::string_view line = out.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.substr(0, kKey.size()) != kKey) continue;
+    line.remove_prefix(kKey.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
+    return std::string(line);
+  }
+  return "";
+}
+
 absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
                                              const std::string& expected_version,
-                                             const PreflightOptions& options) {
+                                             const PreflightOptions& options,
+                                             const std::string& installed) {
   PreflightResult out;
   KMSFLEET_ASSIGN_OR_RETURN(out.binary_version, RunVersion(binary, options));
   KMSFLEET_ASSIGN_OR_RETURN(
@@ -102,6 +125,20 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
         binary + " reports version " + out.binary_version + ", staged as " +
             expected_version,
         {{"binary", binary}, {"version", out.binary_version}});
+  }
+  if (!installed.empty() && out.verdict.ok()) {
+    out.identity_staged = RunIdentityFingerprint(binary, options);
+    out.identity_installed = RunIdentityFingerprint(installed, options);
+    if (!out.identity_staged.empty() && !out.identity_installed.empty() &&
+        out.identity_staged != out.identity_installed) {
+      // The new binary would derive another provider identity from the
+      // same config, and with it other key_ids (reference §4.2).
+      out.verdict = MakeError(
+          absl::StatusCode::kFailedPrecondition, reason::kIdentityChanged,
+          binary + " computes config identity " + out.identity_staged + ", the installed " +
+              installed + " computes " + out.identity_installed,
+          {{"staged", out.identity_staged}, {"installed", out.identity_installed}});
+    }
   }
   return out;
 }

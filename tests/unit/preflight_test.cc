@@ -103,6 +103,35 @@ TEST_F(PreflightTest, RotationPlanIsTrustedOnlyWithTransitMetadataPass) {
   EXPECT_EQ(ReasonOf(old.status()), reason::kRotationPlanUntrusted);
 }
 
+TEST_F(PreflightTest, IdentityFingerprintsAreCompared) {
+  // With every identity field set, the fake prints cfg1.<hash> from them.
+  Write(dir_ + "/provider.yaml",
+        "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
+            "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
+            "127.0.0.1:0\nopenbao: {instanceId: bao-a}\ntransit:\n  keyIdScope: "
+            "{providerName: p-a, clusterId: a, transitMountId: t-a, "
+            "keyLineageId: l-a}\n");
+  std::string installed = Binary("0.1.0");
+  EXPECT_EQ(RunIdentityFingerprint(installed, options_).substr(0, 5), "cfg1.");
+  absl::StatusOr<PreflightResult> same =
+      RunPreflight(Binary("0.2.0"), "0.2.0", options_, installed);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_TRUE(same->verdict.ok()) << same->verdict;
+  EXPECT_EQ(same->identity_staged, same->identity_installed);
+
+  // A release that derives another identity from the same config.
+  std::string other = dir_ + "/other-identity";
+  Write(other, "#!/bin/sh\ncase \"$1\" in config) echo 'identityFingerprint: "
+               "cfg1.something-else'; exit 0;; esac\nexec " FAKE_PROVIDER_PATH
+               " --fake-version 0.2.0 \"$@\"\n");
+  chmod(other.c_str(), 0755);
+  absl::StatusOr<PreflightResult> changed =
+      RunPreflight(other, "0.2.0", options_, installed);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(ReasonOf(changed->verdict), reason::kIdentityChanged);
+  EXPECT_NE(changed->verdict.message().find("cfg1.something-else"), std::string::npos);
+}
+
 TEST_F(PreflightTest, RunsAsTheConfiguredUser) {
   if (geteuid() != 0) GTEST_SKIP() << "setpriv needs root";
   options_.run_as = "nobody";
