@@ -8,6 +8,7 @@
 #ifndef KMSFLEET_AGENT_CONFIG_H_
 #define KMSFLEET_AGENT_CONFIG_H_
 
+#include <chrono>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,26 @@ namespace kmsfleet {
 struct PeerConfig {
   std::string name;
   std::string address;  // host:port of the peer's agent
+};
+
+// The `executor:` section (docs/config.md, docs/node-swap.md).
+struct ExecutorConfig {
+  // D-Bus address of the service manager; "" means the system bus.
+  std::string bus_address;
+  // PEM public keys (ECDSA P-256 or Ed25519) that sign checksums.txt.
+  std::vector<std::string> public_keys;
+  bool allow_unsigned = false;
+  std::string registry_path = "/var/lib/openbao-kms/state/key-registry.json";
+  std::string run_as;  // user for doctor/version/rotation-plan; "" = ours
+  std::chrono::milliseconds stabilization{30000};
+  std::chrono::milliseconds ready_timeout{90000};
+  std::chrono::milliseconds unit_timeout{90000};
+  std::chrono::milliseconds poll_interval{500};
+  std::chrono::milliseconds doctor_timeout{60000};
+  // For http(s):// artifact sources: trusted CAs ("" = system store) and
+  // the time one download may take.
+  std::string download_ca_file;
+  std::chrono::milliseconds download_timeout{600000};
 };
 
 struct AgentConfig {
@@ -35,6 +56,7 @@ struct AgentConfig {
   std::string listen_unix = "/run/kmsfleet/agent.sock";
   std::string listen_tcp;
   std::vector<PeerConfig> peers;  // used by the coordinator (later issues)
+  ExecutorConfig executor;
 };
 
 // Parses `text` as the YAML config file `file_name` (used in messages only).

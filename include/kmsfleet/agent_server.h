@@ -23,10 +23,13 @@ struct AgentListenAddresses {
   std::string tcp;          // host:port; port 0 picks one; empty to skip
 };
 
+class Executor;
+
 class AgentServer {
  public:
-  // `probe` must outlive the server.
-  explicit AgentServer(ProviderProbe& probe);
+  // `probe` and `executor` must outlive the server. Without an executor the
+  // Stage/Preflight/Swap/Rollback/...Operation RPCs answer UNIMPLEMENTED.
+  explicit AgentServer(ProviderProbe& probe, Executor* executor = nullptr);
   ~AgentServer();
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;

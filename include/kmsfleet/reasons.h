@@ -39,6 +39,31 @@ inline constexpr char kRedirectRefused[] = "REDIRECT_REFUSED";
 inline constexpr char kSubprocessFailed[] = "SUBPROCESS_FAILED";
 inline constexpr char kAgentUnreachable[] = "AGENT_UNREACHABLE";
 
+// ---- Node executor (issue 4): staging, preflight, swap, rollback. ----
+inline constexpr char kMalformedChecksums[] = "MALFORMED_CHECKSUMS";
+inline constexpr char kChecksumNotListed[] = "CHECKSUM_NOT_LISTED";
+inline constexpr char kChecksumAmbiguous[] = "CHECKSUM_AMBIGUOUS";
+inline constexpr char kChecksumMismatch[] = "CHECKSUM_MISMATCH";
+inline constexpr char kSignatureInvalid[] = "SIGNATURE_INVALID";
+inline constexpr char kUnsignedRefused[] = "UNSIGNED_REFUSED";
+inline constexpr char kArtifactIo[] = "ARTIFACT_IO";
+inline constexpr char kNotStaged[] = "NOT_STAGED";
+inline constexpr char kDoctorFailed[] = "DOCTOR_FAILED";
+inline constexpr char kVersionMismatch[] = "VERSION_MISMATCH";
+inline constexpr char kRotationPlanUntrusted[] = "ROTATION_PLAN_UNTRUSTED";
+inline constexpr char kUnitFailed[] = "UNIT_FAILED";
+inline constexpr char kServiceManagerError[] = "SERVICE_MANAGER_ERROR";
+inline constexpr char kInstallFailed[] = "INSTALL_FAILED";
+inline constexpr char kCountersRising[] = "ERROR_COUNTERS_RISING";
+inline constexpr char kRollbackRefusedRemoved[] = "ROLLBACK_REFUSED_REMOVED_RECORDS";
+inline constexpr char kRollbackRefusedSchema[] = "ROLLBACK_REFUSED_SCHEMA_CHANGED";
+inline constexpr char kOperationInProgress[] = "OPERATION_IN_PROGRESS";
+inline constexpr char kOperationNotFound[] = "OPERATION_NOT_FOUND";
+inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
+inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";
+inline constexpr char kMalformedRegistry[] = "MALFORMED_REGISTRY";
+inline constexpr char kIdentityChanged[] = "IDENTITY_FINGERPRINT_CHANGED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

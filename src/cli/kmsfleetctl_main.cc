@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "kmsfleet/fleet_status.h"
+#include "kmsfleet/node_commands.h"
 
 namespace kmsfleet {
 namespace {
@@ -56,8 +57,11 @@ int Main(int argc, char** argv) {
                      "deadline for each agent's answer")
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
+  NodeFlags node_flags;
+  CLI::App* node = AddNodeCommands(app, node_flags);
   CLI11_PARSE(app, argc, argv);
   if (status->parsed()) return RunStatus(status_flags);
+  if (node->parsed()) return RunNodeCommand(*node, node_flags);
   return 2;
 }
 

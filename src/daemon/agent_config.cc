@@ -85,6 +85,30 @@ class ConfigReader {
     };
   }
 
+  Handler Bool(bool& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+        return Error(v, key, "must be true or false");
+      }
+      out = v.Scalar() == "true";
+      return absl::OkStatus();
+    };
+  }
+
+  Handler StringList(std::vector<std::string>& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      if (!v.IsSequence()) return Error(v, key, "must be a list of strings");
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (!v[i].IsScalar() || v[i].Scalar().empty()) {
+          return Error(v[i], key + "[" + std::to_string(i) + "]",
+                       "must be a non-empty string");
+        }
+        out.push_back(v[i].Scalar());
+      }
+      return absl::OkStatus();
+    };
+  }
+
   Handler Url(HttpUrl& out) const {
     return [this, &out](const YAML::Node& v, const std::string& key) {
       if (!v.IsScalar()) return Error(v, key, "must be an http:// URL");
@@ -132,6 +156,24 @@ absl::Status ReadProvider(const ConfigReader& r, const YAML::Node& node,
                     {"max_body_bytes", r.Bytes(p.http.max_body_bytes)}});
 }
 
+absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
+                          AgentConfig& config) {
+  ExecutorConfig& e = config.executor;
+  return r.Mapping(node, "executor",
+                   {{"bus_address", r.String(e.bus_address)},
+                    {"public_keys", r.StringList(e.public_keys)},
+                    {"allow_unsigned", r.Bool(e.allow_unsigned)},
+                    {"registry_path", r.String(e.registry_path)},
+                    {"run_as", r.String(e.run_as)},
+                    {"stabilization_ms", r.Millis(e.stabilization)},
+                    {"ready_timeout_ms", r.Millis(e.ready_timeout)},
+                    {"unit_timeout_ms", r.Millis(e.unit_timeout)},
+                    {"poll_interval_ms", r.Millis(e.poll_interval)},
+                    {"doctor_timeout_ms", r.Millis(e.doctor_timeout)},
+                    {"download_ca_file", r.String(e.download_ca_file)},
+                    {"download_timeout_ms", r.Millis(e.download_timeout)}});
+}
+
 absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
                        AgentConfig& config) {
   if (!node.IsSequence()) return r.Error(node, "peers", "must be a list");
@@ -167,6 +209,9 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }},
        {"peers", [&](const YAML::Node& v, const std::string&) {
           return ReadPeers(r, v, config);
+        }},
+       {"executor", [&](const YAML::Node& v, const std::string&) {
+          return ReadExecutor(r, v, config);
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
   return absl::OkStatus();

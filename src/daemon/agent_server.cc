@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "kmsfleet/executor.h"
 #include "kmsfleet/log.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -72,7 +73,8 @@ absl::Status PrepareUnixSocketPath(const std::string& path) {
 // gives each call its own thread from its pool.
 class AgentServer::Service final : public v1::Agent::Service {
  public:
-  explicit Service(ProviderProbe& probe) : probe_(probe) {}
+  Service(ProviderProbe& probe, Executor* executor)
+      : probe_(probe), executor_(executor) {}
 
   // kmsfleet.v1.Agent
   grpc::Status GetNodeState(grpc::ServerContext*, const v1::GetNodeStateRequest*,
@@ -81,12 +83,164 @@ class AgentServer::Service final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status Stage(grpc::ServerContext*, const v1::StageRequest* request,
+                     v1::StageResponse* response) override;
+  grpc::Status Preflight(grpc::ServerContext*, const v1::PreflightRequest* request,
+                         v1::PreflightResponse* response) override;
+  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
+                    v1::Operation* response) override;
+  grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest* request,
+                        v1::Operation* response) override;
+  grpc::Status GetOperation(grpc::ServerContext*,
+                            const v1::GetOperationRequest* request,
+                            v1::Operation* response) override;
+  grpc::Status WatchOperation(grpc::ServerContext* context,
+                              const v1::GetOperationRequest* request,
+                              grpc::ServerWriter<v1::Operation>* writer) override;
+
  private:
   ProviderProbe& probe_;
+  Executor* executor_;
 };
 
-AgentServer::AgentServer(ProviderProbe& probe)
-    : service_(std::make_unique<Service>(probe)) {}
+
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  std::string reason = ReasonOf(s);
+  std::string message = reason.empty() ? std::string(s.message())
+                                       : "[" + reason + "] " + std::string(s.message());
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), message);
+}
+
+grpc::Status NoExecutor() {
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                      "this agent runs without an executor");
+}
+
+void ToProto(const SwapJournal& j, v1::Operation* out) {
+  out->set_operation_id(j.operation_id);
+  out->set_kind(j.kind);
+  out->set_phase(std::string(PhaseName(j.phase)));
+  out->set_done(!j.open);
+  out->set_target_version(j.target_version);
+  out->set_previous_version(j.previous_version);
+  out->set_target_sha256(j.target_sha256);
+  out->set_previous_sha256(j.previous_sha256);
+  out->set_expected_key_id_hash(j.expected_key_id_hash);
+  out->set_reason(j.failure_reason);
+  out->set_message(j.failure_message);
+  out->set_evidence_dir(j.evidence_dir);
+  out->set_registry_sha256(j.registry_sha256);
+  out->set_checkpoint_sha256(j.checkpoint_sha256);
+  for (const auto& h : j.history) out->add_history(h);
+  out->set_fencing_token(j.fencing_token);
+  out->set_started_unix_ms(j.started_unix_ms);
+  out->set_updated_unix_ms(j.updated_unix_ms);
+}
+
+void SetCondition(const absl::Status& s, v1::Condition* c) {
+  c->set_reason(ReasonOf(s));
+  c->set_message(std::string(s.message()));
+}
+
+}  // namespace
+
+grpc::Status AgentServer::Service::Stage(grpc::ServerContext*,
+                                         const v1::StageRequest* r,
+                                         v1::StageResponse* response) {
+  if (executor_ == nullptr) return NoExecutor();
+  absl::StatusOr<StagedArtifact> a = executor_->Stage(
+      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()});
+  if (!a.ok()) return ToGrpc(a.status());
+  response->set_version(a->version);
+  response->set_path(a->binary_path);
+  response->set_sha256(a->sha256);
+  response->set_signed_(a->is_signed);
+  response->set_signer(a->signer);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentServer::Service::Preflight(grpc::ServerContext*,
+                                             const v1::PreflightRequest* r,
+                                             v1::PreflightResponse* response) {
+  if (executor_ == nullptr) return NoExecutor();
+  absl::StatusOr<PreflightOutcome> p = executor_->Preflight(r->version());
+  if (!p.ok()) return ToGrpc(p.status());
+  response->set_version(r->version());
+  response->set_binary_version(p->doctor.binary_version);
+  for (const Check& c : p->doctor.doctor.checks) {
+    v1::PreflightCheck* out = response->add_checks();
+    out->set_id(c.id);
+    out->set_title(c.title);
+    out->set_status(std::string(CheckStatusName(c.status)));
+    out->set_message(c.message);
+  }
+  if (!p->doctor.verdict.ok()) SetCondition(p->doctor.verdict, response->mutable_blocking());
+  if (!p->rotation_plan.ok()) {
+    SetCondition(p->rotation_plan, response->mutable_rotation_plan());
+  }
+  response->set_rotation_state(p->rotation.rotation_state);
+  response->set_passed(p->doctor.verdict.ok() && p->rotation_plan.ok());
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentServer::Service::Swap(grpc::ServerContext*,
+                                        const v1::SwapRequest* r,
+                                        v1::Operation* response) {
+  if (executor_ == nullptr) return NoExecutor();
+  absl::StatusOr<SwapJournal> j = executor_->Swap(
+      {r->version(), r->expected_key_id_hash(), r->stabilization_ms(),
+       r->operation_id(), r->fencing_token()});
+  if (!j.ok()) return ToGrpc(j.status());
+  ToProto(*j, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentServer::Service::Rollback(grpc::ServerContext*,
+                                            const v1::RollbackRequest* r,
+                                            v1::Operation* response) {
+  if (executor_ == nullptr) return NoExecutor();
+  absl::StatusOr<SwapJournal> j = executor_->Rollback(
+      {r->of_operation_id(), r->expected_key_id_hash(), r->stabilization_ms(),
+       r->operation_id(), r->fencing_token()});
+  if (!j.ok()) return ToGrpc(j.status());
+  ToProto(*j, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentServer::Service::GetOperation(grpc::ServerContext*,
+                                                const v1::GetOperationRequest* r,
+                                                v1::Operation* response) {
+  if (executor_ == nullptr) return NoExecutor();
+  absl::StatusOr<SwapJournal> j = executor_->Get(r->operation_id());
+  if (!j.ok()) return ToGrpc(j.status());
+  ToProto(*j, response);
+  return grpc::Status::OK;
+}
+
+grpc::Status AgentServer::Service::WatchOperation(
+    grpc::ServerContext* context, const v1::GetOperationRequest* r,
+    grpc::ServerWriter<v1::Operation>* writer) {
+  if (executor_ == nullptr) return NoExecutor();
+  size_t seen = 0;
+  while (!context->IsCancelled()) {
+    // A bounded wait, so a cancelled client frees this thread soon.
+    absl::StatusOr<SwapJournal> j = executor_->WaitForUpdate(
+        r->operation_id(), seen, std::chrono::milliseconds(1000));
+    if (!j.ok()) return ToGrpc(j.status());
+    if (j->history.size() == seen && j->open) continue;
+    seen = j->history.size();
+    v1::Operation op;
+    ToProto(*j, &op);
+    if (!writer->Write(op)) break;
+    if (!j->open) break;
+  }
+  return grpc::Status::OK;
+}
+
+AgentServer::AgentServer(ProviderProbe& probe, Executor* executor)
+    : service_(std::make_unique<Service>(probe, executor)) {}
 
 AgentServer::~AgentServer() { Shutdown(std::chrono::milliseconds(0)); }
 

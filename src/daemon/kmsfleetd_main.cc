@@ -9,6 +9,7 @@
 #include "kmsfleet/agent_config.h"
 #include "kmsfleet/agent_server.h"
 #include "kmsfleet/clock.h"
+#include "kmsfleet/executor.h"
 #include "kmsfleet/log.h"
 
 namespace kmsfleet {
@@ -17,11 +18,38 @@ namespace {
 // How long running calls may finish after a stop signal.
 constexpr std::chrono::milliseconds kShutdownGrace{5000};
 
+ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
+  const ExecutorConfig& e = config.executor;
+  ExecutorOptions o;
+  o.state_dir = config.state_dir;
+  o.unit = config.provider_unit;
+  o.install_path = config.provider.binary;
+  o.registry_path = e.registry_path;
+  o.artifacts.state_dir = config.state_dir;
+  o.artifacts.public_key_files = e.public_keys;
+  o.artifacts.allow_unsigned = e.allow_unsigned;
+  o.artifacts.fetch.ca_file = e.download_ca_file;
+  o.artifacts.fetch.total_timeout = e.download_timeout;
+  o.preflight = {config.provider_config, config.encryption_config,
+                 e.doctor_timeout, e.run_as};
+  o.unit_timeout = e.unit_timeout;
+  o.ready_timeout = e.ready_timeout;
+  o.poll_interval = e.poll_interval;
+  o.default_stabilization_ms = e.stabilization.count();
+  return o;
+}
+
 int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   SystemClock clock;
   std::unique_ptr<ProviderProbe> probe =
       NewProviderProbe(config.node, config.provider, clock);
-  AgentServer server(*probe);
+  std::unique_ptr<ServiceManager> services =
+      NewSystemdServiceManager(config.executor.bus_address);
+  Executor executor(MakeExecutorOptions(config), *probe, *services, clock);
+  // Open journals of a previous run are finished or rolled back first, on
+  // the executor's worker; new operations are refused until that is done.
+  executor.StartRecovery();
+  AgentServer server(*probe, &executor);
   if (!config.listen_tcp.empty()) {
     Log(LogLevel::kWarn,
         "TCP listener has no TLS yet: bind it to loopback or a trusted network",

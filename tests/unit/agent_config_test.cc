@@ -125,3 +125,46 @@ TEST(AgentConfigTest, MissingFileIsNamed) {
 
 }  // namespace
 }  // namespace kmsfleet
+
+namespace kmsfleet {
+namespace {
+
+TEST(AgentConfigTest, ExecutorSectionIsRead) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(R"(
+node: cp-1
+executor:
+  bus_address: unix:path=/run/user/0/systemd/private
+  public_keys: [/etc/kmsfleet/release-ec.pub, /etc/kmsfleet/release-ed.pub]
+  allow_unsigned: false
+  registry_path: /var/lib/openbao-kms/state/key-registry.json
+  run_as: openbao-kms
+  stabilization_ms: 5000
+  ready_timeout_ms: 20000
+  download_ca_file: /etc/kmsfleet/release-ca.pem
+  download_timeout_ms: 120000
+)",
+                                                   kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.bus_address, "unix:path=/run/user/0/systemd/private");
+  ASSERT_EQ(c->executor.public_keys.size(), 2u);
+  EXPECT_FALSE(c->executor.allow_unsigned);
+  EXPECT_EQ(c->executor.run_as, "openbao-kms");
+  EXPECT_EQ(c->executor.stabilization.count(), 5000);
+  EXPECT_EQ(c->executor.ready_timeout.count(), 20000);
+  EXPECT_EQ(c->executor.download_ca_file, "/etc/kmsfleet/release-ca.pem");
+  EXPECT_EQ(c->executor.download_timeout.count(), 120000);
+  EXPECT_EQ(ParseAgentConfig("node: a\n", kFile)->executor.stabilization.count(),
+            30000);
+}
+
+TEST(AgentConfigTest, ExecutorErrorsNameTheKey) {
+  ExpectConfigError("node: a\nexecutor:\n  allow_unsigned: yes\n",
+                    "executor.allow_unsigned", 3, "must be true or false");
+  ExpectConfigError("node: a\nexecutor:\n  public_keys: /k.pub\n",
+                    "executor.public_keys", 3, "must be a list of strings");
+  ExpectConfigError("node: a\nexecutor:\n  stabilisation_ms: 5\n",
+                    "executor.stabilisation_ms", 3, "unknown key");
+}
+
+}  // namespace
+}  // namespace kmsfleet

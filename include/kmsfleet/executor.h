@@ -1,0 +1,138 @@
+// The node executor (architecture.md §4): stages and preflights releases
+// and runs one swap or rollback at a time under systemd, journaling each
+// phase before it runs so that a restarted agent can finish or undo it.
+//
+// Thread-safe: the RPC threads call any method; one worker thread runs the
+// operation, and watchers wait on a condition variable.
+#ifndef KMSFLEET_EXECUTOR_H_
+#define KMSFLEET_EXECUTOR_H_
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/artifacts.h"
+#include "kmsfleet/clock.h"
+#include "kmsfleet/preflight.h"
+#include "kmsfleet/provider_probe.h"
+#include "kmsfleet/service_manager.h"
+#include "kmsfleet/swap_machine.h"
+
+namespace kmsfleet {
+
+struct ExecutorOptions {
+  std::string state_dir = "/var/lib/kmsfleet";
+  std::string unit = "bao-kms-provider.service";
+  std::string install_path = "/usr/bin/bao-kms-provider";
+  // The provider's state.path; its ".checkpoint" sits beside it.
+  std::string registry_path = "/var/lib/openbao-kms/state/key-registry.json";
+  ArtifactStoreOptions artifacts;
+  PreflightOptions preflight;
+  std::chrono::milliseconds unit_timeout{90000};  // each Stop/Start job
+  // How long /ready may take to first answer 200 after a start: the
+  // provider's bootstrap grace (60 s) plus start-up.
+  std::chrono::milliseconds ready_timeout{90000};
+  std::chrono::milliseconds poll_interval{500};
+  int64_t default_stabilization_ms = 30000;
+};
+
+struct SwapParams {
+  std::string version;
+  std::string expected_key_id_hash;  // "" means the hash observed before
+  int64_t stabilization_ms = 0;      // 0 means the configured default
+  std::string operation_id;          // "" means a generated one
+  uint64_t fencing_token = 0;        // carried; enforced by the election
+};
+
+struct RollbackParams {
+  std::string of_operation_id;  // the Stable swap to undo
+  std::string expected_key_id_hash;
+  int64_t stabilization_ms = 0;
+  std::string operation_id;
+  uint64_t fencing_token = 0;
+};
+
+struct PreflightOutcome {
+  PreflightResult doctor;
+  absl::Status rotation_plan;  // OK when trusted and not pending
+  RotationReport rotation;
+};
+
+class Executor {
+ public:
+  // `probe`, `services` and `clock` must outlive the executor.
+  Executor(ExecutorOptions options, ProviderProbe& probe,
+           ServiceManager& services, const Clock& clock);
+  ~Executor();  // waits for a running operation's worker to finish
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
+  absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
+
+  // Start an operation on the worker and return its journal at once.
+  // An operation id that already exists returns that operation.
+  // Errors: OPERATION_IN_PROGRESS while another runs; INVALID_CONFIG for a
+  // malformed id; NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an
+  // unknown operation.
+  absl::StatusOr<SwapJournal> Swap(const SwapParams& params);
+  absl::StatusOr<SwapJournal> Rollback(const RollbackParams& params);
+
+  absl::StatusOr<SwapJournal> Get(const std::string& operation_id);
+  // Returns once operation `id` has more than `seen` history entries or is
+  // closed, or after `timeout`, with its latest journal.
+  absl::StatusOr<SwapJournal> WaitForUpdate(const std::string& operation_id,
+                                            size_t seen,
+                                            std::chrono::milliseconds timeout);
+
+  // Finishes or rolls back the operations that open journals describe, on
+  // the worker (crash recovery at start-up).
+  void StartRecovery();
+
+ private:
+  // executor.cc: journals and the worker.
+  absl::Status Persist(SwapJournal& j);
+  absl::Status Step(SwapJournal& j, SwapPhase phase);
+  absl::StatusOr<SwapJournal> Launch(SwapJournal j);
+  absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
+  void Close(SwapJournal& j);
+  void MaybeCrash(std::string_view point) const;
+  std::string JournalPath(const std::string& id) const;
+  std::string NewOperationId() const;
+
+  // swap_runner.cc: the phases.
+  void RunOperation(SwapJournal j);
+  void Recover(SwapJournal j);
+  absl::Status Forward(SwapJournal& j);
+  absl::Status PrepareTarget(SwapJournal& j);
+  absl::Status PreflightTarget(SwapJournal& j);
+  absl::Status CaptureEvidence(SwapJournal& j);
+  absl::Status FinishForward(SwapJournal& j);
+  void RollBack(SwapJournal& j, const absl::Status& first);
+  absl::Status RestorePrevious(SwapJournal& j);
+  absl::Status Verify(const std::string& version, const std::string& hash,
+                      int64_t window_ms);
+  absl::Status CheckRegistryForRollback(const SwapJournal& j) const;
+  void Fail(SwapJournal& j, const absl::Status& s);
+
+  ExecutorOptions options_;
+  ProviderProbe& probe_;
+  ServiceManager& services_;
+  const Clock& clock_;
+  std::string crash_at_;  // KMSFLEETD_TEST_CRASH_AT, for crash tests only
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, SwapJournal> ops_;  // guarded by mu_
+  bool busy_ = false;                       // guarded by mu_
+  std::thread worker_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_EXECUTOR_H_

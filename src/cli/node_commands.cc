@@ -1,0 +1,185 @@
+#include "kmsfleet/node_commands.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "kmsfleet/fleet_status.h"
+#include "kmsfleet/v1/agent.grpc.pb.h"
+
+namespace kmsfleet {
+namespace {
+
+using Stub = v1::Agent::Stub;
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(f.timeout_ms));
+}
+
+int RpcFailed(const std::string& what, const grpc::Status& s) {
+  std::cerr << "kmsfleetctl: " << what << ": " << s.error_message() << "\n";
+  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                 s.error_code() == grpc::StatusCode::UNIMPLEMENTED
+             ? 3
+             : 1;
+}
+
+int RunStage(Stub& stub, const NodeFlags& f) {
+  v1::StageRequest req;
+  req.set_version(f.version);
+  req.set_source(f.source);
+  req.set_checksums(f.checksums);
+  req.set_signature(f.signature);
+  req.set_artifact_name(f.artifact_name);
+  v1::StageResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, f);
+  grpc::Status s = stub.Stage(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailed("stage " + f.version, s);
+  std::cout << Json(resp);
+  return 0;
+}
+
+int RunPreflight(Stub& stub, const NodeFlags& f) {
+  v1::PreflightRequest req;
+  req.set_version(f.version);
+  v1::PreflightResponse resp;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, f);
+  grpc::Status s = stub.Preflight(&ctx, req, &resp);
+  if (!s.ok()) return RpcFailed("preflight " + f.version, s);
+  std::cout << Json(resp);
+  return resp.passed() ? 0 : 1;
+}
+
+// Follows the operation until its journal is closed; prints each phase to
+// stderr and the final operation as JSON on stdout.
+int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
+  v1::Operation last = started;
+  if (!f.no_wait && !started.done()) {
+    v1::GetOperationRequest req;
+    req.set_operation_id(started.operation_id());
+    grpc::ClientContext ctx;
+    SetDeadline(ctx, f);
+    auto reader = stub.WatchOperation(&ctx, req);
+    v1::Operation op;
+    while (reader->Read(&op)) {
+      std::cerr << op.operation_id() << ": " << op.phase()
+                << (op.reason().empty() ? "" : " (" + op.reason() + ")") << "\n";
+      last = op;
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return RpcFailed("watch " + started.operation_id(), s);
+  }
+  std::cout << Json(last);
+  if (f.no_wait) return 0;
+  return last.phase() == "Stable" && last.done() ? 0 : 1;
+}
+
+int RunSwap(Stub& stub, const NodeFlags& f) {
+  v1::SwapRequest req;
+  req.set_version(f.version);
+  req.set_expected_key_id_hash(f.expected_key_id_hash);
+  req.set_stabilization_ms(f.stabilization_ms);
+  req.set_operation_id(f.operation_id);
+  req.set_fencing_token(f.fencing_token);
+  v1::Operation op;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, f);
+  grpc::Status s = stub.Swap(&ctx, req, &op);
+  if (!s.ok()) return RpcFailed("swap to " + f.version, s);
+  return Follow(stub, op, f);
+}
+
+int RunRollback(Stub& stub, const NodeFlags& f) {
+  v1::RollbackRequest req;
+  req.set_of_operation_id(f.of_operation_id);
+  req.set_expected_key_id_hash(f.expected_key_id_hash);
+  req.set_stabilization_ms(f.stabilization_ms);
+  req.set_operation_id(f.operation_id);
+  req.set_fencing_token(f.fencing_token);
+  v1::Operation op;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, f);
+  grpc::Status s = stub.Rollback(&ctx, req, &op);
+  if (!s.ok()) return RpcFailed("rollback of " + f.of_operation_id, s);
+  return Follow(stub, op, f);
+}
+
+int RunGet(Stub& stub, const NodeFlags& f) {
+  v1::GetOperationRequest req;
+  req.set_operation_id(f.operation_id);
+  v1::Operation op;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx, f);
+  grpc::Status s = stub.GetOperation(&ctx, req, &op);
+  if (!s.ok()) return RpcFailed("operation " + f.operation_id, s);
+  return Follow(stub, op, f);
+}
+
+}  // namespace
+
+CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
+  CLI::App* node = app.add_subcommand("node", "drive one node's executor");
+  node->require_subcommand(1);
+  node->add_option("--agent", f.agent, "agent address: unix:/path or host:port")
+      ->capture_default_str();
+  node->add_option("--timeout-ms", f.timeout_ms, "deadline for the whole command")
+      ->check(CLI::Range(1, 3600000))
+      ->capture_default_str();
+  CLI::App* stage = node->add_subcommand("stage", "verify and store a release");
+  stage->add_option("--version", f.version, "release version (SemVer)")->required();
+  stage->add_option("--source", f.source, "path or http(s):// URL of the release binary")->required();
+  stage->add_option("--checksums", f.checksums, "path of checksums.txt")->required();
+  stage->add_option("--signature", f.signature, "path of checksums.txt's signature");
+  stage->add_option("--artifact-name", f.artifact_name,
+                    "file name in checksums.txt (default: the source's)");
+  CLI::App* pre = node->add_subcommand("preflight", "doctor a staged release");
+  pre->add_option("--version", f.version, "staged version")->required();
+  for (CLI::App* op : {node->add_subcommand("swap", "install a staged version"),
+                       node->add_subcommand("rollback", "undo a Stable swap")}) {
+    op->add_option("--expected-key-id-hash", f.expected_key_id_hash,
+                   "hash the provider must serve (default: the current one)");
+    op->add_option("--stabilization-ms", f.stabilization_ms,
+                   "continuous /ready window (default: executor config)");
+    op->add_option("--operation-id", f.operation_id, "idempotency key");
+    op->add_option("--fencing-token", f.fencing_token, "coordinator lease token");
+    op->add_flag("--no-wait", f.no_wait, "return once the operation started");
+  }
+  node->get_subcommand("swap")
+      ->add_option("--version", f.version, "staged version to install")
+      ->required();
+  node->get_subcommand("rollback")
+      ->add_option("--of", f.of_operation_id, "the Stable swap to undo")
+      ->required();
+  CLI::App* get = node->add_subcommand("operation", "show or follow an operation");
+  get->add_option("--id", f.operation_id, "operation id")->required();
+  get->add_flag("--no-wait", f.no_wait, "do not follow it");
+  return node;
+}
+
+int RunNodeCommand(const CLI::App& node, const NodeFlags& f) {
+  auto channel = grpc::CreateChannel(AgentTarget(f.agent),
+                                     grpc::InsecureChannelCredentials());
+  std::unique_ptr<Stub> stub = v1::Agent::NewStub(channel);
+  if (node.got_subcommand("stage")) return RunStage(*stub, f);
+  if (node.got_subcommand("preflight")) return RunPreflight(*stub, f);
+  if (node.got_subcommand("swap")) return RunSwap(*stub, f);
+  if (node.got_subcommand("rollback")) return RunRollback(*stub, f);
+  if (node.got_subcommand("operation")) return RunGet(*stub, f);
+  return 2;
+}
+
+}  // namespace kmsfleet

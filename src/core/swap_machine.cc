@@ -1,0 +1,309 @@
+#include "kmsfleet/swap_machine.h"
+
+#include <array>
+#include <utility>
+
+#include "boost/json.hpp"
+#include "json_util.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr std::array<std::pair<SwapPhase, std::string_view>, 11> kPhaseNames{{
+    {SwapPhase::kIdle, "Idle"},
+    {SwapPhase::kStaged, "Staged"},
+    {SwapPhase::kPreflighted, "Preflighted"},
+    {SwapPhase::kStopped, "Stopped"},
+    {SwapPhase::kInstalled, "Installed"},
+    {SwapPhase::kStarted, "Started"},
+    {SwapPhase::kVerifying, "Verifying"},
+    {SwapPhase::kStable, "Stable"},
+    {SwapPhase::kRollingBack, "RollingBack"},
+    {SwapPhase::kRolledBack, "RolledBack"},
+    {SwapPhase::kRollbackFailed, "RollbackFailed"},
+}};
+
+// Journals are small; a bigger file is not one of ours.
+constexpr size_t kMaxJournalBytes = 256 << 10;
+// Registries hold a few snapshots per Transit version.
+constexpr size_t kMaxRegistryBytes = 16 << 20;
+
+absl::Status Corrupt(std::string_view what, std::string_view problem) {
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kJournalCorrupt,
+                   std::string(what) + ": " + std::string(problem),
+                   {{"file", std::string(what)}});
+}
+
+bool HasCondition(const v1::NodeState& state, std::string_view reason) {
+  for (const auto& c : state.conditions()) {
+    if (c.reason() == reason) return true;
+  }
+  return false;
+}
+
+VerifyStep Fail(std::string_view reason, std::string message) {
+  return {VerifyVerdict::kFailed,
+          MakeError(absl::StatusCode::kFailedPrecondition, reason, message)};
+}
+
+bool Rose(const std::optional<double>& before, bool has_now, double now) {
+  return before.has_value() && has_now && now > *before;
+}
+
+}  // namespace
+
+std::string_view PhaseName(SwapPhase phase) {
+  for (const auto& [p, name] : kPhaseNames) {
+    if (p == phase) return name;
+  }
+  return "Unknown";
+}
+
+absl::StatusOr<SwapPhase> ParsePhase(std::string_view name) {
+  for (const auto& [p, n] : kPhaseNames) {
+    if (n == name) return p;
+  }
+  return Corrupt("phase", "unknown phase \"" + std::string(name) + "\"");
+}
+
+bool IsTerminal(SwapPhase phase) {
+  return phase == SwapPhase::kStable || phase == SwapPhase::kRolledBack ||
+         phase == SwapPhase::kRollbackFailed;
+}
+
+bool IsAfterStop(SwapPhase phase) {
+  return phase >= SwapPhase::kStopped && phase <= SwapPhase::kVerifying;
+}
+
+bool IsAllowedTransition(SwapPhase from, SwapPhase to) {
+  if (to == SwapPhase::kRollingBack) return IsAfterStop(from);
+  if (from == SwapPhase::kRollingBack) {
+    return to == SwapPhase::kRolledBack || to == SwapPhase::kRollbackFailed;
+  }
+  if (from >= SwapPhase::kStable) return false;
+  return static_cast<int>(to) == static_cast<int>(from) + 1;
+}
+
+absl::Status Advance(SwapJournal& journal, SwapPhase to, int64_t now_unix_ms) {
+  if (!IsAllowedTransition(journal.phase, to)) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kJournalCorrupt,
+                     "operation " + journal.operation_id + " cannot move from " +
+                         std::string(PhaseName(journal.phase)) + " to " +
+                         std::string(PhaseName(to)));
+  }
+  journal.phase = to;
+  journal.updated_unix_ms = now_unix_ms;
+  journal.history.push_back(std::string(PhaseName(to)) + "@" +
+                            std::to_string(now_unix_ms));
+  return absl::OkStatus();
+}
+
+std::string SerializeJournal(const SwapJournal& j) {
+  boost::json::array history;
+  for (const auto& h : j.history) history.emplace_back(h);
+  boost::json::object o{
+      {"operationId", j.operation_id},
+      {"kind", j.kind},
+      {"phase", PhaseName(j.phase)},
+      {"open", j.open},
+      {"targetVersion", j.target_version},
+      {"previousVersion", j.previous_version},
+      {"targetSha256", j.target_sha256},
+      {"previousSha256", j.previous_sha256},
+      {"targetBinary", j.target_binary},
+      {"previousBinary", j.previous_binary},
+      {"expectedKeyIdHash", j.expected_key_id_hash},
+      {"stabilizationMs", j.stabilization_ms},
+      {"fencingToken", j.fencing_token},
+      {"evidenceDir", j.evidence_dir},
+      {"registrySha256", j.registry_sha256},
+      {"checkpointSha256", j.checkpoint_sha256},
+      {"registrySchema", j.registry_schema},
+      {"failureReason", j.failure_reason},
+      {"failureMessage", j.failure_message},
+      {"history", std::move(history)},
+      {"startedUnixMs", j.started_unix_ms},
+      {"updatedUnixMs", j.updated_unix_ms}};
+  return boost::json::serialize(o) + "\n";
+}
+
+absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
+                                         std::string_view what) {
+  KMSFLEET_ASSIGN_OR_RETURN(
+      boost::json::object o,
+      internal::ParseJsonObject(text, what, kMaxJournalBytes,
+                                reason::kJournalCorrupt));
+  internal::JsonFields f(o, std::string(what), reason::kJournalCorrupt);
+  SwapJournal j;
+  std::string phase;
+  for (auto [key, out] : std::initializer_list<std::pair<const char*, std::string*>>{
+           {"operationId", &j.operation_id}, {"kind", &j.kind}, {"phase", &phase},
+           {"targetVersion", &j.target_version},
+           {"previousVersion", &j.previous_version},
+           {"targetSha256", &j.target_sha256},
+           {"previousSha256", &j.previous_sha256},
+           {"targetBinary", &j.target_binary},
+           {"previousBinary", &j.previous_binary},
+           {"expectedKeyIdHash", &j.expected_key_id_hash},
+           {"evidenceDir", &j.evidence_dir},
+           {"registrySha256", &j.registry_sha256},
+           {"checkpointSha256", &j.checkpoint_sha256},
+           {"registrySchema", &j.registry_schema},
+           {"failureReason", &j.failure_reason},
+           {"failureMessage", &j.failure_message}}) {
+    KMSFLEET_RETURN_IF_ERROR(f.String(key, out));
+  }
+  if (j.operation_id.empty()) return Corrupt(what, "operationId is missing");
+  KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
+  KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
+  std::optional<int64_t> stab, started, updated;
+  std::optional<uint64_t> token;
+  KMSFLEET_RETURN_IF_ERROR(f.Int64("stabilizationMs", &stab));
+  KMSFLEET_RETURN_IF_ERROR(f.Int64("startedUnixMs", &started));
+  KMSFLEET_RETURN_IF_ERROR(f.Int64("updatedUnixMs", &updated));
+  KMSFLEET_RETURN_IF_ERROR(f.Uint64("fencingToken", &token));
+  j.stabilization_ms = stab.value_or(30000);
+  j.started_unix_ms = started.value_or(0);
+  j.updated_unix_ms = updated.value_or(0);
+  j.fencing_token = token.value_or(0);
+  KMSFLEET_RETURN_IF_ERROR(f.StringArray("history", &j.history));
+  return j;
+}
+
+RecoveryPlan PlanRecovery(const SwapJournal& j,
+                          std::string_view installed_sha256) {
+  if (IsTerminal(j.phase)) {
+    return {RecoveryAction::kCloseAsIs, "the operation had already ended"};
+  }
+  if (j.phase == SwapPhase::kRollingBack) {
+    return {RecoveryAction::kRollBack, "the agent stopped while rolling back"};
+  }
+  if (!IsAfterStop(j.phase)) {
+    return {RecoveryAction::kClose,
+            "the agent stopped before the unit was stopped; nothing changed"};
+  }
+  // After the stop: the rename is atomic, so the installed file is either
+  // the target or the previous binary. Only a verified target goes forward.
+  if (!j.target_sha256.empty() && installed_sha256 == j.target_sha256) {
+    return {RecoveryAction::kResumeVerify,
+            "the target binary is installed; starting and verifying it"};
+  }
+  return {RecoveryAction::kRollBack,
+          "the target binary is not installed; restoring the previous one"};
+}
+
+absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
+                                                 std::string_view what) {
+  KMSFLEET_ASSIGN_OR_RETURN(
+      boost::json::object o,
+      internal::ParseJsonObject(json, what, kMaxRegistryBytes,
+                                reason::kMalformedRegistry));
+  internal::JsonFields f(o, std::string(what), reason::kMalformedRegistry);
+  RegistryFacts facts;
+  KMSFLEET_RETURN_IF_ERROR(f.String("schemaVersion", &facts.schema_version));
+  if (facts.schema_version.empty()) return f.Missing("schemaVersion");
+  const boost::json::value* snaps = f.Find("snapshots");
+  if (snaps == nullptr) return facts;
+  if (!snaps->is_array()) return f.WrongType("snapshots", *snaps, "array");
+  for (const auto& s : snaps->as_array()) {
+    if (!s.is_object()) return f.WrongType("snapshots[]", s, "object");
+    const boost::json::value* state = s.as_object().if_contains("state");
+    if (state != nullptr && state->is_string() && state->as_string() == "removed") {
+      ++facts.removed_records;
+    }
+  }
+  return facts;
+}
+
+absl::Status CheckRollbackAllowed(std::string_view schema_before,
+                                  const RegistryFacts& now) {
+  if (now.removed_records > 0) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedRemoved,
+        "refusing to reinstall the older binary: the key registry holds " +
+            std::to_string(now.removed_records) +
+            " removed record(s), which older binaries reject (reference §7.4)",
+        {{"removed_records", std::to_string(now.removed_records)}});
+  }
+  if (!schema_before.empty() && now.schema_version != schema_before) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedSchema,
+        "refusing to reinstall the older binary: the key registry schema "
+        "changed from " + std::string(schema_before) + " to " +
+            now.schema_version,
+        {{"schema_before", std::string(schema_before)},
+         {"schema_now", now.schema_version}});
+  }
+  return absl::OkStatus();
+}
+
+// Something not observed yet (a listener still binding, a series not yet
+// exported) is "not ready": the window restarts and the deadline decides.
+// A value that is observed and wrong fails at once.
+VerifyStep EvaluateVerify(const v1::NodeState& s, const VerifyExpectations& e,
+                          const CounterBaseline& base) {
+  auto not_yet = [](std::string_view reason, std::string message) {
+    return VerifyStep{VerifyVerdict::kNotReady,
+                      MakeError(absl::StatusCode::kUnavailable, reason, message)};
+  };
+  if (!s.ready()) {
+    std::string why = "provider /ready is not 200";
+    for (const auto& r : s.ready_reasons()) why += " " + r;
+    return not_yet(reason::kNotReady, why);
+  }
+  if (HasCondition(s, reason::kKeyIdHashAmbiguous)) {
+    return Fail(reason::kKeyIdHashAmbiguous,
+                "more than one openbao_kms_status_key_id_hash series is 1");
+  }
+  if (!e.target_version.empty() && s.provider_version().empty()) {
+    return not_yet(reason::kBuildInfoMissing, "the provider version is not known yet");
+  }
+  if (!e.target_version.empty() && s.provider_version() != e.target_version) {
+    return Fail(reason::kVersionMismatch,
+                "provider reports version \"" + s.provider_version() +
+                    "\", expected " + e.target_version);
+  }
+  if (s.key_id_hash_metric().empty()) {
+    return not_yet(reason::kKeyIdHashMissing, "no openbao_kms_status_key_id_hash series yet");
+  }
+  if (s.key_id_hash_metric() != e.key_id_hash) {
+    return Fail(reason::kKeyIdHashMismatch,
+                "key_id hash metric is \"" + s.key_id_hash_metric() +
+                    "\", expected " + e.key_id_hash);
+  }
+  if (s.kms_healthz() != "ok" || s.key_id_hash_socket().empty()) {
+    return not_yet(reason::kKmsUnhealthy,
+                   "KMS Status healthz \"" + s.kms_healthz() + "\" without a key_id yet");
+  }
+  if (s.key_id_hash_socket() != e.key_id_hash) {
+    return Fail(reason::kKeyIdHashMismatch,
+                "KMS Status key_id hash is \"" + s.key_id_hash_socket() +
+                    "\", expected " + e.key_id_hash);
+  }
+  if (Rose(base.decrypt_errors, s.has_decrypt_key_id_errors_total(),
+           s.decrypt_key_id_errors_total()) ||
+      Rose(base.aad_errors, s.has_aad_validation_errors_total(),
+           s.aad_validation_errors_total())) {
+    return Fail(reason::kCountersRising,
+                "decrypt key_id or AAD validation errors rose during verification");
+  }
+  return {VerifyVerdict::kHealthy, absl::OkStatus()};
+}
+
+void StabilityWindow::Observe(VerifyVerdict verdict, int64_t now_unix_ms) {
+  if (verdict != VerifyVerdict::kHealthy) {
+    healthy_since_.reset();
+  } else if (!healthy_since_) {
+    healthy_since_ = now_unix_ms;
+  }
+}
+
+bool StabilityWindow::Stable(int64_t now_unix_ms) const {
+  return healthy_since_ && now_unix_ms - *healthy_since_ >= window_ms_;
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,266 @@
+// The executor's API, journal store and worker thread. The phases
+// themselves are in swap_runner.cc.
+#include "kmsfleet/executor.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+
+#include "kmsfleet/fs_util.h"
+#include "kmsfleet/checksums.h"
+#include "kmsfleet/log.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr size_t kMaxJournalFileBytes = 256 << 10;
+// More journals than this in the directory are not scanned at start-up;
+// closed ones are history and could be pruned by the operator.
+constexpr size_t kMaxJournalsScanned = 10000;
+
+absl::Status CheckOperationId(const std::string& id) {
+  if (!IsSafeFileName(id) || id.size() > 128) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "operation id \"" + id +
+                         "\" must be 1-128 characters of [A-Za-z0-9._+-]",
+                     {{"operation_id", id}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+Executor::Executor(ExecutorOptions options, ProviderProbe& probe,
+                   ServiceManager& services, const Clock& clock)
+    : options_(std::move(options)), probe_(probe), services_(services),
+      clock_(clock) {
+  const char* crash = std::getenv("KMSFLEETD_TEST_CRASH_AT");
+  if (crash != nullptr) crash_at_ = crash;
+}
+
+Executor::~Executor() {
+  if (worker_.joinable()) worker_.join();
+}
+
+std::string Executor::JournalPath(const std::string& id) const {
+  return options_.state_dir + "/journal/" + id + ".json";
+}
+
+std::string Executor::NewOperationId() const {
+  std::random_device rd;
+  return "op-" + std::to_string(clock_.NowUnixMillis()) + "-" +
+         std::to_string(rd() % 100000);
+}
+
+void Executor::MaybeCrash(std::string_view point) const {
+  // Crash tests SIGKILL the agent at exact phase boundaries; nothing in
+  // production sets this variable.
+  if (!crash_at_.empty() && crash_at_ == point) raise(SIGKILL);
+}
+
+absl::Status Executor::Persist(SwapJournal& j) {
+  j.updated_unix_ms = clock_.NowUnixMillis();
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(
+      EnsurePrivateDir(options_.state_dir + "/journal", 0700));
+  KMSFLEET_RETURN_IF_ERROR(
+      WriteFileAtomic(JournalPath(j.operation_id), SerializeJournal(j), 0600));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ops_[j.operation_id] = j;
+  }
+  changed_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Step(SwapJournal& j, SwapPhase phase) {
+  KMSFLEET_RETURN_IF_ERROR(Advance(j, phase, clock_.NowUnixMillis()));
+  KMSFLEET_RETURN_IF_ERROR(Persist(j));
+  Log(LogLevel::kInfo, "operation phase",
+      {{"operation", j.operation_id}, {"phase", std::string(PhaseName(phase))}});
+  MaybeCrash(PhaseName(phase));
+  return absl::OkStatus();
+}
+
+void Executor::Close(SwapJournal& j) {
+  j.open = false;
+  if (absl::Status s = Persist(j); !s.ok()) {
+    Log(LogLevel::kError, "cannot close journal: " + std::string(s.message()),
+        {{"operation", j.operation_id}});
+  }
+  Log(LogLevel::kInfo, "operation ended",
+      {{"operation", j.operation_id},
+       {"phase", std::string(PhaseName(j.phase))},
+       {"reason", j.failure_reason}});
+}
+
+absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
+  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = ops_.find(id); it != ops_.end()) return it->second;
+  }
+  std::string path = JournalPath(id);
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxJournalFileBytes);
+  if (!text.ok()) {
+    return MakeError(absl::StatusCode::kNotFound, reason::kOperationNotFound,
+                     "no operation " + id + " (" + path + ")",
+                     {{"operation_id", id}});
+  }
+  return ParseJournal(*text, path);
+}
+
+absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (busy_) {
+      return MakeError(absl::StatusCode::kFailedPrecondition,
+                       reason::kOperationInProgress,
+                       "another operation is running on this node");
+    }
+    busy_ = true;
+  }
+  if (worker_.joinable()) worker_.join();
+  j.started_unix_ms = clock_.NowUnixMillis();
+  j.history.push_back("Idle@" + std::to_string(j.started_unix_ms));
+  if (absl::Status s = Persist(j); !s.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = false;
+    return s;
+  }
+  worker_ = std::thread([this, j] {
+    RunOperation(j);
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = false;
+  });
+  return j;
+}
+
+absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
+  SwapJournal j;
+  j.operation_id = p.operation_id.empty() ? NewOperationId() : p.operation_id;
+  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(j.operation_id));
+  if (absl::StatusOr<SwapJournal> existing = Load(j.operation_id); existing.ok()) {
+    return existing;
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
+                            FindStaged(options_.artifacts, p.version));
+  j.kind = "swap";
+  j.target_version = p.version;
+  j.target_binary = staged.binary_path;
+  j.target_sha256 = staged.sha256;
+  j.expected_key_id_hash = p.expected_key_id_hash;
+  j.stabilization_ms = p.stabilization_ms > 0 ? p.stabilization_ms
+                                              : options_.default_stabilization_ms;
+  j.fencing_token = p.fencing_token;
+  return Launch(std::move(j));
+}
+
+absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
+  SwapJournal j;
+  j.operation_id = p.operation_id.empty() ? NewOperationId() : p.operation_id;
+  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(j.operation_id));
+  if (absl::StatusOr<SwapJournal> existing = Load(j.operation_id); existing.ok()) {
+    return existing;
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(SwapJournal of, Load(p.of_operation_id));
+  if (of.phase != SwapPhase::kStable || of.previous_binary.empty()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged,
+                     "operation " + of.operation_id + " ended " +
+                         std::string(PhaseName(of.phase)) +
+                         "; only a Stable swap can be rolled back",
+                     {{"operation_id", of.operation_id}});
+  }
+  j.kind = "rollback";
+  j.target_version = of.previous_version;
+  j.target_binary = of.previous_binary;
+  j.target_sha256 = of.previous_sha256;
+  // The schema the older binary knew, for the refusal rule.
+  j.registry_schema = of.registry_schema;
+  j.expected_key_id_hash = p.expected_key_id_hash;
+  j.stabilization_ms = p.stabilization_ms > 0 ? p.stabilization_ms
+                                              : options_.default_stabilization_ms;
+  j.fencing_token = p.fencing_token;
+  return Launch(std::move(j));
+}
+
+absl::StatusOr<SwapJournal> Executor::Get(const std::string& id) { return Load(id); }
+
+absl::StatusOr<SwapJournal> Executor::WaitForUpdate(const std::string& id,
+                                                    size_t seen,
+                                                    std::chrono::milliseconds timeout) {
+  KMSFLEET_ASSIGN_OR_RETURN(SwapJournal j, Load(id));
+  std::unique_lock<std::mutex> lock(mu_);
+  changed_.wait_for(lock, timeout, [&] {
+    auto it = ops_.find(id);
+    return it != ops_.end() &&
+           (it->second.history.size() > seen || !it->second.open);
+  });
+  if (auto it = ops_.find(id); it != ops_.end()) return it->second;
+  return j;
+}
+
+absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
+  return kmsfleet::Stage(options_.artifacts, request);
+}
+
+absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
+                            FindStaged(options_.artifacts, version));
+  PreflightOutcome out;
+  KMSFLEET_ASSIGN_OR_RETURN(
+      out.doctor, RunPreflight(staged.binary_path, version, options_.preflight,
+                               options_.install_path));
+  absl::StatusOr<RotationReport> plan =
+      RunRotationPlan(options_.install_path, options_.preflight);
+  if (!plan.ok()) {
+    out.rotation_plan = plan.status();
+  } else {
+    out.rotation = *plan;
+    if (plan->rotation_state != "active") {
+      out.rotation_plan = MakeError(
+          absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
+          "rotation-plan reports rotationState " + plan->rotation_state +
+              "; defer the upgrade (reference §8.1)");
+    }
+  }
+  return out;
+}
+
+void Executor::StartRecovery() {
+  std::vector<SwapJournal> open;
+  std::string dir = options_.state_dir + "/journal";
+  if (DIR* d = opendir(dir.c_str()); d != nullptr) {
+    size_t scanned = 0;
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
+      if (++scanned > kMaxJournalsScanned) break;
+      absl::StatusOr<SwapJournal> j = Load(name.substr(0, name.size() - 5));
+      if (!j.ok()) {
+        Log(LogLevel::kError, std::string(j.status().message()), {{"file", name}});
+      } else if (j->open) {
+        open.push_back(*j);
+      }
+    }
+    closedir(d);
+  }
+  if (open.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = true;
+  }
+  worker_ = std::thread([this, open] {
+    for (const SwapJournal& j : open) Recover(j);
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = false;
+  });
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,236 @@
+#include "kmsfleet/fs_util.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+// Large reads keep the hash loop busy rather than the syscall path.
+constexpr size_t kBlock = 1 << 20;
+
+absl::Status IoError(std::string_view op, const std::string& path, int err) {
+  absl::StatusCode code = err == ENOENT   ? absl::StatusCode::kNotFound
+                          : err == EACCES ? absl::StatusCode::kPermissionDenied
+                                          : absl::StatusCode::kUnavailable;
+  return MakeError(code, reason::kArtifactIo,
+                   std::string(op) + " " + path + ": " + std::strerror(err),
+                   {{"path", path}});
+}
+
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+struct MdCtxFree {
+  void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
+};
+
+std::string Hex(const unsigned char* d, unsigned n) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < n; ++i) {
+    out += kHex[d[i] >> 4];
+    out += kHex[d[i] & 15];
+  }
+  return out;
+}
+
+absl::Status WriteAll(int fd, const char* data, size_t size,
+                      const std::string& path) {
+  while (size > 0) {
+    ssize_t n = write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("write", path, errno);
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+// Streams `fd` through `sink` in kBlock reads, hashing as it goes.
+template <typename Sink>
+absl::StatusOr<std::string> HashStream(int fd, const std::string& path,
+                                       size_t max_bytes, Sink sink) {
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) {
+    return MakeError(absl::StatusCode::kInternal, reason::kArtifactIo,
+                     "cannot initialise SHA-256");
+  }
+  std::vector<char> buf(kBlock);
+  size_t total = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("read", path, errno);
+    if (n == 0) break;
+    total += static_cast<size_t>(n);
+    if (total > max_bytes) {
+      return MakeError(absl::StatusCode::kResourceExhausted,
+                       reason::kInputTooLarge,
+                       path + " is larger than " + std::to_string(max_bytes) +
+                           " bytes",
+                       {{"path", path}});
+    }
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
+    KMSFLEET_RETURN_IF_ERROR(sink(buf.data(), static_cast<size_t>(n)));
+  }
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  return Hex(md, len);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadBoundedFile(const std::string& path,
+                                            size_t max_bytes) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0) return IoError("open", path, errno);
+  std::string out;
+  char buf[64 << 10];
+  for (;;) {
+    ssize_t n = read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return IoError("read", path, errno);
+    if (n == 0) return out;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      return MakeError(absl::StatusCode::kResourceExhausted,
+                       reason::kInputTooLarge,
+                       path + " is larger than " + std::to_string(max_bytes) +
+                           " bytes",
+                       {{"path", path}});
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  Fd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (fd.get() < 0) return IoError("open", path, errno);
+  posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return HashStream(fd.get(), path, SIZE_MAX,
+                    [](const char*, size_t) { return absl::OkStatus(); });
+}
+
+std::string Sha256Hex(std::string_view bytes) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned len = 0;
+  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
+  return Hex(md, len);
+}
+
+absl::Status EnsurePrivateDir(const std::string& path, unsigned mode) {
+  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+    return IoError("mkdir", path, errno);
+  }
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
+  if (!S_ISDIR(st.st_mode)) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
+                     path + " is not a directory (a symlink or file is in the way)",
+                     {{"path", path}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FsyncDir(const std::string& dir) {
+  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return IoError("open", dir, errno);
+  if (fsync(fd.get()) != 0) return IoError("fsync", dir, errno);
+  return absl::OkStatus();
+}
+
+absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
+                             unsigned mode) {
+  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  {
+    Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+               mode));
+    if (fd.get() < 0) return IoError("create", tmp, errno);
+    absl::Status s = WriteAll(fd.get(), content.data(), content.size(), tmp);
+    if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
+    if (!s.ok()) {
+      unlink(tmp.c_str());
+      return s;
+    }
+  }
+  if (rename(tmp.c_str(), path.c_str()) != 0) {
+    absl::Status s = IoError("rename", path, errno);
+    unlink(tmp.c_str());
+    return s;
+  }
+  return FsyncDir(DirOf(path));
+}
+
+absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
+                                           const std::string& dest,
+                                           unsigned mode,
+                                           std::string_view expected_sha256,
+                                           size_t max_bytes) {
+  Fd in(open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (in.get() < 0) return IoError("open", source, errno);
+  posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  std::string tmp = dest + ".tmp." + std::to_string(getpid());
+  unlink(tmp.c_str());  // a leftover of a crashed copy by this pid number
+  absl::StatusOr<std::string> digest;
+  {
+    Fd out(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                mode));
+    if (out.get() < 0) return IoError("create", tmp, errno);
+    fchmod(out.get(), mode);  // not narrowed by the umask
+    digest = HashStream(in.get(), source, max_bytes,
+                        [&](const char* d, size_t n) {
+                          return WriteAll(out.get(), d, n, tmp);
+                        });
+    if (digest.ok() && !expected_sha256.empty() && *digest != expected_sha256) {
+      digest = MakeError(absl::StatusCode::kFailedPrecondition,
+                         reason::kChecksumMismatch,
+                         "SHA-256 of " + source + " is " + *digest +
+                             ", expected " + std::string(expected_sha256),
+                         {{"file", source},
+                          {"expected", std::string(expected_sha256)},
+                          {"actual", *digest}});
+    }
+    if (digest.ok() && fsync(out.get()) != 0) digest = IoError("fsync", tmp, errno);
+  }
+  if (!digest.ok()) {
+    unlink(tmp.c_str());
+    return digest.status();
+  }
+  if (rename(tmp.c_str(), dest.c_str()) != 0) {
+    absl::Status s = IoError("rename", dest, errno);
+    unlink(tmp.c_str());
+    return s;
+  }
+  KMSFLEET_RETURN_IF_ERROR(FsyncDir(DirOf(dest)));
+  return digest;
+}
+
+}  // namespace kmsfleet

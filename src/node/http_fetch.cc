@@ -1,0 +1,233 @@
+#include "kmsfleet/http_fetch.h"
+
+#include <openssl/ssl.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <optional>
+
+#include "kmsfleet/http_get.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+
+constexpr size_t kMaxHeaderBytes = 16 << 10;
+
+struct Target {
+  bool tls = false;
+  HttpUrl url;
+};
+
+absl::StatusOr<Target> ParseFetchUrl(std::string_view url) {
+  Target t;
+  t.tls = url.substr(0, 8) == "https://";
+  if (!t.tls && url.substr(0, 7) != "http://") {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "\"" + std::string(url) + "\" is not an http(s) URL",
+                     {{"url", std::string(url)}});
+  }
+  std::string_view rest = url.substr(t.tls ? 8 : 7);
+  KMSFLEET_ASSIGN_OR_RETURN(t.url, ParseHttpUrl("http://" + std::string(rest)));
+  std::string_view authority = rest.substr(0, rest.find('/'));
+  size_t close = authority.find(']');
+  size_t colon = authority.rfind(':');
+  bool has_port = colon != std::string_view::npos &&
+                  (close == std::string_view::npos || colon > close);
+  if (t.tls && !has_port) t.url.port = 443;
+  return t;
+}
+
+// One GET, streamed into a file, over a plain or TLS stream.
+template <typename Stream>
+class Fetch {
+ public:
+  Fetch(asio::io_context& ioc, Stream& stream, const Target& target,
+        const FetchOptions& options, std::string url)
+      : ioc_(ioc), stream_(stream), target_(target), options_(options),
+        url_(std::move(url)), resolver_(ioc) {
+    parser_.header_limit(kMaxHeaderBytes);
+    parser_.body_limit(options.max_bytes);
+  }
+
+  absl::Status Run(const std::string& dest) {
+    beast::error_code ec;
+    parser_.get().body().open(dest.c_str(), beast::file_mode::write_new, ec);
+    if (ec) return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                          "cannot create " + dest + ": " + ec.message());
+    deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
+    resolver_.async_resolve(
+        target_.url.host, std::to_string(target_.url.port),
+        [this](beast::error_code rec, tcp::resolver::results_type results) {
+          if (rec) return Fail(rec, "resolve");
+          OnResolved(results);
+        });
+    ioc_.run_until(deadline_ + std::chrono::milliseconds(100));
+    parser_.get().body().close();
+    if (!done_) return Failed(absl::StatusCode::kDeadlineExceeded, reason::kTimeout, "timed out");
+    KMSFLEET_RETURN_IF_ERROR(error_);
+    unsigned code = parser_.get().result_int();
+    if (code / 100 == 3) {
+      return Failed(absl::StatusCode::kFailedPrecondition, reason::kRedirectRefused,
+                    "answered with redirect " + std::to_string(code));
+    }
+    if (code != 200) {
+      return Failed(absl::StatusCode::kUnavailable, reason::kHttpError,
+                    "answered with status " + std::to_string(code));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  tcp::socket& Socket() { return beast::get_lowest_layer(stream_).socket(); }
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  void OnResolved(const tcp::resolver::results_type& results) {
+    Lowest().expires_after(std::min<std::chrono::steady_clock::duration>(
+        options_.connect_timeout, deadline_ - std::chrono::steady_clock::now()));
+    Lowest().async_connect(results, [this](beast::error_code ec, const tcp::endpoint&) {
+      if (ec) return Fail(ec, "connect");
+      Lowest().expires_at(deadline_);
+      if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+        Send();
+      } else {
+        stream_.async_handshake(ssl::stream_base::client, [this](beast::error_code hec) {
+          if (hec) return Fail(hec, "TLS handshake");
+          Send();
+        });
+      }
+    });
+  }
+
+  void Send() {
+    request_ = {http::verb::get, target_.url.target, 11};
+    request_.set(http::field::host, target_.url.host);
+    request_.set(http::field::user_agent, "kmsfleet");
+    request_.set(http::field::connection, "close");
+    http::async_write(stream_, request_, [this](beast::error_code ec, size_t) {
+      if (ec) return Fail(ec, "write");
+      http::async_read(stream_, buffer_, parser_, [this](beast::error_code rec, size_t) {
+        // Servers that close without TLS close_notify after a complete
+        // body are fine; a truncated body is still an error below.
+        if (rec && !(rec == ssl::error::stream_truncated && parser_.is_done())) {
+          return Fail(rec, "read");
+        }
+        Finish(absl::OkStatus());
+      });
+    });
+  }
+
+  void Fail(beast::error_code ec, std::string_view step) {
+    if (ec == beast::error::timeout) {
+      return Finish(Failed(absl::StatusCode::kDeadlineExceeded, reason::kTimeout,
+                           std::string(step) + " timed out"));
+    }
+    if (ec == http::error::body_limit) {
+      return Finish(Failed(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
+                           "body exceeds " + std::to_string(options_.max_bytes) + " bytes"));
+    }
+    Finish(Failed(absl::StatusCode::kUnavailable, reason::kHttpError,
+                  std::string(step) + " failed: " + ec.message()));
+  }
+
+  void Finish(absl::Status status) {
+    error_ = std::move(status);
+    done_ = true;
+    beast::error_code ignored;
+    Socket().shutdown(tcp::socket::shutdown_both, ignored);
+    ioc_.stop();
+  }
+
+  absl::Status Failed(absl::StatusCode code, std::string_view why,
+                      std::string_view message) const {
+    return MakeError(code, why, "GET " + url_ + ": " + std::string(message),
+                     {{"url", url_}});
+  }
+
+  asio::io_context& ioc_;
+  Stream& stream_;
+  const Target& target_;
+  const FetchOptions& options_;
+  std::string url_;
+  tcp::resolver resolver_;
+  beast::flat_buffer buffer_;
+  http::request<http::empty_body> request_;
+  http::response_parser<http::file_body> parser_;
+  std::chrono::steady_clock::time_point deadline_;
+  absl::Status error_;
+  bool done_ = false;
+};
+
+absl::Status FetchTls(const Target& target, const std::string& dest,
+                      const FetchOptions& options, std::string_view url) {
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.set_verify_mode(ssl::verify_peer);
+  beast::error_code ec;
+  if (options.ca_file.empty()) {
+    ctx.set_default_verify_paths(ec);
+  } else {
+    ctx.load_verify_file(options.ca_file, ec);
+  }
+  if (ec) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "cannot load the TLS trust store " + options.ca_file + ": " +
+                         ec.message(),
+                     {{"file", options.ca_file}});
+  }
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+  // SNI, and the certificate must name the host we asked for.
+  SSL_set_tlsext_host_name(stream.native_handle(), target.url.host.c_str());
+  stream.set_verify_callback(ssl::host_name_verification(target.url.host));
+  Fetch<beast::ssl_stream<beast::tcp_stream>> fetch(ioc, stream, target, options,
+                                                    std::string(url));
+  return fetch.Run(dest);
+}
+
+}  // namespace
+
+bool IsFetchUrl(std::string_view source) {
+  return source.substr(0, 7) == "http://" || source.substr(0, 8) == "https://";
+}
+
+std::string UrlFileName(std::string_view url) {
+  url = url.substr(0, url.find_first_of("?#"));
+  size_t scheme = url.find("://");
+  std::string_view path = url.substr(scheme == std::string_view::npos ? 0 : scheme + 3);
+  size_t first_slash = path.find('/');
+  if (first_slash == std::string_view::npos) return "";
+  path = path.substr(first_slash);
+  return std::string(path.substr(path.rfind('/') + 1));
+}
+
+absl::Status FetchToFile(std::string_view url, const std::string& dest,
+                         const FetchOptions& options) {
+  KMSFLEET_ASSIGN_OR_RETURN(Target target, ParseFetchUrl(url));
+  absl::Status s;
+  if (target.tls) {
+    s = FetchTls(target, dest, options, url);
+  } else {
+    asio::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    Fetch<beast::tcp_stream> fetch(ioc, stream, target, options, std::string(url));
+    s = fetch.Run(dest);
+  }
+  if (!s.ok() && ReasonOf(s) != reason::kArtifactIo) unlink(dest.c_str());
+  return s;
+}
+
+}  // namespace kmsfleet

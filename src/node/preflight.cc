@@ -1,0 +1,167 @@
+#include "kmsfleet/preflight.h"
+
+#include <pwd.h>
+
+#include <algorithm>
+
+#include "kmsfleet/provider_version.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+#include "kmsfleet/subprocess.h"
+
+namespace kmsfleet {
+namespace {
+
+absl::StatusOr<SubprocessResult> Run(const std::string& binary,
+                                     std::vector<std::string> args,
+                                     const PreflightOptions& options) {
+  std::vector<std::string> argv;
+  if (!options.run_as.empty()) {
+    // The user's primary group, which need not share its name.
+    passwd pw{};
+    passwd* found = nullptr;
+    char buf[4096];
+    if (getpwnam_r(options.run_as.c_str(), &pw, buf, sizeof buf, &found) != 0 ||
+        found == nullptr) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                       "executor.run_as: no user \"" + options.run_as + "\"",
+                       {{"key", "executor.run_as"}});
+    }
+    argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(pw.pw_uid),
+            "--regid=" + std::to_string(pw.pw_gid), "--init-groups", "--"};
+  }
+  argv.push_back(binary);
+  for (auto& a : args) argv.push_back(std::move(a));
+  SubprocessOptions sub;
+  sub.timeout = options.timeout;
+  sub.max_output_bytes = kMaxReportBytes;
+  return RunSubprocess(argv, sub);
+}
+
+absl::Status CommandFailed(std::string_view reason_code, const std::string& what,
+                           const SubprocessResult& r) {
+  std::string why = r.timed_out          ? "timed out"
+                    : r.term_signal != 0 ? "was killed by signal " +
+                                               std::to_string(r.term_signal)
+                                         : "exited " + std::to_string(r.exit_code);
+  std::string err = r.stderr_text.substr(0, 512);
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason_code,
+                   what + " " + why + (err.empty() ? "" : ": " + err),
+                   {{"exit_code", std::to_string(r.exit_code)}});
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> RunVersion(const std::string& binary,
+                                       const PreflightOptions& options) {
+  KMSFLEET_ASSIGN_OR_RETURN(SubprocessResult r, Run(binary, {"version"}, options));
+  if (r.exit_code != 0 || r.timed_out || r.term_signal != 0) {
+    return CommandFailed(reason::kVersionCommandFailed, binary + " version", r);
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(ProviderBuild build, ParseVersionOutput(r.stdout_text));
+  return build.version;
+}
+
+std::string RunIdentityFingerprint(const std::string& binary,
+                                   const PreflightOptions& options) {
+  absl::StatusOr<SubprocessResult> r =
+      Run(binary, {"config", "--config", options.provider_config}, options);
+  if (!r.ok() || r->exit_code != 0) return "";
+  constexpr std::string_view kKey = "identityFingerprint:";
+  std::string_view out = r->stdout_text;
+  for (size_t pos = 0; pos < out.size();) {
+    size_t end = std::min(out.find('\n', pos), out.size());
+    std::string_view line = out.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.substr(0, kKey.size()) != kKey) continue;
+    line.remove_prefix(kKey.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
+    return std::string(line);
+  }
+  return "";
+}
+
+absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
+                                             const std::string& expected_version,
+                                             const PreflightOptions& options,
+                                             const std::string& installed) {
+  PreflightResult out;
+  KMSFLEET_ASSIGN_OR_RETURN(out.binary_version, RunVersion(binary, options));
+  KMSFLEET_ASSIGN_OR_RETURN(
+      SubprocessResult r,
+      Run(binary,
+          {"doctor", "--config", options.provider_config, "--encryption-config",
+           options.encryption_config, "--output", "json"},
+          options));
+  if (r.timed_out || r.term_signal != 0 || r.truncated) {
+    return CommandFailed(reason::kDoctorFailed, binary + " doctor", r);
+  }
+  absl::StatusOr<CheckReport> report = ParseCheckReport(r.stdout_text);
+  if (!report.ok()) {
+    // Exit 2/3 and no report: the binary cannot even load the config.
+    return CommandFailed(reason::kDoctorFailed, binary + " doctor", r);
+  }
+  out.doctor = *std::move(report);
+  std::string failed;
+  for (const Check& c : out.doctor.checks) {
+    if (c.status == CheckStatus::kFail) {
+      failed += (failed.empty() ? "" : "; ") + c.id + " (" + c.title + "): " +
+                c.message;
+    } else if (c.status != CheckStatus::kPass) {
+      out.warnings.push_back(c);  // skip is not a pass; report it
+    }
+  }
+  if (!failed.empty() || r.exit_code != 0) {
+    out.verdict = MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kDoctorFailed,
+        "doctor of " + binary + " failed: " +
+            (failed.empty() ? "exit " + std::to_string(r.exit_code) : failed),
+        {{"binary", binary}});
+  } else if (out.binary_version != expected_version) {
+    out.verdict = MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kVersionMismatch,
+        binary + " reports version " + out.binary_version + ", staged as " +
+            expected_version,
+        {{"binary", binary}, {"version", out.binary_version}});
+  }
+  if (!installed.empty() && out.verdict.ok()) {
+    out.identity_staged = RunIdentityFingerprint(binary, options);
+    out.identity_installed = RunIdentityFingerprint(installed, options);
+    if (!out.identity_staged.empty() && !out.identity_installed.empty() &&
+        out.identity_staged != out.identity_installed) {
+      // The new binary would derive another provider identity from the
+      // same config, and with it other key_ids (reference §4.2).
+      out.verdict = MakeError(
+          absl::StatusCode::kFailedPrecondition, reason::kIdentityChanged,
+          binary + " computes config identity " + out.identity_staged + ", the installed " +
+              installed + " computes " + out.identity_installed,
+          {{"staged", out.identity_staged}, {"installed", out.identity_installed}});
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<RotationReport> RunRotationPlan(const std::string& binary,
+                                               const PreflightOptions& options) {
+  KMSFLEET_ASSIGN_OR_RETURN(
+      SubprocessResult r,
+      Run(binary,
+          {"rotation-plan", "--config", options.provider_config, "--output", "json"},
+          options));
+  if (r.exit_code != 0 || r.timed_out || r.term_signal != 0) {
+    return CommandFailed(reason::kRotationPlanUntrusted, binary + " rotation-plan", r);
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(RotationReport report, ParseRotationReport(r.stdout_text));
+  if (report.transit_metadata_status != "pass") {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kRotationPlanUntrusted,
+                     binary + " rotation-plan reports transitMetadataStatus \"" +
+                         report.transit_metadata_status + "\", not pass",
+                     {{"binary", binary}});
+  }
+  return report;
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,343 @@
+// The node executor end to end under a real systemd user manager:
+// kmsfleetctl node ... -> kmsfleetd -> sd-bus -> bao-kms-provider.service
+// (the fake provider), covering the failures of issue 4.
+#include <boost/json.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "kmsfleet/fs_util.h"
+#include "fleet.h"
+#include "systemd_node.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kOld[] = "0.1.0";
+constexpr char kNew[] = "0.2.0";
+
+boost::json::object Json(const std::string& text) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  return !ec && v.is_object() ? v.as_object() : boost::json::object();
+}
+
+// The file's SHA-256, or "" when it cannot be read.
+std::string Digest(const std::string& path) {
+  absl::StatusOr<std::string> d = Sha256File(path);
+  return d.ok() ? *d : "";
+}
+
+bool Done(const boost::json::object& o) {
+  const boost::json::value* v = o.if_contains("done");
+  return v != nullptr && v->is_bool() && v->as_bool();
+}
+
+std::string Str(const boost::json::object& o, const char* key) {
+  const boost::json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
+}
+
+class SwapTest : public ::testing::Test {
+ protected:
+  void Start(const std::string& installed_script = "") {
+    node_ = std::make_unique<SystemdNode>(kOld, installed_script);
+    node_->StartAgent();
+    old_digest_ = Digest(node_->install_path());
+    ASSERT_EQ(old_digest_.size(), 64u);
+  }
+
+  void TearDown() override {
+    if (HasFailure() && node_) std::cerr << node_->Logs();
+  }
+
+  SubprocessResult Stage(const SystemdNode::Release& r, bool sign = true) {
+    std::vector<std::string> args = {"stage", "--version", version_, "--source",
+                                     r.binary, "--checksums", r.checksums};
+    if (sign) {
+      args.push_back("--signature");
+      args.push_back(r.signature);
+    }
+    absl::StatusOr<SubprocessResult> res = node_->Node(args);
+    EXPECT_TRUE(res.ok()) << res.status();
+    return res.ok() ? *res : SubprocessResult{};
+  }
+
+  // Stages `version_` from `script` ("" = a stamped copy) and swaps to it;
+  // returns the final operation.
+  boost::json::object StageAndSwap(const std::string& script = "",
+                                   const std::string& op_id = "op-1") {
+    SubprocessResult staged = Stage(node_->MakeRelease(version_, script));
+    EXPECT_EQ(staged.exit_code, 0) << staged.stderr_text;
+    absl::StatusOr<SubprocessResult> r =
+        node_->Node({"swap", "--version", version_, "--operation-id", op_id});
+    EXPECT_TRUE(r.ok()) << r.status();
+    last_swap_ = r.ok() ? *r : SubprocessResult{};
+    return Json(last_swap_.stdout_text);
+  }
+
+  void ExpectOldServing() {
+    EXPECT_TRUE(WaitUntil([&] { return node_->ProviderReady(); }, std::chrono::seconds(5)));
+    EXPECT_EQ(node_->ServingVersion(), kOld);
+    EXPECT_EQ(Digest(node_->install_path()), old_digest_);
+  }
+
+  std::unique_ptr<SystemdNode> node_;
+  std::string version_ = kNew;
+  std::string old_digest_;
+  SubprocessResult last_swap_;
+};
+
+TEST_F(SwapTest, HappySwapThenManualRollback) {
+  Start();
+  boost::json::object op = StageAndSwap();
+  EXPECT_EQ(last_swap_.exit_code, 0) << last_swap_.stderr_text;
+  EXPECT_EQ(Str(op, "phase"), "Stable");
+  EXPECT_TRUE(Done(op));
+  EXPECT_EQ(Str(op, "previous_version"), kOld);
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  EXPECT_EQ(node_->InstalledVersion(), kNew);
+  EXPECT_THAT(last_swap_.stderr_text, HasSubstr("op-1: Installed"));
+  // Evidence: the registry pair as it was before the stop, with its hashes.
+  std::string evidence = Str(op, "evidence_dir");
+  ASSERT_EQ(Str(op, "registry_sha256").size(), 64u);
+  ASSERT_EQ(Str(op, "checkpoint_sha256").size(), 64u);
+  EXPECT_EQ(Digest(evidence + "/key-registry.json"), Str(op, "registry_sha256"));
+  EXPECT_EQ(Digest(evidence + "/key-registry.json.checkpoint"),
+            Str(op, "checkpoint_sha256"));
+  EXPECT_EQ(Digest(evidence + "/previous-binary"), old_digest_);
+  // The benchmark figure of issue 4: kmsfleetd's peak RSS over a swap.
+  std::string proc =
+      ReadFile("/proc/" + std::to_string(node_->agent()->pid()) + "/status");
+  size_t hwm = proc.find("VmHWM:");
+  ASSERT_NE(hwm, std::string::npos);
+  std::string peak = proc.substr(hwm, proc.find('\n', hwm) - hwm);
+  std::cout << "kmsfleetd peak RSS during swap: " << peak << "\n";
+  RecordProperty("kmsfleetd_peak_rss", peak);
+
+  absl::StatusOr<SubprocessResult> back =
+      node_->Node({"rollback", "--of", "op-1", "--operation-id", "op-2"});
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->exit_code, 0) << back->stderr_text << back->stdout_text;
+  EXPECT_EQ(Str(Json(back->stdout_text), "phase"), "Stable");
+  ExpectOldServing();
+}
+
+TEST_F(SwapTest, ChecksumMismatchStagesNothing) {
+  Start();
+  SystemdNode::Release r = node_->MakeRelease(kNew);
+  StampedProviderCopy(r.binary, "0.2.0-evil");  // after checksums were made
+  SubprocessResult s = Stage(r);
+  EXPECT_EQ(s.exit_code, 1);
+  EXPECT_THAT(s.stderr_text, HasSubstr("CHECKSUM_MISMATCH"));
+  EXPECT_THAT(s.stderr_text, HasSubstr(r.binary));
+  EXPECT_THAT(s.stderr_text, HasSubstr("expected"));
+  EXPECT_FALSE(PathExists(node_->state_dir() + "/artifacts/0.2.0/bao-kms-provider"));
+  ExpectOldServing();
+}
+
+TEST_F(SwapTest, BadSignatureAndUnsignedAreRefused) {
+  Start();
+  SystemdNode::Release r = node_->MakeRelease(kNew);
+  WriteFile(r.checksums, ReadFile(r.checksums) + std::string(64, 'a') + "  extra\n");
+  SubprocessResult s = Stage(r);
+  EXPECT_EQ(s.exit_code, 1);
+  EXPECT_THAT(s.stderr_text, HasSubstr("SIGNATURE_INVALID"));
+  s = Stage(r, /*sign=*/false);
+  EXPECT_EQ(s.exit_code, 1);
+  EXPECT_THAT(s.stderr_text, HasSubstr("UNSIGNED_REFUSED"));
+  EXPECT_FALSE(PathExists(node_->state_dir() + "/artifacts/0.2.0/bao-kms-provider"));
+  ExpectOldServing();
+}
+
+TEST_F(SwapTest, DoctorFailBlocksBeforeTheStop) {
+  Start();
+  std::string script = node_->FakeScript(kNew, "--fake-set 'doctor={fail: [transit.metadata]}'");
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew, script)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> pre = node_->Node({"preflight", "--version", kNew});
+  ASSERT_TRUE(pre.ok());
+  EXPECT_EQ(pre->exit_code, 1);
+  EXPECT_THAT(pre->stdout_text, HasSubstr("transit.metadata"));
+  EXPECT_THAT(pre->stdout_text, HasSubstr("DOCTOR_FAILED"));
+  absl::StatusOr<SubprocessResult> r =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-d"});
+  ASSERT_TRUE(r.ok());
+  boost::json::object op = Json(r->stdout_text);
+  EXPECT_EQ(r->exit_code, 1);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted");
+  EXPECT_EQ(Str(op, "reason"), "DOCTOR_FAILED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("transit.metadata"));
+  ExpectOldServing();
+}
+
+TEST_F(SwapTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
+  Start();
+  node_->Systemctl({"stop", node_->unit()});
+  boost::json::object op = StageAndSwap();
+  EXPECT_EQ(last_swap_.exit_code, 1);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted");
+  EXPECT_EQ(Str(op, "reason"), "UNIT_FAILED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("inactive"));
+  EXPECT_EQ(Digest(node_->install_path()), old_digest_);
+  EXPECT_THAT(node_->Systemctl({"is-active", node_->unit()}), HasSubstr("inactive"));
+}
+
+TEST_F(SwapTest, NeverReadyRollsBack) {
+  Start();
+  boost::json::object op = StageAndSwap(node_->FakeScript(kNew, "--fake-set ready=false"));
+  EXPECT_EQ(last_swap_.exit_code, 1);
+  EXPECT_EQ(Str(op, "phase"), "RolledBack");
+  EXPECT_EQ(Str(op, "reason"), "NOT_READY");
+  ExpectOldServing();
+}
+
+TEST_F(SwapTest, KeyIdHashChangeRollsBack) {
+  Start();
+  boost::json::object op =
+      StageAndSwap(node_->FakeScript(kNew, "--fake-set key_seed=another-key"));
+  EXPECT_EQ(Str(op, "phase"), "RolledBack");
+  EXPECT_EQ(Str(op, "reason"), "KEY_ID_HASH_MISMATCH");
+  ExpectOldServing();
+}
+
+TEST_F(SwapTest, RollbackFailingToo) {
+  // The installed release starts now, but will not start again once the
+  // marker exists, like a previous release broken by a host change.
+  std::string marker = "/tmp/kmsfleet-broken-" + std::to_string(getpid());
+  std::string script =
+      "#!/bin/sh\nif [ -e " + marker + " ]; then exec " + FAKE_PROVIDER_PATH +
+      " --fake-version 0.1.0 --fake-set exit_on_start=true \"$@\"; fi\nexec " +
+      FAKE_PROVIDER_PATH + " --fake-version 0.1.0 \"$@\"\n";
+  Start(script);
+  WriteFile(marker, "");
+  boost::json::object op =
+      StageAndSwap(node_->FakeScript(kNew, "--fake-set exit_on_start=true"));
+  std::filesystem::remove(marker);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
+  EXPECT_EQ(Str(op, "reason"), "UNIT_FAILED");
+  EXPECT_EQ(Digest(node_->install_path()), old_digest_);
+}
+
+TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
+  Start();
+  // The new release retires versions as it starts (removed records, which
+  // older binaries reject), then fails.
+  std::string script =
+      "#!/bin/sh\ncase \" $* \" in *' serve '*) printf '%s' "
+      "'{\"schemaVersion\":\"keyregistry.openbao-kms/v1alpha1\",\"snapshots\":"
+      "[{\"state\":\"removed\"}]}' > " + node_->registry_path() + ";; esac\n"
+      "exec " + FAKE_PROVIDER_PATH + " --fake-version 0.2.0 --fake-set "
+      "exit_on_start=true \"$@\"\n";
+  boost::json::object op = StageAndSwap(script);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_REMOVED_RECORDS");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("UNIT_FAILED"));
+  // Left as it is: the new binary stays installed for the operator.
+  EXPECT_EQ(node_->InstalledVersion(), kNew);
+}
+
+TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
+  Start();
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> first = node_->Node(
+      {"swap", "--version", kNew, "--operation-id", "op-a", "--no-wait"});
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->exit_code, 0) << first->stderr_text;
+  absl::StatusOr<SubprocessResult> second =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-b"});
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->exit_code, 1);
+  EXPECT_THAT(second->stderr_text, HasSubstr("OPERATION_IN_PROGRESS"));
+  // The same id again follows the running operation instead of a new one.
+  absl::StatusOr<SubprocessResult> again =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-a"});
+  ASSERT_TRUE(again.ok());
+  boost::json::object op = Json(again->stdout_text);
+  EXPECT_EQ(again->exit_code, 0) << again->stderr_text;
+  EXPECT_EQ(Str(op, "operation_id"), "op-a");
+  EXPECT_EQ(Str(op, "phase"), "Stable");
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  absl::StatusOr<SubprocessResult> none = node_->Node({"operation", "--id", "op-b"});
+  ASSERT_TRUE(none.ok());
+  EXPECT_THAT(none->stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
+}
+
+// SIGKILL at each phase boundary and after the rename, then restart: the
+// node ends on one working version, with the journal closed and evidence
+// intact.
+class CrashTest : public SwapTest,
+                  public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(CrashTest, RecoversToOneWorkingVersion) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({std::string("KMSFLEETD_TEST_CRASH_AT=") + GetParam()});
+  StageAndSwap();
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash at " << GetParam() << "; the swap printed:\n"
+      << last_swap_.stdout_text << last_swap_.stderr_text;
+  node_->StartAgent();
+  absl::StatusOr<SubprocessResult> r = node_->Node({"operation", "--id", "op-1"});
+  ASSERT_TRUE(r.ok());
+  boost::json::object op = Json(r->stdout_text);
+  ASSERT_TRUE(Done(op)) << r->stdout_text << r->stderr_text;
+  EXPECT_TRUE(Done(op));
+  std::string phase = Str(op, "phase");
+  EXPECT_THAT(phase, ::testing::AnyOf("Stable", "RolledBack", "Preflighted",
+                                      "Staged"));
+  ASSERT_TRUE(WaitUntil([&] { return node_->ProviderReady(); }, std::chrono::seconds(5)));
+  std::string serving = node_->ServingVersion();
+  EXPECT_EQ(serving, phase == "Stable" ? kNew : kOld);
+  EXPECT_EQ(node_->InstalledVersion(), serving);
+  if (phase != "Stable") {
+    EXPECT_EQ(Str(op, "reason"), "AGENT_RESTARTED");
+  }
+  std::string evidence = Str(op, "evidence_dir");
+  if (!evidence.empty() && !Str(op, "registry_sha256").empty()) {
+    EXPECT_EQ(Digest(evidence + "/key-registry.json"), Str(op, "registry_sha256"));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryBoundary, CrashTest,
+                         ::testing::Values("Staged", "Preflighted", "Stopped",
+                                           "Installed", "after-rename", "Started",
+                                           "Verifying", "Stable"),
+                         [](const ::testing::TestParamInfo<const char*>& p) {
+                           std::string n = p.param;
+                           n.erase(std::remove(n.begin(), n.end(), '-'), n.end());
+                           return n;
+                         });
+
+// The same while rolling back a swap whose new version serves another key:
+// the restarted agent finishes the rollback and keeps the first reason.
+class CrashInRollbackTest : public SwapTest,
+                            public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(CrashInRollbackTest, FinishesTheRollback) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({std::string("KMSFLEETD_TEST_CRASH_AT=") + GetParam()});
+  StageAndSwap(node_->FakeScript(kNew, "--fake-set key_seed=another-key"));
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash at " << GetParam() << "; the swap printed:\n"
+      << last_swap_.stdout_text << last_swap_.stderr_text;
+  node_->StartAgent();
+  absl::StatusOr<SubprocessResult> r = node_->Node({"operation", "--id", "op-1"});
+  ASSERT_TRUE(r.ok());
+  boost::json::object op = Json(r->stdout_text);
+  ASSERT_TRUE(Done(op)) << r->stdout_text << r->stderr_text;
+  EXPECT_EQ(Str(op, "phase"), "RolledBack");
+  EXPECT_EQ(Str(op, "reason"), "KEY_ID_HASH_MISMATCH");
+  ExpectOldServing();
+}
+
+INSTANTIATE_TEST_SUITE_P(RollbackBoundaries, CrashInRollbackTest,
+                         ::testing::Values("RollingBack", "RolledBack"));
+
+}  // namespace
+}  // namespace kmsfleet::testing

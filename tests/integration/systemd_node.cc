@@ -1,0 +1,244 @@
+#include "systemd_node.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "fleet.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+
+void Sh(const std::string& cmd) {
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(20);
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
+  if (!r.ok() || r->exit_code != 0) {
+    throw std::runtime_error("failed: " + cmd + "\n" +
+                             (r.ok() ? r->stderr_text : std::string(r.status().message())));
+  }
+}
+
+void WriteExecutable(const std::string& path, const std::string& body) {
+  WriteFile(path, body);
+  chmod(path.c_str(), 0755);
+}
+
+}  // namespace
+
+SystemdNode::SystemdNode(const std::string& installed_version,
+                         const std::string& installed_script)
+    : metrics_port_(FreeLoopbackPort()), health_port_(FreeLoopbackPort()) {
+  // As root, every user manager nests its units under the cgroup it was
+  // started in, the same for all tests; a name of its own keeps one test's
+  // StopUnit from killing another test's provider.
+  // Two free ports in a row can be the same one, which the provider
+  // refuses (identical metrics and health addresses).
+  while (health_port_ == metrics_port_) health_port_ = FreeLoopbackPort();
+  unit_ = "bao-kms-provider-" +
+          std::filesystem::path(dir_.path()).filename().string() + ".service";
+  for (const char* sub : {"bin", "pstate", "rt", "cfg/systemd/user", "rel", "run"}) {
+    std::filesystem::create_directories(dir_.File(sub));
+  }
+  chmod(dir_.File("rt").c_str(), 0700);
+  // The user manager refuses to start unless this says systemd is booted.
+  std::filesystem::create_directories("/run/systemd/system");
+  if (installed_script.empty()) {
+    StampedProviderCopy(install_path(), installed_version);
+  } else {
+    WriteExecutable(install_path(), installed_script);
+  }
+  Sh("openssl genpkey -algorithm ed25519 -out " + dir_.File("release.key") +
+     " && openssl pkey -in " + dir_.File("release.key") + " -pubout -out " +
+     dir_.File("release.pub"));
+  WriteConfigs();
+  StartManager();
+  Systemctl({"start", unit_});
+  if (!WaitUntil([&] { return ProviderReady(); }, std::chrono::seconds(15))) {
+    throw std::runtime_error("provider never became ready:\n" + Logs());
+  }
+}
+
+SystemdNode::~SystemdNode() {
+  StopAgent();
+  if (manager_) {
+    // SIGTERM: the manager stops its units before it exits; a SIGKILL
+    // would orphan the provider.
+    manager_->Signal(SIGTERM);
+    if (!manager_->Wait(std::chrono::seconds(15))) manager_->Signal(SIGKILL);
+  }
+}
+
+void SystemdNode::WriteConfigs() {
+  const std::string sock = dir_.File("run/kms.sock");
+  WriteFile(dir_.File("provider.yaml"),
+            "configVersion: v1alpha1\n"
+            "server:\n"
+            "  socketPath: " + sock + "\n"
+            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_port_) + "\n"
+            "  healthAddress: 127.0.0.1:" + std::to_string(health_port_) + "\n"
+            "transit:\n"
+            "  keyIdScope: {providerName: openbao-kms-a, clusterId: a,"
+            " transitMountId: transit-a, keyLineageId: lineage-a}\n"
+            "state:\n"
+            "  path: " + registry_path() + "\n");
+  WriteFile(dir_.File("encryption-config.yaml"),
+            "apiVersion: apiserver.config.k8s.io/v1\n"
+            "kind: EncryptionConfiguration\n"
+            "resources:\n"
+            "  - resources: [secrets]\n"
+            "    providers:\n"
+            "      - kms:\n"
+            "          apiVersion: v2\n"
+            "          name: openbao-kms-a\n"
+            "          endpoint: unix://" + sock + "\n");
+  WriteFile(dir_.File("scenario.yaml"), "key_seed: swap-key-1\n");
+  // Restart=no, unlike the shipped unit, so a failed start shows as
+  // ActiveState=failed at once instead of after RestartSec.
+  WriteFile(dir_.File("cfg/systemd/user/") + unit_,
+            "[Unit]\nDescription=fake bao-kms-provider\n"
+            "[Service]\nType=exec\n"
+            "ExecStart=" + install_path() + " serve --config " +
+                dir_.File("provider.yaml") + "\n"
+            "Environment=FAKE_BAO_KMS_SCENARIO=" + dir_.File("scenario.yaml") + "\n"
+            "Restart=no\n");
+  WriteFile(dir_.File("kmsfleet.yaml"),
+            "node: cp-1\n"
+            "state_dir: " + state_dir() + "\n"
+            "listen:\n  unix: " + dir_.File("agent.sock") + "\n"
+            "provider:\n"
+            "  metrics_url: http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics\n"
+            "  ready_url: http://127.0.0.1:" + std::to_string(health_port_) + "/ready\n"
+            "  live_url: http://127.0.0.1:" + std::to_string(health_port_) + "/live\n"
+            "  kms_socket: " + sock + "\n"
+            "  binary: " + install_path() + "\n"
+            "  config: " + dir_.File("provider.yaml") + "\n"
+            "  encryption_config: " + dir_.File("encryption-config.yaml") + "\n"
+            "  unit: " + unit_ + "\n"
+            "  http_timeout_ms: 1000\n  kms_timeout_ms: 1000\n"
+            "executor:\n"
+            "  bus_address: unix:path=" + dir_.File("rt/systemd/private") + "\n"
+            "  public_keys: [" + dir_.File("release.pub") + "]\n"
+            "  registry_path: " + registry_path() + "\n"
+            "  stabilization_ms: 1500\n"
+            "  ready_timeout_ms: 8000\n"
+            "  unit_timeout_ms: 20000\n"
+            "  poll_interval_ms: 200\n"
+            "  doctor_timeout_ms: 20000\n");
+}
+
+void SystemdNode::StartManager() {
+  manager_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{"/lib/systemd/systemd", "--user"},
+      ChildOptions{.out_path = dir_.File("manager.log"),
+                   .extra_env = {"XDG_RUNTIME_DIR=" + dir_.File("rt"),
+                                 "XDG_CONFIG_HOME=" + dir_.File("cfg")},
+                   .drop_env_prefixes = {"DBUS_", "XDG_", "NOTIFY_SOCKET",
+                                         "LISTEN_", "INVOCATION_ID"}});
+  if (!WaitUntil([&] { return PathExists(dir_.File("rt/systemd/private")); },
+                 std::chrono::seconds(10))) {
+    throw std::runtime_error("systemd --user did not start:\n" +
+                             ReadFile(dir_.File("manager.log")));
+  }
+}
+
+std::string SystemdNode::Systemctl(const std::vector<std::string>& args) {
+  std::string cmd = "XDG_RUNTIME_DIR=" + dir_.File("rt") +
+                    " DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(20);
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
+  return r.ok() ? r->stdout_text + r->stderr_text : std::string(r.status().message());
+}
+
+SystemdNode::Release SystemdNode::MakeRelease(const std::string& version,
+                                              const std::string& script) {
+  std::string rel = dir_.File("rel/" + version);
+  std::filesystem::create_directories(rel);
+  std::string name = std::string(kArtifactPrefix) + version + "_linux_amd64";
+  Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig"};
+  if (script.empty()) {
+    StampedProviderCopy(r.binary, version);
+  } else {
+    WriteExecutable(r.binary, script);
+  }
+  Sh("cd " + rel + " && sha256sum " + name + " > checksums.txt");
+  Sh("openssl pkeyutl -sign -inkey " + dir_.File("release.key") + " -rawin -in " +
+     r.checksums + " | base64 > " + r.signature);
+  return r;
+}
+
+std::string SystemdNode::FakeScript(const std::string& version,
+                                    const std::string& extra) const {
+  return "#!/bin/sh\nexec " + std::string(FAKE_PROVIDER_PATH) + " --fake-version " +
+         version + " " + extra + " \"$@\"\n";
+}
+
+void SystemdNode::StartAgent(const std::vector<std::string>& extra_env) {
+  // A killed agent leaves its socket behind; wait for the new one.
+  std::filesystem::remove(dir_.File("agent.sock"));
+  agent_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{KMSFLEETD_PATH, "--config", dir_.File("kmsfleet.yaml")},
+      ChildOptions{.out_path = dir_.File("agent.log"), .extra_env = extra_env});
+  if (!WaitUntil([&] { return PathExists(dir_.File("agent.sock")); },
+                 std::chrono::seconds(10))) {
+    throw std::runtime_error("kmsfleetd did not start:\n" + ReadFile(dir_.File("agent.log")));
+  }
+}
+
+void SystemdNode::StopAgent() {
+  if (!agent_) return;
+  agent_->Signal(SIGTERM);
+  agent_->Wait(std::chrono::seconds(30));
+  agent_.reset();
+}
+
+absl::StatusOr<SubprocessResult> SystemdNode::Node(const std::vector<std::string>& args) {
+  std::vector<std::string> all = {"node", "--agent", "unix:" + dir_.File("agent.sock"),
+                                  "--timeout-ms", "90000"};
+  all.insert(all.end(), args.begin(), args.end());
+  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
+  argv.insert(argv.end(), all.begin(), all.end());
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(100);
+  return RunSubprocess(argv, o);
+}
+
+bool SystemdNode::ProviderReady() {
+  return HttpRequest("127.0.0.1:" + std::to_string(health_port_), "GET", "/ready")
+             .status == 200;
+}
+
+std::string SystemdNode::ServingVersion() {
+  HttpReply r =
+      HttpRequest("127.0.0.1:" + std::to_string(metrics_port_), "GET", "/metrics");
+  size_t at = r.body.find("openbao_kms_build_info{");
+  if (r.status != 200 || at == std::string::npos) return "";
+  size_t v = r.body.find("version=\"", at);
+  if (v == std::string::npos) return "";
+  v += 9;
+  return r.body.substr(v, r.body.find('"', v) - v);
+}
+
+std::string SystemdNode::InstalledVersion() {
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(10);
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({install_path(), "version"}, o);
+  if (!r.ok() || r->exit_code != 0) return "";
+  std::string out = r->stdout_text;
+  size_t v = out.find("version: ");
+  return v == std::string::npos ? "" : out.substr(v + 9, out.find('\n', v) - v - 9);
+}
+
+std::string SystemdNode::Logs() {
+  return "--- agent.log\n" + ReadFile(dir_.File("agent.log")) + "--- manager.log\n" +
+         ReadFile(dir_.File("manager.log")) + "--- unit\n" +
+         Systemctl({"status", unit_});
+}
+
+}  // namespace kmsfleet::testing

@@ -1,0 +1,148 @@
+// Preflight against the fake provider binary: doctor verdicts, skip is not
+// a pass, version checks, rotation-plan trust, and run-as.
+#include "kmsfleet/preflight.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+class PreflightTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kfpre.XXXXXX";
+    dir_ = mkdtemp(tmpl);
+    Write(dir_ + "/provider.yaml",
+          "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
+              "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
+              "127.0.0.1:0\ntransit:\n  keyIdScope: {providerName: p-a}\n");
+    Write(dir_ + "/enc.yaml",
+          "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+          "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
+          "          apiVersion: v2\n          name: p-a\n          endpoint: unix://" +
+              dir_ + "/kms.sock\n");
+    options_.provider_config = dir_ + "/provider.yaml";
+    options_.encryption_config = dir_ + "/enc.yaml";
+    options_.timeout = std::chrono::seconds(20);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  static void Write(const std::string& path, const std::string& text) {
+    std::ofstream(path) << text;
+  }
+  // A release that runs the fake as `version` with `extra` arguments.
+  std::string Binary(const std::string& version, const std::string& extra = "") {
+    std::string path = dir_ + "/bin-" + std::to_string(++n_);
+    Write(path, "#!/bin/sh\nexec " FAKE_PROVIDER_PATH " --fake-version " + version +
+                    " " + extra + " \"$@\"\n");
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+
+  std::string dir_;
+  int n_ = 0;
+  PreflightOptions options_;
+};
+
+TEST_F(PreflightTest, PassingDoctorReportsNoBlock) {
+  absl::StatusOr<PreflightResult> r = RunPreflight(Binary("0.2.0"), "0.2.0", options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->verdict.ok()) << r->verdict;
+  EXPECT_EQ(r->binary_version, "0.2.0");
+  EXPECT_FALSE(r->doctor.checks.empty());
+}
+
+TEST_F(PreflightTest, FailingCheckBlocksWithIdTitleAndMessage) {
+  absl::StatusOr<PreflightResult> r = RunPreflight(
+      Binary("0.2.0", "--fake-set 'doctor={fail: [openbao.auth]}'"), "0.2.0", options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReasonOf(r->verdict), reason::kDoctorFailed);
+  EXPECT_NE(r->verdict.message().find("openbao.auth ("), std::string::npos)
+      << r->verdict;
+  // Checks after a failed gate are skip: reported, never a pass.
+  bool saw_skip = false;
+  for (const Check& c : r->warnings) saw_skip |= c.status == CheckStatus::kSkip;
+  EXPECT_TRUE(saw_skip);
+}
+
+TEST_F(PreflightTest, WarnIsReportedNotBlocking) {
+  absl::StatusOr<PreflightResult> r = RunPreflight(
+      Binary("0.2.0", "--fake-set 'doctor={warn: [openbao.tls]}'"), "0.2.0", options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->verdict.ok()) << r->verdict;
+  ASSERT_FALSE(r->warnings.empty());
+  EXPECT_EQ(r->warnings.front().id, "openbao.tls");
+}
+
+TEST_F(PreflightTest, WrongVersionBlocks) {
+  absl::StatusOr<PreflightResult> r = RunPreflight(Binary("0.3.0"), "0.2.0", options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReasonOf(r->verdict), reason::kVersionMismatch);
+}
+
+TEST_F(PreflightTest, RotationPlanIsTrustedOnlyWithTransitMetadataPass) {
+  absl::StatusOr<RotationReport> ok = RunRotationPlan(Binary("0.2.0"), options_);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->rotation_state, "active");
+  absl::StatusOr<RotationReport> bad = RunRotationPlan(
+      Binary("0.2.0", "--fake-set 'rotation_plan={transitMetadataStatus: fail}'"),
+      options_);
+  EXPECT_EQ(ReasonOf(bad.status()), reason::kRotationPlanUntrusted);
+  absl::StatusOr<RotationReport> old = RunRotationPlan(
+      Binary("0.2.0", "--fake-set 'rotation_plan={transitMetadataStatus: null}'"),
+      options_);
+  EXPECT_EQ(ReasonOf(old.status()), reason::kRotationPlanUntrusted);
+}
+
+TEST_F(PreflightTest, IdentityFingerprintsAreCompared) {
+  // With every identity field set, the fake prints cfg1.<hash> from them.
+  Write(dir_ + "/provider.yaml",
+        "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
+            "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
+            "127.0.0.1:0\nopenbao: {instanceId: bao-a}\ntransit:\n  keyIdScope: "
+            "{providerName: p-a, clusterId: a, transitMountId: t-a, "
+            "keyLineageId: l-a}\n");
+  std::string installed = Binary("0.1.0");
+  EXPECT_EQ(RunIdentityFingerprint(installed, options_).substr(0, 5), "cfg1.");
+  absl::StatusOr<PreflightResult> same =
+      RunPreflight(Binary("0.2.0"), "0.2.0", options_, installed);
+  ASSERT_TRUE(same.ok()) << same.status();
+  EXPECT_TRUE(same->verdict.ok()) << same->verdict;
+  EXPECT_EQ(same->identity_staged, same->identity_installed);
+
+  // A release that derives another identity from the same config.
+  std::string other = dir_ + "/other-identity";
+  Write(other, "#!/bin/sh\ncase \"$1\" in config) echo 'identityFingerprint: "
+               "cfg1.something-else'; exit 0;; esac\nexec " FAKE_PROVIDER_PATH
+               " --fake-version 0.2.0 \"$@\"\n");
+  chmod(other.c_str(), 0755);
+  absl::StatusOr<PreflightResult> changed =
+      RunPreflight(other, "0.2.0", options_, installed);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(ReasonOf(changed->verdict), reason::kIdentityChanged);
+  EXPECT_NE(changed->verdict.message().find("cfg1.something-else"), std::string::npos);
+}
+
+TEST_F(PreflightTest, RunsAsTheConfiguredUser) {
+  if (geteuid() != 0) GTEST_SKIP() << "setpriv needs root";
+  options_.run_as = "nobody";
+  std::string probe = dir_ + "/whoami";
+  Write(probe, "#!/bin/sh\necho \"version: $(id -un)\"\n");
+  chmod(probe.c_str(), 0755);
+  chmod(dir_.c_str(), 0755);
+  absl::StatusOr<std::string> v = RunVersion(probe, options_);
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, "nobody");
+}
+
+}  // namespace
+}  // namespace kmsfleet
