@@ -39,6 +39,18 @@ inline constexpr char kRedirectRefused[] = "REDIRECT_REFUSED";
 inline constexpr char kSubprocessFailed[] = "SUBPROCESS_FAILED";
 inline constexpr char kAgentUnreachable[] = "AGENT_UNREACHABLE";
 
+// Election, replicated plan and fencing (architecture.md §6).
+inline constexpr char kUnknownPeer[] = "UNKNOWN_PEER";
+inline constexpr char kMalformedMessage[] = "MALFORMED_MESSAGE";
+inline constexpr char kNotLeader[] = "NOT_LEADER";
+inline constexpr char kPlanChangePending[] = "PLAN_CHANGE_PENDING";
+inline constexpr char kHandoffPending[] = "HANDOFF_PENDING";
+inline constexpr char kStaleTerm[] = "STALE_TERM";
+inline constexpr char kStaleFence[] = "STALE_FENCE";
+inline constexpr char kNotInFlight[] = "NOT_IN_FLIGHT";
+inline constexpr char kOperationRunning[] = "OPERATION_RUNNING";
+inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_
