@@ -50,6 +50,8 @@ inline constexpr char kStaleFence[] = "STALE_FENCE";
 inline constexpr char kNotInFlight[] = "NOT_IN_FLIGHT";
 inline constexpr char kOperationRunning[] = "OPERATION_RUNNING";
 inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
+inline constexpr char kStateWriteFailed[] = "STATE_WRITE_FAILED";
+inline constexpr char kCorruptState[] = "CORRUPT_STATE";
 
 }  // namespace kmsfleet::reason
 

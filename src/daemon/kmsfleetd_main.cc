@@ -9,6 +9,7 @@
 #include "kmsfleet/agent_config.h"
 #include "kmsfleet/agent_server.h"
 #include "kmsfleet/clock.h"
+#include "kmsfleet/cluster_runtime.h"
 #include "kmsfleet/log.h"
 
 namespace kmsfleet {
@@ -22,6 +23,18 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   std::unique_ptr<ProviderProbe> probe =
       NewProviderProbe(config.node, config.provider, clock);
   AgentServer server(*probe);
+  std::unique_ptr<ClusterRuntime> cluster;
+  if (config.cluster.enabled) {
+    absl::StatusOr<std::unique_ptr<ClusterRuntime>> started =
+        ClusterRuntime::Start(config);
+    if (!started.ok()) {
+      Log(LogLevel::kError, std::string(started.status().message()),
+          {{"node", config.node}});
+      return 1;
+    }
+    cluster = std::move(*started);
+    server.AddService(cluster->local_fleet_service());
+  }
   if (!config.listen_tcp.empty()) {
     Log(LogLevel::kWarn,
         "TCP listener has no TLS yet: bind it to loopback or a trusted network",
@@ -43,6 +56,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   sd_notify(0, "STOPPING=1");
   server.Shutdown(kShutdownGrace);
+  if (cluster) cluster->Stop(kShutdownGrace);
   Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
   return 0;
 }
