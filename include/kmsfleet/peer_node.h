@@ -96,6 +96,8 @@ class PeerNode {
   std::unique_ptr<FenceGuard> guard_ ABSL_GUARDED_BY(mu_);
   v1::FenceState fence_durable_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread timer_;
 };
 

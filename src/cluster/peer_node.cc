@@ -118,6 +118,7 @@ void PeerNode::Process(const ElectionReady& ready) {
   for (const v1::PeerMessage& m : ready.messages) {
     auto it = senders_.find(m.to());
     if (it != senders_.end()) it->second->Enqueue(m);
+    ++sent_;
   }
   if (ready.committed) {
     Log(LogLevel::kInfo, "plan record committed",
@@ -134,6 +135,7 @@ void PeerNode::Process(const ElectionReady& ready) {
 
 absl::Status PeerNode::Receive(const v1::PeerMessage& message) {
   std::lock_guard lock(mu_);
+  ++received_;
   absl::StatusOr<ElectionReady> ready = machine_->Step(message);
   if (!ready.ok()) return ready.status();
   Process(*ready);
@@ -151,6 +153,8 @@ v1::LeaderView PeerNode::View() {
   if (it != options_.addresses.end()) view.set_leader_address(it->second);
   *view.mutable_committed() = machine_->committed();
   view.set_highest_fence_term(std::max(guard_->state().highest_term(), machine_->term()));
+  view.set_messages_sent(sent_);
+  view.set_messages_received(received_);
   return view;
 }
 

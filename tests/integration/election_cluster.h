@@ -38,6 +38,7 @@ class ElectionCluster {
   void Kill(int i);          // SIGKILL and reap
   void Signal(int i, int signal_number);
   std::string Log(int i) const;
+  pid_t Pid(int i) const { return agents_[i] ? agents_[i]->pid() : -1; }
 
   // The agent's own view over its unix socket, or nullopt if it does not
   // answer within a second.
