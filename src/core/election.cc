@@ -296,10 +296,15 @@ void ElectionMachine::Send(v1::PeerMessage m) {
 
 ElectionReady ElectionMachine::TakeReady() {
   ElectionReady ready;
-  v1::HardState hs = hard_state();
-  if (hs.SerializeAsString() != last_hard_state_.SerializeAsString()) {
-    last_hard_state_ = hs;
-    ready.hard_state = std::move(hs);
+  // A record's (term, index) names its content (one leader per term writes
+  // each index once), so comparing keys is enough and avoids copying
+  // payloads on every tick.
+  const v1::HardState& last = last_hard_state_;
+  bool changed = term_ != last.term() || voted_for_ != last.voted_for() ||
+                 !SameKey(record_, last.record()) || !SameKey(committed_, last.committed());
+  if (changed) {
+    last_hard_state_ = hard_state();
+    ready.hard_state = last_hard_state_;
   }
   ready.messages = std::move(outbox_);
   outbox_.clear();

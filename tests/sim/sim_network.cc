@@ -14,15 +14,21 @@ void World::Send(Envelope e, int64_t max_delay) {
     // Independent delays reorder messages, duplicates included.
     e.deliver_at = now_ + 1 + Pick(0, max_delay);
     e.seq = seq_++;
-    inflight_.push(e);
+    if (i + 1 < copies) {
+      inflight_.push(std::make_unique<Envelope>(e));
+    } else {
+      inflight_.push(std::make_unique<Envelope>(std::move(e)));
+    }
   }
 }
 
 void World::Deliver() {
-  while (!inflight_.empty() && inflight_.top().deliver_at <= now_ && failure_.empty()) {
-    Envelope e = inflight_.top();
+  while (!inflight_.empty() && inflight_.top()->deliver_at <= now_ && failure_.empty()) {
+    // Moving out of top() is safe: the element is popped right after.
+    std::unique_ptr<Envelope> e =
+        std::move(const_cast<std::unique_ptr<Envelope>&>(inflight_.top()));
     inflight_.pop();
-    DeliverOne(e);
+    DeliverOne(*e);
   }
 }
 

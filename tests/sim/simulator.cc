@@ -33,12 +33,14 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed) 
   max_delay_ = Pick(0, 6);
   crash_rate_ = 0.02 * Unit();
   lost_write_rate_ = 0.02 * Unit();
+  int heartbeat_ticks = static_cast<int>(Pick(1, 3));
   for (const auto* list : {&voter_names, &learner_names}) {
     for (const std::string& name : *list) {
       Node& node = nodes_[name];
       node.name = name;
       node.config = ElectionConfig{.self = name, .voters = voter_names,
-                                   .learners = learner_names};
+                                   .learners = learner_names,
+                                   .heartbeat_ticks = heartbeat_ticks};
       node.random = std::make_unique<SeededRandom>(rng_.Next());
       Restart(node);
     }
