@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "kmsfleet/fence_guard.h"
+
 #include <deque>
 #include <map>
 #include <memory>
@@ -343,6 +345,46 @@ TEST(ElectionTest, HandOffToAnotherNodeNeedsReleaseAtCurrentTerm) {
   EXPECT_FALSE(g.Propose("a", "c", "swap c").ok()) << "an old term is no answer";
   g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index());
   EXPECT_TRUE(g.Propose("a", "c", "swap c").ok());
+}
+
+// Issue 3: "a swap command delayed across a leader change". The swap the
+// old coordinator sent to b arrives after b handed its slot to the new
+// coordinator, which already put c in flight: b must refuse it.
+TEST(ElectionTest, SwapDelayedAcrossLeaderChangeIsRefusedAfterHandOff) {
+  Group g = ElectedThree();
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  v1::Fence held = *g["a"].CurrentFence();  // the swap to b is delayed
+  FenceGuard b_guard("b", v1::FenceState());
+  FenceGuard c_guard("c", v1::FenceState());
+
+  // a is cut off; b and c elect a new coordinator.
+  std::string next;
+  for (int i = 0; i < 60 && next.empty(); ++i) {
+    g.Collect(g["b"].Tick());
+    g.Collect(g["c"].Tick());
+    g.Stabilize({"a"});
+    for (const char* n : {"b", "c"}) {
+      if (g[n].role() == Role::kLeader && g[n].CurrentFence()) next = n;
+    }
+  }
+  ASSERT_FALSE(next.empty());
+  EXPECT_EQ(ReasonOf(g.Propose(next, "c", "swap c")), reason::kHandoffPending);
+
+  // The hand-off: b answers at the new term that it never started.
+  v1::Fence now = *g[next].CurrentFence();
+  EXPECT_EQ(now.in_flight(), "b") << "the committed plan survived the change";
+  ASSERT_TRUE(b_guard.AdmitRelease(now, /*running=*/false).ok());
+  g[next].RecordRelease("b", now.term(), now.index());
+  ASSERT_TRUE(g.Propose(next, "c", "swap c").ok());
+  g.Stabilize({"a"});
+  v1::Fence to_c = *g[next].CurrentFence();
+  ASSERT_EQ(to_c.in_flight(), "c");
+
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(held)), reason::kStaleTerm);
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(now)), reason::kStaleFence);
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(to_c)), reason::kNotInFlight);
+  EXPECT_TRUE(c_guard.AdmitSwap(to_c).ok());
 }
 
 }  // namespace
