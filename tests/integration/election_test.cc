@@ -11,6 +11,7 @@
 #include <mutex>
 
 #include "election_cluster.h"
+#include "fleet.h"
 #include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet::testing {
@@ -117,6 +118,14 @@ TEST_P(ElectionClusterTest, KilledLeaderIsReplacedKeepingThePlanAndItsFenceIsRef
     EXPECT_EQ(ReasonOf(s), "STALE_TERM") << cluster_->Name(i) << ": " << s.error_message();
   }
   EXPECT_THAT(cluster_->Log(target), HasSubstr("swap command refused"));
+
+  std::vector<std::string> args = {"leader", "--output", "json"};
+  for (int i : All()) args.insert(args.end(), {"--agent", cluster_->Socket(i)});
+  absl::StatusOr<SubprocessResult> ctl = RunCtl(args);
+  ASSERT_TRUE(ctl.ok()) << ctl.status();
+  EXPECT_EQ(ctl->exit_code, 0) << ctl->stdout_text << ctl->stderr_text;
+  EXPECT_THAT(ctl->stdout_text,
+              HasSubstr("\"coordinator\":\"" + cluster_->Name(next) + "\""));
 }
 
 INSTANTIATE_TEST_SUITE_P(Voters, ElectionClusterTest, ::testing::Values(3, 5),
