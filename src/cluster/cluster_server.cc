@@ -1,6 +1,7 @@
 #include "kmsfleet/cluster_server.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_join.h"
 #include "kmsfleet/log.h"
@@ -17,22 +18,23 @@ namespace {
 // before a handler sees it.
 constexpr int kMaxMessageBytes = 2 << 20;
 
-// Checks the caller's certificate. `claimed` empty: any member will do.
+// Checks the caller's certificate: with `claimed` set it must name exactly
+// that member, otherwise any member will do.
 absl::Status CheckCaller(PeerNode& node, grpc::ServerContext& context, bool check,
-                         const std::string& claimed, std::string_view call) {
+                         const std::optional<std::string>& claimed, std::string_view call) {
   if (!check) return absl::OkStatus();
   std::vector<std::string> names = PeerNamesOf(context);
-  bool ok = claimed.empty()
+  bool ok = !claimed
                 ? std::any_of(names.begin(), names.end(),
                               [&](const std::string& n) { return node.IsMember(n); })
-                : std::find(names.begin(), names.end(), claimed) != names.end();
+                : std::find(names.begin(), names.end(), *claimed) != names.end();
   if (ok) return absl::OkStatus();
   std::string certified = names.empty() ? "(none)" : absl::StrJoin(names, ",");
-  std::string sent = claimed.substr(0, 253);
+  std::string sent = claimed ? claimed->substr(0, 253) : std::string();
   absl::Status s = MakeError(
       absl::StatusCode::kPermissionDenied, reason::kPeerIdentityMismatch,
       std::string(call) + " refused by " + node.self() + ": caller certificate names " +
-          certified + (claimed.empty() ? ", no member" : ", not " + sent),
+          certified + (claimed ? ", not '" + sent + "'" : ", no member"),
       {{"claimed", sent}, {"certified", certified}});
   Log(LogLevel::kWarn, "peer call refused",
       {{"node", node.self()}, {"call", std::string(call)}, {"peer", context.peer()},
@@ -62,7 +64,7 @@ class PeerService final : public v1::Peer::Service {
 
   grpc::Status AdmitSwap(grpc::ServerContext* context, const v1::AdmitSwapRequest* req,
                          v1::AdmitSwapReply* reply) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, "", "Peer.AdmitSwap");
+    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Peer.AdmitSwap");
         !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -74,7 +76,7 @@ class PeerService final : public v1::Peer::Service {
 
   grpc::Status Release(grpc::ServerContext* context, const v1::ReleaseRequest* req,
                        v1::ReleaseReply* reply) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, "", "Peer.Release");
+    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Peer.Release");
         !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -96,7 +98,7 @@ class FleetService final : public v1::Fleet::Service {
   // kmsfleet.v1.Fleet
   grpc::Status GetLeader(grpc::ServerContext* context, const v1::GetLeaderRequest*,
                          v1::LeaderView* view) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, "", "Fleet.GetLeader");
+    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Fleet.GetLeader");
         !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -106,7 +108,7 @@ class FleetService final : public v1::Fleet::Service {
 
   grpc::Status ProposePlan(grpc::ServerContext* context, const v1::ProposePlanRequest* req,
                            v1::ProposePlanReply* reply) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, "", "Fleet.ProposePlan");
+    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Fleet.ProposePlan");
         !s.ok()) {
       return ToGrpcStatus(s);
     }

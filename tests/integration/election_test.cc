@@ -119,6 +119,13 @@ TEST_P(ElectionClusterTest, KilledLeaderIsReplacedKeepingThePlanAndItsFenceIsRef
   }
   EXPECT_THAT(cluster_->Log(target), HasSubstr("swap command refused"));
 
+  // A follower answers a proposal with where the coordinator is.
+  int follower = (next + 1) % GetParam();
+  grpc::Status redirected = Propose(follower, "", "plan-B", nullptr);
+  EXPECT_EQ(redirected.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ReasonOf(redirected), "NOT_LEADER");
+  EXPECT_THAT(redirected.error_message(), HasSubstr("ask " + cluster_->Name(next) + " at 127.0.0.1:"));
+
   std::vector<std::string> args = {"leader", "--output", "json"};
   for (int i : All()) args.insert(args.end(), {"--agent", cluster_->Socket(i)});
   absl::StatusOr<SubprocessResult> ctl = RunCtl(args);
