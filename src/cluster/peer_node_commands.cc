@@ -111,9 +111,11 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(const std::string& in_flight,
   if (!ready.ok()) return ready.status();
   Process(*ready);
   v1::PlanRecord wanted = machine_->record();
+  // Stop waiting once it committed or this node stopped leading (a new
+  // term, or CheckQuorum): a deposed leader's record may never commit.
   bool done = changed_.wait_for(lock, timeout, [&] {
     return stopping_ || !Newer(wanted, machine_->committed()) ||
-           machine_->term() != wanted.term();
+           machine_->term() != wanted.term() || machine_->role() != Role::kLeader;
   });
   if (!done || !SameKey(machine_->committed(), wanted)) {
     return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
