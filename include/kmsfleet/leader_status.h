@@ -23,7 +23,8 @@ struct LeaderSummary {
   std::string coordinator;  // "" when none is agreed
   uint64_t term = 0;
   v1::PlanRecord committed;
-  // Every agent answered and names the same leader, which says it leads.
+  // Every agent answered and names the same leader at the newest term,
+  // and the leader, if asked, says it leads.
   bool agreed = false;
 };
 

@@ -41,18 +41,24 @@ LeaderRow QueryLeader(v1::Fleet::StubInterface& stub, const std::string& agent,
 LeaderSummary SummariseLeader(std::vector<LeaderRow> rows) {
   LeaderSummary s;
   s.rows = std::move(rows);
-  // The newest term anyone reports decides; older views are stale.
+  // The newest term anyone reports decides; older views are stale. At that
+  // term the leader's own view wins over a follower's, whose commit may lag.
+  bool from_leader = false;
   for (const LeaderRow& r : s.rows) {
-    if (r.view.ok() && r.view->term() >= s.term && r.view->role() == "Leader") {
+    if (!r.view.ok() || r.view->leader().empty()) continue;
+    bool is_leader = r.view->role() == "Leader";
+    if (r.view->term() > s.term || (r.view->term() == s.term && is_leader && !from_leader)) {
       s.term = r.view->term();
-      s.coordinator = r.view->node();
+      s.coordinator = r.view->leader();
       s.committed = r.view->committed();
+      from_leader = is_leader;
     }
   }
   bool all = !s.coordinator.empty();
   for (const LeaderRow& r : s.rows) {
     all = all && r.view.ok() && r.view->leader() == s.coordinator &&
-          r.view->term() == s.term;
+          r.view->term() == s.term &&
+          (r.view->node() != s.coordinator || r.view->role() == "Leader");
   }
   s.agreed = all;
   return s;

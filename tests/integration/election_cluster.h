@@ -47,6 +47,7 @@ class ElectionCluster {
   // of them, at a term above `above`. Returns its index or -1 on timeout.
   int WaitForLeader(const std::vector<int>& among, uint64_t above = 0);
   std::unique_ptr<v1::Fleet::Stub> LocalFleet(int i);
+  std::string Address(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
   std::string Socket(int i) const { return dir_ + "/" + Name(i) + "/agent.sock"; }
   // A Peer client to agent `i`'s cluster port presenting `cert_name`'s
   // certificate from `pki_dir` (default: the fleet's).

@@ -169,6 +169,28 @@ TEST_F(ElectionThreeTest, FrozenLeaderResumedAfterNewElectionGetsNothingAccepted
   }
 }
 
+TEST_F(ElectionThreeTest, LeaderCommandOverTcpNeedsACertificateFromTheFleetCa) {
+  int leader = StartGroup(3);
+  ASSERT_GE(leader, 0);
+  int asked = (leader + 1) % 3;
+  auto ctl = [&](const std::string& pki) {
+    return RunCtl({"leader", "--agent", cluster_->Address(asked), "--ca",
+                   cluster_->pki() + "/ca.pem", "--cert", pki + "/cp-1.pem", "--key",
+                   pki + "/cp-1.key", "--server-name", cluster_->Name(asked)});
+  };
+  absl::StatusOr<SubprocessResult> ok = ctl(cluster_->pki());
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->exit_code, 0) << ok->stdout_text << ok->stderr_text;
+  EXPECT_THAT(ok->stdout_text, HasSubstr("coordinator " + cluster_->Name(leader)));
+
+  std::string other = dir_.File("other-pki");
+  ASSERT_TRUE(MakeCertificates(other, {"cp-1"}));
+  absl::StatusOr<SubprocessResult> refused = ctl(other);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->exit_code, 1);
+  EXPECT_THAT(refused->stdout_text, HasSubstr("AGENT_UNREACHABLE"));
+}
+
 // The bad-input cases: each is refused with a log line naming the peer and
 // leaves the agent's term and plan as they were.
 class HostilePeerTest : public ElectionFixture {

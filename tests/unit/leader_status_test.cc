@@ -55,5 +55,19 @@ TEST(LeaderStatusTest, UnreachableAgentMeansNoAgreementAndIsNamed) {
   EXPECT_NE(json.find("\"AGENT_UNREACHABLE\""), std::string::npos) << json;
 }
 
+TEST(LeaderStatusTest, OneFollowerAskedAloneNamesTheCoordinator) {
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Follower", 4, "cp-3")});
+  EXPECT_TRUE(s.agreed);
+  EXPECT_EQ(s.coordinator, "cp-3");
+  EXPECT_EQ(s.term, 4u);
+}
+
+TEST(LeaderStatusTest, AgentWithoutLeaderBreaksAgreement) {
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Candidate", 5, ""),
+                                     Row("cp-2", "Leader", 4, "cp-2")});
+  EXPECT_EQ(s.coordinator, "cp-2");
+  EXPECT_FALSE(s.agreed);
+}
+
 }  // namespace
 }  // namespace kmsfleet
