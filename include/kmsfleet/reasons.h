@@ -47,6 +47,7 @@ inline constexpr char kPlanChangePending[] = "PLAN_CHANGE_PENDING";
 inline constexpr char kHandoffPending[] = "HANDOFF_PENDING";
 inline constexpr char kStaleTerm[] = "STALE_TERM";
 inline constexpr char kStaleFence[] = "STALE_FENCE";
+inline constexpr char kUnknownFence[] = "UNKNOWN_FENCE";
 inline constexpr char kNotInFlight[] = "NOT_IN_FLIGHT";
 inline constexpr char kOperationRunning[] = "OPERATION_RUNNING";
 inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";

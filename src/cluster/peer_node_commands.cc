@@ -30,12 +30,42 @@ absl::Status PeerNode::PersistFence() {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Checks `fence` against what this node knows from the election itself,
+// so that even a member's certificate cannot make up a fence: a real
+// coordinator's term reached this node with its heartbeats.
+absl::Status CheckAgainstElection(const std::string& self, const ElectionMachine& machine,
+                                  const v1::Fence& fence) {
+  if (fence.term() > machine.term()) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
+                     "node " + self + " has not seen term " + std::to_string(fence.term()) +
+                         " in the election (it is at " + std::to_string(machine.term()) +
+                         "); retry after the coordinator's next heartbeat",
+                     {{"fence_term", std::to_string(fence.term())},
+                      {"election_term", std::to_string(machine.term())}});
+  }
+  const v1::PlanRecord& c = machine.committed();
+  if (c.term() == fence.term() && c.index() == fence.index() &&
+      c.in_flight() != fence.in_flight()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
+                     "node " + self + " refused a fence for plan record " +
+                         Key(fence.term(), fence.index()) + " naming '" + fence.in_flight() +
+                         "': that record names '" + c.in_flight() + "'",
+                     {{"in_flight", c.in_flight()}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<v1::AdmitSwapReply> PeerNode::AdmitSwap(const v1::Fence& fence) {
   std::lock_guard lock(mu_);
   // A term this node saw in the election is a term it has seen: a command
   // from any older coordinator is stale, whether or not it reached us.
   guard_->ObserveTerm(machine_->term());
-  absl::Status s = guard_->AdmitSwap(fence);
+  absl::Status s = CheckAgainstElection(self(), *machine_, fence);
+  if (s.ok()) s = guard_->AdmitSwap(fence);
   if (s.ok()) s = PersistFence();
   if (!s.ok()) {
     Log(LogLevel::kWarn, "swap command refused",
@@ -56,7 +86,8 @@ absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {
   std::lock_guard lock(mu_);
   guard_->ObserveTerm(machine_->term());
   bool running = options_.operation_running();
-  absl::Status s = guard_->AdmitRelease(fence, running);
+  absl::Status s = CheckAgainstElection(self(), *machine_, fence);
+  if (s.ok()) s = guard_->AdmitRelease(fence, running);
   if (s.ok()) s = PersistFence();  // before answering: the answer binds us
   if (!s.ok()) {
     Log(LogLevel::kWarn, "hand-off query refused",

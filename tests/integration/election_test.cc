@@ -264,6 +264,20 @@ TEST_F(HostilePeerTest, NonMemberWithFarFutureTermIsRefused) {
   EXPECT_THAT(cluster_->Log(victim_), HasSubstr("sender 'cp-9' is not a member"));
 }
 
+TEST_F(HostilePeerTest, MemberCannotMakeUpAFenceFromAFutureTerm) {
+  int third = 3 - leader_ - victim_;
+  v1::Fence forged;
+  forged.set_term(before_.term() + 1000);
+  forged.set_index(1);
+  forged.set_in_flight(cluster_->Name(victim_));
+  grpc::Status s = AdmitSwap(victim_, forged, cluster_->Name(third));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE");
+  ExpectUnchanged();
+  EXPECT_EQ(cluster_->View(victim_)->highest_fence_term(), before_.highest_fence_term());
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("swap command refused"));
+}
+
 TEST_F(HostilePeerTest, CertificateFromAnotherCaIsRefusedAtTheHandshake) {
   std::string other = dir_.File("other-pki");
   ASSERT_TRUE(MakeCertificates(other, {cluster_->Name(leader_)}, "ca"));
