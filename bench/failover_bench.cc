@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -80,6 +81,12 @@ void Failover(int rounds, double timeout_ms) {
   if (samples.empty()) {
     std::cout << "failover: no successful round\n";
     return;
+  }
+  if (std::getenv("KMSFLEET_BENCH_SAMPLES")) {
+    std::vector<double> sorted = samples;
+    std::sort(sorted.begin(), sorted.end());
+    for (double ms : sorted) std::printf("%.0f ", ms);
+    std::printf("\n");
   }
   double p50 = Percentile(samples, 0.5);
   double p99 = Percentile(samples, 0.99);

@@ -53,6 +53,10 @@ void PeerSender::Run() {
     lock.unlock();
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + deadline_);
+    // Followers rarely talk to each other, so their channel may still be in
+    // reconnect backoff from when the peer was down; failing fast would
+    // lose the first pre-vote after a leader dies. Wait, within the deadline.
+    context.set_wait_for_ready(true);
     v1::SendReply reply;
     grpc::Status status = stub_->Send(&context, m, &reply);
     lock.lock();
@@ -78,6 +82,7 @@ void PeerSender::NoteResult(const grpc::Status& status) {
 absl::StatusOr<v1::ReleaseReply> PeerSender::Release(const v1::Fence& fence) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + deadline_);
+  context.set_wait_for_ready(true);
   v1::ReleaseRequest request;
   *request.mutable_fence() = fence;
   v1::ReleaseReply reply;
