@@ -43,6 +43,27 @@ struct ExecutorConfig {
   std::chrono::milliseconds download_timeout{600000};
 };
 
+// The `cluster:` section: coordinator election between the agents
+// (architecture.md §6, docs/config.md). Peers' addresses come from `peers`.
+struct ClusterTls {
+  std::string ca;    // PEM file of the fleet CA
+  std::string cert;  // PEM file of this agent's certificate (SAN = node)
+  std::string key;   // PEM file of its private key
+};
+
+struct ClusterConfig {
+  bool enabled = false;  // the section is present
+  std::string listen;    // host:port for kmsfleet.v1.Peer and Fleet
+  // Default: this node and every peer. Learners must be listed peers.
+  std::vector<std::string> voters = {};
+  std::vector<std::string> learners = {};
+  int tick_ms = 50;
+  int election_ticks = 10;  // timeout randomized in [10, 19] ticks
+  int heartbeat_ticks = 2;
+  ClusterTls tls = {};
+  bool insecure = false;  // plain TCP; local demos only
+};
+
 struct AgentConfig {
   std::string node;  // this node's name; required
   ProviderEndpoints provider;
@@ -55,8 +76,10 @@ struct AgentConfig {
   // local kmsfleetctl, the TCP address for peers and remote operators.
   std::string listen_unix = "/run/kmsfleet/agent.sock";
   std::string listen_tcp;
-  std::vector<PeerConfig> peers;  // used by the coordinator (later issues)
+  // The other agents' cluster addresses (the `cluster:` section).
+  std::vector<PeerConfig> peers;
   ExecutorConfig executor;
+  ClusterConfig cluster;
 };
 
 // Parses `text` as the YAML config file `file_name` (used in messages only).

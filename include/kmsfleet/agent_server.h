@@ -8,12 +8,14 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "kmsfleet/provider_probe.h"
 
 namespace grpc {
 class Server;
+class Service;
 }
 
 namespace kmsfleet {
@@ -34,6 +36,10 @@ class AgentServer {
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;
 
+  // Also serves `service` (e.g. kmsfleet.v1.Fleet) on the same listeners.
+  // REQUIRES: called before Start; `service` outlives the server.
+  void AddService(grpc::Service* service) { extra_services_.push_back(service); }
+
   // Binds and starts serving. A stale socket file left by a dead agent is
   // removed; a live one, or a non-socket file at the path, is an error
   // (FailedPrecondition naming the path). Unavailable if a bind fails.
@@ -50,6 +56,7 @@ class AgentServer {
   class Service;
   std::unique_ptr<Service> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::vector<grpc::Service*> extra_services_;
   std::string unix_socket_;
   int tcp_port_ = 0;
 };

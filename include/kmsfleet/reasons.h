@@ -64,6 +64,21 @@ inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";
 inline constexpr char kMalformedRegistry[] = "MALFORMED_REGISTRY";
 inline constexpr char kIdentityChanged[] = "IDENTITY_FINGERPRINT_CHANGED";
 
+// Election, replicated plan and fencing (architecture.md §6).
+inline constexpr char kUnknownPeer[] = "UNKNOWN_PEER";
+inline constexpr char kMalformedMessage[] = "MALFORMED_MESSAGE";
+inline constexpr char kNotLeader[] = "NOT_LEADER";
+inline constexpr char kPlanChangePending[] = "PLAN_CHANGE_PENDING";
+inline constexpr char kHandoffPending[] = "HANDOFF_PENDING";
+inline constexpr char kStaleTerm[] = "STALE_TERM";
+inline constexpr char kStaleFence[] = "STALE_FENCE";
+inline constexpr char kUnknownFence[] = "UNKNOWN_FENCE";
+inline constexpr char kNotInFlight[] = "NOT_IN_FLIGHT";
+inline constexpr char kOperationRunning[] = "OPERATION_RUNNING";
+inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
+inline constexpr char kStateWriteFailed[] = "STATE_WRITE_FAILED";
+inline constexpr char kCorruptState[] = "CORRUPT_STATE";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

@@ -2,11 +2,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <future>
 #include <iostream>
+#include <sstream>
 
 #include "kmsfleet/fleet_status.h"
 #include "kmsfleet/node_commands.h"
+#include "kmsfleet/leader_status.h"
 
 namespace kmsfleet {
 namespace {
@@ -41,6 +44,51 @@ int RunStatus(const StatusFlags& flags) {
   return fleet.healthy ? 0 : 1;
 }
 
+struct LeaderFlags {
+  std::vector<std::string> agents;
+  std::string output = "table";
+  int timeout_ms = 5000;
+  std::string ca, cert, key, server_name;
+};
+
+std::shared_ptr<grpc::Channel> FleetChannel(const LeaderFlags& flags,
+                                            const std::string& agent) {
+  std::string target = AgentTarget(agent);
+  if (target.rfind("unix:", 0) == 0 || flags.ca.empty()) {
+    return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  }
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  grpc::SslCredentialsOptions tls{read(flags.ca), read(flags.key), read(flags.cert)};
+  grpc::ChannelArguments args;
+  if (!flags.server_name.empty()) args.SetSslTargetNameOverride(flags.server_name);
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
+}
+
+// Exit codes: 0 every agent answered and all name the same coordinator;
+// 1 otherwise (the output says which agent disagrees or is unreachable).
+int RunLeader(const LeaderFlags& flags) {
+  std::vector<std::string> agents = flags.agents;
+  if (agents.empty()) agents.push_back(kDefaultAgent);
+  std::vector<std::future<LeaderRow>> pending;
+  for (const std::string& agent : agents) {
+    pending.push_back(std::async(std::launch::async, [&flags, agent] {
+      auto stub = v1::Fleet::NewStub(FleetChannel(flags, agent));
+      return QueryLeader(*stub, agent, std::chrono::milliseconds(flags.timeout_ms));
+    }));
+  }
+  std::vector<LeaderRow> rows;
+  for (auto& f : pending) rows.push_back(f.get());
+  LeaderSummary summary = SummariseLeader(std::move(rows));
+  std::cout << (flags.output == "json" ? RenderLeaderJson(summary)
+                                       : RenderLeaderTable(summary));
+  return summary.agreed ? 0 : 1;
+}
+
 int Main(int argc, char** argv) {
   CLI::App app{"kmsfleetctl: drive and inspect kmsfleet agents"};
   app.require_subcommand(1);
@@ -59,9 +107,27 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   NodeFlags node_flags;
   CLI::App* node = AddNodeCommands(app, node_flags);
+  LeaderFlags leader_flags;
+  CLI::App* leader = app.add_subcommand(
+      "leader", "show the coordinator, its term and commit, and each peer's view");
+  leader->add_option("--agent", leader_flags.agents,
+                     "agent address: unix:/path or host:port of its cluster "
+                     "listener (repeatable)");
+  leader->add_option("--output,-o", leader_flags.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  leader->add_option("--timeout-ms", leader_flags.timeout_ms, "deadline per agent")
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
+  leader->add_option("--ca", leader_flags.ca, "fleet CA (PEM) for TCP agents");
+  leader->add_option("--cert", leader_flags.cert, "operator certificate (PEM)");
+  leader->add_option("--key", leader_flags.key, "operator key (PEM)");
+  leader->add_option("--server-name", leader_flags.server_name,
+                     "node name the agent's certificate must carry");
   CLI11_PARSE(app, argc, argv);
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);
+  if (leader->parsed()) return RunLeader(leader_flags);
   return 2;
 }
 

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -63,6 +64,40 @@ class ConfigReader {
         return Error(v, key, "must be a non-empty string");
       }
       out = v.Scalar();
+      return absl::OkStatus();
+    };
+  }
+
+  Handler Bool(bool& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
+        return Error(v, key, "must be true or false, got \"" +
+                                 (v.IsScalar() ? v.Scalar() : std::string()) + "\"");
+      }
+      out = v.Scalar() == "true";
+      return absl::OkStatus();
+    };
+  }
+
+  Handler Int(int& out, int64_t min, int64_t max) const {
+    return [this, &out, min, max](const YAML::Node& v, const std::string& key) {
+      int64_t n = 0;
+      KMSFLEET_RETURN_IF_ERROR(Integer(v, key, min, max, n));
+      out = static_cast<int>(n);
+      return absl::OkStatus();
+    };
+  }
+
+  Handler Names(std::vector<std::string>& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      if (!v.IsSequence()) return Error(v, key, "must be a list of node names");
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (!v[i].IsScalar() || v[i].Scalar().empty()) {
+          return Error(v[i], key + "[" + std::to_string(i) + "]",
+                       "must be a non-empty string");
+        }
+        out.push_back(v[i].Scalar());
+      }
       return absl::OkStatus();
     };
   }
@@ -192,6 +227,63 @@ absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
+                         AgentConfig& config) {
+  ClusterConfig& c = config.cluster;
+  c.enabled = true;
+  KMSFLEET_RETURN_IF_ERROR(r.Mapping(
+      node, "cluster",
+      {{"listen", r.String(c.listen)},
+       {"voters", r.Names(c.voters)},
+       {"learners", r.Names(c.learners)},
+       {"tick_ms", r.Int(c.tick_ms, 1, 10'000)},
+       {"election_ticks", r.Int(c.election_ticks, 2, 1'000)},
+       {"heartbeat_ticks", r.Int(c.heartbeat_ticks, 1, 1'000)},
+       {"insecure", r.Bool(c.insecure)},
+       {"tls", [&](const YAML::Node& v, const std::string&) {
+          return r.Mapping(v, "cluster.tls", {{"ca", r.String(c.tls.ca)},
+                                              {"cert", r.String(c.tls.cert)},
+                                              {"key", r.String(c.tls.key)}});
+        }}}));
+  if (c.listen.empty()) return r.Error(node, "cluster.listen", "is required");
+  if (!c.insecure && (c.tls.ca.empty() || c.tls.cert.empty() || c.tls.key.empty())) {
+    return r.Error(node, "cluster.tls",
+                   "ca, cert and key are required unless insecure: true");
+  }
+  if (c.heartbeat_ticks >= c.election_ticks) {
+    return r.Error(node, "cluster.heartbeat_ticks",
+                   "must be below election_ticks (" +
+                       std::to_string(c.election_ticks) + ")");
+  }
+  return absl::OkStatus();
+}
+
+// Every voter and learner must be this node or a listed peer, so that each
+// member has an address and a name its certificate must carry.
+absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
+                                 AgentConfig& config) {
+  ClusterConfig& c = config.cluster;
+  if (c.voters.empty()) {
+    c.voters.push_back(config.node);
+    for (const PeerConfig& p : config.peers) {
+      if (std::find(c.learners.begin(), c.learners.end(), p.name) == c.learners.end()) {
+        c.voters.push_back(p.name);
+      }
+    }
+  }
+  for (const auto* list : {&c.voters, &c.learners}) {
+    for (const std::string& name : *list) {
+      bool known = name == config.node;
+      for (const PeerConfig& p : config.peers) known = known || p.name == name;
+      if (!known) {
+        return r.Error(root["cluster"], "cluster",
+                       "member " + name + " is neither this node nor in peers");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
                       AgentConfig& config) {
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
@@ -212,8 +304,12 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }},
        {"executor", [&](const YAML::Node& v, const std::string&) {
           return ReadExecutor(r, v, config);
+        }},
+       {"cluster", [&](const YAML::Node& v, const std::string&) {
+          return ReadCluster(r, v, config);
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
+  if (config.cluster.enabled) KMSFLEET_RETURN_IF_ERROR(CheckClusterMembers(r, root, config));
   return absl::OkStatus();
 }
 

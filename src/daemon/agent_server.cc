@@ -262,6 +262,7 @@ absl::Status AgentServer::Start(const AgentListenAddresses& addresses) {
                              &tcp_port_);
   }
   builder.RegisterService(service_.get());
+  for (grpc::Service* extra : extra_services_) builder.RegisterService(extra);
   server_ = builder.BuildAndStart();
   if (!server_ || (!addresses.tcp.empty() && tcp_port_ == 0)) {
     server_.reset();

@@ -10,6 +10,7 @@
 #include "kmsfleet/agent_server.h"
 #include "kmsfleet/clock.h"
 #include "kmsfleet/executor.h"
+#include "kmsfleet/cluster_runtime.h"
 #include "kmsfleet/log.h"
 
 namespace kmsfleet {
@@ -50,6 +51,18 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
   AgentServer server(*probe, &executor);
+  std::unique_ptr<ClusterRuntime> cluster;
+  if (config.cluster.enabled) {
+    absl::StatusOr<std::unique_ptr<ClusterRuntime>> started =
+        ClusterRuntime::Start(config);
+    if (!started.ok()) {
+      Log(LogLevel::kError, std::string(started.status().message()),
+          {{"node", config.node}});
+      return 1;
+    }
+    cluster = std::move(*started);
+    server.AddService(cluster->local_fleet_service());
+  }
   if (!config.listen_tcp.empty()) {
     Log(LogLevel::kWarn,
         "TCP listener has no TLS yet: bind it to loopback or a trusted network",
@@ -71,6 +84,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   sd_notify(0, "STOPPING=1");
   server.Shutdown(kShutdownGrace);
+  if (cluster) cluster->Stop(kShutdownGrace);
   Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
   return 0;
 }

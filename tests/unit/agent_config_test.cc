@@ -114,6 +114,45 @@ TEST(AgentConfigTest, YamlSyntaxErrorNamesTheLine) {
       << c.status();
 }
 
+constexpr char kCluster[] =
+    "node: cp-1\n"
+    "peers:\n"
+    "  - {name: cp-2, address: 10.0.0.2:7443}\n"
+    "  - {name: cp-3, address: 10.0.0.3:7443}\n"
+    "cluster:\n"
+    "  listen: 0.0.0.0:7443\n"
+    "  tls: {ca: /pki/ca.pem, cert: /pki/cp-1.pem, key: /pki/cp-1.key}\n";
+
+TEST(AgentConfigTest, ClusterSectionDefaultsToEveryPeerAsVoter) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(kCluster, kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->cluster.enabled);
+  EXPECT_EQ(c->cluster.voters, (std::vector<std::string>{"cp-1", "cp-2", "cp-3"}));
+  EXPECT_EQ(c->cluster.tls.cert, "/pki/cp-1.pem");
+  EXPECT_EQ(c->cluster.tick_ms * c->cluster.election_ticks, 500);
+  EXPECT_FALSE(c->cluster.insecure);
+}
+
+TEST(AgentConfigTest, ClusterWithoutTlsNeedsExplicitInsecure) {
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n", "cluster.tls", 3,
+                    "required unless insecure: true");
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  insecure: true\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->cluster.insecure);
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: a:1\n  insecure: yes\n",
+                    "cluster.insecure", 4, "must be true or false");
+}
+
+TEST(AgentConfigTest, ClusterMemberWithoutPeerEntryIsRefused) {
+  ExpectConfigError(std::string(kCluster) + "  learners: [cp-9]\n", "cluster", 6,
+                    "member cp-9 is neither this node nor in peers");
+  ExpectConfigError(std::string(kCluster) + "  tick_ms: fast\n", "cluster.tick_ms", 8,
+                    "must be an integer");
+  ExpectConfigError(std::string(kCluster) + "  electon_ticks: 3\n",
+                    "cluster.electon_ticks", 8, "unknown key");
+}
+
 TEST(AgentConfigTest, MissingFileIsNamed) {
   absl::StatusOr<AgentConfig> c = LoadAgentConfig("/nonexistent/kmsfleet.yaml");
   ASSERT_FALSE(c.ok());

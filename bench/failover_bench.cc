@@ -1,0 +1,166 @@
+// Failover and idle load of the election on loopback with default timings
+// (issue 3 benchmark). Figures are printed next to, and as ratios of, the
+// configured election timeout; this program asserts nothing.
+//   kmsfleet_failover_bench [--rounds 50] [--idle-seconds 10]
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "election_cluster.h"
+#include "kmsfleet/agent_config.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool ProposeOn(ElectionCluster& c, int i, const std::string& payload) {
+  auto stub = c.LocalFleet(i);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::ProposePlanRequest request;
+  request.set_payload(payload);
+  v1::ProposePlanReply reply;
+  return stub->ProposePlan(&context, request, &reply).ok();
+}
+
+// Milliseconds from SIGKILL of the leader until a new leader has committed
+// a plan change, or -1 if none within 10 s.
+double OneFailover(ElectionCluster& c, int round) {
+  std::vector<int> all;
+  for (int i = 0; i < c.size(); ++i) all.push_back(i);
+  int leader = c.WaitForLeader(all);
+  if (leader < 0) return -1;
+  uint64_t old_term = c.View(leader)->term();
+  Clock::time_point t0 = Clock::now();
+  c.Kill(leader);
+  double elapsed = -1;
+  while (Clock::now() - t0 < std::chrono::seconds(10) && elapsed < 0) {
+    for (int i : all) {
+      if (i == leader) continue;
+      std::optional<v1::LeaderView> v = c.View(i);
+      if (!v || v->role() != "Leader" || v->term() <= old_term) continue;
+      if (ProposeOn(c, i, "round-" + std::to_string(round))) {
+        elapsed = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        break;
+      }
+    }
+    if (elapsed < 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  c.Start(leader);
+  return elapsed;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+void Failover(int rounds, double timeout_ms) {
+  TempDir dir;
+  ElectionCluster c(dir, 3);
+  c.StartAll();
+  std::vector<double> samples;
+  int failed = 0;
+  for (int r = 0; r < rounds; ++r) {
+    double ms = OneFailover(c, r);
+    if (ms < 0) {
+      ++failed;
+    } else {
+      samples.push_back(ms);
+    }
+  }
+  if (samples.empty()) {
+    std::cout << "failover: no successful round\n";
+    return;
+  }
+  if (std::getenv("KMSFLEET_BENCH_SAMPLES")) {
+    std::vector<double> sorted = samples;
+    std::sort(sorted.begin(), sorted.end());
+    for (double ms : sorted) std::printf("%.0f ", ms);
+    std::printf("\n");
+  }
+  double p50 = Percentile(samples, 0.5);
+  double p99 = Percentile(samples, 0.99);
+  double max = *std::max_element(samples.begin(), samples.end());
+  std::printf(
+      "failover, 3 voters, %d SIGKILLs (%d without a new commit in 10 s):\n"
+      "  kill -> new leader committed a plan change: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n"
+      "  configured election timeout %.0f ms (randomized %.0f-%.0f ms):"
+      " p50 = %.2fx, p99 = %.2fx of it\n",
+      rounds, failed, p50, p99, max, timeout_ms, timeout_ms, 1.9 * timeout_ms,
+      p50 / timeout_ms, p99 / timeout_ms);
+}
+
+double CpuSeconds(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string f;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> f; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(f);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+void Idle(int seconds, double heartbeat_ms) {
+  TempDir dir;
+  ElectionCluster c(dir, 5);
+  c.StartAll();
+  std::vector<int> all = {0, 1, 2, 3, 4};
+  if (c.WaitForLeader(all) < 0) {
+    std::cout << "idle: no leader\n";
+    return;
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto snapshot = [&](uint64_t& sent, double& cpu) {
+    sent = 0;
+    cpu = 0;
+    for (int i : all) {
+      std::optional<v1::LeaderView> v = c.View(i);
+      if (v) sent += v->messages_sent();
+      cpu += CpuSeconds(c.Pid(i));
+    }
+  };
+  uint64_t sent0 = 0, sent1 = 0;
+  double cpu0 = 0, cpu1 = 0;
+  snapshot(sent0, cpu0);
+  std::this_thread::sleep_for(std::chrono::seconds(seconds));
+  snapshot(sent1, cpu1);
+  double rate = static_cast<double>(sent1 - sent0) / seconds;
+  std::printf(
+      "idle, 5 voters, %d s: %.0f messages/s for the group (%.1f per heartbeat interval"
+      " of %.0f ms; 8 = one APPEND and one answer per follower), CPU %.2f%% of one core"
+      " for all 5 agents together\n",
+      seconds, rate, rate * heartbeat_ms / 1000.0, heartbeat_ms,
+      100.0 * (cpu1 - cpu0) / seconds);
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing
+
+int main(int argc, char** argv) {
+  int rounds = 50;
+  int idle_seconds = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string flag = argv[i];
+    if (flag == "--rounds") rounds = std::atoi(argv[i + 1]);
+    if (flag == "--idle-seconds") idle_seconds = std::atoi(argv[i + 1]);
+  }
+  kmsfleet::ClusterConfig defaults;
+  double timeout_ms = defaults.tick_ms * defaults.election_ticks;
+  double heartbeat_ms = defaults.tick_ms * defaults.heartbeat_ticks;
+  kmsfleet::testing::Failover(rounds, timeout_ms);
+  kmsfleet::testing::Idle(idle_seconds, heartbeat_ms);
+  return 0;
+}

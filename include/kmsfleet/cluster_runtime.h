@@ -1,0 +1,40 @@
+// Wires the `cluster:` config section into a running PeerNode and its
+// cluster listener for kmsfleetd (architecture.md §6).
+// Thread-compatible: Start and Stop from one thread.
+#ifndef KMSFLEET_CLUSTER_RUNTIME_H_
+#define KMSFLEET_CLUSTER_RUNTIME_H_
+
+#include <chrono>
+#include <grpcpp/impl/codegen/service_type.h>
+
+#include <memory>
+
+#include "absl/status/status.h"
+#include "kmsfleet/agent_config.h"
+#include "kmsfleet/cluster_server.h"
+#include "kmsfleet/peer_node.h"
+
+namespace kmsfleet {
+
+class ClusterRuntime {
+ public:
+  // Loads credentials and persisted state and starts electing. Errors name
+  // the config key or state file at fault; nothing is left running.
+  static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(const AgentConfig& config);
+  ~ClusterRuntime();
+
+  // The Fleet service for the agent's unix socket.
+  grpc::Service* local_fleet_service() { return local_fleet_.get(); }
+  int port() const { return server_->port(); }
+  void Stop(std::chrono::milliseconds grace);
+
+ private:
+  ClusterRuntime() = default;
+  std::unique_ptr<PeerNode> node_;
+  std::unique_ptr<ClusterServer> server_;
+  std::unique_ptr<grpc::Service> local_fleet_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLUSTER_RUNTIME_H_

@@ -1,0 +1,106 @@
+// The election shell (architecture.md §6): drives one ElectionMachine with
+// a timer thread, persists its HardState and the node's FenceState (fsync +
+// atomic rename) before anything that depends on them is sent or answered,
+// and sends its messages to peers over kmsfleet.v1.Peer.
+//
+// Driver loop, as etcd-io/raft's doc.go: Tick or Step, then persist
+// hard_state, then send messages, then apply the committed record.
+// Thread-safe: every public method may be called from gRPC handler threads.
+#ifndef KMSFLEET_PEER_NODE_H_
+#define KMSFLEET_PEER_NODE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/election.h"
+#include "kmsfleet/fence_guard.h"
+#include "kmsfleet/v1/fleet.pb.h"
+#include "kmsfleet/v1/peer.pb.h"
+
+namespace kmsfleet {
+
+class PeerSender;
+
+struct PeerNodeOptions {
+  ElectionConfig election;
+  std::chrono::milliseconds tick{50};
+  std::string state_dir;  // holds election.pb and fence.pb
+  // Every member's cluster address (host:port), this node's included.
+  std::map<std::string, std::string> addresses;
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  uint64_t seed = 0;  // for the randomized election timeout
+  // The executor's answer to "is your operation still running?"; the
+  // default (no executor yet) is never.
+  std::function<bool()> operation_running = [] { return false; };
+};
+
+class PeerNode {
+ public:
+  // Loads persisted state from options.state_dir. Errors: DataLoss with
+  // reason CORRUPT_STATE naming the file when it cannot be parsed;
+  // InvalidArgument for an invalid election config.
+  static absl::StatusOr<std::unique_ptr<PeerNode>> Open(PeerNodeOptions options);
+  ~PeerNode();
+
+  void Start();  // the timer and one sender thread per peer
+  void Stop();   // idempotent
+
+  // Steps one message that arrived from a peer. Errors as
+  // ElectionMachine::Step; nothing changes on error.
+  absl::Status Receive(const v1::PeerMessage& message);
+
+  // Leader only: commits a plan record naming `in_flight`, first asking the
+  // current in-flight node to hand off when that changes, and waits up to
+  // `timeout` for the commit. Returns the committed record's fence. Errors
+  // as ElectionMachine::Propose, or Unavailable/PLAN_CHANGE_PENDING when
+  // the record did not commit in time.
+  absl::StatusOr<v1::Fence> ProposePlan(const std::string& in_flight,
+                                        const std::string& payload,
+                                        std::chrono::milliseconds timeout);
+
+  v1::LeaderView View();
+  absl::StatusOr<v1::AdmitSwapReply> AdmitSwap(const v1::Fence& fence);
+  absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
+
+  const std::string& self() const { return options_.election.self; }
+  bool IsMember(const std::string& name) const;
+
+ private:
+  explicit PeerNode(PeerNodeOptions options, v1::HardState hard_state,
+                    v1::FenceState fence_state);
+  void Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
+  void RunTimer();
+
+  PeerNodeOptions options_;
+  std::string election_path_;
+  std::string fence_path_;
+  SeededRandom random_;
+  std::map<std::string, std::unique_ptr<PeerSender>> senders_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;  // commits, role changes, Stop
+  std::unique_ptr<ElectionMachine> machine_ ABSL_GUARDED_BY(mu_);
+  v1::HardState durable_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<FenceGuard> guard_ ABSL_GUARDED_BY(mu_);
+  v1::FenceState fence_durable_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread timer_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_PEER_NODE_H_

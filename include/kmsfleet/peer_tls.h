@@ -1,0 +1,46 @@
+// mTLS between agents (architecture.md §7): the fleet CA, this agent's
+// certificate and key from the `cluster.tls` config. Servers require and
+// verify a client certificate chaining to the CA; clients verify that the
+// server's certificate names the peer they dialled (its SAN), and servers
+// accept a call only for the member named in the caller's SAN.
+// Thread-safe: free functions over values.
+#ifndef KMSFLEET_PEER_TLS_H_
+#define KMSFLEET_PEER_TLS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/agent_config.h"
+
+namespace kmsfleet {
+
+struct PeerCredentials {
+  std::shared_ptr<grpc::ServerCredentials> server;
+  std::shared_ptr<grpc::ChannelCredentials> channel;
+  bool insecure = false;
+};
+
+// Reads the PEM files named in `cluster.tls` (each at most 1 MiB), or makes
+// plain credentials when `cluster.insecure`. Errors: InvalidArgument with
+// reason INVALID_CONFIG naming the key and path that could not be read.
+absl::StatusOr<PeerCredentials> LoadPeerCredentials(const ClusterConfig& cluster);
+
+// Channel arguments for dialling `peer`: its certificate must name `peer`,
+// and reconnects are fast enough for failover on a LAN.
+grpc::ChannelArguments PeerChannelArguments(const std::string& peer);
+
+// The subject alternative names of the verified client certificate of the
+// call, or empty on a plain connection.
+std::vector<std::string> PeerNamesOf(const grpc::ServerContext& context);
+
+// Converts a kmsfleet error to a gRPC status: same code, same message, and
+// the ErrorInfo as the binary error details.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_PEER_TLS_H_

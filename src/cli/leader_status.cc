@@ -1,0 +1,120 @@
+#include "kmsfleet/leader_status.h"
+
+#include <boost/json.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include <iomanip>
+#include <map>
+#include <sstream>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+std::string Commit(const v1::PlanRecord& r) {
+  return std::to_string(r.term()) + "/" + std::to_string(r.index());
+}
+
+std::string OrDash(const std::string& s) { return s.empty() ? "-" : s; }
+
+}  // namespace
+
+LeaderRow QueryLeader(v1::Fleet::StubInterface& stub, const std::string& agent,
+                      std::chrono::milliseconds timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  v1::LeaderView view;
+  grpc::Status status = stub.GetLeader(&context, v1::GetLeaderRequest(), &view);
+  LeaderRow row{.agent = agent};
+  if (status.ok()) {
+    row.view = view;
+  } else {
+    row.view = MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                         "agent " + agent + ": " + status.error_message(),
+                         {{"agent", agent}});
+  }
+  return row;
+}
+
+LeaderSummary SummariseLeader(std::vector<LeaderRow> rows) {
+  LeaderSummary s;
+  s.rows = std::move(rows);
+  // The newest term anyone reports decides; older views are stale. At that
+  // term the leader's own view wins over a follower's, whose commit may lag.
+  bool from_leader = false;
+  for (const LeaderRow& r : s.rows) {
+    if (!r.view.ok() || r.view->leader().empty()) continue;
+    bool is_leader = r.view->role() == "Leader";
+    if (r.view->term() > s.term || (r.view->term() == s.term && is_leader && !from_leader)) {
+      s.term = r.view->term();
+      s.coordinator = r.view->leader();
+      s.committed = r.view->committed();
+      from_leader = is_leader;
+    }
+  }
+  bool all = !s.coordinator.empty();
+  for (const LeaderRow& r : s.rows) {
+    all = all && r.view.ok() && r.view->leader() == s.coordinator &&
+          r.view->term() == s.term &&
+          (r.view->node() != s.coordinator || r.view->role() == "Leader");
+  }
+  s.agreed = all;
+  return s;
+}
+
+std::string RenderLeaderTable(const LeaderSummary& s) {
+  std::ostringstream out;
+  out << "coordinator " << OrDash(s.coordinator) << "  term " << s.term << "  commit "
+      << Commit(s.committed) << "  in_flight " << OrDash(s.committed.in_flight())
+      << (s.agreed ? "" : "  (peers disagree or did not answer)") << "\n";
+  out << std::left << std::setw(28) << "AGENT" << std::setw(12) << "NODE" << std::setw(14)
+      << "ROLE" << std::setw(7) << "TERM" << std::setw(12) << "LEADER" << "COMMIT\n";
+  for (const LeaderRow& r : s.rows) {
+    out << std::setw(28) << r.agent;
+    if (!r.view.ok()) {
+      out << ReasonOf(r.view.status()) << ": " << r.view.status().message() << "\n";
+      continue;
+    }
+    const v1::LeaderView& v = *r.view;
+    out << std::setw(12) << v.node() << std::setw(14) << v.role() << std::setw(7)
+        << v.term() << std::setw(12) << OrDash(v.leader()) << Commit(v.committed())
+        << "\n";
+  }
+  return out.str();
+}
+
+std::string RenderLeaderJson(const LeaderSummary& s) {
+  boost::json::object o;
+  o["coordinator"] = s.coordinator;
+  o["term"] = s.term;
+  o["commit"] = {{"term", s.committed.term()}, {"index", s.committed.index()},
+                 {"in_flight", s.committed.in_flight()}};
+  o["agreed"] = s.agreed;
+  boost::json::array peers;
+  for (const LeaderRow& r : s.rows) {
+    boost::json::object p;
+    p["agent"] = r.agent;
+    if (!r.view.ok()) {
+      p["error"] = {{"reason", ReasonOf(r.view.status())},
+                    {"message", std::string(r.view.status().message())}};
+    } else {
+      const v1::LeaderView& v = *r.view;
+      p["node"] = v.node();
+      p["role"] = v.role();
+      p["term"] = v.term();
+      p["leader"] = v.leader();
+      p["leader_address"] = v.leader_address();
+      p["commit"] = {{"term", v.committed().term()}, {"index", v.committed().index()},
+                     {"in_flight", v.committed().in_flight()},
+                     {"payload", v.committed().payload()}};
+      p["highest_fence_term"] = v.highest_fence_term();
+    }
+    peers.push_back(std::move(p));
+  }
+  o["peers"] = std::move(peers);
+  return boost::json::serialize(o) + "\n";
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,88 @@
+#include "kmsfleet/peer_tls.h"
+
+#include <grpcpp/security/server_credentials.h>
+
+#include "absl/strings/cord.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/state_file.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr size_t kMaxPemBytes = 1 << 20;
+
+absl::StatusOr<std::string> ReadPem(const std::string& key, const std::string& path) {
+  absl::StatusOr<std::optional<std::string>> text = ReadStateFile(path, kMaxPemBytes);
+  if (!text.ok() || !text->has_value() || (*text)->empty()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "cluster.tls." + key + ": cannot read PEM file " + path,
+                     {{"key", "cluster.tls." + key}, {"path", path}});
+  }
+  return **text;
+}
+
+}  // namespace
+
+absl::StatusOr<PeerCredentials> LoadPeerCredentials(const ClusterConfig& cluster) {
+  PeerCredentials creds;
+  if (cluster.insecure) {
+    creds.server = grpc::InsecureServerCredentials();
+    creds.channel = grpc::InsecureChannelCredentials();
+    creds.insecure = true;
+    return creds;
+  }
+  absl::StatusOr<std::string> ca = ReadPem("ca", cluster.tls.ca);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<std::string> cert = ReadPem("cert", cluster.tls.cert);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("key", cluster.tls.key);
+  if (!key.ok()) return key.status();
+
+  grpc::SslServerCredentialsOptions server(
+      GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  server.pem_root_certs = *ca;
+  server.pem_key_cert_pairs.push_back({*key, *cert});
+  creds.server = grpc::SslServerCredentials(server);
+
+  grpc::SslCredentialsOptions client;
+  client.pem_root_certs = *ca;
+  client.pem_private_key = *key;
+  client.pem_cert_chain = *cert;
+  creds.channel = grpc::SslCredentials(client);
+  return creds;
+}
+
+grpc::ChannelArguments PeerChannelArguments(const std::string& peer) {
+  grpc::ChannelArguments args;
+  // The peer is dialled by address, but its certificate must name it.
+  args.SetSslTargetNameOverride(peer);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(2 << 20);
+  return args;
+}
+
+std::vector<std::string> PeerNamesOf(const grpc::ServerContext& context) {
+  std::vector<std::string> names;
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (!auth || !auth->IsPeerAuthenticated()) return names;
+  for (const grpc::string_ref& san :
+       auth->FindPropertyValues("x509_subject_alternative_name")) {
+    names.emplace_back(san.data(), san.size());
+  }
+  return names;
+}
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  std::string details;
+  if (absl::optional<absl::Cord> info = status.GetPayload(kErrorInfoTypeUrl)) {
+    details = std::string(*info);
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()), details);
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,216 @@
+// ElectionMachine::Step and the per-message handlers (architecture.md §6;
+// Raft §5.1-5.4, PreVote and CheckQuorum from the Raft thesis §9.6 and
+// etcd-io/raft's raft.go).
+#include <cassert>
+
+#include "kmsfleet/election.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr size_t kMaxNameBytes = 253;  // a DNS name
+
+bool IsVoteRequest(v1::MessageType t) { return t == v1::PRE_VOTE || t == v1::VOTE; }
+
+}  // namespace
+
+absl::StatusOr<ElectionReady> ElectionMachine::Step(const v1::PeerMessage& m) {
+  auto refuse = [&](std::string_view reason, const std::string& problem) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason,
+                     "peer message refused by " + config_.self + ": " + problem,
+                     {{"from", m.from().substr(0, kMaxNameBytes)},
+                      {"term", std::to_string(m.term())},
+                      {"type", std::to_string(m.type())}});
+  };
+  if (m.from() == config_.self || !IsMember(m.from())) {
+    return refuse(reason::kUnknownPeer, "sender '" + m.from().substr(0, kMaxNameBytes) +
+                                            "' is not a member of the group");
+  }
+  if (m.to() != config_.self) {
+    return refuse(reason::kUnknownPeer, "addressed to '" +
+                                            m.to().substr(0, kMaxNameBytes) + "'");
+  }
+  if (m.type() < v1::PRE_VOTE || m.type() > v1::APPEND_RESP || m.term() == 0) {
+    return refuse(reason::kMalformedMessage, "unknown type or term 0");
+  }
+  if (m.record().payload().size() > kMaxPlanPayloadBytes ||
+      m.committed().payload().size() > kMaxPlanPayloadBytes ||
+      m.record().in_flight().size() > kMaxNameBytes ||
+      m.committed().in_flight().size() > kMaxNameBytes) {
+    return refuse(reason::kMalformedMessage, "plan record over its size bounds");
+  }
+  bool drop = false;
+  StepTermCheck(m, drop);
+  if (drop) return TakeReady();
+  switch (m.type()) {
+    case v1::PRE_VOTE:
+    case v1::VOTE: HandleVoteRequest(m); break;
+    case v1::PRE_VOTE_RESP:
+    case v1::VOTE_RESP: HandleVoteResponse(m); break;
+    case v1::APPEND: HandleAppend(m); break;
+    case v1::APPEND_RESP: HandleAppendResponse(m); break;
+    default: break;  // excluded by the validation above
+  }
+  return TakeReady();
+}
+
+void ElectionMachine::StepTermCheck(const v1::PeerMessage& m, bool& drop) {
+  if (m.term() > term_) {
+    if (IsVoteRequest(m.type())) {
+      // Leader stickiness: while we hear from a live leader, a vote request
+      // at a higher term comes from a node that was cut off; ignoring it
+      // (without raising our term) keeps the stable leader in place.
+      bool in_lease = config_.check_quorum && !leader_.empty() &&
+                      election_elapsed_ < config_.election_ticks;
+      if (in_lease) {
+        drop = true;
+        return;
+      }
+    }
+    // A pre-vote and a granted pre-vote answer carry a term nobody holds
+    // yet; they must not raise ours.
+    if (m.type() == v1::PRE_VOTE) return;
+    if (m.type() == v1::PRE_VOTE_RESP && !m.reject()) return;
+    BecomeFollower(m.term(), m.type() == v1::APPEND ? m.from() : "");
+    return;
+  }
+  if (m.term() < term_) {
+    // Answer a stale leader or pre-candidate with our term so that it
+    // learns it is deposed; otherwise a node partitioned during PreVote
+    // could never rejoin (etcd-io/raft, "ignored a %s message with lower
+    // term"). Everything else from an old term is dropped.
+    if (m.type() == v1::APPEND || m.type() == v1::PRE_VOTE) {
+      v1::PeerMessage reply;
+      reply.set_type(m.type() == v1::APPEND ? v1::APPEND_RESP : v1::PRE_VOTE_RESP);
+      reply.set_to(m.from());
+      reply.set_term(term_);
+      reply.set_reject(true);
+      Send(std::move(reply));
+    }
+    drop = true;
+  }
+}
+
+void ElectionMachine::HandleVoteRequest(const v1::PeerMessage& m) {
+  bool pre = m.type() == v1::PRE_VOTE;
+  // We may vote again for the same candidate (a retransmission), or for
+  // anyone when we have neither voted nor know a leader in this term; a
+  // pre-vote for a future term binds nothing.
+  bool can_vote = voted_for_ == m.from() ||
+                  (voted_for_.empty() && leader_.empty()) ||
+                  (pre && m.term() > term_);
+  // Election restriction (Raft §5.4.1): never help a candidate whose record
+  // is older than ours, so every leader holds every committed record.
+  bool up_to_date = !Newer(record_, m.record());
+  bool grant = can_vote && up_to_date && IsVoter(config_.self) && IsVoter(m.from());
+  v1::PeerMessage reply;
+  reply.set_type(pre ? v1::PRE_VOTE_RESP : v1::VOTE_RESP);
+  reply.set_to(m.from());
+  if (grant) {
+    reply.set_term(m.term());
+    if (!pre) {
+      election_elapsed_ = 0;
+      voted_for_ = m.from();
+    }
+  } else {
+    reply.set_term(term_);
+    reply.set_reject(true);
+  }
+  Send(std::move(reply));
+}
+
+void ElectionMachine::HandleVoteResponse(const v1::PeerMessage& m) {
+  bool pre = m.type() == v1::PRE_VOTE_RESP;
+  if (pre ? role_ != Role::kPreCandidate : role_ != Role::kCandidate) return;
+  // A granted pre-vote names the term we would campaign at; anything else
+  // is an answer to an older round.
+  uint64_t expected = pre && !m.reject() ? term_ + 1 : term_;
+  if (m.term() != expected || !IsVoter(m.from())) return;
+  votes_.emplace(m.from(), !m.reject());  // the first answer counts
+  int granted = 0;
+  int rejected = 0;
+  for (const auto& [voter, yes] : votes_) (yes ? granted : rejected)++;
+  int voters = static_cast<int>(config_.voters.size());
+  if (granted >= Quorum()) {
+    if (pre) {
+      Campaign(false);
+    } else {
+      BecomeLeader();
+    }
+  } else if (rejected > voters - Quorum()) {
+    BecomeFollower(term_, "");
+  }
+}
+
+void ElectionMachine::HandleAppend(const v1::PeerMessage& m) {
+  // Same term from here on. Two leaders in one term cannot exist (each
+  // needs a majority of single votes), so a leader ignores the message.
+  if (role_ == Role::kLeader) return;
+  if (role_ != Role::kFollower) BecomeFollower(term_, m.from());
+  leader_ = m.from();
+  election_elapsed_ = 0;
+  // Only move forward: a delayed or duplicated APPEND from earlier in this
+  // term must not take back a record we already acknowledged.
+  if (Newer(m.record(), record_)) record_ = m.record();
+  AdoptCommitted(m.committed());
+  v1::PeerMessage reply;
+  reply.set_type(v1::APPEND_RESP);
+  reply.set_to(m.from());
+  reply.set_term(term_);
+  reply.mutable_record()->set_term(record_.term());
+  reply.mutable_record()->set_index(record_.index());
+  Send(std::move(reply));
+}
+
+void ElectionMachine::AdoptCommitted(const v1::PlanRecord& record) {
+  if (!Newer(record, committed_)) return;
+  committed_ = record;
+  newly_committed_ = true;
+  // The leader sends a record at least as new as its commit, so this only
+  // guards against a peer that does not.
+  if (Newer(committed_, record_)) record_ = committed_;
+}
+
+void ElectionMachine::HandleAppendResponse(const v1::PeerMessage& m) {
+  if (role_ != Role::kLeader) return;
+  recent_active_.insert(m.from());
+  if (m.reject()) return;
+  match_[m.from()] = m.record();
+  if (MaybeCommit()) BroadcastAppend();
+}
+
+bool ElectionMachine::MaybeCommit() {
+  if (role_ != Role::kLeader || !Newer(record_, committed_)) return false;
+  // Learners' acknowledgements do not count towards the majority.
+  int acks = 0;
+  for (const std::string& voter : config_.voters) {
+    auto it = match_.find(voter);
+    if (it != match_.end() && SameKey(it->second, record_)) ++acks;
+  }
+  if (acks < Quorum()) return false;
+  // record_.term() == term_ always holds for a leader (BecomeLeader writes
+  // the record at its term), so this is Raft's current-term commit rule.
+  assert(record_.term() == term_);
+  committed_ = record_;
+  newly_committed_ = true;
+  return true;
+}
+
+void ElectionMachine::BroadcastAppend() {
+  auto send_to = [&](const std::string& peer) {
+    if (peer == config_.self) return;
+    v1::PeerMessage m;
+    m.set_type(v1::APPEND);
+    m.set_to(peer);
+    m.set_term(term_);
+    *m.mutable_record() = record_;
+    *m.mutable_committed() = committed_;
+    Send(std::move(m));
+  };
+  for (const std::string& v : config_.voters) send_to(v);
+  for (const std::string& l : config_.learners) send_to(l);
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,61 @@
+#include "kmsfleet/cluster_runtime.h"
+
+#include <random>
+
+#include "kmsfleet/log.h"
+#include "kmsfleet/peer_tls.h"
+
+namespace kmsfleet {
+
+absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
+    const AgentConfig& config) {
+  const ClusterConfig& c = config.cluster;
+  absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(c);
+  if (!creds.ok()) return creds.status();
+  if (creds->insecure) {
+    Log(LogLevel::kWarn,
+        "cluster runs on plain TCP (cluster.insecure: true): peers are not "
+        "authenticated and any host can speak for any node; local demos only",
+        {{"node", config.node}, {"listen", c.listen}});
+  }
+  PeerNodeOptions options;
+  options.election = ElectionConfig{.self = config.node, .voters = c.voters,
+                                    .learners = c.learners,
+                                    .election_ticks = c.election_ticks,
+                                    .heartbeat_ticks = c.heartbeat_ticks};
+  options.tick = std::chrono::milliseconds(c.tick_ms);
+  options.state_dir = config.state_dir;
+  options.addresses[config.node] = c.listen;
+  for (const PeerConfig& p : config.peers) options.addresses[p.name] = p.address;
+  options.channel_credentials = creds->channel;
+  // The shell may draw randomness; the core only takes it as an input.
+  options.seed = (static_cast<uint64_t>(std::random_device()()) << 32) ^
+                 std::random_device()();
+  absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
+  if (!node.ok()) return node.status();
+
+  std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime());
+  runtime->node_ = std::move(*node);
+  runtime->server_ = std::make_unique<ClusterServer>(*runtime->node_);
+  if (absl::Status s = runtime->server_->Start(c.listen, creds->server, creds->insecure);
+      !s.ok()) {
+    return s;
+  }
+  runtime->local_fleet_ = NewFleetService(*runtime->node_, /*check_identity=*/false);
+  runtime->node_->Start();
+  Log(LogLevel::kInfo, "cluster serving",
+      {{"node", config.node}, {"listen", c.listen},
+       {"port", std::to_string(runtime->server_->port())},
+       {"voters", std::to_string(c.voters.size())},
+       {"tls", creds->insecure ? "off" : "mutual"}});
+  return runtime;
+}
+
+ClusterRuntime::~ClusterRuntime() { Stop(std::chrono::milliseconds(0)); }
+
+void ClusterRuntime::Stop(std::chrono::milliseconds grace) {
+  if (server_) server_->Shutdown(grace);
+  if (node_) node_->Stop();
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,68 @@
+// A group of kmsfleetd agents electing a coordinator over mTLS on
+// loopback, for the multi-process election tests (issue 3). Certificates
+// come from the openssl CLI: a fleet CA, one certificate per node whose SAN
+// is the node name, and extra ones tests use to impersonate or intrude.
+#ifndef KMSFLEET_TESTS_INTEGRATION_ELECTION_CLUSTER_H_
+#define KMSFLEET_TESTS_INTEGRATION_ELECTION_CLUSTER_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kmsfleet/v1/fleet.grpc.pb.h"
+#include "kmsfleet/v1/peer.grpc.pb.h"
+#include "process_harness.h"
+
+namespace kmsfleet::testing {
+
+// Makes `<dir>/ca.pem` (and .key) and, per name, `<dir>/<name>.pem` and
+// `.key` signed by it with SAN DNS:<name>. `ca_name` other than "ca" makes
+// a second, unrelated CA. Returns false (and logs) if openssl fails.
+bool MakeCertificates(const std::string& dir, const std::vector<std::string>& names,
+                      const std::string& ca_name = "ca");
+
+class ElectionCluster {
+ public:
+  // Writes configs and certificates for nodes cp-1 .. cp-<voters>.
+  ElectionCluster(const TempDir& dir, int voters);
+
+  std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
+  int size() const { return static_cast<int>(ports_.size()); }
+  const std::string& pki() const { return pki_; }
+
+  void Start(int i);
+  void StartAll();
+  void Kill(int i);          // SIGKILL and reap
+  void Signal(int i, int signal_number);
+  std::string Log(int i) const;
+  pid_t Pid(int i) const { return agents_[i] ? agents_[i]->pid() : -1; }
+
+  // The agent's own view over its unix socket, or nullopt if it does not
+  // answer within a second.
+  std::optional<v1::LeaderView> View(int i);
+  // Waits until every running agent in `among` names the same leader, one
+  // of them, at a term above `above`. Returns its index or -1 on timeout.
+  int WaitForLeader(const std::vector<int>& among, uint64_t above = 0);
+  std::unique_ptr<v1::Fleet::Stub> LocalFleet(int i);
+  std::string Address(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
+  std::string Socket(int i) const { return dir_ + "/" + Name(i) + "/agent.sock"; }
+  // A Peer client to agent `i`'s cluster port presenting `cert_name`'s
+  // certificate from `pki_dir` (default: the fleet's).
+  std::unique_ptr<v1::Peer::Stub> PeerClient(int i, const std::string& cert_name,
+                                             const std::string& pki_dir = "");
+  std::shared_ptr<grpc::Channel> PeerChannel(int i, const std::string& cert_name,
+                                             const std::string& pki_dir = "");
+
+ private:
+  std::string dir_;
+  std::string pki_;
+  std::vector<uint16_t> ports_;
+  std::vector<std::unique_ptr<ChildProcess>> agents_;
+};
+
+}  // namespace kmsfleet::testing
+
+#endif  // KMSFLEET_TESTS_INTEGRATION_ELECTION_CLUSTER_H_

@@ -1,0 +1,320 @@
+// Multi-process election over mTLS on loopback (issue 3, architecture.md
+// §6 and §7): failover after SIGKILL and SIGSTOP, fences of deposed
+// coordinators refused everywhere, and hostile peers refused without any
+// state change.
+#include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "election_cluster.h"
+#include "fleet.h"
+#include "kmsfleet/v1/error.pb.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::string ReasonOf(const grpc::Status& status) {
+  v1::ErrorInfo info;
+  if (!info.ParseFromString(status.error_details())) return "";
+  return info.reason();
+}
+
+class ElectionFixture : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure() && cluster_) {
+      for (int i = 0; i < cluster_->size(); ++i) {
+        std::cerr << cluster_->Name(i) << " log:\n" << cluster_->Log(i);
+      }
+    }
+  }
+
+  // Starts the group and returns the elected leader's index.
+  int StartGroup(int voters) {
+    cluster_ = std::make_unique<ElectionCluster>(dir_, voters);
+    cluster_->StartAll();
+    return cluster_->WaitForLeader(All());
+  }
+
+  std::vector<int> All() const {
+    std::vector<int> all;
+    for (int i = 0; i < cluster_->size(); ++i) all.push_back(i);
+    return all;
+  }
+  std::vector<int> AllBut(int skip) const {
+    std::vector<int> rest;
+    for (int i : All()) {
+      if (i != skip) rest.push_back(i);
+    }
+    return rest;
+  }
+
+  grpc::Status Propose(int i, const std::string& in_flight, const std::string& payload,
+                       v1::Fence* fence) {
+    auto stub = cluster_->LocalFleet(i);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(8));
+    v1::ProposePlanRequest request;
+    request.set_in_flight(in_flight);
+    request.set_payload(payload);
+    v1::ProposePlanReply reply;
+    grpc::Status status = stub->ProposePlan(&context, request, &reply);
+    if (fence) *fence = reply.fence();
+    return status;
+  }
+
+  // Sends a swap under `fence` to agent `i`, as coordinator `from` would.
+  grpc::Status AdmitSwap(int i, const v1::Fence& fence, const std::string& from) {
+    auto stub = cluster_->PeerClient(i, from);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    v1::AdmitSwapRequest request;
+    *request.mutable_fence() = fence;
+    v1::AdmitSwapReply reply;
+    return stub->AdmitSwap(&context, request, &reply);
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ElectionCluster> cluster_;
+};
+
+class ElectionClusterTest : public ElectionFixture,
+                            public ::testing::WithParamInterface<int> {};
+
+TEST_P(ElectionClusterTest, KilledLeaderIsReplacedKeepingThePlanAndItsFenceIsRefused) {
+  int old = StartGroup(GetParam());
+  ASSERT_GE(old, 0) << "no leader elected";
+  int target = (old + 1) % GetParam();
+  v1::Fence fence;
+  grpc::Status proposed = Propose(old, cluster_->Name(target), "plan-A", &fence);
+  ASSERT_TRUE(proposed.ok()) << proposed.error_message();
+  ASSERT_TRUE(AdmitSwap(target, fence, cluster_->Name(old)).ok())
+      << "the current coordinator's fence is admitted";
+
+  cluster_->Kill(old);
+  int next = cluster_->WaitForLeader(AllBut(old), fence.term());
+  ASSERT_GE(next, 0) << "no new leader after SIGKILL";
+  ASSERT_NE(next, old);
+  for (int i : AllBut(old)) {
+    std::optional<v1::LeaderView> v = cluster_->View(i);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->committed().payload(), "plan-A") << cluster_->Name(i);
+    EXPECT_EQ(v->committed().in_flight(), cluster_->Name(target));
+    EXPECT_GE(v->committed().index(), fence.index());
+  }
+
+  // The old leader comes back from its persisted state and follows.
+  cluster_->Start(old);
+  ASSERT_EQ(cluster_->WaitForLeader(All(), fence.term()), next);
+  for (int i : All()) {
+    grpc::Status s = AdmitSwap(i, fence, cluster_->Name(old));
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << cluster_->Name(i);
+    EXPECT_EQ(ReasonOf(s), "STALE_TERM") << cluster_->Name(i) << ": " << s.error_message();
+  }
+  EXPECT_THAT(cluster_->Log(target), HasSubstr("swap command refused"));
+
+  // A follower answers a proposal with where the coordinator is.
+  int follower = (next + 1) % GetParam();
+  grpc::Status redirected = Propose(follower, "", "plan-B", nullptr);
+  EXPECT_EQ(redirected.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(ReasonOf(redirected), "NOT_LEADER");
+  EXPECT_THAT(redirected.error_message(), HasSubstr("ask " + cluster_->Name(next) + " at 127.0.0.1:"));
+
+  std::vector<std::string> args = {"leader", "--output", "json"};
+  for (int i : All()) args.insert(args.end(), {"--agent", cluster_->Socket(i)});
+  absl::StatusOr<SubprocessResult> ctl = RunCtl(args);
+  ASSERT_TRUE(ctl.ok()) << ctl.status();
+  EXPECT_EQ(ctl->exit_code, 0) << ctl->stdout_text << ctl->stderr_text;
+  EXPECT_THAT(ctl->stdout_text,
+              HasSubstr("\"coordinator\":\"" + cluster_->Name(next) + "\""));
+}
+
+INSTANTIATE_TEST_SUITE_P(Voters, ElectionClusterTest, ::testing::Values(3, 5),
+                         [](const auto& param_info) {
+                           return std::to_string(param_info.param) + "Voters";
+                         });
+
+class ElectionThreeTest : public ElectionFixture {};
+
+TEST_F(ElectionThreeTest, FrozenLeaderResumedAfterNewElectionGetsNothingAccepted) {
+  int old = StartGroup(3);
+  ASSERT_GE(old, 0);
+  int target = (old + 1) % 3;
+  v1::Fence fence;
+  ASSERT_TRUE(Propose(old, cluster_->Name(target), "plan-A", &fence).ok());
+
+  cluster_->Signal(old, SIGSTOP);
+  int next = cluster_->WaitForLeader(AllBut(old), fence.term());
+  ASSERT_GE(next, 0);
+  cluster_->Signal(old, SIGCONT);
+
+  // Still believing it leads, the old leader tries to move the plan on.
+  grpc::Status zombie = Propose(old, cluster_->Name((old + 2) % 3), "zombie", nullptr);
+  EXPECT_FALSE(zombie.ok());
+  for (int i : AllBut(old)) {
+    grpc::Status s = AdmitSwap(i, fence, cluster_->Name(old));
+    EXPECT_EQ(ReasonOf(s), "STALE_TERM") << cluster_->Name(i) << ": " << s.error_message();
+  }
+  ASSERT_EQ(cluster_->WaitForLeader(All(), fence.term()), next);
+  for (int i : All()) {
+    std::optional<v1::LeaderView> v = cluster_->View(i);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->committed().payload(), "plan-A") << cluster_->Name(i);
+  }
+}
+
+TEST_F(ElectionThreeTest, LeaderCommandOverTcpNeedsACertificateFromTheFleetCa) {
+  int leader = StartGroup(3);
+  ASSERT_GE(leader, 0);
+  int asked = (leader + 1) % 3;
+  auto ctl = [&](const std::string& pki) {
+    return RunCtl({"leader", "--agent", cluster_->Address(asked), "--ca",
+                   cluster_->pki() + "/ca.pem", "--cert", pki + "/cp-1.pem", "--key",
+                   pki + "/cp-1.key", "--server-name", cluster_->Name(asked)});
+  };
+  absl::StatusOr<SubprocessResult> ok = ctl(cluster_->pki());
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->exit_code, 0) << ok->stdout_text << ok->stderr_text;
+  EXPECT_THAT(ok->stdout_text, HasSubstr("coordinator " + cluster_->Name(leader)));
+
+  std::string other = dir_.File("other-pki");
+  ASSERT_TRUE(MakeCertificates(other, {"cp-1"}));
+  absl::StatusOr<SubprocessResult> refused = ctl(other);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(refused->exit_code, 1);
+  EXPECT_THAT(refused->stdout_text, HasSubstr("AGENT_UNREACHABLE"));
+}
+
+// The bad-input cases: each is refused with a log line naming the peer and
+// leaves the agent's term and plan as they were.
+class HostilePeerTest : public ElectionFixture {
+ protected:
+  void SetUp() override {
+    leader_ = StartGroup(3);
+    ASSERT_GE(leader_, 0);
+    victim_ = (leader_ + 1) % 3;
+    before_ = *cluster_->View(victim_);
+  }
+  void ExpectUnchanged() {
+    std::optional<v1::LeaderView> after = cluster_->View(victim_);
+    ASSERT_TRUE(after.has_value());
+    EXPECT_EQ(after->term(), before_.term());
+    EXPECT_EQ(after->leader(), before_.leader());
+    EXPECT_EQ(after->committed().SerializeAsString(),
+              before_.committed().SerializeAsString());
+  }
+  grpc::Status SendAs(const std::string& cert, const v1::PeerMessage& m,
+                      const std::string& pki_dir = "") {
+    auto stub = cluster_->PeerClient(victim_, cert, pki_dir);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+    v1::SendReply reply;
+    return stub->Send(&context, m, &reply);
+  }
+  v1::PeerMessage Append(const std::string& from, uint64_t term) {
+    v1::PeerMessage m;
+    m.set_type(v1::APPEND);
+    m.set_from(from);
+    m.set_to(cluster_->Name(victim_));
+    m.set_term(term);
+    m.mutable_record()->set_term(term);
+    m.mutable_record()->set_index(1000);
+    m.mutable_record()->set_in_flight(cluster_->Name(victim_));
+    return m;
+  }
+
+  int leader_ = -1;
+  int victim_ = -1;
+  v1::LeaderView before_;
+};
+
+TEST_F(HostilePeerTest, CertificateForAnotherNodeCannotSpeakForTheLeader) {
+  int third = 3 - leader_ - victim_;
+  grpc::Status s = SendAs(cluster_->Name(third), Append(cluster_->Name(leader_), 99));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "PEER_IDENTITY_MISMATCH");
+  ExpectUnchanged();
+  EXPECT_THAT(cluster_->Log(victim_),
+              HasSubstr("claimed=" + cluster_->Name(leader_) +
+                        " certified=" + cluster_->Name(third)));
+}
+
+TEST_F(HostilePeerTest, NonMemberWithFarFutureTermIsRefused) {
+  ASSERT_TRUE(MakeCertificates(cluster_->pki(), {"cp-9"}));
+  grpc::Status s = SendAs("cp-9", Append("cp-9", 1'000'000'000));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "UNKNOWN_PEER");
+  v1::Fence fence;
+  fence.set_term(1'000'000'000);
+  fence.set_in_flight(cluster_->Name(victim_));
+  auto stub = cluster_->PeerClient(victim_, "cp-9");
+  grpc::ClientContext context;
+  v1::AdmitSwapRequest request;
+  *request.mutable_fence() = fence;
+  v1::AdmitSwapReply reply;
+  EXPECT_EQ(stub->AdmitSwap(&context, request, &reply).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  ExpectUnchanged();
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("sender 'cp-9' is not a member"));
+}
+
+TEST_F(HostilePeerTest, MemberCannotMakeUpAFenceFromAFutureTerm) {
+  int third = 3 - leader_ - victim_;
+  v1::Fence forged;
+  forged.set_term(before_.term() + 1000);
+  forged.set_index(1);
+  forged.set_in_flight(cluster_->Name(victim_));
+  grpc::Status s = AdmitSwap(victim_, forged, cluster_->Name(third));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE");
+  ExpectUnchanged();
+  EXPECT_EQ(cluster_->View(victim_)->highest_fence_term(), before_.highest_fence_term());
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("swap command refused"));
+}
+
+TEST_F(HostilePeerTest, CertificateFromAnotherCaIsRefusedAtTheHandshake) {
+  std::string other = dir_.File("other-pki");
+  ASSERT_TRUE(MakeCertificates(other, {cluster_->Name(leader_)}, "ca"));
+  grpc::Status s = SendAs(cluster_->Name(leader_), Append(cluster_->Name(leader_), 99), other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  ExpectUnchanged();
+}
+
+TEST_F(HostilePeerTest, MalformedMessagesAreRefused) {
+  v1::PeerMessage unknown_type = Append(cluster_->Name(leader_), 99);
+  unknown_type.set_type(static_cast<v1::MessageType>(42));
+  grpc::Status s = SendAs(cluster_->Name(leader_), unknown_type);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ReasonOf(s), "MALFORMED_MESSAGE");
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("peer message refused"));
+
+  // Bytes that are no PeerMessage at all never reach the machine.
+  grpc::GenericStub stub(cluster_->PeerChannel(victim_, cluster_->Name(leader_)));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  grpc::Slice garbage(std::string("\xff\xff\xff\xff\x0f garbage", 13));
+  grpc::ByteBuffer request(&garbage, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> status;
+  stub.UnaryCall(&context, "/kmsfleet.v1.Peer/Send", grpc::StubOptions(), &request,
+                 &response, [&](grpc::Status result) {
+                   std::lock_guard lock(mu);
+                   status = result;
+                   cv.notify_all();
+                 });
+  std::unique_lock lock(mu);
+  cv.wait(lock, [&] { return status.has_value(); });
+  EXPECT_FALSE(status->ok());
+  ExpectUnchanged();
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing

@@ -1,0 +1,391 @@
+// The election machine, one Raft rule per test (architecture.md §6; Raft
+// paper sections cited where a rule comes from).
+#include "kmsfleet/election.h"
+
+#include <gtest/gtest.h>
+
+#include "kmsfleet/fence_guard.h"
+
+#include <deque>
+#include <map>
+#include <memory>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+// Pins every randomized timeout to `lo + offset`, so tests choose who
+// times out first.
+class PinnedRandom final : public ElectionRandom {
+ public:
+  explicit PinnedRandom(int offset = 0) : offset_(offset) {}
+  int64_t Uniform(int64_t lo, int64_t hi) override {
+    return std::min<int64_t>(lo + offset_, hi);
+  }
+
+ private:
+  int offset_;
+};
+
+// A few machines and a mailbox; messages move only when a test says so.
+class Group {
+ public:
+  Group(std::vector<std::string> voters, std::vector<std::string> learners = {}) {
+    int offset = 0;
+    for (const auto* list : {&voters, &learners}) {
+      for (const std::string& name : *list) {
+        randoms_[name] = std::make_unique<PinnedRandom>(offset++);
+        ElectionConfig config{.self = name, .voters = voters, .learners = learners};
+        nodes_[name] = std::make_unique<ElectionMachine>(config, v1::HardState(),
+                                                         *randoms_[name]);
+      }
+    }
+  }
+
+  ElectionMachine& operator[](const std::string& name) { return *nodes_.at(name); }
+
+  void Collect(const ElectionReady& ready) {
+    for (const auto& m : ready.messages) mailbox_.push_back(m);
+  }
+  // Ticks `name` until it has sent something (its election timeout).
+  void TickUntilCampaign(const std::string& name) {
+    for (int i = 0; i < 100; ++i) {
+      ElectionReady r = nodes_.at(name)->Tick();
+      bool sent = !r.messages.empty();
+      Collect(r);
+      if (sent || nodes_.at(name)->role() == Role::kLeader) return;
+    }
+  }
+  // Delivers messages until none is left, skipping those to or from `cut`.
+  void Stabilize(const std::set<std::string>& cut = {}) {
+    while (!mailbox_.empty()) {
+      v1::PeerMessage m = mailbox_.front();
+      mailbox_.pop_front();
+      if (cut.contains(m.to()) || cut.contains(m.from())) continue;
+      absl::StatusOr<ElectionReady> r = nodes_.at(m.to())->Step(m);
+      ASSERT_TRUE(r.ok()) << r.status();
+      Collect(*r);
+    }
+  }
+  // Proposes on `leader` and queues what it sends.
+  absl::Status Propose(const std::string& leader, std::string_view in_flight,
+                       std::string_view payload) {
+    absl::StatusOr<ElectionReady> r = nodes_.at(leader)->Propose(in_flight, payload);
+    if (r.ok()) Collect(*r);
+    return r.status();
+  }
+  std::deque<v1::PeerMessage>& mailbox() { return mailbox_; }
+
+ private:
+  std::map<std::string, std::unique_ptr<PinnedRandom>> randoms_;
+  std::map<std::string, std::unique_ptr<ElectionMachine>> nodes_;
+  std::deque<v1::PeerMessage> mailbox_;
+};
+
+v1::PeerMessage Msg(v1::MessageType type, std::string from, std::string to,
+                    uint64_t term) {
+  v1::PeerMessage m;
+  m.set_type(type);
+  m.set_from(std::move(from));
+  m.set_to(std::move(to));
+  m.set_term(term);
+  return m;
+}
+
+Group ElectedThree() {
+  Group g({"a", "b", "c"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  return g;
+}
+
+TEST(ElectionTest, SingleVoterElectsItselfAndCommitsItsFirstRecordAtOnce) {
+  PinnedRandom random;
+  ElectionMachine m({.self = "a", .voters = {"a"}}, v1::HardState(), random);
+  ElectionReady r;
+  for (int i = 0; i < 20 && m.role() != Role::kLeader; ++i) r = m.Tick();
+  ASSERT_EQ(m.role(), Role::kLeader);
+  EXPECT_EQ(m.term(), 1u);
+  ASSERT_TRUE(r.committed.has_value());
+  EXPECT_EQ(r.committed->term(), 1u);
+  ASSERT_TRUE(r.hard_state.has_value());
+  EXPECT_EQ(r.hard_state->committed().index(), 1u);
+}
+
+TEST(ElectionTest, ThreeVotersElectTheFirstToTimeOutAndCommitItsRecord) {
+  Group g = ElectedThree();
+  EXPECT_EQ(g["a"].role(), Role::kLeader);
+  EXPECT_EQ(g["b"].leader(), "a");
+  EXPECT_EQ(g["c"].leader(), "a");
+  for (const char* n : {"a", "b", "c"}) {
+    EXPECT_EQ(g[n].term(), 1u) << n;
+    EXPECT_EQ(g[n].committed().index(), 1u) << n;
+  }
+  ASSERT_TRUE(g["a"].CurrentFence().has_value());
+  EXPECT_EQ(g["a"].CurrentFence()->term(), 1u);
+}
+
+// Raft §5.4.1: a voter refuses a candidate whose record is older.
+TEST(ElectionTest, VoteIsRefusedToCandidateWithOlderRecord) {
+  PinnedRandom random;
+  v1::HardState persisted;
+  persisted.set_term(1);
+  persisted.mutable_record()->set_term(1);
+  persisted.mutable_record()->set_index(1);
+  ElectionMachine b({.self = "b", .voters = {"a", "b", "c"}}, persisted, random);
+  v1::PeerMessage vote = Msg(v1::VOTE, "c", "b", 5);
+  vote.mutable_record()->set_term(1);
+  vote.mutable_record()->set_index(0);
+  ElectionReady r = *b.Step(vote);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_TRUE(r.messages[0].reject());
+  EXPECT_EQ(b.term(), 5u) << "the higher term is still adopted";
+  EXPECT_TRUE(b.hard_state().voted_for().empty());
+  vote.mutable_record()->set_index(1);
+  EXPECT_FALSE(b.Step(vote)->messages.at(0).reject()) << "as new is enough";
+}
+
+TEST(ElectionTest, VoteIsGrantedOncePerTermAndPersistedBeforeTheAnswer) {
+  PinnedRandom random;
+  ElectionMachine b({.self = "b", .voters = {"a", "b", "c"}}, v1::HardState(), random);
+  ElectionReady first = *b.Step(Msg(v1::VOTE, "a", "b", 1));
+  ASSERT_TRUE(first.hard_state.has_value());
+  EXPECT_EQ(first.hard_state->voted_for(), "a");
+  EXPECT_EQ(first.hard_state->term(), 1u);
+  EXPECT_FALSE(first.messages.at(0).reject());
+  ElectionReady second = *b.Step(Msg(v1::VOTE, "c", "b", 1));
+  EXPECT_TRUE(second.messages.at(0).reject());
+  EXPECT_EQ(b.hard_state().voted_for(), "a");
+}
+
+TEST(ElectionTest, RestartedVoterKeepsItsVoteFromPersistedState) {
+  PinnedRandom random;
+  ElectionConfig config{.self = "b", .voters = {"a", "b", "c"}};
+  v1::HardState persisted;
+  {
+    ElectionMachine b(config, v1::HardState(), random);
+    persisted = *b.Step(Msg(v1::VOTE, "a", "b", 1))->hard_state;
+  }
+  ElectionMachine restarted(config, persisted, random);
+  ElectionReady r = *restarted.Step(Msg(v1::VOTE, "c", "b", 1));
+  EXPECT_TRUE(r.messages.at(0).reject());
+}
+
+// Raft §5.1: a message with a higher term makes any node a follower at it.
+TEST(ElectionTest, HigherTermAppendTurnsLeaderIntoFollowerOfTheSender) {
+  Group g = ElectedThree();
+  v1::PeerMessage append = Msg(v1::APPEND, "b", "a", 7);
+  append.mutable_record()->set_term(7);
+  append.mutable_record()->set_index(2);
+  ElectionReady r = *g["a"].Step(append);
+  EXPECT_EQ(g["a"].role(), Role::kFollower);
+  EXPECT_EQ(g["a"].term(), 7u);
+  EXPECT_EQ(g["a"].leader(), "b");
+  ASSERT_TRUE(r.hard_state.has_value());
+  EXPECT_EQ(r.hard_state->term(), 7u);
+}
+
+TEST(ElectionTest, StaleLeaderIsToldTheNewTermAndStepsDown) {
+  Group g = ElectedThree();
+  // b and c elect a new leader while a is cut off.
+  g.mailbox().clear();
+  for (int i = 0; i < 30 && g["b"].role() != Role::kLeader &&
+                  g["c"].role() != Role::kLeader; ++i) {
+    g.Collect(g["c"].Tick());
+    g.Collect(g["b"].Tick());
+    g.Stabilize({"a"});
+  }
+  ASSERT_GT(g["b"].term(), 1u);
+  // a's heartbeat at term 1 reaches b, whose answer carries the new term.
+  ElectionReady hb = *g["b"].Step(Msg(v1::APPEND, "a", "b", 1));
+  ASSERT_EQ(hb.messages.size(), 1u);
+  EXPECT_EQ(hb.messages[0].term(), g["b"].term());
+  ASSERT_TRUE(g["a"].Step(hb.messages[0]).ok());
+  EXPECT_EQ(g["a"].role(), Role::kFollower);
+  EXPECT_FALSE(g["a"].CurrentFence().has_value());
+}
+
+// Raft thesis §9.6: PreVote keeps a rejoining node from disrupting.
+TEST(ElectionTest, PreVoteFromCutOffNodeNeitherRaisesTermsNorDeposesLeader) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  // c is cut off long enough to time out several times.
+  for (int i = 0; i < 60; ++i) {
+    g.Collect(g["a"].Tick());
+    g.Collect(g["b"].Tick());
+    g.Collect(g["c"].Tick());
+    g.Stabilize({"c"});
+  }
+  EXPECT_EQ(g["c"].term(), 1u) << "a pre-candidate never raises its term";
+  // c rejoins: its pre-votes reach a and b.
+  g.Collect(g["c"].Tick());
+  for (int i = 0; i < 30; ++i) {
+    g.Collect(g["c"].Tick());
+    g.Collect(g["a"].Tick());
+    g.Stabilize();
+  }
+  EXPECT_EQ(g["a"].role(), Role::kLeader);
+  EXPECT_EQ(g["a"].term(), 1u);
+  EXPECT_EQ(g["b"].term(), 1u);
+  EXPECT_EQ(g["c"].leader(), "a");
+}
+
+TEST(ElectionTest, CheckQuorumLeaderStepsDownWhenMajorityIsSilent) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  for (int i = 0; i < 25; ++i) g["a"].Tick();  // nobody answers
+  EXPECT_EQ(g["a"].role(), Role::kFollower);
+  EXPECT_EQ(g["a"].term(), 1u);
+  EXPECT_FALSE(g["a"].CurrentFence().has_value());
+}
+
+TEST(ElectionTest, RecordCommitsOnlyWithMajorityOfVoters) {
+  Group g({"a", "b", "c", "d", "e"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  ASSERT_EQ(g["a"].role(), Role::kLeader);
+  g.mailbox().clear();
+  ASSERT_TRUE(g.Propose("a", "b", "plan-2").ok());
+  auto ack = [&](const std::string& from) {
+    v1::PeerMessage m = Msg(v1::APPEND_RESP, from, "a", g["a"].term());
+    m.mutable_record()->set_term(g["a"].record().term());
+    m.mutable_record()->set_index(g["a"].record().index());
+    return *g["a"].Step(m);
+  };
+  EXPECT_FALSE(ack("b").committed.has_value()) << "2 of 5 is no majority";
+  EXPECT_FALSE(ack("b").committed.has_value()) << "a duplicate is not a vote";
+  ElectionReady third = ack("c");
+  ASSERT_TRUE(third.committed.has_value());
+  EXPECT_EQ(third.committed->payload(), "plan-2");
+  EXPECT_EQ(third.committed->in_flight(), "b");
+}
+
+TEST(ElectionTest, LearnersNeverVoteNorCampaign) {
+  Group g({"a", "b", "c"}, {"l"});
+  for (int i = 0; i < 100; ++i) g.Collect(g["l"].Tick());
+  EXPECT_TRUE(g.mailbox().empty()) << "a learner never campaigns";
+  ElectionReady r = *g["l"].Step(Msg(v1::VOTE, "a", "l", 3));
+  EXPECT_TRUE(r.messages.at(0).reject());
+  EXPECT_TRUE(g["l"].hard_state().voted_for().empty());
+
+}
+
+TEST(ElectionTest, LearnerAcknowledgementDoesNotCommit) {
+  Group g({"a", "b", "c"}, {"l"});
+  g.TickUntilCampaign("a");
+  g.Stabilize({"c"});
+  ASSERT_EQ(g["a"].role(), Role::kLeader);
+  ASSERT_TRUE(g.Propose("a", "", "p2").ok());
+  g.Stabilize({"b", "c"});  // only the learner acknowledges
+  EXPECT_EQ(g["l"].record().payload(), "p2");
+  EXPECT_NE(g["a"].committed().payload(), "p2");
+}
+
+TEST(ElectionTest, LearnerFollowsTheLeadersCommittedRecord) {
+  Group g({"a", "b", "c"}, {"l"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  EXPECT_EQ(g["l"].leader(), "a");
+  EXPECT_EQ(g["l"].committed().index(), g["a"].committed().index());
+}
+
+TEST(ElectionTest, MessagesFromNonMembersOrMalformedChangeNothing) {
+  PinnedRandom random;
+  ElectionMachine b({.self = "b", .voters = {"a", "b", "c"}}, v1::HardState(), random);
+  v1::HardState before = b.hard_state();
+  absl::StatusOr<ElectionReady> far = b.Step(Msg(v1::APPEND, "mallory", "b", 1'000'000));
+  EXPECT_EQ(ReasonOf(far.status()), reason::kUnknownPeer);
+  EXPECT_NE(far.status().message().find("mallory"), std::string::npos);
+  EXPECT_EQ(ReasonOf(b.Step(Msg(v1::APPEND, "a", "c", 2)).status()), reason::kUnknownPeer);
+  EXPECT_EQ(ReasonOf(b.Step(Msg(v1::MessageType(42), "a", "b", 2)).status()),
+            reason::kMalformedMessage);
+  EXPECT_EQ(ReasonOf(b.Step(Msg(v1::APPEND, "a", "b", 0)).status()),
+            reason::kMalformedMessage);
+  v1::PeerMessage huge = Msg(v1::APPEND, "a", "b", 2);
+  huge.mutable_record()->set_payload(std::string(kMaxPlanPayloadBytes + 1, 'x'));
+  EXPECT_EQ(ReasonOf(b.Step(huge).status()), reason::kMalformedMessage);
+  EXPECT_EQ(b.hard_state().SerializeAsString(), before.SerializeAsString());
+}
+
+TEST(ElectionTest, DelayedAppendFromSameTermDoesNotTakeBackARecord) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  ASSERT_TRUE(g.Propose("a", "", "p2").ok());
+  std::deque<v1::PeerMessage> first = g.mailbox();
+  g.Stabilize();
+  ASSERT_TRUE(g.Propose("a", "", "p3").ok());
+  g.Stabilize();
+  for (const auto& m : first) ASSERT_TRUE(g[m.to()].Step(m).ok());
+  EXPECT_EQ(g["b"].record().payload(), "p3");
+  EXPECT_EQ(g["b"].committed().payload(), "p3");
+}
+
+TEST(ElectionTest, ProposalWaitsForPreviousChangeToCommit) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  ASSERT_TRUE(g.Propose("a", "", "p2").ok());
+  absl::StatusOr<ElectionReady> again = g["a"].Propose("", "p3");
+  EXPECT_EQ(ReasonOf(again.status()), reason::kPlanChangePending);
+  EXPECT_EQ(ReasonOf(g["b"].Propose("", "x").status()), reason::kNotLeader);
+  EXPECT_EQ(MetadataOf(g["b"].Propose("", "x").status(), "leader"), "a");
+}
+
+// Architecture §6 hand-off: a different node goes in flight only after the
+// current one has answered at this term.
+TEST(ElectionTest, HandOffToAnotherNodeNeedsReleaseAtCurrentTerm) {
+  Group g = ElectedThree();
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  absl::StatusOr<ElectionReady> to_c = g["a"].Propose("c", "swap c");
+  EXPECT_EQ(ReasonOf(to_c.status()), reason::kHandoffPending);
+  EXPECT_EQ(to_c.status().code(), absl::StatusCode::kFailedPrecondition);
+  g["a"].RecordRelease("b", g["a"].term() - 1, g["a"].committed().index());
+  EXPECT_FALSE(g.Propose("a", "c", "swap c").ok()) << "an old term is no answer";
+  g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index());
+  EXPECT_TRUE(g.Propose("a", "c", "swap c").ok());
+}
+
+// Issue 3: "a swap command delayed across a leader change". The swap the
+// old coordinator sent to b arrives after b handed its slot to the new
+// coordinator, which already put c in flight: b must refuse it.
+TEST(ElectionTest, SwapDelayedAcrossLeaderChangeIsRefusedAfterHandOff) {
+  Group g = ElectedThree();
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  v1::Fence held = *g["a"].CurrentFence();  // the swap to b is delayed
+  FenceGuard b_guard("b", v1::FenceState());
+  FenceGuard c_guard("c", v1::FenceState());
+
+  // a is cut off; b and c elect a new coordinator.
+  std::string next;
+  for (int i = 0; i < 60 && next.empty(); ++i) {
+    g.Collect(g["b"].Tick());
+    g.Collect(g["c"].Tick());
+    g.Stabilize({"a"});
+    for (const char* n : {"b", "c"}) {
+      if (g[n].role() == Role::kLeader && g[n].CurrentFence()) next = n;
+    }
+  }
+  ASSERT_FALSE(next.empty());
+  EXPECT_EQ(ReasonOf(g.Propose(next, "c", "swap c")), reason::kHandoffPending);
+
+  // The hand-off: b answers at the new term that it never started.
+  v1::Fence now = *g[next].CurrentFence();
+  EXPECT_EQ(now.in_flight(), "b") << "the committed plan survived the change";
+  ASSERT_TRUE(b_guard.AdmitRelease(now, /*running=*/false).ok());
+  g[next].RecordRelease("b", now.term(), now.index());
+  ASSERT_TRUE(g.Propose(next, "c", "swap c").ok());
+  g.Stabilize({"a"});
+  v1::Fence to_c = *g[next].CurrentFence();
+  ASSERT_EQ(to_c.in_flight(), "c");
+
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(held)), reason::kStaleTerm);
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(now)), reason::kStaleFence);
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(to_c)), reason::kNotInFlight);
+  EXPECT_TRUE(c_guard.AdmitSwap(to_c).ok());
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,73 @@
+// `kmsfleetctl leader`: which coordinator the agents' views agree on.
+#include "kmsfleet/leader_status.h"
+
+#include <gtest/gtest.h>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+LeaderRow Row(const std::string& node, const std::string& role, uint64_t term,
+              const std::string& leader) {
+  v1::LeaderView v;
+  v.set_node(node);
+  v.set_role(role);
+  v.set_term(term);
+  v.set_leader(leader);
+  v.mutable_committed()->set_term(term);
+  v.mutable_committed()->set_index(7);
+  v.mutable_committed()->set_in_flight("cp-1");
+  return LeaderRow{.agent = node + ".sock", .view = v};
+}
+
+TEST(LeaderStatusTest, AllAgentsNamingTheLeaderAgree) {
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Follower", 3, "cp-2"),
+                                     Row("cp-2", "Leader", 3, "cp-2"),
+                                     Row("cp-3", "Follower", 3, "cp-2")});
+  EXPECT_TRUE(s.agreed);
+  EXPECT_EQ(s.coordinator, "cp-2");
+  EXPECT_EQ(s.term, 3u);
+  std::string table = RenderLeaderTable(s);
+  EXPECT_NE(table.find("coordinator cp-2  term 3  commit 3/7  in_flight cp-1"),
+            std::string::npos)
+      << table;
+}
+
+TEST(LeaderStatusTest, DeposedLeaderStillClaimingOlderTermIsOutvotedAndFlagged) {
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Leader", 2, "cp-1"),
+                                     Row("cp-2", "Leader", 3, "cp-2"),
+                                     Row("cp-3", "Follower", 3, "cp-2")});
+  EXPECT_EQ(s.coordinator, "cp-2");
+  EXPECT_FALSE(s.agreed) << "cp-1 still believes it leads term 2";
+  EXPECT_NE(RenderLeaderTable(s).find("peers disagree"), std::string::npos);
+}
+
+TEST(LeaderStatusTest, UnreachableAgentMeansNoAgreementAndIsNamed) {
+  LeaderRow down{.agent = "cp-3.sock",
+                 .view = MakeError(absl::StatusCode::kUnavailable,
+                                   reason::kAgentUnreachable, "agent cp-3.sock: timeout")};
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Follower", 3, "cp-2"),
+                                     Row("cp-2", "Leader", 3, "cp-2"), down});
+  EXPECT_FALSE(s.agreed);
+  std::string json = RenderLeaderJson(s);
+  EXPECT_NE(json.find("\"AGENT_UNREACHABLE\""), std::string::npos) << json;
+}
+
+TEST(LeaderStatusTest, OneFollowerAskedAloneNamesTheCoordinator) {
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Follower", 4, "cp-3")});
+  EXPECT_TRUE(s.agreed);
+  EXPECT_EQ(s.coordinator, "cp-3");
+  EXPECT_EQ(s.term, 4u);
+}
+
+TEST(LeaderStatusTest, AgentWithoutLeaderBreaksAgreement) {
+  LeaderSummary s = SummariseLeader({Row("cp-1", "Candidate", 5, ""),
+                                     Row("cp-2", "Leader", 4, "cp-2")});
+  EXPECT_EQ(s.coordinator, "cp-2");
+  EXPECT_FALSE(s.agreed);
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,99 @@
+// Durable state files and what the election shell does with a bad one
+// (architecture.md §2 "persist before you act", §7 bounded input).
+#include "kmsfleet/state_file.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "kmsfleet/peer_node.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+class StateFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kmsfleet-state-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string dir_;
+};
+
+TEST_F(StateFileTest, WriteReplacesTheWholeFileAndLeavesNoTemporary) {
+  std::string path = dir_ + "/election.pb";
+  ASSERT_TRUE(WriteStateFile(path, "first, longer content").ok());
+  ASSERT_TRUE(WriteStateFile(path, "second").ok());
+  absl::StatusOr<std::optional<std::string>> read = ReadStateFile(path, 1024);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->value(), "second");
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  struct stat st {};
+  ASSERT_EQ(stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u) << "state is private to the agent";
+}
+
+TEST_F(StateFileTest, MissingFileReadsAsFirstStart) {
+  absl::StatusOr<std::optional<std::string>> read = ReadStateFile(dir_ + "/none", 10);
+  ASSERT_TRUE(read.ok());
+  EXPECT_FALSE(read->has_value());
+}
+
+TEST_F(StateFileTest, OversizedFileIsRefusedNamingIt) {
+  std::string path = dir_ + "/big";
+  ASSERT_TRUE(WriteStateFile(path, std::string(100, 'x')).ok());
+  absl::StatusOr<std::optional<std::string>> read = ReadStateFile(path, 99);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ReasonOf(read.status()), reason::kInputTooLarge);
+  EXPECT_EQ(MetadataOf(read.status(), "path"), path);
+}
+
+TEST_F(StateFileTest, WriteIntoMissingDirectoryFailsNamingThePath) {
+  absl::Status s = WriteStateFile(dir_ + "/no/such/dir/election.pb", "x");
+  EXPECT_EQ(ReasonOf(s), reason::kStateWriteFailed);
+  EXPECT_NE(s.message().find("no/such/dir/election.pb"), std::string::npos);
+}
+
+TEST_F(StateFileTest, CorruptElectionStateStopsThePeerNodeFromOpening) {
+  ASSERT_TRUE(WriteStateFile(dir_ + "/election.pb", "\xff\xff\xff not a proto").ok());
+  PeerNodeOptions options;
+  options.election = ElectionConfig{.self = "cp-1", .voters = {"cp-1"}};
+  options.state_dir = dir_;
+  absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
+  EXPECT_EQ(node.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ReasonOf(node.status()), reason::kCorruptState);
+  EXPECT_EQ(MetadataOf(node.status(), "path"), dir_ + "/election.pb");
+}
+
+TEST_F(StateFileTest, SingleVoterPeerNodeLeadsAndPersistsItsTerm) {
+  PeerNodeOptions options;
+  options.election = ElectionConfig{.self = "cp-1", .voters = {"cp-1"}};
+  options.state_dir = dir_;
+  options.tick = std::chrono::milliseconds(5);
+  absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
+  ASSERT_TRUE(node.ok()) << node.status();
+  (*node)->Start();
+  // It elects itself once its election timeout (10-19 ticks) runs out.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while ((*node)->View().role() != "Leader" && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  absl::StatusOr<v1::Fence> fence =
+      (*node)->ProposePlan("cp-1", "plan", std::chrono::seconds(5));
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  (*node)->Stop();
+  v1::HardState persisted;
+  std::ifstream in(dir_ + "/election.pb", std::ios::binary);
+  ASSERT_TRUE(persisted.ParseFromIstream(&in));
+  EXPECT_EQ(persisted.term(), fence->term());
+  EXPECT_EQ(persisted.committed().payload(), "plan");
+  EXPECT_EQ(persisted.committed().in_flight(), "cp-1");
+}
+
+}  // namespace
+}  // namespace kmsfleet
