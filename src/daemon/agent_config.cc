@@ -88,20 +88,6 @@ class ConfigReader {
     };
   }
 
-  Handler Names(std::vector<std::string>& out) const {
-    return [this, &out](const YAML::Node& v, const std::string& key) {
-      if (!v.IsSequence()) return Error(v, key, "must be a list of node names");
-      for (size_t i = 0; i < v.size(); ++i) {
-        if (!v[i].IsScalar() || v[i].Scalar().empty()) {
-          return Error(v[i], key + "[" + std::to_string(i) + "]",
-                       "must be a non-empty string");
-        }
-        out.push_back(v[i].Scalar());
-      }
-      return absl::OkStatus();
-    };
-  }
-
   Handler Millis(std::chrono::milliseconds& out) const {
     return [this, &out](const YAML::Node& v, const std::string& key) {
       int64_t n = 0;
@@ -116,16 +102,6 @@ class ConfigReader {
       int64_t n = 0;
       KMSFLEET_RETURN_IF_ERROR(Integer(v, key, 1024, 64 << 20, n));
       out = static_cast<size_t>(n);
-      return absl::OkStatus();
-    };
-  }
-
-  Handler Bool(bool& out) const {
-    return [this, &out](const YAML::Node& v, const std::string& key) {
-      if (!v.IsScalar() || (v.Scalar() != "true" && v.Scalar() != "false")) {
-        return Error(v, key, "must be true or false");
-      }
-      out = v.Scalar() == "true";
       return absl::OkStatus();
     };
   }
@@ -234,8 +210,8 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
       node, "cluster",
       {{"listen", r.String(c.listen)},
-       {"voters", r.Names(c.voters)},
-       {"learners", r.Names(c.learners)},
+       {"voters", r.StringList(c.voters)},
+       {"learners", r.StringList(c.learners)},
        {"tick_ms", r.Int(c.tick_ms, 1, 10'000)},
        {"election_ticks", r.Int(c.election_ticks, 2, 1'000)},
        {"heartbeat_ticks", r.Int(c.heartbeat_ticks, 1, 1'000)},

@@ -96,7 +96,7 @@ class SystemdServiceManager final : public ServiceManager {
   }
 
   absl::StatusOr<std::string> UnitPath(sd_bus* bus, const std::string& unit) {
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL, without a C compound literal
     sd_bus_message* reply = nullptr;
     int r = sd_bus_call_method(bus, kService, kPath, kManager, "LoadUnit", &e,
                                &reply, "s", unit.c_str());
@@ -115,7 +115,7 @@ class SystemdServiceManager final : public ServiceManager {
   absl::StatusOr<std::string> StringProperty(sd_bus* bus, const std::string& path,
                                              const std::string& unit,
                                              const char* name) {
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL, without a C compound literal
     char* value = nullptr;
     int r = sd_bus_get_property_string(bus, kService, path.c_str(), kUnitIface,
                                        name, &e, &value);
@@ -129,7 +129,7 @@ class SystemdServiceManager final : public ServiceManager {
 
   absl::StatusOr<std::string> InvocationId(sd_bus* bus, const std::string& path,
                                            const std::string& unit) {
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL, without a C compound literal
     sd_bus_message* reply = nullptr;
     int r = sd_bus_get_property(bus, kService, path.c_str(), kUnitIface,
                                 "InvocationID", &e, &reply, "ay");
@@ -164,7 +164,7 @@ class SystemdServiceManager final : public ServiceManager {
     if (r < 0) return BusError("subscribe to JobRemoved for", unit, r);
     std::unique_ptr<sd_bus_slot, decltype(&sd_bus_slot_unref)> slot_ref(
         slot, sd_bus_slot_unref);
-    sd_bus_error e = SD_BUS_ERROR_NULL;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL, without a C compound literal
     r = sd_bus_call_method(bus.get(), kService, kPath, kManager, "Subscribe", &e,
                            nullptr, "");
     sd_bus_error_free(&e);
