@@ -88,9 +88,12 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
   return last.phase() == "Stable" && last.done() ? 0 : 1;
 }
 
-int RunSwap(Stub& stub, const NodeFlags& f) {
-  v1::SwapRequest req;
-  req.set_version(f.version);
+// Starts an operation with `start` (Swap or Rollback) and follows it.
+template <typename Request>
+int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
+                   grpc::Status (Stub::*start)(grpc::ClientContext*, const Request&,
+                                               v1::Operation*),
+                   Request req) {
   req.set_expected_key_id_hash(f.expected_key_id_hash);
   req.set_stabilization_ms(f.stabilization_ms);
   req.set_operation_id(f.operation_id);
@@ -98,24 +101,22 @@ int RunSwap(Stub& stub, const NodeFlags& f) {
   v1::Operation op;
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
-  grpc::Status s = stub.Swap(&ctx, req, &op);
-  if (!s.ok()) return RpcFailed("swap to " + f.version, s);
+  grpc::Status s = (stub.*start)(&ctx, req, &op);
+  if (!s.ok()) return RpcFailed(what, s);
   return Follow(stub, op, f);
+}
+
+int RunSwap(Stub& stub, const NodeFlags& f) {
+  v1::SwapRequest req;
+  req.set_version(f.version);
+  return StartAndFollow(stub, f, "swap to " + f.version, &Stub::Swap, std::move(req));
 }
 
 int RunRollback(Stub& stub, const NodeFlags& f) {
   v1::RollbackRequest req;
   req.set_of_operation_id(f.of_operation_id);
-  req.set_expected_key_id_hash(f.expected_key_id_hash);
-  req.set_stabilization_ms(f.stabilization_ms);
-  req.set_operation_id(f.operation_id);
-  req.set_fencing_token(f.fencing_token);
-  v1::Operation op;
-  grpc::ClientContext ctx;
-  SetDeadline(ctx, f);
-  grpc::Status s = stub.Rollback(&ctx, req, &op);
-  if (!s.ok()) return RpcFailed("rollback of " + f.of_operation_id, s);
-  return Follow(stub, op, f);
+  return StartAndFollow(stub, f, "rollback of " + f.of_operation_id, &Stub::Rollback,
+                        std::move(req));
 }
 
 int RunGet(Stub& stub, const NodeFlags& f) {
