@@ -40,6 +40,14 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   return o;
 }
 
+// Starts the election shell when the config has a `cluster:` section;
+// returns null when it has none.
+absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
+    const AgentConfig& config) {
+  if (!config.cluster.enabled) return std::unique_ptr<ClusterRuntime>();
+  return ClusterRuntime::Start(config);
+}
+
 int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   SystemClock clock;
   std::unique_ptr<ProviderProbe> probe =
@@ -51,18 +59,13 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
   AgentServer server(*probe, &executor);
-  std::unique_ptr<ClusterRuntime> cluster;
-  if (config.cluster.enabled) {
-    absl::StatusOr<std::unique_ptr<ClusterRuntime>> started =
-        ClusterRuntime::Start(config);
-    if (!started.ok()) {
-      Log(LogLevel::kError, std::string(started.status().message()),
-          {{"node", config.node}});
-      return 1;
-    }
-    cluster = std::move(*started);
-    server.AddService(cluster->local_fleet_service());
+  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = MaybeStartCluster(config);
+  if (!cluster.ok()) {
+    Log(LogLevel::kError, std::string(cluster.status().message()),
+        {{"node", config.node}});
+    return 1;
   }
+  if (*cluster) server.AddService((*cluster)->local_fleet_service());
   if (!config.listen_tcp.empty()) {
     Log(LogLevel::kWarn,
         "TCP listener has no TLS yet: bind it to loopback or a trusted network",
@@ -84,7 +87,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   sd_notify(0, "STOPPING=1");
   server.Shutdown(kShutdownGrace);
-  if (cluster) cluster->Stop(kShutdownGrace);
+  if (*cluster) (*cluster)->Stop(kShutdownGrace);
   Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
   return 0;
 }
