@@ -7,21 +7,31 @@
 #include <chrono>
 #include <grpcpp/impl/codegen/service_type.h>
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/status.h"
 #include "kmsfleet/agent_config.h"
 #include "kmsfleet/cluster_server.h"
+#include "kmsfleet/executor.h"
 #include "kmsfleet/peer_node.h"
 
 namespace kmsfleet {
 
 class ClusterRuntime {
  public:
-  // Loads credentials and persisted state and starts electing. Errors name
-  // the config key or state file at fault; nothing is left running.
-  static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(const AgentConfig& config);
+  // Loads credentials and persisted state and starts electing.
+  // `operation_running` answers the coordinator's hand-off query (the
+  // executor's Busy). Errors name the config key or state file at fault;
+  // nothing is left running.
+  static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(
+      const AgentConfig& config, std::function<bool()> operation_running);
   ~ClusterRuntime();
+
+  // The executor's fence check for a member of the election: a command
+  // without a fence is refused (FENCE_REQUIRED); one with a fence is
+  // admitted only by PeerNode::AdmitSwap, which persists what it learns.
+  FenceCheck fence_check();
 
   // The Fleet service for the agent's unix socket.
   grpc::Service* local_fleet_service() { return local_fleet_.get(); }

@@ -10,7 +10,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -22,10 +24,12 @@
 #include "kmsfleet/provider_probe.h"
 #include "kmsfleet/service_manager.h"
 #include "kmsfleet/swap_machine.h"
+#include "kmsfleet/v1/peer.pb.h"
 
 namespace kmsfleet {
 
 struct ExecutorOptions {
+  std::string node;  // this node's name, for messages
   std::string state_dir = "/var/lib/kmsfleet";
   std::string unit = "bao-kms-provider.service";
   std::string install_path = "/usr/bin/bao-kms-provider";
@@ -41,21 +45,36 @@ struct ExecutorOptions {
   int64_t default_stabilization_ms = 30000;
 };
 
-struct SwapParams {
-  std::string version;
+// What every disruptive command carries besides its target.
+struct CommandParams {
   std::string expected_key_id_hash;  // "" means the hash observed before
   int64_t stabilization_ms = 0;      // 0 means the configured default
   std::string operation_id;          // "" means a generated one
-  uint64_t fencing_token = 0;        // carried; enforced by the election
+  // The coordinator's committed plan record (architecture.md §6); checked
+  // by the executor's FenceCheck before anything is disrupted.
+  std::optional<v1::Fence> fence;
+};
+
+struct SwapParams {
+  std::string version;
+  CommandParams command;
 };
 
 struct RollbackParams {
   std::string of_operation_id;  // the Stable swap to undo
-  std::string expected_key_id_hash;
-  int64_t stabilization_ms = 0;
-  std::string operation_id;
-  uint64_t fencing_token = 0;
+  CommandParams command;
 };
+
+// Decides whether a command under `fence` (nullopt: none was sent) may
+// disrupt this node. Called with the executor marked busy, so that a
+// hand-off query answered meanwhile says "running". Errors carry a reason
+// (STALE_TERM, NOT_IN_FLIGHT, FENCE_REQUIRED, ...) and refuse the command.
+using FenceCheck = std::function<absl::Status(const std::optional<v1::Fence>& fence)>;
+
+// The check of an agent that runs no election: nothing to check a fence
+// against, so a command without one is admitted and one with a fence is
+// refused (NO_ELECTION) rather than silently ignored.
+FenceCheck NoElectionFenceCheck(std::string node);
 
 struct PreflightOutcome {
   PreflightResult doctor;
@@ -75,11 +94,20 @@ class Executor {
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
   absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
 
+  // Replaces the fence check (default: NoElectionFenceCheck).
+  // REQUIRES: called before any Swap or Rollback.
+  void SetFenceCheck(FenceCheck check) { fence_check_ = std::move(check); }
+
+  // True while an operation (or crash recovery) runs or is being admitted:
+  // the answer to a coordinator's hand-off query.
+  bool Busy();
+
   // Start an operation on the worker and return its journal at once.
-  // An operation id that already exists returns that operation.
-  // Errors: OPERATION_IN_PROGRESS while another runs; INVALID_CONFIG for a
-  // malformed id; NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an
-  // unknown operation.
+  // An operation id that already exists returns that operation. Otherwise
+  // the fence is checked first, so a deposed coordinator learns that
+  // before anything else. Errors: OPERATION_IN_PROGRESS while another runs;
+  // INVALID_CONFIG for a malformed id; the fence check's refusal;
+  // NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an unknown operation.
   absl::StatusOr<SwapJournal> Swap(const SwapParams& params);
   absl::StatusOr<SwapJournal> Rollback(const RollbackParams& params);
 
@@ -98,6 +126,13 @@ class Executor {
   // executor.cc: journals and the worker.
   absl::Status Persist(SwapJournal& j);
   absl::Status Step(SwapJournal& j, SwapPhase phase);
+  absl::StatusOr<SwapJournal> Start(
+      const CommandParams& command, const std::string& kind,
+      const std::function<absl::StatusOr<SwapJournal>()>& plan);
+  absl::Status Reserve(const std::optional<v1::Fence>& fence);
+  void Unreserve();
+  absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p);
+  absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
@@ -125,6 +160,7 @@ class Executor {
   ServiceManager& services_;
   const Clock& clock_;
   std::string crash_at_;  // KMSFLEETD_TEST_CRASH_AT, for crash tests only
+  FenceCheck fence_check_;
 
   std::mutex mu_;
   std::condition_variable changed_;

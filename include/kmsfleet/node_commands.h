@@ -17,7 +17,7 @@ struct NodeFlags {
   std::string version, source, checksums, signature, artifact_name;
   std::string expected_key_id_hash, operation_id, of_operation_id;
   int64_t stabilization_ms = 0;
-  uint64_t fencing_token = 0;
+  std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
   int timeout_ms = 600000;  // the whole command, including the watch
   bool no_wait = false;
 };

@@ -69,7 +69,11 @@ class PeerNode {
                                         std::chrono::milliseconds timeout);
 
   v1::LeaderView View();
-  absl::StatusOr<v1::AdmitSwapReply> AdmitSwap(const v1::Fence& fence);
+  // Admits a disruptive command (swap or rollback) under `fence`: checks it
+  // against the election (UNKNOWN_FENCE for an unseen term, NOT_IN_FLIGHT
+  // for a fence that misstates the committed record) and the FenceGuard,
+  // and persists what it learned before returning OK. Refusals are logged.
+  absl::Status AdmitSwap(const v1::Fence& fence);
   absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
 
   const std::string& self() const { return options_.election.self; }

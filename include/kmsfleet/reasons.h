@@ -74,6 +74,10 @@ inline constexpr char kStaleTerm[] = "STALE_TERM";
 inline constexpr char kStaleFence[] = "STALE_FENCE";
 inline constexpr char kUnknownFence[] = "UNKNOWN_FENCE";
 inline constexpr char kNotInFlight[] = "NOT_IN_FLIGHT";
+// A disruptive command without a fence sent to a member of an election.
+inline constexpr char kFenceRequired[] = "FENCE_REQUIRED";
+// A fenced command sent to an agent that runs no election.
+inline constexpr char kNoElection[] = "NO_ELECTION";
 inline constexpr char kOperationRunning[] = "OPERATION_RUNNING";
 inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
 inline constexpr char kStateWriteFailed[] = "STATE_WRITE_FAILED";

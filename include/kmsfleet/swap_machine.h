@@ -59,7 +59,9 @@ struct SwapJournal {
   std::string target_binary, previous_binary;
   std::string expected_key_id_hash;
   int64_t stabilization_ms = 30000;
-  uint64_t fencing_token = 0;
+  // The fence (plan record term and index) the operation was admitted
+  // under; 0/0 when the agent runs no election.
+  uint64_t fence_term = 0, fence_index = 0;
   // Evidence taken before the stop (reference §6); the copies sit in
   // evidence_dir and are never restored automatically.
   std::string evidence_dir;

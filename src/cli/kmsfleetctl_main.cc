@@ -2,14 +2,13 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <future>
 #include <iostream>
-#include <sstream>
 
 #include "kmsfleet/fleet_status.h"
 #include "kmsfleet/node_commands.h"
 #include "kmsfleet/leader_status.h"
+#include "kmsfleet/plan_commands.h"
 
 namespace kmsfleet {
 namespace {
@@ -48,26 +47,8 @@ struct LeaderFlags {
   std::vector<std::string> agents;
   std::string output = "table";
   int timeout_ms = 5000;
-  std::string ca, cert, key, server_name;
+  FleetTls tls;
 };
-
-std::shared_ptr<grpc::Channel> FleetChannel(const LeaderFlags& flags,
-                                            const std::string& agent) {
-  std::string target = AgentTarget(agent);
-  if (target.rfind("unix:", 0) == 0 || flags.ca.empty()) {
-    return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
-  }
-  auto read = [](const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  grpc::SslCredentialsOptions tls{read(flags.ca), read(flags.key), read(flags.cert)};
-  grpc::ChannelArguments args;
-  if (!flags.server_name.empty()) args.SetSslTargetNameOverride(flags.server_name);
-  return grpc::CreateCustomChannel(target, grpc::SslCredentials(tls), args);
-}
 
 // Exit codes: 0 every agent answered and all name the same coordinator;
 // 1 otherwise (the output says which agent disagrees or is unreachable).
@@ -77,7 +58,10 @@ int RunLeader(const LeaderFlags& flags) {
   std::vector<std::future<LeaderRow>> pending;
   for (const std::string& agent : agents) {
     pending.push_back(std::async(std::launch::async, [&flags, agent] {
-      auto stub = v1::Fleet::NewStub(FleetChannel(flags, agent));
+      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+          FleetChannel(agent, flags.tls);
+      if (!channel.ok()) return LeaderRow{.agent = agent, .view = channel.status()};
+      auto stub = v1::Fleet::NewStub(*channel);
       return QueryLeader(*stub, agent, std::chrono::milliseconds(flags.timeout_ms));
     }));
   }
@@ -87,6 +71,14 @@ int RunLeader(const LeaderFlags& flags) {
   std::cout << (flags.output == "json" ? RenderLeaderJson(summary)
                                        : RenderLeaderTable(summary));
   return summary.agreed ? 0 : 1;
+}
+
+void AddTlsFlags(CLI::App& command, FleetTls& tls) {
+  command.add_option("--ca", tls.ca, "fleet CA (PEM) for TCP agents");
+  command.add_option("--cert", tls.cert, "operator certificate (PEM)");
+  command.add_option("--key", tls.key, "operator key (PEM)");
+  command.add_option("--server-name", tls.server_name,
+                     "node name the agent's certificate must carry");
 }
 
 int Main(int argc, char** argv) {
@@ -119,15 +111,28 @@ int Main(int argc, char** argv) {
   leader->add_option("--timeout-ms", leader_flags.timeout_ms, "deadline per agent")
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
-  leader->add_option("--ca", leader_flags.ca, "fleet CA (PEM) for TCP agents");
-  leader->add_option("--cert", leader_flags.cert, "operator certificate (PEM)");
-  leader->add_option("--key", leader_flags.key, "operator key (PEM)");
-  leader->add_option("--server-name", leader_flags.server_name,
-                     "node name the agent's certificate must carry");
+  AddTlsFlags(*leader, leader_flags.tls);
+  PlanCommitFlags plan_flags;
+  CLI::App* plan = app.add_subcommand("plan", "the coordinator's plan record");
+  plan->require_subcommand(1);
+  CLI::App* commit = plan->add_subcommand(
+      "commit", "commit a plan record naming one node in flight; print its fence");
+  commit->add_option("--agent", plan_flags.agent,
+                     "agent address: unix:/path or host:port of its cluster listener")
+      ->capture_default_str();
+  commit->add_option("--in-flight", plan_flags.in_flight,
+                     "the node that may disrupt its provider next (\"\" for none)")
+      ->required();
+  commit->add_option("--payload", plan_flags.payload, "plan text to replicate");
+  commit->add_option("--timeout-ms", plan_flags.timeout_ms, "deadline for the commit")
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
+  AddTlsFlags(*commit, plan_flags.tls);
   CLI11_PARSE(app, argc, argv);
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);
   if (leader->parsed()) return RunLeader(leader_flags);
+  if (commit->parsed()) return RunPlanCommit(plan_flags);
   return 2;
 }
 

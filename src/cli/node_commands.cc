@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "kmsfleet/fleet_status.h"
+#include "kmsfleet/plan_commands.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet {
@@ -97,7 +98,14 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
   req.set_expected_key_id_hash(f.expected_key_id_hash);
   req.set_stabilization_ms(f.stabilization_ms);
   req.set_operation_id(f.operation_id);
-  req.set_fencing_token(f.fencing_token);
+  if (!f.fence.empty()) {
+    absl::StatusOr<v1::Fence> fence = ParseFence(f.fence);
+    if (!fence.ok()) {
+      std::cerr << "kmsfleetctl: " << fence.status().message() << "\n";
+      return 2;
+    }
+    *req.mutable_fence() = *fence;
+  }
   v1::Operation op;
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
@@ -156,7 +164,9 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
     op->add_option("--stabilization-ms", f.stabilization_ms,
                    "continuous /ready window (default: executor config)");
     op->add_option("--operation-id", f.operation_id, "idempotency key");
-    op->add_option("--fencing-token", f.fencing_token, "coordinator lease token");
+    op->add_option("--fence", f.fence,
+                   "TERM/INDEX/NODE: the coordinator's fence (`plan commit` "
+                   "prints it); required when the agent is in a cluster");
     op->add_flag("--no-wait", f.no_wait, "return once the operation started");
   }
   node->get_subcommand("swap")

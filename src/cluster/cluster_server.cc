@@ -62,18 +62,6 @@ class PeerService final : public v1::Peer::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status AdmitSwap(grpc::ServerContext* context, const v1::AdmitSwapRequest* req,
-                         v1::AdmitSwapReply* reply) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Peer.AdmitSwap");
-        !s.ok()) {
-      return ToGrpcStatus(s);
-    }
-    absl::StatusOr<v1::AdmitSwapReply> r = node_.AdmitSwap(req->fence());
-    if (!r.ok()) return ToGrpcStatus(r.status());
-    *reply = *r;
-    return grpc::Status::OK;
-  }
-
   grpc::Status Release(grpc::ServerContext* context, const v1::ReleaseRequest* req,
                        v1::ReleaseReply* reply) override {
     if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Peer.Release");

@@ -59,7 +59,7 @@ absl::Status CheckAgainstElection(const std::string& self, const ElectionMachine
 
 }  // namespace
 
-absl::StatusOr<v1::AdmitSwapReply> PeerNode::AdmitSwap(const v1::Fence& fence) {
+absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
   std::lock_guard lock(mu_);
   // A term this node saw in the election is a term it has seen: a command
   // from any older coordinator is stale, whether or not it reached us.
@@ -76,10 +76,7 @@ absl::StatusOr<v1::AdmitSwapReply> PeerNode::AdmitSwap(const v1::Fence& fence) {
   }
   Log(LogLevel::kInfo, "swap command admitted",
       {{"node", self()}, {"fence", Key(fence.term(), fence.index())}});
-  v1::AdmitSwapReply reply;
-  reply.set_node(self());
-  reply.set_highest_term(guard_->state().highest_term());
-  return reply;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {

@@ -118,7 +118,8 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"previousBinary", j.previous_binary},
       {"expectedKeyIdHash", j.expected_key_id_hash},
       {"stabilizationMs", j.stabilization_ms},
-      {"fencingToken", j.fencing_token},
+      {"fenceTerm", j.fence_term},
+      {"fenceIndex", j.fence_index},
       {"evidenceDir", j.evidence_dir},
       {"registrySha256", j.registry_sha256},
       {"checkpointSha256", j.checkpoint_sha256},
@@ -161,15 +162,17 @@ absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
   KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
   KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
   std::optional<int64_t> stab, started, updated;
-  std::optional<uint64_t> token;
+  std::optional<uint64_t> fence_term, fence_index;
   KMSFLEET_RETURN_IF_ERROR(f.Int64("stabilizationMs", &stab));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("startedUnixMs", &started));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("updatedUnixMs", &updated));
-  KMSFLEET_RETURN_IF_ERROR(f.Uint64("fencingToken", &token));
+  KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceTerm", &fence_term));
+  KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceIndex", &fence_index));
   j.stabilization_ms = stab.value_or(30000);
   j.started_unix_ms = started.value_or(0);
   j.updated_unix_ms = updated.value_or(0);
-  j.fencing_token = token.value_or(0);
+  j.fence_term = fence_term.value_or(0);
+  j.fence_index = fence_index.value_or(0);
   KMSFLEET_RETURN_IF_ERROR(f.StringArray("history", &j.history));
   return j;
 }

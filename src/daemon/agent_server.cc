@@ -106,11 +106,17 @@ class AgentServer::Service final : public v1::Agent::Service {
 
 namespace {
 
+// The reason leads the message for people and scripts reading stderr, and
+// the ErrorInfo travels as the status details for programs.
 grpc::Status ToGrpc(const absl::Status& s) {
   std::string reason = ReasonOf(s);
   std::string message = reason.empty() ? std::string(s.message())
                                        : "[" + reason + "] " + std::string(s.message());
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), message);
+  std::string details;
+  if (absl::optional<absl::Cord> info = s.GetPayload(kErrorInfoTypeUrl)) {
+    details = std::string(*info);
+  }
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), message, details);
 }
 
 grpc::Status NoExecutor() {
@@ -134,9 +140,24 @@ void ToProto(const SwapJournal& j, v1::Operation* out) {
   out->set_registry_sha256(j.registry_sha256);
   out->set_checkpoint_sha256(j.checkpoint_sha256);
   for (const auto& h : j.history) out->add_history(h);
-  out->set_fencing_token(j.fencing_token);
+  if (j.fence_term != 0 || j.fence_index != 0) {
+    // The journal keeps term and index; in flight was this node.
+    out->mutable_fence()->set_term(j.fence_term);
+    out->mutable_fence()->set_index(j.fence_index);
+  }
   out->set_started_unix_ms(j.started_unix_ms);
   out->set_updated_unix_ms(j.updated_unix_ms);
+}
+
+// SwapRequest and RollbackRequest share these fields.
+template <typename Request>
+CommandParams CommandOf(const Request& r) {
+  CommandParams c;
+  c.expected_key_id_hash = r.expected_key_id_hash();
+  c.stabilization_ms = r.stabilization_ms();
+  c.operation_id = r.operation_id();
+  if (r.has_fence()) c.fence = r.fence();
+  return c;
 }
 
 void SetCondition(const absl::Status& s, v1::Condition* c) {
@@ -189,9 +210,7 @@ grpc::Status AgentServer::Service::Swap(grpc::ServerContext*,
                                         const v1::SwapRequest* r,
                                         v1::Operation* response) {
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<SwapJournal> j = executor_->Swap(
-      {r->version(), r->expected_key_id_hash(), r->stabilization_ms(),
-       r->operation_id(), r->fencing_token()});
+  absl::StatusOr<SwapJournal> j = executor_->Swap({r->version(), CommandOf(*r)});
   if (!j.ok()) return ToGrpc(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;
@@ -201,9 +220,8 @@ grpc::Status AgentServer::Service::Rollback(grpc::ServerContext*,
                                             const v1::RollbackRequest* r,
                                             v1::Operation* response) {
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<SwapJournal> j = executor_->Rollback(
-      {r->of_operation_id(), r->expected_key_id_hash(), r->stabilization_ms(),
-       r->operation_id(), r->fencing_token()});
+  absl::StatusOr<SwapJournal> j =
+      executor_->Rollback({r->of_operation_id(), CommandOf(*r)});
   if (!j.ok()) return ToGrpc(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;

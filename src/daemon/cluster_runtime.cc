@@ -4,11 +4,13 @@
 
 #include "kmsfleet/log.h"
 #include "kmsfleet/peer_tls.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
 
 namespace kmsfleet {
 
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
-    const AgentConfig& config) {
+    const AgentConfig& config, std::function<bool()> operation_running) {
   const ClusterConfig& c = config.cluster;
   absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(c);
   if (!creds.ok()) return creds.status();
@@ -28,6 +30,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   options.addresses[config.node] = c.listen;
   for (const PeerConfig& p : config.peers) options.addresses[p.name] = p.address;
   options.channel_credentials = creds->channel;
+  options.operation_running = std::move(operation_running);
   // The shell may draw randomness; the core only takes it as an input.
   options.seed = (static_cast<uint64_t>(std::random_device()()) << 32) ^
                  std::random_device()();
@@ -49,6 +52,20 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
        {"voters", std::to_string(c.voters.size())},
        {"tls", creds->insecure ? "off" : "mutual"}});
   return runtime;
+}
+
+FenceCheck ClusterRuntime::fence_check() {
+  PeerNode* node = node_.get();
+  return [node](const std::optional<v1::Fence>& fence) -> absl::Status {
+    if (!fence) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kFenceRequired,
+                       "node " + node->self() +
+                           " is a member of an election: swap and rollback need the "
+                           "coordinator's fence (kmsfleetctl plan commit --in-flight " +
+                           node->self() + " prints one)");
+    }
+    return node->AdmitSwap(*fence);
+  };
 }
 
 ClusterRuntime::~ClusterRuntime() { Stop(std::chrono::milliseconds(0)); }

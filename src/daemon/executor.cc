@@ -39,7 +39,7 @@ absl::Status CheckOperationId(const std::string& id) {
 Executor::Executor(ExecutorOptions options, ProviderProbe& probe,
                    ServiceManager& services, const Clock& clock)
     : options_(std::move(options)), probe_(probe), services_(services),
-      clock_(clock) {
+      clock_(clock), fence_check_(NoElectionFenceCheck(options_.node)) {
   const char* crash = std::getenv("KMSFLEETD_TEST_CRASH_AT");
   if (crash != nullptr) crash_at_ = crash;
 }
@@ -116,7 +116,30 @@ absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
   return ParseJournal(*text, path);
 }
 
-absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
+FenceCheck NoElectionFenceCheck(std::string node) {
+  return [node](const std::optional<v1::Fence>& fence) -> absl::Status {
+    if (!fence) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNoElection,
+                     "node " + node + " runs no election (its config has no cluster: "
+                     "section), so it cannot check fence " +
+                         std::to_string(fence->term()) + "/" +
+                         std::to_string(fence->index()) +
+                         "; send the command without a fence or configure the cluster",
+                     {{"fence_term", std::to_string(fence->term())},
+                      {"fence_index", std::to_string(fence->index())}});
+  };
+}
+
+bool Executor::Busy() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return busy_;
+}
+
+// Marks the executor busy, then checks the fence without holding mu_: the
+// check takes the election's lock, and the election's hand-off query asks
+// Busy() under it. Busy first means that query never answers "finished"
+// while a command it could no longer refuse is being admitted.
+absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (busy_) {
@@ -126,49 +149,71 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
     }
     busy_ = true;
   }
+  absl::Status admitted = fence_check_(fence);
+  if (!admitted.ok()) Unreserve();
+  return admitted;
+}
+
+void Executor::Unreserve() {
+  std::lock_guard<std::mutex> lock(mu_);
+  busy_ = false;
+}
+
+// The steps every disruptive command shares: an idempotent operation id,
+// the fence, then `plan` fills in the journal, and the worker runs it.
+absl::StatusOr<SwapJournal> Executor::Start(
+    const CommandParams& c, const std::string& kind,
+    const std::function<absl::StatusOr<SwapJournal>()>& plan) {
+  std::string id = c.operation_id.empty() ? NewOperationId() : c.operation_id;
+  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
+  if (absl::StatusOr<SwapJournal> existing = Load(id); existing.ok()) {
+    return existing;
+  }
+  KMSFLEET_RETURN_IF_ERROR(Reserve(c.fence));
+  absl::StatusOr<SwapJournal> j = plan();
+  if (!j.ok()) {
+    Unreserve();
+    return j.status();
+  }
+  j->operation_id = id;
+  j->kind = kind;
+  j->expected_key_id_hash = c.expected_key_id_hash;
+  j->stabilization_ms = c.stabilization_ms > 0 ? c.stabilization_ms
+                                               : options_.default_stabilization_ms;
+  if (c.fence) {
+    j->fence_term = c.fence->term();
+    j->fence_index = c.fence->index();
+  }
+  return Launch(std::move(*j));
+}
+
+// REQUIRES: Reserve() succeeded; the worker clears busy_ when it ends.
+absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   if (worker_.joinable()) worker_.join();
   j.started_unix_ms = clock_.NowUnixMillis();
   j.history.push_back("Idle@" + std::to_string(j.started_unix_ms));
   if (absl::Status s = Persist(j); !s.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    busy_ = false;
+    Unreserve();
     return s;
   }
   worker_ = std::thread([this, j] {
     RunOperation(j);
-    std::lock_guard<std::mutex> lock(mu_);
-    busy_ = false;
+    Unreserve();
   });
   return j;
 }
 
-absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
-  SwapJournal j;
-  j.operation_id = p.operation_id.empty() ? NewOperationId() : p.operation_id;
-  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(j.operation_id));
-  if (absl::StatusOr<SwapJournal> existing = Load(j.operation_id); existing.ok()) {
-    return existing;
-  }
+absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, p.version));
-  j.kind = "swap";
+  SwapJournal j;
   j.target_version = p.version;
   j.target_binary = staged.binary_path;
   j.target_sha256 = staged.sha256;
-  j.expected_key_id_hash = p.expected_key_id_hash;
-  j.stabilization_ms = p.stabilization_ms > 0 ? p.stabilization_ms
-                                              : options_.default_stabilization_ms;
-  j.fencing_token = p.fencing_token;
-  return Launch(std::move(j));
+  return j;
 }
 
-absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
-  SwapJournal j;
-  j.operation_id = p.operation_id.empty() ? NewOperationId() : p.operation_id;
-  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(j.operation_id));
-  if (absl::StatusOr<SwapJournal> existing = Load(j.operation_id); existing.ok()) {
-    return existing;
-  }
+absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   KMSFLEET_ASSIGN_OR_RETURN(SwapJournal of, Load(p.of_operation_id));
   if (of.phase != SwapPhase::kStable || of.previous_binary.empty()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged,
@@ -177,17 +222,21 @@ absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
                          "; only a Stable swap can be rolled back",
                      {{"operation_id", of.operation_id}});
   }
-  j.kind = "rollback";
+  SwapJournal j;
   j.target_version = of.previous_version;
   j.target_binary = of.previous_binary;
   j.target_sha256 = of.previous_sha256;
   // The schema the older binary knew, for the refusal rule.
   j.registry_schema = of.registry_schema;
-  j.expected_key_id_hash = p.expected_key_id_hash;
-  j.stabilization_ms = p.stabilization_ms > 0 ? p.stabilization_ms
-                                              : options_.default_stabilization_ms;
-  j.fencing_token = p.fencing_token;
-  return Launch(std::move(j));
+  return j;
+}
+
+absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
+  return Start(p.command, "swap", [&] { return PlanSwap(p); });
+}
+
+absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
+  return Start(p.command, "rollback", [&] { return PlanRollback(p); });
 }
 
 absl::StatusOr<SwapJournal> Executor::Get(const std::string& id) { return Load(id); }
@@ -258,8 +307,7 @@ void Executor::StartRecovery() {
   }
   worker_ = std::thread([this, open] {
     for (const SwapJournal& j : open) Recover(j);
-    std::lock_guard<std::mutex> lock(mu_);
-    busy_ = false;
+    Unreserve();
   });
 }
 

@@ -22,6 +22,7 @@ constexpr std::chrono::milliseconds kShutdownGrace{5000};
 ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   const ExecutorConfig& e = config.executor;
   ExecutorOptions o;
+  o.node = config.node;
   o.state_dir = config.state_dir;
   o.unit = config.provider_unit;
   o.install_path = config.provider.binary;
@@ -41,11 +42,15 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
 }
 
 // Starts the election shell when the config has a `cluster:` section;
-// returns null when it has none.
+// returns null when it has none. A member's executor then needs the
+// coordinator's fence for every swap and rollback.
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
-    const AgentConfig& config) {
+    const AgentConfig& config, Executor& executor) {
   if (!config.cluster.enabled) return std::unique_ptr<ClusterRuntime>();
-  return ClusterRuntime::Start(config);
+  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster =
+      ClusterRuntime::Start(config, [&executor] { return executor.Busy(); });
+  if (cluster.ok()) executor.SetFenceCheck((*cluster)->fence_check());
+  return cluster;
 }
 
 int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
@@ -59,7 +64,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
   AgentServer server(*probe, &executor);
-  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = MaybeStartCluster(config);
+  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = MaybeStartCluster(config, executor);
   if (!cluster.ok()) {
     Log(LogLevel::kError, std::string(cluster.status().message()),
         {{"node", config.node}});

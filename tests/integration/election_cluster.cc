@@ -112,6 +112,19 @@ std::unique_ptr<v1::Fleet::Stub> ElectionCluster::LocalFleet(int i) {
       "unix:" + dir_ + "/" + Name(i) + "/agent.sock", grpc::InsecureChannelCredentials()));
 }
 
+grpc::Status ElectionCluster::Swap(int i, const std::optional<v1::Fence>& fence,
+                                   const std::string& version) {
+  auto stub = v1::Agent::NewStub(
+      grpc::CreateChannel("unix:" + Socket(i), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+  v1::SwapRequest request;
+  request.set_version(version);
+  if (fence) *request.mutable_fence() = *fence;
+  v1::Operation op;
+  return stub->Swap(&context, request, &op);
+}
+
 std::optional<v1::LeaderView> ElectionCluster::View(int i) {
   auto stub = LocalFleet(i);
   grpc::ClientContext context;

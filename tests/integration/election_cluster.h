@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kmsfleet/v1/agent.grpc.pb.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
 #include "kmsfleet/v1/peer.grpc.pb.h"
 #include "process_harness.h"
@@ -47,6 +48,10 @@ class ElectionCluster {
   // of them, at a term above `above`. Returns its index or -1 on timeout.
   int WaitForLeader(const std::vector<int>& among, uint64_t above = 0);
   std::unique_ptr<v1::Fleet::Stub> LocalFleet(int i);
+  // Agent.Swap to version `version` over agent `i`'s unix socket, under
+  // `fence` (none if nullopt), as a coordinator sends it.
+  grpc::Status Swap(int i, const std::optional<v1::Fence>& fence,
+                    const std::string& version = "9.9.9");
   std::string Address(int i) const { return "127.0.0.1:" + std::to_string(ports_[i]); }
   std::string Socket(int i) const { return dir_ + "/" + Name(i) + "/agent.sock"; }
   // A Peer client to agent `i`'s cluster port presenting `cert_name`'s

@@ -69,16 +69,10 @@ class ElectionFixture : public ::testing::Test {
     return status;
   }
 
-  // Sends a swap under `fence` to agent `i`, as coordinator `from` would.
-  grpc::Status AdmitSwap(int i, const v1::Fence& fence, const std::string& from) {
-    auto stub = cluster_->PeerClient(i, from);
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
-    v1::AdmitSwapRequest request;
-    *request.mutable_fence() = fence;
-    v1::AdmitSwapReply reply;
-    return stub->AdmitSwap(&context, request, &reply);
-  }
+  // Sends Agent.Swap under `fence` to agent `i`. Nothing is staged there,
+  // so a fence the agent admits ends in NOT_STAGED: the executor got past
+  // the fence and looked for the release.
+  grpc::Status Swap(int i, const v1::Fence& fence) { return cluster_->Swap(i, fence); }
 
   TempDir dir_;
   std::unique_ptr<ElectionCluster> cluster_;
@@ -94,8 +88,12 @@ TEST_P(ElectionClusterTest, KilledLeaderIsReplacedKeepingThePlanAndItsFenceIsRef
   v1::Fence fence;
   grpc::Status proposed = Propose(old, cluster_->Name(target), "plan-A", &fence);
   ASSERT_TRUE(proposed.ok()) << proposed.error_message();
-  ASSERT_TRUE(AdmitSwap(target, fence, cluster_->Name(old)).ok())
-      << "the current coordinator's fence is admitted";
+  grpc::Status admitted = Swap(target, fence);
+  ASSERT_EQ(ReasonOf(admitted), "NOT_STAGED")
+      << "the current coordinator's fence is admitted: " << admitted.error_message();
+  grpc::Status unfenced = cluster_->Swap(target, std::nullopt);
+  EXPECT_EQ(unfenced.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(ReasonOf(unfenced), "FENCE_REQUIRED") << unfenced.error_message();
 
   cluster_->Kill(old);
   int next = cluster_->WaitForLeader(AllBut(old), fence.term());
@@ -113,7 +111,7 @@ TEST_P(ElectionClusterTest, KilledLeaderIsReplacedKeepingThePlanAndItsFenceIsRef
   cluster_->Start(old);
   ASSERT_EQ(cluster_->WaitForLeader(All(), fence.term()), next);
   for (int i : All()) {
-    grpc::Status s = AdmitSwap(i, fence, cluster_->Name(old));
+    grpc::Status s = Swap(i, fence);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << cluster_->Name(i);
     EXPECT_EQ(ReasonOf(s), "STALE_TERM") << cluster_->Name(i) << ": " << s.error_message();
   }
@@ -158,7 +156,7 @@ TEST_F(ElectionThreeTest, FrozenLeaderResumedAfterNewElectionGetsNothingAccepted
   grpc::Status zombie = Propose(old, cluster_->Name((old + 2) % 3), "zombie", nullptr);
   EXPECT_FALSE(zombie.ok());
   for (int i : AllBut(old)) {
-    grpc::Status s = AdmitSwap(i, fence, cluster_->Name(old));
+    grpc::Status s = Swap(i, fence);
     EXPECT_EQ(ReasonOf(s), "STALE_TERM") << cluster_->Name(i) << ": " << s.error_message();
   }
   ASSERT_EQ(cluster_->WaitForLeader(All(), fence.term()), next);
@@ -250,27 +248,24 @@ TEST_F(HostilePeerTest, NonMemberWithFarFutureTermIsRefused) {
   grpc::Status s = SendAs("cp-9", Append("cp-9", 1'000'000'000));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_EQ(ReasonOf(s), "UNKNOWN_PEER");
-  v1::Fence fence;
-  fence.set_term(1'000'000'000);
-  fence.set_in_flight(cluster_->Name(victim_));
+  v1::ReleaseRequest request;
+  request.mutable_fence()->set_term(1'000'000'000);
+  request.mutable_fence()->set_in_flight(cluster_->Name(victim_));
   auto stub = cluster_->PeerClient(victim_, "cp-9");
   grpc::ClientContext context;
-  v1::AdmitSwapRequest request;
-  *request.mutable_fence() = fence;
-  v1::AdmitSwapReply reply;
-  EXPECT_EQ(stub->AdmitSwap(&context, request, &reply).error_code(),
+  v1::ReleaseReply reply;
+  EXPECT_EQ(stub->Release(&context, request, &reply).error_code(),
             grpc::StatusCode::PERMISSION_DENIED);
   ExpectUnchanged();
   EXPECT_THAT(cluster_->Log(victim_), HasSubstr("sender 'cp-9' is not a member"));
 }
 
-TEST_F(HostilePeerTest, MemberCannotMakeUpAFenceFromAFutureTerm) {
-  int third = 3 - leader_ - victim_;
+TEST_F(HostilePeerTest, NobodyCanMakeUpAFenceFromAFutureTerm) {
   v1::Fence forged;
   forged.set_term(before_.term() + 1000);
   forged.set_index(1);
   forged.set_in_flight(cluster_->Name(victim_));
-  grpc::Status s = AdmitSwap(victim_, forged, cluster_->Name(third));
+  grpc::Status s = Swap(victim_, forged);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE");
   ExpectUnchanged();

@@ -187,6 +187,25 @@ TEST_F(StatusTest, UnreachableAgentIsNamedByAddress) {
   EXPECT_THAT(r->stdout_text, HasSubstr("AGENT_UNREACHABLE"));
 }
 
+// Without a cluster: section nothing can check a fence, so a fenced
+// command is refused rather than run as if it had been checked.
+TEST_F(StatusTest, AgentWithoutElectionRefusesFencedCommands) {
+  std::vector<TestNode*> fleet = StartFleet(1);
+  ASSERT_TRUE(WaitUntil([&] { return AllReady(fleet); }, kSettle));
+  absl::StatusOr<SubprocessResult> r =
+      RunCtl({"node", "--agent", "unix:" + fleet[0]->agent_socket(), "swap", "--version",
+              "0.2.0", "--fence", "3/7/cp-1"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 1);
+  EXPECT_THAT(r->stderr_text, HasSubstr("[NO_ELECTION] node cp-1 runs no election"));
+  absl::StatusOr<SubprocessResult> bad =
+      RunCtl({"node", "--agent", "unix:" + fleet[0]->agent_socket(), "swap", "--version",
+              "0.2.0", "--fence", "3/cp-1"});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ(bad->exit_code, 2);
+  EXPECT_THAT(bad->stderr_text, HasSubstr("--fence \"3/cp-1\""));
+}
+
 TEST_F(StatusTest, AgentStopsCleanlyOnSigtermAndRemovesItsSocket) {
   std::vector<TestNode*> fleet = StartFleet(1);
   ASSERT_TRUE(WaitUntil([&] { return AllReady(fleet); }, kSettle));

@@ -45,8 +45,9 @@ std::string Str(const boost::json::object& o, const char* key) {
 
 class SwapTest : public ::testing::Test {
  protected:
-  void Start(const std::string& installed_script = "") {
+  void Start(const std::string& installed_script = "", bool in_cluster = false) {
     node_ = std::make_unique<SystemdNode>(kOld, installed_script);
+    if (in_cluster) node_->JoinSingleVoterCluster();
     node_->StartAgent();
     old_digest_ = Digest(node_->install_path());
     ASSERT_EQ(old_digest_.size(), 64u);
@@ -125,6 +126,70 @@ TEST_F(SwapTest, HappySwapThenManualRollback) {
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(back->exit_code, 0) << back->stderr_text << back->stdout_text;
   EXPECT_EQ(Str(Json(back->stdout_text), "phase"), "Stable");
+  ExpectOldServing();
+}
+
+// An election member (a single voter here, so it leads itself) swaps only
+// under the coordinator's fence, and the hand-off waits for its operation.
+TEST_F(SwapTest, MemberSwapsOnlyUnderAFenceAndHandsOffOnlyWhenDone) {
+  Start("", /*in_cluster=*/true);
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> unfenced = node_->Node({"swap", "--version", kNew});
+  ASSERT_TRUE(unfenced.ok());
+  EXPECT_EQ(unfenced->exit_code, 1);
+  EXPECT_THAT(unfenced->stderr_text, HasSubstr("[FENCE_REQUIRED] node cp-1"));
+
+  std::string fence;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        absl::StatusOr<SubprocessResult> c = node_->CommitPlan("cp-1");
+        if (c.ok() && c->exit_code == 0) fence = c->stdout_text.substr(0, c->stdout_text.find('\n'));
+        return !fence.empty();
+      },
+      std::chrono::seconds(10)))
+      << "no plan record committed";
+  EXPECT_THAT(fence, ::testing::EndsWith("/cp-1"));
+  absl::StatusOr<SubprocessResult> started =
+      node_->Node({"swap", "--version", kNew, "--fence", fence, "--operation-id", "op-1",
+                   "--stabilization-ms", "4000", "--no-wait"});
+  ASSERT_TRUE(started.ok());
+  ASSERT_EQ(started->exit_code, 0) << started->stderr_text;
+
+  // While the swap runs, the coordinator cannot move the plan on.
+  absl::StatusOr<SubprocessResult> early = node_->CommitPlan("");
+  ASSERT_TRUE(early.ok());
+  EXPECT_EQ(early->exit_code, 1);
+  EXPECT_THAT(early->stderr_text, HasSubstr("[HANDOFF_PENDING]"));
+  absl::StatusOr<SubprocessResult> done = node_->Node({"operation", "--id", "op-1"});
+  ASSERT_TRUE(done.ok());
+  ASSERT_EQ(done->exit_code, 0) << done->stderr_text;
+  boost::json::object op = Json(done->stdout_text);
+  const boost::json::object* journaled = op.if_contains("fence") != nullptr
+                                             ? op.at("fence").if_object()
+                                             : nullptr;
+  ASSERT_NE(journaled, nullptr) << done->stdout_text;
+  EXPECT_EQ(fence.substr(0, fence.find('/')), Str(*journaled, "term"));
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+
+  // Once it is Stable the node hands off, and the old fence is spent.
+  absl::StatusOr<SubprocessResult> handed = node_->CommitPlan("");
+  ASSERT_TRUE(handed.ok());
+  ASSERT_EQ(handed->exit_code, 0) << handed->stderr_text;
+  absl::StatusOr<SubprocessResult> stale = node_->Node(
+      {"rollback", "--of", "op-1", "--fence", fence, "--operation-id", "op-2"});
+  ASSERT_TRUE(stale.ok());
+  EXPECT_EQ(stale->exit_code, 1);
+  EXPECT_THAT(stale->stderr_text, HasSubstr("[STALE_FENCE]"));
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+
+  absl::StatusOr<SubprocessResult> again = node_->CommitPlan("cp-1");
+  ASSERT_TRUE(again.ok());
+  ASSERT_EQ(again->exit_code, 0) << again->stderr_text;
+  std::string next = again->stdout_text.substr(0, again->stdout_text.find('\n'));
+  absl::StatusOr<SubprocessResult> back = node_->Node(
+      {"rollback", "--of", "op-1", "--fence", next, "--operation-id", "op-3"});
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->exit_code, 0) << back->stderr_text << back->stdout_text;
   ExpectOldServing();
 }
 

@@ -179,6 +179,18 @@ std::string SystemdNode::FakeScript(const std::string& version,
          version + " " + extra + " \"$@\"\n";
 }
 
+void SystemdNode::JoinSingleVoterCluster() {
+  std::string config = ReadFile(dir_.File("kmsfleet.yaml"));
+  WriteFile(dir_.File("kmsfleet.yaml"),
+            config + "cluster:\n  listen: 127.0.0.1:" +
+                std::to_string(FreeLoopbackPort()) + "\n  insecure: true\n");
+}
+
+absl::StatusOr<SubprocessResult> SystemdNode::CommitPlan(const std::string& in_flight) {
+  return RunCtl({"plan", "commit", "--agent", "unix:" + dir_.File("agent.sock"),
+                 "--in-flight", in_flight});
+}
+
 void SystemdNode::StartAgent(const std::vector<std::string>& extra_env) {
   // A killed agent leaves its socket behind; wait for the new one.
   std::filesystem::remove(dir_.File("agent.sock"));

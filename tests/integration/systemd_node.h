@@ -42,6 +42,13 @@ class SystemdNode {
   // arguments, e.g. "--fake-set ready=false".
   std::string FakeScript(const std::string& version, const std::string& extra) const;
 
+  // Makes the agent a single-voter election member (plain TCP on
+  // loopback), so its swaps and rollbacks need the coordinator's fence.
+  // REQUIRES: called before StartAgent.
+  void JoinSingleVoterCluster();
+  // kmsfleetctl plan commit --in-flight <in_flight> against this agent.
+  absl::StatusOr<SubprocessResult> CommitPlan(const std::string& in_flight);
+
   void StartAgent(const std::vector<std::string>& extra_env = {});
   void StopAgent();
   ChildProcess* agent() { return agent_.get(); }

@@ -52,14 +52,16 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   j.phase = SwapPhase::kInstalled;
   j.target_version = "0.2.0";
   j.target_sha256 = std::string(64, 'a');
-  j.fencing_token = 42;
+  j.fence_term = 42;
+  j.fence_index = 7;
   j.history = {"Staged@1", "Installed@2"};
   j.failure_reason = "NOT_READY";
   absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->operation_id, "op-7");
   EXPECT_EQ(back->phase, SwapPhase::kInstalled);
-  EXPECT_EQ(back->fencing_token, 42u);
+  EXPECT_EQ(back->fence_term, 42u);
+  EXPECT_EQ(back->fence_index, 7u);
   EXPECT_EQ(back->history, j.history);
   EXPECT_EQ(back->failure_reason, "NOT_READY");
   EXPECT_TRUE(back->open);

@@ -1,0 +1,59 @@
+// `kmsfleetctl plan commit`: asks the coordinator to commit a plan record
+// naming one node as in flight, and prints the fence that the node's swap
+// and rollback must then carry (architecture.md §6, docs/cli.md).
+// Thread-compatible.
+#ifndef KMSFLEET_PLAN_COMMANDS_H_
+#define KMSFLEET_PLAN_COMMANDS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/v1/fleet.grpc.pb.h"
+
+namespace kmsfleet {
+
+// How kmsfleetctl reaches a Fleet service: a unix socket needs nothing; a
+// TCP cluster listener needs the fleet CA and an operator certificate.
+struct FleetTls {
+  std::string ca, cert, key;
+  std::string server_name;  // the node name the agent's certificate carries
+};
+
+// A channel to `agent` (unix:/path or host:port). Errors name the PEM file
+// that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& agent,
+                                                            const FleetTls& tls);
+
+// Parses the fence "TERM/INDEX/NODE" that `plan commit` prints. Errors name
+// the flag and the value.
+absl::StatusOr<v1::Fence> ParseFence(const std::string& text);
+std::string FormatFence(const v1::Fence& fence);
+
+struct PlanCommitFlags {
+  std::string agent = "unix:/run/kmsfleet/agent.sock";
+  FleetTls tls;
+  std::string in_flight;
+  std::string payload;
+  int timeout_ms = 10000;
+};
+
+// Calls Fleet.ProposePlan on `stub` (the agent at `agent`). The agent's
+// refusal keeps its reason and metadata (a follower's NOT_LEADER names the
+// leader and its address); a failed call is AGENT_UNREACHABLE.
+absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
+                                     const std::string& agent,
+                                     const std::string& in_flight,
+                                     const std::string& payload,
+                                     std::chrono::milliseconds timeout);
+
+// Exit codes: 0 committed (the fence on stdout); 1 refused (the reason on
+// stderr, with where the coordinator is); 3 the agent could not be reached.
+int RunPlanCommit(const PlanCommitFlags& flags);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_PLAN_COMMANDS_H_

@@ -1,0 +1,151 @@
+#include "kmsfleet/plan_commands.h"
+
+#include <fstream>
+#include <iostream>
+
+#include "kmsfleet/fleet_status.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/v1/error.pb.h"
+
+namespace kmsfleet {
+namespace {
+
+// PEM files are small; anything larger is not one.
+constexpr size_t kMaxPemBytes = 64 << 10;
+
+absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text(kMaxPemBytes + 1, '\0');
+  if (in) in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (!in && !in.eof()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     flag + " " + path + ": cannot be read",
+                     {{"flag", flag}, {"path", path}});
+  }
+  text.resize(static_cast<size_t>(in.gcount()));
+  if (text.size() > kMaxPemBytes) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     flag + " " + path + ": larger than " +
+                         std::to_string(kMaxPemBytes) + " bytes, so not a PEM file",
+                     {{"flag", flag}, {"path", path}});
+  }
+  return text;
+}
+
+// Keeps the agent's ErrorInfo (reason and metadata) of a failed call.
+absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
+  v1::ErrorInfo info;
+  if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
+    absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    out.SetPayload(kErrorInfoTypeUrl, absl::Cord(s.error_details()));
+    return out;
+  }
+  return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                   "agent " + agent + ": " + s.error_message(), {{"agent", agent}});
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& agent,
+                                                            const FleetTls& tls) {
+  std::string target = AgentTarget(agent);
+  if (target.rfind("unix:", 0) == 0 || tls.ca.empty()) {
+    return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  }
+  absl::StatusOr<std::string> ca = ReadPem("--ca", tls.ca);
+  if (!ca.ok()) return ca.status();
+  absl::StatusOr<std::string> cert = ReadPem("--cert", tls.cert);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadPem("--key", tls.key);
+  if (!key.ok()) return key.status();
+  grpc::SslCredentialsOptions options{*ca, *key, *cert};
+  grpc::ChannelArguments args;
+  if (!tls.server_name.empty()) args.SetSslTargetNameOverride(tls.server_name);
+  return grpc::CreateCustomChannel(target, grpc::SslCredentials(options), args);
+}
+
+absl::StatusOr<v1::Fence> ParseFence(const std::string& text) {
+  auto bad = [&](const std::string& why) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "--fence \"" + text + "\": " + why +
+                         " (expected TERM/INDEX/NODE, as `kmsfleetctl plan commit` prints)",
+                     {{"flag", "--fence"}, {"value", text}});
+  };
+  size_t first = text.find('/');
+  size_t second = first == std::string::npos ? first : text.find('/', first + 1);
+  if (second == std::string::npos) return bad("missing '/'");
+  uint64_t numbers[2];
+  std::string parts[2] = {text.substr(0, first), text.substr(first + 1, second - first - 1)};
+  for (int i = 0; i < 2; ++i) {
+    const std::string& p = parts[i];
+    if (p.empty() || p.size() > 19 || p.find_first_not_of("0123456789") != std::string::npos) {
+      return bad("\"" + p + "\" is not a decimal number");
+    }
+    numbers[i] = std::stoull(p);
+  }
+  if (numbers[0] == 0) return bad("term 0 is no coordinator's");
+  v1::Fence fence;
+  fence.set_term(numbers[0]);
+  fence.set_index(numbers[1]);
+  fence.set_in_flight(text.substr(second + 1));
+  if (fence.in_flight().empty()) return bad("the node name is empty");
+  return fence;
+}
+
+std::string FormatFence(const v1::Fence& fence) {
+  return std::to_string(fence.term()) + "/" + std::to_string(fence.index()) + "/" +
+         fence.in_flight();
+}
+
+absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
+                                     const std::string& agent,
+                                     const std::string& in_flight,
+                                     const std::string& payload,
+                                     std::chrono::milliseconds timeout) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout);
+  v1::ProposePlanRequest request;
+  request.set_in_flight(in_flight);
+  request.set_payload(payload);
+  v1::ProposePlanReply reply;
+  grpc::Status s = stub.ProposePlan(&context, request, &reply);
+  if (!s.ok()) return FromGrpc(s, agent);
+  return reply.fence();
+}
+
+int RunPlanCommit(const PlanCommitFlags& flags) {
+  std::string agent = flags.agent;
+  FleetTls tls = flags.tls;
+  absl::StatusOr<v1::Fence> fence;
+  // A follower names the coordinator; with TLS flags, ask it once there.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(agent, tls);
+    if (!channel.ok()) {
+      std::cerr << "kmsfleetctl: " << channel.status().message() << "\n";
+      return 2;
+    }
+    auto stub = v1::Fleet::NewStub(*channel);
+    fence = CommitPlan(*stub, agent, flags.in_flight, flags.payload,
+                       std::chrono::milliseconds(flags.timeout_ms));
+    std::string leader_address = MetadataOf(fence.status(), "leader_address");
+    if (fence.ok() || ReasonOf(fence.status()) != reason::kNotLeader ||
+        tls.ca.empty() || leader_address.empty()) {
+      break;
+    }
+    agent = leader_address;
+    tls.server_name = MetadataOf(fence.status(), "leader");
+  }
+  if (!fence.ok()) {
+    std::string reason = ReasonOf(fence.status());
+    std::cerr << "kmsfleetctl: plan commit at " << agent << ": [" << reason << "] "
+              << fence.status().message() << "\n";
+    return reason == reason::kAgentUnreachable ? 3 : 1;
+  }
+  std::cerr << "committed plan record " << fence->term() << "/" << fence->index()
+            << " with " << fence->in_flight() << " in flight\n";
+  std::cout << FormatFence(*fence) << "\n";
+  return 0;
+}
+
+}  // namespace kmsfleet

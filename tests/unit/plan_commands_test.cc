@@ -1,0 +1,107 @@
+// `kmsfleetctl plan commit` and the --fence flag: parsing, and keeping the
+// coordinator's refusal (reason and where to go) intact.
+#include "kmsfleet/plan_commands.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kmsfleet/executor.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/v1/error.pb.h"
+#include "kmsfleet/v1/fleet_mock.grpc.pb.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::_;
+using ::testing::HasSubstr;
+using ::testing::Return;
+
+TEST(ParseFenceTest, ReadsWhatPlanCommitPrints) {
+  v1::Fence fence;
+  fence.set_term(12);
+  fence.set_index(40);
+  fence.set_in_flight("cp-2");
+  absl::StatusOr<v1::Fence> back = ParseFence(FormatFence(fence));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->SerializeAsString(), fence.SerializeAsString());
+  EXPECT_EQ(FormatFence(fence), "12/40/cp-2");
+}
+
+TEST(ParseFenceTest, BadValuesAreNamedWithTheFlag) {
+  for (const char* bad : {"", "12", "12/40", "12/40/", "x/40/cp-1", "12/-1/cp-1",
+                          "0/3/cp-1", "99999999999999999999/1/cp-1", "1//cp-1"}) {
+    absl::StatusOr<v1::Fence> f = ParseFence(bad);
+    ASSERT_FALSE(f.ok()) << bad;
+    EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(f.status().message()),
+                HasSubstr("--fence \"" + std::string(bad) + "\""));
+  }
+}
+
+TEST(CommitPlanTest, ReturnsTheCommittedFence) {
+  v1::MockFleetStub stub;
+  v1::ProposePlanReply reply;
+  reply.mutable_fence()->set_term(3);
+  reply.mutable_fence()->set_index(5);
+  reply.mutable_fence()->set_in_flight("cp-1");
+  v1::ProposePlanRequest seen;
+  EXPECT_CALL(stub, ProposePlan(_, _, _))
+      .WillOnce([&](grpc::ClientContext*, const v1::ProposePlanRequest& request,
+                    v1::ProposePlanReply* out) {
+        seen = request;
+        *out = reply;
+        return grpc::Status::OK;
+      });
+  absl::StatusOr<v1::Fence> fence =
+      CommitPlan(stub, "cp-1.sock", "cp-1", "plan", std::chrono::seconds(1));
+  ASSERT_TRUE(fence.ok()) << fence.status();
+  EXPECT_EQ(FormatFence(*fence), "3/5/cp-1");
+  EXPECT_EQ(seen.in_flight(), "cp-1");
+  EXPECT_EQ(seen.payload(), "plan");
+}
+
+TEST(CommitPlanTest, FollowerRefusalKeepsTheLeadersAddress) {
+  v1::MockFleetStub stub;
+  v1::ErrorInfo info;
+  info.set_reason(reason::kNotLeader);
+  (*info.mutable_metadata())["leader"] = "cp-3";
+  (*info.mutable_metadata())["leader_address"] = "10.0.0.3:7443";
+  EXPECT_CALL(stub, ProposePlan(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE, "ask cp-3",
+                                    info.SerializeAsString())));
+  absl::StatusOr<v1::Fence> fence =
+      CommitPlan(stub, "cp-1.sock", "cp-1", "", std::chrono::seconds(1));
+  ASSERT_FALSE(fence.ok());
+  EXPECT_EQ(ReasonOf(fence.status()), reason::kNotLeader);
+  EXPECT_EQ(MetadataOf(fence.status(), "leader_address"), "10.0.0.3:7443");
+}
+
+TEST(CommitPlanTest, UnreachableAgentIsNamed) {
+  v1::MockFleetStub stub;
+  EXPECT_CALL(stub, ProposePlan(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connect failed")));
+  absl::StatusOr<v1::Fence> fence =
+      CommitPlan(stub, "unix:/run/x.sock", "cp-1", "", std::chrono::seconds(1));
+  ASSERT_FALSE(fence.ok());
+  EXPECT_EQ(ReasonOf(fence.status()), reason::kAgentUnreachable);
+  EXPECT_THAT(std::string(fence.status().message()), HasSubstr("unix:/run/x.sock"));
+}
+
+TEST(NoElectionFenceCheckTest, AdmitsUnfencedAndRefusesFencedCommands) {
+  FenceCheck check = NoElectionFenceCheck("cp-1");
+  EXPECT_TRUE(check(std::nullopt).ok());
+  v1::Fence fence;
+  fence.set_term(4);
+  fence.set_index(9);
+  fence.set_in_flight("cp-1");
+  absl::Status s = check(fence);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(s), reason::kNoElection);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("node cp-1 runs no election"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("4/9"));
+}
+
+}  // namespace
+}  // namespace kmsfleet
