@@ -31,17 +31,23 @@ bool ProposeOn(ElectionCluster& c, int i, const std::string& payload) {
   return stub->ProposePlan(&context, request, &reply).ok();
 }
 
-// Milliseconds from SIGKILL of the leader until a new leader has committed
-// a plan change, or -1 if none within 10 s.
-double OneFailover(ElectionCluster& c, int round) {
+struct FailoverRound {
+  double ms = -1;        // SIGKILL -> new leader committed; -1 if not in 10 s
+  uint64_t elections = 0;  // terms the failover took: 1 unless a vote split
+};
+
+// Times one failover: from SIGKILL of the leader until a new leader has
+// committed a plan change.
+FailoverRound OneFailover(ElectionCluster& c, int round) {
   std::vector<int> all;
   for (int i = 0; i < c.size(); ++i) all.push_back(i);
   int leader = c.WaitForLeader(all);
-  if (leader < 0) return -1;
+  if (leader < 0) return {};
   uint64_t old_term = c.View(leader)->term();
   Clock::time_point t0 = Clock::now();
   c.Kill(leader);
-  double elapsed = -1;
+  FailoverRound out;
+  double& elapsed = out.ms;
   while (Clock::now() - t0 < std::chrono::seconds(10) && elapsed < 0) {
     for (int i : all) {
       if (i == leader) continue;
@@ -49,13 +55,14 @@ double OneFailover(ElectionCluster& c, int round) {
       if (!v || v->role() != "Leader" || v->term() <= old_term) continue;
       if (ProposeOn(c, i, "round-" + std::to_string(round))) {
         elapsed = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        out.elections = v->term() - old_term;
         break;
       }
     }
     if (elapsed < 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   c.Start(leader);
-  return elapsed;
+  return out;
 }
 
 double Percentile(std::vector<double> v, double p) {
@@ -70,12 +77,14 @@ void Failover(int rounds, double timeout_ms) {
   c.StartAll();
   std::vector<double> samples;
   int failed = 0;
+  int split = 0;
   for (int r = 0; r < rounds; ++r) {
-    double ms = OneFailover(c, r);
-    if (ms < 0) {
+    FailoverRound one = OneFailover(c, r);
+    if (one.ms < 0) {
       ++failed;
     } else {
-      samples.push_back(ms);
+      samples.push_back(one.ms);
+      split += one.elections > 1;
     }
   }
   if (samples.empty()) {
@@ -95,9 +104,10 @@ void Failover(int rounds, double timeout_ms) {
       "failover, 3 voters, %d SIGKILLs (%d without a new commit in 10 s):\n"
       "  kill -> new leader committed a plan change: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n"
       "  configured election timeout %.0f ms (randomized %.0f-%.0f ms):"
-      " p50 = %.2fx, p99 = %.2fx of it\n",
+      " p50 = %.2fx, p99 = %.2fx of it\n"
+      "  failovers that took more than one election (a split vote): %d\n",
       rounds, failed, p50, p99, max, timeout_ms, timeout_ms, 1.9 * timeout_ms,
-      p50 / timeout_ms, p99 / timeout_ms);
+      p50 / timeout_ms, p99 / timeout_ms, split);
 }
 
 double CpuSeconds(pid_t pid) {
