@@ -146,12 +146,14 @@ class ElectionMachine {
   void BecomeCandidate();
   void BecomeLeader();
   void Campaign(bool pre_vote);
+  void SendVoteRequest(const std::string& voter, bool pre_vote);
   void ResetTimers();
 
   void TickElection();
   void TickHeartbeat();
   void StepTermCheck(const v1::PeerMessage& m, bool& drop);
   void HandleVoteRequest(const v1::PeerMessage& m);
+  bool GrantsPreVote(const v1::PeerMessage& m);
   void HandleVoteResponse(const v1::PeerMessage& m);
   void HandleAppend(const v1::PeerMessage& m);
   void HandleAppendResponse(const v1::PeerMessage& m);
@@ -180,6 +182,12 @@ class ElectionMachine {
   std::map<std::string, v1::PlanRecord> match_;   // leader: peer -> acked record key
   std::set<std::string> recent_active_;           // leader: heard this round
   std::string released_;                          // leader: hand-off answered
+  // Pre-vote stickiness, for liveness only (see GrantsPreVote): whom this
+  // node last granted a pre-vote, for which term, and until which
+  // election_elapsed_ it keeps to that choice and does not campaign.
+  std::string pre_voted_for_;
+  uint64_t pre_vote_term_ = 0;
+  int pre_vote_hold_until_ = 0;
 
   // Ready bookkeeping.
   v1::HardState last_hard_state_;

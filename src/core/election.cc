@@ -105,6 +105,8 @@ bool ElectionMachine::IsMember(std::string_view name) const {
 void ElectionMachine::ResetTimers() {
   election_elapsed_ = 0;
   heartbeat_elapsed_ = 0;
+  pre_voted_for_.clear();
+  pre_vote_hold_until_ = 0;
   // Randomized so that followers rarely time out together (Raft §5.2).
   randomized_timeout_ = static_cast<int>(
       random_.Uniform(config_.election_ticks, 2 * config_.election_ticks - 1));
@@ -168,7 +170,6 @@ void ElectionMachine::Campaign(bool pre_vote) {
   } else {
     BecomeCandidate();
   }
-  uint64_t term = pre_vote ? term_ + 1 : term_;
   votes_[config_.self] = true;
   if (static_cast<int>(votes_.size()) >= Quorum()) {
     // A single voter wins at once.
@@ -176,15 +177,19 @@ void ElectionMachine::Campaign(bool pre_vote) {
     return BecomeLeader();
   }
   for (const std::string& voter : config_.voters) {
-    if (voter == config_.self) continue;
-    v1::PeerMessage m;
-    m.set_type(pre_vote ? v1::PRE_VOTE : v1::VOTE);
-    m.set_to(voter);
-    m.set_term(term);
-    m.mutable_record()->set_term(record_.term());
-    m.mutable_record()->set_index(record_.index());
-    Send(std::move(m));
+    if (voter != config_.self) SendVoteRequest(voter, pre_vote);
   }
+}
+
+void ElectionMachine::SendVoteRequest(const std::string& voter, bool pre_vote) {
+  v1::PeerMessage m;
+  m.set_type(pre_vote ? v1::PRE_VOTE : v1::VOTE);
+  m.set_to(voter);
+  // A pre-vote asks about the term we would campaign at.
+  m.set_term(pre_vote ? term_ + 1 : term_);
+  m.mutable_record()->set_term(record_.term());
+  m.mutable_record()->set_index(record_.index());
+  Send(std::move(m));
 }
 
 ElectionReady ElectionMachine::Tick() {
@@ -199,7 +204,10 @@ ElectionReady ElectionMachine::Tick() {
 void ElectionMachine::TickElection() {
   ++election_elapsed_;
   // Learners never campaign: they hold no vote to win with.
-  if (!IsVoter(config_.self) || election_elapsed_ < randomized_timeout_) return;
+  if (!IsVoter(config_.self) || election_elapsed_ < randomized_timeout_ ||
+      election_elapsed_ < pre_vote_hold_until_) {
+    return;
+  }
   Campaign(config_.pre_vote);
 }
 

@@ -105,6 +105,15 @@ void ElectionMachine::HandleVoteRequest(const v1::PeerMessage& m) {
   // is older than ours, so every leader holds every committed record.
   bool up_to_date = !Newer(record_, m.record());
   bool grant = can_vote && up_to_date && IsVoter(config_.self) && IsVoter(m.from());
+  // Declined only to avoid a split vote: answer nothing, as if the request
+  // were lost (a refusal could carry term 0 before the first election).
+  if (grant && pre && !GrantsPreVote(m)) return;
+  // A pre-vote request means its sender has lost the leader too (we are
+  // out of lease, or the request would have been dropped). If we refuse
+  // it only because our record is newer, the next leader must be one like
+  // us: campaign now rather than after our own timeout.
+  bool campaign_now = pre && can_vote && !up_to_date && m.term() > term_ &&
+                      role_ == Role::kFollower && IsVoter(config_.self);
   v1::PeerMessage reply;
   reply.set_type(pre ? v1::PRE_VOTE_RESP : v1::VOTE_RESP);
   reply.set_to(m.from());
@@ -119,6 +128,42 @@ void ElectionMachine::HandleVoteRequest(const v1::PeerMessage& m) {
     reply.set_reject(true);
   }
   Send(std::move(reply));
+  if (campaign_now) Campaign(config_.pre_vote);
+}
+
+// Split votes: two followers that time out within one message delay both
+// win their pre-votes (which bind nobody), both campaign, each votes for
+// itself, and nobody wins until another randomized timeout has passed. On
+// loopback that doubled a failover about once in thirty. So, for liveness
+// only (safety rests on real votes), a pre-vote binds a little:
+// - a node that grants one keeps to it, and does not campaign itself, for
+//   two heartbeat intervals, time enough for that candidate's real vote;
+// - two pre-candidates that started within those two intervals of each
+//   other break the tie by name: the greater grants the lesser and stands
+//   down. The lesser sends its own request again with its silence: the
+//   first copy may have been dropped while the rival still heard the old
+//   leader (its lease), and would otherwise leave both waiting a timeout.
+//   A pre-candidate that has waited longer already lacks answers, so it
+//   grants and stands down whatever the names.
+// Nothing here is persisted; a restart forgets it, costing at most a split.
+bool ElectionMachine::GrantsPreVote(const v1::PeerMessage& m) {
+  int hold = 2 * config_.heartbeat_ticks;
+  bool holding = !pre_voted_for_.empty() && pre_vote_term_ == m.term() &&
+                 pre_voted_for_ != m.from() &&
+                 election_elapsed_ < pre_vote_hold_until_;
+  if (holding) return false;
+  if (role_ == Role::kPreCandidate && m.term() == term_ + 1) {
+    bool simultaneous = election_elapsed_ < hold;
+    if (simultaneous && !(m.from() < config_.self)) {
+      SendVoteRequest(m.from(), /*pre_vote=*/true);
+      return false;
+    }
+    BecomeFollower(term_, "");
+  }
+  pre_voted_for_ = m.from();
+  pre_vote_term_ = m.term();
+  pre_vote_hold_until_ = election_elapsed_ + hold;
+  return true;
 }
 
 void ElectionMachine::HandleVoteResponse(const v1::PeerMessage& m) {

@@ -232,6 +232,127 @@ TEST(ElectionTest, PreVoteFromCutOffNodeNeitherRaisesTermsNorDeposesLeader) {
   EXPECT_EQ(g["c"].leader(), "a");
 }
 
+// Split votes (election_step.cc, GrantsPreVote): two followers that time
+// out together must not both campaign, or nobody wins for a whole timeout.
+TEST(ElectionTest, SimultaneousPreCandidatesBreakTheTieByNameWithoutASplitVote) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  // The leader a dies; b and c both time out before hearing each other.
+  g.TickUntilCampaign("b");
+  g.TickUntilCampaign("c");
+  ASSERT_EQ(g["b"].role(), Role::kPreCandidate);
+  ASSERT_EQ(g["c"].role(), Role::kPreCandidate);
+  g.Stabilize({"a"});
+  EXPECT_EQ(g["b"].role(), Role::kLeader) << "b < c: c grants b and stands down";
+  EXPECT_EQ(g["b"].term(), 2u) << "one election, not a split and a second one";
+  EXPECT_EQ(g["c"].leader(), "b");
+  EXPECT_EQ(g["c"].term(), 2u);
+}
+
+TEST(ElectionTest, PreVoteGrantHoldsOffTheGrantersCampaignAndRivalPreVotes) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  // c is past a's lease but not yet at its own timeout (12 ticks) ...
+  for (int i = 0; i < 11; ++i) g.Collect(g["c"].Tick());
+  ASSERT_EQ(g["c"].role(), Role::kFollower);
+  // ... when b's pre-vote reaches it.
+  g.TickUntilCampaign("b");
+  std::optional<v1::PeerMessage> to_c;
+  for (const v1::PeerMessage& m : g.mailbox()) {
+    if (m.to() == "c" && m.type() == v1::PRE_VOTE) to_c = m;
+  }
+  ASSERT_TRUE(to_c.has_value());
+  absl::StatusOr<ElectionReady> granted = g["c"].Step(*to_c);
+  ASSERT_TRUE(granted.ok());
+  ASSERT_EQ(granted->messages.size(), 1u);
+  EXPECT_FALSE(granted->messages[0].reject());
+
+  v1::PeerMessage rival = Msg(v1::PRE_VOTE, "a", "c", to_c->term());
+  *rival.mutable_record() = g["c"].record();
+  absl::StatusOr<ElectionReady> declined = g["c"].Step(rival);
+  ASSERT_TRUE(declined.ok());
+  EXPECT_TRUE(declined->messages.empty()) << "a rival for the same term is not answered";
+
+  // c's own timeout (12) passes at the next tick, but it holds off for two
+  // heartbeat intervals after the grant (until 11 + 2 * 1).
+  int ticks = 0;
+  while (g["c"].role() == Role::kFollower && ticks < 20) {
+    g["c"].Tick();
+    ++ticks;
+  }
+  EXPECT_EQ(ticks, 2);
+  EXPECT_EQ(g["c"].role(), Role::kPreCandidate);
+}
+
+TEST(ElectionTest, TieBreakWinnerResendsThePreVoteItsRivalDroppedInLease) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  for (int i = 0; i < 9; ++i) g["c"].Tick();  // c still inside a's lease
+  g.TickUntilCampaign("b");
+  g.Stabilize({"a"});  // c drops b's pre-vote
+  ASSERT_EQ(g["c"].role(), Role::kFollower);
+  g.TickUntilCampaign("c");  // moments later c times out too
+  ASSERT_EQ(g["c"].role(), Role::kPreCandidate);
+  std::optional<v1::PeerMessage> to_b;
+  for (const v1::PeerMessage& m : g.mailbox()) {
+    if (m.to() == "b") to_b = m;
+  }
+  ASSERT_TRUE(to_b.has_value());
+  absl::StatusOr<ElectionReady> r = g["b"].Step(*to_b);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->messages.size(), 1u) << "no answer to c, but b's request again";
+  EXPECT_EQ(r->messages[0].type(), v1::PRE_VOTE);
+  EXPECT_EQ(r->messages[0].to(), "c");
+  g.mailbox().clear();
+  g.Collect(*r);
+  g.Stabilize({"a"});
+  EXPECT_EQ(g["b"].role(), Role::kLeader);
+  EXPECT_EQ(g["b"].term(), 2u);
+  EXPECT_EQ(g["c"].leader(), "b");
+}
+
+TEST(ElectionTest, PreCandidateLeftWithoutAnswersYieldsToALaterRival) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  g.TickUntilCampaign("b");
+  // b's pre-vote reaches c while c still hears a (in lease): dropped.
+  g.Stabilize({"a"});
+  ASSERT_EQ(g["b"].role(), Role::kPreCandidate);
+  g["b"].Tick();
+  g["b"].Tick();  // two heartbeat intervals without a quorum
+  g.TickUntilCampaign("c");
+  g.Stabilize({"a"});
+  EXPECT_EQ(g["c"].role(), Role::kLeader) << "b < c, but b's own round had failed";
+  EXPECT_EQ(g["c"].term(), 2u);
+  EXPECT_EQ(g["b"].leader(), "c");
+}
+
+TEST(ElectionTest, FollowerRefusingAStaleCandidatesPreVoteCampaignsAtOnce) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  ASSERT_TRUE(g.Propose("a", "", "only a and b hold this").ok());
+  g.Stabilize({"c"});
+  ASSERT_EQ(g["b"].committed().payload(), "only a and b hold this");
+  // a dies; b is past the lease but short of its timeout (11) when c,
+  // whose record is older, asks for a pre-vote.
+  for (int i = 0; i < 10; ++i) g.Collect(g["b"].Tick());
+  ASSERT_EQ(g["b"].role(), Role::kFollower);
+  g.TickUntilCampaign("c");
+  std::optional<v1::PeerMessage> to_b;
+  for (const v1::PeerMessage& m : g.mailbox()) {
+    if (m.to() == "b" && m.type() == v1::PRE_VOTE) to_b = m;
+  }
+  ASSERT_TRUE(to_b.has_value());
+  absl::StatusOr<ElectionReady> r = g["b"].Step(*to_b);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(g["b"].role(), Role::kPreCandidate) << "b, up to date, campaigns now";
+  g.Collect(*r);
+  g.Stabilize({"a"});
+  EXPECT_EQ(g["b"].role(), Role::kLeader);
+  EXPECT_EQ(g["c"].leader(), "b");
+  EXPECT_EQ(g["c"].committed().payload(), "only a and b hold this");
+}
+
 TEST(ElectionTest, CheckQuorumLeaderStepsDownWhenMajorityIsSilent) {
   Group g = ElectedThree();
   g.mailbox().clear();
