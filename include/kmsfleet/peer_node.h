@@ -1,5 +1,5 @@
 // The election shell (architecture.md §6): drives one ElectionMachine with
-// a timer thread, persists its HardState and the node's FenceState (fsync +
+// an Asio steady timer on a thread of its own, persists its HardState and the node's FenceState (fsync +
 // atomic rename) before anything that depends on them is sent or answered,
 // and sends its messages to peers over kmsfleet.v1.Peer.
 //
@@ -85,7 +85,8 @@ class PeerNode {
   void Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
-  void RunTimer();
+  struct Ticker;
+  void ScheduleTick();
 
   PeerNodeOptions options_;
   std::string election_path_;
@@ -102,7 +103,7 @@ class PeerNode {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
-  std::thread timer_;
+  std::unique_ptr<Ticker> ticker_;  // set by Start
 };
 
 }  // namespace kmsfleet

@@ -1,5 +1,8 @@
 #include "kmsfleet/peer_node.h"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
 #include <algorithm>
 
 #include "kmsfleet/log.h"
@@ -76,9 +79,33 @@ bool PeerNode::IsMember(const std::string& name) const {
          std::find(c.learners.begin(), c.learners.end(), name) != c.learners.end();
 }
 
+// Tick() at a fixed cadence: each deadline is the previous one plus a
+// tick, so time spent persisting and sending does not stretch it.
+struct PeerNode::Ticker {
+  boost::asio::io_context io;
+  boost::asio::steady_timer timer{io};
+  std::thread thread;
+};
+
 void PeerNode::Start() {
   for (auto& [name, sender] : senders_) sender->Start();
-  timer_ = std::thread([this] { RunTimer(); });
+  ticker_ = std::make_unique<Ticker>();
+  ticker_->timer.expires_after(options_.tick);
+  ScheduleTick();
+  ticker_->thread = std::thread([this] { ticker_->io.run(); });
+}
+
+void PeerNode::ScheduleTick() {
+  ticker_->timer.async_wait([this](const boost::system::error_code& error) {
+    if (error) return;  // cancelled
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return;
+      Process(machine_->Tick());
+    }
+    ticker_->timer.expires_at(ticker_->timer.expiry() + options_.tick);
+    ScheduleTick();
+  });
 }
 
 void PeerNode::Stop() {
@@ -87,19 +114,11 @@ void PeerNode::Stop() {
     stopping_ = true;
   }
   changed_.notify_all();
-  if (timer_.joinable()) timer_.join();
-  for (auto& [name, sender] : senders_) sender->Stop();
-}
-
-void PeerNode::RunTimer() {
-  auto next = std::chrono::steady_clock::now();
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    next += options_.tick;
-    changed_.wait_until(lock, next, [this] { return stopping_; });
-    if (stopping_) return;
-    Process(machine_->Tick());
+  if (ticker_) {
+    ticker_->io.stop();  // a tick already running finishes first
+    if (ticker_->thread.joinable()) ticker_->thread.join();
   }
+  for (auto& [name, sender] : senders_) sender->Stop();
 }
 
 void PeerNode::Process(const ElectionReady& ready) {
