@@ -2,6 +2,8 @@
 // (issue 3 benchmark). Figures are printed next to, and as ratios of, the
 // configured election timeout; this program asserts nothing.
 //   kmsfleet_failover_bench [--rounds 50] [--idle-seconds 10]
+// KMSFLEET_BENCH_SAMPLES=1 prints every sample; KMSFLEET_BENCH_SLOW_MS=N
+// prints the agents' log tails after each round slower than N ms.
 #include <signal.h>
 #include <unistd.h>
 
@@ -29,6 +31,17 @@ bool ProposeOn(ElectionCluster& c, int i, const std::string& payload) {
   request.set_payload(payload);
   v1::ProposePlanReply reply;
   return stub->ProposePlan(&context, request, &reply).ok();
+}
+
+// For diagnosis: each agent's last log lines after a slow round, to read
+// the role changes and refusals that made it slow.
+void PrintLogTails(ElectionCluster& c, int round, double ms) {
+  std::printf("slow round %d: %.0f ms; the agents' last log lines:\n", round, ms);
+  for (int i = 0; i < c.size(); ++i) {
+    std::string log = c.Log(i);
+    size_t from = log.size() > 2500 ? log.size() - 2500 : 0;
+    std::printf("--- %s\n%s\n", c.Name(i).c_str(), log.substr(from).c_str());
+  }
 }
 
 struct FailoverRound {
@@ -60,6 +73,10 @@ FailoverRound OneFailover(ElectionCluster& c, int round) {
       }
     }
     if (elapsed < 0) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  if (const char* slow = std::getenv("KMSFLEET_BENCH_SLOW_MS");
+      slow != nullptr && out.ms > std::atof(slow)) {
+    PrintLogTails(c, round, out.ms);
   }
   c.Start(leader);
   return out;
