@@ -192,15 +192,15 @@ TEST_F(StatusTest, UnreachableAgentIsNamedByAddress) {
 TEST_F(StatusTest, AgentWithoutElectionRefusesFencedCommands) {
   std::vector<TestNode*> fleet = StartFleet(1);
   ASSERT_TRUE(WaitUntil([&] { return AllReady(fleet); }, kSettle));
-  absl::StatusOr<SubprocessResult> r =
-      RunCtl({"node", "--agent", "unix:" + fleet[0]->agent_socket(), "swap", "--version",
-              "0.2.0", "--fence", "3/7/cp-1"});
+  auto swap_under = [&](const std::string& fence) {
+    return RunCtl({"node", "--agent", "unix:" + fleet[0]->agent_socket(), "swap",
+                   "--version", "0.2.0", "--fence", fence});
+  };
+  absl::StatusOr<SubprocessResult> r = swap_under("3/7/cp-1");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 1);
   EXPECT_THAT(r->stderr_text, HasSubstr("[NO_ELECTION] node cp-1 runs no election"));
-  absl::StatusOr<SubprocessResult> bad =
-      RunCtl({"node", "--agent", "unix:" + fleet[0]->agent_socket(), "swap", "--version",
-              "0.2.0", "--fence", "3/cp-1"});
+  absl::StatusOr<SubprocessResult> bad = swap_under("3/cp-1");
   ASSERT_TRUE(bad.ok());
   EXPECT_EQ(bad->exit_code, 2);
   EXPECT_THAT(bad->stderr_text, HasSubstr("--fence \"3/cp-1\""));

@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -77,6 +78,14 @@ class Group {
     return r.status();
   }
   std::deque<v1::PeerMessage>& mailbox() { return mailbox_; }
+  // The last queued message to `to` of `type`, if any.
+  std::optional<v1::PeerMessage> Queued(const std::string& to, v1::MessageType type) const {
+    std::optional<v1::PeerMessage> found;
+    for (const v1::PeerMessage& m : mailbox_) {
+      if (m.to() == to && m.type() == type) found = m;
+    }
+    return found;
+  }
 
  private:
   std::map<std::string, std::unique_ptr<PinnedRandom>> randoms_;
@@ -257,10 +266,7 @@ TEST(ElectionTest, PreVoteGrantHoldsOffTheGrantersCampaignAndRivalPreVotes) {
   ASSERT_EQ(g["c"].role(), Role::kFollower);
   // ... when b's pre-vote reaches it.
   g.TickUntilCampaign("b");
-  std::optional<v1::PeerMessage> to_c;
-  for (const v1::PeerMessage& m : g.mailbox()) {
-    if (m.to() == "c" && m.type() == v1::PRE_VOTE) to_c = m;
-  }
+  std::optional<v1::PeerMessage> to_c = g.Queued("c", v1::PRE_VOTE);
   ASSERT_TRUE(to_c.has_value());
   absl::StatusOr<ElectionReady> granted = g["c"].Step(*to_c);
   ASSERT_TRUE(granted.ok());
@@ -293,10 +299,7 @@ TEST(ElectionTest, TieBreakWinnerResendsThePreVoteItsRivalDroppedInLease) {
   ASSERT_EQ(g["c"].role(), Role::kFollower);
   g.TickUntilCampaign("c");  // moments later c times out too
   ASSERT_EQ(g["c"].role(), Role::kPreCandidate);
-  std::optional<v1::PeerMessage> to_b;
-  for (const v1::PeerMessage& m : g.mailbox()) {
-    if (m.to() == "b") to_b = m;
-  }
+  std::optional<v1::PeerMessage> to_b = g.Queued("b", v1::PRE_VOTE);
   ASSERT_TRUE(to_b.has_value());
   absl::StatusOr<ElectionReady> r = g["b"].Step(*to_b);
   ASSERT_TRUE(r.ok());
@@ -338,10 +341,7 @@ TEST(ElectionTest, FollowerRefusingAStaleCandidatesPreVoteCampaignsAtOnce) {
   for (int i = 0; i < 10; ++i) g.Collect(g["b"].Tick());
   ASSERT_EQ(g["b"].role(), Role::kFollower);
   g.TickUntilCampaign("c");
-  std::optional<v1::PeerMessage> to_b;
-  for (const v1::PeerMessage& m : g.mailbox()) {
-    if (m.to() == "b" && m.type() == v1::PRE_VOTE) to_b = m;
-  }
+  std::optional<v1::PeerMessage> to_b = g.Queued("b", v1::PRE_VOTE);
   ASSERT_TRUE(to_b.has_value());
   absl::StatusOr<ElectionReady> r = g["b"].Step(*to_b);
   ASSERT_TRUE(r.ok());
