@@ -1,7 +1,8 @@
 // The election shell (architecture.md §6): drives one ElectionMachine with
-// an Asio steady timer on a thread of its own, persists its HardState and the node's FenceState (fsync +
-// atomic rename) before anything that depends on them is sent or answered,
-// and sends its messages to peers over kmsfleet.v1.Peer.
+// an Asio steady timer on a thread of its own, persists its HardState and
+// the node's FenceState (fsync + atomic rename) before anything that
+// depends on them is sent or answered, and sends its messages to peers
+// over kmsfleet.v1.Peer.
 //
 // Driver loop, as etcd-io/raft's doc.go: Tick or Step, then persist
 // hard_state, then send messages, then apply the committed record.

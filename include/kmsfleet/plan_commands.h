@@ -19,8 +19,8 @@ namespace kmsfleet {
 // How kmsfleetctl reaches a Fleet service: a unix socket needs nothing; a
 // TCP cluster listener needs the fleet CA and an operator certificate.
 struct FleetTls {
-  std::string ca, cert, key;
-  std::string server_name;  // the node name the agent's certificate carries
+  std::string ca{}, cert{}, key{};  // PEM paths; "" for a unix socket
+  std::string server_name{};  // the node name the agent's certificate carries
 };
 
 // A channel to `agent` (unix:/path or host:port). Errors name the PEM file

@@ -97,7 +97,7 @@ void PeerNode::Start() {
 
 void PeerNode::ScheduleTick() {
   ticker_->timer.async_wait([this](const boost::system::error_code& error) {
-    if (error) return;  // cancelled
+    if (error) return;  // aborted: the io_context is shutting down
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;

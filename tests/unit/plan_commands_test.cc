@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "kmsfleet/executor.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -38,6 +40,28 @@ TEST(ParseFenceTest, BadValuesAreNamedWithTheFlag) {
     EXPECT_THAT(std::string(f.status().message()),
                 HasSubstr("--fence \"" + std::string(bad) + "\""));
   }
+}
+
+TEST(FleetChannelTest, UnreadableOrOversizedPemIsNamedWithItsFlag) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> missing =
+      FleetChannel("127.0.0.1:7443", {.ca = "/nonexistent/ca.pem"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("--ca /nonexistent/ca.pem: cannot be read"));
+
+  std::string big = ::testing::TempDir() + "/big.pem";
+  {
+    std::ofstream out(big);
+    out << std::string(65 << 10, 'A');
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> oversized =
+      FleetChannel("127.0.0.1:7443", {.ca = big, .cert = big, .key = big});
+  ASSERT_FALSE(oversized.ok());
+  EXPECT_THAT(std::string(oversized.status().message()), HasSubstr("--ca " + big));
+  EXPECT_THAT(std::string(oversized.status().message()), HasSubstr("not a PEM file"));
+
+  // A unix socket needs no certificate at all.
+  EXPECT_TRUE(FleetChannel("unix:/run/kmsfleet/agent.sock", {.ca = "/nonexistent"}).ok());
 }
 
 TEST(CommitPlanTest, ReturnsTheCommittedFence) {
