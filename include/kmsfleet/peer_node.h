@@ -47,9 +47,11 @@ struct PeerNodeOptions {
 
 class PeerNode {
  public:
-  // Loads persisted state from options.state_dir. Errors: DataLoss with
-  // reason CORRUPT_STATE naming the file when it cannot be parsed;
-  // InvalidArgument for an invalid election config.
+  // Creates options.state_dir (mode 0700) if absent and loads persisted
+  // state from it. Errors: DataLoss with reason CORRUPT_STATE naming the
+  // file when it cannot be parsed; FailedPrecondition/STATE_WRITE_FAILED
+  // naming the directory when it cannot be created; InvalidArgument for an
+  // invalid election config.
   static absl::StatusOr<std::unique_ptr<PeerNode>> Open(PeerNodeOptions options);
   ~PeerNode();
 

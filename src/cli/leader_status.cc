@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <iomanip>
 #include <map>
 #include <sstream>
@@ -69,10 +70,15 @@ std::string RenderLeaderTable(const LeaderSummary& s) {
   out << "coordinator " << OrDash(s.coordinator) << "  term " << s.term << "  commit "
       << Commit(s.committed) << "  in_flight " << OrDash(s.committed.in_flight())
       << (s.agreed ? "" : "  (peers disagree or did not answer)") << "\n";
-  out << std::left << std::setw(28) << "AGENT" << std::setw(12) << "NODE" << std::setw(14)
-      << "ROLE" << std::setw(7) << "TERM" << std::setw(12) << "LEADER" << "COMMIT\n";
+  // Socket paths can be long: the first column is as wide as they are.
+  size_t agent_width = std::string("AGENT").size();
+  for (const LeaderRow& r : s.rows) agent_width = std::max(agent_width, r.agent.size());
+  int agent_column = static_cast<int>(agent_width) + 2;
+  out << std::left << std::setw(agent_column) << "AGENT" << std::setw(12) << "NODE"
+      << std::setw(14) << "ROLE" << std::setw(7) << "TERM" << std::setw(12) << "LEADER"
+      << "COMMIT\n";
   for (const LeaderRow& r : s.rows) {
-    out << std::setw(28) << r.agent;
+    out << std::setw(agent_column) << r.agent;
     if (!r.view.ok()) {
       out << ReasonOf(r.view.status()) << ": " << r.view.status().message() << "\n";
       continue;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/log.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/state_file.h"
@@ -38,6 +39,14 @@ absl::Status LoadProto(const std::string& path, Proto& out) {
 
 absl::StatusOr<std::unique_ptr<PeerNode>> PeerNode::Open(PeerNodeOptions options) {
   if (absl::Status s = ValidateElectionConfig(options.election); !s.ok()) return s;
+  // Created here, not at the first write: an agent that cannot persist
+  // its vote must fail at start, not campaign in vain and log forever.
+  if (absl::Status s = EnsurePrivateDir(options.state_dir, 0700); !s.ok()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStateWriteFailed,
+                     "state_dir " + options.state_dir +
+                         " cannot hold the election's state: " + std::string(s.message()),
+                     {{"path", options.state_dir}});
+  }
   v1::HardState hard_state;
   v1::FenceState fence_state;
   if (absl::Status s = LoadProto(options.state_dir + "/election.pb", hard_state); !s.ok()) {

@@ -35,6 +35,13 @@ TEST(LeaderStatusTest, AllAgentsNamingTheLeaderAgree) {
       << table;
 }
 
+TEST(LeaderStatusTest, LongSocketPathsKeepTheirColumnApart) {
+  LeaderRow row = Row("cp-1", "Leader", 3, "cp-1");
+  row.agent = "unix:/tmp/kmsfleet-demo.T3GznI/cp-1/agent.sock";
+  std::string table = RenderLeaderTable(SummariseLeader({row}));
+  EXPECT_NE(table.find("agent.sock  cp-1"), std::string::npos) << table;
+}
+
 TEST(LeaderStatusTest, DeposedLeaderStillClaimingOlderTermIsOutvotedAndFlagged) {
   LeaderSummary s = SummariseLeader({Row("cp-1", "Leader", 2, "cp-1"),
                                      Row("cp-2", "Leader", 3, "cp-2"),

@@ -70,10 +70,23 @@ TEST_F(StateFileTest, CorruptElectionStateStopsThePeerNodeFromOpening) {
   EXPECT_EQ(MetadataOf(node.status(), "path"), dir_ + "/election.pb");
 }
 
+TEST_F(StateFileTest, StateDirThatCannotBeCreatedStopsThePeerNodeFromOpening) {
+  std::ofstream(dir_ + "/state") << "a file where the directory should be";
+  PeerNodeOptions options;
+  options.election = ElectionConfig{.self = "cp-1", .voters = {"cp-1"}};
+  options.state_dir = dir_ + "/state";
+  absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
+  EXPECT_EQ(node.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(node.status()), reason::kStateWriteFailed);
+  EXPECT_EQ(MetadataOf(node.status(), "path"), dir_ + "/state");
+}
+
+// A fresh node's state_dir does not exist yet: the node creates it rather
+// than failing every write (and so every election) later.
 TEST_F(StateFileTest, SingleVoterPeerNodeLeadsAndPersistsItsTerm) {
   PeerNodeOptions options;
   options.election = ElectionConfig{.self = "cp-1", .voters = {"cp-1"}};
-  options.state_dir = dir_;
+  options.state_dir = dir_ + "/state";
   options.tick = std::chrono::milliseconds(5);
   absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
   ASSERT_TRUE(node.ok()) << node.status();
@@ -88,7 +101,10 @@ TEST_F(StateFileTest, SingleVoterPeerNodeLeadsAndPersistsItsTerm) {
   ASSERT_TRUE(fence.ok()) << fence.status();
   (*node)->Stop();
   v1::HardState persisted;
-  std::ifstream in(dir_ + "/election.pb", std::ios::binary);
+  struct stat st {};
+  ASSERT_EQ(stat((dir_ + "/state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  std::ifstream in(dir_ + "/state/election.pb", std::ios::binary);
   ASSERT_TRUE(persisted.ParseFromIstream(&in));
   EXPECT_EQ(persisted.term(), fence->term());
   EXPECT_EQ(persisted.committed().payload(), "plan");
