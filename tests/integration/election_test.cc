@@ -197,6 +197,14 @@ class HostilePeerTest : public ElectionFixture {
     leader_ = StartGroup(3);
     ASSERT_GE(leader_, 0);
     victim_ = (leader_ + 1) % 3;
+    // Wait until the leader's first record has committed on the victim too;
+    // otherwise that commit arriving later looks like a state change.
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          std::optional<v1::LeaderView> v = cluster_->View(victim_);
+          return v && v->term() > 0 && v->committed().term() == v->term();
+        },
+        std::chrono::seconds(10)));
     before_ = *cluster_->View(victim_);
   }
   void ExpectUnchanged() {
