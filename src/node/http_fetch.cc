@@ -16,6 +16,7 @@
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 #include "kmsfleet/status_macros.h"
+#include "http_step_error.h"
 
 namespace kmsfleet {
 namespace {
@@ -132,16 +133,7 @@ class Fetch {
   }
 
   void Fail(beast::error_code ec, std::string_view step) {
-    if (ec == beast::error::timeout) {
-      return Finish(Failed(absl::StatusCode::kDeadlineExceeded, reason::kTimeout,
-                           std::string(step) + " timed out"));
-    }
-    if (ec == http::error::body_limit) {
-      return Finish(Failed(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
-                           "body exceeds " + std::to_string(options_.max_bytes) + " bytes"));
-    }
-    Finish(Failed(absl::StatusCode::kUnavailable, reason::kHttpError,
-                  std::string(step) + " failed: " + ec.message()));
+    Finish(internal::HttpStepError(ec, step, url_, options_.max_bytes));
   }
 
   void Finish(absl::Status status) {
