@@ -21,11 +21,12 @@ namespace kmsfleet {
 class ClusterRuntime {
  public:
   // Loads credentials and persisted state and starts electing.
-  // `operation_running` answers the coordinator's hand-off query (the
-  // executor's Busy). Errors name the config key or state file at fault;
-  // nothing is left running.
+  // `handoff_outcome` answers the coordinator's hand-off query (the
+  // executor's HandoffOutcome). Errors name the config key or state file
+  // at fault; nothing is left running.
   static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(
-      const AgentConfig& config, std::function<bool()> operation_running);
+      const AgentConfig& config,
+      std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome);
   ~ClusterRuntime();
 
   // The executor's fence check for a member of the election: a command

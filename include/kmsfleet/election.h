@@ -112,16 +112,19 @@ class ElectionMachine {
   // Unavailable/PLAN_CHANGE_PENDING while the previous change or the
   // leader's first record is uncommitted, FailedPrecondition/HANDOFF_PENDING
   // when `in_flight` differs from the committed in-flight node and that node
-  // has not answered at this term (RecordRelease), InvalidArgument/
+  // has not answered at this term that its provider is serving
+  // (RecordRelease), InvalidArgument/
   // MALFORMED_MESSAGE for an oversized payload or a non-member in_flight.
   absl::StatusOr<ElectionReady> Propose(std::string_view in_flight,
                                         std::string_view payload);
 
-  // Hand-off (architecture.md §6): `node` answered at `term` that its
-  // operation under the committed record `index` is finished or never
-  // started. Ignored unless this node leads at `term`, `node` is the
-  // committed in-flight node and `index` is the committed index.
-  void RecordRelease(std::string_view node, uint64_t term, uint64_t index);
+  // Hand-off (architecture.md §6): `node` answered at `term`, under the
+  // committed record `index`, that its last operation ended `outcome`.
+  // Ignored unless the outcome left the provider serving (IsReleasable:
+  // never started, Stable, RolledBack), this node leads at `term`, `node`
+  // is the committed in-flight node and `index` is the committed index.
+  void RecordRelease(std::string_view node, uint64_t term, uint64_t index,
+                     v1::HandoffOutcome outcome);
 
   // The fence a command from this coordinator must carry: set only while
   // leading with a record committed at the current term and no change

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "kmsfleet/artifacts.h"
 #include "kmsfleet/clock.h"
+#include "kmsfleet/fence_guard.h"
 #include "kmsfleet/preflight.h"
 #include "kmsfleet/provider_probe.h"
 #include "kmsfleet/service_manager.h"
@@ -101,6 +102,11 @@ class Executor {
   // True while an operation (or crash recovery) runs or is being admitted:
   // the answer to a coordinator's hand-off query.
   bool Busy();
+
+  // The answer to a coordinator's hand-off query under `fence`
+  // (architecture.md §6): DecideHandoff over Busy() and every journal, on
+  // disk and in memory, so an outcome from before a restart still counts.
+  HandoffAnswer HandoffOutcome(const v1::Fence& fence);
 
   // Start an operation on the worker and return its journal at once.
   // An operation id that already exists returns that operation. Otherwise

@@ -40,9 +40,14 @@ struct PeerNodeOptions {
   std::map<std::string, std::string> addresses;
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
   uint64_t seed = 0;  // for the randomized election timeout
-  // The executor's answer to "is your operation still running?"; the
-  // default (no executor yet) is never.
-  std::function<bool()> operation_running = [] { return false; };
+  // The executor's hand-off answer at a fence: its last operation's
+  // outcome (DecideHandoff). Called under the node's lock, so that a
+  // command being admitted meanwhile is seen as running. The default (no
+  // executor) is never started.
+  std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome =
+      [](const v1::Fence&) {
+        return HandoffAnswer{v1::HANDOFF_NEVER_STARTED, "this node runs no executor"};
+      };
 };
 
 class PeerNode {
@@ -65,18 +70,23 @@ class PeerNode {
   // Leader only: commits a plan record naming `in_flight`, first asking the
   // current in-flight node to hand off when that changes, and waits up to
   // `timeout` for the commit. Returns the committed record's fence. Errors
-  // as ElectionMachine::Propose, or Unavailable/PLAN_CHANGE_PENDING when
-  // the record did not commit in time.
+  // as ElectionMachine::Propose; Unavailable/PLAN_CHANGE_PENDING when it
+  // did not commit in time; FailedPrecondition/NOT_RELEASABLE (metadata
+  // in_flight, outcome) or HANDOFF_PENDING when the in-flight node's
+  // answer keeps its slot.
   absl::StatusOr<v1::Fence> ProposePlan(const std::string& in_flight,
                                         const std::string& payload,
                                         std::chrono::milliseconds timeout);
 
   v1::LeaderView View();
-  // Admits a disruptive command (swap or rollback) under `fence`: checks it
-  // against the election (UNKNOWN_FENCE for an unseen term, NOT_IN_FLIGHT
-  // for a fence that misstates the committed record) and the FenceGuard,
-  // and persists what it learned before returning OK. Refusals are logged.
+  // Admits a disruptive command (swap or rollback) under `fence` only if
+  // it names the committed record this node holds and that record names
+  // this node (FenceGuard::AdmitSwap: STALE_TERM, STALE_FENCE,
+  // UNKNOWN_FENCE, NOT_IN_FLIGHT), and persists what it learned before
+  // returning OK. Refusals are logged.
   absl::Status AdmitSwap(const v1::Fence& fence);
+  // Answers a hand-off query under `fence` with the executor's outcome
+  // (FenceGuard::AdmitRelease), persisting a release before answering.
   absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
 
   const std::string& self() const { return options_.election.self; }
@@ -85,7 +95,9 @@ class PeerNode {
  private:
   explicit PeerNode(PeerNodeOptions options, v1::HardState hard_state,
                     v1::FenceState fence_state);
-  void Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Persists, sends and applies `ready`. Errors: the persist failure
+  // (STATE_WRITE_FAILED), after going back to the durable state.
+  absl::Status Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
   struct Ticker;

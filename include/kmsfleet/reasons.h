@@ -83,6 +83,11 @@ inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
 inline constexpr char kStateWriteFailed[] = "STATE_WRITE_FAILED";
 inline constexpr char kCorruptState[] = "CORRUPT_STATE";
 
+// ---- Fence authority and hand-off (issue 8, §1-2). ----
+// A hand-off query answered with an outcome that does not release the
+// in-flight slot (RollbackFailed, an open journal, an unknown outcome).
+inline constexpr char kNotReleasable[] = "NOT_RELEASABLE";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

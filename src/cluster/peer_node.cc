@@ -110,7 +110,7 @@ void PeerNode::ScheduleTick() {
     {
       std::lock_guard lock(mu_);
       if (stopping_) return;
-      Process(machine_->Tick());
+      Process(machine_->Tick()).IgnoreError();  // logged there
     }
     ticker_->timer.expires_at(ticker_->timer.expiry() + options_.tick);
     ScheduleTick();
@@ -130,7 +130,7 @@ void PeerNode::Stop() {
   for (auto& [name, sender] : senders_) sender->Stop();
 }
 
-void PeerNode::Process(const ElectionReady& ready) {
+absl::Status PeerNode::Process(const ElectionReady& ready) {
   if (ready.hard_state) {
     absl::Status s = WriteStateFile(election_path_, ready.hard_state->SerializeAsString());
     if (!s.ok()) {
@@ -139,7 +139,8 @@ void PeerNode::Process(const ElectionReady& ready) {
       Log(LogLevel::kError, "election state not persisted; messages dropped",
           {{"node", self()}, {"error", std::string(s.message())}});
       machine_ = std::make_unique<ElectionMachine>(options_.election, durable_, random_);
-      return;
+      changed_.notify_all();  // a proposal waiting on the old machine gives up
+      return s;
     }
     durable_ = *ready.hard_state;
   }
@@ -159,6 +160,7 @@ void PeerNode::Process(const ElectionReady& ready) {
          {"leader", ready.soft_state->leader}, {"term", std::to_string(machine_->term())}});
   }
   if (ready.committed || ready.soft_state) changed_.notify_all();
+  return absl::OkStatus();
 }
 
 absl::Status PeerNode::Receive(const v1::PeerMessage& message) {
@@ -166,7 +168,8 @@ absl::Status PeerNode::Receive(const v1::PeerMessage& message) {
   ++received_;
   absl::StatusOr<ElectionReady> ready = machine_->Step(message);
   if (!ready.ok()) return ready.status();
-  Process(*ready);
+  // A lost write is logged there and is the node's, not the sender's fault.
+  Process(*ready).IgnoreError();
   return absl::OkStatus();
 }
 

@@ -30,42 +30,12 @@ absl::Status PeerNode::PersistFence() {
   return absl::OkStatus();
 }
 
-namespace {
-
-// Checks `fence` against what this node knows from the election itself,
-// so that even a member's certificate cannot make up a fence: a real
-// coordinator's term reached this node with its heartbeats.
-absl::Status CheckAgainstElection(const std::string& self, const ElectionMachine& machine,
-                                  const v1::Fence& fence) {
-  if (fence.term() > machine.term()) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
-                     "node " + self + " has not seen term " + std::to_string(fence.term()) +
-                         " in the election (it is at " + std::to_string(machine.term()) +
-                         "); retry after the coordinator's next heartbeat",
-                     {{"fence_term", std::to_string(fence.term())},
-                      {"election_term", std::to_string(machine.term())}});
-  }
-  const v1::PlanRecord& c = machine.committed();
-  if (c.term() == fence.term() && c.index() == fence.index() &&
-      c.in_flight() != fence.in_flight()) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
-                     "node " + self + " refused a fence for plan record " +
-                         Key(fence.term(), fence.index()) + " naming '" + fence.in_flight() +
-                         "': that record names '" + c.in_flight() + "'",
-                     {{"in_flight", c.in_flight()}});
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
   std::lock_guard lock(mu_);
   // A term this node saw in the election is a term it has seen: a command
   // from any older coordinator is stale, whether or not it reached us.
   guard_->ObserveTerm(machine_->term());
-  absl::Status s = CheckAgainstElection(self(), *machine_, fence);
-  if (s.ok()) s = guard_->AdmitSwap(fence);
+  absl::Status s = guard_->AdmitSwap(fence, machine_->committed());
   if (s.ok()) s = PersistFence();
   if (!s.ok()) {
     Log(LogLevel::kWarn, "swap command refused",
@@ -82,20 +52,23 @@ absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {
   std::lock_guard lock(mu_);
   guard_->ObserveTerm(machine_->term());
-  bool running = options_.operation_running();
-  absl::Status s = CheckAgainstElection(self(), *machine_, fence);
-  if (s.ok()) s = guard_->AdmitRelease(fence, running);
-  if (s.ok()) s = PersistFence();  // before answering: the answer binds us
+  // Asked under the lock: a command being admitted holds the executor busy
+  // before it takes this lock, so it is never missed here.
+  HandoffAnswer answer = options_.handoff_outcome(fence);
+  absl::StatusOr<v1::ReleaseReply> reply =
+      guard_->AdmitRelease(fence, machine_->committed(), answer);
+  absl::Status s = reply.ok() ? PersistFence() : reply.status();  // the answer binds us
   if (!s.ok()) {
     Log(LogLevel::kWarn, "hand-off query refused",
         {{"node", self()}, {"fence", Key(fence.term(), fence.index())},
          {"reason", ReasonOf(s)}, {"error", std::string(s.message())}});
     return s;
   }
-  v1::ReleaseReply reply;
-  reply.set_node(self());
-  reply.set_running(running);
-  reply.set_highest_term(guard_->state().highest_term());
+  Log(reply->released() ? LogLevel::kInfo : LogLevel::kWarn,
+      reply->released() ? "hand-off granted" : "hand-off withheld",
+      {{"node", self()}, {"fence", Key(fence.term(), fence.index())},
+       {"outcome", v1::HandoffOutcome_Name(reply->outcome())},
+       {"detail", reply->detail()}});
   return reply;
 }
 
@@ -110,13 +83,22 @@ absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fe
                       "no address for in-flight node " + holder);
   }
   if (!reply.ok()) return reply.status();
-  if (reply->running()) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kHandoffPending,
-                     "in-flight node " + holder + " is still running its operation",
-                     {{"in_flight", holder}});
+  // An agent from before the outcome field answers UNSPECIFIED: not
+  // releasable, so a mixed-version group stays safe.
+  if (!reply->released() || !IsReleasable(reply->outcome())) {
+    bool running = reply->running() || reply->outcome() == v1::HANDOFF_RUNNING;
+    std::string outcome = v1::HandoffOutcome_Name(reply->outcome());
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition,
+        running ? reason::kHandoffPending : reason::kNotReleasable,
+        "in-flight node " + holder + " keeps its slot: " +
+            (running ? std::string("its operation is still running")
+                     : "its last operation ended " + outcome + " (" + reply->detail() +
+                           ") and its provider may not be serving"),
+        {{"in_flight", holder}, {"outcome", outcome}});
   }
   std::lock_guard lock(mu_);
-  machine_->RecordRelease(holder, fence.term(), fence.index());
+  machine_->RecordRelease(holder, fence.term(), fence.index(), reply->outcome());
   return absl::OkStatus();
 }
 
@@ -137,7 +119,7 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(const std::string& in_flight,
     ready = machine_->Propose(in_flight, payload);
   }
   if (!ready.ok()) return ready.status();
-  Process(*ready);
+  Process(*ready).IgnoreError();
   v1::PlanRecord wanted = machine_->record();
   // Stop waiting once it committed or this node stopped leading (a new
   // term, or CheckQuorum): a deposed leader's record may never commit.

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "kmsfleet/election.h"
+#include "kmsfleet/fence_guard.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 
@@ -277,7 +278,11 @@ absl::StatusOr<ElectionReady> ElectionMachine::Propose(std::string_view in_fligh
 }
 
 void ElectionMachine::RecordRelease(std::string_view node, uint64_t term,
-                                    uint64_t index) {
+                                    uint64_t index, v1::HandoffOutcome outcome) {
+  // A node whose provider may be down keeps the slot, so that no second
+  // node is disrupted while it is (the fleet plan turns that into
+  // BreakGlass).
+  if (!IsReleasable(outcome)) return;
   if (role_ != Role::kLeader || term != term_ || index != committed_.index() ||
       node != committed_.in_flight()) {
     return;

@@ -1,5 +1,8 @@
 #include "kmsfleet/fence_guard.h"
 
+#include <algorithm>
+#include <tuple>
+
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 
@@ -10,7 +13,84 @@ std::string Key(uint64_t term, uint64_t index) {
   return std::to_string(term) + "/" + std::to_string(index);
 }
 
+std::string Key(const v1::Fence& f) { return Key(f.term(), f.index()); }
+std::string Key(const v1::PlanRecord& r) { return Key(r.term(), r.index()); }
+
+// (term, index) order, as election.h's Newer for records.
+bool FenceAfter(const v1::Fence& f, uint64_t term, uint64_t index) {
+  return f.term() != term ? f.term() > term : f.index() > index;
+}
+
+// The unit was stopped (or a rollback began): the provider was disrupted.
+bool TouchedUnit(const SwapJournal& j) { return j.phase >= SwapPhase::kStopped; }
+
+bool UnderFence(const SwapJournal& j, const v1::Fence& f) {
+  return j.fence_term == f.term() && j.fence_index == f.index();
+}
+
+std::string Describe(const SwapJournal& j) {
+  std::string out = "operation " + j.operation_id + " (" + j.kind + ", fence " +
+                    Key(j.fence_term, j.fence_index) + ") " +
+                    (j.open ? "is open at " : "ended ") + std::string(PhaseName(j.phase));
+  if (!j.failure_reason.empty()) out += " [" + j.failure_reason + "]";
+  return out;
+}
+
+// The operation that ran last; the journal's own times order them, the id
+// breaks ties so the answer does not depend on directory order.
+const SwapJournal* Latest(const std::vector<SwapJournal>& journals,
+                          bool (*keep)(const SwapJournal&)) {
+  const SwapJournal* latest = nullptr;
+  for (const SwapJournal& j : journals) {
+    if (!keep(j)) continue;
+    if (latest == nullptr ||
+        std::tie(latest->started_unix_ms, latest->updated_unix_ms, latest->operation_id) <
+            std::tie(j.started_unix_ms, j.updated_unix_ms, j.operation_id)) {
+      latest = &j;
+    }
+  }
+  return latest;
+}
+
 }  // namespace
+
+bool IsReleasable(v1::HandoffOutcome outcome) {
+  return outcome == v1::HANDOFF_NEVER_STARTED || outcome == v1::HANDOFF_STABLE ||
+         outcome == v1::HANDOFF_ROLLED_BACK;
+}
+
+HandoffAnswer DecideHandoff(const HandoffFacts& facts, const v1::Fence& fence) {
+  if (facts.busy) {
+    return {v1::HANDOFF_RUNNING, "an operation is running, being admitted or recovered"};
+  }
+  if (!facts.unreadable.empty()) {
+    return {v1::HANDOFF_UNKNOWN, "journal " + facts.unreadable.front() + " cannot be read"};
+  }
+  for (const SwapJournal& j : facts.journals) {
+    if (j.open) return {v1::HANDOFF_JOURNAL_OPEN, Describe(j)};
+  }
+  // Operations refused before the stop changed nothing; they neither hide
+  // an earlier RollbackFailed nor count as the outcome at their fence.
+  const SwapJournal* last = Latest(facts.journals, TouchedUnit);
+  if (last == nullptr) return {v1::HANDOFF_NEVER_STARTED, "no operation touched the unit"};
+  switch (last->phase) {
+    case SwapPhase::kRollbackFailed:
+      return {v1::HANDOFF_ROLLBACK_FAILED,
+              Describe(*last) + "; the unit was left as it is and the provider may be "
+                                "down until an operator restores it"};
+    case SwapPhase::kStable:
+    case SwapPhase::kRolledBack:
+      if (!UnderFence(*last, fence)) {
+        return {v1::HANDOFF_NEVER_STARTED,
+                "nothing ran under fence " + Key(fence) + "; last " + Describe(*last)};
+      }
+      return {last->phase == SwapPhase::kStable ? v1::HANDOFF_STABLE
+                                                : v1::HANDOFF_ROLLED_BACK,
+              Describe(*last)};
+    default:
+      return {v1::HANDOFF_UNKNOWN, Describe(*last) + ", a phase that ends nothing"};
+  }
+}
 
 FenceGuard::FenceGuard(std::string self, const v1::FenceState& persisted)
     : self_(std::move(self)), state_(persisted) {}
@@ -26,43 +106,81 @@ absl::Status FenceGuard::CheckTerm(const v1::Fence& fence) const {
                     {"highest_term", std::to_string(state_.highest_term())}});
 }
 
-absl::Status FenceGuard::AdmitSwap(const v1::Fence& fence) {
-  if (absl::Status s = CheckTerm(fence); !s.ok()) return s;
-  if (fence.in_flight() != self_) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
-                     "node " + self_ + " refused a swap: plan record " +
-                         Key(fence.term(), fence.index()) + " names '" +
-                         fence.in_flight() + "' as in flight",
-                     {{"in_flight", fence.in_flight()}});
+absl::Status FenceGuard::CheckReleased(const v1::Fence& fence) const {
+  if (FenceAfter(fence, state_.released_term(), state_.released_index())) {
+    return absl::OkStatus();
   }
-  bool released = fence.term() < state_.released_term() ||
-                  (fence.term() == state_.released_term() &&
-                   fence.index() <= state_.released_index());
-  if (released) {
+  std::string released = Key(state_.released_term(), state_.released_index());
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStaleFence,
+                   "node " + self_ + " refused a swap under plan record " + Key(fence) +
+                       ": it already handed off at " + released,
+                   {{"fence", Key(fence)}, {"released", released}});
+}
+
+// Only a record this node holds and knows to be committed authorises it:
+// anyone can learn the current term, nobody can make a majority commit.
+absl::Status FenceGuard::CheckCommitted(const v1::Fence& fence,
+                                        const v1::PlanRecord& committed) const {
+  if (FenceAfter(fence, committed.term(), committed.index())) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
+                     "node " + self_ + " has not seen plan record " + Key(fence) +
+                         " committed (it holds " + Key(committed) +
+                         "); retry after the coordinator's next heartbeat",
+                     {{"fence", Key(fence)}, {"committed", Key(committed)}});
+  }
+  if (fence.term() != committed.term() || fence.index() != committed.index()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStaleFence,
-                     "node " + self_ + " refused a swap under plan record " +
-                         Key(fence.term(), fence.index()) +
-                         ": it already handed off at " +
-                         Key(state_.released_term(), state_.released_index()),
-                     {{"fence", Key(fence.term(), fence.index())},
-                      {"released", Key(state_.released_term(),
-                                       state_.released_index())}});
+                     "node " + self_ + " refused plan record " + Key(fence) +
+                         ": it is older than the committed record " + Key(committed),
+                     {{"fence", Key(fence)}, {"committed", Key(committed)}});
   }
+  if (fence.in_flight() != committed.in_flight()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
+                     "node " + self_ + " refused a fence for plan record " + Key(fence) +
+                         " naming '" + fence.in_flight() + "': that record names '" +
+                         committed.in_flight() + "'",
+                     {{"in_flight", committed.in_flight()}});
+  }
+  if (committed.in_flight() != self_) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
+                     "node " + self_ + " refused a command: plan record " + Key(fence) +
+                         " names '" + committed.in_flight() + "' as in flight",
+                     {{"in_flight", committed.in_flight()}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FenceGuard::AdmitSwap(const v1::Fence& fence, const v1::PlanRecord& committed) {
+  if (absl::Status s = CheckTerm(fence); !s.ok()) return s;
+  if (absl::Status s = CheckReleased(fence); !s.ok()) return s;
+  if (absl::Status s = CheckCommitted(fence, committed); !s.ok()) return s;
   ObserveTerm(fence.term());
   return absl::OkStatus();
 }
 
-absl::Status FenceGuard::AdmitRelease(const v1::Fence& fence, bool running) {
+absl::StatusOr<v1::ReleaseReply> FenceGuard::AdmitRelease(const v1::Fence& fence,
+                                                          const v1::PlanRecord& committed,
+                                                          const HandoffAnswer& answer) {
   if (absl::Status s = CheckTerm(fence); !s.ok()) return s;
+  if (absl::Status s = CheckCommitted(fence, committed); !s.ok()) return s;
   ObserveTerm(fence.term());
-  bool newer = fence.term() > state_.released_term() ||
-               (fence.term() == state_.released_term() &&
-                fence.index() > state_.released_index());
-  if (!running && newer) {
-    state_.set_released_term(fence.term());
-    state_.set_released_index(fence.index());
+  v1::ReleaseReply reply;
+  reply.set_node(self_);
+  reply.set_running(answer.outcome == v1::HANDOFF_RUNNING);
+  reply.set_outcome(answer.outcome);
+  reply.set_detail(answer.detail);
+  if (IsReleasable(answer.outcome)) {
+    if (FenceAfter(fence, state_.released_term(), state_.released_index())) {
+      state_.set_released_term(fence.term());
+      state_.set_released_index(fence.index());
+    }
+    reply.set_released(true);
+  } else {
+    reply.set_reason(answer.outcome == v1::HANDOFF_RUNNING ? reason::kHandoffPending
+                                                           : reason::kNotReleasable);
   }
-  return absl::OkStatus();
+  reply.set_highest_term(state_.highest_term());
+  return reply;
 }
 
 void FenceGuard::ObserveTerm(uint64_t term) {

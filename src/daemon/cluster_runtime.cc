@@ -10,7 +10,8 @@
 namespace kmsfleet {
 
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
-    const AgentConfig& config, std::function<bool()> operation_running) {
+    const AgentConfig& config,
+    std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome) {
   const ClusterConfig& c = config.cluster;
   absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(c);
   if (!creds.ok()) return creds.status();
@@ -30,7 +31,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   options.addresses[config.node] = c.listen;
   for (const PeerConfig& p : config.peers) options.addresses[p.name] = p.address;
   options.channel_credentials = creds->channel;
-  options.operation_running = std::move(operation_running);
+  options.handoff_outcome = std::move(handoff_outcome);
   // The shell may draw randomness; the core only takes it as an input.
   options.seed = (static_cast<uint64_t>(std::random_device()()) << 32) ^
                  std::random_device()();

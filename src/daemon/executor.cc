@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <map>
 #include <random>
 
 #include "kmsfleet/fs_util.h"
@@ -133,6 +135,32 @@ FenceCheck NoElectionFenceCheck(std::string node) {
 bool Executor::Busy() {
   std::lock_guard<std::mutex> lock(mu_);
   return busy_;
+}
+
+HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
+  HandoffFacts facts;
+  std::map<std::string, SwapJournal> journals;
+  std::string dir = options_.state_dir + "/journal";
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr && errno != ENOENT) facts.unreadable.push_back(dir);
+  size_t scanned = 0;
+  while (dirent* e = d != nullptr ? readdir(d) : nullptr) {
+    std::string name = e->d_name;
+    if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
+    if (++scanned > kMaxJournalsScanned) break;
+    std::string path = dir + "/" + name;
+    absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxJournalFileBytes);
+    absl::StatusOr<SwapJournal> j = text.ok() ? ParseJournal(*text, path) : text.status();
+    if (j.ok()) journals[j->operation_id] = *j;
+    if (!j.ok()) facts.unreadable.push_back(path + " (" + std::string(j.status().message()) + ")");
+  }
+  if (d != nullptr) closedir(d);
+  std::lock_guard<std::mutex> lock(mu_);
+  facts.busy = busy_;
+  // The worker's copy wins; while it is mid-write, busy_ decides anyway.
+  for (const auto& [id, j] : ops_) journals[id] = j;
+  for (auto& [id, j] : journals) facts.journals.push_back(std::move(j));
+  return DecideHandoff(facts, fence);
 }
 
 // Marks the executor busy, then checks the fence without holding mu_: the

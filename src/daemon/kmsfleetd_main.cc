@@ -48,7 +48,9 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
     const AgentConfig& config, Executor& executor) {
   if (!config.cluster.enabled) return std::unique_ptr<ClusterRuntime>();
   absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster =
-      ClusterRuntime::Start(config, [&executor] { return executor.Busy(); });
+      ClusterRuntime::Start(config, [&executor](const v1::Fence& fence) {
+        return executor.HandoffOutcome(fence);
+      });
   if (cluster.ok()) executor.SetFenceCheck((*cluster)->fence_check());
   return cluster;
 }

@@ -108,7 +108,7 @@ std::string ScenarioWorld::Run(const std::string& line) {
       Restart(args);
     } else if (command == "propose" && !args.empty()) {
       Propose(args);
-    } else if (command == "hand-off" && args.size() == 1) {
+    } else if (command == "hand-off" && (args.size() == 1 || args.size() == 2)) {
       HandOff(args);
     } else if (command == "swap" && args.size() == 2) {
       Swap(args);
@@ -280,16 +280,28 @@ void ScenarioWorld::HandOff(const Args& args) {
   std::optional<v1::Fence> fence = leader.machine->CurrentFence();
   if (!fence || fence->in_flight().empty()) Bad(args[0] + " has no in-flight node to release");
   Node& holder = Get(fence->in_flight());
-  absl::Status s = holder.guard->AdmitRelease(*fence, /*running=*/false);
-  if (!s.ok()) {
-    Line(fence->in_flight() + ": refused [" + ReasonOf(s) + "] " + std::string(s.message()));
+  HandoffAnswer answer{v1::HANDOFF_NEVER_STARTED, "scripted"};
+  std::string named = Option(args, "outcome", "HANDOFF_NEVER_STARTED");
+  if (!v1::HandoffOutcome_Parse(named, &answer.outcome)) Bad("no outcome " + named);
+  holder.guard->ObserveTerm(holder.machine->term());
+  absl::StatusOr<v1::ReleaseReply> reply =
+      holder.guard->AdmitRelease(*fence, holder.machine->committed(), answer);
+  if (!reply.ok()) {
+    Line(fence->in_flight() + ": refused [" + ReasonOf(reply.status()) + "] " +
+         std::string(reply.status().message()));
     return;
   }
   holder.fence_durable = holder.guard->state();  // persisted before answering
-  Line(fence->in_flight() + ": released at " + std::to_string(fence->term()) + "/" +
-       std::to_string(fence->index()) + ", highest term " +
-       std::to_string(holder.fence_durable.highest_term()));
-  leader.machine->RecordRelease(fence->in_flight(), fence->term(), fence->index());
+  std::string at = std::to_string(fence->term()) + "/" + std::to_string(fence->index());
+  if (reply->released()) {
+    Line(fence->in_flight() + ": released at " + at + ", highest term " +
+         std::to_string(holder.fence_durable.highest_term()));
+  } else {
+    Line(fence->in_flight() + ": keeps its slot at " + at + " [" + reply->reason() + "] " +
+         v1::HandoffOutcome_Name(reply->outcome()));
+  }
+  leader.machine->RecordRelease(fence->in_flight(), fence->term(), fence->index(),
+                                reply->outcome());
 }
 
 void ScenarioWorld::Swap(const Args& args) {
@@ -297,7 +309,7 @@ void ScenarioWorld::Swap(const Args& args) {
   v1::Fence fence = ParseFence(args[1]);
   // As PeerNode::AdmitSwap: a term seen in the election is a term seen.
   node.guard->ObserveTerm(node.machine->term());
-  absl::Status s = node.guard->AdmitSwap(fence);
+  absl::Status s = node.guard->AdmitSwap(fence, node.machine->committed());
   if (!s.ok()) {
     Line(args[0] + ": refused [" + ReasonOf(s) + "] " + std::string(s.message()));
     return;

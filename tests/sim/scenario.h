@@ -16,9 +16,13 @@
 //   partition A.. | B..    cut every link between the groups; heal: undo
 //   crash NODE             the node stops; restart NODE: from what it persisted
 //   propose NODE [in-flight=X] [payload=P]
-//   hand-off LEADER        the committed in-flight node answers the leader's
-//                          release query (finished) and the leader records it
-//   swap NODE FENCE        NODE's FenceGuard admits or refuses a swap
+//   hand-off LEADER [outcome=O]
+//                          the committed in-flight node answers the leader's
+//                          release query with outcome O (a HandoffOutcome
+//                          name; default HANDOFF_NEVER_STARTED) and the
+//                          leader records it
+//   swap NODE FENCE        NODE's FenceGuard admits or refuses a swap,
+//                          against the committed record NODE holds
 //   status                 role, term, leader and records of every node
 //
 // Single-threaded.

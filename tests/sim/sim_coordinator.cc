@@ -22,6 +22,7 @@ void World::Coordinate(Node& leader) {
     swap.from = leader.name;
     swap.to = fence->in_flight();
     swap.fence = *fence;
+    real_fences_.push_back(*fence);
     // Some commands are held long enough to cross a leader change (issue
     // 3: "a swap command delayed across a leader change").
     Send(std::move(swap), Chance(0.2) ? Pick(10, 60) : max_delay_);
@@ -100,11 +101,24 @@ void World::CheckApplied(Node& node, const v1::PlanRecord& record) {
   }
 }
 
+// The hand-off property (issue 8 §2): when the leader commits a record
+// putting a node in flight, no other node may still be disrupted, neither
+// running nor left by a RollbackFailed.
+void World::CheckHandOff(const Node& leader, const v1::PlanRecord& record) {
+  for (const auto& [name, node] : nodes_) {
+    if (name == record.in_flight() || !Disrupted(node)) continue;
+    Fail("invariant 3 (hand-off): " + leader.name + " committed " +
+         Key(record.term(), record.index()) + " putting '" + record.in_flight() +
+         "' in flight while " + name + " is disrupted (" +
+         (now_ < node.op_end ? "running" : "its last operation ended RollbackFailed") + ")");
+  }
+}
+
 void World::CheckInvariants() {
   std::string disrupted;
   int count = 0;
   for (auto& [name, node] : nodes_) {
-    if (now_ < node.op_end) {
+    if (Disrupted(node)) {
       ++count;
       disrupted += " " + name;
     }

@@ -53,12 +53,20 @@ int main(int argc, char** argv) {
             << " lost writes, " << total.messages << " messages, " << total.handoffs
             << " hand-offs, swaps accepted " << total.swaps_accepted
             << ", refused as stale term " << total.swaps_stale_term
-            << ", refused as stale fence " << total.swaps_stale_fence << "\n";
+            << ", refused as stale fence " << total.swaps_stale_fence << "; "
+            << total.rollback_failed << " RollbackFailed, " << total.handoffs_withheld
+            << " hand-offs withheld; adversary sent " << total.adversary_sent
+            << ", refused " << total.adversary_refused << " (unknown fence "
+            << total.adversary_unknown << ")\n";
   // The schedule must actually produce the cases the fences exist for;
   // otherwise the run proves nothing about them.
   if (seeds >= 200 && (total.swaps_stale_term == 0 || total.swaps_stale_fence == 0 ||
                        total.handoffs == 0)) {
     std::cout << "FAIL: no swap was delayed across a leader change or a hand-off\n";
+    return 1;
+  }
+  if (seeds >= 200 && (total.adversary_unknown == 0 || total.handoffs_withheld == 0)) {
+    std::cout << "FAIL: no forged fence was refused or no hand-off was withheld\n";
     return 1;
   }
   return 0;

@@ -70,16 +70,24 @@ void World::Handle(Node& node, const ElectionReady& ready) {
     e.peer = m;
     Send(std::move(e), max_delay_);
   }
-  if (ready.committed) CheckApplied(node, *ready.committed);
+  if (ready.committed) {
+    CheckApplied(node, *ready.committed);
+    if (node.machine->role() == Role::kLeader) CheckHandOff(node, *ready.committed);
+  }
 }
 
 void World::HandleSwap(Node& node, const Envelope& e) {
-  absl::Status s = node.guard->AdmitSwap(e.fence);
+  // As PeerNode::AdmitSwap: a term seen in the election is a term seen.
+  node.guard->ObserveTerm(node.machine->term());
+  absl::Status s = node.guard->AdmitSwap(e.fence, node.machine->committed());
   if (!s.ok()) {
     std::string reason = ReasonOf(s);
     if (reason == reason::kStaleTerm) ++counters_.swaps_stale_term;
     if (reason == reason::kStaleFence) ++counters_.swaps_stale_fence;
-    Trace(node.name + " refused swap: " + std::string(s.message()));
+    if (e.adversary) ++counters_.adversary_refused;
+    if (e.adversary && reason == reason::kUnknownFence) ++counters_.adversary_unknown;
+    Trace(node.name + " refused " + (e.adversary ? "injected " : "") +
+          "swap: " + std::string(s.message()));
     return;
   }
   node.fence_durable = node.guard->state();  // persisted before acting
@@ -88,32 +96,88 @@ void World::HandleSwap(Node& node, const Envelope& e) {
       it->second.in_flight() != node.name) {
     Fail("invariant 3: " + node.name + " accepted a swap under fence " +
          std::to_string(e.fence.term()) + "/" + std::to_string(e.fence.index()) +
-         " that no committed record naming it matches");
+         " that no committed record naming it matches" +
+         (e.adversary ? " (injected by the adversary)" : ""));
     return;
+  }
+  for (auto& [name, other] : nodes_) {
+    if (name != node.name && Disrupted(other)) {
+      Fail("invariant 3: " + node.name + " accepted a swap under " +
+           std::to_string(e.fence.term()) + "/" + std::to_string(e.fence.index()) +
+           " while " + name + " is disrupted (" +
+           (now_ < other.op_end ? "running" : "ended RollbackFailed") + ")");
+      return;
+    }
   }
   ++counters_.swaps_accepted;
   Trace(node.name + " swaps under " + std::to_string(e.fence.term()) + "/" +
-        std::to_string(e.fence.index()));
-  if (now_ >= node.op_end) node.op_end = now_ + Pick(5, 40);
+        std::to_string(e.fence.index()) + (e.adversary ? " (injected, but real)" : ""));
+  if (now_ >= node.op_end) {
+    node.op_start = now_;
+    node.op_end = now_ + Pick(5, 40);
+    node.op_fence = e.fence;
+    double roll = Unit();
+    node.op_outcome = roll < rollback_failed_rate_ ? SwapPhase::kRollbackFailed
+                      : roll < 0.4                 ? SwapPhase::kRolledBack
+                                                   : SwapPhase::kStable;
+    if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
+  }
+}
+
+// What the node's executor would read from its journals: the one
+// operation the toy executor remembers, closed once it ended.
+HandoffFacts World::Facts(const Node& node) const {
+  HandoffFacts facts;
+  facts.busy = now_ < node.op_end;
+  if (node.op_start < 0) return facts;
+  SwapJournal j;
+  j.operation_id = node.name + "-" + std::to_string(node.op_start);
+  j.phase = node.op_outcome;
+  j.open = false;
+  j.fence_term = node.op_fence.term();
+  j.fence_index = node.op_fence.index();
+  j.started_unix_ms = node.op_start;
+  facts.journals.push_back(std::move(j));
+  return facts;
+}
+
+bool World::Disrupted(const Node& node) const {
+  return now_ < node.op_end ||
+         (node.op_start >= 0 && node.op_outcome == SwapPhase::kRollbackFailed);
 }
 
 void World::HandleQuery(Node& node, const Envelope& e) {
-  bool running = now_ < node.op_end;
-  if (!node.guard->AdmitRelease(e.fence, running).ok()) return;
+  node.guard->ObserveTerm(node.machine->term());
+  absl::StatusOr<v1::ReleaseReply> reply = node.guard->AdmitRelease(
+      e.fence, node.machine->committed(), DecideHandoff(Facts(node), e.fence));
+  if (!reply.ok()) return;
   node.fence_durable = node.guard->state();  // persisted before answering
-  Envelope reply;
-  reply.kind = Kind::kReleased;
-  reply.from = node.name;
-  reply.to = e.from;
-  reply.fence = e.fence;
-  reply.running = running;
-  Send(std::move(reply), max_delay_);
+  if (!nodes_.contains(e.from)) return;  // the adversary's own query
+  Envelope answer;
+  answer.kind = Kind::kReleased;
+  answer.from = node.name;
+  answer.to = e.from;
+  answer.fence = e.fence;
+  answer.reply = *reply;
+  Send(std::move(answer), max_delay_);
 }
 
 void World::HandleReleased(Node& leader, const Envelope& e) {
-  if (leader.machine->role() != Role::kLeader || e.running) return;
-  leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index());
+  if (leader.machine->role() != Role::kLeader) return;
+  // The machine itself must ignore an answer that keeps the slot.
+  leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index(),
+                                e.reply.outcome());
   CoordinatorState& c = leader.coordinator;
+  if (!e.reply.released() && !e.reply.running()) {
+    // The operator repairs the node: a new plan record gives a new fence,
+    // and the coordinator sends the stuck node a swap under it.
+    ++counters_.handoffs_withheld;
+    Trace(e.from + " keeps its slot: " + e.reply.detail());
+    if (Chance(0.5)) {
+      Propose(leader, e.fence.in_flight(), "repair-" + std::to_string(now_));
+    }
+    return;
+  }
   if (c.want_handoff) Propose(leader, c.target, "handoff-" + std::to_string(now_));
 }
 

@@ -29,7 +29,8 @@ struct Envelope {
   std::string to;
   v1::PeerMessage peer;
   v1::Fence fence;
-  bool running = false;  // Released: the operation was still running
+  v1::ReleaseReply reply;  // Released: the node's answer
+  bool adversary = false;  // Swap or Query injected by the adversary
   bool operator>(const Envelope& o) const {
     return deliver_at != o.deliver_at ? deliver_at > o.deliver_at : seq > o.seq;
   }
@@ -53,7 +54,12 @@ struct Node {
   std::unique_ptr<FenceGuard> guard;
   v1::HardState durable;       // what survives a crash
   v1::FenceState fence_durable;
-  int64_t op_end = -1;         // provider disrupted while now < op_end
+  // The toy executor: the provider is disrupted while now < op_end, and
+  // after that too when the operation ended RollbackFailed.
+  int64_t op_end = -1;
+  int64_t op_start = -1;       // -1: no operation ever ran
+  SwapPhase op_outcome = SwapPhase::kStable;  // how it ends (at op_end)
+  v1::Fence op_fence;          // the fence it was admitted under
   v1::PlanRecord applied;      // newest committed record applied
   CoordinatorState coordinator;
 };
@@ -85,12 +91,20 @@ class World {
   void HandleSwap(Node& node, const Envelope& e);
   void HandleQuery(Node& node, const Envelope& e);
   void HandleReleased(Node& node, const Envelope& e);
+  HandoffFacts Facts(const Node& node) const;
+  bool Disrupted(const Node& node) const;
+
+  // sim_adversary.cc: a member's certificate in the wrong hands, sending
+  // forged, replayed and duplicated fences at random points.
+  void Adversary();
+  void Inject(Kind kind, const v1::Fence& fence, const std::string& to);
 
   // sim_coordinator.cc: the leader's actions and the invariants.
   void Coordinate(Node& leader);
   void Propose(Node& leader, const std::string& in_flight, const std::string& payload);
   bool ProposeAndCheck(const std::string& payload);
   void CheckApplied(Node& node, const v1::PlanRecord& record);
+  void CheckHandOff(const Node& leader, const v1::PlanRecord& record);
   void CheckInvariants();
 
   SimOptions options_;
@@ -112,6 +126,8 @@ class World {
   int64_t seq_ = 0;
   bool faults_ = true;
   double loss_ = 0, dup_ = 0, crash_rate_ = 0, lost_write_rate_ = 0;
+  double adversary_rate_ = 0, rollback_failed_rate_ = 0;
+  std::vector<v1::Fence> real_fences_;  // every fence a coordinator sent
   int64_t max_delay_ = 0;
 
   std::map<uint64_t, std::string> leader_of_term_;       // invariant 1

@@ -16,6 +16,11 @@ void Counters::Add(const Counters& o) {
   crashes += o.crashes;
   lost_writes += o.lost_writes;
   messages += o.messages;
+  rollback_failed += o.rollback_failed;
+  handoffs_withheld += o.handoffs_withheld;
+  adversary_sent += o.adversary_sent;
+  adversary_unknown += o.adversary_unknown;
+  adversary_refused += o.adversary_refused;
 }
 
 World::World(const SimOptions& options) : options_(options), rng_(options.seed) {
@@ -34,6 +39,9 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed) 
   crash_rate_ = 0.02 * Unit();
   lost_write_rate_ = 0.02 * Unit();
   int heartbeat_ticks = static_cast<int>(Pick(1, 3));
+  // Drawn after the original draws, so older seeds keep their shapes.
+  adversary_rate_ = 0.2 * Unit();
+  rollback_failed_rate_ = 0.15 * Unit();
   for (const auto* list : {&voter_names, &learner_names}) {
     for (const std::string& name : *list) {
       Node& node = nodes_[name];
@@ -68,6 +76,7 @@ void World::Fail(const std::string& what) {
 SimResult World::Run() {
   for (now_ = 1; now_ <= options_.fault_ticks && failure_.empty(); ++now_) {
     InjectFaults();
+    Adversary();
     Step();
   }
   Heal();

@@ -4,14 +4,19 @@
 // partitions (also one way). Nodes crash and restart from what they
 // persisted, and a crash may hit before fsync returns, losing the write.
 // Coordinators send swap commands, possibly delayed across leader changes,
-// and hand the in-flight slot over through release queries.
+// and hand the in-flight slot over through release queries. An adversary
+// holding a member's certificate injects forged fences (the public current
+// term, a future index, the target's own name), replays old real fences
+// and duplicates recent ones.
 //
 // After every step the four invariants of issue 3 are checked:
 //   1. at most one leader per term;
 //   2. a committed record is never lost or reordered, on any node and
 //      across restarts;
 //   3. at most one node is disrupted, and only under a committed fence
-//      naming it;
+//      naming it; an operation that ended RollbackFailed leaves its node
+//      disrupted, and a record putting another node in flight never
+//      commits while a node is disrupted (the hand-off);
 //   4. after faults stop, a leader is elected and a plan change commits
 //      within a bounded simulated time.
 // Everything is derived from one seed, so a failure replays exactly.
@@ -42,6 +47,11 @@ struct Counters {
   int64_t crashes = 0;
   int64_t lost_writes = 0;
   int64_t messages = 0;
+  int64_t rollback_failed = 0;       // operations that ended RollbackFailed
+  int64_t handoffs_withheld = 0;     // release answers that kept the slot
+  int64_t adversary_sent = 0;        // forged, replayed or duplicated fences
+  int64_t adversary_unknown = 0;     // refused as UNKNOWN_FENCE
+  int64_t adversary_refused = 0;     // refused for any reason
   void Add(const Counters& o);
 };
 

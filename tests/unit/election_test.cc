@@ -462,9 +462,28 @@ TEST(ElectionTest, HandOffToAnotherNodeNeedsReleaseAtCurrentTerm) {
   absl::StatusOr<ElectionReady> to_c = g["a"].Propose("c", "swap c");
   EXPECT_EQ(ReasonOf(to_c.status()), reason::kHandoffPending);
   EXPECT_EQ(to_c.status().code(), absl::StatusCode::kFailedPrecondition);
-  g["a"].RecordRelease("b", g["a"].term() - 1, g["a"].committed().index());
+  g["a"].RecordRelease("b", g["a"].term() - 1, g["a"].committed().index(),
+                       v1::HANDOFF_STABLE);
   EXPECT_FALSE(g.Propose("a", "c", "swap c").ok()) << "an old term is no answer";
-  g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index());
+  g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index(), v1::HANDOFF_STABLE);
+  EXPECT_TRUE(g.Propose("a", "c", "swap c").ok());
+}
+
+// Issue 8 §2: an in-flight node whose provider may be down keeps the slot,
+// whatever it answers at the current term.
+TEST(ElectionTest, HandOffIgnoresAnswersThatDoNotLeaveTheProviderServing) {
+  Group g = ElectedThree();
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  for (v1::HandoffOutcome outcome :
+       {v1::HANDOFF_ROLLBACK_FAILED, v1::HANDOFF_JOURNAL_OPEN, v1::HANDOFF_UNKNOWN,
+        v1::HANDOFF_RUNNING, v1::HANDOFF_OUTCOME_UNSPECIFIED}) {
+    g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index(), outcome);
+    EXPECT_EQ(ReasonOf(g["a"].Propose("c", "swap c").status()), reason::kHandoffPending)
+        << v1::HandoffOutcome_Name(outcome);
+  }
+  g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index(),
+                       v1::HANDOFF_ROLLED_BACK);
   EXPECT_TRUE(g.Propose("a", "c", "swap c").ok());
 }
 
@@ -495,17 +514,19 @@ TEST(ElectionTest, SwapDelayedAcrossLeaderChangeIsRefusedAfterHandOff) {
   // The hand-off: b answers at the new term that it never started.
   v1::Fence now = *g[next].CurrentFence();
   EXPECT_EQ(now.in_flight(), "b") << "the committed plan survived the change";
-  ASSERT_TRUE(b_guard.AdmitRelease(now, /*running=*/false).ok());
-  g[next].RecordRelease("b", now.term(), now.index());
+  absl::StatusOr<v1::ReleaseReply> released = b_guard.AdmitRelease(
+      now, g["b"].committed(), {v1::HANDOFF_NEVER_STARTED, ""});
+  ASSERT_TRUE(released.ok()) << released.status();
+  g[next].RecordRelease("b", now.term(), now.index(), released->outcome());
   ASSERT_TRUE(g.Propose(next, "c", "swap c").ok());
   g.Stabilize({"a"});
   v1::Fence to_c = *g[next].CurrentFence();
   ASSERT_EQ(to_c.in_flight(), "c");
 
-  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(held)), reason::kStaleTerm);
-  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(now)), reason::kStaleFence);
-  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(to_c)), reason::kNotInFlight);
-  EXPECT_TRUE(c_guard.AdmitSwap(to_c).ok());
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(held, g["b"].committed())), reason::kStaleTerm);
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(now, g["b"].committed())), reason::kStaleFence);
+  EXPECT_EQ(ReasonOf(b_guard.AdmitSwap(to_c, g["b"].committed())), reason::kNotInFlight);
+  EXPECT_TRUE(c_guard.AdmitSwap(to_c, g["c"].committed()).ok());
 }
 
 }  // namespace
