@@ -69,8 +69,10 @@ class PeerNode {
 
   // Leader only: commits a plan record naming `in_flight`, first asking the
   // current in-flight node to hand off when that changes, and waits up to
-  // `timeout` for the commit. Returns the committed record's fence. Errors
-  // as ElectionMachine::Propose; Unavailable/PLAN_CHANGE_PENDING when it
+  // `timeout` for the commit. Returns the committed record's fence, only
+  // once that record is durable here and committed. Errors as
+  // ElectionMachine::Propose; Unavailable/STATE_WRITE_FAILED when the
+  // record could not be persisted; Unavailable/PLAN_CHANGE_PENDING when it
   // did not commit in time; FailedPrecondition/NOT_RELEASABLE (metadata
   // in_flight, outcome) or HANDOFF_PENDING when the in-flight node's
   // answer keeps its slot.

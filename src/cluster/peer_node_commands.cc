@@ -119,8 +119,10 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(const std::string& in_flight,
     ready = machine_->Propose(in_flight, payload);
   }
   if (!ready.ok()) return ready.status();
-  Process(*ready).IgnoreError();
   v1::PlanRecord wanted = machine_->record();
+  // A record that is not durable here was never proposed: Process went
+  // back to the persisted state, and the old fence is no answer.
+  if (absl::Status s = Process(*ready); !s.ok()) return s;
   // Stop waiting once it committed or this node stopped leading (a new
   // term, or CheckQuorum): a deposed leader's record may never commit.
   bool done = changed_.wait_for(lock, timeout, [&] {

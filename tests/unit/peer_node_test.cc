@@ -1,0 +1,115 @@
+// PeerNode, the election shell (architecture.md §6), in-process: one voter
+// and a learner, so a plan commits without any peer answering. Issue 8:
+// fences, the hand-off answer and proposals that were not persisted.
+#include "kmsfleet/peer_node.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <memory>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "process_harness.h"
+
+namespace kmsfleet {
+namespace {
+
+using testing::TempDir;
+using testing::WaitUntil;
+
+class PeerNodeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PeerNodeOptions options;
+    options.election = ElectionConfig{.self = "a", .voters = {"a"}, .learners = {"b"}};
+    options.tick = std::chrono::milliseconds(5);
+    options.state_dir = dir_.File("state");
+    options.handoff_outcome = [this](const v1::Fence&) {
+      return HandoffAnswer{outcome_.load(), "scripted"};
+    };
+    absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
+    ASSERT_TRUE(node.ok()) << node.status();
+    node_ = std::move(*node);
+    node_->Start();
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          v1::LeaderView v = node_->View();
+          return v.role() == "Leader" && v.committed().term() == v.term();
+        },
+        std::chrono::seconds(5)));
+  }
+  void TearDown() override { node_->Stop(); }
+
+  absl::StatusOr<v1::Fence> Propose(const std::string& in_flight, const std::string& payload) {
+    return node_->ProposePlan(in_flight, payload, std::chrono::seconds(2));
+  }
+
+  TempDir dir_;
+  std::atomic<v1::HandoffOutcome> outcome_{v1::HANDOFF_NEVER_STARTED};
+  std::unique_ptr<PeerNode> node_;
+};
+
+// Issue 8 §1: the term is public, so {current term, committed index + 1,
+// self} is what anyone can forge; this node has not seen it committed.
+TEST_F(PeerNodeTest, SwapUnderTheNextRecordIsRefusedAsUnknownFence) {
+  absl::StatusOr<v1::Fence> to_b = Propose("b", "upgrade b");
+  ASSERT_TRUE(to_b.ok()) << to_b.status();
+  v1::Fence forged = *to_b;
+  forged.set_index(to_b->index() + 1);
+  forged.set_in_flight("a");
+  absl::Status s = node_->AdmitSwap(forged);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kUnknownFence);
+  EXPECT_EQ(ReasonOf(node_->AdmitSwap(*to_b)), reason::kNotInFlight);
+
+  absl::StatusOr<v1::Fence> to_a = Propose("a", "upgrade a");
+  ASSERT_FALSE(to_a.ok()) << "b has not handed off yet (it is not reachable)";
+}
+
+// Issue 8 §2: after RollbackFailed the node is idle, but its provider may
+// be down; it keeps the slot until an operation restores it.
+TEST_F(PeerNodeTest, NodeWhoseRollbackFailedKeepsTheInFlightSlot) {
+  absl::StatusOr<v1::Fence> to_a = Propose("a", "upgrade a");
+  ASSERT_TRUE(to_a.ok()) << to_a.status();
+  ASSERT_TRUE(node_->AdmitSwap(*to_a).ok());
+  outcome_ = v1::HANDOFF_ROLLBACK_FAILED;
+
+  absl::StatusOr<v1::ReleaseReply> reply = node_->Release(*to_a);
+  ASSERT_TRUE(reply.ok()) << reply.status();
+  EXPECT_FALSE(reply->released());
+  EXPECT_EQ(reply->outcome(), v1::HANDOFF_ROLLBACK_FAILED);
+  EXPECT_EQ(reply->reason(), reason::kNotReleasable);
+
+  absl::StatusOr<v1::Fence> to_b = Propose("b", "upgrade b");
+  EXPECT_EQ(to_b.status().code(), absl::StatusCode::kFailedPrecondition) << to_b.status();
+  EXPECT_EQ(ReasonOf(to_b.status()), reason::kNotReleasable);
+  EXPECT_EQ(MetadataOf(to_b.status(), "outcome"), "HANDOFF_ROLLBACK_FAILED");
+  EXPECT_EQ(node_->View().committed().in_flight(), "a") << "the slot stays";
+
+  outcome_ = v1::HANDOFF_ROLLED_BACK;  // an operator's rollback restored it
+  to_b = Propose("b", "upgrade b");
+  ASSERT_TRUE(to_b.ok()) << to_b.status();
+  EXPECT_EQ(to_b->in_flight(), "b");
+}
+
+// Issue 8 §4: a proposal that could not be persisted was never made; the
+// previous fence is no answer to it.
+TEST_F(PeerNodeTest, ProposalThatCannotBePersistedIsAnError) {
+  absl::StatusOr<v1::Fence> first = Propose("", "plan 1");
+  ASSERT_TRUE(first.ok()) << first.status();
+  // Root ignores a read-only directory; a directory where the temporary
+  // file goes fails for everyone.
+  std::string blocker = dir_.File("state/election.pb.tmp");
+  ASSERT_EQ(mkdir(blocker.c_str(), 0700), 0);
+  absl::StatusOr<v1::Fence> second = Propose("", "plan 2");
+  rmdir(blocker.c_str());
+  ASSERT_FALSE(second.ok()) << "reported fence " << second->term() << "/"
+                            << second->index() << " for an unpersisted proposal";
+  EXPECT_EQ(ReasonOf(second.status()), reason::kStateWriteFailed) << second.status();
+  EXPECT_NE(node_->View().committed().payload(), "plan 2");
+}
+
+}  // namespace
+}  // namespace kmsfleet
