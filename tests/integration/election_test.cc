@@ -1,17 +1,20 @@
 // Multi-process election over mTLS on loopback (issue 3, architecture.md
 // §6 and §7): failover after SIGKILL and SIGSTOP, fences of deposed
 // coordinators refused everywhere, and hostile peers refused without any
-// state change.
+// state change; issue 8: forged fences refused and no hand-off from a node
+// whose last operation ended RollbackFailed.
 #include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <condition_variable>
+#include <filesystem>
 #include <mutex>
 
 #include "election_cluster.h"
 #include "fleet.h"
+#include "kmsfleet/swap_machine.h"
 #include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet::testing {
@@ -281,6 +284,41 @@ TEST_F(HostilePeerTest, NobodyCanMakeUpAFenceFromAFutureTerm) {
   EXPECT_THAT(cluster_->Log(victim_), HasSubstr("swap command refused"));
 }
 
+// Issue 8 §1: the term and committed index are public (GetLeader), so a
+// caller can forge {current term, committed index + 1, its own node}. No
+// node has seen that record committed, so none may act on it while the
+// plan puts another node in flight.
+TEST_F(HostilePeerTest, ForgedFenceForTheNextRecordIsRefusedEndToEnd) {
+  int third = 3 - leader_ - victim_;
+  v1::Fence fence;
+  grpc::Status proposed = Propose(leader_, cluster_->Name(third), "upgrade-third", &fence);
+  ASSERT_TRUE(proposed.ok()) << proposed.error_message();
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        std::optional<v1::LeaderView> v = cluster_->View(victim_);
+        return v && v->committed().index() == fence.index();
+      },
+      std::chrono::seconds(10)))
+      << "the victim never learned the commit";
+
+  v1::Fence forged = fence;
+  forged.set_index(fence.index() + 1);
+  forged.set_in_flight(cluster_->Name(victim_));
+  grpc::Status s = Swap(victim_, forged);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE") << s.error_message();
+
+  v1::Fence claimed = fence;  // the real record, claimed for the victim
+  claimed.set_in_flight(cluster_->Name(victim_));
+  grpc::Status c = Swap(victim_, claimed);
+  EXPECT_EQ(ReasonOf(c), "NOT_IN_FLIGHT") << c.error_message();
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("swap command refused"));
+
+  grpc::Status real = Swap(third, fence);
+  EXPECT_EQ(ReasonOf(real), "NOT_STAGED") << "the real fence is admitted: "
+                                          << real.error_message();
+}
+
 TEST_F(HostilePeerTest, CertificateFromAnotherCaIsRefusedAtTheHandshake) {
   std::string other = dir_.File("other-pki");
   ASSERT_TRUE(MakeCertificates(other, {cluster_->Name(leader_)}, "ca"));
@@ -317,6 +355,43 @@ TEST_F(HostilePeerTest, MalformedMessagesAreRefused) {
   cv.wait(lock, [&] { return status.has_value(); });
   EXPECT_FALSE(status->ok());
   ExpectUnchanged();
+}
+
+// Issue 8 §2: a node whose last operation ended RollbackFailed (its unit
+// left as it is, the provider possibly down) keeps the in-flight slot. The
+// journal is planted before the agents start, as a previous run of the
+// executor would have left it; no systemd is needed.
+TEST_F(ElectionThreeTest, NodeWhoseRollbackFailedIsNotHandedOffEndToEnd) {
+  cluster_ = std::make_unique<ElectionCluster>(dir_, 3);
+  for (int i : All()) {
+    SwapJournal j;
+    j.operation_id = "op-earlier";
+    j.phase = SwapPhase::kRollbackFailed;
+    j.open = false;
+    j.failure_reason = "UNIT_FAILED";
+    j.started_unix_ms = j.updated_unix_ms = 1000;
+    std::string journal_dir = dir_.File(cluster_->Name(i) + "/state/journal");
+    std::filesystem::create_directories(journal_dir);
+    WriteFile(journal_dir + "/op-earlier.json", SerializeJournal(j));
+  }
+  cluster_->StartAll();
+  int leader = cluster_->WaitForLeader(All());
+  ASSERT_GE(leader, 0);
+  int held = (leader + 1) % 3;
+  int next = (leader + 2) % 3;
+  v1::Fence fence;
+  grpc::Status first = Propose(leader, cluster_->Name(held), "upgrade-held", &fence);
+  ASSERT_TRUE(first.ok()) << first.error_message();
+
+  grpc::Status moved = Propose(leader, cluster_->Name(next), "upgrade-next", nullptr);
+  EXPECT_EQ(moved.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << moved.error_message();
+  EXPECT_EQ(ReasonOf(moved), "NOT_RELEASABLE") << moved.error_message();
+  EXPECT_THAT(moved.error_message(), HasSubstr("HANDOFF_ROLLBACK_FAILED"));
+  EXPECT_THAT(moved.error_message(), HasSubstr("op-earlier"));
+  std::optional<v1::LeaderView> v = cluster_->View(leader);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->committed().in_flight(), cluster_->Name(held)) << "the slot stays";
+  EXPECT_THAT(cluster_->Log(held), HasSubstr("hand-off withheld"));
 }
 
 }  // namespace
