@@ -101,6 +101,8 @@ class PeerNode {
   // (STATE_WRITE_FAILED), after going back to the durable state.
   absl::Status Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::ReleaseReply> QueryRelease(const std::string& holder,
+                                                const v1::Fence& fence);
   absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
   struct Ticker;
   void ScheduleTick();

@@ -1,5 +1,7 @@
 // PeerNode: plan proposals, the hand-off and fenced commands
 // (architecture.md §6).
+#include <thread>
+
 #include "kmsfleet/log.h"
 #include "kmsfleet/peer_node.h"
 #include "kmsfleet/reasons.h"
@@ -13,6 +15,9 @@ namespace {
 std::string Key(uint64_t term, uint64_t index) {
   return std::to_string(term) + "/" + std::to_string(index);
 }
+
+// Ticks a hand-off query waits for the holder to learn the commit.
+constexpr int kUnknownFenceRetries = 10;
 
 }  // namespace
 
@@ -72,15 +77,23 @@ absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {
   return reply;
 }
 
+absl::StatusOr<v1::ReleaseReply> PeerNode::QueryRelease(const std::string& holder,
+                                                         const v1::Fence& fence) {
+  if (holder == self()) return Release(fence);
+  if (auto it = senders_.find(holder); it != senders_.end()) return it->second->Release(fence);
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kHandoffPending,
+                   "no address for in-flight node " + holder);
+}
+
 absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fence) {
-  absl::StatusOr<v1::ReleaseReply> reply;
-  if (holder == self()) {
-    reply = Release(fence);
-  } else if (auto it = senders_.find(holder); it != senders_.end()) {
-    reply = it->second->Release(fence);
-  } else {
-    reply = MakeError(absl::StatusCode::kFailedPrecondition, reason::kHandoffPending,
-                      "no address for in-flight node " + holder);
+  absl::StatusOr<v1::ReleaseReply> reply = QueryRelease(holder, fence);
+  // The holder admits the query only once it knows the fence's record is
+  // committed, which the heartbeat after the commit tells it.
+  for (int i = 0; i < kUnknownFenceRetries && !reply.ok() &&
+                  MetadataOf(reply.status(), "peer_reason") == reason::kUnknownFence;
+       ++i) {
+    std::this_thread::sleep_for(options_.tick);
+    reply = QueryRelease(holder, fence);
   }
   if (!reply.ok()) return reply.status();
   // An agent from before the outcome field answers UNSPECIFIED: not

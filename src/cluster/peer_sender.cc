@@ -4,6 +4,7 @@
 #include "kmsfleet/peer_tls.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
+#include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {
 namespace {
@@ -88,10 +89,14 @@ absl::StatusOr<v1::ReleaseReply> PeerSender::Release(const v1::Fence& fence) {
   v1::ReleaseReply reply;
   grpc::Status status = stub_->Release(&context, request, &reply);
   if (!status.ok()) {
+    // The peer's own reason, so the caller can tell "not seen yet" (retry
+    // after a heartbeat) from "no answer".
+    v1::ErrorInfo info;
+    if (!info.ParseFromString(status.error_details())) info.Clear();
     return MakeError(absl::StatusCode::kUnavailable, reason::kHandoffPending,
                      "in-flight node " + peer_ + " did not answer the hand-off query: " +
                          status.error_message(),
-                     {{"in_flight", peer_}});
+                     {{"in_flight", peer_}, {"peer_reason", info.reason()}});
   }
   return reply;
 }
