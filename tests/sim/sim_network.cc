@@ -100,28 +100,24 @@ void World::HandleSwap(Node& node, const Envelope& e) {
          (e.adversary ? " (injected by the adversary)" : ""));
     return;
   }
-  for (auto& [name, other] : nodes_) {
-    if (name != node.name && Disrupted(other)) {
-      Fail("invariant 3: " + node.name + " accepted a swap under " +
-           std::to_string(e.fence.term()) + "/" + std::to_string(e.fence.index()) +
-           " while " + name + " is disrupted (" +
-           (now_ < other.op_end ? "running" : "ended RollbackFailed") + ")");
-      return;
-    }
-  }
+  if (!CheckAlone(node, e.fence)) return;
   ++counters_.swaps_accepted;
   Trace(node.name + " swaps under " + std::to_string(e.fence.term()) + "/" +
         std::to_string(e.fence.index()) + (e.adversary ? " (injected, but real)" : ""));
-  if (now_ >= node.op_end) {
-    node.op_start = now_;
-    node.op_end = now_ + Pick(5, 40);
-    node.op_fence = e.fence;
-    double roll = Unit();
-    node.op_outcome = roll < rollback_failed_rate_ ? SwapPhase::kRollbackFailed
-                      : roll < 0.4                 ? SwapPhase::kRolledBack
-                                                   : SwapPhase::kStable;
-    if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
-  }
+  if (now_ >= node.op_end) StartOperation(node, e.fence);
+}
+
+// The toy executor starts an operation; how it ends is drawn now and
+// takes effect at op_end.
+void World::StartOperation(Node& node, const v1::Fence& fence) {
+  node.op_start = now_;
+  node.op_end = now_ + Pick(5, 40);
+  node.op_fence = fence;
+  double roll = Unit();
+  node.op_outcome = roll < rollback_failed_rate_ ? SwapPhase::kRollbackFailed
+                    : roll < 0.4                 ? SwapPhase::kRolledBack
+                                                 : SwapPhase::kStable;
+  if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
 }
 
 // What the node's executor would read from its journals: the one
@@ -139,6 +135,19 @@ HandoffFacts World::Facts(const Node& node) const {
   j.started_unix_ms = node.op_start;
   facts.journals.push_back(std::move(j));
   return facts;
+}
+
+// Invariant 3 at the moment a swap is admitted: nobody else is disrupted.
+bool World::CheckAlone(const Node& node, const v1::Fence& fence) {
+  for (auto& [name, other] : nodes_) {
+    if (name == node.name || !Disrupted(other)) continue;
+    Fail("invariant 3: " + node.name + " accepted a swap under " +
+         std::to_string(fence.term()) + "/" + std::to_string(fence.index()) + " while " +
+         name + " is disrupted (" +
+         (now_ < other.op_end ? "running" : "ended RollbackFailed") + ")");
+    return false;
+  }
+  return true;
 }
 
 bool World::Disrupted(const Node& node) const {

@@ -91,6 +91,8 @@ class World {
   void HandleSwap(Node& node, const Envelope& e);
   void HandleQuery(Node& node, const Envelope& e);
   void HandleReleased(Node& node, const Envelope& e);
+  void StartOperation(Node& node, const v1::Fence& fence);
+  bool CheckAlone(const Node& node, const v1::Fence& fence);
   HandoffFacts Facts(const Node& node) const;
   bool Disrupted(const Node& node) const;
 
