@@ -83,6 +83,10 @@ inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
 inline constexpr char kStateWriteFailed[] = "STATE_WRITE_FAILED";
 inline constexpr char kCorruptState[] = "CORRUPT_STATE";
 
+// ---- Issue 8 review fixes (lead). ----
+// A persisted state file exists but could not be read whole.
+inline constexpr char kStateReadFailed[] = "STATE_READ_FAILED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

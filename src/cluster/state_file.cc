@@ -58,17 +58,28 @@ absl::StatusOr<std::optional<std::string>> ReadStateFile(const std::string& path
   int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) return std::optional<std::string>();
   if (fd < 0) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kStateWriteFailed,
+    return MakeError(absl::StatusCode::kUnavailable, reason::kStateReadFailed,
                      "cannot read " + path + ": " + std::strerror(errno),
                      {{"path", path}});
   }
   std::string out;
   char buf[8192];
   ssize_t n = 0;
-  while ((n = read(fd, buf, sizeof buf)) > 0 && out.size() <= max_bytes) {
+  while (out.size() <= max_bytes) {
+    n = read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
     out.append(buf, static_cast<size_t>(n));
   }
+  int read_errno = errno;
   close(fd);
+  // A read error must not pass as a short file: the caller would act on
+  // a truncated record as if it were the whole of it.
+  if (n < 0) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kStateReadFailed,
+                     "cannot read " + path + ": " + std::strerror(read_errno),
+                     {{"path", path}});
+  }
   if (out.size() > max_bytes) {
     return MakeError(absl::StatusCode::kDataLoss, reason::kInputTooLarge,
                      path + " is larger than " + std::to_string(max_bytes) + " bytes",
