@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -349,20 +348,19 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
 }
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return MakeError(absl::StatusCode::kNotFound, reason::kInvalidConfig,
-                     "cannot read config file " + path, {{"file", path}});
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxConfigBytes);
+  if (!text.ok()) {
+    std::string why = ReasonOf(text.status()) == reason::kInputTooLarge
+                          ? "config file " + path + " is larger than 1 MiB"
+                          : "cannot read config file " + path + ": " +
+                                std::string(text.status().message());
+    return MakeError(text.status().code(),
+                     ReasonOf(text.status()) == reason::kInputTooLarge
+                         ? reason::kInputTooLarge
+                         : reason::kInvalidConfig,
+                     why, {{"file", path}});
   }
-  std::string text(kMaxConfigBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxConfigBytes) {
-    return MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
-                     "config file " + path + " is larger than 1 MiB",
-                     {{"file", path}});
-  }
-  KMSFLEET_ASSIGN_OR_RETURN(AgentConfig config, ParseAgentConfig(text, path));
+  KMSFLEET_ASSIGN_OR_RETURN(AgentConfig config, ParseAgentConfig(*text, path));
   KMSFLEET_RETURN_IF_ERROR(ReadProviderConfig(config));
   return config;
 }
