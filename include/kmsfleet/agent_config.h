@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kmsfleet/provider_config.h"
 #include "kmsfleet/provider_probe.h"
 
 namespace kmsfleet {
@@ -30,7 +31,11 @@ struct ExecutorConfig {
   // PEM public keys (ECDSA P-256 or Ed25519) that sign checksums.txt.
   std::vector<std::string> public_keys;
   bool allow_unsigned = false;
+  // The provider's state.path. Taken from the provider's config file
+  // (`provider.config`) when that file exists; an explicit setting must
+  // agree with it. Without the file: the explicit setting, else this.
   std::string registry_path = "/var/lib/openbao-kms/state/key-registry.json";
+  bool registry_path_set = false;  // `executor.registry_path` was given
   std::string run_as;  // user for doctor/version/rotation-plan; "" = ours
   std::chrono::milliseconds stabilization{30000};
   std::chrono::milliseconds ready_timeout{90000};
@@ -80,6 +85,9 @@ struct AgentConfig {
   std::vector<PeerConfig> peers;
   ExecutorConfig executor;
   ClusterConfig cluster;
+  // What LoadAgentConfig read from `provider_config` (empty when the file
+  // does not exist): the OpenBao address and CA the fleet guards need.
+  ProviderConfigFacts provider_facts;
 };
 
 // Parses `text` as the YAML config file `file_name` (used in messages only).
@@ -88,8 +96,17 @@ struct AgentConfig {
 absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
                                              std::string_view file_name);
 
-// Reads `path` (at most 1 MiB) and parses it. Errors as above, plus
-// NotFound / PermissionDenied / ResourceExhausted naming the path.
+// Takes what the agent needs from the provider's own config (`facts`, read
+// from `config.provider_config`) into `config`: today the registry path.
+// Errors: InvalidArgument, INVALID_CONFIG, naming both files and values,
+// when an explicit `executor.registry_path` disagrees with `state.path`.
+absl::Status ApplyProviderConfig(AgentConfig& config, const ProviderConfigFacts& facts);
+
+// Reads `path` (at most 1 MiB) and parses it, then reads the provider's
+// config file `provider.config` if it exists (bounded, read-only) and
+// applies it as above. Errors as above, plus NotFound / PermissionDenied /
+// ResourceExhausted naming the path, and the provider config's own errors
+// (ParseProviderConfig) naming that file.
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
 
 }  // namespace kmsfleet

@@ -88,6 +88,10 @@ inline constexpr char kCorruptState[] = "CORRUPT_STATE";
 // in-flight slot (RollbackFailed, an open journal, an unknown outcome).
 inline constexpr char kNotReleasable[] = "NOT_RELEASABLE";
 
+// ---- Issue 8 review fixes (lead). ----
+// A persisted state file exists but could not be read whole.
+inline constexpr char kStateReadFailed[] = "STATE_READ_FAILED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

@@ -20,7 +20,8 @@ namespace kmsfleet {
 absl::Status WriteStateFile(const std::string& path, std::string_view content);
 
 // Reads `path`, or nullopt when it does not exist. Errors: DataLoss with
-// reason INPUT_TOO_LARGE when over `max_bytes`; Unavailable when unreadable.
+// reason INPUT_TOO_LARGE when over `max_bytes`; Unavailable with reason
+// STATE_READ_FAILED when it cannot be opened or read whole.
 absl::StatusOr<std::optional<std::string>> ReadStateFile(const std::string& path,
                                                          size_t max_bytes);
 

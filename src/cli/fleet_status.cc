@@ -1,6 +1,7 @@
 #include "kmsfleet/fleet_status.h"
 
 #include <boost/json.hpp>
+#include <cmath>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -34,6 +35,16 @@ std::string LastError(const StatusRow& row) {
   return c.reason() + ": " + c.message();
 }
 
+// Prometheus counters arrive as doubles; Boost.JSON prints 0.0 as "0E0",
+// which scripts comparing with 0 trip over. Whole values print as integers.
+boost::json::value CounterJson(double value) {
+  constexpr double kExactIntegerLimit = 9007199254740992.0;  // 2^53
+  if (std::trunc(value) == value && std::fabs(value) < kExactIntegerLimit) {
+    return static_cast<int64_t>(value);
+  }
+  return value;
+}
+
 boost::json::object RowJson(const StatusRow& row) {
   boost::json::object o;
   o["agent"] = row.agent;
@@ -58,10 +69,10 @@ boost::json::object RowJson(const StatusRow& row) {
   o["rotation_state"] = s.rotation_state();
   if (s.has_key_version()) o["key_version"] = s.key_version();
   if (s.has_decrypt_key_id_errors_total()) {
-    o["decrypt_key_id_errors_total"] = s.decrypt_key_id_errors_total();
+    o["decrypt_key_id_errors_total"] = CounterJson(s.decrypt_key_id_errors_total());
   }
   if (s.has_aad_validation_errors_total()) {
-    o["aad_validation_errors_total"] = s.aad_validation_errors_total();
+    o["aad_validation_errors_total"] = CounterJson(s.aad_validation_errors_total());
   }
   o["observed_at_unix_ms"] = s.observed_at_unix_ms();
   boost::json::array conditions;

@@ -7,8 +7,10 @@
 #include <iostream>
 
 #include "kmsfleet/fleet_status.h"
+#include "kmsfleet/operation_progress.h"
 #include "kmsfleet/plan_commands.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
+#include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {
 namespace {
@@ -29,8 +31,16 @@ void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
                    std::chrono::milliseconds(f.timeout_ms));
 }
 
+// Prints "[REASON] message" when the agent sent an ErrorInfo, as every
+// refusal is printed, and the bare message otherwise (a transport error).
 int RpcFailed(const std::string& what, const grpc::Status& s) {
-  std::cerr << "kmsfleetctl: " << what << ": " << s.error_message() << "\n";
+  v1::ErrorInfo info;
+  std::string reason;
+  if (!s.error_details().empty() && info.ParseFromString(s.error_details()) &&
+      !info.reason().empty()) {
+    reason = "[" + info.reason() + "] ";
+  }
+  std::cerr << "kmsfleetctl: " << what << ": " << reason << s.error_message() << "\n";
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                  s.error_code() == grpc::StatusCode::UNIMPLEMENTED
              ? 3
@@ -62,13 +72,23 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
   grpc::Status s = stub.Preflight(&ctx, req, &resp);
   if (!s.ok()) return RpcFailed("preflight " + f.version, s);
   std::cout << Json(resp);
-  return resp.passed() ? 0 : 1;
+  if (resp.passed()) return 0;
+  // A refusal is said on stderr too, like every other command's: a script
+  // that keeps stdout for the JSON still shows the operator why.
+  for (const v1::Condition* c : {&resp.blocking(), &resp.rotation_plan()}) {
+    if (c->reason().empty()) continue;
+    std::cerr << "kmsfleetctl: preflight " << f.version << ": [" << c->reason() << "] "
+              << c->message() << "\n";
+  }
+  return 1;
 }
 
-// Follows the operation until its journal is closed; prints each phase to
-// stderr and the final operation as JSON on stdout.
+// Follows the operation until its journal is closed; prints a line per
+// phase change and the refusal, if any, to stderr, and the final operation
+// as JSON on stdout.
 int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
   v1::Operation last = started;
+  OperationProgress progress;
   if (!f.no_wait && !started.done()) {
     v1::GetOperationRequest req;
     req.set_operation_id(started.operation_id());
@@ -77,12 +97,14 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
     auto reader = stub.WatchOperation(&ctx, req);
     v1::Operation op;
     while (reader->Read(&op)) {
-      std::cerr << op.operation_id() << ": " << op.phase()
-                << (op.reason().empty() ? "" : " (" + op.reason() + ")") << "\n";
+      if (std::optional<std::string> line = progress.Next(op)) std::cerr << *line << "\n";
       last = op;
     }
     grpc::Status s = reader->Finish();
     if (!s.ok()) return RpcFailed("watch " + started.operation_id(), s);
+  }
+  if (std::string refusal = OperationRefusal(last); !refusal.empty()) {
+    std::cerr << "kmsfleetctl: " << last.operation_id() << ": " << refusal << "\n";
   }
   std::cout << Json(last);
   if (f.no_wait) return 0;

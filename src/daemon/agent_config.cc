@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <charconv>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
 
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 #include "kmsfleet/status_macros.h"
@@ -174,7 +174,11 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                    {{"bus_address", r.String(e.bus_address)},
                     {"public_keys", r.StringList(e.public_keys)},
                     {"allow_unsigned", r.Bool(e.allow_unsigned)},
-                    {"registry_path", r.String(e.registry_path)},
+                    {"registry_path",
+                     [&r, &e](const YAML::Node& v, const std::string& key) {
+                       e.registry_path_set = true;
+                       return r.String(e.registry_path)(v, key);
+                     }},
                     {"run_as", r.String(e.run_as)},
                     {"stabilization_ms", r.Millis(e.stabilization)},
                     {"ready_timeout_ms", r.Millis(e.ready_timeout)},
@@ -289,7 +293,39 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
   return absl::OkStatus();
 }
 
+// Reads `config.provider_config`, if it exists, and applies it. A missing
+// file is not an error: an agent that only observes may run where the
+// provider's config is elsewhere; the swap's doctor would fail on it first.
+absl::Status ReadProviderConfig(AgentConfig& config) {
+  const std::string& path = config.provider_config;
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxProviderConfigBytes);
+  if (absl::IsNotFound(text.status())) return absl::OkStatus();
+  if (!text.ok()) return text.status();
+  KMSFLEET_ASSIGN_OR_RETURN(ProviderConfigFacts facts, ParseProviderConfig(*text, path));
+  return ApplyProviderConfig(config, facts);
+}
+
 }  // namespace
+
+absl::Status ApplyProviderConfig(AgentConfig& config, const ProviderConfigFacts& facts) {
+  ExecutorConfig& e = config.executor;
+  if (!facts.state_path.empty()) {
+    if (e.registry_path_set && e.registry_path != facts.state_path) {
+      return MakeError(
+          absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+          "executor.registry_path is " + e.registry_path + " but the provider's config " +
+              config.provider_config + " has state.path " + facts.state_path +
+              "; remove executor.registry_path or make them agree",
+          {{"key", "executor.registry_path"},
+           {"registry_path", e.registry_path},
+           {"file", config.provider_config},
+           {"state_path", facts.state_path}});
+    }
+    e.registry_path = facts.state_path;
+  }
+  config.provider_facts = facts;
+  return absl::OkStatus();
+}
 
 absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
                                              std::string_view file_name) {
@@ -312,20 +348,21 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
 }
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return MakeError(absl::StatusCode::kNotFound, reason::kInvalidConfig,
-                     "cannot read config file " + path, {{"file", path}});
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxConfigBytes);
+  if (!text.ok()) {
+    std::string why = ReasonOf(text.status()) == reason::kInputTooLarge
+                          ? "config file " + path + " is larger than 1 MiB"
+                          : "cannot read config file " + path + ": " +
+                                std::string(text.status().message());
+    return MakeError(text.status().code(),
+                     ReasonOf(text.status()) == reason::kInputTooLarge
+                         ? reason::kInputTooLarge
+                         : reason::kInvalidConfig,
+                     why, {{"file", path}});
   }
-  std::string text(kMaxConfigBytes + 1, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxConfigBytes) {
-    return MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
-                     "config file " + path + " is larger than 1 MiB",
-                     {{"file", path}});
-  }
-  return ParseAgentConfig(text, path);
+  KMSFLEET_ASSIGN_OR_RETURN(AgentConfig config, ParseAgentConfig(*text, path));
+  KMSFLEET_RETURN_IF_ERROR(ReadProviderConfig(config));
+  return config;
 }
 
 }  // namespace kmsfleet

@@ -51,6 +51,26 @@ absl::Status CommandFailed(std::string_view reason_code, const std::string& what
                    {{"exit_code", std::to_string(r.exit_code)}});
 }
 
+// A failed rotation-plan (exit 4: authentication or the Transit metadata
+// read failed) still prints its report; what it says there, such as
+// `transitMetadataStatus: fail` and the redacted error, is the reason the
+// operator needs, so it goes into the message beside the exit code.
+absl::Status RotationPlanFailed(const std::string& binary, const SubprocessResult& r) {
+  absl::Status failed = CommandFailed(reason::kRotationPlanUntrusted,
+                                      binary + " rotation-plan", r);
+  absl::StatusOr<RotationReport> report = ParseRotationReport(r.stdout_text);
+  if (!report.ok() || report->transit_metadata_status.empty()) return failed;
+  std::string said = "transitMetadataStatus: " + report->transit_metadata_status;
+  if (!report->transit_metadata_error.empty()) {
+    said += ", transitMetadataError: " + report->transit_metadata_error;
+  }
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationPlanUntrusted,
+                   std::string(failed.message()) + " (report: " + said + ")",
+                   {{"exit_code", std::to_string(r.exit_code)},
+                    {"transit_metadata_status", report->transit_metadata_status},
+                    {"transit_metadata_error", report->transit_metadata_error}});
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> RunVersion(const std::string& binary,
@@ -151,7 +171,7 @@ absl::StatusOr<RotationReport> RunRotationPlan(const std::string& binary,
           {"rotation-plan", "--config", options.provider_config, "--output", "json"},
           options));
   if (r.exit_code != 0 || r.timed_out || r.term_signal != 0) {
-    return CommandFailed(reason::kRotationPlanUntrusted, binary + " rotation-plan", r);
+    return RotationPlanFailed(binary, r);
   }
   KMSFLEET_ASSIGN_OR_RETURN(RotationReport report, ParseRotationReport(r.stdout_text));
   if (report.transit_metadata_status != "pass") {

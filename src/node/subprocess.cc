@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,9 +64,13 @@ bool Drain(int fd, std::string& sink, size_t cap, bool& truncated) {
   return true;
 }
 
-void CollectOutput(pid_t pid, Pipe& out, Pipe& err,
+void KillGroup(pid_t pid) {
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL);
+}
+
+void CollectOutput(pid_t pid, Pipe& out, Pipe& err, Clock::time_point deadline,
                    const SubprocessOptions& options, SubprocessResult& result) {
-  Clock::time_point deadline = Clock::now() + options.timeout;
   std::array<pollfd, 2> fds = {pollfd{out.read_fd, POLLIN, 0},
                                pollfd{err.read_fd, POLLIN, 0}};
   std::array<std::string*, 2> sinks = {&result.stdout_text, &result.stderr_text};
@@ -75,8 +80,7 @@ void CollectOutput(pid_t pid, Pipe& out, Pipe& err,
         deadline - Clock::now());
     if (left.count() <= 0) {
       result.timed_out = true;
-      kill(-pid, SIGKILL);
-      kill(pid, SIGKILL);
+      KillGroup(pid);
       break;
     }
     int ready = poll(fds.data(), fds.size(), static_cast<int>(left.count()));
@@ -89,6 +93,32 @@ void CollectOutput(pid_t pid, Pipe& out, Pipe& err,
       }
     }
   }
+}
+
+// Waits until the child exits or `deadline` passes; a child that closed its
+// pipes and kept running is killed (with its group) at the deadline rather
+// than waited for forever. A pidfd lets poll() wait on the exit itself.
+void WaitForExit(pid_t pid, Clock::time_point deadline, SubprocessResult& result) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  while (!result.timed_out && pidfd >= 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - Clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      KillGroup(pid);
+      break;
+    }
+    pollfd fd{pidfd, POLLIN, 0};
+    int ready = poll(&fd, 1, static_cast<int>(left.count()));
+    if (ready > 0) break;  // exited: reap below
+    if (ready < 0 && errno != EINTR) break;
+  }
+  if (pidfd >= 0) close(pidfd);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
 }
 
 }  // namespace
@@ -123,14 +153,11 @@ absl::StatusOr<SubprocessResult> RunSubprocess(
     return StartFailed(argv[0], "fork", fork_errno);
   }
   SubprocessResult result;
-  CollectOutput(pid, out, err, options, result);
+  Clock::time_point deadline = Clock::now() + options.timeout;
+  CollectOutput(pid, out, err, deadline, options, result);
   close(out.read_fd);
   close(err.read_fd);
-  int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
-  if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
+  WaitForExit(pid, deadline, result);
   if (!result.timed_out && result.exit_code == 127 && result.stdout_text.empty() &&
       access(argv[0].c_str(), X_OK) != 0) {
     return StartFailed(argv[0], "exec", errno);

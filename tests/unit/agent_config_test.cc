@@ -2,6 +2,10 @@
 #include "kmsfleet/agent_config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -203,6 +207,80 @@ TEST(AgentConfigTest, ExecutorErrorsNameTheKey) {
                     "executor.public_keys", 3, "must be a list of strings");
   ExpectConfigError("node: a\nexecutor:\n  stabilisation_ms: 5\n",
                     "executor.stabilisation_ms", 3, "unknown key");
+}
+
+}  // namespace
+}  // namespace kmsfleet
+
+namespace kmsfleet {
+namespace {
+
+// LoadAgentConfig with a real provider config beside it (reference §5.1).
+class ProviderConfigLoadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kmsfleet-config-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  void Write(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ + "/" + name) << text;
+  }
+  absl::StatusOr<AgentConfig> Load(const std::string& executor_section) {
+    Write("kmsfleet.yaml", "node: cp-1\nprovider:\n  config: " + dir_ +
+                               "/provider.yaml\n" + executor_section);
+    return LoadAgentConfig(dir_ + "/kmsfleet.yaml");
+  }
+  std::string dir_;
+};
+
+TEST_F(ProviderConfigLoadTest, RegistryPathComesFromTheProvidersStatePath) {
+  Write("provider.yaml",
+        "state: {path: /srv/kms/state/key-registry.json}\n"
+        "openbao: {address: https://bao:8200, caCertFile: /etc/openbao-kms/ca.crt}\n");
+  absl::StatusOr<AgentConfig> c = Load("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.registry_path, "/srv/kms/state/key-registry.json");
+  EXPECT_EQ(c->provider_facts.openbao_address, "https://bao:8200");
+  EXPECT_EQ(c->provider_facts.openbao_ca_cert_file, "/etc/openbao-kms/ca.crt");
+}
+
+TEST_F(ProviderConfigLoadTest, AnAgreeingExplicitSettingIsAccepted) {
+  Write("provider.yaml", "state: {path: /srv/kms/state/key-registry.json}\n");
+  absl::StatusOr<AgentConfig> c =
+      Load("executor:\n  registry_path: /srv/kms/state/key-registry.json\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.registry_path, "/srv/kms/state/key-registry.json");
+}
+
+TEST_F(ProviderConfigLoadTest, ADisagreeingExplicitSettingNamesBoth) {
+  Write("provider.yaml", "state: {path: /srv/kms/state/key-registry.json}\n");
+  absl::StatusOr<AgentConfig> c =
+      Load("executor:\n  registry_path: /var/lib/openbao-kms/state/key-registry.json\n");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(ReasonOf(c.status()), reason::kInvalidConfig);
+  std::string message(c.status().message());
+  EXPECT_NE(message.find("/var/lib/openbao-kms/state/key-registry.json"), std::string::npos);
+  EXPECT_NE(message.find("/srv/kms/state/key-registry.json"), std::string::npos);
+  EXPECT_NE(message.find(dir_ + "/provider.yaml"), std::string::npos);
+}
+
+TEST_F(ProviderConfigLoadTest, ABrokenProviderConfigStopsTheAgentNamingIt) {
+  Write("provider.yaml", "state: {path: relative/key-registry.json}\n");
+  absl::StatusOr<AgentConfig> c = Load("");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(MetadataOf(c.status(), "file"), dir_ + "/provider.yaml");
+  EXPECT_EQ(MetadataOf(c.status(), "key"), "state.path");
+}
+
+TEST_F(ProviderConfigLoadTest, WithoutAProviderConfigTheSettingOrDefaultStands) {
+  absl::StatusOr<AgentConfig> c = Load("executor:\n  registry_path: /x/key-registry.json\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.registry_path, "/x/key-registry.json");
+  c = Load("");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.registry_path, "/var/lib/openbao-kms/state/key-registry.json");
 }
 
 }  // namespace

@@ -126,6 +126,16 @@ TEST(FleetStatusTest, JsonCarriesFullHashesParityAndConditions) {
             "NOT_READY");
 }
 
+TEST(FleetStatusTest, JsonPrintsWholeCountersAsIntegers) {
+  StatusRow row = Row("cp-1", kHashA);
+  row.state->set_decrypt_key_id_errors_total(0);
+  row.state->set_aad_validation_errors_total(3);
+  std::string json = RenderStatusJson(SummariseFleet({row}));
+  EXPECT_THAT(json, HasSubstr("\"decrypt_key_id_errors_total\":0,"));
+  EXPECT_THAT(json, HasSubstr("\"aad_validation_errors_total\":3,"));
+  EXPECT_THAT(json, Not(HasSubstr("E0")));
+}
+
 TEST(FleetStatusTest, AgentTargetAcceptsPathsAndAddresses) {
   EXPECT_EQ(AgentTarget("/run/kmsfleet/agent.sock"),
             "unix:/run/kmsfleet/agent.sock");

@@ -2,6 +2,7 @@
 // a pass, version checks, rotation-plan trust, and run-as.
 #include "kmsfleet/preflight.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -15,6 +16,8 @@
 
 namespace kmsfleet {
 namespace {
+
+using ::testing::HasSubstr;
 
 class PreflightTest : public ::testing::Test {
  protected:
@@ -101,6 +104,21 @@ TEST_F(PreflightTest, RotationPlanIsTrustedOnlyWithTransitMetadataPass) {
       Binary("0.2.0", "--fake-set 'rotation_plan={transitMetadataStatus: null}'"),
       options_);
   EXPECT_EQ(ReasonOf(old.status()), reason::kRotationPlanUntrusted);
+}
+
+TEST_F(PreflightTest, AFailedRotationPlanSaysWhatItsReportSaid) {
+  // Exit 4 with transitMetadataStatus: fail; the redacted error names the
+  // cause, and the operator must see it, not only "exited 4".
+  absl::StatusOr<RotationReport> bad = RunRotationPlan(
+      Binary("0.2.0", "--fake-set 'rotation_plan={transitMetadataStatus: fail}'"),
+      options_);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(MetadataOf(bad.status(), "exit_code"), "4");
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("exited 4"));
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("transitMetadataStatus: fail"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("openbao_unavailable"));
+  EXPECT_EQ(MetadataOf(bad.status(), "transit_metadata_status"), "fail");
 }
 
 TEST_F(PreflightTest, IdentityFingerprintsAreCompared) {

@@ -53,6 +53,16 @@ TEST_F(StateFileTest, OversizedFileIsRefusedNamingIt) {
   EXPECT_EQ(MetadataOf(read.status(), "path"), path);
 }
 
+TEST_F(StateFileTest, ReadErrorIsAnErrorNotAShortFile) {
+  // open() of a directory succeeds and read() then fails with EISDIR: the
+  // shape of an I/O error in the middle of a state file.
+  absl::StatusOr<std::optional<std::string>> read = ReadStateFile(dir_, 1024);
+  ASSERT_FALSE(read.ok()) << "read as " << read->value_or("<none>").size() << " bytes";
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(read.status()), reason::kStateReadFailed);
+  EXPECT_EQ(MetadataOf(read.status(), "path"), dir_);
+}
+
 TEST_F(StateFileTest, WriteIntoMissingDirectoryFailsNamingThePath) {
   absl::Status s = WriteStateFile(dir_ + "/no/such/dir/election.pb", "x");
   EXPECT_EQ(ReasonOf(s), reason::kStateWriteFailed);

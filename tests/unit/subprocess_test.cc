@@ -39,6 +39,20 @@ TEST(SubprocessTest, TimeoutKillsTheChildAndItsChildren) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
+TEST(SubprocessTest, ChildThatClosesItsPipesIsKilledAtTheTimeout) {
+  SubprocessOptions options;
+  options.timeout = std::chrono::milliseconds(300);
+  auto start = std::chrono::steady_clock::now();
+  // The shell closes stdout and stderr, then keeps running: end of stream
+  // on both pipes must not mean "exited".
+  absl::StatusOr<SubprocessResult> r =
+      Shell("exec >&- 2>&-; sleep 30", options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_EQ(r->term_signal, SIGKILL);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
 TEST(SubprocessTest, OutputBeyondTheCapIsDroppedAndFlagged) {
   SubprocessOptions options;
   options.max_output_bytes = 1000;

@@ -1,0 +1,17 @@
+#include "kmsfleet/operation_progress.h"
+
+namespace kmsfleet {
+
+std::optional<std::string> OperationProgress::Next(const v1::Operation& op) {
+  if (printed_any_ && op.phase() == printed_phase_) return std::nullopt;
+  printed_any_ = true;
+  printed_phase_ = op.phase();
+  return op.operation_id() + ": " + op.phase();
+}
+
+std::string OperationRefusal(const v1::Operation& op) {
+  if (op.reason().empty()) return "";
+  return "[" + op.reason() + "] " + op.message();
+}
+
+}  // namespace kmsfleet
