@@ -3,6 +3,7 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/strings/cord.h"
+#include "kmsfleet/log.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/state_file.h"
 #include "kmsfleet/status.h"
@@ -73,6 +74,26 @@ std::vector<std::string> PeerNamesOf(const grpc::ServerContext& context) {
     names.emplace_back(san.data(), san.size());
   }
   return names;
+}
+
+Caller CallerOf(const CallerPolicy& policy, const grpc::ServerContext& context) {
+  if (policy.local) return Caller{.kind = CallerKind::kLocal};
+  return ClassifyCertificate(PeerNamesOf(context), policy.members,
+                             policy.operator_trust_domain);
+}
+
+absl::Status CheckCall(const CallerPolicy& policy, const grpc::ServerContext& context,
+                       std::string_view method) {
+  Caller caller = CallerOf(policy, context);
+  absl::Status s = AuthorizeCall(method, caller);
+  if (!s.ok()) {
+    Log(LogLevel::kWarn, "call refused",
+        {{"node", policy.self}, {"method", std::string(method)},
+         {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
+         {"caller", caller.name}, {"certified", caller.certified},
+         {"reason", ReasonOf(s)}});
+  }
+  return s;
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
