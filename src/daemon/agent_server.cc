@@ -54,9 +54,16 @@ absl::Status PrepareUnixSocketPath(const std::string& path) {
     return SocketPathError(path, "path is longer than the 107 bytes allowed");
   }
   std::error_code ec;
-  std::filesystem::create_directories(
-      std::filesystem::path(path).parent_path(), ec);
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  bool existed = std::filesystem::exists(dir, ec);
+  std::filesystem::create_directories(dir, ec);
   if (ec) return SocketPathError(path, ec.message());
+  // A directory we create admits only root and its group on the way to the
+  // socket; an existing one is the administrator's to set.
+  if (!existed && chmod(dir.c_str(), 0750) != 0) {
+    return SocketPathError(path, std::string("cannot set the mode of its directory: ") +
+                                     std::strerror(errno));
+  }
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return absl::OkStatus();
   if (!S_ISSOCK(st.st_mode)) {
@@ -348,10 +355,12 @@ absl::Status AgentServer::Start(const AgentListenAddresses& addresses) {
   }
   builder.RegisterService(service_.get());
   for (grpc::Service* extra : extra_services_) builder.RegisterService(extra);
-  // The socket is born with its final mode: gRPC binds it inside
-  // BuildAndStart, under this umask, so there is no window in which a
-  // wider mode lets others connect.
-  mode_t previous = umask(static_cast<mode_t>(~addresses.unix_mode & 0777));
+  // The socket is born with its final access: gRPC binds it inside
+  // BuildAndStart, under this umask, so there is no window in which others
+  // (or the group, when the mode gives it nothing) may connect. Only the
+  // group and other bits are masked: the umask is process-wide, and a
+  // directory another thread creates meanwhile must stay usable by us.
+  mode_t previous = umask(static_cast<mode_t>(~addresses.unix_mode & 0077));
   server_ = builder.BuildAndStart();
   umask(previous);
   if (!server_ || (!addresses.tcp.empty() && tcp_port_ == 0)) {

@@ -322,6 +322,15 @@ absl::Status WriteUniqueAtomic(const std::string& path, std::string_view content
   return FsyncDir(slash == std::string::npos ? "." : path.substr(0, slash));
 }
 
+// Downloads `url` to `incoming`, then copies that to `dest` as CopyVerified.
+absl::StatusOr<std::string> FetchAndCopy(const std::string& url, const std::string& incoming,
+                                         const FetchOptions& fetch, const std::string& dest,
+                                         const std::string& expected, size_t max_bytes) {
+  KMSFLEET_RETURN_IF_ERROR(FetchToFile(url, incoming, fetch));
+  KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> in, OpenRegularFile(incoming));
+  return CopyVerified(in->get(), url, dest, expected, max_bytes);
+}
+
 // Copies the source (downloading it first if it is a URL) to `dest`,
 // verified against `expected`; a mismatch names the source as given.
 absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
@@ -340,16 +349,8 @@ absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
   std::string incoming = incoming_dir + "/download";
   FetchOptions fetch = options.fetch;
   fetch.max_bytes = options.max_artifact_bytes;
-  absl::Status fetched = FetchToFile(request.source, incoming, fetch);
-  absl::StatusOr<std::string> digest = fetched.ok() ? absl::StatusOr<std::string>(
-                                                          std::string())
-                                                    : absl::StatusOr<std::string>(fetched);
-  if (fetched.ok()) {
-    absl::StatusOr<std::unique_ptr<Fd>> in = OpenRegularFile(incoming);
-    digest = in.ok() ? CopyVerified((*in)->get(), request.source, dest, expected,
-                                    options.max_artifact_bytes)
-                     : absl::StatusOr<std::string>(in.status());
-  }
+  absl::StatusOr<std::string> digest = FetchAndCopy(request.source, incoming, fetch, dest,
+                                                    expected, options.max_artifact_bytes);
   unlink(incoming.c_str());
   rmdir(incoming_dir.c_str());
   return digest;

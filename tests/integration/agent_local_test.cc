@@ -89,6 +89,21 @@ TEST_F(AgentLocalTest, UnknownSocketGroupStopsTheAgent) {
   EXPECT_FALSE(PathExists(node_->agent_socket()));
 }
 
+TEST_F(AgentLocalTest, InsecureLoopbackTcpServesOnlyWhenAskedForByName) {
+  uint16_t port = FreeLoopbackPort();
+  std::string agent = "127.0.0.1:" + std::to_string(port);
+  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") + "\n  tcp: " + agent +
+             "\n  insecure: true\n");
+  ASSERT_TRUE(Listening());
+  absl::StatusOr<SubprocessResult> r = RunCtl({"status", "--agent", agent, "--insecure"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT(r->stdout_text, HasSubstr("cp-1  refusing"));
+  EXPECT_THAT(node_->agent()->Output(), HasSubstr("plain TCP (listen.insecure: true)"));
+  struct stat st {};
+  ASSERT_EQ(lstat(node_->agent_socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u) << "the default socket mode";
+}
+
 TEST_F(AgentLocalTest, InsecureTcpOnANonLoopbackAddressIsRefusedAtLoad) {
   std::string path = dir_.File("config.yaml");
   WriteFile(path, "node: cp-1\nlisten:\n  tcp: 0.0.0.0:7443\n  insecure: true\n");
