@@ -23,23 +23,30 @@ struct StatusFlags {
   FleetTls tls;
 };
 
+// One channel per agent, or false after printing why one cannot be made: a
+// usage error (a TCP agent without TLS flags) stops before any call.
+bool OpenChannels(const std::vector<std::string>& agents, const FleetTls& tls,
+                  std::vector<std::shared_ptr<grpc::Channel>>& channels) {
+  for (const std::string& agent : agents) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(agent, tls);
+    if (!channel.ok()) {
+      std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "
+                << channel.status().message() << "\n";
+      return false;
+    }
+    channels.push_back(*channel);
+  }
+  return true;
+}
+
 // Exit codes: 0 every node answered, is ready and in parity; 1 otherwise
 // (the output says why); 2 usage errors (CLI11, or a TCP agent without
 // --ca/--cert/--key).
 int RunStatus(const StatusFlags& flags) {
   std::vector<std::string> agents = flags.agents;
   if (agents.empty()) agents.push_back(kDefaultAgent);
-  // A usage error (a TCP agent without TLS flags) stops before any call.
   std::vector<std::shared_ptr<grpc::Channel>> channels;
-  for (const std::string& agent : agents) {
-    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(agent, flags.tls);
-    if (!channel.ok()) {
-      std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "
-                << channel.status().message() << "\n";
-      return 2;
-    }
-    channels.push_back(*channel);
-  }
+  if (!OpenChannels(agents, flags.tls, channels)) return 2;
   std::vector<std::future<StatusRow>> pending;
   for (size_t i = 0; i < agents.size(); ++i) {
     pending.push_back(std::async(std::launch::async, [&flags, &agents, &channels, i] {
@@ -63,18 +70,18 @@ struct LeaderFlags {
 };
 
 // Exit codes: 0 every agent answered and all name the same coordinator;
-// 1 otherwise (the output says which agent disagrees or is unreachable).
+// 1 otherwise (the output says which agent disagrees or is unreachable);
+// 2 usage errors, including a TCP agent without --ca/--cert/--key.
 int RunLeader(const LeaderFlags& flags) {
   std::vector<std::string> agents = flags.agents;
   if (agents.empty()) agents.push_back(kDefaultAgent);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  if (!OpenChannels(agents, flags.tls, channels)) return 2;
   std::vector<std::future<LeaderRow>> pending;
-  for (const std::string& agent : agents) {
-    pending.push_back(std::async(std::launch::async, [&flags, agent] {
-      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-          FleetChannel(agent, flags.tls);
-      if (!channel.ok()) return LeaderRow{.agent = agent, .view = channel.status()};
-      auto stub = v1::Fleet::NewStub(*channel);
-      return QueryLeader(*stub, agent, std::chrono::milliseconds(flags.timeout_ms));
+  for (size_t i = 0; i < agents.size(); ++i) {
+    pending.push_back(std::async(std::launch::async, [&flags, &agents, &channels, i] {
+      auto stub = v1::Fleet::NewStub(channels[i]);
+      return QueryLeader(*stub, agents[i], std::chrono::milliseconds(flags.timeout_ms));
     }));
   }
   std::vector<LeaderRow> rows;

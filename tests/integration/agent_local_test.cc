@@ -123,6 +123,11 @@ TEST_F(AgentLocalTest, KmsfleetctlNeverDialsATcpAgentInPlainText) {
   EXPECT_EQ(r->exit_code, 2);
   EXPECT_THAT(r->stderr_text, HasSubstr("--ca is missing"));
 
+  r = RunCtl({"leader", "--agent", agent, "--cert", "/op.pem"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_THAT(r->stderr_text, HasSubstr("--ca is missing"));
+
   r = RunCtl({"node", "--agent", agent, "--ca", "/ca.pem", "swap", "--version", "0.2.0"});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 2);
