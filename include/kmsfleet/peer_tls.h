@@ -1,6 +1,7 @@
 // mTLS between agents (architecture.md §7): the fleet CA, this agent's
-// certificate and key from the `cluster.tls` config. Servers require and
-// verify a client certificate chaining to the CA; clients verify that the
+// certificate and key from the `cluster.tls` config. Servers verify a
+// client certificate chaining to the CA (a caller without one reaches only
+// the services' entry checks, which refuse it: CheckCall); clients verify that the
 // server's certificate names the peer they dialled (its SAN), and servers
 // accept a call only for the member named in the caller's SAN.
 // Thread-safe: free functions over values.

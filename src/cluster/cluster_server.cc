@@ -1,5 +1,7 @@
 #include "kmsfleet/cluster_server.h"
 
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
+
 #include <algorithm>
 #include <optional>
 #include <utility>
@@ -139,6 +141,10 @@ absl::Status ClusterServer::Start(const std::string& listen,
   fleet_service_ = NewFleetService(node_, policy);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // Only services whose every method checks its caller are served here:
+  // no default health service (it cannot check), and kmsfleetd starts this
+  // listener before the agent server turns on reflection for later builders.
+  builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
   builder.AddListeningPort(listen, credentials, &port_);
   builder.RegisterService(peer_service_.get());
   builder.RegisterService(fleet_service_.get());

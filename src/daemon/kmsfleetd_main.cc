@@ -88,6 +88,9 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
           ? NewAgentService(*probe, &executor,
                             {.policy = CallerPolicyOf(config), .mode = mode})
           : nullptr;
+  // Before server.Start: that turns on health and reflection for every
+  // server built later, and the cluster listener must serve only services
+  // that check their callers.
   absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster =
       MaybeStartCluster(config, executor, remote_agent.get());
   if (!cluster.ok()) {

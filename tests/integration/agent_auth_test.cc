@@ -75,8 +75,19 @@ class AgentAuthTest : public ::testing::Test {
 // what refuses the others below is the missing or untrusted certificate.
 TEST_F(AgentAuthTest, SwapWithoutAClientCertificateIsRefused) {
   grpc::Status s = Swap(cluster_->AnonymousChannel(target_));
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "UNKNOWN_CALLER");
+  std::string log = TargetLog();
+  EXPECT_THAT(log, HasSubstr("method=/kmsfleet.v1.Agent/Swap"));
+  EXPECT_THAT(log, HasSubstr("caller_kind=anonymous"));
   EXPECT_EQ(ReasonOf(Swap(As("alice"))), "FENCE_REQUIRED");
+  // Nor can it read, nor speak in the election.
+  auto peer = v1::Peer::NewStub(cluster_->AnonymousChannel(target_));
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::SendReply reply;
+  EXPECT_EQ(peer->Send(&context, v1::PeerMessage(), &reply).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST_F(AgentAuthTest, SwapWithACertificateFromAnUntrustedCaIsRefused) {
