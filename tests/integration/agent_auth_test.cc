@@ -3,7 +3,11 @@
 // with no certificate, an untrusted one, a member's and an operator's.
 // Each refusal is made by the authorisation table, not by the fence.
 #include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
 
 #include "election_cluster.h"
 #include "fleet.h"
@@ -24,6 +28,29 @@ std::string ReasonOf(const grpc::Status& status) {
 
 void SetDeadline(grpc::ClientContext& context) {
   context.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
+}
+
+// A unary call of `method` with an empty message over `channel`.
+grpc::Status EmptyUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
+                            const std::string& method) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  SetDeadline(context);
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> status;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   std::lock_guard<std::mutex> lock(mu);
+                   status = s;
+                   cv.notify_one();
+                 });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return status.has_value(); });
+  return *status;
 }
 
 class AgentAuthTest : public ::testing::Test {
@@ -88,6 +115,11 @@ TEST_F(AgentAuthTest, SwapWithoutAClientCertificateIsRefused) {
   v1::SendReply reply;
   EXPECT_EQ(peer->Send(&context, v1::PeerMessage(), &reply).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
+  // Nothing on this listener answers without checking its caller: the
+  // default health service is not served here.
+  EXPECT_EQ(EmptyUnaryCall(cluster_->AnonymousChannel(target_), "/grpc.health.v1.Health/Check")
+                .error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
 }
 
 TEST_F(AgentAuthTest, SwapWithACertificateFromAnUntrustedCaIsRefused) {
