@@ -46,6 +46,9 @@ struct ExecutorConfig {
   // the time one download may take.
   std::string download_ca_file;
   std::chrono::milliseconds download_timeout{600000};
+  // URL prefixes (scheme://host[:port]/path/) Stage may download from;
+  // empty means URL sources are refused (SOURCE_NOT_ALLOWED).
+  std::vector<std::string> allowed_url_prefixes;
 };
 
 // The `cluster:` section: coordinator election between the agents
@@ -54,6 +57,10 @@ struct ClusterTls {
   std::string ca;    // PEM file of the fleet CA
   std::string cert;  // PEM file of this agent's certificate (SAN = node)
   std::string key;   // PEM file of its private key
+  // Operators present certificates from the same CA whose SAN is the URI
+  // spiffe://<operator_trust_domain>/kmsfleet/operator/<name>
+  // (caller_auth.h); "" = no operator is accepted on the cluster listener.
+  std::string operator_trust_domain;
 };
 
 struct ClusterConfig {
@@ -77,10 +84,19 @@ struct AgentConfig {
       "/etc/kubernetes/openbao-kms/encryption-config.yaml";
   std::string provider_unit = "bao-kms-provider.service";
   std::string state_dir = "/var/lib/kmsfleet";
-  // gRPC listeners; at least one must be set. The unix socket is for the
-  // local kmsfleetctl, the TCP address for peers and remote operators.
+  // The unix socket is for the local kmsfleetctl; it is created with
+  // `listen_unix_mode` (no bits for others) and, if set, chowned to
+  // `listen_unix_group`. Remote callers use the mTLS cluster listener.
   std::string listen_unix = "/run/kmsfleet/agent.sock";
+  unsigned listen_unix_mode = 0660;
+  std::string listen_unix_group;
+  // Plain TCP, for local demos only: refused at load unless
+  // `listen_insecure` is true and the address is loopback.
   std::string listen_tcp;
+  bool listen_insecure = false;
+  // Without a `cluster:` section, Swap and Rollback are refused unless the
+  // node is declared a single-node control plane (`standalone: true`).
+  bool standalone = false;
   // The other agents' cluster addresses (the `cluster:` section).
   std::vector<PeerConfig> peers;
   ExecutorConfig executor;
@@ -101,6 +117,10 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
 // Errors: InvalidArgument, INVALID_CONFIG, naming both files and values,
 // when an explicit `executor.registry_path` disagrees with `state.path`.
 absl::Status ApplyProviderConfig(AgentConfig& config, const ProviderConfigFacts& facts);
+
+// True if the host of `host_port` ("127.0.0.1:7443", "[::1]:7443",
+// "localhost:7443") is a loopback address.
+bool IsLoopbackAddress(std::string_view host_port);
 
 // Reads `path` (at most 1 MiB) and parses it, then reads the provider's
 // config file `provider.config` if it exists (bounded, read-only) and

@@ -31,12 +31,19 @@ struct ArtifactStoreOptions {
   size_t max_artifact_bytes = size_t{1} << 30;
   // For http(s):// sources; fetch.max_bytes follows max_artifact_bytes.
   FetchOptions fetch;
+  // A URL source must start with one of these (config
+  // executor.allowed_url_prefixes); empty = every URL is refused.
+  std::vector<std::string> allowed_url_prefixes;
 };
 
 struct StageRequest {
   std::string version;    // strict SemVer
-  // Local path of the release binary, or an http(s):// URL (downloaded
-  // into <state_dir>/artifacts/.incoming-<pid> first, then verified).
+  // Local path of the release binary, or an http(s):// URL under one of
+  // the allowed prefixes (downloaded into a fresh mkdtemp directory
+  // <state_dir>/artifacts/.incoming-XXXXXX/ first, then verified). Local
+  // files (this one, checksums and signature) must be regular files: a
+  // symlink, FIFO, device or directory is refused (SOURCE_NOT_ALLOWED)
+  // without blocking.
   std::string source;
   std::string checksums;  // local path of checksums.txt
   std::string signature;  // local path of the base64 signature; "" if none
@@ -65,10 +72,13 @@ absl::StatusOr<std::string> VerifyDetachedSignature(
     std::string_view data, std::string_view signature_b64,
     const std::vector<std::string>& key_files);
 
-// Stages a release. Order: version, signature, checksum line, then the copy
-// (hashed while copied, renamed into place only on a match). On any failure
-// the new file is removed and nothing else changes.
-// Errors: INVALID_SEMVER; UNSIGNED_REFUSED (FailedPrecondition) without a
+// Stages a release. Order: version, URL prefix, signature, checksum line,
+// then the copy (into its own mkstemp temp file, hashed while copied,
+// renamed into place only on a match), so concurrent stages never share a
+// temp file. On any failure the new file is removed and nothing else
+// changes.
+// Errors: INVALID_SEMVER; SOURCE_NOT_ALLOWED (a URL outside the allowed
+// prefixes: PermissionDenied; a file that is not regular: InvalidArgument); UNSIGNED_REFUSED (FailedPrecondition) without a
 // signature unless allowed; SIGNATURE_INVALID; MALFORMED_CHECKSUMS,
 // CHECKSUM_NOT_LISTED, CHECKSUM_AMBIGUOUS; CHECKSUM_MISMATCH naming the
 // file, expected and actual digest; ARTIFACT_IO.

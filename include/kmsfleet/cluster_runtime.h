@@ -18,15 +18,24 @@
 
 namespace kmsfleet {
 
+// How the cluster listener of `config` identifies callers: members are the
+// voters and learners, operators carry cluster.tls.operator_trust_domain;
+// an insecure (loopback) listener trusts everyone, as before.
+CallerPolicy CallerPolicyOf(const AgentConfig& config);
+
 class ClusterRuntime {
  public:
   // Loads credentials and persisted state and starts electing.
   // `handoff_outcome` answers the coordinator's hand-off query (the
-  // executor's HandoffOutcome). Errors name the config key or state file
-  // at fault; nothing is left running.
+  // executor's HandoffOutcome). `agent_service` (kmsfleet.v1.Agent,
+  // authorised by CallerPolicyOf(config); it must outlive the runtime) is
+  // served on the cluster listener too, unless that listener is insecure.
+  // Errors name the config key or state file at fault; nothing is left
+  // running.
   static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(
       const AgentConfig& config,
-      std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome);
+      std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
+      grpc::Service* agent_service = nullptr);
   ~ClusterRuntime();
 
   // The executor's fence check for a member of the election: a command

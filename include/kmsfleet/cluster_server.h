@@ -1,12 +1,13 @@
-// The gRPC side of the election shell: kmsfleet.v1.Peer and Fleet on the
-// cluster listener (mTLS unless `insecure: true`), and Fleet alone for the
-// local unix socket (architecture.md §6, §7).
+// The gRPC side of the election shell: kmsfleet.v1.Peer and Fleet (and the
+// agent's kmsfleet.v1.Agent, passed in) on the cluster listener (mTLS
+// unless `insecure: true` on loopback), and Fleet alone for the local unix
+// socket (architecture.md §6, §7).
 //
-// With TLS, a call is served only for the member its certificate's SAN
-// names: Peer.Send only when the message's `from` is a SAN of the caller,
-// the other calls only when some SAN is a member. Every refusal is logged
-// with the peer's address, the names claimed and certified, and changes
-// nothing.
+// With TLS, every call is authorised by caller_auth.h for the identity its
+// certificate carries: Peer.* for members only, and Peer.Send only when
+// the message's `from` is a SAN of the caller; Fleet.ProposePlan for
+// operators only. Every refusal is logged with the peer's address, the
+// identity, the method and the reason, and changes nothing.
 // Thread-compatible: Start and Shutdown from one thread.
 #ifndef KMSFLEET_CLUSTER_SERVER_H_
 #define KMSFLEET_CLUSTER_SERVER_H_
@@ -20,24 +21,29 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include <vector>
+
 #include "kmsfleet/peer_node.h"
+#include "kmsfleet/peer_tls.h"
 
 namespace kmsfleet {
 
-// The Fleet service over `node`. `check_identity` requires a member's
-// certificate (for TCP); the unix socket relies on file permissions.
-std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, bool check_identity);
+// The Fleet service over `node`, authorising callers by `policy` (the unix
+// socket's is `local`: it relies on the socket's file mode).
+std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy);
 
 class ClusterServer {
  public:
   explicit ClusterServer(PeerNode& node);
   ~ClusterServer();
 
-  // Binds `listen` with `credentials`. Unavailable naming the address if
-  // the bind fails.
+  // Binds `listen` with `credentials`, serving Peer, Fleet and
+  // `extra_services` (which must outlive the server). Unavailable naming
+  // the address if the bind fails.
   absl::Status Start(const std::string& listen,
                      std::shared_ptr<grpc::ServerCredentials> credentials,
-                     bool insecure);
+                     const CallerPolicy& policy,
+                     const std::vector<grpc::Service*>& extra_services = {});
   int port() const { return port_; }
   void Shutdown(std::chrono::milliseconds grace);
 

@@ -73,9 +73,11 @@ struct RollbackParams {
 using FenceCheck = std::function<absl::Status(const std::optional<v1::Fence>& fence)>;
 
 // The check of an agent that runs no election: nothing to check a fence
-// against, so a command without one is admitted and one with a fence is
-// refused (NO_ELECTION) rather than silently ignored.
-FenceCheck NoElectionFenceCheck(std::string node);
+// against, so a command with a fence is refused (NO_ELECTION) rather than
+// silently ignored, and one without is admitted only on a node declared
+// `standalone` (a single-node control plane); otherwise it is refused
+// (STANDALONE_NOT_CONFIGURED), since nothing stops a second node swapping.
+FenceCheck NoElectionFenceCheck(std::string node, bool standalone);
 
 struct PreflightOutcome {
   PreflightResult doctor;

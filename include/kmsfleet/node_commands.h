@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kmsfleet/plan_commands.h"
+
 namespace CLI {
 class App;
 }
@@ -20,6 +22,7 @@ struct NodeFlags {
   std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
   int timeout_ms = 600000;  // the whole command, including the watch
   bool no_wait = false;
+  FleetTls tls;  // for a TCP agent (the cluster listener)
 };
 
 // Adds the `node` subcommand tree to `app`; returns it.

@@ -14,17 +14,28 @@
 #include "absl/status/statusor.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
 
+namespace CLI {
+class App;
+}
+
 namespace kmsfleet {
 
-// How kmsfleetctl reaches a Fleet service: a unix socket needs nothing; a
-// TCP cluster listener needs the fleet CA and an operator certificate.
+// How kmsfleetctl reaches an agent: a unix socket needs nothing; a TCP
+// address (the cluster listener) needs the fleet CA and an operator
+// certificate, and is never dialled in plain text unless --insecure says so
+// (for an agent's loopback listen.tcp with listen.insecure: true).
 struct FleetTls {
   std::string ca{}, cert{}, key{};  // PEM paths; "" for a unix socket
   std::string server_name{};  // the node name the agent's certificate carries
+  bool insecure = false;      // plain TCP, explicitly asked for
 };
 
-// A channel to `agent` (unix:/path or host:port). Errors name the PEM file
-// that cannot be read.
+// Adds --ca, --cert, --key, --server-name and --insecure to `command`.
+void AddTlsFlags(CLI::App& command, FleetTls& tls);
+
+// A channel to `agent` (unix:/path or host:port). Errors: INVALID_CONFIG
+// naming the missing flag (--ca, --cert or --key for a TCP address) or the
+// PEM file that cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& agent,
                                                             const FleetTls& tls);
 

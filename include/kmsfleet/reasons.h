@@ -92,6 +92,23 @@ inline constexpr char kNotReleasable[] = "NOT_RELEASABLE";
 // A persisted state file exists but could not be read whole.
 inline constexpr char kStateReadFailed[] = "STATE_READ_FAILED";
 
+// Authenticated Agent API (issue 8 section 3): who may call what.
+// A remote call whose certificate names no member and no operator.
+inline constexpr char kUnknownCaller[] = "UNKNOWN_CALLER";
+// A certificate that names both a member and an operator: refused for all.
+inline constexpr char kAmbiguousCaller[] = "AMBIGUOUS_CALLER";
+// A method only operators may call (e.g. Fleet.ProposePlan) from a member.
+inline constexpr char kOperatorOnly[] = "OPERATOR_ONLY";
+// A method only members may call (Peer.*) from an operator.
+inline constexpr char kMemberOnly[] = "MEMBER_ONLY";
+// A method the authorisation table does not list: refused by default.
+inline constexpr char kMethodNotAllowed[] = "METHOD_NOT_ALLOWED";
+// A disruptive command to an agent with no cluster: and no standalone: true.
+inline constexpr char kStandaloneNotConfigured[] = "STANDALONE_NOT_CONFIGURED";
+// A Stage source that is not a regular file, or a URL outside the
+// configured prefixes.
+inline constexpr char kSourceNotAllowed[] = "SOURCE_NOT_ALLOWED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

@@ -9,6 +9,7 @@
 #include "kmsfleet/node_commands.h"
 #include "kmsfleet/leader_status.h"
 #include "kmsfleet/plan_commands.h"
+#include "kmsfleet/status.h"
 
 namespace kmsfleet {
 namespace {
@@ -19,20 +20,38 @@ struct StatusFlags {
   std::vector<std::string> agents;
   std::string output = "table";
   int timeout_ms = 10000;
+  FleetTls tls;
 };
 
+// One channel per agent, or false after printing why one cannot be made: a
+// usage error (a TCP agent without TLS flags) stops before any call.
+bool OpenChannels(const std::vector<std::string>& agents, const FleetTls& tls,
+                  std::vector<std::shared_ptr<grpc::Channel>>& channels) {
+  for (const std::string& agent : agents) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(agent, tls);
+    if (!channel.ok()) {
+      std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "
+                << channel.status().message() << "\n";
+      return false;
+    }
+    channels.push_back(*channel);
+  }
+  return true;
+}
+
 // Exit codes: 0 every node answered, is ready and in parity; 1 otherwise
-// (the output says why); 2 usage errors (CLI11).
+// (the output says why); 2 usage errors (CLI11, or a TCP agent without
+// --ca/--cert/--key).
 int RunStatus(const StatusFlags& flags) {
   std::vector<std::string> agents = flags.agents;
   if (agents.empty()) agents.push_back(kDefaultAgent);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  if (!OpenChannels(agents, flags.tls, channels)) return 2;
   std::vector<std::future<StatusRow>> pending;
-  for (const std::string& agent : agents) {
-    pending.push_back(std::async(std::launch::async, [&flags, agent] {
-      auto channel = grpc::CreateChannel(AgentTarget(agent),
-                                         grpc::InsecureChannelCredentials());
-      auto stub = v1::Agent::NewStub(channel);
-      return QueryAgent(*stub, agent, std::chrono::milliseconds(flags.timeout_ms));
+  for (size_t i = 0; i < agents.size(); ++i) {
+    pending.push_back(std::async(std::launch::async, [&flags, &agents, &channels, i] {
+      auto stub = v1::Agent::NewStub(channels[i]);
+      return QueryAgent(*stub, agents[i], std::chrono::milliseconds(flags.timeout_ms));
     }));
   }
   std::vector<StatusRow> rows;
@@ -51,18 +70,18 @@ struct LeaderFlags {
 };
 
 // Exit codes: 0 every agent answered and all name the same coordinator;
-// 1 otherwise (the output says which agent disagrees or is unreachable).
+// 1 otherwise (the output says which agent disagrees or is unreachable);
+// 2 usage errors, including a TCP agent without --ca/--cert/--key.
 int RunLeader(const LeaderFlags& flags) {
   std::vector<std::string> agents = flags.agents;
   if (agents.empty()) agents.push_back(kDefaultAgent);
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  if (!OpenChannels(agents, flags.tls, channels)) return 2;
   std::vector<std::future<LeaderRow>> pending;
-  for (const std::string& agent : agents) {
-    pending.push_back(std::async(std::launch::async, [&flags, agent] {
-      absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
-          FleetChannel(agent, flags.tls);
-      if (!channel.ok()) return LeaderRow{.agent = agent, .view = channel.status()};
-      auto stub = v1::Fleet::NewStub(*channel);
-      return QueryLeader(*stub, agent, std::chrono::milliseconds(flags.timeout_ms));
+  for (size_t i = 0; i < agents.size(); ++i) {
+    pending.push_back(std::async(std::launch::async, [&flags, &agents, &channels, i] {
+      auto stub = v1::Fleet::NewStub(channels[i]);
+      return QueryLeader(*stub, agents[i], std::chrono::milliseconds(flags.timeout_ms));
     }));
   }
   std::vector<LeaderRow> rows;
@@ -71,14 +90,6 @@ int RunLeader(const LeaderFlags& flags) {
   std::cout << (flags.output == "json" ? RenderLeaderJson(summary)
                                        : RenderLeaderTable(summary));
   return summary.agreed ? 0 : 1;
-}
-
-void AddTlsFlags(CLI::App& command, FleetTls& tls) {
-  command.add_option("--ca", tls.ca, "fleet CA (PEM) for TCP agents");
-  command.add_option("--cert", tls.cert, "operator certificate (PEM)");
-  command.add_option("--key", tls.key, "operator key (PEM)");
-  command.add_option("--server-name", tls.server_name,
-                     "node name the agent's certificate must carry");
 }
 
 int Main(int argc, char** argv) {
@@ -97,6 +108,7 @@ int Main(int argc, char** argv) {
                      "deadline for each agent's answer")
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
+  AddTlsFlags(*status, status_flags.tls);
   NodeFlags node_flags;
   CLI::App* node = AddNodeCommands(app, node_flags);
   LeaderFlags leader_flags;

@@ -9,6 +9,7 @@
 #include "kmsfleet/fleet_status.h"
 #include "kmsfleet/operation_progress.h"
 #include "kmsfleet/plan_commands.h"
+#include "kmsfleet/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "kmsfleet/v1/error.pb.h"
 
@@ -167,6 +168,7 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
   node->require_subcommand(1);
   node->add_option("--agent", f.agent, "agent address: unix:/path or host:port")
       ->capture_default_str();
+  AddTlsFlags(*node, f.tls);
   node->add_option("--timeout-ms", f.timeout_ms, "deadline for the whole command")
       ->check(CLI::Range(1, 3600000))
       ->capture_default_str();
@@ -204,9 +206,13 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
 }
 
 int RunNodeCommand(const CLI::App& node, const NodeFlags& f) {
-  auto channel = grpc::CreateChannel(AgentTarget(f.agent),
-                                     grpc::InsecureChannelCredentials());
-  std::unique_ptr<Stub> stub = v1::Agent::NewStub(channel);
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(f.agent, f.tls);
+  if (!channel.ok()) {
+    std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "
+              << channel.status().message() << "\n";
+    return 2;
+  }
+  std::unique_ptr<Stub> stub = v1::Agent::NewStub(*channel);
   if (node.got_subcommand("stage")) return RunStage(*stub, f);
   if (node.got_subcommand("preflight")) return RunPreflight(*stub, f);
   if (node.got_subcommand("swap")) return RunSwap(*stub, f);

@@ -1,5 +1,6 @@
 #include "kmsfleet/plan_commands.h"
 
+#include <CLI/CLI.hpp>
 #include <fstream>
 #include <iostream>
 
@@ -47,11 +48,33 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
 
 }  // namespace
 
+void AddTlsFlags(CLI::App& command, FleetTls& tls) {
+  command.add_option("--ca", tls.ca, "fleet CA (PEM); required for a TCP agent");
+  command.add_option("--cert", tls.cert, "operator certificate (PEM); required for a TCP agent");
+  command.add_option("--key", tls.key, "operator key (PEM); required for a TCP agent");
+  command.add_option("--server-name", tls.server_name,
+                     "node name the agent's certificate must carry");
+  command.add_flag("--insecure", tls.insecure,
+                   "plain TCP, for an agent's loopback listen.tcp with listen.insecure: true");
+}
+
 absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& agent,
                                                             const FleetTls& tls) {
   std::string target = AgentTarget(agent);
-  if (target.rfind("unix:", 0) == 0 || tls.ca.empty()) {
+  if (target.rfind("unix:", 0) == 0 || tls.insecure) {
     return grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  }
+  for (const auto& [flag, value] : {std::pair<std::string, const std::string*>{"--ca", &tls.ca},
+                                    {"--cert", &tls.cert},
+                                    {"--key", &tls.key}}) {
+    if (value->empty()) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                       "agent " + agent + " is a TCP address, which kmsfleetctl reaches "
+                       "only over mutual TLS: " + flag + " is missing (--ca, --cert and "
+                       "--key are all required; --insecure only for a loopback "
+                       "listen.tcp with listen.insecure: true)",
+                       {{"flag", flag}, {"agent", agent}});
+    }
   }
   absl::StatusOr<std::string> ca = ReadPem("--ca", tls.ca);
   if (!ca.ok()) return ca.status();

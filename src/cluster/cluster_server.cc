@@ -1,7 +1,10 @@
 #include "kmsfleet/cluster_server.h"
 
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
+
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/str_join.h"
 #include "kmsfleet/log.h"
@@ -18,39 +21,39 @@ namespace {
 // before a handler sees it.
 constexpr int kMaxMessageBytes = 2 << 20;
 
-// Checks the caller's certificate: with `claimed` set it must name exactly
-// that member, otherwise any member will do.
-absl::Status CheckCaller(PeerNode& node, grpc::ServerContext& context, bool check,
-                         const std::optional<std::string>& claimed, std::string_view call) {
-  if (!check) return absl::OkStatus();
+// Peer.Send speaks for the member named in the message: that name must be
+// one the caller's certificate carries (CheckCall already made it a member).
+absl::Status CheckClaim(PeerNode& node, const CallerPolicy& policy,
+                        grpc::ServerContext& context, const std::string& claimed) {
+  if (policy.local) return absl::OkStatus();
   std::vector<std::string> names = PeerNamesOf(context);
-  bool ok = !claimed
-                ? std::any_of(names.begin(), names.end(),
-                              [&](const std::string& n) { return node.IsMember(n); })
-                : std::find(names.begin(), names.end(), *claimed) != names.end();
-  if (ok) return absl::OkStatus();
+  if (std::find(names.begin(), names.end(), claimed) != names.end()) {
+    return absl::OkStatus();
+  }
   std::string certified = names.empty() ? "(none)" : absl::StrJoin(names, ",");
-  std::string sent = claimed ? claimed->substr(0, 253) : std::string();
+  std::string sent = claimed.substr(0, 253);
   absl::Status s = MakeError(
       absl::StatusCode::kPermissionDenied, reason::kPeerIdentityMismatch,
-      std::string(call) + " refused by " + node.self() + ": caller certificate names " +
-          certified + (claimed ? ", not '" + sent + "'" : ", no member"),
+      "Peer.Send refused by " + node.self() + ": caller certificate names " + certified +
+          ", not '" + sent + "'",
       {{"claimed", sent}, {"certified", certified}});
   Log(LogLevel::kWarn, "peer call refused",
-      {{"node", node.self()}, {"call", std::string(call)}, {"peer", context.peer()},
+      {{"node", node.self()}, {"call", "Peer.Send"}, {"peer", context.peer()},
        {"claimed", sent}, {"certified", certified}, {"reason", ReasonOf(s)}});
   return s;
 }
 
 class PeerService final : public v1::Peer::Service {
  public:
-  PeerService(PeerNode& node, bool check) : node_(node), check_(check) {}
+  PeerService(PeerNode& node, CallerPolicy policy) : node_(node), policy_(std::move(policy)) {}
 
   // kmsfleet.v1.Peer
   grpc::Status Send(grpc::ServerContext* context, const v1::PeerMessage* m,
                     v1::SendReply*) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, m->from(), "Peer.Send");
-        !s.ok()) {
+    if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Peer/Send"); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    if (absl::Status s = CheckClaim(node_, policy_, *context, m->from()); !s.ok()) {
       return ToGrpcStatus(s);
     }
     absl::Status s = node_.Receive(*m);
@@ -64,8 +67,7 @@ class PeerService final : public v1::Peer::Service {
 
   grpc::Status Release(grpc::ServerContext* context, const v1::ReleaseRequest* req,
                        v1::ReleaseReply* reply) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Peer.Release");
-        !s.ok()) {
+    if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Peer/Release"); !s.ok()) {
       return ToGrpcStatus(s);
     }
     absl::StatusOr<v1::ReleaseReply> r = node_.Release(req->fence());
@@ -76,18 +78,18 @@ class PeerService final : public v1::Peer::Service {
 
  private:
   PeerNode& node_;
-  bool check_;
+  CallerPolicy policy_;
 };
 
 class FleetService final : public v1::Fleet::Service {
  public:
-  FleetService(PeerNode& node, bool check) : node_(node), check_(check) {}
+  FleetService(PeerNode& node, CallerPolicy policy)
+      : node_(node), policy_(std::move(policy)) {}
 
   // kmsfleet.v1.Fleet
   grpc::Status GetLeader(grpc::ServerContext* context, const v1::GetLeaderRequest*,
                          v1::LeaderView* view) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Fleet.GetLeader");
-        !s.ok()) {
+    if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Fleet/GetLeader"); !s.ok()) {
       return ToGrpcStatus(s);
     }
     *view = node_.View();
@@ -96,8 +98,7 @@ class FleetService final : public v1::Fleet::Service {
 
   grpc::Status ProposePlan(grpc::ServerContext* context, const v1::ProposePlanRequest* req,
                            v1::ProposePlanReply* reply) override {
-    if (absl::Status s = CheckCaller(node_, *context, check_, std::nullopt, "Fleet.ProposePlan");
-        !s.ok()) {
+    if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Fleet/ProposePlan"); !s.ok()) {
       return ToGrpcStatus(s);
     }
     absl::StatusOr<v1::Fence> fence =
@@ -119,13 +120,13 @@ class FleetService final : public v1::Fleet::Service {
 
  private:
   PeerNode& node_;
-  bool check_;
+  CallerPolicy policy_;
 };
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, bool check_identity) {
-  return std::make_unique<FleetService>(node, check_identity);
+std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy) {
+  return std::make_unique<FleetService>(node, std::move(policy));
 }
 
 ClusterServer::ClusterServer(PeerNode& node) : node_(node) {}
@@ -134,14 +135,20 @@ ClusterServer::~ClusterServer() { Shutdown(std::chrono::milliseconds(0)); }
 
 absl::Status ClusterServer::Start(const std::string& listen,
                                   std::shared_ptr<grpc::ServerCredentials> credentials,
-                                  bool insecure) {
-  peer_service_ = std::make_unique<PeerService>(node_, !insecure);
-  fleet_service_ = NewFleetService(node_, !insecure);
+                                  const CallerPolicy& policy,
+                                  const std::vector<grpc::Service*>& extra_services) {
+  peer_service_ = std::make_unique<PeerService>(node_, policy);
+  fleet_service_ = NewFleetService(node_, policy);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  // Only services whose every method checks its caller are served here:
+  // no default health service (it cannot check), and kmsfleetd starts this
+  // listener before the agent server turns on reflection for later builders.
+  builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
   builder.AddListeningPort(listen, credentials, &port_);
   builder.RegisterService(peer_service_.get());
   builder.RegisterService(fleet_service_.get());
+  for (grpc::Service* extra : extra_services) builder.RegisterService(extra);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0) {
     server_.reset();

@@ -1,5 +1,6 @@
 #include "kmsfleet/agent_config.h"
 
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -9,6 +10,7 @@
 #include <sstream>
 
 #include "kmsfleet/fs_util.h"
+#include "kmsfleet/caller_auth.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 #include "kmsfleet/status_macros.h"
@@ -106,6 +108,23 @@ class ConfigReader {
     };
   }
 
+  // A file mode written as an octal string, e.g. "0660".
+  Handler Mode(unsigned& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      const std::string& s = v.IsScalar() ? v.Scalar() : std::string();
+      unsigned mode = 0;
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), mode, 8);
+      if (s.empty() || s.size() > 4 || ec != std::errc() || end != s.data() + s.size()) {
+        return Error(v, key, "must be an octal mode such as \"0660\", got \"" + s + "\"");
+      }
+      if ((mode & 0007) != 0 || (mode & 0600) != 0600 || mode > 0777) {
+        return Error(v, key, "must give the owner rw and others nothing (e.g. 0600, 0660), got " + s);
+      }
+      out = mode;
+      return absl::OkStatus();
+    };
+  }
+
   Handler StringList(std::vector<std::string>& out) const {
     return [this, &out](const YAML::Node& v, const std::string& key) {
       if (!v.IsSequence()) return Error(v, key, "must be a list of strings");
@@ -167,6 +186,23 @@ absl::Status ReadProvider(const ConfigReader& r, const YAML::Node& node,
                     {"max_body_bytes", r.Bytes(p.http.max_body_bytes)}});
 }
 
+// A prefix names at least a scheme, a host and the start of a path, so
+// that "https://example.com" cannot also admit "https://example.com.evil".
+absl::Status CheckUrlPrefixes(const ConfigReader& r, const YAML::Node& node,
+                              const std::string& key,
+                              const std::vector<std::string>& prefixes) {
+  for (size_t i = 0; i < prefixes.size(); ++i) {
+    const std::string& p = prefixes[i];
+    size_t scheme = p.rfind("https://", 0) == 0 ? 8 : p.rfind("http://", 0) == 0 ? 7 : 0;
+    size_t slash = scheme == 0 ? std::string::npos : p.find('/', scheme);
+    if (slash == std::string::npos || slash == scheme || p.back() != '/') {
+      return r.Error(node[i], key + "[" + std::to_string(i) + "]",
+                     "must be http(s)://host/path/ ending in '/', got \"" + p + "\"");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                           AgentConfig& config) {
   ExecutorConfig& e = config.executor;
@@ -186,7 +222,11 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                     {"poll_interval_ms", r.Millis(e.poll_interval)},
                     {"doctor_timeout_ms", r.Millis(e.doctor_timeout)},
                     {"download_ca_file", r.String(e.download_ca_file)},
-                    {"download_timeout_ms", r.Millis(e.download_timeout)}});
+                    {"download_timeout_ms", r.Millis(e.download_timeout)},
+                    {"allowed_url_prefixes", [&](const YAML::Node& v, const std::string& key) {
+                       KMSFLEET_RETURN_IF_ERROR(r.StringList(e.allowed_url_prefixes)(v, key));
+                       return CheckUrlPrefixes(r, v, key, e.allowed_url_prefixes);
+                     }}});
 }
 
 absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
@@ -207,6 +247,28 @@ absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+}  // namespace
+
+bool IsLoopbackAddress(std::string_view host_port) {
+  std::string host;
+  if (!host_port.empty() && host_port.front() == '[') {
+    size_t close = host_port.find(']');
+    if (close == std::string_view::npos) return false;
+    host = std::string(host_port.substr(1, close - 1));
+  } else {
+    size_t colon = host_port.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    host = std::string(host_port.substr(0, colon));
+  }
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  return inet_pton(AF_INET6, host.c_str(), &v6) == 1 && IN6_IS_ADDR_LOOPBACK(&v6);
+}
+
+namespace {
+
 absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
                          AgentConfig& config) {
   ClusterConfig& c = config.cluster;
@@ -221,14 +283,26 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
        {"heartbeat_ticks", r.Int(c.heartbeat_ticks, 1, 1'000)},
        {"insecure", r.Bool(c.insecure)},
        {"tls", [&](const YAML::Node& v, const std::string&) {
-          return r.Mapping(v, "cluster.tls", {{"ca", r.String(c.tls.ca)},
-                                              {"cert", r.String(c.tls.cert)},
-                                              {"key", r.String(c.tls.key)}});
+          return r.Mapping(v, "cluster.tls",
+                           {{"ca", r.String(c.tls.ca)},
+                            {"cert", r.String(c.tls.cert)},
+                            {"key", r.String(c.tls.key)},
+                            {"operator_trust_domain", r.String(c.tls.operator_trust_domain)}});
         }}}));
   if (c.listen.empty()) return r.Error(node, "cluster.listen", "is required");
   if (!c.insecure && (c.tls.ca.empty() || c.tls.cert.empty() || c.tls.key.empty())) {
     return r.Error(node, "cluster.tls",
                    "ca, cert and key are required unless insecure: true");
+  }
+  if (!c.tls.operator_trust_domain.empty() &&
+      !IsValidTrustDomain(c.tls.operator_trust_domain)) {
+    return r.Error(node, "cluster.tls.operator_trust_domain",
+                   "must be lower-case letters, digits, '.', '-' or '_', got \"" +
+                       c.tls.operator_trust_domain + "\"");
+  }
+  if (c.insecure && !IsLoopbackAddress(c.listen)) {
+    return r.Error(node, "cluster.insecure",
+                   "plain TCP is allowed only on a loopback address, not " + c.listen);
   }
   if (c.heartbeat_ticks >= c.election_ticks) {
     return r.Error(node, "cluster.heartbeat_ticks",
@@ -264,6 +338,28 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
   return absl::OkStatus();
 }
 
+absl::Status ReadListen(const ConfigReader& r, const YAML::Node& node,
+                        AgentConfig& config) {
+  KMSFLEET_RETURN_IF_ERROR(r.Mapping(node, "listen",
+                                     {{"unix", r.String(config.listen_unix)},
+                                      {"unix_mode", r.Mode(config.listen_unix_mode)},
+                                      {"unix_group", r.String(config.listen_unix_group)},
+                                      {"tcp", r.String(config.listen_tcp)},
+                                      {"insecure", r.Bool(config.listen_insecure)}}));
+  if (config.listen_tcp.empty()) return absl::OkStatus();
+  if (!config.listen_insecure) {
+    return r.Error(node["tcp"], "listen.tcp",
+                   "plain TCP is served only with listen.insecure: true on a loopback "
+                   "address; remote callers use the mTLS cluster.listen");
+  }
+  if (!IsLoopbackAddress(config.listen_tcp)) {
+    return r.Error(node["tcp"], "listen.tcp",
+                   "insecure plain TCP is allowed only on a loopback address, not " +
+                       config.listen_tcp);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
                       AgentConfig& config) {
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
@@ -276,9 +372,9 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }},
        {"listen",
         [&](const YAML::Node& v, const std::string&) {
-          return r.Mapping(v, "listen", {{"unix", r.String(config.listen_unix)},
-                                         {"tcp", r.String(config.listen_tcp)}});
+          return ReadListen(r, v, config);
         }},
+       {"standalone", r.Bool(config.standalone)},
        {"peers", [&](const YAML::Node& v, const std::string&) {
           return ReadPeers(r, v, config);
         }},
@@ -290,6 +386,10 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
   if (config.cluster.enabled) KMSFLEET_RETURN_IF_ERROR(CheckClusterMembers(r, root, config));
+  if (config.cluster.enabled && config.standalone) {
+    return r.Error(root["standalone"], "standalone",
+                   "a node with a cluster: section is not standalone; remove one of them");
+  }
   return absl::OkStatus();
 }
 

@@ -6,11 +6,14 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include "kmsfleet/executor.h"
 #include "kmsfleet/log.h"
@@ -51,9 +54,16 @@ absl::Status PrepareUnixSocketPath(const std::string& path) {
     return SocketPathError(path, "path is longer than the 107 bytes allowed");
   }
   std::error_code ec;
-  std::filesystem::create_directories(
-      std::filesystem::path(path).parent_path(), ec);
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  bool existed = std::filesystem::exists(dir, ec);
+  std::filesystem::create_directories(dir, ec);
   if (ec) return SocketPathError(path, ec.message());
+  // A directory we create admits only root and its group on the way to the
+  // socket; an existing one is the administrator's to set.
+  if (!existed && chmod(dir.c_str(), 0750) != 0) {
+    return SocketPathError(path, std::string("cannot set the mode of its directory: ") +
+                                     std::strerror(errno));
+  }
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return absl::OkStatus();
   if (!S_ISSOCK(st.st_mode)) {
@@ -66,20 +76,56 @@ absl::Status PrepareUnixSocketPath(const std::string& path) {
   return absl::OkStatus();
 }
 
+// The group id of `group`, or an error naming it.
+absl::StatusOr<gid_t> GroupId(const std::string& path, const std::string& group) {
+  std::vector<char> buffer(16384);
+  struct group entry {};
+  struct group* found = nullptr;
+  int rc = getgrnam_r(group.c_str(), &entry, buffer.data(), buffer.size(), &found);
+  if (rc != 0 || found == nullptr) {
+    return SocketPathError(path, "listen.unix_group " + group + " does not exist" +
+                                     (rc != 0 ? std::string(": ") + std::strerror(rc) : ""));
+  }
+  return found->gr_gid;
+}
+
+// Gives the bound socket its group and (again) its mode, then checks both:
+// the agent must not serve a socket others can reach.
+absl::Status FinishSocket(const std::string& path, unsigned mode,
+                          std::optional<gid_t> gid) {
+  if (gid && chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
+    return SocketPathError(path, std::string("cannot set its group: ") + std::strerror(errno));
+  }
+  if (chmod(path.c_str(), mode) != 0) {
+    return SocketPathError(path, std::string("cannot set its mode: ") + std::strerror(errno));
+  }
+  struct stat st {};
+  if (lstat(path.c_str(), &st) != 0 || (st.st_mode & 0777) != mode ||
+      (gid && st.st_gid != *gid)) {
+    return SocketPathError(path, "its mode or group did not take effect");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 // The Agent service. Synchronous handlers, since an observation blocks on
 // HTTP, gRPC and subprocess I/O with their own timeouts; gRPC's sync server
 // gives each call its own thread from its pool.
-class AgentServer::Service final : public v1::Agent::Service {
+// Every handler first asks CheckCall whether its caller may call it.
+class AgentService final : public v1::Agent::Service {
  public:
-  Service(ProviderProbe& probe, Executor* executor)
-      : probe_(probe), executor_(executor) {}
+  AgentService(ProviderProbe& probe, Executor* executor, AgentServiceOptions options)
+      : probe_(probe), executor_(executor), options_(std::move(options)) {}
 
   // kmsfleet.v1.Agent
-  grpc::Status GetNodeState(grpc::ServerContext*, const v1::GetNodeStateRequest*,
+  grpc::Status GetNodeState(grpc::ServerContext* context, const v1::GetNodeStateRequest*,
                             v1::NodeState* response) override {
+    if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/GetNodeState"); !s.ok()) {
+      return s;
+    }
     *response = probe_.Observe();
+    response->set_agent_mode(options_.mode);
     return grpc::Status::OK;
   }
 
@@ -99,8 +145,12 @@ class AgentServer::Service final : public v1::Agent::Service {
                               grpc::ServerWriter<v1::Operation>* writer) override;
 
  private:
+  // The caller's refusal, or OK.
+  grpc::Status Gate(grpc::ServerContext* context, std::string_view method) const;
+
   ProviderProbe& probe_;
   Executor* executor_;
+  AgentServiceOptions options_;
 };
 
 
@@ -167,9 +217,16 @@ void SetCondition(const absl::Status& s, v1::Condition* c) {
 
 }  // namespace
 
-grpc::Status AgentServer::Service::Stage(grpc::ServerContext*,
-                                         const v1::StageRequest* r,
-                                         v1::StageResponse* response) {
+grpc::Status AgentService::Gate(grpc::ServerContext* context,
+                                 std::string_view method) const {
+  absl::Status s = CheckCall(options_.policy, *context, method);
+  return s.ok() ? grpc::Status::OK : ToGrpc(s);
+}
+
+grpc::Status AgentService::Stage(grpc::ServerContext* context,
+                                  const v1::StageRequest* r,
+                                  v1::StageResponse* response) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Stage"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   absl::StatusOr<StagedArtifact> a = executor_->Stage(
       {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()});
@@ -182,9 +239,10 @@ grpc::Status AgentServer::Service::Stage(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServer::Service::Preflight(grpc::ServerContext*,
-                                             const v1::PreflightRequest* r,
-                                             v1::PreflightResponse* response) {
+grpc::Status AgentService::Preflight(grpc::ServerContext* context,
+                                      const v1::PreflightRequest* r,
+                                      v1::PreflightResponse* response) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Preflight"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   absl::StatusOr<PreflightOutcome> p = executor_->Preflight(r->version());
   if (!p.ok()) return ToGrpc(p.status());
@@ -206,9 +264,10 @@ grpc::Status AgentServer::Service::Preflight(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServer::Service::Swap(grpc::ServerContext*,
-                                        const v1::SwapRequest* r,
-                                        v1::Operation* response) {
+grpc::Status AgentService::Swap(grpc::ServerContext* context,
+                                 const v1::SwapRequest* r,
+                                 v1::Operation* response) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Swap"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   absl::StatusOr<SwapJournal> j = executor_->Swap({r->version(), CommandOf(*r)});
   if (!j.ok()) return ToGrpc(j.status());
@@ -216,9 +275,10 @@ grpc::Status AgentServer::Service::Swap(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServer::Service::Rollback(grpc::ServerContext*,
-                                            const v1::RollbackRequest* r,
-                                            v1::Operation* response) {
+grpc::Status AgentService::Rollback(grpc::ServerContext* context,
+                                     const v1::RollbackRequest* r,
+                                     v1::Operation* response) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Rollback"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   absl::StatusOr<SwapJournal> j =
       executor_->Rollback({r->of_operation_id(), CommandOf(*r)});
@@ -227,9 +287,10 @@ grpc::Status AgentServer::Service::Rollback(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServer::Service::GetOperation(grpc::ServerContext*,
-                                                const v1::GetOperationRequest* r,
-                                                v1::Operation* response) {
+grpc::Status AgentService::GetOperation(grpc::ServerContext* context,
+                                         const v1::GetOperationRequest* r,
+                                         v1::Operation* response) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/GetOperation"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   absl::StatusOr<SwapJournal> j = executor_->Get(r->operation_id());
   if (!j.ok()) return ToGrpc(j.status());
@@ -237,9 +298,10 @@ grpc::Status AgentServer::Service::GetOperation(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status AgentServer::Service::WatchOperation(
+grpc::Status AgentService::WatchOperation(
     grpc::ServerContext* context, const v1::GetOperationRequest* r,
     grpc::ServerWriter<v1::Operation>* writer) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/WatchOperation"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   size_t seen = 0;
   while (!context->IsCancelled()) {
@@ -257,8 +319,14 @@ grpc::Status AgentServer::Service::WatchOperation(
   return grpc::Status::OK;
 }
 
-AgentServer::AgentServer(ProviderProbe& probe, Executor* executor)
-    : service_(std::make_unique<Service>(probe, executor)) {}
+std::unique_ptr<grpc::Service> NewAgentService(ProviderProbe& probe, Executor* executor,
+                                               AgentServiceOptions options) {
+  return std::make_unique<AgentService>(probe, executor, std::move(options));
+}
+
+AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, std::string mode)
+    : service_(NewAgentService(probe, executor,
+                               {.policy = {.local = true}, .mode = std::move(mode)})) {}
 
 AgentServer::~AgentServer() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -267,21 +335,34 @@ absl::Status AgentServer::Start(const AgentListenAddresses& addresses) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  std::optional<gid_t> gid;
   if (!addresses.unix_socket.empty()) {
     if (absl::Status s = PrepareUnixSocketPath(addresses.unix_socket); !s.ok()) {
       return s;
+    }
+    if (!addresses.unix_group.empty()) {
+      absl::StatusOr<gid_t> g = GroupId(addresses.unix_socket, addresses.unix_group);
+      if (!g.ok()) return g.status();
+      gid = *g;
     }
     builder.AddListeningPort("unix:" + addresses.unix_socket,
                              grpc::InsecureServerCredentials());
   }
   if (!addresses.tcp.empty()) {
-    // Plain TCP until the mTLS issue lands; kmsfleetd warns at start-up.
+    // Only with listen.insecure on loopback (checked at config load).
     builder.AddListeningPort(addresses.tcp, grpc::InsecureServerCredentials(),
                              &tcp_port_);
   }
   builder.RegisterService(service_.get());
   for (grpc::Service* extra : extra_services_) builder.RegisterService(extra);
+  // The socket is born with its final access: gRPC binds it inside
+  // BuildAndStart, under this umask, so there is no window in which others
+  // (or the group, when the mode gives it nothing) may connect. Only the
+  // group and other bits are masked: the umask is process-wide, and a
+  // directory another thread creates meanwhile must stay usable by us.
+  mode_t previous = umask(static_cast<mode_t>(~addresses.unix_mode & 0077));
   server_ = builder.BuildAndStart();
+  umask(previous);
   if (!server_ || (!addresses.tcp.empty() && tcp_port_ == 0)) {
     server_.reset();
     return MakeError(absl::StatusCode::kUnavailable, reason::kInvalidConfig,
@@ -291,8 +372,10 @@ absl::Status AgentServer::Start(const AgentListenAddresses& addresses) {
   }
   unix_socket_ = addresses.unix_socket;
   if (!unix_socket_.empty()) {
-    // Only root and the socket's group may ask the agent anything.
-    chmod(unix_socket_.c_str(), 0660);
+    if (absl::Status s = FinishSocket(unix_socket_, addresses.unix_mode, gid); !s.ok()) {
+      Shutdown(std::chrono::milliseconds(0));
+      return s;
+    }
   }
   return absl::OkStatus();
 }

@@ -9,9 +9,19 @@
 
 namespace kmsfleet {
 
+CallerPolicy CallerPolicyOf(const AgentConfig& config) {
+  const ClusterConfig& c = config.cluster;
+  CallerPolicy policy{.local = c.insecure, .self = config.node};
+  policy.members = c.voters;
+  policy.members.insert(policy.members.end(), c.learners.begin(), c.learners.end());
+  policy.operator_trust_domain = c.tls.operator_trust_domain;
+  return policy;
+}
+
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
     const AgentConfig& config,
-    std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome) {
+    std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
+    grpc::Service* agent_service) {
   const ClusterConfig& c = config.cluster;
   absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(c);
   if (!creds.ok()) return creds.status();
@@ -41,17 +51,27 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime());
   runtime->node_ = std::move(*node);
   runtime->server_ = std::make_unique<ClusterServer>(*runtime->node_);
-  if (absl::Status s = runtime->server_->Start(c.listen, creds->server, creds->insecure);
+  // Without TLS nobody can be told from anybody, so the disruptive Agent
+  // API stays on the unix socket.
+  std::vector<grpc::Service*> extra;
+  if (agent_service != nullptr && !creds->insecure) extra.push_back(agent_service);
+  if (absl::Status s =
+          runtime->server_->Start(c.listen, creds->server, CallerPolicyOf(config), extra);
       !s.ok()) {
     return s;
   }
-  runtime->local_fleet_ = NewFleetService(*runtime->node_, /*check_identity=*/false);
+  runtime->local_fleet_ =
+      NewFleetService(*runtime->node_, CallerPolicy{.local = true, .self = config.node});
   runtime->node_->Start();
   Log(LogLevel::kInfo, "cluster serving",
       {{"node", config.node}, {"listen", c.listen},
        {"port", std::to_string(runtime->server_->port())},
        {"voters", std::to_string(c.voters.size())},
-       {"tls", creds->insecure ? "off" : "mutual"}});
+       {"tls", creds->insecure ? "off" : "mutual"},
+       {"agent_api", extra.empty() ? "unix socket only" : "cluster listener too"},
+       {"operators", c.tls.operator_trust_domain.empty()
+                         ? "none"
+                         : OperatorUriPrefix(c.tls.operator_trust_domain) + "*"}});
   return runtime;
 }
 

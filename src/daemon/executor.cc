@@ -41,7 +41,7 @@ absl::Status CheckOperationId(const std::string& id) {
 Executor::Executor(ExecutorOptions options, ProviderProbe& probe,
                    ServiceManager& services, const Clock& clock)
     : options_(std::move(options)), probe_(probe), services_(services),
-      clock_(clock), fence_check_(NoElectionFenceCheck(options_.node)) {
+      clock_(clock), fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {
   const char* crash = std::getenv("KMSFLEETD_TEST_CRASH_AT");
   if (crash != nullptr) crash_at_ = crash;
 }
@@ -118,9 +118,17 @@ absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
   return ParseJournal(*text, path);
 }
 
-FenceCheck NoElectionFenceCheck(std::string node) {
-  return [node](const std::optional<v1::Fence>& fence) -> absl::Status {
-    if (!fence) return absl::OkStatus();
+FenceCheck NoElectionFenceCheck(std::string node, bool standalone) {
+  return [node, standalone](const std::optional<v1::Fence>& fence) -> absl::Status {
+    if (!fence && standalone) return absl::OkStatus();
+    if (!fence) {
+      return MakeError(absl::StatusCode::kFailedPrecondition,
+                       reason::kStandaloneNotConfigured,
+                       "node " + node + " has no cluster: section and is not declared "
+                       "standalone: true, so nothing keeps another node from swapping "
+                       "at the same time; configure the cluster, or set standalone: true "
+                       "on a single-node control plane");
+    }
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNoElection,
                      "node " + node + " runs no election (its config has no cluster: "
                      "section), so it cannot check fence " +

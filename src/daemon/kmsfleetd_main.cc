@@ -32,6 +32,7 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   o.artifacts.allow_unsigned = e.allow_unsigned;
   o.artifacts.fetch.ca_file = e.download_ca_file;
   o.artifacts.fetch.total_timeout = e.download_timeout;
+  o.artifacts.allowed_url_prefixes = e.allowed_url_prefixes;
   o.preflight = {config.provider_config, config.encryption_config,
                  e.doctor_timeout, e.run_as};
   o.unit_timeout = e.unit_timeout;
@@ -41,16 +42,32 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   return o;
 }
 
+// How this agent admits disruptive commands; GetNodeState reports it and
+// `kmsfleetctl status` shows it.
+std::string AgentMode(const AgentConfig& config) {
+  if (config.cluster.enabled) return "cluster member";
+  return config.standalone ? "standalone" : "refusing";
+}
+
 // Starts the election shell when the config has a `cluster:` section;
 // returns null when it has none. A member's executor then needs the
-// coordinator's fence for every swap and rollback.
+// coordinator's fence for every swap and rollback; any other executor
+// admits unfenced commands only when the node is declared standalone.
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
-    const AgentConfig& config, Executor& executor) {
-  if (!config.cluster.enabled) return std::unique_ptr<ClusterRuntime>();
-  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster =
-      ClusterRuntime::Start(config, [&executor](const v1::Fence& fence) {
-        return executor.HandoffOutcome(fence);
-      });
+    const AgentConfig& config, Executor& executor, grpc::Service* agent_service) {
+  if (!config.cluster.enabled) {
+    executor.SetFenceCheck(NoElectionFenceCheck(config.node, config.standalone));
+    if (!config.standalone) {
+      Log(LogLevel::kWarn,
+          "no cluster: section and not standalone: true, so swap and rollback are "
+          "refused (STANDALONE_NOT_CONFIGURED)",
+          {{"node", config.node}});
+    }
+    return std::unique_ptr<ClusterRuntime>();
+  }
+  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = ClusterRuntime::Start(
+      config, [&executor](const v1::Fence& fence) { return executor.HandoffOutcome(fence); },
+      agent_service);
   if (cluster.ok()) executor.SetFenceCheck((*cluster)->fence_check());
   return cluster;
 }
@@ -65,8 +82,18 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // Open journals of a previous run are finished or rolled back first, on
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
-  AgentServer server(*probe, &executor);
-  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = MaybeStartCluster(config, executor);
+  std::string mode = AgentMode(config);
+  AgentServer server(*probe, &executor, mode);
+  std::unique_ptr<grpc::Service> remote_agent =
+      config.cluster.enabled
+          ? NewAgentService(*probe, &executor,
+                            {.policy = CallerPolicyOf(config), .mode = mode})
+          : nullptr;
+  // Before server.Start: that turns on health and reflection for every
+  // server built later, and the cluster listener must serve only services
+  // that check their callers.
+  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster =
+      MaybeStartCluster(config, executor, remote_agent.get());
   if (!cluster.ok()) {
     Log(LogLevel::kError, std::string(cluster.status().message()),
         {{"node", config.node}});
@@ -75,16 +102,22 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   if (*cluster) server.AddService((*cluster)->local_fleet_service());
   if (!config.listen_tcp.empty()) {
     Log(LogLevel::kWarn,
-        "TCP listener has no TLS yet: bind it to loopback or a trusted network",
+        "listen.tcp serves the Agent API on plain TCP (listen.insecure: true): "
+        "every local user can stage and swap through it; local demos only",
         {{"tcp", config.listen_tcp}});
   }
-  if (absl::Status s = server.Start({config.listen_unix, config.listen_tcp});
+  if (absl::Status s = server.Start({.unix_socket = config.listen_unix,
+                                     .unix_mode = config.listen_unix_mode,
+                                     .unix_group = config.listen_unix_group,
+                                     .tcp = config.listen_tcp});
       !s.ok()) {
+    if (*cluster) (*cluster)->Stop(std::chrono::milliseconds(0));
     Log(LogLevel::kError, std::string(s.message()), {{"node", config.node}});
     return 1;
   }
   Log(LogLevel::kInfo, "agent serving",
       {{"node", config.node},
+       {"mode", mode},
        {"unix", config.listen_unix},
        {"tcp_port", std::to_string(server.tcp_port())}});
   sd_notify(0, "READY=1");

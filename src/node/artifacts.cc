@@ -1,10 +1,16 @@
 #include "kmsfleet/artifacts.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <memory>
+#include <vector>
 
 #include "kmsfleet/fs_util.h"
 #include "kmsfleet/checksums.h"
@@ -89,6 +95,104 @@ bool Verifies(EVP_PKEY* key, std::string_view data, std::string_view sig) {
                           data.size()) == 1;
 }
 
+// An open file descriptor, closed on scope exit.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+absl::Status SourceError(const std::string& path, std::string_view why) {
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kSourceNotAllowed,
+                   path + ": " + std::string(why) + "; Stage reads only regular files",
+                   {{"file", path}});
+}
+
+std::string_view FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISDIR(mode)) return "a directory";
+  return "not a regular file";
+}
+
+// Opens `path` for reading only if it is a regular file. Non-blocking, so
+// that a FIFO cannot hang the open, and without following a symlink; the
+// type is checked on the opened file, so it cannot be swapped in between.
+absl::StatusOr<std::unique_ptr<Fd>> OpenRegularFile(const std::string& path) {
+  auto fd = std::make_unique<Fd>(
+      open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
+  if (fd->get() < 0) {
+    int err = errno;
+    if (err == ELOOP) return SourceError(path, "is a symbolic link");
+    return MakeError(err == ENOENT ? absl::StatusCode::kNotFound
+                                   : absl::StatusCode::kUnavailable,
+                     reason::kArtifactIo,
+                     "cannot open " + path + ": " + std::strerror(err), {{"file", path}});
+  }
+  struct stat st {};
+  if (fstat(fd->get(), &st) != 0) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                     "cannot stat " + path + ": " + std::strerror(errno), {{"file", path}});
+  }
+  if (!S_ISREG(st.st_mode)) return SourceError(path, "is " + std::string(FileTypeName(st.st_mode)));
+  return fd;
+}
+
+// Reads all of `fd` (the file `path`), at most `max_bytes`.
+absl::StatusOr<std::string> ReadAllBounded(int fd, const std::string& path,
+                                           size_t max_bytes) {
+  std::string out;
+  char buffer[1 << 16];
+  while (true) {
+    ssize_t n = read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                       "cannot read " + path + ": " + std::strerror(errno), {{"file", path}});
+    }
+    if (n == 0) return out;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      return MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
+                       path + " is larger than " + std::to_string(max_bytes) + " bytes",
+                       {{"file", path}});
+    }
+    out.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+// Reads the regular file `path`, at most `max_bytes`.
+absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_bytes) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> fd, OpenRegularFile(path));
+  return ReadAllBounded(fd->get(), path, max_bytes);
+}
+
+absl::Status CheckUrlAllowed(const ArtifactStoreOptions& options, const std::string& url) {
+  for (const std::string& prefix : options.allowed_url_prefixes) {
+    if (url.size() > prefix.size() && url.compare(0, prefix.size(), prefix) == 0) {
+      return absl::OkStatus();
+    }
+  }
+  return MakeError(absl::StatusCode::kPermissionDenied, reason::kSourceNotAllowed,
+                   options.allowed_url_prefixes.empty()
+                       ? "URL source " + url +
+                             " refused: executor.allowed_url_prefixes is empty, so this "
+                             "agent downloads nothing; list the release server's prefix "
+                             "or stage a local file"
+                       : "URL source " + url +
+                             " is under none of executor.allowed_url_prefixes",
+                   {{"url", url}});
+}
+
 std::string BaseName(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
@@ -117,12 +221,114 @@ absl::Status CheckSignature(const ArtifactStoreOptions& options,
                          "false; pass the detached signature",
                      {{"file", request.checksums}});
   }
-  KMSFLEET_ASSIGN_OR_RETURN(
-      std::string sig, ReadBoundedFile(request.signature, kMaxSignatureBytes));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string sig,
+                            ReadRegularFile(request.signature, kMaxSignatureBytes));
   KMSFLEET_ASSIGN_OR_RETURN(
       out.signer, VerifyDetachedSignature(checksums, sig, options.public_key_files));
   out.is_signed = true;
   return absl::OkStatus();
+}
+
+absl::Status IoError(std::string_view what, const std::string& path, int err) {
+  return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                   "cannot " + std::string(what) + " " + path + ": " + std::strerror(err),
+                   {{"file", path}});
+}
+
+// Copies the open regular file `in` (named `source`) to `dest` through a
+// temp file of its own (mkstemp: concurrent stages never share one),
+// hashing what it copies; renames it into place only when the digest is
+// `expected`. Returns the hex SHA-256.
+absl::StatusOr<std::string> CopyVerified(int in, const std::string& source,
+                                         const std::string& dest,
+                                         const std::string& expected, size_t max_bytes) {
+  std::string tmp = dest + ".tmp.XXXXXX";
+  Fd out(mkostemp(tmp.data(), O_CLOEXEC));
+  if (out.get() < 0) return IoError("create a temp file for", dest, errno);
+  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
+  absl::Status s = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1
+                       ? absl::OkStatus()
+                       : IoError("hash", source, EINVAL);
+  size_t total = 0;
+  std::vector<char> buffer(1 << 20);
+  while (s.ok()) {
+    ssize_t n = read(in, buffer.data(), buffer.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) s = IoError("read", source, errno);
+    if (n <= 0) break;
+    total += static_cast<size_t>(n);
+    if (total > max_bytes) {
+      s = MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
+                    source + " is larger than " + std::to_string(max_bytes) + " bytes",
+                    {{"file", source}});
+      break;
+    }
+    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(n));
+    for (ssize_t done = 0; s.ok() && done < n;) {
+      ssize_t w = write(out.get(), buffer.data() + done, static_cast<size_t>(n - done));
+      if (w < 0 && errno != EINTR) s = IoError("write", tmp, errno);
+      if (w > 0) done += w;
+    }
+  }
+  std::string actual;
+  if (s.ok()) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx.get(), md, &len);
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (unsigned int i = 0; i < len; ++i) {
+      actual += kHex[md[i] >> 4];
+      actual += kHex[md[i] & 15];
+    }
+    if (actual != expected) {
+      s = MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                    "SHA-256 of " + source + " is " + actual + ", expected " + expected,
+                    {{"file", source}, {"expected", expected}, {"actual", actual}});
+    }
+  }
+  if (s.ok() && fchmod(out.get(), 0755) != 0) s = IoError("chmod", tmp, errno);
+  if (s.ok() && fsync(out.get()) != 0) s = IoError("fsync", tmp, errno);
+  if (s.ok() && rename(tmp.c_str(), dest.c_str()) != 0) s = IoError("rename", tmp, errno);
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  size_t slash = dest.rfind('/');
+  KMSFLEET_RETURN_IF_ERROR(FsyncDir(slash == std::string::npos ? "." : dest.substr(0, slash)));
+  return actual;
+}
+
+// Writes `content` to `path` through a temp file of its own (mkstemp), then
+// fsync, rename and fsync the directory.
+absl::Status WriteUniqueAtomic(const std::string& path, std::string_view content) {
+  std::string tmp = path + ".tmp.XXXXXX";
+  absl::Status s;
+  {
+    Fd out(mkostemp(tmp.data(), O_CLOEXEC));
+    if (out.get() < 0) return IoError("create a temp file for", path, errno);
+    for (size_t done = 0; s.ok() && done < content.size();) {
+      ssize_t w = write(out.get(), content.data() + done, content.size() - done);
+      if (w < 0 && errno != EINTR) s = IoError("write", tmp, errno);
+      if (w > 0) done += static_cast<size_t>(w);
+    }
+    if (s.ok() && fsync(out.get()) != 0) s = IoError("fsync", tmp, errno);
+  }
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = IoError("rename", tmp, errno);
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  size_t slash = path.rfind('/');
+  return FsyncDir(slash == std::string::npos ? "." : path.substr(0, slash));
+}
+
+// Downloads `url` to `incoming`, then copies that to `dest` as CopyVerified.
+absl::StatusOr<std::string> FetchAndCopy(const std::string& url, const std::string& incoming,
+                                         const FetchOptions& fetch, const std::string& dest,
+                                         const std::string& expected, size_t max_bytes) {
+  KMSFLEET_RETURN_IF_ERROR(FetchToFile(url, incoming, fetch));
+  KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> in, OpenRegularFile(incoming));
+  return CopyVerified(in->get(), url, dest, expected, max_bytes);
 }
 
 // Copies the source (downloading it first if it is a URL) to `dest`,
@@ -131,26 +337,22 @@ absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
                                           const StageRequest& request,
                                           const std::string& expected,
                                           const std::string& dest) {
-  std::string from = request.source;
-  std::string incoming;
-  if (IsFetchUrl(request.source)) {
-    incoming = options.state_dir + "/artifacts/.incoming-" + std::to_string(getpid());
-    unlink(incoming.c_str());  // left by a crashed stage of this pid number
-    FetchOptions fetch = options.fetch;
-    fetch.max_bytes = options.max_artifact_bytes;
-    KMSFLEET_RETURN_IF_ERROR(FetchToFile(request.source, incoming, fetch));
-    from = incoming;
+  if (!IsFetchUrl(request.source)) {
+    KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> in, OpenRegularFile(request.source));
+    return CopyVerified(in->get(), request.source, dest, expected,
+                        options.max_artifact_bytes);
   }
-  absl::StatusOr<std::string> digest =
-      CopyFileAtomic(from, dest, 0755, expected, options.max_artifact_bytes);
-  if (!incoming.empty()) unlink(incoming.c_str());
-  if (ReasonOf(digest.status()) == reason::kChecksumMismatch && !incoming.empty()) {
-    std::string actual = MetadataOf(digest.status(), "actual");
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
-                     "SHA-256 of " + request.source + " is " + actual +
-                         ", expected " + expected,
-                     {{"file", request.source}, {"expected", expected}, {"actual", actual}});
-  }
+  // A download lands in a directory of its own (mkdtemp), so concurrent
+  // stages never share the file.
+  std::string incoming_dir = options.state_dir + "/artifacts/.incoming-XXXXXX";
+  if (mkdtemp(incoming_dir.data()) == nullptr) return IoError("create", incoming_dir, errno);
+  std::string incoming = incoming_dir + "/download";
+  FetchOptions fetch = options.fetch;
+  fetch.max_bytes = options.max_artifact_bytes;
+  absl::StatusOr<std::string> digest = FetchAndCopy(request.source, incoming, fetch, dest,
+                                                    expected, options.max_artifact_bytes);
+  unlink(incoming.c_str());
+  rmdir(incoming_dir.c_str());
   return digest;
 }
 
@@ -181,11 +383,13 @@ absl::StatusOr<std::string> VerifyDetachedSignature(
 absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
                                      const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(CheckVersion(request.version));
+  if (IsFetchUrl(request.source)) {
+    KMSFLEET_RETURN_IF_ERROR(CheckUrlAllowed(options, request.source));
+  }
   StagedArtifact out;
   out.version = request.version;
-  KMSFLEET_ASSIGN_OR_RETURN(
-      std::string checksums,
-      ReadBoundedFile(request.checksums, kMaxChecksumsBytes));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string checksums,
+                            ReadRegularFile(request.checksums, kMaxChecksumsBytes));
   KMSFLEET_RETURN_IF_ERROR(CheckSignature(options, request, checksums, out));
   std::string name = !request.artifact_name.empty() ? request.artifact_name
                      : IsFetchUrl(request.source)   ? UrlFileName(request.source)
@@ -209,18 +413,16 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
     return digest.status();
   }
   out.sha256 = *digest;
-  KMSFLEET_RETURN_IF_ERROR(
-      WriteFileAtomic(dir + "/checksums.txt", checksums, 0600));
+  // Every file goes through a temp of its own: a concurrent Stage of the
+  // same version never writes into this one's temp.
+  KMSFLEET_RETURN_IF_ERROR(WriteUniqueAtomic(dir + "/checksums.txt", checksums));
   if (out.is_signed) {
-    KMSFLEET_ASSIGN_OR_RETURN(
-        std::string sig,
-        ReadBoundedFile(request.signature, kMaxSignatureBytes));
-    KMSFLEET_RETURN_IF_ERROR(
-        WriteFileAtomic(dir + "/checksums.txt.sig", sig, 0600));
+    KMSFLEET_ASSIGN_OR_RETURN(std::string sig,
+                              ReadRegularFile(request.signature, kMaxSignatureBytes));
+    KMSFLEET_RETURN_IF_ERROR(WriteUniqueAtomic(dir + "/checksums.txt.sig", sig));
   }
-  KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(
-      dir + "/" + kStagedDigestName,
-      out.sha256 + "  " + kStagedBinaryName + "\n", 0600));
+  KMSFLEET_RETURN_IF_ERROR(WriteUniqueAtomic(dir + "/" + kStagedDigestName,
+                                              out.sha256 + "  " + kStagedBinaryName + "\n"));
   return out;
 }
 

@@ -52,6 +52,20 @@ bool MakeCertificates(const std::string& dir, const std::vector<std::string>& na
   return true;
 }
 
+bool MakeOperatorCertificate(const std::string& dir, const std::string& name,
+                             const std::string& trust_domain, const std::string& ca_name) {
+  std::string ca = dir + "/" + ca_name;
+  std::string base = dir + "/" + name;
+  WriteFile(base + ".ext", "subjectAltName=URI:spiffe://" + trust_domain +
+                               "/kmsfleet/operator/" + name +
+                               "\nextendedKeyUsage=clientAuth\n");
+  return Openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                  "-keyout", base + ".key", "-out", base + ".csr", "-subj", "/CN=" + name}) &&
+         Openssl({"x509", "-req", "-in", base + ".csr", "-CA", ca + ".pem", "-CAkey",
+                  ca + ".key", "-CAcreateserial", "-out", base + ".pem", "-days", "2",
+                  "-extfile", base + ".ext"});
+}
+
 ElectionCluster::ElectionCluster(const TempDir& dir, int voters)
     : dir_(dir.path()), pki_(dir.File("pki")) {
   std::vector<std::string> names;
@@ -81,7 +95,8 @@ ElectionCluster::ElectionCluster(const TempDir& dir, int voters)
               "  tls:\n"
               "    ca: " + pki_ + "/ca.pem\n"
               "    cert: " + pki_ + "/" + Name(i) + ".pem\n"
-              "    key: " + pki_ + "/" + Name(i) + ".key\n");
+              "    key: " + pki_ + "/" + Name(i) + ".key\n"
+              "    operator_trust_domain: " + kOperatorTrustDomain + "\n");
   }
 }
 
@@ -165,6 +180,14 @@ std::shared_ptr<grpc::Channel> ElectionCluster::PeerChannel(int i,
   args.SetSslTargetNameOverride(Name(i));
   return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(ports_[i]),
                                    grpc::SslCredentials(tls), args);
+}
+
+std::shared_ptr<grpc::Channel> ElectionCluster::AnonymousChannel(int i) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = ReadFile(pki_ + "/ca.pem");
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride(Name(i));
+  return grpc::CreateCustomChannel(Address(i), grpc::SslCredentials(tls), args);
 }
 
 std::unique_ptr<v1::Peer::Stub> ElectionCluster::PeerClient(int i,

@@ -25,6 +25,15 @@ namespace kmsfleet::testing {
 bool MakeCertificates(const std::string& dir, const std::vector<std::string>& names,
                       const std::string& ca_name = "ca");
 
+// The operator trust domain the cluster's agents accept (caller_auth.h).
+inline constexpr char kOperatorTrustDomain[] = "kmsfleet.test";
+
+// Makes `<dir>/<name>.pem` and `.key` signed by `<dir>/<ca_name>.pem` with
+// the SAN URI spiffe://<trust_domain>/kmsfleet/operator/<name>.
+bool MakeOperatorCertificate(const std::string& dir, const std::string& name,
+                             const std::string& trust_domain = kOperatorTrustDomain,
+                             const std::string& ca_name = "ca");
+
 class ElectionCluster {
  public:
   // Writes configs and certificates for nodes cp-1 .. cp-<voters>.
@@ -60,6 +69,9 @@ class ElectionCluster {
                                              const std::string& pki_dir = "");
   std::shared_ptr<grpc::Channel> PeerChannel(int i, const std::string& cert_name,
                                              const std::string& pki_dir = "");
+  // A TLS channel to agent `i`'s cluster port that trusts the fleet CA and
+  // presents no client certificate.
+  std::shared_ptr<grpc::Channel> AnonymousChannel(int i);
 
  private:
   std::string dir_;

@@ -33,7 +33,8 @@ TestNode::TestNode(const TempDir& dir, NodeOptions options)
             "  binary: " + options_.provider_binary + "\n"
             "  config: " + dir_ + "/provider.yaml\n"
             "  http_timeout_ms: 2000\n"
-            "  kms_timeout_ms: 2000\n");
+            "  kms_timeout_ms: 2000\n" +
+                options_.extra_config);
 }
 
 void TestNode::StartProvider() {

@@ -18,6 +18,7 @@ struct NodeOptions {
   std::string name;
   std::string scenario = "key_seed: fleet-key-1\n";  // fake provider scenario YAML
   std::string provider_binary = FAKE_PROVIDER_PATH;
+  std::string extra_config = "";  // appended to the agent's config (top-level keys)
 };
 
 class TestNode {

@@ -108,6 +108,7 @@ void SystemdNode::WriteConfigs() {
             "Restart=no\n");
   WriteFile(dir_.File("kmsfleet.yaml"),
             "node: cp-1\n"
+            "standalone: true\n"  // no cluster: admits unfenced swaps (issue 8 §3)
             "state_dir: " + state_dir() + "\n"
             "listen:\n  unix: " + dir_.File("agent.sock") + "\n"
             "provider:\n"
@@ -181,6 +182,8 @@ std::string SystemdNode::FakeScript(const std::string& version,
 
 void SystemdNode::JoinSingleVoterCluster() {
   std::string config = ReadFile(dir_.File("kmsfleet.yaml"));
+  // A member is not standalone: the fence decides instead.
+  config.erase(config.find("standalone: true\n"), std::string("standalone: true\n").size());
   WriteFile(dir_.File("kmsfleet.yaml"),
             config + "cluster:\n  listen: 127.0.0.1:" +
                 std::to_string(FreeLoopbackPort()) + "\n  insecure: true\n");

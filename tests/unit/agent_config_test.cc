@@ -35,6 +35,7 @@ state_dir: /var/lib/kmsfleet-test
 listen:
   unix: /tmp/agent.sock
   tcp: 127.0.0.1:7443
+  insecure: true
 provider:
   metrics_url: http://127.0.0.1:9081/metrics
   ready_url: http://[::1]:9082/ready
@@ -155,6 +156,75 @@ TEST(AgentConfigTest, ClusterMemberWithoutPeerEntryIsRefused) {
                     "must be an integer");
   ExpectConfigError(std::string(kCluster) + "  electon_ticks: 3\n",
                     "cluster.electon_ticks", 8, "unknown key");
+}
+
+TEST(AgentConfigTest, PlainTcpNeedsInsecureAndALoopbackAddress) {
+  ExpectConfigError("node: cp-1\nlisten:\n  tcp: 127.0.0.1:7443\n", "listen.tcp", 3,
+                    "only with listen.insecure: true on a loopback address");
+  ExpectConfigError("node: cp-1\nlisten:\n  tcp: 0.0.0.0:7443\n  insecure: true\n",
+                    "listen.tcp", 3, "only on a loopback address, not 0.0.0.0:7443");
+  ExpectConfigError("node: cp-1\nlisten:\n  tcp: 10.0.0.1:7443\n  insecure: true\n",
+                    "listen.tcp", 3, "only on a loopback address");
+  for (const char* address : {"127.0.0.1:7443", "\"[::1]:7443\"", "localhost:7443"}) {
+    absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+        std::string("node: cp-1\nlisten:\n  tcp: ") + address + "\n  insecure: true\n", kFile);
+    ASSERT_TRUE(c.ok()) << address << ": " << c.status();
+    EXPECT_TRUE(c->listen_insecure);
+  }
+}
+
+TEST(AgentConfigTest, InsecureClusterOnlyOnLoopback) {
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: 0.0.0.0:7443\n  insecure: true\n",
+                    "cluster.insecure", 3, "only on a loopback address, not 0.0.0.0:7443");
+}
+
+TEST(AgentConfigTest, UnixSocketModeAndGroup) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+      "node: cp-1\nlisten:\n  unix_mode: \"0600\"\n  unix_group: kmsfleet\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->listen_unix_mode, 0600u);
+  EXPECT_EQ(c->listen_unix_group, "kmsfleet");
+  EXPECT_EQ(ParseAgentConfig("node: cp-1\n", kFile)->listen_unix_mode, 0660u);
+  ExpectConfigError("node: cp-1\nlisten:\n  unix_mode: \"0666\"\n", "listen.unix_mode", 3,
+                    "others nothing");
+  ExpectConfigError("node: cp-1\nlisten:\n  unix_mode: rw\n", "listen.unix_mode", 3,
+                    "must be an octal mode");
+}
+
+TEST(AgentConfigTest, StandaloneExcludesACluster) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\nstandalone: true\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->standalone);
+  EXPECT_FALSE(ParseAgentConfig("node: cp-1\n", kFile)->standalone);
+  ExpectConfigError(std::string(kCluster) + "standalone: true\n", "standalone", 8,
+                    "not standalone");
+}
+
+TEST(AgentConfigTest, OperatorTrustDomainIsValidated) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: a, cert: b, key: c, "
+      "operator_trust_domain: fleet.example}\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.tls.operator_trust_domain, "fleet.example");
+  ExpectConfigError(
+      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: a, cert: b, key: c, "
+      "operator_trust_domain: Fleet/Example}\n",
+      "cluster.tls.operator_trust_domain", 3, "lower-case letters");
+}
+
+TEST(AgentConfigTest, AllowedUrlPrefixesNameAPath) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+      "node: cp-1\nexecutor:\n  allowed_url_prefixes: [https://releases.example/bao/]\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.allowed_url_prefixes,
+            (std::vector<std::string>{"https://releases.example/bao/"}));
+  ExpectConfigError(
+      "node: cp-1\nexecutor:\n  allowed_url_prefixes: [https://releases.example]\n",
+      "executor.allowed_url_prefixes[0]", 3, "ending in '/'");
+  ExpectConfigError("node: cp-1\nexecutor:\n  allowed_url_prefixes: [/srv/releases/]\n",
+                    "executor.allowed_url_prefixes[0]", 3, "http(s)://host/path/");
 }
 
 TEST(AgentConfigTest, MissingFileIsNamed) {

@@ -2,12 +2,15 @@
 // checksum lines, and that a failure leaves nothing new behind.
 #include "kmsfleet/artifacts.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 
 #include "kmsfleet/reasons.h"
@@ -149,7 +152,96 @@ TEST_F(ArtifactsTest, SymlinkedSourceIsNotFollowed) {
   options_.allow_unsigned = true;
   fs::rename(In(kName), In("real"));
   fs::create_symlink(In("real"), In(kName));
-  EXPECT_EQ(ReasonOf(Stage(options_, Request("")).status()), reason::kArtifactIo);
+  absl::Status s = Stage(options_, Request("")).status();
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed);
+  EXPECT_NE(s.message().find("symbolic link"), std::string::npos) << s;
+}
+
+TEST_F(ArtifactsTest, SymlinkedChecksumsAreRefused) {
+  options_.allow_unsigned = true;
+  fs::rename(In("checksums.txt"), In("real.txt"));
+  fs::create_symlink(In("real.txt"), In("checksums.txt"));
+  EXPECT_EQ(ReasonOf(Stage(options_, Request("")).status()), reason::kSourceNotAllowed);
+}
+
+// Runs Stage on another thread; a FIFO source must be refused at once, not
+// block the caller until a writer shows up.
+absl::Status StageWithin(const ArtifactStoreOptions& options, const StageRequest& request,
+                         const std::vector<std::string>& fifos) {
+  auto pending = std::async(std::launch::async,
+                            [&] { return Stage(options, request).status(); });
+  if (pending.wait_for(std::chrono::seconds(5)) == std::future_status::timeout) {
+    for (const std::string& fifo : fifos) {  // unblock the reader, then fail
+      int fd = open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+      if (fd >= 0) close(fd);
+    }
+    (void)pending.get();
+    return absl::DeadlineExceededError("Stage blocked on a FIFO");
+  }
+  return pending.get();
+}
+
+TEST_F(ArtifactsTest, FifoSourceAndChecksumsAreRefusedWithoutBlocking) {
+  options_.allow_unsigned = true;
+  fs::remove(In(kName));
+  ASSERT_EQ(mkfifo(In(kName).c_str(), 0600), 0);
+  absl::Status s = StageWithin(options_, Request(""), {In(kName)});
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << s;
+  EXPECT_NE(s.message().find("a FIFO"), std::string::npos) << s;
+
+  ASSERT_EQ(mkfifo(In("fifo.txt").c_str(), 0600), 0);
+  StageRequest r = Request("");
+  r.checksums = In("fifo.txt");
+  s = StageWithin(options_, r, {In("fifo.txt")});
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << s;
+  EXPECT_FALSE(fs::exists(ArtifactDir(options_.state_dir, "0.2.0")));
+}
+
+TEST_F(ArtifactsTest, DeviceSourceIsRefused) {
+  options_.allow_unsigned = true;
+  StageRequest r = Request("");
+  r.source = "/dev/zero";
+  r.artifact_name = kName;
+  absl::Status s = Stage(options_, r).status();
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << s;
+  EXPECT_NE(s.message().find("character device"), std::string::npos) << s;
+}
+
+TEST_F(ArtifactsTest, UrlSourcesNeedAnAllowedPrefix) {
+  options_.allow_unsigned = true;
+  StageRequest r = Request("");
+  r.source = "https://releases.example/bao/" + std::string(kName);
+  absl::Status s = Stage(options_, r).status();
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << s;
+  EXPECT_NE(s.message().find("allowed_url_prefixes is empty"), std::string::npos) << s;
+
+  options_.allowed_url_prefixes = {"https://releases.example/other/"};
+  s = Stage(options_, r).status();
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << s;
+  EXPECT_EQ(MetadataOf(s, "url"), r.source);
+  EXPECT_FALSE(fs::exists(ArtifactDir(options_.state_dir, "0.2.0")));
+}
+
+TEST_F(ArtifactsTest, ConcurrentStagesDoNotShareATempFile) {
+  options_.allow_unsigned = true;
+  // The same release staged twice at once (a coordinator and an operator
+  // retrying), large enough that the copies overlap.
+  Write(In(kName), std::string(4 << 20, 'r'));
+  Sh("cd " + dir_ + " && sha256sum " + kName + " > checksums.txt");
+  for (int round = 0; round < 20; ++round) {
+    auto stage = [&] { return Stage(options_, Request("")); };
+    auto a = std::async(std::launch::async, stage);
+    auto b = std::async(std::launch::async, stage);
+    absl::StatusOr<StagedArtifact> ra = a.get(), rb = b.get();
+    ASSERT_TRUE(ra.ok()) << "round " << round << ": " << ra.status();
+    ASSERT_TRUE(rb.ok()) << "round " << round << ": " << rb.status();
+    ASSERT_EQ(Read(ra->binary_path), Read(In(kName))) << "round " << round;
+    ASSERT_TRUE(FindStaged(options_, "0.2.0").ok()) << "round " << round;
+    for (const auto& e : fs::directory_iterator(ArtifactDir(options_.state_dir, "0.2.0"))) {
+      EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos)
+          << e.path() << " left behind";
+    }
+  }
 }
 
 TEST_F(ArtifactsTest, TamperedStagedBinaryIsDetectedBeforeUse) {

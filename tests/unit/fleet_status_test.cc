@@ -136,6 +136,20 @@ TEST(FleetStatusTest, JsonPrintsWholeCountersAsIntegers) {
   EXPECT_THAT(json, Not(HasSubstr("E0")));
 }
 
+TEST(FleetStatusTest, TableAndJsonShowHowEachAgentAdmitsDisruption) {
+  StatusRow refusing = Row("cp-1", kHashA);
+  refusing.state->set_agent_mode("refusing");
+  StatusRow member = Row("cp-2", kHashA);
+  member.state->set_agent_mode("cluster member");
+  FleetStatus f = SummariseFleet({refusing, member});
+  std::string table = RenderStatusTable(f);
+  EXPECT_THAT(table, HasSubstr("MODE"));
+  EXPECT_THAT(table, HasSubstr("cp-1  refusing "));
+  EXPECT_THAT(table, HasSubstr("cp-2  cluster member "));
+  boost::json::value v = boost::json::parse(RenderStatusJson(f));
+  EXPECT_EQ(v.at("nodes").as_array()[0].at("agent_mode").as_string(), "refusing");
+}
+
 TEST(FleetStatusTest, AgentTargetAcceptsPathsAndAddresses) {
   EXPECT_EQ(AgentTarget("/run/kmsfleet/agent.sock"),
             "unix:/run/kmsfleet/agent.sock");

@@ -42,9 +42,24 @@ TEST(ParseFenceTest, BadValuesAreNamedWithTheFlag) {
   }
 }
 
+TEST(FleetChannelTest, TcpAgentWithoutTlsFlagsIsRefusedNamingTheMissingFlag) {
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> none = FleetChannel("127.0.0.1:7443", {});
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(ReasonOf(none.status()), reason::kInvalidConfig);
+  EXPECT_EQ(MetadataOf(none.status(), "flag"), "--ca");
+  EXPECT_THAT(std::string(none.status().message()), HasSubstr("--ca is missing"));
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> no_key =
+      FleetChannel("127.0.0.1:7443", {.ca = "/ca.pem", .cert = "/op.pem"});
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_EQ(MetadataOf(no_key.status(), "flag"), "--key");
+  // Plain TCP only when asked for by name.
+  EXPECT_TRUE(FleetChannel("127.0.0.1:7443", {.insecure = true}).ok());
+}
+
 TEST(FleetChannelTest, UnreadableOrOversizedPemIsNamedWithItsFlag) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> missing =
-      FleetChannel("127.0.0.1:7443", {.ca = "/nonexistent/ca.pem"});
+      FleetChannel("127.0.0.1:7443",
+                   {.ca = "/nonexistent/ca.pem", .cert = "/x.pem", .key = "/x.key"});
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(std::string(missing.status().message()),
               HasSubstr("--ca /nonexistent/ca.pem: cannot be read"));
@@ -113,8 +128,8 @@ TEST(CommitPlanTest, UnreachableAgentIsNamed) {
   EXPECT_THAT(std::string(fence.status().message()), HasSubstr("unix:/run/x.sock"));
 }
 
-TEST(NoElectionFenceCheckTest, AdmitsUnfencedAndRefusesFencedCommands) {
-  FenceCheck check = NoElectionFenceCheck("cp-1");
+TEST(NoElectionFenceCheckTest, StandaloneAdmitsUnfencedAndRefusesFencedCommands) {
+  FenceCheck check = NoElectionFenceCheck("cp-1", /*standalone=*/true);
   EXPECT_TRUE(check(std::nullopt).ok());
   v1::Fence fence;
   fence.set_term(4);
@@ -125,6 +140,17 @@ TEST(NoElectionFenceCheckTest, AdmitsUnfencedAndRefusesFencedCommands) {
   EXPECT_EQ(ReasonOf(s), reason::kNoElection);
   EXPECT_THAT(std::string(s.message()), HasSubstr("node cp-1 runs no election"));
   EXPECT_THAT(std::string(s.message()), HasSubstr("4/9"));
+}
+
+TEST(NoElectionFenceCheckTest, NodeNotDeclaredStandaloneRefusesUnfencedCommands) {
+  FenceCheck check = NoElectionFenceCheck("cp-1", /*standalone=*/false);
+  absl::Status s = check(std::nullopt);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(s), reason::kStandaloneNotConfigured);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("standalone: true"));
+  v1::Fence fence;
+  fence.set_term(4);
+  EXPECT_EQ(ReasonOf(check(fence)), reason::kNoElection);
 }
 
 }  // namespace

@@ -1,0 +1,202 @@
+// The authenticated Agent API (issue 8 §3, architecture.md §7): three
+// agents electing over mTLS, and remote callers on their cluster listeners
+// with no certificate, an untrusted one, a member's and an operator's.
+// Each refusal is made by the authorisation table, not by the fence.
+#include <gmock/gmock.h>
+#include <grpcpp/generic/generic_stub.h>
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "election_cluster.h"
+#include "fleet.h"
+#include "kmsfleet/v1/error.pb.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr std::chrono::seconds kCallDeadline{5};
+
+std::string ReasonOf(const grpc::Status& status) {
+  v1::ErrorInfo info;
+  if (!info.ParseFromString(status.error_details())) return "";
+  return info.reason();
+}
+
+void SetDeadline(grpc::ClientContext& context) {
+  context.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
+}
+
+// A unary call of `method` with an empty message over `channel`.
+grpc::Status EmptyUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
+                            const std::string& method) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  SetDeadline(context);
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> status;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   std::lock_guard<std::mutex> lock(mu);
+                   status = s;
+                   cv.notify_one();
+                 });
+  std::unique_lock<std::mutex> lock(mu);
+  cv.wait(lock, [&] { return status.has_value(); });
+  return *status;
+}
+
+class AgentAuthTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cluster_ = std::make_unique<ElectionCluster>(dir_, 3);
+    ASSERT_TRUE(MakeOperatorCertificate(cluster_->pki(), "alice"));
+    // A certificate naming cp-1, from a CA the fleet does not trust.
+    rogue_ = dir_.File("rogue-pki");
+    ASSERT_TRUE(MakeCertificates(rogue_, {"cp-1"}, "rogue"));
+    cluster_->StartAll();
+    leader_ = cluster_->WaitForLeader({0, 1, 2});
+    ASSERT_GE(leader_, 0);
+    target_ = (leader_ + 1) % 3;  // a follower: its Swap reaches the fence
+  }
+  void TearDown() override {
+    if (HasFailure() && cluster_) {
+      for (int i = 0; i < cluster_->size(); ++i) {
+        std::cerr << cluster_->Name(i) << " log:\n" << cluster_->Log(i);
+      }
+    }
+  }
+
+  grpc::Status Swap(const std::shared_ptr<grpc::Channel>& channel) {
+    auto stub = v1::Agent::NewStub(channel);
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::SwapRequest request;
+    request.set_version("9.9.9");
+    v1::Operation op;
+    return stub->Swap(&context, request, &op);
+  }
+
+  // The node certificate `cert` of the fleet (or of `pki`), as a client.
+  std::shared_ptr<grpc::Channel> As(const std::string& cert, const std::string& pki = "") {
+    return cluster_->PeerChannel(target_, cert, pki);
+  }
+
+  std::string TargetLog() const { return cluster_->Log(target_); }
+
+  TempDir dir_;
+  std::unique_ptr<ElectionCluster> cluster_;
+  std::string rogue_;
+  int leader_ = -1;
+  int target_ = -1;
+};
+
+// The same Swap with an operator's certificate reaches the executor's fence:
+// what refuses the others below is the missing or untrusted certificate.
+TEST_F(AgentAuthTest, SwapWithoutAClientCertificateIsRefused) {
+  grpc::Status s = Swap(cluster_->AnonymousChannel(target_));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "UNKNOWN_CALLER");
+  std::string log = TargetLog();
+  EXPECT_THAT(log, HasSubstr("method=/kmsfleet.v1.Agent/Swap"));
+  EXPECT_THAT(log, HasSubstr("caller_kind=anonymous"));
+  EXPECT_EQ(ReasonOf(Swap(As("alice"))), "FENCE_REQUIRED");
+  // Nor can it read, nor speak in the election.
+  auto peer = v1::Peer::NewStub(cluster_->AnonymousChannel(target_));
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::SendReply reply;
+  EXPECT_EQ(peer->Send(&context, v1::PeerMessage(), &reply).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  // Nothing on this listener answers without checking its caller: the
+  // default health service is not served here.
+  EXPECT_EQ(EmptyUnaryCall(cluster_->AnonymousChannel(target_), "/grpc.health.v1.Health/Check")
+                .error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+}
+
+TEST_F(AgentAuthTest, SwapWithACertificateFromAnUntrustedCaIsRefused) {
+  grpc::Status s = Swap(As("cp-1", rogue_));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_EQ(ReasonOf(Swap(As("alice"))), "FENCE_REQUIRED");
+}
+
+TEST_F(AgentAuthTest, NodeCertificateCannotCommitAPlanAsAnOperator) {
+  auto stub = v1::Fleet::NewStub(As(cluster_->Name(leader_)));
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ProposePlanRequest request;
+  request.set_in_flight(cluster_->Name(target_));
+  v1::ProposePlanReply reply;
+  grpc::Status s = stub->ProposePlan(&context, request, &reply);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "OPERATOR_ONLY");
+  std::string log = TargetLog();
+  EXPECT_THAT(log, HasSubstr("call refused"));
+  EXPECT_THAT(log, HasSubstr("/kmsfleet.v1.Fleet/ProposePlan"));
+  EXPECT_THAT(log, HasSubstr("caller=" + cluster_->Name(leader_)));
+  EXPECT_THAT(log, HasSubstr("OPERATOR_ONLY"));
+}
+
+TEST_F(AgentAuthTest, OperatorCertificateCannotSpeakInTheElection) {
+  auto stub = v1::Peer::NewStub(As("alice"));
+  {
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::PeerMessage message;
+    message.set_from(cluster_->Name(leader_));
+    message.set_term(1000);
+    v1::SendReply reply;
+    grpc::Status s = stub->Send(&context, message, &reply);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+    EXPECT_EQ(ReasonOf(s), "MEMBER_ONLY");
+  }
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ReleaseReply reply;
+  grpc::Status s = stub->Release(&context, v1::ReleaseRequest(), &reply);
+  EXPECT_EQ(ReasonOf(s), "MEMBER_ONLY") << s.error_message();
+  EXPECT_THAT(TargetLog(), HasSubstr("caller=alice"));
+  std::optional<v1::LeaderView> view = cluster_->View(target_);
+  ASSERT_TRUE(view.has_value());
+  EXPECT_LT(view->term(), 1000u) << "the operator's message changed the term";
+}
+
+TEST_F(AgentAuthTest, OperatorReadsTheNodeStateAndItsSwapReachesTheFence) {
+  auto stub = v1::Agent::NewStub(As("alice"));
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::NodeState state;
+  grpc::Status read = stub->GetNodeState(&context, v1::GetNodeStateRequest(), &state);
+  ASSERT_TRUE(read.ok()) << read.error_message();
+  EXPECT_EQ(state.node(), cluster_->Name(target_));
+  EXPECT_EQ(state.agent_mode(), "cluster member");
+
+  // Authorised, so the fence decides: no fence, no swap.
+  grpc::Status s = Swap(As("alice"));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "FENCE_REQUIRED");
+  // A member (the coordinator, later) is authorised the same way.
+  s = Swap(As(cluster_->Name(leader_)));
+  EXPECT_EQ(ReasonOf(s), "FENCE_REQUIRED") << s.error_message();
+}
+
+TEST_F(AgentAuthTest, OperatorCommitsAPlanOverTcpWithKmsfleetctl) {
+  std::string pki = cluster_->pki();
+  absl::StatusOr<SubprocessResult> r =
+      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight", "",
+              "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem", "--key",
+              pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << r->stdout_text << r->stderr_text;
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing

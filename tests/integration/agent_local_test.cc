@@ -1,0 +1,144 @@
+// The local side of the authenticated Agent API (issue 8 §3): the unix
+// socket's mode and group, the standalone rule for agents without a
+// cluster, plain TCP refused at config load, and kmsfleetctl refusing to
+// dial a TCP agent without TLS.
+#include <gmock/gmock.h>
+#include <grp.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "fleet.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr auto kStart = std::chrono::seconds(15);
+
+class AgentLocalTest : public ::testing::Test {
+ protected:
+  TestNode* StartAgent(const std::string& extra_config) {
+    node_ = std::make_unique<TestNode>(dir_,
+                                       NodeOptions{.name = "cp-1", .extra_config = extra_config});
+    node_->StartAgent();
+    return node_.get();
+  }
+  bool Listening() {
+    return WaitUntil([&] { return PathExists(node_->agent_socket()); }, kStart);
+  }
+  absl::StatusOr<SubprocessResult> Swap() {
+    return RunCtl({"node", "--agent", "unix:" + node_->agent_socket(), "--timeout-ms",
+                   "10000", "swap", "--version", "0.2.0"});
+  }
+  void TearDown() override {
+    if (HasFailure() && node_ && node_->agent()) {
+      std::cerr << "agent log:\n" << node_->agent()->Output();
+    }
+  }
+
+  TempDir dir_;
+  std::unique_ptr<TestNode> node_;
+};
+
+TEST_F(AgentLocalTest, AgentWithoutClusterRefusesSwapsUnlessStandalone) {
+  StartAgent("");
+  ASSERT_TRUE(Listening());
+  absl::StatusOr<SubprocessResult> r = Swap();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << r->stdout_text;
+  EXPECT_THAT(r->stderr_text, HasSubstr("[STANDALONE_NOT_CONFIGURED]"));
+  absl::StatusOr<SubprocessResult> status = Status({node_.get()}, "table");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(status->stdout_text, HasSubstr("cp-1  refusing"));
+}
+
+TEST_F(AgentLocalTest, StandaloneAgentAdmitsAnUnfencedSwap) {
+  StartAgent("standalone: true\n");
+  ASSERT_TRUE(Listening());
+  absl::StatusOr<SubprocessResult> r = Swap();
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Past the fence: nothing is staged, so the executor says so.
+  EXPECT_THAT(r->stderr_text, HasSubstr("[NOT_STAGED]"));
+  absl::StatusOr<SubprocessResult> status = Status({node_.get()}, "json");
+  ASSERT_TRUE(status.ok());
+  EXPECT_THAT(status->stdout_text, HasSubstr("\"agent_mode\":\"standalone\""));
+}
+
+TEST_F(AgentLocalTest, SocketHasTheConfiguredModeAndGroup) {
+  struct group* daemon_group = getgrnam("daemon");
+  ASSERT_NE(daemon_group, nullptr);
+  gid_t gid = daemon_group->gr_gid;
+  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
+             "\n  unix_mode: \"0600\"\n  unix_group: daemon\n");
+  ASSERT_TRUE(Listening());
+  struct stat st {};
+  ASSERT_EQ(lstat(node_->agent_socket().c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  EXPECT_EQ(st.st_gid, gid);
+}
+
+TEST_F(AgentLocalTest, UnknownSocketGroupStopsTheAgent) {
+  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
+             "\n  unix_group: no-such-group-kmsfleet\n");
+  std::optional<int> exit = node_->agent()->Wait(kStart);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(*exit, 1);
+  EXPECT_THAT(node_->agent()->Output(), HasSubstr("no-such-group-kmsfleet does not exist"));
+  EXPECT_FALSE(PathExists(node_->agent_socket()));
+}
+
+TEST_F(AgentLocalTest, InsecureLoopbackTcpServesOnlyWhenAskedForByName) {
+  uint16_t port = FreeLoopbackPort();
+  std::string agent = "127.0.0.1:" + std::to_string(port);
+  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") + "\n  tcp: " + agent +
+             "\n  insecure: true\n");
+  ASSERT_TRUE(Listening());
+  absl::StatusOr<SubprocessResult> r = RunCtl({"status", "--agent", agent, "--insecure"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_THAT(r->stdout_text, HasSubstr("cp-1  refusing"));
+  EXPECT_THAT(node_->agent()->Output(), HasSubstr("plain TCP (listen.insecure: true)"));
+  struct stat st {};
+  ASSERT_EQ(lstat(node_->agent_socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u) << "the default socket mode";
+}
+
+TEST_F(AgentLocalTest, InsecureTcpOnANonLoopbackAddressIsRefusedAtLoad) {
+  std::string path = dir_.File("config.yaml");
+  WriteFile(path, "node: cp-1\nlisten:\n  tcp: 0.0.0.0:7443\n  insecure: true\n");
+  absl::StatusOr<SubprocessResult> r =
+      RunSubprocess({KMSFLEETD_PATH, "--config", path, "--check-config"}, {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_THAT(r->stderr_text, HasSubstr(path + ":3: listen.tcp: insecure plain TCP is "
+                                               "allowed only on a loopback address"));
+}
+
+TEST_F(AgentLocalTest, KmsfleetctlNeverDialsATcpAgentInPlainText) {
+  uint16_t port = FreeLoopbackPort();
+  std::string agent = "127.0.0.1:" + std::to_string(port);
+  absl::StatusOr<SubprocessResult> r = RunCtl({"status", "--agent", agent});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_THAT(r->stderr_text, HasSubstr("--ca is missing"));
+
+  r = RunCtl({"leader", "--agent", agent, "--cert", "/op.pem"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_THAT(r->stderr_text, HasSubstr("--ca is missing"));
+
+  r = RunCtl({"node", "--agent", agent, "--ca", "/ca.pem", "swap", "--version", "0.2.0"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_THAT(r->stderr_text, HasSubstr("--cert is missing"));
+
+  r = RunCtl({"plan", "commit", "--agent", agent, "--in-flight", "cp-1", "--ca", "/ca.pem",
+              "--cert", "/op.pem"});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 2);
+  EXPECT_THAT(r->stderr_text, HasSubstr("--key is missing"));
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing

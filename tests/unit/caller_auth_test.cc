@@ -1,0 +1,115 @@
+// Who may call which agent method (issue 8 §3, architecture.md §7).
+#include "kmsfleet/caller_auth.h"
+
+#include <gtest/gtest.h>
+
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+const std::vector<std::string> kMembers = {"cp-1", "cp-2", "cp-3"};
+constexpr char kDomain[] = "fleet.example";
+constexpr char kAlice[] = "spiffe://fleet.example/kmsfleet/operator/alice";
+
+Caller Of(std::vector<std::string> sans) {
+  return ClassifyCertificate(sans, kMembers, kDomain);
+}
+
+TEST(ClassifyCertificateTest, MemberNameMakesAMember) {
+  Caller c = Of({"cp-2"});
+  EXPECT_EQ(c.kind, CallerKind::kMember);
+  EXPECT_EQ(c.name, "cp-2");
+}
+
+TEST(ClassifyCertificateTest, OperatorUriInTheTrustDomainMakesAnOperator) {
+  Caller c = Of({kAlice});
+  EXPECT_EQ(c.kind, CallerKind::kOperator);
+  EXPECT_EQ(c.name, "alice");
+}
+
+TEST(ClassifyCertificateTest, OtherTrustDomainsAndMalformedUrisAreUnknown) {
+  EXPECT_EQ(Of({"spiffe://other.example/kmsfleet/operator/alice"}).kind,
+            CallerKind::kUnknown);
+  EXPECT_EQ(Of({"spiffe://fleet.example/kmsfleet/operator/"}).kind, CallerKind::kUnknown);
+  EXPECT_EQ(Of({"spiffe://fleet.example/kmsfleet/operator/a/b"}).kind,
+            CallerKind::kUnknown);
+  EXPECT_EQ(Of({"spiffe://fleet.example/kmsfleet/node/cp-1"}).kind, CallerKind::kUnknown);
+  EXPECT_EQ(Of({"cp-9"}).kind, CallerKind::kUnknown);
+  EXPECT_EQ(Of({}).kind, CallerKind::kAnonymous);
+}
+
+TEST(ClassifyCertificateTest, MemberAndOperatorInOneCertificateIsAmbiguous) {
+  Caller c = Of({"cp-1", kAlice});
+  EXPECT_EQ(c.kind, CallerKind::kAmbiguous);
+  EXPECT_EQ(c.certified, std::string("cp-1,") + kAlice);
+}
+
+TEST(ClassifyCertificateTest, InvalidTrustDomainNeverMakesAnOperator) {
+  EXPECT_EQ(ClassifyCertificate({"spiffe:///kmsfleet/operator/alice"}, kMembers, "").kind,
+            CallerKind::kUnknown);
+  EXPECT_FALSE(IsValidTrustDomain("Fleet.Example"));
+  EXPECT_FALSE(IsValidTrustDomain("a/b"));
+  EXPECT_TRUE(IsValidTrustDomain("fleet.example"));
+}
+
+struct Case {
+  const char* method;
+  CallerKind kind;
+  const char* reason;  // "" = allowed
+};
+
+TEST(AuthorizeCallTest, TableOfMethodsAndKinds) {
+  const Case cases[] = {
+      {"/kmsfleet.v1.Agent/GetNodeState", CallerKind::kMember, ""},
+      {"/kmsfleet.v1.Agent/GetNodeState", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Agent/WatchOperation", CallerKind::kOperator, ""},
+      {"/grpc.health.v1.Health/Check", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Fleet/GetLeader", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Agent/Stage", CallerKind::kMember, ""},
+      {"/kmsfleet.v1.Agent/Swap", CallerKind::kMember, ""},
+      {"/kmsfleet.v1.Agent/Swap", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Agent/Rollback", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Peer/Send", CallerKind::kMember, ""},
+      {"/kmsfleet.v1.Peer/Send", CallerKind::kOperator, reason::kMemberOnly},
+      {"/kmsfleet.v1.Peer/Release", CallerKind::kOperator, reason::kMemberOnly},
+      {"/kmsfleet.v1.Fleet/ProposePlan", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Fleet/ProposePlan", CallerKind::kMember, reason::kOperatorOnly},
+      {"/kmsfleet.v1.Agent/Swap", CallerKind::kUnknown, reason::kUnknownCaller},
+      {"/kmsfleet.v1.Agent/GetNodeState", CallerKind::kUnknown, reason::kUnknownCaller},
+      {"/kmsfleet.v1.Agent/GetNodeState", CallerKind::kAmbiguous, reason::kAmbiguousCaller},
+      {"/kmsfleet.v1.Peer/Send", CallerKind::kAmbiguous, reason::kAmbiguousCaller},
+      {"/kmsfleet.v1.Agent/Swap", CallerKind::kAnonymous, reason::kUnknownCaller},
+      {"/kmsfleet.v1.Agent/Swap", CallerKind::kLocal, ""},
+      {"/kmsfleet.v1.Fleet/ProposePlan", CallerKind::kLocal, ""},
+      {"/kmsfleet.v1.Agent/Explode", CallerKind::kLocal, reason::kMethodNotAllowed},
+      {"/kmsfleet.v1.Agent/Explode", CallerKind::kOperator, reason::kMethodNotAllowed},
+  };
+  for (const Case& c : cases) {
+    Caller caller{.kind = c.kind, .name = "x", .certified = "x"};
+    absl::Status s = AuthorizeCall(c.method, caller);
+    SCOPED_TRACE(std::string(c.method) + " as " + std::string(CallerKindName(c.kind)));
+    if (std::string(c.reason).empty()) {
+      EXPECT_TRUE(s.ok()) << s;
+    } else {
+      EXPECT_EQ(ReasonOf(s), c.reason) << s;
+      EXPECT_EQ(MetadataOf(s, "method"), c.method);
+    }
+  }
+}
+
+TEST(AuthorizeCallTest, RefusalNamesTheCallerAndTheMethod) {
+  absl::Status s = AuthorizeCall("/kmsfleet.v1.Fleet/ProposePlan", Of({"cp-2"}));
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(MetadataOf(s, "caller"), "cp-2");
+  EXPECT_EQ(MetadataOf(s, "caller_kind"), "member");
+  EXPECT_NE(s.message().find("/kmsfleet.v1.Fleet/ProposePlan refused for member cp-2"),
+            std::string::npos)
+      << s.message();
+  EXPECT_EQ(AuthorizeCall("/kmsfleet.v1.Agent/Swap", Of({})).code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
+}  // namespace
+}  // namespace kmsfleet
