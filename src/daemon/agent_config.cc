@@ -9,8 +9,8 @@
 #include <map>
 #include <sstream>
 
-#include "kmsfleet/fs_util.h"
 #include "kmsfleet/caller_auth.h"
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 #include "kmsfleet/status_macros.h"
