@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kmsfleet/agent_config.h"
 #include "kmsfleet/caller_auth.h"
+#include "kmsfleet/cluster_config.h"
 
 namespace kmsfleet {
 

@@ -1,10 +1,10 @@
 #include "kmsfleet/plan_commands.h"
 
 #include <CLI/CLI.hpp>
-#include <fstream>
 #include <iostream>
 
 #include "kmsfleet/fleet_status.h"
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
 #include "kmsfleet/v1/error.pb.h"
@@ -16,22 +16,14 @@ namespace {
 constexpr size_t kMaxPemBytes = 64 << 10;
 
 absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string text(kMaxPemBytes + 1, '\0');
-  if (in) in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (!in && !in.eof()) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     flag + " " + path + ": cannot be read",
-                     {{"flag", flag}, {"path", path}});
-  }
-  text.resize(static_cast<size_t>(in.gcount()));
-  if (text.size() > kMaxPemBytes) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     flag + " " + path + ": larger than " +
-                         std::to_string(kMaxPemBytes) + " bytes, so not a PEM file",
-                     {{"flag", flag}, {"path", path}});
-  }
-  return text;
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxPemBytes);
+  if (text.ok()) return text;
+  std::string why = ReasonOf(text.status()) == reason::kInputTooLarge
+                        ? "larger than " + std::to_string(kMaxPemBytes) +
+                              " bytes, so not a PEM file"
+                        : "cannot be read: " + std::string(text.status().message());
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                   flag + " " + path + ": " + why, {{"flag", flag}, {"path", path}});
 }
 
 // Keeps the agent's ErrorInfo (reason and metadata) of a failed call.
