@@ -147,15 +147,23 @@ std::string Sha256Hex(std::string_view bytes) {
 }
 
 absl::Status EnsurePrivateDir(const std::string& path, unsigned mode) {
-  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
-    return IoError("mkdir", path, errno);
-  }
+  bool created = mkdir(path.c_str(), mode) == 0;
+  if (!created && errno != EEXIST) return IoError("mkdir", path, errno);
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
   if (!S_ISDIR(st.st_mode)) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
                      path + " is not a directory (a symlink or file is in the way)",
                      {{"path", path}});
+  }
+  if (created) {
+    // The new entry is durable only once its parent is: a journal written
+    // into a directory that vanished with a crash would be lost too.
+    size_t slash = path.find_last_of('/');
+    std::string parent = slash == std::string::npos ? "."
+                         : slash == 0                ? "/"
+                                                     : path.substr(0, slash);
+    KMSFLEET_RETURN_IF_ERROR(FsyncDir(parent));
   }
   return absl::OkStatus();
 }

@@ -17,6 +17,19 @@ constexpr char kService[] = "org.freedesktop.systemd1";
 constexpr char kPath[] = "/org/freedesktop/systemd1";
 constexpr char kManager[] = "org.freedesktop.systemd1.Manager";
 constexpr char kUnitIface[] = "org.freedesktop.systemd1.Unit";
+constexpr char kServiceIface[] = "org.freedesktop.systemd1.Service";
+
+// systemd's ActiveState in the executor's words.
+UnitActivity ActivityOf(std::string_view active_state) {
+  if (active_state == "active") return UnitActivity::kRunning;
+  if (active_state == "activating" || active_state == "reloading") {
+    return UnitActivity::kStarting;
+  }
+  if (active_state == "deactivating") return UnitActivity::kStopping;
+  if (active_state == "inactive") return UnitActivity::kStopped;
+  if (active_state == "failed") return UnitActivity::kFailed;
+  return UnitActivity::kUnknown;
+}
 
 struct BusUnref {
   void operator()(sd_bus* b) const { sd_bus_flush_close_unref(b); }
@@ -65,12 +78,23 @@ class SystemdServiceManager final : public ServiceManager {
   absl::StatusOr<UnitState> State(const std::string& unit) override {
     KMSFLEET_ASSIGN_OR_RETURN(Bus bus, Connect(unit));
     KMSFLEET_ASSIGN_OR_RETURN(std::string path, UnitPath(bus.get(), unit));
-    UnitState state;
-    KMSFLEET_ASSIGN_OR_RETURN(state.active_state,
+    KMSFLEET_ASSIGN_OR_RETURN(std::string active,
                               StringProperty(bus.get(), path, unit, "ActiveState"));
-    KMSFLEET_ASSIGN_OR_RETURN(state.sub_state,
+    KMSFLEET_ASSIGN_OR_RETURN(std::string sub,
                               StringProperty(bus.get(), path, unit, "SubState"));
+    UnitState state;
+    state.activity = ActivityOf(active);
+    state.detail = active + " (" + sub + ")";
     KMSFLEET_ASSIGN_OR_RETURN(state.invocation_id, InvocationId(bus.get(), path, unit));
+    // Only services have a main process; for other units it is unknown.
+    int32_t status = 0;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL, without a C compound literal
+    if (sd_bus_get_property_trivial(bus.get(), kService, path.c_str(), kServiceIface,
+                                    "ExecMainStatus", &e, 'i', &status) >= 0 &&
+        state.activity == UnitActivity::kFailed) {
+      state.exit_status = status;
+    }
+    sd_bus_error_free(&e);
     return state;
   }
 
@@ -159,7 +183,12 @@ class SystemdServiceManager final : public ServiceManager {
     JobWatch watch;
     sd_bus_slot* slot = nullptr;
     // Installed before the call, so a job that ends at once is not missed.
-    int r = sd_bus_match_signal(bus.get(), &slot, nullptr, kPath, kManager,
+    // On the system bus only systemd itself may end our job: match its
+    // name, or any peer could send a forged JobRemoved. A direct connection
+    // to the manager's private socket has no broker and no sender names;
+    // its only peer is the manager.
+    const char* sender = address_.empty() ? kService : nullptr;
+    int r = sd_bus_match_signal(bus.get(), &slot, sender, kPath, kManager,
                                 "JobRemoved", OnJobRemoved, &watch);
     if (r < 0) return BusError("subscribe to JobRemoved for", unit, r);
     std::unique_ptr<sd_bus_slot, decltype(&sd_bus_slot_unref)> slot_ref(

@@ -191,11 +191,12 @@ absl::StatusOr<SubprocessResult> SystemdNode::CommitPlan(const std::string& in_f
                  "--in-flight", in_flight});
 }
 
-void SystemdNode::StartAgent(const std::vector<std::string>& extra_env) {
+void SystemdNode::StartAgent(const std::vector<std::string>& extra_env,
+                             const std::string& agent_path) {
   // A killed agent leaves its socket behind; wait for the new one.
   std::filesystem::remove(dir_.File("agent.sock"));
   agent_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{KMSFLEETD_PATH, "--config", dir_.File("kmsfleet.yaml")},
+      std::vector<std::string>{agent_path, "--config", dir_.File("kmsfleet.yaml")},
       ChildOptions{.out_path = dir_.File("agent.log"), .extra_env = extra_env});
   if (!WaitUntil([&] { return PathExists(dir_.File("agent.sock")); },
                  std::chrono::seconds(10))) {
