@@ -210,18 +210,25 @@ TEST(SwapMachineTest, StabilityWindowRestartsOnAnyBadStep) {
   EXPECT_TRUE(w.Stable(2000));
 }
 
-// Without a decrypt counter the AAD baseline must still hold its first
-// value, so that AAD errors rising later fail the window.
+// The AAD baseline is the first healthy value whether or not the decrypt
+// counter is exported: without it, the baseline used to follow every
+// healthy poll, so a dip and return of the AAD counter failed the window
+// only on providers that lack the decrypt counter.
 TEST(SwapMachineTest, AadBaselineHoldsWithoutTheDecryptCounter) {
-  VerifyTracker t({"0.2.0", kHash}, 1000, "p.service");
-  v1::NodeState s = Healthy();
-  s.clear_decrypt_key_id_errors_total();
-  s.set_aad_validation_errors_total(5);
-  EXPECT_EQ(t.Observe(std::nullopt, s, 0).verdict, VerifyVerdict::kHealthy);
-  s.set_aad_validation_errors_total(6);
-  VerifyStep step = t.Observe(std::nullopt, s, 100);
-  EXPECT_EQ(step.verdict, VerifyVerdict::kFailed);
-  EXPECT_EQ(ReasonOf(step.problem), reason::kCountersRising);
+  for (bool with_decrypt : {true, false}) {
+    VerifyTracker t({"0.2.0", kHash}, 1000, "p.service");
+    v1::NodeState s = Healthy();
+    if (!with_decrypt) s.clear_decrypt_key_id_errors_total();
+    int64_t now = 0;
+    for (double aad : {5.0, 4.0, 5.0}) {
+      s.set_aad_validation_errors_total(aad);
+      EXPECT_EQ(t.Observe(std::nullopt, s, now += 100).verdict, VerifyVerdict::kHealthy)
+          << "aad=" << aad << " with_decrypt=" << with_decrypt;
+    }
+    s.set_aad_validation_errors_total(6);
+    VerifyStep step = t.Observe(std::nullopt, s, now += 100);
+    EXPECT_EQ(ReasonOf(step.problem), reason::kCountersRising) << with_decrypt;
+  }
 }
 
 UnitState Running(std::string invocation) {
