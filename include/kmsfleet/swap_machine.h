@@ -73,6 +73,10 @@ struct SwapJournal {
   int registry_removed_records = 0;
   // The pair's hashes when the operation ended ("" when there was none).
   std::string registry_sha256_after, checkpoint_sha256_after;
+  // The target answered /ready at least once while it was verified. A
+  // swap rolled back without it was a rejected start, which must have
+  // left the registry pair byte-identical.
+  bool target_ready_seen = false;
   std::string failure_reason, failure_message;  // the first failure
   std::vector<std::string> history;             // "Phase@unix_ms"
   int64_t started_unix_ms = 0, updated_unix_ms = 0;
@@ -169,6 +173,13 @@ SwapStep RecoverySwapStep(const SwapJournal& journal,
 // reason; a failure while rolling back is appended to the message, and a
 // rollback refusal becomes the reason (the first one stays in the message).
 void RecordFailure(SwapJournal& journal, const absl::Status& failure);
+
+// After a rejected start (a swap RolledBack whose target never answered
+// /ready), the registry pair must be byte-identical to the capture:
+// DataLoss, EVIDENCE_CHANGED naming the file that differs. OK otherwise,
+// and whenever nothing was captured or the start was not rejected.
+absl::Status CheckEvidenceUnchanged(const SwapJournal& journal,
+                                    std::string_view registry_path);
 
 // ---- Verification ----
 struct VerifyExpectations {

@@ -1,6 +1,7 @@
 #include "kmsfleet/swap_machine.h"
 
 #include <array>
+#include <tuple>
 #include <utility>
 
 #include "boost/json.hpp"
@@ -140,6 +141,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"registrySchema", j.registry_schema},
       {"registryRemovedRecords", j.registry_removed_records},
       {"registrySha256After", j.registry_sha256_after},
+      {"targetReadySeen", j.target_ready_seen},
       {"checkpointSha256After", j.checkpoint_sha256_after},
       {"failureReason", j.failure_reason},
       {"failureMessage", j.failure_message},
@@ -182,6 +184,9 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
   if (j.operation_id.empty()) return Corrupt(what, "operationId is missing");
   KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
   KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
+  if (f.Find("targetReadySeen") != nullptr) {
+    KMSFLEET_RETURN_IF_ERROR(f.Bool("targetReadySeen", &j.target_ready_seen));
+  }
   std::optional<int64_t> stab, started, updated, removed;
   std::optional<uint64_t> fence_term, fence_index;
   KMSFLEET_RETURN_IF_ERROR(f.Int64("stabilizationMs", &stab));
@@ -570,6 +575,28 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
     j.failure_reason = why;
   }
   j.failure_message += "; rollback failed: " + std::string(failure.message());
+}
+
+absl::Status CheckEvidenceUnchanged(const SwapJournal& j,
+                                    std::string_view registry_path) {
+  if (j.kind != "swap" || j.phase != SwapPhase::kRolledBack || j.target_ready_seen ||
+      j.registry_sha256.empty()) {
+    return absl::OkStatus();
+  }
+  const std::string registry(registry_path);
+  for (const auto& [file, before, after] :
+       {std::tuple{registry, j.registry_sha256, j.registry_sha256_after},
+        std::tuple{registry + ".checkpoint", j.checkpoint_sha256, j.checkpoint_sha256_after}}) {
+    if (before == after) continue;
+    return MakeError(absl::StatusCode::kDataLoss, reason::kEvidenceChanged,
+                     file + " changed although version " + j.target_version +
+                         " never became ready (SHA-256 " +
+                         (before.empty() ? "absent" : before) + " before, " +
+                         (after.empty() ? "absent" : after) +
+                         " after); compare it with the copy in " + j.evidence_dir,
+                     {{"file", file}, {"before", before}, {"after", after}});
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kmsfleet

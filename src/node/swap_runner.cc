@@ -217,7 +217,9 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
     absl::StatusOr<UnitState> unit = seams_.services.State(options_.unit);
     std::optional<UnitState> seen;
     if (unit.ok()) seen = *unit;
-    VerifyStep step = tracker.Observe(seen, seams_.probe.Observe(), now);
+    v1::NodeState state = seams_.probe.Observe();
+    if (state.ready() && j.phase == SwapPhase::kVerifying) j.target_ready_seen = true;
+    VerifyStep step = tracker.Observe(seen, state, now);
     if (step.verdict == VerifyVerdict::kFailed) return step.problem;
     if (tracker.Stable(now)) return absl::OkStatus();
     seams_.steady.SleepFor(options_.poll_interval);
@@ -244,6 +246,11 @@ void Executor::RecordEvidenceAfter(SwapJournal& j) {
   }
   j.registry_sha256_after = pair->registry ? Sha256Hex(*pair->registry) : "";
   j.checkpoint_sha256_after = pair->checkpoint ? Sha256Hex(*pair->checkpoint) : "";
+  if (absl::Status s = CheckEvidenceUnchanged(j, options_.registry_path); !s.ok()) {
+    Log(LogLevel::kError, std::string(s.message()),
+        {{"operation", j.operation_id}, {"reason", ReasonOf(s)}});
+    j.failure_message += "; [" + ReasonOf(s) + "] " + std::string(s.message());
+  }
 }
 
 }  // namespace kmsfleet

@@ -428,6 +428,36 @@ TEST_F(ExecutorTest, NeverReadyRollsBackAtTheDeadline) {
   EXPECT_EQ(j.registry_sha256_after, j.registry_sha256);
 }
 
+// A rejected start must leave the registry pair as it was; a new version
+// that wrote the checkpoint without ever becoming ready is named.
+TEST_F(ExecutorTest, ARejectedStartThatChangedTheRegistryPairIsNamed) {
+  w_.never_ready.insert(kNew);
+  const std::string checkpoint = options_.registry_path + ".checkpoint";
+  w_.on_start = [checkpoint](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(checkpoint, Registry(0) + " ");
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kNotReady);
+  EXPECT_FALSE(j.target_ready_seen);
+  EXPECT_NE(j.checkpoint_sha256_after, j.checkpoint_sha256);
+  EXPECT_THAT(j.failure_message, HasSubstr("[EVIDENCE_CHANGED]"));
+  EXPECT_THAT(j.failure_message, HasSubstr(checkpoint + " changed"));
+}
+
+// Once the target was ready it may have written the pair: no complaint.
+TEST_F(ExecutorTest, ARegistryWrittenAfterReadyIsNotAnEvidenceChange) {
+  w_.serves_hash[kNew] = "another-key";
+  const std::string checkpoint = options_.registry_path + ".checkpoint";
+  w_.on_start = [checkpoint](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(checkpoint, Registry(0) + " ");
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_TRUE(j.target_ready_seen);
+  EXPECT_THAT(j.failure_message, ::testing::Not(HasSubstr("EVIDENCE_CHANGED")));
+}
+
 TEST_F(ExecutorTest, ExitOnStartNamesTheExitStatusAndOutput) {
   w_.exits_on_start.insert(kNew);
   SwapJournal j = SwapTo(kNew);
