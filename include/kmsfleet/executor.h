@@ -175,6 +175,7 @@ class Executor {
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
   void Hook(std::string_view point) const;
+  absl::Status ShareWithRunAs(const std::string& dir) const;
   std::string NewOperationId() const;
 
   // swap_runner.cc: carrying out the machine's steps.

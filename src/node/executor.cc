@@ -68,6 +68,15 @@ void Executor::Hook(std::string_view point) const {
   if (step_hook_) step_hook_(point);
 }
 
+// The state directories are 0700; a provider command run as
+// executor.run_as must still reach the release it runs (and doctor the
+// paths below it), so the directories down to it become traversable (not
+// listable) when run_as is set. Files inside keep their own modes.
+absl::Status Executor::ShareWithRunAs(const std::string& dir) const {
+  if (options_.preflight.run_as.empty()) return absl::OkStatus();
+  return AllowTraverse(options_.state_dir, dir);
+}
+
 absl::Status Executor::Persist(SwapJournal& j) {
   j.updated_unix_ms = seams_.wall.NowUnixMillis();
   KMSFLEET_RETURN_IF_ERROR(seams_.journals.Save(j));
@@ -202,6 +211,7 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
 absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, p.version));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;
   j.target_binary = staged.binary_path;
@@ -259,6 +269,7 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
 absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, version));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));
   PreflightOutcome out;
   KMSFLEET_ASSIGN_OR_RETURN(
       out.doctor,

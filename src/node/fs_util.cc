@@ -168,6 +168,32 @@ absl::Status EnsurePrivateDir(const std::string& path, unsigned mode) {
   return absl::OkStatus();
 }
 
+absl::Status AllowTraverse(const std::string& root, const std::string& dir) {
+  if (dir != root && dir.rfind(root + "/", 0) != 0) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kArtifactIo,
+                     dir + " is not below " + root, {{"path", dir}});
+  }
+  std::string path = root;
+  size_t pos = root.size();
+  for (;;) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
+    if (!S_ISDIR(st.st_mode)) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
+                       path + " is not a directory (a symlink or file is in the way)",
+                       {{"path", path}});
+    }
+    const mode_t want = (st.st_mode & 07777) | S_IXGRP | S_IXOTH;
+    if (want != (st.st_mode & 07777) && chmod(path.c_str(), want) != 0) {
+      return IoError("chmod", path, errno);
+    }
+    if (pos >= dir.size()) return absl::OkStatus();
+    size_t next = dir.find('/', pos + 1);
+    pos = next == std::string::npos ? dir.size() : next;
+    path = dir.substr(0, pos);
+  }
+}
+
 absl::Status FsyncDir(const std::string& dir) {
   Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return IoError("open", dir, errno);

@@ -161,6 +161,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(j.evidence_dir));
   KMSFLEET_ASSIGN_OR_RETURN(CapturedRelease previous,
                             seams_.installer.Capture(j.evidence_dir));
   j.previous_binary = previous.path;

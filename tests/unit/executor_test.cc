@@ -5,9 +5,13 @@
 // executor against a real systemd.
 #include "kmsfleet/executor.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -654,6 +658,83 @@ INSTANTIATE_TEST_SUITE_P(
                       RecoveryCase{SwapPhase::kVerifying, false, SwapPhase::kRolledBack},
                       RecoveryCase{SwapPhase::kRollingBack, true, SwapPhase::kRolledBack},
                       RecoveryCase{SwapPhase::kRollingBack, false, SwapPhase::kRolledBack}));
+
+// executor.run_as end to end: a real unprivileged user runs the provider's
+// commands on a release staged the way kmsfleetd stages it (0700 state
+// directories), with nothing loosened by the test.
+class RunAsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: creates a user and runs setpriv";
+    user_ = "kmsft" + std::to_string(getpid());
+    std::string add = "useradd --system --no-create-home --shell /usr/sbin/nologin " + user_;
+    ASSERT_EQ(std::system(add.c_str()), 0) << add;
+    // The parent of the state directory is the host's (/var/lib: 0755).
+    chmod(dir_.path().c_str(), 0711);
+    std::filesystem::create_directories(dir_.File("etc"));
+    chmod(dir_.File("etc").c_str(), 0755);
+  }
+  void TearDown() override {
+    if (!user_.empty()) std::system(("userdel " + user_ + " 2>/dev/null").c_str());
+  }
+  std::string Script(const std::string& name, const std::string& version) {
+    std::string path = dir_.File("etc/" + name);
+    testing::WriteFile(path, "#!/bin/sh\nexec " FAKE_PROVIDER_PATH " --fake-version " +
+                                 version + " \"$@\"\n");
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+
+  testing::TempDir dir_;
+  std::string user_;
+};
+
+TEST_F(RunAsTest, TheRunAsUserPreflightsAStagedRelease) {
+  const std::string etc = dir_.File("etc");
+  testing::WriteFile(etc + "/provider.yaml",
+                     "configVersion: v1alpha1\nserver:\n  socketPath: " + etc +
+                         "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
+                         "127.0.0.1:0\ntransit:\n  keyIdScope: {providerName: p-a}\n");
+  testing::WriteFile(etc + "/enc.yaml",
+                     "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+                     "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
+                     "          apiVersion: v2\n          name: p-a\n          endpoint: "
+                     "unix://" + etc + "/kms.sock\n");
+  chmod((etc + "/provider.yaml").c_str(), 0644);
+  chmod((etc + "/enc.yaml").c_str(), 0644);
+  std::string release = Script("bao-kms-provider_0.2.0_linux_amd64", kNew);
+  absl::StatusOr<std::string> sha = Sha256File(release);
+  ASSERT_TRUE(sha.ok());
+  testing::WriteFile(etc + "/checksums.txt",
+                     *sha + "  bao-kms-provider_0.2.0_linux_amd64\n");
+
+  ExecutorOptions o;
+  o.node = "cp-1";
+  o.state_dir = dir_.File("state");
+  o.install_path = Script("installed", kOld);
+  o.artifacts.state_dir = o.state_dir;
+  o.artifacts.allow_unsigned = true;
+  o.preflight = {etc + "/provider.yaml", etc + "/enc.yaml", std::chrono::seconds(20), user_};
+  World w;
+  FakeServices services(w);
+  FakeProbe probe(w);
+  FakeWall wall(w);
+  Executor executor(o, probe, services, wall);
+  absl::StatusOr<StagedArtifact> staged =
+      executor.Stage({kNew, release, etc + "/checksums.txt", "", ""});
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  struct stat st {};
+  ASSERT_EQ(stat(o.state_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u) << "staged as kmsfleetd does";
+
+  absl::StatusOr<PreflightOutcome> pre = executor.Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_TRUE(pre->doctor.verdict.ok()) << pre->doctor.verdict;
+  EXPECT_EQ(pre->doctor.binary_version, kNew);
+  // Traversable, never listable, by others.
+  ASSERT_EQ(stat(o.state_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0711u);
+}
 
 // The file store: a journal that cannot be parsed is DATA_LOSS, named.
 TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
