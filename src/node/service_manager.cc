@@ -1,10 +1,14 @@
 #include "kmsfleet/service_manager.h"
 
 #include <systemd/sd-bus.h>
+#include <systemd/sd-journal.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <map>
+#include <string_view>
+#include <vector>
 
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -44,6 +48,43 @@ absl::Status BusError(std::string_view what, const std::string& unit, int r,
   return MakeError(absl::StatusCode::kUnavailable, reason::kServiceManagerError,
                    std::string(what) + " " + unit + ": " + detail,
                    {{"unit", unit}});
+}
+
+// The last lines the run `invocation_id` wrote to the journal, oldest
+// first, each cut at kMaxLineBytes; "" when there is no journal (journald
+// not running) or nothing was logged. Bounded: at most kMaxLines entries
+// are read.
+constexpr int kMaxLines = 5;
+constexpr size_t kMaxLineBytes = 240;
+
+std::string LastJournalLines(const std::string& invocation_id) {
+  if (invocation_id.empty()) return "";
+  sd_journal* j = nullptr;
+  if (sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY) < 0) return "";
+  std::unique_ptr<sd_journal, decltype(&sd_journal_close)> closer(j, sd_journal_close);
+  // System units carry _SYSTEMD_INVOCATION_ID, user units USER_INVOCATION_ID.
+  std::string system_match = "_SYSTEMD_INVOCATION_ID=" + invocation_id;
+  std::string user_match = "USER_INVOCATION_ID=" + invocation_id;
+  if (sd_journal_add_match(j, system_match.data(), system_match.size()) < 0 ||
+      sd_journal_add_disjunction(j) < 0 ||
+      sd_journal_add_match(j, user_match.data(), user_match.size()) < 0 ||
+      sd_journal_seek_tail(j) < 0) {
+    return "";
+  }
+  std::vector<std::string> lines;
+  while (static_cast<int>(lines.size()) < kMaxLines && sd_journal_previous(j) > 0) {
+    const void* data = nullptr;
+    size_t size = 0;
+    if (sd_journal_get_data(j, "MESSAGE", &data, &size) < 0) continue;
+    std::string_view field(static_cast<const char*>(data), size);
+    field.remove_prefix(std::min(field.size(), sizeof("MESSAGE=") - 1));
+    lines.emplace_back(field.substr(0, kMaxLineBytes));
+  }
+  std::string out;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    out += (out.empty() ? "" : " | ") + *it;
+  }
+  return out;
 }
 
 // JobRemoved(u id, o job, s unit, s result) signals seen on this connection.
@@ -95,6 +136,9 @@ class SystemdServiceManager final : public ServiceManager {
       state.exit_status = status;
     }
     sd_bus_error_free(&e);
+    if (state.activity == UnitActivity::kFailed) {
+      state.last_output = LastJournalLines(state.invocation_id);
+    }
     return state;
   }
 

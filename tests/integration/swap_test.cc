@@ -285,6 +285,9 @@ TEST_F(SwapTest, RollbackFailingToo) {
   std::filesystem::remove(marker);
   EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
   EXPECT_EQ(Str(op, "reason"), "UNIT_FAILED");
+  // The fake's serve exits 5 on start (tests/fakes/README.md): the reason
+  // carries the unit's exit status, not only "failed".
+  EXPECT_THAT(Str(op, "message"), HasSubstr("exit status 5"));
   EXPECT_EQ(Digest(node_->install_path()), old_digest_);
 }
 
