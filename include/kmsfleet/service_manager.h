@@ -36,6 +36,11 @@ class ServiceManager {
 // manager); "" means the system bus.
 std::unique_ptr<ServiceManager> NewSystemdServiceManager(std::string bus_address);
 
+// The manager reached through a message bus (a broker) at `bus_address`,
+// as on the system bus: job signals are accepted only from the bus name
+// org.freedesktop.systemd1. For tests with a private dbus-daemon.
+std::unique_ptr<ServiceManager> NewBrokeredSystemdServiceManager(std::string bus_address);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_SERVICE_MANAGER_H_

@@ -104,8 +104,10 @@ int OnJobRemoved(sd_bus_message* m, void* userdata, sd_bus_error*) {
 
 class SystemdServiceManager final : public ServiceManager {
  public:
-  explicit SystemdServiceManager(std::string address)
-      : address_(std::move(address)) {}
+  // `brokered`: `address` is a message bus (with sender names), not the
+  // manager's private socket. "" is always the system bus.
+  SystemdServiceManager(std::string address, bool brokered)
+      : address_(std::move(address)), brokered_(brokered || address_.empty()) {}
 
   absl::Status Start(const std::string& unit,
                      std::chrono::milliseconds timeout) override {
@@ -153,6 +155,7 @@ class SystemdServiceManager final : public ServiceManager {
       // broker, so no Hello and no sender names on messages.
       r = sd_bus_new(&raw);
       if (r >= 0) r = sd_bus_set_address(raw, address_.c_str());
+      if (r >= 0 && brokered_) r = sd_bus_set_bus_client(raw, 1);
       if (r >= 0) r = sd_bus_start(raw);
     }
     Bus bus(raw);
@@ -231,7 +234,7 @@ class SystemdServiceManager final : public ServiceManager {
     // name, or any peer could send a forged JobRemoved. A direct connection
     // to the manager's private socket has no broker and no sender names;
     // its only peer is the manager.
-    const char* sender = address_.empty() ? kService : nullptr;
+    const char* sender = brokered_ ? kService : nullptr;
     int r = sd_bus_match_signal(bus.get(), &slot, sender, kPath, kManager,
                                 "JobRemoved", OnJobRemoved, &watch);
     if (r < 0) return BusError("subscribe to JobRemoved for", unit, r);
@@ -289,12 +292,17 @@ class SystemdServiceManager final : public ServiceManager {
   }
 
   std::string address_;
+  bool brokered_;
 };
 
 }  // namespace
 
 std::unique_ptr<ServiceManager> NewSystemdServiceManager(std::string bus_address) {
-  return std::make_unique<SystemdServiceManager>(std::move(bus_address));
+  return std::make_unique<SystemdServiceManager>(std::move(bus_address), false);
+}
+
+std::unique_ptr<ServiceManager> NewBrokeredSystemdServiceManager(std::string bus_address) {
+  return std::make_unique<SystemdServiceManager>(std::move(bus_address), true);
 }
 
 }  // namespace kmsfleet
