@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kmsfleet/provider_report.h"
 #include "kmsfleet/unit_state.h"
 #include "kmsfleet/v1/agent.pb.h"
 
@@ -180,6 +181,14 @@ void RecordFailure(SwapJournal& journal, const absl::Status& failure);
 // and whenever nothing was captured or the start was not rejected.
 absl::Status CheckEvidenceUnchanged(const SwapJournal& journal,
                                     std::string_view registry_path);
+
+// ---- Preflight verdicts ----
+// A swap replaces a running provider: FailedPrecondition, UNIT_FAILED
+// naming the unit and its state otherwise.
+absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name);
+// An upgrade waits for a pending rotation to finish (reference §8.1):
+// FailedPrecondition, ROTATION_IN_PROGRESS unless rotationState is active.
+absl::Status CheckRotationSettled(const RotationReport& plan);
 
 // ---- Verification ----
 struct VerifyExpectations {

@@ -345,6 +345,23 @@ VerifyStep EvaluateVerify(const v1::NodeState& s, const VerifyExpectations& e,
   return {VerifyVerdict::kHealthy, absl::OkStatus()};
 }
 
+absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name) {
+  if (unit.activity == UnitActivity::kRunning) return absl::OkStatus();
+  const std::string name(unit_name);
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kUnitFailed,
+                   name + " is " + std::string(ActivityName(unit.activity)) + " (" +
+                       unit.detail + "), not running; swap a running provider",
+                   {{"unit", name}});
+}
+
+absl::Status CheckRotationSettled(const RotationReport& plan) {
+  if (plan.rotation_state == "active") return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
+                   "rotation-plan reports rotationState " + plan.rotation_state +
+                       "; defer the upgrade (reference §8.1)",
+                   {{"rotation_state", plan.rotation_state}});
+}
+
 void UpdateBaseline(CounterBaseline& base, const v1::NodeState& s,
                     VerifyVerdict verdict) {
   if (verdict != VerifyVerdict::kHealthy) return;

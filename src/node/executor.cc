@@ -279,12 +279,7 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
     out.rotation_plan = plan.status();
   } else {
     out.rotation = *plan;
-    if (plan->rotation_state != "active") {
-      out.rotation_plan = MakeError(
-          absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
-          "rotation-plan reports rotationState " + plan->rotation_state +
-              "; defer the upgrade (reference §8.1)");
-    }
+    out.rotation_plan = CheckRotationSettled(*plan);
   }
   return out;
 }

@@ -122,24 +122,14 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // Reach the service manager before anything is stopped: a bus we cannot
   // talk to must fail here, where nothing has changed yet.
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, seams_.services.State(options_.unit));
-  if (unit.activity != UnitActivity::kRunning) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kUnitFailed,
-                     options_.unit + " is " + std::string(ActivityName(unit.activity)) +
-                         " (" + unit.detail + "), not running; swap a running provider",
-                     {{"unit", options_.unit}});
-  }
+  KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
   KMSFLEET_ASSIGN_OR_RETURN(
       PreflightResult pre,
       seams_.cli.Preflight(j.target_binary, j.target_version, options_.install_path));
   KMSFLEET_RETURN_IF_ERROR(pre.verdict);
   KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan,
                             seams_.cli.RotationPlan(options_.install_path));
-  if (plan.rotation_state != "active") {
-    return MakeError(absl::StatusCode::kFailedPrecondition,
-                     reason::kRotationInProgress,
-                     "rotation-plan reports rotationState " + plan.rotation_state +
-                         "; defer the upgrade (reference §8.1)");
-  }
+  KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(plan));
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
   if (j.expected_key_id_hash.empty()) {
     v1::NodeState now = seams_.probe.Observe();

@@ -155,6 +155,7 @@ class FakeInstaller final : public Installer {
 
 class FakeCli final : public ProviderCli {
  public:
+  std::string rotation_state = "active";  // set before the executor runs
   FakeCli(World& w, FakeInstaller& installer) : w_(w), installer_(installer) {}
   absl::StatusOr<std::string> Version(const std::string& binary) override {
     absl::StatusOr<std::string> sha = installer_.Digest(binary);
@@ -174,7 +175,7 @@ class FakeCli final : public ProviderCli {
   }
   absl::StatusOr<RotationReport> RotationPlan(const std::string&) override {
     RotationReport r;
-    r.rotation_state = "active";
+    r.rotation_state = rotation_state;
     return r;
   }
 
@@ -562,6 +563,14 @@ TEST_F(ExecutorTest, DoctorFailureChangesNothing) {
   ExpectOldServing();
 }
 
+TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
+  cli_.rotation_state = "pending";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
+  EXPECT_TRUE(Calls().empty());
+}
+
 TEST_F(ExecutorTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
   w_.running = false;
   SwapJournal j = SwapTo(kNew);
@@ -647,7 +656,8 @@ TEST_P(ExecutorRecoveryTest, FinishesOrUndoesTheOpenOperation) {
 
 INSTANTIATE_TEST_SUITE_P(
     EveryOpenPhase, ExecutorRecoveryTest,
-    ::testing::Values(RecoveryCase{SwapPhase::kStaged, false, SwapPhase::kStaged},
+    ::testing::Values(RecoveryCase{SwapPhase::kIdle, false, SwapPhase::kIdle},
+                      RecoveryCase{SwapPhase::kStaged, false, SwapPhase::kStaged},
                       RecoveryCase{SwapPhase::kPreflighted, false, SwapPhase::kPreflighted},
                       RecoveryCase{SwapPhase::kStopped, false, SwapPhase::kRolledBack},
                       RecoveryCase{SwapPhase::kStopped, true, SwapPhase::kStable},
