@@ -396,6 +396,21 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   ExpectOldServing();
 }
 
+// The crash tests' build kills the agent at these points (crash_hook.h).
+TEST_F(ExecutorTest, TheStepHookSeesEveryPhaseAndTheRename) {
+  std::mutex mu;
+  std::vector<std::string> points;
+  executor().SetStepHook([&](std::string_view p) {
+    std::lock_guard<std::mutex> lock(mu);
+    points.emplace_back(p);
+  });
+  EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(points, (std::vector<std::string>{"Staged", "Preflighted", "Stopped",
+                                              "Installed", "after-rename", "Started",
+                                              "Verifying", "Stable"}));
+}
+
 TEST_F(ExecutorTest, UnitFailingToStopRollsBack) {
   w_.stop_failures = 1;
   SwapJournal j = SwapTo(kNew);
