@@ -1,6 +1,9 @@
 // The node executor (architecture.md §4): stages and preflights releases
-// and runs one swap or rollback at a time under systemd, journaling each
-// phase before it runs so that a restarted agent can finish or undo it.
+// and runs one swap or rollback at a time, journaling each phase before it
+// runs so that a restarted agent can finish or undo it. The swap machine
+// (swap_machine.h) decides every step; the executor carries steps out
+// through its seams: a ServiceManager, an Installer, the ProviderCli, a
+// JournalStore, a ProviderProbe and two clocks, all replaceable in tests.
 //
 // Thread-safe: the RPC threads call any method; one worker thread runs the
 // operation, and watchers wait on a condition variable.
@@ -12,16 +15,21 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "kmsfleet/artifacts.h"
 #include "kmsfleet/clock.h"
 #include "kmsfleet/fence_guard.h"
+#include "kmsfleet/installer.h"
+#include "kmsfleet/journal_store.h"
 #include "kmsfleet/preflight.h"
+#include "kmsfleet/provider_cli.h"
 #include "kmsfleet/provider_probe.h"
 #include "kmsfleet/service_manager.h"
 #include "kmsfleet/swap_machine.h"
@@ -45,6 +53,22 @@ struct ExecutorOptions {
   std::chrono::milliseconds poll_interval{500};
   int64_t default_stabilization_ms = 30000;
 };
+
+// The executor's view of the node. Every reference must outlive it.
+struct ExecutorSeams {
+  ProviderProbe& probe;
+  ServiceManager& services;
+  Installer& installer;
+  ProviderCli& cli;
+  JournalStore& journals;
+  const Clock& wall;               // journal stamps and operation ids
+  const MonotonicClock& steady;    // windows, deadlines and sleeps
+};
+
+// Called after each journaled phase with its name, and with
+// "after-rename" right after an install. Crash tests install one that
+// kills the agent at a named point; production installs none.
+using StepHook = std::function<void(std::string_view point)>;
 
 // What every disruptive command carries besides its target.
 struct CommandParams {
@@ -87,7 +111,12 @@ struct PreflightOutcome {
 
 class Executor {
  public:
-  // `probe`, `services` and `clock` must outlive the executor.
+  // Runs on `seams`.
+  Executor(ExecutorOptions options, ExecutorSeams seams);
+  // kmsfleetd's executor: the binary installer at options.install_path,
+  // the provider's commands as subprocesses, journals under
+  // options.state_dir and the steady clock, over the given probe, service
+  // manager and wall clock, which must outlive it.
   Executor(ExecutorOptions options, ProviderProbe& probe,
            ServiceManager& services, const Clock& clock);
   ~Executor();  // waits for a running operation's worker to finish
@@ -100,6 +129,8 @@ class Executor {
   // Replaces the fence check (default: NoElectionFenceCheck).
   // REQUIRES: called before any Swap or Rollback.
   void SetFenceCheck(FenceCheck check) { fence_check_ = std::move(check); }
+  // REQUIRES: called before any operation or recovery starts.
+  void SetStepHook(StepHook hook) { step_hook_ = std::move(hook); }
 
   // True while an operation (or crash recovery) runs or is being admitted:
   // the answer to a coordinator's hand-off query.
@@ -114,8 +145,10 @@ class Executor {
   // An operation id that already exists returns that operation. Otherwise
   // the fence is checked first, so a deposed coordinator learns that
   // before anything else. Errors: OPERATION_IN_PROGRESS while another runs;
-  // INVALID_CONFIG for a malformed id; the fence check's refusal;
-  // NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an unknown operation.
+  // InvalidArgument with INVALID_OPERATION_ID for a malformed id or
+  // INVALID_ARGUMENT for stabilization_ms beyond an hour; the fence check's
+  // refusal; NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an unknown
+  // operation, NOT_ROLLBACKABLE for one that did not end Stable.
   absl::StatusOr<SwapJournal> Swap(const SwapParams& params);
   absl::StatusOr<SwapJournal> Rollback(const RollbackParams& params);
 
@@ -131,9 +164,14 @@ class Executor {
   void StartRecovery();
 
  private:
+  // The defaults the four-argument constructor owns.
+  struct OwnedSeams;
+  Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
+           ProviderProbe& probe, ServiceManager& services, const Clock& clock);
+
   // executor.cc: journals and the worker.
   absl::Status Persist(SwapJournal& j);
-  absl::Status Step(SwapJournal& j, SwapPhase phase);
+  absl::Status Record(SwapJournal& j, SwapPhase phase);
   absl::StatusOr<SwapJournal> Start(
       const CommandParams& command, const std::string& kind,
       const std::function<absl::StatusOr<SwapJournal>()>& plan);
@@ -144,31 +182,27 @@ class Executor {
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
-  void MaybeCrash(std::string_view point) const;
-  std::string JournalPath(const std::string& id) const;
+  void Hook(std::string_view point) const;
+  absl::Status ShareWithRunAs(const std::string& dir) const;
   std::string NewOperationId() const;
 
-  // swap_runner.cc: the phases.
-  void RunOperation(SwapJournal j);
+  // swap_runner.cc: carrying out the machine's steps.
+  void Run(SwapJournal j, SwapStep step);
   void Recover(SwapJournal j);
-  absl::Status Forward(SwapJournal& j);
-  absl::Status PrepareTarget(SwapJournal& j);
+  absl::Status Carry(SwapJournal& j, SwapAction action);
+  absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
   absl::Status CaptureEvidence(SwapJournal& j);
-  absl::Status FinishForward(SwapJournal& j);
-  void RollBack(SwapJournal& j, const absl::Status& first);
-  absl::Status RestorePrevious(SwapJournal& j);
-  absl::Status Verify(const std::string& version, const std::string& hash,
-                      int64_t window_ms);
+  absl::Status RestorePrevious(const SwapJournal& j);
+  absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status CheckRegistryForRollback(const SwapJournal& j) const;
-  void Fail(SwapJournal& j, const absl::Status& s);
+  void RecordEvidenceAfter(SwapJournal& j);
 
   ExecutorOptions options_;
-  ProviderProbe& probe_;
-  ServiceManager& services_;
-  const Clock& clock_;
-  std::string crash_at_;  // KMSFLEETD_TEST_CRASH_AT, for crash tests only
+  std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given
+  ExecutorSeams seams_;
   FenceCheck fence_check_;
+  StepHook step_hook_;
 
   std::mutex mu_;
   std::condition_variable changed_;

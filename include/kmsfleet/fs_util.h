@@ -46,6 +46,13 @@ absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
                                            std::string_view expected_sha256,
                                            size_t max_bytes);
 
+// Lets every user traverse (search, not list) each directory from `root`
+// down to `dir` by adding the group and other execute bits, so that a
+// binary kept below can run as another user (executor.run_as). `dir` must
+// be `root` or below it; symlinks are refused. Nothing above `root` is
+// touched.
+absl::Status AllowTraverse(const std::string& root, const std::string& dir);
+
 // Makes a directory entry change durable.
 absl::Status FsyncDir(const std::string& dir);
 

@@ -109,6 +109,18 @@ inline constexpr char kStandaloneNotConfigured[] = "STANDALONE_NOT_CONFIGURED";
 // configured prefixes.
 inline constexpr char kSourceNotAllowed[] = "SOURCE_NOT_ALLOWED";
 
+// Node executor (issue 8, §4-§5).
+// An operation id that is not 1-128 characters of [A-Za-z0-9._+-].
+inline constexpr char kInvalidOperationId[] = "INVALID_OPERATION_ID";
+// A rollback of an operation that did not end Stable.
+inline constexpr char kNotRollbackable[] = "NOT_ROLLBACKABLE";
+// A request value out of its documented range (e.g. stabilization_ms).
+inline constexpr char kInvalidArgument[] = "INVALID_ARGUMENT";
+// The unit got a new invocation (it restarted) inside the verify window.
+inline constexpr char kUnitRestarted[] = "UNIT_RESTARTED";
+// The registry pair changed although the new version never became ready.
+inline constexpr char kEvidenceChanged[] = "EVIDENCE_CHANGED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

@@ -1,6 +1,7 @@
 // The provider's systemd unit, driven over D-Bus with sd-bus (architecture.md
 // §4 "Swap"): StopUnit/StartUnit waiting for the job's JobRemoved signal,
-// and the unit's ActiveState and InvocationID.
+// and the unit's state (activity, InvocationID, exit status) in the
+// executor's words (unit_state.h): no systemd vocabulary leaks past here.
 // Thread-safe: each call opens its own bus connection.
 #ifndef KMSFLEET_SERVICE_MANAGER_H_
 #define KMSFLEET_SERVICE_MANAGER_H_
@@ -11,14 +12,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kmsfleet/unit_state.h"
 
 namespace kmsfleet {
-
-struct UnitState {
-  std::string active_state;  // active, activating, failed, inactive, ...
-  std::string sub_state;
-  std::string invocation_id;  // hex; "" when the unit never ran
-};
 
 class ServiceManager {
  public:
@@ -31,6 +27,7 @@ class ServiceManager {
                              std::chrono::milliseconds timeout) = 0;
   virtual absl::Status Stop(const std::string& unit,
                             std::chrono::milliseconds timeout) = 0;
+  // Errors: Unavailable, SERVICE_MANAGER_ERROR.
   virtual absl::StatusOr<UnitState> State(const std::string& unit) = 0;
 };
 
@@ -38,6 +35,11 @@ class ServiceManager {
 // "unix:path=/run/user/0/systemd/private" (a direct connection to the
 // manager); "" means the system bus.
 std::unique_ptr<ServiceManager> NewSystemdServiceManager(std::string bus_address);
+
+// The manager reached through a message bus (a broker) at `bus_address`,
+// as on the system bus: job signals are accepted only from the bus name
+// org.freedesktop.systemd1. For tests with a private dbus-daemon.
+std::unique_ptr<ServiceManager> NewBrokeredSystemdServiceManager(std::string bus_address);
 
 }  // namespace kmsfleet
 

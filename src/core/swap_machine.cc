@@ -1,6 +1,7 @@
 #include "kmsfleet/swap_machine.h"
 
 #include <array>
+#include <tuple>
 #include <utility>
 
 #include "boost/json.hpp"
@@ -31,8 +32,10 @@ constexpr size_t kMaxJournalBytes = 256 << 10;
 // Registries hold a few snapshots per Transit version.
 constexpr size_t kMaxRegistryBytes = 16 << 20;
 
+// A journal we wrote and cannot read back lost data: DATA_LOSS, so that no
+// caller mistakes it for a bad request.
 absl::Status Corrupt(std::string_view what, std::string_view problem) {
-  return MakeError(absl::StatusCode::kInvalidArgument, reason::kJournalCorrupt,
+  return MakeError(absl::StatusCode::kDataLoss, reason::kJournalCorrupt,
                    std::string(what) + ": " + std::string(problem),
                    {{"file", std::string(what)}});
 }
@@ -60,6 +63,18 @@ std::string_view PhaseName(SwapPhase phase) {
     if (p == phase) return name;
   }
   return "Unknown";
+}
+
+std::string_view ActivityName(UnitActivity activity) {
+  switch (activity) {
+    case UnitActivity::kRunning: return "running";
+    case UnitActivity::kStarting: return "starting";
+    case UnitActivity::kStopping: return "stopping";
+    case UnitActivity::kStopped: return "stopped";
+    case UnitActivity::kFailed: return "failed";
+    case UnitActivity::kUnknown: break;
+  }
+  return "unknown";
 }
 
 absl::StatusOr<SwapPhase> ParsePhase(std::string_view name) {
@@ -124,6 +139,10 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"registrySha256", j.registry_sha256},
       {"checkpointSha256", j.checkpoint_sha256},
       {"registrySchema", j.registry_schema},
+      {"registryRemovedRecords", j.registry_removed_records},
+      {"registrySha256After", j.registry_sha256_after},
+      {"targetReadySeen", j.target_ready_seen},
+      {"checkpointSha256After", j.checkpoint_sha256_after},
       {"failureReason", j.failure_reason},
       {"failureMessage", j.failure_message},
       {"history", std::move(history)},
@@ -132,8 +151,10 @@ std::string SerializeJournal(const SwapJournal& j) {
   return boost::json::serialize(o) + "\n";
 }
 
-absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
-                                         std::string_view what) {
+namespace {
+
+absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
+                                               std::string_view what) {
   KMSFLEET_ASSIGN_OR_RETURN(
       boost::json::object o,
       internal::ParseJsonObject(text, what, kMaxJournalBytes,
@@ -154,6 +175,8 @@ absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
            {"registrySha256", &j.registry_sha256},
            {"checkpointSha256", &j.checkpoint_sha256},
            {"registrySchema", &j.registry_schema},
+           {"registrySha256After", &j.registry_sha256_after},
+           {"checkpointSha256After", &j.checkpoint_sha256_after},
            {"failureReason", &j.failure_reason},
            {"failureMessage", &j.failure_message}}) {
     KMSFLEET_RETURN_IF_ERROR(f.String(key, out));
@@ -161,19 +184,36 @@ absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
   if (j.operation_id.empty()) return Corrupt(what, "operationId is missing");
   KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
   KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
-  std::optional<int64_t> stab, started, updated;
+  if (f.Find("targetReadySeen") != nullptr) {
+    KMSFLEET_RETURN_IF_ERROR(f.Bool("targetReadySeen", &j.target_ready_seen));
+  }
+  std::optional<int64_t> stab, started, updated, removed;
   std::optional<uint64_t> fence_term, fence_index;
   KMSFLEET_RETURN_IF_ERROR(f.Int64("stabilizationMs", &stab));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("startedUnixMs", &started));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("updatedUnixMs", &updated));
+  KMSFLEET_RETURN_IF_ERROR(f.Int64("registryRemovedRecords", &removed));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceTerm", &fence_term));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceIndex", &fence_index));
   j.stabilization_ms = stab.value_or(30000);
   j.started_unix_ms = started.value_or(0);
   j.updated_unix_ms = updated.value_or(0);
+  j.registry_removed_records = static_cast<int>(removed.value_or(0));
   j.fence_term = fence_term.value_or(0);
   j.fence_index = fence_index.value_or(0);
   KMSFLEET_RETURN_IF_ERROR(f.StringArray("history", &j.history));
+  return j;
+}
+
+}  // namespace
+
+absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
+                                         std::string_view what) {
+  absl::StatusOr<SwapJournal> j = ParseJournalFields(text, what);
+  if (!j.ok() && j.status().code() != absl::StatusCode::kDataLoss) {
+    return MakeError(absl::StatusCode::kDataLoss, reason::kJournalCorrupt,
+                     std::string(j.status().message()), {{"file", std::string(what)}});
+  }
   return j;
 }
 
@@ -222,26 +262,34 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
   return facts;
 }
 
-absl::Status CheckRollbackAllowed(std::string_view schema_before,
+absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now) {
-  if (now.removed_records > 0) {
+  const int removed_before = before ? before->removed_records : 0;
+  if (now.removed_records > removed_before) {
     return MakeError(
         absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedRemoved,
         "refusing to reinstall the older binary: the key registry holds " +
-            std::to_string(now.removed_records) +
-            " removed record(s), which older binaries reject (reference §7.4)",
-        {{"removed_records", std::to_string(now.removed_records)}});
+            std::to_string(now.removed_records) + " removed record(s), " +
+            std::to_string(removed_before) +
+            " before the swap; older binaries reject records removed since "
+            "(reference §7.4)",
+        {{"removed_records", std::to_string(now.removed_records)},
+         {"removed_records_before", std::to_string(removed_before)}});
   }
-  if (!schema_before.empty() && now.schema_version != schema_before) {
+  if (before && now.schema_version != before->schema_version) {
     return MakeError(
         absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedSchema,
         "refusing to reinstall the older binary: the key registry schema "
-        "changed from " + std::string(schema_before) + " to " +
-            now.schema_version,
-        {{"schema_before", std::string(schema_before)},
+        "changed from " + before->schema_version + " to " + now.schema_version,
+        {{"schema_before", before->schema_version},
          {"schema_now", now.schema_version}});
   }
   return absl::OkStatus();
+}
+
+std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& j) {
+  if (j.registry_schema.empty()) return std::nullopt;
+  return RegistryFacts{j.registry_schema, j.registry_removed_records};
 }
 
 // Something not observed yet (a listener still binding, a series not yet
@@ -297,16 +345,275 @@ VerifyStep EvaluateVerify(const v1::NodeState& s, const VerifyExpectations& e,
   return {VerifyVerdict::kHealthy, absl::OkStatus()};
 }
 
-void StabilityWindow::Observe(VerifyVerdict verdict, int64_t now_unix_ms) {
-  if (verdict != VerifyVerdict::kHealthy) {
-    healthy_since_.reset();
-  } else if (!healthy_since_) {
-    healthy_since_ = now_unix_ms;
+absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name) {
+  if (unit.activity == UnitActivity::kRunning) return absl::OkStatus();
+  const std::string name(unit_name);
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kUnitFailed,
+                   name + " is " + std::string(ActivityName(unit.activity)) + " (" +
+                       unit.detail + "), not running; swap a running provider",
+                   {{"unit", name}});
+}
+
+absl::Status CheckRotationSettled(const RotationReport& plan) {
+  if (plan.rotation_state == "active") return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
+                   "rotation-plan reports rotationState " + plan.rotation_state +
+                       "; defer the upgrade (reference §8.1)",
+                   {{"rotation_state", plan.rotation_state}});
+}
+
+void UpdateBaseline(CounterBaseline& base, const v1::NodeState& s,
+                    VerifyVerdict verdict) {
+  if (verdict != VerifyVerdict::kHealthy) return;
+  if (!base.decrypt_errors && s.has_decrypt_key_id_errors_total()) {
+    base.decrypt_errors = s.decrypt_key_id_errors_total();
+  }
+  if (!base.aad_errors && s.has_aad_validation_errors_total()) {
+    base.aad_errors = s.aad_validation_errors_total();
   }
 }
 
-bool StabilityWindow::Stable(int64_t now_unix_ms) const {
-  return healthy_since_ && now_unix_ms - *healthy_since_ >= window_ms_;
+VerifyStep EvaluateUnit(const UnitState& unit, std::string_view first_invocation,
+                        std::string_view unit_name, std::string_view version) {
+  const std::string name(unit_name);
+  if (unit.activity == UnitActivity::kFailed) {
+    std::string why = name + " is failed (" + unit.detail + ") while verifying version " +
+                      std::string(version);
+    if (unit.exit_status) why += "; exit status " + std::to_string(*unit.exit_status);
+    if (!unit.last_output.empty()) why += "; last output: " + unit.last_output;
+    return {VerifyVerdict::kFailed,
+            MakeError(absl::StatusCode::kAborted, reason::kUnitFailed, why,
+                      {{"unit", name},
+                       {"exit_status", unit.exit_status
+                                           ? std::to_string(*unit.exit_status)
+                                           : ""}})};
+  }
+  if (!first_invocation.empty() && !unit.invocation_id.empty() &&
+      unit.invocation_id != first_invocation) {
+    return {VerifyVerdict::kFailed,
+            MakeError(absl::StatusCode::kAborted, reason::kUnitRestarted,
+                      name + " restarted while verifying version " +
+                          std::string(version) + " (invocation " +
+                          std::string(first_invocation) + " became " +
+                          unit.invocation_id + ")",
+                      {{"unit", name},
+                       {"invocation_before", std::string(first_invocation)},
+                       {"invocation_now", unit.invocation_id}})};
+  }
+  return {VerifyVerdict::kHealthy, absl::OkStatus()};
+}
+
+void StabilityWindow::Observe(VerifyVerdict verdict, int64_t now_ms) {
+  if (verdict != VerifyVerdict::kHealthy) {
+    healthy_since_.reset();
+  } else if (!healthy_since_) {
+    healthy_since_ = now_ms;
+  }
+}
+
+bool StabilityWindow::Stable(int64_t now_ms) const {
+  return healthy_since_ && now_ms - *healthy_since_ >= window_ms_;
+}
+
+VerifyStep VerifyTracker::Observe(const std::optional<UnitState>& unit,
+                                  const v1::NodeState& state, int64_t now_ms) {
+  if (unit) {
+    // The first invocation seen is the run under verification; any other
+    // later is a restart between two polls, which /ready alone can miss.
+    VerifyStep u = EvaluateUnit(*unit, first_invocation_, unit_name_,
+                                expect_.target_version);
+    if (u.verdict == VerifyVerdict::kFailed) return u;
+    if (first_invocation_.empty()) first_invocation_ = unit->invocation_id;
+  }
+  VerifyStep step = EvaluateVerify(state, expect_, baseline_);
+  if (step.verdict == VerifyVerdict::kFailed) return step;
+  UpdateBaseline(baseline_, state, step.verdict);
+  last_problem_ = step.problem;
+  window_.Observe(step.verdict, now_ms);
+  return step;
+}
+
+absl::Status CheckStabilizationMs(int64_t ms) {
+  if (ms < 0 || ms > kMaxStabilizationMs) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                     "stabilization_ms " + std::to_string(ms) +
+                         " is out of range: 0 (the configured default) to " +
+                         std::to_string(kMaxStabilizationMs) + " (one hour)",
+                     {{"stabilization_ms", std::to_string(ms)}});
+  }
+  return absl::OkStatus();
+}
+
+// ---- The machine's next step ----
+
+namespace {
+
+constexpr std::array<std::pair<SwapAction, std::string_view>, 11> kActionNames{{
+    {SwapAction::kCheckTarget, "CheckTarget"},
+    {SwapAction::kPreflight, "Preflight"},
+    {SwapAction::kCaptureEvidence, "CaptureEvidence"},
+    {SwapAction::kStopUnit, "StopUnit"},
+    {SwapAction::kInstallTarget, "InstallTarget"},
+    {SwapAction::kStartUnit, "StartUnit"},
+    {SwapAction::kVerifyTarget, "VerifyTarget"},
+    {SwapAction::kCheckRollbackAllowed, "CheckRollbackAllowed"},
+    {SwapAction::kRestorePrevious, "RestorePrevious"},
+    {SwapAction::kVerifyPrevious, "VerifyPrevious"},
+    {SwapAction::kClose, "Close"},
+}};
+
+SwapStep Act(SwapAction action) { return {absl::OkStatus(), std::nullopt, action}; }
+SwapStep RecordThen(SwapPhase phase, SwapAction action) {
+  return {absl::OkStatus(), phase, action};
+}
+// Journals `phase` unless the journal is already there or beyond (crash
+// recovery resumes mid-way).
+SwapStep RecordUnlessPast(const SwapJournal& j, SwapPhase phase, SwapAction action) {
+  return j.phase < phase ? RecordThen(phase, action) : Act(action);
+}
+
+SwapStep NextForward(const SwapJournal& j, SwapAction done) {
+  switch (done) {
+    case SwapAction::kCheckTarget:
+      return RecordThen(SwapPhase::kPreflighted, SwapAction::kPreflight);
+    case SwapAction::kPreflight:
+      return Act(SwapAction::kCaptureEvidence);
+    case SwapAction::kCaptureEvidence:
+      return RecordThen(SwapPhase::kStopped, SwapAction::kStopUnit);
+    case SwapAction::kStopUnit:
+      return RecordThen(SwapPhase::kInstalled, SwapAction::kInstallTarget);
+    case SwapAction::kInstallTarget:
+      return RecordUnlessPast(j, SwapPhase::kStarted, SwapAction::kStartUnit);
+    case SwapAction::kStartUnit:
+      return RecordUnlessPast(j, SwapPhase::kVerifying, SwapAction::kVerifyTarget);
+    case SwapAction::kVerifyTarget:
+      return RecordThen(SwapPhase::kStable, SwapAction::kClose);
+    default:
+      break;
+  }
+  return {MakeError(absl::StatusCode::kInternal, reason::kJournalCorrupt,
+                    std::string(ActionName(done)) + " does not belong to phase " +
+                        std::string(PhaseName(j.phase))),
+          std::nullopt, SwapAction::kClose};
+}
+
+SwapStep NextRollback(SwapAction done) {
+  switch (done) {
+    case SwapAction::kCheckRollbackAllowed:
+      return Act(SwapAction::kStopUnit);
+    case SwapAction::kStopUnit:
+      return Act(SwapAction::kRestorePrevious);
+    case SwapAction::kRestorePrevious:
+      return Act(SwapAction::kStartUnit);
+    case SwapAction::kStartUnit:
+      return Act(SwapAction::kVerifyPrevious);
+    case SwapAction::kVerifyPrevious:
+      return RecordThen(SwapPhase::kRolledBack, SwapAction::kClose);
+    default:
+      break;
+  }
+  return {MakeError(absl::StatusCode::kInternal, reason::kJournalCorrupt,
+                    std::string(ActionName(done)) + " does not belong to a rollback"),
+          SwapPhase::kRollbackFailed, SwapAction::kClose};
+}
+
+// Every failure after the stop rolls back to the captured release.
+SwapStep StartRollback(const absl::Status& failure) {
+  return {failure, SwapPhase::kRollingBack, SwapAction::kCheckRollbackAllowed};
+}
+
+}  // namespace
+
+std::string_view ActionName(SwapAction action) {
+  for (const auto& [a, name] : kActionNames) {
+    if (a == action) return name;
+  }
+  return "Unknown";
+}
+
+SwapStep FirstSwapStep() {
+  return RecordThen(SwapPhase::kStaged, SwapAction::kCheckTarget);
+}
+
+SwapStep NextSwapStep(const SwapJournal& j, const SwapEvent& e) {
+  if (IsTerminal(j.phase) || e.done == SwapAction::kClose) return Act(SwapAction::kClose);
+  if (j.phase == SwapPhase::kRollingBack) {
+    if (!e.result.ok()) return {e.result, SwapPhase::kRollbackFailed, SwapAction::kClose};
+    return NextRollback(e.done);
+  }
+  if (!e.result.ok()) {
+    if (IsAfterStop(j.phase)) return StartRollback(e.result);
+    return {e.result, std::nullopt, SwapAction::kClose};  // nothing changed
+  }
+  return NextForward(j, e.done);
+}
+
+SwapStep RecoverySwapStep(const SwapJournal& j, std::string_view installed_sha256) {
+  RecoveryPlan plan = PlanRecovery(j, installed_sha256);
+  absl::Status restarted =
+      MakeError(absl::StatusCode::kAborted, reason::kAgentRestarted,
+                "kmsfleetd restarted during " + std::string(PhaseName(j.phase)) +
+                    ": " + plan.why);
+  switch (plan.action) {
+    case RecoveryAction::kCloseAsIs:
+      return Act(SwapAction::kClose);
+    case RecoveryAction::kClose:
+      return {restarted, std::nullopt, SwapAction::kClose};
+    case RecoveryAction::kResumeVerify:
+      if (j.phase < SwapPhase::kInstalled) {
+        return RecordThen(SwapPhase::kInstalled, SwapAction::kInstallTarget);
+      }
+      return NextForward(j, SwapAction::kInstallTarget);
+    case RecoveryAction::kRollBack:
+      if (j.phase == SwapPhase::kRollingBack) {
+        // Already rolling back for a recorded reason: run it again, keeping it.
+        return {j.failure_reason.empty() ? restarted : absl::OkStatus(), std::nullopt,
+                SwapAction::kCheckRollbackAllowed};
+      }
+      return StartRollback(restarted);
+  }
+  return Act(SwapAction::kClose);
+}
+
+void RecordFailure(SwapJournal& j, const absl::Status& failure) {
+  if (failure.ok()) return;
+  std::string why = ReasonOf(failure);
+  if (why.empty()) why = std::string(absl::StatusCodeToString(failure.code()));
+  if (j.failure_reason.empty()) {
+    j.failure_reason = why;
+    j.failure_message = std::string(failure.message());
+    return;
+  }
+  if (j.phase != SwapPhase::kRollingBack) return;  // keep the first failure
+  if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema) {
+    // The refusal is what the operator must act on; the first failure stays
+    // in the message.
+    j.failure_message += " (first failure: " + j.failure_reason + ")";
+    j.failure_reason = why;
+  }
+  j.failure_message += "; rollback failed: " + std::string(failure.message());
+}
+
+absl::Status CheckEvidenceUnchanged(const SwapJournal& j,
+                                    std::string_view registry_path) {
+  if (j.kind != "swap" || j.phase != SwapPhase::kRolledBack || j.target_ready_seen ||
+      j.registry_sha256.empty()) {
+    return absl::OkStatus();
+  }
+  const std::string registry(registry_path);
+  for (const auto& [file, before, after] :
+       {std::tuple{registry, j.registry_sha256, j.registry_sha256_after},
+        std::tuple{registry + ".checkpoint", j.checkpoint_sha256, j.checkpoint_sha256_after}}) {
+    if (before == after) continue;
+    return MakeError(absl::StatusCode::kDataLoss, reason::kEvidenceChanged,
+                     file + " changed although version " + j.target_version +
+                         " never became ready (SHA-256 " +
+                         (before.empty() ? "absent" : before) + " before, " +
+                         (after.empty() ? "absent" : after) +
+                         " after); compare it with the copy in " + j.evidence_dir,
+                     {{"file", file}, {"before", before}, {"after", after}});
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace kmsfleet

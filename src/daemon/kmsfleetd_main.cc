@@ -12,6 +12,9 @@
 #include "kmsfleet/executor.h"
 #include "kmsfleet/cluster_runtime.h"
 #include "kmsfleet/log.h"
+#ifdef KMSFLEETD_CRASH_HOOK
+#include "crash_hook.h"  // tests/integration: kmsfleetd_crashtest only
+#endif
 
 namespace kmsfleet {
 namespace {
@@ -79,6 +82,9 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   std::unique_ptr<ServiceManager> services =
       NewSystemdServiceManager(config.executor.bus_address);
   Executor executor(MakeExecutorOptions(config), *probe, *services, clock);
+#ifdef KMSFLEETD_CRASH_HOOK
+  executor.SetStepHook(CrashHookFromEnvironment());
+#endif
   // Open journals of a previous run are finished or rolled back first, on
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();

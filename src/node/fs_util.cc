@@ -147,9 +147,8 @@ std::string Sha256Hex(std::string_view bytes) {
 }
 
 absl::Status EnsurePrivateDir(const std::string& path, unsigned mode) {
-  if (mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
-    return IoError("mkdir", path, errno);
-  }
+  bool created = mkdir(path.c_str(), mode) == 0;
+  if (!created && errno != EEXIST) return IoError("mkdir", path, errno);
   struct stat st {};
   if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
   if (!S_ISDIR(st.st_mode)) {
@@ -157,7 +156,42 @@ absl::Status EnsurePrivateDir(const std::string& path, unsigned mode) {
                      path + " is not a directory (a symlink or file is in the way)",
                      {{"path", path}});
   }
+  if (created) {
+    // The new entry is durable only once its parent is: a journal written
+    // into a directory that vanished with a crash would be lost too.
+    size_t slash = path.find_last_of('/');
+    std::string parent = slash == std::string::npos ? "."
+                         : slash == 0                ? "/"
+                                                     : path.substr(0, slash);
+    KMSFLEET_RETURN_IF_ERROR(FsyncDir(parent));
+  }
   return absl::OkStatus();
+}
+
+absl::Status AllowTraverse(const std::string& root, const std::string& dir) {
+  if (dir != root && dir.rfind(root + "/", 0) != 0) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kArtifactIo,
+                     dir + " is not below " + root, {{"path", dir}});
+  }
+  std::string path = root;
+  size_t pos = root.size();
+  for (;;) {
+    struct stat st {};
+    if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
+    if (!S_ISDIR(st.st_mode)) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
+                       path + " is not a directory (a symlink or file is in the way)",
+                       {{"path", path}});
+    }
+    const mode_t want = (st.st_mode & 07777) | S_IXGRP | S_IXOTH;
+    if (want != (st.st_mode & 07777) && chmod(path.c_str(), want) != 0) {
+      return IoError("chmod", path, errno);
+    }
+    if (pos >= dir.size()) return absl::OkStatus();
+    size_t next = dir.find('/', pos + 1);
+    pos = next == std::string::npos ? dir.size() : next;
+    path = dir.substr(0, pos);
+  }
 }
 
 absl::Status FsyncDir(const std::string& dir) {

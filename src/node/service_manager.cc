@@ -1,10 +1,14 @@
 #include "kmsfleet/service_manager.h"
 
 #include <systemd/sd-bus.h>
+#include <systemd/sd-journal.h>
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <map>
+#include <string_view>
+#include <vector>
 
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -17,6 +21,19 @@ constexpr char kService[] = "org.freedesktop.systemd1";
 constexpr char kPath[] = "/org/freedesktop/systemd1";
 constexpr char kManager[] = "org.freedesktop.systemd1.Manager";
 constexpr char kUnitIface[] = "org.freedesktop.systemd1.Unit";
+constexpr char kServiceIface[] = "org.freedesktop.systemd1.Service";
+
+// systemd's ActiveState in the executor's words.
+UnitActivity ActivityOf(std::string_view active_state) {
+  if (active_state == "active") return UnitActivity::kRunning;
+  if (active_state == "activating" || active_state == "reloading") {
+    return UnitActivity::kStarting;
+  }
+  if (active_state == "deactivating") return UnitActivity::kStopping;
+  if (active_state == "inactive") return UnitActivity::kStopped;
+  if (active_state == "failed") return UnitActivity::kFailed;
+  return UnitActivity::kUnknown;
+}
 
 struct BusUnref {
   void operator()(sd_bus* b) const { sd_bus_flush_close_unref(b); }
@@ -31,6 +48,43 @@ absl::Status BusError(std::string_view what, const std::string& unit, int r,
   return MakeError(absl::StatusCode::kUnavailable, reason::kServiceManagerError,
                    std::string(what) + " " + unit + ": " + detail,
                    {{"unit", unit}});
+}
+
+// The last lines the run `invocation_id` wrote to the journal, oldest
+// first, each cut at kMaxLineBytes; "" when there is no journal (journald
+// not running) or nothing was logged. Bounded: at most kMaxLines entries
+// are read.
+constexpr int kMaxLines = 5;
+constexpr size_t kMaxLineBytes = 240;
+
+std::string LastJournalLines(const std::string& invocation_id) {
+  if (invocation_id.empty()) return "";
+  sd_journal* j = nullptr;
+  if (sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY) < 0) return "";
+  std::unique_ptr<sd_journal, decltype(&sd_journal_close)> closer(j, sd_journal_close);
+  // System units carry _SYSTEMD_INVOCATION_ID, user units USER_INVOCATION_ID.
+  std::string system_match = "_SYSTEMD_INVOCATION_ID=" + invocation_id;
+  std::string user_match = "USER_INVOCATION_ID=" + invocation_id;
+  if (sd_journal_add_match(j, system_match.data(), system_match.size()) < 0 ||
+      sd_journal_add_disjunction(j) < 0 ||
+      sd_journal_add_match(j, user_match.data(), user_match.size()) < 0 ||
+      sd_journal_seek_tail(j) < 0) {
+    return "";
+  }
+  std::vector<std::string> lines;
+  while (static_cast<int>(lines.size()) < kMaxLines && sd_journal_previous(j) > 0) {
+    const void* data = nullptr;
+    size_t size = 0;
+    if (sd_journal_get_data(j, "MESSAGE", &data, &size) < 0) continue;
+    std::string_view field(static_cast<const char*>(data), size);
+    field.remove_prefix(std::min(field.size(), sizeof("MESSAGE=") - 1));
+    lines.emplace_back(field.substr(0, kMaxLineBytes));
+  }
+  std::string out;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    out += (out.empty() ? "" : " | ") + *it;
+  }
+  return out;
 }
 
 // JobRemoved(u id, o job, s unit, s result) signals seen on this connection.
@@ -50,8 +104,10 @@ int OnJobRemoved(sd_bus_message* m, void* userdata, sd_bus_error*) {
 
 class SystemdServiceManager final : public ServiceManager {
  public:
-  explicit SystemdServiceManager(std::string address)
-      : address_(std::move(address)) {}
+  // `brokered`: `address` is a message bus (with sender names), not the
+  // manager's private socket. "" is always the system bus.
+  SystemdServiceManager(std::string address, bool brokered)
+      : address_(std::move(address)), brokered_(brokered || address_.empty()) {}
 
   absl::Status Start(const std::string& unit,
                      std::chrono::milliseconds timeout) override {
@@ -65,12 +121,26 @@ class SystemdServiceManager final : public ServiceManager {
   absl::StatusOr<UnitState> State(const std::string& unit) override {
     KMSFLEET_ASSIGN_OR_RETURN(Bus bus, Connect(unit));
     KMSFLEET_ASSIGN_OR_RETURN(std::string path, UnitPath(bus.get(), unit));
-    UnitState state;
-    KMSFLEET_ASSIGN_OR_RETURN(state.active_state,
+    KMSFLEET_ASSIGN_OR_RETURN(std::string active,
                               StringProperty(bus.get(), path, unit, "ActiveState"));
-    KMSFLEET_ASSIGN_OR_RETURN(state.sub_state,
+    KMSFLEET_ASSIGN_OR_RETURN(std::string sub,
                               StringProperty(bus.get(), path, unit, "SubState"));
+    UnitState state;
+    state.activity = ActivityOf(active);
+    state.detail = active + " (" + sub + ")";
     KMSFLEET_ASSIGN_OR_RETURN(state.invocation_id, InvocationId(bus.get(), path, unit));
+    // Only services have a main process; for other units it is unknown.
+    int32_t status = 0;
+    sd_bus_error e{};  // SD_BUS_ERROR_NULL, without a C compound literal
+    if (sd_bus_get_property_trivial(bus.get(), kService, path.c_str(), kServiceIface,
+                                    "ExecMainStatus", &e, 'i', &status) >= 0 &&
+        state.activity == UnitActivity::kFailed) {
+      state.exit_status = status;
+    }
+    sd_bus_error_free(&e);
+    if (state.activity == UnitActivity::kFailed) {
+      state.last_output = LastJournalLines(state.invocation_id);
+    }
     return state;
   }
 
@@ -85,6 +155,7 @@ class SystemdServiceManager final : public ServiceManager {
       // broker, so no Hello and no sender names on messages.
       r = sd_bus_new(&raw);
       if (r >= 0) r = sd_bus_set_address(raw, address_.c_str());
+      if (r >= 0 && brokered_) r = sd_bus_set_bus_client(raw, 1);
       if (r >= 0) r = sd_bus_start(raw);
     }
     Bus bus(raw);
@@ -159,7 +230,12 @@ class SystemdServiceManager final : public ServiceManager {
     JobWatch watch;
     sd_bus_slot* slot = nullptr;
     // Installed before the call, so a job that ends at once is not missed.
-    int r = sd_bus_match_signal(bus.get(), &slot, nullptr, kPath, kManager,
+    // On the system bus only systemd itself may end our job: match its
+    // name, or any peer could send a forged JobRemoved. A direct connection
+    // to the manager's private socket has no broker and no sender names;
+    // its only peer is the manager.
+    const char* sender = brokered_ ? kService : nullptr;
+    int r = sd_bus_match_signal(bus.get(), &slot, sender, kPath, kManager,
                                 "JobRemoved", OnJobRemoved, &watch);
     if (r < 0) return BusError("subscribe to JobRemoved for", unit, r);
     std::unique_ptr<sd_bus_slot, decltype(&sd_bus_slot_unref)> slot_ref(
@@ -216,12 +292,17 @@ class SystemdServiceManager final : public ServiceManager {
   }
 
   std::string address_;
+  bool brokered_;
 };
 
 }  // namespace
 
 std::unique_ptr<ServiceManager> NewSystemdServiceManager(std::string bus_address) {
-  return std::make_unique<SystemdServiceManager>(std::move(bus_address));
+  return std::make_unique<SystemdServiceManager>(std::move(bus_address), false);
+}
+
+std::unique_ptr<ServiceManager> NewBrokeredSystemdServiceManager(std::string bus_address) {
+  return std::make_unique<SystemdServiceManager>(std::move(bus_address), true);
 }
 
 }  // namespace kmsfleet

@@ -1,8 +1,12 @@
 #include "systemd_node.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
@@ -23,9 +27,18 @@ void Sh(const std::string& cmd) {
   }
 }
 
+// O_CLOEXEC, then rename: a child forked meanwhile by another thread must
+// not carry a write descriptor of the file into its exec, or executing
+// the file fails with ETXTBSY (the unit then ends 203/EXEC).
 void WriteExecutable(const std::string& path, const std::string& body) {
-  WriteFile(path, body);
-  chmod(path.c_str(), 0755);
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  if (fd < 0 || write(fd, body.data(), body.size()) != static_cast<ssize_t>(body.size()) ||
+      close(fd) != 0) {
+    throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+  }
+  chmod(tmp.c_str(), 0755);
+  std::filesystem::rename(tmp, path);
 }
 
 }  // namespace
@@ -194,11 +207,12 @@ absl::StatusOr<SubprocessResult> SystemdNode::CommitPlan(const std::string& in_f
                  "--in-flight", in_flight});
 }
 
-void SystemdNode::StartAgent(const std::vector<std::string>& extra_env) {
+void SystemdNode::StartAgent(const std::vector<std::string>& extra_env,
+                             const std::string& agent_path) {
   // A killed agent leaves its socket behind; wait for the new one.
   std::filesystem::remove(dir_.File("agent.sock"));
   agent_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{KMSFLEETD_PATH, "--config", dir_.File("kmsfleet.yaml")},
+      std::vector<std::string>{agent_path, "--config", dir_.File("kmsfleet.yaml")},
       ChildOptions{.out_path = dir_.File("agent.log"), .extra_env = extra_env});
   if (!WaitUntil([&] { return PathExists(dir_.File("agent.sock")); },
                  std::chrono::seconds(10))) {

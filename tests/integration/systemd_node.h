@@ -49,7 +49,9 @@ class SystemdNode {
   // kmsfleetctl plan commit --in-flight <in_flight> against this agent.
   absl::StatusOr<SubprocessResult> CommitPlan(const std::string& in_flight);
 
-  void StartAgent(const std::vector<std::string>& extra_env = {});
+  // Starts `agent_path` (kmsfleetd, or the crash tests' build of it).
+  void StartAgent(const std::vector<std::string>& extra_env = {},
+                  const std::string& agent_path = KMSFLEETD_PATH);
   void StopAgent();
   ChildProcess* agent() { return agent_.get(); }
 

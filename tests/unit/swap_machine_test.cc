@@ -2,6 +2,7 @@
 // refusal and the verification verdict.
 #include "kmsfleet/swap_machine.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "kmsfleet/reasons.h"
@@ -67,11 +68,15 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   EXPECT_TRUE(back->open);
 }
 
-TEST(SwapMachineTest, CorruptJournalIsNamed) {
+TEST(SwapMachineTest, CorruptJournalIsNamedAsDataLoss) {
   absl::StatusOr<SwapJournal> j =
       ParseJournal(R"({"operationId":"x","phase":"Sideways"})", "j.json");
   EXPECT_EQ(ReasonOf(j.status()), reason::kJournalCorrupt);
-  EXPECT_EQ(ReasonOf(ParseJournal("{", "j.json").status()), reason::kJournalCorrupt);
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
+  absl::Status truncated = ParseJournal("{", "j.json").status();
+  EXPECT_EQ(ReasonOf(truncated), reason::kJournalCorrupt);
+  EXPECT_EQ(truncated.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(truncated.message()), ::testing::HasSubstr("j.json"));
 }
 
 TEST(SwapMachineTest, RecoveryObservesTheInstalledDigest) {
@@ -92,22 +97,44 @@ TEST(SwapMachineTest, RecoveryObservesTheInstalledDigest) {
   EXPECT_EQ(PlanRecovery(j, j.target_sha256).action, RecoveryAction::kCloseAsIs);
 }
 
-TEST(SwapMachineTest, RegistryWithRemovedRecordsRefusesRollback) {
+TEST(SwapMachineTest, RemovedRecordsAppearingSinceTheCaptureRefuseRollback) {
   absl::StatusOr<RegistryFacts> f = ParseRegistryFacts(
       R"({"schemaVersion":"keyregistry.openbao-kms/v1alpha1","snapshots":[
           {"state":"active"},{"state":"removed"}]})", "r.json");
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->removed_records, 1);
-  EXPECT_EQ(ReasonOf(CheckRollbackAllowed(f->schema_version, *f)),
+  RegistryFacts before{f->schema_version, 0};
+  EXPECT_EQ(ReasonOf(CheckRollbackAllowed(before, *f)), reason::kRollbackRefusedRemoved);
+  EXPECT_EQ(ReasonOf(CheckRollbackAllowed(std::nullopt, *f)),
             reason::kRollbackRefusedRemoved);
+  // Grew since the capture: refused.
+  RegistryFacts grown{f->schema_version, 3};
+  EXPECT_EQ(ReasonOf(CheckRollbackAllowed(*f, grown)), reason::kRollbackRefusedRemoved);
+}
+
+// The previous version already served with these records: they do not
+// block its return.
+TEST(SwapMachineTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {
+  RegistryFacts before{"keyregistry.openbao-kms/v1alpha1", 2};
+  EXPECT_TRUE(CheckRollbackAllowed(before, before).ok());
+  SwapJournal j;
+  j.operation_id = "op-1";
+  j.registry_schema = before.schema_version;
+  j.registry_removed_records = 2;
+  std::optional<RegistryFacts> captured = CapturedRegistryFacts(j);
+  ASSERT_TRUE(captured.has_value());
+  EXPECT_TRUE(CheckRollbackAllowed(captured, before).ok());
+  absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->registry_removed_records, 2);
 }
 
 TEST(SwapMachineTest, SchemaChangeRefusesRollback) {
   RegistryFacts now{"keyregistry.openbao-kms/v2", 0};
-  EXPECT_EQ(ReasonOf(CheckRollbackAllowed("keyregistry.openbao-kms/v1alpha1", now)),
-            reason::kRollbackRefusedSchema);
-  EXPECT_TRUE(CheckRollbackAllowed("", now).ok());
-  EXPECT_TRUE(CheckRollbackAllowed(now.schema_version, now).ok());
+  RegistryFacts before{"keyregistry.openbao-kms/v1alpha1", 0};
+  EXPECT_EQ(ReasonOf(CheckRollbackAllowed(before, now)), reason::kRollbackRefusedSchema);
+  EXPECT_TRUE(CheckRollbackAllowed(std::nullopt, now).ok());
+  EXPECT_TRUE(CheckRollbackAllowed(now, now).ok());
   EXPECT_EQ(ReasonOf(ParseRegistryFacts("{}", "r").status()),
             reason::kMalformedRegistry);
 }
@@ -181,6 +208,172 @@ TEST(SwapMachineTest, StabilityWindowRestartsOnAnyBadStep) {
   w.Observe(VerifyVerdict::kHealthy, 1000);
   EXPECT_FALSE(w.Stable(1999));
   EXPECT_TRUE(w.Stable(2000));
+}
+
+// The AAD baseline is the first healthy value whether or not the decrypt
+// counter is exported: without it, the baseline used to follow every
+// healthy poll, so a dip and return of the AAD counter failed the window
+// only on providers that lack the decrypt counter.
+TEST(SwapMachineTest, AadBaselineHoldsWithoutTheDecryptCounter) {
+  for (bool with_decrypt : {true, false}) {
+    VerifyTracker t({"0.2.0", kHash}, 1000, "p.service");
+    v1::NodeState s = Healthy();
+    if (!with_decrypt) s.clear_decrypt_key_id_errors_total();
+    int64_t now = 0;
+    for (double aad : {5.0, 4.0, 5.0}) {
+      s.set_aad_validation_errors_total(aad);
+      EXPECT_EQ(t.Observe(std::nullopt, s, now += 100).verdict, VerifyVerdict::kHealthy)
+          << "aad=" << aad << " with_decrypt=" << with_decrypt;
+    }
+    s.set_aad_validation_errors_total(6);
+    VerifyStep step = t.Observe(std::nullopt, s, now += 100);
+    EXPECT_EQ(ReasonOf(step.problem), reason::kCountersRising) << with_decrypt;
+  }
+}
+
+UnitState Running(std::string invocation) {
+  UnitState u;
+  u.activity = UnitActivity::kRunning;
+  u.detail = "active (running)";
+  u.invocation_id = std::move(invocation);
+  return u;
+}
+
+TEST(SwapMachineTest, ANewInvocationInsideTheWindowFailsIt) {
+  VerifyTracker t({"0.2.0", kHash}, 1000, "p.service");
+  EXPECT_EQ(t.Observe(Running("aa"), Healthy(), 0).verdict, VerifyVerdict::kHealthy);
+  EXPECT_EQ(t.Observe(Running("aa"), Healthy(), 500).verdict, VerifyVerdict::kHealthy);
+  VerifyStep step = t.Observe(Running("bb"), Healthy(), 900);
+  EXPECT_EQ(step.verdict, VerifyVerdict::kFailed);
+  EXPECT_EQ(ReasonOf(step.problem), reason::kUnitRestarted);
+  EXPECT_THAT(std::string(step.problem.message()), ::testing::HasSubstr("aa"));
+}
+
+TEST(SwapMachineTest, AFailedUnitNamesItsExitStatusAndOutput) {
+  UnitState u;
+  u.activity = UnitActivity::kFailed;
+  u.detail = "failed (failed)";
+  u.exit_status = 3;
+  u.last_output = "requires fresh bound state";
+  VerifyStep step = EvaluateUnit(u, "", "p.service", "0.2.0");
+  EXPECT_EQ(step.verdict, VerifyVerdict::kFailed);
+  EXPECT_EQ(ReasonOf(step.problem), reason::kUnitFailed);
+  EXPECT_THAT(std::string(step.problem.message()), ::testing::HasSubstr("exit status 3"));
+  EXPECT_THAT(std::string(step.problem.message()),
+              ::testing::HasSubstr("requires fresh bound state"));
+}
+
+TEST(SwapMachineTest, StabilizationIsBoundedToAnHour) {
+  EXPECT_TRUE(CheckStabilizationMs(0).ok());
+  EXPECT_TRUE(CheckStabilizationMs(kMaxStabilizationMs).ok());
+  absl::Status s = CheckStabilizationMs(kMaxStabilizationMs + 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(s), reason::kInvalidArgument);
+  EXPECT_FALSE(CheckStabilizationMs(-1).ok());
+}
+
+// Drives the machine with every action succeeding, journaling as the
+// executor does; returns the actions in order.
+std::vector<SwapAction> Drive(SwapJournal& j, SwapStep step,
+                              SwapAction fail_at = SwapAction::kClose) {
+  std::vector<SwapAction> done;
+  bool failed = false;
+  for (int i = 0; i < 32; ++i) {
+    RecordFailure(j, step.failure);
+    if (step.record) {
+      EXPECT_TRUE(Advance(j, *step.record, i).ok());
+    }
+    if (step.action == SwapAction::kClose) break;
+    done.push_back(step.action);
+    absl::Status result = absl::OkStatus();
+    if (!failed && fail_at == step.action) {
+      result = MakeError(absl::StatusCode::kAborted, "BOOM", "boom");
+      failed = true;
+    }
+    step = NextSwapStep(j, {step.action, result});
+  }
+  return done;
+}
+
+TEST(SwapMachineTest, HappySwapStepsInOrder) {
+  SwapJournal j;
+  using A = SwapAction;
+  EXPECT_EQ(Drive(j, FirstSwapStep()),
+            (std::vector<A>{A::kCheckTarget, A::kPreflight, A::kCaptureEvidence,
+                            A::kStopUnit, A::kInstallTarget, A::kStartUnit,
+                            A::kVerifyTarget}));
+  EXPECT_EQ(j.phase, SwapPhase::kStable);
+  EXPECT_EQ(j.history.size(), 7u);
+}
+
+TEST(SwapMachineTest, AFailureBeforeTheStopClosesWhereItIs) {
+  SwapJournal j;
+  Drive(j, FirstSwapStep(), SwapAction::kPreflight);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, "BOOM");
+}
+
+TEST(SwapMachineTest, AFailureAfterTheStopRollsBack) {
+  SwapJournal j;
+  using A = SwapAction;
+  std::vector<A> done = Drive(j, FirstSwapStep(), A::kVerifyTarget);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, "BOOM");
+  EXPECT_EQ(std::vector<A>(done.end() - 5, done.end()),
+            (std::vector<A>{A::kCheckRollbackAllowed, A::kStopUnit,
+                            A::kRestorePrevious, A::kStartUnit, A::kVerifyPrevious}));
+}
+
+TEST(SwapMachineTest, ARefusedRollbackBecomesTheReason) {
+  SwapJournal j;
+  j.phase = SwapPhase::kVerifying;
+  SwapStep step = NextSwapStep(j, {SwapAction::kVerifyTarget,
+                                   MakeError(absl::StatusCode::kAborted,
+                                             reason::kUnitFailed, "unit failed")});
+  RecordFailure(j, step.failure);
+  ASSERT_TRUE(Advance(j, *step.record, 1).ok());
+  step = NextSwapStep(j, {SwapAction::kCheckRollbackAllowed,
+                          MakeError(absl::StatusCode::kFailedPrecondition,
+                                    reason::kRollbackRefusedRemoved, "refused")});
+  RecordFailure(j, step.failure);
+  EXPECT_EQ(step.record, SwapPhase::kRollbackFailed);
+  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedRemoved);
+  EXPECT_THAT(j.failure_message, ::testing::HasSubstr("first failure: UNIT_FAILED"));
+}
+
+TEST(SwapMachineTest, RecoveryResumesFromEachOpenPhase) {
+  const std::string target(64, 't'), previous(64, 'p');
+  using A = SwapAction;
+  for (SwapPhase p : {SwapPhase::kStopped, SwapPhase::kInstalled, SwapPhase::kStarted,
+                      SwapPhase::kVerifying}) {
+    SwapJournal j;
+    j.phase = p;
+    j.target_sha256 = target;
+    std::vector<A> done = Drive(j, RecoverySwapStep(j, target));
+    EXPECT_EQ(j.phase, SwapPhase::kStable) << PhaseName(p);
+    EXPECT_EQ(done.back(), A::kVerifyTarget) << PhaseName(p);
+    EXPECT_TRUE(j.failure_reason.empty());
+
+    SwapJournal k;
+    k.phase = p;
+    k.target_sha256 = target;
+    Drive(k, RecoverySwapStep(k, previous));
+    EXPECT_EQ(k.phase, SwapPhase::kRolledBack) << PhaseName(p);
+    EXPECT_EQ(k.failure_reason, reason::kAgentRestarted);
+  }
+  SwapJournal rolling;
+  rolling.phase = SwapPhase::kRollingBack;
+  rolling.failure_reason = reason::kKeyIdHashMismatch;
+  Drive(rolling, RecoverySwapStep(rolling, target));
+  EXPECT_EQ(rolling.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(rolling.failure_reason, reason::kKeyIdHashMismatch);
+  EXPECT_EQ(rolling.failure_message, "");
+
+  SwapJournal early;
+  early.phase = SwapPhase::kPreflighted;
+  EXPECT_TRUE(Drive(early, RecoverySwapStep(early, previous)).empty());
+  EXPECT_EQ(early.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(early.failure_reason, reason::kAgentRestarted);
 }
 
 }  // namespace

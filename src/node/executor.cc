@@ -1,18 +1,12 @@
-// The executor's API, journal store and worker thread. The phases
-// themselves are in swap_runner.cc.
+// The executor's API, journals and worker thread. Carrying out the
+// machine's steps is in swap_runner.cc.
 #include "kmsfleet/executor.h"
 
-#include <dirent.h>
-#include <signal.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdlib>
 #include <map>
 #include <random>
 
-#include "kmsfleet/fs_util.h"
 #include "kmsfleet/checksums.h"
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/log.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -21,14 +15,9 @@
 namespace kmsfleet {
 namespace {
 
-constexpr size_t kMaxJournalFileBytes = 256 << 10;
-// More journals than this in the directory are not scanned at start-up;
-// closed ones are history and could be pruned by the operator.
-constexpr size_t kMaxJournalsScanned = 10000;
-
 absl::Status CheckOperationId(const std::string& id) {
   if (!IsSafeFileName(id) || id.size() > 128) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidOperationId,
                      "operation id \"" + id +
                          "\" must be 1-128 characters of [A-Za-z0-9._+-]",
                      {{"operation_id", id}});
@@ -38,41 +27,60 @@ absl::Status CheckOperationId(const std::string& id) {
 
 }  // namespace
 
+struct Executor::OwnedSeams {
+  std::unique_ptr<Installer> installer;
+  std::unique_ptr<ProviderCli> cli;
+  std::unique_ptr<JournalStore> journals;
+  SteadyClock steady;
+};
+
+Executor::Executor(ExecutorOptions options, ExecutorSeams seams)
+    : options_(std::move(options)), seams_(seams),
+      fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {}
+
 Executor::Executor(ExecutorOptions options, ProviderProbe& probe,
                    ServiceManager& services, const Clock& clock)
-    : options_(std::move(options)), probe_(probe), services_(services),
-      clock_(clock), fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {
-  const char* crash = std::getenv("KMSFLEETD_TEST_CRASH_AT");
-  if (crash != nullptr) crash_at_ = crash;
-}
+    : Executor(options,
+               std::make_unique<OwnedSeams>(OwnedSeams{
+                   NewBinaryInstaller(options.install_path),
+                   NewProcessProviderCli(options.preflight),
+                   NewFileJournalStore(options.state_dir), SteadyClock()}),
+               probe, services, clock) {}
+
+Executor::Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
+                   ProviderProbe& probe, ServiceManager& services, const Clock& clock)
+    : options_(std::move(options)),
+      owned_(std::move(owned)),
+      seams_{probe, services, *owned_->installer, *owned_->cli, *owned_->journals,
+             clock, owned_->steady},
+      fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {}
 
 Executor::~Executor() {
   if (worker_.joinable()) worker_.join();
 }
 
-std::string Executor::JournalPath(const std::string& id) const {
-  return options_.state_dir + "/journal/" + id + ".json";
-}
-
 std::string Executor::NewOperationId() const {
   std::random_device rd;
-  return "op-" + std::to_string(clock_.NowUnixMillis()) + "-" +
+  return "op-" + std::to_string(seams_.wall.NowUnixMillis()) + "-" +
          std::to_string(rd() % 100000);
 }
 
-void Executor::MaybeCrash(std::string_view point) const {
-  // Crash tests SIGKILL the agent at exact phase boundaries; nothing in
-  // production sets this variable.
-  if (!crash_at_.empty() && crash_at_ == point) raise(SIGKILL);
+void Executor::Hook(std::string_view point) const {
+  if (step_hook_) step_hook_(point);
+}
+
+// The state directories are 0700; a provider command run as
+// executor.run_as must still reach the release it runs (and doctor the
+// paths below it), so the directories down to it become traversable (not
+// listable) when run_as is set. Files inside keep their own modes.
+absl::Status Executor::ShareWithRunAs(const std::string& dir) const {
+  if (options_.preflight.run_as.empty()) return absl::OkStatus();
+  return AllowTraverse(options_.state_dir, dir);
 }
 
 absl::Status Executor::Persist(SwapJournal& j) {
-  j.updated_unix_ms = clock_.NowUnixMillis();
-  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir, 0700));
-  KMSFLEET_RETURN_IF_ERROR(
-      EnsurePrivateDir(options_.state_dir + "/journal", 0700));
-  KMSFLEET_RETURN_IF_ERROR(
-      WriteFileAtomic(JournalPath(j.operation_id), SerializeJournal(j), 0600));
+  j.updated_unix_ms = seams_.wall.NowUnixMillis();
+  KMSFLEET_RETURN_IF_ERROR(seams_.journals.Save(j));
   {
     std::lock_guard<std::mutex> lock(mu_);
     ops_[j.operation_id] = j;
@@ -81,12 +89,12 @@ absl::Status Executor::Persist(SwapJournal& j) {
   return absl::OkStatus();
 }
 
-absl::Status Executor::Step(SwapJournal& j, SwapPhase phase) {
-  KMSFLEET_RETURN_IF_ERROR(Advance(j, phase, clock_.NowUnixMillis()));
+absl::Status Executor::Record(SwapJournal& j, SwapPhase phase) {
+  KMSFLEET_RETURN_IF_ERROR(Advance(j, phase, seams_.wall.NowUnixMillis()));
   KMSFLEET_RETURN_IF_ERROR(Persist(j));
   Log(LogLevel::kInfo, "operation phase",
       {{"operation", j.operation_id}, {"phase", std::string(PhaseName(phase))}});
-  MaybeCrash(PhaseName(phase));
+  Hook(PhaseName(phase));
   return absl::OkStatus();
 }
 
@@ -108,14 +116,7 @@ absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = ops_.find(id); it != ops_.end()) return it->second;
   }
-  std::string path = JournalPath(id);
-  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxJournalFileBytes);
-  if (!text.ok()) {
-    return MakeError(absl::StatusCode::kNotFound, reason::kOperationNotFound,
-                     "no operation " + id + " (" + path + ")",
-                     {{"operation_id", id}});
-  }
-  return ParseJournal(*text, path);
+  return seams_.journals.Load(id);
 }
 
 FenceCheck NoElectionFenceCheck(std::string node, bool standalone) {
@@ -146,23 +147,11 @@ bool Executor::Busy() {
 }
 
 HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
+  JournalStore::Scan scan = seams_.journals.LoadAll();
   HandoffFacts facts;
+  facts.unreadable = std::move(scan.unreadable);
   std::map<std::string, SwapJournal> journals;
-  std::string dir = options_.state_dir + "/journal";
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr && errno != ENOENT) facts.unreadable.push_back(dir);
-  size_t scanned = 0;
-  while (dirent* e = d != nullptr ? readdir(d) : nullptr) {
-    std::string name = e->d_name;
-    if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
-    if (++scanned > kMaxJournalsScanned) break;
-    std::string path = dir + "/" + name;
-    absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxJournalFileBytes);
-    absl::StatusOr<SwapJournal> j = text.ok() ? ParseJournal(*text, path) : text.status();
-    if (j.ok()) journals[j->operation_id] = *j;
-    if (!j.ok()) facts.unreadable.push_back(path + " (" + std::string(j.status().message()) + ")");
-  }
-  if (d != nullptr) closedir(d);
+  for (SwapJournal& j : scan.journals) journals[j.operation_id] = std::move(j);
   std::lock_guard<std::mutex> lock(mu_);
   facts.busy = busy_;
   // The worker's copy wins; while it is mid-write, busy_ decides anyway.
@@ -204,7 +193,10 @@ absl::StatusOr<SwapJournal> Executor::Start(
   KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
   if (absl::StatusOr<SwapJournal> existing = Load(id); existing.ok()) {
     return existing;
+  } else if (!absl::IsNotFound(existing.status())) {
+    return existing.status();  // a corrupt record is not a free id
   }
+  KMSFLEET_RETURN_IF_ERROR(CheckStabilizationMs(c.stabilization_ms));
   KMSFLEET_RETURN_IF_ERROR(Reserve(c.fence));
   absl::StatusOr<SwapJournal> j = plan();
   if (!j.ok()) {
@@ -226,14 +218,14 @@ absl::StatusOr<SwapJournal> Executor::Start(
 // REQUIRES: Reserve() succeeded; the worker clears busy_ when it ends.
 absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   if (worker_.joinable()) worker_.join();
-  j.started_unix_ms = clock_.NowUnixMillis();
+  j.started_unix_ms = seams_.wall.NowUnixMillis();
   j.history.push_back("Idle@" + std::to_string(j.started_unix_ms));
   if (absl::Status s = Persist(j); !s.ok()) {
     Unreserve();
     return s;
   }
   worker_ = std::thread([this, j] {
-    RunOperation(j);
+    Run(j, FirstSwapStep());
     Unreserve();
   });
   return j;
@@ -242,6 +234,7 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
 absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, p.version));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;
   j.target_binary = staged.binary_path;
@@ -252,7 +245,7 @@ absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p) {
 absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   KMSFLEET_ASSIGN_OR_RETURN(SwapJournal of, Load(p.of_operation_id));
   if (of.phase != SwapPhase::kStable || of.previous_binary.empty()) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged,
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotRollbackable,
                      "operation " + of.operation_id + " ended " +
                          std::string(PhaseName(of.phase)) +
                          "; only a Stable swap can be rolled back",
@@ -262,8 +255,9 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   j.target_version = of.previous_version;
   j.target_binary = of.previous_binary;
   j.target_sha256 = of.previous_sha256;
-  // The schema the older binary knew, for the refusal rule.
+  // The registry the older binary served with, for the refusal rule.
   j.registry_schema = of.registry_schema;
+  j.registry_removed_records = of.registry_removed_records;
   return j;
 }
 
@@ -298,44 +292,23 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
 absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, version));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));
   PreflightOutcome out;
   KMSFLEET_ASSIGN_OR_RETURN(
-      out.doctor, RunPreflight(staged.binary_path, version, options_.preflight,
-                               options_.install_path));
-  absl::StatusOr<RotationReport> plan =
-      RunRotationPlan(options_.install_path, options_.preflight);
+      out.doctor,
+      seams_.cli.Preflight(staged.binary_path, version, options_.install_path));
+  absl::StatusOr<RotationReport> plan = seams_.cli.RotationPlan(options_.install_path);
   if (!plan.ok()) {
     out.rotation_plan = plan.status();
   } else {
     out.rotation = *plan;
-    if (plan->rotation_state != "active") {
-      out.rotation_plan = MakeError(
-          absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
-          "rotation-plan reports rotationState " + plan->rotation_state +
-              "; defer the upgrade (reference §8.1)");
-    }
+    out.rotation_plan = CheckRotationSettled(*plan);
   }
   return out;
 }
 
 void Executor::StartRecovery() {
-  std::vector<SwapJournal> open;
-  std::string dir = options_.state_dir + "/journal";
-  if (DIR* d = opendir(dir.c_str()); d != nullptr) {
-    size_t scanned = 0;
-    while (dirent* e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
-      if (++scanned > kMaxJournalsScanned) break;
-      absl::StatusOr<SwapJournal> j = Load(name.substr(0, name.size() - 5));
-      if (!j.ok()) {
-        Log(LogLevel::kError, std::string(j.status().message()), {{"file", name}});
-      } else if (j->open) {
-        open.push_back(*j);
-      }
-    }
-    closedir(d);
-  }
+  std::vector<SwapJournal> open = seams_.journals.LoadOpen();
   if (open.empty()) return;
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -1,0 +1,95 @@
+// Journals as files: <state_dir>/journal/<operation>.json.
+#include "kmsfleet/journal_store.h"
+
+#include <dirent.h>
+
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+#include "kmsfleet/fs_util.h"
+#include "kmsfleet/log.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr size_t kMaxJournalFileBytes = 256 << 10;
+// More journals than this in the directory are not scanned at start-up;
+// closed ones are history and could be pruned by the operator.
+constexpr size_t kMaxJournalsScanned = 10000;
+
+class FileJournalStore final : public JournalStore {
+ public:
+  explicit FileJournalStore(std::string state_dir)
+      : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/journal") {}
+
+  // kmsfleet::JournalStore
+  absl::Status Save(const SwapJournal& j) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(state_dir_, 0700));
+    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(dir_, 0700));
+    return WriteFileAtomic(Path(j.operation_id), SerializeJournal(j), 0600);
+  }
+
+  absl::StatusOr<SwapJournal> Load(const std::string& id) override {
+    std::string path = Path(id);
+    absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxJournalFileBytes);
+    if (!text.ok() && absl::IsNotFound(text.status())) {
+      return MakeError(absl::StatusCode::kNotFound, reason::kOperationNotFound,
+                       "no operation " + id + " (" + path + ")",
+                       {{"operation_id", id}});
+    }
+    if (!text.ok()) return text.status();
+    return ParseJournal(*text, path);
+  }
+
+  std::vector<SwapJournal> LoadOpen() override {
+    Scan scan = LoadAll();
+    for (const std::string& why : scan.unreadable) Log(LogLevel::kError, why, {});
+    std::vector<SwapJournal> open;
+    for (SwapJournal& j : scan.journals) {
+      if (j.open) open.push_back(std::move(j));
+    }
+    return open;
+  }
+
+  Scan LoadAll() override {
+    Scan scan;
+    DIR* d = opendir(dir_.c_str());
+    if (d == nullptr) {
+      if (errno != ENOENT) scan.unreadable.push_back(dir_ + ": " + std::strerror(errno));
+      return scan;
+    }
+    size_t scanned = 0;
+    while (dirent* e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
+      if (++scanned > kMaxJournalsScanned) break;
+      absl::StatusOr<SwapJournal> j = Load(name.substr(0, name.size() - 5));
+      if (j.ok()) {
+        scan.journals.push_back(*std::move(j));
+      } else {
+        scan.unreadable.push_back(dir_ + "/" + name + ": " + std::string(j.status().message()));
+      }
+    }
+    closedir(d);
+    return scan;
+  }
+
+ private:
+  std::string Path(const std::string& id) const { return dir_ + "/" + id + ".json"; }
+
+  std::string state_dir_, dir_;
+  std::mutex mu_;
+};
+
+}  // namespace
+
+std::unique_ptr<JournalStore> NewFileJournalStore(std::string state_dir) {
+  return std::make_unique<FileJournalStore>(std::move(state_dir));
+}
+
+}  // namespace kmsfleet

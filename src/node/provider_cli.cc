@@ -1,0 +1,34 @@
+// The provider's commands as bounded subprocesses (preflight.h).
+#include "kmsfleet/provider_cli.h"
+
+namespace kmsfleet {
+namespace {
+
+class ProcessProviderCli final : public ProviderCli {
+ public:
+  explicit ProcessProviderCli(PreflightOptions options) : options_(std::move(options)) {}
+
+  // kmsfleet::ProviderCli
+  absl::StatusOr<std::string> Version(const std::string& binary) override {
+    return RunVersion(binary, options_);
+  }
+  absl::StatusOr<PreflightResult> Preflight(const std::string& binary,
+                                            const std::string& expected_version,
+                                            const std::string& installed) override {
+    return RunPreflight(binary, expected_version, options_, installed);
+  }
+  absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) override {
+    return RunRotationPlan(binary, options_);
+  }
+
+ private:
+  PreflightOptions options_;
+};
+
+}  // namespace
+
+std::unique_ptr<ProviderCli> NewProcessProviderCli(PreflightOptions options) {
+  return std::make_unique<ProcessProviderCli>(std::move(options));
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,247 @@
+// Carrying out the swap machine's steps (architecture.md §4) on the
+// executor's worker thread: the machine (src/core/swap_machine.cc) says
+// what to journal and what to do next; each action here observes or
+// changes the node through a seam and reports how it went.
+#include "kmsfleet/executor.h"
+#include "kmsfleet/fs_util.h"
+#include "kmsfleet/log.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr size_t kMaxRegistryBytes = 16 << 20;
+constexpr int kEvidenceAttempts = 3;
+// A machine that neither closes nor fails within this many steps is a bug;
+// the operation is closed rather than looping.
+constexpr int kMaxSteps = 64;
+
+// The registry pair as read together: re-read until the registry is the
+// same before and after the checkpoint.
+struct RegistryPair {
+  std::optional<std::string> registry, checkpoint;  // nullopt: absent
+};
+
+absl::StatusOr<RegistryPair> ReadRegistryPair(const std::string& path) {
+  for (int attempt = 0; attempt < kEvidenceAttempts; ++attempt) {
+    absl::StatusOr<std::string> reg = ReadBoundedFile(path, kMaxRegistryBytes);
+    absl::StatusOr<std::string> cp = ReadBoundedFile(path + ".checkpoint", kMaxRegistryBytes);
+    absl::StatusOr<std::string> again = ReadBoundedFile(path, kMaxRegistryBytes);
+    if (!reg.ok() && absl::IsNotFound(reg.status())) return RegistryPair{};  // no state yet
+    KMSFLEET_RETURN_IF_ERROR(reg.status());
+    if (!again.ok() || *again != *reg) continue;  // written meanwhile
+    RegistryPair pair;
+    pair.registry = *reg;
+    if (cp.ok()) pair.checkpoint = *cp;
+    return pair;
+  }
+  return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                   path + " kept changing while it was read");
+}
+
+}  // namespace
+
+void Executor::Run(SwapJournal j, SwapStep step) {
+  for (int i = 0; i < kMaxSteps; ++i) {
+    RecordFailure(j, step.failure);
+    absl::Status result = absl::OkStatus();
+    if (step.record) result = Record(j, *step.record);
+    if (step.action == SwapAction::kClose) break;
+    if (result.ok()) result = Carry(j, step.action);
+    if (!result.ok()) {
+      Log(LogLevel::kWarn, std::string(result.message()),
+          {{"operation", j.operation_id},
+           {"phase", std::string(PhaseName(j.phase))},
+           {"action", std::string(ActionName(step.action))}});
+    }
+    step = NextSwapStep(j, {step.action, result});
+  }
+  RecordEvidenceAfter(j);
+  Close(j);
+}
+
+void Executor::Recover(SwapJournal j) {
+  absl::StatusOr<std::string> installed = seams_.installer.Observe();
+  SwapStep first = RecoverySwapStep(j, installed.ok() ? *installed : "");
+  Log(LogLevel::kInfo, "recovering operation",
+      {{"operation", j.operation_id},
+       {"phase", std::string(PhaseName(j.phase))},
+       {"action", std::string(ActionName(first.action))}});
+  Run(std::move(j), std::move(first));
+}
+
+absl::Status Executor::Carry(SwapJournal& j, SwapAction action) {
+  switch (action) {
+    case SwapAction::kCheckTarget:
+      return CheckTarget(j);
+    case SwapAction::kPreflight:
+      return PreflightTarget(j);
+    case SwapAction::kCaptureEvidence:
+      return CaptureEvidence(j);
+    case SwapAction::kStopUnit:
+      return seams_.services.Stop(options_.unit, options_.unit_timeout);
+    case SwapAction::kInstallTarget: {
+      absl::Status s = seams_.installer.Install(j.target_binary, j.target_sha256);
+      if (s.ok()) Hook("after-rename");
+      return s;
+    }
+    case SwapAction::kStartUnit:
+      return seams_.services.Start(options_.unit, options_.unit_timeout);
+    case SwapAction::kVerifyTarget:
+      return Verify(j, j.target_version);
+    case SwapAction::kCheckRollbackAllowed:
+      return CheckRegistryForRollback(j);
+    case SwapAction::kRestorePrevious:
+      return RestorePrevious(j);
+    case SwapAction::kVerifyPrevious:
+      return Verify(j, j.previous_version);
+    case SwapAction::kClose:
+      break;
+  }
+  return absl::OkStatus();
+}
+
+// Re-checks the release to install against its recorded digest.
+absl::Status Executor::CheckTarget(const SwapJournal& j) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string digest, seams_.installer.Digest(j.target_binary));
+  if (digest != j.target_sha256) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kChecksumMismatch,
+                     "SHA-256 of " + j.target_binary + " is " + digest +
+                         ", expected " + j.target_sha256,
+                     {{"file", j.target_binary},
+                      {"expected", j.target_sha256},
+                      {"actual", digest}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::PreflightTarget(SwapJournal& j) {
+  // Reach the service manager before anything is stopped: a bus we cannot
+  // talk to must fail here, where nothing has changed yet.
+  KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, seams_.services.State(options_.unit));
+  KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
+  KMSFLEET_ASSIGN_OR_RETURN(
+      PreflightResult pre,
+      seams_.cli.Preflight(j.target_binary, j.target_version, options_.install_path));
+  KMSFLEET_RETURN_IF_ERROR(pre.verdict);
+  KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan,
+                            seams_.cli.RotationPlan(options_.install_path));
+  KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(plan));
+  if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
+  if (j.expected_key_id_hash.empty()) {
+    v1::NodeState now = seams_.probe.Observe();
+    if (now.key_id_hash_metric().empty() || !now.ready()) {
+      return MakeError(absl::StatusCode::kFailedPrecondition,
+                       reason::kKeyIdHashMissing,
+                       "no expected key_id hash given and the running provider "
+                       "shows none (ready=" + std::string(now.ready() ? "true" : "false") +
+                           ")");
+    }
+    j.expected_key_id_hash = now.key_id_hash_metric();
+  }
+  return absl::OkStatus();
+}
+
+// The installed release (copied, for rollback) and the registry pair,
+// read together.
+absl::Status Executor::CaptureEvidence(SwapJournal& j) {
+  j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(j.evidence_dir));
+  KMSFLEET_ASSIGN_OR_RETURN(CapturedRelease previous,
+                            seams_.installer.Capture(j.evidence_dir));
+  j.previous_binary = previous.path;
+  j.previous_sha256 = previous.sha256;
+  KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, seams_.cli.Version(j.previous_binary));
+  KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
+  if (!pair.registry) return absl::OkStatus();
+  j.registry_sha256 = Sha256Hex(*pair.registry);
+  KMSFLEET_RETURN_IF_ERROR(
+      WriteFileAtomic(j.evidence_dir + "/key-registry.json", *pair.registry, 0600));
+  if (pair.checkpoint) {
+    j.checkpoint_sha256 = Sha256Hex(*pair.checkpoint);
+    KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(
+        j.evidence_dir + "/key-registry.json.checkpoint", *pair.checkpoint, 0600));
+  }
+  // A rollback keeps the facts of the swap it undoes: the older binary
+  // served with those.
+  absl::StatusOr<RegistryFacts> facts =
+      ParseRegistryFacts(*pair.registry, options_.registry_path);
+  if (facts.ok() && j.kind == "swap") {
+    j.registry_schema = facts->schema_version;
+    j.registry_removed_records = facts->removed_records;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
+  absl::StatusOr<std::string> reg = ReadBoundedFile(options_.registry_path, kMaxRegistryBytes);
+  if (!reg.ok() && absl::IsNotFound(reg.status())) return absl::OkStatus();
+  KMSFLEET_RETURN_IF_ERROR(reg.status());
+  KMSFLEET_ASSIGN_OR_RETURN(RegistryFacts facts,
+                            ParseRegistryFacts(*reg, options_.registry_path));
+  return CheckRollbackAllowed(CapturedRegistryFacts(j), facts);
+}
+
+absl::Status Executor::RestorePrevious(const SwapJournal& j) {
+  if (j.previous_binary.empty()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kInstallFailed,
+                     "no previous release was captured");
+  }
+  // The installer reinstalls only if the capture is not in place already
+  // (a rollback interrupted after its rename).
+  return seams_.installer.Install(j.previous_binary, j.previous_sha256);
+}
+
+absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
+  const int64_t window_ms = j.stabilization_ms;
+  const int64_t start = seams_.steady.NowSteadyMillis();
+  const int64_t deadline = start + options_.ready_timeout.count() + window_ms;
+  VerifyTracker tracker({version, j.expected_key_id_hash}, window_ms, options_.unit);
+  for (;;) {
+    const int64_t now = seams_.steady.NowSteadyMillis();
+    if (now > deadline) break;
+    absl::StatusOr<UnitState> unit = seams_.services.State(options_.unit);
+    std::optional<UnitState> seen;
+    if (unit.ok()) seen = *unit;
+    v1::NodeState state = seams_.probe.Observe();
+    if (state.ready() && j.phase == SwapPhase::kVerifying) j.target_ready_seen = true;
+    VerifyStep step = tracker.Observe(seen, state, now);
+    if (step.verdict == VerifyVerdict::kFailed) return step.problem;
+    if (tracker.Stable(now)) return absl::OkStatus();
+    seams_.steady.SleepFor(options_.poll_interval);
+  }
+  // The reason of what was still missing at the deadline (NOT_READY,
+  // KEY_ID_HASH_MISSING, ...).
+  absl::Status last = tracker.last_problem();
+  std::string why = ReasonOf(last).empty() ? reason::kNotReady : ReasonOf(last);
+  std::string what = last.ok() ? "the provider never answered" : std::string(last.message());
+  return MakeError(absl::StatusCode::kDeadlineExceeded, why,
+                   "version " + version + " was not stable for " +
+                       std::to_string(window_ms) + " ms within the ready timeout: " + what);
+}
+
+// The registry pair after the operation, hashed into the journal. A
+// rejected start (rolled back before the target was ever verified) must
+// have left the pair byte-identical: a difference is named.
+void Executor::RecordEvidenceAfter(SwapJournal& j) {
+  if (j.evidence_dir.empty()) return;  // nothing was captured or changed
+  absl::StatusOr<RegistryPair> pair = ReadRegistryPair(options_.registry_path);
+  if (!pair.ok()) {
+    Log(LogLevel::kWarn, std::string(pair.status().message()), {{"operation", j.operation_id}});
+    return;
+  }
+  j.registry_sha256_after = pair->registry ? Sha256Hex(*pair->registry) : "";
+  j.checkpoint_sha256_after = pair->checkpoint ? Sha256Hex(*pair->checkpoint) : "";
+  if (absl::Status s = CheckEvidenceUnchanged(j, options_.registry_path); !s.ok()) {
+    Log(LogLevel::kError, std::string(s.message()),
+        {{"operation", j.operation_id}, {"reason", ReasonOf(s)}});
+    j.failure_message += "; [" + ReasonOf(s) + "] " + std::string(s.message());
+  }
+}
+
+}  // namespace kmsfleet

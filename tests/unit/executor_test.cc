@@ -1,0 +1,787 @@
+// The executor over fakes of every seam (issue 8 §5): a simulated node
+// whose service manager, installer, provider commands, probe, journals and
+// clocks answer from one World, so each failure path runs in milliseconds
+// without root or systemd. tests/integration/swap_test.cc runs the same
+// executor against a real systemd.
+#include "kmsfleet/executor.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "kmsfleet/fs_util.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "process_harness.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kOld[] = "0.1.0";
+constexpr char kNew[] = "0.2.0";
+constexpr char kHash[] = "p3EAs1e_A8OHqbyfv1s-mC5fFFpIRgQs8TMsnvIzE8c";
+constexpr char kSchema[] = "keyregistry.openbao-kms/v1alpha1";
+constexpr int64_t kWindowMs = 2000;
+constexpr int64_t kPollMs = 100;
+
+absl::Status Boom(std::string_view reason, std::string message) {
+  return MakeError(absl::StatusCode::kAborted, reason, message);
+}
+
+// The simulated node. Every fake reads and changes it under `mu`.
+struct World {
+  std::mutex mu;
+  int64_t steady_ms = 0;
+  int64_t wall_ms = 1'700'000'000'000;
+  std::map<std::string, std::string> version_of_sha;  // release digest -> version
+  std::map<std::string, std::string> sha_of_path;     // capture path -> digest
+  std::string installed_sha;
+  bool running = true;
+  bool failed = false;
+  int invocation = 1;
+  std::vector<std::string> calls;  // "stop", "start", "install <version>"
+  // Behaviour of a version once started.
+  std::set<std::string> exits_on_start, never_ready;
+  std::map<std::string, std::string> reports_version;  // as build_info
+  std::map<std::string, std::string> serves_hash;      // default kHash
+  std::optional<double> decrypt_errors = 0.0;
+  double aad_errors = 0;
+  // Knobs for single failures.
+  int stop_failures = 0, start_failures = 0, install_failures = 0;
+  absl::Status doctor_verdict;
+  // Called on every steady sleep, after the clock moved, and after every
+  // successful start.
+  std::function<void(World&)> on_sleep, on_start;
+
+  std::string Installed() const {
+    auto it = version_of_sha.find(installed_sha);
+    return it == version_of_sha.end() ? "" : it->second;
+  }
+};
+
+class FakeServices final : public ServiceManager {
+ public:
+  explicit FakeServices(World& w) : w_(w) {}
+  absl::Status Start(const std::string& unit, std::chrono::milliseconds) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.calls.push_back("start");
+    if (w_.start_failures > 0) {
+      --w_.start_failures;
+      return Boom(reason::kUnitFailed, "StartUnit " + unit + " ended with result \"failed\"");
+    }
+    ++w_.invocation;
+    w_.running = !w_.exits_on_start.contains(w_.Installed());
+    w_.failed = !w_.running;
+    if (w_.on_start) w_.on_start(w_);
+    return absl::OkStatus();
+  }
+  absl::Status Stop(const std::string& unit, std::chrono::milliseconds) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.calls.push_back("stop");
+    if (w_.stop_failures > 0) {
+      --w_.stop_failures;
+      return Boom(reason::kTimeout, "StopUnit " + unit + " did not finish");
+    }
+    w_.running = false;
+    w_.failed = false;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<UnitState> State(const std::string&) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    UnitState s;
+    s.activity = w_.running  ? UnitActivity::kRunning
+                 : w_.failed ? UnitActivity::kFailed
+                             : UnitActivity::kStopped;
+    s.detail = std::string(ActivityName(s.activity));
+    s.invocation_id = "inv-" + std::to_string(w_.invocation);
+    if (w_.failed) {
+      s.exit_status = 1;
+      s.last_output = "requires fresh bound state";
+    }
+    return s;
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeInstaller final : public Installer {
+ public:
+  explicit FakeInstaller(World& w) : w_(w) {}
+  absl::StatusOr<std::string> Observe() override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.installed_sha;
+  }
+  absl::StatusOr<std::string> Digest(const std::string& release) override {
+    {
+      std::lock_guard<std::mutex> lock(w_.mu);
+      if (auto it = w_.sha_of_path.find(release); it != w_.sha_of_path.end()) return it->second;
+    }
+    return Sha256File(release);  // a staged file
+  }
+  absl::StatusOr<CapturedRelease> Capture(const std::string& evidence_dir) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    CapturedRelease c{evidence_dir + "/previous-binary", w_.installed_sha};
+    w_.sha_of_path[c.path] = c.sha256;
+    return c;
+  }
+  absl::Status Install(const std::string&, const std::string& sha256) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    if (w_.installed_sha == sha256) return absl::OkStatus();
+    w_.calls.push_back("install " + w_.version_of_sha[sha256]);
+    if (w_.install_failures > 0) {
+      --w_.install_failures;
+      return Boom(reason::kArtifactIo, "rename over /usr/bin/bao-kms-provider: EROFS");
+    }
+    w_.installed_sha = sha256;
+    return absl::OkStatus();
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeCli final : public ProviderCli {
+ public:
+  std::string rotation_state = "active";  // set before the executor runs
+  FakeCli(World& w, FakeInstaller& installer) : w_(w), installer_(installer) {}
+  absl::StatusOr<std::string> Version(const std::string& binary) override {
+    absl::StatusOr<std::string> sha = installer_.Digest(binary);
+    std::lock_guard<std::mutex> lock(w_.mu);
+    if (!sha.ok()) return sha.status();
+    return w_.version_of_sha[*sha];
+  }
+  absl::StatusOr<PreflightResult> Preflight(const std::string& binary,
+                                            const std::string& version,
+                                            const std::string&) override {
+    PreflightResult r;
+    r.binary_version = version;
+    std::lock_guard<std::mutex> lock(w_.mu);
+    r.verdict = w_.doctor_verdict;
+    (void)binary;
+    return r;
+  }
+  absl::StatusOr<RotationReport> RotationPlan(const std::string&) override {
+    RotationReport r;
+    r.rotation_state = rotation_state;
+    return r;
+  }
+
+ private:
+  World& w_;
+  FakeInstaller& installer_;
+};
+
+class FakeProbe final : public ProviderProbe {
+ public:
+  explicit FakeProbe(World& w) : w_(w) {}
+  v1::NodeState Observe() override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    v1::NodeState s;
+    const std::string version = w_.Installed();
+    if (!w_.running || w_.never_ready.contains(version)) return s;
+    s.set_ready(true);
+    auto reported = w_.reports_version.find(version);
+    s.set_provider_version(reported == w_.reports_version.end() ? version
+                                                                 : reported->second);
+    auto hash = w_.serves_hash.find(version);
+    std::string h = hash == w_.serves_hash.end() ? kHash : hash->second;
+    s.set_key_id_hash_metric(h);
+    s.set_key_id_hash_socket(h);
+    s.set_kms_healthz("ok");
+    if (w_.decrypt_errors) s.set_decrypt_key_id_errors_total(*w_.decrypt_errors);
+    s.set_aad_validation_errors_total(w_.aad_errors);
+    return s;
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeJournals final : public JournalStore {
+ public:
+  absl::Status Save(const SwapJournal& j) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    records_[j.operation_id] = j;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SwapJournal> Load(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = records_.find(id);
+    if (it == records_.end()) {
+      return MakeError(absl::StatusCode::kNotFound, reason::kOperationNotFound, "no " + id);
+    }
+    return it->second;
+  }
+  std::vector<SwapJournal> LoadOpen() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<SwapJournal> out;
+    for (const auto& [id, j] : records_) {
+      if (j.open) out.push_back(j);
+    }
+    return out;
+  }
+  Scan LoadAll() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    Scan scan;
+    for (const auto& [id, j] : records_) scan.journals.push_back(j);
+    return scan;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, SwapJournal> records_;
+};
+
+class FakeWall final : public Clock {
+ public:
+  explicit FakeWall(World& w) : w_(w) {}
+  int64_t NowUnixMillis() const override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.wall_ms;
+  }
+
+ private:
+  World& w_;
+};
+
+class FakeSteady final : public MonotonicClock {
+ public:
+  explicit FakeSteady(World& w) : w_(w) {}
+  int64_t NowSteadyMillis() const override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.steady_ms;
+  }
+  void SleepFor(std::chrono::milliseconds d) const override {
+    std::function<void(World&)> hook;
+    {
+      std::lock_guard<std::mutex> lock(w_.mu);
+      w_.steady_ms += d.count();
+      w_.wall_ms += d.count();
+      hook = w_.on_sleep;
+    }
+    if (hook) {
+      std::lock_guard<std::mutex> lock(w_.mu);
+      hook(w_);
+    }
+  }
+
+ private:
+  World& w_;
+};
+
+std::string Registry(int removed, const std::string& schema = kSchema) {
+  std::string snaps = "{\"state\":\"active\"}";
+  for (int i = 0; i < removed; ++i) snaps += ",{\"state\":\"removed\"}";
+  return "{\"schemaVersion\":\"" + schema + "\",\"snapshots\":[" + snaps + "]}";
+}
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  ExecutorTest()
+      : services_(w_), installer_(w_), cli_(w_, installer_), probe_(w_), wall_(w_),
+        steady_(w_) {
+    options_.node = "cp-1";
+    options_.state_dir = dir_.File("state");
+    options_.registry_path = dir_.File("key-registry.json");
+    options_.artifacts.state_dir = options_.state_dir;
+    options_.unit_timeout = std::chrono::milliseconds(1000);
+    options_.ready_timeout = std::chrono::milliseconds(10000);
+    options_.poll_interval = std::chrono::milliseconds(kPollMs);
+    options_.default_stabilization_ms = kWindowMs;
+    old_sha_ = std::string(64, 'o');
+    w_.version_of_sha[old_sha_] = kOld;
+    w_.installed_sha = old_sha_;
+    testing::WriteFile(options_.registry_path, Registry(0));
+    testing::WriteFile(options_.registry_path + ".checkpoint", Registry(0));
+    new_sha_ = StageRelease(kNew);
+  }
+
+  // Puts a staged release of `version` where FindStaged looks.
+  std::string StageRelease(const std::string& version) {
+    std::string dir = options_.state_dir + "/artifacts/" + version;
+    std::filesystem::create_directories(dir);
+    std::string body = "release " + version;
+    testing::WriteFile(dir + "/bao-kms-provider", body);
+    std::string sha = Sha256Hex(body);
+    testing::WriteFile(dir + "/staged.sha256", sha + "  bao-kms-provider\n");
+    w_.version_of_sha[sha] = version;
+    return sha;
+  }
+
+  Executor& executor() {
+    if (!executor_) {
+      executor_ = std::make_unique<Executor>(
+          options_, ExecutorSeams{probe_, services_, installer_, cli_, journals_, wall_,
+                                  steady_});
+    }
+    return *executor_;
+  }
+
+  // Waits (in real time, briefly: fake sleeps do not block) for `id` to
+  // close and the worker to finish (it closes the journal, then goes idle).
+  SwapJournal WaitClosed(const std::string& id) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      absl::StatusOr<SwapJournal> j =
+          executor().WaitForUpdate(id, 1000, std::chrono::milliseconds(5));
+      if (j.ok() && !j->open && !executor().Busy()) return *j;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ADD_FAILURE() << "operation " << id << " did not close";
+    return {};
+  }
+
+  SwapJournal SwapTo(const std::string& version, int64_t stabilization_ms = 0,
+                     const std::string& id = "op-1") {
+    absl::StatusOr<SwapJournal> started =
+        executor().Swap({version, {"", stabilization_ms, id, std::nullopt}});
+    EXPECT_TRUE(started.ok()) << started.status();
+    return WaitClosed(id);
+  }
+
+  std::string Installed() {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.Installed();
+  }
+
+  std::vector<std::string> Calls() {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.calls;
+  }
+
+  void ExpectOldServing() {
+    EXPECT_EQ(Installed(), kOld);
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_TRUE(w_.running);
+  }
+
+  World w_;
+  testing::TempDir dir_;
+  FakeServices services_;
+  FakeInstaller installer_;
+  FakeCli cli_;
+  FakeProbe probe_;
+  FakeJournals journals_;
+  FakeWall wall_;
+  FakeSteady steady_;
+  ExecutorOptions options_;
+  std::string old_sha_, new_sha_;
+  std::unique_ptr<Executor> executor_;
+};
+
+TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(j.previous_version, kOld);
+  EXPECT_EQ(j.expected_key_id_hash, kHash);
+  EXPECT_EQ(Installed(), kNew);
+  EXPECT_EQ(Calls(), (std::vector<std::string>{"stop", "install 0.2.0", "start"}));
+  // Evidence before and after: the registry did not change.
+  EXPECT_EQ(j.registry_sha256, Sha256Hex(Registry(0)));
+  EXPECT_EQ(j.registry_sha256_after, j.registry_sha256);
+  EXPECT_EQ(j.checkpoint_sha256_after, j.checkpoint_sha256);
+  EXPECT_EQ(j.registry_schema, kSchema);
+  EXPECT_GE(w_.steady_ms, kWindowMs);
+
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-2");
+  EXPECT_EQ(back.phase, SwapPhase::kStable) << back.failure_message;
+  ExpectOldServing();
+}
+
+// The crash tests' build kills the agent at these points (crash_hook.h).
+TEST_F(ExecutorTest, TheStepHookSeesEveryPhaseAndTheRename) {
+  std::mutex mu;
+  std::vector<std::string> points;
+  executor().SetStepHook([&](std::string_view p) {
+    std::lock_guard<std::mutex> lock(mu);
+    points.emplace_back(p);
+  });
+  EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  std::lock_guard<std::mutex> lock(mu);
+  EXPECT_EQ(points, (std::vector<std::string>{"Staged", "Preflighted", "Stopped",
+                                              "Installed", "after-rename", "Started",
+                                              "Verifying", "Stable"}));
+}
+
+TEST_F(ExecutorTest, UnitFailingToStopRollsBack) {
+  w_.stop_failures = 1;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kTimeout);
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, UnitFailingToStartRollsBack) {
+  w_.start_failures = 1;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kUnitFailed);
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, InstallFailureRollsBackWithoutReinstalling) {
+  w_.install_failures = 1;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kArtifactIo);
+  ExpectOldServing();
+  // The previous binary was still in place: the rollback only restarted it.
+  EXPECT_EQ(Calls(), (std::vector<std::string>{"stop", "install 0.2.0", "stop", "start"}));
+}
+
+TEST_F(ExecutorTest, NeverReadyRollsBackAtTheDeadline) {
+  w_.never_ready.insert(kNew);
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kNotReady);
+  EXPECT_GE(w_.steady_ms, options_.ready_timeout.count() + kWindowMs);
+  ExpectOldServing();
+  // A rejected start: the registry pair is as it was.
+  EXPECT_EQ(j.registry_sha256_after, j.registry_sha256);
+}
+
+// A rejected start must leave the registry pair as it was; a new version
+// that wrote the checkpoint without ever becoming ready is named.
+TEST_F(ExecutorTest, ARejectedStartThatChangedTheRegistryPairIsNamed) {
+  w_.never_ready.insert(kNew);
+  const std::string checkpoint = options_.registry_path + ".checkpoint";
+  w_.on_start = [checkpoint](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(checkpoint, Registry(0) + " ");
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kNotReady);
+  EXPECT_FALSE(j.target_ready_seen);
+  EXPECT_NE(j.checkpoint_sha256_after, j.checkpoint_sha256);
+  EXPECT_THAT(j.failure_message, HasSubstr("[EVIDENCE_CHANGED]"));
+  EXPECT_THAT(j.failure_message, HasSubstr(checkpoint + " changed"));
+}
+
+// Once the target was ready it may have written the pair: no complaint.
+TEST_F(ExecutorTest, ARegistryWrittenAfterReadyIsNotAnEvidenceChange) {
+  w_.serves_hash[kNew] = "another-key";
+  const std::string checkpoint = options_.registry_path + ".checkpoint";
+  w_.on_start = [checkpoint](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(checkpoint, Registry(0) + " ");
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_TRUE(j.target_ready_seen);
+  EXPECT_THAT(j.failure_message, ::testing::Not(HasSubstr("EVIDENCE_CHANGED")));
+}
+
+TEST_F(ExecutorTest, ExitOnStartNamesTheExitStatusAndOutput) {
+  w_.exits_on_start.insert(kNew);
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kUnitFailed);
+  EXPECT_THAT(j.failure_message, HasSubstr("exit status 1"));
+  EXPECT_THAT(j.failure_message, HasSubstr("requires fresh bound state"));
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, WrongVersionRollsBack) {
+  w_.reports_version[kNew] = "0.2.1";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kVersionMismatch);
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, KeyIdHashMismatchRollsBack) {
+  w_.serves_hash[kNew] = "another-key";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kKeyIdHashMismatch);
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, RisingCountersRollBackEvenWithoutTheDecryptCounter) {
+  w_.decrypt_errors.reset();
+  int sleeps = 0;
+  w_.on_sleep = [&sleeps](World& w) {
+    if (w.Installed() == kNew && ++sleeps == 5) w.aad_errors += 1;
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kCountersRising);
+}
+
+TEST_F(ExecutorTest, ARestartInsideTheWindowFailsIt) {
+  // systemd restarts the provider between two polls; /ready is 200 at each.
+  int sleeps = 0;
+  w_.on_sleep = [&sleeps](World& w) {
+    if (w.Installed() == kNew && ++sleeps == 5) ++w.invocation;
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack);
+  EXPECT_EQ(j.failure_reason, reason::kUnitRestarted);
+  ExpectOldServing();
+}
+
+// An NTP step forward of an hour on the wall clock must not complete the
+// window: only steady time counts.
+TEST_F(ExecutorTest, AWallClockStepDoesNotShortenTheWindow) {
+  int64_t verify_started = -1;
+  w_.on_sleep = [&verify_started](World& w) {
+    if (w.Installed() != kNew) return;
+    if (verify_started < 0) {
+      verify_started = w.steady_ms - kPollMs;
+      w.wall_ms += 3600 * 1000;
+    }
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable);
+  EXPECT_GE(w_.steady_ms - verify_started, kWindowMs);
+}
+
+TEST_F(ExecutorTest, StabilizationBeyondAnHourIsRefused) {
+  absl::StatusOr<SwapJournal> r =
+      executor().Swap({kNew, {"", kMaxStabilizationMs + 1, "op-1", std::nullopt}});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kInvalidArgument);
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(executor().Busy());
+}
+
+TEST_F(ExecutorTest, ReasonCodesForBadRequests) {
+  absl::StatusOr<SwapJournal> bad_id =
+      executor().Swap({kNew, {"", 0, "../etc", std::nullopt}});
+  EXPECT_EQ(bad_id.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(bad_id.status()), reason::kInvalidOperationId);
+
+  w_.never_ready.insert(kNew);
+  EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kRolledBack);
+  absl::StatusOr<SwapJournal> not_stable =
+      executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}});
+  EXPECT_EQ(ReasonOf(not_stable.status()), reason::kNotRollbackable);
+  absl::StatusOr<SwapJournal> unknown =
+      executor().Rollback({"op-9", {"", 0, "op-3", std::nullopt}});
+  EXPECT_EQ(ReasonOf(unknown.status()), reason::kOperationNotFound);
+}
+
+TEST_F(ExecutorTest, DoctorFailureChangesNothing) {
+  w_.doctor_verdict = MakeError(absl::StatusCode::kFailedPrecondition,
+                                reason::kDoctorFailed, "transit.metadata failed");
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kDoctorFailed);
+  EXPECT_TRUE(Calls().empty());
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
+  cli_.rotation_state = "pending";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
+  EXPECT_TRUE(Calls().empty());
+}
+
+TEST_F(ExecutorTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
+  w_.running = false;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kUnitFailed);
+  EXPECT_THAT(j.failure_message, HasSubstr("stopped"));
+  EXPECT_TRUE(Calls().empty());
+}
+
+TEST_F(ExecutorTest, RemovedRecordsWrittenByTheNewVersionRefuseTheRollback) {
+  w_.exits_on_start.insert(kNew);
+  const std::string registry = options_.registry_path;
+  // The new version retires a record as it starts, then exits.
+  w_.on_start = [registry](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(registry, Registry(1));
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
+  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedRemoved);
+  EXPECT_THAT(j.failure_message, HasSubstr("first failure"));
+  EXPECT_EQ(Installed(), kNew);  // left as it is for the operator
+}
+
+TEST_F(ExecutorTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {
+  testing::WriteFile(options_.registry_path, Registry(2));
+  w_.serves_hash[kNew] = "another-key";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack) << j.failure_message;
+  EXPECT_EQ(j.failure_reason, reason::kKeyIdHashMismatch);
+  EXPECT_EQ(j.registry_removed_records, 2);
+  ExpectOldServing();
+}
+
+TEST_F(ExecutorTest, RollbackFailingTooEndsRollbackFailed) {
+  w_.exits_on_start = {kNew, kOld};
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
+  EXPECT_EQ(j.failure_reason, reason::kUnitFailed);
+  EXPECT_THAT(j.failure_message, HasSubstr("rollback failed"));
+  EXPECT_EQ(Installed(), kOld);
+}
+
+// Crash recovery: an open journal in each phase, and the installed digest
+// the crash left, decide the outcome.
+struct RecoveryCase {
+  SwapPhase phase;
+  bool target_installed;
+  SwapPhase ends;
+};
+
+class ExecutorRecoveryTest : public ExecutorTest,
+                             public ::testing::WithParamInterface<RecoveryCase> {};
+
+TEST_P(ExecutorRecoveryTest, FinishesOrUndoesTheOpenOperation) {
+  const RecoveryCase c = GetParam();
+  SwapJournal j;
+  j.operation_id = "op-1";
+  j.phase = c.phase;
+  j.target_version = kNew;
+  j.target_sha256 = new_sha_;
+  j.target_binary = options_.state_dir + "/artifacts/0.2.0/bao-kms-provider";
+  j.previous_version = kOld;
+  j.previous_sha256 = old_sha_;
+  j.previous_binary = options_.state_dir + "/operations/op-1/previous-binary";
+  j.expected_key_id_hash = kHash;
+  j.stabilization_ms = kWindowMs;
+  w_.sha_of_path[j.previous_binary] = old_sha_;
+  if (c.phase == SwapPhase::kRollingBack) j.failure_reason = reason::kKeyIdHashMismatch;
+  ASSERT_TRUE(journals_.Save(j).ok());
+  if (IsAfterStop(c.phase) || c.phase == SwapPhase::kRollingBack) w_.running = false;
+  if (c.target_installed) w_.installed_sha = new_sha_;
+
+  executor().StartRecovery();
+  SwapJournal done = WaitClosed("op-1");
+  EXPECT_EQ(done.phase, c.ends) << PhaseName(c.phase) << ": " << done.failure_message;
+  EXPECT_EQ(Installed(), c.ends == SwapPhase::kStable ? kNew : kOld);
+  if (c.phase == SwapPhase::kRollingBack) {
+    EXPECT_EQ(done.failure_reason, reason::kKeyIdHashMismatch);
+  } else if (c.ends != SwapPhase::kStable) {
+    EXPECT_EQ(done.failure_reason, reason::kAgentRestarted);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryOpenPhase, ExecutorRecoveryTest,
+    ::testing::Values(RecoveryCase{SwapPhase::kIdle, false, SwapPhase::kIdle},
+                      RecoveryCase{SwapPhase::kStaged, false, SwapPhase::kStaged},
+                      RecoveryCase{SwapPhase::kPreflighted, false, SwapPhase::kPreflighted},
+                      RecoveryCase{SwapPhase::kStopped, false, SwapPhase::kRolledBack},
+                      RecoveryCase{SwapPhase::kStopped, true, SwapPhase::kStable},
+                      RecoveryCase{SwapPhase::kInstalled, false, SwapPhase::kRolledBack},
+                      RecoveryCase{SwapPhase::kInstalled, true, SwapPhase::kStable},
+                      RecoveryCase{SwapPhase::kStarted, true, SwapPhase::kStable},
+                      RecoveryCase{SwapPhase::kVerifying, true, SwapPhase::kStable},
+                      RecoveryCase{SwapPhase::kVerifying, false, SwapPhase::kRolledBack},
+                      RecoveryCase{SwapPhase::kRollingBack, true, SwapPhase::kRolledBack},
+                      RecoveryCase{SwapPhase::kRollingBack, false, SwapPhase::kRolledBack}));
+
+// executor.run_as end to end: a real unprivileged user runs the provider's
+// commands on a release staged the way kmsfleetd stages it (0700 state
+// directories), with nothing loosened by the test.
+class RunAsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root: creates a user and runs setpriv";
+    user_ = "kmsft" + std::to_string(getpid());
+    std::string add = "useradd --system --no-create-home --shell /usr/sbin/nologin " + user_;
+    ASSERT_EQ(std::system(add.c_str()), 0) << add;
+    // The parent of the state directory is the host's (/var/lib: 0755).
+    chmod(dir_.path().c_str(), 0711);
+    std::filesystem::create_directories(dir_.File("etc"));
+    chmod(dir_.File("etc").c_str(), 0755);
+  }
+  void TearDown() override {
+    if (!user_.empty()) std::system(("userdel " + user_ + " 2>/dev/null").c_str());
+  }
+  std::string Script(const std::string& name, const std::string& version) {
+    std::string path = dir_.File("etc/" + name);
+    testing::WriteFile(path, "#!/bin/sh\nexec " FAKE_PROVIDER_PATH " --fake-version " +
+                                 version + " \"$@\"\n");
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+
+  testing::TempDir dir_;
+  std::string user_;
+};
+
+TEST_F(RunAsTest, TheRunAsUserPreflightsAStagedRelease) {
+  const std::string etc = dir_.File("etc");
+  testing::WriteFile(etc + "/provider.yaml",
+                     "configVersion: v1alpha1\nserver:\n  socketPath: " + etc +
+                         "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
+                         "127.0.0.1:0\ntransit:\n  keyIdScope: {providerName: p-a}\n");
+  testing::WriteFile(etc + "/enc.yaml",
+                     "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+                     "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
+                     "          apiVersion: v2\n          name: p-a\n          endpoint: "
+                     "unix://" + etc + "/kms.sock\n");
+  chmod((etc + "/provider.yaml").c_str(), 0644);
+  chmod((etc + "/enc.yaml").c_str(), 0644);
+  std::string release = Script("bao-kms-provider_0.2.0_linux_amd64", kNew);
+  absl::StatusOr<std::string> sha = Sha256File(release);
+  ASSERT_TRUE(sha.ok());
+  testing::WriteFile(etc + "/checksums.txt",
+                     *sha + "  bao-kms-provider_0.2.0_linux_amd64\n");
+
+  ExecutorOptions o;
+  o.node = "cp-1";
+  o.state_dir = dir_.File("state");
+  o.install_path = Script("installed", kOld);
+  o.artifacts.state_dir = o.state_dir;
+  o.artifacts.allow_unsigned = true;
+  o.preflight = {etc + "/provider.yaml", etc + "/enc.yaml", std::chrono::seconds(20), user_};
+  World w;
+  FakeServices services(w);
+  FakeProbe probe(w);
+  FakeWall wall(w);
+  Executor executor(o, probe, services, wall);
+  absl::StatusOr<StagedArtifact> staged =
+      executor.Stage({kNew, release, etc + "/checksums.txt", "", ""});
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  struct stat st {};
+  ASSERT_EQ(stat(o.state_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u) << "staged as kmsfleetd does";
+
+  absl::StatusOr<PreflightOutcome> pre = executor.Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_TRUE(pre->doctor.verdict.ok()) << pre->doctor.verdict;
+  EXPECT_EQ(pre->doctor.binary_version, kNew);
+  // Traversable, never listable, by others.
+  ASSERT_EQ(stat(o.state_dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0711u);
+}
+
+// The file store: a journal that cannot be parsed is DATA_LOSS, named.
+TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
+  testing::TempDir dir;
+  std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path());
+  SwapJournal j;
+  j.operation_id = "op-1";
+  ASSERT_TRUE(store->Save(j).ok());
+  ASSERT_TRUE(store->Load("op-1").ok());
+  testing::WriteFile(dir.File("journal/op-1.json"), "{\"operationId\":");
+  absl::StatusOr<SwapJournal> back = store->Load("op-1");
+  EXPECT_EQ(back.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ReasonOf(back.status()), reason::kJournalCorrupt);
+  EXPECT_THAT(std::string(back.status().message()), HasSubstr("op-1.json"));
+  EXPECT_EQ(ReasonOf(store->Load("op-2").status()), reason::kOperationNotFound);
+}
+
+}  // namespace
+}  // namespace kmsfleet
