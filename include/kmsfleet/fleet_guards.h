@@ -60,7 +60,12 @@ absl::Status CheckParityOnce(const std::vector<NodeView>& views);
 class ParityStreak {
  public:
   void Observe(const std::vector<NodeView>& views);
-  void Reset() { *this = ParityStreak(); }
+  // Starts counting again from zero (e.g. after a node was swapped). Rounds
+  // already counted stay counted, so the next round must be newer still.
+  void Reset() {
+    consecutive_ = 0;
+    hash_.clear();
+  }
   int consecutive() const { return consecutive_; }
   const std::string& hash() const { return hash_; }
   // Why the last round failed; OK when it passed or none was seen.
@@ -119,6 +124,11 @@ struct NodeRotation {
 // unparsable report, transitMetadataStatus not pass), ROTATION_IN_PROGRESS
 // (rotationState not active or a pending key), ROTATION_METRIC_DISAGREES.
 absl::Status CheckRotation(const std::vector<NodeRotation>& nodes);
+
+// Passes when every node's openbao_kms_rotation_state is active (the gate
+// between nodes; rotation-plan itself runs at preflight). Refusal:
+// ROTATION_IN_PROGRESS naming each node and its state.
+absl::Status CheckRotationMetric(const std::vector<NodeView>& views);
 
 // ---- Before the first swap ----
 

@@ -143,6 +143,9 @@ inline constexpr char kStageFailed[] = "STAGE_FAILED";
 inline constexpr char kAbortedByOperator[] = "ABORTED_BY_OPERATOR";
 inline constexpr char kFleetNotConverged[] = "FLEET_NOT_CONVERGED";
 inline constexpr char kUnknownNode[] = "UNKNOWN_NODE";
+inline constexpr char kSoakInProgress[] = "SOAK_IN_PROGRESS";
+inline constexpr char kPlanPaused[] = "PLAN_PAUSED";
+inline constexpr char kPlanHalted[] = "PLAN_HALTED";
 
 }  // namespace kmsfleet::reason
 

@@ -37,14 +37,15 @@ struct VersionPolicyInput {
   std::string recorded_before;
 };
 
-// Strict SemVer everywhere. An upgrade goes up: every node runs a version
-// below the target (nodes already on it are left alone) and those below it
-// run one version. A rollback returns only to `recorded_before`.
+// Strict SemVer everywhere. An upgrade goes up: every node runs the same
+// version, below the target (a plan records one version to return to). A
+// rollback returns only to `recorded_before`, from versions at or above it.
 // Errors: InvalidArgument INVALID_SEMVER (target); FailedPrecondition
 // VERSION_UNKNOWN (a node's version missing or not SemVer),
 // ALREADY_AT_TARGET (every node runs the target: a no-op that says so),
 // VERSION_NOT_HIGHER (a node runs a higher version than an upgrade's
-// target, or a lower one than a rollback's), FLEET_VERSIONS_MIXED,
+// target, or a lower one than a rollback's), FLEET_VERSIONS_MIXED (an
+// upgrade from more than one version),
 // NO_PLAN (rollback with nothing recorded), ROLLBACK_TARGET_MISMATCH.
 absl::Status CheckVersionPolicy(const VersionPolicyInput& input);
 

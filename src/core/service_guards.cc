@@ -167,4 +167,21 @@ absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
   return absl::OkStatus();
 }
 
+absl::Status CheckRotationMetric(const std::vector<NodeView>& views) {
+  std::vector<std::string> nodes, text;
+  for (const NodeView& v : views) {
+    const std::string state = v.state ? v.state->rotation_state() : "";
+    if (state == "active") continue;
+    nodes.push_back(v.node);
+    text.push_back(absl::StrCat(v.node, " (", ValueOrNone(state), ")"));
+  }
+  if (nodes.empty()) return absl::OkStatus();
+  return Refuse(reason::kRotationInProgress,
+                absl::StrCat("openbao_kms_rotation_state is not active on ",
+                             NodeList(text), "."),
+                "Wait for the rotation to promote on every node; the plan "
+                "continues once every node reports active.",
+                nodes);
+}
+
 }  // namespace kmsfleet

@@ -74,23 +74,23 @@ absl::Status CheckUpgrade(const std::vector<Parsed>& nodes,
                   "back to the version recorded before a plan.",
                   higher);
   }
-  std::set<std::string> below;
-  std::vector<std::string> below_text;
+  std::set<std::string> versions;
+  std::vector<std::string> version_text;
   for (const Parsed& p : nodes) {
-    if (p.version == target) continue;
-    below.insert(p.version.ToString());
-    below_text.push_back(absl::StrCat(p.node, " (", p.version.ToString(), ")"));
+    versions.insert(p.version.ToString());
+    version_text.push_back(absl::StrCat(p.node, " (", p.version.ToString(), ")"));
   }
-  if (below.empty()) {
+  if (versions.size() == 1 && *versions.begin() == target.ToString()) {
     return Refuse(reason::kAlreadyAtTarget,
                   absl::StrCat("Every node already runs ", target.ToString(),
                                "; there is nothing to do."),
                   "No action needed.", {});
   }
-  if (below.size() > 1) {
+  // A plan records one version to roll back to, so it starts from one.
+  if (versions.size() > 1) {
     return Refuse(reason::kFleetVersionsMixed,
-                  absl::StrCat("Nodes below the target run different "
-                               "versions: ", NodeList(below_text), "."),
+                  absl::StrCat("Nodes run different versions: ",
+                               NodeList(version_text), "."),
                   "Resume or roll back the plan that left the fleet mixed "
                   "before starting another.",
                   {});
