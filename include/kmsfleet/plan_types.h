@@ -56,6 +56,8 @@ enum class OperationOutcome { kNotFound, kStable, kRolledBack, kRollbackFailed }
 struct ActionResult {
   ResultKind kind = ResultKind::kStaged;
   std::string node;
+  // PlanAction.revision of the action answered (0 = unknown).
+  uint64_t revision = 0;
   absl::Status status;
   bool previous_artifact_verified = false;  // kStaged
   NodeDoctor doctor;                        // kPreflighted

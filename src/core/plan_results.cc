@@ -25,6 +25,9 @@ absl::Status WithReason(const absl::Status& status, std::string_view fallback,
 void PlanStep::ApplyResult(const ActionResult& result) {
   v1::PlanNode* node = FindNode(result.node);
   if (node == nullptr) return;
+  if (result.revision != 0 && result.revision < next_->start_revision()) {
+    return;  // answers an action of an earlier plan
+  }
   if (result.status.code() == absl::StatusCode::kUnavailable) {
     // The node could not be reached: let the action be issued again.
     const std::string prefix = absl::StrCat("/", result.node, "/");

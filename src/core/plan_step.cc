@@ -30,6 +30,9 @@ PlanStep::PlanStep(PlanMachine& machine, const PlanInput& input)
 
 void PlanStep::Run() {
   if (in_.command) HandleCommand(*in_.command);
+  // A new plan is committed as a Draft on its own, so that it (order,
+  // baseline, facts, who asked) is recorded before anything is done.
+  if (next_ && next_->phase() == v1::PLAN_PHASE_DRAFT && changed_) return;
   std::vector<ActionResult> results = std::move(m_.deferred_);
   m_.deferred_.clear();
   results.insert(results.end(), in_.results.begin(), in_.results.end());
@@ -45,6 +48,7 @@ PlanReady PlanStep::TakeReady() {
   uint64_t revision = m_.committed_ ? m_.committed_->revision() : 0;
   if (changed_ && next_) {
     next_->set_revision(revision + 1);
+    if (next_->start_revision() == 0) next_->set_start_revision(revision + 1);
     next_->set_updated_unix_ms(in_.now_unix_ms);
     next_->set_coordinator(Coordinator());
     if (absl::StatusOr<std::string> encoded = EncodePlan(*next_); !encoded.ok()) {

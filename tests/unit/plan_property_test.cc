@@ -236,6 +236,7 @@ void FleetSim::AdvanceOperations() {
 
 void FleetSim::Execute(const PlanAction& a) {
   ActionResult r = Result(ResultKind::kStaged, a.node);
+  r.revision = a.revision;
   if (faults_ && Chance(50)) {
     r.status = absl::UnavailableError("agent did not answer");
   }
