@@ -19,6 +19,21 @@ std::string NodeHash(const NodeView& v) {
   return v.state ? v.state->key_id_hash_metric() : "";
 }
 
+// What the plan records of a node at its start (reference §8.1 "record the
+// current provider version, key_id hash, and Transit key version").
+v1::NodeBaseline Baseline(const NodeView& v) {
+  v1::NodeBaseline b;
+  b.set_node(v.node);
+  b.set_provider_version(v.state->provider_version());
+  b.set_key_id_hash(NodeHash(v));
+  if (v.state->has_key_version()) b.set_transit_key_version(v.state->key_version());
+  if (v.registry) {
+    b.set_registry_schema(v.registry->schema_version);
+    b.set_removed_records(v.registry->removed_records);
+  }
+  return b;
+}
+
 // The views of `voters` that hold a state, in voter order.
 std::vector<const NodeView*> VoterViews(const std::vector<std::string>& voters,
                                         const std::vector<NodeView>& views) {
@@ -92,6 +107,37 @@ absl::StatusOr<std::vector<std::string>> PlanStep::NodeOrder(
   return requested;
 }
 
+v1::FleetPlan PlanStep::NewPlan(const PlanRequest& r,
+                               const std::vector<std::string>& order,
+                               const std::vector<const NodeView*>& views,
+                               const std::vector<std::string>& required_acks) const {
+  v1::FleetPlan plan;
+  plan.set_plan_id(absl::StrCat("plan-", in_.now_unix_ms, "-",
+                                absl::Hex(in_.random & 0xffffffff)));
+  plan.set_kind(v1::PLAN_KIND_UPGRADE);
+  plan.set_phase(v1::PLAN_PHASE_DRAFT);
+  plan.set_target_version(SemVer::Parse(r.target_version)->ToString());
+  plan.set_version_before(views.front()->state->provider_version());
+  for (const std::string& name : order) {
+    v1::PlanNode* n = plan.add_nodes();
+    n->set_node(name);
+    n->set_phase(v1::PLAN_NODE_PHASE_PENDING);
+    n->set_phase_since_unix_ms(in_.now_unix_ms);
+  }
+  *plan.mutable_settings() = r.settings;
+  if (plan.settings().parity_observations() <= 0) {
+    plan.mutable_settings()->set_parity_observations(kDefaultParityObservations);
+  }
+  *plan.mutable_compat() = r.facts;
+  for (const std::string& code : required_acks) {
+    plan.mutable_compat()->add_required_acknowledgements(code);
+  }
+  for (const std::string& a : r.acknowledgements) plan.add_acknowledgements(a);
+  for (const NodeView* v : views) *plan.add_baseline() = Baseline(*v);
+  plan.set_created_unix_ms(in_.now_unix_ms);
+  return plan;
+}
+
 absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
   if (next_ && !IsFinished(next_->phase())) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
@@ -120,43 +166,7 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
                      !r.settings.apiserver_restart_method().empty()};
   if (absl::Status s = CheckCompatibility(compat); !s.ok()) return s;
 
-  v1::FleetPlan plan;
-  plan.set_plan_id(absl::StrCat("plan-", in_.now_unix_ms, "-",
-                                absl::Hex(in_.random & 0xffffffff)));
-  plan.set_kind(v1::PLAN_KIND_UPGRADE);
-  plan.set_phase(v1::PLAN_PHASE_DRAFT);
-  plan.set_target_version(SemVer::Parse(r.target_version)->ToString());
-  plan.set_version_before(policy.running.front().version);
-  for (const std::string& name : *order) {
-    v1::PlanNode* n = plan.add_nodes();
-    n->set_node(name);
-    n->set_phase(v1::PLAN_NODE_PHASE_PENDING);
-    n->set_phase_since_unix_ms(in_.now_unix_ms);
-  }
-  *plan.mutable_settings() = r.settings;
-  if (plan.settings().parity_observations() <= 0) {
-    plan.mutable_settings()->set_parity_observations(kDefaultParityObservations);
-  }
-  *plan.mutable_compat() = r.facts;
-  for (const std::string& code : RequiredAcknowledgements(compat)) {
-    plan.mutable_compat()->add_required_acknowledgements(code);
-  }
-  for (const std::string& a : r.acknowledgements) plan.add_acknowledgements(a);
-  for (const NodeView* v : views) {
-    v1::NodeBaseline* b = plan.add_baseline();
-    b->set_node(v->node);
-    b->set_provider_version(v->state->provider_version());
-    b->set_key_id_hash(NodeHash(*v));
-    if (v->state->has_key_version()) {
-      b->set_transit_key_version(v->state->key_version());
-    }
-    if (v->registry) {
-      b->set_registry_schema(v->registry->schema_version);
-      b->set_removed_records(v->registry->removed_records);
-    }
-  }
-  plan.set_created_unix_ms(in_.now_unix_ms);
-  next_ = std::move(plan);
+  next_ = NewPlan(r, *order, views, RequiredAcknowledgements(compat));
   changed_ = true;
   return absl::OkStatus();
 }

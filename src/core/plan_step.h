@@ -27,6 +27,12 @@ class PlanStep {
   // ---- plan_commands_core.cc: operator commands ----
   void HandleCommand(const OperatorCommand& command);
   absl::Status HandleStart(const OperatorCommand& command);
+  // The Draft plan for an accepted start: order, settings, facts, baseline.
+  // REQUIRES: every view holds a state; `views` is not empty.
+  v1::FleetPlan NewPlan(const PlanRequest& request,
+                        const std::vector<std::string>& order,
+                        const std::vector<const NodeView*>& views,
+                        const std::vector<std::string>& required_acks) const;
   absl::Status HandlePause();
   absl::Status HandleResume();
   absl::Status HandleAbort();

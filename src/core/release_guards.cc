@@ -46,28 +46,8 @@ std::string WhyNeeded(const CompatInput& input, const std::string& code) {
   return absl::StrCat(code, " (policy: releases ", Releases(input.facts), ")");
 }
 
-}  // namespace
-
-absl::Status CheckCompatibility(const CompatInput& input) {
-  const v1::CompatFacts& f = input.facts;
-  if (f.fresh_install_only()) {
-    return Refuse(reason::kFreshInstallRequired,
-                  absl::StrCat("The releases crossed (", Releases(f),
-                               ") require a fresh installation; an in-place "
-                               "upgrade is unsupported."),
-                  "Keep this installation on its matching release, or build "
-                  "a fresh one; never erase registry state to bypass this.",
-                  {});
-  }
-  if (f.wire_format_change() && !f.migration_planned()) {
-    return Refuse(reason::kWireFormatUnplanned,
-                  absl::StrCat("The releases crossed (", Releases(f),
-                               ") change the wire format with no planned "
-                               "migration."),
-                  "Plan the migration and mark it migrationPlanned in a "
-                  "policy file, or stay on this release.",
-                  {});
-  }
+// Every acknowledgement the facts and notes require was given.
+absl::Status CheckAcknowledged(const CompatInput& input) {
   const std::set<std::string> given(input.acknowledgements.begin(),
                                     input.acknowledgements.end());
   std::vector<std::string> missing, text;
@@ -92,6 +72,32 @@ absl::Status CheckCompatibility(const CompatInput& input) {
                       {"remedy", remedy},
                       {"missing", absl::StrJoin(missing, ",")}});
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckCompatibility(const CompatInput& input) {
+  const v1::CompatFacts& f = input.facts;
+  if (f.fresh_install_only()) {
+    return Refuse(reason::kFreshInstallRequired,
+                  absl::StrCat("The releases crossed (", Releases(f),
+                               ") require a fresh installation; an in-place "
+                               "upgrade is unsupported."),
+                  "Keep this installation on its matching release, or build "
+                  "a fresh one; never erase registry state to bypass this.",
+                  {});
+  }
+  if (f.wire_format_change() && !f.migration_planned()) {
+    return Refuse(reason::kWireFormatUnplanned,
+                  absl::StrCat("The releases crossed (", Releases(f),
+                               ") change the wire format with no planned "
+                               "migration."),
+                  "Plan the migration and mark it migrationPlanned in a "
+                  "policy file, or stay on this release.",
+                  {});
+  }
+  if (absl::Status s = CheckAcknowledged(input); !s.ok()) return s;
   if (f.apiserver_restart_required() && !input.apiserver_restart_configured) {
     return Refuse(reason::kApiServerRestartUnconfigured,
                   absl::StrCat("The releases crossed (", Releases(f),

@@ -58,8 +58,14 @@ absl::Status CheckPolicyFacts(const v1::CompatFacts& f) {
   return absl::OkStatus();
 }
 
-absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
+struct NodeFindings {
   Offenders down, rotated, pending, unknown, removed, schema;
+};
+
+// Compares each node now with its baseline.
+NodeFindings Collect(const RollbackSafetyInput& in) {
+  NodeFindings f;
+  auto& [down, rotated, pending, unknown, removed, schema] = f;
   for (const NodeView& view : in.views) {
     if (!view.state) {
       down.Add(view.node, "no state");
@@ -91,6 +97,11 @@ absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
       }
     }
   }
+  return f;
+}
+
+absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
+  const auto [down, rotated, pending, unknown, removed, schema] = Collect(in);
   const std::string fix = "Fix forward with a patch release instead.";
   if (!down.nodes.empty()) {
     return Refuse(reason::kAgentUnreachable,
