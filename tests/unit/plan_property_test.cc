@@ -34,6 +34,7 @@ using testing::kHashA;
 
 constexpr char kFrom[] = "0.1.0";
 constexpr char kTo[] = "0.2.0";
+constexpr char kRotatedHash[] = "Zm9vYmFyYmF6cXV4cXV1eHF1dXpxdXV6cXV1enF1dXo";
 
 struct SimNode {
   std::string version = kFrom;
@@ -43,6 +44,7 @@ struct SimNode {
   std::string op_target;
   bool broken = false;  // ended RollbackFailed; fixed by the operator
   bool rotation_pending = false;
+  std::string hash = kHashA;  // the active key_id hash it reports
 };
 
 RotationReport ActiveReport() {
@@ -95,6 +97,8 @@ class FleetSim {
   void StartOperation(const PlanAction& action);
   void AdvanceOperations();
   void CheckFinished();
+  void CheckConverged(const v1::FleetPlan& plan,
+                      const std::vector<NodeView>& views);
 
   SeededRandom rng_;
   std::map<std::string, SimNode> nodes_;
@@ -105,12 +109,13 @@ class FleetSim {
   int64_t now_ = 1'000'000;
   bool faults_ = true;
   bool entered_break_glass_ = false;
+  std::string rotated_hash_ = kHashA;
 };
 
 std::vector<NodeView> FleetSim::Observe() {
   std::vector<NodeView> views;
   for (auto& [name, n] : nodes_) {
-    NodeView v = HealthyView(name, n.version, kHashA, now_);
+    NodeView v = HealthyView(name, n.version, n.hash, now_);
     if (faults_ && Chance(40)) {
       v.state.reset();
       v.unreachable_since_unix_ms = now_ - 500;
@@ -148,8 +153,13 @@ std::optional<OperatorCommand> FleetSim::Command() {
   }
   if ((phase == v1::PLAN_PHASE_PAUSED || phase == v1::PLAN_PHASE_HALTED) &&
       (!faults_ || Chance(60))) {
-    c.kind = !faults_ || Chance(700) ? CommandKind::kResume
-                                     : CommandKind::kRollback;
+    // A rollback the guards refuse for good (a rotation was promoted) is
+    // not retried; the operator aborts and fixes forward instead.
+    const bool refused_for_good =
+        committed_->halt().reason() == reason::kRollbackRefusedKeyRotated;
+    c.kind = refused_for_good            ? CommandKind::kAbort
+             : !faults_ || Chance(700) ? CommandKind::kResume
+                                       : CommandKind::kRollback;
     return c;
   }
   if (!faults_) return std::nullopt;
@@ -289,9 +299,17 @@ void FleetSim::Step() {
   now_ += 1000;
   AdvanceOperations();
   if (faults_) {
-    for (auto& [name, n] : nodes_) n.rotation_pending = Chance(20);
+    for (auto& [name, n] : nodes_) {
+      n.rotation_pending = Chance(20);
+      // A node briefly reports another hash (a rotation converging).
+      n.hash = Chance(20) ? testing::kHashB : rotated_hash_;
+    }
+    if (Chance(3)) rotated_hash_ = kRotatedHash;  // a rotation is promoted
   } else {
-    for (auto& [name, n] : nodes_) n.rotation_pending = false;
+    for (auto& [name, n] : nodes_) {
+      n.rotation_pending = false;
+      n.hash = rotated_hash_;
+    }
   }
   PlanInput in;
   in.now_unix_ms = now_;
@@ -328,6 +346,7 @@ void FleetSim::Step() {
     if (committed_ && ready.plan->in_flight() != committed_->in_flight()) {
       released_.clear();
     }
+    CheckConverged(*ready.plan, in.views);
     committed_ = *ready.plan;
     machine_->Committed(*committed_);
     if (committed_->phase() == v1::PLAN_PHASE_BREAK_GLASS) {
@@ -341,6 +360,26 @@ void FleetSim::Step() {
     return;
   }
   for (const PlanAction& a : ready.actions) Execute(a);
+}
+
+// Invariant 5 at the moment a plan finishes: what the machine saw in this
+// step shows one version and one key_id hash on every node.
+void FleetSim::CheckConverged(const v1::FleetPlan& plan,
+                              const std::vector<NodeView>& views) {
+  if (plan.phase() != v1::PLAN_PHASE_COMPLETED &&
+      plan.phase() != v1::PLAN_PHASE_ROLLED_BACK) {
+    return;
+  }
+  if (committed_ && committed_->phase() == plan.phase()) return;
+  const std::string& want = plan.phase() == v1::PLAN_PHASE_COMPLETED
+                                ? plan.target_version()
+                                : plan.version_before();
+  for (const NodeView& v : views) {
+    ASSERT_TRUE(v.state.has_value()) << v.node;
+    EXPECT_EQ(v.state->provider_version(), want) << v.node;
+    EXPECT_EQ(v.state->key_id_hash_metric(), views[0].state->key_id_hash_metric())
+        << v.node;
+  }
 }
 
 void FleetSim::CheckFinished() {
