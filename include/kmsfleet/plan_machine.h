@@ -51,6 +51,12 @@ struct PlanMachineConfig {
   std::vector<std::string> voters;  // every node the plan covers
 };
 
+// The node order of a new plan: `requested` when given (it must name every
+// voter exactly once; else InvalidArgument UNKNOWN_NODE), otherwise sorted
+// by name with the coordinator's own node last.
+absl::StatusOr<std::vector<std::string>> PlanNodeOrder(
+    const PlanMachineConfig& config, const std::vector<std::string>& requested);
+
 struct PlanReady {
   // The plan change to commit FIRST (through ElectionMachine::Propose with
   // in_flight = plan->in_flight()). Unset when nothing changed.

@@ -146,6 +146,7 @@ inline constexpr char kUnknownNode[] = "UNKNOWN_NODE";
 inline constexpr char kSoakInProgress[] = "SOAK_IN_PROGRESS";
 inline constexpr char kPlanPaused[] = "PLAN_PAUSED";
 inline constexpr char kPlanHalted[] = "PLAN_HALTED";
+inline constexpr char kNotEvaluated[] = "NOT_EVALUATED";
 
 }  // namespace kmsfleet::reason
 

@@ -83,29 +83,6 @@ void PlanStep::HandleCommand(const OperatorCommand& c) {
             : std::vector<std::string>{});
 }
 
-absl::StatusOr<std::vector<std::string>> PlanStep::NodeOrder(
-    const std::vector<std::string>& requested) const {
-  std::vector<std::string> voters = m_.config_.voters;
-  std::sort(voters.begin(), voters.end());
-  if (requested.empty()) {
-    // The coordinator's own node goes last: it keeps coordinating while
-    // the others are swapped, and hands over only at the end.
-    std::stable_partition(voters.begin(), voters.end(), [&](const auto& n) {
-      return n != m_.config_.self;
-    });
-    return voters;
-  }
-  std::vector<std::string> sorted = requested;
-  std::sort(sorted.begin(), sorted.end());
-  if (sorted != voters) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kUnknownNode,
-                     absl::StrCat("The node order [",
-                                  absl::StrJoin(requested, ", "),
-                                  "] must name every member exactly once: [",
-                                  absl::StrJoin(voters, ", "), "]."));
-  }
-  return requested;
-}
 
 v1::FleetPlan PlanStep::NewPlan(const PlanRequest& r,
                                const std::vector<std::string>& order,
@@ -146,7 +123,8 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
                                   "; finish, roll back or abort it first."));
   }
   const PlanRequest& r = c.request;
-  absl::StatusOr<std::vector<std::string>> order = NodeOrder(r.order);
+  absl::StatusOr<std::vector<std::string>> order =
+      PlanNodeOrder(m_.config_, r.order);
   if (!order.ok()) return order.status();
   if (absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views,
                                         in_.now_unix_ms);

@@ -38,8 +38,6 @@ class PlanStep {
   absl::Status HandleAbort();
   absl::Status HandleRollback();
   absl::Status HandleAckBreakGlass(const std::string& nonce);
-  absl::StatusOr<std::vector<std::string>> NodeOrder(
-      const std::vector<std::string>& requested) const;
   absl::Status RollbackAllowed() const;
   // Failed nodes are tried again: walked back (unless they already run the
   // version before the plan) or, forward, preflighted again.
