@@ -181,6 +181,12 @@ void PlanStep::AfterFailure(const v1::PlanNode& node) {
   const std::string why = absl::StrCat("auto-rollback after ", node.node(),
                                       " failed (", node.reason(), ")");
   ReclaimFailedNodes(true);
+  if (next_->phase() == v1::PLAN_PHASE_PAUSED) {
+    // An operator's pause holds: the walk back starts on resume.
+    next_->set_resume_phase(v1::PLAN_PHASE_ROLLING_BACK);
+    Audit(Coordinator(), absl::StrCat(why, "; starts on resume"));
+    return;
+  }
   Become(v1::PLAN_PHASE_ROLLING_BACK, why);
 }
 

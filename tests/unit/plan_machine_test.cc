@@ -343,6 +343,27 @@ TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
   EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_ROLLED_BACK);
 }
 
+TEST(PlanMachineTest, AutoRollbackWaitsForResumeWhenPaused) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "c" && a.kind == ActionKind::kSwap
+               ? OperationOutcome::kRolledBack
+               : OperationOutcome::kStable;
+  };
+  v1::PlanSettings s;
+  s.set_auto_rollback(true);
+  d.Step(Start(s));
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "c"; });
+  d.Step(Cmd(CommandKind::kPause));
+  for (int i = 0; i < 20; ++i) d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(d.plan_.resume_phase(), v1::PLAN_PHASE_ROLLING_BACK);
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre("a"));
+}
+
 TEST(PlanMachineTest, AutoRollbackAcrossAOneWayReleaseHaltsSayingWhy) {
   Driver d;
   d.outcome = [](const PlanAction& a) {
