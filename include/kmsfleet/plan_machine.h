@@ -93,8 +93,8 @@ class PlanMachine {
   std::optional<v1::FleetPlan> committed_;
   std::optional<uint64_t> pending_;  // revision proposed, not yet committed
   ParityStreak parity_;
-  // Actions issued for the committed revision: "kind/node/revision". An
-  // action is issued once per revision, again after an Unavailable result.
+  // Actions issued: "plan|kind/node/phase/stage/operation". An action is
+  // issued once per state of its node, again after an Unavailable result.
   std::set<std::string> issued_;
   // Results that arrived while a proposal was outstanding.
   std::vector<ActionResult> deferred_;

@@ -172,8 +172,11 @@ void PlanStep::SetNodePhase(v1::PlanNode& node, v1::PlanNodePhase phase) {
 
 void PlanStep::Issue(PlanAction action) {
   const v1::PlanNode* n = FindNode(action.node);
+  // The key names the plan and the node's state: an action is issued once
+  // per state of its node in this plan.
   const std::string key = absl::StrCat(
-      std::string(ActionKindName(action.kind)), "/", action.node, "/",
+      next_->plan_id(), "|", std::string(ActionKindName(action.kind)), "/",
+      action.node, "/",
       n ? n->phase() : 0, "/", n ? n->stage() : 0, "/",
       n ? n->operation_id() : "");
   if (!m_.issued_.insert(key).second) return;

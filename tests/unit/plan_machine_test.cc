@@ -400,6 +400,21 @@ TEST(PlanMachineTest, NewCoordinatorResumesTheInFlightNodeFromTheCommittedPlan) 
   EXPECT_EQ(r.actions[0].operation_id, d.plan_.nodes(0).operation_id());
 }
 
+TEST(PlanMachineTest, ASecondPlanOnTheSameCoordinatorRunsToo) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  const std::string first = d.plan_.plan_id();
+  OperatorCommand next = Start();
+  next.request.target_version = "0.3.0";
+  PlanReady r = d.Step(next);
+  ASSERT_TRUE(r.refusal.ok()) << r.refusal;
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_NE(d.plan_.plan_id(), first);
+  EXPECT_GT(d.plan_.start_revision(), 1u);
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.3.0") << n;
+}
+
 TEST(PlanMachineTest, ResultsOfAnEarlierPlanAreIgnored) {
   Driver d;
   d.Step(Start());
