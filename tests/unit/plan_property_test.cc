@@ -132,7 +132,10 @@ std::vector<NodeView> FleetSim::Observe() {
 std::optional<OperatorCommand> FleetSim::Command() {
   OperatorCommand c;
   c.who = "CN=operator";
-  if (!committed_) {
+  const bool finished = committed_ && IsFinished(committed_->phase());
+  if (!committed_ || (faults_ && finished && Chance(30))) {
+    // The first plan, or another one after a finished plan (refused with
+    // a reason when the fleet is already on the target or mixed).
     c.kind = CommandKind::kStart;
     c.request.target_version = kTo;
     c.request.settings.set_soak_ms(Chance(500) ? 0 : 2000);
@@ -141,8 +144,11 @@ std::optional<OperatorCommand> FleetSim::Command() {
     c.request.settings.set_apiserver_restart_method("systemd:kube-apiserver");
     return c;
   }
-  if (!committed_) return std::nullopt;
   const v1::PlanPhase phase = committed_->phase();
+  if (phase == v1::PLAN_PHASE_COMPLETED && faults_ && Chance(30)) {
+    c.kind = CommandKind::kRollback;
+    return c;
+  }
   if (phase == v1::PLAN_PHASE_BREAK_GLASS && (!faults_ || Chance(100))) {
     // The operator fixes the node by hand, then acknowledges.
     nodes_[committed_->break_glass().node()].broken = false;
