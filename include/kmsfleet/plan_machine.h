@@ -75,6 +75,16 @@ class PlanMachine {
   // `committed` is the plan of the committed election record, if any.
   PlanMachine(PlanMachineConfig config, std::optional<v1::FleetPlan> committed);
 
+  // Applies the operator command (if any), then the results, then decides
+  // what the committed plan's phase calls for next. While a proposal is
+  // outstanding it decides nothing: results are kept for the next Step,
+  // a command is refused (Unavailable, PLAN_CHANGE_PENDING).
+  // Command refusals (ready.refusal, nothing changed): NO_PLAN,
+  // PLAN_ACTIVE, COMMAND_NOT_APPLICABLE, BREAK_GLASS_ACTIVE,
+  // BREAK_GLASS_NONCE_MISMATCH, HANDOFF_PENDING, UNKNOWN_NODE, and any
+  // start or rollback guard's refusal (fleet_guards.h, release_guards.h).
+  // A proposal over kMaxPlanBytes is not made: ready.refusal is
+  // PLAN_TOO_LARGE and no action is returned.
   PlanReady Step(const PlanInput& input);
 
   // The shell committed `plan` (or adopted it from the election). Clears the
