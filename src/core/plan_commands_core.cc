@@ -146,6 +146,10 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
 
   next_ = NewPlan(r, *order, views, RequiredAcknowledgements(compat));
   changed_ = true;
+  for (const char* guard : {"node order", "fleet health", "version policy",
+                            "compatibility"}) {
+    RecordGuard(guard, absl::OkStatus());
+  }
   return absl::OkStatus();
 }
 

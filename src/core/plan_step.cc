@@ -183,6 +183,19 @@ void PlanStep::Issue(PlanAction action) {
   actions_.push_back(std::move(action));
 }
 
+void PlanStep::RecordGuard(std::string_view guard, const absl::Status& result) {
+  v1::GuardRecord* record = nullptr;
+  for (v1::GuardRecord& g : *next_->mutable_guards()) {
+    if (g.guard() == guard) record = &g;
+  }
+  if (record == nullptr) record = next_->add_guards();
+  record->set_guard(std::string(guard));
+  record->set_reason(ReasonOf(result));
+  record->set_message(std::string(result.message()));
+  record->set_at_unix_ms(in_.now_unix_ms);
+  changed_ = true;
+}
+
 void PlanStep::Block(const absl::Status& why) {
   if (blocked_.ok()) blocked_ = why;
 }

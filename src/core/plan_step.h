@@ -72,6 +72,8 @@ class PlanStep {
   // Queues `action` unless already issued for the node's current state.
   void Issue(PlanAction action);
   void Block(const absl::Status& why);
+  // Records `guard`'s verdict in the plan, replacing an older one.
+  void RecordGuard(std::string_view guard, const absl::Status& result);
   bool RestartRequired() const;
   std::string Coordinator() const;
 

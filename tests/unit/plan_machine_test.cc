@@ -189,6 +189,14 @@ TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {
     EXPECT_EQ(n.phase(), v1::PLAN_NODE_PHASE_DONE) << n.node();
   }
   EXPECT_TRUE(d.plan_.in_flight().empty());
+  std::vector<std::string> guards;
+  for (const auto& g : d.plan_.guards()) {
+    guards.push_back(g.guard());
+    EXPECT_TRUE(g.reason().empty()) << g.guard();
+  }
+  EXPECT_THAT(guards, ElementsAre("node order", "fleet health", "version policy",
+                                  "compatibility", "doctor", "rotation",
+                                  "rollback readiness", "parity", "openbao"));
 }
 
 TEST(PlanMachineTest, ParityMustBeStableBetweenNodes) {
