@@ -62,11 +62,11 @@ TEST(FleetHealthTest, NotLiveAndNotReadyAreNamed) {
   EXPECT_THAT(s.message(), HasSubstr("status_stale"));
 }
 
-TEST(ParityTest, OneHashEverywherePasses) {
+TEST(FleetParityGuardTest, OneHashEverywherePasses) {
   EXPECT_TRUE(CheckParityOnce(HealthyFleet(kVoters, "0.1.0")).ok());
 }
 
-TEST(ParityTest, DifferentHashesNameEachNodeAndHash) {
+TEST(FleetParityGuardTest, DifferentHashesNameEachNodeAndHash) {
   std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
   views[2] = HealthyView("c", "0.1.0", kHashB);
   const absl::Status s = CheckParityOnce(views);
@@ -75,7 +75,7 @@ TEST(ParityTest, DifferentHashesNameEachNodeAndHash) {
   EXPECT_THAT(s.message(), HasSubstr(std::string("a=") + kHashA));
 }
 
-TEST(ParityTest, TwoSeriesOnOneNodeIsAmbiguous) {
+TEST(FleetParityGuardTest, TwoSeriesOnOneNodeIsAmbiguous) {
   std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
   v1::Condition* c = views[1].state->add_conditions();
   c->set_reason(reason::kKeyIdHashAmbiguous);
@@ -83,7 +83,7 @@ TEST(ParityTest, TwoSeriesOnOneNodeIsAmbiguous) {
   ExpectRefused(CheckParityOnce(views), reason::kKeyIdHashAmbiguous, "b");
 }
 
-TEST(ParityTest, MetricAndSocketDisagreeingIsAmbiguous) {
+TEST(FleetParityGuardTest, MetricAndSocketDisagreeingIsAmbiguous) {
   std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
   views[0].state->set_key_id_hash_socket(kHashB);
   const absl::Status s = CheckParityOnce(views);
@@ -91,7 +91,7 @@ TEST(ParityTest, MetricAndSocketDisagreeingIsAmbiguous) {
   EXPECT_THAT(s.message(), HasSubstr(kHashB));
 }
 
-TEST(ParityTest, MissingHashIsNamed) {
+TEST(FleetParityGuardTest, MissingHashIsNamed) {
   std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
   views[1].state->clear_key_id_hash_metric();
   ExpectRefused(CheckParityOnce(views), reason::kKeyIdHashMissing, "b");
