@@ -121,6 +121,71 @@ inline constexpr char kUnitRestarted[] = "UNIT_RESTARTED";
 // The registry pair changed although the new version never became ready.
 inline constexpr char kEvidenceChanged[] = "EVIDENCE_CHANGED";
 
+// ---- Fleet plan and guards (issue 9): plan machine, guards, policy. ----
+// Fleet health and parity.
+inline constexpr char kProviderNotLive[] = "PROVIDER_NOT_LIVE";
+inline constexpr char kProviderNotReady[] = "PROVIDER_NOT_READY";
+inline constexpr char kFleetParityMismatch[] = "FLEET_PARITY_MISMATCH";
+inline constexpr char kParityNotStable[] = "PARITY_NOT_STABLE";
+// OpenBao /v1/sys/health.
+inline constexpr char kOpenBaoUnreachable[] = "OPENBAO_UNREACHABLE";
+inline constexpr char kOpenBaoSealed[] = "OPENBAO_SEALED";
+inline constexpr char kOpenBaoUninitialized[] = "OPENBAO_UNINITIALIZED";
+inline constexpr char kOpenBaoStandby[] = "OPENBAO_STANDBY";
+inline constexpr char kMalformedOpenBaoHealth[] = "MALFORMED_OPENBAO_HEALTH";
+// Rotation.
+inline constexpr char kRotationMetricDisagrees[] = "ROTATION_METRIC_DISAGREES";
+// Version policy.
+inline constexpr char kVersionUnknown[] = "VERSION_UNKNOWN";
+inline constexpr char kVersionNotHigher[] = "VERSION_NOT_HIGHER";
+inline constexpr char kRollbackTargetMismatch[] = "ROLLBACK_TARGET_MISMATCH";
+inline constexpr char kAlreadyAtTarget[] = "ALREADY_AT_TARGET";
+inline constexpr char kFleetVersionsMixed[] = "FLEET_VERSIONS_MIXED";
+// Release compatibility (policy file, changelog).
+inline constexpr char kMalformedPolicy[] = "MALFORMED_POLICY";
+inline constexpr char kMalformedChangelog[] = "MALFORMED_CHANGELOG";
+inline constexpr char kFreshInstallRequired[] = "FRESH_INSTALL_REQUIRED";
+inline constexpr char kWireFormatUnplanned[] = "WIRE_FORMAT_UNPLANNED";
+inline constexpr char kAcknowledgementRequired[] = "ACKNOWLEDGEMENT_REQUIRED";
+inline constexpr char kApiServerRestartUnconfigured[] =
+    "APISERVER_RESTART_UNCONFIGURED";
+// Acknowledgement codes an operator passes with --acknowledge.
+inline constexpr char kAckChangelogBreaking[] = "CHANGELOG_BREAKING";
+inline constexpr char kAckChangelogCompatibility[] = "CHANGELOG_COMPATIBILITY";
+inline constexpr char kAckOneWayUpgrade[] = "ONE_WAY_UPGRADE";
+inline constexpr char kAckWireFormatChange[] = "WIRE_FORMAT_CHANGE";
+inline constexpr char kAckFreshInstallation[] = "FRESH_INSTALLATION";
+// Rollback safety and readiness (see also ROLLBACK_REFUSED_* above).
+inline constexpr char kRollbackRefusedOneWay[] = "ROLLBACK_REFUSED_ONE_WAY";
+inline constexpr char kRollbackRefusedWireFormat[] =
+    "ROLLBACK_REFUSED_WIRE_FORMAT";
+inline constexpr char kRollbackRefusedKeyRotated[] =
+    "ROLLBACK_REFUSED_KEY_ROTATED";
+inline constexpr char kRollbackRefusedPendingRotation[] =
+    "ROLLBACK_REFUSED_PENDING_ROTATION";
+inline constexpr char kRollbackArtifactMissing[] = "ROLLBACK_ARTIFACT_MISSING";
+inline constexpr char kRegistryUnknown[] = "REGISTRY_UNKNOWN";
+// The plan machine and operator commands.
+inline constexpr char kPlanTooLarge[] = "PLAN_TOO_LARGE";
+inline constexpr char kMalformedPlan[] = "MALFORMED_PLAN";
+inline constexpr char kPlanActive[] = "PLAN_ACTIVE";
+inline constexpr char kNoPlan[] = "NO_PLAN";
+inline constexpr char kCommandNotApplicable[] = "COMMAND_NOT_APPLICABLE";
+inline constexpr char kBreakGlassActive[] = "BREAK_GLASS_ACTIVE";
+inline constexpr char kBreakGlassNonceMismatch[] = "BREAK_GLASS_NONCE_MISMATCH";
+inline constexpr char kNodeNotReleasable[] = "NODE_NOT_RELEASABLE";
+inline constexpr char kSwapFailedRestored[] = "SWAP_FAILED_RESTORED";
+inline constexpr char kRollbackFailed[] = "ROLLBACK_FAILED";
+inline constexpr char kApiServerRestartFailed[] = "APISERVER_RESTART_FAILED";
+inline constexpr char kStageFailed[] = "STAGE_FAILED";
+inline constexpr char kAbortedByOperator[] = "ABORTED_BY_OPERATOR";
+inline constexpr char kFleetNotConverged[] = "FLEET_NOT_CONVERGED";
+inline constexpr char kUnknownNode[] = "UNKNOWN_NODE";
+inline constexpr char kSoakInProgress[] = "SOAK_IN_PROGRESS";
+inline constexpr char kPlanPaused[] = "PLAN_PAUSED";
+inline constexpr char kPlanHalted[] = "PLAN_HALTED";
+inline constexpr char kNotEvaluated[] = "NOT_EVALUATED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_REASONS_H_

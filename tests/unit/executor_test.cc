@@ -326,6 +326,8 @@ class ExecutorTest : public ::testing::Test {
       executor_ = std::make_unique<Executor>(
           options_, ExecutorSeams{probe_, services_, installer_, cli_, journals_, wall_,
                                   steady_});
+      // A single-node control plane: unfenced commands are admitted.
+      executor_->SetFenceCheck(NoElectionFenceCheck(options_.node, /*standalone=*/true));
     }
     return *executor_;
   }

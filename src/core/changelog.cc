@@ -1,0 +1,129 @@
+// CHANGELOG.md reader (changelog.h).
+#include "kmsfleet/changelog.h"
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "parse_util.h"
+
+namespace kmsfleet {
+namespace {
+
+using internal::AsciiLower;
+using internal::Excerpt;
+using internal::TrimBlanks;
+
+// The version text of a `## ` heading: "[0.2.0](url) (date)" -> "0.2.0".
+std::string_view HeadingVersion(std::string_view heading) {
+  heading = TrimBlanks(heading);
+  if (!heading.empty() && heading.front() == '[') {
+    heading.remove_prefix(1);
+    return heading.substr(0, heading.find(']'));
+  }
+  return heading.substr(0, heading.find_first_of(" \t("));
+}
+
+absl::Status Malformed(std::string_view what, int line, std::string_view value,
+                       std::string_view problem) {
+  return MakeError(absl::StatusCode::kInvalidArgument,
+                   reason::kMalformedChangelog,
+                   absl::StrCat(std::string(what), ":", line, ": release heading ",
+                                internal::Quoted(value), " ",
+                                std::string(problem)),
+                   {{"file", std::string(what)},
+                    {"line", std::to_string(line)},
+                    {"value", Excerpt(value)}});
+}
+
+// The acknowledgement codes one line of notes raises.
+std::vector<const char*> CodesOf(std::string_view line) {
+  std::vector<const char*> codes;
+  const std::string lower = AsciiLower(line);
+  const std::string_view t = TrimBlanks(lower);
+  auto has = [&](std::string_view phrase) {
+    return lower.find(phrase) != std::string::npos;
+  };
+  const bool section = t.starts_with("### ");
+  if (section && has("breaking change")) {
+    codes.push_back(reason::kAckChangelogBreaking);
+  }
+  if (section && has("compatibility")) {
+    codes.push_back(reason::kAckChangelogCompatibility);
+  }
+  if (has("one-way")) codes.push_back(reason::kAckOneWayUpgrade);
+  if (has("fresh installation")) codes.push_back(reason::kAckFreshInstallation);
+  if (has("wire format") || has("wire-format")) {
+    codes.push_back(reason::kAckWireFormatChange);
+  }
+  return codes;
+}
+
+void FlagLine(ChangelogRelease& release, std::string_view line, int number) {
+  for (const char* code : CodesOf(line)) {
+    auto same = [&](const ChangelogFlag& f) { return f.code == code; };
+    if (std::any_of(release.flags.begin(), release.flags.end(), same)) continue;
+    release.flags.push_back(
+        {release.version, code, number, Excerpt(TrimBlanks(line), 160)});
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<Changelog> ParseChangelog(std::string_view text,
+                                         std::string_view what) {
+  if (text.size() > kMaxChangelogBytes) {
+    return MakeError(absl::StatusCode::kInvalidArgument,
+                     reason::kInputTooLarge,
+                     absl::StrCat(std::string(what), " is ", text.size(),
+                                  " bytes, more than the limit of ",
+                                  kMaxChangelogBytes),
+                     {{"file", std::string(what)},
+                      {"size_bytes", std::to_string(text.size())}});
+  }
+  Changelog changelog;
+  std::set<std::string> seen;
+  int number = 0;
+  for (std::string_view line : internal::SplitLines(text)) {
+    ++number;
+    if (line.starts_with("## ")) {
+      const std::string_view value = HeadingVersion(line.substr(3));
+      ChangelogRelease release{"", number, {}};
+      if (internal::AsciiLower(value) != "unreleased") {
+        absl::StatusOr<SemVer> v = SemVer::Parse(value);
+        if (!v.ok()) return Malformed(what, number, value, "is not SemVer");
+        release.version = v->ToString();
+      }
+      if (!seen.insert(release.version).second) {
+        return Malformed(what, number, value, "appears twice");
+      }
+      changelog.releases.push_back(std::move(release));
+    } else if (!changelog.releases.empty()) {
+      FlagLine(changelog.releases.back(), line, number);
+    }
+  }
+  return changelog;
+}
+
+std::vector<ChangelogFlag> FlagsCrossed(const Changelog& changelog,
+                                        const SemVer& from, const SemVer& to) {
+  const SemVer& lo = from < to ? from : to;
+  const SemVer& hi = from < to ? to : from;
+  std::vector<std::pair<SemVer, const ChangelogRelease*>> crossed;
+  for (const ChangelogRelease& r : changelog.releases) {
+    if (r.version.empty()) continue;
+    absl::StatusOr<SemVer> v = SemVer::Parse(r.version);
+    if (v.ok() && lo < *v && *v <= hi) crossed.emplace_back(*v, &r);
+  }
+  std::sort(crossed.begin(), crossed.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<ChangelogFlag> flags;
+  for (const auto& [version, release] : crossed) {
+    flags.insert(flags.end(), release->flags.begin(), release->flags.end());
+  }
+  return flags;
+}
+
+}  // namespace kmsfleet

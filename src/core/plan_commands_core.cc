@@ -1,0 +1,156 @@
+// Operator commands to the plan machine (plan_step.h): start, pause,
+// resume, abort, rollback, ack-break-glass. A refused command changes
+// nothing and says why; an accepted one is recorded in the plan's audit
+// with who asked and the acknowledgements given.
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/release_guards.h"
+#include "kmsfleet/status.h"
+#include "plan_step.h"
+
+namespace kmsfleet {
+namespace {
+
+std::string NodeHash(const NodeView& v) {
+  return v.state ? v.state->key_id_hash_metric() : "";
+}
+
+// What the plan records of a node at its start (reference §8.1 "record the
+// current provider version, key_id hash, and Transit key version").
+v1::NodeBaseline Baseline(const NodeView& v) {
+  v1::NodeBaseline b;
+  b.set_node(v.node);
+  b.set_provider_version(v.state->provider_version());
+  b.set_key_id_hash(NodeHash(v));
+  if (v.state->has_key_version()) b.set_transit_key_version(v.state->key_version());
+  if (v.registry) {
+    b.set_registry_schema(v.registry->schema_version);
+    b.set_removed_records(v.registry->removed_records);
+  }
+  return b;
+}
+
+// The views of `voters` that hold a state, in voter order.
+std::vector<const NodeView*> VoterViews(const std::vector<std::string>& voters,
+                                        const std::vector<NodeView>& views) {
+  std::vector<const NodeView*> out;
+  for (const std::string& voter : voters) {
+    for (const NodeView& v : views) {
+      if (v.node == voter && v.state) {
+        out.push_back(&v);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+void PlanStep::HandleCommand(const OperatorCommand& c) {
+  if (c.kind != CommandKind::kStart && !next_) {
+    refusal_ = MakeError(absl::StatusCode::kFailedPrecondition, reason::kNoPlan,
+                         "There is no plan; start one with `kmsfleetctl "
+                         "upgrade`.");
+    return;
+  }
+  absl::Status s;
+  switch (c.kind) {
+    case CommandKind::kStart: s = HandleStart(c); break;
+    case CommandKind::kPause: s = HandlePause(); break;
+    case CommandKind::kResume: s = HandleResume(); break;
+    case CommandKind::kAbort: s = HandleAbort(); break;
+    case CommandKind::kRollback: s = HandleRollback(); break;
+    case CommandKind::kAckBreakGlass: s = HandleAckBreakGlass(c.nonce); break;
+  }
+  if (!s.ok()) {
+    refusal_ = s;
+    return;
+  }
+  static constexpr std::string_view kNames[] = {
+      "upgrade", "pause", "resume", "abort", "rollback", "ack-break-glass"};
+  Audit(c.who, absl::StrCat(std::string(kNames[static_cast<int>(c.kind)]),
+                            c.kind == CommandKind::kStart
+                                ? " to " + c.request.target_version
+                                : ""),
+        c.kind == CommandKind::kStart ? c.request.acknowledgements
+        : c.kind == CommandKind::kAckBreakGlass
+            ? std::vector<std::string>{"break-glass nonce " + c.nonce}
+            : std::vector<std::string>{});
+}
+
+
+v1::FleetPlan PlanStep::NewPlan(const PlanRequest& r,
+                               const std::vector<std::string>& order,
+                               const std::vector<const NodeView*>& views,
+                               const std::vector<std::string>& required_acks) const {
+  v1::FleetPlan plan;
+  plan.set_plan_id(absl::StrCat("plan-", in_.now_unix_ms, "-",
+                                absl::Hex(in_.random & 0xffffffff)));
+  plan.set_kind(v1::PLAN_KIND_UPGRADE);
+  plan.set_phase(v1::PLAN_PHASE_DRAFT);
+  plan.set_target_version(SemVer::Parse(r.target_version)->ToString());
+  plan.set_version_before(views.front()->state->provider_version());
+  for (const std::string& name : order) {
+    v1::PlanNode* n = plan.add_nodes();
+    n->set_node(name);
+    n->set_phase(v1::PLAN_NODE_PHASE_PENDING);
+    n->set_phase_since_unix_ms(in_.now_unix_ms);
+  }
+  *plan.mutable_settings() = r.settings;
+  if (plan.settings().parity_observations() <= 0) {
+    plan.mutable_settings()->set_parity_observations(kDefaultParityObservations);
+  }
+  *plan.mutable_compat() = r.facts;
+  for (const std::string& code : required_acks) {
+    plan.mutable_compat()->add_required_acknowledgements(code);
+  }
+  for (const std::string& a : r.acknowledgements) plan.add_acknowledgements(a);
+  for (const NodeView* v : views) *plan.add_baseline() = Baseline(*v);
+  plan.set_created_unix_ms(in_.now_unix_ms);
+  return plan;
+}
+
+absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
+  if (next_ && !IsFinished(next_->phase())) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
+                     absl::StrCat("Plan ", next_->plan_id(), " is ",
+                                  std::string(PlanPhaseName(next_->phase())),
+                                  "; finish, roll back or abort it first."));
+  }
+  const PlanRequest& r = c.request;
+  absl::StatusOr<std::vector<std::string>> order =
+      PlanNodeOrder(m_.config_, r.order);
+  if (!order.ok()) return order.status();
+  if (absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views,
+                                        in_.now_unix_ms);
+      !s.ok()) {
+    return s;
+  }
+  // CheckFleetHealth passed, so every voter has a state.
+  const std::vector<const NodeView*> views =
+      VoterViews(m_.config_.voters, in_.views);
+  VersionPolicyInput policy;
+  policy.target = r.target_version;
+  for (const NodeView* v : views) {
+    policy.running.push_back({v->node, v->state->provider_version()});
+  }
+  if (absl::Status s = CheckVersionPolicy(policy); !s.ok()) return s;
+  CompatInput compat{r.facts, r.changelog, r.acknowledgements,
+                     !r.settings.apiserver_restart_method().empty()};
+  if (absl::Status s = CheckCompatibility(compat); !s.ok()) return s;
+
+  next_ = NewPlan(r, *order, views, RequiredAcknowledgements(compat));
+  changed_ = true;
+  for (const char* guard : {"node order", "fleet health", "version policy",
+                            "compatibility"}) {
+    RecordGuard(guard, absl::OkStatus());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,228 @@
+// Phase decisions of one plan machine Step (plan_step.h): preflight, the
+// gates between nodes, the node in flight, and completion.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "plan_step.h"
+
+namespace kmsfleet {
+namespace {
+
+absl::Status Waiting(std::string_view reason, std::string message) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason, message);
+}
+
+bool RollingBack(const v1::FleetPlan& plan) {
+  return plan.phase() == v1::PLAN_PHASE_ROLLING_BACK;
+}
+
+}  // namespace
+
+void PlanStep::DecidePhase() {
+  if (!next_->in_flight().empty() &&
+      next_->phase() != v1::PLAN_PHASE_BREAK_GLASS) {
+    // The node in flight finishes (or hands off) whatever the phase.
+    DecideInFlight();
+    return;
+  }
+  switch (next_->phase()) {
+    case v1::PLAN_PHASE_DRAFT:
+      Become(v1::PLAN_PHASE_PREFLIGHT, "plan recorded");
+      DecidePreflight();
+      return;
+    case v1::PLAN_PHASE_PREFLIGHT: DecidePreflight(); return;
+    case v1::PLAN_PHASE_ROLLING:
+    case v1::PLAN_PHASE_ROLLING_BACK: DecideNextNode(); return;
+    case v1::PLAN_PHASE_PAUSED:
+      if (next_->abort_requested()) {
+        AbortNow();
+        return;
+      }
+      Block(Waiting(reason::kPlanPaused, "The plan is paused; run "
+                                         "`kmsfleetctl resume`."));
+      return;
+    case v1::PLAN_PHASE_HALTED:
+      Block(Waiting(reason::kPlanHalted,
+                    absl::StrCat("The plan halted: ", next_->halt().reason(),
+                                 ": ", next_->halt().message())));
+      return;
+    case v1::PLAN_PHASE_BREAK_GLASS:
+      Block(Waiting(reason::kBreakGlassActive,
+                    absl::StrCat("Break-glass on ", next_->break_glass().node(),
+                                 ": ", next_->break_glass().failure(),
+                                 " Acknowledge nonce ",
+                                 next_->break_glass().nonce(),
+                                 " once fixed by hand.")));
+      return;
+    default:
+      return;  // finished
+  }
+}
+
+void PlanStep::DecidePreflight() {
+  if (next_->abort_requested()) {
+    AbortNow();
+    return;
+  }
+  bool waiting = false;
+  std::vector<NodeArtifact> artifacts;
+  for (const v1::PlanNode& n : next_->nodes()) {
+    const bool pending = n.phase() == v1::PLAN_NODE_PHASE_PENDING;
+    if (pending || n.phase() == v1::PLAN_NODE_PHASE_STAGED) {
+      PlanAction a = MakeAction(
+          pending ? ActionKind::kStage : ActionKind::kPreflight, n.node());
+      a.version = next_->target_version();
+      Issue(std::move(a));
+      waiting = true;
+    }
+    artifacts.push_back({n.node(), next_->version_before(),
+                         n.previous_artifact_verified()});
+  }
+  if (waiting) return;
+  if (absl::Status ready = CheckRollbackReadiness(artifacts); !ready.ok()) {
+    Halt(ready, "");
+    return;
+  }
+  if (absl::Status gates = NodeGates(false); !gates.ok()) {
+    Block(gates);
+    return;
+  }
+  // Every node Preflighted means doctor and rotation-plan passed on each.
+  for (const char* guard : {"doctor", "rotation", "rollback readiness",
+                            "fleet health", "parity", "openbao"}) {
+    RecordGuard(guard, absl::OkStatus());
+  }
+  Become(v1::PLAN_PHASE_ROLLING, "preflight passed on every node");
+  DecideNextNode();
+}
+
+absl::Status PlanStep::NodeGates(bool rolling_back) {
+  int64_t last_done = 0;
+  for (const v1::PlanNode& n : next_->nodes()) {
+    last_done = std::max(last_done, n.done_unix_ms());
+  }
+  const int64_t soak_until = last_done + next_->settings().soak_ms();
+  if (last_done > 0 && in_.now_unix_ms < soak_until) {
+    return Waiting(reason::kSoakInProgress,
+                   absl::StrCat("Soaking until unix_ms ", soak_until, " (",
+                                (soak_until - in_.now_unix_ms) / 1000,
+                                " s left)."));
+  }
+  absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views, in_.now_unix_ms);
+  if (s.ok()) s = CheckParityStable(m_.parity_, next_->settings().parity_observations());
+  if (s.ok()) {
+    s = in_.openbao ? CheckOpenBaoHealth(*in_.openbao)
+                    : Waiting(reason::kOpenBaoUnreachable,
+                              "OpenBao has not been probed yet.");
+  }
+  if (s.ok()) s = CheckRotationMetric(in_.views);
+  if (s.ok() && rolling_back) {
+    if (absl::Status allowed = RollbackAllowed(); !allowed.ok()) {
+      Halt(allowed, "");
+      return allowed;
+    }
+  }
+  return s;
+}
+
+void PlanStep::DecideNextNode() {
+  const bool rolling_back = RollingBack(*next_);
+  if (next_->abort_requested()) {
+    AbortNow();
+    return;
+  }
+  v1::PlanNode* target = nullptr;
+  for (v1::PlanNode& n : *next_->mutable_nodes()) {
+    if (!rolling_back && n.phase() == v1::PLAN_NODE_PHASE_PREFLIGHTED) {
+      target = &n;
+      break;
+    }
+    // Rolling back walks the upgraded nodes in reverse order.
+    if (rolling_back && n.phase() == v1::PLAN_NODE_PHASE_DONE) target = &n;
+  }
+  if (target == nullptr) {
+    DecideCompletion(rolling_back);
+    return;
+  }
+  if (absl::Status gates = NodeGates(rolling_back); !gates.ok()) {
+    Block(gates);
+    return;
+  }
+  const uint64_t revision =
+      (m_.committed_ ? m_.committed_->revision() : 0) + 1;
+  // The swap to undo is recorded once: a retried walk-back undoes the same
+  // swap, not the failed rollback.
+  if (rolling_back && target->rollback_of().empty()) {
+    target->set_rollback_of(target->operation_id());
+  }
+  target->set_operation_id(absl::StrCat(next_->plan_id(), "/", target->node(),
+                                        rolling_back ? "/rollback/" : "/swap/",
+                                        revision));
+  target->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
+  target->clear_reason();
+  target->clear_message();
+  SetNodePhase(*target, v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  next_->set_in_flight(target->node());
+  next_->set_first_swap_authorised(true);
+  DecideInFlight();
+}
+
+void PlanStep::DecideInFlight() {
+  v1::PlanNode* n = FindNode(next_->in_flight());
+  if (n == nullptr) return;  // a plan naming an unknown node never commits
+  const std::string expected = m_.parity_.hash();
+  switch (n->stage()) {
+    case v1::PLAN_STEP_STAGE_SWAPPING: {
+      const bool back = !n->rollback_of().empty();
+      PlanAction a = MakeAction(
+          back ? ActionKind::kRollbackNode : ActionKind::kSwap, n->node());
+      a.version = back ? next_->version_before() : next_->target_version();
+      a.operation_id = n->operation_id();
+      a.of_operation_id = n->rollback_of();
+      a.expected_key_id_hash = expected;
+      a.stabilization_ms = next_->settings().stabilization_ms();
+      Issue(std::move(a));
+      return;
+    }
+    case v1::PLAN_STEP_STAGE_RESTARTING_APISERVER:
+    {
+      PlanAction a = MakeAction(ActionKind::kRestartApiServer, n->node());
+      a.method = next_->settings().apiserver_restart_method();
+      Issue(std::move(a));
+      return;
+    }
+    default:
+      Issue(MakeAction(ActionKind::kHandOff, n->node()));
+      return;
+  }
+}
+
+void PlanStep::DecideCompletion(bool rolling_back) {
+  const std::string& version =
+      rolling_back ? next_->version_before() : next_->target_version();
+  absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views, in_.now_unix_ms);
+  if (s.ok()) s = CheckParityStable(m_.parity_, next_->settings().parity_observations());
+  std::vector<std::string> off;
+  for (const NodeView& v : in_.views) {
+    if (v.state && v.state->provider_version() != version) {
+      off.push_back(absl::StrCat(v.node, " (", v.state->provider_version(), ")"));
+    }
+  }
+  if (s.ok() && !off.empty()) {
+    s = Waiting(reason::kFleetNotConverged,
+                absl::StrCat("Every node should run ", version, " but ",
+                             absl::StrJoin(off, ", "), " do not."));
+  }
+  if (!s.ok()) {
+    Block(s);
+    return;
+  }
+  Become(rolling_back ? v1::PLAN_PHASE_ROLLED_BACK : v1::PLAN_PHASE_COMPLETED,
+         absl::StrCat("every node runs ", version, " with key_id hash ",
+                      m_.parity_.hash()));
+}
+
+}  // namespace kmsfleet

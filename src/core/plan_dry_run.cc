@@ -1,0 +1,98 @@
+// The dry run (plan_dry_run.h) and the plan's node order.
+#include "kmsfleet/plan_dry_run.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/release_guards.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+
+absl::StatusOr<std::vector<std::string>> PlanNodeOrder(
+    const PlanMachineConfig& config, const std::vector<std::string>& requested) {
+  std::vector<std::string> voters = config.voters;
+  std::sort(voters.begin(), voters.end());
+  if (requested.empty()) {
+    // The coordinator's own node goes last: it keeps coordinating while
+    // the others are swapped, and hands over only at the end.
+    std::stable_partition(voters.begin(), voters.end(), [&](const auto& n) {
+      return n != config.self;
+    });
+    return voters;
+  }
+  std::vector<std::string> sorted = requested;
+  std::sort(sorted.begin(), sorted.end());
+  if (sorted != voters) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kUnknownNode,
+                     absl::StrCat("The node order [",
+                                  absl::StrJoin(requested, ", "),
+                                  "] must name every member exactly once: [",
+                                  absl::StrJoin(voters, ", "), "]."));
+  }
+  return requested;
+}
+
+namespace {
+
+absl::Status NotEvaluated(std::string_view what) {
+  return MakeError(absl::StatusCode::kFailedPrecondition,
+                   reason::kNotEvaluated,
+                   absl::StrCat("Not evaluated: ", std::string(what),
+                                " were not gathered."));
+}
+
+absl::Status VersionGuard(const DryRunInput& in) {
+  VersionPolicyInput policy;
+  policy.target = in.request.target_version;
+  for (const NodeView& v : in.views) {
+    policy.running.push_back(
+        {v.node, v.state ? v.state->provider_version() : std::string()});
+  }
+  return CheckVersionPolicy(policy);
+}
+
+absl::Status CompatGuard(const DryRunInput& in) {
+  const PlanRequest& r = in.request;
+  return CheckCompatibility({r.facts, r.changelog, r.acknowledgements,
+                             !r.settings.apiserver_restart_method().empty()});
+}
+
+absl::Status RotationGuard(const DryRunInput& in) {
+  if (in.rotation) return CheckRotation(*in.rotation);
+  return CheckRotationMetric(in.views);
+}
+
+}  // namespace
+
+DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
+                            const DryRunInput& in) {
+  DryRunReport report;
+  absl::StatusOr<std::vector<std::string>> order =
+      PlanNodeOrder(config, in.request.order);
+  if (order.ok()) report.order = *order;
+  auto add = [&](std::string guard, absl::Status result) {
+    report.guards.push_back({std::move(guard), std::move(result)});
+  };
+  add("node order", order.status());
+  add("fleet health", CheckFleetHealth(config.voters, in.views, in.now_unix_ms));
+  add("version policy", VersionGuard(in));
+  add("compatibility", CompatGuard(in));
+  add("parity", CheckParityOnce(in.views));
+  add("openbao", in.openbao ? CheckOpenBaoHealth(*in.openbao)
+                            : NotEvaluated("OpenBao health"));
+  add("rotation", RotationGuard(in));
+  add("doctor", in.doctor ? CheckDoctor(*in.doctor)
+                          : NotEvaluated("doctor results"));
+  add("rollback readiness", in.artifacts
+                                ? CheckRollbackReadiness(*in.artifacts)
+                                : NotEvaluated("previous artifacts"));
+  report.would_start = std::all_of(
+      report.guards.begin(), report.guards.end(),
+      [](const GuardOutcome& g) { return g.result.ok(); });
+  return report;
+}
+
+}  // namespace kmsfleet

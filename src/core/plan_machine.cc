@@ -1,0 +1,138 @@
+// The plan machine's entry points, names and codec (plan_machine.h). The
+// decisions live in plan_step.cc and plan_commands_core.cc.
+#include "kmsfleet/plan_machine.h"
+
+#include "absl/strings/str_cat.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "plan_step.h"
+
+namespace kmsfleet {
+
+std::string_view PlanPhaseName(v1::PlanPhase phase) {
+  switch (phase) {
+    case v1::PLAN_PHASE_DRAFT: return "Draft";
+    case v1::PLAN_PHASE_PREFLIGHT: return "Preflight";
+    case v1::PLAN_PHASE_ROLLING: return "Rolling";
+    case v1::PLAN_PHASE_COMPLETED: return "Completed";
+    case v1::PLAN_PHASE_PAUSED: return "Paused";
+    case v1::PLAN_PHASE_HALTED: return "Halted";
+    case v1::PLAN_PHASE_ROLLING_BACK: return "RollingBack";
+    case v1::PLAN_PHASE_ROLLED_BACK: return "RolledBack";
+    case v1::PLAN_PHASE_BREAK_GLASS: return "BreakGlass";
+    case v1::PLAN_PHASE_ABORTED: return "Aborted";
+    default: return "Unspecified";
+  }
+}
+
+std::string_view PlanNodePhaseName(v1::PlanNodePhase phase) {
+  switch (phase) {
+    case v1::PLAN_NODE_PHASE_PENDING: return "Pending";
+    case v1::PLAN_NODE_PHASE_STAGED: return "Staged";
+    case v1::PLAN_NODE_PHASE_PREFLIGHTED: return "Preflighted";
+    case v1::PLAN_NODE_PHASE_IN_FLIGHT: return "InFlight";
+    case v1::PLAN_NODE_PHASE_DONE: return "Done";
+    case v1::PLAN_NODE_PHASE_ROLLED_BACK: return "RolledBack";
+    case v1::PLAN_NODE_PHASE_FAILED: return "Failed";
+    default: return "Unspecified";
+  }
+}
+
+std::string_view ActionKindName(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kStage: return "stage";
+    case ActionKind::kPreflight: return "preflight";
+    case ActionKind::kSwap: return "swap";
+    case ActionKind::kRollbackNode: return "rollback";
+    case ActionKind::kRestartApiServer: return "restart-apiserver";
+    case ActionKind::kHandOff: return "hand-off";
+    case ActionKind::kHalt: return "halt";
+    case ActionKind::kBreakGlass: return "break-glass";
+  }
+  return "unknown";
+}
+
+bool IsFinished(v1::PlanPhase phase) {
+  return phase == v1::PLAN_PHASE_COMPLETED ||
+         phase == v1::PLAN_PHASE_ROLLED_BACK ||
+         phase == v1::PLAN_PHASE_ABORTED;
+}
+
+absl::StatusOr<std::string> EncodePlan(const v1::FleetPlan& plan) {
+  const size_t size = plan.ByteSizeLong();
+  if (size > kMaxPlanBytes) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kPlanTooLarge,
+                     absl::StrCat("Plan ", plan.plan_id(), " serialises to ",
+                                  size, " bytes, more than the limit of ",
+                                  kMaxPlanBytes, "."),
+                     {{"size_bytes", std::to_string(size)},
+                      {"limit_bytes", std::to_string(kMaxPlanBytes)}});
+  }
+  return plan.SerializeAsString();
+}
+
+absl::StatusOr<v1::FleetPlan> DecodePlan(std::string_view payload) {
+  if (payload.size() > kMaxPlanBytes) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kPlanTooLarge,
+                     absl::StrCat("Plan payload is ", payload.size(),
+                                  " bytes, more than the limit of ",
+                                  kMaxPlanBytes, "."),
+                     {{"size_bytes", std::to_string(payload.size())}});
+  }
+  v1::FleetPlan plan;
+  if (!plan.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kMalformedPlan,
+                     absl::StrCat("Plan payload of ", payload.size(),
+                                  " bytes does not parse as kmsfleet.v1."
+                                  "FleetPlan."));
+  }
+  return plan;
+}
+
+PlanMachine::PlanMachine(PlanMachineConfig config,
+                         std::optional<v1::FleetPlan> committed)
+    : config_(std::move(config)), committed_(std::move(committed)) {}
+
+PlanReady PlanMachine::Step(const PlanInput& input) {
+  parity_.Observe(input.views);
+  if (pending_) {
+    // Results must not be lost while a change is outstanding: keep them for
+    // the first Step that decides again.
+    deferred_.insert(deferred_.end(), input.results.begin(),
+                     input.results.end());
+    PlanReady ready;
+    if (input.command) {
+      ready.refusal = MakeError(
+          absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+          "A plan change is still being committed; retry the command.");
+    }
+    ready.blocked = MakeError(absl::StatusCode::kUnavailable,
+                              reason::kPlanChangePending,
+                              "Waiting for the last plan change to commit.");
+    return ready;
+  }
+  PlanStep step(*this, input);
+  step.Run();
+  PlanReady ready = step.TakeReady();
+  if (ready.plan) pending_ = ready.plan->revision();
+  return ready;
+}
+
+void PlanMachine::Committed(const v1::FleetPlan& plan) {
+  // Revisions increase across plans too (a new plan continues from the
+  // last one), so an older record cannot clear a newer proposal.
+  if (pending_ && plan.revision() < *pending_) return;
+  committed_ = plan;
+  pending_.reset();
+}
+
+void PlanMachine::Abandon() {
+  pending_.reset();
+  // Results consumed by the abandoned proposal are gone, and so are the
+  // actions it issued: issue again from the committed plan (actions are
+  // idempotent), so that their results come back.
+  issued_.clear();
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,159 @@
+// Pause, resume, abort, rollback and break-glass acknowledgement
+// (plan_step.h). Abort and pause stop before the next node: a swap in
+// progress is never interrupted, its outcome is still handled.
+#include "absl/strings/str_cat.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/release_guards.h"
+#include "kmsfleet/status.h"
+#include "plan_step.h"
+
+namespace kmsfleet {
+namespace {
+
+absl::Status NotApplicable(std::string_view command, v1::PlanPhase phase) {
+  return MakeError(absl::StatusCode::kFailedPrecondition,
+                   reason::kCommandNotApplicable,
+                   absl::StrCat("`", std::string(command),
+                                "` does not apply to a plan in ",
+                                std::string(PlanPhaseName(phase)), "."),
+                   {{"phase", std::string(PlanPhaseName(phase))}});
+}
+
+absl::Status BreakGlassActive(const v1::FleetPlan& plan) {
+  return MakeError(absl::StatusCode::kFailedPrecondition,
+                   reason::kBreakGlassActive,
+                   absl::StrCat("The plan is in BreakGlass on ",
+                                plan.break_glass().node(),
+                                "; automation stays stopped until its nonce "
+                                "is acknowledged."));
+}
+
+}  // namespace
+
+absl::Status PlanStep::HandlePause() {
+  const v1::PlanPhase phase = next_->phase();
+  if (phase != v1::PLAN_PHASE_PREFLIGHT && phase != v1::PLAN_PHASE_ROLLING &&
+      phase != v1::PLAN_PHASE_ROLLING_BACK) {
+    return NotApplicable("pause", phase);
+  }
+  Become(v1::PLAN_PHASE_PAUSED, "paused by operator");
+  return absl::OkStatus();
+}
+
+absl::Status PlanStep::HandleResume() {
+  const v1::PlanPhase phase = next_->phase();
+  if (phase == v1::PLAN_PHASE_BREAK_GLASS) return BreakGlassActive(*next_);
+  if (phase != v1::PLAN_PHASE_PAUSED && phase != v1::PLAN_PHASE_HALTED) {
+    return NotApplicable("resume", phase);
+  }
+  const v1::PlanPhase to = next_->resume_phase();
+  if (phase == v1::PLAN_PHASE_HALTED) {
+    ReclaimFailedNodes(to == v1::PLAN_PHASE_ROLLING_BACK);
+    next_->clear_halt();
+    m_.issued_.clear();
+  }
+  Become(to, "resumed by operator");
+  return absl::OkStatus();
+}
+
+absl::Status PlanStep::HandleAbort() {
+  const v1::PlanPhase phase = next_->phase();
+  if (phase == v1::PLAN_PHASE_BREAK_GLASS) return BreakGlassActive(*next_);
+  if (IsFinished(phase)) return NotApplicable("abort", phase);
+  next_->set_abort_requested(true);
+  changed_ = true;
+  if (next_->in_flight().empty() &&
+      (phase == v1::PLAN_PHASE_HALTED || phase == v1::PLAN_PHASE_DRAFT)) {
+    AbortNow();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PlanStep::RollbackAllowed() const {
+  VersionPolicyInput policy;
+  policy.direction = PlanDirection::kRollback;
+  policy.target = next_->version_before();
+  policy.recorded_before = next_->version_before();
+  for (const NodeView& v : in_.views) {
+    if (v.state) policy.running.push_back({v.node, v.state->provider_version()});
+  }
+  if (absl::Status s = CheckVersionPolicy(policy); !s.ok()) return s;
+  RollbackSafetyInput safety;
+  safety.facts = next_->compat();
+  safety.baseline.assign(next_->baseline().begin(), next_->baseline().end());
+  safety.views = in_.views;
+  return CheckRollbackSafety(safety);
+}
+
+absl::Status PlanStep::HandleRollback() {
+  const v1::PlanPhase phase = next_->phase();
+  if (phase == v1::PLAN_PHASE_BREAK_GLASS) return BreakGlassActive(*next_);
+  if (phase != v1::PLAN_PHASE_COMPLETED && phase != v1::PLAN_PHASE_HALTED &&
+      phase != v1::PLAN_PHASE_ABORTED && phase != v1::PLAN_PHASE_PAUSED) {
+    return NotApplicable("rollback", phase);
+  }
+  if (!next_->in_flight().empty()) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kHandoffPending,
+                     absl::StrCat(next_->in_flight(), " is still in flight; "
+                                  "retry once it has handed off."));
+  }
+  if (absl::Status s = RollbackAllowed(); !s.ok()) return s;
+  ReclaimFailedNodes(true);
+  next_->clear_halt();
+  next_->set_abort_requested(false);
+  m_.issued_.clear();
+  Become(v1::PLAN_PHASE_ROLLING_BACK, "rollback requested");
+  return absl::OkStatus();
+}
+
+void PlanStep::ReclaimFailedNodes(bool walk_back) {
+  for (v1::PlanNode& n : *next_->mutable_nodes()) {
+    if (n.phase() != v1::PLAN_NODE_PHASE_FAILED) continue;
+    if (walk_back) {
+      // Walk back only a node that does not already run the old version
+      // (a failed swap restored it; a failed API server restart did not).
+      const NodeView* view = nullptr;
+      for (const NodeView& v : in_.views) {
+        if (v.node == n.node()) view = &v;
+      }
+      // Without a state, walk it back: a needless rollback is refused by
+      // the node and halts; a missed one would leave the fleet mixed.
+      if (view != nullptr && view->state &&
+          view->state->provider_version() == next_->version_before()) {
+        continue;
+      }
+    }
+    n.clear_reason();
+    n.clear_message();
+    SetNodePhase(n, walk_back ? v1::PLAN_NODE_PHASE_DONE
+                              : v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  }
+}
+
+absl::Status PlanStep::HandleAckBreakGlass(const std::string& nonce) {
+  if (next_->phase() != v1::PLAN_PHASE_BREAK_GLASS) {
+    return NotApplicable("ack-break-glass", next_->phase());
+  }
+  if (nonce != next_->break_glass().nonce()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kBreakGlassNonceMismatch,
+                     absl::StrCat("Nonce ", nonce, " is not the current "
+                                  "break-glass nonce; read it with "
+                                  "`kmsfleetctl plan`."));
+  }
+  v1::PlanHalt* halt = next_->mutable_halt();
+  halt->set_reason(next_->break_glass().reason());
+  halt->set_message(absl::StrCat("Break-glass acknowledged: ",
+                                 next_->break_glass().failure()));
+  halt->set_node(next_->break_glass().node());
+  m_.issued_.clear();
+  // Halted keeps the break-glass resume phase; the node in flight must
+  // still hand off before any other node is touched.
+  const v1::PlanPhase resume = next_->resume_phase();
+  next_->set_phase(v1::PLAN_PHASE_HALTED);
+  next_->set_resume_phase(resume);
+  changed_ = true;
+  return absl::OkStatus();
+}
+
+}  // namespace kmsfleet

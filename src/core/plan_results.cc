@@ -1,0 +1,193 @@
+// How the results of carried-out actions change the plan (plan_step.h).
+// A result that no longer fits the plan (another node state, another
+// operation id) is stale and ignored: the plan moved on without it.
+#include <iterator>
+
+#include "absl/strings/str_cat.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+#include "plan_step.h"
+
+namespace kmsfleet {
+namespace {
+
+// `status` if it carries a reason, else `fallback` with its message.
+absl::Status WithReason(const absl::Status& status, std::string_view fallback,
+                        std::string_view node) {
+  if (!ReasonOf(status).empty()) return status;
+  return MakeError(absl::StatusCode::kFailedPrecondition, fallback,
+                   absl::StrCat(std::string(node), ": ",
+                                std::string(status.message())));
+}
+
+}  // namespace
+
+void PlanStep::ApplyResult(const ActionResult& result) {
+  v1::PlanNode* node = FindNode(result.node);
+  if (node == nullptr) return;
+  if (result.revision != 0 && result.revision < next_->start_revision()) {
+    return;  // answers an action of an earlier plan
+  }
+  if (result.status.code() == absl::StatusCode::kUnavailable) {
+    // The node could not be reached: let the action be issued again.
+    const std::string prefix = absl::StrCat("/", result.node, "/");
+    for (auto it = m_.issued_.begin(); it != m_.issued_.end();) {
+      it = it->find(prefix) != std::string::npos ? m_.issued_.erase(it)
+                                                 : std::next(it);
+    }
+    return;
+  }
+  switch (result.kind) {
+    case ResultKind::kStaged: ApplyStaged(*node, result); break;
+    case ResultKind::kPreflighted: ApplyPreflighted(*node, result); break;
+    case ResultKind::kOperation: ApplyOperation(*node, result); break;
+    case ResultKind::kApiServerRestarted:
+      ApplyApiServerRestarted(*node, result);
+      break;
+    case ResultKind::kHandOff: ApplyHandOff(*node, result); break;
+  }
+}
+
+void PlanStep::ApplyStaged(v1::PlanNode& node, const ActionResult& r) {
+  if (node.phase() != v1::PLAN_NODE_PHASE_PENDING) return;
+  if (!r.status.ok()) {
+    Halt(WithReason(r.status, reason::kStageFailed, node.node()), node.node());
+    return;
+  }
+  node.set_previous_artifact_verified(r.previous_artifact_verified);
+  SetNodePhase(node, v1::PLAN_NODE_PHASE_STAGED);
+}
+
+void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
+  if (node.phase() != v1::PLAN_NODE_PHASE_STAGED) return;
+  absl::Status verdict = r.status.ok()
+                             ? CheckDoctor({r.doctor})
+                             : WithReason(r.status, reason::kDoctorFailed,
+                                          node.node());
+  if (verdict.ok()) verdict = CheckRotation({r.rotation});
+  if (!verdict.ok()) {
+    Halt(verdict, node.node());
+    return;
+  }
+  SetNodePhase(node, v1::PLAN_NODE_PHASE_PREFLIGHTED);
+}
+
+void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
+  if (next_->in_flight() != node.node() ||
+      node.stage() != v1::PLAN_STEP_STAGE_SWAPPING ||
+      r.operation_id != node.operation_id()) {
+    return;
+  }
+  switch (r.outcome) {
+    case OperationOutcome::kNotFound:
+      // The command never reached the node (e.g. the coordinator died
+      // between commit and send): send it again.
+      m_.issued_.clear();
+      return;
+    case OperationOutcome::kStable:
+      node.set_stage(RestartRequired()
+                         ? v1::PLAN_STEP_STAGE_RESTARTING_APISERVER
+                         : v1::PLAN_STEP_STAGE_HANDING_OFF);
+      break;
+    case OperationOutcome::kRolledBack:
+      node.set_reason(r.outcome_reason.empty() ? reason::kSwapFailedRestored
+                                               : r.outcome_reason);
+      node.set_message(absl::StrCat(node.node(), " failed its operation and "
+                                    "was restored: ", r.outcome_message));
+      node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+      break;
+    case OperationOutcome::kRollbackFailed:
+      node.set_reason(reason::kRollbackFailed);
+      // Once acknowledged, the node must still hand off; never swap again.
+      node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+      node.set_message(absl::StrCat(node.node(), " failed and could not be "
+                                    "restored (RollbackFailed): ",
+                                    r.outcome_message));
+      EnterBreakGlass(MakeError(absl::StatusCode::kFailedPrecondition,
+                                reason::kRollbackFailed, node.message()),
+                      node.node());
+      break;
+  }
+  changed_ = true;
+}
+
+void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
+                                       const ActionResult& r) {
+  if (next_->in_flight() != node.node() ||
+      node.stage() != v1::PLAN_STEP_STAGE_RESTARTING_APISERVER) {
+    return;
+  }
+  if (!r.status.ok()) {
+    node.set_reason(reason::kApiServerRestartFailed);
+    node.set_message(absl::StrCat("kube-apiserver on ", node.node(),
+                                  " did not come back ready: ",
+                                  std::string(r.status.message())));
+  }
+  node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+  changed_ = true;
+}
+
+void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
+  if (next_->in_flight() != node.node() ||
+      node.stage() != v1::PLAN_STEP_STAGE_HANDING_OFF) {
+    return;
+  }
+  if (!r.released) {
+    // Architecture §6: a node whose operation is open, unknown or ended
+    // RollbackFailed is not released; no other node may be disrupted.
+    EnterBreakGlass(
+        MakeError(absl::StatusCode::kFailedPrecondition,
+                  reason::kNodeNotReleasable,
+                  absl::StrCat(node.node(), " did not release its slot: its "
+                               "operation is still open or ended "
+                               "RollbackFailed.")),
+        node.node());
+    return;
+  }
+  next_->set_in_flight("");
+  node.set_stage(v1::PLAN_STEP_STAGE_UNSPECIFIED);
+  changed_ = true;
+  // Parity must be seen stable again, over fresh rounds, after a swap.
+  m_.parity_.Reset();
+  if (node.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) return;  // after ack
+  node.set_done_unix_ms(in_.now_unix_ms);
+  if (!node.reason().empty()) {
+    SetNodePhase(node, v1::PLAN_NODE_PHASE_FAILED);
+    AfterFailure(node);
+    return;
+  }
+  SetNodePhase(node, node.rollback_of().empty()
+                         ? v1::PLAN_NODE_PHASE_DONE
+                         : v1::PLAN_NODE_PHASE_ROLLED_BACK);
+}
+
+void PlanStep::AfterFailure(const v1::PlanNode& node) {
+  const absl::Status failure = MakeError(absl::StatusCode::kFailedPrecondition,
+                                         node.reason(), node.message());
+  const bool rolling = next_->phase() == v1::PLAN_PHASE_ROLLING ||
+                       (next_->phase() == v1::PLAN_PHASE_PAUSED &&
+                        next_->resume_phase() == v1::PLAN_PHASE_ROLLING);
+  if (!rolling || !next_->settings().auto_rollback()) {
+    Halt(failure, node.node());
+    return;
+  }
+  if (absl::Status allowed = RollbackAllowed(); !allowed.ok()) {
+    Halt(MakeError(absl::StatusCode::kFailedPrecondition, ReasonOf(allowed),
+                   absl::StrCat(failure.message(), " Auto-rollback refused: ",
+                                allowed.message())),
+         node.node());
+    return;
+  }
+  const std::string why = absl::StrCat("auto-rollback after ", node.node(),
+                                      " failed (", node.reason(), ")");
+  ReclaimFailedNodes(true);
+  if (next_->phase() == v1::PLAN_PHASE_PAUSED) {
+    // An operator's pause holds: the walk back starts on resume.
+    next_->set_resume_phase(v1::PLAN_PHASE_ROLLING_BACK);
+    Audit(Coordinator(), absl::StrCat(why, "; starts on resume"));
+    return;
+  }
+  Become(v1::PLAN_PHASE_ROLLING_BACK, why);
+}
+
+}  // namespace kmsfleet

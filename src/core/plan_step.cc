@@ -1,0 +1,207 @@
+// Results and phase decisions of one plan machine Step (plan_step.h).
+#include "plan_step.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+// The phase whose work continues underneath Paused, Halted or BreakGlass.
+v1::PlanPhase Walk(const v1::FleetPlan& plan) {
+  switch (plan.phase()) {
+    case v1::PLAN_PHASE_PAUSED:
+    case v1::PLAN_PHASE_HALTED:
+    case v1::PLAN_PHASE_BREAK_GLASS:
+      return plan.resume_phase();
+    default:
+      return plan.phase();
+  }
+}
+
+}  // namespace
+
+PlanStep::PlanStep(PlanMachine& machine, const PlanInput& input)
+    : m_(machine), in_(input), next_(machine.committed_) {}
+
+void PlanStep::Run() {
+  if (in_.command) HandleCommand(*in_.command);
+  // A new plan is committed as a Draft on its own, so that it (order,
+  // baseline, facts, who asked) is recorded before anything is done.
+  if (next_ && next_->phase() == v1::PLAN_PHASE_DRAFT && changed_) return;
+  std::vector<ActionResult> results = std::move(m_.deferred_);
+  m_.deferred_.clear();
+  results.insert(results.end(), in_.results.begin(), in_.results.end());
+  if (!next_) return;
+  for (const ActionResult& r : results) ApplyResult(r);
+  DecidePhase();
+}
+
+PlanReady PlanStep::TakeReady() {
+  PlanReady ready;
+  ready.refusal = refusal_;
+  ready.blocked = blocked_;
+  uint64_t revision = m_.committed_ ? m_.committed_->revision() : 0;
+  if (changed_ && next_) {
+    next_->set_revision(revision + 1);
+    if (next_->start_revision() == 0) next_->set_start_revision(revision + 1);
+    next_->set_updated_unix_ms(in_.now_unix_ms);
+    next_->set_coordinator(Coordinator());
+    if (absl::StatusOr<std::string> encoded = EncodePlan(*next_); !encoded.ok()) {
+      ready.refusal = encoded.status();
+      m_.issued_.clear();  // nothing issued here will be carried out
+      return ready;
+    }
+    revision = next_->revision();
+    ready.plan = next_;
+  }
+  for (PlanAction& a : actions_) a.revision = revision;
+  ready.actions = std::move(actions_);
+  return ready;
+}
+
+// ---- helpers ----
+
+PlanAction PlanStep::MakeAction(ActionKind kind, std::string_view node) {
+  PlanAction action;
+  action.kind = kind;
+  action.node = std::string(node);
+  return action;
+}
+
+v1::PlanNode* PlanStep::FindNode(std::string_view name) {
+  for (v1::PlanNode& n : *next_->mutable_nodes()) {
+    if (n.node() == name) return &n;
+  }
+  return nullptr;
+}
+
+std::string PlanStep::Coordinator() const {
+  return absl::StrCat("coordinator ", m_.config_.self);
+}
+
+void PlanStep::Audit(std::string_view who, std::string_view what,
+                     const std::vector<std::string>& acks) {
+  auto* audit = next_->mutable_audit();
+  if (audit->size() >= kMaxAuditEntries) {
+    audit->DeleteSubrange(0, 1);
+    next_->set_audit_dropped(next_->audit_dropped() + 1);
+  }
+  v1::AuditEntry* e = audit->Add();
+  e->set_at_unix_ms(in_.now_unix_ms);
+  e->set_who(std::string(who));
+  e->set_what(std::string(what));
+  for (const std::string& a : acks) e->add_acknowledgements(a);
+  changed_ = true;
+}
+
+void PlanStep::Become(v1::PlanPhase phase, std::string_view why) {
+  const v1::PlanPhase from = next_->phase();
+  if (from == phase) return;
+  if (phase == v1::PLAN_PHASE_PAUSED || phase == v1::PLAN_PHASE_HALTED ||
+      phase == v1::PLAN_PHASE_BREAK_GLASS) {
+    next_->set_resume_phase(Walk(*next_));
+  }
+  next_->set_phase(phase);
+  Audit(Coordinator(),
+        absl::StrCat(std::string(PlanPhaseName(from)), " -> ",
+                     std::string(PlanPhaseName(phase)), ": ", std::string(why)));
+}
+
+void PlanStep::Halt(const absl::Status& why, std::string_view node) {
+  v1::PlanHalt* halt = next_->mutable_halt();
+  halt->set_reason(ReasonOf(why));
+  halt->set_message(std::string(why.message()));
+  halt->set_node(std::string(node));
+  Become(v1::PLAN_PHASE_HALTED, halt->reason());
+  PlanAction action = MakeAction(ActionKind::kHalt, node);
+  action.why = why;
+  actions_.push_back(std::move(action));
+}
+
+void PlanStep::AbortNow() {
+  v1::PlanHalt* halt = next_->mutable_halt();
+  halt->set_reason(reason::kAbortedByOperator);
+  halt->set_message("An operator aborted the plan; nodes already upgraded "
+                    "keep the new version, the others the old one.");
+  halt->clear_node();
+  Become(v1::PLAN_PHASE_ABORTED, reason::kAbortedByOperator);
+}
+
+void PlanStep::EnterBreakGlass(const absl::Status& why, std::string_view node) {
+  std::string nonce = absl::StrCat(absl::Hex(in_.random, absl::kZeroPad16));
+  if (nonce == next_->break_glass().nonce()) {
+    // Each break-glass event must issue a new nonce, even if the random
+    // input repeated.
+    nonce = absl::StrCat(absl::Hex(in_.random + 1, absl::kZeroPad16));
+  }
+  v1::BreakGlass* bg = next_->mutable_break_glass();
+  bg->Clear();
+  bg->set_nonce(nonce);
+  bg->set_node(std::string(node));
+  bg->set_reason(ReasonOf(why));
+  bg->set_failure(std::string(why.message()));
+  bg->set_since_unix_ms(in_.now_unix_ms);
+  bg->add_manual_steps(absl::StrCat("Inspect ", std::string(node),
+                                    ": its operation "
+                                    "journal and evidence directory, and "
+                                    "the provider's unit and logs."));
+  bg->add_manual_steps("Restore a provider release that reads the current "
+                       "registry and key_id; never edit or erase "
+                       "key-registry.json or its checkpoint.");
+  bg->add_manual_steps("Confirm /ready is 200 and the key_id hash matches "
+                       "the other nodes.");
+  bg->add_manual_steps(absl::StrCat("Run: kmsfleetctl ack-break-glass ", nonce));
+  if (v1::PlanNode* n = FindNode(node)) SetNodePhase(*n, v1::PLAN_NODE_PHASE_FAILED);
+  Become(v1::PLAN_PHASE_BREAK_GLASS, bg->reason());
+  PlanAction action = MakeAction(ActionKind::kBreakGlass, node);
+  action.why = why;
+  actions_.push_back(std::move(action));
+}
+
+void PlanStep::SetNodePhase(v1::PlanNode& node, v1::PlanNodePhase phase) {
+  if (node.phase() == phase) return;
+  node.set_phase(phase);
+  node.set_phase_since_unix_ms(in_.now_unix_ms);
+  changed_ = true;
+}
+
+void PlanStep::Issue(PlanAction action) {
+  const v1::PlanNode* n = FindNode(action.node);
+  // The key names the plan and the node's state: an action is issued once
+  // per state of its node in this plan.
+  const std::string key = absl::StrCat(
+      next_->plan_id(), "|", std::string(ActionKindName(action.kind)), "/",
+      action.node, "/",
+      n ? n->phase() : 0, "/", n ? n->stage() : 0, "/",
+      n ? n->operation_id() : "");
+  if (!m_.issued_.insert(key).second) return;
+  actions_.push_back(std::move(action));
+}
+
+void PlanStep::RecordGuard(std::string_view guard, const absl::Status& result) {
+  v1::GuardRecord* record = nullptr;
+  for (v1::GuardRecord& g : *next_->mutable_guards()) {
+    if (g.guard() == guard) record = &g;
+  }
+  if (record == nullptr) record = next_->add_guards();
+  record->set_guard(std::string(guard));
+  record->set_reason(ReasonOf(result));
+  record->set_message(std::string(result.message()));
+  record->set_at_unix_ms(in_.now_unix_ms);
+  changed_ = true;
+}
+
+void PlanStep::Block(const absl::Status& why) {
+  if (blocked_.ok()) blocked_ = why;
+}
+
+bool PlanStep::RestartRequired() const {
+  return next_->compat().apiserver_restart_required();
+}
+
+}  // namespace kmsfleet

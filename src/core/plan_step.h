@@ -1,0 +1,91 @@
+// One Step of the plan machine (not a public header): a working copy of the
+// committed plan that results, commands and gates change, and the actions
+// the changed (or unchanged) plan authorises. PlanMachine::Step builds one,
+// runs it, and turns it into a PlanReady.
+// Thread-compatible: lives for one Step.
+#ifndef KMSFLEET_SRC_CORE_PLAN_STEP_H_
+#define KMSFLEET_SRC_CORE_PLAN_STEP_H_
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kmsfleet/plan_machine.h"
+
+namespace kmsfleet {
+
+class PlanStep {
+ public:
+  PlanStep(PlanMachine& machine, const PlanInput& input);
+
+  // Runs the command (if any), the results, then the phase's decisions.
+  void Run();
+  PlanReady TakeReady();
+
+ private:
+  // ---- plan_commands_core.cc: operator commands ----
+  void HandleCommand(const OperatorCommand& command);
+  absl::Status HandleStart(const OperatorCommand& command);
+  // The Draft plan for an accepted start: order, settings, facts, baseline.
+  // REQUIRES: every view holds a state; `views` is not empty.
+  v1::FleetPlan NewPlan(const PlanRequest& request,
+                        const std::vector<std::string>& order,
+                        const std::vector<const NodeView*>& views,
+                        const std::vector<std::string>& required_acks) const;
+  absl::Status HandlePause();
+  absl::Status HandleResume();
+  absl::Status HandleAbort();
+  absl::Status HandleRollback();
+  absl::Status HandleAckBreakGlass(const std::string& nonce);
+  absl::Status RollbackAllowed() const;
+  // Failed nodes are tried again: walked back (unless they already run the
+  // version before the plan) or, forward, preflighted again.
+  void ReclaimFailedNodes(bool walk_back);
+
+  // ---- plan_step.cc: results and phases ----
+  void ApplyResult(const ActionResult& result);
+  void ApplyStaged(v1::PlanNode& node, const ActionResult& result);
+  void ApplyPreflighted(v1::PlanNode& node, const ActionResult& result);
+  void ApplyOperation(v1::PlanNode& node, const ActionResult& result);
+  void ApplyApiServerRestarted(v1::PlanNode& node, const ActionResult& result);
+  void ApplyHandOff(v1::PlanNode& node, const ActionResult& result);
+  void AfterFailure(const v1::PlanNode& node);
+  void DecidePhase();
+  void DecidePreflight();
+  void DecideInFlight();
+  void DecideNextNode();
+  void DecideCompletion(bool rolling_back);
+  absl::Status NodeGates(bool rolling_back);
+
+  // ---- helpers (plan_step.cc) ----
+  v1::PlanNode* FindNode(std::string_view name);
+  void Become(v1::PlanPhase phase, std::string_view why);
+  void Halt(const absl::Status& why, std::string_view node);
+  // Ends the plan as Aborted (no node in flight), saying so in `halt`.
+  void AbortNow();
+  void EnterBreakGlass(const absl::Status& why, std::string_view node);
+  void SetNodePhase(v1::PlanNode& node, v1::PlanNodePhase phase);
+  void Audit(std::string_view who, std::string_view what,
+             const std::vector<std::string>& acks = {});
+  static PlanAction MakeAction(ActionKind kind, std::string_view node);
+  // Queues `action` unless already issued for the node's current state.
+  void Issue(PlanAction action);
+  void Block(const absl::Status& why);
+  // Records `guard`'s verdict in the plan, replacing an older one.
+  void RecordGuard(std::string_view guard, const absl::Status& result);
+  bool RestartRequired() const;
+  std::string Coordinator() const;
+
+  PlanMachine& m_;
+  const PlanInput& in_;
+  std::optional<v1::FleetPlan> next_;  // working copy; nullopt = no plan
+  bool changed_ = false;
+  std::vector<PlanAction> actions_;
+  absl::Status refusal_;
+  absl::Status blocked_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_SRC_CORE_PLAN_STEP_H_

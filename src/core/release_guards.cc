@@ -1,0 +1,113 @@
+// Release compatibility and rollback safety guards (release_guards.h;
+// reference §7.4, §8.1 "Never roll back when").
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "guard_util.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/release_guards.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using internal::NodeList;
+using internal::Refuse;
+using internal::ValueOrNone;
+
+std::string Releases(const v1::CompatFacts& facts) {
+  return ValueOrNone(absl::StrJoin(facts.releases(), ", "));
+}
+
+}  // namespace
+
+std::vector<std::string> RequiredAcknowledgements(const CompatInput& input) {
+  std::set<std::string> codes;
+  if (input.facts.one_way()) codes.insert(reason::kAckOneWayUpgrade);
+  if (input.facts.wire_format_change()) codes.insert(reason::kAckWireFormatChange);
+  for (const ChangelogFlag& flag : input.changelog) codes.insert(flag.code);
+  return {codes.begin(), codes.end()};
+}
+
+namespace {
+
+// "ONE_WAY_UPGRADE (policy: 0.2.0)" or "CHANGELOG_BREAKING (0.2.0, line
+// 12: ### ⚠ BREAKING CHANGES)".
+std::string WhyNeeded(const CompatInput& input, const std::string& code) {
+  for (const ChangelogFlag& f : input.changelog) {
+    if (f.code == code) {
+      return absl::StrCat(code, " (", f.version, ", changelog line ", f.line,
+                          ": ", f.excerpt, ")");
+    }
+  }
+  return absl::StrCat(code, " (policy: releases ", Releases(input.facts), ")");
+}
+
+// Every acknowledgement the facts and notes require was given.
+absl::Status CheckAcknowledged(const CompatInput& input) {
+  const std::set<std::string> given(input.acknowledgements.begin(),
+                                    input.acknowledgements.end());
+  std::vector<std::string> missing, text;
+  for (const std::string& code : RequiredAcknowledgements(input)) {
+    if (given.count(code)) continue;
+    missing.push_back(code);
+    text.push_back(WhyNeeded(input, code));
+  }
+  if (!missing.empty()) {
+    const std::string remedy = absl::StrCat(
+        "Read them, then pass ",
+        absl::StrJoin(missing, " ",
+                      [](std::string* out, const std::string& c) {
+                        absl::StrAppend(out, "--acknowledge ", c);
+                      }),
+        ".");
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kAcknowledgementRequired,
+                     absl::StrCat("The release notes require acknowledging: ",
+                                  absl::StrJoin(text, "; "), ". ", remedy),
+                     {{"nodes", ""},
+                      {"remedy", remedy},
+                      {"missing", absl::StrJoin(missing, ",")}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckCompatibility(const CompatInput& input) {
+  const v1::CompatFacts& f = input.facts;
+  if (f.fresh_install_only()) {
+    return Refuse(reason::kFreshInstallRequired,
+                  absl::StrCat("The releases crossed (", Releases(f),
+                               ") require a fresh installation; an in-place "
+                               "upgrade is unsupported."),
+                  "Keep this installation on its matching release, or build "
+                  "a fresh one; never erase registry state to bypass this.",
+                  {});
+  }
+  if (f.wire_format_change() && !f.migration_planned()) {
+    return Refuse(reason::kWireFormatUnplanned,
+                  absl::StrCat("The releases crossed (", Releases(f),
+                               ") change the wire format with no planned "
+                               "migration."),
+                  "Plan the migration and mark it migrationPlanned in a "
+                  "policy file, or stay on this release.",
+                  {});
+  }
+  if (absl::Status s = CheckAcknowledged(input); !s.ok()) return s;
+  if (f.apiserver_restart_required() && !input.apiserver_restart_configured) {
+    return Refuse(reason::kApiServerRestartUnconfigured,
+                  absl::StrCat("The releases crossed (", Releases(f),
+                               ") require restarting kube-apiserver, and no "
+                               "restart method is configured."),
+                  "Configure fleet.apiserver_restart (a systemd unit or a "
+                  "command), then retry.",
+                  {});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kmsfleet

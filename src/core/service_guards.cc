@@ -1,0 +1,187 @@
+// The OpenBao health and rotation guards (fleet_guards.h): the services the
+// provider depends on must be steady before any node is disrupted
+// (reference §8.1 "Defer the upgrade while a Transit rotation is pending,
+// OpenBao is failing over or restoring").
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "guard_util.h"
+#include "json_util.h"
+#include "kmsfleet/fleet_guards.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+using internal::NodeList;
+using internal::Refuse;
+using internal::ValueOrNone;
+
+struct SysHealth {
+  std::optional<bool> initialized, sealed, standby;
+};
+
+// Reads the three flags from the body; an empty body reads as none.
+absl::StatusOr<SysHealth> ParseSysHealth(const OpenBaoProbe& probe) {
+  SysHealth health;
+  if (probe.body.empty()) return health;
+  const std::string what = "OpenBao health body from " + probe.address;
+  KMSFLEET_ASSIGN_OR_RETURN(
+      boost::json::object object,
+      internal::ParseJsonObject(probe.body, what, kMaxOpenBaoHealthBytes,
+                                reason::kMalformedOpenBaoHealth));
+  internal::JsonFields fields(object, what, reason::kMalformedOpenBaoHealth);
+  KMSFLEET_RETURN_IF_ERROR(fields.OptionalBool("initialized", &health.initialized));
+  KMSFLEET_RETURN_IF_ERROR(fields.OptionalBool("sealed", &health.sealed));
+  KMSFLEET_RETURN_IF_ERROR(fields.OptionalBool("standby", &health.standby));
+  return health;
+}
+
+// Fills flags the body did not give from the status code OpenBao documents
+// for /v1/sys/health's defaults.
+void ApplyStatusCode(int status, SysHealth& h) {
+  const bool standby_code = status == 429 || status == 472 || status == 473;
+  if (!h.initialized) h.initialized = status != 501;
+  if (!h.sealed) h.sealed = status == 503;
+  if (!h.standby) h.standby = standby_code;
+}
+
+absl::Status RefuseOpenBao(std::string_view reason, const OpenBaoProbe& probe,
+                           std::string_view observed, std::string_view remedy) {
+  return Refuse(reason,
+                absl::StrCat("OpenBao at ", ValueOrNone(probe.address), " ",
+                             std::string(observed), " (HTTP ", probe.status,
+                             ")."),
+                remedy, {});
+}
+
+}  // namespace
+
+absl::Status CheckOpenBaoHealth(const OpenBaoProbe& probe) {
+  if (!probe.transport.ok()) {
+    return Refuse(reason::kOpenBaoUnreachable,
+                  absl::StrCat("OpenBao at ", ValueOrNone(probe.address),
+                               " did not answer: ", probe.transport.message(),
+                               "."),
+                  "Restore OpenBao reachability before upgrading; defer "
+                  "during a failover or restore.",
+                  {});
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(SysHealth h, ParseSysHealth(probe));
+  ApplyStatusCode(probe.status, h);
+  if (!*h.initialized) {
+    return RefuseOpenBao(reason::kOpenBaoUninitialized, probe,
+                         "is not initialized",
+                         "Initialise or restore OpenBao first.");
+  }
+  if (*h.sealed) {
+    return RefuseOpenBao(reason::kOpenBaoSealed, probe, "is sealed",
+                         "Unseal OpenBao, then retry.");
+  }
+  if (*h.standby) {
+    return RefuseOpenBao(reason::kOpenBaoStandby, probe,
+                         "answers as a standby only",
+                         "Wait for the HA failover to finish and an active "
+                         "node to answer, then retry.");
+  }
+  if (probe.status != 200) {
+    return RefuseOpenBao(reason::kOpenBaoUnreachable, probe,
+                         "answered with an unexpected status",
+                         "Check OpenBao's health endpoint and address.");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// Why one node's rotation-plan cannot be trusted, or "" when it can.
+std::string UntrustedWhy(const NodeRotation& r) {
+  if (r.exit_code != 0) return absl::StrCat("exit code ", r.exit_code);
+  if (!r.report.ok()) return std::string(r.report.status().message());
+  if (r.report->transit_metadata_status != "pass") {
+    return absl::StrCat("transitMetadataStatus ",
+                        ValueOrNone(r.report->transit_metadata_status));
+  }
+  return "";
+}
+
+std::string PendingWhy(const RotationReport& report) {
+  if (report.rotation_state != "active") {
+    return absl::StrCat("rotationState ", ValueOrNone(report.rotation_state));
+  }
+  if (!report.pending_key_id_hash.empty()) {
+    return absl::StrCat("pending key ", report.pending_key_id_hash);
+  }
+  if (report.pending_transit_version) {
+    return absl::StrCat("pending Transit version ",
+                        *report.pending_transit_version);
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
+  std::vector<std::string> untrusted, untrusted_text, pending, pending_text,
+      metric, metric_text;
+  for (const NodeRotation& r : nodes) {
+    if (std::string why = UntrustedWhy(r); !why.empty()) {
+      untrusted.push_back(r.node);
+      untrusted_text.push_back(absl::StrCat(r.node, " (", why, ")"));
+    } else if (std::string pending_why = PendingWhy(*r.report);
+               !pending_why.empty()) {
+      pending.push_back(r.node);
+      pending_text.push_back(absl::StrCat(r.node, " (", pending_why, ")"));
+    } else if (r.metric_state != "active") {
+      metric.push_back(r.node);
+      metric_text.push_back(absl::StrCat(
+          r.node, " (metric ", ValueOrNone(r.metric_state), ")"));
+    }
+  }
+  if (!untrusted.empty()) {
+    return Refuse(reason::kRotationPlanUntrusted,
+                  absl::StrCat("rotation-plan cannot be trusted on ",
+                               NodeList(untrusted_text), "."),
+                  "Fix OpenBao authentication or metadata reads on those "
+                  "nodes until rotation-plan exits 0 with "
+                  "transitMetadataStatus pass.",
+                  untrusted);
+  }
+  if (!pending.empty()) {
+    return Refuse(reason::kRotationInProgress,
+                  absl::StrCat("A Transit rotation is pending on ",
+                               NodeList(pending_text), "."),
+                  "Let the rotation promote on every node (same active "
+                  "key_id everywhere), then retry.",
+                  pending);
+  }
+  if (!metric.empty()) {
+    return Refuse(reason::kRotationMetricDisagrees,
+                  absl::StrCat("rotation-plan says active but "
+                               "openbao_kms_rotation_state disagrees on ",
+                               NodeList(metric_text), "."),
+                  "Wait for the provider's next status refresh, then retry.",
+                  metric);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRotationMetric(const std::vector<NodeView>& views) {
+  std::vector<std::string> nodes, text;
+  for (const NodeView& v : views) {
+    const std::string state = v.state ? v.state->rotation_state() : "";
+    if (state == "active") continue;
+    nodes.push_back(v.node);
+    text.push_back(absl::StrCat(v.node, " (", ValueOrNone(state), ")"));
+  }
+  if (nodes.empty()) return absl::OkStatus();
+  return Refuse(reason::kRotationInProgress,
+                absl::StrCat("openbao_kms_rotation_state is not active on ",
+                             NodeList(text), "."),
+                "Wait for the rotation to promote on every node; the plan "
+                "continues once every node reports active.",
+                nodes);
+}
+
+}  // namespace kmsfleet

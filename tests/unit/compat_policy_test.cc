@@ -1,0 +1,209 @@
+// Tests of the release compatibility policy and the CHANGELOG.md reader
+// (compat_policy.h, changelog.h; reference §7.3, §7.4).
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kmsfleet/changelog.h"
+#include "kmsfleet/compat_policy.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+SemVer V(std::string_view text) { return *SemVer::Parse(text); }
+
+TEST(BuiltinPolicyTest, CatalogParsesAndMarksPreview3FreshInstallOneWay) {
+  const CompatPolicy policy = BuiltinCompatPolicy();
+  ASSERT_EQ(policy.releases.size(), 4u);
+  const v1::CompatFacts facts =
+      FactsCrossed(policy, V("0.1.0-preview.2"), V("0.1.0-preview.3"));
+  EXPECT_TRUE(facts.fresh_install_only());
+  EXPECT_TRUE(facts.one_way());
+  EXPECT_THAT(facts.releases(), ElementsAre("0.1.0-preview.3"));
+}
+
+TEST(BuiltinPolicyTest, TheUnreleasedLineAppliesToTheFirstReleaseAbove) {
+  const CompatPolicy policy = BuiltinCompatPolicy();
+  v1::CompatFacts facts = FactsCrossed(policy, V("0.1.0-preview.3"), V("0.1.0"));
+  EXPECT_THAT(facts.releases(), ElementsAre(">0.1.0-preview.3"));
+  EXPECT_FALSE(facts.one_way());
+  // Already above it: not crossed again.
+  facts = FactsCrossed(policy, V("0.1.0"), V("0.1.1"));
+  EXPECT_EQ(facts.releases_size(), 0);
+}
+
+TEST(BuiltinPolicyTest, RollbackCrossesTheSameReleases) {
+  const CompatPolicy policy = BuiltinCompatPolicy();
+  const v1::CompatFacts facts =
+      FactsCrossed(policy, V("0.1.0-preview.3"), V("0.1.0-preview.2"));
+  EXPECT_TRUE(facts.one_way());
+}
+
+constexpr char kOperatorPolicy[] = R"(apiVersion: kmsfleet.io/v1
+kind: CompatibilityPolicy
+releases:
+  - version: 0.2.0
+    wireFormatChange: true
+    migrationPlanned: true
+    apiServerRestartRequired: true
+  - version: 0.1.0-preview.2
+    oneWay: true
+)";
+
+TEST(PolicyFileTest, OperatorEntriesAddAndOverride) {
+  absl::StatusOr<CompatPolicy> file = ParseCompatPolicy(kOperatorPolicy, "ops.yaml");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const CompatPolicy merged = MergePolicies(BuiltinCompatPolicy(), *file);
+  v1::CompatFacts facts = FactsCrossed(merged, V("0.1.0"), V("0.2.0"));
+  EXPECT_TRUE(facts.wire_format_change());
+  EXPECT_TRUE(facts.migration_planned());
+  EXPECT_TRUE(facts.apiserver_restart_required());
+  facts = FactsCrossed(merged, V("0.1.0-preview.1"), V("0.1.0-preview.2"));
+  EXPECT_TRUE(facts.one_way());  // the operator's entry replaced the builtin
+}
+
+TEST(PolicyFileTest, MigrationIsPlannedOnlyIfEveryWireChangePlansOne) {
+  absl::StatusOr<CompatPolicy> p = ParseCompatPolicy(R"(apiVersion: kmsfleet.io/v1
+kind: CompatibilityPolicy
+releases:
+  - {version: 0.2.0, wireFormatChange: true, migrationPlanned: true}
+  - {version: 0.3.0, wireFormatChange: true}
+)", "p.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(FactsCrossed(*p, V("0.1.0"), V("0.3.0")).migration_planned());
+  EXPECT_TRUE(FactsCrossed(*p, V("0.1.0"), V("0.2.0")).migration_planned());
+}
+
+void ExpectBadPolicy(std::string_view yaml, std::string_view key,
+                     std::string_view in_message) {
+  absl::StatusOr<CompatPolicy> p = ParseCompatPolicy(yaml, "ops.yaml");
+  ASSERT_FALSE(p.ok()) << yaml;
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(p.status()), reason::kMalformedPolicy) << p.status();
+  EXPECT_EQ(MetadataOf(p.status(), "file"), "ops.yaml");
+  EXPECT_EQ(MetadataOf(p.status(), "key"), key) << p.status();
+  EXPECT_THAT(p.status().message(), HasSubstr(in_message));
+}
+
+constexpr char kHead[] = "apiVersion: kmsfleet.io/v1\nkind: CompatibilityPolicy\n";
+
+TEST(PolicyFileTest, BadValuesNameFileKeyAndValue) {
+  ExpectBadPolicy(std::string(kHead) + "releases:\n  - version: 0.2.0\n    oneWay: yes\n",
+                  "releases[0].oneWay", "got \"yes\"");
+  ExpectBadPolicy(std::string(kHead) + "releases:\n  - version: v0.2.0\n",
+                  "releases[0].version", "\"v0.2.0\"");
+  ExpectBadPolicy(std::string(kHead) + "releases:\n  - version: 0.2.0\n    oneway: true\n",
+                  "releases[0].oneway", "unknown key");
+  ExpectBadPolicy(std::string(kHead) + "releases:\n  - notes: x\n",
+                  "releases[0]", "exactly one of version and above");
+  ExpectBadPolicy(std::string(kHead) +
+                      "releases:\n  - version: 0.2.0\n  - version: 0.2.0\n",
+                  "releases[1]", "repeats release 0.2.0");
+  ExpectBadPolicy("apiVersion: v2\nkind: CompatibilityPolicy\n", "apiVersion",
+                  "kmsfleet.io/v1");
+}
+
+TEST(PolicyFileTest, SyntaxErrorNamesLine) {
+  absl::StatusOr<CompatPolicy> p =
+      ParseCompatPolicy(std::string(kHead) + "releases: [\n", "ops.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(ReasonOf(p.status()), reason::kMalformedPolicy);
+  EXPECT_THAT(p.status().message(), HasSubstr("invalid YAML at line"));
+}
+
+TEST(PolicyFileTest, OversizedFileIsRefused) {
+  absl::StatusOr<CompatPolicy> p =
+      ParseCompatPolicy(std::string(kMaxPolicyBytes + 1, '#'), "big.yaml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(ReasonOf(p.status()), reason::kInputTooLarge);
+  EXPECT_THAT(p.status().message(), HasSubstr("big.yaml"));
+}
+
+constexpr char kChangelog[] = R"(# Changelog
+
+## Unreleased
+
+### Compatibility
+
+Key IDs, AAD, annotations, and state schema remain unchanged.
+
+## [0.3.0](https://example/compare/0.2.0...0.3.0) (2026-12-01)
+
+### Features
+
+* faster status cache
+
+## [0.2.0](https://example/compare/0.1.0...0.2.0) (2026-11-01)
+
+### ⚠ BREAKING CHANGES
+
+* auth.jwt.source replaces auth.jwt.jwtFile; this upgrade is one-way.
+
+## 0.1.0 (2026-10-15)
+
+* requires a fresh installation.
+)";
+
+TEST(ChangelogTest, FlagsBreakingSectionsAndPhrasesPerRelease) {
+  absl::StatusOr<Changelog> c = ParseChangelog(kChangelog, "CHANGELOG.md");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->releases.size(), 4u);
+  EXPECT_EQ(c->releases[0].version, "");  // Unreleased
+  EXPECT_EQ(c->releases[1].version, "0.3.0");
+  EXPECT_TRUE(c->releases[1].flags.empty());
+  const std::vector<ChangelogFlag>& f = c->releases[2].flags;
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].code, "CHANGELOG_BREAKING");
+  EXPECT_EQ(f[0].line, 17);
+  EXPECT_EQ(f[1].code, "ONE_WAY_UPGRADE");
+}
+
+TEST(ChangelogTest, OnlyReleasesBetweenInstalledAndTargetCount) {
+  absl::StatusOr<Changelog> c = ParseChangelog(kChangelog, "CHANGELOG.md");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(FlagsCrossed(*c, V("0.2.0"), V("0.3.0")).empty());
+  std::vector<ChangelogFlag> f = FlagsCrossed(*c, V("0.1.0"), V("0.3.0"));
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].version, "0.2.0");
+  f = FlagsCrossed(*c, V("0.0.9"), V("0.1.0"));
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].code, "FRESH_INSTALLATION");
+}
+
+TEST(ChangelogTest, CompatibilitySectionAndWireFormatPhraseAreFlagged) {
+  absl::StatusOr<Changelog> c = ParseChangelog(
+      "## 0.4.0\n### Compatibility\nThe wire format of annotations changed.\n",
+      "CHANGELOG.md");
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::vector<std::string> codes;
+  for (const ChangelogFlag& f : c->releases[0].flags) codes.push_back(f.code);
+  EXPECT_THAT(codes, ElementsAre("CHANGELOG_COMPATIBILITY", "WIRE_FORMAT_CHANGE"));
+}
+
+TEST(ChangelogTest, BadHeadingNamesFileLineAndValue) {
+  absl::StatusOr<Changelog> c =
+      ParseChangelog("# Changelog\n\n## version two\n", "notes/CHANGELOG.md");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(ReasonOf(c.status()), reason::kMalformedChangelog);
+  EXPECT_EQ(MetadataOf(c.status(), "file"), "notes/CHANGELOG.md");
+  EXPECT_EQ(MetadataOf(c.status(), "line"), "3");
+  EXPECT_EQ(MetadataOf(c.status(), "value"), "version");
+  c = ParseChangelog("## 0.1.0\n## 0.1.0\n", "CHANGELOG.md");
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(c.status().message(), HasSubstr("appears twice"));
+}
+
+TEST(ChangelogTest, OversizedChangelogIsRefused) {
+  absl::StatusOr<Changelog> c =
+      ParseChangelog(std::string(kMaxChangelogBytes + 1, 'x'), "CHANGELOG.md");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(ReasonOf(c.status()), reason::kInputTooLarge);
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,163 @@
+// Tests of the fleet guards (fleet_guards.h; architecture.md §5): each
+// passes on a healthy fleet and refuses with a stable reason and a sentence
+// naming the nodes and the observed values.
+#include <string>
+#include <vector>
+
+#include "fleet_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kmsfleet/fleet_guards.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::HealthyFleet;
+using testing::HealthyView;
+using testing::kHashA;
+using testing::kHashB;
+
+const std::vector<std::string> kVoters = {"a", "b", "c"};
+
+void ExpectRefused(const absl::Status& s, std::string_view reason,
+                   std::string_view nodes) {
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(ReasonOf(s), reason) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), nodes) << s;
+  EXPECT_FALSE(MetadataOf(s, "remedy").empty()) << s;
+}
+
+TEST(FleetHealthTest, HealthyFleetPasses) {
+  EXPECT_TRUE(CheckFleetHealth(kVoters, HealthyFleet(kVoters, "0.1.0"), 5000).ok());
+}
+
+TEST(FleetHealthTest, UnreachableAgentBlocksAndSaysSinceWhen) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  views[1].unreachable_since_unix_ms = 2000;
+  const absl::Status s = CheckFleetHealth(kVoters, views, 14000);
+  ExpectRefused(s, reason::kAgentUnreachable, "b");
+  EXPECT_THAT(s.message(), HasSubstr("b (since unix_ms 2000, 12 s ago)"));
+}
+
+TEST(FleetHealthTest, VoterWithoutAnyViewCountsAsNeverAnswered) {
+  std::vector<NodeView> views = HealthyFleet({"a", "b"}, "0.1.0");
+  const absl::Status s = CheckFleetHealth(kVoters, views, 5000);
+  ExpectRefused(s, reason::kAgentUnreachable, "c");
+  EXPECT_THAT(s.message(), HasSubstr("c (never answered)"));
+}
+
+TEST(FleetHealthTest, NotLiveAndNotReadyAreNamed) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  views[0].state->set_live(false);
+  ExpectRefused(CheckFleetHealth(kVoters, views, 5000),
+                reason::kProviderNotLive, "a");
+  views[0].state->set_live(true);
+  views[2].state->set_ready(false);
+  views[2].state->add_ready_reasons("status_stale");
+  const absl::Status s = CheckFleetHealth(kVoters, views, 5000);
+  ExpectRefused(s, reason::kProviderNotReady, "c");
+  EXPECT_THAT(s.message(), HasSubstr("status_stale"));
+}
+
+TEST(FleetParityGuardTest, OneHashEverywherePasses) {
+  EXPECT_TRUE(CheckParityOnce(HealthyFleet(kVoters, "0.1.0")).ok());
+}
+
+TEST(FleetParityGuardTest, DifferentHashesNameEachNodeAndHash) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  views[2] = HealthyView("c", "0.1.0", kHashB);
+  const absl::Status s = CheckParityOnce(views);
+  ExpectRefused(s, reason::kFleetParityMismatch, "a,b,c");
+  EXPECT_THAT(s.message(), HasSubstr(std::string("c=") + kHashB));
+  EXPECT_THAT(s.message(), HasSubstr(std::string("a=") + kHashA));
+}
+
+TEST(FleetParityGuardTest, TwoSeriesOnOneNodeIsAmbiguous) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  v1::Condition* c = views[1].state->add_conditions();
+  c->set_reason(reason::kKeyIdHashAmbiguous);
+  c->set_message("2 series with value 1");
+  ExpectRefused(CheckParityOnce(views), reason::kKeyIdHashAmbiguous, "b");
+}
+
+TEST(FleetParityGuardTest, MetricAndSocketDisagreeingIsAmbiguous) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  views[0].state->set_key_id_hash_socket(kHashB);
+  const absl::Status s = CheckParityOnce(views);
+  ExpectRefused(s, reason::kKeyIdHashAmbiguous, "a");
+  EXPECT_THAT(s.message(), HasSubstr(kHashB));
+}
+
+TEST(FleetParityGuardTest, MissingHashIsNamed) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  views[1].state->clear_key_id_hash_metric();
+  ExpectRefused(CheckParityOnce(views), reason::kKeyIdHashMissing, "b");
+}
+
+TEST(ParityStreakTest, StableOnlyAfterNFreshRounds) {
+  ParityStreak streak;
+  for (int round = 1; round <= 3; ++round) {
+    const absl::Status s = CheckParityStable(streak, 3);
+    ExpectRefused(s, reason::kParityNotStable, "");
+    EXPECT_THAT(s.message(),
+                HasSubstr("held for " + std::to_string(round - 1) + " of 3"));
+    streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000 * round));
+  }
+  EXPECT_TRUE(CheckParityStable(streak, 3).ok());
+}
+
+TEST(ParityStreakTest, RereadingTheSameObservationDoesNotCount) {
+  ParityStreak streak;
+  for (int i = 0; i < 5; ++i) streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000));
+  EXPECT_EQ(streak.consecutive(), 1);
+}
+
+TEST(ParityStreakTest, MismatchResetsAndIsReported) {
+  ParityStreak streak;
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000));
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 2000));
+  std::vector<NodeView> split = HealthyFleet(kVoters, "0.1.0", 3000);
+  split[0] = HealthyView("a", "0.1.0", kHashB, 3000);
+  streak.Observe(split);
+  EXPECT_EQ(streak.consecutive(), 0);
+  ExpectRefused(CheckParityStable(streak, 3), reason::kFleetParityMismatch,
+                "a,b,c");
+}
+
+TEST(ParityStreakTest, ANewHashStartsANewStreak) {
+  ParityStreak streak;
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000));
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 2000));
+  std::vector<NodeView> rotated;
+  for (const auto& n : kVoters) rotated.push_back(HealthyView(n, "0.1.0", kHashB, 3000));
+  streak.Observe(rotated);
+  EXPECT_EQ(streak.consecutive(), 1);
+  EXPECT_EQ(streak.hash(), kHashB);
+}
+
+TEST(DoctorGuardTest, PassesWhenEveryNodePassed) {
+  EXPECT_TRUE(CheckDoctor({{"a", true, true, ""}, {"b", true, true, ""}}).ok());
+}
+
+TEST(DoctorGuardTest, NamesFailingChecksAndNodesNotRun) {
+  const absl::Status s = CheckDoctor(
+      {{"a", true, true, ""}, {"b", true, false, "kubernetes.encryption_config"},
+       {"c", false, false, ""}});
+  ExpectRefused(s, reason::kDoctorFailed, "b,c");
+  EXPECT_THAT(s.message(), HasSubstr("kubernetes.encryption_config"));
+  EXPECT_THAT(s.message(), HasSubstr("c (not run)"));
+}
+
+TEST(RollbackReadinessTest, RefusesWhenThePreviousArtifactIsMissing) {
+  EXPECT_TRUE(CheckRollbackReadiness({{"a", "0.1.0", true}}).ok());
+  const absl::Status s =
+      CheckRollbackReadiness({{"a", "0.1.0", true}, {"b", "0.1.0", false}});
+  ExpectRefused(s, reason::kRollbackArtifactMissing, "b");
+  EXPECT_THAT(s.message(), HasSubstr("b (\"0.1.0\")"));
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,101 @@
+// Tests of the dry run (plan_dry_run.h): every guard is evaluated and
+// reported, none is skipped after a refusal, and nothing is missing
+// silently.
+#include <map>
+#include <string>
+
+#include "fleet_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kmsfleet/plan_dry_run.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::ElementsAre;
+
+const PlanMachineConfig kConfig = {"b", {"a", "b", "c"}};
+
+DryRunInput Healthy() {
+  DryRunInput in;
+  in.request.target_version = "0.2.0";
+  in.now_unix_ms = 5000;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0");
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  in.doctor.emplace();
+  in.rotation.emplace();
+  in.artifacts.emplace();
+  for (const char* n : {"a", "b", "c"}) {
+    in.doctor->push_back({n, true, true, ""});
+    NodeRotation r;
+    r.node = n;
+    r.metric_state = "active";
+    r.report = RotationReport{};
+    r.report->transit_metadata_status = "pass";
+    r.report->rotation_state = "active";
+    in.rotation->push_back(r);
+    in.artifacts->push_back({n, "0.1.0", true});
+  }
+  return in;
+}
+
+std::map<std::string, std::string> Reasons(const DryRunReport& report) {
+  std::map<std::string, std::string> reasons;
+  for (const GuardOutcome& g : report.guards) {
+    reasons[g.guard] = g.result.ok() ? "pass" : ReasonOf(g.result);
+  }
+  return reasons;
+}
+
+TEST(DryRunTest, HealthyFleetWouldStartInTheDefaultOrder) {
+  const DryRunReport report = EvaluateDryRun(kConfig, Healthy());
+  EXPECT_THAT(report.order, ElementsAre("a", "c", "b"));
+  EXPECT_EQ(report.guards.size(), 9u);
+  EXPECT_TRUE(report.would_start);
+  for (const GuardOutcome& g : report.guards) {
+    EXPECT_TRUE(g.result.ok()) << g.guard << ": " << g.result;
+  }
+}
+
+TEST(DryRunTest, EveryRefusalIsReportedNotOnlyTheFirst) {
+  DryRunInput in = Healthy();
+  in.openbao->status = 503;
+  in.request.changelog = {{"0.2.0", "CHANGELOG_BREAKING", 3, "### ⚠ BREAKING CHANGES"}};
+  (*in.doctor)[1].passed = false;
+  const DryRunReport report = EvaluateDryRun(kConfig, in);
+  EXPECT_FALSE(report.would_start);
+  const auto reasons = Reasons(report);
+  EXPECT_EQ(reasons.at("compatibility"), reason::kAcknowledgementRequired);
+  EXPECT_EQ(reasons.at("openbao"), reason::kOpenBaoSealed);
+  EXPECT_EQ(reasons.at("doctor"), reason::kDoctorFailed);
+  EXPECT_EQ(reasons.at("fleet health"), "pass");
+  EXPECT_EQ(reasons.at("rollback readiness"), "pass");
+}
+
+TEST(DryRunTest, GuardsWithoutTheirInputsSaySoInsteadOfPassing) {
+  DryRunInput in = Healthy();
+  in.openbao.reset();
+  in.doctor.reset();
+  in.artifacts.reset();
+  in.rotation.reset();  // falls back to the rotation metric
+  const DryRunReport report = EvaluateDryRun(kConfig, in);
+  const auto reasons = Reasons(report);
+  EXPECT_EQ(reasons.at("openbao"), reason::kNotEvaluated);
+  EXPECT_EQ(reasons.at("doctor"), reason::kNotEvaluated);
+  EXPECT_EQ(reasons.at("rollback readiness"), reason::kNotEvaluated);
+  EXPECT_EQ(reasons.at("rotation"), "pass");
+  EXPECT_FALSE(report.would_start);
+}
+
+TEST(DryRunTest, AnOrderNamingAStrangerIsRefused) {
+  DryRunInput in = Healthy();
+  in.request.order = {"a", "b", "x"};
+  const DryRunReport report = EvaluateDryRun(kConfig, in);
+  EXPECT_TRUE(report.order.empty());
+  EXPECT_EQ(Reasons(report).at("node order"), reason::kUnknownNode);
+}
+
+}  // namespace
+}  // namespace kmsfleet

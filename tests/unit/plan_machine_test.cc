@@ -1,0 +1,473 @@
+// Scenario tests of the plan machine (plan_machine.h; architecture.md §5,
+// §6): a driver answers every action as a fleet would, and the tests check
+// what an operator would see (phases, reasons, nonces, audit) and the
+// ordering rule: no swap before the plan change naming the node commits.
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fleet_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kmsfleet/plan_machine.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::HealthyView;
+
+OperatorCommand Cmd(CommandKind kind, std::string nonce = "") {
+  OperatorCommand c;
+  c.kind = kind;
+  c.who = "CN=alice";
+  c.nonce = std::move(nonce);
+  return c;
+}
+
+OperatorCommand Start(v1::PlanSettings settings = {},
+                      v1::CompatFacts facts = {}) {
+  OperatorCommand c = Cmd(CommandKind::kStart);
+  c.request.target_version = "0.2.0";
+  c.request.settings = std::move(settings);
+  c.request.facts = std::move(facts);
+  return c;
+}
+
+class Driver {
+ public:
+  Driver() : machine_({"b", {"a", "b", "c"}}, std::nullopt) {
+    for (const char* n : {"a", "b", "c"}) versions_[n] = "0.1.0";
+  }
+
+  // One Step with a healthy fleet; commits any proposal at once.
+  PlanReady Step(std::optional<OperatorCommand> command = std::nullopt) {
+    now_ += 1000;
+    PlanInput in;
+    in.now_unix_ms = now_;
+    for (const auto& [n, v] : versions_) {
+      in.views.push_back(HealthyView(n, v, testing::kHashA, now_));
+    }
+    in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+    in.results = std::move(results_);
+    results_.clear();
+    in.command = std::move(command);
+    in.random = 0x1000 + (++draws_);
+    PlanReady ready = machine_.Step(in);
+    if (ready.plan) {
+      // Invariant: a swap is only in the same Ready as, or after, the
+      // committed change that names its node as in flight.
+      machine_.Committed(*ready.plan);
+      plan_ = *ready.plan;
+    }
+    for (const PlanAction& a : ready.actions) {
+      if (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode) {
+        EXPECT_EQ(plan_.in_flight(), a.node);
+        EXPECT_EQ(plan_.revision(), a.revision);
+      }
+      log_.push_back(a);
+      Answer(a);
+    }
+    return ready;
+  }
+
+  // Steps until `done` holds for the committed plan (at most 200 steps).
+  void RunUntil(const std::function<bool(const v1::FleetPlan&)>& done) {
+    for (int i = 0; i < 200 && !done(plan_); ++i) Step();
+    ASSERT_TRUE(done(plan_)) << plan_.DebugString();
+  }
+  void RunUntilPhase(v1::PlanPhase phase) {
+    RunUntil([phase](const v1::FleetPlan& p) { return p.phase() == phase; });
+  }
+
+  std::vector<std::string> Swapped(ActionKind kind = ActionKind::kSwap) const {
+    std::vector<std::string> nodes;
+    for (const PlanAction& a : log_) {
+      if (a.kind == kind) nodes.push_back(a.node);
+    }
+    return nodes;
+  }
+
+  // How the next operation on a node ends; Stable by default.
+  std::function<OperationOutcome(const PlanAction&)> outcome =
+      [](const PlanAction&) { return OperationOutcome::kStable; };
+  std::map<std::string, std::string> versions_;
+  std::vector<PlanAction> log_;
+  v1::FleetPlan plan_;
+  PlanMachine machine_;
+
+ private:
+  void Answer(const PlanAction& a) {
+    ActionResult r;
+    r.node = a.node;
+    r.revision = a.revision;
+    switch (a.kind) {
+      case ActionKind::kStage:
+        r.kind = ResultKind::kStaged;
+        r.previous_artifact_verified = true;
+        break;
+      case ActionKind::kPreflight:
+        r.kind = ResultKind::kPreflighted;
+        r.doctor = {a.node, true, true, ""};
+        r.rotation.node = a.node;
+        r.rotation.metric_state = "active";
+        r.rotation.report = RotationReport{};
+        r.rotation.report->transit_metadata_status = "pass";
+        r.rotation.report->rotation_state = "active";
+        break;
+      case ActionKind::kSwap:
+      case ActionKind::kRollbackNode:
+        r.kind = ResultKind::kOperation;
+        r.operation_id = a.operation_id;
+        r.outcome = outcome(a);
+        last_outcome_[a.node] = r.outcome;
+        if (r.outcome == OperationOutcome::kStable) versions_[a.node] = a.version;
+        break;
+      case ActionKind::kRestartApiServer:
+        r.kind = ResultKind::kApiServerRestarted;
+        break;
+      case ActionKind::kHandOff:
+        r.kind = ResultKind::kHandOff;
+        r.released = last_outcome_[a.node] != OperationOutcome::kRollbackFailed;
+        break;
+      default:
+        return;
+    }
+    results_.push_back(std::move(r));
+  }
+
+  int64_t now_ = 1'000'000;
+  uint64_t draws_ = 0;
+  std::vector<ActionResult> results_;
+  std::map<std::string, OperationOutcome> last_outcome_;
+};
+
+TEST(PlanMachineTest, StartRecordsOrderBaselineAndWhoAsked) {
+  Driver d;
+  PlanReady r = d.Step(Start());
+  ASSERT_TRUE(r.plan.has_value()) << r.refusal;
+  const v1::FleetPlan& p = *r.plan;
+  EXPECT_EQ(p.phase(), v1::PLAN_PHASE_DRAFT);
+  // Default order: by name, the coordinator's own node (b) last.
+  std::vector<std::string> order;
+  for (const auto& n : p.nodes()) order.push_back(n.node());
+  EXPECT_THAT(order, ElementsAre("a", "c", "b"));
+  ASSERT_EQ(p.baseline_size(), 3);
+  EXPECT_EQ(p.baseline(0).provider_version(), "0.1.0");
+  EXPECT_EQ(p.baseline(0).key_id_hash(), testing::kHashA);
+  EXPECT_EQ(p.baseline(0).transit_key_version(), 3);
+  EXPECT_EQ(p.baseline(0).registry_schema(), testing::kSchema);
+  EXPECT_EQ(p.version_before(), "0.1.0");
+  EXPECT_EQ(p.settings().parity_observations(), 3);
+  ASSERT_GE(p.audit_size(), 1);
+  EXPECT_EQ(p.audit(0).who(), "CN=alice");
+  EXPECT_EQ(p.audit(0).what(), "upgrade to 0.2.0");
+  EXPECT_TRUE(EncodePlan(p).ok());
+}
+
+TEST(PlanMachineTest, ReleaseNeedingApiServerRestartWithoutMethodRefusesToStart) {
+  Driver d;
+  v1::CompatFacts facts;
+  facts.set_apiserver_restart_required(true);
+  PlanReady r = d.Step(Start({}, facts));
+  EXPECT_FALSE(r.plan.has_value());
+  EXPECT_EQ(ReasonOf(r.refusal), reason::kApiServerRestartUnconfigured) << r.refusal;
+}
+
+TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
+  for (const auto& n : d.plan_.nodes()) {
+    EXPECT_EQ(n.phase(), v1::PLAN_NODE_PHASE_DONE) << n.node();
+  }
+  EXPECT_TRUE(d.plan_.in_flight().empty());
+  std::vector<std::string> guards;
+  for (const auto& g : d.plan_.guards()) {
+    guards.push_back(g.guard());
+    EXPECT_TRUE(g.reason().empty()) << g.guard();
+  }
+  EXPECT_THAT(guards, ElementsAre("node order", "fleet health", "version policy",
+                                  "compatibility", "doctor", "rotation",
+                                  "rollback readiness", "parity", "openbao"));
+}
+
+TEST(PlanMachineTest, ParityMustBeStableBetweenNodes) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return p.nodes(0).done_unix_ms() > 0; });
+  // Right after a's hand-off the parity streak starts again from zero.
+  PlanReady r = d.Step();
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kParityNotStable) << r.blocked;
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+}
+
+TEST(PlanMachineTest, SoakDelaysTheNextNode) {
+  Driver d;
+  v1::PlanSettings s;
+  s.set_soak_ms(60'000);
+  d.Step(Start(s));
+  d.RunUntil([](const v1::FleetPlan& p) { return p.nodes(0).done_unix_ms() > 0; });
+  PlanReady r;
+  for (int i = 0; i < 5; ++i) r = d.Step();
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kSoakInProgress) << r.blocked;
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+}
+
+TEST(PlanMachineTest, ApiServerRestartEndsEachNodeStep) {
+  Driver d;
+  v1::PlanSettings s;
+  s.set_apiserver_restart_method("systemd:kube-apiserver.service");
+  v1::CompatFacts facts;
+  facts.set_apiserver_restart_required(true);
+  d.Step(Start(s, facts));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  std::vector<std::string> kinds;
+  for (const PlanAction& a : d.log_) {
+    if (a.node == "a" && a.kind != ActionKind::kStage &&
+        a.kind != ActionKind::kPreflight) {
+      kinds.push_back(std::string(ActionKindName(a.kind)));
+      if (a.kind == ActionKind::kRestartApiServer) {
+        EXPECT_EQ(a.method, "systemd:kube-apiserver.service");
+      }
+    }
+  }
+  EXPECT_THAT(kinds, ElementsAre("swap", "restart-apiserver", "hand-off"));
+}
+
+TEST(PlanMachineTest, FailedSwapRestoredHaltsAndTouchesNoFurtherNode) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "c" ? OperationOutcome::kRolledBack
+                         : OperationOutcome::kStable;
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  for (int i = 0; i < 10; ++i) d.Step();
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kSwapFailedRestored);
+  EXPECT_EQ(d.plan_.halt().node(), "c");
+  EXPECT_EQ(d.plan_.nodes(1).phase(), v1::PLAN_NODE_PHASE_FAILED);
+  EXPECT_TRUE(d.plan_.in_flight().empty());
+}
+
+TEST(PlanMachineTest, RollbackFailedEntersBreakGlassUntilTheNonceIsAcknowledged) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "a" ? OperationOutcome::kRollbackFailed
+                         : OperationOutcome::kStable;
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_BREAK_GLASS);
+  const v1::BreakGlass bg = d.plan_.break_glass();
+  EXPECT_EQ(bg.reason(), reason::kRollbackFailed);
+  EXPECT_EQ(bg.node(), "a");
+  EXPECT_FALSE(bg.nonce().empty());
+  EXPECT_THAT(bg.manual_steps(), ::testing::Contains(HasSubstr(bg.nonce())));
+  // Automation stays stopped: nothing is issued, resume is refused.
+  EXPECT_TRUE(d.Step().actions.empty());
+  EXPECT_EQ(ReasonOf(d.Step(Cmd(CommandKind::kResume)).refusal),
+            reason::kBreakGlassActive);
+  EXPECT_EQ(ReasonOf(d.Step(Cmd(CommandKind::kAckBreakGlass, "0bad")).refusal),
+            reason::kBreakGlassNonceMismatch);
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_BREAK_GLASS);
+  // The operator fixed a by hand; the right nonce leaves BreakGlass.
+  PlanReady r = d.Step(Cmd(CommandKind::kAckBreakGlass, bg.nonce()));
+  EXPECT_TRUE(r.refusal.ok()) << r.refusal;
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.audit(d.plan_.audit_size() - 1).acknowledgements(0),
+            "break-glass nonce " + bg.nonce());
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+}
+
+TEST(PlanMachineTest, EachBreakGlassEventIssuesANewNonce) {
+  Driver d;
+  d.outcome = [](const PlanAction&) { return OperationOutcome::kRollbackFailed; };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_BREAK_GLASS);
+  const std::string first = d.plan_.break_glass().nonce();
+  d.Step(Cmd(CommandKind::kAckBreakGlass, first));
+  // a is still broken: its hand-off is refused, a new event.
+  d.RunUntilPhase(v1::PLAN_PHASE_BREAK_GLASS);
+  EXPECT_EQ(d.plan_.break_glass().reason(), reason::kNodeNotReleasable);
+  EXPECT_NE(d.plan_.break_glass().nonce(), first);
+}
+
+TEST(PlanMachineTest, AbortNeverInterruptsTheSwapInProgress) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  d.Step(Cmd(CommandKind::kAbort));
+  EXPECT_TRUE(d.plan_.abort_requested());
+  d.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kAbortedByOperator);
+}
+
+TEST(PlanMachineTest, PauseStopsBeforeTheNextNodeAndResumeContinues) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  d.Step(Cmd(CommandKind::kPause));
+  for (int i = 0; i < 20; ++i) d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+  EXPECT_EQ(ReasonOf(d.Step().blocked), reason::kPlanPaused);
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+}
+
+TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "c" && a.kind == ActionKind::kSwap
+               ? OperationOutcome::kRolledBack
+               : OperationOutcome::kStable;
+  };
+  v1::PlanSettings s;
+  s.set_auto_rollback(true);
+  d.Step(Start(s));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre("a"));
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
+  // The rollback names the swap it undoes.
+  std::string swap_of_a, rollback_of_a;
+  for (const PlanAction& a : d.log_) {
+    if (a.node != "a") continue;
+    if (a.kind == ActionKind::kSwap) swap_of_a = a.operation_id;
+    if (a.kind == ActionKind::kRollbackNode) rollback_of_a = a.of_operation_id;
+  }
+  EXPECT_FALSE(swap_of_a.empty());
+  EXPECT_EQ(rollback_of_a, swap_of_a);
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_ROLLED_BACK);
+}
+
+TEST(PlanMachineTest, AutoRollbackWaitsForResumeWhenPaused) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "c" && a.kind == ActionKind::kSwap
+               ? OperationOutcome::kRolledBack
+               : OperationOutcome::kStable;
+  };
+  v1::PlanSettings s;
+  s.set_auto_rollback(true);
+  d.Step(Start(s));
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "c"; });
+  d.Step(Cmd(CommandKind::kPause));
+  for (int i = 0; i < 20; ++i) d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(d.plan_.resume_phase(), v1::PLAN_PHASE_ROLLING_BACK);
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre("a"));
+}
+
+TEST(PlanMachineTest, AutoRollbackAcrossAOneWayReleaseHaltsSayingWhy) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "c" ? OperationOutcome::kRolledBack
+                         : OperationOutcome::kStable;
+  };
+  v1::PlanSettings s;
+  s.set_auto_rollback(true);
+  v1::CompatFacts facts;
+  facts.set_one_way(true);
+  OperatorCommand start = Start(s, facts);
+  start.request.acknowledgements = {"ONE_WAY_UPGRADE"};
+  d.Step(start);
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kRollbackRefusedOneWay);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("Auto-rollback refused"));
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+}
+
+TEST(PlanMachineTest, NewCoordinatorResumesTheInFlightNodeFromTheCommittedPlan) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  // A new coordinator knows only the committed plan: it re-sends the same
+  // (idempotent) swap rather than starting another node.
+  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
+  PlanReady r = fresh.Step(in);
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
+  EXPECT_EQ(r.actions[0].node, d.plan_.in_flight());
+  EXPECT_EQ(r.actions[0].operation_id, d.plan_.nodes(0).operation_id());
+}
+
+TEST(PlanMachineTest, ASecondPlanOnTheSameCoordinatorRunsToo) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  const std::string first = d.plan_.plan_id();
+  OperatorCommand next = Start();
+  next.request.target_version = "0.3.0";
+  PlanReady r = d.Step(next);
+  ASSERT_TRUE(r.refusal.ok()) << r.refusal;
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_NE(d.plan_.plan_id(), first);
+  EXPECT_GT(d.plan_.start_revision(), 1u);
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.3.0") << n;
+}
+
+TEST(PlanMachineTest, ResultsOfAnEarlierPlanAreIgnored) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_PREFLIGHT);
+  ASSERT_EQ(d.plan_.start_revision(), 1u);
+  // As if an earlier plan had used revisions 1..9.
+  v1::FleetPlan plan = d.plan_;
+  const uint64_t start = 10;
+  plan.set_start_revision(start);
+  plan.set_revision(plan.revision() + start);
+  PlanMachine m({"b", {"a", "b", "c"}}, plan);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  ActionResult stale;
+  stale.kind = ResultKind::kStaged;
+  stale.node = "a";
+  stale.revision = start - 1;
+  stale.status = MakeError(absl::StatusCode::kFailedPrecondition,
+                           reason::kChecksumMismatch, "old plan's stage");
+  in.results = {stale};
+  PlanReady r = m.Step(in);
+  EXPECT_FALSE(r.plan.has_value()) << r.plan->DebugString();
+}
+
+TEST(PlanCodecTest, RoundTripsAndRefusesOver64KiB) {
+  v1::FleetPlan plan;
+  plan.set_plan_id("p");
+  plan.set_target_version("0.2.0");
+  absl::StatusOr<std::string> bytes = EncodePlan(plan);
+  ASSERT_TRUE(bytes.ok());
+  absl::StatusOr<v1::FleetPlan> back = DecodePlan(*bytes);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->target_version(), "0.2.0");
+  plan.mutable_halt()->set_message(std::string(kMaxPlanBytes, 'x'));
+  absl::Status s = EncodePlan(plan).status();
+  EXPECT_EQ(ReasonOf(s), reason::kPlanTooLarge) << s;
+  EXPECT_THAT(s.message(), HasSubstr("65536"));
+  EXPECT_EQ(ReasonOf(DecodePlan("\xff\xff\xff").status()), reason::kMalformedPlan);
+}
+
+TEST(PlanNamesTest, PhasesPrintAsTheArchitectureSpellsThem) {
+  EXPECT_EQ(PlanPhaseName(v1::PLAN_PHASE_ROLLING_BACK), "RollingBack");
+  EXPECT_EQ(PlanPhaseName(v1::PLAN_PHASE_BREAK_GLASS), "BreakGlass");
+  EXPECT_EQ(PlanNodePhaseName(v1::PLAN_NODE_PHASE_IN_FLIGHT), "InFlight");
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,208 @@
+// Tests of the version policy, release compatibility and rollback safety
+// guards (release_guards.h; reference §7.4, §8.1 "Never roll back when").
+#include <string>
+#include <vector>
+
+#include "fleet_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/release_guards.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using testing::HealthyFleet;
+using testing::HealthyView;
+
+VersionPolicyInput Upgrade(std::string target,
+                           std::vector<NodeVersion> running) {
+  VersionPolicyInput in;
+  in.target = std::move(target);
+  in.running = std::move(running);
+  return in;
+}
+
+TEST(VersionPolicyTest, UpgradeToAHigherVersionPasses) {
+  EXPECT_TRUE(CheckVersionPolicy(Upgrade("0.2.0", {{"a", "0.1.0"}, {"b", "0.1.0"}})).ok());
+  EXPECT_TRUE(CheckVersionPolicy(
+      Upgrade("0.1.0-preview.3", {{"a", "0.1.0-preview.2"}})).ok());
+}
+
+TEST(VersionPolicyTest, TargetNotStrictSemVerIsInvalid) {
+  const absl::Status s = CheckVersionPolicy(Upgrade("v0.2.0", {{"a", "0.1.0"}}));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(s), reason::kInvalidSemver);
+}
+
+TEST(VersionPolicyTest, DowngradeAsUpgradeIsRefusedNamingTheNode) {
+  const absl::Status s =
+      CheckVersionPolicy(Upgrade("0.1.0", {{"a", "0.2.0"}, {"b", "0.2.0"}}));
+  EXPECT_EQ(ReasonOf(s), reason::kVersionNotHigher) << s;
+  EXPECT_THAT(s.message(), HasSubstr("a (0.2.0)"));
+  EXPECT_EQ(MetadataOf(s, "nodes"), "a,b");
+}
+
+TEST(VersionPolicyTest, TargetEqualToEveryNodeIsANoOpThatSaysSo) {
+  const absl::Status s =
+      CheckVersionPolicy(Upgrade("0.2.0", {{"a", "0.2.0"}, {"b", "0.2.0"}}));
+  EXPECT_EQ(ReasonOf(s), reason::kAlreadyAtTarget) << s;
+  EXPECT_THAT(s.message(), HasSubstr("already runs 0.2.0"));
+}
+
+TEST(VersionPolicyTest, MixedFleetIsRefused) {
+  const absl::Status s =
+      CheckVersionPolicy(Upgrade("0.3.0", {{"a", "0.2.0"}, {"b", "0.1.0"}}));
+  EXPECT_EQ(ReasonOf(s), reason::kFleetVersionsMixed) << s;
+  EXPECT_THAT(s.message(), HasSubstr("a (0.2.0) and b (0.1.0)"));
+}
+
+TEST(VersionPolicyTest, UnknownNodeVersionIsRefused) {
+  const absl::Status s =
+      CheckVersionPolicy(Upgrade("0.2.0", {{"a", "0.1.0"}, {"b", ""}}));
+  EXPECT_EQ(ReasonOf(s), reason::kVersionUnknown) << s;
+  EXPECT_THAT(s.message(), HasSubstr("b ((none))"));
+}
+
+TEST(VersionPolicyTest, RollbackOnlyToTheRecordedVersion) {
+  VersionPolicyInput in = Upgrade("0.1.0", {{"a", "0.2.0"}, {"b", "0.1.0"}});
+  in.direction = PlanDirection::kRollback;
+  in.recorded_before = "0.1.0";
+  EXPECT_TRUE(CheckVersionPolicy(in).ok());
+  in.target = "0.0.9";
+  const absl::Status s = CheckVersionPolicy(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackTargetMismatch) << s;
+  EXPECT_THAT(s.message(), HasSubstr("0.0.9"));
+  in.recorded_before = "";
+  EXPECT_EQ(ReasonOf(CheckVersionPolicy(in)), reason::kNoPlan);
+}
+
+CompatInput Compat() {
+  CompatInput in;
+  in.facts.add_releases("0.2.0");
+  return in;
+}
+
+TEST(CompatibilityGuardTest, PlainReleasePasses) {
+  EXPECT_TRUE(CheckCompatibility(Compat()).ok());
+}
+
+TEST(CompatibilityGuardTest, FreshInstallOnlyIsRefusedEvenWhenAcknowledged) {
+  CompatInput in = Compat();
+  in.facts.set_fresh_install_only(true);
+  in.acknowledgements = {"ONE_WAY_UPGRADE", "FRESH_INSTALLATION"};
+  const absl::Status s = CheckCompatibility(in);
+  EXPECT_EQ(ReasonOf(s), reason::kFreshInstallRequired) << s;
+  EXPECT_THAT(s.message(), HasSubstr("0.2.0"));
+}
+
+TEST(CompatibilityGuardTest, UnplannedWireFormatChangeIsRefused) {
+  CompatInput in = Compat();
+  in.facts.set_wire_format_change(true);
+  EXPECT_EQ(ReasonOf(CheckCompatibility(in)), reason::kWireFormatUnplanned);
+  in.facts.set_migration_planned(true);
+  const absl::Status s = CheckCompatibility(in);
+  EXPECT_EQ(ReasonOf(s), reason::kAcknowledgementRequired) << s;
+  EXPECT_EQ(MetadataOf(s, "missing"), "WIRE_FORMAT_CHANGE");
+  in.acknowledgements = {"WIRE_FORMAT_CHANGE"};
+  EXPECT_TRUE(CheckCompatibility(in).ok());
+}
+
+TEST(CompatibilityGuardTest, ChangelogNotesNeedAcknowledgingNamingTheLine) {
+  CompatInput in = Compat();
+  in.changelog = {{"0.2.0", "CHANGELOG_BREAKING", 12, "### ⚠ BREAKING CHANGES"},
+                  {"0.2.0", "ONE_WAY_UPGRADE", 15, "This upgrade is one-way."}};
+  EXPECT_THAT(RequiredAcknowledgements(in),
+              ElementsAre("CHANGELOG_BREAKING", "ONE_WAY_UPGRADE"));
+  in.acknowledgements = {"CHANGELOG_BREAKING"};
+  const absl::Status s = CheckCompatibility(in);
+  EXPECT_EQ(ReasonOf(s), reason::kAcknowledgementRequired) << s;
+  EXPECT_EQ(MetadataOf(s, "missing"), "ONE_WAY_UPGRADE");
+  EXPECT_THAT(s.message(), HasSubstr("changelog line 15"));
+  EXPECT_THAT(s.message(), HasSubstr("--acknowledge ONE_WAY_UPGRADE"));
+  in.acknowledgements.push_back("ONE_WAY_UPGRADE");
+  EXPECT_TRUE(CheckCompatibility(in).ok());
+}
+
+TEST(CompatibilityGuardTest, ApiServerRestartNeedsAConfiguredMethod) {
+  CompatInput in = Compat();
+  in.facts.set_apiserver_restart_required(true);
+  EXPECT_EQ(ReasonOf(CheckCompatibility(in)),
+            reason::kApiServerRestartUnconfigured);
+  in.apiserver_restart_configured = true;
+  EXPECT_TRUE(CheckCompatibility(in).ok());
+}
+
+RollbackSafetyInput Safety() {
+  RollbackSafetyInput in;
+  for (const char* n : {"a", "b"}) {
+    v1::NodeBaseline* b = &in.baseline.emplace_back();
+    b->set_node(n);
+    b->set_provider_version("0.1.0");
+    b->set_key_id_hash(testing::kHashA);
+    b->set_registry_schema(testing::kSchema);
+  }
+  in.views = HealthyFleet({"a", "b"}, "0.2.0");
+  return in;
+}
+
+TEST(RollbackSafetyTest, UnchangedFleetMayRollBack) {
+  EXPECT_TRUE(CheckRollbackSafety(Safety()).ok());
+}
+
+TEST(RollbackSafetyTest, OneWayAndWireFormatPoliciesRefuse) {
+  RollbackSafetyInput in = Safety();
+  in.facts.add_releases("0.2.0");
+  in.facts.set_one_way(true);
+  absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedOneWay) << s;
+  EXPECT_THAT(s.message(), HasSubstr("0.2.0"));
+  in.facts.set_one_way(false);
+  in.facts.set_wire_format_change(true);
+  EXPECT_EQ(ReasonOf(CheckRollbackSafety(in)), reason::kRollbackRefusedWireFormat);
+}
+
+TEST(RollbackSafetyTest, KeyRotatedSinceThePlanStartedRefuses) {
+  RollbackSafetyInput in = Safety();
+  in.views[1] = HealthyView("b", "0.2.0", testing::kHashB);
+  const absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedKeyRotated) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "b");
+  EXPECT_THAT(s.message(), HasSubstr(testing::kHashB));
+}
+
+TEST(RollbackSafetyTest, PendingRotationOnAnyNodeRefuses) {
+  RollbackSafetyInput in = Safety();
+  in.views[0].state->set_rotation_state("pending");
+  const absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedPendingRotation) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "a");
+}
+
+TEST(RollbackSafetyTest, RemovedRecordsOrSchemaChangeRefuse) {
+  RollbackSafetyInput in = Safety();
+  in.views[1].registry->removed_records = 2;
+  absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedRemoved) << s;
+  EXPECT_THAT(s.message(), HasSubstr("b (2 removed records, at plan start 0)"));
+  in = Safety();
+  in.views[0].registry->schema_version = "keyregistry.openbao-kms/v1beta1";
+  s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedSchema) << s;
+  EXPECT_THAT(s.message(), HasSubstr("v1beta1"));
+}
+
+TEST(RollbackSafetyTest, UnknownRegistryOrStateRefuses) {
+  RollbackSafetyInput in = Safety();
+  in.views[0].registry.reset();
+  EXPECT_EQ(ReasonOf(CheckRollbackSafety(in)), reason::kRegistryUnknown);
+  in = Safety();
+  in.views[1].state.reset();
+  EXPECT_EQ(ReasonOf(CheckRollbackSafety(in)), reason::kAgentUnreachable);
+}
+
+}  // namespace
+}  // namespace kmsfleet

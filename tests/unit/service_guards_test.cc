@@ -1,0 +1,154 @@
+// Tests of the OpenBao health and rotation guards (fleet_guards.h;
+// reference §2.6, §8.1 "Defer the upgrade while a Transit rotation is
+// pending, OpenBao is failing over or restoring").
+#include <string>
+#include <vector>
+
+#include "fleet_test_util.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kmsfleet/fleet_guards.h"
+#include "kmsfleet/reasons.h"
+#include "kmsfleet/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::HealthyView;
+
+OpenBaoProbe Probe(int status, std::string body) {
+  return {"https://bao.example:8200", absl::OkStatus(), status, std::move(body)};
+}
+
+TEST(OpenBaoGuardTest, InitializedUnsealedActivePasses) {
+  EXPECT_TRUE(CheckOpenBaoHealth(Probe(200, R"({"initialized":true,
+      "sealed":false,"standby":false,"version":"2.6.0"})")).ok());
+}
+
+TEST(OpenBaoGuardTest, SealedRefusesNamingTheAddress) {
+  const absl::Status s = CheckOpenBaoHealth(
+      Probe(503, R"({"initialized":true,"sealed":true,"standby":true})"));
+  EXPECT_EQ(ReasonOf(s), reason::kOpenBaoSealed) << s;
+  EXPECT_THAT(s.message(), HasSubstr("https://bao.example:8200"));
+  EXPECT_THAT(s.message(), HasSubstr("HTTP 503"));
+}
+
+TEST(OpenBaoGuardTest, UninitializedRefuses) {
+  const absl::Status s = CheckOpenBaoHealth(
+      Probe(501, R"({"initialized":false,"sealed":true,"standby":true})"));
+  EXPECT_EQ(ReasonOf(s), reason::kOpenBaoUninitialized) << s;
+}
+
+TEST(OpenBaoGuardTest, StandbyOnlyRefuses) {
+  const absl::Status s = CheckOpenBaoHealth(
+      Probe(429, R"({"initialized":true,"sealed":false,"standby":true})"));
+  EXPECT_EQ(ReasonOf(s), reason::kOpenBaoStandby) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(OpenBaoGuardTest, StatusCodeDecidesWhenTheBodyIsEmpty) {
+  EXPECT_TRUE(CheckOpenBaoHealth(Probe(200, "")).ok());
+  EXPECT_EQ(ReasonOf(CheckOpenBaoHealth(Probe(503, ""))), reason::kOpenBaoSealed);
+  EXPECT_EQ(ReasonOf(CheckOpenBaoHealth(Probe(473, ""))), reason::kOpenBaoStandby);
+  EXPECT_EQ(ReasonOf(CheckOpenBaoHealth(Probe(501, ""))),
+            reason::kOpenBaoUninitialized);
+  EXPECT_EQ(ReasonOf(CheckOpenBaoHealth(Probe(500, ""))),
+            reason::kOpenBaoUnreachable);
+}
+
+TEST(OpenBaoGuardTest, TransportErrorIsUnreachable) {
+  OpenBaoProbe probe = Probe(0, "");
+  probe.transport = absl::UnavailableError("connection refused");
+  const absl::Status s = CheckOpenBaoHealth(probe);
+  EXPECT_EQ(ReasonOf(s), reason::kOpenBaoUnreachable) << s;
+  EXPECT_THAT(s.message(), HasSubstr("connection refused"));
+}
+
+TEST(OpenBaoGuardTest, MalformedOrOversizedBodyIsNamed) {
+  absl::Status s = CheckOpenBaoHealth(Probe(200, R"({"sealed":"no"})"));
+  EXPECT_EQ(ReasonOf(s), reason::kMalformedOpenBaoHealth) << s;
+  EXPECT_THAT(s.message(), HasSubstr("sealed"));
+  s = CheckOpenBaoHealth(Probe(200, "not json"));
+  EXPECT_EQ(ReasonOf(s), reason::kMalformedOpenBaoHealth) << s;
+  s = CheckOpenBaoHealth(Probe(200, std::string(kMaxOpenBaoHealthBytes + 1, ' ')));
+  EXPECT_EQ(ReasonOf(s), reason::kInputTooLarge) << s;
+}
+
+RotationReport Active() {
+  RotationReport r;
+  r.name = "rotation-plan";
+  r.transit_metadata_status = "pass";
+  r.rotation_state = "active";
+  r.active_key_id_hash = testing::kHashA;
+  return r;
+}
+
+NodeRotation Node(std::string name, RotationReport report, int exit_code = 0,
+                  std::string metric = "active") {
+  NodeRotation n;
+  n.node = std::move(name);
+  n.exit_code = exit_code;
+  n.report = std::move(report);
+  n.metric_state = std::move(metric);
+  return n;
+}
+
+TEST(RotationGuardTest, ActiveEverywherePasses) {
+  EXPECT_TRUE(CheckRotation({Node("a", Active()), Node("b", Active())}).ok());
+}
+
+TEST(RotationGuardTest, NonZeroExitIsUntrusted) {
+  const absl::Status s = CheckRotation({Node("a", Active()), Node("b", Active(), 4)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationPlanUntrusted) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "b");
+  EXPECT_THAT(s.message(), HasSubstr("b (exit code 4)"));
+}
+
+TEST(RotationGuardTest, MetadataStatusOtherThanPassIsUntrusted) {
+  RotationReport old = Active();
+  old.transit_metadata_status = "";  // binaries before the Unreleased line
+  const absl::Status s = CheckRotation({Node("a", old)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationPlanUntrusted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("transitMetadataStatus (none)"));
+}
+
+TEST(RotationGuardTest, PendingKeyRefusesNamingIt) {
+  RotationReport pending = Active();
+  pending.rotation_state = "pending";
+  absl::Status s = CheckRotation({Node("a", Active()), Node("c", pending)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
+  EXPECT_THAT(s.message(), HasSubstr("c (rotationState \"pending\")"));
+  RotationReport pending_key = Active();
+  pending_key.pending_key_id_hash = testing::kHashB;
+  s = CheckRotation({Node("a", pending_key)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
+  EXPECT_THAT(s.message(), HasSubstr(testing::kHashB));
+}
+
+TEST(RotationGuardTest, MetricDisagreeingRefuses) {
+  const absl::Status s =
+      CheckRotation({Node("a", Active(), 0, "pending"), Node("b", Active())});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationMetricDisagrees) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "a");
+}
+
+TEST(RotationGuardTest, UnparsableReportIsUntrusted) {
+  NodeRotation n = Node("a", Active());
+  n.report = absl::InvalidArgumentError("rotation-plan output is not JSON");
+  const absl::Status s = CheckRotation({n});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationPlanUntrusted) << s;
+  EXPECT_THAT(s.message(), HasSubstr("not JSON"));
+}
+
+TEST(RotationMetricTest, PendingMetricBlocksBetweenNodes) {
+  std::vector<NodeView> views = {HealthyView("a", "0.1.0"), HealthyView("b", "0.1.0")};
+  EXPECT_TRUE(CheckRotationMetric(views).ok());
+  views[1].state->set_rotation_state("pending");
+  const absl::Status s = CheckRotationMetric(views);
+  EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
+  EXPECT_THAT(s.message(), HasSubstr("b (\"pending\")"));
+}
+
+}  // namespace
+}  // namespace kmsfleet
