@@ -15,6 +15,8 @@ packages=(
   prometheus
   systemd dbus dbus-user-session
   curl procps iproute2
+  # Packaging: build and lint the .deb and .rpm (tests/deploy).
+  dpkg-dev lintian rpm rpmlint man-db
 )
 
 missing=()

@@ -140,6 +140,7 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
   AddTlsFlags(*commit, plan_flags.tls);
+  app.set_version_flag("--version", std::string("kmsfleetctl ") + KMSFLEET_VERSION);
   CLI11_PARSE(app, argc, argv);
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);

@@ -146,6 +146,7 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("--check-config", check_only,
                "validate the configuration file and exit");
+  app.set_version_flag("--version", std::string("kmsfleetd ") + KMSFLEET_VERSION);
   CLI11_PARSE(app, argc, argv);
 
   // Block the stop signals in every thread (gRPC's included) so that only
