@@ -14,11 +14,17 @@
 
 namespace kmsfleet {
 
-// Reads at most `max_bytes` of `path` (O_NOFOLLOW). Errors name the path:
-// NotFound/PermissionDenied/Unavailable (ARTIFACT_IO), ResourceExhausted
-// (INPUT_TOO_LARGE) when the file is larger.
-absl::StatusOr<std::string> ReadBoundedFile(const std::string& path,
-                                            size_t max_bytes);
+// Whether a read follows a symlink at the path. Files kmsfleet writes
+// itself (artifacts, journals, state) are read with kRefuse, so a link
+// planted there cannot redirect it; files an operator provides (configs,
+// certificates) are often links and are read with kFollow.
+enum class Symlinks { kRefuse, kFollow };
+
+// Reads at most `max_bytes` of `path`. Errors name the path:
+// NotFound/PermissionDenied/Unavailable (ARTIFACT_IO; a refused symlink is
+// ELOOP), ResourceExhausted (INPUT_TOO_LARGE) when the file is larger.
+absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes,
+                                            Symlinks symlinks = Symlinks::kRefuse);
 
 // Lower-case hex SHA-256 of the file at `path` (O_NOFOLLOW), read in 1 MiB
 // blocks through OpenSSL EVP.

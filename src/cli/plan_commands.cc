@@ -16,7 +16,7 @@ namespace {
 constexpr size_t kMaxPemBytes = 64 << 10;
 
 absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
-  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxPemBytes);
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxPemBytes, Symlinks::kFollow);
   if (text.ok()) return text;
   std::string why = ReasonOf(text.status()) == reason::kInputTooLarge
                         ? "larger than " + std::to_string(kMaxPemBytes) +

@@ -3,9 +3,9 @@
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/strings/cord.h"
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/log.h"
 #include "kmsfleet/reasons.h"
-#include "kmsfleet/state_file.h"
 #include "kmsfleet/status.h"
 
 namespace kmsfleet {
@@ -14,13 +14,14 @@ namespace {
 constexpr size_t kMaxPemBytes = 1 << 20;
 
 absl::StatusOr<std::string> ReadPem(const std::string& key, const std::string& path) {
-  absl::StatusOr<std::optional<std::string>> text = ReadStateFile(path, kMaxPemBytes);
-  if (!text.ok() || !text->has_value() || (*text)->empty()) {
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxPemBytes, Symlinks::kFollow);
+  if (!text.ok() || text->empty()) {
+    std::string why = text.ok() ? "it is empty" : std::string(text.status().message());
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     "cluster.tls." + key + ": cannot read PEM file " + path,
+                     "cluster.tls." + key + ": cannot read PEM file " + path + ": " + why,
                      {{"key", "cluster.tls." + key}, {"path", path}});
   }
-  return **text;
+  return *text;
 }
 
 }  // namespace

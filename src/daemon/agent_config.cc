@@ -398,7 +398,7 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
 // provider's config is elsewhere; the swap's doctor would fail on it first.
 absl::Status ReadProviderConfig(AgentConfig& config) {
   const std::string& path = config.provider_config;
-  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxProviderConfigBytes);
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxProviderConfigBytes, Symlinks::kFollow);
   if (absl::IsNotFound(text.status())) return absl::OkStatus();
   if (!text.ok()) return text.status();
   KMSFLEET_ASSIGN_OR_RETURN(ProviderConfigFacts facts, ParseProviderConfig(*text, path));
@@ -448,7 +448,7 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
 }
 
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
-  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxConfigBytes);
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxConfigBytes, Symlinks::kFollow);
   if (!text.ok()) {
     std::string why = ReasonOf(text.status()) == reason::kInputTooLarge
                           ? "config file " + path + " is larger than 1 MiB"

@@ -109,9 +109,10 @@ absl::StatusOr<std::string> HashStream(int fd, const std::string& path,
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadBoundedFile(const std::string& path,
-                                            size_t max_bytes) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes,
+                                            Symlinks symlinks) {
+  int nofollow = symlinks == Symlinks::kRefuse ? O_NOFOLLOW : 0;
+  Fd fd(open(path.c_str(), O_RDONLY | nofollow | O_CLOEXEC));
   if (fd.get() < 0) return IoError("open", path, errno);
   std::string out;
   char buf[64 << 10];

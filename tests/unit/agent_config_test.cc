@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -342,6 +343,17 @@ TEST_F(ProviderConfigLoadTest, ABrokenProviderConfigStopsTheAgentNamingIt) {
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(MetadataOf(c.status(), "file"), dir_ + "/provider.yaml");
   EXPECT_EQ(MetadataOf(c.status(), "key"), "state.path");
+}
+
+TEST_F(ProviderConfigLoadTest, ConfigFilesMayBeSymlinks) {
+  // Config management often links the node's file into place.
+  Write("provider-real.yaml", "state: {path: /srv/kms/state/key-registry.json}\n");
+  ASSERT_EQ(symlink((dir_ + "/provider-real.yaml").c_str(), (dir_ + "/provider.yaml").c_str()), 0);
+  Write("cp-1.yaml", "node: cp-1\nprovider:\n  config: " + dir_ + "/provider.yaml\n");
+  ASSERT_EQ(symlink((dir_ + "/cp-1.yaml").c_str(), (dir_ + "/linked.yaml").c_str()), 0);
+  absl::StatusOr<AgentConfig> c = LoadAgentConfig(dir_ + "/linked.yaml");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.registry_path, "/srv/kms/state/key-registry.json");
 }
 
 TEST_F(ProviderConfigLoadTest, WithoutAProviderConfigTheSettingOrDefaultStands) {

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <memory>
@@ -99,12 +100,17 @@ TEST_F(PeerNodeTest, NodeWhoseRollbackFailedKeepsTheInFlightSlot) {
 TEST_F(PeerNodeTest, ProposalThatCannotBePersistedIsAnError) {
   absl::StatusOr<v1::Fence> first = Propose("", "plan 1");
   ASSERT_TRUE(first.ok()) << first.status();
-  // Root ignores a read-only directory; a directory where the temporary
-  // file goes fails for everyone.
-  std::string blocker = dir_.File("state/election.pb.tmp");
-  ASSERT_EQ(mkdir(blocker.c_str(), 0700), 0);
+  // Root ignores a read-only directory; a non-empty directory where the
+  // state file goes makes the final rename fail for everyone, whatever the
+  // temporary file is called.
+  std::string state = dir_.File("state/election.pb");
+  ASSERT_EQ(unlink(state.c_str()), 0);
+  ASSERT_EQ(mkdir(state.c_str(), 0700), 0);
+  std::string inside = state + "/keep";
+  ASSERT_EQ(mkdir(inside.c_str(), 0700), 0);
   absl::StatusOr<v1::Fence> second = Propose("", "plan 2");
-  rmdir(blocker.c_str());
+  rmdir(inside.c_str());
+  rmdir(state.c_str());
   ASSERT_FALSE(second.ok()) << "reported fence " << second->term() << "/"
                             << second->index() << " for an unpersisted proposal";
   EXPECT_EQ(ReasonOf(second.status()), reason::kStateWriteFailed) << second.status();

@@ -4,10 +4,12 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 
+#include "kmsfleet/fs_util.h"
 #include "kmsfleet/peer_node.h"
 #include "kmsfleet/reasons.h"
 #include "kmsfleet/status.h"
@@ -61,6 +63,20 @@ TEST_F(StateFileTest, ReadErrorIsAnErrorNotAShortFile) {
   EXPECT_EQ(read.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ReasonOf(read.status()), reason::kStateReadFailed);
   EXPECT_EQ(MetadataOf(read.status(), "path"), dir_);
+}
+
+TEST_F(StateFileTest, StateFilesRefuseSymlinksOperatorFilesFollowThem) {
+  std::string target = dir_ + "/real.pem";
+  ASSERT_TRUE(WriteStateFile(target, "-----BEGIN CERTIFICATE-----").ok());
+  std::string link = dir_ + "/link.pem";
+  ASSERT_EQ(symlink(target.c_str(), link.c_str()), 0);
+  // A link planted among the agent's own state cannot redirect a read...
+  EXPECT_EQ(ReasonOf(ReadStateFile(link, 1024).status()), reason::kStateReadFailed);
+  EXPECT_FALSE(ReadBoundedFile(link, 1024).ok());
+  // ...while an operator's certificate or config may well be a link.
+  absl::StatusOr<std::string> followed = ReadBoundedFile(link, 1024, Symlinks::kFollow);
+  ASSERT_TRUE(followed.ok()) << followed.status();
+  EXPECT_EQ(*followed, "-----BEGIN CERTIFICATE-----");
 }
 
 TEST_F(StateFileTest, WriteIntoMissingDirectoryFailsNamingThePath) {
