@@ -15,8 +15,8 @@
 #include <sstream>
 #include <thread>
 
+#include "daemon/agent_config.h"
 #include "election_cluster.h"
-#include "kmsfleet/agent_config.h"
 
 namespace kmsfleet::testing {
 namespace {

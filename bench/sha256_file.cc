@@ -7,7 +7,7 @@
 #include <string>
 #include <sys/stat.h>
 
-#include "kmsfleet/fs_util.h"
+#include "kmsfleet/node/fs_util.h"
 
 int main(int argc, char** argv) {
   if (argc < 3) {

@@ -1,4 +1,4 @@
-#include "kmsfleet/fleet_status.h"
+#include "cli/fleet_status.h"
 
 #include <boost/json.hpp>
 #include <cmath>
@@ -8,8 +8,8 @@
 #include <iomanip>
 #include <sstream>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -5,11 +5,11 @@
 #include <future>
 #include <iostream>
 
-#include "kmsfleet/fleet_status.h"
-#include "kmsfleet/node_commands.h"
-#include "kmsfleet/leader_status.h"
-#include "kmsfleet/plan_commands.h"
-#include "kmsfleet/status.h"
+#include "cli/fleet_status.h"
+#include "cli/leader_status.h"
+#include "cli/node_commands.h"
+#include "cli/plan_commands.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,4 +1,4 @@
-#include "kmsfleet/leader_status.h"
+#include "cli/leader_status.h"
 
 #include <boost/json.hpp>
 #include <grpcpp/grpcpp.h>
@@ -8,8 +8,8 @@
 #include <map>
 #include <sstream>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,4 +1,4 @@
-#include "kmsfleet/node_commands.h"
+#include "cli/node_commands.h"
 
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
@@ -6,10 +6,10 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "kmsfleet/fleet_status.h"
-#include "kmsfleet/operation_progress.h"
-#include "kmsfleet/plan_commands.h"
-#include "kmsfleet/status.h"
+#include "cli/fleet_status.h"
+#include "cli/operation_progress.h"
+#include "cli/plan_commands.h"
+#include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "kmsfleet/v1/error.pb.h"
 

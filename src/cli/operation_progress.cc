@@ -1,4 +1,4 @@
-#include "kmsfleet/operation_progress.h"
+#include "cli/operation_progress.h"
 
 namespace kmsfleet {
 

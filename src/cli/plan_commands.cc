@@ -1,12 +1,12 @@
-#include "kmsfleet/plan_commands.h"
+#include "cli/plan_commands.h"
 
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "kmsfleet/fleet_status.h"
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "cli/fleet_status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {

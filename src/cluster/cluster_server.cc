@@ -1,4 +1,4 @@
-#include "kmsfleet/cluster_server.h"
+#include "kmsfleet/cluster/cluster_server.h"
 
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 
@@ -7,10 +7,10 @@
 #include <utility>
 
 #include "absl/strings/str_join.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/peer_tls.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
 #include "kmsfleet/v1/peer.grpc.pb.h"
 

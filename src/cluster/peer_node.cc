@@ -1,15 +1,15 @@
-#include "kmsfleet/peer_node.h"
+#include "kmsfleet/cluster/peer_node.h"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/state_file.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/cluster/state_file.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/log.h"
 #include "peer_sender.h"
 
 namespace kmsfleet {

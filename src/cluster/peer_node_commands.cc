@@ -2,11 +2,11 @@
 // (architecture.md §6).
 #include <thread>
 
-#include "kmsfleet/log.h"
-#include "kmsfleet/peer_node.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/state_file.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/cluster/peer_node.h"
+#include "kmsfleet/cluster/state_file.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
 #include "peer_sender.h"
 
 namespace kmsfleet {

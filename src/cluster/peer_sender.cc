@@ -1,9 +1,9 @@
 #include "peer_sender.h"
 
-#include "kmsfleet/log.h"
-#include "kmsfleet/peer_tls.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
 #include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {

@@ -1,12 +1,12 @@
-#include "kmsfleet/peer_tls.h"
+#include "kmsfleet/cluster/peer_tls.h"
 
 #include <grpcpp/security/server_credentials.h>
 
 #include "absl/strings/cord.h"
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 namespace {

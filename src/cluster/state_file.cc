@@ -1,10 +1,10 @@
-#include "kmsfleet/state_file.h"
+#include "kmsfleet/cluster/state_file.h"
 
 #include <utility>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 

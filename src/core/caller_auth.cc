@@ -1,11 +1,11 @@
-#include "kmsfleet/caller_auth.h"
+#include "kmsfleet/core/caller_auth.h"
 
 #include <algorithm>
 #include <array>
 #include <utility>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

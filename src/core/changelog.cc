@@ -1,12 +1,12 @@
 // CHANGELOG.md reader (changelog.h).
-#include "kmsfleet/changelog.h"
+#include "kmsfleet/core/changelog.h"
 
 #include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "parse_util.h"
 
 namespace kmsfleet {

@@ -1,10 +1,10 @@
-#include "kmsfleet/checksums.h"
+#include "kmsfleet/core/checksums.h"
 
 #include <cctype>
 #include <vector>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

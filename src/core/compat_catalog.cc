@@ -4,7 +4,7 @@
 // same parser, so the documented format is the one kmsfleet itself uses.
 #include <cassert>
 
-#include "kmsfleet/compat_policy.h"
+#include "kmsfleet/core/compat_policy.h"
 
 namespace kmsfleet {
 namespace {

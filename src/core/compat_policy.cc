@@ -1,7 +1,7 @@
 // The release compatibility policy (compat_policy.h). yaml-cpp reports
 // syntax errors by exception; they are caught here and never cross the
 // module boundary (architecture.md §8).
-#include "kmsfleet/compat_policy.h"
+#include "kmsfleet/core/compat_policy.h"
 
 #include <yaml-cpp/yaml.h>
 
@@ -12,9 +12,9 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "parse_util.h"
 
 namespace kmsfleet {

@@ -4,10 +4,10 @@
 #include <cassert>
 #include <set>
 
-#include "kmsfleet/election.h"
-#include "kmsfleet/fence_guard.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/election.h"
+#include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 

@@ -3,9 +3,9 @@
 // etcd-io/raft's raft.go).
 #include <cassert>
 
-#include "kmsfleet/election.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/election.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,10 +1,10 @@
-#include "kmsfleet/fence_guard.h"
+#include "kmsfleet/core/fence_guard.h"
 
 #include <algorithm>
 #include <tuple>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,5 +1,5 @@
 // Guards over the fleet's current observations (fleet_guards.h).
-#include "kmsfleet/fleet_guards.h"
+#include "kmsfleet/core/fleet_guards.h"
 
 #include <algorithm>
 #include <set>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
-#include "kmsfleet/reasons.h"
+#include "kmsfleet/core/reasons.h"
 
 namespace kmsfleet {
 namespace {

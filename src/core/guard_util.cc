@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/status.h"
 #include "parse_util.h"
 
 namespace kmsfleet::internal {

@@ -1,10 +1,10 @@
-#include "kmsfleet/health_body.h"
+#include "kmsfleet/core/health_body.h"
 
 #include <utility>
 
 #include "json_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

@@ -2,8 +2,8 @@
 
 #include <utility>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "parse_util.h"
 
 namespace kmsfleet::internal {

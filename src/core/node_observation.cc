@@ -1,10 +1,10 @@
-#include "kmsfleet/node_observation.h"
+#include "kmsfleet/core/node_observation.h"
 
-#include "kmsfleet/health_body.h"
-#include "kmsfleet/provider_metrics.h"
-#include "kmsfleet/provider_version.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/health_body.h"
+#include "kmsfleet/core/provider_metrics.h"
+#include "kmsfleet/core/provider_version.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,4 +1,4 @@
-#include "kmsfleet/parity.h"
+#include "kmsfleet/core/parity.h"
 
 #include <map>
 

@@ -1,13 +1,13 @@
 // The dry run (plan_dry_run.h) and the plan's node order.
-#include "kmsfleet/plan_dry_run.h"
+#include "kmsfleet/core/plan_dry_run.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/release_guards.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 

@@ -1,10 +1,10 @@
 // The plan machine's entry points, names and codec (plan_machine.h). The
 // decisions live in plan_step.cc and plan_commands_core.cc.
-#include "kmsfleet/plan_machine.h"
+#include "kmsfleet/core/plan_machine.h"
 
 #include "absl/strings/str_cat.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "plan_step.h"
 
 namespace kmsfleet {

@@ -2,9 +2,9 @@
 // (plan_step.h). Abort and pause stop before the next node: a swap in
 // progress is never interrupted, its outcome is still handled.
 #include "absl/strings/str_cat.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/release_guards.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
+#include "kmsfleet/core/status.h"
 #include "plan_step.h"
 
 namespace kmsfleet {

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "kmsfleet/plan_machine.h"
+#include "kmsfleet/core/plan_machine.h"
 
 namespace kmsfleet {
 

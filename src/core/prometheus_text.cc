@@ -1,4 +1,4 @@
-#include "kmsfleet/prometheus_text.h"
+#include "kmsfleet/core/prometheus_text.h"
 
 #include <algorithm>
 #include <string>
@@ -6,9 +6,9 @@
 #include <unordered_set>
 #include <utility>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "parse_util.h"
 #include "prometheus_lexer.h"
 

@@ -1,13 +1,13 @@
-#include "kmsfleet/provider_config.h"
+#include "kmsfleet/core/provider_config.h"
 
 #include <yaml-cpp/yaml.h>
 
 #include <utility>
 #include <vector>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,12 +1,12 @@
-#include "kmsfleet/provider_metrics.h"
+#include "kmsfleet/core/provider_metrics.h"
 
 #include <cmath>
 #include <utility>
 #include <vector>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "parse_util.h"
 
 namespace kmsfleet {

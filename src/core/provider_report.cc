@@ -1,14 +1,14 @@
 // Check reports and exit codes; rotation reports are in rotation_report.cc.
-#include "kmsfleet/provider_report.h"
+#include "kmsfleet/core/provider_report.h"
 
 #include <array>
 #include <set>
 #include <utility>
 
 #include "json_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "parse_util.h"
 #include "report_util.h"
 

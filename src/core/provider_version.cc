@@ -1,12 +1,12 @@
-#include "kmsfleet/provider_version.h"
+#include "kmsfleet/core/provider_version.h"
 
 #include <functional>
 #include <set>
 #include <vector>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "parse_util.h"
 
 namespace kmsfleet {

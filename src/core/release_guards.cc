@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/release_guards.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

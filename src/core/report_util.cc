@@ -1,8 +1,8 @@
 #include "report_util.h"
 
-#include "kmsfleet/provider_report.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/provider_report.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet::internal {
 

@@ -8,10 +8,10 @@
 #include <variant>
 
 #include "json_util.h"
-#include "kmsfleet/provider_report.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/provider_report.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "parse_util.h"
 #include "report_util.h"
 

@@ -1,11 +1,11 @@
-#include "kmsfleet/semver.h"
+#include "kmsfleet/core/semver.h"
 
 #include <algorithm>
 #include <optional>
 #include <utility>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "parse_util.h"
 
 namespace kmsfleet {

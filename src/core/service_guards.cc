@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "guard_util.h"
 #include "json_util.h"
-#include "kmsfleet/fleet_guards.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/fleet_guards.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

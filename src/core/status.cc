@@ -1,4 +1,4 @@
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/status.h"
 
 #include <optional>
 

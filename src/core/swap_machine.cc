@@ -1,4 +1,4 @@
-#include "kmsfleet/swap_machine.h"
+#include "kmsfleet/core/swap_machine.h"
 
 #include <array>
 #include <tuple>
@@ -6,9 +6,9 @@
 
 #include "boost/json.hpp"
 #include "json_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

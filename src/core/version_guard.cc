@@ -5,10 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/release_guards.h"
-#include "kmsfleet/semver.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
+#include "kmsfleet/core/semver.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

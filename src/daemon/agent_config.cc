@@ -1,4 +1,4 @@
-#include "kmsfleet/agent_config.h"
+#include "daemon/agent_config.h"
 
 #include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
@@ -9,11 +9,11 @@
 #include <map>
 #include <sstream>
 
-#include "kmsfleet/caller_auth.h"
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/caller_auth.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {

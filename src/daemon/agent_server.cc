@@ -1,4 +1,4 @@
-#include "kmsfleet/agent_server.h"
+#include "daemon/agent_server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
@@ -15,10 +15,10 @@
 #include <optional>
 #include <vector>
 
-#include "kmsfleet/executor.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/executor.h"
+#include "kmsfleet/node/log.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet {

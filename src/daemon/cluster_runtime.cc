@@ -1,11 +1,11 @@
-#include "kmsfleet/cluster_runtime.h"
+#include "daemon/cluster_runtime.h"
 
 #include <random>
 
-#include "kmsfleet/log.h"
-#include "kmsfleet/peer_tls.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 

@@ -6,12 +6,12 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
-#include "kmsfleet/agent_config.h"
-#include "kmsfleet/agent_server.h"
-#include "kmsfleet/clock.h"
-#include "kmsfleet/executor.h"
-#include "kmsfleet/cluster_runtime.h"
-#include "kmsfleet/log.h"
+#include "daemon/agent_config.h"
+#include "daemon/agent_server.h"
+#include "daemon/cluster_runtime.h"
+#include "kmsfleet/node/clock.h"
+#include "kmsfleet/node/executor.h"
+#include "kmsfleet/node/log.h"
 #ifdef KMSFLEETD_CRASH_HOOK
 #include "crash_hook.h"  // tests/integration: kmsfleetd_crashtest only
 #endif

@@ -1,4 +1,4 @@
-#include "kmsfleet/artifacts.h"
+#include "kmsfleet/node/artifacts.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -12,12 +12,12 @@
 #include <memory>
 #include <vector>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/checksums.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/semver.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/checksums.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/semver.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,16 +1,16 @@
 // The executor's API, journals and worker thread. Carrying out the
 // machine's steps is in swap_runner.cc.
-#include "kmsfleet/executor.h"
+#include "kmsfleet/node/executor.h"
 
 #include <map>
 #include <random>
 
-#include "kmsfleet/checksums.h"
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/checksums.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 namespace {

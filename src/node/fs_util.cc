@@ -1,4 +1,4 @@
-#include "kmsfleet/fs_util.h"
+#include "kmsfleet/node/fs_util.h"
 
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -10,9 +10,9 @@
 #include <memory>
 #include <vector>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,4 +1,4 @@
-#include "kmsfleet/http_fetch.h"
+#include "kmsfleet/node/http_fetch.h"
 
 #include <openssl/ssl.h>
 #include <unistd.h>
@@ -12,11 +12,11 @@
 #include <boost/beast/ssl.hpp>
 #include <optional>
 
-#include "kmsfleet/http_get.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
 #include "http_step_error.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/http_get.h"
 
 namespace kmsfleet {
 namespace {

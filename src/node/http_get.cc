@@ -1,4 +1,4 @@
-#include "kmsfleet/http_get.h"
+#include "kmsfleet/node/http_get.h"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
@@ -8,9 +8,9 @@
 #include <charconv>
 #include <optional>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
 #include "http_step_error.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

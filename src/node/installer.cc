@@ -1,11 +1,11 @@
 // The binary installer: the provider's executable at `provider.binary`,
 // captured and replaced by copy + fsync + rename (fs_util.h).
-#include "kmsfleet/installer.h"
+#include "kmsfleet/node/installer.h"
 
 #include <cstdint>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {

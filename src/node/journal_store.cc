@@ -1,5 +1,5 @@
 // Journals as files: <state_dir>/journal/<operation>.json.
-#include "kmsfleet/journal_store.h"
+#include "kmsfleet/node/journal_store.h"
 
 #include <dirent.h>
 
@@ -7,11 +7,11 @@
 #include <cstring>
 #include <mutex>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 namespace {

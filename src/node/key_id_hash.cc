@@ -1,4 +1,4 @@
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 #include <openssl/evp.h>
 

@@ -1,10 +1,10 @@
-#include "kmsfleet/kms_client.h"
+#include "kmsfleet/node/kms_client.h"
 
 #include <grpcpp/grpcpp.h>
 
 #include "k8s/kms/v2/api.grpc.pb.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 

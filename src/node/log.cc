@@ -1,4 +1,4 @@
-#include "kmsfleet/log.h"
+#include "kmsfleet/node/log.h"
 
 #include <unistd.h>
 

@@ -1,14 +1,14 @@
-#include "kmsfleet/preflight.h"
+#include "kmsfleet/node/preflight.h"
 
 #include <pwd.h>
 
 #include <algorithm>
 
-#include "kmsfleet/provider_version.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
-#include "kmsfleet/subprocess.h"
+#include "kmsfleet/core/provider_version.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/subprocess.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,5 +1,5 @@
 // The provider's commands as bounded subprocesses (preflight.h).
-#include "kmsfleet/provider_cli.h"
+#include "kmsfleet/node/provider_cli.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,13 +1,13 @@
-#include "kmsfleet/provider_probe.h"
+#include "kmsfleet/node/provider_probe.h"
 
 #include <future>
 
-#include "kmsfleet/key_id_hash.h"
-#include "kmsfleet/kms_client.h"
-#include "kmsfleet/node_observation.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/subprocess.h"
+#include "kmsfleet/core/node_observation.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/key_id_hash.h"
+#include "kmsfleet/node/kms_client.h"
+#include "kmsfleet/node/subprocess.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,4 +1,4 @@
-#include "kmsfleet/service_manager.h"
+#include "kmsfleet/node/service_manager.h"
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-journal.h>
@@ -10,9 +10,9 @@
 #include <string_view>
 #include <vector>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {

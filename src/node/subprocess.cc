@@ -1,4 +1,4 @@
-#include "kmsfleet/subprocess.h"
+#include "kmsfleet/node/subprocess.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -11,8 +11,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -2,12 +2,12 @@
 // executor's worker thread: the machine (src/core/swap_machine.cc) says
 // what to journal and what to do next; each action here observes or
 // changes the node through a seam and reports how it went.
-#include "kmsfleet/executor.h"
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/log.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
-#include "kmsfleet/status_macros.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/executor.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 namespace {

@@ -8,7 +8,7 @@
 
 #include "check_catalog.h"
 #include "commands.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::fake {
 namespace {

@@ -8,7 +8,7 @@
 #include "commands.h"
 #include "json_pretty.h"
 #include "key_material.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::fake {
 namespace {

@@ -12,7 +12,7 @@
 #include "event_log.h"
 #include "http_server.h"
 #include "kms_service.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "live_state.h"
 #include "serve_runtime.h"
 #include "stop_signal.h"

@@ -7,7 +7,7 @@
 
 #include "fake_test_config.h"
 #include "key_material.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "test_process.h"
 
 namespace kmsfleet::fake::testing {

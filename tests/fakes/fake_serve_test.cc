@@ -13,7 +13,7 @@
 #include "fake_test_config.h"
 #include "k8s/kms/v2/api.grpc.pb.h"
 #include "key_material.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "test_process.h"
 
 namespace kmsfleet::fake::testing {

@@ -5,7 +5,7 @@
 #include "duration.h"
 #include "http_handlers.h"
 #include "key_material.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "metrics_text.h"
 #include "report.h"
 #include "scenario.h"

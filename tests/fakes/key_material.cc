@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::fake {
 namespace {

@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "key_material.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::fake {
 namespace {

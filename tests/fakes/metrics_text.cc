@@ -10,7 +10,7 @@
 #include <sstream>
 #include <vector>
 
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::fake {
 namespace {

@@ -9,7 +9,7 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::fake {
 namespace {

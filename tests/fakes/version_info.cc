@@ -8,7 +8,7 @@
 #include <fstream>
 #include <map>
 
-#include "kmsfleet/semver.h"
+#include "kmsfleet/core/semver.h"
 
 namespace kmsfleet::fake {
 namespace {

@@ -1,8 +1,8 @@
 // Fuzzes kmsfleetd's strict YAML config (agent_config.h): no input
 // crashes the reader (yaml-cpp's exceptions stop inside it), and every
 // refusal names the file.
+#include "daemon/agent_config.h"
 #include "fuzz_check.h"
-#include "kmsfleet/agent_config.h"
 
 using kmsfleet::fuzz::CheckError;
 using kmsfleet::fuzz::Require;

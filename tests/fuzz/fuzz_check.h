@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet::fuzz {
 

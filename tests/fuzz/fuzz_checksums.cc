@@ -2,7 +2,7 @@
 // input is the asset name, the rest the file. A found digest is 64
 // lower-case hex digits, and is found again in a file of that one line.
 #include "fuzz_check.h"
-#include "kmsfleet/checksums.h"
+#include "kmsfleet/core/checksums.h"
 
 using kmsfleet::fuzz::CheckError;
 using kmsfleet::fuzz::Require;

@@ -2,7 +2,7 @@
 // crashes them, every refusal has a reason, and an accepted body always
 // has the required status.
 #include "fuzz_check.h"
-#include "kmsfleet/health_body.h"
+#include "kmsfleet/core/health_body.h"
 
 using kmsfleet::fuzz::CheckError;
 using kmsfleet::fuzz::Require;

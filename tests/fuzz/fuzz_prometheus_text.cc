@@ -13,9 +13,9 @@
 #include <string_view>
 #include <vector>
 
-#include "kmsfleet/prometheus_text.h"
-#include "kmsfleet/provider_metrics.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/prometheus_text.h"
+#include "kmsfleet/core/provider_metrics.h"
+#include "kmsfleet/core/status.h"
 
 namespace {
 

@@ -2,7 +2,7 @@
 // what it accepts has absolute paths and an http(s) OpenBao address, and
 // every refusal names the file.
 #include "fuzz_check.h"
-#include "kmsfleet/provider_config.h"
+#include "kmsfleet/core/provider_config.h"
 
 using kmsfleet::fuzz::CheckError;
 using kmsfleet::fuzz::Require;

@@ -5,7 +5,7 @@
 #include <set>
 
 #include "fuzz_check.h"
-#include "kmsfleet/provider_report.h"
+#include "kmsfleet/core/provider_report.h"
 
 using kmsfleet::CheckReport;
 using kmsfleet::fuzz::CheckError;

@@ -2,7 +2,7 @@
 // accepted output, printed again in the four-line form the provider uses
 // (reference §2.2), parses to the same build.
 #include "fuzz_check.h"
-#include "kmsfleet/provider_version.h"
+#include "kmsfleet/core/provider_version.h"
 
 using kmsfleet::ProviderBuild;
 using kmsfleet::fuzz::CheckError;

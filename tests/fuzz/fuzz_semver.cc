@@ -2,7 +2,7 @@
 // canonical form and reads back as the same version, build included, and
 // precedence is a weak order consistent with that round trip.
 #include "fuzz_check.h"
-#include "kmsfleet/semver.h"
+#include "kmsfleet/core/semver.h"
 
 using kmsfleet::SemVer;
 using kmsfleet::fuzz::CheckError;

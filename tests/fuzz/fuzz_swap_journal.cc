@@ -2,7 +2,7 @@
 // both read back from disk after a crash. A journal that parses,
 // serialised and parsed again, serialises to the same bytes.
 #include "fuzz_check.h"
-#include "kmsfleet/swap_machine.h"
+#include "kmsfleet/core/swap_machine.h"
 
 using kmsfleet::fuzz::CheckError;
 using kmsfleet::fuzz::Require;

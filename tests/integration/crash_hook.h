@@ -11,7 +11,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "kmsfleet/executor.h"
+#include "kmsfleet/node/executor.h"
 
 namespace kmsfleet {
 

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "kmsfleet/subprocess.h"
+#include "kmsfleet/node/subprocess.h"
 
 namespace kmsfleet::testing {
 namespace {

@@ -15,7 +15,7 @@
 
 #include "election_cluster.h"
 #include "fleet.h"
-#include "kmsfleet/swap_machine.h"
+#include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet::testing {

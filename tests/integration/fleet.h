@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kmsfleet/node/subprocess.h"
 #include "process_harness.h"
-#include "kmsfleet/subprocess.h"
 
 namespace kmsfleet::testing {
 

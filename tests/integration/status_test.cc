@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "fleet.h"
-#include "kmsfleet/key_id_hash.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet::testing {
 namespace {

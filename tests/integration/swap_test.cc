@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "kmsfleet/fs_util.h"
 #include "fleet.h"
+#include "kmsfleet/node/fs_util.h"
 #include "systemd_node.h"
 
 namespace kmsfleet::testing {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "kmsfleet/subprocess.h"
+#include "kmsfleet/node/subprocess.h"
 #include "process_harness.h"
 
 namespace kmsfleet::testing {

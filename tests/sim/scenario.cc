@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet::sim {
 namespace {

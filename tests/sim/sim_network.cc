@@ -1,6 +1,6 @@
 // The simulated network and each agent's handling of what arrives.
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "sim_world.h"
 
 namespace kmsfleet::sim {

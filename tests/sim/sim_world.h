@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "kmsfleet/election.h"
-#include "kmsfleet/fence_guard.h"
+#include "kmsfleet/core/election.h"
+#include "kmsfleet/core/fence_guard.h"
 #include "simulator.h"
 
 namespace kmsfleet::sim {

@@ -2,7 +2,7 @@
 
 #include <iostream>
 
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/status.h"
 #include "sim_world.h"
 
 namespace kmsfleet::sim {

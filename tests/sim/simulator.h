@@ -33,8 +33,8 @@
 #include <string>
 #include <vector>
 
-#include "kmsfleet/election.h"
-#include "kmsfleet/fence_guard.h"
+#include "kmsfleet/core/election.h"
+#include "kmsfleet/core/fence_guard.h"
 
 namespace kmsfleet::sim {
 

@@ -1,5 +1,5 @@
 // kmsfleetd's strict config loading: every error names file, line and key.
-#include "kmsfleet/agent_config.h"
+#include "daemon/agent_config.h"
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

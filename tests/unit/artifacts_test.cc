@@ -1,6 +1,6 @@
 // Staging: signatures made with the openssl CLI (ECDSA P-256 and Ed25519),
 // checksum lines, and that a failure leaves nothing new behind.
-#include "kmsfleet/artifacts.h"
+#include "kmsfleet/node/artifacts.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -13,8 +13,8 @@
 #include <future>
 #include <sstream>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

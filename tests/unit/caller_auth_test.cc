@@ -1,10 +1,10 @@
 // Who may call which agent method (issue 8 §3, architecture.md §7).
-#include "kmsfleet/caller_auth.h"
+#include "kmsfleet/core/caller_auth.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,10 +1,10 @@
 // checksums.txt lookup: exactly one well-formed line per artifact.
-#include "kmsfleet/checksums.h"
+#include "kmsfleet/core/checksums.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

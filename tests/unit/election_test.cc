@@ -1,18 +1,18 @@
 // The election machine, one Raft rule per test (architecture.md §6; Raft
 // paper sections cited where a rule comes from).
-#include "kmsfleet/election.h"
+#include "kmsfleet/core/election.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/fence_guard.h"
+#include "kmsfleet/core/fence_guard.h"
 
 #include <deque>
 #include <map>
 #include <memory>
 #include <optional>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

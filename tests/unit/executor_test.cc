@@ -3,7 +3,7 @@
 // clocks answer from one World, so each failure path runs in milliseconds
 // without root or systemd. tests/integration/swap_test.cc runs the same
 // executor against a real systemd.
-#include "kmsfleet/executor.h"
+#include "kmsfleet/node/executor.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -19,9 +19,9 @@
 #include <set>
 #include <thread>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
 #include "process_harness.h"
 
 namespace kmsfleet {

@@ -1,10 +1,10 @@
 // Fencing of disruptive commands (architecture.md §2 principle 4, §6).
-#include "kmsfleet/fence_guard.h"
+#include "kmsfleet/core/fence_guard.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

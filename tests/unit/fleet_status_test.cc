@@ -1,13 +1,13 @@
 // `kmsfleetctl status`: querying agents, parity across rows, rendering.
-#include "kmsfleet/fleet_status.h"
+#include "cli/fleet_status.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent_mock.grpc.pb.h"
 
 namespace kmsfleet {

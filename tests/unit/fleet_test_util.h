@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "kmsfleet/fleet_guards.h"
+#include "kmsfleet/core/fleet_guards.h"
 
 namespace kmsfleet::testing {
 

@@ -1,6 +1,6 @@
 // fs_util's durability: a directory it creates is made durable in its
 // parent (fsync of the parent after mkdir), observed with strace.
-#include "kmsfleet/fs_util.h"
+#include "kmsfleet/node/fs_util.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>

@@ -1,13 +1,13 @@
 // Tests of the /ready and /live body parsers (health_body.h; reference §3).
-#include "kmsfleet/health_body.h"
+#include "kmsfleet/core/health_body.h"
 
 #include <ostream>
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "test_util.h"
 
 namespace kmsfleet {

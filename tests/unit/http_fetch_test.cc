@@ -1,7 +1,7 @@
 // Downloads over https from `openssl s_server -WWW` with a certificate made
 // for localhost: verified against the configured CA, refused without it,
 // and bounded in size.
-#include "kmsfleet/http_fetch.h"
+#include "kmsfleet/node/http_fetch.h"
 
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
@@ -14,9 +14,9 @@
 #include <fstream>
 #include <memory>
 
-#include "kmsfleet/artifacts.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/artifacts.h"
 #include "process_harness.h"
 
 namespace kmsfleet {

@@ -1,5 +1,5 @@
 // The bounded HTTP GET used for /metrics, /ready and /live.
-#include "kmsfleet/http_get.h"
+#include "kmsfleet/node/http_get.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -9,8 +9,8 @@
 
 #include <thread>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,10 +1,10 @@
 // `kmsfleetctl leader`: which coordinator the agents' views agree on.
-#include "kmsfleet/leader_status.h"
+#include "cli/leader_status.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

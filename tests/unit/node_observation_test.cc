@@ -1,10 +1,10 @@
 // From raw probe results to a NodeState with named conditions.
-#include "kmsfleet/node_observation.h"
+#include "kmsfleet/core/node_observation.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

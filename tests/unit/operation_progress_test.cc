@@ -1,5 +1,5 @@
 // `kmsfleetctl node swap` progress: one line per phase change.
-#include "kmsfleet/operation_progress.h"
+#include "cli/operation_progress.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,5 @@
 // Parity across nodes (architecture.md §5 "Parity").
-#include "kmsfleet/parity.h"
+#include "kmsfleet/core/parity.h"
 
 #include <gtest/gtest.h>
 

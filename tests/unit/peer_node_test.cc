@@ -1,7 +1,7 @@
 // PeerNode, the election shell (architecture.md §6), in-process: one voter
 // and a learner, so a plan commits without any peer answering. Issue 8:
 // fences, the hand-off answer and proposals that were not persisted.
-#include "kmsfleet/peer_node.h"
+#include "kmsfleet/cluster/peer_node.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -10,8 +10,8 @@
 #include <atomic>
 #include <memory>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "process_harness.h"
 
 namespace kmsfleet {

@@ -1,15 +1,15 @@
 // `kmsfleetctl plan commit` and the --fence flag: parsing, and keeping the
 // coordinator's refusal (reason and where to go) intact.
-#include "kmsfleet/plan_commands.h"
+#include "cli/plan_commands.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "kmsfleet/executor.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/executor.h"
 #include "kmsfleet/v1/error.pb.h"
 #include "kmsfleet/v1/fleet_mock.grpc.pb.h"
 

@@ -7,9 +7,9 @@
 #include "fleet_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/plan_dry_run.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/plan_dry_run.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -11,9 +11,9 @@
 #include "fleet_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/plan_machine.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

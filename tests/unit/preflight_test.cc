@@ -1,6 +1,6 @@
 // Preflight against the fake provider binary: doctor verdicts, skip is not
 // a pass, version checks, rotation-plan trust, and run-as.
-#include "kmsfleet/preflight.h"
+#include "kmsfleet/node/preflight.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -2,7 +2,7 @@
 // What it accepts follows the Prometheus Go text parser, which promtool
 // uses; the fixtures are checked with promtool by the
 // promtool_fixture_check test.
-#include "kmsfleet/prometheus_text.h"
+#include "kmsfleet/core/prometheus_text.h"
 
 #include <cmath>
 #include <limits>
@@ -11,8 +11,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "test_util.h"
 
 namespace kmsfleet {

@@ -1,10 +1,10 @@
 // The facts kmsfleet reads from the provider's own config.yaml.
-#include "kmsfleet/provider_config.h"
+#include "kmsfleet/core/provider_config.h"
 
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,13 +1,13 @@
 // Tests of the provider facts read from /metrics (provider_metrics.h;
 // reference §3.1, §3.2).
-#include "kmsfleet/provider_metrics.h"
+#include "kmsfleet/core/provider_metrics.h"
 
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "test_util.h"
 
 namespace kmsfleet {

@@ -1,13 +1,13 @@
 // Tests of the check-report parser and exit-code classification
 // (provider_report.h; reference §2.1, §2.3, §2.5).
-#include "kmsfleet/provider_report.h"
+#include "kmsfleet/core/provider_report.h"
 
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "test_util.h"
 
 namespace kmsfleet {

@@ -1,13 +1,13 @@
 // Tests of the `bao-kms-provider version` output parser
 // (provider_version.h; reference §2.2).
-#include "kmsfleet/provider_version.h"
+#include "kmsfleet/core/provider_version.h"
 
 #include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "test_util.h"
 
 namespace kmsfleet {

@@ -6,9 +6,9 @@
 #include "fleet_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/release_guards.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

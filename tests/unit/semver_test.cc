@@ -1,5 +1,5 @@
 // Tests of strict SemVer 2.0.0 parsing and precedence (semver.h).
-#include "kmsfleet/semver.h"
+#include "kmsfleet/core/semver.h"
 
 #include <algorithm>
 #include <ostream>
@@ -8,8 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "test_util.h"
 
 namespace kmsfleet {

@@ -1,7 +1,7 @@
 // The systemd ServiceManager on a message bus (a private dbus-daemon, as
 // the system bus is): a JobRemoved signal for our job from any peer other
 // than org.freedesktop.systemd1 must not decide the job's result.
-#include "kmsfleet/service_manager.h"
+#include "kmsfleet/node/service_manager.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,6 +1,6 @@
 // Durable state files and what the election shell does with a bad one
 // (architecture.md §2 "persist before you act", §7 bounded input).
-#include "kmsfleet/state_file.h"
+#include "kmsfleet/cluster/state_file.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -9,10 +9,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include "kmsfleet/fs_util.h"
-#include "kmsfleet/peer_node.h"
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/cluster/peer_node.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {

@@ -1,12 +1,12 @@
 // Running provider commands: timeouts, caps and a cleared environment.
-#include "kmsfleet/subprocess.h"
+#include "kmsfleet/node/subprocess.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

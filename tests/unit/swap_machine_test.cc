@@ -1,12 +1,12 @@
 // The swap state machine, journal encoding, recovery decisions, rollback
 // refusal and the verification verdict.
-#include "kmsfleet/swap_machine.h"
+#include "kmsfleet/core/swap_machine.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "kmsfleet/reasons.h"
-#include "kmsfleet/status.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
 namespace {

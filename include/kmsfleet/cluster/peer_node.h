@@ -1,0 +1,132 @@
+// The election shell (architecture.md §6): drives one ElectionMachine with
+// an Asio steady timer on a thread of its own, persists its HardState and
+// the node's FenceState (fsync + atomic rename) before anything that
+// depends on them is sent or answered, and sends its messages to peers
+// over kmsfleet.v1.Peer.
+//
+// Driver loop, as etcd-io/raft's doc.go: Tick or Step, then persist
+// hard_state, then send messages, then apply the committed record.
+// Thread-safe: every public method may be called from gRPC handler threads.
+#ifndef KMSFLEET_CLUSTER_PEER_NODE_H_
+#define KMSFLEET_CLUSTER_PEER_NODE_H_
+
+#include "kmsfleet/cluster/layer.h"  // fails outside the cluster layer
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/election.h"
+#include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/v1/fleet.pb.h"
+#include "kmsfleet/v1/peer.pb.h"
+
+namespace kmsfleet {
+
+class PeerSender;
+
+struct PeerNodeOptions {
+  ElectionConfig election;
+  std::chrono::milliseconds tick{50};
+  std::string state_dir;  // holds election.pb and fence.pb
+  // Every member's cluster address (host:port), this node's included.
+  std::map<std::string, std::string> addresses;
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  uint64_t seed = 0;  // for the randomized election timeout
+  // The executor's hand-off answer at a fence: its last operation's
+  // outcome (DecideHandoff). Called under the node's lock, so that a
+  // command being admitted meanwhile is seen as running. The default (no
+  // executor) is never started.
+  std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome =
+      [](const v1::Fence&) {
+        return HandoffAnswer{v1::HANDOFF_NEVER_STARTED, "this node runs no executor"};
+      };
+};
+
+class PeerNode {
+ public:
+  // Creates options.state_dir (mode 0700) if absent and loads persisted
+  // state from it. Errors: DataLoss with reason CORRUPT_STATE naming the
+  // file when it cannot be parsed; FailedPrecondition/STATE_WRITE_FAILED
+  // naming the directory when it cannot be created; InvalidArgument for an
+  // invalid election config.
+  static absl::StatusOr<std::unique_ptr<PeerNode>> Open(PeerNodeOptions options);
+  ~PeerNode();
+
+  void Start();  // the timer and one sender thread per peer
+  void Stop();   // idempotent
+
+  // Steps one message that arrived from a peer. Errors as
+  // ElectionMachine::Step; nothing changes on error.
+  absl::Status Receive(const v1::PeerMessage& message);
+
+  // Leader only: commits a plan record naming `in_flight`, first asking the
+  // current in-flight node to hand off when that changes, and waits up to
+  // `timeout` for the commit. Returns the committed record's fence, only
+  // once that record is durable here and committed. Errors as
+  // ElectionMachine::Propose; Unavailable/STATE_WRITE_FAILED when the
+  // record could not be persisted; Unavailable/PLAN_CHANGE_PENDING when it
+  // did not commit in time; FailedPrecondition/NOT_RELEASABLE (metadata
+  // in_flight, outcome) or HANDOFF_PENDING when the in-flight node's
+  // answer keeps its slot.
+  absl::StatusOr<v1::Fence> ProposePlan(const std::string& in_flight,
+                                        const std::string& payload,
+                                        std::chrono::milliseconds timeout);
+
+  v1::LeaderView View();
+  // Admits a disruptive command (swap or rollback) under `fence` only if
+  // it names the committed record this node holds and that record names
+  // this node (FenceGuard::AdmitSwap: STALE_TERM, STALE_FENCE,
+  // UNKNOWN_FENCE, NOT_IN_FLIGHT), and persists what it learned before
+  // returning OK. Refusals are logged.
+  absl::Status AdmitSwap(const v1::Fence& fence);
+  // Answers a hand-off query under `fence` with the executor's outcome
+  // (FenceGuard::AdmitRelease), persisting a release before answering.
+  absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
+
+  const std::string& self() const { return options_.election.self; }
+  bool IsMember(const std::string& name) const;
+
+ private:
+  explicit PeerNode(PeerNodeOptions options, v1::HardState hard_state,
+                    v1::FenceState fence_state);
+  // Persists, sends and applies `ready`. Errors: the persist failure
+  // (STATE_WRITE_FAILED), after going back to the durable state.
+  absl::Status Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::ReleaseReply> QueryRelease(const std::string& holder,
+                                                const v1::Fence& fence);
+  absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
+  struct Ticker;
+  void ScheduleTick();
+
+  PeerNodeOptions options_;
+  std::string election_path_;
+  std::string fence_path_;
+  SeededRandom random_;
+  std::map<std::string, std::unique_ptr<PeerSender>> senders_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;  // commits, role changes, Stop
+  std::unique_ptr<ElectionMachine> machine_ ABSL_GUARDED_BY(mu_);
+  v1::HardState durable_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<FenceGuard> guard_ ABSL_GUARDED_BY(mu_);
+  v1::FenceState fence_durable_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  std::unique_ptr<Ticker> ticker_;  // set by Start
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLUSTER_PEER_NODE_H_

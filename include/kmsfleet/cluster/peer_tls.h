@@ -1,0 +1,69 @@
+// mTLS between agents (architecture.md §7): the fleet CA, this agent's
+// certificate and key from the `cluster.tls` config. Servers verify a
+// client certificate chaining to the CA (a caller without one reaches only
+// the services' entry checks, which refuse it: CheckCall); clients verify that the
+// server's certificate names the peer they dialled (its SAN), and servers
+// accept a call only for the member named in the caller's SAN.
+// Thread-safe: free functions over values.
+#ifndef KMSFLEET_CLUSTER_PEER_TLS_H_
+#define KMSFLEET_CLUSTER_PEER_TLS_H_
+
+#include "kmsfleet/cluster/layer.h"  // fails outside the cluster layer
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/cluster/cluster_config.h"
+#include "kmsfleet/core/caller_auth.h"
+
+namespace kmsfleet {
+
+struct PeerCredentials {
+  std::shared_ptr<grpc::ServerCredentials> server;
+  std::shared_ptr<grpc::ChannelCredentials> channel;
+  bool insecure = false;
+};
+
+// Reads the PEM files named in `cluster.tls` (each at most 1 MiB), or makes
+// plain credentials when `cluster.insecure`. Errors: InvalidArgument with
+// reason INVALID_CONFIG naming the key and path that could not be read.
+absl::StatusOr<PeerCredentials> LoadPeerCredentials(const ClusterConfig& cluster);
+
+// Channel arguments for dialling `peer`: its certificate must name `peer`,
+// and reconnects are fast enough for failover on a LAN.
+grpc::ChannelArguments PeerChannelArguments(const std::string& peer);
+
+// The subject alternative names of the verified client certificate of the
+// call, or empty on a plain connection.
+std::vector<std::string> PeerNamesOf(const grpc::ServerContext& context);
+
+// How a listener identifies its callers (caller_auth.h).
+struct CallerPolicy {
+  // Every caller is trusted as local: the unix socket (its file mode
+  // decides) or an explicitly insecure loopback listener.
+  bool local = false;
+  std::vector<std::string> members{};   // node names of voters and learners
+  std::string operator_trust_domain{};  // "" = no operators
+  std::string self{};                   // this node, for log lines
+};
+
+// The caller of `context` as `policy` sees it.
+Caller CallerOf(const CallerPolicy& policy, const grpc::ServerContext& context);
+
+// Authorises `method` (gRPC's full name) for the caller of `context`. A
+// refusal is logged with the identity, method, peer address and reason,
+// and returned (caller_auth.h lists the reasons).
+absl::Status CheckCall(const CallerPolicy& policy, const grpc::ServerContext& context,
+                       std::string_view method);
+
+// Converts a kmsfleet error to a gRPC status: same code, same message, and
+// the ErrorInfo as the binary error details.
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLUSTER_PEER_TLS_H_

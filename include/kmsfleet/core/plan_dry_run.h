@@ -1,0 +1,57 @@
+// `kmsfleetctl upgrade --dry-run` as a pure function (issue 9): the node
+// order a plan would take and every guard's result, evaluated exactly as a
+// real run evaluates them, without stopping at the first refusal and
+// without changing anything. The shell gathers the same observations a
+// plan uses, plus the non-disruptive preflight results (doctor with the
+// new binary, rotation-plan, the previous artifact) when it has them.
+//
+// Thread-safe: free functions over values.
+#ifndef KMSFLEET_CORE_PLAN_DRY_RUN_H_
+#define KMSFLEET_CORE_PLAN_DRY_RUN_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "kmsfleet/core/fleet_guards.h"
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/plan_types.h"
+
+namespace kmsfleet {
+
+struct DryRunInput {
+  PlanRequest request;
+  int64_t now_unix_ms = 0;
+  std::vector<NodeView> views;
+  std::optional<OpenBaoProbe> openbao;
+  // Per node, when preflight ran; a guard without its inputs reports
+  // that it was not evaluated (never a pass).
+  std::optional<std::vector<NodeDoctor>> doctor;
+  std::optional<std::vector<NodeRotation>> rotation;
+  std::optional<std::vector<NodeArtifact>> artifacts;
+};
+
+struct GuardOutcome {
+  std::string guard;    // "node order", "fleet health", "version policy", ...
+  absl::Status result;  // OK = pass
+};
+
+struct DryRunReport {
+  std::vector<std::string> order;  // empty when the order is refused
+  std::vector<GuardOutcome> guards;  // in the order a real run checks them
+  // True when every guard passed: a real run would start.
+  bool would_start = false;
+};
+
+// Evaluates, in order: node order, fleet health, version policy,
+// compatibility (with acknowledgements and the restart method), parity
+// (one observation), OpenBao, rotation (rotation-plan when given, else the
+// metric), doctor, rollback readiness. A guard lacking its inputs is
+// FailedPrecondition with reason NOT_EVALUATED.
+DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
+                            const DryRunInput& input);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CORE_PLAN_DRY_RUN_H_

@@ -1,0 +1,115 @@
+// The fleet plan (architecture.md §5) as a pure state machine, in the style
+// of ElectionMachine: the coordinator's shell feeds it observations, action
+// results, operator commands and the time (Step), and carries out the
+// returned PlanReady. It reads no clock and draws no random number: both
+// are inputs. docs/fleet-plan.md describes phases, actions and gates.
+//
+// Plan changes are proposed, never assumed: the machine keeps deciding
+// from the last plan the shell reported committed (Committed), and while a
+// proposal is outstanding it proposes nothing else.
+//
+// Thread-compatible: callers serialise access.
+#ifndef KMSFLEET_CORE_PLAN_MACHINE_H_
+#define KMSFLEET_CORE_PLAN_MACHINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/fleet_guards.h"
+#include "kmsfleet/core/plan_types.h"
+#include "kmsfleet/v1/plan.pb.h"
+
+namespace kmsfleet {
+
+// Largest serialised plan; EncodePlan refuses more (PLAN_TOO_LARGE).
+inline constexpr size_t kMaxPlanBytes = 64 << 10;
+// Audit entries kept in the plan; older ones are counted, then dropped.
+inline constexpr int kMaxAuditEntries = 64;
+
+// "Draft", "Preflight", "Rolling", ... as architecture.md spells them.
+std::string_view PlanPhaseName(v1::PlanPhase phase);
+// "Pending", "Staged", "Preflighted", "InFlight", ...
+std::string_view PlanNodePhaseName(v1::PlanNodePhase phase);
+// Completed, RolledBack and Aborted end a plan; Halted and BreakGlass wait
+// for an operator.
+bool IsFinished(v1::PlanPhase phase);
+
+// Serialises `plan` for PlanRecord.payload. Errors: FailedPrecondition
+// PLAN_TOO_LARGE when over kMaxPlanBytes (naming the size).
+absl::StatusOr<std::string> EncodePlan(const v1::FleetPlan& plan);
+// Errors: InvalidArgument PLAN_TOO_LARGE or MALFORMED_PLAN.
+absl::StatusOr<v1::FleetPlan> DecodePlan(std::string_view payload);
+
+struct PlanMachineConfig {
+  std::string self;                 // the coordinator's node
+  std::vector<std::string> voters;  // every node the plan covers
+};
+
+// The node order of a new plan: `requested` when given (it must name every
+// voter exactly once; else InvalidArgument UNKNOWN_NODE), otherwise sorted
+// by name with the coordinator's own node last.
+absl::StatusOr<std::vector<std::string>> PlanNodeOrder(
+    const PlanMachineConfig& config, const std::vector<std::string>& requested);
+
+struct PlanReady {
+  // The plan change to commit FIRST (through ElectionMachine::Propose with
+  // in_flight = plan->in_flight()). Unset when nothing changed.
+  std::optional<v1::FleetPlan> plan;
+  // Carry out only once `plan` (if set) is committed; each names the
+  // revision that authorises it. Order within the vector is irrelevant.
+  std::vector<PlanAction> actions;
+  // The operator command was refused (nothing changed): reason and why.
+  absl::Status refusal;
+  // Why the plan is not moving now (a gate's refusal); OK when it is.
+  absl::Status blocked;
+};
+
+class PlanMachine {
+ public:
+  // `committed` is the plan of the committed election record, if any.
+  PlanMachine(PlanMachineConfig config, std::optional<v1::FleetPlan> committed);
+
+  // Applies the operator command (if any), then the results, then decides
+  // what the committed plan's phase calls for next. While a proposal is
+  // outstanding it decides nothing: results are kept for the next Step,
+  // a command is refused (Unavailable, PLAN_CHANGE_PENDING).
+  // Command refusals (ready.refusal, nothing changed): NO_PLAN,
+  // PLAN_ACTIVE, COMMAND_NOT_APPLICABLE, BREAK_GLASS_ACTIVE,
+  // BREAK_GLASS_NONCE_MISMATCH, HANDOFF_PENDING, UNKNOWN_NODE, and any
+  // start or rollback guard's refusal (fleet_guards.h, release_guards.h).
+  // A proposal over kMaxPlanBytes is not made: ready.refusal is
+  // PLAN_TOO_LARGE and no action is returned.
+  PlanReady Step(const PlanInput& input);
+
+  // The shell committed `plan` (or adopted it from the election). Clears the
+  // outstanding proposal when it is this revision or newer.
+  void Committed(const v1::FleetPlan& plan);
+  // The outstanding proposal will not commit (leadership lost, too large):
+  // forget it and decide again from the committed plan.
+  void Abandon();
+
+  const std::optional<v1::FleetPlan>& committed() const { return committed_; }
+  bool proposal_pending() const { return pending_.has_value(); }
+
+ private:
+  friend class PlanStep;
+  PlanMachineConfig config_;
+  std::optional<v1::FleetPlan> committed_;
+  std::optional<uint64_t> pending_;  // revision proposed, not yet committed
+  ParityStreak parity_;
+  // Actions issued: "plan|kind/node/phase/stage/operation". An action is
+  // issued once per state of its node, again after an Unavailable result.
+  std::set<std::string> issued_;
+  // Results that arrived while a proposal was outstanding.
+  std::vector<ActionResult> deferred_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CORE_PLAN_MACHINE_H_

@@ -1,0 +1,191 @@
+// Stable reason codes carried in kmsfleet.v1.ErrorInfo.reason and in
+// NodeState conditions (architecture.md §2, principle 5).
+//
+// NOTE: these strings are persisted in journals and used as metric label
+// values and by operators' scripts. Never rename or reuse one; add new ones.
+#ifndef KMSFLEET_CORE_REASONS_H_
+#define KMSFLEET_CORE_REASONS_H_
+
+namespace kmsfleet::reason {
+
+// Input that can never be valid (a malformed file, flag or message).
+inline constexpr char kInvalidConfig[] = "INVALID_CONFIG";
+inline constexpr char kMalformedExposition[] = "MALFORMED_EXPOSITION";
+inline constexpr char kMalformedJson[] = "MALFORMED_JSON";
+inline constexpr char kMalformedReport[] = "MALFORMED_REPORT";
+inline constexpr char kMalformedVersionOutput[] = "MALFORMED_VERSION_OUTPUT";
+inline constexpr char kInvalidSemver[] = "INVALID_SEMVER";
+inline constexpr char kInputTooLarge[] = "INPUT_TOO_LARGE";
+inline constexpr char kDuplicateSeries[] = "DUPLICATE_SERIES";
+
+// Observations of the provider (NodeState conditions).
+inline constexpr char kMetricsUnreachable[] = "METRICS_UNREACHABLE";
+inline constexpr char kHealthUnreachable[] = "HEALTH_UNREACHABLE";
+inline constexpr char kNotLive[] = "NOT_LIVE";
+inline constexpr char kNotReady[] = "NOT_READY";
+inline constexpr char kKmsSocketUnreachable[] = "KMS_SOCKET_UNREACHABLE";
+inline constexpr char kKmsUnhealthy[] = "KMS_UNHEALTHY";
+inline constexpr char kKeyIdHashMissing[] = "KEY_ID_HASH_MISSING";
+inline constexpr char kKeyIdHashAmbiguous[] = "KEY_ID_HASH_AMBIGUOUS";
+inline constexpr char kKeyIdHashMismatch[] = "KEY_ID_HASH_MISMATCH";
+inline constexpr char kBuildInfoMissing[] = "BUILD_INFO_MISSING";
+inline constexpr char kVersionCommandFailed[] = "VERSION_COMMAND_FAILED";
+inline constexpr char kRotationInProgress[] = "ROTATION_IN_PROGRESS";
+
+// Transport and process failures.
+inline constexpr char kTimeout[] = "TIMEOUT";
+inline constexpr char kHttpError[] = "HTTP_ERROR";
+inline constexpr char kRedirectRefused[] = "REDIRECT_REFUSED";
+inline constexpr char kSubprocessFailed[] = "SUBPROCESS_FAILED";
+inline constexpr char kAgentUnreachable[] = "AGENT_UNREACHABLE";
+
+// ---- Node executor (issue 4): staging, preflight, swap, rollback. ----
+inline constexpr char kMalformedChecksums[] = "MALFORMED_CHECKSUMS";
+inline constexpr char kChecksumNotListed[] = "CHECKSUM_NOT_LISTED";
+inline constexpr char kChecksumAmbiguous[] = "CHECKSUM_AMBIGUOUS";
+inline constexpr char kChecksumMismatch[] = "CHECKSUM_MISMATCH";
+inline constexpr char kSignatureInvalid[] = "SIGNATURE_INVALID";
+inline constexpr char kUnsignedRefused[] = "UNSIGNED_REFUSED";
+inline constexpr char kArtifactIo[] = "ARTIFACT_IO";
+inline constexpr char kNotStaged[] = "NOT_STAGED";
+inline constexpr char kDoctorFailed[] = "DOCTOR_FAILED";
+inline constexpr char kVersionMismatch[] = "VERSION_MISMATCH";
+inline constexpr char kRotationPlanUntrusted[] = "ROTATION_PLAN_UNTRUSTED";
+inline constexpr char kUnitFailed[] = "UNIT_FAILED";
+inline constexpr char kServiceManagerError[] = "SERVICE_MANAGER_ERROR";
+inline constexpr char kInstallFailed[] = "INSTALL_FAILED";
+inline constexpr char kCountersRising[] = "ERROR_COUNTERS_RISING";
+inline constexpr char kRollbackRefusedRemoved[] = "ROLLBACK_REFUSED_REMOVED_RECORDS";
+inline constexpr char kRollbackRefusedSchema[] = "ROLLBACK_REFUSED_SCHEMA_CHANGED";
+inline constexpr char kOperationInProgress[] = "OPERATION_IN_PROGRESS";
+inline constexpr char kOperationNotFound[] = "OPERATION_NOT_FOUND";
+inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
+inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";
+inline constexpr char kMalformedRegistry[] = "MALFORMED_REGISTRY";
+inline constexpr char kIdentityChanged[] = "IDENTITY_FINGERPRINT_CHANGED";
+
+// Election, replicated plan and fencing (architecture.md §6).
+inline constexpr char kUnknownPeer[] = "UNKNOWN_PEER";
+inline constexpr char kMalformedMessage[] = "MALFORMED_MESSAGE";
+inline constexpr char kNotLeader[] = "NOT_LEADER";
+inline constexpr char kPlanChangePending[] = "PLAN_CHANGE_PENDING";
+inline constexpr char kHandoffPending[] = "HANDOFF_PENDING";
+inline constexpr char kStaleTerm[] = "STALE_TERM";
+inline constexpr char kStaleFence[] = "STALE_FENCE";
+inline constexpr char kUnknownFence[] = "UNKNOWN_FENCE";
+inline constexpr char kNotInFlight[] = "NOT_IN_FLIGHT";
+// A disruptive command without a fence sent to a member of an election.
+inline constexpr char kFenceRequired[] = "FENCE_REQUIRED";
+// A fenced command sent to an agent that runs no election.
+inline constexpr char kNoElection[] = "NO_ELECTION";
+inline constexpr char kOperationRunning[] = "OPERATION_RUNNING";
+inline constexpr char kPeerIdentityMismatch[] = "PEER_IDENTITY_MISMATCH";
+inline constexpr char kStateWriteFailed[] = "STATE_WRITE_FAILED";
+inline constexpr char kCorruptState[] = "CORRUPT_STATE";
+
+// ---- Fence authority and hand-off (issue 8, §1-2). ----
+// A hand-off query answered with an outcome that does not release the
+// in-flight slot (RollbackFailed, an open journal, an unknown outcome).
+inline constexpr char kNotReleasable[] = "NOT_RELEASABLE";
+
+// ---- Issue 8 review fixes (lead). ----
+// A persisted state file exists but could not be read whole.
+inline constexpr char kStateReadFailed[] = "STATE_READ_FAILED";
+
+// Authenticated Agent API (issue 8 section 3): who may call what.
+// A remote call whose certificate names no member and no operator.
+inline constexpr char kUnknownCaller[] = "UNKNOWN_CALLER";
+// A certificate that names both a member and an operator: refused for all.
+inline constexpr char kAmbiguousCaller[] = "AMBIGUOUS_CALLER";
+// A method only operators may call (e.g. Fleet.ProposePlan) from a member.
+inline constexpr char kOperatorOnly[] = "OPERATOR_ONLY";
+// A method only members may call (Peer.*) from an operator.
+inline constexpr char kMemberOnly[] = "MEMBER_ONLY";
+// A method the authorisation table does not list: refused by default.
+inline constexpr char kMethodNotAllowed[] = "METHOD_NOT_ALLOWED";
+// A disruptive command to an agent with no cluster: and no standalone: true.
+inline constexpr char kStandaloneNotConfigured[] = "STANDALONE_NOT_CONFIGURED";
+// A Stage source that is not a regular file, or a URL outside the
+// configured prefixes.
+inline constexpr char kSourceNotAllowed[] = "SOURCE_NOT_ALLOWED";
+
+// Node executor (issue 8, §4-§5).
+// An operation id that is not 1-128 characters of [A-Za-z0-9._+-].
+inline constexpr char kInvalidOperationId[] = "INVALID_OPERATION_ID";
+// A rollback of an operation that did not end Stable.
+inline constexpr char kNotRollbackable[] = "NOT_ROLLBACKABLE";
+// A request value out of its documented range (e.g. stabilization_ms).
+inline constexpr char kInvalidArgument[] = "INVALID_ARGUMENT";
+// The unit got a new invocation (it restarted) inside the verify window.
+inline constexpr char kUnitRestarted[] = "UNIT_RESTARTED";
+// The registry pair changed although the new version never became ready.
+inline constexpr char kEvidenceChanged[] = "EVIDENCE_CHANGED";
+
+// ---- Fleet plan and guards (issue 9): plan machine, guards, policy. ----
+// Fleet health and parity.
+inline constexpr char kProviderNotLive[] = "PROVIDER_NOT_LIVE";
+inline constexpr char kProviderNotReady[] = "PROVIDER_NOT_READY";
+inline constexpr char kFleetParityMismatch[] = "FLEET_PARITY_MISMATCH";
+inline constexpr char kParityNotStable[] = "PARITY_NOT_STABLE";
+// OpenBao /v1/sys/health.
+inline constexpr char kOpenBaoUnreachable[] = "OPENBAO_UNREACHABLE";
+inline constexpr char kOpenBaoSealed[] = "OPENBAO_SEALED";
+inline constexpr char kOpenBaoUninitialized[] = "OPENBAO_UNINITIALIZED";
+inline constexpr char kOpenBaoStandby[] = "OPENBAO_STANDBY";
+inline constexpr char kMalformedOpenBaoHealth[] = "MALFORMED_OPENBAO_HEALTH";
+// Rotation.
+inline constexpr char kRotationMetricDisagrees[] = "ROTATION_METRIC_DISAGREES";
+// Version policy.
+inline constexpr char kVersionUnknown[] = "VERSION_UNKNOWN";
+inline constexpr char kVersionNotHigher[] = "VERSION_NOT_HIGHER";
+inline constexpr char kRollbackTargetMismatch[] = "ROLLBACK_TARGET_MISMATCH";
+inline constexpr char kAlreadyAtTarget[] = "ALREADY_AT_TARGET";
+inline constexpr char kFleetVersionsMixed[] = "FLEET_VERSIONS_MIXED";
+// Release compatibility (policy file, changelog).
+inline constexpr char kMalformedPolicy[] = "MALFORMED_POLICY";
+inline constexpr char kMalformedChangelog[] = "MALFORMED_CHANGELOG";
+inline constexpr char kFreshInstallRequired[] = "FRESH_INSTALL_REQUIRED";
+inline constexpr char kWireFormatUnplanned[] = "WIRE_FORMAT_UNPLANNED";
+inline constexpr char kAcknowledgementRequired[] = "ACKNOWLEDGEMENT_REQUIRED";
+inline constexpr char kApiServerRestartUnconfigured[] =
+    "APISERVER_RESTART_UNCONFIGURED";
+// Acknowledgement codes an operator passes with --acknowledge.
+inline constexpr char kAckChangelogBreaking[] = "CHANGELOG_BREAKING";
+inline constexpr char kAckChangelogCompatibility[] = "CHANGELOG_COMPATIBILITY";
+inline constexpr char kAckOneWayUpgrade[] = "ONE_WAY_UPGRADE";
+inline constexpr char kAckWireFormatChange[] = "WIRE_FORMAT_CHANGE";
+inline constexpr char kAckFreshInstallation[] = "FRESH_INSTALLATION";
+// Rollback safety and readiness (see also ROLLBACK_REFUSED_* above).
+inline constexpr char kRollbackRefusedOneWay[] = "ROLLBACK_REFUSED_ONE_WAY";
+inline constexpr char kRollbackRefusedWireFormat[] =
+    "ROLLBACK_REFUSED_WIRE_FORMAT";
+inline constexpr char kRollbackRefusedKeyRotated[] =
+    "ROLLBACK_REFUSED_KEY_ROTATED";
+inline constexpr char kRollbackRefusedPendingRotation[] =
+    "ROLLBACK_REFUSED_PENDING_ROTATION";
+inline constexpr char kRollbackArtifactMissing[] = "ROLLBACK_ARTIFACT_MISSING";
+inline constexpr char kRegistryUnknown[] = "REGISTRY_UNKNOWN";
+// The plan machine and operator commands.
+inline constexpr char kPlanTooLarge[] = "PLAN_TOO_LARGE";
+inline constexpr char kMalformedPlan[] = "MALFORMED_PLAN";
+inline constexpr char kPlanActive[] = "PLAN_ACTIVE";
+inline constexpr char kNoPlan[] = "NO_PLAN";
+inline constexpr char kCommandNotApplicable[] = "COMMAND_NOT_APPLICABLE";
+inline constexpr char kBreakGlassActive[] = "BREAK_GLASS_ACTIVE";
+inline constexpr char kBreakGlassNonceMismatch[] = "BREAK_GLASS_NONCE_MISMATCH";
+inline constexpr char kNodeNotReleasable[] = "NODE_NOT_RELEASABLE";
+inline constexpr char kSwapFailedRestored[] = "SWAP_FAILED_RESTORED";
+inline constexpr char kRollbackFailed[] = "ROLLBACK_FAILED";
+inline constexpr char kApiServerRestartFailed[] = "APISERVER_RESTART_FAILED";
+inline constexpr char kStageFailed[] = "STAGE_FAILED";
+inline constexpr char kAbortedByOperator[] = "ABORTED_BY_OPERATOR";
+inline constexpr char kFleetNotConverged[] = "FLEET_NOT_CONVERGED";
+inline constexpr char kUnknownNode[] = "UNKNOWN_NODE";
+inline constexpr char kSoakInProgress[] = "SOAK_IN_PROGRESS";
+inline constexpr char kPlanPaused[] = "PLAN_PAUSED";
+inline constexpr char kPlanHalted[] = "PLAN_HALTED";
+inline constexpr char kNotEvaluated[] = "NOT_EVALUATED";
+
+}  // namespace kmsfleet::reason
+
+#endif  // KMSFLEET_CORE_REASONS_H_

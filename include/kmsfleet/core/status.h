@@ -1,0 +1,42 @@
+// Errors with a stable reason (style.md, "What this means for kmsfleet" 4-6).
+//
+// Every error kmsfleet returns is an absl::Status whose code says what the
+// caller should do next and whose payload is a kmsfleet.v1.ErrorInfo holding
+// a stable reason from reasons.h and the observed values. Build them with
+// MakeError(); read the reason back with ReasonOf().
+// Thread-safe: free functions over values.
+#ifndef KMSFLEET_CORE_STATUS_H_
+#define KMSFLEET_CORE_STATUS_H_
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+
+namespace kmsfleet {
+
+// The type URL under which the ErrorInfo payload is stored.
+inline constexpr char kErrorInfoTypeUrl[] =
+    "type.googleapis.com/kmsfleet.v1.ErrorInfo";
+inline constexpr char kErrorDomain[] = "kmsfleet.io";
+
+using Metadata = std::initializer_list<std::pair<std::string_view, std::string>>;
+
+// Returns a non-OK status with `code`, `message` and an ErrorInfo payload
+// carrying `reason` and `metadata`.
+// REQUIRES: code != absl::StatusCode::kOk.
+absl::Status MakeError(absl::StatusCode code, std::string_view reason,
+                       std::string_view message, Metadata metadata = {});
+
+// Returns the reason of `status`'s ErrorInfo payload, or "" if it has none
+// (including for an OK status).
+std::string ReasonOf(const absl::Status& status);
+
+// Returns the metadata value under `key`, or "" if absent.
+std::string MetadataOf(const absl::Status& status, std::string_view key);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CORE_STATUS_H_

@@ -1,0 +1,267 @@
+// The node swap as a pure state machine (architecture.md §4): phase names,
+// the journal record, crash-recovery decisions, the rollback-refusal rule
+// (reference §6, §7.4) and the verification verdict over a NodeState.
+// No I/O and no clock: the executor (src/node/executor.cc) observes the
+// world and passes times in.
+// Thread-safe: free functions over values; StabilityWindow is a value.
+#ifndef KMSFLEET_CORE_SWAP_MACHINE_H_
+#define KMSFLEET_CORE_SWAP_MACHINE_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/provider_report.h"
+#include "kmsfleet/core/unit_state.h"
+#include "kmsfleet/v1/agent.pb.h"
+
+namespace kmsfleet {
+
+// NOTE: the names are persisted in journals; never rename one.
+enum class SwapPhase {
+  kIdle,
+  kStaged,
+  kPreflighted,
+  kStopped,
+  kInstalled,
+  kStarted,
+  kVerifying,
+  kStable,
+  kRollingBack,
+  kRolledBack,
+  kRollbackFailed,
+};
+
+// "Idle", "Staged", ..., "RollbackFailed".
+std::string_view PhaseName(SwapPhase phase);
+absl::StatusOr<SwapPhase> ParsePhase(std::string_view name);
+// Stable, RolledBack and RollbackFailed end an operation.
+bool IsTerminal(SwapPhase phase);
+// True once the unit may have been stopped, i.e. a failure must roll back.
+bool IsAfterStop(SwapPhase phase);
+// True if the machine may move from `from` to `to`: one step forward on
+// the happy path, RollingBack from any phase after the stop, and
+// RolledBack/RollbackFailed from RollingBack.
+bool IsAllowedTransition(SwapPhase from, SwapPhase to);
+
+// One operation as the journal records it, written before each phase runs.
+struct SwapJournal {
+  std::string operation_id;
+  std::string kind = "swap";  // "swap" | "rollback"
+  SwapPhase phase = SwapPhase::kIdle;
+  bool open = true;
+  std::string target_version, previous_version;
+  std::string target_sha256, previous_sha256;
+  // What to install forward, and the copy of the binary that was installed
+  // before (evidence), used to roll back.
+  std::string target_binary, previous_binary;
+  std::string expected_key_id_hash;
+  int64_t stabilization_ms = 30000;
+  // The fence (plan record term and index) the operation was admitted
+  // under; 0/0 when the agent runs no election.
+  uint64_t fence_term = 0, fence_index = 0;
+  // Evidence taken before the stop (reference §6); the copies sit in
+  // evidence_dir and are never restored automatically.
+  std::string evidence_dir;
+  std::string registry_sha256, checkpoint_sha256, registry_schema;
+  // `removed` records in the registry at the capture (for a rollback
+  // operation: at the capture of the swap it undoes).
+  int registry_removed_records = 0;
+  // The pair's hashes when the operation ended ("" when there was none).
+  std::string registry_sha256_after, checkpoint_sha256_after;
+  // The target answered /ready at least once while it was verified. A
+  // swap rolled back without it was a rejected start, which must have
+  // left the registry pair byte-identical.
+  bool target_ready_seen = false;
+  std::string failure_reason, failure_message;  // the first failure
+  std::vector<std::string> history;             // "Phase@unix_ms"
+  int64_t started_unix_ms = 0, updated_unix_ms = 0;
+};
+
+// Moves `journal` to `to` at `now_unix_ms`, appending to its history.
+// Errors: FailedPrecondition when the transition is not allowed.
+absl::Status Advance(SwapJournal& journal, SwapPhase to, int64_t now_unix_ms);
+
+std::string SerializeJournal(const SwapJournal& journal);
+// Errors: InvalidArgument, JOURNAL_CORRUPT naming `what` and the field.
+absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
+                                         std::string_view what);
+
+// What to do with an open journal found at start-up.
+enum class RecoveryAction {
+  kClose,         // nothing was changed on the node; close it as aborted
+  kResumeVerify,  // the target is installed: start the unit and verify
+  kRollBack,      // reinstall the previous binary, start, verify
+  kCloseAsIs,     // the journal already holds a terminal phase
+};
+struct RecoveryPlan {
+  RecoveryAction action;
+  std::string why;
+};
+// Decides from the journal and the observed digest of the installed binary.
+RecoveryPlan PlanRecovery(const SwapJournal& journal,
+                          std::string_view installed_sha256);
+
+// What the rollback rule needs from key-registry.json.
+struct RegistryFacts {
+  std::string schema_version;
+  int removed_records = 0;
+};
+// Errors: InvalidArgument, MALFORMED_REGISTRY naming `what`.
+absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
+                                                 std::string_view what);
+// Refuses an older binary over a registry it may not read, comparing with
+// the registry captured before the swap (`before`; nullopt when there was
+// none): FailedPrecondition with ROLLBACK_REFUSED_REMOVED_RECORDS when
+// `removed` records appeared or grew since, ROLLBACK_REFUSED_SCHEMA_CHANGED
+// when the schema changed. Records the older binary already served with do
+// not block its return (reference §7.4).
+absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
+                                  const RegistryFacts& now);
+// The facts the journal captured (nullopt when no registry was captured).
+std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& journal);
+
+// ---- The machine's next step ----
+// The executor (src/node/executor.cc) carries out one action at a time and
+// feeds its outcome back; the machine says what to journal and what to do
+// next, like a raft Ready: persist `record` first, then act.
+enum class SwapAction {
+  kCheckTarget,            // re-hash the binary to install
+  kPreflight,              // unit running, doctor, rotation-plan, expected hash
+  kCaptureEvidence,        // the installed release and the registry pair
+  kStopUnit,
+  kInstallTarget,          // atomically, skipped when already in place
+  kStartUnit,
+  kVerifyTarget,           // the stabilisation window on the target version
+  kCheckRollbackAllowed,   // the registry now against the capture
+  kRestorePrevious,        // reinstall the capture, unless it is in place
+  kVerifyPrevious,         // the window on the previous version
+  kClose,                  // the operation is over: close the journal
+};
+std::string_view ActionName(SwapAction action);
+
+struct SwapStep {
+  // Set: the failure to record (the first failure is kept; see
+  // RecordFailure) before `record` is journaled.
+  absl::Status failure;
+  // Set: advance the journal to this phase and persist it before acting.
+  std::optional<SwapPhase> record;
+  SwapAction action = SwapAction::kClose;
+};
+
+// The outcome of the action the previous step asked for.
+struct SwapEvent {
+  SwapAction done;
+  absl::Status result;
+};
+
+// The first step of a new operation.
+SwapStep FirstSwapStep();
+// The step after `event` for `journal` (already updated by the previous
+// step). A failure before the stop closes the operation where it is; after
+// it, rolls back; while rolling back, ends it RollbackFailed.
+SwapStep NextSwapStep(const SwapJournal& journal, const SwapEvent& event);
+// The first step of crash recovery for an open journal, from PlanRecovery.
+SwapStep RecoverySwapStep(const SwapJournal& journal,
+                          std::string_view installed_sha256);
+
+// Records `failure` in the journal: the first failure is kept as the
+// reason; a failure while rolling back is appended to the message, and a
+// rollback refusal becomes the reason (the first one stays in the message).
+void RecordFailure(SwapJournal& journal, const absl::Status& failure);
+
+// After a rejected start (a swap RolledBack whose target never answered
+// /ready), the registry pair must be byte-identical to the capture:
+// DataLoss, EVIDENCE_CHANGED naming the file that differs. OK otherwise,
+// and whenever nothing was captured or the start was not rejected.
+absl::Status CheckEvidenceUnchanged(const SwapJournal& journal,
+                                    std::string_view registry_path);
+
+// ---- Preflight verdicts ----
+// A swap replaces a running provider: FailedPrecondition, UNIT_FAILED
+// naming the unit and its state otherwise.
+absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name);
+// An upgrade waits for a pending rotation to finish (reference §8.1):
+// FailedPrecondition, ROTATION_IN_PROGRESS unless rotationState is active.
+absl::Status CheckRotationSettled(const RotationReport& plan);
+
+// ---- Verification ----
+struct VerifyExpectations {
+  std::string target_version;
+  std::string key_id_hash;
+};
+// Error counters at the start of the window; rising above them fails.
+struct CounterBaseline {
+  std::optional<double> decrypt_errors, aad_errors;
+};
+enum class VerifyVerdict { kNotReady, kHealthy, kFailed };
+struct VerifyStep {
+  VerifyVerdict verdict = VerifyVerdict::kNotReady;
+  absl::Status problem;  // why not healthy, with a stable reason
+};
+VerifyStep EvaluateVerify(const v1::NodeState& state,
+                          const VerifyExpectations& expect,
+                          const CounterBaseline& baseline);
+// Takes each counter's first healthy value as its baseline, independently:
+// an absent counter leaves the other's baseline where it was.
+void UpdateBaseline(CounterBaseline& baseline, const v1::NodeState& state,
+                    VerifyVerdict verdict);
+// The unit's part of a verdict: a failed unit fails (UNIT_FAILED, with its
+// exit status and last output), and so does a unit whose invocation
+// changed since `first_invocation` (UNIT_RESTARTED: it restarted between
+// two polls). `unit_name` and `version` are for the message.
+VerifyStep EvaluateUnit(const UnitState& unit, std::string_view first_invocation,
+                        std::string_view unit_name, std::string_view version);
+
+// Tracks /ready staying healthy for a continuous window: any non-healthy
+// step restarts it. Times are steady (monotonic) milliseconds.
+class StabilityWindow {
+ public:
+  explicit StabilityWindow(int64_t window_ms) : window_ms_(window_ms) {}
+  void Observe(VerifyVerdict verdict, int64_t now_ms);
+  bool Stable(int64_t now_ms) const;
+
+ private:
+  int64_t window_ms_;
+  std::optional<int64_t> healthy_since_;
+};
+
+// One verification: each poll's unit state and node state at a steady
+// time in, a verdict out. A value of its own: the executor polls, sleeps
+// and stops at the deadline.
+class VerifyTracker {
+ public:
+  VerifyTracker(VerifyExpectations expect, int64_t window_ms, std::string unit_name)
+      : expect_(std::move(expect)), window_(window_ms), unit_name_(std::move(unit_name)) {}
+  // kFailed ends the verification with `problem`; otherwise Stable() says
+  // whether the window is complete. `unit` is nullopt when the manager
+  // could not be asked (the poll then judges the provider alone).
+  VerifyStep Observe(const std::optional<UnitState>& unit,
+                     const v1::NodeState& state, int64_t now_ms);
+  bool Stable(int64_t now_ms) const { return window_.Stable(now_ms); }
+  // Why the last poll was not healthy (OK when it was).
+  const absl::Status& last_problem() const { return last_problem_; }
+
+ private:
+  VerifyExpectations expect_;
+  StabilityWindow window_;
+  std::string unit_name_;
+  CounterBaseline baseline_;
+  std::string first_invocation_;
+  absl::Status last_problem_;
+};
+
+// The most a request may ask to wait for stability: one hour.
+inline constexpr int64_t kMaxStabilizationMs = 3600 * 1000;
+// OK for 0 (the configured default) up to kMaxStabilizationMs; otherwise
+// InvalidArgument, INVALID_ARGUMENT naming the value.
+absl::Status CheckStabilizationMs(int64_t stabilization_ms);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CORE_SWAP_MACHINE_H_

@@ -1,0 +1,98 @@
+// Staged provider releases in <state-dir>/artifacts/<version>/
+// (architecture.md §4 "Stage"; reference §8.9): the binary, verified
+// against its line in the release's checksums.txt, whose detached signature
+// is verified with the operator's public keys first.
+//
+// Layout per version (directories 0700): bao-kms-provider (0755),
+// checksums.txt and checksums.txt.sig as given, and staged.sha256, one
+// sha256sum line for the binary, re-checked before every use.
+// Thread-safe: free functions; the executor serialises operations.
+#ifndef KMSFLEET_NODE_ARTIFACTS_H_
+#define KMSFLEET_NODE_ARTIFACTS_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/node/http_fetch.h"
+
+namespace kmsfleet {
+
+inline constexpr char kStagedBinaryName[] = "bao-kms-provider";
+
+struct ArtifactStoreOptions {
+  std::string state_dir;
+  // PEM public keys (ECDSA P-256 or Ed25519) trusted to sign checksums.txt.
+  std::vector<std::string> public_key_files;
+  // Only then is a checksums file without a signature accepted.
+  bool allow_unsigned = false;
+  size_t max_artifact_bytes = size_t{1} << 30;
+  // For http(s):// sources; fetch.max_bytes follows max_artifact_bytes.
+  FetchOptions fetch;
+  // A URL source must start with one of these (config
+  // executor.allowed_url_prefixes); empty = every URL is refused.
+  std::vector<std::string> allowed_url_prefixes;
+};
+
+struct StageRequest {
+  std::string version;    // strict SemVer
+  // Local path of the release binary, or an http(s):// URL under one of
+  // the allowed prefixes (downloaded into a fresh mkdtemp directory
+  // <state_dir>/artifacts/.incoming-XXXXXX/ first, then verified). Local
+  // files (this one, checksums and signature) must be regular files: a
+  // symlink, FIFO, device or directory is refused (SOURCE_NOT_ALLOWED)
+  // without blocking.
+  std::string source;
+  std::string checksums;  // local path of checksums.txt
+  std::string signature;  // local path of the base64 signature; "" if none
+  // The release file name looked up in checksums.txt; "" means the source's
+  // base name (the URL's last path segment).
+  std::string artifact_name;
+};
+
+struct StagedArtifact {
+  std::string version;
+  std::string binary_path;
+  std::string sha256;
+  bool is_signed = false;
+  std::string signer;  // the key file that verified, when signed
+};
+
+// "<state_dir>/artifacts/<version>"; the version must already be valid.
+std::string ArtifactDir(const std::string& state_dir, const std::string& version);
+
+// Verifies `data` against the base64 (of DER for ECDSA) `signature_b64`
+// with each key in turn; returns the file of the key that verified.
+// Errors: InvalidArgument, INVALID_CONFIG for an unreadable key or one that
+// is not P-256 or Ed25519; PermissionDenied, SIGNATURE_INVALID when no key
+// verifies or the signature is not base64.
+absl::StatusOr<std::string> VerifyDetachedSignature(
+    std::string_view data, std::string_view signature_b64,
+    const std::vector<std::string>& key_files);
+
+// Stages a release. Order: version, URL prefix, signature, checksum line,
+// then the copy (into its own mkstemp temp file, hashed while copied,
+// renamed into place only on a match), so concurrent stages never share a
+// temp file. On any failure the new file is removed and nothing else
+// changes.
+// Errors: INVALID_SEMVER; SOURCE_NOT_ALLOWED (a URL outside the allowed
+// prefixes: PermissionDenied; a file that is not regular: InvalidArgument); UNSIGNED_REFUSED (FailedPrecondition) without a
+// signature unless allowed; SIGNATURE_INVALID; MALFORMED_CHECKSUMS,
+// CHECKSUM_NOT_LISTED, CHECKSUM_AMBIGUOUS; CHECKSUM_MISMATCH naming the
+// file, expected and actual digest; ARTIFACT_IO.
+absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
+                                     const StageRequest& request);
+
+// The staged binary of `version`, re-hashed against staged.sha256.
+// Errors: NOT_STAGED (FailedPrecondition) when absent; CHECKSUM_MISMATCH
+// when it changed on disk.
+absl::StatusOr<StagedArtifact> FindStaged(const ArtifactStoreOptions& options,
+                                          const std::string& version);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_ARTIFACTS_H_

@@ -1,0 +1,218 @@
+// The node executor (architecture.md §4): stages and preflights releases
+// and runs one swap or rollback at a time, journaling each phase before it
+// runs so that a restarted agent can finish or undo it. The swap machine
+// (swap_machine.h) decides every step; the executor carries steps out
+// through its seams: a ServiceManager, an Installer, the ProviderCli, a
+// JournalStore, a ProviderProbe and two clocks, all replaceable in tests.
+//
+// Thread-safe: the RPC threads call any method; one worker thread runs the
+// operation, and watchers wait on a condition variable.
+#ifndef KMSFLEET_NODE_EXECUTOR_H_
+#define KMSFLEET_NODE_EXECUTOR_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/swap_machine.h"
+#include "kmsfleet/node/artifacts.h"
+#include "kmsfleet/node/clock.h"
+#include "kmsfleet/node/installer.h"
+#include "kmsfleet/node/journal_store.h"
+#include "kmsfleet/node/preflight.h"
+#include "kmsfleet/node/provider_cli.h"
+#include "kmsfleet/node/provider_probe.h"
+#include "kmsfleet/node/service_manager.h"
+#include "kmsfleet/v1/peer.pb.h"
+
+namespace kmsfleet {
+
+struct ExecutorOptions {
+  std::string node;  // this node's name, for messages
+  std::string state_dir = "/var/lib/kmsfleet";
+  std::string unit = "bao-kms-provider.service";
+  std::string install_path = "/usr/bin/bao-kms-provider";
+  // The provider's state.path; its ".checkpoint" sits beside it.
+  std::string registry_path = "/var/lib/openbao-kms/state/key-registry.json";
+  ArtifactStoreOptions artifacts;
+  PreflightOptions preflight;
+  std::chrono::milliseconds unit_timeout{90000};  // each Stop/Start job
+  // How long /ready may take to first answer 200 after a start: the
+  // provider's bootstrap grace (60 s) plus start-up.
+  std::chrono::milliseconds ready_timeout{90000};
+  std::chrono::milliseconds poll_interval{500};
+  int64_t default_stabilization_ms = 30000;
+};
+
+// The executor's view of the node. Every reference must outlive it.
+struct ExecutorSeams {
+  ProviderProbe& probe;
+  ServiceManager& services;
+  Installer& installer;
+  ProviderCli& cli;
+  JournalStore& journals;
+  const Clock& wall;               // journal stamps and operation ids
+  const MonotonicClock& steady;    // windows, deadlines and sleeps
+};
+
+// Called after each journaled phase with its name, and with
+// "after-rename" right after an install. Crash tests install one that
+// kills the agent at a named point; production installs none.
+using StepHook = std::function<void(std::string_view point)>;
+
+// What every disruptive command carries besides its target.
+struct CommandParams {
+  std::string expected_key_id_hash;  // "" means the hash observed before
+  int64_t stabilization_ms = 0;      // 0 means the configured default
+  std::string operation_id;          // "" means a generated one
+  // The coordinator's committed plan record (architecture.md §6); checked
+  // by the executor's FenceCheck before anything is disrupted.
+  std::optional<v1::Fence> fence;
+};
+
+struct SwapParams {
+  std::string version;
+  CommandParams command;
+};
+
+struct RollbackParams {
+  std::string of_operation_id;  // the Stable swap to undo
+  CommandParams command;
+};
+
+// Decides whether a command under `fence` (nullopt: none was sent) may
+// disrupt this node. Called with the executor marked busy, so that a
+// hand-off query answered meanwhile says "running". Errors carry a reason
+// (STALE_TERM, NOT_IN_FLIGHT, FENCE_REQUIRED, ...) and refuse the command.
+using FenceCheck = std::function<absl::Status(const std::optional<v1::Fence>& fence)>;
+
+// The check of an agent that runs no election: nothing to check a fence
+// against, so a command with a fence is refused (NO_ELECTION) rather than
+// silently ignored, and one without is admitted only on a node declared
+// `standalone` (a single-node control plane); otherwise it is refused
+// (STANDALONE_NOT_CONFIGURED), since nothing stops a second node swapping.
+FenceCheck NoElectionFenceCheck(std::string node, bool standalone);
+
+struct PreflightOutcome {
+  PreflightResult doctor;
+  absl::Status rotation_plan;  // OK when trusted and not pending
+  RotationReport rotation;
+};
+
+class Executor {
+ public:
+  // Runs on `seams`.
+  Executor(ExecutorOptions options, ExecutorSeams seams);
+  // kmsfleetd's executor: the binary installer at options.install_path,
+  // the provider's commands as subprocesses, journals under
+  // options.state_dir and the steady clock, over the given probe, service
+  // manager and wall clock, which must outlive it.
+  Executor(ExecutorOptions options, ProviderProbe& probe,
+           ServiceManager& services, const Clock& clock);
+  ~Executor();  // waits for a running operation's worker to finish
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
+  absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
+
+  // Replaces the fence check (default: NoElectionFenceCheck).
+  // REQUIRES: called before any Swap or Rollback.
+  void SetFenceCheck(FenceCheck check) { fence_check_ = std::move(check); }
+  // REQUIRES: called before any operation or recovery starts.
+  void SetStepHook(StepHook hook) { step_hook_ = std::move(hook); }
+
+  // True while an operation (or crash recovery) runs or is being admitted:
+  // the answer to a coordinator's hand-off query.
+  bool Busy();
+
+  // The answer to a coordinator's hand-off query under `fence`
+  // (architecture.md §6): DecideHandoff over Busy() and every journal, on
+  // disk and in memory, so an outcome from before a restart still counts.
+  HandoffAnswer HandoffOutcome(const v1::Fence& fence);
+
+  // Start an operation on the worker and return its journal at once.
+  // An operation id that already exists returns that operation. Otherwise
+  // the fence is checked first, so a deposed coordinator learns that
+  // before anything else. Errors: OPERATION_IN_PROGRESS while another runs;
+  // InvalidArgument with INVALID_OPERATION_ID for a malformed id or
+  // INVALID_ARGUMENT for stabilization_ms beyond an hour; the fence check's
+  // refusal; NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an unknown
+  // operation, NOT_ROLLBACKABLE for one that did not end Stable.
+  absl::StatusOr<SwapJournal> Swap(const SwapParams& params);
+  absl::StatusOr<SwapJournal> Rollback(const RollbackParams& params);
+
+  absl::StatusOr<SwapJournal> Get(const std::string& operation_id);
+  // Returns once operation `id` has more than `seen` history entries or is
+  // closed, or after `timeout`, with its latest journal.
+  absl::StatusOr<SwapJournal> WaitForUpdate(const std::string& operation_id,
+                                            size_t seen,
+                                            std::chrono::milliseconds timeout);
+
+  // Finishes or rolls back the operations that open journals describe, on
+  // the worker (crash recovery at start-up).
+  void StartRecovery();
+
+ private:
+  // The defaults the four-argument constructor owns.
+  struct OwnedSeams;
+  Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
+           ProviderProbe& probe, ServiceManager& services, const Clock& clock);
+
+  // executor.cc: journals and the worker.
+  absl::Status Persist(SwapJournal& j);
+  absl::Status Record(SwapJournal& j, SwapPhase phase);
+  absl::StatusOr<SwapJournal> Start(
+      const CommandParams& command, const std::string& kind,
+      const std::function<absl::StatusOr<SwapJournal>()>& plan);
+  absl::Status Reserve(const std::optional<v1::Fence>& fence);
+  void Unreserve();
+  absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p);
+  absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
+  absl::StatusOr<SwapJournal> Launch(SwapJournal j);
+  absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
+  void Close(SwapJournal& j);
+  void Hook(std::string_view point) const;
+  absl::Status ShareWithRunAs(const std::string& dir) const;
+  std::string NewOperationId() const;
+
+  // swap_runner.cc: carrying out the machine's steps.
+  void Run(SwapJournal j, SwapStep step);
+  void Recover(SwapJournal j);
+  absl::Status Carry(SwapJournal& j, SwapAction action);
+  absl::Status CheckTarget(const SwapJournal& j);
+  absl::Status PreflightTarget(SwapJournal& j);
+  absl::Status CaptureEvidence(SwapJournal& j);
+  absl::Status RestorePrevious(const SwapJournal& j);
+  absl::Status Verify(SwapJournal& j, const std::string& version);
+  absl::Status CheckRegistryForRollback(const SwapJournal& j) const;
+  void RecordEvidenceAfter(SwapJournal& j);
+
+  ExecutorOptions options_;
+  std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given
+  ExecutorSeams seams_;
+  FenceCheck fence_check_;
+  StepHook step_hook_;
+
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, SwapJournal> ops_;  // guarded by mu_
+  bool busy_ = false;                       // guarded by mu_
+  std::thread worker_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_EXECUTOR_H_

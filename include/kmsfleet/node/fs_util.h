@@ -1,0 +1,69 @@
+// File helpers for the executor: bounded reads that
+// never follow a symlink, crash-safe writes (temp file, fsync, rename, fsync
+// the directory) and SHA-256 of a file in large reads.
+// Thread-safe: free functions; callers serialise writers of one path.
+#ifndef KMSFLEET_NODE_FS_UTIL_H_
+#define KMSFLEET_NODE_FS_UTIL_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kmsfleet {
+
+// Whether a read follows a symlink at the path. Files kmsfleet writes
+// itself (artifacts, journals, state) are read with kRefuse, so a link
+// planted there cannot redirect it; files an operator provides (configs,
+// certificates) are often links and are read with kFollow.
+enum class Symlinks { kRefuse, kFollow };
+
+// Reads at most `max_bytes` of `path`. Errors name the path:
+// NotFound/PermissionDenied/Unavailable (ARTIFACT_IO; a refused symlink is
+// ELOOP), ResourceExhausted (INPUT_TOO_LARGE) when the file is larger.
+absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes,
+                                            Symlinks symlinks = Symlinks::kRefuse);
+
+// Lower-case hex SHA-256 of the file at `path` (O_NOFOLLOW), read in 1 MiB
+// blocks through OpenSSL EVP.
+absl::StatusOr<std::string> Sha256File(const std::string& path);
+std::string Sha256Hex(std::string_view bytes);
+
+// Creates `path` as a directory with `mode` if absent; refuses a symlink or
+// a non-directory in the way (FailedPrecondition naming the path).
+absl::Status EnsurePrivateDir(const std::string& path, unsigned mode);
+
+// Writes `content` to `path` atomically: `<path>.tmp.<pid>` in the same
+// directory, fsync, rename over `path`, fsync the directory.
+absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
+                             unsigned mode);
+
+// Copies `source` to `dest` atomically as above with `mode`, hashing what
+// it copies; returns the hex SHA-256 of the bytes now at `dest`. When
+// `expected_sha256` is not empty and differs, the temp file is removed,
+// `dest` is left untouched, and the error (CHECKSUM_MISMATCH) names
+// `source`, the expected and the actual digest. Files over `max_bytes` are
+// refused.
+absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
+                                           const std::string& dest,
+                                           unsigned mode,
+                                           std::string_view expected_sha256,
+                                           size_t max_bytes);
+
+// Lets every user traverse (search, not list) each directory from `root`
+// down to `dir` by adding the group and other execute bits, so that a
+// binary kept below can run as another user (executor.run_as). `dir` must
+// be `root` or below it; symlinks are refused. Nothing above `root` is
+// touched.
+absl::Status AllowTraverse(const std::string& root, const std::string& dir);
+
+// Makes a directory entry change durable.
+absl::Status FsyncDir(const std::string& dir);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_FS_UTIL_H_

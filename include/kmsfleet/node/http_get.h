@@ -1,0 +1,58 @@
+// A bounded HTTP/1.1 GET for the provider's node-local endpoints
+// (reference §3): /metrics, /ready and /live on loopback, plain HTTP.
+//
+// Each call opens one connection, sends one request and reads one response
+// within a connect timeout and a total timeout, and refuses bodies over a
+// cap. Redirects are never followed: the provider does not send them, so one
+// means the address points somewhere unexpected.
+// Thread-safe: each call uses its own I/O context.
+#ifndef KMSFLEET_NODE_HTTP_GET_H_
+#define KMSFLEET_NODE_HTTP_GET_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace kmsfleet {
+
+struct HttpUrl {
+  std::string host;  // a name or an IPv4/IPv6 literal (without brackets)
+  uint16_t port = 80;
+  std::string target = "/";  // path and query, always starting with '/'
+
+  std::string ToString() const;
+};
+
+// Parses "http://host:port/path". Returns InvalidArgument (INVALID_CONFIG)
+// naming `url` for any other scheme, a missing host, or a bad port.
+absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
+
+struct HttpGetOptions {
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds total_timeout{5000};
+  size_t max_body_bytes = 4 << 20;
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+};
+
+// GETs `url`. Returns the response for any 1xx/2xx/4xx/5xx status (a 503
+// from /ready carries its reasons in the body). Errors:
+//   Unavailable, HTTP_ERROR: resolve, connect, read or protocol failure;
+//   DeadlineExceeded, TIMEOUT: a timeout passed;
+//   ResourceExhausted, INPUT_TOO_LARGE: the body exceeds max_body_bytes;
+//   FailedPrecondition, REDIRECT_REFUSED: a 3xx status.
+absl::StatusOr<HttpResponse> HttpGet(const HttpUrl& url,
+                                     const HttpGetOptions& options);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_HTTP_GET_H_

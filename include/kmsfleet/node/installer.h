@@ -1,0 +1,47 @@
+// What the executor installs and restores: today a binary copied over
+// `provider.binary`; next a static pod's manifest (architecture.md §4). The
+// executor asks, the installer does the file work.
+// Thread-safe: implementations serialise nothing; the executor runs one
+// operation at a time.
+#ifndef KMSFLEET_NODE_INSTALLER_H_
+#define KMSFLEET_NODE_INSTALLER_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace kmsfleet {
+
+// The release that was installed before an operation, as captured.
+struct CapturedRelease {
+  std::string path;    // the copy, inside the evidence directory
+  std::string sha256;  // of the copy, equal to what was installed
+};
+
+class Installer {
+ public:
+  virtual ~Installer() = default;
+  // The SHA-256 of what is installed now. Errors name the path
+  // (NotFound when nothing is installed).
+  virtual absl::StatusOr<std::string> Observe() = 0;
+  // The SHA-256 of a release file (a staged binary or a capture).
+  virtual absl::StatusOr<std::string> Digest(const std::string& release) = 0;
+  // Copies what is installed into `evidence_dir` (which exists).
+  virtual absl::StatusOr<CapturedRelease> Capture(const std::string& evidence_dir) = 0;
+  // Installs `release` atomically if its digest is `sha256`; does nothing
+  // when that digest is installed already (an interrupted operation).
+  // Errors: CHECKSUM_MISMATCH (nothing changed), ARTIFACT_IO.
+  virtual absl::Status Install(const std::string& release,
+                               const std::string& sha256) = 0;
+};
+
+// The binary at `install_path`, replaced by copy + fsync + rename.
+std::unique_ptr<Installer> NewBinaryInstaller(std::string install_path);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_INSTALLER_H_

@@ -1,0 +1,72 @@
+// Preflight of a staged provider binary (architecture.md §4 "Preflight";
+// reference §2.2, §2.3, §2.6): `doctor`, `version` and, with the installed
+// binary, `rotation-plan`, each as a bounded subprocess with a cleared
+// environment, optionally as the provider's OS user.
+// Thread-safe: free functions.
+#ifndef KMSFLEET_NODE_PREFLIGHT_H_
+#define KMSFLEET_NODE_PREFLIGHT_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/provider_report.h"
+
+namespace kmsfleet {
+
+struct PreflightOptions {
+  std::string provider_config;
+  std::string encryption_config;
+  std::chrono::milliseconds timeout{30000};
+  // When set, commands run as this user via setpriv (the provider's
+  // `openbao-kms` user), so file permissions are checked as it sees them.
+  std::string run_as;
+};
+
+struct PreflightResult {
+  std::string binary_version;  // from `<binary> version`
+  CheckReport doctor;
+  std::vector<Check> warnings;  // warn and skip checks, reported
+  // `config` identityFingerprint of the staged and the installed binary;
+  // "" when a binary does not print one (then nothing is compared).
+  std::string identity_staged, identity_installed;
+  // OK, or DOCTOR_FAILED naming every failed check's id, title and message,
+  // or VERSION_MISMATCH when the binary is not the version it was staged as,
+  // or IDENTITY_FINGERPRINT_CHANGED when both binaries print a config
+  // identity fingerprint and they differ (architecture.md §4).
+  absl::Status verdict;
+};
+
+// Runs `<binary> version` and `<binary> doctor --config C
+// --encryption-config E --output json`, and `config --config C` with both
+// `binary` and `installed` (skipped when `installed` is ""). An error
+// return means a command could not run or its output did not parse; a
+// failing check is a verdict.
+absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
+                                             const std::string& expected_version,
+                                             const PreflightOptions& options,
+                                             const std::string& installed = "");
+
+// The identityFingerprint line of `<binary> config --config C`, or "" when
+// the command fails or prints none (older binaries, incomplete identity).
+std::string RunIdentityFingerprint(const std::string& binary,
+                                   const PreflightOptions& options);
+
+// `<binary> version`, parsed. Errors: VERSION_COMMAND_FAILED,
+// MALFORMED_VERSION_OUTPUT.
+absl::StatusOr<std::string> RunVersion(const std::string& binary,
+                                       const PreflightOptions& options);
+
+// `<installed binary> rotation-plan --config C --output json`, trusted
+// only when it exits 0 and reports transitMetadataStatus pass (reference
+// §2.6); otherwise FailedPrecondition, ROTATION_PLAN_UNTRUSTED.
+absl::StatusOr<RotationReport> RunRotationPlan(const std::string& binary,
+                                               const PreflightOptions& options);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_PREFLIGHT_H_

@@ -1,0 +1,49 @@
+// Observes the local bao-kms-provider (architecture.md §1): /live, /ready
+// and /metrics over HTTP, KMS v2 Status over the unix socket, and, for
+// providers without openbao_kms_build_info, `<binary> version`.
+#ifndef KMSFLEET_NODE_PROVIDER_PROBE_H_
+#define KMSFLEET_NODE_PROVIDER_PROBE_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "kmsfleet/node/clock.h"
+#include "kmsfleet/node/http_get.h"
+#include "kmsfleet/v1/agent.pb.h"
+
+namespace kmsfleet {
+
+struct ProviderEndpoints {
+  // The provider's defaults (reference §1).
+  HttpUrl metrics{"127.0.0.1", 8081, "/metrics"};
+  HttpUrl ready{"127.0.0.1", 8082, "/ready"};
+  HttpUrl live{"127.0.0.1", 8082, "/live"};
+  std::string kms_socket = "/run/openbao-kms/kms.sock";
+  // The installed provider binary, for `version`; empty to never run it.
+  std::string binary = "/usr/bin/bao-kms-provider";
+  HttpGetOptions http;
+  std::chrono::milliseconds kms_timeout{5000};
+  std::chrono::milliseconds command_timeout{10000};
+};
+
+// Thread-safe: Observe() may run concurrently from several RPCs.
+class ProviderProbe {
+ public:
+  virtual ~ProviderProbe() = default;
+
+  // Observes the provider now. Never fails: everything that could not be
+  // observed is a condition in the returned state.
+  virtual v1::NodeState Observe() = 0;
+};
+
+// Returns a probe that talks to the real endpoints. `clock` must outlive it.
+std::unique_ptr<ProviderProbe> NewProviderProbe(std::string node,
+                                                ProviderEndpoints endpoints,
+                                                const Clock& clock);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_PROVIDER_PROBE_H_

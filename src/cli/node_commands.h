@@ -1,0 +1,39 @@
+// `kmsfleetctl node stage|preflight|swap|rollback|operation`: drive one
+// node's executor by hand (docs/cli.md, docs/node-swap.md).
+#ifndef KMSFLEET_CLI_NODE_COMMANDS_H_
+#define KMSFLEET_CLI_NODE_COMMANDS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "cli/plan_commands.h"
+
+namespace CLI {
+class App;
+}
+
+namespace kmsfleet {
+
+struct NodeFlags {
+  std::string agent = "unix:/run/kmsfleet/agent.sock";
+  std::string version, source, checksums, signature, artifact_name;
+  std::string expected_key_id_hash, operation_id, of_operation_id;
+  int64_t stabilization_ms = 0;
+  std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
+  int timeout_ms = 600000;  // the whole command, including the watch
+  bool no_wait = false;
+  FleetTls tls;  // for a TCP agent (the cluster listener)
+};
+
+// Adds the `node` subcommand tree to `app`; returns it.
+CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& flags);
+
+// Runs the parsed `node` subcommand. Exit codes: 0 success (staged,
+// preflight passed, operation Stable); 1 the node refused or the operation
+// ended otherwise (the output names the reason); 3 the agent could not be
+// reached or returned an RPC error.
+int RunNodeCommand(const CLI::App& node, const NodeFlags& flags);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLI_NODE_COMMANDS_H_

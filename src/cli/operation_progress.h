@@ -1,0 +1,33 @@
+// What `kmsfleetctl node swap|rollback|operation` prints while it follows
+// an operation: a line when the phase changes, and the refusal, if any,
+// once, as `[REASON] message`, the way every other command reports one.
+// Pure: the caller writes the lines.
+#ifndef KMSFLEET_CLI_OPERATION_PROGRESS_H_
+#define KMSFLEET_CLI_OPERATION_PROGRESS_H_
+
+#include <optional>
+#include <string>
+
+#include "kmsfleet/v1/agent.pb.h"
+
+namespace kmsfleet {
+
+class OperationProgress {
+ public:
+  // The line for `op` ("<id>: <Phase>"), or nullopt when its phase is the
+  // one already printed: WatchOperation sends every journal update, and a
+  // refusal closes the journal in the phase it was refused in.
+  std::optional<std::string> Next(const v1::Operation& op);
+
+ private:
+  std::string printed_phase_;
+  bool printed_any_ = false;
+};
+
+// "[REASON] message" for an operation that failed or was refused, or ""
+// when it carries no reason.
+std::string OperationRefusal(const v1::Operation& op);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLI_OPERATION_PROGRESS_H_

@@ -1,0 +1,70 @@
+// `kmsfleetctl plan commit`: asks the coordinator to commit a plan record
+// naming one node as in flight, and prints the fence that the node's swap
+// and rollback must then carry (architecture.md §6, docs/cli.md).
+// Thread-compatible.
+#ifndef KMSFLEET_CLI_PLAN_COMMANDS_H_
+#define KMSFLEET_CLI_PLAN_COMMANDS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/v1/fleet.grpc.pb.h"
+
+namespace CLI {
+class App;
+}
+
+namespace kmsfleet {
+
+// How kmsfleetctl reaches an agent: a unix socket needs nothing; a TCP
+// address (the cluster listener) needs the fleet CA and an operator
+// certificate, and is never dialled in plain text unless --insecure says so
+// (for an agent's loopback listen.tcp with listen.insecure: true).
+struct FleetTls {
+  std::string ca{}, cert{}, key{};  // PEM paths; "" for a unix socket
+  std::string server_name{};  // the node name the agent's certificate carries
+  bool insecure = false;      // plain TCP, explicitly asked for
+};
+
+// Adds --ca, --cert, --key, --server-name and --insecure to `command`.
+void AddTlsFlags(CLI::App& command, FleetTls& tls);
+
+// A channel to `agent` (unix:/path or host:port). Errors: INVALID_CONFIG
+// naming the missing flag (--ca, --cert or --key for a TCP address) or the
+// PEM file that cannot be read.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& agent,
+                                                            const FleetTls& tls);
+
+// Parses the fence "TERM/INDEX/NODE" that `plan commit` prints. Errors name
+// the flag and the value.
+absl::StatusOr<v1::Fence> ParseFence(const std::string& text);
+std::string FormatFence(const v1::Fence& fence);
+
+struct PlanCommitFlags {
+  std::string agent = "unix:/run/kmsfleet/agent.sock";
+  FleetTls tls;
+  std::string in_flight;
+  std::string payload;
+  int timeout_ms = 10000;
+};
+
+// Calls Fleet.ProposePlan on `stub` (the agent at `agent`). The agent's
+// refusal keeps its reason and metadata (a follower's NOT_LEADER names the
+// leader and its address); a failed call is AGENT_UNREACHABLE.
+absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
+                                     const std::string& agent,
+                                     const std::string& in_flight,
+                                     const std::string& payload,
+                                     std::chrono::milliseconds timeout);
+
+// Exit codes: 0 committed (the fence on stdout); 1 refused (the reason on
+// stderr, with where the coordinator is); 3 the agent could not be reached.
+int RunPlanCommit(const PlanCommitFlags& flags);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLI_PLAN_COMMANDS_H_

@@ -1,0 +1,60 @@
+// Wires the `cluster:` config section into a running PeerNode and its
+// cluster listener for kmsfleetd (architecture.md §6).
+// Thread-compatible: Start and Stop from one thread.
+#ifndef KMSFLEET_DAEMON_CLUSTER_RUNTIME_H_
+#define KMSFLEET_DAEMON_CLUSTER_RUNTIME_H_
+
+#include <chrono>
+#include <grpcpp/impl/codegen/service_type.h>
+
+#include <functional>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "daemon/agent_config.h"
+#include "kmsfleet/cluster/cluster_server.h"
+#include "kmsfleet/cluster/peer_node.h"
+#include "kmsfleet/node/executor.h"
+
+namespace kmsfleet {
+
+// How the cluster listener of `config` identifies callers: members are the
+// voters and learners, operators carry cluster.tls.operator_trust_domain;
+// an insecure (loopback) listener trusts everyone, as before.
+CallerPolicy CallerPolicyOf(const AgentConfig& config);
+
+class ClusterRuntime {
+ public:
+  // Loads credentials and persisted state and starts electing.
+  // `handoff_outcome` answers the coordinator's hand-off query (the
+  // executor's HandoffOutcome). `agent_service` (kmsfleet.v1.Agent,
+  // authorised by CallerPolicyOf(config); it must outlive the runtime) is
+  // served on the cluster listener too, unless that listener is insecure.
+  // Errors name the config key or state file at fault; nothing is left
+  // running.
+  static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(
+      const AgentConfig& config,
+      std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
+      grpc::Service* agent_service = nullptr);
+  ~ClusterRuntime();
+
+  // The executor's fence check for a member of the election: a command
+  // without a fence is refused (FENCE_REQUIRED); one with a fence is
+  // admitted only by PeerNode::AdmitSwap, which persists what it learns.
+  FenceCheck fence_check();
+
+  // The Fleet service for the agent's unix socket.
+  grpc::Service* local_fleet_service() { return local_fleet_.get(); }
+  int port() const { return server_->port(); }
+  void Stop(std::chrono::milliseconds grace);
+
+ private:
+  ClusterRuntime() = default;
+  std::unique_ptr<PeerNode> node_;
+  std::unique_ptr<ClusterServer> server_;
+  std::unique_ptr<grpc::Service> local_fleet_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_DAEMON_CLUSTER_RUNTIME_H_

@@ -1,0 +1,3 @@
+// Must compile: the control case, so the check above cannot pass by a
+// broken command line.
+#include "kmsfleet/core/reasons.h"
