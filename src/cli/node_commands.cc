@@ -37,11 +37,11 @@ void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
 int RpcFailed(const std::string& what, const grpc::Status& s) {
   v1::ErrorInfo info;
   std::string reason;
-  if (!s.error_details().empty() && info.ParseFromString(s.error_details()) &&
-      !info.reason().empty()) {
-    reason = "[" + info.reason() + "] ";
+  if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
+    reason = info.reason();
   }
-  std::cerr << "kmsfleetctl: " << what << ": " << reason << s.error_message() << "\n";
+  std::cerr << "kmsfleetctl: " << what << ": " << CallRefusal(reason, s.error_message())
+            << "\n";
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                  s.error_code() == grpc::StatusCode::UNIMPLEMENTED
              ? 3

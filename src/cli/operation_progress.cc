@@ -14,4 +14,11 @@ std::string OperationRefusal(const v1::Operation& op) {
   return "[" + op.reason() + "] " + op.message();
 }
 
+std::string CallRefusal(const std::string& reason, const std::string& message) {
+  if (reason.empty()) return message;
+  std::string prefix = "[" + reason + "]";
+  if (message.rfind(prefix, 0) == 0) return message;
+  return prefix + " " + message;
+}
+
 }  // namespace kmsfleet

@@ -28,6 +28,11 @@ class OperationProgress {
 // when it carries no reason.
 std::string OperationRefusal(const v1::Operation& op);
 
+// "[REASON] message" for a refused call: the agent's Agent service already
+// starts its messages with the reason, other services do not, and the
+// reason must show exactly once either way. `reason` "" leaves `message`.
+std::string CallRefusal(const std::string& reason, const std::string& message);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CLI_OPERATION_PROGRESS_H_

@@ -49,5 +49,15 @@ TEST(OperationProgressTest, NoReasonMeansNoRefusal) {
   EXPECT_EQ(OperationRefusal(Op("Stable")), "");
 }
 
+TEST(CallRefusalTest, TheReasonShowsExactlyOnce) {
+  // The Agent service's messages start with the reason already.
+  EXPECT_EQ(CallRefusal("STALE_TERM", "[STALE_TERM] node cp-1 refused"),
+            "[STALE_TERM] node cp-1 refused");
+  EXPECT_EQ(CallRefusal("NOT_LEADER", "cp-2 is not the coordinator"),
+            "[NOT_LEADER] cp-2 is not the coordinator");
+  EXPECT_EQ(CallRefusal("", "failed to connect to all addresses"),
+            "failed to connect to all addresses");
+}
+
 }  // namespace
 }  // namespace kmsfleet
