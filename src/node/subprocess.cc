@@ -10,6 +10,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -69,6 +70,17 @@ void KillGroup(pid_t pid) {
   kill(pid, SIGKILL);
 }
 
+// The milliseconds left before `deadline`, or nullopt once it has passed,
+// after killing the child's group and marking the result timed out.
+std::optional<int> MillisLeftOrKill(pid_t pid, Clock::time_point deadline,
+                                    SubprocessResult& result) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  if (left.count() > 0) return static_cast<int>(left.count());
+  result.timed_out = true;
+  KillGroup(pid);
+  return std::nullopt;
+}
+
 void CollectOutput(pid_t pid, Pipe& out, Pipe& err, Clock::time_point deadline,
                    const SubprocessOptions& options, SubprocessResult& result) {
   std::array<pollfd, 2> fds = {pollfd{out.read_fd, POLLIN, 0},
@@ -76,14 +88,9 @@ void CollectOutput(pid_t pid, Pipe& out, Pipe& err, Clock::time_point deadline,
   std::array<std::string*, 2> sinks = {&result.stdout_text, &result.stderr_text};
   int open_streams = 2;
   while (open_streams > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - Clock::now());
-    if (left.count() <= 0) {
-      result.timed_out = true;
-      KillGroup(pid);
-      break;
-    }
-    int ready = poll(fds.data(), fds.size(), static_cast<int>(left.count()));
+    std::optional<int> left = MillisLeftOrKill(pid, deadline, result);
+    if (!left) break;
+    int ready = poll(fds.data(), fds.size(), *left);
     if (ready < 0 && errno != EINTR) break;
     for (size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -101,15 +108,10 @@ void CollectOutput(pid_t pid, Pipe& out, Pipe& err, Clock::time_point deadline,
 void WaitForExit(pid_t pid, Clock::time_point deadline, SubprocessResult& result) {
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
   while (!result.timed_out && pidfd >= 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - Clock::now());
-    if (left.count() <= 0) {
-      result.timed_out = true;
-      KillGroup(pid);
-      break;
-    }
+    std::optional<int> left = MillisLeftOrKill(pid, deadline, result);
+    if (!left) break;
     pollfd fd{pidfd, POLLIN, 0};
-    int ready = poll(&fd, 1, static_cast<int>(left.count()));
+    int ready = poll(&fd, 1, *left);
     if (ready > 0) break;  // exited: reap below
     if (ready < 0 && errno != EINTR) break;
   }
