@@ -95,85 +95,22 @@ bool Verifies(EVP_PKEY* key, std::string_view data, std::string_view sig) {
                           data.size()) == 1;
 }
 
-// An open file descriptor, closed on scope exit.
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
 
- private:
-  int fd_;
-};
-
-absl::Status SourceError(const std::string& path, std::string_view why) {
+// Stage reads only regular files (issue 8 §3): fs_util refuses the rest
+// (NOT_REGULAR_FILE), and Stage names that as a refused source.
+absl::Status AsSourceError(absl::Status s) {
+  if (ReasonOf(s) != reason::kNotRegularFile) return s;
+  std::string path = MetadataOf(s, "path");
   return MakeError(absl::StatusCode::kInvalidArgument, reason::kSourceNotAllowed,
-                   path + ": " + std::string(why) + "; Stage reads only regular files",
-                   {{"file", path}});
+                   std::string(s.message()) + "; Stage reads only regular files",
+                   {{"file", path}, {"file_type", MetadataOf(s, "file_type")}});
 }
 
-std::string_view FileTypeName(mode_t mode) {
-  if (S_ISFIFO(mode)) return "a FIFO";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISDIR(mode)) return "a directory";
-  return "not a regular file";
-}
-
-// Opens `path` for reading only if it is a regular file. Non-blocking, so
-// that a FIFO cannot hang the open, and without following a symlink; the
-// type is checked on the opened file, so it cannot be swapped in between.
-absl::StatusOr<std::unique_ptr<Fd>> OpenRegularFile(const std::string& path) {
-  auto fd = std::make_unique<Fd>(
-      open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY));
-  if (fd->get() < 0) {
-    int err = errno;
-    if (err == ELOOP) return SourceError(path, "is a symbolic link");
-    return MakeError(err == ENOENT ? absl::StatusCode::kNotFound
-                                   : absl::StatusCode::kUnavailable,
-                     reason::kArtifactIo,
-                     "cannot open " + path + ": " + std::strerror(err), {{"file", path}});
-  }
-  struct stat st {};
-  if (fstat(fd->get(), &st) != 0) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                     "cannot stat " + path + ": " + std::strerror(errno), {{"file", path}});
-  }
-  if (!S_ISREG(st.st_mode)) return SourceError(path, "is " + std::string(FileTypeName(st.st_mode)));
-  return fd;
-}
-
-// Reads all of `fd` (the file `path`), at most `max_bytes`.
-absl::StatusOr<std::string> ReadAllBounded(int fd, const std::string& path,
-                                           size_t max_bytes) {
-  std::string out;
-  char buffer[1 << 16];
-  while (true) {
-    ssize_t n = read(fd, buffer, sizeof buffer);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                       "cannot read " + path + ": " + std::strerror(errno), {{"file", path}});
-    }
-    if (n == 0) return out;
-    if (out.size() + static_cast<size_t>(n) > max_bytes) {
-      return MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
-                       path + " is larger than " + std::to_string(max_bytes) + " bytes",
-                       {{"file", path}});
-    }
-    out.append(buffer, static_cast<size_t>(n));
-  }
-}
-
-// Reads the regular file `path`, at most `max_bytes`.
+// Reads the regular file `path` (no symlink), at most `max_bytes`.
 absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_bytes) {
-  KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> fd, OpenRegularFile(path));
-  return ReadAllBounded(fd->get(), path, max_bytes);
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, max_bytes, Symlinks::kRefuse);
+  if (!text.ok()) return AsSourceError(text.status());
+  return text;
 }
 
 absl::Status CheckUrlAllowed(const ArtifactStoreOptions& options, const std::string& url) {
@@ -229,97 +166,22 @@ absl::Status CheckSignature(const ArtifactStoreOptions& options,
   return absl::OkStatus();
 }
 
-absl::Status IoError(std::string_view what, const std::string& path, int err) {
-  return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                   "cannot " + std::string(what) + " " + path + ": " + std::strerror(err),
-                   {{"file", path}});
-}
-
-// Copies the open regular file `in` (named `source`) to `dest` through a
-// temp file of its own (mkstemp: concurrent stages never share one),
-// hashing what it copies; renames it into place only when the digest is
-// `expected`. Returns the hex SHA-256.
-absl::StatusOr<std::string> CopyVerified(int in, const std::string& source,
-                                         const std::string& dest,
-                                         const std::string& expected, size_t max_bytes) {
-  std::string tmp = dest + ".tmp.XXXXXX";
-  Fd out(mkostemp(tmp.data(), O_CLOEXEC));
-  if (out.get() < 0) return IoError("create a temp file for", dest, errno);
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  absl::Status s = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1
-                       ? absl::OkStatus()
-                       : IoError("hash", source, EINVAL);
-  size_t total = 0;
-  std::vector<char> buffer(1 << 20);
-  while (s.ok()) {
-    ssize_t n = read(in, buffer.data(), buffer.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) s = IoError("read", source, errno);
-    if (n <= 0) break;
-    total += static_cast<size_t>(n);
-    if (total > max_bytes) {
-      s = MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
-                    source + " is larger than " + std::to_string(max_bytes) + " bytes",
-                    {{"file", source}});
-      break;
-    }
-    EVP_DigestUpdate(ctx.get(), buffer.data(), static_cast<size_t>(n));
-    for (ssize_t done = 0; s.ok() && done < n;) {
-      ssize_t w = write(out.get(), buffer.data() + done, static_cast<size_t>(n - done));
-      if (w < 0 && errno != EINTR) s = IoError("write", tmp, errno);
-      if (w > 0) done += w;
-    }
+// Copies the regular file `source` to `dest` (0755), verified against
+// `expected`; a temp file of the call's own, so concurrent stages never
+// share one. `named` is the source as the request gave it.
+absl::StatusOr<std::string> CopyVerified(const std::string& source, const std::string& named,
+                                         const std::string& dest, const std::string& expected,
+                                         size_t max_bytes) {
+  absl::StatusOr<std::string> digest = CopyFileAtomic(source, dest, 0755, expected, max_bytes);
+  if (digest.ok() || ReasonOf(digest.status()) != reason::kChecksumMismatch ||
+      source == named) {
+    return digest.ok() ? digest : AsSourceError(digest.status());
   }
-  std::string actual;
-  if (s.ok()) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx.get(), md, &len);
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (unsigned int i = 0; i < len; ++i) {
-      actual += kHex[md[i] >> 4];
-      actual += kHex[md[i] & 15];
-    }
-    if (actual != expected) {
-      s = MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
-                    "SHA-256 of " + source + " is " + actual + ", expected " + expected,
-                    {{"file", source}, {"expected", expected}, {"actual", actual}});
-    }
-  }
-  if (s.ok() && fchmod(out.get(), 0755) != 0) s = IoError("chmod", tmp, errno);
-  if (s.ok() && fsync(out.get()) != 0) s = IoError("fsync", tmp, errno);
-  if (s.ok() && rename(tmp.c_str(), dest.c_str()) != 0) s = IoError("rename", tmp, errno);
-  if (!s.ok()) {
-    unlink(tmp.c_str());
-    return s;
-  }
-  size_t slash = dest.rfind('/');
-  KMSFLEET_RETURN_IF_ERROR(FsyncDir(slash == std::string::npos ? "." : dest.substr(0, slash)));
-  return actual;
-}
-
-// Writes `content` to `path` through a temp file of its own (mkstemp), then
-// fsync, rename and fsync the directory.
-absl::Status WriteUniqueAtomic(const std::string& path, std::string_view content) {
-  std::string tmp = path + ".tmp.XXXXXX";
-  absl::Status s;
-  {
-    Fd out(mkostemp(tmp.data(), O_CLOEXEC));
-    if (out.get() < 0) return IoError("create a temp file for", path, errno);
-    for (size_t done = 0; s.ok() && done < content.size();) {
-      ssize_t w = write(out.get(), content.data() + done, content.size() - done);
-      if (w < 0 && errno != EINTR) s = IoError("write", tmp, errno);
-      if (w > 0) done += static_cast<size_t>(w);
-    }
-    if (s.ok() && fsync(out.get()) != 0) s = IoError("fsync", tmp, errno);
-  }
-  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = IoError("rename", tmp, errno);
-  if (!s.ok()) {
-    unlink(tmp.c_str());
-    return s;
-  }
-  size_t slash = path.rfind('/');
-  return FsyncDir(slash == std::string::npos ? "." : path.substr(0, slash));
+  // A download's mismatch names the URL, not the temp file it landed in.
+  std::string actual = MetadataOf(digest.status(), "actual");
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                   "SHA-256 of " + named + " is " + actual + ", expected " + expected,
+                   {{"file", named}, {"expected", expected}, {"actual", actual}});
 }
 
 // Downloads `url` to `incoming`, then copies that to `dest` as CopyVerified.
@@ -327,8 +189,7 @@ absl::StatusOr<std::string> FetchAndCopy(const std::string& url, const std::stri
                                          const FetchOptions& fetch, const std::string& dest,
                                          const std::string& expected, size_t max_bytes) {
   KMSFLEET_RETURN_IF_ERROR(FetchToFile(url, incoming, fetch));
-  KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> in, OpenRegularFile(incoming));
-  return CopyVerified(in->get(), url, dest, expected, max_bytes);
+  return CopyVerified(incoming, url, dest, expected, max_bytes);
 }
 
 // Copies the source (downloading it first if it is a URL) to `dest`,
@@ -338,14 +199,17 @@ absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
                                           const std::string& expected,
                                           const std::string& dest) {
   if (!IsFetchUrl(request.source)) {
-    KMSFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Fd> in, OpenRegularFile(request.source));
-    return CopyVerified(in->get(), request.source, dest, expected,
+    return CopyVerified(request.source, request.source, dest, expected,
                         options.max_artifact_bytes);
   }
   // A download lands in a directory of its own (mkdtemp), so concurrent
   // stages never share the file.
   std::string incoming_dir = options.state_dir + "/artifacts/.incoming-XXXXXX";
-  if (mkdtemp(incoming_dir.data()) == nullptr) return IoError("create", incoming_dir, errno);
+  if (mkdtemp(incoming_dir.data()) == nullptr) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                     "cannot create " + incoming_dir + ": " + std::strerror(errno),
+                     {{"path", incoming_dir}});
+  }
   std::string incoming = incoming_dir + "/download";
   FetchOptions fetch = options.fetch;
   fetch.max_bytes = options.max_artifact_bytes;
@@ -413,16 +277,16 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
     return digest.status();
   }
   out.sha256 = *digest;
-  // Every file goes through a temp of its own: a concurrent Stage of the
-  // same version never writes into this one's temp.
-  KMSFLEET_RETURN_IF_ERROR(WriteUniqueAtomic(dir + "/checksums.txt", checksums));
+  // WriteFileAtomic gives each call a temp of its own: a concurrent Stage
+  // of the same version never writes into this one's temp.
+  KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dir + "/checksums.txt", checksums, 0600));
   if (out.is_signed) {
     KMSFLEET_ASSIGN_OR_RETURN(std::string sig,
                               ReadRegularFile(request.signature, kMaxSignatureBytes));
-    KMSFLEET_RETURN_IF_ERROR(WriteUniqueAtomic(dir + "/checksums.txt.sig", sig));
+    KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dir + "/checksums.txt.sig", sig, 0600));
   }
-  KMSFLEET_RETURN_IF_ERROR(WriteUniqueAtomic(dir + "/" + kStagedDigestName,
-                                              out.sha256 + "  " + kStagedBinaryName + "\n"));
+  KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kStagedDigestName,
+                                            out.sha256 + "  " + kStagedBinaryName + "\n", 0600));
   return out;
 }
 

@@ -29,19 +29,35 @@ absl::Status IoError(std::string_view op, const std::string& path, int err) {
                    {{"path", path}});
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
+std::string_view FileTypeName(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISLNK(mode)) return "a symbolic link";
+  return "not a regular file";
+}
 
- private:
-  int fd_;
-};
+absl::Status NotRegular(const std::string& path, std::string_view type) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotRegularFile,
+                   path + " is " + std::string(type) + ", not a regular file",
+                   {{"path", path}, {"file_type", std::string(type)}});
+}
+
+// A temp file of this call's own beside `path` (mkostemp), with `mode`
+// whatever the umask; `tmp` gets its name.
+absl::StatusOr<ScopedFd> CreateTemp(const std::string& path, unsigned mode, std::string& tmp) {
+  tmp = path + ".tmp.XXXXXX";
+  ScopedFd fd(mkostemp(tmp.data(), O_CLOEXEC));
+  if (fd.get() < 0) return IoError("create a temp file for", path, errno);
+  if (fchmod(fd.get(), mode) != 0) {
+    absl::Status s = IoError("chmod", tmp, errno);
+    unlink(tmp.c_str());
+    return s;
+  }
+  return fd;
+}
 
 struct MdCtxFree {
   void operator()(EVP_MD_CTX* c) const { EVP_MD_CTX_free(c); }
@@ -109,11 +125,33 @@ absl::StatusOr<std::string> HashStream(int fd, const std::string& path,
 
 }  // namespace
 
+ScopedFd::~ScopedFd() {
+  if (fd_ >= 0) close(fd_);
+}
+
+ScopedFd& ScopedFd::operator=(ScopedFd&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = other.fd_;
+    other.fd_ = -1;
+  }
+  return *this;
+}
+
+absl::StatusOr<ScopedFd> OpenRegularFile(const std::string& path, Symlinks symlinks) {
+  int nofollow = symlinks == Symlinks::kRefuse ? O_NOFOLLOW : 0;
+  ScopedFd fd(open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC | nofollow));
+  if (fd.get() < 0 && errno == ELOOP && nofollow) return NotRegular(path, "a symbolic link");
+  if (fd.get() < 0) return IoError("open", path, errno);
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return IoError("stat", path, errno);
+  if (!S_ISREG(st.st_mode)) return NotRegular(path, FileTypeName(st.st_mode));
+  return fd;
+}
+
 absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes,
                                             Symlinks symlinks) {
-  int nofollow = symlinks == Symlinks::kRefuse ? O_NOFOLLOW : 0;
-  Fd fd(open(path.c_str(), O_RDONLY | nofollow | O_CLOEXEC));
-  if (fd.get() < 0) return IoError("open", path, errno);
+  KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, OpenRegularFile(path, symlinks));
   std::string out;
   char buf[64 << 10];
   for (;;) {
@@ -133,8 +171,7 @@ absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_
 }
 
 absl::StatusOr<std::string> Sha256File(const std::string& path) {
-  Fd fd(open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (fd.get() < 0) return IoError("open", path, errno);
+  KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, OpenRegularFile(path, Symlinks::kRefuse));
   posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   return HashStream(fd.get(), path, SIZE_MAX,
                     [](const char*, size_t) { return absl::OkStatus(); });
@@ -196,7 +233,7 @@ absl::Status AllowTraverse(const std::string& root, const std::string& dir) {
 }
 
 absl::Status FsyncDir(const std::string& dir) {
-  Fd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return IoError("open", dir, errno);
   if (fsync(fd.get()) != 0) return IoError("fsync", dir, errno);
   return absl::OkStatus();
@@ -204,11 +241,9 @@ absl::Status FsyncDir(const std::string& dir) {
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
                              unsigned mode) {
-  std::string tmp = path + ".tmp." + std::to_string(getpid());
+  std::string tmp;
   {
-    Fd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-               mode));
-    if (fd.get() < 0) return IoError("create", tmp, errno);
+    KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, CreateTemp(path, mode, tmp));
     absl::Status s = WriteAll(fd.get(), content.data(), content.size(), tmp);
     if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
     if (!s.ok()) {
@@ -229,17 +264,12 @@ absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
                                            unsigned mode,
                                            std::string_view expected_sha256,
                                            size_t max_bytes) {
-  Fd in(open(source.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-  if (in.get() < 0) return IoError("open", source, errno);
+  KMSFLEET_ASSIGN_OR_RETURN(ScopedFd in, OpenRegularFile(source, Symlinks::kRefuse));
   posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::string tmp = dest + ".tmp." + std::to_string(getpid());
-  unlink(tmp.c_str());  // a leftover of a crashed copy by this pid number
+  std::string tmp;
   absl::StatusOr<std::string> digest;
   {
-    Fd out(open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                mode));
-    if (out.get() < 0) return IoError("create", tmp, errno);
-    fchmod(out.get(), mode);  // not narrowed by the umask
+    KMSFLEET_ASSIGN_OR_RETURN(ScopedFd out, CreateTemp(dest, mode, tmp));
     digest = HashStream(in.get(), source, max_bytes,
                         [&](const char* d, size_t n) {
                           return WriteAll(out.get(), d, n, tmp);

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <vector>
+#include <thread>
 #include <fstream>
 
 #include "kmsfleet/cluster/peer_node.h"
@@ -77,6 +79,39 @@ TEST_F(StateFileTest, StateFilesRefuseSymlinksOperatorFilesFollowThem) {
   absl::StatusOr<std::string> followed = ReadBoundedFile(link, 1024, Symlinks::kFollow);
   ASSERT_TRUE(followed.ok()) << followed.status();
   EXPECT_EQ(*followed, "-----BEGIN CERTIFICATE-----");
+}
+
+TEST_F(StateFileTest, AFifoWhereAFileShouldBeIsRefusedWithoutBlocking) {
+  // A config path pointing at a FIFO used to block the agent's start in
+  // open(); every bounded read now refuses anything but a regular file.
+  std::string fifo = dir_ + "/config.yaml";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  absl::StatusOr<std::string> read = ReadBoundedFile(fifo, 1024, Symlinks::kFollow);
+  EXPECT_EQ(ReasonOf(read.status()), reason::kNotRegularFile);
+  EXPECT_EQ(MetadataOf(read.status(), "file_type"), "a FIFO");
+  EXPECT_EQ(MetadataOf(read.status(), "path"), fifo);
+}
+
+TEST_F(StateFileTest, ConcurrentAtomicWritesOfOnePathUseTempFilesOfTheirOwn) {
+  std::string path = dir_ + "/shared.json";
+  std::vector<std::thread> writers;
+  for (int i = 0; i < 8; ++i) {
+    writers.emplace_back([&path, i] {
+      std::string body(4096, static_cast<char>('a' + i));
+      for (int n = 0; n < 20; ++n) EXPECT_TRUE(WriteFileAtomic(path, body, 0600).ok());
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  // One writer's whole content, never a mix, and no temp file left behind.
+  absl::StatusOr<std::string> final_text = ReadBoundedFile(path, 1 << 16);
+  ASSERT_TRUE(final_text.ok()) << final_text.status();
+  EXPECT_EQ(*final_text, std::string(4096, (*final_text)[0]));
+  size_t entries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir_)) {
+    (void)e;
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1u);
 }
 
 TEST_F(StateFileTest, WriteIntoMissingDirectoryFailsNamingThePath) {

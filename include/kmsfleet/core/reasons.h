@@ -91,6 +91,9 @@ inline constexpr char kNotReleasable[] = "NOT_RELEASABLE";
 // ---- Issue 8 review fixes (lead). ----
 // A persisted state file exists but could not be read whole.
 inline constexpr char kStateReadFailed[] = "STATE_READ_FAILED";
+// A file that must be a regular file is a FIFO, device, socket, directory
+// or a refused symlink (fs_util's reads never block on or follow one).
+inline constexpr char kNotRegularFile[] = "NOT_REGULAR_FILE";
 
 // Authenticated Agent API (issue 8 section 3): who may call what.
 // A remote call whose certificate names no member and no operator.

@@ -1,7 +1,8 @@
-// File helpers for the executor: bounded reads that
-// never follow a symlink, crash-safe writes (temp file, fsync, rename, fsync
-// the directory) and SHA-256 of a file in large reads.
-// Thread-safe: free functions; callers serialise writers of one path.
+// The tree's file helpers: bounded reads of regular files only, crash-safe
+// writes (a temp file of the call's own, fsync, rename, fsync the
+// directory) and SHA-256 of a file in large reads.
+// Thread-safe: free functions; concurrent writers of one path each use
+// their own temp file, and the last rename wins.
 #ifndef KMSFLEET_NODE_FS_UTIL_H_
 #define KMSFLEET_NODE_FS_UTIL_H_
 
@@ -22,14 +23,36 @@ namespace kmsfleet {
 // certificates) are often links and are read with kFollow.
 enum class Symlinks { kRefuse, kFollow };
 
-// Reads at most `max_bytes` of `path`. Errors name the path:
-// NotFound/PermissionDenied/Unavailable (ARTIFACT_IO; a refused symlink is
-// ELOOP), ResourceExhausted (INPUT_TOO_LARGE) when the file is larger.
+// A file descriptor, closed when it goes out of scope.
+class ScopedFd {
+ public:
+  explicit ScopedFd(int fd = -1) : fd_(fd) {}
+  ~ScopedFd();
+  ScopedFd(ScopedFd&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  ScopedFd& operator=(ScopedFd&& other) noexcept;
+  ScopedFd(const ScopedFd&) = delete;
+  ScopedFd& operator=(const ScopedFd&) = delete;
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+// Opens `path` for reading only if it is a regular file. The open is
+// non-blocking, so a FIFO cannot hang it, and the type is checked on the
+// opened descriptor, so nothing can be swapped in between. Errors name the
+// path: NotFound/PermissionDenied/Unavailable (ARTIFACT_IO);
+// FailedPrecondition, NOT_REGULAR_FILE (metadata file_type) for a FIFO,
+// device, socket or directory, or a symlink under Symlinks::kRefuse.
+absl::StatusOr<ScopedFd> OpenRegularFile(const std::string& path, Symlinks symlinks);
+
+// Reads at most `max_bytes` of the regular file `path`. Errors as
+// OpenRegularFile, and ResourceExhausted (INPUT_TOO_LARGE) when larger.
 absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_bytes,
                                             Symlinks symlinks = Symlinks::kRefuse);
 
-// Lower-case hex SHA-256 of the file at `path` (O_NOFOLLOW), read in 1 MiB
-// blocks through OpenSSL EVP.
+// Lower-case hex SHA-256 of the regular file at `path` (no symlink), read
+// in 1 MiB blocks through OpenSSL EVP.
 absl::StatusOr<std::string> Sha256File(const std::string& path);
 std::string Sha256Hex(std::string_view bytes);
 
@@ -37,17 +60,18 @@ std::string Sha256Hex(std::string_view bytes);
 // a non-directory in the way (FailedPrecondition naming the path).
 absl::Status EnsurePrivateDir(const std::string& path, unsigned mode);
 
-// Writes `content` to `path` atomically: `<path>.tmp.<pid>` in the same
-// directory, fsync, rename over `path`, fsync the directory.
+// Writes `content` to `path` atomically: a temp file of this call's own
+// (`<path>.tmp.XXXXXX`) in the same directory with `mode`, fsync, rename
+// over `path`, fsync the directory.
 absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
                              unsigned mode);
 
-// Copies `source` to `dest` atomically as above with `mode`, hashing what
-// it copies; returns the hex SHA-256 of the bytes now at `dest`. When
-// `expected_sha256` is not empty and differs, the temp file is removed,
-// `dest` is left untouched, and the error (CHECKSUM_MISMATCH) names
-// `source`, the expected and the actual digest. Files over `max_bytes` are
-// refused.
+// Copies the regular file `source` (no symlink) to `dest` atomically as
+// above with `mode`, hashing what it copies; returns the hex SHA-256 of the
+// bytes now at `dest`. When `expected_sha256` is not empty and differs, the
+// temp file is removed, `dest` is left untouched, and the error
+// (CHECKSUM_MISMATCH) names `source`, the expected and the actual digest.
+// Files over `max_bytes` are refused; `source` errors as OpenRegularFile.
 absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
                                            const std::string& dest,
                                            unsigned mode,
