@@ -188,6 +188,39 @@ TEST_F(AgentAuthTest, OperatorReadsTheNodeStateAndItsSwapReachesTheFence) {
   EXPECT_EQ(ReasonOf(s), "FENCE_REQUIRED") << s.error_message();
 }
 
+// Issue 8's end-to-end case: a remote Swap over mTLS, from a certificate
+// the table authorises (a member's, as the coordinator's; an operator's),
+// under a fence forged from public facts, {current term, committed index +
+// 1, the target itself}, is refused by the fence: nobody committed it.
+TEST_F(AgentAuthTest, RemoteSwapUnderAForgedFenceIsRefusedByTheFence) {
+  // Once the target knows the new leader's first record committed, the
+  // index after it is one nobody has committed.
+  std::optional<v1::LeaderView> view;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        view = cluster_->View(target_);
+        return view && view->term() > 0 && view->committed().term() == view->term();
+      },
+      std::chrono::seconds(10)));
+  v1::Fence forged;
+  forged.set_term(view->term());
+  forged.set_index(view->committed().index() + 1);
+  forged.set_in_flight(cluster_->Name(target_));
+  for (const std::string& cert : {cluster_->Name(leader_), std::string("alice")}) {
+    auto stub = v1::Agent::NewStub(As(cert));
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::SwapRequest request;
+    request.set_version("9.9.9");
+    *request.mutable_fence() = forged;
+    v1::Operation op;
+    grpc::Status s = stub->Swap(&context, request, &op);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << cert << ": " << s.error_message();
+    EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE") << cert << ": " << s.error_message();
+  }
+  EXPECT_THAT(TargetLog(), HasSubstr("swap command refused"));
+}
+
 TEST_F(AgentAuthTest, OperatorCommitsAPlanOverTcpWithKmsfleetctl) {
   std::string pki = cluster_->pki();
   absl::StatusOr<SubprocessResult> r =
