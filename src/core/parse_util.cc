@@ -68,6 +68,26 @@ std::string Excerpt(std::string_view text, size_t max_bytes) {
   return out;
 }
 
+std::string ValidUtf8Text(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const size_t length = Utf8SequenceLength(text, i);
+    const bool control = c < 0x20 && c != '\t' && c != '\n';
+    if (length == 0 || control || c == 0x7F) {
+      out += "\\x";
+      out += kHexDigits[c >> 4];
+      out += kHexDigits[c & 0xF];
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, length));
+    i += length;
+  }
+  return out;
+}
+
 std::string Quoted(std::string_view text, size_t max_bytes) {
   return "\"" + Excerpt(text, max_bytes) + "\"";
 }

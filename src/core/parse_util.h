@@ -20,6 +20,13 @@ namespace kmsfleet::internal {
 // appended. The result is always printable ASCII.
 std::string Excerpt(std::string_view text, size_t max_bytes = 80);
 
+// Returns `text` as valid UTF-8 without control characters: well-formed
+// multi-byte sequences, tab and newline are kept; every other control
+// byte, DEL and every byte of an ill-formed sequence is written as \xNN.
+// What a provider or a file says ends up in protobuf strings (which must be
+// UTF-8), logs and terminals; this makes any bytes safe for all three.
+std::string ValidUtf8Text(std::string_view text);
+
 // Returns Excerpt(text) in double quotes.
 std::string Quoted(std::string_view text, size_t max_bytes = 80);
 

@@ -145,9 +145,10 @@ absl::StatusOr<Check> ParseTextCheck(std::string_view line, size_t number,
   // Titles are fixed strings without " - "; messages may contain it, so
   // the first occurrence is the separator.
   const size_t dash = rest.find(" - ");
-  check.title = std::string(rest.substr(0, dash));
+  // Free text from the provider goes into protobuf strings: UTF-8 only.
+  check.title = internal::ValidUtf8Text(rest.substr(0, dash));
   if (dash != std::string_view::npos) {
-    check.message = std::string(rest.substr(dash + 3));
+    check.message = internal::ValidUtf8Text(rest.substr(dash + 3));
   }
   KMSFLEET_RETURN_IF_ERROR(CompleteCheck(status_text, where, seen, check));
   return check;
@@ -160,7 +161,7 @@ absl::StatusOr<CheckReport> ParseTextCheckReport(std::string_view output) {
     return MalformedReport("check report is empty", {});
   }
   CheckReport report;
-  report.name = std::string(internal::TrimBlanks(lines[0].text));
+  report.name = internal::ValidUtf8Text(internal::TrimBlanks(lines[0].text));
   if (report.name.front() == '[') {
     return MalformedReport("check report line " +
                                std::to_string(lines[0].number) +

@@ -1,5 +1,6 @@
 #include "kmsfleet/core/provider_version.h"
 
+#include <algorithm>
 #include <functional>
 #include <set>
 #include <vector>
@@ -45,14 +46,19 @@ bool HasBlank(std::string_view text) {
 absl::Status Apply(std::string_view key, std::string_view value, size_t number,
                    std::string_view line, ProviderBuild& build) {
   if (key == "version") {
-    if (value.empty() || HasBlank(value)) {
-      return Malformed("version must be one non-empty word", number, line);
+    const bool printable_word = std::all_of(value.begin(), value.end(), [](char c) {
+      return c > ' ' && c < 0x7F;
+    });
+    if (value.empty() || !printable_word) {
+      return Malformed("version must be one non-empty word of printable ASCII", number,
+                       line);
     }
     build.version = std::string(value);
   } else if (key == "commit") {
-    build.commit = std::string(value);
+    // Compared and shown, never interpreted: kept, made safe for protobuf.
+    build.commit = internal::ValidUtf8Text(value);
   } else if (key == "buildDate") {
-    build.build_date = std::string(value);
+    build.build_date = internal::ValidUtf8Text(value);
   } else if (key == "dirty") {
     if (value != "true" && value != "false") {
       return Malformed("dirty must be true or false", number, line);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/cord.h"
 #include "kmsfleet/v1/error.pb.h"
+#include "parse_util.h"
 
 namespace kmsfleet {
 namespace {
@@ -16,16 +17,31 @@ std::optional<v1::ErrorInfo> InfoOf(const absl::Status& status) {
   return info;
 }
 
+// Messages and metadata quote what came from outside, in any bytes. They
+// travel in protobuf strings (UTF-8 only: an invalid one would drop the
+// whole ErrorInfo, reason included), logs and terminals, so they are made
+// valid UTF-8 without control characters, and a message is bounded.
+constexpr size_t kMaxMessageBytes = 4000;
+
+std::string SafeText(std::string_view text) {
+  std::string safe = internal::ValidUtf8Text(text);
+  if (safe.size() <= kMaxMessageBytes) return safe;
+  size_t cut = kMaxMessageBytes;
+  while (cut > 0 && (static_cast<unsigned char>(safe[cut]) & 0xC0) == 0x80) --cut;
+  return safe.substr(0, cut) + " ... (" + std::to_string(safe.size() - cut) +
+         " more bytes)";
+}
+
 }  // namespace
 
 absl::Status MakeError(absl::StatusCode code, std::string_view reason,
                        std::string_view message, Metadata metadata) {
-  absl::Status status(code, absl::string_view(message.data(), message.size()));
+  absl::Status status(code, SafeText(message));
   v1::ErrorInfo info;
   info.set_reason(std::string(reason));
   info.set_domain(kErrorDomain);
   for (const auto& [key, value] : metadata) {
-    (*info.mutable_metadata())[std::string(key)] = value;
+    (*info.mutable_metadata())[SafeText(key)] = SafeText(value);
   }
   status.SetPayload(kErrorInfoTypeUrl, absl::Cord(info.SerializeAsString()));
   return status;
