@@ -383,6 +383,9 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }},
        {"cluster", [&](const YAML::Node& v, const std::string&) {
           return ReadCluster(r, v, config);
+        }},
+       {"metrics", [&](const YAML::Node& v, const std::string&) {
+          return r.Mapping(v, "metrics", {{"listen", r.String(config.metrics_listen)}});
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
   if (config.cluster.enabled) KMSFLEET_RETURN_IF_ERROR(CheckClusterMembers(r, root, config));

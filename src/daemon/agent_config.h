@@ -77,6 +77,9 @@ struct AgentConfig {
   std::vector<PeerConfig> peers;
   ExecutorConfig executor;
   ClusterConfig cluster;
+  // host:port for kmsfleetd's Prometheus /metrics; "" (the default) serves
+  // none. docs/metrics.md lists the series.
+  std::string metrics_listen;
   // What LoadAgentConfig read from `provider_config` (empty when the file
   // does not exist): the OpenBao address and CA the fleet guards need.
   ProviderConfigFacts provider_facts;

@@ -43,6 +43,9 @@ class ClusterRuntime {
   // admitted only by PeerNode::AdmitSwap, which persists what it learns.
   FenceCheck fence_check();
 
+  // This agent's view of the election (for /metrics).
+  v1::LeaderView View() { return node_->View(); }
+
   // The Fleet service for the agent's unix socket.
   grpc::Service* local_fleet_service() { return local_fleet_.get(); }
   int port() const { return server_->port(); }

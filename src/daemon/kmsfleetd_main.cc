@@ -4,11 +4,15 @@
 #include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
+#include <prometheus/exposer.h>
 #include <iostream>
 
 #include "daemon/agent_config.h"
+#include "daemon/agent_metrics.h"
 #include "daemon/agent_server.h"
 #include "daemon/cluster_runtime.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "kmsfleet/node/clock.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/log.h"
@@ -75,6 +79,21 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
   return cluster;
 }
 
+// Serves /metrics on `listen` (metrics.listen). The exposer (civetweb)
+// reports a port it cannot bind by exception; it stops here.
+absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetrics(
+    const std::string& listen, const std::shared_ptr<AgentMetrics>& collectable) {
+  try {
+    auto exposer = std::make_unique<prometheus::Exposer>(listen, 2);
+    exposer->RegisterCollectable(collectable);
+    return exposer;
+  } catch (const std::exception& e) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "metrics.listen " + listen + ": cannot serve /metrics: " + e.what(),
+                     {{"key", "metrics.listen"}, {"address", listen}});
+  }
+}
+
 int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   SystemClock clock;
   std::unique_ptr<ProviderProbe> probe =
@@ -120,6 +139,31 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
     if (*cluster) (*cluster)->Stop(std::chrono::milliseconds(0));
     Log(LogLevel::kError, std::string(s.message()), {{"node", config.node}});
     return 1;
+  }
+  std::unique_ptr<prometheus::Exposer> metrics;
+  std::shared_ptr<AgentMetrics> agent_metrics;
+  if (!config.metrics_listen.empty()) {
+    ClusterRuntime* runtime = cluster->get();
+    agent_metrics = std::make_shared<AgentMetrics>(
+        [&probe] { return probe->Observe(); },
+        [runtime]() -> std::optional<v1::LeaderView> {
+          if (runtime == nullptr) return std::nullopt;
+          return runtime->View();
+        });
+    absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
+        StartMetrics(config.metrics_listen, agent_metrics);
+    if (!exposer.ok()) {
+      server.Shutdown(std::chrono::milliseconds(0));
+      if (*cluster) (*cluster)->Stop(std::chrono::milliseconds(0));
+      Log(LogLevel::kError, std::string(exposer.status().message()), {{"node", config.node}});
+      return 1;
+    }
+    metrics = *std::move(exposer);
+    std::vector<int> ports = metrics->GetListeningPorts();
+    Log(LogLevel::kInfo, "metrics serving",
+        {{"node", config.node},
+         {"listen", config.metrics_listen},
+         {"metrics_port", ports.empty() ? "" : std::to_string(ports.front())}});
   }
   Log(LogLevel::kInfo, "agent serving",
       {{"node", config.node},

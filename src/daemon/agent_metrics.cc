@@ -1,0 +1,53 @@
+#include "daemon/agent_metrics.h"
+
+#include <utility>
+
+namespace kmsfleet {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Gauge(std::string name, std::string help, double value,
+                   std::vector<ClientMetric::Label> labels) {
+  ClientMetric metric;
+  metric.label = std::move(labels);
+  metric.gauge.value = value;
+  return MetricFamily{std::move(name), std::move(help), MetricType::Gauge, {metric}};
+}
+
+// Info-style gauges carry a fact as a label with the value 1; a fact not
+// observed (empty) exports no series rather than an empty label.
+void AddInfo(std::vector<MetricFamily>& out, std::string name, std::string help,
+             const std::string& node, const std::string& label, const std::string& value) {
+  if (value.empty()) return;
+  out.push_back(Gauge(std::move(name), std::move(help), 1, {{"node", node}, {label, value}}));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> AgentMetricFamilies(const v1::NodeState& state,
+                                              const std::optional<v1::LeaderView>& election) {
+  const std::string& node = state.node();
+  std::vector<MetricFamily> out;
+  out.push_back(Gauge("kmsfleet_node_ready",
+                      "1 when the local provider is live and /ready answers 200",
+                      state.live() && state.ready() ? 1 : 0, {{"node", node}}));
+  AddInfo(out, "kmsfleet_provider_version_info",
+          "The release the local provider runs, as a label", node, "version",
+          state.provider_version());
+  AddInfo(out, "kmsfleet_provider_key_id_hash_info",
+          "The key_id hash the local provider reports in openbao_kms_status_key_id_hash",
+          node, "hash", state.key_id_hash_metric());
+  if (election) {
+    out.push_back(Gauge("kmsfleet_is_coordinator",
+                        "1 when this agent is the elected coordinator",
+                        election->role() == "Leader" ? 1 : 0, {{"node", node}}));
+    out.push_back(Gauge("kmsfleet_election_term", "The newest election term this agent has seen",
+                        static_cast<double>(election->term()), {{"node", node}}));
+  }
+  return out;
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,81 @@
+// kmsfleetd's /metrics (issue 11): a running agent is scraped and the
+// exposition is checked by Prometheus's own promtool.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+
+#include "fleet.h"
+#include "kmsfleet/node/subprocess.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The port the agent logged for its metrics listener, or 0.
+int MetricsPort(const std::string& log) {
+  std::smatch m;
+  static const std::regex kPort("msg=\"metrics serving\".*metrics_port=([0-9]+)");
+  return std::regex_search(log, m, kPort) ? std::stoi(m[1]) : 0;
+}
+
+std::string Shell(const std::string& script) {
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", script}, {});
+  if (!r.ok()) return "";
+  return r->exit_code == 0 ? r->stdout_text : "exit " + std::to_string(r->exit_code) +
+                                                  ": " + r->stdout_text + r->stderr_text;
+}
+
+class MetricsTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure() && node_ && node_->agent()) {
+      std::cerr << "agent log:\n" << node_->agent()->Output();
+    }
+  }
+  TempDir dir_;
+  std::unique_ptr<TestNode> node_;
+};
+
+TEST_F(MetricsTest, AScrapeOfARunningAgentPassesPromtool) {
+  node_ = std::make_unique<TestNode>(
+      dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:0\n"});
+  node_->StartProvider();
+  node_->StartAgent();
+  int port = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (port = MetricsPort(node_->agent()->Output())) > 0; },
+                        std::chrono::seconds(20)));
+  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  std::string body;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        body = Shell("curl -sf " + url);
+        return body.find("kmsfleet_node_ready{node=\"cp-1\"} 1") != std::string::npos;
+      },
+      std::chrono::seconds(20)))
+      << body;
+  EXPECT_THAT(body, HasSubstr("kmsfleet_provider_version_info{node=\"cp-1\",version=\""));
+  EXPECT_THAT(body, HasSubstr("kmsfleet_provider_key_id_hash_info{node=\"cp-1\",hash=\""));
+  // A standalone agent takes part in no election: no election series.
+  EXPECT_THAT(body, ::testing::Not(HasSubstr("kmsfleet_election_term")));
+  std::string file = dir_.File("scrape.prom");
+  std::ofstream(file) << body;
+  EXPECT_EQ(Shell("promtool check metrics < " + file + " 2>&1; echo promtool=$?"),
+            "promtool=0\n");
+}
+
+TEST_F(MetricsTest, AMetricsAddressThatCannotBeBoundStopsTheAgentNamingTheKey) {
+  node_ = std::make_unique<TestNode>(
+      dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:notaport\n"});
+  node_->StartProvider();
+  node_->StartAgent();
+  ASSERT_TRUE(WaitUntil(
+      [&] { return node_->agent()->Output().find("metrics.listen") != std::string::npos; },
+      std::chrono::seconds(20)));
+  EXPECT_THAT(node_->agent()->Output(), HasSubstr("cannot serve /metrics"));
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing
