@@ -29,14 +29,7 @@ class PolicyReader {
 
   absl::Status Error(const YAML::Node& at, std::string_view key,
                      std::string_view problem) const {
-    const int line = at.Mark().line + 1;
-    return MakeError(absl::StatusCode::kInvalidArgument,
-                     reason::kMalformedPolicy,
-                     absl::StrCat(what_, ":", line, ": ", std::string(key), ": ",
-                                  std::string(problem)),
-                     {{"file", what_},
-                      {"line", std::to_string(line)},
-                      {"key", std::string(key)}});
+    return MakeFileError(reason::kMalformedPolicy, what_, at.Mark().line + 1, key, problem);
   }
 
   absl::Status Document(const YAML::Node& root, CompatPolicy& out) const;

@@ -14,12 +14,7 @@ namespace {
 
 absl::Status ConfigError(std::string_view file, int line, std::string_view key,
                          std::string_view problem) {
-  return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                   std::string(file) + ":" + std::to_string(line) + ": " +
-                       std::string(key) + ": " + std::string(problem),
-                   {{"file", std::string(file)},
-                    {"line", std::to_string(line)},
-                    {"key", std::string(key)}});
+  return MakeFileError(reason::kInvalidConfig, file, line, key, problem);
 }
 
 // Reads the string at `section.field` into `out`; absent leaves it empty.

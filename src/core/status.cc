@@ -47,6 +47,16 @@ absl::Status MakeError(absl::StatusCode code, std::string_view reason,
   return status;
 }
 
+absl::Status MakeFileError(std::string_view reason, std::string_view file, int line,
+                           std::string_view key, std::string_view problem) {
+  const std::string at = std::string(file) + ":" + std::to_string(line);
+  return MakeError(absl::StatusCode::kInvalidArgument, reason,
+                   at + ": " + std::string(key) + ": " + std::string(problem),
+                   {{"file", std::string(file)},
+                    {"line", std::to_string(line)},
+                    {"key", std::string(key)}});
+}
+
 std::string ReasonOf(const absl::Status& status) {
   std::optional<v1::ErrorInfo> info = InfoOf(status);
   return info ? info->reason() : std::string();

@@ -28,13 +28,7 @@ class ConfigReader {
 
   absl::Status Error(const YAML::Node& at, std::string_view key,
                      std::string_view problem) const {
-    int line = at.Mark().line + 1;
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     file_ + ":" + std::to_string(line) + ": " +
-                         std::string(key) + ": " + std::string(problem),
-                     {{"file", file_},
-                      {"line", std::to_string(line)},
-                      {"key", std::string(key)}});
+    return MakeFileError(reason::kInvalidConfig, file_, at.Mark().line + 1, key, problem);
   }
 
   absl::Status SyntaxError(int line, std::string_view problem) const {

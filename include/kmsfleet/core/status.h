@@ -30,6 +30,12 @@ using Metadata = std::initializer_list<std::pair<std::string_view, std::string>>
 absl::Status MakeError(absl::StatusCode code, std::string_view reason,
                        std::string_view message, Metadata metadata = {});
 
+// An error at a line of a file an operator wrote (a config, a policy):
+// InvalidArgument with `reason`, the message "<file>:<line>: <key>: <problem>"
+// and metadata file, line and key.
+absl::Status MakeFileError(std::string_view reason, std::string_view file, int line,
+                           std::string_view key, std::string_view problem);
+
 // Returns the reason of `status`'s ErrorInfo payload, or "" if it has none
 // (including for an OK status).
 std::string ReasonOf(const absl::Status& status);
