@@ -85,6 +85,15 @@ absl::Status WriteAll(int fd, const char* data, size_t size,
   return absl::OkStatus();
 }
 
+// lstat()s `path` into `st` and requires a directory, not a symlink to one.
+absl::Status LstatDirectory(const std::string& path, struct stat& st) {
+  if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
+  if (S_ISDIR(st.st_mode)) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
+                   path + " is not a directory (a symlink or file is in the way)",
+                   {{"path", path}});
+}
+
 std::string DirOf(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
@@ -188,21 +197,10 @@ absl::Status EnsurePrivateDir(const std::string& path, unsigned mode) {
   bool created = mkdir(path.c_str(), mode) == 0;
   if (!created && errno != EEXIST) return IoError("mkdir", path, errno);
   struct stat st {};
-  if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
-  if (!S_ISDIR(st.st_mode)) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
-                     path + " is not a directory (a symlink or file is in the way)",
-                     {{"path", path}});
-  }
-  if (created) {
-    // The new entry is durable only once its parent is: a journal written
-    // into a directory that vanished with a crash would be lost too.
-    size_t slash = path.find_last_of('/');
-    std::string parent = slash == std::string::npos ? "."
-                         : slash == 0                ? "/"
-                                                     : path.substr(0, slash);
-    KMSFLEET_RETURN_IF_ERROR(FsyncDir(parent));
-  }
+  KMSFLEET_RETURN_IF_ERROR(LstatDirectory(path, st));
+  // The new entry is durable only once its parent is: a journal written
+  // into a directory that vanished with a crash would be lost too.
+  if (created) KMSFLEET_RETURN_IF_ERROR(FsyncDir(DirOf(path)));
   return absl::OkStatus();
 }
 
@@ -215,12 +213,7 @@ absl::Status AllowTraverse(const std::string& root, const std::string& dir) {
   size_t pos = root.size();
   for (;;) {
     struct stat st {};
-    if (lstat(path.c_str(), &st) != 0) return IoError("lstat", path, errno);
-    if (!S_ISDIR(st.st_mode)) {
-      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
-                       path + " is not a directory (a symlink or file is in the way)",
-                       {{"path", path}});
-    }
+    KMSFLEET_RETURN_IF_ERROR(LstatDirectory(path, st));
     const mode_t want = (st.st_mode & 07777) | S_IXGRP | S_IXOTH;
     if (want != (st.st_mode & 07777) && chmod(path.c_str(), want) != 0) {
       return IoError("chmod", path, errno);
