@@ -356,6 +356,16 @@ TEST_F(ProviderConfigLoadTest, ConfigFilesMayBeSymlinks) {
   EXPECT_EQ(c->executor.registry_path, "/srv/kms/state/key-registry.json");
 }
 
+TEST_F(ProviderConfigLoadTest, AProviderConfigThatCannotBeReadStopsTheAgentNamingIt) {
+  // Only a missing file is skipped; anything else that is not a readable
+  // regular file is an error, never a silent default.
+  std::filesystem::create_directory(dir_ + "/provider.yaml");
+  absl::StatusOr<AgentConfig> c = Load("");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(ReasonOf(c.status()), reason::kNotRegularFile);
+  EXPECT_NE(std::string(c.status().message()).find(dir_ + "/provider.yaml"), std::string::npos);
+}
+
 TEST_F(ProviderConfigLoadTest, WithoutAProviderConfigTheSettingOrDefaultStands) {
   absl::StatusOr<AgentConfig> c = Load("executor:\n  registry_path: /x/key-registry.json\n");
   ASSERT_TRUE(c.ok()) << c.status();
