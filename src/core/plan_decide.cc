@@ -158,8 +158,9 @@ void PlanStep::DecideNextNode() {
   if (rolling_back && target->rollback_of().empty()) {
     target->set_rollback_of(target->operation_id());
   }
-  target->set_operation_id(absl::StrCat(next_->plan_id(), "/", target->node(),
-                                        rolling_back ? "/rollback/" : "/swap/",
+  // Agents keep operations in files named by the id: [A-Za-z0-9._+-] only.
+  target->set_operation_id(absl::StrCat(next_->plan_id(), ".", target->node(),
+                                        rolling_back ? ".rollback." : ".swap.",
                                         revision));
   target->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
   target->clear_reason();

@@ -78,6 +78,18 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
       r.operation_id != node.operation_id()) {
     return;
   }
+  if (!r.status.ok()) {
+    // The agent refused the command when it was admitted, before anything
+    // was stopped: the node failed its step with its provider untouched.
+    // Re-sending it would only be refused again.
+    node.set_reason(ReasonOf(r.status).empty() ? reason::kSwapFailedRestored
+                                               : ReasonOf(r.status));
+    node.set_message(absl::StrCat(node.node(), " refused the command: ",
+                                  std::string(r.status.message())));
+    node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+    changed_ = true;
+    return;
+  }
   switch (r.outcome) {
     case OperationOutcome::kNotFound:
       // The command never reached the node (e.g. the coordinator died

@@ -2,6 +2,7 @@
 // §6): a driver answers every action as a fleet would, and the tests check
 // what an operator would see (phases, reasons, nonces, audit) and the
 // ordering rule: no swap before the plan change naming the node commits.
+#include <cctype>
 #include <functional>
 #include <map>
 #include <optional>
@@ -17,6 +18,18 @@
 
 namespace kmsfleet {
 namespace {
+
+// The executor's rule: 1-128 characters of [A-Za-z0-9._+-].
+bool IsSafeOperationId(const std::string& id) {
+  if (id.empty() || id.size() > 128 || id == "." || id == "..") return false;
+  for (char c : id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '+' &&
+        c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -96,6 +109,9 @@ class Driver {
   // How the next operation on a node ends; Stable by default.
   std::function<OperationOutcome(const PlanAction&)> outcome =
       [](const PlanAction&) { return OperationOutcome::kStable; };
+  // How the agent answers a swap or rollback command; OK = admitted.
+  std::function<absl::Status(const PlanAction&)> admission =
+      [](const PlanAction&) { return absl::OkStatus(); };
   std::map<std::string, std::string> versions_;
   std::vector<PlanAction> log_;
   v1::FleetPlan plan_;
@@ -124,6 +140,8 @@ class Driver {
       case ActionKind::kRollbackNode:
         r.kind = ResultKind::kOperation;
         r.operation_id = a.operation_id;
+        r.status = admission(a);
+        if (!r.status.ok()) break;
         r.outcome = outcome(a);
         last_outcome_[a.node] = r.outcome;
         if (r.outcome == OperationOutcome::kStable) versions_[a.node] = a.version;
@@ -168,6 +186,36 @@ TEST(PlanMachineTest, StartRecordsOrderBaselineAndWhoAsked) {
   EXPECT_EQ(p.audit(0).who(), "CN=alice");
   EXPECT_EQ(p.audit(0).what(), "upgrade to 0.2.0");
   EXPECT_TRUE(EncodePlan(p).ok());
+}
+
+// Agents refuse an operation id that cannot be a file name (executor.cc).
+TEST(PlanMachineTest, OperationIdsAreNamesAnAgentAccepts) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  ASSERT_FALSE(d.log_.empty());
+  for (const PlanAction& a : d.log_) {
+    if (a.kind != ActionKind::kSwap) continue;
+    EXPECT_TRUE(IsSafeOperationId(a.operation_id)) << a.operation_id;
+  }
+}
+
+TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotResent) {
+  Driver d;
+  d.admission = [](const PlanAction& a) {
+    return a.node == "a" ? MakeError(absl::StatusCode::kFailedPrecondition,
+                                     reason::kProviderNotReady, "a: /ready answers 503")
+                         : absl::OkStatus();
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  for (int i = 0; i < 5; ++i) d.Step();
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kProviderNotReady);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("refused the command"));
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_FAILED);
+  EXPECT_TRUE(d.plan_.in_flight().empty());
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
 }
 
 TEST(PlanMachineTest, ReleaseNeedingApiServerRestartWithoutMethodRefusesToStart) {
