@@ -236,6 +236,7 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   response->set_sha256(a->sha256);
   response->set_signed_(a->is_signed);
   response->set_signer(a->signer);
+  response->set_previous_artifact_verified(executor_->InstalledBinaryPresent());
   return grpc::Status::OK;
 }
 
@@ -260,6 +261,8 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
     SetCondition(p->rotation_plan, response->mutable_rotation_plan());
   }
   response->set_rotation_state(p->rotation.rotation_state);
+  response->set_transit_metadata_status(p->rotation.transit_metadata_status);
+  response->set_pending_key_id_hash(p->rotation.pending_key_id_hash);
   response->set_passed(p->doctor.verdict.ok() && p->rotation_plan.ok());
   return grpc::Status::OK;
 }

@@ -2,6 +2,9 @@
 // machine's steps is in swap_runner.cc.
 #include "kmsfleet/node/executor.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <map>
 #include <random>
 
@@ -283,6 +286,12 @@ absl::StatusOr<SwapJournal> Executor::WaitForUpdate(const std::string& id,
   });
   if (auto it = ops_.find(id); it != ops_.end()) return it->second;
   return j;
+}
+
+bool Executor::InstalledBinaryPresent() const {
+  struct stat st;
+  return ::stat(options_.install_path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+         ::access(options_.install_path.c_str(), X_OK) == 0;
 }
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {

@@ -126,6 +126,10 @@ class Executor {
   Executor& operator=(const Executor&) = delete;
 
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
+  // True when the installed binary (options.install_path) is a regular
+  // executable file: a swap keeps it, with its SHA-256 in the journal, so a
+  // rollback can reinstall it (the plan's rollback readiness).
+  bool InstalledBinaryPresent() const;
   absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
 
   // Replaces the fence check (default: NoElectionFenceCheck).
