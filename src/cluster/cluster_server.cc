@@ -11,7 +11,6 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
-#include "kmsfleet/v1/fleet.grpc.pb.h"
 #include "kmsfleet/v1/peer.grpc.pb.h"
 
 namespace kmsfleet {
@@ -81,55 +80,10 @@ class PeerService final : public v1::Peer::Service {
   CallerPolicy policy_;
 };
 
-class FleetService final : public v1::Fleet::Service {
- public:
-  FleetService(PeerNode& node, CallerPolicy policy)
-      : node_(node), policy_(std::move(policy)) {}
-
-  // kmsfleet.v1.Fleet
-  grpc::Status GetLeader(grpc::ServerContext* context, const v1::GetLeaderRequest*,
-                         v1::LeaderView* view) override {
-    if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Fleet/GetLeader"); !s.ok()) {
-      return ToGrpcStatus(s);
-    }
-    *view = node_.View();
-    return grpc::Status::OK;
-  }
-
-  grpc::Status ProposePlan(grpc::ServerContext* context, const v1::ProposePlanRequest* req,
-                           v1::ProposePlanReply* reply) override {
-    if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Fleet/ProposePlan"); !s.ok()) {
-      return ToGrpcStatus(s);
-    }
-    absl::StatusOr<v1::Fence> fence =
-        node_.ProposePlan(req->in_flight(), req->payload(), std::chrono::seconds(5));
-    if (!fence.ok() && ReasonOf(fence.status()) == reason::kNotLeader) {
-      // Answer with the leader's address so the caller can go there.
-      v1::LeaderView view = node_.View();
-      return ToGrpcStatus(MakeError(
-          absl::StatusCode::kUnavailable, reason::kNotLeader,
-          node_.self() + " is not the coordinator; ask " +
-              (view.leader().empty() ? "again once one is elected"
-                                     : view.leader() + " at " + view.leader_address()),
-          {{"leader", view.leader()}, {"leader_address", view.leader_address()}}));
-    }
-    if (!fence.ok()) return ToGrpcStatus(fence.status());
-    *reply->mutable_fence() = *fence;
-    return grpc::Status::OK;
-  }
-
- private:
-  PeerNode& node_;
-  CallerPolicy policy_;
-};
-
 }  // namespace
 
-std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy) {
-  return std::make_unique<FleetService>(node, std::move(policy));
-}
-
-ClusterServer::ClusterServer(PeerNode& node) : node_(node) {}
+ClusterServer::ClusterServer(PeerNode& node, Coordinator* coordinator)
+    : node_(node), coordinator_(coordinator) {}
 
 ClusterServer::~ClusterServer() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -138,7 +92,7 @@ absl::Status ClusterServer::Start(const std::string& listen,
                                   const CallerPolicy& policy,
                                   const std::vector<grpc::Service*>& extra_services) {
   peer_service_ = std::make_unique<PeerService>(node_, policy);
-  fleet_service_ = NewFleetService(node_, policy);
+  fleet_service_ = NewFleetService(node_, policy, coordinator_);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   // Only services whose every method checks its caller are served here:

@@ -115,6 +115,24 @@ absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fe
   return absl::OkStatus();
 }
 
+absl::Status PeerNode::HandOff(const std::string& holder) {
+  std::optional<v1::Fence> fence;
+  {
+    std::lock_guard lock(mu_);
+    if (machine_->role() != Role::kLeader) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                       self() + " is not the coordinator");
+    }
+    fence = machine_->CurrentFence();
+    if (!fence || fence->in_flight() != holder) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
+                       holder + " is not in flight in the committed plan record",
+                       {{"node", holder}});
+    }
+  }
+  return AskRelease(holder, *fence);
+}
+
 absl::StatusOr<v1::Fence> PeerNode::ProposePlan(const std::string& in_flight,
                                                 const std::string& payload,
                                                 std::chrono::milliseconds timeout) {

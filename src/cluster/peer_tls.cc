@@ -7,6 +7,7 @@
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/log.h"
+#include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {
 namespace {
@@ -108,6 +109,21 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   }
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()), details);
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status, const std::string& peer) {
+  if (status.ok()) return absl::OkStatus();
+  v1::ErrorInfo info;
+  if (!status.error_details().empty() && info.ParseFromString(status.error_details()) &&
+      !info.reason().empty()) {
+    absl::Status out(static_cast<absl::StatusCode>(status.error_code()),
+                     status.error_message());
+    out.SetPayload(kErrorInfoTypeUrl, absl::Cord(status.error_details()));
+    return out;
+  }
+  return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                   "agent " + peer + " did not answer: " + status.error_message(),
+                   {{"node", peer}});
 }
 
 }  // namespace kmsfleet

@@ -30,13 +30,18 @@
 
 namespace kmsfleet {
 
+class Coordinator;
+
 // The Fleet service over `node`, authorising callers by `policy` (the unix
-// socket's is `local`: it relies on the socket's file mode).
-std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy);
+// socket's is `local`: it relies on the socket's file mode). Plan calls go
+// to `coordinator`; without one (null) they are refused as unavailable.
+std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy,
+                                               Coordinator* coordinator);
 
 class ClusterServer {
  public:
-  explicit ClusterServer(PeerNode& node);
+  // `coordinator` (may be null) must outlive the server.
+  explicit ClusterServer(PeerNode& node, Coordinator* coordinator = nullptr);
   ~ClusterServer();
 
   // Binds `listen` with `credentials`, serving Peer, Fleet and
@@ -51,6 +56,7 @@ class ClusterServer {
 
  private:
   PeerNode& node_;
+  Coordinator* coordinator_;
   std::unique_ptr<grpc::Service> peer_service_;
   std::unique_ptr<grpc::Service> fleet_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -82,6 +82,15 @@ class PeerNode {
                                         const std::string& payload,
                                         std::chrono::milliseconds timeout);
 
+  // Leader only: asks `holder`, the in-flight node of the committed record,
+  // whether its operation is finished (Peer.Release at the current fence),
+  // and records a release in the election so that the next proposal may
+  // name another node (the plan machine's hand-off action). Errors as
+  // ProposePlan's hand-off: NOT_RELEASABLE, HANDOFF_PENDING (still
+  // running, ask again); FailedPrecondition NOT_IN_FLIGHT when `holder` is
+  // not the committed in-flight node; Unavailable NOT_LEADER.
+  absl::Status HandOff(const std::string& holder);
+
   v1::LeaderView View();
   // Admits a disruptive command (swap or rollback) under `fence` only if
   // it names the committed record this node holds and that record names

@@ -64,6 +64,12 @@ absl::Status CheckCall(const CallerPolicy& policy, const grpc::ServerContext& co
 // the ErrorInfo as the binary error details.
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
+// The other way round, for a call to `peer`: an answer with an ErrorInfo
+// keeps its code, reason and metadata; one without (the transport failed,
+// or a deadline passed) becomes Unavailable AGENT_UNREACHABLE naming the
+// peer.
+absl::Status FromGrpcStatus(const grpc::Status& status, const std::string& peer);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CLUSTER_PEER_TLS_H_

@@ -1,0 +1,137 @@
+// The coordinator runtime (architecture.md §5, docs/fleet-plan.md §1): the
+// shell of the pure PlanMachine. On the elected coordinator it observes
+// every voter over kmsfleet.v1.Agent, probes OpenBao, steps the machine,
+// commits each plan change through the election (PeerNode::ProposePlan)
+// and only then carries out the actions that change authorises, each on
+// a worker thread of its own, sending the committed record's fence with
+// every swap and rollback. On every agent it keeps the history of finished
+// plans it saw committed, and answers the Fleet API's plan calls.
+//
+// Thread-safe: the public methods may be called from gRPC handler threads.
+#ifndef KMSFLEET_CLUSTER_COORDINATOR_H_
+#define KMSFLEET_CLUSTER_COORDINATOR_H_
+
+#include "kmsfleet/cluster/layer.h"  // fails outside the cluster layer
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/cluster/peer_node.h"
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/v1/fleet.pb.h"
+
+namespace kmsfleet {
+
+class FleetActions;
+
+struct CoordinatorOptions {
+  std::string self;
+  std::vector<std::string> voters;
+  // Every voter's cluster listener (host:port), this node's included: the
+  // coordinator reaches each agent there, itself too.
+  std::map<std::string, std::string> addresses;
+  // The member certificate; null when the cluster runs without TLS, where
+  // no agent serves its Agent API remotely and plans are refused.
+  std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
+  std::chrono::milliseconds tick{200};
+  std::chrono::milliseconds call_timeout{3000};
+  // Finished plans, newest first; "" keeps them in memory only.
+  std::string history_path;
+  // GET <openbao.address>/v1/sys/health; nullopt when it cannot be probed.
+  std::function<std::optional<OpenBaoProbe>()> probe_openbao;
+  std::function<int64_t()> now_unix_ms;
+  std::function<uint64_t()> random;
+};
+
+// Finished plans kept in the history.
+inline constexpr int kMaxPlanHistory = 20;
+
+class Coordinator {
+ public:
+  // Loads the history (a corrupt file is logged and set aside: it holds
+  // no decision).
+  Coordinator(PeerNode& node, CoordinatorOptions options);
+  ~Coordinator();  // Stop()
+
+  void Start();
+  void Stop();  // idempotent; waits for action workers to notice
+
+  // Fleet.StartUpgrade for `who` (operator identity or "local root").
+  // Errors: Unavailable NOT_LEADER (metadata leader, leader_address), the
+  // policy or changelog parse error naming the file, the machine's refusal
+  // (plan_machine.h), the commit's failure (PLAN_CHANGE_PENDING).
+  absl::StatusOr<v1::PlanView> StartUpgrade(const v1::UpgradeRequest& request,
+                                            const std::string& who);
+  // Fleet.CommandPlan: pause, resume, abort, rollback, ack-break-glass.
+  absl::StatusOr<v1::PlanView> Command(const v1::PlanCommandRequest& request,
+                                       const std::string& who);
+
+  // The committed plan as this agent knows it; on the coordinator with why
+  // it is blocked. `version` increases with every change of the view.
+  v1::PlanView View(uint64_t* version = nullptr);
+  // Waits until the view's version passes `version`, or `timeout`.
+  void WaitForChange(uint64_t version, std::chrono::milliseconds timeout);
+  v1::PlanHistory History();
+
+ private:
+  struct Pending;
+  void Loop();
+  void Tick();
+  void Lead(const v1::LeaderView& leader);
+  void Follow(const v1::LeaderView& leader);
+  void Observe(std::vector<NodeView>& views);
+  std::shared_ptr<Pending> NextCommand();
+  void Answer(Pending& pending, absl::StatusOr<v1::PlanView> answer);
+  absl::StatusOr<OperatorCommand> ToCommand(Pending& pending,
+                                            const std::vector<NodeView>& views);
+  v1::PlanView DryRun(Pending& pending, const PlanInput& input);
+  v1::PlanView DryRunRollback(Pending& pending, const PlanInput& input);
+  // Proposes ready.plan and waits for the commit; false (the machine told
+  // to abandon it, the command answered) when it did not commit.
+  bool Commit(PlanReady& ready, Pending* command);
+  void Dispatch(const PlanAction& action);
+  void LoadHistory();
+  void RecordHistory(const v1::PlanRecord& committed);
+  void Publish(const v1::LeaderView& leader, const absl::Status& blocked);
+  absl::StatusOr<v1::PlanView> Submit(std::shared_ptr<Pending> pending);
+
+  PeerNode& node_;
+  CoordinatorOptions options_;
+  std::unique_ptr<FleetActions> actions_;
+
+  // Loop state: touched by the loop thread only.
+  std::unique_ptr<PlanMachine> machine_;
+  uint64_t machine_term_ = 0;
+  std::map<std::string, NodeView> views_;
+  uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at
+
+  std::mutex mu_;
+  std::condition_variable wake_;     // commands, results, Stop
+  std::condition_variable changed_;  // the view changed
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<std::shared_ptr<Pending>> commands_ ABSL_GUARDED_BY(mu_);
+  std::vector<ActionResult> results_ ABSL_GUARDED_BY(mu_);
+  v1::PlanView view_ ABSL_GUARDED_BY(mu_);
+  uint64_t view_version_ ABSL_GUARDED_BY(mu_) = 0;
+  v1::PlanHistory history_ ABSL_GUARDED_BY(mu_);
+  int workers_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread loop_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLUSTER_COORDINATOR_H_

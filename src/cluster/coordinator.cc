@@ -1,0 +1,411 @@
+// Coordinator: the loop that drives the plan machine (docs/fleet-plan.md
+// §1). The view, history and Fleet answers are in coordinator_view.cc.
+#include "kmsfleet/cluster/coordinator.h"
+
+#include <future>
+
+#include "absl/strings/str_cat.h"
+#include "fleet_actions.h"
+#include "kmsfleet/core/compat_policy.h"
+#include "kmsfleet/core/plan_dry_run.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/semver.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
+
+namespace kmsfleet {
+namespace {
+
+// How long a plan change may take to commit before the operator is told.
+constexpr std::chrono::seconds kCommitTimeout{5};
+// How long an operator's call waits for the loop to take its command.
+constexpr std::chrono::seconds kAnswerTimeout{20};
+
+absl::Status NotLeader(const std::string& self, const v1::LeaderView& view) {
+  return MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                   self + " is not the coordinator; ask " +
+                       (view.leader().empty() ? "again once one is elected"
+                                              : view.leader() + " at " + view.leader_address()),
+                   {{"leader", view.leader()}, {"leader_address", view.leader_address()}});
+}
+
+}  // namespace
+
+struct Coordinator::Pending {
+  bool upgrade = false;
+  v1::UpgradeRequest request;
+  v1::PlanCommandRequest command;
+  std::string who;
+  CompatPolicy policy;
+  std::optional<Changelog> changelog;
+  std::promise<absl::StatusOr<v1::PlanView>> answer;
+};
+
+Coordinator::Coordinator(PeerNode& node, CoordinatorOptions options)
+    : node_(node), options_(std::move(options)) {
+  if (options_.channel_credentials) {
+    actions_ = std::make_unique<FleetActions>(options_.addresses, options_.channel_credentials,
+                                              options_.call_timeout);
+  }
+  LoadHistory();
+}
+
+Coordinator::~Coordinator() { Stop(); }
+
+void Coordinator::Start() {
+  loop_ = std::thread([this] { Loop(); });
+}
+
+void Coordinator::Stop() {
+  std::unique_lock lock(mu_);
+  stopping_ = true;
+  wake_.notify_all();
+  changed_.notify_all();
+  lock.unlock();
+  if (loop_.joinable()) loop_.join();
+  lock.lock();
+  // Workers poll keep_going(), which is false now.
+  changed_.wait(lock, [this] { return workers_ == 0; });
+  for (const std::shared_ptr<Pending>& p : commands_) {
+    p->answer.set_value(MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                                  options_.self + " is shutting down"));
+  }
+  commands_.clear();
+}
+
+void Coordinator::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    Tick();
+    lock.lock();
+    wake_.wait_for(lock, options_.tick,
+                   [this] { return stopping_ || !commands_.empty(); });
+  }
+}
+
+void Coordinator::Tick() {
+  v1::LeaderView leader = node_.View();
+  RecordHistory(leader.committed());
+  if (leader.role() != "Leader") {
+    Follow(leader);
+    return;
+  }
+  Lead(leader);
+}
+
+void Coordinator::Follow(const v1::LeaderView& leader) {
+  machine_.reset();
+  views_.clear();
+  std::vector<std::shared_ptr<Pending>> refused;
+  {
+    std::lock_guard lock(mu_);
+    refused.assign(commands_.begin(), commands_.end());
+    commands_.clear();
+  }
+  for (const std::shared_ptr<Pending>& p : refused) p->answer.set_value(NotLeader(options_.self, leader));
+  Publish(leader, absl::OkStatus());
+}
+
+void Coordinator::Lead(const v1::LeaderView& leader) {
+  if (!machine_ || machine_term_ != leader.term()) {
+    // One machine per term, from the committed record (fleet-plan.md §1).
+    std::optional<v1::FleetPlan> committed;
+    if (!leader.committed().payload().empty()) {
+      absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
+      if (plan.ok()) committed = *plan;
+      else Log(LogLevel::kError, "committed plan unreadable", {{"error", plan.status().ToString()}});
+    }
+    machine_ = std::make_unique<PlanMachine>(
+        PlanMachineConfig{options_.self, options_.voters}, committed);
+    machine_term_ = leader.term();
+  }
+  PlanInput in;
+  in.now_unix_ms = options_.now_unix_ms();
+  Observe(in.views);
+  if (options_.probe_openbao) in.openbao = options_.probe_openbao();
+  in.random = options_.random();
+  std::shared_ptr<Pending> command = NextCommand();
+  {
+    std::lock_guard lock(mu_);
+    in.results = std::move(results_);
+    results_.clear();
+  }
+  if (command && command->upgrade && command->request.dry_run()) {
+    Answer(*command, DryRun(*command, in));
+    command.reset();
+  } else if (command && !command->upgrade && command->command.dry_run()) {
+    Answer(*command, DryRunRollback(*command, in));
+    command.reset();
+  }
+  if (command) {
+    absl::StatusOr<OperatorCommand> c = ToCommand(*command, in.views);
+    if (!c.ok()) {
+      Answer(*command, c.status());
+      command.reset();
+    } else {
+      in.command = *c;
+    }
+  }
+  PlanReady ready = machine_->Step(in);
+  if (command && !ready.refusal.ok()) {
+    Answer(*command, ready.refusal);
+    command.reset();
+  }
+  if (ready.plan && !Commit(ready, command.get())) return;
+  for (const PlanAction& action : ready.actions) Dispatch(action);
+  v1::LeaderView now = node_.View();
+  Publish(now, ready.blocked);
+  if (command) Answer(*command, View());
+}
+
+bool Coordinator::Commit(PlanReady& ready, Pending* command) {
+  absl::StatusOr<std::string> payload = EncodePlan(*ready.plan);
+  absl::StatusOr<v1::Fence> fence =
+      payload.ok() ? node_.ProposePlan(ready.plan->in_flight(), *payload, kCommitTimeout)
+                   : absl::StatusOr<v1::Fence>(payload.status());
+  if (!fence.ok()) {
+    // Nothing the change authorises may run: forget it and decide again.
+    machine_->Abandon();
+    Log(LogLevel::kWarn, "plan change not committed",
+        {{"node", options_.self}, {"revision", std::to_string(ready.plan->revision())},
+         {"reason", ReasonOf(fence.status())}, {"error", std::string(fence.status().message())}});
+    if (command != nullptr) Answer(*command, fence.status());
+    return false;
+  }
+  machine_->Committed(*ready.plan);
+  Log(LogLevel::kInfo, "plan change committed",
+      {{"node", options_.self}, {"plan", ready.plan->plan_id()},
+       {"revision", std::to_string(ready.plan->revision())},
+       {"phase", std::string(PlanPhaseName(ready.plan->phase()))},
+       {"in_flight", ready.plan->in_flight()},
+       {"fence", absl::StrCat(fence->term(), "/", fence->index())}});
+  return true;
+}
+
+void Coordinator::Observe(std::vector<NodeView>& views) {
+  if (!actions_) return;  // no TLS: no agent can be reached remotely
+  std::vector<std::future<absl::StatusOr<v1::NodeState>>> answers;
+  for (const std::string& voter : options_.voters) {
+    answers.push_back(std::async(std::launch::async,
+                                 [this, voter] { return actions_->Observe(voter); }));
+  }
+  const int64_t now = options_.now_unix_ms();
+  for (size_t i = 0; i < options_.voters.size(); ++i) {
+    NodeView& view = views_[options_.voters[i]];
+    view.node = options_.voters[i];
+    absl::StatusOr<v1::NodeState> state = answers[i].get();
+    if (state.ok()) {
+      view.state = *state;
+      view.unreachable_since_unix_ms = 0;
+    } else if (view.unreachable_since_unix_ms == 0) {
+      view.unreachable_since_unix_ms = now;
+    }
+    views.push_back(view);
+  }
+}
+
+void Coordinator::Dispatch(const PlanAction& action) {
+  if (action.kind == ActionKind::kHalt || action.kind == ActionKind::kBreakGlass) {
+    Log(LogLevel::kError,
+        action.kind == ActionKind::kHalt ? "plan halted" : "plan entered break-glass",
+        {{"node", action.node}, {"reason", ReasonOf(action.why)},
+         {"error", std::string(action.why.message())}});
+    return;
+  }
+  const std::optional<v1::FleetPlan>& plan = machine_->committed();
+  if (!plan || !actions_) return;
+  v1::LeaderView leader = node_.View();
+  v1::Fence fence;
+  fence.set_term(leader.committed().term());
+  fence.set_index(leader.committed().index());
+  fence.set_in_flight(leader.committed().in_flight());
+  std::string metric_state;
+  if (auto it = views_.find(action.node); it != views_.end() && it->second.state) {
+    metric_state = it->second.state->rotation_state();
+  }
+  const uint64_t term = machine_term_;
+  {
+    std::lock_guard lock(mu_);
+    ++workers_;
+  }
+  std::thread([this, action, fence, settings = plan->settings(), metric_state, term] {
+    auto keep_going = [this, term] {
+      {
+        std::lock_guard lock(mu_);
+        if (stopping_) return false;
+      }
+      v1::LeaderView now = node_.View();
+      return now.term() == term && now.role() == "Leader";
+    };
+    ActionResult result;
+    if (action.kind == ActionKind::kHandOff) {
+      result.kind = ResultKind::kHandOff;
+      result.node = action.node;
+      result.revision = action.revision;
+      absl::Status s = node_.HandOff(action.node);
+      result.released = s.ok();
+      // Still running, or unreachable: ask again later; anything else
+      // keeps the slot and is break-glass.
+      if (!s.ok() && (ReasonOf(s) == reason::kHandoffPending ||
+                      s.code() == absl::StatusCode::kUnavailable)) {
+        result.status = MakeError(absl::StatusCode::kUnavailable, ReasonOf(s),
+                                  std::string(s.message()));
+      }
+    } else {
+      result = actions_->Run(action, fence, settings, metric_state, keep_going);
+    }
+    std::lock_guard lock(mu_);
+    results_.push_back(std::move(result));
+    --workers_;
+    wake_.notify_all();
+    changed_.notify_all();
+  }).detach();
+}
+
+std::shared_ptr<Coordinator::Pending> Coordinator::NextCommand() {
+  std::lock_guard lock(mu_);
+  if (commands_.empty()) return nullptr;
+  std::shared_ptr<Pending> p = commands_.front();
+  commands_.pop_front();
+  return p;
+}
+
+void Coordinator::Answer(Pending& pending, absl::StatusOr<v1::PlanView> answer) {
+  pending.answer.set_value(std::move(answer));
+}
+
+absl::StatusOr<OperatorCommand> Coordinator::ToCommand(Pending& p,
+                                                       const std::vector<NodeView>& views) {
+  OperatorCommand c;
+  c.who = p.who;
+  if (!p.upgrade) {
+    switch (p.command.kind()) {
+      case v1::PLAN_COMMAND_PAUSE: c.kind = CommandKind::kPause; break;
+      case v1::PLAN_COMMAND_RESUME: c.kind = CommandKind::kResume; break;
+      case v1::PLAN_COMMAND_ABORT: c.kind = CommandKind::kAbort; break;
+      case v1::PLAN_COMMAND_ROLLBACK: c.kind = CommandKind::kRollback; break;
+      case v1::PLAN_COMMAND_ACK_BREAK_GLASS: c.kind = CommandKind::kAckBreakGlass; break;
+      default:
+        return MakeError(absl::StatusCode::kInvalidArgument, reason::kCommandNotApplicable,
+                         "unknown plan command " + std::to_string(p.command.kind()));
+    }
+    c.nonce = p.command.nonce();
+    return c;
+  }
+  if (!actions_) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kInvalidConfig,
+                     "this cluster runs without TLS (cluster.insecure: true), so no agent "
+                     "serves its Agent API to the coordinator: fleet plans need cluster.tls");
+  }
+  c.kind = CommandKind::kStart;
+  c.request.target_version = p.request.target_version();
+  c.request.order.assign(p.request.order().begin(), p.request.order().end());
+  c.request.settings = p.request.settings();
+  c.request.acknowledgements.assign(p.request.acknowledgements().begin(),
+                                    p.request.acknowledgements().end());
+  // The facts of the versions crossed, from the fleet's installed version:
+  // a mixed or unknown fleet is refused by the version policy anyway.
+  absl::StatusOr<SemVer> to = SemVer::Parse(p.request.target_version());
+  for (const NodeView& v : views) {
+    if (!v.state || !to.ok()) continue;
+    absl::StatusOr<SemVer> from = SemVer::Parse(v.state->provider_version());
+    if (!from.ok()) continue;
+    c.request.facts = FactsCrossed(p.policy, *from, *to);
+    if (p.changelog) c.request.changelog = FlagsCrossed(*p.changelog, *from, *to);
+    break;
+  }
+  return c;
+}
+
+v1::PlanView Coordinator::DryRun(Pending& p, const PlanInput& in) {
+  DryRunInput dry;
+  absl::StatusOr<OperatorCommand> c = ToCommand(p, in.views);
+  if (c.ok()) dry.request = c->request;
+  dry.now_unix_ms = in.now_unix_ms;
+  dry.views = in.views;
+  dry.openbao = in.openbao;
+  DryRunReport report = EvaluateDryRun(PlanMachineConfig{options_.self, options_.voters}, dry);
+  v1::PlanView view = View();
+  view.clear_dry_run();
+  for (const std::string& n : report.order) view.add_dry_run_order(n);
+  for (const GuardOutcome& g : report.guards) {
+    v1::GuardResult* out = view.add_dry_run();
+    out->set_guard(g.guard);
+    out->set_reason(ReasonOf(g.result));
+    out->set_message(std::string(g.result.message()));
+  }
+  view.set_dry_run_would_start(report.would_start);
+  return view;
+}
+
+v1::PlanView Coordinator::DryRunRollback(Pending& p, const PlanInput& in) {
+  // Exactly what a real rollback would decide, on a copy of the machine
+  // whose proposal is thrown away.
+  PlanMachine copy = *machine_;
+  PlanInput input = in;
+  input.results.clear();
+  input.command = OperatorCommand{};
+  input.command->kind = CommandKind::kRollback;
+  input.command->who = p.who;
+  PlanReady ready = copy.Step(input);
+  v1::PlanView view = View();
+  v1::GuardResult* out = view.add_dry_run();
+  out->set_guard("rollback");
+  out->set_reason(ReasonOf(ready.refusal));
+  out->set_message(ready.refusal.ok() ? "a rollback would start now"
+                                      : std::string(ready.refusal.message()));
+  view.set_dry_run_would_start(ready.refusal.ok() && ready.plan.has_value());
+  return view;
+}
+
+absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pending) {
+  std::future<absl::StatusOr<v1::PlanView>> answer = pending->answer.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                       options_.self + " is shutting down");
+    }
+    commands_.push_back(pending);
+    wake_.notify_all();
+  }
+  if (answer.wait_for(kAnswerTimeout) != std::future_status::ready) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                     "the coordinator did not take the command within " +
+                         std::to_string(kAnswerTimeout.count()) + " s; check `kmsfleetctl plan`");
+  }
+  return answer.get();
+}
+
+absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest& request,
+                                                       const std::string& who) {
+  auto p = std::make_shared<Pending>();
+  p->upgrade = true;
+  p->request = request;
+  p->who = who;
+  p->policy = BuiltinCompatPolicy();
+  if (!request.policy_yaml().empty()) {
+    absl::StatusOr<CompatPolicy> overlay =
+        ParseCompatPolicy(request.policy_yaml(), request.policy_name());
+    if (!overlay.ok()) return overlay.status();
+    p->policy = MergePolicies(p->policy, *overlay);
+  }
+  if (!request.changelog().empty()) {
+    absl::StatusOr<Changelog> changelog =
+        ParseChangelog(request.changelog(), request.changelog_name());
+    if (!changelog.ok()) return changelog.status();
+    p->changelog = *changelog;
+  }
+  return Submit(std::move(p));
+}
+
+absl::StatusOr<v1::PlanView> Coordinator::Command(const v1::PlanCommandRequest& request,
+                                                  const std::string& who) {
+  auto p = std::make_shared<Pending>();
+  p->command = request;
+  p->who = who;
+  return Submit(std::move(p));
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,105 @@
+// Coordinator: what the Fleet API shows of the plan (View, WatchPlan) and
+// the history of finished plans, kept by every agent from the committed
+// records it sees.
+#include "kmsfleet/cluster/coordinator.h"
+#include "kmsfleet/cluster/state_file.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
+
+namespace kmsfleet {
+namespace {
+
+// kMaxPlanHistory plans of at most kMaxPlanBytes each, plus framing.
+constexpr size_t kMaxHistoryBytes = (kMaxPlanHistory + 1) * (kMaxPlanBytes + 64);
+
+}  // namespace
+
+void Coordinator::LoadHistory() {
+  if (options_.history_path.empty()) return;
+  absl::StatusOr<std::optional<std::string>> text =
+      ReadStateFile(options_.history_path, kMaxHistoryBytes);
+  v1::PlanHistory history;
+  if (!text.ok() || (*text && !history.ParseFromString(**text))) {
+    // The history decides nothing: say so and start a new one.
+    Log(LogLevel::kWarn, "plan history unreadable; starting a new one",
+        {{"path", options_.history_path},
+         {"error", text.ok() ? "not a PlanHistory" : std::string(text.status().message())}});
+    return;
+  }
+  std::lock_guard lock(mu_);
+  history_ = std::move(history);
+}
+
+void Coordinator::RecordHistory(const v1::PlanRecord& committed) {
+  if (committed.term() == history_term_ && committed.index() == history_index_) return;
+  history_term_ = committed.term();
+  history_index_ = committed.index();
+  if (committed.payload().empty()) return;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
+  if (!plan.ok() || !IsFinished(plan->phase())) return;
+  std::string content;
+  {
+    std::lock_guard lock(mu_);
+    for (const v1::FleetPlan& p : history_.plans()) {
+      if (p.plan_id() == plan->plan_id()) return;
+    }
+    v1::PlanHistory next;
+    *next.add_plans() = *plan;
+    for (const v1::FleetPlan& p : history_.plans()) {
+      if (next.plans_size() >= kMaxPlanHistory) break;
+      *next.add_plans() = p;
+    }
+    history_ = std::move(next);
+    content = history_.SerializeAsString();
+  }
+  if (options_.history_path.empty()) return;
+  if (absl::Status s = WriteStateFile(options_.history_path, content); !s.ok()) {
+    Log(LogLevel::kWarn, "plan history not saved",
+        {{"path", options_.history_path}, {"error", std::string(s.message())}});
+  }
+}
+
+void Coordinator::Publish(const v1::LeaderView& leader, const absl::Status& blocked) {
+  v1::PlanView view;
+  view.set_coordinator(leader.leader());
+  if (!leader.committed().payload().empty()) {
+    absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
+    if (plan.ok()) {
+      *view.mutable_plan() = *std::move(plan);
+    }
+  }
+  if (!blocked.ok()) {
+    view.set_blocked_reason(ReasonOf(blocked));
+    view.set_blocked_message(std::string(blocked.message()));
+  }
+  std::lock_guard lock(mu_);
+  v1::PlanView old = view_;
+  old.clear_now_unix_ms();
+  if (old.SerializeAsString() != view.SerializeAsString()) {
+    ++view_version_;
+    changed_.notify_all();
+  }
+  view.set_now_unix_ms(options_.now_unix_ms());
+  view_ = std::move(view);
+}
+
+v1::PlanView Coordinator::View(uint64_t* version) {
+  std::lock_guard lock(mu_);
+  if (version != nullptr) *version = view_version_;
+  v1::PlanView view = view_;
+  view.set_now_unix_ms(options_.now_unix_ms());
+  return view;
+}
+
+void Coordinator::WaitForChange(uint64_t version, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  changed_.wait_for(lock, timeout, [&] { return stopping_ || view_version_ != version; });
+}
+
+v1::PlanHistory Coordinator::History() {
+  std::lock_guard lock(mu_);
+  return history_;
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,200 @@
+#include "fleet_actions.h"
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+
+namespace kmsfleet {
+namespace {
+
+// How often a running operation is asked how it stands.
+constexpr std::chrono::milliseconds kFollowInterval{200};
+
+ActionResult ResultFor(const PlanAction& action, ResultKind kind) {
+  ActionResult r;
+  r.kind = kind;
+  r.node = action.node;
+  r.revision = action.revision;
+  return r;
+}
+
+}  // namespace
+
+OperationOutcome OutcomeOfPhase(const std::string& phase) {
+  if (phase == "Stable") return OperationOutcome::kStable;
+  if (phase == "RolledBack") return OperationOutcome::kRolledBack;
+  if (phase == "RollbackFailed") return OperationOutcome::kRollbackFailed;
+  return OperationOutcome::kNotFound;
+}
+
+FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
+                           std::shared_ptr<grpc::ChannelCredentials> credentials,
+                           std::chrono::milliseconds call_timeout)
+    : call_timeout_(call_timeout) {
+  for (const auto& [node, address] : addresses) {
+    stubs_[node] = v1::Agent::NewStub(
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node)));
+  }
+}
+
+std::unique_ptr<grpc::ClientContext> FleetActions::Context() const {
+  auto context = std::make_unique<grpc::ClientContext>();
+  context->set_deadline(std::chrono::system_clock::now() + call_timeout_);
+  return context;
+}
+
+v1::Agent::StubInterface* FleetActions::Stub(const std::string& node) {
+  auto it = stubs_.find(node);
+  return it == stubs_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
+  v1::Agent::StubInterface* stub = Stub(node);
+  if (stub == nullptr) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                     "no cluster address is configured for " + node, {{"node", node}});
+  }
+  v1::NodeState state;
+  grpc::Status s = stub->GetNodeState(Context().get(), v1::GetNodeStateRequest(), &state);
+  if (!s.ok()) return FromGrpcStatus(s, node);
+  return state;
+}
+
+ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
+                               const v1::PlanSettings& settings,
+                               const std::string& metric_rotation_state,
+                               const std::function<bool()>& keep_going) {
+  if (Stub(action.node) == nullptr) {
+    ActionResult r = ResultFor(action, ResultKind::kStaged);
+    r.status = MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                         "no cluster address is configured for " + action.node);
+    return r;
+  }
+  switch (action.kind) {
+    case ActionKind::kStage: return Stage(action, settings);
+    case ActionKind::kPreflight: return Preflight(action, metric_rotation_state);
+    case ActionKind::kSwap:
+    case ActionKind::kRollbackNode: return Operate(action, fence, keep_going);
+    default: break;
+  }
+  ActionResult r = ResultFor(action, ResultKind::kApiServerRestarted);
+  r.status = MakeError(absl::StatusCode::kUnimplemented, reason::kApiServerRestartFailed,
+                       absl::StrCat("kmsfleetd cannot carry out ",
+                                    std::string(ActionKindName(action.kind)), " on ",
+                                    action.node));
+  return r;
+}
+
+ActionResult FleetActions::Stage(const PlanAction& action,
+                                 const v1::PlanSettings& settings) {
+  ActionResult r = ResultFor(action, ResultKind::kStaged);
+  v1::StageRequest request;
+  request.set_version(action.version);
+  request.set_source(settings.artifact_source());
+  request.set_checksums(settings.checksums_source());
+  request.set_signature(settings.signature_source());
+  v1::StageResponse response;
+  // Staging may download the artifact: give it more than a plain call.
+  auto context = Context();
+  context->set_deadline(std::chrono::system_clock::now() + 10 * call_timeout_);
+  grpc::Status s = Stub(action.node)->Stage(context.get(), request, &response);
+  r.status = FromGrpcStatus(s, action.node);
+  r.previous_artifact_verified = response.previous_artifact_verified();
+  return r;
+}
+
+ActionResult FleetActions::Preflight(const PlanAction& action, const std::string& metric_state) {
+  ActionResult r = ResultFor(action, ResultKind::kPreflighted);
+  v1::PreflightRequest request;
+  request.set_version(action.version);
+  v1::PreflightResponse response;
+  auto context = Context();
+  context->set_deadline(std::chrono::system_clock::now() + 10 * call_timeout_);
+  grpc::Status s = Stub(action.node)->Preflight(context.get(), request, &response);
+  r.status = FromGrpcStatus(s, action.node);
+  if (!r.status.ok()) return r;
+  r.doctor.node = action.node;
+  r.doctor.ran = true;
+  r.doctor.passed = response.blocking().reason().empty();
+  for (const v1::PreflightCheck& c : response.checks()) {
+    if (c.status() != "fail") continue;
+    r.doctor.passed = false;
+    absl::StrAppend(&r.doctor.failed_checks, r.doctor.failed_checks.empty() ? "" : ",", c.id());
+  }
+  if (!r.doctor.passed && r.doctor.failed_checks.empty()) {
+    r.doctor.failed_checks = response.blocking().reason() + ": " + response.blocking().message();
+  }
+  r.rotation.node = action.node;
+  r.rotation.metric_state = metric_state;
+  if (!response.rotation_plan().reason().empty()) {
+    r.rotation.exit_code = 1;
+    r.rotation.report = MakeError(absl::StatusCode::kFailedPrecondition,
+                                  response.rotation_plan().reason(),
+                                  response.rotation_plan().message());
+  } else {
+    RotationReport report;
+    report.name = "rotation-plan";
+    report.transit_metadata_status = response.transit_metadata_status();
+    report.rotation_state = response.rotation_state();
+    report.pending_key_id_hash = response.pending_key_id_hash();
+    r.rotation.report = report;
+  }
+  return r;
+}
+
+ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fence,
+                                   const std::function<bool()>& keep_going) {
+  ActionResult r = ResultFor(action, ResultKind::kOperation);
+  r.operation_id = action.operation_id;
+  v1::Operation operation;
+  grpc::Status s;
+  if (action.kind == ActionKind::kSwap) {
+    v1::SwapRequest request;
+    request.set_version(action.version);
+    request.set_expected_key_id_hash(action.expected_key_id_hash);
+    request.set_stabilization_ms(action.stabilization_ms);
+    request.set_operation_id(action.operation_id);
+    *request.mutable_fence() = fence;
+    s = Stub(action.node)->Swap(Context().get(), request, &operation);
+  } else {
+    v1::RollbackRequest request;
+    request.set_of_operation_id(action.of_operation_id);
+    request.set_expected_key_id_hash(action.expected_key_id_hash);
+    request.set_stabilization_ms(action.stabilization_ms);
+    request.set_operation_id(action.operation_id);
+    *request.mutable_fence() = fence;
+    s = Stub(action.node)->Rollback(Context().get(), request, &operation);
+  }
+  r.status = FromGrpcStatus(s, action.node);
+  if (!r.status.ok()) return r;
+  return Follow(action, std::move(operation), keep_going);
+}
+
+ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operation,
+                                  const std::function<bool()>& keep_going) {
+  ActionResult r = ResultFor(action, ResultKind::kOperation);
+  r.operation_id = action.operation_id;
+  while (!operation.done()) {
+    if (!keep_going()) {
+      r.status = MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                           "stopped following " + action.operation_id + " on " + action.node);
+      return r;
+    }
+    std::this_thread::sleep_for(kFollowInterval);
+    v1::GetOperationRequest request;
+    request.set_operation_id(action.operation_id);
+    v1::Operation next;
+    grpc::Status s = Stub(action.node)->GetOperation(Context().get(), request, &next);
+    if (s.ok()) operation = std::move(next);
+    // An unreachable node keeps its operation: ask again.
+  }
+  r.outcome = OutcomeOfPhase(operation.phase());
+  r.outcome_reason = operation.reason();
+  r.outcome_message = operation.message();
+  return r;
+}
+
+}  // namespace kmsfleet

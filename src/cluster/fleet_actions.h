@@ -1,0 +1,67 @@
+// The coordinator's hands (coordinator.h): kmsfleet.v1.Agent calls to every
+// voter over mTLS, turning the plan machine's actions into Agent commands
+// and their answers into ActionResults. Every call is blocking and bounded
+// by a deadline; following an operation polls until its journal closes.
+//
+// Thread-safe: stubs are created once; calls may run concurrently.
+#ifndef KMSFLEET_CLUSTER_FLEET_ACTIONS_H_
+#define KMSFLEET_CLUSTER_FLEET_ACTIONS_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/plan_types.h"
+#include "kmsfleet/v1/agent.grpc.pb.h"
+#include "kmsfleet/v1/peer.pb.h"
+
+namespace kmsfleet {
+
+class FleetActions {
+ public:
+  // `addresses`: each voter's cluster listener; `credentials`: the member
+  // certificate. Each voter's certificate must name the voter.
+  FleetActions(const std::map<std::string, std::string>& addresses,
+               std::shared_ptr<grpc::ChannelCredentials> credentials,
+               std::chrono::milliseconds call_timeout);
+
+  // Agent.GetNodeState on `node`. Errors: Unavailable AGENT_UNREACHABLE
+  // naming the node, or the agent's own refusal.
+  absl::StatusOr<v1::NodeState> Observe(const std::string& node);
+
+  // Carries out a kStage, kPreflight, kSwap or kRollbackNode action and
+  // returns its result. `fence` is the committed record that authorises
+  // the action (swaps and rollbacks carry it). An operation is followed
+  // until it closes, while `keep_going()` says so (else Unavailable: the
+  // next coordinator asks again). `settings` gives the artifact sources.
+  ActionResult Run(const PlanAction& action, const v1::Fence& fence,
+                   const v1::PlanSettings& settings,
+                   const std::string& metric_rotation_state,
+                   const std::function<bool()>& keep_going);
+
+ private:
+  ActionResult Stage(const PlanAction& action, const v1::PlanSettings& settings);
+  ActionResult Preflight(const PlanAction& action, const std::string& metric_state);
+  ActionResult Operate(const PlanAction& action, const v1::Fence& fence,
+                       const std::function<bool()>& keep_going);
+  ActionResult Follow(const PlanAction& action, v1::Operation operation,
+                      const std::function<bool()>& keep_going);
+  v1::Agent::StubInterface* Stub(const std::string& node);
+  std::unique_ptr<grpc::ClientContext> Context() const;
+
+  std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
+  std::chrono::milliseconds call_timeout_;
+};
+
+// How a journal's phase ends an operation for the plan (kNotFound while
+// it runs).
+OperationOutcome OutcomeOfPhase(const std::string& phase);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLUSTER_FLEET_ACTIONS_H_
