@@ -18,6 +18,34 @@ CallerPolicy CallerPolicyOf(const AgentConfig& config) {
   return policy;
 }
 
+namespace {
+
+int64_t WallClockMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
+                                        const std::map<std::string, std::string>& addresses,
+                                        std::shared_ptr<grpc::ChannelCredentials> channel) {
+  CoordinatorOptions o;
+  o.self = config.node;
+  o.voters = config.cluster.voters;
+  o.addresses = addresses;
+  o.channel_credentials = std::move(channel);
+  o.history_path = config.state_dir + "/plan-history.pb";
+  o.now_unix_ms = WallClockMs;
+  o.random = [] {
+    // The shell draws randomness; the plan machine only takes it.
+    std::random_device device;
+    return (static_cast<uint64_t>(device()) << 32) ^ device();
+  };
+  return o;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
     const AgentConfig& config,
     std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
@@ -40,6 +68,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   options.state_dir = config.state_dir;
   options.addresses[config.node] = c.listen;
   for (const PeerConfig& p : config.peers) options.addresses[p.name] = p.address;
+  const std::map<std::string, std::string> options_addresses = options.addresses;
   options.channel_credentials = creds->channel;
   options.handoff_outcome = std::move(handoff_outcome);
   // The shell may draw randomness; the core only takes it as an input.
@@ -50,7 +79,12 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
 
   std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime());
   runtime->node_ = std::move(*node);
-  runtime->server_ = std::make_unique<ClusterServer>(*runtime->node_);
+  runtime->coordinator_ = std::make_unique<Coordinator>(
+      *runtime->node_, CoordinatorOptionsOf(config, options_addresses, creds->insecure
+                                                                      ? nullptr
+                                                                      : creds->channel));
+  runtime->server_ =
+      std::make_unique<ClusterServer>(*runtime->node_, runtime->coordinator_.get());
   // Without TLS nobody can be told from anybody, so the disruptive Agent
   // API stays on the unix socket.
   std::vector<grpc::Service*> extra;
@@ -60,9 +94,11 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
       !s.ok()) {
     return s;
   }
-  runtime->local_fleet_ =
-      NewFleetService(*runtime->node_, CallerPolicy{.local = true, .self = config.node});
+  runtime->local_fleet_ = NewFleetService(
+      *runtime->node_, CallerPolicy{.local = true, .self = config.node},
+      runtime->coordinator_.get());
   runtime->node_->Start();
+  runtime->coordinator_->Start();
   Log(LogLevel::kInfo, "cluster serving",
       {{"node", config.node}, {"listen", c.listen},
        {"port", std::to_string(runtime->server_->port())},
@@ -93,6 +129,7 @@ ClusterRuntime::~ClusterRuntime() { Stop(std::chrono::milliseconds(0)); }
 
 void ClusterRuntime::Stop(std::chrono::milliseconds grace) {
   if (server_) server_->Shutdown(grace);
+  if (coordinator_) coordinator_->Stop();
   if (node_) node_->Stop();
 }
 

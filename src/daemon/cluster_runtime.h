@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "daemon/agent_config.h"
 #include "kmsfleet/cluster/cluster_server.h"
+#include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/peer_node.h"
 #include "kmsfleet/node/executor.h"
 
@@ -54,6 +55,7 @@ class ClusterRuntime {
  private:
   ClusterRuntime() = default;
   std::unique_ptr<PeerNode> node_;
+  std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<ClusterServer> server_;
   std::unique_ptr<grpc::Service> local_fleet_;
 };
