@@ -5,6 +5,7 @@
 #include <future>
 #include <iostream>
 
+#include "cli/fleet_commands.h"
 #include "cli/fleet_status.h"
 #include "cli/leader_status.h"
 #include "cli/node_commands.h"
@@ -125,8 +126,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   AddTlsFlags(*leader, leader_flags.tls);
   PlanCommitFlags plan_flags;
-  CLI::App* plan = app.add_subcommand("plan", "the coordinator's plan record");
-  plan->require_subcommand(1);
+  CLI::App* plan = app.add_subcommand(
+      "plan", "show the fleet plan: nodes, guards, audit (plan commit: a raw record)");
+  plan->require_subcommand(0, 1);
   CLI::App* commit = plan->add_subcommand(
       "commit", "commit a plan record naming one node in flight; print its fence");
   commit->add_option("--agent", plan_flags.agent,
@@ -140,12 +142,17 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
   AddTlsFlags(*commit, plan_flags.tls);
+  FleetFlags fleet_flags;
+  std::vector<CLI::App*> fleet_commands = AddFleetCommands(app, fleet_flags);
   app.set_version_flag("--version", std::string("kmsfleetctl ") + KMSFLEET_VERSION);
   CLI11_PARSE(app, argc, argv);
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);
   if (leader->parsed()) return RunLeader(leader_flags);
   if (commit->parsed()) return RunPlanCommit(plan_flags);
+  for (CLI::App* command : fleet_commands) {
+    if (command->parsed()) return RunFleetCommand(*command, fleet_flags);
+  }
   return 2;
 }
 

@@ -1,0 +1,340 @@
+#include "cli/fleet_commands.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <iostream>
+
+#include "cli/plan_render.h"
+#include "kmsfleet/core/changelog.h"
+#include "kmsfleet/core/compat_policy.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/v1/error.pb.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr std::chrono::seconds kCallTimeout{30};
+
+using Call = std::function<grpc::Status(v1::Fleet::Stub&, grpc::ClientContext&)>;
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
+  v1::ErrorInfo info;
+  if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
+    absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+    out.SetPayload(kErrorInfoTypeUrl, absl::Cord(s.error_details()));
+    return out;
+  }
+  return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                   "agent " + agent + ": " + s.error_message(), {{"agent", agent}});
+}
+
+// Runs `call` against the agent; a follower's NOT_LEADER sends it once to
+// the coordinator it names, when TLS flags make that reachable.
+absl::Status CallCoordinator(const FleetFlags& flags, const Call& call, bool streaming = false) {
+  std::string agent = flags.agent;
+  FleetTls tls = flags.tls;
+  absl::Status result;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(agent, tls);
+    if (!channel.ok()) return channel.status();
+    auto stub = v1::Fleet::NewStub(*channel);
+    grpc::ClientContext context;
+    if (!streaming) context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+    result = FromGrpc(call(*stub, context), agent);
+    std::string leader_address = MetadataOf(result, "leader_address");
+    if (result.ok() || ReasonOf(result) != reason::kNotLeader || tls.ca.empty() ||
+        leader_address.empty()) {
+      break;
+    }
+    agent = leader_address;
+    tls.server_name = MetadataOf(result, "leader");
+  }
+  return result;
+}
+
+int Fail(const std::string& what, const absl::Status& s) {
+  const std::string reason = ReasonOf(s);
+  std::cerr << "kmsfleetctl " << what << ": [" << (reason.empty() ? "ERROR" : reason) << "] "
+            << s.message() << "\n";
+  const std::string leader = MetadataOf(s, "leader");
+  if (reason == reason::kNotLeader && !leader.empty()) {
+    std::cerr << "  the coordinator is " << leader << " (" << MetadataOf(s, "leader_address")
+              << "): run this there, or pass --agent " << MetadataOf(s, "leader_address")
+              << " with --ca, --cert and --key\n";
+  }
+  if (reason == reason::kInvalidConfig) return 2;
+  return reason == reason::kAgentUnreachable ? 3 : 1;
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
+
+absl::StatusOr<std::string> ReadFlagFile(const std::string& flag, const std::string& path,
+                                         size_t max_bytes) {
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, max_bytes, Symlinks::kFollow);
+  if (text.ok()) return text;
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                   flag + " " + path + ": " + std::string(text.status().message()),
+                   {{"flag", flag}, {"path", path}});
+}
+
+absl::StatusOr<v1::UpgradeRequest> BuildUpgrade(const FleetFlags& f) {
+  v1::UpgradeRequest r;
+  r.set_target_version(f.to);
+  for (const std::string& n : f.order) r.add_order(n);
+  v1::PlanSettings* s = r.mutable_settings();
+  s->set_artifact_source(f.artifact);
+  s->set_checksums_source(f.checksums);
+  s->set_signature_source(f.signature);
+  s->set_auto_rollback(f.auto_rollback);
+  absl::StatusOr<int64_t> soak = ParseDurationFlag("--soak", f.soak);
+  if (!soak.ok()) return soak.status();
+  s->set_soak_ms(*soak);
+  if (!f.stabilization.empty()) {
+    absl::StatusOr<int64_t> window = ParseDurationFlag("--stabilization", f.stabilization);
+    if (!window.ok()) return window.status();
+    s->set_stabilization_ms(*window);
+  }
+  for (const std::string& a : f.acknowledge) r.add_acknowledgements(a);
+  r.set_dry_run(f.dry_run);
+  if (!f.policy.empty()) {
+    absl::StatusOr<std::string> text = ReadFlagFile("--policy", f.policy, kMaxPolicyBytes);
+    if (!text.ok()) return text.status();
+    r.set_policy_yaml(*text);
+    r.set_policy_name(f.policy);
+  }
+  if (!f.changelog.empty()) {
+    absl::StatusOr<std::string> text =
+        ReadFlagFile("--changelog", f.changelog, kMaxChangelogBytes);
+    if (!text.ok()) return text.status();
+    r.set_changelog(*text);
+    r.set_changelog_name(f.changelog);
+  }
+  return r;
+}
+
+// Follows the plan until it settles. On a terminal the lines are redrawn in
+// place; otherwise a line is printed only when what it says changes.
+int Watch(const FleetFlags& flags) {
+  const bool tty = ::isatty(STDOUT_FILENO) == 1 && flags.output != "json";
+  size_t drawn = 0;
+  std::vector<std::string> printed;
+  int exit_code = 1;
+  absl::Status s = CallCoordinator(
+      flags,
+      [&](v1::Fleet::Stub& stub, grpc::ClientContext& context) {
+        auto reader = stub.WatchPlan(&context, v1::GetPlanRequest());
+        v1::PlanView view;
+        while (reader->Read(&view)) {
+          if (flags.output == "json") {
+            std::cout << Json(view) << std::endl;
+          } else if (tty) {
+            if (drawn > 0) std::cout << "\033[" << drawn << "F\033[J";
+            std::vector<std::string> lines = RenderProgress(view);
+            for (const std::string& l : lines) std::cout << l << "\n";
+            std::cout.flush();
+            drawn = lines.size();
+          } else {
+            v1::PlanView timeless = view;
+            timeless.set_now_unix_ms(0);
+            for (const std::string& l : RenderProgress(timeless)) {
+              if (std::find(printed.begin(), printed.end(), l) != printed.end()) continue;
+              std::cout << l << std::endl;
+              printed.push_back(l);
+            }
+          }
+          bool ok = false;
+          if (view.has_plan() && PlanSettled(view.plan(), &ok)) {
+            exit_code = ok ? 0 : 1;
+            context.TryCancel();
+            break;
+          }
+        }
+        grpc::Status end = reader->Finish();
+        return end.error_code() == grpc::StatusCode::CANCELLED ? grpc::Status::OK : end;
+      },
+      /*streaming=*/true);
+  if (!s.ok()) return Fail("watch", s);
+  return exit_code;
+}
+
+int RunUpgrade(const FleetFlags& flags) {
+  absl::StatusOr<v1::UpgradeRequest> request = BuildUpgrade(flags);
+  if (!request.ok()) return Fail("upgrade", request.status());
+  v1::PlanView view;
+  absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    return stub.StartUpgrade(&c, *request, &view);
+  });
+  if (!s.ok()) return Fail("upgrade", s);
+  if (flags.dry_run) {
+    std::cout << (flags.output == "json" ? Json(view) + "\n" : RenderDryRun(view));
+    return view.dry_run_would_start() ? 0 : 1;
+  }
+  if (flags.output == "json" && !flags.watch) {
+    std::cout << Json(view) << "\n";
+    return 0;
+  }
+  std::cerr << "plan " << view.plan().plan_id() << " committed: upgrade to "
+            << view.plan().target_version() << " (follow it with kmsfleetctl watch)\n";
+  return flags.watch ? Watch(flags) : 0;
+}
+
+int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFlags& flags) {
+  v1::PlanCommandRequest request;
+  request.set_kind(kind);
+  request.set_nonce(flags.nonce);
+  request.set_dry_run(flags.dry_run);
+  v1::PlanView view;
+  absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    return stub.CommandPlan(&c, request, &view);
+  });
+  if (!s.ok()) return Fail(name, s);
+  if (flags.output == "json") {
+    std::cout << Json(view) << "\n";
+  } else if (flags.dry_run) {
+    std::cout << RenderDryRun(view);
+  } else {
+    std::cout << RenderPlan(view);
+  }
+  if (flags.dry_run) return view.dry_run_would_start() ? 0 : 1;
+  return flags.watch ? Watch(flags) : 0;
+}
+
+int RunShow(const FleetFlags& flags) {
+  v1::PlanView view;
+  absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    return stub.GetPlan(&c, v1::GetPlanRequest(), &view);
+  });
+  if (!s.ok()) return Fail("plan", s);
+  std::cout << (flags.output == "json" ? Json(view) + "\n" : RenderPlan(view));
+  return 0;
+}
+
+int RunHistory(const FleetFlags& flags) {
+  v1::PlanHistory history;
+  absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    return stub.ListPlans(&c, v1::ListPlansRequest(), &history);
+  });
+  if (!s.ok()) return Fail("history", s);
+  std::cout << (flags.output == "json" ? Json(history) + "\n" : RenderHistory(history));
+  return 0;
+}
+
+void AddCommon(CLI::App& c, FleetFlags& f) {
+  c.add_option("--agent", f.agent,
+               "any agent: unix:/path, or host:port of its cluster listener with --ca, "
+               "--cert and --key (an operator certificate)")
+      ->capture_default_str();
+  c.add_option("--output,-o", f.output, "table or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  AddTlsFlags(c, f.tls);
+}
+
+CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
+  CLI::App* c = app.add_subcommand("upgrade", "upgrade the fleet's provider, one node at a time");
+  c->footer(
+      "Example:\n  kmsfleetctl upgrade --to 0.2.0 \\\n"
+      "    --artifact https://releases.example/bao-kms-provider_0.2.0_linux_amd64 \\\n"
+      "    --checksums /srv/release/0.2.0/checksums.txt \\\n"
+      "    --signature /srv/release/0.2.0/checksums.txt.sig --dry-run\n"
+      "Sources are paths on every node or http(s) URLs each node downloads; every agent "
+      "verifies the checksum and signature itself.");
+  AddCommon(*c, f);
+  c->add_option("--to", f.to, "target version (strict SemVer)")->required();
+  c->add_option("--artifact", f.artifact, "the release binary: path on every node, or URL")
+      ->required();
+  c->add_option("--checksums", f.checksums, "the release's checksums.txt")->required();
+  c->add_option("--signature", f.signature, "checksums.txt's signature");
+  c->add_option("--policy", f.policy, "compatibility policy YAML extending the built-in one");
+  c->add_option("--changelog", f.changelog, "the release's CHANGELOG.md");
+  c->add_option("--soak", f.soak, "wait between nodes, e.g. 5m")->capture_default_str();
+  c->add_option("--stabilization", f.stabilization,
+                "each node's /ready window (default: the agent's executor.stabilization_ms)");
+  c->add_option("--acknowledge", f.acknowledge, "an acknowledgement code (repeatable)");
+  c->add_option("--order", f.order, "node order (every voter once)")->delimiter(',');
+  c->add_flag("--auto-rollback", f.auto_rollback,
+              "walk upgraded nodes back when one fails and is restored");
+  c->add_flag("--dry-run", f.dry_run, "print the node order and every guard; change nothing");
+  c->add_flag("--watch", f.watch, "follow the plan until it settles");
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<int64_t> ParseDurationFlag(const std::string& flag, const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  const std::string unit = text.substr(digits);
+  const int64_t scale = unit == "ms" ? 1
+                        : unit == "s" || unit.empty() ? 1000
+                        : unit == "m"                 ? 60'000
+                        : unit == "h"                 ? 3'600'000
+                                                      : 0;
+  if (digits == 0 || digits > 9 || scale == 0) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     flag + " \"" + text + "\": expected a duration such as 90s, 5m, 1h or 500ms",
+                     {{"flag", flag}, {"value", text}});
+  }
+  return std::stoll(text.substr(0, digits)) * scale;
+}
+
+std::vector<CLI::App*> AddFleetCommands(CLI::App& app, FleetFlags& f) {
+  std::vector<CLI::App*> commands{AddUpgrade(app, f)};
+  CLI::App* rollback = app.add_subcommand(
+      "rollback", "walk the upgraded nodes back to the version before the plan");
+  rollback->footer("Example:\n  kmsfleetctl rollback --dry-run");
+  rollback->add_flag("--dry-run", f.dry_run, "evaluate the rollback guards; change nothing");
+  rollback->add_flag("--watch", f.watch, "follow the plan until it settles");
+  commands.push_back(rollback);
+  for (auto [name, help] : {std::pair<const char*, const char*>{"pause", "no new node starts"},
+                            {"resume", "continue a paused or halted plan"},
+                            {"abort", "stop before the next node (a swap in progress finishes)"},
+                            {"plan", "show the plan: nodes, guards, audit"},
+                            {"watch", "follow the plan's progress until it settles"},
+                            {"history", "past plans and how they ended"}}) {
+    if (std::string(name) == "plan") {
+      commands.push_back(app.get_subcommand("plan"));  // `plan commit` lives there too
+      continue;
+    }
+    CLI::App* c = app.add_subcommand(name, help);
+    c->footer(std::string("Example:\n  kmsfleetctl ") + name);
+    commands.push_back(c);
+  }
+  CLI::App* ack = app.add_subcommand(
+      "ack-break-glass", "acknowledge the current break-glass event after the manual steps");
+  ack->footer("Example:\n  kmsfleetctl ack-break-glass 3f9a0c1d2b4e5f60");
+  ack->add_option("nonce", f.nonce, "the nonce `kmsfleetctl plan` shows")->required();
+  commands.push_back(ack);
+  for (CLI::App* c : commands) {
+    if (c->get_name() != "upgrade") AddCommon(*c, f);
+  }
+  return commands;
+}
+
+int RunFleetCommand(const CLI::App& command, const FleetFlags& flags) {
+  const std::string name = command.get_name();
+  if (name == "upgrade") return RunUpgrade(flags);
+  if (name == "rollback") return RunCommand(name, v1::PLAN_COMMAND_ROLLBACK, flags);
+  if (name == "pause") return RunCommand(name, v1::PLAN_COMMAND_PAUSE, flags);
+  if (name == "resume") return RunCommand(name, v1::PLAN_COMMAND_RESUME, flags);
+  if (name == "abort") return RunCommand(name, v1::PLAN_COMMAND_ABORT, flags);
+  if (name == "ack-break-glass") return RunCommand(name, v1::PLAN_COMMAND_ACK_BREAK_GLASS, flags);
+  if (name == "plan") return RunShow(flags);
+  if (name == "watch") return Watch(flags);
+  if (name == "history") return RunHistory(flags);
+  return 2;
+}
+
+}  // namespace kmsfleet

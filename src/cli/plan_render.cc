@@ -1,0 +1,179 @@
+#include "cli/plan_render.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "kmsfleet/core/plan_machine.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr int kBarWidth = 24;
+
+std::string StageName(v1::PlanStepStage stage) {
+  switch (stage) {
+    case v1::PLAN_STEP_STAGE_SWAPPING: return "swapping";
+    case v1::PLAN_STEP_STAGE_RESTARTING_APISERVER: return "restarting kube-apiserver";
+    case v1::PLAN_STEP_STAGE_HANDING_OFF: return "handing off";
+    default: return "";
+  }
+}
+
+std::string Pad(std::string s, size_t width) {
+  if (s.size() < width) s.append(width - s.size(), ' ');
+  return s;
+}
+
+int DoneCount(const v1::FleetPlan& plan) {
+  return static_cast<int>(std::count_if(plan.nodes().begin(), plan.nodes().end(), [](const auto& n) {
+    return n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;
+  }));
+}
+
+std::string NodeLine(const v1::PlanNode& n, int64_t now) {
+  std::string phase(PlanNodePhaseName(n.phase()));
+  std::string stage = StageName(n.stage());
+  if (!stage.empty()) phase += " (" + stage + ")";
+  std::string line = "  " + Pad(n.node(), 14) + Pad(phase, 36);
+  if (n.phase_since_unix_ms() > 0 && now >= n.phase_since_unix_ms()) {
+    line += FormatDuration(now - n.phase_since_unix_ms());
+  }
+  if (!n.reason().empty()) line += "  [" + n.reason() + "] " + n.message();
+  return line;
+}
+
+std::string Bar(const v1::FleetPlan& plan, int64_t now) {
+  const int total = plan.nodes_size();
+  const int done = DoneCount(plan);
+  const int filled = total == 0 ? 0 : done * kBarWidth / total;
+  std::string bar = "  [" + std::string(filled, '#') + std::string(kBarWidth - filled, '.') +
+                    "] " + std::to_string(done) + "/" + std::to_string(total) + " nodes  " +
+                    std::string(PlanPhaseName(plan.phase()));
+  if (plan.created_unix_ms() > 0 && now > plan.created_unix_ms()) {
+    bar += "  elapsed " + FormatDuration(now - plan.created_unix_ms());
+  }
+  int64_t last_done = 0;
+  for (const v1::PlanNode& n : plan.nodes()) last_done = std::max(last_done, n.done_unix_ms());
+  if (done > 0 && done < total && !IsFinished(plan.phase()) && last_done > plan.created_unix_ms()) {
+    // The mean time per node so far, preflight included: a rough ETA.
+    const int64_t per_node = (last_done - plan.created_unix_ms()) / done;
+    bar += "  ETA ~" + FormatDuration(per_node * (total - done));
+  }
+  return bar;
+}
+
+}  // namespace
+
+std::string FormatDuration(int64_t ms) {
+  int64_t s = std::max<int64_t>(0, ms) / 1000;
+  char buf[32];
+  if (s >= 3600) {
+    std::snprintf(buf, sizeof buf, "%lldh%02lldm", static_cast<long long>(s / 3600),
+                  static_cast<long long>(s % 3600 / 60));
+  } else if (s >= 60) {
+    std::snprintf(buf, sizeof buf, "%lldm%02llds", static_cast<long long>(s / 60),
+                  static_cast<long long>(s % 60));
+  } else {
+    std::snprintf(buf, sizeof buf, "%llds", static_cast<long long>(s));
+  }
+  return buf;
+}
+
+std::vector<std::string> RenderProgress(const v1::PlanView& view) {
+  std::vector<std::string> lines;
+  if (!view.has_plan()) {
+    lines.push_back("no plan has been committed yet");
+    return lines;
+  }
+  const v1::FleetPlan& plan = view.plan();
+  lines.push_back("plan " + plan.plan_id() + ": " +
+                  (plan.kind() == v1::PLAN_KIND_ROLLBACK ? "rollback to " : "upgrade to ") +
+                  (plan.kind() == v1::PLAN_KIND_ROLLBACK ? plan.version_before()
+                                                          : plan.target_version()));
+  for (const v1::PlanNode& n : plan.nodes()) lines.push_back(NodeLine(n, view.now_unix_ms()));
+  lines.push_back(Bar(plan, view.now_unix_ms()));
+  if (!plan.halt().reason().empty()) {
+    lines.push_back("  halted: [" + plan.halt().reason() + "] " + plan.halt().message());
+  }
+  if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS) {
+    lines.push_back("  BREAK-GLASS on " + plan.break_glass().node() + ": [" +
+                    plan.break_glass().reason() + "] " + plan.break_glass().failure());
+    lines.push_back("  after the manual steps (kmsfleetctl plan): kmsfleetctl ack-break-glass " +
+                    plan.break_glass().nonce());
+  }
+  if (!view.blocked_reason().empty() && !IsFinished(plan.phase())) {
+    lines.push_back("  waiting: [" + view.blocked_reason() + "] " + view.blocked_message());
+  }
+  return lines;
+}
+
+std::string RenderPlan(const v1::PlanView& view) {
+  if (!view.has_plan()) return "no plan has been committed yet\n";
+  const v1::FleetPlan& plan = view.plan();
+  std::ostringstream out;
+  for (const std::string& line : RenderProgress(view)) out << line << "\n";
+  out << "  from " << plan.version_before() << ", revision " << plan.revision()
+      << ", coordinator " << view.coordinator() << ", in flight "
+      << (plan.in_flight().empty() ? "none" : plan.in_flight()) << "\n";
+  if (plan.abort_requested()) out << "  abort requested: stops before the next node\n";
+  if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS) {
+    out << "  manual steps:\n";
+    for (const std::string& step : plan.break_glass().manual_steps()) {
+      out << "    - " << step << "\n";
+    }
+  }
+  out << "guards:\n";
+  for (const v1::GuardRecord& g : plan.guards()) {
+    out << "  " << Pad(g.guard(), 20)
+        << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
+  }
+  out << "audit:\n";
+  if (plan.audit_dropped() > 0) out << "  (" << plan.audit_dropped() << " older entries dropped)\n";
+  for (const v1::AuditEntry& a : plan.audit()) {
+    out << "  " << a.at_unix_ms() << "  " << Pad(a.who(), 24) << a.what();
+    for (const std::string& ack : a.acknowledgements()) out << "  ack:" << ack;
+    out << "\n";
+  }
+  return out.str();
+}
+
+std::string RenderDryRun(const v1::PlanView& view) {
+  std::ostringstream out;
+  if (view.dry_run_order_size() > 0) {
+    out << "node order:";
+    for (const std::string& n : view.dry_run_order()) out << " " << n;
+    out << "\n";
+  }
+  out << "guards (as a real run evaluates them; nothing was changed):\n";
+  for (const v1::GuardResult& g : view.dry_run()) {
+    out << "  " << Pad(g.guard(), 20)
+        << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
+  }
+  out << (view.dry_run_would_start() ? "a real run would start now\n"
+                                      : "a real run would be refused now\n");
+  return out.str();
+}
+
+std::string RenderHistory(const v1::PlanHistory& history) {
+  if (history.plans().empty()) return "no finished plan yet\n";
+  std::ostringstream out;
+  for (const v1::FleetPlan& p : history.plans()) {
+    out << Pad(p.plan_id(), 28) << Pad(std::string(PlanPhaseName(p.phase())), 12)
+        << p.version_before() << " -> " << p.target_version() << "  "
+        << FormatDuration(p.updated_unix_ms() - p.created_unix_ms());
+    if (!p.audit().empty()) out << "  by " << p.audit(0).who();
+    if (!p.halt().reason().empty()) out << "  [" << p.halt().reason() << "]";
+    out << "\n";
+  }
+  return out.str();
+}
+
+bool PlanSettled(const v1::FleetPlan& plan, bool* ok) {
+  const v1::PlanPhase phase = plan.phase();
+  *ok = phase == v1::PLAN_PHASE_COMPLETED || phase == v1::PLAN_PHASE_ROLLED_BACK;
+  return IsFinished(phase) || phase == v1::PLAN_PHASE_HALTED ||
+         phase == v1::PLAN_PHASE_BREAK_GLASS;
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,42 @@
+// How kmsfleetctl shows a fleet plan: `plan` (the whole record), `watch`
+// (one line per node, a bar and an ETA), dry runs and `history`. Pure:
+// every function renders the view it is given at the time it is given.
+// Thread-safe: free functions over values.
+#ifndef KMSFLEET_CLI_PLAN_RENDER_H_
+#define KMSFLEET_CLI_PLAN_RENDER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kmsfleet/v1/fleet.pb.h"
+
+namespace kmsfleet {
+
+// "1h02m", "3m05s", "12s".
+std::string FormatDuration(int64_t ms);
+
+// `kmsfleetctl plan`: phase, target, per node phase and timings, guards,
+// halt or break-glass, audit; "no plan" when none was ever committed.
+std::string RenderPlan(const v1::PlanView& view);
+
+// `kmsfleetctl watch`: the progress lines for `view` at view.now_unix_ms:
+// one line per node (phase, stage, elapsed), then the fleet bar with the
+// nodes done and an ETA from the mean time of the nodes done so far, then
+// why the plan waits, if it does.
+std::vector<std::string> RenderProgress(const v1::PlanView& view);
+
+// A dry run: the node order and every guard's result, one per line.
+std::string RenderDryRun(const v1::PlanView& view);
+
+// `kmsfleetctl history`: one line per finished plan, newest first.
+std::string RenderHistory(const v1::PlanHistory& history);
+
+// True once the plan can no longer move without an operator: finished,
+// Halted or BreakGlass. `ok` says whether it ended where it was meant to
+// (Completed, or RolledBack after a rollback command).
+bool PlanSettled(const v1::FleetPlan& plan, bool* ok);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLI_PLAN_RENDER_H_
