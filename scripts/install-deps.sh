@@ -12,6 +12,7 @@ packages=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   clang-14 libclang-rt-14-dev
+  # promtool: checks scraped /metrics and the alert rules (tests/deploy).
   prometheus
   systemd dbus dbus-user-session
   curl procps iproute2

@@ -4,7 +4,8 @@
 #   scripts/package.sh BUILD_DIR OUT_DIR
 # Both packages hold the same tree: the two programs (stripped), the
 # systemd unit, sysusers.d and tmpfiles.d entries, the example config as a
-# conffile, man pages, bash completion and the docs.
+# conffile, man pages, bash completion, the Prometheus alert rules and the
+# docs.
 set -euo pipefail
 build=$(cd "${1:?build dir, e.g. build/release}" && pwd)
 mkdir -p "${2:?output dir}"
@@ -27,6 +28,8 @@ stage_tree() {  # stage_tree DIR DOCDIR
   install -D -m0644 "$src/deploy/config/config.yaml" "$root/etc/kmsfleet/config.yaml"
   install -D -m0644 "$src/packaging/completion/kmsfleetctl.bash" \
     "$root/usr/share/bash-completion/completions/kmsfleetctl"
+  install -D -m0644 "$src/deploy/prometheus/kmsfleet-alerts.yaml" \
+    "$root/usr/share/kmsfleet/prometheus/kmsfleet-alerts.yaml"
   install -D -m0644 "$src/packaging/man/kmsfleetd.8" "$root/usr/share/man/man8/kmsfleetd.8"
   install -D -m0644 "$src/packaging/man/kmsfleetctl.1" "$root/usr/share/man/man1/kmsfleetctl.1"
   gzip -9n "$root/usr/share/man/man8/kmsfleetd.8" "$root/usr/share/man/man1/kmsfleetctl.1"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the .deb and .rpm (scripts/package.sh), lints both, and puts the
 # .deb through a real install on this machine: version, unit, man pages,
-# completion, no activation, an upgrade over itself that keeps a changed
-# conffile, removal that keeps the state, purge.
+# completion, alert rules, no activation, an upgrade over itself that
+# keeps a changed conffile, removal that keeps the state, purge.
 #   check_packages.sh BUILD_DIR
 # Needs root, and refuses to touch a kmsfleet package it did not install.
 set -euo pipefail
@@ -46,6 +46,8 @@ check "rpmlint: no errors" rpmlint -c "$src/packaging/rpm/rpmlint.toml" "$rpm"
 check "rpm marks config.yaml %config(noreplace)" \
   bash -c "rpm -qp --qf '[%{FILENAMES} %{FILEFLAGS:fflags}\n]' '$rpm' 2>/dev/null |
            grep -qx '/etc/kmsfleet/config.yaml cn'"
+check "rpm ships the alert rules" \
+  bash -c "rpm -qpl '$rpm' 2>/dev/null | grep -qx /usr/share/kmsfleet/prometheus/kmsfleet-alerts.yaml"
 
 dpkg -i "$deb" >/dev/null 2>&1
 check "kmsfleetd --version" bash -c "[ \"\$(kmsfleetd --version)\" = 'kmsfleetd $version' ]"
@@ -54,6 +56,8 @@ check "installed unit verifies, man page included" \
   systemd-analyze verify /usr/lib/systemd/system/kmsfleetd.service
 check "man pages" bash -c "man -w kmsfleetd >/dev/null && man -w kmsfleetctl >/dev/null"
 check "bash completion" test -f /usr/share/bash-completion/completions/kmsfleetctl
+check "the shipped alert rules are valid" \
+  promtool check rules /usr/share/kmsfleet/prometheus/kmsfleet-alerts.yaml
 check "config.yaml is a conffile" \
   bash -c "dpkg-query -W -f='\${Conffiles}' kmsfleet | grep -q '/etc/kmsfleet/config.yaml'"
 check "the shipped config is valid" kmsfleetd --check-config --config /etc/kmsfleet/config.yaml
