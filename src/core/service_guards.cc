@@ -9,6 +9,7 @@
 #include "json_util.h"
 #include "kmsfleet/core/fleet_guards.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
@@ -59,6 +60,14 @@ absl::Status RefuseOpenBao(std::string_view reason, const OpenBaoProbe& probe,
 }  // namespace
 
 absl::Status CheckOpenBaoHealth(const OpenBaoProbe& probe) {
+  if (ReasonOf(probe.transport) == reason::kInputTooLarge) {
+    // It answered, with more than a health body can be.
+    return Refuse(reason::kMalformedOpenBaoHealth,
+                  absl::StrCat("OpenBao at ", ValueOrNone(probe.address),
+                               " answered with an oversized health body: ",
+                               probe.transport.message(), "."),
+                  "Check that openbao.address points at OpenBao.", {});
+  }
   if (!probe.transport.ok()) {
     return Refuse(reason::kOpenBaoUnreachable,
                   absl::StrCat("OpenBao at ", ValueOrNone(probe.address),

@@ -1,12 +1,16 @@
 #include "kmsfleet/node/http_get.h"
 
+#include <openssl/ssl.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <charconv>
-#include <optional>
+#include <type_traits>
 
 #include "http_step_error.h"
 #include "kmsfleet/core/reasons.h"
@@ -18,6 +22,7 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
+namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 // Response headers are small for every endpoint we read; the cap keeps a
@@ -31,12 +36,15 @@ absl::Status Invalid(std::string_view url, std::string_view why) {
                    {{"url", std::string(url)}});
 }
 
-// Carries one request through resolve, connect, write and read on a single
-// io_context, recording the first failure.
+// Carries one request through resolve, connect, (TLS handshake,) write and
+// read on one io_context over a plain or TLS stream, recording the first
+// failure.
+template <typename Stream>
 class GetOperation {
  public:
-  GetOperation(const HttpUrl& url, const HttpGetOptions& options)
-      : url_(url), options_(options), resolver_(ioc_), stream_(ioc_) {
+  GetOperation(asio::io_context& ioc, Stream& stream, const HttpUrl& url,
+               const HttpGetOptions& options)
+      : ioc_(ioc), stream_(stream), url_(url), options_(options), resolver_(ioc) {
     parser_.header_limit(kMaxHeaderBytes);
     parser_.body_limit(options.max_body_bytes);
   }
@@ -69,31 +77,44 @@ class GetOperation {
   }
 
  private:
+  static constexpr bool kTls = !std::is_same_v<Stream, beast::tcp_stream>;
+
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
   void OnResolved(const tcp::resolver::results_type& results) {
-    stream_.expires_after(std::min<std::chrono::steady_clock::duration>(
+    Lowest().expires_after(std::min<std::chrono::steady_clock::duration>(
         options_.connect_timeout, deadline_ - std::chrono::steady_clock::now()));
-    stream_.async_connect(results, [this](beast::error_code ec,
-                                          const tcp::endpoint&) {
+    Lowest().async_connect(results, [this](beast::error_code ec,
+                                           const tcp::endpoint&) {
       if (ec) return Fail(ec, "connect");
-      OnConnected();
+      Lowest().expires_at(deadline_);
+      if constexpr (kTls) {
+        stream_.async_handshake(ssl::stream_base::client, [this](beast::error_code hec) {
+          if (hec) return Fail(hec, "TLS handshake");
+          Send();
+        });
+      } else {
+        Send();
+      }
     });
   }
 
-  void OnConnected() {
+  void Send() {
     request_ = {http::verb::get, url_.target, 11};
     request_.set(http::field::host, url_.host + ":" + std::to_string(url_.port));
     request_.set(http::field::user_agent, "kmsfleet");
     request_.set(http::field::connection, "close");
-    stream_.expires_at(deadline_);
-    http::async_write(stream_, request_,
-                      [this](beast::error_code ec, size_t) {
-                        if (ec) return Fail(ec, "write");
-                        http::async_read(stream_, buffer_, parser_,
-                                         [this](beast::error_code rec, size_t) {
-                                           if (rec) return Fail(rec, "read");
-                                           Finish(absl::OkStatus());
-                                         });
-                      });
+    http::async_write(stream_, request_, [this](beast::error_code ec, size_t) {
+      if (ec) return Fail(ec, "write");
+      http::async_read(stream_, buffer_, parser_, [this](beast::error_code rec, size_t) {
+        // A TLS server may close without close_notify after a complete
+        // body; a truncated body is still an error.
+        if (rec && !(rec == ssl::error::stream_truncated && parser_.is_done())) {
+          return Fail(rec, "read");
+        }
+        Finish(absl::OkStatus());
+      });
+    });
   }
 
   void Fail(beast::error_code ec, std::string_view step) {
@@ -104,7 +125,7 @@ class GetOperation {
     error_ = std::move(status);
     done_ = true;
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
     ioc_.stop();
   }
 
@@ -115,11 +136,11 @@ class GetOperation {
                      {{"url", url_.ToString()}});
   }
 
+  asio::io_context& ioc_;
+  Stream& stream_;
   const HttpUrl& url_;
   const HttpGetOptions& options_;
-  asio::io_context ioc_;
   tcp::resolver resolver_;
-  beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   http::request<http::empty_body> request_;
   http::response_parser<http::string_body> parser_;
@@ -128,23 +149,41 @@ class GetOperation {
   bool done_ = false;
 };
 
-}  // namespace
-
-std::string HttpUrl::ToString() const {
-  bool ipv6 = host.find(':') != std::string::npos;
-  return "http://" + (ipv6 ? "[" + host + "]" : host) + ":" +
-         std::to_string(port) + target;
+// GET over TLS: the peer must chain to `ca_file` (or the system store) and
+// carry `tls_server_name` (or the URL's host).
+absl::StatusOr<HttpResponse> HttpsGet(const HttpUrl& url, const HttpGetOptions& options) {
+  asio::io_context ioc;
+  ssl::context ctx(ssl::context::tls_client);
+  ctx.set_verify_mode(ssl::verify_peer);
+  beast::error_code ec;
+  if (options.ca_file.empty()) {
+    ctx.set_default_verify_paths(ec);
+  } else {
+    ctx.load_verify_file(options.ca_file, ec);
+  }
+  if (ec) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "cannot load the TLS trust store " + options.ca_file + ": " +
+                         ec.message(),
+                     {{"file", options.ca_file}});
+  }
+  const std::string& name =
+      options.tls_server_name.empty() ? url.host : options.tls_server_name;
+  beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
+  SSL_set_tlsext_host_name(stream.native_handle(), name.c_str());
+  stream.set_verify_callback(ssl::host_name_verification(name));
+  GetOperation<beast::ssl_stream<beast::tcp_stream>> operation(ioc, stream, url, options);
+  return operation.Run();
 }
 
-absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) {
-    return Invalid(url, "only http:// is supported for provider endpoints");
-  }
-  std::string_view rest = url.substr(kScheme.size());
+// Parses `rest`, what follows the scheme of `url`: host, optional port
+// (else `default_port`) and path.
+absl::StatusOr<HttpUrl> ParseAuthorityAndPath(std::string_view url, std::string_view rest,
+                                              uint16_t default_port) {
   size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   HttpUrl out;
+  out.port = default_port;
   out.target = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   std::string_view port_text;
   if (!authority.empty() && authority.front() == '[') {
@@ -172,9 +211,40 @@ absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
   return out;
 }
 
+}  // namespace
+
+std::string HttpUrl::ToString() const {
+  bool ipv6 = host.find(':') != std::string::npos;
+  return std::string(tls ? "https://" : "http://") + (ipv6 ? "[" + host + "]" : host) + ":" +
+         std::to_string(port) + target;
+}
+
+absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url) {
+  constexpr std::string_view kScheme = "http://";
+  if (url.substr(0, kScheme.size()) != kScheme) {
+    return Invalid(url, "only http:// is supported for provider endpoints");
+  }
+  return ParseAuthorityAndPath(url, url.substr(kScheme.size()), 80);
+}
+
+absl::StatusOr<HttpUrl> ParseHttpOrHttpsUrl(std::string_view url) {
+  constexpr std::string_view kTlsScheme = "https://";
+  if (url.substr(0, kTlsScheme.size()) != kTlsScheme) {
+    if (url.substr(0, 7) != "http://") return Invalid(url, "not an http:// or https:// URL");
+    return ParseHttpUrl(url);
+  }
+  absl::StatusOr<HttpUrl> out =
+      ParseAuthorityAndPath(url, url.substr(kTlsScheme.size()), 443);
+  if (out.ok()) out->tls = true;
+  return out;
+}
+
 absl::StatusOr<HttpResponse> HttpGet(const HttpUrl& url,
                                      const HttpGetOptions& options) {
-  GetOperation operation(url, options);
+  if (url.tls) return HttpsGet(url, options);
+  asio::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  GetOperation<beast::tcp_stream> operation(ioc, stream, url, options);
   return operation.Run();
 }
 

@@ -176,5 +176,24 @@ TEST(HttpUrlTest, RejectsOtherSchemesAndBadPorts) {
   }
 }
 
+TEST(HttpUrlTest, HttpsDefaultsToPort443AndKeepsItsScheme) {
+  absl::StatusOr<HttpUrl> u = ParseHttpOrHttpsUrl("https://bao.example/v1/sys/health");
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_TRUE(u->tls);
+  EXPECT_EQ(u->port, 443);
+  EXPECT_EQ(u->ToString(), "https://bao.example:443/v1/sys/health");
+  absl::StatusOr<HttpUrl> v6 = ParseHttpOrHttpsUrl("https://[::1]:8200");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(v6->port, 8200);
+  absl::StatusOr<HttpUrl> plain = ParseHttpOrHttpsUrl("http://bao:8200/x");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->tls);
+  for (const char* bad : {"ftp://bao/x", "https://:8200/x", "https://bao:0/x"}) {
+    absl::StatusOr<HttpUrl> b = ParseHttpOrHttpsUrl(bad);
+    EXPECT_EQ(ReasonOf(b.status()), reason::kInvalidConfig) << bad;
+    EXPECT_NE(std::string(b.status().message()).find(bad), std::string::npos) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -75,6 +75,20 @@ TEST(OpenBaoGuardTest, MalformedOrOversizedBodyIsNamed) {
   EXPECT_EQ(ReasonOf(s), reason::kInputTooLarge) << s;
 }
 
+// The probe cannot hand over a body it refused to buffer; it says so with
+// INPUT_TOO_LARGE, which is an answer, not unreachability.
+TEST(OpenBaoGuardTest, BodyTheProbeRefusedAsTooLargeIsMalformed) {
+  OpenBaoProbe probe = Probe(0, "");
+  probe.transport = MakeError(absl::StatusCode::kResourceExhausted,
+                              reason::kInputTooLarge,
+                              "response body exceeds 65536 bytes");
+  const absl::Status s = CheckOpenBaoHealth(probe);
+  EXPECT_EQ(ReasonOf(s), reason::kMalformedOpenBaoHealth) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(s.message(), HasSubstr("https://bao.example:8200"));
+  EXPECT_THAT(s.message(), HasSubstr("65536"));
+}
+
 RotationReport Active() {
   RotationReport r;
   r.name = "rotation-plan";

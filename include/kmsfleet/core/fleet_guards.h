@@ -95,7 +95,8 @@ inline constexpr size_t kMaxOpenBaoHealthBytes = 64 << 10;
 
 struct OpenBaoProbe {
   std::string address;       // for messages
-  absl::Status transport;    // non-OK: no answer
+  // Non-OK: no answer (reason INPUT_TOO_LARGE: an answer over the bound).
+  absl::Status transport;
   int status = 0;            // HTTP status code
   std::string body;
 };
@@ -105,7 +106,9 @@ struct OpenBaoProbe {
 // them, the status code: 200 active, 429/472/473 standby, 501 uninitialized,
 // 503 sealed). Refusals: OPENBAO_UNREACHABLE (transport error or another
 // status), OPENBAO_UNINITIALIZED, OPENBAO_SEALED, OPENBAO_STANDBY,
-// MALFORMED_OPENBAO_HEALTH (body over the bound, not JSON, wrong types).
+// MALFORMED_OPENBAO_HEALTH (not JSON, wrong types, or a transport error
+// with reason INPUT_TOO_LARGE: the prober refused a body over the bound),
+// INPUT_TOO_LARGE (`body` itself over the bound).
 absl::Status CheckOpenBaoHealth(const OpenBaoProbe& probe);
 
 // ---- Rotation (reference §2.6, §10 gate 2-3) ----

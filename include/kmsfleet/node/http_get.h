@@ -1,5 +1,6 @@
 // A bounded HTTP/1.1 GET for the provider's node-local endpoints
-// (reference §3): /metrics, /ready and /live on loopback, plain HTTP.
+// (reference §3): /metrics, /ready and /live on loopback, plain HTTP; and,
+// over https with the server verified, for OpenBao's /v1/sys/health.
 //
 // Each call opens one connection, sends one request and reads one response
 // within a connect timeout and a total timeout, and refuses bodies over a
@@ -25,6 +26,7 @@ struct HttpUrl {
   std::string host;  // a name or an IPv4/IPv6 literal (without brackets)
   uint16_t port = 80;
   std::string target = "/";  // path and query, always starting with '/'
+  bool tls = false;          // https (only from ParseHttpOrHttpsUrl)
 
   std::string ToString() const;
 };
@@ -33,10 +35,19 @@ struct HttpUrl {
 // naming `url` for any other scheme, a missing host, or a bad port.
 absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
 
+// Parses "http://..." like ParseHttpUrl, or "https://host[:port]/path"
+// (port 443 by default) with `tls` set. Errors as ParseHttpUrl.
+absl::StatusOr<HttpUrl> ParseHttpOrHttpsUrl(std::string_view url);
+
 struct HttpGetOptions {
   std::chrono::milliseconds connect_timeout{2000};
   std::chrono::milliseconds total_timeout{5000};
   size_t max_body_bytes = 4 << 20;
+  // For https: the PEM bundle the server's certificate must chain to (""
+  // means the system's trust store), and the name it must carry, also sent
+  // as SNI ("" means the URL's host).
+  std::string ca_file;
+  std::string tls_server_name;
 };
 
 struct HttpResponse {
@@ -46,7 +57,9 @@ struct HttpResponse {
 
 // GETs `url`. Returns the response for any 1xx/2xx/4xx/5xx status (a 503
 // from /ready carries its reasons in the body). Errors:
-//   Unavailable, HTTP_ERROR: resolve, connect, read or protocol failure;
+//   Unavailable, HTTP_ERROR: resolve, connect, TLS handshake or
+//     certificate verification, read or protocol failure;
+//   InvalidArgument, INVALID_CONFIG: https and `ca_file` cannot be loaded;
 //   DeadlineExceeded, TIMEOUT: a timeout passed;
 //   ResourceExhausted, INPUT_TOO_LARGE: the body exceeds max_body_bytes;
 //   FailedPrecondition, REDIRECT_REFUSED: a 3xx status.
