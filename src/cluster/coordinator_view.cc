@@ -1,6 +1,7 @@
 // Coordinator: what the Fleet API shows of the plan (View, WatchPlan) and
 // the history of finished plans, kept by every agent from the committed
 // records it sees.
+#include "fleet_actions.h"
 #include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/state_file.h"
 #include "kmsfleet/core/reasons.h"
@@ -90,6 +91,13 @@ v1::PlanView Coordinator::View(uint64_t* version) {
   v1::PlanView view = view_;
   view.set_now_unix_ms(options_.now_unix_ms());
   return view;
+}
+
+v1::PlanView Coordinator::CoordinatorView() {
+  v1::LeaderView leader = node_.View();
+  if (leader.role() == "Leader" || leader.leader().empty() || !actions_) return View();
+  absl::StatusOr<v1::PlanView> remote = actions_->CoordinatorPlan(leader.leader());
+  return remote.ok() ? *remote : View();
 }
 
 void Coordinator::WaitForChange(uint64_t version, std::chrono::milliseconds timeout) {

@@ -35,8 +35,10 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
                            std::chrono::milliseconds call_timeout)
     : call_timeout_(call_timeout) {
   for (const auto& [node, address] : addresses) {
-    stubs_[node] = v1::Agent::NewStub(
-        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node)));
+    std::shared_ptr<grpc::Channel> channel =
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node));
+    stubs_[node] = v1::Agent::NewStub(channel);
+    fleet_stubs_[node] = v1::Fleet::NewStub(channel);
   }
 }
 
@@ -61,6 +63,18 @@ absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
   grpc::Status s = stub->GetNodeState(Context().get(), v1::GetNodeStateRequest(), &state);
   if (!s.ok()) return FromGrpcStatus(s, node);
   return state;
+}
+
+absl::StatusOr<v1::PlanView> FleetActions::CoordinatorPlan(const std::string& node) {
+  auto it = fleet_stubs_.find(node);
+  if (it == fleet_stubs_.end()) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                     "no cluster address is configured for " + node, {{"node", node}});
+  }
+  v1::PlanView view;
+  grpc::Status s = it->second->GetPlan(Context().get(), v1::GetPlanRequest(), &view);
+  if (!s.ok()) return FromGrpcStatus(s, node);
+  return view;
 }
 
 ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
@@ -129,12 +143,16 @@ ActionResult FleetActions::Preflight(const PlanAction& action, const std::string
   }
   r.rotation.node = action.node;
   r.rotation.metric_state = metric_state;
-  if (!response.rotation_plan().reason().empty()) {
+  if (response.transit_metadata_status().empty() &&
+      !response.rotation_plan().reason().empty()) {
+    // No report came back (the command failed or printed none): the
+    // agent's reason says why it cannot be trusted.
     r.rotation.exit_code = 1;
     r.rotation.report = MakeError(absl::StatusCode::kFailedPrecondition,
                                   response.rotation_plan().reason(),
                                   response.rotation_plan().message());
   } else {
+    // A report: the coordinator's own guard judges it (pending, untrusted).
     RotationReport report;
     report.name = "rotation-plan";
     report.transit_metadata_status = response.transit_metadata_status();

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/plan_types.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
+#include "kmsfleet/v1/fleet.grpc.pb.h"
 #include "kmsfleet/v1/peer.pb.h"
 
 namespace kmsfleet {
@@ -33,6 +34,11 @@ class FleetActions {
   // Agent.GetNodeState on `node`. Errors: Unavailable AGENT_UNREACHABLE
   // naming the node, or the agent's own refusal.
   absl::StatusOr<v1::NodeState> Observe(const std::string& node);
+
+  // Fleet.GetPlan on `node` (the coordinator), as a member: what a
+  // follower shows an operator, since only the coordinator knows why the
+  // plan waits.
+  absl::StatusOr<v1::PlanView> CoordinatorPlan(const std::string& node);
 
   // Carries out a kStage, kPreflight, kSwap or kRollbackNode action and
   // returns its result. `fence` is the committed record that authorises
@@ -55,6 +61,7 @@ class FleetActions {
   std::unique_ptr<grpc::ClientContext> Context() const;
 
   std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
+  std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
   std::chrono::milliseconds call_timeout_;
 };
 

@@ -15,6 +15,8 @@ namespace {
 // How often WatchPlan sends the view even when nothing changed, so that a
 // client sees elapsed times move and notices a dead stream.
 constexpr std::chrono::seconds kWatchRefresh{1};
+// How often a follower asks the coordinator for a watcher.
+constexpr std::chrono::milliseconds kFollowerPoll{300};
 
 class FleetService final : public v1::Fleet::Service {
  public:
@@ -56,7 +58,7 @@ class FleetService final : public v1::Fleet::Service {
                        v1::PlanView* reply) override {
     if (absl::Status s = Check(*context, "GetPlan"); !s.ok()) return ToGrpcStatus(s);
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
-    *reply = coordinator_->View();
+    *reply = coordinator_->CoordinatorView();
     return grpc::Status::OK;
   }
 
@@ -66,6 +68,12 @@ class FleetService final : public v1::Fleet::Service {
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
     uint64_t version = 0;
     while (!context->IsCancelled()) {
+      if (node_.View().role() != "Leader") {
+        // A follower relays the coordinator's view, polled.
+        if (!writer->Write(coordinator_->CoordinatorView())) break;
+        std::this_thread::sleep_for(kFollowerPoll);
+        continue;
+      }
       if (!writer->Write(coordinator_->View(&version))) break;
       coordinator_->WaitForChange(version, kWatchRefresh);
     }

@@ -83,6 +83,10 @@ class Coordinator {
   // The committed plan as this agent knows it; on the coordinator with why
   // it is blocked. `version` increases with every change of the view.
   v1::PlanView View(uint64_t* version = nullptr);
+  // The coordinator's own view when this agent follows (asked over mTLS
+  // as a member), so that any agent shows why the plan waits; this
+  // agent's View when it leads, or when the coordinator cannot be asked.
+  v1::PlanView CoordinatorView();
   // Waits until the view's version passes `version`, or `timeout`.
   void WaitForChange(uint64_t version, std::chrono::milliseconds timeout);
   v1::PlanHistory History();
