@@ -23,6 +23,7 @@ constexpr std::chrono::seconds kCallTimeout{30};
 using Call = std::function<grpc::Status(v1::Fleet::Stub&, grpc::ClientContext&)>;
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
+  if (s.ok()) return absl::OkStatus();
   v1::ErrorInfo info;
   if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
     absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
@@ -30,7 +31,10 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
     return out;
   }
   return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
-                   "agent " + agent + ": " + s.error_message(), {{"agent", agent}});
+                   "agent " + agent + ": " +
+                       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) +
+                       (s.error_message().empty() ? "" : ": " + s.error_message()),
+                   {{"agent", agent}});
 }
 
 // Runs `call` against the agent; a follower's NOT_LEADER sends it once to
@@ -125,8 +129,10 @@ absl::StatusOr<v1::UpgradeRequest> BuildUpgrade(const FleetFlags& f) {
 }
 
 // Follows the plan until it settles. On a terminal the lines are redrawn in
-// place; otherwise a line is printed only when what it says changes.
-int Watch(const FleetFlags& flags) {
+// place; otherwise a line is printed only when what it says changes. With
+// `plan_id`, views of other plans are skipped: an agent that has not yet
+// learned of a plan just committed still shows the one before.
+int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
   const bool tty = ::isatty(STDOUT_FILENO) == 1 && flags.output != "json";
   size_t drawn = 0;
   std::vector<std::string> printed;
@@ -137,6 +143,7 @@ int Watch(const FleetFlags& flags) {
         auto reader = stub.WatchPlan(&context, v1::GetPlanRequest());
         v1::PlanView view;
         while (reader->Read(&view)) {
+          if (!plan_id.empty() && view.plan().plan_id() != plan_id) continue;
           if (flags.output == "json") {
             std::cout << Json(view) << std::endl;
           } else if (tty) {
@@ -179,7 +186,7 @@ int RunUpgrade(const FleetFlags& flags) {
   if (!s.ok()) return Fail("upgrade", s);
   if (flags.dry_run) {
     std::cout << (flags.output == "json" ? Json(view) + "\n" : RenderDryRun(view));
-    return view.dry_run_would_start() ? 0 : 1;
+    return DryRunRefused(view) ? 1 : 0;
   }
   if (flags.output == "json" && !flags.watch) {
     std::cout << Json(view) << "\n";
@@ -187,7 +194,7 @@ int RunUpgrade(const FleetFlags& flags) {
   }
   std::cerr << "plan " << view.plan().plan_id() << " committed: upgrade to "
             << view.plan().target_version() << " (follow it with kmsfleetctl watch)\n";
-  return flags.watch ? Watch(flags) : 0;
+  return flags.watch ? Watch(flags, view.plan().plan_id()) : 0;
 }
 
 int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFlags& flags) {
@@ -207,8 +214,8 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
   } else {
     std::cout << RenderPlan(view);
   }
-  if (flags.dry_run) return view.dry_run_would_start() ? 0 : 1;
-  return flags.watch ? Watch(flags) : 0;
+  if (flags.dry_run) return DryRunRefused(view) ? 1 : 0;
+  return flags.watch ? Watch(flags, view.plan().plan_id()) : 0;
 }
 
 int RunShow(const FleetFlags& flags) {
@@ -318,7 +325,12 @@ std::vector<CLI::App*> AddFleetCommands(CLI::App& app, FleetFlags& f) {
   ack->add_option("nonce", f.nonce, "the nonce `kmsfleetctl plan` shows")->required();
   commands.push_back(ack);
   for (CLI::App* c : commands) {
-    if (c->get_name() != "upgrade") AddCommon(*c, f);
+    const std::string name = c->get_name();
+    if (name == "upgrade") continue;
+    AddCommon(*c, f);
+    if (name == "pause" || name == "resume" || name == "abort" || name == "ack-break-glass") {
+      c->add_flag("--watch", f.watch, "then follow the plan until it settles");
+    }
   }
   return commands;
 }

@@ -150,9 +150,22 @@ std::string RenderDryRun(const v1::PlanView& view) {
     out << "  " << Pad(g.guard(), 20)
         << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
   }
-  out << (view.dry_run_would_start() ? "a real run would start now\n"
-                                      : "a real run would be refused now\n");
+  if (DryRunRefused(view)) {
+    out << "a real run would be refused now\n";
+  } else if (!view.dry_run_would_start()) {
+    out << "no guard refuses: a real run would start, and check the guards marked "
+           "NOT_EVALUATED in its Preflight phase, before any swap\n";
+  } else {
+    out << "a real run would start now\n";
+  }
   return out.str();
+}
+
+bool DryRunRefused(const v1::PlanView& view) {
+  for (const v1::GuardResult& g : view.dry_run()) {
+    if (!g.reason().empty() && g.reason() != "NOT_EVALUATED") return true;
+  }
+  return false;
 }
 
 std::string RenderHistory(const v1::PlanHistory& history) {

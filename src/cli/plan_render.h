@@ -29,6 +29,10 @@ std::vector<std::string> RenderProgress(const v1::PlanView& view);
 // A dry run: the node order and every guard's result, one per line.
 std::string RenderDryRun(const v1::PlanView& view);
 
+// True when a dry run's guard refused (one that was not evaluated, such
+// as doctor before anything is staged, does not count).
+bool DryRunRefused(const v1::PlanView& view);
+
 // `kmsfleetctl history`: one line per finished plan, newest first.
 std::string RenderHistory(const v1::PlanHistory& history);
 

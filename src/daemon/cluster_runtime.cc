@@ -6,6 +6,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
+#include "kmsfleet/node/openbao_health.h"
 
 namespace kmsfleet {
 
@@ -35,6 +36,11 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.addresses = addresses;
   o.channel_credentials = std::move(channel);
   o.history_path = config.state_dir + "/plan-history.pb";
+  // The coordinator asks OpenBao itself, at the address and with the CA of
+  // its own provider's config (every node's provider uses the same OpenBao).
+  o.probe_openbao = [facts = config.provider_facts]() -> std::optional<OpenBaoProbe> {
+    return ProbeOpenBaoHealth(facts, std::chrono::seconds(2));
+  };
   o.now_unix_ms = WallClockMs;
   o.random = [] {
     // The shell draws randomness; the plan machine only takes it.
