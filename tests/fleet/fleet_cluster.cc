@@ -1,0 +1,399 @@
+#include "fleet_cluster.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <sstream>
+#include <stdexcept>
+
+#include "election_cluster.h"
+#include "fleet.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+void Sh(const std::string& cmd) {
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(20);
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
+  if (!r.ok() || r->exit_code != 0) {
+    throw std::runtime_error("failed: " + cmd + "\n" +
+                             (r.ok() ? r->stderr_text : std::string(r.status().message())));
+  }
+}
+
+// O_CLOEXEC then rename: a child forked meanwhile must not inherit a write
+// descriptor of the file, or executing it fails with ETXTBSY.
+void WriteExecutable(const std::string& path, const std::string& body) {
+  std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  if (fd < 0 || write(fd, body.data(), body.size()) != static_cast<ssize_t>(body.size()) ||
+      close(fd) != 0) {
+    throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
+  }
+  chmod(tmp.c_str(), 0755);
+  std::filesystem::rename(tmp, path);
+}
+
+// "2026-11-30T12:00:00.123Z" -> Unix milliseconds; -1 if malformed.
+int64_t ParseTs(const std::string& ts) {
+  std::tm tm{};
+  int millis = 0;
+  if (sscanf(ts.c_str(), "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &millis) != 7) {
+    return -1;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000 + millis;
+}
+
+std::string Field(const std::string& line, const std::string& key) {
+  std::string needle = "\"" + key + "\":\"";
+  size_t at = line.find(needle);
+  if (at == std::string::npos) return "";
+  at += needle.size();
+  return line.substr(at, line.find('"', at) - at);
+}
+
+// A provider binary: the fake as `version`. The node is the directory of
+// the --config file every command gets (the agent runs provider commands
+// in a cleared environment), and its scenario is the one the unit serves.
+// With `toggles`, files in the node directory change this release only:
+// "never-ready" (/ready answers 503), "doctor-fails" (a failing check).
+std::string FakeScript(const std::string& version, bool toggles) {
+  std::string script =
+      "#!/bin/sh\n"
+      "d=\"\"; prev=\"\"\n"
+      "for a in \"$@\"; do [ \"$prev\" = --config ] && d=$(dirname \"$a\"); prev=$a; done\n"
+      "[ -n \"$d\" ] && export FAKE_BAO_KMS_SCENARIO=\"$d/scenario.yaml\"\n";
+  if (toggles) {
+    script +=
+        "if [ -n \"$d\" ] && [ -e \"$d/never-ready\" ]; then set -- --fake-set ready=false \"$@\"; fi\n"
+        "if [ -n \"$d\" ] && [ -e \"$d/doctor-fails\" ]; then\n"
+        "  set -- --fake-set 'doctor={fail: [transit.metadata]}' \"$@\"\n"
+        "fi\n";
+  }
+  return script + "exec " + std::string(FAKE_PROVIDER_PATH) + " --fake-version " + version +
+         " \"$@\"\n";
+}
+
+}  // namespace
+
+FleetCluster::FleetCluster(const std::string& installed_version) {
+  pki_ = dir_.File("pki");
+  if (!MakeCertificates(pki_, {Name(0), Name(1), Name(2)}) ||
+      !MakeOperatorCertificate(pki_, "alice")) {
+    throw std::runtime_error("openssl could not make the fleet's certificates");
+  }
+  Sh("openssl genpkey -algorithm ed25519 -out " + dir_.File("release.key") +
+     " && openssl pkey -in " + dir_.File("release.key") + " -pubout -out " +
+     dir_.File("release.pub"));
+  std::filesystem::create_directories("/run/systemd/system");  // user manager needs it
+  for (const char* sub : {"rt", "cfg/systemd/user", "rel"}) {
+    std::filesystem::create_directories(dir_.File(sub));
+  }
+  chmod(dir_.File("rt").c_str(), 0700);
+  openbao_port_ = FreeLoopbackPort();
+  SetOpenBao("active");
+  openbao_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{FAKE_OPENBAO_PATH, "--state-file", dir_.File("openbao.state"),
+                               "--listen", "127.0.0.1:" + std::to_string(openbao_port_)},
+      ChildOptions{.out_path = dir_.File("openbao.log")});
+  for (int i = 0; i < kNodes; ++i) {
+    cluster_ports_.push_back(FreeLoopbackPort());
+    metrics_ports_.push_back(FreeLoopbackPort());
+    health_ports_.push_back(FreeLoopbackPort());
+  }
+  for (int i = 0; i < kNodes; ++i) {
+    for (const char* sub : {"bin", "pstate", "state", "run"}) {
+      std::filesystem::create_directories(NodeDir(i) + "/" + sub);
+    }
+    WriteExecutable(NodeDir(i) + "/bin/bao-kms-provider", FakeScript(installed_version, false));
+    WriteNode(i);
+  }
+  StartManager();
+  for (int i = 0; i < kNodes; ++i) Systemctl({"start", "bao-kms-provider-" + Name(i) + ".service"});
+  for (int i = 0; i < kNodes; ++i) {
+    if (!WaitUntil([&] { return ProviderReady(i); }, std::chrono::seconds(20))) {
+      throw std::runtime_error(Name(i) + "'s provider never became ready:\n" + Logs());
+    }
+  }
+  agents_.resize(kNodes);
+  for (int i = 0; i < kNodes; ++i) StartAgent(i);
+  if (WaitForCoordinator() < 0) throw std::runtime_error("no coordinator elected:\n" + Logs());
+}
+
+FleetCluster::~FleetCluster() {
+  for (auto& agent : agents_) {
+    if (!agent) continue;
+    agent->Signal(SIGTERM);
+    if (!agent->Wait(std::chrono::seconds(15))) agent->Signal(SIGKILL);
+  }
+  if (manager_) {
+    // SIGTERM: the manager stops its units before it exits.
+    manager_->Signal(SIGTERM);
+    if (!manager_->Wait(std::chrono::seconds(15))) manager_->Signal(SIGKILL);
+  }
+}
+
+void FleetCluster::WriteNode(int i) {
+  const std::string node = NodeDir(i);
+  const std::string sock = node + "/run/kms.sock";
+  const std::string registry = node + "/pstate/key-registry.json";
+  WriteFile(node + "/provider.yaml",
+            "configVersion: v1alpha1\n"
+            "server:\n"
+            "  socketPath: " + sock + "\n"
+            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_ports_[i]) + "\n"
+            "  healthAddress: 127.0.0.1:" + std::to_string(health_ports_[i]) + "\n"
+            "openbao:\n  address: http://127.0.0.1:" + std::to_string(openbao_port_) + "\n"
+            "transit:\n"
+            "  keyIdScope: {providerName: openbao-kms-a, clusterId: a,"
+            " transitMountId: transit-a, keyLineageId: lineage-a}\n"
+            "state:\n  path: " + registry + "\n");
+  WriteFile(node + "/encryption-config.yaml",
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+            "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
+            "          apiVersion: v2\n          name: openbao-kms-a\n"
+            "          endpoint: unix://" + sock + "\n");
+  SetScenario(i, "key_seed: fleet-key-1\n");
+  const std::string unit = "bao-kms-provider-" + Name(i) + ".service";
+  WriteFile(dir_.File("cfg/systemd/user/") + unit,
+            "[Unit]\nDescription=fake bao-kms-provider " + Name(i) + "\n"
+            "[Service]\nType=exec\n"
+            "ExecStart=" + node + "/bin/bao-kms-provider serve --config " + node +
+                "/provider.yaml\n"
+            "Environment=FAKE_BAO_KMS_SCENARIO=" + node + "/scenario.yaml\n"
+
+            "StandardError=append:" + node + "/provider.log\n"
+            "Restart=no\n");
+  std::string peers;
+  for (int j = 0; j < kNodes; ++j) {
+    if (j == i) continue;
+    peers += "  - {name: " + Name(j) + ", address: 127.0.0.1:" +
+             std::to_string(cluster_ports_[j]) + "}\n";
+  }
+  WriteFile(node + "/kmsfleet.yaml",
+            "node: " + Name(i) + "\n"
+            "state_dir: " + node + "/state\n"
+            "listen:\n  unix: " + node + "/agent.sock\n"
+            "provider:\n"
+            "  metrics_url: http://127.0.0.1:" + std::to_string(metrics_ports_[i]) + "/metrics\n"
+            "  ready_url: http://127.0.0.1:" + std::to_string(health_ports_[i]) + "/ready\n"
+            "  live_url: http://127.0.0.1:" + std::to_string(health_ports_[i]) + "/live\n"
+            "  kms_socket: " + sock + "\n"
+            "  binary: " + node + "/bin/bao-kms-provider\n"
+            "  config: " + node + "/provider.yaml\n"
+            "  encryption_config: " + node + "/encryption-config.yaml\n"
+            "  unit: " + unit + "\n"
+            "  http_timeout_ms: 1000\n  kms_timeout_ms: 1000\n"
+            "executor:\n"
+            "  bus_address: unix:path=" + dir_.File("rt/systemd/private") + "\n"
+            "  public_keys: [" + dir_.File("release.pub") + "]\n"
+            "  stabilization_ms: 1000\n"
+            "  ready_timeout_ms: 6000\n"
+            "  unit_timeout_ms: 20000\n"
+            "  poll_interval_ms: 100\n"
+            "  doctor_timeout_ms: 20000\n"
+            "peers:\n" + peers +
+            "cluster:\n"
+            "  listen: 127.0.0.1:" + std::to_string(cluster_ports_[i]) + "\n"
+            "  tls:\n"
+            "    ca: " + pki_ + "/ca.pem\n"
+            "    cert: " + pki_ + "/" + Name(i) + ".pem\n"
+            "    key: " + pki_ + "/" + Name(i) + ".key\n"
+            "    operator_trust_domain: " + kOperatorTrustDomain + "\n");
+}
+
+void FleetCluster::StartManager() {
+  manager_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{"/lib/systemd/systemd", "--user"},
+      ChildOptions{.out_path = dir_.File("manager.log"),
+                   .extra_env = {"XDG_RUNTIME_DIR=" + dir_.File("rt"),
+                                 "XDG_CONFIG_HOME=" + dir_.File("cfg")},
+                   .drop_env_prefixes = {"DBUS_", "XDG_", "NOTIFY_SOCKET", "LISTEN_",
+                                         "INVOCATION_ID"}});
+  if (!WaitUntil([&] { return PathExists(dir_.File("rt/systemd/private")); },
+                 std::chrono::seconds(10))) {
+    throw std::runtime_error("systemd --user did not start:\n" + ReadFile(dir_.File("manager.log")));
+  }
+}
+
+std::string FleetCluster::Systemctl(const std::vector<std::string>& args) {
+  std::string cmd = "XDG_RUNTIME_DIR=" + dir_.File("rt") +
+                    " DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager";
+  for (const auto& a : args) cmd += " '" + a + "'";
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(20);
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
+  return r.ok() ? r->stdout_text + r->stderr_text : std::string(r.status().message());
+}
+
+void FleetCluster::StartAgent(int i) {
+  std::filesystem::remove(NodeDir(i) + "/agent.sock");
+  agents_[i] = std::make_unique<ChildProcess>(
+      std::vector<std::string>{KMSFLEETD_PATH, "--config", NodeDir(i) + "/kmsfleet.yaml"},
+      ChildOptions{.out_path = NodeDir(i) + "/agent.log"});
+  if (!WaitUntil([&] { return PathExists(NodeDir(i) + "/agent.sock"); },
+                 std::chrono::seconds(10))) {
+    throw std::runtime_error(Name(i) + "'s kmsfleetd did not start:\n" +
+                             ReadFile(NodeDir(i) + "/agent.log"));
+  }
+}
+
+void FleetCluster::KillAgent(int i) {
+  agents_[i]->Signal(SIGKILL);
+  agents_[i]->Wait(std::chrono::seconds(5));
+  agents_[i].reset();
+}
+
+FleetCluster::Release FleetCluster::MakeRelease(const std::string& version) {
+  const std::string rel = dir_.File("rel/" + version);
+  std::filesystem::create_directories(rel);
+  const std::string name = "bao-kms-provider_" + version + "_linux_amd64";
+  Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig"};
+  WriteExecutable(r.binary, FakeScript(version, /*toggles=*/true));
+  Sh("cd " + rel + " && sha256sum " + name + " > checksums.txt");
+  Sh("openssl pkeyutl -sign -inkey " + dir_.File("release.key") + " -rawin -in " + r.checksums +
+     " | base64 > " + r.signature);
+  return r;
+}
+
+void FleetCluster::Toggle(int i, const std::string& toggle, bool on) {
+  const std::string path = NodeDir(i) + "/" + toggle;
+  if (on) {
+    WriteFile(path, "on\n");
+  } else {
+    std::filesystem::remove(path);
+  }
+}
+
+void FleetCluster::SetScenario(int i, const std::string& yaml) {
+  WriteFile(NodeDir(i) + "/scenario.yaml", yaml);
+}
+
+void FleetCluster::SetOpenBao(const std::string& state) {
+  WriteFile(dir_.File("openbao.state"), state + "\n");
+}
+
+absl::StatusOr<SubprocessResult> FleetCluster::Ctl(int i, std::vector<std::string> args,
+                                                   std::chrono::seconds timeout) {
+  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const std::string& a :
+       {std::string("--agent"), "127.0.0.1:" + std::to_string(cluster_ports_[i]),
+        std::string("--ca"), pki_ + "/ca.pem", std::string("--cert"), pki_ + "/alice.pem",
+        std::string("--key"), pki_ + "/alice.key", std::string("--server-name"), Name(i)}) {
+    argv.push_back(a);
+  }
+  SubprocessOptions o;
+  o.timeout = timeout;
+  return RunSubprocess(argv, o);
+}
+
+absl::StatusOr<SubprocessResult> FleetCluster::LocalCtl(int i, std::vector<std::string> args) {
+  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  argv.push_back("--agent");
+  argv.push_back("unix:" + NodeDir(i) + "/agent.sock");
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(60);
+  return RunSubprocess(argv, o);
+}
+
+int FleetCluster::WaitForCoordinator(std::chrono::seconds timeout) {
+  int found = -1;
+  WaitUntil(
+      [&] {
+        std::vector<std::string> args = {"leader", "--output", "json"};
+        for (int i = 0; i < kNodes; ++i) {
+          if (!agents_[i]) continue;
+          args.push_back("--agent");
+          args.push_back("unix:" + NodeDir(i) + "/agent.sock");
+        }
+        std::vector<std::string> argv = {KMSFLEETCTL_PATH};
+        argv.insert(argv.end(), args.begin(), args.end());
+        SubprocessOptions o;
+        o.timeout = std::chrono::seconds(10);
+        absl::StatusOr<SubprocessResult> r = RunSubprocess(argv, o);
+        if (!r.ok() || r->exit_code != 0) return false;
+        std::string name = Field(r->stdout_text, "coordinator");
+        if (name.size() != 4) return false;
+        found = Index(name);
+        return found >= 0 && found < kNodes && agents_[found] != nullptr;
+      },
+      timeout);
+  return found;
+}
+
+bool FleetCluster::ProviderReady(int i) {
+  return HttpRequest("127.0.0.1:" + std::to_string(health_ports_[i]), "GET", "/ready").status ==
+         200;
+}
+
+std::string FleetCluster::ServingVersion(int i) {
+  HttpReply r = HttpRequest("127.0.0.1:" + std::to_string(metrics_ports_[i]), "GET", "/metrics");
+  size_t at = r.body.find("openbao_kms_build_info{");
+  if (r.status != 200 || at == std::string::npos) return "";
+  size_t v = r.body.find("version=\"", at);
+  if (v == std::string::npos) return "";
+  v += 9;
+  return r.body.substr(v, r.body.find('"', v) - v);
+}
+
+std::vector<Interval> FleetCluster::DownIntervals() {
+  std::vector<Interval> out;
+  for (int i = 0; i < kNodes; ++i) {
+    std::istringstream log(ReadFile(NodeDir(i) + "/provider.log"));
+    bool served = false;
+    int64_t down_since = -1;
+    for (std::string line; std::getline(log, line);) {
+      const std::string message = Field(line, "message");
+      const int64_t ts = ParseTs(Field(line, "ts"));
+      if (message == "serve.ready") {
+        if (down_since >= 0) out.push_back({Name(i), down_since, ts});
+        down_since = -1;
+        served = true;
+      } else if (served && down_since < 0 && message == "serve.stopping") {
+        down_since = ts;
+      }
+    }
+    if (down_since >= 0) out.push_back({Name(i), down_since, INT64_MAX});
+  }
+  return out;
+}
+
+std::string FleetCluster::OverlappingDowntime() {
+  std::vector<Interval> all = DownIntervals();
+  for (size_t a = 0; a < all.size(); ++a) {
+    for (size_t b = a + 1; b < all.size(); ++b) {
+      if (all[a].node == all[b].node) continue;
+      if (all[a].from_ms < all[b].to_ms && all[b].from_ms < all[a].to_ms) {
+        return all[a].node + " down [" + std::to_string(all[a].from_ms) + "," +
+               std::to_string(all[a].to_ms) + ") overlaps " + all[b].node + " down [" +
+               std::to_string(all[b].from_ms) + "," + std::to_string(all[b].to_ms) + ")";
+      }
+    }
+  }
+  return "";
+}
+
+std::string FleetCluster::Logs() {
+  std::string out;
+  for (int i = 0; i < kNodes; ++i) {
+    out += "--- " + Name(i) + " agent.log (tail)\n";
+    std::string log = ReadFile(NodeDir(i) + "/agent.log");
+    out += log.size() > 6000 ? log.substr(log.size() - 6000) : log;
+  }
+  out += "--- manager.log\n" + ReadFile(dir_.File("manager.log"));
+  return out;
+}
+
+}  // namespace kmsfleet::testing

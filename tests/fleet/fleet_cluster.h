@@ -1,0 +1,93 @@
+// A three-node control plane for the fleet end-to-end tests (issue 9):
+// one systemd --user manager hosting each node's fake bao-kms-provider as
+// a unit of its own, three kmsfleetd agents electing a coordinator over
+// mTLS, a fake OpenBao health endpoint every provider config points at,
+// and an operator certificate for kmsfleetctl.
+//
+// Every provider unit appends the fake's JSON log to <node>/provider.log:
+// DownIntervals() reads when each provider was not serving, so a test can
+// prove that two were never down at once.
+#ifndef KMSFLEET_TESTS_FLEET_FLEET_CLUSTER_H_
+#define KMSFLEET_TESTS_FLEET_FLEET_CLUSTER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/node/subprocess.h"
+#include "process_harness.h"
+
+namespace kmsfleet::testing {
+
+struct Interval {
+  std::string node;
+  int64_t from_ms = 0, to_ms = 0;  // to_ms = INT64_MAX while still down
+};
+
+class FleetCluster {
+ public:
+  static constexpr int kNodes = 3;
+  // Starts the manager, OpenBao, every provider at `installed_version` and
+  // every agent, and waits for a coordinator.
+  explicit FleetCluster(const std::string& installed_version = "0.1.0");
+  ~FleetCluster();
+
+  std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
+  std::string NodeDir(int i) const { return dir_.File(Name(i)); }
+  int Index(const std::string& name) const { return name.back() - '1'; }
+
+  // The release every node stages: a script running the fake as `version`
+  // that obeys per-node toggles (Toggle); checksums.txt and its Ed25519
+  // signature, which every agent trusts.
+  struct Release {
+    std::string binary, checksums, signature;
+  };
+  Release MakeRelease(const std::string& version);
+  // Creates or removes <node>/<toggle>: "never-ready" (the new release's
+  // /ready answers 503) or "doctor-fails" (its doctor fails a check).
+  void Toggle(int i, const std::string& toggle, bool on);
+  // Rewrites node i's scenario (the fake reloads it while serving).
+  void SetScenario(int i, const std::string& yaml);
+  // "active", "sealed", "standby" or "uninitialized".
+  void SetOpenBao(const std::string& state);
+
+  // kmsfleetctl <args> as the operator, against agent `i` over mTLS.
+  absl::StatusOr<SubprocessResult> Ctl(int i, std::vector<std::string> args,
+                                       std::chrono::seconds timeout = std::chrono::seconds(120));
+  // The same over agent i's unix socket (identity "local root").
+  absl::StatusOr<SubprocessResult> LocalCtl(int i, std::vector<std::string> args);
+  // Index of the agent every running agent names as coordinator, or -1.
+  int WaitForCoordinator(std::chrono::seconds timeout = std::chrono::seconds(30));
+
+  // The version the node's running provider reports, "" when down.
+  std::string ServingVersion(int i);
+  bool ProviderReady(int i);
+  // When each provider was not serving after it first became ready.
+  std::vector<Interval> DownIntervals();
+  // Two intervals of different nodes that overlap, described; "" if none.
+  std::string OverlappingDowntime();
+
+  void KillAgent(int i);  // SIGKILL and reap
+  void StartAgent(int i);
+  ChildProcess* agent(int i) { return agents_[i].get(); }
+  std::string Logs();
+
+ private:
+  void WriteNode(int i);
+  void StartManager();
+  std::string Systemctl(const std::vector<std::string>& args);
+
+  TempDir dir_;
+  std::string pki_;
+  std::vector<uint16_t> cluster_ports_, metrics_ports_, health_ports_;
+  uint16_t openbao_port_ = 0;
+  std::unique_ptr<ChildProcess> manager_;
+  std::unique_ptr<ChildProcess> openbao_;
+  std::vector<std::unique_ptr<ChildProcess>> agents_;
+};
+
+}  // namespace kmsfleet::testing
+
+#endif  // KMSFLEET_TESTS_FLEET_FLEET_CLUSTER_H_

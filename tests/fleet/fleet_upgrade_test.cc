@@ -1,0 +1,215 @@
+// End to end (issue 9): kmsfleetctl -> the elected coordinator -> three
+// agents over mTLS -> fake providers under a real systemd user manager.
+// Each test proves what an operator would see and that no two providers
+// were ever down at once (the fakes' own start and stop log lines).
+#include <signal.h>
+
+#include <regex>
+
+#include "fleet_cluster.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+class FleetUpgradeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fleet_ = std::make_unique<FleetCluster>("0.1.0");
+    release_ = fleet_->MakeRelease("0.2.0");
+  }
+
+  std::vector<std::string> Upgrade(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"upgrade", "--to", "0.2.0", "--artifact", release_.binary,
+                                     "--checksums", release_.checksums, "--signature",
+                                     release_.signature};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  // Runs kmsfleetctl against agent `i`; the result's output for messages.
+  SubprocessResult Run(int i, const std::vector<std::string>& args) {
+    absl::StatusOr<SubprocessResult> r = fleet_->Ctl(i, args);
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status();
+      return {};
+    }
+    return *r;
+  }
+
+  // The committed plan's JSON, from agent `i`.
+  std::string PlanJson(int i = 0) { return Run(i, {"plan", "--output", "json"}).stdout_text; }
+
+  // Waits until the plan's phase is `phase` (as JSON spells it).
+  bool WaitForPhase(const std::string& phase, std::chrono::seconds timeout) {
+    return WaitUntil([&] { return PlanJson().find("\"" + phase + "\"") != std::string::npos; },
+                     timeout);
+  }
+
+  std::vector<std::string> Versions() {
+    std::vector<std::string> v;
+    for (int i = 0; i < FleetCluster::kNodes; ++i) v.push_back(fleet_->ServingVersion(i));
+    return v;
+  }
+
+  std::unique_ptr<FleetCluster> fleet_;
+  FleetCluster::Release release_;
+};
+
+TEST_F(FleetUpgradeTest, OneCommandUpgradesEveryNodeOneAtATimeAndEndsInParity) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run((coordinator + 1) % 3, Upgrade({"--watch"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  EXPECT_THAT(r.stdout_text, HasSubstr("3/3 nodes  Completed"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  std::vector<Interval> down = fleet_->DownIntervals();
+  ASSERT_EQ(down.size(), 3u) << fleet_->Logs();
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+  // Sorted by name, the coordinator's own node last.
+  std::sort(down.begin(), down.end(),
+            [](const Interval& a, const Interval& b) { return a.from_ms < b.from_ms; });
+  EXPECT_EQ(down.back().node, fleet_->Name(coordinator));
+  std::string plan = PlanJson();
+  EXPECT_THAT(plan, HasSubstr("PLAN_PHASE_COMPLETED"));
+  EXPECT_THAT(plan, HasSubstr("operator alice"));
+  SubprocessResult status = Run(0, {"status", "--output", "json"});
+  SubprocessResult history = Run(1, {"history"});
+  EXPECT_THAT(history.stdout_text, HasSubstr("Completed"));
+  EXPECT_THAT(history.stdout_text, HasSubstr("0.1.0 -> 0.2.0"));
+}
+
+TEST_F(FleetUpgradeTest, DryRunPrintsEveryGuardAndChangesNothing) {
+  SubprocessResult r = Run(0, Upgrade({"--dry-run"}));
+  EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  for (const char* guard : {"node order", "fleet health", "version policy", "compatibility",
+                            "parity", "openbao", "rotation", "doctor"}) {
+    EXPECT_THAT(r.stdout_text, HasSubstr(guard));
+  }
+  EXPECT_THAT(r.stdout_text, HasSubstr("no guard refuses"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
+TEST_F(FleetUpgradeTest, DoctorFailingOnOneNodeHaltsBeforeAnySwap) {
+  fleet_->Toggle(1, "doctor-fails", true);
+  SubprocessResult r = Run(0, Upgrade({"--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("DOCTOR_FAILED"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("cp-2"));
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_HALTED"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
+TEST_F(FleetUpgradeTest, NodeThatNeverBecomesReadyIsRestoredAndThePlanHalts) {
+  fleet_->Toggle(1, "never-ready", true);
+  SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_HALTED"));
+  // cp-1 was upgraded, cp-2 restored, cp-3 never touched.
+  EXPECT_EQ(Versions(), (std::vector<std::string>{"0.2.0", "0.1.0", "0.1.0"}));
+  EXPECT_TRUE(fleet_->ProviderReady(1));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
+TEST_F(FleetUpgradeTest, PendingRotationStopsThePlanBeforeAnySwap) {
+  for (int i = 0; i < 3; ++i) fleet_->SetScenario(i, "key_seed: fleet-key-1\nrotation_state: pending\n");
+  SubprocessResult r = Run(0, Upgrade({"--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text + r.stderr_text, HasSubstr("ROTATION_IN_PROGRESS")) << fleet_->Logs();
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+}
+
+TEST_F(FleetUpgradeTest, SealedOpenBaoHoldsThePlanUntilItIsUnsealed) {
+  fleet_->SetOpenBao("sealed");
+  SubprocessResult r = Run(0, Upgrade());
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  ASSERT_TRUE(WaitUntil([&] { return Run(0, {"plan"}).stdout_text.find("OPENBAO_SEALED") !=
+                                     std::string::npos; },
+                        std::chrono::seconds(30)))
+      << Run(0, {"plan"}).stdout_text;
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_TRUE(fleet_->DownIntervals().empty()) << "a node was swapped while OpenBao was sealed";
+  fleet_->SetOpenBao("active");
+  SubprocessResult watch = Run(0, {"watch"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text;
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+}
+
+TEST_F(FleetUpgradeTest, CoordinatorKilledDuringASwapIsReplacedAndThePlanFinishes) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run(coordinator, Upgrade());
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  // Kill the coordinator while the first node is in flight.
+  ASSERT_TRUE(WaitUntil([&] { return PlanJson(coordinator).find("SWAPPING") != std::string::npos; },
+                        std::chrono::seconds(60)))
+      << PlanJson(coordinator) << fleet_->Logs();
+  fleet_->KillAgent(coordinator);
+  const int next = fleet_->WaitForCoordinator(std::chrono::seconds(30));
+  ASSERT_GE(next, 0);
+  ASSERT_NE(next, coordinator);
+  // The survivors finish every node but the dead coordinator's, which
+  // cannot be reached: the plan waits for it, and says so.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return Run(next, {"plan"}).stdout_text.find("AGENT_UNREACHABLE") != std::string::npos; },
+      std::chrono::seconds(90)))
+      << Run(next, {"plan"}).stdout_text << fleet_->Logs();
+  fleet_->StartAgent(coordinator);
+  SubprocessResult watch = Run(next, {"watch"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
+TEST_F(FleetUpgradeTest, PauseHoldsTheNextNodeAndResumeFinishes) {
+  SubprocessResult r = Run(0, Upgrade({"--soak", "3s", "--order", "cp-1,cp-2,cp-3"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  ASSERT_TRUE(WaitUntil([&] { return fleet_->ServingVersion(0) == "0.2.0"; },
+                        std::chrono::seconds(60)));
+  SubprocessResult pause = Run(1, {"pause"});
+  ASSERT_EQ(pause.exit_code, 0) << pause.stdout_text << pause.stderr_text;
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_PAUSED", std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0") << "a paused plan started another node";
+  SubprocessResult resume = Run(2, {"resume", "--watch"});
+  EXPECT_EQ(resume.exit_code, 0) << resume.stdout_text << resume.stderr_text;
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_THAT(PlanJson(), HasSubstr("pause"));
+}
+
+TEST_F(FleetUpgradeTest, AbortStopsBeforeTheNextNodeAndLeavesTheFleetServing) {
+  SubprocessResult r = Run(0, Upgrade({"--soak", "3s", "--order", "cp-1,cp-2,cp-3"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  ASSERT_TRUE(WaitUntil([&] { return fleet_->ServingVersion(0) == "0.2.0"; },
+                        std::chrono::seconds(60)));
+  SubprocessResult abort = Run(0, {"abort"});
+  ASSERT_EQ(abort.exit_code, 0) << abort.stdout_text << abort.stderr_text;
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_ABORTED", std::chrono::seconds(30))) << PlanJson();
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(fleet_->ProviderReady(i)) << i;
+  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
+}
+
+TEST_F(FleetUpgradeTest, CommandsWithoutAPlanAreRefusedWithAReason) {
+  SubprocessResult r = Run(0, {"abort"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.stderr_text, HasSubstr("NO_PLAN"));
+}
+
+TEST_F(FleetUpgradeTest, RollbackAfterCompletionReturnsEveryNodeToTheVersionBefore) {
+  ASSERT_EQ(Run(0, Upgrade({"--watch"})).exit_code, 0) << fleet_->Logs();
+  SubprocessResult dry = Run(0, {"rollback", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
+  SubprocessResult r = Run(1, {"rollback", "--watch"});
+  EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing
