@@ -1,31 +1,38 @@
 #!/usr/bin/env bash
-# The local three-node demo: three fake bao-kms-provider processes, three
-# kmsfleetd agents, and kmsfleetctl showing key_id hash parity, then
-# detecting a node whose provider switched to another key_id; then the
-# agents' coordinator election: failover after SIGKILL, and a command
-# under the deposed coordinator's fence refused.
-# Usage: scripts/demo.sh BUILD_DIR   (./dev demo builds and calls this)
+# The local three-node demo (./dev demo builds and calls this):
+#   three fake bao-kms-provider units under a real `systemd --user`
+#   manager, a fake OpenBao, three kmsfleetd agents electing a coordinator
+#   over mTLS, and the operator (kmsfleetctl, with an operator
+#   certificate) upgrading the fleet from 0.1.0 to 0.2.0 one node at a
+#   time with live progress, then a rollback refused across a one-way
+#   release, with its reason.
+# Usage: scripts/demo.sh BUILD_DIR
 set -euo pipefail
 
 build=${1:?usage: demo.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
 fake="$build/tests/fakes/fake-bao-kms-provider"
+openbao="$build/tests/fakes/fake-openbao-health"
 agent="$build/src/daemon/kmsfleetd"
 ctl="$build/src/cli/kmsfleetctl"
-for bin in "$fake" "$agent" "$ctl"; do
+for bin in "$fake" "$openbao" "$agent" "$ctl"; do
   [ -x "$bin" ] || { echo "demo: missing $bin; run ./dev demo" >&2; exit 1; }
 done
 
 work=$(mktemp -d /tmp/kmsfleet-demo.XXXXXX)
 pids=()
+manager_pid=""
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The manager stops the provider units before it exits.
+  [ -z "$manager_pid" ] || kill "$manager_pid" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
 
 step() { printf '\n\033[1m[%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"; }
+quiet() { "$@" >/dev/null 2>&1; }
 
 # Waits until "$@" succeeds, for at most $1 seconds.
 wait_for() {
@@ -37,11 +44,6 @@ wait_for() {
   echo "  (still not done after ${seconds}s: $*)"; return 1
 }
 
-json_field() {  # json_field FILE KEY -> value of "KEY":"value"
-  sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p" "$1"
-}
-
-# A free loopback TCP port for each agent's cluster listener.
 free_port() {
   local port
   while :; do
@@ -51,31 +53,116 @@ free_port() {
 }
 
 nodes=(cp-1 cp-2 cp-3)
-agents=()
-declare -A agent_pid cluster_port
-for node in "${nodes[@]}"; do cluster_port[$node]=$(free_port); done
-step "starting three simulated providers (fake-bao-kms-provider serve)"
+pki="$work/pki"
+mkdir -p "$pki" "$work/rt" "$work/cfg/systemd/user" "$work/rel"
+chmod 700 "$work/rt"
+
+step "making the fleet CA, a certificate per node and one for the operator (openssl)"
+openssl_quiet() { openssl "$@" >/dev/null 2>&1; }
+openssl_quiet req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout "$pki/ca.key" -out "$pki/ca.pem" -days 2 -subj "/CN=kmsfleet demo CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+issue() {  # issue NAME SAN EKU
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$2" "$3" >"$pki/$1.ext"
+  openssl_quiet req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "/CN=$1"
+  openssl_quiet x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+    -CAcreateserial -out "$pki/$1.pem" -days 2 -extfile "$pki/$1.ext"
+}
+for node in "${nodes[@]}"; do issue "$node" "DNS:$node" serverAuth,clientAuth; done
+issue alice "URI:spiffe://kmsfleet.demo/kmsfleet/operator/alice" clientAuth
+echo "  CA, cp-1..3 (SAN DNS:<node>), alice (SAN spiffe://kmsfleet.demo/kmsfleet/operator/alice)"
+
+step "a release signing key, release 0.1.0 installed everywhere, release 0.2.0 published"
+openssl_quiet genpkey -algorithm ed25519 -out "$work/release.key"
+openssl_quiet pkey -in "$work/release.key" -pubout -out "$work/release.pub"
+release() {  # release VERSION -> a binary, checksums.txt and its signature
+  local dir="$work/rel/$1" name="bao-kms-provider_$1_linux_amd64"
+  mkdir -p "$dir"
+  printf '#!/bin/sh\nexec %s --fake-version %s "$@"\n' "$fake" "$1" >"$dir/$name"
+  chmod 755 "$dir/$name"
+  (cd "$dir" && sha256sum "$name" >checksums.txt)
+  openssl pkeyutl -sign -inkey "$work/release.key" -rawin -in "$dir/checksums.txt" |
+    base64 >"$dir/checksums.txt.sig"
+}
+release 0.1.0
+release 0.2.0
+# The demo's policy: 0.2.0 is one-way, as some real releases are.
+cat >"$work/policy.yaml" <<YAML
+apiVersion: kmsfleet.io/v1
+kind: CompatibilityPolicy
+releases:
+  - version: 0.2.0
+    oneWay: true
+    notes: "demo: 0.2.0 writes state 0.1.0 cannot read back"
+YAML
+echo "  $work/rel/0.2.0: bao-kms-provider_0.2.0_linux_amd64, checksums.txt, checksums.txt.sig"
+
+step "a fake OpenBao answering /v1/sys/health: initialised, unsealed, active"
+openbao_port=$(free_port)
+echo active >"$work/openbao.state"
+"$openbao" --state-file "$work/openbao.state" --listen "127.0.0.1:$openbao_port" \
+  >"$work/openbao.log" 2>&1 &
+pids+=($!)
+
+step "a systemd --user manager running one bao-kms-provider unit per node"
+mkdir -p /run/systemd/system 2>/dev/null || true
+env -u DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR="$work/rt" XDG_CONFIG_HOME="$work/cfg" \
+  /lib/systemd/systemd --user >"$work/manager.log" 2>&1 &
+manager_pid=$!
+wait_for 15 test -S "$work/rt/systemd/private" || { cat "$work/manager.log"; exit 1; }
+systemctl_user() {
+  XDG_RUNTIME_DIR="$work/rt" DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager "$@"
+}
+
+declare -A cluster_port metrics_port health_port
 for node in "${nodes[@]}"; do
-  dir="$work/$node"; mkdir -p "$dir"
+  cluster_port[$node]=$(free_port); metrics_port[$node]=$(free_port); health_port[$node]=$(free_port)
+done
+for node in "${nodes[@]}"; do
+  dir="$work/$node"; mkdir -p "$dir/bin" "$dir/pstate" "$dir/state" "$dir/run"
+  cp "$work/rel/0.1.0/bao-kms-provider_0.1.0_linux_amd64" "$dir/bin/bao-kms-provider"
   cat >"$dir/provider.yaml" <<YAML
 configVersion: v1alpha1
 server:
-  socketPath: $dir/kms.sock
-  metricsAddress: 127.0.0.1:0
-  healthAddress: 127.0.0.1:0
+  socketPath: $dir/run/kms.sock
+  metricsAddress: 127.0.0.1:${metrics_port[$node]}
+  healthAddress: 127.0.0.1:${health_port[$node]}
+openbao:
+  address: http://127.0.0.1:$openbao_port
+transit:
+  keyIdScope: {providerName: openbao-kms-a, clusterId: a, transitMountId: transit-a, keyLineageId: lineage-a}
+state:
+  path: $dir/pstate/key-registry.json
+YAML
+  cat >"$dir/encryption-config.yaml" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - kms: {apiVersion: v2, name: openbao-kms-a, endpoint: "unix://$dir/run/kms.sock"}
 YAML
   echo "key_seed: demo-lineage/v1" >"$dir/scenario.yaml"
-  "$fake" serve --config "$dir/provider.yaml" --scenario "$dir/scenario.yaml" \
-    --listen-info "$dir/listen.json" >"$dir/provider.log" 2>&1 &
-  pids+=($!)
+  cat >"$work/cfg/systemd/user/bao-kms-provider-$node.service" <<UNIT
+[Unit]
+Description=bao-kms-provider ($node, simulated)
+[Service]
+Type=exec
+ExecStart=$dir/bin/bao-kms-provider serve --config $dir/provider.yaml
+Environment=FAKE_BAO_KMS_SCENARIO=$dir/scenario.yaml
+StandardError=append:$dir/provider.log
+UNIT
 done
+systemctl_user daemon-reload
+for node in "${nodes[@]}"; do systemctl_user start "bao-kms-provider-$node.service"; done
 for node in "${nodes[@]}"; do
-  dir="$work/$node"
-  wait_for 30 test -s "$dir/listen.json" || { cat "$dir/provider.log"; exit 1; }
-  echo "  $node metrics $(json_field "$dir/listen.json" metrics), health $(json_field "$dir/listen.json" health)"
+  wait_for 20 curl -sf "http://127.0.0.1:${health_port[$node]}/ready" ||
+    { cat "$work/$node/provider.log"; exit 1; }
+  echo "  bao-kms-provider-$node.service: active, /ready 200"
 done
 
-step "starting one kmsfleetd agent per node"
+step "one kmsfleetd agent per node, electing a coordinator over mutual TLS"
 for node in "${nodes[@]}"; do
   dir="$work/$node"
   cat >"$dir/kmsfleet.yaml" <<YAML
@@ -84,77 +171,65 @@ state_dir: $dir/state
 listen:
   unix: $dir/agent.sock
 provider:
-  metrics_url: http://$(json_field "$dir/listen.json" metrics)/metrics
-  ready_url: http://$(json_field "$dir/listen.json" health)/ready
-  live_url: http://$(json_field "$dir/listen.json" health)/live
-  kms_socket: $dir/kms.sock
-  binary: $fake
+  metrics_url: http://127.0.0.1:${metrics_port[$node]}/metrics
+  ready_url: http://127.0.0.1:${health_port[$node]}/ready
+  live_url: http://127.0.0.1:${health_port[$node]}/live
+  kms_socket: $dir/run/kms.sock
+  binary: $dir/bin/bao-kms-provider
+  config: $dir/provider.yaml
+  encryption_config: $dir/encryption-config.yaml
+  unit: bao-kms-provider-$node.service
+executor:
+  bus_address: unix:path=$work/rt/systemd/private
+  public_keys: [$work/release.pub]
+  stabilization_ms: 2000
 peers:
 $(for peer in "${nodes[@]}"; do
     [ "$peer" = "$node" ] || echo "  - {name: $peer, address: 127.0.0.1:${cluster_port[$peer]}}"
   done)
 cluster:
   listen: 127.0.0.1:${cluster_port[$node]}
-  insecure: true   # plain TCP on loopback, for this demo only
+  tls:
+    ca: $pki/ca.pem
+    cert: $pki/$node.pem
+    key: $pki/$node.key
+    operator_trust_domain: kmsfleet.demo
 YAML
   "$agent" --config "$dir/kmsfleet.yaml" >"$dir/agent.log" 2>&1 &
   pids+=($!)
-  agent_pid[$node]=$!
-  agents+=(--agent "unix:$dir/agent.sock")
 done
+locals=()
+for node in "${nodes[@]}"; do locals+=(--agent "unix:$work/$node/agent.sock"); done
+wait_for 30 "$ctl" status "${locals[@]}" || true
+wait_for 30 "$ctl" leader "${locals[@]}" || true
+"$ctl" leader "${locals[@]}" || true
 
-step "waiting for every agent to answer and every provider to be ready"
-wait_for 30 "$ctl" status "${agents[@]}" || true
+# The operator: any agent's cluster listener, with alice's certificate.
+op=(--agent "127.0.0.1:${cluster_port[cp-1]}" --server-name cp-1
+    --ca "$pki/ca.pem" --cert "$pki/alice.pem" --key "$pki/alice.key")
+rel="$work/rel/0.2.0"
+upgrade=(upgrade --to 0.2.0 --artifact "$rel/bao-kms-provider_0.2.0_linux_amd64"
+         --checksums "$rel/checksums.txt" --signature "$rel/checksums.txt.sig"
+         --policy "$work/policy.yaml")
 
-step "kmsfleetctl status: all nodes in parity"
-"$ctl" status "${agents[@]}" || true
+step "kmsfleetctl status: every node on 0.1.0, in key_id hash parity"
+"$ctl" status "${locals[@]}" || true
 
-step "cp-2's provider now reports a different key_id (as after a diverging rotation)"
-echo "key_seed: demo-lineage/v2" >"$work/cp-2/scenario.yaml.tmp"
-mv "$work/cp-2/scenario.yaml.tmp" "$work/cp-2/scenario.yaml"
-wait_for 30 sh -c "'$ctl' status ${agents[*]} --output json | grep -q MISMATCH" || true
+step "kmsfleetctl upgrade --dry-run: the node order and every guard, nothing changed"
+"$ctl" "${upgrade[@]}" --dry-run "${op[@]}" ||
+  echo "(exit $?: 0.2.0 is one-way in the policy, so it must be acknowledged)"
 
-step "kmsfleetctl status: the mismatch is detected and cp-2 is named"
-"$ctl" status "${agents[@]}" && echo "(unexpected: fleet reported healthy)" \
-  || echo "kmsfleetctl status exited $? : the fleet is not in parity"
+step "kmsfleetctl upgrade --acknowledge ONE_WAY_UPGRADE --watch: one node at a time"
+"$ctl" "${upgrade[@]}" --acknowledge ONE_WAY_UPGRADE --watch "${op[@]}"
 
-step "cp-2 returns to the fleet's key_id"
-echo "key_seed: demo-lineage/v1" >"$work/cp-2/scenario.yaml.tmp"
-mv "$work/cp-2/scenario.yaml.tmp" "$work/cp-2/scenario.yaml"
-wait_for 30 "$ctl" status "${agents[@]}" || true
-"$ctl" status "${agents[@]}"
+step "kmsfleetctl status: every node on 0.2.0, still in parity"
+"$ctl" status "${locals[@]}"
 
-step "kmsfleetctl leader: the agents elected a coordinator among themselves"
-wait_for 30 "$ctl" leader "${agents[@]}" || true
-"$ctl" leader "${agents[@]}" || true
-coordinator=$("$ctl" leader "${agents[@]}" --output json |
-  sed -n 's/.*"coordinator":"\([^"]*\)".*/\1/p')
-survivor=cp-1; [ "$coordinator" = cp-1 ] && survivor=cp-2
+step "kmsfleetctl rollback: refused, 0.2.0 is one-way"
+"$ctl" rollback "${op[@]}" && echo "(unexpected: the rollback was accepted)" ||
+  echo "(exit $?: nothing was touched)"
 
-step "$coordinator commits a plan naming $survivor in flight: the fence its swap must carry"
-old_fence=$("$ctl" plan commit --agent "unix:$work/$coordinator/agent.sock" \
-  --in-flight "$survivor" --payload "demo plan")
-echo "  fence $old_fence"
+step "kmsfleetctl history"
+"$ctl" history "${op[@]}"
 
-step "$coordinator is killed (SIGKILL); the other two elect a new coordinator"
-kill -9 "${agent_pid[$coordinator]}"
-rest=()
-for node in "${nodes[@]}"; do
-  [ "$node" = "$coordinator" ] || rest+=(--agent "unix:$work/$node/agent.sock")
-done
-# The survivors agree on a coordinator, and it is not the dead one.
-new_coordinator() {
-  local json now
-  json=$("$ctl" leader "${rest[@]}" --output json) || return 1
-  now=$(sed -n 's/.*"coordinator":"\([^"]*\)".*/\1/p' <<<"$json")
-  [ -n "$now" ] && [ "$now" != "$coordinator" ]
-}
-wait_for 30 new_coordinator || true
-"$ctl" leader "${rest[@]}" || true
-
-step "a swap on $survivor under the dead coordinator's fence is refused"
-"$ctl" node --agent "unix:$work/$survivor/agent.sock" swap --version 0.2.0 \
-  --fence "$old_fence" && echo "(unexpected: the stale fence was accepted)" \
-  || echo "kmsfleetctl node swap exited $?: nothing was stopped or installed"
-
-step "demo finished; stopping agents and providers"
+step "demo finished; stopping agents, providers and the manager"
