@@ -65,19 +65,27 @@ std::string Field(const std::string& line, const std::string& key) {
 // A provider binary: the fake as `version`. The node is the directory of
 // the --config file every command gets (the agent runs provider commands
 // in a cleared environment), and its scenario is the one the unit serves.
-// With `toggles`, files in the node directory change this release only:
-// "never-ready" (/ready answers 503), "doctor-fails" (a failing check).
-std::string FakeScript(const std::string& version, bool toggles) {
+// Files in the node directory change one binary's behaviour on that node:
+// a new release (`release`) obeys "never-ready" (/ready answers 503),
+// "doctor-fails" (a failing doctor check) and "wrong-key" (it serves
+// another key); the installed one obeys "old-broken" (serve exits 1).
+std::string FakeScript(const std::string& version, bool release) {
   std::string script =
       "#!/bin/sh\n"
       "d=\"\"; prev=\"\"\n"
       "for a in \"$@\"; do [ \"$prev\" = --config ] && d=$(dirname \"$a\"); prev=$a; done\n"
       "[ -n \"$d\" ] && export FAKE_BAO_KMS_SCENARIO=\"$d/scenario.yaml\"\n";
-  if (toggles) {
+  if (release) {
     script +=
         "if [ -n \"$d\" ] && [ -e \"$d/never-ready\" ]; then set -- --fake-set ready=false \"$@\"; fi\n"
+        "if [ -n \"$d\" ] && [ -e \"$d/wrong-key\" ]; then set -- --fake-set key_seed=other \"$@\"; fi\n"
         "if [ -n \"$d\" ] && [ -e \"$d/doctor-fails\" ]; then\n"
         "  set -- --fake-set 'doctor={fail: [transit.metadata]}' \"$@\"\n"
+        "fi\n";
+  } else {
+    script +=
+        "if [ -n \"$d\" ] && [ -e \"$d/old-broken\" ] && [ \"$1\" = serve ]; then\n"
+        "  echo 'old-broken: refusing to serve' >&2; exit 1\n"
         "fi\n";
   }
   return script + "exec " + std::string(FAKE_PROVIDER_PATH) + " --fake-version " + version +
@@ -285,12 +293,18 @@ void FleetCluster::SetOpenBao(const std::string& state) {
 
 absl::StatusOr<SubprocessResult> FleetCluster::Ctl(int i, std::vector<std::string> args,
                                                    std::chrono::seconds timeout) {
+  return CtlAs(i, "alice", std::move(args), timeout);
+}
+
+absl::StatusOr<SubprocessResult> FleetCluster::CtlAs(int i, const std::string& cert,
+                                                     std::vector<std::string> args,
+                                                     std::chrono::seconds timeout) {
   std::vector<std::string> argv = {KMSFLEETCTL_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
   for (const std::string& a :
        {std::string("--agent"), "127.0.0.1:" + std::to_string(cluster_ports_[i]),
-        std::string("--ca"), pki_ + "/ca.pem", std::string("--cert"), pki_ + "/alice.pem",
-        std::string("--key"), pki_ + "/alice.key", std::string("--server-name"), Name(i)}) {
+        std::string("--ca"), pki_ + "/ca.pem", std::string("--cert"), pki_ + "/" + cert + ".pem",
+        std::string("--key"), pki_ + "/" + cert + ".key", std::string("--server-name"), Name(i)}) {
     argv.push_back(a);
   }
   SubprocessOptions o;

@@ -45,8 +45,10 @@ class FleetCluster {
     std::string binary, checksums, signature;
   };
   Release MakeRelease(const std::string& version);
-  // Creates or removes <node>/<toggle>: "never-ready" (the new release's
-  // /ready answers 503) or "doctor-fails" (its doctor fails a check).
+  // Creates or removes <node>/<toggle>. For new releases: "never-ready"
+  // (/ready answers 503), "doctor-fails" (doctor fails a check),
+  // "wrong-key" (it serves another key_id); for the installed release:
+  // "old-broken" (serve exits 1 when started again).
   void Toggle(int i, const std::string& toggle, bool on);
   // Rewrites node i's scenario (the fake reloads it while serving).
   void SetScenario(int i, const std::string& yaml);
@@ -56,6 +58,10 @@ class FleetCluster {
   // kmsfleetctl <args> as the operator, against agent `i` over mTLS.
   absl::StatusOr<SubprocessResult> Ctl(int i, std::vector<std::string> args,
                                        std::chrono::seconds timeout = std::chrono::seconds(120));
+  // The same with another certificate of the fleet's PKI (e.g. "cp-2").
+  absl::StatusOr<SubprocessResult> CtlAs(int i, const std::string& cert,
+                                         std::vector<std::string> args,
+                                         std::chrono::seconds timeout = std::chrono::seconds(120));
   // The same over agent i's unix socket (identity "local root").
   absl::StatusOr<SubprocessResult> LocalCtl(int i, std::vector<std::string> args);
   // Index of the agent every running agent names as coordinator, or -1.

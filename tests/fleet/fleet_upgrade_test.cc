@@ -4,9 +4,7 @@
 // were ever down at once (the fakes' own start and stop log lines).
 #include <signal.h>
 
-#include <regex>
-
-#include "fleet_cluster.h"
+#include "fleet_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -14,51 +12,6 @@ namespace kmsfleet::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
-
-class FleetUpgradeTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    fleet_ = std::make_unique<FleetCluster>("0.1.0");
-    release_ = fleet_->MakeRelease("0.2.0");
-  }
-
-  std::vector<std::string> Upgrade(std::vector<std::string> extra = {}) {
-    std::vector<std::string> args = {"upgrade", "--to", "0.2.0", "--artifact", release_.binary,
-                                     "--checksums", release_.checksums, "--signature",
-                                     release_.signature};
-    args.insert(args.end(), extra.begin(), extra.end());
-    return args;
-  }
-
-  // Runs kmsfleetctl against agent `i`; the result's output for messages.
-  SubprocessResult Run(int i, const std::vector<std::string>& args) {
-    absl::StatusOr<SubprocessResult> r = fleet_->Ctl(i, args);
-    if (!r.ok()) {
-      ADD_FAILURE() << r.status();
-      return {};
-    }
-    return *r;
-  }
-
-  // The committed plan's JSON, from agent `i`.
-  std::string PlanJson(int i = 0) { return Run(i, {"plan", "--output", "json"}).stdout_text; }
-
-  // Waits until the plan's phase is `phase` (as JSON spells it).
-  bool WaitForPhase(const std::string& phase, std::chrono::seconds timeout) {
-    return WaitUntil([&] { return PlanJson().find("\"" + phase + "\"") != std::string::npos; },
-                     timeout);
-  }
-
-  std::vector<std::string> Versions() {
-    std::vector<std::string> v;
-    for (int i = 0; i < FleetCluster::kNodes; ++i) v.push_back(fleet_->ServingVersion(i));
-    return v;
-  }
-
-  std::unique_ptr<FleetCluster> fleet_;
-  FleetCluster::Release release_;
-};
 
 TEST_F(FleetUpgradeTest, OneCommandUpgradesEveryNodeOneAtATimeAndEndsInParity) {
   const int coordinator = fleet_->WaitForCoordinator();

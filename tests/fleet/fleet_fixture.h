@@ -1,0 +1,71 @@
+// The fixture of the fleet end-to-end tests: a fresh FleetCluster per test
+// with release 0.2.0 published, and kmsfleetctl helpers.
+#ifndef KMSFLEET_TESTS_FLEET_FLEET_FIXTURE_H_
+#define KMSFLEET_TESTS_FLEET_FLEET_FIXTURE_H_
+
+#include <memory>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "fleet_cluster.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kmsfleet::testing {
+
+class FleetUpgradeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fleet_ = std::make_unique<FleetCluster>("0.1.0");
+    release_ = fleet_->MakeRelease("0.2.0");
+  }
+
+  std::vector<std::string> Upgrade(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"upgrade", "--to", "0.2.0", "--artifact", release_.binary,
+                                     "--checksums", release_.checksums, "--signature",
+                                     release_.signature};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  // Runs kmsfleetctl against agent `i`; the result's output for messages.
+  SubprocessResult Run(int i, const std::vector<std::string>& args) {
+    absl::StatusOr<SubprocessResult> r = fleet_->Ctl(i, args);
+    if (!r.ok()) {
+      ADD_FAILURE() << r.status();
+      return {};
+    }
+    return *r;
+  }
+
+  // The committed plan's JSON, from agent `i`.
+  std::string PlanJson(int i = 0) { return Run(i, {"plan", "--output", "json"}).stdout_text; }
+
+  // Waits until the plan's phase is `phase` (as JSON spells it).
+  bool WaitForPhase(const std::string& phase, std::chrono::seconds timeout) {
+    return WaitUntil([&] { return PlanJson().find("\"" + phase + "\"") != std::string::npos; },
+                     timeout);
+  }
+
+  std::vector<std::string> Versions() {
+    std::vector<std::string> v;
+    for (int i = 0; i < FleetCluster::kNodes; ++i) v.push_back(fleet_->ServingVersion(i));
+    return v;
+  }
+
+  // A string field of the plan JSON (e.g. "nonce"), "" when absent.
+  std::string PlanField(const std::string& key, int i = 0) {
+    std::smatch m;
+    std::string json = PlanJson(i);
+    if (!std::regex_search(json, m, std::regex("\"" + key + "\": \"([^\"]*)\""))) return "";
+    return m[1];
+  }
+
+  std::unique_ptr<FleetCluster> fleet_;
+  FleetCluster::Release release_;
+};
+
+}  // namespace kmsfleet::testing
+
+#endif  // KMSFLEET_TESTS_FLEET_FLEET_FIXTURE_H_

@@ -1,0 +1,135 @@
+// End to end (issue 9): the guards that say no, break-glass, a stopped
+// coordinator and the walk back, through kmsfleetctl against three agents.
+#include <signal.h>
+
+#include "fleet_fixture.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kOneWayPolicy[] =
+    "apiVersion: kmsfleet.io/v1\nkind: CompatibilityPolicy\nreleases:\n"
+    "  - version: 0.2.0\n    oneWay: true\n";
+
+TEST_F(FleetUpgradeTest, BreakingChangelogSectionNeedsAnAcknowledgement) {
+  const std::string changelog = fleet_->NodeDir(0) + "/../CHANGELOG.md";
+  WriteFile(changelog,
+            "# Changelog\n\n## [0.2.0](https://example.test/0.2.0) (2026-11-01)\n\n### ⚠ BREAKING CHANGES\n\n"
+            "* registry: new record layout\n\n## [0.1.0](https://example.test/0.1.0) (2026-10-01)\n\n* first release\n");
+  SubprocessResult refused = Run(0, Upgrade({"--changelog", changelog}));
+  EXPECT_EQ(refused.exit_code, 1) << refused.stdout_text << refused.stderr_text;
+  EXPECT_THAT(refused.stderr_text, HasSubstr("ACKNOWLEDGEMENT_REQUIRED"));
+  EXPECT_THAT(refused.stderr_text, HasSubstr("CHANGELOG_BREAKING"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  SubprocessResult dry = Run(0, Upgrade({"--changelog", changelog, "--acknowledge",
+                                         "CHANGELOG_BREAKING", "--dry-run"}));
+  EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
+TEST_F(FleetUpgradeTest, OneWayReleaseRefusesTheRollback) {
+  const std::string policy = fleet_->NodeDir(0) + "/../policy.yaml";
+  WriteFile(policy, kOneWayPolicy);
+  SubprocessResult up = Run(0, Upgrade({"--policy", policy, "--acknowledge",
+                                        "ONE_WAY_UPGRADE", "--watch"}));
+  ASSERT_EQ(up.exit_code, 0) << up.stdout_text << up.stderr_text << fleet_->Logs();
+  EXPECT_THAT(PlanJson(), HasSubstr("ONE_WAY_UPGRADE"));  // audited
+  SubprocessResult r = Run(1, {"rollback"});
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("ROLLBACK_REFUSED_ONE_WAY"));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+}
+
+TEST_F(FleetUpgradeTest, NewReleaseServingAnotherKeyIsRestoredBeforeParityBreaks) {
+  fleet_->Toggle(0, "wrong-key", true);
+  SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_HALTED"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+  SubprocessResult status = Run(0, {"status"});
+  EXPECT_EQ(status.exit_code, 0) << status.stdout_text;  // parity holds again
+}
+
+TEST_F(FleetUpgradeTest, RollbackFailedEntersBreakGlassAndOnlyItsNonceLeavesIt) {
+  fleet_->Toggle(1, "never-ready", true);
+  fleet_->Toggle(1, "old-broken", true);
+  SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("BREAK-GLASS on cp-2"));
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_BREAK_GLASS"));
+  const std::string nonce = PlanField("nonce");
+  ASSERT_FALSE(nonce.empty()) << PlanJson();
+  // Automation stays stopped: cp-3 is never touched.
+  SubprocessResult resume = Run(0, {"resume"});
+  EXPECT_EQ(resume.exit_code, 1);
+  EXPECT_THAT(resume.stderr_text, HasSubstr("BREAK_GLASS_ACTIVE"));
+  SubprocessResult wrong = Run(0, {"ack-break-glass", "0000"});
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.stderr_text, HasSubstr("BREAK_GLASS_NONCE_MISMATCH"));
+  SubprocessResult ack = Run(2, {"ack-break-glass", nonce});
+  EXPECT_EQ(ack.exit_code, 0) << ack.stdout_text << ack.stderr_text;
+  // cp-2 still cannot hand off (its last operation ended RollbackFailed):
+  // a new break-glass event, with a new nonce.
+  ASSERT_TRUE(WaitUntil([&] {
+    std::string now = PlanField("nonce");
+    return !now.empty() && now != nonce;
+  }, std::chrono::seconds(30))) << PlanJson();
+  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
+  EXPECT_TRUE(fleet_->ProviderReady(2));
+}
+
+TEST_F(FleetUpgradeTest, CoordinatorStoppedAndResumedNeverPutsTwoProvidersDown) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run(coordinator, Upgrade());
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  ASSERT_TRUE(WaitUntil([&] { return PlanJson(coordinator).find("SWAPPING") != std::string::npos; },
+                        std::chrono::seconds(60)));
+  fleet_->agent(coordinator)->Signal(SIGSTOP);
+  const int next = [&] {
+    int found = -1;
+    WaitUntil([&] {
+      for (int i = 0; i < 3; ++i) {
+        if (i == coordinator) continue;
+        SubprocessResult leader = Run(i, {"leader", "--output", "json"});
+        std::smatch m;
+        if (std::regex_search(leader.stdout_text, m, std::regex("\"coordinator\":\"(cp-[0-9])\"")) &&
+            m[1] != fleet_->Name(coordinator)) {
+          found = fleet_->Index(m[1]);
+          return true;
+        }
+      }
+      return false;
+    }, std::chrono::seconds(30));
+    return found;
+  }();
+  ASSERT_GE(next, 0) << fleet_->Logs();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  fleet_->agent(coordinator)->Signal(SIGCONT);
+  SubprocessResult watch = Run(next, {"watch"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
+TEST_F(FleetUpgradeTest, AutoRollbackWalksUpgradedNodesBackWhenOneFails) {
+  fleet_->Toggle(2, "never-ready", true);
+  SubprocessResult r =
+      Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--auto-rollback", "--watch"}));
+  EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_ROLLED_BACK"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
+TEST_F(FleetUpgradeTest, MemberCertificateCannotStartAPlan) {
+  SubprocessResult r = fleet_->CtlAs(0, "cp-2", Upgrade()).value();
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("OPERATOR_ONLY"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing
