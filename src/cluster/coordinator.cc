@@ -79,8 +79,11 @@ void Coordinator::Loop() {
     lock.unlock();
     Tick();
     lock.lock();
-    wake_.wait_for(lock, options_.tick,
-                   [this] { return stopping_ || !commands_.empty(); });
+    // A command or a finished action is acted on at once; otherwise the
+    // tick paces observation.
+    wake_.wait_for(lock, options_.tick, [this] {
+      return stopping_ || !commands_.empty() || !results_.empty();
+    });
   }
 }
 

@@ -35,6 +35,7 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.voters = config.cluster.voters;
   o.addresses = addresses;
   o.channel_credentials = std::move(channel);
+  o.tick = std::chrono::milliseconds(config.cluster.plan_tick_ms);
   o.history_path = config.state_dir + "/plan-history.pb";
   // The coordinator asks OpenBao itself, at the address and with the CA of
   // its own provider's config (every node's provider uses the same OpenBao).

@@ -139,6 +139,17 @@ TEST(AgentConfigTest, ClusterSectionDefaultsToEveryPeerAsVoter) {
   EXPECT_FALSE(c->cluster.insecure);
 }
 
+TEST(AgentConfigTest, PlanTickDefaultsTo200MsAndIsBounded) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(kCluster, kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.plan_tick_ms, 200);
+  c = ParseAgentConfig(std::string(kCluster) + "  plan_tick_ms: 50\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.plan_tick_ms, 50);
+  ExpectConfigError(std::string(kCluster) + "  plan_tick_ms: 5\n", "cluster.plan_tick_ms", 8,
+                    "10");
+}
+
 TEST(AgentConfigTest, ClusterWithoutTlsNeedsExplicitInsecure) {
   ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n", "cluster.tls", 3,
                     "required unless insecure: true");

@@ -30,6 +30,9 @@ struct ClusterConfig {
   std::vector<std::string> voters = {};
   std::vector<std::string> learners = {};
   int tick_ms = 50;
+  // How often the coordinator observes every node while it leads (each
+  // parity observation round is one tick).
+  int plan_tick_ms = 200;
   int election_ticks = 10;  // timeout randomized in [10, 19] ticks
   int heartbeat_ticks = 2;
   ClusterTls tls = {};
