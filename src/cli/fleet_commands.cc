@@ -156,9 +156,12 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
             v1::PlanView timeless = view;
             timeless.set_now_unix_ms(0);
             for (const std::string& l : RenderProgress(timeless)) {
-              if (std::find(printed.begin(), printed.end(), l) != printed.end()) continue;
+              // A wait is printed once per reason, not per observation.
+              const std::string key = l.rfind("  waiting: [", 0) == 0 ? l.substr(0, l.find(']'))
+                                                                      : l;
+              if (std::find(printed.begin(), printed.end(), key) != printed.end()) continue;
               std::cout << l << std::endl;
-              printed.push_back(l);
+              printed.push_back(key);
             }
           }
           bool ok = false;

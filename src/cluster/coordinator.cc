@@ -80,8 +80,9 @@ void Coordinator::Loop() {
     Tick();
     lock.lock();
     // A command or a finished action is acted on at once; otherwise the
-    // tick paces observation.
-    wake_.wait_for(lock, options_.tick, [this] {
+    // tick paces observation, except while the plan only waits for fresh
+    // parity rounds, which are observed back to back.
+    wake_.wait_for(lock, observe_at_once_ ? std::chrono::milliseconds(0) : options_.tick, [this] {
       return stopping_ || !commands_.empty() || !results_.empty();
     });
   }
@@ -99,6 +100,7 @@ void Coordinator::Tick() {
 
 void Coordinator::Follow(const v1::LeaderView& leader) {
   machine_.reset();
+  observe_at_once_ = false;
   views_.clear();
   std::vector<std::shared_ptr<Pending>> refused;
   {
@@ -157,6 +159,7 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   }
   if (ready.plan && !Commit(ready, command.get())) return;
   for (const PlanAction& action : ready.actions) Dispatch(action);
+  observe_at_once_ = ReasonOf(ready.blocked) == reason::kParityNotStable;
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
   if (command) Answer(*command, View());

@@ -10,8 +10,11 @@
 namespace kmsfleet {
 namespace {
 
-// How often a running operation is asked how it stands.
-constexpr std::chrono::milliseconds kFollowInterval{200};
+// How long one WatchOperation stream may stay open before it is opened
+// again (so that leadership is re-checked), and the pause before reopening
+// one that broke.
+constexpr std::chrono::seconds kFollowStream{5};
+constexpr std::chrono::milliseconds kRetryInterval{200};
 
 ActionResult ResultFor(const PlanAction& action, ResultKind kind) {
   ActionResult r;
@@ -201,13 +204,19 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
                            "stopped following " + action.operation_id + " on " + action.node);
       return r;
     }
-    std::this_thread::sleep_for(kFollowInterval);
+    // The agent streams every phase change; a stream ends at the deadline
+    // (or when the node goes away) and is opened again.
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + kFollowStream);
     v1::GetOperationRequest request;
     request.set_operation_id(action.operation_id);
+    std::unique_ptr<grpc::ClientReaderInterface<v1::Operation>> stream =
+        Stub(action.node)->WatchOperation(&context, request);
     v1::Operation next;
-    grpc::Status s = Stub(action.node)->GetOperation(Context().get(), request, &next);
-    if (s.ok()) operation = std::move(next);
-    // An unreachable node keeps its operation: ask again.
+    while (!operation.done() && stream->Read(&next)) operation = next;
+    context.TryCancel();
+    stream->Finish();
+    if (!operation.done()) std::this_thread::sleep_for(kRetryInterval);
   }
   r.outcome = OutcomeOfPhase(operation.phase());
   r.outcome_reason = operation.reason();

@@ -16,7 +16,7 @@ namespace {
 // client sees elapsed times move and notices a dead stream.
 constexpr std::chrono::seconds kWatchRefresh{1};
 // How often a follower asks the coordinator for a watcher.
-constexpr std::chrono::milliseconds kFollowerPoll{300};
+constexpr std::chrono::milliseconds kFollowerPoll{100};
 
 class FleetService final : public v1::Fleet::Service {
  public:

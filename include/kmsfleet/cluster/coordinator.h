@@ -122,6 +122,7 @@ class Coordinator {
   uint64_t machine_term_ = 0;
   std::map<std::string, NodeView> views_;
   uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at
+  bool observe_at_once_ = false;  // the plan waits only for parity rounds
 
   std::mutex mu_;
   std::condition_variable wake_;     // commands, results, Stop

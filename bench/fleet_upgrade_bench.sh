@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Fleet upgrade benchmark (issue 9), on the local three-node fleet of
+# scripts/lib/local_fleet.sh whose fake providers are ready as soon as they
+# start:
+#  1. kmsfleet's orchestration overhead: the wall time of
+#     `kmsfleetctl upgrade --watch` minus, for every node, its provider's
+#     restart-to-ready (the fake's own serve.stopping -> serve.ready log
+#     lines) and its stabilisation window; per node, with its parts.
+#  2. The same upgrade done by a script that follows the upstream runbook by
+#     hand (per node: doctor with the new binary, stop, replace, start,
+#     `curl --retry 60 --retry-delay 2` on /ready, the same stabilisation
+#     wait, compare the metric hash with the other nodes), on the same fleet
+#     and timings: both wall times and their ratio.
+# Usage: bench/fleet_upgrade_bench.sh BUILD_DIR [STABILIZATION_MS] [PLAN_TICK_MS]
+set -euo pipefail
+
+build=$(cd "${1:?usage: fleet_upgrade_bench.sh BUILD_DIR [STABILIZATION_MS] [PLAN_TICK_MS]}" && pwd)
+stabilization_ms=${2:-500}
+export FLEET_STABILIZATION_MS=$stabilization_ms FLEET_PLAN_TICK_MS=${3:-50} FLEET_POLL_MS=20
+export FLEET_QUIET=1
+# shellcheck source=../scripts/lib/local_fleet.sh
+. "$(dirname "$0")/../scripts/lib/local_fleet.sh"
+trap fleet_stop EXIT INT TERM
+fleet_start
+release 0.3.0
+
+now_ms() { date +%s%3N; }
+ts_ms() { date -d "$1" +%s%3N; }
+
+# The provider's last restart on NODE: "STOPPING_MS READY_MS".
+last_restart() {
+  local log="$work/$1/provider.log" stopping ready
+  stopping=$(grep '"serve.stopping"' "$log" | tail -1 | sed 's/.*"ts":"\([^"]*\)".*/\1/')
+  ready=$(grep '"serve.ready"' "$log" | tail -1 | sed 's/.*"ts":"\([^"]*\)".*/\1/')
+  echo "$(ts_ms "$stopping") $(ts_ms "$ready")"
+}
+
+hash_of() {  # the node's openbao_kms_status_key_id_hash label
+  curl -sf "http://127.0.0.1:${metrics_port[$1]}/metrics" |
+    sed -n 's/^openbao_kms_status_key_id_hash{hash="\([^"]*\)"} 1$/\1/p'
+}
+
+echo "fleet upgrade benchmark: 3 nodes, stabilisation ${stabilization_ms} ms," \
+  "plan tick ${FLEET_PLAN_TICK_MS} ms, executor poll ${FLEET_POLL_MS} ms"
+
+# ---- 1. kmsfleet -------------------------------------------------------
+rel="$work/rel/0.2.0"
+start=$(now_ms)
+"$ctl" upgrade --to 0.2.0 --artifact "$rel/bao-kms-provider_0.2.0_linux_amd64" \
+  --checksums "$rel/checksums.txt" --signature "$rel/checksums.txt.sig" \
+  --watch "${op[@]}" >"$work/watch.log"
+end=$(now_ms)
+kmsfleet_ms=$((end - start))
+provider_ms=0
+echo "kmsfleet: kmsfleetctl upgrade --watch took ${kmsfleet_ms} ms"
+# Nodes in the order they went down.
+order=$(for node in "${nodes[@]}"; do echo "$(last_restart "$node") $node"; done | sort -n)
+previous_up=$start  # when the previous step's provider time ended
+while read -r stopping ready node; do
+  restart=$((ready - stopping))
+  provider_ms=$((provider_ms + restart + stabilization_ms))
+  printf '  %-44s %5d ms\n' "kmsfleet before $node's stop" $((stopping - previous_up))
+  printf '  %-44s %5d ms + stabilisation %d ms\n' "$node provider restart-to-ready" \
+    "$restart" "$stabilization_ms"
+  previous_up=$((ready + stabilization_ms))
+done <<<"$order"
+printf '  %-44s %5d ms\n' "kmsfleet after the last window" $((end - previous_up))
+overhead_ms=$((kmsfleet_ms - provider_ms))
+printf '  orchestration overhead: %d ms in all, %d ms per node (goal: under 50 ms per node)\n' \
+  "$overhead_ms" $((overhead_ms / 3))
+echo "  (before a stop: the first time staging, signature and checksum, doctor and"
+echo "   rotation-plan on every node, then per node the hand-off, 3 fresh parity"
+echo "   rounds, two plan commits, and the swap's own doctor re-check before it stops)"
+
+# ---- 2. the upstream runbook, by hand -------------------------------------
+new="$work/rel/0.3.0/bao-kms-provider_0.3.0_linux_amd64"
+start=$(now_ms)
+for node in "${nodes[@]}"; do
+  dir="$work/$node"
+  FAKE_BAO_KMS_SCENARIO="$dir/scenario.yaml" "$new" doctor --config "$dir/provider.yaml" \
+    --encryption-config "$dir/encryption-config.yaml" --output json >/dev/null
+  systemctl_user stop "bao-kms-provider-$node.service"
+  cp "$new" "$dir/bin/bao-kms-provider.new" && mv "$dir/bin/bao-kms-provider.new" "$dir/bin/bao-kms-provider"
+  systemctl_user start "bao-kms-provider-$node.service"
+  curl -sf --retry 60 --retry-delay 2 --retry-connrefused \
+    "http://127.0.0.1:${health_port[$node]}/ready" >/dev/null
+  sleep "$(printf '%d.%03d' $((stabilization_ms / 1000)) $((stabilization_ms % 1000)))"
+  mine=$(hash_of "$node")
+  for other in "${nodes[@]}"; do
+    [ "$(hash_of "$other")" = "$mine" ] || { echo "runbook: $node disagrees with $other" >&2; exit 1; }
+  done
+done
+end=$(now_ms)
+runbook_ms=$((end - start))
+echo "runbook by hand: ${runbook_ms} ms"
+awk -v r="$runbook_ms" -v k="$kmsfleet_ms" \
+  'BEGIN { printf "ratio runbook / kmsfleet: %.2f (kmsfleet also stages, verifies signatures, checks rotation, OpenBao and parity over 3 rounds, and commits every step)\n", r / k }'

@@ -1,0 +1,217 @@
+# A local three-node fleet for the demo and the benchmarks, sourced by
+# scripts/demo.sh and bench/fleet_upgrade_bench.sh:
+#   three fake bao-kms-provider units under a real `systemd --user`
+#   manager, a fake OpenBao, three kmsfleetd agents over mTLS, a release
+#   signing key, releases 0.1.0 (installed) and 0.2.0 (published).
+# Before sourcing: $build (absolute build directory). Optional:
+# FLEET_STABILIZATION_MS (2000), FLEET_POLL_MS (500: executor.poll_interval_ms),
+# FLEET_PLAN_TICK_MS (200), FLEET_QUIET=1, FLEET_KEEP=1 (keep the files).
+# After fleet_start: $work, $pki, nodes, cluster_port[], metrics_port[],
+# health_port[], locals (--agent flags for every unix socket), op (the
+# operator's flags for cp-1's cluster listener), release VERSION.
+
+fake="$build/tests/fakes/fake-bao-kms-provider"
+openbao="$build/tests/fakes/fake-openbao-health"
+agent="$build/src/daemon/kmsfleetd"
+ctl="$build/src/cli/kmsfleetctl"
+for bin in "$fake" "$openbao" "$agent" "$ctl"; do
+  [ -x "$bin" ] || { echo "missing $bin; build first (./dev build)" >&2; exit 1; }
+done
+
+step() {
+  [ "${FLEET_QUIET:-0}" = 1 ] && return 0
+  printf '\n\033[1m[%s] %s\033[0m\n' "$(date +%H:%M:%S)" "$*"
+}
+say() { [ "${FLEET_QUIET:-0}" = 1 ] || echo "$@"; }
+
+# Waits until "$@" succeeds, for at most $1 seconds.
+wait_for() {
+  local seconds=$1; shift
+  for ((i = 0; i < seconds * 4; i++)); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    sleep 0.25
+  done
+  echo "  (still not done after ${seconds}s: $*)"; return 1
+}
+
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 20000))
+    ss -ltn "sport = :$port" | grep -q ":$port" || { echo "$port"; return; }
+  done
+}
+
+pids=()
+manager_pid=""
+fleet_stop() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # The manager stops the provider units before it exits.
+  [ -z "$manager_pid" ] || kill "$manager_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ "${FLEET_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+
+systemctl_user() {
+  XDG_RUNTIME_DIR="$work/rt" DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager "$@"
+}
+
+release() {  # release VERSION -> a binary, checksums.txt and its signature
+  local dir="$work/rel/$1" name="bao-kms-provider_$1_linux_amd64"
+  mkdir -p "$dir"
+  printf '#!/bin/sh\nexec %s --fake-version %s "$@"\n' "$fake" "$1" >"$dir/$name"
+  chmod 755 "$dir/$name"
+  (cd "$dir" && sha256sum "$name" >checksums.txt)
+  openssl pkeyutl -sign -inkey "$work/release.key" -rawin -in "$dir/checksums.txt" |
+    base64 >"$dir/checksums.txt.sig"
+}
+
+# The body is not indented: it holds here-documents of YAML and units.
+fleet_start() {
+work=$(mktemp -d /tmp/kmsfleet-fleet.XXXXXX)
+nodes=(cp-1 cp-2 cp-3)
+pki="$work/pki"
+mkdir -p "$pki" "$work/rt" "$work/cfg/systemd/user" "$work/rel"
+chmod 700 "$work/rt"
+
+step "making the fleet CA, a certificate per node and one for the operator (openssl)"
+openssl_quiet() { openssl "$@" >/dev/null 2>&1; }
+openssl_quiet req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+  -keyout "$pki/ca.key" -out "$pki/ca.pem" -days 2 -subj "/CN=kmsfleet demo CA" \
+  -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+issue() {  # issue NAME SAN EKU
+  printf 'subjectAltName=%s\nextendedKeyUsage=%s\n' "$2" "$3" >"$pki/$1.ext"
+  openssl_quiet req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "/CN=$1"
+  openssl_quiet x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
+    -CAcreateserial -out "$pki/$1.pem" -days 2 -extfile "$pki/$1.ext"
+}
+for node in "${nodes[@]}"; do issue "$node" "DNS:$node" serverAuth,clientAuth; done
+issue alice "URI:spiffe://kmsfleet.demo/kmsfleet/operator/alice" clientAuth
+say "  CA, cp-1..3 (SAN DNS:<node>), alice (SAN spiffe://kmsfleet.demo/kmsfleet/operator/alice)"
+
+step "a release signing key, release 0.1.0 installed everywhere, release 0.2.0 published"
+openssl_quiet genpkey -algorithm ed25519 -out "$work/release.key"
+openssl_quiet pkey -in "$work/release.key" -pubout -out "$work/release.pub"
+release 0.1.0
+release 0.2.0
+# The demo's policy: 0.2.0 is one-way, as some real releases are.
+cat >"$work/policy.yaml" <<YAML
+apiVersion: kmsfleet.io/v1
+kind: CompatibilityPolicy
+releases:
+  - version: 0.2.0
+    oneWay: true
+    notes: "demo: 0.2.0 writes state 0.1.0 cannot read back"
+YAML
+say "  $work/rel/0.2.0: bao-kms-provider_0.2.0_linux_amd64, checksums.txt, checksums.txt.sig"
+
+step "a fake OpenBao answering /v1/sys/health: initialised, unsealed, active"
+openbao_port=$(free_port)
+echo active >"$work/openbao.state"
+"$openbao" --state-file "$work/openbao.state" --listen "127.0.0.1:$openbao_port" \
+  >"$work/openbao.log" 2>&1 &
+pids+=($!)
+
+step "a systemd --user manager running one bao-kms-provider unit per node"
+mkdir -p /run/systemd/system 2>/dev/null || true
+env -u DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR="$work/rt" XDG_CONFIG_HOME="$work/cfg" \
+  /lib/systemd/systemd --user >"$work/manager.log" 2>&1 &
+manager_pid=$!
+wait_for 15 test -S "$work/rt/systemd/private" || { cat "$work/manager.log"; exit 1; }
+
+declare -gA cluster_port metrics_port health_port
+for node in "${nodes[@]}"; do
+  cluster_port[$node]=$(free_port); metrics_port[$node]=$(free_port); health_port[$node]=$(free_port)
+done
+for node in "${nodes[@]}"; do
+  dir="$work/$node"; mkdir -p "$dir/bin" "$dir/pstate" "$dir/state" "$dir/run"
+  cp "$work/rel/0.1.0/bao-kms-provider_0.1.0_linux_amd64" "$dir/bin/bao-kms-provider"
+  cat >"$dir/provider.yaml" <<YAML
+configVersion: v1alpha1
+server:
+  socketPath: $dir/run/kms.sock
+  metricsAddress: 127.0.0.1:${metrics_port[$node]}
+  healthAddress: 127.0.0.1:${health_port[$node]}
+openbao:
+  address: http://127.0.0.1:$openbao_port
+transit:
+  keyIdScope: {providerName: openbao-kms-a, clusterId: a, transitMountId: transit-a, keyLineageId: lineage-a}
+state:
+  path: $dir/pstate/key-registry.json
+YAML
+  cat >"$dir/encryption-config.yaml" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - kms: {apiVersion: v2, name: openbao-kms-a, endpoint: "unix://$dir/run/kms.sock"}
+YAML
+  echo "key_seed: demo-lineage/v1" >"$dir/scenario.yaml"
+  cat >"$work/cfg/systemd/user/bao-kms-provider-$node.service" <<UNIT
+[Unit]
+Description=bao-kms-provider ($node, simulated)
+[Service]
+Type=exec
+ExecStart=$dir/bin/bao-kms-provider serve --config $dir/provider.yaml
+Environment=FAKE_BAO_KMS_SCENARIO=$dir/scenario.yaml
+StandardError=append:$dir/provider.log
+UNIT
+done
+systemctl_user daemon-reload
+for node in "${nodes[@]}"; do systemctl_user start "bao-kms-provider-$node.service"; done
+for node in "${nodes[@]}"; do
+  wait_for 20 curl -sf "http://127.0.0.1:${health_port[$node]}/ready" ||
+    { cat "$work/$node/provider.log"; exit 1; }
+  say "  bao-kms-provider-$node.service: active, /ready 200"
+done
+
+step "one kmsfleetd agent per node, electing a coordinator over mutual TLS"
+for node in "${nodes[@]}"; do
+  dir="$work/$node"
+  cat >"$dir/kmsfleet.yaml" <<YAML
+node: $node
+state_dir: $dir/state
+listen:
+  unix: $dir/agent.sock
+provider:
+  metrics_url: http://127.0.0.1:${metrics_port[$node]}/metrics
+  ready_url: http://127.0.0.1:${health_port[$node]}/ready
+  live_url: http://127.0.0.1:${health_port[$node]}/live
+  kms_socket: $dir/run/kms.sock
+  binary: $dir/bin/bao-kms-provider
+  config: $dir/provider.yaml
+  encryption_config: $dir/encryption-config.yaml
+  unit: bao-kms-provider-$node.service
+executor:
+  bus_address: unix:path=$work/rt/systemd/private
+  public_keys: [$work/release.pub]
+  stabilization_ms: ${FLEET_STABILIZATION_MS:-2000}
+  poll_interval_ms: ${FLEET_POLL_MS:-500}
+peers:
+$(for peer in "${nodes[@]}"; do
+    [ "$peer" = "$node" ] || echo "  - {name: $peer, address: 127.0.0.1:${cluster_port[$peer]}}"
+  done)
+cluster:
+  listen: 127.0.0.1:${cluster_port[$node]}
+  plan_tick_ms: ${FLEET_PLAN_TICK_MS:-200}
+  tls:
+    ca: $pki/ca.pem
+    cert: $pki/$node.pem
+    key: $pki/$node.key
+    operator_trust_domain: kmsfleet.demo
+YAML
+  "$agent" --config "$dir/kmsfleet.yaml" >"$dir/agent.log" 2>&1 &
+  pids+=($!)
+done
+locals=()
+for node in "${nodes[@]}"; do locals+=(--agent "unix:$work/$node/agent.sock"); done
+wait_for 30 "$ctl" status "${locals[@]}" || true
+wait_for 30 "$ctl" leader "${locals[@]}" || true
+[ "${FLEET_QUIET:-0}" = 1 ] || "$ctl" leader "${locals[@]}" || true
+
+  # The operator: any agent's cluster listener, with alice's certificate.
+  op=(--agent "127.0.0.1:${cluster_port[cp-1]}" --server-name cp-1
+      --ca "$pki/ca.pem" --cert "$pki/alice.pem" --key "$pki/alice.key")
+}
