@@ -149,4 +149,52 @@ void ApplyVersionCommand(const absl::StatusOr<std::string>& stdout_text,
   state.set_provider_version_source("version_command");
 }
 
+namespace {
+
+void SetRegistryUnknown(v1::NodeState& state, std::string_view reason,
+                        std::string_view message) {
+  state.set_registry_known(false);
+  state.clear_registry_schema_version();
+  state.clear_registry_removed_records();
+  state.mutable_registry()->set_reason(std::string(reason));
+  state.mutable_registry()->set_message(std::string(message));
+}
+
+}  // namespace
+
+void ApplyRegistryRead(const absl::StatusOr<std::string>& text, std::string_view path,
+                       v1::NodeState& state) {
+  state.clear_registry();
+  if (path.empty()) {
+    return SetRegistryUnknown(state, reason::kRegistryUnreadable,
+                              "the agent has no key registry path configured");
+  }
+  if (!text.ok()) {
+    if (absl::IsNotFound(text.status())) {
+      // No state yet: a definite fact, which a later registry would change.
+      state.set_registry_known(true);
+      state.clear_registry_schema_version();
+      state.set_registry_removed_records(0);
+      return;
+    }
+    std::string why = ReasonOf(text.status());
+    if (why != reason::kInputTooLarge) why = reason::kRegistryUnreadable;
+    return SetRegistryUnknown(state, why,
+                              "cannot read key registry " + std::string(path) + ": " +
+                                  std::string(text.status().message()));
+  }
+  absl::StatusOr<RegistryFacts> facts = ParseRegistryFacts(*text, path);
+  if (!facts.ok()) {
+    return SetRegistryUnknown(state, reason::kMalformedRegistry, MessageOf(facts.status()));
+  }
+  state.set_registry_known(true);
+  state.set_registry_schema_version(facts->schema_version);
+  state.set_registry_removed_records(facts->removed_records);
+}
+
+std::optional<RegistryFacts> RegistryFactsOf(const v1::NodeState& state) {
+  if (!state.registry_known()) return std::nullopt;
+  return RegistryFacts{state.registry_schema_version(), state.registry_removed_records()};
+}
+
 }  // namespace kmsfleet

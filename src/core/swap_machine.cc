@@ -29,8 +29,6 @@ constexpr std::array<std::pair<SwapPhase, std::string_view>, 11> kPhaseNames{{
 
 // Journals are small; a bigger file is not one of ours.
 constexpr size_t kMaxJournalBytes = 256 << 10;
-// Registries hold a few snapshots per Transit version.
-constexpr size_t kMaxRegistryBytes = 16 << 20;
 
 // A journal we wrote and cannot read back lost data: DATA_LOSS, so that no
 // caller mistakes it for a bad request.
@@ -243,7 +241,7 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
                                                  std::string_view what) {
   KMSFLEET_ASSIGN_OR_RETURN(
       boost::json::object o,
-      internal::ParseJsonObject(json, what, kMaxRegistryBytes,
+      internal::ParseJsonObject(json, what, kMaxRegistryFileBytes,
                                 reason::kMalformedRegistry));
   internal::JsonFields f(o, std::string(what), reason::kMalformedRegistry);
   RegistryFacts facts;

@@ -96,8 +96,11 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetrics(
 
 int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   SystemClock clock;
+  // GetNodeState reports the facts of the registry the executor guards.
+  ProviderEndpoints endpoints = config.provider;
+  endpoints.registry_path = config.executor.registry_path;
   std::unique_ptr<ProviderProbe> probe =
-      NewProviderProbe(config.node, config.provider, clock);
+      NewProviderProbe(config.node, std::move(endpoints), clock);
   std::unique_ptr<ServiceManager> services =
       NewSystemdServiceManager(config.executor.bus_address);
   Executor executor(MakeExecutorOptions(config), *probe, *services, clock);

@@ -5,6 +5,7 @@
 #include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/key_id_hash.h"
 #include "kmsfleet/node/kms_client.h"
 #include "kmsfleet/node/subprocess.h"
@@ -44,6 +45,12 @@ absl::StatusOr<std::string> RunVersion(const std::string& binary,
   return std::move(run->stdout_text);
 }
 
+// The registry's content, or why there is none to report.
+absl::StatusOr<std::string> ReadRegistry(const std::string& path) {
+  if (path.empty()) return absl::FailedPreconditionError("no key registry path configured");
+  return ReadBoundedFile(path, kMaxRegistryFileBytes);
+}
+
 class LiveProviderProbe final : public ProviderProbe {
  public:
   LiveProviderProbe(std::string node, ProviderEndpoints endpoints,
@@ -71,6 +78,8 @@ class LiveProviderProbe final : public ProviderProbe {
     raw.live = live.get();
     raw.observed_at_unix_ms = clock_.NowUnixMillis();
     v1::NodeState state = AssembleNodeState(raw);
+    ApplyRegistryRead(ReadRegistry(endpoints_.registry_path), endpoints_.registry_path,
+                      state);
     if (NeedsVersionCommand(state) && !endpoints_.binary.empty()) {
       ApplyVersionCommand(RunVersion(endpoints_.binary, endpoints_.command_timeout),
                           state);

@@ -12,7 +12,6 @@
 namespace kmsfleet {
 namespace {
 
-constexpr size_t kMaxRegistryBytes = 16 << 20;
 constexpr int kEvidenceAttempts = 3;
 // A machine that neither closes nor fails within this many steps is a bug;
 // the operation is closed rather than looping.
@@ -26,9 +25,9 @@ struct RegistryPair {
 
 absl::StatusOr<RegistryPair> ReadRegistryPair(const std::string& path) {
   for (int attempt = 0; attempt < kEvidenceAttempts; ++attempt) {
-    absl::StatusOr<std::string> reg = ReadBoundedFile(path, kMaxRegistryBytes);
-    absl::StatusOr<std::string> cp = ReadBoundedFile(path + ".checkpoint", kMaxRegistryBytes);
-    absl::StatusOr<std::string> again = ReadBoundedFile(path, kMaxRegistryBytes);
+    absl::StatusOr<std::string> reg = ReadBoundedFile(path, kMaxRegistryFileBytes);
+    absl::StatusOr<std::string> cp = ReadBoundedFile(path + ".checkpoint", kMaxRegistryFileBytes);
+    absl::StatusOr<std::string> again = ReadBoundedFile(path, kMaxRegistryFileBytes);
     if (!reg.ok() && absl::IsNotFound(reg.status())) return RegistryPair{};  // no state yet
     KMSFLEET_RETURN_IF_ERROR(reg.status());
     if (!again.ok() || *again != *reg) continue;  // written meanwhile
@@ -179,7 +178,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
 }
 
 absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
-  absl::StatusOr<std::string> reg = ReadBoundedFile(options_.registry_path, kMaxRegistryBytes);
+  absl::StatusOr<std::string> reg = ReadBoundedFile(options_.registry_path, kMaxRegistryFileBytes);
   if (!reg.ok() && absl::IsNotFound(reg.status())) return absl::OkStatus();
   KMSFLEET_RETURN_IF_ERROR(reg.status());
   KMSFLEET_ASSIGN_OR_RETURN(RegistryFacts facts,

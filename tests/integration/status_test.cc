@@ -10,8 +10,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "fleet.h"
 #include "kmsfleet/node/key_id_hash.h"
+#include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet::testing {
 namespace {
@@ -250,6 +253,64 @@ TEST_F(StatusTest, AgentServesTheStandardHealthService) {
   for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   // HealthCheckResponse{status: SERVING (1)}: field 1, varint 1.
   EXPECT_EQ(bytes, std::string("\x08\x01", 2));
+}
+
+// GetNodeState straight from the agent's unix socket.
+absl::StatusOr<v1::NodeState> GetNodeState(const std::string& socket) {
+  auto stub = v1::Agent::NewStub(
+      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  v1::NodeState state;
+  grpc::Status s = stub->GetNodeState(&context, v1::GetNodeStateRequest(), &state);
+  if (!s.ok()) return absl::UnavailableError(s.error_message());
+  return state;
+}
+
+// The fleet plan's rollback guard needs each node's key-registry facts:
+// every GetNodeState reads the registry afresh, and says why when it cannot.
+TEST_F(StatusTest, NodeStateReportsTheRegistryFactsOrWhyNot) {
+  const std::string registry = dir_.File("cp-1-key-registry.json");
+  WriteFile(registry,
+            R"({"schemaVersion":"keyregistry.openbao-kms/v1alpha1","snapshots":[)"
+            R"({"state":"active"},{"state":"removed"}]})");
+  nodes_.push_back(std::make_unique<TestNode>(
+      dir_, NodeOptions{.name = "cp-1",
+                        .extra_config = "executor:\n  registry_path: " + registry + "\n"}));
+  nodes_[0]->StartProvider();
+  nodes_[0]->StartAgent();
+  absl::StatusOr<v1::NodeState> state;
+  ASSERT_TRUE(WaitUntil([&] { return (state = GetNodeState(nodes_[0]->agent_socket())).ok(); },
+                        kSettle))
+      << state.status();
+  EXPECT_TRUE(state->registry_known());
+  EXPECT_EQ(state->registry_schema_version(), "keyregistry.openbao-kms/v1alpha1");
+  EXPECT_EQ(state->registry_removed_records(), 1);
+  EXPECT_FALSE(state->has_registry());
+
+  // A directory where the file should be cannot be read.
+  std::filesystem::remove(registry);
+  std::filesystem::create_directory(registry);
+  state = GetNodeState(nodes_[0]->agent_socket());
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_FALSE(state->registry_known());
+  EXPECT_EQ(state->registry().reason(), "REGISTRY_UNREADABLE");
+  EXPECT_THAT(state->registry().message(), HasSubstr(registry));
+
+  std::filesystem::remove(registry);
+  WriteFile(registry, "{not json");
+  state = GetNodeState(nodes_[0]->agent_socket());
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_FALSE(state->registry_known());
+  EXPECT_EQ(state->registry().reason(), "MALFORMED_REGISTRY");
+
+  // No registry yet is a fact too: known, empty.
+  std::filesystem::remove(registry);
+  state = GetNodeState(nodes_[0]->agent_socket());
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_TRUE(state->registry_known());
+  EXPECT_EQ(state->registry_schema_version(), "");
+  EXPECT_EQ(state->registry_removed_records(), 0);
 }
 
 class CheckConfigTest : public ::testing::Test {

@@ -193,5 +193,83 @@ TEST(NodeObservationTest, MetricsHttpErrorIsUnreachable) {
   EXPECT_EQ(Reasons(s), std::vector<std::string>{reason::kMetricsUnreachable});
 }
 
+// ---- Registry facts (NodeState.registry_*, for the rollback guard) ----
+
+constexpr char kRegistryPath[] = "/var/lib/openbao-kms/state/key-registry.json";
+
+TEST(RegistryFactsTest, ReadRegistryIsKnownWithSchemaAndRemovedCount) {
+  v1::NodeState s;
+  ApplyRegistryRead(std::string(R"({"schemaVersion":"keyregistry.openbao-kms/v1",
+      "snapshots":[{"state":"active"},{"state":"removed"},{"state":"removed"}]})"),
+                    kRegistryPath, s);
+  EXPECT_TRUE(s.registry_known());
+  EXPECT_FALSE(s.has_registry());
+  std::optional<RegistryFacts> facts = RegistryFactsOf(s);
+  ASSERT_TRUE(facts.has_value());
+  EXPECT_EQ(facts->schema_version, "keyregistry.openbao-kms/v1");
+  EXPECT_EQ(facts->removed_records, 2);
+  EXPECT_TRUE(s.conditions().empty());  // the provider's health is untouched
+}
+
+TEST(RegistryFactsTest, AbsentRegistryIsKnownEmpty) {
+  v1::NodeState s;
+  ApplyRegistryRead(absl::NotFoundError("no such file"), kRegistryPath, s);
+  std::optional<RegistryFacts> facts = RegistryFactsOf(s);
+  ASSERT_TRUE(facts.has_value());
+  EXPECT_EQ(facts->schema_version, "");
+  EXPECT_EQ(facts->removed_records, 0);
+}
+
+TEST(RegistryFactsTest, UnreadableRegistryIsUnknownNamingThePath) {
+  v1::NodeState s;
+  ApplyRegistryRead(MakeError(absl::StatusCode::kPermissionDenied, reason::kArtifactIo,
+                              "permission denied"),
+                    kRegistryPath, s);
+  EXPECT_FALSE(RegistryFactsOf(s).has_value());
+  EXPECT_EQ(s.registry().reason(), reason::kRegistryUnreadable);
+  EXPECT_NE(s.registry().message().find(kRegistryPath), std::string::npos);
+  EXPECT_NE(s.registry().message().find("permission denied"), std::string::npos);
+}
+
+TEST(RegistryFactsTest, OversizedOrMalformedRegistryIsUnknownWithItsReason) {
+  v1::NodeState s;
+  ApplyRegistryRead(MakeError(absl::StatusCode::kResourceExhausted, reason::kInputTooLarge,
+                              "larger than 16777216 bytes"),
+                    kRegistryPath, s);
+  EXPECT_FALSE(RegistryFactsOf(s).has_value());
+  EXPECT_EQ(s.registry().reason(), reason::kInputTooLarge);
+  ApplyRegistryRead(std::string(R"({"snapshots":[]})"), kRegistryPath, s);
+  EXPECT_FALSE(RegistryFactsOf(s).has_value());
+  EXPECT_EQ(s.registry().reason(), reason::kMalformedRegistry);
+  EXPECT_NE(s.registry().message().find(kRegistryPath), std::string::npos);
+}
+
+TEST(RegistryFactsTest, NoPathConfiguredIsUnknown) {
+  v1::NodeState s;
+  ApplyRegistryRead(std::string("{}"), "", s);
+  EXPECT_FALSE(RegistryFactsOf(s).has_value());
+  EXPECT_EQ(s.registry().reason(), reason::kRegistryUnreadable);
+}
+
+// A later read replaces an earlier one in the same state.
+TEST(RegistryFactsTest, AFailedReadForgetsEarlierFacts) {
+  v1::NodeState s;
+  ApplyRegistryRead(std::string(R"({"schemaVersion":"v1","snapshots":[{"state":"removed"}]})"),
+                    kRegistryPath, s);
+  ApplyRegistryRead(absl::UnavailableError("EIO"), kRegistryPath, s);
+  EXPECT_FALSE(RegistryFactsOf(s).has_value());
+  EXPECT_TRUE(s.registry_schema_version().empty());
+  EXPECT_EQ(s.registry_removed_records(), 0);
+  ApplyRegistryRead(std::string(R"({"schemaVersion":"v1"})"), kRegistryPath, s);
+  EXPECT_TRUE(RegistryFactsOf(s).has_value());
+  EXPECT_FALSE(s.has_registry());
+}
+
+// An agent without these fields, or a state nobody filled, is unknown, never
+// "schema '' with 0 removed".
+TEST(RegistryFactsTest, StateWithoutRegistryFieldsIsUnknown) {
+  EXPECT_FALSE(RegistryFactsOf(v1::NodeState()).has_value());
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "k8s/kms/v2/api.pb.h"
+#include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/v1/agent.pb.h"
 
 namespace kmsfleet {
@@ -53,6 +54,21 @@ bool NeedsVersionCommand(const v1::NodeState& state);
 // VERSION_COMMAND_FAILED condition naming the exit code or parse error.
 void ApplyVersionCommand(const absl::StatusOr<std::string>& stdout_text,
                          v1::NodeState& state);
+
+// Records in `state` what the agent read of the provider's key registry at
+// `path` (NodeState.registry_*): `text` is the file's content, or the read
+// error. Content: its schema and removed count (ParseRegistryFacts), or,
+// unparsable, unknown with MALFORMED_REGISTRY. NotFound: known, with an
+// empty schema and 0 removed (the provider has written no state yet). Any
+// other error: unknown, with its reason (e.g. INPUT_TOO_LARGE) or
+// REGISTRY_UNREADABLE, naming `path`. An empty `path` (none configured) is
+// unknown with REGISTRY_UNREADABLE.
+void ApplyRegistryRead(const absl::StatusOr<std::string>& text, std::string_view path,
+                       v1::NodeState& state);
+
+// The registry facts `state` carries for NodeView.registry: nullopt when
+// the agent could not read them or did not report them.
+std::optional<RegistryFacts> RegistryFactsOf(const v1::NodeState& state);
 
 // Adds a condition with `reason` and `message` to `state`.
 void AddCondition(v1::NodeState& state, std::string_view reason,

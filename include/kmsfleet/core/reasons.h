@@ -188,6 +188,9 @@ inline constexpr char kSoakInProgress[] = "SOAK_IN_PROGRESS";
 inline constexpr char kPlanPaused[] = "PLAN_PAUSED";
 inline constexpr char kPlanHalted[] = "PLAN_HALTED";
 inline constexpr char kNotEvaluated[] = "NOT_EVALUATED";
+// NodeState's registry facts (issue 9, the agent's side of the rollback
+// guard): the agent could not read key-registry.json.
+inline constexpr char kRegistryUnreadable[] = "REGISTRY_UNREADABLE";
 
 }  // namespace kmsfleet::reason
 

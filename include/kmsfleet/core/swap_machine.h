@@ -7,6 +7,7 @@
 #ifndef KMSFLEET_CORE_SWAP_MACHINE_H_
 #define KMSFLEET_CORE_SWAP_MACHINE_H_
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -106,6 +107,10 @@ struct RecoveryPlan {
 // Decides from the journal and the observed digest of the installed binary.
 RecoveryPlan PlanRecovery(const SwapJournal& journal,
                           std::string_view installed_sha256);
+
+// Registries hold a few snapshots per Transit version; a larger
+// key-registry.json (or checkpoint) is refused, never buffered.
+inline constexpr size_t kMaxRegistryFileBytes = 16 << 20;
 
 // What the rollback rule needs from key-registry.json.
 struct RegistryFacts {

@@ -1,6 +1,7 @@
 // Observes the local bao-kms-provider (architecture.md §1): /live, /ready
-// and /metrics over HTTP, KMS v2 Status over the unix socket, and, for
-// providers without openbao_kms_build_info, `<binary> version`.
+// and /metrics over HTTP, KMS v2 Status over the unix socket, the facts of
+// its key registry file, and, for providers without openbao_kms_build_info,
+// `<binary> version`.
 #ifndef KMSFLEET_NODE_PROVIDER_PROBE_H_
 #define KMSFLEET_NODE_PROVIDER_PROBE_H_
 
@@ -24,6 +25,9 @@ struct ProviderEndpoints {
   std::string kms_socket = "/run/openbao-kms/kms.sock";
   // The installed provider binary, for `version`; empty to never run it.
   std::string binary = "/usr/bin/bao-kms-provider";
+  // The provider's key-registry.json, whose facts every observation
+  // reports (NodeState.registry_*); empty reports them unknown.
+  std::string registry_path;
   HttpGetOptions http;
   std::chrono::milliseconds kms_timeout{5000};
   std::chrono::milliseconds command_timeout{10000};
