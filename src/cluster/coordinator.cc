@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "fleet_actions.h"
 #include "kmsfleet/core/compat_policy.h"
+#include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/semver.h"
@@ -204,6 +205,7 @@ void Coordinator::Observe(std::vector<NodeView>& views) {
     if (state.ok()) {
       view.state = *state;
       view.unreachable_since_unix_ms = 0;
+      view.registry = RegistryFactsOf(*state);
     } else if (view.unreachable_since_unix_ms == 0) {
       view.unreachable_since_unix_ms = now;
     }
