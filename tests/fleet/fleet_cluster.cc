@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 #include <ctime>
@@ -108,16 +109,24 @@ FleetCluster::FleetCluster(const std::string& installed_version) {
     std::filesystem::create_directories(dir_.File(sub));
   }
   chmod(dir_.File("rt").c_str(), 0700);
-  openbao_port_ = FreeLoopbackPort();
+  // Distinct ports: two calls can find the same free one.
+  std::vector<uint16_t> taken;
+  auto port = [&taken] {
+    uint16_t p = FreeLoopbackPort();
+    while (std::find(taken.begin(), taken.end(), p) != taken.end()) p = FreeLoopbackPort();
+    taken.push_back(p);
+    return p;
+  };
+  openbao_port_ = port();
   SetOpenBao("active");
   openbao_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{FAKE_OPENBAO_PATH, "--state-file", dir_.File("openbao.state"),
                                "--listen", "127.0.0.1:" + std::to_string(openbao_port_)},
       ChildOptions{.out_path = dir_.File("openbao.log")});
   for (int i = 0; i < kNodes; ++i) {
-    cluster_ports_.push_back(FreeLoopbackPort());
-    metrics_ports_.push_back(FreeLoopbackPort());
-    health_ports_.push_back(FreeLoopbackPort());
+    cluster_ports_.push_back(port());
+    metrics_ports_.push_back(port());
+    health_ports_.push_back(port());
   }
   for (int i = 0; i < kNodes; ++i) {
     for (const char* sub : {"bin", "pstate", "state", "run"}) {
@@ -126,6 +135,15 @@ FleetCluster::FleetCluster(const std::string& installed_version) {
     WriteExecutable(NodeDir(i) + "/bin/bao-kms-provider", FakeScript(installed_version, false));
     WriteNode(i);
   }
+  try {
+    Start();
+  } catch (...) {
+    Shutdown();  // a failed start must not leave units running
+    throw;
+  }
+}
+
+void FleetCluster::Start() {
   StartManager();
   for (int i = 0; i < kNodes; ++i) Systemctl({"start", "bao-kms-provider-" + Name(i) + ".service"});
   for (int i = 0; i < kNodes; ++i) {
@@ -138,16 +156,20 @@ FleetCluster::FleetCluster(const std::string& installed_version) {
   if (WaitForCoordinator() < 0) throw std::runtime_error("no coordinator elected:\n" + Logs());
 }
 
-FleetCluster::~FleetCluster() {
+FleetCluster::~FleetCluster() { Shutdown(); }
+
+void FleetCluster::Shutdown() {
   for (auto& agent : agents_) {
     if (!agent) continue;
     agent->Signal(SIGTERM);
     if (!agent->Wait(std::chrono::seconds(15))) agent->Signal(SIGKILL);
+    agent.reset();
   }
   if (manager_) {
     // SIGTERM: the manager stops its units before it exits.
     manager_->Signal(SIGTERM);
     if (!manager_->Wait(std::chrono::seconds(15))) manager_->Signal(SIGKILL);
+    manager_.reset();
   }
 }
 

@@ -81,6 +81,8 @@ class FleetCluster {
   std::string Logs();
 
  private:
+  void Start();     // the manager, the units, the agents
+  void Shutdown();  // agents, then the manager (which stops the units)
   void WriteNode(int i);
   void StartManager();
   std::string Systemctl(const std::vector<std::string>& args);

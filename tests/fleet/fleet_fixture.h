@@ -17,7 +17,18 @@ namespace kmsfleet::testing {
 class FleetUpgradeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    fleet_ = std::make_unique<FleetCluster>("0.1.0");
+    // A port found free can be taken by a test running beside this one
+    // before an agent binds it: start again on fresh ports, up to 3 times.
+    for (int attempt = 1; !fleet_; ++attempt) {
+      try {
+        fleet_ = std::make_unique<FleetCluster>("0.1.0");
+      } catch (const std::exception& e) {
+        if (attempt == 3 || std::string(e.what()).find("Address already in use") ==
+                                std::string::npos) {
+          throw;
+        }
+      }
+    }
     release_ = fleet_->MakeRelease("0.2.0");
   }
 
