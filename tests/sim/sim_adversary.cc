@@ -21,6 +21,7 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
   e.to = to;
   e.fence = fence;
   e.adversary = true;
+  if (options_.plan && kind == Kind::kSwap) e.action = AdversaryAction(fence, to);
   Trace(std::string("adversary sends ") + (kind == Kind::kSwap ? "swap" : "release query") +
         " to " + to + " under " + std::to_string(fence.term()) + "/" +
         std::to_string(fence.index()) + "/" + fence.in_flight());
