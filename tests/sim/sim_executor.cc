@@ -210,6 +210,7 @@ void World::Reply(Node& node, const Envelope& e, ActionResult result, bool runni
   answer.from = node.name;
   answer.to = e.from;
   answer.term = e.term;
+  answer.fence = e.fence;
   answer.action = e.action;
   answer.result = std::make_shared<const ActionResult>(std::move(result));
   answer.running = running;

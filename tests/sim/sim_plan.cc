@@ -72,6 +72,9 @@ void World::DrawPlanShape() {
   auto_rollback_ = Chance(0.3);
   restart_required_ = Chance(0.3);
   operator_resolves_ = Chance(0.5);
+  // Half the seeds without the adversary: its traffic crowds out the plan's
+  // own races (late answers, delayed swaps across plan changes).
+  if (Chance(0.5)) adversary_rate_ = 0;
   for (auto& [name, node] : nodes_) {
     node.provider.version = kPlanFrom;
     node.provider.hash = SimHash(0);
@@ -123,6 +126,9 @@ SimResult World::RunPlan() {
 
 bool World::PlanSettled() const {
   if (!last_plan_) return false;
+  for (const auto& [name, node] : nodes_) {
+    if (!node.provider.next_hash.empty()) return false;  // a rotation still lands
+  }
   const v1::PlanPhase phase = last_plan_->phase();
   if (IsFinished(phase)) return true;
   return !operator_resolves_ &&
@@ -453,15 +459,18 @@ void World::HandleResult(Node& leader, const Envelope& e) {
   }
   const ActionResult& r = *e.result;
   if (r.kind == ResultKind::kOperation && !r.status.ok()) {
-    if (awaited && ReasonOf(r.status) == reason::kStaleFence) {
-      // The node handed off at this record: the swap may have run (and
-      // its answer got lost) or never have. Its operation says which.
+    const v1::PlanRecord& committed = leader.machine->committed();
+    if (awaited && ReasonOf(r.status) == reason::kStaleFence &&
+        e.fence.term() == committed.term() && e.fence.index() == committed.index()) {
+      // The node handed off at the current record: the swap may have run
+      // (and its answer got lost) or never have. Its operation says which.
       it->second.stale_fence = true;
       it->second.next_poll = now_;
       it->second.deadline = now_ + 40;
       return;
     }
-    // Any other refusal: the machine sends the swap again.
+    // Any other refusal (a fence older than the committed record among
+    // them): the machine sends the swap again, under the current fence.
     if (awaited) p->outstanding.erase(it);
     ActionResult retry = r;
     retry.status = absl::UnavailableError(r.status.ToString());
