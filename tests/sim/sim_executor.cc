@@ -259,12 +259,17 @@ void World::Repair(Node& node) {
   Trace("operator repairs " + node.name + " by hand: back on " + node.op_prev);
 }
 
-// The adversary replays the real command sent under a fence it saw, or
-// makes one up for a fence it forged.
+// The adversary replays the real command sent under a fence it saw; under
+// a fence it forged it sends the newest real command it saw for the node
+// (nothing if none), or, with adversary_picks_version, one of its own.
 std::shared_ptr<const PlanAction> World::AdversaryAction(const v1::Fence& fence,
                                                          const std::string& to) {
   auto it = real_swaps_.find(FenceKey(fence));
   if (it != real_swaps_.end()) return it->second;
+  if (!options_.adversary_picks_version) {
+    auto last = last_real_swap_.find(to);
+    return last == last_real_swap_.end() ? nullptr : last->second;
+  }
   auto forged = std::make_shared<PlanAction>();
   forged->kind = ActionKind::kSwap;
   forged->node = to;

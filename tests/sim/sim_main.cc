@@ -12,7 +12,8 @@ namespace {
 
 int Usage(const char* argv0) {
   std::cerr << "usage: " << argv0
-            << " [--plan] [--seeds N] [--start S] [--seed S] [--verbose]\n";
+            << " [--plan [--adversary-picks-version]] [--seeds N] [--start S] [--seed S]"
+               " [--verbose]\n";
   return 2;
 }
 
@@ -39,7 +40,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
   if (seeds >= 200 &&
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
-       t.crashed_mid_swap == 0 || t.swaps_stale_term + t.swaps_stale_fence == 0)) {
+       t.crashed_mid_swap == 0 || t.handoffs_withheld == 0 ||
+       t.swaps_stale_term + t.swaps_stale_fence == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;
   }
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   uint64_t start = 1;
   bool verbose = false;
   bool plan = false;
+  bool picks_version = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     bool has_value = i + 1 < argc;
@@ -67,6 +70,8 @@ int main(int argc, char** argv) {
       verbose = true;
     } else if (arg == "--plan") {
       plan = true;
+    } else if (arg == "--adversary-picks-version") {
+      picks_version = true;
     } else {
       return Usage(argv[0]);
     }
@@ -74,11 +79,13 @@ int main(int argc, char** argv) {
   kmsfleet::sim::Counters total;
   for (uint64_t seed = start; seed < start + seeds; ++seed) {
     kmsfleet::sim::SimResult r =
-        kmsfleet::sim::RunSeed({.seed = seed, .verbose = verbose, .plan = plan});
+        kmsfleet::sim::RunSeed({.seed = seed, .verbose = verbose, .plan = plan,
+                                .adversary_picks_version = picks_version});
     total.Add(r.counters);
     if (!r.ok) {
       std::cout << "FAIL seed " << seed << ": " << r.failure << "\n"
-                << "replay: " << argv[0] << (plan ? " --plan" : "") << " --seed " << seed
+                << "replay: " << argv[0] << (plan ? " --plan" : "")
+                << (picks_version ? " --adversary-picks-version" : "") << " --seed " << seed
                 << " --verbose\n";
       return 1;
     }

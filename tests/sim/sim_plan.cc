@@ -173,7 +173,8 @@ OperatorCommand World::StartCommand() {
 
 // The operator: starts an upgrade early, and while faults last pauses,
 // resumes, aborts, rolls back and acknowledges break-glass at random
-// (sometimes with a wrong nonce). Once faults stop it resumes a paused
+// (sometimes with a wrong nonce, sometimes before repairing the node).
+// Once faults stop it resumes a paused
 // plan and, on seeds where it steps in, repairs and acknowledges
 // break-glass and resumes a halted plan (or aborts it when resuming would
 // only halt again).
@@ -186,8 +187,11 @@ std::optional<OperatorCommand> World::Operator(const std::optional<v1::FleetPlan
   }
   const v1::PlanPhase phase = plan->phase();
   auto ack = [&](bool right_nonce) {
+    // While faults last, some operators acknowledge before the repair is
+    // done: the node then does not release its slot and break-glass comes
+    // back with a new nonce.
     auto it = nodes_.find(plan->break_glass().node());
-    if (it != nodes_.end()) Repair(it->second);
+    if (it != nodes_.end() && (!faults_ || Chance(0.7))) Repair(it->second);
     c.kind = CommandKind::kAckBreakGlass;
     c.nonce = right_nonce ? plan->break_glass().nonce() : "00000000deadbeef";
     return c;
@@ -402,6 +406,7 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
   if (disruptive) {
     real_fences_.push_back(*fence);
     real_swaps_[FenceKey(*fence)] = e.action;
+    last_real_swap_[a.node] = e.action;
     // Some swaps are held long enough to cross a hand-off or a new leader.
     if (faults_ && Chance(0.2)) delay = Pick(10, 60);
   }

@@ -257,6 +257,7 @@ class World {
   int hash_serial_ = 0;
   bool resume_refused_ = false;
   std::map<std::string, std::shared_ptr<const PlanAction>> real_swaps_;  // by fence
+  std::map<std::string, std::shared_ptr<const PlanAction>> last_real_swap_;  // by node
   std::optional<v1::FleetPlan> last_plan_;  // of the newest committed record
   uint64_t last_plan_index_ = 0;
   int tail_resumes_ = 0;

@@ -80,6 +80,12 @@ struct SimOptions {
   // plan must settle within plan_liveness_ticks after faults stop.
   bool plan = false;
   int plan_liveness_ticks = 3000;
+  // The adversary's swaps under forged fences carry an operation and
+  // version of its own choosing, not a copy of a real command. A fence
+  // names the node in flight, not the command: a forged fence that later
+  // comes true admits such a swap (docs/fleet-plan.md §5), so the plan's
+  // invariants then fail by design. Off in CI.
+  bool adversary_picks_version = false;
 };
 
 struct SimResult {
