@@ -37,6 +37,10 @@ void PlanStep::Run() {
   m_.deferred_.clear();
   results.insert(results.end(), in_.results.begin(), in_.results.end());
   if (!next_) return;
+  // A finished plan is moved only by a command (rollback, a new plan): a
+  // late answer to an action issued before the end is stale, and must not
+  // halt an Aborted plan.
+  if (IsFinished(next_->phase())) return;
   for (const ActionResult& r : results) ApplyResult(r);
   DecidePhase();
 }

@@ -1,6 +1,7 @@
 #include "scenario.h"
 
 #include <algorithm>
+#include <optional>
 #include <stdexcept>
 
 #include "kmsfleet/core/status.h"
@@ -36,6 +37,15 @@ std::vector<std::string> Split(const std::string& line) {
   std::vector<std::string> words;
   for (std::string w; in >> w;) words.push_back(w);
   return words;
+}
+
+// A script's text payload as is; a fleet plan (`plan`) by its revision.
+std::string Payload(const v1::PlanRecord& r) {
+  const std::string& p = r.payload();
+  if (std::all_of(p.begin(), p.end(), [](char c) { return c >= ' ' && c <= '~'; })) return p;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(p);
+  return plan.ok() ? "plan revision " + std::to_string(plan->revision())
+                   : std::to_string(p.size()) + " bytes";
 }
 
 [[noreturn]] void Bad(const std::string& why) { throw std::invalid_argument(why); }
@@ -76,6 +86,17 @@ struct ScenarioWorld::Node {
   v1::HardState durable;
   v1::FenceState fence_durable;
   bool up = true;
+  // `plan`: the node's provider and its last operation's journal.
+  std::string version = "0.1.0";
+  std::optional<SwapJournal> journal;
+  // `plan`: the coordinator's shell, volatile (gone with a crash).
+  std::unique_ptr<PlanMachine> plan;
+  uint64_t plan_term = 0;
+  std::optional<v1::FleetPlan> pending;  // proposed, not yet committed
+  uint64_t pending_index = 0;
+  std::vector<PlanAction> held;          // carried out once it commits
+  std::vector<ActionResult> results;     // for the next Step
+  std::string held_outcome;
 };
 
 ScenarioWorld::ScenarioWorld() = default;
@@ -114,6 +135,8 @@ std::string ScenarioWorld::Run(const std::string& line) {
       Swap(args);
     } else if (command == "status") {
       Status();
+    } else if (command == "plan" && !args.empty()) {
+      Plan(args);
     } else {
       Bad("unknown command or wrong arguments: " + line);
     }
@@ -184,7 +207,7 @@ void ScenarioWorld::Handle(const std::string& name, const ElectionReady& ready) 
   if (ready.committed) {
     Line(name + ": commit " + Key(*ready.committed) + " in_flight=" +
          (ready.committed->in_flight().empty() ? "none" : ready.committed->in_flight()) +
-         (ready.committed->payload().empty() ? "" : " payload=" + ready.committed->payload()));
+         (ready.committed->payload().empty() ? "" : " payload=" + Payload(*ready.committed)));
   }
 }
 
@@ -249,6 +272,10 @@ void ScenarioWorld::Partition(const Args& args) {
 void ScenarioWorld::Crash(const Args& args) {
   Node& node = Get(args[0]);
   node.up = false;
+  node.plan.reset();  // what a coordinator holds in memory is lost
+  node.pending.reset();
+  node.held.clear();
+  node.results.clear();
   Line(args[0] + ": down; keeps term=" + std::to_string(node.durable.term()) +
        " record=" + Key(node.durable.record()));
 }
@@ -327,6 +354,277 @@ void ScenarioWorld::Status() {
          " record=" + Key(m.record()) + " committed=" + Key(m.committed()) +
          " in_flight=" + (m.committed().in_flight().empty() ? "none" : m.committed().in_flight()));
   }
+}
+
+
+// ---- plan: the fleet plan machine on the coordinator ----
+
+namespace {
+
+constexpr char kScenarioHash[] = "UkPT2pXxYomOU_jD-ogCOXoOMmGd-JxBHK1XETCA4ps";
+
+// "revision 3 Rolling in_flight=n2 [n1 Preflighted, n2 InFlight/SWAPPING, ...]"
+std::string DescribePlan(const v1::FleetPlan& plan) {
+  std::string out = "revision " + std::to_string(plan.revision()) + " " +
+                    std::string(PlanPhaseName(plan.phase())) + " in_flight=" +
+                    (plan.in_flight().empty() ? "none" : plan.in_flight()) + " [";
+  for (int i = 0; i < plan.nodes_size(); ++i) {
+    const v1::PlanNode& n = plan.nodes(i);
+    out += (i > 0 ? ", " : "") + n.node() + " " + std::string(PlanNodePhaseName(n.phase()));
+    if (n.stage() != v1::PLAN_STEP_STAGE_UNSPECIFIED) {
+      std::string stage = v1::PlanStepStage_Name(n.stage());
+      out += "/" + stage.substr(std::string("PLAN_STEP_STAGE_").size());
+    }
+  }
+  out += "]";
+  if (!plan.halt().reason().empty()) out += " halt=" + plan.halt().reason();
+  if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS) {
+    out += " break-glass=" + plan.break_glass().reason() + " nonce=" + plan.break_glass().nonce();
+  }
+  return out;
+}
+
+std::string FenceText(const v1::Fence& f) {
+  return std::to_string(f.term()) + "/" + std::to_string(f.index()) + "/" +
+         (f.in_flight().empty() ? "none" : f.in_flight());
+}
+
+std::optional<OperatorCommand> ParseCommand(const std::vector<std::string>& args) {
+  static const std::map<std::string, CommandKind> kKinds = {
+      {"upgrade", CommandKind::kStart},   {"pause", CommandKind::kPause},
+      {"resume", CommandKind::kResume},   {"abort", CommandKind::kAbort},
+      {"rollback", CommandKind::kRollback}, {"ack", CommandKind::kAckBreakGlass}};
+  if (args.size() < 2 || args[1].find('=') != std::string::npos) return std::nullopt;
+  auto it = kKinds.find(args[1]);
+  if (it == kKinds.end()) Bad("no plan command " + args[1]);
+  OperatorCommand c;
+  c.kind = it->second;
+  c.who = "CN=operator";
+  c.nonce = Option(args, "nonce", "");
+  c.request.target_version = "0.2.0";
+  return c;
+}
+
+}  // namespace
+
+void ScenarioWorld::Plan(const Args& args) {
+  const std::string& name = args[0];
+  Node& leader = Get(name);
+  if (!leader.up) Bad(name + " is down");
+  PlanMachineFor(name);
+  PlanCommitted(name);
+  PlanInput in = PlanObserve(name);
+  in.command = ParseCommand(args);
+  PlanReady ready = leader.plan->Step(in);
+  if (!ready.refusal.ok()) {
+    Line("refused [" + ReasonOf(ready.refusal) + "] " + std::string(ready.refusal.message()));
+  }
+  if (!ready.blocked.ok()) Line("waits [" + ReasonOf(ready.blocked) + "]");
+  for (const PlanAction& a : ready.actions) {
+    if (a.kind == ActionKind::kHalt || a.kind == ActionKind::kBreakGlass) {
+      Line(std::string(ActionKindName(a.kind)) + " [" + ReasonOf(a.why) + "]");
+    }
+  }
+  const std::string outcome = Option(args, "outcome", "Stable");
+  if (!ready.plan) {
+    for (const PlanAction& a : ready.actions) PlanCarryOut(name, a, outcome);
+    return;
+  }
+  absl::StatusOr<std::string> payload = EncodePlan(*ready.plan);
+  if (!payload.ok()) Bad(std::string(payload.status().message()));
+  Line(name + ": propose " + DescribePlan(*ready.plan));
+  absl::StatusOr<ElectionReady> proposed =
+      leader.machine->Propose(ready.plan->in_flight(), *payload);
+  if (!proposed.ok()) {
+    Line("refused [" + ReasonOf(proposed.status()) + "] " +
+         std::string(proposed.status().message()));
+    leader.plan->Abandon();
+    return;
+  }
+  leader.pending = *ready.plan;
+  leader.pending_index = leader.machine->record().index();
+  leader.held.clear();
+  leader.held_outcome = outcome;
+  for (const PlanAction& a : ready.actions) {
+    if (a.kind == ActionKind::kHalt || a.kind == ActionKind::kBreakGlass) continue;
+    Line("hold " + std::string(ActionKindName(a.kind)) + " " + a.node + " until it commits");
+    leader.held.push_back(a);
+  }
+  Handle(name, *proposed);
+  PlanCommitted(name);
+}
+
+// One machine per term, built from the committed record once the leader's
+// own first record committed.
+void ScenarioWorld::PlanMachineFor(const std::string& name) {
+  Node& leader = Get(name);
+  const ElectionMachine& m = *leader.machine;
+  if (leader.plan && leader.plan_term == m.term()) return;
+  if (!m.CurrentFence()) Bad(name + " does not lead with a record committed at its term");
+  std::optional<v1::FleetPlan> committed;
+  if (!m.committed().payload().empty()) {
+    absl::StatusOr<v1::FleetPlan> plan = DecodePlan(m.committed().payload());
+    if (!plan.ok()) Bad(std::string(plan.status().message()));
+    committed = *std::move(plan);
+  }
+  leader.plan = std::make_unique<PlanMachine>(
+      PlanMachineConfig{.self = name, .voters = base_.voters}, committed);
+  leader.plan_term = m.term();
+  leader.pending.reset();
+  leader.held.clear();
+  leader.results.clear();
+  Line(name + ": plan machine for term " + std::to_string(m.term()) + " from " +
+       (committed ? DescribePlan(*committed) : std::string("no plan")));
+}
+
+// Commit first: held actions go out once the proposal committed.
+void ScenarioWorld::PlanCommitted(const std::string& name) {
+  Node& leader = Get(name);
+  const v1::PlanRecord& c = leader.machine->committed();
+  if (!leader.pending || c.term() != leader.plan_term || c.index() < leader.pending_index) {
+    return;
+  }
+  leader.plan->Committed(*leader.pending);
+  Line(name + ": revision " + std::to_string(leader.pending->revision()) + " committed at " +
+       Key(c));
+  leader.pending.reset();
+  std::vector<PlanAction> held = std::move(leader.held);
+  leader.held.clear();
+  for (const PlanAction& a : held) PlanCarryOut(name, a, leader.held_outcome);
+}
+
+// Every voter healthy on its version and one key_id hash, except a node
+// left RollbackFailed; OpenBao unsealed.
+PlanInput ScenarioWorld::PlanObserve(const std::string& name) {
+  Node& leader = Get(name);
+  plan_clock_ms_ += 1000;
+  PlanInput in;
+  in.now_unix_ms = plan_clock_ms_;
+  for (const std::string& v : base_.voters) {
+    const Node& node = Get(v);
+    NodeView view;
+    view.node = v;
+    if (!node.up) {
+      view.unreachable_since_unix_ms = plan_clock_ms_;
+      in.views.push_back(std::move(view));
+      continue;
+    }
+    const bool serving = !node.journal || node.journal->phase != SwapPhase::kRollbackFailed;
+    v1::NodeState s;
+    s.set_node(v);
+    s.set_provider_version(node.version);
+    s.set_live(serving);
+    s.set_ready(serving);
+    s.set_key_id_hash_metric(kScenarioHash);
+    s.set_key_id_hash_socket(kScenarioHash);
+    s.set_rotation_state("active");
+    s.set_observed_at_unix_ms(plan_clock_ms_);
+    view.state = std::move(s);
+    view.registry = RegistryFacts{"keyregistry.openbao-kms/v1alpha1", 0};
+    in.views.push_back(std::move(view));
+  }
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  in.results = std::move(leader.results);
+  leader.results.clear();
+  in.random = 0x5ce0a110 + static_cast<uint64_t>(plan_clock_ms_);
+  return in;
+}
+
+void ScenarioWorld::PlanCarryOut(const std::string& name, const PlanAction& a,
+                                 const std::string& outcome) {
+  if (a.kind == ActionKind::kHalt || a.kind == ActionKind::kBreakGlass) return;
+  Node& leader = Get(name);
+  Node& node = Get(a.node);
+  v1::Fence fence = *leader.machine->CurrentFence();
+  std::string what = name + " -> " + a.node + " " + std::string(ActionKindName(a.kind)) +
+                     " under " + FenceText(fence) + ": ";
+  ActionResult r;
+  r.node = a.node;
+  r.revision = a.revision;
+  r.operation_id = a.operation_id;
+  if (!node.up) {
+    r.kind = ResultKind::kStaged;  // Unavailable: the machine issues it again
+    r.status = absl::UnavailableError(a.node + " is down");
+    Line(what + "no answer");
+    leader.results.push_back(std::move(r));
+    return;
+  }
+  switch (a.kind) {
+    case ActionKind::kStage:
+      r.kind = ResultKind::kStaged;
+      r.previous_artifact_verified = true;
+      what += "staged " + a.version;
+      break;
+    case ActionKind::kPreflight:
+      r.kind = ResultKind::kPreflighted;
+      r.doctor = {a.node, true, true, ""};
+      r.rotation.node = a.node;
+      r.rotation.metric_state = "active";
+      r.rotation.report = RotationReport{};
+      r.rotation.report->transit_metadata_status = "pass";
+      r.rotation.report->rotation_state = "active";
+      what += "doctor and rotation-plan pass";
+      break;
+    case ActionKind::kRestartApiServer:
+      r.kind = ResultKind::kApiServerRestarted;
+      what += "kube-apiserver ready";
+      break;
+    case ActionKind::kSwap:
+    case ActionKind::kRollbackNode: {
+      r.kind = ResultKind::kOperation;
+      node.guard->ObserveTerm(node.machine->term());
+      absl::Status s = node.guard->AdmitSwap(fence, node.machine->committed());
+      if (!s.ok()) {
+        r.status = absl::UnavailableError(ReasonOf(s));
+        what += "refused [" + ReasonOf(s) + "]";
+        break;
+      }
+      node.fence_durable = node.guard->state();
+      absl::StatusOr<SwapPhase> phase = ParsePhase(outcome);
+      if (!phase.ok()) Bad("no outcome " + outcome);
+      if (!node.journal || node.journal->operation_id != a.operation_id) {
+        SwapJournal j;
+        j.operation_id = a.operation_id;
+        j.phase = *phase;
+        j.open = false;
+        j.fence_term = fence.term();
+        j.fence_index = fence.index();
+        j.started_unix_ms = plan_clock_ms_;
+        node.journal = j;
+        if (*phase == SwapPhase::kStable) node.version = a.version;
+      }
+      const SwapPhase ended = node.journal->phase;
+      r.outcome = ended == SwapPhase::kStable       ? OperationOutcome::kStable
+                  : ended == SwapPhase::kRolledBack ? OperationOutcome::kRolledBack
+                                                    : OperationOutcome::kRollbackFailed;
+      what += "admitted, " + a.operation_id + " ended " +
+              std::string(PhaseName(node.journal->phase)) + " on " + node.version;
+      break;
+    }
+    case ActionKind::kHandOff: {
+      r.kind = ResultKind::kHandOff;
+      HandoffFacts facts;
+      if (node.journal) facts.journals.push_back(*node.journal);
+      node.guard->ObserveTerm(node.machine->term());
+      absl::StatusOr<v1::ReleaseReply> reply = node.guard->AdmitRelease(
+          fence, node.machine->committed(), DecideHandoff(facts, fence));
+      if (!reply.ok()) {
+        r.status = absl::UnavailableError(ReasonOf(reply.status()));
+        what += "refused [" + ReasonOf(reply.status()) + "]";
+        break;
+      }
+      node.fence_durable = node.guard->state();
+      leader.machine->RecordRelease(a.node, fence.term(), fence.index(), reply->outcome());
+      r.released = reply->released();
+      what += (r.released ? "released " : "keeps its slot ") +
+              v1::HandoffOutcome_Name(reply->outcome());
+      break;
+    }
+    default:
+      return;
+  }
+  Line(what);
+  leader.results.push_back(std::move(r));
 }
 
 }  // namespace kmsfleet::sim

@@ -24,6 +24,18 @@
 //   swap NODE FENCE        NODE's FenceGuard admits or refuses a swap,
 //                          against the committed record NODE holds
 //   status                 role, term, leader and records of every node
+//   plan NODE [upgrade|pause|resume|abort|rollback|ack] [nonce=N]
+//             [outcome=Stable|RolledBack|RollbackFailed]
+//                          one Step of the fleet plan machine on leader NODE
+//                          (docs/fleet-plan.md §1): built from the committed
+//                          record on first use at a term; a proposal goes to
+//                          Propose and its actions wait for the commit; the
+//                          others are carried out at once under the leader's
+//                          fence: stage, preflight and the API server restart
+//                          succeed, a swap goes through the node's FenceGuard
+//                          and ends `outcome` (default Stable), a hand-off is
+//                          the node's DecideHandoff answer, recorded with
+//                          RecordRelease; results reach the next `plan`
 //
 // Single-threaded.
 #ifndef KMSFLEET_TESTS_SIM_SCENARIO_H_
@@ -40,6 +52,7 @@
 
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/plan_machine.h"
 
 namespace kmsfleet::sim {
 
@@ -68,6 +81,11 @@ class ScenarioWorld {
   void HandOff(const Args& args);
   void Swap(const Args& args);
   void Status();
+  void Plan(const Args& args);
+  void PlanMachineFor(const std::string& name);
+  void PlanCommitted(const std::string& name);
+  void PlanCarryOut(const std::string& name, const PlanAction& a, const std::string& outcome);
+  PlanInput PlanObserve(const std::string& name);
 
   void Handle(const std::string& name, const ElectionReady& ready);
   Node& Get(const std::string& name);
@@ -79,6 +97,7 @@ class ScenarioWorld {
   std::set<std::pair<std::string, std::string>> cut_;  // from -> to
   std::ostringstream out_;
   int indent_ = 0;
+  int64_t plan_clock_ms_ = 0;  // the plan machine's clock: 1 s per `plan`
 };
 
 }  // namespace kmsfleet::sim

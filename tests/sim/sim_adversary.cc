@@ -14,6 +14,11 @@
 namespace kmsfleet::sim {
 
 void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
+  std::shared_ptr<const PlanAction> action;
+  if (options_.plan && kind == Kind::kSwap) {
+    action = AdversaryAction(fence, to);
+    if (!action) return;  // no command to copy yet
+  }
   ++counters_.adversary_sent;
   Envelope e;
   e.kind = kind;
@@ -21,6 +26,7 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
   e.to = to;
   e.fence = fence;
   e.adversary = true;
+  e.action = std::move(action);
   Trace(std::string("adversary sends ") + (kind == Kind::kSwap ? "swap" : "release query") +
         " to " + to + " under " + std::to_string(fence.term()) + "/" +
         std::to_string(fence.index()) + "/" + fence.in_flight());

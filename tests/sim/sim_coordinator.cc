@@ -1,4 +1,6 @@
 // The leader's toy coordinator and the invariant checks.
+#include <algorithm>
+
 #include "sim_world.h"
 
 namespace kmsfleet::sim {
@@ -81,6 +83,7 @@ void World::CheckApplied(Node& node, const v1::PlanRecord& record) {
   }
   node.applied = record;
   auto [it, inserted] = committed_index_.emplace(record.index(), record);
+  if (inserted && options_.plan) CheckPlanCommitted(record);
   if (!inserted) {
     if (it->second.SerializeAsString() != record.SerializeAsString()) {
       Fail("invariant 2: index " + std::to_string(record.index()) +
@@ -123,6 +126,7 @@ void World::CheckInvariants() {
       disrupted += " " + name;
     }
   }
+  counters_.max_disrupted = std::max<int64_t>(counters_.max_disrupted, count);
   if (count > 1) Fail("invariant 3: " + std::to_string(count) + " nodes disrupted:" + disrupted);
   for (auto& [name, node] : nodes_) {
     if (!node.up || node.machine->role() != Role::kLeader) continue;

@@ -1,6 +1,7 @@
 // kmsfleet_sim: runs the election simulation over many seeds.
 //   kmsfleet_sim --seeds 2000          what CI runs
 //   kmsfleet_sim --seed 1234 --verbose replay one seed with a trace
+//   kmsfleet_sim --plan --seeds 2000   the fleet plan on the coordinator
 #include <cstdlib>
 #include <iostream>
 #include <string>
@@ -11,8 +12,40 @@ namespace {
 
 int Usage(const char* argv0) {
   std::cerr << "usage: " << argv0
-            << " [--seeds N] [--start S] [--seed S] [--verbose]\n";
+            << " [--plan [--adversary-picks-version]] [--seeds N] [--start S] [--seed S]"
+               " [--verbose]\n";
   return 2;
+}
+
+// What --plan prints, and the coverage the run must reach to prove
+// anything: plans that complete, roll back and stop, and the fences doing
+// their work.
+int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t) {
+  std::cout << seeds << " seeds ok (from " << start << "), fleet plan on the coordinator: "
+            << t.plans_started << " plans started; final: " << t.plans_completed
+            << " completed, " << t.plans_rolled_back << " rolled back, " << t.plans_aborted
+            << " aborted, " << t.plans_halted << " halted, " << t.plans_break_glass
+            << " in break-glass; " << t.break_glass_entered << " break-glass events; "
+            << t.operations << " swaps and rollbacks (" << t.rollback_failed
+            << " RollbackFailed, " << t.crashed_mid_swap << " crashed mid-swap); max in flight "
+            << t.max_in_flight << ", max providers down at once " << t.max_disrupted
+            << "; " << t.elections << " leader terms, " << t.crashes << " crashes, "
+            << t.plan_proposals_failed << " proposals lost with leadership, " << t.fences_renewed
+            << " fences renewed; swaps refused as "
+            << "stale term " << t.swaps_stale_term << ", stale fence " << t.swaps_stale_fence
+            << "; hand-offs withheld " << t.handoffs_withheld << "; adversary sent "
+            << t.adversary_sent << ", refused " << t.adversary_refused << "; operator commands "
+            << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
+            << "faults stopped " << t.max_settle_ticks << " ticks\n";
+  if (seeds >= 200 &&
+      (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
+       t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
+       t.crashed_mid_swap == 0 || t.handoffs_withheld == 0 ||
+       t.swaps_stale_term + t.swaps_stale_fence == 0)) {
+    std::cout << "FAIL: the schedules did not reach every ending and fault\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -21,6 +54,8 @@ int main(int argc, char** argv) {
   uint64_t seeds = 2000;
   uint64_t start = 1;
   bool verbose = false;
+  bool plan = false;
+  bool picks_version = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     bool has_value = i + 1 < argc;
@@ -33,6 +68,10 @@ int main(int argc, char** argv) {
       seeds = 1;
     } else if (arg == "--verbose") {
       verbose = true;
+    } else if (arg == "--plan") {
+      plan = true;
+    } else if (arg == "--adversary-picks-version") {
+      picks_version = true;
     } else {
       return Usage(argv[0]);
     }
@@ -40,14 +79,18 @@ int main(int argc, char** argv) {
   kmsfleet::sim::Counters total;
   for (uint64_t seed = start; seed < start + seeds; ++seed) {
     kmsfleet::sim::SimResult r =
-        kmsfleet::sim::RunSeed({.seed = seed, .verbose = verbose});
+        kmsfleet::sim::RunSeed({.seed = seed, .verbose = verbose, .plan = plan,
+                                .adversary_picks_version = picks_version});
     total.Add(r.counters);
     if (!r.ok) {
       std::cout << "FAIL seed " << seed << ": " << r.failure << "\n"
-                << "replay: " << argv[0] << " --seed " << seed << " --verbose\n";
+                << "replay: " << argv[0] << (plan ? " --plan" : "")
+                << (picks_version ? " --adversary-picks-version" : "") << " --seed " << seed
+                << " --verbose\n";
       return 1;
     }
   }
+  if (plan) return PlanSummary(seeds, start, total);
   std::cout << seeds << " seeds ok (from " << start << "): " << total.elections
             << " leader terms, " << total.crashes << " crashes, " << total.lost_writes
             << " lost writes, " << total.messages << " messages, " << total.handoffs

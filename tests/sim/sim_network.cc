@@ -49,6 +49,9 @@ void World::DeliverOne(const Envelope& e) {
     case Kind::kSwap: return HandleSwap(node, e);
     case Kind::kQuery: return HandleQuery(node, e);
     case Kind::kReleased: return HandleReleased(node, e);
+    case Kind::kAction:
+    case Kind::kPoll: return HandleAction(node, e);
+    case Kind::kResult: return HandleResult(node, e);
   }
 }
 
@@ -77,6 +80,7 @@ void World::Handle(Node& node, const ElectionReady& ready) {
 }
 
 void World::HandleSwap(Node& node, const Envelope& e) {
+  if (options_.plan) return HandlePlanSwap(node, e);
   // As PeerNode::AdmitSwap: a term seen in the election is a term seen.
   node.guard->ObserveTerm(node.machine->term());
   absl::Status s = node.guard->AdmitSwap(e.fence, node.machine->committed());
@@ -91,20 +95,26 @@ void World::HandleSwap(Node& node, const Envelope& e) {
     return;
   }
   node.fence_durable = node.guard->state();  // persisted before acting
-  auto it = committed_index_.find(e.fence.index());
-  if (it == committed_index_.end() || it->second.term() != e.fence.term() ||
-      it->second.in_flight() != node.name) {
-    Fail("invariant 3: " + node.name + " accepted a swap under fence " +
-         std::to_string(e.fence.term()) + "/" + std::to_string(e.fence.index()) +
-         " that no committed record naming it matches" +
-         (e.adversary ? " (injected by the adversary)" : ""));
-    return;
-  }
-  if (!CheckAlone(node, e.fence)) return;
+  if (!CheckAdmitted(node, e) || !CheckAlone(node, e.fence)) return;
   ++counters_.swaps_accepted;
   Trace(node.name + " swaps under " + std::to_string(e.fence.term()) + "/" +
         std::to_string(e.fence.index()) + (e.adversary ? " (injected, but real)" : ""));
   if (now_ >= node.op_end) StartOperation(node, e.fence);
+}
+
+// Invariant 3 for an admitted swap: a committed record names the node at
+// exactly the fence's (term, index).
+bool World::CheckAdmitted(const Node& node, const Envelope& e) {
+  auto it = committed_index_.find(e.fence.index());
+  if (it != committed_index_.end() && it->second.term() == e.fence.term() &&
+      it->second.in_flight() == node.name) {
+    return true;
+  }
+  Fail("invariant 3: " + node.name + " accepted a swap under fence " +
+       std::to_string(e.fence.term()) + "/" + std::to_string(e.fence.index()) +
+       " that no committed record naming it matches" +
+       (e.adversary ? " (injected by the adversary)" : ""));
+  return false;
 }
 
 // The toy executor starts an operation; how it ends is drawn now and
@@ -127,7 +137,8 @@ HandoffFacts World::Facts(const Node& node) const {
   facts.busy = now_ < node.op_end;
   if (node.op_start < 0) return facts;
   SwapJournal j;
-  j.operation_id = node.name + "-" + std::to_string(node.op_start);
+  j.operation_id =
+      node.op_id.empty() ? node.name + "-" + std::to_string(node.op_start) : node.op_id;
   j.phase = node.op_outcome;
   j.open = false;
   j.fence_term = node.op_fence.term();
@@ -151,7 +162,7 @@ bool World::CheckAlone(const Node& node, const v1::Fence& fence) {
 }
 
 bool World::Disrupted(const Node& node) const {
-  return now_ < node.op_end ||
+  return now_ < node.op_end || node.op_interrupted ||
          (node.op_start >= 0 && node.op_outcome == SwapPhase::kRollbackFailed);
 }
 
@@ -168,10 +179,13 @@ void World::HandleQuery(Node& node, const Envelope& e) {
   answer.to = e.from;
   answer.fence = e.fence;
   answer.reply = *reply;
+  answer.term = e.term;
+  answer.action = e.action;
   Send(std::move(answer), max_delay_);
 }
 
 void World::HandleReleased(Node& leader, const Envelope& e) {
+  if (options_.plan) return PlanReleased(leader, e);
   if (leader.machine->role() != Role::kLeader) return;
   // The machine itself must ignore an answer that keeps the slot.
   leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index(),

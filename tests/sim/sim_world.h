@@ -3,8 +3,10 @@
 #ifndef KMSFLEET_TESTS_SIM_SIM_WORLD_H_
 #define KMSFLEET_TESTS_SIM_SIM_WORLD_H_
 
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <set>
 #include <string>
@@ -13,14 +15,28 @@
 
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "simulator.h"
 
 namespace kmsfleet::sim {
 
-enum class Kind { kPeer, kSwap, kQuery, kReleased };
+// --plan: the versions the plan moves between, and simulated milliseconds
+// per tick (the plan machine's clock).
+inline constexpr char kPlanFrom[] = "0.1.0";
+inline constexpr char kPlanTo[] = "0.2.0";
+inline constexpr int64_t kTickMs = 100;
+
+// "term/index/in_flight": a fence as the adversary and the logs name it.
+std::string FenceKey(const v1::Fence& fence);
+// A 43-character key_id hash, one per promoted rotation.
+std::string SimHash(int serial);
+
+enum class Kind { kPeer, kSwap, kQuery, kReleased, kAction, kPoll, kResult };
 
 // One message in flight. Swap and Query are the coordinator's Agent
-// commands; Released is the answer to a Query.
+// commands; Released is the answer to a Query. With --plan, Action (stage,
+// preflight, restart the API server) and Poll (GetOperation) are Agent
+// calls too, and Result is a node's answer to an Action, Swap or Poll.
 struct Envelope {
   int64_t deliver_at = 0;
   int64_t seq = 0;  // tie-break, so delivery order depends only on the seed
@@ -31,9 +47,39 @@ struct Envelope {
   v1::Fence fence;
   v1::ReleaseReply reply;  // Released: the node's answer
   bool adversary = false;  // Swap or Query injected by the adversary
+  // --plan: the coordinator's term, the action carried out (Swap, Query,
+  // Action, Poll and their answers), the node's result, and whether the
+  // operation polled still runs.
+  uint64_t term = 0;
+  std::shared_ptr<const PlanAction> action;
+  std::shared_ptr<const ActionResult> result;
+  bool running = false;
   bool operator>(const Envelope& o) const {
     return deliver_at != o.deliver_at ? deliver_at > o.deliver_at : seq > o.seq;
   }
+};
+
+// A request the plan coordinator sent and awaits (sim_plan.cc).
+struct Outstanding {
+  PlanAction action;
+  int64_t deadline = 0;    // no answer by then: Unavailable
+  int64_t next_poll = -1;  // >= 0: the operation runs; poll it then
+  // The swap was refused STALE_FENCE: the node handed off at this record
+  // (to someone), so its outcome is read with a poll instead.
+  bool stale_fence = false;
+};
+
+// The plan machine's shell on the leader (sim_plan.cc): one per term,
+// volatile like everything a coordinator holds.
+struct PlanCoordinator {
+  uint64_t term = 0;
+  std::unique_ptr<PlanMachine> machine;
+  std::optional<uint64_t> pending_index;  // election record proposed
+  std::optional<v1::FleetPlan> pending_plan;
+  std::vector<PlanAction> held;           // carried out once it commits
+  std::vector<ActionResult> results;      // arrived since the last Step
+  std::map<std::string, Outstanding> outstanding;  // "node/kind"
+  std::map<std::string, NodeView> views;  // the newest view of each voter
 };
 
 // What the leader's toy coordinator remembers (volatile, lost on crash).
@@ -43,6 +89,17 @@ struct CoordinatorState {
   bool want_handoff = false;
   int64_t last_query = -1000;
   int64_t changes = 0;
+  std::shared_ptr<PlanCoordinator> plan;  // --plan
+};
+
+// --plan: the node's provider as the coordinator observes it.
+struct SimProvider {
+  std::string version;
+  std::string hash;            // the active key_id hash it reports
+  std::string next_hash;       // a promoted rotation, reaching it at hash_at
+  int64_t hash_at = 0;
+  bool rotation_pending = false;
+  int removed_records = 0;     // key-registry.json `removed` records
 };
 
 struct Node {
@@ -62,6 +119,15 @@ struct Node {
   v1::Fence op_fence;          // the fence it was admitted under
   v1::PlanRecord applied;      // newest committed record applied
   CoordinatorState coordinator;
+  // --plan (sim_executor.cc): the operation's id and versions, whether the
+  // agent crashed in the middle of it (the provider stays down until the
+  // restarted agent recovers it), whether its end was applied to the
+  // provider, and how every finished operation ended (its journals).
+  std::string op_id, op_target, op_prev;
+  bool op_interrupted = false;
+  bool op_applied = true;
+  std::map<std::string, SwapPhase> op_outcomes;
+  SimProvider provider;
 };
 
 class World {
@@ -109,6 +175,49 @@ class World {
   void CheckHandOff(const Node& leader, const v1::PlanRecord& record);
   void CheckInvariants();
 
+  // sim_plan.cc (--plan): the plan machine's shell on the elected
+  // coordinator, the operator, and the plan's invariants and liveness.
+  SimResult RunPlan();
+  void DrawPlanShape();
+  void PlanLeaders();
+  std::optional<OperatorCommand> Operator(const std::optional<v1::FleetPlan>& plan);
+  OperatorCommand StartCommand();
+  void PlanCoordinate(Node& leader, std::optional<OperatorCommand> command);
+  PlanInput Gather(const Node& leader, PlanCoordinator& p);
+  NodeView Observe(const Node& leader, PlanCoordinator& p, const Node& node);
+  void ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
+                   PlanReady ready);
+  void CommitIfDone(Node& leader, PlanCoordinator& p);
+  void CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a);
+  void ExpireRequests(Node& leader, PlanCoordinator& p);
+  void HandleResult(Node& leader, const Envelope& e);
+  void PlanReleased(Node& leader, const Envelope& e);
+  void RenewFence(Node& leader, PlanCoordinator& p, const std::string& node);
+  void CheckReady(const PlanReady& ready, bool had_command);
+  void CheckProposal(const PlanCoordinator& p, const v1::FleetPlan& plan,
+                     const std::vector<NodeView>& views);
+  void CheckPlanCommitted(const v1::PlanRecord& record);
+  void CheckConverged(const v1::FleetPlan& plan, const std::string& when,
+                      bool hashes);
+  bool PlanSettled() const;
+
+  // sim_executor.cc (--plan): each node's executor and provider.
+  void PlanFaults();
+  void AdvanceProviders();
+  void HandlePlanSwap(Node& node, const Envelope& e);
+  void HandleAction(Node& node, const Envelope& e);
+  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
+  ActionResult OperationResult(const Node& node, const PlanAction& a,
+                               bool& running) const;
+  void Reply(Node& node, const Envelope& e, ActionResult result, bool running,
+             int64_t delay);
+  void CrashExecutor(Node& node);
+  void RecoverExecutor(Node& node);
+  void Repair(Node& node);
+  std::shared_ptr<const PlanAction> AdversaryAction(const v1::Fence& fence,
+                                                    const std::string& to);
+  bool CheckAdmitted(const Node& node, const Envelope& e);
+
   SimOptions options_;
   SeededRandom rng_;
   std::map<std::string, Node> nodes_;
@@ -136,6 +245,23 @@ class World {
   std::map<uint64_t, v1::PlanRecord> committed_index_;   // invariant 2
   std::string failure_;
   Counters counters_;
+
+  // --plan.
+  std::vector<std::string> voters_;
+  double op_fail_rate_ = 0;       // operations that fail and roll back
+  double action_fail_rate_ = 0;   // stage, doctor, API server restart
+  bool auto_rollback_ = false;
+  bool restart_required_ = false;
+  bool operator_resolves_ = false;  // after faults: acks and resumes
+  int64_t plan_fault_ticks_ = 0;
+  int hash_serial_ = 0;
+  bool resume_refused_ = false;
+  std::map<std::string, std::shared_ptr<const PlanAction>> real_swaps_;  // by fence
+  std::map<std::string, std::shared_ptr<const PlanAction>> last_real_swap_;  // by node
+  std::optional<v1::FleetPlan> last_plan_;  // of the newest committed record
+  uint64_t last_plan_index_ = 0;
+  int tail_resumes_ = 0;
+  std::string last_blocked_;  // why the newest coordinator's plan waits
 };
 
 }  // namespace kmsfleet::sim

@@ -1,5 +1,6 @@
 #include "simulator.h"
 
+#include <algorithm>
 #include <iostream>
 
 #include "kmsfleet/core/status.h"
@@ -21,6 +22,22 @@ void Counters::Add(const Counters& o) {
   adversary_sent += o.adversary_sent;
   adversary_unknown += o.adversary_unknown;
   adversary_refused += o.adversary_refused;
+  plans_completed += o.plans_completed;
+  plans_rolled_back += o.plans_rolled_back;
+  plans_aborted += o.plans_aborted;
+  plans_halted += o.plans_halted;
+  plans_break_glass += o.plans_break_glass;
+  plans_started += o.plans_started;
+  break_glass_entered += o.break_glass_entered;
+  operations += o.operations;
+  crashed_mid_swap += o.crashed_mid_swap;
+  commands += o.commands;
+  commands_refused += o.commands_refused;
+  plan_proposals_failed += o.plan_proposals_failed;
+  fences_renewed += o.fences_renewed;
+  max_disrupted = std::max(max_disrupted, o.max_disrupted);
+  max_in_flight = std::max(max_in_flight, o.max_in_flight);
+  max_settle_ticks = std::max(max_settle_ticks, o.max_settle_ticks);
 }
 
 World::World(const SimOptions& options) : options_(options), rng_(options.seed) {
@@ -53,6 +70,8 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed) 
       Restart(node);
     }
   }
+  voters_ = voter_names;
+  if (options_.plan) DrawPlanShape();
 }
 
 double World::Unit() { return static_cast<double>(rng_.Next() >> 11) / (1ULL << 53); }
@@ -74,6 +93,7 @@ void World::Fail(const std::string& what) {
 }
 
 SimResult World::Run() {
+  if (options_.plan) return RunPlan();
   for (now_ = 1; now_ <= options_.fault_ticks && failure_.empty(); ++now_) {
     InjectFaults();
     Adversary();
@@ -99,13 +119,18 @@ SimResult World::Run() {
 }
 
 void World::Step() {
+  if (options_.plan) AdvanceProviders();
   Deliver();
   for (auto& [name, node] : nodes_) {
     if (!node.up) continue;
     Handle(node, node.machine->Tick());
   }
-  for (auto& [name, node] : nodes_) {
-    if (node.up && node.machine->role() == Role::kLeader) Coordinate(node);
+  if (options_.plan) {
+    PlanLeaders();
+  } else {
+    for (auto& [name, node] : nodes_) {
+      if (node.up && node.machine->role() == Role::kLeader) Coordinate(node);
+    }
   }
   CheckInvariants();
 }
@@ -162,6 +187,7 @@ void World::Heal() {
 void World::Crash(Node& node) {
   ++counters_.crashes;
   node.up = false;
+  if (options_.plan) CrashExecutor(node);
   node.machine.reset();
   node.guard.reset();
   node.coordinator = CoordinatorState();
@@ -172,6 +198,7 @@ void World::Restart(Node& node) {
   node.machine = std::make_unique<ElectionMachine>(node.config, node.durable,
                                                    *node.random);
   node.guard = std::make_unique<FenceGuard>(node.name, node.fence_durable);
+  if (options_.plan) RecoverExecutor(node);
   // Invariant 2: what was applied was durable first, so a restart must
   // find at least that committed record again.
   if (Newer(node.applied, node.machine->committed())) {

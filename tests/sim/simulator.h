@@ -9,7 +9,8 @@
 // term, a future index, the target's own name), replays old real fences
 // and duplicates recent ones.
 //
-// After every step the four invariants of issue 3 are checked:
+// After every step the four invariants of issue 3 are checked (with --plan,
+// sim_plan.cc's header says what changes):
 //   1. at most one leader per term;
 //   2. a committed record is never lost or reordered, on any node and
 //      across restarts;
@@ -52,6 +53,20 @@ struct Counters {
   int64_t adversary_sent = 0;        // forged, replayed or duplicated fences
   int64_t adversary_unknown = 0;     // refused as UNKNOWN_FENCE
   int64_t adversary_refused = 0;     // refused for any reason
+  // --plan: how each seed's plan ended (the last one committed), and what
+  // happened on the way.
+  int64_t plans_completed = 0, plans_rolled_back = 0, plans_aborted = 0;
+  int64_t plans_halted = 0, plans_break_glass = 0;
+  int64_t plans_started = 0;          // Draft plans committed
+  int64_t break_glass_entered = 0;    // plan records entering BreakGlass
+  int64_t operations = 0;             // swaps and rollbacks started
+  int64_t crashed_mid_swap = 0;
+  int64_t commands = 0, commands_refused = 0;
+  int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
+  int64_t fences_renewed = 0;         // same plan committed again (burnt fence)
+  int64_t max_disrupted = 0;          // providers down at once (max)
+  int64_t max_in_flight = 0;          // nodes InFlight in one plan (max)
+  int64_t max_settle_ticks = 0;       // faults stop -> plan settled (max)
   void Add(const Counters& o);
 };
 
@@ -60,6 +75,17 @@ struct SimOptions {
   int fault_ticks = 300;     // faults happen only in this window
   int liveness_ticks = 400;  // bound for invariant 4 after healing
   bool verbose = false;      // print every event
+  // Run the fleet plan machine on the elected coordinator (issue 9): the
+  // fault window is drawn per seed up to fault_ticks * 2, and a started
+  // plan must settle within plan_liveness_ticks after faults stop.
+  bool plan = false;
+  int plan_liveness_ticks = 3000;
+  // The adversary's swaps under forged fences carry an operation and
+  // version of its own choosing, not a copy of a real command. A fence
+  // names the node in flight, not the command: a forged fence that later
+  // comes true admits such a swap (docs/fleet-plan.md §5), so the plan's
+  // invariants then fail by design. Off in CI.
+  bool adversary_picks_version = false;
 };
 
 struct SimResult {

@@ -495,6 +495,38 @@ TEST(PlanMachineTest, ResultsOfAnEarlierPlanAreIgnored) {
   EXPECT_FALSE(r.plan.has_value()) << r.plan->DebugString();
 }
 
+// Found by kmsfleet_sim --plan: a preflight answer that arrived after an
+// abort halted the Aborted plan, and a resume then took it back to Aborted
+// with no reason. A finished plan ignores late results.
+TEST(PlanMachineTest, LateResultsDoNotReopenAFinishedPlan) {
+  Driver d;
+  d.Step(Start());
+  d.Step();  // Preflight: every node staged
+  d.Step(Cmd(CommandKind::kAbort));
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ABORTED) << d.plan_.DebugString();
+  ASSERT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_STAGED);
+  PlanMachine m({"b", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", in.now_unix_ms);
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  ActionResult late;
+  late.kind = ResultKind::kPreflighted;
+  late.node = d.plan_.nodes(0).node();
+  late.revision = d.plan_.revision() - 1;
+  late.doctor = {late.node, true, true, ""};
+  late.rotation.node = late.node;
+  late.rotation.metric_state = "pending";
+  late.rotation.report = RotationReport{};
+  late.rotation.report->transit_metadata_status = "pass";
+  late.rotation.report->rotation_state = "pending";
+  in.results = {late};
+  PlanReady r = m.Step(in);
+  EXPECT_FALSE(r.plan.has_value()) << r.plan->DebugString();
+  EXPECT_TRUE(r.actions.empty());
+  EXPECT_EQ(m.committed()->phase(), v1::PLAN_PHASE_ABORTED);
+}
+
 TEST(PlanCodecTest, RoundTripsAndRefusesOver64KiB) {
   v1::FleetPlan plan;
   plan.set_plan_id("p");

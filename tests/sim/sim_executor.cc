@@ -1,0 +1,281 @@
+// --plan: each simulated node's executor and provider. The executor admits
+// swaps and rollbacks with the real FenceGuard (as the toy executor of the
+// election simulation does), runs one operation at a time for a simulated
+// while and ends it Stable, RolledBack or RollbackFailed; an agent crash in
+// the middle leaves the provider down until the restarted agent recovers
+// the operation, forward or back. Every operation is remembered by its id,
+// so a command sent again (a retry, a new coordinator, the adversary's
+// replay) starts nothing new. The provider reports a version, a key_id
+// hash (a promoted rotation reaches the nodes one by one), a rotation state
+// and its registry's `removed` count.
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "sim_world.h"
+
+namespace kmsfleet::sim {
+
+std::string FenceKey(const v1::Fence& fence) {
+  return std::to_string(fence.term()) + "/" + std::to_string(fence.index()) + "/" +
+         fence.in_flight();
+}
+
+std::string SimHash(int serial) {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  SeededRandom r(static_cast<uint64_t>(serial) * 7919 + 1);
+  std::string out;
+  for (int i = 0; i < 43; ++i) out += kAlphabet[r.Uniform(0, 63)];
+  return out;
+}
+
+// While faults last: rotations are promoted (each node reaches the new hash
+// within a second), rotations stand pending for a while, and a registry
+// now and then gains a `removed` record (which forbids a rollback).
+void World::PlanFaults() {
+  if (Chance(0.002)) {
+    std::string hash = SimHash(++hash_serial_);
+    Trace("rotation promoted: key_id hash " + hash.substr(0, 6) + "...");
+    for (const std::string& v : voters_) {
+      nodes_.at(v).provider.next_hash = hash;
+      nodes_.at(v).provider.hash_at = now_ + Pick(0, 10);
+    }
+  }
+  for (const std::string& v : voters_) {
+    SimProvider& p = nodes_.at(v).provider;
+    if (!p.rotation_pending && Chance(0.003)) p.rotation_pending = true;
+    else if (p.rotation_pending && Chance(0.1)) p.rotation_pending = false;
+    if (Chance(0.0002)) ++p.removed_records;
+  }
+}
+
+// Operations that reached their end change the provider; hashes of a
+// promoted rotation arrive.
+void World::AdvanceProviders() {
+  for (auto& [name, node] : nodes_) {
+    SimProvider& p = node.provider;
+    if (!p.next_hash.empty() && now_ >= p.hash_at) {
+      p.hash = p.next_hash;
+      p.next_hash.clear();
+    }
+    if (node.op_applied || node.op_interrupted || now_ < node.op_end) continue;
+    node.op_applied = true;
+    node.op_outcomes[node.op_id] = node.op_outcome;
+    p.version = node.op_outcome == SwapPhase::kStable ? node.op_target : node.op_prev;
+    Trace(name + " operation " + node.op_id + " ends " +
+          std::string(PhaseName(node.op_outcome)) + " on " + p.version);
+  }
+}
+
+void World::HandlePlanSwap(Node& node, const Envelope& e) {
+  // As PeerNode::AdmitSwap: a term seen in the election is a term seen.
+  node.guard->ObserveTerm(node.machine->term());
+  absl::Status s = node.guard->AdmitSwap(e.fence, node.machine->committed());
+  if (!s.ok()) {
+    std::string reason = ReasonOf(s);
+    if (reason.empty()) Fail("a refused swap carries no reason code: " + s.ToString());
+    if (reason == reason::kStaleTerm) ++counters_.swaps_stale_term;
+    if (reason == reason::kStaleFence) ++counters_.swaps_stale_fence;
+    if (e.adversary) ++counters_.adversary_refused;
+    if (e.adversary && reason == reason::kUnknownFence) ++counters_.adversary_unknown;
+    Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
+          e.action->operation_id + ": " + std::string(s.message()));
+    ActionResult r;
+    r.kind = ResultKind::kOperation;
+    r.node = node.name;
+    r.revision = e.action->revision;
+    r.operation_id = e.action->operation_id;
+    r.status = s;
+    return Reply(node, e, std::move(r), false, max_delay_);
+  }
+  node.fence_durable = node.guard->state();  // persisted before acting
+  if (!CheckAdmitted(node, e)) return;
+  const PlanAction& a = *e.action;
+  const bool known = node.op_id == a.operation_id || node.op_outcomes.contains(a.operation_id);
+  if (!known) {
+    if (!node.op_applied || node.op_interrupted) {
+      ActionResult r;
+      r.kind = ResultKind::kOperation;
+      r.node = node.name;
+      r.revision = a.revision;
+      r.status = absl::UnavailableError(node.name + " is busy with " + node.op_id);
+      return Reply(node, e, std::move(r), false, max_delay_);
+    }
+    if (!CheckAlone(node, e.fence)) return;
+    StartPlanOperation(node, a, e.fence);
+  }
+  ++counters_.swaps_accepted;
+  bool running = false;
+  ActionResult r = OperationResult(node, a, running);
+  Reply(node, e, std::move(r), running, max_delay_);
+}
+
+void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence) {
+  ++counters_.operations;
+  node.op_id = a.operation_id;
+  node.op_prev = node.provider.version;
+  node.op_target = a.version;
+  node.op_start = now_;
+  node.op_end = now_ + Pick(5, 40);
+  node.op_fence = fence;
+  node.op_applied = false;
+  node.op_interrupted = false;
+  double roll = Unit();
+  node.op_outcome = !faults_                                     ? SwapPhase::kStable
+                    : roll < rollback_failed_rate_                 ? SwapPhase::kRollbackFailed
+                    : roll < rollback_failed_rate_ + op_fail_rate_ ? SwapPhase::kRolledBack
+                                                                   : SwapPhase::kStable;
+  if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
+  Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
+        " under " + FenceKey(fence) + ", ends " + std::string(PhaseName(node.op_outcome)) +
+        " at t=" + std::to_string(node.op_end));
+}
+
+// GetOperation: how the operation `a` names ended, or that it still runs.
+ActionResult World::OperationResult(const Node& node, const PlanAction& a,
+                                    bool& running) const {
+  ActionResult r;
+  r.kind = ResultKind::kOperation;
+  r.node = node.name;
+  r.revision = a.revision;
+  r.operation_id = a.operation_id;
+  running = node.op_id == a.operation_id && (!node.op_applied || node.op_interrupted);
+  auto it = node.op_outcomes.find(a.operation_id);
+  if (running || it == node.op_outcomes.end()) return r;  // kNotFound
+  switch (it->second) {
+    case SwapPhase::kStable: r.outcome = OperationOutcome::kStable; break;
+    case SwapPhase::kRolledBack:
+      r.outcome = OperationOutcome::kRolledBack;
+      r.outcome_message = "the new provider never became ready; restored";
+      break;
+    default:
+      r.outcome = OperationOutcome::kRollbackFailed;
+      r.outcome_message = "the previous version did not start either";
+      break;
+  }
+  return r;
+}
+
+// Stage, preflight and the API server restart take a while and may fail
+// while faults last; a poll answers at once.
+void World::HandleAction(Node& node, const Envelope& e) {
+  const PlanAction& a = *e.action;
+  if (e.kind == Kind::kPoll) {
+    bool running = false;
+    ActionResult r = OperationResult(node, a, running);
+    return Reply(node, e, std::move(r), running, max_delay_);
+  }
+  ActionResult r;
+  r.node = node.name;
+  r.revision = a.revision;
+  int64_t delay = max_delay_ + Pick(1, 8);
+  const bool fail = faults_ && Chance(action_fail_rate_);
+  switch (a.kind) {
+    case ActionKind::kStage:
+      r.kind = ResultKind::kStaged;
+      r.previous_artifact_verified = true;
+      if (fail) {
+        r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                             node.name + ": the staged artifact does not match checksums.txt");
+      }
+      break;
+    case ActionKind::kPreflight: {
+      r.kind = ResultKind::kPreflighted;
+      r.doctor = {node.name, true, !fail, fail ? "config.load" : ""};
+      const std::string state = node.provider.rotation_pending ? "pending" : "active";
+      RotationReport report;
+      report.name = "rotation-plan";
+      report.transit_metadata_status = "pass";
+      report.rotation_state = state;
+      r.rotation.node = node.name;
+      r.rotation.report = report;
+      r.rotation.metric_state = state;
+      break;
+    }
+    case ActionKind::kRestartApiServer:
+      r.kind = ResultKind::kApiServerRestarted;
+      delay += Pick(5, 20);
+      if (fail) r.status = absl::DeadlineExceededError("/readyz did not answer 200");
+      break;
+    default:
+      return;
+  }
+  Reply(node, e, std::move(r), false, delay);
+}
+
+void World::Reply(Node& node, const Envelope& e, ActionResult result, bool running,
+                  int64_t delay) {
+  if (!nodes_.contains(e.from)) return;  // the adversary's own command
+  Envelope answer;
+  answer.kind = Kind::kResult;
+  answer.from = node.name;
+  answer.to = e.from;
+  answer.term = e.term;
+  answer.fence = e.fence;
+  answer.action = e.action;
+  answer.result = std::make_shared<const ActionResult>(std::move(result));
+  answer.running = running;
+  Send(std::move(answer), delay);
+}
+
+// The agent dies in the middle of an operation: the provider stays as the
+// operation left it (down) until the agent restarts and recovers.
+void World::CrashExecutor(Node& node) {
+  if (node.op_applied || node.op_interrupted || now_ >= node.op_end) return;
+  node.op_interrupted = true;
+  ++counters_.crashed_mid_swap;
+  Trace(node.name + " crashed in the middle of " + node.op_id);
+}
+
+// The restarted agent reads its journal and finishes the operation forward
+// or rolls it back, which takes a while (architecture §2 principle 2).
+void World::RecoverExecutor(Node& node) {
+  if (!node.op_interrupted) return;
+  node.op_interrupted = false;
+  node.op_end = now_ + Pick(2, 10);
+  node.op_outcome = faults_ && Chance(rollback_failed_rate_) ? SwapPhase::kRollbackFailed
+                    : Chance(0.5)                            ? SwapPhase::kStable
+                                                             : SwapPhase::kRolledBack;
+  if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
+  Trace(node.name + " recovers " + node.op_id + ": ends " +
+        std::string(PhaseName(node.op_outcome)) + " at t=" + std::to_string(node.op_end));
+}
+
+// The operator's repair by hand of a node left RollbackFailed (the
+// break-glass runbook): the previous release is restored outside kmsfleet,
+// which the node's journals record as a later operation that ended
+// RolledBack under no fence, so the node can hand off again.
+void World::Repair(Node& node) {
+  if (node.op_start < 0 || !node.op_applied ||
+      node.op_outcome != SwapPhase::kRollbackFailed) {
+    return;
+  }
+  node.op_id = node.name + "/repair/" + std::to_string(now_);
+  node.op_outcome = SwapPhase::kRolledBack;
+  node.op_outcomes[node.op_id] = SwapPhase::kRolledBack;
+  node.op_start = now_;
+  node.op_end = now_;
+  node.op_fence = v1::Fence();
+  node.provider.version = node.op_prev;
+  Trace("operator repairs " + node.name + " by hand: back on " + node.op_prev);
+}
+
+// The adversary replays the real command sent under a fence it saw; under
+// a fence it forged it sends the newest real command it saw for the node
+// (nothing if none), or, with adversary_picks_version, one of its own.
+std::shared_ptr<const PlanAction> World::AdversaryAction(const v1::Fence& fence,
+                                                         const std::string& to) {
+  auto it = real_swaps_.find(FenceKey(fence));
+  if (it != real_swaps_.end()) return it->second;
+  if (!options_.adversary_picks_version) {
+    auto last = last_real_swap_.find(to);
+    return last == last_real_swap_.end() ? nullptr : last->second;
+  }
+  auto forged = std::make_shared<PlanAction>();
+  forged->kind = ActionKind::kSwap;
+  forged->node = to;
+  forged->version = kPlanTo;
+  forged->operation_id = "forged/" + to + "/" + std::to_string(now_);
+  return forged;
+}
+
+}  // namespace kmsfleet::sim

@@ -1,0 +1,654 @@
+// --plan (issue 9): the fleet plan machine runs on the elected coordinator,
+// through the loop of docs/fleet-plan.md §1. Each leader, once its first
+// record has committed, builds a PlanMachine from the committed record's
+// payload (DecodePlan) and steps it every tick with views of every voter
+// (unreachable across partitions, crashes and lost calls), an OpenBao
+// probe, an operator command and the results that came back. A plan
+// change is proposed through ElectionMachine::Propose (in_flight =
+// plan.in_flight, payload = EncodePlan) and its actions are carried out
+// only once it commits, each under the fence of the committed record; a
+// hand-off answer is recorded with RecordRelease before the machine may
+// move the slot. Requests that get no answer come back Unavailable.
+//
+// Checked after every event, besides the election's invariants 1-3:
+//   - invariant 3: at most one provider down; a swap admitted only under a
+//     committed record naming the node; no action carried out before the
+//     plan revision naming it committed; the election never has to refuse
+//     a slot change for want of a hand-off (HANDOFF_PENDING);
+//   - invariant 5: a plan committed Completed or RolledBack leaves every
+//     voter's provider serving one version (checked against the simulated
+//     providers, and at the end of the run with one key_id hash too);
+//     Halted, Aborted and BreakGlass name their reason;
+//   - every refusal (command, gate, fence) carries a reason code;
+//   - liveness: after faults stop, the started plan settles (Completed,
+//     RolledBack, Aborted, or Halted/BreakGlass when the operator does not
+//     step in) within plan_liveness_ticks.
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "sim_world.h"
+
+namespace kmsfleet::sim {
+namespace {
+
+ResultKind ResultKindOf(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kStage: return ResultKind::kStaged;
+    case ActionKind::kPreflight: return ResultKind::kPreflighted;
+    case ActionKind::kRestartApiServer: return ResultKind::kApiServerRestarted;
+    case ActionKind::kHandOff: return ResultKind::kHandOff;
+    default: return ResultKind::kOperation;
+  }
+}
+
+std::string CommandName(CommandKind kind) {
+  switch (kind) {
+    case CommandKind::kStart: return "upgrade";
+    case CommandKind::kPause: return "pause";
+    case CommandKind::kResume: return "resume";
+    case CommandKind::kAbort: return "abort";
+    case CommandKind::kRollback: return "rollback";
+    case CommandKind::kAckBreakGlass: return "ack-break-glass";
+  }
+  return "unknown";
+}
+
+std::string RequestKey(const PlanAction& a) {
+  return a.node + "/" + std::string(ActionKindName(a.kind));
+}
+
+// A halt that resuming would only repeat: the rollback guards refuse.
+bool RefusedForGood(const v1::FleetPlan& plan) {
+  const std::string& r = plan.halt().reason();
+  return r.starts_with("ROLLBACK_REFUSED") || r == reason::kRegistryUnknown;
+}
+
+}  // namespace
+
+void World::DrawPlanShape() {
+  plan_fault_ticks_ = Pick(50, 2 * options_.fault_ticks);
+  op_fail_rate_ = 0.3 * Unit();
+  action_fail_rate_ = 0.05 * Unit();
+  rollback_failed_rate_ = 0.08 * Unit();
+  auto_rollback_ = Chance(0.3);
+  restart_required_ = Chance(0.3);
+  operator_resolves_ = Chance(0.5);
+  // Half the seeds without the adversary: its traffic crowds out the plan's
+  // own races (late answers, delayed swaps across plan changes).
+  if (Chance(0.5)) adversary_rate_ = 0;
+  for (auto& [name, node] : nodes_) {
+    node.provider.version = kPlanFrom;
+    node.provider.hash = SimHash(0);
+  }
+}
+
+SimResult World::RunPlan() {
+  for (now_ = 1; now_ <= plan_fault_ticks_ && failure_.empty(); ++now_) {
+    InjectFaults();
+    Adversary();
+    PlanFaults();
+    Step();
+  }
+  Heal();
+  for (auto& [name, node] : nodes_) node.provider.rotation_pending = false;
+  const int64_t healed = now_;
+  const int64_t deadline = now_ + options_.plan_liveness_ticks;
+  bool settled = false;
+  for (; now_ <= deadline && failure_.empty() && !settled; ++now_) {
+    Step();
+    settled = PlanSettled();
+  }
+  if (failure_.empty() && !settled) {
+    Fail("liveness: the plan did not settle within " +
+         std::to_string(options_.plan_liveness_ticks) + " ticks after faults stopped: " +
+         (last_plan_ ? std::string(PlanPhaseName(last_plan_->phase())) : "no plan") +
+         ", waiting on: " + last_blocked_);
+  }
+  if (failure_.empty()) {
+    counters_.max_settle_ticks = now_ - healed;
+    switch (last_plan_->phase()) {
+      case v1::PLAN_PHASE_COMPLETED: ++counters_.plans_completed; break;
+      case v1::PLAN_PHASE_ROLLED_BACK: ++counters_.plans_rolled_back; break;
+      case v1::PLAN_PHASE_ABORTED: ++counters_.plans_aborted; break;
+      case v1::PLAN_PHASE_HALTED: ++counters_.plans_halted; break;
+      default: ++counters_.plans_break_glass; break;
+    }
+    const v1::PlanPhase phase = last_plan_->phase();
+    if (phase == v1::PLAN_PHASE_COMPLETED || phase == v1::PLAN_PHASE_ROLLED_BACK) {
+      CheckConverged(*last_plan_, "at the end of the run", true);
+    }
+  }
+  SimResult result;
+  result.ok = failure_.empty();
+  result.failure = failure_;
+  result.counters = counters_;
+  return result;
+}
+
+bool World::PlanSettled() const {
+  if (!last_plan_) return false;
+  for (const auto& [name, node] : nodes_) {
+    if (!node.provider.next_hash.empty()) return false;  // a rotation still lands
+  }
+  const v1::PlanPhase phase = last_plan_->phase();
+  if (IsFinished(phase)) return true;
+  return !operator_resolves_ &&
+         (phase == v1::PLAN_PHASE_HALTED || phase == v1::PLAN_PHASE_BREAK_GLASS);
+}
+
+// Every leader coordinates (a deposed one may not know it yet); the
+// operator talks to the one of the newest term.
+void World::PlanLeaders() {
+  Node* newest = nullptr;
+  for (auto& [name, node] : nodes_) {
+    if (!node.up) continue;
+    if (node.machine->role() != Role::kLeader) {
+      node.coordinator.plan.reset();
+      continue;
+    }
+    if (newest == nullptr || node.machine->term() > newest->machine->term()) newest = &node;
+  }
+  std::optional<OperatorCommand> command;
+  if (newest != nullptr && newest->coordinator.plan &&
+      newest->coordinator.plan->term == newest->machine->term()) {
+    command = Operator(newest->coordinator.plan->machine->committed());
+  }
+  for (auto& [name, node] : nodes_) {
+    if (!node.up || node.machine->role() != Role::kLeader) continue;
+    PlanCoordinate(node, &node == newest ? command : std::nullopt);
+  }
+}
+
+OperatorCommand World::StartCommand() {
+  OperatorCommand c;
+  c.kind = CommandKind::kStart;
+  c.who = "CN=operator";
+  c.request.target_version = kPlanTo;
+  c.request.settings.set_soak_ms(Chance(0.5) ? 0 : 1000);
+  c.request.settings.set_stabilization_ms(2000);
+  c.request.settings.set_auto_rollback(auto_rollback_);
+  c.request.settings.set_apiserver_restart_method("systemd:kube-apiserver");
+  c.request.facts.set_apiserver_restart_required(restart_required_);
+  return c;
+}
+
+// The operator: starts an upgrade early, and while faults last pauses,
+// resumes, aborts, rolls back and acknowledges break-glass at random
+// (sometimes with a wrong nonce, sometimes before repairing the node).
+// Once faults stop it resumes a paused
+// plan and, on seeds where it steps in, repairs and acknowledges
+// break-glass and resumes a halted plan (or aborts it when resuming would
+// only halt again).
+std::optional<OperatorCommand> World::Operator(const std::optional<v1::FleetPlan>& plan) {
+  OperatorCommand c;
+  c.who = "CN=operator";
+  if (!plan) {
+    if (!Chance(0.1)) return std::nullopt;
+    return StartCommand();
+  }
+  const v1::PlanPhase phase = plan->phase();
+  auto ack = [&](bool right_nonce) {
+    // While faults last, some operators acknowledge before the repair is
+    // done: the node then does not release its slot and break-glass comes
+    // back with a new nonce.
+    auto it = nodes_.find(plan->break_glass().node());
+    if (it != nodes_.end() && (!faults_ || Chance(0.7))) Repair(it->second);
+    c.kind = CommandKind::kAckBreakGlass;
+    c.nonce = right_nonce ? plan->break_glass().nonce() : "00000000deadbeef";
+    return c;
+  };
+  if (IsFinished(phase)) {
+    if (!faults_ || !Chance(0.004)) return std::nullopt;
+    if (phase == v1::PLAN_PHASE_COMPLETED && Chance(0.5)) {
+      c.kind = CommandKind::kRollback;
+      return c;
+    }
+    return StartCommand();
+  }
+  if (!faults_) {
+    if (!Chance(0.1)) return std::nullopt;  // the operator answers in a second or so
+    if (phase == v1::PLAN_PHASE_PAUSED) {
+      c.kind = CommandKind::kResume;
+      return c;
+    }
+    if (!operator_resolves_) return std::nullopt;
+    if (phase == v1::PLAN_PHASE_BREAK_GLASS) return ack(true);
+    if (phase != v1::PLAN_PHASE_HALTED) return std::nullopt;
+    const bool give_up = RefusedForGood(*plan) || resume_refused_ || tail_resumes_ >= 3;
+    c.kind = give_up ? CommandKind::kAbort : CommandKind::kResume;
+    if (!give_up) ++tail_resumes_;
+    return c;
+  }
+  const double roll = Unit();
+  if (phase == v1::PLAN_PHASE_BREAK_GLASS && roll < 0.03) return ack(roll > 0.006);
+  if (roll < 0.004) c.kind = CommandKind::kPause;
+  else if (roll < 0.010) c.kind = CommandKind::kResume;
+  else if (roll < 0.011) c.kind = CommandKind::kAbort;
+  else if (roll < 0.013) c.kind = CommandKind::kRollback;
+  else if (roll < 0.014) return ack(false);
+  else return std::nullopt;
+  return c;
+}
+
+void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command) {
+  CoordinatorState& c = leader.coordinator;
+  if (c.plan && c.plan->term != leader.machine->term()) c.plan.reset();
+  if (!c.plan) {
+    // One machine per term, from the committed plan, once the leader's own
+    // first record committed (its fence exists).
+    if (!leader.machine->CurrentFence()) return;
+    std::optional<v1::FleetPlan> committed;
+    const std::string& payload = leader.machine->committed().payload();
+    if (!payload.empty()) {
+      absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
+      if (!plan.ok()) {
+        return Fail("the committed plan does not decode: " + plan.status().ToString());
+      }
+      committed = *std::move(plan);
+    }
+    c.plan = std::make_shared<PlanCoordinator>();
+    c.plan->term = leader.machine->term();
+    c.plan->machine = std::make_unique<PlanMachine>(
+        PlanMachineConfig{.self = leader.name, .voters = voters_}, std::move(committed));
+    Trace(leader.name + " coordinates term " + std::to_string(c.plan->term));
+  }
+  std::shared_ptr<PlanCoordinator> p = c.plan;  // alive even if the leader crashes
+  CommitIfDone(leader, *p);
+  ExpireRequests(leader, *p);
+  PlanInput in = Gather(leader, *p);
+  const bool had_command = command.has_value();
+  if (had_command) ++counters_.commands;
+  in.command = std::move(command);
+  PlanReady ready = p->machine->Step(in);
+  CheckReady(ready, had_command);
+  if (!ready.blocked.ok()) last_blocked_ = ready.blocked.ToString();
+  if (had_command) {
+    if (!ready.refusal.ok()) {
+      ++counters_.commands_refused;
+      if (in.command->kind == CommandKind::kResume &&
+          ReasonOf(ready.refusal) != reason::kPlanChangePending) {
+        resume_refused_ = true;
+      }
+    }
+    Trace(leader.name + " operator " + CommandName(in.command->kind) + " " + in.command->nonce +
+          ": " + (ready.refusal.ok() ? "accepted" : ready.refusal.ToString()));
+  }
+  if (ready.plan) {
+    CheckProposal(*p, *ready.plan, in.views);
+    return ProposePlan(leader, p, std::move(ready));
+  }
+  for (const PlanAction& a : ready.actions) CarryOut(leader, *p, a);
+}
+
+PlanInput World::Gather(const Node& leader, PlanCoordinator& p) {
+  PlanInput in;
+  in.now_unix_ms = now_ * kTickMs;
+  for (const std::string& v : voters_) in.views.push_back(Observe(leader, p, nodes_.at(v)));
+  OpenBaoProbe probe;
+  probe.address = "https://bao.sim:8200";
+  probe.status = 200;
+  if (faults_ && Chance(0.03)) {
+    if (Chance(0.5)) probe.status = 503;  // sealed
+    else probe.transport = absl::UnavailableError("connection refused");
+  }
+  in.openbao = probe;
+  in.results = std::move(p.results);
+  p.results.clear();
+  in.random = rng_.Next();
+  return in;
+}
+
+// GetNodeState of one voter: fresh when the call gets through, else the
+// last answer with the time the node stopped answering.
+NodeView World::Observe(const Node& leader, PlanCoordinator& p, const Node& node) {
+  NodeView& view = p.views[node.name];
+  view.node = node.name;
+  const bool reachable =
+      node.up && (&node == &leader ||
+                  (!blocked_.contains({leader.name, node.name}) &&
+                   !blocked_.contains({node.name, leader.name}) && !(faults_ && Chance(loss_))));
+  if (!reachable) {
+    if (view.unreachable_since_unix_ms == 0) view.unreachable_since_unix_ms = now_ * kTickMs;
+    return view;
+  }
+  view.unreachable_since_unix_ms = 0;
+  const bool serving = !Disrupted(node);
+  v1::NodeState s;
+  s.set_node(node.name);
+  s.set_provider_version(node.provider.version);
+  s.set_live(serving);
+  s.set_ready(serving);
+  if (serving) {
+    s.set_key_id_hash_metric(node.provider.hash);
+    s.set_key_id_hash_socket(node.provider.hash);
+  }
+  s.set_rotation_state(node.provider.rotation_pending ? "pending" : "active");
+  s.set_key_version(3);
+  s.set_observed_at_unix_ms(now_ * kTickMs);
+  view.state = std::move(s);
+  view.registry = RegistryFacts{"keyregistry.openbao-kms/v1alpha1", node.provider.removed_records};
+  return view;
+}
+
+void World::ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
+                        PlanReady ready) {
+  const v1::FleetPlan& plan = *ready.plan;
+  absl::StatusOr<std::string> payload = EncodePlan(plan);
+  if (!payload.ok()) return Fail("a proposed plan does not encode: " + payload.status().ToString());
+  absl::StatusOr<ElectionReady> proposed = leader.machine->Propose(plan.in_flight(), *payload);
+  if (!proposed.ok()) {
+    if (ReasonOf(proposed.status()) == reason::kHandoffPending) {
+      return Fail("invariant 3 (hand-off): " + leader.name + "'s plan machine moved the slot to '" +
+                  plan.in_flight() + "' without a released hand-off: " +
+                  std::string(proposed.status().message()));
+    }
+    ++counters_.plan_proposals_failed;
+    p->machine->Abandon();
+    return Trace(leader.name + " could not propose: " + proposed.status().ToString());
+  }
+  p->pending_index = leader.machine->record().index();
+  p->pending_plan = plan;
+  p->held = std::move(ready.actions);
+  Trace(leader.name + " proposes plan revision " + std::to_string(plan.revision()) + " " +
+        std::string(PlanPhaseName(plan.phase())) + " in_flight=" + plan.in_flight() +
+        " at index " + std::to_string(*p->pending_index));
+  Handle(leader, *proposed);
+  if (leader.up) CommitIfDone(leader, *p);
+}
+
+// Commit first: the held actions go out once the proposal committed.
+void World::CommitIfDone(Node& leader, PlanCoordinator& p) {
+  if (!p.pending_index) return;
+  const v1::PlanRecord& committed = leader.machine->committed();
+  if (committed.term() != p.term || committed.index() < *p.pending_index) return;
+  p.machine->Committed(*p.pending_plan);
+  p.pending_index.reset();
+  p.pending_plan.reset();
+  std::vector<PlanAction> held = std::move(p.held);
+  p.held.clear();
+  for (const PlanAction& a : held) CarryOut(leader, p, a);
+}
+
+void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
+  if (a.kind == ActionKind::kHalt || a.kind == ActionKind::kBreakGlass) {
+    return Trace(leader.name + " reports " + std::string(ActionKindName(a.kind)) + ": " +
+                 a.why.ToString());
+  }
+  const std::optional<v1::FleetPlan>& plan = p.machine->committed();
+  const bool disruptive = a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode;
+  if (!plan || plan->revision() != a.revision ||
+      (disruptive && plan->in_flight() != a.node)) {
+    return Fail("commit first: " + std::string(ActionKindName(a.kind)) + " on " + a.node +
+                " names plan revision " + std::to_string(a.revision) +
+                " but the committed plan is revision " +
+                (plan ? std::to_string(plan->revision()) + " with '" + plan->in_flight() +
+                            "' in flight"
+                      : std::string("none")));
+  }
+  std::optional<v1::Fence> fence = leader.machine->CurrentFence();
+  if (!fence) {
+    // A fresh fence for the same plan is being committed (RenewFence).
+    ActionResult r;
+    r.kind = ResultKindOf(a.kind);
+    r.node = a.node;
+    r.revision = a.revision;
+    r.status = absl::UnavailableError("no fence yet on " + leader.name);
+    p.results.push_back(std::move(r));
+    return;
+  }
+  Envelope e;
+  e.kind = disruptive ? Kind::kSwap : a.kind == ActionKind::kHandOff ? Kind::kQuery : Kind::kAction;
+  e.from = leader.name;
+  e.to = a.node;
+  e.fence = *fence;
+  e.term = p.term;
+  e.action = std::make_shared<const PlanAction>(a);
+  int64_t delay = max_delay_;
+  if (disruptive) {
+    real_fences_.push_back(*fence);
+    real_swaps_[FenceKey(*fence)] = e.action;
+    last_real_swap_[a.node] = e.action;
+    // Some swaps are held long enough to cross a hand-off or a new leader.
+    if (faults_ && Chance(0.2)) delay = Pick(10, 60);
+  }
+  p.outstanding[RequestKey(a)] = {.action = a, .deadline = now_ + 30 + delay};
+  Trace(leader.name + " sends " + std::string(ActionKindName(a.kind)) + " to " + a.node +
+        " under " + FenceKey(*fence) + " (revision " + std::to_string(a.revision) + ")");
+  Send(std::move(e), delay);
+}
+
+// A call that got no answer in time fails Unavailable (the machine issues
+// it again); an operation that still runs is polled.
+void World::ExpireRequests(Node& leader, PlanCoordinator& p) {
+  for (auto it = p.outstanding.begin(); it != p.outstanding.end();) {
+    Outstanding& o = it->second;
+    if (now_ >= o.deadline) {
+      ActionResult r;
+      r.kind = ResultKindOf(o.action.kind);
+      r.node = o.action.node;
+      r.revision = o.action.revision;
+      r.operation_id = o.action.operation_id;
+      r.status = absl::UnavailableError(o.action.node + " did not answer " +
+                                        std::string(ActionKindName(o.action.kind)));
+      p.results.push_back(std::move(r));
+      it = p.outstanding.erase(it);
+      continue;
+    }
+    if (o.next_poll >= 0 && now_ >= o.next_poll) {
+      o.next_poll = -1;
+      Envelope e;
+      e.kind = Kind::kPoll;
+      e.from = leader.name;
+      e.to = o.action.node;
+      e.term = p.term;
+      e.action = std::make_shared<const PlanAction>(o.action);
+      Send(std::move(e), max_delay_);
+    }
+    ++it;
+  }
+}
+
+void World::HandleResult(Node& leader, const Envelope& e) {
+  // A copy: Handle may crash the leader, which drops its coordinator.
+  std::shared_ptr<PlanCoordinator> p = leader.coordinator.plan;
+  if (!p || p->term != e.term || !e.action || !e.result) return;  // an older coordinator's
+  auto it = p->outstanding.find(RequestKey(*e.action));
+  const bool awaited = it != p->outstanding.end() &&
+                       it->second.action.revision == e.action->revision &&
+                       it->second.action.operation_id == e.action->operation_id;
+  if (e.running) {
+    if (awaited) {
+      it->second.next_poll = now_ + 5;
+      it->second.deadline = now_ + 40;
+    }
+    return;
+  }
+  const ActionResult& r = *e.result;
+  if (r.kind == ResultKind::kOperation && !r.status.ok()) {
+    const v1::PlanRecord& committed = leader.machine->committed();
+    if (awaited && ReasonOf(r.status) == reason::kStaleFence &&
+        e.fence.term() == committed.term() && e.fence.index() == committed.index()) {
+      // The node handed off at the current record: the swap may have run
+      // (and its answer got lost) or never have. Its operation says which.
+      it->second.stale_fence = true;
+      it->second.next_poll = now_;
+      it->second.deadline = now_ + 40;
+      return;
+    }
+    // Any other refusal (a fence older than the committed record among
+    // them): the machine sends the swap again, under the current fence.
+    if (awaited) p->outstanding.erase(it);
+    ActionResult retry = r;
+    retry.status = absl::UnavailableError(r.status.ToString());
+    p->results.push_back(std::move(retry));
+    return;
+  }
+  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound) {
+    // Never ran, and the node released the slot at this record to a
+    // Release it did not get from us: that fence can never admit the
+    // swap. Commit the same plan again for a fresh one, then retry.
+    const std::string node = it->second.action.node;
+    p->outstanding.erase(it);
+    RenewFence(leader, *p, node);
+    ActionResult retry = r;
+    retry.status = absl::UnavailableError(node + " handed off before the swap arrived");
+    p->results.push_back(std::move(retry));
+    return;
+  }
+  if (awaited) p->outstanding.erase(it);
+  p->results.push_back(r);
+}
+
+void World::RenewFence(Node& leader, PlanCoordinator& p, const std::string& node) {
+  const v1::PlanRecord committed = leader.machine->committed();
+  if (p.pending_index || committed.in_flight() != node) return;
+  absl::StatusOr<ElectionReady> proposed =
+      leader.machine->Propose(committed.in_flight(), committed.payload());
+  if (!proposed.ok()) return;
+  ++counters_.fences_renewed;
+  Trace(leader.name + " commits the same plan again for a fresh fence for " + node);
+  Handle(leader, *proposed);
+}
+
+// The in-flight node's hand-off answer: the election records it before the
+// plan machine sees it, and only at the record it was asked under.
+void World::PlanReleased(Node& leader, const Envelope& e) {
+  if (leader.machine->role() != Role::kLeader) return;
+  // A copy: Handle may crash the leader, which drops its coordinator.
+  std::shared_ptr<PlanCoordinator> p = leader.coordinator.plan;
+  if (!p || p->term != e.term || !e.action) return;
+  p->outstanding.erase(RequestKey(*e.action));
+  ActionResult r;
+  r.kind = ResultKind::kHandOff;
+  r.node = e.from;
+  r.revision = e.action->revision;
+  const v1::PlanRecord& committed = leader.machine->committed();
+  if (e.fence.term() != committed.term() || e.fence.index() != committed.index()) {
+    r.status = absl::UnavailableError("hand-off answered under an earlier record; ask again");
+    p->results.push_back(std::move(r));
+    return;
+  }
+  leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index(), e.reply.outcome());
+  r.released = e.reply.released();
+  if (!r.released) {
+    ++counters_.handoffs_withheld;
+    Trace(e.from + " keeps its slot: " + e.reply.detail());
+  }
+  p->results.push_back(std::move(r));
+}
+
+void World::CheckReady(const PlanReady& ready, bool had_command) {
+  if (!ready.refusal.ok() && ReasonOf(ready.refusal).empty()) {
+    Fail("a refusal without a reason code: " + ready.refusal.ToString());
+  }
+  if (!ready.refusal.ok() && !had_command &&
+      ReasonOf(ready.refusal) != reason::kPlanTooLarge) {
+    Fail("a refusal without a command: " + ready.refusal.ToString());
+  }
+  if (!ready.blocked.ok() && ReasonOf(ready.blocked).empty()) {
+    Fail("a wait without a reason code: " + ready.blocked.ToString());
+  }
+  for (const PlanAction& a : ready.actions) {
+    if ((a.kind == ActionKind::kHalt || a.kind == ActionKind::kBreakGlass) &&
+        ReasonOf(a.why).empty()) {
+      Fail("a " + std::string(ActionKindName(a.kind)) + " without a reason code: " +
+           a.why.ToString());
+    }
+  }
+}
+
+// A proposal, before it goes to the election: one node in flight at most,
+// named by the plan; stops carry reasons; a plan that finishes does so on
+// what it saw: one version, one key_id hash.
+void World::CheckProposal(const PlanCoordinator& p, const v1::FleetPlan& plan,
+                          const std::vector<NodeView>& views) {
+  int in_flight = 0;
+  for (const v1::PlanNode& n : plan.nodes()) {
+    if (n.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) continue;
+    ++in_flight;
+    if (n.node() != plan.in_flight()) {
+      Fail("invariant 3: " + n.node() + " is InFlight but the plan names '" + plan.in_flight() +
+           "'");
+    }
+  }
+  counters_.max_in_flight = std::max<int64_t>(counters_.max_in_flight, in_flight);
+  if (in_flight > 1) Fail("invariant 3: " + std::to_string(in_flight) + " nodes InFlight");
+  const std::optional<v1::FleetPlan>& before = p.machine->committed();
+  if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS && before &&
+      before->phase() != v1::PLAN_PHASE_BREAK_GLASS &&
+      plan.break_glass().nonce() == before->break_glass().nonce()) {
+    Fail("break-glass entered again with the old nonce " + plan.break_glass().nonce());
+  }
+  const bool finishing = (plan.phase() == v1::PLAN_PHASE_COMPLETED ||
+                          plan.phase() == v1::PLAN_PHASE_ROLLED_BACK) &&
+                         (!before || before->phase() != plan.phase());
+  if (!finishing) return;
+  const std::string& want = plan.phase() == v1::PLAN_PHASE_COMPLETED ? plan.target_version()
+                                                                     : plan.version_before();
+  for (const NodeView& v : views) {
+    if (!v.state || v.state->provider_version() != want ||
+        v.state->key_id_hash_metric() != views.front().state->key_id_hash_metric()) {
+      Fail("invariant 5: the plan finishes " + std::string(PlanPhaseName(plan.phase())) +
+           " but the coordinator saw " + v.node + " " +
+           (v.state ? v.state->provider_version() + " " + v.state->key_id_hash_metric()
+                    : std::string("unreachable")));
+    }
+  }
+}
+
+// Invariant 5 as each plan record commits (and the count of plans and
+// break-glass events).
+void World::CheckPlanCommitted(const v1::PlanRecord& record) {
+  if (record.payload().empty() || record.index() < last_plan_index_) return;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(record.payload());
+  if (!plan.ok()) return Fail("a committed plan does not decode: " + plan.status().ToString());
+  if (plan->in_flight() != record.in_flight()) {
+    return Fail("record " + std::to_string(record.index()) + " puts '" + record.in_flight() +
+                "' in flight but its plan names '" + plan->in_flight() + "'");
+  }
+  const bool new_plan = !last_plan_ || last_plan_->plan_id() != plan->plan_id();
+  const bool moved = new_plan || last_plan_->phase() != plan->phase();
+  if (new_plan) ++counters_.plans_started;
+  last_plan_ = *plan;
+  last_plan_index_ = record.index();
+  if (!moved) return;
+  Trace("committed plan " + plan->plan_id() + " revision " + std::to_string(plan->revision()) +
+        " " + std::string(PlanPhaseName(plan->phase())));
+  switch (plan->phase()) {
+    case v1::PLAN_PHASE_COMPLETED:
+    case v1::PLAN_PHASE_ROLLED_BACK:
+      return CheckConverged(*plan, "when it committed", false);
+    case v1::PLAN_PHASE_BREAK_GLASS:
+      ++counters_.break_glass_entered;
+      if (plan->break_glass().reason().empty() || plan->break_glass().nonce().empty()) {
+        Fail("invariant 5: BreakGlass without a reason or nonce: " + plan->DebugString());
+      }
+      return;
+    case v1::PLAN_PHASE_HALTED:
+    case v1::PLAN_PHASE_ABORTED:
+      if (plan->halt().reason().empty()) {
+        Fail("invariant 5: " + std::string(PlanPhaseName(plan->phase())) +
+             " without a reason: " + plan->DebugString());
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+// Invariant 5 against the simulated providers themselves.
+void World::CheckConverged(const v1::FleetPlan& plan, const std::string& when, bool hashes) {
+  const std::string& want = plan.phase() == v1::PLAN_PHASE_COMPLETED ? plan.target_version()
+                                                                     : plan.version_before();
+  const std::string& hash = nodes_.at(voters_.front()).provider.hash;
+  for (const std::string& v : voters_) {
+    const Node& n = nodes_.at(v);
+    if (Disrupted(n) || n.provider.version != want || (hashes && n.provider.hash != hash)) {
+      return Fail("invariant 5: plan " + plan.plan_id() + " is " +
+                  std::string(PlanPhaseName(plan.phase())) + " " + when + " but " + v + " " +
+                  (Disrupted(n) ? "is down" : "runs " + n.provider.version) + " with hash " +
+                  n.provider.hash.substr(0, 6) + "..., not " + want);
+    }
+  }
+}
+
+}  // namespace kmsfleet::sim
