@@ -132,11 +132,14 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   if (options_.probe_openbao) in.openbao = options_.probe_openbao();
   in.random = options_.random();
   std::shared_ptr<Pending> command = NextCommand();
+  bool renew = false;
   {
     std::lock_guard lock(mu_);
     in.results = std::move(results_);
     results_.clear();
+    std::swap(renew, renew_fence_);
   }
+  if (renew) RenewFence();
   if (command && command->upgrade && command->request.dry_run()) {
     Answer(*command, DryRun(*command, in));
     command.reset();
@@ -188,6 +191,20 @@ bool Coordinator::Commit(PlanReady& ready, Pending* command) {
        {"in_flight", ready.plan->in_flight()},
        {"fence", absl::StrCat(fence->term(), "/", fence->index())}});
   return true;
+}
+
+void Coordinator::RenewFence() {
+  // The committed plan again, unchanged: a new record, so a fresh fence
+  // that the in-flight node has not answered a hand-off at.
+  const std::optional<v1::FleetPlan>& plan = machine_->committed();
+  if (!plan || machine_->proposal_pending()) return;
+  absl::StatusOr<std::string> payload = EncodePlan(*plan);
+  if (!payload.ok()) return;
+  absl::StatusOr<v1::Fence> fence = node_.ProposePlan(plan->in_flight(), *payload, kCommitTimeout);
+  Log(fence.ok() ? LogLevel::kInfo : LogLevel::kWarn, "fence renewed",
+      {{"node", options_.self}, {"in_flight", plan->in_flight()},
+       {"result", fence.ok() ? absl::StrCat(fence->term(), "/", fence->index())
+                             : std::string(fence.status().message())}});
 }
 
 void Coordinator::Observe(std::vector<NodeView>& views) {
@@ -263,7 +280,11 @@ void Coordinator::Dispatch(const PlanAction& action) {
     } else {
       result = actions_->Run(action, fence, settings, metric_state, keep_going);
     }
+    const bool renew = result.kind == ResultKind::kOperation &&
+                       ReasonOf(result.status) == reason::kStaleFence &&
+                       fence.index() == node_.View().committed().index();
     std::lock_guard lock(mu_);
+    renew_fence_ = renew_fence_ || renew;
     results_.push_back(std::move(result));
     --workers_;
     wake_.notify_all();

@@ -190,6 +190,15 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
     s = Stub(action.node)->Rollback(Context().get(), request, &operation);
   }
   r.status = FromGrpcStatus(s, action.node);
+  if (ReasonOf(r.status) == reason::kStaleFence) {
+    // The node answered a hand-off at this fence: the command may have run
+    // before that (follow it), or never (the caller needs a fresh fence).
+    v1::GetOperationRequest request;
+    request.set_operation_id(action.operation_id);
+    if (Stub(action.node)->GetOperation(Context().get(), request, &operation).ok()) {
+      return Follow(action, std::move(operation), keep_going);
+    }
+  }
   if (!r.status.ok()) return r;
   return Follow(action, std::move(operation), keep_going);
 }

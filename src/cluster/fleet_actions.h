@@ -41,7 +41,10 @@ class FleetActions {
   absl::StatusOr<v1::PlanView> CoordinatorPlan(const std::string& node);
 
   // Carries out a kStage, kPreflight, kSwap or kRollbackNode action and
-  // returns its result. `fence` is the committed record that authorises
+  // returns its result. A swap or rollback refused STALE_FENCE whose
+  // operation exists is followed (it ran before the node's hand-off); one
+  // that does not exist comes back STALE_FENCE: no command can ever be
+  // admitted under that fence, and the caller must commit a fresh one. `fence` is the committed record that authorises
   // the action (swaps and rollbacks carry it). An operation is followed
   // until it closes, while `keep_going()` says so (else Unavailable: the
   // next coordinator asks again). `settings` gives the artifact sources.

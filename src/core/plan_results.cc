@@ -20,6 +20,11 @@ absl::Status WithReason(const absl::Status& status, std::string_view fallback,
                                 std::string(status.message())));
 }
 
+bool IsFenceRefusal(std::string_view reason) {
+  return reason == reason::kStaleTerm || reason == reason::kStaleFence ||
+         reason == reason::kNotInFlight || reason == reason::kUnknownFence;
+}
+
 }  // namespace
 
 void PlanStep::ApplyResult(const ActionResult& result) {
@@ -76,6 +81,13 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
   if (next_->in_flight() != node.node() ||
       node.stage() != v1::PLAN_STEP_STAGE_SWAPPING ||
       r.operation_id != node.operation_id()) {
+    return;
+  }
+  if (!r.status.ok() && IsFenceRefusal(ReasonOf(r.status))) {
+    // The fence, not the command, was refused (the node holds another
+    // record than the one sent): nothing ran; send it again under the
+    // committed record's fence.
+    m_.issued_.clear();
     return;
   }
   if (!r.status.ok()) {

@@ -218,6 +218,21 @@ TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotRese
   for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
 }
 
+// A refused fence is the shell's to renew, not the node's failure.
+TEST(PlanMachineTest, SwapRefusedForItsFenceIsSentAgainNotFailed) {
+  Driver d;
+  int refusals = 0;
+  d.admission = [&refusals](const PlanAction& a) {
+    if (a.node != "a" || refusals++ > 0) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStaleFence,
+                     "a answered a hand-off at this fence");
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
+  EXPECT_TRUE(d.plan_.halt().reason().empty());
+}
+
 TEST(PlanMachineTest, ReleaseNeedingApiServerRestartWithoutMethodRefusesToStart) {
   Driver d;
   v1::CompatFacts facts;

@@ -108,6 +108,9 @@ class Coordinator {
   // to abandon it, the command answered) when it did not commit.
   bool Commit(PlanReady& ready, Pending* command);
   void Dispatch(const PlanAction& action);
+  // Commits the committed plan again for a fresh fence (a swap refused
+  // STALE_FENCE at the current record that never ran: docs/fleet-plan.md §1).
+  void RenewFence();
   void LoadHistory();
   void RecordHistory(const v1::PlanRecord& committed);
   void Publish(const v1::LeaderView& leader, const absl::Status& blocked);
@@ -134,6 +137,7 @@ class Coordinator {
   uint64_t view_version_ ABSL_GUARDED_BY(mu_) = 0;
   v1::PlanHistory history_ ABSL_GUARDED_BY(mu_);
   int workers_ ABSL_GUARDED_BY(mu_) = 0;
+  bool renew_fence_ ABSL_GUARDED_BY(mu_) = false;
   std::thread loop_;
 };
 
