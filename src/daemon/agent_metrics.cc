@@ -1,5 +1,7 @@
 #include "daemon/agent_metrics.h"
 
+#include "kmsfleet/core/plan_machine.h"
+
 #include <utility>
 
 namespace kmsfleet {
@@ -25,6 +27,32 @@ void AddInfo(std::vector<MetricFamily>& out, std::string name, std::string help,
   out.push_back(Gauge(std::move(name), std::move(help), 1, {{"node", node}, {label, value}}));
 }
 
+// The committed plan as every member holds it: so any agent's scrape shows
+// the fleet's progress, and the series survive a change of coordinator.
+void AddPlan(std::vector<MetricFamily>& out, const std::string& node,
+             const v1::PlanRecord& committed) {
+  if (committed.payload().empty()) return;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
+  if (!plan.ok()) return;
+  out.push_back(Gauge("kmsfleet_plan_phase",
+                      "1 for the phase of the newest committed fleet plan, as a label", 1,
+                      {{"node", node}, {"phase", std::string(PlanPhaseName(plan->phase()))}}));
+  double done = 0;
+  for (const v1::PlanNode& n : plan->nodes()) {
+    done += n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;
+  }
+  out.push_back(Gauge("kmsfleet_plan_nodes_done",
+                      "Nodes of the newest committed plan whose step is finished (Done or "
+                      "RolledBack)",
+                      done, {{"node", node}}));
+  out.push_back(Gauge("kmsfleet_plan_nodes", "Nodes the newest committed plan covers",
+                      plan->nodes_size(), {{"node", node}}));
+  out.push_back(Gauge("kmsfleet_plan_break_glass",
+                      "1 while the newest committed plan is in BreakGlass (automation stopped "
+                      "until its nonce is acknowledged)",
+                      plan->phase() == v1::PLAN_PHASE_BREAK_GLASS ? 1 : 0, {{"node", node}}));
+}
+
 }  // namespace
 
 std::vector<MetricFamily> AgentMetricFamilies(const v1::NodeState& state,
@@ -46,6 +74,7 @@ std::vector<MetricFamily> AgentMetricFamilies(const v1::NodeState& state,
                         election->role() == "Leader" ? 1 : 0, {{"node", node}}));
     out.push_back(Gauge("kmsfleet_election_term", "The newest election term this agent has seen",
                         static_cast<double>(election->term()), {{"node", node}}));
+    AddPlan(out, node, election->committed());
   }
   return out;
 }

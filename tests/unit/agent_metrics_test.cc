@@ -40,6 +40,27 @@ TEST(AgentMetricsTest, TheCoordinatorSaysSoAndItsTerm) {
   EXPECT_EQ(by["kmsfleet_is_coordinator"]->metric[0].gauge.value, 0);
 }
 
+TEST(AgentMetricsTest, TheCommittedPlanShowsItsPhaseAndProgress) {
+  v1::LeaderView view;
+  view.set_role("Follower");
+  auto by = ByName(AgentMetricFamilies(Ready("0.2.0", "h"), view));
+  EXPECT_FALSE(by.count("kmsfleet_plan_phase")) << "no plan, no plan series";
+  v1::FleetPlan plan;
+  plan.set_phase(v1::PLAN_PHASE_BREAK_GLASS);
+  for (auto phase : {v1::PLAN_NODE_PHASE_DONE, v1::PLAN_NODE_PHASE_FAILED,
+                     v1::PLAN_NODE_PHASE_PREFLIGHTED}) {
+    plan.add_nodes()->set_phase(phase);
+  }
+  view.mutable_committed()->set_payload(plan.SerializeAsString());
+  auto families = AgentMetricFamilies(Ready("0.2.0", "h"), view);
+  by = ByName(families);
+  ASSERT_TRUE(by.count("kmsfleet_plan_phase"));
+  EXPECT_EQ(by["kmsfleet_plan_phase"]->metric[0].label[1].value, "BreakGlass");
+  EXPECT_EQ(by["kmsfleet_plan_nodes_done"]->metric[0].gauge.value, 1);
+  EXPECT_EQ(by["kmsfleet_plan_nodes"]->metric[0].gauge.value, 3);
+  EXPECT_EQ(by["kmsfleet_plan_break_glass"]->metric[0].gauge.value, 1);
+}
+
 TEST(AgentMetricsTest, AFactNotObservedExportsNoSeries) {
   v1::NodeState unready = Ready("", "");
   unready.set_ready(false);
