@@ -1,6 +1,5 @@
 #include "cli/fleet_commands.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,21 +21,6 @@ constexpr std::chrono::seconds kCallTimeout{30};
 
 using Call = std::function<grpc::Status(v1::Fleet::Stub&, grpc::ClientContext&)>;
 
-absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
-  if (s.ok()) return absl::OkStatus();
-  v1::ErrorInfo info;
-  if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
-    absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
-    out.SetPayload(kErrorInfoTypeUrl, absl::Cord(s.error_details()));
-    return out;
-  }
-  return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
-                   "agent " + agent + ": " +
-                       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) +
-                       (s.error_message().empty() ? "" : ": " + s.error_message()),
-                   {{"agent", agent}});
-}
-
 // Runs `call` against the agent; a follower's NOT_LEADER sends it once to
 // the coordinator it names, when TLS flags make that reachable.
 absl::Status CallCoordinator(const FleetFlags& flags, const Call& call, bool streaming = false) {
@@ -49,7 +33,7 @@ absl::Status CallCoordinator(const FleetFlags& flags, const Call& call, bool str
     auto stub = v1::Fleet::NewStub(*channel);
     grpc::ClientContext context;
     if (!streaming) context.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
-    result = FromGrpc(call(*stub, context), agent);
+    result = FromAgentCall(call(*stub, context), agent);
     std::string leader_address = MetadataOf(result, "leader_address");
     if (result.ok() || ReasonOf(result) != reason::kNotLeader || tls.ca.empty() ||
         leader_address.empty()) {
@@ -73,15 +57,6 @@ int Fail(const std::string& what, const absl::Status& s) {
   }
   if (reason == reason::kInvalidConfig) return 2;
   return reason == reason::kAgentUnreachable ? 3 : 1;
-}
-
-std::string Json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
 }
 
 absl::StatusOr<std::string> ReadFlagFile(const std::string& flag, const std::string& path,
@@ -145,7 +120,7 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
         while (reader->Read(&view)) {
           if (!plan_id.empty() && view.plan().plan_id() != plan_id) continue;
           if (flags.output == "json") {
-            std::cout << Json(view) << std::endl;
+            std::cout << ProtoJson(view) << std::endl;
           } else if (tty) {
             if (drawn > 0) std::cout << "\033[" << drawn << "F\033[J";
             std::vector<std::string> lines = RenderProgress(view);
@@ -188,11 +163,11 @@ int RunUpgrade(const FleetFlags& flags) {
   });
   if (!s.ok()) return Fail("upgrade", s);
   if (flags.dry_run) {
-    std::cout << (flags.output == "json" ? Json(view) + "\n" : RenderDryRun(view));
+    std::cout << (flags.output == "json" ? ProtoJson(view) + "\n" : RenderDryRun(view));
     return DryRunRefused(view) ? 1 : 0;
   }
   if (flags.output == "json" && !flags.watch) {
-    std::cout << Json(view) << "\n";
+    std::cout << ProtoJson(view) << "\n";
     return 0;
   }
   std::cerr << "plan " << view.plan().plan_id() << " committed: upgrade to "
@@ -211,7 +186,7 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
   });
   if (!s.ok()) return Fail(name, s);
   if (flags.output == "json") {
-    std::cout << Json(view) << "\n";
+    std::cout << ProtoJson(view) << "\n";
   } else if (flags.dry_run) {
     std::cout << RenderDryRun(view);
   } else {
@@ -227,7 +202,7 @@ int RunShow(const FleetFlags& flags) {
     return stub.GetPlan(&c, v1::GetPlanRequest(), &view);
   });
   if (!s.ok()) return Fail("plan", s);
-  std::cout << (flags.output == "json" ? Json(view) + "\n" : RenderPlan(view));
+  std::cout << (flags.output == "json" ? ProtoJson(view) + "\n" : RenderPlan(view));
   return 0;
 }
 
@@ -237,7 +212,7 @@ int RunHistory(const FleetFlags& flags) {
     return stub.ListPlans(&c, v1::ListPlansRequest(), &history);
   });
   if (!s.ok()) return Fail("history", s);
-  std::cout << (flags.output == "json" ? Json(history) + "\n" : RenderHistory(history));
+  std::cout << (flags.output == "json" ? ProtoJson(history) + "\n" : RenderHistory(history));
   return 0;
 }
 

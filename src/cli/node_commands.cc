@@ -1,6 +1,5 @@
 #include "cli/node_commands.h"
 
-#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
@@ -17,15 +16,6 @@ namespace kmsfleet {
 namespace {
 
 using Stub = v1::Agent::Stub;
-
-std::string Json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
-  options.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
-  return out;
-}
 
 void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
   ctx.set_deadline(std::chrono::system_clock::now() +
@@ -60,7 +50,7 @@ int RunStage(Stub& stub, const NodeFlags& f) {
   SetDeadline(ctx, f);
   grpc::Status s = stub.Stage(&ctx, req, &resp);
   if (!s.ok()) return RpcFailed("stage " + f.version, s);
-  std::cout << Json(resp);
+  std::cout << ProtoJson(resp);
   return 0;
 }
 
@@ -72,7 +62,7 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
   SetDeadline(ctx, f);
   grpc::Status s = stub.Preflight(&ctx, req, &resp);
   if (!s.ok()) return RpcFailed("preflight " + f.version, s);
-  std::cout << Json(resp);
+  std::cout << ProtoJson(resp);
   if (resp.passed()) return 0;
   // A refusal is said on stderr too, like every other command's: a script
   // that keeps stdout for the JSON still shows the operator why.
@@ -107,7 +97,7 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
   if (std::string refusal = OperationRefusal(last); !refusal.empty()) {
     std::cerr << "kmsfleetctl: " << last.operation_id() << ": " << refusal << "\n";
   }
-  std::cout << Json(last);
+  std::cout << ProtoJson(last);
   if (f.no_wait) return 0;
   return last.phase() == "Stable" && last.done() ? 0 : 1;
 }

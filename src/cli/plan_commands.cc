@@ -1,5 +1,7 @@
 #include "cli/plan_commands.h"
 
+#include <google/protobuf/util/json_util.h>
+
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -26,8 +28,10 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
                    flag + " " + path + ": " + why, {{"flag", flag}, {"path", path}});
 }
 
-// Keeps the agent's ErrorInfo (reason and metadata) of a failed call.
-absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
+}  // namespace
+
+absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
+  if (s.ok()) return absl::OkStatus();
   v1::ErrorInfo info;
   if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
     absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
@@ -35,10 +39,20 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& agent) {
     return out;
   }
   return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
-                   "agent " + agent + ": " + s.error_message(), {{"agent", agent}});
+                   "agent " + agent + ": " +
+                       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) +
+                       (s.error_message().empty() ? "" : ": " + s.error_message()),
+                   {{"agent", agent}});
 }
 
-}  // namespace
+std::string ProtoJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, options);
+  return out;
+}
 
 void AddTlsFlags(CLI::App& command, FleetTls& tls) {
   command.add_option("--ca", tls.ca, "fleet CA (PEM); required for a TCP agent");
@@ -125,7 +139,7 @@ absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
   request.set_payload(payload);
   v1::ProposePlanReply reply;
   grpc::Status s = stub.ProposePlan(&context, request, &reply);
-  if (!s.ok()) return FromGrpc(s, agent);
+  if (!s.ok()) return FromAgentCall(s, agent);
   return reply.fence();
 }
 

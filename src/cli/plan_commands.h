@@ -5,6 +5,7 @@
 #ifndef KMSFLEET_CLI_PLAN_COMMANDS_H_
 #define KMSFLEET_CLI_PLAN_COMMANDS_H_
 
+#include <google/protobuf/message.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -38,6 +39,15 @@ void AddTlsFlags(CLI::App& command, FleetTls& tls);
 // PEM file that cannot be read.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& agent,
                                                             const FleetTls& tls);
+
+// The outcome of a call to `agent`: the agent's refusal keeps its code,
+// reason and metadata; a call that got no ErrorInfo (the transport failed,
+// a deadline passed) is Unavailable AGENT_UNREACHABLE naming the agent and
+// the gRPC code.
+absl::Status FromAgentCall(const grpc::Status& status, const std::string& agent);
+
+// `m` as indented JSON with proto field names, for --output json.
+std::string ProtoJson(const google::protobuf::Message& m);
 
 // Parses the fence "TERM/INDEX/NODE" that `plan commit` prints. Errors name
 // the flag and the value.

@@ -17,6 +17,7 @@
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/http_get.h"
+#include "tls_trust.h"
 
 namespace kmsfleet {
 namespace {
@@ -168,19 +169,7 @@ absl::Status FetchTls(const Target& target, const std::string& dest,
                       const FetchOptions& options, std::string_view url) {
   asio::io_context ioc;
   ssl::context ctx(ssl::context::tls_client);
-  ctx.set_verify_mode(ssl::verify_peer);
-  beast::error_code ec;
-  if (options.ca_file.empty()) {
-    ctx.set_default_verify_paths(ec);
-  } else {
-    ctx.load_verify_file(options.ca_file, ec);
-  }
-  if (ec) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     "cannot load the TLS trust store " + options.ca_file + ": " +
-                         ec.message(),
-                     {{"file", options.ca_file}});
-  }
+  if (absl::Status s = UseTrustStore(ctx, options.ca_file); !s.ok()) return s;
   beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
   // SNI, and the certificate must name the host we asked for.
   SSL_set_tlsext_host_name(stream.native_handle(), target.url.host.c_str());

@@ -15,6 +15,7 @@
 #include "http_step_error.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "tls_trust.h"
 
 namespace kmsfleet {
 namespace {
@@ -154,19 +155,7 @@ class GetOperation {
 absl::StatusOr<HttpResponse> HttpsGet(const HttpUrl& url, const HttpGetOptions& options) {
   asio::io_context ioc;
   ssl::context ctx(ssl::context::tls_client);
-  ctx.set_verify_mode(ssl::verify_peer);
-  beast::error_code ec;
-  if (options.ca_file.empty()) {
-    ctx.set_default_verify_paths(ec);
-  } else {
-    ctx.load_verify_file(options.ca_file, ec);
-  }
-  if (ec) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     "cannot load the TLS trust store " + options.ca_file + ": " +
-                         ec.message(),
-                     {{"file", options.ca_file}});
-  }
+  if (absl::Status s = UseTrustStore(ctx, options.ca_file); !s.ok()) return s;
   const std::string& name =
       options.tls_server_name.empty() ? url.host : options.tls_server_name;
   beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);

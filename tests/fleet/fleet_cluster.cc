@@ -1,13 +1,11 @@
 #include "fleet_cluster.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <climits>
-#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <sstream>
@@ -15,32 +13,10 @@
 
 #include "election_cluster.h"
 #include "fleet.h"
+#include "user_manager.h"
 
 namespace kmsfleet::testing {
 namespace {
-
-void Sh(const std::string& cmd) {
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(20);
-  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
-  if (!r.ok() || r->exit_code != 0) {
-    throw std::runtime_error("failed: " + cmd + "\n" +
-                             (r.ok() ? r->stderr_text : std::string(r.status().message())));
-  }
-}
-
-// O_CLOEXEC then rename: a child forked meanwhile must not inherit a write
-// descriptor of the file, or executing it fails with ETXTBSY.
-void WriteExecutable(const std::string& path, const std::string& body) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-  if (fd < 0 || write(fd, body.data(), body.size()) != static_cast<ssize_t>(body.size()) ||
-      close(fd) != 0) {
-    throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
-  }
-  chmod(tmp.c_str(), 0755);
-  std::filesystem::rename(tmp, path);
-}
 
 // "2026-11-30T12:00:00.123Z" -> Unix milliseconds; -1 if malformed.
 int64_t ParseTs(const std::string& ts) {
@@ -104,11 +80,9 @@ FleetCluster::FleetCluster(const std::string& installed_version) {
   Sh("openssl genpkey -algorithm ed25519 -out " + dir_.File("release.key") +
      " && openssl pkey -in " + dir_.File("release.key") + " -pubout -out " +
      dir_.File("release.pub"));
-  std::filesystem::create_directories("/run/systemd/system");  // user manager needs it
-  for (const char* sub : {"rt", "cfg/systemd/user", "rel"}) {
+  for (const char* sub : {"cfg/systemd/user", "rel"}) {
     std::filesystem::create_directories(dir_.File(sub));
   }
-  chmod(dir_.File("rt").c_str(), 0700);
   // Distinct ports: two calls can find the same free one.
   std::vector<uint16_t> taken;
   auto port = [&taken] {
@@ -165,12 +139,7 @@ void FleetCluster::Shutdown() {
     if (!agent->Wait(std::chrono::seconds(15))) agent->Signal(SIGKILL);
     agent.reset();
   }
-  if (manager_) {
-    // SIGTERM: the manager stops its units before it exits.
-    manager_->Signal(SIGTERM);
-    if (!manager_->Wait(std::chrono::seconds(15))) manager_->Signal(SIGKILL);
-    manager_.reset();
-  }
+  StopUserManager(manager_);  // which stops the units first
 }
 
 void FleetCluster::WriteNode(int i) {
@@ -242,28 +211,10 @@ void FleetCluster::WriteNode(int i) {
             "    operator_trust_domain: " + kOperatorTrustDomain + "\n");
 }
 
-void FleetCluster::StartManager() {
-  manager_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{"/lib/systemd/systemd", "--user"},
-      ChildOptions{.out_path = dir_.File("manager.log"),
-                   .extra_env = {"XDG_RUNTIME_DIR=" + dir_.File("rt"),
-                                 "XDG_CONFIG_HOME=" + dir_.File("cfg")},
-                   .drop_env_prefixes = {"DBUS_", "XDG_", "NOTIFY_SOCKET", "LISTEN_",
-                                         "INVOCATION_ID"}});
-  if (!WaitUntil([&] { return PathExists(dir_.File("rt/systemd/private")); },
-                 std::chrono::seconds(10))) {
-    throw std::runtime_error("systemd --user did not start:\n" + ReadFile(dir_.File("manager.log")));
-  }
-}
+void FleetCluster::StartManager() { manager_ = StartUserManager(dir_.path()); }
 
 std::string FleetCluster::Systemctl(const std::vector<std::string>& args) {
-  std::string cmd = "XDG_RUNTIME_DIR=" + dir_.File("rt") +
-                    " DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(20);
-  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
-  return r.ok() ? r->stdout_text + r->stderr_text : std::string(r.status().message());
+  return UserSystemctl(dir_.path(), args);
 }
 
 void FleetCluster::StartAgent(int i) {

@@ -1,47 +1,17 @@
 #include "systemd_node.h"
 
-#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
 #include "fleet.h"
+#include "user_manager.h"
 
 namespace kmsfleet::testing {
-namespace {
-
-
-void Sh(const std::string& cmd) {
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(20);
-  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
-  if (!r.ok() || r->exit_code != 0) {
-    throw std::runtime_error("failed: " + cmd + "\n" +
-                             (r.ok() ? r->stderr_text : std::string(r.status().message())));
-  }
-}
-
-// O_CLOEXEC, then rename: a child forked meanwhile by another thread must
-// not carry a write descriptor of the file into its exec, or executing
-// the file fails with ETXTBSY (the unit then ends 203/EXEC).
-void WriteExecutable(const std::string& path, const std::string& body) {
-  std::string tmp = path + ".tmp";
-  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-  if (fd < 0 || write(fd, body.data(), body.size()) != static_cast<ssize_t>(body.size()) ||
-      close(fd) != 0) {
-    throw std::runtime_error("cannot write " + tmp + ": " + std::strerror(errno));
-  }
-  chmod(tmp.c_str(), 0755);
-  std::filesystem::rename(tmp, path);
-}
-
-}  // namespace
 
 SystemdNode::SystemdNode(const std::string& installed_version,
                          const std::string& installed_script)
@@ -54,12 +24,9 @@ SystemdNode::SystemdNode(const std::string& installed_version,
   while (health_port_ == metrics_port_) health_port_ = FreeLoopbackPort();
   unit_ = "bao-kms-provider-" +
           std::filesystem::path(dir_.path()).filename().string() + ".service";
-  for (const char* sub : {"bin", "pstate", "rt", "cfg/systemd/user", "rel", "run"}) {
+  for (const char* sub : {"bin", "pstate", "cfg/systemd/user", "rel", "run"}) {
     std::filesystem::create_directories(dir_.File(sub));
   }
-  chmod(dir_.File("rt").c_str(), 0700);
-  // The user manager refuses to start unless this says systemd is booted.
-  std::filesystem::create_directories("/run/systemd/system");
   if (installed_script.empty()) {
     StampedProviderCopy(install_path(), installed_version);
   } else {
@@ -78,12 +45,7 @@ SystemdNode::SystemdNode(const std::string& installed_version,
 
 SystemdNode::~SystemdNode() {
   StopAgent();
-  if (manager_) {
-    // SIGTERM: the manager stops its units before it exits; a SIGKILL
-    // would orphan the provider.
-    manager_->Signal(SIGTERM);
-    if (!manager_->Wait(std::chrono::seconds(15))) manager_->Signal(SIGKILL);
-  }
+  StopUserManager(manager_);
 }
 
 void SystemdNode::WriteConfigs() {
@@ -145,29 +107,10 @@ void SystemdNode::WriteConfigs() {
             "  doctor_timeout_ms: 20000\n");
 }
 
-void SystemdNode::StartManager() {
-  manager_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{"/lib/systemd/systemd", "--user"},
-      ChildOptions{.out_path = dir_.File("manager.log"),
-                   .extra_env = {"XDG_RUNTIME_DIR=" + dir_.File("rt"),
-                                 "XDG_CONFIG_HOME=" + dir_.File("cfg")},
-                   .drop_env_prefixes = {"DBUS_", "XDG_", "NOTIFY_SOCKET",
-                                         "LISTEN_", "INVOCATION_ID"}});
-  if (!WaitUntil([&] { return PathExists(dir_.File("rt/systemd/private")); },
-                 std::chrono::seconds(10))) {
-    throw std::runtime_error("systemd --user did not start:\n" +
-                             ReadFile(dir_.File("manager.log")));
-  }
-}
+void SystemdNode::StartManager() { manager_ = StartUserManager(dir_.path()); }
 
 std::string SystemdNode::Systemctl(const std::vector<std::string>& args) {
-  std::string cmd = "XDG_RUNTIME_DIR=" + dir_.File("rt") +
-                    " DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(20);
-  absl::StatusOr<SubprocessResult> r = RunSubprocess({"/bin/sh", "-c", cmd}, o);
-  return r.ok() ? r->stdout_text + r->stderr_text : std::string(r.status().message());
+  return UserSystemctl(dir_.path(), args);
 }
 
 SystemdNode::Release SystemdNode::MakeRelease(const std::string& version,
