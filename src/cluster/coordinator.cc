@@ -125,6 +125,8 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     machine_ = std::make_unique<PlanMachine>(
         PlanMachineConfig{options_.self, options_.voters}, committed);
     machine_term_ = leader.term();
+  } else if (!machine_->proposal_pending()) {
+    AdoptCommitted(leader.committed());
   }
   PlanInput in;
   in.now_unix_ms = options_.now_unix_ms();
@@ -167,6 +169,18 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
   if (command) Answer(*command, View());
+}
+
+void Coordinator::AdoptCommitted(const v1::PlanRecord& committed) {
+  // A change whose commit this loop gave up waiting for may have committed
+  // after all: decide from what is committed, not from what was abandoned.
+  if (committed.payload().empty()) return;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
+  const std::optional<v1::FleetPlan>& mine = machine_->committed();
+  // Revisions increase across plans.
+  if (plan.ok() && (!mine || plan->revision() > mine->revision())) {
+    machine_->Committed(*plan);
+  }
 }
 
 bool Coordinator::Commit(PlanReady& ready, Pending* command) {

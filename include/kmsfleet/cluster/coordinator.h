@@ -107,6 +107,7 @@ class Coordinator {
   // Proposes ready.plan and waits for the commit; false (the machine told
   // to abandon it, the command answered) when it did not commit.
   bool Commit(PlanReady& ready, Pending* command);
+  void AdoptCommitted(const v1::PlanRecord& committed);
   void Dispatch(const PlanAction& action);
   // Commits the committed plan again for a fresh fence (a swap refused
   // STALE_FENCE at the current record that never ran: docs/fleet-plan.md §1).
