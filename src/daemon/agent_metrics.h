@@ -11,6 +11,7 @@
 #include <prometheus/metric_family.h>
 
 #include <functional>
+#include <future>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,8 +33,12 @@ class AgentMetrics final : public prometheus::Collectable {
       : observe_(std::move(observe)), election_(std::move(election)) {}
 
   // prometheus::Collectable
+  // Observes on a thread of its own: the exposer's threads have small
+  // stacks, and an observation (HTTP, gRPC, file reads) is not shallow.
   std::vector<prometheus::MetricFamily> Collect() const override {
-    return AgentMetricFamilies(observe_(), election_());
+    return std::async(std::launch::async,
+                      [this] { return AgentMetricFamilies(observe_(), election_()); })
+        .get();
   }
 
  private:

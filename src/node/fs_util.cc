@@ -162,9 +162,10 @@ absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_
                                             Symlinks symlinks) {
   KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, OpenRegularFile(path, symlinks));
   std::string out;
-  char buf[64 << 10];
+  // On the heap: callers include small-stack threads (the metrics server's).
+  std::vector<char> buf(64 << 10);
   for (;;) {
-    ssize_t n = read(fd.get(), buf, sizeof buf);
+    ssize_t n = read(fd.get(), buf.data(), buf.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return IoError("read", path, errno);
     if (n == 0) return out;
@@ -175,7 +176,7 @@ absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_
                            " bytes",
                        {{"path", path}});
     }
-    out.append(buf, static_cast<size_t>(n));
+    out.append(buf.data(), static_cast<size_t>(n));
   }
 }
 
