@@ -54,6 +54,17 @@ absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
   return absl::OkStatus();
 }
 
+absl::Status PeerNode::CheckCommand(const NodeCommand& command) {
+  std::lock_guard lock(mu_);
+  absl::Status s = CheckCommandAgainstPlan(machine_->committed(), self(), command);
+  if (!s.ok()) {
+    Log(LogLevel::kWarn, "member command refused",
+        {{"node", self()}, {"operation", command.operation_id}, {"reason", ReasonOf(s)},
+         {"error", std::string(s.message())}});
+  }
+  return s;
+}
+
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {
   std::lock_guard lock(mu_);
   guard_->ObserveTerm(machine_->term());

@@ -147,6 +147,8 @@ class AgentService final : public v1::Agent::Service {
  private:
   // The caller's refusal, or OK.
   grpc::Status Gate(grpc::ServerContext* context, std::string_view method) const;
+  // A member certificate: its disruptive commands must be the plan's step.
+  bool SpeaksForACoordinator(const grpc::ServerContext& context) const;
 
   ProviderProbe& probe_;
   Executor* executor_;
@@ -223,6 +225,10 @@ grpc::Status AgentService::Gate(grpc::ServerContext* context,
   return s.ok() ? grpc::Status::OK : ToGrpc(s);
 }
 
+bool AgentService::SpeaksForACoordinator(const grpc::ServerContext& context) const {
+  return CallerOf(options_.policy, context).kind == CallerKind::kMember;
+}
+
 grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                   const v1::StageRequest* r,
                                   v1::StageResponse* response) {
@@ -272,7 +278,9 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
                                  v1::Operation* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Swap"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<SwapJournal> j = executor_->Swap({r->version(), CommandOf(*r)});
+  CommandParams command = CommandOf(*r);
+  command.bound_to_plan = SpeaksForACoordinator(*context);
+  absl::StatusOr<SwapJournal> j = executor_->Swap({r->version(), command});
   if (!j.ok()) return ToGrpc(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;
@@ -283,8 +291,9 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
                                      v1::Operation* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Rollback"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<SwapJournal> j =
-      executor_->Rollback({r->of_operation_id(), CommandOf(*r)});
+  CommandParams command = CommandOf(*r);
+  command.bound_to_plan = SpeaksForACoordinator(*context);
+  absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
   if (!j.ok()) return ToGrpc(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;

@@ -132,6 +132,11 @@ FenceCheck ClusterRuntime::fence_check() {
   };
 }
 
+PlanCheck ClusterRuntime::plan_check() {
+  PeerNode* node = node_.get();
+  return [node](const NodeCommand& command) { return node->CheckCommand(command); };
+}
+
 ClusterRuntime::~ClusterRuntime() { Stop(std::chrono::milliseconds(0)); }
 
 void ClusterRuntime::Stop(std::chrono::milliseconds grace) {

@@ -43,6 +43,8 @@ class ClusterRuntime {
   // without a fence is refused (FENCE_REQUIRED); one with a fence is
   // admitted only by PeerNode::AdmitSwap, which persists what it learns.
   FenceCheck fence_check();
+  // The executor's plan check: PeerNode::CheckCommand.
+  PlanCheck plan_check();
 
   // This agent's view of the election (for /metrics).
   v1::LeaderView View() { return node_->View(); }

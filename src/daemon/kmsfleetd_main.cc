@@ -75,7 +75,10 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
   absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = ClusterRuntime::Start(
       config, [&executor](const v1::Fence& fence) { return executor.HandoffOutcome(fence); },
       agent_service);
-  if (cluster.ok()) executor.SetFenceCheck((*cluster)->fence_check());
+  if (cluster.ok()) {
+    executor.SetFenceCheck((*cluster)->fence_check());
+    executor.SetPlanCheck((*cluster)->plan_check());
+  }
   return cluster;
 }
 

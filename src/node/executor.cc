@@ -190,8 +190,9 @@ void Executor::Unreserve() {
 // The steps every disruptive command shares: an idempotent operation id,
 // the fence, then `plan` fills in the journal, and the worker runs it.
 absl::StatusOr<SwapJournal> Executor::Start(
-    const CommandParams& c, const std::string& kind,
+    const CommandParams& c, NodeCommand what,
     const std::function<absl::StatusOr<SwapJournal>()>& plan) {
+  const std::string kind = what.kind == NodeCommand::Kind::kSwap ? "swap" : "rollback";
   std::string id = c.operation_id.empty() ? NewOperationId() : c.operation_id;
   KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
   if (absl::StatusOr<SwapJournal> existing = Load(id); existing.ok()) {
@@ -201,6 +202,13 @@ absl::StatusOr<SwapJournal> Executor::Start(
   }
   KMSFLEET_RETURN_IF_ERROR(CheckStabilizationMs(c.stabilization_ms));
   KMSFLEET_RETURN_IF_ERROR(Reserve(c.fence));
+  what.operation_id = id;
+  if (absl::Status s = c.bound_to_plan ? plan_check_(what) : absl::OkStatus(); !s.ok()) {
+    Unreserve();
+    Log(LogLevel::kWarn, "command refused: not the plan's step",
+        {{"operation", id}, {"reason", ReasonOf(s)}, {"error", std::string(s.message())}});
+    return s;
+  }
   absl::StatusOr<SwapJournal> j = plan();
   if (!j.ok()) {
     Unreserve();
@@ -265,11 +273,16 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
 }
 
 absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
-  return Start(p.command, "swap", [&] { return PlanSwap(p); });
+  return Start(p.command,
+               NodeCommand{.kind = NodeCommand::Kind::kSwap, .version = p.version},
+               [&] { return PlanSwap(p); });
 }
 
 absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
-  return Start(p.command, "rollback", [&] { return PlanRollback(p); });
+  return Start(p.command,
+               NodeCommand{.kind = NodeCommand::Kind::kRollback,
+                           .of_operation_id = p.of_operation_id},
+               [&] { return PlanRollback(p); });
 }
 
 absl::StatusOr<SwapJournal> Executor::Get(const std::string& id) { return Load(id); }

@@ -221,6 +221,49 @@ TEST_F(AgentAuthTest, RemoteSwapUnderAForgedFenceIsRefusedByTheFence) {
   EXPECT_THAT(TargetLog(), HasSubstr("swap command refused"));
 }
 
+// The simulator's adversary: a fence names the node to disrupt, not the
+// command. A member certificate speaks for a coordinator, so under a real
+// committed record it may only send the plan's own step; a raw record
+// (`plan commit`) holds no plan, and binds only operators' judgement.
+TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
+  std::string pki = cluster_->pki();
+  absl::StatusOr<SubprocessResult> r =
+      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
+              cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
+              "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
+  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
+  std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
+  size_t a = text.find('/'), b = text.find('/', a + 1);
+  v1::Fence fence;
+  fence.set_term(std::stoull(text.substr(0, a)));
+  fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
+  fence.set_in_flight(text.substr(b + 1));
+  // The target must hold the committed record before the fence is valid.
+  ASSERT_TRUE(WaitUntil([&] {
+    std::optional<v1::LeaderView> view = cluster_->View(target_);
+    return view && view->committed().index() >= fence.index();
+  }, std::chrono::seconds(10)));
+  auto swap_as = [&](const std::string& cert) {
+    auto stub = v1::Agent::NewStub(As(cert));
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::SwapRequest request;
+    request.set_version("9.9.9");
+    request.set_operation_id("forged-9.9.9");
+    *request.mutable_fence() = fence;
+    v1::Operation op;
+    return stub->Swap(&context, request, &op);
+  };
+  grpc::Status member = swap_as(cluster_->Name(leader_));
+  EXPECT_EQ(member.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << member.error_message();
+  EXPECT_EQ(ReasonOf(member), "COMMAND_NOT_IN_PLAN") << member.error_message();
+  // An operator passes both checks (and then meets an unstaged version).
+  grpc::Status op = swap_as("alice");
+  EXPECT_NE(ReasonOf(op), "COMMAND_NOT_IN_PLAN") << op.error_message();
+  EXPECT_NE(ReasonOf(op), "STALE_FENCE") << op.error_message();
+  EXPECT_THAT(TargetLog(), HasSubstr("member command refused"));
+}
+
 TEST_F(AgentAuthTest, OperatorCommitsAPlanOverTcpWithKmsfleetctl) {
   std::string pki = cluster_->pki();
   absl::StatusOr<SubprocessResult> r =

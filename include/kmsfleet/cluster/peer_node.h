@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/v1/fleet.pb.h"
 #include "kmsfleet/v1/peer.pb.h"
 
@@ -98,6 +99,9 @@ class PeerNode {
   // UNKNOWN_FENCE, NOT_IN_FLIGHT), and persists what it learned before
   // returning OK. Refusals are logged.
   absl::Status AdmitSwap(const v1::Fence& fence);
+  // A member's command must be the step the committed record's plan asks
+  // of this node (CheckCommandAgainstPlan); refusals are logged.
+  absl::Status CheckCommand(const NodeCommand& command);
   // Answers a hand-off query under `fence` with the executor's outcome
   // (FenceGuard::AdmitRelease), persisting a release before answering.
   absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);

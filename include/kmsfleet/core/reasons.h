@@ -174,6 +174,9 @@ inline constexpr char kMalformedPlan[] = "MALFORMED_PLAN";
 inline constexpr char kPlanActive[] = "PLAN_ACTIVE";
 inline constexpr char kNoPlan[] = "NO_PLAN";
 inline constexpr char kCommandNotApplicable[] = "COMMAND_NOT_APPLICABLE";
+// A member's swap or rollback that is not the committed plan's step for the
+// node (plan_command_guard.h).
+inline constexpr char kCommandNotInPlan[] = "COMMAND_NOT_IN_PLAN";
 inline constexpr char kBreakGlassActive[] = "BREAK_GLASS_ACTIVE";
 inline constexpr char kBreakGlassNonceMismatch[] = "BREAK_GLASS_NONCE_MISMATCH";
 inline constexpr char kNodeNotReleasable[] = "NODE_NOT_RELEASABLE";

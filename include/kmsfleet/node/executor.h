@@ -26,6 +26,7 @@
 
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/node/artifacts.h"
 #include "kmsfleet/node/clock.h"
@@ -80,6 +81,9 @@ struct CommandParams {
   // The coordinator's committed plan record (architecture.md §6); checked
   // by the executor's FenceCheck before anything is disrupted.
   std::optional<v1::Fence> fence;
+  // The caller speaks for a coordinator (a member certificate): the command
+  // must also be the committed plan's step for this node (PlanCheck).
+  bool bound_to_plan = false;
 };
 
 struct SwapParams {
@@ -104,6 +108,12 @@ using FenceCheck = std::function<absl::Status(const std::optional<v1::Fence>& fe
 // `standalone` (a single-node control plane); otherwise it is refused
 // (STANDALONE_NOT_CONFIGURED), since nothing stops a second node swapping.
 FenceCheck NoElectionFenceCheck(std::string node, bool standalone);
+
+// Decides whether a command from a caller bound to the plan is the
+// committed plan's step for this node (plan_command_guard.h). Called after
+// the FenceCheck admitted its fence. The default admits: without an
+// election no caller is a member.
+using PlanCheck = std::function<absl::Status(const NodeCommand& command)>;
 
 struct PreflightOutcome {
   PreflightResult doctor;
@@ -135,6 +145,8 @@ class Executor {
   // Replaces the fence check (default: NoElectionFenceCheck).
   // REQUIRES: called before any Swap or Rollback.
   void SetFenceCheck(FenceCheck check) { fence_check_ = std::move(check); }
+  // Replaces the plan check (default: admit).
+  void SetPlanCheck(PlanCheck check) { plan_check_ = std::move(check); }
   // REQUIRES: called before any operation or recovery starts.
   void SetStepHook(StepHook hook) { step_hook_ = std::move(hook); }
 
@@ -179,7 +191,7 @@ class Executor {
   absl::Status Persist(SwapJournal& j);
   absl::Status Record(SwapJournal& j, SwapPhase phase);
   absl::StatusOr<SwapJournal> Start(
-      const CommandParams& command, const std::string& kind,
+      const CommandParams& command, NodeCommand what,
       const std::function<absl::StatusOr<SwapJournal>()>& plan);
   absl::Status Reserve(const std::optional<v1::Fence>& fence);
   void Unreserve();
@@ -208,6 +220,7 @@ class Executor {
   std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given
   ExecutorSeams seams_;
   FenceCheck fence_check_;
+  PlanCheck plan_check_ = [](const NodeCommand&) { return absl::OkStatus(); };
   StepHook step_hook_;
 
   std::mutex mu_;

@@ -1,0 +1,40 @@
+// What a coordinator may ask of a node under a fence (architecture.md §6,
+// issue 9; found by the simulator's adversary): a fence says which node may
+// be disrupted, not which command. A caller with a member certificate
+// speaks for a coordinator, so its swap or rollback must be the one the
+// committed plan asks of this node: the plan's operation id, and the
+// plan's target (or, walking back, the swap being undone). Operators and
+// local root act on their own authority (break-glass) and are not bound.
+//
+// Pure. Thread-safe: a free function over values.
+#ifndef KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
+#define KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "kmsfleet/v1/peer.pb.h"
+
+namespace kmsfleet {
+
+// A disruptive command as the agent received it.
+struct NodeCommand {
+  enum class Kind { kSwap, kRollback };
+  Kind kind = Kind::kSwap;
+  std::string operation_id{};
+  std::string version{};          // kSwap: the version to install
+  std::string of_operation_id{};  // kRollback: the swap to undo
+};
+
+// OK when `committed` holds a fleet plan that names `self` in flight with
+// a step in progress and `command` is exactly that step. Refusals:
+// FailedPrecondition COMMAND_NOT_IN_PLAN naming the plan's step and what was
+// sent (metadata plan, expected, sent), also when the record holds no fleet
+// plan (a raw record from `kmsfleetctl plan commit` binds operators only).
+absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
+                                     const NodeCommand& command);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_

@@ -1,0 +1,62 @@
+#include "kmsfleet/core/plan_command_guard.h"
+
+#include "absl/strings/str_cat.h"
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+
+namespace kmsfleet {
+namespace {
+
+std::string Describe(const NodeCommand& c) {
+  return c.kind == NodeCommand::Kind::kSwap
+             ? absl::StrCat("swap ", c.operation_id, " to ", c.version)
+             : absl::StrCat("rollback ", c.operation_id, " of ", c.of_operation_id);
+}
+
+absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
+                       const std::string& expected, const NodeCommand& sent) {
+  const std::string what = Describe(sent);
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCommandNotInPlan,
+                   absl::StrCat("the committed plan ",
+                                plan_id.empty() ? std::string("(none)") : plan_id, " asks ",
+                                std::string(self), " for ", expected, ", not ", what,
+                                ": a member certificate may only carry out the plan's step"),
+                   {{"plan", plan_id}, {"expected", expected}, {"sent", what}});
+}
+
+}  // namespace
+
+absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
+                                     const NodeCommand& command) {
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
+  if (committed.payload().empty() || !plan.ok() || plan->plan_id().empty()) {
+    return NotInPlan(self, "", "no command (the record holds no fleet plan)", command);
+  }
+  const v1::PlanNode* step = nullptr;
+  for (const v1::PlanNode& n : plan->nodes()) {
+    if (n.node() == self) step = &n;
+  }
+  if (plan->in_flight() != self || step == nullptr ||
+      step->stage() != v1::PLAN_STEP_STAGE_SWAPPING) {
+    return NotInPlan(self, plan->plan_id(), "no swap or rollback now", command);
+  }
+  NodeCommand expected;
+  expected.operation_id = step->operation_id();
+  if (step->rollback_of().empty()) {
+    expected.kind = NodeCommand::Kind::kSwap;
+    expected.version = plan->target_version();
+  } else {
+    expected.kind = NodeCommand::Kind::kRollback;
+    expected.of_operation_id = step->rollback_of();
+  }
+  const bool same = command.kind == expected.kind &&
+                    command.operation_id == expected.operation_id &&
+                    (expected.kind == NodeCommand::Kind::kSwap
+                         ? command.version == expected.version
+                         : command.of_operation_id == expected.of_operation_id);
+  if (!same) return NotInPlan(self, plan->plan_id(), Describe(expected), command);
+  return absl::OkStatus();
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,80 @@
+// A member's command must be the committed plan's step for this node
+// (core/plan_command_guard.h; the simulator's adversary found the gap).
+#include "kmsfleet/core/plan_command_guard.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+// A plan with cp-2 in flight, swapping (or, with `rollback_of`, walking back).
+v1::PlanRecord Record(const std::string& rollback_of = "") {
+  v1::FleetPlan plan;
+  plan.set_plan_id("plan-1");
+  plan.set_target_version("0.2.0");
+  plan.set_version_before("0.1.0");
+  plan.set_in_flight("cp-2");
+  v1::PlanNode* n = plan.add_nodes();
+  n->set_node("cp-2");
+  n->set_phase(v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  n->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
+  n->set_operation_id(rollback_of.empty() ? "plan-1.cp-2.swap.4" : "plan-1.cp-2.rollback.9");
+  n->set_rollback_of(rollback_of);
+  v1::PlanRecord record;
+  record.set_in_flight("cp-2");
+  record.set_payload(*EncodePlan(plan));
+  return record;
+}
+
+NodeCommand Swap(std::string id, std::string version) {
+  return NodeCommand{.kind = NodeCommand::Kind::kSwap,
+                     .operation_id = std::move(id),
+                     .version = std::move(version)};
+}
+
+TEST(PlanCommandGuardTest, ThePlansOwnSwapIsAdmitted) {
+  EXPECT_TRUE(CheckCommandAgainstPlan(Record(), "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0")).ok());
+}
+
+TEST(PlanCommandGuardTest, AnotherVersionOrOperationIsRefusedNamingTheStep) {
+  absl::Status s = CheckCommandAgainstPlan(Record(), "cp-2", Swap("plan-1.cp-2.swap.4", "0.3.0"));
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("swap plan-1.cp-2.swap.4 to 0.2.0"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("not swap plan-1.cp-2.swap.4 to 0.3.0"));
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(Record(), "cp-2", Swap("mine", "0.2.0"))),
+            reason::kCommandNotInPlan);
+}
+
+TEST(PlanCommandGuardTest, ANodeNotInFlightOrARawRecordAdmitsNoMemberCommand) {
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(Record(), "cp-1", Swap("plan-1.cp-2.swap.4", "0.2.0"))),
+            reason::kCommandNotInPlan);
+  v1::PlanRecord raw;
+  raw.set_in_flight("cp-2");
+  raw.set_payload("demo plan");  // `kmsfleetctl plan commit --payload`
+  absl::Status s = CheckCommandAgainstPlan(raw, "cp-2", Swap("x", "0.2.0"));
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("no fleet plan"));
+}
+
+TEST(PlanCommandGuardTest, WalkingBackOnlyTheRollbackOfThePlansSwapIsAdmitted) {
+  v1::PlanRecord record = Record("plan-1.cp-2.swap.4");
+  NodeCommand rollback{.kind = NodeCommand::Kind::kRollback,
+                       .operation_id = "plan-1.cp-2.rollback.9",
+                       .of_operation_id = "plan-1.cp-2.swap.4"};
+  EXPECT_TRUE(CheckCommandAgainstPlan(record, "cp-2", rollback).ok());
+  rollback.of_operation_id = "other";
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2", rollback)), reason::kCommandNotInPlan);
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2",
+                                             Swap("plan-1.cp-2.rollback.9", "0.2.0"))),
+            reason::kCommandNotInPlan);
+}
+
+}  // namespace
+}  // namespace kmsfleet
