@@ -8,6 +8,7 @@
 // replay) starts nothing new. The provider reports a version, a key_id
 // hash (a promoted rotation reaches the nodes one by one), a rotation state
 // and its registry's `removed` count.
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "sim_world.h"
@@ -98,6 +99,25 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
       r.node = node.name;
       r.revision = a.revision;
       r.status = absl::UnavailableError(node.name + " is busy with " + node.op_id);
+      return Reply(node, e, std::move(r), false, max_delay_);
+    }
+    // As the agent for a member's command: the plan's own step only.
+    NodeCommand command{.kind = a.kind == ActionKind::kRollbackNode ? NodeCommand::Kind::kRollback
+                                                                    : NodeCommand::Kind::kSwap,
+                        .operation_id = a.operation_id,
+                        .version = a.version,
+                        .of_operation_id = a.of_operation_id};
+    if (absl::Status plan = CheckCommandAgainstPlan(node.machine->committed(), node.name, command);
+        !plan.ok()) {
+      if (e.adversary) ++counters_.adversary_refused;
+      Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
+            a.operation_id + ": " + std::string(plan.message()));
+      ActionResult r;
+      r.kind = ResultKind::kOperation;
+      r.node = node.name;
+      r.revision = a.revision;
+      r.operation_id = a.operation_id;
+      r.status = plan;
       return Reply(node, e, std::move(r), false, max_delay_);
     }
     if (!CheckAlone(node, e.fence)) return;
