@@ -55,5 +55,17 @@ TEST_F(FleetApiServerTest, AFailedRestartOnNodeTwoHaltsThePlanBeforeNodeThree) {
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// The default fleet: no agent has an apiserver: section.
+TEST_F(FleetUpgradeTest, WithoutARestartMethodAReleaseNeedingOneRefusesToStart) {
+  const std::string policy = fleet_->NodeDir(0) + "/../restart-policy.yaml";
+  WriteFile(policy, kRestartPolicy);
+  SubprocessResult r = Run(0, Upgrade({"--policy", policy}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("APISERVER_RESTART_UNCONFIGURED"));
+  EXPECT_THAT(r.stderr_text, HasSubstr("apiserver.restart"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
 }  // namespace
 }  // namespace kmsfleet::testing
