@@ -96,7 +96,7 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
     std::unique_lock lock(mu_);
     // A coordinator that lost its answer (a deadline, a failover) asks
     // again: it gets the restart that already ran, not a second one.
-    done_.wait(lock, [&] { return running_id_ != restart_id; });
+    done_.wait(lock, [&] { return running_id_.empty() || running_id_ != restart_id; });
     if (last_ && !restart_id.empty() && last_id_ == restart_id) return *last_;
     if (!running_id_.empty()) {
       return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,

@@ -216,6 +216,40 @@ TEST_F(ApiServerRestartTest, ARepeatedRestartIdIsAnsweredWithoutRestartingAgain)
   EXPECT_EQ(services_.restarted.size(), 2u);
 }
 
+TEST_F(ApiServerRestartTest, AnUnnamedRestartRunsEveryTime) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  ASSERT_TRUE(restarter.Restart("", AdmitAll).ok());
+  ASSERT_TRUE(restarter.Restart("", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 2u);
+}
+
+TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsForItsAnswer) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  std::atomic<bool> release{false}, entered{false};
+  std::thread first([&] {
+    EXPECT_TRUE(restarter
+                    .Restart("op-1",
+                             [&](const std::function<void()>& work) {
+                               entered = true;
+                               while (!release) std::this_thread::yield();
+                               work();
+                               return absl::OkStatus();
+                             })
+                    .ok());
+  });
+  while (!entered) std::this_thread::yield();
+  absl::StatusOr<ApiServerRestartReport> other = restarter.Restart("op-2", AdmitAll);
+  EXPECT_EQ(ReasonOf(other.status()), reason::kOperationInProgress);
+  std::thread again([&] { EXPECT_TRUE(restarter.Restart("op-1", AdmitAll).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  release = true;
+  first.join();
+  again.join();
+  EXPECT_EQ(services_.restarted.size(), 1u);
+}
+
 TEST_F(ApiServerRestartTest, ARefusedAdmissionRunsNothingAndIsNotRemembered) {
   ReadyzServer readyz({200});
   ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
