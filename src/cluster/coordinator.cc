@@ -294,7 +294,8 @@ void Coordinator::Dispatch(const PlanAction& action) {
     } else {
       result = actions_->Run(action, fence, settings, metric_state, keep_going);
     }
-    const bool renew = result.kind == ResultKind::kOperation &&
+    const bool renew = (result.kind == ResultKind::kOperation ||
+                        result.kind == ResultKind::kApiServerRestarted) &&
                        ReasonOf(result.status) == reason::kStaleFence &&
                        fence.index() == node_.View().committed().index();
     std::lock_guard lock(mu_);
@@ -345,6 +346,9 @@ absl::StatusOr<OperatorCommand> Coordinator::ToCommand(Pending& p,
   c.request.target_version = p.request.target_version();
   c.request.order.assign(p.request.order().begin(), p.request.order().end());
   c.request.settings = p.request.settings();
+  if (c.request.settings.apiserver_restart_method().empty()) {
+    c.request.settings.set_apiserver_restart_method(options_.apiserver_restart_method);
+  }
   c.request.acknowledgements.assign(p.request.acknowledgements().begin(),
                                     p.request.acknowledgements().end());
   // The facts of the versions crossed, from the fleet's installed version:

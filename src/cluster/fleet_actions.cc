@@ -1,11 +1,15 @@
 #include "fleet_actions.h"
 
+#include <condition_variable>
+#include <mutex>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 namespace {
@@ -15,6 +19,11 @@ namespace {
 // one that broke.
 constexpr std::chrono::seconds kFollowStream{5};
 constexpr std::chrono::milliseconds kRetryInterval{200};
+// How long a RestartApiServer call may take: beyond what any agent's
+// apiserver config allows (restart_timeout_ms plus timeout_ms, each at most
+// an hour), so that the agent's own bound decides; a coordinator that stops
+// leading cancels the call sooner.
+constexpr std::chrono::hours kRestartApiServerDeadline{2};
 
 ActionResult ResultFor(const PlanAction& action, ResultKind kind) {
   ActionResult r;
@@ -95,6 +104,7 @@ ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
     case ActionKind::kPreflight: return Preflight(action, metric_rotation_state);
     case ActionKind::kSwap:
     case ActionKind::kRollbackNode: return Operate(action, fence, keep_going);
+    case ActionKind::kRestartApiServer: return RestartApiServer(action, fence, keep_going);
     default: break;
   }
   ActionResult r = ResultFor(action, ResultKind::kApiServerRestarted);
@@ -201,6 +211,59 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
   }
   if (!r.status.ok()) return r;
   return Follow(action, std::move(operation), keep_going);
+}
+
+ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::Fence& fence,
+                                            const std::function<bool()>& keep_going) {
+  ActionResult r = ResultFor(action, ResultKind::kApiServerRestarted);
+  v1::RestartApiServerRequest request;
+  // The restart is named by the swap it follows: asked again, the agent
+  // answers from the restart it ran rather than running another.
+  if (!action.operation_id.empty()) request.set_restart_id(action.operation_id + ".apiserver");
+  *request.mutable_fence() = fence;
+  v1::RestartApiServerResponse response;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kRestartApiServerDeadline);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> answer;
+  Stub(action.node)->async()->RestartApiServer(&context, &request, &response,
+                                               [&](grpc::Status s) {
+                                                 std::lock_guard lock(mu);
+                                                 answer = std::move(s);
+                                                 cv.notify_all();
+                                               });
+  // The call can outlast this coordinator's term: check, while waiting,
+  // that it still leads, and cancel (the next coordinator asks again).
+  std::unique_lock lock(mu);
+  bool cancelled = false;
+  while (!cv.wait_for(lock, kRetryInterval, [&] { return answer.has_value(); })) {
+    lock.unlock();
+    const bool stop = !cancelled && !keep_going();
+    lock.lock();
+    if (stop) {
+      context.TryCancel();
+      cancelled = true;
+    }
+  }
+  if (answer->error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
+                         "agent " + action.node + " cannot restart kube-apiserver: " +
+                             answer->error_message());
+    return r;
+  }
+  r.status = FromGrpcStatus(*answer, action.node);
+  if (ReasonOf(r.status) == reason::kOperationInProgress) {
+    // Another operation holds the node: nothing ran; ask again later.
+    r.status = MakeError(absl::StatusCode::kUnavailable, reason::kOperationInProgress,
+                         std::string(r.status.message()), {{"node", action.node}});
+  }
+  if (r.status.ok()) {
+    Log(LogLevel::kInfo, "kube-apiserver restarted",
+        {{"node", action.node}, {"done", response.done()},
+         {"ready_ms", std::to_string(response.ready_ms())}});
+  }
+  return r;
 }
 
 ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operation,

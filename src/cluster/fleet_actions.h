@@ -40,8 +40,10 @@ class FleetActions {
   // plan waits.
   absl::StatusOr<v1::PlanView> CoordinatorPlan(const std::string& node);
 
-  // Carries out a kStage, kPreflight, kSwap or kRollbackNode action and
-  // returns its result. A swap or rollback refused STALE_FENCE whose
+  // Carries out a kStage, kPreflight, kSwap, kRollbackNode or
+  // kRestartApiServer action and returns its result. A restart is one
+  // Agent.RestartApiServer call under `fence`, cancelled when `keep_going()`
+  // turns false; OPERATION_IN_PROGRESS comes back Unavailable (asked again). A swap or rollback refused STALE_FENCE whose
   // operation exists is followed (it ran before the node's hand-off); one
   // that does not exist comes back STALE_FENCE: no command can ever be
   // admitted under that fence, and the caller must commit a fresh one. `fence` is the committed record that authorises
@@ -58,6 +60,8 @@ class FleetActions {
   ActionResult Preflight(const PlanAction& action, const std::string& metric_state);
   ActionResult Operate(const PlanAction& action, const v1::Fence& fence,
                        const std::function<bool()>& keep_going);
+  ActionResult RestartApiServer(const PlanAction& action, const v1::Fence& fence,
+                                const std::function<bool()>& keep_going);
   ActionResult Follow(const PlanAction& action, v1::Operation operation,
                       const std::function<bool()>& keep_going);
   v1::Agent::StubInterface* Stub(const std::string& node);

@@ -29,7 +29,7 @@ std::string OperatorNameOf(const std::string& san, const std::string& prefix) {
 
 // Every method the agent serves remotely, and its class. Anything not
 // listed is refused, so a new RPC must be placed here before it is reachable.
-constexpr std::array<std::pair<std::string_view, MethodClass>, 21> kMethods = {{
+constexpr std::array<std::pair<std::string_view, MethodClass>, 22> kMethods = {{
     {"/kmsfleet.v1.Agent/GetNodeState", MethodClass::kRead},
     {"/kmsfleet.v1.Agent/GetOperation", MethodClass::kRead},
     {"/kmsfleet.v1.Agent/WatchOperation", MethodClass::kRead},
@@ -37,6 +37,7 @@ constexpr std::array<std::pair<std::string_view, MethodClass>, 21> kMethods = {{
     {"/kmsfleet.v1.Agent/Preflight", MethodClass::kDisruptive},
     {"/kmsfleet.v1.Agent/Swap", MethodClass::kDisruptive},
     {"/kmsfleet.v1.Agent/Rollback", MethodClass::kDisruptive},
+    {"/kmsfleet.v1.Agent/RestartApiServer", MethodClass::kDisruptive},
     {"/kmsfleet.v1.Fleet/GetLeader", MethodClass::kRead},
     {"/kmsfleet.v1.Fleet/ProposePlan", MethodClass::kOperatorOnly},
     {"/kmsfleet.v1.Fleet/GetPlan", MethodClass::kRead},

@@ -192,6 +192,7 @@ void PlanStep::DecideInFlight() {
     {
       PlanAction a = MakeAction(ActionKind::kRestartApiServer, n->node());
       a.method = next_->settings().apiserver_restart_method();
+      a.operation_id = n->operation_id();  // names the restart: one per swap
       Issue(std::move(a));
       return;
     }

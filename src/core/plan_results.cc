@@ -141,6 +141,12 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
       node.stage() != v1::PLAN_STEP_STAGE_RESTARTING_APISERVER) {
     return;
   }
+  if (!r.status.ok() && IsFenceRefusal(ReasonOf(r.status))) {
+    // The fence was refused, so nothing was restarted: ask again under
+    // the committed record's fence.
+    m_.issued_.clear();
+    return;
+  }
   if (!r.status.ok()) {
     node.set_reason(reason::kApiServerRestartFailed);
     node.set_message(absl::StrCat("kube-apiserver on ", node.node(),

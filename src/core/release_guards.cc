@@ -103,8 +103,9 @@ absl::Status CheckCompatibility(const CompatInput& input) {
                   absl::StrCat("The releases crossed (", Releases(f),
                                ") require restarting kube-apiserver, and no "
                                "restart method is configured."),
-                  "Configure fleet.apiserver_restart (a systemd unit or a "
-                  "command), then retry.",
+                  "Configure apiserver.restart (systemd:<unit> or "
+                  "command:<path>) in every node's kmsfleetd config, "
+                  "restart the agents, then retry.",
                   {});
   }
   return absl::OkStatus();

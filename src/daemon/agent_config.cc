@@ -223,6 +223,41 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                      }}});
 }
 
+// The `apiserver:` section; with it, `restart` is required.
+absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& node,
+                           AgentConfig& config) {
+  ApiServerRestartOptions& a = config.apiserver;
+  std::string restart, readyz;
+  KMSFLEET_RETURN_IF_ERROR(r.Mapping(
+      node, "apiserver",
+      {{"restart", r.String(restart)},
+       {"readyz_url", r.String(readyz)},
+       {"ca_file", r.String(a.http.ca_file)},
+       {"tls_server_name", r.String(a.http.tls_server_name)},
+       {"timeout_ms", r.Millis(a.ready_timeout)},
+       {"restart_timeout_ms", r.Millis(a.restart_timeout)}}));
+  if (restart.empty()) {
+    return r.Error(node, "apiserver.restart",
+                   "is required in an apiserver: section (systemd:<unit> or "
+                   "command:<absolute path>)");
+  }
+  if (absl::Status s = ParseApiServerRestartMethod(restart, a); !s.ok()) {
+    return r.Error(node["restart"], "apiserver.restart", std::string(s.message()));
+  }
+  if (!readyz.empty()) {
+    absl::StatusOr<HttpUrl> url = ParseHttpOrHttpsUrl(readyz);
+    if (!url.ok()) return r.Error(node["readyz_url"], "apiserver.readyz_url",
+                                      std::string(url.status().message()));
+    a.readyz = *url;
+  }
+  if (!a.readyz.tls && (!a.http.ca_file.empty() || !a.http.tls_server_name.empty())) {
+    return r.Error(node, "apiserver.readyz_url",
+                   "ca_file and tls_server_name need an https:// URL, got " +
+                       a.readyz.ToString());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
                        AgentConfig& config) {
   if (!node.IsSequence()) return r.Error(node, "peers", "must be a list");
@@ -378,6 +413,9 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }},
        {"cluster", [&](const YAML::Node& v, const std::string&) {
           return ReadCluster(r, v, config);
+        }},
+       {"apiserver", [&](const YAML::Node& v, const std::string&) {
+          return ReadApiServer(r, v, config);
         }},
        {"metrics", [&](const YAML::Node& v, const std::string&) {
           return r.Mapping(v, "metrics", {{"listen", r.String(config.metrics_listen)}});

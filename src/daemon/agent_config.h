@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "kmsfleet/cluster/cluster_config.h"
 #include "kmsfleet/core/provider_config.h"
+#include "kmsfleet/node/apiserver_restart.h"
 #include "kmsfleet/node/provider_probe.h"
 
 namespace kmsfleet {
@@ -76,6 +77,9 @@ struct AgentConfig {
   // The other agents' cluster addresses (the `cluster:` section).
   std::vector<PeerConfig> peers;
   ExecutorConfig executor;
+  // The `apiserver:` section: how to restart the local kube-apiserver when
+  // a release needs it (method kNone without the section or its `restart`).
+  ApiServerRestartOptions apiserver;
   ClusterConfig cluster;
   // host:port for kmsfleetd's Prometheus /metrics; "" (the default) serves
   // none. docs/metrics.md lists the series.

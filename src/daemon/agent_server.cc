@@ -17,6 +17,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/apiserver_restart.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/log.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
@@ -143,6 +144,9 @@ class AgentService final : public v1::Agent::Service {
   grpc::Status WatchOperation(grpc::ServerContext* context,
                               const v1::GetOperationRequest* request,
                               grpc::ServerWriter<v1::Operation>* writer) override;
+  grpc::Status RestartApiServer(grpc::ServerContext* context,
+                                const v1::RestartApiServerRequest* request,
+                                v1::RestartApiServerResponse* response) override;
 
  private:
   // The caller's refusal, or OK.
@@ -331,14 +335,42 @@ grpc::Status AgentService::WatchOperation(
   return grpc::Status::OK;
 }
 
+// Synchronous: the restart and the /readyz wait are bounded by the
+// node's apiserver config; the coordinator's deadline is longer.
+grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
+                                            const v1::RestartApiServerRequest* r,
+                                            v1::RestartApiServerResponse* response) {
+  if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/RestartApiServer"); !s.ok()) {
+    return s;
+  }
+  if (executor_ == nullptr || options_.apiserver == nullptr) return NoExecutor();
+  std::optional<v1::Fence> fence;
+  if (r->has_fence()) fence = r->fence();
+  absl::StatusOr<ApiServerRestartReport> report = options_.apiserver->Restart(
+      r->restart_id(), [this, &fence](const std::function<void()>& work) {
+        return executor_->RunAdmitted(fence, work);
+      });
+  if (!report.ok()) return ToGrpc(report.status());
+  response->set_method(report->method);
+  response->set_done(report->done);
+  response->set_restart_ms(report->restart_ms);
+  response->set_ready_ms(report->ready_ms);
+  response->set_readyz_attempts(report->readyz_attempts);
+  response->set_readyz_url(options_.apiserver->options().readyz.ToString());
+  return grpc::Status::OK;
+}
+
 std::unique_ptr<grpc::Service> NewAgentService(ProviderProbe& probe, Executor* executor,
                                                AgentServiceOptions options) {
   return std::make_unique<AgentService>(probe, executor, std::move(options));
 }
 
-AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, std::string mode)
+AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, std::string mode,
+                         ApiServerRestarter* apiserver)
     : service_(NewAgentService(probe, executor,
-                               {.policy = {.local = true}, .mode = std::move(mode)})) {}
+                               {.policy = {.local = true},
+                                .mode = std::move(mode),
+                                .apiserver = apiserver})) {}
 
 AgentServer::~AgentServer() { Shutdown(std::chrono::milliseconds(0)); }
 

@@ -35,12 +35,16 @@ struct AgentListenAddresses {
 };
 
 class Executor;
+class ApiServerRestarter;
 
 // What GetNodeState reports as `agent_mode`, and which callers may call.
 struct AgentServiceOptions {
   CallerPolicy policy = {.local = true};
   // "standalone", "cluster member" or "refusing" (see kmsfleetd_main.cc).
   std::string mode{};
+  // Carries out RestartApiServer under the executor's admission; null
+  // answers it UNIMPLEMENTED. Must outlive the service.
+  ApiServerRestarter* apiserver = nullptr;
 };
 
 // The Agent service for another listener (the cluster listener).
@@ -51,9 +55,10 @@ std::unique_ptr<grpc::Service> NewAgentService(ProviderProbe& probe, Executor* e
 class AgentServer {
  public:
   // `probe` and `executor` must outlive the server. Without an executor the
-  // Stage/Preflight/Swap/Rollback/...Operation RPCs answer UNIMPLEMENTED.
+  // Stage/Preflight/Swap/Rollback/...Operation RPCs answer UNIMPLEMENTED;
+  // without `apiserver`, RestartApiServer does.
   explicit AgentServer(ProviderProbe& probe, Executor* executor = nullptr,
-                       std::string mode = "");
+                       std::string mode = "", ApiServerRestarter* apiserver = nullptr);
   ~AgentServer();
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;

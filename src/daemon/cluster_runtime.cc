@@ -42,6 +42,7 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.probe_openbao = [facts = config.provider_facts]() -> std::optional<OpenBaoProbe> {
     return ProbeOpenBaoHealth(facts, std::chrono::seconds(2));
   };
+  o.apiserver_restart_method = ApiServerRestartMethodName(config.apiserver);
   o.now_unix_ms = WallClockMs;
   o.random = [] {
     // The shell draws randomness; the plan machine only takes it.

@@ -13,6 +13,7 @@
 #include "daemon/cluster_runtime.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/apiserver_restart.h"
 #include "kmsfleet/node/clock.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/log.h"
@@ -113,12 +114,18 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // Open journals of a previous run are finished or rolled back first, on
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
+  SteadyClock steady;
+  ApiServerRestartOptions apiserver_options = config.apiserver;
+  apiserver_options.poll_interval = config.executor.poll_interval;
+  ApiServerRestarter apiserver(std::move(apiserver_options),
+                               {.services = *services, .steady = steady});
   std::string mode = AgentMode(config);
-  AgentServer server(*probe, &executor, mode);
+  AgentServer server(*probe, &executor, mode, &apiserver);
   std::unique_ptr<grpc::Service> remote_agent =
       config.cluster.enabled
           ? NewAgentService(*probe, &executor,
-                            {.policy = CallerPolicyOf(config), .mode = mode})
+                            {.policy = CallerPolicyOf(config), .mode = mode,
+                             .apiserver = &apiserver})
           : nullptr;
   // Before server.Start: that turns on health and reflection for every
   // server built later, and the cluster listener must serve only services

@@ -187,6 +187,15 @@ void Executor::Unreserve() {
   busy_ = false;
 }
 
+absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
+                                   const std::function<void()>& work) {
+  KMSFLEET_RETURN_IF_ERROR(Reserve(fence));
+  work();
+  Unreserve();
+  changed_.notify_all();
+  return absl::OkStatus();
+}
+
 // The steps every disruptive command shares: an idempotent operation id,
 // the fence, then `plan` fills in the journal, and the worker runs it.
 absl::StatusOr<SwapJournal> Executor::Start(

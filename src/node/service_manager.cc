@@ -117,6 +117,10 @@ class SystemdServiceManager final : public ServiceManager {
                     std::chrono::milliseconds timeout) override {
     return RunJob("StopUnit", unit, timeout);
   }
+  absl::Status Restart(const std::string& unit,
+                       std::chrono::milliseconds timeout) override {
+    return RunJob("RestartUnit", unit, timeout);
+  }
 
   absl::StatusOr<UnitState> State(const std::string& unit) override {
     KMSFLEET_ASSIGN_OR_RETURN(Bus bus, Connect(unit));
@@ -222,7 +226,7 @@ class SystemdServiceManager final : public ServiceManager {
     return hex;
   }
 
-  // Calls `method` (StartUnit/StopUnit) in "replace" mode and waits for the
+  // Calls `method` (StartUnit/StopUnit/RestartUnit) in "replace" mode and waits for the
   // JobRemoved signal of the job it returns.
   absl::Status RunJob(const char* method, const std::string& unit,
                       std::chrono::milliseconds timeout) {

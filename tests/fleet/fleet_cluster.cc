@@ -71,7 +71,8 @@ std::string FakeScript(const std::string& version, bool release) {
 
 }  // namespace
 
-FleetCluster::FleetCluster(const std::string& installed_version) {
+FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_restart)
+    : apiserver_restart_(apiserver_restart) {
   pki_ = dir_.File("pki");
   if (!MakeCertificates(pki_, {Name(0), Name(1), Name(2)}) ||
       !MakeOperatorCertificate(pki_, "alice")) {
@@ -208,7 +209,40 @@ void FleetCluster::WriteNode(int i) {
             "    ca: " + pki_ + "/ca.pem\n"
             "    cert: " + pki_ + "/" + Name(i) + ".pem\n"
             "    key: " + pki_ + "/" + Name(i) + ".key\n"
-            "    operator_trust_domain: " + kOperatorTrustDomain + "\n");
+            "    operator_trust_domain: " + kOperatorTrustDomain + "\n" +
+                ApiServerSection(i));
+}
+
+// The restart command records, when it runs, which release every node has
+// installed: so a test sees that it ran after this node's swap and before
+// the next node's.
+std::string FleetCluster::ApiServerSection(int i) {
+  if (!apiserver_restart_) return "";
+  const std::string script = NodeDir(i) + "/restart-apiserver";
+  std::string versions;
+  for (int j = 0; j < kNodes; ++j) {
+    versions += " $(grep -o 'fake-version [^ ]*' " + NodeDir(j) +
+                "/bin/bao-kms-provider | cut -d' ' -f2)";
+  }
+  WriteExecutable(script,
+                  "#!/bin/sh\n"
+                  "echo \"" + Name(i) + versions + "\" >> " + dir_.File("apiserver-restarts") +
+                      "\n"
+                      "if [ -e " + NodeDir(i) + "/apiserver-fails ]; then\n"
+                      "  echo 'kube-apiserver static pod did not come back' >&2; exit 1\n"
+                      "fi\n");
+  return "apiserver:\n"
+         "  restart: command:" + script + "\n"
+         "  readyz_url: http://127.0.0.1:" + std::to_string(health_ports_[i]) + "/ready\n"
+         "  timeout_ms: 10000\n"
+         "  restart_timeout_ms: 10000\n";
+}
+
+std::vector<std::string> FleetCluster::ApiServerRestarts() {
+  std::vector<std::string> lines;
+  std::istringstream in(ReadFile(dir_.File("apiserver-restarts")));
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
 }
 
 void FleetCluster::StartManager() { manager_ = StartUserManager(dir_.path()); }

@@ -30,8 +30,13 @@ class FleetCluster {
  public:
   static constexpr int kNodes = 3;
   // Starts the manager, OpenBao, every provider at `installed_version` and
-  // every agent, and waits for a coordinator.
-  explicit FleetCluster(const std::string& installed_version = "0.1.0");
+  // every agent, and waits for a coordinator. With `apiserver_restart`,
+  // every agent's config gets an apiserver: section whose restart command
+  // appends to ApiServerRestarts() and fails while <node>/apiserver-fails
+  // exists, and whose readyz_url is the node's provider /ready (a stand-in
+  // endpoint that answers 200 while the node serves).
+  explicit FleetCluster(const std::string& installed_version = "0.1.0",
+                        bool apiserver_restart = false);
   ~FleetCluster();
 
   std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
@@ -67,6 +72,10 @@ class FleetCluster {
   // Index of the agent every running agent names as coordinator, or -1.
   int WaitForCoordinator(std::chrono::seconds timeout = std::chrono::seconds(30));
 
+  // One line per run of a node's kube-apiserver restart command, in order:
+  // "<node> <installed version of cp-1> <of cp-2> <of cp-3>".
+  std::vector<std::string> ApiServerRestarts();
+
   // The version the node's running provider reports, "" when down.
   std::string ServingVersion(int i);
   bool ProviderReady(int i);
@@ -84,6 +93,7 @@ class FleetCluster {
   void Start();     // the manager, the units, the agents
   void Shutdown();  // agents, then the manager (which stops the units)
   void WriteNode(int i);
+  std::string ApiServerSection(int i);
   void StartManager();
   std::string Systemctl(const std::vector<std::string>& args);
 
@@ -91,6 +101,7 @@ class FleetCluster {
   std::string pki_;
   std::vector<uint16_t> cluster_ports_, metrics_ports_, health_ports_;
   uint16_t openbao_port_ = 0;
+  bool apiserver_restart_ = false;
   std::unique_ptr<ChildProcess> manager_;
   std::unique_ptr<ChildProcess> openbao_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;

@@ -21,7 +21,7 @@ class FleetUpgradeTest : public ::testing::Test {
     // before an agent binds it: start again on fresh ports, up to 3 times.
     for (int attempt = 1; !fleet_; ++attempt) {
       try {
-        fleet_ = std::make_unique<FleetCluster>("0.1.0");
+        fleet_ = MakeFleet();
       } catch (const std::exception& e) {
         if (attempt == 3 || std::string(e.what()).find("Address already in use") ==
                                 std::string::npos) {
@@ -30,6 +30,11 @@ class FleetUpgradeTest : public ::testing::Test {
       }
     }
     release_ = fleet_->MakeRelease("0.2.0");
+  }
+
+  // The cluster each test starts with; a fixture may configure it further.
+  virtual std::unique_ptr<FleetCluster> MakeFleet() {
+    return std::make_unique<FleetCluster>("0.1.0");
   }
 
   std::vector<std::string> Upgrade(std::vector<std::string> extra = {}) {

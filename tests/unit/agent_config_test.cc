@@ -291,6 +291,68 @@ TEST(AgentConfigTest, ExecutorErrorsNameTheKey) {
                     "executor.stabilisation_ms", 3, "unknown key");
 }
 
+TEST(AgentConfigTest, WithoutAnApiServerSectionNoRestartIsConfigured) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: a\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->apiserver.method, ApiServerRestartOptions::Method::kNone);
+  EXPECT_EQ(ApiServerRestartMethodName(c->apiserver), "");
+}
+
+TEST(AgentConfigTest, ApiServerSectionIsReadWithItsDefaults) {
+  absl::StatusOr<AgentConfig> c =
+      ParseAgentConfig("node: a\napiserver:\n  restart: systemd:kube-apiserver.service\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->apiserver.method, ApiServerRestartOptions::Method::kSystemd);
+  EXPECT_EQ(c->apiserver.unit, "kube-apiserver.service");
+  EXPECT_EQ(ApiServerRestartMethodName(c->apiserver), "systemd:kube-apiserver.service");
+  EXPECT_EQ(c->apiserver.readyz.ToString(), "https://127.0.0.1:6443/readyz");
+  EXPECT_EQ(c->apiserver.ready_timeout.count(), 120000);
+  EXPECT_EQ(c->apiserver.http.ca_file, "");
+
+  c = ParseAgentConfig(R"(
+node: a
+apiserver:
+  restart: command:/usr/local/sbin/restart-apiserver
+  readyz_url: https://10.0.0.1:6443/readyz?verbose
+  ca_file: /etc/kubernetes/pki/ca.crt
+  tls_server_name: kubernetes
+  timeout_ms: 30000
+  restart_timeout_ms: 45000
+)",
+                       kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->apiserver.method, ApiServerRestartOptions::Method::kCommand);
+  EXPECT_EQ(c->apiserver.command, "/usr/local/sbin/restart-apiserver");
+  EXPECT_EQ(c->apiserver.readyz.ToString(), "https://10.0.0.1:6443/readyz?verbose");
+  EXPECT_EQ(c->apiserver.http.ca_file, "/etc/kubernetes/pki/ca.crt");
+  EXPECT_EQ(c->apiserver.http.tls_server_name, "kubernetes");
+  EXPECT_EQ(c->apiserver.ready_timeout.count(), 30000);
+  EXPECT_EQ(c->apiserver.restart_timeout.count(), 45000);
+}
+
+TEST(AgentConfigTest, ApiServerErrorsNameTheKeyAndValue) {
+  ExpectConfigError("node: a\napiserver:\n  readyz_url: https://127.0.0.1:6443/readyz\n",
+                    "apiserver.restart", 3, "is required");
+  ExpectConfigError("node: a\napiserver:\n  restart: kube-apiserver.service\n",
+                    "apiserver.restart", 3,
+                    "\"kube-apiserver.service\" must be systemd:<unit> or command:");
+  ExpectConfigError("node: a\napiserver:\n  restart: command:restart.sh\n",
+                    "apiserver.restart", 3, "\"command:restart.sh\" must name an absolute path");
+  ExpectConfigError("node: a\napiserver:\n  restart: \"systemd:\"\n", "apiserver.restart", 3,
+                    "must name a unit");
+  ExpectConfigError(
+      "node: a\napiserver:\n  restart: systemd:k.service\n  readyz_url: ftp://x/readyz\n",
+      "apiserver.readyz_url", 4, "ftp://x/readyz");
+  ExpectConfigError("node: a\napiserver:\n  restart: systemd:k.service\n  timeout_ms: 0\n",
+                    "apiserver.timeout_ms", 4, "got 0");
+  ExpectConfigError("node: a\napiserver:\n  restart: systemd:k.service\n  readyz: x\n",
+                    "apiserver.readyz", 4, "unknown key");
+  ExpectConfigError(
+      "node: a\napiserver:\n  restart: systemd:k.service\n"
+      "  readyz_url: http://127.0.0.1:8080/readyz\n  ca_file: /ca.pem\n",
+      "apiserver.readyz_url", 3, "need an https:// URL");
+}
+
 }  // namespace
 }  // namespace kmsfleet
 

@@ -71,6 +71,8 @@ TEST(AuthorizeCallTest, TableOfMethodsAndKinds) {
       {"/kmsfleet.v1.Agent/Swap", CallerKind::kMember, ""},
       {"/kmsfleet.v1.Agent/Swap", CallerKind::kOperator, ""},
       {"/kmsfleet.v1.Agent/Rollback", CallerKind::kOperator, ""},
+      {"/kmsfleet.v1.Agent/RestartApiServer", CallerKind::kMember, ""},
+      {"/kmsfleet.v1.Agent/RestartApiServer", CallerKind::kUnknown, reason::kUnknownCaller},
       {"/kmsfleet.v1.Peer/Send", CallerKind::kMember, ""},
       {"/kmsfleet.v1.Peer/Send", CallerKind::kOperator, reason::kMemberOnly},
       {"/kmsfleet.v1.Peer/Release", CallerKind::kOperator, reason::kMemberOnly},

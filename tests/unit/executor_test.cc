@@ -98,6 +98,11 @@ class FakeServices final : public ServiceManager {
     w_.failed = false;
     return absl::OkStatus();
   }
+  absl::Status Restart(const std::string& unit, std::chrono::milliseconds) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.calls.push_back("restart " + unit);
+    return absl::OkStatus();
+  }
   absl::StatusOr<UnitState> State(const std::string&) override {
     std::lock_guard<std::mutex> lock(w_.mu);
     UnitState s;
@@ -557,6 +562,25 @@ TEST_F(ExecutorTest, StabilizationBeyondAnHourIsRefused) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReasonOf(r.status()), reason::kInvalidArgument);
   EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(executor().Busy());
+}
+
+TEST_F(ExecutorTest, RunAdmittedHoldsTheNodeBusyAndObeysTheFenceCheck) {
+  bool busy_inside = false;
+  absl::Status ran = executor().RunAdmitted(std::nullopt, [&] { busy_inside = executor().Busy(); });
+  EXPECT_TRUE(ran.ok()) << ran;
+  EXPECT_TRUE(busy_inside) << "a hand-off query during the restart must answer running";
+  EXPECT_FALSE(executor().Busy());
+  // A member of an election without the coordinator's fence: refused, not run.
+  executor().SetFenceCheck([](const std::optional<v1::Fence>& fence) {
+    return fence ? absl::OkStatus()
+                 : MakeError(absl::StatusCode::kFailedPrecondition, reason::kFenceRequired,
+                             "no fence");
+  });
+  bool ran_unfenced = false;
+  absl::Status refused = executor().RunAdmitted(std::nullopt, [&] { ran_unfenced = true; });
+  EXPECT_EQ(ReasonOf(refused), reason::kFenceRequired);
+  EXPECT_FALSE(ran_unfenced);
   EXPECT_FALSE(executor().Busy());
 }
 

@@ -112,6 +112,9 @@ class Driver {
   // How the agent answers a swap or rollback command; OK = admitted.
   std::function<absl::Status(const PlanAction&)> admission =
       [](const PlanAction&) { return absl::OkStatus(); };
+  // How the agent answers an API server restart; OK = restarted and ready.
+  std::function<absl::Status(const PlanAction&)> restart =
+      [](const PlanAction&) { return absl::OkStatus(); };
   std::map<std::string, std::string> versions_;
   std::vector<PlanAction> log_;
   v1::FleetPlan plan_;
@@ -148,6 +151,7 @@ class Driver {
         break;
       case ActionKind::kRestartApiServer:
         r.kind = ResultKind::kApiServerRestarted;
+        r.status = restart(a);
         break;
       case ActionKind::kHandOff:
         r.kind = ResultKind::kHandOff;
@@ -303,6 +307,60 @@ TEST(PlanMachineTest, ApiServerRestartEndsEachNodeStep) {
     }
   }
   EXPECT_THAT(kinds, ElementsAre("swap", "restart-apiserver", "hand-off"));
+}
+
+v1::CompatFacts RestartRequired() {
+  v1::CompatFacts facts;
+  facts.set_apiserver_restart_required(true);
+  return facts;
+}
+
+v1::PlanSettings WithRestartMethod() {
+  v1::PlanSettings s;
+  s.set_apiserver_restart_method("command:/usr/local/sbin/restart-apiserver");
+  return s;
+}
+
+TEST(PlanMachineTest, ApiServerRestartIsNamedByTheSwapItFollows) {
+  Driver d;
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  std::map<std::string, std::string> swap_of;
+  for (const PlanAction& a : d.log_) {
+    if (a.kind == ActionKind::kSwap) swap_of[a.node] = a.operation_id;
+    if (a.kind == ActionKind::kRestartApiServer) {
+      EXPECT_FALSE(a.operation_id.empty());
+      EXPECT_EQ(a.operation_id, swap_of[a.node]);
+    }
+  }
+}
+
+TEST(PlanMachineTest, ARefusedFenceOnTheRestartIsAskedAgainNotAFailure) {
+  Driver d;
+  int refusals = 0;
+  d.restart = [&](const PlanAction&) {
+    if (refusals++ > 0) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStaleFence,
+                     "a: plan record 1/4 is older than the committed record 1/5");
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(d.Swapped(ActionKind::kRestartApiServer).size(), 4u);  // a twice, then c, b
+}
+
+TEST(PlanMachineTest, AFailedRestartFailsTheNodeAndHaltsThePlan) {
+  Driver d;
+  d.restart = [](const PlanAction& a) {
+    if (a.node != "c") return absl::OkStatus();
+    return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
+                     "kube-apiserver did not answer 200 on https://127.0.0.1:6443/readyz");
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("https://127.0.0.1:6443/readyz"));
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));  // b is never touched
 }
 
 TEST(PlanMachineTest, FailedSwapRestoredHaltsAndTouchesNoFurtherNode) {

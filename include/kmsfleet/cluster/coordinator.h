@@ -55,6 +55,11 @@ struct CoordinatorOptions {
   std::function<std::optional<OpenBaoProbe>()> probe_openbao;
   std::function<int64_t()> now_unix_ms;
   std::function<uint64_t()> random;
+  // This agent's `apiserver.restart` ("systemd:<unit>", "command:<path>"),
+  // or "": recorded in a plan the operator started without one, so that a
+  // release needing an API server restart can start (every agent restarts
+  // its own kube-apiserver its own configured way).
+  std::string apiserver_restart_method;
 };
 
 // Finished plans kept in the history.

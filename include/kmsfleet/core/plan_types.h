@@ -100,7 +100,8 @@ struct PlanAction {
   // sends the fence of the election record holding it.
   uint64_t revision = 0;
   std::string version;
-  std::string operation_id;     // kSwap, kRollbackNode
+  // kSwap, kRollbackNode; kRestartApiServer: the swap it follows.
+  std::string operation_id;
   std::string of_operation_id;  // kRollbackNode: the swap to undo
   std::string expected_key_id_hash;
   int64_t stabilization_ms = 0;

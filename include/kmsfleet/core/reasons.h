@@ -195,6 +195,12 @@ inline constexpr char kNotEvaluated[] = "NOT_EVALUATED";
 // guard): the agent could not read key-registry.json.
 inline constexpr char kRegistryUnreadable[] = "REGISTRY_UNREADABLE";
 
+// kube-apiserver restart (issue 9, the agent's RestartApiServer): the
+// restart ran but /readyz did not answer 200 in time. A restart that could
+// not be carried out is APISERVER_RESTART_FAILED (above); an agent without
+// an `apiserver:` section answers APISERVER_RESTART_UNCONFIGURED.
+inline constexpr char kApiServerNotReady[] = "APISERVER_NOT_READY";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_CORE_REASONS_H_

@@ -170,6 +170,16 @@ class Executor {
   absl::StatusOr<SwapJournal> Swap(const SwapParams& params);
   absl::StatusOr<SwapJournal> Rollback(const RollbackParams& params);
 
+  // Runs `work`, a disruption that is not a swap (an API server restart,
+  // apiserver_restart.h), under a swap's admission: refused
+  // OPERATION_IN_PROGRESS while an operation runs or is admitted, then by
+  // the fence check (in a cluster: the fence must name this node in
+  // flight). Busy() is true while `work` runs, so a hand-off query answers
+  // running. Runs on the caller's thread; returns the admission's refusal,
+  // or OK once `work` returned.
+  absl::Status RunAdmitted(const std::optional<v1::Fence>& fence,
+                           const std::function<void()>& work);
+
   absl::StatusOr<SwapJournal> Get(const std::string& operation_id);
   // Returns once operation `id` has more than `seen` history entries or is
   // closed, or after `timeout`, with its latest journal.

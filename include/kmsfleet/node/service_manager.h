@@ -1,5 +1,5 @@
 // The provider's systemd unit, driven over D-Bus with sd-bus (architecture.md
-// §4 "Swap"): StopUnit/StartUnit waiting for the job's JobRemoved signal,
+// §4 "Swap"): StopUnit/StartUnit/RestartUnit waiting for the job's JobRemoved signal,
 // and the unit's state (activity, InvocationID, exit status) in the
 // executor's words (unit_state.h): no systemd vocabulary leaks past here.
 // Thread-safe: each call opens its own bus connection.
@@ -29,6 +29,10 @@ class ServiceManager {
                              std::chrono::milliseconds timeout) = 0;
   virtual absl::Status Stop(const std::string& unit,
                             std::chrono::milliseconds timeout) = 0;
+  // Restarts `unit` (starts it if it is not running) and waits up to
+  // `timeout` for the job, as Start. For kube-apiserver (apiserver_restart.h).
+  virtual absl::Status Restart(const std::string& unit,
+                               std::chrono::milliseconds timeout) = 0;
   // Errors: Unavailable, SERVICE_MANAGER_ERROR.
   virtual absl::StatusOr<UnitState> State(const std::string& unit) = 0;
 };

@@ -1,0 +1,190 @@
+#include "kmsfleet/node/apiserver_restart.h"
+
+#include <algorithm>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/log.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr std::string_view kSystemdPrefix = "systemd:";
+constexpr std::string_view kCommandPrefix = "command:";
+// What of a failing command's output goes into the refusal.
+constexpr size_t kMaxOutputInMessage = 400;
+
+absl::Status BadMethod(std::string_view restart, std::string_view why) {
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                   "\"" + std::string(restart) + "\" " + std::string(why));
+}
+
+std::string Tail(const std::string& text) {
+  std::string out = text.size() > kMaxOutputInMessage
+                        ? "..." + text.substr(text.size() - kMaxOutputInMessage)
+                        : text;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+absl::Status Failed(const std::string& what, const std::string& method) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
+                   what, {{"method", method}});
+}
+
+// A command's result as a sentence: how it ended and its last output.
+std::string Ending(const SubprocessResult& r) {
+  std::string out = r.timed_out      ? "did not finish in time and was killed"
+                    : r.term_signal  ? "was killed by signal " + std::to_string(r.term_signal)
+                                     : "exited " + std::to_string(r.exit_code);
+  std::string said = Tail(r.stderr_text.empty() ? r.stdout_text : r.stderr_text);
+  return said.empty() ? out : out + ": " + said;
+}
+
+}  // namespace
+
+absl::Status ParseApiServerRestartMethod(std::string_view restart,
+                                         ApiServerRestartOptions& out) {
+  if (restart.substr(0, kSystemdPrefix.size()) == kSystemdPrefix) {
+    std::string_view unit = restart.substr(kSystemdPrefix.size());
+    if (unit.empty() || unit.find_first_of(" \t/") != std::string_view::npos) {
+      return BadMethod(restart, "must name a unit after systemd:, e.g. "
+                                "systemd:kube-apiserver.service");
+    }
+    out.method = ApiServerRestartOptions::Method::kSystemd;
+    out.unit = std::string(unit);
+    return absl::OkStatus();
+  }
+  if (restart.substr(0, kCommandPrefix.size()) == kCommandPrefix) {
+    std::string_view path = restart.substr(kCommandPrefix.size());
+    if (path.empty() || path.front() != '/' || path.find(' ') != std::string_view::npos) {
+      return BadMethod(restart, "must name an absolute path after command: (it is run "
+                                "with no arguments), e.g. command:/usr/local/sbin/restart-apiserver");
+    }
+    out.method = ApiServerRestartOptions::Method::kCommand;
+    out.command = std::string(path);
+    return absl::OkStatus();
+  }
+  return BadMethod(restart, "must be systemd:<unit> or command:<absolute path>");
+}
+
+std::string ApiServerRestartMethodName(const ApiServerRestartOptions& o) {
+  switch (o.method) {
+    case ApiServerRestartOptions::Method::kSystemd: return std::string(kSystemdPrefix) + o.unit;
+    case ApiServerRestartOptions::Method::kCommand:
+      return std::string(kCommandPrefix) + o.command;
+    case ApiServerRestartOptions::Method::kNone: break;
+  }
+  return "";
+}
+
+ApiServerRestarter::ApiServerRestarter(ApiServerRestartOptions options,
+                                       ApiServerRestartSeams seams)
+    : options_(std::move(options)), seams_(std::move(seams)) {}
+
+absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
+    const std::string& restart_id, const ApiServerRestartAdmission& admit) {
+  if (!configured()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition,
+                     reason::kApiServerRestartUnconfigured,
+                     "this node's config has no apiserver.restart, so kmsfleetd cannot "
+                     "restart kube-apiserver here; add an apiserver: section "
+                     "(docs/config.md)");
+  }
+  {
+    std::unique_lock lock(mu_);
+    // A coordinator that lost its answer (a deadline, a failover) asks
+    // again: it gets the restart that already ran, not a second one.
+    done_.wait(lock, [&] { return running_id_.empty() || running_id_ != restart_id; });
+    if (last_ && !restart_id.empty() && last_id_ == restart_id) return *last_;
+    if (!running_id_.empty()) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                       "kube-apiserver is being restarted for " + running_id_);
+    }
+    running_id_ = restart_id.empty() ? "(unnamed)" : restart_id;
+  }
+  std::optional<absl::StatusOr<ApiServerRestartReport>> result;
+  absl::Status admitted = admit([&] { result = RestartNow(); });
+  std::lock_guard lock(mu_);
+  running_id_.clear();
+  done_.notify_all();
+  if (!admitted.ok()) return admitted;  // nothing ran: a later request may
+  if (!result) {
+    result = MakeError(absl::StatusCode::kInternal, reason::kApiServerRestartFailed,
+                       "the restart was admitted but did not run");
+  }
+  last_id_ = restart_id;
+  last_ = *result;
+  return *result;
+}
+
+absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow() {
+  ApiServerRestartReport report;
+  report.method = ApiServerRestartMethodName(options_);
+  Log(LogLevel::kInfo, "restarting kube-apiserver", {{"method", report.method}});
+  const int64_t start = seams_.steady.NowSteadyMillis();
+  KMSFLEET_RETURN_IF_ERROR(RunRestart(report));
+  report.restart_ms = seams_.steady.NowSteadyMillis() - start;
+  KMSFLEET_RETURN_IF_ERROR(AwaitReady(report));
+  Log(LogLevel::kInfo, "kube-apiserver ready",
+      {{"method", report.method}, {"restart_ms", std::to_string(report.restart_ms)},
+       {"ready_ms", std::to_string(report.ready_ms)}});
+  return report;
+}
+
+absl::Status ApiServerRestarter::RunRestart(ApiServerRestartReport& report) {
+  if (options_.method == ApiServerRestartOptions::Method::kSystemd) {
+    absl::Status s = seams_.services.Restart(options_.unit, options_.restart_timeout);
+    if (!s.ok()) {
+      const std::string why = ReasonOf(s);
+      return Failed("restarting unit " + options_.unit + " failed: " +
+                        std::string(s.message()) + (why.empty() ? "" : " [" + why + "]"),
+                    report.method);
+    }
+    report.done = "restarted unit " + options_.unit;
+    return absl::OkStatus();
+  }
+  SubprocessOptions o;  // the default cleared environment
+  o.timeout = options_.restart_timeout;
+  o.max_output_bytes = 64 << 10;
+  absl::StatusOr<SubprocessResult> r = seams_.run({options_.command}, o);
+  if (!r.ok()) {
+    return Failed("cannot run " + options_.command + ": " + std::string(r.status().message()),
+                  report.method);
+  }
+  if (r->timed_out || r->term_signal != 0 || r->exit_code != 0) {
+    return Failed("restart command " + options_.command + " " + Ending(*r), report.method);
+  }
+  report.done = "ran " + options_.command + " (exit 0)";
+  return absl::OkStatus();
+}
+
+absl::Status ApiServerRestarter::AwaitReady(ApiServerRestartReport& report) {
+  const int64_t start = seams_.steady.NowSteadyMillis();
+  const int64_t deadline = start + options_.ready_timeout.count();
+  std::string last = "no answer yet";
+  while (true) {
+    ++report.readyz_attempts;
+    absl::StatusOr<HttpResponse> r = seams_.get(options_.readyz, options_.http);
+    if (r.ok() && r->status == 200) {
+      report.ready_ms = seams_.steady.NowSteadyMillis() - start;
+      return absl::OkStatus();
+    }
+    last = r.ok() ? "HTTP " + std::to_string(r->status) +
+                        (r->body.empty() ? "" : ": " + Tail(r->body.substr(0, 2000)))
+                  : std::string(r.status().message());
+    const int64_t now = seams_.steady.NowSteadyMillis();
+    if (now >= deadline) break;
+    seams_.steady.SleepFor(std::chrono::milliseconds(
+        std::min<int64_t>(options_.poll_interval.count(), deadline - now)));
+  }
+  return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
+                   "kube-apiserver did not answer 200 on " + options_.readyz.ToString() +
+                       " within " + std::to_string(options_.ready_timeout.count()) +
+                       " ms after " + report.done + " (" +
+                       std::to_string(report.readyz_attempts) + " tries; last: " + last + ")",
+                   {{"url", options_.readyz.ToString()}, {"method", report.method}});
+}
+
+}  // namespace kmsfleet

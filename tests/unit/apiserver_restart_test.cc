@@ -1,0 +1,268 @@
+// Restarting kube-apiserver and waiting for /readyz (issue 9), over a fake
+// service manager, real commands, and a loopback server whose /readyz
+// answers 503 before it answers 200.
+#include "kmsfleet/node/apiserver_restart.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "process_harness.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FakeServices final : public ServiceManager {
+ public:
+  absl::Status Start(const std::string&, std::chrono::milliseconds) override {
+    return absl::OkStatus();
+  }
+  absl::Status Stop(const std::string&, std::chrono::milliseconds) override {
+    return absl::OkStatus();
+  }
+  absl::Status Restart(const std::string& unit, std::chrono::milliseconds) override {
+    restarted.push_back(unit);
+    return restart_result;
+  }
+  absl::StatusOr<UnitState> State(const std::string&) override { return UnitState{}; }
+
+  std::vector<std::string> restarted;
+  absl::Status restart_result;
+};
+
+// Answers each connection with the next of `statuses` (the last repeats),
+// as a kube-apiserver coming up answers /readyz.
+class ReadyzServer {
+ public:
+  explicit ReadyzServer(std::vector<int> statuses) : statuses_(std::move(statuses)) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    listen(fd_, 8);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~ReadyzServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  HttpUrl Url() const { return HttpUrl{"127.0.0.1", port_, "/readyz"}; }
+  int served() const { return served_; }
+
+ private:
+  void Serve() {
+    for (int conn; (conn = accept(fd_, nullptr, nullptr)) >= 0;) {
+      char buf[4096];
+      std::string request;
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = read(conn, buf, sizeof buf);
+        if (n <= 0) break;
+        request.append(buf, static_cast<size_t>(n));
+      }
+      int status = statuses_[std::min<size_t>(served_, statuses_.size() - 1)];
+      std::string body = status == 200 ? "ok" : "[-]poststarthook/rbac failed";
+      std::string reply = "HTTP/1.1 " + std::to_string(status) +
+                          (status == 200 ? " OK" : " Service Unavailable") +
+                          "\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\nConnection: close\r\n\r\n" + body;
+      [[maybe_unused]] ssize_t w = write(conn, reply.data(), reply.size());
+      close(conn);
+      ++served_;
+    }
+  }
+
+  std::vector<int> statuses_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<int> served_{0};
+  std::thread thread_;
+};
+
+absl::Status AdmitAll(const std::function<void()>& work) {
+  work();
+  return absl::OkStatus();
+}
+
+class ApiServerRestartTest : public ::testing::Test {
+ protected:
+  ApiServerRestarter Make(const std::string& method, HttpUrl readyz) {
+    ApiServerRestartOptions o;
+    EXPECT_TRUE(ParseApiServerRestartMethod(method, o).ok()) << method;
+    o.readyz = std::move(readyz);
+    o.poll_interval = std::chrono::milliseconds(20);
+    o.ready_timeout = std::chrono::milliseconds(3000);
+    o.restart_timeout = std::chrono::milliseconds(5000);
+    return ApiServerRestarter(o, {.services = services_, .steady = steady_});
+  }
+
+  std::string Script(const std::string& name, const std::string& body) {
+    std::string path = dir_.File(name);
+    testing::WriteFile(path, "#!/bin/sh\n" + body);
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+
+  FakeServices services_;
+  SteadyClock steady_;
+  testing::TempDir dir_;
+};
+
+TEST_F(ApiServerRestartTest, SystemdRestartsTheUnitThenWaitsForReadyz) {
+  ReadyzServer readyz({503, 503, 200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  absl::StatusOr<ApiServerRestartReport> r = restarter.Restart("op-1", AdmitAll);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(services_.restarted, std::vector<std::string>{"kube-apiserver.service"});
+  EXPECT_EQ(r->method, "systemd:kube-apiserver.service");
+  EXPECT_EQ(r->done, "restarted unit kube-apiserver.service");
+  EXPECT_EQ(r->readyz_attempts, 3);
+  EXPECT_EQ(readyz.served(), 3);
+  EXPECT_GE(r->ready_ms, 40);  // two polls of 20 ms before the 200
+}
+
+TEST_F(ApiServerRestartTest, CommandRunsWithNoArgumentsAndAClearedEnvironment) {
+  ReadyzServer readyz({200});
+  const std::string seen = dir_.File("seen");
+  ApiServerRestarter restarter = Make(
+      "command:" + Script("restart.sh", "echo \"args=$# home=$HOME\" > " + seen + "\n"),
+      readyz.Url());
+  absl::StatusOr<ApiServerRestartReport> r = restarter.Restart("op-1", AdmitAll);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(testing::ReadFile(seen), "args=0 home=\n");
+  EXPECT_THAT(r->done, HasSubstr("restart.sh (exit 0)"));
+  EXPECT_TRUE(services_.restarted.empty());
+}
+
+TEST_F(ApiServerRestartTest, FailingCommandIsRestartFailedNamingItAndWhatItSaid) {
+  ReadyzServer readyz({200});
+  const std::string command = Script("restart.sh", "echo 'crictl: no such pod' >&2\nexit 3\n");
+  ApiServerRestarter restarter = Make("command:" + command, readyz.Url());
+  absl::StatusOr<ApiServerRestartReport> r = restarter.Restart("op-1", AdmitAll);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kApiServerRestartFailed);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr(command + " exited 3"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("crictl: no such pod"));
+  EXPECT_EQ(readyz.served(), 0) << "readyz is not awaited after a failed restart";
+}
+
+TEST_F(ApiServerRestartTest, FailingUnitRestartNamesTheUnitAndTheError) {
+  ReadyzServer readyz({200});
+  services_.restart_result = MakeError(absl::StatusCode::kAborted, reason::kUnitFailed,
+                                       "RestartUnit kube-apiserver.service ended \"failed\"");
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  absl::StatusOr<ApiServerRestartReport> r = restarter.Restart("op-1", AdmitAll);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kApiServerRestartFailed);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("restarting unit kube-apiserver.service failed"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("UNIT_FAILED"));
+}
+
+TEST_F(ApiServerRestartTest, ReadyzThatNeverAnswers200IsNotReadyNamingTheUrlAndLastAnswer) {
+  ReadyzServer readyz({503});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  ApiServerRestartOptions o = restarter.options();
+  o.ready_timeout = std::chrono::milliseconds(200);
+  ApiServerRestarter quick(o, {.services = services_, .steady = steady_});
+  absl::StatusOr<ApiServerRestartReport> r = quick.Restart("op-1", AdmitAll);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kApiServerNotReady);
+  const std::string message(r.status().message());
+  EXPECT_THAT(message, HasSubstr(readyz.Url().ToString()));
+  EXPECT_THAT(message, HasSubstr("HTTP 503: [-]poststarthook/rbac failed"));
+  EXPECT_THAT(message, HasSubstr("within 200 ms after restarted unit kube-apiserver.service"));
+}
+
+TEST_F(ApiServerRestartTest, WithoutAMethodTheNodeSaysSoAndNothingIsAdmitted) {
+  ApiServerRestarter restarter(ApiServerRestartOptions{},
+                               {.services = services_, .steady = steady_});
+  bool admitted = false;
+  absl::StatusOr<ApiServerRestartReport> r =
+      restarter.Restart("op-1", [&](const std::function<void()>&) {
+        admitted = true;
+        return absl::OkStatus();
+      });
+  EXPECT_EQ(ReasonOf(r.status()), reason::kApiServerRestartUnconfigured);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("apiserver.restart"));
+  EXPECT_FALSE(admitted);
+}
+
+TEST_F(ApiServerRestartTest, ARepeatedRestartIdIsAnsweredWithoutRestartingAgain) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  ASSERT_TRUE(restarter.Restart("op-1", AdmitAll).ok());
+  absl::StatusOr<ApiServerRestartReport> again = restarter.Restart("op-1", AdmitAll);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->done, "restarted unit kube-apiserver.service");
+  EXPECT_EQ(services_.restarted.size(), 1u);
+  ASSERT_TRUE(restarter.Restart("op-2", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 2u);
+}
+
+TEST_F(ApiServerRestartTest, AnUnnamedRestartRunsEveryTime) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  ASSERT_TRUE(restarter.Restart("", AdmitAll).ok());
+  ASSERT_TRUE(restarter.Restart("", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 2u);
+}
+
+TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsForItsAnswer) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  std::atomic<bool> release{false}, entered{false};
+  std::thread first([&] {
+    EXPECT_TRUE(restarter
+                    .Restart("op-1",
+                             [&](const std::function<void()>& work) {
+                               entered = true;
+                               while (!release) std::this_thread::yield();
+                               work();
+                               return absl::OkStatus();
+                             })
+                    .ok());
+  });
+  while (!entered) std::this_thread::yield();
+  absl::StatusOr<ApiServerRestartReport> other = restarter.Restart("op-2", AdmitAll);
+  EXPECT_EQ(ReasonOf(other.status()), reason::kOperationInProgress);
+  std::thread again([&] { EXPECT_TRUE(restarter.Restart("op-1", AdmitAll).ok()); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  release = true;
+  first.join();
+  again.join();
+  EXPECT_EQ(services_.restarted.size(), 1u);
+}
+
+TEST_F(ApiServerRestartTest, ARefusedAdmissionRunsNothingAndIsNotRemembered) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  absl::StatusOr<ApiServerRestartReport> refused =
+      restarter.Restart("op-1", [](const std::function<void()>&) {
+        return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
+                         "plan record 2/7 names cp-2");
+      });
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kNotInFlight);
+  EXPECT_TRUE(services_.restarted.empty());
+  ASSERT_TRUE(restarter.Restart("op-1", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 1u);
+}
+
+}  // namespace
+}  // namespace kmsfleet
