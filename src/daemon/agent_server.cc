@@ -228,9 +228,13 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                   v1::StageResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Stage"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<StagedArtifact> a = executor_->Stage(
-      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()});
-  if (!a.ok()) return ToGrpc(a.status());
+  // coordinator:// sources are fetched first, then staged like local files.
+  absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
+      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()},
+      options_.state_dir, options_.fetch_upload);
+  if (!fetched.ok()) return ToGrpc(fetched.status());
+  absl::StatusOr<StagedArtifact> a = executor_->Stage((*fetched)->request());
+  if (!a.ok()) return ToGrpc((*fetched)->NameSources(a.status()));
   response->set_version(a->version);
   response->set_path(a->binary_path);
   response->set_sha256(a->sha256);
@@ -330,6 +334,12 @@ std::unique_ptr<grpc::Service> NewAgentService(ProviderProbe& probe, Executor* e
 AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, std::string mode)
     : service_(NewAgentService(probe, executor,
                                {.policy = {.local = true}, .mode = std::move(mode)})) {}
+
+AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, AgentServiceOptions options)
+    : service_(NewAgentService(probe, executor, [&] {
+        options.policy = {.local = true};
+        return std::move(options);
+      }())) {}
 
 AgentServer::~AgentServer() { Shutdown(std::chrono::milliseconds(0)); }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "daemon/fetched_sources.h"
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/node/provider_probe.h"
 
@@ -41,6 +42,11 @@ struct AgentServiceOptions {
   CallerPolicy policy = {.local = true};
   // "standalone", "cluster member" or "refusing" (see kmsfleetd_main.cc).
   std::string mode{};
+  // Fetches coordinator:// Stage sources (a cluster member's listener);
+  // empty = such sources are refused (SOURCE_NOT_ALLOWED).
+  FetchUpload fetch_upload{};
+  // The agent's state directory: fetched sources land below it.
+  std::string state_dir{};
 };
 
 // The Agent service for another listener (the cluster listener).
@@ -54,6 +60,8 @@ class AgentServer {
   // Stage/Preflight/Swap/Rollback/...Operation RPCs answer UNIMPLEMENTED.
   explicit AgentServer(ProviderProbe& probe, Executor* executor = nullptr,
                        std::string mode = "");
+  // The same with every option of the Agent service (policy is local).
+  AgentServer(ProviderProbe& probe, Executor* executor, AgentServiceOptions options);
   ~AgentServer();
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;

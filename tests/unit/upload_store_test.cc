@@ -1,5 +1,7 @@
-// Operator uploads on the coordinator (upload_store.h): a whole upload
-// lands at uploads/<sha256>/<name>; every refused stream leaves nothing.
+// Operator uploads on the coordinator (upload_store.h) and the agent's
+// fetch of coordinator:// Stage sources (daemon/fetched_sources.h): a
+// whole upload lands at uploads/<sha256>/<name>; every refused stream
+// leaves nothing behind.
 #include "kmsfleet/cluster/upload_store.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +10,7 @@
 #include <filesystem>
 #include <vector>
 
+#include "daemon/fetched_sources.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
@@ -117,6 +120,44 @@ TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {
   std::filesystem::create_directories(dir_ + "/uploads/" + sha);
   std::filesystem::create_symlink("/etc/passwd", dir_ + "/uploads/" + sha + "/x");
   EXPECT_EQ(ReasonOf(store.Find(sha, "x").status()), reason::kUploadNotFound);
+}
+
+TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
+  const std::string sha(64, 'a');
+  StageRequest request{"0.2.0", "coordinator://cp-1/" + sha + "/bao-kms-provider_0.2.0",
+                       "/srv/release/checksums.txt", "", ""};
+  std::vector<std::string> asked;
+  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest) {
+    asked.push_back(std::string(UploadKindName(kind)) + " " + source);
+    WriteFileAtomic(dest, "binary", 0600).IgnoreError();
+    return absl::OkStatus();
+  };
+  std::string fetched_path;
+  {
+    absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, fetch);
+    ASSERT_TRUE(f.ok()) << f.status();
+    fetched_path = (*f)->request().source;
+    EXPECT_EQ(std::filesystem::path(fetched_path).filename(), "bao-kms-provider_0.2.0");
+    EXPECT_TRUE(std::filesystem::exists(fetched_path));
+    EXPECT_EQ((*f)->request().checksums, "/srv/release/checksums.txt");  // untouched
+    absl::Status named = (*f)->NameSources(MakeError(absl::StatusCode::kFailedPrecondition,
+                                                     reason::kChecksumMismatch,
+                                                     "SHA-256 of " + fetched_path + " is x"));
+    EXPECT_EQ(named.message(), "SHA-256 of " + request.source + " is x");
+    EXPECT_EQ(ReasonOf(named), reason::kChecksumMismatch);
+  }
+  EXPECT_EQ(asked, std::vector<std::string>{"binary " + request.source});
+  EXPECT_FALSE(std::filesystem::exists(fetched_path));
+}
+
+TEST_F(UploadStoreTest, CoordinatorSourcesWithoutAFetcherAreRefused) {
+  StageRequest request{"0.2.0", "coordinator://cp-1/" + std::string(64, 'a') + "/b", "c", "", ""};
+  absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, {});
+  EXPECT_EQ(ReasonOf(f.status()), reason::kSourceNotAllowed);
+  request.source = "/srv/release/b";
+  f = FetchedSources::Fetch(request, dir_, {});
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->request().source, "/srv/release/b");
 }
 
 }  // namespace
