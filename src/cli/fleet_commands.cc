@@ -277,9 +277,8 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
   CLI::App* c = app.add_subcommand("upgrade", "upgrade the fleet's provider, one node at a time");
   c->footer(
       "Example:\n  kmsfleetctl upgrade --to 0.2.0 \\\n"
-      "    --artifact https://releases.example/bao-kms-provider_0.2.0_linux_amd64 \\\n"
-      "    --checksums /srv/release/0.2.0/checksums.txt \\\n"
-      "    --signature /srv/release/0.2.0/checksums.txt.sig --dry-run\n"
+      "    --artifact ./bao-kms-provider_0.2.0_linux_amd64 \\\n"
+      "    --checksums ./checksums.txt --signature ./checksums.txt.sig --watch\n"
       "A source that is a file on this machine is uploaded to the coordinator first, and "
       "every agent fetches it from there over mTLS; http(s) URLs are downloaded by each "
       "node; --remote-paths passes paths that exist on every node as they are. Every agent "
