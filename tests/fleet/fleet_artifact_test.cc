@@ -87,5 +87,23 @@ TEST_F(FleetArtifactTest, ABinaryTheSignedChecksumsDoNotListIsRefusedByEveryAgen
   }
 }
 
+TEST_F(FleetArtifactTest, AnUploadTheCoordinatorRefusesStartsNoPlanAndStoresNothing) {
+  MoveReleaseToOperator();
+  const std::string odd = operator_dir_.File("bao kms provider");  // not a plain file name
+  std::filesystem::rename(release_.binary, odd);
+  release_.binary = odd;
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run(coordinator, Upgrade());
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("UPLOAD_BAD_NAME"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  const std::string uploads = fleet_->NodeDir(coordinator) + "/state/uploads";
+  if (std::filesystem::exists(uploads)) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(uploads)) {
+      EXPECT_TRUE(e.is_directory()) << "stored: " << e.path();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kmsfleet::testing
