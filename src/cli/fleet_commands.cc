@@ -4,9 +4,11 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <tuple>
 #include <iostream>
 
 #include "cli/plan_render.h"
+#include "cli/upload_release.h"
 #include "kmsfleet/core/changelog.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/reasons.h"
@@ -18,6 +20,8 @@ namespace kmsfleet {
 namespace {
 
 constexpr std::chrono::seconds kCallTimeout{30};
+// One release file's upload (at most 512 MiB) to the coordinator.
+constexpr std::chrono::minutes kUploadTimeout{10};
 
 using Call = std::function<grpc::Status(v1::Fleet::Stub&, grpc::ClientContext&)>;
 
@@ -154,9 +158,51 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
   return exit_code;
 }
 
+// Uploads `source` to the coordinator when it is a file on this machine,
+// and returns what the agents stage from (docs/cli.md "upgrade").
+absl::StatusOr<std::string> MaybeUpload(const FleetFlags& flags, const std::string& flag,
+                                        const std::string& source, UploadKind kind) {
+  if (PassedAsIs(source, flags.remote_paths)) return source;
+  absl::StatusOr<LocalUpload> upload = PrepareUpload(flag, source, kind);
+  if (!upload.ok()) return upload.status();
+  v1::ArtifactRef ref;
+  absl::Status local = absl::OkStatus();
+  absl::Status s = CallCoordinator(
+      flags,
+      [&](v1::Fleet::Stub& stub, grpc::ClientContext& context) {
+        context.set_deadline(std::chrono::system_clock::now() + kUploadTimeout);
+        local = absl::OkStatus();
+        return StreamUpload(stub, context, *upload, &ref, &local);
+      },
+      /*streaming=*/true);
+  if (!local.ok()) return local;
+  if (!s.ok()) return s;
+  std::cerr << "uploaded " << source << " (" << ref.size() << " bytes, sha256 " << ref.sha256()
+            << ") to the coordinator " << ref.node() << "\n";
+  return ref.source();
+}
+
+// Replaces each operator-local release file of `request` by its upload.
+absl::Status UploadLocalFiles(const FleetFlags& flags, v1::UpgradeRequest& request) {
+  v1::PlanSettings* s = request.mutable_settings();
+  for (auto [flag, field, kind] :
+       {std::tuple{"--artifact", s->mutable_artifact_source(), UploadKind::kBinary},
+        std::tuple{"--checksums", s->mutable_checksums_source(), UploadKind::kChecksums},
+        std::tuple{"--signature", s->mutable_signature_source(), UploadKind::kSignature}}) {
+    absl::StatusOr<std::string> source = MaybeUpload(flags, flag, *field, kind);
+    if (!source.ok()) return source.status();
+    *field = *source;
+  }
+  return absl::OkStatus();
+}
+
 int RunUpgrade(const FleetFlags& flags) {
   absl::StatusOr<v1::UpgradeRequest> request = BuildUpgrade(flags);
   if (!request.ok()) return Fail("upgrade", request.status());
+  // A dry run stages nothing, so it uploads nothing either.
+  if (!flags.dry_run) {
+    if (absl::Status s = UploadLocalFiles(flags, *request); !s.ok()) return Fail("upgrade", s);
+  }
   v1::PlanView view;
   absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
     return stub.StartUpgrade(&c, *request, &view);
@@ -231,14 +277,16 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
   CLI::App* c = app.add_subcommand("upgrade", "upgrade the fleet's provider, one node at a time");
   c->footer(
       "Example:\n  kmsfleetctl upgrade --to 0.2.0 \\\n"
-      "    --artifact https://releases.example/bao-kms-provider_0.2.0_linux_amd64 \\\n"
-      "    --checksums /srv/release/0.2.0/checksums.txt \\\n"
-      "    --signature /srv/release/0.2.0/checksums.txt.sig --dry-run\n"
-      "Sources are paths on every node or http(s) URLs each node downloads; every agent "
-      "verifies the checksum and signature itself.");
+      "    --artifact ./bao-kms-provider_0.2.0_linux_amd64 \\\n"
+      "    --checksums ./checksums.txt --signature ./checksums.txt.sig --watch\n"
+      "A source that is a file on this machine is uploaded to the coordinator first, and "
+      "every agent fetches it from there over mTLS; http(s) URLs are downloaded by each "
+      "node; --remote-paths passes paths that exist on every node as they are. Every agent "
+      "verifies the checksum and signature itself, with its own keys.");
   AddCommon(*c, f);
   c->add_option("--to", f.to, "target version (strict SemVer)")->required();
-  c->add_option("--artifact", f.artifact, "the release binary: path on every node, or URL")
+  c->add_option("--artifact", f.artifact,
+                "the release binary: a file here (uploaded), or a URL")
       ->required();
   c->add_option("--checksums", f.checksums, "the release's checksums.txt")->required();
   c->add_option("--signature", f.signature, "checksums.txt's signature");
@@ -251,6 +299,9 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
   c->add_option("--order", f.order, "node order (every voter once)")->delimiter(',');
   c->add_flag("--auto-rollback", f.auto_rollback,
               "walk upgraded nodes back when one fails and is restored");
+  c->add_flag("--remote-paths", f.remote_paths,
+              "--artifact, --checksums and --signature are paths on every node: upload "
+              "nothing");
   c->add_flag("--dry-run", f.dry_run, "print the node order and every guard; change nothing");
   c->add_flag("--watch", f.watch, "follow the plan until it settles");
   return c;

@@ -29,6 +29,9 @@ struct FleetFlags {
   bool auto_rollback = false;
   bool dry_run = false;
   bool watch = false;
+  // upgrade: --artifact/--checksums/--signature name paths on every node,
+  // as before uploads existed; otherwise a local file is uploaded.
+  bool remote_paths = false;
   std::string nonce;  // ack-break-glass
 };
 

@@ -1,11 +1,17 @@
 // kmsfleet.v1.Fleet: the operator's API (fleet.proto). Every method checks
 // its caller first (caller_auth.h); plan changes are the coordinator's.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "kmsfleet/cluster/cluster_server.h"
 #include "kmsfleet/cluster/coordinator.h"
+#include "kmsfleet/cluster/upload_store.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/log.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
 
@@ -21,7 +27,10 @@ constexpr std::chrono::milliseconds kFollowerPoll{100};
 class FleetService final : public v1::Fleet::Service {
  public:
   FleetService(PeerNode& node, CallerPolicy policy, Coordinator* coordinator)
-      : node_(node), policy_(std::move(policy)), coordinator_(coordinator) {}
+      : node_(node),
+        policy_(std::move(policy)),
+        coordinator_(coordinator),
+        uploads_(node.state_dir()) {}
 
   grpc::Status GetLeader(grpc::ServerContext* context, const v1::GetLeaderRequest*,
                          v1::LeaderView* view) override {
@@ -88,7 +97,80 @@ class FleetService final : public v1::Fleet::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status UploadArtifact(grpc::ServerContext* context,
+                              grpc::ServerReader<v1::ArtifactChunk>* reader,
+                              v1::ArtifactRef* ref) override {
+    if (absl::Status s = Check(*context, "UploadArtifact"); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
+    if (node_.View().role() != "Leader") {
+      return ToGrpcStatus(WithLeader(MakeError(absl::StatusCode::kUnavailable,
+                                               reason::kNotLeader, "not the coordinator")));
+    }
+    absl::StatusOr<v1::ArtifactRef> stored = ReceiveUpload(*reader);
+    if (!stored.ok()) {
+      Log(LogLevel::kWarn, "upload refused: " + std::string(stored.status().message()),
+          {{"node", node_.self()}, {"reason", ReasonOf(stored.status())},
+           {"caller", Who(*context)}});
+      return ToGrpcStatus(stored.status());
+    }
+    Log(LogLevel::kInfo, "upload stored",
+        {{"node", node_.self()}, {"name", stored->name()}, {"sha256", stored->sha256()},
+         {"bytes", std::to_string(stored->size())}, {"caller", Who(*context)}});
+    *ref = *std::move(stored);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status FetchArtifact(grpc::ServerContext* context, const v1::FetchArtifactRequest* req,
+                             grpc::ServerWriter<v1::ArtifactChunk>* writer) override {
+    if (absl::Status s = Check(*context, "FetchArtifact"); !s.ok()) return ToGrpcStatus(s);
+    absl::StatusOr<std::string> path = uploads_.Find(req->sha256(), req->name());
+    if (!path.ok()) return ToGrpcStatus(path.status());
+    return ToGrpcStatus(SendUpload(*path, *req, *writer, *context));
+  }
+
  private:
+  // Every chunk into one writer; the last chunk's sha256 is the declared one.
+  absl::StatusOr<v1::ArtifactRef> ReceiveUpload(grpc::ServerReader<v1::ArtifactChunk>& reader) {
+    absl::StatusOr<std::unique_ptr<UploadStore::Writer>> writer = uploads_.Begin();
+    if (!writer.ok()) return writer.status();
+    v1::ArtifactChunk chunk;
+    std::string declared;
+    while (reader.Read(&chunk)) {
+      if (absl::Status s = (*writer)->Append(chunk); !s.ok()) return s;
+      declared = chunk.sha256();
+    }
+    return (*writer)->Commit(declared, node_.self());
+  }
+
+  // The file in chunks of at most 1 MiB, then an empty chunk with the digest.
+  absl::Status SendUpload(const std::string& path, const v1::FetchArtifactRequest& req,
+                          grpc::ServerWriter<v1::ArtifactChunk>& writer,
+                          grpc::ServerContext& context) {
+    absl::StatusOr<ScopedFd> fd = OpenRegularFile(path, Symlinks::kRefuse);
+    if (!fd.ok()) return fd.status();
+    std::string block(kMaxUploadChunkBytes, '\0');
+    uint64_t offset = 0;
+    for (;;) {
+      ssize_t n = ::read(fd->get(), block.data(), block.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                         "cannot read " + path + ": " + std::strerror(errno), {{"path", path}});
+      }
+      v1::ArtifactChunk chunk;
+      chunk.set_name(req.name());
+      chunk.set_offset(offset);
+      if (n == 0) chunk.set_sha256(req.sha256());
+      chunk.set_data(block.data(), static_cast<size_t>(n));
+      if (context.IsCancelled() || !writer.Write(chunk)) {
+        return MakeError(absl::StatusCode::kCancelled, reason::kArtifactIo,
+                         "the caller went away while " + path + " was sent");
+      }
+      if (n == 0) return absl::OkStatus();
+      offset += static_cast<uint64_t>(n);
+    }
+  }
+
   absl::Status Check(const grpc::ServerContext& context, const std::string& method) {
     return CheckCall(policy_, context, "/kmsfleet.v1.Fleet/" + method);
   }
@@ -129,6 +211,7 @@ class FleetService final : public v1::Fleet::Service {
   PeerNode& node_;
   CallerPolicy policy_;
   Coordinator* coordinator_;
+  UploadStore uploads_;
 };
 
 }  // namespace

@@ -29,7 +29,7 @@ std::string OperatorNameOf(const std::string& san, const std::string& prefix) {
 
 // Every method the agent serves remotely, and its class. Anything not
 // listed is refused, so a new RPC must be placed here before it is reachable.
-constexpr std::array<std::pair<std::string_view, MethodClass>, 22> kMethods = {{
+constexpr std::array<std::pair<std::string_view, MethodClass>, 24> kMethods = {{
     {"/kmsfleet.v1.Agent/GetNodeState", MethodClass::kRead},
     {"/kmsfleet.v1.Agent/GetOperation", MethodClass::kRead},
     {"/kmsfleet.v1.Agent/WatchOperation", MethodClass::kRead},
@@ -45,6 +45,10 @@ constexpr std::array<std::pair<std::string_view, MethodClass>, 22> kMethods = {{
     {"/kmsfleet.v1.Fleet/ListPlans", MethodClass::kRead},
     {"/kmsfleet.v1.Fleet/StartUpgrade", MethodClass::kOperatorOnly},
     {"/kmsfleet.v1.Fleet/CommandPlan", MethodClass::kOperatorOnly},
+    {"/kmsfleet.v1.Fleet/UploadArtifact", MethodClass::kOperatorOnly},
+    // Agents fetch uploads with their member certificate; an operator may
+    // read back what it sent.
+    {"/kmsfleet.v1.Fleet/FetchArtifact", MethodClass::kRead},
     {"/kmsfleet.v1.Peer/Send", MethodClass::kPeer},
     {"/kmsfleet.v1.Peer/Release", MethodClass::kPeer},
     {"/grpc.health.v1.Health/Check", MethodClass::kRead},

@@ -238,9 +238,13 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                   v1::StageResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Stage"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<StagedArtifact> a = executor_->Stage(
-      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()});
-  if (!a.ok()) return ToGrpc(a.status());
+  // coordinator:// sources are fetched first, then staged like local files.
+  absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
+      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()},
+      options_.state_dir, options_.fetch_upload);
+  if (!fetched.ok()) return ToGrpc(fetched.status());
+  absl::StatusOr<StagedArtifact> a = executor_->Stage((*fetched)->request());
+  if (!a.ok()) return ToGrpc((*fetched)->NameSources(a.status()));
   response->set_version(a->version);
   response->set_path(a->binary_path);
   response->set_sha256(a->sha256);
@@ -371,6 +375,12 @@ AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, std::string m
                                {.policy = {.local = true},
                                 .mode = std::move(mode),
                                 .apiserver = apiserver})) {}
+
+AgentServer::AgentServer(ProviderProbe& probe, Executor* executor, AgentServiceOptions options)
+    : service_(NewAgentService(probe, executor, [&] {
+        options.policy = {.local = true};
+        return std::move(options);
+      }())) {}
 
 AgentServer::~AgentServer() { Shutdown(std::chrono::milliseconds(0)); }
 

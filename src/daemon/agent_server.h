@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "daemon/fetched_sources.h"
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/node/provider_probe.h"
 
@@ -45,6 +46,11 @@ struct AgentServiceOptions {
   // Carries out RestartApiServer under the executor's admission; null
   // answers it UNIMPLEMENTED. Must outlive the service.
   ApiServerRestarter* apiserver = nullptr;
+  // Fetches coordinator:// Stage sources (a cluster member's listener);
+  // empty = such sources are refused (SOURCE_NOT_ALLOWED).
+  FetchUpload fetch_upload{};
+  // The agent's state directory: fetched sources land below it.
+  std::string state_dir{};
 };
 
 // The Agent service for another listener (the cluster listener).
@@ -59,6 +65,8 @@ class AgentServer {
   // without `apiserver`, RestartApiServer does.
   explicit AgentServer(ProviderProbe& probe, Executor* executor = nullptr,
                        std::string mode = "", ApiServerRestarter* apiserver = nullptr);
+  // The same with every option of the Agent service (policy is local).
+  AgentServer(ProviderProbe& probe, Executor* executor, AgentServiceOptions options);
   ~AgentServer();
   AgentServer(const AgentServer&) = delete;
   AgentServer& operator=(const AgentServer&) = delete;

@@ -3,6 +3,7 @@
 #include <random>
 
 #include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/cluster/upload_fetch.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
@@ -17,6 +18,20 @@ CallerPolicy CallerPolicyOf(const AgentConfig& config) {
   policy.members.insert(policy.members.end(), c.learners.begin(), c.learners.end());
   policy.operator_trust_domain = c.tls.operator_trust_domain;
   return policy;
+}
+
+absl::StatusOr<FetchUpload> UploadFetchOf(const AgentConfig& config) {
+  absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(config.cluster);
+  if (!creds.ok()) return creds.status();
+  std::map<std::string, std::string> addresses{{config.node, config.cluster.listen}};
+  for (const PeerConfig& p : config.peers) addresses[p.name] = p.address;
+  // A 512 MiB binary over a LAN takes seconds; the bound only ends a stuck call.
+  auto fetcher =
+      std::make_shared<UploadFetcher>(addresses, creds->channel, std::chrono::minutes(5));
+  return FetchUpload([fetcher](const std::string& source, UploadKind kind,
+                               const std::string& dest) {
+    return fetcher->Fetch(source, kind, dest);
+  });
 }
 
 namespace {

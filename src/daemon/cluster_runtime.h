@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "daemon/agent_config.h"
+#include "daemon/fetched_sources.h"
 #include "kmsfleet/cluster/cluster_server.h"
 #include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/peer_node.h"
@@ -23,6 +24,11 @@ namespace kmsfleet {
 // voters and learners, operators carry cluster.tls.operator_trust_domain;
 // an insecure (loopback) listener trusts everyone, as before.
 CallerPolicy CallerPolicyOf(const AgentConfig& config);
+
+// How this member's Stage fetches coordinator:// sources: from the named
+// node's Fleet.FetchArtifact over the cluster channel, with the member
+// certificate of cluster.tls. Errors as LoadPeerCredentials.
+absl::StatusOr<FetchUpload> UploadFetchOf(const AgentConfig& config);
 
 class ClusterRuntime {
  public:

@@ -120,12 +120,27 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   ApiServerRestarter apiserver(std::move(apiserver_options),
                                {.services = *services, .steady = steady});
   std::string mode = AgentMode(config);
-  AgentServer server(*probe, &executor, mode, &apiserver);
+  // A member stages coordinator:// sources by fetching them from the node
+  // that holds the operator's upload.
+  FetchUpload fetch_upload;
+  if (config.cluster.enabled) {
+    absl::StatusOr<FetchUpload> fetch = UploadFetchOf(config);
+    if (!fetch.ok()) {
+      Log(LogLevel::kError, std::string(fetch.status().message()), {{"node", config.node}});
+      return 1;
+    }
+    fetch_upload = *std::move(fetch);
+  }
+  AgentServer server(*probe, &executor,
+                     AgentServiceOptions{.mode = mode, .apiserver = &apiserver,
+                                         .fetch_upload = fetch_upload,
+                                         .state_dir = config.state_dir});
   std::unique_ptr<grpc::Service> remote_agent =
       config.cluster.enabled
           ? NewAgentService(*probe, &executor,
                             {.policy = CallerPolicyOf(config), .mode = mode,
-                             .apiserver = &apiserver})
+                             .apiserver = &apiserver, .fetch_upload = fetch_upload,
+                             .state_dir = config.state_dir})
           : nullptr;
   // Before server.Start: that turns on health and reflection for every
   // server built later, and the cluster listener must serve only services

@@ -107,6 +107,7 @@ class PeerNode {
   absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
 
   const std::string& self() const { return options_.election.self; }
+  const std::string& state_dir() const { return options_.state_dir; }
   bool IsMember(const std::string& name) const;
 
  private:

@@ -200,6 +200,22 @@ inline constexpr char kRegistryUnreadable[] = "REGISTRY_UNREADABLE";
 // not be carried out is APISERVER_RESTART_FAILED (above); an agent without
 // an `apiserver:` section answers APISERVER_RESTART_UNCONFIGURED.
 inline constexpr char kApiServerNotReady[] = "APISERVER_NOT_READY";
+// ---- Operator uploads (issue 9, "Artifacts reach every node"). ----
+// An upload chunk names no safe file name (or changes it mid-stream).
+inline constexpr char kUploadBadName[] = "UPLOAD_BAD_NAME";
+// An upload chunk is malformed: unknown kind, kind changed mid-stream, no
+// chunk at all, or no final SHA-256.
+inline constexpr char kUploadMalformed[] = "UPLOAD_MALFORMED";
+// A chunk over 1 MiB, or an upload over its kind's bound.
+inline constexpr char kUploadTooLarge[] = "UPLOAD_TOO_LARGE";
+// A chunk whose offset is not where the previous one ended.
+inline constexpr char kUploadOffsetGap[] = "UPLOAD_OFFSET_GAP";
+// The bytes received do not hash to the SHA-256 the uploader declared.
+inline constexpr char kUploadDigestMismatch[] = "UPLOAD_DIGEST_MISMATCH";
+// FetchArtifact of an upload this node does not hold.
+inline constexpr char kUploadNotFound[] = "UPLOAD_NOT_FOUND";
+// An agent could not fetch a coordinator:// source for Stage.
+inline constexpr char kArtifactFetchFailed[] = "ARTIFACT_FETCH_FAILED";
 
 }  // namespace kmsfleet::reason
 

@@ -1,0 +1,71 @@
+// Release files an operator uploaded to this agent (Fleet.UploadArtifact),
+// held in <state_dir>/uploads/<sha256>/<name> until the agents have
+// fetched them (Fleet.FetchArtifact). Chunks are checked by the pure rules
+// of core/artifact_upload.h; an upload becomes visible only whole: it is
+// received into a temp file of its own, fsynced, hashed and renamed into
+// place, so a refused or broken stream leaves nothing behind.
+// Thread-safe: each Writer is one stream's; Find is a pure lookup.
+#ifndef KMSFLEET_CLUSTER_UPLOAD_STORE_H_
+#define KMSFLEET_CLUSTER_UPLOAD_STORE_H_
+
+#include "kmsfleet/cluster/layer.h"  // fails outside the cluster layer
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/artifact_upload.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/v1/fleet.pb.h"
+
+namespace kmsfleet {
+
+class UploadStore {
+ public:
+  // `state_dir`: the agent's; uploads live in its uploads/ directory.
+  explicit UploadStore(std::string state_dir);
+
+  // One upload being received. Destroying a writer that was not committed
+  // removes its temp file.
+  class Writer {
+   public:
+    Writer(std::string dir, std::string temp, ScopedFd fd);
+    ~Writer();
+    Writer(const Writer&) = delete;
+    Writer& operator=(const Writer&) = delete;
+
+    // Checks `chunk` (AcceptUploadChunk) and appends its data. Errors as
+    // AcceptUploadChunk; ARTIFACT_IO when the write fails.
+    absl::Status Append(const v1::ArtifactChunk& chunk);
+    // Checks the whole (FinishUpload against `declared_sha256`), then
+    // moves it to uploads/<sha256>/<name>; `node` names this agent in the
+    // returned source. On any error nothing is stored.
+    absl::StatusOr<v1::ArtifactRef> Commit(std::string_view declared_sha256,
+                                           const std::string& node);
+
+   private:
+    std::string dir_, temp_;
+    ScopedFd fd_;
+    UploadProgress progress_;
+    bool committed_ = false;
+  };
+
+  // Starts an upload (creating uploads/ mode 0700). Errors: ARTIFACT_IO.
+  absl::StatusOr<std::unique_ptr<Writer>> Begin() const;
+
+  // The path of the held upload `sha256`/`name` (a regular file, no
+  // symlink). Errors: InvalidArgument UPLOAD_BAD_NAME for a malformed
+  // digest or name; NotFound UPLOAD_NOT_FOUND when it is not held.
+  absl::StatusOr<std::string> Find(std::string_view sha256, std::string_view name) const;
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  std::string state_dir_, dir_;
+};
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_CLUSTER_UPLOAD_STORE_H_

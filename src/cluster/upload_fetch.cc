@@ -1,0 +1,112 @@
+#include "kmsfleet/cluster/upload_fetch.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+
+namespace kmsfleet {
+namespace {
+
+absl::Status FetchFailed(const CoordinatorSource& source, std::string_view why) {
+  return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactFetchFailed,
+                   "cannot fetch " + FormatCoordinatorSource(source) + " from " + source.node +
+                       ": " + std::string(why),
+                   {{"node", source.node}, {"name", source.name}});
+}
+
+absl::Status WriteAll(int fd, const std::string& data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                       "cannot write " + path + ": " + std::strerror(n < 0 ? errno : EIO),
+                       {{"path", path}});
+    }
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+UploadFetcher::UploadFetcher(const std::map<std::string, std::string>& addresses,
+                             std::shared_ptr<grpc::ChannelCredentials> credentials,
+                             std::chrono::seconds timeout)
+    : timeout_(timeout) {
+  for (const auto& [node, address] : addresses) {
+    stubs_[node] = v1::Fleet::NewStub(
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node)));
+  }
+}
+
+absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
+                                  const std::string& dest) {
+  absl::StatusOr<CoordinatorSource> source = ParseCoordinatorSource(text);
+  if (!source.ok()) return source.status();
+  int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                     "cannot create " + dest + ": " + std::strerror(errno), {{"path", dest}});
+  }
+  ScopedFd closer(fd);
+  absl::Status s = Receive(*source, kind, fd);
+  if (s.ok() && ::fsync(fd) != 0) {
+    s = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                  "cannot fsync " + dest + ": " + std::strerror(errno), {{"path", dest}});
+  }
+  if (s.ok()) {
+    absl::StatusOr<std::string> actual = Sha256File(dest);
+    s = actual.ok() ? FinishUpload({.started = true, .name = source->name}, source->sha256, *actual)
+                    : actual.status();
+  }
+  if (!s.ok()) ::unlink(dest.c_str());
+  return s;
+}
+
+absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind kind, int fd) {
+  auto stub = stubs_.find(source.node);
+  if (stub == stubs_.end()) return FetchFailed(source, "no cluster address is configured for it");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  v1::FetchArtifactRequest request;
+  request.set_sha256(source.sha256);
+  request.set_name(source.name);
+  auto reader = stub->second->FetchArtifact(&context, request);
+  UploadProgress progress;
+  v1::ArtifactChunk chunk;
+  absl::Status s;
+  while (s.ok() && reader->Read(&chunk)) {
+    // The node sends no kind: this agent bounds the file by the field it
+    // asked for, whatever the node claims.
+    const std::string& name = chunk.name().empty() ? source.name : chunk.name();
+    s = name != source.name ? FetchFailed(source, "it answered with the file " + chunk.name())
+                            : AcceptUploadChunk(progress, name, UploadKindName(kind),
+                                                chunk.offset(), chunk.data().size());
+    if (s.ok()) s = WriteAll(fd, chunk.data(), source.name);
+  }
+  if (!s.ok()) {
+    context.TryCancel();
+    reader->Finish().IgnoreError();
+    return s;
+  }
+  grpc::Status end = reader->Finish();
+  if (!end.ok()) {
+    absl::Status answer = FromGrpcStatus(end, source.node);
+    if (ReasonOf(answer) == reason::kAgentUnreachable) {
+      return FetchFailed(source, end.error_message());
+    }
+    return answer;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kmsfleet

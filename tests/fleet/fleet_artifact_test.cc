@@ -1,0 +1,109 @@
+// End to end (issue 9, "Artifacts reach every node"): release files that
+// exist only on the operator's machine are uploaded to the coordinator by
+// `kmsfleetctl upgrade`, and every agent fetches them from there over mTLS
+// and verifies them with its own keys.
+#include <filesystem>
+
+#include "fleet_fixture.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class FleetArtifactTest : public FleetUpgradeTest {
+ protected:
+  // Moves the release into a directory no agent is told about; the
+  // harness's release directory is deleted, so a node could only stage
+  // what the coordinator relays.
+  void MoveReleaseToOperator() {
+    const std::filesystem::path harness_dir = std::filesystem::path(release_.binary).parent_path();
+    for (std::string* file : {&release_.binary, &release_.checksums, &release_.signature}) {
+      const std::string moved = operator_dir_.File(std::filesystem::path(*file).filename());
+      std::filesystem::copy_file(*file, moved);
+      std::filesystem::remove(*file);
+      *file = moved;
+    }
+    std::filesystem::remove_all(harness_dir);
+  }
+
+  std::string StagedFile(int i, const std::string& name) {
+    return fleet_->NodeDir(i) + "/state/artifacts/0.2.0/" + name;
+  }
+
+  TempDir operator_dir_;
+};
+
+TEST_F(FleetArtifactTest, FilesOnlyOnTheOperatorsMachineReachEveryNode) {
+  MoveReleaseToOperator();
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run((coordinator + 1) % 3, Upgrade({"--watch"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  for (const std::string& file : {release_.binary, release_.checksums, release_.signature}) {
+    EXPECT_THAT(r.stderr_text, HasSubstr("uploaded " + file + " ("));
+  }
+  EXPECT_THAT(r.stderr_text, HasSubstr("to the coordinator " + fleet_->Name(coordinator)));
+  EXPECT_THAT(r.stdout_text, HasSubstr("3/3 nodes  Completed"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+  // The plan records where the agents staged from; each staged the
+  // operator's own checksums.txt.
+  EXPECT_THAT(PlanField("artifact_source"),
+              HasSubstr("coordinator://" + fleet_->Name(coordinator) + "/"));
+  for (int i = 0; i < FleetCluster::kNodes; ++i) {
+    EXPECT_EQ(ReadFile(StagedFile(i, "checksums.txt")), ReadFile(release_.checksums))
+        << fleet_->Name(i);
+  }
+}
+
+TEST_F(FleetArtifactTest, ABinaryTheSignedChecksumsDoNotListIsRefusedByEveryAgent) {
+  MoveReleaseToOperator();
+  // The coordinator relays whatever it is sent: the agents must catch it.
+  WriteFile(release_.binary, ReadFile(release_.binary) + "# tampered\n");
+  SubprocessResult r = Run(0, Upgrade({"--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("CHECKSUM_MISMATCH")) << fleet_->Logs();
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_HALTED"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+  // Each agent, asked itself, fetches the upload and refuses it.
+  const std::string source = PlanField("artifact_source");
+  ASSERT_THAT(source, HasSubstr("coordinator://"));
+  for (int i = 0; i < FleetCluster::kNodes; ++i) {
+    absl::StatusOr<SubprocessResult> stage = RunSubprocess(
+        {KMSFLEETCTL_PATH, "node", "--agent", "unix:" + fleet_->NodeDir(i) + "/agent.sock", "stage",
+         "--version", "0.2.0", "--source", source, "--checksums", PlanField("checksums_source"),
+         "--signature", PlanField("signature_source")},
+        SubprocessOptions{});
+    ASSERT_TRUE(stage.ok()) << stage.status();
+    EXPECT_NE(stage->exit_code, 0) << fleet_->Name(i);
+    const std::string said = stage->stdout_text + stage->stderr_text;
+    EXPECT_THAT(said, HasSubstr("CHECKSUM_MISMATCH")) << fleet_->Name(i);
+    // The refusal names the upload, not the temp file it was fetched into.
+    EXPECT_THAT(said, HasSubstr(source)) << said;
+    EXPECT_FALSE(PathExists(StagedFile(i, "bao-kms-provider"))) << fleet_->Name(i);
+  }
+}
+
+TEST_F(FleetArtifactTest, AnUploadTheCoordinatorRefusesStartsNoPlanAndStoresNothing) {
+  MoveReleaseToOperator();
+  const std::string odd = operator_dir_.File("bao kms provider");  // not a plain file name
+  std::filesystem::rename(release_.binary, odd);
+  release_.binary = odd;
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run(coordinator, Upgrade());
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("UPLOAD_BAD_NAME"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  const std::string uploads = fleet_->NodeDir(coordinator) + "/state/uploads";
+  if (std::filesystem::exists(uploads)) {
+    for (const auto& e : std::filesystem::recursive_directory_iterator(uploads)) {
+      EXPECT_TRUE(e.is_directory()) << "stored: " << e.path();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kmsfleet::testing

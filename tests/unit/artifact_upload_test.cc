@@ -1,0 +1,106 @@
+// Operator uploads: every chunk rule refuses with its own reason and
+// leaves the upload's progress untouched; coordinator:// sources round-trip.
+#include "kmsfleet/core/artifact_upload.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+
+namespace kmsfleet {
+namespace {
+
+const std::string kSha(64, 'a');
+
+TEST(ArtifactUploadTest, ContiguousChunksAreAccepted) {
+  UploadProgress p;
+  ASSERT_TRUE(AcceptUploadChunk(p, "bao-kms-provider_0.2.0", "binary", 0, 100).ok());
+  ASSERT_TRUE(AcceptUploadChunk(p, "", "", 100, 50).ok());
+  EXPECT_EQ(p.received, 150u);
+  EXPECT_EQ(p.name, "bao-kms-provider_0.2.0");
+  EXPECT_TRUE(FinishUpload(p, kSha, kSha).ok());
+}
+
+TEST(ArtifactUploadTest, UnsafeNamesAreRefused) {
+  for (const char* name : {"", "..", "../etc/passwd", "a/b", "-rf", "a b"}) {
+    UploadProgress p;
+    absl::Status s = AcceptUploadChunk(p, name, "binary", 0, 1);
+    EXPECT_EQ(ReasonOf(s), reason::kUploadBadName) << name;
+    EXPECT_FALSE(p.started);
+  }
+}
+
+TEST(ArtifactUploadTest, ANameOrKindChangedMidStreamIsRefused) {
+  UploadProgress p;
+  ASSERT_TRUE(AcceptUploadChunk(p, "a", "checksums", 0, 1).ok());
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "b", "", 1, 1)), reason::kUploadBadName);
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "", "binary", 1, 1)), reason::kUploadMalformed);
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "", "", 1, 1)), "");
+}
+
+TEST(ArtifactUploadTest, UnknownKindIsRefused) {
+  UploadProgress p;
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "a", "tarball", 0, 1)), reason::kUploadMalformed);
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "a", "", 0, 1)), reason::kUploadMalformed);
+}
+
+TEST(ArtifactUploadTest, OffsetGapsAndOverlapsAreRefused) {
+  UploadProgress p;
+  ASSERT_TRUE(AcceptUploadChunk(p, "a", "binary", 0, 10).ok());
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "", "", 11, 1)), reason::kUploadOffsetGap);
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "", "", 9, 1)), reason::kUploadOffsetGap);
+  EXPECT_EQ(p.received, 10u);
+  UploadProgress fresh;
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(fresh, "a", "binary", 5, 1)), reason::kUploadOffsetGap);
+}
+
+TEST(ArtifactUploadTest, ChunksAndTotalsOverTheirBoundsAreRefused) {
+  UploadProgress p;
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(p, "a", "binary", 0, kMaxUploadChunkBytes + 1)),
+            reason::kUploadTooLarge);
+  UploadProgress sums;
+  ASSERT_TRUE(AcceptUploadChunk(sums, "checksums.txt", "checksums", 0, kMaxUploadChunkBytes).ok());
+  absl::Status s = AcceptUploadChunk(sums, "", "", kMaxUploadChunkBytes, 1);
+  EXPECT_EQ(ReasonOf(s), reason::kUploadTooLarge);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(sums.received, kMaxUploadChunkBytes);
+  UploadProgress big;
+  big.started = true;
+  big.name = "a";
+  big.received = MaxUploadBytes(UploadKind::kBinary);
+  EXPECT_EQ(ReasonOf(AcceptUploadChunk(big, "", "", big.received, 1)), reason::kUploadTooLarge);
+}
+
+TEST(ArtifactUploadTest, FinishNeedsAChunkAndTheDeclaredDigest) {
+  UploadProgress p;
+  EXPECT_EQ(ReasonOf(FinishUpload(p, kSha, kSha)), reason::kUploadMalformed);
+  ASSERT_TRUE(AcceptUploadChunk(p, "a", "signature", 0, 3).ok());
+  EXPECT_EQ(ReasonOf(FinishUpload(p, "", kSha)), reason::kUploadMalformed);
+  EXPECT_EQ(ReasonOf(FinishUpload(p, std::string(64, 'A'), kSha)), reason::kUploadMalformed);
+  absl::Status s = FinishUpload(p, std::string(64, 'b'), kSha);
+  EXPECT_EQ(ReasonOf(s), reason::kUploadDigestMismatch);
+  EXPECT_NE(s.message().find(kSha), std::string::npos);
+}
+
+TEST(ArtifactUploadTest, CoordinatorSourcesRoundTrip) {
+  CoordinatorSource src{"cp-1", kSha, "checksums.txt"};
+  std::string text = FormatCoordinatorSource(src);
+  EXPECT_EQ(text, "coordinator://cp-1/" + kSha + "/checksums.txt");
+  absl::StatusOr<CoordinatorSource> back = ParseCoordinatorSource(text);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->node, "cp-1");
+  EXPECT_EQ(back->sha256, kSha);
+  EXPECT_EQ(back->name, "checksums.txt");
+  for (const std::string& bad :
+       std::vector<std::string>{"coordinator://cp-1/" + kSha, "coordinator://cp-1/xyz/a",
+                                "coordinator://cp-1/" + kSha + "/../a",
+                                "coordinator://../" + kSha + "/a", "https://cp-1/" + kSha + "/a"}) {
+    EXPECT_EQ(ReasonOf(ParseCoordinatorSource(bad).status()), reason::kSourceNotAllowed) << bad;
+  }
+  EXPECT_FALSE(IsCoordinatorSource("/srv/release/checksums.txt"));
+}
+
+}  // namespace
+}  // namespace kmsfleet

@@ -1,0 +1,61 @@
+// kmsfleetctl upgrade's choice of what to upload (cli/upload_release.h):
+// files on the operator's machine are uploaded, URLs and coordinator://
+// sources are passed on, and --remote-paths passes everything on.
+#include "cli/upload_release.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+
+namespace kmsfleet {
+namespace {
+
+TEST(UploadReleaseTest, OnlyLocalPathsAreUploaded) {
+  EXPECT_FALSE(PassedAsIs("./checksums.txt", false));
+  EXPECT_FALSE(PassedAsIs("/srv/release/bao-kms-provider", false));
+  EXPECT_TRUE(PassedAsIs("/srv/release/bao-kms-provider", true));
+  EXPECT_TRUE(PassedAsIs("https://releases.example/bao/0.2.0/checksums.txt", false));
+  EXPECT_TRUE(PassedAsIs("http://127.0.0.1:8080/checksums.txt", false));
+  EXPECT_TRUE(PassedAsIs("coordinator://cp-1/" + std::string(64, 'a') + "/x", false));
+  EXPECT_TRUE(PassedAsIs("", false));  // no --signature
+}
+
+TEST(UploadReleaseTest, PrepareHashesAFileAndKeepsItsName) {
+  char tmpl[] = "/tmp/kmsfleet-upload-cli-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const std::string file = dir + "/bao-kms-provider_0.2.0_linux_amd64";
+  ASSERT_TRUE(WriteFileAtomic(file, "binary", 0755).ok());
+  std::filesystem::create_symlink(file, dir + "/link");
+
+  absl::StatusOr<LocalUpload> u = PrepareUpload("--artifact", file, UploadKind::kBinary);
+  ASSERT_TRUE(u.ok()) << u.status();
+  EXPECT_EQ(u->name, "bao-kms-provider_0.2.0_linux_amd64");
+  EXPECT_EQ(u->sha256, Sha256Hex("binary"));
+  EXPECT_EQ(u->size, 6u);
+  // A link the operator made is followed; the name is the link's.
+  absl::StatusOr<LocalUpload> l = PrepareUpload("--artifact", dir + "/link", UploadKind::kBinary);
+  ASSERT_TRUE(l.ok()) << l.status();
+  EXPECT_EQ(l->name, "link");
+  EXPECT_EQ(l->sha256, u->sha256);
+
+  absl::StatusOr<LocalUpload> missing =
+      PrepareUpload("--checksums", dir + "/absent", UploadKind::kChecksums);
+  EXPECT_EQ(ReasonOf(missing.status()), reason::kInvalidConfig);
+  EXPECT_NE(missing.status().message().find("--remote-paths"), std::string::npos);
+  EXPECT_NE(missing.status().message().find("--checksums"), std::string::npos);
+  EXPECT_EQ(ReasonOf(PrepareUpload("--artifact", dir, UploadKind::kBinary).status()),
+            reason::kInvalidConfig);
+  // Over its kind's bound (1 MiB for checksums).
+  ASSERT_TRUE(WriteFileAtomic(dir + "/big", std::string((1 << 20) + 1, 'x'), 0600).ok());
+  EXPECT_EQ(ReasonOf(PrepareUpload("--checksums", dir + "/big", UploadKind::kChecksums).status()),
+            reason::kUploadTooLarge);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kmsfleet

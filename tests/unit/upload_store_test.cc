@@ -1,0 +1,164 @@
+// Operator uploads on the coordinator (upload_store.h) and the agent's
+// fetch of coordinator:// Stage sources (daemon/fetched_sources.h): a
+// whole upload lands at uploads/<sha256>/<name>; every refused stream
+// leaves nothing behind.
+#include "kmsfleet/cluster/upload_store.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "daemon/fetched_sources.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+
+namespace kmsfleet {
+namespace {
+
+v1::ArtifactChunk Chunk(const std::string& name, const std::string& kind, uint64_t offset,
+                        const std::string& data, const std::string& sha256 = "") {
+  v1::ArtifactChunk c;
+  c.set_name(name);
+  c.set_kind(kind);
+  c.set_offset(offset);
+  c.set_data(data);
+  c.set_sha256(sha256);
+  return c;
+}
+
+class UploadStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/kmsfleet-upload-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  // Every file under uploads/ (temp files included).
+  std::vector<std::string> Files() {
+    std::vector<std::string> out;
+    if (!std::filesystem::exists(dir_ + "/uploads")) return out;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir_ + "/uploads")) {
+      if (!e.is_directory()) out.push_back(e.path().string());
+    }
+    return out;
+  }
+
+  // Streams `chunks` into one writer and commits with `declared`; the
+  // writer is gone when this returns.
+  absl::StatusOr<v1::ArtifactRef> Upload(const std::vector<v1::ArtifactChunk>& chunks,
+                                         const std::string& declared) {
+    UploadStore store(dir_);
+    absl::StatusOr<std::unique_ptr<UploadStore::Writer>> w = store.Begin();
+    if (!w.ok()) return w.status();
+    for (const v1::ArtifactChunk& c : chunks) {
+      if (absl::Status s = (*w)->Append(c); !s.ok()) return s;
+    }
+    return (*w)->Commit(declared, "cp-1");
+  }
+
+  std::string dir_;
+};
+
+TEST_F(UploadStoreTest, AWholeUploadIsStoredUnderItsDigestAndName) {
+  const std::string sha = Sha256Hex("hello world");
+  absl::StatusOr<v1::ArtifactRef> ref = Upload(
+      {Chunk("checksums.txt", "checksums", 0, "hello "), Chunk("", "", 6, "world", sha)}, sha);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(ref->source(), "coordinator://cp-1/" + sha + "/checksums.txt");
+  EXPECT_EQ(ref->size(), 11u);
+  const std::string path = dir_ + "/uploads/" + sha + "/checksums.txt";
+  EXPECT_EQ(Files(), std::vector<std::string>{path});
+  absl::StatusOr<std::string> found = UploadStore(dir_).Find(sha, "checksums.txt");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, path);
+  absl::StatusOr<std::string> text = ReadBoundedFile(path, 100);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(*text, "hello world");
+}
+
+TEST_F(UploadStoreTest, EveryRefusedStreamLeavesNothing) {
+  const std::string sha = Sha256Hex("ab");
+  const std::string big(kMaxUploadChunkBytes + 1, 'x');
+  struct Case {
+    const char* what;
+    std::vector<v1::ArtifactChunk> chunks;
+    std::string declared;
+    const char* reason;
+  };
+  const std::vector<Case> cases = {
+      {"bad name", {Chunk("../ab", "binary", 0, "ab")}, sha, reason::kUploadBadName},
+      {"chunk over 1 MiB", {Chunk("ab", "binary", 0, big)}, sha, reason::kUploadTooLarge},
+      {"offset gap",
+       {Chunk("ab", "binary", 0, "a"), Chunk("", "", 2, "b")},
+       sha,
+       reason::kUploadOffsetGap},
+      {"digest mismatch",
+       {Chunk("ab", "binary", 0, "ab")},
+       Sha256Hex("ba"),
+       reason::kUploadDigestMismatch},
+      {"no digest", {Chunk("ab", "binary", 0, "ab")}, "", reason::kUploadMalformed},
+      {"no chunk", {}, sha, reason::kUploadMalformed},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<v1::ArtifactRef> ref = Upload(c.chunks, c.declared);
+    EXPECT_EQ(ReasonOf(ref.status()), c.reason) << c.what << ": " << ref.status();
+    EXPECT_TRUE(Files().empty()) << c.what;
+  }
+}
+
+TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {
+  UploadStore store(dir_);
+  const std::string sha(64, 'a');
+  EXPECT_EQ(ReasonOf(store.Find(sha, "x").status()), reason::kUploadNotFound);
+  EXPECT_EQ(ReasonOf(store.Find("../..", "x").status()), reason::kUploadBadName);
+  EXPECT_EQ(ReasonOf(store.Find(sha, "../x").status()), reason::kUploadBadName);
+  // A symlink planted in the store is not an upload.
+  std::filesystem::create_directories(dir_ + "/uploads/" + sha);
+  std::filesystem::create_symlink("/etc/passwd", dir_ + "/uploads/" + sha + "/x");
+  EXPECT_EQ(ReasonOf(store.Find(sha, "x").status()), reason::kUploadNotFound);
+}
+
+TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
+  const std::string sha(64, 'a');
+  StageRequest request{"0.2.0", "coordinator://cp-1/" + sha + "/bao-kms-provider_0.2.0",
+                       "/srv/release/checksums.txt", "", ""};
+  std::vector<std::string> asked;
+  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest) {
+    asked.push_back(std::string(UploadKindName(kind)) + " " + source);
+    WriteFileAtomic(dest, "binary", 0600).IgnoreError();
+    return absl::OkStatus();
+  };
+  std::string fetched_path;
+  {
+    absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, fetch);
+    ASSERT_TRUE(f.ok()) << f.status();
+    fetched_path = (*f)->request().source;
+    EXPECT_EQ(std::filesystem::path(fetched_path).filename(), "bao-kms-provider_0.2.0");
+    EXPECT_TRUE(std::filesystem::exists(fetched_path));
+    EXPECT_EQ((*f)->request().checksums, "/srv/release/checksums.txt");  // untouched
+    absl::Status named = (*f)->NameSources(MakeError(absl::StatusCode::kFailedPrecondition,
+                                                     reason::kChecksumMismatch,
+                                                     "SHA-256 of " + fetched_path + " is x"));
+    EXPECT_EQ(named.message(), "SHA-256 of " + request.source + " is x");
+    EXPECT_EQ(ReasonOf(named), reason::kChecksumMismatch);
+  }
+  EXPECT_EQ(asked, std::vector<std::string>{"binary " + request.source});
+  EXPECT_FALSE(std::filesystem::exists(fetched_path));
+}
+
+TEST_F(UploadStoreTest, CoordinatorSourcesWithoutAFetcherAreRefused) {
+  StageRequest request{"0.2.0", "coordinator://cp-1/" + std::string(64, 'a') + "/b", "c", "", ""};
+  absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, {});
+  EXPECT_EQ(ReasonOf(f.status()), reason::kSourceNotAllowed);
+  request.source = "/srv/release/b";
+  f = FetchedSources::Fetch(request, dir_, {});
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ((*f)->request().source, "/srv/release/b");
+}
+
+}  // namespace
+}  // namespace kmsfleet
