@@ -9,9 +9,19 @@ namespace kmsfleet {
 namespace {
 
 std::string Describe(const NodeCommand& c) {
-  return c.kind == NodeCommand::Kind::kSwap
-             ? absl::StrCat("swap ", c.operation_id, " to ", c.version)
-             : absl::StrCat("rollback ", c.operation_id, " of ", c.of_operation_id);
+  switch (c.kind) {
+    case NodeCommand::Kind::kSwap: return absl::StrCat("swap ", c.operation_id, " to ", c.version);
+    case NodeCommand::Kind::kRollback:
+      return absl::StrCat("rollback ", c.operation_id, " of ", c.of_operation_id);
+    case NodeCommand::Kind::kRestartApiServer:
+      return absl::StrCat("kube-apiserver restart ", c.operation_id);
+  }
+  return "unknown command";
+}
+
+// The restart id the coordinator sends after a node's swap (fleet_actions.cc).
+std::string RestartIdOf(const v1::PlanNode& step) {
+  return absl::StrCat(step.operation_id(), ".apiserver");
 }
 
 absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
@@ -37,9 +47,18 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
   for (const v1::PlanNode& n : plan->nodes()) {
     if (n.node() == self) step = &n;
   }
+  if (plan->in_flight() == self && step != nullptr &&
+      step->stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER) {
+    NodeCommand restart{.kind = NodeCommand::Kind::kRestartApiServer,
+                        .operation_id = RestartIdOf(*step)};
+    if (command.kind == restart.kind && command.operation_id == restart.operation_id) {
+      return absl::OkStatus();
+    }
+    return NotInPlan(self, plan->plan_id(), Describe(restart), command);
+  }
   if (plan->in_flight() != self || step == nullptr ||
       step->stage() != v1::PLAN_STEP_STAGE_SWAPPING) {
-    return NotInPlan(self, plan->plan_id(), "no swap or rollback now", command);
+    return NotInPlan(self, plan->plan_id(), "no swap, rollback or restart now", command);
   }
   NodeCommand expected;
   expected.operation_id = step->operation_id();

@@ -350,9 +350,15 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
   if (executor_ == nullptr || options_.apiserver == nullptr) return NoExecutor();
   std::optional<v1::Fence> fence;
   if (r->has_fence()) fence = r->fence();
+  // A member speaks for a coordinator: only the plan's own restart.
+  std::optional<NodeCommand> bound;
+  if (SpeaksForACoordinator(*context)) {
+    bound = NodeCommand{.kind = NodeCommand::Kind::kRestartApiServer,
+                        .operation_id = r->restart_id()};
+  }
   absl::StatusOr<ApiServerRestartReport> report = options_.apiserver->Restart(
-      r->restart_id(), [this, &fence](const std::function<void()>& work) {
-        return executor_->RunAdmitted(fence, work);
+      r->restart_id(), [this, &fence, &bound](const std::function<void()>& work) {
+        return executor_->RunAdmitted(fence, work, bound);
       });
   if (!report.ok()) return ToGrpc(report.status());
   response->set_method(report->method);

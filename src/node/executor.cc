@@ -188,8 +188,15 @@ void Executor::Unreserve() {
 }
 
 absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
-                                   const std::function<void()>& work) {
+                                   const std::function<void()>& work,
+                                   const std::optional<NodeCommand>& bound_to_plan) {
   KMSFLEET_RETURN_IF_ERROR(Reserve(fence));
+  if (bound_to_plan) {
+    if (absl::Status s = plan_check_(*bound_to_plan); !s.ok()) {
+      Unreserve();
+      return s;
+    }
+  }
   work();
   Unreserve();
   changed_.notify_all();

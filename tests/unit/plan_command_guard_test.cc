@@ -76,5 +76,23 @@ TEST(PlanCommandGuardTest, WalkingBackOnlyTheRollbackOfThePlansSwapIsAdmitted) {
             reason::kCommandNotInPlan);
 }
 
+TEST(PlanCommandGuardTest, OnlyTheRestartThatFollowsTheNodesSwapIsAdmitted) {
+  v1::FleetPlan plan = *DecodePlan(Record().payload());
+  plan.mutable_nodes(0)->set_stage(v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
+  v1::PlanRecord record;
+  record.set_payload(*EncodePlan(plan));
+  NodeCommand restart{.kind = NodeCommand::Kind::kRestartApiServer,
+                      .operation_id = "plan-1.cp-2.swap.4.apiserver"};
+  EXPECT_TRUE(CheckCommandAgainstPlan(record, "cp-2", restart).ok());
+  restart.operation_id = "whenever";
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2", restart)), reason::kCommandNotInPlan);
+  // While the node swaps, no restart; once it restarts, no swap.
+  restart.operation_id = "plan-1.cp-2.swap.4.apiserver";
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(Record(), "cp-2", restart)),
+            reason::kCommandNotInPlan);
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"))),
+            reason::kCommandNotInPlan);
+}
+
 }  // namespace
 }  // namespace kmsfleet

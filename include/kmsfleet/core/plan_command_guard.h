@@ -20,15 +20,18 @@ namespace kmsfleet {
 
 // A disruptive command as the agent received it.
 struct NodeCommand {
-  enum class Kind { kSwap, kRollback };
+  enum class Kind { kSwap, kRollback, kRestartApiServer };
   Kind kind = Kind::kSwap;
+  // kRestartApiServer: the restart id, "<the swap's operation id>.apiserver".
   std::string operation_id{};
   std::string version{};          // kSwap: the version to install
   std::string of_operation_id{};  // kRollback: the swap to undo
 };
 
 // OK when `committed` holds a fleet plan that names `self` in flight with
-// a step in progress and `command` is exactly that step. Refusals:
+// a step in progress and `command` is exactly that step (a swap or
+// rollback while SWAPPING; the restart of kube-apiserver that follows the
+// node's swap while RESTARTING_APISERVER). Refusals:
 // FailedPrecondition COMMAND_NOT_IN_PLAN naming the plan's step and what was
 // sent (metadata plan, expected, sent), also when the record holds no fleet
 // plan (a raw record from `kmsfleetctl plan commit` binds operators only).

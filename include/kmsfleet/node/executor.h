@@ -178,7 +178,8 @@ class Executor {
   // running. Runs on the caller's thread; returns the admission's refusal,
   // or OK once `work` returned.
   absl::Status RunAdmitted(const std::optional<v1::Fence>& fence,
-                           const std::function<void()>& work);
+                           const std::function<void()>& work,
+                           const std::optional<NodeCommand>& bound_to_plan = std::nullopt);
 
   absl::StatusOr<SwapJournal> Get(const std::string& operation_id);
   // Returns once operation `id` has more than `seen` history entries or is
