@@ -22,14 +22,6 @@ constexpr std::chrono::seconds kCommitTimeout{5};
 // How long an operator's call waits for the loop to take its command.
 constexpr std::chrono::seconds kAnswerTimeout{20};
 
-absl::Status NotLeader(const std::string& self, const v1::LeaderView& view) {
-  return MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
-                   self + " is not the coordinator; ask " +
-                       (view.leader().empty() ? "again once one is elected"
-                                              : view.leader() + " at " + view.leader_address()),
-                   {{"leader", view.leader()}, {"leader_address", view.leader_address()}});
-}
-
 }  // namespace
 
 struct Coordinator::Pending {
@@ -109,7 +101,11 @@ void Coordinator::Follow(const v1::LeaderView& leader) {
     refused.assign(commands_.begin(), commands_.end());
     commands_.clear();
   }
-  for (const std::shared_ptr<Pending>& p : refused) p->answer.set_value(NotLeader(options_.self, leader));
+  // The Fleet service adds who leads and where (WithLeader).
+  for (const std::shared_ptr<Pending>& p : refused) {
+    p->answer.set_value(MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                                  options_.self + " is not the coordinator"));
+  }
   Publish(leader, absl::OkStatus());
 }
 

@@ -33,6 +33,17 @@ ActionResult ResultFor(const PlanAction& action, ResultKind kind) {
   return r;
 }
 
+// What a swap and a rollback request share.
+template <typename Request>
+Request CommandRequest(const PlanAction& action, const v1::Fence& fence) {
+  Request request;
+  request.set_expected_key_id_hash(action.expected_key_id_hash);
+  request.set_stabilization_ms(action.stabilization_ms);
+  request.set_operation_id(action.operation_id);
+  *request.mutable_fence() = fence;
+  return request;
+}
+
 }  // namespace
 
 OperationOutcome OutcomeOfPhase(const std::string& phase) {
@@ -183,20 +194,12 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
   v1::Operation operation;
   grpc::Status s;
   if (action.kind == ActionKind::kSwap) {
-    v1::SwapRequest request;
+    v1::SwapRequest request = CommandRequest<v1::SwapRequest>(action, fence);
     request.set_version(action.version);
-    request.set_expected_key_id_hash(action.expected_key_id_hash);
-    request.set_stabilization_ms(action.stabilization_ms);
-    request.set_operation_id(action.operation_id);
-    *request.mutable_fence() = fence;
     s = Stub(action.node)->Swap(Context().get(), request, &operation);
   } else {
-    v1::RollbackRequest request;
+    v1::RollbackRequest request = CommandRequest<v1::RollbackRequest>(action, fence);
     request.set_of_operation_id(action.of_operation_id);
-    request.set_expected_key_id_hash(action.expected_key_id_hash);
-    request.set_stabilization_ms(action.stabilization_ms);
-    request.set_operation_id(action.operation_id);
-    *request.mutable_fence() = fence;
     s = Stub(action.node)->Rollback(Context().get(), request, &operation);
   }
   r.status = FromGrpcStatus(s, action.node);

@@ -319,16 +319,6 @@ absl::StatusOr<SubprocessResult> FleetCluster::CtlAs(int i, const std::string& c
   return RunSubprocess(argv, o);
 }
 
-absl::StatusOr<SubprocessResult> FleetCluster::LocalCtl(int i, std::vector<std::string> args) {
-  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
-  argv.insert(argv.end(), args.begin(), args.end());
-  argv.push_back("--agent");
-  argv.push_back("unix:" + NodeDir(i) + "/agent.sock");
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(60);
-  return RunSubprocess(argv, o);
-}
-
 int FleetCluster::WaitForCoordinator(std::chrono::seconds timeout) {
   int found = -1;
   WaitUntil(

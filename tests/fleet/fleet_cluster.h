@@ -67,8 +67,6 @@ class FleetCluster {
   absl::StatusOr<SubprocessResult> CtlAs(int i, const std::string& cert,
                                          std::vector<std::string> args,
                                          std::chrono::seconds timeout = std::chrono::seconds(120));
-  // The same over agent i's unix socket (identity "local root").
-  absl::StatusOr<SubprocessResult> LocalCtl(int i, std::vector<std::string> args);
   // Index of the agent every running agent names as coordinator, or -1.
   int WaitForCoordinator(std::chrono::seconds timeout = std::chrono::seconds(30));
 

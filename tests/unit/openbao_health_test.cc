@@ -116,22 +116,11 @@ TEST(OpenBaoProbeTest, AddressWithTrailingSlashReachesTheHealthPath) {
   EXPECT_EQ(probe.status, 200) << probe.transport;
 }
 
-// A port nobody listens on: bound, then closed.
-uint16_t ClosedPort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 TEST(OpenBaoProbeTest, ConnectionRefusedIsUnreachableNamingTheAddress) {
   ProviderConfigFacts provider;
-  provider.openbao_address = "http://127.0.0.1:" + std::to_string(ClosedPort());
+  // A free port is one nobody listens on.
+  provider.openbao_address =
+      "http://127.0.0.1:" + std::to_string(testing::FreeLoopbackPort());
   OpenBaoProbe probe = ProbeOpenBaoHealth(provider, kTimeout);
   EXPECT_EQ(probe.transport.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ReasonOf(probe.transport), reason::kOpenBaoUnreachable);
