@@ -8,6 +8,7 @@
 #include "fleet_actions.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/node_observation.h"
+#include "kmsfleet/core/parity.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/semver.h"
@@ -94,7 +95,12 @@ void Coordinator::Tick() {
 void Coordinator::Follow(const v1::LeaderView& leader) {
   machine_.reset();
   observe_at_once_ = false;
+  counted_block_.clear();
   views_.clear();
+  {
+    std::lock_guard lock(mu_);
+    parity_.reset();
+  }
   std::vector<std::shared_ptr<Pending>> refused;
   {
     std::lock_guard lock(mu_);
@@ -127,6 +133,7 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   PlanInput in;
   in.now_unix_ms = options_.now_unix_ms();
   Observe(in.views);
+  RecordParity(in.views);
   if (options_.probe_openbao) in.openbao = options_.probe_openbao();
   in.random = options_.random();
   std::shared_ptr<Pending> command = NextCommand();
@@ -155,7 +162,9 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     }
   }
   PlanReady ready = machine_->Step(in);
+  CountBlock(ready.blocked);
   if (command && !ready.refusal.ok()) {
+    CountRefusal(ready.refusal);
     Answer(*command, ready.refusal);
     command.reset();
   }
@@ -240,8 +249,45 @@ void Coordinator::Observe(std::vector<NodeView>& views) {
   }
 }
 
+void Coordinator::RecordParity(const std::vector<NodeView>& views) {
+  std::vector<std::string> hashes;
+  for (const NodeView& v : views) {
+    const bool seen = v.state && v.unreachable_since_unix_ms == 0;
+    hashes.push_back(seen ? v.state->key_id_hash_metric() : "");
+  }
+  const bool all_match = ComputeParity(hashes).all_match;
+  std::lock_guard lock(mu_);
+  parity_ = all_match;
+}
+
+std::optional<bool> Coordinator::FleetParity() {
+  std::lock_guard lock(mu_);
+  return parity_;
+}
+
+void Coordinator::CountRefusal(const absl::Status& refusal) {
+  if (options_.on_refusal && !refusal.ok()) options_.on_refusal(ReasonOf(refusal));
+}
+
+// A block is counted once, when its reason first appears. The waits of
+// normal progress are not refusals; a halt or break-glass is counted where
+// it is dispatched.
+void Coordinator::CountBlock(const absl::Status& blocked) {
+  const std::string reason = blocked.ok() ? "" : ReasonOf(blocked);
+  if (reason == counted_block_) return;
+  counted_block_ = reason;
+  static constexpr std::string_view kProgress[] = {
+      reason::kParityNotStable, reason::kSoakInProgress, reason::kPlanPaused,
+      reason::kPlanHalted, reason::kBreakGlassActive};
+  for (std::string_view wait : kProgress) {
+    if (reason == wait) return;
+  }
+  if (!reason.empty()) CountRefusal(blocked);
+}
+
 void Coordinator::Dispatch(const PlanAction& action) {
   if (action.kind == ActionKind::kHalt || action.kind == ActionKind::kBreakGlass) {
+    CountRefusal(action.why);
     Log(LogLevel::kError,
         action.kind == ActionKind::kHalt ? "plan halted" : "plan entered break-glass",
         {{"node", action.node}, {"reason", ReasonOf(action.why)},

@@ -41,13 +41,13 @@ void AddPlan(std::vector<MetricFamily>& out, const std::string& node,
   for (const v1::PlanNode& n : plan->nodes()) {
     done += n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;
   }
-  out.push_back(Gauge("kmsfleet_plan_nodes_done",
+  out.push_back(Gauge("kmsfleet_plan_nodes_completed",
                       "Nodes of the newest committed plan whose step is finished (Done or "
                       "RolledBack)",
                       done, {{"node", node}}));
   out.push_back(Gauge("kmsfleet_plan_nodes", "Nodes the newest committed plan covers",
                       plan->nodes_size(), {{"node", node}}));
-  out.push_back(Gauge("kmsfleet_plan_break_glass",
+  out.push_back(Gauge("kmsfleet_break_glass",
                       "1 while the newest committed plan is in BreakGlass (automation stopped "
                       "until its nonce is acknowledged)",
                       plan->phase() == v1::PLAN_PHASE_BREAK_GLASS ? 1 : 0, {{"node", node}}));
@@ -56,7 +56,8 @@ void AddPlan(std::vector<MetricFamily>& out, const std::string& node,
 }  // namespace
 
 std::vector<MetricFamily> AgentMetricFamilies(const v1::NodeState& state,
-                                              const std::optional<v1::LeaderView>& election) {
+                                              const std::optional<v1::LeaderView>& election,
+                                              std::optional<bool> fleet_parity) {
   const std::string& node = state.node();
   std::vector<MetricFamily> out;
   out.push_back(Gauge("kmsfleet_node_ready",
@@ -75,6 +76,14 @@ std::vector<MetricFamily> AgentMetricFamilies(const v1::NodeState& state,
     out.push_back(Gauge("kmsfleet_election_term", "The newest election term this agent has seen",
                         static_cast<double>(election->term()), {{"node", node}}));
     AddPlan(out, node, election->committed());
+  }
+  // Only the coordinator observes every node; others export no series
+  // rather than a guess.
+  if (fleet_parity) {
+    out.push_back(Gauge("kmsfleet_fleet_key_id_parity",
+                        "1 when every voter, at the coordinator's last observation, was "
+                        "reachable and reported the same single key_id hash",
+                        *fleet_parity ? 1 : 0, {{"node", node}}));
   }
   return out;
 }

@@ -151,6 +151,8 @@ class AgentService final : public v1::Agent::Service {
  private:
   // The caller's refusal, or OK.
   grpc::Status Gate(grpc::ServerContext* context, std::string_view method) const;
+  // `s` as a gRPC status, counted as a refusal.
+  grpc::Status Refused(const absl::Status& s) const;
   // A member certificate: its disruptive commands must be the plan's step.
   bool SpeaksForACoordinator(const grpc::ServerContext& context) const;
 
@@ -226,7 +228,12 @@ void SetCondition(const absl::Status& s, v1::Condition* c) {
 grpc::Status AgentService::Gate(grpc::ServerContext* context,
                                  std::string_view method) const {
   absl::Status s = CheckCall(options_.policy, *context, method);
-  return s.ok() ? grpc::Status::OK : ToGrpc(s);
+  return s.ok() ? grpc::Status::OK : Refused(s);
+}
+
+grpc::Status AgentService::Refused(const absl::Status& s) const {
+  if (options_.on_refusal) options_.on_refusal(ReasonOf(s));
+  return ToGrpc(s);
 }
 
 bool AgentService::SpeaksForACoordinator(const grpc::ServerContext& context) const {
@@ -289,7 +296,7 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
   absl::StatusOr<SwapJournal> j = executor_->Swap({r->version(), command});
-  if (!j.ok()) return ToGrpc(j.status());
+  if (!j.ok()) return Refused(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;
 }
@@ -302,7 +309,7 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
   absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
-  if (!j.ok()) return ToGrpc(j.status());
+  if (!j.ok()) return Refused(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;
 }
@@ -360,7 +367,7 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
       r->restart_id(), [this, &fence, &bound](const std::function<void()>& work) {
         return executor_->RunAdmitted(fence, work, bound);
       });
-  if (!report.ok()) return ToGrpc(report.status());
+  if (!report.ok()) return Refused(report.status());
   response->set_method(report->method);
   response->set_done(report->done);
   response->set_restart_ms(report->restart_ms);

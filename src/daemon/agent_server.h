@@ -8,6 +8,7 @@
 #define KMSFLEET_DAEMON_AGENT_SERVER_H_
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,9 @@ struct AgentServiceOptions {
   FetchUpload fetch_upload{};
   // The agent's state directory: fetched sources land below it.
   std::string state_dir{};
+  // Told the reason code of every call the caller check refuses and of
+  // every Swap, Rollback or RestartApiServer refused (metrics); may be empty.
+  std::function<void(std::string_view reason)> on_refusal{};
 };
 
 // The Agent service for another listener (the cluster listener).

@@ -72,7 +72,7 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
     const AgentConfig& config,
     std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
-    grpc::Service* agent_service) {
+    grpc::Service* agent_service, std::function<void(std::string_view reason)> on_refusal) {
   const ClusterConfig& c = config.cluster;
   absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(c);
   if (!creds.ok()) return creds.status();
@@ -102,10 +102,10 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
 
   std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime());
   runtime->node_ = std::move(*node);
-  runtime->coordinator_ = std::make_unique<Coordinator>(
-      *runtime->node_, CoordinatorOptionsOf(config, options_addresses, creds->insecure
-                                                                      ? nullptr
-                                                                      : creds->channel));
+  CoordinatorOptions coordinator = CoordinatorOptionsOf(
+      config, options_addresses, creds->insecure ? nullptr : creds->channel);
+  coordinator.on_refusal = std::move(on_refusal);
+  runtime->coordinator_ = std::make_unique<Coordinator>(*runtime->node_, std::move(coordinator));
   runtime->server_ =
       std::make_unique<ClusterServer>(*runtime->node_, runtime->coordinator_.get());
   // Without TLS nobody can be told from anybody, so the disruptive Agent

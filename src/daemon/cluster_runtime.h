@@ -39,10 +39,12 @@ class ClusterRuntime {
   // served on the cluster listener too, unless that listener is insecure.
   // Errors name the config key or state file at fault; nothing is left
   // running.
+  // `on_refusal` is told the coordinator's guard refusals (metrics).
   static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(
       const AgentConfig& config,
       std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
-      grpc::Service* agent_service = nullptr);
+      grpc::Service* agent_service = nullptr,
+      std::function<void(std::string_view reason)> on_refusal = {});
   ~ClusterRuntime();
 
   // The executor's fence check for a member of the election: a command
@@ -54,6 +56,8 @@ class ClusterRuntime {
 
   // This agent's view of the election (for /metrics).
   v1::LeaderView View() { return node_->View(); }
+  // Fleet-wide key_id parity, on the coordinator only (for /metrics).
+  std::optional<bool> FleetParity() { return coordinator_->FleetParity(); }
 
   // The Fleet service for the agent's unix socket.
   grpc::Service* local_fleet_service() { return local_fleet_.get(); }

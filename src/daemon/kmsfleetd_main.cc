@@ -9,6 +9,7 @@
 
 #include "daemon/agent_config.h"
 #include "daemon/agent_metrics.h"
+#include "daemon/event_metrics.h"
 #include "daemon/agent_server.h"
 #include "daemon/cluster_runtime.h"
 #include "kmsfleet/core/reasons.h"
@@ -62,7 +63,8 @@ std::string AgentMode(const AgentConfig& config) {
 // coordinator's fence for every swap and rollback; any other executor
 // admits unfenced commands only when the node is declared standalone.
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
-    const AgentConfig& config, Executor& executor, grpc::Service* agent_service) {
+    const AgentConfig& config, Executor& executor, grpc::Service* agent_service,
+    EventMetrics& events) {
   if (!config.cluster.enabled) {
     executor.SetFenceCheck(NoElectionFenceCheck(config.node, config.standalone));
     if (!config.standalone) {
@@ -75,7 +77,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
   }
   absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = ClusterRuntime::Start(
       config, [&executor](const v1::Fence& fence) { return executor.HandoffOutcome(fence); },
-      agent_service);
+      agent_service, [&events](std::string_view reason) { events.CountRefusal(reason); });
   if (cluster.ok()) {
     executor.SetFenceCheck((*cluster)->fence_check());
     executor.SetPlanCheck((*cluster)->plan_check());
@@ -86,10 +88,12 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
 // Serves /metrics on `listen` (metrics.listen). The exposer (civetweb)
 // reports a port it cannot bind by exception; it stops here.
 absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetrics(
-    const std::string& listen, const std::shared_ptr<AgentMetrics>& collectable) {
+    const std::string& listen, const std::shared_ptr<AgentMetrics>& collectable,
+    const EventMetrics& events) {
   try {
     auto exposer = std::make_unique<prometheus::Exposer>(listen, 2);
     exposer->RegisterCollectable(collectable);
+    exposer->RegisterCollectable(events.registry());
     return exposer;
   } catch (const std::exception& e) {
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
@@ -107,7 +111,14 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       NewProviderProbe(config.node, std::move(endpoints), clock);
   std::unique_ptr<ServiceManager> services =
       NewSystemdServiceManager(config.executor.bus_address);
+  // Counted whether or not metrics.listen is set; declared before the
+  // executor, whose worker reports to it until the executor is gone.
+  EventMetrics events;
   Executor executor(MakeExecutorOptions(config), *probe, *services, clock);
+  executor.SetPhaseObserver([&events](std::string_view phase, double seconds) {
+    events.ObservePhase(phase, seconds);
+  });
+  auto count_refusal = [&events](std::string_view reason) { events.CountRefusal(reason); };
 #ifdef KMSFLEETD_CRASH_HOOK
   executor.SetStepHook(CrashHookFromEnvironment());
 #endif
@@ -134,19 +145,20 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   AgentServer server(*probe, &executor,
                      AgentServiceOptions{.mode = mode, .apiserver = &apiserver,
                                          .fetch_upload = fetch_upload,
-                                         .state_dir = config.state_dir});
+                                         .state_dir = config.state_dir,
+                                         .on_refusal = count_refusal});
   std::unique_ptr<grpc::Service> remote_agent =
       config.cluster.enabled
           ? NewAgentService(*probe, &executor,
                             {.policy = CallerPolicyOf(config), .mode = mode,
                              .apiserver = &apiserver, .fetch_upload = fetch_upload,
-                             .state_dir = config.state_dir})
+                             .state_dir = config.state_dir, .on_refusal = count_refusal})
           : nullptr;
   // Before server.Start: that turns on health and reflection for every
   // server built later, and the cluster listener must serve only services
   // that check their callers.
   absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster =
-      MaybeStartCluster(config, executor, remote_agent.get());
+      MaybeStartCluster(config, executor, remote_agent.get(), events);
   if (!cluster.ok()) {
     Log(LogLevel::kError, std::string(cluster.status().message()),
         {{"node", config.node}});
@@ -177,9 +189,13 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
         [runtime]() -> std::optional<v1::LeaderView> {
           if (runtime == nullptr) return std::nullopt;
           return runtime->View();
+        },
+        [runtime]() -> std::optional<bool> {
+          if (runtime == nullptr) return std::nullopt;
+          return runtime->FleetParity();
         });
     absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
-        StartMetrics(config.metrics_listen, agent_metrics);
+        StartMetrics(config.metrics_listen, agent_metrics, events);
     if (!exposer.ok()) {
       server.Shutdown(std::chrono::milliseconds(0));
       if (*cluster) (*cluster)->Stop(std::chrono::milliseconds(0));

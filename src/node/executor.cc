@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <map>
 #include <random>
 
@@ -26,6 +27,19 @@ absl::Status CheckOperationId(const std::string& id) {
                      {{"operation_id", id}});
   }
   return absl::OkStatus();
+}
+
+// When `j` entered its current phase: its newest "Phase@unix_ms" history
+// entry, else its start (0 when neither can be read).
+int64_t PhaseEnteredUnixMs(const SwapJournal& j) {
+  if (j.history.empty()) return j.started_unix_ms;
+  const std::string& last = j.history.back();
+  const size_t at = last.rfind('@');
+  if (at == std::string::npos) return 0;
+  int64_t ms = 0;
+  const char* end = last.data() + last.size();
+  auto [ptr, ec] = std::from_chars(last.data() + at + 1, end, ms);
+  return ec == std::errc() && ptr == end ? ms : 0;
 }
 
 }  // namespace
@@ -93,8 +107,14 @@ absl::Status Executor::Persist(SwapJournal& j) {
 }
 
 absl::Status Executor::Record(SwapJournal& j, SwapPhase phase) {
-  KMSFLEET_RETURN_IF_ERROR(Advance(j, phase, seams_.wall.NowUnixMillis()));
+  const SwapPhase left = j.phase;
+  const int64_t entered = PhaseEnteredUnixMs(j);
+  const int64_t now = seams_.wall.NowUnixMillis();
+  KMSFLEET_RETURN_IF_ERROR(Advance(j, phase, now));
   KMSFLEET_RETURN_IF_ERROR(Persist(j));
+  if (phase_observer_ && entered > 0) {
+    phase_observer_(PhaseName(left), static_cast<double>(now - entered) / 1000.0);
+  }
   Log(LogLevel::kInfo, "operation phase",
       {{"operation", j.operation_id}, {"phase", std::string(PhaseName(phase))}});
   Hook(PhaseName(phase));

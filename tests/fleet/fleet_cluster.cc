@@ -102,6 +102,7 @@ FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_
     cluster_ports_.push_back(port());
     metrics_ports_.push_back(port());
     health_ports_.push_back(port());
+    agent_metrics_ports_.push_back(port());
   }
   for (int i = 0; i < kNodes; ++i) {
     for (const char* sub : {"bin", "pstate", "state", "run"}) {
@@ -202,6 +203,7 @@ void FleetCluster::WriteNode(int i) {
             "  unit_timeout_ms: 20000\n"
             "  poll_interval_ms: 100\n"
             "  doctor_timeout_ms: 20000\n"
+            "metrics:\n  listen: 127.0.0.1:" + std::to_string(agent_metrics_ports_[i]) + "\n"
             "peers:\n" + peers +
             "cluster:\n"
             "  listen: 127.0.0.1:" + std::to_string(cluster_ports_[i]) + "\n"
@@ -347,6 +349,12 @@ int FleetCluster::WaitForCoordinator(std::chrono::seconds timeout) {
 bool FleetCluster::ProviderReady(int i) {
   return HttpRequest("127.0.0.1:" + std::to_string(health_ports_[i]), "GET", "/ready").status ==
          200;
+}
+
+std::string FleetCluster::AgentMetrics(int i) {
+  HttpReply r =
+      HttpRequest("127.0.0.1:" + std::to_string(agent_metrics_ports_[i]), "GET", "/metrics");
+  return r.status == 200 ? r.body : "";
 }
 
 std::string FleetCluster::ServingVersion(int i) {

@@ -76,6 +76,8 @@ class FleetCluster {
 
   // The version the node's running provider reports, "" when down.
   std::string ServingVersion(int i);
+  // Agent i's own /metrics (kmsfleetd's metrics.listen), "" if unreachable.
+  std::string AgentMetrics(int i);
   bool ProviderReady(int i);
   // When each provider was not serving after it first became ready.
   std::vector<Interval> DownIntervals();
@@ -97,7 +99,7 @@ class FleetCluster {
 
   TempDir dir_;
   std::string pki_;
-  std::vector<uint16_t> cluster_ports_, metrics_ports_, health_ports_;
+  std::vector<uint16_t> cluster_ports_, metrics_ports_, health_ports_, agent_metrics_ports_;
   uint16_t openbao_port_ = 0;
   bool apiserver_restart_ = false;
   std::unique_ptr<ChildProcess> manager_;

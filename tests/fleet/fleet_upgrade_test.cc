@@ -36,6 +36,20 @@ TEST_F(FleetUpgradeTest, OneCommandUpgradesEveryNodeOneAtATimeAndEndsInParity) {
     return history.stdout_text.find("Completed") != std::string::npos;
   }, std::chrono::seconds(10))) << history.stdout_text;
   EXPECT_THAT(history.stdout_text, HasSubstr("0.1.0 -> 0.2.0"));
+  // /metrics: the coordinator saw the fleet in parity; each node timed
+  // its swap's stabilisation window.
+  const std::string name = fleet_->Name(coordinator);
+  std::string metrics;
+  EXPECT_TRUE(WaitUntil([&] {
+    metrics = fleet_->AgentMetrics(coordinator);
+    return metrics.find("kmsfleet_fleet_key_id_parity{node=\"" + name + "\"} 1") !=
+           std::string::npos;
+  }, std::chrono::seconds(10))) << metrics;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_THAT(fleet_->AgentMetrics(i),
+                HasSubstr("kmsfleet_node_operation_duration_seconds_count{phase=\"Verifying\"} 1"))
+        << fleet_->Name(i);
+  }
 }
 
 TEST_F(FleetUpgradeTest, DryRunPrintsEveryGuardAndChangesNothing) {
@@ -79,6 +93,11 @@ TEST_F(FleetUpgradeTest, PendingRotationStopsThePlanBeforeAnySwap) {
   EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
   EXPECT_THAT(r.stdout_text + r.stderr_text, HasSubstr("ROTATION_IN_PROGRESS")) << fleet_->Logs();
   EXPECT_TRUE(fleet_->DownIntervals().empty());
+  // The coordinator counted the guard's refusal.
+  const int coordinator = fleet_->WaitForCoordinator();
+  EXPECT_THAT(fleet_->AgentMetrics(coordinator),
+              HasSubstr("kmsfleet_guard_refusals_total{reason=\"ROTATION_IN_PROGRESS\"} "))
+      << fleet_->AgentMetrics(coordinator);
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
 }
 

@@ -66,6 +66,35 @@ TEST_F(MetricsTest, AScrapeOfARunningAgentPassesPromtool) {
             "promtool=0\n");
 }
 
+// kmsfleet_guard_refusals_total: a swap this agent refuses (no cluster:
+// section and not standalone) is counted under its reason code.
+TEST_F(MetricsTest, ARefusedSwapIsCountedByItsReason) {
+  node_ = std::make_unique<TestNode>(
+      dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:0\n"});
+  node_->StartProvider();
+  node_->StartAgent();
+  int port = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (port = MetricsPort(node_->agent()->Output())) > 0; },
+                        std::chrono::seconds(20)));
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  const std::string counted =
+      "kmsfleet_guard_refusals_total{reason=\"STANDALONE_NOT_CONFIGURED\"} ";
+  EXPECT_THAT(Shell("curl -sf " + url), ::testing::Not(HasSubstr(counted)));
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<SubprocessResult> r =
+        RunCtl({"node", "--agent", "unix:" + node_->agent_socket(), "--timeout-ms", "10000",
+                "swap", "--version", "0.2.0"});
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_THAT(r->stderr_text, HasSubstr("[STANDALONE_NOT_CONFIGURED]"));
+  }
+  const std::string body = Shell("curl -sf " + url);
+  EXPECT_THAT(body, HasSubstr(counted + "2"));
+  std::string file = dir_.File("scrape.prom");
+  std::ofstream(file) << body;
+  EXPECT_EQ(Shell("promtool check metrics < " + file + " 2>&1; echo promtool=$?"),
+            "promtool=0\n");
+}
+
 TEST_F(MetricsTest, AMetricsAddressThatCannotBeBoundStopsTheAgentNamingTheKey) {
   node_ = std::make_unique<TestNode>(
       dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:notaport\n"});

@@ -56,9 +56,25 @@ TEST(AgentMetricsTest, TheCommittedPlanShowsItsPhaseAndProgress) {
   by = ByName(families);
   ASSERT_TRUE(by.count("kmsfleet_plan_phase"));
   EXPECT_EQ(by["kmsfleet_plan_phase"]->metric[0].label[1].value, "BreakGlass");
-  EXPECT_EQ(by["kmsfleet_plan_nodes_done"]->metric[0].gauge.value, 1);
+  EXPECT_EQ(by["kmsfleet_plan_nodes_completed"]->metric[0].gauge.value, 1);
   EXPECT_EQ(by["kmsfleet_plan_nodes"]->metric[0].gauge.value, 3);
-  EXPECT_EQ(by["kmsfleet_plan_break_glass"]->metric[0].gauge.value, 1);
+  EXPECT_EQ(by["kmsfleet_break_glass"]->metric[0].gauge.value, 1);
+}
+
+TEST(AgentMetricsTest, FleetParityIsExportedOnlyWhereItIsKnown) {
+  v1::LeaderView view;
+  view.set_role("Follower");
+  EXPECT_FALSE(ByName(AgentMetricFamilies(Ready("0.2.0", "h"), view))
+                   .count("kmsfleet_fleet_key_id_parity"))
+      << "a follower does not observe the fleet: no series, not a guess";
+  view.set_role("Leader");
+  auto families = AgentMetricFamilies(Ready("0.2.0", "h"), view, true);
+  auto by = ByName(families);
+  ASSERT_TRUE(by.count("kmsfleet_fleet_key_id_parity"));
+  EXPECT_EQ(by["kmsfleet_fleet_key_id_parity"]->metric[0].gauge.value, 1);
+  families = AgentMetricFamilies(Ready("0.2.0", "h"), view, false);
+  by = ByName(families);
+  EXPECT_EQ(by["kmsfleet_fleet_key_id_parity"]->metric[0].gauge.value, 0);
 }
 
 TEST(AgentMetricsTest, AFactNotObservedExportsNoSeries) {

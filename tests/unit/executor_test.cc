@@ -424,6 +424,30 @@ TEST_F(ExecutorTest, TheStepHookSeesEveryPhaseAndTheRename) {
                                               "Verifying", "Stable"}));
 }
 
+// /metrics' kmsfleet_node_operation_duration_seconds: each phase is
+// reported once, as the operation leaves it, with the time spent there.
+TEST_F(ExecutorTest, ThePhaseObserverTimesEveryPhaseLeft) {
+  std::mutex mu;
+  std::vector<std::pair<std::string, double>> left;
+  executor().SetPhaseObserver([&](std::string_view phase, double seconds) {
+    std::lock_guard<std::mutex> lock(mu);
+    left.emplace_back(phase, seconds);
+  });
+  EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  std::lock_guard<std::mutex> lock(mu);
+  std::vector<std::string> phases;
+  double verifying = -1;
+  for (const auto& [phase, seconds] : left) {
+    phases.push_back(phase);
+    EXPECT_GE(seconds, 0) << phase;
+    if (phase == "Verifying") verifying = seconds;
+  }
+  EXPECT_EQ(phases, (std::vector<std::string>{"Idle", "Staged", "Preflighted", "Stopped",
+                                              "Installed", "Started", "Verifying"}));
+  // The stabilisation window is spent in Verifying, on the test's clock.
+  EXPECT_GE(verifying, kWindowMs / 1000.0);
+}
+
 TEST_F(ExecutorTest, UnitFailingToStopRollsBack) {
   w_.stop_failures = 1;
   SwapJournal j = SwapTo(kNew);

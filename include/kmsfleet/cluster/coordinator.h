@@ -60,6 +60,11 @@ struct CoordinatorOptions {
   // release needing an API server restart can start (every agent restarts
   // its own kube-apiserver its own configured way).
   std::string apiserver_restart_method;
+  // Told the reason code of every refusal by a guard on the coordinator:
+  // an operator command the machine refused, a halt, a break-glass, and
+  // each new block by a fleet guard (not the waits of normal progress:
+  // fresh parity rounds, the soak, a paused plan). May be empty.
+  std::function<void(std::string_view reason)> on_refusal;
 };
 
 // Finished plans kept in the history.
@@ -95,6 +100,10 @@ class Coordinator {
   // Waits until the view's version passes `version`, or `timeout`.
   void WaitForChange(uint64_t version, std::chrono::milliseconds timeout);
   v1::PlanHistory History();
+  // On the coordinator: whether every voter, at its last observation, was
+  // reachable and reported the same single key_id hash. nullopt on a
+  // follower, or before the first observation.
+  std::optional<bool> FleetParity();
 
  private:
   struct Pending;
@@ -103,6 +112,9 @@ class Coordinator {
   void Lead(const v1::LeaderView& leader);
   void Follow(const v1::LeaderView& leader);
   void Observe(std::vector<NodeView>& views);
+  void RecordParity(const std::vector<NodeView>& views);
+  void CountRefusal(const absl::Status& refusal);
+  void CountBlock(const absl::Status& blocked);
   std::shared_ptr<Pending> NextCommand();
   void Answer(Pending& pending, absl::StatusOr<v1::PlanView> answer);
   absl::StatusOr<OperatorCommand> ToCommand(Pending& pending,
@@ -132,6 +144,7 @@ class Coordinator {
   std::map<std::string, NodeView> views_;
   uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at
   bool observe_at_once_ = false;  // the plan waits only for parity rounds
+  std::string counted_block_;     // the block reason counted last
 
   std::mutex mu_;
   std::condition_variable wake_;     // commands, results, Stop
@@ -144,6 +157,7 @@ class Coordinator {
   v1::PlanHistory history_ ABSL_GUARDED_BY(mu_);
   int workers_ ABSL_GUARDED_BY(mu_) = 0;
   bool renew_fence_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<bool> parity_ ABSL_GUARDED_BY(mu_);
   std::thread loop_;
 };
 

@@ -72,6 +72,8 @@ struct ExecutorSeams {
 // "after-rename" right after an install. Crash tests install one that
 // kills the agent at a named point; production installs none.
 using StepHook = std::function<void(std::string_view point)>;
+// Told, as an operation leaves a phase, how long it spent there (metrics).
+using PhaseObserver = std::function<void(std::string_view phase, double seconds)>;
 
 // What every disruptive command carries besides its target.
 struct CommandParams {
@@ -149,6 +151,8 @@ class Executor {
   void SetPlanCheck(PlanCheck check) { plan_check_ = std::move(check); }
   // REQUIRES: called before any operation or recovery starts.
   void SetStepHook(StepHook hook) { step_hook_ = std::move(hook); }
+  // REQUIRES: called before any operation or recovery starts.
+  void SetPhaseObserver(PhaseObserver observer) { phase_observer_ = std::move(observer); }
 
   // True while an operation (or crash recovery) runs or is being admitted:
   // the answer to a coordinator's hand-off query.
@@ -233,6 +237,7 @@ class Executor {
   FenceCheck fence_check_;
   PlanCheck plan_check_ = [](const NodeCommand&) { return absl::OkStatus(); };
   StepHook step_hook_;
+  PhaseObserver phase_observer_;
 
   std::mutex mu_;
   std::condition_variable changed_;
