@@ -4,8 +4,8 @@
 #   scripts/package.sh BUILD_DIR OUT_DIR
 # Both packages hold the same tree: the two programs (stripped), the
 # systemd unit, sysusers.d and tmpfiles.d entries, the example config as a
-# conffile, man pages, bash completion, the Prometheus alert rules and the
-# docs.
+# conffile, man pages, bash completion, the Prometheus alert rules, the
+# static-pod manifest and its config, and the docs.
 set -euo pipefail
 build=$(cd "${1:?build dir, e.g. build/release}" && pwd)
 mkdir -p "${2:?output dir}"
@@ -30,6 +30,12 @@ stage_tree() {  # stage_tree DIR DOCDIR
     "$root/usr/share/bash-completion/completions/kmsfleetctl"
   install -D -m0644 "$src/deploy/prometheus/kmsfleet-alerts.yaml" \
     "$root/usr/share/kmsfleet/prometheus/kmsfleet-alerts.yaml"
+  # The static-pod flavour (docs/static-pod.md): examples, not installed
+  # into the kubelet's manifest directory.
+  install -D -m0644 "$src/static-pod/kmsfleetd.yaml" \
+    "$root/usr/share/kmsfleet/static-pod/kmsfleetd.yaml"
+  install -D -m0644 "$src/deploy/config/config-static-pod.yaml" \
+    "$root/usr/share/kmsfleet/static-pod/config.yaml"
   install -D -m0644 "$src/packaging/man/kmsfleetd.8" "$root/usr/share/man/man8/kmsfleetd.8"
   install -D -m0644 "$src/packaging/man/kmsfleetctl.1" "$root/usr/share/man/man1/kmsfleetctl.1"
   gzip -9n "$root/usr/share/man/man8/kmsfleetd.8" "$root/usr/share/man/man1/kmsfleetctl.1"

@@ -1,8 +1,11 @@
 # bash completion for kmsfleetctl: subcommands and their flags.
+# tests/deploy/check_completion.sh compares it with `kmsfleetctl --help`.
 _kmsfleetctl() {
   local cur prev words cword
   _init_completion || return
-  local top="status node leader plan"
+  local top="status node leader plan upgrade rollback pause resume abort watch history ack-break-glass health"
+  local tls="--ca --cert --key --server-name --insecure"
+  local fleet="--agent --output $tls"
   local cmd="" sub=""
   local i
   for ((i = 1; i < cword; i++)); do
@@ -13,21 +16,26 @@ _kmsfleetctl() {
   done
   case "$prev" in
     --output|-o) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
-    --source|--checksums|--signature|--ca|--cert|--key) _filedir; return ;;
+    --source|--checksums|--signature|--artifact|--policy|--changelog|--ca|--cert|--key)
+      _filedir; return ;;
   esac
   local words_for=""
   case "$cmd" in
     "") words_for="$top --help --version" ;;
-    status) words_for="--agent --output --timeout-ms --help" ;;
-    leader) words_for="--agent --output --timeout-ms --ca --cert --key --server-name --help" ;;
+    status|leader) words_for="--agent --output --timeout-ms $tls --help" ;;
+    health) words_for="--agent --timeout-ms $tls --help" ;;
+    upgrade) words_for="$fleet --to --artifact --checksums --signature --policy --changelog --soak --stabilization --acknowledge --order --auto-rollback --remote-paths --dry-run --watch --help" ;;
+    rollback) words_for="$fleet --dry-run --watch --help" ;;
+    pause|resume|abort|ack-break-glass) words_for="$fleet --watch --help" ;;
+    watch|history) words_for="$fleet --help" ;;
     plan)
       case "$sub" in
-        "") words_for="commit --help" ;;
-        commit) words_for="--agent --in-flight --payload --timeout-ms --ca --cert --key --server-name --help" ;;
+        "") words_for="commit $fleet --help" ;;
+        commit) words_for="--agent --in-flight --payload --timeout-ms $tls --help" ;;
       esac ;;
     node)
       case "$sub" in
-        "") words_for="stage preflight swap rollback operation --agent --timeout-ms --help" ;;
+        "") words_for="stage preflight swap rollback operation --agent --timeout-ms $tls --help" ;;
         stage) words_for="--version --source --checksums --signature --artifact-name --help" ;;
         preflight) words_for="--version --help" ;;
         swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --help" ;;

@@ -7,6 +7,7 @@
 
 #include "cli/fleet_commands.h"
 #include "cli/fleet_status.h"
+#include "cli/health_command.h"
 #include "cli/leader_status.h"
 #include "cli/node_commands.h"
 #include "cli/plan_commands.h"
@@ -144,12 +145,15 @@ int Main(int argc, char** argv) {
   AddTlsFlags(*commit, plan_flags.tls);
   FleetFlags fleet_flags;
   std::vector<CLI::App*> fleet_commands = AddFleetCommands(app, fleet_flags);
+  HealthFlags health_flags;
+  CLI::App* health = AddHealthCommand(app, health_flags);
   app.set_version_flag("--version", std::string("kmsfleetctl ") + KMSFLEET_VERSION);
   CLI11_PARSE(app, argc, argv);
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);
   if (leader->parsed()) return RunLeader(leader_flags);
   if (commit->parsed()) return RunPlanCommit(plan_flags);
+  if (health->parsed()) return RunHealth(health_flags);
   for (CLI::App* command : fleet_commands) {
     if (command->parsed()) return RunFleetCommand(*command, fleet_flags);
   }

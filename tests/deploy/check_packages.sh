@@ -61,6 +61,10 @@ check "the shipped alert rules are valid" \
 check "config.yaml is a conffile" \
   bash -c "dpkg-query -W -f='\${Conffiles}' kmsfleet | grep -q '/etc/kmsfleet/config.yaml'"
 check "the shipped config is valid" kmsfleetd --check-config --config /etc/kmsfleet/config.yaml
+check "the shipped static-pod config is valid" \
+  kmsfleetd --check-config --config /usr/share/kmsfleet/static-pod/config.yaml
+check "the static-pod manifest is shipped" test -f /usr/share/kmsfleet/static-pod/kmsfleetd.yaml
+check "the gRPC API reference is shipped" test -f /usr/share/doc/kmsfleet/grpc-api.md
 check "group kmsfleet" getent group kmsfleet
 check "pki directory 0750 root:kmsfleet" \
   bash -c "[ \"\$(stat -c '%a %U %G' /etc/kmsfleet/pki)\" = '750 root kmsfleet' ]"

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include "fleet.h"
@@ -138,6 +139,34 @@ TEST_F(AgentLocalTest, KmsfleetctlNeverDialsATcpAgentInPlainText) {
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->exit_code, 2);
   EXPECT_THAT(r->stderr_text, HasSubstr("--key is missing"));
+}
+
+// `kmsfleetctl health` is the static pod's liveness and readiness probe
+// (static-pod/kmsfleetd.yaml): it must pass for a serving agent and fail
+// for one that is hung (stopped) or gone, within its deadline.
+TEST_F(AgentLocalTest, HealthProbePassesOnlyWhileTheAgentServes) {
+  StartAgent("");
+  ASSERT_TRUE(Listening());
+  std::vector<std::string> probe = {"health", "--agent", "unix:" + node_->agent_socket(),
+                                    "--timeout-ms", "1000"};
+  absl::StatusOr<SubprocessResult> r = RunCtl(probe);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << r->stderr_text;
+  EXPECT_THAT(r->stdout_text, HasSubstr("agent.sock: SERVING"));
+
+  node_->agent()->Signal(SIGSTOP);
+  r = RunCtl(probe);
+  node_->agent()->Signal(SIGCONT);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << "a hung agent must fail the probe";
+  EXPECT_THAT(r->stderr_text, HasSubstr("[AGENT_UNREACHABLE]"));
+
+  node_->agent()->Signal(SIGKILL);
+  ASSERT_TRUE(node_->agent()->Wait(kStart).has_value());
+  r = RunCtl(probe);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << "the dead agent's socket file is left behind";
+  EXPECT_THAT(r->stderr_text, HasSubstr("[AGENT_UNREACHABLE]"));
 }
 
 }  // namespace
