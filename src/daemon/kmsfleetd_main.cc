@@ -234,6 +234,7 @@ int Main(int argc, char** argv) {
     std::cerr << "kmsfleetd: " << config.status().message() << "\n";
     return 2;
   }
+  SetLogTarget(config->log_target);
   if (check_only) {
     std::cout << config_path << ": ok (node " << config->node << ")\n";
     return 0;
