@@ -168,7 +168,8 @@ std::vector<std::string> JournalEntry(LogLevel level, std::string_view message,
   for (const auto& [key, value] : fields) {
     if (entry.size() == 3 + kMaxJournalFields) break;
     std::string name = JournalFieldName(key);
-    if (name.empty()) continue;
+    // An empty value says nothing a query could match on.
+    if (name.empty() || value.empty()) continue;
     entry.push_back(name + "=" + Bounded(value, kMaxJournalValue));
   }
   return entry;

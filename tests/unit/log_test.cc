@@ -68,8 +68,9 @@ TEST(JournalEntryTest, CutsOnACharacterBoundary) {
   EXPECT_EQ(field, "KMSFLEET_K=" + std::string(kMaxJournalValue - 4, 'v') + "...");
 }
 
-TEST(JournalEntryTest, DropsEmptyKeysAndBoundsTheFieldCount) {
+TEST(JournalEntryTest, DropsEmptyKeysAndValuesAndBoundsTheFieldCount) {
   EXPECT_EQ(JournalEntry(LogLevel::kInfo, "m", {{"", "v"}}, "x").size(), 3u);
+  EXPECT_EQ(JournalEntry(LogLevel::kInfo, "m", {{"reason", ""}}, "x").size(), 3u);
   std::vector<std::pair<std::string_view, std::string>> many;
   for (int i = 0; i < 40; ++i) many.emplace_back("k", std::to_string(i));
   std::vector<std::string> entry = JournalEntry(LogLevel::kInfo, "m", many, "x");

@@ -68,8 +68,8 @@ std::string JournalFieldName(std::string_view key);
 
 // The journal entry of one record, as the "NAME=value" strings
 // sd_journal_sendv sends: MESSAGE, PRIORITY (info 6, warn 4, error 3),
-// SYSLOG_IDENTIFIER=`identifier`, then KMSFLEET_<KEY> for each field in
-// order (at most kMaxJournalFields). Values longer than their bound are cut
+// SYSLOG_IDENTIFIER=`identifier`, then KMSFLEET_<KEY> for each field with a
+// value, in order (at most kMaxJournalFields). Values longer than their bound are cut
 // and end in "...". Pure.
 using LogFieldSpan = std::span<const std::pair<std::string_view, std::string>>;
 std::vector<std::string> JournalEntry(LogLevel level, std::string_view message,
