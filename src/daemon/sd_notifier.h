@@ -7,8 +7,9 @@
 //
 // The watchdog thread does not ping on a timer alone: every round it
 // connects to the agent's own socket afresh and calls Agent.GetOperation
-// (answered by a gRPC server thread through the executor's lock) and, for
-// a cluster member, Fleet.GetLeader (through the election node's lock, which its
+// with no id (refused at once by a gRPC server thread: the listener accepts
+// and the server's threads answer) and, for a cluster member,
+// Fleet.GetLeader (through the election node's lock, which its
 // tick loop takes every tick). DecideWatchdogPing then pings only if each
 // answered within half the watchdog interval; otherwise it logs why and
 // lets systemd's timer run out.
