@@ -122,7 +122,8 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     if (!leader.committed().payload().empty()) {
       absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
       if (plan.ok()) committed = *plan;
-      else Log(LogLevel::kError, "committed plan unreadable", {{"error", plan.status().ToString()}});
+      else Log(LogLevel::kError, "committed plan unreadable",
+                  {{"node", options_.self}, {"error", plan.status().ToString()}});
     }
     machine_ = std::make_unique<PlanMachine>(
         PlanMachineConfig{options_.self, options_.voters}, committed);
@@ -197,7 +198,9 @@ bool Coordinator::Commit(PlanReady& ready, Pending* command) {
     // Nothing the change authorises may run: forget it and decide again.
     machine_->Abandon();
     Log(LogLevel::kWarn, "plan change not committed",
-        {{"node", options_.self}, {"revision", std::to_string(ready.plan->revision())},
+        {{"node", options_.self}, {"plan", ready.plan->plan_id()},
+         {"phase", std::string(PlanPhaseName(ready.plan->phase()))},
+         {"revision", std::to_string(ready.plan->revision())},
          {"reason", ReasonOf(fence.status())}, {"error", std::string(fence.status().message())}});
     if (command != nullptr) Answer(*command, fence.status());
     return false;
@@ -288,9 +291,11 @@ void Coordinator::CountBlock(const absl::Status& blocked) {
 void Coordinator::Dispatch(const PlanAction& action) {
   if (action.kind == ActionKind::kHalt || action.kind == ActionKind::kBreakGlass) {
     CountRefusal(action.why);
+    const std::optional<v1::FleetPlan>& committed = machine_->committed();
     Log(LogLevel::kError,
         action.kind == ActionKind::kHalt ? "plan halted" : "plan entered break-glass",
-        {{"node", action.node}, {"reason", ReasonOf(action.why)},
+        {{"node", action.node}, {"plan", committed ? committed->plan_id() : ""},
+         {"operation", action.operation_id}, {"reason", ReasonOf(action.why)},
          {"error", std::string(action.why.message())}});
     return;
   }

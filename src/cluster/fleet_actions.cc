@@ -263,7 +263,7 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
   }
   if (r.status.ok()) {
     Log(LogLevel::kInfo, "kube-apiserver restarted",
-        {{"node", action.node}, {"done", response.done()},
+        {{"node", action.node}, {"operation", action.operation_id}, {"done", response.done()},
          {"ready_ms", std::to_string(response.ready_ms())}});
   }
   return r;

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "kmsfleet/core/caller_auth.h"
@@ -390,6 +391,18 @@ absl::Status ReadListen(const ConfigReader& r, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+ConfigReader::Handler LogTargetHandler(const ConfigReader& r, LogTarget& out) {
+  return [&r, &out](const YAML::Node& v, const std::string& key) {
+    const std::string& s = v.IsScalar() ? v.Scalar() : std::string();
+    std::optional<LogTarget> target = ParseLogTarget(s);
+    if (!target) {
+      return r.Error(v, key, "must be auto, journal or stderr, got \"" + s + "\"");
+    }
+    out = *target;
+    return absl::OkStatus();
+  };
+}
+
 absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
                       AgentConfig& config) {
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
@@ -419,6 +432,9 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
         }},
        {"metrics", [&](const YAML::Node& v, const std::string&) {
           return r.Mapping(v, "metrics", {{"listen", r.String(config.metrics_listen)}});
+        }},
+       {"log", [&](const YAML::Node& v, const std::string&) {
+          return r.Mapping(v, "log", {{"target", LogTargetHandler(r, config.log_target)}});
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
   if (config.cluster.enabled) KMSFLEET_RETURN_IF_ERROR(CheckClusterMembers(r, root, config));

@@ -17,6 +17,7 @@
 #include "kmsfleet/cluster/cluster_config.h"
 #include "kmsfleet/core/provider_config.h"
 #include "kmsfleet/node/apiserver_restart.h"
+#include "kmsfleet/node/log.h"
 #include "kmsfleet/node/provider_probe.h"
 
 namespace kmsfleet {
@@ -84,6 +85,9 @@ struct AgentConfig {
   // host:port for kmsfleetd's Prometheus /metrics; "" (the default) serves
   // none. docs/metrics.md lists the series.
   std::string metrics_listen;
+  // `log.target`: auto (the journal when stderr is connected to it, else
+  // stderr), journal or stderr. docs/logs.md.
+  LogTarget log_target = LogTarget::kAuto;
   // What LoadAgentConfig read from `provider_config` (empty when the file
   // does not exist): the OpenBao address and CA the fleet guards need.
   ProviderConfigFacts provider_facts;

@@ -1,7 +1,6 @@
 // kmsfleetd: the per-node agent. Loads its config, serves kmsfleet.v1.Agent
 // and stops cleanly on SIGTERM or SIGINT.
 #include <signal.h>
-#include <systemd/sd-daemon.h>
 
 #include <CLI/CLI.hpp>
 #include <prometheus/exposer.h>
@@ -12,6 +11,7 @@
 #include "daemon/event_metrics.h"
 #include "daemon/agent_server.h"
 #include "daemon/cluster_runtime.h"
+#include "daemon/sd_notifier.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/apiserver_restart.h"
@@ -214,12 +214,15 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
        {"mode", mode},
        {"unix", config.listen_unix},
        {"tcp_port", std::to_string(server.tcp_port())}});
-  sd_notify(0, "READY=1");
+  ServiceNotifier notifier({.node = config.node, .mode = mode,
+                            .agent_target = "unix:" + config.listen_unix,
+                            .cluster = *cluster != nullptr});
+  notifier.Ready();
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Log(LogLevel::kInfo, "stopping",
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
-  sd_notify(0, "STOPPING=1");
+  notifier.Stopping();
   server.Shutdown(kShutdownGrace);
   if (*cluster) (*cluster)->Stop(kShutdownGrace);
   Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
@@ -250,6 +253,7 @@ int Main(int argc, char** argv) {
     std::cerr << "kmsfleetd: " << config.status().message() << "\n";
     return 2;
   }
+  SetLogTarget(config->log_target);
   if (check_only) {
     std::cout << config_path << ": ok (node " << config->node << ")\n";
     return 0;

@@ -116,7 +116,8 @@ absl::Status Executor::Record(SwapJournal& j, SwapPhase phase) {
     phase_observer_(PhaseName(left), static_cast<double>(now - entered) / 1000.0);
   }
   Log(LogLevel::kInfo, "operation phase",
-      {{"operation", j.operation_id}, {"phase", std::string(PhaseName(phase))}});
+      {{"node", options_.node}, {"operation", j.operation_id},
+       {"phase", std::string(PhaseName(phase))}});
   Hook(PhaseName(phase));
   return absl::OkStatus();
 }
@@ -125,10 +126,11 @@ void Executor::Close(SwapJournal& j) {
   j.open = false;
   if (absl::Status s = Persist(j); !s.ok()) {
     Log(LogLevel::kError, "cannot close journal: " + std::string(s.message()),
-        {{"operation", j.operation_id}});
+        {{"node", options_.node}, {"operation", j.operation_id}, {"reason", ReasonOf(s)}});
   }
   Log(LogLevel::kInfo, "operation ended",
-      {{"operation", j.operation_id},
+      {{"node", options_.node},
+       {"operation", j.operation_id},
        {"phase", std::string(PhaseName(j.phase))},
        {"reason", j.failure_reason}});
 }
@@ -242,7 +244,8 @@ absl::StatusOr<SwapJournal> Executor::Start(
   if (absl::Status s = c.bound_to_plan ? plan_check_(what) : absl::OkStatus(); !s.ok()) {
     Unreserve();
     Log(LogLevel::kWarn, "command refused: not the plan's step",
-        {{"operation", id}, {"reason", ReasonOf(s)}, {"error", std::string(s.message())}});
+        {{"node", options_.node}, {"operation", id}, {"reason", ReasonOf(s)},
+         {"error", std::string(s.message())}});
     return s;
   }
   absl::StatusOr<SwapJournal> j = plan();

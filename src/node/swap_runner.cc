@@ -51,9 +51,11 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     if (result.ok()) result = Carry(j, step.action);
     if (!result.ok()) {
       Log(LogLevel::kWarn, std::string(result.message()),
-          {{"operation", j.operation_id},
+          {{"node", options_.node},
+           {"operation", j.operation_id},
            {"phase", std::string(PhaseName(j.phase))},
-           {"action", std::string(ActionName(step.action))}});
+           {"action", std::string(ActionName(step.action))},
+           {"reason", ReasonOf(result)}});
     }
     step = NextSwapStep(j, {step.action, result});
   }
@@ -65,7 +67,8 @@ void Executor::Recover(SwapJournal j) {
   absl::StatusOr<std::string> installed = seams_.installer.Observe();
   SwapStep first = RecoverySwapStep(j, installed.ok() ? *installed : "");
   Log(LogLevel::kInfo, "recovering operation",
-      {{"operation", j.operation_id},
+      {{"node", options_.node},
+       {"operation", j.operation_id},
        {"phase", std::string(PhaseName(j.phase))},
        {"action", std::string(ActionName(first.action))}});
   Run(std::move(j), std::move(first));
@@ -231,14 +234,16 @@ void Executor::RecordEvidenceAfter(SwapJournal& j) {
   if (j.evidence_dir.empty()) return;  // nothing was captured or changed
   absl::StatusOr<RegistryPair> pair = ReadRegistryPair(options_.registry_path);
   if (!pair.ok()) {
-    Log(LogLevel::kWarn, std::string(pair.status().message()), {{"operation", j.operation_id}});
+    Log(LogLevel::kWarn, std::string(pair.status().message()),
+        {{"node", options_.node}, {"operation", j.operation_id},
+         {"reason", ReasonOf(pair.status())}});
     return;
   }
   j.registry_sha256_after = pair->registry ? Sha256Hex(*pair->registry) : "";
   j.checkpoint_sha256_after = pair->checkpoint ? Sha256Hex(*pair->checkpoint) : "";
   if (absl::Status s = CheckEvidenceUnchanged(j, options_.registry_path); !s.ok()) {
     Log(LogLevel::kError, std::string(s.message()),
-        {{"operation", j.operation_id}, {"reason", ReasonOf(s)}});
+        {{"node", options_.node}, {"operation", j.operation_id}, {"reason", ReasonOf(s)}});
     j.failure_message += "; [" + ReasonOf(s) + "] " + std::string(s.message());
   }
 }

@@ -94,6 +94,25 @@ TEST(AgentConfigTest, WrongTypeIsRefused) {
   ExpectConfigError("node: cp-1\npeers: cp-2\n", "peers", 2, "must be a list");
 }
 
+TEST(AgentConfigTest, LogTargetDefaultsToAutoAndIsRead) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->log_target, LogTarget::kAuto);
+  for (auto [name, target] : {std::pair{"journal", LogTarget::kJournal},
+                              std::pair{"stderr", LogTarget::kStderr},
+                              std::pair{"auto", LogTarget::kAuto}}) {
+    c = ParseAgentConfig(std::string("node: cp-1\nlog:\n  target: ") + name + "\n", kFile);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->log_target, target) << name;
+  }
+}
+
+TEST(AgentConfigTest, UnknownLogTargetIsRefusedWithTheValue) {
+  ExpectConfigError("node: cp-1\nlog:\n  target: syslog\n", "log.target", 3,
+                    "must be auto, journal or stderr, got \"syslog\"");
+  ExpectConfigError("node: cp-1\nlog:\n  level: info\n", "log.level", 3, "unknown key");
+}
+
 TEST(AgentConfigTest, OutOfRangeNumberIsRefusedWithTheValue) {
   ExpectConfigError("node: cp-1\nprovider:\n  max_body_bytes: 10\n",
                     "provider.max_body_bytes", 3, "got 10");
