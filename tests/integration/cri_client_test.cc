@@ -149,6 +149,22 @@ TEST_F(CriClientTest, ImageStatusOfAnImageNotHeldIsEmpty) {
   EXPECT_FALSE(status->has_value());
 }
 
+// An image pulled before kmsfleet ran (the previous release's, kept for a
+// rollback) is found by its reference and reports its repository digest.
+TEST_F(CriClientTest, ImageStatusFindsAnImageHeldBeforeAnyPull) {
+  Images(R"({"ref":")" + kRepo + ":0.1.0@" + kDigestA + R"(","digest":")" + kDigestA +
+         R"(","image_id":")" + kImageIdA + R"(","present":true})");
+  absl::StatusOr<std::optional<CriImage>> status =
+      Client()->ImageStatus(kRepo + ":0.1.0@" + kDigestA);
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE(status->has_value());
+  EXPECT_EQ((*status)->id, kImageIdA);
+  EXPECT_EQ((*status)->repo_digests, std::vector<std::string>{kRefA});
+  EXPECT_EQ((*status)->repo_tags, std::vector<std::string>{kRepo + ":0.1.0"});
+  EXPECT_EQ(ReasonOf(Client()->ImageStatus(kRepo + ":0.1.0").status()),
+            reason::kImageRefNotPinned);
+}
+
 std::string ContainerJson(const std::string& id, const std::string& pod,
                           const std::string& state, int64_t created, const std::string& digest) {
   return R"({"id":")" + id + R"(","pod_name":")" + pod +

@@ -89,8 +89,9 @@ struct CriContainer {
 // metadata (`socket`, `call`). Errors common to all calls:
 //   Unavailable, CRI_UNREACHABLE: no socket at the path, or nothing answers;
 //   DeadlineExceeded, TIMEOUT: no answer within the call's deadline;
-//   Unavailable, CRI_CALL_FAILED: the runtime answered with an error or a
-//     response lacking what the call promises (or over kMaxCriMessageBytes).
+//   Unavailable, CRI_CALL_FAILED: the runtime answered with an error (code
+//     NotFound when it said NOT_FOUND), or with a response lacking what the
+//     call promises or larger than kMaxCriMessageBytes.
 class ContainerRuntime {
  public:
   virtual ~ContainerRuntime() = default;
