@@ -217,6 +217,27 @@ inline constexpr char kUploadNotFound[] = "UPLOAD_NOT_FOUND";
 // An agent could not fetch a coordinator:// source for Stage.
 inline constexpr char kArtifactFetchFailed[] = "ARTIFACT_FETCH_FAILED";
 
+// ---- Static-pod providers: images and the container runtime (issue 10,
+// image_ref.h and node/cri_client.h). ----
+// An image reference without a sha256 digest (`repo:tag`, `repo`): only
+// `repo[:tag]@sha256:<64 lower-case hex>` is accepted, as upstream `init`.
+inline constexpr char kImageRefNotPinned[] = "IMAGE_REF_NOT_PINNED";
+// An image reference that is not one: empty, too long, bad repository or
+// tag syntax, or a digest that is not sha256 with 64 lower-case hex digits.
+inline constexpr char kImageRefMalformed[] = "IMAGE_REF_MALFORMED";
+// The runtime holds, after a pull, an image whose digest is not the one
+// requested (or no such image at all).
+inline constexpr char kImageDigestMismatch[] = "IMAGE_DIGEST_MISMATCH";
+// The runtime refused or failed the pull (registry error, no space, …).
+inline constexpr char kImagePullFailed[] = "IMAGE_PULL_FAILED";
+// The CRI socket is absent or the runtime does not answer on it.
+inline constexpr char kCriUnreachable[] = "CRI_UNREACHABLE";
+// The runtime answered a CRI call with an error, or with a response that
+// lacks what the call promises (ContainerStatus without a status).
+inline constexpr char kCriCallFailed[] = "CRI_CALL_FAILED";
+// ContainerStatus of a container the runtime does not know.
+inline constexpr char kCriContainerNotFound[] = "CRI_CONTAINER_NOT_FOUND";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_CORE_REASONS_H_
