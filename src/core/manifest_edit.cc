@@ -8,6 +8,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cctype>
 #include <optional>
 #include <vector>
@@ -55,6 +56,72 @@ struct Found {
   std::string path;  // e.g. spec.containers[1].image, for messages
 };
 
+bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+// From `i`: past whitespace, comments and a `---` marker.
+size_t SkipBlank(std::string_view text, size_t i) {
+  while (i < text.size()) {
+    if (IsSpace(text[i])) {
+      ++i;
+    } else if (text[i] == '#') {
+      i = std::min(text.find('\n', i), text.size());
+    } else if (text.substr(i, 3) == "---" && (i + 3 == text.size() || IsSpace(text[i + 3]))) {
+      i += 3;
+    } else {
+      break;
+    }
+  }
+  return i;
+}
+
+// The index of the quote closing the quoted scalar opened at `i`.
+size_t EndOfQuoted(std::string_view text, size_t i) {
+  const char q = text[i];
+  for (size_t j = i + 1; j < text.size(); ++j) {
+    if (q == '"' && text[j] == '\\') {
+      ++j;
+    } else if (text[j] == q) {
+      if (q == '\'' && j + 1 < text.size() && text[j + 1] == '\'') {
+        ++j;
+        continue;
+      }
+      return j;
+    }
+  }
+  return text.size();
+}
+
+// yaml-cpp 0.7 loops, allocating without bound, on a document whose root
+// is a flow collection followed by ',' (a JSON manifest with a stray
+// trailing comma: `{...},`). That is invalid YAML anyway; it is found here
+// before the parser sees it. In flow context `[]{},` are indicators, so
+// counting them outside quoted scalars and comments finds the root's end.
+bool FlowRootThenComma(std::string_view text) {
+  size_t i = SkipBlank(text, text.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0);
+  if (i >= text.size() || (text[i] != '{' && text[i] != '[')) return false;
+  int depth = 0;
+  char prev = 0;  // the last significant character outside quoted scalars
+  for (; i < text.size(); ++i) {
+    const char c = text[i];
+    if ((c == '\'' || c == '"') && prev != 0 && std::string_view("{[,:").find(prev) != std::string_view::npos) {
+      i = EndOfQuoted(text, i);
+      prev = c;
+      continue;
+    }
+    if (c == '#' && IsSpace(text[i - 1])) {
+      i = std::min(text.find('\n', i), text.size());
+      continue;
+    }
+    if (c == '{' || c == '[') ++depth;
+    if ((c == '}' || c == ']') && --depth == 0) {
+      const size_t next = SkipBlank(text, i + 1);
+      return next < text.size() && text[next] == ',';
+    }
+    if (!IsSpace(c)) prev = c;
+  }
+  return false;
+}
+
 absl::StatusOr<YAML::Node> ParseOne(std::string_view text, std::string_view file) {
   if (text.size() > kMaxManifestBytes) {
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kInputTooLarge,
@@ -68,6 +135,11 @@ absl::StatusOr<YAML::Node> ParseOne(std::string_view text, std::string_view file
       text.starts_with("\xFF\xFE")) {
     return ManifestError(reason::kManifestMalformed, file, YAML::Mark::null_mark(), "(file)",
                          "not UTF-8 text (a NUL byte or a UTF-16 byte order mark)");
+  }
+  if (FlowRootThenComma(text)) {
+    return ManifestError(reason::kManifestMalformed, file, YAML::Mark::null_mark(), "(file)",
+                         "not valid YAML: the document's root flow collection is followed "
+                         "by ','");
   }
   std::vector<YAML::Node> docs;
   try {
