@@ -58,20 +58,24 @@ struct Found {
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
-// From `i`: past whitespace, comments and a `---` marker.
+// From `i`: past whitespace and comments.
 size_t SkipBlank(std::string_view text, size_t i) {
   while (i < text.size()) {
     if (IsSpace(text[i])) {
       ++i;
     } else if (text[i] == '#') {
       i = std::min(text.find('\n', i), text.size());
-    } else if (text.substr(i, 3) == "---" && (i + 3 == text.size() || IsSpace(text[i + 3]))) {
-      i += 3;
     } else {
       break;
     }
   }
   return i;
+}
+
+// Whether a document marker (`---` or `...`) starts at `i`.
+bool IsMarker(std::string_view text, size_t i) {
+  std::string_view m = text.substr(i, 3);
+  return (m == "---" || m == "...") && (i + 3 == text.size() || IsSpace(text[i + 3]));
 }
 
 // The index of the quote closing the quoted scalar opened at `i`.
@@ -91,19 +95,16 @@ size_t EndOfQuoted(std::string_view text, size_t i) {
   return text.size();
 }
 
-// yaml-cpp 0.7 loops, allocating without bound, on a document whose root
-// is a flow collection followed by ',' (a JSON manifest with a stray
-// trailing comma: `{...},`). That is invalid YAML anyway; it is found here
-// before the parser sees it. In flow context `[]{},` are indicators, so
-// counting them outside quoted scalars and comments finds the root's end.
-bool FlowRootThenComma(std::string_view text) {
-  size_t i = SkipBlank(text, text.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0);
-  if (i >= text.size() || (text[i] != '{' && text[i] != '[')) return false;
+// Where the flow collection opened at `i` closes (text.size() if never).
+// In flow context `[]{},` are indicators, so counting them outside quoted
+// scalars and comments finds its end.
+size_t EndOfFlow(std::string_view text, size_t i) {
   int depth = 0;
   char prev = 0;  // the last significant character outside quoted scalars
   for (; i < text.size(); ++i) {
     const char c = text[i];
-    if ((c == '\'' || c == '"') && prev != 0 && std::string_view("{[,:").find(prev) != std::string_view::npos) {
+    if ((c == '\'' || c == '"') && prev != 0 &&
+        std::string_view("{[,:").find(prev) != std::string_view::npos) {
       i = EndOfQuoted(text, i);
       prev = c;
       continue;
@@ -113,13 +114,27 @@ bool FlowRootThenComma(std::string_view text) {
       continue;
     }
     if (c == '{' || c == '[') ++depth;
-    if ((c == '}' || c == ']') && --depth == 0) {
-      const size_t next = SkipBlank(text, i + 1);
-      return next < text.size() && text[next] == ',';
-    }
+    if ((c == '}' || c == ']') && --depth == 0) return i;
     if (!IsSpace(c)) prev = c;
   }
-  return false;
+  return text.size();
+}
+
+// yaml-cpp 0.7 loops, allocating without bound, on some documents whose
+// root is a flow collection followed by more content (a JSON manifest with
+// a stray trailing comma: `{...},`). That is invalid YAML anyway; it is
+// found here, document by document, before the parser sees it.
+bool FlowRootWithTrailingContent(std::string_view text) {
+  size_t i = text.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
+  for (;;) {
+    i = SkipBlank(text, i);
+    while (i < text.size() && IsMarker(text, i)) i = SkipBlank(text, i + 3);
+    if (i >= text.size() || (text[i] != '{' && text[i] != '[')) return false;
+    const size_t close = EndOfFlow(text, i);
+    if (close >= text.size()) return false;  // unclosed: yaml-cpp reports it
+    i = SkipBlank(text, close + 1);
+    if (i < text.size() && !IsMarker(text, i)) return true;
+  }
 }
 
 absl::StatusOr<YAML::Node> ParseOne(std::string_view text, std::string_view file) {
@@ -136,10 +151,10 @@ absl::StatusOr<YAML::Node> ParseOne(std::string_view text, std::string_view file
     return ManifestError(reason::kManifestMalformed, file, YAML::Mark::null_mark(), "(file)",
                          "not UTF-8 text (a NUL byte or a UTF-16 byte order mark)");
   }
-  if (FlowRootThenComma(text)) {
+  if (FlowRootWithTrailingContent(text)) {
     return ManifestError(reason::kManifestMalformed, file, YAML::Mark::null_mark(), "(file)",
-                         "not valid YAML: the document's root flow collection is followed "
-                         "by ','");
+                         "not valid YAML: content after the document's root flow "
+                         "collection");
   }
   std::vector<YAML::Node> docs;
   try {

@@ -135,7 +135,9 @@ TEST(ManifestEditTest, RefusesMalformedManifests) {
         "spec: {}\n" + pod,
         // yaml-cpp 0.7 would loop without bound on these.
         std::string("{\"apiVersion\": \"v1\", \"kind\": \"Pod\"},\n"),
-        std::string("# c\n---\n[a, {b: \"]}\"}] # ]\n  , x\n")}) {
+        std::string("# c\n---\n[a, {b: \"]}\"}] # ]\n  , x\n"),
+        std::string("{\"kind\":}\"Pod\", \"x\": 1}\n"),
+        std::string("{a: 1}\n---\n{b: 2} x\n")}) {
     absl::Status s = Rejected(text);
     EXPECT_EQ(ReasonOf(s), reason::kManifestMalformed) << text << "\n" << s;
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
