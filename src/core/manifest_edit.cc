@@ -129,6 +129,11 @@ bool FlowRootWithTrailingContent(std::string_view text) {
   for (;;) {
     i = SkipBlank(text, i);
     while (i < text.size() && IsMarker(text, i)) i = SkipBlank(text, i + 3);
+    // Node properties before the root: an anchor (&a) or a tag (!!map).
+    while (i < text.size() && (text[i] == '&' || text[i] == '!')) {
+      while (i < text.size() && !IsSpace(text[i])) ++i;
+      i = SkipBlank(text, i);
+    }
     if (i >= text.size() || (text[i] != '{' && text[i] != '[')) return false;
     const size_t close = EndOfFlow(text, i);
     if (close >= text.size()) return false;  // unclosed: yaml-cpp reports it

@@ -137,7 +137,7 @@ TEST(ManifestEditTest, RefusesMalformedManifests) {
         std::string("{\"apiVersion\": \"v1\", \"kind\": \"Pod\"},\n"),
         std::string("# c\n---\n[a, {b: \"]}\"}] # ]\n  , x\n"),
         std::string("{\"kind\":}\"Pod\", \"x\": 1}\n"),
-        std::string("{a: 1}\n---\n{b: 2} x\n")}) {
+        std::string("{a: 1}\n---\n{b: 2} x\n"), std::string("&a !!map {a: 1}, b\n")}) {
     absl::Status s = Rejected(text);
     EXPECT_EQ(ReasonOf(s), reason::kManifestMalformed) << text << "\n" << s;
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
