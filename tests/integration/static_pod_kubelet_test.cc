@@ -71,6 +71,7 @@ class StaticPodKubeletTest : public ::testing::Test {
     WriteFile(dir_.File("config.yaml"),
               "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_.File("kms.sock") +
                   "\n  metricsAddress: 127.0.0.1:0\n  healthAddress: 127.0.0.1:0\n");
+    WriteFile(scenario_, Scenario());
     ASSERT_TRUE(WriteFileAtomic(live_, Manifest(kOldDigest), 0600).ok());
     kubelet_ = std::make_unique<ChildProcess>(
         std::vector<std::string>{FAKE_KUBELET_PATH, "--manifest-dir", manifests_,
@@ -80,9 +81,13 @@ class StaticPodKubeletTest : public ::testing::Test {
                                  dir_.File("config.yaml"), "--provider-listen-info",
                                  dir_.File("listen.json"), "--provider-log",
                                  dir_.File("provider.log"), "--event-log", events_,
-                                 "--poll-ms", "10"},
+                                 "--provider-scenario", scenario_, "--poll-ms", "10",
+                                 "--restart-backoff-ms", "50"},
         ChildOptions{dir_.File("kubelet.out")});
   }
+
+  // The fake provider's scenario (tests/fakes/README.md) at the first start.
+  virtual std::string Scenario() { return "{}\n"; }
 
   // The version the provider's metrics show now ("" when none answers).
   std::string ServedVersion() {
@@ -114,6 +119,7 @@ class StaticPodKubeletTest : public ::testing::Test {
   std::string cri_ = dir_.File("cri"), evidence_ = state_ + "/operations/op1";
   std::string live_ = manifests_ + "/bao-kms-provider.yaml";
   std::string events_ = dir_.File("events.jsonl");
+  std::string scenario_ = dir_.File("scenario.yaml");
   std::unique_ptr<ChildProcess> kubelet_;
 };
 
@@ -185,6 +191,34 @@ TEST_F(StaticPodKubeletTest, TheFakeCatchesATempFileAndATornWrite) {
   }
   EXPECT_TRUE(partial_seen) << ReadFile(events_);
   EXPECT_FALSE(EventsNamed(events_, "manifest_invalid").empty()) << ReadFile(events_);
+}
+
+// A provider that exits at start is restarted as a new container with the
+// next attempt, as restartPolicy: Always does, until it stays up.
+class CrashLoopTest : public StaticPodKubeletTest {
+ protected:
+  std::string Scenario() override { return "exit_on_start: true\n"; }
+};
+
+TEST_F(CrashLoopTest, AnExitedProviderIsRestartedAsANewContainer) {
+  ASSERT_TRUE(WaitUntil([&] { return EventsNamed(events_, "container_exited").size() >= 2; }, 20s))
+      << ReadFile(events_);
+  WriteFile(scenario_, "exit_on_start: false\n");
+  ASSERT_TRUE(Serves("0.2.0")) << ReadFile(events_);
+  boost::json::array containers = Containers();
+  ASSERT_GE(containers.size(), 3u);
+  std::set<std::string> ids;
+  for (size_t i = 0; i < containers.size(); ++i) {
+    const boost::json::object& c = containers[i].as_object();
+    ids.insert(std::string(c.at("id").as_string()));
+    // Consecutive attempts (the oldest may have been dropped from the list).
+    EXPECT_EQ(c.at("attempt").to_number<int>(),
+              containers[0].at("attempt").to_number<int>() + static_cast<int>(i));
+    EXPECT_EQ(c.at("image_id").as_string(), kOldDigest);
+    EXPECT_EQ(c.at("state").as_string(),
+              i + 1 == containers.size() ? "CONTAINER_RUNNING" : "CONTAINER_EXITED");
+  }
+  EXPECT_EQ(ids.size(), containers.size());
 }
 
 }  // namespace
