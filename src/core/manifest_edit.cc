@@ -6,11 +6,12 @@
 // re-format the operator's whole file, which is what this avoids.
 #include "kmsfleet/core/manifest_edit.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
 #include <cctype>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "kmsfleet/core/reasons.h"
@@ -56,90 +57,57 @@ struct Found {
   std::string path;  // e.g. spec.containers[1].image, for messages
 };
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+// yaml-cpp 0.7 never finishes some invalid documents: after a root flow
+// collection followed by more content (a JSON manifest with a trailing
+// comma, `{...},`) its parser emits events without end while the node
+// builder allocates without bound. A first pass only counts the events;
+// a real manifest has far fewer than its bytes.
+class EventBudget final : public YAML::EventHandler {
+ public:
+  struct Exhausted {};
+  explicit EventBudget(size_t budget) : left_(budget) {}
 
-// From `i`: past whitespace and comments.
-size_t SkipBlank(std::string_view text, size_t i) {
-  while (i < text.size()) {
-    if (IsSpace(text[i])) {
-      ++i;
-    } else if (text[i] == '#') {
-      i = std::min(text.find('\n', i), text.size());
-    } else {
-      break;
-    }
+  // YAML::EventHandler
+  void OnDocumentStart(const YAML::Mark&) override { Spend(); }
+  void OnDocumentEnd() override { Spend(); }
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override { Spend(); }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override { Spend(); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Spend();
   }
-  return i;
-}
-
-// Whether a document marker (`---` or `...`) starts at `i`.
-bool IsMarker(std::string_view text, size_t i) {
-  std::string_view m = text.substr(i, 3);
-  return (m == "---" || m == "...") && (i + 3 == text.size() || IsSpace(text[i + 3]));
-}
-
-// The index of the quote closing the quoted scalar opened at `i`.
-size_t EndOfQuoted(std::string_view text, size_t i) {
-  const char q = text[i];
-  for (size_t j = i + 1; j < text.size(); ++j) {
-    if (q == '"' && text[j] == '\\') {
-      ++j;
-    } else if (text[j] == q) {
-      if (q == '\'' && j + 1 < text.size() && text[j + 1] == '\'') {
-        ++j;
-        continue;
-      }
-      return j;
-    }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Spend();
   }
-  return text.size();
-}
-
-// Where the flow collection opened at `i` closes (text.size() if never).
-// In flow context `[]{},` are indicators, so counting them outside quoted
-// scalars and comments finds its end.
-size_t EndOfFlow(std::string_view text, size_t i) {
-  int depth = 0;
-  char prev = 0;  // the last significant character outside quoted scalars
-  for (; i < text.size(); ++i) {
-    const char c = text[i];
-    if ((c == '\'' || c == '"') && prev != 0 &&
-        std::string_view("{[,:").find(prev) != std::string_view::npos) {
-      i = EndOfQuoted(text, i);
-      prev = c;
-      continue;
-    }
-    if (c == '#' && IsSpace(text[i - 1])) {
-      i = std::min(text.find('\n', i), text.size());
-      continue;
-    }
-    if (c == '{' || c == '[') ++depth;
-    if ((c == '}' || c == ']') && --depth == 0) return i;
-    if (!IsSpace(c)) prev = c;
+  void OnSequenceEnd() override { Spend(); }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Spend();
   }
-  return text.size();
-}
+  void OnMapEnd() override { Spend(); }
 
-// yaml-cpp 0.7 loops, allocating without bound, on some documents whose
-// root is a flow collection followed by more content (a JSON manifest with
-// a stray trailing comma: `{...},`). That is invalid YAML anyway; it is
-// found here, document by document, before the parser sees it.
-bool FlowRootWithTrailingContent(std::string_view text) {
-  size_t i = text.starts_with(kUtf8Bom) ? kUtf8Bom.size() : 0;
-  for (;;) {
-    i = SkipBlank(text, i);
-    while (i < text.size() && IsMarker(text, i)) i = SkipBlank(text, i + 3);
-    // Node properties before the root: an anchor (&a) or a tag (!!map).
-    while (i < text.size() && (text[i] == '&' || text[i] == '!')) {
-      while (i < text.size() && !IsSpace(text[i])) ++i;
-      i = SkipBlank(text, i);
-    }
-    if (i >= text.size() || (text[i] != '{' && text[i] != '[')) return false;
-    const size_t close = EndOfFlow(text, i);
-    if (close >= text.size()) return false;  // unclosed: yaml-cpp reports it
-    i = SkipBlank(text, close + 1);
-    if (i < text.size() && !IsMarker(text, i)) return true;
+ private:
+  void Spend() {
+    if (left_-- == 0) throw Exhausted{};
   }
+  size_t left_;
+};
+
+// Whether yaml-cpp's parser ends on `text` within a bounded number of
+// events. YAML errors are left for the real parse to report.
+bool ParserTerminates(const std::string& text) {
+  std::istringstream in(text);
+  EventBudget budget(4 * text.size() + 1024);
+  try {
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(budget)) {
+    }
+  } catch (const EventBudget::Exhausted&) {
+    return false;
+  } catch (const YAML::Exception&) {
+  }
+  return true;
 }
 
 absl::StatusOr<YAML::Node> ParseOne(std::string_view text, std::string_view file) {
@@ -156,14 +124,15 @@ absl::StatusOr<YAML::Node> ParseOne(std::string_view text, std::string_view file
     return ManifestError(reason::kManifestMalformed, file, YAML::Mark::null_mark(), "(file)",
                          "not UTF-8 text (a NUL byte or a UTF-16 byte order mark)");
   }
-  if (FlowRootWithTrailingContent(text)) {
+  const std::string copy(text);
+  if (!ParserTerminates(copy)) {
     return ManifestError(reason::kManifestMalformed, file, YAML::Mark::null_mark(), "(file)",
-                         "not valid YAML: content after the document's root flow "
-                         "collection");
+                         "not valid YAML: the parser did not finish (content after the "
+                         "document's root flow collection?)");
   }
   std::vector<YAML::Node> docs;
   try {
-    docs = YAML::LoadAll(std::string(text));
+    docs = YAML::LoadAll(copy);
   } catch (const YAML::Exception& e) {
     return ManifestError(reason::kManifestMalformed, file, e.mark, "(file)",
                          "not valid YAML: " + e.msg);
