@@ -185,6 +185,10 @@ TEST_F(StaticPodInstallerTest, RefusesAStateDirectoryOnAnotherFilesystem) {
   }
   char shm_state[] = "/dev/shm/kmsfleet-state-XXXXXX";
   ASSERT_NE(mkdtemp(shm_state), nullptr);
+  struct RemoveAll {
+    std::string path;
+    ~RemoveAll() { std::filesystem::remove_all(path); }
+  } cleanup{shm_state};
   auto installer =
       NewStaticPodInstaller({live_, shm_state, kDefaultProviderContainer, nullptr});
   absl::Status s = installer->Install(release_, release_sha_);
@@ -192,7 +196,6 @@ TEST_F(StaticPodInstallerTest, RefusesAStateDirectoryOnAnotherFilesystem) {
   EXPECT_NE(s.message().find(manifest_dir_), std::string::npos) << s;
   EXPECT_EQ(ReadFile(live_), Manifest(kOldImage));
   EXPECT_EQ(Entries(std::string(shm_state) + "/manifest-staging"), std::vector<std::string>{});
-  std::filesystem::remove_all(shm_state);
 }
 
 // Runs Install in a child process whose step hook SIGKILLs it, as a crash
