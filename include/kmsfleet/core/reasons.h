@@ -238,6 +238,27 @@ inline constexpr char kCriCallFailed[] = "CRI_CALL_FAILED";
 // ContainerStatus of a container the runtime does not know.
 inline constexpr char kCriContainerNotFound[] = "CRI_CONTAINER_NOT_FOUND";
 
+// ---- Static-pod manifest and installer (issue 10, helper E). ----
+// The manifest is not YAML, not one document, or not shaped like a Pod
+// (root, spec, spec.containers of the wrong type, a duplicate key).
+inline constexpr char kManifestMalformed[] = "MANIFEST_MALFORMED";
+// The manifest is YAML but not apiVersion v1, kind Pod.
+inline constexpr char kManifestNotAPod[] = "MANIFEST_NOT_A_POD";
+// spec.containers holds no container of the provider's name, or several.
+inline constexpr char kManifestContainerNotFound[] = "MANIFEST_CONTAINER_NOT_FOUND";
+// The provider container's image is absent, or written in a form whose
+// bytes cannot be replaced safely (block, multi-line, escaped, tagged,
+// anchored or aliased scalar).
+inline constexpr char kManifestImageUneditable[] = "MANIFEST_IMAGE_UNEDITABLE";
+// A new image value outside the characters an image reference uses.
+inline constexpr char kManifestImageInvalid[] = "MANIFEST_IMAGE_INVALID";
+// The edited manifest, parsed again, differs elsewhere than the image.
+inline constexpr char kManifestEditUnverified[] = "MANIFEST_EDIT_UNVERIFIED";
+// The state directory (where the new manifest is written first) and the
+// manifest directory are on different filesystems, so rename(2) cannot
+// move the file into place atomically.
+inline constexpr char kManifestCrossDevice[] = "MANIFEST_CROSS_DEVICE";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_CORE_REASONS_H_

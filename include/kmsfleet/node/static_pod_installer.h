@@ -1,0 +1,81 @@
+// The static-pod Installer (architecture.md §4, issue 10): the provider's
+// manifest in the kubelet's manifest directory, replaced so that the
+// kubelet only ever sees the old manifest or the new one, whole.
+//
+// What a "release" is in this mode: a rendered manifest, a regular file in
+// the state directory (RenderReleaseManifest writes one from the live
+// manifest and a new image). Observe() and Digest() return SHA-256 of
+// manifest files, so the swap journal's target_sha256/previous_sha256 keep
+// their meaning: "these exact bytes are installed". Capture() copies the
+// live manifest into the evidence directory as `previous-manifest.yaml`
+// (the backup a rollback reinstalls).
+//
+// Install writes the new manifest to a temp file in
+// `<state_dir>/manifest-staging/`, never in the manifest directory: the
+// kubelet runs every file it finds there and reads a file while it is
+// being written. The temp file is fsynced and renamed into place, then the
+// directory is fsynced. rename(2) is atomic only within one filesystem
+// (and one mount), so the state directory must be on the manifest
+// directory's; otherwise Install refuses (MANIFEST_CROSS_DEVICE) and
+// changes nothing.
+// Thread-compatible: the executor runs one operation at a time.
+#ifndef KMSFLEET_NODE_STATIC_POD_INSTALLER_H_
+#define KMSFLEET_NODE_STATIC_POD_INSTALLER_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/manifest_edit.h"
+#include "kmsfleet/node/installer.h"
+
+namespace kmsfleet {
+
+inline constexpr char kDefaultStaticPodManifest[] =
+    "/etc/kubernetes/manifests/bao-kms-provider.yaml";
+
+struct StaticPodInstallerOptions {
+  std::string manifest_path = kDefaultStaticPodManifest;
+  // kmsfleetd's state directory; temp files go below it. Must be on the
+  // manifest directory's filesystem.
+  std::string state_dir;
+  std::string container = kDefaultProviderContainer;
+  // Test seam, called with "staged" (the temp file is written and fsynced,
+  // not renamed) and "renamed" (in place, the directory not yet fsynced).
+  std::function<void(std::string_view step)> step_hook = nullptr;
+};
+
+// Install(release, sha256), beyond the Installer contract:
+//   - nothing happens when the live manifest's SHA-256 is `sha256` already;
+//   - the release must be a regular file (no symlink) of at most
+//     kMaxManifestBytes whose SHA-256 is `sha256` (CHECKSUM_MISMATCH) and
+//     which is a v1 Pod with the provider's container and an image (the
+//     manifest_edit.h reasons): the kubelet never gets a file it would
+//     drop;
+//   - the new manifest keeps the live one's permission bits (0600 when
+//     there is none);
+//   - temp files left by an interrupted Install are removed on the next.
+// Errors: those, MANIFEST_CROSS_DEVICE (FailedPrecondition, naming both
+// directories), ARTIFACT_IO naming the path. On any error the live manifest
+// is as it was.
+// Observe and Capture refuse a live manifest that is a symlink
+// (NOT_REGULAR_FILE): a rename would replace the link, not its target.
+std::unique_ptr<Installer> NewStaticPodInstaller(StaticPodInstallerOptions options);
+
+// Renders a release: the manifest at `live_manifest` with the provider
+// container's image replaced by `new_image` (ReplaceManifestImage, every
+// other byte kept), written atomically to `dest` (0600; its directory must
+// exist). Returns the SHA-256 of what was written. Errors: ARTIFACT_IO,
+// NOT_REGULAR_FILE, INPUT_TOO_LARGE and the manifest_edit.h reasons, naming
+// the live manifest; `dest` is untouched on error.
+absl::StatusOr<std::string> RenderReleaseManifest(
+    const std::string& live_manifest, std::string_view new_image, const std::string& dest,
+    std::string_view container = kDefaultProviderContainer);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_STATIC_POD_INSTALLER_H_

@@ -1,0 +1,189 @@
+// The static-pod installer (static_pod_installer.h): the provider's
+// manifest replaced by a temp file in the state directory, fsync, rename
+// into the kubelet's manifest directory, fsync of that directory.
+#include "kmsfleet/node/static_pod_installer.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
+
+namespace kmsfleet {
+namespace {
+
+constexpr char kTempPrefix[] = "manifest.tmp.";
+
+absl::Status IoError(std::string_view op, const std::string& path, int err) {
+  absl::StatusCode code = err == ENOENT   ? absl::StatusCode::kNotFound
+                          : err == EACCES ? absl::StatusCode::kPermissionDenied
+                                          : absl::StatusCode::kUnavailable;
+  return MakeError(code, reason::kArtifactIo,
+                   std::string(op) + " " + path + ": " + std::strerror(err), {{"path", path}});
+}
+
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+absl::Status CrossDevice(const std::string& staging, const std::string& manifest_dir) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kManifestCrossDevice,
+                   "the state directory's " + staging + " and the manifest directory " +
+                       manifest_dir +
+                       " are on different filesystems (or mounts), so the new manifest "
+                       "cannot be renamed into place atomically; put the state directory "
+                       "on the manifest directory's filesystem",
+                   {{"path", staging}, {"manifest_dir", manifest_dir}});
+}
+
+// Reads the release and checks it is what the journal says it is.
+absl::StatusOr<std::string> ReadRelease(const std::string& release, const std::string& sha256) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string content, ReadBoundedFile(release, kMaxManifestBytes));
+  const std::string actual = Sha256Hex(content);
+  if (actual != sha256) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                     "SHA-256 of " + release + " is " + actual + ", expected " + sha256,
+                     {{"file", release}, {"expected", sha256}, {"actual", actual}});
+  }
+  return content;
+}
+
+class StaticPodInstaller final : public Installer {
+ public:
+  explicit StaticPodInstaller(StaticPodInstallerOptions options)
+      : o_(std::move(options)),
+        staging_(o_.state_dir + "/manifest-staging"),
+        manifest_dir_(DirOf(o_.manifest_path)) {}
+
+  // kmsfleet::Installer
+  absl::StatusOr<std::string> Observe() override { return Sha256File(o_.manifest_path); }
+
+  absl::StatusOr<std::string> Digest(const std::string& release) override {
+    return Sha256File(release);
+  }
+
+  absl::StatusOr<CapturedRelease> Capture(const std::string& evidence_dir) override {
+    CapturedRelease out;
+    out.path = evidence_dir + "/previous-manifest.yaml";
+    KMSFLEET_ASSIGN_OR_RETURN(
+        out.sha256, CopyFileAtomic(o_.manifest_path, out.path, 0600, "", kMaxManifestBytes));
+    return out;
+  }
+
+  absl::Status Install(const std::string& release, const std::string& sha256) override {
+    // Observe before acting: an interrupted operation may have put it in
+    // place already.
+    absl::StatusOr<std::string> installed = Sha256File(o_.manifest_path);
+    if (installed.ok() && *installed == sha256) return absl::OkStatus();
+    KMSFLEET_ASSIGN_OR_RETURN(std::string content, ReadRelease(release, sha256));
+    KMSFLEET_RETURN_IF_ERROR(ObserveManifestImage(content, release, o_.container).status());
+    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(o_.state_dir, 0700));
+    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(staging_, 0700));
+    RemoveStaleTemps();
+    KMSFLEET_RETURN_IF_ERROR(CheckSameFilesystem());
+    KMSFLEET_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(content, LiveMode()));
+    Hook("staged");
+    if (rename(tmp.c_str(), o_.manifest_path.c_str()) != 0) {
+      const int err = errno;
+      unlink(tmp.c_str());
+      if (err == EXDEV) return CrossDevice(staging_, manifest_dir_);
+      return IoError("rename into", o_.manifest_path, err);
+    }
+    Hook("renamed");
+    return FsyncDir(manifest_dir_);
+  }
+
+ private:
+  void Hook(std::string_view step) const {
+    if (o_.step_hook) o_.step_hook(step);
+  }
+
+  // Same st_dev is necessary, not sufficient (two bind mounts of one
+  // filesystem share it, and rename then fails with EXDEV, which Install
+  // also maps); this check refuses the common case before anything is
+  // written.
+  absl::Status CheckSameFilesystem() const {
+    struct stat staging {}, manifests {};
+    if (stat(staging_.c_str(), &staging) != 0) return IoError("stat", staging_, errno);
+    if (stat(manifest_dir_.c_str(), &manifests) != 0) {
+      return IoError("stat", manifest_dir_, errno);
+    }
+    if (staging.st_dev != manifests.st_dev) return CrossDevice(staging_, manifest_dir_);
+    return absl::OkStatus();
+  }
+
+  // The live manifest's permission bits, so the kubelet (and an operator's
+  // audit) sees no change there; 0600 as kubeadm writes them otherwise.
+  unsigned LiveMode() const {
+    struct stat st {};
+    if (lstat(o_.manifest_path.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+      return st.st_mode & 07777;
+    }
+    return 0600;
+  }
+
+  // A temp file of this call's own in the staging directory, holding
+  // `content`, fsynced; returns its path.
+  absl::StatusOr<std::string> WriteTemp(const std::string& content, unsigned mode) const {
+    std::string tmp = staging_ + "/" + kTempPrefix + "XXXXXX";
+    ScopedFd fd(mkostemp(tmp.data(), O_CLOEXEC));
+    if (fd.get() < 0) return IoError("create a temp file in", staging_, errno);
+    absl::Status s = absl::OkStatus();
+    if (fchmod(fd.get(), mode) != 0) s = IoError("chmod", tmp, errno);
+    for (size_t done = 0; s.ok() && done < content.size();) {
+      ssize_t n = write(fd.get(), content.data() + done, content.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) s = IoError("write", tmp, errno);
+      if (n > 0) done += static_cast<size_t>(n);
+    }
+    if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
+    if (!s.ok()) {
+      unlink(tmp.c_str());
+      return s;
+    }
+    return tmp;
+  }
+
+  // Temp files of an Install that was killed before its rename. Best
+  // effort: one left behind wastes a few KiB and is retried next time.
+  void RemoveStaleTemps() const {
+    DIR* d = opendir(staging_.c_str());
+    if (d == nullptr) return;
+    while (dirent* e = readdir(d)) {
+      if (std::string_view(e->d_name).starts_with(kTempPrefix)) {
+        unlinkat(dirfd(d), e->d_name, 0);
+      }
+    }
+    closedir(d);
+  }
+
+  StaticPodInstallerOptions o_;
+  std::string staging_, manifest_dir_;
+};
+
+}  // namespace
+
+std::unique_ptr<Installer> NewStaticPodInstaller(StaticPodInstallerOptions options) {
+  return std::make_unique<StaticPodInstaller>(std::move(options));
+}
+
+absl::StatusOr<std::string> RenderReleaseManifest(const std::string& live_manifest,
+                                                  std::string_view new_image,
+                                                  const std::string& dest,
+                                                  std::string_view container) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string live, ReadBoundedFile(live_manifest, kMaxManifestBytes));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string edited,
+                            ReplaceManifestImage(live, new_image, live_manifest, container));
+  KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dest, edited, 0600));
+  return Sha256Hex(edited);
+}
+
+}  // namespace kmsfleet
