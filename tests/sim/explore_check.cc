@@ -98,7 +98,7 @@ std::string ExState::Canonical() const {
   }
   out << 'M';
   for (const auto& [text, entry] : inflight_) out << text << '*' << entry.second << '\n';
-  out << 'B' << crashes_left_ << ',' << duplications_left_ << 'L';
+  out << 'B' << crashes_left_ << ',' << duplications_left_ << ',' << forgeries_left_ << 'L';
   for (const auto& [term, leader] : leader_of_term_) out << term << leader << ';';
   out << 'C';
   for (const auto& [index, r] : committed_index_) Put(out, r);

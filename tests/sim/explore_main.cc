@@ -8,9 +8,12 @@
 // Options: --start fresh|elected|swapping (default elected: after a
 // fault-free prefix up to n1 leading term 1 and committing n2 in flight;
 // swapping: further, until n2 has admitted its swap), --max-term T (2),
-// --max-messages M (6), --crashes C (1), --duplications D (1), --mutate
+// --max-messages M (6), --crashes C (1), --duplications D (1), --forgeries F (1: swaps the
+// adversary sends under made-up fences), --mutate
 // release-rollback-failed|skip-fence-guard (a broken rule in this world
-// model), --counterexample FILE (default explore-counterexample.txt).
+// model), --counterexample FILE (default explore-counterexample.txt),
+// --shortest (iterative deepening: a shortest counterexample), --max-states
+// N (stop, exit 3, beyond N states; 30 M by default, about 2 GiB).
 // Exit 0 when no invariant failed, 1 with a counterexample, 2 on misuse.
 #include <chrono>
 #include <cstdlib>
@@ -37,6 +40,7 @@ struct Options {
   Start start = Start::kElected;
   std::string counterexample = "explore-counterexample.txt";
   std::string replay;
+  bool shortest = false;
   size_t max_states = 30000000;  // about 2 GiB of fingerprints
   std::string command_line;
 };
@@ -146,9 +150,8 @@ struct Frame {
 // A state is explored again only when reached with more of the bound left
 // than before (nearer the start), so every state within the bound is
 // explored with every schedule the bound allows below it.
-int Explore(const Options& o) {
+int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
   auto started = std::chrono::steady_clock::now();
-  std::vector<Event> prefix = Prefix(o.config, o.start);
   ExState start(o.config);
   for (const Event& e : prefix) start.Apply(e, nullptr);
   std::unordered_map<Fingerprint, int, FingerprintHash> best;
@@ -206,6 +209,18 @@ int Explore(const Options& o) {
   return 0;
 }
 
+// --shortest: bounds 1, 2, ... in turn (iterative deepening), so that a
+// counterexample is one of the shortest; the last bound dominates the cost.
+int Explore(const Options& o) {
+  std::vector<Event> prefix = Prefix(o.config, o.start);
+  if (!o.shortest) return ExploreTo(o, prefix);
+  Options each = o;
+  for (each.bound = 1; each.bound <= o.bound; ++each.bound) {
+    if (int rc = ExploreTo(each, prefix); rc != 0) return rc;
+  }
+  return 0;
+}
+
 // Replays a transcript: each command's events must match, and the
 // violation (if any) is reported.
 int Replay(const Options& o) {
@@ -244,6 +259,10 @@ bool ParseArgs(int argc, char** argv, Options& o) {
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     o.command_line += " " + arg;
+    if (arg == "--shortest") {
+      o.shortest = true;
+      continue;
+    }
     if (i + 1 >= argc) return false;
     std::string value = argv[++i];
     o.command_line += " " + value;
@@ -253,6 +272,7 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     else if (arg == "--max-messages") o.config.max_messages = n;
     else if (arg == "--crashes") o.config.crashes = n;
     else if (arg == "--duplications") o.config.duplications = n;
+    else if (arg == "--forgeries") o.config.forgeries = n;
     else if (arg == "--max-states") o.max_states = static_cast<size_t>(std::atoll(value.c_str()));
     else if (arg == "--counterexample") o.counterexample = value;
     else if (arg == "--replay") o.replay = value;
@@ -274,7 +294,7 @@ int main(int argc, char** argv) {
   if (!kmsfleet::sim::ParseArgs(argc, argv, o)) {
     std::cerr << "usage: " << argv[0]
               << " [--bound N] [--start fresh|elected|swapping] [--max-term T] [--max-messages M]"
-                 " [--crashes C] [--duplications D] [--mutate release-rollback-failed|"
+                 " [--crashes C] [--duplications D] [--forgeries F] [--mutate release-rollback-failed|"
                  "skip-fence-guard] [--counterexample FILE] | --replay FILE [--mutate ...]\n";
     return 2;
   }

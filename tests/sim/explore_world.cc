@@ -3,6 +3,7 @@
 #include "explore_world.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 
 #include "explore_access.h"
@@ -97,6 +98,7 @@ std::string EventText(const Event& e) {
     case EventKind::kCrash: return "crash " + e.node;
     case EventKind::kRestart: return "restart " + e.node;
     case EventKind::kFinish: return "finish " + e.node + " " + std::string(PhaseName(e.outcome));
+    case EventKind::kForge: return "forge " + FenceText(e.fence);
   }
   return "";
 }
@@ -106,7 +108,7 @@ absl::StatusOr<Event> ParseEvent(const std::string& text) {
       {"tick", EventKind::kTick},         {"deliver", EventKind::kDeliver},
       {"drop", EventKind::kDrop},         {"duplicate", EventKind::kDuplicate},
       {"crash", EventKind::kCrash},       {"restart", EventKind::kRestart},
-      {"finish", EventKind::kFinish}};
+      {"finish", EventKind::kFinish},     {"forge", EventKind::kForge}};
   size_t space = text.find(' ');
   auto it = kKinds.find(text.substr(0, space));
   if (space == std::string::npos || it == kKinds.end()) {
@@ -118,6 +120,16 @@ absl::StatusOr<Event> ParseEvent(const std::string& text) {
   if (e.kind == EventKind::kDeliver || e.kind == EventKind::kDrop ||
       e.kind == EventKind::kDuplicate) {
     e.message = rest;
+    return e;
+  }
+  if (e.kind == EventKind::kForge) {
+    size_t a = rest.find('/');
+    size_t b = a == std::string::npos ? a : rest.find('/', a + 1);
+    if (b == std::string::npos) return absl::InvalidArgumentError("no fence in \"" + text + "\"");
+    e.fence.set_term(std::strtoull(rest.substr(0, a).c_str(), nullptr, 10));
+    e.fence.set_index(std::strtoull(rest.substr(a + 1, b - a - 1).c_str(), nullptr, 10));
+    e.fence.set_in_flight(rest.substr(b + 1));
+    e.node = e.fence.in_flight();
     return e;
   }
   std::istringstream in(rest);
@@ -135,7 +147,8 @@ absl::StatusOr<Event> ParseEvent(const std::string& text) {
 ExState::ExState(const ExploreConfig& config)
     : config_(config),
       crashes_left_(config.crashes),
-      duplications_left_(config.duplications) {
+      duplications_left_(config.duplications),
+      forgeries_left_(config.forgeries) {
   for (int i = 1; i <= config.voters; ++i) voters_.push_back("n" + std::to_string(i));
   for (const std::string& name : voters_) {
     ExNode& node = nodes_[name];
@@ -168,10 +181,41 @@ std::vector<Event> ExState::Enabled() const {
       out.push_back(NodeEvent(EventKind::kRestart, name));
     }
   }
+  for (const v1::Fence& f : Forgeries()) {
+    Event e = NodeEvent(EventKind::kForge, f.in_flight());
+    e.fence = f;
+    out.push_back(std::move(e));
+  }
   for (const auto& [text, entry] : inflight_) {
     out.push_back(MessageEvent(EventKind::kDeliver, text));
     out.push_back(MessageEvent(EventKind::kDrop, text));
     if (duplications_left_ > 0) out.push_back(MessageEvent(EventKind::kDuplicate, text));
+  }
+  return out;
+}
+
+std::vector<v1::Fence> ExState::Forgeries() const {
+  std::vector<v1::Fence> out;
+  if (forgeries_left_ == 0) return out;
+  uint64_t term = 0;
+  v1::PlanRecord committed;
+  for (const auto& [name, node] : nodes_) {
+    if (!node.machine) continue;
+    term = std::max(term, node.machine->term());
+    if (Newer(node.machine->committed(), committed)) committed = node.machine->committed();
+  }
+  for (const std::string& target : voters_) {
+    v1::Fence ahead;
+    ahead.set_term(term);
+    ahead.set_index(committed.index() + 1);
+    ahead.set_in_flight(target);
+    out.push_back(ahead);
+    if (target == committed.in_flight() || committed.index() == 0) continue;
+    v1::Fence claimed;  // the real committed fence, claimed for another node
+    claimed.set_term(committed.term());
+    claimed.set_index(committed.index());
+    claimed.set_in_flight(target);
+    out.push_back(claimed);
   }
   return out;
 }
@@ -238,6 +282,16 @@ bool ExState::Apply(const Event& e, std::vector<std::string>* log) {
       if (!node || node->machine) { done = false; break; }
       Restart(e.node);
       break;
+    case EventKind::kForge: {
+      std::vector<v1::Fence> allowed = Forgeries();
+      bool known = std::any_of(allowed.begin(), allowed.end(), [&](const v1::Fence& f) {
+        return f.SerializeAsString() == e.fence.SerializeAsString();
+      });
+      if (!known) { done = false; break; }
+      --forgeries_left_;
+      Send(Command(MessageKind::kSwap, "adversary", e.fence.in_flight(), e.fence));
+      break;
+    }
     case EventKind::kFinish:
       if (!node || !node->machine || !node->running) { done = false; break; }
       node->running = false;

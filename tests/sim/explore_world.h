@@ -9,7 +9,9 @@
 // of sim_coordinator.cc reduced to one plan: put n2 in flight, swap it,
 // ask for the hand-off, then n3, then nobody. The network is a multiset of
 // messages in flight: any one may be delivered next (reordering), lost or
-// duplicated. Nodes crash and restart from what they persisted.
+// duplicated. Nodes crash and restart from what they persisted. An
+// adversary holding a member's certificate sends swaps under made-up
+// fences (kForge).
 //
 // Unlike World, nothing here draws a random number: every choice is an
 // Event, so a schedule is a list of events and replays exactly. Events
@@ -63,6 +65,7 @@ struct ExploreConfig {
   int max_messages = 6;   // in flight, counting copies
   int crashes = 1;
   int duplications = 1;
+  int forgeries = 1;
   Mutation mutation = Mutation::kNone;
 };
 
@@ -94,12 +97,17 @@ struct ExNode {
   v1::PlanRecord applied;  // newest committed record applied (invariant 2)
 };
 
-enum class EventKind { kTick, kDeliver, kDrop, kDuplicate, kCrash, kRestart, kFinish };
+// kForge: the adversary of sim_adversary.cc, holding a member's
+// certificate, sends a swap under a fence it made up from what GetLeader
+// tells anyone: the newest term and the committed index + 1, or the
+// committed (term, index), naming its target.
+enum class EventKind { kTick, kDeliver, kDrop, kDuplicate, kCrash, kRestart, kFinish, kForge };
 
 struct Event {
   EventKind kind = EventKind::kTick;
   std::string node;     // kTick, kCrash, kRestart, kFinish
   std::string message;  // kDeliver, kDrop, kDuplicate: DescribeMessage
+  v1::Fence fence;      // kForge
   SwapPhase outcome = SwapPhase::kStable;  // kFinish
 };
 
@@ -148,6 +156,7 @@ class ExState {
   void CheckHandOff(const std::string& leader, const v1::PlanRecord& record);
   void CheckInvariants();
   void Log(const std::string& line);
+  std::vector<v1::Fence> Forgeries() const;
 
   ExploreConfig config_;
   std::vector<std::string> voters_;
@@ -156,6 +165,7 @@ class ExState {
   std::map<std::string, std::pair<std::shared_ptr<const ExMessage>, int>> inflight_;
   int crashes_left_ = 0;
   int duplications_left_ = 0;
+  int forgeries_left_ = 0;
   // History (part of the state, so pruning never hides a violation).
   std::map<uint64_t, std::string> leader_of_term_;
   std::map<uint64_t, v1::PlanRecord> committed_index_;
