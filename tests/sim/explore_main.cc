@@ -7,7 +7,9 @@
 //   kmsfleet_explore --replay FILE           replay a counterexample
 // Options: --start fresh|elected|swapping (default elected: after a
 // fault-free prefix up to n1 leading term 1 and committing n2 in flight;
-// swapping: further, until n2 has admitted its swap), --max-term T (2),
+// swapping: further, until n2 has admitted its swap; handed-off: until n2
+// ended Stable and n1 committed n3 in flight; failover: n1 crashes while
+// n2 swaps, until a term-2 leader has committed its first record), --max-term T (2),
 // --max-messages M (6), --crashes C (1), --duplications D (1), --forgeries F (1: swaps the
 // adversary sends under made-up fences), --mutate
 // release-rollback-failed|skip-fence-guard (a broken rule in this world
@@ -19,6 +21,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <unordered_map>
@@ -32,7 +35,7 @@ namespace {
 
 // Where the exploration starts: at the beginning, or after a fault-free
 // prefix (the schedules explored are then the prefix's continuations).
-enum class Start { kFresh, kElected, kSwapping };
+enum class Start { kFresh, kElected, kSwapping, kHandedOff, kFailover };
 
 struct Options {
   ExploreConfig config;
@@ -69,24 +72,41 @@ bool Reached(Start start, const ExState& s) {
       return n1.machine->role() == Role::kLeader && n1.machine->committed().in_flight() == "n2";
     case Start::kSwapping:  // and n2 has admitted its swap
       return s.nodes().at("n2").running;
+    case Start::kHandedOff:  // n2 ended Stable, released; n1 committed n3
+      return n1.machine->role() == Role::kLeader && n1.machine->committed().in_flight() == "n3";
+    case Start::kFailover:  // n1 crashed while n2 swapped; term 2 committed
+      for (const auto& [name, node] : s.nodes()) {
+        if (node.machine && node.machine->role() == Role::kLeader &&
+            node.machine->committed().term() == 2) {
+          return true;
+        }
+      }
+      return false;
   }
   return true;
 }
 
-// The prefix: deliver whatever is in flight, in the order of its text;
-// when nothing is, tick n1.
+// The prefix's next event: whatever is in flight, in the order of its
+// text; else the start's one fault or outcome; else a tick of n1, or, once
+// n1 is down, of n2 and n3 in turn.
+Event PrefixStep(Start start, const ExState& s, int step) {
+  for (const Event& e : s.Enabled()) {
+    if (e.kind == EventKind::kDeliver) return e;
+  }
+  const bool n2_running = s.nodes().at("n2").running;
+  const bool n1_up = s.nodes().at("n1").machine != nullptr;
+  if (start == Start::kHandedOff && n2_running) return NodeEvent(EventKind::kFinish, "n2");
+  if (start == Start::kFailover && n2_running && n1_up) return NodeEvent(EventKind::kCrash, "n1");
+  if (n1_up) return NodeEvent(EventKind::kTick, "n1");
+  return NodeEvent(EventKind::kTick, step % 2 == 0 ? "n2" : "n3");
+}
+
 std::vector<Event> Prefix(const ExploreConfig& config, Start start) {
   ExState s(config);
   std::vector<Event> prefix;
   for (int i = 0; i < 500; ++i) {
     if (Reached(start, s)) return prefix;
-    Event next = NodeEvent(EventKind::kTick, "n1");
-    for (const Event& e : s.Enabled()) {
-      if (e.kind == EventKind::kDeliver) {
-        next = e;
-        break;
-      }
-    }
+    Event next = PrefixStep(start, s, i);
     s.Apply(next, nullptr);
     prefix.push_back(next);
   }
@@ -137,6 +157,38 @@ int Counterexample(const Options& o, const std::vector<Event>& schedule) {
   return 1;
 }
 
+// What the explored schedules reached, so that a bound too small to reach
+// the interesting cases shows (the random simulator's summary does the
+// same).
+struct Coverage {
+  int64_t second_term = 0;     // states where a leader of term 2 exists
+  int64_t handed_off = 0;      // states where a record naming n3 committed
+  int64_t crashed = 0;         // states with the crash spent
+  std::map<std::string, int64_t> notes;  // refusals by reason, withheld
+
+  void Count(const ExState& s) {
+    bool term2 = false, n3 = false, crash = false;
+    for (const auto& [name, node] : s.nodes()) {
+      if (node.machine && node.machine->role() == Role::kLeader && node.machine->term() == 2) {
+        term2 = true;
+      }
+      n3 = n3 || node.applied.in_flight() == "n3";
+      crash = crash || !node.machine;
+    }
+    second_term += term2;
+    handed_off += n3;
+    crashed += crash;
+  }
+  std::string Text() const {
+    std::string out = "coverage: " + std::to_string(second_term) +
+                      " states with a term-2 leader, " + std::to_string(handed_off) +
+                      " after the hand-off to n3, " + std::to_string(crashed) +
+                      " with a node down; refused or withheld:";
+    for (const auto& [note, count] : notes) out += " " + note + " " + std::to_string(count);
+    return out;
+  }
+};
+
 // One state on the depth-first path: the events enabled in it, the next
 // one to try, and how many more events the bound allows below it.
 struct Frame {
@@ -160,6 +212,7 @@ int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
   path.push_back(Frame{start, start.Enabled(), 0, o.bound});
   int64_t transitions = 0, pruned = 0, repeats = 0, reexplored = 0;
   int deepest = 0;
+  Coverage coverage;
   while (!path.empty()) {
     Frame& top = path.back();
     if (top.remaining == 0 || top.next == top.events.size()) {
@@ -170,6 +223,7 @@ int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
     ExState s = top.state;
     s.Apply(e, nullptr);
     ++transitions;
+    if (!s.note().empty()) ++coverage.notes[s.note()];
     if (!s.failure().empty()) {
       std::vector<Event> schedule = prefix;
       for (const Frame& f : path) schedule.push_back(f.events[f.next - 1]);
@@ -188,6 +242,8 @@ int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
       }
       it->second = remaining;
       ++reexplored;
+    } else {
+      coverage.Count(s);
     }
     if (best.size() > o.max_states) {
       std::cout << "stopped: more than " << o.max_states << " states (--max-states)\n";
@@ -205,7 +261,8 @@ int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
             << " beyond the term or message bound), depth bound " << o.bound
             << " (deepest state " << deepest << "), max frontier " << o.bound + 1
             << " (the depth-first path), after a prefix of " << prefix.size()
-            << " events, " << seconds << " s\n";
+            << " events, " << seconds << " s\n"
+            << coverage.Text() << "\n";
   return 0;
 }
 
@@ -279,6 +336,8 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     else if (arg == "--start" && value == "fresh") o.start = Start::kFresh;
     else if (arg == "--start" && value == "elected") o.start = Start::kElected;
     else if (arg == "--start" && value == "swapping") o.start = Start::kSwapping;
+    else if (arg == "--start" && value == "handed-off") o.start = Start::kHandedOff;
+    else if (arg == "--start" && value == "failover") o.start = Start::kFailover;
     else if (arg == "--mutate" && value == "release-rollback-failed") o.config.mutation = Mutation::kReleaseRollbackFailed;
     else if (arg == "--mutate" && value == "skip-fence-guard") o.config.mutation = Mutation::kSkipFenceGuard;
     else return false;
@@ -293,7 +352,7 @@ int main(int argc, char** argv) {
   kmsfleet::sim::Options o;
   if (!kmsfleet::sim::ParseArgs(argc, argv, o)) {
     std::cerr << "usage: " << argv[0]
-              << " [--bound N] [--start fresh|elected|swapping] [--max-term T] [--max-messages M]"
+              << " [--bound N] [--start fresh|elected|swapping|handed-off|failover] [--max-term T] [--max-messages M]"
                  " [--crashes C] [--duplications D] [--forgeries F] [--mutate release-rollback-failed|"
                  "skip-fence-guard] [--counterexample FILE] | --replay FILE [--mutate ...]\n";
     return 2;

@@ -240,6 +240,7 @@ void ExState::Fail(const std::string& what) {
 
 bool ExState::Apply(const Event& e, std::vector<std::string>* log) {
   log_ = log;
+  note_.clear();
   bool done = true;
   auto it = e.node.empty() ? nodes_.end() : nodes_.find(e.node);
   ExNode* node = it == nodes_.end() ? nullptr : &it->second;
@@ -409,7 +410,10 @@ void ExState::DeliverSwap(ExNode& node, const ExMessage& m) {
   absl::Status s = config_.mutation == Mutation::kSkipFenceGuard && m.fence.in_flight() == m.to
                        ? absl::OkStatus()
                        : node.guard->AdmitSwap(m.fence, node.machine->committed());
-  if (!s.ok()) return Log(m.to + ": refused [" + ReasonOf(s) + "]");
+  if (!s.ok()) {
+    note_ = ReasonOf(s);
+    return Log(m.to + ": refused [" + note_ + "]");
+  }
   node.fence_durable = node.guard->state();  // persisted before acting
   std::string id = "op-" + FenceText(m.fence);
   if (node.running || (node.journal && node.journal->operation_id == id)) {
@@ -439,7 +443,11 @@ void ExState::DeliverQuery(ExNode& node, const ExMessage& m) {
   }
   absl::StatusOr<v1::ReleaseReply> reply =
       node.guard->AdmitRelease(m.fence, node.machine->committed(), answer);
-  if (!reply.ok()) return Log(m.to + ": refused [" + ReasonOf(reply.status()) + "]");
+  if (!reply.ok()) {
+    note_ = ReasonOf(reply.status());
+    return Log(m.to + ": refused [" + note_ + "]");
+  }
+  if (!reply->released()) note_ = "WITHHELD";
   node.fence_durable = node.guard->state();  // persisted before answering
   ExMessage released = Command(MessageKind::kReleased, m.to, m.from, m.fence);
   released.outcome = reply->outcome();

@@ -136,6 +136,10 @@ class ExState {
   std::string Canonical() const;
 
   const std::map<std::string, ExNode>& nodes() const { return nodes_; }
+  // What the last Apply refused or withheld, for the coverage counts: a
+  // swap's or query's reason code, or "WITHHELD" for a hand-off answer
+  // that kept the slot. Not part of the state.
+  const std::string& note() const { return note_; }
 
  private:
   ElectionConfig ConfigFor(const std::string& name) const;
@@ -171,6 +175,7 @@ class ExState {
   std::map<uint64_t, v1::PlanRecord> committed_index_;
   std::string failure_;
   std::vector<std::string>* log_ = nullptr;  // during Apply only
+  std::string note_;
 };
 
 }  // namespace kmsfleet::sim
