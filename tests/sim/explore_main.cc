@@ -2,20 +2,24 @@
 // up to a bound (explore_world.h), depth first, pruning states seen
 // before by a 128-bit hash of their canonical form, and checks the
 // invariants in every state reached.
-//   kmsfleet_explore --bound 12              what CI runs (label sim)
-//   kmsfleet_explore --bound 15              a longer local run
-//   kmsfleet_explore --replay FILE           replay a counterexample
-// Options: --start fresh|elected|swapping (default elected: after a
-// fault-free prefix up to n1 leading term 1 and committing n2 in flight;
-// swapping: further, until n2 has admitted its swap; handed-off: until n2
-// ended Stable and n1 committed n3 in flight; failover: n1 crashes while
-// n2 swaps, until a term-2 leader has committed its first record), --max-term T (2),
-// --max-messages M (6), --crashes C (1), --duplications D (1), --forgeries F (1: swaps the
-// adversary sends under made-up fences), --mutate
-// release-rollback-failed|skip-fence-guard (a broken rule in this world
-// model), --counterexample FILE (default explore-counterexample.txt),
-// --shortest (iterative deepening: a shortest counterexample), --max-states
-// N (stop, exit 3, beyond N states; 30 M by default, about 2 GiB).
+//   kmsfleet_explore --start swapping --bound 8   as CI (label sim), one of five
+//   kmsfleet_explore --start elected --bound 10   a longer local run
+//   kmsfleet_explore --replay FILE [--mutate M]   replay a counterexample
+// Options:
+//   --start fresh|elected|swapping|handed-off|failover   where to begin
+//       (default elected): after a fault-free prefix up to n1 leading
+//       term 1 and committing n2 in flight; swapping: until n2 admitted
+//       its swap; handed-off: until n2 ended Stable and n1 committed n3;
+//       failover: n1 crashes while n2 swaps, until a term-2 leader has
+//       committed its first record
+//   --bound N (12: events after the prefix), --max-term T (2),
+//   --max-messages M (6), --crashes C (1), --duplications D (1),
+//   --forgeries F (1: swaps the adversary sends under made-up fences)
+//   --mutate release-rollback-failed|skip-fence-guard   a broken rule in
+//       this world model, never in src/core
+//   --counterexample FILE (explore-counterexample.txt)
+//   --shortest   iterative deepening: a shortest counterexample
+//   --max-states N   stop (exit 3) beyond N states; 30 M, about 2 GiB
 // Exit 0 when no invariant failed, 1 with a counterexample, 2 on misuse.
 #include <chrono>
 #include <cstdlib>
