@@ -241,70 +241,81 @@ void ExState::Fail(const std::string& what) {
 bool ExState::Apply(const Event& e, std::vector<std::string>* log) {
   log_ = log;
   note_.clear();
-  bool done = true;
-  auto it = e.node.empty() ? nodes_.end() : nodes_.find(e.node);
-  ExNode* node = it == nodes_.end() ? nullptr : &it->second;
-  auto message = inflight_.find(e.message);
+  bool done = false;
   switch (e.kind) {
-    case EventKind::kTick:
-      if (!node || !node->machine) { done = false; break; }
-      Handle(e.node, Writable(*node).Tick());
-      Coordinate(e.node);
-      break;
     case EventKind::kDeliver:
     case EventKind::kDrop:
-    case EventKind::kDuplicate: {
-      if (message == inflight_.end() ||
-          (e.kind == EventKind::kDuplicate && duplications_left_ == 0)) {
-        done = false;
-        break;
-      }
-      std::shared_ptr<const ExMessage> m = message->second.first;
-      if (e.kind == EventKind::kDuplicate) {
-        --duplications_left_;
-        ++message->second.second;
-        break;
-      }
-      if (--message->second.second == 0) inflight_.erase(message);
-      if (e.kind == EventKind::kDeliver) Deliver(*m);
-      break;
-    }
-    case EventKind::kCrash:
-      if (!node || !node->machine || crashes_left_ == 0) { done = false; break; }
-      --crashes_left_;
-      node->machine.reset();
-      node->guard.reset();
-      node->commanded.clear();  // a coordinator's memory is volatile
-      Log(e.node + ": down; keeps term=" + std::to_string(node->durable.term()) +
-          " record=" + Record(node->durable.record()) +
-          (node->running ? "; its operation is left running" : ""));
-      break;
-    case EventKind::kRestart:
-      if (!node || node->machine) { done = false; break; }
-      Restart(e.node);
-      break;
-    case EventKind::kForge: {
-      std::vector<v1::Fence> allowed = Forgeries();
-      bool known = std::any_of(allowed.begin(), allowed.end(), [&](const v1::Fence& f) {
-        return f.SerializeAsString() == e.fence.SerializeAsString();
-      });
-      if (!known) { done = false; break; }
-      --forgeries_left_;
-      Send(Command(MessageKind::kSwap, "adversary", e.fence.in_flight(), e.fence));
-      break;
-    }
-    case EventKind::kFinish:
-      if (!node || !node->machine || !node->running) { done = false; break; }
-      node->running = false;
-      node->journal->phase = e.outcome;
-      node->journal->open = false;
-      Log(e.node + ": operation " + node->journal->operation_id + " ended " +
-          std::string(PhaseName(e.outcome)));
-      break;
+    case EventKind::kDuplicate: done = ApplyToMessage(e); break;
+    case EventKind::kForge: done = Forge(e.fence); break;
+    default: done = ApplyToNode(e); break;
   }
   if (done) CheckInvariants();
   log_ = nullptr;
   return done;
+}
+
+bool ExState::ApplyToNode(const Event& e) {
+  auto it = nodes_.find(e.node);
+  if (it == nodes_.end()) return false;
+  ExNode& node = it->second;
+  const bool up = node.machine != nullptr;
+  switch (e.kind) {
+    case EventKind::kTick:
+      if (!up) return false;
+      Handle(e.node, Writable(node).Tick());
+      Coordinate(e.node);
+      return true;
+    case EventKind::kCrash:
+      if (!up || crashes_left_ == 0) return false;
+      --crashes_left_;
+      node.machine.reset();
+      node.guard.reset();
+      node.commanded.clear();  // a coordinator's memory is volatile
+      Log(e.node + ": down; keeps term=" + std::to_string(node.durable.term()) +
+          " record=" + Record(node.durable.record()) +
+          (node.running ? "; its operation is left running" : ""));
+      return true;
+    case EventKind::kRestart:
+      if (up) return false;
+      Restart(e.node);
+      return true;
+    case EventKind::kFinish:
+      if (!up || !node.running) return false;
+      node.running = false;
+      node.journal->phase = e.outcome;
+      node.journal->open = false;
+      Log(e.node + ": operation " + node.journal->operation_id + " ended " +
+          std::string(PhaseName(e.outcome)));
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool ExState::ApplyToMessage(const Event& e) {
+  auto it = inflight_.find(e.message);
+  if (it == inflight_.end()) return false;
+  if (e.kind == EventKind::kDuplicate) {
+    if (duplications_left_ == 0) return false;
+    --duplications_left_;
+    ++it->second.second;
+    return true;
+  }
+  std::shared_ptr<const ExMessage> m = it->second.first;
+  if (--it->second.second == 0) inflight_.erase(it);
+  if (e.kind == EventKind::kDeliver) Deliver(*m);
+  return true;
+}
+
+bool ExState::Forge(const v1::Fence& fence) {
+  std::vector<v1::Fence> allowed = Forgeries();
+  bool known = std::any_of(allowed.begin(), allowed.end(), [&](const v1::Fence& f) {
+    return f.SerializeAsString() == fence.SerializeAsString();
+  });
+  if (!known) return false;
+  --forgeries_left_;
+  Send(Command(MessageKind::kSwap, "adversary", fence.in_flight(), fence));
+  return true;
 }
 
 void ExState::Send(ExMessage m) {

@@ -143,6 +143,9 @@ class ExState {
 
  private:
   ElectionConfig ConfigFor(const std::string& name) const;
+  bool ApplyToNode(const Event& e);     // tick, crash, restart, finish
+  bool ApplyToMessage(const Event& e);  // deliver, drop, duplicate
+  bool Forge(const v1::Fence& fence);
   void Fail(const std::string& what);
   void Send(ExMessage m);
   void Handle(const std::string& name, const ElectionReady& ready);
