@@ -1,0 +1,58 @@
+// Reads the private volatile state of ElectionMachine for the explorer's
+// state hash (explore_world.h), without a hook in src/core: an explicit
+// template instantiation may name private members ([temp.spec.general]/6),
+// and the pointers to members it captures are then read, never written.
+// Internal to tests/sim.
+//
+// Every field that the machine's next step depends on must be in
+// CanonicalElection (explore_world.cc); the size check below fails the
+// build on this platform when a field is added, as a reminder.
+#ifndef KMSFLEET_TESTS_SIM_EXPLORE_ACCESS_H_
+#define KMSFLEET_TESTS_SIM_EXPLORE_ACCESS_H_
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "kmsfleet/core/election.h"
+
+namespace kmsfleet::sim::access {
+
+template <typename Tag, typename Tag::type Member>
+struct Capture {
+  friend typename Tag::type Get(Tag) { return Member; }
+};
+
+using VoteMap = std::map<std::string, bool>;
+using MatchMap = std::map<std::string, v1::PlanRecord>;
+using NameSet = std::set<std::string>;
+
+#define KMSFLEET_EXPLORE_FIELD(Name, Type, Field)                   \
+  struct Name {                                                     \
+    using type = Type ElectionMachine::*;                           \
+    friend type Get(Name);                                          \
+  };                                                                \
+  template struct Capture<Name, &ElectionMachine::Field>
+
+KMSFLEET_EXPLORE_FIELD(VotedFor, std::string, voted_for_);
+KMSFLEET_EXPLORE_FIELD(ElectionElapsed, int, election_elapsed_);
+KMSFLEET_EXPLORE_FIELD(HeartbeatElapsed, int, heartbeat_elapsed_);
+KMSFLEET_EXPLORE_FIELD(RandomizedTimeout, int, randomized_timeout_);
+KMSFLEET_EXPLORE_FIELD(Votes, VoteMap, votes_);
+KMSFLEET_EXPLORE_FIELD(Match, MatchMap, match_);
+KMSFLEET_EXPLORE_FIELD(RecentActive, NameSet, recent_active_);
+KMSFLEET_EXPLORE_FIELD(Released, std::string, released_);
+KMSFLEET_EXPLORE_FIELD(PreVotedFor, std::string, pre_voted_for_);
+KMSFLEET_EXPLORE_FIELD(PreVoteTerm, uint64_t, pre_vote_term_);
+KMSFLEET_EXPLORE_FIELD(PreVoteHoldUntil, int, pre_vote_hold_until_);
+
+#undef KMSFLEET_EXPLORE_FIELD
+
+template <typename Tag>
+const auto& Read(const ElectionMachine& m) {
+  return m.*Get(Tag{});
+}
+
+}  // namespace kmsfleet::sim::access
+
+#endif  // KMSFLEET_TESTS_SIM_EXPLORE_ACCESS_H_
