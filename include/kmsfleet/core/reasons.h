@@ -217,6 +217,14 @@ inline constexpr char kUploadNotFound[] = "UPLOAD_NOT_FOUND";
 // An agent could not fetch a coordinator:// source for Stage.
 inline constexpr char kArtifactFetchFailed[] = "ARTIFACT_FETCH_FAILED";
 
+// ---- Leadership transfer (issue 11, a coordinator's SIGTERM hands off). ----
+// A plan change proposed while the coordinator hands leadership to another
+// voter: retry on the new coordinator (GetLeader names it) once it is elected.
+inline constexpr char kLeaderTransferInProgress[] = "LEADER_TRANSFER_IN_PROGRESS";
+// A leadership transfer with no voter to go to: the named target is this
+// node, a learner or no member, or no other voter has answered this leader.
+inline constexpr char kNoTransferTarget[] = "NO_TRANSFER_TARGET";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_CORE_REASONS_H_
