@@ -185,4 +185,28 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(const std::string& in_flight,
   return fence;
 }
 
+absl::StatusOr<PeerNode::Transferred> PeerNode::TransferLeadership(
+    const std::string& target, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  absl::StatusOr<ElectionReady> ready = machine_->TransferLeadership(target);
+  if (!ready.ok()) return ready.status();
+  const uint64_t term = machine_->term();
+  const std::string to = machine_->transfer_target();
+  if (absl::Status s = Process(*ready); !s.ok()) return s;
+  // Done once we heard the new leader at a newer term (its first APPEND):
+  // by then it won its election, and our vote left with its answer.
+  bool done = changed_.wait_for(lock, timeout, [&] {
+    return stopping_ || (machine_->term() > term && !machine_->leader().empty() &&
+                         machine_->leader() != self());
+  });
+  if (!done || stopping_) {
+    return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kLeaderTransferInProgress,
+                     "leadership transfer from " + self() + " to " + to +
+                         " did not finish within " + std::to_string(timeout.count()) + " ms",
+                     {{"target", to}, {"term", std::to_string(machine_->term())},
+                      {"leader", machine_->leader()}});
+  }
+  return Transferred{to, machine_->leader(), machine_->term()};
+}
+
 }  // namespace kmsfleet

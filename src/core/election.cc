@@ -123,6 +123,7 @@ void ElectionMachine::BecomeFollower(uint64_t term, std::string_view leader) {
   votes_.clear();
   match_.clear();
   released_.clear();
+  transfer_target_.clear();
   ResetTimers();
 }
 
@@ -152,6 +153,7 @@ void ElectionMachine::BecomeLeader() {
   match_.clear();
   released_.clear();
   recent_active_.clear();
+  transfer_target_.clear();
   ResetTimers();
   // The no-op of Raft §5.4.2: rewrite the record at our own term. Records
   // from earlier terms commit only through it, and once it commits its
@@ -165,7 +167,7 @@ void ElectionMachine::BecomeLeader() {
   BroadcastAppend();
 }
 
-void ElectionMachine::Campaign(bool pre_vote) {
+void ElectionMachine::Campaign(bool pre_vote, bool transfer) {
   if (pre_vote) {
     BecomePreCandidate();
   } else {
@@ -178,11 +180,12 @@ void ElectionMachine::Campaign(bool pre_vote) {
     return BecomeLeader();
   }
   for (const std::string& voter : config_.voters) {
-    if (voter != config_.self) SendVoteRequest(voter, pre_vote);
+    if (voter != config_.self) SendVoteRequest(voter, pre_vote, transfer);
   }
 }
 
-void ElectionMachine::SendVoteRequest(const std::string& voter, bool pre_vote) {
+void ElectionMachine::SendVoteRequest(const std::string& voter, bool pre_vote,
+                                      bool transfer) {
   v1::PeerMessage m;
   m.set_type(pre_vote ? v1::PRE_VOTE : v1::VOTE);
   m.set_to(voter);
@@ -190,6 +193,7 @@ void ElectionMachine::SendVoteRequest(const std::string& voter, bool pre_vote) {
   m.set_term(pre_vote ? term_ + 1 : term_);
   m.mutable_record()->set_term(record_.term());
   m.mutable_record()->set_index(record_.index());
+  if (transfer) m.set_transfer(true);
   Send(std::move(m));
 }
 
@@ -215,6 +219,11 @@ void ElectionMachine::TickElection() {
 void ElectionMachine::TickHeartbeat() {
   ++heartbeat_elapsed_;
   ++election_elapsed_;
+  if (!transfer_target_.empty() && ++transfer_elapsed_ >= config_.election_ticks) {
+    // The target did not take over within an election timeout (it is down,
+    // cut off or lost the election): lead on and accept proposals again.
+    transfer_target_.clear();
+  }
   if (election_elapsed_ >= config_.election_ticks) {
     election_elapsed_ = 0;
     if (config_.check_quorum) {
@@ -250,6 +259,14 @@ absl::StatusOr<ElectionReady> ElectionMachine::Propose(std::string_view in_fligh
                      "plan change refused: in_flight '" + std::string(in_flight) +
                          "' is not a member or payload is over 1 MiB",
                      {{"payload_bytes", std::to_string(payload.size())}});
+  }
+  if (!transfer_target_.empty()) {
+    // A record written now could leave the target behind and stall the
+    // transfer (Raft thesis §3.10); the next coordinator takes it.
+    return MakeError(absl::StatusCode::kUnavailable, reason::kLeaderTransferInProgress,
+                     "node " + config_.self + " is handing leadership to " +
+                         transfer_target_ + "; retry on the new coordinator",
+                     {{"target", transfer_target_}, {"term", std::to_string(term_)}});
   }
   if (!SameKey(record_, committed_)) {
     return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,

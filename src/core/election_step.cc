@@ -32,7 +32,7 @@ absl::StatusOr<ElectionReady> ElectionMachine::Step(const v1::PeerMessage& m) {
     return refuse(reason::kUnknownPeer, "addressed to '" +
                                             m.to().substr(0, kMaxNameBytes) + "'");
   }
-  if (m.type() < v1::PRE_VOTE || m.type() > v1::APPEND_RESP || m.term() == 0) {
+  if (m.type() < v1::PRE_VOTE || m.type() > v1::TIMEOUT_NOW || m.term() == 0) {
     return refuse(reason::kMalformedMessage, "unknown type or term 0");
   }
   if (m.record().payload().size() > kMaxPlanPayloadBytes ||
@@ -51,6 +51,7 @@ absl::StatusOr<ElectionReady> ElectionMachine::Step(const v1::PeerMessage& m) {
     case v1::VOTE_RESP: HandleVoteResponse(m); break;
     case v1::APPEND: HandleAppend(m); break;
     case v1::APPEND_RESP: HandleAppendResponse(m); break;
+    case v1::TIMEOUT_NOW: HandleTimeoutNow(m); break;
     default: break;  // excluded by the validation above
   }
   return TakeReady();
@@ -64,7 +65,10 @@ void ElectionMachine::StepTermCheck(const v1::PeerMessage& m, bool& drop) {
       // (without raising our term) keeps the stable leader in place.
       bool in_lease = config_.check_quorum && !leader_.empty() &&
                       election_elapsed_ < config_.election_ticks;
-      if (in_lease) {
+      // Except a real vote for a candidate the leader itself told to
+      // campaign (leadership transfer, etcd raft's campaignTransfer).
+      bool transfer = m.type() == v1::VOTE && m.transfer();
+      if (in_lease && !transfer) {
         drop = true;
         return;
       }
@@ -224,6 +228,7 @@ void ElectionMachine::HandleAppendResponse(const v1::PeerMessage& m) {
   if (m.reject()) return;
   match_[m.from()] = m.record();
   if (MaybeCommit()) BroadcastAppend();
+  if (m.from() == transfer_target_) SendTimeoutNowIfCaughtUp();
 }
 
 bool ElectionMachine::MaybeCommit() {

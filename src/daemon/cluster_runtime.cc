@@ -1,5 +1,6 @@
 #include "daemon/cluster_runtime.h"
 
+#include <algorithm>
 #include <random>
 
 #include "kmsfleet/cluster/peer_tls.h"
@@ -101,6 +102,11 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   if (!node.ok()) return node.status();
 
   std::unique_ptr<ClusterRuntime> runtime(new ClusterRuntime());
+  // A transfer not done within an election timeout is abandoned by the
+  // machine anyway; 2 s caps it for slow configured timings.
+  runtime->transfer_wait_ = std::min(
+      std::chrono::milliseconds(int64_t{c.tick_ms} * c.election_ticks),
+      std::chrono::milliseconds(2000));
   runtime->node_ = std::move(*node);
   CoordinatorOptions coordinator = CoordinatorOptionsOf(
       config, options_addresses, creds->insecure ? nullptr : creds->channel);
@@ -154,6 +160,32 @@ PlanCheck ClusterRuntime::plan_check() {
 }
 
 ClusterRuntime::~ClusterRuntime() { Stop(std::chrono::milliseconds(0)); }
+
+void ClusterRuntime::HandOverAndStop(std::chrono::milliseconds grace) {
+  // No new plan action once we decided to go; the Peer service keeps
+  // serving, since the transfer needs the group's votes and appends.
+  if (coordinator_) coordinator_->Stop();
+  if (node_ && node_->View().role() == RoleName(Role::kLeader)) {
+    auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<PeerNode::Transferred> moved = node_->TransferLeadership("", transfer_wait_);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::steady_clock::now() - t0)
+                  .count();
+    if (moved.ok()) {
+      Log(LogLevel::kInfo, "leadership handed over before stopping",
+          {{"node", node_->self()}, {"target", moved->target}, {"leader", moved->leader},
+           {"term", std::to_string(moved->term)}, {"outcome", "transferred"},
+           {"ms", std::to_string(ms)}});
+    } else {
+      // The group elects a coordinator after its timeout, as after a crash.
+      Log(LogLevel::kWarn, "leadership not handed over before stopping",
+          {{"node", node_->self()}, {"target", MetadataOf(moved.status(), "target")},
+           {"outcome", ReasonOf(moved.status())},
+           {"error", std::string(moved.status().message())}, {"ms", std::to_string(ms)}});
+    }
+  }
+  Stop(grace);
+}
 
 void ClusterRuntime::Stop(std::chrono::milliseconds grace) {
   if (server_) server_->Shutdown(grace);

@@ -63,9 +63,15 @@ class ClusterRuntime {
   grpc::Service* local_fleet_service() { return local_fleet_.get(); }
   int port() const { return server_->port(); }
   void Stop(std::chrono::milliseconds grace);
+  // The SIGTERM path (a package upgrade restarts the agent): a coordinator
+  // stops dispatching plan actions, hands leadership to an up-to-date voter
+  // (waiting at most min(election timeout, 2 s)) and logs the target, the
+  // outcome and the time taken; then, coordinator or not, Stop(grace).
+  void HandOverAndStop(std::chrono::milliseconds grace);
 
  private:
   ClusterRuntime() = default;
+  std::chrono::milliseconds transfer_wait_{2000};
   std::unique_ptr<PeerNode> node_;
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<ClusterServer> server_;

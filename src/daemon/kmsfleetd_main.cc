@@ -224,7 +224,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   notifier.Stopping();
   server.Shutdown(kShutdownGrace);
-  if (*cluster) (*cluster)->Stop(kShutdownGrace);
+  if (*cluster) (*cluster)->HandOverAndStop(kShutdownGrace);
   Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
   return 0;
 }

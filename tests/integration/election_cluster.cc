@@ -92,6 +92,9 @@ ElectionCluster::ElectionCluster(const TempDir& dir, int voters)
               "peers:\n" + peers +
               "cluster:\n"
               "  listen: 127.0.0.1:" + std::to_string(ports_[i]) + "\n"
+              "  tick_ms: " + std::to_string(kTickMs) + "\n"
+              "  election_ticks: " + std::to_string(kElectionTicks) + "\n"
+              "  heartbeat_ticks: " + std::to_string(kHeartbeatTicks) + "\n"
               "  tls:\n"
               "    ca: " + pki_ + "/ca.pem\n"
               "    cert: " + pki_ + "/" + Name(i) + ".pem\n"
@@ -117,6 +120,10 @@ void ElectionCluster::Kill(int i) {
 }
 
 void ElectionCluster::Signal(int i, int signal_number) { agents_[i]->Signal(signal_number); }
+
+std::optional<int> ElectionCluster::WaitExit(int i, std::chrono::milliseconds timeout) {
+  return agents_[i]->Wait(timeout);
+}
 
 std::string ElectionCluster::Log(int i) const {
   return ReadFile(dir_ + "/" + Name(i) + "/agent.log");

@@ -34,6 +34,15 @@ bool MakeOperatorCertificate(const std::string& dir, const std::string& name,
                              const std::string& trust_domain = kOperatorTrustDomain,
                              const std::string& ca_name = "ca");
 
+// The election timings every agent of an ElectionCluster is configured
+// with (kmsfleetd's defaults, written out so that tests and the bench can
+// state their bounds relative to them).
+inline constexpr int kTickMs = 50;
+inline constexpr int kElectionTicks = 10;  // randomized in [10, 19] ticks
+inline constexpr int kHeartbeatTicks = 2;
+inline constexpr int kElectionTimeoutMs = kTickMs * kElectionTicks;
+inline constexpr int kHeartbeatMs = kTickMs * kHeartbeatTicks;
+
 class ElectionCluster {
  public:
   // Writes configs and certificates for nodes cp-1 .. cp-<voters>.
@@ -47,6 +56,8 @@ class ElectionCluster {
   void StartAll();
   void Kill(int i);          // SIGKILL and reap
   void Signal(int i, int signal_number);
+  // Waits for agent `i` to exit; its exit status, or nullopt on timeout.
+  std::optional<int> WaitExit(int i, std::chrono::milliseconds timeout);
   std::string Log(int i) const;
   pid_t Pid(int i) const { return agents_[i] ? agents_[i]->pid() : -1; }
 

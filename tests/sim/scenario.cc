@@ -24,11 +24,13 @@ std::string Key(const v1::PlanRecord& r) {
 std::string Describe(const v1::PeerMessage& m) {
   std::string out = m.from() + "->" + m.to() + " " + v1::MessageType_Name(m.type()) +
                     " term=" + std::to_string(m.term());
-  if (m.type() != v1::PRE_VOTE_RESP && m.type() != v1::VOTE_RESP) {
+  if (m.type() != v1::PRE_VOTE_RESP && m.type() != v1::VOTE_RESP &&
+      m.type() != v1::TIMEOUT_NOW) {
     out += " record=" + Key(m.record());
   }
   if (m.type() == v1::APPEND) out += " committed=" + Key(m.committed());
   if (m.reject()) out += " reject";
+  if (m.transfer()) out += " transfer";
   return out;
 }
 
@@ -129,6 +131,8 @@ std::string ScenarioWorld::Run(const std::string& line) {
       Restart(args);
     } else if (command == "propose" && !args.empty()) {
       Propose(args);
+    } else if (command == "transfer" && (args.size() == 1 || args.size() == 2)) {
+      Transfer(args);
     } else if (command == "hand-off" && (args.size() == 1 || args.size() == 2)) {
       HandOff(args);
     } else if (command == "swap" && args.size() == 2) {
@@ -299,6 +303,18 @@ void ScenarioWorld::Propose(const Args& args) {
     Line("refused [" + ReasonOf(ready.status()) + "] " + std::string(ready.status().message()));
     return;
   }
+  Handle(args[0], *ready);
+}
+
+void ScenarioWorld::Transfer(const Args& args) {
+  Node& node = Get(args[0]);
+  absl::StatusOr<ElectionReady> ready =
+      node.machine->TransferLeadership(Option(args, "to", ""));
+  if (!ready.ok()) {
+    Line("refused [" + ReasonOf(ready.status()) + "] " + std::string(ready.status().message()));
+    return;
+  }
+  Line(args[0] + ": transferring to " + node.machine->transfer_target());
   Handle(args[0], *ready);
 }
 

@@ -16,6 +16,9 @@
 //   partition A.. | B..    cut every link between the groups; heal: undo
 //   crash NODE             the node stops; restart NODE: from what it persisted
 //   propose NODE [in-flight=X] [payload=P]
+//   transfer LEADER [to=NODE]
+//                          leadership transfer to NODE, or without `to` to
+//                          the most up-to-date voter (TransferLeadership)
 //   hand-off LEADER [outcome=O]
 //                          the committed in-flight node answers the leader's
 //                          release query with outcome O (a HandoffOutcome
@@ -78,6 +81,7 @@ class ScenarioWorld {
   void Crash(const Args& args);
   void Restart(const Args& args);
   void Propose(const Args& args);
+  void Transfer(const Args& args);
   void HandOff(const Args& args);
   void Swap(const Args& args);
   void Status();

@@ -1,6 +1,8 @@
 // The leader's toy coordinator and the invariant checks.
 #include <algorithm>
 
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "sim_world.h"
 
 namespace kmsfleet::sim {
@@ -55,7 +57,16 @@ void World::Coordinate(Node& leader) {
 void World::Propose(Node& leader, const std::string& in_flight,
                     const std::string& payload) {
   std::string before = leader.machine->committed().in_flight();
+  bool transferring = !leader.machine->transfer_target().empty();
   absl::StatusOr<ElectionReady> ready = leader.machine->Propose(in_flight, payload);
+  if (transferring) {
+    // Raft thesis §3.10: no new record while the target catches up.
+    if (ready.ok() || ReasonOf(ready.status()) != reason::kLeaderTransferInProgress) {
+      Fail("transfer: " + leader.name + " accepted or misreported a proposal while "
+           "handing leadership to " + leader.machine->transfer_target());
+    }
+    ++counters_.proposals_refused_in_transfer;
+  }
   if (!ready.ok()) return;
   if (in_flight != before) ++counters_.handoffs;
   if (in_flight == leader.coordinator.target) leader.coordinator.want_handoff = false;

@@ -101,11 +101,29 @@ int main(int argc, char** argv) {
             << " hand-offs withheld; adversary sent " << total.adversary_sent
             << ", refused " << total.adversary_refused << " (unknown fence "
             << total.adversary_unknown << ")\n";
+  std::cout << "leadership transfers: " << total.transfers_started << " started ("
+            << total.transfers_refused << " refused for want of a target), "
+            << total.transfers_completed << " to the target (mean "
+            << (total.transfers_completed > 0
+                    ? total.transfer_ticks / total.transfers_completed
+                    : 0)
+            << " ticks), " << total.transfers_other << " ended otherwise, "
+            << total.transfers_abandoned << " abandoned after an election timeout, "
+            << total.transfers_retargeted << " replaced by another; "
+            << total.transfers_stopped << " old leaders stopped after theirs; "
+            << total.proposals_refused_in_transfer << " proposals refused meanwhile\n";
   // The schedule must actually produce the cases the fences exist for;
   // otherwise the run proves nothing about them.
   if (seeds >= 200 && (total.swaps_stale_term == 0 || total.swaps_stale_fence == 0 ||
                        total.handoffs == 0)) {
     std::cout << "FAIL: no swap was delayed across a leader change or a hand-off\n";
+    return 1;
+  }
+  if (seeds >= 200 &&
+      (total.transfers_completed == 0 || total.transfers_abandoned == 0 ||
+       total.transfers_refused == 0 || total.transfers_stopped == 0 ||
+       total.proposals_refused_in_transfer == 0)) {
+    std::cout << "FAIL: the schedules did not complete, abandon and refuse transfers\n";
     return 1;
   }
   if (seeds >= 200 && (total.adversary_unknown == 0 || total.handoffs_withheld == 0)) {

@@ -82,6 +82,17 @@ struct PlanCoordinator {
   std::map<std::string, NodeView> views;  // the newest view of each voter
 };
 
+// A leadership transfer under way (sim_transfer.cc).
+struct Transfer {
+  std::string from;
+  std::string target;
+  uint64_t term = 0;        // the old leader's
+  v1::PlanRecord record;    // its record when the transfer began
+  int64_t start = 0;
+  bool stop = false;        // the old leader stops once it is over
+  bool stopped = false;
+};
+
 // What the leader's toy coordinator remembers (volatile, lost on crash).
 struct CoordinatorState {
   std::string commanded;      // fence key of the last swap sent
@@ -167,6 +178,13 @@ class World {
   void Adversary();
   void Inject(Kind kind, const v1::Fence& fence, const std::string& to);
 
+  // sim_transfer.cc: leadership transfers at random points, sometimes
+  // followed by the old leader stopping (kmsfleetd's SIGTERM), and their
+  // own checks.
+  void Transfers();
+  void StartTransfer(Node& leader);
+  bool FollowTransfer(Transfer& t);
+
   // sim_coordinator.cc: the leader's actions and the invariants.
   void Coordinate(Node& leader);
   void Propose(Node& leader, const std::string& in_flight, const std::string& payload);
@@ -245,6 +263,12 @@ class World {
   std::map<uint64_t, v1::PlanRecord> committed_index_;   // invariant 2
   std::string failure_;
   Counters counters_;
+
+  // Leadership transfers: their own random stream, so that drawing them
+  // does not shift the other draws of a seed until the first one starts.
+  SeededRandom transfer_rng_;
+  double transfer_rate_ = 0;
+  std::vector<Transfer> transfers_;
 
   // --plan.
   std::vector<std::string> voters_;

@@ -38,9 +38,19 @@ void Counters::Add(const Counters& o) {
   max_disrupted = std::max(max_disrupted, o.max_disrupted);
   max_in_flight = std::max(max_in_flight, o.max_in_flight);
   max_settle_ticks = std::max(max_settle_ticks, o.max_settle_ticks);
+  transfers_started += o.transfers_started;
+  transfers_refused += o.transfers_refused;
+  transfers_completed += o.transfers_completed;
+  transfers_other += o.transfers_other;
+  transfers_abandoned += o.transfers_abandoned;
+  transfers_stopped += o.transfers_stopped;
+  transfers_retargeted += o.transfers_retargeted;
+  transfer_ticks += o.transfer_ticks;
+  proposals_refused_in_transfer += o.proposals_refused_in_transfer;
 }
 
-World::World(const SimOptions& options) : options_(options), rng_(options.seed) {
+World::World(const SimOptions& options)
+    : options_(options), rng_(options.seed), transfer_rng_(options.seed ^ 0x7472616e73666572ULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];
@@ -71,6 +81,8 @@ World::World(const SimOptions& options) : options_(options), rng_(options.seed) 
     }
   }
   voters_ = voter_names;
+  // Up to one transfer every 25 ticks of a leader's reign, per seed.
+  transfer_rate_ = 0.04 * static_cast<double>(transfer_rng_.Next() >> 11) / (1ULL << 53);
   if (options_.plan) DrawPlanShape();
 }
 
@@ -133,6 +145,7 @@ void World::Step() {
     }
   }
   CheckInvariants();
+  if (!options_.plan) Transfers();
 }
 
 void World::InjectFaults() {

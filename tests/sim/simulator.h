@@ -67,6 +67,16 @@ struct Counters {
   int64_t max_disrupted = 0;          // providers down at once (max)
   int64_t max_in_flight = 0;          // nodes InFlight in one plan (max)
   int64_t max_settle_ticks = 0;       // faults stop -> plan settled (max)
+  // Leadership transfers (issue 11, sim_transfer.cc).
+  int64_t transfers_started = 0;
+  int64_t transfers_refused = 0;      // TransferLeadership refused (no target)
+  int64_t transfers_completed = 0;    // the target led a newer term
+  int64_t transfers_other = 0;        // another node won, or the leader crashed
+  int64_t transfers_abandoned = 0;    // still leading after an election timeout
+  int64_t transfers_stopped = 0;      // the old leader stopped, as on SIGTERM
+  int64_t transfers_retargeted = 0;   // replaced by a request to another target
+  int64_t transfer_ticks = 0;         // sum over completed transfers
+  int64_t proposals_refused_in_transfer = 0;
   void Add(const Counters& o);
 };
 

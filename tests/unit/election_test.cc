@@ -529,5 +529,192 @@ TEST(ElectionTest, SwapDelayedAcrossLeaderChangeIsRefusedAfterHandOff) {
   EXPECT_TRUE(c_guard.AdmitSwap(to_c, g["c"].committed()).ok());
 }
 
+// ---- Leadership transfer (Raft thesis §3.10; issue 11). ----
+
+// The messages queued to `to` of `type`.
+int CountQueued(Group& g, const std::string& to, v1::MessageType type) {
+  int n = 0;
+  for (const v1::PeerMessage& m : g.mailbox()) n += m.to() == to && m.type() == type;
+  return n;
+}
+
+TEST(ElectionTransferTest, UpToDateTargetIsToldAtOnceAndWinsTheNextTermKeepingTheRecord) {
+  Group g = ElectedThree();
+  ASSERT_TRUE(g.Propose("a", "b", "plan-1").ok());
+  g.Stabilize();
+  v1::PlanRecord committed = g["a"].committed();
+  absl::StatusOr<ElectionReady> r = g["a"].TransferLeadership("c");
+  ASSERT_TRUE(r.ok()) << r.status();
+  g.Collect(*r);
+  EXPECT_EQ(g["a"].transfer_target(), "c");
+  EXPECT_EQ(CountQueued(g, "c", v1::TIMEOUT_NOW), 1) << "c already holds a's record";
+  g.Stabilize();
+  EXPECT_EQ(g["c"].role(), Role::kLeader);
+  EXPECT_EQ(g["c"].term(), 2u);
+  EXPECT_EQ(g["a"].role(), Role::kFollower);
+  EXPECT_EQ(g["a"].leader(), "c");
+  EXPECT_TRUE(g["a"].transfer_target().empty());
+  EXPECT_EQ(g["b"].leader(), "c");
+  // The new leader's no-op carries the committed plan forward.
+  EXPECT_EQ(g["c"].committed().payload(), "plan-1");
+  EXPECT_EQ(g["c"].committed().in_flight(), "b");
+  EXPECT_EQ(g["c"].committed().index(), committed.index() + 1);
+}
+
+TEST(ElectionTransferTest, LaggingTargetGetsTheRecordBeforeTimeoutNow) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  ASSERT_TRUE(g.Propose("a", "", "plan-2").ok());
+  g.Stabilize({"c"});  // committed by a and b; c missed it
+  ASSERT_EQ(g["a"].committed().payload(), "plan-2");
+  ASSERT_NE(g["c"].record().payload(), "plan-2");
+  g.Collect(*g["a"].TransferLeadership("c"));
+  EXPECT_EQ(CountQueued(g, "c", v1::APPEND), 1);
+  EXPECT_EQ(CountQueued(g, "c", v1::TIMEOUT_NOW), 0)
+      << "c would lose the election with an older record";
+  g.Stabilize();
+  EXPECT_EQ(g["c"].role(), Role::kLeader);
+  EXPECT_EQ(g["c"].committed().payload(), "plan-2");
+}
+
+TEST(ElectionTransferTest, ProposalsAreRefusedWhileTransferringWithAStableReason) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  g.Collect(*g["a"].TransferLeadership("c"));
+  absl::StatusOr<ElectionReady> p = g["a"].Propose("", "plan-x");
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(p.status()), reason::kLeaderTransferInProgress);
+  EXPECT_EQ(MetadataOf(p.status(), "target"), "c");
+  EXPECT_EQ(g["a"].record().payload(), g["a"].committed().payload()) << "nothing written";
+}
+
+TEST(ElectionTransferTest, TransferNotDoneWithinAnElectionTimeoutIsAbandoned) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  g.Collect(*g["a"].TransferLeadership("c"));
+  // c is gone; b keeps answering heartbeats, so a stays leader.
+  for (int i = 0; i < 9; ++i) {
+    g.Collect(g["a"].Tick());
+    g.Stabilize({"c"});
+  }
+  EXPECT_EQ(g["a"].transfer_target(), "c") << "still within the election timeout";
+  g.Collect(g["a"].Tick());
+  g.Stabilize({"c"});
+  ASSERT_EQ(g["a"].role(), Role::kLeader);
+  EXPECT_TRUE(g["a"].transfer_target().empty());
+  EXPECT_TRUE(g.Propose("a", "", "plan-after").ok()) << "proposals accepted again";
+  EXPECT_EQ(g["a"].term(), 1u);
+}
+
+TEST(ElectionTransferTest, WithoutANameTheMostUpToDateVoterIsChosen) {
+  Group g({"a", "b", "c", "d", "e"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  ASSERT_EQ(g["a"].role(), Role::kLeader);
+  g.mailbox().clear();
+  ASSERT_TRUE(g.Propose("a", "", "plan-2").ok());
+  g.Stabilize({"b", "c"});  // only d and e acknowledge the newest record
+  ASSERT_EQ(g["a"].committed().payload(), "plan-2");
+  g.Collect(*g["a"].TransferLeadership(""));
+  EXPECT_EQ(g["a"].transfer_target(), "d") << "b and c hold an older record";
+  g.Stabilize();
+  EXPECT_EQ(g["d"].role(), Role::kLeader);
+  EXPECT_EQ(g["d"].term(), 2u);
+}
+
+TEST(ElectionTransferTest, TransferRequestsWithNobodyToGoToAreRefused) {
+  Group g({"a", "b", "c"}, {"l"});
+  g.TickUntilCampaign("a");
+  // A pre-candidate leads nothing.
+  EXPECT_EQ(ReasonOf(g["a"].TransferLeadership("b").status()), reason::kNotLeader);
+  g.Stabilize();
+  ASSERT_EQ(g["a"].role(), Role::kLeader);
+  for (const char* target : {"a", "l", "mallory"}) {
+    absl::StatusOr<ElectionReady> r = g["a"].TransferLeadership(target);
+    EXPECT_EQ(ReasonOf(r.status()), reason::kNoTransferTarget) << target;
+    EXPECT_EQ(MetadataOf(r.status(), "target"), target);
+    EXPECT_TRUE(g["a"].transfer_target().empty()) << target;
+  }
+  PinnedRandom random;
+  ElectionMachine alone({.self = "a", .voters = {"a"}}, v1::HardState(), random);
+  for (int i = 0; i < 20 && alone.role() != Role::kLeader; ++i) alone.Tick();
+  ASSERT_EQ(alone.role(), Role::kLeader);
+  EXPECT_EQ(ReasonOf(alone.TransferLeadership("").status()), reason::kNoTransferTarget);
+}
+
+TEST(ElectionTransferTest, TimeoutNowSkipsPreVoteAndFlagsTheVotes) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  ElectionReady r = *g["b"].Step(Msg(v1::TIMEOUT_NOW, "a", "b", 1));
+  EXPECT_EQ(g["b"].role(), Role::kCandidate);
+  EXPECT_EQ(g["b"].term(), 2u);
+  ASSERT_EQ(r.messages.size(), 2u);
+  for (const v1::PeerMessage& m : r.messages) {
+    EXPECT_EQ(m.type(), v1::VOTE);
+    EXPECT_TRUE(m.transfer());
+    EXPECT_EQ(m.term(), 2u);
+  }
+  // An ordinary election (PreVote, then VOTE) never sets the flag.
+  Group k({"a", "b", "c"});
+  ElectionReady pre;
+  for (int i = 0; i < 100 && pre.messages.empty(); ++i) pre = k["a"].Tick();
+  for (const v1::PeerMessage& m : pre.messages) {
+    EXPECT_EQ(m.type(), v1::PRE_VOTE);
+    EXPECT_FALSE(m.transfer());
+  }
+  ElectionReady grant = *k["b"].Step(pre.messages.at(0).to() == "b" ? pre.messages.at(0)
+                                                                       : pre.messages.at(1));
+  ElectionReady votes = *k["a"].Step(grant.messages.at(0));
+  ASSERT_FALSE(votes.messages.empty());
+  for (const v1::PeerMessage& m : votes.messages) {
+    EXPECT_EQ(m.type(), v1::VOTE);
+    EXPECT_FALSE(m.transfer());
+  }
+}
+
+TEST(ElectionTransferTest, OnlyAFlaggedVoteOvercomesTheLeaderLease) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  v1::PeerMessage plain = Msg(v1::VOTE, "c", "b", 2);
+  plain.mutable_record()->CopyFrom(g["c"].record());
+  EXPECT_TRUE(g["b"].Step(plain)->messages.empty()) << "b hears a live leader";
+  EXPECT_EQ(g["b"].term(), 1u);
+  v1::PeerMessage pre = Msg(v1::PRE_VOTE, "c", "b", 2);
+  pre.mutable_record()->CopyFrom(g["c"].record());
+  pre.set_transfer(true);
+  EXPECT_TRUE(g["b"].Step(pre)->messages.empty()) << "the flag counts on VOTE only";
+  v1::PeerMessage flagged = plain;
+  flagged.set_transfer(true);
+  ElectionReady r = *g["b"].Step(flagged);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_FALSE(r.messages[0].reject());
+  EXPECT_EQ(g["b"].term(), 2u);
+  EXPECT_EQ(g["b"].hard_state().voted_for(), "c");
+  // The election restriction still holds for a flagged vote.
+  v1::PeerMessage older = Msg(v1::VOTE, "c", "a", 2);
+  older.set_transfer(true);  // record 0/0, older than a's
+  r = *g["a"].Step(older);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_TRUE(r.messages[0].reject());
+}
+
+TEST(ElectionTransferTest, LearnersAndLeadersIgnoreTimeoutNow) {
+  Group g({"a", "b", "c"}, {"l"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  ASSERT_EQ(g["a"].role(), Role::kLeader);
+  EXPECT_TRUE(g["l"].Step(Msg(v1::TIMEOUT_NOW, "a", "l", 1))->messages.empty());
+  EXPECT_EQ(g["l"].term(), 1u);
+  EXPECT_TRUE(g["a"].Step(Msg(v1::TIMEOUT_NOW, "b", "a", 1))->messages.empty());
+  EXPECT_EQ(g["a"].role(), Role::kLeader);
+  // A stale TIMEOUT_NOW (an old term) is dropped like any old message.
+  g.Collect(*g["a"].TransferLeadership("b"));
+  g.Stabilize();
+  ASSERT_EQ(g["b"].role(), Role::kLeader);
+  EXPECT_TRUE(g["c"].Step(Msg(v1::TIMEOUT_NOW, "a", "c", 1))->messages.empty());
+  EXPECT_EQ(g["c"].role(), Role::kFollower);
+  EXPECT_EQ(g["c"].term(), 2u);
+}
+
 }  // namespace
 }  // namespace kmsfleet

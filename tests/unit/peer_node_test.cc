@@ -117,5 +117,18 @@ TEST_F(PeerNodeTest, ProposalThatCannotBePersistedIsAnError) {
   EXPECT_NE(node_->View().committed().payload(), "plan 2");
 }
 
+// Issue 11: a stopping coordinator with no voter to hand over to says so
+// at once (its shell then just stops) and keeps leading meanwhile.
+TEST_F(PeerNodeTest, TransferWithNoOtherVoterIsRefusedAndChangesNothing) {
+  for (const char* target : {"", "b", "a"}) {
+    absl::StatusOr<PeerNode::Transferred> moved =
+        node_->TransferLeadership(target, std::chrono::milliseconds(500));
+    EXPECT_EQ(moved.status().code(), absl::StatusCode::kFailedPrecondition) << target;
+    EXPECT_EQ(ReasonOf(moved.status()), reason::kNoTransferTarget) << target;
+  }
+  EXPECT_EQ(node_->View().role(), "Leader");
+  EXPECT_TRUE(Propose("", "after the refused transfer").ok());
+}
+
 }  // namespace
 }  // namespace kmsfleet

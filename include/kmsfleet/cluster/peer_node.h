@@ -92,6 +92,25 @@ class PeerNode {
   // not the committed in-flight node; Unavailable NOT_LEADER.
   absl::Status HandOff(const std::string& holder);
 
+  // Where a leadership transfer ended: asked of `target`, `leader` leads
+  // at `term` (the target, unless its election failed and another won).
+  struct Transferred {
+    std::string target;
+    std::string leader;
+    uint64_t term = 0;
+  };
+  // Leader only, before stopping: hands leadership to `target` ("" for the
+  // most up-to-date voter; ElectionMachine::TransferLeadership) and waits
+  // up to `timeout` until this node follows the target at a newer term.
+  // Proposals are refused meanwhile (LEADER_TRANSFER_IN_PROGRESS). Errors:
+  // Unavailable/NOT_LEADER; FailedPrecondition/NO_TRANSFER_TARGET;
+  // Unavailable/STATE_WRITE_FAILED; DeadlineExceeded/
+  // LEADER_TRANSFER_IN_PROGRESS (metadata target) when no new leader was
+  // heard within `timeout` (the machine abandons it an election timeout
+  // after it began).
+  absl::StatusOr<Transferred> TransferLeadership(const std::string& target,
+                                                 std::chrono::milliseconds timeout);
+
   v1::LeaderView View();
   // Admits a disruptive command (swap or rollback) under `fence` only if
   // it names the committed record this node holds and that record names

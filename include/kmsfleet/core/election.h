@@ -118,6 +118,21 @@ class ElectionMachine {
   absl::StatusOr<ElectionReady> Propose(std::string_view in_flight,
                                         std::string_view payload);
 
+  // Leadership transfer (Raft thesis §3.10), for a coordinator about to
+  // stop: hands leadership to `target`, or with "" to the voter whose
+  // acknowledged record is newest. From now on Propose is refused
+  // (Unavailable/LEADER_TRANSFER_IN_PROGRESS); the leader appends until the
+  // target holds its record, then sends it TIMEOUT_NOW, and the target
+  // campaigns at once with a vote request voters grant despite this live
+  // leader. Abandoned, and proposals accepted again, if this node still
+  // leads an election timeout later. A second call replaces the target.
+  // Errors, with nothing changed: Unavailable/NOT_LEADER;
+  // FailedPrecondition/NO_TRANSFER_TARGET (metadata target) when the target
+  // is this node or not a voter, or when "" finds no voter that answered.
+  absl::StatusOr<ElectionReady> TransferLeadership(std::string_view target);
+  // The voter a transfer goes to while one is under way, else "".
+  const std::string& transfer_target() const { return transfer_target_; }
+
   // Hand-off (architecture.md §6): `node` answered at `term`, under the
   // committed record `index`, that its last operation ended `outcome`.
   // Ignored unless the outcome left the provider serving (IsReleasable:
@@ -148,8 +163,9 @@ class ElectionMachine {
   void BecomePreCandidate();
   void BecomeCandidate();
   void BecomeLeader();
-  void Campaign(bool pre_vote);
-  void SendVoteRequest(const std::string& voter, bool pre_vote);
+  // `transfer`: the leader sent TIMEOUT_NOW (skip PreVote, flag the VOTEs).
+  void Campaign(bool pre_vote, bool transfer = false);
+  void SendVoteRequest(const std::string& voter, bool pre_vote, bool transfer = false);
   void ResetTimers();
 
   void TickElection();
@@ -160,6 +176,9 @@ class ElectionMachine {
   void HandleVoteResponse(const v1::PeerMessage& m);
   void HandleAppend(const v1::PeerMessage& m);
   void HandleAppendResponse(const v1::PeerMessage& m);
+  void HandleTimeoutNow(const v1::PeerMessage& m);
+  std::string MostUpToDateVoter() const;
+  void SendTimeoutNowIfCaughtUp();
   void BroadcastAppend();
   bool MaybeCommit();  // true when committed_ advanced
   void AdoptCommitted(const v1::PlanRecord& record);
@@ -185,6 +204,8 @@ class ElectionMachine {
   std::map<std::string, v1::PlanRecord> match_;   // leader: peer -> acked record key
   std::set<std::string> recent_active_;           // leader: heard this round
   std::string released_;                          // leader: hand-off answered
+  std::string transfer_target_;                   // leader: transferring to
+  int transfer_elapsed_ = 0;                      // leader: ticks since it began
   // Pre-vote stickiness, for liveness only (see GrantsPreVote): whom this
   // node last granted a pre-vote, for which term, and until which
   // election_elapsed_ it keeps to that choice and does not campaign.

@@ -259,6 +259,14 @@ inline constexpr char kManifestEditUnverified[] = "MANIFEST_EDIT_UNVERIFIED";
 // move the file into place atomically.
 inline constexpr char kManifestCrossDevice[] = "MANIFEST_CROSS_DEVICE";
 
+// ---- Leadership transfer (issue 11, a coordinator's SIGTERM hands off). ----
+// A plan change proposed while the coordinator hands leadership to another
+// voter: retry on the new coordinator (GetLeader names it) once it is elected.
+inline constexpr char kLeaderTransferInProgress[] = "LEADER_TRANSFER_IN_PROGRESS";
+// A leadership transfer with no voter to go to: the named target is this
+// node, a learner or no member, or no other voter has answered this leader.
+inline constexpr char kNoTransferTarget[] = "NO_TRANSFER_TARGET";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_CORE_REASONS_H_
