@@ -10,7 +10,8 @@
 # provider in its own network namespace PREFIX-cp-N, joined by veth pairs
 # to a bridge PREFIX-br in 10.77.0.0/24; tests/chaos), and a function
 # fleet_hook_before_agents, called once the node directories exist,
-# FLEET_UNIT_EXTRA (more lines for each provider unit's [Service]).
+# FLEET_UNIT_EXTRA (more lines for each provider unit's [Service]),
+# FLEET_UNIT_PREFIX (unit names, see unit_of).
 # After fleet_start: $work, $pki, nodes, cluster_port[], metrics_port[],
 # health_port[], node_ip[], agent_pid[], locals (--agent flags for every
 # unix socket), op (the operator's flags for cp-1's cluster listener),
@@ -101,6 +102,12 @@ agent_start() {  # $! is kmsfleetd itself: `ip netns exec` execs it
   "${cmd[@]}" >>"$work/$node/agent.log" 2>&1 &
   agent_pid[$node]=$!
 }
+
+# NODE's provider unit. Every `systemd --user` manager of root here puts
+# its units' cgroups under the same parent, so two local fleets at once
+# must not share unit names, or one's StopUnit kills the other's provider:
+# FLEET_UNIT_PREFIX (default bao-kms-provider-) tells them apart.
+unit_of() { echo "${FLEET_UNIT_PREFIX:-bao-kms-provider-}$1.service"; }
 
 systemctl_user() {
   XDG_RUNTIME_DIR="$work/rt" DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager "$@"
@@ -205,7 +212,7 @@ resources:
       - kms: {apiVersion: v2, name: openbao-kms-a, endpoint: "unix://$dir/run/kms.sock"}
 YAML
   echo "key_seed: demo-lineage/v1" >"$dir/scenario.yaml"
-  cat >"$work/cfg/systemd/user/bao-kms-provider-$node.service" <<UNIT
+  cat >"$work/cfg/systemd/user/$(unit_of "$node")" <<UNIT
 [Unit]
 Description=bao-kms-provider ($node, simulated)
 [Service]
@@ -218,11 +225,11 @@ ${FLEET_UNIT_EXTRA:-}
 UNIT
 done
 systemctl_user daemon-reload
-for node in "${nodes[@]}"; do systemctl_user start "bao-kms-provider-$node.service"; done
+for node in "${nodes[@]}"; do systemctl_user start "$(unit_of "$node")"; done
 for node in "${nodes[@]}"; do
   wait_for 20 in_node "$node" curl -sf "http://127.0.0.1:${health_port[$node]}/ready" ||
     { cat "$work/$node/provider.log"; exit 1; }
-  say "  bao-kms-provider-$node.service: active, /ready 200"
+  say "  $(unit_of "$node"): active, /ready 200"
 done
 
 step "one kmsfleetd agent per node, electing a coordinator over mutual TLS"
@@ -241,7 +248,7 @@ provider:
   binary: $dir/bin/bao-kms-provider
   config: $dir/provider.yaml
   encryption_config: $dir/encryption-config.yaml
-  unit: bao-kms-provider-$node.service
+  unit: $(unit_of "$node")
 executor:
   bus_address: unix:path=$work/rt/systemd/private
   public_keys: [$work/release.pub]

@@ -63,6 +63,9 @@ summary=$(mktemp /tmp/kmsfleet-chaos/summary.XXXXXX)
 export FLEET_QUIET=1 FLEET_KEEP=1 FLEET_NETNS=kfc FLEET_NODES=$node_count
 export FLEET_STABILIZATION_MS=500 FLEET_POLL_MS=50 FLEET_PLAN_TICK_MS=100
 export FLEET_UNIT_EXTRA=$'Restart=on-failure\nRestartSec=1'
+# Unit names of our own: another local fleet's StopUnit on a unit of the
+# same name would kill our provider (see unit_of in local_fleet.sh).
+export FLEET_UNIT_PREFIX=kfc-chaos-provider-
 
 now_ms() { date +%s%3N; }
 log() { printf '  [%6d ms] %s\n' $(($(now_ms) - t0)) "$*"; }
@@ -321,7 +324,7 @@ on_halted() {
 on_break_glass() {
   local id=$1 nonce=$2 reason=$3 node
   log "operator: plan $id in break-glass [$reason]: starting every provider unit, ack"
-  for node in "${nodes[@]}"; do systemctl_user start "bao-kms-provider-$node.service"; done
+  for node in "${nodes[@]}"; do systemctl_user start "$(unit_of "$node")"; done
   sleep 2
   operator ack-break-glass "$nonce" >/dev/null || log "operator: ack refused"
 }
@@ -330,7 +333,7 @@ drive_run() {
   local fault_end=$((duration * 1000)) hard_end=$((duration * 1000 + 120000))
   local next=0 el plan phase id kind reason last_id="" last_try=0
   local -a todo; read -r -a todo <<<"$(echo $order)"
-  declare -gA resumes=()
+  declare -gA resumes=() broke=()
   last_end=""
   while :; do
     el=$(($(now_ms) - t0))
@@ -338,6 +341,7 @@ drive_run() {
       i=${todo[next]}; inject "${f_kind[i]}" "${f_dur[i]}" "${f_pick[i]}" "$i"; next=$((next + 1))
     done
     end_due due
+    if [ $el -ge $hard_end ]; then log "settle: no end after $((hard_end / 1000)) s"; break; fi
     plan=$(current_plan) || { sleep 0.3; continue; }
     phase=$(echo "$plan" | jq -r '.plan.phase // "NONE"' | sed 's/PLAN_PHASE_//')
     id=$(echo "$plan" | jq -r '.plan.plan_id // empty')
@@ -358,13 +362,18 @@ drive_run() {
         fi ;;
       BREAK_GLASS)
         reason=$(echo "$plan" | jq -r '.plan.break_glass.reason // ""')
+        # A second break-glass of one plan needs the runbook's section 4
+        # (a fenced swap by hand); the driver leaves that to a human.
+        if [ -n "${broke[$id]:-}" ] && [ "${broke[$id]}" != "$(echo "$plan" | jq -r .plan.break_glass.nonce)" ]; then
+          log "operator: plan $id in break-glass again [$reason]: left for a human"; break
+        fi
         if [ $((el - last_try)) -ge 1500 ]; then
           last_try=$el
-          on_break_glass "$id" "$(echo "$plan" | jq -r '.plan.break_glass.nonce')" "$reason"
+          broke[$id]=$(echo "$plan" | jq -r '.plan.break_glass.nonce')
+          on_break_glass "$id" "${broke[$id]}" "$reason"
         fi ;;
     esac
     if [ $el -ge $fault_end ] && [ $next -ge ${#todo[@]} ]; then end_due all; fi
-    if [ $el -ge $hard_end ]; then log "settle: still $phase after $((hard_end / 1000)) s"; break; fi
     sleep 0.3
   done
   end_due all
