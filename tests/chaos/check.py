@@ -24,13 +24,22 @@ def ts_ms(text):
     return int(datetime.datetime.fromisoformat(text).timestamp() * 1000)
 
 
+def run_end_ms(work):
+    """When the driver checked the run: later lines are the teardown's."""
+    try:
+        with open(os.path.join(work, "run-end-ms")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return float("inf")
+
+
 def down_intervals(work, nodes):
     """(node, from_ms, to_ms, cause) for every time a provider was not up.
 
     Down from serve.stopping (cause "stop": kmsfleet stopped the unit) or
     fake.crash (cause "crash": injected) to the next serve.ready; one still
     open at the end of the log lasts to infinity."""
-    out = []
+    out, end = [], run_end_ms(work)
     for node in nodes:
         served, since, cause = False, None, None
         with open(os.path.join(work, node, "provider.log"), errors="replace") as log:
@@ -42,6 +51,8 @@ def down_intervals(work, nodes):
                 except ValueError:
                     continue
                 message, at = event.get("message"), ts_ms(event["ts"])
+                if at > end:
+                    break
                 if message == "serve.ready":
                     if since is not None:
                         out.append((node, since, at, cause))
@@ -53,21 +64,54 @@ def down_intervals(work, nodes):
     return out
 
 
-def overlaps(intervals):
-    """Overlapping down intervals of two nodes. kmsfleet is at fault when
-    the later one began with a stop (it took a provider down while another
-    was down); a crash that begins during another node's window is the
-    injected fault itself ("excused")."""
-    bad, excused = [], []
+# How old the coordinator's view of a node may be when it authorises a
+# swap: a few plan ticks (100 ms) and executor polls. A crash younger than
+# this at the authorisation could not be seen.
+OBSERVATION_MS = 1000
+
+
+def admissions(work, nodes):
+    """node -> times its agent admitted a fenced swap or rollback."""
+    out = {}
+    for node in nodes:
+        times = []
+        with open(os.path.join(work, node, "agent.log"), errors="replace") as log:
+            for line in log:
+                if 'msg="swap command admitted"' in line and line.startswith("ts="):
+                    times.append(ts_ms(line[3:line.index(" ")]))
+        out[node] = times
+    return out
+
+
+def overlaps(intervals, admitted):
+    """Overlapping down intervals of two nodes, sorted into three kinds:
+    bad: the later one began with a stop while the other node was down
+      from a stop, or from a crash that was already visible when the swap
+      was admitted (older than OBSERVATION_MS then): kmsfleet took a
+      provider down while another was known down;
+    races: a stop after a crash that began after (or just before) the
+      swap was authorised: no observation could have held it back;
+    excused: a crash that began during another node's window (the
+      injected fault itself)."""
+    bad, races, excused = [], [], []
     for i, a in enumerate(intervals):
         for b in intervals[i + 1:]:
             if a[0] == b[0] or not (a[1] < b[2] and b[1] < a[2]):
                 continue
-            later = a if a[1] >= b[1] else b
+            later, earlier = (a, b) if a[1] >= b[1] else (b, a)
             text = "%s down [%d,%s) %s / %s down [%d,%s) %s" % (
                 a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3])
-            (bad if later[3] == "stop" else excused).append(text)
-    return bad, excused
+            if later[3] == "crash":
+                excused.append(text)
+                continue
+            admitted_at = max([t for t in admitted.get(later[0], []) if t <= later[1]],
+                              default=None)
+            if earlier[3] == "crash" and admitted_at is not None and \
+                    earlier[1] > admitted_at - OBSERVATION_MS:
+                races.append(text + " (swap admitted at %d)" % admitted_at)
+            else:
+                bad.append(text)
+    return bad, races, excused
 
 
 def read_lines(path):
@@ -87,20 +131,28 @@ def load_json(path):
 
 def check_run(args):
     work, nodes = args.work, args.nodes.split()
-    bad, excused = overlaps(down_intervals(work, nodes))
+    bad, races, excused = overlaps(down_intervals(work, nodes), admissions(work, nodes))
     history = {}
     for node in nodes:
         for plan in load_json(os.path.join(work, "history-%s.json" % node)).get("plans", []):
-            history[plan["plan_id"]] = plan
+            old = history.get(plan["plan_id"])
+            if old is None or int(old.get("revision", 0)) < int(plan.get("revision", 0)):
+                history[plan["plan_id"]] = plan
     final = load_json(os.path.join(work, "final-plan.json")).get("plan", {})
-    # What the fleet recorded: the history, and the current plan if it is
-    # not there (a plan still Halted or in BreakGlass is in no history).
-    plans = dict(history)
-    if final.get("plan_id") and final["plan_id"] not in plans:
-        plans[final["plan_id"]] = final
     started = read_lines(os.path.join(work, "started.txt"))  # "PLAN_ID upgrade|rollback"
     seen = [line[0] for line in read_lines(os.path.join(work, "seen.txt"))]
-    lost = sorted({p for p in [s[0] for s in started] + seen if p not in plans})
+    # What the fleet recorded: the history, and the current plan where it
+    # is newer (a plan still running, Halted or in BreakGlass is in no
+    # history). A finished current plan must be in the history as it is.
+    plans = dict(history)
+    lost = []
+    final_id = final.get("plan_id")
+    if final_id and int(final.get("revision", 0)) > int(history.get(final_id, {}).get("revision", 0)):
+        if final.get("phase", "").replace("PLAN_PHASE_", "") in ("COMPLETED", "ROLLED_BACK", "ABORTED"):
+            lost.append("%s: ended %s at revision %s, but no history has that end" % (
+                final_id, final["phase"], final.get("revision")))
+        plans[final_id] = final
+    lost += sorted({p for p in [s[0] for s in started] + seen if p not in plans})
     # A rollback continues its plan under the same id, so its end must
     # replace the upgrade's Completed in the history; if the history still
     # says Completed, the rollback's end was lost.
@@ -133,13 +185,15 @@ def check_run(args):
         print("  plan %s %s: %s" % (plan_id, plans[plan_id].get("kind", "").replace("PLAN_KIND_", ""),
                                     ends[plan_id]))
     print("  overlaps: %d%s" % (len(bad), "".join("\n    " + t for t in bad)))
+    print("  races (a crash after the swap was authorised, then its stop): %d%s" % (
+        len(races), "".join("\n    " + t for t in races)))
     print("  excused (an injected crash during another node's window): %d" % len(excused))
     print("  plans lost: %d%s" % (len(lost), "".join("\n    " + p for p in lost)))
     print("  plans without an end: %d%s" % (len(no_end), "".join("\n    " + p for p in no_end)))
     print("  open journals: %d%s" % (len(open_journals), "".join("\n    " + j for j in open_journals)))
     record = {"seed": args.seed, "faults": [f.split()[0] for f in faults], "crashes": crashes,
               "ends": [e.split()[0] for e in ends.values()], "overlaps": len(bad),
-              "excused": len(excused), "lost": len(lost), "no_end": len(no_end),
+              "excused": len(excused), "races": len(races), "lost": len(lost), "no_end": len(no_end),
               "open_journals": len(open_journals), "started": len(started),
               "rollbacks": sum(c == "rollback" for _, c in started)}
     with open(args.summary, "a") as f:
@@ -159,8 +213,10 @@ def report(args):
     print("  plans: %d (%s); started by the driver: %d" % (
         sum(ends.values()), ", ".join("%s %d" % kv for kv in sorted(ends.items())),
         sum(r["started"] for r in runs)))
-    print("  overlaps: %d (excused crash overlaps: %d)" % (
-        sum(r["overlaps"] for r in runs), sum(r["excused"] for r in runs)))
+    print("  overlaps: %d (and a crash after authorisation, then the stop: %d;"
+          " a crash in another node's window: %d)" % (
+              sum(r["overlaps"] for r in runs), sum(r.get("races", 0) for r in runs),
+              sum(r["excused"] for r in runs)))
     print("  plans lost: %d" % sum(r["lost"] for r in runs))
     print("  rollbacks started: %d" % sum(r.get("rollbacks", 0) for r in runs))
     print("  plans without an end: %d" % sum(r["no_end"] for r in runs))

@@ -131,6 +131,7 @@ YAML
   t0=$(now_ms)  # the schedule counts from a running fleet
   drive_run >>"$work/driver.log" 2>&1
   grep -v ' Killed  ' "$work/driver.log"
+  now_ms >"$work/run-end-ms"
   python3 "$here/check.py" --work "$work" --seed "$run_seed" --nodes "${nodes[*]}" \
     --summary "$summary"
   local rc=$?
