@@ -142,7 +142,7 @@ YAML
 # ---- talking to the fleet --------------------------------------------------
 ctl_at() {  # ctl_at NODE ARGS...: as the operator, over NODE's cluster listener
   local node=$1; shift
-  timeout 8 "$ctl" "$@" --agent "${node_ip[$node]}:${cluster_port[$node]}" --server-name "$node" \
+  timeout -k 1 8 "$ctl" "$@" --agent "${node_ip[$node]}:${cluster_port[$node]}" --server-name "$node" \
     --ca "$pki/ca.pem" --cert "$pki/alice.pem" --key "$pki/alice.key"
 }
 declare -A down  # node -> why its agent does not answer now (stopped, killed)
@@ -154,16 +154,16 @@ live_nodes() {
 current_plan() {
   local node out
   for node in $(live_nodes); do
-    out=$(timeout 4 "$ctl" plan --agent "unix:$work/$node/agent.sock" --output json 2>/dev/null)
+    out=$(timeout -k 1 4 "$ctl" plan --agent "unix:$work/$node/agent.sock" --output json 2>/dev/null)
     if [ -n "$out" ]; then echo "$out"; return 0; fi
-    if timeout 4 "$ctl" plan --agent "unix:$work/$node/agent.sock" 2>&1 | grep -q NO_PLAN; then
+    if timeout -k 1 4 "$ctl" plan --agent "unix:$work/$node/agent.sock" 2>&1 | grep -q NO_PLAN; then
       echo '{}'; return 0
     fi
   done
   return 1
 }
 coordinator() {
-  timeout 4 "$ctl" leader "${locals[@]}" --timeout-ms 1500 --output json 2>/dev/null |
+  timeout -k 1 4 "$ctl" leader "${locals[@]}" --timeout-ms 1500 --output json 2>/dev/null |
     jq -r '.coordinator // empty' 2>/dev/null
 }
 # An operator command to whichever live agent takes it; prints its output.
@@ -384,7 +384,7 @@ drive_run() {
   log "run ends: last plan $(echo "$plan" | jq -r '.plan.plan_id // "-"')" \
     "$(echo "$plan" | jq -r '.plan.phase // "-"')"
   for node in "${nodes[@]}"; do
-    timeout 5 "$ctl" history --agent "unix:$work/$node/agent.sock" --output json \
+    timeout -k 1 5 "$ctl" history --agent "unix:$work/$node/agent.sock" --output json \
       >"$work/history-$node.json" 2>/dev/null
   done
 }
