@@ -264,7 +264,9 @@ inject() {
       log "fault provider crash: $node"
       echo "$kind $node" >>"$work/faults.txt" ;;
     disk_full)
-      dd if=/dev/zero of="$work/$disk_node/state/.chaos-fill" bs=64k 2>/dev/null
+      # Only on the small tmpfs, and never more than 8 MiB.
+      mountpoint -q "$work/$disk_node/state" || { log "fault disk full: no tmpfs, skipped"; return; }
+      dd if=/dev/zero of="$work/$disk_node/state/.chaos-fill" bs=64k count=128 2>/dev/null
       end_later "$dur" "rm -f $work/$disk_node/state/.chaos-fill"
       log "fault disk full: $disk_node's state dir for $dur ms ($(df --output=avail "$work/$disk_node/state" | tail -1 | tr -d ' ') KiB left)"
       echo "$kind $disk_node" >>"$work/faults.txt" ;;
