@@ -16,6 +16,8 @@ packages=(
   prometheus
   systemd dbus dbus-user-session
   curl procps iproute2
+  # Chaos runs (tests/chaos): partitions and packet loss between agents.
+  nftables jq
   # Packaging: build and lint the .deb and .rpm (tests/deploy).
   dpkg-dev lintian rpm rpmlint man-db
 )

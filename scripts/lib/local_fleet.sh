@@ -5,10 +5,18 @@
 #   signing key, releases 0.1.0 (installed) and 0.2.0 (published).
 # Before sourcing: $build (absolute build directory). Optional:
 # FLEET_STABILIZATION_MS (2000), FLEET_POLL_MS (500: executor.poll_interval_ms),
-# FLEET_PLAN_TICK_MS (200), FLEET_QUIET=1, FLEET_KEEP=1 (keep the files).
+# FLEET_PLAN_TICK_MS (200), FLEET_QUIET=1, FLEET_KEEP=1 (keep the files),
+# FLEET_NODES (3: cp-1..cp-N), FLEET_NETNS=PREFIX (each node's agent and
+# provider in its own network namespace PREFIX-cp-N, joined by veth pairs
+# to a bridge PREFIX-br in 10.77.0.0/24; tests/chaos), and a function
+# fleet_hook_before_agents, called once the node directories exist,
+# FLEET_UNIT_EXTRA (more lines for each provider unit's [Service]),
+# FLEET_UNIT_PREFIX (unit names, see unit_of).
 # After fleet_start: $work, $pki, nodes, cluster_port[], metrics_port[],
-# health_port[], locals (--agent flags for every unix socket), op (the
-# operator's flags for cp-1's cluster listener), release VERSION.
+# health_port[], node_ip[], agent_pid[], locals (--agent flags for every
+# unix socket), op (the operator's flags for cp-1's cluster listener),
+# release VERSION, in_node NODE CMD... (CMD in NODE's namespace),
+# agent_start NODE (starts, or restarts, NODE's kmsfleetd).
 
 fake="$build/tests/fakes/fake-bao-kms-provider"
 openbao="$build/tests/fakes/fake-openbao-health"
@@ -44,13 +52,62 @@ free_port() {
 
 pids=()
 manager_pid=""
+declare -gA agent_pid node_ip
 fleet_stop() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}" "${agent_pid[@]}"; do
+    kill -CONT "$pid" 2>/dev/null || true; kill "$pid" 2>/dev/null || true
+  done
   # The manager stops the provider units before it exits.
   [ -z "$manager_pid" ] || kill "$manager_pid" 2>/dev/null || true
   wait 2>/dev/null || true
+  [ -z "${FLEET_NETNS:-}" ] || fleet_netns_down
   if [ "${FLEET_KEEP:-0}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
+
+# Runs "$@" in NODE's network namespace (or here without FLEET_NETNS).
+in_node() {
+  local node=$1; shift
+  if [ -n "${FLEET_NETNS:-}" ]; then ip netns exec "$FLEET_NETNS-$node" "$@"; else "$@"; fi
+}
+
+fleet_netns_down() {
+  local node
+  for node in "${nodes[@]}"; do ip netns del "$FLEET_NETNS-$node" 2>/dev/null || true; done
+  ip link del "$FLEET_NETNS-br" 2>/dev/null || true
+}
+
+# A bridge at 10.77.0.1 and, per node, a namespace at 10.77.0.(10+i).
+fleet_netns_up() {
+  local i=0 node ns
+  fleet_netns_down
+  ip link add "$FLEET_NETNS-br" type bridge
+  ip addr add 10.77.0.1/24 dev "$FLEET_NETNS-br"
+  ip link set "$FLEET_NETNS-br" up
+  for node in "${nodes[@]}"; do
+    i=$((i + 1)); ns="$FLEET_NETNS-$node"
+    ip netns add "$ns"
+    ip link add "$FLEET_NETNS-v$i" type veth peer name "$FLEET_NETNS-p$i"
+    ip link set "$FLEET_NETNS-p$i" netns "$ns"
+    ip link set "$FLEET_NETNS-v$i" master "$FLEET_NETNS-br" up
+    ip -n "$ns" addr add "10.77.0.$((10 + i))/24" dev "$FLEET_NETNS-p$i"
+    ip -n "$ns" link set "$FLEET_NETNS-p$i" up
+    ip -n "$ns" link set lo up
+    node_ip[$node]=10.77.0.$((10 + i))
+  done
+}
+
+agent_start() {  # $! is kmsfleetd itself: `ip netns exec` execs it
+  local node=$1 cmd=("$agent" --config "$work/$1/kmsfleet.yaml")
+  [ -z "${FLEET_NETNS:-}" ] || cmd=(ip netns exec "$FLEET_NETNS-$node" "${cmd[@]}")
+  "${cmd[@]}" >>"$work/$node/agent.log" 2>&1 &
+  agent_pid[$node]=$!
+}
+
+# NODE's provider unit. Every `systemd --user` manager of root here puts
+# its units' cgroups under the same parent, so two local fleets at once
+# must not share unit names, or one's StopUnit kills the other's provider:
+# FLEET_UNIT_PREFIX (default bao-kms-provider-) tells them apart.
+unit_of() { echo "${FLEET_UNIT_PREFIX:-bao-kms-provider-}$1.service"; }
 
 systemctl_user() {
   XDG_RUNTIME_DIR="$work/rt" DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager "$@"
@@ -69,7 +126,11 @@ release() {  # release VERSION -> a binary, checksums.txt and its signature
 # The body is not indented: it holds here-documents of YAML and units.
 fleet_start() {
 work=$(mktemp -d /tmp/kmsfleet-fleet.XXXXXX)
-nodes=(cp-1 cp-2 cp-3)
+nodes=()
+for ((i = 1; i <= ${FLEET_NODES:-3}; i++)); do nodes+=("cp-$i"); done
+host_ip=127.0.0.1
+for node in "${nodes[@]}"; do node_ip[$node]=127.0.0.1; done
+if [ -n "${FLEET_NETNS:-}" ]; then fleet_netns_up; host_ip=10.77.0.1; fi
 pki="$work/pki"
 mkdir -p "$pki" "$work/rt" "$work/cfg/systemd/user" "$work/rel"
 chmod 700 "$work/rt"
@@ -86,7 +147,9 @@ issue() {  # issue NAME SAN EKU
   openssl_quiet x509 -req -in "$pki/$1.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
     -CAcreateserial -out "$pki/$1.pem" -days 2 -extfile "$pki/$1.ext"
 }
-for node in "${nodes[@]}"; do issue "$node" "DNS:$node" serverAuth,clientAuth; done
+for node in "${nodes[@]}"; do
+  issue "$node" "DNS:$node,IP:${node_ip[$node]}" serverAuth,clientAuth
+done
 issue alice "URI:spiffe://kmsfleet.demo/kmsfleet/operator/alice" clientAuth
 say "  CA, cp-1..3 (SAN DNS:<node>), alice (SAN spiffe://kmsfleet.demo/kmsfleet/operator/alice)"
 
@@ -109,7 +172,7 @@ say "  $work/rel/0.2.0: bao-kms-provider_0.2.0_linux_amd64, checksums.txt, check
 step "a fake OpenBao answering /v1/sys/health: initialised, unsealed, active"
 openbao_port=$(free_port)
 echo active >"$work/openbao.state"
-"$openbao" --state-file "$work/openbao.state" --listen "127.0.0.1:$openbao_port" \
+"$openbao" --state-file "$work/openbao.state" --listen "$host_ip:$openbao_port" \
   >"$work/openbao.log" 2>&1 &
 pids+=($!)
 
@@ -134,7 +197,7 @@ server:
   metricsAddress: 127.0.0.1:${metrics_port[$node]}
   healthAddress: 127.0.0.1:${health_port[$node]}
 openbao:
-  address: http://127.0.0.1:$openbao_port
+  address: http://$host_ip:$openbao_port
 transit:
   keyIdScope: {providerName: openbao-kms-a, clusterId: a, transitMountId: transit-a, keyLineageId: lineage-a}
 state:
@@ -149,22 +212,24 @@ resources:
       - kms: {apiVersion: v2, name: openbao-kms-a, endpoint: "unix://$dir/run/kms.sock"}
 YAML
   echo "key_seed: demo-lineage/v1" >"$dir/scenario.yaml"
-  cat >"$work/cfg/systemd/user/bao-kms-provider-$node.service" <<UNIT
+  cat >"$work/cfg/systemd/user/$(unit_of "$node")" <<UNIT
 [Unit]
 Description=bao-kms-provider ($node, simulated)
 [Service]
 Type=exec
+$([ -z "${FLEET_NETNS:-}" ] || echo "NetworkNamespacePath=/run/netns/$FLEET_NETNS-$node")
 ExecStart=$dir/bin/bao-kms-provider serve --config $dir/provider.yaml
 Environment=FAKE_BAO_KMS_SCENARIO=$dir/scenario.yaml
 StandardError=append:$dir/provider.log
+${FLEET_UNIT_EXTRA:-}
 UNIT
 done
 systemctl_user daemon-reload
-for node in "${nodes[@]}"; do systemctl_user start "bao-kms-provider-$node.service"; done
+for node in "${nodes[@]}"; do systemctl_user start "$(unit_of "$node")"; done
 for node in "${nodes[@]}"; do
-  wait_for 20 curl -sf "http://127.0.0.1:${health_port[$node]}/ready" ||
+  wait_for 20 in_node "$node" curl -sf "http://127.0.0.1:${health_port[$node]}/ready" ||
     { cat "$work/$node/provider.log"; exit 1; }
-  say "  bao-kms-provider-$node.service: active, /ready 200"
+  say "  $(unit_of "$node"): active, /ready 200"
 done
 
 step "one kmsfleetd agent per node, electing a coordinator over mutual TLS"
@@ -183,7 +248,7 @@ provider:
   binary: $dir/bin/bao-kms-provider
   config: $dir/provider.yaml
   encryption_config: $dir/encryption-config.yaml
-  unit: bao-kms-provider-$node.service
+  unit: $(unit_of "$node")
 executor:
   bus_address: unix:path=$work/rt/systemd/private
   public_keys: [$work/release.pub]
@@ -191,10 +256,10 @@ executor:
   poll_interval_ms: ${FLEET_POLL_MS:-500}
 peers:
 $(for peer in "${nodes[@]}"; do
-    [ "$peer" = "$node" ] || echo "  - {name: $peer, address: 127.0.0.1:${cluster_port[$peer]}}"
+    [ "$peer" = "$node" ] || echo "  - {name: $peer, address: ${node_ip[$peer]}:${cluster_port[$peer]}}"
   done)
 cluster:
-  listen: 127.0.0.1:${cluster_port[$node]}
+  listen: ${node_ip[$node]}:${cluster_port[$node]}
   plan_tick_ms: ${FLEET_PLAN_TICK_MS:-200}
   tls:
     ca: $pki/ca.pem
@@ -202,9 +267,9 @@ cluster:
     key: $pki/$node.key
     operator_trust_domain: kmsfleet.demo
 YAML
-  "$agent" --config "$dir/kmsfleet.yaml" >"$dir/agent.log" 2>&1 &
-  pids+=($!)
 done
+! declare -F fleet_hook_before_agents >/dev/null || fleet_hook_before_agents
+for node in "${nodes[@]}"; do agent_start "$node"; done
 locals=()
 for node in "${nodes[@]}"; do locals+=(--agent "unix:$work/$node/agent.sock"); done
 wait_for 30 "$ctl" status "${locals[@]}" || true
@@ -212,6 +277,6 @@ wait_for 30 "$ctl" leader "${locals[@]}" || true
 [ "${FLEET_QUIET:-0}" = 1 ] || "$ctl" leader "${locals[@]}" || true
 
   # The operator: any agent's cluster listener, with alice's certificate.
-  op=(--agent "127.0.0.1:${cluster_port[cp-1]}" --server-name cp-1
+  op=(--agent "${node_ip[cp-1]}:${cluster_port[cp-1]}" --server-name cp-1
       --ca "$pki/ca.pem" --cert "$pki/alice.pem" --key "$pki/alice.key")
 }

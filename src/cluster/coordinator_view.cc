@@ -4,6 +4,7 @@
 #include "fleet_actions.h"
 #include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/state_file.h"
+#include "kmsfleet/core/plan_history.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
@@ -42,16 +43,9 @@ void Coordinator::RecordHistory(const v1::PlanRecord& committed) {
   std::string content;
   {
     std::lock_guard lock(mu_);
-    for (const v1::FleetPlan& p : history_.plans()) {
-      if (p.plan_id() == plan->plan_id()) return;
-    }
-    v1::PlanHistory next;
-    *next.add_plans() = *plan;
-    for (const v1::FleetPlan& p : history_.plans()) {
-      if (next.plans_size() >= kMaxPlanHistory) break;
-      *next.add_plans() = p;
-    }
-    history_ = std::move(next);
+    std::optional<v1::PlanHistory> next = RecordFinishedPlan(history_, *plan, kMaxPlanHistory);
+    if (!next) return;
+    history_ = *std::move(next);
     content = history_.SerializeAsString();
   }
   if (options_.history_path.empty()) return;

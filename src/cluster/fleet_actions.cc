@@ -293,10 +293,20 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     stream->Finish();
     if (!operation.done()) std::this_thread::sleep_for(kRetryInterval);
   }
+  SetOperationResult(operation, r);
+  return r;
+}
+
+void SetOperationResult(const v1::Operation& operation, ActionResult& r) {
   r.outcome = OutcomeOfPhase(operation.phase());
   r.outcome_reason = operation.reason();
   r.outcome_message = operation.message();
-  return r;
+  if (r.outcome != OperationOutcome::kNotFound) return;
+  r.status = MakeError(absl::StatusCode::kFailedPrecondition,
+                       operation.reason().empty() ? std::string(reason::kSwapFailedRestored)
+                                                  : operation.reason(),
+                       "operation " + operation.operation_id() + " ended " + operation.phase() +
+                           " before it stopped the provider: " + operation.message());
 }
 
 }  // namespace kmsfleet
