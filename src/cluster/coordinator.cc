@@ -72,6 +72,7 @@ void Coordinator::Loop() {
   while (!stopping_) {
     lock.unlock();
     Tick();
+    rounds_.fetch_add(1, std::memory_order_relaxed);
     lock.lock();
     // A command or a finished action is acted on at once; otherwise the
     // tick paces observation, except while the plan only waits for fresh

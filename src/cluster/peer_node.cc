@@ -112,6 +112,7 @@ void PeerNode::ScheduleTick() {
       if (stopping_) return;
       Process(machine_->Tick()).IgnoreError();  // logged there
     }
+    ticks_.fetch_add(1, std::memory_order_relaxed);
     ticker_->timer.expires_at(ticker_->timer.expiry() + options_.tick);
     ScheduleTick();
   });

@@ -58,6 +58,10 @@ class ClusterRuntime {
   v1::LeaderView View() { return node_->View(); }
   // Fleet-wide key_id parity, on the coordinator only (for /metrics).
   std::optional<bool> FleetParity() { return coordinator_->FleetParity(); }
+  // Progress counters of the election's tick loop and the plan loop, for
+  // the systemd watchdog.
+  uint64_t election_ticks() const { return node_->ticks(); }
+  uint64_t plan_rounds() const { return coordinator_->rounds(); }
 
   // The Fleet service for the agent's unix socket.
   grpc::Service* local_fleet_service() { return local_fleet_.get(); }

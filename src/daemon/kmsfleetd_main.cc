@@ -214,9 +214,14 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
        {"mode", mode},
        {"unix", config.listen_unix},
        {"tcp_port", std::to_string(server.tcp_port())}});
-  ServiceNotifier notifier({.node = config.node, .mode = mode,
-                            .agent_target = "unix:" + config.listen_unix,
-                            .cluster = *cluster != nullptr});
+  ServiceNotifierOptions notify{.node = config.node, .mode = mode,
+                                .agent_target = "unix:" + config.listen_unix,
+                                .cluster = *cluster != nullptr};
+  if (ClusterRuntime* runtime = cluster->get(); runtime != nullptr) {
+    notify.counters = {{"election_ticks", [runtime] { return runtime->election_ticks(); }},
+                       {"plan_loop", [runtime] { return runtime->plan_rounds(); }}};
+  }
+  ServiceNotifier notifier(std::move(notify));
   notifier.Ready();
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);

@@ -110,6 +110,14 @@ int64_t ServiceNotifier::Record(const Round& round) {
   const int64_t now = SteadyMillis();
   if (round.agent_answered) agent_ms_ = now;
   if (round.election_answered) election_ms_ = now;
+  counter_values_.resize(options_.counters.size(), 0);
+  counter_ms_.resize(options_.counters.size(), 0);
+  for (size_t i = 0; i < options_.counters.size(); ++i) {
+    const uint64_t value = options_.counters[i].read();
+    // The first reading counts as progress: the loop was just started.
+    if (counter_ms_[i] == 0 || value != counter_values_[i]) counter_ms_[i] = now;
+    counter_values_[i] = value;
+  }
   return now;
 }
 
@@ -128,6 +136,9 @@ void ServiceNotifier::Loop() {
     if (interval_ms > 0) {
       std::vector<LoopProgress> loops{{"agent_api", agent_ms_}};
       if (options_.cluster) loops.push_back({"election", election_ms_});
+      for (size_t i = 0; i < options_.counters.size(); ++i) {
+        loops.push_back({options_.counters[i].name, counter_ms_[i]});
+      }
       WatchdogDecision d = DecideWatchdogPing(now, interval_ms, loops);
       // Every skipped ping is logged: there are a few at most before
       // systemd's timer runs out, and they say which loop was stuck.

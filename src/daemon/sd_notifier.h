@@ -23,7 +23,9 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <functional>
 #include <string>
+#include <vector>
 #include <thread>
 
 #include "kmsfleet/v1/fleet.pb.h"
@@ -38,6 +40,13 @@ struct ServiceNotifierOptions {
   // How often STATUS= is refreshed when the watchdog is off; with it on,
   // rounds are a quarter of the watchdog interval when that is shorter.
   std::chrono::milliseconds status_period{1000};
+  // Loops that count their rounds (the election's tick loop, the plan
+  // loop): each must have counted on since the previous probe round.
+  struct Counter {
+    std::string name;
+    std::function<uint64_t()> read;
+  };
+  std::vector<Counter> counters{};
 };
 
 class ServiceNotifier {
@@ -68,6 +77,9 @@ class ServiceNotifier {
   // Touched by Ready before the thread starts, then by the thread only.
   std::string last_status_;
   int64_t agent_ms_ = 0, election_ms_ = 0;  // last answers, steady ms
+  // Per options_.counters: the value seen last, and when it last moved.
+  std::vector<uint64_t> counter_values_;
+  std::vector<int64_t> counter_ms_;
 
   std::mutex mu_;
   std::condition_variable wake_;

@@ -45,6 +45,8 @@ KMSFLEET_EXPLORE_FIELD(Released, std::string, released_);
 KMSFLEET_EXPLORE_FIELD(PreVotedFor, std::string, pre_voted_for_);
 KMSFLEET_EXPLORE_FIELD(PreVoteTerm, uint64_t, pre_vote_term_);
 KMSFLEET_EXPLORE_FIELD(PreVoteHoldUntil, int, pre_vote_hold_until_);
+KMSFLEET_EXPLORE_FIELD(TransferTarget, std::string, transfer_target_);
+KMSFLEET_EXPLORE_FIELD(TransferElapsed, int, transfer_elapsed_);
 
 #undef KMSFLEET_EXPLORE_FIELD
 

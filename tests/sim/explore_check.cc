@@ -11,7 +11,7 @@ namespace {
 // Catches a field added to ElectionMachine that the canonical form would
 // miss (libstdc++ on x86-64 only; elsewhere the size differs).
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
-static_assert(sizeof(ElectionMachine) == 664,
+static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
 #endif
 
@@ -65,7 +65,8 @@ void CanonicalElection(Writer& out, const ElectionMachine& m) {
   out << ',' << 'a';
   for (const std::string& peer : Read<RecentActive>(m)) out << peer;
   out << ',' << Read<Released>(m) << ',' << Read<PreVotedFor>(m) << ','
-      << Read<PreVoteTerm>(m) << ',' << Read<PreVoteHoldUntil>(m) << '|';
+      << Read<PreVoteTerm>(m) << ',' << Read<PreVoteHoldUntil>(m) << ','
+      << Read<TransferTarget>(m) << ',' << Read<TransferElapsed>(m) << '|';
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -104,6 +105,9 @@ class Coordinator {
   // reachable and reported the same single key_id hash. nullopt on a
   // follower, or before the first observation.
   std::optional<bool> FleetParity();
+  // Rounds of the plan loop so far: a watchdog reads that the loop moves
+  // (a round ends at least every `tick`).
+  uint64_t rounds() const { return rounds_.load(std::memory_order_relaxed); }
 
  private:
   struct Pending;
@@ -158,6 +162,7 @@ class Coordinator {
   int workers_ ABSL_GUARDED_BY(mu_) = 0;
   bool renew_fence_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<bool> parity_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> rounds_{0};
   std::thread loop_;
 };
 

@@ -14,6 +14,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -112,6 +113,8 @@ class PeerNode {
                                                  std::chrono::milliseconds timeout);
 
   v1::LeaderView View();
+  // Election ticks run so far: a watchdog reads that the tick loop moves.
+  uint64_t ticks() const { return ticks_.load(std::memory_order_relaxed); }
   // Admits a disruptive command (swap or rollback) under `fence` only if
   // it names the committed record this node holds and that record names
   // this node (FenceGuard::AdmitSwap: STALE_TERM, STALE_FENCE,
@@ -155,6 +158,7 @@ class PeerNode {
   std::unique_ptr<FenceGuard> guard_ ABSL_GUARDED_BY(mu_);
   v1::FenceState fence_durable_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<uint64_t> ticks_{0};
   uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
   std::unique_ptr<Ticker> ticker_;  // set by Start
