@@ -35,19 +35,28 @@ class MetricsTest : public ::testing::Test {
       std::cerr << "agent log:\n" << node_->agent()->Output();
     }
   }
+  // Starts cp-1's provider and an agent serving /metrics on a free port;
+  // returns its URL, or "" when the agent never said where it serves.
+  std::string StartAgentWithMetrics() {
+    node_ = std::make_unique<TestNode>(
+        dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:0\n"});
+    node_->StartProvider();
+    node_->StartAgent();
+    int port = 0;
+    if (!WaitUntil([&] { return (port = MetricsPort(node_->agent()->Output())) > 0; },
+                   std::chrono::seconds(20))) {
+      return "";
+    }
+    return "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  }
+
   TempDir dir_;
   std::unique_ptr<TestNode> node_;
 };
 
 TEST_F(MetricsTest, AScrapeOfARunningAgentPassesPromtool) {
-  node_ = std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:0\n"});
-  node_->StartProvider();
-  node_->StartAgent();
-  int port = 0;
-  ASSERT_TRUE(WaitUntil([&] { return (port = MetricsPort(node_->agent()->Output())) > 0; },
-                        std::chrono::seconds(20)));
-  std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  const std::string url = StartAgentWithMetrics();
+  ASSERT_FALSE(url.empty());
   std::string body;
   ASSERT_TRUE(WaitUntil(
       [&] {
@@ -69,14 +78,8 @@ TEST_F(MetricsTest, AScrapeOfARunningAgentPassesPromtool) {
 // kmsfleet_guard_refusals_total: a swap this agent refuses (no cluster:
 // section and not standalone) is counted under its reason code.
 TEST_F(MetricsTest, ARefusedSwapIsCountedByItsReason) {
-  node_ = std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:0\n"});
-  node_->StartProvider();
-  node_->StartAgent();
-  int port = 0;
-  ASSERT_TRUE(WaitUntil([&] { return (port = MetricsPort(node_->agent()->Output())) > 0; },
-                        std::chrono::seconds(20)));
-  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  const std::string url = StartAgentWithMetrics();
+  ASSERT_FALSE(url.empty());
   const std::string counted =
       "kmsfleet_guard_refusals_total{reason=\"STANDALONE_NOT_CONFIGURED\"} ";
   EXPECT_THAT(Shell("curl -sf " + url), ::testing::Not(HasSubstr(counted)));
