@@ -15,7 +15,7 @@
 namespace kmsfleet {
 namespace {
 
-absl::Status IoError(const std::string& what, const std::string& path, int err) {
+absl::Status UploadIoError(const std::string& what, const std::string& path, int err) {
   return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                    "upload: cannot " + what + " " + path + ": " + std::strerror(err),
                    {{"path", path}});
@@ -44,7 +44,7 @@ absl::Status UploadStore::Writer::Append(const v1::ArtifactChunk& chunk) {
   while (left > 0) {
     ssize_t n = ::write(fd_.get(), p, left);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return IoError("write", temp_, n < 0 ? errno : EIO);
+    if (n <= 0) return UploadIoError("write", temp_, n < 0 ? errno : EIO);
     p += n;
     left -= static_cast<size_t>(n);
   }
@@ -53,14 +53,14 @@ absl::Status UploadStore::Writer::Append(const v1::ArtifactChunk& chunk) {
 
 absl::StatusOr<v1::ArtifactRef> UploadStore::Writer::Commit(std::string_view declared_sha256,
                                                             const std::string& node) {
-  if (::fsync(fd_.get()) != 0) return IoError("fsync", temp_, errno);
+  if (::fsync(fd_.get()) != 0) return UploadIoError("fsync", temp_, errno);
   absl::StatusOr<std::string> actual = Sha256File(temp_);
   if (!actual.ok()) return actual.status();
   if (absl::Status s = FinishUpload(progress_, declared_sha256, *actual); !s.ok()) return s;
   const std::string held = dir_ + "/" + *actual;
   if (absl::Status s = EnsurePrivateDir(held, 0700); !s.ok()) return s;
   const std::string dest = held + "/" + progress_.name;
-  if (::rename(temp_.c_str(), dest.c_str()) != 0) return IoError("rename into", dest, errno);
+  if (::rename(temp_.c_str(), dest.c_str()) != 0) return UploadIoError("rename into", dest, errno);
   committed_ = true;
   if (absl::Status s = FsyncDir(held); !s.ok()) return s;
   if (absl::Status s = FsyncDir(dir_); !s.ok()) return s;
@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<UploadStore::Writer>> UploadStore::Begin() const 
   if (absl::Status s = EnsurePrivateDir(dir_, 0700); !s.ok()) return s;
   std::string temp = dir_ + "/.incoming-XXXXXX";
   int fd = ::mkstemp(temp.data());
-  if (fd < 0) return IoError("create", temp, errno);
+  if (fd < 0) return UploadIoError("create", temp, errno);
   return std::make_unique<Writer>(dir_, temp, ScopedFd(fd));
 }
 

@@ -1,5 +1,7 @@
 #include "daemon/sd_notifier.h"
 
+#include "kmsfleet/node/clock.h"
+
 #include <grpc/grpc.h>
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
@@ -18,11 +20,6 @@ namespace kmsfleet {
 namespace {
 
 using Millis = std::chrono::milliseconds;
-
-int64_t SteadyMillis() {
-  return std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // A call the server answered, whatever the answer: only a transport
 // failure or a missed deadline says that nobody is there.
@@ -107,7 +104,7 @@ ServiceNotifier::Round ServiceNotifier::Probe(Millis deadline) {
 }
 
 int64_t ServiceNotifier::Record(const Round& round) {
-  const int64_t now = SteadyMillis();
+  const int64_t now = SteadyClock().NowSteadyMillis();
   if (round.agent_answered) agent_ms_ = now;
   if (round.election_answered) election_ms_ = now;
   counter_values_.resize(options_.counters.size(), 0);

@@ -20,6 +20,8 @@ namespace {
 // Large reads keep the hash loop busy rather than the syscall path.
 constexpr size_t kBlock = 1 << 20;
 
+}  // namespace
+
 absl::Status IoError(std::string_view op, const std::string& path, int err) {
   absl::StatusCode code = err == ENOENT   ? absl::StatusCode::kNotFound
                           : err == EACCES ? absl::StatusCode::kPermissionDenied
@@ -28,6 +30,8 @@ absl::Status IoError(std::string_view op, const std::string& path, int err) {
                    std::string(op) + " " + path + ": " + std::strerror(err),
                    {{"path", path}});
 }
+
+namespace {
 
 std::string_view FileTypeName(mode_t mode) {
   if (S_ISFIFO(mode)) return "a FIFO";
@@ -45,12 +49,13 @@ absl::Status NotRegular(const std::string& path, std::string_view type) {
                    {{"path", path}, {"file_type", std::string(type)}});
 }
 
-// A temp file of this call's own beside `path` (mkostemp), with `mode`
-// whatever the umask; `tmp` gets its name.
-absl::StatusOr<ScopedFd> CreateTemp(const std::string& path, unsigned mode, std::string& tmp) {
-  tmp = path + ".tmp.XXXXXX";
+// A temp file of this call's own named `<name_prefix>XXXXXX` (mkostemp),
+// with `mode` whatever the umask; `tmp` gets its name.
+absl::StatusOr<ScopedFd> CreateTemp(const std::string& name_prefix, unsigned mode,
+                                    std::string& tmp) {
+  tmp = name_prefix + "XXXXXX";
   ScopedFd fd(mkostemp(tmp.data(), O_CLOEXEC));
-  if (fd.get() < 0) return IoError("create a temp file for", path, errno);
+  if (fd.get() < 0) return IoError("create a temp file", name_prefix, errno);
   if (fchmod(fd.get(), mode) != 0) {
     absl::Status s = IoError("chmod", tmp, errno);
     unlink(tmp.c_str());
@@ -92,11 +97,6 @@ absl::Status LstatDirectory(const std::string& path, struct stat& st) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kArtifactIo,
                    path + " is not a directory (a symlink or file is in the way)",
                    {{"path", path}});
-}
-
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
 }
 
 // Streams `fd` through `sink` in kBlock reads, hashing as it goes.
@@ -226,6 +226,24 @@ absl::Status AllowTraverse(const std::string& root, const std::string& dir) {
   }
 }
 
+std::string DirOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+
+absl::StatusOr<std::string> WriteTempFile(const std::string& name_prefix,
+                                          std::string_view content, unsigned mode) {
+  std::string tmp;
+  KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, CreateTemp(name_prefix, mode, tmp));
+  absl::Status s = WriteAll(fd.get(), content.data(), content.size(), tmp);
+  if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  return tmp;
+}
+
 absl::Status FsyncDir(const std::string& dir) {
   ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return IoError("open", dir, errno);
@@ -235,16 +253,7 @@ absl::Status FsyncDir(const std::string& dir) {
 
 absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
                              unsigned mode) {
-  std::string tmp;
-  {
-    KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, CreateTemp(path, mode, tmp));
-    absl::Status s = WriteAll(fd.get(), content.data(), content.size(), tmp);
-    if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
-    if (!s.ok()) {
-      unlink(tmp.c_str());
-      return s;
-    }
-  }
+  KMSFLEET_ASSIGN_OR_RETURN(std::string tmp, WriteTempFile(path + ".tmp.", content, mode));
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     absl::Status s = IoError("rename", path, errno);
     unlink(tmp.c_str());
@@ -263,7 +272,7 @@ absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
   std::string tmp;
   absl::StatusOr<std::string> digest;
   {
-    KMSFLEET_ASSIGN_OR_RETURN(ScopedFd out, CreateTemp(dest, mode, tmp));
+    KMSFLEET_ASSIGN_OR_RETURN(ScopedFd out, CreateTemp(dest + ".tmp.", mode, tmp));
     digest = HashStream(in.get(), source, max_bytes,
                         [&](const char* d, size_t n) {
                           return WriteAll(out.get(), d, n, tmp);

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstring>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -20,19 +19,6 @@ namespace kmsfleet {
 namespace {
 
 constexpr char kTempPrefix[] = "manifest.tmp.";
-
-absl::Status IoError(std::string_view op, const std::string& path, int err) {
-  absl::StatusCode code = err == ENOENT   ? absl::StatusCode::kNotFound
-                          : err == EACCES ? absl::StatusCode::kPermissionDenied
-                                          : absl::StatusCode::kUnavailable;
-  return MakeError(code, reason::kArtifactIo,
-                   std::string(op) + " " + path + ": " + std::strerror(err), {{"path", path}});
-}
-
-std::string DirOf(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-}
 
 absl::Status CrossDevice(const std::string& staging, const std::string& manifest_dir) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kManifestCrossDevice,
@@ -89,7 +75,8 @@ class StaticPodInstaller final : public Installer {
     KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(staging_, 0700));
     RemoveStaleTemps();
     KMSFLEET_RETURN_IF_ERROR(CheckSameFilesystem());
-    KMSFLEET_ASSIGN_OR_RETURN(std::string tmp, WriteTemp(content, LiveMode()));
+    KMSFLEET_ASSIGN_OR_RETURN(std::string tmp,
+                              WriteTempFile(staging_ + "/" + kTempPrefix, content, LiveMode()));
     Hook("staged");
     if (rename(tmp.c_str(), o_.manifest_path.c_str()) != 0) {
       const int err = errno;
@@ -128,28 +115,6 @@ class StaticPodInstaller final : public Installer {
       return st.st_mode & 07777;
     }
     return 0600;
-  }
-
-  // A temp file of this call's own in the staging directory, holding
-  // `content`, fsynced; returns its path.
-  absl::StatusOr<std::string> WriteTemp(const std::string& content, unsigned mode) const {
-    std::string tmp = staging_ + "/" + kTempPrefix + "XXXXXX";
-    ScopedFd fd(mkostemp(tmp.data(), O_CLOEXEC));
-    if (fd.get() < 0) return IoError("create a temp file in", staging_, errno);
-    absl::Status s = absl::OkStatus();
-    if (fchmod(fd.get(), mode) != 0) s = IoError("chmod", tmp, errno);
-    for (size_t done = 0; s.ok() && done < content.size();) {
-      ssize_t n = write(fd.get(), content.data() + done, content.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) s = IoError("write", tmp, errno);
-      if (n > 0) done += static_cast<size_t>(n);
-    }
-    if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
-    if (!s.ok()) {
-      unlink(tmp.c_str());
-      return s;
-    }
-    return tmp;
   }
 
   // Temp files of an Install that was killed before its rename. Best

@@ -60,6 +60,19 @@ std::string Sha256Hex(std::string_view bytes);
 // a non-directory in the way (FailedPrecondition naming the path).
 absl::Status EnsurePrivateDir(const std::string& path, unsigned mode);
 
+// An I/O failure of `op` on `path` with errno `err`, reason ARTIFACT_IO:
+// NotFound (ENOENT), PermissionDenied (EACCES), else Unavailable.
+absl::Status IoError(std::string_view op, const std::string& path, int err);
+
+// The directory part of `path` ("." when it has none).
+std::string DirOf(const std::string& path);
+
+// Writes `content` to a new file of this call's own named
+// `<name_prefix>XXXXXX` (mkostemp) with `mode`, fsynced; returns its path.
+// On error nothing is left behind.
+absl::StatusOr<std::string> WriteTempFile(const std::string& name_prefix,
+                                          std::string_view content, unsigned mode);
+
 // Writes `content` to `path` atomically: a temp file of this call's own
 // (`<path>.tmp.XXXXXX`) in the same directory with `mode`, fsync, rename
 // over `path`, fsync the directory.
