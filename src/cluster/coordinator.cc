@@ -273,20 +273,14 @@ void Coordinator::CountRefusal(const absl::Status& refusal) {
   if (options_.on_refusal && !refusal.ok()) options_.on_refusal(ReasonOf(refusal));
 }
 
-// A block is counted once, when its reason first appears. The waits of
-// normal progress are not refusals; a halt or break-glass is counted where
-// it is dispatched.
+// A block is counted once, when its reason first appears, unless it is a
+// wait of normal progress (IsProgressWait); a halt or break-glass is
+// counted where it is dispatched.
 void Coordinator::CountBlock(const absl::Status& blocked) {
   const std::string reason = blocked.ok() ? "" : ReasonOf(blocked);
   if (reason == counted_block_) return;
   counted_block_ = reason;
-  static constexpr std::string_view kProgress[] = {
-      reason::kParityNotStable, reason::kSoakInProgress, reason::kPlanPaused,
-      reason::kPlanHalted, reason::kBreakGlassActive};
-  for (std::string_view wait : kProgress) {
-    if (reason == wait) return;
-  }
-  if (!reason.empty()) CountRefusal(blocked);
+  if (!reason.empty() && !IsProgressWait(reason)) CountRefusal(blocked);
 }
 
 void Coordinator::Dispatch(const PlanAction& action) {

@@ -9,6 +9,16 @@
 
 namespace kmsfleet {
 
+bool IsProgressWait(std::string_view reason) {
+  static constexpr std::string_view kWaits[] = {
+      reason::kParityNotStable, reason::kSoakInProgress, reason::kPlanPaused,
+      reason::kPlanHalted, reason::kBreakGlassActive};
+  for (std::string_view wait : kWaits) {
+    if (reason == wait) return true;
+  }
+  return false;
+}
+
 std::string_view PlanPhaseName(v1::PlanPhase phase) {
   switch (phase) {
     case v1::PLAN_PHASE_DRAFT: return "Draft";

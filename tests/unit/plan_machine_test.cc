@@ -622,5 +622,20 @@ TEST(PlanNamesTest, PhasesPrintAsTheArchitectureSpellsThem) {
   EXPECT_EQ(PlanNodePhaseName(v1::PLAN_NODE_PHASE_IN_FLIGHT), "InFlight");
 }
 
+// kmsfleet_guard_refusals_total counts a guard's block, not the waits of
+// normal progress nor a state counted where it began.
+TEST(PlanMachineTest, ProgressWaitsAreNotGuardRefusals) {
+  for (std::string_view wait : {reason::kParityNotStable, reason::kSoakInProgress,
+                                reason::kPlanPaused, reason::kPlanHalted,
+                                reason::kBreakGlassActive}) {
+    EXPECT_TRUE(IsProgressWait(wait)) << wait;
+  }
+  for (std::string_view guard : {reason::kRotationInProgress, reason::kOpenBaoUnreachable,
+                                 reason::kFleetNotConverged}) {
+    EXPECT_FALSE(IsProgressWait(guard)) << guard;
+  }
+  EXPECT_FALSE(IsProgressWait(""));
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -36,6 +36,11 @@ inline constexpr int kMaxAuditEntries = 64;
 std::string_view PlanPhaseName(v1::PlanPhase phase);
 // "Pending", "Staged", "Preflighted", "InFlight", ...
 std::string_view PlanNodePhaseName(v1::PlanNodePhase phase);
+// Whether a plan blocked for `reason` waits in the normal course of
+// progress (fresh parity rounds, the soak) or in a state counted where it
+// began (paused, halted, break-glass), rather than being held by a guard:
+// kmsfleet_guard_refusals_total counts only the latter.
+bool IsProgressWait(std::string_view reason);
 // Completed, RolledBack and Aborted end a plan; Halted and BreakGlass wait
 // for an operator.
 bool IsFinished(v1::PlanPhase phase);
