@@ -80,6 +80,8 @@ absl::StatusOr<v1::UpgradeRequest> BuildUpgrade(const FleetFlags& f) {
   s->set_artifact_source(f.artifact);
   s->set_checksums_source(f.checksums);
   s->set_signature_source(f.signature);
+  s->set_image(f.image);
+  s->set_image_ref_source(f.image_ref);
   s->set_auto_rollback(f.auto_rollback);
   absl::StatusOr<int64_t> soak = ParseDurationFlag("--soak", f.soak);
   if (!soak.ok()) return soak.status();
@@ -188,7 +190,8 @@ absl::Status UploadLocalFiles(const FleetFlags& flags, v1::UpgradeRequest& reque
   for (auto [flag, field, kind] :
        {std::tuple{"--artifact", s->mutable_artifact_source(), UploadKind::kBinary},
         std::tuple{"--checksums", s->mutable_checksums_source(), UploadKind::kChecksums},
-        std::tuple{"--signature", s->mutable_signature_source(), UploadKind::kSignature}}) {
+        std::tuple{"--signature", s->mutable_signature_source(), UploadKind::kSignature},
+        std::tuple{"--image-ref", s->mutable_image_ref_source(), UploadKind::kImageRef}}) {
     absl::StatusOr<std::string> source = MaybeUpload(flags, flag, *field, kind);
     if (!source.ok()) return source.status();
     *field = *source;
@@ -290,6 +293,11 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
       ->required();
   c->add_option("--checksums", f.checksums, "the release's checksums.txt")->required();
   c->add_option("--signature", f.signature, "checksums.txt's signature");
+  c->add_option("--image", f.image,
+                "static-pod nodes: the image to run, repo@sha256:<digest> (a tag alone is "
+                "refused)");
+  c->add_option("--image-ref", f.image_ref,
+                "static-pod nodes: the static-pod kit's image-ref.txt, which must name --image");
   c->add_option("--policy", f.policy, "compatibility policy YAML extending the built-in one");
   c->add_option("--changelog", f.changelog, "the release's CHANGELOG.md");
   c->add_option("--soak", f.soak, "wait between nodes, e.g. 5m")->capture_default_str();

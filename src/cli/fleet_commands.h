@@ -24,6 +24,7 @@ struct FleetFlags {
   std::string output = "table";
   // upgrade
   std::string to, artifact, checksums, signature, policy, changelog;
+  std::string image, image_ref;  // static-pod nodes (issue 10)
   std::string soak = "0s", stabilization;
   std::vector<std::string> acknowledge, order;
   bool auto_rollback = false;

@@ -68,6 +68,7 @@ boost::json::object RowJson(const StatusRow& row) {
   o["kms_healthz"] = s.kms_healthz();
   o["rotation_state"] = s.rotation_state();
   o["agent_mode"] = s.agent_mode();
+  o["provider_mode"] = s.provider_mode();
   if (s.has_key_version()) o["key_version"] = s.key_version();
   if (s.has_decrypt_key_id_errors_total()) {
     o["decrypt_key_id_errors_total"] = CounterJson(s.decrypt_key_id_errors_total());
@@ -156,17 +157,18 @@ FleetStatus SummariseFleet(std::vector<StatusRow> rows) {
 
 std::string RenderStatusTable(const FleetStatus& status) {
   std::vector<std::vector<std::string>> cells = {
-      {"NODE", "MODE", "VERSION", "LIVE", "READY", "KEY_ID_HASH", "PARITY", "ROTATION",
+      {"NODE", "MODE", "PROVIDER", "VERSION", "LIVE", "READY", "KEY_ID_HASH", "PARITY", "ROTATION",
        "LAST_ERROR"}};
   for (const StatusRow& row : status.rows) {
     if (!row.state.ok()) {
-      cells.push_back({row.agent, "-", "-", "-", "-", "-", std::string(ParityName(row.parity)),
+      cells.push_back({row.agent, "-", "-", "-", "-", "-", "-", std::string(ParityName(row.parity)),
                        "-", Clip(LastError(row), kMaxErrorChars)});
       continue;
     }
     const v1::NodeState& s = *row.state;
     std::string hash = s.key_id_hash_metric().substr(0, kShortHashChars);
     cells.push_back({s.node(), s.agent_mode().empty() ? "?" : s.agent_mode(),
+                     s.provider_mode().empty() ? "?" : s.provider_mode(),
                      s.provider_version().empty() ? "?" : s.provider_version(),
                      YesNo(s.live()), YesNo(s.ready()), hash.empty() ? "-" : hash,
                      std::string(ParityName(row.parity)),

@@ -45,6 +45,8 @@ int RunStage(Stub& stub, const NodeFlags& f) {
   req.set_checksums(f.checksums);
   req.set_signature(f.signature);
   req.set_artifact_name(f.artifact_name);
+  req.set_image(f.image);
+  req.set_image_ref(f.image_ref);
   v1::StageResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
@@ -169,6 +171,10 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
   stage->add_option("--signature", f.signature, "path of checksums.txt's signature");
   stage->add_option("--artifact-name", f.artifact_name,
                     "file name in checksums.txt (default: the source's)");
+  stage->add_option("--image", f.image,
+                    "static-pod node: the image to run, repo@sha256:<digest>");
+  stage->add_option("--image-ref", f.image_ref,
+                    "static-pod node: path of the static-pod kit's image-ref.txt");
   CLI::App* pre = node->add_subcommand("preflight", "doctor a staged release");
   pre->add_option("--version", f.version, "staged version")->required();
   for (CLI::App* op : {node->add_subcommand("swap", "install a staged version"),

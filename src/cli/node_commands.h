@@ -17,6 +17,7 @@ namespace kmsfleet {
 struct NodeFlags {
   std::string agent = "unix:/run/kmsfleet/agent.sock";
   std::string version, source, checksums, signature, artifact_name;
+  std::string image, image_ref;  // static-pod nodes (issue 10)
   std::string expected_key_id_hash, operation_id, of_operation_id;
   int64_t stabilization_ms = 0;
   std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none

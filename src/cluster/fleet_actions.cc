@@ -134,6 +134,8 @@ ActionResult FleetActions::Stage(const PlanAction& action,
   request.set_source(settings.artifact_source());
   request.set_checksums(settings.checksums_source());
   request.set_signature(settings.signature_source());
+  request.set_image(settings.image());
+  request.set_image_ref(settings.image_ref_source());
   v1::StageResponse response;
   // Staging may download the artifact: give it more than a plain call.
   auto context = Context();

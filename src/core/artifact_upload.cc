@@ -25,16 +25,19 @@ std::string_view UploadKindName(UploadKind kind) {
       return "checksums";
     case UploadKind::kSignature:
       return "signature";
+    case UploadKind::kImageRef:
+      return "image-ref";
   }
   return "binary";
 }
 
 absl::StatusOr<UploadKind> ParseUploadKind(std::string_view name) {
-  for (UploadKind k : {UploadKind::kBinary, UploadKind::kChecksums, UploadKind::kSignature}) {
+  for (UploadKind k : {UploadKind::kBinary, UploadKind::kChecksums, UploadKind::kSignature,
+                       UploadKind::kImageRef}) {
     if (UploadKindName(k) == name) return k;
   }
   return Malformed("kind \"" + std::string(name.substr(0, 32)) +
-                   "\" is none of binary, checksums, signature");
+                   "\" is none of binary, checksums, signature, image-ref");
 }
 
 uint64_t MaxUploadBytes(UploadKind kind) {

@@ -162,6 +162,40 @@ class ConfigReader {
   std::string file_;
 };
 
+auto ModeHandler(const ConfigReader& r, ProviderMode& out) {
+  return [&r, &out](const YAML::Node& v, const std::string& key) {
+    const std::string& s = v.IsScalar() ? v.Scalar() : std::string();
+    if (s == "systemd") {
+      out = ProviderMode::kSystemd;
+    } else if (s == "static_pod") {
+      out = ProviderMode::kStaticPod;
+    } else {
+      return r.Error(v, key, "must be systemd or static_pod, got \"" + s + "\"");
+    }
+    return absl::OkStatus();
+  };
+}
+
+absl::Status ReadStaticPod(const ConfigReader& r, const YAML::Node& node,
+                           AgentConfig& config) {
+  StaticPodConfig& p = config.static_pod;
+  KMSFLEET_RETURN_IF_ERROR(r.Mapping(node, "static_pod",
+                                     {{"manifest", r.String(p.manifest)},
+                                      {"container", r.String(p.container)},
+                                      {"pod_name", r.String(p.pod_name)},
+                                      {"pod_namespace", r.String(p.pod_namespace)},
+                                      {"cri_socket", r.String(p.cri_socket)},
+                                      {"pull_timeout_ms", r.Millis(p.pull_timeout)}}));
+  for (auto [key, value] : {std::pair{"manifest", &p.manifest},
+                            std::pair{"cri_socket", &p.cri_socket}}) {
+    if (value->empty() || value->front() != '/') {
+      return r.Error(node[key], std::string("static_pod.") + key,
+                     "must be an absolute path, got \"" + *value + "\"");
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ReadProvider(const ConfigReader& r, const YAML::Node& node,
                           AgentConfig& config) {
   ProviderEndpoints& p = config.provider;
@@ -174,6 +208,7 @@ absl::Status ReadProvider(const ConfigReader& r, const YAML::Node& node,
                     {"config", r.String(config.provider_config)},
                     {"encryption_config", r.String(config.encryption_config)},
                     {"unit", r.String(config.provider_unit)},
+                    {"mode", ModeHandler(r, config.provider_mode)},
                     {"connect_timeout_ms", r.Millis(p.http.connect_timeout)},
                     {"http_timeout_ms", r.Millis(p.http.total_timeout)},
                     {"kms_timeout_ms", r.Millis(p.kms_timeout)},
@@ -430,6 +465,9 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
        {"apiserver", [&](const YAML::Node& v, const std::string&) {
           return ReadApiServer(r, v, config);
         }},
+       {"static_pod", [&](const YAML::Node& v, const std::string&) {
+          return ReadStaticPod(r, v, config);
+        }},
        {"metrics", [&](const YAML::Node& v, const std::string&) {
           return r.Mapping(v, "metrics", {{"listen", r.String(config.metrics_listen)}});
         }},
@@ -437,6 +475,12 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
           return r.Mapping(v, "log", {{"target", LogTargetHandler(r, config.log_target)}});
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
+  if (config.static_pod.pod_name.empty()) {
+    config.static_pod.pod_name = "bao-kms-provider-" + config.node;
+  }
+  // A static pod's image is no binary on this host: never run `version`
+  // on a file that is not the provider that runs.
+  if (config.provider_mode == ProviderMode::kStaticPod) config.provider.binary.clear();
   if (config.cluster.enabled) KMSFLEET_RETURN_IF_ERROR(CheckClusterMembers(r, root, config));
   if (config.cluster.enabled && config.standalone) {
     return r.Error(root["standalone"], "standalone",

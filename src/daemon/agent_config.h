@@ -17,8 +17,10 @@
 #include "kmsfleet/cluster/cluster_config.h"
 #include "kmsfleet/core/provider_config.h"
 #include "kmsfleet/node/apiserver_restart.h"
+#include "kmsfleet/node/cri_client.h"
 #include "kmsfleet/node/log.h"
 #include "kmsfleet/node/provider_probe.h"
+#include "kmsfleet/node/static_pod_installer.h"
 
 namespace kmsfleet {
 
@@ -54,9 +56,29 @@ struct ExecutorConfig {
   std::vector<std::string> allowed_url_prefixes;
 };
 
+// The `static_pod:` section (issue 10; docs/static-pod.md): where the
+// kubelet's manifest and the container runtime are. Used only when
+// provider.mode is static_pod.
+struct StaticPodConfig {
+  std::string manifest = kDefaultStaticPodManifest;
+  std::string container = kDefaultProviderContainer;
+  // The mirror pod's name: the manifest's metadata.name, a dash, and the
+  // kubelet's node name. "" = "bao-kms-provider-<node>".
+  std::string pod_name;
+  std::string pod_namespace = "kube-system";
+  std::string cri_socket = kDefaultCriSocket;
+  std::chrono::milliseconds pull_timeout{300000};
+};
+
+enum class ProviderMode { kSystemd, kStaticPod };
+
 struct AgentConfig {
   std::string node;  // this node's name; required
   ProviderEndpoints provider;
+  // `provider.mode`: systemd (the default) or static_pod. In static_pod
+  // mode provider.binary and provider.unit are not used.
+  ProviderMode provider_mode = ProviderMode::kSystemd;
+  StaticPodConfig static_pod;
   std::string provider_config = "/etc/openbao-kms/config.yaml";
   std::string encryption_config =
       "/etc/kubernetes/openbao-kms/encryption-config.yaml";

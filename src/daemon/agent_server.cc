@@ -127,6 +127,7 @@ class AgentService final : public v1::Agent::Service {
     }
     *response = probe_.Observe();
     response->set_agent_mode(options_.mode);
+    response->set_provider_mode(options_.provider_mode);
     return grpc::Status::OK;
   }
 
@@ -247,7 +248,8 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   // coordinator:// sources are fetched first, then staged like local files.
   absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
-      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name()},
+      {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name(),
+       r->image(), r->image_ref()},
       options_.state_dir, options_.fetch_upload);
   if (!fetched.ok()) return ToGrpc(fetched.status());
   absl::StatusOr<StagedArtifact> a = executor_->Stage((*fetched)->request());
@@ -257,7 +259,7 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   response->set_sha256(a->sha256);
   response->set_signed_(a->is_signed);
   response->set_signer(a->signer);
-  response->set_previous_artifact_verified(executor_->InstalledBinaryPresent());
+  response->set_previous_artifact_verified(executor_->PreviousReleaseKept());
   return grpc::Status::OK;
 }
 

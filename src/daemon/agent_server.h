@@ -44,6 +44,9 @@ struct AgentServiceOptions {
   CallerPolicy policy = {.local = true};
   // "standalone", "cluster member" or "refusing" (see kmsfleetd_main.cc).
   std::string mode{};
+  // "systemd" or "static pod": how the provider runs (GetNodeState's
+  // provider_mode).
+  std::string provider_mode{};
   // Carries out RestartApiServer under the executor's admission; null
   // answers it UNIMPLEMENTED. Must outlive the service.
   ApiServerRestarter* apiserver = nullptr;

@@ -37,7 +37,8 @@ absl::StatusOr<std::unique_ptr<FetchedSources>> FetchedSources::Fetch(const Stag
   out->dir_ = dir;
   for (auto [field, kind] : {std::pair{&out->request_.source, UploadKind::kBinary},
                              std::pair{&out->request_.checksums, UploadKind::kChecksums},
-                             std::pair{&out->request_.signature, UploadKind::kSignature}}) {
+                             std::pair{&out->request_.signature, UploadKind::kSignature},
+                             std::pair{&out->request_.image_ref_file, UploadKind::kImageRef}}) {
     if (absl::Status s = out->FetchOne(*field, kind, fetch); !s.ok()) return s;
   }
   return out;

@@ -18,6 +18,7 @@
 #include "kmsfleet/node/clock.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/log.h"
+#include "kmsfleet/node/static_pod_service.h"
 #ifdef KMSFLEETD_CRASH_HOOK
 #include "crash_hook.h"  // tests/integration: kmsfleetd_crashtest only
 #endif
@@ -27,6 +28,11 @@ namespace {
 
 // How long running calls may finish after a stop signal.
 constexpr std::chrono::milliseconds kShutdownGrace{5000};
+
+PodContainerSelector PodOf(const AgentConfig& config) {
+  return {config.static_pod.pod_name, config.static_pod.pod_namespace,
+          config.static_pod.container};
+}
 
 ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   const ExecutorConfig& e = config.executor;
@@ -48,7 +54,38 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   o.ready_timeout = e.ready_timeout;
   o.poll_interval = e.poll_interval;
   o.default_stabilization_ms = e.stabilization.count();
+  if (config.provider_mode == ProviderMode::kStaticPod) {
+    o.static_pod = ExecutorOptions::StaticPod{config.static_pod.manifest,
+                                              config.static_pod.container};
+    o.unit = StaticPodName(PodOf(config));
+  }
   return o;
+}
+
+// The provider's runtime seams: systemd over D-Bus, or (static pod) the
+// kubelet seen through the CRI.
+struct ProviderRuntime {
+  std::unique_ptr<ContainerRuntime> cri;  // static pod only
+  std::unique_ptr<ServiceManager> services;
+  // kube-apiserver restarts always go through systemd.
+  std::unique_ptr<ServiceManager> systemd;
+};
+
+ProviderRuntime MakeProviderRuntime(const AgentConfig& config, const MonotonicClock& steady) {
+  ProviderRuntime r;
+  r.systemd = NewSystemdServiceManager(config.executor.bus_address);
+  if (config.provider_mode != ProviderMode::kStaticPod) return r;
+  r.cri = NewCriClient({.socket_path = config.static_pod.cri_socket,
+                        .pull_timeout = config.static_pod.pull_timeout});
+  r.services = NewStaticPodServiceManager(
+      {.manifest_path = config.static_pod.manifest, .pod = PodOf(config),
+       .poll_interval = config.executor.poll_interval},
+      *r.cri, steady);
+  return r;
+}
+
+std::string ProviderModeName(const AgentConfig& config) {
+  return config.provider_mode == ProviderMode::kStaticPod ? "static pod" : "systemd";
 }
 
 // How this agent admits disruptive commands; GetNodeState reports it and
@@ -109,12 +146,15 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   endpoints.registry_path = config.executor.registry_path;
   std::unique_ptr<ProviderProbe> probe =
       NewProviderProbe(config.node, std::move(endpoints), clock);
-  std::unique_ptr<ServiceManager> services =
-      NewSystemdServiceManager(config.executor.bus_address);
+  SteadyClock steady;
+  ProviderRuntime provider_runtime = MakeProviderRuntime(config, steady);
+  ServiceManager& services =
+      provider_runtime.services ? *provider_runtime.services : *provider_runtime.systemd;
   // Counted whether or not metrics.listen is set; declared before the
   // executor, whose worker reports to it until the executor is gone.
   EventMetrics events;
-  Executor executor(MakeExecutorOptions(config), *probe, *services, clock);
+  Executor executor(MakeExecutorOptions(config), *probe, services, clock,
+                    provider_runtime.cri.get());
   executor.SetPhaseObserver([&events](std::string_view phase, double seconds) {
     events.ObservePhase(phase, seconds);
   });
@@ -125,11 +165,10 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // Open journals of a previous run are finished or rolled back first, on
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
-  SteadyClock steady;
   ApiServerRestartOptions apiserver_options = config.apiserver;
   apiserver_options.poll_interval = config.executor.poll_interval;
   ApiServerRestarter apiserver(std::move(apiserver_options),
-                               {.services = *services, .steady = steady});
+                               {.services = *provider_runtime.systemd, .steady = steady});
   std::string mode = AgentMode(config);
   // A member stages coordinator:// sources by fetching them from the node
   // that holds the operator's upload.
@@ -143,7 +182,8 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
     fetch_upload = *std::move(fetch);
   }
   AgentServer server(*probe, &executor,
-                     AgentServiceOptions{.mode = mode, .apiserver = &apiserver,
+                     AgentServiceOptions{.mode = mode, .provider_mode = ProviderModeName(config),
+                                         .apiserver = &apiserver,
                                          .fetch_upload = fetch_upload,
                                          .state_dir = config.state_dir,
                                          .on_refusal = count_refusal});
@@ -151,6 +191,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       config.cluster.enabled
           ? NewAgentService(*probe, &executor,
                             {.policy = CallerPolicyOf(config), .mode = mode,
+                             .provider_mode = ProviderModeName(config),
                              .apiserver = &apiserver, .fetch_upload = fetch_upload,
                              .state_dir = config.state_dir, .on_refusal = count_refusal})
           : nullptr;

@@ -15,6 +15,7 @@
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/log.h"
+#include "kmsfleet/node/static_pod_installer.h"
 
 namespace kmsfleet {
 namespace {
@@ -42,6 +43,13 @@ int64_t PhaseEnteredUnixMs(const SwapJournal& j) {
   return ec == std::errc() && ptr == end ? ms : 0;
 }
 
+std::unique_ptr<Installer> NewInstallerFor(const ExecutorOptions& options) {
+  if (!options.static_pod) return NewBinaryInstaller(options.install_path);
+  return NewStaticPodInstaller({.manifest_path = options.static_pod->manifest_path,
+                                .state_dir = options.state_dir,
+                                .container = options.static_pod->container});
+}
+
 }  // namespace
 
 struct Executor::OwnedSeams {
@@ -56,20 +64,20 @@ Executor::Executor(ExecutorOptions options, ExecutorSeams seams)
       fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {}
 
 Executor::Executor(ExecutorOptions options, ProviderProbe& probe,
-                   ServiceManager& services, const Clock& clock)
+                   ServiceManager& services, const Clock& clock, ContainerRuntime* runtime)
     : Executor(options,
                std::make_unique<OwnedSeams>(OwnedSeams{
-                   NewBinaryInstaller(options.install_path),
-                   NewProcessProviderCli(options.preflight),
+                   NewInstallerFor(options), NewProcessProviderCli(options.preflight),
                    NewFileJournalStore(options.state_dir), SteadyClock()}),
-               probe, services, clock) {}
+               probe, services, clock, runtime) {}
 
 Executor::Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
-                   ProviderProbe& probe, ServiceManager& services, const Clock& clock)
+                   ProviderProbe& probe, ServiceManager& services, const Clock& clock,
+                   ContainerRuntime* runtime)
     : options_(std::move(options)),
       owned_(std::move(owned)),
       seams_{probe, services, *owned_->installer, *owned_->cli, *owned_->journals,
-             clock, owned_->steady},
+             clock, owned_->steady, runtime},
       fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {}
 
 Executor::~Executor() {
@@ -229,7 +237,7 @@ absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
 // the fence, then `plan` fills in the journal, and the worker runs it.
 absl::StatusOr<SwapJournal> Executor::Start(
     const CommandParams& c, NodeCommand what,
-    const std::function<absl::StatusOr<SwapJournal>()>& plan) {
+    const std::function<absl::StatusOr<SwapJournal>(const std::string& id)>& plan) {
   const std::string kind = what.kind == NodeCommand::Kind::kSwap ? "swap" : "rollback";
   std::string id = c.operation_id.empty() ? NewOperationId() : c.operation_id;
   KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
@@ -248,7 +256,7 @@ absl::StatusOr<SwapJournal> Executor::Start(
          {"error", std::string(s.message())}});
     return s;
   }
-  absl::StatusOr<SwapJournal> j = plan();
+  absl::StatusOr<SwapJournal> j = plan(id);
   if (!j.ok()) {
     Unreserve();
     return j.status();
@@ -281,7 +289,8 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   return j;
 }
 
-absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p) {
+absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::string& id) {
+  if (options_.static_pod) return PlanStaticPodSwap(p, id);
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, p.version));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
@@ -314,14 +323,14 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
 absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
   return Start(p.command,
                NodeCommand{.kind = NodeCommand::Kind::kSwap, .version = p.version},
-               [&] { return PlanSwap(p); });
+               [&](const std::string& id) { return PlanSwap(p, id); });
 }
 
 absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
   return Start(p.command,
                NodeCommand{.kind = NodeCommand::Kind::kRollback,
                            .of_operation_id = p.of_operation_id},
-               [&] { return PlanRollback(p); });
+               [&](const std::string&) { return PlanRollback(p); });
 }
 
 absl::StatusOr<SwapJournal> Executor::Get(const std::string& id) { return Load(id); }
@@ -338,34 +347,6 @@ absl::StatusOr<SwapJournal> Executor::WaitForUpdate(const std::string& id,
   });
   if (auto it = ops_.find(id); it != ops_.end()) return it->second;
   return j;
-}
-
-bool Executor::InstalledBinaryPresent() const {
-  struct stat st;
-  return ::stat(options_.install_path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-         ::access(options_.install_path.c_str(), X_OK) == 0;
-}
-
-absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
-  return kmsfleet::Stage(options_.artifacts, request);
-}
-
-absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
-  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
-                            FindStaged(options_.artifacts, version));
-  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));
-  PreflightOutcome out;
-  KMSFLEET_ASSIGN_OR_RETURN(
-      out.doctor,
-      seams_.cli.Preflight(staged.binary_path, version, options_.install_path));
-  absl::StatusOr<RotationReport> plan = seams_.cli.RotationPlan(options_.install_path);
-  if (!plan.ok()) {
-    out.rotation_plan = plan.status();
-  } else {
-    out.rotation = *plan;
-    out.rotation_plan = CheckRotationSettled(*plan);
-  }
-  return out;
 }
 
 void Executor::StartRecovery() {

@@ -125,12 +125,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // talk to must fail here, where nothing has changed yet.
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, seams_.services.State(options_.unit));
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
-  KMSFLEET_ASSIGN_OR_RETURN(
-      PreflightResult pre,
-      seams_.cli.Preflight(j.target_binary, j.target_version, options_.install_path));
+  KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin, BinariesFor(j.target_version, j.target_binary));
+  KMSFLEET_ASSIGN_OR_RETURN(PreflightResult pre,
+                            seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed));
   KMSFLEET_RETURN_IF_ERROR(pre.verdict);
-  KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan,
-                            seams_.cli.RotationPlan(options_.install_path));
+  KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan, seams_.cli.RotationPlan(bin.rotation_plan));
   KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(plan));
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
   if (j.expected_key_id_hash.empty()) {
@@ -158,7 +157,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
                             seams_.installer.Capture(j.evidence_dir));
   j.previous_binary = previous.path;
   j.previous_sha256 = previous.sha256;
-  KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, seams_.cli.Version(j.previous_binary));
+  KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
   if (!pair.registry) return absl::OkStatus();
   j.registry_sha256 = Sha256Hex(*pair.registry);

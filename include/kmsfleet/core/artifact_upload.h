@@ -21,7 +21,8 @@
 namespace kmsfleet {
 
 // NOTE: the names are wire format (ArtifactChunk.kind): never rename.
-enum class UploadKind { kBinary, kChecksums, kSignature };
+// kImageRef: a static-pod kit's image-ref.txt (issue 10).
+enum class UploadKind { kBinary, kChecksums, kSignature, kImageRef };
 
 std::string_view UploadKindName(UploadKind kind);  // "binary", ...
 // Errors: InvalidArgument, UPLOAD_MALFORMED for any other string.

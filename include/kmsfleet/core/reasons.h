@@ -267,6 +267,18 @@ inline constexpr char kLeaderTransferInProgress[] = "LEADER_TRANSFER_IN_PROGRESS
 // node, a learner or no member, or no other voter has answered this leader.
 inline constexpr char kNoTransferTarget[] = "NO_TRANSFER_TARGET";
 
+// ---- Static-pod mode wired into the executor (issue 10). ----
+// A static-pod node was asked to stage a release without the image to run
+// (`--image`) or without the kit's image-ref.txt (`--image-ref`).
+inline constexpr char kImageRefMissing[] = "IMAGE_REF_MISSING";
+// The kit's image-ref.txt names another repository or digest than the
+// image the operator asked for: the kit binary doctor runs would not be
+// the release the pod runs.
+inline constexpr char kImageRefMismatch[] = "IMAGE_REF_MISMATCH";
+// The static pod's container did not come up running the manifest's image
+// digest within the start timeout (the kubelet did not replace it).
+inline constexpr char kPodNotReplaced[] = "POD_NOT_REPLACED";
+
 }  // namespace kmsfleet::reason
 
 #endif  // KMSFLEET_CORE_REASONS_H_

@@ -52,6 +52,10 @@ struct StageRequest {
   // The release file name looked up in checksums.txt; "" means the source's
   // base name (the URL's last path segment).
   std::string artifact_name;
+  // Static-pod nodes only (static_pod_release.h): the image to run, pinned
+  // by digest, and the local path of the kit's image-ref.txt.
+  std::string image;
+  std::string image_ref_file;
 };
 
 struct StagedArtifact {

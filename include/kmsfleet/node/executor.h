@@ -26,10 +26,12 @@
 
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/node/artifacts.h"
 #include "kmsfleet/node/clock.h"
+#include "kmsfleet/node/cri_client.h"
 #include "kmsfleet/node/installer.h"
 #include "kmsfleet/node/journal_store.h"
 #include "kmsfleet/node/preflight.h"
@@ -55,6 +57,14 @@ struct ExecutorOptions {
   std::chrono::milliseconds ready_timeout{90000};
   std::chrono::milliseconds poll_interval{500};
   int64_t default_stabilization_ms = 30000;
+  // Set when the provider runs as a static pod (issue 10): the installer
+  // replaces this manifest, a release is the kit binary (for doctor and
+  // rotation-plan) plus a pulled image, and `install_path` is unused.
+  struct StaticPod {
+    std::string manifest_path;
+    std::string container = kDefaultProviderContainer;
+  };
+  std::optional<StaticPod> static_pod;
 };
 
 // The executor's view of the node. Every reference must outlive it.
@@ -66,6 +76,8 @@ struct ExecutorSeams {
   JournalStore& journals;
   const Clock& wall;               // journal stamps and operation ids
   const MonotonicClock& steady;    // windows, deadlines and sleeps
+  // The container runtime; required in static-pod mode, unused otherwise.
+  ContainerRuntime* runtime = nullptr;
 };
 
 // Called after each journaled phase with its name, and with
@@ -127,21 +139,28 @@ class Executor {
  public:
   // Runs on `seams`.
   Executor(ExecutorOptions options, ExecutorSeams seams);
-  // kmsfleetd's executor: the binary installer at options.install_path,
-  // the provider's commands as subprocesses, journals under
-  // options.state_dir and the steady clock, over the given probe, service
-  // manager and wall clock, which must outlive it.
+  // kmsfleetd's executor: the binary installer at options.install_path
+  // (the manifest installer in static-pod mode), the provider's commands
+  // as subprocesses, journals under options.state_dir and the steady
+  // clock, over the given probe, service manager, wall clock and (static
+  // pod mode) runtime, which must outlive it.
   Executor(ExecutorOptions options, ProviderProbe& probe,
-           ServiceManager& services, const Clock& clock);
+           ServiceManager& services, const Clock& clock,
+           ContainerRuntime* runtime = nullptr);
   ~Executor();  // waits for a running operation's worker to finish
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
+  // Stages a release: the binary, and in static-pod mode the image too
+  // (static_pod_release.h; its reference checks come before anything is
+  // written).
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
-  // True when the installed binary (options.install_path) is a regular
-  // executable file: a swap keeps it, with its SHA-256 in the journal, so a
-  // rollback can reinstall it (the plan's rollback readiness).
-  bool InstalledBinaryPresent() const;
+  // The plan's rollback readiness: a swap can keep what is installed now,
+  // with its SHA-256 in the journal, so a rollback can reinstall it. True
+  // when the installed binary (options.install_path) is a regular
+  // executable file; in static-pod mode, when the live manifest names an
+  // image the runtime holds (the kubelet restarts it without a registry).
+  bool PreviousReleaseKept() const;
   absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
 
   // Replaces the fence check (default: NoElectionFenceCheck).
@@ -200,17 +219,18 @@ class Executor {
   // The defaults the four-argument constructor owns.
   struct OwnedSeams;
   Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
-           ProviderProbe& probe, ServiceManager& services, const Clock& clock);
+           ProviderProbe& probe, ServiceManager& services, const Clock& clock,
+           ContainerRuntime* runtime);
 
   // executor.cc: journals and the worker.
   absl::Status Persist(SwapJournal& j);
   absl::Status Record(SwapJournal& j, SwapPhase phase);
   absl::StatusOr<SwapJournal> Start(
       const CommandParams& command, NodeCommand what,
-      const std::function<absl::StatusOr<SwapJournal>()>& plan);
+      const std::function<absl::StatusOr<SwapJournal>(const std::string& id)>& plan);
   absl::Status Reserve(const std::optional<v1::Fence>& fence);
   void Unreserve();
-  absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p);
+  absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
@@ -230,6 +250,18 @@ class Executor {
   absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status CheckRegistryForRollback(const SwapJournal& j) const;
   void RecordEvidenceAfter(SwapJournal& j);
+
+  // executor_release.cc: what a release is in each provider mode.
+  absl::StatusOr<SwapJournal> PlanStaticPodSwap(const SwapParams& p, const std::string& id);
+  struct ReleaseBinaries {
+    std::string doctor;         // runs doctor
+    std::string doctor_version; // the version `doctor` is (the target's, but see BinariesFor)
+    std::string installed;      // for the identity comparison; "" = none
+    std::string rotation_plan;  // reads the live state
+  };
+  absl::StatusOr<ReleaseBinaries> BinariesFor(const std::string& version,
+                                              const std::string& staged_or_captured);
+  absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
 
   ExecutorOptions options_;
   std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given

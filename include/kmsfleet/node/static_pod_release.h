@@ -1,0 +1,60 @@
+// A static-pod provider's release on this node (issue 10; reference §8.7,
+// §8.8): beside the staged kit binary (artifacts.h), the provider image,
+// pinned by digest, pulled into the container runtime and recorded as
+// <state_dir>/artifacts/<version>/image-ref.txt.
+//
+// What authenticates the image: the operator names it (`--image
+// repo@sha256:...`, from the signed release or its notes), the kit's own
+// image-ref.txt must name the same repository and digest, and the runtime
+// must hold exactly that digest after the pull. The kit binary, verified
+// against checksums.txt, is what `doctor` runs; the two are the same
+// release only because the kit says so, which is why the match is checked.
+// Thread-safe: free functions; the executor serialises operations.
+#ifndef KMSFLEET_NODE_STATIC_POD_RELEASE_H_
+#define KMSFLEET_NODE_STATIC_POD_RELEASE_H_
+
+#include "kmsfleet/node/layer.h"  // fails outside the node layer
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kmsfleet/core/image_ref.h"
+#include "kmsfleet/node/cri_client.h"
+
+namespace kmsfleet {
+
+inline constexpr char kStagedImageRefName[] = "image-ref.txt";
+// image-ref.txt is one reference and a newline.
+inline constexpr size_t kMaxImageRefFileBytes = 4096;
+
+struct ImageStageRequest {
+  std::string version;         // already staged as a kit binary
+  std::string image;           // the operator's reference, pinned by digest
+  std::string image_ref_file;  // local path of the kit's image-ref.txt
+};
+
+// The checks of StageImage that need no runtime: both references given,
+// pinned, and naming one repository and digest. Returns the image.
+absl::StatusOr<ImageRef> CheckImageRequest(const ImageStageRequest& request);
+
+// Checks `request.image` (pinned), reads the kit's image-ref.txt (bounded,
+// one reference, surrounding whitespace ignored) and requires the same
+// repository and digest, pulls the image through `runtime` (which checks
+// the digest it holds), then records it for `version`.
+// Errors: IMAGE_REF_MISSING (InvalidArgument) when the image or the file is
+// not given; IMAGE_REF_NOT_PINNED / IMAGE_REF_MALFORMED naming the flag or
+// the file; IMAGE_REF_MISMATCH (FailedPrecondition) naming both references;
+// the pull's errors (IMAGE_PULL_FAILED, IMAGE_DIGEST_MISMATCH, CRI_*);
+// ARTIFACT_IO. Nothing is recorded unless every check passed.
+absl::StatusOr<ImageRef> StageImage(const std::string& state_dir, ContainerRuntime& runtime,
+                                    const ImageStageRequest& request);
+
+// The image recorded for `version`. Errors: NOT_STAGED when none is;
+// IMAGE_REF_* when the record does not parse.
+absl::StatusOr<ImageRef> FindStagedImage(const std::string& state_dir,
+                                         const std::string& version);
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_NODE_STATIC_POD_RELEASE_H_

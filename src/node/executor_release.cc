@@ -1,0 +1,139 @@
+// What a release is in each provider mode (architecture.md §4; issue 10):
+// under systemd, the staged binary replaces the installed one; as a static
+// pod, the staged kit binary runs doctor and rotation-plan, and the release
+// installed is the live manifest with the staged image.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kmsfleet/core/manifest_edit.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/executor.h"
+#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/log.h"
+#include "kmsfleet/node/static_pod_installer.h"
+#include "kmsfleet/node/static_pod_release.h"
+
+namespace kmsfleet {
+namespace {
+
+absl::Status NoRuntime(const std::string& node) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCriUnreachable,
+                   "node " + node + " runs its provider as a static pod but has no "
+                   "container runtime configured");
+}
+
+}  // namespace
+
+absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
+  if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
+  if (seams_.runtime == nullptr) return NoRuntime(options_.node);
+  const ImageStageRequest image{request.version, request.image, request.image_ref_file};
+  // Refuse a tag-only or mismatched reference before anything is written.
+  KMSFLEET_RETURN_IF_ERROR(CheckImageRequest(image).status());
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
+                            kmsfleet::Stage(options_.artifacts, request));
+  KMSFLEET_RETURN_IF_ERROR(StageImage(options_.state_dir, *seams_.runtime, image).status());
+  return staged;
+}
+
+bool Executor::PreviousReleaseKept() const {
+  if (!options_.static_pod) {
+    struct stat st;
+    return ::stat(options_.install_path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+           ::access(options_.install_path.c_str(), X_OK) == 0;
+  }
+  if (seams_.runtime == nullptr) return false;
+  const std::string& manifest = options_.static_pod->manifest_path;
+  absl::StatusOr<std::string> text = ReadBoundedFile(manifest, kMaxManifestBytes);
+  if (!text.ok()) return false;
+  absl::StatusOr<std::string> image =
+      ObserveManifestImage(*text, manifest, options_.static_pod->container);
+  if (!image.ok()) return false;
+  absl::StatusOr<std::optional<CriImage>> held = seams_.runtime->ImageStatus(*image);
+  return held.ok() && held->has_value();
+}
+
+// The release of a static-pod swap: the live manifest with the staged
+// image, rendered per operation, so the journal's target is exactly the
+// bytes that will be installed.
+absl::StatusOr<SwapJournal> Executor::PlanStaticPodSwap(const SwapParams& p,
+                                                        const std::string& id) {
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact kit, FindStaged(options_.artifacts, p.version));
+  KMSFLEET_ASSIGN_OR_RETURN(ImageRef image, FindStagedImage(options_.state_dir, p.version));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
+  SwapJournal j;
+  j.target_version = p.version;
+  j.target_binary = ArtifactDir(options_.state_dir, p.version) + "/manifest-" + id + ".yaml";
+  KMSFLEET_ASSIGN_OR_RETURN(
+      j.target_sha256,
+      RenderReleaseManifest(options_.static_pod->manifest_path, image.ToString(),
+                            j.target_binary, options_.static_pod->container));
+  return j;
+}
+
+// `staged_or_captured` is the binary a systemd swap would install (the
+// staged one, or a rollback's capture). A static-pod swap runs the kit
+// binary of `version`; a rollback whose kit is not staged (the version
+// was installed before kmsfleet) runs the kit of the version running now,
+// which checks the same config, OpenBao and Transit, and says so.
+absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
+    const std::string& version, const std::string& staged_or_captured) {
+  if (!options_.static_pod) {
+    return ReleaseBinaries{staged_or_captured, version, options_.install_path,
+                           options_.install_path};
+  }
+  absl::StatusOr<StagedArtifact> kit = FindStaged(options_.artifacts, version);
+  if (!kit.ok() && ReasonOf(kit.status()) == reason::kNotStaged) {
+    const std::string running = seams_.probe.Observe().provider_version();
+    if (!running.empty() && running != version) {
+      absl::StatusOr<StagedArtifact> now = FindStaged(options_.artifacts, running);
+      if (now.ok()) {
+        Log(LogLevel::kWarn,
+            "the kit of " + version + " is not staged; doctor runs with the kit of " +
+                running + ", the version running now",
+            {{"node", options_.node}, {"reason", reason::kNotStaged}});
+        kit = now;
+      }
+    }
+  }
+  KMSFLEET_RETURN_IF_ERROR(kit.status());
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, kit->version)));
+  return ReleaseBinaries{kit->binary_path, kit->version, "", kit->binary_path};
+}
+
+// The version of what is installed now, recorded as the journal's
+// previous version (a rollback's target): the installed binary's
+// `version`, or in static-pod mode the running container's build_info.
+absl::StatusOr<std::string> Executor::RunningVersion(const SwapJournal& j) {
+  if (!options_.static_pod) return seams_.cli.Version(j.previous_binary);
+  v1::NodeState now = seams_.probe.Observe();
+  if (now.provider_version().empty()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kVersionCommandFailed,
+                     "the running " + options_.unit +
+                         " shows no openbao_kms_build_info version, so a rollback "
+                         "could not tell which version it restores");
+  }
+  return now.provider_version();
+}
+
+absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
+                            FindStaged(options_.artifacts, version));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));
+  KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin, BinariesFor(version, staged.binary_path));
+  PreflightOutcome out;
+  KMSFLEET_ASSIGN_OR_RETURN(out.doctor,
+                            seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed));
+  absl::StatusOr<RotationReport> plan = seams_.cli.RotationPlan(bin.rotation_plan);
+  if (!plan.ok()) {
+    out.rotation_plan = plan.status();
+  } else {
+    out.rotation = *plan;
+    out.rotation_plan = CheckRotationSettled(*plan);
+  }
+  return out;
+}
+
+}  // namespace kmsfleet

@@ -1,0 +1,217 @@
+// A static-pod node end to end (issue 10): kmsfleetctl node ... ->
+// kmsfleetd (provider.mode static_pod) -> fake-cri for images and
+// containers, the manifest for fake-kubelet, which runs the fake provider
+// of the image's version. Every case checks what the kubelet saw and what
+// serves afterwards, not only what the agent says.
+#include <boost/json.hpp>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "kmsfleet/node/fs_util.h"
+#include "static_pod_node.h"
+
+namespace kmsfleet::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kOld[] = "0.1.0";
+constexpr char kNew[] = "0.2.0";
+
+boost::json::object Json(const std::string& text) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(text, ec);
+  return !ec && v.is_object() ? v.as_object() : boost::json::object();
+}
+
+std::string Str(const boost::json::object& o, const char* key) {
+  const boost::json::value* v = o.if_contains(key);
+  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
+}
+
+bool Done(const boost::json::object& o) {
+  const boost::json::value* v = o.if_contains("done");
+  return v != nullptr && v->is_bool() && v->as_bool();
+}
+
+class StaticPodSwapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    node_ = std::make_unique<StaticPodNode>(kOld);
+    original_ = ReadFile(node_->manifest());
+  }
+  void TearDown() override {
+    if (HasFailure() && node_) std::cerr << node_->Logs();
+  }
+
+  SubprocessResult Run(const std::vector<std::string>& args) {
+    absl::StatusOr<SubprocessResult> r = node_->Node(args);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : SubprocessResult{};
+  }
+
+  SubprocessResult Swap(const std::string& op_id = "op-1") {
+    return Run({"swap", "--version", kNew, "--operation-id", op_id});
+  }
+
+  void StageNew() {
+    absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, node_->MakeRelease(kNew));
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
+  }
+
+  // The old container serves again, from the operator's manifest, byte
+  // for byte.
+  void ExpectOldServing() {
+    EXPECT_TRUE(WaitUntil([&] { return node_->ServingVersion() == kOld; },
+                          std::chrono::seconds(10)));
+    EXPECT_EQ(ReadFile(node_->manifest()), original_);
+  }
+
+  // A refused stage: no pull was made or recorded, nothing else moved.
+  void ExpectNothingStaged(bool pulled) {
+    EXPECT_FALSE(PathExists(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt"));
+    EXPECT_EQ(node_->CriCalls().find("PullImage") != std::string::npos, pulled)
+        << node_->CriCalls();
+    SubprocessResult swap = Swap();
+    EXPECT_NE(swap.exit_code, 0);
+    EXPECT_THAT(swap.stderr_text, HasSubstr("NOT_STAGED"));
+    ExpectOldServing();
+  }
+
+  std::unique_ptr<StaticPodNode> node_;
+  std::string original_;
+};
+
+TEST_F(StaticPodSwapTest, SwapKeepsTheOperatorsManifestAndRollbackRestoresItByteForByte) {
+  StageNew();
+  EXPECT_EQ(ReadFile(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt"),
+            ImageOf(kNew) + "\n");
+  EXPECT_THAT(node_->CriCalls(), HasSubstr("PullImage " + ImageOf(kNew)));
+
+  SubprocessResult swap = Swap();
+  boost::json::object op = Json(swap.stdout_text);
+  ASSERT_EQ(swap.exit_code, 0) << swap.stderr_text << swap.stdout_text;
+  EXPECT_EQ(Str(op, "phase"), "Stable");
+  EXPECT_EQ(Str(op, "previous_version"), kOld);
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  // Only the image changed: comments, key order and quoting are the
+  // operator's.
+  EXPECT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)));
+  EXPECT_EQ(ReadFile(Str(op, "evidence_dir") + "/previous-manifest.yaml"), original_);
+
+  SubprocessResult back = Run({"rollback", "--of", "op-1", "--operation-id", "op-2"});
+  ASSERT_EQ(back.exit_code, 0) << back.stderr_text << back.stdout_text;
+  EXPECT_EQ(Str(Json(back.stdout_text), "phase"), "Stable");
+  ExpectOldServing();
+  // The kubelet never saw a temp file in its directory.
+  EXPECT_TRUE(node_->KubeletEvents("foreign_file").empty()) << node_->Logs();
+  std::vector<std::string> started = node_->KubeletEvents("container_started");
+  ASSERT_EQ(started.size(), 3u) << node_->Logs();
+  EXPECT_THAT(started[1], HasSubstr("\"version\":\"0.2.0\""));
+  EXPECT_THAT(started[2], HasSubstr("\"version\":\"0.1.0\""));
+}
+
+TEST_F(StaticPodSwapTest, ATagOnlyOrMismatchedImageIsRefusedBeforeAnythingIsWritten) {
+  StaticPodNode::Release r = node_->MakeRelease(kNew);
+  r.image = std::string(kImageRepo) + ":0.2.0";
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_NE(s->exit_code, 0);
+  EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_REF_NOT_PINNED"));
+  EXPECT_THAT(s->stderr_text, HasSubstr(r.image));
+
+  r.image = ImageOf("0.2.1");  // the kit says 0.2.0's image
+  s = node_->Stage(kNew, r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_REF_MISMATCH"));
+  EXPECT_THAT(s->stderr_text, HasSubstr(r.image_ref));
+  EXPECT_FALSE(PathExists(node_->state_dir() + "/artifacts/0.2.0"));
+  ExpectNothingStaged(/*pulled=*/false);
+}
+
+TEST_F(StaticPodSwapTest, APulledImageWithAnotherDigestIsRefused) {
+  StaticPodNode::Release r = node_->MakeRelease(kNew, ImageDigest("0.2.0-evil"));
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_NE(s->exit_code, 0);
+  EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_DIGEST_MISMATCH"));
+  ExpectNothingStaged(/*pulled=*/true);
+}
+
+TEST_F(StaticPodSwapTest, AFailedPullChangesNothing) {
+  StaticPodNode::Release r = node_->MakeRelease(kNew, "", "registry answered 503");
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_NE(s->exit_code, 0);
+  EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_PULL_FAILED"));
+  EXPECT_THAT(s->stderr_text, HasSubstr("registry answered 503"));
+  ExpectNothingStaged(/*pulled=*/true);
+}
+
+TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {
+  node_->SetExtraArgs(kNew, "--fake-set ready=false");
+  StageNew();
+  SubprocessResult swap = Swap();
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RolledBack") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "NOT_READY");
+  ExpectOldServing();
+  std::vector<std::string> started = node_->KubeletEvents("container_started");
+  ASSERT_EQ(started.size(), 3u) << node_->Logs();
+  EXPECT_THAT(started[1], HasSubstr("\"version\":\"0.2.0\""));
+  EXPECT_THAT(started[2], HasSubstr("\"version\":\"0.1.0\""));
+}
+
+// SIGKILL right after the manifest's rename, and at the phase boundaries
+// around it: the restarted agent ends where the journal says, and the pod
+// runs what the manifest says.
+struct CrashCase {
+  const char* point;
+  const char* phase;
+};
+
+class StaticPodCrashTest : public StaticPodSwapTest,
+                           public ::testing::WithParamInterface<CrashCase> {};
+
+TEST_P(StaticPodCrashTest, TheRestartedAgentFinishesTheSwap) {
+  StageNew();
+  node_->StopAgent();
+  node_->StartAgent({std::string("KMSFLEETD_TEST_CRASH_AT=") + GetParam().point},
+                    KMSFLEETD_CRASHTEST_PATH);
+  SubprocessResult swap = Swap();
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash at " << GetParam().point << ":\n"
+      << swap.stdout_text << swap.stderr_text;
+  node_->StartAgent();
+  boost::json::object op;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        op = Json(Run({"operation", "--id", "op-1"}).stdout_text);
+        return Done(op);
+      },
+      std::chrono::seconds(60)))
+      << Str(op, "phase");
+  EXPECT_EQ(Str(op, "phase"), GetParam().phase);
+  const bool stable = Str(op, "phase") == std::string("Stable");
+  EXPECT_TRUE(WaitUntil([&] { return node_->ServingVersion() == (stable ? kNew : kOld); },
+                        std::chrono::seconds(10)));
+  EXPECT_EQ(ReadFile(node_->manifest()),
+            stable ? OperatorManifest(ImageOf(kNew)) : original_);
+  EXPECT_TRUE(node_->KubeletEvents("foreign_file").empty());
+}
+
+INSTANTIATE_TEST_SUITE_P(AroundTheRename, StaticPodCrashTest,
+                         ::testing::Values(CrashCase{"Installed", "RolledBack"},
+                                           CrashCase{"after-rename", "Stable"},
+                                           CrashCase{"Started", "Stable"}),
+                         [](const ::testing::TestParamInfo<CrashCase>& p) {
+                           std::string n = p.param.point;
+                           n.erase(std::remove(n.begin(), n.end(), '-'), n.end());
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace kmsfleet::testing
