@@ -13,6 +13,7 @@
 
 #include "election_cluster.h"
 #include "fleet.h"
+#include "kmsfleet/node/fs_util.h"
 #include "user_manager.h"
 
 namespace kmsfleet::testing {
@@ -71,8 +72,9 @@ std::string FakeScript(const std::string& version, bool release) {
 
 }  // namespace
 
-FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_restart)
-    : apiserver_restart_(apiserver_restart) {
+FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_restart,
+                           int static_pod_node)
+    : apiserver_restart_(apiserver_restart), static_pod_node_(static_pod_node) {
   pki_ = dir_.File("pki");
   if (!MakeCertificates(pki_, {Name(0), Name(1), Name(2)}) ||
       !MakeOperatorCertificate(pki_, "alice")) {
@@ -111,6 +113,24 @@ FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_
     WriteExecutable(NodeDir(i) + "/bin/bao-kms-provider", FakeScript(installed_version, false));
     WriteNode(i);
   }
+  if (static_pod_node_ >= 0) {
+    const std::string node = NodeDir(static_pod_node_);
+    for (const char* sub : {"manifests", "cri"}) std::filesystem::create_directories(node + "/" + sub);
+    // The kubelet runs version V's release script, whose toggles follow
+    // this node's files, or the installed script for the installed image.
+    WriteExecutable(node + "/bin/kubelet-run",
+                    "#!/bin/sh\nv=\"\"; prev=\"\"\n"
+                    "for a in \"$@\"; do [ \"$prev\" = --fake-version ] && v=$a; prev=$a; done\n"
+                    "r=" + dir_.File("rel") + "/$v/bao-kms-provider_${v}_linux_amd64\n"
+                    "[ -x \"$r\" ] && exec \"$r\" \"$@\"\n"
+                    "exec " + node + "/bin/bao-kms-provider \"$@\"\n");
+    AddImage(installed_version, /*present=*/true);
+    WriteFile(node + "/manifests/bao-kms-provider.yaml",
+              "# cp static pod\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bao-kms-provider\n"
+              "  namespace: kube-system\nspec:\n  hostNetwork: true\n  containers:\n"
+              "    - name: bao-kms-provider\n      image: " + ImageOf(installed_version) +
+                  "  # pinned\n      args: [serve]\n");
+  }
   try {
     Start();
   } catch (...) {
@@ -121,7 +141,13 @@ FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_
 
 void FleetCluster::Start() {
   StartManager();
-  for (int i = 0; i < kNodes; ++i) Systemctl({"start", "bao-kms-provider-" + Name(i) + ".service"});
+  for (int i = 0; i < kNodes; ++i) {
+    if (i == static_pod_node_) {
+      StartStaticPod(i);
+    } else {
+      Systemctl({"start", "bao-kms-provider-" + Name(i) + ".service"});
+    }
+  }
   for (int i = 0; i < kNodes; ++i) {
     if (!WaitUntil([&] { return ProviderReady(i); }, std::chrono::seconds(20))) {
       throw std::runtime_error(Name(i) + "'s provider never became ready:\n" + Logs());
@@ -142,6 +168,62 @@ void FleetCluster::Shutdown() {
     agent.reset();
   }
   StopUserManager(manager_);  // which stops the units first
+  for (auto* child : {&kubelet_, &cri_}) {  // the kubelet stops its provider
+    if (!*child) continue;
+    (*child)->Signal(SIGTERM);
+    if (!(*child)->Wait(std::chrono::seconds(10))) (*child)->Signal(SIGKILL);
+    child->reset();
+  }
+}
+
+std::string ImageOf(const std::string& version) {
+  return "ghcr.io/dc-tec/bao-kms-provider@sha256:" + Sha256Hex("image of " + version);
+}
+
+// fake-cri's registry gains `version`'s image; the kubelet's digest table
+// maps it back to the version.
+void FleetCluster::AddImage(const std::string& version, bool present) {
+  if (static_pod_node_ < 0) return;
+  const std::string image = ImageOf(version);
+  const std::string digest = image.substr(image.find('@') + 1);
+  images_json_ += std::string(images_json_.empty() ? "" : ", ") + "{\"ref\": \"" + image +
+                  "\", \"digest\": \"" + digest + "\", \"present\": " +
+                  (present ? "true" : "false") + "}";
+  const std::string cri = NodeDir(static_pod_node_) + "/cri";
+  if (!WriteFileAtomic(cri + "/images.json", "{\"images\": [" + images_json_ + "]}\n", 0644)
+           .ok()) {
+    throw std::runtime_error("cannot write " + cri + "/images.json");
+  }
+  WriteFile(dir_.File("digests.txt"),
+            ReadFile(dir_.File("digests.txt")) + digest + " " + version + "\n");
+}
+
+void FleetCluster::StartStaticPod(int i) {
+  const std::string node = NodeDir(i);
+  cri_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{FAKE_CRI_PATH, "--socket", node + "/cri.sock", "--state-dir",
+                               node + "/cri"},
+      ChildOptions{.out_path = node + "/cri.log"});
+  kubelet_ = std::make_unique<ChildProcess>(
+      std::vector<std::string>{
+          FAKE_KUBELET_PATH, "--manifest-dir", node + "/manifests", "--cri-state-dir",
+          node + "/cri", "--digest-table", dir_.File("digests.txt"), "--node", Name(i),
+          "--provider-binary", node + "/bin/kubelet-run", "--provider-config",
+          node + "/provider.yaml", "--provider-log", node + "/provider.log", "--event-log",
+          node + "/kubelet-events.jsonl", "--provider-scenario", node + "/scenario.yaml",
+          "--poll-ms", "20", "--restart-backoff-ms", "200"},
+      ChildOptions{.out_path = node + "/kubelet.log"});
+  if (!WaitUntil([&] { return PathExists(node + "/cri.sock"); }, std::chrono::seconds(10))) {
+    throw std::runtime_error("fake-cri did not start:\n" + ReadFile(node + "/cri.log"));
+  }
+}
+
+// provider.mode static_pod and where the kubelet's manifest and the CRI are.
+std::string FleetCluster::StaticPodSection(int i) {
+  if (i != static_pod_node_) return "";
+  return "static_pod:\n"
+         "  manifest: " + NodeDir(i) + "/manifests/bao-kms-provider.yaml\n"
+         "  cri_socket: " + NodeDir(i) + "/cri.sock\n";
 }
 
 void FleetCluster::WriteNode(int i) {
@@ -190,10 +272,11 @@ void FleetCluster::WriteNode(int i) {
             "  ready_url: http://127.0.0.1:" + std::to_string(health_ports_[i]) + "/ready\n"
             "  live_url: http://127.0.0.1:" + std::to_string(health_ports_[i]) + "/live\n"
             "  kms_socket: " + sock + "\n"
-            "  binary: " + node + "/bin/bao-kms-provider\n"
+            + (i == static_pod_node_ ? "  mode: static_pod\n"
+                                     : "  binary: " + node + "/bin/bao-kms-provider\n"
+                                       "  unit: " + unit + "\n") +
             "  config: " + node + "/provider.yaml\n"
             "  encryption_config: " + node + "/encryption-config.yaml\n"
-            "  unit: " + unit + "\n"
             "  http_timeout_ms: 1000\n  kms_timeout_ms: 1000\n"
             "executor:\n"
             "  bus_address: unix:path=" + dir_.File("rt/systemd/private") + "\n"
@@ -212,7 +295,7 @@ void FleetCluster::WriteNode(int i) {
             "    cert: " + pki_ + "/" + Name(i) + ".pem\n"
             "    key: " + pki_ + "/" + Name(i) + ".key\n"
             "    operator_trust_domain: " + kOperatorTrustDomain + "\n" +
-                ApiServerSection(i));
+                ApiServerSection(i) + StaticPodSection(i));
 }
 
 // The restart command records, when it runs, which release every node has
@@ -275,8 +358,12 @@ FleetCluster::Release FleetCluster::MakeRelease(const std::string& version) {
   const std::string rel = dir_.File("rel/" + version);
   std::filesystem::create_directories(rel);
   const std::string name = "bao-kms-provider_" + version + "_linux_amd64";
-  Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig"};
+  Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig",
+            ImageOf(version), rel + "/kit/image-ref.txt"};
   WriteExecutable(r.binary, FakeScript(version, /*toggles=*/true));
+  std::filesystem::create_directories(rel + "/kit");
+  WriteFile(r.image_ref, r.image + "\n");
+  AddImage(version, /*present=*/false);
   Sh("cd " + rel + " && sha256sum " + name + " > checksums.txt");
   Sh("openssl pkeyutl -sign -inkey " + dir_.File("release.key") + " -rawin -in " + r.checksums +
      " | base64 > " + r.signature);

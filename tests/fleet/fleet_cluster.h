@@ -21,6 +21,9 @@
 
 namespace kmsfleet::testing {
 
+// The static-pod node's image of `version` (a stand-in digest).
+std::string ImageOf(const std::string& version);
+
 struct Interval {
   std::string node;
   int64_t from_ms = 0, to_ms = 0;  // to_ms = INT64_MAX while still down
@@ -35,8 +38,12 @@ class FleetCluster {
   // appends to ApiServerRestarts() and fails while <node>/apiserver-fails
   // exists, and whose readyz_url is the node's provider /ready (a stand-in
   // endpoint that answers 200 while the node serves).
+  // With `static_pod_node` >= 0, that node runs its provider as a static
+  // pod (issue 10): fake-kubelet runs the image its manifest names, and
+  // fake-cri serves the images of every release (images.json) and the
+  // kubelet's containers; its agent is in provider.mode static_pod.
   explicit FleetCluster(const std::string& installed_version = "0.1.0",
-                        bool apiserver_restart = false);
+                        bool apiserver_restart = false, int static_pod_node = -1);
   ~FleetCluster();
 
   std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
@@ -46,8 +53,10 @@ class FleetCluster {
   // The release every node stages: a script running the fake as `version`
   // that obeys per-node toggles (Toggle); checksums.txt and its Ed25519
   // signature, which every agent trusts.
+  // `image` and `image_ref` (the kit's image-ref.txt) are what static-pod
+  // nodes stage; the image's version is the release's.
   struct Release {
-    std::string binary, checksums, signature;
+    std::string binary, checksums, signature, image, image_ref;
   };
   Release MakeRelease(const std::string& version);
   // Creates or removes <node>/<toggle>. For new releases: "never-ready"
@@ -95,6 +104,9 @@ class FleetCluster {
   void WriteNode(int i);
   std::string ApiServerSection(int i);
   void StartManager();
+  void StartStaticPod(int i);
+  std::string StaticPodSection(int i);
+  void AddImage(const std::string& version, bool present);
   std::string Systemctl(const std::vector<std::string>& args);
 
   TempDir dir_;
@@ -102,6 +114,9 @@ class FleetCluster {
   std::vector<uint16_t> cluster_ports_, metrics_ports_, health_ports_, agent_metrics_ports_;
   uint16_t openbao_port_ = 0;
   bool apiserver_restart_ = false;
+  int static_pod_node_ = -1;
+  std::string images_json_;  // the static-pod node's registry entries
+  std::unique_ptr<ChildProcess> cri_, kubelet_;
   std::unique_ptr<ChildProcess> manager_;
   std::unique_ptr<ChildProcess> openbao_;
   std::vector<std::unique_ptr<ChildProcess>> agents_;
