@@ -185,7 +185,24 @@ absl::Status ReadStaticPod(const ConfigReader& r, const YAML::Node& node,
                                       {"pod_name", r.String(p.pod_name)},
                                       {"pod_namespace", r.String(p.pod_namespace)},
                                       {"cri_socket", r.String(p.cri_socket)},
-                                      {"pull_timeout_ms", r.Millis(p.pull_timeout)}}));
+                                      {"pull_timeout_ms", r.Millis(p.pull_timeout)},
+                                      {"doctor_command", r.StringList(p.doctor_command)}}));
+  if (!p.doctor_command.empty() && p.doctor_command.front().front() != '/') {
+    return r.Error(node["doctor_command"], "static_pod.doctor_command",
+                   "must start with an absolute path, got \"" + p.doctor_command.front() + "\"");
+  }
+  for (const std::string& arg : p.doctor_command) {
+    for (size_t open = arg.find('{'); open != std::string::npos; open = arg.find('{', open + 1)) {
+      const size_t close = arg.find('}', open);
+      const std::string name = arg.substr(open + 1, close == std::string::npos ? 0 : close - open - 1);
+      if (close == std::string::npos ||
+          (name != "image" && name != "config" && name != "encryption_config")) {
+        return r.Error(node["doctor_command"], "static_pod.doctor_command",
+                       "\"" + arg + "\" holds an unknown placeholder; use {image}, {config} "
+                       "or {encryption_config}");
+      }
+    }
+  }
   for (auto [key, value] : {std::pair{"manifest", &p.manifest},
                             std::pair{"cri_socket", &p.cri_socket}}) {
     if (value->empty() || value->front() != '/') {

@@ -68,6 +68,9 @@ struct StaticPodConfig {
   std::string pod_namespace = "kube-system";
   std::string cri_socket = kDefaultCriSocket;
   std::chrono::milliseconds pull_timeout{300000};
+  // doctor from the image (preflight.h PreflightOptions::doctor_command);
+  // empty: from the static-pod kit's binary.
+  std::vector<std::string> doctor_command;
 };
 
 enum class ProviderMode { kSystemd, kStaticPod };

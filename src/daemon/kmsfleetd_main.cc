@@ -49,7 +49,7 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   o.artifacts.fetch.total_timeout = e.download_timeout;
   o.artifacts.allowed_url_prefixes = e.allowed_url_prefixes;
   o.preflight = {config.provider_config, config.encryption_config,
-                 e.doctor_timeout, e.run_as};
+                 e.doctor_timeout, e.run_as, {}};
   o.unit_timeout = e.unit_timeout;
   o.ready_timeout = e.ready_timeout;
   o.poll_interval = e.poll_interval;
@@ -58,6 +58,7 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
     o.static_pod = ExecutorOptions::StaticPod{config.static_pod.manifest,
                                               config.static_pod.container};
     o.unit = StaticPodName(PodOf(config));
+    o.preflight.doctor_command = config.static_pod.doctor_command;
   }
   return o;
 }

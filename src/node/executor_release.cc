@@ -79,10 +79,11 @@ absl::StatusOr<SwapJournal> Executor::PlanStaticPodSwap(const SwapParams& p,
 // was installed before kmsfleet) runs the kit of the version running now,
 // which checks the same config, OpenBao and Transit, and says so.
 absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
-    const std::string& version, const std::string& staged_or_captured) {
+    const std::string& version, const std::string& staged_or_captured,
+    const std::string& image) {
   if (!options_.static_pod) {
     return ReleaseBinaries{staged_or_captured, version, options_.install_path,
-                           options_.install_path};
+                           options_.install_path, ""};
   }
   absl::StatusOr<StagedArtifact> kit = FindStaged(options_.artifacts, version);
   if (!kit.ok() && ReasonOf(kit.status()) == reason::kNotStaged) {
@@ -100,7 +101,21 @@ absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
   }
   KMSFLEET_RETURN_IF_ERROR(kit.status());
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, kit->version)));
-  return ReleaseBinaries{kit->binary_path, kit->version, "", kit->binary_path};
+  const bool from_image = !options_.preflight.doctor_command.empty();
+  return ReleaseBinaries{kit->binary_path, kit->version, "", kit->binary_path,
+                         from_image ? image : ""};
+}
+
+absl::StatusOr<PreflightResult> Executor::Doctor(const ReleaseBinaries& bin) {
+  if (!bin.doctor_image.empty()) return seams_.cli.PreflightImage(bin.doctor_image);
+  return seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed);
+}
+
+// The image a static-pod release manifest names ("" in systemd mode).
+absl::StatusOr<std::string> Executor::ImageOfRelease(const std::string& manifest) {
+  if (!options_.static_pod) return std::string();
+  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(manifest, kMaxManifestBytes));
+  return ObserveManifestImage(text, manifest, options_.static_pod->container);
 }
 
 // The version of what is installed now, recorded as the journal's
@@ -122,10 +137,15 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, version));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));
-  KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin, BinariesFor(version, staged.binary_path));
+  std::string image;
+  if (options_.static_pod) {
+    KMSFLEET_ASSIGN_OR_RETURN(ImageRef ref, FindStagedImage(options_.state_dir, version));
+    image = ref.ToString();
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
+                            BinariesFor(version, staged.binary_path, image));
   PreflightOutcome out;
-  KMSFLEET_ASSIGN_OR_RETURN(out.doctor,
-                            seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed));
+  KMSFLEET_ASSIGN_OR_RETURN(out.doctor, Doctor(bin));
   absl::StatusOr<RotationReport> plan = seams_.cli.RotationPlan(bin.rotation_plan);
   if (!plan.ok()) {
     out.rotation_plan = plan.status();

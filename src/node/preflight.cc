@@ -71,7 +71,90 @@ absl::Status RotationPlanFailed(const std::string& binary, const SubprocessResul
                     {"transit_metadata_error", report->transit_metadata_error}});
 }
 
+// Reads doctor's report from `r` (the run of `what`) into `out`: the
+// checks, the warnings, and a DOCTOR_FAILED verdict naming every failed
+// check. An error when there is no report to judge.
+absl::Status JudgeDoctor(const std::string& what, const SubprocessResult& r,
+                         PreflightResult& out) {
+  if (r.timed_out || r.term_signal != 0 || r.truncated) {
+    return CommandFailed(reason::kDoctorFailed, what + " doctor", r);
+  }
+  absl::StatusOr<CheckReport> report = ParseCheckReport(r.stdout_text);
+  if (!report.ok()) {
+    // Exit 2/3 and no report: the binary cannot even load the config.
+    return CommandFailed(reason::kDoctorFailed, what + " doctor", r);
+  }
+  out.doctor = *std::move(report);
+  std::string failed;
+  for (const Check& c : out.doctor.checks) {
+    if (c.status == CheckStatus::kFail) {
+      failed += (failed.empty() ? "" : "; ") + c.id + " (" + c.title + "): " + c.message;
+    } else if (c.status != CheckStatus::kPass) {
+      out.warnings.push_back(c);  // skip is not a pass; report it
+    }
+  }
+  if (!failed.empty() || r.exit_code != 0) {
+    out.verdict = MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kDoctorFailed,
+        "doctor of " + what + " failed: " +
+            (failed.empty() ? "exit " + std::to_string(r.exit_code) : failed),
+        {{"binary", what}});
+  }
+  return absl::OkStatus();
+}
+
+// `arg` with each {placeholder} replaced; an unknown one is an error.
+absl::StatusOr<std::string> FillPlaceholders(
+    const std::string& arg, const std::vector<std::pair<std::string, std::string>>& values) {
+  std::string out;
+  for (size_t pos = 0; pos < arg.size();) {
+    const size_t open = arg.find('{', pos);
+    if (open == std::string::npos) {
+      out += arg.substr(pos);
+      break;
+    }
+    const size_t close = arg.find('}', open);
+    const std::string name = arg.substr(open + 1, close == std::string::npos ? 0 : close - open - 1);
+    auto it = std::find_if(values.begin(), values.end(),
+                           [&](const auto& v) { return v.first == name; });
+    if (close == std::string::npos || it == values.end()) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                       "static_pod.doctor_command argument \"" + arg +
+                           "\" holds an unknown placeholder; use {image}, {config} or "
+                           "{encryption_config}",
+                       {{"key", "static_pod.doctor_command"}});
+    }
+    out += arg.substr(pos, open - pos) + it->second;
+    pos = close + 1;
+  }
+  return out;
+}
+
 }  // namespace
+
+absl::StatusOr<PreflightResult> RunImageDoctor(const std::string& image,
+                                               const PreflightOptions& options) {
+  if (options.doctor_command.empty()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "static_pod.doctor_command is empty",
+                     {{"key", "static_pod.doctor_command"}});
+  }
+  const std::vector<std::pair<std::string, std::string>> values = {
+      {"image", image},
+      {"config", options.provider_config},
+      {"encryption_config", options.encryption_config}};
+  std::vector<std::string> argv;
+  for (const std::string& arg : options.doctor_command) {
+    KMSFLEET_ASSIGN_OR_RETURN(std::string filled, FillPlaceholders(arg, values));
+    argv.push_back(std::move(filled));
+  }
+  const std::string program = argv.front();
+  argv.erase(argv.begin());
+  KMSFLEET_ASSIGN_OR_RETURN(SubprocessResult r, Run(program, std::move(argv), options));
+  PreflightResult out;
+  KMSFLEET_RETURN_IF_ERROR(JudgeDoctor(program + " (image " + image + ")", r, out));
+  return out;
+}
 
 absl::StatusOr<std::string> RunVersion(const std::string& binary,
                                        const PreflightOptions& options) {
@@ -115,31 +198,8 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
           {"doctor", "--config", options.provider_config, "--encryption-config",
            options.encryption_config, "--output", "json"},
           options));
-  if (r.timed_out || r.term_signal != 0 || r.truncated) {
-    return CommandFailed(reason::kDoctorFailed, binary + " doctor", r);
-  }
-  absl::StatusOr<CheckReport> report = ParseCheckReport(r.stdout_text);
-  if (!report.ok()) {
-    // Exit 2/3 and no report: the binary cannot even load the config.
-    return CommandFailed(reason::kDoctorFailed, binary + " doctor", r);
-  }
-  out.doctor = *std::move(report);
-  std::string failed;
-  for (const Check& c : out.doctor.checks) {
-    if (c.status == CheckStatus::kFail) {
-      failed += (failed.empty() ? "" : "; ") + c.id + " (" + c.title + "): " +
-                c.message;
-    } else if (c.status != CheckStatus::kPass) {
-      out.warnings.push_back(c);  // skip is not a pass; report it
-    }
-  }
-  if (!failed.empty() || r.exit_code != 0) {
-    out.verdict = MakeError(
-        absl::StatusCode::kFailedPrecondition, reason::kDoctorFailed,
-        "doctor of " + binary + " failed: " +
-            (failed.empty() ? "exit " + std::to_string(r.exit_code) : failed),
-        {{"binary", binary}});
-  } else if (out.binary_version != expected_version) {
+  KMSFLEET_RETURN_IF_ERROR(JudgeDoctor(binary, r, out));
+  if (out.verdict.ok() && out.binary_version != expected_version) {
     out.verdict = MakeError(
         absl::StatusCode::kFailedPrecondition, reason::kVersionMismatch,
         binary + " reports version " + out.binary_version + ", staged as " +

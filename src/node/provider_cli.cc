@@ -17,6 +17,9 @@ class ProcessProviderCli final : public ProviderCli {
                                             const std::string& installed) override {
     return RunPreflight(binary, expected_version, options_, installed);
   }
+  absl::StatusOr<PreflightResult> PreflightImage(const std::string& image) override {
+    return RunImageDoctor(image, options_);
+  }
   absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) override {
     return RunRotationPlan(binary, options_);
   }

@@ -125,9 +125,10 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // talk to must fail here, where nothing has changed yet.
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, seams_.services.State(options_.unit));
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
-  KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin, BinariesFor(j.target_version, j.target_binary));
-  KMSFLEET_ASSIGN_OR_RETURN(PreflightResult pre,
-                            seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
+  KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
+                            BinariesFor(j.target_version, j.target_binary, image));
+  KMSFLEET_ASSIGN_OR_RETURN(PreflightResult pre, Doctor(bin));
   KMSFLEET_RETURN_IF_ERROR(pre.verdict);
   KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan, seams_.cli.RotationPlan(bin.rotation_plan));
   KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(plan));

@@ -137,9 +137,6 @@ void StaticPodNode::WriteConfigs(const std::string& installed_version) {
             "  config: " + dir_.File("provider.yaml") + "\n"
             "  encryption_config: " + dir_.File("encryption-config.yaml") + "\n"
             "  http_timeout_ms: 1000\n  kms_timeout_ms: 1000\n"
-            "static_pod:\n"
-            "  manifest: " + manifest() + "\n"
-            "  cri_socket: " + dir_.File("cri.sock") + "\n"
             "executor:\n"
             "  public_keys: [" + dir_.File("release.pub") + "]\n"
             "  registry_path: " + dir_.File("pstate/key-registry.json") + "\n"
@@ -147,12 +144,34 @@ void StaticPodNode::WriteConfigs(const std::string& installed_version) {
             "  ready_timeout_ms: 8000\n"
             "  unit_timeout_ms: 15000\n"
             "  poll_interval_ms: 100\n"
-            "  doctor_timeout_ms: 20000\n");
+            "  doctor_timeout_ms: 20000\n"
+            "static_pod:\n"
+            "  manifest: " + manifest() + "\n"
+            "  cri_socket: " + dir_.File("cri.sock") + "\n");
+}
+
+void StaticPodNode::UseImageDoctor() {
+  const std::string script = dir_.File("bin/image-doctor");
+  const std::string fake = FAKE_PROVIDER_PATH;
+  WriteExecutable(script,
+                  "#!/bin/sh\n"
+                  "echo \"$@\" >> " + dir_.File("image-doctor.calls") + "\n"
+                  "if [ -e " + dir_.File("image-doctor-fails") + " ]; then\n"
+                  "  exec " + fake + " --fake-set 'doctor={fail: [transit.metadata]}' doctor "
+                  "--config \"$2\" --encryption-config \"$3\" --output json\n"
+                  "fi\n"
+                  "exec " + fake + " doctor --config \"$2\" --encryption-config \"$3\" --output json\n");
+  WriteFile(dir_.File("kmsfleet.yaml"),
+            ReadFile(dir_.File("kmsfleet.yaml")) + "  doctor_command: [" + script +
+                ", \"{image}\", \"{config}\", \"{encryption_config}\"]\n");
+  StopAgent();
+  StartAgent();
 }
 
 StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
                                                   const std::string& served_digest,
-                                                  const std::string& pull_failure) {
+                                                  const std::string& pull_failure,
+                                                  bool kubelet_runs_it) {
   const std::string rel = dir_.File("rel/" + version);
   std::filesystem::create_directories(rel + "/kit");
   const std::string name = "bao-kms-provider_" + version + "_linux_amd64";
@@ -167,7 +186,7 @@ StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
   images_[r.image] = "{\"ref\": \"" + r.image + "\", \"digest\": \"" + served +
                      "\", \"fail\": \"" + pull_failure + "\"}";
   WriteImages();
-  digest_table_ += ImageDigest(version) + " " + version + "\n";
+  if (kubelet_runs_it) digest_table_ += ImageDigest(version) + " " + version + "\n";
   WriteFile(dir_.File("digests.txt"), digest_table_);
   return r;
 }

@@ -49,14 +49,22 @@ class StaticPodNode {
   // release asset, checksums.txt, its signature, and the kit's
   // image-ref.txt naming ImageOf(version). fake-cri's registry gets the
   // image; `served_digest` (default: the requested one) plays a registry
-  // serving other bytes, `pull_failure` a failing pull.
+  // serving other bytes, `pull_failure` a failing pull. Without
+  // `kubelet_runs_it` the digest table leaves the image out, so the kubelet
+  // starts no container for it (as for an image it cannot run).
   struct Release {
     std::string binary, checksums, signature, image, image_ref;
   };
   Release MakeRelease(const std::string& version, const std::string& served_digest = "",
-                      const std::string& pull_failure = "");
+                      const std::string& pull_failure = "", bool kubelet_runs_it = true);
   // Arguments version `version`'s provider gets when the kubelet starts it.
   void SetExtraArgs(const std::string& version, const std::string& args);
+
+  // Restarts the agent with static_pod.doctor_command: bin/image-doctor
+  // {image} {config} {encryption_config}, which appends its arguments to
+  // <dir>/image-doctor.calls and runs the fake's doctor, failing a check
+  // while <dir>/image-doctor-fails exists.
+  void UseImageDoctor();
 
   void StartAgent(const std::vector<std::string>& extra_env = {},
                   const std::string& agent_path = KMSFLEETD_PATH);

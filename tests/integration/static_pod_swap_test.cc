@@ -165,6 +165,59 @@ TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {
   EXPECT_THAT(started[2], HasSubstr("\"version\":\"0.1.0\""));
 }
 
+// doctor from the image itself (static_pod.doctor_command) rather than the
+// kit's binary: it gets the staged image and the provider's files, and a
+// failing check stops the swap before the manifest is touched.
+TEST_F(StaticPodSwapTest, DoctorFromTheImageCommandGatesTheSwap) {
+  node_->UseImageDoctor();
+  StageNew();
+  WriteFile(node_->dir() + "/image-doctor-fails", "on\n");
+  SubprocessResult refused = Swap("op-1");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.stderr_text + refused.stdout_text, HasSubstr("DOCTOR_FAILED"));
+  EXPECT_THAT(refused.stderr_text + refused.stdout_text, HasSubstr("transit.metadata"));
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
+  ExpectOldServing();
+
+  std::remove((node_->dir() + "/image-doctor-fails").c_str());
+  SubprocessResult swap = Swap("op-2");
+  ASSERT_EQ(swap.exit_code, 0) << swap.stderr_text << swap.stdout_text;
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  const std::string calls = ReadFile(node_->dir() + "/image-doctor.calls");
+  EXPECT_THAT(calls, HasSubstr(ImageOf(kNew) + " " + node_->dir() + "/provider.yaml " +
+                               node_->dir() + "/encryption-config.yaml\n"));
+}
+
+// The kubelet never replaces the container (an image it cannot run):
+// StartUnit gives up after unit_timeout_ms, and the old manifest comes back.
+TEST_F(StaticPodSwapTest, APodTheKubeletNeverReplacesIsRolledBack) {
+  absl::StatusOr<SubprocessResult> s =
+      node_->Stage(kNew, node_->MakeRelease(kNew, "", "", /*kubelet_runs_it=*/false));
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
+  SubprocessResult swap = Swap();
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RolledBack") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "POD_NOT_REPLACED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr(ImageOf(kNew)));
+  EXPECT_FALSE(node_->KubeletEvents("image_unknown").empty()) << node_->Logs();
+  ExpectOldServing();
+}
+
+// A member of an election swaps only under its coordinator's fence; here a
+// standalone node, so an unfenced swap is the operator's. The other way
+// round (a fence without an election) is refused before anything moves.
+TEST_F(StaticPodSwapTest, AFencedSwapOnANodeWithoutAnElectionIsRefused) {
+  StageNew();
+  SubprocessResult swap =
+      Run({"swap", "--version", kNew, "--fence", "1/2/cp-1", "--operation-id", "op-f"});
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_THAT(swap.stderr_text, HasSubstr("NO_ELECTION"));
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
+  ExpectOldServing();
+}
+
 // SIGKILL right after the manifest's rename, and at the phase boundaries
 // around it: the restarted agent ends where the journal says, and the pod
 // runs what the manifest says.

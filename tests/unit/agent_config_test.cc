@@ -107,6 +107,48 @@ TEST(AgentConfigTest, LogTargetDefaultsToAutoAndIsRead) {
   }
 }
 
+TEST(AgentConfigTest, ProviderModeDefaultsToSystemdAndStaticPodIsRead) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->provider_mode, ProviderMode::kSystemd);
+  c = ParseAgentConfig(R"(
+node: cp-3
+provider:
+  mode: static_pod
+static_pod:
+  manifest: /srv/manifests/kms.yaml
+  cri_socket: /run/crio/crio.sock
+  pull_timeout_ms: 60000
+)",
+                       kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->provider_mode, ProviderMode::kStaticPod);
+  EXPECT_EQ(c->static_pod.manifest, "/srv/manifests/kms.yaml");
+  EXPECT_EQ(c->static_pod.cri_socket, "/run/crio/crio.sock");
+  EXPECT_EQ(c->static_pod.pull_timeout, std::chrono::milliseconds(60000));
+  // The kubelet's name for the mirror pod, and its namespace and container.
+  EXPECT_EQ(c->static_pod.pod_name, "bao-kms-provider-cp-3");
+  EXPECT_EQ(c->static_pod.pod_namespace, "kube-system");
+  EXPECT_EQ(c->static_pod.container, "bao-kms-provider");
+  // No binary on the host is the provider that runs: never `version` it.
+  EXPECT_EQ(c->provider.binary, "");
+}
+
+TEST(AgentConfigTest, BadStaticPodSettingsAreRefusedWithTheValue) {
+  ExpectConfigError("node: cp-1\nprovider:\n  mode: kubelet\n", "provider.mode", 3,
+                    "must be systemd or static_pod, got \"kubelet\"");
+  ExpectConfigError("node: cp-1\nstatic_pod:\n  manifest: manifests/kms.yaml\n",
+                    "static_pod.manifest", 3,
+                    "must be an absolute path, got \"manifests/kms.yaml\"");
+  ExpectConfigError("node: cp-1\nstatic_pod:\n  image: x\n", "static_pod.image", 3,
+                    "unknown key");
+  ExpectConfigError("node: cp-1\nstatic_pod:\n  doctor_command: [ctr, run, \"{image}\"]\n",
+                    "static_pod.doctor_command", 3, "must start with an absolute path");
+  ExpectConfigError(
+      "node: cp-1\nstatic_pod:\n  doctor_command: [/usr/bin/ctr, run, \"{img}\"]\n",
+      "static_pod.doctor_command", 3, "\"{img}\" holds an unknown placeholder");
+}
+
 TEST(AgentConfigTest, UnknownLogTargetIsRefusedWithTheValue) {
   ExpectConfigError("node: cp-1\nlog:\n  target: syslog\n", "log.target", 3,
                     "must be auto, journal or stderr, got \"syslog\"");

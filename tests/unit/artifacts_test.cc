@@ -63,7 +63,7 @@ class ArtifactsTest : public ::testing::Test {
        In("checksums.txt") + " | base64 -w0 > " + out);
   }
   StageRequest Request(const std::string& sig) const {
-    return {"0.2.0", In(kName), In("checksums.txt"), sig, ""};
+    return {"0.2.0", In(kName), In("checksums.txt"), sig, "", "", ""};
   }
 
   std::string dir_;

@@ -178,6 +178,9 @@ class FakeCli final : public ProviderCli {
     (void)binary;
     return r;
   }
+  absl::StatusOr<PreflightResult> PreflightImage(const std::string&) override {
+    return absl::UnimplementedError("systemd mode runs no image");
+  }
   absl::StatusOr<RotationReport> RotationPlan(const std::string&) override {
     RotationReport r;
     r.rotation_state = rotation_state;
@@ -795,14 +798,14 @@ TEST_F(RunAsTest, TheRunAsUserPreflightsAStagedRelease) {
   o.install_path = Script("installed", kOld);
   o.artifacts.state_dir = o.state_dir;
   o.artifacts.allow_unsigned = true;
-  o.preflight = {etc + "/provider.yaml", etc + "/enc.yaml", std::chrono::seconds(20), user_};
+  o.preflight = {etc + "/provider.yaml", etc + "/enc.yaml", std::chrono::seconds(20), user_, {}};
   World w;
   FakeServices services(w);
   FakeProbe probe(w);
   FakeWall wall(w);
   Executor executor(o, probe, services, wall);
   absl::StatusOr<StagedArtifact> staged =
-      executor.Stage({kNew, release, etc + "/checksums.txt", "", ""});
+      executor.Stage({kNew, release, etc + "/checksums.txt", "", "", "", ""});
   ASSERT_TRUE(staged.ok()) << staged.status();
   struct stat st {};
   ASSERT_EQ(stat(o.state_dir.c_str(), &st), 0);

@@ -120,13 +120,13 @@ TEST_F(HttpFetchTest, StageFromAUrlVerifiesTheChecksum) {
   store.fetch = options_;
   store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/"};
   absl::StatusOr<StagedArtifact> a =
-      Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", ""});
+      Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", "", "", ""});
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(std::filesystem::file_size(a->binary_path), 100000u);
   // The same bytes under another name in checksums.txt do not match.
   std::ofstream(sum) << std::string(64, '0') << "  bao-kms-provider_0.2.0_linux_amd64\n";
   absl::StatusOr<StagedArtifact> bad =
-      Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", ""});
+      Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", "", "", ""});
   EXPECT_EQ(ReasonOf(bad.status()), reason::kChecksumMismatch);
   EXPECT_NE(bad.status().message().find("https://localhost"), std::string::npos);
   for (const auto& e : std::filesystem::directory_iterator(store.state_dir + "/artifacts")) {

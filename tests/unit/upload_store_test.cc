@@ -125,7 +125,7 @@ TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {
 TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
   const std::string sha(64, 'a');
   StageRequest request{"0.2.0", "coordinator://cp-1/" + sha + "/bao-kms-provider_0.2.0",
-                       "/srv/release/checksums.txt", "", ""};
+                       "/srv/release/checksums.txt", "", "", "", ""};
   std::vector<std::string> asked;
   FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest) {
     asked.push_back(std::string(UploadKindName(kind)) + " " + source);
@@ -151,7 +151,7 @@ TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
 }
 
 TEST_F(UploadStoreTest, CoordinatorSourcesWithoutAFetcherAreRefused) {
-  StageRequest request{"0.2.0", "coordinator://cp-1/" + std::string(64, 'a') + "/b", "c", "", ""};
+  StageRequest request{"0.2.0", "coordinator://cp-1/" + std::string(64, 'a') + "/b", "c", "", "", "", ""};
   absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, {});
   EXPECT_EQ(ReasonOf(f.status()), reason::kSourceNotAllowed);
   request.source = "/srv/release/b";

@@ -258,9 +258,15 @@ class Executor {
     std::string doctor_version; // the version `doctor` is (the target's, but see BinariesFor)
     std::string installed;      // for the identity comparison; "" = none
     std::string rotation_plan;  // reads the live state
+    // Static pod with executor doctor_command: doctor runs this image
+    // instead of `doctor`.
+    std::string doctor_image;
   };
   absl::StatusOr<ReleaseBinaries> BinariesFor(const std::string& version,
-                                              const std::string& staged_or_captured);
+                                              const std::string& staged_or_captured,
+                                              const std::string& image);
+  absl::StatusOr<PreflightResult> Doctor(const ReleaseBinaries& bin);
+  absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
 
   ExecutorOptions options_;

@@ -25,6 +25,12 @@ struct PreflightOptions {
   // When set, commands run as this user via setpriv (the provider's
   // `openbao-kms` user), so file permissions are checked as it sees them.
   std::string run_as;
+  // Static-pod nodes (issue 10), optional: doctor run from the image
+  // itself, e.g. through `ctr run` or `crictl`. An argv (no shell) whose
+  // arguments may hold {image}, {config} and {encryption_config}; it must
+  // print doctor's JSON report (`--output json`). Empty: doctor runs the
+  // static-pod kit's binary.
+  std::vector<std::string> doctor_command;
 };
 
 struct PreflightResult {
@@ -50,6 +56,14 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
                                              const std::string& expected_version,
                                              const PreflightOptions& options,
                                              const std::string& installed = "");
+
+// doctor from an image: `options.doctor_command` with its placeholders
+// filled in (`image` for {image}), judged as RunPreflight judges doctor.
+// There is no `version` to compare: the image's digest is the release.
+// Errors: INVALID_CONFIG when the command is empty or names an unknown
+// {placeholder}; DOCTOR_FAILED when it cannot run or prints no report.
+absl::StatusOr<PreflightResult> RunImageDoctor(const std::string& image,
+                                               const PreflightOptions& options);
 
 // The identityFingerprint line of `<binary> config --config C`, or "" when
 // the command fails or prints none (older binaries, incomplete identity).

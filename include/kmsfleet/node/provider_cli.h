@@ -27,6 +27,8 @@ class ProviderCli {
   virtual absl::StatusOr<PreflightResult> Preflight(
       const std::string& binary, const std::string& expected_version,
       const std::string& installed) = 0;
+  // doctor run from `image` by the configured command, as RunImageDoctor.
+  virtual absl::StatusOr<PreflightResult> PreflightImage(const std::string& image) = 0;
   // `<binary> rotation-plan`, as RunRotationPlan.
   virtual absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) = 0;
 };

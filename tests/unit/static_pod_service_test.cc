@@ -1,0 +1,142 @@
+// The static pod as the executor's ServiceManager (static_pod_service.h),
+// over a scripted runtime and a clock that only moves when slept on.
+#include "kmsfleet/node/static_pod_service.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/node/fs_util.h"
+#include "process_harness.h"
+
+namespace kmsfleet {
+namespace {
+
+const std::string kOld = "ghcr.io/dc-tec/bao-kms-provider@sha256:" + std::string(64, 'a');
+const std::string kNew = "ghcr.io/dc-tec/bao-kms-provider@sha256:" + std::string(64, 'b');
+
+CriContainer Container(const std::string& id, CriContainerState state, const std::string& image) {
+  CriContainer c;
+  c.id = id;
+  c.state = state;
+  c.image = image;
+  c.image_ref = image;
+  c.image_digest = image.substr(image.find('@') + 1);
+  return c;
+}
+
+// Each ListContainers answers the next scripted list (the last repeats).
+class ScriptedRuntime final : public ContainerRuntime {
+ public:
+  std::deque<std::vector<CriContainer>> lists;
+  int list_calls = 0;
+
+  absl::StatusOr<CriImage> PullImage(std::string_view) override { return CriImage{}; }
+  absl::StatusOr<std::optional<CriImage>> ImageStatus(std::string_view) override {
+    return std::optional<CriImage>();
+  }
+  absl::StatusOr<std::vector<CriContainer>> ListContainers(const PodContainerSelector&) override {
+    ++list_calls;
+    std::vector<CriContainer> now = lists.front();
+    if (lists.size() > 1) lists.pop_front();
+    return now;
+  }
+  absl::StatusOr<CriContainer> ContainerStatus(std::string_view id) override {
+    for (const CriContainer& c : lists.front()) {
+      if (c.id == id) return c;
+    }
+    return absl::NotFoundError("no container");
+  }
+};
+
+class StepClock final : public MonotonicClock {
+ public:
+  int64_t NowSteadyMillis() const override { return now_; }
+  void SleepFor(std::chrono::milliseconds d) const override { now_ += d.count(); }
+
+ private:
+  mutable int64_t now_ = 0;
+};
+
+class StaticPodServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(kNew), 0600).ok());
+  }
+  static std::string Manifest(const std::string& image) {
+    return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bao-kms-provider\nspec:\n"
+           "  containers:\n    - name: bao-kms-provider\n      image: " + image + "\n";
+  }
+  std::unique_ptr<ServiceManager> Service() {
+    return NewStaticPodServiceManager(
+        {.manifest_path = manifest_,
+         .pod = {"bao-kms-provider-cp1", "kube-system", "bao-kms-provider"},
+         .poll_interval = std::chrono::milliseconds(100)},
+        runtime_, clock_);
+  }
+
+  testing::TempDir dir_;
+  std::string manifest_ = dir_.path() + "/bao-kms-provider.yaml";
+  ScriptedRuntime runtime_;
+  StepClock clock_;
+};
+
+TEST_F(StaticPodServiceTest, StartWaitsForTheNewestContainerToRunTheManifestsDigest) {
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)},
+                    {Container("c2", CriContainerState::kCreated, kNew),
+                     Container("c1", CriContainerState::kExited, kOld)},
+                    {Container("c2", CriContainerState::kRunning, kNew),
+                     Container("c1", CriContainerState::kExited, kOld)}};
+  EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(5)).ok());
+  EXPECT_EQ(runtime_.list_calls, 3);
+}
+
+TEST_F(StaticPodServiceTest, StartGivesUpNamingTheImageAndWhatRuns) {
+  runtime_.lists = {{Container("c1-0123456789abcdef", CriContainerState::kRunning, kOld)}};
+  absl::Status s = Service()->Start("pod", std::chrono::seconds(2));
+  EXPECT_EQ(s.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ReasonOf(s), reason::kPodNotReplaced);
+  EXPECT_NE(s.message().find(kNew), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("kube-system/bao-kms-provider-cp1"), std::string::npos);
+  EXPECT_NE(s.message().find("sha256:" + std::string(64, 'a')), std::string::npos);
+  EXPECT_EQ(clock_.NowSteadyMillis(), 2000);  // it waited the whole timeout
+}
+
+TEST_F(StaticPodServiceTest, StartRefusesAManifestWithoutAPinnedImage) {
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest("ghcr.io/x/y:1.0"), 0600).ok());
+  runtime_.lists = {{}};
+  absl::Status s = Service()->Start("pod", std::chrono::seconds(1));
+  EXPECT_EQ(ReasonOf(s), reason::kImageRefNotPinned);
+  EXPECT_EQ(runtime_.list_calls, 0);
+}
+
+TEST_F(StaticPodServiceTest, StateIsTheNewestContainer) {
+  runtime_.lists = {{}};
+  absl::StatusOr<UnitState> none = Service()->State("pod");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->activity, UnitActivity::kStopped);
+  for (auto [state, activity] :
+       {std::pair{CriContainerState::kRunning, UnitActivity::kRunning},
+        std::pair{CriContainerState::kCreated, UnitActivity::kStarting},
+        std::pair{CriContainerState::kExited, UnitActivity::kFailed},
+        std::pair{CriContainerState::kUnknown, UnitActivity::kUnknown}}) {
+    runtime_.lists = {{Container("c9", state, kNew), Container("c1", CriContainerState::kRunning, kOld)}};
+    absl::StatusOr<UnitState> s = Service()->State("pod");
+    ASSERT_TRUE(s.ok());
+    EXPECT_EQ(s->activity, activity) << CriStateName(state);
+    EXPECT_EQ(s->invocation_id, "c9");  // a replaced container reads as a restart
+  }
+}
+
+TEST_F(StaticPodServiceTest, StopLeavesTheContainerToTheKubeletAndRestartIsRefused) {
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)}};
+  EXPECT_TRUE(Service()->Stop("pod", std::chrono::seconds(1)).ok());
+  EXPECT_EQ(runtime_.list_calls, 0);
+  EXPECT_EQ(Service()->Restart("pod", std::chrono::seconds(1)).code(),
+            absl::StatusCode::kUnimplemented);
+}
+
+}  // namespace
+}  // namespace kmsfleet
