@@ -16,7 +16,7 @@ _kmsfleetctl() {
   done
   case "$prev" in
     --output|-o) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
-    --source|--checksums|--signature|--artifact|--policy|--changelog|--ca|--cert|--key)
+    --source|--checksums|--signature|--artifact|--image-ref|--policy|--changelog|--ca|--cert|--key)
       _filedir; return ;;
   esac
   local words_for=""
@@ -24,7 +24,7 @@ _kmsfleetctl() {
     "") words_for="$top --help --version" ;;
     status|leader) words_for="--agent --output --timeout-ms $tls --help" ;;
     health) words_for="--agent --timeout-ms $tls --help" ;;
-    upgrade) words_for="$fleet --to --artifact --checksums --signature --policy --changelog --soak --stabilization --acknowledge --order --auto-rollback --remote-paths --dry-run --watch --help" ;;
+    upgrade) words_for="$fleet --to --artifact --checksums --signature --image --image-ref --policy --changelog --soak --stabilization --acknowledge --order --auto-rollback --remote-paths --dry-run --watch --help" ;;
     rollback) words_for="$fleet --dry-run --watch --help" ;;
     pause|resume|abort|ack-break-glass) words_for="$fleet --watch --help" ;;
     watch|history) words_for="$fleet --help" ;;
@@ -36,7 +36,7 @@ _kmsfleetctl() {
     node)
       case "$sub" in
         "") words_for="stage preflight swap rollback operation --agent --timeout-ms $tls --help" ;;
-        stage) words_for="--version --source --checksums --signature --artifact-name --help" ;;
+        stage) words_for="--version --source --checksums --signature --artifact-name --image --image-ref --help" ;;
         preflight) words_for="--version --help" ;;
         swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --help" ;;
         rollback) words_for="--of --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --help" ;;

@@ -2,9 +2,6 @@
 // machine's steps is in swap_runner.cc.
 #include "kmsfleet/node/executor.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <charconv>
 #include <map>
 #include <random>

@@ -133,6 +133,26 @@ absl::StatusOr<std::string> Executor::RunningVersion(const SwapJournal& j) {
   return now.provider_version();
 }
 
+// A static-pod swap's release was rendered from the live manifest when the
+// swap started; the capture (the manifest a failure restores) must be that
+// same manifest, or an operator's edit in between would be lost by the
+// install and come back only on a rollback.
+absl::Status Executor::CheckReleaseFromCapture(const SwapJournal& j) {
+  if (!options_.static_pod) return absl::OkStatus();
+  const std::string& container = options_.static_pod->container;
+  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string captured,
+                            ReadBoundedFile(j.previous_binary, kMaxManifestBytes));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string expected,
+                            ReplaceManifestImage(captured, image, j.previous_binary, container));
+  if (Sha256Hex(expected) == j.target_sha256) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kManifestChanged,
+                   options_.static_pod->manifest_path +
+                       " changed after the swap started; nothing was touched, start the "
+                       "swap again to render the release from the manifest as it is now",
+                   {{"file", options_.static_pod->manifest_path}});
+}
+
 absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, version));

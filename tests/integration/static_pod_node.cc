@@ -59,7 +59,7 @@ StaticPodNode::StaticPodNode(const std::string& installed_version)
                                         "\", \"digest\": \"" + ImageDigest(installed_version) +
                                         "\", \"present\": true}";
   WriteImages();
-  WriteConfigs(installed_version);
+  WriteConfigs();
   WriteFile(manifest(), OperatorManifest(ImageOf(installed_version)));
   cri_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{FAKE_CRI_PATH, "--socket", dir_.File("cri.sock"), "--state-dir",
@@ -104,7 +104,7 @@ void StaticPodNode::WriteImages() {
   }
 }
 
-void StaticPodNode::WriteConfigs(const std::string& installed_version) {
+void StaticPodNode::WriteConfigs() {
   const std::string sock = dir_.File("run/kms.sock");
   WriteFile(dir_.File("provider.yaml"),
             "configVersion: v1alpha1\n"
@@ -122,7 +122,6 @@ void StaticPodNode::WriteConfigs(const std::string& installed_version) {
             "          apiVersion: v2\n          name: openbao-kms-a\n"
             "          endpoint: unix://" + sock + "\n");
   WriteFile(dir_.File("scenario.yaml"), "key_seed: static-pod-key-1\n");
-  (void)installed_version;
   WriteFile(dir_.File("kmsfleet.yaml"),
             "node: cp-1\n"
             "standalone: true\n"
@@ -156,6 +155,10 @@ void StaticPodNode::UseImageDoctor() {
   WriteExecutable(script,
                   "#!/bin/sh\n"
                   "echo \"$@\" >> " + dir_.File("image-doctor.calls") + "\n"
+                  "if [ -e " + dir_.File("image-doctor-edits") + " ]; then\n"
+                  "  rm " + dir_.File("image-doctor-edits") + "\n"
+                  "  echo '# edited by hand' >> " + manifest() + "\n"
+                  "fi\n"
                   "if [ -e " + dir_.File("image-doctor-fails") + " ]; then\n"
                   "  exec " + fake + " --fake-set 'doctor={fail: [transit.metadata]}' doctor "
                   "--config \"$2\" --encryption-config \"$3\" --output json\n"

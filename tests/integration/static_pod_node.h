@@ -63,7 +63,9 @@ class StaticPodNode {
   // Restarts the agent with static_pod.doctor_command: bin/image-doctor
   // {image} {config} {encryption_config}, which appends its arguments to
   // <dir>/image-doctor.calls and runs the fake's doctor, failing a check
-  // while <dir>/image-doctor-fails exists.
+  // while <dir>/image-doctor-fails exists; once <dir>/image-doctor-edits
+  // exists, it appends a comment to the manifest (an operator's edit while
+  // a swap starts) and removes that file.
   void UseImageDoctor();
 
   void StartAgent(const std::vector<std::string>& extra_env = {},
@@ -85,7 +87,7 @@ class StaticPodNode {
 
  private:
   void WriteImages();
-  void WriteConfigs(const std::string& installed_version);
+  void WriteConfigs();
 
   TempDir dir_;
   uint16_t metrics_port_, health_port_;

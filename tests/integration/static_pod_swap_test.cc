@@ -188,6 +188,26 @@ TEST_F(StaticPodSwapTest, DoctorFromTheImageCommandGatesTheSwap) {
                                node_->dir() + "/encryption-config.yaml\n"));
 }
 
+// An operator edits the manifest after the swap rendered its release from
+// it: the swap stops before touching anything, and the next one keeps the
+// edit.
+TEST_F(StaticPodSwapTest, AManifestEditedWhileTheSwapStartsIsNeverUndone) {
+  node_->UseImageDoctor();
+  StageNew();
+  WriteFile(node_->dir() + "/image-doctor-edits", "on\n");
+  SubprocessResult refused = Swap("op-1");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.stderr_text + refused.stdout_text, HasSubstr("MANIFEST_CHANGED"));
+  const std::string edited = original_ + "# edited by hand\n";
+  EXPECT_EQ(ReadFile(node_->manifest()), edited);
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
+
+  SubprocessResult swap = Swap("op-2");
+  ASSERT_EQ(swap.exit_code, 0) << swap.stderr_text << swap.stdout_text;
+  EXPECT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)) + "# edited by hand\n");
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
 // The kubelet never replaces the container (an image it cannot run):
 // StartUnit gives up after unit_timeout_ms, and the old manifest comes back.
 TEST_F(StaticPodSwapTest, APodTheKubeletNeverReplacesIsRolledBack) {

@@ -278,6 +278,10 @@ inline constexpr char kImageRefMismatch[] = "IMAGE_REF_MISMATCH";
 // The static pod's container did not come up running the manifest's image
 // digest within the start timeout (the kubelet did not replace it).
 inline constexpr char kPodNotReplaced[] = "POD_NOT_REPLACED";
+// The live manifest changed between the swap's start (which rendered the
+// release from it) and its capture: installing the release would undo
+// that edit, so the swap stops before anything is touched.
+inline constexpr char kManifestChanged[] = "MANIFEST_CHANGED";
 
 }  // namespace kmsfleet::reason
 

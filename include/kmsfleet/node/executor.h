@@ -268,6 +268,7 @@ class Executor {
   absl::StatusOr<PreflightResult> Doctor(const ReleaseBinaries& bin);
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
+  absl::Status CheckReleaseFromCapture(const SwapJournal& j);
 
   ExecutorOptions options_;
   std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given
