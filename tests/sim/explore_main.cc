@@ -6,12 +6,15 @@
 //   kmsfleet_explore --start elected --bound 10   a longer local run
 //   kmsfleet_explore --replay FILE [--mutate M]   replay a counterexample
 // Options:
-//   --start fresh|elected|swapping|handed-off|failover   where to begin
+//   --plan   the leader's coordinator is the real PlanMachine driving one
+//       upgrade of n2 then n3 (explore_plan.cc); --auto-rollback 0|1 (1)
+//   --start fresh|elected|swapping|handed-off|failover|n3-swapping   where to begin
 //       (default elected): after a fault-free prefix up to n1 leading
 //       term 1 and committing n2 in flight; swapping: until n2 admitted
 //       its swap; handed-off: until n2 ended Stable and n1 committed n3;
 //       failover: n1 crashes while n2 swaps, until a term-2 leader has
-//       committed its first record
+//       committed its first record; n3-swapping: n2 ended Stable and n3
+//       admitted its swap
 //   --bound N (12: events after the prefix), --max-term T (2),
 //   --max-messages M (6), --crashes C (1), --duplications D (1),
 //   --forgeries F (1: swaps the adversary sends under made-up fences)
@@ -19,6 +22,7 @@
 //       this world model, never in src/core
 //   --counterexample FILE (explore-counterexample.txt)
 //   --shortest   iterative deepening: a shortest counterexample
+//   --show-prefix   print the starting point's prefix as a transcript
 //   --max-states N   stop (exit 3) beyond N states; 30 M, about 2 GiB
 // Exit 0 when no invariant failed, 1 with a counterexample, 2 on misuse.
 #include <chrono>
@@ -39,7 +43,7 @@ namespace {
 
 // Where the exploration starts: at the beginning, or after a fault-free
 // prefix (the schedules explored are then the prefix's continuations).
-enum class Start { kFresh, kElected, kSwapping, kHandedOff, kFailover };
+enum class Start { kFresh, kElected, kSwapping, kHandedOff, kFailover, kN3Swapping };
 
 struct Options {
   ExploreConfig config;
@@ -48,6 +52,7 @@ struct Options {
   std::string counterexample = "explore-counterexample.txt";
   std::string replay;
   bool shortest = false;
+  bool show_prefix = false;  // print the prefix's transcript first
   size_t max_states = 30000000;  // about 2 GiB of fingerprints
   std::string command_line;
 };
@@ -78,6 +83,8 @@ bool Reached(Start start, const ExState& s) {
       return s.nodes().at("n2").running;
     case Start::kHandedOff:  // n2 ended Stable, released; n1 committed n3
       return n1.machine->role() == Role::kLeader && n1.machine->committed().in_flight() == "n3";
+    case Start::kN3Swapping:  // and n3 has admitted its swap
+      return s.nodes().at("n3").running;
     case Start::kFailover:  // n1 crashed while n2 swapped; term 2 committed
       for (const auto& [name, node] : s.nodes()) {
         if (node.machine && node.machine->role() == Role::kLeader &&
@@ -99,7 +106,9 @@ Event PrefixStep(Start start, const ExState& s, int step) {
   }
   const bool n2_running = s.nodes().at("n2").running;
   const bool n1_up = s.nodes().at("n1").machine != nullptr;
-  if (start == Start::kHandedOff && n2_running) return NodeEvent(EventKind::kFinish, "n2");
+  if ((start == Start::kHandedOff || start == Start::kN3Swapping) && n2_running) {
+    return NodeEvent(EventKind::kFinish, "n2");
+  }
   if (start == Start::kFailover && n2_running && n1_up) return NodeEvent(EventKind::kCrash, "n1");
   if (n1_up) return NodeEvent(EventKind::kTick, "n1");
   return NodeEvent(EventKind::kTick, step % 2 == 0 ? "n2" : "n3");
@@ -108,7 +117,7 @@ Event PrefixStep(Start start, const ExState& s, int step) {
 std::vector<Event> Prefix(const ExploreConfig& config, Start start) {
   ExState s(config);
   std::vector<Event> prefix;
-  for (int i = 0; i < 500; ++i) {
+  for (int i = 0; i < 2000; ++i) {
     if (Reached(start, s)) return prefix;
     Event next = PrefixStep(start, s, i);
     s.Apply(next, nullptr);
@@ -137,13 +146,15 @@ std::string Transcript(const Options& o, const std::vector<Event>& schedule,
   return out.str();
 }
 
-std::string MutationFlag(Mutation m) {
-  switch (m) {
-    case Mutation::kNone: return "";
-    case Mutation::kReleaseRollbackFailed: return " --mutate release-rollback-failed";
-    case Mutation::kSkipFenceGuard: return " --mutate skip-fence-guard";
+std::string MutationFlag(const ExploreConfig& c) {
+  std::string plan = c.plan ? std::string(" --plan") + (c.auto_rollback ? "" : " --auto-rollback 0")
+                            : "";
+  switch (c.mutation) {
+    case Mutation::kNone: return plan;
+    case Mutation::kReleaseRollbackFailed: return plan + " --mutate release-rollback-failed";
+    case Mutation::kSkipFenceGuard: return plan + " --mutate skip-fence-guard";
   }
-  return "";
+  return plan;
 }
 
 int Counterexample(const Options& o, const std::vector<Event>& schedule) {
@@ -154,7 +165,7 @@ int Counterexample(const Options& o, const std::vector<Event>& schedule) {
   std::ofstream file(o.counterexample);
   file << "# kmsfleet_explore counterexample: " << failure << "\n"
        << "# found by: kmsfleet_explore" << o.command_line << "\n"
-       << "# replay: kmsfleet_explore --replay FILE" << MutationFlag(o.config.mutation)
+       << "# replay: kmsfleet_explore --replay FILE" << MutationFlag(o.config)
        << "\n\n"
        << transcript;
   std::cout << "transcript written to " << o.counterexample << "\n";
@@ -169,6 +180,7 @@ struct Coverage {
   int64_t handed_off = 0;      // states where a record naming n3 committed
   int64_t crashed = 0;         // states with the crash spent
   std::map<std::string, int64_t> notes;  // refusals by reason, withheld
+  std::map<std::string, int64_t> plan_phases;  // --plan: newest committed
 
   void Count(const ExState& s) {
     bool term2 = false, n3 = false, crash = false;
@@ -182,6 +194,7 @@ struct Coverage {
     second_term += term2;
     handed_off += n3;
     crashed += crash;
+    if (!s.plan_phase().empty()) ++plan_phases[s.plan_phase()];
   }
   std::string Text() const {
     std::string out = "coverage: " + std::to_string(second_term) +
@@ -189,6 +202,12 @@ struct Coverage {
                       " after the hand-off to n3, " + std::to_string(crashed) +
                       " with a node down; refused or withheld:";
     for (const auto& [note, count] : notes) out += " " + note + " " + std::to_string(count);
+    if (!plan_phases.empty()) {
+      out += "\nplan: states by the newest committed plan's phase:";
+      for (const auto& [phase, count] : plan_phases) {
+        out += " " + phase + " " + std::to_string(count);
+      }
+    }
     return out;
   }
 };
@@ -274,6 +293,10 @@ int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
 // counterexample is one of the shortest; the last bound dominates the cost.
 int Explore(const Options& o) {
   std::vector<Event> prefix = Prefix(o.config, o.start);
+  if (o.show_prefix) {
+    std::string failure;
+    std::cout << Transcript(o, prefix, &failure);
+  }
   if (!o.shortest) return ExploreTo(o, prefix);
   Options each = o;
   for (each.bound = 1; each.bound <= o.bound; ++each.bound) {
@@ -324,6 +347,14 @@ bool ParseArgs(int argc, char** argv, Options& o) {
       o.shortest = true;
       continue;
     }
+    if (arg == "--show-prefix") {
+      o.show_prefix = true;
+      continue;
+    }
+    if (arg == "--plan") {
+      o.config.plan = true;
+      continue;
+    }
     if (i + 1 >= argc) return false;
     std::string value = argv[++i];
     o.command_line += " " + value;
@@ -342,6 +373,8 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     else if (arg == "--start" && value == "swapping") o.start = Start::kSwapping;
     else if (arg == "--start" && value == "handed-off") o.start = Start::kHandedOff;
     else if (arg == "--start" && value == "failover") o.start = Start::kFailover;
+    else if (arg == "--start" && value == "n3-swapping") o.start = Start::kN3Swapping;
+    else if (arg == "--auto-rollback") o.config.auto_rollback = n != 0;
     else if (arg == "--mutate" && value == "release-rollback-failed") o.config.mutation = Mutation::kReleaseRollbackFailed;
     else if (arg == "--mutate" && value == "skip-fence-guard") o.config.mutation = Mutation::kSkipFenceGuard;
     else return false;
@@ -356,7 +389,8 @@ int main(int argc, char** argv) {
   kmsfleet::sim::Options o;
   if (!kmsfleet::sim::ParseArgs(argc, argv, o)) {
     std::cerr << "usage: " << argv[0]
-              << " [--bound N] [--start fresh|elected|swapping|handed-off|failover] [--max-term T] [--max-messages M]"
+              << " [--plan [--auto-rollback 0|1]] [--bound N] [--start fresh|elected|swapping|handed-off|"
+                 "failover|n3-swapping] [--max-term T] [--max-messages M]"
                  " [--crashes C] [--duplications D] [--forgeries F] [--mutate release-rollback-failed|"
                  "skip-fence-guard] [--counterexample FILE] | --replay FILE [--mutate ...]\n";
     return 2;
