@@ -1,6 +1,7 @@
 // The explorer's invariants and canonical state (explore_world.h).
 #include <charconv>
 #include <string>
+#include <unordered_map>
 
 #include "explore_access.h"
 #include "explore_world.h"
@@ -49,8 +50,27 @@ class Writer {
   std::string out_;
 };
 
+// A fleet plan payload (--plan, a kilobyte or more) is written as its
+// number in a table of every payload seen: exact, and it keeps the
+// canonical text (hashed for every state) short. The table is not part of
+// any state, and only grows.
+uint64_t Intern(const std::string& payload) {
+  static std::unordered_map<std::string, uint64_t> table;
+  return table.try_emplace(payload, table.size()).first->second;
+}
+
+void PutPayload(Writer& out, const std::string& payload) {
+  if (payload.size() <= 16) {
+    out << payload;
+  } else {
+    out << '#' << Intern(payload);
+  }
+}
+
 void Put(Writer& out, const v1::PlanRecord& r) {
-  out << r.term() << '/' << r.index() << '/' << r.in_flight() << '/' << r.payload() << ';';
+  out << r.term() << '/' << r.index() << '/' << r.in_flight() << '/';
+  PutPayload(out, r.payload());
+  out << ';';
 }
 
 // Every field of the machine that its next steps depend on. The Ready
@@ -103,7 +123,7 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   using namespace access;  // NOLINT: the tags only
   const PlanMachine& m = p.machine;
   out << 'P' << p.term << ',';
-  if (m.committed()) out << m.committed()->SerializeAsString();
+  if (m.committed()) PutPayload(out, m.committed()->SerializeAsString());
   const std::optional<uint64_t>& pending = ReadPlan<PlanPending>(m);
   out << ',' << (pending ? *pending + 1 : 0) << ',';
   const ParityStreak& parity = ReadPlan<PlanParity>(m);
@@ -113,7 +133,7 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   out << 'D';
   for (const ActionResult& r : ReadPlan<PlanDeferred>(m)) PutResult(out, r);
   out << 'p' << (p.pending_index ? *p.pending_index : 0) << ',';
-  if (p.pending_plan) out << p.pending_plan->SerializeAsString();
+  if (p.pending_plan) PutPayload(out, p.pending_plan->SerializeAsString());
   out << 'h';
   for (const PlanAction& a : p.held) PutAction(out, a);
   out << 'r';

@@ -13,8 +13,15 @@
 //       term 1 and committing n2 in flight; swapping: until n2 admitted
 //       its swap; handed-off: until n2 ended Stable and n1 committed n3;
 //       failover: n1 crashes while n2 swaps, until a term-2 leader has
-//       committed its first record; n3-swapping: n2 ended Stable and n3
-//       admitted its swap
+//       committed its first record; with --plan also n3-swapping: n2
+//       ended Stable and n3 admitted its swap; handing-off: n2's operation
+//       ended --outcome and n1 committed the plan's hand-off stage for it;
+//       n3-handing-off: the same for n3, after n2 ended Stable;
+//       released, n3-released: until the node released its slot and n1
+//       committed the plan without it in flight (these four begin with
+//       nothing in flight)
+//   --outcome Stable|RolledBack|RollbackFailed   how the operation the
+//       handing-off prefixes end ends (Stable)
 //   --bound N (12: events after the prefix), --max-term T (2),
 //   --max-messages M (6), --crashes C (1), --duplications D (1),
 //   --forgeries F (1: swaps the adversary sends under made-up fences)
@@ -25,6 +32,7 @@
 //   --show-prefix   print the starting point's prefix as a transcript
 //   --max-states N   stop (exit 3) beyond N states; 30 M, about 2 GiB
 // Exit 0 when no invariant failed, 1 with a counterexample, 2 on misuse.
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
@@ -43,7 +51,34 @@ namespace {
 
 // Where the exploration starts: at the beginning, or after a fault-free
 // prefix (the schedules explored are then the prefix's continuations).
-enum class Start { kFresh, kElected, kSwapping, kHandedOff, kFailover, kN3Swapping };
+enum class Start {
+  kFresh, kElected, kSwapping, kHandedOff, kFailover,
+  // --plan only: the plan machine's hand-off stage committed for n2, or
+  // for n3 after n2 ended Stable (each operation ended --outcome).
+  kN3Swapping, kHandingOff, kN3HandingOff,
+  // --plan only: n2 (or n3) released its slot and n1 committed the plan
+  // without it in flight.
+  kReleased, kN3Released
+};
+
+// --plan: whether n1 leads and its committed plan holds `node` at the
+// hand-off stage.
+bool HandingOff(const ExState& s, const std::string& node, bool released) {
+  const ExNode& n1 = s.nodes().at("n1");
+  if (!n1.machine || n1.machine->role() != Role::kLeader ||
+      n1.machine->committed().in_flight() != (released ? "" : node)) {
+    return false;
+  }
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(n1.machine->committed().payload());
+  if (!plan.ok()) return false;
+  for (const v1::PlanNode& n : plan->nodes()) {
+    if (n.node() != node) continue;
+    if (!released) return n.stage() == v1::PLAN_STEP_STAGE_HANDING_OFF;
+    return n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_FAILED ||
+           n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;
+  }
+  return false;
+}
 
 struct Options {
   ExploreConfig config;
@@ -53,6 +88,7 @@ struct Options {
   std::string replay;
   bool shortest = false;
   bool show_prefix = false;  // print the prefix's transcript first
+  SwapPhase outcome = SwapPhase::kStable;  // of the prefix's last operation
   size_t max_states = 30000000;  // about 2 GiB of fingerprints
   std::string command_line;
 };
@@ -85,6 +121,10 @@ bool Reached(Start start, const ExState& s) {
       return n1.machine->role() == Role::kLeader && n1.machine->committed().in_flight() == "n3";
     case Start::kN3Swapping:  // and n3 has admitted its swap
       return s.nodes().at("n3").running;
+    case Start::kHandingOff: return HandingOff(s, "n2", false);
+    case Start::kN3HandingOff: return HandingOff(s, "n3", false);
+    case Start::kReleased: return HandingOff(s, "n2", true);
+    case Start::kN3Released: return HandingOff(s, "n3", true);
     case Start::kFailover:  // n1 crashed while n2 swapped; term 2 committed
       for (const auto& [name, node] : s.nodes()) {
         if (node.machine && node.machine->role() == Role::kLeader &&
@@ -100,26 +140,47 @@ bool Reached(Start start, const ExState& s) {
 // The prefix's next event: whatever is in flight, in the order of its
 // text; else the start's one fault or outcome; else a tick of n1, or, once
 // n1 is down, of n2 and n3 in turn.
-Event PrefixStep(Start start, const ExState& s, int step) {
+Event PrefixStep(Start start, SwapPhase outcome, const ExState& s, int step) {
   for (const Event& e : s.Enabled()) {
     if (e.kind == EventKind::kDeliver) return e;
   }
   const bool n2_running = s.nodes().at("n2").running;
   const bool n1_up = s.nodes().at("n1").machine != nullptr;
-  if ((start == Start::kHandedOff || start == Start::kN3Swapping) && n2_running) {
+  const bool n3_last = start == Start::kN3HandingOff || start == Start::kN3Released;
+  if ((start == Start::kHandedOff || start == Start::kN3Swapping || n3_last) && n2_running) {
     return NodeEvent(EventKind::kFinish, "n2");
+  }
+  if ((start == Start::kHandingOff || start == Start::kReleased) && n2_running) {
+    return NodeEvent(EventKind::kFinish, "n2", outcome);
+  }
+  if (n3_last && s.nodes().at("n3").running) {
+    return NodeEvent(EventKind::kFinish, "n3", outcome);
   }
   if (start == Start::kFailover && n2_running && n1_up) return NodeEvent(EventKind::kCrash, "n1");
   if (n1_up) return NodeEvent(EventKind::kTick, "n1");
   return NodeEvent(EventKind::kTick, step % 2 == 0 ? "n2" : "n3");
 }
 
-std::vector<Event> Prefix(const ExploreConfig& config, Start start) {
+std::vector<Event> Prefix(const ExploreConfig& config, Start start, SwapPhase outcome) {
   ExState s(config);
   std::vector<Event> prefix;
+  // The hand-off starts begin with nothing in flight: the plan's end is
+  // then within reach of the bounds.
+  const bool quiet = start == Start::kHandingOff || start == Start::kN3HandingOff ||
+                     start == Start::kReleased || start == Start::kN3Released;
   for (int i = 0; i < 2000; ++i) {
+    if (Reached(start, s) && quiet) {
+      std::vector<Event> enabled = s.Enabled();
+      auto deliver = std::find_if(enabled.begin(), enabled.end(), [](const Event& e) {
+        return e.kind == EventKind::kDeliver;
+      });
+      if (deliver == enabled.end()) return prefix;
+      s.Apply(*deliver, nullptr);
+      prefix.push_back(*deliver);
+      continue;
+    }
     if (Reached(start, s)) return prefix;
-    Event next = PrefixStep(start, s, i);
+    Event next = PrefixStep(start, outcome, s, i);
     s.Apply(next, nullptr);
     prefix.push_back(next);
   }
@@ -292,7 +353,7 @@ int ExploreTo(const Options& o, const std::vector<Event>& prefix) {
 // --shortest: bounds 1, 2, ... in turn (iterative deepening), so that a
 // counterexample is one of the shortest; the last bound dominates the cost.
 int Explore(const Options& o) {
-  std::vector<Event> prefix = Prefix(o.config, o.start);
+  std::vector<Event> prefix = Prefix(o.config, o.start, o.outcome);
   if (o.show_prefix) {
     std::string failure;
     std::cout << Transcript(o, prefix, &failure);
@@ -374,12 +435,20 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     else if (arg == "--start" && value == "handed-off") o.start = Start::kHandedOff;
     else if (arg == "--start" && value == "failover") o.start = Start::kFailover;
     else if (arg == "--start" && value == "n3-swapping") o.start = Start::kN3Swapping;
+    else if (arg == "--start" && value == "handing-off") o.start = Start::kHandingOff;
+    else if (arg == "--start" && value == "n3-handing-off") o.start = Start::kN3HandingOff;
+    else if (arg == "--start" && value == "released") o.start = Start::kReleased;
+    else if (arg == "--start" && value == "n3-released") o.start = Start::kN3Released;
+    else if (arg == "--outcome" && ParsePhase(value).ok()) o.outcome = *ParsePhase(value);
     else if (arg == "--auto-rollback") o.config.auto_rollback = n != 0;
     else if (arg == "--mutate" && value == "release-rollback-failed") o.config.mutation = Mutation::kReleaseRollbackFailed;
     else if (arg == "--mutate" && value == "skip-fence-guard") o.config.mutation = Mutation::kSkipFenceGuard;
     else return false;
   }
-  return o.bound >= 0;
+  const bool plan_start = o.start == Start::kN3Swapping || o.start == Start::kHandingOff ||
+                          o.start == Start::kN3HandingOff || o.start == Start::kReleased ||
+                          o.start == Start::kN3Released;
+  return o.bound >= 0 && (o.config.plan || !plan_start);
 }
 
 }  // namespace
@@ -390,7 +459,9 @@ int main(int argc, char** argv) {
   if (!kmsfleet::sim::ParseArgs(argc, argv, o)) {
     std::cerr << "usage: " << argv[0]
               << " [--plan [--auto-rollback 0|1]] [--bound N] [--start fresh|elected|swapping|handed-off|"
-                 "failover|n3-swapping] [--max-term T] [--max-messages M]"
+                 "failover|n3-swapping|handing-off|n3-handing-off|released|n3-released] [--outcome PHASE]"
+                 " [--max-term T]"
+                 " [--max-messages M]"
                  " [--crashes C] [--duplications D] [--forgeries F] [--mutate release-rollback-failed|"
                  "skip-fence-guard] [--counterexample FILE] | --replay FILE [--mutate ...]\n";
     return 2;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
+#include <unordered_map>
 
 #include "explore_access.h"
 #include "kmsfleet/core/reasons.h"
@@ -34,9 +35,14 @@ std::string PayloadText(const std::string& payload) {
   bool text = std::all_of(payload.begin(), payload.end(),
                           [](char c) { return c >= 0x20 && c < 0x7f; });
   if (text) return payload;
+  static std::unordered_map<std::string, std::string> seen;  // decoding is slow
+  auto [it, inserted] = seen.try_emplace(payload);
+  if (!inserted) return it->second;
   absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
-  if (!plan.ok()) return "undecodable";
-  return "r" + std::to_string(plan->revision()) + " " + std::string(PlanPhaseName(plan->phase()));
+  it->second = plan.ok() ? "r" + std::to_string(plan->revision()) + " " +
+                               std::string(PlanPhaseName(plan->phase()))
+                         : "undecodable";
+  return it->second;
 }
 
 std::string Record(const v1::PlanRecord& r) {
