@@ -19,7 +19,8 @@
 //       n3-handing-off: the same for n3, after n2 ended Stable;
 //       released, n3-released: until the node released its slot and n1
 //       committed the plan without it in flight (these four begin with
-//       nothing in flight)
+//       nothing in flight); rolling-back: n3's swap ended RolledBack and
+//       n2 admitted the rollback of its own
 //   --outcome Stable|RolledBack|RollbackFailed   how the operation the
 //       handing-off prefixes end ends (Stable)
 //   --bound N (12: events after the prefix), --max-term T (2),
@@ -58,7 +59,10 @@ enum class Start {
   kN3Swapping, kHandingOff, kN3HandingOff,
   // --plan only: n2 (or n3) released its slot and n1 committed the plan
   // without it in flight.
-  kReleased, kN3Released
+  kReleased, kN3Released,
+  // --plan only: n3's swap ended RolledBack, the plan rolls back, and n2
+  // admitted the rollback of its swap.
+  kRollingBack
 };
 
 // --plan: whether n1 leads and its committed plan holds `node` at the
@@ -125,6 +129,10 @@ bool Reached(Start start, const ExState& s) {
     case Start::kN3HandingOff: return HandingOff(s, "n3", false);
     case Start::kReleased: return HandingOff(s, "n2", true);
     case Start::kN3Released: return HandingOff(s, "n3", true);
+    case Start::kRollingBack: {
+      const ExNode& n2 = s.nodes().at("n2");
+      return n2.running && n2.journal->operation_id.find(".rollback.") != std::string::npos;
+    }
     case Start::kFailover:  // n1 crashed while n2 swapped; term 2 committed
       for (const auto& [name, node] : s.nodes()) {
         if (node.machine && node.machine->role() == Role::kLeader &&
@@ -146,7 +154,9 @@ Event PrefixStep(Start start, SwapPhase outcome, const ExState& s, int step) {
   }
   const bool n2_running = s.nodes().at("n2").running;
   const bool n1_up = s.nodes().at("n1").machine != nullptr;
-  const bool n3_last = start == Start::kN3HandingOff || start == Start::kN3Released;
+  const bool n3_last = start == Start::kN3HandingOff || start == Start::kN3Released ||
+                       start == Start::kRollingBack;
+  if (start == Start::kRollingBack) outcome = SwapPhase::kRolledBack;
   if ((start == Start::kHandedOff || start == Start::kN3Swapping || n3_last) && n2_running) {
     return NodeEvent(EventKind::kFinish, "n2");
   }
@@ -439,6 +449,7 @@ bool ParseArgs(int argc, char** argv, Options& o) {
     else if (arg == "--start" && value == "n3-handing-off") o.start = Start::kN3HandingOff;
     else if (arg == "--start" && value == "released") o.start = Start::kReleased;
     else if (arg == "--start" && value == "n3-released") o.start = Start::kN3Released;
+    else if (arg == "--start" && value == "rolling-back") o.start = Start::kRollingBack;
     else if (arg == "--outcome" && ParsePhase(value).ok()) o.outcome = *ParsePhase(value);
     else if (arg == "--auto-rollback") o.config.auto_rollback = n != 0;
     else if (arg == "--mutate" && value == "release-rollback-failed") o.config.mutation = Mutation::kReleaseRollbackFailed;
@@ -447,7 +458,7 @@ bool ParseArgs(int argc, char** argv, Options& o) {
   }
   const bool plan_start = o.start == Start::kN3Swapping || o.start == Start::kHandingOff ||
                           o.start == Start::kN3HandingOff || o.start == Start::kReleased ||
-                          o.start == Start::kN3Released;
+                          o.start == Start::kN3Released || o.start == Start::kRollingBack;
   return o.bound >= 0 && (o.config.plan || !plan_start);
 }
 
@@ -459,7 +470,8 @@ int main(int argc, char** argv) {
   if (!kmsfleet::sim::ParseArgs(argc, argv, o)) {
     std::cerr << "usage: " << argv[0]
               << " [--plan [--auto-rollback 0|1]] [--bound N] [--start fresh|elected|swapping|handed-off|"
-                 "failover|n3-swapping|handing-off|n3-handing-off|released|n3-released] [--outcome PHASE]"
+                 "failover|n3-swapping|handing-off|n3-handing-off|released|n3-released|rolling-back]"
+                 " [--outcome PHASE]"
                  " [--max-term T]"
                  " [--max-messages M]"
                  " [--crashes C] [--duplications D] [--forgeries F] [--mutate release-rollback-failed|"

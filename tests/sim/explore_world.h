@@ -11,7 +11,8 @@
 // messages in flight: any one may be delivered next (reordering), lost or
 // duplicated. Nodes crash and restart from what they persisted. An
 // adversary holding a member's certificate sends swaps under made-up
-// fences (kForge).
+// fences (kForge). With ExploreConfig::plan the leader's coordinator is
+// the real PlanMachine instead of the toy (explore_plan.cc).
 //
 // Unlike World, nothing here draws a random number: every choice is an
 // Event, so a schedule is a list of events and replays exactly. Events
