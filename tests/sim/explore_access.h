@@ -1,20 +1,25 @@
-// Reads the private volatile state of ElectionMachine for the explorer's
+// Reads the private volatile state of ElectionMachine (and, for --plan,
+// of PlanMachine) for the explorer's
 // state hash (explore_world.h), without a hook in src/core: an explicit
 // template instantiation may name private members ([temp.spec.general]/6),
 // and the pointers to members it captures are then read, never written.
 // Internal to tests/sim.
 //
 // Every field that the machine's next step depends on must be in
-// CanonicalElection (explore_world.cc); the size check below fails the
-// build on this platform when a field is added, as a reminder.
+// CanonicalElection or CanonicalPlan (explore_check.cc); the size checks
+// there fail the build on this platform when a field is added, as a
+// reminder.
 #ifndef KMSFLEET_TESTS_SIM_EXPLORE_ACCESS_H_
 #define KMSFLEET_TESTS_SIM_EXPLORE_ACCESS_H_
 
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "kmsfleet/core/election.h"
+#include "kmsfleet/core/plan_machine.h"
 
 namespace kmsfleet::sim::access {
 
@@ -50,8 +55,29 @@ KMSFLEET_EXPLORE_FIELD(TransferElapsed, int, transfer_elapsed_);
 
 #undef KMSFLEET_EXPLORE_FIELD
 
+// --plan: the PlanMachine's private state, the same way.
+using ResultList = std::vector<ActionResult>;
+#define KMSFLEET_EXPLORE_PLAN_FIELD(Name, Type, Field)              \
+  struct Name {                                                     \
+    using type = Type PlanMachine::*;                               \
+    friend type Get(Name);                                          \
+  };                                                                \
+  template struct Capture<Name, &PlanMachine::Field>
+
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanPending, std::optional<uint64_t>, pending_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanParity, ParityStreak, parity_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanIssued, NameSet, issued_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanDeferred, ResultList, deferred_);
+
+#undef KMSFLEET_EXPLORE_PLAN_FIELD
+
 template <typename Tag>
 const auto& Read(const ElectionMachine& m) {
+  return m.*Get(Tag{});
+}
+
+template <typename Tag>
+const auto& ReadPlan(const PlanMachine& m) {
   return m.*Get(Tag{});
 }
 

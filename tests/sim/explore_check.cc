@@ -1,9 +1,11 @@
 // The explorer's invariants and canonical state (explore_world.h).
 #include <charconv>
 #include <string>
+#include <unordered_map>
 
 #include "explore_access.h"
 #include "explore_world.h"
+#include "kmsfleet/core/status.h"
 
 namespace kmsfleet::sim {
 namespace {
@@ -13,6 +15,10 @@ namespace {
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
 static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
+static_assert(sizeof(PlanMachine) == 512,
+              "PlanMachine changed: add its new fields to CanonicalPlan");
+static_assert(sizeof(ParityStreak) == 96,
+              "ParityStreak changed: add its new fields to CanonicalPlan");
 #endif
 
 std::string Key(const v1::PlanRecord& r) {
@@ -44,8 +50,27 @@ class Writer {
   std::string out_;
 };
 
+// A fleet plan payload (--plan, a kilobyte or more) is written as its
+// number in a table of every payload seen: exact, and it keeps the
+// canonical text (hashed for every state) short. The table is not part of
+// any state, and only grows.
+uint64_t Intern(const std::string& payload) {
+  static std::unordered_map<std::string, uint64_t> table;
+  return table.try_emplace(payload, table.size()).first->second;
+}
+
+void PutPayload(Writer& out, const std::string& payload) {
+  if (payload.size() <= 16) {
+    out << payload;
+  } else {
+    out << '#' << Intern(payload);
+  }
+}
+
 void Put(Writer& out, const v1::PlanRecord& r) {
-  out << r.term() << '/' << r.index() << '/' << r.in_flight() << '/' << r.payload() << ';';
+  out << r.term() << '/' << r.index() << '/' << r.in_flight() << '/';
+  PutPayload(out, r.payload());
+  out << ';';
 }
 
 // Every field of the machine that its next steps depend on. The Ready
@@ -67,6 +92,59 @@ void CanonicalElection(Writer& out, const ElectionMachine& m) {
   out << ',' << Read<Released>(m) << ',' << Read<PreVotedFor>(m) << ','
       << Read<PreVoteTerm>(m) << ',' << Read<PreVoteHoldUntil>(m) << ','
       << Read<TransferTarget>(m) << ',' << Read<TransferElapsed>(m) << '|';
+}
+
+void PutStatus(Writer& out, const absl::Status& s) {
+  out << static_cast<int>(s.code()) << ':' << ReasonOf(s) << ';';
+}
+
+void PutAction(Writer& out, const PlanAction& a) {
+  out << static_cast<int>(a.kind) << '/' << a.node << '/' << a.revision << '/' << a.version
+      << '/' << a.operation_id << '/' << a.of_operation_id << '/' << a.expected_key_id_hash
+      << '/' << static_cast<uint64_t>(a.stabilization_ms) << '/' << a.method << '/';
+  PutStatus(out, a.why);
+}
+
+// Every field of a result that ApplyResult reads (doctor and rotation
+// always pass here, so their presence is what counts).
+void PutResult(Writer& out, const ActionResult& r) {
+  out << static_cast<int>(r.kind) << '/' << r.node << '/' << r.revision << '/';
+  PutStatus(out, r.status);
+  out << r.previous_artifact_verified << r.doctor.ran << r.doctor.passed << '/'
+      << r.operation_id << '/' << static_cast<int>(r.outcome) << '/' << r.outcome_reason
+      << '/' << r.outcome_message << '/' << r.released << ';';
+}
+
+// The coordinator's shell and its PlanMachine: every field their next
+// steps depend on. Left out: ParityStreak's round stamps (every Step's
+// observations are newer than all before, so they decide nothing) and the
+// config (self is the node, voters kPlanNodes).
+void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
+  using namespace access;  // NOLINT: the tags only
+  const PlanMachine& m = p.machine;
+  out << 'P' << p.term << ',';
+  if (m.committed()) PutPayload(out, m.committed()->SerializeAsString());
+  const std::optional<uint64_t>& pending = ReadPlan<PlanPending>(m);
+  out << ',' << (pending ? *pending + 1 : 0) << ',';
+  const ParityStreak& parity = ReadPlan<PlanParity>(m);
+  out << parity.consecutive() << ',' << parity.hash() << ',';
+  PutStatus(out, parity.last_problem());
+  for (const std::string& key : ReadPlan<PlanIssued>(m)) out << key << ';';
+  out << 'D';
+  for (const ActionResult& r : ReadPlan<PlanDeferred>(m)) PutResult(out, r);
+  out << 'p' << (p.pending_index ? *p.pending_index : 0) << ',';
+  if (p.pending_plan) PutPayload(out, p.pending_plan->SerializeAsString());
+  out << 'h';
+  for (const PlanAction& a : p.held) PutAction(out, a);
+  out << 'r';
+  for (const ActionResult& r : p.results) PutResult(out, r);
+  out << 'o';
+  for (const auto& [key, o] : p.outstanding) {
+    out << key << '=';
+    PutAction(out, o.action);
+    out << o.fence.term() << '/' << o.fence.index() << '/' << o.fence.in_flight() << o.poll
+        << o.stale_fence << ';';
+  }
 }
 
 }  // namespace
@@ -95,6 +173,11 @@ std::string ExState::Canonical() const {
     out << ',' << 'c';
     for (const std::string& k : node.commanded) out << k << ';';
     Put(out, node.applied);
+    if (config_.plan) {
+      out << 'v' << node.version << ',' << node.op_prev << ',' << node.op_target << ',';
+      for (const auto& [id, phase] : node.ended) out << id << ':' << static_cast<int>(phase) << ';';
+      if (node.plan) CanonicalPlan(out, *node.plan);
+    }
     out << '}';
   }
   out << 'M';
@@ -103,6 +186,14 @@ std::string ExState::Canonical() const {
   for (const auto& [term, leader] : leader_of_term_) out << term << leader << ';';
   out << 'C';
   for (const auto& [index, r] : committed_index_) Put(out, r);
+  if (config_.plan) {
+    out << 'S';
+    for (const auto& [to, a] : last_swap_) {
+      out << to << '=';
+      PutAction(out, *a);
+    }
+    out << plan_index_ << plan_phase_;
+  }
   out << failure_;
   return out.Take();
 }

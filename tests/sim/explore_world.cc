@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
+#include <unordered_map>
 
 #include "explore_access.h"
 #include "kmsfleet/core/reasons.h"
@@ -28,10 +29,26 @@ std::string Key(uint64_t term, uint64_t index) {
   return std::to_string(term) + "/" + std::to_string(index);
 }
 
+// A fleet plan payload (--plan) prints as its revision and phase: the
+// record's term and index already tell records apart.
+std::string PayloadText(const std::string& payload) {
+  bool text = std::all_of(payload.begin(), payload.end(),
+                          [](char c) { return c >= 0x20 && c < 0x7f; });
+  if (text) return payload;
+  static std::unordered_map<std::string, std::string> seen;  // decoding is slow
+  auto [it, inserted] = seen.try_emplace(payload);
+  if (!inserted) return it->second;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
+  it->second = plan.ok() ? "r" + std::to_string(plan->revision()) + " " +
+                               std::string(PlanPhaseName(plan->phase()))
+                         : "undecodable";
+  return it->second;
+}
+
 std::string Record(const v1::PlanRecord& r) {
   std::string out = Key(r.term(), r.index());
   if (!r.in_flight().empty()) out += "/" + r.in_flight();
-  if (!r.payload().empty()) out += ":" + r.payload();
+  if (!r.payload().empty()) out += ":" + PayloadText(r.payload());
   return out;
 }
 
@@ -63,13 +80,34 @@ ExMessage Command(MessageKind kind, const std::string& from, const std::string& 
 
 std::string DescribeMessage(const ExMessage& m) {
   std::string out = m.from + "->" + m.to + " ";
+  // --plan: the action's operation (or revision, for a hand-off) too.
+  std::string action;
+  if (m.action) {
+    action = m.action->operation_id.empty()
+                 ? " rev=" + std::to_string(m.action->revision)
+                 : " " + std::string(ActionKindName(m.action->kind)) + "=" +
+                       m.action->operation_id;
+  }
   switch (m.kind) {
     case MessageKind::kPeer: return out + PeerText(m.peer);
-    case MessageKind::kSwap: return out + "SWAP fence=" + FenceText(m.fence);
-    case MessageKind::kQuery: return out + "QUERY fence=" + FenceText(m.fence);
+    case MessageKind::kSwap: return out + "SWAP fence=" + FenceText(m.fence) + action;
+    case MessageKind::kQuery: return out + "QUERY fence=" + FenceText(m.fence) + action;
     case MessageKind::kReleased:
       return out + "RELEASED fence=" + FenceText(m.fence) + " " +
-             v1::HandoffOutcome_Name(m.outcome) + (m.released ? " released" : " kept");
+             v1::HandoffOutcome_Name(m.outcome) + (m.released ? " released" : " kept") + action;
+    case MessageKind::kPoll: return out + "POLL" + action;
+    case MessageKind::kResult: {
+      out += "RESULT fence=" + FenceText(m.fence) + action + " ";
+      if (m.running) return out + "running";
+      if (!m.result->status.ok()) {
+        std::string reason = ReasonOf(m.result->status);
+        return out + "refused " +
+               (reason.empty() ? absl::StatusCodeToString(m.result->status.code()) : reason);
+      }
+      static constexpr const char* kOutcomes[] = {"NotFound", "Stable", "RolledBack",
+                                                  "RollbackFailed"};
+      return out + kOutcomes[static_cast<int>(m.result->outcome)];
+    }
   }
   return out;
 }
@@ -99,6 +137,7 @@ std::string EventText(const Event& e) {
     case EventKind::kRestart: return "restart " + e.node;
     case EventKind::kFinish: return "finish " + e.node + " " + std::string(PhaseName(e.outcome));
     case EventKind::kForge: return "forge " + FenceText(e.fence);
+    case EventKind::kExpire: return "expire " + e.node + " " + e.message;
   }
   return "";
 }
@@ -108,7 +147,8 @@ absl::StatusOr<Event> ParseEvent(const std::string& text) {
       {"tick", EventKind::kTick},         {"deliver", EventKind::kDeliver},
       {"drop", EventKind::kDrop},         {"duplicate", EventKind::kDuplicate},
       {"crash", EventKind::kCrash},       {"restart", EventKind::kRestart},
-      {"finish", EventKind::kFinish},     {"forge", EventKind::kForge}};
+      {"finish", EventKind::kFinish},     {"forge", EventKind::kForge},
+      {"expire", EventKind::kExpire}};
   size_t space = text.find(' ');
   auto it = kKinds.find(text.substr(0, space));
   if (space == std::string::npos || it == kKinds.end()) {
@@ -134,6 +174,7 @@ absl::StatusOr<Event> ParseEvent(const std::string& text) {
   }
   std::istringstream in(rest);
   in >> e.node;
+  if (e.kind == EventKind::kExpire) in >> e.message;
   if (e.kind == EventKind::kFinish) {
     std::string phase;
     in >> phase;
@@ -154,6 +195,7 @@ ExState::ExState(const ExploreConfig& config)
     ExNode& node = nodes_[name];
     node.machine = std::make_shared<ElectionMachine>(ConfigFor(name), node.durable, lowest_random);
     node.guard.emplace(name, node.fence_durable);
+    if (config.plan) node.version = kPlanFromVersion;
   }
 }
 
@@ -177,6 +219,13 @@ std::vector<Event> ExState::Enabled() const {
         }
       }
       if (crashes_left_ > 0) out.push_back(NodeEvent(EventKind::kCrash, name));
+      if (node.plan && node.plan->term == node.machine->term()) {
+        for (const auto& [request, o] : node.plan->outstanding) {
+          Event e = NodeEvent(EventKind::kExpire, name);
+          e.message = request;
+          out.push_back(std::move(e));
+        }
+      }
     } else {
       out.push_back(NodeEvent(EventKind::kRestart, name));
     }
@@ -247,6 +296,7 @@ bool ExState::Apply(const Event& e, std::vector<std::string>* log) {
     case EventKind::kDrop:
     case EventKind::kDuplicate: done = ApplyToMessage(e); break;
     case EventKind::kForge: done = Forge(e.fence); break;
+    case EventKind::kExpire: done = Expire(e.node, e.message); break;
     default: done = ApplyToNode(e); break;
   }
   if (done) CheckInvariants();
@@ -271,6 +321,7 @@ bool ExState::ApplyToNode(const Event& e) {
       node.machine.reset();
       node.guard.reset();
       node.commanded.clear();  // a coordinator's memory is volatile
+      node.plan.reset();
       Log(e.node + ": down; keeps term=" + std::to_string(node.durable.term()) +
           " record=" + Record(node.durable.record()) +
           (node.running ? "; its operation is left running" : ""));
@@ -284,6 +335,10 @@ bool ExState::ApplyToNode(const Event& e) {
       node.running = false;
       node.journal->phase = e.outcome;
       node.journal->open = false;
+      if (config_.plan) {
+        node.ended[node.journal->operation_id] = e.outcome;
+        node.version = e.outcome == SwapPhase::kStable ? node.op_target : node.op_prev;
+      }
       Log(e.node + ": operation " + node.journal->operation_id + " ended " +
           std::string(PhaseName(e.outcome)));
       return true;
@@ -314,7 +369,9 @@ bool ExState::Forge(const v1::Fence& fence) {
   });
   if (!known) return false;
   --forgeries_left_;
-  Send(Command(MessageKind::kSwap, "adversary", fence.in_flight(), fence));
+  ExMessage m = Command(MessageKind::kSwap, "adversary", fence.in_flight(), fence);
+  if (config_.plan) m.action = AdversaryAction(fence.in_flight());
+  Send(std::move(m));
   return true;
 }
 
@@ -352,6 +409,7 @@ void ExState::Handle(const std::string& name, const ElectionReady& ready) {
     Log(name + ": commit " + Record(*ready.committed));
     CheckApplied(name, *ready.committed);
     if (node.machine->role() == Role::kLeader) CheckHandOff(name, *ready.committed);
+    if (config_.plan) CheckPlanCommitted(*ready.committed);
   }
 }
 
@@ -360,6 +418,7 @@ void ExState::Handle(const std::string& name, const ElectionReady& ready) {
 // slot, put the next node in flight (the election refuses that until the
 // node's answer was recorded with RecordRelease).
 void ExState::Coordinate(const std::string& name) {
+  if (config_.plan) return PlanCoordinate(name);
   ExNode& node = nodes_.at(name);
   std::optional<v1::Fence> fence = node.machine->CurrentFence();
   if (!fence) return;
@@ -406,9 +465,16 @@ void ExState::Deliver(const ExMessage& m) {
                                    std::string(ready.status().message()));
       return Handle(m.to, *ready);
     }
-    case MessageKind::kSwap: return DeliverSwap(node, m);
+    case MessageKind::kSwap: return m.action ? PlanSwap(node, m) : DeliverSwap(node, m);
     case MessageKind::kQuery: return DeliverQuery(node, m);
+    case MessageKind::kPoll: {
+      bool running = false;
+      ActionResult r = OperationResult(node, *m.action, running);
+      return PlanReply(m, std::move(r), running);
+    }
+    case MessageKind::kResult: return PlanResult(m.to, m);
     case MessageKind::kReleased:
+      if (m.action) return PlanReleased(m.to, m);
       if (node.machine->role() != Role::kLeader) return Log(m.to + ": not leading, ignored");
       Writable(node).RecordRelease(m.from, m.fence.term(), m.fence.index(), m.outcome);
       return Log(m.to + ": recorded the answer");
@@ -463,6 +529,7 @@ void ExState::DeliverQuery(ExNode& node, const ExMessage& m) {
   ExMessage released = Command(MessageKind::kReleased, m.to, m.from, m.fence);
   released.outcome = reply->outcome();
   released.released = reply->released();
+  released.action = m.action;
   Send(std::move(released));
 }
 

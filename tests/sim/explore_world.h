@@ -11,7 +11,8 @@
 // messages in flight: any one may be delivered next (reordering), lost or
 // duplicated. Nodes crash and restart from what they persisted. An
 // adversary holding a member's certificate sends swaps under made-up
-// fences (kForge).
+// fences (kForge). With ExploreConfig::plan the leader's coordinator is
+// the real PlanMachine instead of the toy (explore_plan.cc).
 //
 // Unlike World, nothing here draws a random number: every choice is an
 // Event, so a schedule is a list of events and replays exactly. Events
@@ -44,6 +45,8 @@
 
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/plan_types.h"
 #include "kmsfleet/core/swap_machine.h"
 
 namespace kmsfleet::sim {
@@ -67,9 +70,20 @@ struct ExploreConfig {
   int duplications = 1;
   int forgeries = 1;
   Mutation mutation = Mutation::kNone;
+  // --plan: the leader's coordinator is the real PlanMachine
+  // (explore_plan.cc) driving one upgrade of the plan nodes, instead of
+  // the toy coordinator.
+  bool plan = false;
+  bool auto_rollback = true;  // the plan's setting
 };
 
-enum class MessageKind { kPeer, kSwap, kQuery, kReleased };
+// --plan: the nodes the upgrade plan covers, in the machine's order; n1 is
+// a voter of the election only.
+inline const std::vector<std::string> kPlanNodes = {"n2", "n3"};
+inline constexpr char kPlanFromVersion[] = "0.1.0";
+inline constexpr char kPlanToVersion[] = "0.2.0";
+
+enum class MessageKind { kPeer, kSwap, kQuery, kReleased, kResult, kPoll };
 
 struct ExMessage {
   MessageKind kind = MessageKind::kPeer;
@@ -78,6 +92,31 @@ struct ExMessage {
   v1::Fence fence;                                 // kSwap, kQuery, kReleased
   v1::HandoffOutcome outcome = v1::HANDOFF_UNKNOWN;  // kReleased
   bool released = false;                           // kReleased
+  // --plan: the action a swap, query or poll carries out, and the answer
+  // (kResult: the operation's result, or that it still runs).
+  std::shared_ptr<const PlanAction> action;
+  std::shared_ptr<const ActionResult> result;
+  bool running = false;
+};
+
+// --plan: the coordinator's shell around the PlanMachine of one term, as
+// sim_plan.cc's PlanCoordinator: the proposal being committed and the
+// actions held until it commits, the results to feed the next Step, and
+// the requests awaiting an answer (by "node/kind").
+struct ExPlanCoordinator {
+  struct Outstanding {
+    PlanAction action{};
+    v1::Fence fence{};
+    bool poll = false;         // the operation runs: poll on the next tick
+    bool stale_fence = false;  // refused STALE_FENCE at the committed record
+  };
+  uint64_t term = 0;
+  PlanMachine machine;
+  std::optional<uint64_t> pending_index{};
+  std::optional<v1::FleetPlan> pending_plan{};
+  std::vector<PlanAction> held{};
+  std::vector<ActionResult> results{};
+  std::map<std::string, Outstanding> outstanding{};
 };
 
 // The message's text: its identity in the multiset and in transcripts.
@@ -95,18 +134,29 @@ struct ExNode {
   // The coordinator's volatile memory: fences it sent a swap under.
   std::set<std::string> commanded;
   v1::PlanRecord applied;  // newest committed record applied (invariant 2)
+  // --plan: the provider's version, the running operation's versions, how
+  // every ended operation ended (a command sent again starts nothing), and
+  // the coordinator while leading (shared until an event changes it).
+  std::string version;
+  std::string op_prev, op_target;
+  std::map<std::string, SwapPhase> ended;
+  std::shared_ptr<ExPlanCoordinator> plan;
 };
 
 // kForge: the adversary of sim_adversary.cc, holding a member's
 // certificate, sends a swap under a fence it made up from what GetLeader
 // tells anyone: the newest term and the committed index + 1, or the
 // committed (term, index), naming its target.
-enum class EventKind { kTick, kDeliver, kDrop, kDuplicate, kCrash, kRestart, kFinish, kForge };
+// kExpire (--plan): the coordinator gives up waiting for an answer to a
+// request ("n2/swap"), which its PlanMachine then issues again.
+enum class EventKind {
+  kTick, kDeliver, kDrop, kDuplicate, kCrash, kRestart, kFinish, kForge, kExpire
+};
 
 struct Event {
   EventKind kind = EventKind::kTick;
   std::string node;     // kTick, kCrash, kRestart, kFinish
-  std::string message;  // kDeliver, kDrop, kDuplicate: DescribeMessage
+  std::string message;  // kDeliver, kDrop, kDuplicate: DescribeMessage; kExpire: request
   v1::Fence fence;      // kForge
   SwapPhase outcome = SwapPhase::kStable;  // kFinish
 };
@@ -140,6 +190,8 @@ class ExState {
   // swap's or query's reason code, or "WITHHELD" for a hand-off answer
   // that kept the slot. Not part of the state.
   const std::string& note() const { return note_; }
+  // --plan: the phase of the newest committed plan ("" before one).
+  const std::string& plan_phase() const { return plan_phase_; }
 
  private:
   ElectionConfig ConfigFor(const std::string& name) const;
@@ -164,6 +216,25 @@ class ExState {
   void CheckInvariants();
   void Log(const std::string& line);
   std::vector<v1::Fence> Forgeries() const;
+  // --plan (explore_plan.cc).
+  void PlanCoordinate(const std::string& name);
+  ExPlanCoordinator& WritablePlan(ExNode& node);
+  PlanInput Gather(ExPlanCoordinator& p);
+  void ProposePlan(const std::string& name, PlanReady ready);
+  void CommitIfDone(const std::string& name);
+  void CarryOut(const std::string& name, const PlanAction& a);
+  void PlanSwap(ExNode& node, const ExMessage& m);
+  void PlanReply(const ExMessage& m, ActionResult r, bool running);
+  ActionResult OperationResult(const ExNode& node, const PlanAction& a, bool& running) const;
+  void PlanResult(const std::string& name, const ExMessage& m);
+  void PlanReleased(const std::string& name, const ExMessage& m);
+  void RenewFence(const std::string& name, const std::string& in_flight);
+  bool Expire(const std::string& name, const std::string& request);
+  void CheckReady(const PlanReady& ready, bool had_command);
+  void CheckProposal(const ExPlanCoordinator& p, const v1::FleetPlan& plan,
+                     const std::vector<NodeView>& views);
+  void CheckPlanCommitted(const v1::PlanRecord& record);
+  std::shared_ptr<const PlanAction> AdversaryAction(const std::string& to) const;
 
   ExploreConfig config_;
   std::vector<std::string> voters_;
@@ -177,6 +248,15 @@ class ExState {
   std::map<uint64_t, std::string> leader_of_term_;
   std::map<uint64_t, v1::PlanRecord> committed_index_;
   std::string failure_;
+  // --plan: the newest swap command sent to each node, which the adversary
+  // replays under its made-up fences; the newest committed plan's phase.
+  std::map<std::string, std::shared_ptr<const PlanAction>> last_swap_;
+  std::string plan_phase_;
+  uint64_t plan_index_ = 0;
+  // --plan: stamps each observation later than the one before, so that
+  // every coordinator Step is a fresh parity round. Not in the state: only
+  // its order matters, and it always increases.
+  int64_t observations_ = 0;
   std::vector<std::string>* log_ = nullptr;  // during Apply only
   std::string note_;
 };
