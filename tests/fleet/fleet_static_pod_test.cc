@@ -47,6 +47,40 @@ TEST_F(MixedFleetTest, OnePlanUpgradesAndRollsBackSystemdAndStaticPodNodes) {
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// The static-pod node is a cluster member: a swap needs the committed
+// plan's fence naming it, whoever asks. Staged and ready to go, it still
+// refuses an unfenced swap and one under a forged fence, and its manifest
+// and container stay as they are.
+TEST_F(MixedFleetTest, AStaticPodMemberRefusesSwapsOutsideThePlan) {
+  const std::string before = Manifest();
+  auto node = [&](std::vector<std::string> args) {
+    std::vector<std::string> argv = {KMSFLEETCTL_PATH, "node", "--agent",
+                                     "unix:" + fleet_->NodeDir(2) + "/agent.sock"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    absl::StatusOr<SubprocessResult> r = RunSubprocess(argv, SubprocessOptions{});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : SubprocessResult{};
+  };
+  SubprocessResult staged =
+      node({"stage", "--version", "0.2.0", "--source", release_.binary, "--checksums",
+            release_.checksums, "--signature", release_.signature, "--image", release_.image,
+            "--image-ref", release_.image_ref});
+  ASSERT_EQ(staged.exit_code, 0) << staged.stderr_text;
+  SubprocessResult unfenced = node({"swap", "--version", "0.2.0", "--operation-id", "x-1"});
+  EXPECT_NE(unfenced.exit_code, 0);
+  EXPECT_THAT(unfenced.stderr_text, HasSubstr("FENCE_REQUIRED"));
+  SubprocessResult forged =
+      node({"swap", "--version", "0.2.0", "--fence", "9/99/cp-3", "--operation-id", "x-2"});
+  EXPECT_NE(forged.exit_code, 0);
+  EXPECT_THAT(forged.stderr_text, ::testing::AnyOf(HasSubstr("UNKNOWN_FENCE"),
+                                                   HasSubstr("STALE_FENCE"),
+                                                   HasSubstr("NOT_IN_FLIGHT")));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(Manifest(), before);
+  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
 // Without the image, the static-pod node refuses to stage, and the plan
 // halts before any node is touched.
 TEST_F(MixedFleetTest, AnUpgradeWithoutTheImageHaltsBeforeAnySwap) {
