@@ -1,6 +1,8 @@
 // A mixed fleet (issue 10): cp-1 and cp-2 run the provider under systemd,
 // cp-3 as a static pod behind fake-kubelet and fake-cri. One plan upgrades
 // and rolls back all three, one at a time, with the same guards.
+#include <thread>
+
 #include "fleet_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
