@@ -364,9 +364,7 @@ FleetCluster::Release FleetCluster::MakeRelease(const std::string& version) {
   std::filesystem::create_directories(rel + "/kit");
   WriteFile(r.image_ref, r.image + "\n");
   AddImage(version, /*present=*/false);
-  Sh("cd " + rel + " && sha256sum " + name + " > checksums.txt");
-  Sh("openssl pkeyutl -sign -inkey " + dir_.File("release.key") + " -rawin -in " + r.checksums +
-     " | base64 > " + r.signature);
+  SignRelease(rel, name, dir_.File("release.key"));
   return r;
 }
 
@@ -444,15 +442,7 @@ std::string FleetCluster::AgentMetrics(int i) {
   return r.status == 200 ? r.body : "";
 }
 
-std::string FleetCluster::ServingVersion(int i) {
-  HttpReply r = HttpRequest("127.0.0.1:" + std::to_string(metrics_ports_[i]), "GET", "/metrics");
-  size_t at = r.body.find("openbao_kms_build_info{");
-  if (r.status != 200 || at == std::string::npos) return "";
-  size_t v = r.body.find("version=\"", at);
-  if (v == std::string::npos) return "";
-  v += 9;
-  return r.body.substr(v, r.body.find('"', v) - v);
-}
+std::string FleetCluster::ServingVersion(int i) { return ServedBuildVersion(metrics_ports_[i]); }
 
 std::vector<Interval> FleetCluster::DownIntervals() {
   std::vector<Interval> out;

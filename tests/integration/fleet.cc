@@ -1,9 +1,11 @@
 #include "fleet.h"
 
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 
 namespace kmsfleet::testing {
 
@@ -71,6 +73,47 @@ absl::StatusOr<SubprocessResult> Status(const std::vector<TestNode*>& nodes,
     args.push_back("unix:" + node->agent_socket());
   }
   return RunCtl(args);
+}
+
+std::unique_ptr<ChildProcess> StartAgentIn(const std::string& dir,
+                                           const std::vector<std::string>& extra_env,
+                                           const std::string& agent_path) {
+  const std::string socket = dir + "/agent.sock";
+  std::filesystem::remove(socket);
+  auto agent = std::make_unique<ChildProcess>(
+      std::vector<std::string>{agent_path, "--config", dir + "/kmsfleet.yaml"},
+      ChildOptions{.out_path = dir + "/agent.log", .extra_env = extra_env});
+  if (!WaitUntil([&] { return PathExists(socket); }, std::chrono::seconds(10))) {
+    throw std::runtime_error("kmsfleetd did not start:\n" + ReadFile(dir + "/agent.log"));
+  }
+  return agent;
+}
+
+void StopAgentProcess(std::unique_ptr<ChildProcess>& agent) {
+  if (!agent) return;
+  agent->Signal(SIGTERM);
+  agent->Wait(std::chrono::seconds(30));
+  agent.reset();
+}
+
+absl::StatusOr<SubprocessResult> NodeCtl(const std::string& socket,
+                                         const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {KMSFLEETCTL_PATH, "node", "--agent", "unix:" + socket,
+                                   "--timeout-ms", "90000"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(100);
+  return RunSubprocess(argv, o);
+}
+
+std::string ServedBuildVersion(uint16_t metrics_port) {
+  HttpReply r = HttpRequest("127.0.0.1:" + std::to_string(metrics_port), "GET", "/metrics");
+  size_t at = r.body.find("openbao_kms_build_info{");
+  if (r.status != 200 || at == std::string::npos) return "";
+  size_t v = r.body.find("version=\"", at);
+  if (v == std::string::npos) return "";
+  v += 9;
+  return r.body.substr(v, r.body.find('"', v) - v);
 }
 
 void StampedProviderCopy(const std::string& path, const std::string& version) {

@@ -52,6 +52,23 @@ absl::StatusOr<SubprocessResult> RunCtl(const std::vector<std::string>& args);
 absl::StatusOr<SubprocessResult> Status(const std::vector<TestNode*>& nodes,
                                         const std::string& output = "json");
 
+// Starts `agent_path` (kmsfleetd, or a test build of it) with --config
+// <dir>/kmsfleet.yaml and its output in <dir>/agent.log, and waits for its
+// socket <dir>/agent.sock (a killed agent's stale one is removed first).
+// Throws with the log if it does not appear.
+std::unique_ptr<ChildProcess> StartAgentIn(const std::string& dir,
+                                           const std::vector<std::string>& extra_env,
+                                           const std::string& agent_path);
+// SIGTERM, then wait up to 30 s; does nothing when `agent` is null.
+void StopAgentProcess(std::unique_ptr<ChildProcess>& agent);
+// kmsfleetctl node --agent unix:<socket> --timeout-ms 90000 <args>.
+absl::StatusOr<SubprocessResult> NodeCtl(const std::string& socket,
+                                         const std::vector<std::string>& args);
+
+// The version in openbao_kms_build_info of the provider whose metrics
+// listen on 127.0.0.1:`metrics_port`; "" when none answers.
+std::string ServedBuildVersion(uint16_t metrics_port);
+
 // Copies the fake provider to `path` with a version stamp appended, which the
 // fake reports as its version (tests/fakes/README.md), like a distinct
 // release artifact.

@@ -181,9 +181,7 @@ StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
   Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig",
             ImageOf(version), rel + "/kit/image-ref.txt"};
   StampedProviderCopy(r.binary, version);
-  Sh("cd " + rel + " && sha256sum " + name + " > checksums.txt");
-  Sh("openssl pkeyutl -sign -inkey " + dir_.File("release.key") + " -rawin -in " +
-     r.checksums + " | base64 > " + r.signature);
+  SignRelease(rel, name, dir_.File("release.key"));
   WriteFile(r.image_ref, r.image + "\n");
   const std::string served = served_digest.empty() ? ImageDigest(version) : served_digest;
   images_[r.image] = "{\"ref\": \"" + r.image + "\", \"digest\": \"" + served +
@@ -200,30 +198,15 @@ void StaticPodNode::SetExtraArgs(const std::string& version, const std::string& 
 
 void StaticPodNode::StartAgent(const std::vector<std::string>& extra_env,
                                const std::string& agent_path) {
-  std::filesystem::remove(dir_.File("agent.sock"));
-  agent_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{agent_path, "--config", dir_.File("kmsfleet.yaml")},
-      ChildOptions{.out_path = dir_.File("agent.log"), .extra_env = extra_env});
-  if (!WaitUntil([&] { return PathExists(dir_.File("agent.sock")); },
-                 std::chrono::seconds(10))) {
-    throw std::runtime_error("kmsfleetd did not start:\n" + ReadFile(dir_.File("agent.log")));
-  }
+  agent_ = StartAgentIn(dir_.path(), extra_env, agent_path);
 }
 
 void StaticPodNode::StopAgent() {
-  if (!agent_) return;
-  agent_->Signal(SIGTERM);
-  agent_->Wait(std::chrono::seconds(30));
-  agent_.reset();
+  StopAgentProcess(agent_);
 }
 
 absl::StatusOr<SubprocessResult> StaticPodNode::Node(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {KMSFLEETCTL_PATH, "node", "--agent",
-                                   "unix:" + dir_.File("agent.sock"), "--timeout-ms", "90000"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(100);
-  return RunSubprocess(argv, o);
+  return NodeCtl(dir_.File("agent.sock"), args);
 }
 
 absl::StatusOr<SubprocessResult> StaticPodNode::Stage(const std::string& version,
@@ -237,15 +220,7 @@ bool StaticPodNode::ProviderReady() {
          200;
 }
 
-std::string StaticPodNode::ServingVersion() {
-  HttpReply r = HttpRequest("127.0.0.1:" + std::to_string(metrics_port_), "GET", "/metrics");
-  size_t at = r.body.find("openbao_kms_build_info{");
-  if (r.status != 200 || at == std::string::npos) return "";
-  size_t v = r.body.find("version=\"", at);
-  if (v == std::string::npos) return "";
-  v += 9;
-  return r.body.substr(v, r.body.find('"', v) - v);
-}
+std::string StaticPodNode::ServingVersion() { return ServedBuildVersion(metrics_port_); }
 
 std::string StaticPodNode::CriCalls() { return ReadFile(cri_dir() + "/calls.log"); }
 

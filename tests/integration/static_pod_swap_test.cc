@@ -8,32 +8,16 @@
 #include <gtest/gtest.h>
 
 #include "kmsfleet/node/fs_util.h"
+#include "operation_json.h"
 #include "static_pod_node.h"
 
 namespace kmsfleet::testing {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 constexpr char kOld[] = "0.1.0";
 constexpr char kNew[] = "0.2.0";
-
-boost::json::object Json(const std::string& text) {
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(text, ec);
-  return !ec && v.is_object() ? v.as_object() : boost::json::object();
-}
-
-std::string Str(const boost::json::object& o, const char* key) {
-  const boost::json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
-}
-
-bool Done(const boost::json::object& o) {
-  const boost::json::value* v = o.if_contains("done");
-  return v != nullptr && v->is_bool() && v->as_bool();
-}
 
 class StaticPodSwapTest : public ::testing::Test {
  protected:

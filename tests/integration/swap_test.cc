@@ -11,6 +11,7 @@
 
 #include "fleet.h"
 #include "kmsfleet/node/fs_util.h"
+#include "operation_json.h"
 #include "systemd_node.h"
 
 namespace kmsfleet::testing {
@@ -21,26 +22,10 @@ using ::testing::HasSubstr;
 constexpr char kOld[] = "0.1.0";
 constexpr char kNew[] = "0.2.0";
 
-boost::json::object Json(const std::string& text) {
-  boost::system::error_code ec;
-  boost::json::value v = boost::json::parse(text, ec);
-  return !ec && v.is_object() ? v.as_object() : boost::json::object();
-}
-
 // The file's SHA-256, or "" when it cannot be read.
 std::string Digest(const std::string& path) {
   absl::StatusOr<std::string> d = Sha256File(path);
   return d.ok() ? *d : "";
-}
-
-bool Done(const boost::json::object& o) {
-  const boost::json::value* v = o.if_contains("done");
-  return v != nullptr && v->is_bool() && v->as_bool();
-}
-
-std::string Str(const boost::json::object& o, const char* key) {
-  const boost::json::value* v = o.if_contains(key);
-  return v != nullptr && v->is_string() ? std::string(v->as_string()) : "";
 }
 
 class SwapTest : public ::testing::Test {

@@ -124,9 +124,7 @@ SystemdNode::Release SystemdNode::MakeRelease(const std::string& version,
   } else {
     WriteExecutable(r.binary, script);
   }
-  Sh("cd " + rel + " && sha256sum " + name + " > checksums.txt");
-  Sh("openssl pkeyutl -sign -inkey " + dir_.File("release.key") + " -rawin -in " +
-     r.checksums + " | base64 > " + r.signature);
+  SignRelease(rel, name, dir_.File("release.key"));
   return r;
 }
 
@@ -152,33 +150,15 @@ absl::StatusOr<SubprocessResult> SystemdNode::CommitPlan(const std::string& in_f
 
 void SystemdNode::StartAgent(const std::vector<std::string>& extra_env,
                              const std::string& agent_path) {
-  // A killed agent leaves its socket behind; wait for the new one.
-  std::filesystem::remove(dir_.File("agent.sock"));
-  agent_ = std::make_unique<ChildProcess>(
-      std::vector<std::string>{agent_path, "--config", dir_.File("kmsfleet.yaml")},
-      ChildOptions{.out_path = dir_.File("agent.log"), .extra_env = extra_env});
-  if (!WaitUntil([&] { return PathExists(dir_.File("agent.sock")); },
-                 std::chrono::seconds(10))) {
-    throw std::runtime_error("kmsfleetd did not start:\n" + ReadFile(dir_.File("agent.log")));
-  }
+  agent_ = StartAgentIn(dir_.path(), extra_env, agent_path);
 }
 
 void SystemdNode::StopAgent() {
-  if (!agent_) return;
-  agent_->Signal(SIGTERM);
-  agent_->Wait(std::chrono::seconds(30));
-  agent_.reset();
+  StopAgentProcess(agent_);
 }
 
 absl::StatusOr<SubprocessResult> SystemdNode::Node(const std::vector<std::string>& args) {
-  std::vector<std::string> all = {"node", "--agent", "unix:" + dir_.File("agent.sock"),
-                                  "--timeout-ms", "90000"};
-  all.insert(all.end(), args.begin(), args.end());
-  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
-  argv.insert(argv.end(), all.begin(), all.end());
-  SubprocessOptions o;
-  o.timeout = std::chrono::seconds(100);
-  return RunSubprocess(argv, o);
+  return NodeCtl(dir_.File("agent.sock"), args);
 }
 
 bool SystemdNode::ProviderReady() {
@@ -186,16 +166,7 @@ bool SystemdNode::ProviderReady() {
              .status == 200;
 }
 
-std::string SystemdNode::ServingVersion() {
-  HttpReply r =
-      HttpRequest("127.0.0.1:" + std::to_string(metrics_port_), "GET", "/metrics");
-  size_t at = r.body.find("openbao_kms_build_info{");
-  if (r.status != 200 || at == std::string::npos) return "";
-  size_t v = r.body.find("version=\"", at);
-  if (v == std::string::npos) return "";
-  v += 9;
-  return r.body.substr(v, r.body.find('"', v) - v);
-}
+std::string SystemdNode::ServingVersion() { return ServedBuildVersion(metrics_port_); }
 
 std::string SystemdNode::InstalledVersion() {
   SubprocessOptions o;

@@ -24,6 +24,12 @@ void Sh(const std::string& cmd) {
   }
 }
 
+void SignRelease(const std::string& dir, const std::string& name, const std::string& key) {
+  Sh("cd " + dir + " && sha256sum " + name + " > checksums.txt");
+  Sh("openssl pkeyutl -sign -inkey " + key + " -rawin -in " + dir +
+     "/checksums.txt | base64 > " + dir + "/checksums.txt.sig");
+}
+
 void WriteExecutable(const std::string& path, const std::string& body) {
   std::string tmp = path + ".tmp";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);

@@ -21,6 +21,10 @@ void Sh(const std::string& cmd);
 // file into its exec, or executing it fails with ETXTBSY.
 void WriteExecutable(const std::string& path, const std::string& body);
 
+// Writes <dir>/checksums.txt listing <dir>/<name> (sha256sum) and
+// <dir>/checksums.txt.sig, its base64 Ed25519 signature with `key`.
+void SignRelease(const std::string& dir, const std::string& name, const std::string& key);
+
 // Creates <dir>/rt and <dir>/cfg/systemd/user, starts the manager and
 // waits for its bus. Throws with the manager's log if it does not start.
 std::unique_ptr<ChildProcess> StartUserManager(const std::string& dir);
