@@ -60,6 +60,13 @@ bool IsReleasable(v1::HandoffOutcome outcome) {
 }
 
 HandoffAnswer DecideHandoff(const HandoffFacts& facts, const v1::Fence& fence) {
+  if (facts.pending_close) {
+    return {v1::HANDOFF_RUNNING,
+            Describe(facts.pending_close->journal) +
+                ", but its closed journal is not yet on disk (" +
+                facts.pending_close->error +
+                "); the node keeps its slot until the write succeeds"};
+  }
   if (facts.busy) {
     return {v1::HANDOFF_RUNNING, "an operation is running, being admitted or recovered"};
   }

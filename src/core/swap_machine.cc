@@ -1,5 +1,6 @@
 #include "kmsfleet/core/swap_machine.h"
 
+#include <algorithm>
 #include <array>
 #include <tuple>
 #include <utility>
@@ -440,6 +441,13 @@ absl::Status CheckStabilizationMs(int64_t ms) {
                      {{"stabilization_ms", std::to_string(ms)}});
   }
   return absl::OkStatus();
+}
+
+int64_t CloseRetryDelayMs(int failures) {
+  constexpr int64_t kFirstMs = 100, kMostMs = 5000;
+  int64_t delay = kFirstMs;
+  for (int i = 1; i < failures && delay < kMostMs; ++i) delay *= 2;
+  return std::min(delay, kMostMs);
 }
 
 // ---- The machine's next step ----

@@ -2,6 +2,7 @@
 // machine's steps is in swap_runner.cc.
 #include "kmsfleet/node/executor.h"
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <random>
@@ -47,6 +48,16 @@ std::unique_ptr<Installer> NewInstallerFor(const ExecutorOptions& options) {
                                 .container = options.static_pod->container});
 }
 
+// What kind of write error `s` is, for logging each kind once: its reason
+// and the system's words after the last ": ", without the path before
+// them (a temp file's name differs on every attempt).
+std::string WriteErrorKind(const absl::Status& s) {
+  std::string message(s.message());
+  const size_t colon = message.rfind(": ");
+  if (colon != std::string::npos) message.erase(0, colon + 2);
+  return ReasonOf(s) + " " + message;
+}
+
 }  // namespace
 
 struct Executor::OwnedSeams {
@@ -78,6 +89,10 @@ Executor::Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
       fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {}
 
 Executor::~Executor() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
   if (worker_.joinable()) worker_.join();
 }
 
@@ -127,17 +142,78 @@ absl::Status Executor::Record(SwapJournal& j, SwapPhase phase) {
   return absl::OkStatus();
 }
 
+// The end is reported only once the closed journal is on disk: until then
+// a restart would finish or undo the operation from its open journal, so
+// the node must not be released, nor another operation admitted (it could
+// replace the binary that the stale journal would then "roll back").
 void Executor::Close(SwapJournal& j) {
   j.open = false;
-  if (absl::Status s = Persist(j); !s.ok()) {
-    Log(LogLevel::kError, "cannot close journal: " + std::string(s.message()),
-        {{"node", options_.node}, {"operation", j.operation_id}, {"reason", ReasonOf(s)}});
+  if (absl::Status s = Persist(j); !s.ok() && !RetryClose(j, s).ok()) {
+    Log(LogLevel::kWarn, "agent stopping with the journal still open; the next start "
+                         "recovers the operation",
+        {{"node", options_.node}, {"operation", j.operation_id}});
+    return;
   }
   Log(LogLevel::kInfo, "operation ended",
       {{"node", options_.node},
        {"operation", j.operation_id},
        {"phase", std::string(PhaseName(j.phase))},
        {"reason", j.failure_reason}});
+}
+
+// Writes the closed journal again, with a growing delay, until it lands or
+// the executor stops. Meanwhile the worker holds busy_, watchers see the
+// end phase with the journal still open (not done), and the hand-off query
+// answers running with the reason (DecideHandoff). Each distinct error is
+// logged once. Returns OK once written, or `failed`'s latest on stop.
+absl::Status Executor::RetryClose(SwapJournal& j, absl::Status failed) {
+  SwapJournal shown = j;
+  shown.open = true;
+  std::string logged;  // the kind of error last logged
+  for (int failures = 1;; ++failures) {
+    if (std::string kind = WriteErrorKind(failed); kind != logged) {
+      Log(LogLevel::kError, "cannot close journal, retrying: " + std::string(failed.message()),
+          {{"node", options_.node}, {"operation", j.operation_id},
+           {"phase", std::string(PhaseName(j.phase))}, {"reason", ReasonOf(failed)}});
+      logged = std::move(kind);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ops_[j.operation_id] = shown;
+      pending_close_ = PendingClose{j, std::string(failed.message())};
+    }
+    changed_.notify_all();
+    if (!SleepUnlessStopping(std::chrono::milliseconds(CloseRetryDelayMs(failures)))) {
+      break;
+    }
+    failed = Persist(j);
+    if (failed.ok()) break;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_close_.reset();
+  }
+  if (failed.ok()) {
+    Log(LogLevel::kInfo, "journal closed after retries",
+        {{"node", options_.node}, {"operation", j.operation_id}});
+  }
+  return failed;
+}
+
+// Sleeps `total` on the steady clock in short slices; false as soon as the
+// executor is stopping, so its destructor never waits on a long backoff.
+bool Executor::SleepUnlessStopping(std::chrono::milliseconds total) {
+  constexpr std::chrono::milliseconds kSlice(100);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return false;
+    }
+    if (total <= std::chrono::milliseconds(0)) return true;
+    const std::chrono::milliseconds step = std::min(total, kSlice);
+    seams_.steady.SleepFor(step);
+    total -= step;
+  }
 }
 
 absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
@@ -184,6 +260,7 @@ HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
   for (SwapJournal& j : scan.journals) journals[j.operation_id] = std::move(j);
   std::lock_guard<std::mutex> lock(mu_);
   facts.busy = busy_;
+  facts.pending_close = pending_close_;
   // The worker's copy wins; while it is mid-write, busy_ decides anyway.
   for (const auto& [id, j] : ops_) journals[id] = j;
   for (auto& [id, j] : journals) facts.journals.push_back(std::move(j));

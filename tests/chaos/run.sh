@@ -284,7 +284,9 @@ end_due() {  # runs the end actions whose time has come (all with "all")
 }
 
 # ---- the operator ----------------------------------------------------------
-coin() { echo "${choices[next_choice % 64]}"; next_choice=$((next_choice + 1)); }
+# Sets `c` to the next coin. (Not `c=$(coin)`: in that subshell the
+# count never moved, and a halt met the same choice every time.)
+coin() { c=${choices[next_choice % 64]}; next_choice=$((next_choice + 1)); }
 
 start_next() {  # upgrade or rollback, whichever the last plan calls for
   local first=upgrade out
@@ -313,14 +315,15 @@ start_next() {  # upgrade or rollback, whichever the last plan calls for
 on_halted() {
   local id=$1 reason=$2 c cmd
   resumes[$id]=$((${resumes[$id]:-0}))
-  c=$(coin)
+  coin
   if [ "${resumes[$id]}" -ge 3 ]; then cmd=abort
   elif [ "$c" -lt 60 ]; then cmd=resume
   elif [ "$c" -lt 85 ]; then cmd=rollback
   else cmd=abort; fi
   [ "$cmd" = resume ] && resumes[$id]=$((${resumes[$id]} + 1))
   log "operator: plan $id halted [$reason]: $cmd"
-  operator "$cmd" >/dev/null || log "operator: $cmd refused"
+  local out
+  out=$(operator "$cmd") || log "operator: $cmd refused: $(echo "$out" | grep -o '\[[A-Z_]*\].*' | head -1)"
 }
 
 # BreakGlass: do the manual steps (every provider unit running), acknowledge.

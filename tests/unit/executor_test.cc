@@ -11,9 +11,11 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -222,8 +224,27 @@ class FakeJournals final : public JournalStore {
  public:
   absl::Status Save(const SwapJournal& j) override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!j.open) {
+      ++close_attempts_;
+      if (disk_full_) {
+        // As WriteFileAtomic words it: a new temp file on every attempt.
+        return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                         "write state/journal/" + j.operation_id + ".json.tmp." +
+                             std::to_string(close_attempts_) +
+                             ": No space left on device");
+      }
+    }
     records_[j.operation_id] = j;
     return absl::OkStatus();
+  }
+  // While full, every write of a closed journal fails (ENOSPC).
+  void SetDiskFull(bool full) {
+    std::lock_guard<std::mutex> lock(mu_);
+    disk_full_ = full;
+  }
+  int close_attempts() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return close_attempts_;
   }
   absl::StatusOr<SwapJournal> Load(const std::string& id) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -251,6 +272,8 @@ class FakeJournals final : public JournalStore {
  private:
   std::mutex mu_;
   std::map<std::string, SwapJournal> records_;
+  bool disk_full_ = false;
+  int close_attempts_ = 0;
 };
 
 class FakeWall final : public Clock {
@@ -352,6 +375,17 @@ class ExecutorTest : public ::testing::Test {
     }
     ADD_FAILURE() << "operation " << id << " did not close";
     return {};
+  }
+
+  // Waits (in real time) until the executor tried to write a closed
+  // journal at least `n` times.
+  bool WaitForCloseAttempts(int n) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (journals_.close_attempts() < n) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return true;
   }
 
   SwapJournal SwapTo(const std::string& version, int64_t stabilization_ms = 0,
@@ -676,6 +710,70 @@ TEST_F(ExecutorTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {
   EXPECT_EQ(j.failure_reason, reason::kKeyIdHashMismatch);
   EXPECT_EQ(j.registry_removed_records, 2);
   ExpectOldServing();
+}
+
+// Finding 3 of docs/reliability.md: an end the full disk would not take
+// is written again until it lands, and until then the node stays busy.
+TEST_F(ExecutorTest, AnEndThatCannotBeWrittenKeepsTheNodeBusyUntilItIs) {
+  ::testing::internal::CaptureStderr();
+  journals_.SetDiskFull(true);
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  ASSERT_TRUE(WaitForCloseAttempts(3)) << "the close was not retried";
+
+  EXPECT_TRUE(executor().Busy());
+  absl::StatusOr<SwapJournal> shown = executor().Get("op-1");
+  ASSERT_TRUE(shown.ok()) << shown.status();
+  EXPECT_TRUE(shown->open) << "watchers must not see a done operation yet";
+  EXPECT_EQ(shown->phase, SwapPhase::kStable);
+  EXPECT_TRUE(journals_.Load("op-1")->open);
+  absl::StatusOr<SwapJournal> second =
+      executor().Swap({kNew, {"", 0, "op-2", std::nullopt}});
+  EXPECT_EQ(ReasonOf(second.status()), reason::kOperationInProgress);
+  HandoffAnswer answer = executor().HandoffOutcome(v1::Fence());
+  EXPECT_EQ(answer.outcome, v1::HANDOFF_RUNNING);
+  EXPECT_THAT(answer.detail, HasSubstr("No space left on device"));
+
+  journals_.SetDiskFull(false);
+  SwapJournal closed = WaitClosed("op-1");
+  EXPECT_EQ(closed.phase, SwapPhase::kStable);
+  absl::StatusOr<SwapJournal> on_disk = journals_.Load("op-1");
+  ASSERT_TRUE(on_disk.ok());
+  EXPECT_FALSE(on_disk->open);
+  EXPECT_EQ(on_disk->phase, SwapPhase::kStable);
+  EXPECT_FALSE(executor().Busy());
+  EXPECT_EQ(executor().HandoffOutcome(v1::Fence()).outcome, v1::HANDOFF_STABLE);
+  std::string log = ::testing::internal::GetCapturedStderr();
+  size_t logged = 0;
+  for (size_t at = log.find("cannot close journal"); at != std::string::npos;
+       at = log.find("cannot close journal", at + 1)) {
+    ++logged;
+  }
+  EXPECT_EQ(logged, 1u) << "one error, logged once, however often retried:\n" << log;
+  EXPECT_THAT(log, HasSubstr("journal closed after retries"));
+}
+
+TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
+  journals_.SetDiskFull(true);
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  ASSERT_TRUE(WaitForCloseAttempts(3)) << "the close was not retried";
+
+  std::promise<void> destroyed;
+  std::future<void> done = destroyed.get_future();
+  std::thread([&] {
+    executor_.reset();
+    destroyed.set_value();
+  }).detach();
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "the executor's destructor hung on a failing close\n");
+    std::abort();  // the detached thread still uses this fixture
+  }
+  EXPECT_TRUE(journals_.Load("op-1")->open) << "the next start must recover it";
+
+  journals_.SetDiskFull(false);
+  executor().StartRecovery();
+  SwapJournal recovered = WaitClosed("op-1");
+  EXPECT_EQ(recovered.phase, SwapPhase::kStable);
+  EXPECT_EQ(Installed(), kNew);
 }
 
 TEST_F(ExecutorTest, RollbackFailingTooEndsRollbackFailed) {

@@ -178,6 +178,22 @@ TEST(DecideHandoffTest, OutcomeUnderTheAskedFence) {
   EXPECT_EQ(DecideHandoff(facts, F(3, 6, "b")).outcome, v1::HANDOFF_RUNNING);
 }
 
+TEST(DecideHandoffTest, AnEndNotYetOnDiskKeepsTheSlotAndSaysWhy) {
+  HandoffFacts facts;
+  facts.busy = true;
+  facts.journals = {J("op-1", SwapPhase::kVerifying, 2, 5, 100)};
+  facts.journals[0].open = true;
+  facts.pending_close = PendingClose{J("op-1", SwapPhase::kStable, 2, 5, 100),
+                                     "No space left on device"};
+  HandoffAnswer answer = DecideHandoff(facts, F(2, 5, "b"));
+  EXPECT_EQ(answer.outcome, v1::HANDOFF_RUNNING);
+  EXPECT_FALSE(IsReleasable(answer.outcome));
+  EXPECT_NE(answer.detail.find("op-1"), std::string::npos) << answer.detail;
+  EXPECT_NE(answer.detail.find("ended Stable"), std::string::npos) << answer.detail;
+  EXPECT_NE(answer.detail.find("No space left on device"), std::string::npos)
+      << answer.detail;
+}
+
 TEST(DecideHandoffTest, RollbackFailedIsNotReleasableUnderAnyLaterFence) {
   HandoffFacts facts;
   facts.journals = {J("op-1", SwapPhase::kStable, 2, 5, 100),

@@ -272,6 +272,14 @@ TEST(SwapMachineTest, StabilizationIsBoundedToAnHour) {
   EXPECT_FALSE(CheckStabilizationMs(-1).ok());
 }
 
+TEST(SwapMachineTest, CloseRetriesBackOffToFiveSeconds) {
+  EXPECT_EQ(CloseRetryDelayMs(1), 100);
+  EXPECT_EQ(CloseRetryDelayMs(2), 200);
+  EXPECT_EQ(CloseRetryDelayMs(6), 3200);
+  EXPECT_EQ(CloseRetryDelayMs(7), 5000);
+  EXPECT_EQ(CloseRetryDelayMs(1000000), 5000);
+}
+
 // Drives the machine with every action succeeding, journaling as the
 // executor does; returns the actions in order.
 std::vector<SwapAction> Drive(SwapJournal& j, SwapStep step,

@@ -21,6 +21,7 @@
 #ifndef KMSFLEET_CORE_FENCE_GUARD_H_
 #define KMSFLEET_CORE_FENCE_GUARD_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,14 +42,25 @@ struct HandoffAnswer {
 // in-flight slot: never started, Stable, RolledBack.
 bool IsReleasable(v1::HandoffOutcome outcome);
 
+// An operation that ended but whose closed journal is not yet durably on
+// disk (a full state directory): the executor retries the write and keeps
+// the node busy until it lands.
+struct PendingClose {
+  SwapJournal journal;  // as it will be written: the end phase, closed
+  std::string error;    // why the last write failed
+};
+
 // What the executor knows when a coordinator asks.
 struct HandoffFacts {
   bool busy = false;                     // an operation runs or is admitted
   std::vector<SwapJournal> journals;     // every operation's journal
   std::vector<std::string> unreadable;   // journals that could not be read
+  std::optional<PendingClose> pending_close;  // an end still being written
 };
 
-// The answer at `fence`. Running, an unreadable or open journal, and a
+// The answer at `fence`. Running (or a pending close: an end that is not
+// yet durable may still be lost, and a restart would then finish or undo
+// the operation from its open journal), an unreadable or open journal, and a
 // last unit-touching operation that ended RollbackFailed or in no terminal
 // phase are not releasable, whatever the fence: the provider may be down.
 // Otherwise the last operation under `fence` gives Stable or RolledBack,

@@ -267,6 +267,11 @@ inline constexpr int64_t kMaxStabilizationMs = 3600 * 1000;
 // InvalidArgument, INVALID_ARGUMENT naming the value.
 absl::Status CheckStabilizationMs(int64_t stabilization_ms);
 
+// How long the executor waits before writing a closed journal again after
+// `failures` (>= 1) failed writes: 100 ms, doubling, at most 5 s. Space
+// freed on a full disk is then seen within seconds, without a busy loop.
+int64_t CloseRetryDelayMs(int failures);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_SWAP_MACHINE_H_

@@ -147,7 +147,10 @@ class Executor {
   Executor(ExecutorOptions options, ProviderProbe& probe,
            ServiceManager& services, const Clock& clock,
            ContainerRuntime* runtime = nullptr);
-  ~Executor();  // waits for a running operation's worker to finish
+  // Waits for a running operation's worker to finish; a close still being
+  // retried is abandoned (its journal stays open on disk, and the next
+  // start recovers it).
+  ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;
 
@@ -235,6 +238,8 @@ class Executor {
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
+  absl::Status RetryClose(SwapJournal& j, absl::Status failed);
+  bool SleepUnlessStopping(std::chrono::milliseconds total);
   void Hook(std::string_view point) const;
   absl::Status ShareWithRunAs(const std::string& dir) const;
   std::string NewOperationId() const;
@@ -282,6 +287,9 @@ class Executor {
   std::condition_variable changed_;
   std::map<std::string, SwapJournal> ops_;  // guarded by mu_
   bool busy_ = false;                       // guarded by mu_
+  // An ended operation whose closed journal is still being written.
+  std::optional<PendingClose> pending_close_;  // guarded by mu_
+  bool stopping_ = false;                      // guarded by mu_; set by ~Executor
   std::thread worker_;
 };
 
