@@ -59,13 +59,13 @@ absl::Status CheckPolicyFacts(const v1::CompatFacts& f) {
 }
 
 struct NodeFindings {
-  Offenders down, rotated, pending, unknown, removed, schema;
+  Offenders down, unobserved, rotated, pending, unknown, removed, schema;
 };
 
 // Compares each node now with its baseline.
 NodeFindings Collect(const RollbackSafetyInput& in) {
   NodeFindings f;
-  auto& [down, rotated, pending, unknown, removed, schema] = f;
+  auto& [down, unobserved, rotated, pending, unknown, removed, schema] = f;
   for (const NodeView& view : in.views) {
     if (!view.state) {
       down.Add(view.node, "no state");
@@ -73,7 +73,12 @@ NodeFindings Collect(const RollbackSafetyInput& in) {
     }
     const v1::NodeBaseline* base = BaselineOf(in, view.node);
     const std::string& hash = view.state->key_id_hash_metric();
-    if (base != nullptr && hash != base->key_id_hash()) {
+    if (base != nullptr && hash.empty()) {
+      // A provider that is down shows no hash: that is not a rotation, and
+      // nothing can be judged until it shows one again (chaos seed 90039).
+      unobserved.Add(view.node, "no key_id hash observed, provider ready=" +
+                                    std::string(view.state->ready() ? "true" : "false"));
+    } else if (base != nullptr && hash != base->key_id_hash()) {
       rotated.Add(view.node, absl::StrCat("key_id hash ", ValueOrNone(hash),
                                           ", at plan start ",
                                           ValueOrNone(base->key_id_hash())));
@@ -101,13 +106,20 @@ NodeFindings Collect(const RollbackSafetyInput& in) {
 }
 
 absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
-  const auto [down, rotated, pending, unknown, removed, schema] = Collect(in);
+  const auto [down, unobserved, rotated, pending, unknown, removed, schema] = Collect(in);
   const std::string fix = "Fix forward with a patch release instead.";
   if (!down.nodes.empty()) {
     return Refuse(reason::kAgentUnreachable,
                   absl::StrCat("Cannot judge rollback safety without state "
                                "from ", NodeList(down.text), "."),
                   "Wait until every agent answers.", down.nodes);
+  }
+  if (!unobserved.nodes.empty()) {
+    return Refuse(reason::kKeyIdHashMissing,
+                  absl::StrCat("Cannot tell whether a rotation was promoted "
+                               "while a provider shows no key_id hash: ",
+                               NodeList(unobserved.text), "."),
+                  "Wait until that provider serves again, then retry.", unobserved.nodes);
   }
   if (!rotated.nodes.empty()) {
     return Refuse(reason::kRollbackRefusedKeyRotated,

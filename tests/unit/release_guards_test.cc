@@ -174,6 +174,18 @@ TEST(RollbackSafetyTest, KeyRotatedSinceThePlanStartedRefuses) {
   EXPECT_THAT(s.message(), HasSubstr(testing::kHashB));
 }
 
+// A provider that is down shows no hash; that is a reason to wait, not a
+// rotation that would refuse the rollback for good (chaos seed 90039).
+TEST(RollbackSafetyTest, AProviderShowingNoHashIsWaitedForNotCalledRotated) {
+  RollbackSafetyInput in = Safety();
+  in.views[1].state->clear_key_id_hash_metric();
+  in.views[1].state->set_ready(false);
+  const absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kKeyIdHashMissing) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "b");
+  EXPECT_THAT(s.message(), HasSubstr("Wait until that provider serves again"));
+}
+
 TEST(RollbackSafetyTest, PendingRotationOnAnyNodeRefuses) {
   RollbackSafetyInput in = Safety();
   in.views[0].state->set_rotation_state("pending");
