@@ -32,6 +32,7 @@ class ScriptedRuntime final : public ContainerRuntime {
  public:
   std::deque<std::vector<CriContainer>> lists;
   int list_calls = 0;
+  absl::Status list_error;  // when set, every ListContainers answers it
 
   absl::StatusOr<CriImage> PullImage(std::string_view) override { return CriImage{}; }
   absl::StatusOr<std::optional<CriImage>> ImageStatus(std::string_view) override {
@@ -39,6 +40,7 @@ class ScriptedRuntime final : public ContainerRuntime {
   }
   absl::StatusOr<std::vector<CriContainer>> ListContainers(const PodContainerSelector&) override {
     ++list_calls;
+    if (!list_error.ok()) return list_error;
     std::vector<CriContainer> now = lists.front();
     if (lists.size() > 1) lists.pop_front();
     return now;
@@ -128,6 +130,16 @@ TEST_F(StaticPodServiceTest, StateIsTheNewestContainer) {
     EXPECT_EQ(s->activity, activity) << CriStateName(state);
     EXPECT_EQ(s->invocation_id, "c9");  // a replaced container reads as a restart
   }
+}
+
+// A runtime that cannot be reached is the error, not a stopped pod: the
+// executor must fail its preflight there, before anything changes.
+TEST_F(StaticPodServiceTest, AnUnreachableRuntimeIsTheErrorOfStateAndStart) {
+  runtime_.list_error = MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                  "no socket at /run/containerd/containerd.sock");
+  EXPECT_EQ(ReasonOf(Service()->State("pod").status()), reason::kCriUnreachable);
+  EXPECT_EQ(ReasonOf(Service()->Start("pod", std::chrono::seconds(5))), reason::kCriUnreachable);
+  EXPECT_EQ(clock_.NowSteadyMillis(), 0);  // no waiting on a runtime that is not there
 }
 
 TEST_F(StaticPodServiceTest, StopLeavesTheContainerToTheKubeletAndRestartIsRefused) {
