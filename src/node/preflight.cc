@@ -84,6 +84,13 @@ absl::Status JudgeDoctor(const std::string& what, const SubprocessResult& r,
     // Exit 2/3 and no report: the binary cannot even load the config.
     return CommandFailed(reason::kDoctorFailed, what + " doctor", r);
   }
+  if (report->checks.empty()) {
+    // Not a doctor report (a runner that printed something else and
+    // exited 0): nothing was checked, so nothing passed.
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kDoctorFailed,
+                     what + " doctor printed no checks: \"" + r.stdout_text.substr(0, 200) + "\"",
+                     {{"exit_code", std::to_string(r.exit_code)}});
+  }
   out.doctor = *std::move(report);
   std::string failed;
   for (const Check& c : out.doctor.checks) {

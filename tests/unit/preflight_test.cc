@@ -164,3 +164,60 @@ TEST_F(PreflightTest, RunsAsTheConfiguredUser) {
 
 }  // namespace
 }  // namespace kmsfleet
+
+namespace kmsfleet {
+namespace {
+
+// doctor from an image (static_pod.doctor_command): the placeholders are
+// filled in, the report is judged like the kit binary's, and a command
+// that prints no report or names an unknown placeholder is an error.
+class ImageDoctorTest : public PreflightTest {
+ protected:
+  // A stand-in for `ctr run`: records its arguments, then runs the fake's
+  // doctor with the config paths it was given.
+  std::string Runner(const std::string& extra = "") {
+    std::string path = dir_ + "/runner";
+    Write(path, "#!/bin/sh\necho \"$@\" > " + dir_ + "/runner.args\nexec " FAKE_PROVIDER_PATH
+                " " + extra + " doctor --config \"$2\" --encryption-config \"$3\" --output json\n");
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+};
+
+TEST_F(ImageDoctorTest, PlaceholdersAreFilledAndThePassingReportAdmits) {
+  options_.doctor_command = {Runner(), "{image}", "{config}", "{encryption_config}",
+                             "--name=kms-{image}"};
+  absl::StatusOr<PreflightResult> r = RunImageDoctor("repo@sha256:ab", options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->verdict.ok()) << r->verdict;
+  std::ifstream in(dir_ + "/runner.args");
+  std::string args((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(args, "repo@sha256:ab " + dir_ + "/provider.yaml " + dir_ +
+                      "/enc.yaml --name=kms-repo@sha256:ab\n");
+}
+
+TEST_F(ImageDoctorTest, AFailingCheckIsTheVerdictNamingTheImage) {
+  options_.doctor_command = {Runner("--fake-set 'doctor={fail: [openbao.auth]}'"), "{image}",
+                             "{config}", "{encryption_config}"};
+  absl::StatusOr<PreflightResult> r = RunImageDoctor("repo@sha256:ab", options_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(ReasonOf(r->verdict), reason::kDoctorFailed);
+  EXPECT_THAT(std::string(r->verdict.message()), HasSubstr("openbao.auth ("));
+  EXPECT_THAT(std::string(r->verdict.message()), HasSubstr("image repo@sha256:ab"));
+}
+
+TEST_F(ImageDoctorTest, NoReportUnknownPlaceholderOrNoCommandIsAnError) {
+  options_.doctor_command = {"/bin/echo", "not a report"};
+  EXPECT_EQ(ReasonOf(RunImageDoctor("repo@sha256:ab", options_).status()),
+            reason::kDoctorFailed);
+  options_.doctor_command = {"/bin/echo", "{imag}"};
+  absl::Status s = RunImageDoctor("repo@sha256:ab", options_).status();
+  EXPECT_EQ(ReasonOf(s), reason::kInvalidConfig);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("{imag}"));
+  options_.doctor_command.clear();
+  EXPECT_EQ(ReasonOf(RunImageDoctor("repo@sha256:ab", options_).status()),
+            reason::kInvalidConfig);
+}
+
+}  // namespace
+}  // namespace kmsfleet
