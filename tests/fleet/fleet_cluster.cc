@@ -229,23 +229,8 @@ std::string FleetCluster::StaticPodSection(int i) {
 void FleetCluster::WriteNode(int i) {
   const std::string node = NodeDir(i);
   const std::string sock = node + "/run/kms.sock";
-  const std::string registry = node + "/pstate/key-registry.json";
-  WriteFile(node + "/provider.yaml",
-            "configVersion: v1alpha1\n"
-            "server:\n"
-            "  socketPath: " + sock + "\n"
-            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_ports_[i]) + "\n"
-            "  healthAddress: 127.0.0.1:" + std::to_string(health_ports_[i]) + "\n"
-            "openbao:\n  address: http://127.0.0.1:" + std::to_string(openbao_port_) + "\n"
-            "transit:\n"
-            "  keyIdScope: {providerName: openbao-kms-a, clusterId: a,"
-            " transitMountId: transit-a, keyLineageId: lineage-a}\n"
-            "state:\n  path: " + registry + "\n");
-  WriteFile(node + "/encryption-config.yaml",
-            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
-            "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
-            "          apiVersion: v2\n          name: openbao-kms-a\n"
-            "          endpoint: unix://" + sock + "\n");
+  WriteProviderConfigs(node, metrics_ports_[i], health_ports_[i],
+                       "http://127.0.0.1:" + std::to_string(openbao_port_));
   SetScenario(i, "key_seed: fleet-key-1\n");
   const std::string unit = "bao-kms-provider-" + Name(i) + ".service";
   WriteFile(dir_.File("cfg/systemd/user/") + unit,

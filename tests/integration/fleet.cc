@@ -75,6 +75,27 @@ absl::StatusOr<SubprocessResult> Status(const std::vector<TestNode*>& nodes,
   return RunCtl(args);
 }
 
+void WriteProviderConfigs(const std::string& dir, uint16_t metrics_port, uint16_t health_port,
+                          const std::string& openbao_url) {
+  const std::string sock = dir + "/run/kms.sock";
+  WriteFile(dir + "/provider.yaml",
+            "configVersion: v1alpha1\n"
+            "server:\n"
+            "  socketPath: " + sock + "\n"
+            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_port) + "\n"
+            "  healthAddress: 127.0.0.1:" + std::to_string(health_port) + "\n" +
+            (openbao_url.empty() ? "" : "openbao:\n  address: " + openbao_url + "\n") +
+            "transit:\n"
+            "  keyIdScope: {providerName: openbao-kms-a, clusterId: a,"
+            " transitMountId: transit-a, keyLineageId: lineage-a}\n"
+            "state:\n  path: " + dir + "/pstate/key-registry.json\n");
+  WriteFile(dir + "/encryption-config.yaml",
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
+            "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
+            "          apiVersion: v2\n          name: openbao-kms-a\n"
+            "          endpoint: unix://" + sock + "\n");
+}
+
 std::unique_ptr<ChildProcess> StartAgentIn(const std::string& dir,
                                            const std::vector<std::string>& extra_env,
                                            const std::string& agent_path) {

@@ -52,6 +52,13 @@ absl::StatusOr<SubprocessResult> RunCtl(const std::vector<std::string>& args);
 absl::StatusOr<SubprocessResult> Status(const std::vector<TestNode*>& nodes,
                                         const std::string& output = "json");
 
+// Writes a node's provider files into `dir`: provider.yaml (the fake's
+// config: socket <dir>/run/kms.sock, metrics and health on loopback at the
+// ports, the key registry <dir>/pstate/key-registry.json, and OpenBao at
+// `openbao_url` unless "") and encryption-config.yaml naming that socket.
+void WriteProviderConfigs(const std::string& dir, uint16_t metrics_port, uint16_t health_port,
+                          const std::string& openbao_url = "");
+
 // Starts `agent_path` (kmsfleetd, or a test build of it) with --config
 // <dir>/kmsfleet.yaml and its output in <dir>/agent.log, and waits for its
 // socket <dir>/agent.sock (a killed agent's stale one is removed first).

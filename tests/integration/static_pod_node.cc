@@ -106,21 +106,7 @@ void StaticPodNode::WriteImages() {
 
 void StaticPodNode::WriteConfigs() {
   const std::string sock = dir_.File("run/kms.sock");
-  WriteFile(dir_.File("provider.yaml"),
-            "configVersion: v1alpha1\n"
-            "server:\n"
-            "  socketPath: " + sock + "\n"
-            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_port_) + "\n"
-            "  healthAddress: 127.0.0.1:" + std::to_string(health_port_) + "\n"
-            "transit:\n"
-            "  keyIdScope: {providerName: openbao-kms-a, clusterId: a,"
-            " transitMountId: transit-a, keyLineageId: lineage-a}\n"
-            "state:\n  path: " + dir_.File("pstate/key-registry.json") + "\n");
-  WriteFile(dir_.File("encryption-config.yaml"),
-            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
-            "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
-            "          apiVersion: v2\n          name: openbao-kms-a\n"
-            "          endpoint: unix://" + sock + "\n");
+  WriteProviderConfigs(dir_.path(), metrics_port_, health_port_);
   WriteFile(dir_.File("scenario.yaml"), "key_seed: static-pod-key-1\n");
   WriteFile(dir_.File("kmsfleet.yaml"),
             "node: cp-1\n"

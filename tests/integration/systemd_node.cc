@@ -50,27 +50,7 @@ SystemdNode::~SystemdNode() {
 
 void SystemdNode::WriteConfigs() {
   const std::string sock = dir_.File("run/kms.sock");
-  WriteFile(dir_.File("provider.yaml"),
-            "configVersion: v1alpha1\n"
-            "server:\n"
-            "  socketPath: " + sock + "\n"
-            "  metricsAddress: 127.0.0.1:" + std::to_string(metrics_port_) + "\n"
-            "  healthAddress: 127.0.0.1:" + std::to_string(health_port_) + "\n"
-            "transit:\n"
-            "  keyIdScope: {providerName: openbao-kms-a, clusterId: a,"
-            " transitMountId: transit-a, keyLineageId: lineage-a}\n"
-            "state:\n"
-            "  path: " + registry_path() + "\n");
-  WriteFile(dir_.File("encryption-config.yaml"),
-            "apiVersion: apiserver.config.k8s.io/v1\n"
-            "kind: EncryptionConfiguration\n"
-            "resources:\n"
-            "  - resources: [secrets]\n"
-            "    providers:\n"
-            "      - kms:\n"
-            "          apiVersion: v2\n"
-            "          name: openbao-kms-a\n"
-            "          endpoint: unix://" + sock + "\n");
+  WriteProviderConfigs(dir_.path(), metrics_port_, health_port_);
   WriteFile(dir_.File("scenario.yaml"), "key_seed: swap-key-1\n");
   // Restart=no, unlike the shipped unit, so a failed start shows as
   // ActiveState=failed at once instead of after RestartSec.
