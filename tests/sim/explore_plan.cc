@@ -28,6 +28,7 @@
 #include "explore_world.h"
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
+#include "plan_invariants.h"
 #include "kmsfleet/core/status.h"
 
 namespace kmsfleet::sim {
@@ -352,17 +353,7 @@ ActionResult ExState::OperationResult(const ExNode& node, const PlanAction& a,
   running = node.running && node.journal->operation_id == a.operation_id;
   auto it = node.ended.find(a.operation_id);
   if (running || it == node.ended.end()) return r;  // kNotFound
-  switch (it->second) {
-    case SwapPhase::kStable: r.outcome = OperationOutcome::kStable; break;
-    case SwapPhase::kRolledBack:
-      r.outcome = OperationOutcome::kRolledBack;
-      r.outcome_message = "the new provider never became ready; restored";
-      break;
-    default:
-      r.outcome = OperationOutcome::kRollbackFailed;
-      r.outcome_message = "the previous version did not start either";
-      break;
-  }
+  SetEndedOutcome(r, it->second);
   return r;
 }
 
@@ -519,34 +510,9 @@ void ExState::CheckReady(const PlanReady& ready, bool had_command) {
 void ExState::CheckProposal(const ExPlanCoordinator& p, const v1::FleetPlan& plan,
                             const std::vector<NodeView>& views) {
   int in_flight = 0;
-  for (const v1::PlanNode& n : plan.nodes()) {
-    if (n.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) continue;
-    ++in_flight;
-    if (n.node() != plan.in_flight()) {
-      Fail("invariant 3: " + n.node() + " is InFlight but the plan names '" + plan.in_flight() +
-           "'");
-    }
-  }
-  if (in_flight > 1) Fail("invariant 3: " + std::to_string(in_flight) + " nodes InFlight");
-  const std::optional<v1::FleetPlan>& before = p.machine.committed();
-  if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS && before &&
-      before->phase() != v1::PLAN_PHASE_BREAK_GLASS &&
-      plan.break_glass().nonce() == before->break_glass().nonce()) {
-    Fail("break-glass entered again with the old nonce " + plan.break_glass().nonce());
-  }
-  const bool finishing =
-      (plan.phase() == v1::PLAN_PHASE_COMPLETED || plan.phase() == v1::PLAN_PHASE_ROLLED_BACK) &&
-      (!before || before->phase() != plan.phase());
-  if (!finishing) return;
-  const std::string& want = plan.phase() == v1::PLAN_PHASE_COMPLETED ? plan.target_version()
-                                                                     : plan.version_before();
-  for (const NodeView& v : views) {
-    if (!v.state || v.state->provider_version() != want ||
-        v.state->key_id_hash_metric() != kHash) {
-      Fail("invariant 5: the plan finishes " + std::string(PlanPhaseName(plan.phase())) +
-           " but the coordinator saw " + v.node + " " +
-           (v.state ? v.state->provider_version() : std::string("unreachable")));
-    }
+  for (const std::string& v : ProposalViolations(p.machine.committed(), plan, views, kHash,
+                                                 in_flight)) {
+    Fail(v);
   }
 }
 

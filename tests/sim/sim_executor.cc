@@ -11,6 +11,7 @@
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "plan_invariants.h"
 #include "sim_world.h"
 
 namespace kmsfleet::sim {
@@ -161,17 +162,7 @@ ActionResult World::OperationResult(const Node& node, const PlanAction& a,
   running = node.op_id == a.operation_id && (!node.op_applied || node.op_interrupted);
   auto it = node.op_outcomes.find(a.operation_id);
   if (running || it == node.op_outcomes.end()) return r;  // kNotFound
-  switch (it->second) {
-    case SwapPhase::kStable: r.outcome = OperationOutcome::kStable; break;
-    case SwapPhase::kRolledBack:
-      r.outcome = OperationOutcome::kRolledBack;
-      r.outcome_message = "the new provider never became ready; restored";
-      break;
-    default:
-      r.outcome = OperationOutcome::kRollbackFailed;
-      r.outcome_message = "the previous version did not start either";
-      break;
-  }
+  SetEndedOutcome(r, it->second);
   return r;
 }
 

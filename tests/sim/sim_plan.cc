@@ -25,6 +25,7 @@
 //     step in) within plan_liveness_ticks.
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "plan_invariants.h"
 #include "sim_world.h"
 
 namespace kmsfleet::sim {
@@ -562,37 +563,13 @@ void World::CheckReady(const PlanReady& ready, bool had_command) {
 void World::CheckProposal(const PlanCoordinator& p, const v1::FleetPlan& plan,
                           const std::vector<NodeView>& views) {
   int in_flight = 0;
-  for (const v1::PlanNode& n : plan.nodes()) {
-    if (n.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) continue;
-    ++in_flight;
-    if (n.node() != plan.in_flight()) {
-      Fail("invariant 3: " + n.node() + " is InFlight but the plan names '" + plan.in_flight() +
-           "'");
-    }
+  const std::string hash =
+      views.empty() || !views.front().state ? "" : views.front().state->key_id_hash_metric();
+  for (const std::string& v :
+       ProposalViolations(p.machine->committed(), plan, views, hash, in_flight)) {
+    Fail(v);
   }
   counters_.max_in_flight = std::max<int64_t>(counters_.max_in_flight, in_flight);
-  if (in_flight > 1) Fail("invariant 3: " + std::to_string(in_flight) + " nodes InFlight");
-  const std::optional<v1::FleetPlan>& before = p.machine->committed();
-  if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS && before &&
-      before->phase() != v1::PLAN_PHASE_BREAK_GLASS &&
-      plan.break_glass().nonce() == before->break_glass().nonce()) {
-    Fail("break-glass entered again with the old nonce " + plan.break_glass().nonce());
-  }
-  const bool finishing = (plan.phase() == v1::PLAN_PHASE_COMPLETED ||
-                          plan.phase() == v1::PLAN_PHASE_ROLLED_BACK) &&
-                         (!before || before->phase() != plan.phase());
-  if (!finishing) return;
-  const std::string& want = plan.phase() == v1::PLAN_PHASE_COMPLETED ? plan.target_version()
-                                                                     : plan.version_before();
-  for (const NodeView& v : views) {
-    if (!v.state || v.state->provider_version() != want ||
-        v.state->key_id_hash_metric() != views.front().state->key_id_hash_metric()) {
-      Fail("invariant 5: the plan finishes " + std::string(PlanPhaseName(plan.phase())) +
-           " but the coordinator saw " + v.node + " " +
-           (v.state ? v.state->provider_version() + " " + v.state->key_id_hash_metric()
-                    : std::string("unreachable")));
-    }
-  }
 }
 
 // Invariant 5 as each plan record commits (and the count of plans and

@@ -1,0 +1,39 @@
+// What the random simulator (sim_plan.cc, sim_executor.cc) and the
+// exhaustive explorer (explore_plan.cc) both check of the real plan
+// machine, and how both worlds' agents report an ended operation, in one
+// place so the two harnesses cannot drift apart.
+#ifndef KMSFLEET_TESTS_SIM_PLAN_INVARIANTS_H_
+#define KMSFLEET_TESTS_SIM_PLAN_INVARIANTS_H_
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kmsfleet/core/fleet_guards.h"
+#include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/swap_machine.h"
+
+namespace kmsfleet::sim {
+
+// Fills in `r` (kOperation) for an operation that ended in `ended`, as an
+// agent's WatchOperation reports it: Stable, RolledBack, or (any other
+// end) RollbackFailed, with the message a real agent would give.
+void SetEndedOutcome(ActionResult& r, SwapPhase ended);
+
+// A plan proposed by a coordinator, before it goes to the election:
+//   invariant 3: at most one node InFlight, the one the plan names
+//     (`in_flight` is set to how many are);
+//   a break-glass entered anew has a new nonce;
+//   invariant 5: a plan that finishes (Completed, RolledBack) does so on
+//     what its coordinator saw: every node on the plan's version, with
+//     `hash`.
+// `committed` is the coordinator's last committed plan. Returns one line
+// per violation; empty when none.
+std::vector<std::string> ProposalViolations(const std::optional<v1::FleetPlan>& committed,
+                                            const v1::FleetPlan& plan,
+                                            const std::vector<NodeView>& views,
+                                            const std::string& hash, int& in_flight);
+
+}  // namespace kmsfleet::sim
+
+#endif  // KMSFLEET_TESTS_SIM_PLAN_INVARIANTS_H_
