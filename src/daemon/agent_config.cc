@@ -14,6 +14,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/preflight.h"
 #include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
@@ -187,20 +188,9 @@ absl::Status ReadStaticPod(const ConfigReader& r, const YAML::Node& node,
                                       {"cri_socket", r.String(p.cri_socket)},
                                       {"pull_timeout_ms", r.Millis(p.pull_timeout)},
                                       {"doctor_command", r.StringList(p.doctor_command)}}));
-  if (!p.doctor_command.empty() && p.doctor_command.front().front() != '/') {
-    return r.Error(node["doctor_command"], "static_pod.doctor_command",
-                   "must start with an absolute path, got \"" + p.doctor_command.front() + "\"");
-  }
-  for (const std::string& arg : p.doctor_command) {
-    for (size_t open = arg.find('{'); open != std::string::npos; open = arg.find('{', open + 1)) {
-      const size_t close = arg.find('}', open);
-      const std::string name = arg.substr(open + 1, close == std::string::npos ? 0 : close - open - 1);
-      if (close == std::string::npos ||
-          (name != "image" && name != "config" && name != "encryption_config")) {
-        return r.Error(node["doctor_command"], "static_pod.doctor_command",
-                       "\"" + arg + "\" holds an unknown placeholder; use {image}, {config} "
-                       "or {encryption_config}");
-      }
+  if (!p.doctor_command.empty()) {
+    if (absl::Status s = CheckDoctorCommand(p.doctor_command); !s.ok()) {
+      return r.Error(node["doctor_command"], "static_pod.doctor_command", std::string(s.message()));
     }
   }
   for (auto [key, value] : {std::pair{"manifest", &p.manifest},

@@ -45,11 +45,8 @@ bool Executor::PreviousReleaseKept() const {
            ::access(options_.install_path.c_str(), X_OK) == 0;
   }
   if (seams_.runtime == nullptr) return false;
-  const std::string& manifest = options_.static_pod->manifest_path;
-  absl::StatusOr<std::string> text = ReadBoundedFile(manifest, kMaxManifestBytes);
-  if (!text.ok()) return false;
   absl::StatusOr<std::string> image =
-      ObserveManifestImage(*text, manifest, options_.static_pod->container);
+      ReadManifestImage(options_.static_pod->manifest_path, options_.static_pod->container);
   if (!image.ok()) return false;
   absl::StatusOr<std::optional<CriImage>> held = seams_.runtime->ImageStatus(*image);
   return held.ok() && held->has_value();
@@ -114,8 +111,7 @@ absl::StatusOr<PreflightResult> Executor::Doctor(const ReleaseBinaries& bin) {
 // The image a static-pod release manifest names ("" in systemd mode).
 absl::StatusOr<std::string> Executor::ImageOfRelease(const std::string& manifest) {
   if (!options_.static_pod) return std::string();
-  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(manifest, kMaxManifestBytes));
-  return ObserveManifestImage(text, manifest, options_.static_pod->container);
+  return ReadManifestImage(manifest, options_.static_pod->container);
 }
 
 // The version of what is installed now, recorded as the journal's

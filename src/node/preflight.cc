@@ -126,10 +126,8 @@ absl::StatusOr<std::string> FillPlaceholders(
                            [&](const auto& v) { return v.first == name; });
     if (close == std::string::npos || it == values.end()) {
       return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                       "static_pod.doctor_command argument \"" + arg +
-                           "\" holds an unknown placeholder; use {image}, {config} or "
-                           "{encryption_config}",
-                       {{"key", "static_pod.doctor_command"}});
+                       "\"" + arg + "\" holds an unknown placeholder; use {image}, {config} or "
+                       "{encryption_config}");
     }
     out += arg.substr(pos, open - pos) + it->second;
     pos = close + 1;
@@ -137,24 +135,46 @@ absl::StatusOr<std::string> FillPlaceholders(
   return out;
 }
 
-}  // namespace
+using Placeholders = std::vector<std::pair<std::string, std::string>>;
 
-absl::StatusOr<PreflightResult> RunImageDoctor(const std::string& image,
-                                               const PreflightOptions& options) {
-  if (options.doctor_command.empty()) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                     "static_pod.doctor_command is empty",
-                     {{"key", "static_pod.doctor_command"}});
+// `command` with its placeholders filled in from `values`.
+absl::StatusOr<std::vector<std::string>> FillCommand(const std::vector<std::string>& command,
+                                                     const Placeholders& values) {
+  if (command.empty()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig, "is empty");
   }
-  const std::vector<std::pair<std::string, std::string>> values = {
-      {"image", image},
-      {"config", options.provider_config},
-      {"encryption_config", options.encryption_config}};
+  if (command.front().empty() || command.front().front() != '/') {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "must start with an absolute path, got \"" + command.front() + "\"");
+  }
   std::vector<std::string> argv;
-  for (const std::string& arg : options.doctor_command) {
+  for (const std::string& arg : command) {
     KMSFLEET_ASSIGN_OR_RETURN(std::string filled, FillPlaceholders(arg, values));
     argv.push_back(std::move(filled));
   }
+  return argv;
+}
+
+}  // namespace
+
+absl::Status CheckDoctorCommand(const std::vector<std::string>& command) {
+  return FillCommand(command, {{"image", ""}, {"config", ""}, {"encryption_config", ""}})
+      .status();
+}
+
+absl::StatusOr<PreflightResult> RunImageDoctor(const std::string& image,
+                                               const PreflightOptions& options) {
+  const Placeholders values = {
+      {"image", image},
+      {"config", options.provider_config},
+      {"encryption_config", options.encryption_config}};
+  absl::StatusOr<std::vector<std::string>> filled = FillCommand(options.doctor_command, values);
+  if (!filled.ok()) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "static_pod.doctor_command " + std::string(filled.status().message()),
+                     {{"key", "static_pod.doctor_command"}});
+  }
+  std::vector<std::string> argv = *std::move(filled);
   const std::string program = argv.front();
   argv.erase(argv.begin());
   KMSFLEET_ASSIGN_OR_RETURN(SubprocessResult r, Run(program, std::move(argv), options));

@@ -140,6 +140,12 @@ std::unique_ptr<Installer> NewStaticPodInstaller(StaticPodInstallerOptions optio
   return std::make_unique<StaticPodInstaller>(std::move(options));
 }
 
+absl::StatusOr<std::string> ReadManifestImage(const std::string& manifest,
+                                              std::string_view container) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(manifest, kMaxManifestBytes));
+  return ObserveManifestImage(text, manifest, container);
+}
+
 absl::StatusOr<std::string> RenderReleaseManifest(const std::string& live_manifest,
                                                   std::string_view new_image,
                                                   const std::string& dest,

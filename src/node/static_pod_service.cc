@@ -3,11 +3,10 @@
 #include "kmsfleet/node/static_pod_service.h"
 
 #include "kmsfleet/core/image_ref.h"
-#include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
-#include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/static_pod_installer.h"
 
 namespace kmsfleet {
 namespace {
@@ -94,11 +93,8 @@ class StaticPodService final : public ServiceManager {
   }
 
   absl::StatusOr<ImageRef> ManifestImage() {
-    KMSFLEET_ASSIGN_OR_RETURN(std::string text,
-                              ReadBoundedFile(o_.manifest_path, kMaxManifestBytes));
-    KMSFLEET_ASSIGN_OR_RETURN(
-        std::string image,
-        ObserveManifestImage(text, o_.manifest_path, o_.pod.container_name));
+    KMSFLEET_ASSIGN_OR_RETURN(std::string image,
+                              ReadManifestImage(o_.manifest_path, o_.pod.container_name));
     return ParseImageRef(image, o_.manifest_path + " image");
   }
 

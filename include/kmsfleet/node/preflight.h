@@ -57,6 +57,12 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
                                              const PreflightOptions& options,
                                              const std::string& installed = "");
 
+// Checks a doctor command (PreflightOptions::doctor_command): not empty,
+// starting with an absolute path, holding no placeholder but {image},
+// {config} and {encryption_config}. Errors: INVALID_CONFIG, its message
+// naming the offending argument (the caller names the key).
+absl::Status CheckDoctorCommand(const std::vector<std::string>& command);
+
 // doctor from an image: `options.doctor_command` with its placeholders
 // filled in (`image` for {image}), judged as RunPreflight judges doctor.
 // There is no `version` to compare: the image's digest is the release.

@@ -66,6 +66,11 @@ struct StaticPodInstallerOptions {
 // (NOT_REGULAR_FILE): a rename would replace the link, not its target.
 std::unique_ptr<Installer> NewStaticPodInstaller(StaticPodInstallerOptions options);
 
+// The image of `container` in the manifest file `manifest`: read (a
+// regular file of at most kMaxManifestBytes) and ObserveManifestImage.
+absl::StatusOr<std::string> ReadManifestImage(
+    const std::string& manifest, std::string_view container = kDefaultProviderContainer);
+
 // Renders a release: the manifest at `live_manifest` with the provider
 // container's image replaced by `new_image` (ReplaceManifestImage, every
 // other byte kept), written atomically to `dest` (0600; its directory must
