@@ -414,6 +414,11 @@ bool StabilityWindow::Stable(int64_t now_ms) const {
   return healthy_since_ && now_ms - *healthy_since_ >= window_ms_;
 }
 
+int64_t StabilityWindow::NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
+  if (!healthy_since_) return poll_ms;
+  return std::clamp<int64_t>(*healthy_since_ + window_ms_ - now_ms, 0, poll_ms);
+}
+
 VerifyStep VerifyTracker::Observe(const std::optional<UnitState>& unit,
                                   const v1::NodeState& state, int64_t now_ms) {
   if (unit) {

@@ -216,7 +216,8 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
     VerifyStep step = tracker.Observe(seen, state, now);
     if (step.verdict == VerifyVerdict::kFailed) return step.problem;
     if (tracker.Stable(now)) return absl::OkStatus();
-    seams_.steady.SleepFor(options_.poll_interval);
+    seams_.steady.SleepFor(std::chrono::milliseconds(tracker.NextPollInMs(
+        seams_.steady.NowSteadyMillis(), options_.poll_interval.count())));
   }
   // The reason of what was still missing at the deadline (NOT_READY,
   // KEY_ID_HASH_MISSING, ...).

@@ -210,6 +210,21 @@ TEST(SwapMachineTest, StabilityWindowRestartsOnAnyBadStep) {
   EXPECT_TRUE(w.Stable(2000));
 }
 
+// The last wait before the window completes is cut to the window's end:
+// with the poll interval as the only wait, a 500 ms production poll made
+// every node's step up to half a second longer than its window.
+TEST(SwapMachineTest, StabilityWindowWaitsNoLongerThanItsEnd) {
+  StabilityWindow w(1000);
+  EXPECT_EQ(w.NextPollInMs(0, 500), 500);  // nothing healthy yet
+  w.Observe(VerifyVerdict::kHealthy, 100);
+  EXPECT_EQ(w.NextPollInMs(120, 500), 500);
+  EXPECT_EQ(w.NextPollInMs(800, 500), 300);
+  EXPECT_EQ(w.NextPollInMs(1100, 500), 0);
+  EXPECT_EQ(w.NextPollInMs(1300, 500), 0);  // never negative
+  w.Observe(VerifyVerdict::kNotReady, 1050);
+  EXPECT_EQ(w.NextPollInMs(1060, 500), 500);  // a bad step restarts it
+}
+
 // The AAD baseline is the first healthy value whether or not the decrypt
 // counter is exported: without it, the baseline used to follow every
 // healthy poll, so a dip and return of the AAD counter failed the window

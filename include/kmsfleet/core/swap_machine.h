@@ -230,6 +230,10 @@ class StabilityWindow {
   explicit StabilityWindow(int64_t window_ms) : window_ms_(window_ms) {}
   void Observe(VerifyVerdict verdict, int64_t now_ms);
   bool Stable(int64_t now_ms) const;
+  // How long to wait before the next poll: `poll_ms`, or less when the
+  // window completes sooner, so that stability is seen at the window's end
+  // rather than up to a poll interval after it.
+  int64_t NextPollInMs(int64_t now_ms, int64_t poll_ms) const;
 
  private:
   int64_t window_ms_;
@@ -249,6 +253,9 @@ class VerifyTracker {
   VerifyStep Observe(const std::optional<UnitState>& unit,
                      const v1::NodeState& state, int64_t now_ms);
   bool Stable(int64_t now_ms) const { return window_.Stable(now_ms); }
+  int64_t NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
+    return window_.NextPollInMs(now_ms, poll_ms);
+  }
   // Why the last poll was not healthy (OK when it was).
   const absl::Status& last_problem() const { return last_problem_; }
 
