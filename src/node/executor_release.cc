@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <future>
+
 #include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -103,9 +105,18 @@ absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
                          from_image ? image : ""};
 }
 
-absl::StatusOr<PreflightResult> Executor::Doctor(const ReleaseBinaries& bin) {
-  if (!bin.doctor_image.empty()) return seams_.cli.PreflightImage(bin.doctor_image);
-  return seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed);
+// doctor and rotation-plan read the config, OpenBao and Transit and change
+// nothing: run together, the checks cost the slower of the two rather
+// than their sum. Both are always waited for.
+Executor::ReleaseChecks Executor::DoctorAndRotationPlan(const ReleaseBinaries& bin) {
+  auto rotation_plan = std::async(std::launch::async, [this, &bin] {
+    return seams_.cli.RotationPlan(bin.rotation_plan);
+  });
+  absl::StatusOr<PreflightResult> doctor =
+      bin.doctor_image.empty()
+          ? seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed)
+          : seams_.cli.PreflightImage(bin.doctor_image);
+  return ReleaseChecks{std::move(doctor), rotation_plan.get()};
 }
 
 // The image a static-pod release manifest names ("" in systemd mode).
@@ -160,9 +171,10 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
   }
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(version, staged.binary_path, image));
+  ReleaseChecks checks = DoctorAndRotationPlan(bin);
   PreflightOutcome out;
-  KMSFLEET_ASSIGN_OR_RETURN(out.doctor, Doctor(bin));
-  absl::StatusOr<RotationReport> plan = seams_.cli.RotationPlan(bin.rotation_plan);
+  KMSFLEET_ASSIGN_OR_RETURN(out.doctor, std::move(checks.doctor));
+  const absl::StatusOr<RotationReport>& plan = checks.rotation_plan;
   if (!plan.ok()) {
     out.rotation_plan = plan.status();
   } else {

@@ -3,6 +3,7 @@
 #include <pwd.h>
 
 #include <algorithm>
+#include <future>
 
 #include "kmsfleet/core/provider_version.h"
 #include "kmsfleet/core/reasons.h"
@@ -217,14 +218,34 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
                                              const std::string& expected_version,
                                              const PreflightOptions& options,
                                              const std::string& installed) {
+  // The four commands only read the config, OpenBao and Transit, and do
+  // not depend on each other: run together, the preflight costs the
+  // slowest of them rather than their sum. They are judged below in the
+  // order they used to run, so the verdict is the same.
+  auto run_async = [&options](const std::string& bin, std::vector<std::string> args) {
+    return std::async(std::launch::async, Run, bin, std::move(args), std::cref(options));
+  };
+  auto version = std::async(std::launch::async, RunVersion, binary, std::cref(options));
+  auto doctor = run_async(binary, {"doctor", "--config", options.provider_config,
+                                   "--encryption-config", options.encryption_config,
+                                   "--output", "json"});
+  std::future<std::string> identity_staged, identity_installed;
+  if (!installed.empty()) {
+    identity_staged = std::async(std::launch::async, RunIdentityFingerprint, binary,
+                                 std::cref(options));
+    identity_installed = std::async(std::launch::async, RunIdentityFingerprint, installed,
+                                    std::cref(options));
+  }
+  // Every command is waited for before returning, whatever the verdict:
+  // none outlives the call.
+  absl::StatusOr<std::string> version_out = version.get();
+  absl::StatusOr<SubprocessResult> doctor_out = doctor.get();
+  std::string staged_id = identity_staged.valid() ? identity_staged.get() : "";
+  std::string installed_id = identity_installed.valid() ? identity_installed.get() : "";
+
   PreflightResult out;
-  KMSFLEET_ASSIGN_OR_RETURN(out.binary_version, RunVersion(binary, options));
-  KMSFLEET_ASSIGN_OR_RETURN(
-      SubprocessResult r,
-      Run(binary,
-          {"doctor", "--config", options.provider_config, "--encryption-config",
-           options.encryption_config, "--output", "json"},
-          options));
+  KMSFLEET_ASSIGN_OR_RETURN(out.binary_version, std::move(version_out));
+  KMSFLEET_ASSIGN_OR_RETURN(SubprocessResult r, std::move(doctor_out));
   KMSFLEET_RETURN_IF_ERROR(JudgeDoctor(binary, r, out));
   if (out.verdict.ok() && out.binary_version != expected_version) {
     out.verdict = MakeError(
@@ -234,8 +255,8 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
         {{"binary", binary}, {"version", out.binary_version}});
   }
   if (!installed.empty() && out.verdict.ok()) {
-    out.identity_staged = RunIdentityFingerprint(binary, options);
-    out.identity_installed = RunIdentityFingerprint(installed, options);
+    out.identity_staged = std::move(staged_id);
+    out.identity_installed = std::move(installed_id);
     if (!out.identity_staged.empty() && !out.identity_installed.empty() &&
         out.identity_staged != out.identity_installed) {
       // The new binary would derive another provider identity from the

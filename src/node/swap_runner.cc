@@ -128,10 +128,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(j.target_version, j.target_binary, image));
-  KMSFLEET_ASSIGN_OR_RETURN(PreflightResult pre, Doctor(bin));
-  KMSFLEET_RETURN_IF_ERROR(pre.verdict);
-  KMSFLEET_ASSIGN_OR_RETURN(RotationReport plan, seams_.cli.RotationPlan(bin.rotation_plan));
-  KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(plan));
+  ReleaseChecks checks = DoctorAndRotationPlan(bin);
+  KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
+  KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);
+  KMSFLEET_RETURN_IF_ERROR(checks.rotation_plan.status());
+  KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(*checks.rotation_plan));
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
   if (j.expected_key_id_hash.empty()) {
     v1::NodeState now = seams_.probe.Observe();

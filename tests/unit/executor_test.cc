@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -23,6 +24,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
 #include "process_harness.h"
 
@@ -163,6 +165,9 @@ class FakeInstaller final : public Installer {
 class FakeCli final : public ProviderCli {
  public:
   std::string rotation_state = "active";  // set before the executor runs
+  // When set, doctor and rotation-plan each wait for the other to start
+  // and fail when it does not come: run one after the other, both fail.
+  bool rendezvous = false;
   FakeCli(World& w, FakeInstaller& installer) : w_(w), installer_(installer) {}
   absl::StatusOr<std::string> Version(const std::string& binary) override {
     absl::StatusOr<std::string> sha = installer_.Digest(binary);
@@ -173,6 +178,7 @@ class FakeCli final : public ProviderCli {
   absl::StatusOr<PreflightResult> Preflight(const std::string& binary,
                                             const std::string& version,
                                             const std::string&) override {
+    KMSFLEET_RETURN_IF_ERROR(Meet("doctor"));
     PreflightResult r;
     r.binary_version = version;
     std::lock_guard<std::mutex> lock(w_.mu);
@@ -184,12 +190,27 @@ class FakeCli final : public ProviderCli {
     return absl::UnimplementedError("systemd mode runs no image");
   }
   absl::StatusOr<RotationReport> RotationPlan(const std::string&) override {
+    KMSFLEET_RETURN_IF_ERROR(Meet("rotation-plan"));
     RotationReport r;
     r.rotation_state = rotation_state;
     return r;
   }
 
  private:
+  absl::Status Meet(const std::string& who) {
+    if (!rendezvous) return absl::OkStatus();
+    std::unique_lock<std::mutex> lock(meet_mu_);
+    ++arrived_;
+    meet_cv_.notify_all();
+    if (meet_cv_.wait_for(lock, std::chrono::seconds(5), [this] { return arrived_ >= 2; })) {
+      return absl::OkStatus();
+    }
+    return absl::DeadlineExceededError(who + " ran alone");
+  }
+
+  std::mutex meet_mu_;
+  std::condition_variable meet_cv_;
+  int arrived_ = 0;
   World& w_;
   FakeInstaller& installer_;
 };
@@ -617,6 +638,16 @@ TEST_F(ExecutorTest, AWallClockStepDoesNotShortenTheWindow) {
   EXPECT_GE(w_.steady_ms - verify_started, kWindowMs);
 }
 
+// A window that is not a whole number of polls ends on time: the last
+// wait is cut to the window's end (it used to run to the next poll).
+TEST_F(ExecutorTest, TheWindowEndsOnTimeBetweenTwoPolls) {
+  int64_t started_at = -1;
+  w_.on_start = [&started_at](World& w) { started_at = w.steady_ms; };
+  SwapJournal j = SwapTo(kNew, /*stabilization_ms=*/kPollMs * 5 / 2);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(w_.steady_ms - started_at, kPollMs * 5 / 2);
+}
+
 TEST_F(ExecutorTest, StabilizationBeyondAnHourIsRefused) {
   absl::StatusOr<SwapJournal> r =
       executor().Swap({kNew, {"", kMaxStabilizationMs + 1, "op-1", std::nullopt}});
@@ -677,6 +708,14 @@ TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
   EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
   EXPECT_TRUE(Calls().empty());
+}
+
+// doctor and rotation-plan only read, and run together before a swap.
+TEST_F(ExecutorTest, DoctorAndRotationPlanRunTogether) {
+  cli_.rendezvous = true;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(Installed(), kNew);
 }
 
 TEST_F(ExecutorTest, StoppedUnitIsRefusedBeforeAnythingChanges) {

@@ -150,6 +150,35 @@ TEST_F(PreflightTest, IdentityFingerprintsAreCompared) {
   EXPECT_NE(changed->verdict.message().find("cfg1.something-else"), std::string::npos);
 }
 
+// version, doctor and both `config` runs only read: they run together.
+// Each command here waits at a rendezvous for the other three and fails if
+// they do not come, so commands run one after another fail the preflight.
+TEST_F(PreflightTest, RunsItsFourCommandsTogether) {
+  Write(dir_ + "/provider.yaml",  // every identity field, so `config` prints one
+        "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
+            "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
+            "127.0.0.1:0\nopenbao: {instanceId: bao-a}\ntransit:\n  keyIdScope: "
+            "{providerName: p-a, clusterId: a, transitMountId: t-a, "
+            "keyLineageId: l-a}\n");
+  auto rendezvous = [this](const std::string& version) {
+    std::string path = dir_ + "/together-" + version;
+    Write(path, "#!/bin/sh\ntouch " + dir_ + "/arrived.$$\ni=0\n"
+                "while [ \"$(ls " + dir_ + "/arrived.* | wc -l)\" -lt 4 ]; do\n"
+                "  i=$((i+1)); if [ $i -gt 500 ]; then echo alone >&2; exit 9; fi\n"
+                "  sleep 0.01\ndone\n"
+                "exec " FAKE_PROVIDER_PATH " --fake-version " + version + " \"$@\"\n");
+    chmod(path.c_str(), 0755);
+    return path;
+  };
+  absl::StatusOr<PreflightResult> r =
+      RunPreflight(rendezvous("0.2.0"), "0.2.0", options_, rendezvous("0.1.0"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->verdict.ok()) << r->verdict;
+  EXPECT_EQ(r->binary_version, "0.2.0");
+  EXPECT_EQ(r->identity_staged.substr(0, 5), "cfg1.");
+  EXPECT_EQ(r->identity_staged, r->identity_installed);
+}
+
 TEST_F(PreflightTest, RunsAsTheConfiguredUser) {
   if (geteuid() != 0) GTEST_SKIP() << "setpriv needs root";
   options_.run_as = "nobody";

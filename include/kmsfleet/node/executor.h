@@ -270,7 +270,11 @@ class Executor {
   absl::StatusOr<ReleaseBinaries> BinariesFor(const std::string& version,
                                               const std::string& staged_or_captured,
                                               const std::string& image);
-  absl::StatusOr<PreflightResult> Doctor(const ReleaseBinaries& bin);
+  struct ReleaseChecks {
+    absl::StatusOr<PreflightResult> doctor;
+    absl::StatusOr<RotationReport> rotation_plan;
+  };
+  ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
   absl::Status CheckReleaseFromCapture(const SwapJournal& j);
