@@ -1,5 +1,7 @@
 // PeerNode: plan proposals, the hand-off and fenced commands
 // (architecture.md §6).
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "kmsfleet/cluster/peer_node.h"
@@ -17,7 +19,7 @@ std::string Key(uint64_t term, uint64_t index) {
 }
 
 // Ticks a hand-off query waits for the holder to learn the commit.
-constexpr int kUnknownFenceRetries = 10;
+constexpr int kUnknownFenceTicks = 10;
 
 }  // namespace
 
@@ -99,11 +101,14 @@ absl::StatusOr<v1::ReleaseReply> PeerNode::QueryRelease(const std::string& holde
 absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fence) {
   absl::StatusOr<v1::ReleaseReply> reply = QueryRelease(holder, fence);
   // The holder admits the query only once it knows the fence's record is
-  // committed, which the heartbeat after the commit tells it.
-  for (int i = 0; i < kUnknownFenceRetries && !reply.ok() &&
-                  MetadataOf(reply.status(), "peer_reason") == reason::kUnknownFence;
-       ++i) {
-    std::this_thread::sleep_for(options_.tick);
+  // committed, which the append the leader sends on committing tells it,
+  // usually within a round trip: ask again soon, then less often.
+  const auto deadline = std::chrono::steady_clock::now() + kUnknownFenceTicks * options_.tick;
+  auto pause = std::max<std::chrono::milliseconds>(options_.tick / 16, std::chrono::milliseconds(1));
+  while (!reply.ok() && MetadataOf(reply.status(), "peer_reason") == reason::kUnknownFence &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(pause * 2, options_.tick);
     reply = QueryRelease(holder, fence);
   }
   if (!reply.ok()) return reply.status();
