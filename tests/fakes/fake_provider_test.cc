@@ -67,6 +67,9 @@ TEST(FakeStartupTest, OneShotCommandsLoadNoGrpcProtobufOrSystemd) {
   ASSERT_NE(run.out.find("libc.so.6"), std::string::npos) << run.out;
   std::vector<std::string> unwanted = {"libgrpc", "libgpr", "libprotobuf", "libsystemd",
                                        "libupb", "libssl"};
+#ifdef FAKE_CLI_STATIC_ABSL
+  unwanted.push_back("libabsl");
+#endif
   for (const std::string& library : unwanted) {
     EXPECT_EQ(run.out.find(library), std::string::npos) << library << " in\n" << run.out;
   }
