@@ -84,8 +84,8 @@ TEST(FakeStartupTest, ServeWithoutTheGrpcExecutableFailsNamingIt) {
   EXPECT_EQ(missing.err,
             "Error: cannot run fake-bao-kms-provider-grpc for \"serve\": tried "
             "/nonexistent/grpc-fake (No such file or directory)\n");
-  RunResult loop =
-      RunFake({"probe", "--socket", "/nonexistent.sock"}, {"FAKE_BAO_KMS_GRPC_BINARY=" + FakeBinary()});
+  RunResult loop = RunFake({"probe", "--socket", "/nonexistent.sock"},
+                           {"FAKE_BAO_KMS_GRPC_BINARY=" + FakeBinary()});
   EXPECT_EQ(loop.exit_code, 1);
   EXPECT_NE(loop.err.find("started fake-bao-kms-provider again"), std::string::npos) << loop.err;
 }
