@@ -56,6 +56,40 @@ TEST(FakeVersionCommandTest, StampEnvAndFlagApplyInPrecedenceOrder) {
             "version: 0.2.0");
 }
 
+// kmsfleet runs version, doctor, config and rotation-plan on an upgrade's
+// critical path; the real provider is a static Go binary that starts in
+// about a millisecond. Loading gRPC's ~50 shared libraries took the fake
+// ten times that, so its one-shot commands must not load them. The dynamic
+// loader lists what it would load when LD_TRACE_LOADED_OBJECTS is set.
+TEST(FakeStartupTest, OneShotCommandsLoadNoGrpcProtobufOrSystemd) {
+  RunResult run = RunFake({"version"}, {"LD_TRACE_LOADED_OBJECTS=1"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  ASSERT_NE(run.out.find("libc.so.6"), std::string::npos) << run.out;
+  std::vector<std::string> unwanted = {"libgrpc", "libgpr", "libprotobuf", "libsystemd",
+                                       "libupb", "libssl"};
+#ifdef FAKE_CLI_STATIC_ABSL
+  unwanted.push_back("libabsl");
+#endif
+  for (const std::string& library : unwanted) {
+    EXPECT_EQ(run.out.find(library), std::string::npos) << library << " in\n" << run.out;
+  }
+}
+
+// serve and probe run in fake-bao-kms-provider-grpc; when it cannot be
+// run, one error line names what was tried, and a hand-off never loops.
+TEST(FakeStartupTest, ServeWithoutTheGrpcExecutableFailsNamingIt) {
+  RunResult missing = RunFake({"serve", "--config", "/nonexistent.yaml"},
+                              {"FAKE_BAO_KMS_GRPC_BINARY=/nonexistent/grpc-fake"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_EQ(missing.err,
+            "Error: cannot run fake-bao-kms-provider-grpc for \"serve\": tried "
+            "/nonexistent/grpc-fake (No such file or directory)\n");
+  RunResult loop = RunFake({"probe", "--socket", "/nonexistent.sock"},
+                           {"FAKE_BAO_KMS_GRPC_BINARY=" + FakeBinary()});
+  EXPECT_EQ(loop.exit_code, 1);
+  EXPECT_NE(loop.err.find("started fake-bao-kms-provider again"), std::string::npos) << loop.err;
+}
+
 TEST(FakeUsageTest, UnknownFlagExitsTwoWithOneErrorLine) {
   RunResult run = RunFake({"version", "--bogus"});
   EXPECT_EQ(run.exit_code, 2);

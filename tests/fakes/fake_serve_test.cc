@@ -3,6 +3,7 @@
 // scenario edits live, and cleans up on SIGTERM (reference §2.10, §3, §4).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -52,10 +53,11 @@ class FakeServeTest : public ::testing::Test {
   // Children are SIGKILLed by ~ChildProcess even when an assertion failed.
   void TearDown() override { child_.reset(); }
 
-  // Starts serve; when `wait_bound`, waits for its listen-info file.
-  void StartServe(bool wait_bound = true) {
+  // Starts serve from `binary`; when `wait_bound`, waits for its
+  // listen-info file.
+  void StartServe(bool wait_bound = true, const std::string& binary = FakeBinary()) {
     child_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{FakeBinary(), "serve", "--config", config_, "--scenario",
+        std::vector<std::string>{binary, "serve", "--config", config_, "--scenario",
                                  scenario_, "--listen-info", listen_info_},
         FakeChildOptions(dir_.File("serve.out"), dir_.File("serve.err")));
     if (wait_bound) WaitBound();
@@ -216,6 +218,25 @@ TEST_F(FakeServeTest, ProbeCommandReportsTheRawKeyId) {
                      DeriveKeyId("other", 1)}).exit_code, 4);
   EXPECT_EQ(RunFake({"probe", "--socket", socket_, "--expected-key-id", "obk2.short"}).exit_code,
             2);
+}
+
+// fake-bao-kms-provider hands serve to fake-bao-kms-provider-grpc by exec:
+// a copied, stamped artifact must still serve, as the process that was
+// started (its PID, its name) and with its own stamp's version.
+TEST_F(FakeServeTest, StampedCopyServesItsVersionAsTheProcessThatWasStarted) {
+  std::string artifact = dir_.File("bao-kms-provider");
+  WriteFile(artifact, ReadFile(FakeBinary()) + "\nFAKE_BAO_KMS_VERSION=0.2.0\n");
+  ASSERT_EQ(::chmod(artifact.c_str(), 0755), 0);
+  StartServe(true, artifact);
+  boost::json::object info = boost::json::parse(ReadFile(listen_info_)).as_object();
+  EXPECT_EQ(info.at("pid").as_int64(), child_->pid());
+  EXPECT_EQ(ReadFile("/proc/" + std::to_string(child_->pid()) + "/comm"), "bao-kms-provide\n");
+  EXPECT_EQ(Status().healthz(), "ok");
+  EXPECT_NE(HttpGet(metrics_, "/metrics").body.find("openbao_kms_build_info{version=\"0.2.0\""),
+            std::string::npos);
+  child_->Signal(SIGTERM);
+  EXPECT_EQ(child_->Wait(5s), 0);
+  EXPECT_FALSE(PathExists(socket_));
 }
 
 TEST_F(FakeServeTest, SigtermStopsGracefullyAndRemovesTheSocket) {

@@ -8,8 +8,6 @@
 #include <fstream>
 #include <map>
 
-#include "kmsfleet/core/semver.h"
-
 namespace kmsfleet::fake {
 namespace {
 
@@ -72,15 +70,6 @@ VersionInfo ResolveVersion(const std::optional<std::string>& flag_value) {
     return DescribeVersion(*stamp);
   }
   return DescribeVersion(kDefaultFakeVersion);
-}
-
-int CompareSemVer(std::string_view a, std::string_view b) {
-  absl::StatusOr<SemVer> va = SemVer::Parse(a), vb = SemVer::Parse(b);
-  if (!va.ok() || !vb.ok()) {
-    if (!va.ok() && !vb.ok()) return a.compare(b) < 0 ? -1 : (a == b ? 0 : 1);
-    return va.ok() ? -1 : 1;
-  }
-  return va->Compare(*vb);
 }
 
 }  // namespace kmsfleet::fake
