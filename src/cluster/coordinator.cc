@@ -75,9 +75,10 @@ void Coordinator::Loop() {
     rounds_.fetch_add(1, std::memory_order_relaxed);
     lock.lock();
     // A command or a finished action is acted on at once; otherwise the
-    // tick paces observation, except while the plan only waits for fresh
-    // parity rounds, which are observed back to back.
-    wake_.wait_for(lock, observe_at_once_ ? std::chrono::milliseconds(0) : options_.tick, [this] {
+    // tick paces observation, except after a committed change and while the
+    // plan only waits for fresh parity rounds, which are observed back to
+    // back.
+    wake_.wait_for(lock, step_at_once_ ? std::chrono::milliseconds(0) : options_.tick, [this] {
       return stopping_ || !commands_.empty() || !results_.empty();
     });
   }
@@ -95,7 +96,7 @@ void Coordinator::Tick() {
 
 void Coordinator::Follow(const v1::LeaderView& leader) {
   machine_.reset();
-  observe_at_once_ = false;
+  step_at_once_ = false;
   counted_block_.clear();
   views_.clear();
   {
@@ -170,9 +171,13 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     Answer(*command, ready.refusal);
     command.reset();
   }
-  if (ready.plan && !Commit(ready, command.get())) return;
+  if (ready.plan && !Commit(ready, command.get())) {
+    step_at_once_ = false;  // a failed commit is tried again a tick later
+    return;
+  }
   for (const PlanAction& action : ready.actions) Dispatch(action);
-  observe_at_once_ = ReasonOf(ready.blocked) == reason::kParityNotStable;
+  // Every change costs a durable commit, so this cannot spin.
+  step_at_once_ = ready.plan.has_value() || ReasonOf(ready.blocked) == reason::kParityNotStable;
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
   if (command) Answer(*command, View());

@@ -147,7 +147,10 @@ class Coordinator {
   uint64_t machine_term_ = 0;
   std::map<std::string, NodeView> views_;
   uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at
-  bool observe_at_once_ = false;  // the plan waits only for parity rounds
+  // The next step runs without waiting a tick: the plan waits only for
+  // parity rounds, or a change was just committed (what it allows, such
+  // as the next phase or node, is decided at once).
+  bool step_at_once_ = false;
   std::string counted_block_;     // the block reason counted last
 
   std::mutex mu_;
