@@ -94,6 +94,17 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 done
 echo "  (one fake provider command, e.g. doctor, takes $(( ($(now_ms) - t0) / 10 )) ms here)"
 
+# The parts, from the agents' own logs: every plan commit, hand-off and
+# swap phase, in time order, with the milliseconds since the line before.
+echo "  timeline (ms since the previous line; from the agents' logs):"
+grep -h -e '"plan change committed"' -e '"swap command admitted"' -e '"hand-off granted"' \
+  -e 'phase=Stopped' -e 'phase=Started' -e 'phase=Stable' \
+  "$work"/cp-*/agent.log | sort | awk '
+  { split(substr($1, 15, 12), t, ":"); ms = (t[1] * 3600 + t[2] * 60 + t[3]) * 1000
+    line = $0; sub(/^[^ ]* level=[a-z]* msg=/, "", line)
+    gsub(/ plan=[^ ]*| operation=[^ ]*| detail=.*| fence=[^ ]*/, "", line)
+    printf "    %6d  %s\n", NR == 1 ? 0 : ms - prev, line; prev = ms }'
+
 # ---- 2. the upstream runbook, by hand -------------------------------------
 new="$work/rel/0.3.0/bao-kms-provider_0.3.0_linux_amd64"
 start=$(now_ms)

@@ -222,13 +222,12 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
   // not depend on each other: run together, the preflight costs the
   // slowest of them rather than their sum. They are judged below in the
   // order they used to run, so the verdict is the same.
-  auto run_async = [&options](const std::string& bin, std::vector<std::string> args) {
-    return std::async(std::launch::async, Run, bin, std::move(args), std::cref(options));
-  };
   auto version = std::async(std::launch::async, RunVersion, binary, std::cref(options));
-  auto doctor = run_async(binary, {"doctor", "--config", options.provider_config,
-                                   "--encryption-config", options.encryption_config,
-                                   "--output", "json"});
+  auto doctor = std::async(std::launch::async, Run, binary,
+                           std::vector<std::string>{"doctor", "--config", options.provider_config,
+                                                    "--encryption-config",
+                                                    options.encryption_config, "--output", "json"},
+                           std::cref(options));
   std::future<std::string> identity_staged, identity_installed;
   if (!installed.empty()) {
     identity_staged = std::async(std::launch::async, RunIdentityFingerprint, binary,
