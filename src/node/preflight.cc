@@ -220,8 +220,9 @@ absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,
                                              const std::string& installed) {
   // The four commands only read the config, OpenBao and Transit, and do
   // not depend on each other: run together, the preflight costs the
-  // slowest of them rather than their sum. They are judged below in the
-  // order they used to run, so the verdict is the same.
+  // slowest of them rather than their sum. They are judged below in a
+  // fixed order (version, doctor, identity), so the first failure in that
+  // order is the one reported, however the runs interleave.
   auto version = std::async(std::launch::async, RunVersion, binary, std::cref(options));
   auto doctor = std::async(std::launch::async, Run, binary,
                            std::vector<std::string>{"doctor", "--config", options.provider_config,

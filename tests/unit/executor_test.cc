@@ -718,6 +718,18 @@ TEST_F(ExecutorTest, DoctorAndRotationPlanRunTogether) {
   EXPECT_EQ(Installed(), kNew);
 }
 
+// Run together, doctor and rotation-plan are still judged doctor first:
+// when both fail, the doctor's reason is the one reported.
+TEST_F(ExecutorTest, WhenDoctorAndRotationPlanBothFailDoctorIsReported) {
+  w_.doctor_verdict = MakeError(absl::StatusCode::kFailedPrecondition,
+                                reason::kDoctorFailed, "transit.metadata failed");
+  cli_.rotation_state = "pending";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kDoctorFailed);
+  EXPECT_TRUE(Calls().empty());
+}
+
 TEST_F(ExecutorTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
   w_.running = false;
   SwapJournal j = SwapTo(kNew);
