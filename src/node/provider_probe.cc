@@ -55,7 +55,10 @@ class LiveProviderProbe final : public ProviderProbe {
  public:
   LiveProviderProbe(std::string node, ProviderEndpoints endpoints,
                     const Clock& clock)
-      : node_(std::move(node)), endpoints_(std::move(endpoints)), clock_(clock) {}
+      : node_(std::move(node)),
+        endpoints_(std::move(endpoints)),
+        kms_(endpoints_.kms_socket),
+        clock_(clock) {}
 
   // kmsfleet::ProviderProbe
   v1::NodeState Observe() override {
@@ -69,7 +72,7 @@ class LiveProviderProbe final : public ProviderProbe {
                            std::cref(endpoints_.live), std::cref(endpoints_.http));
     RawObservation raw;
     raw.node = node_;
-    raw.kms_status = QueryKmsStatus(endpoints_.kms_socket, endpoints_.kms_timeout);
+    raw.kms_status = kms_.Query(endpoints_.kms_timeout);
     if (raw.kms_status.ok() && !raw.kms_status->key_id().empty()) {
       raw.kms_key_id_hash = KeyIdHash(raw.kms_status->key_id());
     }
@@ -90,6 +93,7 @@ class LiveProviderProbe final : public ProviderProbe {
  private:
   const std::string node_;
   const ProviderEndpoints endpoints_;
+  KmsStatusClient kms_;
   const Clock& clock_;
 };
 
