@@ -7,6 +7,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "process_harness.h"
 
 namespace kmsfleet {
 namespace {
@@ -81,6 +82,16 @@ TEST(SubprocessTest, MissingBinaryIsAnErrorNamingIt) {
   EXPECT_NE(
       std::string(r.status().message()).find("/nonexistent/bao-kms-provider"),
       std::string::npos);
+}
+
+TEST(SubprocessTest, FileThatCannotBeExecutedIsAnErrorSayingWhy) {
+  testing::TempDir dir;
+  const std::string path = dir.File("bao-kms-provider");
+  testing::WriteFile(path, "#!/bin/sh\necho ran\n");  // no execute bit
+  absl::StatusOr<SubprocessResult> r = RunSubprocess({path, "version"}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ReasonOf(r.status()), reason::kSubprocessFailed);
+  EXPECT_EQ(r.status().message(), "cannot run " + path + ": exec: Permission denied");
 }
 
 TEST(SubprocessTest, EmptyCommandLineIsRefused) {
