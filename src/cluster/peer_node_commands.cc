@@ -21,7 +21,22 @@ std::string Key(uint64_t term, uint64_t index) {
 // Ticks a hand-off query waits for the holder to learn the commit.
 constexpr int kUnknownFenceTicks = 10;
 
+bool Unseen(const v1::Fence& fence, const v1::PlanRecord& committed) {
+  return fence.term() > committed.term() ||
+         (fence.term() == committed.term() && fence.index() > committed.index());
+}
+
 }  // namespace
+
+// The leader sends a command right after its record commits, and the
+// append that tells this node so at the same time: the command can come
+// first. Waiting for that append (at most a tick) spares the sender a
+// refusal and a retry. Nothing is decided here: the guard then judges the
+// fence against what this node holds, as it would have without the wait.
+void PeerNode::AwaitCommitOf(const v1::Fence& fence, std::unique_lock<std::mutex>& lock) {
+  changed_.wait_for(lock, options_.tick,
+                    [&] { return stopping_ || !Unseen(fence, machine_->committed()); });
+}
 
 absl::Status PeerNode::PersistFence() {
   if (guard_->state().SerializeAsString() == fence_durable_.SerializeAsString()) {
@@ -38,7 +53,8 @@ absl::Status PeerNode::PersistFence() {
 }
 
 absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  AwaitCommitOf(fence, lock);
   // A term this node saw in the election is a term it has seen: a command
   // from any older coordinator is stale, whether or not it reached us.
   guard_->ObserveTerm(machine_->term());
@@ -68,7 +84,8 @@ absl::Status PeerNode::CheckCommand(const NodeCommand& command) {
 }
 
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
+  AwaitCommitOf(fence, lock);
   guard_->ObserveTerm(machine_->term());
   // Asked under the lock: a command being admitted holds the executor busy
   // before it takes this lock, so it is never missed here.

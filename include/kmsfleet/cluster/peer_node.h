@@ -119,13 +119,15 @@ class PeerNode {
   // it names the committed record this node holds and that record names
   // this node (FenceGuard::AdmitSwap: STALE_TERM, STALE_FENCE,
   // UNKNOWN_FENCE, NOT_IN_FLIGHT), and persists what it learned before
-  // returning OK. Refusals are logged.
+  // returning OK. A fence newer than the record it holds is waited for up
+  // to a tick first: its commit may be on the way. Refusals are logged.
   absl::Status AdmitSwap(const v1::Fence& fence);
   // A member's command must be the step the committed record's plan asks
   // of this node (CheckCommandAgainstPlan); refusals are logged.
   absl::Status CheckCommand(const NodeCommand& command);
   // Answers a hand-off query under `fence` with the executor's outcome
-  // (FenceGuard::AdmitRelease), persisting a release before answering.
+  // (FenceGuard::AdmitRelease), persisting a release before answering; an
+  // unseen fence is waited for as in AdmitSwap.
   absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
 
   const std::string& self() const { return options_.election.self; }
@@ -139,6 +141,9 @@ class PeerNode {
   // (STATE_WRITE_FAILED), after going back to the durable state.
   absl::Status Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits up to a tick, releasing `lock` (on mu_), until this node holds
+  // `fence`'s record as committed or stops.
+  void AwaitCommitOf(const v1::Fence& fence, std::unique_lock<std::mutex>& lock);
   absl::StatusOr<v1::ReleaseReply> QueryRelease(const std::string& holder,
                                                 const v1::Fence& fence);
   absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
