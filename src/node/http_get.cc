@@ -4,11 +4,13 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
 #include <charconv>
 #include <type_traits>
 
@@ -52,12 +54,20 @@ class GetOperation {
 
   absl::StatusOr<HttpResponse> Run() {
     deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
-    resolver_.async_resolve(
-        url_.host, std::to_string(url_.port),
-        [this](beast::error_code ec, tcp::resolver::results_type results) {
-          if (ec) return Fail(ec, "resolve");
-          OnResolved(results);
-        });
+    beast::error_code not_literal;
+    const asio::ip::address literal = asio::ip::make_address(url_.host, not_literal);
+    if (!not_literal) {
+      // An address needs no lookup, and asio runs each lookup on a thread
+      // it starts for the purpose: the provider's endpoints are addresses.
+      Connect(std::array<tcp::endpoint, 1>{tcp::endpoint(literal, url_.port)});
+    } else {
+      resolver_.async_resolve(
+          url_.host, std::to_string(url_.port),
+          [this](beast::error_code ec, tcp::resolver::results_type results) {
+            if (ec) return Fail(ec, "resolve");
+            Connect(results);
+          });
+    }
     ioc_.run_until(deadline_ + std::chrono::milliseconds(100));
     if (!done_) {
       return Failed(absl::StatusCode::kDeadlineExceeded, reason::kTimeout,
@@ -82,10 +92,11 @@ class GetOperation {
 
   beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
 
-  void OnResolved(const tcp::resolver::results_type& results) {
+  template <typename Endpoints>
+  void Connect(const Endpoints& endpoints) {
     Lowest().expires_after(std::min<std::chrono::steady_clock::duration>(
         options_.connect_timeout, deadline_ - std::chrono::steady_clock::now()));
-    Lowest().async_connect(results, [this](beast::error_code ec,
+    Lowest().async_connect(endpoints, [this](beast::error_code ec,
                                            const tcp::endpoint&) {
       if (ec) return Fail(ec, "connect");
       Lowest().expires_at(deadline_);

@@ -72,6 +72,19 @@ std::string Reply(int status, std::string_view reason, std::string_view body) {
          "\r\nContent-Type: application/json\r\n\r\n" + std::string(body);
 }
 
+// Addresses are connected to directly; a name still goes through the
+// resolver (and every address it gives is tried: localhost may be ::1
+// first, where nothing listens here).
+TEST(HttpGetTest, HostNameIsResolved) {
+  CannedServer server(Reply(200, "OK", "ok"));
+  HttpUrl url = server.Url();
+  url.host = "localhost";
+  absl::StatusOr<HttpResponse> r = HttpGet(url, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, "ok");
+  EXPECT_NE(server.request().find("Host: localhost:"), std::string::npos) << server.request();
+}
+
 TEST(HttpGetTest, ReturnsStatusAndBody) {
   CannedServer server(Reply(200, "OK", R"({"status":"ok"})"));
   absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), {});
