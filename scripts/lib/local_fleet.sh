@@ -42,11 +42,21 @@ wait_for() {
   echo "  (still not done after ${seconds}s: $*)"; return 1
 }
 
-free_port() {
-  local port
+# Sets variable $1 to a TCP port nobody uses: below the kernel's ephemeral
+# range (where any outgoing connection may hold a port a moment later), in
+# no socket of any state, and not handed out before in this fleet.
+ports_taken=" "
+pick_port() {
+  local port low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 21000 ] 2>/dev/null || low=32768
   while :; do
-    port=$((20000 + RANDOM % 20000))
-    ss -ltn "sport = :$port" | grep -q ":$port" || { echo "$port"; return; }
+    port=$((20000 + RANDOM % (low - 20000)))
+    case $ports_taken in *" $port "*) continue ;; esac
+    [ -z "$(ss -Htan "sport = :$port")" ] || continue
+    ports_taken+="$port "
+    printf -v "$1" '%s' "$port"
+    return
   done
 }
 
@@ -170,7 +180,7 @@ YAML
 say "  $work/rel/0.2.0: bao-kms-provider_0.2.0_linux_amd64, checksums.txt, checksums.txt.sig"
 
 step "a fake OpenBao answering /v1/sys/health: initialised, unsealed, active"
-openbao_port=$(free_port)
+pick_port openbao_port
 echo active >"$work/openbao.state"
 "$openbao" --state-file "$work/openbao.state" --listen "$host_ip:$openbao_port" \
   >"$work/openbao.log" 2>&1 &
@@ -185,7 +195,7 @@ wait_for 15 test -S "$work/rt/systemd/private" || { cat "$work/manager.log"; exi
 
 declare -gA cluster_port metrics_port health_port
 for node in "${nodes[@]}"; do
-  cluster_port[$node]=$(free_port); metrics_port[$node]=$(free_port); health_port[$node]=$(free_port)
+  pick_port "cluster_port[$node]"; pick_port "metrics_port[$node]"; pick_port "health_port[$node]"
 done
 for node in "${nodes[@]}"; do
   dir="$work/$node"; mkdir -p "$dir/bin" "$dir/pstate" "$dir/state" "$dir/run"
