@@ -405,9 +405,11 @@ VerifyStep EvaluateUnit(const UnitState& unit, std::string_view first_invocation
 void StabilityWindow::Observe(VerifyVerdict verdict, int64_t now_ms) {
   if (verdict != VerifyVerdict::kHealthy) {
     healthy_since_.reset();
-  } else if (!healthy_since_) {
-    healthy_since_ = now_ms;
+    ++unhealthy_polls_;
+    return;
   }
+  unhealthy_polls_ = 0;
+  if (!healthy_since_) healthy_since_ = now_ms;
 }
 
 bool StabilityWindow::Stable(int64_t now_ms) const {
@@ -415,7 +417,16 @@ bool StabilityWindow::Stable(int64_t now_ms) const {
 }
 
 int64_t StabilityWindow::NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
-  if (!healthy_since_) return poll_ms;
+  if (!healthy_since_) {
+    // A started provider is usually ready within a poll, and the window
+    // counts only from the poll that sees it: ask again after an eighth of
+    // a poll, then a quarter, a half, then every poll, so a quick start is
+    // seen within a fraction of a poll and a slow one costs three polls.
+    constexpr int kRampHalvings = 3;
+    const int shift = std::max(0, kRampHalvings + 1 - unhealthy_polls_);
+    if (unhealthy_polls_ == 0 || shift == 0) return poll_ms;
+    return std::max<int64_t>(1, poll_ms >> std::min(shift, kRampHalvings));
+  }
   return std::clamp<int64_t>(*healthy_since_ + window_ms_ - now_ms, 0, poll_ms);
 }
 

@@ -232,12 +232,14 @@ class StabilityWindow {
   bool Stable(int64_t now_ms) const;
   // How long to wait before the next poll: `poll_ms`, or less when the
   // window completes sooner, so that stability is seen at the window's end
-  // rather than up to a poll interval after it.
+  // rather than up to a poll interval after it. After polls that were not
+  // healthy: an eighth, a quarter, a half of `poll_ms`, then `poll_ms`.
   int64_t NextPollInMs(int64_t now_ms, int64_t poll_ms) const;
 
  private:
   int64_t window_ms_;
   std::optional<int64_t> healthy_since_;
+  int unhealthy_polls_ = 0;  // since the last healthy one
 };
 
 // One verification: each poll's unit state and node state at a steady
