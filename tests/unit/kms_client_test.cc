@@ -25,9 +25,11 @@ constexpr std::chrono::milliseconds kTimeout{2000};
 
 class StatusService final : public v2::KeyManagementService::Service {
  public:
-  explicit StatusService(std::string key_id) : key_id_(std::move(key_id)) {}
+  StatusService(std::string key_id, std::chrono::milliseconds delay)
+      : key_id_(std::move(key_id)), delay_(delay) {}
   grpc::Status Status(grpc::ServerContext*, const v2::StatusRequest*,
                       v2::StatusResponse* response) override {
+    std::this_thread::sleep_for(delay_);
     response->set_version("v2");
     response->set_healthz("ok");
     response->set_key_id(key_id_);
@@ -36,6 +38,7 @@ class StatusService final : public v2::KeyManagementService::Service {
 
  private:
   std::string key_id_;
+  std::chrono::milliseconds delay_;
 };
 
 // A provider's KMS endpoint on a unix socket whose connections it counts:
@@ -64,9 +67,11 @@ class KmsEndpoint {
     server_->Shutdown();
   }
 
-  // Drops every connection and answers with `key_id` from now on.
-  void Serve(std::string key_id) {
-    auto service = std::make_unique<StatusService>(std::move(key_id));
+  // Drops every connection and answers with `key_id` from now on, each
+  // answer `delay` late.
+  void Serve(std::string key_id,
+             std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
+    auto service = std::make_unique<StatusService>(std::move(key_id), delay);
     grpc::ServerBuilder builder;
     builder.RegisterService(service.get());
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
@@ -86,6 +91,8 @@ class KmsEndpoint {
       std::lock_guard lock(mu_);
       held_ = true;
     }
+    held_from_ = accepted_.load();
+    held_connects_ = 0;
     std::vector<int> queued;
     // The accept thread takes the first connection, then waits.
     for (int i = 0; i < 8; ++i) {
@@ -96,16 +103,24 @@ class KmsEndpoint {
       int r = connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
       queued.push_back(c);
       if (r != 0 && errno == EAGAIN) break;
+      ++held_connects_;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     return queued;
   }
 
+  // Takes connections again, returning once the queue Hold() filled is
+  // drained, so that a connect made after it is not refused by that queue.
   void Release(const std::vector<int>& queued) {
     for (int c : queued) close(c);
-    std::lock_guard lock(mu_);
-    held_ = false;
+    {
+      std::lock_guard lock(mu_);
+      held_ = false;
+    }
     released_.notify_all();
+    for (int i = 0; i < 1000 && accepted_.load() < held_from_ + held_connects_; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
   }
 
  private:
@@ -129,6 +144,8 @@ class KmsEndpoint {
   std::atomic<int> accepted_{0};
   std::mutex mu_;
   bool held_ = false;  // guarded by mu_
+  int held_from_ = 0;       // accepted_ when Hold() began
+  int held_connects_ = 0;   // connects Hold() made that were not refused
   std::condition_variable released_;
   std::unique_ptr<grpc::Server> server_;
   std::vector<std::unique_ptr<StatusService>> services_;
@@ -199,6 +216,20 @@ TEST_F(KmsClientTest, AProviderThatIsBackIsSeenOnTheFirstCall) {
   // No reconnect back-off carries over from the failed calls.
   KmsEndpoint provider(Socket(), "key-2");
   EXPECT_EQ(KeyIdOf(client.Query(kTimeout)), "key-2");
+}
+
+TEST_F(KmsClientTest, AProviderTooSlowToAnswerIsATimeoutNamingTheSocket) {
+  KmsEndpoint provider(Socket(), "key-1");
+  KmsStatusClient client(Socket());
+  ASSERT_EQ(KeyIdOf(client.Query(kTimeout)), "key-1");
+  provider.Serve("key-2", std::chrono::milliseconds(500));
+  absl::StatusOr<v2::StatusResponse> slow = client.Query(std::chrono::milliseconds(50));
+  ASSERT_FALSE(slow.ok());
+  EXPECT_EQ(slow.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(ReasonOf(slow.status()), reason::kTimeout);
+  EXPECT_NE(slow.status().message().find(Socket()), std::string::npos) << slow.status();
+  provider.Serve("key-3");
+  EXPECT_EQ(KeyIdOf(client.Query(kTimeout)), "key-3");
 }
 
 TEST_F(KmsClientTest, NoSocketIsUnreachableNamingIt) {
