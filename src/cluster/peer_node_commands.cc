@@ -21,11 +21,6 @@ std::string Key(uint64_t term, uint64_t index) {
 // Ticks a hand-off query waits for the holder to learn the commit.
 constexpr int kUnknownFenceTicks = 10;
 
-bool Unseen(const v1::Fence& fence, const v1::PlanRecord& committed) {
-  return fence.term() > committed.term() ||
-         (fence.term() == committed.term() && fence.index() > committed.index());
-}
-
 }  // namespace
 
 // The leader sends a command right after its record commits, and the
@@ -35,7 +30,7 @@ bool Unseen(const v1::Fence& fence, const v1::PlanRecord& committed) {
 // fence against what this node holds, as it would have without the wait.
 void PeerNode::AwaitCommitOf(const v1::Fence& fence, std::unique_lock<std::mutex>& lock) {
   changed_.wait_for(lock, options_.tick,
-                    [&] { return stopping_ || !Unseen(fence, machine_->committed()); });
+                    [&] { return stopping_ || !FenceUnseen(fence, machine_->committed()); });
 }
 
 absl::Status PeerNode::PersistFence() {

@@ -99,6 +99,10 @@ HandoffAnswer DecideHandoff(const HandoffFacts& facts, const v1::Fence& fence) {
   }
 }
 
+bool FenceUnseen(const v1::Fence& fence, const v1::PlanRecord& committed) {
+  return FenceAfter(fence, committed.term(), committed.index());
+}
+
 FenceGuard::FenceGuard(std::string self, const v1::FenceState& persisted)
     : self_(std::move(self)), state_(persisted) {}
 
@@ -128,7 +132,7 @@ absl::Status FenceGuard::CheckReleased(const v1::Fence& fence) const {
 // anyone can learn the current term, nobody can make a majority commit.
 absl::Status FenceGuard::CheckCommitted(const v1::Fence& fence,
                                         const v1::PlanRecord& committed) const {
-  if (FenceAfter(fence, committed.term(), committed.index())) {
+  if (FenceUnseen(fence, committed)) {
     return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
                      "node " + self_ + " has not seen plan record " + Key(fence) +
                          " committed (it holds " + Key(committed) +

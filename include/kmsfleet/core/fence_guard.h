@@ -42,6 +42,10 @@ struct HandoffAnswer {
 // in-flight slot: never started, Stable, RolledBack.
 bool IsReleasable(v1::HandoffOutcome outcome);
 
+// True when `fence` names a record newer than `committed`, the record this
+// node holds: what FenceGuard refuses as UNKNOWN_FENCE.
+bool FenceUnseen(const v1::Fence& fence, const v1::PlanRecord& committed);
+
 // An operation that ended but whose closed journal is not yet durably on
 // disk (a full state directory): the executor retries the write and keeps
 // the node busy until it lands.
