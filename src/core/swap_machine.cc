@@ -423,9 +423,8 @@ int64_t StabilityWindow::NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
     // a poll, then a quarter, a half, then every poll, so a quick start is
     // seen within a fraction of a poll and a slow one costs three polls.
     constexpr int kRampHalvings = 3;
-    const int shift = std::max(0, kRampHalvings + 1 - unhealthy_polls_);
-    if (unhealthy_polls_ == 0 || shift == 0) return poll_ms;
-    return std::max<int64_t>(1, poll_ms >> std::min(shift, kRampHalvings));
+    if (unhealthy_polls_ == 0 || unhealthy_polls_ > kRampHalvings) return poll_ms;
+    return std::max<int64_t>(1, poll_ms >> (kRampHalvings + 1 - unhealthy_polls_));
   }
   return std::clamp<int64_t>(*healthy_since_ + window_ms_ - now_ms, 0, poll_ms);
 }

@@ -35,9 +35,9 @@ inline constexpr int kMaxKmsMessageBytes = 64 << 10;
 //    connects to it even while the old process still serves its unlinked
 //    socket;
 //  - on any failure it is dropped and the call made again on a new
-//    connection, so an answer is never worse than a
-//    one-shot call's (a kept channel in reconnect back-off would otherwise
-//    report a provider that is back as unreachable).
+//    connection, so an answer is never worse than a one-shot call's (a
+//    kept channel in reconnect back-off would otherwise report a provider
+//    that is back as unreachable).
 // Thread-safe.
 class KmsStatusClient {
  public:
@@ -48,8 +48,6 @@ class KmsStatusClient {
   //   Unavailable, KMS_SOCKET_UNREACHABLE: no listener, or the RPC failed;
   //   DeadlineExceeded, TIMEOUT: no answer within `timeout`.
   absl::StatusOr<v2::StatusResponse> Query(std::chrono::milliseconds timeout);
-
-  const std::string& socket_path() const { return socket_path_; }
 
  private:
   struct SocketId {
