@@ -135,18 +135,22 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   }
   PlanInput in;
   in.now_unix_ms = options_.now_unix_ms();
-  Observe(in.views);
-  RecordParity(in.views);
-  if (options_.probe_openbao) in.openbao = options_.probe_openbao();
-  in.random = options_.random();
-  std::shared_ptr<Pending> command = NextCommand();
   bool renew = false;
   {
+    // Results first: the views asked for below are then newer than every
+    // result, as PlanInput promises the machine.
     std::lock_guard lock(mu_);
     in.results = std::move(results_);
     results_.clear();
     std::swap(renew, renew_fence_);
   }
+  std::future<std::optional<OpenBaoProbe>> openbao;
+  if (options_.probe_openbao) openbao = std::async(std::launch::async, options_.probe_openbao);
+  Observe(in.views);
+  RecordParity(in.views);
+  if (openbao.valid()) in.openbao = openbao.get();
+  in.random = options_.random();
+  std::shared_ptr<Pending> command = NextCommand();
   if (renew) RenewFence();
   if (command && command->upgrade && command->request.dry_run()) {
     Answer(*command, DryRun(*command, in));

@@ -100,6 +100,7 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
                                   std::string(r.status.message())));
     node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
     changed_ = true;
+    RestartParity();
     return;
   }
   switch (r.outcome) {
@@ -133,6 +134,7 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
       break;
   }
   changed_ = true;
+  RestartParity();
 }
 
 void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
@@ -155,7 +157,16 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
   }
   node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
   changed_ = true;
+  RestartParity();
 }
+
+// Parity must be seen stable again after a node's step, over rounds that
+// all began after it ended: this Step's views were asked for after its
+// results arrived (PlanInput), so they are the first such round. Counting
+// from here rather than from the hand-off lets the rounds run while the
+// result and the hand-off commit, and the slot is then cleared and given
+// to the next node in one commit.
+void PlanStep::RestartParity() { m_.parity_.RestartWith(in_.views); }
 
 void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   if (next_->in_flight() != node.node() ||
@@ -177,9 +188,12 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   next_->set_in_flight("");
   node.set_stage(v1::PLAN_STEP_STAGE_UNSPECIFIED);
   changed_ = true;
-  // Parity must be seen stable again, over fresh rounds, after a swap.
-  m_.parity_.Reset();
-  if (node.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) return;  // after ack
+  if (node.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) {
+    // Released after a break-glass acknowledgement: the node was mended by
+    // hand since its result, so parity counts again from the next round.
+    m_.parity_.Reset();
+    return;
+  }
   node.set_done_unix_ms(in_.now_unix_ms);
   if (!node.reason().empty()) {
     SetNodePhase(node, v1::PLAN_NODE_PHASE_FAILED);

@@ -50,6 +50,7 @@ class PlanStep {
   void ApplyOperation(v1::PlanNode& node, const ActionResult& result);
   void ApplyApiServerRestarted(v1::PlanNode& node, const ActionResult& result);
   void ApplyHandOff(v1::PlanNode& node, const ActionResult& result);
+  void RestartParity();
   void AfterFailure(const v1::PlanNode& node);
   void DecidePhase();
   void DecidePreflight();

@@ -418,13 +418,13 @@ bool StabilityWindow::Stable(int64_t now_ms) const {
 
 int64_t StabilityWindow::NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
   if (!healthy_since_) {
-    // A started provider is usually ready within a poll, and the window
-    // counts only from the poll that sees it: ask again after an eighth of
-    // a poll, then a quarter, a half, then every poll, so a quick start is
-    // seen within a fraction of a poll and a slow one costs three polls.
-    constexpr int kRampHalvings = 3;
-    if (unhealthy_polls_ == 0 || unhealthy_polls_ > kRampHalvings) return poll_ms;
-    return std::max<int64_t>(1, poll_ms >> (kRampHalvings + 1 - unhealthy_polls_));
+    // A started provider is usually ready within a poll or two, and the
+    // window counts only from the poll that sees it: ask every quarter of
+    // a poll for two polls' time, then every poll. A quick start is seen
+    // within a quarter of a poll; a slow one costs eight small probes.
+    constexpr int kQuickPolls = 8;
+    if (unhealthy_polls_ == 0 || unhealthy_polls_ > kQuickPolls) return poll_ms;
+    return std::max<int64_t>(1, poll_ms / 4);
   }
   return std::clamp<int64_t>(*healthy_since_ + window_ms_ - now_ms, 0, poll_ms);
 }

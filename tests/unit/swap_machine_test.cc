@@ -224,29 +224,29 @@ TEST(SwapMachineTest, StabilityWindowWaitsNoLongerThanItsEnd) {
   EXPECT_EQ(w.NextPollInMs(1100, 500), 0);
   EXPECT_EQ(w.NextPollInMs(1300, 500), 0);  // never negative
   w.Observe(VerifyVerdict::kNotReady, 1050);
-  EXPECT_EQ(w.NextPollInMs(1060, 500), 62);  // a bad step restarts it
+  EXPECT_EQ(w.NextPollInMs(1060, 500), 125);  // a bad step restarts it
 }
 
 // The window counts from the poll that sees the provider ready: with a
 // whole poll between tries, a provider ready 10 ms after its start was
 // seen up to a poll later (500 ms in production) and every node's step
-// took that much longer. Until a poll is healthy the waits grow from an
-// eighth of a poll to a whole one.
+// took that much longer. Until a poll is healthy the waits are a quarter of
+// a poll, for two polls' time; then whole polls.
 TEST(SwapMachineTest, StabilityWindowAsksSoonAfterAPollThatWasNotHealthy) {
   StabilityWindow w(1000);
   std::vector<int64_t> waits;
   int64_t now = 0;
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 10; ++i) {
     w.Observe(VerifyVerdict::kNotReady, now);
     waits.push_back(w.NextPollInMs(now, 500));
     now += waits.back();
   }
-  EXPECT_EQ(waits, (std::vector<int64_t>{62, 125, 250, 500, 500, 500}));
+  EXPECT_EQ(waits, (std::vector<int64_t>{125, 125, 125, 125, 125, 125, 125, 125, 500, 500}));
   w.Observe(VerifyVerdict::kHealthy, now);
   EXPECT_EQ(w.NextPollInMs(now, 500), 500);
   w.Observe(VerifyVerdict::kNotReady, now + 500);
-  EXPECT_EQ(w.NextPollInMs(now + 500, 500), 62);  // ramps again
-  EXPECT_EQ(w.NextPollInMs(0, 1), 1);           // never below a millisecond
+  EXPECT_EQ(w.NextPollInMs(now + 500, 500), 125);  // quick again
+  EXPECT_EQ(w.NextPollInMs(0, 1), 1);            // never below a millisecond
 }
 
 // The AAD baseline is the first healthy value whether or not the decrypt

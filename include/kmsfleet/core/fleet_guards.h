@@ -66,6 +66,14 @@ class ParityStreak {
     consecutive_ = 0;
     hash_.clear();
   }
+  // Starts counting again with `views` as the first round, even if it was
+  // counted already: the caller knows it was observed after the event that
+  // ends the old streak (a node's operation ended before it was asked for).
+  void RestartWith(const std::vector<NodeView>& views) {
+    Reset();
+    last_counted_ms_.clear();
+    Observe(views);
+  }
   int consecutive() const { return consecutive_; }
   const std::string& hash() const { return hash_; }
   // Why the last round failed; OK when it passed or none was seen.

@@ -74,6 +74,9 @@ struct PlanInput {
   // answered).
   std::vector<NodeView> views;
   std::optional<OpenBaoProbe> openbao;  // nullopt = not probed yet
+  // Results received before `views` were asked for: a round in `views` is
+  // newer than every result here, so it may open the parity streak that
+  // follows a node's operation.
   std::vector<ActionResult> results;
   std::optional<OperatorCommand> command;
   // Fresh randomness (break-glass nonces, plan ids).

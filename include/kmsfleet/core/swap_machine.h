@@ -232,8 +232,8 @@ class StabilityWindow {
   bool Stable(int64_t now_ms) const;
   // How long to wait before the next poll: `poll_ms`, or less when the
   // window completes sooner, so that stability is seen at the window's end
-  // rather than up to a poll interval after it. After polls that were not
-  // healthy: an eighth, a quarter, a half of `poll_ms`, then `poll_ms`.
+  // rather than up to a poll interval after it. After a poll that was not
+  // healthy: a quarter of `poll_ms`, for up to eight such polls.
   int64_t NextPollInMs(int64_t now_ms, int64_t poll_ms) const;
 
  private:
