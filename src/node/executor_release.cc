@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <utility>
 
 #include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
@@ -129,7 +130,11 @@ absl::StatusOr<std::string> Executor::ImageOfRelease(const std::string& manifest
 // previous version (a rollback's target): the installed binary's
 // `version`, or in static-pod mode the running container's build_info.
 absl::StatusOr<std::string> Executor::RunningVersion(const SwapJournal& j) {
-  if (!options_.static_pod) return seams_.cli.Version(j.previous_binary);
+  if (!options_.static_pod) {
+    std::optional<InstalledVersion> seen = std::exchange(installed_version_, std::nullopt);
+    if (seen && seen->sha256 == j.previous_sha256) return seen->version;
+    return seams_.cli.Version(j.previous_binary);
+  }
   v1::NodeState now = seams_.probe.Observe();
   if (now.provider_version().empty()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kVersionCommandFailed,
@@ -138,6 +143,16 @@ absl::StatusOr<std::string> Executor::RunningVersion(const SwapJournal& j) {
                          "could not tell which version it restores");
   }
   return now.provider_version();
+}
+
+std::optional<Executor::InstalledVersion> Executor::VersionOfInstalled() {
+  absl::StatusOr<std::string> sha = seams_.installer.Observe();
+  if (!sha.ok()) return std::nullopt;
+  // A failure here is not reported: the capture runs `version` again on
+  // its copy and reports that.
+  absl::StatusOr<std::string> version = seams_.cli.Version(options_.install_path);
+  if (!version.ok()) return std::nullopt;
+  return InstalledVersion{*std::move(sha), *std::move(version)};
 }
 
 // A static-pod swap's release was rendered from the live manifest when the

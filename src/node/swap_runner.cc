@@ -2,6 +2,9 @@
 // executor's worker thread: the machine (src/core/swap_machine.cc) says
 // what to journal and what to do next; each action here observes or
 // changes the node through a seam and reports how it went.
+#include <future>
+#include <optional>
+
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
@@ -128,7 +131,13 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(j.target_version, j.target_binary, image));
+  installed_version_.reset();
+  std::future<std::optional<InstalledVersion>> installed;
+  if (!options_.static_pod) {
+    installed = std::async(std::launch::async, [this] { return VersionOfInstalled(); });
+  }
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
+  if (installed.valid()) installed_version_ = installed.get();
   KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);
   KMSFLEET_RETURN_IF_ERROR(checks.rotation_plan.status());

@@ -56,6 +56,9 @@ struct World {
   bool failed = false;
   int invocation = 1;
   std::vector<std::string> calls;  // "stop", "start", "install <version>"
+  // The binaries `version` ran on, and a hook called after each run.
+  std::vector<std::string> version_runs;
+  std::function<void(World&, const std::string& binary)> after_version;
   // Behaviour of a version once started.
   std::set<std::string> exits_on_start, never_ready;
   std::map<std::string, std::string> reports_version;  // as build_info
@@ -170,10 +173,16 @@ class FakeCli final : public ProviderCli {
   bool rendezvous = false;
   FakeCli(World& w, FakeInstaller& installer) : w_(w), installer_(installer) {}
   absl::StatusOr<std::string> Version(const std::string& binary) override {
-    absl::StatusOr<std::string> sha = installer_.Digest(binary);
+    const bool installed = binary == ExecutorOptions().install_path;
+    absl::StatusOr<std::string> sha =
+        installed ? absl::StatusOr<std::string>("") : installer_.Digest(binary);
     std::lock_guard<std::mutex> lock(w_.mu);
+    if (installed) sha = w_.installed_sha;
+    w_.version_runs.push_back(binary);
     if (!sha.ok()) return sha.status();
-    return w_.version_of_sha[*sha];
+    std::string version = w_.version_of_sha[*sha];
+    if (w_.after_version) w_.after_version(w_, binary);
+    return version;
   }
   absl::StatusOr<PreflightResult> Preflight(const std::string& binary,
                                             const std::string& version,
@@ -446,6 +455,35 @@ class ExecutorTest : public ::testing::Test {
   std::string old_sha_, new_sha_;
   std::unique_ptr<Executor> executor_;
 };
+
+// The installed binary's `version` runs beside doctor and rotation-plan,
+// not alone after them: the capture takes it, since its copy has the
+// digest the installed file had when `version` ran.
+TEST_F(ExecutorTest, CaptureTakesTheVersionRunBesideThePreflight) {
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(j.previous_version, kOld);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
+}
+
+// Replaced after its `version` ran, the installed binary is not what the
+// capture copied: `version` runs again on the copy, the release a
+// rollback would restore.
+TEST_F(ExecutorTest, CaptureRunsVersionAgainWhenTheInstalledBinaryChanged) {
+  const std::string other_sha(64, 'x');
+  w_.version_of_sha[other_sha] = "0.1.5";
+  w_.after_version = [&](World& w, const std::string& binary) {
+    if (binary == options_.install_path) w.installed_sha = other_sha;
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(j.previous_version, "0.1.5");
+  EXPECT_EQ(j.previous_sha256, other_sha);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  ASSERT_EQ(w_.version_runs.size(), 2u);
+  EXPECT_EQ(w_.version_runs[1], j.previous_binary);
+}
 
 TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   SwapJournal j = SwapTo(kNew);

@@ -278,6 +278,19 @@ class Executor {
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
   absl::Status CheckReleaseFromCapture(const SwapJournal& j);
+  // The installed binary's `version`, run beside the swap's preflight
+  // checks, with the digest the file had just before: the capture reuses
+  // it when its copy has that digest (the version is a function of the
+  // bytes), so no provider command runs alone between preflight and stop.
+  struct InstalledVersion {
+    std::string sha256;
+    std::string version;
+  };
+  std::optional<InstalledVersion> VersionOfInstalled();
+
+  // Set by PreflightTarget, taken by the capture that follows it; only the
+  // worker thread touches it.
+  std::optional<InstalledVersion> installed_version_;
 
   ExecutorOptions options_;
   std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given
