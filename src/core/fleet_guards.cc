@@ -176,6 +176,15 @@ void ParityStreak::Observe(const std::vector<NodeView>& views) {
   hash_ = hash;
 }
 
+void ParityStreak::RestartWith(const std::vector<NodeView>& views) {
+  Reset();
+  for (const NodeView& view : views) {
+    if (view.unreachable_since_unix_ms != 0) return;
+  }
+  last_counted_ms_.clear();
+  Observe(views);
+}
+
 absl::Status CheckParityStable(const ParityStreak& streak, int required) {
   if (streak.consecutive() >= required) return absl::OkStatus();
   if (!streak.last_problem().ok()) return streak.last_problem();

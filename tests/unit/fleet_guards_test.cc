@@ -115,6 +115,40 @@ TEST(ParityStreakTest, RereadingTheSameObservationDoesNotCount) {
   EXPECT_EQ(streak.consecutive(), 1);
 }
 
+// After a node's operation the streak restarts with the round asked for
+// after its result, even though that round was counted once already.
+TEST(ParityStreakTest, RestartCountsTheRoundAskedForAfterTheEvent) {
+  ParityStreak streak;
+  for (int64_t at : {1000, 2000, 3000}) streak.Observe(HealthyFleet(kVoters, "0.1.0", at));
+  ASSERT_EQ(streak.consecutive(), 3);
+  streak.RestartWith(HealthyFleet(kVoters, "0.1.0", 3000));
+  EXPECT_EQ(streak.consecutive(), 1);
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 3000));  // the same round again
+  EXPECT_EQ(streak.consecutive(), 1);
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 4000));
+  EXPECT_EQ(streak.consecutive(), 2);
+}
+
+// A node that did not answer the round keeps its older view, taken before
+// the event: that round does not open the new streak, and neither does any
+// later one until the node answers again.
+TEST(ParityStreakTest, RestartDoesNotCountAViewKeptFromBeforeTheEvent) {
+  ParityStreak streak;
+  for (int64_t at : {1000, 2000}) streak.Observe(HealthyFleet(kVoters, "0.1.0", at));
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0", 3000);
+  views[2] = HealthyView("c", "0.1.0", kHashA, 2000);
+  views[2].unreachable_since_unix_ms = 2500;
+  streak.Observe(views);
+  streak.RestartWith(views);
+  EXPECT_EQ(streak.consecutive(), 0);
+  views[0].state->set_observed_at_unix_ms(4000);
+  views[1].state->set_observed_at_unix_ms(4000);
+  streak.Observe(views);  // c still silent
+  EXPECT_EQ(streak.consecutive(), 0);
+  for (int64_t at : {5000, 6000}) streak.Observe(HealthyFleet(kVoters, "0.1.0", at));
+  EXPECT_EQ(streak.consecutive(), 2);
+}
+
 TEST(ParityStreakTest, MismatchResetsAndIsReported) {
   ParityStreak streak;
   streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000));

@@ -67,13 +67,11 @@ class ParityStreak {
     hash_.clear();
   }
   // Starts counting again with `views` as the first round, even if it was
-  // counted already: the caller knows it was observed after the event that
-  // ends the old streak (a node's operation ended before it was asked for).
-  void RestartWith(const std::vector<NodeView>& views) {
-    Reset();
-    last_counted_ms_.clear();
-    Observe(views);
-  }
+  // counted already: the caller asked every node for them after the event
+  // that ends the old streak (a node's operation ended). A view kept from
+  // an earlier round (its node did not answer this one) predates that
+  // event, so then nothing counts until a newer round.
+  void RestartWith(const std::vector<NodeView>& views);
   int consecutive() const { return consecutive_; }
   const std::string& hash() const { return hash_; }
   // Why the last round failed; OK when it passed or none was seen.
