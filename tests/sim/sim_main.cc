@@ -33,14 +33,15 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.plan_proposals_failed << " proposals lost with leadership, " << t.fences_renewed
             << " fences renewed; swaps refused as "
             << "stale term " << t.swaps_stale_term << ", stale fence " << t.swaps_stale_fence
-            << "; hand-offs withheld " << t.handoffs_withheld << "; adversary sent "
+            << "; hand-offs withheld " << t.handoffs_withheld << "; commands held for their "
+            << "record's commit " << t.commit_waits << "; adversary sent "
             << t.adversary_sent << ", refused " << t.adversary_refused << "; operator commands "
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
             << "faults stopped " << t.max_settle_ticks << " ticks\n";
   if (seeds >= 200 &&
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
-       t.crashed_mid_swap == 0 || t.handoffs_withheld == 0 ||
+       t.crashed_mid_swap == 0 || t.handoffs_withheld == 0 || t.commit_waits == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;
@@ -98,7 +99,8 @@ int main(int argc, char** argv) {
             << ", refused as stale term " << total.swaps_stale_term
             << ", refused as stale fence " << total.swaps_stale_fence << "; "
             << total.rollback_failed << " RollbackFailed, " << total.handoffs_withheld
-            << " hand-offs withheld; adversary sent " << total.adversary_sent
+            << " hand-offs withheld, " << total.commit_waits
+            << " commands held for their record's commit; adversary sent " << total.adversary_sent
             << ", refused " << total.adversary_refused << " (unknown fence "
             << total.adversary_unknown << ")\n";
   std::cout << "leadership transfers: " << total.transfers_started << " started ("
@@ -126,8 +128,10 @@ int main(int argc, char** argv) {
     std::cout << "FAIL: the schedules did not complete, abandon and refuse transfers\n";
     return 1;
   }
-  if (seeds >= 200 && (total.adversary_unknown == 0 || total.handoffs_withheld == 0)) {
-    std::cout << "FAIL: no forged fence was refused or no hand-off was withheld\n";
+  if (seeds >= 200 && (total.adversary_unknown == 0 || total.handoffs_withheld == 0 ||
+                       total.commit_waits == 0)) {
+    std::cout << "FAIL: no forged fence was refused, no hand-off was withheld or no command "
+                 "waited for its record's commit\n";
     return 1;
   }
   return 0;

@@ -32,9 +32,28 @@ void World::Deliver() {
   }
 }
 
+// As PeerNode::AwaitCommitOf: a swap or hand-off query under a fence whose
+// record the node holds but has not seen committed waits, up to a tick,
+// for the commit; it is then judged on whatever the node holds by then
+// (here: later in this step, after the messages due with it, or in the
+// next one).
+bool World::HeldForCommit(const Node& node, const Envelope& e) {
+  if ((e.kind != Kind::kSwap && e.kind != Kind::kQuery) || e.waited ||
+      !FenceUnseen(e.fence, node.machine->committed())) {
+    return false;
+  }
+  auto again = std::make_unique<Envelope>(e);
+  again->waited = true;
+  again->deliver_at = now_ + Pick(0, 1);
+  again->seq = seq_++;
+  inflight_.push(std::move(again));
+  ++counters_.commit_waits;
+  return true;
+}
+
 void World::DeliverOne(const Envelope& e) {
   Node& node = nodes_.at(e.to);
-  if (!node.up) return;
+  if (!node.up || HeldForCommit(node, e)) return;
   switch (e.kind) {
     case Kind::kPeer: {
       absl::StatusOr<ElectionReady> ready = node.machine->Step(e.peer);

@@ -47,6 +47,7 @@ struct Envelope {
   v1::Fence fence;
   v1::ReleaseReply reply;  // Released: the node's answer
   bool adversary = false;  // Swap or Query injected by the adversary
+  bool waited = false;     // Swap or Query held once for its record's commit
   // --plan: the coordinator's term, the action carried out (Swap, Query,
   // Action, Poll and their answers), the node's result, and whether the
   // operation polled still runs.
@@ -164,6 +165,7 @@ class World {
   void Send(Envelope e, int64_t max_delay);
   void Deliver();
   void DeliverOne(const Envelope& e);
+  bool HeldForCommit(const Node& node, const Envelope& e);
   void Handle(Node& node, const ElectionReady& ready);
   void HandleSwap(Node& node, const Envelope& e);
   void HandleQuery(Node& node, const Envelope& e);

@@ -22,6 +22,7 @@ void Counters::Add(const Counters& o) {
   adversary_sent += o.adversary_sent;
   adversary_unknown += o.adversary_unknown;
   adversary_refused += o.adversary_refused;
+  commit_waits += o.commit_waits;
   plans_completed += o.plans_completed;
   plans_rolled_back += o.plans_rolled_back;
   plans_aborted += o.plans_aborted;
