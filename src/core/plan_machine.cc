@@ -10,9 +10,12 @@
 namespace kmsfleet {
 
 bool IsProgressWait(std::string_view reason) {
+  // HANDOFF_PENDING and UNKNOWN_FENCE: a node still finishing its
+  // operation, or not yet holding the commit its command names.
   static constexpr std::string_view kWaits[] = {
       reason::kParityNotStable, reason::kSoakInProgress, reason::kPlanPaused,
-      reason::kPlanHalted, reason::kBreakGlassActive};
+      reason::kPlanHalted,      reason::kBreakGlassActive, reason::kHandoffPending,
+      reason::kUnknownFence};
   for (std::string_view wait : kWaits) {
     if (reason == wait) return true;
   }

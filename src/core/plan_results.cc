@@ -34,6 +34,9 @@ void PlanStep::ApplyResult(const ActionResult& result) {
     return;  // answers an action of an earlier plan
   }
   if (result.status.code() == absl::StatusCode::kUnavailable) {
+    auto [entry, added] = m_.unanswered_.try_emplace(result.node);
+    if (added) entry->second.since_unix_ms = in_.now_unix_ms;
+    entry->second.status = result.status;
     // The node could not be reached: let the action be issued again.
     const std::string prefix = absl::StrCat("/", result.node, "/");
     for (auto it = m_.issued_.begin(); it != m_.issued_.end();) {
@@ -42,6 +45,7 @@ void PlanStep::ApplyResult(const ActionResult& result) {
     }
     return;
   }
+  m_.unanswered_.erase(result.node);
   switch (result.kind) {
     case ResultKind::kStaged: ApplyStaged(*node, result); break;
     case ResultKind::kPreflighted: ApplyPreflighted(*node, result); break;
@@ -203,6 +207,22 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   SetNodePhase(node, node.rollback_of().empty()
                          ? v1::PLAN_NODE_PHASE_DONE
                          : v1::PLAN_NODE_PHASE_ROLLED_BACK);
+}
+
+// Nothing else holds the plan up, but an action it needs keeps coming
+// back unanswered: say which node and since when, rather than nothing.
+void PlanStep::BlockOnUnanswered() {
+  if (!blocked_.ok() || m_.unanswered_.empty()) return;
+  const auto& [node, u] = *m_.unanswered_.begin();
+  const std::string reason =
+      ReasonOf(u.status).empty() ? reason::kAgentUnreachable : ReasonOf(u.status);
+  Block(MakeError(absl::StatusCode::kUnavailable, reason,
+                  absl::StrCat("Waiting for ", node, " to answer (since unix_ms ",
+                               u.since_unix_ms, ", ",
+                               (in_.now_unix_ms - u.since_unix_ms) / 1000,
+                               " s): ", std::string(u.status.message()),
+                               " The action is sent again until it does."),
+                  {{"node", node}}));
 }
 
 void PlanStep::AfterFailure(const v1::PlanNode& node) {

@@ -40,9 +40,13 @@ void PlanStep::Run() {
   // A finished plan is moved only by a command (rollback, a new plan): a
   // late answer to an action issued before the end is stale, and must not
   // halt an Aborted plan.
-  if (IsFinished(next_->phase())) return;
+  if (IsFinished(next_->phase())) {
+    m_.unanswered_.clear();
+    return;
+  }
   for (const ActionResult& r : results) ApplyResult(r);
   DecidePhase();
+  BlockOnUnanswered();
 }
 
 PlanReady PlanStep::TakeReady() {

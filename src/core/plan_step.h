@@ -51,6 +51,7 @@ class PlanStep {
   void ApplyApiServerRestarted(v1::PlanNode& node, const ActionResult& result);
   void ApplyHandOff(v1::PlanNode& node, const ActionResult& result);
   void RestartParity();
+  void BlockOnUnanswered();
   void AfterFailure(const v1::PlanNode& node);
   void DecidePhase();
   void DecidePreflight();

@@ -57,6 +57,7 @@ KMSFLEET_EXPLORE_FIELD(TransferElapsed, int, transfer_elapsed_);
 
 // --plan: the PlanMachine's private state, the same way.
 using ResultList = std::vector<ActionResult>;
+using UnansweredMap = std::map<std::string, UnansweredAction>;
 #define KMSFLEET_EXPLORE_PLAN_FIELD(Name, Type, Field)              \
   struct Name {                                                     \
     using type = Type PlanMachine::*;                               \
@@ -68,6 +69,7 @@ KMSFLEET_EXPLORE_PLAN_FIELD(PlanPending, std::optional<uint64_t>, pending_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanParity, ParityStreak, parity_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanIssued, NameSet, issued_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanDeferred, ResultList, deferred_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanUnanswered, UnansweredMap, unanswered_);
 
 #undef KMSFLEET_EXPLORE_PLAN_FIELD
 

@@ -15,7 +15,7 @@ namespace {
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
 static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
-static_assert(sizeof(PlanMachine) == 512,
+static_assert(sizeof(PlanMachine) == 560,
               "PlanMachine changed: add its new fields to CanonicalPlan");
 static_assert(sizeof(ParityStreak) == 96,
               "ParityStreak changed: add its new fields to CanonicalPlan");
@@ -132,6 +132,11 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   for (const std::string& key : ReadPlan<PlanIssued>(m)) out << key << ';';
   out << 'D';
   for (const ActionResult& r : ReadPlan<PlanDeferred>(m)) PutResult(out, r);
+  // Only the wording of `blocked` reads the time: the node and reason do.
+  out << 'U';
+  for (const auto& [node, u] : ReadPlan<PlanUnanswered>(m)) {
+    out << node << ':' << ReasonOf(u.status) << ';';
+  }
   out << 'p' << (p.pending_index ? *p.pending_index : 0) << ',';
   if (p.pending_plan) PutPayload(out, p.pending_plan->SerializeAsString());
   out << 'h';

@@ -115,6 +115,10 @@ class Driver {
   // How the agent answers an API server restart; OK = restarted and ready.
   std::function<absl::Status(const PlanAction&)> restart =
       [](const PlanAction&) { return absl::OkStatus(); };
+  // An error with code Unavailable here is the action's whole answer (the
+  // node could not be reached or could not answer yet).
+  std::function<absl::Status(const PlanAction&)> unavailable =
+      [](const PlanAction&) { return absl::OkStatus(); };
   std::map<std::string, std::string> versions_;
   std::vector<PlanAction> log_;
   v1::FleetPlan plan_;
@@ -125,6 +129,12 @@ class Driver {
     ActionResult r;
     r.node = a.node;
     r.revision = a.revision;
+    if (absl::Status u = unavailable(a); !u.ok()) {
+      r.kind = KindOf(a.kind);
+      r.status = u;
+      results_.push_back(std::move(r));
+      return;
+    }
     switch (a.kind) {
       case ActionKind::kStage:
         r.kind = ResultKind::kStaged;
@@ -161,6 +171,16 @@ class Driver {
         return;
     }
     results_.push_back(std::move(r));
+  }
+
+  static ResultKind KindOf(ActionKind kind) {
+    switch (kind) {
+      case ActionKind::kStage: return ResultKind::kStaged;
+      case ActionKind::kPreflight: return ResultKind::kPreflighted;
+      case ActionKind::kRestartApiServer: return ResultKind::kApiServerRestarted;
+      case ActionKind::kHandOff: return ResultKind::kHandOff;
+      default: return ResultKind::kOperation;
+    }
   }
 
   int64_t now_ = 1'000'000;
@@ -283,6 +303,49 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   r = d.Step();  // third round: the next node goes
   EXPECT_TRUE(r.blocked.ok()) << r.blocked;
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+}
+
+// An action that keeps coming back unanswered holds the plan: `plan` and
+// `watch` say which node, since when and what it last said, not nothing.
+TEST(PlanMachineTest, AHandOffLeftUnansweredSaysWhichNodeAndSinceWhen) {
+  Driver d;
+  bool answering = false;
+  d.unavailable = [&answering](const PlanAction& a) {
+    if (a.kind != ActionKind::kHandOff || answering) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
+                     "a has not seen record 1/7 committed");
+  };
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) {
+    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_HANDING_OFF;
+  });
+  PlanReady r;
+  for (int i = 0; i < 4; ++i) r = d.Step();
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kUnknownFence) << r.blocked;
+  EXPECT_THAT(r.blocked.message(), HasSubstr("Waiting for a to answer"));
+  EXPECT_THAT(r.blocked.message(), HasSubstr("3 s): a has not seen record 1/7 committed"));
+  EXPECT_EQ(d.plan_.in_flight(), "a");
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+  answering = true;
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+}
+
+// A node that cannot be reached at all is named with AGENT_UNREACHABLE.
+TEST(PlanMachineTest, AStageLeftUnansweredIsAnUnreachableAgent) {
+  Driver d;
+  d.unavailable = [](const PlanAction& a) {
+    return a.node == "c" && a.kind == ActionKind::kStage
+               ? absl::UnavailableError("connect to 10.0.0.3:9443: connection refused")
+               : absl::OkStatus();
+  };
+  d.Step(Start());
+  PlanReady r;
+  for (int i = 0; i < 3; ++i) r = d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PREFLIGHT);
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kAgentUnreachable) << r.blocked;
+  EXPECT_THAT(r.blocked.message(), HasSubstr("Waiting for c to answer"));
+  EXPECT_THAT(r.blocked.message(), HasSubstr("connection refused"));
 }
 
 TEST(PlanMachineTest, SoakDelaysTheNextNode) {
@@ -636,7 +699,8 @@ TEST(PlanNamesTest, PhasesPrintAsTheArchitectureSpellsThem) {
 TEST(PlanMachineTest, ProgressWaitsAreNotGuardRefusals) {
   for (std::string_view wait : {reason::kParityNotStable, reason::kSoakInProgress,
                                 reason::kPlanPaused, reason::kPlanHalted,
-                                reason::kBreakGlassActive}) {
+                                reason::kBreakGlassActive, reason::kHandoffPending,
+                                reason::kUnknownFence}) {
     EXPECT_TRUE(IsProgressWait(wait)) << wait;
   }
   for (std::string_view guard : {reason::kRotationInProgress, reason::kOpenBaoUnreachable,

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -75,6 +76,13 @@ struct PlanReady {
   absl::Status blocked;
 };
 
+// An action that came back Unavailable (the node could not be reached, or
+// could not answer yet) and when the first of a run of them did.
+struct UnansweredAction {
+  absl::Status status;
+  int64_t since_unix_ms = 0;
+};
+
 class PlanMachine {
  public:
   // `committed` is the plan of the committed election record, if any.
@@ -113,6 +121,9 @@ class PlanMachine {
   std::set<std::string> issued_;
   // Results that arrived while a proposal was outstanding.
   std::vector<ActionResult> deferred_;
+  // Per node, the last action that came back unanswered, until the node
+  // answers one: what the plan waits for.
+  std::map<std::string, UnansweredAction> unanswered_;
 };
 
 }  // namespace kmsfleet
