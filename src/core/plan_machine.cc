@@ -65,6 +65,16 @@ std::string_view ActionKindName(ActionKind kind) {
   return "unknown";
 }
 
+ResultKind ResultKindOf(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kStage: return ResultKind::kStaged;
+    case ActionKind::kPreflight: return ResultKind::kPreflighted;
+    case ActionKind::kRestartApiServer: return ResultKind::kApiServerRestarted;
+    case ActionKind::kHandOff: return ResultKind::kHandOff;
+    default: return ResultKind::kOperation;
+  }
+}
+
 bool IsFinished(v1::PlanPhase phase) {
   return phase == v1::PLAN_PHASE_COMPLETED ||
          phase == v1::PLAN_PHASE_ROLLED_BACK ||

@@ -43,16 +43,6 @@ std::string RequestKey(const PlanAction& a) {
   return a.node + "/" + std::string(ActionKindName(a.kind));
 }
 
-ResultKind ResultKindOf(ActionKind kind) {
-  switch (kind) {
-    case ActionKind::kStage: return ResultKind::kStaged;
-    case ActionKind::kPreflight: return ResultKind::kPreflighted;
-    case ActionKind::kRestartApiServer: return ResultKind::kApiServerRestarted;
-    case ActionKind::kHandOff: return ResultKind::kHandOff;
-    default: return ResultKind::kOperation;
-  }
-}
-
 ActionResult Unavailable(const PlanAction& a, const std::string& why) {
   ActionResult r;
   r.kind = ResultKindOf(a.kind);

@@ -31,16 +31,6 @@
 namespace kmsfleet::sim {
 namespace {
 
-ResultKind ResultKindOf(ActionKind kind) {
-  switch (kind) {
-    case ActionKind::kStage: return ResultKind::kStaged;
-    case ActionKind::kPreflight: return ResultKind::kPreflighted;
-    case ActionKind::kRestartApiServer: return ResultKind::kApiServerRestarted;
-    case ActionKind::kHandOff: return ResultKind::kHandOff;
-    default: return ResultKind::kOperation;
-  }
-}
-
 std::string CommandName(CommandKind kind) {
   switch (kind) {
     case CommandKind::kStart: return "upgrade";

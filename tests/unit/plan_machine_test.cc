@@ -130,7 +130,7 @@ class Driver {
     r.node = a.node;
     r.revision = a.revision;
     if (absl::Status u = unavailable(a); !u.ok()) {
-      r.kind = KindOf(a.kind);
+      r.kind = ResultKindOf(a.kind);
       r.status = u;
       results_.push_back(std::move(r));
       return;
@@ -171,16 +171,6 @@ class Driver {
         return;
     }
     results_.push_back(std::move(r));
-  }
-
-  static ResultKind KindOf(ActionKind kind) {
-    switch (kind) {
-      case ActionKind::kStage: return ResultKind::kStaged;
-      case ActionKind::kPreflight: return ResultKind::kPreflighted;
-      case ActionKind::kRestartApiServer: return ResultKind::kApiServerRestarted;
-      case ActionKind::kHandOff: return ResultKind::kHandOff;
-      default: return ResultKind::kOperation;
-    }
   }
 
   int64_t now_ = 1'000'000;

@@ -95,6 +95,9 @@ enum class ActionKind {
 };
 
 std::string_view ActionKindName(ActionKind kind);
+// The kind of result that answers an action of `kind` (kHalt and
+// kBreakGlass are reports no node answers: kOperation).
+ResultKind ResultKindOf(ActionKind kind);
 
 struct PlanAction {
   ActionKind kind = ActionKind::kStage;
