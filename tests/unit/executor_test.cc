@@ -56,8 +56,10 @@ struct World {
   bool failed = false;
   int invocation = 1;
   std::vector<std::string> calls;  // "stop", "start", "install <version>"
-  // The binaries `version` ran on, and a hook called after each run.
+  // The binaries `version` ran on, those it fails on, and a hook called
+  // after each run that answered.
   std::vector<std::string> version_runs;
+  std::set<std::string> version_fails;
   std::function<void(World&, const std::string& binary)> after_version;
   // Behaviour of a version once started.
   std::set<std::string> exits_on_start, never_ready;
@@ -139,6 +141,7 @@ class FakeInstaller final : public Installer {
   absl::StatusOr<std::string> Digest(const std::string& release) override {
     {
       std::lock_guard<std::mutex> lock(w_.mu);
+      if (release == ExecutorOptions().install_path) return w_.installed_sha;
       if (auto it = w_.sha_of_path.find(release); it != w_.sha_of_path.end()) return it->second;
     }
     return Sha256File(release);  // a staged file
@@ -173,12 +176,12 @@ class FakeCli final : public ProviderCli {
   bool rendezvous = false;
   FakeCli(World& w, FakeInstaller& installer) : w_(w), installer_(installer) {}
   absl::StatusOr<std::string> Version(const std::string& binary) override {
-    const bool installed = binary == ExecutorOptions().install_path;
-    absl::StatusOr<std::string> sha =
-        installed ? absl::StatusOr<std::string>("") : installer_.Digest(binary);
+    absl::StatusOr<std::string> sha = installer_.Digest(binary);
     std::lock_guard<std::mutex> lock(w_.mu);
-    if (installed) sha = w_.installed_sha;
     w_.version_runs.push_back(binary);
+    if (w_.version_fails.contains(binary)) {
+      return Boom(reason::kVersionCommandFailed, binary + " version: exit status 1");
+    }
     if (!sha.ok()) return sha.status();
     std::string version = w_.version_of_sha[*sha];
     if (w_.after_version) w_.after_version(w_, binary);
@@ -483,6 +486,17 @@ TEST_F(ExecutorTest, CaptureRunsVersionAgainWhenTheInstalledBinaryChanged) {
   std::lock_guard<std::mutex> lock(w_.mu);
   ASSERT_EQ(w_.version_runs.size(), 2u);
   EXPECT_EQ(w_.version_runs[1], j.previous_binary);
+}
+
+// The run beside the checks failed: that is not the swap's failure, the
+// capture runs `version` on its copy and records what that says.
+TEST_F(ExecutorTest, CaptureRunsVersionAgainWhenTheRunBesideTheChecksFailed) {
+  w_.version_fails.insert(options_.install_path);
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(j.previous_version, kOld);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.version_runs, (std::vector<std::string>{options_.install_path, j.previous_binary}));
 }
 
 TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
