@@ -1,5 +1,6 @@
 // Phase decisions of one plan machine Step (plan_step.h): preflight, the
-// gates between nodes, the node in flight, and completion.
+// gates between nodes, the node in flight, completion, and the wait for a
+// node that leaves an action unanswered.
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -200,6 +201,22 @@ void PlanStep::DecideInFlight() {
       Issue(MakeAction(ActionKind::kHandOff, n->node()));
       return;
   }
+}
+
+// Nothing else holds the plan up, but an action it needs keeps coming
+// back unanswered: say which node and since when, rather than nothing.
+void PlanStep::BlockOnUnanswered() {
+  if (!blocked_.ok() || m_.unanswered_.empty()) return;
+  const auto& [node, u] = *m_.unanswered_.begin();
+  const std::string reason =
+      ReasonOf(u.status).empty() ? reason::kAgentUnreachable : ReasonOf(u.status);
+  Block(MakeError(absl::StatusCode::kUnavailable, reason,
+                  absl::StrCat("Waiting for ", node, " to answer (since unix_ms ",
+                               u.since_unix_ms, ", ",
+                               (in_.now_unix_ms - u.since_unix_ms) / 1000,
+                               " s): ", std::string(u.status.message()),
+                               " The action is sent again until it does."),
+                  {{"node", node}}));
 }
 
 void PlanStep::DecideCompletion(bool rolling_back) {

@@ -209,22 +209,6 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
                          : v1::PLAN_NODE_PHASE_ROLLED_BACK);
 }
 
-// Nothing else holds the plan up, but an action it needs keeps coming
-// back unanswered: say which node and since when, rather than nothing.
-void PlanStep::BlockOnUnanswered() {
-  if (!blocked_.ok() || m_.unanswered_.empty()) return;
-  const auto& [node, u] = *m_.unanswered_.begin();
-  const std::string reason =
-      ReasonOf(u.status).empty() ? reason::kAgentUnreachable : ReasonOf(u.status);
-  Block(MakeError(absl::StatusCode::kUnavailable, reason,
-                  absl::StrCat("Waiting for ", node, " to answer (since unix_ms ",
-                               u.since_unix_ms, ", ",
-                               (in_.now_unix_ms - u.since_unix_ms) / 1000,
-                               " s): ", std::string(u.status.message()),
-                               " The action is sent again until it does."),
-                  {{"node", node}}));
-}
-
 void PlanStep::AfterFailure(const v1::PlanNode& node) {
   const absl::Status failure = MakeError(absl::StatusCode::kFailedPrecondition,
                                          node.reason(), node.message());

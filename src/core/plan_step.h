@@ -51,7 +51,6 @@ class PlanStep {
   void ApplyApiServerRestarted(v1::PlanNode& node, const ActionResult& result);
   void ApplyHandOff(v1::PlanNode& node, const ActionResult& result);
   void RestartParity();
-  void BlockOnUnanswered();
   void AfterFailure(const v1::PlanNode& node);
   void DecidePhase();
   void DecidePreflight();
@@ -59,6 +58,7 @@ class PlanStep {
   void DecideNextNode();
   void DecideCompletion(bool rolling_back);
   absl::Status NodeGates(bool rolling_back);
+  void BlockOnUnanswered();
 
   // ---- helpers (plan_step.cc) ----
   v1::PlanNode* FindNode(std::string_view name);
