@@ -48,8 +48,9 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   o.artifacts.fetch.ca_file = e.download_ca_file;
   o.artifacts.fetch.total_timeout = e.download_timeout;
   o.artifacts.allowed_url_prefixes = e.allowed_url_prefixes;
+  // No memo given: the executor's provider CLI keeps one of its own.
   o.preflight = {config.provider_config, config.encryption_config,
-                 e.doctor_timeout, e.run_as, {}};
+                 e.doctor_timeout, e.run_as, {}, nullptr};
   o.unit_timeout = e.unit_timeout;
   o.ready_timeout = e.ready_timeout;
   o.poll_interval = e.poll_interval;

@@ -186,8 +186,20 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
   }
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(version, staged.binary_path, image));
+  // The installed binary's `version`, beside the checks: a swap's capture
+  // needs it on the way to the provider's stop, and finds it then in the
+  // provider CLI's memo while the binary is unchanged (command_memo.h).
+  std::future<absl::StatusOr<std::string>> installed;
+  if (!options_.static_pod) {
+    installed = std::async(std::launch::async,
+                           [this] { return seams_.cli.Version(options_.install_path); });
+  }
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
   PreflightOutcome out;
+  if (installed.valid()) {
+    absl::StatusOr<std::string> v = installed.get();
+    if (v.ok()) out.installed_version = *std::move(v);
+  }
   KMSFLEET_ASSIGN_OR_RETURN(out.doctor, std::move(checks.doctor));
   const absl::StatusOr<RotationReport>& plan = checks.rotation_plan;
   if (!plan.ok()) {

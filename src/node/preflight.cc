@@ -184,8 +184,8 @@ absl::StatusOr<PreflightResult> RunImageDoctor(const std::string& image,
   return out;
 }
 
-absl::StatusOr<std::string> RunVersion(const std::string& binary,
-                                       const PreflightOptions& options) {
+absl::StatusOr<std::string> RunVersionOnce(const std::string& binary,
+                                           const PreflightOptions& options) {
   KMSFLEET_ASSIGN_OR_RETURN(SubprocessResult r, Run(binary, {"version"}, options));
   if (r.exit_code != 0 || r.timed_out || r.term_signal != 0) {
     return CommandFailed(reason::kVersionCommandFailed, binary + " version", r);
@@ -194,13 +194,24 @@ absl::StatusOr<std::string> RunVersion(const std::string& binary,
   return build.version;
 }
 
-std::string RunIdentityFingerprint(const std::string& binary,
-                                   const PreflightOptions& options) {
-  absl::StatusOr<SubprocessResult> r =
-      Run(binary, {"config", "--config", options.provider_config}, options);
-  if (!r.ok() || r->exit_code != 0) return "";
+absl::StatusOr<std::string> RunVersion(const std::string& binary,
+                                       const PreflightOptions& options) {
+  if (!options.memo) return RunVersionOnce(binary, options);
+  return options.memo->Answer("version", {binary},
+                              [&] { return RunVersionOnce(binary, options); });
+}
+
+// The fingerprint, "" when the command prints none (both depend only on
+// the binary and the config file), or an error when it failed.
+absl::StatusOr<std::string> RunIdentityFingerprintOnce(const std::string& binary,
+                                                       const PreflightOptions& options) {
+  KMSFLEET_ASSIGN_OR_RETURN(
+      SubprocessResult r, Run(binary, {"config", "--config", options.provider_config}, options));
+  if (r.exit_code != 0 || r.timed_out || r.term_signal != 0) {
+    return CommandFailed(reason::kInvalidConfig, binary + " config", r);
+  }
   constexpr std::string_view kKey = "identityFingerprint:";
-  std::string_view out = r->stdout_text;
+  std::string_view out = r.stdout_text;
   for (size_t pos = 0; pos < out.size();) {
     size_t end = std::min(out.find('\n', pos), out.size());
     std::string_view line = out.substr(pos, end - pos);
@@ -211,7 +222,18 @@ std::string RunIdentityFingerprint(const std::string& binary,
     while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.remove_suffix(1);
     return std::string(line);
   }
-  return "";
+  return std::string();
+}
+
+std::string RunIdentityFingerprint(const std::string& binary,
+                                   const PreflightOptions& options) {
+  // `config` reads the binary and the config file only (reference §2.8).
+  absl::StatusOr<std::string> fingerprint =
+      options.memo ? options.memo->Answer(
+                         "config", {binary, options.provider_config},
+                         [&] { return RunIdentityFingerprintOnce(binary, options); })
+                   : RunIdentityFingerprintOnce(binary, options);
+  return fingerprint.ok() ? *std::move(fingerprint) : "";
 }
 
 absl::StatusOr<PreflightResult> RunPreflight(const std::string& binary,

@@ -31,6 +31,7 @@ class ProcessProviderCli final : public ProviderCli {
 }  // namespace
 
 std::unique_ptr<ProviderCli> NewProcessProviderCli(PreflightOptions options) {
+  if (!options.memo) options.memo = std::make_shared<CommandMemo>();
   return std::make_unique<ProcessProviderCli>(std::move(options));
 }
 

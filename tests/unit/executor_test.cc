@@ -470,6 +470,16 @@ TEST_F(ExecutorTest, CaptureTakesTheVersionRunBesideThePreflight) {
   EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
 }
 
+// A plan's preflight asks the installed binary's `version` too, beside
+// its checks, so that the swaps after it find the answer in the memo.
+TEST_F(ExecutorTest, PlanPreflightAsksTheInstalledVersion) {
+  absl::StatusOr<PreflightOutcome> pre = executor().Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(pre->installed_version, kOld);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
+}
+
 // Replaced after its `version` ran, the installed binary is not what the
 // capture copied: `version` runs again on the copy, the release a
 // rollback would restore.
@@ -999,7 +1009,7 @@ TEST_F(RunAsTest, TheRunAsUserPreflightsAStagedRelease) {
   o.install_path = Script("installed", kOld);
   o.artifacts.state_dir = o.state_dir;
   o.artifacts.allow_unsigned = true;
-  o.preflight = {etc + "/provider.yaml", etc + "/enc.yaml", std::chrono::seconds(20), user_, {}};
+  o.preflight = {etc + "/provider.yaml", etc + "/enc.yaml", std::chrono::seconds(20), user_, {}, nullptr};
   World w;
   FakeServices services(w);
   FakeProbe probe(w);
@@ -1016,6 +1026,7 @@ TEST_F(RunAsTest, TheRunAsUserPreflightsAStagedRelease) {
   ASSERT_TRUE(pre.ok()) << pre.status();
   EXPECT_TRUE(pre->doctor.verdict.ok()) << pre->doctor.verdict;
   EXPECT_EQ(pre->doctor.binary_version, kNew);
+  EXPECT_EQ(pre->installed_version, kOld);
   // Traversable, never listable, by others.
   ASSERT_EQ(stat(o.state_dir.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0711u);

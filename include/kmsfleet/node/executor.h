@@ -133,6 +133,9 @@ struct PreflightOutcome {
   PreflightResult doctor;
   absl::Status rotation_plan;  // OK when trusted and not pending
   RotationReport rotation;
+  // `version` of the installed binary (systemd mode); "" when it failed,
+  // which the swap's capture then reports.
+  std::string installed_version;
 };
 
 class Executor {

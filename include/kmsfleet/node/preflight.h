@@ -9,12 +9,14 @@
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
 #include <chrono>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/provider_report.h"
+#include "kmsfleet/node/command_memo.h"
 
 namespace kmsfleet {
 
@@ -31,6 +33,10 @@ struct PreflightOptions {
   // print doctor's JSON report (`--output json`). Empty: doctor runs the
   // static-pod kit's binary.
   std::vector<std::string> doctor_command;
+  // When set, `version` and `config` answers are reused for files that
+  // have not changed since they gave them (command_memo.h). Shared by
+  // copies of these options.
+  std::shared_ptr<CommandMemo> memo;
 };
 
 struct PreflightResult {

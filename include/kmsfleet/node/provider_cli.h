@@ -2,7 +2,8 @@
 // `doctor` with `config` (the preflight), and `rotation-plan`. The real one
 // runs them as bounded subprocesses (preflight.h); tests answer from a
 // script.
-// Thread-safe: implementations hold no state between calls.
+// Thread-safe: the real one keeps only answers that depend on nothing but
+// unchanged files (command_memo.h).
 #ifndef KMSFLEET_NODE_PROVIDER_CLI_H_
 #define KMSFLEET_NODE_PROVIDER_CLI_H_
 
@@ -33,6 +34,7 @@ class ProviderCli {
   virtual absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) = 0;
 };
 
+// With a CommandMemo of its own unless `options.memo` is set.
 std::unique_ptr<ProviderCli> NewProcessProviderCli(PreflightOptions options);
 
 }  // namespace kmsfleet

@@ -1,0 +1,79 @@
+// Content-keyed answers of provider commands (command_memo.h).
+#include "kmsfleet/node/command_memo.h"
+
+#include <sys/stat.h>
+#include <time.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace kmsfleet {
+namespace {
+
+int64_t Millis(const timespec& t) { return int64_t{t.tv_sec} * 1000 + t.tv_nsec / 1000000; }
+
+}  // namespace
+
+int64_t WallClockMillis() {
+  timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  return Millis(now);
+}
+
+std::optional<CommandMemoKey> KeyOfFiles(std::string_view command,
+                                         const std::vector<std::string>& files,
+                                         int64_t now_unix_ms) {
+  CommandMemoKey out{std::string(command), true};
+  for (const std::string& file : files) {
+    struct stat st;
+    if (::stat(file.c_str(), &st) != 0) return std::nullopt;
+    // '\0' cannot occur in a path: the fields of two files never run into
+    // each other.
+    out.key += std::string_view("\0", 1);
+    out.key += absl::StrCat(file, ":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":",
+                            st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec,
+                            ".", st.st_ctim.tv_nsec);
+    // A change time in the future (the clock went back) is not settled.
+    if (now_unix_ms - Millis(st.st_ctim) < CommandMemo::kSettledMs) out.settled = false;
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> CommandMemo::Answer(
+    std::string_view command, const std::vector<std::string>& files,
+    const std::function<absl::StatusOr<std::string>()>& run) {
+  const std::optional<CommandMemoKey> before = KeyOfFiles(command, files, now_unix_ms_());
+  if (before) {
+    if (std::optional<std::string> kept = Find(before->key)) return *kept;
+  }
+  absl::StatusOr<std::string> answer = run();
+  if (!answer.ok() || !before || !before->settled) return answer;
+  // Kept only if no file changed while the command read it.
+  std::optional<CommandMemoKey> after = KeyOfFiles(command, files, now_unix_ms_());
+  if (after && after->key == before->key) Keep(before->key, *answer);
+  return answer;
+}
+
+size_t CommandMemo::reused() const {
+  std::lock_guard lock(mu_);
+  return reused_;
+}
+
+std::optional<std::string> CommandMemo::Find(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = answers_.find(key);
+  if (it == answers_.end()) return std::nullopt;
+  ++reused_;
+  return it->second;
+}
+
+void CommandMemo::Keep(const std::string& key, const std::string& answer) {
+  std::lock_guard lock(mu_);
+  if (!answers_.insert_or_assign(key, answer).second) return;  // known key
+  order_.push_back(key);
+  if (order_.size() > kMaxAnswers) {
+    answers_.erase(order_.front());
+    order_.pop_front();
+  }
+}
+
+}  // namespace kmsfleet
