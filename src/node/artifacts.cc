@@ -290,8 +290,8 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
   return out;
 }
 
-absl::StatusOr<StagedArtifact> FindStaged(const ArtifactStoreOptions& options,
-                                          const std::string& version) {
+absl::StatusOr<StagedArtifact> FindStagedUnverified(const ArtifactStoreOptions& options,
+                                                    const std::string& version) {
   KMSFLEET_RETURN_IF_ERROR(CheckVersion(version));
   std::string dir = ArtifactDir(options.state_dir, version);
   absl::StatusOr<std::string> line =
@@ -301,11 +301,19 @@ absl::StatusOr<StagedArtifact> FindStaged(const ArtifactStoreOptions& options,
                      "version " + version + " is not staged in " + dir,
                      {{"version", version}});
   }
-  KMSFLEET_ASSIGN_OR_RETURN(std::string expected,
-                            FindChecksum(*line, kStagedBinaryName, dir + "/staged.sha256"));
   StagedArtifact out;
+  KMSFLEET_ASSIGN_OR_RETURN(out.sha256,
+                            FindChecksum(*line, kStagedBinaryName, dir + "/staged.sha256"));
   out.version = version;
   out.binary_path = dir + "/" + kStagedBinaryName;
+  out.is_signed = access((dir + "/checksums.txt.sig").c_str(), F_OK) == 0;
+  return out;
+}
+
+absl::StatusOr<StagedArtifact> FindStaged(const ArtifactStoreOptions& options,
+                                          const std::string& version) {
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact out, FindStagedUnverified(options, version));
+  const std::string expected = out.sha256;
   KMSFLEET_ASSIGN_OR_RETURN(out.sha256, Sha256File(out.binary_path));
   if (out.sha256 != expected) {
     return MakeError(absl::StatusCode::kFailedPrecondition,
@@ -315,7 +323,6 @@ absl::StatusOr<StagedArtifact> FindStaged(const ArtifactStoreOptions& options,
                      {{"file", out.binary_path}, {"expected", expected},
                       {"actual", out.sha256}});
   }
-  out.is_signed = access((dir + "/checksums.txt.sig").c_str(), F_OK) == 0;
   return out;
 }
 

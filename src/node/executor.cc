@@ -365,8 +365,10 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
 
 absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::string& id) {
   if (options_.static_pod) return PlanStaticPodSwap(p, id);
+  // Not hashed here: the operation's first step (CheckTarget) hashes the
+  // file against this digest before anything else is done.
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
-                            FindStaged(options_.artifacts, p.version));
+                            FindStagedUnverified(options_.artifacts, p.version));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;

@@ -764,6 +764,20 @@ TEST_F(ExecutorTest, DoctorFailureChangesNothing) {
   ExpectOldServing();
 }
 
+// The staged binary is hashed once per swap, by the operation's first
+// step, before anything else: changed since it was staged, it is never
+// installed, and nothing is stopped.
+TEST_F(ExecutorTest, AStagedBinaryChangedSinceStagingEndsTheSwapBeforeTheStop) {
+  testing::WriteFile(options_.state_dir + "/artifacts/" + kNew + "/bao-kms-provider",
+                     std::string("release ") + kNew + " and something else");
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStaged);
+  EXPECT_EQ(j.failure_reason, reason::kChecksumMismatch) << j.failure_message;
+  EXPECT_THAT(j.failure_message, HasSubstr("bao-kms-provider"));
+  EXPECT_TRUE(Calls().empty());
+  ExpectOldServing();
+}
+
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   cli_.rotation_state = "pending";
   SwapJournal j = SwapTo(kNew);

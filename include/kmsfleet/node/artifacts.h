@@ -97,6 +97,14 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
 absl::StatusOr<StagedArtifact> FindStaged(const ArtifactStoreOptions& options,
                                           const std::string& version);
 
+// The staged binary of `version` with the digest staged.sha256 records,
+// not re-hashed: for a caller that verifies the file against that digest
+// itself before it uses it (a swap's CheckTarget step), so that an 8-30 MB
+// binary is not hashed twice on the way to the provider's stop.
+// Errors: NOT_STAGED when absent.
+absl::StatusOr<StagedArtifact> FindStagedUnverified(const ArtifactStoreOptions& options,
+                                                    const std::string& version);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_NODE_ARTIFACTS_H_
