@@ -1,6 +1,7 @@
 // The memo of content-determined provider answers: reused only for files
 // unchanged since, never for a failed run, a file changed while it ran or
-// within a timestamp tick before it; and the preflight asks it.
+// within a timestamp tick before it. The preflight's use of it is tested
+// in preflight_test.cc (PreflightMemoTest).
 #include "kmsfleet/node/command_memo.h"
 
 #include <gmock/gmock.h>
@@ -8,14 +9,11 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <thread>
 
-#include "kmsfleet/node/preflight.h"
 
 namespace kmsfleet {
 namespace {
@@ -140,121 +138,6 @@ TEST_F(CommandMemoTest, TheOldestAnswerGoesFirst) {
   EXPECT_EQ(runs_, asked);  // the newest is kept
   ASSERT_TRUE(Ask(memo, {file_}, std::string("a"), "c0").ok());
   EXPECT_EQ(runs_, asked + 1);  // the oldest was dropped
-}
-
-// RunPreflight with a memo, against the fake provider behind a script that
-// logs each command it is asked: a second preflight of the same files runs
-// doctor again but neither `version` nor `config`.
-class PreflightMemoTest : public CommandMemoTest {
- protected:
-  void SetUp() override {
-    CommandMemoTest::SetUp();
-    Write(dir_ + "/provider.yaml",
-          "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
-              "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
-              "127.0.0.1:0\nopenbao: {instanceId: bao-a}\ntransit:\n  keyIdScope: "
-              "{providerName: p-a, clusterId: a, transitMountId: t-a, keyLineageId: l-a}\n");
-    Write(dir_ + "/enc.yaml",
-          "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n"
-          "resources:\n  - resources: [secrets]\n    providers:\n      - kms:\n"
-          "          apiVersion: v2\n          name: p-a\n          endpoint: unix://" +
-              dir_ + "/kms.sock\n");
-    options_.provider_config = dir_ + "/provider.yaml";
-    options_.encryption_config = dir_ + "/enc.yaml";
-    options_.timeout = std::chrono::seconds(20);
-    options_.memo = std::make_shared<CommandMemo>(Later);
-  }
-  std::string Binary(const std::string& name, const std::string& version) {
-    std::string path = dir_ + "/" + name;
-    Write(path, "#!/bin/sh\necho \"" + name + " $1\" >> " + dir_ + "/asked\nexec " +
-                    FAKE_PROVIDER_PATH " --fake-version " + version + " \"$@\"\n");
-    chmod(path.c_str(), 0755);
-    return path;
-  }
-  std::string Asked() {
-    std::ifstream in(dir_ + "/asked");
-    std::stringstream text;
-    text << in.rdbuf();
-    std::filesystem::remove(dir_ + "/asked");
-    std::vector<std::string> lines;
-    for (std::string line; std::getline(text, line);) lines.push_back(line);
-    std::sort(lines.begin(), lines.end());
-    std::string out;
-    for (const std::string& l : lines) out += l + ";";
-    return out;
-  }
-  PreflightOptions options_;
-};
-
-TEST_F(PreflightMemoTest, ASecondPreflightOfTheSameFilesRunsOnlyDoctor) {
-  const std::string staged = Binary("staged", "0.2.0");
-  const std::string installed = Binary("installed", "0.1.0");
-  absl::StatusOr<PreflightResult> first = RunPreflight(staged, "0.2.0", options_, installed);
-  ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_TRUE(first->verdict.ok()) << first->verdict;
-  EXPECT_EQ(Asked(), "installed config;staged config;staged doctor;staged version;");
-  absl::StatusOr<PreflightResult> second = RunPreflight(staged, "0.2.0", options_, installed);
-  ASSERT_TRUE(second.ok()) << second.status();
-  EXPECT_TRUE(second->verdict.ok()) << second->verdict;
-  EXPECT_EQ(second->binary_version, "0.2.0");
-  EXPECT_EQ(second->identity_staged.substr(0, 5), "cfg1.");
-  EXPECT_EQ(second->identity_staged, first->identity_staged);
-  EXPECT_EQ(second->identity_installed, first->identity_installed);
-  EXPECT_EQ(Asked(), "staged doctor;");
-  // The installed binary's version, asked once, as the swap's capture does.
-  EXPECT_EQ(*RunVersion(installed, options_), "0.1.0");
-  EXPECT_EQ(*RunVersion(installed, options_), "0.1.0");
-  EXPECT_EQ(Asked(), "installed version;");
-}
-
-TEST_F(PreflightMemoTest, AnEditedConfigIsAskedForItsIdentityAgain) {
-  const std::string staged = Binary("staged", "0.2.0");
-  const std::string installed = Binary("installed", "0.1.0");
-  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_, installed).ok());
-  Asked();
-  std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  Write(options_.provider_config,
-        "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
-            "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
-            "127.0.0.1:0\nopenbao: {instanceId: bao-a}\ntransit:\n  keyIdScope: "
-            "{providerName: p-b, clusterId: a, transitMountId: t-a, keyLineageId: l-a}\n");
-  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_, installed).ok());
-  EXPECT_EQ(Asked(), "installed config;staged config;staged doctor;");
-}
-
-TEST_F(PreflightMemoTest, AConfigWithoutAnIdentityIsAnAnswerToo) {
-  Write(options_.provider_config,
-        "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
-            "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: "
-            "127.0.0.1:0\ntransit:\n  keyIdScope: {providerName: p-a}\n");
-  const std::string staged = Binary("staged", "0.2.0");
-  EXPECT_EQ(RunIdentityFingerprint(staged, options_), "");
-  EXPECT_EQ(RunIdentityFingerprint(staged, options_), "");
-  EXPECT_EQ(Asked(), "staged config;");
-}
-
-TEST_F(PreflightMemoTest, AFailedConfigRunIsAskedAgain) {
-  // `config` exits 3 until the file `ok` exists, as a config the binary
-  // cannot read would.
-  const std::string path = dir_ + "/flaky";
-  Write(path, "#!/bin/sh\necho \"flaky $1\" >> " + dir_ +
-                  "/asked\nif [ \"$1\" = config ] && [ ! -e " + dir_ +
-                  "/ok ]; then exit 3; fi\nexec " FAKE_PROVIDER_PATH
-                  " --fake-version 0.2.0 \"$@\"\n");
-  chmod(path.c_str(), 0755);
-  EXPECT_EQ(RunIdentityFingerprint(path, options_), "");
-  Write(dir_ + "/ok", "");
-  EXPECT_EQ(RunIdentityFingerprint(path, options_).substr(0, 5), "cfg1.");
-  EXPECT_EQ(RunIdentityFingerprint(path, options_).substr(0, 5), "cfg1.");
-  EXPECT_EQ(Asked(), "flaky config;flaky config;");
-}
-
-TEST_F(PreflightMemoTest, WithoutAMemoEveryCommandRuns) {
-  options_.memo.reset();
-  const std::string staged = Binary("staged", "0.2.0");
-  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_).ok());
-  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_).ok());
-  EXPECT_EQ(Asked(), "staged doctor;staged doctor;staged version;staged version;");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Preflight against the fake provider binary: doctor verdicts, skip is not
-// a pass, version checks, rotation-plan trust, and run-as.
+// a pass, version checks, rotation-plan trust, run-as, and the answers a
+// memo keeps.
 #include "kmsfleet/node/preflight.h"
 
 #include <gmock/gmock.h>
@@ -8,8 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -189,6 +194,112 @@ TEST_F(PreflightTest, RunsAsTheConfiguredUser) {
   absl::StatusOr<std::string> v = RunVersion(probe, options_);
   ASSERT_TRUE(v.ok()) << v.status();
   EXPECT_EQ(*v, "nobody");
+}
+
+
+// RunPreflight with a memo, against the fake provider behind a script that
+// logs each command it is asked: a second preflight of the same files runs
+// doctor again but neither `version` nor `config`.
+class PreflightMemoTest : public PreflightTest {
+ protected:
+  void SetUp() override {
+    PreflightTest::SetUp();
+    // Every identity field, so that `config` prints a fingerprint.
+    Write(dir_ + "/provider.yaml", Config("p-a"));
+    options_.memo = std::make_shared<CommandMemo>([] { return WallClockMillis() + 1000; });
+  }
+  // Without `full`, only the provider name: no fingerprint is printed.
+  std::string Config(const std::string& provider, bool full = true) {
+    return "configVersion: v1alpha1\nserver:\n  socketPath: " + dir_ +
+           "/kms.sock\n  metricsAddress: 127.0.0.1:0\n  healthAddress: 127.0.0.1:0\n" +
+           (full ? "openbao: {instanceId: bao-a}\ntransit:\n  keyIdScope: {providerName: " +
+                       provider + ", clusterId: a, transitMountId: t-a, keyLineageId: l-a}\n"
+                 : "transit:\n  keyIdScope: {providerName: " + provider + "}\n");
+  }
+  // A release that logs each command it is asked to `asked`.
+  std::string Logged(const std::string& name, const std::string& version) {
+    std::string path = dir_ + "/" + name;
+    Write(path, "#!/bin/sh\necho \"" + name + " $1\" >> " + dir_ + "/asked\nexec " +
+                    FAKE_PROVIDER_PATH " --fake-version " + version + " \"$@\"\n");
+    chmod(path.c_str(), 0755);
+    return path;
+  }
+  std::string Asked() {
+    std::ifstream in(dir_ + "/asked");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::filesystem::remove(dir_ + "/asked");
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(text, line);) lines.push_back(line);
+    std::sort(lines.begin(), lines.end());
+    std::string out;
+    for (const std::string& l : lines) out += l + ";";
+    return out;
+  }
+};
+
+TEST_F(PreflightMemoTest, ASecondPreflightOfTheSameFilesRunsOnlyDoctor) {
+  const std::string staged = Logged("staged", "0.2.0");
+  const std::string installed = Logged("installed", "0.1.0");
+  absl::StatusOr<PreflightResult> first = RunPreflight(staged, "0.2.0", options_, installed);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->verdict.ok()) << first->verdict;
+  EXPECT_EQ(Asked(), "installed config;staged config;staged doctor;staged version;");
+  absl::StatusOr<PreflightResult> second = RunPreflight(staged, "0.2.0", options_, installed);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_TRUE(second->verdict.ok()) << second->verdict;
+  EXPECT_EQ(second->binary_version, "0.2.0");
+  EXPECT_EQ(second->identity_staged.substr(0, 5), "cfg1.");
+  EXPECT_EQ(second->identity_staged, first->identity_staged);
+  EXPECT_EQ(second->identity_installed, first->identity_installed);
+  EXPECT_EQ(Asked(), "staged doctor;");
+  // The installed binary's version, asked once, as the swap's capture does.
+  EXPECT_EQ(*RunVersion(installed, options_), "0.1.0");
+  EXPECT_EQ(*RunVersion(installed, options_), "0.1.0");
+  EXPECT_EQ(Asked(), "installed version;");
+}
+
+TEST_F(PreflightMemoTest, AnEditedConfigIsAskedForItsIdentityAgain) {
+  const std::string staged = Logged("staged", "0.2.0");
+  const std::string installed = Logged("installed", "0.1.0");
+  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_, installed).ok());
+  Asked();
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  Write(options_.provider_config, Config("p-b"));
+  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_, installed).ok());
+  EXPECT_EQ(Asked(), "installed config;staged config;staged doctor;");
+}
+
+TEST_F(PreflightMemoTest, AConfigWithoutAnIdentityIsAnAnswerToo) {
+  Write(options_.provider_config, Config("p-a", false));
+  const std::string staged = Logged("staged", "0.2.0");
+  EXPECT_EQ(RunIdentityFingerprint(staged, options_), "");
+  EXPECT_EQ(RunIdentityFingerprint(staged, options_), "");
+  EXPECT_EQ(Asked(), "staged config;");
+}
+
+TEST_F(PreflightMemoTest, AFailedConfigRunIsAskedAgain) {
+  // `config` exits 3 until the file `ok` exists, as a config the binary
+  // cannot read would.
+  const std::string path = dir_ + "/flaky";
+  Write(path, "#!/bin/sh\necho \"flaky $1\" >> " + dir_ +
+                  "/asked\nif [ \"$1\" = config ] && [ ! -e " + dir_ +
+                  "/ok ]; then exit 3; fi\nexec " FAKE_PROVIDER_PATH
+                  " --fake-version 0.2.0 \"$@\"\n");
+  chmod(path.c_str(), 0755);
+  EXPECT_EQ(RunIdentityFingerprint(path, options_), "");
+  Write(dir_ + "/ok", "");
+  EXPECT_EQ(RunIdentityFingerprint(path, options_).substr(0, 5), "cfg1.");
+  EXPECT_EQ(RunIdentityFingerprint(path, options_).substr(0, 5), "cfg1.");
+  EXPECT_EQ(Asked(), "flaky config;flaky config;");
+}
+
+TEST_F(PreflightMemoTest, WithoutAMemoEveryCommandRuns) {
+  options_.memo.reset();
+  const std::string staged = Logged("staged", "0.2.0");
+  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_).ok());
+  ASSERT_TRUE(RunPreflight(staged, "0.2.0", options_).ok());
+  EXPECT_EQ(Asked(), "staged doctor;staged doctor;staged version;staged version;");
 }
 
 }  // namespace
