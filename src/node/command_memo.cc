@@ -2,7 +2,6 @@
 #include "kmsfleet/node/command_memo.h"
 
 #include <sys/stat.h>
-#include <time.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -11,18 +10,17 @@ namespace {
 
 int64_t Millis(const timespec& t) { return int64_t{t.tv_sec} * 1000 + t.tv_nsec / 1000000; }
 
-}  // namespace
+struct FilesKey {
+  std::string key;  // the command and every file's identity
+  bool settled;     // every file last changed kSettledMs or more ago
+};
 
-int64_t WallClockMillis() {
-  timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  return Millis(now);
-}
-
-std::optional<CommandMemoKey> KeyOfFiles(std::string_view command,
-                                         const std::vector<std::string>& files,
-                                         int64_t now_unix_ms) {
-  CommandMemoKey out{std::string(command), true};
+// The key of `files` for `command` at `now_unix_ms`, or nullopt when one
+// cannot be stat'ed.
+std::optional<FilesKey> KeyOfFiles(std::string_view command,
+                                   const std::vector<std::string>& files,
+                                   int64_t now_unix_ms) {
+  FilesKey out{std::string(command), true};
   for (const std::string& file : files) {
     struct stat st;
     if (::stat(file.c_str(), &st) != 0) return std::nullopt;
@@ -38,17 +36,26 @@ std::optional<CommandMemoKey> KeyOfFiles(std::string_view command,
   return out;
 }
 
+const Clock& RealTime() {
+  static const SystemClock clock;
+  return clock;
+}
+
+}  // namespace
+
+CommandMemo::CommandMemo() : CommandMemo(RealTime()) {}
+
 absl::StatusOr<std::string> CommandMemo::Answer(
     std::string_view command, const std::vector<std::string>& files,
     const std::function<absl::StatusOr<std::string>()>& run) {
-  const std::optional<CommandMemoKey> before = KeyOfFiles(command, files, now_unix_ms_());
+  const std::optional<FilesKey> before = KeyOfFiles(command, files, wall_.NowUnixMillis());
   if (before) {
     if (std::optional<std::string> kept = Find(before->key)) return *kept;
   }
   absl::StatusOr<std::string> answer = run();
   if (!answer.ok() || !before || !before->settled) return answer;
   // Kept only if no file changed while the command read it.
-  std::optional<CommandMemoKey> after = KeyOfFiles(command, files, now_unix_ms_());
+  std::optional<FilesKey> after = KeyOfFiles(command, files, wall_.NowUnixMillis());
   if (after && after->key == before->key) Keep(before->key, *answer);
   return answer;
 }

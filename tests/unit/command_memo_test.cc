@@ -4,16 +4,15 @@
 // in preflight_test.cc (PreflightMemoTest).
 #include "kmsfleet/node/command_memo.h"
 
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
+#include "process_harness.h"
+#include "test_clocks.h"
 
 namespace kmsfleet {
 namespace {
@@ -21,18 +20,9 @@ namespace {
 class CommandMemoTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/kfmemo.XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    file_ = dir_ + "/bin";
-    Write(file_, "v1\n");
+    file_ = dir_.File("bin");
+    testing::WriteFile(file_, "v1\n");
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  static void Write(const std::string& path, const std::string& text) {
-    std::ofstream(path) << text;
-  }
-  // A clock far enough past every file's change that all are settled.
-  static int64_t Later() { return WallClockMillis() + 1000; }
 
   // Asks `memo` for `command` on `files`, counting the runs.
   absl::StatusOr<std::string> Ask(CommandMemo& memo, const std::vector<std::string>& files,
@@ -44,12 +34,15 @@ class CommandMemoTest : public ::testing::Test {
     });
   }
 
-  std::string dir_, file_;
+  testing::TempDir dir_;
+  // Far enough past every file's change that all are settled.
+  testing::ClockAhead later_{1000};
+  std::string file_;
   int runs_ = 0;
 };
 
 TEST_F(CommandMemoTest, AnAnswerIsReusedWhileItsFilesAreUnchanged) {
-  CommandMemo memo(Later);
+  CommandMemo memo(later_);
   EXPECT_EQ(*Ask(memo, {file_}, std::string("0.2.0")), "0.2.0");
   EXPECT_EQ(*Ask(memo, {file_}, std::string("other")), "0.2.0");
   EXPECT_EQ(runs_, 1);
@@ -60,15 +53,15 @@ TEST_F(CommandMemoTest, AnAnswerIsReusedWhileItsFilesAreUnchanged) {
 }
 
 TEST_F(CommandMemoTest, AFileRewrittenInPlaceOrReplacedIsAskedAgain) {
-  CommandMemo memo(Later);
+  CommandMemo memo(later_);
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   // Same size, same inode: only the times tell. Past a timestamp tick.
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  Write(file_, "v2\n");
+  testing::WriteFile(file_, "v2\n");
   EXPECT_EQ(*Ask(memo, {file_}, std::string("b")), "b");
   EXPECT_EQ(runs_, 2);
-  Write(dir_ + "/new", "v2\n");
-  std::filesystem::rename(dir_ + "/new", file_);
+  testing::WriteFile(dir_.File("new"), "v2\n");
+  std::filesystem::rename(dir_.File("new"), file_);
   EXPECT_EQ(*Ask(memo, {file_}, std::string("c")), "c");
   EXPECT_EQ(runs_, 3);
   EXPECT_EQ(*Ask(memo, {file_}, std::string("d")), "c");
@@ -76,29 +69,29 @@ TEST_F(CommandMemoTest, AFileRewrittenInPlaceOrReplacedIsAskedAgain) {
 }
 
 TEST_F(CommandMemoTest, EveryFileTheCommandReadsIsPartOfTheKey) {
-  const std::string config = dir_ + "/config.yaml";
-  Write(config, "a: 1\n");
-  CommandMemo memo(Later);
+  const std::string config = dir_.File("config.yaml");
+  testing::WriteFile(config, "a: 1\n");
+  CommandMemo memo(later_);
   ASSERT_TRUE(Ask(memo, {file_, config}, std::string("fp-1")).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
-  Write(config, "a: 2\n");
+  testing::WriteFile(config, "a: 2\n");
   EXPECT_EQ(*Ask(memo, {file_, config}, std::string("fp-2")), "fp-2");
   EXPECT_EQ(runs_, 2);
 }
 
 TEST_F(CommandMemoTest, AFailedRunIsNotKept) {
-  CommandMemo memo(Later);
+  CommandMemo memo(later_);
   EXPECT_FALSE(Ask(memo, {file_}, absl::InternalError("exit 1")).ok());
   EXPECT_EQ(*Ask(memo, {file_}, std::string("a")), "a");
   EXPECT_EQ(runs_, 2);
 }
 
 TEST_F(CommandMemoTest, AFileChangedWhileTheCommandRanIsNotKept) {
-  CommandMemo memo(Later);
+  CommandMemo memo(later_);
   auto rewrite = [&] {
     ++runs_;
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    Write(file_, "v9\n");
+    testing::WriteFile(file_, "v9\n");
     return absl::StatusOr<std::string>("a");
   };
   EXPECT_EQ(*memo.Answer("version", {file_}, rewrite), "a");
@@ -110,26 +103,27 @@ TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
   struct stat st;
   ASSERT_EQ(stat(file_.c_str(), &st), 0);
   const int64_t changed = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000;
-  int64_t now = changed + CommandMemo::kSettledMs - 1;
-  CommandMemo memo([&] { return now; });
+  testing::SetClock clock;
+  clock.now = changed + CommandMemo::kSettledMs - 1;
+  CommandMemo memo(clock);
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   EXPECT_EQ(runs_, 2);
-  now = changed + CommandMemo::kSettledMs;
+  clock.now = changed + CommandMemo::kSettledMs;
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   EXPECT_EQ(runs_, 3);
 }
 
 TEST_F(CommandMemoTest, AMissingFileRunsTheCommandAndKeepsNothing) {
-  CommandMemo memo(Later);
-  EXPECT_EQ(*Ask(memo, {dir_ + "/absent"}, std::string("a")), "a");
-  EXPECT_EQ(*Ask(memo, {dir_ + "/absent"}, std::string("b")), "b");
+  CommandMemo memo(later_);
+  EXPECT_EQ(*Ask(memo, {dir_.File("absent")}, std::string("a")), "a");
+  EXPECT_EQ(*Ask(memo, {dir_.File("absent")}, std::string("b")), "b");
   EXPECT_EQ(runs_, 2);
 }
 
 TEST_F(CommandMemoTest, TheOldestAnswerGoesFirst) {
-  CommandMemo memo(Later);
+  CommandMemo memo(later_);
   for (size_t i = 0; i <= CommandMemo::kMaxAnswers; ++i) {
     ASSERT_TRUE(Ask(memo, {file_}, std::string("a"), "c" + std::to_string(i)).ok());
   }

@@ -18,6 +18,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "test_clocks.h"
 
 namespace kmsfleet {
 namespace {
@@ -206,7 +207,7 @@ class PreflightMemoTest : public PreflightTest {
     PreflightTest::SetUp();
     // Every identity field, so that `config` prints a fingerprint.
     Write(dir_ + "/provider.yaml", Config("p-a"));
-    options_.memo = std::make_shared<CommandMemo>([] { return WallClockMillis() + 1000; });
+    options_.memo = std::make_shared<CommandMemo>(later_);
   }
   // Without `full`, only the provider name: no fingerprint is printed.
   std::string Config(const std::string& provider, bool full = true) {
@@ -216,6 +217,8 @@ class PreflightMemoTest : public PreflightTest {
                        provider + ", clusterId: a, transitMountId: t-a, keyLineageId: l-a}\n"
                  : "transit:\n  keyIdScope: {providerName: " + provider + "}\n");
   }
+  // Far enough past every file's change that all are settled.
+  static inline const testing::ClockAhead later_{1000};
   // A release that logs each command it is asked to `asked`.
   std::string Logged(const std::string& name, const std::string& version) {
     std::string path = dir_ + "/" + name;

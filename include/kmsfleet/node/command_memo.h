@@ -34,22 +34,19 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kmsfleet/node/clock.h"
 
 namespace kmsfleet {
 
-// The wall clock in unix milliseconds, which file times are stamped by.
-int64_t WallClockMillis();
-
 class CommandMemo {
  public:
-  // `now_unix_ms` tells how long ago a file changed (a test's clock, or
-  // the wall clock).
-  explicit CommandMemo(std::function<int64_t()> now_unix_ms = WallClockMillis)
-      : now_unix_ms_(std::move(now_unix_ms)) {}
+  // On the system's real-time clock, which file times are stamped by.
+  CommandMemo();
+  // On `wall` (a test's clock), which must outlive the memo.
+  explicit CommandMemo(const Clock& wall) : wall_(wall) {}
 
   // Answers kept at most; the oldest goes first. A plan needs a handful.
   static constexpr size_t kMaxAnswers = 64;
@@ -65,29 +62,19 @@ class CommandMemo {
                                      const std::vector<std::string>& files,
                                      const std::function<absl::StatusOr<std::string>()>& run);
 
-  // How many answers were reused (for tests and logs).
+  // How many answers were reused (for tests).
   size_t reused() const;
 
  private:
   std::optional<std::string> Find(const std::string& key);
   void Keep(const std::string& key, const std::string& answer);
 
-  const std::function<int64_t()> now_unix_ms_;
+  const Clock& wall_;
   mutable std::mutex mu_;
   std::map<std::string, std::string> answers_;
   std::deque<std::string> order_;  // keys, oldest first
   size_t reused_ = 0;
 };
-
-struct CommandMemoKey {
-  std::string key;  // `command` and every file's identity (see above)
-  bool settled;     // every file last changed kSettledMs or more ago
-};
-// The key of `files` for `command` at `now_unix_ms`, or nullopt when one
-// cannot be stat'ed.
-std::optional<CommandMemoKey> KeyOfFiles(std::string_view command,
-                                         const std::vector<std::string>& files,
-                                         int64_t now_unix_ms);
 
 }  // namespace kmsfleet
 
