@@ -480,6 +480,17 @@ TEST_F(ExecutorTest, PlanPreflightAsksTheInstalledVersion) {
   EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
 }
 
+// That `version` failing is not the preflight's failure: the checks stand,
+// and the swap's capture will ask again and report it.
+TEST_F(ExecutorTest, PlanPreflightPassesWhenTheInstalledVersionFails) {
+  w_.version_fails.insert(options_.install_path);
+  absl::StatusOr<PreflightOutcome> pre = executor().Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_TRUE(pre->doctor.verdict.ok()) << pre->doctor.verdict;
+  EXPECT_TRUE(pre->rotation_plan.ok()) << pre->rotation_plan;
+  EXPECT_EQ(pre->installed_version, "");
+}
+
 // Replaced after its `version` ran, the installed binary is not what the
 // capture copied: `version` runs again on the copy, the release a
 // rollback would restore.
