@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
@@ -45,13 +46,6 @@ Request CommandRequest(const PlanAction& action, const v1::Fence& fence) {
 }
 
 }  // namespace
-
-OperationOutcome OutcomeOfPhase(const std::string& phase) {
-  if (phase == "Stable") return OperationOutcome::kStable;
-  if (phase == "RolledBack") return OperationOutcome::kRolledBack;
-  if (phase == "RollbackFailed") return OperationOutcome::kRollbackFailed;
-  return OperationOutcome::kNotFound;
-}
 
 FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
                            std::shared_ptr<grpc::ChannelCredentials> credentials,
@@ -297,18 +291,6 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
   }
   SetOperationResult(operation, r);
   return r;
-}
-
-void SetOperationResult(const v1::Operation& operation, ActionResult& r) {
-  r.outcome = OutcomeOfPhase(operation.phase());
-  r.outcome_reason = operation.reason();
-  r.outcome_message = operation.message();
-  if (r.outcome != OperationOutcome::kNotFound) return;
-  r.status = MakeError(absl::StatusCode::kFailedPrecondition,
-                       operation.reason().empty() ? std::string(reason::kSwapFailedRestored)
-                                                  : operation.reason(),
-                       "operation " + operation.operation_id() + " ended " + operation.phase() +
-                           " before it stopped the provider: " + operation.message());
 }
 
 }  // namespace kmsfleet

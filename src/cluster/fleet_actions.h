@@ -72,18 +72,6 @@ class FleetActions {
   std::chrono::milliseconds call_timeout_;
 };
 
-// How a journal's phase ends an operation for the plan (kNotFound while
-// it runs).
-OperationOutcome OutcomeOfPhase(const std::string& phase);
-
-// Fills `r` from an operation that is done. One that ended before it
-// stopped the provider (Staged, Preflighted: a doctor failure, a full disk,
-// AGENT_RESTARTED after the agent died) failed with the provider untouched:
-// a FailedPrecondition carrying the operation's reason, as a refused
-// command is. (Read as kNotFound it was sent again under the same id and
-// answered the same, forever: the plan hung in Rolling.)
-void SetOperationResult(const v1::Operation& operation, ActionResult& r);
-
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CLUSTER_FLEET_ACTIONS_H_

@@ -1,9 +1,9 @@
-// How the coordinator reads a finished operation for the plan machine
-// (SetOperationResult in src/cluster/fleet_actions.h).
+// How a finished operation reads for the plan machine
+// (SetOperationResult in kmsfleet/core/operation_result.h).
 #include <string>
 
-#include "../../src/cluster/fleet_actions.h"
 #include "gtest/gtest.h"
+#include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -21,7 +21,7 @@ v1::Operation Done(const std::string& phase, const std::string& reason) {
   return op;
 }
 
-TEST(FleetActionsResultTest, TheThreeEndsAreOutcomes) {
+TEST(OperationResultTest, TheThreeEndsAreOutcomes) {
   for (const auto& [phase, outcome] :
        {std::pair{"Stable", OperationOutcome::kStable},
         std::pair{"RolledBack", OperationOutcome::kRolledBack},
@@ -38,7 +38,7 @@ TEST(FleetActionsResultTest, TheThreeEndsAreOutcomes) {
 // closed the operation there with AGENT_RESTARTED. The coordinator read
 // that as "no such operation", sent the same swap again, got the same
 // closed operation back, and the plan stayed in Rolling for good.
-TEST(FleetActionsResultTest, AnOperationEndedBeforeTheStopIsAFailedCommand) {
+TEST(OperationResultTest, AnOperationEndedBeforeTheStopIsAFailedCommand) {
   for (const char* phase : {"Staged", "Preflighted"}) {
     ActionResult r;
     SetOperationResult(Done(phase, reason::kAgentRestarted), r);
