@@ -21,8 +21,9 @@
 //       committed the plan without it in flight (these four begin with
 //       nothing in flight); rolling-back: n3's swap ended RolledBack and
 //       n2 admitted the rollback of its own
-//   --outcome Stable|RolledBack|RollbackFailed   how the operation the
-//       handing-off prefixes end ends (Stable)
+//   --outcome Stable|RolledBack|RollbackFailed|Preflighted   how the
+//       operation the handing-off prefixes end ends (Stable); Preflighted:
+//       it failed before the stop (DOCTOR_FAILED), nothing touched
 //   --bound N (12: events after the prefix), --max-term T (2),
 //   --max-messages M (6), --crashes C (1), --duplications D (1),
 //   --forgeries F (1: swaps the adversary sends under made-up fences)

@@ -329,7 +329,8 @@ void ExState::PlanSwap(ExNode& node, const ExMessage& m) {
   }
   bool running = false;
   ActionResult answer = OperationResult(node, a, running);
-  PlanReply(m, std::move(answer), running);
+  const bool ended = !running && node.ended.contains(a.operation_id);
+  PlanReply(m, std::move(answer), running, ended);
 }
 
 // GetOperation: how the operation `a` names ended, or that it still runs.
@@ -343,11 +344,12 @@ ActionResult ExState::OperationResult(const ExNode& node, const PlanAction& a,
   running = node.running && node.journal->operation_id == a.operation_id;
   auto it = node.ended.find(a.operation_id);
   if (running || it == node.ended.end()) return r;  // kNotFound
-  SetEndedOutcome(r, it->second);
+  // An end before the stop is the swap's own doctor failing.
+  SetEndedOutcome(r, it->second, it->second < SwapPhase::kStopped ? reason::kDoctorFailed : "");
   return r;
 }
 
-void ExState::PlanReply(const ExMessage& m, ActionResult r, bool running) {
+void ExState::PlanReply(const ExMessage& m, ActionResult r, bool running, bool ended) {
   if (!nodes_.contains(m.from)) return;  // the adversary's own command
   ExMessage answer;
   answer.kind = MessageKind::kResult;
@@ -357,6 +359,7 @@ void ExState::PlanReply(const ExMessage& m, ActionResult r, bool running) {
   answer.action = m.action;
   answer.result = std::make_shared<const ActionResult>(std::move(r));
   answer.running = running;
+  answer.ended = ended;
   Send(std::move(answer));
 }
 
@@ -378,7 +381,9 @@ void ExState::PlanResult(const std::string& name, const ExMessage& m) {
     return;
   }
   const ActionResult& r = *m.result;
-  if (!r.status.ok()) {
+  // A refusal of the command, not an operation that ended before its stop
+  // (that is a result: the node's step failed, its provider untouched).
+  if (!r.status.ok() && !m.ended) {
     const v1::PlanRecord& committed = leader.machine->committed();
     if (awaited && ReasonOf(r.status) == reason::kStaleFence &&
         m.fence.term() == committed.term() && m.fence.index() == committed.index()) {
@@ -394,7 +399,8 @@ void ExState::PlanResult(const std::string& name, const ExMessage& m) {
     p.results.push_back(std::move(retry));
     return;
   }
-  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound) {
+  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&
+      !m.ended) {
     const std::string node = it->second.action.node;
     p.outstanding.erase(it);
     RenewFence(name, node);

@@ -101,7 +101,7 @@ std::string DescribeMessage(const ExMessage& m) {
       if (m.running) return out + "running";
       if (!m.result->status.ok()) {
         std::string reason = ReasonOf(m.result->status);
-        return out + "refused " +
+        return out + (m.ended ? "failed before the stop " : "refused ") +
                (reason.empty() ? absl::StatusCodeToString(m.result->status.code()) : reason);
       }
       static constexpr const char* kOutcomes[] = {"NotFound", "Stable", "RolledBack",
@@ -470,7 +470,8 @@ void ExState::Deliver(const ExMessage& m) {
     case MessageKind::kPoll: {
       bool running = false;
       ActionResult r = OperationResult(node, *m.action, running);
-      return PlanReply(m, std::move(r), running);
+      const bool ended = !running && node.ended.contains(m.action->operation_id);
+      return PlanReply(m, std::move(r), running, ended);
     }
     case MessageKind::kResult: return PlanResult(m.to, m);
     case MessageKind::kReleased:

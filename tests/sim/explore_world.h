@@ -97,6 +97,9 @@ struct ExMessage {
   std::shared_ptr<const PlanAction> action;
   std::shared_ptr<const ActionResult> result;
   bool running = false;
+  // kResult read an ended operation's journal: one that failed before its
+  // stop is a failed result, not a refusal to retry.
+  bool ended = false;
 };
 
 // --plan: the coordinator's shell around the PlanMachine of one term, as
@@ -224,7 +227,7 @@ class ExState {
   void CommitIfDone(const std::string& name);
   void CarryOut(const std::string& name, const PlanAction& a);
   void PlanSwap(ExNode& node, const ExMessage& m);
-  void PlanReply(const ExMessage& m, ActionResult r, bool running);
+  void PlanReply(const ExMessage& m, ActionResult r, bool running, bool ended = false);
   ActionResult OperationResult(const ExNode& node, const PlanAction& a, bool& running) const;
   void PlanResult(const std::string& name, const ExMessage& m);
   void PlanReleased(const std::string& name, const ExMessage& m);

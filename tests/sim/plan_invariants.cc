@@ -1,21 +1,29 @@
 #include "plan_invariants.h"
 
+#include "kmsfleet/core/operation_result.h"
+
 namespace kmsfleet::sim {
 
-void SetEndedOutcome(ActionResult& r, SwapPhase ended) {
+void SetEndedOutcome(ActionResult& r, SwapPhase ended, const std::string& reason) {
+  v1::Operation operation;
+  operation.set_operation_id(r.operation_id);
+  operation.set_phase(std::string(PhaseName(ended)));
+  operation.set_done(true);
+  operation.set_reason(reason);
   switch (ended) {
     case SwapPhase::kStable:
-      r.outcome = OperationOutcome::kStable;
       break;
     case SwapPhase::kRolledBack:
-      r.outcome = OperationOutcome::kRolledBack;
-      r.outcome_message = "the new provider never became ready; restored";
+      operation.set_message("the new provider never became ready; restored");
+      break;
+    case SwapPhase::kRollbackFailed:
+      operation.set_message("the previous version did not start either");
       break;
     default:
-      r.outcome = OperationOutcome::kRollbackFailed;
-      r.outcome_message = "the previous version did not start either";
+      operation.set_message("it failed before the stop; nothing was touched");
       break;
   }
+  SetOperationResult(operation, r);
 }
 
 std::vector<std::string> ProposalViolations(const std::optional<v1::FleetPlan>& committed,

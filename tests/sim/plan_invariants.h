@@ -15,10 +15,14 @@
 
 namespace kmsfleet::sim {
 
-// Fills in `r` (kOperation) for an operation that ended in `ended`, as an
-// agent's WatchOperation reports it: Stable, RolledBack, or (any other
-// end) RollbackFailed, with the message a real agent would give.
-void SetEndedOutcome(ActionResult& r, SwapPhase ended);
+// Fills in `r` (kOperation, for r.operation_id) for an operation that
+// ended in `ended` with `reason`, as an agent's WatchOperation reports it
+// and the coordinator reads it (SetOperationResult, the shell's own code):
+// Stable, RolledBack and RollbackFailed are outcomes; an end before the
+// stop (Staged, Preflighted: doctor failed at the swap, the agent
+// restarted) is a failed command carrying the reason, the provider
+// untouched.
+void SetEndedOutcome(ActionResult& r, SwapPhase ended, const std::string& reason = "");
 
 // A plan proposed by a coordinator, before it goes to the election:
 //   invariant 3: at most one node InFlight, the one the plan names

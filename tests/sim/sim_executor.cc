@@ -1,10 +1,12 @@
 // --plan: each simulated node's executor and provider. The executor admits
 // swaps and rollbacks with the real FenceGuard (as the toy executor of the
 // election simulation does), runs one operation at a time for a simulated
-// while and ends it Stable, RolledBack or RollbackFailed; an agent crash in
+// while and ends it Stable, RolledBack or RollbackFailed, or failed before
+// the stop (doctor failed at the swap: nothing touched); an agent crash in
 // the middle leaves the provider down until the restarted agent recovers
-// the operation, forward or back. Every operation is remembered by its id,
-// so a command sent again (a retry, a new coordinator, the adversary's
+// the operation, forward or back, or closes it where it was if that was
+// before the stop (AGENT_RESTARTED). Every operation is remembered by its
+// id, so a command sent again (a retry, a new coordinator, the adversary's
 // replay) starts nothing new. The provider reports a version, a key_id
 // hash (a promoted rotation reaches the nodes one by one), a rotation state
 // and its registry's `removed` count.
@@ -61,7 +63,8 @@ void World::AdvanceProviders() {
     }
     if (node.op_applied || node.op_interrupted || now_ < node.op_end) continue;
     node.op_applied = true;
-    node.op_outcomes[node.op_id] = node.op_outcome;
+    node.op_outcomes[node.op_id] = {node.op_outcome, node.op_reason};
+    if (node.op_outcome < SwapPhase::kStopped) ++counters_.ended_before_stop;
     p.version = node.op_outcome == SwapPhase::kStable ? node.op_target : node.op_prev;
     Trace(name + " operation " + node.op_id + " ends " +
           std::string(PhaseName(node.op_outcome)) + " on " + p.version);
@@ -125,9 +128,16 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     StartPlanOperation(node, a, e.fence);
   }
   ++counters_.swaps_accepted;
+  ReplyWithOperation(node, e, a);
+}
+
+// Answers with how operation `a` stands: running, ended (as its journal
+// says), or unknown to the node.
+void World::ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& a) {
   bool running = false;
   ActionResult r = OperationResult(node, a, running);
-  Reply(node, e, std::move(r), running, max_delay_);
+  const bool ended = !running && node.op_outcomes.contains(a.operation_id);
+  Reply(node, e, std::move(r), running, max_delay_, ended);
 }
 
 void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence) {
@@ -140,11 +150,16 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
   node.op_fence = fence;
   node.op_applied = false;
   node.op_interrupted = false;
+  // Of the operations that fail, half fail before the stop (the swap's
+  // own doctor or rotation-plan, a changed binary) and half after it.
   double roll = Unit();
+  const double fails_before_stop = rollback_failed_rate_ + op_fail_rate_ / 2;
   node.op_outcome = !faults_                                     ? SwapPhase::kStable
                     : roll < rollback_failed_rate_                 ? SwapPhase::kRollbackFailed
+                    : roll < fails_before_stop                     ? SwapPhase::kPreflighted
                     : roll < rollback_failed_rate_ + op_fail_rate_ ? SwapPhase::kRolledBack
                                                                    : SwapPhase::kStable;
+  node.op_reason = node.op_outcome == SwapPhase::kPreflighted ? reason::kDoctorFailed : "";
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
         " under " + FenceKey(fence) + ", ends " + std::string(PhaseName(node.op_outcome)) +
@@ -162,7 +177,7 @@ ActionResult World::OperationResult(const Node& node, const PlanAction& a,
   running = node.op_id == a.operation_id && (!node.op_applied || node.op_interrupted);
   auto it = node.op_outcomes.find(a.operation_id);
   if (running || it == node.op_outcomes.end()) return r;  // kNotFound
-  SetEndedOutcome(r, it->second);
+  SetEndedOutcome(r, it->second.phase, it->second.reason);
   return r;
 }
 
@@ -170,11 +185,7 @@ ActionResult World::OperationResult(const Node& node, const PlanAction& a,
 // while faults last; a poll answers at once.
 void World::HandleAction(Node& node, const Envelope& e) {
   const PlanAction& a = *e.action;
-  if (e.kind == Kind::kPoll) {
-    bool running = false;
-    ActionResult r = OperationResult(node, a, running);
-    return Reply(node, e, std::move(r), running, max_delay_);
-  }
+  if (e.kind == Kind::kPoll) return ReplyWithOperation(node, e, a);
   ActionResult r;
   r.node = node.name;
   r.revision = a.revision;
@@ -214,7 +225,7 @@ void World::HandleAction(Node& node, const Envelope& e) {
 }
 
 void World::Reply(Node& node, const Envelope& e, ActionResult result, bool running,
-                  int64_t delay) {
+                  int64_t delay, bool ended) {
   if (!nodes_.contains(e.from)) return;  // the adversary's own command
   Envelope answer;
   answer.kind = Kind::kResult;
@@ -225,6 +236,7 @@ void World::Reply(Node& node, const Envelope& e, ActionResult result, bool runni
   answer.action = e.action;
   answer.result = std::make_shared<const ActionResult>(std::move(result));
   answer.running = running;
+  answer.ended = ended;
   Send(std::move(answer), delay);
 }
 
@@ -243,9 +255,15 @@ void World::RecoverExecutor(Node& node) {
   if (!node.op_interrupted) return;
   node.op_interrupted = false;
   node.op_end = now_ + Pick(2, 10);
-  node.op_outcome = faults_ && Chance(rollback_failed_rate_) ? SwapPhase::kRollbackFailed
-                    : Chance(0.5)                            ? SwapPhase::kStable
-                                                             : SwapPhase::kRolledBack;
+  // One crash in five came before the stop: the restarted agent closes the
+  // operation where it was, nothing touched.
+  const bool rollback_failed = faults_ && Chance(rollback_failed_rate_);
+  const double roll = Unit();
+  node.op_outcome = rollback_failed ? SwapPhase::kRollbackFailed
+                    : roll < 0.4    ? SwapPhase::kStable
+                    : roll < 0.8    ? SwapPhase::kRolledBack
+                                    : SwapPhase::kPreflighted;
+  node.op_reason = node.op_outcome == SwapPhase::kPreflighted ? reason::kAgentRestarted : "";
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " recovers " + node.op_id + ": ends " +
         std::string(PhaseName(node.op_outcome)) + " at t=" + std::to_string(node.op_end));
@@ -262,7 +280,8 @@ void World::Repair(Node& node) {
   }
   node.op_id = node.name + "/repair/" + std::to_string(now_);
   node.op_outcome = SwapPhase::kRolledBack;
-  node.op_outcomes[node.op_id] = SwapPhase::kRolledBack;
+  node.op_reason.clear();
+  node.op_outcomes[node.op_id] = {SwapPhase::kRolledBack, ""};
   node.op_start = now_;
   node.op_end = now_;
   node.op_fence = v1::Fence();

@@ -454,7 +454,9 @@ void World::HandleResult(Node& leader, const Envelope& e) {
     return;
   }
   const ActionResult& r = *e.result;
-  if (r.kind == ResultKind::kOperation && !r.status.ok()) {
+  // A refusal of the command, not an operation that ended before its stop
+  // (that is a result: the node's step failed, its provider untouched).
+  if (r.kind == ResultKind::kOperation && !r.status.ok() && !e.ended) {
     const v1::PlanRecord& committed = leader.machine->committed();
     if (awaited && ReasonOf(r.status) == reason::kStaleFence &&
         e.fence.term() == committed.term() && e.fence.index() == committed.index()) {
@@ -473,7 +475,8 @@ void World::HandleResult(Node& leader, const Envelope& e) {
     p->results.push_back(std::move(retry));
     return;
   }
-  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound) {
+  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&
+      !e.ended) {
     // Never ran, and the node released the slot at this record to a
     // Release it did not get from us: that fence can never admit the
     // swap. Commit the same plan again for a fresh one, then retry.

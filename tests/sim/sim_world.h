@@ -55,6 +55,9 @@ struct Envelope {
   std::shared_ptr<const PlanAction> action;
   std::shared_ptr<const ActionResult> result;
   bool running = false;
+  // The result reads the journal of an operation that ended (one that
+  // failed before its stop is a failed result, not a refusal to retry).
+  bool ended = false;
   bool operator>(const Envelope& o) const {
     return deliver_at != o.deliver_at ? deliver_at > o.deliver_at : seq > o.seq;
   }
@@ -114,6 +117,13 @@ struct SimProvider {
   int removed_records = 0;     // key-registry.json `removed` records
 };
 
+// How an operation ended, as its closed journal says: its last phase, and
+// for one that ended before the stop, the reason (DOCTOR_FAILED, ...).
+struct EndedOperation {
+  SwapPhase phase = SwapPhase::kStable;
+  std::string reason;
+};
+
 struct Node {
   std::string name;
   ElectionConfig config;
@@ -128,6 +138,7 @@ struct Node {
   int64_t op_end = -1;
   int64_t op_start = -1;       // -1: no operation ever ran
   SwapPhase op_outcome = SwapPhase::kStable;  // how it ends (at op_end)
+  std::string op_reason;       // --plan: why, if it ends before the stop
   v1::Fence op_fence;          // the fence it was admitted under
   v1::PlanRecord applied;      // newest committed record applied
   CoordinatorState coordinator;
@@ -138,7 +149,7 @@ struct Node {
   std::string op_id, op_target, op_prev;
   bool op_interrupted = false;
   bool op_applied = true;
-  std::map<std::string, SwapPhase> op_outcomes;
+  std::map<std::string, EndedOperation> op_outcomes;
   SimProvider provider;
 };
 
@@ -229,8 +240,9 @@ class World {
   void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
   ActionResult OperationResult(const Node& node, const PlanAction& a,
                                bool& running) const;
+  void ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& a);
   void Reply(Node& node, const Envelope& e, ActionResult result, bool running,
-             int64_t delay);
+             int64_t delay, bool ended = false);
   void CrashExecutor(Node& node);
   void RecoverExecutor(Node& node);
   void Repair(Node& node);

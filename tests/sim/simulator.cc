@@ -32,6 +32,7 @@ void Counters::Add(const Counters& o) {
   break_glass_entered += o.break_glass_entered;
   operations += o.operations;
   crashed_mid_swap += o.crashed_mid_swap;
+  ended_before_stop += o.ended_before_stop;
   commands += o.commands;
   commands_refused += o.commands_refused;
   plan_proposals_failed += o.plan_proposals_failed;

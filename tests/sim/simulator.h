@@ -62,6 +62,7 @@ struct Counters {
   int64_t break_glass_entered = 0;    // plan records entering BreakGlass
   int64_t operations = 0;             // swaps and rollbacks started
   int64_t crashed_mid_swap = 0;
+  int64_t ended_before_stop = 0;      // operations that failed before the stop
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
   int64_t fences_renewed = 0;         // same plan committed again (burnt fence)
