@@ -96,6 +96,7 @@ void Coordinator::Tick() {
 
 void Coordinator::Follow(const v1::LeaderView& leader) {
   machine_.reset();
+  last_round_.reset();
   step_at_once_ = false;
   counted_block_.clear();
   views_.clear();
@@ -130,6 +131,7 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     machine_ = std::make_unique<PlanMachine>(
         PlanMachineConfig{options_.self, options_.voters}, committed);
     machine_term_ = leader.term();
+    last_round_.reset();
   } else if (!machine_->proposal_pending()) {
     AdoptCommitted(leader.committed());
   }
@@ -144,14 +146,12 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     results_.clear();
     std::swap(renew, renew_fence_);
   }
-  std::future<std::optional<OpenBaoProbe>> openbao;
-  if (options_.probe_openbao) openbao = std::async(std::launch::async, options_.probe_openbao);
-  Observe(in.views);
-  RecordParity(in.views);
-  if (openbao.valid()) in.openbao = openbao.get();
-  in.random = options_.random();
   std::shared_ptr<Pending> command = NextCommand();
   if (renew) RenewFence();
+  in.random = options_.random();
+  std::optional<PlanReady> on_last_round;
+  if (!command) on_last_round = StepOnLastRound(in);
+  if (!on_last_round) ObserveRound(in);
   if (command && command->upgrade && command->request.dry_run()) {
     Answer(*command, DryRun(*command, in));
     command.reset();
@@ -168,7 +168,7 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
       in.command = *c;
     }
   }
-  PlanReady ready = machine_->Step(in);
+  PlanReady ready = on_last_round ? *std::move(on_last_round) : machine_->Step(in);
   CountBlock(ready.blocked);
   if (command && !ready.refusal.ok()) {
     CountRefusal(ready.refusal);
@@ -185,6 +185,35 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
   if (command) Answer(*command, View());
+}
+
+// Asks every voter for its state and probes OpenBao, together: a fresh
+// round for `in`, kept as the last round.
+void Coordinator::ObserveRound(PlanInput& in) {
+  std::future<std::optional<OpenBaoProbe>> openbao;
+  if (options_.probe_openbao) openbao = std::async(std::launch::async, options_.probe_openbao);
+  in.views.clear();
+  in.openbao.reset();
+  Observe(in.views);
+  RecordParity(in.views);
+  if (openbao.valid()) in.openbao = openbao.get();
+  in.views_fresh = true;
+  last_round_ = Round{in.views, in.openbao};
+}
+
+// A Step on results alone may decide on this term's last round again:
+// the machine takes it only if it reads no view (recording the results
+// and issuing what they call for), so a result moves the plan without
+// waiting for a round it does not need (PlanInput::views_fresh). nullopt:
+// observe and step as usual.
+std::optional<PlanReady> Coordinator::StepOnLastRound(PlanInput& in) {
+  if (in.results.empty() || !last_round_) return std::nullopt;
+  in.views = last_round_->views;
+  in.openbao = last_round_->openbao;
+  in.views_fresh = false;
+  PlanReady ready = machine_->Step(in);
+  if (ready.needs_fresh_views) return std::nullopt;  // the machine is as it was
+  return ready;
 }
 
 void Coordinator::AdoptCommitted(const v1::PlanRecord& committed) {

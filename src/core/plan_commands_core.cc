@@ -126,14 +126,14 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
   absl::StatusOr<std::vector<std::string>> order =
       PlanNodeOrder(m_.config_, r.order);
   if (!order.ok()) return order.status();
-  if (absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views,
+  if (absl::Status s = CheckFleetHealth(m_.config_.voters, Views(),
                                         in_.now_unix_ms);
       !s.ok()) {
     return s;
   }
   // CheckFleetHealth passed, so every voter has a state.
   const std::vector<const NodeView*> views =
-      VoterViews(m_.config_.voters, in_.views);
+      VoterViews(m_.config_.voters, Views());
   VersionPolicyInput policy;
   policy.target = r.target_version;
   for (const NodeView* v : views) {

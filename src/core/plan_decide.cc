@@ -112,14 +112,14 @@ absl::Status PlanStep::NodeGates(bool rolling_back) {
                                 (soak_until - in_.now_unix_ms) / 1000,
                                 " s left)."));
   }
-  absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views, in_.now_unix_ms);
-  if (s.ok()) s = CheckParityStable(m_.parity_, next_->settings().parity_observations());
+  absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);
+  if (s.ok()) s = CheckParityStable(Parity(), next_->settings().parity_observations());
   if (s.ok()) {
     s = in_.openbao ? CheckOpenBaoHealth(*in_.openbao)
                     : Waiting(reason::kOpenBaoUnreachable,
                               "OpenBao has not been probed yet.");
   }
-  if (s.ok()) s = CheckRotationMetric(in_.views);
+  if (s.ok()) s = CheckRotationMetric(Views());
   if (s.ok() && rolling_back) {
     if (absl::Status allowed = RollbackAllowed(); !allowed.ok()) {
       Halt(allowed, "");
@@ -175,7 +175,6 @@ void PlanStep::DecideNextNode() {
 void PlanStep::DecideInFlight() {
   v1::PlanNode* n = FindNode(next_->in_flight());
   if (n == nullptr) return;  // a plan naming an unknown node never commits
-  const std::string expected = m_.parity_.hash();
   switch (n->stage()) {
     case v1::PLAN_STEP_STAGE_SWAPPING: {
       const bool back = !n->rollback_of().empty();
@@ -184,7 +183,7 @@ void PlanStep::DecideInFlight() {
       a.version = back ? next_->version_before() : next_->target_version();
       a.operation_id = n->operation_id();
       a.of_operation_id = n->rollback_of();
-      a.expected_key_id_hash = expected;
+      a.expected_key_id_hash = Parity().hash();
       a.stabilization_ms = next_->settings().stabilization_ms();
       Issue(std::move(a));
       return;
@@ -222,10 +221,10 @@ void PlanStep::BlockOnUnanswered() {
 void PlanStep::DecideCompletion(bool rolling_back) {
   const std::string& version =
       rolling_back ? next_->version_before() : next_->target_version();
-  absl::Status s = CheckFleetHealth(m_.config_.voters, in_.views, in_.now_unix_ms);
-  if (s.ok()) s = CheckParityStable(m_.parity_, next_->settings().parity_observations());
+  absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);
+  if (s.ok()) s = CheckParityStable(Parity(), next_->settings().parity_observations());
   std::vector<std::string> off;
-  for (const NodeView& v : in_.views) {
+  for (const NodeView& v : Views()) {
     if (v.state && v.state->provider_version() != version) {
       off.push_back(absl::StrCat(v.node, " (", v.state->provider_version(), ")"));
     }
@@ -241,7 +240,7 @@ void PlanStep::DecideCompletion(bool rolling_back) {
   }
   Become(rolling_back ? v1::PLAN_PHASE_ROLLED_BACK : v1::PLAN_PHASE_COMPLETED,
          absl::StrCat("every node runs ", version, " with key_id hash ",
-                      m_.parity_.hash()));
+                      Parity().hash()));
 }
 
 }  // namespace kmsfleet

@@ -118,6 +118,22 @@ PlanMachine::PlanMachine(PlanMachineConfig config,
     : config_(std::move(config)), committed_(std::move(committed)) {}
 
 PlanReady PlanMachine::Step(const PlanInput& input) {
+  bool read_views = false;
+  if (input.views_fresh) return StepOn(input, read_views);
+  // Tried on a copy: a Step that would decide on views older than its
+  // results is not taken at all.
+  PlanMachine trial = *this;
+  PlanReady ready = trial.StepOn(input, read_views);
+  if (read_views) {
+    PlanReady again;
+    again.needs_fresh_views = true;
+    return again;
+  }
+  *this = std::move(trial);
+  return ready;
+}
+
+PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
   parity_.Observe(input.views);
   if (pending_) {
     // Results must not be lost while a change is outstanding: keep them for
@@ -137,6 +153,7 @@ PlanReady PlanMachine::Step(const PlanInput& input) {
   }
   PlanStep step(*this, input);
   step.Run();
+  read_views = step.read_views();
   PlanReady ready = step.TakeReady();
   if (ready.plan) pending_ = ready.plan->revision();
   return ready;

@@ -69,19 +69,19 @@ absl::Status PlanStep::HandleAbort() {
   return absl::OkStatus();
 }
 
-absl::Status PlanStep::RollbackAllowed() const {
+absl::Status PlanStep::RollbackAllowed() {
   VersionPolicyInput policy;
   policy.direction = PlanDirection::kRollback;
   policy.target = next_->version_before();
   policy.recorded_before = next_->version_before();
-  for (const NodeView& v : in_.views) {
+  for (const NodeView& v : Views()) {
     if (v.state) policy.running.push_back({v.node, v.state->provider_version()});
   }
   if (absl::Status s = CheckVersionPolicy(policy); !s.ok()) return s;
   RollbackSafetyInput safety;
   safety.facts = next_->compat();
   safety.baseline.assign(next_->baseline().begin(), next_->baseline().end());
-  safety.views = in_.views;
+  safety.views = Views();
   return CheckRollbackSafety(safety);
 }
 
@@ -113,7 +113,7 @@ void PlanStep::ReclaimFailedNodes(bool walk_back) {
       // Walk back only a node that does not already run the old version
       // (a failed swap restored it; a failed API server restart did not).
       const NodeView* view = nullptr;
-      for (const NodeView& v : in_.views) {
+      for (const NodeView& v : Views()) {
         if (v.node == n.node()) view = &v;
       }
       // Without a state, walk it back: a needless rollback is refused by

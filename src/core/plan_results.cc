@@ -166,11 +166,12 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
 
 // Parity must be seen stable again after a node's step, over rounds that
 // all began after it ended: this Step's views were asked for after its
-// results arrived (PlanInput), so they are the first such round. Counting
-// from here rather than from the hand-off lets the rounds run while the
-// result and the hand-off commit, and the slot is then cleared and given
-// to the next node in one commit.
-void PlanStep::RestartParity() { m_.parity_.RestartWith(in_.views); }
+// results arrived (PlanInput), so they are the first such round. (So a
+// Step on the last round again that ends a node's step is not taken: it
+// reads the views.) Counting from here rather than from the hand-off lets
+// the rounds run while the result and the hand-off commit, and the slot is
+// then cleared and given to the next node in one commit.
+void PlanStep::RestartParity() { m_.parity_.RestartWith(Views()); }
 
 void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   if (next_->in_flight() != node.node() ||

@@ -81,6 +81,16 @@ PlanAction PlanStep::MakeAction(ActionKind kind, std::string_view node) {
   return action;
 }
 
+const std::vector<NodeView>& PlanStep::Views() {
+  read_views_ = true;
+  return in_.views;
+}
+
+const ParityStreak& PlanStep::Parity() {
+  read_views_ = true;
+  return m_.parity_;
+}
+
 v1::PlanNode* PlanStep::FindNode(std::string_view name) {
   for (v1::PlanNode& n : *next_->mutable_nodes()) {
     if (n.node() == name) return &n;

@@ -22,6 +22,8 @@ class PlanStep {
   // Runs the command (if any), the results, then the phase's decisions.
   void Run();
   PlanReady TakeReady();
+  // Whether a decision read the views or the parity streak they feed.
+  bool read_views() const { return read_views_; }
 
  private:
   // ---- plan_commands_core.cc: operator commands ----
@@ -38,7 +40,7 @@ class PlanStep {
   absl::Status HandleAbort();
   absl::Status HandleRollback();
   absl::Status HandleAckBreakGlass(const std::string& nonce);
-  absl::Status RollbackAllowed() const;
+  absl::Status RollbackAllowed();
   // Failed nodes are tried again: walked back (unless they already run the
   // version before the plan) or, forward, preflighted again.
   void ReclaimFailedNodes(bool walk_back);
@@ -78,11 +80,16 @@ class PlanStep {
   void RecordGuard(std::string_view guard, const absl::Status& result);
   bool RestartRequired() const;
   std::string Coordinator() const;
+  // What decisions read of the observations; each use is noted (a Step on
+  // the last round again that reads them is not taken).
+  const std::vector<NodeView>& Views();
+  const ParityStreak& Parity();
 
   PlanMachine& m_;
   const PlanInput& in_;
   std::optional<v1::FleetPlan> next_;  // working copy; nullopt = no plan
   bool changed_ = false;
+  bool read_views_ = false;
   std::vector<PlanAction> actions_;
   absl::Status refusal_;
   absl::Status blocked_;

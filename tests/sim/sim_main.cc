@@ -28,7 +28,9 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << " in break-glass; " << t.break_glass_entered << " break-glass events; "
             << t.operations << " swaps and rollbacks (" << t.rollback_failed
             << " RollbackFailed, " << t.ended_before_stop << " failed before the stop, "
-            << t.crashed_mid_swap << " crashed mid-swap); max in flight "
+            << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
+            << t.steps_on_last_round << " taken on the last round, " << t.fresh_rounds_asked
+            << " asked for a fresh one; max in flight "
             << t.max_in_flight << ", max providers down at once " << t.max_disrupted
             << "; " << t.elections << " leader terms, " << t.crashes << " crashes, "
             << t.plan_proposals_failed << " proposals lost with leadership, " << t.fences_renewed
@@ -43,7 +45,7 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
        t.crashed_mid_swap == 0 || t.ended_before_stop == 0 || t.handoffs_withheld == 0 ||
-       t.commit_waits == 0 ||
+       t.commit_waits == 0 || t.steps_on_last_round == 0 || t.fresh_rounds_asked == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;

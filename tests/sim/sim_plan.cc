@@ -245,11 +245,25 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   std::shared_ptr<PlanCoordinator> p = c.plan;  // alive even if the leader crashes
   CommitIfDone(leader, *p);
   ExpireRequests(leader, *p);
-  PlanInput in = Gather(leader, *p);
+  // Like kmsfleetd's coordinator, a Step on results alone is tried on the
+  // last round again (here on half of them): the machine takes it only if
+  // it reads no view.
+  const bool on_last_round = !command && !p->results.empty() && Chance(0.5);
+  PlanInput in = Gather(leader, *p, on_last_round);
   const bool had_command = command.has_value();
   if (had_command) ++counters_.commands;
   in.command = std::move(command);
   PlanReady ready = p->machine->Step(in);
+  if (!in.views_fresh) {
+    if (ready.needs_fresh_views) {
+      ++counters_.fresh_rounds_asked;
+      ObserveRound(leader, *p, in);
+      ready = p->machine->Step(in);
+    } else {
+      ++counters_.steps_on_last_round;
+      CheckLastRoundStep(*p, ready);
+    }
+  }
   CheckReady(ready, had_command);
   if (!ready.blocked.ok()) last_blocked_ = ready.blocked.ToString();
   if (had_command) {
@@ -270,9 +284,25 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   for (const PlanAction& a : ready.actions) CarryOut(leader, *p, a);
 }
 
-PlanInput World::Gather(const Node& leader, PlanCoordinator& p) {
+PlanInput World::Gather(const Node& leader, PlanCoordinator& p, bool on_last_round) {
   PlanInput in;
   in.now_unix_ms = now_ * kTickMs;
+  in.results = std::move(p.results);
+  p.results.clear();
+  in.random = rng_.Next();
+  if (on_last_round && p.last_round) {
+    in.views = p.last_round->first;
+    in.openbao = p.last_round->second;
+    in.views_fresh = false;
+    return in;
+  }
+  ObserveRound(leader, p, in);
+  return in;
+}
+
+// A fresh round: every voter's view and the OpenBao probe.
+void World::ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in) {
+  in.views.clear();
   for (const std::string& v : voters_) in.views.push_back(Observe(leader, p, nodes_.at(v)));
   OpenBaoProbe probe;
   probe.address = "https://bao.sim:8200";
@@ -282,10 +312,25 @@ PlanInput World::Gather(const Node& leader, PlanCoordinator& p) {
     else probe.transport = absl::UnavailableError("connection refused");
   }
   in.openbao = probe;
-  in.results = std::move(p.results);
-  p.results.clear();
-  in.random = rng_.Next();
-  return in;
+  in.views_fresh = true;
+  p.last_round = {in.views, probe};
+}
+
+// A Step taken on the last round read no view: it may record results and
+// issue what they call for, but no node goes in flight on it, and no swap
+// or rollback is sent on it.
+void World::CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready) {
+  const std::optional<v1::FleetPlan>& before = p.machine->committed();
+  if (ready.plan && !ready.plan->in_flight().empty() &&
+      (!before || before->in_flight() != ready.plan->in_flight())) {
+    Fail("a Step on the last round put " + ready.plan->in_flight() + " in flight");
+  }
+  for (const PlanAction& a : ready.actions) {
+    if (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode) {
+      Fail("a Step on the last round sent " + std::string(ActionKindName(a.kind)) + " to " +
+           a.node);
+    }
+  }
 }
 
 // GetNodeState of one voter: fresh when the call gets through, else the

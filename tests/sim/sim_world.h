@@ -84,6 +84,8 @@ struct PlanCoordinator {
   std::vector<ActionResult> results;      // arrived since the last Step
   std::map<std::string, Outstanding> outstanding;  // "node/kind"
   std::map<std::string, NodeView> views;  // the newest view of each voter
+  // The last round (views and OpenBao probe), for a Step on results alone.
+  std::optional<std::pair<std::vector<NodeView>, OpenBaoProbe>> last_round;
 };
 
 // A leadership transfer under way (sim_transfer.cc).
@@ -214,7 +216,9 @@ class World {
   std::optional<OperatorCommand> Operator(const std::optional<v1::FleetPlan>& plan);
   OperatorCommand StartCommand();
   void PlanCoordinate(Node& leader, std::optional<OperatorCommand> command);
-  PlanInput Gather(const Node& leader, PlanCoordinator& p);
+  PlanInput Gather(const Node& leader, PlanCoordinator& p, bool on_last_round);
+  void ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in);
+  void CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready);
   NodeView Observe(const Node& leader, PlanCoordinator& p, const Node& node);
   void ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
                    PlanReady ready);

@@ -33,6 +33,8 @@ void Counters::Add(const Counters& o) {
   operations += o.operations;
   crashed_mid_swap += o.crashed_mid_swap;
   ended_before_stop += o.ended_before_stop;
+  steps_on_last_round += o.steps_on_last_round;
+  fresh_rounds_asked += o.fresh_rounds_asked;
   commands += o.commands;
   commands_refused += o.commands_refused;
   plan_proposals_failed += o.plan_proposals_failed;

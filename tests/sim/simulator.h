@@ -63,6 +63,8 @@ struct Counters {
   int64_t operations = 0;             // swaps and rollbacks started
   int64_t crashed_mid_swap = 0;
   int64_t ended_before_stop = 0;      // operations that failed before the stop
+  int64_t steps_on_last_round = 0;    // Steps on results alone, taken on the last round
+  int64_t fresh_rounds_asked = 0;     // ... not taken: they needed a fresh round
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
   int64_t fences_renewed = 0;         // same plan committed again (burnt fence)

@@ -2,6 +2,7 @@
 // §6): a driver answers every action as a fleet would, and the tests check
 // what an operator would see (phases, reasons, nonces, audit) and the
 // ordering rule: no swap before the plan change naming the node commits.
+#include <algorithm>
 #include <cctype>
 #include <functional>
 #include <map>
@@ -63,15 +64,53 @@ class Driver {
     now_ += 1000;
     PlanInput in;
     in.now_unix_ms = now_;
-    for (const auto& [n, v] : versions_) {
-      in.views.push_back(HealthyView(n, v, testing::kHashA, now_));
-    }
     in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
     in.results = std::move(results_);
     results_.clear();
     in.command = std::move(command);
     in.random = 0x1000 + (++draws_);
-    PlanReady ready = machine_.Step(in);
+    PlanReady ready;
+    if (stale_rounds && !in.results.empty() && !in.command && !last_round_.empty()) {
+      in.views = last_round_;
+      in.views_fresh = false;
+      ready = machine_.Step(in);
+      if (!ready.needs_fresh_views) {
+        ++stale_taken;
+        CountRounds(in, ready);
+        return Carry(ready);
+      }
+      ++stale_refused;
+      EXPECT_FALSE(ready.plan || !ready.actions.empty() || !ready.blocked.ok());
+    }
+    in.views.clear();
+    for (const auto& [n, v] : versions_) {
+      in.views.push_back(HealthyView(n, v, testing::kHashA, now_));
+    }
+    in.views_fresh = true;
+    last_round_ = in.views;
+    ready = machine_.Step(in);
+    CountRounds(in, ready);
+    return Carry(ready);
+  }
+
+  // The rounds (fresh observations) between each operation result and the
+  // next swap, and the swaps a Step on the last round issued (none may).
+  void CountRounds(const PlanInput& in, const PlanReady& ready) {
+    const bool result = std::any_of(in.results.begin(), in.results.end(), [](const auto& r) {
+      return r.kind == ResultKind::kOperation && r.outcome != OperationOutcome::kNotFound;
+    });
+    if (result) rounds_since_result_ = 0;
+    if (in.views_fresh && rounds_since_result_ >= 0) ++rounds_since_result_;
+    for (const PlanAction& a : ready.actions) {
+      if (a.kind != ActionKind::kSwap || a.node == last_swapped_) continue;
+      if (!in.views_fresh) swaps_on_last_round.push_back(a.node);
+      if (rounds_since_result_ >= 0) rounds_before_swap.push_back(rounds_since_result_);
+      last_swapped_ = a.node;
+    }
+  }
+
+  // Commits the proposal at once and answers the actions.
+  PlanReady Carry(PlanReady& ready) {
     if (ready.plan) {
       // Invariant: a swap is only in the same Ready as, or after, the
       // committed change that names its node as in flight.
@@ -119,6 +158,13 @@ class Driver {
   // node could not be reached or could not answer yet).
   std::function<absl::Status(const PlanAction&)> unavailable =
       [](const PlanAction&) { return absl::OkStatus(); };
+  // Steps that carry results decide on the last round again
+  // (PlanInput::views_fresh false), as kmsfleetd's coordinator does; one
+  // that needs a fresh round gets it.
+  bool stale_rounds = false;
+  int stale_taken = 0, stale_refused = 0;
+  std::vector<int> rounds_before_swap;
+  std::vector<std::string> swaps_on_last_round;
   std::map<std::string, std::string> versions_;
   std::vector<PlanAction> log_;
   v1::FleetPlan plan_;
@@ -175,6 +221,9 @@ class Driver {
 
   int64_t now_ = 1'000'000;
   uint64_t draws_ = 0;
+  std::vector<NodeView> last_round_;
+  int rounds_since_result_ = -1;  // -1: no operation result yet
+  std::string last_swapped_;
   std::vector<ActionResult> results_;
   std::map<std::string, OperationOutcome> last_outcome_;
 };
@@ -274,6 +323,35 @@ TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {
   EXPECT_THAT(guards, ElementsAre("node order", "fleet health", "version policy",
                                   "compatibility", "doctor", "rotation",
                                   "rollback readiness", "parity", "openbao"));
+}
+
+// A Step on results alone is taken on the last round again when it reads
+// no view: here the stage results, recorded with the preflights they call
+// for. What reads the views waits for a fresh round: a gate (after the
+// preflights, after each hand-off, at the end), and each node's result,
+// whose round opens the parity streak the next gate counts.
+TEST(PlanMachineTest, ResultsOnTheLastRoundAreTakenOnlyWhenTheyReadNoView) {
+  Driver d;
+  d.stale_rounds = true;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
+  EXPECT_EQ(d.stale_taken, 1);
+  EXPECT_EQ(d.stale_refused, 7);
+  EXPECT_THAT(d.swaps_on_last_round, ElementsAre());
+  // c and b each swapped on the third round since the result before.
+  EXPECT_THAT(d.rounds_before_swap, ElementsAre(3, 3));
+}
+
+// The same plan on fresh rounds only: the round of the Step that applies a
+// result opens the streak, so two more are enough.
+TEST(PlanMachineTest, ResultsOnAFreshRoundOpenTheParityStreak) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(d.stale_taken + d.stale_refused, 0);
+  EXPECT_THAT(d.rounds_before_swap, ElementsAre(3, 3));
 }
 
 // The streak restarts with the round of the Step that applies a's result

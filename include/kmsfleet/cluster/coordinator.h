@@ -116,6 +116,8 @@ class Coordinator {
   void Lead(const v1::LeaderView& leader);
   void Follow(const v1::LeaderView& leader);
   void Observe(std::vector<NodeView>& views);
+  void ObserveRound(PlanInput& in);
+  std::optional<PlanReady> StepOnLastRound(PlanInput& in);
   void RecordParity(const std::vector<NodeView>& views);
   void CountRefusal(const absl::Status& refusal);
   void CountBlock(const absl::Status& blocked);
@@ -146,6 +148,12 @@ class Coordinator {
   std::unique_ptr<PlanMachine> machine_;
   uint64_t machine_term_ = 0;
   std::map<std::string, NodeView> views_;
+  // The last round of observations, for a Step on results alone.
+  struct Round {
+    std::vector<NodeView> views;
+    std::optional<OpenBaoProbe> openbao;
+  };
+  std::optional<Round> last_round_;
   uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at
   // The next step runs without waiting a tick: the plan waits only for
   // parity rounds, or a change was just committed (what it allows, such

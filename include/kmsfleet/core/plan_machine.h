@@ -74,6 +74,11 @@ struct PlanReady {
   absl::Status refusal;
   // Why the plan is not moving now (a gate's refusal); OK when it is.
   absl::Status blocked;
+  // Only from a Step on the last round again (PlanInput::views_fresh
+  // false): the Step would have read the views (a gate, the hash a swap
+  // expects), so it was not taken; nothing changed. Step again with the
+  // same input and a fresh round.
+  bool needs_fresh_views = false;
 };
 
 // An action that came back Unavailable (the node could not be reached, or
@@ -97,7 +102,10 @@ class PlanMachine {
   // BREAK_GLASS_NONCE_MISMATCH, HANDOFF_PENDING, UNKNOWN_NODE, and any
   // start or rollback guard's refusal (fleet_guards.h, release_guards.h).
   // A proposal over kMaxPlanBytes is not made: ready.refusal is
-  // PLAN_TOO_LARGE and no action is returned.
+  // PLAN_TOO_LARGE and no action is returned. On the last round again
+  // (input.views_fresh false), only a Step that reads no view is taken:
+  // recording results and issuing what they call for needs no
+  // observation, but a gate or a swap does (ready.needs_fresh_views).
   PlanReady Step(const PlanInput& input);
 
   // The shell committed `plan` (or adopted it from the election). Clears the
@@ -112,6 +120,10 @@ class PlanMachine {
 
  private:
   friend class PlanStep;
+  // Step on `input` whatever its views; `read_views` says whether the
+  // decisions read them.
+  PlanReady StepOn(const PlanInput& input, bool& read_views);
+
   PlanMachineConfig config_;
   std::optional<v1::FleetPlan> committed_;
   std::optional<uint64_t> pending_;  // revision proposed, not yet committed

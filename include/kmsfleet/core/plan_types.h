@@ -76,8 +76,11 @@ struct PlanInput {
   std::optional<OpenBaoProbe> openbao;  // nullopt = not probed yet
   // Results received before `views` were asked for: a round in `views` is
   // newer than every result here, so it may open the parity streak that
-  // follows a node's operation.
+  // follows a node's operation. Unless `views_fresh` is false: then `views`
+  // is the last round again, asked for before some results arrived, and
+  // the machine takes the Step only if it reads no view (PlanMachine::Step).
   std::vector<ActionResult> results;
+  bool views_fresh = true;
   std::optional<OperatorCommand> command;
   // Fresh randomness (break-glass nonces, plan ids).
   uint64_t random = 0;
