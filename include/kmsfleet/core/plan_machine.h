@@ -76,8 +76,9 @@ struct PlanReady {
   absl::Status blocked;
   // Only from a Step on the last round again (PlanInput::views_fresh
   // false): the Step would have read the views (a gate, the hash a swap
-  // expects), so it was not taken; nothing changed. Step again with the
-  // same input and a fresh round.
+  // expects, a node's result opening the parity streak), so it was not
+  // taken; nothing changed. Step again with the same input and a fresh
+  // round.
   bool needs_fresh_views = false;
 };
 
