@@ -116,9 +116,10 @@ void PutResult(Writer& out, const ActionResult& r) {
 }
 
 // The coordinator's shell and its PlanMachine: every field their next
-// steps depend on. Left out: ParityStreak's round stamps (every Step's
-// observations are newer than all before, so they decide nothing) and the
-// config (self is the node, voters kPlanNodes).
+// steps depend on. Left out: ParityStreak's round stamps (every fresh
+// round is newer than all before, so they decide nothing), the last
+// round's views (a Step taken on them reads none; only whether there is
+// one decides) and the config (self is the node, voters kPlanNodes).
 void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   using namespace access;  // NOLINT: the tags only
   const PlanMachine& m = p.machine;
@@ -150,6 +151,7 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
     out << o.fence.term() << '/' << o.fence.index() << '/' << o.fence.in_flight() << o.poll
         << o.stale_fence << ';';
   }
+  out << 'l' << !p.last_round.empty();
 }
 
 }  // namespace

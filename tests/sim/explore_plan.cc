@@ -111,10 +111,19 @@ void ExState::PlanCoordinate(const std::string& name) {
     poll.action = std::make_shared<const PlanAction>(o.action);
     Send(std::move(poll));
   }
-  PlanInput in = Gather(p);
   const bool had_command = !p.machine.committed() && !p.machine.proposal_pending();
+  // As kmsfleetd's coordinator: a Step on results alone is tried on the
+  // last round again, and taken only if it reads no view.
+  const bool on_last_round = !had_command && !p.results.empty() && !p.last_round.empty();
+  PlanInput in = Gather(p, on_last_round);
   if (had_command) in.command = StartCommand(config_.auto_rollback);
   PlanReady ready = p.machine.Step(in);
+  if (ready.needs_fresh_views) {
+    ObserveRound(p, in);
+    ready = p.machine.Step(in);
+  } else if (on_last_round) {
+    for (const std::string& v : LastRoundViolations(p.machine.committed(), ready)) Fail(v);
+  }
   CheckReady(ready, had_command);
   if (had_command) {
     Log(name + ": operator upgrade: " +
@@ -127,11 +136,32 @@ void ExState::PlanCoordinate(const std::string& name) {
   for (const PlanAction& a : ready.actions) CarryOut(name, a);
 }
 
-// GetNodeState of every plan node, fresh each round; a node that is down
-// does not answer.
-PlanInput ExState::Gather(ExPlanCoordinator& p) {
+// The results, and a fresh round of views or (on_last_round) the last
+// round again.
+PlanInput ExState::Gather(ExPlanCoordinator& p, bool on_last_round) {
   PlanInput in;
   in.now_unix_ms = kNowMs;
+  in.results = std::move(p.results);
+  p.results.clear();
+  in.random = 0x5eed;
+  OpenBaoProbe probe;
+  probe.address = "https://bao.explore:8200";
+  probe.status = 200;
+  in.openbao = probe;
+  if (!on_last_round) {
+    ObserveRound(p, in);
+    return in;
+  }
+  in.views = p.last_round;
+  in.views_fresh = false;
+  return in;
+}
+
+// GetNodeState of every plan node, fresh; a node that is down does not
+// answer.
+void ExState::ObserveRound(ExPlanCoordinator& p, PlanInput& in) {
+  in.views.clear();
+  in.views_fresh = true;
   ++observations_;
   for (const std::string& name : kPlanNodes) {
     const ExNode& node = nodes_.at(name);
@@ -159,14 +189,7 @@ PlanInput ExState::Gather(ExPlanCoordinator& p) {
     view.registry = RegistryFacts{"keyregistry.openbao-kms/v1alpha1", 0};
     in.views.push_back(std::move(view));
   }
-  OpenBaoProbe probe;
-  probe.address = "https://bao.explore:8200";
-  probe.status = 200;
-  in.openbao = probe;
-  in.results = std::move(p.results);
-  p.results.clear();
-  in.random = 0x5eed;
-  return in;
+  p.last_round = in.views;
 }
 
 void ExState::ProposePlan(const std::string& name, PlanReady ready) {

@@ -120,6 +120,9 @@ struct ExPlanCoordinator {
   std::vector<PlanAction> held{};
   std::vector<ActionResult> results{};
   std::map<std::string, Outstanding> outstanding{};
+  // The last round of views, for a Step on results alone (empty: none yet
+  // this term).
+  std::vector<NodeView> last_round{};
 };
 
 // The message's text: its identity in the multiset and in transcripts.
@@ -222,7 +225,8 @@ class ExState {
   // --plan (explore_plan.cc).
   void PlanCoordinate(const std::string& name);
   ExPlanCoordinator& WritablePlan(ExNode& node);
-  PlanInput Gather(ExPlanCoordinator& p);
+  PlanInput Gather(ExPlanCoordinator& p, bool on_last_round);
+  void ObserveRound(ExPlanCoordinator& p, PlanInput& in);
   void ProposePlan(const std::string& name, PlanReady ready);
   void CommitIfDone(const std::string& name);
   void CarryOut(const std::string& name, const PlanAction& a);

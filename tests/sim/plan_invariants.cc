@@ -26,6 +26,22 @@ void SetEndedOutcome(ActionResult& r, SwapPhase ended, const std::string& reason
   SetOperationResult(operation, r);
 }
 
+std::vector<std::string> LastRoundViolations(const std::optional<v1::FleetPlan>& committed,
+                                             const PlanReady& ready) {
+  std::vector<std::string> out;
+  if (ready.plan && !ready.plan->in_flight().empty() &&
+      (!committed || committed->in_flight() != ready.plan->in_flight())) {
+    out.push_back("a Step on the last round put " + ready.plan->in_flight() + " in flight");
+  }
+  for (const PlanAction& a : ready.actions) {
+    if (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode) {
+      out.push_back("a Step on the last round sent " + std::string(ActionKindName(a.kind)) +
+                    " to " + a.node);
+    }
+  }
+  return out;
+}
+
 std::vector<std::string> ProposalViolations(const std::optional<v1::FleetPlan>& committed,
                                             const v1::FleetPlan& plan,
                                             const std::vector<NodeView>& views,

@@ -38,6 +38,13 @@ std::vector<std::string> ProposalViolations(const std::optional<v1::FleetPlan>& 
                                             const std::vector<NodeView>& views,
                                             const std::string& hash, int& in_flight);
 
+// A Step taken on the last round again (PlanInput::views_fresh false) read
+// no view: it may record results and issue what they call for, but it
+// puts no node in flight and sends no swap or rollback. `committed` is the
+// coordinator's last committed plan. One line per violation.
+std::vector<std::string> LastRoundViolations(const std::optional<v1::FleetPlan>& committed,
+                                             const PlanReady& ready);
+
 }  // namespace kmsfleet::sim
 
 #endif  // KMSFLEET_TESTS_SIM_PLAN_INVARIANTS_H_

@@ -316,21 +316,9 @@ void World::ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in) 
   p.last_round = {in.views, probe};
 }
 
-// A Step taken on the last round read no view: it may record results and
-// issue what they call for, but no node goes in flight on it, and no swap
-// or rollback is sent on it.
+// A Step taken on the last round read no view (LastRoundViolations).
 void World::CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready) {
-  const std::optional<v1::FleetPlan>& before = p.machine->committed();
-  if (ready.plan && !ready.plan->in_flight().empty() &&
-      (!before || before->in_flight() != ready.plan->in_flight())) {
-    Fail("a Step on the last round put " + ready.plan->in_flight() + " in flight");
-  }
-  for (const PlanAction& a : ready.actions) {
-    if (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode) {
-      Fail("a Step on the last round sent " + std::string(ActionKindName(a.kind)) + " to " +
-           a.node);
-    }
-  }
+  for (const std::string& v : LastRoundViolations(p.machine->committed(), ready)) Fail(v);
 }
 
 // GetNodeState of one voter: fresh when the call gets through, else the
