@@ -1,11 +1,11 @@
 // The fake's one-shot subcommands, run as a child process the way kmsfleet
 // runs the real binary: output shapes and exit codes of reference §2.
-#include <algorithm>
-
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <boost/json.hpp>
+
+#include "absl/strings/str_split.h"
 
 #include "fake_test_config.h"
 #include "key_material.h"
@@ -72,11 +72,9 @@ TEST(FakeStartupTest, OneShotCommandsLoadNoGrpcProtobufOrSystemd) {
   std::vector<std::string> unwanted = {"libgrpc", "libgpr", "libprotobuf", "libsystemd",
                                        "libupb", "libssl"};
   // The libraries the build linked from their archives (CMakeLists.txt).
-  std::string linked_static = FAKE_CLI_STATIC_LIBRARIES;
-  for (size_t begin = 0; begin < linked_static.size();) {
-    size_t end = std::min(linked_static.find(',', begin), linked_static.size());
-    unwanted.push_back(linked_static.substr(begin, end - begin));
-    begin = end + 1;
+  for (absl::string_view library :
+       absl::StrSplit(FAKE_CLI_STATIC_LIBRARIES, ',', absl::SkipEmpty())) {
+    unwanted.emplace_back(std::string(library));
   }
   for (const std::string& library : unwanted) {
     EXPECT_EQ(run.out.find(library), std::string::npos) << library << " in\n" << run.out;

@@ -102,8 +102,9 @@ class Driver {
     if (result) rounds_since_result_ = 0;
     if (in.views_fresh && rounds_since_result_ >= 0) ++rounds_since_result_;
     for (const PlanAction& a : ready.actions) {
+      const bool swap = a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode;
+      if (swap && !in.views_fresh) swaps_on_last_round.push_back(a.node);
       if (a.kind != ActionKind::kSwap || a.node == last_swapped_) continue;
-      if (!in.views_fresh) swaps_on_last_round.push_back(a.node);
       if (rounds_since_result_ >= 0) rounds_before_swap.push_back(rounds_since_result_);
       last_swapped_ = a.node;
     }
