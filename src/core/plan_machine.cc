@@ -134,6 +134,8 @@ PlanReady PlanMachine::Step(const PlanInput& input) {
 }
 
 PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
+  // Counting a round is no decision: on the last round again it is a
+  // round counted already, and Observe skips it.
   parity_.Observe(input.views);
   if (pending_) {
     // Results must not be lost while a change is outstanding: keep them for

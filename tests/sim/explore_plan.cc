@@ -350,6 +350,12 @@ void ExState::PlanSwap(ExNode& node, const ExMessage& m) {
     Log(m.to + ": admitted; operation " + a.operation_id + " already " +
         (node.running && node.journal->operation_id == a.operation_id ? "runs" : "ended"));
   }
+  ReplyWithOperation(node, m, a);
+}
+
+// Answers with how operation `a` stands: running, ended (as its journal
+// says), or unknown to the node.
+void ExState::ReplyWithOperation(const ExNode& node, const ExMessage& m, const PlanAction& a) {
   bool running = false;
   ActionResult answer = OperationResult(node, a, running);
   const bool ended = !running && node.ended.contains(a.operation_id);

@@ -467,12 +467,7 @@ void ExState::Deliver(const ExMessage& m) {
     }
     case MessageKind::kSwap: return m.action ? PlanSwap(node, m) : DeliverSwap(node, m);
     case MessageKind::kQuery: return DeliverQuery(node, m);
-    case MessageKind::kPoll: {
-      bool running = false;
-      ActionResult r = OperationResult(node, *m.action, running);
-      const bool ended = !running && node.ended.contains(m.action->operation_id);
-      return PlanReply(m, std::move(r), running, ended);
-    }
+    case MessageKind::kPoll: return ReplyWithOperation(node, m, *m.action);
     case MessageKind::kResult: return PlanResult(m.to, m);
     case MessageKind::kReleased:
       if (m.action) return PlanReleased(m.to, m);

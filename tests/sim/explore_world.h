@@ -231,6 +231,7 @@ class ExState {
   void CommitIfDone(const std::string& name);
   void CarryOut(const std::string& name, const PlanAction& a);
   void PlanSwap(ExNode& node, const ExMessage& m);
+  void ReplyWithOperation(const ExNode& node, const ExMessage& m, const PlanAction& a);
   void PlanReply(const ExMessage& m, ActionResult r, bool running, bool ended = false);
   ActionResult OperationResult(const ExNode& node, const PlanAction& a, bool& running) const;
   void PlanResult(const std::string& name, const ExMessage& m);
