@@ -319,7 +319,9 @@ void ExState::PlanSwap(ExNode& node, const ExMessage& m) {
   if (!known) {
     if (node.running) {
       Log(m.to + ": busy with " + node.journal->operation_id);
-      r.status = absl::UnavailableError(m.to + " is busy with " + node.journal->operation_id);
+      // As Executor::Reserve: another operation holds the node.
+      r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                           m.to + " is busy with " + node.journal->operation_id);
       return PlanReply(m, std::move(r), false);
     }
     NodeCommand command{.kind = a.kind == ActionKind::kRollbackNode ? NodeCommand::Kind::kRollback
@@ -422,10 +424,11 @@ void ExState::PlanResult(const std::string& name, const ExMessage& m) {
       it->second.poll = true;
       return;
     }
+    // Any other refusal goes to the machine as it came, as FleetActions
+    // hands it on: a fence refusal is sent again under the current fence,
+    // any other fails the node's step with its provider untouched.
     if (awaited) p.outstanding.erase(it);
-    ActionResult retry = r;
-    retry.status = absl::UnavailableError(r.status.ToString());
-    p.results.push_back(std::move(retry));
+    p.results.push_back(r);
     return;
   }
   if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&

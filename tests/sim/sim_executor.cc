@@ -102,7 +102,10 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
       r.kind = ResultKind::kOperation;
       r.node = node.name;
       r.revision = a.revision;
-      r.status = absl::UnavailableError(node.name + " is busy with " + node.op_id);
+      r.operation_id = a.operation_id;
+      // As Executor::Reserve: another operation holds the node.
+      r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                           node.name + " is busy with " + node.op_id);
       return Reply(node, e, std::move(r), false, max_delay_);
     }
     // As the agent for a member's command: the plan's own step only.

@@ -500,12 +500,11 @@ void World::HandleResult(Node& leader, const Envelope& e) {
       it->second.deadline = now_ + 40;
       return;
     }
-    // Any other refusal (a fence older than the committed record among
-    // them): the machine sends the swap again, under the current fence.
+    // Any other refusal goes to the machine as it came, as FleetActions
+    // hands it on: a fence refusal is sent again under the current fence,
+    // any other fails the node's step with its provider untouched.
     if (awaited) p->outstanding.erase(it);
-    ActionResult retry = r;
-    retry.status = absl::UnavailableError(r.status.ToString());
-    p->results.push_back(std::move(retry));
+    p->results.push_back(r);
     return;
   }
   if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&
