@@ -10,7 +10,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <algorithm>
 #include <array>
+#include <memory>
 #include <charconv>
 #include <type_traits>
 
@@ -40,19 +42,22 @@ absl::Status Invalid(std::string_view url, std::string_view why) {
 }
 
 // Carries one request through resolve, connect, (TLS handshake,) write and
-// read on one io_context over a plain or TLS stream, recording the first
-// failure.
+// read on an io_context over a plain or TLS stream, recording the first
+// failure. Several operations can share one io_context: each counts itself
+// out of `*pending` when it finishes, and the last one stops the context.
 template <typename Stream>
 class GetOperation {
  public:
   GetOperation(asio::io_context& ioc, Stream& stream, const HttpUrl& url,
-               const HttpGetOptions& options)
-      : ioc_(ioc), stream_(stream), url_(url), options_(options), resolver_(ioc) {
+               const HttpGetOptions& options, size_t* pending)
+      : ioc_(ioc), stream_(stream), url_(url), options_(options), resolver_(ioc),
+        pending_(pending) {
     parser_.header_limit(kMaxHeaderBytes);
     parser_.body_limit(options.max_body_bytes);
   }
 
-  absl::StatusOr<HttpResponse> Run() {
+  // Starts the request; the io_context carries it on. Returns its deadline.
+  std::chrono::steady_clock::time_point Start() {
     deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
     beast::error_code not_literal;
     const asio::ip::address literal = asio::ip::make_address(url_.host, not_literal);
@@ -68,7 +73,11 @@ class GetOperation {
             Connect(results);
           });
     }
-    ioc_.run_until(deadline_ + std::chrono::milliseconds(100));
+    return deadline_;
+  }
+
+  // The outcome, once the io_context has stopped running.
+  absl::StatusOr<HttpResponse> Collect() {
     if (!done_) {
       return Failed(absl::StatusCode::kDeadlineExceeded, reason::kTimeout,
                     "timed out");
@@ -138,7 +147,8 @@ class GetOperation {
     done_ = true;
     beast::error_code ignored;
     Lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
-    ioc_.stop();
+    Lowest().expires_never();
+    if (--*pending_ == 0) ioc_.stop();
   }
 
   absl::Status Failed(absl::StatusCode code, std::string_view why,
@@ -157,9 +167,16 @@ class GetOperation {
   http::request<http::empty_body> request_;
   http::response_parser<http::string_body> parser_;
   std::chrono::steady_clock::time_point deadline_;
+  size_t* pending_;
   absl::Status error_;
   bool done_ = false;
 };
+
+// Runs `ioc` until every started operation finished or the latest
+// deadline passed (with a grace for the last handler to run).
+void RunUntil(asio::io_context& ioc, std::chrono::steady_clock::time_point deadline) {
+  ioc.run_until(deadline + std::chrono::milliseconds(100));
+}
 
 // GET over TLS: the peer must chain to `ca_file` (or the system store) and
 // carry `tls_server_name` (or the URL's host).
@@ -172,8 +189,11 @@ absl::StatusOr<HttpResponse> HttpsGet(const HttpUrl& url, const HttpGetOptions& 
   beast::ssl_stream<beast::tcp_stream> stream(ioc, ctx);
   SSL_set_tlsext_host_name(stream.native_handle(), name.c_str());
   stream.set_verify_callback(ssl::host_name_verification(name));
-  GetOperation<beast::ssl_stream<beast::tcp_stream>> operation(ioc, stream, url, options);
-  return operation.Run();
+  size_t pending = 1;
+  GetOperation<beast::ssl_stream<beast::tcp_stream>> operation(ioc, stream, url, options,
+                                                               &pending);
+  RunUntil(ioc, operation.Start());
+  return operation.Collect();
 }
 
 // Parses `rest`, what follows the scheme of `url`: host, optional port
@@ -244,8 +264,38 @@ absl::StatusOr<HttpResponse> HttpGet(const HttpUrl& url,
   if (url.tls) return HttpsGet(url, options);
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
-  GetOperation<beast::tcp_stream> operation(ioc, stream, url, options);
-  return operation.Run();
+  size_t pending = 1;
+  GetOperation<beast::tcp_stream> operation(ioc, stream, url, options, &pending);
+  RunUntil(ioc, operation.Start());
+  return operation.Collect();
+}
+
+std::vector<absl::StatusOr<HttpResponse>> HttpGetAll(const std::vector<HttpUrl>& urls,
+                                                     const HttpGetOptions& options) {
+  asio::io_context ioc;
+  std::vector<std::unique_ptr<beast::tcp_stream>> streams;
+  std::vector<std::unique_ptr<GetOperation<beast::tcp_stream>>> operations;
+  size_t pending = 0;
+  auto latest = std::chrono::steady_clock::now();
+  for (const HttpUrl& url : urls) {
+    if (url.tls) continue;  // answered below, without a request
+    streams.push_back(std::make_unique<beast::tcp_stream>(ioc));
+    operations.push_back(std::make_unique<GetOperation<beast::tcp_stream>>(
+        ioc, *streams.back(), url, options, &pending));
+    ++pending;
+  }
+  for (auto& operation : operations) latest = std::max(latest, operation->Start());
+  if (!operations.empty()) RunUntil(ioc, latest);
+  std::vector<absl::StatusOr<HttpResponse>> out;
+  auto next = operations.begin();
+  for (const HttpUrl& url : urls) {
+    if (url.tls) {
+      out.push_back(Invalid(url.ToString(), "HttpGetAll reads plain http:// URLs only"));
+    } else {
+      out.push_back((*next++)->Collect());
+    }
+  }
+  return out;
 }
 
 }  // namespace kmsfleet

@@ -13,9 +13,8 @@
 namespace kmsfleet {
 namespace {
 
-HttpResult Fetch(const HttpUrl& url, const HttpGetOptions& options) {
+HttpResult ToResult(absl::StatusOr<HttpResponse> response) {
   HttpResult result;
-  absl::StatusOr<HttpResponse> response = HttpGet(url, options);
   if (!response.ok()) {
     result.transport = response.status();
     return result;
@@ -63,22 +62,22 @@ class LiveProviderProbe final : public ProviderProbe {
   // kmsfleet::ProviderProbe
   v1::NodeState Observe() override {
     // The four reads are independent; running them together bounds an
-    // observation by the slowest timeout rather than their sum.
-    auto metrics = std::async(std::launch::async, Fetch,
-                              std::cref(endpoints_.metrics), std::cref(endpoints_.http));
-    auto ready = std::async(std::launch::async, Fetch,
-                            std::cref(endpoints_.ready), std::cref(endpoints_.http));
-    auto live = std::async(std::launch::async, Fetch,
-                           std::cref(endpoints_.live), std::cref(endpoints_.http));
+    // observation by the slowest timeout rather than their sum. The three
+    // HTTP reads share this thread; the KMS call, a blocking gRPC one,
+    // takes the only other.
+    auto kms_status = std::async(std::launch::async,
+                                 [this] { return kms_.Query(endpoints_.kms_timeout); });
+    std::vector<absl::StatusOr<HttpResponse>> http = HttpGetAll(
+        {endpoints_.metrics, endpoints_.ready, endpoints_.live}, endpoints_.http);
     RawObservation raw;
     raw.node = node_;
-    raw.kms_status = kms_.Query(endpoints_.kms_timeout);
+    raw.kms_status = kms_status.get();
     if (raw.kms_status.ok() && !raw.kms_status->key_id().empty()) {
       raw.kms_key_id_hash = KeyIdHash(raw.kms_status->key_id());
     }
-    raw.metrics = metrics.get();
-    raw.ready = ready.get();
-    raw.live = live.get();
+    raw.metrics = ToResult(std::move(http[0]));
+    raw.ready = ToResult(std::move(http[1]));
+    raw.live = ToResult(std::move(http[2]));
     raw.observed_at_unix_ms = clock_.NowUnixMillis();
     v1::NodeState state = AssembleNodeState(raw);
     ApplyRegistryRead(ReadRegistry(endpoints_.registry_path), endpoints_.registry_path,

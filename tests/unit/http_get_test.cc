@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <thread>
+#include <vector>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -159,6 +160,44 @@ TEST(HttpGetTest, GarbageReplyIsAnError) {
   absl::StatusOr<HttpResponse> r = HttpGet(server.Url(), {});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(ReasonOf(r.status()), reason::kHttpError);
+}
+
+// Three reads at once answer in the order asked, each as HttpGet would:
+// a slow listener times out alone, and the others are not held up.
+TEST(HttpGetAllTest, AnswersInOrderAndASlowListenerFailsAlone) {
+  CannedServer metrics(Reply(200, "OK", "openbao_kms_up 1\n"));
+  CannedServer ready(Reply(503, "Service Unavailable", "{\"ready\":false}"),
+                     std::chrono::milliseconds(700));
+  CannedServer live(Reply(200, "OK", "ok"));
+  HttpGetOptions options;
+  options.total_timeout = std::chrono::milliseconds(300);
+  std::vector<absl::StatusOr<HttpResponse>> r = HttpGetAll(
+      {metrics.Url("/metrics"), ready.Url("/ready"), live.Url("/live")}, options);
+  ASSERT_EQ(r.size(), 3u);
+  ASSERT_TRUE(r[0].ok()) << r[0].status();
+  EXPECT_EQ(r[0]->body, "openbao_kms_up 1\n");
+  ASSERT_FALSE(r[1].ok());
+  EXPECT_EQ(ReasonOf(r[1].status()), reason::kTimeout);
+  EXPECT_NE(std::string(r[1].status().message()).find("/ready"), std::string::npos);
+  ASSERT_TRUE(r[2].ok()) << r[2].status();
+  EXPECT_EQ(r[2]->status, 200);
+  EXPECT_EQ(r[2]->body, "ok");
+  EXPECT_NE(metrics.request().find("GET /metrics HTTP/1.1"), std::string::npos);
+  EXPECT_NE(live.request().find("GET /live HTTP/1.1"), std::string::npos);
+}
+
+TEST(HttpGetAllTest, HttpsIsRefusedWithoutARequestAndTheRestStillRead) {
+  CannedServer live(Reply(200, "OK", "ok"));
+  HttpUrl tls{"127.0.0.1", live.Url().port, "/ready", true};
+  std::vector<absl::StatusOr<HttpResponse>> r = HttpGetAll({tls, live.Url("/live")}, {});
+  ASSERT_EQ(r.size(), 2u);
+  ASSERT_FALSE(r[0].ok());
+  EXPECT_EQ(ReasonOf(r[0].status()), reason::kInvalidConfig);
+  EXPECT_NE(std::string(r[0].status().message()).find("https://127.0.0.1"),
+            std::string::npos);
+  ASSERT_TRUE(r[1].ok()) << r[1].status();
+  EXPECT_EQ(r[1]->body, "ok");
+  EXPECT_TRUE(HttpGetAll({}, {}).empty());
 }
 
 TEST(HttpUrlTest, ParsesHostPortAndTarget) {
