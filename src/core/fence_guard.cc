@@ -36,20 +36,42 @@ std::string Describe(const SwapJournal& j) {
   return out;
 }
 
-// The operation that ran last; the journal's own times order them, the id
-// breaks ties so the answer does not depend on directory order.
-const SwapJournal* Latest(const std::vector<SwapJournal>& journals,
-                          bool (*keep)(const SwapJournal&)) {
+// The operation that ran last by `order`; the id breaks ties so the answer
+// does not depend on directory order.
+template <typename Order>
+const SwapJournal* Latest(const std::vector<SwapJournal>& journals, Order order) {
   const SwapJournal* latest = nullptr;
   for (const SwapJournal& j : journals) {
-    if (!keep(j)) continue;
-    if (latest == nullptr ||
-        std::tie(latest->started_unix_ms, latest->updated_unix_ms, latest->operation_id) <
-            std::tie(j.started_unix_ms, j.updated_unix_ms, j.operation_id)) {
-      latest = &j;
-    }
+    if (!TouchedUnit(j)) continue;
+    if (latest == nullptr || order(*latest) < order(j)) latest = &j;
   }
   return latest;
+}
+
+// Fences only grow on a node (the guard admits none older than it saw),
+// so they order its operations whatever the clock did.
+auto ByFence(const SwapJournal& j) {
+  return std::tie(j.fence_term, j.fence_index, j.started_unix_ms, j.updated_unix_ms,
+                  j.operation_id);
+}
+
+auto ByTime(const SwapJournal& j) {
+  return std::tie(j.started_unix_ms, j.updated_unix_ms, j.operation_id);
+}
+
+bool LeftProviderUp(const SwapJournal& j) {
+  return j.phase == SwapPhase::kStable || j.phase == SwapPhase::kRolledBack;
+}
+
+// The operation whose end says how the unit stands. The two orders agree
+// unless the clock stepped back between operations, or the election's
+// state was reset under older journals; then the answer that keeps the
+// slot wins, so a RollbackFailed is never hidden by either.
+const SwapJournal* LastTouchingTheUnit(const std::vector<SwapJournal>& journals) {
+  const SwapJournal* by_fence = Latest(journals, ByFence);
+  const SwapJournal* by_time = Latest(journals, ByTime);
+  if (by_time != by_fence && !LeftProviderUp(*by_time)) return by_time;
+  return by_fence;
 }
 
 }  // namespace
@@ -78,7 +100,7 @@ HandoffAnswer DecideHandoff(const HandoffFacts& facts, const v1::Fence& fence) {
   }
   // Operations refused before the stop changed nothing; they neither hide
   // an earlier RollbackFailed nor count as the outcome at their fence.
-  const SwapJournal* last = Latest(facts.journals, TouchedUnit);
+  const SwapJournal* last = LastTouchingTheUnit(facts.journals);
   if (last == nullptr) return {v1::HANDOFF_NEVER_STARTED, "no operation touched the unit"};
   switch (last->phase) {
     case SwapPhase::kRollbackFailed:

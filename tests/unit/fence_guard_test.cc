@@ -211,6 +211,30 @@ TEST(DecideHandoffTest, RollbackFailedIsNotReleasableUnderAnyLaterFence) {
   EXPECT_EQ(DecideHandoff(facts, F(4, 9, "b")).outcome, v1::HANDOFF_STABLE);
 }
 
+// Journals carry wall-clock times; a clock stepped back between two
+// operations (or an election state reset under older journals) must not
+// let an earlier Stable hide a later RollbackFailed.
+TEST(DecideHandoffTest, NeitherAClockStepNorAFenceResetHidesARollbackFailed) {
+  HandoffFacts clock_stepped;
+  clock_stepped.journals = {J("op-1", SwapPhase::kStable, 2, 5, 500),
+                            J("op-2", SwapPhase::kRollbackFailed, 2, 6, 200)};
+  HandoffAnswer answer = DecideHandoff(clock_stepped, F(4, 9, "b"));
+  EXPECT_EQ(answer.outcome, v1::HANDOFF_ROLLBACK_FAILED);
+  EXPECT_NE(answer.detail.find("op-2"), std::string::npos) << answer.detail;
+
+  HandoffFacts fences_reset;
+  fences_reset.journals = {J("op-1", SwapPhase::kStable, 7, 120, 100),
+                           J("op-2", SwapPhase::kRollbackFailed, 1, 3, 200)};
+  EXPECT_EQ(DecideHandoff(fences_reset, F(1, 4, "b")).outcome, v1::HANDOFF_ROLLBACK_FAILED);
+
+  // Both left the provider up: the fence order says which one the asked
+  // fence is about.
+  HandoffFacts both_up;
+  both_up.journals = {J("op-1", SwapPhase::kStable, 2, 5, 500),
+                      J("op-2", SwapPhase::kRolledBack, 2, 6, 200)};
+  EXPECT_EQ(DecideHandoff(both_up, F(2, 6, "b")).outcome, v1::HANDOFF_ROLLED_BACK);
+}
+
 TEST(DecideHandoffTest, OpenUnreadableOrUnfinishedJournalsAreNotReleasable) {
   HandoffFacts open;
   open.journals = {J("op-1", SwapPhase::kVerifying, 2, 5, 100)};
