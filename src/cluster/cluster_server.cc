@@ -1,5 +1,6 @@
 #include "kmsfleet/cluster/cluster_server.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 
 #include <algorithm>
@@ -99,6 +100,9 @@ absl::Status ClusterServer::Start(const std::string& listen,
   // no default health service (it cannot check), and kmsfleetd starts this
   // listener before the agent server turns on reflection for later builders.
   builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+  // gRPC binds with SO_REUSEPORT by default: a second process could then
+  // share this port and answer peers as this node. A port in use must fail.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(listen, credentials, &port_);
   builder.RegisterService(peer_service_.get());
   builder.RegisterService(fleet_service_.get());

@@ -1,5 +1,6 @@
 #include "daemon/agent_server.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
@@ -404,6 +405,7 @@ absl::Status AgentServer::Start(const AgentListenAddresses& addresses) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // as the cluster listener
   std::optional<gid_t> gid;
   if (!addresses.unix_socket.empty()) {
     if (absl::Status s = PrepareUnixSocketPath(addresses.unix_socket); !s.ok()) {

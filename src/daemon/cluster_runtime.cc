@@ -73,7 +73,8 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
 absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
     const AgentConfig& config,
     std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
-    grpc::Service* agent_service, std::function<void(std::string_view reason)> on_refusal) {
+    grpc::Service* agent_service, std::function<void(std::string_view reason)> on_refusal,
+    const std::function<void(ClusterRuntime&)>& before_serving) {
   const ClusterConfig& c = config.cluster;
   absl::StatusOr<PeerCredentials> creds = LoadPeerCredentials(c);
   if (!creds.ok()) return creds.status();
@@ -114,6 +115,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   runtime->coordinator_ = std::make_unique<Coordinator>(*runtime->node_, std::move(coordinator));
   runtime->server_ =
       std::make_unique<ClusterServer>(*runtime->node_, runtime->coordinator_.get());
+  if (before_serving) before_serving(*runtime);
   // Without TLS nobody can be told from anybody, so the disruptive Agent
   // API stays on the unix socket.
   std::vector<grpc::Service*> extra;

@@ -40,11 +40,15 @@ class ClusterRuntime {
   // Errors name the config key or state file at fault; nothing is left
   // running.
   // `on_refusal` is told the coordinator's guard refusals (metrics).
+  // `before_serving` runs once the election state is loaded and before the
+  // listener takes a call: the executor's checks go in there. What it
+  // installs must not be used once Start has failed.
   static absl::StatusOr<std::unique_ptr<ClusterRuntime>> Start(
       const AgentConfig& config,
       std::function<HandoffAnswer(const v1::Fence&)> handoff_outcome,
       grpc::Service* agent_service = nullptr,
-      std::function<void(std::string_view reason)> on_refusal = {});
+      std::function<void(std::string_view reason)> on_refusal = {},
+      const std::function<void(ClusterRuntime&)>& before_serving = {});
   ~ClusterRuntime();
 
   // The executor's fence check for a member of the election: a command

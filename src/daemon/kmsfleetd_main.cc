@@ -1,6 +1,7 @@
 // kmsfleetd: the per-node agent. Loads its config, serves kmsfleet.v1.Agent
 // and stops cleanly on SIGTERM or SIGINT.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <prometheus/exposer.h>
@@ -12,6 +13,7 @@
 #include "daemon/agent_server.h"
 #include "daemon/cluster_runtime.h"
 #include "daemon/sd_notifier.h"
+#include "daemon/state_dir_lock.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/apiserver_restart.h"
@@ -114,14 +116,15 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
     }
     return std::unique_ptr<ClusterRuntime>();
   }
-  absl::StatusOr<std::unique_ptr<ClusterRuntime>> cluster = ClusterRuntime::Start(
+  // The checks are in place before the cluster listener takes the first
+  // call: a swap arriving earlier would find none.
+  return ClusterRuntime::Start(
       config, [&executor](const v1::Fence& fence) { return executor.HandoffOutcome(fence); },
-      agent_service, [&events](std::string_view reason) { events.CountRefusal(reason); });
-  if (cluster.ok()) {
-    executor.SetFenceCheck((*cluster)->fence_check());
-    executor.SetPlanCheck((*cluster)->plan_check());
-  }
-  return cluster;
+      agent_service, [&events](std::string_view reason) { events.CountRefusal(reason); },
+      [&executor](ClusterRuntime& runtime) {
+        executor.SetFenceCheck(runtime.fence_check());
+        executor.SetPlanCheck(runtime.plan_check());
+      });
 }
 
 // Serves /metrics on `listen` (metrics.listen). The exposer (civetweb)
@@ -142,6 +145,13 @@ absl::StatusOr<std::unique_ptr<prometheus::Exposer>> StartMetrics(
 }
 
 int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
+  // Before anything reads the journals or the election state.
+  absl::StatusOr<StateDirLock> state_dir_lock = LockStateDir(config.state_dir, getpid());
+  if (!state_dir_lock.ok()) {
+    Log(LogLevel::kError, std::string(state_dir_lock.status().message()),
+        {{"node", config.node}, {"reason", ReasonOf(state_dir_lock.status())}});
+    return 1;
+  }
   SystemClock clock;
   // GetNodeState reports the facts of the registry the executor guards.
   ProviderEndpoints endpoints = config.provider;

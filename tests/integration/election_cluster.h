@@ -59,6 +59,8 @@ class ElectionCluster {
   // Waits for agent `i` to exit; its exit status, or nullopt on timeout.
   std::optional<int> WaitExit(int i, std::chrono::milliseconds timeout);
   std::string Log(int i) const;
+  // Agent `i`'s config file, which Start(i) runs kmsfleetd with.
+  std::string ConfigPath(int i) const { return dir_ + "/" + Name(i) + "/kmsfleet.yaml"; }
   pid_t Pid(int i) const { return agents_[i] ? agents_[i]->pid() : -1; }
 
   // The agent's own view over its unix socket, or nullopt if it does not

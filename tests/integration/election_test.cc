@@ -184,6 +184,32 @@ TEST_F(ElectionThreeTest, FrozenLeaderResumedAfterNewElectionGetsNothingAccepted
   }
 }
 
+// Two agents on one node would finish each other's open journals, answer
+// hand-offs from journals the other is writing and vote twice in one term.
+// A second kmsfleetd on a member's config exits before it reads or serves
+// anything, and names the first; the member goes on as it was.
+TEST_F(ElectionThreeTest, ASecondAgentOnTheSameStateDirExitsBeforeServing) {
+  int leader = StartGroup(3);
+  ASSERT_GE(leader, 0);
+  const int member = (leader + 1) % 3;
+  const std::string log = dir_.File("second-agent.log");
+  ChildProcess second({KMSFLEETD_PATH, "--config", cluster_->ConfigPath(member)},
+                      ChildOptions{.out_path = log});
+  std::optional<int> code = second.Wait(std::chrono::seconds(10));
+  ASSERT_TRUE(code.has_value()) << "the second agent still runs:\n" << ReadFile(log);
+  EXPECT_EQ(*code, 1);
+  const std::string out = ReadFile(log);
+  EXPECT_NE(out.find("STATE_DIR_LOCKED"), std::string::npos) << out;
+  EXPECT_NE(out.find("pid " + std::to_string(cluster_->Pid(member))), std::string::npos) << out;
+  for (const char* never : {"cluster serving", "agent serving", "recovering"}) {
+    EXPECT_EQ(out.find(never), std::string::npos) << never << " in:\n" << out;
+  }
+  std::optional<v1::LeaderView> v = cluster_->View(member);
+  ASSERT_TRUE(v.has_value()) << "the first agent still answers";
+  EXPECT_EQ(v->node(), cluster_->Name(member));
+  EXPECT_EQ(cluster_->WaitForLeader(All()), leader);
+}
+
 // Every (term, leader) any agent reported while it runs: two names for
 // one term would be two coordinators at once.
 class LeaderWatch {

@@ -63,6 +63,7 @@ inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
 inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";
 inline constexpr char kMalformedRegistry[] = "MALFORMED_REGISTRY";
 inline constexpr char kIdentityChanged[] = "IDENTITY_FINGERPRINT_CHANGED";
+inline constexpr char kStateDirLocked[] = "STATE_DIR_LOCKED";
 
 // Election, replicated plan and fencing (architecture.md §6).
 inline constexpr char kUnknownPeer[] = "UNKNOWN_PEER";

@@ -1,0 +1,52 @@
+#include "daemon/state_dir_lock.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+
+namespace kmsfleet {
+namespace {
+
+// The pid the holder wrote, or "unknown": the file is ours and small, but
+// the holder may be between truncating and writing it.
+std::string HolderOf(int fd) {
+  char buf[32];
+  ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+  if (n <= 0) return "unknown";
+  std::string pid(buf, static_cast<size_t>(n));
+  while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+  return pid.empty() ? "unknown" : pid;
+}
+
+}  // namespace
+
+absl::StatusOr<StateDirLock> LockStateDir(const std::string& state_dir, pid_t self) {
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(state_dir, 0700));
+  const std::string path = state_dir + "/" + kStateDirLockName;
+  ScopedFd fd(open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (fd.get() < 0) return IoError("open", path, errno);
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno != EWOULDBLOCK) return IoError("flock", path, errno);
+    const std::string holder = HolderOf(fd.get());
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStateDirLocked,
+                     "state_dir " + state_dir + " is in use by another kmsfleetd (pid " +
+                         holder + ", lock " + path +
+                         "); two agents on one node would both act on its journals and "
+                         "vote twice in the election: stop the other one first",
+                     {{"path", path}, {"holder_pid", holder}});
+  }
+  const std::string pid = std::to_string(self) + "\n";
+  if (ftruncate(fd.get(), 0) != 0) return IoError("truncate", path, errno);
+  if (pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+    return IoError("write", path, errno);
+  }
+  return StateDirLock(std::move(fd));
+}
+
+}  // namespace kmsfleet
