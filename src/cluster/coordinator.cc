@@ -8,6 +8,7 @@
 #include "fleet_actions.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/node_observation.h"
+#include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/parity.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/reasons.h"
@@ -109,6 +110,10 @@ void Coordinator::Follow(const v1::LeaderView& leader) {
     std::lock_guard lock(mu_);
     refused.assign(commands_.begin(), commands_.end());
     commands_.clear();
+    // Answers to a term that is over: no machine will take them, and left
+    // here they would wake the loop at once, for good.
+    results_.clear();
+    renew_fence_term_ = 0;
   }
   // The Fleet service adds who leads and where (WithLeader).
   for (const std::shared_ptr<Pending>& p : refused) {
@@ -142,9 +147,14 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
     // Results first: the views asked for below are then newer than every
     // result, as PlanInput promises the machine.
     std::lock_guard lock(mu_);
-    in.results = std::move(results_);
+    // A worker of an earlier term (this node led before) answers an action
+    // that machine issued, under a fence this term has replaced.
+    for (TermResult& r : results_) {
+      if (r.term == machine_term_) in.results.push_back(std::move(r.result));
+    }
     results_.clear();
-    std::swap(renew, renew_fence_);
+    renew = renew_fence_term_ == machine_term_;
+    renew_fence_term_ = 0;
   }
   std::shared_ptr<Pending> command = NextCommand();
   if (renew) RenewFence();
@@ -359,18 +369,9 @@ void Coordinator::Dispatch(const PlanAction& action) {
     };
     ActionResult result;
     if (action.kind == ActionKind::kHandOff) {
-      result.kind = ResultKind::kHandOff;
       result.node = action.node;
       result.revision = action.revision;
-      absl::Status s = node_.HandOff(action.node);
-      result.released = s.ok();
-      // Still running, or unreachable: ask again later; anything else
-      // keeps the slot and is break-glass.
-      if (!s.ok() && (ReasonOf(s) == reason::kHandoffPending ||
-                      s.code() == absl::StatusCode::kUnavailable)) {
-        result.status = MakeError(absl::StatusCode::kUnavailable, ReasonOf(s),
-                                  std::string(s.message()));
-      }
+      SetHandOffResult(node_.HandOff(action.node), result);
     } else {
       result = actions_->Run(action, fence, settings, metric_state, keep_going);
     }
@@ -379,8 +380,8 @@ void Coordinator::Dispatch(const PlanAction& action) {
                        ReasonOf(result.status) == reason::kStaleFence &&
                        fence.index() == node_.View().committed().index();
     std::lock_guard lock(mu_);
-    renew_fence_ = renew_fence_ || renew;
-    results_.push_back(std::move(result));
+    if (renew) renew_fence_term_ = term;
+    results_.push_back({term, std::move(result)});
     --workers_;
     wake_.notify_all();
     changed_.notify_all();

@@ -198,7 +198,7 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
     request.set_of_operation_id(action.of_operation_id);
     s = Stub(action.node)->Rollback(Context().get(), request, &operation);
   }
-  r.status = FromGrpcStatus(s, action.node);
+  r.status = CommandRefusalForPlan(FromGrpcStatus(s, action.node));
   if (ReasonOf(r.status) == reason::kStaleFence) {
     // The node answered a hand-off at this fence: the command may have run
     // before that (follow it), or never (the caller needs a fresh fence).
@@ -251,12 +251,7 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
                              answer->error_message());
     return r;
   }
-  r.status = FromGrpcStatus(*answer, action.node);
-  if (ReasonOf(r.status) == reason::kOperationInProgress) {
-    // Another operation holds the node: nothing ran; ask again later.
-    r.status = MakeError(absl::StatusCode::kUnavailable, reason::kOperationInProgress,
-                         std::string(r.status.message()), {{"node", action.node}});
-  }
+  r.status = CommandRefusalForPlan(FromGrpcStatus(*answer, action.node));
   if (r.status.ok()) {
     Log(LogLevel::kInfo, "kube-apiserver restarted",
         {{"node", action.node}, {"operation", action.operation_id}, {"done", response.done()},
@@ -286,8 +281,19 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     v1::Operation next;
     while (!operation.done() && stream->Read(&next)) operation = next;
     context.TryCancel();
-    stream->Finish();
-    if (!operation.done()) std::this_thread::sleep_for(kRetryInterval);
+    const grpc::Status finished = stream->Finish();
+    if (operation.done()) break;
+    switch (ReadWatchEnd(static_cast<absl::StatusCode>(finished.error_code()))) {
+      case WatchEnd::kOpenAgain: break;
+      case WatchEnd::kNotFound:
+        // The node does not know it (any more): the plan sends it again.
+        r.outcome = OperationOutcome::kNotFound;
+        return r;
+      case WatchEnd::kFailed:
+        r.status = FromGrpcStatus(finished, action.node);
+        return r;
+    }
+    std::this_thread::sleep_for(kRetryInterval);
   }
   SetOperationResult(operation, r);
   return r;

@@ -24,4 +24,38 @@ void SetOperationResult(const v1::Operation& operation, ActionResult& r) {
                            " before it stopped the provider: " + operation.message());
 }
 
+absl::Status CommandRefusalForPlan(absl::Status refusal) {
+  if (ReasonOf(refusal) != reason::kOperationInProgress) return refusal;
+  return MakeError(absl::StatusCode::kUnavailable, reason::kOperationInProgress,
+                   std::string(refusal.message()));
+}
+
+void SetHandOffResult(const absl::Status& asked, ActionResult& r) {
+  r.kind = ResultKind::kHandOff;
+  r.released = asked.ok();
+  if (asked.ok() || ReasonOf(asked) == reason::kNotReleasable) return;
+  const std::string why = ReasonOf(asked);
+  r.status = MakeError(absl::StatusCode::kUnavailable,
+                       why.empty() ? std::string(reason::kAgentUnreachable) : why,
+                       std::string(asked.message()));
+}
+
+WatchEnd ReadWatchEnd(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kNotFound: return WatchEnd::kNotFound;
+    case absl::StatusCode::kInvalidArgument:
+    case absl::StatusCode::kPermissionDenied:
+    case absl::StatusCode::kUnauthenticated:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kFailedPrecondition:
+    case absl::StatusCode::kOutOfRange:
+    case absl::StatusCode::kDataLoss:
+      return WatchEnd::kFailed;
+    default:
+      // OK (the server closed the stream), deadline, cancel, Unavailable,
+      // Aborted, Internal, Unknown, ResourceExhausted: open it again.
+      return WatchEnd::kOpenAgain;
+  }
+}
+
 }  // namespace kmsfleet

@@ -27,6 +27,7 @@
 
 #include "explore_world.h"
 #include "kmsfleet/core/plan_command_guard.h"
+#include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/reasons.h"
 #include "plan_invariants.h"
 #include "kmsfleet/core/status.h"
@@ -424,11 +425,14 @@ void ExState::PlanResult(const std::string& name, const ExMessage& m) {
       it->second.poll = true;
       return;
     }
-    // Any other refusal goes to the machine as it came, as FleetActions
-    // hands it on: a fence refusal is sent again under the current fence,
-    // any other fails the node's step with its provider untouched.
+    // Any other refusal reaches the machine as FleetActions hands it on
+    // (CommandRefusalForPlan): a busy node is asked again, a fence refusal
+    // is sent again under the current fence, any other fails the node's
+    // step with its provider untouched.
     if (awaited) p.outstanding.erase(it);
-    p.results.push_back(r);
+    ActionResult refused = r;
+    refused.status = CommandRefusalForPlan(r.status);
+    p.results.push_back(std::move(refused));
     return;
   }
   if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&

@@ -23,6 +23,7 @@
 //   - liveness: after faults stop, the started plan settles (Completed,
 //     RolledBack, Aborted, or Halted/BreakGlass when the operator does not
 //     step in) within plan_liveness_ticks.
+#include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "plan_invariants.h"
@@ -500,11 +501,14 @@ void World::HandleResult(Node& leader, const Envelope& e) {
       it->second.deadline = now_ + 40;
       return;
     }
-    // Any other refusal goes to the machine as it came, as FleetActions
-    // hands it on: a fence refusal is sent again under the current fence,
-    // any other fails the node's step with its provider untouched.
+    // Any other refusal reaches the machine as FleetActions hands it on
+    // (CommandRefusalForPlan): a busy node is asked again, a fence refusal
+    // is sent again under the current fence, any other fails the node's
+    // step with its provider untouched.
     if (awaited) p->outstanding.erase(it);
-    p->results.push_back(r);
+    ActionResult refused = r;
+    refused.status = CommandRefusalForPlan(r.status);
+    p->results.push_back(std::move(refused));
     return;
   }
   if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&

@@ -51,5 +51,78 @@ TEST(OperationResultTest, AnOperationEndedBeforeTheStopIsAFailedCommand) {
   EXPECT_EQ(ReasonOf(r.status), reason::kSwapFailedRestored);
 }
 
+// Found in review: a retried Swap whose first call timed out while the
+// agent still admitted it was refused OPERATION_IN_PROGRESS, and the plan
+// failed the node's step while its swap ran.
+TEST(OperationResultTest, ABusyNodeIsAskedAgainAndOtherRefusalsStandAsTheyCame) {
+  absl::Status busy = CommandRefusalForPlan(MakeError(
+      absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+      "another operation is running on this node"));
+  EXPECT_EQ(busy.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(busy), reason::kOperationInProgress);
+  EXPECT_NE(std::string(busy.message()).find("another operation"), std::string::npos);
+  for (const char* why : {reason::kStaleFence, reason::kCommandNotInPlan, reason::kStaleTerm}) {
+    absl::Status refusal = MakeError(absl::StatusCode::kFailedPrecondition, why, "no");
+    EXPECT_EQ(CommandRefusalForPlan(refusal), refusal) << why;
+  }
+  EXPECT_TRUE(CommandRefusalForPlan(absl::OkStatus()).ok());
+}
+
+// Found in review: any hand-off error other than "still running" or
+// "unreachable" read as the node keeping its slot, and the plan entered
+// break-glass for a healthy node, e.g. when the fence's record had not
+// committed yet (NOT_IN_FLIGHT) or the coordinator's term moved on
+// (STALE_TERM from its own Release).
+TEST(OperationResultTest, OnlyTheHoldersOwnRefusalKeepsTheSlot) {
+  ActionResult released;
+  SetHandOffResult(absl::OkStatus(), released);
+  EXPECT_EQ(released.kind, ResultKind::kHandOff);
+  EXPECT_TRUE(released.released);
+  EXPECT_TRUE(released.status.ok());
+
+  ActionResult kept;
+  SetHandOffResult(MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotReleasable,
+                             "in-flight node cp-2 keeps its slot"),
+                   kept);
+  EXPECT_FALSE(kept.released);
+  EXPECT_TRUE(kept.status.ok()) << "a result: the machine enters break-glass";
+
+  for (const auto& [code, why] :
+       {std::pair{absl::StatusCode::kFailedPrecondition, reason::kNotInFlight},
+        std::pair{absl::StatusCode::kFailedPrecondition, reason::kStaleTerm},
+        std::pair{absl::StatusCode::kFailedPrecondition, reason::kStaleFence},
+        std::pair{absl::StatusCode::kFailedPrecondition, reason::kHandoffPending},
+        std::pair{absl::StatusCode::kUnavailable, reason::kNotLeader}}) {
+    ActionResult r;
+    SetHandOffResult(MakeError(code, why, "not now"), r);
+    EXPECT_FALSE(r.released) << why;
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << why;
+    EXPECT_EQ(ReasonOf(r.status), why);
+  }
+  ActionResult bare;
+  SetHandOffResult(absl::UnavailableError("connection refused"), bare);
+  EXPECT_EQ(ReasonOf(bare.status), reason::kAgentUnreachable);
+}
+
+// Found in review: the coordinator followed an operation until its term
+// ended whatever the watch stream answered, so an agent that did not know
+// the operation, or refused the caller, held the plan with no reason.
+TEST(OperationResultTest, AWatchThatEndsForGoodIsAResult) {
+  EXPECT_EQ(ReadWatchEnd(absl::StatusCode::kNotFound), WatchEnd::kNotFound);
+  for (absl::StatusCode code :
+       {absl::StatusCode::kPermissionDenied, absl::StatusCode::kUnauthenticated,
+        absl::StatusCode::kUnimplemented, absl::StatusCode::kInvalidArgument,
+        absl::StatusCode::kFailedPrecondition, absl::StatusCode::kDataLoss}) {
+    EXPECT_EQ(ReadWatchEnd(code), WatchEnd::kFailed) << absl::StatusCodeToString(code);
+  }
+  for (absl::StatusCode code :
+       {absl::StatusCode::kOk, absl::StatusCode::kDeadlineExceeded,
+        absl::StatusCode::kCancelled, absl::StatusCode::kUnavailable,
+        absl::StatusCode::kAborted, absl::StatusCode::kInternal,
+        absl::StatusCode::kResourceExhausted, absl::StatusCode::kUnknown}) {
+    EXPECT_EQ(ReadWatchEnd(code), WatchEnd::kOpenAgain) << absl::StatusCodeToString(code);
+  }
+}
+
 }  // namespace
 }  // namespace kmsfleet

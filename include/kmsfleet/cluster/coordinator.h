@@ -166,12 +166,17 @@ class Coordinator {
   std::condition_variable changed_;  // the view changed
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::shared_ptr<Pending>> commands_ ABSL_GUARDED_BY(mu_);
-  std::vector<ActionResult> results_ ABSL_GUARDED_BY(mu_);
+  struct TermResult {
+    uint64_t term;  // of the machine that issued the action
+    ActionResult result;
+  };
+  std::vector<TermResult> results_ ABSL_GUARDED_BY(mu_);
   v1::PlanView view_ ABSL_GUARDED_BY(mu_);
   uint64_t view_version_ ABSL_GUARDED_BY(mu_) = 0;
   v1::PlanHistory history_ ABSL_GUARDED_BY(mu_);
   int workers_ ABSL_GUARDED_BY(mu_) = 0;
-  bool renew_fence_ ABSL_GUARDED_BY(mu_) = false;
+  // The term whose machine must commit a fresh fence (0: none).
+  uint64_t renew_fence_term_ ABSL_GUARDED_BY(mu_) = 0;
   std::optional<bool> parity_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> rounds_{0};
   std::thread loop_;

@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "absl/status/status.h"
+
 #include "kmsfleet/core/plan_types.h"
 #include "kmsfleet/v1/agent.pb.h"
 
@@ -23,6 +25,31 @@ OperationOutcome OutcomeOfPhase(const std::string& phase);
 // command is. (Read as kNotFound it was sent again under the same id and
 // answered the same, forever: the plan hung in Rolling.)
 void SetOperationResult(const v1::Operation& operation, ActionResult& r);
+
+// How an agent's refusal of a swap, rollback or kube-apiserver restart
+// reads for the plan. OPERATION_IN_PROGRESS says nothing about the command
+// asked: another operation holds the node, or this very command is still
+// being admitted after a call that timed out. It comes back Unavailable
+// (asked again later), where a refusal as it came would fail the node's
+// step while its operation runs. Any other refusal is returned unchanged.
+absl::Status CommandRefusalForPlan(absl::Status refusal);
+
+// Fills `r` (kHandOff) from the coordinator's hand-off query. Only the
+// holder's own answer that it keeps its slot (NOT_RELEASABLE: its last
+// operation left the provider down or unknown) is a result, `released`
+// false, and it leads to break-glass. Anything else that is not OK (still
+// running, unreachable, a fence whose record has not committed yet, a term
+// that moved on) says nothing of the node: Unavailable, asked again.
+void SetHandOffResult(const absl::Status& asked, ActionResult& r);
+
+// How a WatchOperation stream that closed before its operation was done
+// reads. A transient end (the stream's own deadline, the caller's cancel,
+// an agent restarting or out of reach) opens it again; an agent that does
+// not know the operation makes it kNotFound, so the plan sends the command
+// again (it is idempotent under its id); any other end will not change by
+// asking again and is the result.
+enum class WatchEnd { kOpenAgain, kNotFound, kFailed };
+WatchEnd ReadWatchEnd(absl::StatusCode code);
 
 }  // namespace kmsfleet
 
