@@ -344,11 +344,15 @@ void Coordinator::Dispatch(const PlanAction& action) {
   }
   const std::optional<v1::FleetPlan>& plan = machine_->committed();
   if (!plan || !actions_) return;
-  v1::LeaderView leader = node_.View();
-  v1::Fence fence;
-  fence.set_term(leader.committed().term());
-  fence.set_index(leader.committed().index());
-  fence.set_in_flight(leader.committed().in_flight());
+  // Disruptive commands go under a record this term committed: at a
+  // term's start the record held is the last term's, which every agent
+  // that saw the election refuses STALE_TERM.
+  std::optional<v1::Fence> current = node_.CurrentFence();
+  const bool disruptive = action.kind == ActionKind::kSwap ||
+                          action.kind == ActionKind::kRollbackNode ||
+                          action.kind == ActionKind::kRestartApiServer;
+  const bool no_fence = disruptive && (!current || current->term() != machine_term_);
+  const v1::Fence fence = current.value_or(v1::Fence());
   std::string metric_state;
   if (auto it = views_.find(action.node); it != views_.end() && it->second.state) {
     metric_state = it->second.state->rotation_state();
@@ -358,7 +362,8 @@ void Coordinator::Dispatch(const PlanAction& action) {
     std::lock_guard lock(mu_);
     ++workers_;
   }
-  std::thread([this, action, fence, settings = plan->settings(), metric_state, term] {
+  std::thread([this, action, fence, no_fence, settings = plan->settings(), metric_state,
+               term] {
     auto keep_going = [this, term] {
       {
         std::lock_guard lock(mu_);
@@ -368,7 +373,19 @@ void Coordinator::Dispatch(const PlanAction& action) {
       return now.term() == term && now.role() == "Leader";
     };
     ActionResult result;
-    if (action.kind == ActionKind::kHandOff) {
+    if (no_fence) {
+      // Answered after a tick, so the loop does not spin while the
+      // record commits (a round trip; longer only without a quorum).
+      std::this_thread::sleep_for(options_.tick);
+      result.kind = ResultKindOf(action.kind);
+      result.node = action.node;
+      result.revision = action.revision;
+      result.operation_id = action.operation_id;
+      result.status = MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                                "no record of term " + std::to_string(term) +
+                                    " is committed yet on " + options_.self +
+                                    "; the command is sent once one is");
+    } else if (action.kind == ActionKind::kHandOff) {
       result.node = action.node;
       result.revision = action.revision;
       SetHandOffResult(node_.HandOff(action.node), result);

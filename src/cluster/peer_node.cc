@@ -174,6 +174,11 @@ absl::Status PeerNode::Receive(const v1::PeerMessage& message) {
   return absl::OkStatus();
 }
 
+std::optional<v1::Fence> PeerNode::CurrentFence() {
+  std::lock_guard lock(mu_);
+  return machine_->CurrentFence();
+}
+
 v1::LeaderView PeerNode::View() {
   std::lock_guard lock(mu_);
   v1::LeaderView view;

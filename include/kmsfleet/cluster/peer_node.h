@@ -113,6 +113,10 @@ class PeerNode {
                                                  std::chrono::milliseconds timeout);
 
   v1::LeaderView View();
+  // The fence of the record this node committed as leader in its own
+  // term, or nullopt (not leading, or its term's first record, or a newer
+  // one, not yet committed): what disruptive commands are sent under.
+  std::optional<v1::Fence> CurrentFence();
   // Election ticks run so far: a watchdog reads that the tick loop moves.
   uint64_t ticks() const { return ticks_.load(std::memory_order_relaxed); }
   // Admits a disruptive command (swap or rollback) under `fence` only if
