@@ -17,14 +17,11 @@ namespace kmsfleet {
 namespace {
 
 constexpr size_t kMaxJournalFileBytes = 256 << 10;
-// More journals than this in the directory are not scanned at start-up;
-// closed ones are history and could be pruned by the operator.
-constexpr size_t kMaxJournalsScanned = 10000;
-
 class FileJournalStore final : public JournalStore {
  public:
-  explicit FileJournalStore(std::string state_dir)
-      : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/journal") {}
+  FileJournalStore(std::string state_dir, size_t max_scanned)
+      : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/journal"),
+        max_scanned_(max_scanned) {}
 
   // kmsfleet::JournalStore
   absl::Status Save(const SwapJournal& j) override {
@@ -67,7 +64,16 @@ class FileJournalStore final : public JournalStore {
     while (dirent* e = readdir(d)) {
       std::string name = e->d_name;
       if (name.size() < 6 || name.substr(name.size() - 5) != ".json") continue;
-      if (++scanned > kMaxJournalsScanned) break;
+      if (++scanned > max_scanned_) {
+        // The rest is unread, an open or RollbackFailed one among them
+        // maybe: say so, so the hand-off keeps the slot rather than
+        // answering from part of the history.
+        scan.unreadable.push_back(
+            dir_ + ": more than " + std::to_string(max_scanned_) +
+            " journals; the rest were not read. Move closed journals (\"open\": false) "
+            "of past plans out of the directory, keeping the newest");
+        break;
+      }
       absl::StatusOr<SwapJournal> j = Load(name.substr(0, name.size() - 5));
       if (j.ok()) {
         scan.journals.push_back(*std::move(j));
@@ -83,13 +89,14 @@ class FileJournalStore final : public JournalStore {
   std::string Path(const std::string& id) const { return dir_ + "/" + id + ".json"; }
 
   std::string state_dir_, dir_;
+  const size_t max_scanned_;
   std::mutex mu_;
 };
 
 }  // namespace
 
-std::unique_ptr<JournalStore> NewFileJournalStore(std::string state_dir) {
-  return std::make_unique<FileJournalStore>(std::move(state_dir));
+std::unique_ptr<JournalStore> NewFileJournalStore(std::string state_dir, size_t max_scanned) {
+  return std::make_unique<FileJournalStore>(std::move(state_dir), max_scanned);
 }
 
 }  // namespace kmsfleet

@@ -22,10 +22,12 @@
 #include <set>
 #include <thread>
 
+#include "kmsfleet/core/fence_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/journal_store.h"
 #include "process_harness.h"
 
 namespace kmsfleet {
@@ -1071,6 +1073,38 @@ TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
   EXPECT_EQ(ReasonOf(back.status()), reason::kJournalCorrupt);
   EXPECT_THAT(std::string(back.status().message()), HasSubstr("op-1.json"));
   EXPECT_EQ(ReasonOf(store->Load("op-2").status()), reason::kOperationNotFound);
+}
+
+// Found in review: past its bound the scan stopped without a word, so
+// the hand-off answered from part of the history and could miss an open
+// or RollbackFailed journal among the unread ones.
+TEST(FileJournalStoreTest, AScanPastItsBoundSaysSoAndTheHandOffKeepsTheSlot) {
+  testing::TempDir dir;
+  std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path(), 3);
+  for (int i = 1; i <= 4; ++i) {
+    SwapJournal j;
+    j.operation_id = "op-" + std::to_string(i);
+    j.open = false;
+    j.phase = i == 4 ? SwapPhase::kRollbackFailed : SwapPhase::kStable;
+    j.fence_term = 2;
+    j.fence_index = static_cast<uint64_t>(i);
+    ASSERT_TRUE(store->Save(j).ok());
+  }
+  JournalStore::Scan scan = store->LoadAll();
+  EXPECT_EQ(scan.journals.size(), 3u);
+  ASSERT_EQ(scan.unreadable.size(), 1u);
+  EXPECT_THAT(scan.unreadable[0], HasSubstr("more than 3 journals"));
+  EXPECT_THAT(scan.unreadable[0], HasSubstr(dir.File("journal")));
+  HandoffFacts facts;
+  facts.journals = scan.journals;
+  facts.unreadable = scan.unreadable;
+  v1::Fence fence;
+  fence.set_term(3);
+  fence.set_index(9);
+  EXPECT_EQ(DecideHandoff(facts, fence).outcome, v1::HANDOFF_UNKNOWN);
+
+  std::unique_ptr<JournalStore> roomy = NewFileJournalStore(dir.path(), 4);
+  EXPECT_TRUE(roomy->LoadAll().unreadable.empty());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,9 +38,16 @@ class JournalStore {
   virtual Scan LoadAll() = 0;
 };
 
+// More journals than this in the directory are not read by one scan (a
+// scan reads each, up to 256 KiB): the scan then reports the rest as
+// unreadable, and the hand-off query keeps the slot until an operator
+// moves closed journals of past plans away.
+inline constexpr size_t kMaxJournalsScanned = 10000;
+
 // `<state_dir>/journal/<operation>.json`, written with fsync + rename, the
 // directories created 0700 with their parent fsynced.
-std::unique_ptr<JournalStore> NewFileJournalStore(std::string state_dir);
+std::unique_ptr<JournalStore> NewFileJournalStore(std::string state_dir,
+                                                  size_t max_scanned = kMaxJournalsScanned);
 
 }  // namespace kmsfleet
 
