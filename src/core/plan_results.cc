@@ -220,6 +220,17 @@ void PlanStep::AfterFailure(const v1::PlanNode& node) {
     Halt(failure, node.node());
     return;
   }
+  if (node.reason() == reason::kApiServerRestartFailed) {
+    // The provider there is serving; its API server is not. Walking back
+    // would take other nodes' providers down while it is.
+    Halt(MakeError(absl::StatusCode::kFailedPrecondition, node.reason(),
+                   absl::StrCat(failure.message(),
+                                " Auto-rollback is not started while a kube-apiserver is "
+                                "not ready: bring it back, then `kmsfleetctl rollback` "
+                                "or `resume`.")),
+         node.node());
+    return;
+  }
   if (absl::Status allowed = RollbackAllowed(); !allowed.ok()) {
     Halt(MakeError(absl::StatusCode::kFailedPrecondition, ReasonOf(allowed),
                    absl::StrCat(failure.message(), " Auto-rollback refused: ",

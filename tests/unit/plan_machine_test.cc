@@ -588,6 +588,27 @@ TEST(PlanMachineTest, PauseStopsBeforeTheNextNodeAndResumeContinues) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
 }
 
+// Found in review: with --auto-rollback a failed kube-apiserver restart
+// started the walk back, so other nodes' providers went down in turn while
+// this node's API server was not ready. The provider there is fine; the
+// plan halts and an operator looks at the API server first.
+TEST(PlanMachineTest, AFailedRestartNeverStartsAnAutoRollback) {
+  Driver d;
+  d.restart = [](const PlanAction& a) {
+    if (a.node != "c") return absl::OkStatus();
+    return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
+                     "kube-apiserver did not answer 200 on https://127.0.0.1:6443/readyz");
+  };
+  v1::PlanSettings s = WithRestartMethod();
+  s.set_auto_rollback(true);
+  d.Step(Start(s, RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("Auto-rollback is not started"));
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+}
+
 TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
   Driver d;
   d.outcome = [](const PlanAction& a) {
