@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
@@ -85,6 +86,15 @@ ApiServerRestarter::ApiServerRestarter(ApiServerRestartOptions options,
 
 absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
     const std::string& restart_id, const ApiServerRestartAdmission& admit) {
+  // An operation id and a suffix (".apiserver"): the same alphabet, with
+  // room for the suffix.
+  if (!restart_id.empty() && (restart_id.size() > 256 || !IsSafeFileName(restart_id))) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidOperationId,
+                     "restart id \"" + restart_id.substr(0, 64) +
+                         (restart_id.size() > 64 ? "...\"" : "\"") +
+                         " must be up to 256 characters of [A-Za-z0-9._+-]",
+                     {{"restart_id", restart_id.substr(0, 64)}});
+  }
   if (!configured()) {
     return MakeError(absl::StatusCode::kFailedPrecondition,
                      reason::kApiServerRestartUnconfigured,

@@ -216,6 +216,21 @@ TEST_F(ApiServerRestartTest, ARepeatedRestartIdIsAnsweredWithoutRestartingAgain)
   EXPECT_EQ(services_.restarted.size(), 2u);
 }
 
+// Found in review: the id, from the network, went unchecked into the
+// restarter's memory, messages and logs (up to the gRPC message bound).
+TEST_F(ApiServerRestartTest, AMalformedRestartIdIsRefusedAndNothingRestarts) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  for (const std::string& bad : {std::string(300, 'a'), std::string("op/../1"),
+                                 std::string("op 1\n")}) {
+    absl::StatusOr<ApiServerRestartReport> r = restarter.Restart(bad, AdmitAll);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(ReasonOf(r.status()), reason::kInvalidOperationId) << bad;
+  }
+  EXPECT_TRUE(services_.restarted.empty());
+  EXPECT_TRUE(restarter.Restart("plan-1.cp-2.swap.7.apiserver", AdmitAll).ok());
+}
+
 TEST_F(ApiServerRestartTest, AnUnnamedRestartRunsEveryTime) {
   ReadyzServer readyz({200});
   ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
