@@ -8,6 +8,7 @@
 #include "kmsfleet/cluster/state_file.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/log.h"
 #include "peer_sender.h"
 
@@ -124,20 +125,7 @@ absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fe
     reply = QueryRelease(holder, fence);
   }
   if (!reply.ok()) return reply.status();
-  // An agent from before the outcome field answers UNSPECIFIED: not
-  // releasable, so a mixed-version group stays safe.
-  if (!reply->released() || !IsReleasable(reply->outcome())) {
-    bool running = reply->running() || reply->outcome() == v1::HANDOFF_RUNNING;
-    std::string outcome = v1::HandoffOutcome_Name(reply->outcome());
-    return MakeError(
-        absl::StatusCode::kFailedPrecondition,
-        running ? reason::kHandoffPending : reason::kNotReleasable,
-        "in-flight node " + holder + " keeps its slot: " +
-            (running ? std::string("its operation is still running")
-                     : "its last operation ended " + outcome + " (" + reply->detail() +
-                           ") and its provider may not be serving"),
-        {{"in_flight", holder}, {"outcome", outcome}});
-  }
+  KMSFLEET_RETURN_IF_ERROR(ReadReleaseReply(*reply, holder));
   std::lock_guard lock(mu_);
   machine_->RecordRelease(holder, fence.term(), fence.index(), reply->outcome());
   return absl::OkStatus();

@@ -81,6 +81,20 @@ bool IsReleasable(v1::HandoffOutcome outcome) {
          outcome == v1::HANDOFF_ROLLED_BACK;
 }
 
+absl::Status ReadReleaseReply(const v1::ReleaseReply& reply, const std::string& holder) {
+  if (reply.released() && IsReleasable(reply.outcome())) return absl::OkStatus();
+  const bool running = reply.running() || reply.outcome() == v1::HANDOFF_RUNNING;
+  const std::string outcome = v1::HandoffOutcome_Name(reply.outcome());
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition,
+      running ? reason::kHandoffPending : reason::kNotReleasable,
+      "in-flight node " + holder + " keeps its slot: " +
+          (running ? std::string("its operation is still running")
+                   : "its last operation ended " + outcome + " (" + reply.detail() +
+                         ") and its provider may not be serving"),
+      {{"in_flight", holder}, {"outcome", outcome}});
+}
+
 HandoffAnswer DecideHandoff(const HandoffFacts& facts, const v1::Fence& fence) {
   if (facts.pending_close) {
     return {v1::HANDOFF_RUNNING,

@@ -482,7 +482,11 @@ void ExState::PlanReleased(const std::string& name, const ExMessage& m) {
     return Log(name + ": answer under an earlier record; asks again");
   }
   Writable(leader).RecordRelease(m.from, m.fence.term(), m.fence.index(), m.outcome);
-  r.released = m.released;
+  // As PeerNode::AskRelease and the coordinator read it.
+  v1::ReleaseReply reply;
+  reply.set_released(m.released);
+  reply.set_outcome(m.outcome);
+  SetHandOffResult(ReadReleaseReply(reply, m.from), r);
   WritablePlan(leader).results.push_back(std::move(r));
   Log(name + ": recorded the answer");
 }

@@ -558,7 +558,8 @@ void World::PlanReleased(Node& leader, const Envelope& e) {
     return;
   }
   leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index(), e.reply.outcome());
-  r.released = e.reply.released();
+  // As PeerNode::AskRelease and the coordinator read it.
+  SetHandOffResult(ReadReleaseReply(e.reply, e.from), r);
   if (!r.released) {
     ++counters_.handoffs_withheld;
     Trace(e.from + " keeps its slot: " + e.reply.detail());

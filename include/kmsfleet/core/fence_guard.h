@@ -42,6 +42,14 @@ struct HandoffAnswer {
 // in-flight slot: never started, Stable, RolledBack.
 bool IsReleasable(v1::HandoffOutcome outcome);
 
+// How the coordinator reads in-flight node `holder`'s answer to its
+// hand-off query: OK when it released its slot with a releasable outcome;
+// else FailedPrecondition, HANDOFF_PENDING while its operation runs, or
+// NOT_RELEASABLE (metadata in_flight, outcome) when its provider may not
+// be serving. An answer without an outcome (an agent from before the
+// field) is not releasable, so a mixed-version group stays safe.
+absl::Status ReadReleaseReply(const v1::ReleaseReply& reply, const std::string& holder);
+
 // True when `fence` names a record newer than `committed`, the record this
 // node holds: what FenceGuard refuses as UNKNOWN_FENCE.
 bool FenceUnseen(const v1::Fence& fence, const v1::PlanRecord& committed);
