@@ -9,6 +9,7 @@
 #include "kmsfleet/cluster/cluster_server.h"
 #include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/upload_store.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
@@ -42,8 +43,10 @@ class FleetService final : public v1::Fleet::Service {
   grpc::Status ProposePlan(grpc::ServerContext* context, const v1::ProposePlanRequest* req,
                            v1::ProposePlanReply* reply) override {
     if (absl::Status s = Check(*context, "ProposePlan"); !s.ok()) return ToGrpcStatus(s);
-    absl::StatusOr<v1::Fence> fence =
-        node_.ProposePlan(req->in_flight(), req->payload(), std::chrono::seconds(5));
+    // A raw record must not replace a fleet plan that has not ended (its
+    // break-glass nonce, halt or in-flight node would be lost with it).
+    absl::StatusOr<v1::Fence> fence = node_.ProposePlan(
+        req->in_flight(), req->payload(), std::chrono::seconds(5), CheckRawProposal);
     if (!fence.ok()) return ToGrpcStatus(WithLeader(fence.status()));
     *reply->mutable_fence() = *fence;
     return grpc::Status::OK;

@@ -149,10 +149,11 @@ absl::Status PeerNode::HandOff(const std::string& holder) {
   return AskRelease(holder, *fence);
 }
 
-absl::StatusOr<v1::Fence> PeerNode::ProposePlan(const std::string& in_flight,
-                                                const std::string& payload,
-                                                std::chrono::milliseconds timeout) {
+absl::StatusOr<v1::Fence> PeerNode::ProposePlan(
+    const std::string& in_flight, const std::string& payload, std::chrono::milliseconds timeout,
+    const std::function<absl::Status(const v1::PlanRecord& committed)>& allowed) {
   std::unique_lock lock(mu_);
+  if (allowed) KMSFLEET_RETURN_IF_ERROR(allowed(machine_->committed()));
   absl::StatusOr<ElectionReady> ready = machine_->Propose(in_flight, payload);
   if (!ready.ok() && ReasonOf(ready.status()) == reason::kHandoffPending) {
     // Ask the in-flight node, without holding the lock across the call.

@@ -78,4 +78,19 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
   return absl::OkStatus();
 }
 
+absl::Status CheckRawProposal(const v1::PlanRecord& committed) {
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
+  // Not a fleet plan (the election's own tests replicate plain text).
+  if (committed.payload().empty() || !plan.ok() || plan->plan_id().empty()) {
+    return absl::OkStatus();
+  }
+  if (IsFinished(plan->phase())) return absl::OkStatus();
+  const std::string phase(PlanPhaseName(plan->phase()));
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
+                   "fleet plan " + plan->plan_id() + " is " + phase +
+                       "; a raw plan record would replace it and forget its state. Use "
+                       "kmsfleetctl resume, rollback, abort or ack-break-glass",
+                   {{"plan", plan->plan_id()}, {"phase", phase}});
+}
+
 }  // namespace kmsfleet

@@ -69,6 +69,13 @@ TEST_F(FleetUpgradeTest, RollbackFailedEntersBreakGlassAndOnlyItsNonceLeavesIt) 
   SubprocessResult wrong = Run(0, {"ack-break-glass", "0000"});
   EXPECT_EQ(wrong.exit_code, 1);
   EXPECT_THAT(wrong.stderr_text, HasSubstr("BREAK_GLASS_NONCE_MISMATCH"));
+  // Found in review: a raw plan record (the election's own tool) replaced
+  // the plan at once, its break-glass and nonce with it.
+  SubprocessResult raw = Run(0, {"plan", "commit", "--in-flight", "cp-2"});
+  EXPECT_NE(raw.exit_code, 0) << raw.stdout_text;
+  EXPECT_THAT(raw.stderr_text, HasSubstr("PLAN_ACTIVE"));
+  EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_BREAK_GLASS"));
+  EXPECT_EQ(PlanField("nonce"), nonce);
   SubprocessResult ack = Run(2, {"ack-break-glass", nonce});
   EXPECT_EQ(ack.exit_code, 0) << ack.stdout_text << ack.stderr_text;
   // cp-2 still cannot hand off (its last operation ended RollbackFailed):

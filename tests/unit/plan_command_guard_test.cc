@@ -94,5 +94,30 @@ TEST(PlanCommandGuardTest, OnlyTheRestartThatFollowsTheNodesSwapIsAdmitted) {
             reason::kCommandNotInPlan);
 }
 
+TEST(PlanCommandGuardTest, ARawRecordNeverReplacesAFleetPlanThatHasNotEnded) {
+  v1::FleetPlan plan = *DecodePlan(Record().payload());
+  for (v1::PlanPhase phase :
+       {v1::PLAN_PHASE_ROLLING, v1::PLAN_PHASE_HALTED, v1::PLAN_PHASE_BREAK_GLASS,
+        v1::PLAN_PHASE_PAUSED, v1::PLAN_PHASE_PREFLIGHT}) {
+    plan.set_phase(phase);
+    v1::PlanRecord record;
+    record.set_payload(*EncodePlan(plan));
+    absl::Status s = CheckRawProposal(record);
+    EXPECT_EQ(ReasonOf(s), reason::kPlanActive) << PlanPhaseName(phase);
+    EXPECT_NE(std::string(s.message()).find("plan-1"), std::string::npos) << s;
+  }
+  for (v1::PlanPhase phase :
+       {v1::PLAN_PHASE_COMPLETED, v1::PLAN_PHASE_ROLLED_BACK, v1::PLAN_PHASE_ABORTED}) {
+    plan.set_phase(phase);
+    v1::PlanRecord record;
+    record.set_payload(*EncodePlan(plan));
+    EXPECT_TRUE(CheckRawProposal(record).ok()) << PlanPhaseName(phase);
+  }
+  v1::PlanRecord text;
+  text.set_payload("plan-A");  // not a fleet plan: the election's own tests
+  EXPECT_TRUE(CheckRawProposal(text).ok());
+  EXPECT_TRUE(CheckRawProposal(v1::PlanRecord()).ok());
+}
+
 }  // namespace
 }  // namespace kmsfleet

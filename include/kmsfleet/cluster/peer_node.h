@@ -80,9 +80,12 @@ class PeerNode {
   // did not commit in time; FailedPrecondition/NOT_RELEASABLE (metadata
   // in_flight, outcome) or HANDOFF_PENDING when the in-flight node's
   // answer keeps its slot.
-  absl::StatusOr<v1::Fence> ProposePlan(const std::string& in_flight,
-                                        const std::string& payload,
-                                        std::chrono::milliseconds timeout);
+  // `allowed`, when set, is asked under the node's lock with the committed
+  // record before anything is proposed; its refusal is returned as it is.
+  absl::StatusOr<v1::Fence> ProposePlan(
+      const std::string& in_flight, const std::string& payload,
+      std::chrono::milliseconds timeout,
+      const std::function<absl::Status(const v1::PlanRecord& committed)>& allowed = {});
 
   // Leader only: asks `holder`, the in-flight node of the committed record,
   // whether its operation is finished (Peer.Release at the current fence),

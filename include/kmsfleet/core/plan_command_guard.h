@@ -38,6 +38,13 @@ struct NodeCommand {
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command);
 
+// OK unless `committed` holds a fleet plan that has not finished. A raw
+// record (Fleet.ProposePlan: `kmsfleetctl plan commit`) would replace it,
+// and its in-flight node, halt or break-glass nonce would be forgotten
+// with it. FailedPrecondition PLAN_ACTIVE naming the plan and its phase
+// (metadata plan, phase).
+absl::Status CheckRawProposal(const v1::PlanRecord& committed);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
