@@ -16,6 +16,7 @@
 #include <optional>
 #include <vector>
 
+#include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/apiserver_restart.h"
@@ -26,8 +27,12 @@
 namespace kmsfleet {
 namespace {
 
-// Requests are tiny; the cap bounds what a peer can make us buffer.
-constexpr int kMaxRequestBytes = 1 << 20;
+// The cap bounds what a caller can make us buffer. Agent requests are
+// tiny, but the local Fleet service shares this socket, and an upload
+// chunk carries kMaxUploadChunkBytes of data and its fields: as the
+// cluster listener, twice the chunk. (It was the chunk itself, so every
+// full chunk of an upload over the unix socket was refused.)
+constexpr int kMaxRequestBytes = static_cast<int>(2 * kMaxUploadChunkBytes);
 
 absl::Status SocketPathError(const std::string& path, std::string_view why) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kInvalidConfig,

@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<FetchedSources>> FetchedSources::Fetch(const Stag
   std::unique_ptr<FetchedSources> out(new FetchedSources());
   out->request_ = request;
   if (!IsCoordinatorSource(request.source) && !IsCoordinatorSource(request.checksums) &&
-      !IsCoordinatorSource(request.signature)) {
+      !IsCoordinatorSource(request.signature) && !IsCoordinatorSource(request.image_ref_file)) {
     return out;
   }
   if (!fetch) {

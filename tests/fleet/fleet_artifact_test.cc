@@ -3,8 +3,12 @@
 // `kmsfleetctl upgrade`, and every agent fetches them from there over mTLS
 // and verifies them with its own keys.
 #include <filesystem>
+#include <fstream>
 
 #include "fleet_fixture.h"
+#include "kmsfleet/core/artifact_upload.h"
+#include "kmsfleet/node/subprocess.h"
+#include "user_manager.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -56,6 +60,38 @@ TEST_F(FleetArtifactTest, FilesOnlyOnTheOperatorsMachineReachEveryNode) {
     EXPECT_EQ(ReadFile(StagedFile(i, "checksums.txt")), ReadFile(release_.checksums))
         << fleet_->Name(i);
   }
+}
+
+// Found in review: the unix socket's message cap was the upload chunk
+// itself, so on the coordinator's own host (local root, the default
+// --agent) every upload of a real binary was refused and reported as
+// AGENT_UNREACHABLE.
+TEST_F(FleetArtifactTest, AnUploadOverTheCoordinatorsUnixSocketReachesEveryNode) {
+  // As large as a real release (the fake's script is a few hundred
+  // bytes): a comment after it, signed again.
+  {
+    std::ofstream out(release_.binary, std::ios::app);
+    out << "\n# " << std::string(3 * kMaxUploadChunkBytes, 'x') << "\n";
+  }
+  const std::filesystem::path binary(release_.binary);
+  SignRelease(binary.parent_path().string(), binary.filename().string(),
+              fleet_->NodeDir(0) + "/../release.key");
+  MoveReleaseToOperator();
+  const int coordinator = fleet_->WaitForCoordinator();
+  ASSERT_GT(std::filesystem::file_size(release_.binary), 2 * kMaxUploadChunkBytes);
+  std::vector<std::string> argv = {KMSFLEETCTL_PATH};
+  for (const std::string& a :
+       Upgrade({"--watch", "--agent", "unix:" + fleet_->NodeDir(coordinator) + "/agent.sock"})) {
+    argv.push_back(a);
+  }
+  SubprocessOptions o;
+  o.timeout = std::chrono::seconds(120);
+  absl::StatusOr<SubprocessResult> r = RunSubprocess(argv, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->exit_code, 0) << r->stdout_text << r->stderr_text << fleet_->Logs();
+  EXPECT_THAT(r->stderr_text, HasSubstr("uploaded " + release_.binary + " ("));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
 TEST_F(FleetArtifactTest, ABinaryTheSignedChecksumsDoNotListIsRefusedByEveryAgent) {

@@ -150,6 +150,28 @@ TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
   EXPECT_FALSE(std::filesystem::exists(fetched_path));
 }
 
+// Found in review: an uploaded --image-ref beside release files given as
+// URLs was never fetched, and every static-pod node was handed the
+// coordinator:// string as a file path.
+TEST_F(UploadStoreTest, AnUploadedImageRefIsFetchedWhenTheOtherSourcesAreNot) {
+  StageRequest request;
+  request.version = "0.2.0";
+  request.source = "https://releases.example/bao-kms-provider_0.2.0";
+  request.checksums = "/srv/release/checksums.txt";
+  request.image_ref_file = "coordinator://cp-1/" + std::string(64, 'b') + "/image-ref.txt";
+  std::vector<std::string> asked;
+  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest) {
+    asked.push_back(std::string(UploadKindName(kind)) + " " + source);
+    WriteFileAtomic(dest, "repo@sha256:x\n", 0600).IgnoreError();
+    return absl::OkStatus();
+  };
+  absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, fetch);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(asked, std::vector<std::string>{"image-ref " + request.image_ref_file});
+  EXPECT_TRUE(std::filesystem::exists((*f)->request().image_ref_file));
+  EXPECT_EQ((*f)->request().source, request.source);  // untouched
+}
+
 TEST_F(UploadStoreTest, CoordinatorSourcesWithoutAFetcherAreRefused) {
   StageRequest request{"0.2.0", "coordinator://cp-1/" + std::string(64, 'a') + "/b", "c", "", "", "", ""};
   absl::StatusOr<std::unique_ptr<FetchedSources>> f = FetchedSources::Fetch(request, dir_, {});
