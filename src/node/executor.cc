@@ -126,12 +126,24 @@ absl::Status Executor::Persist(SwapJournal& j) {
   return absl::OkStatus();
 }
 
+// A phase is entered only once it is on disk: on a copy until then, so a
+// failed write leaves `j` where the journal on disk says it is, and the
+// machine decides from there. Before the unit was touched the failure
+// fails the step (the machine closes the operation, provider untouched).
+// After it, the write is tried again until it lands (RetryRecord), since
+// failing the step would send the machine down the rollback path from a
+// phase it never saved, with writes failing there too, and could leave
+// the provider stopped.
 absl::Status Executor::Record(SwapJournal& j, SwapPhase phase) {
   const SwapPhase left = j.phase;
   const int64_t entered = PhaseEnteredUnixMs(j);
   const int64_t now = seams_.wall.NowUnixMillis();
-  KMSFLEET_RETURN_IF_ERROR(Advance(j, phase, now));
-  KMSFLEET_RETURN_IF_ERROR(Persist(j));
+  SwapJournal next = j;
+  KMSFLEET_RETURN_IF_ERROR(Advance(next, phase, now));
+  absl::Status saved = Persist(next);
+  if (!saved.ok() && left >= SwapPhase::kStopped) saved = RetryRecord(next, saved);
+  KMSFLEET_RETURN_IF_ERROR(saved);
+  j = std::move(next);
   if (phase_observer_ && entered > 0) {
     phase_observer_(PhaseName(left), static_cast<double>(now - entered) / 1000.0);
   }
@@ -159,6 +171,37 @@ void Executor::Close(SwapJournal& j) {
        {"operation", j.operation_id},
        {"phase", std::string(PhaseName(j.phase))},
        {"reason", j.failure_reason}});
+}
+
+// Writes phase `next` again, with the close's growing delay, until it
+// lands or the executor stops. Meanwhile the worker holds busy_ and the
+// journal on disk, open at its last phase, keeps the node's slot
+// (DecideHandoff). Each distinct error is logged once. On stop it returns
+// Cancelled: the operation is left open for the next start to recover.
+absl::Status Executor::RetryRecord(SwapJournal& next, absl::Status failed) {
+  std::string logged;
+  for (int failures = 1;; ++failures) {
+    if (std::string kind = WriteErrorKind(failed); kind != logged) {
+      Log(LogLevel::kError,
+          "cannot record phase " + std::string(PhaseName(next.phase)) +
+              ", retrying before going on: " + std::string(failed.message()),
+          {{"node", options_.node}, {"operation", next.operation_id},
+           {"reason", ReasonOf(failed)}});
+      logged = std::move(kind);
+    }
+    if (!SleepUnlessStopping(std::chrono::milliseconds(CloseRetryDelayMs(failures)))) {
+      return absl::CancelledError("kmsfleetd is stopping while " + next.operation_id +
+                                  " could not record " + std::string(PhaseName(next.phase)) +
+                                  "; the next start recovers it from its journal");
+    }
+    failed = Persist(next);
+    if (failed.ok()) {
+      Log(LogLevel::kInfo, "phase recorded after retries",
+          {{"node", options_.node}, {"operation", next.operation_id},
+           {"phase", std::string(PhaseName(next.phase))}});
+      return absl::OkStatus();
+    }
+  }
 }
 
 // Writes the closed journal again, with a growing delay, until it lands or

@@ -50,6 +50,9 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     RecordFailure(j, step.failure);
     absl::Status result = absl::OkStatus();
     if (step.record) result = Record(j, *step.record);
+    // Stopping while a phase could not be written: the journal stays open
+    // at its last phase on disk, for the next start to recover.
+    if (absl::IsCancelled(result)) return;
     if (step.action == SwapAction::kClose) break;
     if (result.ok()) result = Carry(j, step.action);
     if (!result.ok()) {

@@ -259,6 +259,12 @@ class FakeJournals final : public JournalStore {
  public:
   absl::Status Save(const SwapJournal& j) override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (j.open && failing_phases_.contains(j.phase)) {
+      ++failed_phase_writes_;
+      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                       "write state/journal/" + j.operation_id + ".json.tmp: " +
+                           "No space left on device");
+    }
     if (!j.open) {
       ++close_attempts_;
       if (disk_full_) {
@@ -280,6 +286,16 @@ class FakeJournals final : public JournalStore {
   int close_attempts() {
     std::lock_guard<std::mutex> lock(mu_);
     return close_attempts_;
+  }
+  // While set, every write of an open journal entering one of `phases`
+  // fails (ENOSPC).
+  void FailPhases(std::set<SwapPhase> phases) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failing_phases_ = std::move(phases);
+  }
+  int failed_phase_writes() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return failed_phase_writes_;
   }
   absl::StatusOr<SwapJournal> Load(const std::string& id) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -309,6 +325,8 @@ class FakeJournals final : public JournalStore {
   std::map<std::string, SwapJournal> records_;
   bool disk_full_ = false;
   int close_attempts_ = 0;
+  std::set<SwapPhase> failing_phases_;
+  int failed_phase_writes_ = 0;
 };
 
 class FakeWall final : public Clock {
@@ -890,6 +908,51 @@ TEST_F(ExecutorTest, AnEndThatCannotBeWrittenKeepsTheNodeBusyUntilItIs) {
   }
   EXPECT_EQ(logged, 1u) << "one error, logged once, however often retried:\n" << log;
   EXPECT_THAT(log, HasSubstr("journal closed after retries"));
+}
+
+// Found in review: a phase write that failed was taken for a failure of
+// the step, in a phase that was never saved. Before the stop, the swap
+// fails with the provider untouched (it stopped and restarted it).
+TEST_F(ExecutorTest, APhaseThatCannotBeWrittenBeforeTheStopFailsTheSwapUntouched) {
+  journals_.FailPhases({SwapPhase::kStopped});
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted) << j.failure_message;
+  EXPECT_EQ(j.failure_reason, reason::kArtifactIo);
+  EXPECT_THAT(j.failure_message, HasSubstr("No space left on device"));
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_THAT(w_.calls, ::testing::Not(::testing::Contains("stop")));
+  EXPECT_TRUE(w_.running);
+  EXPECT_EQ(w_.Installed(), kOld);
+}
+
+// After the stop, a phase that cannot be written is written again until
+// it lands, and the swap goes on from it (it went down the rollback path
+// from an unsaved phase, and with every write failing ended
+// RollbackFailed with the provider stopped).
+TEST_F(ExecutorTest, APhaseThatCannotBeWrittenAfterTheStopIsRetriedThenTheSwapGoesOn) {
+  ::testing::internal::CaptureStderr();
+  journals_.FailPhases({SwapPhase::kStarted, SwapPhase::kRollingBack});
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (journals_.failed_phase_writes() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(journals_.failed_phase_writes(), 3) << "the write was not retried";
+  EXPECT_TRUE(executor().Busy());
+  EXPECT_EQ(journals_.Load("op-1")->phase, SwapPhase::kInstalled);
+  EXPECT_EQ(executor().HandoffOutcome(v1::Fence()).outcome, v1::HANDOFF_RUNNING);
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_THAT(w_.calls, ::testing::Not(::testing::Contains("start")))
+        << "nothing is started before its phase is on disk";
+  }
+  journals_.FailPhases({});
+  SwapJournal j = WaitClosed("op-1");
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+  std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("cannot record phase Started"));
+  EXPECT_THAT(log, HasSubstr("phase recorded after retries"));
 }
 
 TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {

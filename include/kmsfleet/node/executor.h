@@ -242,6 +242,7 @@ class Executor {
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
   absl::Status RetryClose(SwapJournal& j, absl::Status failed);
+  absl::Status RetryRecord(SwapJournal& next, absl::Status failed);
   bool SleepUnlessStopping(std::chrono::milliseconds total);
   void Hook(std::string_view point) const;
   absl::Status ShareWithRunAs(const std::string& dir) const;
