@@ -36,7 +36,9 @@ class BinaryInstaller final : public Installer {
     // Observe before acting: an interrupted operation may have put it in
     // place already.
     absl::StatusOr<std::string> installed = Sha256File(install_path_);
-    if (installed.ok() && *installed == sha256) return absl::OkStatus();
+    // Its rename may not have reached the disk (killed before the
+    // directory's fsync): make it durable before it counts as installed.
+    if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(install_path_));
     return CopyFileAtomic(release, install_path_, 0755, sha256, SIZE_MAX).status();
   }
 

@@ -68,7 +68,9 @@ class StaticPodInstaller final : public Installer {
     // Observe before acting: an interrupted operation may have put it in
     // place already.
     absl::StatusOr<std::string> installed = Sha256File(o_.manifest_path);
-    if (installed.ok() && *installed == sha256) return absl::OkStatus();
+    // Its rename may not have reached the disk (killed before the
+    // directory's fsync): make it durable before it counts as installed.
+    if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(o_.manifest_path));
     KMSFLEET_ASSIGN_OR_RETURN(std::string content, ReadRelease(release, sha256));
     KMSFLEET_RETURN_IF_ERROR(ObserveManifestImage(content, release, o_.container).status());
     KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(o_.state_dir, 0700));
