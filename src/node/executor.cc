@@ -429,6 +429,19 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
                          "; only a Stable swap can be rolled back",
                      {{"operation_id", of.operation_id}});
   }
+  // Undoing `of` means replacing what it installed. If something else was
+  // installed since (a later swap, a change by hand), restoring its
+  // previous release would skip that one and leave its journal wrong.
+  absl::StatusOr<std::string> installed = seams_.installer.Observe();
+  if (installed.ok() && *installed != of.target_sha256) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotRollbackable,
+                     "operation " + of.operation_id + " installed " +
+                         of.target_sha256.substr(0, 12) + " (" + of.target_version +
+                         "), but what is installed now is " + installed->substr(0, 12) +
+                         ": a later swap or a change by hand replaced it; roll back the "
+                         "latest operation instead",
+                     {{"operation_id", of.operation_id}});
+  }
   SwapJournal j;
   j.target_version = of.previous_version;
   j.target_binary = of.previous_binary;

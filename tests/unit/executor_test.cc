@@ -560,6 +560,24 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   ExpectOldServing();
 }
 
+// Found in review: `rollback --of A` was admitted whatever was installed
+// since A, so it could skip a later swap (or, as here, undo A twice: one
+// more stop and start of a serving provider for nothing).
+TEST_F(ExecutorTest, ARollbackOfASwapWhoseReleaseWasReplacedSinceIsRefused) {
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  ASSERT_EQ(WaitClosed("op-2").phase, SwapPhase::kStable);
+  const size_t calls = Calls().size();
+  absl::StatusOr<SwapJournal> again = executor().Rollback({"op-1", {"", 0, "op-3", std::nullopt}});
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(ReasonOf(again.status()), reason::kNotRollbackable);
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("op-1"));
+  EXPECT_THAT(std::string(again.status().message()), HasSubstr("replaced it"));
+  EXPECT_EQ(Calls().size(), calls) << "nothing was stopped";
+  EXPECT_FALSE(executor().Busy());
+  ExpectOldServing();
+}
+
 // The crash tests' build kills the agent at these points (crash_hook.h).
 TEST_F(ExecutorTest, TheStepHookSeesEveryPhaseAndTheRename) {
   std::mutex mu;
