@@ -10,6 +10,8 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/core/swap_machine.h"
 #include "plan_step.h"
 
 namespace kmsfleet {
@@ -115,6 +117,24 @@ v1::FleetPlan PlanStep::NewPlan(const PlanRequest& r,
   return plan;
 }
 
+absl::Status CheckPlanSettings(const v1::PlanSettings& settings) {
+  KMSFLEET_RETURN_IF_ERROR(CheckStabilizationMs(settings.stabilization_ms()));
+  auto out_of_range = [](const std::string& key, int64_t value, const std::string& range) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                     key + " " + std::to_string(value) + " is out of range: " + range,
+                     {{key, std::to_string(value)}});
+  };
+  if (settings.soak_ms() < 0 || settings.soak_ms() > kMaxSoakMs) {
+    return out_of_range("soak_ms", settings.soak_ms(), "0 to 604800000 (seven days)");
+  }
+  if (settings.parity_observations() < 0 ||
+      settings.parity_observations() > kMaxParityObservations) {
+    return out_of_range("parity_observations", settings.parity_observations(),
+                        "0 (the default, 3) to 100");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
   if (next_ && !IsFinished(next_->phase())) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
@@ -123,6 +143,7 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
                                   "; finish, roll back or abort it first."));
   }
   const PlanRequest& r = c.request;
+  KMSFLEET_RETURN_IF_ERROR(CheckPlanSettings(r.settings));
   absl::StatusOr<std::vector<std::string>> order =
       PlanNodeOrder(m_.config_, r.order);
   if (!order.ok()) return order.status();

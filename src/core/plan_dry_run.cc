@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
@@ -76,6 +77,7 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   auto add = [&](std::string guard, absl::Status result) {
     report.guards.push_back({std::move(guard), std::move(result)});
   };
+  add("settings", CheckPlanSettings(in.request.settings));
   add("node order", order.status());
   add("fleet health", CheckFleetHealth(config.voters, in.views, in.now_unix_ms));
   add("version policy", VersionGuard(in));

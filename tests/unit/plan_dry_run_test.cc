@@ -1,13 +1,17 @@
 // Tests of the dry run (plan_dry_run.h): every guard is evaluated and
 // reported, none is skipped after a refusal, and nothing is missing
 // silently.
+#include <functional>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fleet_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kmsfleet/core/plan_dry_run.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -52,11 +56,34 @@ std::map<std::string, std::string> Reasons(const DryRunReport& report) {
 TEST(DryRunTest, HealthyFleetWouldStartInTheDefaultOrder) {
   const DryRunReport report = EvaluateDryRun(kConfig, Healthy());
   EXPECT_THAT(report.order, ElementsAre("a", "c", "b"));
-  EXPECT_EQ(report.guards.size(), 9u);
+  EXPECT_EQ(report.guards.size(), 10u);
   EXPECT_TRUE(report.would_start);
   for (const GuardOutcome& g : report.guards) {
     EXPECT_TRUE(g.result.ok()) << g.guard << ": " << g.result;
   }
+}
+
+// Found in review: settings out of the agents' bounds passed the dry run
+// and the start; every node was staged and preflighted, then the first
+// swap was refused. A dry run names the setting; a real run refuses it.
+TEST(DryRunTest, SettingsOutOfBoundsAreRefusedNamingTheSetting) {
+  for (auto [set, key] :
+       std::vector<std::pair<std::function<void(v1::PlanSettings&)>, std::string>>{
+           {[](v1::PlanSettings& s) { s.set_stabilization_ms(2 * 3600 * 1000); },
+            "stabilization_ms"},
+           {[](v1::PlanSettings& s) { s.set_soak_ms(int64_t{1} << 62); }, "soak_ms"},
+           {[](v1::PlanSettings& s) { s.set_parity_observations(1000000); },
+            "parity_observations"},
+           {[](v1::PlanSettings& s) { s.set_soak_ms(-1); }, "soak_ms"}}) {
+    DryRunInput in = Healthy();
+    set(in.request.settings);
+    const DryRunReport report = EvaluateDryRun(kConfig, in);
+    EXPECT_FALSE(report.would_start) << key;
+    EXPECT_EQ(Reasons(report).at("settings"), reason::kInvalidArgument) << key;
+    absl::Status direct = CheckPlanSettings(in.request.settings);
+    EXPECT_NE(std::string(direct.message()).find(key), std::string::npos) << direct;
+  }
+  EXPECT_TRUE(CheckPlanSettings(Healthy().request.settings).ok());
 }
 
 TEST(DryRunTest, EveryRefusalIsReportedNotOnlyTheFirst) {

@@ -46,6 +46,17 @@ bool IsProgressWait(std::string_view reason);
 // for an operator.
 bool IsFinished(v1::PlanPhase phase);
 
+// The bounds a plan's settings are held to at its start (a real run and a
+// dry run alike): stabilization_ms as every agent takes it (0 for the
+// agent's default, up to an hour), soak_ms up to kMaxSoakMs, and
+// parity_observations up to kMaxParityObservations (0 for the default).
+// Past them a node would refuse its swap after every node was staged and
+// preflighted, or the plan would wait for good. InvalidArgument
+// INVALID_ARGUMENT naming the setting and the value.
+inline constexpr int64_t kMaxSoakMs = int64_t{7} * 24 * 3600 * 1000;
+inline constexpr int32_t kMaxParityObservations = 100;
+absl::Status CheckPlanSettings(const v1::PlanSettings& settings);
+
 // Serialises `plan` for PlanRecord.payload. Errors: FailedPrecondition
 // PLAN_TOO_LARGE when over kMaxPlanBytes (naming the size).
 absl::StatusOr<std::string> EncodePlan(const v1::FleetPlan& plan);
