@@ -463,11 +463,15 @@ absl::StatusOr<OperatorCommand> Coordinator::ToCommand(Pending& p,
   return c;
 }
 
-v1::PlanView Coordinator::DryRun(Pending& p, const PlanInput& in) {
+absl::StatusOr<v1::PlanView> Coordinator::DryRun(Pending& p, const PlanInput& in) {
   DryRunInput dry;
   absl::StatusOr<OperatorCommand> c = ToCommand(p, in.views);
-  if (c.ok()) dry.request = c->request;
+  // As a real run: a request the coordinator cannot take is refused, not
+  // evaluated as an empty one.
+  if (!c.ok()) return c.status();
+  dry.request = c->request;
   dry.now_unix_ms = in.now_unix_ms;
+  dry.current = machine_->committed();
   dry.views = in.views;
   dry.openbao = in.openbao;
   DryRunReport report = EvaluateDryRun(PlanMachineConfig{options_.self, options_.voters}, dry);

@@ -56,7 +56,7 @@ std::map<std::string, std::string> Reasons(const DryRunReport& report) {
 TEST(DryRunTest, HealthyFleetWouldStartInTheDefaultOrder) {
   const DryRunReport report = EvaluateDryRun(kConfig, Healthy());
   EXPECT_THAT(report.order, ElementsAre("a", "c", "b"));
-  EXPECT_EQ(report.guards.size(), 10u);
+  EXPECT_EQ(report.guards.size(), 11u);
   EXPECT_TRUE(report.would_start);
   for (const GuardOutcome& g : report.guards) {
     EXPECT_TRUE(g.result.ok()) << g.guard << ": " << g.result;
@@ -66,6 +66,22 @@ TEST(DryRunTest, HealthyFleetWouldStartInTheDefaultOrder) {
 // Found in review: settings out of the agents' bounds passed the dry run
 // and the start; every node was staged and preflighted, then the first
 // swap was refused. A dry run names the setting; a real run refuses it.
+// Found in review: the dry run never looked at the plan in place, so with
+// a halted plan it said a real run would start, which refuses PLAN_ACTIVE.
+TEST(DryRunTest, APlanThatHasNotFinishedRefusesAsARealRunDoes) {
+  DryRunInput in = Healthy();
+  in.current = v1::FleetPlan();
+  in.current->set_plan_id("plan-7");
+  in.current->set_phase(v1::PLAN_PHASE_HALTED);
+  DryRunReport report = EvaluateDryRun(kConfig, in);
+  EXPECT_FALSE(report.would_start);
+  EXPECT_EQ(Reasons(report).at("active plan"), reason::kPlanActive);
+  in.current->set_phase(v1::PLAN_PHASE_COMPLETED);
+  report = EvaluateDryRun(kConfig, in);
+  EXPECT_TRUE(report.would_start);
+  EXPECT_EQ(Reasons(report).at("active plan"), "pass");
+}
+
 TEST(DryRunTest, SettingsOutOfBoundsAreRefusedNamingTheSetting) {
   for (auto [set, key] :
        std::vector<std::pair<std::function<void(v1::PlanSettings&)>, std::string>>{

@@ -125,7 +125,7 @@ class Coordinator {
   void Answer(Pending& pending, absl::StatusOr<v1::PlanView> answer);
   absl::StatusOr<OperatorCommand> ToCommand(Pending& pending,
                                             const std::vector<NodeView>& views);
-  v1::PlanView DryRun(Pending& pending, const PlanInput& input);
+  absl::StatusOr<v1::PlanView> DryRun(Pending& pending, const PlanInput& input);
   v1::PlanView DryRunRollback(Pending& pending, const PlanInput& input);
   // Proposes ready.plan and waits for the commit; false (the machine told
   // to abandon it, the command answered) when it did not commit.

@@ -22,6 +22,9 @@ namespace kmsfleet {
 
 struct DryRunInput {
   PlanRequest request;
+  // The plan the coordinator holds (committed), if any: one that has not
+  // finished refuses a start (PLAN_ACTIVE), as a real run does first.
+  std::optional<v1::FleetPlan> current;
   int64_t now_unix_ms = 0;
   std::vector<NodeView> views;
   std::optional<OpenBaoProbe> openbao;
