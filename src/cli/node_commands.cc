@@ -100,7 +100,8 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
     std::cerr << "kmsfleetctl: " << last.operation_id() << ": " << refusal << "\n";
   }
   std::cout << ProtoJson(last);
-  if (f.no_wait) return 0;
+  // Not waited for and still running: accepted. Ended: as if waited for.
+  if (f.no_wait && !last.done()) return 0;
   return last.phase() == "Stable" && last.done() ? 0 : 1;
 }
 

@@ -292,6 +292,13 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
   EXPECT_THAT(Str(op, "message"), HasSubstr("UNIT_FAILED"));
   // Left as it is: the new binary stays installed for the operator.
   EXPECT_EQ(node_->InstalledVersion(), kNew);
+  // Found in review: --no-wait exited 0 for an operation that had ended
+  // in another phase than Stable.
+  absl::StatusOr<SubprocessResult> looked =
+      node_->Node({"operation", "--id", Str(op, "operation_id"), "--no-wait"});
+  ASSERT_TRUE(looked.ok());
+  EXPECT_EQ(looked->exit_code, 1) << looked->stdout_text << looked->stderr_text;
+  EXPECT_THAT(looked->stderr_text, HasSubstr("ROLLBACK_REFUSED_REMOVED_RECORDS"));
 }
 
 TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
