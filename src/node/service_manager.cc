@@ -111,6 +111,12 @@ class SystemdServiceManager final : public ServiceManager {
 
   absl::Status Start(const std::string& unit,
                      std::chrono::milliseconds timeout) override {
+    // A provider that crash-looped (while kmsfleetd was down, or the
+    // target before a rollback) may have hit its unit's start limit, and
+    // the manager would refuse this deliberate start until the limit's
+    // interval passes. As `systemctl reset-failed`; a unit that is not
+    // failed is left as it is, and an error here shows in the start.
+    ResetFailed(unit);
     return RunJob("StartUnit", unit, timeout);
   }
   absl::Status Stop(const std::string& unit,
@@ -228,6 +234,15 @@ class SystemdServiceManager final : public ServiceManager {
 
   // Calls `method` (StartUnit/StopUnit/RestartUnit) in "replace" mode and waits for the
   // JobRemoved signal of the job it returns.
+  void ResetFailed(const std::string& unit) {
+    absl::StatusOr<Bus> bus = Connect(unit);
+    if (!bus.ok()) return;
+    sd_bus_error e{};
+    sd_bus_call_method(bus->get(), kService, kPath, kManager, "ResetFailedUnit", &e, nullptr,
+                       "s", unit.c_str());
+    sd_bus_error_free(&e);
+  }
+
   absl::Status RunJob(const char* method, const std::string& unit,
                       std::chrono::milliseconds timeout) {
     KMSFLEET_ASSIGN_OR_RETURN(Bus bus, Connect(unit));

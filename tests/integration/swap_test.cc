@@ -8,9 +8,12 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <thread>
 
 #include "fleet.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/service_manager.h"
+#include "user_manager.h"
 #include "operation_json.h"
 #include "systemd_node.h"
 
@@ -299,6 +302,45 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
   ASSERT_TRUE(looked.ok());
   EXPECT_EQ(looked->exit_code, 1) << looked->stdout_text << looked->stderr_text;
   EXPECT_THAT(looked->stderr_text, HasSubstr("ROLLBACK_REFUSED_REMOVED_RECORDS"));
+}
+
+// Found in review: a provider that crash-looped while kmsfleetd was down
+// hits its unit's start limit; recovery's start (or a rollback's) then
+// failed within the limit's interval and the operation ended
+// RollbackFailed, where `systemctl reset-failed` and a start, as the
+// break-glass runbook does, would have worked. Start resets the unit first.
+TEST(SystemdStartTest, AUnitHeldByItsStartLimitIsStartedAgain) {
+  TempDir dir;
+  std::unique_ptr<ChildProcess> manager = StartUserManager(dir.path());
+  const std::string script = dir.File("run.sh");
+  WriteExecutable(script, "#!/bin/sh\n[ -e " + dir.File("fixed") +
+                              " ] && exec sleep 60\nexit 1\n");
+  WriteFile(dir.File("cfg/systemd/user/start-limit.service"),
+            "[Unit]\nStartLimitIntervalSec=60\nStartLimitBurst=2\n"
+            "[Service]\nType=simple\nExecStart=" + script + "\n");
+  UserSystemctl(dir.path(), {"daemon-reload"});
+  std::unique_ptr<ServiceManager> services =
+      NewSystemdServiceManager("unix:path=" + dir.File("rt/systemd/private"));
+  // Each start forks the script, which fails at once; the third is over
+  // the limit.
+  for (int i = 0; i < 3; ++i) {
+    (void)services->Start("start-limit.service", std::chrono::seconds(5));
+    for (int w = 0; w < 100; ++w) {
+      absl::StatusOr<UnitState> st = services->State("start-limit.service");
+      if (st.ok() && st->activity == UnitActivity::kFailed) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  absl::StatusOr<UnitState> failed = services->State("start-limit.service");
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  EXPECT_EQ(failed->activity, UnitActivity::kFailed) << failed->detail;
+  WriteFile(dir.File("fixed"), "");
+  absl::Status started = services->Start("start-limit.service", std::chrono::seconds(5));
+  EXPECT_TRUE(started.ok()) << started;
+  absl::StatusOr<UnitState> st = services->State("start-limit.service");
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->activity, UnitActivity::kRunning) << st->detail;
+  StopUserManager(manager);
 }
 
 TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
