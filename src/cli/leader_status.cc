@@ -8,6 +8,7 @@
 #include <map>
 #include <sstream>
 
+#include "cli/plan_commands.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -32,9 +33,9 @@ LeaderRow QueryLeader(v1::Fleet::StubInterface& stub, const std::string& agent,
   if (status.ok()) {
     row.view = view;
   } else {
-    row.view = MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
-                         "agent " + agent + ": " + status.error_message(),
-                         {{"agent", agent}});
+    // An agent's own refusal (UNKNOWN_CALLER, ...) keeps its reason; only
+    // an agent that did not answer is AGENT_UNREACHABLE.
+    row.view = FromAgentCall(status, agent);
   }
   return row;
 }

@@ -1,5 +1,6 @@
 // `kmsfleetctl plan commit` and the --fence flag: parsing, and keeping the
 // coordinator's refusal (reason and where to go) intact.
+#include "cli/leader_status.h"
 #include "cli/plan_commands.h"
 
 #include <gmock/gmock.h>
@@ -115,6 +116,25 @@ TEST(CommitPlanTest, FollowerRefusalKeepsTheLeadersAddress) {
   ASSERT_FALSE(fence.ok());
   EXPECT_EQ(ReasonOf(fence.status()), reason::kNotLeader);
   EXPECT_EQ(MetadataOf(fence.status(), "leader_address"), "10.0.0.3:7443");
+}
+
+// Found in review: `leader` turned every refusal into AGENT_UNREACHABLE,
+// so an operator whose certificate names no member saw "unreachable".
+TEST(QueryLeaderTest, AnAgentsRefusalKeepsItsReasonAndOnlySilenceIsUnreachable) {
+  v1::MockFleetStub stub;
+  v1::ErrorInfo info;
+  info.set_reason(reason::kUnknownCaller);
+  EXPECT_CALL(stub, GetLeader(_, _, _))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "who are you",
+                                    info.SerializeAsString())))
+      .WillOnce(Return(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused")));
+  LeaderRow refused = QueryLeader(stub, "cp-1:7443", std::chrono::seconds(1));
+  ASSERT_FALSE(refused.view.ok());
+  EXPECT_EQ(ReasonOf(refused.view.status()), reason::kUnknownCaller);
+  LeaderRow silent = QueryLeader(stub, "cp-2:7443", std::chrono::seconds(1));
+  ASSERT_FALSE(silent.view.ok());
+  EXPECT_EQ(ReasonOf(silent.view.status()), reason::kAgentUnreachable);
+  EXPECT_THAT(std::string(silent.view.status().message()), HasSubstr("cp-2:7443"));
 }
 
 TEST(CommitPlanTest, UnreachableAgentIsNamed) {
