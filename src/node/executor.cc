@@ -173,65 +173,68 @@ void Executor::Close(SwapJournal& j) {
        {"reason", j.failure_reason}});
 }
 
-// Writes phase `next` again, with the close's growing delay, until it
-// lands or the executor stops. Meanwhile the worker holds busy_ and the
-// journal on disk, open at its last phase, keeps the node's slot
-// (DecideHandoff). Each distinct error is logged once. On stop it returns
-// Cancelled: the operation is left open for the next start to recover.
-absl::Status Executor::RetryRecord(SwapJournal& next, absl::Status failed) {
-  std::string logged;
-  for (int failures = 1;; ++failures) {
-    if (std::string kind = WriteErrorKind(failed); kind != logged) {
-      Log(LogLevel::kError,
-          "cannot record phase " + std::string(PhaseName(next.phase)) +
-              ", retrying before going on: " + std::string(failed.message()),
-          {{"node", options_.node}, {"operation", next.operation_id},
-           {"reason", ReasonOf(failed)}});
-      logged = std::move(kind);
-    }
-    if (!SleepUnlessStopping(std::chrono::milliseconds(CloseRetryDelayMs(failures)))) {
-      return absl::CancelledError("kmsfleetd is stopping while " + next.operation_id +
-                                  " could not record " + std::string(PhaseName(next.phase)) +
-                                  "; the next start recovers it from its journal");
-    }
-    failed = Persist(next);
-    if (failed.ok()) {
-      Log(LogLevel::kInfo, "phase recorded after retries",
-          {{"node", options_.node}, {"operation", next.operation_id},
-           {"phase", std::string(PhaseName(next.phase))}});
-      return absl::OkStatus();
-    }
-  }
-}
-
-// Writes the closed journal again, with a growing delay, until it lands or
-// the executor stops. Meanwhile the worker holds busy_, watchers see the
-// end phase with the journal still open (not done), and the hand-off query
-// answers running with the reason (DecideHandoff). Each distinct error is
-// logged once. Returns OK once written, or `failed`'s latest on stop.
-absl::Status Executor::RetryClose(SwapJournal& j, absl::Status failed) {
-  SwapJournal shown = j;
-  shown.open = true;
+// Writes `j` again, with a growing delay (CloseRetryDelayMs), until it
+// lands or the executor stops. Each distinct error is logged once, as
+// `retrying` and the error; `each_failure` runs before each wait. Returns
+// OK once written, or the latest failure when the executor stops.
+absl::Status Executor::PersistUntilWritten(
+    SwapJournal& j, absl::Status failed, const std::string& retrying,
+    const std::function<void(const absl::Status&)>& each_failure) {
   std::string logged;  // the kind of error last logged
   for (int failures = 1;; ++failures) {
     if (std::string kind = WriteErrorKind(failed); kind != logged) {
-      Log(LogLevel::kError, "cannot close journal, retrying: " + std::string(failed.message()),
+      Log(LogLevel::kError, retrying + std::string(failed.message()),
           {{"node", options_.node}, {"operation", j.operation_id},
            {"phase", std::string(PhaseName(j.phase))}, {"reason", ReasonOf(failed)}});
       logged = std::move(kind);
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ops_[j.operation_id] = shown;
-      pending_close_ = PendingClose{j, std::string(failed.message())};
-    }
-    changed_.notify_all();
+    if (each_failure) each_failure(failed);
     if (!SleepUnlessStopping(std::chrono::milliseconds(CloseRetryDelayMs(failures)))) {
-      break;
+      return failed;
     }
     failed = Persist(j);
-    if (failed.ok()) break;
+    if (failed.ok()) return failed;
   }
+}
+
+// Writes phase `next` again until it lands (PersistUntilWritten).
+// Meanwhile the worker holds busy_ and the journal on disk, open at its
+// last phase, keeps the node's slot (DecideHandoff). On stop it returns
+// Cancelled: the operation is left open for the next start to recover.
+absl::Status Executor::RetryRecord(SwapJournal& next, absl::Status failed) {
+  if (!PersistUntilWritten(next, std::move(failed),
+                           "cannot record phase " + std::string(PhaseName(next.phase)) +
+                               ", retrying before going on: ",
+                           {})
+           .ok()) {
+    return absl::CancelledError("kmsfleetd is stopping while " + next.operation_id +
+                                " could not record " + std::string(PhaseName(next.phase)) +
+                                "; the next start recovers it from its journal");
+  }
+  Log(LogLevel::kInfo, "phase recorded after retries",
+      {{"node", options_.node}, {"operation", next.operation_id},
+       {"phase", std::string(PhaseName(next.phase))}});
+  return absl::OkStatus();
+}
+
+// Writes the closed journal again until it lands (PersistUntilWritten).
+// Meanwhile the worker holds busy_, watchers see the end phase with the
+// journal still open (not done), and the hand-off query answers running
+// with the reason (DecideHandoff). Returns OK once written, or `failed`'s
+// latest on stop.
+absl::Status Executor::RetryClose(SwapJournal& j, absl::Status failed) {
+  SwapJournal shown = j;
+  shown.open = true;
+  failed = PersistUntilWritten(j, std::move(failed), "cannot close journal, retrying: ",
+                               [&](const absl::Status& latest) {
+                                 {
+                                   std::lock_guard<std::mutex> lock(mu_);
+                                   ops_[j.operation_id] = shown;
+                                   pending_close_ =
+                                       PendingClose{j, std::string(latest.message())};
+                                 }
+                                 changed_.notify_all();
+                               });
   {
     std::lock_guard<std::mutex> lock(mu_);
     pending_close_.reset();

@@ -243,6 +243,9 @@ class Executor {
   void Close(SwapJournal& j);
   absl::Status RetryClose(SwapJournal& j, absl::Status failed);
   absl::Status RetryRecord(SwapJournal& next, absl::Status failed);
+  absl::Status PersistUntilWritten(SwapJournal& j, absl::Status failed,
+                                   const std::string& retrying,
+                                   const std::function<void(const absl::Status&)>& each_failure);
   bool SleepUnlessStopping(std::chrono::milliseconds total);
   void Hook(std::string_view point) const;
   absl::Status ShareWithRunAs(const std::string& dir) const;
