@@ -973,6 +973,37 @@ TEST_F(ExecutorTest, APhaseThatCannotBeWrittenAfterTheStopIsRetriedThenTheSwapGo
   EXPECT_THAT(log, HasSubstr("phase recorded after retries"));
 }
 
+TEST_F(ExecutorTest, StoppingWhileAPhaseCannotBeWrittenLeavesItForTheNextStart) {
+  journals_.FailPhases({SwapPhase::kStarted});
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (journals_.failed_phase_writes() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_GE(journals_.failed_phase_writes(), 3) << "the write was not retried";
+
+  std::promise<void> destroyed;
+  std::future<void> done = destroyed.get_future();
+  std::thread([&] {
+    executor_.reset();
+    destroyed.set_value();
+  }).detach();
+  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    std::fprintf(stderr, "the executor's destructor hung on a failing phase write\n");
+    std::abort();  // the detached thread still uses this fixture
+  }
+  absl::StatusOr<SwapJournal> left = journals_.Load("op-1");
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_TRUE(left->open) << "the next start must recover it";
+  EXPECT_EQ(left->phase, SwapPhase::kInstalled);
+
+  journals_.FailPhases({});
+  executor().StartRecovery();
+  SwapJournal recovered = WaitClosed("op-1");
+  EXPECT_EQ(recovered.phase, SwapPhase::kStable) << recovered.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+}
+
 TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
   journals_.SetDiskFull(true);
   ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
