@@ -125,23 +125,28 @@ absl::Status CheckPlanSettings(const v1::PlanSettings& settings) {
                      {{key, std::to_string(value)}});
   };
   if (settings.soak_ms() < 0 || settings.soak_ms() > kMaxSoakMs) {
-    return out_of_range("soak_ms", settings.soak_ms(), "0 to 604800000 (seven days)");
+    return out_of_range("soak_ms", settings.soak_ms(),
+                        "0 to " + std::to_string(kMaxSoakMs) + " (seven days)");
   }
   if (settings.parity_observations() < 0 ||
       settings.parity_observations() > kMaxParityObservations) {
     return out_of_range("parity_observations", settings.parity_observations(),
-                        "0 (the default, 3) to 100");
+                        "0 (the default, " + std::to_string(kDefaultParityObservations) +
+                            ") to " + std::to_string(kMaxParityObservations));
   }
   return absl::OkStatus();
 }
 
+absl::Status CheckNoActivePlan(const std::optional<v1::FleetPlan>& current) {
+  if (!current || IsFinished(current->phase())) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
+                   absl::StrCat("Plan ", current->plan_id(), " is ",
+                                std::string(PlanPhaseName(current->phase())),
+                                "; finish, roll back or abort it first."));
+}
+
 absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
-  if (next_ && !IsFinished(next_->phase())) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
-                     absl::StrCat("Plan ", next_->plan_id(), " is ",
-                                  std::string(PlanPhaseName(next_->phase())),
-                                  "; finish, roll back or abort it first."));
-  }
+  KMSFLEET_RETURN_IF_ERROR(CheckNoActivePlan(next_));
   const PlanRequest& r = c.request;
   KMSFLEET_RETURN_IF_ERROR(CheckPlanSettings(r.settings));
   absl::StatusOr<std::vector<std::string>> order =

@@ -66,16 +66,6 @@ absl::Status RotationGuard(const DryRunInput& in) {
   return CheckRotationMetric(in.views);
 }
 
-absl::Status ActivePlanGuard(const DryRunInput& in) {
-  if (!in.current || in.current->plan_id().empty() || IsFinished(in.current->phase())) {
-    return absl::OkStatus();
-  }
-  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
-                   absl::StrCat("Plan ", in.current->plan_id(), " is ",
-                                std::string(PlanPhaseName(in.current->phase())),
-                                "; finish, roll back or abort it first."));
-}
-
 }  // namespace
 
 DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
@@ -87,7 +77,7 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   auto add = [&](std::string guard, absl::Status result) {
     report.guards.push_back({std::move(guard), std::move(result)});
   };
-  add("active plan", ActivePlanGuard(in));
+  add("active plan", CheckNoActivePlan(in.current));
   add("settings", CheckPlanSettings(in.request.settings));
   add("node order", order.status());
   add("fleet health", CheckFleetHealth(config.voters, in.views, in.now_unix_ms));

@@ -53,6 +53,11 @@ bool IsFinished(v1::PlanPhase phase);
 // Past them a node would refuse its swap after every node was staged and
 // preflighted, or the plan would wait for good. InvalidArgument
 // INVALID_ARGUMENT naming the setting and the value.
+// FailedPrecondition PLAN_ACTIVE when `current` is a plan that has not
+// finished: a new one may start only once it has (a real run and a dry
+// run alike).
+absl::Status CheckNoActivePlan(const std::optional<v1::FleetPlan>& current);
+
 inline constexpr int64_t kMaxSoakMs = int64_t{7} * 24 * 3600 * 1000;
 inline constexpr int32_t kMaxParityObservations = 100;
 absl::Status CheckPlanSettings(const v1::PlanSettings& settings);
