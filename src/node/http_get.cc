@@ -12,8 +12,8 @@
 #include <boost/beast/ssl.hpp>
 #include <algorithm>
 #include <array>
-#include <memory>
 #include <charconv>
+#include <memory>
 #include <type_traits>
 
 #include "http_step_error.h"

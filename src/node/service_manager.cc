@@ -232,8 +232,7 @@ class SystemdServiceManager final : public ServiceManager {
     return hex;
   }
 
-  // Calls `method` (StartUnit/StopUnit/RestartUnit) in "replace" mode and waits for the
-  // JobRemoved signal of the job it returns.
+  // ResetFailedUnit, best effort: Start reports what the start gives.
   void ResetFailed(const std::string& unit) {
     absl::StatusOr<Bus> bus = Connect(unit);
     if (!bus.ok()) return;
@@ -243,6 +242,8 @@ class SystemdServiceManager final : public ServiceManager {
     sd_bus_error_free(&e);
   }
 
+  // Calls `method` (StartUnit/StopUnit/RestartUnit) in "replace" mode and waits for the
+  // JobRemoved signal of the job it returns.
   absl::Status RunJob(const char* method, const std::string& unit,
                       std::chrono::milliseconds timeout) {
     KMSFLEET_ASSIGN_OR_RETURN(Bus bus, Connect(unit));
