@@ -490,13 +490,16 @@ TEST(PlanMachineTest, ARefusedFenceOnTheRestartIsAskedAgainNotAFailure) {
   EXPECT_EQ(d.Swapped(ActionKind::kRestartApiServer).size(), 4u);  // a twice, then c, b
 }
 
+// c's kube-apiserver never answers 200 after its restart; a and b's do.
+absl::Status RestartNeverReadyOnC(const PlanAction& a) {
+  if (a.node != "c") return absl::OkStatus();
+  return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
+                   "kube-apiserver did not answer 200 on https://127.0.0.1:6443/readyz");
+}
+
 TEST(PlanMachineTest, AFailedRestartFailsTheNodeAndHaltsThePlan) {
   Driver d;
-  d.restart = [](const PlanAction& a) {
-    if (a.node != "c") return absl::OkStatus();
-    return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
-                     "kube-apiserver did not answer 200 on https://127.0.0.1:6443/readyz");
-  };
+  d.restart = RestartNeverReadyOnC;
   d.Step(Start(WithRestartMethod(), RestartRequired()));
   d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
   EXPECT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
@@ -594,11 +597,7 @@ TEST(PlanMachineTest, PauseStopsBeforeTheNextNodeAndResumeContinues) {
 // plan halts and an operator looks at the API server first.
 TEST(PlanMachineTest, AFailedRestartNeverStartsAnAutoRollback) {
   Driver d;
-  d.restart = [](const PlanAction& a) {
-    if (a.node != "c") return absl::OkStatus();
-    return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
-                     "kube-apiserver did not answer 200 on https://127.0.0.1:6443/readyz");
-  };
+  d.restart = RestartNeverReadyOnC;
   v1::PlanSettings s = WithRestartMethod();
   s.set_auto_rollback(true);
   d.Step(Start(s, RestartRequired()));
