@@ -418,6 +418,22 @@ class ExecutorTest : public ::testing::Test {
 
   // Waits (in real time, briefly: fake sleeps do not block) for `id` to
   // close and the worker to finish (it closes the journal, then goes idle).
+  // Destroys the executor on another thread; aborts the whole run if the
+  // destructor hangs on `what` (the detached thread still uses this
+  // fixture, so the test cannot just fail).
+  void DestroyExecutorOrAbort(const char* what) {
+    std::promise<void> destroyed;
+    std::future<void> done = destroyed.get_future();
+    std::thread([&] {
+      executor_.reset();
+      destroyed.set_value();
+    }).detach();
+    if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      std::fprintf(stderr, "the executor's destructor hung on %s\n", what);
+      std::abort();
+    }
+  }
+
   SwapJournal WaitClosed(const std::string& id) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
@@ -982,16 +998,7 @@ TEST_F(ExecutorTest, StoppingWhileAPhaseCannotBeWrittenLeavesItForTheNextStart) 
   }
   ASSERT_GE(journals_.failed_phase_writes(), 3) << "the write was not retried";
 
-  std::promise<void> destroyed;
-  std::future<void> done = destroyed.get_future();
-  std::thread([&] {
-    executor_.reset();
-    destroyed.set_value();
-  }).detach();
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    std::fprintf(stderr, "the executor's destructor hung on a failing phase write\n");
-    std::abort();  // the detached thread still uses this fixture
-  }
+  DestroyExecutorOrAbort("a failing phase write");
   absl::StatusOr<SwapJournal> left = journals_.Load("op-1");
   ASSERT_TRUE(left.ok()) << left.status();
   EXPECT_TRUE(left->open) << "the next start must recover it";
@@ -1009,16 +1016,7 @@ TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
   ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
   ASSERT_TRUE(WaitForCloseAttempts(3)) << "the close was not retried";
 
-  std::promise<void> destroyed;
-  std::future<void> done = destroyed.get_future();
-  std::thread([&] {
-    executor_.reset();
-    destroyed.set_value();
-  }).detach();
-  if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-    std::fprintf(stderr, "the executor's destructor hung on a failing close\n");
-    std::abort();  // the detached thread still uses this fixture
-  }
+  DestroyExecutorOrAbort("a failing close");
   EXPECT_TRUE(journals_.Load("op-1")->open) << "the next start must recover it";
 
   journals_.SetDiskFull(false);
