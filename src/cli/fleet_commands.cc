@@ -118,6 +118,7 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
   size_t drawn = 0;
   std::vector<std::string> printed;
   int exit_code = 1;
+  bool settled = false;
   absl::Status s = CallCoordinator(
       flags,
       [&](v1::Fleet::Stub& stub, grpc::ClientContext& context) {
@@ -148,16 +149,26 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
           bool ok = false;
           if (view.has_plan() && PlanSettled(view.plan(), &ok)) {
             exit_code = ok ? 0 : 1;
+            settled = true;
             context.TryCancel();
             break;
           }
         }
         grpc::Status end = reader->Finish();
-        return end.error_code() == grpc::StatusCode::CANCELLED ? grpc::Status::OK : end;
+        if (settled) return grpc::Status::OK;  // the CANCELLED is our own
+        // An agent's shutdown ends the stream UNAVAILABLE; an end without
+        // an error before the plan settled is no success either.
+        if (end.ok() || end.error_code() == grpc::StatusCode::CANCELLED) {
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream ended");
+        }
+        return end;
       },
       /*streaming=*/true);
-  if (!s.ok()) return Fail("watch", s);
-  return exit_code;
+  if (s.ok()) return exit_code;
+  const int code = Fail("watch", s);
+  std::cerr << "  the plan goes on without this watch: watch again, through another agent if "
+               "this one is down\n";
+  return code;
 }
 
 // Uploads `source` to the coordinator when it is a file on this machine,

@@ -375,9 +375,8 @@ absl::StatusOr<SubprocessResult> FleetCluster::Ctl(int i, std::vector<std::strin
   return CtlAs(i, "alice", std::move(args), timeout);
 }
 
-absl::StatusOr<SubprocessResult> FleetCluster::CtlAs(int i, const std::string& cert,
-                                                     std::vector<std::string> args,
-                                                     std::chrono::seconds timeout) {
+std::vector<std::string> FleetCluster::CtlArgv(int i, const std::string& cert,
+                                               std::vector<std::string> args) {
   std::vector<std::string> argv = {KMSFLEETCTL_PATH};
   argv.insert(argv.end(), args.begin(), args.end());
   for (const std::string& a :
@@ -386,9 +385,22 @@ absl::StatusOr<SubprocessResult> FleetCluster::CtlAs(int i, const std::string& c
         std::string("--key"), pki_ + "/" + cert + ".key", std::string("--server-name"), Name(i)}) {
     argv.push_back(a);
   }
+  return argv;
+}
+
+absl::StatusOr<SubprocessResult> FleetCluster::CtlAs(int i, const std::string& cert,
+                                                     std::vector<std::string> args,
+                                                     std::chrono::seconds timeout) {
   SubprocessOptions o;
   o.timeout = timeout;
-  return RunSubprocess(argv, o);
+  return RunSubprocess(CtlArgv(i, cert, std::move(args)), o);
+}
+
+std::unique_ptr<ChildProcess> FleetCluster::StartCtl(int i, std::vector<std::string> args,
+                                                     const std::string& name) {
+  return std::make_unique<ChildProcess>(
+      CtlArgv(i, "alice", std::move(args)),
+      ChildOptions{.out_path = dir_.File(name + ".out"), .err_path = dir_.File(name + ".err")});
 }
 
 int FleetCluster::WaitForCoordinator(std::chrono::seconds timeout) {

@@ -76,6 +76,11 @@ class FleetCluster {
   absl::StatusOr<SubprocessResult> CtlAs(int i, const std::string& cert,
                                          std::vector<std::string> args,
                                          std::chrono::seconds timeout = std::chrono::seconds(120));
+  // kmsfleetctl <args> as the operator against agent i, left running; its
+  // stdout and stderr go to <name>.out and <name>.err in the fleet's dir.
+  std::unique_ptr<ChildProcess> StartCtl(int i, std::vector<std::string> args,
+                                         const std::string& name);
+  std::string File(const std::string& name) const { return dir_.File(name); }
   // Index of the agent every running agent names as coordinator, or -1.
   int WaitForCoordinator(std::chrono::seconds timeout = std::chrono::seconds(30));
 
@@ -103,6 +108,7 @@ class FleetCluster {
   void Shutdown();  // agents, then the manager (which stops the units)
   void WriteNode(int i);
   std::string ApiServerSection(int i);
+  std::vector<std::string> CtlArgv(int i, const std::string& cert, std::vector<std::string> args);
   void StartManager();
   void StartStaticPod(int i);
   std::string StaticPodSection(int i);

@@ -4,6 +4,9 @@
 // were ever down at once (the fakes' own start and stop log lines).
 #include <signal.h>
 
+#include <memory>
+#include <optional>
+
 #include "fleet_fixture.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -12,6 +15,7 @@ namespace kmsfleet::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 TEST_F(FleetUpgradeTest, OneCommandUpgradesEveryNodeOneAtATimeAndEndsInParity) {
   const int coordinator = fleet_->WaitForCoordinator();
@@ -168,6 +172,30 @@ TEST_F(FleetUpgradeTest, AbortStopsBeforeTheNextNodeAndLeavesTheFleetServing) {
   ASSERT_TRUE(WaitForPhase("PLAN_PHASE_ABORTED", std::chrono::seconds(30))) << PlanJson();
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(fleet_->ProviderReady(i)) << i;
   EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
+}
+
+// A watch whose agent shuts down (systemctl stop) ends AGENT_UNREACHABLE,
+// never as if the plan had failed, and says that the plan goes on.
+TEST_F(FleetUpgradeTest, AWatchWhoseAgentShutsDownSaysSoAndThatThePlanGoesOn) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  const int follower = (coordinator + 1) % 3;
+  ASSERT_EQ(Run(coordinator, Upgrade({"--soak", "60s"})).exit_code, 0);
+  std::unique_ptr<ChildProcess> watch = fleet_->StartCtl(follower, {"watch"}, "watch");
+  ASSERT_TRUE(WaitUntil([&] { return watch->Output().find("nodes") != std::string::npos; },
+                        std::chrono::seconds(30)))
+      << watch->Output() << ReadFile(fleet_->File("watch.err"));
+  fleet_->agent(follower)->Signal(SIGTERM);
+  std::optional<int> code = watch->Wait(std::chrono::seconds(30));
+  const std::string err = ReadFile(fleet_->File("watch.err"));
+  ASSERT_TRUE(code.has_value()) << err;
+  EXPECT_EQ(*code, 3) << err;
+  EXPECT_THAT(err, HasSubstr("AGENT_UNREACHABLE"));
+  EXPECT_THAT(err, HasSubstr("the plan goes on without this watch"));
+  const std::string plan = PlanJson(coordinator);
+  EXPECT_THAT(plan, HasSubstr("plan_id"));
+  for (const char* end : {"HALTED", "ABORTED", "BREAK_GLASS", "COMPLETED"}) {
+    EXPECT_THAT(plan, Not(HasSubstr(end))) << plan;
+  }
 }
 
 TEST_F(FleetUpgradeTest, CommandsWithoutAPlanAreRefusedWithAReason) {
