@@ -181,7 +181,8 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(
     return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
                      "plan record " + Key(wanted.term(), wanted.index()) +
                          " was not committed within " + std::to_string(timeout.count()) +
-                         " ms; a majority may be unreachable",
+                         " ms (a majority may be unreachable); it may still commit: "
+                         "`kmsfleetctl plan` shows whether it did",
                      {{"record", Key(wanted.term(), wanted.index())}});
   }
   v1::Fence fence;
