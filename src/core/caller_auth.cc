@@ -103,12 +103,16 @@ Caller ClassifyCertificate(const std::vector<std::string>& sans,
                            std::string_view operator_trust_domain) {
   Caller caller;
   std::string member, operator_name;
+  // A node speaks only for itself: a certificate naming two members could
+  // vote twice in a term, once under each name.
+  bool two_members = false;
   std::string prefix = OperatorUriPrefix(operator_trust_domain);
   for (const std::string& san : sans) {
     if (!caller.certified.empty()) caller.certified += ",";
     caller.certified += san.substr(0, 253);
-    if (member.empty() && std::find(members.begin(), members.end(), san) != members.end()) {
-      member = san;
+    if (std::find(members.begin(), members.end(), san) != members.end()) {
+      if (member.empty()) member = san;
+      two_members = two_members || san != member;
     }
     if (operator_name.empty() && IsValidTrustDomain(operator_trust_domain)) {
       operator_name = OperatorNameOf(san, prefix);
@@ -116,7 +120,7 @@ Caller ClassifyCertificate(const std::vector<std::string>& sans,
   }
   if (sans.empty()) {
     caller.kind = CallerKind::kAnonymous;
-  } else if (!member.empty() && !operator_name.empty()) {
+  } else if ((!member.empty() && !operator_name.empty()) || two_members) {
     caller.kind = CallerKind::kAmbiguous;
   } else if (!member.empty()) {
     caller.kind = CallerKind::kMember;
@@ -154,7 +158,7 @@ absl::Status AuthorizeCall(std::string_view method, const Caller& caller) {
                     caller, "the certificate names no member and no operator");
     case CallerKind::kAmbiguous:
       return Refuse(absl::StatusCode::kPermissionDenied, reason::kAmbiguousCaller, method,
-                    caller, "the certificate names both a member and an operator");
+                    caller, "the certificate names both a member and an operator, or two members");
     case CallerKind::kMember:
       if (cls == MethodClass::kOperatorOnly) {
         return Refuse(absl::StatusCode::kPermissionDenied, reason::kOperatorOnly, method,

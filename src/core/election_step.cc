@@ -35,6 +35,20 @@ absl::StatusOr<ElectionReady> ElectionMachine::Step(const v1::PeerMessage& m) {
   if (m.type() < v1::PRE_VOTE || m.type() > v1::TIMEOUT_NOW || m.term() == 0) {
     return refuse(reason::kMalformedMessage, "unknown type or term 0");
   }
+  // A learner can neither lead nor campaign: its certificate must not make
+  // a node follow it, raise the term, or start an election.
+  if (!IsVoter(m.from()) && (m.type() == v1::APPEND || m.type() == v1::TIMEOUT_NOW ||
+                             IsVoteRequest(m.type()))) {
+    return refuse(reason::kUnknownPeer, "learner '" + m.from() +
+                                            "' sent a message only a voter may send");
+  }
+  // Two leaders in one term cannot both have won a majority: an append at
+  // our term from another node than the leader we follow is forged.
+  if (m.type() == v1::APPEND && m.term() == term_ && !leader_.empty() && leader_ != m.from()) {
+    return refuse(reason::kMalformedMessage, "append from '" + m.from() + "' at term " +
+                                                 std::to_string(term_) + ", whose leader is '" +
+                                                 leader_ + "'");
+  }
   if (m.record().payload().size() > kMaxPlanPayloadBytes ||
       m.committed().payload().size() > kMaxPlanPayloadBytes ||
       m.record().in_flight().size() > kMaxNameBytes ||

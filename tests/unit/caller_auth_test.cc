@@ -46,6 +46,15 @@ TEST(ClassifyCertificateTest, MemberAndOperatorInOneCertificateIsAmbiguous) {
   EXPECT_EQ(c.certified, std::string("cp-1,") + kAlice);
 }
 
+// One host holding such a certificate could vote under both names.
+TEST(ClassifyCertificateTest, TwoMembersInOneCertificateIsAmbiguous) {
+  Caller c = Of({"cp-1", "localhost", "cp-2"});
+  EXPECT_EQ(c.kind, CallerKind::kAmbiguous);
+  EXPECT_EQ(ReasonOf(AuthorizeCall("/kmsfleet.v1.Peer/Send", c)), reason::kAmbiguousCaller);
+  Caller same = Of({"cp-1", "cp-1"});
+  EXPECT_EQ(same.kind, CallerKind::kMember) << "one name twice is still one member";
+}
+
 TEST(ClassifyCertificateTest, InvalidTrustDomainNeverMakesAnOperator) {
   EXPECT_EQ(ClassifyCertificate({"spiffe:///kmsfleet/operator/alice"}, kMembers, "").kind,
             CallerKind::kUnknown);

@@ -412,6 +412,54 @@ TEST(ElectionTest, LearnerFollowsTheLeadersCommittedRecord) {
   EXPECT_EQ(g["l"].committed().index(), g["a"].committed().index());
 }
 
+// A learner's certificate speaks for a member that can neither lead nor
+// campaign: it must not make a voter follow it and adopt a record as
+// committed (a fence for a swap), raise the term, or start an election.
+TEST(ElectionTest, ALearnerCanNeitherLeadNorCampaign) {
+  Group g({"a", "b", "c"}, {"l"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  const v1::HardState before = g["b"].hard_state();
+  const v1::PlanRecord committed = g["b"].committed();
+  v1::PeerMessage append = Msg(v1::APPEND, "l", "b", before.term() + 1);
+  append.mutable_record()->set_term(before.term() + 1);
+  append.mutable_record()->set_index(9);
+  append.mutable_record()->set_in_flight("b");
+  *append.mutable_committed() = append.record();
+  for (v1::PeerMessage m : {append, Msg(v1::TIMEOUT_NOW, "l", "b", before.term()),
+                            Msg(v1::VOTE, "l", "b", before.term() + 5),
+                            Msg(v1::PRE_VOTE, "l", "b", before.term() + 5)}) {
+    absl::StatusOr<ElectionReady> r = g["b"].Step(m);
+    EXPECT_EQ(ReasonOf(r.status()), reason::kUnknownPeer) << m.type();
+  }
+  EXPECT_EQ(g["b"].hard_state().SerializeAsString(), before.SerializeAsString());
+  EXPECT_EQ(g["b"].committed().SerializeAsString(), committed.SerializeAsString());
+  EXPECT_EQ(g["b"].leader(), "a");
+  EXPECT_EQ(g["b"].role(), Role::kFollower);
+}
+
+// Each leader of a term won a majority of single votes, so there is one:
+// an append at the term from another voter than its leader is forged (a
+// voter's certificate speaking out of turn), and changes nothing.
+TEST(ElectionTest, AnAppendFromASecondLeaderInOneTermIsRefused) {
+  Group g = ElectedThree();
+  const uint64_t term = g["b"].term();
+  const v1::PlanRecord committed = g["b"].committed();
+  v1::PeerMessage forged = Msg(v1::APPEND, "c", "b", term);
+  forged.mutable_record()->set_term(term);
+  forged.mutable_record()->set_index(committed.index() + 1);
+  forged.mutable_record()->set_in_flight("b");
+  *forged.mutable_committed() = forged.record();
+  EXPECT_EQ(ReasonOf(g["b"].Step(forged).status()), reason::kMalformedMessage);
+  EXPECT_EQ(g["b"].leader(), "a");
+  EXPECT_EQ(g["b"].committed().SerializeAsString(), committed.SerializeAsString());
+  EXPECT_EQ(ReasonOf(g["a"].Step(Msg(v1::APPEND, "c", "a", term)).status()),
+            reason::kMalformedMessage);
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  EXPECT_EQ(g["b"].committed().payload(), "swap b") << "the real leader goes on";
+}
+
 TEST(ElectionTest, MessagesFromNonMembersOrMalformedChangeNothing) {
   PinnedRandom random;
   ElectionMachine b({.self = "b", .voters = {"a", "b", "c"}}, v1::HardState(), random);

@@ -27,7 +27,7 @@ enum class CallerKind {
   kMember,     // a member's node certificate
   kOperator,   // an operator certificate
   kUnknown,    // a verified certificate that names neither
-  kAmbiguous,  // a certificate that names both
+  kAmbiguous,  // a certificate that names both, or two members
   kAnonymous,  // no verified certificate at all
 };
 
