@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_join.h"
 #include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/election.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
@@ -19,7 +20,7 @@ namespace {
 
 // Two plan payloads and their envelope; anything larger is refused by gRPC
 // before a handler sees it.
-constexpr int kMaxMessageBytes = 2 << 20;
+constexpr int kMaxMessageBytes = static_cast<int>(kMaxPeerMessageBytes);
 
 // Peer.Send speaks for the member named in the message: that name must be
 // one the caller's certificate carries (CheckCall already made it a member).

@@ -18,6 +18,7 @@
 
 #include "election_cluster.h"
 #include "fleet.h"
+#include "kmsfleet/core/election.h"
 #include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/v1/error.pb.h"
 
@@ -188,6 +189,32 @@ TEST_F(ElectionThreeTest, FrozenLeaderResumedAfterNewElectionGetsNothingAccepted
 // hand-offs from journals the other is writing and vote twice in one term.
 // A second kmsfleetd on a member's config exits before it reads or serves
 // anything, and names the first; the member goes on as it was.
+// An append carries the record and the committed one: after a commit of
+// the largest payload, both are that large, and every heartbeat must still
+// fit the peer transport, or the followers never learn the commit and the
+// leader, unheard, steps down for good.
+TEST_F(ElectionThreeTest, TheLargestPayloadIsCommittedOnEveryNode) {
+  int leader = StartGroup(3);
+  ASSERT_GE(leader, 0);
+  const std::string big(kMaxPlanPayloadBytes, 'p');
+  v1::Fence fence;
+  grpc::Status proposed = Propose(leader, "", big, &fence);
+  ASSERT_TRUE(proposed.ok()) << proposed.error_message();
+  for (int i : All()) {
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          std::optional<v1::LeaderView> v = cluster_->View(i);
+          return v && v->committed().index() == fence.index() &&
+                 v->committed().payload() == big;
+        },
+        std::chrono::seconds(10)))
+        << cluster_->Name(i) << " never learned the commit";
+  }
+  v1::Fence next;
+  grpc::Status small = Propose(leader, "", "small", &next);
+  EXPECT_TRUE(small.ok()) << small.error_message();
+}
+
 TEST_F(ElectionThreeTest, ASecondAgentOnTheSameStateDirExitsBeforeServing) {
   int leader = StartGroup(3);
   ASSERT_GE(leader, 0);

@@ -29,6 +29,9 @@ namespace kmsfleet {
 
 // Largest plan payload the machine accepts from a proposal or a peer.
 inline constexpr size_t kMaxPlanPayloadBytes = 1 << 20;
+// Largest peer message the transport takes: an APPEND carries the record
+// and the committed one, each up to the payload bound, and names and terms.
+inline constexpr size_t kMaxPeerMessageBytes = 2 * kMaxPlanPayloadBytes + (64 << 10);
 
 // The one random input. Implementations must be deterministic for a seed.
 class ElectionRandom {
