@@ -581,10 +581,10 @@ SwapStep RecoverySwapStep(const SwapJournal& j, std::string_view installed_sha25
     case RecoveryAction::kClose:
       return {restarted, std::nullopt, SwapAction::kClose};
     case RecoveryAction::kResumeVerify:
-      if (j.phase < SwapPhase::kInstalled) {
-        return RecordThen(SwapPhase::kInstalled, SwapAction::kInstallTarget);
-      }
-      return NextForward(j, SwapAction::kInstallTarget);
+      // Install again even when the target is in place: a kill between its
+      // rename and the directory's fsync leaves a rename a power cut can
+      // undo, and Install makes it durable (it does nothing else then).
+      return RecordUnlessPast(j, SwapPhase::kInstalled, SwapAction::kInstallTarget);
     case RecoveryAction::kRollBack:
       if (j.phase == SwapPhase::kRollingBack) {
         // Already rolling back for a recorded reason: run it again, keeping it.

@@ -388,6 +388,22 @@ TEST(SwapMachineTest, ARefusedRollbackBecomesTheReason) {
   EXPECT_THAT(j.failure_message, ::testing::HasSubstr("first failure: UNIT_FAILED"));
 }
 
+// A kill between the rename and the directory's fsync leaves the target in
+// place but not durable: recovery installs again (which then only fsyncs)
+// before it starts or verifies anything.
+TEST(SwapMachineTest, RecoveryPastTheInstallInstallsAgainFirst) {
+  const std::string target(64, 't');
+  for (SwapPhase p : {SwapPhase::kInstalled, SwapPhase::kStarted, SwapPhase::kVerifying}) {
+    SwapJournal j;
+    j.phase = p;
+    j.target_sha256 = target;
+    SwapStep step = RecoverySwapStep(j, target);
+    EXPECT_EQ(step.action, SwapAction::kInstallTarget) << PhaseName(p);
+    EXPECT_FALSE(step.record.has_value()) << PhaseName(p);
+    EXPECT_TRUE(step.failure.ok()) << PhaseName(p);
+  }
+}
+
 TEST(SwapMachineTest, RecoveryResumesFromEachOpenPhase) {
   const std::string target(64, 't'), previous(64, 'p');
   using A = SwapAction;
