@@ -55,6 +55,24 @@ bool Executor::PreviousReleaseKept() const {
   return held.ok() && held->has_value();
 }
 
+// The kubelet starts a static pod's image without a registry only while
+// the runtime holds it, and image garbage collection removes a staged
+// image no container uses: check before anything is stopped.
+absl::Status Executor::CheckImageHeld(const std::string& image) {
+  if (!options_.static_pod || image.empty()) return absl::OkStatus();
+  if (seams_.runtime == nullptr) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kInvalidConfig,
+                     "static-pod mode without a container runtime");
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, seams_.runtime->ImageStatus(image));
+  if (held) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged,
+                   "the container runtime no longer holds " + image +
+                       " (removed by image garbage collection?), so the kubelet could not "
+                       "start it without a registry; stage the release again",
+                   {{"image", image}});
+}
+
 // The release of a static-pod swap: the live manifest with the staged
 // image, rendered per operation, so the journal's target is exactly the
 // bytes that will be installed.
@@ -179,10 +197,12 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, version));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));
+  KMSFLEET_RETURN_IF_ERROR(seams_.installer.CheckCanInstall());
   std::string image;
   if (options_.static_pod) {
     KMSFLEET_ASSIGN_OR_RETURN(ImageRef ref, FindStagedImage(options_.state_dir, version));
     image = ref.ToString();
+    KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
   }
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(version, staged.binary_path, image));

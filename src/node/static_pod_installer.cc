@@ -73,10 +73,8 @@ class StaticPodInstaller final : public Installer {
     if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(o_.manifest_path));
     KMSFLEET_ASSIGN_OR_RETURN(std::string content, ReadRelease(release, sha256));
     KMSFLEET_RETURN_IF_ERROR(ObserveManifestImage(content, release, o_.container).status());
-    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(o_.state_dir, 0700));
-    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(staging_, 0700));
+    KMSFLEET_RETURN_IF_ERROR(CheckCanInstall());
     RemoveStaleTemps();
-    KMSFLEET_RETURN_IF_ERROR(CheckSameFilesystem());
     KMSFLEET_ASSIGN_OR_RETURN(std::string tmp,
                               WriteTempFile(staging_ + "/" + kTempPrefix, content, LiveMode()));
     Hook("staged");
@@ -88,6 +86,12 @@ class StaticPodInstaller final : public Installer {
     }
     Hook("renamed");
     return FsyncDir(manifest_dir_);
+  }
+
+  absl::Status CheckCanInstall() override {
+    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(o_.state_dir, 0700));
+    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(staging_, 0700));
+    return CheckSameFilesystem();
   }
 
  private:

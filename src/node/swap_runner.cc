@@ -131,7 +131,9 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // talk to must fail here, where nothing has changed yet.
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, seams_.services.State(options_.unit));
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
+  KMSFLEET_RETURN_IF_ERROR(seams_.installer.CheckCanInstall());
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
+  KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(j.target_version, j.target_binary, image));
   installed_version_.reset();

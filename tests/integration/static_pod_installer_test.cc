@@ -191,6 +191,8 @@ TEST_F(StaticPodInstallerTest, RefusesAStateDirectoryOnAnotherFilesystem) {
   } cleanup{shm_state};
   auto installer =
       NewStaticPodInstaller({live_, shm_state, kDefaultProviderContainer, nullptr});
+  // The executor asks before it stops the provider.
+  EXPECT_EQ(ReasonOf(installer->CheckCanInstall()), reason::kManifestCrossDevice);
   absl::Status s = installer->Install(release_, release_sha_);
   EXPECT_EQ(ReasonOf(s), reason::kManifestCrossDevice) << s;
   EXPECT_NE(s.message().find(manifest_dir_), std::string::npos) << s;

@@ -209,6 +209,22 @@ TEST_F(StaticPodSwapTest, APodTheKubeletNeverReplacesIsRolledBack) {
   ExpectOldServing();
 }
 
+// The runtime's image garbage collection may remove a staged image no
+// container uses; the kubelet could then not start the new pod without a
+// registry. The swap is refused before the provider is touched.
+TEST_F(StaticPodSwapTest, AStagedImageTheRuntimeNoLongerHoldsIsRefusedBeforeTheStop) {
+  StageNew();
+  WriteFile(node_->cri_dir() + "/pulled.json", "{\"images\": []}\n");
+  SubprocessResult swap = Swap();
+  EXPECT_NE(swap.exit_code, 0);
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "NOT_STAGED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("no longer holds " + ImageOf(kNew)));
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
+  ExpectOldServing();
+}
+
 // A member of an election swaps only under its coordinator's fence; here a
 // standalone node, so an unfenced swap is the operator's. The other way
 // round (a fence without an election) is refused before anything moves.

@@ -71,6 +71,7 @@ struct World {
   double aad_errors = 0;
   // Knobs for single failures.
   int stop_failures = 0, start_failures = 0, install_failures = 0;
+  absl::Status cannot_install;  // what the installer's pre-check answers
   absl::Status doctor_verdict;
   // Called on every steady sleep, after the clock moved, and after every
   // successful start.
@@ -153,6 +154,10 @@ class FakeInstaller final : public Installer {
     CapturedRelease c{evidence_dir + "/previous-binary", w_.installed_sha};
     w_.sha_of_path[c.path] = c.sha256;
     return c;
+  }
+  absl::Status CheckCanInstall() override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.cannot_install;
   }
   absl::Status Install(const std::string&, const std::string& sha256) override {
     std::lock_guard<std::mutex> lock(w_.mu);
@@ -841,6 +846,21 @@ TEST_F(ExecutorTest, AStagedBinaryChangedSinceStagingEndsTheSwapBeforeTheStop) {
   EXPECT_THAT(j.failure_message, HasSubstr("bao-kms-provider"));
   EXPECT_TRUE(Calls().empty());
   ExpectOldServing();
+}
+
+// What the install needs besides the release (a static pod's staging
+// directory on the manifest's filesystem) is checked before the stop, by
+// the swap and by the plan's preflight: found at the install, it cost a
+// provider restart and a rollback.
+TEST_F(ExecutorTest, AnInstallThatCannotHappenIsRefusedBeforeTheStop) {
+  w_.cannot_install = MakeError(absl::StatusCode::kFailedPrecondition,
+                                reason::kManifestCrossDevice, "different filesystems");
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kManifestCrossDevice);
+  EXPECT_TRUE(Calls().empty());
+  ExpectOldServing();
+  EXPECT_EQ(ReasonOf(executor().Preflight(kNew).status()), reason::kManifestCrossDevice);
 }
 
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {

@@ -257,6 +257,7 @@ class Executor {
   absl::Status Carry(SwapJournal& j, SwapAction action);
   absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
+  absl::Status CheckImageHeld(const std::string& image);
   absl::Status CaptureEvidence(SwapJournal& j);
   absl::Status RestorePrevious(const SwapJournal& j);
   absl::Status Verify(SwapJournal& j, const std::string& version);

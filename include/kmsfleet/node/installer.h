@@ -37,6 +37,10 @@ class Installer {
   // Errors: CHECKSUM_MISMATCH (nothing changed), ARTIFACT_IO.
   virtual absl::Status Install(const std::string& release,
                                const std::string& sha256) = 0;
+  // What Install needs besides the release, checked before anything is
+  // stopped (a static pod's staging directory on the manifest's
+  // filesystem). Errors as Install's; by default there is nothing to check.
+  virtual absl::Status CheckCanInstall() { return absl::OkStatus(); }
 };
 
 // The binary at `install_path`, replaced by copy + fsync + rename.
