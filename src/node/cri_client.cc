@@ -210,8 +210,8 @@ absl::StatusOr<CriImage> CriClient::PullImage(std::string_view image) {
                       {"image", ref.ToString()}});
   }
   KMSFLEET_RETURN_IF_ERROR(FromGrpc("PullImage", pulled, options_.pull_timeout));
-  // containerd answers the image id, not the manifest digest, so the digest
-  // is read back from the image the runtime now holds under that name.
+  // The pull's answer is no manifest digest (containerd answers the image
+  // id), so the digest is read back from the image the runtime now holds.
   KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, QueryImage(ref));
   auto mismatch = [&](const std::string& problem, const std::string& observed) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kImageDigestMismatch,
@@ -229,7 +229,12 @@ absl::StatusOr<CriImage> CriClient::PullImage(std::string_view image) {
     return mismatch("the runtime holds it with digests " + Join(held->repo_digests),
                     Join(held->repo_digests));
   }
-  if (!response.image_ref().empty() && response.image_ref() != held->id) {
+  // containerd answers the image id, CRI-O its first repo digest
+  // (repo@sha256:...): either names what the runtime holds.
+  const std::string& answered = response.image_ref();
+  if (!answered.empty() && answered != held->id &&
+      std::find(held->repo_digests.begin(), held->repo_digests.end(), answered) ==
+          held->repo_digests.end()) {
     return mismatch("the pull answered image " + response.image_ref() +
                         " while the runtime lists " + held->id,
                     response.image_ref());

@@ -113,6 +113,16 @@ TEST_F(CriClientTest, PullAnsweringAnotherImageIdIsRefused) {
   EXPECT_EQ(Contains(status, kImageIdA), "");
 }
 
+// CRI-O answers a pull with the image's first repo digest, not its id
+// (server/image_pull.go): that names the same image.
+TEST_F(CriClientTest, PullAnsweringTheRepoDigestAsCriODoesIsAccepted) {
+  Images(R"({"ref":")" + kRefA + R"(","digest":")" + kDigestA + R"(","image_id":")" +
+         kImageIdA + R"(","pull_answer":")" + kRefA + R"("})");
+  absl::StatusOr<CriImage> image = Client()->PullImage(kRefA);
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(image->id, kImageIdA);
+}
+
 TEST_F(CriClientTest, PullFailureCarriesTheRuntimeMessageAndChangesNothing) {
   Images(R"({"ref":")" + kRefA + R"(","digest":")" + kDigestA +
          R"(","fail":"registry answered 503"})");
