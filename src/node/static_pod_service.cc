@@ -36,24 +36,23 @@ class StaticPodService final : public ServiceManager {
                    const MonotonicClock& steady)
       : o_(std::move(options)), runtime_(runtime), steady_(steady) {}
 
+  // Start runs after the manifest changed (an install or a restore), when
+  // giving up restores or ends RollbackFailed: a runtime that fails a call
+  // while the kubelet replaces containers is asked again until the
+  // deadline, and only its last answer counts.
   absl::Status Start(const std::string&, std::chrono::milliseconds timeout) override {
     KMSFLEET_ASSIGN_OR_RETURN(ImageRef want, ManifestImage());
     const int64_t deadline = steady_.NowSteadyMillis() + timeout.count();
     std::string seen = "no container";
+    absl::Status last_error;
     for (;;) {
-      KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriContainer> newest, Newest());
-      if (newest) {
-        seen = Describe(*newest);
-        if (newest->state == CriContainerState::kRunning) {
-          KMSFLEET_ASSIGN_OR_RETURN(CriContainer status, runtime_.ContainerStatus(newest->id));
-          if (status.image_digest == want.digest) return absl::OkStatus();
-          seen += " running digest " + (status.image_digest.empty() ? std::string("unknown")
-                                                                    : status.image_digest);
-        }
-      }
+      absl::StatusOr<bool> runs = RunsDigest(want.digest, seen);
+      if (runs.ok() && *runs) return absl::OkStatus();
+      last_error = runs.status();
       if (steady_.NowSteadyMillis() >= deadline) break;
       steady_.SleepFor(o_.poll_interval);
     }
+    if (!last_error.ok()) return last_error;
     return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kPodNotReplaced,
                      "the kubelet did not run " + want.ToString() + " in " +
                          StaticPodName(o_.pod) + " within " +
@@ -86,6 +85,22 @@ class StaticPodService final : public ServiceManager {
   }
 
  private:
+  // Whether the pod's newest container runs `digest`; `seen` describes it.
+  absl::StatusOr<bool> RunsDigest(const std::string& digest, std::string& seen) {
+    KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriContainer> newest, Newest());
+    if (!newest) {
+      seen = "no container";
+      return false;
+    }
+    seen = Describe(*newest);
+    if (newest->state != CriContainerState::kRunning) return false;
+    KMSFLEET_ASSIGN_OR_RETURN(CriContainer status, runtime_.ContainerStatus(newest->id));
+    if (status.image_digest == digest) return true;
+    seen += " running digest " +
+            (status.image_digest.empty() ? std::string("unknown") : status.image_digest);
+    return false;
+  }
+
   absl::StatusOr<std::optional<CriContainer>> Newest() {
     KMSFLEET_ASSIGN_OR_RETURN(std::vector<CriContainer> all, runtime_.ListContainers(o_.pod));
     if (all.empty()) return std::optional<CriContainer>();

@@ -33,6 +33,7 @@ class ScriptedRuntime final : public ContainerRuntime {
   std::deque<std::vector<CriContainer>> lists;
   int list_calls = 0;
   absl::Status list_error;  // when set, every ListContainers answers it
+  std::deque<absl::Status> list_errors;  // answered first, one per call
 
   absl::StatusOr<CriImage> PullImage(std::string_view) override { return CriImage{}; }
   absl::StatusOr<std::optional<CriImage>> ImageStatus(std::string_view) override {
@@ -41,6 +42,11 @@ class ScriptedRuntime final : public ContainerRuntime {
   absl::StatusOr<std::vector<CriContainer>> ListContainers(const PodContainerSelector&) override {
     ++list_calls;
     if (!list_error.ok()) return list_error;
+    if (!list_errors.empty()) {
+      absl::Status e = list_errors.front();
+      list_errors.pop_front();
+      return e;
+    }
     std::vector<CriContainer> now = lists.front();
     if (lists.size() > 1) lists.pop_front();
     return now;
@@ -134,12 +140,30 @@ TEST_F(StaticPodServiceTest, StateIsTheNewestContainer) {
 
 // A runtime that cannot be reached is the error, not a stopped pod: the
 // executor must fail its preflight there, before anything changes.
-TEST_F(StaticPodServiceTest, AnUnreachableRuntimeIsTheErrorOfStateAndStart) {
+TEST_F(StaticPodServiceTest, AnUnreachableRuntimeIsTheErrorOfState) {
   runtime_.list_error = MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
                                   "no socket at /run/containerd/containerd.sock");
   EXPECT_EQ(ReasonOf(Service()->State("pod").status()), reason::kCriUnreachable);
-  EXPECT_EQ(ReasonOf(Service()->Start("pod", std::chrono::seconds(5))), reason::kCriUnreachable);
   EXPECT_EQ(clock_.NowSteadyMillis(), 0);  // no waiting on a runtime that is not there
+}
+
+// Start runs after the manifest changed, where giving up restores the old
+// one or ends RollbackFailed: a runtime failing a call while the kubelet
+// replaces containers (a restart of containerd, a container removed
+// between list and status) is asked again, up to the deadline.
+TEST_F(StaticPodServiceTest, StartAsksARuntimeThatFailsACallAgain) {
+  runtime_.list_errors = {MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                    "connection refused")};
+  runtime_.lists = {{Container("c2", CriContainerState::kRunning, kNew)}};
+  EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(5)).ok());
+  EXPECT_EQ(runtime_.list_calls, 2);
+}
+
+TEST_F(StaticPodServiceTest, StartThatNeverReachesTheRuntimeEndsWithItsError) {
+  runtime_.list_error = MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                  "no socket at /run/containerd/containerd.sock");
+  EXPECT_EQ(ReasonOf(Service()->Start("pod", std::chrono::seconds(2))), reason::kCriUnreachable);
+  EXPECT_EQ(clock_.NowSteadyMillis(), 2000);
 }
 
 TEST_F(StaticPodServiceTest, StopLeavesTheContainerToTheKubeletAndRestartIsRefused) {
