@@ -5,6 +5,7 @@
 #include <set>
 #include <utility>
 
+#include "guard_util.h"
 #include "json_util.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -272,6 +273,22 @@ ExitMeaning ClassifyExit(int exit_code, std::string_view stderr_text) {
     if (lower.find(marker) != std::string::npos) return ExitMeaning::kConfig;
   }
   return ExitMeaning::kError;
+}
+
+std::string RotationUnderWayWhy(const RotationReport& report) {
+  if (report.rotation_state != "active") {
+    return "rotationState " + internal::ValueOrNone(report.rotation_state);
+  }
+  if (!report.pending_key_id_hash.empty()) return "pending key " + report.pending_key_id_hash;
+  if (report.pending_transit_version) {
+    return "pending Transit version " + std::to_string(*report.pending_transit_version);
+  }
+  if (report.active_transit_version && report.latest_transit_version &&
+      *report.latest_transit_version > *report.active_transit_version) {
+    return "latest Transit version " + std::to_string(*report.latest_transit_version) +
+           " above the active " + std::to_string(*report.active_transit_version);
+  }
+  return "";
 }
 
 }  // namespace kmsfleet

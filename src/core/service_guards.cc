@@ -115,20 +115,6 @@ std::string UntrustedWhy(const NodeRotation& r) {
   return "";
 }
 
-std::string PendingWhy(const RotationReport& report) {
-  if (report.rotation_state != "active") {
-    return absl::StrCat("rotationState ", ValueOrNone(report.rotation_state));
-  }
-  if (!report.pending_key_id_hash.empty()) {
-    return absl::StrCat("pending key ", report.pending_key_id_hash);
-  }
-  if (report.pending_transit_version) {
-    return absl::StrCat("pending Transit version ",
-                        *report.pending_transit_version);
-  }
-  return "";
-}
-
 }  // namespace
 
 absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
@@ -138,7 +124,7 @@ absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
     if (std::string why = UntrustedWhy(r); !why.empty()) {
       untrusted.push_back(r.node);
       untrusted_text.push_back(absl::StrCat(r.node, " (", why, ")"));
-    } else if (std::string pending_why = PendingWhy(*r.report);
+    } else if (std::string pending_why = RotationUnderWayWhy(*r.report);
                !pending_why.empty()) {
       pending.push_back(r.node);
       pending_text.push_back(absl::StrCat(r.node, " (", pending_why, ")"));

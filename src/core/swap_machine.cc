@@ -354,10 +354,10 @@ absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name)
 }
 
 absl::Status CheckRotationSettled(const RotationReport& plan) {
-  if (plan.rotation_state == "active") return absl::OkStatus();
+  const std::string why = RotationUnderWayWhy(plan);
+  if (why.empty()) return absl::OkStatus();
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
-                   "rotation-plan reports rotationState " + plan.rotation_state +
-                       "; defer the upgrade (reference §8.1)",
+                   "rotation-plan reports " + why + "; defer the upgrade (reference §8.1)",
                    {{"rotation_state", plan.rotation_state}});
 }
 

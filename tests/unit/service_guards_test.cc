@@ -10,6 +10,7 @@
 #include "kmsfleet/core/fleet_guards.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/swap_machine.h"
 
 namespace kmsfleet {
 namespace {
@@ -138,6 +139,22 @@ TEST(RotationGuardTest, PendingKeyRefusesNamingIt) {
   s = CheckRotation({Node("a", pending_key)});
   EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
   EXPECT_THAT(s.message(), HasSubstr(testing::kHashB));
+}
+
+// Reference §2.6: a key rotated in OpenBao that the provider has not
+// recorded as pending yet shows only as latest above active.
+TEST(RotationGuardTest, ALatestTransitVersionAboveTheActiveOneRefuses) {
+  RotationReport rotated = Active();
+  rotated.active_transit_version = 1;
+  rotated.latest_transit_version = 2;
+  const absl::Status s = CheckRotation({Node("a", Active()), Node("b", rotated)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
+  EXPECT_THAT(s.message(), HasSubstr("b (latest Transit version 2 above the active 1)"));
+  EXPECT_EQ(ReasonOf(CheckRotationSettled(rotated)), reason::kRotationInProgress)
+      << "the node's own swap preflight says the same";
+  rotated.latest_transit_version = 1;
+  EXPECT_TRUE(CheckRotation({Node("b", rotated)}).ok());
+  EXPECT_TRUE(CheckRotationSettled(rotated).ok());
 }
 
 TEST(RotationGuardTest, MetricDisagreeingRefuses) {

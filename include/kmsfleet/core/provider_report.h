@@ -104,6 +104,12 @@ struct RotationReport {
 //     value), or a text line that is not `key: value`.
 absl::StatusOr<RotationReport> ParseRotationReport(std::string_view output);
 
+// Why `report` shows a rotation under way, or "" when it shows none
+// (reference §2.6): rotationState other than active, a pending key or
+// Transit version, or a latest Transit version above the active one (a
+// key rotated in OpenBao that the provider has not recorded yet).
+std::string RotationUnderWayWhy(const RotationReport& report);
+
 // ---- Exit codes ----
 
 // The provider's exit codes 0..5 (reference §2.1, internal/cli/exit.go).
