@@ -63,8 +63,12 @@ std::vector<std::string> NodesWhere(const std::vector<Parsed>& nodes,
 absl::Status CheckUpgrade(const std::vector<Parsed>& nodes,
                           const SemVer& target) {
   std::vector<std::string> text;
+  // Equal precedence is not higher either: 0.2.0+rebuild.1 over 0.2.0 (build
+  // metadata does not order versions) would swap every node for nothing.
   std::vector<std::string> higher = NodesWhere(
-      nodes, target, [](auto& v, auto& t) { return v > t; }, &text);
+      nodes, target,
+      [](auto& v, auto& t) { return v > t || (v == t && v.ToString() != t.ToString()); },
+      &text);
   if (!higher.empty()) {
     return Refuse(reason::kVersionNotHigher,
                   absl::StrCat("Target ", target.ToString(),

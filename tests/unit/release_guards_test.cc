@@ -53,6 +53,17 @@ TEST(VersionPolicyTest, TargetEqualToEveryNodeIsANoOpThatSaysSo) {
   EXPECT_THAT(s.message(), HasSubstr("already runs 0.2.0"));
 }
 
+// Build metadata does not order versions (SemVer §10): another build of
+// the running version is not higher, and would swap every node for it.
+TEST(VersionPolicyTest, AnotherBuildOfTheRunningVersionIsNotHigher) {
+  absl::Status s = CheckVersionPolicy(Upgrade("0.2.0+rebuild.1", {{"a", "0.2.0"}}));
+  EXPECT_EQ(ReasonOf(s), reason::kVersionNotHigher) << s;
+  EXPECT_THAT(s.message(), HasSubstr("a (0.2.0)"));
+  s = CheckVersionPolicy(Upgrade("0.2.0", {{"a", "0.2.0+rebuild.1"}}));
+  EXPECT_EQ(ReasonOf(s), reason::kVersionNotHigher) << s;
+  EXPECT_TRUE(CheckVersionPolicy(Upgrade("0.2.1+rebuild.1", {{"a", "0.2.0"}})).ok());
+}
+
 TEST(VersionPolicyTest, MixedFleetIsRefused) {
   const absl::Status s =
       CheckVersionPolicy(Upgrade("0.3.0", {{"a", "0.2.0"}, {"b", "0.1.0"}}));
