@@ -59,19 +59,33 @@ absl::Status CheckPolicyFacts(const v1::CompatFacts& f) {
 }
 
 struct NodeFindings {
-  Offenders down, unobserved, rotated, pending, unknown, removed, schema;
+  Offenders down, unrecorded, unobserved, rotated, pending, unknown, removed, schema;
 };
+
+// What the plan did not record of `node` at its start, or "": without it
+// nothing can be compared, and "" is no value to compare with (a real
+// registry always names its schema).
+std::string UnrecordedWhy(const v1::NodeBaseline* base) {
+  if (base == nullptr) return "no facts recorded at plan start";
+  if (base->key_id_hash().empty()) return "no key_id hash recorded at plan start";
+  if (base->registry_schema().empty()) return "no registry facts recorded at plan start";
+  return "";
+}
 
 // Compares each node now with its baseline.
 NodeFindings Collect(const RollbackSafetyInput& in) {
   NodeFindings f;
-  auto& [down, unobserved, rotated, pending, unknown, removed, schema] = f;
+  auto& [down, unrecorded, unobserved, rotated, pending, unknown, removed, schema] = f;
   for (const NodeView& view : in.views) {
     if (!view.state) {
       down.Add(view.node, "no state");
       continue;
     }
     const v1::NodeBaseline* base = BaselineOf(in, view.node);
+    if (std::string why = UnrecordedWhy(base); !why.empty()) {
+      unrecorded.Add(view.node, why);
+      base = nullptr;  // compare nothing with it
+    }
     const std::string& hash = view.state->key_id_hash_metric();
     if (base != nullptr && hash.empty()) {
       // A provider that is down shows no hash: that is not a rotation, and
@@ -106,13 +120,22 @@ NodeFindings Collect(const RollbackSafetyInput& in) {
 }
 
 absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
-  const auto [down, unobserved, rotated, pending, unknown, removed, schema] = Collect(in);
+  const auto [down, unrecorded, unobserved, rotated, pending, unknown, removed, schema] =
+      Collect(in);
   const std::string fix = "Fix forward with a patch release instead.";
   if (!down.nodes.empty()) {
     return Refuse(reason::kAgentUnreachable,
                   absl::StrCat("Cannot judge rollback safety without state "
                                "from ", NodeList(down.text), "."),
                   "Wait until every agent answers.", down.nodes);
+  }
+  if (!unrecorded.nodes.empty()) {
+    return Refuse(reason::kRegistryUnknown,
+                  absl::StrCat("Cannot judge rollback safety against a start the plan did "
+                               "not record: ", NodeList(unrecorded.text), "."),
+                  "Fix forward, or judge the rollback by hand with "
+                  "docs/runbooks/rollback.md.",
+                  unrecorded.nodes);
   }
   if (!unobserved.nodes.empty()) {
     return Refuse(reason::kKeyIdHashMissing,

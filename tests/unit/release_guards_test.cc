@@ -218,6 +218,27 @@ TEST(RollbackSafetyTest, RemovedRecordsOrSchemaChangeRefuse) {
   EXPECT_THAT(s.message(), HasSubstr("v1beta1"));
 }
 
+// A fact the plan did not record at its start is no value to compare
+// with: "" read as a schema refused a safe rollback for good, and a node
+// without a baseline passed every check unseen.
+TEST(RollbackSafetyTest, AStartThePlanDidNotRecordIsNeverCompared) {
+  RollbackSafetyInput in = Safety();
+  in.baseline[1].clear_registry_schema();
+  absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRegistryUnknown) << s;
+  EXPECT_THAT(s.message(), HasSubstr("b (no registry facts recorded at plan start)"));
+  EXPECT_THAT(s.message(), HasSubstr("docs/runbooks/rollback.md"));
+  in = Safety();
+  in.baseline[0].clear_key_id_hash();
+  EXPECT_EQ(MetadataOf(CheckRollbackSafety(in), "nodes"), "a");
+  in = Safety();
+  in.baseline.pop_back();
+  in.views[1].registry->removed_records = 3;
+  s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRegistryUnknown) << s;
+  EXPECT_THAT(s.message(), HasSubstr("b (no facts recorded at plan start)"));
+}
+
 TEST(RollbackSafetyTest, UnknownRegistryOrStateRefuses) {
   RollbackSafetyInput in = Safety();
   in.views[0].registry.reset();
