@@ -544,6 +544,14 @@ absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest&
     absl::StatusOr<Changelog> changelog =
         ParseChangelog(request.changelog(), request.changelog_name());
     if (!changelog.ok()) return changelog.status();
+    // A target that is not SemVer is the version policy's refusal.
+    if (absl::StatusOr<SemVer> target = SemVer::Parse(request.target_version()); target.ok()) {
+      if (absl::Status s = CheckChangelogNamesTarget(*changelog, *target,
+                                                     request.changelog_name());
+          !s.ok()) {
+        return s;
+      }
+    }
     p->changelog = *changelog;
   }
   return Submit(std::move(p));

@@ -107,6 +107,22 @@ absl::StatusOr<Changelog> ParseChangelog(std::string_view text,
   return changelog;
 }
 
+absl::Status CheckChangelogNamesTarget(const Changelog& changelog, const SemVer& target,
+                                       std::string_view what) {
+  for (const ChangelogRelease& r : changelog.releases) {
+    if (r.version.empty()) continue;
+    absl::StatusOr<SemVer> v = SemVer::Parse(r.version);
+    if (v.ok() && *v == target) return absl::OkStatus();
+  }
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kMalformedChangelog,
+                   absl::StrCat(std::string(what), " has no release heading for the target ",
+                                target.ToString(),
+                                ", so it cannot tell what the releases up to it changed; "
+                                "pass the CHANGELOG.md of the ",
+                                target.ToString(), " release"),
+                   {{"file", std::string(what)}, {"target", target.ToString()}});
+}
+
 std::vector<ChangelogFlag> FlagsCrossed(const Changelog& changelog,
                                         const SemVer& from, const SemVer& to) {
   const SemVer& lo = from < to ? from : to;

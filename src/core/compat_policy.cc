@@ -100,10 +100,14 @@ absl::Status PolicyReader::Release(const YAML::Node& node,
       {"migrationPlanned", flag(out.migration_planned)},
       {"apiServerRestartRequired", flag(out.apiserver_restart_required)},
   };
+  // yaml-cpp keeps a repeated key, and a lookup reads one of them: the
+  // other would be ignored without a word.
+  std::set<std::string> keys;
   for (const auto& entry : node) {
     const std::string key = path + "." + entry.first.Scalar();
     auto it = handlers.find(entry.first.Scalar());
     if (it == handlers.end()) return Error(entry.first, key, "unknown key");
+    if (!keys.insert(entry.first.Scalar()).second) return Error(entry.first, key, "repeats");
     KMSFLEET_RETURN_IF_ERROR(it->second(entry.second, key));
   }
   if (out.version.empty() == out.above.empty()) {
@@ -116,11 +120,13 @@ absl::Status PolicyReader::Release(const YAML::Node& node,
 absl::Status PolicyReader::Document(const YAML::Node& root,
                                     CompatPolicy& out) const {
   if (!root.IsMap()) return Error(root, "(document)", "must be a mapping");
+  std::set<std::string> keys;
   for (const auto& entry : root) {
     const std::string key = entry.first.Scalar();
     if (key != "apiVersion" && key != "kind" && key != "releases") {
       return Error(entry.first, key, "unknown key");
     }
+    if (!keys.insert(key).second) return Error(entry.first, key, "repeats");
   }
   if (!root["apiVersion"] || root["apiVersion"].Scalar() != kApiVersion) {
     return Error(root, "apiVersion", absl::StrCat("must be ", kApiVersion));

@@ -108,6 +108,18 @@ TEST(PolicyFileTest, BadValuesNameFileKeyAndValue) {
                   "kmsfleet.io/v1");
 }
 
+// yaml-cpp keeps a repeated key and a lookup reads one: a second
+// `releases:` block, or `oneWay: true` then `oneWay: false`, would be
+// half-ignored without a word.
+TEST(PolicyFileTest, ARepeatedKeyIsRefused) {
+  ExpectBadPolicy(std::string(kHead) +
+                      "releases:\n  - version: 0.2.0\n    oneWay: true\n    oneWay: false\n",
+                  "releases[0].oneWay", "repeats");
+  ExpectBadPolicy(std::string(kHead) + "releases:\n  - version: 0.2.0\n"
+                                       "releases:\n  - version: 0.3.0\n    oneWay: true\n",
+                  "releases", "repeats");
+}
+
 TEST(PolicyFileTest, SyntaxErrorNamesLine) {
   absl::StatusOr<CompatPolicy> p =
       ParseCompatPolicy(std::string(kHead) + "releases: [\n", "ops.yaml");
@@ -173,6 +185,20 @@ TEST(ChangelogTest, OnlyReleasesBetweenInstalledAndTargetCount) {
   f = FlagsCrossed(*c, V("0.0.9"), V("0.1.0"));
   ASSERT_EQ(f.size(), 1u);
   EXPECT_EQ(f[0].code, "FRESH_INSTALLATION");
+}
+
+// A changelog without the target's heading (the installed release's, or a
+// branch's with its notes under "Unreleased") would pass every release up
+// to the target unread.
+TEST(ChangelogTest, AChangelogMustNameTheTarget) {
+  absl::StatusOr<Changelog> c = ParseChangelog(kChangelog, "CHANGELOG.md");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(CheckChangelogNamesTarget(*c, V("0.3.0"), "CHANGELOG.md").ok());
+  absl::Status s = CheckChangelogNamesTarget(*c, V("0.4.0"), "CHANGELOG.md");
+  EXPECT_EQ(ReasonOf(s), reason::kMalformedChangelog) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("CHANGELOG.md has no release heading for the target 0.4.0"));
+  EXPECT_EQ(MetadataOf(s, "target"), "0.4.0");
 }
 
 TEST(ChangelogTest, CompatibilitySectionAndWireFormatPhraseAreFlagged) {

@@ -54,6 +54,14 @@ struct Changelog {
 absl::StatusOr<Changelog> ParseChangelog(std::string_view text,
                                          std::string_view what);
 
+// OK when `changelog` has a release heading for `target`. A changelog
+// without one (the installed release's, or a branch's with its notes under
+// "Unreleased") says nothing of the releases up to the target, so it
+// would pass them unread. Error (kInvalidArgument): MALFORMED_CHANGELOG,
+// naming `what` and the target (metadata {file, target}).
+absl::Status CheckChangelogNamesTarget(const Changelog& changelog, const SemVer& target,
+                                       std::string_view what);
+
 // The flags of every numbered release in (min(from,to), max(from,to)],
 // in ascending version order. "Unreleased" notes are never crossed.
 std::vector<ChangelogFlag> FlagsCrossed(const Changelog& changelog,
