@@ -8,7 +8,7 @@ packages=(
   protobuf-compiler libprotobuf-dev
   libgrpc++-dev protobuf-compiler-grpc
   libboost1.81-dev libboost-json1.81-dev
-  libyaml-cpp-dev libssl-dev openssl libsystemd-dev
+  libyaml-cpp-dev libssl-dev openssl libsystemd-dev zlib1g-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   clang-14 libclang-rt-14-dev

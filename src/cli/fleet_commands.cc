@@ -308,7 +308,8 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
                 "static-pod nodes: the image to run, repo@sha256:<digest> (a tag alone is "
                 "refused)");
   c->add_option("--image-ref", f.image_ref,
-                "static-pod nodes: the static-pod kit's image-ref.txt, which must name --image");
+                "static-pod nodes: the release's static-pod kit (.tar.gz, listed in "
+                "checksums.txt), whose image-ref.txt must name --image");
   c->add_option("--policy", f.policy, "compatibility policy YAML extending the built-in one");
   c->add_option("--changelog", f.changelog, "the release's CHANGELOG.md");
   c->add_option("--soak", f.soak, "wait between nodes, e.g. 5m")->capture_default_str();

@@ -175,7 +175,8 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
   stage->add_option("--image", f.image,
                     "static-pod node: the image to run, repo@sha256:<digest>");
   stage->add_option("--image-ref", f.image_ref,
-                    "static-pod node: path of the static-pod kit's image-ref.txt");
+                    "static-pod node: the release's static-pod kit (.tar.gz, listed in "
+                    "checksums.txt), whose image-ref.txt must name --image");
   CLI::App* pre = node->add_subcommand("preflight", "doctor a staged release");
   pre->add_option("--version", f.version, "staged version")->required();
   for (CLI::App* op : {node->add_subcommand("swap", "install a staged version"),

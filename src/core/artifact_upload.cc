@@ -41,7 +41,9 @@ absl::StatusOr<UploadKind> ParseUploadKind(std::string_view name) {
 }
 
 uint64_t MaxUploadBytes(UploadKind kind) {
-  return kind == UploadKind::kBinary ? uint64_t{512} << 20 : uint64_t{1} << 20;
+  // A static-pod kit (kImageRef) carries binaries too.
+  return kind == UploadKind::kBinary || kind == UploadKind::kImageRef ? uint64_t{512} << 20
+                                                                      : uint64_t{1} << 20;
 }
 
 absl::Status AcceptUploadChunk(UploadProgress& progress, std::string_view name,

@@ -244,6 +244,16 @@ absl::StatusOr<std::string> VerifyDetachedSignature(
                        std::to_string(key_files.size()) + " configured key(s)");
 }
 
+absl::StatusOr<VerifiedChecksums> ReadVerifiedChecksums(const ArtifactStoreOptions& options,
+                                                        const StageRequest& request) {
+  VerifiedChecksums out;
+  KMSFLEET_ASSIGN_OR_RETURN(out.text, ReadRegularFile(request.checksums, kMaxChecksumsBytes));
+  StagedArtifact signer;
+  KMSFLEET_RETURN_IF_ERROR(CheckSignature(options, request, out.text, signer));
+  out.is_signed = signer.is_signed;
+  return out;
+}
+
 absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
                                      const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(CheckVersion(request.version));

@@ -32,8 +32,16 @@ absl::Status NoRuntime(const std::string& node) {
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
-  const ImageStageRequest image{request.version, request.image, request.image_ref_file};
-  // Refuse a tag-only or mismatched reference before anything is written.
+  // The image comes from what the release's checksums.txt vouches for,
+  // never from the request alone; a tag-only, unvouched or mismatched
+  // reference is refused before anything is written.
+  KMSFLEET_ASSIGN_OR_RETURN(VerifiedChecksums sums,
+                            ReadVerifiedChecksums(options_.artifacts, request));
+  ImageStageRequest image{request.version, request.image, request.image_ref_file, ""};
+  KMSFLEET_ASSIGN_OR_RETURN(
+      image.image_ref_text,
+      ReadVouchedImageRef(request.version, request.image_ref_file, sums.text, request.checksums,
+                          sums.is_signed, options_.artifacts.max_artifact_bytes));
   KMSFLEET_RETURN_IF_ERROR(CheckImageRequest(image).status());
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             kmsfleet::Stage(options_.artifacts, request));

@@ -1,11 +1,13 @@
 // Staging a static-pod provider's image (static_pod_release.h).
 #include "kmsfleet/node/static_pod_release.h"
 
+#include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/artifacts.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/kit_archive.h"
 
 namespace kmsfleet {
 namespace {
@@ -17,27 +19,69 @@ absl::Status Missing(const std::string& version, const std::string& what) {
                    {{"version", version}});
 }
 
-// The one reference in a file, surrounding whitespace ignored.
-absl::StatusOr<ImageRef> ReadImageRefFile(const std::string& path) {
-  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(path, kMaxImageRefFileBytes));
+// The one reference in `text`, surrounding whitespace ignored.
+absl::StatusOr<ImageRef> ParseImageRefText(const std::string& text, const std::string& what) {
   const size_t first = text.find_first_not_of(" \t\r\n");
   const size_t last = text.find_last_not_of(" \t\r\n");
   std::string_view ref;
   if (first != std::string::npos) ref = std::string_view(text).substr(first, last - first + 1);
-  return ParseImageRef(ref, path);
+  return ParseImageRef(ref, what);
+}
+
+absl::StatusOr<ImageRef> ReadImageRefFile(const std::string& path) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(path, kMaxImageRefFileBytes));
+  return ParseImageRefText(text, path);
+}
+
+bool IsKit(std::string_view name) {
+  return name.ends_with(".tar.gz") || name.ends_with(".tgz");
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> ReadVouchedImageRef(const std::string& version,
+                                                const std::string& source,
+                                                const std::string& checksums,
+                                                const std::string& checksums_path,
+                                                bool is_signed, uint64_t max_kit_bytes) {
+  if (source.empty()) return Missing(version, "the static-pod kit (--image-ref)");
+  const std::string name = source.substr(source.rfind('/') + 1);
+  absl::StatusOr<std::string> listed = FindChecksum(checksums, name, checksums_path);
+  if (!listed.ok()) {
+    if (!is_signed && !IsKit(name)) return ReadBoundedFile(source, kMaxImageRefFileBytes);
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kImageRefUnverified,
+                     checksums_path + " does not list " + name +
+                         ", so nothing signed names the image the pod would run; pass the "
+                         "release's static-pod kit (bao-kms-provider_" + version +
+                         "_static-pod_linux_<arch>.tar.gz) as --image-ref",
+                     {{"file", source}, {"checksums", checksums_path}});
+  }
+  if (IsKit(name)) {
+    return ReadFileFromKit({.path = source,
+                            .expected_sha256 = *listed,
+                            .name = kStagedImageRefName,
+                            .max_file_bytes = kMaxImageRefFileBytes,
+                            .max_kit_bytes = max_kit_bytes});
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(source, kMaxImageRefFileBytes));
+  if (const std::string actual = Sha256Hex(text); actual != *listed) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                     "SHA-256 of " + source + " is " + actual + ", expected " + *listed,
+                     {{"file", source}, {"expected", *listed}, {"actual", actual}});
+  }
+  return text;
+}
 
 absl::StatusOr<ImageRef> CheckImageRequest(const ImageStageRequest& request) {
   if (request.image.empty()) {
     return Missing(request.version, "the image to run (--image repo@sha256:<digest>)");
   }
   if (request.image_ref_file.empty()) {
-    return Missing(request.version, "the kit's image-ref.txt (--image-ref)");
+    return Missing(request.version, "the static-pod kit (--image-ref)");
   }
   KMSFLEET_ASSIGN_OR_RETURN(ImageRef wanted, ParseImageRef(request.image, "--image"));
-  KMSFLEET_ASSIGN_OR_RETURN(ImageRef kit, ReadImageRefFile(request.image_ref_file));
+  KMSFLEET_ASSIGN_OR_RETURN(ImageRef kit, ParseImageRefText(request.image_ref_text,
+                                                            request.image_ref_file));
   if (kit.Pinned() != wanted.Pinned()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kImageRefMismatch,
                      "the kit's " + request.image_ref_file + " names " + kit.ToString() +

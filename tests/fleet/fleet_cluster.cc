@@ -344,12 +344,12 @@ FleetCluster::Release FleetCluster::MakeRelease(const std::string& version) {
   std::filesystem::create_directories(rel);
   const std::string name = "bao-kms-provider_" + version + "_linux_amd64";
   Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig",
-            ImageOf(version), rel + "/kit/image-ref.txt"};
+            ImageOf(version), ""};
   WriteExecutable(r.binary, FakeScript(version, /*toggles=*/true));
-  std::filesystem::create_directories(rel + "/kit");
-  WriteFile(r.image_ref, r.image + "\n");
+  r.image_ref = MakeStaticPodKit(rel, version, r.image);
   AddImage(version, /*present=*/false);
-  SignRelease(rel, name, dir_.File("release.key"));
+  SignRelease(rel, name, dir_.File("release.key"),
+              {std::filesystem::path(r.image_ref).filename().string()});
   return r;
 }
 

@@ -53,8 +53,8 @@ class FleetCluster {
   // The release every node stages: a script running the fake as `version`
   // that obeys per-node toggles (Toggle); checksums.txt and its Ed25519
   // signature, which every agent trusts.
-  // `image` and `image_ref` (the kit's image-ref.txt) are what static-pod
-  // nodes stage; the image's version is the release's.
+  // `image` and `image_ref` (the static-pod kit, listed in checksums.txt)
+  // are what static-pod nodes stage; the image's version is the release's.
   struct Release {
     std::string binary, checksums, signature, image, image_ref;
   };

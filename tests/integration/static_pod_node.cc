@@ -165,10 +165,11 @@ StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
   std::filesystem::create_directories(rel + "/kit");
   const std::string name = "bao-kms-provider_" + version + "_linux_amd64";
   Release r{rel + "/" + name, rel + "/checksums.txt", rel + "/checksums.txt.sig",
-            ImageOf(version), rel + "/kit/image-ref.txt"};
+            ImageOf(version), ""};
   StampedProviderCopy(r.binary, version);
-  SignRelease(rel, name, dir_.File("release.key"));
-  WriteFile(r.image_ref, r.image + "\n");
+  r.image_ref = MakeStaticPodKit(rel, version, r.image);
+  SignRelease(rel, name, dir_.File("release.key"),
+              {std::filesystem::path(r.image_ref).filename().string()});
   const std::string served = served_digest.empty() ? ImageDigest(version) : served_digest;
   images_[r.image] = "{\"ref\": \"" + r.image + "\", \"digest\": \"" + served +
                      "\", \"fail\": \"" + pull_failure + "\"}";

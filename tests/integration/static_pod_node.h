@@ -46,8 +46,9 @@ class StaticPodNode {
   std::string cri_dir() const { return dir_.File("cri"); }
 
   // The release of `version`: the kit binary (a stamped fake copy) as the
-  // release asset, checksums.txt, its signature, and the kit's
-  // image-ref.txt naming ImageOf(version). fake-cri's registry gets the
+  // release asset, checksums.txt listing it and the static-pod kit, its
+  // signature, and the kit (a tar.gz whose image-ref.txt names
+  // ImageOf(version)) as image_ref. fake-cri's registry gets the
   // image; `served_digest` (default: the requested one) plays a registry
   // serving other bytes, `pull_failure` a failing pull. Without
   // `kubelet_runs_it` the digest table leaves the image out, so the kubelet

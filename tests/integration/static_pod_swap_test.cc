@@ -115,6 +115,23 @@ TEST_F(StaticPodSwapTest, ATagOnlyOrMismatchedImageIsRefusedBeforeAnythingIsWrit
   ExpectNothingStaged(/*pulled=*/false);
 }
 
+// Issue 9: trust is never taken from the caller. A stage naming another
+// image, with an image-ref.txt of its own that agrees, is refused: only the
+// kit listed in the signed checksums.txt names the image the pod runs.
+TEST_F(StaticPodSwapTest, AnImageRefTheReleaseDoesNotVouchForIsRefused) {
+  StaticPodNode::Release r = node_->MakeRelease(kNew);
+  r.image = ImageOf("0.2.0-evil");
+  r.image_ref = node_->dir() + "/image-ref.txt";
+  WriteFile(r.image_ref, r.image + "\n");
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, r);
+  ASSERT_TRUE(s.ok());
+  EXPECT_NE(s->exit_code, 0);
+  EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_REF_UNVERIFIED"));
+  EXPECT_THAT(s->stderr_text, HasSubstr("static-pod kit"));
+  EXPECT_FALSE(PathExists(node_->state_dir() + "/artifacts/0.2.0"));
+  ExpectNothingStaged(/*pulled=*/false);
+}
+
 TEST_F(StaticPodSwapTest, APulledImageWithAnotherDigestIsRefused) {
   StaticPodNode::Release r = node_->MakeRelease(kNew, ImageDigest("0.2.0-evil"));
   absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, r);

@@ -24,10 +24,24 @@ void Sh(const std::string& cmd) {
   }
 }
 
-void SignRelease(const std::string& dir, const std::string& name, const std::string& key) {
-  Sh("cd " + dir + " && sha256sum " + name + " > checksums.txt");
+void SignRelease(const std::string& dir, const std::string& name, const std::string& key,
+                 const std::vector<std::string>& more_names) {
+  std::string names = name;
+  for (const std::string& n : more_names) names += " " + n;
+  Sh("cd " + dir + " && sha256sum " + names + " > checksums.txt");
   Sh("openssl pkeyutl -sign -inkey " + key + " -rawin -in " + dir +
      "/checksums.txt | base64 > " + dir + "/checksums.txt.sig");
+}
+
+std::string MakeStaticPodKit(const std::string& dir, const std::string& version,
+                             const std::string& image) {
+  const std::string top = "bao-kms-provider_" + version + "_static-pod_linux_amd64";
+  std::filesystem::create_directories(dir + "/" + top);
+  WriteFile(dir + "/" + top + "/README.md", "static-pod kit " + version + "\n");
+  WriteFile(dir + "/" + top + "/image-ref.txt", image + "\n");
+  Sh("cd " + dir + " && tar -czf " + top + ".tar.gz " + top + "/README.md " + top +
+     "/image-ref.txt");
+  return dir + "/" + top + ".tar.gz";
 }
 
 void WriteExecutable(const std::string& path, const std::string& body) {

@@ -23,7 +23,14 @@ void WriteExecutable(const std::string& path, const std::string& body);
 
 // Writes <dir>/checksums.txt listing <dir>/<name> (sha256sum) and
 // <dir>/checksums.txt.sig, its base64 Ed25519 signature with `key`.
-void SignRelease(const std::string& dir, const std::string& name, const std::string& key);
+void SignRelease(const std::string& dir, const std::string& name, const std::string& key,
+                 const std::vector<std::string>& more_names = {});
+// Writes upstream's static-pod kit for `version` into `dir`:
+// bao-kms-provider_<version>_static-pod_linux_amd64.tar.gz, whose top
+// directory holds image-ref.txt naming `image` (and a README). Returns its
+// path; SignRelease lists it when named in `more_names`.
+std::string MakeStaticPodKit(const std::string& dir, const std::string& version,
+                             const std::string& image);
 
 // Creates <dir>/rt and <dir>/cfg/systemd/user, starts the manager and
 // waits for its bus. Throws with the manager's log if it does not start.

@@ -21,7 +21,7 @@
 namespace kmsfleet {
 
 // NOTE: the names are wire format (ArtifactChunk.kind): never rename.
-// kImageRef: a static-pod kit's image-ref.txt (issue 10).
+// kImageRef: a static-pod kit (its tarball) or its image-ref.txt (issue 10).
 enum class UploadKind { kBinary, kChecksums, kSignature, kImageRef };
 
 std::string_view UploadKindName(UploadKind kind);  // "binary", ...

@@ -276,6 +276,11 @@ inline constexpr char kImageRefMissing[] = "IMAGE_REF_MISSING";
 // image the operator asked for: the kit binary doctor runs would not be
 // the release the pod runs.
 inline constexpr char kImageRefMismatch[] = "IMAGE_REF_MISMATCH";
+// The kit's image-ref.txt is not vouched for by the release's checksums.txt
+// (neither the kit tarball nor the file itself is listed there).
+inline constexpr char kImageRefUnverified[] = "IMAGE_REF_UNVERIFIED";
+// A release kit that is not a readable gzip-compressed tar, or lacks the file.
+inline constexpr char kKitMalformed[] = "KIT_MALFORMED";
 // The static pod's container did not come up running the manifest's image
 // digest within the start timeout (the kubelet did not replace it).
 inline constexpr char kPodNotReplaced[] = "POD_NOT_REPLACED";

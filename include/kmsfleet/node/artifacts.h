@@ -78,6 +78,16 @@ absl::StatusOr<std::string> VerifyDetachedSignature(
     std::string_view data, std::string_view signature_b64,
     const std::vector<std::string>& key_files);
 
+// The request's checksums.txt, read and verified as Stage verifies it: its
+// signature with this agent's keys, or unsigned where allowed. Errors as
+// Stage's (ARTIFACT_IO, UNSIGNED_REFUSED, SIGNATURE_INVALID).
+struct VerifiedChecksums {
+  std::string text;
+  bool is_signed = false;
+};
+absl::StatusOr<VerifiedChecksums> ReadVerifiedChecksums(const ArtifactStoreOptions& options,
+                                                        const StageRequest& request);
+
 // Stages a release. Order: version, URL prefix, signature, checksum line,
 // then the copy (into its own mkstemp temp file, hashed while copied,
 // renamed into place only on a match), so concurrent stages never share a

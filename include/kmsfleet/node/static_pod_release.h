@@ -17,6 +17,9 @@
 
 #include <string>
 
+#include <cstdint>
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/image_ref.h"
@@ -31,17 +34,36 @@ inline constexpr size_t kMaxImageRefFileBytes = 4096;
 struct ImageStageRequest {
   std::string version;         // already staged as a kit binary
   std::string image;           // the operator's reference, pinned by digest
-  std::string image_ref_file;  // local path of the kit's image-ref.txt
+  std::string image_ref_file;  // the source of image_ref_text, for messages
+  // The kit's image-ref.txt as the release vouches for it (ReadVouchedImageRef).
+  std::string image_ref_text;
 };
+
+// What the release says the image is. `source` is the static-pod kit
+// (bao-kms-provider_<v>_static-pod_linux_<arch>.tar.gz, read for its
+// image-ref.txt) or an image-ref.txt, and must be listed under its file
+// name in `checksums`, which this agent verified with its own keys: its
+// digest is checked in the pass that reads it, so nothing the coordinator
+// or a caller says names the image the pod runs. Unlisted, the file is
+// taken as is only when the stage is unsigned (`is_signed` false, which
+// executor.allow_unsigned admits): the operator's files are the trust then.
+// Errors: IMAGE_REF_MISSING when `source` is empty; IMAGE_REF_UNVERIFIED
+// (FailedPrecondition) naming the file and checksums.txt; the kit's errors
+// (kit_archive.h); CHECKSUM_MISMATCH; ARTIFACT_IO.
+absl::StatusOr<std::string> ReadVouchedImageRef(const std::string& version,
+                                                const std::string& source,
+                                                const std::string& checksums,
+                                                const std::string& checksums_path,
+                                                bool is_signed, uint64_t max_kit_bytes);
 
 // The checks of StageImage that need no runtime: both references given,
 // pinned, and naming one repository and digest. Returns the image.
 absl::StatusOr<ImageRef> CheckImageRequest(const ImageStageRequest& request);
 
-// Checks `request.image` (pinned), reads the kit's image-ref.txt (bounded,
-// one reference, surrounding whitespace ignored) and requires the same
-// repository and digest, pulls the image through `runtime` (which checks
-// the digest it holds), then records it for `version`.
+// Checks `request.image` (pinned) against the kit's image-ref.txt (one
+// reference, surrounding whitespace ignored): the same repository and
+// digest; pulls the image through `runtime` (which checks the digest it
+// holds), then records it for `version`.
 // Errors: IMAGE_REF_MISSING (InvalidArgument) when the image or the file is
 // not given; IMAGE_REF_NOT_PINNED / IMAGE_REF_MALFORMED naming the flag or
 // the file; IMAGE_REF_MISMATCH (FailedPrecondition) naming both references;
