@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "kmsfleet/core/checksums.h"
@@ -44,8 +46,9 @@ absl::Status KeyError(const std::string& file, std::string_view problem) {
 }
 
 absl::StatusOr<Pkey> LoadPublicKey(const std::string& file) {
+  // The operator's own key files (docs/config.md): a symlink is followed.
   KMSFLEET_ASSIGN_OR_RETURN(std::string pem,
-                            ReadBoundedFile(file, kMaxKeyBytes));
+                            ReadBoundedFile(file, kMaxKeyBytes, Symlinks::kFollow));
   std::unique_ptr<BIO, BioFree> bio(
       BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   Pkey key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
@@ -114,6 +117,25 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, size_t max_
 }
 
 absl::Status CheckUrlAllowed(const ArtifactStoreOptions& options, const std::string& url) {
+  // A prefix bounds a path only if the path cannot climb out of it: servers
+  // resolve "..", "." and their escapes before they look the file up.
+  std::string lower = url;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* climb : {"/../", "/./", "%2e", "%2f", "%5c", "\\"}) {
+    if (lower.find(climb) != std::string::npos || lower.ends_with("/..") ||
+        lower.ends_with("/.")) {
+      return MakeError(absl::StatusCode::kPermissionDenied, reason::kSourceNotAllowed,
+                       "URL source " + url + " has a dot segment or an escaped '.', '/' or "
+                       "'\\' in its path, so no prefix can bound it",
+                       {{"url", url}});
+    }
+  }
+  for (char c : url) {
+    if (static_cast<unsigned char>(c) < 0x21 || c == 0x7f) {
+      return MakeError(absl::StatusCode::kPermissionDenied, reason::kSourceNotAllowed,
+                       "URL source has a space or control character", {{"url", url}});
+    }
+  }
   for (const std::string& prefix : options.allowed_url_prefixes) {
     if (url.size() > prefix.size() && url.compare(0, prefix.size(), prefix) == 0) {
       return absl::OkStatus();
@@ -145,10 +167,57 @@ absl::Status CheckVersion(const std::string& version) {
   return absl::OkStatus();
 }
 
-// Checks the signature policy; fills `out.is_signed` and `out.signer`.
+}  // namespace
+
+absl::StatusOr<DownloadedSource> DownloadSource(const ArtifactStoreOptions& options,
+                                                const std::string& url, size_t max_bytes) {
+  KMSFLEET_RETURN_IF_ERROR(CheckUrlAllowed(options, url));
+  const std::string name = UrlFileName(url);
+  if (!IsSafeFileName(name)) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "URL " + url + " does not end in a plain file name", {{"url", url}});
+  }
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir + "/artifacts", 0700));
+  DownloadedSource out;
+  std::string dir = options.state_dir + "/artifacts/.incoming-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                     "cannot create " + dir + ": " + std::strerror(errno), {{"path", dir}});
+  }
+  out.dir = dir;
+  out.path = dir + "/" + name;
+  FetchOptions fetch = options.fetch;
+  fetch.max_bytes = max_bytes;
+  KMSFLEET_RETURN_IF_ERROR(FetchToFile(url, out.path, fetch));
+  return out;
+}
+
+DownloadedSource::~DownloadedSource() {
+  if (dir.empty()) return;
+  unlink(path.c_str());
+  rmdir(dir.c_str());
+}
+
+DownloadedSource::DownloadedSource(DownloadedSource&& other) noexcept
+    : dir(std::exchange(other.dir, "")), path(std::exchange(other.path, "")) {}
+
+absl::StatusOr<std::string> ReadSmallSource(const ArtifactStoreOptions& options,
+                                            const std::string& source, size_t max_bytes) {
+  if (!IsFetchUrl(source)) return ReadRegularFile(source, max_bytes);
+  KMSFLEET_ASSIGN_OR_RETURN(DownloadedSource file, DownloadSource(options, source, max_bytes));
+  return ReadRegularFile(file.path, max_bytes);
+}
+
+namespace {
+
+// Checks the signature policy; fills `out.is_signed` and `out.signer`, and
+// `verified_sig` with the signature's bytes as verified (so the bytes
+// stored are those, not a second read of the source).
 absl::Status CheckSignature(const ArtifactStoreOptions& options,
                             const StageRequest& request,
-                            const std::string& checksums, StagedArtifact& out) {
+                            const std::string& checksums, StagedArtifact& out,
+                            std::string* verified_sig = nullptr) {
   if (request.signature.empty()) {
     if (options.allow_unsigned) return absl::OkStatus();
     return MakeError(absl::StatusCode::kFailedPrecondition,
@@ -159,10 +228,11 @@ absl::Status CheckSignature(const ArtifactStoreOptions& options,
                      {{"file", request.checksums}});
   }
   KMSFLEET_ASSIGN_OR_RETURN(std::string sig,
-                            ReadRegularFile(request.signature, kMaxSignatureBytes));
+                            ReadSmallSource(options, request.signature, kMaxSignatureBytes));
   KMSFLEET_ASSIGN_OR_RETURN(
       out.signer, VerifyDetachedSignature(checksums, sig, options.public_key_files));
   out.is_signed = true;
+  if (verified_sig != nullptr) *verified_sig = std::move(sig);
   return absl::OkStatus();
 }
 
@@ -235,19 +305,27 @@ absl::StatusOr<std::string> VerifyDetachedSignature(
                      "a signature was given but executor.public_keys is empty");
   }
   KMSFLEET_ASSIGN_OR_RETURN(std::string sig, DecodeBase64(signature_b64));
+  // Every key is tried: one removed or unreadable during a key rotation
+  // must not stop another from verifying. Named only if none does.
+  std::string unreadable;
   for (const std::string& file : key_files) {
-    KMSFLEET_ASSIGN_OR_RETURN(Pkey key, LoadPublicKey(file));
-    if (Verifies(key.get(), data, sig)) return file;
+    absl::StatusOr<Pkey> key = LoadPublicKey(file);
+    if (!key.ok()) {
+      unreadable += "; " + std::string(key.status().message());
+      continue;
+    }
+    if (Verifies(key->get(), data, sig)) return file;
   }
   return MakeError(absl::StatusCode::kPermissionDenied, reason::kSignatureInvalid,
                    "the checksums signature does not verify with any of the " +
-                       std::to_string(key_files.size()) + " configured key(s)");
+                       std::to_string(key_files.size()) + " configured key(s)" + unreadable);
 }
 
 absl::StatusOr<VerifiedChecksums> ReadVerifiedChecksums(const ArtifactStoreOptions& options,
                                                         const StageRequest& request) {
   VerifiedChecksums out;
-  KMSFLEET_ASSIGN_OR_RETURN(out.text, ReadRegularFile(request.checksums, kMaxChecksumsBytes));
+  KMSFLEET_ASSIGN_OR_RETURN(out.text,
+                            ReadSmallSource(options, request.checksums, kMaxChecksumsBytes));
   StagedArtifact signer;
   KMSFLEET_RETURN_IF_ERROR(CheckSignature(options, request, out.text, signer));
   out.is_signed = signer.is_signed;
@@ -263,8 +341,9 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
   StagedArtifact out;
   out.version = request.version;
   KMSFLEET_ASSIGN_OR_RETURN(std::string checksums,
-                            ReadRegularFile(request.checksums, kMaxChecksumsBytes));
-  KMSFLEET_RETURN_IF_ERROR(CheckSignature(options, request, checksums, out));
+                            ReadSmallSource(options, request.checksums, kMaxChecksumsBytes));
+  std::string sig;
+  KMSFLEET_RETURN_IF_ERROR(CheckSignature(options, request, checksums, out, &sig));
   std::string name = !request.artifact_name.empty() ? request.artifact_name
                      : IsFetchUrl(request.source)   ? UrlFileName(request.source)
                                                     : BaseName(request.source);
@@ -291,9 +370,12 @@ absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
   // of the same version never writes into this one's temp.
   KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dir + "/checksums.txt", checksums, 0600));
   if (out.is_signed) {
-    KMSFLEET_ASSIGN_OR_RETURN(std::string sig,
-                              ReadRegularFile(request.signature, kMaxSignatureBytes));
     KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dir + "/checksums.txt.sig", sig, 0600));
+  } else if (unlink((dir + "/checksums.txt.sig").c_str()) != 0 && errno != ENOENT) {
+    // A signature left by an earlier signed stage would call this one signed.
+    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                     "cannot remove " + dir + "/checksums.txt.sig: " + std::strerror(errno),
+                     {{"path", dir + "/checksums.txt.sig"}});
   }
   KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kStagedDigestName,
                                             out.sha256 + "  " + kStagedBinaryName + "\n", 0600));

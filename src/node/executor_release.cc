@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <optional>
 #include <utility>
 
 #include "kmsfleet/core/manifest_edit.h"
@@ -14,6 +15,7 @@
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/http_fetch.h"
 #include "kmsfleet/node/log.h"
 #include "kmsfleet/node/static_pod_installer.h"
 #include "kmsfleet/node/static_pod_release.h"
@@ -38,10 +40,19 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_ASSIGN_OR_RETURN(VerifiedChecksums sums,
                             ReadVerifiedChecksums(options_.artifacts, request));
   ImageStageRequest image{request.version, request.image, request.image_ref_file, ""};
+  std::string kit = request.image_ref_file;
+  std::optional<DownloadedSource> downloaded;
+  if (IsFetchUrl(kit)) {
+    absl::StatusOr<DownloadedSource> fetched =
+        DownloadSource(options_.artifacts, kit, options_.artifacts.max_artifact_bytes);
+    if (!fetched.ok()) return fetched.status();
+    downloaded.emplace(*std::move(fetched));
+    kit = downloaded->path;
+  }
   KMSFLEET_ASSIGN_OR_RETURN(
       image.image_ref_text,
-      ReadVouchedImageRef(request.version, request.image_ref_file, sums.text, request.checksums,
-                          sums.is_signed, options_.artifacts.max_artifact_bytes));
+      ReadVouchedImageRef(request.version, kit, sums.text, request.checksums, sums.is_signed,
+                          options_.artifacts.max_artifact_bytes));
   KMSFLEET_RETURN_IF_ERROR(CheckImageRequest(image).status());
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             kmsfleet::Stage(options_.artifacts, request));

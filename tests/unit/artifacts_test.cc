@@ -222,6 +222,45 @@ TEST_F(ArtifactsTest, UrlSourcesNeedAnAllowedPrefix) {
   EXPECT_FALSE(fs::exists(ArtifactDir(options_.state_dir, "0.2.0")));
 }
 
+// A signature left by an earlier signed stage of the version must not make
+// an unsigned one look signed.
+TEST_F(ArtifactsTest, AnUnsignedRestageIsNotCalledSigned) {
+  options_.public_key_files = {In("ed.pub")};
+  SignEd(In("sig"));
+  ASSERT_TRUE(Stage(options_, Request(In("sig"))).ok());
+  ASSERT_TRUE(FindStaged(options_, "0.2.0")->is_signed);
+  options_.allow_unsigned = true;
+  ASSERT_TRUE(Stage(options_, Request("")).ok());
+  EXPECT_FALSE(FindStaged(options_, "0.2.0")->is_signed);
+}
+
+// docs/config.md: the operator's key files may be symlinks, and during a
+// key rotation one listed key may be gone while another verifies.
+TEST_F(ArtifactsTest, KeysMayBeSymlinksAndAMissingOneDoesNotStopTheNext) {
+  fs::create_symlink(In("ed.pub"), In("ed-link.pub"));
+  options_.public_key_files = {In("removed.pub"), In("ed-link.pub")};
+  SignEd(In("sig"));
+  absl::StatusOr<StagedArtifact> a = Stage(options_, Request(In("sig")));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_EQ(a->signer, In("ed-link.pub"));
+  options_.public_key_files = {In("removed.pub")};
+  absl::Status s = Stage(options_, Request(In("sig"))).status();
+  EXPECT_EQ(ReasonOf(s), reason::kSignatureInvalid) << s;
+  EXPECT_NE(s.message().find("removed.pub"), std::string::npos) << s;
+}
+
+// A prefix bounds a URL's path only if nothing in it can climb out.
+TEST_F(ArtifactsTest, AUrlThatClimbsOutOfItsPrefixIsRefused) {
+  options_.allow_unsigned = true;
+  options_.allowed_url_prefixes = {"https://releases.example/bao/"};
+  for (const char* path : {"../../other/x", "./../x", "%2e%2e/x", "a%2Fb", "x/.."}) {
+    StageRequest r = Request("");
+    r.source = std::string("https://releases.example/bao/") + path;
+    absl::Status s = Stage(options_, r).status();
+    EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << path << ": " << s;
+  }
+}
+
 TEST_F(ArtifactsTest, ConcurrentStagesDoNotShareATempFile) {
   options_.allow_unsigned = true;
   // The same release staged twice at once (a coordinator and an operator

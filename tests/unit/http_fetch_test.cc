@@ -134,6 +134,38 @@ TEST_F(HttpFetchTest, StageFromAUrlVerifiesTheChecksum) {
   }
 }
 
+// The runbook stages from the release server: checksums.txt and its
+// signature are URLs too, downloaded under the same prefixes and verified
+// with this agent's key; nothing of them is left behind.
+TEST_F(HttpFetchTest, StageWithChecksumsAndSignatureFromUrls) {
+  ASSERT_EQ(std::system(("cd " + dir_ + " && openssl genpkey -algorithm ed25519 -out ed.key "
+                         "&& openssl pkey -in ed.key -pubout -out ed.pub && cd www && "
+                         "sha256sum bao-kms-provider_0.2.0_linux_amd64 > checksums.txt && "
+                         "openssl pkeyutl -sign -inkey ../ed.key -rawin -in checksums.txt | "
+                         "base64 -w0 > checksums.txt.sig").c_str()),
+            0);
+  ArtifactStoreOptions store;
+  store.state_dir = dir_ + "/state";
+  store.public_key_files = {dir_ + "/ed.pub"};
+  store.fetch = options_;
+  store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/"};
+  absl::StatusOr<StagedArtifact> a =
+      Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), Url("checksums.txt"),
+                    Url("checksums.txt.sig"), "", "", ""});
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->is_signed);
+  EXPECT_EQ(a->signer, dir_ + "/ed.pub");
+  for (const auto& e : std::filesystem::directory_iterator(store.state_dir + "/artifacts")) {
+    EXPECT_NE(e.path().filename().string().rfind(".incoming-", 0), 0u) << e.path();
+  }
+  // The prefixes bound these downloads too.
+  store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/other/"};
+  absl::StatusOr<StagedArtifact> refused =
+      Stage(store, {"0.2.0", dir_ + "/www/bao-kms-provider_0.2.0_linux_amd64",
+                    Url("checksums.txt"), Url("checksums.txt.sig"), "", "", ""});
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kSourceNotAllowed) << refused.status();
+}
+
 TEST(UrlFileNameTest, LastSegmentWithoutQuery) {
   EXPECT_EQ(UrlFileName("https://h/r/v1/bao_0.2.0_linux_amd64?x=1"), "bao_0.2.0_linux_amd64");
   EXPECT_EQ(UrlFileName("https://h"), "");

@@ -78,6 +78,25 @@ absl::StatusOr<std::string> VerifyDetachedSignature(
     std::string_view data, std::string_view signature_b64,
     const std::vector<std::string>& key_files);
 
+// A release file downloaded from a URL under executor.allowed_url_prefixes
+// into a fresh <state_dir>/artifacts/.incoming-XXXXXX/<url file name>,
+// removed with this value. Errors: SOURCE_NOT_ALLOWED, the fetch's errors
+// (http_fetch.h), ARTIFACT_IO.
+struct DownloadedSource {
+  DownloadedSource() = default;
+  DownloadedSource(DownloadedSource&& other) noexcept;
+  DownloadedSource& operator=(DownloadedSource&&) = delete;
+  ~DownloadedSource();
+  std::string dir, path;
+};
+absl::StatusOr<DownloadedSource> DownloadSource(const ArtifactStoreOptions& options,
+                                                const std::string& url, size_t max_bytes);
+
+// A small release file (checksums.txt, its signature): a local regular
+// file, or a URL downloaded as DownloadSource does; at most `max_bytes`.
+absl::StatusOr<std::string> ReadSmallSource(const ArtifactStoreOptions& options,
+                                            const std::string& source, size_t max_bytes);
+
 // The request's checksums.txt, read and verified as Stage verifies it: its
 // signature with this agent's keys, or unsigned where allowed. Errors as
 // Stage's (ARTIFACT_IO, UNSIGNED_REFUSED, SIGNATURE_INVALID).
