@@ -138,6 +138,19 @@ std::string RenderPlan(const v1::PlanView& view) {
   return out.str();
 }
 
+namespace {
+
+// The guards a plan's start checks (PlanMachine's start: plan_commands_core).
+bool IsStartGuard(const std::string& guard) {
+  for (const char* g : {"active plan", "settings", "node order", "fleet health",
+                        "version policy", "compatibility"}) {
+    if (guard == g) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 std::string RenderDryRun(const v1::PlanView& view) {
   std::ostringstream out;
   if (view.dry_run_order_size() > 0) {
@@ -151,7 +164,16 @@ std::string RenderDryRun(const v1::PlanView& view) {
         << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
   }
   if (DryRunRefused(view)) {
-    out << "a real run would be refused now\n";
+    // The plan's start checks only these; the others hold it, committed,
+    // in its Preflight phase until they pass (fleet-plan.md).
+    bool at_start = false;
+    for (const v1::GuardResult& g : view.dry_run()) {
+      at_start = at_start || (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
+                              IsStartGuard(g.guard()));
+    }
+    out << (at_start ? "a real run would be refused now\n"
+                     : "a real run would start, then wait before the first swap until the "
+                       "guards that refuse above pass\n");
   } else if (!view.dry_run_would_start()) {
     out << "no guard refuses: a real run would start, and check the guards marked "
            "NOT_EVALUATED in its Preflight phase, before any swap\n";
