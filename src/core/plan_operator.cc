@@ -49,11 +49,24 @@ absl::Status PlanStep::HandleResume() {
   const v1::PlanPhase to = next_->resume_phase();
   if (phase == v1::PLAN_PHASE_HALTED) {
     ReclaimFailedNodes(to == v1::PLAN_PHASE_ROLLING_BACK);
+    if (to == v1::PLAN_PHASE_PREFLIGHT) RestageUnverifiedNodes();
     next_->clear_halt();
     m_.issued_.clear();
   }
   Become(to, "resumed by operator");
   return absl::OkStatus();
+}
+
+// ROLLBACK_ARTIFACT_MISSING's remedy is staging the previous release on
+// the node: only a new stage looks for it again, so such nodes are staged
+// again rather than halting on the answer of their first stage.
+void PlanStep::RestageUnverifiedNodes() {
+  for (v1::PlanNode& n : *next_->mutable_nodes()) {
+    if (n.previous_artifact_verified() || n.phase() == v1::PLAN_NODE_PHASE_PENDING) continue;
+    n.set_phase(v1::PLAN_NODE_PHASE_PENDING);
+    n.set_phase_since_unix_ms(in_.now_unix_ms);
+    changed_ = true;
+  }
 }
 
 absl::Status PlanStep::HandleAbort() {

@@ -37,6 +37,7 @@ class PlanStep {
                         const std::vector<std::string>& required_acks) const;
   absl::Status HandlePause();
   absl::Status HandleResume();
+  void RestageUnverifiedNodes();
   absl::Status HandleAbort();
   absl::Status HandleRollback();
   absl::Status HandleAckBreakGlass(const std::string& nonce);

@@ -159,6 +159,8 @@ class Driver {
   // node could not be reached or could not answer yet).
   std::function<absl::Status(const PlanAction&)> unavailable =
       [](const PlanAction&) { return absl::OkStatus(); };
+  // Whether a node's stage finds the previous release kept (readiness).
+  std::function<bool(const PlanAction&)> previous_kept = [](const PlanAction&) { return true; };
   // Steps that carry results decide on the last round again
   // (PlanInput::views_fresh false), as kmsfleetd's coordinator does; one
   // that needs a fresh round gets it.
@@ -185,7 +187,7 @@ class Driver {
     switch (a.kind) {
       case ActionKind::kStage:
         r.kind = ResultKind::kStaged;
-        r.previous_artifact_verified = true;
+        r.previous_artifact_verified = previous_kept(a);
         break;
       case ActionKind::kPreflight:
         r.kind = ResultKind::kPreflighted;
@@ -586,6 +588,23 @@ TEST(PlanMachineTest, PauseStopsBeforeTheNextNodeAndResumeContinues) {
   EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
   EXPECT_THAT(d.Swapped(), ElementsAre("a"));
   EXPECT_EQ(ReasonOf(d.Step().blocked), reason::kPlanPaused);
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+}
+
+// The remedy of ROLLBACK_ARTIFACT_MISSING is to stage the previous release
+// on the node and resume: the resume stages that node again, which looks
+// for the previous release anew, instead of halting on the old answer.
+TEST(PlanMachineTest, AResumeAfterAMissingPreviousReleaseLooksForItAgain) {
+  Driver d;
+  bool kept_on_c = false;
+  d.previous_kept = [&](const PlanAction& a) { return a.node != "c" || kept_on_c; };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kRollbackArtifactMissing);
+  EXPECT_TRUE(d.Swapped().empty());
+  kept_on_c = true;  // the operator staged it there
   d.Step(Cmd(CommandKind::kResume));
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
