@@ -485,6 +485,15 @@ class ExecutorTest : public ::testing::Test {
     std::lock_guard<std::mutex> lock(w_.mu);
     EXPECT_TRUE(w_.running);
   }
+  // A swap refused by its preflight: it ends there for `why`, and the
+  // provider was never touched.
+  SwapJournal ExpectRefusedAtPreflight(std::string_view why) {
+    SwapJournal j = SwapTo(kNew);
+    EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+    EXPECT_EQ(j.failure_reason, why) << j.failure_message;
+    EXPECT_TRUE(Calls().empty());
+    return j;
+  }
 
   World w_;
   testing::TempDir dir_;
@@ -827,10 +836,7 @@ TEST_F(ExecutorTest, ReasonCodesForBadRequests) {
 TEST_F(ExecutorTest, DoctorFailureChangesNothing) {
   w_.doctor_verdict = MakeError(absl::StatusCode::kFailedPrecondition,
                                 reason::kDoctorFailed, "transit.metadata failed");
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
-  EXPECT_EQ(j.failure_reason, reason::kDoctorFailed);
-  EXPECT_TRUE(Calls().empty());
+  ExpectRefusedAtPreflight(reason::kDoctorFailed);
   ExpectOldServing();
 }
 
@@ -855,20 +861,14 @@ TEST_F(ExecutorTest, AStagedBinaryChangedSinceStagingEndsTheSwapBeforeTheStop) {
 TEST_F(ExecutorTest, AnInstallThatCannotHappenIsRefusedBeforeTheStop) {
   w_.cannot_install = MakeError(absl::StatusCode::kFailedPrecondition,
                                 reason::kManifestCrossDevice, "different filesystems");
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
-  EXPECT_EQ(j.failure_reason, reason::kManifestCrossDevice);
-  EXPECT_TRUE(Calls().empty());
+  ExpectRefusedAtPreflight(reason::kManifestCrossDevice);
   ExpectOldServing();
   EXPECT_EQ(ReasonOf(executor().Preflight(kNew).status()), reason::kManifestCrossDevice);
 }
 
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   cli_.rotation_state = "pending";
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
-  EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
-  EXPECT_TRUE(Calls().empty());
+  ExpectRefusedAtPreflight(reason::kRotationInProgress);
 }
 
 // doctor and rotation-plan only read, and run together before a swap.
@@ -885,19 +885,13 @@ TEST_F(ExecutorTest, WhenDoctorAndRotationPlanBothFailDoctorIsReported) {
   w_.doctor_verdict = MakeError(absl::StatusCode::kFailedPrecondition,
                                 reason::kDoctorFailed, "transit.metadata failed");
   cli_.rotation_state = "pending";
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
-  EXPECT_EQ(j.failure_reason, reason::kDoctorFailed);
-  EXPECT_TRUE(Calls().empty());
+  ExpectRefusedAtPreflight(reason::kDoctorFailed);
 }
 
 TEST_F(ExecutorTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
   w_.running = false;
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
-  EXPECT_EQ(j.failure_reason, reason::kUnitFailed);
+  SwapJournal j = ExpectRefusedAtPreflight(reason::kUnitFailed);
   EXPECT_THAT(j.failure_message, HasSubstr("stopped"));
-  EXPECT_TRUE(Calls().empty());
 }
 
 TEST_F(ExecutorTest, RemovedRecordsWrittenByTheNewVersionRefuseTheRollback) {
