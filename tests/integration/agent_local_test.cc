@@ -73,8 +73,16 @@ TEST_F(AgentLocalTest, SocketHasTheConfiguredModeAndGroup) {
   StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
              "\n  unix_mode: \"0600\"\n  unix_group: daemon\n");
   ASSERT_TRUE(Listening());
+  // The socket accepts from its bind, under a umask that leaves it
+  // owner-only; its mode and group are set right after (agent_server.cc),
+  // so a fast check can land in between.
   struct stat st {};
-  ASSERT_EQ(lstat(node_->agent_socket().c_str(), &st), 0);
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        return lstat(node_->agent_socket().c_str(), &st) == 0 && (st.st_mode & 0777) == 0600 &&
+               st.st_gid == gid;
+      },
+      std::chrono::seconds(5)));
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(st.st_gid, gid);
