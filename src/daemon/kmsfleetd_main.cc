@@ -152,6 +152,10 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
         {{"node", config.node}, {"reason", ReasonOf(state_dir_lock.status())}});
     return 1;
   }
+  if (int removed = RemoveStaleTemps(config.state_dir, *state_dir_lock); removed > 0) {
+    Log(LogLevel::kInfo, "removed temp files a stopped agent left",
+        {{"node", config.node}, {"count", std::to_string(removed)}});
+  }
   SystemClock clock;
   // GetNodeState reports the facts of the registry the executor guards.
   ProviderEndpoints endpoints = config.provider;

@@ -5,6 +5,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -47,6 +51,25 @@ absl::StatusOr<StateDirLock> LockStateDir(const std::string& state_dir, pid_t se
     return IoError("write", path, errno);
   }
   return StateDirLock(std::move(fd));
+}
+
+int RemoveStaleTemps(const std::string& state_dir, const StateDirLock&) {
+  int removed = 0;
+  for (const auto& [dir, prefixes] :
+       {std::pair{state_dir + "/artifacts", std::vector<std::string>{".incoming-", ".fetched-"}},
+        std::pair{state_dir + "/uploads", std::vector<std::string>{".incoming-"}}}) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      for (const std::string& prefix : prefixes) {
+        std::error_code ignored;  // left for the next start
+        if (name.rfind(prefix, 0) == 0 && std::filesystem::remove_all(entry.path(), ignored) > 0) {
+          ++removed;
+        }
+      }
+    }
+  }
+  return removed;
 }
 
 }  // namespace kmsfleet

@@ -36,6 +36,13 @@ inline constexpr char kStateDirLockName[] = "kmsfleetd.lock";
 // naming the path.
 absl::StatusOr<StateDirLock> LockStateDir(const std::string& state_dir, pid_t self);
 
+// Removes what a killed agent left half-written in `state_dir`: downloads
+// (artifacts/.incoming-*), fetched uploads (artifacts/.fetched-*) and
+// uploads in progress (uploads/.incoming-*), each up to a release's size.
+// Only the lock's holder may call it: another agent could be writing them.
+// Returns how many entries it removed; what it cannot remove is left.
+int RemoveStaleTemps(const std::string& state_dir, const StateDirLock& held);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_DAEMON_STATE_DIR_LOCK_H_

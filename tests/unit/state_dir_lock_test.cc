@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <optional>
 #include <string>
 
@@ -55,6 +56,30 @@ TEST(StateDirLockTest, AStateDirThatIsAFileIsAnErrorNamingIt) {
   ASSERT_FALSE(lock.ok());
   EXPECT_NE(std::string(lock.status().message()).find(state), std::string::npos)
       << lock.status();
+}
+
+// A killed agent's half-written downloads and uploads (up to a release's
+// size each) are removed by the next holder of the lock; nothing else is.
+TEST(StateDirLockTest, TheNextHolderRemovesTheTempsAKilledAgentLeft) {
+  testing::TempDir dir;
+  const std::string state = dir.File("state");
+  for (const std::string& d : {state + "/artifacts/.incoming-abc123",
+                               state + "/artifacts/.fetched-xyz789/binary",
+                               state + "/artifacts/0.2.0", state + "/uploads/ab12"}) {
+    std::filesystem::create_directories(d);
+  }
+  testing::WriteFile(state + "/artifacts/.incoming-abc123/download", "half");
+  testing::WriteFile(state + "/uploads/.incoming-Qw3rty", "half");
+  testing::WriteFile(state + "/artifacts/0.2.0/bao-kms-provider", "staged");
+  absl::StatusOr<StateDirLock> lock = LockStateDir(state, getpid());
+  ASSERT_TRUE(lock.ok()) << lock.status();
+  EXPECT_EQ(RemoveStaleTemps(state, *lock), 3);
+  EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/.incoming-abc123"));
+  EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/.fetched-xyz789"));
+  EXPECT_FALSE(std::filesystem::exists(state + "/uploads/.incoming-Qw3rty"));
+  EXPECT_TRUE(std::filesystem::exists(state + "/artifacts/0.2.0/bao-kms-provider"));
+  EXPECT_TRUE(std::filesystem::exists(state + "/uploads/ab12"));
+  EXPECT_EQ(RemoveStaleTemps(state, *lock), 0);
 }
 
 }  // namespace
