@@ -18,6 +18,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {
@@ -194,12 +195,9 @@ struct Inflater {
 }  // namespace
 
 absl::StatusOr<std::string> ReadFileFromKit(const KitRead& r) {
-  const int fd = ::open(r.path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  const ScopedFd file(::open(r.path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+  const int fd = file.get();
   if (fd < 0) return Io(r, "open", errno);
-  struct Closer {
-    int fd;
-    ~Closer() { ::close(fd); }
-  } closer{fd};
   struct stat st {};
   if (fstat(fd, &st) != 0) return Io(r, "stat", errno);
   if (!S_ISREG(st.st_mode)) return Io(r, "read (not a regular file)", EINVAL);
