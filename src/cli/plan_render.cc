@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/plan_machine.h"
 
 namespace kmsfleet {
@@ -138,19 +139,6 @@ std::string RenderPlan(const v1::PlanView& view) {
   return out.str();
 }
 
-namespace {
-
-// The guards a plan's start checks (PlanMachine's start: plan_commands_core).
-bool IsStartGuard(const std::string& guard) {
-  for (const char* g : {"active plan", "settings", "node order", "fleet health",
-                        "version policy", "compatibility"}) {
-    if (guard == g) return true;
-  }
-  return false;
-}
-
-}  // namespace
-
 std::string RenderDryRun(const v1::PlanView& view) {
   std::ostringstream out;
   if (view.dry_run_order_size() > 0) {
@@ -169,7 +157,7 @@ std::string RenderDryRun(const v1::PlanView& view) {
     bool at_start = false;
     for (const v1::GuardResult& g : view.dry_run()) {
       at_start = at_start || (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
-                              IsStartGuard(g.guard()));
+                              RefusesTheStart(g.guard()));
     }
     out << (at_start ? "a real run would be refused now\n"
                      : "a real run would start, then wait before the first swap until the "

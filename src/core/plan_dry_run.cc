@@ -68,6 +68,15 @@ absl::Status RotationGuard(const DryRunInput& in) {
 
 }  // namespace
 
+bool RefusesTheStart(std::string_view guard) {
+  // What a start checks (PlanStep::HandleStart, plan_commands_core.cc).
+  for (std::string_view g : {"active plan", "settings", "node order", "fleet health",
+                             "version policy", "compatibility"}) {
+    if (guard == g) return true;
+  }
+  return false;
+}
+
 DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
                             const DryRunInput& in) {
   DryRunReport report;

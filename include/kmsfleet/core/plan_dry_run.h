@@ -11,6 +11,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -54,6 +55,10 @@ struct DryRunReport {
 // FailedPrecondition with reason NOT_EVALUATED.
 DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
                             const DryRunInput& input);
+
+// Whether a refusal of `guard` (a DryRunReport guard name) refuses a plan's
+// start. The others hold a started plan in Preflight until they pass.
+bool RefusesTheStart(std::string_view guard);
 
 }  // namespace kmsfleet
 
