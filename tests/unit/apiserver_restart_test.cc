@@ -81,9 +81,11 @@ class ReadyzServer {
                           (status == 200 ? " OK" : " Service Unavailable") +
                           "\r\nContent-Length: " + std::to_string(body.size()) +
                           "\r\nConnection: close\r\n\r\n" + body;
+      // Counted before the reply goes out: the client may read it and the
+      // test assert on served() before this thread runs again.
+      ++served_;
       [[maybe_unused]] ssize_t w = write(conn, reply.data(), reply.size());
       close(conn);
-      ++served_;
     }
   }
 
