@@ -42,6 +42,10 @@ absl::StatusOr<ElectionReady> ElectionMachine::Step(const v1::PeerMessage& m) {
     return refuse(reason::kUnknownPeer, "learner '" + m.from() +
                                             "' sent a message only a voter may send");
   }
+  // Nor may its answers raise the term: a forged one from a far-future term
+  // would depose the leader, or use up the terms. A real learner answers
+  // from a later term only to a deposed leader, whose voters depose it too.
+  if (!IsVoter(m.from()) && m.term() > term_) return TakeReady();
   // Two leaders in one term cannot both have won a majority: an append at
   // our term from another node than the leader we follow is forged.
   if (m.type() == v1::APPEND && m.term() == term_ && !leader_.empty() && leader_ != m.from()) {

@@ -7,6 +7,7 @@
 #include "kmsfleet/core/fence_guard.h"
 
 #include <deque>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -436,6 +437,35 @@ TEST(ElectionTest, ALearnerCanNeitherLeadNorCampaign) {
   EXPECT_EQ(g["b"].committed().SerializeAsString(), committed.SerializeAsString());
   EXPECT_EQ(g["b"].leader(), "a");
   EXPECT_EQ(g["b"].role(), Role::kFollower);
+}
+
+// Nor may its answers raise the term: a forged answer from a far-future
+// term would depose the leader, and one at the largest term would leave
+// the group no term to elect anyone in. A real learner's answer from a
+// later term reaches only a deposed leader, which the voters depose too.
+TEST(ElectionTest, ALearnersAnswerFromALaterTermChangesNothing) {
+  Group g({"a", "b", "c"}, {"l"});
+  g.TickUntilCampaign("a");
+  g.Stabilize();
+  for (const char* to : {"a", "b"}) {
+    const v1::HardState before = g[to].hard_state();
+    const Role role = g[to].role();
+    for (v1::MessageType type : {v1::APPEND_RESP, v1::VOTE_RESP, v1::PRE_VOTE_RESP}) {
+      for (uint64_t term : {before.term() + 1, std::numeric_limits<uint64_t>::max()}) {
+        v1::PeerMessage m = Msg(type, "l", to, term);
+        m.set_reject(true);
+        absl::StatusOr<ElectionReady> r = g[to].Step(m);
+        ASSERT_TRUE(r.ok()) << r.status();
+        EXPECT_FALSE(r->hard_state.has_value()) << to << " " << type << " " << term;
+      }
+    }
+    EXPECT_EQ(g[to].hard_state().SerializeAsString(), before.SerializeAsString()) << to;
+    EXPECT_EQ(g[to].role(), role) << to;
+    EXPECT_EQ(g[to].leader(), "a") << to;
+  }
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  EXPECT_EQ(g["b"].committed().payload(), "swap b") << "the leader goes on";
 }
 
 // Each leader of a term won a majority of single votes, so there is one:
