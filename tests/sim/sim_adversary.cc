@@ -7,7 +7,13 @@
 //   - replayed: a real fence from any earlier point, to its node or another;
 //   - duplicated: the newest real fence again, as a swap or a release query.
 // None of them may disrupt a node the committed plan does not name.
+//
+// The peer forger holds a learner's certificate, or a voter's, and sends
+// election messages: as a learner it may neither lead, campaign nor raise
+// the term; as a voter it may not lead a term another voter leads. Each
+// forged message must leave the node it reaches as it was.
 #include <algorithm>
+#include <limits>
 
 #include "sim_world.h"
 
@@ -34,6 +40,7 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
 }
 
 void World::Adversary() {
+  ForgePeerMessage();
   if (!Chance(adversary_rate_)) return;
   std::string target = RandomMember();
   int kind = static_cast<int>(Pick(0, 3));
@@ -61,6 +68,87 @@ void World::Adversary() {
   }
   const v1::Fence& newest = real_fences_.back();
   Inject(kind == 2 ? Kind::kSwap : Kind::kQuery, newest, newest.in_flight());
+}
+
+// A message the forger may send to `target`, or nullopt when it holds no
+// key that could speak to it now. `must_refuse`: only a voter may send it,
+// or its term has another leader. The rest are a learner's answers, which
+// may be taken but must change nothing that counts.
+std::optional<v1::PeerMessage> World::ForgedMessage(const Node& target, bool& must_refuse) {
+  auto pick = [&](int64_t lo, int64_t hi) { return forger_rng_.Uniform(lo, hi); };
+  const ElectionMachine& m = *target.machine;
+  v1::PeerMessage forged;
+  forged.set_to(target.name);
+  int64_t kind = pick(0, 4);
+  must_refuse = kind != 3;
+  if (kind == 4) {
+    // A voter's key at the target's own term, where it follows another.
+    const std::vector<std::string>& voters = target.config.voters;
+    const std::string& from =
+        voters[static_cast<size_t>(pick(0, static_cast<int64_t>(voters.size()) - 1))];
+    if (m.leader().empty() || from == m.leader() || from == target.name) return std::nullopt;
+    forged.set_from(from);
+    forged.set_type(v1::APPEND);
+    forged.set_term(m.term());
+  } else {
+    if (target.config.learners.empty() || target.config.learners[0] == target.name) {
+      return std::nullopt;
+    }
+    forged.set_from(target.config.learners[0]);
+    static constexpr v1::MessageType kRequests[] = {v1::APPEND, v1::TIMEOUT_NOW, v1::VOTE,
+                                                    v1::PRE_VOTE};
+    static constexpr v1::MessageType kAnswers[] = {v1::APPEND_RESP, v1::VOTE_RESP,
+                                                   v1::PRE_VOTE_RESP};
+    forged.set_type(kind == 3 ? kAnswers[pick(0, 2)] : kRequests[kind == 2 ? pick(2, 3) : kind]);
+    forged.set_term(kind == 3 && pick(0, 3) == 0 ? std::numeric_limits<uint64_t>::max()
+                                                 : m.term() + static_cast<uint64_t>(pick(0, 3)));
+    forged.set_reject(pick(0, 1) == 1);
+    forged.set_transfer(forged.type() == v1::VOTE && pick(0, 1) == 1);
+  }
+  v1::PlanRecord* record = forged.mutable_record();
+  record->set_term(forged.term());
+  record->set_index(m.committed().index() + static_cast<uint64_t>(pick(1, 3)));
+  record->set_in_flight(target.name);
+  record->set_payload("forged");
+  *forged.mutable_committed() = *record;
+  return forged;
+}
+
+void World::ForgePeerMessage() {
+  if (forger_rng_.Uniform(0, 99) >= 5) return;
+  std::vector<Node*> up;
+  for (auto& [name, node] : nodes_) {
+    if (node.up) up.push_back(&node);
+  }
+  if (up.empty()) return;
+  Node& target = *up[static_cast<size_t>(
+      forger_rng_.Uniform(0, static_cast<int64_t>(up.size()) - 1))];
+  bool must_refuse = false;
+  std::optional<v1::PeerMessage> forged = ForgedMessage(target, must_refuse);
+  if (!forged) return;
+  const ElectionMachine& m = *target.machine;
+  const std::string hard_state = m.hard_state().SerializeAsString();
+  const std::string committed = m.committed().SerializeAsString();
+  const std::string leader = m.leader();
+  const Role role = m.role();
+  ++counters_.peer_forged;
+  Trace("forger sends type " + std::to_string(forged->type()) + " as " + forged->from() +
+        " to " + target.name + " at term " + std::to_string(forged->term()));
+  absl::StatusOr<ElectionReady> ready = target.machine->Step(*forged);
+  if (!ready.ok()) {
+    ++counters_.peer_forged_refused;
+  } else if (must_refuse) {
+    return Fail(target.name + " accepted a forged message of type " +
+                std::to_string(forged->type()) + " from " + forged->from());
+  }
+  if (m.hard_state().SerializeAsString() != hard_state ||
+      m.committed().SerializeAsString() != committed || m.leader() != leader ||
+      m.role() != role) {
+    return Fail("a forged message of type " + std::to_string(forged->type()) + " from " +
+                forged->from() + " at term " + std::to_string(forged->term()) +
+                " changed " + target.name + "'s term, vote, leader, role or record");
+  }
+  // Anything it answered goes to the forger, who keeps it.
 }
 
 }  // namespace kmsfleet::sim

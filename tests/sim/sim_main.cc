@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
             << " hand-offs withheld, " << total.commit_waits
             << " commands held for their record's commit; adversary sent " << total.adversary_sent
             << ", refused " << total.adversary_refused << " (unknown fence "
-            << total.adversary_unknown << ")\n";
+            << total.adversary_unknown << "); peer messages forged " << total.peer_forged
+            << ", refused " << total.peer_forged_refused << "\n";
   std::cout << "leadership transfers: " << total.transfers_started << " started ("
             << total.transfers_refused << " refused for want of a target), "
             << total.transfers_completed << " to the target (mean "
@@ -130,6 +131,11 @@ int main(int argc, char** argv) {
        total.transfers_refused == 0 || total.transfers_stopped == 0 ||
        total.proposals_refused_in_transfer == 0)) {
     std::cout << "FAIL: the schedules did not complete, abandon and refuse transfers\n";
+    return 1;
+  }
+  if (seeds >= 200 && (total.peer_forged_refused == 0 ||
+                       total.peer_forged_refused == total.peer_forged)) {
+    std::cout << "FAIL: the forger's messages were never refused, or never taken\n";
     return 1;
   }
   if (seeds >= 200 && (total.adversary_unknown == 0 || total.handoffs_withheld == 0 ||

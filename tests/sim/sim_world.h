@@ -192,6 +192,10 @@ class World {
   // forged, replayed and duplicated fences at random points.
   void Adversary();
   void Inject(Kind kind, const v1::Fence& fence, const std::string& to);
+  // A learner's certificate, or a voter's speaking out of turn, sending
+  // election messages of its own; each must leave its target as it was.
+  void ForgePeerMessage();
+  std::optional<v1::PeerMessage> ForgedMessage(const Node& target, bool& must_refuse);
 
   // sim_transfer.cc: leadership transfers at random points, sometimes
   // followed by the old leader stopping (kmsfleetd's SIGTERM), and their
@@ -287,6 +291,9 @@ class World {
   SeededRandom transfer_rng_;
   double transfer_rate_ = 0;
   std::vector<Transfer> transfers_;
+
+  // The peer forger: its own random stream, like the transfers'.
+  SeededRandom forger_rng_;
 
   // --plan.
   std::vector<std::string> voters_;

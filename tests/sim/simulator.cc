@@ -23,6 +23,8 @@ void Counters::Add(const Counters& o) {
   adversary_unknown += o.adversary_unknown;
   adversary_refused += o.adversary_refused;
   commit_waits += o.commit_waits;
+  peer_forged += o.peer_forged;
+  peer_forged_refused += o.peer_forged_refused;
   plans_completed += o.plans_completed;
   plans_rolled_back += o.plans_rolled_back;
   plans_aborted += o.plans_aborted;
@@ -54,7 +56,10 @@ void Counters::Add(const Counters& o) {
 }
 
 World::World(const SimOptions& options)
-    : options_(options), rng_(options.seed), transfer_rng_(options.seed ^ 0x7472616e73666572ULL) {
+    : options_(options),
+      rng_(options.seed),
+      transfer_rng_(options.seed ^ 0x7472616e73666572ULL),
+      forger_rng_(options.seed ^ 0x666f726765727321ULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];

@@ -54,6 +54,8 @@ struct Counters {
   int64_t adversary_unknown = 0;     // refused as UNKNOWN_FENCE
   int64_t adversary_refused = 0;     // refused for any reason
   int64_t commit_waits = 0;          // commands held for their record's commit
+  int64_t peer_forged = 0;           // election messages under a learner's or a voter's key
+  int64_t peer_forged_refused = 0;   // ... refused (the rest: answers that changed nothing)
   // --plan: how each seed's plan ended (the last one committed), and what
   // happened on the way.
   int64_t plans_completed = 0, plans_rolled_back = 0, plans_aborted = 0;
