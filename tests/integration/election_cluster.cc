@@ -66,7 +66,7 @@ bool MakeOperatorCertificate(const std::string& dir, const std::string& name,
                   "-extfile", base + ".ext"});
 }
 
-ElectionCluster::ElectionCluster(const TempDir& dir, int voters)
+ElectionCluster::ElectionCluster(const TempDir& dir, int voters, int learners)
     : dir_(dir.path()), pki_(dir.File("pki")) {
   std::vector<std::string> names;
   for (int i = 0; i < voters; ++i) {
@@ -74,12 +74,20 @@ ElectionCluster::ElectionCluster(const TempDir& dir, int voters)
     ports_.push_back(FreeLoopbackPort());
   }
   agents_.resize(voters);
+  std::string learner_list;
+  std::string learner_peers;
+  for (int i = voters; i < voters + learners; ++i) {
+    names.push_back(Name(i));
+    learner_list += (learner_list.empty() ? "" : ", ") + Name(i);
+    learner_peers += "  - {name: " + Name(i) + ", address: 127.0.0.1:" +
+                     std::to_string(FreeLoopbackPort()) + "}\n";
+  }
   bool made = MakeCertificates(pki_, names);
   if (!made) std::cerr << "certificates not made; agents will refuse to start\n";
   for (int i = 0; i < voters; ++i) {
     std::string node_dir = dir_ + "/" + Name(i);
     std::filesystem::create_directories(node_dir + "/state");
-    std::string peers;
+    std::string peers = learner_peers;
     for (int j = 0; j < voters; ++j) {
       if (j == i) continue;
       peers += "  - {name: " + Name(j) + ", address: 127.0.0.1:" +
@@ -91,7 +99,8 @@ ElectionCluster::ElectionCluster(const TempDir& dir, int voters)
               "listen:\n  unix: " + node_dir + "/agent.sock\n"
               "peers:\n" + peers +
               "cluster:\n"
-              "  listen: 127.0.0.1:" + std::to_string(ports_[i]) + "\n"
+              "  listen: 127.0.0.1:" + std::to_string(ports_[i]) + "\n" +
+              (learners > 0 ? "  learners: [" + learner_list + "]\n" : "") +
               "  tick_ms: " + std::to_string(kTickMs) + "\n"
               "  election_ticks: " + std::to_string(kElectionTicks) + "\n"
               "  heartbeat_ticks: " + std::to_string(kHeartbeatTicks) + "\n"

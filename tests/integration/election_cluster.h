@@ -45,8 +45,11 @@ inline constexpr int kHeartbeatMs = kTickMs * kHeartbeatTicks;
 
 class ElectionCluster {
  public:
-  // Writes configs and certificates for nodes cp-1 .. cp-<voters>.
-  ElectionCluster(const TempDir& dir, int voters);
+  // Writes configs and certificates for nodes cp-1 .. cp-<voters>, and
+  // for `learners` more members after them that the voters know as
+  // learners but that never run (their certificates are for tests to
+  // speak as).
+  ElectionCluster(const TempDir& dir, int voters, int learners = 0);
 
   std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
   int size() const { return static_cast<int>(ports_.size()); }

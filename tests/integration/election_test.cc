@@ -11,6 +11,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
@@ -44,8 +45,8 @@ class ElectionFixture : public ::testing::Test {
   }
 
   // Starts the group and returns the elected leader's index.
-  int StartGroup(int voters) {
-    cluster_ = std::make_unique<ElectionCluster>(dir_, voters);
+  int StartGroup(int voters, int learners = 0) {
+    cluster_ = std::make_unique<ElectionCluster>(dir_, voters, learners);
     cluster_->StartAll();
     return cluster_->WaitForLeader(All());
   }
@@ -350,7 +351,7 @@ TEST_F(ElectionThreeTest, LeaderCommandOverTcpNeedsACertificateFromTheFleetCa) {
 class HostilePeerTest : public ElectionFixture {
  protected:
   void SetUp() override {
-    leader_ = StartGroup(3);
+    leader_ = StartGroup(3, learners_);
     ASSERT_GE(leader_, 0);
     victim_ = (leader_ + 1) % 3;
     // Wait until the leader's first record has committed on the victim too;
@@ -373,7 +374,11 @@ class HostilePeerTest : public ElectionFixture {
   }
   grpc::Status SendAs(const std::string& cert, const v1::PeerMessage& m,
                       const std::string& pki_dir = "") {
-    auto stub = cluster_->PeerClient(victim_, cert, pki_dir);
+    return SendTo(victim_, cert, m, pki_dir);
+  }
+  grpc::Status SendTo(int to, const std::string& cert, const v1::PeerMessage& m,
+                      const std::string& pki_dir = "") {
+    auto stub = cluster_->PeerClient(to, cert, pki_dir);
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
     v1::SendReply reply;
@@ -391,6 +396,7 @@ class HostilePeerTest : public ElectionFixture {
     return m;
   }
 
+  int learners_ = 0;  // members after the voters that never run
   int leader_ = -1;
   int victim_ = -1;
   v1::LeaderView before_;
@@ -479,6 +485,59 @@ TEST_F(HostilePeerTest, CertificateFromAnotherCaIsRefusedAtTheHandshake) {
   grpc::Status s = SendAs(cluster_->Name(leader_), Append(cluster_->Name(leader_), 99), other);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   ExpectUnchanged();
+}
+
+// A voter's certificate may speak for itself, but not lead a term that
+// another voter won.
+TEST_F(HostilePeerTest, AnAppendAtATermAnotherVoterLeadsIsRefused) {
+  int third = 3 - leader_ - victim_;
+  grpc::Status s = SendAs(cluster_->Name(third), Append(cluster_->Name(third), before_.term()));
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(ReasonOf(s), "MALFORMED_MESSAGE") << s.error_message();
+  ExpectUnchanged();
+}
+
+// The group's fourth member, cp-4, is a learner that never runs here: the
+// attacker holds its certificate.
+class HostileLearnerTest : public HostilePeerTest {
+ protected:
+  HostileLearnerTest() { learners_ = 1; }
+  const std::string learner_ = "cp-4";
+};
+
+TEST_F(HostileLearnerTest, ALearnerCanNeitherLeadNorCampaign) {
+  v1::PeerMessage timeout_now = Append(learner_, before_.term());
+  timeout_now.set_type(v1::TIMEOUT_NOW);
+  v1::PeerMessage vote = Append(learner_, before_.term() + 5);
+  vote.set_type(v1::VOTE);
+  for (const v1::PeerMessage& m : {Append(learner_, before_.term() + 5), timeout_now, vote}) {
+    grpc::Status s = SendAs(learner_, m);
+    EXPECT_FALSE(s.ok()) << m.type();
+    EXPECT_EQ(ReasonOf(s), "UNKNOWN_PEER") << m.type() << ": " << s.error_message();
+  }
+  ExpectUnchanged();
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("sent a message only a voter may send"));
+}
+
+// An answer at the largest term used to depose the leader and leave the
+// group no term to elect anyone in.
+TEST_F(HostileLearnerTest, ALearnersAnswerFromAFarFutureTermIsDropped) {
+  for (v1::MessageType type : {v1::APPEND_RESP, v1::VOTE_RESP, v1::PRE_VOTE_RESP}) {
+    v1::PeerMessage answer = Append(learner_, std::numeric_limits<uint64_t>::max());
+    answer.set_type(type);
+    answer.set_to(cluster_->Name(leader_));
+    answer.set_reject(true);
+    grpc::Status s = SendTo(leader_, learner_, answer);
+    EXPECT_TRUE(s.ok()) << type << ": " << s.error_message();
+  }
+  std::optional<v1::LeaderView> leader = cluster_->View(leader_);
+  ASSERT_TRUE(leader.has_value());
+  EXPECT_EQ(leader->term(), before_.term());
+  EXPECT_EQ(leader->leader(), cluster_->Name(leader_));
+  v1::Fence fence;
+  grpc::Status proposed = Propose(leader_, cluster_->Name(victim_), "after-the-forgery", &fence);
+  EXPECT_TRUE(proposed.ok()) << proposed.error_message();
+  EXPECT_EQ(fence.term(), before_.term()) << "the leader went on in its own term";
 }
 
 TEST_F(HostilePeerTest, MalformedMessagesAreRefused) {
