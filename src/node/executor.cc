@@ -44,7 +44,6 @@ int64_t PhaseEnteredUnixMs(const SwapJournal& j) {
 std::unique_ptr<Installer> NewInstallerFor(const ExecutorOptions& options) {
   if (!options.static_pod) return NewBinaryInstaller(options.install_path);
   return NewStaticPodInstaller({.manifest_path = options.static_pod->manifest_path,
-                                .state_dir = options.state_dir,
                                 .container = options.static_pod->container});
 }
 

@@ -1,6 +1,6 @@
 // The static-pod installer (static_pod_installer.h): the provider's
-// manifest replaced by a temp file in the state directory, fsync, rename
-// into the kubelet's manifest directory, fsync of that directory.
+// manifest replaced by a hidden temp file beside it, fsync, rename over
+// it, fsync of the directory.
 #include "kmsfleet/node/static_pod_installer.h"
 
 #include <dirent.h>
@@ -18,17 +18,11 @@
 namespace kmsfleet {
 namespace {
 
-constexpr char kTempPrefix[] = "manifest.tmp.";
-
-absl::Status CrossDevice(const std::string& staging, const std::string& manifest_dir) {
-  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kManifestCrossDevice,
-                   "the state directory's " + staging + " and the manifest directory " +
-                       manifest_dir +
-                       " are on different filesystems (or mounts), so the new manifest "
-                       "cannot be renamed into place atomically; put the state directory "
-                       "on the manifest directory's filesystem",
-                   {{"path", staging}, {"manifest_dir", manifest_dir}});
-}
+// The kubelet reads only names not starting with '.' in its manifest
+// directory (pkg/kubelet/config/file.go globs "[^.]*" and drops events for
+// hidden names), so the temp file can sit beside the manifest, where a
+// rename is always within one mount.
+constexpr char kTempPrefix[] = ".kmsfleet-manifest.tmp.";
 
 // Reads the release and checks it is what the journal says it is.
 absl::StatusOr<std::string> ReadRelease(const std::string& release, const std::string& sha256) {
@@ -46,7 +40,6 @@ class StaticPodInstaller final : public Installer {
  public:
   explicit StaticPodInstaller(StaticPodInstallerOptions options)
       : o_(std::move(options)),
-        staging_(o_.state_dir + "/manifest-staging"),
         manifest_dir_(DirOf(o_.manifest_path)) {}
 
   // kmsfleet::Installer
@@ -76,41 +69,30 @@ class StaticPodInstaller final : public Installer {
     KMSFLEET_RETURN_IF_ERROR(CheckCanInstall());
     RemoveStaleTemps();
     KMSFLEET_ASSIGN_OR_RETURN(std::string tmp,
-                              WriteTempFile(staging_ + "/" + kTempPrefix, content, LiveMode()));
+                              WriteTempFile(manifest_dir_ + "/" + kTempPrefix, content, LiveMode()));
     Hook("staged");
     if (rename(tmp.c_str(), o_.manifest_path.c_str()) != 0) {
       const int err = errno;
       unlink(tmp.c_str());
-      if (err == EXDEV) return CrossDevice(staging_, manifest_dir_);
       return IoError("rename into", o_.manifest_path, err);
     }
     Hook("renamed");
     return FsyncDir(manifest_dir_);
   }
 
+  // A manifest directory the agent cannot write (read-only under the
+  // unit's ProtectSystem= without its ReadWritePaths=, say) is found
+  // before the provider stops.
   absl::Status CheckCanInstall() override {
-    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(o_.state_dir, 0700));
-    KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(staging_, 0700));
-    return CheckSameFilesystem();
+    if (access(manifest_dir_.c_str(), W_OK | X_OK) != 0) {
+      return IoError("write into", manifest_dir_, errno);
+    }
+    return absl::OkStatus();
   }
 
  private:
   void Hook(std::string_view step) const {
     if (o_.step_hook) o_.step_hook(step);
-  }
-
-  // Same st_dev is necessary, not sufficient (two bind mounts of one
-  // filesystem share it, and rename then fails with EXDEV, which Install
-  // also maps); this check refuses the common case before anything is
-  // written.
-  absl::Status CheckSameFilesystem() const {
-    struct stat staging {}, manifests {};
-    if (stat(staging_.c_str(), &staging) != 0) return IoError("stat", staging_, errno);
-    if (stat(manifest_dir_.c_str(), &manifests) != 0) {
-      return IoError("stat", manifest_dir_, errno);
-    }
-    if (staging.st_dev != manifests.st_dev) return CrossDevice(staging_, manifest_dir_);
-    return absl::OkStatus();
   }
 
   // The live manifest's permission bits, so the kubelet (and an operator's
@@ -126,7 +108,7 @@ class StaticPodInstaller final : public Installer {
   // Temp files of an Install that was killed before its rename. Best
   // effort: one left behind wastes a few KiB and is retried next time.
   void RemoveStaleTemps() const {
-    DIR* d = opendir(staging_.c_str());
+    DIR* d = opendir(manifest_dir_.c_str());
     if (d == nullptr) return;
     while (dirent* e = readdir(d)) {
       if (std::string_view(e->d_name).starts_with(kTempPrefix)) {
@@ -137,7 +119,7 @@ class StaticPodInstaller final : public Installer {
   }
 
   StaticPodInstallerOptions o_;
-  std::string staging_, manifest_dir_;
+  std::string manifest_dir_;
 };
 
 }  // namespace

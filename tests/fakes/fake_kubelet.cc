@@ -91,10 +91,12 @@ int FakeKubelet::Run(const volatile int& stop) {
   return 0;
 }
 
-// Every entry event in the directory. Anything but the provider's manifest
-// is a file the real kubelet would try to run as a pod; the event stays in
-// the log however briefly the file existed. The contents are read now, so
-// a file still being written is seen half-written.
+// Every entry event in the directory. Names starting with '.' are never
+// read, as the kubelet's file source drops their events and its directory
+// scan globs "[^.]*". Anything else but the provider's manifest is a file
+// the real kubelet would try to run as a pod; the event stays in the log
+// however briefly the file existed. The contents are read now, so a file
+// still being written is seen half-written.
 void FakeKubelet::DrainWatch() {
   alignas(inotify_event) char buf[16384];
   for (;;) {
@@ -105,10 +107,10 @@ void FakeKubelet::DrainWatch() {
       p += sizeof(inotify_event) + e->len;
       if (e->len == 0) continue;
       const std::string name = e->name;
+      if (name.starts_with(".")) continue;
       if (name != o_.manifest_name && (e->mask & (IN_CREATE | IN_MOVED_TO))) {
         Event("foreign_file", {{"name", name},
-                               {"how", (e->mask & IN_CREATE) ? "create" : "moved_to"},
-                               {"hidden", name.front() == '.'}});
+                               {"how", (e->mask & IN_CREATE) ? "create" : "moved_to"}});
       }
       if (e->mask & (IN_CREATE | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE)) {
         if (std::optional<std::string> content = ReadWhole(o_.manifest_dir + "/" + name)) {
@@ -125,7 +127,7 @@ void FakeKubelet::Scan() {
   if (DIR* d = opendir(o_.manifest_dir.c_str())) {
     while (dirent* e = readdir(d)) {
       std::string name = e->d_name;
-      if (name == "." || name == "..") continue;
+      if (name.starts_with(".")) continue;  // also "." and ".."
       present.insert(name);
       if (std::optional<std::string> content = ReadWhole(o_.manifest_dir + "/" + name)) {
         SeeFile(name, *content);
@@ -154,7 +156,7 @@ void FakeKubelet::SeeFile(const std::string& name, const std::string& content) {
   Event("file_seen", {{"name", name}, {"sha256", sha}, {"bytes", content.size()}});
   if (name != o_.manifest_name) {
     if (added) {
-      Event("foreign_file", {{"name", name}, {"how", "read"}, {"hidden", name.front() == '.'}});
+      Event("foreign_file", {{"name", name}, {"how", "read"}});
     }
     return;
   }

@@ -126,7 +126,7 @@ class StaticPodKubeletTest : public ::testing::Test {
 TEST_F(StaticPodKubeletTest, InstallRestartsTheProviderAndRestoreBringsTheOldOneBack) {
   ASSERT_TRUE(Serves("0.2.0")) << ReadFile(events_);
   auto installer =
-      NewStaticPodInstaller({live_, state_, kDefaultProviderContainer, nullptr});
+      NewStaticPodInstaller({live_, kDefaultProviderContainer, nullptr});
   absl::StatusOr<CapturedRelease> previous = installer->Capture(evidence_);
   ASSERT_TRUE(previous.ok()) << previous.status();
   ASSERT_EQ(system(("mkdir -p " + state_ + "/artifacts/0.3.0").c_str()), 0);
@@ -173,6 +173,8 @@ TEST_F(StaticPodKubeletTest, TheFakeCatchesATempFileAndATornWrite) {
   ASSERT_TRUE(WriteFileAtomic(live_, Manifest(kNewDigest), 0600).ok());
   ASSERT_TRUE(WaitUntil([&] { return !EventsNamed(events_, "foreign_file").empty(); }, 5s));
   ASSERT_TRUE(Serves("0.3.0"));
+  // A hidden name is not a pod to the kubelet: never read, whatever it holds.
+  WriteFile(manifests_ + "/.hidden.yaml", "not: [a pod");
 
   // An in-place rewrite, paused half-way: the kubelet reads the half.
   int fd = open(live_.c_str(), O_WRONLY | O_TRUNC);
@@ -191,6 +193,9 @@ TEST_F(StaticPodKubeletTest, TheFakeCatchesATempFileAndATornWrite) {
   }
   EXPECT_TRUE(partial_seen) << ReadFile(events_);
   EXPECT_FALSE(EventsNamed(events_, "manifest_invalid").empty()) << ReadFile(events_);
+  for (auto& e : EventsNamed(events_, "file_seen")) {
+    EXPECT_NE(e.at("name").as_string(), ".hidden.yaml") << ReadFile(events_);
+  }
 }
 
 // A provider that exits at start is restarted as a new container with the

@@ -854,16 +854,16 @@ TEST_F(ExecutorTest, AStagedBinaryChangedSinceStagingEndsTheSwapBeforeTheStop) {
   ExpectOldServing();
 }
 
-// What the install needs besides the release (a static pod's staging
-// directory on the manifest's filesystem) is checked before the stop, by
-// the swap and by the plan's preflight: found at the install, it cost a
-// provider restart and a rollback.
+// What the install needs besides the release (a static pod's manifest
+// directory the agent can write) is checked before the stop, by the swap
+// and by the plan's preflight: found at the install, it cost a provider
+// restart and a rollback.
 TEST_F(ExecutorTest, AnInstallThatCannotHappenIsRefusedBeforeTheStop) {
-  w_.cannot_install = MakeError(absl::StatusCode::kFailedPrecondition,
-                                reason::kManifestCrossDevice, "different filesystems");
-  ExpectRefusedAtPreflight(reason::kManifestCrossDevice);
+  w_.cannot_install = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                                "write into /etc/kubernetes/manifests: Read-only file system");
+  ExpectRefusedAtPreflight(reason::kArtifactIo);
   ExpectOldServing();
-  EXPECT_EQ(ReasonOf(executor().Preflight(kNew).status()), reason::kManifestCrossDevice);
+  EXPECT_EQ(ReasonOf(executor().Preflight(kNew).status()), reason::kArtifactIo);
 }
 
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {

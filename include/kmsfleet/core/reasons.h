@@ -255,9 +255,9 @@ inline constexpr char kManifestImageUneditable[] = "MANIFEST_IMAGE_UNEDITABLE";
 inline constexpr char kManifestImageInvalid[] = "MANIFEST_IMAGE_INVALID";
 // The edited manifest, parsed again, differs elsewhere than the image.
 inline constexpr char kManifestEditUnverified[] = "MANIFEST_EDIT_UNVERIFIED";
-// The state directory (where the new manifest is written first) and the
-// manifest directory are on different filesystems, so rename(2) cannot
-// move the file into place atomically.
+// No longer returned (codes are never reused): the new manifest was
+// written first in the state directory, which could be another filesystem
+// or mount than the manifest directory. It is written beside it now.
 inline constexpr char kManifestCrossDevice[] = "MANIFEST_CROSS_DEVICE";
 
 // ---- Leadership transfer (issue 11, a coordinator's SIGTERM hands off). ----

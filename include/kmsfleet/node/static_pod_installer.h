@@ -10,14 +10,13 @@
 // live manifest into the evidence directory as `previous-manifest.yaml`
 // (the backup a rollback reinstalls).
 //
-// Install writes the new manifest to a temp file in
-// `<state_dir>/manifest-staging/`, never in the manifest directory: the
-// kubelet runs every file it finds there and reads a file while it is
-// being written. The temp file is fsynced and renamed into place, then the
-// directory is fsynced. rename(2) is atomic only within one filesystem
-// (and one mount), so the state directory must be on the manifest
-// directory's; otherwise Install refuses (MANIFEST_CROSS_DEVICE) and
-// changes nothing.
+// Install writes the new manifest to a hidden temp file beside the live
+// one (`.kmsfleet-manifest.tmp.XXXXXX`): the kubelet reads only names that
+// do not start with '.', so it never sees a manifest half written. The
+// temp file is fsynced and renamed into place, then the directory is
+// fsynced. Being in the same directory, the rename is always within one
+// filesystem and one mount (a temp file in the state directory was not,
+// under the unit's ProtectSystem=, where each writable path is a mount).
 // Thread-compatible: the executor runs one operation at a time.
 #ifndef KMSFLEET_NODE_STATIC_POD_INSTALLER_H_
 #define KMSFLEET_NODE_STATIC_POD_INSTALLER_H_
@@ -40,9 +39,6 @@ inline constexpr char kDefaultStaticPodManifest[] =
 
 struct StaticPodInstallerOptions {
   std::string manifest_path = kDefaultStaticPodManifest;
-  // kmsfleetd's state directory; temp files go below it. Must be on the
-  // manifest directory's filesystem.
-  std::string state_dir;
   std::string container = kDefaultProviderContainer;
   // Test seam, called with "staged" (the temp file is written and fsynced,
   // not renamed) and "renamed" (in place, the directory not yet fsynced).
@@ -59,9 +55,9 @@ struct StaticPodInstallerOptions {
 //   - the new manifest keeps the live one's permission bits (0600 when
 //     there is none);
 //   - temp files left by an interrupted Install are removed on the next.
-// Errors: those, MANIFEST_CROSS_DEVICE (FailedPrecondition, naming both
-// directories), ARTIFACT_IO naming the path. On any error the live manifest
-// is as it was.
+// Errors: those, ARTIFACT_IO naming the path. On any error the live
+// manifest is as it was. CheckCanInstall refuses a manifest directory the
+// agent cannot write (ARTIFACT_IO), before the provider stops.
 // Observe and Capture refuse a live manifest that is a symlink
 // (NOT_REGULAR_FILE): a rename would replace the link, not its target.
 std::unique_ptr<Installer> NewStaticPodInstaller(StaticPodInstallerOptions options);
