@@ -151,9 +151,11 @@ absl::Status CheckParityOnce(const std::vector<NodeView>& views) {
 bool ParityStreak::IsNewRound(const std::vector<NodeView>& views) const {
   for (const NodeView& view : views) {
     if (!view.state) return true;  // a failing round always counts
+    // The same observation read again, not an older clock: an agent whose
+    // clock stepped back observes afresh with smaller times, and a streak
+    // that waited for them to pass the old ones would stall for as long.
     auto it = last_counted_ms_.find(view.node);
-    if (it != last_counted_ms_.end() &&
-        view.state->observed_at_unix_ms() <= it->second) {
+    if (it != last_counted_ms_.end() && view.state->observed_at_unix_ms() == it->second) {
       return false;
     }
   }

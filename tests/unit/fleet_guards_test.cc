@@ -115,6 +115,22 @@ TEST(ParityStreakTest, RereadingTheSameObservationDoesNotCount) {
   EXPECT_EQ(streak.consecutive(), 1);
 }
 
+// chrony's makestep puts a node's clock back after a boot with a fast
+// one: its fresh observations are older than the counted ones, and parity
+// stalled (the coordinator meanwhile asking every node again at once)
+// until its clock caught up.
+TEST(ParityStreakTest, ANodeWhoseClockSteppedBackStillCounts) {
+  ParityStreak streak;
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000));
+  for (int64_t at : {2000, 3000}) {
+    std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0", at);
+    views[1].state->set_observed_at_unix_ms(at - 1500);
+    streak.Observe(views);
+  }
+  EXPECT_EQ(streak.consecutive(), 3);
+  EXPECT_TRUE(CheckParityStable(streak, 3).ok());
+}
+
 // After a node's operation the streak restarts with the round asked for
 // after its result, even though that round was counted once already.
 TEST(ParityStreakTest, RestartCountsTheRoundAskedForAfterTheEvent) {

@@ -54,14 +54,15 @@ absl::Status CheckFleetHealth(const std::vector<std::string>& voters,
 absl::Status CheckParityOnce(const std::vector<NodeView>& views);
 
 // Counts consecutive observation rounds in which CheckParityOnce passed with
-// the same hash. A round is counted only when every node's observed_at is
-// newer than in the last counted round, so re-reading the same states does
-// not make parity look stable.
+// the same hash. A round is counted only when every node's observed_at
+// differs from the last counted round's, so re-reading the same states does
+// not make parity look stable. (Differs, not newer: an agent's clock may
+// step back.)
 class ParityStreak {
  public:
   void Observe(const std::vector<NodeView>& views);
   // Starts counting again from zero (e.g. after a node was swapped). Rounds
-  // already counted stay counted, so the next round must be newer still.
+  // already counted stay counted, so the next round must be another.
   void Reset() {
     consecutive_ = 0;
     hash_.clear();
