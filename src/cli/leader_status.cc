@@ -11,6 +11,7 @@
 #include "cli/plan_commands.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/key_id_hash.h"
 
 namespace kmsfleet {
 namespace {
@@ -115,7 +116,9 @@ std::string RenderLeaderJson(const LeaderSummary& s) {
       p["leader_address"] = v.leader_address();
       p["commit"] = {{"term", v.committed().term()}, {"index", v.committed().index()},
                      {"in_flight", v.committed().in_flight()},
-                     {"payload", v.committed().payload()}};
+                     // Bytes (a serialised plan): as they are, they
+                     // would make the JSON invalid UTF-8.
+                     {"payload_base64url", Base64UrlNoPad(v.committed().payload())}};
       p["highest_fence_term"] = v.highest_fence_term();
     }
     peers.push_back(std::move(p));

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/json.hpp>
+
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -60,6 +62,21 @@ TEST(LeaderStatusTest, UnreachableAgentMeansNoAgreementAndIsNamed) {
   EXPECT_FALSE(s.agreed);
   std::string json = RenderLeaderJson(s);
   EXPECT_NE(json.find("\"AGENT_UNREACHABLE\""), std::string::npos) << json;
+}
+
+// A committed payload is a serialised FleetPlan: bytes, not text. Written
+// into a JSON string as they were, they made the output invalid UTF-8.
+TEST(LeaderStatusTest, JsonCarriesTheCommittedPayloadAsBase64url) {
+  LeaderRow row = Row("cp-1", "Leader", 3, "cp-1");
+  const std::string payload("\x0a\x06plan-1\x10\xff\xfe\x80\x01", 13);
+  row.view->mutable_committed()->set_payload(payload);
+  std::string json = RenderLeaderJson(SummariseLeader({row}));
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(json, ec);
+  ASSERT_FALSE(ec) << ec.message() << ": " << json;
+  const boost::json::object& commit = v.at("peers").at(0).at("commit").as_object();
+  EXPECT_EQ(commit.at("payload_base64url").as_string(), "CgZwbGFuLTEQ__6AAQ");
+  EXPECT_FALSE(commit.contains("payload"));
 }
 
 TEST(LeaderStatusTest, OneFollowerAskedAloneNamesTheCoordinator) {
