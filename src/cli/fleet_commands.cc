@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "cli/plan_render.h"
+#include "cli/terminal_text.h"
 #include "cli/upload_release.h"
 #include "kmsfleet/core/changelog.h"
 #include "kmsfleet/core/compat_policy.h"
@@ -52,7 +53,7 @@ absl::Status CallCoordinator(const FleetFlags& flags, const Call& call, bool str
 int Fail(const std::string& what, const absl::Status& s) {
   const std::string reason = ReasonOf(s);
   std::cerr << "kmsfleetctl " << what << ": [" << (reason.empty() ? "ERROR" : reason) << "] "
-            << s.message() << "\n";
+            << ForTerminal(std::string(s.message())) << "\n";
   const std::string leader = MetadataOf(s, "leader");
   if (reason == reason::kNotLeader && !leader.empty()) {
     std::cerr << "  the coordinator is " << leader << " (" << MetadataOf(s, "leader_address")

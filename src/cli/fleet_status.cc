@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "cli/terminal_text.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -175,6 +176,10 @@ std::string RenderStatusTable(const FleetStatus& status) {
                      s.rotation_state().empty() ? "-" : s.rotation_state(),
                      Clip(LastError(row), kMaxErrorChars)});
   }
+  // Versions, rotation states and messages come from the providers.
+  for (auto& line : cells) {
+    for (std::string& cell : line) cell = ForTerminal(cell, /*keep_newlines=*/false);
+  }
   std::vector<size_t> widths(cells[0].size(), 0);
   for (const auto& line : cells) {
     for (size_t i = 0; i < line.size(); ++i) widths[i] = std::max(widths[i], line[i].size());
@@ -187,7 +192,7 @@ std::string RenderStatusTable(const FleetStatus& status) {
     }
     out << "\n";
   }
-  out << "\n" << ParitySummary(status);
+  out << "\n" << ForTerminal(ParitySummary(status));
   return out.str();
 }
 

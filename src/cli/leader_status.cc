@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "cli/plan_commands.h"
+#include "cli/terminal_text.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/key_id_hash.h"
@@ -90,7 +91,7 @@ std::string RenderLeaderTable(const LeaderSummary& s) {
         << v.term() << std::setw(12) << OrDash(v.leader()) << Commit(v.committed())
         << "\n";
   }
-  return out.str();
+  return ForTerminal(out.str());
 }
 
 std::string RenderLeaderJson(const LeaderSummary& s) {

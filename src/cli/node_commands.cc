@@ -8,6 +8,7 @@
 #include "cli/fleet_status.h"
 #include "cli/operation_progress.h"
 #include "cli/plan_commands.h"
+#include "cli/terminal_text.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "kmsfleet/v1/error.pb.h"
@@ -30,8 +31,8 @@ int RpcFailed(const std::string& what, const grpc::Status& s) {
   if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
     reason = info.reason();
   }
-  std::cerr << "kmsfleetctl: " << what << ": " << CallRefusal(reason, s.error_message())
-            << "\n";
+  std::cerr << "kmsfleetctl: " << what << ": "
+            << ForTerminal(CallRefusal(reason, s.error_message())) << "\n";
   return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
                  s.error_code() == grpc::StatusCode::UNIMPLEMENTED
              ? 3
@@ -71,7 +72,7 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
   for (const v1::Condition* c : {&resp.blocking(), &resp.rotation_plan()}) {
     if (c->reason().empty()) continue;
     std::cerr << "kmsfleetctl: preflight " << f.version << ": [" << c->reason() << "] "
-              << c->message() << "\n";
+              << ForTerminal(c->message()) << "\n";
   }
   return 1;
 }
@@ -97,7 +98,7 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
     if (!s.ok()) return RpcFailed("watch " + started.operation_id(), s);
   }
   if (std::string refusal = OperationRefusal(last); !refusal.empty()) {
-    std::cerr << "kmsfleetctl: " << last.operation_id() << ": " << refusal << "\n";
+    std::cerr << "kmsfleetctl: " << last.operation_id() << ": " << ForTerminal(refusal) << "\n";
   }
   std::cout << ProtoJson(last);
   // Not waited for and still running: accepted. Ended: as if waited for.

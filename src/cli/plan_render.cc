@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "cli/terminal_text.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/plan_machine.h"
 
@@ -106,6 +107,8 @@ std::vector<std::string> RenderProgress(const v1::PlanView& view) {
   if (!view.blocked_reason().empty() && !IsFinished(plan.phase())) {
     lines.push_back("  waiting: [" + view.blocked_reason() + "] " + view.blocked_message());
   }
+  // One screen line each: watch redraws by counting them.
+  for (std::string& line : lines) line = ForTerminal(line, /*keep_newlines=*/false);
   return lines;
 }
 
@@ -136,7 +139,7 @@ std::string RenderPlan(const v1::PlanView& view) {
     for (const std::string& ack : a.acknowledgements()) out << "  ack:" << ack;
     out << "\n";
   }
-  return out.str();
+  return ForTerminal(out.str());
 }
 
 std::string RenderDryRun(const v1::PlanView& view) {
@@ -168,7 +171,7 @@ std::string RenderDryRun(const v1::PlanView& view) {
   } else {
     out << "a real run would start now\n";
   }
-  return out.str();
+  return ForTerminal(out.str());
 }
 
 bool DryRunRefused(const v1::PlanView& view) {
@@ -189,7 +192,7 @@ std::string RenderHistory(const v1::PlanHistory& history) {
     if (!p.halt().reason().empty()) out << "  [" << p.halt().reason() << "]";
     out << "\n";
   }
-  return out.str();
+  return ForTerminal(out.str());
 }
 
 bool PlanSettled(const v1::FleetPlan& plan, bool* ok) {

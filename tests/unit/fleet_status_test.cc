@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 #include "kmsfleet/core/reasons.h"
@@ -72,6 +74,32 @@ TEST(FleetStatusTest, AllMatchingAndReadyIsHealthy) {
   EXPECT_THAT(table,
               HasSubstr("key_id hash parity: all 3 nodes report " + kHashA));
   EXPECT_THAT(table, Not(HasSubstr("MISMATCH")));
+}
+
+// The provider's words reach root's terminal: an OSC 52 in a /ready
+// reason sets the clipboard, a CSI clears the screen. They are shown.
+bool HasControlBytesButNewlines(const std::string& text) {
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if ((byte < 0x20 && c != '\n') || byte == 0x7F) return true;
+  }
+  return text.find("\xC2\x9B") != std::string::npos;
+}
+
+TEST(FleetStatusTest, ProviderTextCannotSendEscapeSequencesToTheTerminal) {
+  StatusRow row = Row("cp-1", kHashA, false);
+  row.state->set_rotation_state("\x1b]52;c;cm0gLXJmIH4K\x07");
+  row.state->set_provider_version("0.2.0\xC2\x9B" "2J");
+  v1::Condition* c = row.state->add_conditions();
+  c->set_reason("PROVIDER_NOT_READY");
+  c->set_message("/ready says: \x1b[2J\x1b[Hall good\nreally");
+  std::string table = RenderStatusTable(SummariseFleet({row, Row("cp-2", kHashA)}));
+  EXPECT_FALSE(HasControlBytesButNewlines(table)) << table;
+  EXPECT_THAT(table, HasSubstr("\\x1B]52;c;cm0gLXJmIH4K\\x07"));
+  EXPECT_THAT(table, HasSubstr("\\x1B[2J\\x1B[Hall good\\nreally"));
+  EXPECT_THAT(table, HasSubstr("0.2.0\\x9B2J"));
+  // One line per node still: the header, two nodes, a blank, the summary.
+  EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), 5) << table;
 }
 
 TEST(FleetStatusTest, TheMismatchingNodeIsNamed) {

@@ -46,5 +46,21 @@ TEST(RenderDryRunTest, AStartGuardThatRefusesRefusesTheRun) {
   EXPECT_THAT(RenderDryRun(view), HasSubstr("NOT_EVALUATED in its Preflight phase"));
 }
 
+// Plan messages carry agents' and providers' words (a doctor's output in a
+// halt): watch draws each line once, and redraws by counting them.
+TEST(RenderProgressTest, AMessageIsOneLineWithoutEscapeSequences) {
+  v1::PlanView view;
+  v1::FleetPlan* plan = view.mutable_plan();
+  plan->set_plan_id("plan-1");
+  plan->set_target_version("0.2.0");
+  plan->set_phase(v1::PLAN_PHASE_HALTED);
+  plan->mutable_halt()->set_reason("DOCTOR_FAILED");
+  plan->mutable_halt()->set_message("doctor said:\n\x1b]0;owned\x07" "done");
+  for (const std::string& line : RenderProgress(view)) {
+    EXPECT_EQ(line.find_first_of("\n\x1b\x07"), std::string::npos) << line;
+  }
+  EXPECT_THAT(RenderPlan(view), HasSubstr("doctor said:\\n\\x1B]0;owned\\x07done"));
+}
+
 }  // namespace
 }  // namespace kmsfleet
