@@ -114,10 +114,11 @@ absl::StatusOr<v1::UpgradeRequest> BuildUpgrade(const FleetFlags& f) {
 // place; otherwise a line is printed only when what it says changes. With
 // `plan_id`, views of other plans are skipped: an agent that has not yet
 // learned of a plan just committed still shows the one before.
-int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
+int Watch(const FleetFlags& flags, const std::string& plan_id = "",
+          v1::PlanPhase wanted = v1::PLAN_PHASE_UNSPECIFIED) {
   const bool tty = ::isatty(STDOUT_FILENO) == 1 && flags.output != "json";
   size_t drawn = 0;
-  std::vector<std::string> printed;
+  WatchLog log;
   int exit_code = 1;
   bool settled = false;
   absl::Status s = CallCoordinator(
@@ -136,19 +137,10 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "") {
             std::cout.flush();
             drawn = lines.size();
           } else {
-            v1::PlanView timeless = view;
-            timeless.set_now_unix_ms(0);
-            for (const std::string& l : RenderProgress(timeless)) {
-              // A wait is printed once per reason, not per observation.
-              const std::string key = l.rfind("  waiting: [", 0) == 0 ? l.substr(0, l.find(']'))
-                                                                      : l;
-              if (std::find(printed.begin(), printed.end(), key) != printed.end()) continue;
-              std::cout << l << std::endl;
-              printed.push_back(key);
-            }
+            for (const std::string& l : log.Next(view)) std::cout << l << std::endl;
           }
           bool ok = false;
-          if (view.has_plan() && PlanSettled(view.plan(), &ok)) {
+          if (view.has_plan() && WatchEnds(view.plan(), wanted, &ok)) {
             exit_code = ok ? 0 : 1;
             settled = true;
             context.TryCancel();
@@ -254,7 +246,13 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
     std::cout << RenderPlan(view);
   }
   if (flags.dry_run) return DryRunRefused(view) ? 1 : 0;
-  return flags.watch ? Watch(flags, view.plan().plan_id()) : 0;
+  // The phase the command leads to ends its watch, as asked: a plan
+  // acknowledged out of break-glass is Halted, which alone is a failure.
+  const v1::PlanPhase wanted = kind == v1::PLAN_COMMAND_PAUSE           ? v1::PLAN_PHASE_PAUSED
+                               : kind == v1::PLAN_COMMAND_ABORT         ? v1::PLAN_PHASE_ABORTED
+                               : kind == v1::PLAN_COMMAND_ACK_BREAK_GLASS ? v1::PLAN_PHASE_HALTED
+                                                                        : v1::PLAN_PHASE_UNSPECIFIED;
+  return flags.watch ? Watch(flags, view.plan().plan_id(), wanted) : 0;
 }
 
 int RunShow(const FleetFlags& flags) {

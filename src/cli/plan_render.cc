@@ -112,6 +112,22 @@ std::vector<std::string> RenderProgress(const v1::PlanView& view) {
   return lines;
 }
 
+std::vector<std::string> WatchLog::Next(const v1::PlanView& view) {
+  v1::PlanView timeless = view;
+  timeless.set_now_unix_ms(0);
+  std::vector<std::string> fresh, keys;
+  for (std::string& line : RenderProgress(timeless)) {
+    // A wait is the same line whatever its message says this time.
+    std::string key = line.rfind("  waiting: [", 0) == 0 ? line.substr(0, line.find(']')) : line;
+    if (std::find(previous_.begin(), previous_.end(), key) == previous_.end()) {
+      fresh.push_back(std::move(line));
+    }
+    keys.push_back(std::move(key));
+  }
+  previous_ = std::move(keys);
+  return fresh;
+}
+
 std::string RenderPlan(const v1::PlanView& view) {
   if (!view.has_plan()) return "no plan has been committed yet\n";
   const v1::FleetPlan& plan = view.plan();
@@ -200,6 +216,14 @@ bool PlanSettled(const v1::FleetPlan& plan, bool* ok) {
   *ok = phase == v1::PLAN_PHASE_COMPLETED || phase == v1::PLAN_PHASE_ROLLED_BACK;
   return IsFinished(phase) || phase == v1::PLAN_PHASE_HALTED ||
          phase == v1::PLAN_PHASE_BREAK_GLASS;
+}
+
+bool WatchEnds(const v1::FleetPlan& plan, v1::PlanPhase wanted, bool* ok) {
+  if (wanted != v1::PLAN_PHASE_UNSPECIFIED && plan.phase() == wanted) {
+    *ok = true;
+    return true;
+  }
+  return PlanSettled(plan, ok);
 }
 
 }  // namespace kmsfleet

@@ -26,6 +26,18 @@ std::string RenderPlan(const v1::PlanView& view);
 // why the plan waits, if it does.
 std::vector<std::string> RenderProgress(const v1::PlanView& view);
 
+// `watch` without a terminal: of each view's progress lines (without
+// times), those the previous view did not show; a wait is one line per
+// reason while it lasts. A state that comes back (Rolling after Paused) is
+// printed again.
+class WatchLog {
+ public:
+  std::vector<std::string> Next(const v1::PlanView& view);
+
+ private:
+  std::vector<std::string> previous_;  // the last view's line keys
+};
+
 // A dry run: the node order and every guard's result, one per line.
 std::string RenderDryRun(const v1::PlanView& view);
 
@@ -40,6 +52,12 @@ std::string RenderHistory(const v1::PlanHistory& history);
 // Halted or BreakGlass. `ok` says whether it ended where it was meant to
 // (Completed, or RolledBack after a rollback command).
 bool PlanSettled(const v1::FleetPlan& plan, bool* ok);
+
+// Whether `watch`, following the command that led to `wanted` (pause:
+// Paused, abort: Aborted, ack-break-glass: Halted; UNSPECIFIED for none),
+// ends at `plan`: reaching `wanted` ends it with `ok` true; otherwise as
+// PlanSettled says.
+bool WatchEnds(const v1::FleetPlan& plan, v1::PlanPhase wanted, bool* ok);
 
 }  // namespace kmsfleet
 

@@ -62,5 +62,59 @@ TEST(RenderProgressTest, AMessageIsOneLineWithoutEscapeSequences) {
   EXPECT_THAT(RenderPlan(view), HasSubstr("doctor said:\\n\\x1B]0;owned\\x07done"));
 }
 
+v1::PlanView PlanIn(v1::PlanPhase phase) {
+  v1::PlanView view;
+  v1::FleetPlan* plan = view.mutable_plan();
+  plan->set_plan_id("plan-1");
+  plan->set_target_version("0.2.0");
+  plan->set_phase(phase);
+  for (const char* node : {"cp-1", "cp-2", "cp-3"}) plan->add_nodes()->set_node(node);
+  plan->mutable_nodes(0)->set_phase(v1::PLAN_NODE_PHASE_DONE);
+  return view;
+}
+
+// Found in review: lines were printed once per watch, ever, so a CI log
+// left at "Paused" showed nothing when the plan went on Rolling.
+TEST(WatchLogTest, AStateThatComesBackIsPrintedAgain) {
+  WatchLog log;
+  std::vector<std::string> first = log.Next(PlanIn(v1::PLAN_PHASE_ROLLING));
+  ASSERT_FALSE(first.empty());
+  EXPECT_TRUE(log.Next(PlanIn(v1::PLAN_PHASE_ROLLING)).empty()) << "nothing changed";
+  std::vector<std::string> paused = log.Next(PlanIn(v1::PLAN_PHASE_PAUSED));
+  ASSERT_EQ(paused.size(), 1u);
+  EXPECT_THAT(paused[0], HasSubstr("Paused"));
+  std::vector<std::string> again = log.Next(PlanIn(v1::PLAN_PHASE_ROLLING));
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_THAT(again[0], HasSubstr("Rolling"));
+}
+
+TEST(WatchLogTest, AWaitIsOneLinePerReasonWhileItLasts) {
+  WatchLog log;
+  v1::PlanView view = PlanIn(v1::PLAN_PHASE_PREFLIGHT);
+  view.set_blocked_reason("PARITY_NOT_STABLE");
+  view.set_blocked_message("held for 1 of 3");
+  EXPECT_THAT(log.Next(view).back(), HasSubstr("waiting: [PARITY_NOT_STABLE]"));
+  view.set_blocked_message("held for 2 of 3");
+  EXPECT_TRUE(log.Next(view).empty());
+  view.set_blocked_reason("OPENBAO_SEALED");
+  EXPECT_THAT(log.Next(view).back(), HasSubstr("waiting: [OPENBAO_SEALED]"));
+}
+
+// Found in review: ack-break-glass --watch exited 1 after the acknowledgement
+// worked (the plan is Halted then), and pause --watch never ended.
+TEST(WatchEndsTest, TheCommandsOwnPhaseEndsItsWatchAsDone) {
+  bool ok = false;
+  const v1::FleetPlan halted = PlanIn(v1::PLAN_PHASE_HALTED).plan();
+  EXPECT_TRUE(WatchEnds(halted, v1::PLAN_PHASE_HALTED, &ok));
+  EXPECT_TRUE(ok);
+  EXPECT_TRUE(WatchEnds(halted, v1::PLAN_PHASE_UNSPECIFIED, &ok));
+  EXPECT_FALSE(ok) << "an upgrade that halts failed";
+  EXPECT_TRUE(WatchEnds(PlanIn(v1::PLAN_PHASE_PAUSED).plan(), v1::PLAN_PHASE_PAUSED, &ok));
+  EXPECT_TRUE(ok);
+  EXPECT_FALSE(WatchEnds(PlanIn(v1::PLAN_PHASE_PAUSED).plan(), v1::PLAN_PHASE_UNSPECIFIED, &ok));
+  EXPECT_TRUE(WatchEnds(PlanIn(v1::PLAN_PHASE_BREAK_GLASS).plan(), v1::PLAN_PHASE_HALTED, &ok));
+  EXPECT_FALSE(ok) << "a new break-glass after the acknowledgement";
+}
+
 }  // namespace
 }  // namespace kmsfleet
