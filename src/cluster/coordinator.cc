@@ -9,7 +9,7 @@
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/operation_result.h"
-#include "kmsfleet/core/parity.h"
+#include "kmsfleet/core/fleet_guards.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/semver.h"
@@ -302,14 +302,9 @@ void Coordinator::Observe(std::vector<NodeView>& views) {
 }
 
 void Coordinator::RecordParity(const std::vector<NodeView>& views) {
-  std::vector<std::string> hashes;
-  for (const NodeView& v : views) {
-    const bool seen = v.state && v.unreachable_since_unix_ms == 0;
-    hashes.push_back(seen ? v.state->key_id_hash_metric() : "");
-  }
-  const bool all_match = ComputeParity(hashes).all_match;
+  const bool in_parity = FleetInParity(views);
   std::lock_guard lock(mu_);
-  parity_ = all_match;
+  parity_ = in_parity;
 }
 
 std::optional<bool> Coordinator::FleetParity() {

@@ -148,6 +148,14 @@ absl::Status CheckParityOnce(const std::vector<NodeView>& views) {
   return absl::OkStatus();
 }
 
+bool FleetInParity(const std::vector<NodeView>& views) {
+  if (views.empty()) return false;
+  for (const NodeView& view : views) {
+    if (!view.state || view.unreachable_since_unix_ms != 0) return false;
+  }
+  return CheckParityOnce(views).ok();
+}
+
 bool ParityStreak::IsNewRound(const std::vector<NodeView>& views) const {
   for (const NodeView& view : views) {
     if (!view.state) return true;  // a failing round always counts

@@ -97,6 +97,20 @@ TEST(FleetParityGuardTest, MissingHashIsNamed) {
   ExpectRefused(CheckParityOnce(views), reason::kKeyIdHashMissing, "b");
 }
 
+// The gauge says what the plan's guard says. Found in review: it compared
+// metric hashes only, so it said 1 while the plan was refused
+// KEY_ID_HASH_AMBIGUOUS.
+TEST(FleetInParityTest, AgreesWithTheParityGuard) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  EXPECT_TRUE(FleetInParity(views));
+  views[0].state->set_key_id_hash_socket(kHashB);
+  EXPECT_FALSE(FleetInParity(views)) << "metric and socket disagree on a";
+  views = HealthyFleet(kVoters, "0.1.0");
+  views[2].unreachable_since_unix_ms = 2500;  // its last state still says kHashA
+  EXPECT_FALSE(FleetInParity(views));
+  EXPECT_FALSE(FleetInParity({}));
+}
+
 TEST(ParityStreakTest, StableOnlyAfterNFreshRounds) {
   ParityStreak streak;
   for (int round = 1; round <= 3; ++round) {

@@ -53,6 +53,11 @@ absl::Status CheckFleetHealth(const std::vector<std::string>& voters,
 // FLEET_PARITY_MISMATCH (names each node with its hash).
 absl::Status CheckParityOnce(const std::vector<NodeView>& views);
 
+// The kmsfleet_fleet_key_id_parity gauge: every node in `views` answered
+// the round and CheckParityOnce passes on them, as the plan's parity guard
+// reads them (a node whose metric and KMS socket disagree is not in parity).
+bool FleetInParity(const std::vector<NodeView>& views);
+
 // Counts consecutive observation rounds in which CheckParityOnce passed with
 // the same hash. A round is counted only when every node's observed_at
 // differs from the last counted round's, so re-reading the same states does
