@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
+#include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/reasons.h"
 
 namespace kmsfleet {
@@ -108,8 +109,11 @@ absl::Status NodeHash(const NodeView& view, std::string* hash) {
     }
   }
   if (s.key_id_hash_metric().empty()) {
+    const std::string why = WhyNoMetrics(s);
     return Refuse(reason::kKeyIdHashMissing,
-                  absl::StrCat(view.node, " reports no key_id hash metric."),
+                  why.empty() ? absl::StrCat(view.node, " reports no key_id hash metric.")
+                              : absl::StrCat(view.node, " reports no key_id hash metric: its "
+                                             "/metrics could not be read: ", why),
                   "Check its /metrics endpoint.", {view.node});
   }
   if (!s.key_id_hash_socket().empty() &&

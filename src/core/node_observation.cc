@@ -129,6 +129,16 @@ v1::NodeState AssembleNodeState(const RawObservation& raw) {
   return state;
 }
 
+std::string WhyNoMetrics(const v1::NodeState& state) {
+  for (const v1::Condition& c : state.conditions()) {
+    if (c.reason() == reason::kMetricsUnreachable || c.reason() == reason::kMalformedExposition ||
+        c.reason() == reason::kDuplicateSeries || c.reason() == reason::kInputTooLarge) {
+      return "[" + c.reason() + "] " + c.message();
+    }
+  }
+  return "";
+}
+
 bool NeedsVersionCommand(const v1::NodeState& state) {
   return state.provider_version().empty();
 }

@@ -7,6 +7,7 @@
 
 #include "boost/json.hpp"
 #include "json_util.h"
+#include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
@@ -318,7 +319,11 @@ VerifyStep EvaluateVerify(const v1::NodeState& s, const VerifyExpectations& e,
                     "\", expected " + e.target_version);
   }
   if (s.key_id_hash_metric().empty()) {
-    return not_yet(reason::kKeyIdHashMissing, "no openbao_kms_status_key_id_hash series yet");
+    const std::string why = WhyNoMetrics(s);
+    return not_yet(reason::kKeyIdHashMissing,
+                   why.empty() ? "no openbao_kms_status_key_id_hash series yet"
+                               : "no openbao_kms_status_key_id_hash series: /metrics could "
+                                 "not be read: " + why);
   }
   if (s.key_id_hash_metric() != e.key_id_hash) {
     return Fail(reason::kKeyIdHashMismatch,

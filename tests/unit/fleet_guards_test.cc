@@ -91,6 +91,17 @@ TEST(FleetParityGuardTest, MetricAndSocketDisagreeingIsAmbiguous) {
   EXPECT_THAT(s.message(), HasSubstr(kHashB));
 }
 
+TEST(FleetParityGuardTest, AHashMissingBecauseMetricsCannotBeReadSaysWhy) {
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
+  views[1].state->clear_key_id_hash_metric();
+  v1::Condition* c = views[1].state->add_conditions();
+  c->set_reason(reason::kInputTooLarge);
+  c->set_message("/metrics body is over 4194304 bytes");
+  const absl::Status s = CheckParityOnce(views);
+  ExpectRefused(s, reason::kKeyIdHashMissing, "b");
+  EXPECT_THAT(s.message(), HasSubstr("[INPUT_TOO_LARGE] /metrics body is over 4194304 bytes"));
+}
+
 TEST(FleetParityGuardTest, MissingHashIsNamed) {
   std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0");
   views[1].state->clear_key_id_hash_metric();

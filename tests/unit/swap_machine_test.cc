@@ -180,6 +180,26 @@ TEST(SwapMachineTest, VerifyVerdicts) {
   EXPECT_EQ(ReasonOf(EvaluateVerify(s, e, base).problem), reason::kCountersRising);
 }
 
+// Found in review: one malformed known series drops every fact of the
+// scrape, the hash with them, and the window waited out its deadline on
+// "no ... series yet", never saying why. The scrape's failure is named.
+TEST(SwapMachineTest, AHashMissingBecauseMetricsCannotBeReadSaysWhy) {
+  VerifyExpectations e{"0.2.0", kHash};
+  CounterBaseline base;
+  v1::NodeState s = Healthy();
+  s.set_key_id_hash_metric("");
+  v1::Condition* c = s.add_conditions();
+  c->set_reason(reason::kMalformedExposition);
+  c->set_message("metrics series openbao_kms_key_version{k=\"b\"} with value 3: is a second "
+                 "key version series");
+  VerifyStep step = EvaluateVerify(s, e, base);
+  EXPECT_EQ(step.verdict, VerifyVerdict::kNotReady);
+  EXPECT_EQ(ReasonOf(step.problem), reason::kKeyIdHashMissing);
+  EXPECT_THAT(std::string(step.problem.message()),
+              ::testing::HasSubstr("[MALFORMED_EXPOSITION] metrics series "
+                                   "openbao_kms_key_version"));
+}
+
 // A provider that has just started may answer /ready before its metrics
 // or socket do: what is not observed yet waits, what is wrong fails.
 TEST(SwapMachineTest, NotYetObservedIsNotReadyRatherThanFailed) {

@@ -45,6 +45,13 @@ struct RawObservation {
 // MALFORMED_* for bodies that do not parse.
 v1::NodeState AssembleNodeState(const RawObservation& raw);
 
+// Why `state` holds no facts from /metrics: its first condition that says
+// the scrape failed or could not be read (METRICS_UNREACHABLE,
+// MALFORMED_EXPOSITION, DUPLICATE_SERIES, INPUT_TOO_LARGE), as
+// "[REASON] message"; "" when there is none. A guard or verification that
+// finds no key_id hash names this cause instead of only the missing hash.
+std::string WhyNoMetrics(const v1::NodeState& state);
+
 // True when the provider version is still unknown after AssembleNodeState,
 // i.e. the scrape had no openbao_kms_build_info (pre-preview.3 providers),
 // so the caller should ask the binary with `version`.
