@@ -49,8 +49,9 @@ Request CommandRequest(const PlanAction& action, const v1::Fence& fence) {
 
 FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
                            std::shared_ptr<grpc::ChannelCredentials> credentials,
-                           std::chrono::milliseconds call_timeout)
-    : call_timeout_(call_timeout) {
+                           std::chrono::milliseconds call_timeout,
+                           std::chrono::milliseconds observe_timeout)
+    : call_timeout_(call_timeout), observe_timeout_(observe_timeout) {
   for (const auto& [node, address] : addresses) {
     std::shared_ptr<grpc::Channel> channel =
         grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node));
@@ -77,7 +78,9 @@ absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
                      "no cluster address is configured for " + node, {{"node", node}});
   }
   v1::NodeState state;
-  grpc::Status s = stub->GetNodeState(Context().get(), v1::GetNodeStateRequest(), &state);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + observe_timeout_);
+  grpc::Status s = stub->GetNodeState(&context, v1::GetNodeStateRequest(), &state);
   if (!s.ok()) return FromGrpcStatus(s, node);
   return state;
 }

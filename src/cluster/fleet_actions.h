@@ -29,10 +29,12 @@ class FleetActions {
   // certificate. Each voter's certificate must name the voter.
   FleetActions(const std::map<std::string, std::string>& addresses,
                std::shared_ptr<grpc::ChannelCredentials> credentials,
-               std::chrono::milliseconds call_timeout);
+               std::chrono::milliseconds call_timeout,
+               std::chrono::milliseconds observe_timeout);
 
-  // Agent.GetNodeState on `node`. Errors: Unavailable AGENT_UNREACHABLE
-  // naming the node, or the agent's own refusal.
+  // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Errors:
+  // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
+  // refusal.
   absl::StatusOr<v1::NodeState> Observe(const std::string& node);
 
   // Fleet.GetPlan on `node` (the coordinator), as a member: what a
@@ -70,6 +72,7 @@ class FleetActions {
   std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
   std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
   std::chrono::milliseconds call_timeout_;
+  std::chrono::milliseconds observe_timeout_;
 };
 
 }  // namespace kmsfleet

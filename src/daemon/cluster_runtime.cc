@@ -9,6 +9,7 @@
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/log.h"
 #include "kmsfleet/node/openbao_health.h"
+#include "kmsfleet/node/provider_probe.h"
 
 namespace kmsfleet {
 
@@ -52,6 +53,8 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.addresses = addresses;
   o.channel_credentials = std::move(channel);
   o.tick = std::chrono::milliseconds(config.cluster.plan_tick_ms);
+  // Every agent observes its provider with the same settings as this one.
+  o.observe_timeout = ObserveBound(config.provider) + std::chrono::seconds(1);
   o.history_path = config.state_dir + "/plan-history.pb";
   // The coordinator asks OpenBao itself, at the address and with the CA of
   // its own provider's config (every node's provider uses the same OpenBao).

@@ -1,5 +1,6 @@
 #include "kmsfleet/node/provider_probe.h"
 
+#include <algorithm>
 #include <future>
 
 #include "kmsfleet/core/node_observation.h"
@@ -103,6 +104,11 @@ std::unique_ptr<ProviderProbe> NewProviderProbe(std::string node,
                                                 const Clock& clock) {
   return std::make_unique<LiveProviderProbe>(std::move(node),
                                              std::move(endpoints), clock);
+}
+
+std::chrono::milliseconds ObserveBound(const ProviderEndpoints& endpoints) {
+  return std::max(endpoints.http.total_timeout, endpoints.kms_timeout) +
+         (endpoints.binary.empty() ? std::chrono::milliseconds(0) : endpoints.command_timeout);
 }
 
 }  // namespace kmsfleet

@@ -10,6 +10,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/provider_probe.h"
 
 namespace kmsfleet {
 namespace {
@@ -27,6 +28,21 @@ TEST(AgentConfigTest, MinimalConfigGetsTheProviderDefaults) {
   EXPECT_EQ(c->provider.binary, "/usr/bin/bao-kms-provider");
   EXPECT_EQ(c->listen_unix, "/run/kmsfleet/agent.sock");
   EXPECT_TRUE(c->listen_tcp.empty());
+}
+
+// The coordinator waits this long for an agent's observation (plus a
+// margin). Found in review: it waited 3 s while an observation of a hung
+// provider takes 5, so the node read AGENT_UNREACHABLE.
+TEST(AgentConfigTest, AnObservationIsBoundedByTheProviderTimeouts) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(ObserveBound(c->provider), std::chrono::milliseconds(15000));
+  c = ParseAgentConfig(
+      "node: cp-1\nprovider:\n  http_timeout_ms: 2000\n  kms_timeout_ms: 7000\n"
+      "  command_timeout_ms: 4000\n",
+      kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(ObserveBound(c->provider), std::chrono::milliseconds(11000));
 }
 
 TEST(AgentConfigTest, FullConfigIsRead) {

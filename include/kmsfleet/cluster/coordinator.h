@@ -50,6 +50,9 @@ struct CoordinatorOptions {
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
   std::chrono::milliseconds tick{200};
   std::chrono::milliseconds call_timeout{3000};
+  // GetNodeState: the agents' ObserveBound and a margin. Shorter, a
+  // provider that hangs reads as AGENT_UNREACHABLE, with the wrong remedy.
+  std::chrono::milliseconds observe_timeout{16000};
   // Finished plans, newest first; "" keeps them in memory only.
   std::string history_path;
   // GET <openbao.address>/v1/sys/health; nullopt when it cannot be probed.

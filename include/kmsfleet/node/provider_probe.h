@@ -33,6 +33,12 @@ struct ProviderEndpoints {
   std::chrono::milliseconds command_timeout{10000};
 };
 
+// The longest an observation of `endpoints` takes: the HTTP reads and the
+// KMS call run side by side, then `version` when the scrape had no
+// build_info. A caller that waits less (the coordinator's GetNodeState)
+// reports a provider that hangs as an agent that does not answer.
+std::chrono::milliseconds ObserveBound(const ProviderEndpoints& endpoints);
+
 // Thread-safe: Observe() may run concurrently from several RPCs.
 class ProviderProbe {
  public:
