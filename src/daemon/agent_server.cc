@@ -19,6 +19,7 @@
 #include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/apiserver_restart.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/log.h"
@@ -96,6 +97,25 @@ absl::StatusOr<gid_t> GroupId(const std::string& path, const std::string& group)
   return found->gr_gid;
 }
 
+// The socket's group must reach it: a private directory of the agent's own
+// that already lets its group pass (0750 as created above, or systemd's
+// RuntimeDirectory=, root:root 0750) gets that group. A directory others
+// may enter (/run, /tmp), one closed to its group (a 0700 state directory)
+// or another user's is left as it is.
+absl::Status LetTheGroupThrough(const std::string& path, gid_t gid) {
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  struct stat st {};
+  if (lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+      (st.st_mode & 0007) != 0 || (st.st_mode & 0050) != 0050 || st.st_gid == gid) {
+    return absl::OkStatus();
+  }
+  if (chown(dir.c_str(), static_cast<uid_t>(-1), gid) != 0) {
+    return SocketPathError(path, "cannot give its directory " + dir + " the group: " +
+                                     std::strerror(errno));
+  }
+  return absl::OkStatus();
+}
+
 // Gives the bound socket its group and (again) its mode, then checks both:
 // the agent must not serve a socket others can reach.
 absl::Status FinishSocket(const std::string& path, unsigned mode,
@@ -103,6 +123,7 @@ absl::Status FinishSocket(const std::string& path, unsigned mode,
   if (gid && chown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0) {
     return SocketPathError(path, std::string("cannot set its group: ") + std::strerror(errno));
   }
+  if (gid) KMSFLEET_RETURN_IF_ERROR(LetTheGroupThrough(path, *gid));
   if (chmod(path.c_str(), mode) != 0) {
     return SocketPathError(path, std::string("cannot set its mode: ") + std::strerror(errno));
   }

@@ -88,6 +88,26 @@ TEST_F(AgentLocalTest, SocketHasTheConfiguredModeAndGroup) {
   EXPECT_EQ(st.st_gid, gid);
 }
 
+// Found in review: systemd's RuntimeDirectory= is root:root 0750, so the
+// group's members could not reach the socket inside it. A private
+// directory of the agent's gets the group; one others may enter does not.
+TEST_F(AgentLocalTest, TheSocketsGroupCanReachItThroughTheAgentsOwnDirectory) {
+  struct group* daemon_group = getgrnam("daemon");
+  ASSERT_NE(daemon_group, nullptr);
+  const std::string run = dir_.File("run-kmsfleet");
+  ASSERT_EQ(mkdir(run.c_str(), 0750), 0);
+  ASSERT_EQ(chmod(run.c_str(), 0750), 0);
+  StartAgent("listen:\n  unix: " + run + "/agent.sock\n  unix_group: daemon\n");
+  ASSERT_TRUE(WaitUntil([&] { return PathExists(run + "/agent.sock"); }, kStart))
+      << node_->agent()->Output();
+  struct stat st {};
+  ASSERT_EQ(stat(run.c_str(), &st), 0);
+  EXPECT_EQ(st.st_gid, daemon_group->gr_gid);
+  EXPECT_EQ(st.st_mode & 0777, 0750u);
+  ASSERT_EQ(stat(dir_.path().c_str(), &st), 0);
+  EXPECT_NE(st.st_gid, daemon_group->gr_gid) << "not the directories above it";
+}
+
 TEST_F(AgentLocalTest, UnknownSocketGroupStopsTheAgent) {
   StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
              "\n  unix_group: no-such-group-kmsfleet\n");
