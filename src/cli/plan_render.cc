@@ -205,6 +205,13 @@ std::string RenderHistory(const v1::PlanHistory& history) {
         << p.version_before() << " -> " << p.target_version() << "  "
         << FormatDuration(p.updated_unix_ms() - p.created_unix_ms());
     if (!p.audit().empty()) out << "  by " << p.audit(0).who();
+    // A rollback goes on under the upgrade's id: who asked for it too.
+    for (int i = p.audit_size() - 1; i > 0; --i) {
+      if (p.audit(i).what() == "rollback") {
+        out << ", rollback by " << p.audit(i).who();
+        break;
+      }
+    }
     if (!p.halt().reason().empty()) out << "  [" << p.halt().reason() << "]";
     out << "\n";
   }

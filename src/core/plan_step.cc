@@ -106,7 +106,9 @@ void PlanStep::Audit(std::string_view who, std::string_view what,
                      const std::vector<std::string>& acks) {
   auto* audit = next_->mutable_audit();
   if (audit->size() >= kMaxAuditEntries) {
-    audit->DeleteSubrange(0, 1);
+    // The first entry stays: who started the plan, with the
+    // acknowledgements the start needed.
+    audit->DeleteSubrange(1, 1);
     next_->set_audit_dropped(next_->audit_dropped() + 1);
   }
   v1::AuditEntry* e = audit->Add();

@@ -593,6 +593,27 @@ TEST(PlanMachineTest, PauseStopsBeforeTheNextNodeAndResumeContinues) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
 }
 
+// Found in review: the bounded audit dropped its oldest entry first, the
+// start, so `history` named whoever paused later as the plan's author.
+TEST(PlanMachineTest, TheBoundedAuditKeepsWhoStartedThePlan) {
+  Driver d;
+  // No node answers: the plan waits in Preflight through every command.
+  d.unavailable = [](const PlanAction&) { return absl::UnavailableError("no answer"); };
+  OperatorCommand start = Start();
+  start.who = "operator alice";
+  start.request.acknowledgements = {"ONE_WAY_UPGRADE"};
+  d.Step(start);
+  for (int i = 0; i < kMaxAuditEntries; ++i) {
+    d.Step(Cmd(CommandKind::kPause));
+    d.Step(Cmd(CommandKind::kResume));
+  }
+  ASSERT_EQ(d.plan_.audit_size(), kMaxAuditEntries);
+  EXPECT_GT(d.plan_.audit_dropped(), 0u);
+  EXPECT_EQ(d.plan_.audit(0).who(), "operator alice");
+  EXPECT_THAT(d.plan_.audit(0).acknowledgements(), ElementsAre("ONE_WAY_UPGRADE"));
+  EXPECT_EQ(d.plan_.audit(kMaxAuditEntries - 1).what(), "resume");
+}
+
 // The remedy of ROLLBACK_ARTIFACT_MISSING is to stage the previous release
 // on the node and resume: the resume stages that node again, which looks
 // for the previous release anew, instead of halting on the old answer.

@@ -116,5 +116,21 @@ TEST(WatchEndsTest, TheCommandsOwnPhaseEndsItsWatchAsDone) {
   EXPECT_FALSE(ok) << "a new break-glass after the acknowledgement";
 }
 
+TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
+  v1::PlanHistory history;
+  v1::FleetPlan* p = history.add_plans();
+  *p = PlanIn(v1::PLAN_PHASE_ROLLED_BACK).plan();
+  p->set_version_before("0.1.0");
+  for (const auto& [who, what] : std::vector<std::pair<std::string, std::string>>{
+           {"operator alice", "upgrade to 0.2.0"},
+           {"coordinator cp-1", "Rolling"},
+           {"operator bob", "rollback"}}) {
+    v1::AuditEntry* e = p->add_audit();
+    e->set_who(who);
+    e->set_what(what);
+  }
+  EXPECT_THAT(RenderHistory(history), HasSubstr("by operator alice, rollback by operator bob"));
+}
+
 }  // namespace
 }  // namespace kmsfleet

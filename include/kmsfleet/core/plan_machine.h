@@ -30,7 +30,8 @@ namespace kmsfleet {
 
 // Largest serialised plan; EncodePlan refuses more (PLAN_TOO_LARGE).
 inline constexpr size_t kMaxPlanBytes = 64 << 10;
-// Audit entries kept in the plan; older ones are counted, then dropped.
+// Audit entries kept in the plan: the first (the start) and the newest;
+// those between are counted, then dropped.
 inline constexpr int kMaxAuditEntries = 64;
 
 // "Draft", "Preflight", "Rolling", ... as architecture.md spells them.
