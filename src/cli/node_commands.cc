@@ -18,6 +18,9 @@ namespace {
 
 using Stub = v1::Agent::Stub;
 
+// The operation goes on after the command stopped waiting for it.
+constexpr int kExitStillRunning = 4;
+
 void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(f.timeout_ms));
@@ -95,6 +98,16 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
       last = op;
     }
     grpc::Status s = reader->Finish();
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && !last.done()) {
+      // The wait ended, not the operation: a script must not take it for a
+      // failure and start a rollback while the swap goes on.
+      std::cerr << "kmsfleetctl: " << last.operation_id() << " is still running (phase "
+                << last.phase() << "); the wait ended after --timeout-ms " << f.timeout_ms
+                << ". Follow it with: kmsfleetctl node operation --id " << last.operation_id()
+                << "\n";
+      std::cout << ProtoJson(last);
+      return kExitStillRunning;
+    }
     if (!s.ok()) return RpcFailed("watch " + started.operation_id(), s);
   }
   if (std::string refusal = OperationRefusal(last); !refusal.empty()) {

@@ -32,7 +32,8 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& flags);
 // Runs the parsed `node` subcommand. Exit codes: 0 success (staged,
 // preflight passed, operation Stable); 1 the node refused or the operation
 // ended otherwise (the output names the reason); 3 the agent could not be
-// reached or returned an RPC error.
+// reached or returned an RPC error; 4 the operation still runs when
+// --timeout-ms ends the wait for it.
 int RunNodeCommand(const CLI::App& node, const NodeFlags& flags);
 
 }  // namespace kmsfleet

@@ -118,9 +118,10 @@ void StopAgentProcess(std::unique_ptr<ChildProcess>& agent) {
 }
 
 absl::StatusOr<SubprocessResult> NodeCtl(const std::string& socket,
-                                         const std::vector<std::string>& args) {
+                                         const std::vector<std::string>& args,
+                                         int timeout_ms) {
   std::vector<std::string> argv = {KMSFLEETCTL_PATH, "node", "--agent", "unix:" + socket,
-                                   "--timeout-ms", "90000"};
+                                   "--timeout-ms", std::to_string(timeout_ms)};
   argv.insert(argv.end(), args.begin(), args.end());
   SubprocessOptions o;
   o.timeout = std::chrono::seconds(100);

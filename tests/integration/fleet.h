@@ -68,9 +68,10 @@ std::unique_ptr<ChildProcess> StartAgentIn(const std::string& dir,
                                            const std::string& agent_path);
 // SIGTERM, then wait up to 30 s; does nothing when `agent` is null.
 void StopAgentProcess(std::unique_ptr<ChildProcess>& agent);
-// kmsfleetctl node --agent unix:<socket> --timeout-ms 90000 <args>.
+// kmsfleetctl node --agent unix:<socket> --timeout-ms <timeout_ms> <args>.
 absl::StatusOr<SubprocessResult> NodeCtl(const std::string& socket,
-                                         const std::vector<std::string>& args);
+                                         const std::vector<std::string>& args,
+                                         int timeout_ms = 90000);
 
 // The version in openbao_kms_build_info of the provider whose metrics
 // listen on 127.0.0.1:`metrics_port`; "" when none answers.

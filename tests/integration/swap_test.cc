@@ -117,6 +117,25 @@ TEST_F(SwapTest, HappySwapThenManualRollback) {
   ExpectOldServing();
 }
 
+// Found in review: when --timeout-ms ended the wait, the command exited 1,
+// "refused or ended in another phase", while the swap went on.
+TEST_F(SwapTest, AWaitThatEndsBeforeTheSwapSaysItIsStillRunning) {
+  Start("");
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> r =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-w", "--stabilization-ms",
+                   "6000"},
+                  /*timeout_ms=*/3000);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->exit_code, 4) << r->stderr_text;
+  EXPECT_THAT(r->stderr_text, HasSubstr("op-w is still running"));
+  EXPECT_THAT(r->stderr_text, HasSubstr("kmsfleetctl node operation --id op-w"));
+  absl::StatusOr<SubprocessResult> done = node_->Node({"operation", "--id", "op-w"});
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->exit_code, 0) << done->stderr_text;
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
 // An election member (a single voter here, so it leads itself) swaps only
 // under the coordinator's fence, and the hand-off waits for its operation.
 TEST_F(SwapTest, MemberSwapsOnlyUnderAFenceAndHandsOffOnlyWhenDone) {

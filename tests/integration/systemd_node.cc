@@ -137,8 +137,9 @@ void SystemdNode::StopAgent() {
   StopAgentProcess(agent_);
 }
 
-absl::StatusOr<SubprocessResult> SystemdNode::Node(const std::vector<std::string>& args) {
-  return NodeCtl(dir_.File("agent.sock"), args);
+absl::StatusOr<SubprocessResult> SystemdNode::Node(const std::vector<std::string>& args,
+                                                   int timeout_ms) {
+  return NodeCtl(dir_.File("agent.sock"), args, timeout_ms);
 }
 
 bool SystemdNode::ProviderReady() {

@@ -55,8 +55,10 @@ class SystemdNode {
   void StopAgent();
   ChildProcess* agent() { return agent_.get(); }
 
-  // kmsfleetctl node <args> --agent <this agent>.
-  absl::StatusOr<SubprocessResult> Node(const std::vector<std::string>& args);
+  // kmsfleetctl node <args> --agent <this agent>, waiting up to
+  // `timeout_ms` (its --timeout-ms).
+  absl::StatusOr<SubprocessResult> Node(const std::vector<std::string>& args,
+                                        int timeout_ms = 90000);
   // systemctl --user <args> against this manager.
   std::string Systemctl(const std::vector<std::string>& args);
   bool ProviderReady();
