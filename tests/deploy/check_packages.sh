@@ -31,8 +31,8 @@ if dpkg -s kmsfleet >/dev/null 2>&1; then
 fi
 cleanup() {
   dpkg -P kmsfleet >/dev/null 2>&1 || true
-  rm -f "$marker"
-  rmdir /var/lib/kmsfleet 2>/dev/null || true
+  rm -f "$marker" /var/lib/kmsfleet/journal/packages-test-op.json
+  rmdir /var/lib/kmsfleet/journal /var/lib/kmsfleet 2>/dev/null || true
   rm -rf "$out"
 }
 trap cleanup EXIT
@@ -76,8 +76,14 @@ dpkg -i "$deb" >/dev/null </dev/null
 check "upgrade over itself keeps the changed conffile" \
   grep -qx '# changed by the operator' /etc/kmsfleet/config.yaml
 
-mkdir -p /var/lib/kmsfleet && touch "$marker"
+mkdir -p /var/lib/kmsfleet/journal && touch "$marker"
+journal=/var/lib/kmsfleet/journal/packages-test-op.json
+echo '{"operationId":"packages-test-op","kind":"swap","phase":"Stopped","open":true}' >"$journal"
+check "remove is refused while a swap journal is open" \
+  bash -c "! dpkg -r kmsfleet && test -x /usr/bin/kmsfleetd"
+echo '{"operationId":"packages-test-op","kind":"swap","phase":"Stable","open":false}' >"$journal"
 dpkg -r kmsfleet >/dev/null
+rm -f "$journal" && rmdir /var/lib/kmsfleet/journal
 check "remove deletes the programs" test ! -e /usr/bin/kmsfleetd
 check "remove keeps the config" test -f /etc/kmsfleet/config.yaml
 check "remove keeps the state" test -f "$marker"
