@@ -396,7 +396,15 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
       r->restart_id(), [this, &fence, &bound](const std::function<void()>& work) {
         return executor_->RunAdmitted(fence, work, bound);
       });
-  if (!report.ok()) return Refused(report.status());
+  if (!report.ok()) {
+    // A restart that ran and failed is its outcome, not a guard's refusal
+    // (the coordinator asks again under the same id, and gets it again).
+    const std::string why = ReasonOf(report.status());
+    if (why == reason::kApiServerRestartFailed || why == reason::kApiServerNotReady) {
+      return ToGrpc(report.status());
+    }
+    return Refused(report.status());
+  }
   response->set_method(report->method);
   response->set_done(report->done);
   response->set_restart_ms(report->restart_ms);

@@ -1,6 +1,7 @@
 // kmsfleetd's /metrics (issue 11): a running agent is scraped and the
 // exposition is checked by Prometheus's own promtool.
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -8,6 +9,7 @@
 
 #include "fleet.h"
 #include "kmsfleet/node/subprocess.h"
+#include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet::testing {
 namespace {
@@ -96,6 +98,37 @@ TEST_F(MetricsTest, ARefusedSwapIsCountedByItsReason) {
   std::ofstream(file) << body;
   EXPECT_EQ(Shell("promtool check metrics < " + file + " 2>&1; echo promtool=$?"),
             "promtool=0\n");
+}
+
+// A kube-apiserver restart that was admitted and failed is the restart's
+// outcome, not a guard's refusal. Found in review: it was counted as one,
+// and again for each retry of the same restart_id.
+TEST_F(MetricsTest, AFailedApiServerRestartIsNotCountedAsARefusal) {
+  node_ = std::make_unique<TestNode>(
+      dir_, NodeOptions{.name = "cp-1",
+                        .extra_config = "metrics:\n  listen: 127.0.0.1:0\nstandalone: true\n"
+                                        "apiserver:\n  restart: command:/bin/false\n"
+                                        "  readyz_url: http://127.0.0.1:1/readyz\n"});
+  node_->StartProvider();
+  node_->StartAgent();
+  int port = 0;
+  ASSERT_TRUE(WaitUntil([&] { return (port = MetricsPort(node_->agent()->Output())) > 0; },
+                        std::chrono::seconds(20)));
+  auto stub = v1::Agent::NewStub(
+      grpc::CreateChannel("unix:" + node_->agent_socket(), grpc::InsecureChannelCredentials()));
+  for (int i = 0; i < 2; ++i) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::RestartApiServerRequest request;
+    request.set_restart_id("restart-1");
+    v1::RestartApiServerResponse response;
+    grpc::Status s = stub->RestartApiServer(&context, request, &response);
+    ASSERT_FALSE(s.ok());
+    ASSERT_THAT(s.error_message(), HasSubstr("/bin/false"));
+  }
+  const std::string body = Shell("curl -sf http://127.0.0.1:" + std::to_string(port) + "/metrics");
+  EXPECT_THAT(body, HasSubstr("kmsfleet_node_ready"));
+  EXPECT_THAT(body, ::testing::Not(HasSubstr("APISERVER_RESTART_FAILED")));
 }
 
 TEST_F(MetricsTest, AMetricsAddressThatCannotBeBoundStopsTheAgentNamingTheKey) {
