@@ -1,5 +1,6 @@
 #include "cli/fleet_commands.h"
 
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -110,6 +111,12 @@ absl::StatusOr<v1::UpgradeRequest> BuildUpgrade(const FleetFlags& f) {
   return r;
 }
 
+// The width of the terminal on stdout; 0 when it does not say.
+size_t TerminalColumns() {
+  winsize size{};
+  return ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 ? size.ws_col : 0;
+}
+
 // Follows the plan until it settles. On a terminal the lines are redrawn in
 // place; otherwise a line is printed only when what it says changes. With
 // `plan_id`, views of other plans are skipped: an agent that has not yet
@@ -132,7 +139,7 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "",
             std::cout << ProtoJson(view) << std::endl;
           } else if (tty) {
             if (drawn > 0) std::cout << "\033[" << drawn << "F\033[J";
-            std::vector<std::string> lines = RenderProgress(view);
+            std::vector<std::string> lines = FitToWidth(RenderProgress(view), TerminalColumns());
             for (const std::string& l : lines) std::cout << l << "\n";
             std::cout.flush();
             drawn = lines.size();

@@ -112,6 +112,18 @@ std::vector<std::string> RenderProgress(const v1::PlanView& view) {
   return lines;
 }
 
+std::vector<std::string> FitToWidth(std::vector<std::string> lines, size_t columns) {
+  if (columns < 4) return lines;
+  for (std::string& line : lines) {
+    // Cut on a character boundary: never inside a UTF-8 sequence.
+    if (line.size() < columns) continue;
+    size_t cut = columns - 4;
+    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
+    line = line.substr(0, cut) + "...";
+  }
+  return lines;
+}
+
 std::vector<std::string> WatchLog::Next(const v1::PlanView& view) {
   v1::PlanView timeless = view;
   timeless.set_now_unix_ms(0);

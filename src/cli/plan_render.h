@@ -26,6 +26,10 @@ std::string RenderPlan(const v1::PlanView& view);
 // why the plan waits, if it does.
 std::vector<std::string> RenderProgress(const v1::PlanView& view);
 
+// `watch` on a terminal `columns` wide (0: unknown): each line cut to fit
+// one screen row, since the redraw moves up one row per line drawn.
+std::vector<std::string> FitToWidth(std::vector<std::string> lines, size_t columns);
+
 // `watch` without a terminal: of each view's progress lines (without
 // times), those the previous view did not show; a wait is one line per
 // reason while it lasts. A state that comes back (Rolling after Paused) is

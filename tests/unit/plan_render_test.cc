@@ -132,5 +132,20 @@ TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
   EXPECT_THAT(RenderHistory(history), HasSubstr("by operator alice, rollback by operator bob"));
 }
 
+// Found in review: a node line with a message is longer than a terminal's
+// 80 columns; it took two rows, and the redraw, moving up one row per
+// line, left rows of the previous frame on the screen.
+TEST(FitToWidthTest, EveryLineFitsOneRow) {
+  const std::string wide(200, 'x');
+  std::vector<std::string> lines = FitToWidth({"short", wide, "caf\xC3\xA9" + wide}, 80);
+  EXPECT_EQ(lines[0], "short");
+  for (const std::string& line : lines) EXPECT_LT(line.size(), 80u) << line;
+  EXPECT_EQ(lines[1], std::string(76, 'x') + "...");
+  EXPECT_EQ(FitToWidth({wide}, 0)[0], wide) << "unknown width: as it is";
+  // A cut never splits a UTF-8 character.
+  std::vector<std::string> accented = FitToWidth({std::string(75, 'a') + "\xC3\xA9zzz"}, 80);
+  EXPECT_EQ(accented[0], std::string(75, 'a') + "...");
+}
+
 }  // namespace
 }  // namespace kmsfleet
