@@ -281,7 +281,13 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   ServiceNotifier notifier(std::move(notify));
   notifier.Ready();
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  // SIGHUP's default would end the agent at once, mid-swap, and systemd's
+  // Restart=on-failure counts that as a clean exit: the provider could stay
+  // down. There is nothing to reload (the config is read at start).
+  while (sigwait(&stop_signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    Log(LogLevel::kWarn, "SIGHUP ignored: the config is read only at start; restart to read it",
+        {{"node", config.node}});
+  }
   Log(LogLevel::kInfo, "stopping",
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   notifier.Stopping();
@@ -302,12 +308,13 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kmsfleetd ") + KMSFLEET_VERSION);
   CLI11_PARSE(app, argc, argv);
 
-  // Block the stop signals in every thread (gRPC's included) so that only
-  // sigwait() in Serve() receives them.
+  // Block the stop signals (and SIGHUP) in every thread (gRPC's included)
+  // so that only sigwait() in Serve() receives them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);  // ignored in Serve()
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   absl::StatusOr<AgentConfig> config = LoadAgentConfig(config_path);

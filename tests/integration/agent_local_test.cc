@@ -172,6 +172,21 @@ TEST_F(AgentLocalTest, KmsfleetctlNeverDialsATcpAgentInPlainText) {
 // `kmsfleetctl health` is the static pod's liveness and readiness probe
 // (static-pod/kmsfleetd.yaml): it must pass for a serving agent and fail
 // for one that is hung (stopped) or gone, within its deadline.
+// SIGHUP's default action ended the agent at once, mid-swap if one ran,
+// and systemd's Restart=on-failure counts that as a clean exit.
+TEST_F(AgentLocalTest, SighupDoesNotStopTheAgent) {
+  StartAgent("");
+  ASSERT_TRUE(Listening());
+  node_->agent()->Signal(SIGHUP);
+  EXPECT_TRUE(WaitUntil([&] { return node_->agent()->Output().find("SIGHUP ignored") !=
+                                     std::string::npos; },
+                        kStart));
+  absl::StatusOr<SubprocessResult> r =
+      RunCtl({"health", "--agent", "unix:" + node_->agent_socket(), "--timeout-ms", "3000"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << r->stderr_text << node_->agent()->Output();
+}
+
 TEST_F(AgentLocalTest, HealthProbePassesOnlyWhileTheAgentServes) {
   StartAgent("");
   ASSERT_TRUE(Listening());
