@@ -290,6 +290,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   }
   Log(LogLevel::kInfo, "stopping",
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
+  executor.RefuseNewCommands();
   notifier.Stopping();
   server.Shutdown(kShutdownGrace);
   if (*cluster) (*cluster)->HandOverAndStop(kShutdownGrace);

@@ -319,6 +319,12 @@ HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
 absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (refusing_new_) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
+                       "the agent on " + options_.node +
+                           " is stopping and starts no new operation",
+                       {{"node", options_.node}});
+    }
     if (busy_) {
       return MakeError(absl::StatusCode::kFailedPrecondition,
                        reason::kOperationInProgress,
@@ -329,6 +335,11 @@ absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
   absl::Status admitted = fence_check_(fence);
   if (!admitted.ok()) Unreserve();
   return admitted;
+}
+
+void Executor::RefuseNewCommands() {
+  std::lock_guard<std::mutex> lock(mu_);
+  refusing_new_ = true;
 }
 
 void Executor::Unreserve() {

@@ -817,6 +817,23 @@ TEST_F(ExecutorTest, RunAdmittedHoldsTheNodeBusyAndObeysTheFenceCheck) {
   EXPECT_FALSE(executor().Busy());
 }
 
+// Found in review: after SIGTERM the listeners drain for seconds, and a
+// swap admitted then could stop the provider just before systemd kills the
+// agent. From the signal on, nothing new is admitted.
+TEST_F(ExecutorTest, AStoppingAgentAdmitsNothingNew) {
+  executor().RefuseNewCommands();
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}});
+  EXPECT_EQ(swap.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(swap.status()), reason::kAgentStopping);
+  bool ran = false;
+  EXPECT_EQ(ReasonOf(executor().RunAdmitted(std::nullopt, [&] { ran = true; })),
+            reason::kAgentStopping);
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(executor().Busy());
+  ExpectOldServing();
+}
+
 TEST_F(ExecutorTest, ReasonCodesForBadRequests) {
   absl::StatusOr<SwapJournal> bad_id =
       executor().Swap({kNew, {"", 0, "../etc", std::nullopt}});

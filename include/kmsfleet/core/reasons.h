@@ -58,6 +58,10 @@ inline constexpr char kCountersRising[] = "ERROR_COUNTERS_RISING";
 inline constexpr char kRollbackRefusedRemoved[] = "ROLLBACK_REFUSED_REMOVED_RECORDS";
 inline constexpr char kRollbackRefusedSchema[] = "ROLLBACK_REFUSED_SCHEMA_CHANGED";
 inline constexpr char kOperationInProgress[] = "OPERATION_IN_PROGRESS";
+// The agent is stopping (SIGTERM): it admits no new swap, rollback or
+// kube-apiserver restart, which it could not see through; the coordinator
+// asks again, here once the agent is back or of the next node.
+inline constexpr char kAgentStopping[] = "AGENT_STOPPING";
 inline constexpr char kOperationNotFound[] = "OPERATION_NOT_FOUND";
 inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
 inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";

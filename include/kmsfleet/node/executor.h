@@ -221,6 +221,12 @@ class Executor {
   // the worker (crash recovery at start-up).
   void StartRecovery();
 
+  // From now on every new swap, rollback or admitted work (RunAdmitted) is
+  // refused AGENT_STOPPING (Unavailable); an operation already running goes
+  // on. Called on SIGTERM, before the listeners drain: a command admitted
+  // then could stop the provider just before systemd kills the agent.
+  void RefuseNewCommands();
+
  private:
   // The defaults the four-argument constructor owns.
   struct OwnedSeams;
@@ -315,6 +321,7 @@ class Executor {
   // An ended operation whose closed journal is still being written.
   std::optional<PendingClose> pending_close_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_; set by ~Executor
+  bool refusing_new_ = false;                  // guarded by mu_; RefuseNewCommands
   std::thread worker_;
 };
 
