@@ -61,8 +61,13 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
 }
 
 std::unique_ptr<grpc::ClientContext> FleetActions::Context() const {
+  return Context(call_timeout_);
+}
+
+std::unique_ptr<grpc::ClientContext> FleetActions::Context(
+    std::chrono::milliseconds timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + call_timeout_);
+  context->set_deadline(std::chrono::system_clock::now() + timeout);
   return context;
 }
 
@@ -78,9 +83,8 @@ absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
                      "no cluster address is configured for " + node, {{"node", node}});
   }
   v1::NodeState state;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + observe_timeout_);
-  grpc::Status s = stub->GetNodeState(&context, v1::GetNodeStateRequest(), &state);
+  grpc::Status s =
+      stub->GetNodeState(Context(observe_timeout_).get(), v1::GetNodeStateRequest(), &state);
   if (!s.ok()) return FromGrpcStatus(s, node);
   return state;
 }
@@ -135,9 +139,7 @@ ActionResult FleetActions::Stage(const PlanAction& action,
   request.set_image_ref(settings.image_ref_source());
   v1::StageResponse response;
   // Staging may download the artifact: give it more than a plain call.
-  auto context = Context();
-  context->set_deadline(std::chrono::system_clock::now() + 10 * call_timeout_);
-  grpc::Status s = Stub(action.node)->Stage(context.get(), request, &response);
+  grpc::Status s = Stub(action.node)->Stage(Context(10 * call_timeout_).get(), request, &response);
   r.status = FromGrpcStatus(s, action.node);
   r.previous_artifact_verified = response.previous_artifact_verified();
   return r;
@@ -148,9 +150,8 @@ ActionResult FleetActions::Preflight(const PlanAction& action, const std::string
   v1::PreflightRequest request;
   request.set_version(action.version);
   v1::PreflightResponse response;
-  auto context = Context();
-  context->set_deadline(std::chrono::system_clock::now() + 10 * call_timeout_);
-  grpc::Status s = Stub(action.node)->Preflight(context.get(), request, &response);
+  grpc::Status s =
+      Stub(action.node)->Preflight(Context(10 * call_timeout_).get(), request, &response);
   r.status = FromGrpcStatus(s, action.node);
   if (!r.status.ok()) return r;
   r.doctor.node = action.node;

@@ -67,7 +67,9 @@ class FleetActions {
   ActionResult Follow(const PlanAction& action, v1::Operation operation,
                       const std::function<bool()>& keep_going);
   v1::Agent::StubInterface* Stub(const std::string& node);
+  // A call context whose deadline is `timeout` (call_timeout_) from now.
   std::unique_ptr<grpc::ClientContext> Context() const;
+  std::unique_ptr<grpc::ClientContext> Context(std::chrono::milliseconds timeout) const;
 
   std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
   std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
