@@ -235,6 +235,18 @@ int RunUpgrade(const FleetFlags& flags) {
   return flags.watch ? Watch(flags, view.plan().plan_id()) : 0;
 }
 
+// The phase an accepted command leads to, which ends its watch as asked: a
+// plan acknowledged out of break-glass is Halted, which alone would be a
+// failure. UNSPECIFIED: the watch ends when the plan settles.
+v1::PlanPhase PhaseTheCommandLeadsTo(v1::PlanCommandKind kind) {
+  switch (kind) {
+    case v1::PLAN_COMMAND_PAUSE: return v1::PLAN_PHASE_PAUSED;
+    case v1::PLAN_COMMAND_ABORT: return v1::PLAN_PHASE_ABORTED;
+    case v1::PLAN_COMMAND_ACK_BREAK_GLASS: return v1::PLAN_PHASE_HALTED;
+    default: return v1::PLAN_PHASE_UNSPECIFIED;
+  }
+}
+
 int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFlags& flags) {
   v1::PlanCommandRequest request;
   request.set_kind(kind);
@@ -253,13 +265,7 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
     std::cout << RenderPlan(view);
   }
   if (flags.dry_run) return DryRunRefused(view) ? 1 : 0;
-  // The phase the command leads to ends its watch, as asked: a plan
-  // acknowledged out of break-glass is Halted, which alone is a failure.
-  const v1::PlanPhase wanted = kind == v1::PLAN_COMMAND_PAUSE           ? v1::PLAN_PHASE_PAUSED
-                               : kind == v1::PLAN_COMMAND_ABORT         ? v1::PLAN_PHASE_ABORTED
-                               : kind == v1::PLAN_COMMAND_ACK_BREAK_GLASS ? v1::PLAN_PHASE_HALTED
-                                                                        : v1::PLAN_PHASE_UNSPECIFIED;
-  return flags.watch ? Watch(flags, view.plan().plan_id(), wanted) : 0;
+  return flags.watch ? Watch(flags, view.plan().plan_id(), PhaseTheCommandLeadsTo(kind)) : 0;
 }
 
 int RunShow(const FleetFlags& flags) {

@@ -68,8 +68,8 @@ class StaticPodInstaller final : public Installer {
     KMSFLEET_RETURN_IF_ERROR(ObserveManifestImage(content, release, o_.container).status());
     KMSFLEET_RETURN_IF_ERROR(CheckCanInstall());
     RemoveStaleTemps();
-    KMSFLEET_ASSIGN_OR_RETURN(std::string tmp,
-                              WriteTempFile(manifest_dir_ + "/" + kTempPrefix, content, LiveMode()));
+    KMSFLEET_ASSIGN_OR_RETURN(
+        std::string tmp, WriteTempFile(manifest_dir_ + "/" + kTempPrefix, content, LiveMode()));
     Hook("staged");
     if (rename(tmp.c_str(), o_.manifest_path.c_str()) != 0) {
       const int err = errno;
