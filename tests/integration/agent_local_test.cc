@@ -100,7 +100,11 @@ TEST_F(AgentLocalTest, TheSocketsGroupCanReachItThroughTheAgentsOwnDirectory) {
   StartAgent("listen:\n  unix: " + run + "/agent.sock\n  unix_group: daemon\n");
   ASSERT_TRUE(WaitUntil([&] { return PathExists(run + "/agent.sock"); }, kStart))
       << node_->agent()->Output();
+  // The socket exists from its bind; its group, and its directory's, are
+  // set right after (as in the test above).
   struct stat st {};
+  WaitUntil([&] { return stat(run.c_str(), &st) == 0 && st.st_gid == daemon_group->gr_gid; },
+            std::chrono::seconds(5));
   ASSERT_EQ(stat(run.c_str(), &st), 0);
   EXPECT_EQ(st.st_gid, daemon_group->gr_gid);
   EXPECT_EQ(st.st_mode & 0777, 0750u);
