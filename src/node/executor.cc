@@ -325,6 +325,7 @@ absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
                            " is stopping and starts no new operation",
                        {{"node", options_.node}});
     }
+    if (!unreadable_at_start_.empty()) return RefusalForUnreadableJournals();
     if (busy_) {
       return MakeError(absl::StatusCode::kFailedPrecondition,
                        reason::kOperationInProgress,
@@ -494,14 +495,35 @@ absl::StatusOr<SwapJournal> Executor::WaitForUpdate(const std::string& id,
   return j;
 }
 
-void Executor::StartRecovery() {
-  std::vector<SwapJournal> open = seams_.journals.LoadOpen();
-  if (open.empty()) return;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    busy_ = true;
+// REQUIRES: mu_ held.
+absl::Status Executor::RefusalForUnreadableJournals() const {
+  std::string listed;
+  for (const std::string& why : unreadable_at_start_) {
+    listed += (listed.empty() ? "" : "; ") + why;
   }
-  worker_ = std::thread([this, open] {
+  return MakeError(absl::StatusCode::kDataLoss, reason::kJournalCorrupt,
+                   "node " + options_.node + " starts no operation: at start it could not "
+                   "read " + listed + ". An operation recorded there may be unfinished. "
+                   "Repair the journal, or move it out of the directory if its operation "
+                   "ended (\"open\": false), then restart kmsfleetd",
+                   {{"node", options_.node}, {"journal", unreadable_at_start_.front()}});
+}
+
+void Executor::StartRecovery() {
+  JournalStore::Scan scan = seams_.journals.LoadAll();
+  std::vector<SwapJournal> open;
+  for (SwapJournal& j : scan.journals) {
+    if (j.open) open.push_back(std::move(j));
+  }
+  for (const std::string& why : scan.unreadable) {
+    Log(LogLevel::kError, "journal unreadable; refusing new operations",
+        {{"node", options_.node}, {"journal", why}});
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  unreadable_at_start_ = std::move(scan.unreadable);
+  if (open.empty()) return;
+  busy_ = true;
+  worker_ = std::thread([this, open = std::move(open)] {
     for (const SwapJournal& j : open) Recover(j);
     Unreserve();
   });

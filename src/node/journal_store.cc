@@ -11,7 +11,6 @@
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
-#include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
 namespace {
@@ -41,16 +40,6 @@ class FileJournalStore final : public JournalStore {
     }
     if (!text.ok()) return text.status();
     return ParseJournal(*text, path);
-  }
-
-  std::vector<SwapJournal> LoadOpen() override {
-    Scan scan = LoadAll();
-    for (const std::string& why : scan.unreadable) Log(LogLevel::kError, why, {});
-    std::vector<SwapJournal> open;
-    for (SwapJournal& j : scan.journals) {
-      if (j.open) open.push_back(std::move(j));
-    }
-    return open;
   }
 
   Scan LoadAll() override {

@@ -388,6 +388,33 @@ TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
   EXPECT_THAT(none->stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
 }
 
+// Found in review: a journal the restarted agent could not read was
+// skipped, so the operation it recorded was neither finished nor rolled
+// back, and the node took the next swap. Here kmsfleetd dies with the new
+// binary started but unverified, and its journal is then torn.
+TEST_F(SwapTest, AJournalUnreadableAfterACrashKeepsTheNodeRefusing) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_CRASH_AT=Started"}, KMSFLEETD_CRASHTEST_PATH);
+  StageAndSwap();
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash; the swap printed:\n"
+      << last_swap_.stdout_text << last_swap_.stderr_text;
+  const std::string journal = node_->state_dir() + "/journal/op-1.json";
+  ASSERT_TRUE(std::filesystem::exists(journal));
+  WriteFile(journal, "{\"operationId\":");
+  node_->StartAgent();
+
+  absl::StatusOr<SubprocessResult> r =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-2"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << r->stdout_text;
+  EXPECT_THAT(r->stderr_text, HasSubstr("JOURNAL_CORRUPT"));
+  EXPECT_THAT(r->stderr_text, HasSubstr(journal));
+  EXPECT_FALSE(std::filesystem::exists(node_->state_dir() + "/journal/op-2.json"));
+  EXPECT_THAT(node_->Logs(), HasSubstr("journal unreadable"));
+}
+
 // SIGKILL at each phase boundary and after the rename, then restart: the
 // node ends on the one version the journal dictates, with the journal
 // closed and evidence intact. Before the stop nothing changed (the

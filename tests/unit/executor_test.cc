@@ -283,6 +283,11 @@ class FakeJournals final : public JournalStore {
     records_[j.operation_id] = j;
     return absl::OkStatus();
   }
+  // What a scan reports it could not read, as the file store words it.
+  void SetUnreadable(std::vector<std::string> unreadable) {
+    std::lock_guard<std::mutex> lock(mu_);
+    unreadable_ = std::move(unreadable);
+  }
   // While full, every write of a closed journal fails (ENOSPC).
   void SetDiskFull(bool full) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -310,18 +315,11 @@ class FakeJournals final : public JournalStore {
     }
     return it->second;
   }
-  std::vector<SwapJournal> LoadOpen() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    std::vector<SwapJournal> out;
-    for (const auto& [id, j] : records_) {
-      if (j.open) out.push_back(j);
-    }
-    return out;
-  }
   Scan LoadAll() override {
     std::lock_guard<std::mutex> lock(mu_);
     Scan scan;
     for (const auto& [id, j] : records_) scan.journals.push_back(j);
+    scan.unreadable = unreadable_;
     return scan;
   }
 
@@ -329,6 +327,7 @@ class FakeJournals final : public JournalStore {
   std::mutex mu_;
   std::map<std::string, SwapJournal> records_;
   bool disk_full_ = false;
+  std::vector<std::string> unreadable_;
   int close_attempts_ = 0;
   std::set<SwapPhase> failing_phases_;
   int failed_phase_writes_ = 0;
@@ -1055,6 +1054,26 @@ TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
   SwapJournal recovered = WaitClosed("op-1");
   EXPECT_EQ(recovered.phase, SwapPhase::kStable);
   EXPECT_EQ(Installed(), kNew);
+}
+
+// Found in review: recovery skipped a journal it could not read, so an
+// operation it recorded (the unit stopped, say) was left as it was and the
+// node took the next swap.
+TEST_F(ExecutorTest, AJournalUnreadableAtStartKeepsEveryNewCommandRefused) {
+  const std::string why = "state/journal/op-0.json: unexpected end of JSON";
+  journals_.SetUnreadable({why});
+  executor().StartRecovery();
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}});
+  ASSERT_FALSE(swap.ok());
+  EXPECT_EQ(ReasonOf(swap.status()), reason::kJournalCorrupt);
+  EXPECT_THAT(std::string(swap.status().message()), HasSubstr(why));
+  EXPECT_THAT(std::string(swap.status().message()), HasSubstr("restart kmsfleetd"));
+  absl::StatusOr<SwapJournal> rollback =
+      executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}});
+  EXPECT_EQ(ReasonOf(rollback.status()), reason::kJournalCorrupt);
+  EXPECT_FALSE(journals_.Load("op-1").ok()) << "nothing may be recorded";
+  EXPECT_EQ(Installed(), kOld);
+  EXPECT_EQ(executor().HandoffOutcome(v1::Fence()).outcome, v1::HANDOFF_UNKNOWN);
 }
 
 TEST_F(ExecutorTest, RollbackFailingTooEndsRollbackFailed) {

@@ -218,7 +218,10 @@ class Executor {
                                             std::chrono::milliseconds timeout);
 
   // Finishes or rolls back the operations that open journals describe, on
-  // the worker (crash recovery at start-up).
+  // the worker (crash recovery at start-up). A journal that cannot be read
+  // may describe an unfinished operation: from then on every new command
+  // is refused JOURNAL_CORRUPT, naming it, until an operator deals with it
+  // and restarts the agent.
   void StartRecovery();
 
   // From now on every new swap, rollback or admitted work (RunAdmitted) is
@@ -241,6 +244,7 @@ class Executor {
       const CommandParams& command, NodeCommand what,
       const std::function<absl::StatusOr<SwapJournal>(const std::string& id)>& plan);
   absl::Status Reserve(const std::optional<v1::Fence>& fence);
+  absl::Status RefusalForUnreadableJournals() const;
   void Unreserve();
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
@@ -322,6 +326,8 @@ class Executor {
   std::optional<PendingClose> pending_close_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_; set by ~Executor
   bool refusing_new_ = false;                  // guarded by mu_; RefuseNewCommands
+  // Journals StartRecovery could not read: path and why.
+  std::vector<std::string> unreadable_at_start_;  // guarded by mu_
   std::thread worker_;
 };
 

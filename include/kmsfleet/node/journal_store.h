@@ -25,12 +25,9 @@ class JournalStore {
   // Errors: NotFound, OPERATION_NOT_FOUND; DataLoss, JOURNAL_CORRUPT
   // naming the record.
   virtual absl::StatusOr<SwapJournal> Load(const std::string& operation_id) = 0;
-  // Every record that is still open (crash recovery); unreadable ones are
-  // logged and skipped.
-  virtual std::vector<SwapJournal> LoadOpen() = 0;
-
-  // Every record, and the ones that could not be read (the hand-off query
-  // must not take an unreadable journal for "never started").
+  // Every record, and the ones that could not be read (neither the hand-off
+  // query nor crash recovery may take an unreadable journal for "never
+  // started").
   struct Scan {
     std::vector<SwapJournal> journals;
     std::vector<std::string> unreadable;  // path and why
