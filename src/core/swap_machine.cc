@@ -218,7 +218,8 @@ absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
 }
 
 RecoveryPlan PlanRecovery(const SwapJournal& j,
-                          std::string_view installed_sha256) {
+                          std::string_view installed_sha256,
+                          std::string_view unreadable) {
   if (IsTerminal(j.phase)) {
     return {RecoveryAction::kCloseAsIs, "the operation had already ended"};
   }
@@ -234,6 +235,11 @@ RecoveryPlan PlanRecovery(const SwapJournal& j,
   if (!j.target_sha256.empty() && installed_sha256 == j.target_sha256) {
     return {RecoveryAction::kResumeVerify,
             "the target binary is installed; starting and verifying it"};
+  }
+  if (!unreadable.empty()) {
+    return {RecoveryAction::kRollBack,
+            "the installed binary could not be read (" + std::string(unreadable) +
+                "), so it is not known to be the target; restoring the previous one"};
   }
   return {RecoveryAction::kRollBack,
           "the target binary is not installed; restoring the previous one"};
@@ -574,8 +580,9 @@ SwapStep NextSwapStep(const SwapJournal& j, const SwapEvent& e) {
   return NextForward(j, e.done);
 }
 
-SwapStep RecoverySwapStep(const SwapJournal& j, std::string_view installed_sha256) {
-  RecoveryPlan plan = PlanRecovery(j, installed_sha256);
+SwapStep RecoverySwapStep(const SwapJournal& j, std::string_view installed_sha256,
+                          std::string_view unreadable) {
+  RecoveryPlan plan = PlanRecovery(j, installed_sha256, unreadable);
   absl::Status restarted =
       MakeError(absl::StatusCode::kAborted, reason::kAgentRestarted,
                 "kmsfleetd restarted during " + std::string(PhaseName(j.phase)) +

@@ -69,9 +69,28 @@ void Executor::Run(SwapJournal j, SwapStep step) {
   Close(j);
 }
 
-void Executor::Recover(SwapJournal j) {
+// A read error is asked again a few times before it counts: taken for
+// "not the target", it rolls back a swap that may have been about to end
+// Stable. An absent file is an answer, not an error.
+absl::StatusOr<std::string> Executor::ObserveInstalledForRecovery() {
   absl::StatusOr<std::string> installed = seams_.installer.Observe();
-  SwapStep first = RecoverySwapStep(j, installed.ok() ? *installed : "");
+  for (int attempt = 1; attempt < kRecoveryObserveAttempts; ++attempt) {
+    if (installed.ok() || absl::IsNotFound(installed.status())) break;
+    Log(LogLevel::kWarn, "cannot read the installed binary, asking again",
+        {{"node", options_.node}, {"error", std::string(installed.status().message())}});
+    seams_.steady.SleepFor(kRecoveryObserveDelay);
+    installed = seams_.installer.Observe();
+  }
+  return installed;
+}
+
+void Executor::Recover(SwapJournal j) {
+  absl::StatusOr<std::string> installed = ObserveInstalledForRecovery();
+  std::string unreadable;
+  if (!installed.ok() && !absl::IsNotFound(installed.status())) {
+    unreadable = std::string(installed.status().message());
+  }
+  SwapStep first = RecoverySwapStep(j, installed.ok() ? *installed : "", unreadable);
   Log(LogLevel::kInfo, "recovering operation",
       {{"node", options_.node},
        {"operation", j.operation_id},

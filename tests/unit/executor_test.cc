@@ -71,6 +71,7 @@ struct World {
   double aad_errors = 0;
   // Knobs for single failures.
   int stop_failures = 0, start_failures = 0, install_failures = 0;
+  int observe_failures = 0;  // reads of the installed binary that fail (EIO)
   absl::Status cannot_install;  // what the installer's pre-check answers
   absl::Status doctor_verdict;
   // Called on every steady sleep, after the clock moved, and after every
@@ -139,6 +140,11 @@ class FakeInstaller final : public Installer {
   explicit FakeInstaller(World& w) : w_(w) {}
   absl::StatusOr<std::string> Observe() override {
     std::lock_guard<std::mutex> lock(w_.mu);
+    if (w_.observe_failures > 0) {
+      --w_.observe_failures;
+      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                       "read " + ExecutorOptions().install_path + ": Input/output error");
+    }
     return w_.installed_sha;
   }
   absl::StatusOr<std::string> Digest(const std::string& release) override {
@@ -1123,6 +1129,45 @@ TEST_P(ExecutorRecoveryTest, FinishesOrUndoesTheOpenOperation) {
     EXPECT_EQ(done.failure_reason, reason::kKeyIdHashMismatch);
   } else if (c.ends != SwapPhase::kStable) {
     EXPECT_EQ(done.failure_reason, reason::kAgentRestarted);
+  }
+}
+
+// Found in review: a read error while hashing the installed binary at
+// recovery read as "not installed" and rolled back a swap whose target was
+// in place. A passing error is asked again; a lasting one is named.
+TEST_F(ExecutorTest, RecoveryAsksAgainWhenTheInstalledBinaryCannotBeRead) {
+  for (const bool lasting : {false, true}) {
+    SCOPED_TRACE(lasting ? "a lasting error" : "a passing error");
+    const std::string id = lasting ? "op-2" : "op-1";
+    SwapJournal j;
+    j.operation_id = id;
+    j.phase = SwapPhase::kVerifying;
+    j.target_version = kNew;
+    j.target_sha256 = new_sha_;
+    j.target_binary = options_.state_dir + "/artifacts/0.2.0/bao-kms-provider";
+    j.previous_version = kOld;
+    j.previous_sha256 = old_sha_;
+    j.previous_binary = options_.state_dir + "/operations/" + id + "/previous-binary";
+    j.expected_key_id_hash = kHash;
+    j.stabilization_ms = kWindowMs;
+    w_.sha_of_path[j.previous_binary] = old_sha_;
+    ASSERT_TRUE(journals_.Save(j).ok());
+    w_.installed_sha = new_sha_;
+    w_.observe_failures = lasting ? 100 : Executor::kRecoveryObserveAttempts - 1;
+
+    executor().StartRecovery();
+    SwapJournal done = WaitClosed(id);
+    if (lasting) {
+      EXPECT_EQ(done.phase, SwapPhase::kRolledBack);
+      EXPECT_THAT(done.failure_message, HasSubstr("could not be read"));
+      EXPECT_THAT(done.failure_message, HasSubstr("Input/output error"));
+      EXPECT_EQ(Installed(), kOld);
+    } else {
+      EXPECT_EQ(done.phase, SwapPhase::kStable) << done.failure_message;
+      EXPECT_EQ(Installed(), kNew);
+    }
+    w_.observe_failures = 0;
+    DestroyExecutorOrAbort("a recovery");
   }
 }
 

@@ -97,6 +97,10 @@ TEST(SwapMachineTest, RecoveryObservesTheInstalledDigest) {
   EXPECT_EQ(PlanRecovery(j, j.target_sha256).action, RecoveryAction::kRollBack);
   j.phase = SwapPhase::kStable;
   EXPECT_EQ(PlanRecovery(j, j.target_sha256).action, RecoveryAction::kCloseAsIs);
+  j.phase = SwapPhase::kVerifying;
+  RecoveryPlan unread = PlanRecovery(j, "", "read /usr/bin/p: Input/output error");
+  EXPECT_EQ(unread.action, RecoveryAction::kRollBack);
+  EXPECT_THAT(unread.why, ::testing::HasSubstr("could not be read (read /usr/bin/p: Input"));
 }
 
 TEST(SwapMachineTest, RemovedRecordsAppearingSinceTheCaptureRefuseRollback) {

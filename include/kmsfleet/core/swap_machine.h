@@ -104,9 +104,12 @@ struct RecoveryPlan {
   RecoveryAction action;
   std::string why;
 };
-// Decides from the journal and the observed digest of the installed binary.
+// Decides from the journal and the observed digest of the installed binary
+// ("" when it is absent). `unreadable`: why the installed file could not
+// be hashed, "" when it could; it is then not known to be the target.
 RecoveryPlan PlanRecovery(const SwapJournal& journal,
-                          std::string_view installed_sha256);
+                          std::string_view installed_sha256,
+                          std::string_view unreadable = "");
 
 // Registries hold a few snapshots per Transit version; a larger
 // key-registry.json (or checkpoint) is refused, never buffered.
@@ -173,7 +176,8 @@ SwapStep FirstSwapStep();
 SwapStep NextSwapStep(const SwapJournal& journal, const SwapEvent& event);
 // The first step of crash recovery for an open journal, from PlanRecovery.
 SwapStep RecoverySwapStep(const SwapJournal& journal,
-                          std::string_view installed_sha256);
+                          std::string_view installed_sha256,
+                          std::string_view unreadable = "");
 
 // Records `failure` in the journal: the first failure is kept as the
 // reason; a failure while rolling back is appended to the message, and a

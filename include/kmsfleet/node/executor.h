@@ -223,6 +223,11 @@ class Executor {
   // is refused JOURNAL_CORRUPT, naming it, until an operator deals with it
   // and restarts the agent.
   void StartRecovery();
+  // Recovery reads the installed binary up to this many times, this far
+  // apart, before a read error counts (the file is then not known to be
+  // the target, and the operation rolls back naming the error).
+  static constexpr int kRecoveryObserveAttempts = 5;
+  static constexpr std::chrono::milliseconds kRecoveryObserveDelay{200};
 
   // From now on every new swap, rollback or admitted work (RunAdmitted) is
   // refused AGENT_STOPPING (Unavailable); an operation already running goes
@@ -264,6 +269,7 @@ class Executor {
   // swap_runner.cc: carrying out the machine's steps.
   void Run(SwapJournal j, SwapStep step);
   void Recover(SwapJournal j);
+  absl::StatusOr<std::string> ObserveInstalledForRecovery();
   absl::Status Carry(SwapJournal& j, SwapAction action);
   absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
