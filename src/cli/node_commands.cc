@@ -147,6 +147,7 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
 int RunSwap(Stub& stub, const NodeFlags& f) {
   v1::SwapRequest req;
   req.set_version(f.version);
+  req.set_expected_sha256(f.expected_sha256);
   return StartAndFollow(stub, f, "swap to " + f.version, &Stub::Swap, std::move(req));
 }
 
@@ -208,6 +209,9 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
   node->get_subcommand("swap")
       ->add_option("--version", f.version, "staged version to install")
       ->required();
+  node->get_subcommand("swap")->add_option(
+      "--expected-sha256", f.expected_sha256,
+      "refuse unless the staged artifact has this SHA-256 (as `node stage` printed it)");
   node->get_subcommand("rollback")
       ->add_option("--of", f.of_operation_id, "the Stable swap to undo")
       ->required();

@@ -64,6 +64,7 @@ void PlanStep::ApplyStaged(v1::PlanNode& node, const ActionResult& r) {
     return;
   }
   node.set_previous_artifact_verified(r.previous_artifact_verified);
+  node.set_staged_sha256(r.staged_sha256);
   SetNodePhase(node, v1::PLAN_NODE_PHASE_STAGED);
 }
 

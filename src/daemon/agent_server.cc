@@ -324,7 +324,8 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
-  absl::StatusOr<SwapJournal> j = executor_->Swap({r->version(), command});
+  absl::StatusOr<SwapJournal> j =
+      executor_->Swap({r->version(), command, r->expected_sha256()});
   if (!j.ok()) return Refused(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;

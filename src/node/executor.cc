@@ -420,12 +420,32 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   return j;
 }
 
+// A plan preflights the bytes it staged; the same version staged again
+// since (another signed build, by hand or by another plan) is not them.
+absl::Status Executor::CheckStagedDigest(const SwapParams& p,
+                                         const StagedArtifact& staged) const {
+  if (p.expected_sha256.empty() || p.expected_sha256 == staged.sha256) {
+    return absl::OkStatus();
+  }
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
+                   "the artifact of " + p.version + " staged on " + options_.node +
+                       " (" + staged.binary_path + ") has SHA-256 " + staged.sha256 +
+                       ", not " + p.expected_sha256 +
+                       ", the one the swap expects: it was staged again since; stage "
+                       "the release again through the plan, or swap without the digest",
+                   {{"node", options_.node},
+                    {"version", p.version},
+                    {"staged_sha256", staged.sha256},
+                    {"expected_sha256", p.expected_sha256}});
+}
+
 absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::string& id) {
   if (options_.static_pod) return PlanStaticPodSwap(p, id);
   // Not hashed here: the operation's first step (CheckTarget) hashes the
   // file against this digest before anything else is done.
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStagedUnverified(options_.artifacts, p.version));
+  KMSFLEET_RETURN_IF_ERROR(CheckStagedDigest(p, staged));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;

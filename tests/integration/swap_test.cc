@@ -388,6 +388,33 @@ TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
   EXPECT_THAT(none->stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
 }
 
+// Found in review: a swap installed whatever was staged when it started,
+// so the same version staged again with other bytes (another signed build)
+// after the plan's preflight was swapped in. The plan now sends the digest
+// its stage reported; `node swap --expected-sha256` is the same check.
+TEST_F(SwapTest, ASwapExpectingTheFirstStagedBytesRefusesARestage) {
+  Start();
+  SubprocessResult first = Stage(node_->MakeRelease(kNew));
+  ASSERT_EQ(first.exit_code, 0) << first.stderr_text;
+  const std::string first_sha = Str(Json(first.stdout_text), "sha256");
+  ASSERT_EQ(first_sha.size(), 64u) << first.stdout_text;
+  SubprocessResult again = Stage(node_->MakeRelease(kNew, node_->FakeScript(kNew, "")));
+  ASSERT_EQ(again.exit_code, 0) << again.stderr_text;
+  const std::string second_sha = Str(Json(again.stdout_text), "sha256");
+  ASSERT_NE(second_sha, first_sha);
+
+  absl::StatusOr<SubprocessResult> r = node_->Node(
+      {"swap", "--version", kNew, "--operation-id", "op-1", "--expected-sha256", first_sha});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << r->stdout_text;
+  EXPECT_THAT(r->stderr_text, HasSubstr("STAGED_ARTIFACT_CHANGED"));
+  EXPECT_THAT(r->stderr_text, HasSubstr(second_sha));
+  ExpectOldServing();
+
+  boost::json::object op = StageAndSwap("", "op-2");
+  EXPECT_EQ(Str(op, "phase"), "Stable") << last_swap_.stderr_text;
+}
+
 // Found in review: a journal the restarted agent could not read was
 // skipped, so the operation it recorded was neither finished nor rolled
 // back, and the node took the next swap. Here kmsfleetd dies with the new

@@ -470,7 +470,7 @@ class ExecutorTest : public ::testing::Test {
   SwapJournal SwapTo(const std::string& version, int64_t stabilization_ms = 0,
                      const std::string& id = "op-1") {
     absl::StatusOr<SwapJournal> started =
-        executor().Swap({version, {"", stabilization_ms, id, std::nullopt}});
+        executor().Swap({version, {"", stabilization_ms, id, std::nullopt}, ""});
     EXPECT_TRUE(started.ok()) << started.status();
     return WaitClosed(id);
   }
@@ -598,6 +598,23 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
 // Found in review: `rollback --of A` was admitted whatever was installed
 // since A, so it could skip a later swap (or, as here, undo A twice: one
 // more stop and start of a serving provider for nothing).
+TEST_F(ExecutorTest, ASwapExpectingOtherStagedBytesIsRefusedBeforeAnythingIsRecorded) {
+  const std::string other(64, 'e');
+  absl::StatusOr<SwapJournal> refused =
+      executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, other});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kStagedArtifactChanged);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(new_sha_));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(other));
+  EXPECT_FALSE(journals_.Load("op-1").ok());
+  EXPECT_EQ(Installed(), kOld);
+  EXPECT_FALSE(executor().Busy());
+
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-2", std::nullopt}, new_sha_}).ok());
+  EXPECT_EQ(WaitClosed("op-2").phase, SwapPhase::kStable);
+  EXPECT_EQ(Installed(), kNew);
+}
+
 TEST_F(ExecutorTest, ARollbackOfASwapWhoseReleaseWasReplacedSinceIsRefused) {
   ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
   ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
@@ -796,7 +813,7 @@ TEST_F(ExecutorTest, TheWindowEndsOnTimeBetweenTwoPolls) {
 
 TEST_F(ExecutorTest, StabilizationBeyondAnHourIsRefused) {
   absl::StatusOr<SwapJournal> r =
-      executor().Swap({kNew, {"", kMaxStabilizationMs + 1, "op-1", std::nullopt}});
+      executor().Swap({kNew, {"", kMaxStabilizationMs + 1, "op-1", std::nullopt}, ""});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReasonOf(r.status()), reason::kInvalidArgument);
   EXPECT_TRUE(Calls().empty());
@@ -827,7 +844,7 @@ TEST_F(ExecutorTest, RunAdmittedHoldsTheNodeBusyAndObeysTheFenceCheck) {
 // agent. From the signal on, nothing new is admitted.
 TEST_F(ExecutorTest, AStoppingAgentAdmitsNothingNew) {
   executor().RefuseNewCommands();
-  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}});
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""});
   EXPECT_EQ(swap.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(ReasonOf(swap.status()), reason::kAgentStopping);
   bool ran = false;
@@ -841,7 +858,7 @@ TEST_F(ExecutorTest, AStoppingAgentAdmitsNothingNew) {
 
 TEST_F(ExecutorTest, ReasonCodesForBadRequests) {
   absl::StatusOr<SwapJournal> bad_id =
-      executor().Swap({kNew, {"", 0, "../etc", std::nullopt}});
+      executor().Swap({kNew, {"", 0, "../etc", std::nullopt}, ""});
   EXPECT_EQ(bad_id.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(ReasonOf(bad_id.status()), reason::kInvalidOperationId);
 
@@ -945,7 +962,7 @@ TEST_F(ExecutorTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {
 TEST_F(ExecutorTest, AnEndThatCannotBeWrittenKeepsTheNodeBusyUntilItIs) {
   ::testing::internal::CaptureStderr();
   journals_.SetDiskFull(true);
-  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""}).ok());
   ASSERT_TRUE(WaitForCloseAttempts(3)) << "the close was not retried";
 
   EXPECT_TRUE(executor().Busy());
@@ -955,7 +972,7 @@ TEST_F(ExecutorTest, AnEndThatCannotBeWrittenKeepsTheNodeBusyUntilItIs) {
   EXPECT_EQ(shown->phase, SwapPhase::kStable);
   EXPECT_TRUE(journals_.Load("op-1")->open);
   absl::StatusOr<SwapJournal> second =
-      executor().Swap({kNew, {"", 0, "op-2", std::nullopt}});
+      executor().Swap({kNew, {"", 0, "op-2", std::nullopt}, ""});
   EXPECT_EQ(ReasonOf(second.status()), reason::kOperationInProgress);
   HandoffAnswer answer = executor().HandoffOutcome(v1::Fence());
   EXPECT_EQ(answer.outcome, v1::HANDOFF_RUNNING);
@@ -1002,7 +1019,7 @@ TEST_F(ExecutorTest, APhaseThatCannotBeWrittenBeforeTheStopFailsTheSwapUntouched
 TEST_F(ExecutorTest, APhaseThatCannotBeWrittenAfterTheStopIsRetriedThenTheSwapGoesOn) {
   ::testing::internal::CaptureStderr();
   journals_.FailPhases({SwapPhase::kStarted, SwapPhase::kRollingBack});
-  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""}).ok());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (journals_.failed_phase_writes() < 3 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -1027,7 +1044,7 @@ TEST_F(ExecutorTest, APhaseThatCannotBeWrittenAfterTheStopIsRetriedThenTheSwapGo
 
 TEST_F(ExecutorTest, StoppingWhileAPhaseCannotBeWrittenLeavesItForTheNextStart) {
   journals_.FailPhases({SwapPhase::kStarted});
-  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""}).ok());
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (journals_.failed_phase_writes() < 3 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -1049,7 +1066,7 @@ TEST_F(ExecutorTest, StoppingWhileAPhaseCannotBeWrittenLeavesItForTheNextStart) 
 
 TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
   journals_.SetDiskFull(true);
-  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}}).ok());
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""}).ok());
   ASSERT_TRUE(WaitForCloseAttempts(3)) << "the close was not retried";
 
   DestroyExecutorOrAbort("a failing close");
@@ -1069,7 +1086,7 @@ TEST_F(ExecutorTest, AJournalUnreadableAtStartKeepsEveryNewCommandRefused) {
   const std::string why = "state/journal/op-0.json: unexpected end of JSON";
   journals_.SetUnreadable({why});
   executor().StartRecovery();
-  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}});
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""});
   ASSERT_FALSE(swap.ok());
   EXPECT_EQ(ReasonOf(swap.status()), reason::kJournalCorrupt);
   EXPECT_THAT(std::string(swap.status().message()), HasSubstr(why));

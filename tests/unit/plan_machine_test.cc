@@ -188,6 +188,7 @@ class Driver {
       case ActionKind::kStage:
         r.kind = ResultKind::kStaged;
         r.previous_artifact_verified = previous_kept(a);
+        r.staged_sha256 = "staged-on-" + a.node;
         break;
       case ActionKind::kPreflight:
         r.kind = ResultKind::kPreflighted;
@@ -264,6 +265,25 @@ TEST(PlanMachineTest, OperationIdsAreNamesAnAgentAccepts) {
     if (a.kind != ActionKind::kSwap) continue;
     EXPECT_TRUE(IsSafeOperationId(a.operation_id)) << a.operation_id;
   }
+}
+
+// Found in review: a swap installed whatever its node held staged when it
+// started, so a re-stage of the same version with other bytes during the
+// plan was swapped in without the plan's preflight having seen it.
+TEST(PlanMachineTest, EachSwapExpectsTheDigestItsNodeStaged) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    EXPECT_EQ(n.staged_sha256(), "staged-on-" + n.node());
+  }
+  int swaps = 0;
+  for (const PlanAction& a : d.log_) {
+    if (a.kind != ActionKind::kSwap) continue;
+    ++swaps;
+    EXPECT_EQ(a.expected_sha256, "staged-on-" + a.node);
+  }
+  EXPECT_EQ(swaps, 3);
 }
 
 TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotResent) {

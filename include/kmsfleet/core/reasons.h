@@ -48,6 +48,7 @@ inline constexpr char kSignatureInvalid[] = "SIGNATURE_INVALID";
 inline constexpr char kUnsignedRefused[] = "UNSIGNED_REFUSED";
 inline constexpr char kArtifactIo[] = "ARTIFACT_IO";
 inline constexpr char kNotStaged[] = "NOT_STAGED";
+inline constexpr char kStagedArtifactChanged[] = "STAGED_ARTIFACT_CHANGED";
 inline constexpr char kDoctorFailed[] = "DOCTOR_FAILED";
 inline constexpr char kVersionMismatch[] = "VERSION_MISMATCH";
 inline constexpr char kRotationPlanUntrusted[] = "ROTATION_PLAN_UNTRUSTED";

@@ -103,6 +103,9 @@ struct CommandParams {
 struct SwapParams {
   std::string version;
   CommandParams command;
+  // "" = whatever is staged; else the staged artifact must have this
+  // SHA-256 (STAGED_ARTIFACT_CHANGED): the bytes a plan preflighted.
+  std::string expected_sha256;
 };
 
 struct RollbackParams {
@@ -253,6 +256,7 @@ class Executor {
   void Unreserve();
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
+  absl::Status CheckStagedDigest(const SwapParams& p, const StagedArtifact& staged) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
