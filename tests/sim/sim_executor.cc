@@ -23,6 +23,11 @@ std::string FenceKey(const v1::Fence& fence) {
          fence.in_flight();
 }
 
+// The digest of what `node` holds staged for `version`.
+std::string StagedDigest(const Node& node, const std::string& version) {
+  return node.name + "/" + version + "#" + std::to_string(node.stage_generation);
+}
+
 std::string SimHash(int serial) {
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -49,6 +54,11 @@ void World::PlanFaults() {
     if (!p.rotation_pending && Chance(0.003)) p.rotation_pending = true;
     else if (p.rotation_pending && Chance(0.1)) p.rotation_pending = false;
     if (Chance(0.0002)) ++p.removed_records;
+    if (restage_rng_.Uniform(0, 9999) < 4) {
+      ++nodes_.at(v).stage_generation;
+      ++counters_.restaged;
+      Trace(v + ": its staged release replaced by other bytes of the same version");
+    }
   }
 }
 
@@ -128,10 +138,34 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
       return Reply(node, e, std::move(r), false, max_delay_);
     }
     if (!CheckAlone(node, e.fence)) return;
+    if (!CheckStagedDigest(node, e)) return;
     StartPlanOperation(node, a, e.fence);
   }
   ++counters_.swaps_accepted;
   ReplyWithOperation(node, e, a);
+}
+
+bool World::CheckStagedDigest(Node& node, const Envelope& e) {
+  const PlanAction& a = *e.action;
+  if (a.kind != ActionKind::kSwap) return true;
+  if (a.expected_sha256.empty()) {
+    if (!e.adversary) Fail("swap " + a.operation_id + " to " + node.name + " names no staged digest");
+    return true;
+  }
+  const std::string staged = StagedDigest(node, a.version);
+  if (a.expected_sha256 == staged) return true;
+  ++counters_.restage_refused;
+  Trace(node.name + " refused swap " + a.operation_id + ": staged " + staged + ", expected " +
+        a.expected_sha256);
+  ActionResult r;
+  r.kind = ResultKind::kOperation;
+  r.node = node.name;
+  r.revision = a.revision;
+  r.operation_id = a.operation_id;
+  r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
+                       node.name + " holds other bytes of " + a.version + " staged");
+  Reply(node, e, std::move(r), false, max_delay_);
+  return false;
 }
 
 // Answers with how operation `a` stands: running, ended (as its journal
@@ -198,6 +232,7 @@ void World::HandleAction(Node& node, const Envelope& e) {
     case ActionKind::kStage:
       r.kind = ResultKind::kStaged;
       r.previous_artifact_verified = true;
+      r.staged_sha256 = StagedDigest(node, a.version);
       if (fail) {
         r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
                              node.name + ": the staged artifact does not match checksums.txt");

@@ -40,13 +40,14 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << "record's commit " << t.commit_waits << "; adversary sent "
             << t.adversary_sent << ", refused " << t.adversary_refused << "; operator commands "
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
-            << "faults stopped " << t.max_settle_ticks << " ticks\n";
+            << "faults stopped " << t.max_settle_ticks << " ticks; releases staged again by hand "
+            << t.restaged << ", swaps refused for it " << t.restage_refused << "\n";
   if (seeds >= 200 &&
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
        t.crashed_mid_swap == 0 || t.ended_before_stop == 0 || t.handoffs_withheld == 0 ||
        t.commit_waits == 0 || t.steps_on_last_round == 0 || t.fresh_rounds_asked == 0 ||
-       t.swaps_stale_term + t.swaps_stale_fence == 0)) {
+       t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;
   }

@@ -153,6 +153,9 @@ struct Node {
   bool op_applied = true;
   std::map<std::string, EndedOperation> op_outcomes;
   SimProvider provider;
+  // Bumped when an operator stages the same version again with other
+  // bytes (--plan faults): the staged digest changes.
+  int stage_generation = 0;
 };
 
 class World {
@@ -246,6 +249,10 @@ class World {
   void HandlePlanSwap(Node& node, const Envelope& e);
   void HandleAction(Node& node, const Envelope& e);
   void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
+  // As Executor::CheckStagedDigest: false (and answered) when `a` expects
+  // other bytes than the node holds staged; a plan swap expecting none
+  // fails the run.
+  bool CheckStagedDigest(Node& node, const Envelope& e);
   ActionResult OperationResult(const Node& node, const PlanAction& a,
                                bool& running) const;
   void ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& a);
@@ -294,6 +301,9 @@ class World {
 
   // The peer forger: its own random stream, like the transfers'.
   SeededRandom forger_rng_;
+  // Re-stages by hand (--plan): their own stream too, so that the seeds
+  // chosen for the other faults keep their schedules.
+  SeededRandom restage_rng_;
 
   // --plan.
   std::vector<std::string> voters_;

@@ -41,6 +41,8 @@ void Counters::Add(const Counters& o) {
   commands_refused += o.commands_refused;
   plan_proposals_failed += o.plan_proposals_failed;
   fences_renewed += o.fences_renewed;
+  restaged += o.restaged;
+  restage_refused += o.restage_refused;
   max_disrupted = std::max(max_disrupted, o.max_disrupted);
   max_in_flight = std::max(max_in_flight, o.max_in_flight);
   max_settle_ticks = std::max(max_settle_ticks, o.max_settle_ticks);
@@ -59,7 +61,8 @@ World::World(const SimOptions& options)
     : options_(options),
       rng_(options.seed),
       transfer_rng_(options.seed ^ 0x7472616e73666572ULL),
-      forger_rng_(options.seed ^ 0x666f726765727321ULL) {
+      forger_rng_(options.seed ^ 0x666f726765727321ULL),
+      restage_rng_(options.seed ^ 0x7265737461676521ULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];

@@ -70,6 +70,8 @@ struct Counters {
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
   int64_t fences_renewed = 0;         // same plan committed again (burnt fence)
+  int64_t restaged = 0;               // versions staged again by hand mid-plan
+  int64_t restage_refused = 0;        // swaps refused STAGED_ARTIFACT_CHANGED
   int64_t max_disrupted = 0;          // providers down at once (max)
   int64_t max_in_flight = 0;          // nodes InFlight in one plan (max)
   int64_t max_settle_ticks = 0;       // faults stop -> plan settled (max)
