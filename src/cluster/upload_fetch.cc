@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -49,7 +50,7 @@ UploadFetcher::UploadFetcher(const std::map<std::string, std::string>& addresses
 }
 
 absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
-                                  const std::string& dest) {
+                                  const std::string& dest, Deadline deadline) {
   absl::StatusOr<CoordinatorSource> source = ParseCoordinatorSource(text);
   if (!source.ok()) return source.status();
   int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -58,7 +59,7 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
                      "cannot create " + dest + ": " + std::strerror(errno), {{"path", dest}});
   }
   ScopedFd closer(fd);
-  absl::Status s = Receive(*source, kind, fd);
+  absl::Status s = Receive(*source, kind, fd, dest, deadline);
   if (s.ok() && ::fsync(fd) != 0) {
     s = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                   "cannot fsync " + dest + ": " + std::strerror(errno), {{"path", dest}});
@@ -72,11 +73,12 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
   return s;
 }
 
-absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind kind, int fd) {
+absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind kind, int fd,
+                                    const std::string& dest, Deadline deadline) {
   auto stub = stubs_.find(source.node);
   if (stub == stubs_.end()) return FetchFailed(source, "no cluster address is configured for it");
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  context.set_deadline(std::min(deadline, std::chrono::system_clock::now() + timeout_));
   v1::FetchArtifactRequest request;
   request.set_sha256(source.sha256);
   request.set_name(source.name);
@@ -91,7 +93,7 @@ absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind 
     s = name != source.name ? FetchFailed(source, "it answered with the file " + chunk.name())
                             : AcceptUploadChunk(progress, name, UploadKindName(kind),
                                                 chunk.offset(), chunk.data().size());
-    if (s.ok()) s = WriteAll(fd, chunk.data(), source.name);
+    if (s.ok()) s = WriteAll(fd, chunk.data(), dest);
   }
   if (!s.ok()) {
     context.TryCancel();
@@ -104,7 +106,12 @@ absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind 
     if (ReasonOf(answer) == reason::kAgentUnreachable) {
       return FetchFailed(source, end.error_message());
     }
-    return answer;
+    // The holder's own refusal (UPLOAD_NOT_FOUND: "this agent holds no
+    // upload ...") keeps its reason, said of the holder by name.
+    return MakeError(answer.code(), ReasonOf(answer),
+                     "fetching " + FormatCoordinatorSource(source) + ": " + source.node +
+                         " answered: " + std::string(answer.message()),
+                     {{"node", source.node}, {"name", source.name}});
   }
   return absl::OkStatus();
 }

@@ -277,7 +277,7 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
       {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name(),
        r->image(), r->image_ref()},
-      options_.state_dir, options_.fetch_upload);
+      options_.state_dir, options_.fetch_upload, context->deadline());
   if (!fetched.ok()) return ToGrpc(fetched.status());
   absl::StatusOr<StagedArtifact> a = executor_->Stage((*fetched)->request());
   if (!a.ok()) return ToGrpc((*fetched)->NameSources(a.status()));

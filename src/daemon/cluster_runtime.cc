@@ -31,8 +31,8 @@ absl::StatusOr<FetchUpload> UploadFetchOf(const AgentConfig& config) {
   auto fetcher =
       std::make_shared<UploadFetcher>(addresses, creds->channel, std::chrono::minutes(5));
   return FetchUpload([fetcher](const std::string& source, UploadKind kind,
-                               const std::string& dest) {
-    return fetcher->Fetch(source, kind, dest);
+                               const std::string& dest, FetchDeadline deadline) {
+    return fetcher->Fetch(source, kind, dest, deadline);
   });
 }
 

@@ -10,6 +10,7 @@
 #ifndef KMSFLEET_DAEMON_FETCHED_SOURCES_H_
 #define KMSFLEET_DAEMON_FETCHED_SOURCES_H_
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,9 +25,10 @@
 namespace kmsfleet {
 
 // Fetches the coordinator:// `source` of `kind` into the new file `dest`
-// (UploadFetcher::Fetch).
+// by `deadline` (UploadFetcher::Fetch).
+using FetchDeadline = std::chrono::system_clock::time_point;
 using FetchUpload = std::function<absl::Status(const std::string& source, UploadKind kind,
-                                               const std::string& dest)>;
+                                               const std::string& dest, FetchDeadline deadline)>;
 
 class FetchedSources {
  public:
@@ -36,9 +38,10 @@ class FetchedSources {
   // Errors: SOURCE_NOT_ALLOWED when a source is coordinator:// but `fetch`
   // is empty (this listener belongs to no cluster member) or malformed;
   // the fetch's own error otherwise. Nothing is left on disk on error.
-  static absl::StatusOr<std::unique_ptr<FetchedSources>> Fetch(const StageRequest& request,
-                                                               const std::string& state_dir,
-                                                               const FetchUpload& fetch);
+  // `deadline`: the Stage call's, passed to every fetch.
+  static absl::StatusOr<std::unique_ptr<FetchedSources>> Fetch(
+      const StageRequest& request, const std::string& state_dir, const FetchUpload& fetch,
+      FetchDeadline deadline = FetchDeadline::max());
   ~FetchedSources();  // removes the fetched files
   FetchedSources(const FetchedSources&) = delete;
   FetchedSources& operator=(const FetchedSources&) = delete;
@@ -53,7 +56,8 @@ class FetchedSources {
 
  private:
   FetchedSources() = default;
-  absl::Status FetchOne(std::string& source, UploadKind kind, const FetchUpload& fetch);
+  absl::Status FetchOne(std::string& source, UploadKind kind, const FetchUpload& fetch,
+                        FetchDeadline deadline);
 
   StageRequest request_;
   std::vector<std::pair<std::string, std::string>> fetched_;  // local path, source

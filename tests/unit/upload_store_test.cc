@@ -127,7 +127,8 @@ TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
   StageRequest request{"0.2.0", "coordinator://cp-1/" + sha + "/bao-kms-provider_0.2.0",
                        "/srv/release/checksums.txt", "", "", "", ""};
   std::vector<std::string> asked;
-  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest) {
+  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest,
+                          FetchDeadline) {
     asked.push_back(std::string(UploadKindName(kind)) + " " + source);
     WriteFileAtomic(dest, "binary", 0600).IgnoreError();
     return absl::OkStatus();
@@ -160,7 +161,8 @@ TEST_F(UploadStoreTest, AnUploadedImageRefIsFetchedWhenTheOtherSourcesAreNot) {
   request.checksums = "/srv/release/checksums.txt";
   request.image_ref_file = "coordinator://cp-1/" + std::string(64, 'b') + "/image-ref.txt";
   std::vector<std::string> asked;
-  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest) {
+  FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest,
+                          FetchDeadline) {
     asked.push_back(std::string(UploadKindName(kind)) + " " + source);
     WriteFileAtomic(dest, "repo@sha256:x\n", 0600).IgnoreError();
     return absl::OkStatus();

@@ -37,11 +37,16 @@ class UploadFetcher {
   // malformed source; ARTIFACT_FETCH_FAILED naming the node for an unknown
   // node or a broken call (the node's own refusal, e.g. UPLOAD_NOT_FOUND,
   // keeps its reason); the chunk rules' reasons; UPLOAD_DIGEST_MISMATCH when
-  // the bytes do not hash to the source's SHA-256; ARTIFACT_IO.
-  absl::Status Fetch(const std::string& source, UploadKind kind, const std::string& dest);
+  // the bytes do not hash to the source's SHA-256; ARTIFACT_IO naming
+  // `dest`. The call ends at `deadline` (that of the Stage call it serves:
+  // past it nobody waits for the file) or after the timeout, if sooner.
+  using Deadline = std::chrono::system_clock::time_point;
+  absl::Status Fetch(const std::string& source, UploadKind kind, const std::string& dest,
+                     Deadline deadline = Deadline::max());
 
  private:
-  absl::Status Receive(const CoordinatorSource& source, UploadKind kind, int fd);
+  absl::Status Receive(const CoordinatorSource& source, UploadKind kind, int fd,
+                       const std::string& dest, Deadline deadline);
 
   std::map<std::string, std::unique_ptr<v1::Fleet::Stub>> stubs_;
   std::chrono::seconds timeout_;

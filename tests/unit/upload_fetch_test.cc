@@ -1,0 +1,101 @@
+// UploadFetcher against an in-process Fleet service standing in for the
+// node that holds an upload: how its refusals and a slow answer reach the
+// agent that stages.
+#include "kmsfleet/cluster/upload_fetch.h"
+
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
+#include "process_harness.h"
+
+namespace kmsfleet {
+namespace {
+
+using ::testing::HasSubstr;
+
+const std::string kSha(64, 'c');
+
+// Answers FetchArtifact with `refusal`, or, when it is OK, holds the call
+// until the caller cancels it (a holder that never sends).
+class HolderService final : public v1::Fleet::Service {
+ public:
+  explicit HolderService(absl::Status refusal) : refusal_(std::move(refusal)) {}
+  grpc::Status FetchArtifact(grpc::ServerContext* context, const v1::FetchArtifactRequest*,
+                             grpc::ServerWriter<v1::ArtifactChunk>*) override {
+    if (!refusal_.ok()) return ToGrpcStatus(refusal_);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!context->IsCancelled() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return grpc::Status::CANCELLED;
+  }
+
+ private:
+  absl::Status refusal_;
+};
+
+class UploadFetchTest : public ::testing::Test {
+ protected:
+  void Serve(absl::Status refusal) {
+    service_ = std::make_unique<HolderService>(std::move(refusal));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    fetcher_ = std::make_unique<UploadFetcher>(
+        std::map<std::string, std::string>{{"cp-1", "127.0.0.1:" + std::to_string(port)}},
+        grpc::InsecureChannelCredentials(), std::chrono::minutes(5));
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  }
+
+  const std::string source_ = "coordinator://cp-1/" + kSha + "/bao-kms-provider";
+  testing::TempDir dir_;
+  std::unique_ptr<HolderService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<UploadFetcher> fetcher_;
+};
+
+// Found in review: the holder's "this agent holds no upload" reached the
+// plan as if the staging agent had said it.
+TEST_F(UploadFetchTest, TheHoldersRefusalKeepsItsReasonAndNamesTheHolder) {
+  Serve(MakeError(absl::StatusCode::kNotFound, reason::kUploadNotFound,
+                  "this agent holds no upload " + kSha + "/bao-kms-provider"));
+  const std::string dest = dir_.File("fetched");
+  absl::Status s = fetcher_->Fetch(source_, UploadKind::kBinary, dest);
+  EXPECT_EQ(ReasonOf(s), reason::kUploadNotFound) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cp-1 answered: this agent holds no upload"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr(source_));
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
+// Found in review: a fetch waited up to its own 5 minutes while the Stage
+// call it served had long ended (the coordinator gives it 30 s).
+TEST_F(UploadFetchTest, AFetchEndsWithTheStageCallItServes) {
+  Serve(absl::OkStatus());
+  const std::string dest = dir_.File("fetched");
+  const auto started = std::chrono::steady_clock::now();
+  absl::Status s = fetcher_->Fetch(source_, UploadKind::kBinary, dest,
+                                   std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactFetchFailed) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("from cp-1"));
+  EXPECT_LT(took, std::chrono::seconds(10));
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
+}  // namespace
+}  // namespace kmsfleet
