@@ -10,6 +10,7 @@
 #include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/upload_store.h"
 #include "kmsfleet/core/plan_command_guard.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
@@ -119,6 +120,7 @@ class FleetService final : public v1::Fleet::Service {
     Log(LogLevel::kInfo, "upload stored",
         {{"node", node_.self()}, {"name", stored->name()}, {"sha256", stored->sha256()},
          {"bytes", std::to_string(stored->size())}, {"caller", Who(*context)}});
+    PruneUploadsOfPastPlans(stored->sha256());
     *ref = *std::move(stored);
     return grpc::Status::OK;
   }
@@ -132,6 +134,24 @@ class FleetService final : public v1::Fleet::Service {
   }
 
  private:
+  // A new upload starts a new plan: uploads of finished plans, older than
+  // any sibling of this one, go. While a plan is under way (paused,
+  // halted and break-glass included) nothing is removed: it may stage again.
+  void PruneUploadsOfPastPlans(const std::string& just_stored) {
+    v1::PlanView view = coordinator_->View();
+    if (view.has_plan() && !IsFinished(view.plan().phase())) return;
+    std::vector<std::string> errors;
+    const int removed = uploads_.Prune(std::chrono::system_clock::now() - kUploadKeepFor,
+                                       just_stored, errors);
+    if (removed > 0) {
+      Log(LogLevel::kInfo, "uploads of past plans removed",
+          {{"node", node_.self()}, {"count", std::to_string(removed)}});
+    }
+    for (const std::string& e : errors) {
+      Log(LogLevel::kWarn, "cannot remove an old upload", {{"node", node_.self()}, {"error", e}});
+    }
+  }
+
   // Every chunk into one writer; the last chunk's sha256 is the declared one.
   absl::StatusOr<v1::ArtifactRef> ReceiveUpload(grpc::ServerReader<v1::ArtifactChunk>& reader) {
     absl::StatusOr<std::unique_ptr<UploadStore::Writer>> writer = uploads_.Begin();

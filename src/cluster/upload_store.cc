@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
@@ -23,11 +25,30 @@ absl::Status UploadIoError(const std::string& what, const std::string& path, int
 
 }  // namespace
 
-UploadStore::UploadStore(std::string state_dir)
-    : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/uploads") {}
+UploadStore::UploadStore(std::string state_dir, uint64_t reserve_bytes)
+    : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/uploads"),
+      reserve_bytes_(reserve_bytes) {}
 
-UploadStore::Writer::Writer(std::string dir, std::string temp, ScopedFd fd)
-    : dir_(std::move(dir)), temp_(std::move(temp)), fd_(std::move(fd)) {}
+UploadStore::Writer::Writer(std::string dir, std::string temp, ScopedFd fd,
+                            uint64_t reserve_bytes)
+    : dir_(std::move(dir)), temp_(std::move(temp)), fd_(std::move(fd)),
+      reserve_bytes_(reserve_bytes) {}
+
+absl::Status UploadStore::Writer::CheckRoomFor(size_t bytes) const {
+  struct statvfs fs {};
+  if (::fstatvfs(fd_.get(), &fs) != 0) return UploadIoError("measure free space of", dir_, errno);
+  const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
+  if (free_bytes >= reserve_bytes_ && free_bytes - reserve_bytes_ >= bytes) {
+    return absl::OkStatus();
+  }
+  return MakeError(absl::StatusCode::kResourceExhausted, reason::kArtifactIo,
+                   "upload: " + dir_ + " has " + std::to_string(free_bytes >> 20) +
+                       " MiB free, and an upload may not leave less than " +
+                       std::to_string(reserve_bytes_ >> 20) +
+                       " MiB there (the agent's journals and election state share it); "
+                       "free space there, or give nodes the release by URL",
+                   {{"path", dir_}, {"free_bytes", std::to_string(free_bytes)}});
+}
 
 UploadStore::Writer::~Writer() {
   if (!committed_) unlink(temp_.c_str());
@@ -39,6 +60,7 @@ absl::Status UploadStore::Writer::Append(const v1::ArtifactChunk& chunk) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckRoomFor(chunk.data().size()); !s.ok()) return s;
   const char* p = chunk.data().data();
   size_t left = chunk.data().size();
   while (left > 0) {
@@ -79,7 +101,34 @@ absl::StatusOr<std::unique_ptr<UploadStore::Writer>> UploadStore::Begin() const 
   std::string temp = dir_ + "/.incoming-XXXXXX";
   int fd = ::mkstemp(temp.data());
   if (fd < 0) return UploadIoError("create", temp, errno);
-  return std::make_unique<Writer>(dir_, temp, ScopedFd(fd));
+  return std::make_unique<Writer>(dir_, temp, ScopedFd(fd), reserve_bytes_);
+}
+
+int UploadStore::Prune(std::chrono::system_clock::time_point cutoff,
+                       std::string_view keep_sha256, std::vector<std::string>& errors) const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::directory_iterator it(dir_, ec);
+  if (ec) {
+    if (ec != std::errc::no_such_file_or_directory) errors.push_back(dir_ + ": " + ec.message());
+    return 0;
+  }
+  int removed = 0;
+  for (const fs::directory_entry& e : it) {
+    const std::string name = e.path().filename().string();
+    const bool upload = IsSha256Hex(name) && name != keep_sha256;
+    if (!upload && !name.starts_with(".incoming-")) continue;  // not ours to remove
+    struct stat st {};
+    if (::lstat(e.path().c_str(), &st) != 0) continue;  // gone meanwhile
+    if (std::chrono::system_clock::from_time_t(st.st_mtime) >= cutoff) continue;
+    fs::remove_all(e.path(), ec);
+    if (ec) {
+      errors.push_back(e.path().string() + ": " + ec.message());
+    } else {
+      ++removed;
+    }
+  }
+  return removed;
 }
 
 absl::StatusOr<std::string> UploadStore::Find(std::string_view sha256,

@@ -62,6 +62,30 @@ TEST_F(FleetArtifactTest, FilesOnlyOnTheOperatorsMachineReachEveryNode) {
   }
 }
 
+// Found in review: uploads were never removed from the coordinator. A new
+// upload once no plan is under way removes those of past plans.
+TEST_F(FleetArtifactTest, AnUploadAfterAFinishedPlanRemovesTheUploadsOfPastPlans) {
+  MoveReleaseToOperator();
+  const int coordinator = fleet_->WaitForCoordinator();
+  SubprocessResult r = Run((coordinator + 1) % 3, Upgrade({"--watch"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  const std::string uploads = fleet_->NodeDir(coordinator) + "/state/uploads/";
+  const std::string past = uploads + std::string(64, 'd');
+  std::filesystem::create_directories(past);
+  WriteFile(past + "/bao-kms-provider", "a release of a past plan");
+  std::filesystem::last_write_time(
+      past, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
+
+  // The same release again: uploaded, then refused as nothing to do.
+  r = Run((coordinator + 1) % 3, Upgrade());
+  EXPECT_THAT(r.stderr_text, HasSubstr("uploaded " + release_.binary + " ("));
+  EXPECT_FALSE(std::filesystem::exists(past)) << fleet_->Logs();
+  EXPECT_THAT(fleet_->Logs(), HasSubstr("uploads of past plans removed"));
+  const std::string source = PlanField("artifact_source");
+  const std::string sha = source.substr(source.find('/', 14) + 1, 64);
+  EXPECT_TRUE(std::filesystem::exists(uploads + sha)) << source;
+}
+
 // Found in review: the unix socket's message cap was the upload chunk
 // itself, so on the coordinator's own host (local root, the default
 // --agent) every upload of a real binary was refused and reported as

@@ -4,6 +4,7 @@
 // leaves nothing behind.
 #include "kmsfleet/cluster/upload_store.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -108,6 +109,50 @@ TEST_F(UploadStoreTest, EveryRefusedStreamLeavesNothing) {
     EXPECT_EQ(ReasonOf(ref.status()), c.reason) << c.what << ": " << ref.status();
     EXPECT_TRUE(Files().empty()) << c.what;
   }
+}
+
+// Found in review: uploads were never removed, each local-file upgrade
+// leaving up to 512 MiB on the filesystem of the journals and election
+// state, and nothing kept an upload from filling it.
+TEST_F(UploadStoreTest, PruneRemovesOldUploadsAndLeftoversOnly) {
+  const std::string old_sha = Sha256Hex("old"), new_sha = Sha256Hex("new");
+  ASSERT_TRUE(Upload({Chunk("a", "binary", 0, "old", old_sha)}, old_sha).ok());
+  ASSERT_TRUE(Upload({Chunk("a", "binary", 0, "new", new_sha)}, new_sha).ok());
+  const std::string uploads = dir_ + "/uploads/";
+  WriteFileAtomic(uploads + ".incoming-abc123", "half", 0600).IgnoreError();
+  WriteFileAtomic(uploads + "notes.txt", "an operator's", 0600).IgnoreError();
+  const auto two_hours_ago =
+      std::filesystem::file_time_type::clock::now() - std::chrono::hours(2);
+  for (const std::string& name : {old_sha, std::string(".incoming-abc123"), std::string("notes.txt")}) {
+    std::filesystem::last_write_time(uploads + name, two_hours_ago);
+  }
+  const auto cutoff = std::chrono::system_clock::now() - kUploadKeepFor;
+  std::vector<std::string> errors;
+
+  UploadStore store(dir_);
+  EXPECT_EQ(store.Prune(cutoff, old_sha, errors), 1);  // the leftover; the kept upload stays
+  EXPECT_TRUE(std::filesystem::exists(uploads + old_sha));
+  EXPECT_EQ(store.Prune(cutoff, "", errors), 1);
+  EXPECT_TRUE(errors.empty());
+  EXPECT_FALSE(std::filesystem::exists(uploads + old_sha));
+  EXPECT_FALSE(std::filesystem::exists(uploads + ".incoming-abc123"));
+  EXPECT_TRUE(store.Find(new_sha, "a").ok());
+  EXPECT_TRUE(std::filesystem::exists(uploads + "notes.txt"));
+  EXPECT_EQ(UploadStore(dir_ + "/absent").Prune(cutoff, "", errors), 0);
+  EXPECT_TRUE(errors.empty());
+}
+
+TEST_F(UploadStoreTest, AnUploadThatWouldEatTheReserveIsRefused) {
+  UploadStore store(dir_, uint64_t{1} << 60);  // more than any disk here has
+  absl::StatusOr<std::unique_ptr<UploadStore::Writer>> w = store.Begin();
+  ASSERT_TRUE(w.ok()) << w.status();
+  absl::Status s = (*w)->Append(Chunk("a", "binary", 0, "x"));
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(dir_ + "/uploads has "));
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("MiB free"));
+  w->reset();
+  EXPECT_TRUE(Files().empty());
 }
 
 TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {

@@ -4,15 +4,19 @@
 // of core/artifact_upload.h; an upload becomes visible only whole: it is
 // received into a temp file of its own, fsynced, hashed and renamed into
 // place, so a refused or broken stream leaves nothing behind.
-// Thread-safe: each Writer is one stream's; Find is a pure lookup.
+// Thread-safe: each Writer is one stream's; Find is a pure lookup; Prune
+// removes only what is older than a writer could be using.
 #ifndef KMSFLEET_CLUSTER_UPLOAD_STORE_H_
 #define KMSFLEET_CLUSTER_UPLOAD_STORE_H_
 
 #include "kmsfleet/cluster/layer.h"  // fails outside the cluster layer
 
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -22,22 +26,33 @@
 
 namespace kmsfleet {
 
+// Free space an upload may not take: the agent's journals and election
+// state live on the same filesystem, and a full disk would stop them.
+inline constexpr uint64_t kUploadFreeSpaceReserveBytes = uint64_t{256} << 20;
+
+// How long an upload is kept for the plan it was sent for: older ones are
+// removed when a new upload arrives while no plan is under way.
+inline constexpr std::chrono::hours kUploadKeepFor{1};
+
 class UploadStore {
  public:
   // `state_dir`: the agent's; uploads live in its uploads/ directory.
-  explicit UploadStore(std::string state_dir);
+  // `reserve_bytes`: free space every write must leave there.
+  explicit UploadStore(std::string state_dir,
+                       uint64_t reserve_bytes = kUploadFreeSpaceReserveBytes);
 
   // One upload being received. Destroying a writer that was not committed
   // removes its temp file.
   class Writer {
    public:
-    Writer(std::string dir, std::string temp, ScopedFd fd);
+    Writer(std::string dir, std::string temp, ScopedFd fd, uint64_t reserve_bytes);
     ~Writer();
     Writer(const Writer&) = delete;
     Writer& operator=(const Writer&) = delete;
 
     // Checks `chunk` (AcceptUploadChunk) and appends its data. Errors as
-    // AcceptUploadChunk; ARTIFACT_IO when the write fails.
+    // AcceptUploadChunk; ARTIFACT_IO when the write fails or would leave
+    // less than the reserve free.
     absl::Status Append(const v1::ArtifactChunk& chunk);
     // Checks the whole (FinishUpload against `declared_sha256`), then
     // moves it to uploads/<sha256>/<name>; `node` names this agent in the
@@ -46,9 +61,12 @@ class UploadStore {
                                            const std::string& node);
 
    private:
+    absl::Status CheckRoomFor(size_t bytes) const;
+
     std::string dir_, temp_;
     ScopedFd fd_;
     UploadProgress progress_;
+    uint64_t reserve_bytes_;
     bool committed_ = false;
   };
 
@@ -60,10 +78,17 @@ class UploadStore {
   // digest or name; NotFound UPLOAD_NOT_FOUND when it is not held.
   absl::StatusOr<std::string> Find(std::string_view sha256, std::string_view name) const;
 
+  // Removes every upload (uploads/<sha256>/) and leftover temp file last
+  // changed before `cutoff`, except the upload `keep_sha256`. Returns how
+  // many were removed; what could not be removed is named in `errors`.
+  int Prune(std::chrono::system_clock::time_point cutoff, std::string_view keep_sha256,
+            std::vector<std::string>& errors) const;
+
   const std::string& dir() const { return dir_; }
 
  private:
   std::string state_dir_, dir_;
+  uint64_t reserve_bytes_;
 };
 
 }  // namespace kmsfleet
