@@ -217,6 +217,10 @@ absl::StatusOr<SwapJournal> ParseJournal(std::string_view text,
   return j;
 }
 
+bool RecoveryReadsInstalledDigest(const SwapJournal& j) {
+  return !IsTerminal(j.phase) && j.phase != SwapPhase::kRollingBack && IsAfterStop(j.phase);
+}
+
 RecoveryPlan PlanRecovery(const SwapJournal& j,
                           std::string_view installed_sha256,
                           std::string_view unreadable) {

@@ -85,7 +85,8 @@ absl::StatusOr<std::string> Executor::ObserveInstalledForRecovery() {
 }
 
 void Executor::Recover(SwapJournal j) {
-  absl::StatusOr<std::string> installed = ObserveInstalledForRecovery();
+  absl::StatusOr<std::string> installed =
+      RecoveryReadsInstalledDigest(j) ? ObserveInstalledForRecovery() : std::string();
   std::string unreadable;
   if (!installed.ok() && !absl::IsNotFound(installed.status())) {
     unreadable = std::string(installed.status().message());

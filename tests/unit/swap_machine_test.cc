@@ -98,6 +98,12 @@ TEST(SwapMachineTest, RecoveryObservesTheInstalledDigest) {
   j.phase = SwapPhase::kStable;
   EXPECT_EQ(PlanRecovery(j, j.target_sha256).action, RecoveryAction::kCloseAsIs);
   j.phase = SwapPhase::kVerifying;
+  EXPECT_TRUE(RecoveryReadsInstalledDigest(j));
+  for (SwapPhase p : {SwapPhase::kPreflighted, SwapPhase::kRollingBack, SwapPhase::kStable}) {
+    SwapJournal other = j;
+    other.phase = p;
+    EXPECT_FALSE(RecoveryReadsInstalledDigest(other)) << PhaseName(p);
+  }
   RecoveryPlan unread = PlanRecovery(j, "", "read /usr/bin/p: Input/output error");
   EXPECT_EQ(unread.action, RecoveryAction::kRollBack);
   EXPECT_THAT(unread.why, ::testing::HasSubstr("could not be read (read /usr/bin/p: Input"));
