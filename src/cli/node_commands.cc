@@ -147,7 +147,7 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
 int RunSwap(Stub& stub, const NodeFlags& f) {
   v1::SwapRequest req;
   req.set_version(f.version);
-  req.set_expected_sha256(f.expected_sha256);
+  req.set_expected_staged_digest(f.expected_staged_digest);
   return StartAndFollow(stub, f, "swap to " + f.version, &Stub::Swap, std::move(req));
 }
 
@@ -210,7 +210,7 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
       ->add_option("--version", f.version, "staged version to install")
       ->required();
   node->get_subcommand("swap")->add_option(
-      "--expected-sha256", f.expected_sha256,
+      "--expected-digest", f.expected_staged_digest,
       "refuse unless the staged artifact has this SHA-256 (as `node stage` printed it)");
   node->get_subcommand("rollback")
       ->add_option("--of", f.of_operation_id, "the Stable swap to undo")

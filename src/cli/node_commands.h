@@ -19,7 +19,7 @@ struct NodeFlags {
   std::string version, source, checksums, signature, artifact_name;
   std::string image, image_ref;  // static-pod nodes (issue 10)
   std::string expected_key_id_hash, operation_id, of_operation_id;
-  std::string expected_sha256;  // swap: the staged digest to insist on
+  std::string expected_staged_digest;  // swap: the staged digest to insist on
   int64_t stabilization_ms = 0;
   std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
   int timeout_ms = 600000;  // the whole command, including the watch

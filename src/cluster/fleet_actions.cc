@@ -142,7 +142,7 @@ ActionResult FleetActions::Stage(const PlanAction& action,
   grpc::Status s = Stub(action.node)->Stage(Context(10 * call_timeout_).get(), request, &response);
   r.status = FromGrpcStatus(s, action.node);
   r.previous_artifact_verified = response.previous_artifact_verified();
-  r.staged_sha256 = response.sha256();
+  r.staged_digest = response.staged_digest();
   return r;
 }
 
@@ -197,7 +197,7 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
   if (action.kind == ActionKind::kSwap) {
     v1::SwapRequest request = CommandRequest<v1::SwapRequest>(action, fence);
     request.set_version(action.version);
-    request.set_expected_sha256(action.expected_sha256);
+    request.set_expected_staged_digest(action.expected_staged_digest);
     s = Stub(action.node)->Swap(Context().get(), request, &operation);
   } else {
     v1::RollbackRequest request = CommandRequest<v1::RollbackRequest>(action, fence);

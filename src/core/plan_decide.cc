@@ -183,7 +183,7 @@ void PlanStep::DecideInFlight() {
       a.version = back ? next_->version_before() : next_->target_version();
       a.operation_id = n->operation_id();
       a.of_operation_id = n->rollback_of();
-      if (!back) a.expected_sha256 = n->staged_sha256();  // what preflight checked
+      if (!back) a.expected_staged_digest = n->staged_digest();  // what preflight checked
       a.expected_key_id_hash = Parity().hash();
       a.stabilization_ms = next_->settings().stabilization_ms();
       Issue(std::move(a));

@@ -46,9 +46,14 @@ absl::Status PlanStep::HandleResume() {
   if (phase != v1::PLAN_PHASE_PAUSED && phase != v1::PLAN_PHASE_HALTED) {
     return NotApplicable("resume", phase);
   }
-  const v1::PlanPhase to = next_->resume_phase();
+  v1::PlanPhase to = next_->resume_phase();
   if (phase == v1::PLAN_PHASE_HALTED) {
-    ReclaimFailedNodes(to == v1::PLAN_PHASE_ROLLING_BACK);
+    // A node whose release was staged again since its preflight is staged
+    // and preflighted once more: the plan goes back through Preflight.
+    if (ReclaimFailedNodes(to == v1::PLAN_PHASE_ROLLING_BACK) &&
+        to == v1::PLAN_PHASE_ROLLING) {
+      to = v1::PLAN_PHASE_PREFLIGHT;
+    }
     if (to == v1::PLAN_PHASE_PREFLIGHT) RestageUnverifiedNodes();
     next_->clear_halt();
     m_.issued_.clear();
@@ -119,9 +124,17 @@ absl::Status PlanStep::HandleRollback() {
   return absl::OkStatus();
 }
 
-void PlanStep::ReclaimFailedNodes(bool walk_back) {
+bool PlanStep::ReclaimFailedNodes(bool walk_back) {
+  bool restage = false;
   for (v1::PlanNode& n : *next_->mutable_nodes()) {
     if (n.phase() != v1::PLAN_NODE_PHASE_FAILED) continue;
+    if (!walk_back && n.reason() == reason::kStagedArtifactChanged) {
+      n.clear_reason();
+      n.clear_message();
+      SetNodePhase(n, v1::PLAN_NODE_PHASE_PENDING);
+      restage = true;
+      continue;
+    }
     if (walk_back) {
       // Walk back only a node that does not already run the old version
       // (a failed swap restored it; a failed API server restart did not).
@@ -141,6 +154,7 @@ void PlanStep::ReclaimFailedNodes(bool walk_back) {
     SetNodePhase(n, walk_back ? v1::PLAN_NODE_PHASE_DONE
                               : v1::PLAN_NODE_PHASE_PREFLIGHTED);
   }
+  return restage;
 }
 
 absl::Status PlanStep::HandleAckBreakGlass(const std::string& nonce) {

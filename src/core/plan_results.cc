@@ -64,7 +64,7 @@ void PlanStep::ApplyStaged(v1::PlanNode& node, const ActionResult& r) {
     return;
   }
   node.set_previous_artifact_verified(r.previous_artifact_verified);
-  node.set_staged_sha256(r.staged_sha256);
+  node.set_staged_digest(r.staged_digest);
   SetNodePhase(node, v1::PLAN_NODE_PHASE_STAGED);
 }
 
@@ -219,6 +219,18 @@ void PlanStep::AfterFailure(const v1::PlanNode& node) {
                         next_->resume_phase() == v1::PLAN_PHASE_ROLLING);
   if (!rolling || !next_->settings().auto_rollback()) {
     Halt(failure, node.node());
+    return;
+  }
+  if (node.reason() == reason::kStagedArtifactChanged) {
+    // Nothing failed on the node: someone staged its release again. The
+    // plan's own release is staged again on resume; no reason to restart
+    // every upgraded provider.
+    Halt(MakeError(absl::StatusCode::kFailedPrecondition, node.reason(),
+                   absl::StrCat(failure.message(),
+                                " Auto-rollback is not started for a release staged again "
+                                "by hand: `kmsfleetctl resume` stages the plan's release "
+                                "there again, `kmsfleetctl rollback` walks the fleet back.")),
+         node.node());
     return;
   }
   if (node.reason() == reason::kApiServerRestartFailed) {

@@ -44,7 +44,9 @@ class PlanStep {
   absl::Status RollbackAllowed();
   // Failed nodes are tried again: walked back (unless they already run the
   // version before the plan) or, forward, preflighted again.
-  void ReclaimFailedNodes(bool walk_back);
+  // Returns whether a node goes back to Pending (its release was staged
+  // again since its preflight).
+  bool ReclaimFailedNodes(bool walk_back);
 
   // ---- plan_step.cc: results and phases ----
   void ApplyResult(const ActionResult& result);

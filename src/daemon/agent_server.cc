@@ -287,6 +287,9 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   response->set_signed_(a->is_signed);
   response->set_signer(a->signer);
   response->set_previous_artifact_verified(executor_->PreviousReleaseKept());
+  absl::StatusOr<std::string> digest = executor_->StagedDigest(a->version);
+  if (!digest.ok()) return ToGrpc((*fetched)->NameSources(digest.status()));
+  response->set_staged_digest(*digest);
   return grpc::Status::OK;
 }
 
@@ -325,7 +328,7 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
   absl::StatusOr<SwapJournal> j =
-      executor_->Swap({r->version(), command, r->expected_sha256()});
+      executor_->Swap({r->version(), command, r->expected_staged_digest()});
   if (!j.ok()) return Refused(j.status());
   ToProto(*j, response);
   return grpc::Status::OK;

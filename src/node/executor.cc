@@ -14,6 +14,7 @@
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/log.h"
 #include "kmsfleet/node/static_pod_installer.h"
+#include "kmsfleet/node/static_pod_release.h"
 
 namespace kmsfleet {
 namespace {
@@ -420,23 +421,35 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   return j;
 }
 
-// A plan preflights the bytes it staged; the same version staged again
-// since (another signed build, by hand or by another plan) is not them.
-absl::Status Executor::CheckStagedDigest(const SwapParams& p,
-                                         const StagedArtifact& staged) const {
-  if (p.expected_sha256.empty() || p.expected_sha256 == staged.sha256) {
+// A plan preflights the release it staged; the same version staged again
+// since (another signed build, another image, by hand or by another tool)
+// is not it. `what`: the staged files, for the message.
+absl::Status Executor::CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
+                                         const std::string& what) const {
+  if (p.expected_staged_digest.empty() || p.expected_staged_digest == staged_digest) {
     return absl::OkStatus();
   }
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
-                   "the artifact of " + p.version + " staged on " + options_.node +
-                       " (" + staged.binary_path + ") has SHA-256 " + staged.sha256 +
-                       ", not " + p.expected_sha256 +
-                       ", the one the swap expects: it was staged again since; stage "
-                       "the release again through the plan, or swap without the digest",
+                   "the release of " + p.version + " staged on " + options_.node + " (" + what +
+                       ") has digest " + staged_digest + ", not " + p.expected_staged_digest +
+                       ", the one the swap expects: it was staged again since. `kmsfleetctl "
+                       "resume` stages the plan's release again; by hand, swap without the "
+                       "digest",
                    {{"node", options_.node},
                     {"version", p.version},
-                    {"staged_sha256", staged.sha256},
-                    {"expected_sha256", p.expected_sha256}});
+                    {"staged_digest", staged_digest},
+                    {"expected_staged_digest", p.expected_staged_digest}});
+}
+
+absl::StatusOr<std::string> Executor::StagedDigest(const std::string& version) {
+  if (!options_.static_pod) {
+    KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
+                              FindStagedUnverified(options_.artifacts, version));
+    return staged.sha256;
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact kit, FindStagedUnverified(options_.artifacts, version));
+  KMSFLEET_ASSIGN_OR_RETURN(ImageRef image, FindStagedImage(options_.state_dir, version));
+  return StaticPodStagedDigest(kit.sha256, image.ToString());
 }
 
 absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::string& id) {
@@ -445,7 +458,7 @@ absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::s
   // file against this digest before anything else is done.
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStagedUnverified(options_.artifacts, p.version));
-  KMSFLEET_RETURN_IF_ERROR(CheckStagedDigest(p, staged));
+  KMSFLEET_RETURN_IF_ERROR(CheckStagedDigest(p, staged.sha256, staged.binary_path));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;

@@ -118,4 +118,8 @@ absl::StatusOr<ImageRef> FindStagedImage(const std::string& state_dir,
   return ref;
 }
 
+std::string StaticPodStagedDigest(std::string_view kit_sha256, std::string_view image) {
+  return Sha256Hex(std::string(kit_sha256) + "\n" + std::string(image));
+}
+
 }  // namespace kmsfleet

@@ -4,10 +4,13 @@
 // were ever down at once (the fakes' own start and stop log lines).
 #include <signal.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 
 #include "fleet_fixture.h"
+#include "user_manager.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -160,6 +163,46 @@ TEST_F(FleetUpgradeTest, PauseHoldsTheNextNodeAndResumeFinishes) {
   EXPECT_EQ(resume.exit_code, 0) << resume.stdout_text << resume.stderr_text;
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
   EXPECT_THAT(PlanJson(), HasSubstr("pause"));
+}
+
+// Found in review: a swap installed whatever its node held staged when it
+// started. cp-3's release is staged again by hand, with other signed bytes
+// of 0.2.0, after the plan's preflight: its agent refuses the swap
+// untouched and the plan halts; resume stages the plan's release there
+// again and finishes.
+TEST_F(FleetUpgradeTest, AReleaseStagedAgainByHandMidPlanIsRefusedThenStagedAgainOnResume) {
+  TempDir rebuilt;
+  const std::string name = std::filesystem::path(release_.binary).filename();
+  std::filesystem::copy_file(release_.binary, rebuilt.File(name));
+  {
+    std::ofstream out(rebuilt.File(name), std::ios::app);
+    out << "\n# rebuilt\n";
+  }
+  SignRelease(rebuilt.path(), name, fleet_->NodeDir(0) + "/../release.key");
+
+  SubprocessResult r = Run(0, Upgrade({"--soak", "3s", "--order", "cp-1,cp-2,cp-3"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  ASSERT_TRUE(WaitUntil([&] { return fleet_->ServingVersion(0) == "0.2.0"; },
+                        std::chrono::seconds(60)));
+  absl::StatusOr<SubprocessResult> stage = RunSubprocess(
+      {KMSFLEETCTL_PATH, "node", "--agent", "unix:" + fleet_->NodeDir(2) + "/agent.sock",
+       "stage", "--version", "0.2.0", "--source", rebuilt.File(name), "--checksums",
+       rebuilt.File("checksums.txt"), "--signature", rebuilt.File("checksums.txt.sig")},
+      SubprocessOptions{});
+  ASSERT_TRUE(stage.ok()) << stage.status();
+  ASSERT_EQ(stage->exit_code, 0) << stage->stderr_text;
+
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_HALTED", std::chrono::seconds(60))) << PlanJson();
+  EXPECT_THAT(PlanJson(), HasSubstr("STAGED_ARTIFACT_CHANGED"));
+  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
+  EXPECT_EQ(fleet_->ServingVersion(1), "0.2.0");
+
+  SubprocessResult resume = Run(1, {"resume", "--watch"});
+  EXPECT_EQ(resume.exit_code, 0) << resume.stdout_text << resume.stderr_text << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(ReadFile(fleet_->NodeDir(2) + "/state/artifacts/0.2.0/bao-kms-provider"),
+            ReadFile(release_.binary));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
 TEST_F(FleetUpgradeTest, AbortStopsBeforeTheNextNodeAndLeavesTheFleetServing) {

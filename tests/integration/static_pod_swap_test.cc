@@ -242,6 +242,28 @@ TEST_F(StaticPodSwapTest, AStagedImageTheRuntimeNoLongerHoldsIsRefusedBeforeTheS
   ExpectOldServing();
 }
 
+// Found in review: the digest a plan sends with its swap covered the kit
+// binary alone, so the same version staged again with another image (and
+// the same binary) was swapped in. The staged digest covers both.
+TEST_F(StaticPodSwapTest, ASwapExpectingTheStagedDigestRefusesAnotherImage) {
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, node_->MakeRelease(kNew));
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
+  const std::string digest = Str(Json(s->stdout_text), "staged_digest");
+  ASSERT_EQ(digest.size(), 64u) << s->stdout_text;
+  EXPECT_NE(digest, Str(Json(s->stdout_text), "sha256"));  // not the kit binary's alone
+  const std::string other = ImageOf("0.2.0-rebuilt");
+  WriteFile(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt", other + "\n");
+
+  SubprocessResult swap = Run({"swap", "--version", kNew, "--operation-id", "op-1",
+                               "--expected-digest", digest});
+  EXPECT_EQ(swap.exit_code, 1) << swap.stdout_text;
+  EXPECT_THAT(swap.stderr_text, HasSubstr("STAGED_ARTIFACT_CHANGED"));
+  EXPECT_THAT(swap.stderr_text, HasSubstr(other));
+  EXPECT_TRUE(node_->KubeletEvents("foreign_file").empty());
+  ExpectOldServing();
+}
+
 // A member of an election swaps only under its coordinator's fence; here a
 // standalone node, so an unfenced swap is the operator's. The other way
 // round (a fence without an election) is refused before anything moves.

@@ -391,7 +391,7 @@ TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
 // Found in review: a swap installed whatever was staged when it started,
 // so the same version staged again with other bytes (another signed build)
 // after the plan's preflight was swapped in. The plan now sends the digest
-// its stage reported; `node swap --expected-sha256` is the same check.
+// its stage reported; `node swap --expected-digest` is the same check.
 TEST_F(SwapTest, ASwapExpectingTheFirstStagedBytesRefusesARestage) {
   Start();
   SubprocessResult first = Stage(node_->MakeRelease(kNew));
@@ -404,7 +404,7 @@ TEST_F(SwapTest, ASwapExpectingTheFirstStagedBytesRefusesARestage) {
   ASSERT_NE(second_sha, first_sha);
 
   absl::StatusOr<SubprocessResult> r = node_->Node(
-      {"swap", "--version", kNew, "--operation-id", "op-1", "--expected-sha256", first_sha});
+      {"swap", "--version", kNew, "--operation-id", "op-1", "--expected-digest", first_sha});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->exit_code, 1) << r->stdout_text;
   EXPECT_THAT(r->stderr_text, HasSubstr("STAGED_ARTIFACT_CHANGED"));

@@ -148,15 +148,15 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
 bool World::CheckStagedDigest(Node& node, const Envelope& e) {
   const PlanAction& a = *e.action;
   if (a.kind != ActionKind::kSwap) return true;
-  if (a.expected_sha256.empty()) {
+  if (a.expected_staged_digest.empty()) {
     if (!e.adversary) Fail("swap " + a.operation_id + " to " + node.name + " names no staged digest");
     return true;
   }
   const std::string staged = StagedDigest(node, a.version);
-  if (a.expected_sha256 == staged) return true;
+  if (a.expected_staged_digest == staged) return true;
   ++counters_.restage_refused;
   Trace(node.name + " refused swap " + a.operation_id + ": staged " + staged + ", expected " +
-        a.expected_sha256);
+        a.expected_staged_digest);
   ActionResult r;
   r.kind = ResultKind::kOperation;
   r.node = node.name;
@@ -232,7 +232,7 @@ void World::HandleAction(Node& node, const Envelope& e) {
     case ActionKind::kStage:
       r.kind = ResultKind::kStaged;
       r.previous_artifact_verified = true;
-      r.staged_sha256 = StagedDigest(node, a.version);
+      r.staged_digest = StagedDigest(node, a.version);
       if (fail) {
         r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
                              node.name + ": the staged artifact does not match checksums.txt");

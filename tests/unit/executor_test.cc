@@ -595,9 +595,7 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   ExpectOldServing();
 }
 
-// Found in review: `rollback --of A` was admitted whatever was installed
-// since A, so it could skip a later swap (or, as here, undo A twice: one
-// more stop and start of a serving provider for nothing).
+// Found in review: a swap installed whatever was staged when it started.
 TEST_F(ExecutorTest, ASwapExpectingOtherStagedBytesIsRefusedBeforeAnythingIsRecorded) {
   const std::string other(64, 'e');
   absl::StatusOr<SwapJournal> refused =
@@ -615,6 +613,9 @@ TEST_F(ExecutorTest, ASwapExpectingOtherStagedBytesIsRefusedBeforeAnythingIsReco
   EXPECT_EQ(Installed(), kNew);
 }
 
+// Found in review: `rollback --of A` was admitted whatever was installed
+// since A, so it could skip a later swap (or, as here, undo A twice: one
+// more stop and start of a serving provider for nothing).
 TEST_F(ExecutorTest, ARollbackOfASwapWhoseReleaseWasReplacedSinceIsRefused) {
   ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
   ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());

@@ -188,7 +188,7 @@ class Driver {
       case ActionKind::kStage:
         r.kind = ResultKind::kStaged;
         r.previous_artifact_verified = previous_kept(a);
-        r.staged_sha256 = "staged-on-" + a.node;
+        r.staged_digest = "staged-on-" + a.node + "#" + std::to_string(++stages_[a.node]);
         break;
       case ActionKind::kPreflight:
         r.kind = ResultKind::kPreflighted;
@@ -230,6 +230,7 @@ class Driver {
   std::string last_swapped_;
   std::vector<ActionResult> results_;
   std::map<std::string, OperationOutcome> last_outcome_;
+  std::map<std::string, int> stages_;  // stages answered per node
 };
 
 TEST(PlanMachineTest, StartRecordsOrderBaselineAndWhoAsked) {
@@ -275,15 +276,55 @@ TEST(PlanMachineTest, EachSwapExpectsTheDigestItsNodeStaged) {
   d.Step(Start());
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   for (const v1::PlanNode& n : d.plan_.nodes()) {
-    EXPECT_EQ(n.staged_sha256(), "staged-on-" + n.node());
+    EXPECT_EQ(n.staged_digest(), "staged-on-" + n.node() + "#1");
   }
   int swaps = 0;
   for (const PlanAction& a : d.log_) {
     if (a.kind != ActionKind::kSwap) continue;
     ++swaps;
-    EXPECT_EQ(a.expected_sha256, "staged-on-" + a.node);
+    EXPECT_EQ(a.expected_staged_digest, "staged-on-" + a.node + "#1");
   }
   EXPECT_EQ(swaps, 3);
+}
+
+// c's release is staged again by hand after the preflight: its agent
+// refuses the swap, untouched. Found in review: `resume` put c back to
+// Preflighted with the old digest, so every resume was refused again.
+// Now c is staged and preflighted again and the plan goes on; an
+// auto-rollback does not walk the fleet back for it.
+absl::Status RestagedOnC(const PlanAction& a) {
+  return a.node == "c" && a.expected_staged_digest == "staged-on-c#1"
+             ? MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
+                         "c holds other bytes")
+             : absl::OkStatus();
+}
+
+TEST(PlanMachineTest, AReleaseStagedAgainByHandIsStagedAgainOnResume) {
+  for (const bool auto_rollback : {false, true}) {
+    SCOPED_TRACE(auto_rollback ? "auto-rollback" : "halt");
+    Driver d;
+    d.admission = RestagedOnC;
+    v1::PlanSettings s;
+    s.set_auto_rollback(auto_rollback);
+    d.Step(Start(s));
+    d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+    EXPECT_EQ(d.plan_.halt().reason(), reason::kStagedArtifactChanged);
+    EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+    EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+
+    d.Step(Cmd(CommandKind::kResume));
+    d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+    int stages_of_c = 0;
+    std::vector<std::string> swaps_of_c;
+    for (const PlanAction& a : d.log_) {
+      if (a.node != "c") continue;
+      if (a.kind == ActionKind::kStage) ++stages_of_c;
+      if (a.kind == ActionKind::kSwap) swaps_of_c.push_back(a.expected_staged_digest);
+    }
+    EXPECT_EQ(stages_of_c, 2);
+    EXPECT_THAT(swaps_of_c, ElementsAre("staged-on-c#1", "staged-on-c#2"));
+    for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
+  }
 }
 
 TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotResent) {

@@ -60,7 +60,7 @@ struct ActionResult {
   uint64_t revision = 0;
   absl::Status status;
   bool previous_artifact_verified = false;  // kStaged
-  std::string staged_sha256;                // kStaged
+  std::string staged_digest;                // kStaged
   NodeDoctor doctor;                        // kPreflighted
   NodeRotation rotation;                    // kPreflighted
   std::string operation_id;                 // kOperation
@@ -114,7 +114,7 @@ struct PlanAction {
   std::string operation_id;
   std::string of_operation_id;  // kRollbackNode: the swap to undo
   std::string expected_key_id_hash;
-  std::string expected_sha256;  // kSwap: the node's staged digest, "" = any
+  std::string expected_staged_digest;  // kSwap: the node's staged digest, "" = any
   int64_t stabilization_ms = 0;
   std::string method;  // kRestartApiServer
   absl::Status why;    // kHalt, kBreakGlass

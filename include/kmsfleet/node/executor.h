@@ -103,9 +103,9 @@ struct CommandParams {
 struct SwapParams {
   std::string version;
   CommandParams command;
-  // "" = whatever is staged; else the staged artifact must have this
-  // SHA-256 (STAGED_ARTIFACT_CHANGED): the bytes a plan preflighted.
-  std::string expected_sha256;
+  // "" = whatever is staged; else the staged release must have this
+  // digest (StagedDigest; STAGED_ARTIFACT_CHANGED): what a plan preflighted.
+  std::string expected_staged_digest;
 };
 
 struct RollbackParams {
@@ -164,6 +164,10 @@ class Executor {
   // (static_pod_release.h; its reference checks come before anything is
   // written).
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
+  // What a swap to `version` would install, as one digest: the staged
+  // binary's SHA-256; on a static-pod node, StaticPodStagedDigest of the
+  // kit binary and the staged image. Errors: NOT_STAGED, ARTIFACT_IO.
+  absl::StatusOr<std::string> StagedDigest(const std::string& version);
   // The plan's rollback readiness: a swap can keep what is installed now,
   // with its SHA-256 in the journal, so a rollback can reinstall it. True
   // when the installed binary (options.install_path) is a regular
@@ -256,7 +260,8 @@ class Executor {
   void Unreserve();
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
-  absl::Status CheckStagedDigest(const SwapParams& p, const StagedArtifact& staged) const;
+  absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
+                                 const std::string& what) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);

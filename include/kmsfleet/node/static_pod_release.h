@@ -74,6 +74,10 @@ absl::StatusOr<ImageRef> StageImage(const std::string& state_dir, ContainerRunti
 
 // The image recorded for `version`. Errors: NOT_STAGED when none is;
 // IMAGE_REF_* when the record does not parse.
+// One digest for what a static-pod swap installs: the kit binary (its
+// doctor) and the image the pod runs. Either changing changes it.
+std::string StaticPodStagedDigest(std::string_view kit_sha256, std::string_view image);
+
 absl::StatusOr<ImageRef> FindStagedImage(const std::string& state_dir,
                                          const std::string& version);
 
