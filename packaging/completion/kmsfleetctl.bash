@@ -38,7 +38,7 @@ _kmsfleetctl() {
         "") words_for="stage preflight swap rollback operation --agent --timeout-ms $tls --help" ;;
         stage) words_for="--version --source --checksums --signature --artifact-name --image --image-ref --help" ;;
         preflight) words_for="--version --help" ;;
-        swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --help" ;;
+        swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --expected-digest --help" ;;
         rollback) words_for="--of --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --help" ;;
         operation) words_for="--id --no-wait --help" ;;
       esac ;;

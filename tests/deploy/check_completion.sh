@@ -25,7 +25,7 @@ help_words() {
   "$ctl" "$@" --help 2>&1 | awk '
     /^Subcommands:/ { subs = 1; next }
     subs && /^  [a-z]/ { print $1; next }
-    { while (match($0, /--[a-z][a-z-]*/)) { print substr($0, RSTART, RLENGTH); $0 = substr($0, RSTART + RLENGTH) } }
+    { while (match($0, /--[a-z][a-z0-9-]*/)) { print substr($0, RSTART, RLENGTH); $0 = substr($0, RSTART + RLENGTH) } }
   ' | sort -u
 }
 compare() {  # compare WORD...
