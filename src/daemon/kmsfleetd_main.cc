@@ -1,6 +1,7 @@
 // kmsfleetd: the per-node agent. Loads its config, serves kmsfleet.v1.Agent
 // and stops cleanly on SIGTERM or SIGINT.
 #include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +11,7 @@
 #include "daemon/agent_config.h"
 #include "daemon/agent_metrics.h"
 #include "daemon/event_metrics.h"
+#include "daemon/failed_start.h"
 #include "daemon/agent_server.h"
 #include "daemon/cluster_runtime.h"
 #include "daemon/sd_notifier.h"
@@ -181,6 +183,18 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // Open journals of a previous run are finished or rolled back first, on
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
+  // From here a failed start waits out that recovery (failed_start.h).
+  auto failed_start = [&executor, &stop_signals, &config] {
+    const FailedStartEnd end = WaitOutRecovery(
+        [&executor] { return executor.Busy(); }, stop_signals,
+        [] { sd_notify(0, "EXTEND_TIMEOUT_USEC=5000000"); });
+    if (end == FailedStartEnd::kStopRequested) {
+      Log(LogLevel::kWarn, "stopping with recovery unfinished; the next start recovers it",
+          {{"node", config.node}});
+      _exit(1);  // as a kill: every phase is on disk before it runs
+    }
+    return 1;
+  };
   ApiServerRestartOptions apiserver_options = config.apiserver;
   apiserver_options.poll_interval = config.executor.poll_interval;
   ApiServerRestarter apiserver(std::move(apiserver_options),
@@ -193,7 +207,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
     absl::StatusOr<FetchUpload> fetch = UploadFetchOf(config);
     if (!fetch.ok()) {
       Log(LogLevel::kError, std::string(fetch.status().message()), {{"node", config.node}});
-      return 1;
+      return failed_start();
     }
     fetch_upload = *std::move(fetch);
   }
@@ -219,7 +233,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   if (!cluster.ok()) {
     Log(LogLevel::kError, std::string(cluster.status().message()),
         {{"node", config.node}});
-    return 1;
+    return failed_start();
   }
   if (*cluster) server.AddService((*cluster)->local_fleet_service());
   if (!config.listen_tcp.empty()) {
@@ -235,7 +249,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       !s.ok()) {
     if (*cluster) (*cluster)->Stop(std::chrono::milliseconds(0));
     Log(LogLevel::kError, std::string(s.message()), {{"node", config.node}});
-    return 1;
+    return failed_start();
   }
   std::unique_ptr<prometheus::Exposer> metrics;
   std::shared_ptr<AgentMetrics> agent_metrics;
@@ -257,7 +271,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       server.Shutdown(std::chrono::milliseconds(0));
       if (*cluster) (*cluster)->Stop(std::chrono::milliseconds(0));
       Log(LogLevel::kError, std::string(exposer.status().message()), {{"node", config.node}});
-      return 1;
+      return failed_start();
     }
     metrics = *std::move(exposer);
     std::vector<int> ports = metrics->GetListeningPorts();

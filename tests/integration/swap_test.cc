@@ -4,7 +4,10 @@
 #include <boost/json.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -413,6 +416,70 @@ TEST_F(SwapTest, ASwapExpectingTheFirstStagedBytesRefusesARestage) {
 
   boost::json::object op = StageAndSwap("", "op-2");
   EXPECT_EQ(Str(op, "phase"), "Stable") << last_swap_.stderr_text;
+}
+
+// A loopback port held (bound and listening) for the test's length.
+class HeldPort {
+ public:
+  HeldPort() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 || listen(fd_, 1) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ADD_FAILURE() << "cannot hold a loopback port";
+    }
+    port_ = ntohs(a.sin_port);
+  }
+  ~HeldPort() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
+// Found in review: a start that failed after recovery began (here the
+// metrics address is taken) joined the recovery with SIGTERM blocked and
+// unread, so a stop waited out the whole recovery and systemd's timeouts.
+// Now SIGTERM ends it at once and the next start finishes the recovery.
+TEST_F(SwapTest, AStartThatFailsDuringRecoveryStillStopsOnSigterm) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_CRASH_AT=Stopped"}, KMSFLEETD_CRASHTEST_PATH);
+  SubprocessResult staged = Stage(node_->MakeRelease(kNew));
+  ASSERT_EQ(staged.exit_code, 0) << staged.stderr_text;
+  (void)node_->Node({"swap", "--version", kNew, "--operation-id", "op-1",
+                     "--stabilization-ms", "8000", "--no-wait"});
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash";
+  const std::string config = node_->dir() + "/kmsfleet.yaml";
+  const std::string good = ReadFile(config);
+  HeldPort taken;
+  WriteFile(config, good + "metrics:\n  listen: 127.0.0.1:" + std::to_string(taken.port()) + "\n");
+
+  ChildProcess agent({KMSFLEETD_PATH, "--config", config},
+                     ChildOptions{.out_path = node_->dir() + "/failing-start.log"});
+  ASSERT_TRUE(WaitUntil([&] { return agent.Output().find("recovering operation") !=
+                                     std::string::npos; },
+                        std::chrono::seconds(10)))
+      << agent.Output();
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the start has failed by now
+  const auto signalled = std::chrono::steady_clock::now();
+  agent.Signal(SIGTERM);
+  std::optional<int> code = agent.Wait(std::chrono::seconds(15));
+  ASSERT_TRUE(code.has_value()) << agent.Output();
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(4));
+  EXPECT_EQ(*code, 1);
+  EXPECT_THAT(agent.Output(), HasSubstr("stopping with recovery unfinished")) << agent.Output();
+
+  WriteFile(config, good);
+  node_->StartAgent();
+  absl::StatusOr<SubprocessResult> r = node_->Node({"operation", "--id", "op-1"}, 60000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Str(Json(r->stdout_text), "phase"), "RolledBack") << r->stdout_text;
+  ExpectOldServing();
 }
 
 // Found in review: a journal the restarted agent could not read was
