@@ -211,6 +211,27 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
                          : v1::PLAN_NODE_PHASE_ROLLED_BACK);
 }
 
+namespace {
+
+// Failures after which walking the fleet back would do harm or no good:
+// the end of the halt's message, or nullptr.
+const char* WhyNoAutoRollback(std::string_view failure_reason) {
+  if (failure_reason == reason::kApiServerRestartFailed) {
+    // The provider there is serving; its API server is not. Walking back
+    // would take other nodes' providers down while it is.
+    return "while a kube-apiserver is not ready: bring it back, then `kmsfleetctl rollback` "
+           "or `resume`.";
+  }
+  if (failure_reason == reason::kStagedArtifactChanged) {
+    // Nothing failed on the node: someone staged its release again.
+    return "for a release staged again by hand: `kmsfleetctl resume` stages the plan's "
+           "release there again, `kmsfleetctl rollback` walks the fleet back.";
+  }
+  return nullptr;
+}
+
+}  // namespace
+
 void PlanStep::AfterFailure(const v1::PlanNode& node) {
   const absl::Status failure = MakeError(absl::StatusCode::kFailedPrecondition,
                                          node.reason(), node.message());
@@ -221,26 +242,9 @@ void PlanStep::AfterFailure(const v1::PlanNode& node) {
     Halt(failure, node.node());
     return;
   }
-  if (node.reason() == reason::kStagedArtifactChanged) {
-    // Nothing failed on the node: someone staged its release again. The
-    // plan's own release is staged again on resume; no reason to restart
-    // every upgraded provider.
+  if (const char* why_not = WhyNoAutoRollback(node.reason()); why_not != nullptr) {
     Halt(MakeError(absl::StatusCode::kFailedPrecondition, node.reason(),
-                   absl::StrCat(failure.message(),
-                                " Auto-rollback is not started for a release staged again "
-                                "by hand: `kmsfleetctl resume` stages the plan's release "
-                                "there again, `kmsfleetctl rollback` walks the fleet back.")),
-         node.node());
-    return;
-  }
-  if (node.reason() == reason::kApiServerRestartFailed) {
-    // The provider there is serving; its API server is not. Walking back
-    // would take other nodes' providers down while it is.
-    Halt(MakeError(absl::StatusCode::kFailedPrecondition, node.reason(),
-                   absl::StrCat(failure.message(),
-                                " Auto-rollback is not started while a kube-apiserver is "
-                                "not ready: bring it back, then `kmsfleetctl rollback` "
-                                "or `resume`.")),
+                   absl::StrCat(failure.message(), " Auto-rollback is not started ", why_not)),
          node.node());
     return;
   }

@@ -81,6 +81,17 @@ void World::AdvanceProviders() {
   }
 }
 
+// Answers the swap or rollback `e` carries with `refusal`: nothing ran.
+void World::RefuseCommand(Node& node, const Envelope& e, const absl::Status& refusal) {
+  ActionResult r;
+  r.kind = ResultKind::kOperation;
+  r.node = node.name;
+  r.revision = e.action->revision;
+  r.operation_id = e.action->operation_id;
+  r.status = refusal;
+  Reply(node, e, std::move(r), false, max_delay_);
+}
+
 void World::HandlePlanSwap(Node& node, const Envelope& e) {
   // As PeerNode::AdmitSwap: a term seen in the election is a term seen.
   node.guard->ObserveTerm(node.machine->term());
@@ -94,13 +105,7 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     if (e.adversary && reason == reason::kUnknownFence) ++counters_.adversary_unknown;
     Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
           e.action->operation_id + ": " + std::string(s.message()));
-    ActionResult r;
-    r.kind = ResultKind::kOperation;
-    r.node = node.name;
-    r.revision = e.action->revision;
-    r.operation_id = e.action->operation_id;
-    r.status = s;
-    return Reply(node, e, std::move(r), false, max_delay_);
+    return RefuseCommand(node, e, s);
   }
   node.fence_durable = node.guard->state();  // persisted before acting
   if (!CheckAdmitted(node, e)) return;
@@ -108,15 +113,11 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
   const bool known = node.op_id == a.operation_id || node.op_outcomes.contains(a.operation_id);
   if (!known) {
     if (!node.op_applied || node.op_interrupted) {
-      ActionResult r;
-      r.kind = ResultKind::kOperation;
-      r.node = node.name;
-      r.revision = a.revision;
-      r.operation_id = a.operation_id;
       // As Executor::Reserve: another operation holds the node.
-      r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
-                           node.name + " is busy with " + node.op_id);
-      return Reply(node, e, std::move(r), false, max_delay_);
+      return RefuseCommand(node, e,
+                           MakeError(absl::StatusCode::kFailedPrecondition,
+                                     reason::kOperationInProgress,
+                                     node.name + " is busy with " + node.op_id));
     }
     // As the agent for a member's command: the plan's own step only.
     NodeCommand command{.kind = a.kind == ActionKind::kRollbackNode ? NodeCommand::Kind::kRollback
@@ -129,13 +130,7 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
       if (e.adversary) ++counters_.adversary_refused;
       Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
             a.operation_id + ": " + std::string(plan.message()));
-      ActionResult r;
-      r.kind = ResultKind::kOperation;
-      r.node = node.name;
-      r.revision = a.revision;
-      r.operation_id = a.operation_id;
-      r.status = plan;
-      return Reply(node, e, std::move(r), false, max_delay_);
+      return RefuseCommand(node, e, plan);
     }
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;
@@ -157,14 +152,9 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
   ++counters_.restage_refused;
   Trace(node.name + " refused swap " + a.operation_id + ": staged " + staged + ", expected " +
         a.expected_staged_digest);
-  ActionResult r;
-  r.kind = ResultKind::kOperation;
-  r.node = node.name;
-  r.revision = a.revision;
-  r.operation_id = a.operation_id;
-  r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
-                       node.name + " holds other bytes of " + a.version + " staged");
-  Reply(node, e, std::move(r), false, max_delay_);
+  RefuseCommand(node, e,
+                MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
+                          node.name + " holds other bytes of " + a.version + " staged"));
   return false;
 }
 
