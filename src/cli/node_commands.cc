@@ -211,7 +211,8 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
       ->required();
   node->get_subcommand("swap")->add_option(
       "--expected-digest", f.expected_staged_digest,
-      "refuse unless the staged artifact has this SHA-256 (as `node stage` printed it)");
+      "refuse unless the staged release has this digest (`node stage` prints it as "
+      "staged_digest)");
   node->get_subcommand("rollback")
       ->add_option("--of", f.of_operation_id, "the Stable swap to undo")
       ->required();

@@ -43,9 +43,9 @@ class PlanStep {
   absl::Status HandleAckBreakGlass(const std::string& nonce);
   absl::Status RollbackAllowed();
   // Failed nodes are tried again: walked back (unless they already run the
-  // version before the plan) or, forward, preflighted again.
-  // Returns whether a node goes back to Pending (its release was staged
-  // again since its preflight).
+  // version before the plan) or, forward, preflighted again; a node whose
+  // release was staged again since its preflight goes back to Pending, to
+  // be staged and preflighted again. Returns whether one did.
   bool ReclaimFailedNodes(bool walk_back);
 
   // ---- plan_step.cc: results and phases ----

@@ -1,6 +1,5 @@
 #include "daemon/failed_start.h"
 
-#include <cerrno>
 #include <ctime>
 
 namespace kmsfleet {

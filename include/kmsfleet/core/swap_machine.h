@@ -104,12 +104,12 @@ struct RecoveryPlan {
   RecoveryAction action;
   std::string why;
 };
-// Decides from the journal and the observed digest of the installed binary
-// ("" when it is absent). `unreadable`: why the installed file could not
-// be hashed, "" when it could; it is then not known to be the target.
 // Whether PlanRecovery's decision depends on the installed digest: only
 // for an operation stopped after the unit's stop, not rolling back.
 bool RecoveryReadsInstalledDigest(const SwapJournal& journal);
+// Decides from the journal and the observed digest of the installed binary
+// ("" when it is absent). `unreadable`: why the installed file could not
+// be hashed, "" when it could; it is then not known to be the target.
 RecoveryPlan PlanRecovery(const SwapJournal& journal,
                           std::string_view installed_sha256,
                           std::string_view unreadable = "");

@@ -72,12 +72,12 @@ absl::StatusOr<ImageRef> CheckImageRequest(const ImageStageRequest& request);
 absl::StatusOr<ImageRef> StageImage(const std::string& state_dir, ContainerRuntime& runtime,
                                     const ImageStageRequest& request);
 
-// The image recorded for `version`. Errors: NOT_STAGED when none is;
-// IMAGE_REF_* when the record does not parse.
 // One digest for what a static-pod swap installs: the kit binary (its
 // doctor) and the image the pod runs. Either changing changes it.
 std::string StaticPodStagedDigest(std::string_view kit_sha256, std::string_view image);
 
+// The image recorded for `version`. Errors: NOT_STAGED when none is;
+// IMAGE_REF_* when the record does not parse.
 absl::StatusOr<ImageRef> FindStagedImage(const std::string& state_dir,
                                          const std::string& version);
 
