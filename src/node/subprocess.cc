@@ -41,6 +41,22 @@ std::vector<char*> CStrings(const std::vector<std::string>& strings) {
   return out;
 }
 
+// The child starts with no signal blocked and the signals a shell or a
+// restart script relies on at their defaults: kmsfleetd blocks SIGTERM,
+// SIGINT and SIGHUP in every thread for sigwait(), and an exec'd program
+// inherits a blocked mask, so a command could otherwise not be stopped
+// by any of them (a restart script's own `kill`, an operator's).
+int ResetSignals(posix_spawnattr_t& attr) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT}) sigaddset(&defaults, sig);
+  int r = posix_spawnattr_setsigmask(&attr, &none);
+  if (r == 0) r = posix_spawnattr_setsigdefault(&attr, &defaults);
+  return r;
+}
+
 // Starts argv[0] in a process group of its own (so a timeout kills its
 // children too), stdin on /dev/null, stdout and stderr on the pipes.
 // posix_spawn rather than fork(): glibc starts the child sharing the
@@ -54,8 +70,12 @@ absl::StatusOr<pid_t> Spawn(const Pipe& out, const Pipe& err, char** argv, char*
   int r = posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   if (r == 0) r = posix_spawn_file_actions_adddup2(&actions, out.write_fd, STDOUT_FILENO);
   if (r == 0) r = posix_spawn_file_actions_adddup2(&actions, err.write_fd, STDERR_FILENO);
-  if (r == 0) r = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  if (r == 0) {
+    r = posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  }
   if (r == 0) r = posix_spawnattr_setpgroup(&attr, 0);
+  if (r == 0) r = ResetSignals(attr);
   pid_t pid = -1;
   if (r == 0) r = posix_spawn(&pid, argv[0], &actions, &attr, argv, envp);
   posix_spawnattr_destroy(&attr);

@@ -105,5 +105,22 @@ TEST(SubprocessTest, StdinIsClosedSoAPromptCannotHang) {
   EXPECT_EQ(r->stdout_text, "got:\n");
 }
 
+// kmsfleetd blocks SIGTERM, SIGINT and SIGHUP in every thread (for
+// sigwait); an exec'd command inherits a blocked mask, and one that does
+// not reset it (most do not; dash does, so no shell here) could not be
+// stopped by any of them.
+TEST(SubprocessTest, TheChildStartsWithNoSignalBlocked) {
+  sigset_t stop;
+  sigemptyset(&stop);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
+  sigset_t before;
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &stop, &before), 0);
+  absl::StatusOr<SubprocessResult> r =
+      RunSubprocess({"/bin/grep", "^SigBlk:", "/proc/self/status"}, {});
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &before, nullptr), 0);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_text, "SigBlk:\t0000000000000000\n");
+}
+
 }  // namespace
 }  // namespace kmsfleet
