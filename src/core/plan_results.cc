@@ -25,6 +25,15 @@ bool IsFenceRefusal(std::string_view reason) {
          reason == reason::kNotInFlight || reason == reason::kUnknownFence;
 }
 
+// A kube-apiserver restart refused before anything ran, as against one
+// that ran and failed (APISERVER_RESTART_FAILED, APISERVER_NOT_READY, or
+// no reason at all).
+bool RestartWasRefused(std::string_view reason) {
+  return reason == reason::kJournalCorrupt || reason == reason::kOperationInProgress ||
+         reason == reason::kApiServerRestartUnconfigured ||
+         reason == reason::kInvalidOperationId;
+}
+
 }  // namespace
 
 void PlanStep::ApplyResult(const ActionResult& result) {
@@ -154,7 +163,16 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
     m_.issued_.clear();
     return;
   }
-  if (!r.status.ok()) {
+  if (!r.status.ok() && RestartWasRefused(ReasonOf(r.status))) {
+    // Refused when it was admitted (a journal the agent cannot read,
+    // another operation): nothing was restarted. The node still failed
+    // its restart (so no auto-rollback starts, WhyNoAutoRollback), and the
+    // message says it never ran, with the agent's reason and words.
+    node.set_reason(reason::kApiServerRestartFailed);
+    node.set_message(absl::StrCat(node.node(), " refused to restart kube-apiserver (",
+                                  ReasonOf(r.status), "), so it was not restarted: ",
+                                  std::string(r.status.message())));
+  } else if (!r.status.ok()) {
     node.set_reason(reason::kApiServerRestartFailed);
     node.set_message(absl::StrCat("kube-apiserver on ", node.node(),
                                   " did not come back ready: ",

@@ -180,6 +180,9 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
 #ifdef KMSFLEETD_CRASH_HOOK
   executor.SetStepHook(CrashHookFromEnvironment());
 #endif
+  // The cluster listener serves before the local socket and /metrics,
+  // whose start can still fail: no command is admitted until all serve.
+  executor.RefuseNewCommandsUntilStarted();
   // Open journals of a previous run are finished or rolled back first, on
   // the executor's worker; new operations are refused until that is done.
   executor.StartRecovery();
@@ -293,6 +296,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
                        {"plan_loop", [runtime] { return runtime->plan_rounds(); }}};
   }
   ServiceNotifier notifier(std::move(notify));
+  executor.Started();
   notifier.Ready();
   int signal_number = 0;
   // SIGHUP's default would end the agent at once, mid-swap, and systemd's

@@ -326,6 +326,12 @@ absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
                            " is stopping and starts no new operation",
                        {{"node", options_.node}});
     }
+    if (starting_) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStarting,
+                       "the agent on " + options_.node +
+                           " is still starting and admits no operation yet",
+                       {{"node", options_.node}});
+    }
     if (!unreadable_at_start_.empty()) return RefusalForUnreadableJournals();
     if (busy_) {
       return MakeError(absl::StatusCode::kFailedPrecondition,
@@ -342,6 +348,16 @@ absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
 void Executor::RefuseNewCommands() {
   std::lock_guard<std::mutex> lock(mu_);
   refusing_new_ = true;
+}
+
+void Executor::RefuseNewCommandsUntilStarted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  starting_ = true;
+}
+
+void Executor::Started() {
+  std::lock_guard<std::mutex> lock(mu_);
+  starting_ = false;
 }
 
 void Executor::Unreserve() {

@@ -857,6 +857,26 @@ TEST_F(ExecutorTest, AStoppingAgentAdmitsNothingNew) {
   ExpectOldServing();
 }
 
+// Found in review: kmsfleetd's cluster listener serves before its local
+// socket and /metrics start, and either can still fail; a coordinator's
+// swap admitted in that window ran in an agent whose start then failed.
+TEST_F(ExecutorTest, AStartingAgentAdmitsNothingUntilStarted) {
+  executor().RefuseNewCommandsUntilStarted();
+  absl::StatusOr<SwapJournal> early = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""});
+  EXPECT_EQ(early.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(early.status()), reason::kAgentStarting);
+  EXPECT_THAT(early.status().message(), HasSubstr("still starting"));
+  bool ran = false;
+  EXPECT_EQ(ReasonOf(executor().RunAdmitted(std::nullopt, [&] { ran = true; })),
+            reason::kAgentStarting);
+  EXPECT_FALSE(ran);
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(executor().Busy());
+  executor().Started();
+  EXPECT_TRUE(executor().RunAdmitted(std::nullopt, [&] { ran = true; }).ok());
+  EXPECT_TRUE(ran);
+}
+
 TEST_F(ExecutorTest, ReasonCodesForBadRequests) {
   absl::StatusOr<SwapJournal> bad_id =
       executor().Swap({kNew, {"", 0, "../etc", std::nullopt}, ""});

@@ -34,6 +34,7 @@ bool IsSafeOperationId(const std::string& id) {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::HealthyView;
 
 OperatorCommand Cmd(CommandKind kind, std::string nonce = "") {
@@ -568,6 +569,29 @@ TEST(PlanMachineTest, AFailedRestartFailsTheNodeAndHaltsThePlan) {
   EXPECT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
   EXPECT_THAT(d.plan_.halt().message(), HasSubstr("https://127.0.0.1:6443/readyz"));
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));  // b is never touched
+}
+
+// Found in review: a restart the agent refused when it was admitted (its
+// journal unreadable) halted the plan saying kube-apiserver "did not come
+// back ready", although nothing had restarted it.
+TEST(PlanMachineTest, ARestartRefusedAtAdmissionSaysItNeverRan) {
+  Driver d;
+  d.restart = [](const PlanAction& a) {
+    if (a.node != "c") return absl::OkStatus();
+    return MakeError(absl::StatusCode::kDataLoss, reason::kJournalCorrupt,
+                     "journal /var/lib/kmsfleet/journal/op-1.json cannot be read");
+  };
+  v1::PlanSettings s = WithRestartMethod();
+  s.set_auto_rollback(true);
+  d.Step(Start(s, RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
+  EXPECT_THAT(d.plan_.halt().message(),
+              HasSubstr("c refused to restart kube-apiserver (JOURNAL_CORRUPT), so it "
+                        "was not restarted: journal /var/lib/kmsfleet/journal/op-1.json"));
+  EXPECT_THAT(d.plan_.halt().message(), Not(HasSubstr("did not come back ready")));
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
 TEST(PlanMachineTest, FailedSwapRestoredHaltsAndTouchesNoFurtherNode) {

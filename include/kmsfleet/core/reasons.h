@@ -63,6 +63,10 @@ inline constexpr char kOperationInProgress[] = "OPERATION_IN_PROGRESS";
 // kube-apiserver restart, which it could not see through; the coordinator
 // asks again, here once the agent is back or of the next node.
 inline constexpr char kAgentStopping[] = "AGENT_STOPPING";
+// The agent is still starting (its cluster listener serves before its
+// local socket and /metrics, which can still fail): it admits no swap,
+// rollback or kube-apiserver restart until it reports READY=1.
+inline constexpr char kAgentStarting[] = "AGENT_STARTING";
 inline constexpr char kOperationNotFound[] = "OPERATION_NOT_FOUND";
 inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
 inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";

@@ -241,6 +241,12 @@ class Executor {
   // on. Called on SIGTERM, before the listeners drain: a command admitted
   // then could stop the provider just before systemd kills the agent.
   void RefuseNewCommands();
+  // Between these two, every new swap, rollback or admitted work is
+  // refused AGENT_STARTING (Unavailable). kmsfleetd's cluster listener
+  // serves before the start-up steps that can still fail; a command
+  // admitted then would run in an agent whose start fails.
+  void RefuseNewCommandsUntilStarted();
+  void Started();
 
  private:
   // The defaults the four-argument constructor owns.
@@ -341,6 +347,7 @@ class Executor {
   std::optional<PendingClose> pending_close_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_; set by ~Executor
   bool refusing_new_ = false;                  // guarded by mu_; RefuseNewCommands
+  bool starting_ = false;                      // guarded by mu_; Started
   // Journals StartRecovery could not read: path and why.
   std::vector<std::string> unreadable_at_start_;  // guarded by mu_
   std::thread worker_;
