@@ -57,6 +57,9 @@ void Coordinator::Stop() {
   wake_.notify_all();
   changed_.notify_all();
   lock.unlock();
+  // The tick's observations and the workers' calls end now, not at their
+  // deadlines (up to 30 s): the agent hands leadership over after this.
+  if (actions_) actions_->CancelAll();
   if (loop_.joinable()) loop_.join();
   lock.lock();
   // Workers poll keep_going(), which is false now.
@@ -66,6 +69,11 @@ void Coordinator::Stop() {
                                   options_.self + " is shutting down"));
   }
   commands_.clear();
+}
+
+bool Coordinator::Stopping() {
+  std::lock_guard lock(mu_);
+  return stopping_;
 }
 
 void Coordinator::Loop() {
@@ -162,6 +170,14 @@ void Coordinator::Lead(const v1::LeaderView& leader) {
   std::optional<PlanReady> on_last_round;
   if (!command) on_last_round = StepOnLastRound(in);
   if (!on_last_round) ObserveRound(in);
+  if (Stopping()) {
+    // The round was cut short by Stop: nothing is decided on it.
+    if (command) {
+      Answer(*command, MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                                 options_.self + " is shutting down"));
+    }
+    return;
+  }
   if (command && command->upgrade && command->request.dry_run()) {
     Answer(*command, DryRun(*command, in));
     command.reset();

@@ -60,15 +60,30 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
   }
 }
 
-std::unique_ptr<grpc::ClientContext> FleetActions::Context() const {
-  return Context(call_timeout_);
+FleetActions::CallContext FleetActions::Context() { return Context(call_timeout_); }
+
+FleetActions::CallContext FleetActions::Context(std::chrono::milliseconds timeout) {
+  CallContext context(new grpc::ClientContext, CallEnd{this});
+  std::lock_guard lock(calls_mu_);
+  // After CancelAll a call fails at once rather than starting.
+  context->set_deadline(std::chrono::system_clock::now() +
+                        (cancelled_ ? std::chrono::milliseconds(0) : timeout));
+  calls_.insert(context.get());
+  return context;
 }
 
-std::unique_ptr<grpc::ClientContext> FleetActions::Context(
-    std::chrono::milliseconds timeout) const {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + timeout);
-  return context;
+void FleetActions::CallEnd::operator()(grpc::ClientContext* context) const {
+  {
+    std::lock_guard lock(owner->calls_mu_);
+    owner->calls_.erase(context);
+  }
+  delete context;
+}
+
+void FleetActions::CancelAll() {
+  std::lock_guard lock(calls_mu_);
+  cancelled_ = true;
+  for (grpc::ClientContext* context : calls_) context->TryCancel();
 }
 
 v1::Agent::StubInterface* FleetActions::Stub(const std::string& node) {
@@ -227,12 +242,11 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
   if (!action.operation_id.empty()) request.set_restart_id(action.operation_id + ".apiserver");
   *request.mutable_fence() = fence;
   v1::RestartApiServerResponse response;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + kRestartApiServerDeadline);
+  CallContext context = Context(kRestartApiServerDeadline);
   std::mutex mu;
   std::condition_variable cv;
   std::optional<grpc::Status> answer;
-  Stub(action.node)->async()->RestartApiServer(&context, &request, &response,
+  Stub(action.node)->async()->RestartApiServer(context.get(), &request, &response,
                                                [&](grpc::Status s) {
                                                  std::lock_guard lock(mu);
                                                  answer = std::move(s);
@@ -247,7 +261,7 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
     const bool stop = !cancelled && !keep_going();
     lock.lock();
     if (stop) {
-      context.TryCancel();
+      context->TryCancel();
       cancelled = true;
     }
   }
@@ -278,15 +292,14 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     }
     // The agent streams every phase change; a stream ends at the deadline
     // (or when the node goes away) and is opened again.
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + kFollowStream);
+    CallContext context = Context(kFollowStream);
     v1::GetOperationRequest request;
     request.set_operation_id(action.operation_id);
     std::unique_ptr<grpc::ClientReaderInterface<v1::Operation>> stream =
-        Stub(action.node)->WatchOperation(&context, request);
+        Stub(action.node)->WatchOperation(context.get(), request);
     v1::Operation next;
     while (!operation.done() && stream->Read(&next)) operation = next;
-    context.TryCancel();
+    context->TryCancel();
     const grpc::Status finished = stream->Finish();
     if (operation.done()) break;
     switch (ReadWatchEnd(static_cast<absl::StatusCode>(finished.error_code()))) {

@@ -13,6 +13,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -57,7 +59,20 @@ class FleetActions {
                    const std::string& metric_rotation_state,
                    const std::function<bool()>& keep_going);
 
+  // Cancels every call in flight and makes every later one fail at once
+  // (CANCELLED or DEADLINE_EXCEEDED). The coordinator's stop: a Stage or
+  // Preflight may otherwise hold it for 30 s, an observation 16, past
+  // systemd's TimeoutStopSec, before it can hand leadership over.
+  void CancelAll();
+
  private:
+  // Unregisters a call's context (CancelAll) and deletes it.
+  struct CallEnd {
+    FleetActions* owner;
+    void operator()(grpc::ClientContext* context) const;
+  };
+  using CallContext = std::unique_ptr<grpc::ClientContext, CallEnd>;
+
   ActionResult Stage(const PlanAction& action, const v1::PlanSettings& settings);
   ActionResult Preflight(const PlanAction& action, const std::string& metric_state);
   ActionResult Operate(const PlanAction& action, const v1::Fence& fence,
@@ -67,14 +82,18 @@ class FleetActions {
   ActionResult Follow(const PlanAction& action, v1::Operation operation,
                       const std::function<bool()>& keep_going);
   v1::Agent::StubInterface* Stub(const std::string& node);
-  // A call context whose deadline is `timeout` (call_timeout_) from now.
-  std::unique_ptr<grpc::ClientContext> Context() const;
-  std::unique_ptr<grpc::ClientContext> Context(std::chrono::milliseconds timeout) const;
+  // A call context whose deadline is `timeout` (call_timeout_) from now,
+  // registered for CancelAll while it lives.
+  CallContext Context();
+  CallContext Context(std::chrono::milliseconds timeout);
 
   std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
   std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
   std::chrono::milliseconds call_timeout_;
   std::chrono::milliseconds observe_timeout_;
+  std::mutex calls_mu_;
+  std::set<grpc::ClientContext*> calls_;  // guarded by calls_mu_
+  bool cancelled_ = false;                // guarded by calls_mu_
 };
 
 }  // namespace kmsfleet

@@ -2,7 +2,9 @@
 // real: each check passes unless the scenario fails or warns it, and a
 // failed prerequisite skips what depends on it, as upstream does.
 #include <iostream>
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include <yaml-cpp/yaml.h>
 
@@ -143,6 +145,11 @@ int RunDiagnostics(CommandContext& ctx, const std::string& name,
   }
   report.Add("config.load", "Config load", CheckStatus::kPass,
              "loaded typed provider configuration");
+  // Upstream's checks reach OpenBao over the network (login, Transit),
+  // each under its own timeout: a slow OpenBao makes a slow doctor.
+  if (scenario->doctor_delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(scenario->doctor_delay_ms));
+  }
   RunChecks(specs, ctx, *config, *scenario, report);
   std::cout << RenderReport(report, *format);
   for (const Check& check : report.checks) {

@@ -188,6 +188,7 @@ const std::map<std::string, Setter>& Setters() {
       {"crash_after_ms", OptionalField(&Scenario::crash_after_ms)},
       {"exit_on_start", Field(&Scenario::exit_on_start)},
       {"doctor", SetDoctor},
+      {"doctor_delay_ms", Field(&Scenario::doctor_delay_ms)},
       {"rotation_plan", SetRotationPlan},
       {"legacy_exit_codes", Field(&Scenario::legacy_exit_codes)},
       {"config_error", OptionalField(&Scenario::config_error)},

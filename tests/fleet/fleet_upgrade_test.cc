@@ -8,6 +8,7 @@
 #include <fstream>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "fleet_fixture.h"
 #include "user_manager.h"
@@ -239,6 +240,56 @@ TEST_F(FleetUpgradeTest, AWatchWhoseAgentShutsDownSaysSoAndThatThePlanGoesOn) {
   for (const char* end : {"HALTED", "ABORTED", "BREAK_GLASS", "COMPLETED"}) {
     EXPECT_THAT(plan, Not(HasSubstr(end))) << plan;
   }
+}
+
+size_t Count(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// Found in review: a coordinator stopped while its Preflight call ran
+// (doctor on a node whose OpenBao answers slowly) waited for that call,
+// up to 30 s, before it handed leadership over: with the drain that passes
+// systemd's TimeoutStopSec, and the group then waits out an election.
+TEST_F(FleetUpgradeTest, ASigtermedCoordinatorDoesNotWaitOutAPreflightInFlight) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  const int slow = (coordinator + 1) % 3;
+  fleet_->SetScenario(slow, "key_seed: fleet-key-1\ndoctor_delay_ms: 15000\n");
+  ASSERT_EQ(Run(coordinator, Upgrade()).exit_code, 0);
+  // Preflights go out together: once the two others are done, the slow
+  // node's doctor runs, and the coordinator's call waits for it.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return Count(PlanJson(coordinator), "PLAN_NODE_PHASE_PREFLIGHTED") == 2; },
+      std::chrono::seconds(30)))
+      << PlanJson(coordinator) << fleet_->Logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  fleet_->SetScenario(slow, "key_seed: fleet-key-1\n");  // the next doctor is quick
+  const auto signalled = std::chrono::steady_clock::now();
+  fleet_->agent(coordinator)->Signal(SIGTERM);
+  std::optional<int> code = fleet_->agent(coordinator)->Wait(std::chrono::seconds(40));
+  const auto took = std::chrono::steady_clock::now() - signalled;
+  ASSERT_TRUE(code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(*code, 0);
+  EXPECT_LT(took, std::chrono::seconds(6))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+      << fleet_->Logs();
+  EXPECT_THAT(ReadFile(fleet_->NodeDir(coordinator) + "/agent.log"),
+              HasSubstr("leadership handed over before stopping"));
+  // The next coordinator asks the slow node again; the stopped agent
+  // blocks the plan (never skipped) until it is back, then the plan ends.
+  const int next = (coordinator + 2) % 3;
+  ASSERT_TRUE(WaitUntil(
+      [&] { return Count(PlanJson(next), "PLAN_NODE_PHASE_PREFLIGHTED") == 3; },
+      std::chrono::seconds(30)))
+      << PlanJson(next) << fleet_->Logs();
+  fleet_->StartAgent(coordinator);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return PlanJson(next).find("PLAN_PHASE_COMPLETED") != std::string::npos; },
+      std::chrono::seconds(90)))
+      << PlanJson(next) << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
 TEST_F(FleetUpgradeTest, CommandsWithoutAPlanAreRefusedWithAReason) {

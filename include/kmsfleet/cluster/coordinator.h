@@ -82,7 +82,9 @@ class Coordinator {
   ~Coordinator();  // Stop()
 
   void Start();
-  void Stop();  // idempotent; waits for action workers to notice
+  // Idempotent. Cancels the calls in flight (FleetActions::CancelAll) and
+  // waits for the loop and the action workers to notice.
+  void Stop();
 
   // Fleet.StartUpgrade for `who` (operator identity or "local root").
   // Errors: Unavailable NOT_LEADER (metadata leader, leader_address), the
@@ -115,6 +117,7 @@ class Coordinator {
  private:
   struct Pending;
   void Loop();
+  bool Stopping();
   void Tick();
   void Lead(const v1::LeaderView& leader);
   void Follow(const v1::LeaderView& leader);
