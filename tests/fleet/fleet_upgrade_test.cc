@@ -292,6 +292,57 @@ TEST_F(FleetUpgradeTest, ASigtermedCoordinatorDoesNotWaitOutAPreflightInFlight) 
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// The SIGTERM-then-swap attack, across processes. A stopping agent drains
+// its local socket for up to 5 s (longer while a handler runs) and keeps
+// its cluster listener meanwhile, for the hand-over: the coordinator's
+// swap still reaches it. Without the stop gate the swap was admitted, and
+// the agent took its provider down as it went away.
+TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  const int x = (coordinator + 1) % 3;
+  const int y = (coordinator + 2) % 3;
+  // y first, then a 4 s soak, then x.
+  const std::string order =
+      fleet_->Name(y) + "," + fleet_->Name(x) + "," + fleet_->Name(coordinator);
+  ASSERT_EQ(Run(coordinator, Upgrade({"--order", order, "--soak", "4s"})).exit_code, 0);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return Count(PlanJson(coordinator), "PLAN_NODE_PHASE_DONE") == 1; },
+      std::chrono::seconds(60)))
+      << PlanJson(coordinator) << fleet_->Logs();
+  // During the soak, a local call holds x's drain open: doctor for 8 s.
+  fleet_->SetScenario(x, "key_seed: fleet-key-1\ndoctor_delay_ms: 8000\n");
+  ChildProcess local({KMSFLEETCTL_PATH, "node", "--agent",
+                      "unix:" + fleet_->NodeDir(x) + "/agent.sock", "preflight", "--version",
+                      "0.2.0"},
+                     ChildOptions{.out_path = fleet_->File("local.out"),
+                                  .err_path = fleet_->File("local.err")});
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  fleet_->agent(x)->Signal(SIGTERM);
+  // The soak ends while x drains: the coordinator sends x its swap (and
+  // again each tick).
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        return fleet_->AgentMetrics(x).find("kmsfleet_guard_refusals_total{reason=\"AGENT_STOPPING\"}") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << fleet_->Logs() << "local: " << local.Wait(std::chrono::seconds(20)).value_or(-1)
+      << ReadFile(fleet_->File("local.out")) << ReadFile(fleet_->File("local.err"));
+  std::optional<int> code = fleet_->agent(x)->Wait(std::chrono::seconds(30));
+  ASSERT_TRUE(code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(fleet_->ServingVersion(x), "0.1.0");
+  EXPECT_TRUE(fleet_->ProviderReady(x));
+  EXPECT_THAT(PlanJson(coordinator), Not(HasSubstr("PLAN_NODE_PHASE_FAILED")));
+  fleet_->SetScenario(x, "key_seed: fleet-key-1\n");
+  fleet_->StartAgent(x);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return PlanJson(coordinator).find("PLAN_PHASE_COMPLETED") != std::string::npos; },
+      std::chrono::seconds(90)))
+      << PlanJson(coordinator) << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
 TEST_F(FleetUpgradeTest, CommandsWithoutAPlanAreRefusedWithAReason) {
   SubprocessResult r = Run(0, {"abort"});
   EXPECT_EQ(r.exit_code, 1);
