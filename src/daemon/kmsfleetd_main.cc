@@ -309,6 +309,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   Log(LogLevel::kInfo, "stopping",
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   executor.RefuseNewCommands();
+  apiserver.StopWaiting();
   notifier.Stopping();
   server.Shutdown(kShutdownGrace);
   if (*cluster) (*cluster)->HandOverAndStop(kShutdownGrace);

@@ -129,6 +129,8 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
   return *result;
 }
 
+void ApiServerRestarter::StopWaiting() { stop_waiting_.store(true); }
+
 absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow() {
   ApiServerRestartReport report;
   report.method = ApiServerRestartMethodName(options_);
@@ -186,6 +188,13 @@ absl::Status ApiServerRestarter::AwaitReady(ApiServerRestartReport& report) {
                   : std::string(r.status().message());
     const int64_t now = seams_.steady.NowSteadyMillis();
     if (now >= deadline) break;
+    if (stop_waiting_.load()) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
+                       "the agent is stopping: it stopped waiting for kube-apiserver's " +
+                           options_.readyz.ToString() + " after " + report.done +
+                           " (last: " + last + "); the coordinator asks again",
+                       {{"url", options_.readyz.ToString()}, {"method", report.method}});
+    }
     seams_.steady.SleepFor(std::chrono::milliseconds(
         std::min<int64_t>(options_.poll_interval.count(), deadline - now)));
   }

@@ -1,6 +1,10 @@
 // End to end (issue 9, "API server restart"): a release the policy marks
 // apiServerRestartRequired ends each node's step with its agent running
 // the node's configured kube-apiserver restart and waiting for /readyz.
+#include <signal.h>
+
+#include <thread>
+
 #include "fleet_fixture.h"
 
 namespace kmsfleet::testing {
@@ -19,10 +23,13 @@ class FleetApiServerTest : public FleetUpgradeTest {
     return std::make_unique<FleetCluster>("0.1.0", /*apiserver_restart=*/true);
   }
 
-  std::vector<std::string> UpgradeNeedingRestart() {
+  std::vector<std::string> UpgradeNeedingRestart(const std::string& order = "cp-1,cp-2,cp-3",
+                                                 bool watch = true) {
     const std::string policy = fleet_->NodeDir(0) + "/../restart-policy.yaml";
     WriteFile(policy, kRestartPolicy);
-    return Upgrade({"--policy", policy, "--order", "cp-1,cp-2,cp-3", "--watch"});
+    std::vector<std::string> args = Upgrade({"--policy", policy, "--order", order});
+    if (watch) args.push_back("--watch");
+    return args;
   }
 };
 
@@ -53,6 +60,44 @@ TEST_F(FleetApiServerTest, AFailedRestartOnNodeTwoHaltsThePlanBeforeNodeThree) {
               ElementsAre("cp-1 0.2.0 0.1.0 0.1.0", "cp-2 0.2.0 0.2.0 0.1.0"));
   EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0") << "cp-3 was touched after cp-2 failed";
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
+// Found in review: an agent stopped while it waited for kube-apiserver's
+// /readyz after a restart went on waiting (up to timeout_ms, at most an
+// hour) in its drain, past systemd's TimeoutStopSec, into SIGKILL.
+TEST_F(FleetApiServerTest, AnAgentStoppedWhileItAwaitsReadyzStopsWaiting) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  const int first = coordinator == 0 ? 1 : 0;  // a follower, first in order
+  fleet_->Toggle(first, "apiserver-unready", true);
+  const int other = 3 - first - coordinator;
+  const std::string order =
+      fleet_->Name(first) + "," + fleet_->Name(other) + "," + fleet_->Name(coordinator);
+  ASSERT_EQ(Run(coordinator, UpgradeNeedingRestart(order, /*watch=*/false)).exit_code, 0)
+      << fleet_->Logs();
+  const std::string log = fleet_->NodeDir(first) + "/agent.log";
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(log).find("restarting kube-apiserver") !=
+                                     std::string::npos; },
+                        std::chrono::seconds(60)))
+      << fleet_->Logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // in the readyz wait
+  const auto signalled = std::chrono::steady_clock::now();
+  fleet_->agent(first)->Signal(SIGTERM);
+  std::optional<int> code = fleet_->agent(first)->Wait(std::chrono::seconds(30));
+  const auto took = std::chrono::steady_clock::now() - signalled;
+  ASSERT_TRUE(code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(*code, 0);
+  EXPECT_LT(took, std::chrono::seconds(5))
+      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
+      << fleet_->Logs();
+  // The coordinator asks again once the agent is back, and the plan ends.
+  fleet_->Toggle(first, "apiserver-unready", false);
+  fleet_->SetScenario(first, "key_seed: fleet-key-1\n");
+  fleet_->StartAgent(first);
+  ASSERT_TRUE(WaitUntil(
+      [&] { return PlanJson(coordinator).find("PLAN_PHASE_COMPLETED") != std::string::npos; },
+      std::chrono::seconds(90)))
+      << PlanJson(coordinator) << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
 }
 
 // The default fleet: no agent has an apiserver: section.

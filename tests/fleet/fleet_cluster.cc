@@ -300,6 +300,13 @@ std::string FleetCluster::ApiServerSection(int i) {
                       "\n"
                       "if [ -e " + NodeDir(i) + "/apiserver-fails ]; then\n"
                       "  echo 'kube-apiserver static pod did not come back' >&2; exit 1\n"
+                      "fi\n"
+                      // readyz_url is the provider's /ready: unready, it
+                      // holds the agent in its wait for readyz (the fake
+                      // reads its scenario again within 100 ms).
+                      "if [ -e " + NodeDir(i) + "/apiserver-unready ]; then\n"
+                      "  printf 'key_seed: fleet-key-1\\nready: false\\n' > " + NodeDir(i) +
+                      "/scenario.yaml; sleep 0.3\n"
                       "fi\n");
   return "apiserver:\n"
          "  restart: command:" + script + "\n"

@@ -192,6 +192,31 @@ TEST_F(ApiServerRestartTest, ReadyzThatNeverAnswers200IsNotReadyNamingTheUrlAndL
   EXPECT_THAT(message, HasSubstr("within 200 ms after restarted unit kube-apiserver.service"));
 }
 
+// Found in review: a stopping agent's drain waited for a restart's /readyz
+// wait (up to ready_timeout, an hour at most), past systemd's
+// TimeoutStopSec, and ended in SIGKILL.
+TEST_F(ApiServerRestartTest, AStoppingAgentStopsWaitingForReadyz) {
+  ReadyzServer readyz({503});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  ApiServerRestartOptions o = restarter.options();
+  o.ready_timeout = std::chrono::minutes(10);
+  ApiServerRestarter slow(o, {.services = services_, .steady = steady_});
+  std::thread stop([&] {
+    testing::WaitUntil([&] { return readyz.served() >= 2; }, std::chrono::seconds(10));
+    slow.StopWaiting();
+  });
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<ApiServerRestartReport> r = slow.Restart("op-1", AdmitAll);
+  stop.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(r.status()), reason::kAgentStopping);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("after restarted unit kube-apiserver.service (last: HTTP 503"));
+  EXPECT_EQ(services_.restarted.size(), 1u);
+}
+
 TEST_F(ApiServerRestartTest, WithoutAMethodTheNodeSaysSoAndNothingIsAdmitted) {
   ApiServerRestarter restarter(ApiServerRestartOptions{},
                                {.services = services_, .steady = steady_});

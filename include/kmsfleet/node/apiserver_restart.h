@@ -12,6 +12,7 @@
 
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -103,9 +104,16 @@ class ApiServerRestarter {
   //   FailedPrecondition APISERVER_RESTART_FAILED: the unit's restart job
   //     or the command failed (naming it, with what was observed);
   //   DeadlineExceeded APISERVER_NOT_READY: /readyz did not answer 200
-  //     within ready_timeout (naming the URL and the last answer).
+  //     within ready_timeout (naming the URL and the last answer);
+  //   Unavailable AGENT_STOPPING: StopWaiting() was called while /readyz
+  //     was awaited (the restart itself ran; the coordinator asks again).
   absl::StatusOr<ApiServerRestartReport> Restart(const std::string& restart_id,
                                                  const ApiServerRestartAdmission& admit);
+
+  // Called on SIGTERM: a restart waiting for /readyz (up to ready_timeout,
+  // which may be an hour) stops waiting at its next poll, so the agent's
+  // drain does not outlast systemd's TimeoutStopSec and end in SIGKILL.
+  void StopWaiting();
 
  private:
   absl::StatusOr<ApiServerRestartReport> RestartNow();
@@ -115,6 +123,7 @@ class ApiServerRestarter {
   ApiServerRestartOptions options_;
   ApiServerRestartSeams seams_;
 
+  std::atomic<bool> stop_waiting_{false};
   std::mutex mu_;
   std::condition_variable done_;
   std::string running_id_;  // guarded by mu_; "" when none runs
