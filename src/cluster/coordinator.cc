@@ -221,6 +221,9 @@ void Coordinator::ObserveRound(PlanInput& in) {
   in.views.clear();
   in.openbao.reset();
   Observe(in.views);
+  // A round cut short by Stop (its calls cancelled) is no observation of
+  // the fleet: keep it out of parity, /metrics and the last round.
+  if (Stopping()) return;
   RecordParity(in.views);
   if (openbao.valid()) in.openbao = openbao.get();
   in.views_fresh = true;

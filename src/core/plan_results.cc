@@ -25,13 +25,13 @@ bool IsFenceRefusal(std::string_view reason) {
          reason == reason::kNotInFlight || reason == reason::kUnknownFence;
 }
 
-// A kube-apiserver restart refused before anything ran, as against one
-// that ran and failed (APISERVER_RESTART_FAILED, APISERVER_NOT_READY, or
-// no reason at all).
+// A kube-apiserver restart refused before anything ran (a journal the
+// agent cannot read, no method, a command the plan does not name...), as
+// against one that ran and failed: APISERVER_RESTART_FAILED,
+// APISERVER_NOT_READY, or no reason at all.
 bool RestartWasRefused(std::string_view reason) {
-  return reason == reason::kJournalCorrupt || reason == reason::kOperationInProgress ||
-         reason == reason::kApiServerRestartUnconfigured ||
-         reason == reason::kInvalidOperationId;
+  return !reason.empty() && reason != reason::kApiServerRestartFailed &&
+         reason != reason::kApiServerNotReady;
 }
 
 }  // namespace

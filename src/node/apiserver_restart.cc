@@ -189,6 +189,8 @@ absl::Status ApiServerRestarter::AwaitReady(ApiServerRestartReport& report) {
     const int64_t now = seams_.steady.NowSteadyMillis();
     if (now >= deadline) break;
     if (stop_waiting_.load()) {
+      Log(LogLevel::kWarn, "stopped waiting for kube-apiserver: the agent is stopping",
+          {{"method", report.method}, {"url", options_.readyz.ToString()}, {"last", last}});
       return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
                        "the agent is stopping: it stopped waiting for kube-apiserver's " +
                            options_.readyz.ToString() + " after " + report.done +

@@ -89,6 +89,8 @@ TEST_F(FleetApiServerTest, AnAgentStoppedWhileItAwaitsReadyzStopsWaiting) {
   EXPECT_LT(took, std::chrono::seconds(5))
       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
       << fleet_->Logs();
+  // It was in the wait, and left it for the stop.
+  EXPECT_THAT(ReadFile(log), HasSubstr("stopped waiting for kube-apiserver: the agent is stopping"));
   // The coordinator asks again once the agent is back, and the plan ends.
   fleet_->Toggle(first, "apiserver-unready", false);
   fleet_->SetScenario(first, "key_seed: fleet-key-1\n");

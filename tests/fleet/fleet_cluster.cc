@@ -8,6 +8,7 @@
 #include <climits>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 
@@ -444,6 +445,25 @@ std::string FleetCluster::AgentMetrics(int i) {
   HttpReply r =
       HttpRequest("127.0.0.1:" + std::to_string(agent_metrics_ports_[i]), "GET", "/metrics");
   return r.status == 200 ? r.body : "";
+}
+
+bool FleetCluster::DoctorRunning(int i) {
+  const std::string in_node = NodeDir(i) + "/";
+  std::error_code ec;  // processes come and go while /proc is read
+  for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    const std::filesystem::directory_entry& entry = *it;
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream cmdline(entry.path() / "cmdline");
+    bool doctor = false, node = false;
+    for (std::string arg; std::getline(cmdline, arg, '\0');) {
+      doctor = doctor || arg == "doctor";
+      node = node || arg.rfind(in_node, 0) == 0;
+    }
+    if (doctor && node) return true;
+  }
+  return false;
 }
 
 std::string FleetCluster::ServingVersion(int i) { return ServedBuildVersion(metrics_ports_[i]); }

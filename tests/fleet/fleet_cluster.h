@@ -93,6 +93,9 @@ class FleetCluster {
   // Agent i's own /metrics (kmsfleetd's metrics.listen), "" if unreachable.
   std::string AgentMetrics(int i);
   bool ProviderReady(int i);
+  // True while a provider `doctor` runs for node i (a process whose
+  // arguments include "doctor" and a path in the node's directory).
+  bool DoctorRunning(int i);
   // When each provider was not serving after it first became ready.
   std::vector<Interval> DownIntervals();
   // Two intervals of different nodes that overlap, described; "" if none.

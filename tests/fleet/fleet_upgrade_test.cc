@@ -263,7 +263,7 @@ TEST_F(FleetUpgradeTest, ASigtermedCoordinatorDoesNotWaitOutAPreflightInFlight) 
       [&] { return Count(PlanJson(coordinator), "PLAN_NODE_PHASE_PREFLIGHTED") == 2; },
       std::chrono::seconds(30)))
       << PlanJson(coordinator) << fleet_->Logs();
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_TRUE(WaitUntil([&] { return fleet_->DoctorRunning(slow); }, std::chrono::seconds(10)));
   fleet_->SetScenario(slow, "key_seed: fleet-key-1\n");  // the next doctor is quick
   const auto signalled = std::chrono::steady_clock::now();
   fleet_->agent(coordinator)->Signal(SIGTERM);
@@ -271,9 +271,10 @@ TEST_F(FleetUpgradeTest, ASigtermedCoordinatorDoesNotWaitOutAPreflightInFlight) 
   const auto took = std::chrono::steady_clock::now() - signalled;
   ASSERT_TRUE(code.has_value()) << fleet_->Logs();
   EXPECT_EQ(*code, 0);
-  EXPECT_LT(took, std::chrono::seconds(6))
+  EXPECT_LT(took, std::chrono::seconds(8))
       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
       << fleet_->Logs();
+  EXPECT_TRUE(fleet_->DoctorRunning(slow)) << "the slow doctor ended first: nothing was cut short";
   EXPECT_THAT(ReadFile(fleet_->NodeDir(coordinator) + "/agent.log"),
               HasSubstr("leadership handed over before stopping"));
   // The next coordinator asks the slow node again; the stopped agent
@@ -301,23 +302,32 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
   const int coordinator = fleet_->WaitForCoordinator();
   const int x = (coordinator + 1) % 3;
   const int y = (coordinator + 2) % 3;
-  // y first, then a 4 s soak, then x.
+  // y first, then a soak, then x. The plan is paused in the soak.
   const std::string order =
       fleet_->Name(y) + "," + fleet_->Name(x) + "," + fleet_->Name(coordinator);
-  ASSERT_EQ(Run(coordinator, Upgrade({"--order", order, "--soak", "4s"})).exit_code, 0);
+  ASSERT_EQ(Run(coordinator, Upgrade({"--order", order, "--soak", "3s"})).exit_code, 0);
   ASSERT_TRUE(WaitUntil(
       [&] { return Count(PlanJson(coordinator), "PLAN_NODE_PHASE_DONE") == 1; },
       std::chrono::seconds(60)))
       << PlanJson(coordinator) << fleet_->Logs();
-  // During the soak, a local call holds x's drain open: doctor for 8 s.
-  fleet_->SetScenario(x, "key_seed: fleet-key-1\ndoctor_delay_ms: 8000\n");
+  SubprocessResult pause = Run(coordinator, {"pause"});
+  ASSERT_EQ(pause.exit_code, 0) << pause.stdout_text << pause.stderr_text;
+  ASSERT_TRUE(WaitUntil(
+      [&] { return PlanJson(coordinator).find("\"PLAN_PHASE_PAUSED\"") != std::string::npos; },
+      std::chrono::seconds(30)))
+      << PlanJson(coordinator);
+  ASSERT_EQ(fleet_->ServingVersion(x), "0.1.0");
+  // A local call that holds x's drain open: doctor for 10 s.
+  fleet_->SetScenario(x, "key_seed: fleet-key-1\ndoctor_delay_ms: 10000\n");
   ChildProcess local({KMSFLEETCTL_PATH, "node", "--agent",
                       "unix:" + fleet_->NodeDir(x) + "/agent.sock", "preflight", "--version",
                       "0.2.0"},
                      ChildOptions{.out_path = fleet_->File("local.out"),
                                   .err_path = fleet_->File("local.err")});
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(WaitUntil([&] { return fleet_->DoctorRunning(x); }, std::chrono::seconds(10)));
   fleet_->agent(x)->Signal(SIGTERM);
+  SubprocessResult resume = Run(coordinator, {"resume"});
+  ASSERT_EQ(resume.exit_code, 0) << resume.stdout_text << resume.stderr_text;
   // The soak ends while x drains: the coordinator sends x its swap (and
   // again each tick).
   EXPECT_TRUE(WaitUntil(

@@ -1,9 +1,13 @@
 // Running provider commands: timeouts, caps and a cleared environment.
 #include "kmsfleet/node/subprocess.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
+
+#include <cstdint>
+#include <string>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -115,11 +119,21 @@ TEST(SubprocessTest, TheChildStartsWithNoSignalBlocked) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop, sig);
   sigset_t before;
   ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &stop, &before), 0);
+  // An ignored SIGPIPE would be inherited as ignored too.
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  struct sigaction old_pipe {};
+  ASSERT_EQ(sigaction(SIGPIPE, &ignore, &old_pipe), 0);
   absl::StatusOr<SubprocessResult> r =
-      RunSubprocess({"/bin/grep", "^SigBlk:", "/proc/self/status"}, {});
+      RunSubprocess({"/bin/grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"}, {});
+  ASSERT_EQ(sigaction(SIGPIPE, &old_pipe, nullptr), 0);
   ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &before, nullptr), 0);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->stdout_text, "SigBlk:\t0000000000000000\n");
+  EXPECT_THAT(r->stdout_text, ::testing::HasSubstr("SigBlk:\t0000000000000000\n"));
+  const size_t ign = r->stdout_text.find("SigIgn:\t");
+  ASSERT_NE(ign, std::string::npos) << r->stdout_text;
+  const uint64_t ignored = std::stoull(r->stdout_text.substr(ign + 8, 16), nullptr, 16);
+  EXPECT_EQ(ignored & (uint64_t{1} << (SIGPIPE - 1)), 0u) << r->stdout_text;
 }
 
 }  // namespace
