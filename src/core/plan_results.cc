@@ -164,8 +164,8 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
     return;
   }
   if (!r.status.ok() && RestartWasRefused(ReasonOf(r.status))) {
-    // Refused when it was admitted (a journal the agent cannot read,
-    // another operation): nothing was restarted. The node still failed
+    // Refused when it was admitted (a journal the agent cannot read, no
+    // method, a command the plan does not name): nothing was restarted. The node still failed
     // its restart (so no auto-rollback starts, WhyNoAutoRollback), and the
     // message says it never ran, with the agent's reason and words.
     node.set_reason(reason::kApiServerRestartFailed);

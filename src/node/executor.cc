@@ -458,14 +458,12 @@ absl::Status Executor::CheckStagedDigest(const SwapParams& p, const std::string&
 }
 
 absl::StatusOr<std::string> Executor::StagedDigest(const std::string& version) {
-  if (!options_.static_pod) {
-    KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
-                              FindStagedUnverified(options_.artifacts, version));
-    return staged.sha256;
-  }
-  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact kit, FindStagedUnverified(options_.artifacts, version));
+  // On a static-pod node the staged binary is the kit's.
+  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
+                            FindStagedUnverified(options_.artifacts, version));
+  if (!options_.static_pod) return staged.sha256;
   KMSFLEET_ASSIGN_OR_RETURN(ImageRef image, FindStagedImage(options_.state_dir, version));
-  return StaticPodStagedDigest(kit.sha256, image.ToString());
+  return StaticPodStagedDigest(staged.sha256, image.ToString());
 }
 
 absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::string& id) {

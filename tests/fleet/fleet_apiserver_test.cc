@@ -80,24 +80,18 @@ TEST_F(FleetApiServerTest, AnAgentStoppedWhileItAwaitsReadyzStopsWaiting) {
                         std::chrono::seconds(60)))
       << fleet_->Logs();
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // in the readyz wait
-  const auto signalled = std::chrono::steady_clock::now();
-  fleet_->agent(first)->Signal(SIGTERM);
-  std::optional<int> code = fleet_->agent(first)->Wait(std::chrono::seconds(30));
-  const auto took = std::chrono::steady_clock::now() - signalled;
-  ASSERT_TRUE(code.has_value()) << fleet_->Logs();
-  EXPECT_EQ(*code, 0);
-  EXPECT_LT(took, std::chrono::seconds(5))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
-      << fleet_->Logs();
+  const Stopped stopped = StopAgent(first);
+  ASSERT_TRUE(stopped.exit_code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(*stopped.exit_code, 0);
+  EXPECT_LT(stopped.took, std::chrono::seconds(5)) << stopped.took.count() << " ms\n"
+                                                   << fleet_->Logs();
   // It was in the wait, and left it for the stop.
   EXPECT_THAT(ReadFile(log), HasSubstr("stopped waiting for kube-apiserver: the agent is stopping"));
   // The coordinator asks again once the agent is back, and the plan ends.
   fleet_->Toggle(first, "apiserver-unready", false);
   fleet_->SetScenario(first, "key_seed: fleet-key-1\n");
   fleet_->StartAgent(first);
-  ASSERT_TRUE(WaitUntil(
-      [&] { return PlanJson(coordinator).find("PLAN_PHASE_COMPLETED") != std::string::npos; },
-      std::chrono::seconds(90)))
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_COMPLETED", std::chrono::seconds(90), coordinator))
       << PlanJson(coordinator) << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
 }

@@ -3,7 +3,11 @@
 #ifndef KMSFLEET_TESTS_FLEET_FLEET_FIXTURE_H_
 #define KMSFLEET_TESTS_FLEET_FLEET_FIXTURE_H_
 
+#include <signal.h>
+
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <string>
 #include <vector>
@@ -58,10 +62,26 @@ class FleetUpgradeTest : public ::testing::Test {
   // The committed plan's JSON, from agent `i`.
   std::string PlanJson(int i = 0) { return Run(i, {"plan", "--output", "json"}).stdout_text; }
 
-  // Waits until the plan's phase is `phase` (as JSON spells it).
-  bool WaitForPhase(const std::string& phase, std::chrono::seconds timeout) {
-    return WaitUntil([&] { return PlanJson().find("\"" + phase + "\"") != std::string::npos; },
+  // Waits until the plan's phase, as agent `i` shows it, is `phase` (as
+  // JSON spells it).
+  bool WaitForPhase(const std::string& phase, std::chrono::seconds timeout, int i = 0) {
+    return WaitUntil([&] { return PlanJson(i).find("\"" + phase + "\"") != std::string::npos; },
                      timeout);
+  }
+
+  struct Stopped {
+    std::optional<int> exit_code;  // nullopt: still running after 40 s
+    std::chrono::milliseconds took{0};
+  };
+  // SIGTERMs agent `i` and times its exit.
+  Stopped StopAgent(int i) {
+    const auto signalled = std::chrono::steady_clock::now();
+    fleet_->agent(i)->Signal(SIGTERM);
+    Stopped s;
+    s.exit_code = fleet_->agent(i)->Wait(std::chrono::seconds(40));
+    s.took = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - signalled);
+    return s;
   }
 
   std::vector<std::string> Versions() {

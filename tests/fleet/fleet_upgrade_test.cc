@@ -265,15 +265,11 @@ TEST_F(FleetUpgradeTest, ASigtermedCoordinatorDoesNotWaitOutAPreflightInFlight) 
       << PlanJson(coordinator) << fleet_->Logs();
   ASSERT_TRUE(WaitUntil([&] { return fleet_->DoctorRunning(slow); }, std::chrono::seconds(10)));
   fleet_->SetScenario(slow, "key_seed: fleet-key-1\n");  // the next doctor is quick
-  const auto signalled = std::chrono::steady_clock::now();
-  fleet_->agent(coordinator)->Signal(SIGTERM);
-  std::optional<int> code = fleet_->agent(coordinator)->Wait(std::chrono::seconds(40));
-  const auto took = std::chrono::steady_clock::now() - signalled;
-  ASSERT_TRUE(code.has_value()) << fleet_->Logs();
-  EXPECT_EQ(*code, 0);
-  EXPECT_LT(took, std::chrono::seconds(8))
-      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms\n"
-      << fleet_->Logs();
+  const Stopped stopped = StopAgent(coordinator);
+  ASSERT_TRUE(stopped.exit_code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(*stopped.exit_code, 0);
+  EXPECT_LT(stopped.took, std::chrono::seconds(8))
+      << stopped.took.count() << " ms\n" << fleet_->Logs();
   EXPECT_TRUE(fleet_->DoctorRunning(slow)) << "the slow doctor ended first: nothing was cut short";
   EXPECT_THAT(ReadFile(fleet_->NodeDir(coordinator) + "/agent.log"),
               HasSubstr("leadership handed over before stopping"));
@@ -285,9 +281,7 @@ TEST_F(FleetUpgradeTest, ASigtermedCoordinatorDoesNotWaitOutAPreflightInFlight) 
       std::chrono::seconds(30)))
       << PlanJson(next) << fleet_->Logs();
   fleet_->StartAgent(coordinator);
-  ASSERT_TRUE(WaitUntil(
-      [&] { return PlanJson(next).find("PLAN_PHASE_COMPLETED") != std::string::npos; },
-      std::chrono::seconds(90)))
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_COMPLETED", std::chrono::seconds(90), next))
       << PlanJson(next) << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
@@ -312,9 +306,7 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
       << PlanJson(coordinator) << fleet_->Logs();
   SubprocessResult pause = Run(coordinator, {"pause"});
   ASSERT_EQ(pause.exit_code, 0) << pause.stdout_text << pause.stderr_text;
-  ASSERT_TRUE(WaitUntil(
-      [&] { return PlanJson(coordinator).find("\"PLAN_PHASE_PAUSED\"") != std::string::npos; },
-      std::chrono::seconds(30)))
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_PAUSED", std::chrono::seconds(30), coordinator))
       << PlanJson(coordinator);
   ASSERT_EQ(fleet_->ServingVersion(x), "0.1.0");
   // A local call that holds x's drain open: doctor for 10 s.
@@ -345,9 +337,7 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
   EXPECT_THAT(PlanJson(coordinator), Not(HasSubstr("PLAN_NODE_PHASE_FAILED")));
   fleet_->SetScenario(x, "key_seed: fleet-key-1\n");
   fleet_->StartAgent(x);
-  ASSERT_TRUE(WaitUntil(
-      [&] { return PlanJson(coordinator).find("PLAN_PHASE_COMPLETED") != std::string::npos; },
-      std::chrono::seconds(90)))
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_COMPLETED", std::chrono::seconds(90), coordinator))
       << PlanJson(coordinator) << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");

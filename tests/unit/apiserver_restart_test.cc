@@ -113,6 +113,13 @@ class ApiServerRestartTest : public ::testing::Test {
     return ApiServerRestarter(o, {.services = services_, .steady = steady_});
   }
 
+  // A systemd restart whose /readyz wait lasts up to `ready_timeout`.
+  ApiServerRestarter MakeAwaiting(HttpUrl readyz, std::chrono::milliseconds ready_timeout) {
+    ApiServerRestartOptions o = Make("systemd:kube-apiserver.service", std::move(readyz)).options();
+    o.ready_timeout = ready_timeout;
+    return ApiServerRestarter(o, {.services = services_, .steady = steady_});
+  }
+
   std::string Script(const std::string& name, const std::string& body) {
     std::string path = dir_.File(name);
     testing::WriteFile(path, "#!/bin/sh\n" + body);
@@ -178,10 +185,7 @@ TEST_F(ApiServerRestartTest, FailingUnitRestartNamesTheUnitAndTheError) {
 
 TEST_F(ApiServerRestartTest, ReadyzThatNeverAnswers200IsNotReadyNamingTheUrlAndLastAnswer) {
   ReadyzServer readyz({503});
-  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
-  ApiServerRestartOptions o = restarter.options();
-  o.ready_timeout = std::chrono::milliseconds(200);
-  ApiServerRestarter quick(o, {.services = services_, .steady = steady_});
+  ApiServerRestarter quick = MakeAwaiting(readyz.Url(), std::chrono::milliseconds(200));
   absl::StatusOr<ApiServerRestartReport> r = quick.Restart("op-1", AdmitAll);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
@@ -197,10 +201,7 @@ TEST_F(ApiServerRestartTest, ReadyzThatNeverAnswers200IsNotReadyNamingTheUrlAndL
 // TimeoutStopSec, and ended in SIGKILL.
 TEST_F(ApiServerRestartTest, AStoppingAgentStopsWaitingForReadyz) {
   ReadyzServer readyz({503});
-  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
-  ApiServerRestartOptions o = restarter.options();
-  o.ready_timeout = std::chrono::minutes(10);
-  ApiServerRestarter slow(o, {.services = services_, .steady = steady_});
+  ApiServerRestarter slow = MakeAwaiting(readyz.Url(), std::chrono::minutes(10));
   std::thread stop([&] {
     testing::WaitUntil([&] { return readyz.served() >= 2; }, std::chrono::seconds(10));
     slow.StopWaiting();
