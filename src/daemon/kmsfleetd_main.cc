@@ -200,6 +200,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   };
   ApiServerRestartOptions apiserver_options = config.apiserver;
   apiserver_options.poll_interval = config.executor.poll_interval;
+  apiserver_options.record_file = config.state_dir + "/apiserver-restart";
   ApiServerRestarter apiserver(std::move(apiserver_options),
                                {.services = *provider_runtime.systemd, .steady = steady});
   std::string mode = AgentMode(config);

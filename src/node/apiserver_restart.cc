@@ -6,6 +6,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
@@ -15,6 +16,8 @@ constexpr std::string_view kSystemdPrefix = "systemd:";
 constexpr std::string_view kCommandPrefix = "command:";
 // What of a failing command's output goes into the refusal.
 constexpr size_t kMaxOutputInMessage = 400;
+// The record file: a restart id and a sentence, a line each.
+constexpr size_t kMaxRecordBytes = 4096;
 
 absl::Status BadMethod(std::string_view restart, std::string_view why) {
   return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
@@ -115,7 +118,10 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
     running_id_ = restart_id.empty() ? "(unnamed)" : restart_id;
   }
   std::optional<absl::StatusOr<ApiServerRestartReport>> result;
-  absl::Status admitted = admit([&] { result = RestartNow(); });
+  const std::optional<std::string> ran_before = RecordedRun(restart_id);
+  absl::Status admitted = admit([&] {
+    result = ran_before ? AwaitRecordedRun(*ran_before) : RestartNow(restart_id);
+  });
   std::lock_guard lock(mu_);
   running_id_.clear();
   done_.notify_all();
@@ -131,17 +137,70 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
 
 void ApiServerRestarter::StopWaiting() { stop_waiting_.store(true); }
 
-absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow() {
+absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow(
+    const std::string& restart_id) {
   ApiServerRestartReport report;
   report.method = ApiServerRestartMethodName(options_);
   Log(LogLevel::kInfo, "restarting kube-apiserver", {{"method", report.method}});
   const int64_t start = seams_.steady.NowSteadyMillis();
   KMSFLEET_RETURN_IF_ERROR(RunRestart(report));
   report.restart_ms = seams_.steady.NowSteadyMillis() - start;
+  // Before the wait, which a stop or a crash can cut short: asked again
+  // after that, the restart is not run twice.
+  RecordRun(restart_id, report.done);
   KMSFLEET_RETURN_IF_ERROR(AwaitReady(report));
   Log(LogLevel::kInfo, "kube-apiserver ready",
       {{"method", report.method}, {"restart_ms", std::to_string(report.restart_ms)},
        {"ready_ms", std::to_string(report.ready_ms)}});
+  return report;
+}
+
+std::optional<std::string> ApiServerRestarter::RecordedRun(
+    const std::string& restart_id) const {
+  if (options_.record_file.empty() || restart_id.empty()) return std::nullopt;
+  absl::StatusOr<std::string> text = ReadBoundedFile(options_.record_file, kMaxRecordBytes);
+  if (!text.ok()) {
+    if (!absl::IsNotFound(text.status())) {
+      // Running it again is what an agent without the record would do.
+      Log(LogLevel::kWarn, "cannot read the kube-apiserver restart record; a restart asked "
+                           "again runs again",
+          {{"file", options_.record_file}, {"error", std::string(text.status().message())}});
+    }
+    return std::nullopt;
+  }
+  const size_t id_end = text->find('\n');
+  if (id_end == std::string::npos || text->compare(0, id_end, restart_id) != 0) {
+    return std::nullopt;
+  }
+  std::string done = text->substr(id_end + 1);
+  while (!done.empty() && done.back() == '\n') done.pop_back();
+  return done;
+}
+
+void ApiServerRestarter::RecordRun(const std::string& restart_id,
+                                   const std::string& done) const {
+  if (options_.record_file.empty() || restart_id.empty()) return;
+  std::string line = done;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  absl::Status s = WriteFileAtomic(options_.record_file, restart_id + "\n" + line + "\n", 0600);
+  if (!s.ok()) {
+    Log(LogLevel::kWarn, "cannot record the kube-apiserver restart; asked again after this "
+                         "agent restarts, it runs again",
+        {{"file", options_.record_file}, {"error", std::string(s.message())}});
+  }
+}
+
+absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::AwaitRecordedRun(
+    const std::string& done) {
+  ApiServerRestartReport report;
+  report.method = ApiServerRestartMethodName(options_);
+  report.done = done + " (before this agent restarted; not run again)";
+  Log(LogLevel::kInfo, "kube-apiserver was restarted for this step before the agent "
+                       "restarted; waiting for /readyz without restarting it again",
+      {{"method", report.method}, {"file", options_.record_file}});
+  KMSFLEET_RETURN_IF_ERROR(AwaitReady(report));
+  Log(LogLevel::kInfo, "kube-apiserver ready",
+      {{"method", report.method}, {"ready_ms", std::to_string(report.ready_ms)}});
   return report;
 }
 

@@ -94,6 +94,14 @@ TEST_F(FleetApiServerTest, AnAgentStoppedWhileItAwaitsReadyzStopsWaiting) {
   ASSERT_TRUE(WaitForPhase("PLAN_PHASE_COMPLETED", std::chrono::seconds(90), coordinator))
       << PlanJson(coordinator) << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  // Asked again, the agent back up waited for /readyz: the restart had
+  // run, and kube-apiserver is not restarted a second time for one step.
+  int restarts_of_first = 0;
+  for (const std::string& line : fleet_->ApiServerRestarts()) {
+    if (line.rfind(fleet_->Name(first) + " ", 0) == 0) ++restarts_of_first;
+  }
+  EXPECT_EQ(restarts_of_first, 1) << ::testing::PrintToString(fleet_->ApiServerRestarts());
+  EXPECT_THAT(ReadFile(log), HasSubstr("without restarting it again"));
 }
 
 // The default fleet: no agent has an apiserver: section.

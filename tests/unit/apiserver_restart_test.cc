@@ -218,6 +218,65 @@ TEST_F(ApiServerRestartTest, AStoppingAgentStopsWaitingForReadyz) {
   EXPECT_EQ(services_.restarted.size(), 1u);
 }
 
+// Found in review: the record of a restart lived in memory only, so the
+// coordinator asking again after a stop in the /readyz wait (or a crash)
+// made the agent, back up, restart kube-apiserver a second time.
+TEST_F(ApiServerRestartTest, ARestartThatRanBeforeTheAgentRestartedIsNotRunAgain) {
+  const std::string record = dir_.File("apiserver-restart");
+  {
+    ReadyzServer unready({503});
+    ApiServerRestartOptions o = MakeAwaiting(unready.Url(), std::chrono::minutes(10)).options();
+    o.record_file = record;
+    ApiServerRestarter before(o, {.services = services_, .steady = steady_});
+    std::thread stop([&] {
+      testing::WaitUntil([&] { return unready.served() >= 1; }, std::chrono::seconds(10));
+      before.StopWaiting();
+    });
+    EXPECT_EQ(ReasonOf(before.Restart("op-1", AdmitAll).status()), reason::kAgentStopping);
+    stop.join();
+  }
+  ASSERT_EQ(services_.restarted.size(), 1u);
+  // The agent is back: a new restarter over the same state directory.
+  ReadyzServer ready({200});
+  ApiServerRestartOptions o = Make("systemd:kube-apiserver.service", ready.Url()).options();
+  o.record_file = record;
+  ApiServerRestarter after(o, {.services = services_, .steady = steady_});
+  absl::StatusOr<ApiServerRestartReport> again = after.Restart("op-1", AdmitAll);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(services_.restarted.size(), 1u);
+  EXPECT_EQ(again->done,
+            "restarted unit kube-apiserver.service (before this agent restarted; not run again)");
+  EXPECT_EQ(ready.served(), 1);  // it still waited for /readyz
+  // Another step's restart runs.
+  ASSERT_TRUE(after.Restart("op-2", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 2u);
+}
+
+// A restart that failed to run is not recorded as run, and an unreadable
+// record is as none: asked again, the restart runs (as without a record).
+TEST_F(ApiServerRestartTest, AFailedOrUnrecordedRestartRunsAgainWhenAskedAgain) {
+  ReadyzServer readyz({200});
+  const std::string record = dir_.File("apiserver-restart");
+  ApiServerRestartOptions o = Make("systemd:kube-apiserver.service", readyz.Url()).options();
+  o.record_file = record;
+  services_.restart_result = MakeError(absl::StatusCode::kUnavailable, "", "job failed");
+  {
+    ApiServerRestarter failing(o, {.services = services_, .steady = steady_});
+    EXPECT_EQ(ReasonOf(failing.Restart("op-1", AdmitAll).status()),
+              reason::kApiServerRestartFailed);
+  }
+  services_.restart_result = absl::OkStatus();
+  ApiServerRestarter after(o, {.services = services_, .steady = steady_});
+  ASSERT_TRUE(after.Restart("op-1", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 2u);
+  // A directory where the record should be: it cannot be read, nor written.
+  ASSERT_EQ(unlink(record.c_str()), 0);
+  ASSERT_EQ(mkdir(record.c_str(), 0700), 0);
+  ApiServerRestarter unreadable(o, {.services = services_, .steady = steady_});
+  ASSERT_TRUE(unreadable.Restart("op-1", AdmitAll).ok());
+  EXPECT_EQ(services_.restarted.size(), 3u);
+}
+
 TEST_F(ApiServerRestartTest, WithoutAMethodTheNodeSaysSoAndNothingIsAdmitted) {
   ApiServerRestarter restarter(ApiServerRestartOptions{},
                                {.services = services_, .steady = steady_});

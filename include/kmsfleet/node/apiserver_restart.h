@@ -6,7 +6,8 @@
 //
 // Thread-safe: Restart may be called from any RPC thread; one restart runs
 // at a time and a repeated request for the same restart id is answered by
-// the restart already run (or waits for the one running), never run twice.
+// the restart already run (or waits for the one running), never run twice;
+// with a record file, not across the agent's own restarts either.
 #ifndef KMSFLEET_NODE_APISERVER_RESTART_H_
 #define KMSFLEET_NODE_APISERVER_RESTART_H_
 
@@ -50,6 +51,11 @@ struct ApiServerRestartOptions {
   // How long /readyz may take to answer 200 after the restart.
   std::chrono::milliseconds ready_timeout{120000};
   std::chrono::milliseconds poll_interval{1000};
+  // A file in the agent's state directory naming the last restart that
+  // ran, so that one asked again after the agent itself restarted (a stop
+  // during its /readyz wait, a crash) waits for /readyz rather than
+  // restarting kube-apiserver a second time; "" keeps it in memory only.
+  std::string record_file;
 };
 
 // Parses `restart`: "systemd:<unit>" or "command:<absolute path>" into
@@ -97,7 +103,9 @@ class ApiServerRestarter {
   // Restarts kube-apiserver once for `restart_id` (the plan names it by the
   // swap it follows): the first request is admitted by `admit` and runs;
   // a request for the id running now waits for it; one for the id run last
-  // gets that run's answer without running again. Errors:
+  // gets that run's answer without running again; one for the id the
+  // record file names (run before this agent started) waits for /readyz
+  // without restarting again. Errors:
   //   FailedPrecondition APISERVER_RESTART_UNCONFIGURED: no `apiserver:`
   //     section (restart method) on this node;
   //   `admit`'s refusal (the fence, OPERATION_IN_PROGRESS);
@@ -116,7 +124,12 @@ class ApiServerRestarter {
   void StopWaiting();
 
  private:
-  absl::StatusOr<ApiServerRestartReport> RestartNow();
+  absl::StatusOr<ApiServerRestartReport> RestartNow(const std::string& restart_id);
+  // What the record file says `restart_id` did (its report's `done`), if it
+  // names that id; nullopt when it does not, or cannot be read.
+  std::optional<std::string> RecordedRun(const std::string& restart_id) const;
+  void RecordRun(const std::string& restart_id, const std::string& done) const;
+  absl::StatusOr<ApiServerRestartReport> AwaitRecordedRun(const std::string& done);
   absl::Status RunRestart(ApiServerRestartReport& report);
   absl::Status AwaitReady(ApiServerRestartReport& report);
 
