@@ -57,7 +57,8 @@ int RemoveStaleTemps(const std::string& state_dir, const StateDirLock&) {
   int removed = 0;
   for (const auto& [dir, prefixes] :
        {std::pair{state_dir + "/artifacts", std::vector<std::string>{".incoming-", ".fetched-"}},
-        std::pair{state_dir + "/uploads", std::vector<std::string>{".incoming-"}}}) {
+        std::pair{state_dir + "/uploads", std::vector<std::string>{".incoming-"}},
+        std::pair{state_dir, std::vector<std::string>{"apiserver-restart.tmp."}}}) {
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
       const std::string name = entry.path().filename().string();

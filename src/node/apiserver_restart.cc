@@ -16,8 +16,9 @@ constexpr std::string_view kSystemdPrefix = "systemd:";
 constexpr std::string_view kCommandPrefix = "command:";
 // What of a failing command's output goes into the refusal.
 constexpr size_t kMaxOutputInMessage = 400;
-// The record file: a restart id and a sentence, a line each.
-constexpr size_t kMaxRecordBytes = 4096;
+// The record file: a restart id (up to 256 bytes) and a sentence naming
+// the unit or the command's path (up to PATH_MAX), a line each.
+constexpr size_t kMaxRecordBytes = 16 << 10;
 
 absl::Status BadMethod(std::string_view restart, std::string_view why) {
   return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
@@ -194,9 +195,9 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::AwaitRecordedRun(
     const std::string& done) {
   ApiServerRestartReport report;
   report.method = ApiServerRestartMethodName(options_);
-  report.done = done + " (before this agent restarted; not run again)";
-  Log(LogLevel::kInfo, "kube-apiserver was restarted for this step before the agent "
-                       "restarted; waiting for /readyz without restarting it again",
+  report.done = done + " (run earlier for this step; not run again)";
+  Log(LogLevel::kInfo, "kube-apiserver was restarted for this step earlier; waiting for "
+                       "/readyz without restarting it again",
       {{"method", report.method}, {"file", options_.record_file}});
   KMSFLEET_RETURN_IF_ERROR(AwaitReady(report));
   Log(LogLevel::kInfo, "kube-apiserver ready",

@@ -245,7 +245,7 @@ TEST_F(ApiServerRestartTest, ARestartThatRanBeforeTheAgentRestartedIsNotRunAgain
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(services_.restarted.size(), 1u);
   EXPECT_EQ(again->done,
-            "restarted unit kube-apiserver.service (before this agent restarted; not run again)");
+            "restarted unit kube-apiserver.service (run earlier for this step; not run again)");
   EXPECT_EQ(ready.served(), 1);  // it still waited for /readyz
   // Another step's restart runs.
   ASSERT_TRUE(after.Restart("op-2", AdmitAll).ok());

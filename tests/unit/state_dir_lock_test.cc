@@ -59,7 +59,8 @@ TEST(StateDirLockTest, AStateDirThatIsAFileIsAnErrorNamingIt) {
 }
 
 // A killed agent's half-written downloads and uploads (up to a release's
-// size each) are removed by the next holder of the lock; nothing else is.
+// size each) and kube-apiserver restart record are removed by the next
+// holder of the lock; nothing else is.
 TEST(StateDirLockTest, TheNextHolderRemovesTheTempsAKilledAgentLeft) {
   testing::TempDir dir;
   const std::string state = dir.File("state");
@@ -71,9 +72,13 @@ TEST(StateDirLockTest, TheNextHolderRemovesTheTempsAKilledAgentLeft) {
   testing::WriteFile(state + "/artifacts/.incoming-abc123/download", "half");
   testing::WriteFile(state + "/uploads/.incoming-Qw3rty", "half");
   testing::WriteFile(state + "/artifacts/0.2.0/bao-kms-provider", "staged");
+  testing::WriteFile(state + "/apiserver-restart.tmp.aB12cD", "half");
+  testing::WriteFile(state + "/apiserver-restart", "op-1\nrestarted unit x\n");
   absl::StatusOr<StateDirLock> lock = LockStateDir(state, getpid());
   ASSERT_TRUE(lock.ok()) << lock.status();
-  EXPECT_EQ(RemoveStaleTemps(state, *lock), 3);
+  EXPECT_EQ(RemoveStaleTemps(state, *lock), 4);
+  EXPECT_FALSE(std::filesystem::exists(state + "/apiserver-restart.tmp.aB12cD"));
+  EXPECT_TRUE(std::filesystem::exists(state + "/apiserver-restart"));
   EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/.incoming-abc123"));
   EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/.fetched-xyz789"));
   EXPECT_FALSE(std::filesystem::exists(state + "/uploads/.incoming-Qw3rty"));

@@ -7,7 +7,9 @@
 // Thread-safe: Restart may be called from any RPC thread; one restart runs
 // at a time and a repeated request for the same restart id is answered by
 // the restart already run (or waits for the one running), never run twice;
-// with a record file, not across the agent's own restarts either.
+// with a record file, not across the agent's own restarts either (unless
+// it stopped between the restart and the record's write, or the write
+// failed).
 #ifndef KMSFLEET_NODE_APISERVER_RESTART_H_
 #define KMSFLEET_NODE_APISERVER_RESTART_H_
 
