@@ -2,6 +2,7 @@
 // decisions live in plan_step.cc and plan_commands_core.cc.
 #include "kmsfleet/core/plan_machine.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -156,7 +157,28 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
   PlanStep step(*this, input);
   step.Run();
   read_views = step.read_views();
+  const bool hold = step.Holds();
   PlanReady ready = step.TakeReady();
+  if (hold) {
+    // Not proposed: the results are applied again next Step. What this
+    // Step issued (the hand-off) stands under the committed record.
+    held_ = step.TakeHeld();
+    ready.plan.reset();
+    for (PlanAction& a : ready.actions) a.revision = committed_ ? committed_->revision() : 0;
+    if (!ready.blocked.ok() && committed_) {
+      // `plan` still shows the node in flight: say why.
+      absl::Status said(ready.blocked.code(),
+                        absl::StrCat(ready.blocked.message(), " ", committed_->in_flight(),
+                                     " ended Stable and released its slot; that is recorded "
+                                     "with the next plan change."));
+      ready.blocked.ForEachPayload(
+          [&said](absl::string_view url, const absl::Cord& payload) {
+            said.SetPayload(url, payload);
+          });
+      ready.blocked = said;
+    }
+    return ready;
+  }
   if (ready.plan) pending_ = ready.plan->revision();
   return ready;
 }

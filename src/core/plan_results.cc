@@ -127,6 +127,7 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
       node.set_stage(RestartRequired()
                          ? v1::PLAN_STEP_STAGE_RESTARTING_APISERVER
                          : v1::PLAN_STEP_STAGE_HANDING_OFF);
+      result_holdable_ = !RestartRequired();
       break;
     case OperationOutcome::kRolledBack:
       node.set_reason(r.outcome_reason.empty() ? reason::kSwapFailedRestored
@@ -148,7 +149,7 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
       break;
   }
   changed_ = true;
-  RestartParity();
+  if (!replaying_) RestartParity();
 }
 
 void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
@@ -219,6 +220,8 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
     return;
   }
   node.set_done_unix_ms(in_.now_unix_ms);
+  handed_off_ = true;
+  result_holdable_ = node.reason().empty();
   if (!node.reason().empty()) {
     SetNodePhase(node, v1::PLAN_NODE_PHASE_FAILED);
     AfterFailure(node);

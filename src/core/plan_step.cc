@@ -33,6 +33,8 @@ void PlanStep::Run() {
   // A new plan is committed as a Draft on its own, so that it (order,
   // baseline, facts, who asked) is recorded before anything is done.
   if (next_ && next_->phase() == v1::PLAN_PHASE_DRAFT && changed_) return;
+  std::vector<ActionResult> held = std::move(m_.held_);
+  m_.held_.clear();
   std::vector<ActionResult> results = std::move(m_.deferred_);
   m_.deferred_.clear();
   results.insert(results.end(), in_.results.begin(), in_.results.end());
@@ -44,9 +46,32 @@ void PlanStep::Run() {
     m_.unanswered_.clear();
     return;
   }
-  for (const ActionResult& r : results) ApplyResult(r);
+  replaying_ = true;
+  for (const ActionResult& r : held) ApplyAndSortResult(r);
+  replaying_ = false;
+  for (const ActionResult& r : results) ApplyAndSortResult(r);
   DecidePhase();
   BlockOnUnanswered();
+}
+
+void PlanStep::ApplyAndSortResult(const ActionResult& result) {
+  result_holdable_ = false;
+  ApplyResult(result);
+  if (result_holdable_) {
+    holdable_.push_back(result);
+  } else {
+    only_holdable_ = false;
+  }
+}
+
+bool PlanStep::Holds() const {
+  if (in_.command || !only_holdable_ || holdable_.empty() || !changed_) return false;
+  // The result alone: nothing decided reads more than the node's own step.
+  if (!handed_off_) return blocked_.ok();
+  // Handed off: committed alone only to wait for rounds the next Step
+  // counts anyway. Any other block (soak, health, a paused plan) is
+  // committed, so that `plan` shows the node done while it lasts.
+  return ReasonOf(blocked_) == reason::kParityNotStable;
 }
 
 PlanReady PlanStep::TakeReady() {

@@ -24,6 +24,15 @@ class PlanStep {
   PlanReady TakeReady();
   // Whether a decision read the views or the parity streak they feed.
   bool read_views() const { return read_views_; }
+  // Whether this Step's change is best not committed yet: it only records
+  // the in-flight node's Stable result (its hand-off goes out now, under
+  // the fence the swap ran under), or only that and the node's released
+  // hand-off while fresh parity rounds are still counted. The change is
+  // then made again in later Steps (TakeHeld) and committed with the next
+  // node's slot, or with whatever else changes: one commit per node
+  // instead of two or three. docs/fleet-plan.md §1.
+  bool Holds() const;
+  std::vector<ActionResult> TakeHeld() { return std::move(holdable_); }
 
  private:
   // ---- plan_commands_core.cc: operator commands ----
@@ -50,6 +59,8 @@ class PlanStep {
 
   // ---- plan_step.cc: results and phases ----
   void ApplyResult(const ActionResult& result);
+  // ApplyResult, noting whether the result is one Holds() may keep.
+  void ApplyAndSortResult(const ActionResult& result);
   void ApplyStaged(v1::PlanNode& node, const ActionResult& result);
   void ApplyPreflighted(v1::PlanNode& node, const ActionResult& result);
   void ApplyOperation(v1::PlanNode& node, const ActionResult& result);
@@ -93,6 +104,14 @@ class PlanStep {
   std::optional<v1::FleetPlan> next_;  // working copy; nullopt = no plan
   bool changed_ = false;
   bool read_views_ = false;
+  // Results applied again from PlanMachine::held_: their parity streak was
+  // restarted when they first arrived.
+  bool replaying_ = false;
+  // Set by the Apply* of a result that Holds() may keep uncommitted.
+  bool result_holdable_ = false;
+  bool handed_off_ = false;
+  bool only_holdable_ = true;
+  std::vector<ActionResult> holdable_;
   std::vector<PlanAction> actions_;
   absl::Status refusal_;
   absl::Status blocked_;

@@ -69,6 +69,7 @@ KMSFLEET_EXPLORE_PLAN_FIELD(PlanPending, std::optional<uint64_t>, pending_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanParity, ParityStreak, parity_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanIssued, NameSet, issued_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanDeferred, ResultList, deferred_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeld, ResultList, held_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanUnanswered, UnansweredMap, unanswered_);
 
 #undef KMSFLEET_EXPLORE_PLAN_FIELD

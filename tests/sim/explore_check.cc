@@ -15,7 +15,7 @@ namespace {
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
 static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
-static_assert(sizeof(PlanMachine) == 560,
+static_assert(sizeof(PlanMachine) == 584,
               "PlanMachine changed: add its new fields to CanonicalPlan");
 static_assert(sizeof(ParityStreak) == 96,
               "ParityStreak changed: add its new fields to CanonicalPlan");
@@ -133,6 +133,8 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   for (const std::string& key : ReadPlan<PlanIssued>(m)) out << key << ';';
   out << 'D';
   for (const ActionResult& r : ReadPlan<PlanDeferred>(m)) PutResult(out, r);
+  out << 'H';
+  for (const ActionResult& r : ReadPlan<PlanHeld>(m)) PutResult(out, r);
   // Only the wording of `blocked` reads the time: the node and reason do.
   out << 'U';
   for (const auto& [node, u] : ReadPlan<PlanUnanswered>(m)) {

@@ -15,7 +15,9 @@
 //       failover: n1 crashes while n2 swaps, until a term-2 leader has
 //       committed its first record; with --plan also n3-swapping: n2
 //       ended Stable and n3 admitted its swap; handing-off: n2's operation
-//       ended --outcome and n1 committed the plan's hand-off stage for it;
+//       ended --outcome and n1 committed the plan's hand-off stage for it
+//       (a failed outcome only: a Stable result is held uncommitted until
+//       its hand-off and the next slot commit together, PlanStep::Holds);
 //       n3-handing-off: the same for n3, after n2 ended Stable;
 //       released, n3-released: until the node released its slot and n1
 //       committed the plan without it in flight (these four begin with

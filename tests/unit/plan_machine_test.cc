@@ -420,22 +420,122 @@ TEST(PlanMachineTest, ResultsOnAFreshRoundOpenTheParityStreak) {
 }
 
 // The streak restarts with the round of the Step that applies a's result
-// (its views were asked for after the result arrived) and needs two more:
-// the rounds taken while the result and the hand-off commit count, so the
-// hand-off need not wait three further rounds.
+// (its views were asked for after the result arrived) and needs two more.
+// a's result and hand-off wait for them uncommitted, and go in the one
+// commit that gives c the slot.
 TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   Driver d;
   d.Step(Start());
-  d.RunUntil([](const v1::FleetPlan& p) {
-    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_HANDING_OFF;
-  });
-  PlanReady r = d.Step();  // a hands off; second round
-  EXPECT_GT(d.plan_.nodes(0).done_unix_ms(), 0);
+  while (d.Swapped().empty()) d.Step();
+  const uint64_t swap_revision = d.plan_.revision();
+  PlanReady r = d.Step();  // a's result; first round
+  EXPECT_FALSE(r.plan.has_value());
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kHandOff);
+  EXPECT_EQ(r.actions[0].node, "a");
+  EXPECT_EQ(r.actions[0].revision, swap_revision);  // under the swap's record
+  r = d.Step();  // a hands off; second round
   EXPECT_EQ(ReasonOf(r.blocked), reason::kParityNotStable) << r.blocked;
+  EXPECT_THAT(r.blocked.message(), HasSubstr("a ended Stable and released its slot"));
+  EXPECT_FALSE(r.plan.has_value());
+  EXPECT_EQ(d.plan_.in_flight(), "a");
+  EXPECT_EQ(d.plan_.nodes(0).stage(), v1::PLAN_STEP_STAGE_SWAPPING);
   EXPECT_THAT(d.Swapped(), ElementsAre("a"));
-  r = d.Step();  // third round: the next node goes
+  r = d.Step();  // third round: a done and c in flight, in one commit
   EXPECT_TRUE(r.blocked.ok()) << r.blocked;
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->revision(), swap_revision + 1);
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_GT(r.plan->nodes(0).done_unix_ms(), 0);
+  EXPECT_EQ(r.plan->in_flight(), "c");
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+}
+
+// One commit per node from the first swap on: the result, the hand-off
+// and the next node's slot (or the completion) go together.
+TEST(PlanMachineTest, EachNodeCostsOneCommitFromItsResultToTheNextSlot) {
+  Driver d;
+  d.Step(Start());
+  while (d.Swapped().empty()) d.Step();
+  const uint64_t first_swap = d.plan_.revision();
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  // c's slot, b's slot, the completion.
+  EXPECT_EQ(d.plan_.revision(), first_swap + 3);
+  EXPECT_THAT(d.rounds_before_swap, ElementsAre(3, 3));
+}
+
+// Held uncommitted, a result is not lost with the coordinator: a new one,
+// from the committed record (a still swapping), sends a's swap again
+// under the same operation id, which the agent answers from its journal.
+TEST(PlanMachineTest, ANewCoordinatorSendsTheSwapOfAHeldResultAgain) {
+  Driver d;
+  d.Step(Start());
+  while (d.Swapped().empty()) d.Step();
+  const PlanAction swap = d.log_.back();
+  d.Step();  // a's result held, its hand-off asked
+  d.Step();  // handed off, held for parity
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  PlanMachine successor({"c", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  for (const char* n : {"a", "b", "c"}) {
+    in.views.push_back(HealthyView(n, n == std::string("a") ? "0.2.0" : "0.1.0",
+                                   testing::kHashA, in.now_unix_ms));
+  }
+  PlanReady r = successor.Step(in);
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
+  EXPECT_EQ(r.actions[0].node, "a");
+  EXPECT_EQ(r.actions[0].operation_id, swap.operation_id);
+}
+
+// A command while a result and its hand-off are held commits them with
+// it: a pause then shows the node done, not in flight.
+TEST(PlanMachineTest, APauseWhileAHandOffIsHeldCommitsIt) {
+  Driver d;
+  d.Step(Start());
+  while (d.Swapped().empty()) d.Step();
+  d.Step();  // a's result held, its hand-off asked
+  d.Step();  // handed off, held for parity
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  PlanReady r = d.Step(Cmd(CommandKind::kPause));
+  ASSERT_TRUE(r.refusal.ok()) << r.refusal;
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(r.plan->in_flight(), "");
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+}
+
+// With a soak the hand-off is committed on its own: the soak counts from
+// the node's recorded end.
+TEST(PlanMachineTest, WithASoakTheHandOffIsCommittedAlone) {
+  Driver d;
+  v1::PlanSettings settings;
+  settings.set_soak_ms(60'000);
+  d.Step(Start(settings));
+  while (d.Swapped().empty()) d.Step();
+  d.Step();  // a's result held, its hand-off asked
+  PlanReady r = d.Step();  // handed off
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kSoakInProgress) << r.blocked;
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->in_flight(), "");
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+}
+
+// A node's failed step is committed at once, not held: `plan` shows why.
+TEST(PlanMachineTest, ARolledBackResultIsCommittedBeforeItsHandOff) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "a" ? OperationOutcome::kRolledBack : OperationOutcome::kStable;
+  };
+  d.Step(Start());
+  while (d.Swapped().empty()) d.Step();
+  PlanReady r = d.Step();
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->nodes(0).stage(), v1::PLAN_STEP_STAGE_HANDING_OFF);
+  EXPECT_EQ(r.plan->nodes(0).reason(), reason::kSwapFailedRestored);
 }
 
 // An action that keeps coming back unanswered holds the plan: `plan` and
@@ -456,7 +556,7 @@ TEST(PlanMachineTest, AHandOffLeftUnansweredSaysWhichNodeAndSinceWhen) {
   for (int i = 0; i < 4; ++i) r = d.Step();
   EXPECT_EQ(ReasonOf(r.blocked), reason::kUnknownFence) << r.blocked;
   EXPECT_THAT(r.blocked.message(), HasSubstr("Waiting for a to answer"));
-  EXPECT_THAT(r.blocked.message(), HasSubstr("3 s): a has not seen record 1/7 committed"));
+  EXPECT_THAT(r.blocked.message(), HasSubstr("4 s): a has not seen record 1/7 committed"));
   EXPECT_EQ(d.plan_.in_flight(), "a");
   EXPECT_THAT(d.Swapped(), ElementsAre("a"));
   answering = true;

@@ -151,6 +151,10 @@ class PlanMachine {
   std::set<std::string> issued_;
   // Results that arrived while a proposal was outstanding.
   std::vector<ActionResult> deferred_;
+  // The in-flight node's Stable result and its released hand-off, held
+  // uncommitted (PlanStep::Holds): applied again at the start of every
+  // Step until one commits them, with the next node's slot when it can.
+  std::vector<ActionResult> held_;
   // Per node, the last action that came back unanswered, until the node
   // answers one: what the plan waits for.
   std::map<std::string, UnansweredAction> unanswered_;
