@@ -130,6 +130,13 @@ class Driver {
     return ready;
   }
 
+  // Starts a plan and steps until its first swap went out (and was
+  // answered: its result comes with the next Step).
+  void StartAndSwapFirst(v1::PlanSettings settings = {}) {
+    Step(Start(std::move(settings)));
+    while (Swapped().empty()) Step();
+  }
+
   // Steps until `done` holds for the committed plan (at most 200 steps).
   void RunUntil(const std::function<bool(const v1::FleetPlan&)>& done) {
     for (int i = 0; i < 200 && !done(plan_); ++i) Step();
@@ -425,8 +432,7 @@ TEST(PlanMachineTest, ResultsOnAFreshRoundOpenTheParityStreak) {
 // commit that gives c the slot.
 TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   Driver d;
-  d.Step(Start());
-  while (d.Swapped().empty()) d.Step();
+  d.StartAndSwapFirst();
   const uint64_t swap_revision = d.plan_.revision();
   PlanReady r = d.Step();  // a's result; first round
   EXPECT_FALSE(r.plan.has_value());
@@ -455,8 +461,7 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
 // and the next node's slot (or the completion) go together.
 TEST(PlanMachineTest, EachNodeCostsOneCommitFromItsResultToTheNextSlot) {
   Driver d;
-  d.Step(Start());
-  while (d.Swapped().empty()) d.Step();
+  d.StartAndSwapFirst();
   const uint64_t first_swap = d.plan_.revision();
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   // c's slot, b's slot, the completion.
@@ -469,8 +474,7 @@ TEST(PlanMachineTest, EachNodeCostsOneCommitFromItsResultToTheNextSlot) {
 // under the same operation id, which the agent answers from its journal.
 TEST(PlanMachineTest, ANewCoordinatorSendsTheSwapOfAHeldResultAgain) {
   Driver d;
-  d.Step(Start());
-  while (d.Swapped().empty()) d.Step();
+  d.StartAndSwapFirst();
   const PlanAction swap = d.log_.back();
   d.Step();  // a's result held, its hand-off asked
   d.Step();  // handed off, held for parity
@@ -494,8 +498,7 @@ TEST(PlanMachineTest, ANewCoordinatorSendsTheSwapOfAHeldResultAgain) {
 // it: a pause then shows the node done, not in flight.
 TEST(PlanMachineTest, APauseWhileAHandOffIsHeldCommitsIt) {
   Driver d;
-  d.Step(Start());
-  while (d.Swapped().empty()) d.Step();
+  d.StartAndSwapFirst();
   d.Step();  // a's result held, its hand-off asked
   d.Step();  // handed off, held for parity
   ASSERT_EQ(d.plan_.in_flight(), "a");
@@ -514,8 +517,7 @@ TEST(PlanMachineTest, WithASoakTheHandOffIsCommittedAlone) {
   Driver d;
   v1::PlanSettings settings;
   settings.set_soak_ms(60'000);
-  d.Step(Start(settings));
-  while (d.Swapped().empty()) d.Step();
+  d.StartAndSwapFirst(settings);
   d.Step();  // a's result held, its hand-off asked
   PlanReady r = d.Step();  // handed off
   EXPECT_EQ(ReasonOf(r.blocked), reason::kSoakInProgress) << r.blocked;
@@ -530,8 +532,7 @@ TEST(PlanMachineTest, ARolledBackResultIsCommittedBeforeItsHandOff) {
   d.outcome = [](const PlanAction& a) {
     return a.node == "a" ? OperationOutcome::kRolledBack : OperationOutcome::kStable;
   };
-  d.Step(Start());
-  while (d.Swapped().empty()) d.Step();
+  d.StartAndSwapFirst();
   PlanReady r = d.Step();
   ASSERT_TRUE(r.plan.has_value());
   EXPECT_EQ(r.plan->nodes(0).stage(), v1::PLAN_STEP_STAGE_HANDING_OFF);
