@@ -82,9 +82,9 @@ printf '  orchestration overhead: %d ms in all, %d ms per node (goal: under 50 m
   "$overhead_ms" $((overhead_ms / 3))
 echo "  (before the first stop: staging, signature and checksum, doctor and"
 echo "   rotation-plan on every node; per node: the swap's own doctor and"
-echo "   rotation-plan re-check before it stops, the commits of its result and of"
-echo "   its hand-off, which gives the slot to the next node; 3 fresh parity"
-echo "   rounds run meanwhile)"
+echo "   rotation-plan re-check before it stops, its hand-off, asked as soon as"
+echo "   its result arrives, and 3 fresh parity rounds, then the one commit that"
+echo "   records both and gives the slot to the next node)"
 # The provider commands kmsfleet runs on the way, timed here one by one:
 # their start-up is the fake's, not kmsfleet's.
 new_bin="$work/rel/0.2.0/bao-kms-provider_0.2.0_linux_amd64"
