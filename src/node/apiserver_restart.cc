@@ -121,7 +121,7 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
   std::optional<absl::StatusOr<ApiServerRestartReport>> result;
   const std::optional<std::string> ran_before = RecordedRun(restart_id);
   absl::Status admitted = admit([&] {
-    result = ran_before ? AwaitRecordedRun(*ran_before) : RestartNow(restart_id);
+    result = RestartNow(restart_id, ran_before);
   });
   std::lock_guard lock(mu_);
   running_id_.clear();
@@ -139,16 +139,23 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
 void ApiServerRestarter::StopWaiting() { stop_waiting_.store(true); }
 
 absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow(
-    const std::string& restart_id) {
+    const std::string& restart_id, const std::optional<std::string>& ran_before) {
   ApiServerRestartReport report;
   report.method = ApiServerRestartMethodName(options_);
-  Log(LogLevel::kInfo, "restarting kube-apiserver", {{"method", report.method}});
-  const int64_t start = seams_.steady.NowSteadyMillis();
-  KMSFLEET_RETURN_IF_ERROR(RunRestart(report));
-  report.restart_ms = seams_.steady.NowSteadyMillis() - start;
-  // Before the wait, which a stop or a crash can cut short: asked again
-  // after that, the restart is not run twice.
-  RecordRun(restart_id, report.done);
+  if (ran_before) {
+    report.done = *ran_before + " (run earlier for this step; not run again)";
+    Log(LogLevel::kInfo, "kube-apiserver was restarted for this step earlier; waiting for "
+                         "/readyz without restarting it again",
+        {{"method", report.method}, {"file", options_.record_file}});
+  } else {
+    Log(LogLevel::kInfo, "restarting kube-apiserver", {{"method", report.method}});
+    const int64_t start = seams_.steady.NowSteadyMillis();
+    KMSFLEET_RETURN_IF_ERROR(RunRestart(report));
+    report.restart_ms = seams_.steady.NowSteadyMillis() - start;
+    // Before the wait, which a stop or a crash can cut short: asked again
+    // after that, the restart is not run twice.
+    RecordRun(restart_id, report.done);
+  }
   KMSFLEET_RETURN_IF_ERROR(AwaitReady(report));
   Log(LogLevel::kInfo, "kube-apiserver ready",
       {{"method", report.method}, {"restart_ms", std::to_string(report.restart_ms)},
@@ -189,20 +196,6 @@ void ApiServerRestarter::RecordRun(const std::string& restart_id,
                          "agent restarts, it runs again",
         {{"file", options_.record_file}, {"error", std::string(s.message())}});
   }
-}
-
-absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::AwaitRecordedRun(
-    const std::string& done) {
-  ApiServerRestartReport report;
-  report.method = ApiServerRestartMethodName(options_);
-  report.done = done + " (run earlier for this step; not run again)";
-  Log(LogLevel::kInfo, "kube-apiserver was restarted for this step earlier; waiting for "
-                       "/readyz without restarting it again",
-      {{"method", report.method}, {"file", options_.record_file}});
-  KMSFLEET_RETURN_IF_ERROR(AwaitReady(report));
-  Log(LogLevel::kInfo, "kube-apiserver ready",
-      {{"method", report.method}, {"ready_ms", std::to_string(report.ready_ms)}});
-  return report;
 }
 
 absl::Status ApiServerRestarter::RunRestart(ApiServerRestartReport& report) {

@@ -126,12 +126,15 @@ class ApiServerRestarter {
   void StopWaiting();
 
  private:
-  absl::StatusOr<ApiServerRestartReport> RestartNow(const std::string& restart_id);
+  // Restarts kube-apiserver and records it, or, when `ran_before` (the
+  // record's sentence) says it ran for this id already, only says so;
+  // then waits for /readyz.
+  absl::StatusOr<ApiServerRestartReport> RestartNow(const std::string& restart_id,
+                                                    const std::optional<std::string>& ran_before);
   // What the record file says `restart_id` did (its report's `done`), if it
   // names that id; nullopt when it does not, or cannot be read.
   std::optional<std::string> RecordedRun(const std::string& restart_id) const;
   void RecordRun(const std::string& restart_id, const std::string& done) const;
-  absl::StatusOr<ApiServerRestartReport> AwaitRecordedRun(const std::string& done);
   absl::Status RunRestart(ApiServerRestartReport& report);
   absl::Status AwaitReady(ApiServerRestartReport& report);
 
