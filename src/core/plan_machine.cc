@@ -154,6 +154,7 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
                               "Waiting for the last plan change to commit.");
     return ready;
   }
+  const bool was_holding = !held_.empty();
   PlanStep step(*this, input);
   step.Run();
   read_views = step.read_views();
@@ -163,6 +164,7 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
     // Not proposed: the results are applied again next Step. What this
     // Step issued (the hand-off) stands under the committed record.
     held_ = step.TakeHeld();
+    if (!was_holding) held_since_unix_ms_ = input.now_unix_ms;
     ready.plan.reset();
     for (PlanAction& a : ready.actions) a.revision = committed_ ? committed_->revision() : 0;
     if (!ready.blocked.ok() && committed_) {
@@ -179,6 +181,7 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
     }
     return ready;
   }
+  held_since_unix_ms_ = 0;
   if (ready.plan) pending_ = ready.plan->revision();
   return ready;
 }

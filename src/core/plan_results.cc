@@ -75,6 +75,7 @@ void PlanStep::ApplyStaged(v1::PlanNode& node, const ActionResult& r) {
   node.set_previous_artifact_verified(r.previous_artifact_verified);
   node.set_staged_digest(r.staged_digest);
   SetNodePhase(node, v1::PLAN_NODE_PHASE_STAGED);
+  result_holdable_ = true;
 }
 
 void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
@@ -89,6 +90,7 @@ void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
     return;
   }
   SetNodePhase(node, v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  result_holdable_ = true;
 }
 
 void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {

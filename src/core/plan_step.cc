@@ -50,7 +50,11 @@ void PlanStep::Run() {
   for (const ActionResult& r : held) ApplyAndSortResult(r);
   replaying_ = false;
   for (const ActionResult& r : results) ApplyAndSortResult(r);
+  const bool changed_before = changed_;
+  changed_ = false;
   DecidePhase();
+  decided_change_ = changed_;
+  changed_ = changed_ || changed_before;
   BlockOnUnanswered();
 }
 
@@ -65,7 +69,15 @@ void PlanStep::ApplyAndSortResult(const ActionResult& result) {
 }
 
 bool PlanStep::Holds() const {
-  if (in_.command || !only_holdable_ || holdable_.empty() || !changed_) return false;
+  if (in_.command || !only_holdable_ || holdable_.empty() || !changed_ || decided_change_) {
+    return false;
+  }
+  if (next_->phase() == v1::PLAN_PHASE_PREFLIGHT) {
+    // Other nodes' results are awaited (with all in, the plan changes
+    // phase or blocks on a gate). Not for long: `plan` shows progress.
+    const int64_t since = m_.held_since_unix_ms_ != 0 ? m_.held_since_unix_ms_ : in_.now_unix_ms;
+    return blocked_.ok() && in_.now_unix_ms - since < kMaxPreflightHoldMs;
+  }
   // The result alone: nothing decided reads more than the node's own step.
   if (!handed_off_) return blocked_.ok();
   // Handed off: committed alone only to wait for rounds the next Step

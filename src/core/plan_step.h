@@ -25,12 +25,15 @@ class PlanStep {
   // Whether a decision read the views or the parity streak they feed.
   bool read_views() const { return read_views_; }
   // Whether this Step's change is best not committed yet: it only records
-  // the in-flight node's Stable result (its hand-off goes out now, under
-  // the fence the swap ran under), or only that and the node's released
-  // hand-off while fresh parity rounds are still counted. The change is
-  // then made again in later Steps (TakeHeld) and committed with the next
-  // node's slot, or with whatever else changes: one commit per node
-  // instead of two or three. docs/fleet-plan.md §1.
+  // results, and the decisions after them changed nothing. Either the
+  // in-flight node's Stable result (its hand-off goes out now, under the
+  // fence the swap ran under), or that and the node's released hand-off
+  // while fresh parity rounds are still counted; or stage and preflight
+  // results while other nodes' are awaited (their preflight goes out now),
+  // for up to kMaxPreflightHoldMs. The change is then made again in later
+  // Steps (TakeHeld) and committed with the next node's slot, or with
+  // whatever else changes: one commit per node instead of two or three,
+  // and one for the whole preflight. docs/fleet-plan.md §1.
   bool Holds() const;
   std::vector<ActionResult> TakeHeld() { return std::move(holdable_); }
 
@@ -103,6 +106,9 @@ class PlanStep {
   const PlanInput& in_;
   std::optional<v1::FleetPlan> next_;  // working copy; nullopt = no plan
   bool changed_ = false;
+  // Whether the phase's decisions (not the command or the results)
+  // changed the plan.
+  bool decided_change_ = false;
   bool read_views_ = false;
   // Results applied again from PlanMachine::held_: their parity streak was
   // restarted when they first arrived.

@@ -12,6 +12,7 @@
 
 #include "fleet_test_util.h"
 #include "gmock/gmock.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
@@ -62,7 +63,7 @@ class Driver {
 
   // One Step with a healthy fleet; commits any proposal at once.
   PlanReady Step(std::optional<OperatorCommand> command = std::nullopt) {
-    now_ += 1000;
+    now_ += step_ms;
     PlanInput in;
     in.now_unix_ms = now_;
     in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
@@ -169,6 +170,18 @@ class Driver {
       [](const PlanAction&) { return absl::OkStatus(); };
   // Whether a node's stage finds the previous release kept (readiness).
   std::function<bool(const PlanAction&)> previous_kept = [](const PlanAction&) { return true; };
+  // Whether a node's preflight doctor passes.
+  std::function<bool(const PlanAction&)> doctor_passes = [](const PlanAction&) { return true; };
+  // Actions left unanswered (the node is still working on them) until
+  // AnswerSilenced.
+  std::function<bool(const PlanAction&)> silent = [](const PlanAction&) { return false; };
+  void AnswerSilenced() {
+    std::vector<PlanAction> late = std::move(silenced_);
+    silenced_.clear();
+    for (const PlanAction& a : late) Answer(a);
+  }
+  // How far the clock moves per Step.
+  int64_t step_ms = 1000;
   // Steps that carry results decide on the last round again
   // (PlanInput::views_fresh false), as kmsfleetd's coordinator does; one
   // that needs a fresh round gets it.
@@ -183,6 +196,10 @@ class Driver {
 
  private:
   void Answer(const PlanAction& a) {
+    if (silent(a)) {
+      silenced_.push_back(a);
+      return;
+    }
     ActionResult r;
     r.node = a.node;
     r.revision = a.revision;
@@ -200,7 +217,7 @@ class Driver {
         break;
       case ActionKind::kPreflight:
         r.kind = ResultKind::kPreflighted;
-        r.doctor = {a.node, true, true, ""};
+        r.doctor = {a.node, true, doctor_passes(a), doctor_passes(a) ? "" : "transit_encrypt"};
         r.rotation.node = a.node;
         r.rotation.metric_state = "active";
         r.rotation.report = RotationReport{};
@@ -239,6 +256,7 @@ class Driver {
   std::vector<ActionResult> results_;
   std::map<std::string, OperationOutcome> last_outcome_;
   std::map<std::string, int> stages_;  // stages answered per node
+  std::vector<PlanAction> silenced_;
 };
 
 TEST(PlanMachineTest, StartRecordsOrderBaselineAndWhoAsked) {
@@ -467,6 +485,117 @@ TEST(PlanMachineTest, EachNodeCostsOneCommitFromItsResultToTheNextSlot) {
   // c's slot, b's slot, the completion.
   EXPECT_EQ(d.plan_.revision(), first_swap + 3);
   EXPECT_THAT(d.rounds_before_swap, ElementsAre(3, 3));
+}
+
+std::vector<std::string> KindsAt(const PlanReady& r, uint64_t revision) {
+  std::vector<std::string> kinds;
+  for (const PlanAction& a : r.actions) {
+    kinds.push_back(absl::StrCat(std::string(ActionKindName(a.kind)), " ", a.node,
+                                 std::string(a.revision == revision ? "" : " (another revision)")));
+  }
+  return kinds;
+}
+
+// Stage and preflight results are held while other nodes' are awaited:
+// each preflight goes out under the Preflight record as its stage
+// answers, and the whole preflight costs one commit, the one that gives
+// the first node its slot.
+TEST(PlanMachineTest, StageAndPreflightResultsCommitWithTheFirstSlot) {
+  Driver d;
+  d.step_ms = 100;
+  d.Step(Start());  // the Draft
+  PlanReady r = d.Step();
+  ASSERT_TRUE(r.plan.has_value());
+  ASSERT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
+  const uint64_t preflight = r.plan->revision();
+  r = d.Step();  // the three stage results
+  EXPECT_FALSE(r.plan.has_value());
+  EXPECT_TRUE(r.blocked.ok()) << r.blocked;
+  EXPECT_THAT(KindsAt(r, preflight), ElementsAre("preflight a", "preflight c", "preflight b"));
+  EXPECT_EQ(d.plan_.revision(), preflight);
+  r = d.Step();  // the three preflight results
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->revision(), preflight + 1);
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_ROLLING);
+  EXPECT_EQ(r.plan->in_flight(), "a");
+  for (const v1::PlanNode& n : r.plan->nodes()) {
+    EXPECT_EQ(n.staged_digest(), "staged-on-" + n.node() + "#1") << n.node();
+    EXPECT_TRUE(n.previous_artifact_verified()) << n.node();
+  }
+  EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_THAT(KindsAt(r, preflight + 1), ElementsAre("swap a"));
+}
+
+// ...but not for long: a slow stage on one node, and `plan` still shows
+// the others staged and preflighted within about a second.
+TEST(PlanMachineTest, ResultsHeldForASecondAreCommittedWhileASlowNodeStages) {
+  Driver d;
+  d.step_ms = 400;
+  bool c_slow = true;
+  d.silent = [&c_slow](const PlanAction& a) { return c_slow && a.node == "c"; };
+  d.Step(Start());
+  d.Step();  // Preflight: stages go out
+  const uint64_t preflight = d.plan_.revision();
+  EXPECT_FALSE(d.Step().plan.has_value());  // a's and b's stage results
+  EXPECT_FALSE(d.Step().plan.has_value());  // their preflight results, 400 ms on
+  PlanReady r = d.Step();                   // 800 ms
+  EXPECT_FALSE(r.plan.has_value());
+  r = d.Step();  // 1.2 s: committed
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->revision(), preflight + 1);
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
+  // The plan's order: a, c, b.
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_PENDING);
+  EXPECT_EQ(r.plan->nodes(2).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_TRUE(r.actions.empty());  // nothing is sent twice
+  c_slow = false;
+  d.AnswerSilenced();
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+}
+
+// A failed preflight halts the plan at once, and the results held before
+// it are committed with the halt: `plan` shows how far each node got.
+TEST(PlanMachineTest, AFailedPreflightIsCommittedWithTheResultsHeldBeforeIt) {
+  Driver d;
+  d.step_ms = 100;
+  d.silent = [](const PlanAction& a) { return a.node == "c" && a.kind == ActionKind::kPreflight; };
+  d.doctor_passes = [](const PlanAction& a) { return a.node != "b"; };
+  d.Step(Start());
+  d.Step();
+  const uint64_t preflight = d.plan_.revision();
+  EXPECT_FALSE(d.Step().plan.has_value());  // the stage results
+  PlanReady r = d.Step();                   // a passes, b fails
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->revision(), preflight + 1);
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(r.plan->halt().reason(), reason::kDoctorFailed);
+  EXPECT_EQ(r.plan->halt().node(), "b");
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_STAGED);  // c
+  EXPECT_EQ(r.plan->nodes(2).phase(), v1::PLAN_NODE_PHASE_STAGED);  // b
+}
+
+// Held results are not lost with the coordinator either: its successor,
+// from the committed Preflight record, stages every node again (a stage
+// of a release already staged checks it and answers).
+TEST(PlanMachineTest, ANewCoordinatorStagesAgainWhatWasHeld) {
+  Driver d;
+  d.step_ms = 100;
+  d.Step(Start());
+  d.Step();
+  EXPECT_FALSE(d.Step().plan.has_value());  // stage results held
+  PlanMachine successor({"c", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  for (const char* n : {"a", "b", "c"}) {
+    in.views.push_back(HealthyView(n, "0.1.0", testing::kHashA, in.now_unix_ms));
+  }
+  in.views_fresh = true;
+  PlanReady r = successor.Step(in);
+  EXPECT_THAT(KindsAt(r, d.plan_.revision()), ElementsAre("stage a", "stage c", "stage b"));
 }
 
 // Held uncommitted, a result is not lost with the coordinator: a new one,

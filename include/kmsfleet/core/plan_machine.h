@@ -33,6 +33,10 @@ inline constexpr size_t kMaxPlanBytes = 64 << 10;
 // Audit entries kept in the plan: the first (the start) and the newest;
 // those between are counted, then dropped.
 inline constexpr int kMaxAuditEntries = 64;
+// Stage and preflight results are held uncommitted while other nodes'
+// are awaited (PlanStep::Holds), but not for longer than this: a slow
+// stage or doctor still shows in `plan` within about a second.
+inline constexpr int64_t kMaxPreflightHoldMs = 1000;
 
 // "Draft", "Preflight", "Rolling", ... as architecture.md spells them.
 std::string_view PlanPhaseName(v1::PlanPhase phase);
@@ -151,10 +155,13 @@ class PlanMachine {
   std::set<std::string> issued_;
   // Results that arrived while a proposal was outstanding.
   std::vector<ActionResult> deferred_;
-  // The in-flight node's Stable result and its released hand-off, held
-  // uncommitted (PlanStep::Holds): applied again at the start of every
+  // Results held uncommitted (PlanStep::Holds): the in-flight node's
+  // Stable result and its released hand-off, or stage and preflight
+  // results while others are awaited. Applied again at the start of every
   // Step until one commits them, with the next node's slot when it can.
   std::vector<ActionResult> held_;
+  // When the oldest of held_ was first held (0: nothing held).
+  int64_t held_since_unix_ms_ = 0;
   // Per node, the last action that came back unanswered, until the node
   // answers one: what the plan waits for.
   std::map<std::string, UnansweredAction> unanswered_;
