@@ -181,7 +181,7 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
     }
     return ready;
   }
-  held_since_unix_ms_ = 0;
+  held_since_unix_ms_.reset();
   if (ready.plan) pending_ = ready.plan->revision();
   return ready;
 }

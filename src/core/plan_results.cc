@@ -75,7 +75,10 @@ void PlanStep::ApplyStaged(v1::PlanNode& node, const ActionResult& r) {
   node.set_previous_artifact_verified(r.previous_artifact_verified);
   node.set_staged_digest(r.staged_digest);
   SetNodePhase(node, v1::PLAN_NODE_PHASE_STAGED);
-  result_holdable_ = true;
+  // Held only in Preflight, where the hold is bounded (PlanStep::Holds):
+  // a late stage answer in another phase (after a pause and a rollback,
+  // say) is committed with the Step it arrives in.
+  result_holdable_ = next_->phase() == v1::PLAN_PHASE_PREFLIGHT;
 }
 
 void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
@@ -90,7 +93,7 @@ void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
     return;
   }
   SetNodePhase(node, v1::PLAN_NODE_PHASE_PREFLIGHTED);
-  result_holdable_ = true;
+  result_holdable_ = next_->phase() == v1::PLAN_PHASE_PREFLIGHT;
 }
 
 void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {

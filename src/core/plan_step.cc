@@ -75,7 +75,7 @@ bool PlanStep::Holds() const {
   if (next_->phase() == v1::PLAN_PHASE_PREFLIGHT) {
     // Other nodes' results are awaited (with all in, the plan changes
     // phase or blocks on a gate). Not for long: `plan` shows progress.
-    const int64_t since = m_.held_since_unix_ms_ != 0 ? m_.held_since_unix_ms_ : in_.now_unix_ms;
+    const int64_t since = m_.held_since_unix_ms_.value_or(in_.now_unix_ms);
     return blocked_.ok() && in_.now_unix_ms - since < kMaxPreflightHoldMs;
   }
   // The result alone: nothing decided reads more than the node's own step.

@@ -18,9 +18,9 @@ namespace kmsfleet {
 namespace {
 
 // Large enough that the hash loop, not the syscall path, is busy; small
-// enough to come from the thread's heap rather than fresh pages. A 1 MiB
-// buffer was mapped anew, and first touched, for each file: on a small
-// VM that alone cost milliseconds per stage (bench/README.md).
+// enough to come from the thread's heap. A zeroed 1 MiB buffer per file,
+// often fresh pages first touched by the zeroing, cost milliseconds per
+// stage on a small VM (bench/README.md).
 constexpr size_t kBlock = 64 << 10;
 
 }  // namespace

@@ -70,7 +70,7 @@ KMSFLEET_EXPLORE_PLAN_FIELD(PlanParity, ParityStreak, parity_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanIssued, NameSet, issued_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanDeferred, ResultList, deferred_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeld, ResultList, held_);
-KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeldSince, int64_t, held_since_unix_ms_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeldSince, std::optional<int64_t>, held_since_unix_ms_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanUnanswered, UnansweredMap, unanswered_);
 
 #undef KMSFLEET_EXPLORE_PLAN_FIELD

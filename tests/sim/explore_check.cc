@@ -15,7 +15,7 @@ namespace {
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
 static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
-static_assert(sizeof(PlanMachine) == 592,
+static_assert(sizeof(PlanMachine) == 600,
               "PlanMachine changed: add its new fields to CanonicalPlan");
 static_assert(sizeof(ParityStreak) == 96,
               "ParityStreak changed: add its new fields to CanonicalPlan");
@@ -137,7 +137,7 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   for (const ActionResult& r : ReadPlan<PlanHeld>(m)) PutResult(out, r);
   // The explorer's clock stands still (kNowMs): a hold never runs out, and
   // only whether one began matters.
-  out << (ReadPlan<PlanHeldSince>(m) != 0);
+  out << ReadPlan<PlanHeldSince>(m).has_value();
   // Only the wording of `blocked` reads the time: the node and reason do.
   out << 'U';
   for (const auto& [node, u] : ReadPlan<PlanUnanswered>(m)) {

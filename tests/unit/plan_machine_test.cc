@@ -555,6 +555,23 @@ TEST(PlanMachineTest, ResultsHeldForASecondAreCommittedWhileASlowNodeStages) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
 }
 
+// A command commits what is held with it: a pause during the preflight
+// shows how far each node got.
+TEST(PlanMachineTest, APauseDuringThePreflightCommitsTheResultsHeld) {
+  Driver d;
+  d.step_ms = 100;
+  d.silent = [](const PlanAction& a) { return a.node == "c"; };
+  d.Step(Start());
+  d.Step();
+  EXPECT_FALSE(d.Step().plan.has_value());  // a's and b's stage results
+  PlanReady r = d.Step(Cmd(CommandKind::kPause));  // with their preflights'
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);  // a
+  EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_PENDING);      // c
+  EXPECT_EQ(r.plan->nodes(2).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);  // b
+}
+
 // A failed preflight halts the plan at once, and the results held before
 // it are committed with the halt: `plan` shows how far each node got.
 TEST(PlanMachineTest, AFailedPreflightIsCommittedWithTheResultsHeldBeforeIt) {

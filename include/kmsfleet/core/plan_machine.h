@@ -160,8 +160,8 @@ class PlanMachine {
   // results while others are awaited. Applied again at the start of every
   // Step until one commits them, with the next node's slot when it can.
   std::vector<ActionResult> held_;
-  // When the oldest of held_ was first held (0: nothing held).
-  int64_t held_since_unix_ms_ = 0;
+  // When the oldest of held_ was first held; nullopt while none is.
+  std::optional<int64_t> held_since_unix_ms_;
   // Per node, the last action that came back unanswered, until the node
   // answers one: what the plan waits for.
   std::map<std::string, UnansweredAction> unanswered_;
