@@ -96,6 +96,7 @@ PlanReady PlanStep::TakeReady() {
     if (next_->start_revision() == 0) next_->set_start_revision(revision + 1);
     next_->set_updated_unix_ms(in_.now_unix_ms);
     next_->set_coordinator(Coordinator());
+    BoundTexts();
     if (absl::StatusOr<std::string> encoded = EncodePlan(*next_); !encoded.ok()) {
       ready.refusal = encoded.status();
       m_.issued_.clear();  // nothing issued here will be carried out
@@ -255,6 +256,41 @@ void PlanStep::RecordGuard(std::string_view guard, const absl::Status& result) {
 
 void PlanStep::Block(const absl::Status& why) {
   if (blocked_.ok()) blocked_ = why;
+}
+
+namespace {
+
+// Cuts `text` to `max` bytes, saying how much was left out; never in the
+// middle of a UTF-8 sequence.
+void Cut(std::string& text, size_t max) {
+  if (text.size() <= max) return;
+  const std::string note = absl::StrCat(" [", text.size(), " bytes, cut]");
+  size_t keep = max > note.size() ? max - note.size() : 0;
+  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+  text.resize(keep);
+  text += note;
+}
+
+}  // namespace
+
+void PlanStep::BoundTexts() {
+  for (v1::PlanNode& n : *next_->mutable_nodes()) {
+    Cut(*n.mutable_reason(), kMaxPlanReasonBytes);
+    Cut(*n.mutable_message(), kMaxPlanTextBytes);
+  }
+  if (next_->has_halt()) {
+    Cut(*next_->mutable_halt()->mutable_reason(), kMaxPlanReasonBytes);
+    Cut(*next_->mutable_halt()->mutable_message(), kMaxPlanTextBytes);
+  }
+  if (next_->has_break_glass()) {
+    Cut(*next_->mutable_break_glass()->mutable_reason(), kMaxPlanReasonBytes);
+    Cut(*next_->mutable_break_glass()->mutable_failure(), kMaxPlanTextBytes);
+  }
+  for (v1::GuardRecord& g : *next_->mutable_guards()) {
+    Cut(*g.mutable_reason(), kMaxPlanReasonBytes);
+    Cut(*g.mutable_message(), kMaxPlanTextBytes);
+  }
+  for (v1::AuditEntry& e : *next_->mutable_audit()) Cut(*e.mutable_what(), kMaxPlanTextBytes);
 }
 
 bool PlanStep::RestartRequired() const {

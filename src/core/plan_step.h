@@ -96,6 +96,8 @@ class PlanStep {
   // Records `guard`'s verdict in the plan, replacing an older one.
   void RecordGuard(std::string_view guard, const absl::Status& result);
   bool RestartRequired() const;
+  // Cuts the texts of next_ to kMaxPlanTextBytes / kMaxPlanReasonBytes.
+  void BoundTexts();
   std::string Coordinator() const;
   // What decisions read of the observations; each use is noted (a Step on
   // the last round again that reads them is not taken).

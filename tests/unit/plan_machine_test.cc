@@ -170,8 +170,12 @@ class Driver {
       [](const PlanAction&) { return absl::OkStatus(); };
   // Whether a node's stage finds the previous release kept (readiness).
   std::function<bool(const PlanAction&)> previous_kept = [](const PlanAction&) { return true; };
-  // Whether a node's preflight doctor passes.
+  // Whether a node's preflight doctor passes, and the checks it names
+  // when not.
   std::function<bool(const PlanAction&)> doctor_passes = [](const PlanAction&) { return true; };
+  std::string failed_checks = "transit_encrypt";
+  // The detail of an operation that did not end Stable.
+  std::string outcome_message;
   // Actions left unanswered (the node is still working on them) until
   // AnswerSilenced.
   std::function<bool(const PlanAction&)> silent = [](const PlanAction&) { return false; };
@@ -217,7 +221,7 @@ class Driver {
         break;
       case ActionKind::kPreflight:
         r.kind = ResultKind::kPreflighted;
-        r.doctor = {a.node, true, doctor_passes(a), doctor_passes(a) ? "" : "transit_encrypt"};
+        r.doctor = {a.node, true, doctor_passes(a), doctor_passes(a) ? "" : failed_checks};
         r.rotation.node = a.node;
         r.rotation.metric_state = "active";
         r.rotation.report = RotationReport{};
@@ -231,6 +235,7 @@ class Driver {
         r.status = admission(a);
         if (!r.status.ok()) break;
         r.outcome = outcome(a);
+        if (r.outcome != OperationOutcome::kStable) r.outcome_message = outcome_message;
         last_outcome_[a.node] = r.outcome;
         if (r.outcome == OperationOutcome::kStable) versions_[a.node] = a.version;
         break;
@@ -592,6 +597,35 @@ TEST(PlanMachineTest, AFailedPreflightIsCommittedWithTheResultsHeldBeforeIt) {
   EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
   EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_STAGED);  // c
   EXPECT_EQ(r.plan->nodes(2).phase(), v1::PLAN_NODE_PHASE_STAGED);  // b
+}
+
+// An agent's answer can be long (an operation's detail is the agent's
+// text, read from its journal): the plan cuts it and still commits,
+// rather than growing past kMaxPlanBytes and never committing the halt.
+TEST(PlanMachineTest, ALongAnswerIsCutSoThePlanStillCommits) {
+  Driver d;
+  d.outcome = [](const PlanAction&) { return OperationOutcome::kRolledBack; };
+  d.outcome_message = "xxx";
+  for (int i = 0; i < 50'000; ++i) d.outcome_message += "\xC3\xA9";  // é
+  d.Step(Start());
+  for (int i = 0; i < 20 && d.plan_.phase() != v1::PLAN_PHASE_HALTED; ++i) {
+    PlanReady r = d.Step();
+    EXPECT_TRUE(r.refusal.ok()) << r.refusal;
+  }
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+  const v1::PlanNode& a = d.plan_.nodes(0);
+  EXPECT_EQ(a.phase(), v1::PLAN_NODE_PHASE_FAILED);
+  EXPECT_LE(a.message().size(), kMaxPlanTextBytes);
+  EXPECT_THAT(a.message(), HasSubstr("a failed its operation and was restored: xxx"));
+  EXPECT_THAT(a.message(), HasSubstr("bytes, cut]"));
+  // Cut between characters, not inside one.
+  const std::string& m = a.message();
+  for (size_t i = 0; i < m.size(); ++i) {
+    if (m[i] == '\xC3') {
+      EXPECT_EQ(m[i + 1], '\xA9') << "at byte " << i;
+    }
+  }
+  EXPECT_LT(d.plan_.ByteSizeLong(), kMaxPlanBytes);
 }
 
 // Held results are not lost with the coordinator either: its successor,

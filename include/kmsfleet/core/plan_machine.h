@@ -33,6 +33,13 @@ inline constexpr size_t kMaxPlanBytes = 64 << 10;
 // Audit entries kept in the plan: the first (the start) and the newest;
 // those between are counted, then dropped.
 inline constexpr int kMaxAuditEntries = 64;
+// Text that reaches the plan from agents and operators (a node's or the
+// halt's message, a break-glass failure, a guard's message, an audit
+// entry) is cut to this many bytes when a change is proposed, and a reason
+// code to kMaxPlanReasonBytes, so that long answers cannot push a plan
+// over kMaxPlanBytes and stop it from committing.
+inline constexpr size_t kMaxPlanTextBytes = 1024;
+inline constexpr size_t kMaxPlanReasonBytes = 64;
 // Stage and preflight results are held uncommitted while other nodes'
 // are awaited (PlanStep::Holds), but not for longer than this: a slow
 // stage or doctor still shows in `plan` within about a second.
