@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "fleet_test_util.h"
-#include "gmock/gmock.h"
 #include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
@@ -170,10 +170,8 @@ class Driver {
       [](const PlanAction&) { return absl::OkStatus(); };
   // Whether a node's stage finds the previous release kept (readiness).
   std::function<bool(const PlanAction&)> previous_kept = [](const PlanAction&) { return true; };
-  // Whether a node's preflight doctor passes, and the checks it names
-  // when not.
+  // Whether a node's preflight doctor passes.
   std::function<bool(const PlanAction&)> doctor_passes = [](const PlanAction&) { return true; };
-  std::string failed_checks = "transit_encrypt";
   // The detail of an operation that did not end Stable.
   std::string outcome_message;
   // Actions left unanswered (the node is still working on them) until
@@ -221,7 +219,7 @@ class Driver {
         break;
       case ActionKind::kPreflight:
         r.kind = ResultKind::kPreflighted;
-        r.doctor = {a.node, true, doctor_passes(a), doctor_passes(a) ? "" : failed_checks};
+        r.doctor = {a.node, true, doctor_passes(a), doctor_passes(a) ? "" : "transit_encrypt"};
         r.rotation.node = a.node;
         r.rotation.metric_state = "active";
         r.rotation.report = RotationReport{};
@@ -605,7 +603,9 @@ TEST(PlanMachineTest, AFailedPreflightIsCommittedWithTheResultsHeldBeforeIt) {
 TEST(PlanMachineTest, ALongAnswerIsCutSoThePlanStillCommits) {
   Driver d;
   d.outcome = [](const PlanAction&) { return OperationOutcome::kRolledBack; };
-  d.outcome_message = "xxx";
+  // After the 43 bytes before it, an odd number of the 2-byte é fit
+  // before the cut's note: the cut must step back one byte.
+  d.outcome_message = "xx";
   for (int i = 0; i < 50'000; ++i) d.outcome_message += "\xC3\xA9";  // é
   d.Step(Start());
   for (int i = 0; i < 20 && d.plan_.phase() != v1::PLAN_PHASE_HALTED; ++i) {
@@ -616,7 +616,7 @@ TEST(PlanMachineTest, ALongAnswerIsCutSoThePlanStillCommits) {
   const v1::PlanNode& a = d.plan_.nodes(0);
   EXPECT_EQ(a.phase(), v1::PLAN_NODE_PHASE_FAILED);
   EXPECT_LE(a.message().size(), kMaxPlanTextBytes);
-  EXPECT_THAT(a.message(), HasSubstr("a failed its operation and was restored: xxx"));
+  EXPECT_THAT(a.message(), HasSubstr("a failed its operation and was restored: xx"));
   EXPECT_THAT(a.message(), HasSubstr("bytes, cut]"));
   // Cut between characters, not inside one.
   const std::string& m = a.message();
