@@ -246,15 +246,18 @@ absl::Status Executor::RetryClose(SwapJournal& j, absl::Status failed) {
   return failed;
 }
 
+// Set by ~Executor, once the agent has drained its listeners.
+bool Executor::Stopping() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stopping_;
+}
+
 // Sleeps `total` on the steady clock in short slices; false as soon as the
 // executor is stopping, so its destructor never waits on a long backoff.
 bool Executor::SleepUnlessStopping(std::chrono::milliseconds total) {
   constexpr std::chrono::milliseconds kSlice(100);
   while (true) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return false;
-    }
+    if (Stopping()) return false;
     if (total <= std::chrono::milliseconds(0)) return true;
     const std::chrono::milliseconds step = std::min(total, kSlice);
     seams_.steady.SleepFor(step);

@@ -43,6 +43,12 @@ absl::StatusOr<RegistryPair> ReadRegistryPair(const std::string& path) {
                    path + " kept changing while it was read");
 }
 
+// A wait cut short by the agent's stop (Verify): the journal stays open at
+// its phase, as after a crash there, and the next start recovers it.
+bool LeftForTheNextStart(const absl::Status& result) {
+  return absl::IsCancelled(result) && ReasonOf(result) == reason::kAgentStopping;
+}
+
 }  // namespace
 
 void Executor::Run(SwapJournal j, SwapStep step) {
@@ -55,6 +61,12 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     if (absl::IsCancelled(result)) return;
     if (step.action == SwapAction::kClose) break;
     if (result.ok()) result = Carry(j, step.action);
+    if (LeftForTheNextStart(result)) {
+      Log(LogLevel::kWarn, std::string(result.message()),
+          {{"node", options_.node}, {"operation", j.operation_id},
+           {"phase", std::string(PhaseName(j.phase))}, {"reason", ReasonOf(result)}});
+      return;
+    }
     if (!result.ok()) {
       Log(LogLevel::kWarn, std::string(result.message()),
           {{"node", options_.node},
@@ -243,6 +255,16 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
   for (;;) {
     const int64_t now = seams_.steady.NowSteadyMillis();
     if (now > deadline) break;
+    // The window can last an hour: a stop that waited it out would pass
+    // systemd's TimeoutStopSec and end in SIGKILL at an arbitrary point.
+    // Left here, the operation is what a crash in the window leaves, and
+    // the next start verifies again (node-swap.md §5).
+    if (Stopping()) {
+      return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
+                       "kmsfleetd is stopping while " + j.operation_id + " waits for " +
+                           version + " to be stable; the next start verifies it again",
+                       {{"operation", j.operation_id}});
+    }
     absl::StatusOr<UnitState> unit = seams_.services.State(options_.unit);
     std::optional<UnitState> seen;
     if (unit.ok()) seen = *unit;

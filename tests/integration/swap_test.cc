@@ -482,6 +482,44 @@ TEST_F(SwapTest, AStartThatFailsDuringRecoveryStillStopsOnSigterm) {
   ExpectOldServing();
 }
 
+// Found in review: a SIGTERM during a swap's stabilisation window waited
+// for the window to end (up to an hour) before kmsfleetd exited: past
+// systemd's TimeoutStopSec=30s, into a SIGKILL at whatever step came next.
+TEST_F(SwapTest, ASigtermInTheWindowStopsTheAgentAndTheNextStartFinishesTheSwap) {
+  Start();
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> swap =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-1", "--stabilization-ms",
+                   "20000", "--no-wait"});
+  ASSERT_TRUE(swap.ok()) << swap.status();
+  const std::string journal = node_->state_dir() + "/journal/op-1.json";
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return std::filesystem::exists(journal) &&
+               ReadFile(journal).find("\"Verifying\"") != std::string::npos;
+      },
+      std::chrono::seconds(30)))
+      << node_->Logs();
+
+  const auto signalled = std::chrono::steady_clock::now();
+  node_->agent()->Signal(SIGTERM);
+  std::optional<int> code = node_->agent()->Wait(std::chrono::seconds(40));
+  ASSERT_TRUE(code.has_value()) << "kmsfleetd did not stop";
+  EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(10));
+  EXPECT_EQ(*code, 0);
+  EXPECT_THAT(node_->Logs(), HasSubstr("the next start verifies it again"));
+  EXPECT_EQ(node_->ServingVersion(), kNew) << "the provider is left as it was";
+
+  node_->StartAgent();
+  absl::StatusOr<SubprocessResult> r = node_->Node({"operation", "--id", "op-1"}, 60000);
+  ASSERT_TRUE(r.ok()) << r.status();
+  boost::json::object op = Json(r->stdout_text);
+  ASSERT_TRUE(Done(op)) << r->stdout_text << r->stderr_text;
+  EXPECT_EQ(Str(op, "phase"), "Stable") << r->stdout_text;
+  EXPECT_EQ(node_->InstalledVersion(), kNew);
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
 // Found in review: a journal the restarted agent could not read was
 // skipped, so the operation it recorded was neither finished nor rolled
 // back, and the node took the next swap. Here kmsfleetd dies with the new

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -1098,6 +1099,49 @@ TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
   SwapJournal recovered = WaitClosed("op-1");
   EXPECT_EQ(recovered.phase, SwapPhase::kStable);
   EXPECT_EQ(Installed(), kNew);
+}
+
+// Found in review: the agent's stop waited in ~Executor for a swap's
+// stabilisation window (up to an hour) to end, past systemd's
+// TimeoutStopSec, into a SIGKILL at whatever step came next.
+TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
+  // The fake clock stops once the new release has started: the window
+  // never ends until the executor is destroyed.
+  std::optional<int64_t> frozen_at;
+  int starts = 0;
+  w_.on_start = [&](World& w) {
+    if (++starts == 1) frozen_at = w.steady_ms;
+  };
+  w_.on_sleep = [&](World& w) {
+    if (frozen_at) w.steady_ms = *frozen_at;
+  };
+  ASSERT_TRUE(executor().Swap({kNew, {"", kWindowMs, "op-1", std::nullopt}, ""}).ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline) {
+    absl::StatusOr<SwapJournal> j = journals_.Load("op-1");
+    if (j.ok() && j->phase == SwapPhase::kVerifying) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_EQ(journals_.Load("op-1")->phase, SwapPhase::kVerifying);
+
+  DestroyExecutorOrAbort("a stabilisation window");
+  absl::StatusOr<SwapJournal> left = journals_.Load("op-1");
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_TRUE(left->open) << "the next start must recover it";
+  EXPECT_EQ(left->phase, SwapPhase::kVerifying);
+  EXPECT_EQ(Installed(), kNew);
+
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    frozen_at.reset();
+  }
+  executor().StartRecovery();
+  SwapJournal recovered = WaitClosed("op-1");
+  EXPECT_EQ(recovered.phase, SwapPhase::kStable) << recovered.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+  std::vector<std::string> calls = Calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(), "stop"), 1)
+      << "the provider was stopped again: " << ::testing::PrintToString(calls);
 }
 
 // Found in review: recovery skipped a journal it could not read, so an

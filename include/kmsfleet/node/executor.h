@@ -238,8 +238,10 @@ class Executor {
 
   // From now on every new swap, rollback or admitted work (RunAdmitted) is
   // refused AGENT_STOPPING (Unavailable); an operation already running goes
-  // on. Called on SIGTERM, before the listeners drain: a command admitted
-  // then could stop the provider just before systemd kills the agent.
+  // on (until ~Executor: a wait for a stable provider then stops, leaving
+  // the journal open). Called on SIGTERM, before the listeners drain: a
+  // command admitted then could stop the provider just before systemd
+  // kills the agent.
   void RefuseNewCommands();
   // Between these two, every new swap, rollback or admitted work is
   // refused AGENT_STARTING (Unavailable). kmsfleetd's cluster listener
@@ -277,6 +279,7 @@ class Executor {
                                    const std::string& retrying,
                                    const std::function<void(const absl::Status&)>& each_failure);
   bool SleepUnlessStopping(std::chrono::milliseconds total);
+  bool Stopping();
   void Hook(std::string_view point) const;
   absl::Status ShareWithRunAs(const std::string& dir) const;
   std::string NewOperationId() const;
