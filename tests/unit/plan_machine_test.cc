@@ -66,7 +66,7 @@ class Driver {
     now_ += step_ms;
     PlanInput in;
     in.now_unix_ms = now_;
-    in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+    in.openbao = openbao;
     in.results = std::move(results_);
     results_.clear();
     in.command = std::move(command);
@@ -184,6 +184,8 @@ class Driver {
   }
   // How far the clock moves per Step.
   int64_t step_ms = 1000;
+  // What OpenBao's /v1/sys/health answers; active by default.
+  OpenBaoProbe openbao{"https://bao:8200", absl::OkStatus(), 200, ""};
   // Steps that carry results decide on the last round again
   // (PlanInput::views_fresh false), as kmsfleetd's coordinator does; one
   // that needs a fresh round gets it.
@@ -595,6 +597,36 @@ TEST(PlanMachineTest, AFailedPreflightIsCommittedWithTheResultsHeldBeforeIt) {
   EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
   EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_STAGED);  // c
   EXPECT_EQ(r.plan->nodes(2).phase(), v1::PLAN_NODE_PHASE_STAGED);  // b
+}
+
+// A gate that blocks once the last preflight result is in (OpenBao sealed
+// meanwhile): the results held until then are committed with the block,
+// not held until OpenBao is back, and no swap goes out.
+TEST(PlanMachineTest, AGateThatBlocksWhenTheLastPreflightIsInCommitsWhatWasHeld) {
+  Driver d;
+  d.step_ms = 100;
+  d.Step(Start());
+  d.Step();
+  const uint64_t preflight = d.plan_.revision();
+  EXPECT_FALSE(d.Step().plan.has_value());  // the stage results, held
+  d.openbao.status = 503;                     // sealed
+  PlanReady r = d.Step();                     // the preflight results
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kOpenBaoSealed) << r.blocked;
+  ASSERT_TRUE(r.plan.has_value()) << "the held results were not committed";
+  EXPECT_EQ(r.plan->revision(), preflight + 1);
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
+  EXPECT_EQ(r.plan->in_flight(), "");
+  for (const v1::PlanNode& n : r.plan->nodes()) {
+    EXPECT_EQ(n.phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED) << n.node();
+  }
+  EXPECT_TRUE(d.Swapped().empty());
+
+  d.openbao.status = 200;
+  r = d.Step();
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_ROLLING);
+  EXPECT_EQ(r.plan->in_flight(), "a");
+  EXPECT_THAT(KindsAt(r, preflight + 2), ElementsAre("swap a"));
 }
 
 // An agent's answer can be long (an operation's detail is the agent's
