@@ -273,6 +273,8 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                   v1::StageResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Stage"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
+  // Before the fetch, which can take minutes: the stop waits for this call.
+  if (absl::Status s = executor_->RefusalWhileStopping(); !s.ok()) return ToGrpc(s);
   // coordinator:// sources are fetched first, then staged like local files.
   absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
       {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name(),

@@ -314,6 +314,15 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   notifier.Stopping();
   server.Shutdown(kShutdownGrace);
   if (*cluster) (*cluster)->HandOverAndStop(kShutdownGrace);
+  executor.Stop();
+  if (executor.LeftAnOperationOpen()) {
+    // Exit 0 would read as a clean stop, and Restart=on-failure would not
+    // start the agent again after a SIGTERM systemd did not send: the
+    // operation would wait, unverified, for someone to start it by hand.
+    Log(LogLevel::kWarn, "stopped with an operation open; the next start recovers it",
+        {{"node", config.node}});
+    return 1;
+  }
   Log(LogLevel::kInfo, "stopped", {{"node", config.node}});
   return 0;
 }

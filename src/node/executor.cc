@@ -88,12 +88,40 @@ Executor::Executor(ExecutorOptions options, std::unique_ptr<OwnedSeams> owned,
              clock, owned_->steady, runtime},
       fence_check_(NoElectionFenceCheck(options_.node, /*standalone=*/false)) {}
 
-Executor::~Executor() {
+Executor::~Executor() { Stop(); }
+
+void Executor::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
   }
   if (worker_.joinable()) worker_.join();
+}
+
+absl::Status Executor::AgentStopping() const {
+  return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
+                   "the agent on " + options_.node + " is stopping and starts no new operation",
+                   {{"node", options_.node}});
+}
+
+absl::Status Executor::RefusalWhileStopping() {
+  return RefusingNewCommands() ? AgentStopping() : absl::OkStatus();
+}
+
+// The worker returns with its operation's journal open on disk.
+void Executor::LeaveOpen() {
+  std::lock_guard<std::mutex> lock(mu_);
+  left_open_ = true;
+}
+
+bool Executor::RefusingNewCommands() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refusing_new_;
+}
+
+bool Executor::LeftAnOperationOpen() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return left_open_;
 }
 
 std::string Executor::NewOperationId() const {
@@ -164,7 +192,7 @@ void Executor::Close(SwapJournal& j) {
     Log(LogLevel::kWarn, "agent stopping with the journal still open; the next start "
                          "recovers the operation",
         {{"node", options_.node}, {"operation", j.operation_id}});
-    return;
+    return LeaveOpen();
   }
   Log(LogLevel::kInfo, "operation ended",
       {{"node", options_.node},
@@ -246,7 +274,7 @@ absl::Status Executor::RetryClose(SwapJournal& j, absl::Status failed) {
   return failed;
 }
 
-// Set by ~Executor, once the agent has drained its listeners.
+// Set by Stop, once the agent has drained its listeners.
 bool Executor::Stopping() {
   std::lock_guard<std::mutex> lock(mu_);
   return stopping_;
@@ -323,12 +351,7 @@ HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
 absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (refusing_new_) {
-      return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
-                       "the agent on " + options_.node +
-                           " is stopping and starts no new operation",
-                       {{"node", options_.node}});
-    }
+    if (refusing_new_) return AgentStopping();
     if (starting_) {
       return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStarting,
                        "the agent on " + options_.node +
@@ -574,7 +597,15 @@ void Executor::StartRecovery() {
   if (open.empty()) return;
   busy_ = true;
   worker_ = std::thread([this, open = std::move(open)] {
-    for (const SwapJournal& j : open) Recover(j);
+    for (const SwapJournal& j : open) {
+      // Stopped meanwhile: the rest stay open for the next start, rather
+      // than being installed and started during the stop.
+      if (Stopping()) {
+        LeaveOpen();
+        break;
+      }
+      Recover(j);
+    }
     Unreserve();
   });
 }

@@ -32,6 +32,7 @@ absl::Status NoRuntime(const std::string& node) {
 }  // namespace
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
+  KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
   if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   // The image comes from what the release's checksums.txt vouches for,
@@ -215,6 +216,7 @@ absl::Status Executor::CheckReleaseFromCapture(const SwapJournal& j) {
 }
 
 absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
+  KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
                             FindStaged(options_.artifacts, version));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, version)));

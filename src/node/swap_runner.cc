@@ -58,14 +58,14 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     if (step.record) result = Record(j, *step.record);
     // Stopping while a phase could not be written: the journal stays open
     // at its last phase on disk, for the next start to recover.
-    if (absl::IsCancelled(result)) return;
+    if (absl::IsCancelled(result)) return LeaveOpen();
     if (step.action == SwapAction::kClose) break;
     if (result.ok()) result = Carry(j, step.action);
     if (LeftForTheNextStart(result)) {
       Log(LogLevel::kWarn, std::string(result.message()),
           {{"node", options_.node}, {"operation", j.operation_id},
            {"phase", std::string(PhaseName(j.phase))}, {"reason", ReasonOf(result)}});
-      return;
+      return LeaveOpen();
     }
     if (!result.ok()) {
       Log(LogLevel::kWarn, std::string(result.message()),
@@ -119,6 +119,18 @@ absl::Status Executor::Carry(SwapJournal& j, SwapAction action) {
     case SwapAction::kPreflight:
       return PreflightTarget(j);
     case SwapAction::kCaptureEvidence:
+      // The last step before the provider's stop: a swap the agent's stop
+      // caught before it ends here, untouched, rather than stopping the
+      // provider while the agent drains (a SIGKILL could then land in the
+      // unit's stop or start, and nothing restarts kmsfleetd after
+      // `systemctl stop`).
+      if (RefusingNewCommands()) {
+        return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
+                         "kmsfleetd on " + options_.node +
+                             " is stopping: the swap ends before the provider's stop, "
+                             "with nothing touched",
+                         {{"node", options_.node}});
+      }
       return CaptureEvidence(j);
     case SwapAction::kStopUnit:
       return seams_.services.Stop(options_.unit, options_.unit_timeout);
@@ -252,27 +264,22 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
   const int64_t start = seams_.steady.NowSteadyMillis();
   const int64_t deadline = start + options_.ready_timeout.count() + window_ms;
   VerifyTracker tracker({version, j.expected_key_id_hash}, window_ms, options_.unit);
+  bool ready_unrecorded = false;  // target_ready_seen set here, not yet on disk
   for (;;) {
     const int64_t now = seams_.steady.NowSteadyMillis();
     if (now > deadline) break;
-    // The window can last an hour: a stop that waited it out would pass
-    // systemd's TimeoutStopSec and end in SIGKILL at an arbitrary point.
-    // Left here, the operation is what a crash in the window leaves, and
-    // the next start verifies again (node-swap.md §5).
-    if (Stopping()) {
-      return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
-                       "kmsfleetd is stopping while " + j.operation_id + " waits for " +
-                           version + " to be stable; the next start verifies it again",
-                       {{"operation", j.operation_id}});
-    }
     absl::StatusOr<UnitState> unit = seams_.services.State(options_.unit);
     std::optional<UnitState> seen;
     if (unit.ok()) seen = *unit;
     v1::NodeState state = seams_.probe.Observe();
-    if (state.ready() && j.phase == SwapPhase::kVerifying) j.target_ready_seen = true;
+    if (state.ready() && j.phase == SwapPhase::kVerifying && !j.target_ready_seen) {
+      j.target_ready_seen = true;
+      ready_unrecorded = true;
+    }
     VerifyStep step = tracker.Observe(seen, state, now);
     if (step.verdict == VerifyVerdict::kFailed) return step.problem;
     if (tracker.Stable(now)) return absl::OkStatus();
+    if (Stopping()) return StopVerifying(j, version, ready_unrecorded);
     seams_.steady.SleepFor(std::chrono::milliseconds(tracker.NextPollInMs(
         seams_.steady.NowSteadyMillis(), options_.poll_interval.count())));
   }
@@ -284,6 +291,26 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
   return MakeError(absl::StatusCode::kDeadlineExceeded, why,
                    "version " + version + " was not stable for " +
                        std::to_string(window_ms) + " ms within the ready timeout: " + what);
+}
+
+// The window can last an hour: a stop that waited it out would pass
+// systemd's TimeoutStopSec and end in SIGKILL at an arbitrary point. Left
+// here, the operation is what a crash in the window leaves, and the next
+// start verifies again (node-swap.md §5). That the target was seen ready
+// is kept: a later rollback reads it to judge the registry's evidence.
+absl::Status Executor::StopVerifying(SwapJournal& j, const std::string& version,
+                                     bool ready_unrecorded) {
+  if (ready_unrecorded) {
+    if (absl::Status s = seams_.journals.Save(j); !s.ok()) {
+      Log(LogLevel::kWarn, "cannot record that the target was seen ready: " +
+                               std::string(s.message()),
+          {{"node", options_.node}, {"operation", j.operation_id}});
+    }
+  }
+  return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
+                   "kmsfleetd is stopping while " + j.operation_id + " waits for " +
+                       version + " to be stable; the next start verifies it again",
+                   {{"operation", j.operation_id}});
 }
 
 // The registry pair after the operation, hashed into the journal. A

@@ -506,8 +506,11 @@ TEST_F(SwapTest, ASigtermInTheWindowStopsTheAgentAndTheNextStartFinishesTheSwap)
   std::optional<int> code = node_->agent()->Wait(std::chrono::seconds(40));
   ASSERT_TRUE(code.has_value()) << "kmsfleetd did not stop";
   EXPECT_LT(std::chrono::steady_clock::now() - signalled, std::chrono::seconds(10));
-  EXPECT_EQ(*code, 0);
+  // Non-zero, so that Restart=on-failure starts it again after a SIGTERM
+  // systemd did not send.
+  EXPECT_EQ(*code, 1);
   EXPECT_THAT(node_->Logs(), HasSubstr("the next start verifies it again"));
+  EXPECT_THAT(node_->Logs(), HasSubstr("stopped with an operation open"));
   EXPECT_EQ(node_->ServingVersion(), kNew) << "the provider is left as it was";
 
   node_->StartAgent();

@@ -445,6 +445,15 @@ class ExecutorTest : public ::testing::Test {
     }
   }
 
+  // Executor::Stop on another thread; aborts the run if it hangs on `what`.
+  void StopExecutorOrAbort(const char* what) {
+    auto stopped = std::async(std::launch::async, [this] { executor_->Stop(); });
+    if (stopped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      std::fprintf(stderr, "Executor::Stop hung on %s\n", what);
+      std::abort();
+    }
+  }
+
   SwapJournal WaitClosed(const std::string& id) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     while (std::chrono::steady_clock::now() < deadline) {
@@ -856,6 +865,15 @@ TEST_F(ExecutorTest, AStoppingAgentAdmitsNothingNew) {
   EXPECT_TRUE(Calls().empty());
   EXPECT_FALSE(executor().Busy());
   ExpectOldServing();
+  // Nor a stage or a preflight, which can run for minutes (a download,
+  // doctor) while the agent's stop waits for the call.
+  StageRequest stage;
+  stage.version = "0.3.0";
+  EXPECT_EQ(ReasonOf(executor().Stage(stage).status()), reason::kAgentStopping);
+  absl::StatusOr<PreflightOutcome> preflight = executor().Preflight(kNew);
+  EXPECT_EQ(preflight.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(preflight.status()), reason::kAgentStopping);
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/artifacts/0.3.0"));
 }
 
 // Found in review: kmsfleetd's cluster listener serves before its local
@@ -1124,11 +1142,14 @@ TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
   }
   ASSERT_EQ(journals_.Load("op-1")->phase, SwapPhase::kVerifying);
 
-  DestroyExecutorOrAbort("a stabilisation window");
+  StopExecutorOrAbort("a stabilisation window");
+  EXPECT_TRUE(executor().LeftAnOperationOpen());
+  executor_.reset();
   absl::StatusOr<SwapJournal> left = journals_.Load("op-1");
   ASSERT_TRUE(left.ok()) << left.status();
   EXPECT_TRUE(left->open) << "the next start must recover it";
   EXPECT_EQ(left->phase, SwapPhase::kVerifying);
+  EXPECT_TRUE(left->target_ready_seen) << "a later rollback reads it";
   EXPECT_EQ(Installed(), kNew);
 
   {
@@ -1142,6 +1163,47 @@ TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
   std::vector<std::string> calls = Calls();
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "stop"), 1)
       << "the provider was stopped again: " << ::testing::PrintToString(calls);
+}
+
+// Found in review: after SIGTERM the worker still went on from its
+// preflight to the provider's stop, install and start while the agent
+// drained: a SIGKILL could land in the unit's stop or start, and nothing
+// restarts kmsfleetd after `systemctl stop`.
+TEST_F(ExecutorTest, ASwapTheStopCatchesBeforeTheProvidersStopEndsUntouched) {
+  executor().SetStepHook([this](std::string_view point) {
+    if (point == "Preflighted") executor_->RefuseNewCommands();
+  });
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kAgentStopping) << j.failure_message;
+  EXPECT_THAT(j.failure_message, HasSubstr("nothing touched"));
+  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
+  ExpectOldServing();
+  executor().Stop();
+  EXPECT_FALSE(executor().LeftAnOperationOpen());
+}
+
+// Recovery of open journals stops between them once the agent stops: the
+// rest are not installed and started during the stop. (Stopped before the
+// first here; kmsfleetd's stop comes between two, the same check.)
+TEST_F(ExecutorTest, RecoveryCaughtByTheStopLeavesTheJournalsOpen) {
+  for (const char* id : {"op-1", "op-2"}) {
+    SwapJournal j;
+    j.operation_id = id;
+    j.kind = "swap";
+    j.target_version = kNew;
+    j.phase = SwapPhase::kInstalled;
+    j.open = true;
+    ASSERT_TRUE(journals_.Save(j).ok());
+  }
+  executor().Stop();
+  executor().StartRecovery();
+  StopExecutorOrAbort("a recovery");
+  EXPECT_TRUE(executor().LeftAnOperationOpen());
+  for (const char* id : {"op-1", "op-2"}) {
+    EXPECT_TRUE(journals_.Load(id)->open) << id;
+  }
+  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
 }
 
 // Found in review: recovery skipped a journal it could not read, so an

@@ -237,12 +237,23 @@ class Executor {
   static constexpr std::chrono::milliseconds kRecoveryObserveDelay{200};
 
   // From now on every new swap, rollback or admitted work (RunAdmitted) is
-  // refused AGENT_STOPPING (Unavailable); an operation already running goes
-  // on (until ~Executor: a wait for a stable provider then stops, leaving
-  // the journal open). Called on SIGTERM, before the listeners drain: a
+  // refused AGENT_STOPPING (Unavailable), and a swap still before the
+  // provider's stop ends there, untouched (AGENT_STOPPING); one past it
+  // goes on until Stop. Called on SIGTERM, before the listeners drain: a
   // command admitted then could stop the provider just before systemd
   // kills the agent.
   void RefuseNewCommands();
+  // AGENT_STOPPING (Unavailable) once RefuseNewCommands was called, else
+  // OK. Stage and Preflight ask it first: they can run for minutes (a
+  // download, doctor), and the agent's stop waits for every call it serves.
+  absl::Status RefusalWhileStopping();
+  // Stops the worker and waits for it: a wait for a stable provider ends
+  // at its next poll, leaving its journal open for the next start; any
+  // other step runs to its end. ~Executor calls it too.
+  void Stop();
+  // After Stop: whether the worker left an operation open (the next start
+  // must recover it, so kmsfleetd exits non-zero and is started again).
+  bool LeftAnOperationOpen();
   // Between these two, every new swap, rollback or admitted work is
   // refused AGENT_STARTING (Unavailable). kmsfleetd's cluster listener
   // serves before the start-up steps that can still fail; a command
@@ -295,6 +306,10 @@ class Executor {
   absl::Status CaptureEvidence(SwapJournal& j);
   absl::Status RestorePrevious(const SwapJournal& j);
   absl::Status Verify(SwapJournal& j, const std::string& version);
+  absl::Status StopVerifying(SwapJournal& j, const std::string& version, bool ready_unrecorded);
+  void LeaveOpen();
+  bool RefusingNewCommands();
+  absl::Status AgentStopping() const;
   absl::Status CheckRegistryForRollback(const SwapJournal& j) const;
   void RecordEvidenceAfter(SwapJournal& j);
 
@@ -348,7 +363,8 @@ class Executor {
   bool busy_ = false;                       // guarded by mu_
   // An ended operation whose closed journal is still being written.
   std::optional<PendingClose> pending_close_;  // guarded by mu_
-  bool stopping_ = false;                      // guarded by mu_; set by ~Executor
+  bool stopping_ = false;                      // guarded by mu_; set by Stop
+  bool left_open_ = false;                     // guarded by mu_; see LeftAnOperationOpen
   bool refusing_new_ = false;                  // guarded by mu_; RefuseNewCommands
   bool starting_ = false;                      // guarded by mu_; Started
   // Journals StartRecovery could not read: path and why.
