@@ -72,18 +72,19 @@ bool PlanStep::Holds() const {
   if (in_.command || !only_holdable_ || holdable_.empty() || !changed_ || decided_change_) {
     return false;
   }
+  const int64_t held_for = in_.now_unix_ms - m_.held_since_unix_ms_.value_or(in_.now_unix_ms);
   if (next_->phase() == v1::PLAN_PHASE_PREFLIGHT) {
     // Other nodes' results are awaited (with all in, the plan changes
     // phase or blocks on a gate). Not for long: `plan` shows progress.
-    const int64_t since = m_.held_since_unix_ms_.value_or(in_.now_unix_ms);
-    return blocked_.ok() && in_.now_unix_ms - since < kMaxPreflightHoldMs;
+    return blocked_.ok() && held_for < kMaxPreflightHoldMs;
   }
   // The result alone: nothing decided reads more than the node's own step.
   if (!handed_off_) return blocked_.ok();
   // Handed off: committed alone only to wait for rounds the next Step
   // counts anyway. Any other block (soak, health, a paused plan) is
-  // committed, so that `plan` shows the node done while it lasts.
-  return ReasonOf(blocked_) == reason::kParityNotStable;
+  // committed, so that `plan` shows the node done while it lasts; so is
+  // parity that takes much longer than its rounds should.
+  return ReasonOf(blocked_) == reason::kParityNotStable && held_for < kMaxHandOffHoldMs;
 }
 
 PlanReady PlanStep::TakeReady() {

@@ -86,7 +86,9 @@ class Driver {
     }
     in.views.clear();
     for (const auto& [n, v] : versions_) {
-      in.views.push_back(HealthyView(n, v, testing::kHashA, now_));
+      auto stuck = observed_at.find(n);
+      in.views.push_back(
+          HealthyView(n, v, testing::kHashA, stuck == observed_at.end() ? now_ : stuck->second));
     }
     in.views_fresh = true;
     last_round_ = in.views;
@@ -184,6 +186,9 @@ class Driver {
   }
   // How far the clock moves per Step.
   int64_t step_ms = 1000;
+  // Nodes whose observations carry this time rather than the Step's (a
+  // clock that stands still: no round counts as new).
+  std::map<std::string, int64_t> observed_at;
   // What OpenBao's /v1/sys/health answers; active by default.
   OpenBaoProbe openbao{"https://bao:8200", absl::OkStatus(), 200, ""};
   // Steps that carry results decide on the last round again
@@ -478,6 +483,30 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   EXPECT_GT(r.plan->nodes(0).done_unix_ms(), 0);
   EXPECT_EQ(r.plan->in_flight(), "c");
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+}
+
+// Found in review: a hand-off held while parity was not stable was held
+// for as long as that lasted. With a node whose observations never count
+// as a new round (its clock standing still), `plan` showed the node in
+// flight for good, though it had ended Stable and released its slot.
+TEST(PlanMachineTest, AHandOffHeldForTenSecondsIsCommitted) {
+  Driver d;
+  d.StartAndSwapFirst();
+  const uint64_t swap_revision = d.plan_.revision();
+  d.observed_at["b"] = 1'000'000;
+  PlanReady r = d.Step();  // a's result: held, the hand-off asked
+  EXPECT_FALSE(r.plan.has_value());
+  int steps = 1;
+  for (; steps < 30 && !r.plan; ++steps) {
+    r = d.Step();
+    EXPECT_EQ(ReasonOf(r.blocked), reason::kParityNotStable) << r.blocked;
+  }
+  ASSERT_TRUE(r.plan.has_value()) << "still held after " << steps << " s";
+  EXPECT_LE(steps, 1 + kMaxHandOffHoldMs / d.step_ms + 1);
+  EXPECT_EQ(r.plan->revision(), swap_revision + 1);
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_EQ(r.plan->in_flight(), "");
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
 }
 
 // One commit per node from the first swap on: the result, the hand-off
