@@ -169,8 +169,9 @@ class PlanMachine {
   std::vector<ActionResult> deferred_;
   // Results held uncommitted (PlanStep::Holds): the in-flight node's
   // Stable result and its released hand-off, or stage and preflight
-  // results while others are awaited. Applied again at the start of every
-  // Step until one commits them, with the next node's slot when it can.
+  // results while others are awaited. Applied again in every Step (after
+  // the operator's command, before the new results) until one commits
+  // them, with the next node's slot when it can.
   std::vector<ActionResult> held_;
   // When the oldest of held_ was first held; nullopt while none is.
   std::optional<int64_t> held_since_unix_ms_;
