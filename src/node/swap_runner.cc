@@ -119,18 +119,6 @@ absl::Status Executor::Carry(SwapJournal& j, SwapAction action) {
     case SwapAction::kPreflight:
       return PreflightTarget(j);
     case SwapAction::kCaptureEvidence:
-      // The last step before the provider's stop: a swap the agent's stop
-      // caught before it ends here, untouched, rather than stopping the
-      // provider while the agent drains (a SIGKILL could then land in the
-      // unit's stop or start, and nothing restarts kmsfleetd after
-      // `systemctl stop`).
-      if (RefusingNewCommands()) {
-        return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStopping,
-                         "kmsfleetd on " + options_.node +
-                             " is stopping: the swap ends before the provider's stop, "
-                             "with nothing touched",
-                         {{"node", options_.node}});
-      }
       return CaptureEvidence(j);
     case SwapAction::kStopUnit:
       return seams_.services.Stop(options_.unit, options_.unit_timeout);
@@ -279,9 +267,11 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
     VerifyStep step = tracker.Observe(seen, state, now);
     if (step.verdict == VerifyVerdict::kFailed) return step.problem;
     if (tracker.Stable(now)) return absl::OkStatus();
-    if (Stopping()) return StopVerifying(j, version, ready_unrecorded);
-    seams_.steady.SleepFor(std::chrono::milliseconds(tracker.NextPollInMs(
-        seams_.steady.NowSteadyMillis(), options_.poll_interval.count())));
+    // In slices: a poll interval can be set to an hour.
+    if (Stopping() || !SleepUnlessStopping(std::chrono::milliseconds(tracker.NextPollInMs(
+                          seams_.steady.NowSteadyMillis(), options_.poll_interval.count())))) {
+      return StopVerifying(j, version, ready_unrecorded);
+    }
   }
   // The reason of what was still missing at the deadline (NOT_READY,
   // KEY_ID_HASH_MISSING, ...).

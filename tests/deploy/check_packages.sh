@@ -82,6 +82,22 @@ echo '{"operationId":"packages-test-op","kind":"swap","phase":"Stopped","open":t
 check "remove is refused while a swap journal is open" \
   bash -c "! dpkg -r kmsfleet && test -x /usr/bin/kmsfleetd"
 echo '{"operationId":"packages-test-op","kind":"swap","phase":"Stable","open":false}' >"$journal"
+# The agent's stop can itself leave a swap open (one in its stabilisation
+# window): a systemctl that stands in for it writes such a journal on stop.
+mkdir -p "$out/bin" /run/systemd/system
+cat >"$out/bin/systemctl" <<STUB
+#!/bin/sh
+case "\$*" in
+  *" stop kmsfleetd.service"*)
+    echo '{"operationId":"packages-test-op","kind":"swap","phase":"Verifying","open":true}' >"$journal" ;;
+  *" start kmsfleetd.service"*) touch "$out/started" ;;
+esac
+exit 0
+STUB
+chmod 755 "$out/bin/systemctl"
+check "remove is refused, and the agent started again, when its stop leaves a swap open" \
+  bash -c "! PATH='$out/bin':\$PATH dpkg -r kmsfleet && test -x /usr/bin/kmsfleetd && test -f '$out/started'"
+echo '{"operationId":"packages-test-op","kind":"swap","phase":"Stable","open":false}' >"$journal"
 dpkg -r kmsfleet >/dev/null
 rm -f "$journal" && rmdir /var/lib/kmsfleet/journal
 check "remove deletes the programs" test ! -e /usr/bin/kmsfleetd

@@ -1165,24 +1165,6 @@ TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
       << "the provider was stopped again: " << ::testing::PrintToString(calls);
 }
 
-// Found in review: after SIGTERM the worker still went on from its
-// preflight to the provider's stop, install and start while the agent
-// drained: a SIGKILL could land in the unit's stop or start, and nothing
-// restarts kmsfleetd after `systemctl stop`.
-TEST_F(ExecutorTest, ASwapTheStopCatchesBeforeTheProvidersStopEndsUntouched) {
-  executor().SetStepHook([this](std::string_view point) {
-    if (point == "Preflighted") executor_->RefuseNewCommands();
-  });
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
-  EXPECT_EQ(j.failure_reason, reason::kAgentStopping) << j.failure_message;
-  EXPECT_THAT(j.failure_message, HasSubstr("nothing touched"));
-  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
-  ExpectOldServing();
-  executor().Stop();
-  EXPECT_FALSE(executor().LeftAnOperationOpen());
-}
-
 // Recovery of open journals stops between them once the agent stops: the
 // rest are not installed and started during the stop. (Stopped before the
 // first here; kmsfleetd's stop comes between two, the same check.)

@@ -46,8 +46,8 @@ inline constexpr size_t kMaxPlanReasonBytes = 64;
 inline constexpr int64_t kMaxPreflightHoldMs = 1000;
 // A Stable result and its released hand-off are held while parity is not
 // yet stable, for the rounds the next slot waits for anyway; parity that
-// takes longer than this (rounds that stop counting as new) commits them,
-// so that `plan` shows the node done.
+// takes longer than this (slow settings, or rounds that stop counting as
+// new) commits them, so that `plan` shows the node done.
 inline constexpr int64_t kMaxHandOffHoldMs = 10'000;
 
 // "Draft", "Preflight", "Rolling", ... as architecture.md spells them.

@@ -237,11 +237,10 @@ class Executor {
   static constexpr std::chrono::milliseconds kRecoveryObserveDelay{200};
 
   // From now on every new swap, rollback or admitted work (RunAdmitted) is
-  // refused AGENT_STOPPING (Unavailable), and a swap still before the
-  // provider's stop ends there, untouched (AGENT_STOPPING); one past it
-  // goes on until Stop. Called on SIGTERM, before the listeners drain: a
-  // command admitted then could stop the provider just before systemd
-  // kills the agent.
+  // refused AGENT_STOPPING (Unavailable), and so are Stage and Preflight;
+  // an operation already running goes on until Stop. Called on SIGTERM,
+  // before the listeners drain: a command admitted then could stop the
+  // provider just before systemd kills the agent.
   void RefuseNewCommands();
   // AGENT_STOPPING (Unavailable) once RefuseNewCommands was called, else
   // OK. Stage and Preflight ask it first: they can run for minutes (a
@@ -249,7 +248,8 @@ class Executor {
   absl::Status RefusalWhileStopping();
   // Stops the worker and waits for it: a wait for a stable provider ends
   // at its next poll, leaving its journal open for the next start; any
-  // other step runs to its end. ~Executor calls it too.
+  // other step runs to its end. ~Executor calls it too. Not to be called
+  // from two threads at once, nor from the worker.
   void Stop();
   // After Stop: whether the worker left an operation open (the next start
   // must recover it, so kmsfleetd exits non-zero and is started again).
