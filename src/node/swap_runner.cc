@@ -268,8 +268,8 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
     if (step.verdict == VerifyVerdict::kFailed) return step.problem;
     if (tracker.Stable(now)) return absl::OkStatus();
     // In slices: a poll interval can be set to an hour.
-    if (Stopping() || !SleepUnlessStopping(std::chrono::milliseconds(tracker.NextPollInMs(
-                          seams_.steady.NowSteadyMillis(), options_.poll_interval.count())))) {
+    if (!SleepUnlessStopping(std::chrono::milliseconds(tracker.NextPollInMs(
+            seams_.steady.NowSteadyMillis(), options_.poll_interval.count())))) {
       return StopVerifying(j, version, ready_unrecorded);
     }
   }

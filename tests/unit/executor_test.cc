@@ -429,29 +429,51 @@ class ExecutorTest : public ::testing::Test {
 
   // Waits (in real time, briefly: fake sleeps do not block) for `id` to
   // close and the worker to finish (it closes the journal, then goes idle).
-  // Destroys the executor on another thread; aborts the whole run if the
-  // destructor hangs on `what` (the detached thread still uses this
-  // fixture, so the test cannot just fail).
-  void DestroyExecutorOrAbort(const char* what) {
-    std::promise<void> destroyed;
-    std::future<void> done = destroyed.get_future();
-    std::thread([&] {
-      executor_.reset();
-      destroyed.set_value();
+  // Runs `call` on another thread; aborts the whole run if it hangs on
+  // `what` (the detached thread still uses this fixture, so the test
+  // cannot just fail).
+  void RunOrAbort(const char* what, std::function<void()> call) {
+    auto done = std::make_shared<std::promise<void>>();
+    std::future<void> finished = done->get_future();
+    std::thread([call = std::move(call), done] {
+      call();
+      done->set_value();
     }).detach();
-    if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-      std::fprintf(stderr, "the executor's destructor hung on %s\n", what);
+    if (finished.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      std::fprintf(stderr, "the executor hung on %s\n", what);
       std::abort();
     }
   }
-
-  // Executor::Stop on another thread; aborts the run if it hangs on `what`.
+  void DestroyExecutorOrAbort(const char* what) {
+    RunOrAbort(what, [this] { executor_.reset(); });
+  }
   void StopExecutorOrAbort(const char* what) {
-    auto stopped = std::async(std::launch::async, [this] { executor_->Stop(); });
-    if (stopped.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
-      std::fprintf(stderr, "Executor::Stop hung on %s\n", what);
-      std::abort();
+    RunOrAbort(what, [this] { executor_->Stop(); });
+  }
+
+  // Starts a swap whose stabilisation window never ends (the fake clock
+  // stands still once the new release has started) and waits until it is
+  // in it. ThawClock lets time move again.
+  void SwapIntoAnEndlessWindow() {
+    int starts = 0;
+    w_.on_start = [this, starts](World& w) mutable {
+      if (++starts == 1) frozen_at_ = w.steady_ms;
+    };
+    w_.on_sleep = [this](World& w) {
+      if (frozen_at_) w.steady_ms = *frozen_at_;
+    };
+    ASSERT_TRUE(executor().Swap({kNew, {"", kWindowMs, "op-1", std::nullopt}, ""}).ok());
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (std::chrono::steady_clock::now() < deadline) {
+      absl::StatusOr<SwapJournal> j = journals_.Load("op-1");
+      if (j.ok() && j->phase == SwapPhase::kVerifying) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
+    ASSERT_EQ(journals_.Load("op-1")->phase, SwapPhase::kVerifying);
+  }
+  void ThawClock() {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    frozen_at_.reset();
   }
 
   SwapJournal WaitClosed(const std::string& id) {
@@ -511,6 +533,8 @@ class ExecutorTest : public ::testing::Test {
   }
 
   World w_;
+  // Where SwapIntoAnEndlessWindow holds the fake clock; guarded by w_.mu.
+  std::optional<int64_t> frozen_at_;
   testing::TempDir dir_;
   FakeServices services_;
   FakeInstaller installer_;
@@ -1123,25 +1147,7 @@ TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
 // stabilisation window (up to an hour) to end, past systemd's
 // TimeoutStopSec, into a SIGKILL at whatever step came next.
 TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
-  // The fake clock stops once the new release has started: the window
-  // never ends until the executor is destroyed.
-  std::optional<int64_t> frozen_at;
-  int starts = 0;
-  w_.on_start = [&](World& w) {
-    if (++starts == 1) frozen_at = w.steady_ms;
-  };
-  w_.on_sleep = [&](World& w) {
-    if (frozen_at) w.steady_ms = *frozen_at;
-  };
-  ASSERT_TRUE(executor().Swap({kNew, {"", kWindowMs, "op-1", std::nullopt}, ""}).ok());
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (std::chrono::steady_clock::now() < deadline) {
-    absl::StatusOr<SwapJournal> j = journals_.Load("op-1");
-    if (j.ok() && j->phase == SwapPhase::kVerifying) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ASSERT_EQ(journals_.Load("op-1")->phase, SwapPhase::kVerifying);
-
+  SwapIntoAnEndlessWindow();
   StopExecutorOrAbort("a stabilisation window");
   EXPECT_TRUE(executor().LeftAnOperationOpen());
   executor_.reset();
@@ -1152,10 +1158,7 @@ TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
   EXPECT_TRUE(left->target_ready_seen) << "a later rollback reads it";
   EXPECT_EQ(Installed(), kNew);
 
-  {
-    std::lock_guard<std::mutex> lock(w_.mu);
-    frozen_at.reset();
-  }
+  ThawClock();
   executor().StartRecovery();
   SwapJournal recovered = WaitClosed("op-1");
   EXPECT_EQ(recovered.phase, SwapPhase::kStable) << recovered.failure_message;
@@ -1163,6 +1166,25 @@ TEST_F(ExecutorTest, StoppingDuringTheWindowLeavesTheSwapForTheNextStart) {
   std::vector<std::string> calls = Calls();
   EXPECT_EQ(std::count(calls.begin(), calls.end(), "stop"), 1)
       << "the provider was stopped again: " << ::testing::PrintToString(calls);
+}
+
+// The stop cannot write down that the target was seen ready: it says so,
+// and still leaves the operation open for the next start.
+TEST_F(ExecutorTest, AStopThatCannotRecordTheReadyTargetSaysSoAndLeavesItOpen) {
+  SwapIntoAnEndlessWindow();
+  journals_.FailPhases({SwapPhase::kVerifying});
+  ::testing::internal::CaptureStderr();
+  StopExecutorOrAbort("a stabilisation window");
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(log, HasSubstr("cannot record that the target was seen ready"));
+  EXPECT_THAT(log, HasSubstr("the next start verifies it again"));
+  EXPECT_TRUE(executor().LeftAnOperationOpen());
+  absl::StatusOr<SwapJournal> left = journals_.Load("op-1");
+  ASSERT_TRUE(left.ok()) << left.status();
+  EXPECT_TRUE(left->open);
+  EXPECT_EQ(left->phase, SwapPhase::kVerifying);
+  EXPECT_FALSE(left->target_ready_seen);
+  ThawClock();
 }
 
 // Recovery of open journals stops between them once the agent stops: the
