@@ -140,6 +140,14 @@ class Driver {
     while (Swapped().empty()) Step();
   }
 
+  // The coordinator is lost and `self` takes over from the committed
+  // plan: the answers on their way to the old one are lost with it.
+  void Succeed(const std::string& self) {
+    machine_ = PlanMachine({self, {"a", "b", "c"}}, plan_);
+    results_.clear();
+    silenced_.clear();
+  }
+
   // Steps until `done` holds for the committed plan (at most 200 steps).
   void RunUntil(const std::function<bool(const v1::FleetPlan&)>& done) {
     for (int i = 0; i < 200 && !done(plan_); ++i) Step();
@@ -658,6 +666,42 @@ TEST(PlanMachineTest, AGateThatBlocksWhenTheLastPreflightIsInCommitsWhatWasHeld)
   EXPECT_THAT(KindsAt(r, preflight + 2), ElementsAre("swap a"));
 }
 
+// Only Preflight holds a stage result, for at most a second. One that
+// comes in another phase (c's stage, sent again after a halt, answered
+// only once a rollback walks a back) is committed with the Step it
+// arrives in: RollingBack would otherwise hold it until a's next commit.
+TEST(PlanMachineTest, AStageAnsweredDuringARollbackIsCommittedAtOnce) {
+  Driver d;
+  d.step_ms = 100;
+  int c_swaps = 0;
+  d.admission = [&c_swaps](const PlanAction& a) {
+    return a.node == "c" && c_swaps++ == 0
+               ? MakeError(absl::StatusCode::kFailedPrecondition,
+                           reason::kStagedArtifactChanged, "c's staged release changed")
+               : absl::OkStatus();
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);  // a upgraded, c failed
+  d.silent = [](const PlanAction& a) {
+    return (a.node == "c" && a.kind == ActionKind::kStage) ||
+           a.kind == ActionKind::kRollbackNode;
+  };
+  d.Step(Cmd(CommandKind::kResume));  // c is staged again
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PREFLIGHT);
+  d.Step(Cmd(CommandKind::kPause));
+  d.Step(Cmd(CommandKind::kRollback));
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLING_BACK);
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  ASSERT_EQ(d.plan_.nodes(1).phase(), v1::PLAN_NODE_PHASE_PENDING);  // c
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kRollbackNode; };
+  d.AnswerSilenced();  // c's stage answers; a's rollback still runs
+  PlanReady r = d.Step();
+  ASSERT_TRUE(r.plan.has_value()) << "the late stage result was held";
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_ROLLING_BACK);
+  EXPECT_EQ(r.plan->nodes(1).phase(), v1::PLAN_NODE_PHASE_STAGED);
+  EXPECT_EQ(r.plan->in_flight(), "a");
+}
+
 // An agent's answer can be long (an operation's detail is the agent's
 // text, read from its journal): the plan cuts it and still commits,
 // rather than growing past kMaxPlanBytes and never committing the halt.
@@ -691,28 +735,31 @@ TEST(PlanMachineTest, ALongAnswerIsCutSoThePlanStillCommits) {
 
 // Held results are not lost with the coordinator either: its successor,
 // from the committed Preflight record, stages every node again (a stage
-// of a release already staged checks it and answers).
+// of a release already staged checks it and answers) and goes on.
 TEST(PlanMachineTest, ANewCoordinatorStagesAgainWhatWasHeld) {
   Driver d;
   d.step_ms = 100;
   d.Step(Start());
   d.Step();
+  const uint64_t preflight = d.plan_.revision();
   EXPECT_FALSE(d.Step().plan.has_value());  // stage results held
-  PlanMachine successor({"c", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
-  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
-  for (const char* n : {"a", "b", "c"}) {
-    in.views.push_back(HealthyView(n, "0.1.0", testing::kHashA, in.now_unix_ms));
+  d.Succeed("c");
+  PlanReady r = d.Step();
+  EXPECT_THAT(KindsAt(r, preflight), ElementsAre("stage a", "stage c", "stage b"));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    // The digest of the second stage, the one the successor heard.
+    EXPECT_EQ(n.staged_digest(), "staged-on-" + n.node() + "#2") << n.node();
+    EXPECT_EQ(d.versions_[n.node()], "0.2.0") << n.node();
   }
-  in.views_fresh = true;
-  PlanReady r = successor.Step(in);
-  EXPECT_THAT(KindsAt(r, d.plan_.revision()), ElementsAre("stage a", "stage c", "stage b"));
+  EXPECT_EQ(d.plan_.coordinator(), "coordinator c");
 }
 
 // Held uncommitted, a result is not lost with the coordinator: a new one,
 // from the committed record (a still swapping), sends a's swap again
-// under the same operation id, which the agent answers from its journal.
+// under the same operation id, which the agent answers from its journal,
+// and goes on from a's result; a is swapped under no other id.
 TEST(PlanMachineTest, ANewCoordinatorSendsTheSwapOfAHeldResultAgain) {
   Driver d;
   d.StartAndSwapFirst();
@@ -720,19 +767,22 @@ TEST(PlanMachineTest, ANewCoordinatorSendsTheSwapOfAHeldResultAgain) {
   d.Step();  // a's result held, its hand-off asked
   d.Step();  // handed off, held for parity
   ASSERT_EQ(d.plan_.in_flight(), "a");
-  PlanMachine successor({"c", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
-  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
-  for (const char* n : {"a", "b", "c"}) {
-    in.views.push_back(HealthyView(n, n == std::string("a") ? "0.2.0" : "0.1.0",
-                                   testing::kHashA, in.now_unix_ms));
-  }
-  PlanReady r = successor.Step(in);
+  d.Succeed("c");
+  const size_t before = d.log_.size();
+  PlanReady r = d.Step();
   ASSERT_EQ(r.actions.size(), 1u);
   EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
   EXPECT_EQ(r.actions[0].node, "a");
   EXPECT_EQ(r.actions[0].operation_id, swap.operation_id);
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
+  for (size_t i = before; i < d.log_.size(); ++i) {
+    const PlanAction& a = d.log_[i];
+    if (a.kind == ActionKind::kSwap && a.node == "a") {
+      EXPECT_EQ(a.operation_id, swap.operation_id);
+    }
+  }
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
 }
 
 // A command while a result and its hand-off are held commits them with
