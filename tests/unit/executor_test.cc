@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -288,8 +289,11 @@ class FakeJournals final : public JournalStore {
       }
     }
     records_[j.operation_id] = j;
+    if (on_save) on_save(j);
     return absl::OkStatus();
   }
+  // Called after each write, outside no lock of the store's.
+  std::function<void(const SwapJournal&)> on_save;
   // What a scan reports it could not read, as the file store words it.
   void SetUnreadable(std::vector<std::string> unreadable) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -1188,8 +1192,8 @@ TEST_F(ExecutorTest, AStopThatCannotRecordTheReadyTargetSaysSoAndLeavesItOpen) {
 }
 
 // Recovery of open journals stops between them once the agent stops: the
-// rest are not installed and started during the stop. (Stopped before the
-// first here; kmsfleetd's stop comes between two, the same check.)
+// rest are not installed and started during the stop. Stopped before the
+// first here...
 TEST_F(ExecutorTest, RecoveryCaughtByTheStopLeavesTheJournalsOpen) {
   for (const char* id : {"op-1", "op-2"}) {
     SwapJournal j;
@@ -1207,6 +1211,42 @@ TEST_F(ExecutorTest, RecoveryCaughtByTheStopLeavesTheJournalsOpen) {
   for (const char* id : {"op-1", "op-2"}) {
     EXPECT_TRUE(journals_.Load(id)->open) << id;
   }
+  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
+}
+
+// ...and between two: the first recovered (a journal left Staged closes
+// as it is), the agent's stop comes, and the second is left open.
+TEST_F(ExecutorTest, AStopBetweenTwoRecoveredJournalsLeavesTheSecondOpen) {
+  for (auto [id, phase] : {std::pair{"op-1", SwapPhase::kStaged},
+                           std::pair{"op-2", SwapPhase::kInstalled}}) {
+    SwapJournal j;
+    j.operation_id = id;
+    j.kind = "swap";
+    j.target_version = kNew;
+    j.phase = phase;
+    j.open = true;
+    ASSERT_TRUE(journals_.Save(j).ok());
+  }
+  std::thread stopper;
+  std::atomic<bool> stopped{false};
+  journals_.on_save = [&](const SwapJournal& j) {
+    if (j.operation_id != "op-1" || j.open || stopped) return;
+    // kmsfleetd's SIGTERM, while the worker is between the two.
+    stopper = std::thread([this] { executor().Stop(); });
+    while (!executor().Stopping()) std::this_thread::yield();
+    stopped = true;
+  };
+  executor().StartRecovery();
+  for (int i = 0; i < 10'000 && !stopped; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_TRUE(stopped) << "op-1 was never closed";
+  stopper.join();
+  journals_.on_save = nullptr;
+  EXPECT_TRUE(executor().LeftAnOperationOpen());
+  EXPECT_FALSE(journals_.Load("op-1")->open);
+  EXPECT_TRUE(journals_.Load("op-2")->open);
+  EXPECT_EQ(journals_.Load("op-2")->phase, SwapPhase::kInstalled);
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
 }
 

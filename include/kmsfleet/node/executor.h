@@ -251,6 +251,8 @@ class Executor {
   // other step runs to its end. ~Executor calls it too. Not to be called
   // from two threads at once, nor from the worker.
   void Stop();
+  // Whether Stop was called (the worker checks it between steps).
+  bool Stopping();
   // After Stop: whether the worker left an operation open (the next start
   // must recover it, so kmsfleetd exits non-zero and is started again).
   bool LeftAnOperationOpen();
@@ -290,7 +292,6 @@ class Executor {
                                    const std::string& retrying,
                                    const std::function<void(const absl::Status&)>& each_failure);
   bool SleepUnlessStopping(std::chrono::milliseconds total);
-  bool Stopping();
   void Hook(std::string_view point) const;
   absl::Status ShareWithRunAs(const std::string& dir) const;
   std::string NewOperationId() const;
