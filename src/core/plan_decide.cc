@@ -152,17 +152,13 @@ void PlanStep::DecideNextNode() {
     Block(gates);
     return;
   }
-  const uint64_t revision =
-      (m_.committed_ ? m_.committed_->revision() : 0) + 1;
   // The swap to undo is recorded once: a retried walk-back undoes the same
   // swap, not the failed rollback.
   if (rolling_back && target->rollback_of().empty()) {
     target->set_rollback_of(target->operation_id());
   }
-  // Agents keep operations in files named by the id: [A-Za-z0-9._+-] only.
-  target->set_operation_id(absl::StrCat(next_->plan_id(), ".", target->node(),
-                                        rolling_back ? ".rollback." : ".swap.",
-                                        revision));
+  SetNextOperationId(*target);
+  target->set_agent_stop_retries(0);
   target->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
   target->clear_reason();
   target->clear_message();
@@ -170,6 +166,14 @@ void PlanStep::DecideNextNode() {
   next_->set_in_flight(target->node());
   next_->set_first_swap_authorised(true);
   DecideInFlight();
+}
+
+void PlanStep::SetNextOperationId(v1::PlanNode& node) const {
+  const uint64_t revision = (m_.committed_ ? m_.committed_->revision() : 0) + 1;
+  // Agents keep operations in files named by the id: [A-Za-z0-9._+-] only.
+  node.set_operation_id(absl::StrCat(next_->plan_id(), ".", node.node(),
+                                     node.rollback_of().empty() ? ".swap." : ".rollback.",
+                                     revision));
 }
 
 void PlanStep::DecideInFlight() {

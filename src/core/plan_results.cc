@@ -109,6 +109,22 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
     m_.issued_.clear();
     return;
   }
+  if (SendsAgainAfterAgentStop(node, r)) {
+    // The agent stopped (SIGTERM, a restart) before the provider's stop
+    // and ended the operation there: nothing was touched and nothing is
+    // known against the release. Sent again under a new id, committed
+    // before it goes out; the ended id keeps answering as it ended.
+    node.set_agent_stop_retries(node.agent_stop_retries() + 1);
+    const std::string ended = node.operation_id();
+    SetNextOperationId(node);
+    node.set_message(absl::StrCat(node.node(), "'s agent ended ", ended,
+                                  " before the provider's stop (", ReasonOf(r.status),
+                                  "); sent again as ", node.operation_id(), ", retry ",
+                                  node.agent_stop_retries(), " of ", kMaxAgentStopRetries));
+    m_.issued_.clear();
+    changed_ = true;
+    return;
+  }
   if (!r.status.ok()) {
     // The agent refused the command when it was admitted, before anything
     // was stopped: the node failed its step with its provider untouched.
@@ -155,6 +171,13 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
   }
   changed_ = true;
   if (!replaying_) RestartParity();
+}
+
+bool PlanStep::SendsAgainAfterAgentStop(const v1::PlanNode& node,
+                                        const ActionResult& r) const {
+  const std::string why = ReasonOf(r.status);
+  return (why == reason::kAgentStopping || why == reason::kAgentRestarted) &&
+         !absl::IsUnavailable(r.status) && node.agent_stop_retries() < kMaxAgentStopRetries;
 }
 
 void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,

@@ -67,6 +67,12 @@ class PlanStep {
   void ApplyStaged(v1::PlanNode& node, const ActionResult& result);
   void ApplyPreflighted(v1::PlanNode& node, const ActionResult& result);
   void ApplyOperation(v1::PlanNode& node, const ActionResult& result);
+  // Whether `result` ended the node's operation before the provider's stop
+  // because its agent stopped, and the step may send it again.
+  bool SendsAgainAfterAgentStop(const v1::PlanNode& node, const ActionResult& result) const;
+  // Names the node's next operation: "<plan>.<node>.swap.<revision>" (or
+  // .rollback.), the revision being that of the change that authorises it.
+  void SetNextOperationId(v1::PlanNode& node) const;
   void ApplyApiServerRestarted(v1::PlanNode& node, const ActionResult& result);
   void ApplyHandOff(v1::PlanNode& node, const ActionResult& result);
   void RestartParity();

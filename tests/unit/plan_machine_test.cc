@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -390,6 +391,113 @@ TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotRese
 }
 
 // A refused fence is the shell's to renew, not the node's failure.
+// An operation the node's agent ended before the provider's stop because
+// it was stopping (SIGTERM) or had restarted says nothing of the release:
+// the swap is sent again under a new id, committed first, and the plan
+// goes on rather than halting.
+absl::Status EndedByTheAgent(const std::string& why) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, why,
+                   "operation ended Preflighted before it stopped the provider");
+}
+
+TEST(PlanMachineTest, ASwapEndedByItsAgentStoppingIsSentAgainUnderANewId) {
+  Driver d;
+  int a_swaps = 0;
+  d.admission = [&a_swaps](const PlanAction& a) {
+    if (a.node != "a") return absl::OkStatus();
+    ++a_swaps;
+    return a_swaps == 1   ? EndedByTheAgent(reason::kAgentStopping)
+           : a_swaps == 2 ? EndedByTheAgent(reason::kAgentRestarted)
+                          : absl::OkStatus();
+  };
+  d.StartAndSwapFirst();
+  const PlanAction first = d.log_.back();
+  PlanReady r = d.Step();  // the first ended by the agent's stop
+  ASSERT_TRUE(r.plan.has_value());
+  const v1::PlanNode& a = r.plan->nodes(0);
+  EXPECT_EQ(r.plan->in_flight(), "a");
+  EXPECT_EQ(a.phase(), v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  EXPECT_EQ(a.stage(), v1::PLAN_STEP_STAGE_SWAPPING);
+  EXPECT_EQ(a.reason(), "");
+  EXPECT_EQ(a.agent_stop_retries(), 1);
+  EXPECT_NE(a.operation_id(), first.operation_id);
+  EXPECT_TRUE(IsSafeOperationId(a.operation_id())) << a.operation_id();
+  EXPECT_THAT(a.message(), HasSubstr("AGENT_STOPPING"));
+  EXPECT_THAT(a.message(), HasSubstr("retry 1 of 3"));
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
+  EXPECT_EQ(r.actions[0].operation_id, a.operation_id());
+  EXPECT_EQ(r.actions[0].revision, r.plan->revision());  // authorised by this change
+  EXPECT_EQ(r.actions[0].expected_staged_digest, first.expected_staged_digest);
+
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "a", "c", "b"));
+  std::set<std::string> ids;
+  for (const PlanAction& x : d.log_) {
+    if (x.kind == ActionKind::kSwap && x.node == "a") ids.insert(x.operation_id);
+  }
+  EXPECT_EQ(ids.size(), 3u) << "each send under its own id";
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_EQ(d.plan_.nodes(1).agent_stop_retries(), 0);  // c's own step
+}
+
+// An agent that keeps stopping fails the step after kMaxAgentStopRetries
+// sends again, as any other refusal does: the plan halts, naming it.
+TEST(PlanMachineTest, AnAgentThatKeepsStoppingFailsTheStepAfterThreeRetries) {
+  Driver d;
+  d.admission = [](const PlanAction& a) {
+    return a.node == "a" ? EndedByTheAgent(reason::kAgentRestarted) : absl::OkStatus();
+  };
+  d.StartAndSwapFirst();
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.Swapped().size(), 1u + kMaxAgentStopRetries);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kAgentRestarted);
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_FAILED);
+  EXPECT_EQ(d.plan_.nodes(0).agent_stop_retries(), kMaxAgentStopRetries);
+  EXPECT_EQ(d.versions_["a"], "0.1.0");
+}
+
+// A release fault that ends before the stop is no reason to send again.
+TEST(PlanMachineTest, ADoctorFailureInTheSwapIsNotSentAgain) {
+  Driver d;
+  d.admission = [](const PlanAction& a) {
+    return a.node == "a" ? EndedByTheAgent(reason::kDoctorFailed) : absl::OkStatus();
+  };
+  d.StartAndSwapFirst();
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.Swapped().size(), 1u);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kDoctorFailed);
+}
+
+// A walk-back ended by the agent is sent again too, still undoing the
+// same swap.
+TEST(PlanMachineTest, ARollbackEndedByItsAgentStoppingIsSentAgain) {
+  v1::PlanSettings settings;
+  settings.set_auto_rollback(true);
+  Driver d;
+  int rollbacks = 0;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "c" ? OperationOutcome::kRolledBack : OperationOutcome::kStable;
+  };
+  d.admission = [&rollbacks](const PlanAction& a) {
+    if (a.kind != ActionKind::kRollbackNode || rollbacks++ > 0) return absl::OkStatus();
+    return EndedByTheAgent(reason::kAgentStopping);
+  };
+  d.StartAndSwapFirst(settings);
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  std::vector<PlanAction> sent;
+  for (const PlanAction& x : d.log_) {
+    if (x.kind == ActionKind::kRollbackNode) sent.push_back(x);
+  }
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(sent[0].node, "a");
+  EXPECT_EQ(sent[1].node, "a");
+  EXPECT_NE(sent[0].operation_id, sent[1].operation_id);
+  EXPECT_THAT(sent[1].operation_id, HasSubstr(".a.rollback."));
+  EXPECT_EQ(sent[0].of_operation_id, sent[1].of_operation_id);
+  EXPECT_EQ(d.versions_["a"], "0.1.0");
+}
+
 TEST(PlanMachineTest, SwapRefusedForItsFenceIsSentAgainNotFailed) {
   Driver d;
   int refusals = 0;

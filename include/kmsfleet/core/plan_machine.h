@@ -49,6 +49,12 @@ inline constexpr int64_t kMaxPreflightHoldMs = 1000;
 // takes longer than this (slow settings, or rounds that stop counting as
 // new) commits them, so that `plan` shows the node done.
 inline constexpr int64_t kMaxHandOffHoldMs = 10'000;
+// A swap or rollback that ended before the provider's stop because the
+// node's agent stopped or restarted (AGENT_STOPPING, AGENT_RESTARTED) left
+// the provider untouched and says nothing of the release: it is sent again
+// under a new operation id, up to this many times per node step. An agent
+// that keeps stopping then fails the step as any other refusal does.
+inline constexpr int kMaxAgentStopRetries = 3;
 
 // "Draft", "Preflight", "Rolling", ... as architecture.md spells them.
 std::string_view PlanPhaseName(v1::PlanPhase phase);
