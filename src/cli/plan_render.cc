@@ -41,7 +41,11 @@ std::string NodeLine(const v1::PlanNode& n, int64_t now) {
   if (n.phase_since_unix_ms() > 0 && now >= n.phase_since_unix_ms()) {
     line += FormatDuration(now - n.phase_since_unix_ms());
   }
-  if (!n.reason().empty()) line += "  [" + n.reason() + "] " + n.message();
+  if (!n.reason().empty()) {
+    line += "  [" + n.reason() + "] " + n.message();
+  } else if (n.phase() == v1::PLAN_NODE_PHASE_IN_FLIGHT && n.agent_stop_retries() > 0) {
+    line += "  " + n.message();  // sent again after its agent stopped
+  }
   return line;
 }
 

@@ -197,6 +197,17 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
 // The installed release (copied, for rollback) and the registry pair,
 // read together.
 absl::Status Executor::CaptureEvidence(SwapJournal& j) {
+  // The last step before the provider's stop. An agent told to stop
+  // (SIGTERM) ends the operation here, the provider untouched, rather than
+  // stopping it during the drain that precedes the agent's exit; the plan
+  // sends the swap again under a new id once the agent is back.
+  if (RefusingNewCommands() || Stopping()) {
+    return MakeError(absl::StatusCode::kAborted, reason::kAgentStopping,
+                     "kmsfleetd on " + options_.node +
+                         " is stopping: the operation ended before the provider's stop, "
+                         "which was not touched",
+                     {{"node", options_.node}});
+  }
   j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));

@@ -343,6 +343,46 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// kmsfleetd restarted on the node in flight, its swap still in its own
+// doctor: the swap ends there, the provider untouched, and the plan sends
+// it again under a new id once the agent is back, rather than halting.
+TEST_F(FleetUpgradeTest, AnAgentRestartedBeforeItsProviderStopsGetsTheSwapAgain) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  const int x = (coordinator + 1) % 3;
+  const int y = (coordinator + 2) % 3;
+  const std::string order =
+      fleet_->Name(x) + "," + fleet_->Name(y) + "," + fleet_->Name(coordinator);
+  fleet_->SetScenario(x, "key_seed: fleet-key-1\ndoctor_delay_ms: 3000\n");
+  ASSERT_EQ(Run(coordinator, Upgrade({"--order", order, "--auto-rollback"})).exit_code, 0);
+  const std::string in_flight = "\"in_flight\": \"" + fleet_->Name(x) + "\"";
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return PlanJson(coordinator).find(in_flight) != std::string::npos &&
+               fleet_->DoctorRunning(x);
+      },
+      std::chrono::seconds(60)))
+      << PlanJson(coordinator) << fleet_->Logs();
+  const std::string first_id = PlanField("operation_id", coordinator);
+  Stopped stopped = StopAgent(x);
+  ASSERT_TRUE(stopped.exit_code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(*stopped.exit_code, 0) << "no operation may be left open";
+  EXPECT_EQ(fleet_->ServingVersion(x), "0.1.0");
+  EXPECT_TRUE(fleet_->ProviderReady(x));
+  fleet_->SetScenario(x, "key_seed: fleet-key-1\n");
+  fleet_->StartAgent(x);
+  ASSERT_TRUE(WaitForPhase("PLAN_PHASE_COMPLETED", std::chrono::seconds(90), coordinator))
+      << PlanJson(coordinator) << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  const std::string plan = PlanJson(coordinator);
+  EXPECT_THAT(plan, HasSubstr("\"agent_stop_retries\": 1")) << plan;
+  EXPECT_THAT(plan, HasSubstr("AGENT_STOPPING")) << plan;
+  EXPECT_THAT(plan, Not(HasSubstr("\"operation_id\": \"" + first_id + "\""))) << plan;
+  int x_down = 0;
+  for (const Interval& i : fleet_->DownIntervals()) x_down += i.node == fleet_->Name(x);
+  EXPECT_EQ(x_down, 1) << "x's provider went down once, for the swap sent again";
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
 TEST_F(FleetUpgradeTest, CommandsWithoutAPlanAreRefusedWithAReason) {
   SubprocessResult r = Run(0, {"abort"});
   EXPECT_EQ(r.exit_code, 1);

@@ -904,6 +904,24 @@ TEST_F(ExecutorTest, AStoppingAgentAdmitsNothingNew) {
   EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/artifacts/0.3.0"));
 }
 
+// A swap admitted before the signal, still in its checks when it comes,
+// ends before the provider's stop: the provider is not stopped during the
+// drain, and the plan sends the swap again once the agent is back.
+TEST_F(ExecutorTest, ASwapInItsChecksWhenTheAgentIsToldToStopEndsBeforeTheStop) {
+  w_.after_version = [this](World&, const std::string& binary) {
+    if (binary == options_.install_path) executor().RefuseNewCommands();
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kAgentStopping);
+  EXPECT_THAT(j.failure_message, HasSubstr("ended before the provider's stop"));
+  EXPECT_FALSE(j.open);
+  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
+  ExpectOldServing();
+  executor().Stop();
+  EXPECT_FALSE(executor().LeftAnOperationOpen());
+}
+
 // Found in review: kmsfleetd's cluster listener serves before its local
 // socket and /metrics start, and either can still fail; a coordinator's
 // swap admitted in that window ran in an agent whose start then failed.

@@ -62,6 +62,28 @@ TEST(RenderProgressTest, AMessageIsOneLineWithoutEscapeSequences) {
   EXPECT_THAT(RenderPlan(view), HasSubstr("doctor said:\\n\\x1B]0;owned\\x07done"));
 }
 
+// A step sent again after its agent stopped says so while it runs.
+TEST(RenderProgressTest, AStepSentAgainAfterItsAgentStoppedSaysSo) {
+  v1::PlanView view;
+  v1::FleetPlan* plan = view.mutable_plan();
+  plan->set_plan_id("plan-1");
+  plan->set_target_version("0.2.0");
+  plan->set_phase(v1::PLAN_PHASE_ROLLING);
+  v1::PlanNode* n = plan->add_nodes();
+  n->set_node("cp-1");
+  n->set_phase(v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  n->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
+  n->set_message("cp-1's agent ended plan-1.cp-1.swap.3 before the provider's stop "
+                 "(AGENT_STOPPING); sent again as plan-1.cp-1.swap.4, retry 1 of 3");
+  std::string shown;
+  for (const std::string& line : RenderProgress(view)) shown += line + "\n";
+  EXPECT_THAT(shown, Not(HasSubstr("sent again")));  // no retry counted: not shown
+  n->set_agent_stop_retries(1);
+  shown.clear();
+  for (const std::string& line : RenderProgress(view)) shown += line + "\n";
+  EXPECT_THAT(shown, HasSubstr("(AGENT_STOPPING); sent again as plan-1.cp-1.swap.4"));
+}
+
 v1::PlanView PlanIn(v1::PlanPhase phase) {
   v1::PlanView view;
   v1::FleetPlan* plan = view.mutable_plan();
