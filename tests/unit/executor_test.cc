@@ -503,6 +503,17 @@ class ExecutorTest : public ::testing::Test {
     return true;
   }
 
+  // An open journal of a swap to kNew left at `phase`, as a crash leaves it.
+  void SaveOpenSwap(const std::string& id, SwapPhase phase) {
+    SwapJournal j;
+    j.operation_id = id;
+    j.kind = "swap";
+    j.target_version = kNew;
+    j.phase = phase;
+    j.open = true;
+    ASSERT_TRUE(journals_.Save(j).ok());
+  }
+
   SwapJournal SwapTo(const std::string& version, int64_t stabilization_ms = 0,
                      const std::string& id = "op-1") {
     absl::StatusOr<SwapJournal> started =
@@ -1213,15 +1224,7 @@ TEST_F(ExecutorTest, AStopThatCannotRecordTheReadyTargetSaysSoAndLeavesItOpen) {
 // rest are not installed and started during the stop. Stopped before the
 // first here...
 TEST_F(ExecutorTest, RecoveryCaughtByTheStopLeavesTheJournalsOpen) {
-  for (const char* id : {"op-1", "op-2"}) {
-    SwapJournal j;
-    j.operation_id = id;
-    j.kind = "swap";
-    j.target_version = kNew;
-    j.phase = SwapPhase::kInstalled;
-    j.open = true;
-    ASSERT_TRUE(journals_.Save(j).ok());
-  }
+  for (const char* id : {"op-1", "op-2"}) SaveOpenSwap(id, SwapPhase::kInstalled);
   executor().Stop();
   executor().StartRecovery();
   StopExecutorOrAbort("a recovery");
@@ -1235,16 +1238,8 @@ TEST_F(ExecutorTest, RecoveryCaughtByTheStopLeavesTheJournalsOpen) {
 // ...and between two: the first recovered (a journal left Staged closes
 // as it is), the agent's stop comes, and the second is left open.
 TEST_F(ExecutorTest, AStopBetweenTwoRecoveredJournalsLeavesTheSecondOpen) {
-  for (auto [id, phase] : {std::pair{"op-1", SwapPhase::kStaged},
-                           std::pair{"op-2", SwapPhase::kInstalled}}) {
-    SwapJournal j;
-    j.operation_id = id;
-    j.kind = "swap";
-    j.target_version = kNew;
-    j.phase = phase;
-    j.open = true;
-    ASSERT_TRUE(journals_.Save(j).ok());
-  }
+  SaveOpenSwap("op-1", SwapPhase::kStaged);
+  SaveOpenSwap("op-2", SwapPhase::kInstalled);
   std::thread stopper;
   std::atomic<bool> stopped{false};
   journals_.on_save = [&](const SwapJournal& j) {
