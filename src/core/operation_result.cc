@@ -17,6 +17,18 @@ void SetOperationResult(const v1::Operation& operation, ActionResult& r) {
   r.outcome_reason = operation.reason();
   r.outcome_message = operation.message();
   if (r.outcome != OperationOutcome::kNotFound) return;
+  const std::string& phase = operation.phase();
+  if (phase != "Idle" && phase != "Staged" && phase != "Preflighted") {
+    // Closed past the stop without an ending: no path of the executor's
+    // does that, but if one did, the provider's state is unknown. Read as
+    // untouched, it could be sent again (AGENT_RESTARTED); read as
+    // RollbackFailed, it stops the plan for an operator.
+    r.outcome = OperationOutcome::kRollbackFailed;
+    r.outcome_message = "operation " + operation.operation_id() + " ended " + phase +
+                        ", past the provider's stop without an ending, so its state is "
+                        "unknown: " + operation.message();
+    return;
+  }
   r.status = MakeError(absl::StatusCode::kFailedPrecondition,
                        operation.reason().empty() ? std::string(reason::kSwapFailedRestored)
                                                   : operation.reason(),

@@ -110,19 +110,7 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
     return;
   }
   if (SendsAgainAfterAgentStop(node, r)) {
-    // The agent stopped (SIGTERM, a restart) before the provider's stop
-    // and ended the operation there: nothing was touched and nothing is
-    // known against the release. Sent again under a new id, committed
-    // before it goes out; the ended id keeps answering as it ended.
-    node.set_agent_stop_retries(node.agent_stop_retries() + 1);
-    const std::string ended = node.operation_id();
-    SetNextOperationId(node);
-    node.set_message(absl::StrCat(node.node(), "'s agent ended ", ended,
-                                  " before the provider's stop (", ReasonOf(r.status),
-                                  "); sent again as ", node.operation_id(), ", retry ",
-                                  node.agent_stop_retries(), " of ", kMaxAgentStopRetries));
-    m_.issued_.clear();
-    changed_ = true;
+    SendAgainAfterAgentStop(node, ReasonOf(r.status));
     return;
   }
   if (!r.status.ok()) {
@@ -175,9 +163,42 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
 
 bool PlanStep::SendsAgainAfterAgentStop(const v1::PlanNode& node,
                                         const ActionResult& r) const {
+  // (An Unavailable answer never gets here: ApplyResult keeps it as
+  // unanswered.) SetOperationResult gives these reasons only to an
+  // operation that ended before the stop.
   const std::string why = ReasonOf(r.status);
   return (why == reason::kAgentStopping || why == reason::kAgentRestarted) &&
-         !absl::IsUnavailable(r.status) && node.agent_stop_retries() < kMaxAgentStopRetries;
+         node.agent_stop_retries() < kMaxAgentStopRetries;
+}
+
+// The agent stopped (SIGTERM, a restart) before the provider's stop and
+// ended the operation there: nothing was touched and nothing is known
+// against the release. Sent again under a new id, committed before it
+// goes out; the ended id keeps answering as it ended. Not while the plan
+// is paused or an abort waits: that would be a new disruption after the
+// operator asked for none. The node then hands its slot back as it was
+// before its step (Preflighted, or Done on the way back), to be taken
+// again on resume, or the abort completes.
+void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why) {
+  const std::string ended = node.operation_id();
+  const std::string what =
+      absl::StrCat(node.node(), "'s agent ended ", ended, " before the provider's stop (", why,
+                   ")");
+  changed_ = true;
+  if (next_->phase() == v1::PLAN_PHASE_PAUSED || next_->abort_requested()) {
+    node.set_message(absl::StrCat(what, "; not sent again while the plan is ",
+                                  next_->abort_requested() ? "aborting" : "paused",
+                                  ": the node gives its slot back untouched"));
+    SetNodePhase(node, node.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
+                                                  : v1::PLAN_NODE_PHASE_DONE);
+    node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+    return;
+  }
+  node.set_agent_stop_retries(node.agent_stop_retries() + 1);
+  SetNextOperationId(node);
+  node.set_message(absl::StrCat(what, "; sent again as ", node.operation_id(), ", retry ",
+                                node.agent_stop_retries(), " of ", kMaxAgentStopRetries));
+  m_.issued_.clear();
 }
 
 void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
@@ -242,8 +263,10 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   node.set_stage(v1::PLAN_STEP_STAGE_UNSPECIFIED);
   changed_ = true;
   if (node.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) {
-    // Released after a break-glass acknowledgement: the node was mended by
-    // hand since its result, so parity counts again from the next round.
+    // Released after a break-glass acknowledgement (the node was mended by
+    // hand since its result), or a step given back untouched while paused
+    // or aborting (SendAgainAfterAgentStop): the node keeps the phase it
+    // has, and parity counts again from the next round.
     m_.parity_.Reset();
     return;
   }

@@ -70,6 +70,7 @@ class PlanStep {
   // Whether `result` ended the node's operation before the provider's stop
   // because its agent stopped, and the step may send it again.
   bool SendsAgainAfterAgentStop(const v1::PlanNode& node, const ActionResult& result) const;
+  void SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why);
   // Names the node's next operation: "<plan>.<node>.swap.<revision>" (or
   // .rollback.), the revision being that of the change that authorises it.
   void SetNextOperationId(v1::PlanNode& node) const;

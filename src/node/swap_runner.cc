@@ -198,16 +198,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
 // read together.
 absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // The last step before the provider's stop. An agent told to stop
-  // (SIGTERM) ends the operation here, the provider untouched, rather than
-  // stopping it during the drain that precedes the agent's exit; the plan
-  // sends the swap again under a new id once the agent is back.
-  if (RefusingNewCommands() || Stopping()) {
-    return MakeError(absl::StatusCode::kAborted, reason::kAgentStopping,
-                     "kmsfleetd on " + options_.node +
-                         " is stopping: the operation ended before the provider's stop, "
-                         "which was not touched",
-                     {{"node", options_.node}});
-  }
+  // (SIGTERM) ends the operation here, before and after the capture, the
+  // provider untouched, rather than stopping it during the drain that
+  // precedes the agent's exit; the plan sends the swap again under a new
+  // id once the agent is back.
+  KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
   j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
@@ -219,7 +214,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
   KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
-  if (!pair.registry) return absl::OkStatus();
+  if (!pair.registry) return EndIfStopping();
   j.registry_sha256 = Sha256Hex(*pair.registry);
   KMSFLEET_RETURN_IF_ERROR(
       WriteFileAtomic(j.evidence_dir + "/key-registry.json", *pair.registry, 0600));
@@ -236,7 +231,16 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
   }
-  return absl::OkStatus();
+  return EndIfStopping();  // a signal during the capture
+}
+
+absl::Status Executor::EndIfStopping() {
+  if (!RefusingNewCommands() && !Stopping()) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kAborted, reason::kAgentStopping,
+                   "kmsfleetd on " + options_.node +
+                       " is stopping: the operation ended before the provider's stop, "
+                       "which was not touched",
+                   {{"node", options_.node}});
 }
 
 absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {

@@ -169,12 +169,6 @@ void World::ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& 
 
 void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence) {
   ++counters_.operations;
-  // The plan sends a step again under a new id when its agent restarted
-  // before the provider's stop (kMaxAgentStopRetries).
-  if (auto last = node.op_outcomes.find(node.op_id);
-      last != node.op_outcomes.end() && last->second.reason == reason::kAgentRestarted) {
-    ++counters_.sent_again_after_agent_stop;
-  }
   node.op_id = a.operation_id;
   node.op_prev = node.provider.version;
   node.op_target = a.version;

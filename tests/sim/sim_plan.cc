@@ -614,6 +614,7 @@ void World::CheckPlanCommitted(const v1::PlanRecord& record) {
   }
   const bool new_plan = !last_plan_ || last_plan_->plan_id() != plan->plan_id();
   const bool moved = new_plan || last_plan_->phase() != plan->phase();
+  CountStepsSentAgain(*plan, new_plan);
   if (new_plan) ++counters_.plans_started;
   last_plan_ = *plan;
   last_plan_index_ = record.index();
@@ -639,6 +640,22 @@ void World::CheckPlanCommitted(const v1::PlanRecord& record) {
       return;
     default:
       return;
+  }
+}
+
+// Steps sent again under a new id after their agent stopped before the
+// provider's stop (PlanNode.agent_stop_retries going up), never more than
+// kMaxAgentStopRetries in one step.
+void World::CountStepsSentAgain(const v1::FleetPlan& plan, bool new_plan) {
+  for (int i = 0; i < plan.nodes_size(); ++i) {
+    const int32_t now = plan.nodes(i).agent_stop_retries();
+    if (now > kMaxAgentStopRetries) {
+      return Fail(plan.nodes(i).node() + " was sent its step again " + std::to_string(now) +
+                  " times: " + plan.DebugString());
+    }
+    const int32_t before =
+        new_plan || i >= last_plan_->nodes_size() ? 0 : last_plan_->nodes(i).agent_stop_retries();
+    if (now > before) counters_.sent_again_after_agent_stop += now - before;
   }
 }
 

@@ -238,6 +238,7 @@ class World {
   void CheckReady(const PlanReady& ready, bool had_command);
   void CheckProposal(const PlanCoordinator& p, const v1::FleetPlan& plan,
                      const std::vector<NodeView>& views);
+  void CountStepsSentAgain(const v1::FleetPlan& plan, bool new_plan);
   void CheckPlanCommitted(const v1::PlanRecord& record);
   void CheckConverged(const v1::FleetPlan& plan, const std::string& when,
                       bool hashes);

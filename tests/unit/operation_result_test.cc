@@ -51,6 +51,20 @@ TEST(OperationResultTest, AnOperationEndedBeforeTheStopIsAFailedCommand) {
   EXPECT_EQ(ReasonOf(r.status), reason::kSwapFailedRestored);
 }
 
+// From review: a journal closed past the stop without an ending (no path
+// of the executor's does it, but a step limit or a corrupt journal could)
+// is not "untouched": carrying AGENT_RESTARTED it would be sent again.
+// Its provider's state is unknown, so it reads as RollbackFailed.
+TEST(OperationResultTest, AnOperationClosedPastTheStopWithoutAnEndingIsNotUntouched) {
+  for (const char* phase : {"Stopped", "Installed", "Started", "Verifying", "RollingBack"}) {
+    ActionResult r;
+    SetOperationResult(Done(phase, reason::kAgentRestarted), r);
+    EXPECT_TRUE(r.status.ok()) << phase;
+    EXPECT_EQ(r.outcome, OperationOutcome::kRollbackFailed) << phase;
+    EXPECT_NE(r.outcome_message.find("state is unknown"), std::string::npos) << r.outcome_message;
+  }
+}
+
 // Found in review: a retried Swap whose first call timed out while the
 // agent still admitted it was refused OPERATION_IN_PROGRESS, and the plan
 // failed the node's step while its swap ran.

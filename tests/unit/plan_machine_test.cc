@@ -390,7 +390,6 @@ TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotRese
   for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
 }
 
-// A refused fence is the shell's to renew, not the node's failure.
 // An operation the node's agent ended before the provider's stop because
 // it was stopping (SIGTERM) or had restarted says nothing of the release:
 // the swap is sent again under a new id, committed first, and the plan
@@ -457,6 +456,83 @@ TEST(PlanMachineTest, AnAgentThatKeepsStoppingFailsTheStepAfterThreeRetries) {
   EXPECT_EQ(d.versions_["a"], "0.1.0");
 }
 
+// Paused, or with an abort waiting, the plan starts no new disruption:
+// a's swap ended by its agent is not sent again, and a gives its slot
+// back as it was, Preflighted, to be swapped on resume.
+TEST(PlanMachineTest, APausedPlanDoesNotSendAgainAndTheNodeGivesItsSlotBackUntouched) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst();
+  d.Step(Cmd(CommandKind::kPause));
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  d.admission = [](const PlanAction&) { return EndedByTheAgent(reason::kAgentStopping); };
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  PlanReady r = d.Step();
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_EQ(r.plan->nodes(0).stage(), v1::PLAN_STEP_STAGE_HANDING_OFF);
+  EXPECT_THAT(r.plan->nodes(0).message(), HasSubstr("not sent again while the plan is paused"));
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kHandOff);
+  EXPECT_EQ(r.actions[0].node, "a");
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_EQ(d.Swapped().size(), 1u);
+
+  d.admission = [](const PlanAction&) { return absl::OkStatus(); };
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
+  EXPECT_EQ(d.versions_["a"], "0.2.0");
+}
+
+TEST(PlanMachineTest, AnAbortWaitingForTheSwapEndsWithTheNodeUntouched) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst();
+  d.Step(Cmd(CommandKind::kAbort));
+  ASSERT_TRUE(d.plan_.abort_requested());
+  d.admission = [](const PlanAction&) { return EndedByTheAgent(reason::kAgentRestarted); };
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_EQ(d.Swapped().size(), 1u);
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("not sent again while the plan is aborting"));
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
+}
+
+// The count and the new id are in the committed record: a new
+// coordinator goes on from them, sending the new id, not the ended one.
+TEST(PlanMachineTest, ANewCoordinatorSendsTheIdTheResendCommitted) {
+  Driver d;
+  int a_swaps = 0;
+  d.admission = [&a_swaps](const PlanAction& a) {
+    return a.node == "a" && a_swaps++ == 0 ? EndedByTheAgent(reason::kAgentStopping)
+                                           : absl::OkStatus();
+  };
+  d.silent = [](const PlanAction& a) { return a.node == "a" && a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst();
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();                   // the first ends by the agent's stop
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.Step();                             // committed: the resend, lost with its coordinator
+  const std::string resent = d.plan_.nodes(0).operation_id();
+  ASSERT_EQ(d.plan_.nodes(0).agent_stop_retries(), 1);
+  d.silent = [](const PlanAction&) { return false; };
+  d.Succeed("c");
+  PlanReady r = d.Step();
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
+  EXPECT_EQ(r.actions[0].operation_id, resent);
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(d.plan_.nodes(0).agent_stop_retries(), 1);
+  EXPECT_EQ(d.versions_["a"], "0.2.0");
+}
+
 // A release fault that ends before the stop is no reason to send again.
 TEST(PlanMachineTest, ADoctorFailureInTheSwapIsNotSentAgain) {
   Driver d;
@@ -498,6 +574,7 @@ TEST(PlanMachineTest, ARollbackEndedByItsAgentStoppingIsSentAgain) {
   EXPECT_EQ(d.versions_["a"], "0.1.0");
 }
 
+// A refused fence is the shell's to renew, not the node's failure.
 TEST(PlanMachineTest, SwapRefusedForItsFenceIsSentAgainNotFailed) {
   Driver d;
   int refusals = 0;

@@ -237,8 +237,10 @@ class Executor {
   static constexpr std::chrono::milliseconds kRecoveryObserveDelay{200};
 
   // From now on every new swap, rollback or admitted work (RunAdmitted) is
-  // refused AGENT_STOPPING (Unavailable), and so are Stage and Preflight;
-  // an operation already running goes on until Stop. Called on SIGTERM,
+  // refused AGENT_STOPPING (Unavailable), and so are Stage and Preflight.
+  // An operation already running but still before the provider's stop
+  // ends at the step before it (AGENT_STOPPING, closed, untouched); one
+  // past it goes on until Stop. Called on SIGTERM,
   // before the listeners drain: a command admitted then could stop the
   // provider just before systemd kills the agent.
   void RefuseNewCommands();
@@ -247,8 +249,9 @@ class Executor {
   // download, doctor), and the agent's stop waits for every call it serves.
   absl::Status RefusalWhileStopping();
   // Stops the worker and waits for it: a wait for a stable provider ends
-  // at its next poll, leaving its journal open for the next start; any
-  // other step runs to its end. ~Executor calls it too. Not to be called
+  // at its next poll, leaving its journal open for the next start; an
+  // operation before the provider's stop ends there as after
+  // RefuseNewCommands; any other step runs to its end. ~Executor calls it too. Not to be called
   // from two threads at once, nor from the worker.
   void Stop();
   // Whether Stop was called (the worker checks it between steps).
@@ -305,6 +308,8 @@ class Executor {
   absl::Status PreflightTarget(SwapJournal& j);
   absl::Status CheckImageHeld(const std::string& image);
   absl::Status CaptureEvidence(SwapJournal& j);
+  // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
+  absl::Status EndIfStopping();
   absl::Status RestorePrevious(const SwapJournal& j);
   absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status StopVerifying(SwapJournal& j, const std::string& version, bool ready_unrecorded);
