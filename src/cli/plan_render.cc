@@ -43,8 +43,10 @@ std::string NodeLine(const v1::PlanNode& n, int64_t now) {
   }
   if (!n.reason().empty()) {
     line += "  [" + n.reason() + "] " + n.message();
-  } else if (n.phase() == v1::PLAN_NODE_PHASE_IN_FLIGHT && n.agent_stop_retries() > 0) {
-    line += "  " + n.message();  // sent again after its agent stopped
+  } else if (n.stage() != v1::PLAN_STEP_STAGE_UNSPECIFIED && !n.message().empty()) {
+    // In its step with no failure: sent again, or giving its slot back,
+    // after its agent stopped.
+    line += "  " + n.message();
   }
   return line;
 }

@@ -109,9 +109,11 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
     m_.issued_.clear();
     return;
   }
-  if (SendsAgainAfterAgentStop(node, r)) {
-    SendAgainAfterAgentStop(node, ReasonOf(r.status));
-    return;
+  if (EndedByItsAgent(r)) {
+    if (!ResendsNow()) return GiveSlotBackUntouched(node, ReasonOf(r.status));
+    if (node.agent_stop_retries() < kMaxAgentStopRetries) {
+      return SendAgainAfterAgentStop(node, ReasonOf(r.status));
+    }
   }
   if (!r.status.ok()) {
     // The agent refused the command when it was admitted, before anything
@@ -161,44 +163,53 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
   if (!replaying_) RestartParity();
 }
 
-bool PlanStep::SendsAgainAfterAgentStop(const v1::PlanNode& node,
-                                        const ActionResult& r) const {
+bool PlanStep::EndedByItsAgent(const ActionResult& r) const {
   // (An Unavailable answer never gets here: ApplyResult keeps it as
   // unanswered.) SetOperationResult gives these reasons only to an
   // operation that ended before the stop.
   const std::string why = ReasonOf(r.status);
-  return (why == reason::kAgentStopping || why == reason::kAgentRestarted) &&
-         node.agent_stop_retries() < kMaxAgentStopRetries;
+  return why == reason::kAgentStopping || why == reason::kAgentRestarted;
+}
+
+// Only a plan moving on its own starts a new disruption. Paused, with an
+// abort waiting, or halted, the operator asked for none.
+bool PlanStep::ResendsNow() const {
+  const v1::PlanPhase phase = next_->phase();
+  return (phase == v1::PLAN_PHASE_ROLLING || phase == v1::PLAN_PHASE_ROLLING_BACK) &&
+         !next_->abort_requested();
 }
 
 // The agent stopped (SIGTERM, a restart) before the provider's stop and
 // ended the operation there: nothing was touched and nothing is known
 // against the release. Sent again under a new id, committed before it
-// goes out; the ended id keeps answering as it ended. Not while the plan
-// is paused or an abort waits: that would be a new disruption after the
-// operator asked for none. The node then hands its slot back as it was
-// before its step (Preflighted, or Done on the way back), to be taken
-// again on resume, or the abort completes.
+// goes out; the ended id keeps answering as it ended.
 void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why) {
   const std::string ended = node.operation_id();
-  const std::string what =
-      absl::StrCat(node.node(), "'s agent ended ", ended, " before the provider's stop (", why,
-                   ")");
-  changed_ = true;
-  if (next_->phase() == v1::PLAN_PHASE_PAUSED || next_->abort_requested()) {
-    node.set_message(absl::StrCat(what, "; not sent again while the plan is ",
-                                  next_->abort_requested() ? "aborting" : "paused",
-                                  ": the node gives its slot back untouched"));
-    SetNodePhase(node, node.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
-                                                  : v1::PLAN_NODE_PHASE_DONE);
-    node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
-    return;
-  }
   node.set_agent_stop_retries(node.agent_stop_retries() + 1);
   SetNextOperationId(node);
-  node.set_message(absl::StrCat(what, "; sent again as ", node.operation_id(), ", retry ",
-                                node.agent_stop_retries(), " of ", kMaxAgentStopRetries));
+  node.set_message(absl::StrCat(node.node(), "'s agent ended ", ended,
+                                " before the provider's stop (", why, "); sent again as ",
+                                node.operation_id(), ", retry ", node.agent_stop_retries(),
+                                " of ", kMaxAgentStopRetries));
   m_.issued_.clear();
+  changed_ = true;
+}
+
+// ...but not while the plan is not moving on its own: the node hands its
+// slot back as it was before its step (Preflighted, or Done on the way
+// back), to be taken again on resume, or the abort completes.
+void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& why) {
+  node.set_message(absl::StrCat(node.node(), "'s agent ended ", node.operation_id(),
+                                " before the provider's stop (", why,
+                                "); not sent again while the plan is ",
+                                next_->abort_requested()
+                                    ? std::string("aborting")
+                                    : std::string(PlanPhaseName(next_->phase())),
+                                ": the node gives its slot back untouched"));
+  SetNodePhase(node, node.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
+                                                : v1::PLAN_NODE_PHASE_DONE);
+  node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+  changed_ = true;
 }
 
 void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,

@@ -68,9 +68,12 @@ class PlanStep {
   void ApplyPreflighted(v1::PlanNode& node, const ActionResult& result);
   void ApplyOperation(v1::PlanNode& node, const ActionResult& result);
   // Whether `result` ended the node's operation before the provider's stop
-  // because its agent stopped, and the step may send it again.
-  bool SendsAgainAfterAgentStop(const v1::PlanNode& node, const ActionResult& result) const;
+  // because its agent stopped or restarted; whether the plan may send it
+  // again now; doing so, or giving the node's slot back untouched.
+  bool EndedByItsAgent(const ActionResult& result) const;
+  bool ResendsNow() const;
   void SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why);
+  void GiveSlotBackUntouched(v1::PlanNode& node, const std::string& why);
   // Names the node's next operation: "<plan>.<node>.swap.<revision>" (or
   // .rollback.), the revision being that of the change that authorises it.
   void SetNextOperationId(v1::PlanNode& node) const;

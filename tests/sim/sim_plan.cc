@@ -655,7 +655,16 @@ void World::CountStepsSentAgain(const v1::FleetPlan& plan, bool new_plan) {
     }
     const int32_t before =
         new_plan || i >= last_plan_->nodes_size() ? 0 : last_plan_->nodes(i).agent_stop_retries();
-    if (now > before) counters_.sent_again_after_agent_stop += now - before;
+    if (now <= before) continue;
+    // A resend is a new disruption: only a plan moving on its own sends
+    // one (commands are applied before results in a Step).
+    if (plan.abort_requested() || (plan.phase() != v1::PLAN_PHASE_ROLLING &&
+                                   plan.phase() != v1::PLAN_PHASE_ROLLING_BACK)) {
+      return Fail(plan.nodes(i).node() + "'s step was sent again while the plan is " +
+                  std::string(PlanPhaseName(plan.phase())) +
+                  (plan.abort_requested() ? " with an abort requested" : ""));
+    }
+    counters_.sent_again_after_agent_stop += now - before;
   }
 }
 

@@ -473,7 +473,7 @@ TEST(PlanMachineTest, APausedPlanDoesNotSendAgainAndTheNodeGivesItsSlotBackUntou
   ASSERT_TRUE(r.plan.has_value());
   EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
   EXPECT_EQ(r.plan->nodes(0).stage(), v1::PLAN_STEP_STAGE_HANDING_OFF);
-  EXPECT_THAT(r.plan->nodes(0).message(), HasSubstr("not sent again while the plan is paused"));
+  EXPECT_THAT(r.plan->nodes(0).message(), HasSubstr("not sent again while the plan is Paused"));
   ASSERT_EQ(r.actions.size(), 1u);
   EXPECT_EQ(r.actions[0].kind, ActionKind::kHandOff);
   EXPECT_EQ(r.actions[0].node, "a");
@@ -487,6 +487,75 @@ TEST(PlanMachineTest, APausedPlanDoesNotSendAgainAndTheNodeGivesItsSlotBackUntou
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
   EXPECT_EQ(d.versions_["a"], "0.2.0");
+}
+
+// From review: the bound is on resends only. A pause after three still
+// gives the slot back on the fourth ending, rather than failing the node
+// (which, with --auto-rollback, would set the fleet to walk back on resume).
+TEST(PlanMachineTest, APauseAfterThreeResendsStillGivesTheSlotBack) {
+  v1::PlanSettings settings;
+  settings.set_auto_rollback(true);
+  Driver d;
+  int a_swaps = 0;
+  bool paused = false;
+  d.admission = [&](const PlanAction& a) {
+    if (a.node != "a") return absl::OkStatus();
+    return ++a_swaps <= 4 ? EndedByTheAgent(reason::kAgentStopping) : absl::OkStatus();
+  };
+  d.silent = [&](const PlanAction& a) {
+    return !paused && a.kind == ActionKind::kSwap && a.node == "a" && a_swaps == 3;
+  };
+  d.StartAndSwapFirst(settings);
+  d.RunUntil([](const v1::FleetPlan& p) { return p.nodes(0).agent_stop_retries() == 3; });
+  d.Step(Cmd(CommandKind::kPause));  // the fourth send is still out
+  paused = true;
+  d.AnswerSilenced();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(d.plan_.resume_phase(), v1::PLAN_PHASE_ROLLING);
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(d.versions_["a"], "0.2.0");
+}
+
+// On the way back, a walk-back ended by its agent while paused returns the
+// node to Done, and resume walks it back again, undoing the same swap.
+TEST(PlanMachineTest, APausedWalkBackGivesTheNodeBackDoneAndResumeUndoesTheSameSwap) {
+  Driver d;
+  d.StartAndSwapFirst();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.nodes(0).phase() == v1::PLAN_NODE_PHASE_DONE; });
+  d.Step(Cmd(CommandKind::kPause));
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kRollbackNode; };
+  d.Step(Cmd(CommandKind::kRollback));
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  const std::string back = d.plan_.in_flight();  // the last node done first
+  std::string undoes;
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    if (n.node() == back) undoes = n.rollback_of();
+  }
+  ASSERT_FALSE(undoes.empty());
+  d.Step(Cmd(CommandKind::kPause));
+  d.admission = [](const PlanAction&) { return EndedByTheAgent(reason::kAgentRestarted); };
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    if (n.node() == back) {
+      EXPECT_EQ(n.phase(), v1::PLAN_NODE_PHASE_DONE);
+    }
+  }
+  d.admission = [](const PlanAction&) { return absl::OkStatus(); };
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  std::vector<std::string> undone;
+  for (const PlanAction& x : d.log_) {
+    if (x.kind == ActionKind::kRollbackNode && x.node == back) undone.push_back(x.of_operation_id);
+  }
+  EXPECT_THAT(undone, ElementsAre(undoes, undoes));
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
 }
 
 TEST(PlanMachineTest, AnAbortWaitingForTheSwapEndsWithTheNodeUntouched) {

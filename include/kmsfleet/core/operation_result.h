@@ -19,11 +19,13 @@ namespace kmsfleet {
 OperationOutcome OutcomeOfPhase(const std::string& phase);
 
 // Fills `r` from an operation that is done. One that ended before it
-// stopped the provider (Staged, Preflighted: a doctor failure, a full disk,
-// AGENT_RESTARTED after the agent died) failed with the provider untouched:
-// a FailedPrecondition carrying the operation's reason, as a refused
-// command is. (Read as kNotFound it was sent again under the same id and
-// answered the same, forever: the plan hung in Rolling.)
+// stopped the provider (Idle, Staged, Preflighted: a doctor failure, a
+// full disk, AGENT_STOPPING or AGENT_RESTARTED) failed with the provider
+// untouched: a FailedPrecondition carrying the operation's reason, as a
+// refused command is. (Read as kNotFound it was sent again under the same
+// id and answered the same, forever: the plan hung in Rolling.) One closed
+// at any other phase without an ending reads as kRollbackFailed: its
+// provider's state is unknown.
 void SetOperationResult(const v1::Operation& operation, ActionResult& r);
 
 // How an agent's refusal of a swap, rollback or kube-apiserver restart
