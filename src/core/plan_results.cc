@@ -275,9 +275,9 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   changed_ = true;
   if (node.phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT) {
     // Released after a break-glass acknowledgement (the node was mended by
-    // hand since its result), or a step given back untouched while paused
-    // or aborting (SendAgainAfterAgentStop): the node keeps the phase it
-    // has, and parity counts again from the next round.
+    // hand since its result), or a step given back untouched while the
+    // plan was not moving on its own (GiveSlotBackUntouched): the node
+    // keeps the phase it has, and parity counts again from the next round.
     m_.parity_.Reset();
     return;
   }

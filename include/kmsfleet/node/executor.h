@@ -251,8 +251,8 @@ class Executor {
   // Stops the worker and waits for it: a wait for a stable provider ends
   // at its next poll, leaving its journal open for the next start; an
   // operation before the provider's stop ends there as after
-  // RefuseNewCommands; any other step runs to its end. ~Executor calls it too. Not to be called
-  // from two threads at once, nor from the worker.
+  // RefuseNewCommands; any other step runs to its end. ~Executor calls it
+  // too. Not to be called from two threads at once, nor from the worker.
   void Stop();
   // Whether Stop was called (the worker checks it between steps).
   bool Stopping();
