@@ -171,6 +171,12 @@ bool PlanStep::EndedByItsAgent(const ActionResult& r) const {
   return why == reason::kAgentStopping || why == reason::kAgentRestarted;
 }
 
+// "<node>'s agent ended <operation> before the provider's stop (<why>)".
+std::string PlanStep::EndedByItsAgentText(const v1::PlanNode& node, const std::string& why) {
+  return absl::StrCat(node.node(), "'s agent ended ", node.operation_id(),
+                      " before the provider's stop (", why, ")");
+}
+
 // Only a plan moving on its own starts a new disruption. Paused, with an
 // abort waiting, or halted, the operator asked for none.
 bool PlanStep::ResendsNow() const {
@@ -184,13 +190,11 @@ bool PlanStep::ResendsNow() const {
 // against the release. Sent again under a new id, committed before it
 // goes out; the ended id keeps answering as it ended.
 void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why) {
-  const std::string ended = node.operation_id();
+  const std::string ended = EndedByItsAgentText(node, why);
   node.set_agent_stop_retries(node.agent_stop_retries() + 1);
   SetNextOperationId(node);
-  node.set_message(absl::StrCat(node.node(), "'s agent ended ", ended,
-                                " before the provider's stop (", why, "); sent again as ",
-                                node.operation_id(), ", retry ", node.agent_stop_retries(),
-                                " of ", kMaxAgentStopRetries));
+  node.set_message(absl::StrCat(ended, "; sent again as ", node.operation_id(), ", retry ",
+                                node.agent_stop_retries(), " of ", kMaxAgentStopRetries));
   m_.issued_.clear();
   changed_ = true;
 }
@@ -199,9 +203,8 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
 // slot back as it was before its step (Preflighted, or Done on the way
 // back), to be taken again on resume, or the abort completes.
 void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& why) {
-  node.set_message(absl::StrCat(node.node(), "'s agent ended ", node.operation_id(),
-                                " before the provider's stop (", why,
-                                "); not sent again while the plan is ",
+  node.set_message(absl::StrCat(EndedByItsAgentText(node, why),
+                                "; not sent again while the plan is ",
                                 next_->abort_requested()
                                     ? std::string("aborting")
                                     : std::string(PlanPhaseName(next_->phase())),

@@ -74,6 +74,7 @@ class PlanStep {
   bool ResendsNow() const;
   void SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why);
   void GiveSlotBackUntouched(v1::PlanNode& node, const std::string& why);
+  static std::string EndedByItsAgentText(const v1::PlanNode& node, const std::string& why);
   // Names the node's next operation: "<plan>.<node>.swap.<revision>" (or
   // .rollback.), the revision being that of the change that authorises it.
   void SetNextOperationId(v1::PlanNode& node) const;

@@ -292,7 +292,8 @@ class FakeJournals final : public JournalStore {
     if (on_save) on_save(j);
     return absl::OkStatus();
   }
-  // Called after each write, outside no lock of the store's.
+  // Called after each write, with the store's lock held: it must not call
+  // back into the store.
   std::function<void(const SwapJournal&)> on_save;
   // What a scan reports it could not read, as the file store words it.
   void SetUnreadable(std::vector<std::string> unreadable) {
