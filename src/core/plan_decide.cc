@@ -3,6 +3,7 @@
 // node that leaves an action unanswered.
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/reasons.h"
@@ -166,6 +167,14 @@ void PlanStep::DecideNextNode() {
   next_->set_in_flight(target->node());
   next_->set_first_swap_authorised(true);
   DecideInFlight();
+}
+
+bool IsValidNodeName(std::string_view name) {
+  auto alnum = [](char c) { return absl::ascii_isalnum(static_cast<unsigned char>(c)); };
+  if (name.empty() || name.size() > kMaxNodeNameBytes) return false;
+  if (!alnum(name.front()) || !alnum(name.back())) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [&](char c) { return alnum(c) || c == '.' || c == '_' || c == '-'; });
 }
 
 void PlanStep::SetNextOperationId(v1::PlanNode& node) const {

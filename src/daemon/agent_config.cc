@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "kmsfleet/core/caller_auth.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
@@ -301,6 +302,16 @@ absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& node,
   return absl::OkStatus();
 }
 
+absl::Status CheckNodeName(const ConfigReader& r, const YAML::Node& at,
+                           const std::string& key, const std::string& name) {
+  if (IsValidNodeName(name)) return absl::OkStatus();
+  return r.Error(at, key,
+                 "\"" + name + "\" is not a node name: it must be 1-" +
+                     std::to_string(kMaxNodeNameBytes) +
+                     " characters of [A-Za-z0-9._-] that start and end with a letter or digit "
+                     "(it names the node's plan steps and its certificate)");
+}
+
 absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
                        AgentConfig& config) {
   if (!node.IsSequence()) return r.Error(node, "peers", "must be a list");
@@ -311,6 +322,7 @@ absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
                                        {{"name", r.String(peer.name)},
                                         {"address", r.String(peer.address)}}));
     if (peer.name.empty()) return r.Error(node[i], path + ".name", "is required");
+    KMSFLEET_RETURN_IF_ERROR(CheckNodeName(r, node[i]["name"], path + ".name", peer.name));
     if (peer.address.empty()) {
       return r.Error(node[i], path + ".address", "is required");
     }
@@ -482,6 +494,7 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
           return r.Mapping(v, "log", {{"target", LogTargetHandler(r, config.log_target)}});
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
+  KMSFLEET_RETURN_IF_ERROR(CheckNodeName(r, root["node"], "node", config.node));
   if (config.static_pod.pod_name.empty()) {
     config.static_pod.pod_name = "bao-kms-provider-" + config.node;
   }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/provider_probe.h"
@@ -180,6 +181,30 @@ TEST(AgentConfigTest, NonHttpUrlIsRefused) {
   ExpectConfigError(
       "node: cp-1\nprovider:\n  ready_url: https://127.0.0.1/ready\n",
       "provider.ready_url", 3, "only http://");
+}
+
+// A node's name goes into the operation ids of its plan steps
+// (`<plan>.<node>.rollback.<revision>`), which agents keep as file names
+// of at most 128 characters of [A-Za-z0-9._+-], and into its certificate's
+// SAN. Before the check, a 100-character name was accepted and every swap
+// of a fleet plan on that node was refused with INVALID_OPERATION_ID after
+// the whole preflight had run.
+TEST(AgentConfigTest, ANodeNameThatCannotNameAnOperationIsRefused) {
+  const std::string long_name(kMaxNodeNameBytes + 1, 'a');
+  ExpectConfigError("node: " + long_name + "\n", "node", 1, long_name);
+  ExpectConfigError("node: " + long_name + "\n", "node", 1, "1-64 characters");
+  ExpectConfigError("node: cp 1\n", "node", 1, "\"cp 1\"");
+  ExpectConfigError("node: cp/1\n", "node", 1, "[A-Za-z0-9._-]");
+  ExpectConfigError("node: -cp1\n", "node", 1, "start and end with a letter or digit");
+  ExpectConfigError("node: cp-1\npeers:\n  - name: cp_2.\n    address: h:1\n",
+                    "peers[0].name", 3, "cp_2.");
+  ExpectConfigError("node: cp-1\npeers:\n  - name: " + long_name + "\n    address: h:1\n",
+                    "peers[0].name", 3, long_name);
+  const std::string longest(kMaxNodeNameBytes, 'z');
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+      "node: Cp-1.example_org\npeers:\n  - name: " + longest + "\n    address: h:1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->peers[0].name, longest);
 }
 
 TEST(AgentConfigTest, PeerWithoutAddressIsRefused) {

@@ -58,8 +58,11 @@ OperatorCommand Start(v1::PlanSettings settings = {},
 
 class Driver {
  public:
-  Driver() : machine_({"b", {"a", "b", "c"}}, std::nullopt) {
-    for (const char* n : {"a", "b", "c"}) versions_[n] = "0.1.0";
+  Driver() : Driver({"a", "b", "c"}) {}
+  // A fleet of `names` whose second is the coordinator, from `now_unix_ms`.
+  explicit Driver(const std::vector<std::string>& names, int64_t now_unix_ms = 1'000'000)
+      : machine_({names.at(1), names}, std::nullopt), names_(names), now_(now_unix_ms) {
+    for (const std::string& n : names) versions_[n] = "0.1.0";
   }
 
   // One Step with a healthy fleet; commits any proposal at once.
@@ -144,7 +147,7 @@ class Driver {
   // The coordinator is lost and `self` takes over from the committed
   // plan: the answers on their way to the old one are lost with it.
   void Succeed(const std::string& self) {
-    machine_ = PlanMachine({self, {"a", "b", "c"}}, plan_);
+    machine_ = PlanMachine({self, names_}, plan_);
     results_.clear();
     silenced_.clear();
   }
@@ -267,7 +270,8 @@ class Driver {
     results_.push_back(std::move(r));
   }
 
-  int64_t now_ = 1'000'000;
+  std::vector<std::string> names_;
+  int64_t now_;
   uint64_t draws_ = 0;
   std::vector<NodeView> last_round_;
   int rounds_since_result_ = -1;  // -1: no operation result yet
@@ -311,6 +315,28 @@ TEST(PlanMachineTest, OperationIdsAreNamesAnAgentAccepts) {
     if (a.kind != ActionKind::kSwap) continue;
     EXPECT_TRUE(IsSafeOperationId(a.operation_id)) << a.operation_id;
   }
+}
+
+// A node name may be as long as kmsfleetd's config lets it be (agent_config.cc)
+// and still name its steps with ids an agent accepts, up and back down.
+TEST(PlanMachineTest, TheLongestNodeNamesStillNameOperationsAnAgentAccepts) {
+  std::vector<std::string> names;
+  for (char c : {'a', 'b', 'c'}) names.push_back(std::string(kMaxNodeNameBytes, c));
+  for (const std::string& n : names) ASSERT_TRUE(IsValidNodeName(n)) << n;
+  Driver d(names, /*now_unix_ms=*/4'102'444'800'000);  // 2100-01-01
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  d.Step(Cmd(CommandKind::kRollback));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  int swaps = 0, rollbacks = 0;
+  for (const PlanAction& a : d.log_) {
+    if (a.kind != ActionKind::kSwap && a.kind != ActionKind::kRollbackNode) continue;
+    ++(a.kind == ActionKind::kSwap ? swaps : rollbacks);
+    EXPECT_TRUE(IsSafeOperationId(a.operation_id)) << a.operation_id;
+  }
+  EXPECT_EQ(swaps, 3);
+  EXPECT_EQ(rollbacks, 3);
+  EXPECT_FALSE(IsValidNodeName(std::string(kMaxNodeNameBytes + 1, 'a')));
 }
 
 // Found in review: a swap installed whatever its node held staged when it

@@ -56,6 +56,17 @@ inline constexpr int64_t kMaxHandOffHoldMs = 10'000;
 // that keeps stopping then fails the step as any other refusal does.
 inline constexpr int kMaxAgentStopRetries = 3;
 
+// A node's name (`node` and `peers[].name` in kmsfleetd's config) names
+// its plan steps, `<plan id>.<node>.rollback.<revision>`, which agents
+// keep as file names of at most 128 characters of [A-Za-z0-9._+-]; it is
+// also the SAN of the node's certificate. With a plan id of at most 33
+// characters ("plan-", an int64, "-", 8 hex digits) and a revision of at
+// most 20 digits, a name of up to 64 characters always fits.
+inline constexpr size_t kMaxNodeNameBytes = 64;
+// 1-64 characters of [A-Za-z0-9._-], starting and ending with a letter or
+// a digit.
+bool IsValidNodeName(std::string_view name);
+
 // "Draft", "Preflight", "Rolling", ... as architecture.md spells them.
 std::string_view PlanPhaseName(v1::PlanPhase phase);
 // "Pending", "Staged", "Preflighted", "InFlight", ...
