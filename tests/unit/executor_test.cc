@@ -65,6 +65,8 @@ struct World {
   std::vector<std::string> version_runs;
   std::set<std::string> version_fails;
   std::function<void(World&, const std::string& binary)> after_version;
+  // Called once the installed release was copied as evidence.
+  std::function<void()> after_capture;
   // Behaviour of a version once started.
   std::set<std::string> exits_on_start, never_ready;
   std::map<std::string, std::string> reports_version;  // as build_info
@@ -158,9 +160,13 @@ class FakeInstaller final : public Installer {
     return Sha256File(release);  // a staged file
   }
   absl::StatusOr<CapturedRelease> Capture(const std::string& evidence_dir) override {
-    std::lock_guard<std::mutex> lock(w_.mu);
-    CapturedRelease c{evidence_dir + "/previous-binary", w_.installed_sha};
-    w_.sha_of_path[c.path] = c.sha256;
+    CapturedRelease c;
+    {
+      std::lock_guard<std::mutex> lock(w_.mu);
+      c = {evidence_dir + "/previous-binary", w_.installed_sha};
+      w_.sha_of_path[c.path] = c.sha256;
+    }
+    if (w_.after_capture) w_.after_capture();
     return c;
   }
   absl::Status CheckCanInstall() override {
@@ -928,6 +934,23 @@ TEST_F(ExecutorTest, ASwapInItsChecksWhenTheAgentIsToldToStopEndsBeforeTheStop) 
   EXPECT_EQ(j.failure_reason, reason::kAgentStopping);
   EXPECT_THAT(j.failure_message, HasSubstr("ended before the provider's stop"));
   EXPECT_FALSE(j.open);
+  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
+  ExpectOldServing();
+  executor().Stop();
+  EXPECT_FALSE(executor().LeftAnOperationOpen());
+}
+
+// The same signal while the evidence is captured, after the check that
+// opens the capture: its last step ends the operation, and the provider
+// is not stopped during the agent's drain.
+TEST_F(ExecutorTest, ASwapCapturingItsEvidenceWhenTheAgentIsToldToStopEndsBeforeTheStop) {
+  w_.after_capture = [this] { executor().RefuseNewCommands(); };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kAgentStopping);
+  EXPECT_THAT(j.failure_message, HasSubstr("ended before the provider's stop"));
+  EXPECT_FALSE(j.open);
+  EXPECT_FALSE(j.previous_binary.empty());  // the capture had run
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
   ExpectOldServing();
   executor().Stop();
