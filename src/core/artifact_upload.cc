@@ -41,9 +41,16 @@ absl::StatusOr<UploadKind> ParseUploadKind(std::string_view name) {
 }
 
 uint64_t MaxUploadBytes(UploadKind kind) {
-  // A static-pod kit (kImageRef) carries binaries too.
-  return kind == UploadKind::kBinary || kind == UploadKind::kImageRef ? uint64_t{512} << 20
-                                                                      : uint64_t{1} << 20;
+  // What every agent's Stage reads of it: a larger file is refused before
+  // the plan is proposed, not by every node after it was committed.
+  switch (kind) {
+    case UploadKind::kChecksums: return kMaxChecksumsBytes;
+    case UploadKind::kSignature: return kMaxSignatureBytes;
+    case UploadKind::kBinary:
+    case UploadKind::kImageRef:  // a static-pod kit carries binaries too
+      break;
+  }
+  return uint64_t{512} << 20;
 }
 
 absl::Status AcceptUploadChunk(UploadProgress& progress, std::string_view name,

@@ -24,7 +24,6 @@
 namespace kmsfleet {
 namespace {
 
-constexpr size_t kMaxSignatureBytes = 64 << 10;
 constexpr size_t kMaxKeyBytes = 64 << 10;
 constexpr char kStagedDigestName[] = "staged.sha256";
 

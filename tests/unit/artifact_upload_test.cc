@@ -6,6 +6,7 @@
 
 #include <vector>
 
+#include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -71,6 +72,19 @@ TEST(ArtifactUploadTest, ChunksAndTotalsOverTheirBoundsAreRefused) {
   big.name = "a";
   big.received = MaxUploadBytes(UploadKind::kBinary);
   EXPECT_EQ(ReasonOf(AcceptUploadChunk(big, "", "", big.received, 1)), reason::kUploadTooLarge);
+}
+
+// Found in review: a signature was taken up to 1 MiB while every agent's
+// Stage reads at most 64 KiB of it, so a plan was committed whose every
+// stage then failed. Each kind is bounded as Stage bounds it.
+TEST(ArtifactUploadTest, ASmallFileIsBoundedAsEveryAgentReadsIt) {
+  EXPECT_EQ(MaxUploadBytes(UploadKind::kSignature), kMaxSignatureBytes);
+  EXPECT_EQ(MaxUploadBytes(UploadKind::kChecksums), kMaxChecksumsBytes);
+  UploadProgress sig;
+  ASSERT_TRUE(AcceptUploadChunk(sig, "checksums.txt.sig", "signature", 0, kMaxSignatureBytes).ok());
+  absl::Status s = AcceptUploadChunk(sig, "", "", kMaxSignatureBytes, 1);
+  EXPECT_EQ(ReasonOf(s), reason::kUploadTooLarge);
+  EXPECT_EQ(sig.received, kMaxSignatureBytes);
 }
 
 TEST(ArtifactUploadTest, FinishNeedsAChunkAndTheDeclaredDigest) {

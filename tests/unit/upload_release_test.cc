@@ -54,6 +54,14 @@ TEST(UploadReleaseTest, PrepareHashesAFileAndKeepsItsName) {
   ASSERT_TRUE(WriteFileAtomic(dir + "/big", std::string((1 << 20) + 1, 'x'), 0600).ok());
   EXPECT_EQ(ReasonOf(PrepareUpload("--checksums", dir + "/big", UploadKind::kChecksums).status()),
             reason::kUploadTooLarge);
+  // A signature over what Stage reads (64 KiB) is refused before the plan.
+  ASSERT_TRUE(WriteFileAtomic(dir + "/big.sig", std::string((64 << 10) + 1, 'x'), 0600).ok());
+  absl::StatusOr<LocalUpload> sig =
+      PrepareUpload("--signature", dir + "/big.sig", UploadKind::kSignature);
+  EXPECT_EQ(ReasonOf(sig.status()), reason::kUploadTooLarge);
+  EXPECT_NE(sig.status().message().find("--signature " + dir + "/big.sig is 65537 bytes"),
+            std::string::npos)
+      << sig.status();
   std::filesystem::remove_all(dir);
 }
 

@@ -16,6 +16,8 @@ namespace kmsfleet {
 // Real checksums files list about twenty assets; anything this large is not
 // one.
 inline constexpr size_t kMaxChecksumsBytes = 1 << 20;
+// A detached signature of checksums.txt is a few hundred bytes.
+inline constexpr size_t kMaxSignatureBytes = 64 << 10;
 
 // True if `name` is usable as one path component of an artifact: 1..255
 // bytes of [A-Za-z0-9._+-], not "." or "..", not starting with '-'.
