@@ -151,13 +151,38 @@ absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
 // than their sum. Both are always waited for.
 Executor::ReleaseChecks Executor::DoctorAndRotationPlan(const ReleaseBinaries& bin) {
   auto rotation_plan = std::async(std::launch::async, [this, &bin] {
-    return seams_.cli.RotationPlan(bin.rotation_plan);
+    return TrustedRotationPlan(bin);
   });
   absl::StatusOr<PreflightResult> doctor =
       bin.doctor_image.empty()
           ? seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed)
           : seams_.cli.PreflightImage(bin.doctor_image);
   return ReleaseChecks{std::move(doctor), rotation_plan.get()};
+}
+
+// A rotation-plan report is trusted only when it shows that the live
+// Transit check passed (reference §2.6). The released previews predate
+// that check: they print no transitMetadataStatus and report the local
+// registry only, which cannot show a key version Transit holds beyond it.
+// With such a binary installed, the release's own binary, which only reads
+// as well, is asked instead; the release of an upgrade is the newer one.
+absl::StatusOr<RotationReport> Executor::TrustedRotationPlan(const ReleaseBinaries& bin) {
+  auto checked_transit = [](const absl::StatusOr<RotationReport>& r) {
+    return !r.ok() || !r->transit_metadata_status.empty();
+  };
+  absl::StatusOr<RotationReport> report = seams_.cli.RotationPlan(bin.rotation_plan);
+  std::string asked = bin.rotation_plan + " rotation-plan prints no";
+  if (!checked_transit(report) && bin.doctor_image.empty() && bin.doctor != bin.rotation_plan) {
+    report = seams_.cli.RotationPlan(bin.doctor);
+    asked = "neither " + bin.rotation_plan + " nor " + bin.doctor + " rotation-plan prints a";
+  }
+  if (checked_transit(report)) return report;
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationPlanUntrusted,
+                   asked + " transitMetadataStatus: a release older than the live Transit "
+                           "check reports its local registry only, which cannot rule out a key "
+                           "version pending in Transit; upgrade with a release that reports it, "
+                           "or check Transit by hand and swap each node yourself",
+                   {{"binary", bin.rotation_plan}});
 }
 
 // The image a static-pod release manifest names ("" in systemd mode).

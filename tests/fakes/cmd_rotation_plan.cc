@@ -9,6 +9,7 @@
 #include "json_pretty.h"
 #include "key_material.h"
 #include "kmsfleet/node/key_id_hash.h"
+#include "version_info.h"
 
 namespace kmsfleet::fake {
 namespace {
@@ -39,12 +40,15 @@ void AddStateFields(const Scenario& s, boost::json::object& out) {
   out["stateCheckpointHash"] = StateHash(active, generation);
 }
 
-boost::json::object BuildReport(const Scenario& s, bool verify) {
+boost::json::object BuildReport(const Scenario& s, const std::string& version, bool verify) {
   boost::json::object out;
   const std::string active = s.ActiveKeyId();
   const bool pending = s.rotation_state == "pending";
   out["name"] = verify ? "verify-rotation" : "rotation-plan";
-  out["transitMetadataStatus"] = "pass";
+  // The live Transit metadata check came after 0.1.0-preview.3 (reference
+  // §2.6, Unreleased): the released previews print no status and report
+  // the local registry only.
+  if (!PredatesTransitMetadataCheck(version)) out["transitMetadataStatus"] = "pass";
   AddStateFields(s, out);
   out["rotationState"] = s.rotation_state;
   if (!active.empty()) {
@@ -100,7 +104,7 @@ int RunRotationPlan(CommandContext& ctx, bool verify) {
   if (!format) return exit_code;
   if (!ctx.LoadConfig(&exit_code)) return exit_code;
   std::shared_ptr<const Scenario> scenario = ctx.scenario.Current();
-  boost::json::object report = BuildReport(*scenario, verify);
+  boost::json::object report = BuildReport(*scenario, ctx.version.version, verify);
   ApplyOverrides(*scenario, report);
   if (!report.contains("name")) report["name"] = verify ? "verify-rotation" : "rotation-plan";
   std::cout << (*format == OutputFormat::kJson ? PrettyJson(report) + "\n"

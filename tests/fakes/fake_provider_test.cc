@@ -194,8 +194,8 @@ TEST(FakeDoctorTest, MissingConfigFailsConfigLoadWithExitThree) {
 
 TEST(FakeRotationPlanTest, ActiveReportCarriesStateAndHash) {
   TempDir dir;
-  RunResult run =
-      RunFake({"rotation-plan", "--config", WriteProviderConfig(dir), "--output", "json"});
+  RunResult run = RunFake({"rotation-plan", "--config", WriteProviderConfig(dir), "--output",
+                           "json", "--fake-version", "0.1.0"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   boost::json::object plan = boost::json::parse(run.out).as_object();
   EXPECT_EQ(plan.at("name"), "rotation-plan");
@@ -206,6 +206,20 @@ TEST(FakeRotationPlanTest, ActiveReportCarriesStateAndHash) {
   EXPECT_EQ(Str(plan.at("stateHash")).substr(0, 5), "krs1.");
   EXPECT_EQ(Str(plan.at("activeKeyIdHash")), kmsfleet::KeyIdHash(DeriveKeyId(kDefaultKeySeed, 1)));
   EXPECT_FALSE(plan.contains("pendingKeyIdHash"));
+}
+
+// The released previews predate the live Transit check (reference §2.6):
+// no transitMetadataStatus, and exit 0 on the local report.
+TEST(FakeRotationPlanTest, APreviewReleasePrintsNoTransitMetadataStatus) {
+  TempDir dir;
+  for (const char* version : {"0.1.0-preview.2", "0.1.0-preview.3"}) {
+    RunResult run = RunFake({"rotation-plan", "--config", WriteProviderConfig(dir), "--output",
+                             "json", "--fake-version", version});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    boost::json::object plan = boost::json::parse(run.out).as_object();
+    EXPECT_FALSE(plan.contains("transitMetadataStatus")) << version << ": " << run.out;
+    EXPECT_EQ(plan.at("rotationState"), "active");
+  }
 }
 
 TEST(FakeRotationPlanTest, PendingRotationAddsPendingFields) {

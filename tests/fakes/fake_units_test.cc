@@ -14,6 +14,16 @@
 namespace kmsfleet::fake {
 namespace {
 
+TEST(VersionOrderTest, OnlyTheReleasedPreviewsPredateTheTransitMetadataCheck) {
+  for (const char* old : {"0.1.0-preview.1", "0.1.0-preview.3", "0.1.0-preview.3+b7", "0.0.9"}) {
+    EXPECT_TRUE(PredatesTransitMetadataCheck(old)) << old;
+  }
+  for (const char* newer : {"0.1.0-preview.4", "0.1.0-preview.10", "0.1.0", "0.2.0",
+                            "0.2.0-evil", "1.0.0", "dev", "0.1.0-preview.3x"}) {
+    EXPECT_FALSE(PredatesTransitMetadataCheck(newer)) << newer;
+  }
+}
+
 TEST(FakeVersionTest, SemVerOrdersPreviewsNumericallyAndReleasesLast) {
   EXPECT_LT(CompareSemVer("0.1.0-preview.2", "0.1.0-preview.3"), 0);
   EXPECT_GT(CompareSemVer("0.1.0-preview.10", "0.1.0-preview.3"), 0);

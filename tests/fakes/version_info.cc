@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <cstdio>
+#include <tuple>
 
 namespace kmsfleet::fake {
 namespace {
@@ -70,6 +72,18 @@ VersionInfo ResolveVersion(const std::optional<std::string>& flag_value) {
     return DescribeVersion(*stamp);
   }
   return DescribeVersion(kDefaultFakeVersion);
+}
+
+bool PredatesTransitMetadataCheck(std::string_view version) {
+  int major = 0, minor = 0, patch = 0, consumed = 0;
+  const std::string v(version.substr(0, version.find('+')));  // build metadata has no say
+  if (std::sscanf(v.c_str(), "%d.%d.%d%n", &major, &minor, &patch, &consumed) != 3) return false;
+  const std::tuple<int, int, int> core{major, minor, patch};
+  if (core != std::tuple<int, int, int>{0, 1, 0}) return core < std::tuple<int, int, int>{0, 1, 0};
+  int preview = 0, rest = 0;
+  const std::string pre = v.substr(static_cast<size_t>(consumed));
+  if (std::sscanf(pre.c_str(), "-preview.%d%n", &preview, &rest) != 1) return false;
+  return static_cast<size_t>(rest) == pre.size() && preview <= 3;
 }
 
 }  // namespace kmsfleet::fake

@@ -43,6 +43,13 @@ VersionInfo DescribeVersion(const std::string& version);
 // after every parseable one, so a hand-made "dev" string gets new features.
 int CompareSemVer(std::string_view a, std::string_view b);
 
+// Whether `version` is one of the released previews (0.1.0-preview.1 to
+// .3) or older, which predate the live Transit metadata check of
+// rotation-plan (reference §2.6). Everything else, an unparseable version
+// too, is newer. Apart from CompareSemVer so that the CLI-only executable,
+// which cannot link kmsfleet's SemVer (version_order.cc), can ask it.
+bool PredatesTransitMetadataCheck(std::string_view version);
+
 }  // namespace kmsfleet::fake
 
 #endif  // KMSFLEET_TESTS_FAKES_VERSION_INFO_H_

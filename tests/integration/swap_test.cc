@@ -36,8 +36,9 @@ std::string Digest(const std::string& path) {
 
 class SwapTest : public ::testing::Test {
  protected:
-  void Start(const std::string& installed_script = "", bool in_cluster = false) {
-    node_ = std::make_unique<SystemdNode>(kOld, installed_script);
+  void Start(const std::string& installed_script = "", bool in_cluster = false,
+             const std::string& installed_version = kOld) {
+    node_ = std::make_unique<SystemdNode>(installed_version, installed_script);
     if (in_cluster) node_->JoinSingleVoterCluster();
     node_->StartAgent();
     old_digest_ = Digest(node_->install_path());
@@ -118,6 +119,19 @@ TEST_F(SwapTest, HappySwapThenManualRollback) {
   EXPECT_EQ(back->exit_code, 0) << back->stderr_text << back->stdout_text;
   EXPECT_EQ(Str(Json(back->stdout_text), "phase"), "Stable");
   ExpectOldServing();
+}
+
+// The released previews predate the live Transit check: the installed
+// 0.1.0-preview.3's rotation-plan prints no transitMetadataStatus, and the
+// new release's is asked instead. Before, every swap from a released
+// version was refused ROTATION_PLAN_UNTRUSTED.
+TEST_F(SwapTest, ASwapFromAReleasedPreviewIsCheckedByTheNewReleasesRotationPlan) {
+  Start("", false, "0.1.0-preview.3");
+  boost::json::object op = StageAndSwap();
+  EXPECT_EQ(last_swap_.exit_code, 0) << last_swap_.stderr_text << last_swap_.stdout_text;
+  EXPECT_EQ(Str(op, "phase"), "Stable");
+  EXPECT_EQ(Str(op, "previous_version"), "0.1.0-preview.3");
+  EXPECT_EQ(node_->ServingVersion(), kNew);
 }
 
 // Found in review: when --timeout-ms ended the wait, the command exited 1,

@@ -63,6 +63,7 @@ struct World {
   // The binaries `version` ran on, those it fails on, and a hook called
   // after each run that answered.
   std::vector<std::string> version_runs;
+  std::vector<std::string> rotation_plan_runs;  // "installed" or "release"
   std::set<std::string> version_fails;
   std::function<void(World&, const std::string& binary)> after_version;
   // Called once the installed release was copied as evidence.
@@ -222,12 +223,21 @@ class FakeCli final : public ProviderCli {
   absl::StatusOr<PreflightResult> PreflightImage(const std::string&) override {
     return absl::UnimplementedError("systemd mode runs no image");
   }
-  absl::StatusOr<RotationReport> RotationPlan(const std::string&) override {
+  absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) override {
     KMSFLEET_RETURN_IF_ERROR(Meet("rotation-plan"));
+    const bool installed = binary == ExecutorOptions().install_path;
     RotationReport r;
     r.rotation_state = rotation_state;
+    // As RunRotationPlan returns them: pass, or none from a release older
+    // than the live Transit check.
+    const bool predates = installed ? installed_predates_transit_check
+                                    : release_predates_transit_check;
+    r.transit_metadata_status = predates ? "" : "pass";
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.rotation_plan_runs.push_back(installed ? "installed" : "release");
     return r;
   }
+  bool installed_predates_transit_check = false, release_predates_transit_check = false;
 
  private:
   absl::Status Meet(const std::string& who) {
@@ -1029,6 +1039,47 @@ TEST_F(ExecutorTest, AnInstallThatCannotHappenIsRefusedBeforeTheStop) {
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   cli_.rotation_state = "pending";
   ExpectRefusedAtPreflight(reason::kRotationInProgress);
+}
+
+// The released previews print no transitMetadataStatus: their report is
+// of the local registry only (reference §2.6). With one installed, the
+// release's binary is asked, in the plan's preflight and in the swap, and
+// its report is the one the plan judges. Before, every upgrade from a
+// released version was refused ROTATION_PLAN_UNTRUSTED on every node.
+TEST_F(ExecutorTest, AnInstalledReleaseOlderThanTheTransitCheckIsCheckedByTheNewOne) {
+  cli_.installed_predates_transit_check = true;
+  absl::StatusOr<PreflightOutcome> pre = executor().Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_TRUE(pre->rotation_plan.ok()) << pre->rotation_plan;
+  EXPECT_EQ(pre->rotation.transit_metadata_status, "pass");
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs,
+            (std::vector<std::string>{"installed", "release", "installed", "release"}));
+}
+
+// When neither binary checks Transit live, nothing here can rule out a
+// pending key version: refused before anything changes, naming both.
+TEST_F(ExecutorTest, WhenNeitherReleaseChecksTransitTheSwapIsRefused) {
+  cli_.installed_predates_transit_check = true;
+  cli_.release_predates_transit_check = true;
+  SwapJournal j = ExpectRefusedAtPreflight(reason::kRotationPlanUntrusted);
+  EXPECT_THAT(j.failure_message, HasSubstr("neither " + options_.install_path + " nor "));
+  EXPECT_THAT(j.failure_message, HasSubstr("transitMetadataStatus"));
+  ExpectOldServing();
+  absl::StatusOr<PreflightOutcome> pre = executor().Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kRotationPlanUntrusted);
+}
+
+// A release that checks Transit installed is asked alone.
+TEST_F(ExecutorTest, AnInstalledReleaseThatChecksTransitIsAskedAlone) {
+  cli_.release_predates_transit_check = true;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs, std::vector<std::string>{"installed"});
 }
 
 // doctor and rotation-plan only read, and run together before a swap.

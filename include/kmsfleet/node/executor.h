@@ -338,6 +338,7 @@ class Executor {
     absl::StatusOr<RotationReport> rotation_plan;
   };
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
+  absl::StatusOr<RotationReport> TrustedRotationPlan(const ReleaseBinaries& bin);
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
   absl::Status CheckReleaseFromCapture(const SwapJournal& j);

@@ -87,9 +87,11 @@ std::string RunIdentityFingerprint(const std::string& binary,
 absl::StatusOr<std::string> RunVersion(const std::string& binary,
                                        const PreflightOptions& options);
 
-// `<installed binary> rotation-plan --config C --output json`, trusted
-// only when it exits 0 and reports transitMetadataStatus pass (reference
-// §2.6); otherwise FailedPrecondition, ROTATION_PLAN_UNTRUSTED.
+// `<binary> rotation-plan --config C --output json`: the report when it
+// exits 0 and reports transitMetadataStatus pass, or none at all (a binary
+// older than the live Transit check, reference §2.6, whose report is of
+// the local registry only: see Executor::TrustedRotationPlan); otherwise
+// FailedPrecondition, ROTATION_PLAN_UNTRUSTED.
 absl::StatusOr<RotationReport> RunRotationPlan(const std::string& binary,
                                                const PreflightOptions& options);
 
