@@ -47,6 +47,12 @@ void PlanStep::DecidePhase() {
                                          "`kmsfleetctl resume`."));
       return;
     case v1::PLAN_PHASE_HALTED:
+      // An abort asked while a node was still in flight (after a
+      // break-glass acknowledgement) ends the plan once it handed off.
+      if (next_->abort_requested()) {
+        AbortNow();
+        return;
+      }
       Block(Waiting(reason::kPlanHalted,
                     absl::StrCat("The plan halted: ", next_->halt().reason(),
                                  ": ", next_->halt().message())));

@@ -196,6 +196,11 @@ class Driver {
     silenced_.clear();
     for (const PlanAction& a : late) Answer(a);
   }
+  // Nodes whose agents report no apiserver.restart method.
+  std::set<std::string> restart_unconfigured;
+  // Whether hand-offs are released; by default, unless the node's last
+  // operation ended RollbackFailed.
+  std::optional<bool> hand_off_released;
   // How far the clock moves per Step.
   int64_t step_ms = 1000;
   // Nodes whose observations carry this time rather than the Step's (a
@@ -262,7 +267,8 @@ class Driver {
         break;
       case ActionKind::kHandOff:
         r.kind = ResultKind::kHandOff;
-        r.released = last_outcome_[a.node] != OperationOutcome::kRollbackFailed;
+        r.released = hand_off_released.value_or(last_outcome_[a.node] !=
+                                                OperationOutcome::kRollbackFailed);
         break;
       default:
         return;
@@ -1308,6 +1314,34 @@ TEST(PlanMachineTest, RollbackFailedEntersBreakGlassUntilTheNonceIsAcknowledged)
   EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
   EXPECT_EQ(d.plan_.audit(d.plan_.audit_size() - 1).acknowledgements(0),
             "break-glass nonce " + bg.nonce());
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+}
+
+// Found in review: an abort accepted while the plan was Halted with the
+// node of an acknowledged break-glass still in flight was lost once that
+// node handed off: the plan stayed Halted, and a later resume aborted it.
+TEST(PlanMachineTest, AnAbortAfterTheBreakGlassAckEndsThePlanOnceTheNodeHandsOff) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "a" ? OperationOutcome::kRollbackFailed : OperationOutcome::kStable;
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_BREAK_GLASS);
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kHandOff; };
+  d.Step(Cmd(CommandKind::kAckBreakGlass, d.plan_.break_glass().nonce()));
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  PlanReady r = d.Step(Cmd(CommandKind::kAbort));
+  EXPECT_TRUE(r.refusal.ok()) << r.refusal;
+  EXPECT_TRUE(d.plan_.abort_requested());
+  // a was fixed by hand: its agent now releases it.
+  d.hand_off_released = true;
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  for (int i = 0; i < 3; ++i) d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ABORTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kAbortedByOperator);
   EXPECT_THAT(d.Swapped(), ElementsAre("a"));
 }
 
