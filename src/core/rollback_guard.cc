@@ -3,6 +3,9 @@
 // back only if the older release can read the current registry schema and
 // every key_id ... now in etcd"; §7.4 pending versions; §2.7 removed
 // records).
+#include <initializer_list>
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
@@ -41,6 +44,17 @@ struct Offenders {
   }
 };
 
+// The first of `codes` the plan required acknowledged at its start (from
+// the policy or the release notes), or "".
+std::string RequiredAtStart(const v1::CompatFacts& f, std::initializer_list<std::string_view> codes) {
+  for (std::string_view code : codes) {
+    for (const std::string& required : f.required_acknowledgements()) {
+      if (required == code) return required;
+    }
+  }
+  return "";
+}
+
 absl::Status CheckPolicyFacts(const v1::CompatFacts& f) {
   const std::string releases = absl::StrJoin(f.releases(), ", ");
   if (f.one_way()) {
@@ -53,6 +67,22 @@ absl::Status CheckPolicyFacts(const v1::CompatFacts& f) {
     return Refuse(reason::kRollbackRefusedWireFormat,
                   absl::StrCat("The newer release may have written a new wire "
                                "format (", releases, ")."),
+                  "Fix forward with a patch release instead.", {});
+  }
+  // The release notes' own words, acknowledged at the start, count as
+  // much as the policy's (reference §8.1).
+  if (std::string code = RequiredAtStart(
+          f, {reason::kAckOneWayUpgrade, reason::kAckFreshInstallation});
+      !code.empty()) {
+    return Refuse(reason::kRollbackRefusedOneWay,
+                  absl::StrCat("The release notes call the upgrade one-way or a fresh "
+                               "installation (acknowledged at plan start as ", code, ")."),
+                  "Fix forward with a patch release instead.", {});
+  }
+  if (std::string code = RequiredAtStart(f, {reason::kAckWireFormatChange}); !code.empty()) {
+    return Refuse(reason::kRollbackRefusedWireFormat,
+                  absl::StrCat("The release notes speak of a wire-format change "
+                               "(acknowledged at plan start as ", code, ")."),
                   "Fix forward with a patch release instead.", {});
   }
   return absl::OkStatus();

@@ -176,6 +176,32 @@ TEST(RollbackSafetyTest, OneWayAndWireFormatPoliciesRefuse) {
   EXPECT_EQ(ReasonOf(CheckRollbackSafety(in)), reason::kRollbackRefusedWireFormat);
 }
 
+// Found in review: a CHANGELOG note calling the upgrade one-way, a fresh
+// installation or a wire-format change was acknowledged at the start and
+// then never read again, so a policy without an entry for the release let
+// the rollback through (reference §8.1: never roll back when the release
+// notes call the upgrade one-way).
+TEST(RollbackSafetyTest, ReleaseNotesAcknowledgedAtTheStartRefuseToo) {
+  for (const char* code : {reason::kAckOneWayUpgrade, reason::kAckFreshInstallation}) {
+    RollbackSafetyInput in = Safety();
+    in.facts.add_required_acknowledgements(reason::kAckChangelogBreaking);
+    in.facts.add_required_acknowledgements(code);
+    absl::Status s = CheckRollbackSafety(in);
+    EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedOneWay) << code << ": " << s;
+    EXPECT_THAT(s.message(), HasSubstr(code));
+  }
+  RollbackSafetyInput in = Safety();
+  in.facts.add_required_acknowledgements(reason::kAckWireFormatChange);
+  absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedWireFormat) << s;
+  EXPECT_THAT(s.message(), HasSubstr(reason::kAckWireFormatChange));
+  // A breaking or compatibility section alone says nothing of the way back.
+  in = Safety();
+  in.facts.add_required_acknowledgements(reason::kAckChangelogBreaking);
+  in.facts.add_required_acknowledgements(reason::kAckChangelogCompatibility);
+  EXPECT_TRUE(CheckRollbackSafety(in).ok());
+}
+
 TEST(RollbackSafetyTest, KeyRotatedSinceThePlanStartedRefuses) {
   RollbackSafetyInput in = Safety();
   in.views[1] = HealthyView("b", "0.2.0", testing::kHashB);
