@@ -167,7 +167,7 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
   }
   if (absl::Status s = CheckVersionPolicy(policy); !s.ok()) return s;
   CompatInput compat{r.facts, r.changelog, r.acknowledgements,
-                     !r.settings.apiserver_restart_method().empty()};
+                     ApiServerRestartUnconfigured(m_.config_.voters, Views())};
   if (absl::Status s = CheckCompatibility(compat); !s.ok()) return s;
 
   next_ = NewPlan(r, *order, views, RequiredAcknowledgements(compat));

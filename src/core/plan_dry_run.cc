@@ -55,10 +55,10 @@ absl::Status VersionGuard(const DryRunInput& in) {
   return CheckVersionPolicy(policy);
 }
 
-absl::Status CompatGuard(const DryRunInput& in) {
+absl::Status CompatGuard(const PlanMachineConfig& config, const DryRunInput& in) {
   const PlanRequest& r = in.request;
   return CheckCompatibility({r.facts, r.changelog, r.acknowledgements,
-                             !r.settings.apiserver_restart_method().empty()});
+                             ApiServerRestartUnconfigured(config.voters, in.views)});
 }
 
 absl::Status RotationGuard(const DryRunInput& in) {
@@ -91,7 +91,7 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   add("node order", order.status());
   add("fleet health", CheckFleetHealth(config.voters, in.views, in.now_unix_ms));
   add("version policy", VersionGuard(in));
-  add("compatibility", CompatGuard(in));
+  add("compatibility", CompatGuard(config, in));
   add("parity", CheckParityOnce(in.views));
   add("openbao", in.openbao ? CheckOpenBaoHealth(*in.openbao)
                             : NotEvaluated("OpenBao health"));

@@ -98,17 +98,31 @@ absl::Status CheckCompatibility(const CompatInput& input) {
                   {});
   }
   if (absl::Status s = CheckAcknowledged(input); !s.ok()) return s;
-  if (f.apiserver_restart_required() && !input.apiserver_restart_configured) {
+  if (f.apiserver_restart_required() && !input.apiserver_restart_unconfigured.empty()) {
     return Refuse(reason::kApiServerRestartUnconfigured,
                   absl::StrCat("The releases crossed (", Releases(f),
                                ") require restarting kube-apiserver, and no "
-                               "restart method is configured."),
+                               "restart method is configured on ",
+                               NodeList(input.apiserver_restart_unconfigured), "."),
                   "Configure apiserver.restart (systemd:<unit> or "
-                  "command:<path>) in every node's kmsfleetd config, "
-                  "restart the agents, then retry.",
-                  {});
+                  "command:<path>) in the kmsfleetd config of those nodes, "
+                  "restart their agents, then retry.",
+                  input.apiserver_restart_unconfigured);
   }
   return absl::OkStatus();
+}
+
+std::vector<std::string> ApiServerRestartUnconfigured(const std::vector<std::string>& voters,
+                                                      const std::vector<NodeView>& views) {
+  std::vector<std::string> out;
+  for (const std::string& voter : voters) {
+    const auto view = std::find_if(views.begin(), views.end(),
+                                   [&](const NodeView& v) { return v.node == voter; });
+    if (view == views.end() || !view->state || !view->state->apiserver_restart_configured()) {
+      out.push_back(voter);
+    }
+  }
+  return out;
 }
 
 }  // namespace kmsfleet

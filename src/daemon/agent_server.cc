@@ -155,6 +155,8 @@ class AgentService final : public v1::Agent::Service {
     *response = probe_.Observe();
     response->set_agent_mode(options_.mode);
     response->set_provider_mode(options_.provider_mode);
+    response->set_apiserver_restart_configured(options_.apiserver != nullptr &&
+                                               options_.apiserver->configured());
     return grpc::Status::OK;
   }
 

@@ -104,6 +104,32 @@ TEST_F(FleetApiServerTest, AnAgentStoppedWhileItAwaitsReadyzStopsWaiting) {
   EXPECT_THAT(ReadFile(log), HasSubstr("without restarting it again"));
 }
 
+// Found in review: only the coordinator's own section was looked at, so
+// with one missing on cp-3 the plan started, swapped cp-3 and only then
+// had its restart refused, halting after the disruption. Every voter's
+// agent now says whether it has one, and the plan refuses to start.
+class FleetOneNodeWithoutRestartTest : public FleetUpgradeTest {
+ protected:
+  std::unique_ptr<FleetCluster> MakeFleet() override {
+    return std::make_unique<FleetCluster>("0.1.0", /*apiserver_restart=*/true,
+                                          /*static_pod_node=*/-1, /*no_restart_node=*/2);
+  }
+};
+
+TEST_F(FleetOneNodeWithoutRestartTest, AReleaseNeedingARestartRefusesToStartNamingThatNode) {
+  const std::string policy = fleet_->NodeDir(0) + "/../restart-policy.yaml";
+  WriteFile(policy, kRestartPolicy);
+  SubprocessResult dry = Run(0, Upgrade({"--policy", policy, "--dry-run"}));
+  EXPECT_THAT(dry.stdout_text + dry.stderr_text, HasSubstr("APISERVER_RESTART_UNCONFIGURED"));
+  SubprocessResult r = Run(0, Upgrade({"--policy", policy}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("APISERVER_RESTART_UNCONFIGURED"));
+  EXPECT_THAT(r.stderr_text, HasSubstr("configured on cp-3"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+  EXPECT_TRUE(fleet_->ApiServerRestarts().empty());
+}
+
 // The default fleet: no agent has an apiserver: section.
 TEST_F(FleetUpgradeTest, WithoutARestartMethodAReleaseNeedingOneRefusesToStart) {
   const std::string policy = fleet_->NodeDir(0) + "/../restart-policy.yaml";

@@ -74,8 +74,10 @@ std::string FakeScript(const std::string& version, bool release) {
 }  // namespace
 
 FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_restart,
-                           int static_pod_node)
-    : apiserver_restart_(apiserver_restart), static_pod_node_(static_pod_node) {
+                           int static_pod_node, int no_restart_node)
+    : apiserver_restart_(apiserver_restart),
+      static_pod_node_(static_pod_node),
+      no_restart_node_(no_restart_node) {
   pki_ = dir_.File("pki");
   if (!MakeCertificates(pki_, {Name(0), Name(1), Name(2)}) ||
       !MakeOperatorCertificate(pki_, "alice")) {
@@ -288,7 +290,7 @@ void FleetCluster::WriteNode(int i) {
 // installed: so a test sees that it ran after this node's swap and before
 // the next node's.
 std::string FleetCluster::ApiServerSection(int i) {
-  if (!apiserver_restart_) return "";
+  if (!apiserver_restart_ || i == no_restart_node_) return "";
   const std::string script = NodeDir(i) + "/restart-apiserver";
   std::string versions;
   for (int j = 0; j < kNodes; ++j) {

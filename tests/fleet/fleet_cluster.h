@@ -42,8 +42,11 @@ class FleetCluster {
   // pod (issue 10): fake-kubelet runs the image its manifest names, and
   // fake-cri serves the images of every release (images.json) and the
   // kubelet's containers; its agent is in provider.mode static_pod.
+  // With `apiserver_restart`, every node's agent but `no_restart_node`
+  // (when >= 0) has an apiserver: section.
   explicit FleetCluster(const std::string& installed_version = "0.1.0",
-                        bool apiserver_restart = false, int static_pod_node = -1);
+                        bool apiserver_restart = false, int static_pod_node = -1,
+                        int no_restart_node = -1);
   ~FleetCluster();
 
   std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
@@ -124,6 +127,7 @@ class FleetCluster {
   uint16_t openbao_port_ = 0;
   bool apiserver_restart_ = false;
   int static_pod_node_ = -1;
+  int no_restart_node_ = -1;
   std::string images_json_;  // the static-pod node's registry entries
   std::unique_ptr<ChildProcess> cri_, kubelet_;
   std::unique_ptr<ChildProcess> manager_;

@@ -177,6 +177,7 @@ void ExState::ObserveRound(ExPlanCoordinator& p, PlanInput& in) {
     v1::NodeState s;
     s.set_node(name);
     s.set_provider_version(node.version);
+    s.set_apiserver_restart_configured(true);  // the plans ask for restarts
     s.set_live(serving);
     s.set_ready(serving);
     if (serving) {

@@ -340,6 +340,7 @@ NodeView World::Observe(const Node& leader, PlanCoordinator& p, const Node& node
   v1::NodeState s;
   s.set_node(node.name);
   s.set_provider_version(node.provider.version);
+  s.set_apiserver_restart_configured(true);  // the plans ask for restarts
   s.set_live(serving);
   s.set_ready(serving);
   if (serving) {

@@ -31,6 +31,7 @@ inline NodeView HealthyView(const std::string& node, const std::string& version,
   s.set_rotation_state("active");
   s.set_key_version(3);
   s.set_observed_at_unix_ms(observed_at_ms);
+  s.set_apiserver_restart_configured(true);
   view.state = s;
   view.registry = RegistryFacts{kSchema, 0};
   return view;

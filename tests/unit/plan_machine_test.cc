@@ -93,6 +93,7 @@ class Driver {
       auto stuck = observed_at.find(n);
       in.views.push_back(
           HealthyView(n, v, testing::kHashA, stuck == observed_at.end() ? now_ : stuck->second));
+      if (restart_unconfigured.contains(n)) in.views.back().state->set_apiserver_restart_configured(false);
     }
     in.views_fresh = true;
     last_round_ = in.views;
@@ -690,13 +691,23 @@ TEST(PlanMachineTest, SwapRefusedForItsFenceIsSentAgainNotFailed) {
   EXPECT_TRUE(d.plan_.halt().reason().empty());
 }
 
+// Every voter's agent must have a method, not only the coordinator's
+// (whose method the settings carry).
 TEST(PlanMachineTest, ReleaseNeedingApiServerRestartWithoutMethodRefusesToStart) {
   Driver d;
+  d.restart_unconfigured = {"c"};
+  v1::PlanSettings s;
+  s.set_apiserver_restart_method("systemd:kube-apiserver.service");
   v1::CompatFacts facts;
   facts.set_apiserver_restart_required(true);
-  PlanReady r = d.Step(Start({}, facts));
+  PlanReady r = d.Step(Start(s, facts));
   EXPECT_FALSE(r.plan.has_value());
   EXPECT_EQ(ReasonOf(r.refusal), reason::kApiServerRestartUnconfigured) << r.refusal;
+  EXPECT_EQ(MetadataOf(r.refusal, "nodes"), "c");
+  d.restart_unconfigured.clear();
+  r = d.Step(Start(s, facts));
+  EXPECT_TRUE(r.refusal.ok()) << r.refusal;
+  EXPECT_TRUE(r.plan.has_value());
 }
 
 TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {

@@ -138,12 +138,22 @@ TEST(CompatibilityGuardTest, ChangelogNotesNeedAcknowledgingNamingTheLine) {
   EXPECT_TRUE(CheckCompatibility(in).ok());
 }
 
+// Found in review: only the coordinator's own method was looked at (the
+// plan's settings), so a node without one was swapped and only then
+// refused the restart, halting the plan after the disruption.
 TEST(CompatibilityGuardTest, ApiServerRestartNeedsAConfiguredMethod) {
   CompatInput in = Compat();
   in.facts.set_apiserver_restart_required(true);
-  EXPECT_EQ(ReasonOf(CheckCompatibility(in)),
-            reason::kApiServerRestartUnconfigured);
-  in.apiserver_restart_configured = true;
+  in.apiserver_restart_unconfigured = {"cp-2", "cp-3"};
+  const absl::Status s = CheckCompatibility(in);
+  EXPECT_EQ(ReasonOf(s), reason::kApiServerRestartUnconfigured) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "cp-2,cp-3");
+  EXPECT_THAT(s.message(), HasSubstr("cp-2"));
+  in.apiserver_restart_unconfigured.clear();
+  EXPECT_TRUE(CheckCompatibility(in).ok());
+  // Not needed by the releases crossed: nobody has to configure one.
+  in.facts.set_apiserver_restart_required(false);
+  in.apiserver_restart_unconfigured = {"cp-2"};
   EXPECT_TRUE(CheckCompatibility(in).ok());
 }
 

@@ -53,8 +53,14 @@ struct CompatInput {
   v1::CompatFacts facts;  // FactsCrossed(policy, installed, target)
   std::vector<ChangelogFlag> changelog;  // FlagsCrossed(...)
   std::vector<std::string> acknowledgements;  // --acknowledge codes
-  bool apiserver_restart_configured = false;
+  // The voters whose agents have no apiserver.restart method (NodeState
+  // apiserver_restart_configured false), in voter order.
+  std::vector<std::string> apiserver_restart_unconfigured;
 };
+
+// The voters of `views` whose agents report no apiserver.restart method.
+std::vector<std::string> ApiServerRestartUnconfigured(const std::vector<std::string>& voters,
+                                                      const std::vector<NodeView>& views);
 
 // The acknowledgement codes the facts and changelog notes require, sorted
 // and unique: ONE_WAY_UPGRADE (policy one-way), WIRE_FORMAT_CHANGE (policy
@@ -66,7 +72,7 @@ std::vector<std::string> RequiredAcknowledgements(const CompatInput& input);
 // migration), ACKNOWLEDGEMENT_REQUIRED (naming each missing code with the
 // release and changelog line; metadata `missing`),
 // APISERVER_RESTART_UNCONFIGURED (the release needs an API server restart
-// and no method is configured).
+// and a voter's agent has no method configured; metadata `nodes`).
 absl::Status CheckCompatibility(const CompatInput& input);
 
 struct RollbackSafetyInput {
