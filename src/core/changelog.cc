@@ -38,31 +38,59 @@ absl::Status Malformed(std::string_view what, int line, std::string_view value,
                     {"value", Excerpt(value)}});
 }
 
-// The acknowledgement codes one line of notes raises.
-std::vector<const char*> CodesOf(std::string_view line) {
+bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+// Whether `text` holds `first`, blanks, then `last`, with at most
+// `max_between` words (runs of non-blanks, each followed by blanks) in
+// between: "fresh disposable installation". Linear in `text`.
+bool HasWords(std::string_view text, std::string_view first, std::string_view last,
+              int max_between) {
+  for (size_t at = text.find(first); at != std::string_view::npos;
+       at = text.find(first, at + 1)) {
+    size_t i = at + first.size();
+    for (int words = 0; words <= max_between; ++words) {
+      const size_t blanks = i;
+      while (i < text.size() && IsBlank(text[i])) ++i;
+      if (i == blanks) break;  // the word went on: "freshly"
+      if (text.substr(i).starts_with(last)) return true;
+      while (i < text.size() && !IsBlank(text[i])) ++i;
+    }
+  }
+  return false;
+}
+
+// The acknowledgement codes one line of notes raises. Phrases are looked
+// for in the line joined to the one before it in the same release, so
+// that one a paragraph's wrap split is still found (on its second line).
+std::vector<const char*> CodesOf(std::string_view line, std::string_view previous) {
   std::vector<const char*> codes;
   const std::string lower = AsciiLower(line);
   const std::string_view t = TrimBlanks(lower);
+  const std::string previous_lower = AsciiLower(previous);
+  const std::string joined = std::string(TrimBlanks(previous_lower)) + " " + std::string(t);
   auto has = [&](std::string_view phrase) {
-    return lower.find(phrase) != std::string::npos;
+    return joined.find(phrase) != std::string::npos;
   };
   const bool section = t.starts_with("### ");
-  if (section && has("breaking change")) {
+  if (section && t.find("breaking change") != std::string_view::npos) {
     codes.push_back(reason::kAckChangelogBreaking);
   }
-  if (section && has("compatibility")) {
+  if (section && t.find("compatibility") != std::string_view::npos) {
     codes.push_back(reason::kAckChangelogCompatibility);
   }
   if (has("one-way")) codes.push_back(reason::kAckOneWayUpgrade);
-  if (has("fresh installation")) codes.push_back(reason::kAckFreshInstallation);
-  if (has("wire format") || has("wire-format")) {
+  if (HasWords(joined, "fresh", "installation", 1)) {
+    codes.push_back(reason::kAckFreshInstallation);
+  }
+  if (HasWords(joined, "wire", "format", 0) || has("wire-format")) {
     codes.push_back(reason::kAckWireFormatChange);
   }
   return codes;
 }
 
-void FlagLine(ChangelogRelease& release, std::string_view line, int number) {
-  for (const char* code : CodesOf(line)) {
+void FlagLine(ChangelogRelease& release, std::string_view line, std::string_view previous,
+              int number) {
+  for (const char* code : CodesOf(line, previous)) {
     auto same = [&](const ChangelogFlag& f) { return f.code == code; };
     if (std::any_of(release.flags.begin(), release.flags.end(), same)) continue;
     release.flags.push_back(
@@ -86,9 +114,11 @@ absl::StatusOr<Changelog> ParseChangelog(std::string_view text,
   Changelog changelog;
   std::set<std::string> seen;
   int number = 0;
+  std::string_view previous;  // the line before, in the same release
   for (std::string_view line : internal::SplitLines(text)) {
     ++number;
     if (line.starts_with("## ")) {
+      previous = {};
       const std::string_view value = HeadingVersion(line.substr(3));
       ChangelogRelease release{"", number, {}};
       if (internal::AsciiLower(value) != "unreleased") {
@@ -101,7 +131,8 @@ absl::StatusOr<Changelog> ParseChangelog(std::string_view text,
       }
       changelog.releases.push_back(std::move(release));
     } else if (!changelog.releases.empty()) {
-      FlagLine(changelog.releases.back(), line, number);
+      FlagLine(changelog.releases.back(), line, previous, number);
+      previous = line;
     }
   }
   return changelog;

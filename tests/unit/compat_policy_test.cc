@@ -211,6 +211,38 @@ TEST(ChangelogTest, CompatibilitySectionAndWireFormatPhraseAreFlagged) {
   EXPECT_THAT(codes, ElementsAre("CHANGELOG_COMPATIBILITY", "WIRE_FORMAT_CHANGE"));
 }
 
+// Found in review: phrases were matched one line at a time, so one that
+// a wrapped paragraph split ("wire\nformat") passed unread, and upstream's
+// own words, "fresh disposable installation" (reference 7.4), were not
+// "fresh installation".
+TEST(ChangelogTest, PhrasesAreFoundAcrossAWrapAndWithAWordBetween) {
+  absl::StatusOr<Changelog> c = ParseChangelog(
+      "## 0.5.0\n"
+      "* The annotations now use a new wire\n"
+      "  format that older releases cannot read.\n"
+      "* This release requires a fresh disposable installation.\n"
+      "* Upgrading is a\n"
+      "  one-way step.\n"
+      "## 0.4.0\n"
+      "* a fresh\n"
+      "## 0.3.0\n"
+      "installation of nothing; a fresh coat of paint on the installation docs.\n",
+      "CHANGELOG.md");
+  ASSERT_TRUE(c.ok()) << c.status();
+  std::vector<std::string> codes;
+  std::vector<int> lines;
+  for (const ChangelogFlag& f : c->releases[0].flags) {
+    codes.push_back(f.code);
+    lines.push_back(f.line);
+  }
+  EXPECT_THAT(codes, ElementsAre("WIRE_FORMAT_CHANGE", "FRESH_INSTALLATION", "ONE_WAY_UPGRADE"));
+  EXPECT_THAT(lines, ElementsAre(3, 4, 6));  // the line that completes the phrase
+  // A phrase is never joined across a release heading, nor stretched over
+  // more than one word between.
+  EXPECT_TRUE(c->releases[1].flags.empty());
+  EXPECT_TRUE(c->releases[2].flags.empty());
+}
+
 TEST(ChangelogTest, BadHeadingNamesFileLineAndValue) {
   absl::StatusOr<Changelog> c =
       ParseChangelog("# Changelog\n\n## version two\n", "notes/CHANGELOG.md");
