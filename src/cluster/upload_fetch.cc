@@ -1,6 +1,7 @@
 #include "kmsfleet/cluster/upload_fetch.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,7 @@
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
@@ -20,6 +22,20 @@ absl::Status FetchFailed(const CoordinatorSource& source, std::string_view why) 
                    "cannot fetch " + FormatCoordinatorSource(source) + " from " + source.node +
                        ": " + std::string(why),
                    {{"node", source.node}, {"name", source.name}});
+}
+
+// The bytes received must hash to the digest the source names.
+absl::Status CheckFetchedDigest(const CoordinatorSource& source, int fd, const std::string& dest) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string actual, Sha256File(dest));
+  if (actual == source.sha256) return absl::OkStatus();
+  struct stat st {};
+  const std::string size = ::fstat(fd, &st) == 0 ? std::to_string(st.st_size) : "?";
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kUploadDigestMismatch,
+                   "fetch of " + FormatCoordinatorSource(source) + " from " + source.node +
+                       " refused: the " + size + " bytes received hash to " + actual +
+                       ", the source names " + source.sha256,
+                   {{"node", source.node}, {"name", source.name},
+                    {"expected", source.sha256}, {"actual", actual}});
 }
 
 absl::Status WriteAll(int fd, const std::string& data, const std::string& path) {
@@ -64,11 +80,7 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
     s = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                   "cannot fsync " + dest + ": " + std::strerror(errno), {{"path", dest}});
   }
-  if (s.ok()) {
-    absl::StatusOr<std::string> actual = Sha256File(dest);
-    s = actual.ok() ? FinishUpload({.started = true, .name = source->name}, source->sha256, *actual)
-                    : actual.status();
-  }
+  if (s.ok()) s = CheckFetchedDigest(*source, fd, dest);
   if (!s.ok()) ::unlink(dest.c_str());
   return s;
 }

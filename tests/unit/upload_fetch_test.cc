@@ -23,14 +23,23 @@ using ::testing::HasSubstr;
 
 const std::string kSha(64, 'c');
 
-// Answers FetchArtifact with `refusal`, or, when it is OK, holds the call
-// until the caller cancels it (a holder that never sends).
+// Answers FetchArtifact with `refusal`; when it is OK, sends `bytes` in one
+// chunk, or with none holds the call until the caller cancels it (a holder
+// that never sends).
 class HolderService final : public v1::Fleet::Service {
  public:
-  explicit HolderService(absl::Status refusal) : refusal_(std::move(refusal)) {}
-  grpc::Status FetchArtifact(grpc::ServerContext* context, const v1::FetchArtifactRequest*,
-                             grpc::ServerWriter<v1::ArtifactChunk>*) override {
+  explicit HolderService(absl::Status refusal, std::string bytes = "")
+      : refusal_(std::move(refusal)), bytes_(std::move(bytes)) {}
+  grpc::Status FetchArtifact(grpc::ServerContext* context, const v1::FetchArtifactRequest* request,
+                             grpc::ServerWriter<v1::ArtifactChunk>* writer) override {
     if (!refusal_.ok()) return ToGrpcStatus(refusal_);
+    if (!bytes_.empty()) {
+      v1::ArtifactChunk chunk;
+      chunk.set_name(request->name());
+      chunk.set_data(bytes_);
+      writer->Write(chunk);
+      return grpc::Status::OK;
+    }
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (!context->IsCancelled() && std::chrono::steady_clock::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -40,12 +49,13 @@ class HolderService final : public v1::Fleet::Service {
 
  private:
   absl::Status refusal_;
+  std::string bytes_;
 };
 
 class UploadFetchTest : public ::testing::Test {
  protected:
-  void Serve(absl::Status refusal) {
-    service_ = std::make_unique<HolderService>(std::move(refusal));
+  void Serve(absl::Status refusal, std::string bytes = "") {
+    service_ = std::make_unique<HolderService>(std::move(refusal), std::move(bytes));
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -94,6 +104,22 @@ TEST_F(UploadFetchTest, AFetchEndsWithTheStageCallItServes) {
   EXPECT_EQ(ReasonOf(s), reason::kArtifactFetchFailed) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("from cp-1"));
   EXPECT_LT(took, std::chrono::seconds(10));
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
+// Found in review: bytes that did not hash to the source's digest were
+// reported as an "upload ... refused: the 0 bytes received", naming
+// neither the fetch, its source nor the holder.
+TEST_F(UploadFetchTest, BytesThatDoNotMatchTheSourceNameTheFetchAndTheHolder) {
+  Serve(absl::OkStatus(), "tampered");
+  const std::string dest = dir_.File("fetched");
+  absl::Status s = fetcher_->Fetch(source_, UploadKind::kBinary, dest);
+  EXPECT_EQ(ReasonOf(s), reason::kUploadDigestMismatch) << s;
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("fetch of " + source_ + " from cp-1 refused: the 8 bytes received"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr(kSha));
+  EXPECT_EQ(MetadataOf(s, "node"), "cp-1");
+  EXPECT_EQ(MetadataOf(s, "expected"), kSha);
   EXPECT_FALSE(std::filesystem::exists(dest));
 }
 
