@@ -4,7 +4,10 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstddef>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -53,8 +56,41 @@ absl::StatusOr<StateDirLock> LockStateDir(const std::string& state_dir, pid_t se
   return StateDirLock(std::move(fd));
 }
 
-int RemoveStaleTemps(const std::string& state_dir, const StateDirLock&) {
+namespace {
+
+// `<name>.tmp.XXXXXX`: a temp of WriteFileAtomic or CopyFileAtomic
+// (fs_util.cc), named by mkostemp's six characters.
+bool IsAtomicWriteTemp(const std::string& name) {
+  const size_t at = name.rfind(".tmp.");
+  if (at == std::string::npos || at == 0 || name.size() - at != 5 + 6) return false;
+  return std::all_of(name.begin() + static_cast<std::ptrdiff_t>(at) + 5, name.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)); });
+}
+
+// The staged copies (up to a release's size) and records a killed Stage
+// left in artifacts/<version>/.
+int RemoveVersionDirTemps(const std::string& artifacts) {
   int removed = 0;
+  std::error_code ec;
+  for (const auto& version : std::filesystem::directory_iterator(artifacts, ec)) {
+    std::error_code not_dir;
+    if (!version.is_directory(not_dir)) continue;
+    std::error_code inner;
+    for (const auto& entry : std::filesystem::directory_iterator(version.path(), inner)) {
+      std::error_code ignored;  // left for the next start
+      if (IsAtomicWriteTemp(entry.path().filename().string()) &&
+          std::filesystem::remove(entry.path(), ignored)) {
+        ++removed;
+      }
+    }
+  }
+  return removed;
+}
+
+}  // namespace
+
+int RemoveStaleTemps(const std::string& state_dir, const StateDirLock&) {
+  int removed = RemoveVersionDirTemps(state_dir + "/artifacts");
   for (const auto& [dir, prefixes] :
        {std::pair{state_dir + "/artifacts", std::vector<std::string>{".incoming-", ".fetched-"}},
         std::pair{state_dir + "/uploads", std::vector<std::string>{".incoming-"}},

@@ -38,7 +38,8 @@ absl::StatusOr<StateDirLock> LockStateDir(const std::string& state_dir, pid_t se
 
 // Removes what a killed agent left half-written in `state_dir`: downloads
 // (artifacts/.incoming-*), fetched uploads (artifacts/.fetched-*) and
-// uploads in progress (uploads/.incoming-*), each up to a release's size.
+// uploads in progress (uploads/.incoming-*), each up to a release's size,
+// and the temps of a staged copy or record (artifacts/<version>/*.tmp.XXXXXX).
 // Only the lock's holder may call it: another agent could be writing them.
 // Returns how many entries it removed; what it cannot remove is left.
 int RemoveStaleTemps(const std::string& state_dir, const StateDirLock& held);

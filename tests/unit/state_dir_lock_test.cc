@@ -72,11 +72,18 @@ TEST(StateDirLockTest, TheNextHolderRemovesTheTempsAKilledAgentLeft) {
   testing::WriteFile(state + "/artifacts/.incoming-abc123/download", "half");
   testing::WriteFile(state + "/uploads/.incoming-Qw3rty", "half");
   testing::WriteFile(state + "/artifacts/0.2.0/bao-kms-provider", "staged");
+  // Found in review: a Stage killed in its copy left these for good.
+  testing::WriteFile(state + "/artifacts/0.2.0/bao-kms-provider.tmp.Xy12Zw", "half");
+  testing::WriteFile(state + "/artifacts/0.2.0/staged.sha256.tmp.ab34CD", "half");
+  testing::WriteFile(state + "/artifacts/0.2.0/notes.tmp.txt", "kept");
   testing::WriteFile(state + "/apiserver-restart.tmp.aB12cD", "half");
   testing::WriteFile(state + "/apiserver-restart", "op-1\nrestarted unit x\n");
   absl::StatusOr<StateDirLock> lock = LockStateDir(state, getpid());
   ASSERT_TRUE(lock.ok()) << lock.status();
-  EXPECT_EQ(RemoveStaleTemps(state, *lock), 4);
+  EXPECT_EQ(RemoveStaleTemps(state, *lock), 6);
+  EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/0.2.0/bao-kms-provider.tmp.Xy12Zw"));
+  EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/0.2.0/staged.sha256.tmp.ab34CD"));
+  EXPECT_TRUE(std::filesystem::exists(state + "/artifacts/0.2.0/notes.tmp.txt"));
   EXPECT_FALSE(std::filesystem::exists(state + "/apiserver-restart.tmp.aB12cD"));
   EXPECT_TRUE(std::filesystem::exists(state + "/apiserver-restart"));
   EXPECT_FALSE(std::filesystem::exists(state + "/artifacts/.incoming-abc123"));
