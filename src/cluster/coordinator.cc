@@ -131,9 +131,22 @@ void Coordinator::Follow(const v1::LeaderView& leader) {
   Publish(leader, absl::OkStatus());
 }
 
-void Coordinator::Lead(const v1::LeaderView& leader) {
+void Coordinator::Lead(const v1::LeaderView& seen) {
+  v1::LeaderView leader = seen;
   if (!machine_ || machine_term_ != leader.term()) {
-    // One machine per term, from the committed record (fleet-plan.md §1).
+    // One machine per term, from the committed record (fleet-plan.md §1),
+    // once this term's own first record committed (its fence exists), as
+    // the simulator's coordinator does. Before that, the record known
+    // committed here can be older than the last one the previous
+    // coordinator committed (found in review: a machine built on it took
+    // an abort against a plan that had since entered BreakGlass).
+    const std::optional<v1::Fence> fence = node_.CurrentFence();
+    if (!fence || fence->term() != leader.term()) {
+      Publish(leader, absl::OkStatus());
+      return;
+    }
+    leader = node_.View();
+    if (leader.role() != "Leader" || leader.term() != fence->term()) return;  // deposed
     std::optional<v1::FleetPlan> committed;
     if (!leader.committed().payload().empty()) {
       absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
