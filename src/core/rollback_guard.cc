@@ -127,7 +127,12 @@ NodeFindings Collect(const RollbackSafetyInput& in) {
                                           ", at plan start ",
                                           ValueOrNone(base->key_id_hash())));
     }
-    if (Pending(*view.state)) pending.Add(view.node, "rotation pending");
+    if (Pending(*view.state)) {
+      pending.Add(view.node, "rotation pending");
+    } else if (view.state->rotation_state() == "unknown") {
+      // The provider cannot tell whether a key version is pending.
+      pending.Add(view.node, "rotation state unknown");
+    }
     if (!view.registry) {
       unknown.Add(view.node, "no registry facts");
     } else if (base != nullptr) {

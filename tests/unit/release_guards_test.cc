@@ -241,6 +241,23 @@ TEST(RollbackSafetyTest, PendingRotationOnAnyNodeRefuses) {
   EXPECT_EQ(MetadataOf(s, "nodes"), "a");
 }
 
+// Found in review: a rotation state the provider calls unknown passed.
+// (The last state kept of an agent that stopped answering is judged here
+// as it stands: every walk-back step first waits for fleet health, then
+// asks this guard again, so an auto-rollback is not halted by a blip.)
+TEST(RollbackSafetyTest, AnUnknownRotationStateRefuses) {
+  RollbackSafetyInput in = Safety();
+  in.views[1].state->set_rotation_state("unknown");
+  absl::Status s = CheckRollbackSafety(in);
+  EXPECT_EQ(ReasonOf(s), reason::kRollbackRefusedPendingRotation) << s;
+  EXPECT_EQ(MetadataOf(s, "nodes"), "b");
+  EXPECT_THAT(s.message(), HasSubstr("rotation state unknown"));
+  // An older provider with no rotation metric at all is not refused for it.
+  in = Safety();
+  in.views[0].state->set_rotation_state("");
+  EXPECT_TRUE(CheckRollbackSafety(in).ok()) << CheckRollbackSafety(in);
+}
+
 TEST(RollbackSafetyTest, RemovedRecordsOrSchemaChangeRefuse) {
   RollbackSafetyInput in = Safety();
   in.views[1].registry->removed_records = 2;
