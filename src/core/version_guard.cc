@@ -79,10 +79,11 @@ absl::Status CheckUpgrade(const std::vector<Parsed>& nodes,
                   higher);
   }
   std::set<std::string> versions;
-  std::vector<std::string> version_text;
+  std::vector<std::string> version_text, names;
   for (const Parsed& p : nodes) {
     versions.insert(p.version.ToString());
     version_text.push_back(absl::StrCat(p.node, " (", p.version.ToString(), ")"));
+    names.push_back(p.node);
   }
   if (versions.size() == 1 && *versions.begin() == target.ToString()) {
     return Refuse(reason::kAlreadyAtTarget,
@@ -97,7 +98,7 @@ absl::Status CheckUpgrade(const std::vector<Parsed>& nodes,
                                NodeList(version_text), "."),
                   "Resume or roll back the plan that left the fleet mixed "
                   "before starting another.",
-                  {});
+                  names);
   }
   return absl::OkStatus();
 }

@@ -69,6 +69,8 @@ TEST(VersionPolicyTest, MixedFleetIsRefused) {
       CheckVersionPolicy(Upgrade("0.3.0", {{"a", "0.2.0"}, {"b", "0.1.0"}}));
   EXPECT_EQ(ReasonOf(s), reason::kFleetVersionsMixed) << s;
   EXPECT_THAT(s.message(), HasSubstr("a (0.2.0) and b (0.1.0)"));
+  // Found in review: the text named them, the metadata did not.
+  EXPECT_EQ(MetadataOf(s, "nodes"), "a,b");
 }
 
 TEST(VersionPolicyTest, UnknownNodeVersionIsRefused) {
