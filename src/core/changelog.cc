@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -47,6 +48,8 @@ bool HasWords(std::string_view text, std::string_view first, std::string_view la
               int max_between) {
   for (size_t at = text.find(first); at != std::string_view::npos;
        at = text.find(first, at + 1)) {
+    // A word of its own: "refresh" holds no "fresh".
+    if (at > 0 && absl::ascii_isalnum(static_cast<unsigned char>(text[at - 1]))) continue;
     size_t i = at + first.size();
     for (int words = 0; words <= max_between; ++words) {
       const size_t blanks = i;
@@ -57,6 +60,21 @@ bool HasWords(std::string_view text, std::string_view first, std::string_view la
     }
   }
   return false;
+}
+
+// Whether `line` starts a new block of notes (a list item, a heading, a
+// quote) rather than continuing the paragraph above it.
+bool StartsBlock(std::string_view line) {
+  const std::string_view t = TrimBlanks(line);
+  if (t.empty()) return true;
+  if (t.size() >= 2 && std::string_view("-*+#>").find(t[0]) != std::string_view::npos &&
+      (t[1] == ' ' || t[0] == '#')) {
+    return true;
+  }
+  size_t digits = 0;
+  while (digits < t.size() && absl::ascii_isdigit(static_cast<unsigned char>(t[digits]))) ++digits;
+  return digits > 0 && digits + 1 < t.size() && (t[digits] == '.' || t[digits] == ')') &&
+         t[digits + 1] == ' ';
 }
 
 // The acknowledgement codes one line of notes raises. Phrases are looked
@@ -131,7 +149,8 @@ absl::StatusOr<Changelog> ParseChangelog(std::string_view text,
       }
       changelog.releases.push_back(std::move(release));
     } else if (!changelog.releases.empty()) {
-      FlagLine(changelog.releases.back(), line, previous, number);
+      FlagLine(changelog.releases.back(), line,
+               StartsBlock(line) ? std::string_view() : previous, number);
       previous = line;
     }
   }

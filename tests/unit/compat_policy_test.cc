@@ -243,6 +243,27 @@ TEST(ChangelogTest, PhrasesAreFoundAcrossAWrapAndWithAWordBetween) {
   EXPECT_TRUE(c->releases[2].flags.empty());
 }
 
+// Found in review of the change above: "refresh" held "fresh", and a list
+// item was joined to the one before it, its marker counted as the word
+// between. These flags now also refuse a rollback, so a false one costs.
+TEST(ChangelogTest, APhraseIsMadeOfWholeWordsWithinOneParagraph) {
+  absl::StatusOr<Changelog> c = ParseChangelog(
+      "## 0.6.0\n"
+      "* Fix token refresh after installation.\n"
+      "* Keys stay fresh\n"
+      "* installation docs moved.\n"
+      "* The wire\n"
+      "\n"
+      "format section of the docs.\n"
+      "1. fresh\n"
+      "2. installation\n",
+      "CHANGELOG.md");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(c->releases[0].flags.empty())
+      << ::testing::PrintToString(c->releases[0].flags.size()) << " flags, first "
+      << (c->releases[0].flags.empty() ? "" : c->releases[0].flags[0].code);
+}
+
 TEST(ChangelogTest, BadHeadingNamesFileLineAndValue) {
   absl::StatusOr<Changelog> c =
       ParseChangelog("# Changelog\n\n## version two\n", "notes/CHANGELOG.md");
