@@ -184,9 +184,18 @@ void PlanStep::Halt(const absl::Status& why, std::string_view node) {
 
 void PlanStep::AbortNow() {
   v1::PlanHalt* halt = next_->mutable_halt();
+  // Aborting a halted plan keeps why it had halted: the node that failed
+  // may still need the operator (a kube-apiserver not ready, say).
+  std::string halted;
+  if (next_->phase() == v1::PLAN_PHASE_HALTED && !halt->reason().empty() &&
+      halt->reason() != reason::kAbortedByOperator) {
+    halted = absl::StrCat(" It had halted", halt->node().empty() ? "" : " on " + halt->node(),
+                          ": ", halt->reason(), ": ", halt->message());
+  }
   halt->set_reason(reason::kAbortedByOperator);
-  halt->set_message("An operator aborted the plan; nodes already upgraded "
-                    "keep the new version, the others the old one.");
+  halt->set_message(absl::StrCat("An operator aborted the plan; nodes already upgraded "
+                                 "keep the new version, the others the old one.",
+                                 halted));
   halt->clear_node();
   Become(v1::PLAN_PHASE_ABORTED, reason::kAbortedByOperator);
 }

@@ -1356,6 +1356,23 @@ TEST(PlanMachineTest, AnAbortAfterTheBreakGlassAckEndsThePlanOnceTheNodeHandsOff
   EXPECT_THAT(d.Swapped(), ElementsAre("a"));
 }
 
+// Found in review of the fix above: a node that failed after an abort was
+// asked halts the plan, which then aborts at once; the failure must still
+// show in the halt, not only "an operator aborted".
+TEST(PlanMachineTest, AnAbortedPlanKeepsWhyItHadHalted) {
+  Driver d;
+  d.outcome = [](const PlanAction&) { return OperationOutcome::kRolledBack; };
+  d.outcome_message = "never became ready";
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  d.Step(Cmd(CommandKind::kAbort));
+  d.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kAbortedByOperator);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("It had halted on a: "));
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("never became ready"));
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+}
+
 TEST(PlanMachineTest, EachBreakGlassEventIssuesANewNonce) {
   Driver d;
   d.outcome = [](const PlanAction&) { return OperationOutcome::kRollbackFailed; };
