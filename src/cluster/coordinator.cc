@@ -87,8 +87,13 @@ void Coordinator::Loop() {
     // tick paces observation, except after a committed change and while the
     // plan only waits for fresh parity rounds, which are observed back to
     // back.
-    wake_.wait_for(lock, step_at_once_ ? std::chrono::milliseconds(0) : options_.tick, [this] {
-      return stopping_ || !commands_.empty() || !results_.empty();
+    // Waiting for its fence, a new coordinator leaves commands and results
+    // queued, so they must not wake it back to back.
+    const auto pace = awaiting_fence_ ? std::min<std::chrono::milliseconds>(options_.tick, kFencePoll)
+                      : step_at_once_ ? std::chrono::milliseconds(0)
+                                      : options_.tick;
+    wake_.wait_for(lock, pace, [this] {
+      return stopping_ || (!awaiting_fence_ && (!commands_.empty() || !results_.empty()));
     });
   }
 }
@@ -107,6 +112,7 @@ void Coordinator::Follow(const v1::LeaderView& leader) {
   machine_.reset();
   last_round_.reset();
   step_at_once_ = false;
+  awaiting_fence_ = false;
   counted_block_.clear();
   views_.clear();
   {
@@ -141,8 +147,12 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
     // coordinator committed (found in review: a machine built on it took
     // an abort against a plan that had since entered BreakGlass).
     const std::optional<v1::Fence> fence = node_.CurrentFence();
-    if (!fence || fence->term() != leader.term()) {
-      Publish(leader, absl::OkStatus());
+    awaiting_fence_ = !fence || fence->term() != leader.term();
+    if (awaiting_fence_) {
+      step_at_once_ = false;
+      Publish(leader, MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                                "this coordinator's first record of term " +
+                                    std::to_string(leader.term()) + " has not committed yet"));
       return;
     }
     leader = node_.View();

@@ -245,8 +245,8 @@ TEST(RollbackSafetyTest, PendingRotationOnAnyNodeRefuses) {
 
 // Found in review: a rotation state the provider calls unknown passed.
 // (The last state kept of an agent that stopped answering is judged here
-// as it stands: every walk-back step first waits for fleet health, then
-// asks this guard again, so an auto-rollback is not halted by a blip.)
+// as it stands: every walk-back step first waits for fleet health and
+// asks this guard again, so a blip then only delays it.)
 TEST(RollbackSafetyTest, AnUnknownRotationStateRefuses) {
   RollbackSafetyInput in = Safety();
   in.views[1].state->set_rotation_state("unknown");

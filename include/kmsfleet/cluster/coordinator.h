@@ -165,6 +165,10 @@ class Coordinator {
   // parity rounds, or a change was just committed (what it allows, such
   // as the next phase or node, is decided at once).
   bool step_at_once_ = false;
+  // Leading without this term's fence yet (Lead): no machine decides.
+  // Both flags belong to the loop's thread.
+  bool awaiting_fence_ = false;
+  static constexpr std::chrono::milliseconds kFencePoll{10};
   std::string counted_block_;     // the block reason counted last
 
   std::mutex mu_;
