@@ -45,9 +45,13 @@ class FleetService final : public v1::Fleet::Service {
                            v1::ProposePlanReply* reply) override {
     if (absl::Status s = Check(*context, "ProposePlan"); !s.ok()) return ToGrpcStatus(s);
     // A raw record must not replace a fleet plan that has not ended (its
-    // break-glass nonce, halt or in-flight node would be lost with it).
+    // break-glass nonce, halt or in-flight node would be lost with it), nor
+    // be a fleet plan itself (one started without its guards).
     absl::StatusOr<v1::Fence> fence = node_.ProposePlan(
-        req->in_flight(), req->payload(), std::chrono::seconds(5), CheckRawProposal);
+        req->in_flight(), req->payload(), std::chrono::seconds(5),
+        [&req](const v1::PlanRecord& committed) {
+          return CheckRawProposal(committed, req->payload());
+        });
     if (!fence.ok()) return ToGrpcStatus(WithLeader(fence.status()));
     *reply->mutable_fence() = *fence;
     return grpc::Status::OK;

@@ -4,6 +4,7 @@
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {
@@ -78,7 +79,33 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
   return absl::OkStatus();
 }
 
-absl::Status CheckRawProposal(const v1::PlanRecord& committed) {
+namespace {
+
+// Refuses a raw payload the coordinator would take for a fleet plan: it
+// adopts whatever decodes (Coordinator::AdoptCommitted), and treats a plan
+// with no finished phase as one to drive.
+absl::Status CheckRawPayload(std::string_view payload) {
+  if (payload.empty()) return absl::OkStatus();
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
+  // Plain text, such as the election's own tests replicate.
+  if (!plan.ok()) return absl::OkStatus();
+  if (plan->plan_id().empty() && plan->phase() == v1::PLAN_PHASE_UNSPECIFIED &&
+      plan->nodes().empty()) {
+    return absl::OkStatus();
+  }
+  const std::string phase(PlanPhaseName(plan->phase()));
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kRawFleetPlanRefused,
+                   "the raw plan record's payload is a fleet plan (id \"" + plan->plan_id() +
+                       "\", phase " + phase +
+                       "); a fleet plan starts only with kmsfleetctl upgrade or rollback, "
+                       "whose guards a raw record would skip",
+                   {{"plan", plan->plan_id()}, {"phase", phase}});
+}
+
+}  // namespace
+
+absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view payload) {
+  KMSFLEET_RETURN_IF_ERROR(CheckRawPayload(payload));
   absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
   // Not a fleet plan (the election's own tests replicate plain text).
   if (committed.payload().empty() || !plan.ok() || plan->plan_id().empty()) {

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include "fleet_fixture.h"
+#include "kmsfleet/core/plan_machine.h"
 
 namespace kmsfleet::testing {
 namespace {
@@ -136,6 +137,34 @@ TEST_F(FleetUpgradeTest, MemberCertificateCannotStartAPlan) {
   EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
   EXPECT_THAT(r.stderr_text, HasSubstr("OPERATOR_ONLY"));
   EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+}
+
+// Found in review: an operator's raw plan record whose payload was a fleet
+// plan, Rolling with a node in flight, was adopted and driven by the
+// coordinator, none of the start guards having run.
+TEST_F(FleetUpgradeTest, ARawRecordCannotCarryAFleetPlan) {
+  v1::FleetPlan forged;
+  forged.set_plan_id("plan-forged");
+  forged.set_revision(7);
+  forged.set_kind(v1::PLAN_KIND_UPGRADE);
+  forged.set_phase(v1::PLAN_PHASE_ROLLING);
+  forged.set_target_version("0.2.0");
+  forged.set_in_flight("cp-1");
+  for (const char* name : {"cp-1", "cp-2", "cp-3"}) {
+    v1::PlanNode* node = forged.add_nodes();
+    node->set_node(name);
+    node->set_phase(v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  }
+  const std::string payload = EncodePlan(forged).value();
+  ASSERT_EQ(payload.find('\0'), std::string::npos) << "an argv cannot carry it";
+  SubprocessResult raw = Run(0, {"plan", "commit", "--in-flight", "cp-1", "--payload", payload});
+  EXPECT_EQ(raw.exit_code, 1) << raw.stdout_text << raw.stderr_text;
+  EXPECT_THAT(raw.stderr_text, HasSubstr("RAW_FLEET_PLAN_REFUSED"));
+  EXPECT_THAT(raw.stderr_text, HasSubstr("plan-forged"));
+  // Nothing was committed, so no coordinator ever drives it.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
 }
 
 }  // namespace

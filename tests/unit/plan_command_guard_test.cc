@@ -102,7 +102,7 @@ TEST(PlanCommandGuardTest, ARawRecordNeverReplacesAFleetPlanThatHasNotEnded) {
     plan.set_phase(phase);
     v1::PlanRecord record;
     record.set_payload(*EncodePlan(plan));
-    absl::Status s = CheckRawProposal(record);
+    absl::Status s = CheckRawProposal(record, "");
     EXPECT_EQ(ReasonOf(s), reason::kPlanActive) << PlanPhaseName(phase);
     EXPECT_NE(std::string(s.message()).find("plan-1"), std::string::npos) << s;
   }
@@ -111,12 +111,40 @@ TEST(PlanCommandGuardTest, ARawRecordNeverReplacesAFleetPlanThatHasNotEnded) {
     plan.set_phase(phase);
     v1::PlanRecord record;
     record.set_payload(*EncodePlan(plan));
-    EXPECT_TRUE(CheckRawProposal(record).ok()) << PlanPhaseName(phase);
+    EXPECT_TRUE(CheckRawProposal(record, "").ok()) << PlanPhaseName(phase);
   }
   v1::PlanRecord text;
   text.set_payload("plan-A");  // not a fleet plan: the election's own tests
-  EXPECT_TRUE(CheckRawProposal(text).ok());
-  EXPECT_TRUE(CheckRawProposal(v1::PlanRecord()).ok());
+  EXPECT_TRUE(CheckRawProposal(text, "").ok());
+  EXPECT_TRUE(CheckRawProposal(v1::PlanRecord(), "").ok());
+}
+
+// Found in review: a raw record whose payload was a fleet plan was adopted
+// by the coordinator and driven, none of the start guards having run.
+TEST(PlanCommandGuardTest, ARawRecordIsNeverAFleetPlan) {
+  const v1::PlanRecord none;
+  v1::FleetPlan plan = *DecodePlan(Record().payload());
+  plan.set_phase(v1::PLAN_PHASE_ROLLING);
+  absl::Status s = CheckRawProposal(none, *EncodePlan(plan));
+  EXPECT_EQ(ReasonOf(s), reason::kRawFleetPlanRefused) << s;
+  EXPECT_NE(std::string(s.message()).find("plan-1"), std::string::npos) << s;
+  EXPECT_EQ(MetadataOf(s, "phase"), "Rolling") << s;
+  // Without an id, a phase or nodes alone still make it one.
+  v1::FleetPlan anonymous;
+  anonymous.set_phase(v1::PLAN_PHASE_ROLLING);
+  EXPECT_EQ(ReasonOf(CheckRawProposal(none, *EncodePlan(anonymous))),
+            reason::kRawFleetPlanRefused);
+  v1::FleetPlan nodes_only;
+  nodes_only.add_nodes()->set_node("cp-2");
+  EXPECT_EQ(ReasonOf(CheckRawProposal(none, *EncodePlan(nodes_only))),
+            reason::kRawFleetPlanRefused);
+  // A finished plan's record over a finished plan is refused too: it is
+  // still a plan the coordinator would take as its own.
+  plan.set_phase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(ReasonOf(CheckRawProposal(none, *EncodePlan(plan))), reason::kRawFleetPlanRefused);
+  // Plain text and an empty payload are what the raw record is for.
+  EXPECT_TRUE(CheckRawProposal(none, "plan-A").ok());
+  EXPECT_TRUE(CheckRawProposal(none, "").ok());
 }
 
 }  // namespace

@@ -38,12 +38,18 @@ struct NodeCommand {
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command);
 
-// OK unless `committed` holds a fleet plan that has not finished. A raw
-// record (Fleet.ProposePlan: `kmsfleetctl plan commit`) would replace it,
-// and its in-flight node, halt or break-glass nonce would be forgotten
-// with it. FailedPrecondition PLAN_ACTIVE naming the plan and its phase
-// (metadata plan, phase).
-absl::Status CheckRawProposal(const v1::PlanRecord& committed);
+// Whether a raw record (Fleet.ProposePlan: `kmsfleetctl plan commit`) may
+// be proposed with `payload` over `committed`. Refusals:
+// - FailedPrecondition PLAN_ACTIVE naming the plan and its phase (metadata
+//   plan, phase) when `committed` holds a fleet plan that has not finished:
+//   the raw record would replace it, and its in-flight node, halt or
+//   break-glass nonce would be forgotten with it;
+// - InvalidArgument RAW_FLEET_PLAN_REFUSED (metadata plan, phase) when
+//   `payload` itself decodes as a fleet plan (a plan id, a phase or
+//   nodes): the coordinator would adopt and drive it, and none of the start
+//   guards (versions, compatibility, rotation, signatures) would have run.
+//   Fleet plans start only through Fleet.StartUpgrade.
+absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view payload);
 
 }  // namespace kmsfleet
 

@@ -182,6 +182,9 @@ inline constexpr char kRegistryUnknown[] = "REGISTRY_UNKNOWN";
 inline constexpr char kPlanTooLarge[] = "PLAN_TOO_LARGE";
 inline constexpr char kMalformedPlan[] = "MALFORMED_PLAN";
 inline constexpr char kPlanActive[] = "PLAN_ACTIVE";
+// A raw plan record (`kmsfleetctl plan commit`) whose payload is a fleet
+// plan: plans start only through Fleet.StartUpgrade and its guards.
+inline constexpr char kRawFleetPlanRefused[] = "RAW_FLEET_PLAN_REFUSED";
 inline constexpr char kNoPlan[] = "NO_PLAN";
 inline constexpr char kCommandNotApplicable[] = "COMMAND_NOT_APPLICABLE";
 // A member's swap or rollback that is not the committed plan's step for the
