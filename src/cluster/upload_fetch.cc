@@ -57,8 +57,8 @@ absl::Status WriteAll(int fd, const std::string& data, const std::string& path) 
 
 UploadFetcher::UploadFetcher(const std::map<std::string, std::string>& addresses,
                              std::shared_ptr<grpc::ChannelCredentials> credentials,
-                             std::chrono::seconds timeout)
-    : timeout_(timeout) {
+                             std::chrono::seconds timeout, uint64_t reserve_bytes)
+    : timeout_(timeout), reserve_bytes_(reserve_bytes) {
   for (const auto& [node, address] : addresses) {
     stubs_[node] = v1::Fleet::NewStub(
         grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node)));
@@ -105,6 +105,7 @@ absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind 
     s = name != source.name ? FetchFailed(source, "it answered with the file " + chunk.name())
                             : AcceptUploadChunk(progress, name, UploadKindName(kind),
                                                 chunk.offset(), chunk.data().size());
+    if (s.ok()) s = CheckFreeSpace(DirOf(dest), chunk.data().size(), reserve_bytes_);
     if (s.ok()) s = WriteAll(fd, chunk.data(), dest);
   }
   if (!s.ok()) {

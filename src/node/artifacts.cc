@@ -188,6 +188,7 @@ absl::StatusOr<DownloadedSource> DownloadSource(const ArtifactStoreOptions& opti
   out.path = dir + "/" + name;
   FetchOptions fetch = options.fetch;
   fetch.max_bytes = max_bytes;
+  fetch.free_space_reserve_bytes = options.free_space_reserve_bytes;
   KMSFLEET_RETURN_IF_ERROR(FetchToFile(url, out.path, fetch));
   return out;
 }
@@ -240,8 +241,9 @@ absl::Status CheckSignature(const ArtifactStoreOptions& options,
 // share one. `named` is the source as the request gave it.
 absl::StatusOr<std::string> CopyVerified(const std::string& source, const std::string& named,
                                          const std::string& dest, const std::string& expected,
-                                         size_t max_bytes) {
-  absl::StatusOr<std::string> digest = CopyFileAtomic(source, dest, 0755, expected, max_bytes);
+                                         size_t max_bytes, uint64_t reserve_bytes) {
+  absl::StatusOr<std::string> digest =
+      CopyFileAtomic(source, dest, 0755, expected, max_bytes, reserve_bytes);
   if (digest.ok() || ReasonOf(digest.status()) != reason::kChecksumMismatch ||
       source == named) {
     return digest.ok() ? digest : AsSourceError(digest.status());
@@ -258,7 +260,7 @@ absl::StatusOr<std::string> FetchAndCopy(const std::string& url, const std::stri
                                          const FetchOptions& fetch, const std::string& dest,
                                          const std::string& expected, size_t max_bytes) {
   KMSFLEET_RETURN_IF_ERROR(FetchToFile(url, incoming, fetch));
-  return CopyVerified(incoming, url, dest, expected, max_bytes);
+  return CopyVerified(incoming, url, dest, expected, max_bytes, fetch.free_space_reserve_bytes);
 }
 
 // Copies the source (downloading it first if it is a URL) to `dest`,
@@ -269,7 +271,7 @@ absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
                                           const std::string& dest) {
   if (!IsFetchUrl(request.source)) {
     return CopyVerified(request.source, request.source, dest, expected,
-                        options.max_artifact_bytes);
+                        options.max_artifact_bytes, options.free_space_reserve_bytes);
   }
   // A download lands in a directory of its own (mkdtemp), so concurrent
   // stages never share the file.
@@ -282,6 +284,7 @@ absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
   std::string incoming = incoming_dir + "/download";
   FetchOptions fetch = options.fetch;
   fetch.max_bytes = options.max_artifact_bytes;
+  fetch.free_space_reserve_bytes = options.free_space_reserve_bytes;
   absl::StatusOr<std::string> digest = FetchAndCopy(request.source, incoming, fetch, dest,
                                                     expected, options.max_artifact_bytes);
   unlink(incoming.c_str());

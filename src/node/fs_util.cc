@@ -3,8 +3,10 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -266,12 +268,40 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
   return FsyncDir(DirOf(path));
 }
 
+absl::Status CheckFreeSpace(const std::string& dir, uint64_t bytes, uint64_t reserve_bytes) {
+  struct statvfs fs {};
+  if (::statvfs(dir.c_str(), &fs) != 0) return IoError("measure the free space of", dir, errno);
+  const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
+  if (free_bytes >= reserve_bytes && free_bytes - reserve_bytes >= bytes) {
+    return absl::OkStatus();
+  }
+  auto mib = [](uint64_t b) { return std::to_string((b + (1 << 20) - 1) >> 20) + " MiB"; };
+  const std::string what = bytes == 0 ? "that is" : "writing " + mib(bytes) + " there would leave";
+  return MakeError(absl::StatusCode::kResourceExhausted, reason::kArtifactIo,
+                   dir + " has " + mib(free_bytes) + " free; " + what + " less than the " +
+                       mib(reserve_bytes) +
+                       " kept free for the agent's journals and state (and etcd, if it "
+                       "shares the disk); free space there",
+                   {{"path", dir},
+                    {"free_bytes", std::to_string(free_bytes)},
+                    {"needed_bytes", std::to_string(bytes)},
+                    {"reserve_bytes", std::to_string(reserve_bytes)}});
+}
+
 absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
                                            const std::string& dest,
                                            unsigned mode,
                                            std::string_view expected_sha256,
-                                           size_t max_bytes) {
+                                           size_t max_bytes,
+                                           uint64_t reserve_bytes) {
   KMSFLEET_ASSIGN_OR_RETURN(ScopedFd in, OpenRegularFile(source, Symlinks::kRefuse));
+  if (reserve_bytes > 0) {
+    struct stat st {};
+    if (::fstat(in.get(), &st) != 0) return IoError("stat", source, errno);
+    // A file over max_bytes is refused by the copy itself, naming its size.
+    const uint64_t size = std::min<uint64_t>(static_cast<uint64_t>(st.st_size), max_bytes);
+    KMSFLEET_RETURN_IF_ERROR(CheckFreeSpace(DirOf(dest), size, reserve_bytes));
+  }
   posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   std::string tmp;
   absl::StatusOr<std::string> digest;

@@ -10,12 +10,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <functional>
 #include <optional>
 
 #include "http_step_error.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/http_get.h"
 #include "tls_trust.h"
 
@@ -66,11 +68,15 @@ class Fetch {
     parser_.body_limit(options.max_bytes);
   }
 
-  absl::Status Run(const std::string& dest) {
+  // `created`: whether `dest` was created here (and is the caller's to
+  // remove on an error); false when it could not be, e.g. it existed.
+  absl::Status Run(const std::string& dest, bool& created) {
+    dest_dir_ = DirOf(dest);
     beast::error_code ec;
     parser_.get().body().open(dest.c_str(), beast::file_mode::write_new, ec);
     if (ec) return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                           "cannot create " + dest + ": " + ec.message());
+    created = true;
     deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
     resolver_.async_resolve(
         target_.url.host, std::to_string(target_.url.port),
@@ -122,15 +128,53 @@ class Fetch {
     request_.set(http::field::connection, "close");
     http::async_write(stream_, request_, [this](beast::error_code ec, size_t) {
       if (ec) return Fail(ec, "write");
-      http::async_read(stream_, buffer_, parser_, [this](beast::error_code rec, size_t) {
-        // Servers that close without TLS close_notify after a complete
-        // body are fine; a truncated body is still an error below.
-        if (rec && !(rec == ssl::error::stream_truncated && parser_.is_done())) {
-          return Fail(rec, "read");
+      if (options_.free_space_reserve_bytes > 0) WatchChunks();
+      http::async_read_header(stream_, buffer_, parser_, [this](beast::error_code hec, size_t) {
+        if (hec) return Fail(hec, "read");
+        // A body this disk cannot hold is refused before it is written.
+        if (absl::Status room = RoomFor(parser_.content_length().value_or(0)); !room.ok()) {
+          return Finish(std::move(room));
         }
-        Finish(absl::OkStatus());
+        ReadBody();
       });
     });
+  }
+
+  void ReadBody() {
+    http::async_read(stream_, buffer_, parser_, [this](beast::error_code rec, size_t) {
+      if (!no_room_.ok()) return Finish(no_room_);
+      // Servers that close without TLS close_notify after a complete
+      // body are fine; a truncated body is still an error below.
+      if (rec && !(rec == ssl::error::stream_truncated && parser_.is_done())) {
+        return Fail(rec, "read");
+      }
+      Finish(absl::OkStatus());
+    });
+  }
+
+  // A chunked body declares no length up front: each chunk must fit.
+  void WatchChunks() {
+    on_chunk_ = [this](uint64_t size, beast::string_view, beast::error_code& ec) {
+      no_room_ = RoomFor(size);
+      if (!no_room_.ok()) ec = asio::error::no_buffer_space;
+    };
+    parser_.on_chunk_header(on_chunk_);
+  }
+
+  // OK when `bytes` more of a 200 answer leave the reserve free (only a
+  // release is kept; an error page is not judged by its size).
+  absl::Status RoomFor(uint64_t bytes) const {
+    if (options_.free_space_reserve_bytes == 0 || parser_.get().result_int() != 200) {
+      return absl::OkStatus();
+    }
+    absl::Status room = CheckFreeSpace(dest_dir_, bytes, options_.free_space_reserve_bytes);
+    if (room.ok()) return room;
+    return MakeError(room.code(), reason::kArtifactIo, "GET " + url_ + ": " + std::string(room.message()),
+                     {{"url", url_},
+                      {"path", MetadataOf(room, "path")},
+                      {"free_bytes", MetadataOf(room, "free_bytes")},
+                      {"needed_bytes", MetadataOf(room, "needed_bytes")},
+                      {"reserve_bytes", MetadataOf(room, "reserve_bytes")}});
   }
 
   void Fail(beast::error_code ec, std::string_view step) {
@@ -160,13 +204,17 @@ class Fetch {
   beast::flat_buffer buffer_;
   http::request<http::empty_body> request_;
   http::response_parser<http::file_body> parser_;
+  // The parser keeps a reference to it: it lives as long as the parser.
+  std::function<void(uint64_t, beast::string_view, beast::error_code&)> on_chunk_;
+  absl::Status no_room_;
+  std::string dest_dir_;
   std::chrono::steady_clock::time_point deadline_;
   absl::Status error_;
   bool done_ = false;
 };
 
 absl::Status FetchTls(const Target& target, const std::string& dest,
-                      const FetchOptions& options, std::string_view url) {
+                      const FetchOptions& options, std::string_view url, bool& created) {
   asio::io_context ioc;
   ssl::context ctx(ssl::context::tls_client);
   if (absl::Status s = UseTrustStore(ctx, options.ca_file); !s.ok()) return s;
@@ -176,7 +224,7 @@ absl::Status FetchTls(const Target& target, const std::string& dest,
   stream.set_verify_callback(ssl::host_name_verification(target.url.host));
   Fetch<beast::ssl_stream<beast::tcp_stream>> fetch(ioc, stream, target, options,
                                                     std::string(url));
-  return fetch.Run(dest);
+  return fetch.Run(dest, created);
 }
 
 }  // namespace
@@ -199,15 +247,16 @@ absl::Status FetchToFile(std::string_view url, const std::string& dest,
                          const FetchOptions& options) {
   KMSFLEET_ASSIGN_OR_RETURN(Target target, ParseFetchUrl(url));
   absl::Status s;
+  bool created = false;
   if (target.tls) {
-    s = FetchTls(target, dest, options, url);
+    s = FetchTls(target, dest, options, url, created);
   } else {
     asio::io_context ioc;
     beast::tcp_stream stream(ioc);
     Fetch<beast::tcp_stream> fetch(ioc, stream, target, options, std::string(url));
-    s = fetch.Run(dest);
+    s = fetch.Run(dest, created);
   }
-  if (!s.ok() && ReasonOf(s) != reason::kArtifactIo) unlink(dest.c_str());
+  if (!s.ok() && created) unlink(dest.c_str());
   return s;
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -291,6 +292,28 @@ TEST_F(ArtifactsTest, TamperedStagedBinaryIsDetectedBeforeUse) {
   EXPECT_EQ(ReasonOf(FindStaged(options_, "0.2.0").status()),
             reason::kChecksumMismatch);
   EXPECT_EQ(ReasonOf(FindStaged(options_, "0.3.0").status()), reason::kNotStaged);
+}
+
+// Found in review: Stage copied a release into the state directory with
+// no regard for what was left free there, where the agent's journals (and
+// on many control planes etcd) live.
+TEST_F(ArtifactsTest, AStageThatWouldEatIntoTheFreeSpaceReserveStagesNothing) {
+  options_.allow_unsigned = true;
+  struct statvfs vfs {};
+  ASSERT_EQ(statvfs(options_.state_dir.c_str(), &vfs), 0);
+  options_.free_space_reserve_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize * 2;
+  absl::StatusOr<StagedArtifact> refused = Stage(options_, Request(""));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kArtifactIo);
+  EXPECT_NE(refused.status().message().find(options_.state_dir + "/artifacts/0.2.0 has "),
+            std::string::npos)
+      << refused.status();
+  EXPECT_EQ(ReasonOf(FindStaged(options_, "0.2.0").status()), reason::kNotStaged);
+  for (const auto& e : fs::recursive_directory_iterator(options_.state_dir)) {
+    EXPECT_TRUE(e.is_directory()) << e.path() << " left behind";
+  }
+  options_.free_space_reserve_bytes = kStateFreeSpaceReserveBytes;
+  EXPECT_TRUE(Stage(options_, Request("")).ok());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,6 +14,8 @@
 #include <string>
 #include <thread>
 
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "process_harness.h"
 
 namespace kmsfleet {
@@ -65,6 +68,45 @@ TEST(FsUtilTest, ACreatedDirectoryIsFsyncedInItsParent) {
   size_t open_parent = trace.find("\"" + dir.path() + "\", O_RDONLY", mkdir_at);
   ASSERT_NE(open_parent, std::string::npos) << trace;
   EXPECT_NE(trace.find("fsync(", open_parent), std::string::npos) << trace;
+}
+
+uint64_t FreeBytes(const std::string& dir) {
+  struct statvfs fs {};
+  EXPECT_EQ(statvfs(dir.c_str(), &fs), 0);
+  return uint64_t{fs.f_bavail} * fs.f_frsize;
+}
+
+// Margins of half the free space: other tests write beside this one.
+TEST(FsUtilTest, FreeSpaceIsCheckedAgainstTheWriteAndTheReserve) {
+  const uint64_t free_bytes = FreeBytes("/tmp");
+  ASSERT_GT(free_bytes, 0u);
+  EXPECT_TRUE(CheckFreeSpace("/tmp", free_bytes / 4, free_bytes / 4).ok());
+  absl::Status write = CheckFreeSpace("/tmp", 2 * free_bytes, 0);
+  EXPECT_EQ(write.code(), absl::StatusCode::kResourceExhausted) << write;
+  EXPECT_EQ(ReasonOf(write), reason::kArtifactIo);
+  EXPECT_EQ(MetadataOf(write, "path"), "/tmp");
+  EXPECT_EQ(MetadataOf(write, "needed_bytes"), std::to_string(2 * free_bytes));
+  EXPECT_NE(write.message().find("/tmp has "), std::string::npos) << write;
+  // A write that fits, but would eat into the reserve.
+  absl::Status reserve = CheckFreeSpace("/tmp", free_bytes / 4, free_bytes);
+  EXPECT_EQ(reserve.code(), absl::StatusCode::kResourceExhausted) << reserve;
+  EXPECT_EQ(MetadataOf(reserve, "reserve_bytes"), std::to_string(free_bytes));
+  EXPECT_EQ(ReasonOf(CheckFreeSpace("/nonexistent-kmsfleet-dir", 0, 1)), reason::kArtifactIo);
+}
+
+TEST(FsUtilTest, ACopyThatWouldEatIntoTheReserveWritesNothing) {
+  char tmpl[] = "/tmp/kffs.XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  std::ofstream(dir + "/src") << std::string(4096, 'x');
+  const uint64_t reserve = FreeBytes(dir) * 2;
+  absl::StatusOr<std::string> refused =
+      CopyFileAtomic(dir + "/src", dir + "/dest", 0644, "", SIZE_MAX, reserve);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
+  EXPECT_EQ(MetadataOf(refused.status(), "needed_bytes"), "4096");
+  EXPECT_EQ(std::system(("test \"$(ls " + dir + ")\" = src").c_str()), 0)
+      << "no dest and no temp left";
+  EXPECT_TRUE(CopyFileAtomic(dir + "/src", dir + "/dest", 0644, "", SIZE_MAX, 1).ok());
+  std::system(("rm -rf " + dir).c_str());
 }
 
 }  // namespace

@@ -8,15 +8,18 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <thread>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/artifacts.h"
+#include "http_server.h"
 #include "process_harness.h"
 
 namespace kmsfleet {
@@ -108,6 +111,109 @@ TEST_F(HttpFetchTest, OversizedBodyIsRefused) {
   absl::Status s = FetchToFile(Url("bao-kms-provider_0.2.0_linux_amd64"), dest, options_);
   EXPECT_EQ(ReasonOf(s), reason::kInputTooLarge) << s;
   EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
+TEST_F(HttpFetchTest, ABodyThatWouldEatIntoTheFreeSpaceReserveIsRefused) {
+  std::string dest = dir_ + "/got";
+  options_.free_space_reserve_bytes = uint64_t{1} << 62;
+  absl::Status s = FetchToFile(Url("bao-kms-provider_0.2.0_linux_amd64"), dest, options_);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
+  EXPECT_EQ(MetadataOf(s, "path"), dir_) << s;
+  EXPECT_NE(s.message().find("GET " + Url("bao-kms-provider_0.2.0_linux_amd64")),
+            std::string::npos)
+      << s;
+  EXPECT_FALSE(std::filesystem::exists(dest));
+  options_.free_space_reserve_bytes = 1;
+  EXPECT_TRUE(FetchToFile(Url("bao-kms-provider_0.2.0_linux_amd64"), dest, options_).ok());
+}
+
+// A body of a declared length is judged by it, before any of it lands.
+TEST(HttpFetchReserveTest, ADeclaredLengthIsCheckedAtTheHeader) {
+  fake::HttpServer server;
+  absl::StatusOr<std::string> bound =
+      server.Listen("127.0.0.1:0", [](std::string_view, std::string_view) {
+        fake::HttpReply reply;
+        reply.body = std::string(100000, 'x');
+        return reply;
+      });
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  server.Start();
+  char tmpl[] = "/tmp/kffetch.XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  FetchOptions options;
+  options.free_space_reserve_bytes = uint64_t{1} << 62;
+  absl::Status s = FetchToFile("http://" + *bound + "/release", dir + "/got", options);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(MetadataOf(s, "needed_bytes"), "100000") << s;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/got"));
+  std::filesystem::remove_all(dir);
+}
+
+// A chunked body declares no length: each chunk must fit. The one chunk
+// here declares more than the room left, and is refused at its header.
+TEST(HttpFetchReserveTest, EachChunkOfAChunkedBodyIsChecked) {
+  char tmpl[] = "/tmp/kffetch.XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  struct statvfs vfs {};
+  ASSERT_EQ(statvfs(dir.c_str(), &vfs), 0);
+  const uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  std::thread serve([listener, free_bytes] {
+    int conn = accept(listener, nullptr, nullptr);
+    char request[4096];
+    (void)!read(conn, request, sizeof request);
+    char chunk_size[32];
+    snprintf(chunk_size, sizeof chunk_size, "%llx", static_cast<unsigned long long>(free_bytes));
+    const std::string answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                               std::string(chunk_size) + "\r\n" + std::string(1000, 'x');
+    (void)!write(conn, answer.data(), answer.size());
+    shutdown(conn, SHUT_WR);
+    (void)!read(conn, request, sizeof request);  // until the client closes
+    close(conn);
+  });
+  FetchOptions options;
+  options.max_bytes = SIZE_MAX;
+  options.total_timeout = std::chrono::seconds(10);
+  // The header fits (half the disk is left beyond the reserve); the chunk
+  // of a whole disk's size does not.
+  options.free_space_reserve_bytes = free_bytes / 2;
+  absl::Status s = FetchToFile("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
+                                   "/release",
+                               dir + "/got", options);
+  serve.join();
+  close(listener);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(MetadataOf(s, "needed_bytes"), std::to_string(free_bytes)) << s;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/got"));
+  std::filesystem::remove_all(dir);
+}
+
+// Stage's download and its copy both keep the reserve; nothing is left.
+TEST_F(HttpFetchTest, AStageFromAUrlKeepsTheFreeSpaceReserve) {
+  std::string sum = dir_ + "/checksums.txt";
+  ASSERT_EQ(std::system(("cd " + dir_ + "/www && sha256sum "
+                         "bao-kms-provider_0.2.0_linux_amd64 > " + sum).c_str()), 0);
+  ArtifactStoreOptions store;
+  store.state_dir = dir_ + "/state";
+  store.allow_unsigned = true;
+  store.fetch = options_;
+  store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/"};
+  store.free_space_reserve_bytes = uint64_t{1} << 62;
+  absl::StatusOr<StagedArtifact> a =
+      Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", "", "", ""});
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kResourceExhausted) << a.status();
+  for (const auto& e : std::filesystem::recursive_directory_iterator(store.state_dir)) {
+    EXPECT_TRUE(e.is_directory()) << e.path() << " left behind";
+    EXPECT_NE(e.path().filename().string().rfind(".incoming-", 0), 0u) << e.path();
+  }
 }
 
 TEST_F(HttpFetchTest, StageFromAUrlVerifiesTheChecksum) {

@@ -54,7 +54,8 @@ class HolderService final : public v1::Fleet::Service {
 
 class UploadFetchTest : public ::testing::Test {
  protected:
-  void Serve(absl::Status refusal, std::string bytes = "") {
+  void Serve(absl::Status refusal, std::string bytes = "",
+             uint64_t reserve_bytes = kStateFreeSpaceReserveBytes) {
     service_ = std::make_unique<HolderService>(std::move(refusal), std::move(bytes));
     grpc::ServerBuilder builder;
     int port = 0;
@@ -64,7 +65,7 @@ class UploadFetchTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     fetcher_ = std::make_unique<UploadFetcher>(
         std::map<std::string, std::string>{{"cp-1", "127.0.0.1:" + std::to_string(port)}},
-        grpc::InsecureChannelCredentials(), std::chrono::minutes(5));
+        grpc::InsecureChannelCredentials(), std::chrono::minutes(5), reserve_bytes);
   }
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
@@ -120,6 +121,18 @@ TEST_F(UploadFetchTest, BytesThatDoNotMatchTheSourceNameTheFetchAndTheHolder) {
   EXPECT_THAT(std::string(s.message()), HasSubstr(kSha));
   EXPECT_EQ(MetadataOf(s, "node"), "cp-1");
   EXPECT_EQ(MetadataOf(s, "expected"), kSha);
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
+// Found in review: an agent's fetch of an upload wrote into its state
+// directory with no regard for what was left free there.
+TEST_F(UploadFetchTest, AFetchThatWouldEatIntoTheFreeSpaceReserveIsRefused) {
+  Serve(absl::OkStatus(), "tampered", uint64_t{1} << 62);
+  const std::string dest = dir_.File("fetched");
+  absl::Status s = fetcher_->Fetch(source_, UploadKind::kBinary, dest);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
+  EXPECT_EQ(MetadataOf(s, "needed_bytes"), "8") << s;
   EXPECT_FALSE(std::filesystem::exists(dest));
 }
 

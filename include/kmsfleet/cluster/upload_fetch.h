@@ -13,12 +13,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "kmsfleet/core/artifact_upload.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
 
 namespace kmsfleet {
@@ -27,9 +29,12 @@ class UploadFetcher {
  public:
   // `addresses`: every member's cluster listener; `credentials`: the
   // member certificate (each peer's certificate must name the peer).
+  // `reserve_bytes`: what each chunk written must leave free where `dest`
+  // lies (CheckFreeSpace: ResourceExhausted ARTIFACT_IO).
   UploadFetcher(const std::map<std::string, std::string>& addresses,
                 std::shared_ptr<grpc::ChannelCredentials> credentials,
-                std::chrono::seconds timeout);
+                std::chrono::seconds timeout,
+                uint64_t reserve_bytes = kStateFreeSpaceReserveBytes);
 
   // Fetches `source` (coordinator://<node>/<sha256>/<name>) into `dest`, a
   // new file (mode 0600) that must not exist, bounded by MaxUploadBytes(kind).
@@ -50,6 +55,7 @@ class UploadFetcher {
 
   std::map<std::string, std::unique_ptr<v1::Fleet::Stub>> stubs_;
   std::chrono::seconds timeout_;
+  uint64_t reserve_bytes_;
 };
 
 }  // namespace kmsfleet

@@ -13,11 +13,13 @@
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/http_fetch.h"
 
 namespace kmsfleet {
@@ -36,6 +38,9 @@ struct ArtifactStoreOptions {
   // A URL source must start with one of these (config
   // executor.allowed_url_prefixes); empty = every URL is refused.
   std::vector<std::string> allowed_url_prefixes;
+  // What every download and copy into state_dir must leave free there
+  // (CheckFreeSpace); fetch.free_space_reserve_bytes follows it.
+  uint64_t free_space_reserve_bytes = kStateFreeSpaceReserveBytes;
 };
 
 struct StageRequest {

@@ -79,17 +79,34 @@ absl::StatusOr<std::string> WriteTempFile(const std::string& name_prefix,
 absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
                              unsigned mode);
 
+// The free space a release download or copy into the agent's state
+// directory must leave on its filesystem: the agent's journals, plan and
+// election state live there, and on a control-plane node often etcd's
+// data too, which stops taking writes when its disk fills.
+inline constexpr uint64_t kStateFreeSpaceReserveBytes = uint64_t{256} << 20;
+
+// OK when the filesystem holding the directory `dir` has room for `bytes`
+// more and still `reserve_bytes` free (what an unprivileged writer may use,
+// f_bavail). Otherwise ResourceExhausted ARTIFACT_IO naming `dir`, the free
+// space, what was to be written and the reserve (metadata path,
+// free_bytes, needed_bytes, reserve_bytes); Unavailable ARTIFACT_IO when
+// it cannot be measured.
+absl::Status CheckFreeSpace(const std::string& dir, uint64_t bytes, uint64_t reserve_bytes);
+
 // Copies the regular file `source` (no symlink) to `dest` atomically as
 // above with `mode`, hashing what it copies; returns the hex SHA-256 of the
 // bytes now at `dest`. When `expected_sha256` is not empty and differs, the
 // temp file is removed, `dest` is left untouched, and the error
 // (CHECKSUM_MISMATCH) names `source`, the expected and the actual digest.
 // Files over `max_bytes` are refused; `source` errors as OpenRegularFile.
+// With `reserve_bytes`, a copy that would leave less than that free where
+// `dest` lies is refused before anything is written (CheckFreeSpace).
 absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
                                            const std::string& dest,
                                            unsigned mode,
                                            std::string_view expected_sha256,
-                                           size_t max_bytes);
+                                           size_t max_bytes,
+                                           uint64_t reserve_bytes = 0);
 
 // Lets every user traverse (search, not list) each directory from `root`
 // down to `dir` by adding the group and other execute bits, so that a

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,10 @@ struct FetchOptions {
   std::chrono::milliseconds total_timeout{600000};
   size_t max_bytes = size_t{1} << 30;
   std::string ca_file;  // PEM bundle; "" means the system's trust store
+  // When set, a body that would leave less than this free where `dest`
+  // lies is refused: at the header for a declared Content-Length, at each
+  // chunk for a chunked one (ResourceExhausted ARTIFACT_IO, CheckFreeSpace).
+  uint64_t free_space_reserve_bytes = 0;
 };
 
 // True for "http://..." and "https://..." sources.
@@ -31,12 +36,13 @@ bool IsFetchUrl(std::string_view source);
 std::string UrlFileName(std::string_view url);
 
 // GETs `url` into `dest`, which must not exist (created 0600, O_EXCL). On
-// any error `dest` is removed. Errors name the URL:
+// any error the `dest` it created is removed. Errors name the URL:
 //   InvalidArgument, INVALID_CONFIG: not an http(s) URL;
 //   Unavailable, HTTP_ERROR: resolve/connect/TLS/read failure, or a status
 //     other than 200 (named);
 //   DeadlineExceeded, TIMEOUT; ResourceExhausted, INPUT_TOO_LARGE;
-//   FailedPrecondition, REDIRECT_REFUSED.
+//   FailedPrecondition, REDIRECT_REFUSED; ResourceExhausted, ARTIFACT_IO:
+//     no room for the body (free_space_reserve_bytes).
 absl::Status FetchToFile(std::string_view url, const std::string& dest,
                          const FetchOptions& options);
 
