@@ -96,7 +96,20 @@ v1::PlanView Coordinator::CoordinatorView() {
 
 void Coordinator::WaitForChange(uint64_t version, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  changed_.wait_for(lock, timeout, [&] { return stopping_ || view_version_ != version; });
+  changed_.wait_for(lock, timeout, [&] {
+    return stopping_ || watches_ended_ || view_version_ != version;
+  });
+}
+
+void Coordinator::EndWatches() {
+  std::lock_guard lock(mu_);
+  watches_ended_ = true;
+  changed_.notify_all();
+}
+
+bool Coordinator::WatchesEnded() {
+  std::lock_guard lock(mu_);
+  return watches_ended_ || stopping_;
 }
 
 v1::PlanHistory Coordinator::History() {

@@ -84,7 +84,9 @@ class FleetService final : public v1::Fleet::Service {
     if (absl::Status s = Check(*context, "WatchPlan"); !s.ok()) return ToGrpcStatus(s);
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
     uint64_t version = 0;
-    while (!context->IsCancelled()) {
+    // Ends when the agent stops (the client says its agent went away):
+    // left to run, it would hold the listener's shutdown for its grace.
+    while (!context->IsCancelled() && !coordinator_->WatchesEnded()) {
       if (node_.View().role() != "Leader") {
         // A follower relays the coordinator's view, polled.
         if (!writer->Write(coordinator_->CoordinatorView())) break;

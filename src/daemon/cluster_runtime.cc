@@ -192,6 +192,10 @@ void ClusterRuntime::HandOverAndStop(std::chrono::milliseconds grace) {
   Stop(grace);
 }
 
+void ClusterRuntime::EndWatches() {
+  if (coordinator_) coordinator_->EndWatches();
+}
+
 void ClusterRuntime::Stop(std::chrono::milliseconds grace) {
   if (server_) server_->Shutdown(grace);
   if (coordinator_) coordinator_->Stop();

@@ -71,6 +71,8 @@ class ClusterRuntime {
   grpc::Service* local_fleet_service() { return local_fleet_.get(); }
   int port() const { return server_->port(); }
   void Stop(std::chrono::milliseconds grace);
+  // The first step of a stop: ends every plan watch, on both listeners.
+  void EndWatches();
   // The SIGTERM path (a package upgrade restarts the agent): a coordinator
   // stops dispatching plan actions, hands leadership to an up-to-date voter
   // (waiting at most min(election timeout, 2 s)) and logs the target, the

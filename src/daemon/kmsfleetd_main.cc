@@ -312,6 +312,9 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   executor.RefuseNewCommands();
   apiserver.StopWaiting();
   notifier.Stopping();
+  // A watch never ends by itself: left open, it would take each
+  // listener's whole grace.
+  if (*cluster) (*cluster)->EndWatches();
   server.Shutdown(kShutdownGrace);
   if (*cluster) (*cluster)->HandOverAndStop(kShutdownGrace);
   executor.Stop();

@@ -242,6 +242,29 @@ TEST_F(FleetUpgradeTest, AWatchWhoseAgentShutsDownSaysSoAndThatThePlanGoesOn) {
   }
 }
 
+// Found in review: an open watch held a stopping agent for the whole
+// 5 s shutdown grace of each listener it had (the stream ended only when
+// gRPC cancelled it), and on the coordinator, stopped before its listener,
+// the watch's loop wrote views back to back meanwhile.
+TEST_F(FleetUpgradeTest, AnOpenWatchDoesNotHoldAStoppingCoordinator) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  ASSERT_EQ(Run(coordinator, Upgrade({"--soak", "60s"})).exit_code, 0);
+  std::unique_ptr<ChildProcess> watch = fleet_->StartCtl(coordinator, {"watch"}, "watch");
+  ASSERT_TRUE(WaitUntil([&] { return watch->Output().find("nodes") != std::string::npos; },
+                        std::chrono::seconds(30)))
+      << watch->Output() << ReadFile(fleet_->File("watch.err"));
+  const Stopped stopped = StopAgent(coordinator);
+  ASSERT_TRUE(stopped.exit_code.has_value()) << fleet_->Logs();
+  EXPECT_EQ(*stopped.exit_code, 0);
+  EXPECT_LT(stopped.took, std::chrono::seconds(4))
+      << stopped.took.count() << " ms: the shutdown grace went to the watch\n" << fleet_->Logs();
+  std::optional<int> code = watch->Wait(std::chrono::seconds(30));
+  const std::string err = ReadFile(fleet_->File("watch.err"));
+  ASSERT_TRUE(code.has_value()) << err;
+  EXPECT_EQ(*code, 3) << err;
+  EXPECT_THAT(err, HasSubstr("the plan goes on without this watch"));
+}
+
 size_t Count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;

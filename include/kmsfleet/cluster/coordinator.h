@@ -103,8 +103,13 @@ class Coordinator {
   // as a member), so that any agent shows why the plan waits; this
   // agent's View when it leads, or when the coordinator cannot be asked.
   v1::PlanView CoordinatorView();
-  // Waits until the view's version passes `version`, or `timeout`.
+  // Waits until the view's version passes `version`, or `timeout`, or
+  // watches end.
   void WaitForChange(uint64_t version, std::chrono::milliseconds timeout);
+  // The agent is stopping: every WatchPlan stream ends now, so that none
+  // holds a listener's shutdown for its whole grace. Plans go on.
+  void EndWatches();
+  bool WatchesEnded();
   v1::PlanHistory History();
   // On the coordinator: whether every voter, at its last observation, was
   // reachable and reported the same single key_id hash. nullopt on a
@@ -175,6 +180,7 @@ class Coordinator {
   std::condition_variable wake_;     // commands, results, Stop
   std::condition_variable changed_;  // the view changed
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool watches_ended_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<std::shared_ptr<Pending>> commands_ ABSL_GUARDED_BY(mu_);
   struct TermResult {
     uint64_t term;  // of the machine that issued the action
