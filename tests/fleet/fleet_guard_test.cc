@@ -144,7 +144,9 @@ TEST_F(FleetUpgradeTest, MemberCertificateCannotStartAPlan) {
 // coordinator, none of the start guards having run.
 TEST_F(FleetUpgradeTest, ARawRecordCannotCarryAFleetPlan) {
   v1::FleetPlan forged;
-  forged.set_plan_id("plan-forged");
+  // The id also carries an OSC 52 "set the clipboard" sequence, which the
+  // refusal quotes: kmsfleetctl must show it, not send it to the terminal.
+  forged.set_plan_id("plan-forged\x1b]52;c;aGk=\x07");
   forged.set_revision(7);
   forged.set_kind(v1::PLAN_KIND_UPGRADE);
   forged.set_phase(v1::PLAN_PHASE_ROLLING);
@@ -160,7 +162,8 @@ TEST_F(FleetUpgradeTest, ARawRecordCannotCarryAFleetPlan) {
   SubprocessResult raw = Run(0, {"plan", "commit", "--in-flight", "cp-1", "--payload", payload});
   EXPECT_EQ(raw.exit_code, 1) << raw.stdout_text << raw.stderr_text;
   EXPECT_THAT(raw.stderr_text, HasSubstr("RAW_FLEET_PLAN_REFUSED"));
-  EXPECT_THAT(raw.stderr_text, HasSubstr("plan-forged"));
+  EXPECT_THAT(raw.stderr_text, HasSubstr("plan-forged\\x1b]52;c;aGk=\\x07"));
+  EXPECT_EQ(raw.stderr_text.find('\x1b'), std::string::npos) << raw.stderr_text;
   // Nothing was committed, so no coordinator ever drives it.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
