@@ -127,16 +127,12 @@ absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
   }
   absl::StatusOr<StagedArtifact> kit = FindStaged(options_.artifacts, version);
   if (!kit.ok() && ReasonOf(kit.status()) == reason::kNotStaged) {
-    const std::string running = seams_.probe.Observe().provider_version();
-    if (!running.empty() && running != version) {
-      absl::StatusOr<StagedArtifact> now = FindStaged(options_.artifacts, running);
-      if (now.ok()) {
-        Log(LogLevel::kWarn,
-            "the kit of " + version + " is not staged; doctor runs with the kit of " +
-                running + ", the version running now",
-            {{"node", options_.node}, {"reason", reason::kNotStaged}});
-        kit = now;
-      }
+    if (std::optional<StagedArtifact> now = RunningKit(version)) {
+      Log(LogLevel::kWarn,
+          "the kit of " + version + " is not staged; doctor runs with the kit of " +
+              now->version + ", the version running now",
+          {{"node", options_.node}, {"reason", reason::kNotStaged}});
+      kit = *now;
     }
   }
   KMSFLEET_RETURN_IF_ERROR(kit.status());
@@ -144,6 +140,27 @@ absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
   const bool from_image = !options_.preflight.doctor_command.empty();
   return ReleaseBinaries{kit->binary_path, kit->version, "", kit->binary_path,
                          from_image ? image : ""};
+}
+
+// The staged kit of the version running now, when that is not `version`
+// (a static-pod step's other release); nullopt when there is none.
+std::optional<StagedArtifact> Executor::RunningKit(const std::string& version) {
+  const std::string running = seams_.probe.Observe().provider_version();
+  if (running.empty() || running == version) return std::nullopt;
+  absl::StatusOr<StagedArtifact> now = FindStaged(options_.artifacts, running);
+  if (!now.ok()) return std::nullopt;
+  return *std::move(now);
+}
+
+// The binary of the step's other release, asked for rotation-plan when the
+// first one predates the live Transit check: under systemd the staged (or
+// captured) release beside the installed one; as a static pod the kit of
+// the version running now beside the target's kit. "" when there is none.
+std::string Executor::OtherRotationPlanBinary(const ReleaseBinaries& bin) {
+  if (!options_.static_pod) return bin.doctor != bin.rotation_plan ? bin.doctor : "";
+  std::optional<StagedArtifact> now = RunningKit(bin.doctor_version);
+  if (!now || now->binary_path == bin.rotation_plan) return "";
+  return now->binary_path;
 }
 
 // doctor and rotation-plan read the config, OpenBao and Transit and change
@@ -164,17 +181,20 @@ Executor::ReleaseChecks Executor::DoctorAndRotationPlan(const ReleaseBinaries& b
 // Transit check passed (reference §2.6). The released previews predate
 // that check: they print no transitMetadataStatus and report the local
 // registry only, which cannot show a key version Transit holds beyond it.
-// With such a binary installed, the release's own binary, which only reads
-// as well, is asked instead; the release of an upgrade is the newer one.
+// With such a binary asked first, the step's other release, which only
+// reads as well, is asked instead (OtherRotationPlanBinary): the newer one
+// of an upgrade, or of a rollback the one running now.
 absl::StatusOr<RotationReport> Executor::TrustedRotationPlan(const ReleaseBinaries& bin) {
   auto checked_transit = [](const absl::StatusOr<RotationReport>& r) {
     return !r.ok() || !r->transit_metadata_status.empty();
   };
   absl::StatusOr<RotationReport> report = seams_.cli.RotationPlan(bin.rotation_plan);
   std::string asked = bin.rotation_plan + " rotation-plan prints no";
-  if (!checked_transit(report) && bin.doctor_image.empty() && bin.doctor != bin.rotation_plan) {
-    report = seams_.cli.RotationPlan(bin.doctor);
-    asked = "neither " + bin.rotation_plan + " nor " + bin.doctor + " rotation-plan prints a";
+  if (!checked_transit(report)) {
+    if (const std::string other = OtherRotationPlanBinary(bin); !other.empty()) {
+      report = seams_.cli.RotationPlan(other);
+      asked = "neither " + bin.rotation_plan + " nor " + other + " rotation-plan prints a";
+    }
   }
   if (checked_transit(report)) return report;
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationPlanUntrusted,

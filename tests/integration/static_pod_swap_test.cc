@@ -15,6 +15,7 @@ namespace kmsfleet::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kOld[] = "0.1.0";
 constexpr char kNew[] = "0.2.0";
@@ -275,6 +276,34 @@ TEST_F(StaticPodSwapTest, AFencedSwapOnANodeWithoutAnElectionIsRefused) {
   EXPECT_THAT(swap.stderr_text, HasSubstr("NO_ELECTION"));
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
   ExpectOldServing();
+}
+
+// Found in review: a static-pod step asked only the target's kit for
+// rotation-plan. The released previews print no transitMetadataStatus
+// (reference §2.6), so a rollback to a preview whose kit was staged here
+// was refused ROTATION_PLAN_UNTRUSTED, though the kit of the release
+// running now checks Transit. It is asked instead, as under systemd.
+TEST(StaticPodPreviewTest, ARollbackToAReleasedPreviewIsCheckedByTheRunningReleasesKit) {
+  constexpr char kPreview[] = "0.1.0-preview.3";
+  StaticPodNode node(kPreview);
+  for (const char* version : {kPreview, kNew}) {
+    absl::StatusOr<SubprocessResult> staged = node.Stage(version, node.MakeRelease(version));
+    ASSERT_TRUE(staged.ok()) << staged.status();
+    ASSERT_EQ(staged->exit_code, 0) << staged->stderr_text;
+  }
+  absl::StatusOr<SubprocessResult> up =
+      node.Node({"swap", "--version", kNew, "--operation-id", "op-up"});
+  ASSERT_TRUE(up.ok()) << up.status();
+  ASSERT_EQ(up->exit_code, 0) << up->stderr_text << up->stdout_text << node.Logs();
+  ASSERT_EQ(node.ServingVersion(), kNew);
+  absl::StatusOr<SubprocessResult> back =
+      node.Node({"rollback", "--of", "op-up", "--operation-id", "op-back"});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->exit_code, 0) << back->stderr_text << back->stdout_text << node.Logs();
+  EXPECT_THAT(back->stderr_text + back->stdout_text, Not(HasSubstr("ROTATION_PLAN_UNTRUSTED")));
+  EXPECT_TRUE(WaitUntil([&] { return node.ServingVersion() == kPreview; },
+                        std::chrono::seconds(10)))
+      << node.Logs();
 }
 
 // SIGKILL right after the manifest's rename, and at the phase boundaries

@@ -338,6 +338,8 @@ class Executor {
     absl::StatusOr<RotationReport> rotation_plan;
   };
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
+  std::optional<StagedArtifact> RunningKit(const std::string& version);
+  std::string OtherRotationPlanBinary(const ReleaseBinaries& bin);
   absl::StatusOr<RotationReport> TrustedRotationPlan(const ReleaseBinaries& bin);
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
