@@ -160,9 +160,11 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
     std::optional<v1::FleetPlan> committed;
     if (!leader.committed().payload().empty()) {
       absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
-      if (plan.ok()) committed = *plan;
-      else Log(LogLevel::kError, "committed plan unreadable",
-                  {{"node", options_.self}, {"error", plan.status().ToString()}});
+      if (!plan.ok()) {
+        Log(LogLevel::kError, "committed plan unreadable",
+            {{"node", options_.self}, {"error", plan.status().ToString()}});
+      }
+      committed = FleetPlanIn(leader.committed().payload());
     }
     machine_ = std::make_unique<PlanMachine>(
         PlanMachineConfig{options_.self, options_.voters}, committed);
@@ -271,11 +273,10 @@ std::optional<PlanReady> Coordinator::StepOnLastRound(PlanInput& in) {
 void Coordinator::AdoptCommitted(const v1::PlanRecord& committed) {
   // A change whose commit this loop gave up waiting for may have committed
   // after all: decide from what is committed, not from what was abandoned.
-  if (committed.payload().empty()) return;
-  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
   const std::optional<v1::FleetPlan>& mine = machine_->committed();
   // Revisions increase across plans.
-  if (plan.ok() && (!mine || plan->revision() > mine->revision())) {
+  if (plan && (!mine || plan->revision() > mine->revision())) {
     machine_->Committed(*plan);
   }
 }

@@ -37,9 +37,8 @@ void Coordinator::RecordHistory(const v1::PlanRecord& committed) {
   if (committed.term() == history_term_ && committed.index() == history_index_) return;
   history_term_ = committed.term();
   history_index_ = committed.index();
-  if (committed.payload().empty()) return;
-  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
-  if (!plan.ok() || !IsFinished(plan->phase())) return;
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan || !IsFinished(plan->phase())) return;
   std::string content;
   {
     std::lock_guard lock(mu_);
@@ -58,11 +57,8 @@ void Coordinator::RecordHistory(const v1::PlanRecord& committed) {
 void Coordinator::Publish(const v1::LeaderView& leader, const absl::Status& blocked) {
   v1::PlanView view;
   view.set_coordinator(leader.leader());
-  if (!leader.committed().payload().empty()) {
-    absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
-    if (plan.ok()) {
-      *view.mutable_plan() = *std::move(plan);
-    }
+  if (std::optional<v1::FleetPlan> plan = FleetPlanIn(leader.committed().payload())) {
+    *view.mutable_plan() = *std::move(plan);
   }
   if (!blocked.ok()) {
     view.set_blocked_reason(ReasonOf(blocked));

@@ -1,6 +1,9 @@
 #include "kmsfleet/core/plan_command_guard.h"
 
+#include <vector>
+
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/message.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -89,10 +92,11 @@ absl::Status CheckRawPayload(std::string_view payload) {
   absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
   // Plain text, such as the election's own tests replicate.
   if (!plan.ok()) return absl::OkStatus();
-  if (plan->plan_id().empty() && plan->phase() == v1::PLAN_PHASE_UNSPECIFIED &&
-      plan->nodes().empty()) {
-    return absl::OkStatus();
-  }
+  // Any field of a plan set (a revision alone could outrun the plans to
+  // come); text that decodes only as unknown fields is no plan.
+  std::vector<const google::protobuf::FieldDescriptor*> fields;
+  plan->GetReflection()->ListFields(*plan, &fields);
+  if (fields.empty()) return absl::OkStatus();
   const std::string phase(PlanPhaseName(plan->phase()));
   return MakeError(absl::StatusCode::kInvalidArgument, reason::kRawFleetPlanRefused,
                    "the raw plan record's payload is a fleet plan (id \"" + plan->plan_id() +

@@ -114,6 +114,13 @@ absl::StatusOr<v1::FleetPlan> DecodePlan(std::string_view payload) {
   return plan;
 }
 
+std::optional<v1::FleetPlan> FleetPlanIn(std::string_view payload) {
+  if (payload.empty()) return std::nullopt;
+  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
+  if (!plan.ok() || plan->plan_id().empty()) return std::nullopt;
+  return *std::move(plan);
+}
+
 PlanMachine::PlanMachine(PlanMachineConfig config,
                          std::optional<v1::FleetPlan> committed)
     : config_(std::move(config)), committed_(std::move(committed)) {}

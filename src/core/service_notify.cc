@@ -23,8 +23,9 @@ std::string RoleText(const v1::LeaderView& view) {
 
 std::string PlanText(const v1::PlanRecord& committed) {
   if (committed.payload().empty()) return "no plan";
-  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
-  if (!plan.ok()) return "committed plan unreadable";
+  if (!DecodePlan(committed.payload()).ok()) return "committed plan unreadable";
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan) return "no plan";
   int done = 0;
   for (const v1::PlanNode& n : plan->nodes()) {
     done += n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;

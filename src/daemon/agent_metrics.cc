@@ -31,9 +31,8 @@ void AddInfo(std::vector<MetricFamily>& out, std::string name, std::string help,
 // the fleet's progress, and the series survive a change of coordinator.
 void AddPlan(std::vector<MetricFamily>& out, const std::string& node,
              const v1::PlanRecord& committed) {
-  if (committed.payload().empty()) return;
-  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
-  if (!plan.ok()) return;
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan) return;
   out.push_back(Gauge("kmsfleet_plan_phase",
                       "1 for the phase of the newest committed fleet plan, as a label", 1,
                       {{"node", node}, {"phase", std::string(PlanPhaseName(plan->phase()))}}));

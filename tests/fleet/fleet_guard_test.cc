@@ -9,6 +9,7 @@ namespace kmsfleet::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr char kOneWayPolicy[] =
     "apiVersion: kmsfleet.io/v1\nkind: CompatibilityPolicy\nreleases:\n"
@@ -167,6 +168,15 @@ TEST_F(FleetUpgradeTest, ARawRecordCannotCarryAFleetPlan) {
   // Nothing was committed, so no coordinator ever drives it.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  // Text that decodes as a FleetPlan of unknown fields only is no plan:
+  // committed, it neither shows as one nor blocks an upgrade (before, every
+  // upgrade was refused PLAN_ACTIVE, "Plan  is Unspecified").
+  SubprocessResult text = Run(0, {"plan", "commit", "--in-flight", "", "--payload", "H1"});
+  ASSERT_EQ(text.exit_code, 0) << text.stdout_text << text.stderr_text;
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  SubprocessResult dry = Run(0, Upgrade({"--dry-run"}));
+  EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
+  EXPECT_THAT(dry.stdout_text + dry.stderr_text, Not(HasSubstr("PLAN_ACTIVE")));
   EXPECT_TRUE(fleet_->DownIntervals().empty());
 }
 

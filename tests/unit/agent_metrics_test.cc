@@ -46,6 +46,7 @@ TEST(AgentMetricsTest, TheCommittedPlanShowsItsPhaseAndProgress) {
   auto by = ByName(AgentMetricFamilies(Ready("0.2.0", "h"), view));
   EXPECT_FALSE(by.count("kmsfleet_plan_phase")) << "no plan, no plan series";
   v1::FleetPlan plan;
+  plan.set_plan_id("plan-1");  // a payload without one is no plan (FleetPlanIn)
   plan.set_phase(v1::PLAN_PHASE_BREAK_GLASS);
   for (auto phase : {v1::PLAN_NODE_PHASE_DONE, v1::PLAN_NODE_PHASE_FAILED,
                      v1::PLAN_NODE_PHASE_PREFLIGHTED}) {

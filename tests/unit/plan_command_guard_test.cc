@@ -138,13 +138,36 @@ TEST(PlanCommandGuardTest, ARawRecordIsNeverAFleetPlan) {
   nodes_only.add_nodes()->set_node("cp-2");
   EXPECT_EQ(ReasonOf(CheckRawProposal(none, *EncodePlan(nodes_only))),
             reason::kRawFleetPlanRefused);
-  // A finished plan's record over a finished plan is refused too: it is
-  // still a plan the coordinator would take as its own.
+  // A finished plan is refused too: it is still a plan the coordinator
+  // would take as its own.
   plan.set_phase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_EQ(ReasonOf(CheckRawProposal(none, *EncodePlan(plan))), reason::kRawFleetPlanRefused);
+  // Found in review: a revision alone (here the largest) decoded with no
+  // id, phase or nodes, and would have outrun every plan to come.
+  v1::FleetPlan revision_only;
+  revision_only.set_revision(UINT64_MAX);
+  EXPECT_EQ(ReasonOf(CheckRawProposal(none, *EncodePlan(revision_only))),
+            reason::kRawFleetPlanRefused);
   // Plain text and an empty payload are what the raw record is for.
   EXPECT_TRUE(CheckRawProposal(none, "plan-A").ok());
   EXPECT_TRUE(CheckRawProposal(none, "").ok());
+}
+
+// Found in review: agents took any payload that decoded for a fleet plan.
+// Text that decodes as unknown fields only ("H1") read as a plan with no
+// finished phase, and every `upgrade` was then refused PLAN_ACTIVE.
+TEST(PlanCommandGuardTest, OnlyAPayloadWithAPlanIdIsAFleetPlan) {
+  ASSERT_TRUE(DecodePlan("H1").ok());
+  EXPECT_FALSE(FleetPlanIn("H1").has_value());
+  EXPECT_TRUE(CheckRawProposal(v1::PlanRecord(), "H1").ok());  // no plan: allowed
+  v1::FleetPlan revision_only;
+  revision_only.set_revision(7);
+  EXPECT_FALSE(FleetPlanIn(*EncodePlan(revision_only)).has_value());
+  EXPECT_FALSE(FleetPlanIn("plan-A").has_value());
+  EXPECT_FALSE(FleetPlanIn("").has_value());
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(Record().payload());
+  ASSERT_TRUE(plan.has_value());
+  EXPECT_EQ(plan->plan_id(), "plan-1");
 }
 
 }  // namespace

@@ -45,10 +45,11 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
 //   the raw record would replace it, and its in-flight node, halt or
 //   break-glass nonce would be forgotten with it;
 // - InvalidArgument RAW_FLEET_PLAN_REFUSED (metadata plan, phase) when
-//   `payload` itself decodes as a fleet plan (a plan id, a phase or
-//   nodes): the coordinator would adopt and drive it, and none of the start
-//   guards (versions, compatibility, rotation, signatures) would have run.
-//   Fleet plans start only through Fleet.StartUpgrade.
+//   `payload` itself decodes as a FleetPlan with any of its fields set: with
+//   an id the coordinator would adopt and drive it, none of the start
+//   guards (versions, compatibility, rotation, signatures) having run.
+//   Fleet plans start only through Fleet.StartUpgrade. (The coordinator
+//   takes no payload without an id for a plan: FleetPlanIn.)
 absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view payload);
 
 }  // namespace kmsfleet

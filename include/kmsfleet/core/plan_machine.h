@@ -101,6 +101,11 @@ absl::Status CheckPlanSettings(const v1::PlanSettings& settings);
 absl::StatusOr<std::string> EncodePlan(const v1::FleetPlan& plan);
 // Errors: InvalidArgument PLAN_TOO_LARGE or MALFORMED_PLAN.
 absl::StatusOr<v1::FleetPlan> DecodePlan(std::string_view payload);
+// The fleet plan a committed payload holds: one that decodes and has a
+// plan id. A raw record (`kmsfleetctl plan commit`) carries text, some of
+// which decodes as a FleetPlan with no id; that is no plan to adopt,
+// drive, show or count (nullopt).
+std::optional<v1::FleetPlan> FleetPlanIn(std::string_view payload);
 
 struct PlanMachineConfig {
   std::string self;                 // the coordinator's node
