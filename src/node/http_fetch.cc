@@ -10,6 +10,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <algorithm>
 #include <functional>
 #include <optional>
 
@@ -31,6 +32,10 @@ namespace ssl = asio::ssl;
 using tcp = asio::ip::tcp;
 
 constexpr size_t kMaxHeaderBytes = 16 << 10;
+// What one read of a body may add to the file: Beast reads at most 64 KiB
+// into its buffer at a time, and the buffer holds at most one read's worth
+// beyond what the parser took.
+constexpr uint64_t kReadSlice = uint64_t{128} << 10;
 
 struct Target {
   bool tls = false;
@@ -131,9 +136,18 @@ class Fetch {
       if (options_.free_space_reserve_bytes > 0) WatchChunks();
       http::async_read_header(stream_, buffer_, parser_, [this](beast::error_code hec, size_t) {
         if (hec) return Fail(hec, "read");
-        // A body this disk cannot hold is refused before it is written.
-        if (absl::Status room = RoomFor(parser_.content_length().value_or(0)); !room.ok()) {
-          return Finish(std::move(room));
+        // Not a release: Run names the status; its body is not kept.
+        if (parser_.get().result_int() != 200) return Finish(absl::OkStatus());
+        // A body this disk cannot hold is refused before it is written
+        // (one over max_bytes is the body limit's, INPUT_TOO_LARGE).
+        const uint64_t declared = std::min<uint64_t>(parser_.content_length().value_or(0),
+                                                     options_.max_bytes);
+        if (absl::Status room = RoomFor(declared); !room.ok()) return Finish(std::move(room));
+        // A body that ends when the server closes declares no length:
+        // room is checked before each read instead.
+        if (options_.free_space_reserve_bytes > 0 && !parser_.content_length() &&
+            !parser_.chunked()) {
+          return ReadSlices();
         }
         ReadBody();
       });
@@ -149,6 +163,19 @@ class Fetch {
         return Fail(rec, "read");
       }
       Finish(absl::OkStatus());
+    });
+  }
+
+  // Reads a body of no declared length read by read, each of which the
+  // parser writes out (at most kReadSlice bytes), after checking its room.
+  void ReadSlices() {
+    if (parser_.is_done()) return Finish(absl::OkStatus());
+    if (absl::Status room = RoomFor(kReadSlice); !room.ok()) return Finish(std::move(room));
+    http::async_read_some(stream_, buffer_, parser_, [this](beast::error_code rec, size_t) {
+      if (rec && !(rec == ssl::error::stream_truncated && parser_.is_done())) {
+        return Fail(rec, "read");
+      }
+      ReadSlices();
     });
   }
 

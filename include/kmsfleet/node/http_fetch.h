@@ -25,7 +25,8 @@ struct FetchOptions {
   std::string ca_file;  // PEM bundle; "" means the system's trust store
   // When set, a body that would leave less than this free where `dest`
   // lies is refused: at the header for a declared Content-Length, at each
-  // chunk for a chunked one (ResourceExhausted ARTIFACT_IO, CheckFreeSpace).
+  // chunk for a chunked one, before each read for one that ends when the
+  // server closes (ResourceExhausted ARTIFACT_IO, CheckFreeSpace).
   uint64_t free_space_reserve_bytes = 0;
 };
 
