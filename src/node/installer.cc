@@ -12,8 +12,8 @@ namespace {
 
 class BinaryInstaller final : public Installer {
  public:
-  BinaryInstaller(std::string install_path, uint64_t reserve_bytes)
-      : install_path_(std::move(install_path)), reserve_bytes_(reserve_bytes) {}
+  explicit BinaryInstaller(std::string install_path)
+      : install_path_(std::move(install_path)) {}
 
   // kmsfleet::Installer
   absl::StatusOr<std::string> Observe() override { return Sha256File(install_path_); }
@@ -28,8 +28,7 @@ class BinaryInstaller final : public Installer {
     // 0755: `executor.run_as` runs `version` on the capture, and a
     // rollback's doctor runs it too.
     KMSFLEET_ASSIGN_OR_RETURN(
-        out.sha256,
-        CopyFileAtomic(install_path_, out.path, 0755, "", SIZE_MAX, reserve_bytes_));
+        out.sha256, CopyFileAtomic(install_path_, out.path, 0755, "", SIZE_MAX));
     return out;
   }
 
@@ -45,14 +44,12 @@ class BinaryInstaller final : public Installer {
 
  private:
   std::string install_path_;
-  uint64_t reserve_bytes_;
 };
 
 }  // namespace
 
-std::unique_ptr<Installer> NewBinaryInstaller(std::string install_path,
-                                              uint64_t reserve_bytes) {
-  return std::make_unique<BinaryInstaller>(std::move(install_path), reserve_bytes);
+std::unique_ptr<Installer> NewBinaryInstaller(std::string install_path) {
+  return std::make_unique<BinaryInstaller>(std::move(install_path));
 }
 
 }  // namespace kmsfleet

@@ -2,6 +2,8 @@
 // executor's worker thread: the machine (src/core/swap_machine.cc) says
 // what to journal and what to do next; each action here observes or
 // changes the node through a seam and reports how it went.
+#include <sys/stat.h>
+
 #include <future>
 #include <optional>
 
@@ -194,6 +196,17 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   return absl::OkStatus();
 }
 
+// Room in `evidence_dir` for the copy of the installed binary (a static
+// pod's manifest is small) beyond the reserve (CheckFreeSpace).
+absl::Status Executor::CheckRoomForCapture(const std::string& evidence_dir) {
+  uint64_t size = 0;
+  struct stat st {};
+  if (!options_.static_pod && ::stat(options_.install_path.c_str(), &st) == 0) {
+    size = static_cast<uint64_t>(st.st_size);
+  }
+  return CheckFreeSpace(evidence_dir, size, options_.artifacts.free_space_reserve_bytes);
+}
+
 // The installed release (copied, for rollback) and the registry pair,
 // read together.
 absl::Status Executor::CaptureEvidence(SwapJournal& j) {
@@ -207,6 +220,9 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(j.evidence_dir));
+  // A swap's copy of the installed binary keeps the state directory's
+  // free-space reserve; a rollback, the way back, is not refused for it.
+  if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckRoomForCapture(j.evidence_dir));
   KMSFLEET_ASSIGN_OR_RETURN(CapturedRelease previous,
                             seams_.installer.Capture(j.evidence_dir));
   j.previous_binary = previous.path;

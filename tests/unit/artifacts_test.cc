@@ -16,7 +16,6 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
-#include "kmsfleet/node/installer.h"
 
 namespace kmsfleet {
 namespace {
@@ -315,25 +314,6 @@ TEST_F(ArtifactsTest, AStageThatWouldEatIntoTheFreeSpaceReserveStagesNothing) {
   }
   options_.free_space_reserve_bytes = kStateFreeSpaceReserveBytes;
   EXPECT_TRUE(Stage(options_, Request("")).ok());
-}
-
-// Found in review: every swap copies the installed binary into its
-// operation's evidence in the state directory, with no regard for what was
-// left free there. The copy comes before the provider's stop, so refusing
-// it changes nothing.
-TEST_F(ArtifactsTest, TheSwapsCopyOfTheInstalledBinaryKeepsTheFreeSpaceReserve) {
-  fs::create_directory(In("evidence"));
-  struct statvfs vfs {};
-  ASSERT_EQ(statvfs(dir_.c_str(), &vfs), 0);
-  std::unique_ptr<Installer> tight =
-      NewBinaryInstaller(In(kName), uint64_t{vfs.f_bavail} * vfs.f_frsize * 2);
-  absl::StatusOr<CapturedRelease> refused = tight->Capture(In("evidence"));
-  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted) << refused.status();
-  EXPECT_EQ(ReasonOf(refused.status()), reason::kArtifactIo);
-  EXPECT_TRUE(fs::is_empty(In("evidence")));
-  absl::StatusOr<CapturedRelease> captured = NewBinaryInstaller(In(kName))->Capture(In("evidence"));
-  ASSERT_TRUE(captured.ok()) << captured.status();
-  EXPECT_EQ(Read(captured->path), "release bytes v0.2.0\n");
 }
 
 }  // namespace

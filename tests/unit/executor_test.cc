@@ -661,6 +661,27 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   ExpectOldServing();
 }
 
+// Found in review: every swap copies the installed binary into its
+// evidence in the state directory, with no regard for what was left free
+// there. A swap's copy keeps the reserve and is refused before the stop;
+// a rollback, the way back, is not refused for it.
+TEST_F(ExecutorTest, ASwapsCaptureKeepsTheFreeSpaceReserveAndARollbacksDoesNot) {
+  options_.artifacts.free_space_reserve_bytes = uint64_t{1} << 62;
+  SwapJournal refused = ExpectRefusedAtPreflight(reason::kArtifactIo);
+  EXPECT_THAT(refused.failure_message, HasSubstr("kept free"));
+  ExpectOldServing();
+  options_.artifacts.free_space_reserve_bytes = kStateFreeSpaceReserveBytes;
+  executor_.reset();
+  SwapJournal up = SwapTo(kNew, 0, "op-up");
+  ASSERT_EQ(up.phase, SwapPhase::kStable) << up.failure_message;
+  options_.artifacts.free_space_reserve_bytes = uint64_t{1} << 62;
+  executor_.reset();
+  ASSERT_TRUE(executor().Rollback({"op-up", {"", 0, "op-back", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-back");
+  EXPECT_EQ(back.phase, SwapPhase::kStable) << back.failure_message;
+  ExpectOldServing();
+}
+
 // Found in review: a swap installed whatever was staged when it started.
 TEST_F(ExecutorTest, ASwapExpectingOtherStagedBytesIsRefusedBeforeAnythingIsRecorded) {
   const std::string other(64, 'e');

@@ -8,13 +8,11 @@
 
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
-#include <cstdint>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 
@@ -45,12 +43,8 @@ class Installer {
   virtual absl::Status CheckCanInstall() { return absl::OkStatus(); }
 };
 
-// The binary at `install_path`, replaced by copy + fsync + rename. Its
-// Capture (a copy into the operation's evidence, in the agent's state
-// directory) is refused, before anything is stopped, when it would leave
-// less than `reserve_bytes` free there (ARTIFACT_IO, RESOURCE_EXHAUSTED).
-std::unique_ptr<Installer> NewBinaryInstaller(
-    std::string install_path, uint64_t reserve_bytes = kStateFreeSpaceReserveBytes);
+// The binary at `install_path`, replaced by copy + fsync + rename.
+std::unique_ptr<Installer> NewBinaryInstaller(std::string install_path);
 
 }  // namespace kmsfleet
 
