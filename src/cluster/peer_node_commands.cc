@@ -164,6 +164,9 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(
     absl::Status asked = AskRelease(holder, *fence);
     lock.lock();
     if (!asked.ok()) return asked;
+    // Without the lock the record may have moved on (a plan started):
+    // what was allowed then is asked again of what is committed now.
+    if (allowed) KMSFLEET_RETURN_IF_ERROR(allowed(machine_->committed()));
     ready = machine_->Propose(in_flight, payload);
   }
   if (!ready.ok()) return ready.status();
