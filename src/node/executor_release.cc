@@ -160,6 +160,9 @@ std::string Executor::OtherRotationPlanBinary(const ReleaseBinaries& bin) {
   if (!options_.static_pod) return bin.doctor != bin.rotation_plan ? bin.doctor : "";
   std::optional<StagedArtifact> now = RunningKit(bin.doctor_version);
   if (!now || now->binary_path == bin.rotation_plan) return "";
+  // executor.run_as runs it: its directory must be traversable, as the
+  // target kit's is (BinariesFor).
+  if (!ShareWithRunAs(ArtifactDir(options_.state_dir, now->version)).ok()) return "";
   return now->binary_path;
 }
 
