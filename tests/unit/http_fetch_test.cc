@@ -134,27 +134,39 @@ TEST_F(HttpFetchTest, ABodyThatWouldEatIntoTheFreeSpaceReserveIsRefused) {
 
 // Found in review: a body that ends when the server closes (no length, not
 // chunked: what `openssl s_server -WWW` sends) was written whole with no
-// check. On a 1 MiB tmpfs of this thread's own mount namespace, so that
-// nothing else moves its free space: 512 KiB kept free, 900 KiB sent.
+// check. On a 1 MiB tmpfs, so that nothing else moves its free space:
+// 512 KiB kept free, 900 KiB sent. The tmpfs lives in the mount namespace
+// of a thread of its own, which ends with the test.
 TEST_F(HttpFetchTest, ABodyOfNoDeclaredLengthIsCheckedAsItArrives) {
   std::ofstream(dir_ + "/www/big") << std::string(900 << 10, 'x');
+  std::ofstream(dir_ + "/www/medium") << std::string(600 << 10, 'x');
   const std::string small = dir_ + "/small";
   std::filesystem::create_directory(small);
-  if (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-      mount("tmpfs", small.c_str(), "tmpfs", 0, "size=1m") != 0) {
-    GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
-  }
-  options_.free_space_reserve_bytes = 512 << 10;
-  absl::Status s = FetchToFile(Url("big"), small + "/got", options_);
-  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
-  EXPECT_EQ(MetadataOf(s, "path"), small) << s;
-  EXPECT_FALSE(std::filesystem::exists(small + "/got"));
-  // Room for it all: it arrives whole.
-  options_.free_space_reserve_bytes = 64 << 10;
-  std::ofstream(dir_ + "/www/medium") << std::string(600 << 10, 'x');
-  absl::Status fits = FetchToFile(Url("medium"), small + "/got", options_);
+  std::string cannot_mount;
+  absl::Status refused, fits;
+  bool left_behind = true;
+  std::thread in_namespace([&] {
+    if (unshare(CLONE_NEWNS) != 0 ||
+        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        mount("tmpfs", small.c_str(), "tmpfs", 0, "size=1m") != 0) {
+      cannot_mount = std::strerror(errno);
+      return;
+    }
+    FetchOptions options = options_;
+    options.free_space_reserve_bytes = 512 << 10;
+    refused = FetchToFile(Url("big"), small + "/got", options);
+    left_behind = std::filesystem::exists(small + "/got");
+    // Room for it all: it arrives whole.
+    options.free_space_reserve_bytes = 64 << 10;
+    fits = FetchToFile(Url("medium"), small + "/got", options);
+    umount2(small.c_str(), MNT_DETACH);
+  });
+  in_namespace.join();
+  if (!cannot_mount.empty()) GTEST_SKIP() << "cannot mount a tmpfs here: " << cannot_mount;
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_EQ(MetadataOf(refused, "path"), small) << refused;
+  EXPECT_FALSE(left_behind);
   EXPECT_TRUE(fits.ok()) << fits;
-  umount2(small.c_str(), MNT_DETACH);
 }
 
 // A body of a declared length is judged by it, before any of it lands.
