@@ -73,6 +73,22 @@ class HttpFetchTest : public ::testing::Test {
     close(fd);
     return ok;
   }
+  // checksums.txt of the served release, beside the www directory.
+  std::string WriteChecksums() const {
+    const std::string sum = dir_ + "/checksums.txt";
+    EXPECT_EQ(std::system(("cd " + dir_ + "/www && sha256sum "
+                           "bao-kms-provider_0.2.0_linux_amd64 > " + sum).c_str()), 0);
+    return sum;
+  }
+  // A store that stages unsigned releases from this server.
+  ArtifactStoreOptions UnsignedStore() const {
+    ArtifactStoreOptions store;
+    store.state_dir = dir_ + "/state";
+    store.allow_unsigned = true;
+    store.fetch = options_;
+    store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/"};
+    return store;
+  }
   std::string Url(const std::string& name) const {
     return "https://localhost:" + std::to_string(port_) + "/" + name;
   }
@@ -239,14 +255,8 @@ TEST(HttpFetchReserveTest, EachChunkOfAChunkedBodyIsChecked) {
 
 // Stage's download and its copy both keep the reserve; nothing is left.
 TEST_F(HttpFetchTest, AStageFromAUrlKeepsTheFreeSpaceReserve) {
-  std::string sum = dir_ + "/checksums.txt";
-  ASSERT_EQ(std::system(("cd " + dir_ + "/www && sha256sum "
-                         "bao-kms-provider_0.2.0_linux_amd64 > " + sum).c_str()), 0);
-  ArtifactStoreOptions store;
-  store.state_dir = dir_ + "/state";
-  store.allow_unsigned = true;
-  store.fetch = options_;
-  store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/"};
+  const std::string sum = WriteChecksums();
+  ArtifactStoreOptions store = UnsignedStore();
   store.free_space_reserve_bytes = uint64_t{1} << 62;
   absl::StatusOr<StagedArtifact> a =
       Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", "", "", ""});
@@ -258,14 +268,8 @@ TEST_F(HttpFetchTest, AStageFromAUrlKeepsTheFreeSpaceReserve) {
 }
 
 TEST_F(HttpFetchTest, StageFromAUrlVerifiesTheChecksum) {
-  std::string sum = dir_ + "/checksums.txt";
-  ASSERT_EQ(std::system(("cd " + dir_ + "/www && sha256sum "
-                         "bao-kms-provider_0.2.0_linux_amd64 > " + sum).c_str()), 0);
-  ArtifactStoreOptions store;
-  store.state_dir = dir_ + "/state";
-  store.allow_unsigned = true;
-  store.fetch = options_;
-  store.allowed_url_prefixes = {"https://localhost:" + std::to_string(port_) + "/"};
+  const std::string sum = WriteChecksums();
+  ArtifactStoreOptions store = UnsignedStore();
   absl::StatusOr<StagedArtifact> a =
       Stage(store, {"0.2.0", Url("bao-kms-provider_0.2.0_linux_amd64"), sum, "", "", "", ""});
   ASSERT_TRUE(a.ok()) << a.status();
