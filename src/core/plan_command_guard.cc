@@ -43,10 +43,8 @@ absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
 
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command) {
-  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
-  if (committed.payload().empty() || !plan.ok() || plan->plan_id().empty()) {
-    return NotInPlan(self, "", "no command (the record holds no fleet plan)", command);
-  }
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan) return NotInPlan(self, "", "no command (the record holds no fleet plan)", command);
   const v1::PlanNode* step = nullptr;
   for (const v1::PlanNode& n : plan->nodes()) {
     if (n.node() == self) step = &n;
@@ -110,12 +108,9 @@ absl::Status CheckRawPayload(std::string_view payload) {
 
 absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view payload) {
   KMSFLEET_RETURN_IF_ERROR(CheckRawPayload(payload));
-  absl::StatusOr<v1::FleetPlan> plan = DecodePlan(committed.payload());
   // Not a fleet plan (the election's own tests replicate plain text).
-  if (committed.payload().empty() || !plan.ok() || plan->plan_id().empty()) {
-    return absl::OkStatus();
-  }
-  if (IsFinished(plan->phase())) return absl::OkStatus();
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan || IsFinished(plan->phase())) return absl::OkStatus();
   const std::string phase(PlanPhaseName(plan->phase()));
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
                    "fleet plan " + plan->plan_id() + " is " + phase +

@@ -91,7 +91,7 @@ void ExState::PlanCoordinate(const std::string& name) {
     if (!payload.empty()) {
       absl::StatusOr<v1::FleetPlan> plan = DecodePlan(payload);
       if (!plan.ok()) return Fail("the committed plan does not decode: " + plan.status().ToString());
-      committed = *std::move(plan);
+      committed = FleetPlanIn(payload);  // as the agents' coordinator takes it
     }
     node.plan = std::make_shared<ExPlanCoordinator>(ExPlanCoordinator{
         .term = node.machine->term(),

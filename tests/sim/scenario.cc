@@ -481,7 +481,7 @@ void ScenarioWorld::PlanMachineFor(const std::string& name) {
   if (!m.committed().payload().empty()) {
     absl::StatusOr<v1::FleetPlan> plan = DecodePlan(m.committed().payload());
     if (!plan.ok()) Bad(std::string(plan.status().message()));
-    committed = *std::move(plan);
+    committed = FleetPlanIn(m.committed().payload());  // as the agents' coordinator takes it
   }
   leader.plan = std::make_unique<PlanMachine>(
       PlanMachineConfig{.self = name, .voters = base_.voters}, committed);

@@ -235,7 +235,7 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
       if (!plan.ok()) {
         return Fail("the committed plan does not decode: " + plan.status().ToString());
       }
-      committed = *std::move(plan);
+      committed = FleetPlanIn(payload);  // as the agents' coordinator takes it
     }
     c.plan = std::make_shared<PlanCoordinator>();
     c.plan->term = leader.machine->term();
