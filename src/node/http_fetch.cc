@@ -138,11 +138,11 @@ class Fetch {
         if (hec) return Fail(hec, "read");
         // Not a release: Run names the status; its body is not kept.
         if (parser_.get().result_int() != 200) return Finish(absl::OkStatus());
-        // A body this disk cannot hold is refused before it is written
-        // (one over max_bytes is the body limit's, INPUT_TOO_LARGE).
-        const uint64_t declared = std::min<uint64_t>(parser_.content_length().value_or(0),
-                                                     options_.max_bytes);
-        if (absl::Status room = RoomFor(declared); !room.ok()) return Finish(std::move(room));
+        // A body this disk cannot hold is refused before it is written (a
+        // length over max_bytes already failed the header: body_limit).
+        if (absl::Status room = RoomFor(parser_.content_length().value_or(0)); !room.ok()) {
+          return Finish(std::move(room));
+        }
         // A body that ends when the server closes declares no length:
         // room is checked before each read instead.
         if (options_.free_space_reserve_bytes > 0 && !parser_.content_length() &&
