@@ -207,6 +207,39 @@ TEST(HttpFetchReserveTest, ADeclaredLengthIsCheckedAtTheHeader) {
   std::filesystem::remove_all(dir);
 }
 
+// An error page is neither judged by its size nor kept: the status is the
+// answer, whatever room the disk has.
+TEST(HttpFetchReserveTest, AnErrorAnswerReportsItsStatusAndLeavesNothing) {
+  fake::HttpServer server;
+  absl::StatusOr<std::string> bound =
+      server.Listen("127.0.0.1:0", [](std::string_view, std::string_view) {
+        fake::HttpReply reply;
+        reply.status = 404;
+        reply.body = std::string(100000, 'x');
+        return reply;
+      });
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  server.Start();
+  testing::TempDir dir;
+  FetchOptions options;
+  options.free_space_reserve_bytes = uint64_t{1} << 62;
+  absl::Status s = FetchToFile("http://" + *bound + "/release", dir.File("got"), options);
+  EXPECT_EQ(ReasonOf(s), reason::kHttpError) << s;
+  EXPECT_NE(s.message().find("404"), std::string::npos) << s;
+  EXPECT_FALSE(std::filesystem::exists(dir.File("got")));
+}
+
+// A destination that exists is not this fetch's: refused, and left as it was.
+TEST(HttpFetchReserveTest, AnExistingDestinationIsRefusedAndKept) {
+  testing::TempDir dir;
+  std::ofstream(dir.File("got")) << "mine";
+  absl::Status s = FetchToFile("http://127.0.0.1:9/release", dir.File("got"), FetchOptions());
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
+  std::ifstream in(dir.File("got"));
+  std::string kept((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(kept, "mine");
+}
+
 // A chunked body declares no length: each chunk must fit. The one chunk
 // here declares more than the room left, and is refused at its header.
 TEST(HttpFetchReserveTest, EachChunkOfAChunkedBodyIsChecked) {
