@@ -15,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "kmsfleet/cluster/cluster_config.h"
+#include "kmsfleet/core/capture_retention.h"
 #include "kmsfleet/core/provider_config.h"
 #include "kmsfleet/node/apiserver_restart.h"
 #include "kmsfleet/node/cri_client.h"
@@ -47,6 +48,9 @@ struct ExecutorConfig {
   std::chrono::milliseconds unit_timeout{90000};
   std::chrono::milliseconds poll_interval{500};
   std::chrono::milliseconds doctor_timeout{60000};
+  // How many of the newest operations keep their copy of the release they
+  // replaced, beyond those a rollback can use (capture_retention.h).
+  int keep_latest_captures = static_cast<int>(kDefaultKeepLatestCaptures);
   // For http(s):// artifact sources: trusted CAs ("" = system store) and
   // the time one download may take.
   std::string download_ca_file;

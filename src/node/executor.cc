@@ -2,7 +2,10 @@
 // machine's steps is in swap_runner.cc.
 #include "kmsfleet/node/executor.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <map>
 #include <random>
@@ -529,6 +532,16 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
                          "latest operation instead",
                      {{"operation_id", of.operation_id}});
   }
+  if (::access(of.previous_binary.c_str(), F_OK) != 0 && errno == ENOENT) {
+    return MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kNotRollbackable,
+        "operation " + of.operation_id + "'s copy of the release it replaced (" +
+            of.previous_version + ", " + of.previous_binary +
+            ") is gone: a node keeps the copies a rollback can use when each operation "
+            "ends, and those of its executor.keep_latest_captures newest operations; "
+            "stage " + of.previous_version + " and swap to it instead",
+        {{"operation_id", of.operation_id}, {"file", of.previous_binary}});
+  }
   SwapJournal j;
   j.target_version = of.previous_version;
   j.target_binary = of.previous_binary;
@@ -585,13 +598,15 @@ absl::Status Executor::RefusalForUnreadableJournals() const {
 void Executor::StartRecovery() {
   JournalStore::Scan scan = seams_.journals.LoadAll();
   std::vector<SwapJournal> open;
-  for (SwapJournal& j : scan.journals) {
-    if (j.open) open.push_back(std::move(j));
+  for (const SwapJournal& j : scan.journals) {
+    if (j.open) open.push_back(j);
   }
   for (const std::string& why : scan.unreadable) {
     Log(LogLevel::kError, "journal unreadable; refusing new operations",
         {{"node", options_.node}, {"journal", why}});
   }
+  // With an operation to recover, its end prunes instead.
+  if (open.empty() && scan.unreadable.empty()) PruneCapturesAtStart(std::move(scan.journals));
   std::lock_guard<std::mutex> lock(mu_);
   unreadable_at_start_ = std::move(scan.unreadable);
   if (open.empty()) return;

@@ -80,6 +80,7 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     step = NextSwapStep(j, {step.action, result});
   }
   RecordEvidenceAfter(j);
+  PruneCapturesAtEnd(j);
   Close(j);
 }
 

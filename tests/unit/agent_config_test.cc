@@ -327,6 +327,17 @@ TEST(AgentConfigTest, OperatorTrustDomainIsValidated) {
       "cluster.tls.operator_trust_domain", 3, "lower-case letters");
 }
 
+TEST(AgentConfigTest, KeepLatestCapturesDefaultsToThreeAndIsBounded) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.keep_latest_captures, 3);
+  c = ParseAgentConfig("node: cp-1\nexecutor:\n  keep_latest_captures: 0\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->executor.keep_latest_captures, 0);
+  ExpectConfigError("node: cp-1\nexecutor:\n  keep_latest_captures: -1\n",
+                    "executor.keep_latest_captures", 3, "got -1");
+}
+
 TEST(AgentConfigTest, AllowedUrlPrefixesNameAPath) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(
       "node: cp-1\nexecutor:\n  allowed_url_prefixes: [https://releases.example/bao/]\n",

@@ -167,6 +167,8 @@ class FakeInstaller final : public Installer {
       c = {evidence_dir + "/previous-binary", w_.installed_sha};
       w_.sha_of_path[c.path] = c.sha256;
     }
+    // A file, as the real installer's copy is: a rollback looks for it.
+    testing::WriteFile(c.path, "copy of " + c.sha256);
     if (w_.after_capture) w_.after_capture();
     return c;
   }
@@ -716,6 +718,80 @@ TEST_F(ExecutorTest, ARollbackOfASwapWhoseReleaseWasReplacedSinceIsRefused) {
   EXPECT_EQ(Calls().size(), calls) << "nothing was stopped";
   EXPECT_FALSE(executor().Busy());
   ExpectOldServing();
+}
+
+// Found in review: every swap's copy of the binary it replaced (tens of
+// MB) stayed in the state directory for ever. Each end keeps only the
+// copies a rollback can use and those of the newest operations; the
+// journals and the registry copies stay.
+TEST_F(ExecutorTest, AnOperationsEndDeletesTheCopiesNoRollbackCanUse) {
+  options_.keep_latest_captures = 1;
+  StageRelease("0.3.0");
+  StageRelease("0.4.0");
+  std::vector<SwapJournal> ops = {SwapTo(kNew, 0, "op-1"), SwapTo("0.3.0", 0, "op-2"),
+                                  SwapTo("0.4.0", 0, "op-3")};
+  for (const SwapJournal& j : ops) ASSERT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_FALSE(std::filesystem::exists(ops[0].previous_binary));
+  EXPECT_FALSE(std::filesystem::exists(ops[1].previous_binary));
+  EXPECT_TRUE(std::filesystem::exists(ops[2].previous_binary));
+  for (const SwapJournal& j : ops) {
+    EXPECT_TRUE(std::filesystem::exists(j.evidence_dir + "/key-registry.json"));
+    EXPECT_TRUE(journals_.Load(j.operation_id).ok());
+  }
+  // The newest can still be undone; then op-2's release is installed
+  // again, but its copy is gone: refused before anything is stopped.
+  ASSERT_TRUE(executor().Rollback({"op-3", {"", 0, "op-4", std::nullopt}}).ok());
+  ASSERT_EQ(WaitClosed("op-4").phase, SwapPhase::kStable);
+  EXPECT_EQ(Installed(), "0.3.0");
+  const size_t calls = Calls().size();
+  absl::StatusOr<SwapJournal> refused =
+      executor().Rollback({"op-2", {"", 0, "op-5", std::nullopt}});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kNotRollbackable);
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(ops[1].previous_binary));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr("is gone"));
+  EXPECT_EQ(Calls().size(), calls) << "nothing was stopped";
+  EXPECT_FALSE(journals_.Load("op-5").ok());
+}
+
+// The copy a rollback can use now is kept however old, and so is a
+// failed rollback's (the break-glass runbook restores from it).
+TEST_F(ExecutorTest, TheCopiesARollbackOrTheBreakGlassRunbookNeedsAreKept) {
+  options_.keep_latest_captures = 0;
+  StageRelease("0.3.0");
+  SwapJournal up = SwapTo(kNew, 0, "op-1");
+  ASSERT_EQ(up.phase, SwapPhase::kStable);
+  EXPECT_TRUE(std::filesystem::exists(up.previous_binary)) << "0.2.0 is installed";
+  SwapJournal failed = up;  // as an operator's disaster left one
+  failed.operation_id = "op-0";
+  failed.phase = SwapPhase::kRollbackFailed;
+  failed.evidence_dir = options_.state_dir + "/operations/op-0";
+  failed.previous_binary = failed.evidence_dir + "/previous-binary";
+  failed.started_unix_ms = 1;
+  std::filesystem::create_directories(failed.evidence_dir);
+  testing::WriteFile(failed.previous_binary, "copy");
+  ASSERT_TRUE(journals_.Save(failed).ok());
+  SwapJournal next = SwapTo("0.3.0", 0, "op-2");
+  ASSERT_EQ(next.phase, SwapPhase::kStable);
+  EXPECT_FALSE(std::filesystem::exists(up.previous_binary)) << "0.2.0 is no longer installed";
+  EXPECT_TRUE(std::filesystem::exists(failed.previous_binary));
+  EXPECT_TRUE(std::filesystem::exists(next.previous_binary));
+}
+
+// Copies an older agent left are deleted at the next start, before a
+// swap could be refused for the space they take.
+TEST_F(ExecutorTest, AStartDeletesTheCopiesLeftByAnOlderAgent) {
+  options_.keep_latest_captures = 100;
+  StageRelease("0.3.0");
+  SwapJournal first = SwapTo(kNew, 0, "op-1");
+  SwapJournal second = SwapTo("0.3.0", 0, "op-2");
+  ASSERT_TRUE(std::filesystem::exists(first.previous_binary));
+  DestroyExecutorOrAbort("the destructor");
+  options_.keep_latest_captures = 0;
+  executor().StartRecovery();
+  executor().Started();
+  EXPECT_FALSE(std::filesystem::exists(first.previous_binary));
+  EXPECT_TRUE(std::filesystem::exists(second.previous_binary)) << "0.3.0 is installed";
 }
 
 // The crash tests' build kills the agent at these points (crash_hook.h).

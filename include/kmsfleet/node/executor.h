@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "kmsfleet/core/capture_retention.h"
 #include "kmsfleet/core/fence_guard.h"
 #include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/plan_command_guard.h"
@@ -57,6 +58,9 @@ struct ExecutorOptions {
   std::chrono::milliseconds ready_timeout{90000};
   std::chrono::milliseconds poll_interval{500};
   int64_t default_stabilization_ms = 30000;
+  // How many of the newest operations keep their copy of the release they
+  // replaced beyond those a rollback needs (capture_retention.h).
+  size_t keep_latest_captures = kDefaultKeepLatestCaptures;
   // Set when the provider runs as a static pod (issue 10): the installer
   // replaces this manifest, a release is the kit binary (for doctor and
   // rotation-plan) plus a pulled image, and `install_path` is unused.
@@ -318,6 +322,13 @@ class Executor {
   absl::Status AgentStopping() const;
   absl::Status CheckRegistryForRollback(const SwapJournal& j) const;
   void RecordEvidenceAfter(SwapJournal& j);
+
+  // capture_pruner.cc: deleting copies of replaced releases no rollback
+  // can use (capture_retention.h).
+  void PruneCapturesAtEnd(const SwapJournal& ending);
+  void PruneCapturesAtStart(std::vector<SwapJournal> closed);
+  void PruneCaptures(std::vector<SwapJournal> journals,
+                     const std::optional<std::string>& installed_sha256);
 
   // executor_release.cc: what a release is in each provider mode.
   absl::StatusOr<SwapJournal> PlanStaticPodSwap(const SwapParams& p, const std::string& id);
