@@ -2,6 +2,7 @@
 // §1). The view, history and Fleet answers are in coordinator_view.cc.
 #include "kmsfleet/cluster/coordinator.h"
 
+#include <algorithm>
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -22,8 +23,6 @@ namespace {
 // How long a plan change may take to commit before the operator is told.
 constexpr std::chrono::seconds kCommitTimeout{5};
 // How long an operator's call waits for the loop to take its command.
-constexpr std::chrono::seconds kAnswerTimeout{20};
-
 }  // namespace
 
 struct Coordinator::Pending {
@@ -34,6 +33,7 @@ struct Coordinator::Pending {
   CompatPolicy policy;
   std::optional<Changelog> changelog;
   std::promise<absl::StatusOr<v1::PlanView>> answer;
+  bool taken = false;  // by the loop; guarded by Coordinator::mu_
 };
 
 Coordinator::Coordinator(PeerNode& node, CoordinatorOptions options)
@@ -448,6 +448,7 @@ std::shared_ptr<Coordinator::Pending> Coordinator::NextCommand() {
   if (commands_.empty()) return nullptr;
   std::shared_ptr<Pending> p = commands_.front();
   commands_.pop_front();
+  p->taken = true;
   return p;
 }
 
@@ -557,12 +558,28 @@ absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pendin
     commands_.push_back(pending);
     wake_.notify_all();
   }
-  if (answer.wait_for(kAnswerTimeout) != std::future_status::ready) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
-                     "the coordinator did not take the command within " +
-                         std::to_string(kAnswerTimeout.count()) + " s; check `kmsfleetctl plan`");
+  const auto waited = std::to_string(options_.answer_timeout.count()) + " ms";
+  if (answer.wait_for(options_.answer_timeout) == std::future_status::ready) return answer.get();
+  {
+    // Not taken yet: withdrawn, so that it cannot take effect after its
+    // caller was told it failed (an upgrade starting minutes later).
+    std::lock_guard lock(mu_);
+    // Gone from the queue untaken: answered by a step-down or the stop.
+    auto queued = std::find(commands_.begin(), commands_.end(), pending);
+    if (!pending->taken && queued != commands_.end()) {
+      commands_.erase(queued);
+      return MakeError(absl::StatusCode::kUnavailable, reason::kCommandNotTaken,
+                       "coordinator " + options_.self + " did not take the command within " +
+                           waited + " (it is busy observing the fleet or committing); it was "
+                           "withdrawn and changed nothing: ask again");
+    }
   }
-  return answer.get();
+  // Taken: it is being decided, and its answer comes with the commit.
+  if (answer.wait_for(options_.answer_timeout) == std::future_status::ready) return answer.get();
+  return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                   "coordinator " + options_.self + " took the command but did not answer "
+                   "within twice " + waited + "; it may still take effect: check "
+                   "`kmsfleetctl plan` before asking again");
 }
 
 absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest& request,

@@ -69,6 +69,9 @@ struct CoordinatorOptions {
   // each new block by a fleet guard (not the waits of normal progress:
   // fresh parity rounds, the soak, a paused plan). May be empty.
   std::function<void(std::string_view reason)> on_refusal;
+  // How long an operator command may wait for the loop to take it (then it
+  // is withdrawn, COMMAND_NOT_TAKEN), and then for its answer.
+  std::chrono::milliseconds answer_timeout{20000};
 };
 
 // Finished plans kept in the history.

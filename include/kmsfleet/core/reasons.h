@@ -79,6 +79,9 @@ inline constexpr char kUnknownPeer[] = "UNKNOWN_PEER";
 inline constexpr char kMalformedMessage[] = "MALFORMED_MESSAGE";
 inline constexpr char kNotLeader[] = "NOT_LEADER";
 inline constexpr char kPlanChangePending[] = "PLAN_CHANGE_PENDING";
+// An operator command the coordinator did not take in time, withdrawn
+// unread: nothing changed, asking again is safe.
+inline constexpr char kCommandNotTaken[] = "COMMAND_NOT_TAKEN";
 inline constexpr char kHandoffPending[] = "HANDOFF_PENDING";
 inline constexpr char kStaleTerm[] = "STALE_TERM";
 inline constexpr char kStaleFence[] = "STALE_FENCE";
