@@ -259,7 +259,7 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                     {"unit_timeout_ms", r.Millis(e.unit_timeout)},
                     {"poll_interval_ms", r.Millis(e.poll_interval)},
                     {"doctor_timeout_ms", r.Millis(e.doctor_timeout)},
-                    {"keep_latest_captures", r.Int(e.keep_latest_captures, 0, 1'000)},
+                    {"rollback_steps", r.Int(e.rollback_steps, 1, 1'000)},
                     {"download_ca_file", r.String(e.download_ca_file)},
                     {"download_timeout_ms", r.Millis(e.download_timeout)},
                     {"allowed_url_prefixes", [&](const YAML::Node& v, const std::string& key) {

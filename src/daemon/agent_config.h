@@ -48,9 +48,9 @@ struct ExecutorConfig {
   std::chrono::milliseconds unit_timeout{90000};
   std::chrono::milliseconds poll_interval{500};
   std::chrono::milliseconds doctor_timeout{60000};
-  // How many of the newest operations keep their copy of the release they
-  // replaced, beyond those a rollback can use (capture_retention.h).
-  int keep_latest_captures = static_cast<int>(kDefaultKeepLatestCaptures);
+  // How many rollbacks in a row the kept copies of replaced releases
+  // allow (capture_retention.h).
+  int rollback_steps = static_cast<int>(kDefaultRollbackSteps);
   // For http(s):// artifact sources: trusted CAs ("" = system store) and
   // the time one download may take.
   std::string download_ca_file;

@@ -59,7 +59,7 @@ ExecutorOptions MakeExecutorOptions(const AgentConfig& config) {
   o.ready_timeout = e.ready_timeout;
   o.poll_interval = e.poll_interval;
   o.default_stabilization_ms = e.stabilization.count();
-  o.keep_latest_captures = static_cast<size_t>(e.keep_latest_captures);
+  o.rollback_steps = static_cast<size_t>(e.rollback_steps);
   if (config.provider_mode == ProviderMode::kStaticPod) {
     o.static_pod = ExecutorOptions::StaticPod{config.static_pod.manifest,
                                               config.static_pod.container};

@@ -537,9 +537,9 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
         absl::StatusCode::kFailedPrecondition, reason::kNotRollbackable,
         "operation " + of.operation_id + "'s copy of the release it replaced (" +
             of.previous_version + ", " + of.previous_binary +
-            ") is gone: a node keeps the copies a rollback can use when each operation "
-            "ends, and those of its executor.keep_latest_captures newest operations; "
-            "stage " + of.previous_version + " and swap to it instead",
+            ") is gone: a node keeps the copies for executor.rollback_steps rollbacks in a "
+            "row from what is installed when an operation ends; stage " +
+            of.previous_version + " and swap to it instead",
         {{"operation_id", of.operation_id}, {"file", of.previous_binary}});
   }
   SwapJournal j;
@@ -598,20 +598,21 @@ absl::Status Executor::RefusalForUnreadableJournals() const {
 void Executor::StartRecovery() {
   JournalStore::Scan scan = seams_.journals.LoadAll();
   std::vector<SwapJournal> open;
-  for (const SwapJournal& j : scan.journals) {
-    if (j.open) open.push_back(j);
+  for (SwapJournal& j : scan.journals) {
+    if (j.open) open.push_back(std::move(j));
   }
   for (const std::string& why : scan.unreadable) {
     Log(LogLevel::kError, "journal unreadable; refusing new operations",
         {{"node", options_.node}, {"journal", why}});
   }
-  // With an operation to recover, its end prunes instead.
-  if (open.empty() && scan.unreadable.empty()) PruneCapturesAtStart(std::move(scan.journals));
+  // With an operation to recover, the prune follows the recovery.
+  if (open.empty() && scan.unreadable.empty()) PruneCapturesFromDisk();
   std::lock_guard<std::mutex> lock(mu_);
   unreadable_at_start_ = std::move(scan.unreadable);
   if (open.empty()) return;
   busy_ = true;
   worker_ = std::thread([this, open = std::move(open)] {
+    recovering_ = true;
     for (const SwapJournal& j : open) {
       // Stopped meanwhile: the rest stay open for the next start, rather
       // than being installed and started during the stop.
@@ -621,6 +622,8 @@ void Executor::StartRecovery() {
       }
       Recover(j);
     }
+    recovering_ = false;
+    if (!Stopping()) PruneCapturesFromDisk();
     Unreserve();
   });
 }

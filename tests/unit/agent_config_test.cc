@@ -327,15 +327,15 @@ TEST(AgentConfigTest, OperatorTrustDomainIsValidated) {
       "cluster.tls.operator_trust_domain", 3, "lower-case letters");
 }
 
-TEST(AgentConfigTest, KeepLatestCapturesDefaultsToThreeAndIsBounded) {
+TEST(AgentConfigTest, RollbackStepsDefaultsToThreeAndIsBounded) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->executor.keep_latest_captures, 3);
-  c = ParseAgentConfig("node: cp-1\nexecutor:\n  keep_latest_captures: 0\n", kFile);
+  EXPECT_EQ(c->executor.rollback_steps, 3);
+  c = ParseAgentConfig("node: cp-1\nexecutor:\n  rollback_steps: 1\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->executor.keep_latest_captures, 0);
-  ExpectConfigError("node: cp-1\nexecutor:\n  keep_latest_captures: -1\n",
-                    "executor.keep_latest_captures", 3, "got -1");
+  EXPECT_EQ(c->executor.rollback_steps, 1);
+  ExpectConfigError("node: cp-1\nexecutor:\n  rollback_steps: 0\n",
+                    "executor.rollback_steps", 3, "got 0");
 }
 
 TEST(AgentConfigTest, AllowedUrlPrefixesNameAPath) {

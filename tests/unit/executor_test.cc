@@ -721,50 +721,71 @@ TEST_F(ExecutorTest, ARollbackOfASwapWhoseReleaseWasReplacedSinceIsRefused) {
 }
 
 // Found in review: every swap's copy of the binary it replaced (tens of
-// MB) stayed in the state directory for ever. Each end keeps only the
-// copies a rollback can use and those of the newest operations; the
+// MB) stayed in the state directory for ever. Each end keeps the copies
+// of `rollback_steps` rollbacks in a row from what is installed; the
 // journals and the registry copies stay.
-TEST_F(ExecutorTest, AnOperationsEndDeletesTheCopiesNoRollbackCanUse) {
-  options_.keep_latest_captures = 1;
+TEST_F(ExecutorTest, AnOperationsEndKeepsOnlyTheCopiesOfTheRollbackChain) {
+  options_.rollback_steps = 2;
   StageRelease("0.3.0");
   StageRelease("0.4.0");
   std::vector<SwapJournal> ops = {SwapTo(kNew, 0, "op-1"), SwapTo("0.3.0", 0, "op-2"),
                                   SwapTo("0.4.0", 0, "op-3")};
   for (const SwapJournal& j : ops) ASSERT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
-  EXPECT_FALSE(std::filesystem::exists(ops[0].previous_binary));
-  EXPECT_FALSE(std::filesystem::exists(ops[1].previous_binary));
+  EXPECT_FALSE(std::filesystem::exists(ops[0].previous_binary)) << "three rollbacks back";
+  EXPECT_TRUE(std::filesystem::exists(ops[1].previous_binary));
   EXPECT_TRUE(std::filesystem::exists(ops[2].previous_binary));
   for (const SwapJournal& j : ops) {
     EXPECT_TRUE(std::filesystem::exists(j.evidence_dir + "/key-registry.json"));
     EXPECT_TRUE(journals_.Load(j.operation_id).ok());
   }
-  // The newest can still be undone; then op-2's release is installed
-  // again, but its copy is gone: refused before anything is stopped.
+  // Two rollbacks in a row work, the rollback's own copy costing none.
   ASSERT_TRUE(executor().Rollback({"op-3", {"", 0, "op-4", std::nullopt}}).ok());
   ASSERT_EQ(WaitClosed("op-4").phase, SwapPhase::kStable);
-  EXPECT_EQ(Installed(), "0.3.0");
+  ASSERT_TRUE(executor().Rollback({"op-2", {"", 0, "op-5", std::nullopt}}).ok());
+  ASSERT_EQ(WaitClosed("op-5").phase, SwapPhase::kStable);
+  EXPECT_EQ(Installed(), kNew);
+  // The third would need op-1's copy: refused before anything is stopped.
   const size_t calls = Calls().size();
   absl::StatusOr<SwapJournal> refused =
-      executor().Rollback({"op-2", {"", 0, "op-5", std::nullopt}});
+      executor().Rollback({"op-1", {"", 0, "op-6", std::nullopt}});
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(ReasonOf(refused.status()), reason::kNotRollbackable);
-  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(ops[1].previous_binary));
+  EXPECT_THAT(std::string(refused.status().message()), HasSubstr(ops[0].previous_binary));
   EXPECT_THAT(std::string(refused.status().message()), HasSubstr("is gone"));
   EXPECT_EQ(Calls().size(), calls) << "nothing was stopped";
-  EXPECT_FALSE(journals_.Load("op-5").ok());
+  EXPECT_FALSE(journals_.Load("op-6").ok());
 }
 
-// The copy a rollback can use now is kept however old, and so is a
-// failed rollback's (the break-glass runbook restores from it).
-TEST_F(ExecutorTest, TheCopiesARollbackOrTheBreakGlassRunbookNeedsAreKept) {
-  options_.keep_latest_captures = 0;
+// Found in review: a swap that ends RolledBack leaves the previous
+// release installed; the copy that undoes the swap before it stays.
+TEST_F(ExecutorTest, ASwapRolledBackKeepsTheCopyOfTheSwapBeforeIt) {
+  options_.rollback_steps = 1;
   StageRelease("0.3.0");
   SwapJournal up = SwapTo(kNew, 0, "op-1");
   ASSERT_EQ(up.phase, SwapPhase::kStable);
-  EXPECT_TRUE(std::filesystem::exists(up.previous_binary)) << "0.2.0 is installed";
-  SwapJournal failed = up;  // as an operator's disaster left one
+  w_.start_failures = 1;
+  SwapJournal failed = SwapTo("0.3.0", 0, "op-2");
+  ASSERT_EQ(failed.phase, SwapPhase::kRolledBack);
+  EXPECT_TRUE(std::filesystem::exists(up.previous_binary));
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-3", std::nullopt}}).ok());
+  EXPECT_EQ(WaitClosed("op-3").phase, SwapPhase::kStable);
+  ExpectOldServing();
+  // Pruned at the next end: its own end holds it open.
+  EXPECT_FALSE(std::filesystem::exists(failed.previous_binary)) << "no rollback can use it";
+}
+
+// A failed rollback's copy stays (the break-glass runbook restores from
+// it), and so does the copy it was installing.
+TEST_F(ExecutorTest, AFailedRollbacksCopiesAreKept) {
+  options_.rollback_steps = 1;
+  StageRelease("0.3.0");
+  SwapJournal up = SwapTo(kNew, 0, "op-1");
+  ASSERT_EQ(up.phase, SwapPhase::kStable);
+  SwapJournal failed = up;  // as a rollback of op-1 that failed left it
   failed.operation_id = "op-0";
+  failed.kind = "rollback";
   failed.phase = SwapPhase::kRollbackFailed;
+  failed.target_binary = up.previous_binary;
   failed.evidence_dir = options_.state_dir + "/operations/op-0";
   failed.previous_binary = failed.evidence_dir + "/previous-binary";
   failed.started_unix_ms = 1;
@@ -773,25 +794,62 @@ TEST_F(ExecutorTest, TheCopiesARollbackOrTheBreakGlassRunbookNeedsAreKept) {
   ASSERT_TRUE(journals_.Save(failed).ok());
   SwapJournal next = SwapTo("0.3.0", 0, "op-2");
   ASSERT_EQ(next.phase, SwapPhase::kStable);
-  EXPECT_FALSE(std::filesystem::exists(up.previous_binary)) << "0.2.0 is no longer installed";
   EXPECT_TRUE(std::filesystem::exists(failed.previous_binary));
+  EXPECT_TRUE(std::filesystem::exists(up.previous_binary)) << "the failed rollback's target";
   EXPECT_TRUE(std::filesystem::exists(next.previous_binary));
 }
 
 // Copies an older agent left are deleted at the next start, before a
-// swap could be refused for the space they take.
+// swap could be refused for the space they take; so is a copy a crash
+// left unnamed by its journal (the capture was not recorded).
 TEST_F(ExecutorTest, AStartDeletesTheCopiesLeftByAnOlderAgent) {
-  options_.keep_latest_captures = 100;
+  options_.rollback_steps = 100;
   StageRelease("0.3.0");
   SwapJournal first = SwapTo(kNew, 0, "op-1");
   SwapJournal second = SwapTo("0.3.0", 0, "op-2");
   ASSERT_TRUE(std::filesystem::exists(first.previous_binary));
+  SwapJournal crashed;
+  crashed.operation_id = "op-x";
+  crashed.phase = SwapPhase::kPreflighted;
+  crashed.open = false;
+  ASSERT_TRUE(journals_.Save(crashed).ok());
+  const std::string unnamed = options_.state_dir + "/operations/op-x/previous-binary";
+  std::filesystem::create_directories(options_.state_dir + "/operations/op-x");
+  testing::WriteFile(unnamed, "copy");
   DestroyExecutorOrAbort("the destructor");
-  options_.keep_latest_captures = 0;
+  options_.rollback_steps = 1;
   executor().StartRecovery();
   executor().Started();
   EXPECT_FALSE(std::filesystem::exists(first.previous_binary));
+  EXPECT_FALSE(std::filesystem::exists(unnamed));
   EXPECT_TRUE(std::filesystem::exists(second.previous_binary)) << "0.3.0 is installed";
+}
+
+// A recovered operation's end does not prune from its journal's word:
+// the release installed by hand while the agent was down decides.
+TEST_F(ExecutorTest, AfterARecoveryWhatIsInstalledDecidesWhatIsKept) {
+  options_.rollback_steps = 2;
+  StageRelease("0.3.0");
+  SwapJournal first = SwapTo(kNew, 0, "op-1");
+  SwapJournal second = SwapTo("0.3.0", 0, "op-2");
+  ASSERT_EQ(second.phase, SwapPhase::kStable);
+  ASSERT_TRUE(std::filesystem::exists(first.previous_binary));
+  DestroyExecutorOrAbort("the destructor");
+  options_.rollback_steps = 1;
+  // Left Stable but open by a crash before the close; meanwhile an
+  // operator put 0.2.0 back by hand.
+  second.open = true;
+  ASSERT_TRUE(journals_.Save(second).ok());
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.installed_sha = new_sha_;
+  }
+  executor().StartRecovery();
+  WaitClosed("op-2");
+  executor().Started();
+  EXPECT_TRUE(std::filesystem::exists(first.previous_binary))
+      << "0.2.0 is installed: op-1 can be rolled back, whatever op-2's journal says";
+  EXPECT_FALSE(std::filesystem::exists(second.previous_binary));
 }
 
 // The crash tests' build kills the agent at these points (crash_hook.h).

@@ -1,22 +1,24 @@
 // Which operations' copies of the release they replaced may be deleted.
 //
-// Every swap copies the installed binary (or a static pod's manifest) into
-// `<state_dir>/operations/<op>/` before it stops the provider
-// (SwapJournal::previous_binary). A binary is tens of MB, and a node that
-// is upgraded for years would fill its state directory with copies no
-// rollback can use: a rollback undoes only a Stable operation whose target
-// is installed now (Executor::PlanRollback). A copy is kept when
-//   - its operation is open (running, or left for the next start), or an
-//     open operation installs from it (a rollback of that operation);
-//   - its operation ended RollbackFailed: the break-glass runbook restores
-//     the provider from it by hand;
-//   - its operation ended Stable and installed what is installed now (or
-//     that is not known): `kmsfleetctl rollback` and a plan's rollback use
-//     it;
-//   - its operation is among the `keep_latest` newest that hold a copy,
-//     so that rollbacks by hand can walk a few releases back.
-// Every other copy may go. The journal and the registry copies (small)
-// stay, as the operation's record.
+// Every swap copies the installed binary into `<state_dir>/operations/<op>/`
+// before it stops the provider (SwapJournal::previous_binary). A binary is
+// tens of MB, and a node upgraded for years would fill its state directory
+// with copies no rollback can use: a rollback undoes only a Stable
+// operation whose target is installed now (Executor::PlanRollback), and
+// installs that operation's copy. A copy is kept when
+//   - its operation is open (running, or left for the next start);
+//   - its operation ended RollbackFailed (the break-glass runbook
+//     restores the provider from it by hand);
+//   - an open operation, or one that ended RollbackFailed, installs from
+//     it (a rollback of its operation);
+//   - it is on the rollback chain: its operation ended Stable and
+//     installed what is installed now (the first rollback), or installed
+//     what such an operation replaced (the rollback after that), and so on
+//     for `rollback_steps` rollbacks in a row. When what is installed is not
+//     known, every Stable operation's copy is kept.
+// Every other copy may go: those of operations that ended RolledBack or
+// before the stop, and of Stable operations off the chain. The journal and
+// the registry copies (small) stay, as the operation's record.
 //
 // Pure: the node layer lists the journals, reads the installed digest and
 // deletes.
@@ -32,18 +34,18 @@
 
 namespace kmsfleet {
 
-inline constexpr size_t kDefaultKeepLatestCaptures = 3;
+inline constexpr size_t kDefaultRollbackSteps = 3;
 
 // The ids of the operations in `journals` whose previous_binary may be
 // deleted, oldest first. `installed_sha256`: the digest installed now,
-// nullopt when unknown (then every Stable operation's copy is kept).
+// nullopt when unknown. Only copies the agent made are ever listed: a
+// journal's evidence_dir must be `<operations_dir>/<its id>` and its copy
+// `previous-binary` or `previous-manifest.yaml` in it (a journal edited by
+// hand cannot point the prune at another file).
 std::vector<std::string> CapturesToPrune(const std::vector<SwapJournal>& journals,
                                          const std::optional<std::string>& installed_sha256,
-                                         size_t keep_latest);
-
-// Whether `path` is a file directly inside `dir` (no "..", no deeper
-// directory): the only kind of path the node deletes for a prune.
-bool IsCaptureInside(const std::string& path, const std::string& dir);
+                                         size_t rollback_steps,
+                                         const std::string& operations_dir);
 
 }  // namespace kmsfleet
 

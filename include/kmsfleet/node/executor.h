@@ -12,6 +12,7 @@
 
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -58,9 +59,9 @@ struct ExecutorOptions {
   std::chrono::milliseconds ready_timeout{90000};
   std::chrono::milliseconds poll_interval{500};
   int64_t default_stabilization_ms = 30000;
-  // How many of the newest operations keep their copy of the release they
-  // replaced beyond those a rollback needs (capture_retention.h).
-  size_t keep_latest_captures = kDefaultKeepLatestCaptures;
+  // How many rollbacks in a row the kept copies of replaced releases
+  // allow (capture_retention.h).
+  size_t rollback_steps = kDefaultRollbackSteps;
   // Set when the provider runs as a static pod (issue 10): the installer
   // replaces this manifest, a release is the kit binary (for doctor and
   // rotation-plan) plus a pulled image, and `install_path` is unused.
@@ -206,7 +207,8 @@ class Executor {
   // InvalidArgument with INVALID_OPERATION_ID for a malformed id or
   // INVALID_ARGUMENT for stabilization_ms beyond an hour; the fence check's
   // refusal; NOT_STAGED; OPERATION_NOT_FOUND for a rollback of an unknown
-  // operation, NOT_ROLLBACKABLE for one that did not end Stable.
+  // operation, NOT_ROLLBACKABLE for one that did not end Stable, whose
+  // target is not installed, or whose copy was pruned (capture_retention.h).
   absl::StatusOr<SwapJournal> Swap(const SwapParams& params);
   absl::StatusOr<SwapJournal> Rollback(const RollbackParams& params);
 
@@ -326,7 +328,7 @@ class Executor {
   // capture_pruner.cc: deleting copies of replaced releases no rollback
   // can use (capture_retention.h).
   void PruneCapturesAtEnd(const SwapJournal& ending);
-  void PruneCapturesAtStart(std::vector<SwapJournal> closed);
+  void PruneCapturesFromDisk();
   void PruneCaptures(std::vector<SwapJournal> journals,
                      const std::optional<std::string>& installed_sha256);
 
@@ -390,6 +392,8 @@ class Executor {
   bool starting_ = false;                      // guarded by mu_; Started
   // Journals StartRecovery could not read: path and why.
   std::vector<std::string> unreadable_at_start_;  // guarded by mu_
+  // Set while the recovery worker runs the operations found open at start.
+  std::atomic<bool> recovering_{false};
   std::thread worker_;
 };
 
