@@ -159,12 +159,14 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
     if (leader.role() != "Leader" || leader.term() != fence->term()) return;  // deposed
     std::optional<v1::FleetPlan> committed;
     if (!leader.committed().payload().empty()) {
-      absl::StatusOr<v1::FleetPlan> plan = DecodePlan(leader.committed().payload());
-      if (!plan.ok()) {
-        Log(LogLevel::kError, "committed plan unreadable",
-            {{"node", options_.self}, {"error", plan.status().ToString()}});
-      }
       committed = FleetPlanIn(leader.committed().payload());
+      // A raw record (`kmsfleetctl plan commit --payload`) is allowed: it
+      // is no fleet plan, which is worth a line, not an error.
+      if (!committed) {
+        Log(LogLevel::kInfo, "committed record holds no fleet plan",
+            {{"node", options_.self},
+             {"bytes", std::to_string(leader.committed().payload().size())}});
+      }
     }
     machine_ = std::make_unique<PlanMachine>(
         PlanMachineConfig{options_.self, options_.voters}, committed);

@@ -23,9 +23,9 @@ std::string RoleText(const v1::LeaderView& view) {
 
 std::string PlanText(const v1::PlanRecord& committed) {
   if (committed.payload().empty()) return "no plan";
-  if (!DecodePlan(committed.payload()).ok()) return "committed plan unreadable";
+  // A raw record (`kmsfleetctl plan commit --payload`) is allowed.
   std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
-  if (!plan) return "no plan";
+  if (!plan) return "raw record, no fleet plan";
   int done = 0;
   for (const v1::PlanNode& n : plan->nodes()) {
     done += n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;

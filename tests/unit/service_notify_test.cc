@@ -52,10 +52,14 @@ TEST(ServiceStatusTextTest, CandidateHasNoCoordinator) {
             "candidate term 5, no coordinator; plan p-1 Halted 1/3");
 }
 
-TEST(ServiceStatusTextTest, UnreadablePlanIsSaid) {
+// A raw record is allowed (`plan commit --payload`): not called unreadable,
+// whether it decodes as no plan or not at all.
+TEST(ServiceStatusTextTest, ARawRecordIsSaidToHoldNoFleetPlan) {
   v1::LeaderView view = ViewOf("Leader", 2);
   view.mutable_committed()->set_payload("\xff\xff not a plan");
-  EXPECT_EQ(ServiceStatusText("cluster member", view), "coordinator term 2; committed plan unreadable");
+  EXPECT_EQ(ServiceStatusText("cluster member", view), "coordinator term 2; raw record, no fleet plan");
+  view.mutable_committed()->set_payload("plan-A");
+  EXPECT_EQ(ServiceStatusText("cluster member", view), "coordinator term 2; raw record, no fleet plan");
 }
 
 TEST(ServiceStatusTextTest, LongPlanIdIsCut) {
