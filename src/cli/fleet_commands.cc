@@ -21,7 +21,9 @@
 namespace kmsfleet {
 namespace {
 
-constexpr std::chrono::seconds kCallTimeout{30};
+// Beyond the coordinator's wait for an operator command's answer (50 s),
+// which it cuts to a second before this deadline.
+constexpr std::chrono::seconds kCallTimeout{60};
 // One release file's upload (at most 512 MiB) to the coordinator.
 constexpr std::chrono::minutes kUploadTimeout{10};
 
@@ -62,7 +64,8 @@ int Fail(const std::string& what, const absl::Status& s) {
               << " with --ca, --cert and --key\n";
   }
   if (reason == reason::kInvalidConfig) return 2;
-  return reason == reason::kAgentUnreachable ? 3 : 1;
+  // 3: nothing happened and asking again is safe.
+  return reason == reason::kAgentUnreachable || reason == reason::kCommandNotTaken ? 3 : 1;
 }
 
 absl::StatusOr<std::string> ReadFlagFile(const std::string& flag, const std::string& path,

@@ -6,6 +6,7 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "fleet_actions.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/node_observation.h"
@@ -23,6 +24,11 @@ namespace {
 // How long a plan change may take to commit before the operator is told.
 constexpr std::chrono::seconds kCommitTimeout{5};
 // How long an operator's call waits for the loop to take its command.
+// A command's wait checks its caller this often, and ends this long
+// before the caller's deadline so that the answer reaches it.
+constexpr std::chrono::milliseconds kCallerPoll{100};
+constexpr std::chrono::seconds kCallerMargin{1};
+
 }  // namespace
 
 struct Coordinator::Pending {
@@ -549,7 +555,8 @@ v1::PlanView Coordinator::DryRunRollback(Pending& p, const PlanInput& in) {
   return view;
 }
 
-absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pending) {
+absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pending,
+                                                 const CommandCaller& caller) {
   std::future<absl::StatusOr<v1::PlanView>> answer = pending->answer.get_future();
   {
     std::lock_guard lock(mu_);
@@ -560,32 +567,56 @@ absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pendin
     commands_.push_back(pending);
     wake_.notify_all();
   }
-  const auto waited = std::to_string(options_.answer_timeout.count()) + " ms";
-  if (answer.wait_for(options_.answer_timeout) == std::future_status::ready) return answer.get();
-  {
-    // Not taken yet: withdrawn, so that it cannot take effect after its
-    // caller was told it failed (an upgrade starting minutes later).
-    std::lock_guard lock(mu_);
-    // Gone from the queue untaken: answered by a step-down or the stop.
-    auto queued = std::find(commands_.begin(), commands_.end(), pending);
-    if (!pending->taken && queued != commands_.end()) {
-      commands_.erase(queued);
-      return MakeError(absl::StatusCode::kUnavailable, reason::kCommandNotTaken,
-                       "coordinator " + options_.self + " did not take the command within " +
-                           waited + " (it is busy observing the fleet or committing); it was "
-                           "withdrawn and changed nothing: ask again");
+  // The answer must reach the caller: the wait ends a second before its
+  // deadline, and as soon as it is gone.
+  const auto start = std::chrono::system_clock::now();
+  auto until = start + options_.answer_timeout;
+  if (caller.deadline - kCallerMargin < until) until = caller.deadline - kCallerMargin;
+  while (answer.wait_for(kCallerPoll) != std::future_status::ready) {
+    if (std::chrono::system_clock::now() >= until || (caller.gone && caller.gone())) {
+      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::system_clock::now() - start);
+      absl::Status unanswered = Unanswered(pending, absl::StrFormat("%.1f s", waited.count() / 1000.0));
+      if (!unanswered.ok()) return unanswered;
+      break;  // answered meanwhile
     }
   }
-  // Taken: it is being decided, and its answer comes with the commit.
-  if (answer.wait_for(options_.answer_timeout) == std::future_status::ready) return answer.get();
+  return answer.get();
+}
+
+// Why a command got no answer in time, once it cannot take effect unseen:
+// withdrawn if the loop has not taken it (COMMAND_NOT_TAKEN, or
+// NOT_LEADER when this node no longer leads, so the caller goes to the
+// coordinator); PLAN_CHANGE_PENDING if taken. OK: it was answered (by a
+// step-down or the stop) meanwhile.
+absl::Status Coordinator::Unanswered(const std::shared_ptr<Pending>& pending,
+                                     const std::string& waited) {
+  const bool leads = node_.View().role() == "Leader";  // not under mu_
+  std::lock_guard lock(mu_);
+  auto queued = std::find(commands_.begin(), commands_.end(), pending);
+  if (!pending->taken && queued == commands_.end()) return absl::OkStatus();
+  if (!pending->taken) {
+    commands_.erase(queued);
+    if (stopping_ || !leads) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
+                       options_.self + " no longer coordinates; the command was withdrawn "
+                       "and changed nothing");
+    }
+    return MakeError(absl::StatusCode::kUnavailable, reason::kCommandNotTaken,
+                     "coordinator " + options_.self + " did not take the command within " +
+                         waited + " (its loop was still observing the fleet, committing, or "
+                         "waiting for its first record to commit); it was withdrawn and "
+                         "changed nothing: ask again");
+  }
   return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
                    "coordinator " + options_.self + " took the command but did not answer "
-                   "within twice " + waited + "; it may still take effect: check "
-                   "`kmsfleetctl plan` before asking again");
+                   "within " + waited + "; it may still take effect: check `kmsfleetctl "
+                   "plan` before asking again");
 }
 
 absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest& request,
-                                                       const std::string& who) {
+                                                       const std::string& who,
+                                                       const CommandCaller& caller) {
   auto p = std::make_shared<Pending>();
   p->upgrade = true;
   p->request = request;
@@ -611,15 +642,16 @@ absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest&
     }
     p->changelog = *changelog;
   }
-  return Submit(std::move(p));
+  return Submit(std::move(p), caller);
 }
 
 absl::StatusOr<v1::PlanView> Coordinator::Command(const v1::PlanCommandRequest& request,
-                                                  const std::string& who) {
+                                                  const std::string& who,
+                                                  const CommandCaller& caller) {
   auto p = std::make_shared<Pending>();
   p->command = request;
   p->who = who;
-  return Submit(std::move(p));
+  return Submit(std::move(p), caller);
 }
 
 }  // namespace kmsfleet

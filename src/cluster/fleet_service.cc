@@ -26,6 +26,11 @@ constexpr std::chrono::seconds kWatchRefresh{1};
 // How often a follower asks the coordinator for a watcher.
 constexpr std::chrono::milliseconds kFollowerPoll{100};
 
+// The caller of an operator command, as the coordinator waits for it.
+CommandCaller CallerOf(grpc::ServerContext* context) {
+  return {context->deadline(), [context] { return context->IsCancelled(); }};
+}
+
 class FleetService final : public v1::Fleet::Service {
  public:
   FleetService(PeerNode& node, CallerPolicy policy, Coordinator* coordinator)
@@ -61,14 +66,14 @@ class FleetService final : public v1::Fleet::Service {
                             v1::PlanView* reply) override {
     if (absl::Status s = Check(*context, "StartUpgrade"); !s.ok()) return ToGrpcStatus(s);
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
-    return Reply(coordinator_->StartUpgrade(*req, Who(*context)), reply);
+    return Reply(coordinator_->StartUpgrade(*req, Who(*context), CallerOf(context)), reply);
   }
 
   grpc::Status CommandPlan(grpc::ServerContext* context, const v1::PlanCommandRequest* req,
                            v1::PlanView* reply) override {
     if (absl::Status s = Check(*context, "CommandPlan"); !s.ok()) return ToGrpcStatus(s);
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
-    return Reply(coordinator_->Command(*req, Who(*context)), reply);
+    return Reply(coordinator_->Command(*req, Who(*context), CallerOf(context)), reply);
   }
 
   grpc::Status GetPlan(grpc::ServerContext* context, const v1::GetPlanRequest*,

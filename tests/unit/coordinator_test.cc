@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <thread>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -23,6 +25,8 @@ using testing::WaitUntil;
 
 class CoordinatorCommandTest : public ::testing::Test {
  protected:
+  static constexpr std::chrono::milliseconds kTick{300};
+
   void SetUp() override {
     PeerNodeOptions options;
     options.election = ElectionConfig{.self = "a", .voters = {"a"}, .learners = {}};
@@ -38,8 +42,9 @@ class CoordinatorCommandTest : public ::testing::Test {
     CoordinatorOptions c;
     c.self = "a";
     c.voters = {"a"};
-    c.tick = std::chrono::milliseconds(5);
-    c.answer_timeout = std::chrono::milliseconds(300);
+    // Long enough that the loop, between two rounds, is found waiting.
+    c.tick = kTick;
+    c.answer_timeout = AnswerTimeout();
     c.now_unix_ms = [] { return int64_t{1'800'000'000'000}; };
     c.random = [] { return uint64_t{42}; };
     c.probe_openbao = [this]() -> std::optional<OpenBaoProbe> {
@@ -55,6 +60,9 @@ class CoordinatorCommandTest : public ::testing::Test {
     };
     coordinator_ = std::make_unique<Coordinator>(*node_, std::move(c));
     coordinator_->Start();
+  }
+  virtual std::chrono::milliseconds AnswerTimeout() const {
+    return std::chrono::milliseconds(300);
   }
   void TearDown() override {
     Hold(false);
@@ -77,10 +85,14 @@ class CoordinatorCommandTest : public ::testing::Test {
     std::lock_guard lock(mu_);
     return refusals_;
   }
-  absl::StatusOr<v1::PlanView> Pause() {
+  absl::StatusOr<v1::PlanView> Pause(const CommandCaller& caller = {}) {
     v1::PlanCommandRequest pause;
     pause.set_kind(v1::PLAN_COMMAND_PAUSE);
-    return coordinator_->Command(pause, "local root");
+    return coordinator_->Command(pause, "local root", caller);
+  }
+  int Probes() {
+    std::lock_guard lock(mu_);
+    return probes_;
   }
 
   TempDir dir_;
@@ -116,6 +128,70 @@ TEST_F(CoordinatorCommandTest, ACommandNotTakenInTimeIsWithdrawnAndNeverApplied)
   Hold(false);
   ASSERT_TRUE(WaitForProbes(3)) << "the loop goes on";
   EXPECT_EQ(Refusals(), std::vector<std::string>{refused}) << "the withdrawn pause never ran";
+}
+
+// The coordinator's own wait far longer than the caller's.
+class CoordinatorCallerTest : public CoordinatorCommandTest {
+  std::chrono::milliseconds AnswerTimeout() const override { return std::chrono::seconds(20); }
+};
+
+// Found in review: kmsfleetctl gave up (30 s) before the coordinator
+// answered (up to 40 s), and printed AGENT_UNREACHABLE for a command that
+// could still apply. The answer reaches a caller whose deadline is nearer
+// than the coordinator's own wait: withdrawn a second before it.
+TEST_F(CoordinatorCallerTest, ACommandIsWithdrawnBeforeItsCallersDeadline) {
+  ASSERT_TRUE(WaitForProbes(2));
+  Hold(true);
+  ASSERT_TRUE(WaitForProbes(1));
+  const auto start = std::chrono::system_clock::now();
+  absl::StatusOr<v1::PlanView> late =
+      Pause({start + std::chrono::milliseconds(1200), {}});
+  const auto took = std::chrono::system_clock::now() - start;
+  EXPECT_EQ(ReasonOf(late.status()), reason::kCommandNotTaken) << late.status();
+  EXPECT_LT(took, std::chrono::milliseconds(1200)) << "the answer came after the deadline";
+  Hold(false);
+  ASSERT_TRUE(WaitForProbes(3));
+  EXPECT_TRUE(Refusals().empty()) << "the withdrawn pause never ran";
+}
+
+// A caller that went away (a cancelled call) leaves nothing queued behind.
+TEST_F(CoordinatorCallerTest, ACommandWhoseCallerIsGoneIsWithdrawn) {
+  ASSERT_TRUE(WaitForProbes(2));
+  Hold(true);
+  ASSERT_TRUE(WaitForProbes(1));
+  std::atomic<bool> gone{false};
+  std::thread cancel([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = true;
+  });
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<v1::PlanView> late = Pause({std::chrono::system_clock::time_point::max(),
+                                             [&] { return gone.load(); }});
+  const auto took = std::chrono::steady_clock::now() - start;
+  cancel.join();
+  EXPECT_EQ(ReasonOf(late.status()), reason::kCommandNotTaken) << late.status();
+  EXPECT_LT(took, std::chrono::seconds(5)) << "waited for a caller that was gone";
+  Hold(false);
+  ASSERT_TRUE(WaitForProbes(3));
+  EXPECT_TRUE(Refusals().empty()) << "the withdrawn pause never ran";
+}
+
+// Taken, the command is being decided: it may still take effect, and the
+// caller is told so rather than that nothing changed.
+TEST_F(CoordinatorCommandTest, ACommandTakenButNotAnsweredMayStillApply) {
+  // Submitted while the loop waits between rounds (a round without agents
+  // takes a few ms, the wait a tick): it wakes, takes the command, and
+  // stops in that round's probe.
+  ASSERT_TRUE(WaitForProbes(1));
+  std::this_thread::sleep_for(kTick / 6);
+  Hold(true);
+  absl::StatusOr<v1::PlanView> late = Pause();
+  EXPECT_EQ(ReasonOf(late.status()), reason::kPlanChangePending) << late.status();
+  EXPECT_NE(std::string(late.status().message()).find("may still take effect"),
+            std::string::npos);
+  Hold(false);
+  ASSERT_TRUE(WaitUntil([&] { return !Refusals().empty(); }, std::chrono::seconds(5)))
+      << "the taken pause was decided once the round went on";
 }
 
 }  // namespace

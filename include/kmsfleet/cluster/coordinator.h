@@ -69,13 +69,24 @@ struct CoordinatorOptions {
   // each new block by a fleet guard (not the waits of normal progress:
   // fresh parity rounds, the soak, a paused plan). May be empty.
   std::function<void(std::string_view reason)> on_refusal;
-  // How long an operator command may wait for the loop to take it (then it
-  // is withdrawn, COMMAND_NOT_TAKEN), and then for its answer.
-  std::chrono::milliseconds answer_timeout{20000};
+  // How long an operator command may wait for its answer in all (cut to a
+  // second before its caller's deadline). Not taken by then, it is
+  // withdrawn (COMMAND_NOT_TAKEN); taken, it may still apply
+  // (PLAN_CHANGE_PENDING). A loop's round can take an observation
+  // (observe_timeout) and a commit (5 s), and a command may wait for the
+  // round under way before its own.
+  std::chrono::milliseconds answer_timeout{50000};
 };
 
 // Finished plans kept in the history.
 inline constexpr int kMaxPlanHistory = 20;
+
+// Who waits for an operator command's answer: the answer must reach them
+// before their deadline, and a caller gone (cancelled) gets none.
+struct CommandCaller {
+  std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max();
+  std::function<bool()> gone;  // may be empty
+};
 
 class Coordinator {
  public:
@@ -94,10 +105,11 @@ class Coordinator {
   // policy or changelog parse error naming the file, the machine's refusal
   // (plan_machine.h), the commit's failure (PLAN_CHANGE_PENDING).
   absl::StatusOr<v1::PlanView> StartUpgrade(const v1::UpgradeRequest& request,
-                                            const std::string& who);
+                                            const std::string& who,
+                                            const CommandCaller& caller = {});
   // Fleet.CommandPlan: pause, resume, abort, rollback, ack-break-glass.
   absl::StatusOr<v1::PlanView> Command(const v1::PlanCommandRequest& request,
-                                       const std::string& who);
+                                       const std::string& who, const CommandCaller& caller = {});
 
   // The committed plan as this agent knows it; on the coordinator with why
   // it is blocked. `version` increases with every change of the view.
@@ -152,7 +164,9 @@ class Coordinator {
   void LoadHistory();
   void RecordHistory(const v1::PlanRecord& committed);
   void Publish(const v1::LeaderView& leader, const absl::Status& blocked);
-  absl::StatusOr<v1::PlanView> Submit(std::shared_ptr<Pending> pending);
+  absl::StatusOr<v1::PlanView> Submit(std::shared_ptr<Pending> pending,
+                                      const CommandCaller& caller);
+  absl::Status Unanswered(const std::shared_ptr<Pending>& pending, const std::string& waited);
 
   PeerNode& node_;
   CoordinatorOptions options_;
