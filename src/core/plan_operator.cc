@@ -128,7 +128,7 @@ bool PlanStep::ReclaimFailedNodes(bool walk_back) {
   bool restage = false;
   for (v1::PlanNode& n : *next_->mutable_nodes()) {
     if (n.phase() != v1::PLAN_NODE_PHASE_FAILED) continue;
-    if (!walk_back && n.reason() == reason::kStagedArtifactChanged) {
+    if (!walk_back && StagedReleaseGone(n.reason())) {
       n.clear_reason();
       n.clear_message();
       SetNodePhase(n, v1::PLAN_NODE_PHASE_PENDING);

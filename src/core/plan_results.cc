@@ -308,15 +308,19 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     return "while a kube-apiserver is not ready: bring it back, then `kmsfleetctl rollback` "
            "or `resume`.";
   }
-  if (failure_reason == reason::kStagedArtifactChanged) {
-    // Nothing failed on the node: someone staged its release again.
-    return "for a release staged again by hand: `kmsfleetctl resume` stages the plan's "
-           "release there again, `kmsfleetctl rollback` walks the fleet back.";
+  if (StagedReleaseGone(failure_reason)) {
+    // Nothing failed on the node: its release was staged again or removed.
+    return "for a release staged again or removed by hand: `kmsfleetctl resume` stages the "
+           "plan's release there again, `kmsfleetctl rollback` walks the fleet back.";
   }
   return nullptr;
 }
 
 }  // namespace
+
+bool StagedReleaseGone(std::string_view reason) {
+  return reason == reason::kStagedArtifactChanged || reason == reason::kNotStaged;
+}
 
 void PlanStep::AfterFailure(const v1::PlanNode& node) {
   const absl::Status failure = MakeError(absl::StatusCode::kFailedPrecondition,

@@ -15,6 +15,13 @@
 
 namespace kmsfleet {
 
+// Whether a node refused its swap because the release the plan staged and
+// preflighted there is no longer what is staged: staged again since
+// (STAGED_ARTIFACT_CHANGED) or removed (NOT_STAGED, e.g. a folder cleaned
+// up by hand). Nothing failed on the node: `resume` stages it again, and
+// no auto-rollback walks the fleet back for it.
+bool StagedReleaseGone(std::string_view reason);
+
 class PlanStep {
  public:
   PlanStep(PlanMachine& machine, const PlanInput& input);
