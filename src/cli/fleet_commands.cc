@@ -21,9 +21,10 @@
 namespace kmsfleet {
 namespace {
 
-// Beyond the coordinator's wait for an operator command's answer (50 s),
-// which it cuts to a second before this deadline.
-constexpr std::chrono::seconds kCallTimeout{60};
+constexpr std::chrono::seconds kCallTimeout{30};
+// An operator command (upgrade, pause, ...): beyond the coordinator's wait
+// for its answer (50 s), which it cuts to a second before this deadline.
+constexpr std::chrono::seconds kCommandTimeout{60};
 // One release file's upload (at most 512 MiB) to the coordinator.
 constexpr std::chrono::minutes kUploadTimeout{10};
 
@@ -64,7 +65,7 @@ int Fail(const std::string& what, const absl::Status& s) {
               << " with --ca, --cert and --key\n";
   }
   if (reason == reason::kInvalidConfig) return 2;
-  // 3: nothing happened and asking again is safe.
+  // 3: no agent answered, or the command was withdrawn unread.
   return reason == reason::kAgentUnreachable || reason == reason::kCommandNotTaken ? 3 : 1;
 }
 
@@ -222,6 +223,7 @@ int RunUpgrade(const FleetFlags& flags) {
   }
   v1::PlanView view;
   absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);
     return stub.StartUpgrade(&c, *request, &view);
   });
   if (!s.ok()) return Fail("upgrade", s);
@@ -257,6 +259,7 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
   request.set_dry_run(flags.dry_run);
   v1::PlanView view;
   absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);
     return stub.CommandPlan(&c, request, &view);
   });
   if (!s.ok()) return Fail(name, s);

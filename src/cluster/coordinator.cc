@@ -23,7 +23,6 @@ namespace {
 
 // How long a plan change may take to commit before the operator is told.
 constexpr std::chrono::seconds kCommitTimeout{5};
-// How long an operator's call waits for the loop to take its command.
 // A command's wait checks its caller this often, and ends this long
 // before the caller's deadline so that the answer reaches it.
 constexpr std::chrono::milliseconds kCallerPoll{100};
@@ -557,6 +556,22 @@ v1::PlanView Coordinator::DryRunRollback(Pending& p, const PlanInput& in) {
 
 absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pending,
                                                  const CommandCaller& caller) {
+  // The answer must reach the caller: the wait ends a second before its
+  // deadline (read once, then timed on the steady clock, so that a clock
+  // step neither cuts it nor stretches it past the caller), and as soon as
+  // the caller is gone.
+  std::chrono::milliseconds budget = options_.answer_timeout;
+  if (caller.deadline != std::chrono::system_clock::time_point::max()) {
+    budget = std::min(budget, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  caller.deadline - std::chrono::system_clock::now() -
+                                  kCallerMargin));
+  }
+  if (budget <= std::chrono::milliseconds(0) || (caller.gone && caller.gone())) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kCommandNotTaken,
+                     "the call leaves coordinator " + options_.self +
+                         " no time to answer; the command was not queued and changed "
+                         "nothing: ask again with a longer deadline");
+  }
   std::future<absl::StatusOr<v1::PlanView>> answer = pending->answer.get_future();
   {
     std::lock_guard lock(mu_);
@@ -567,19 +582,17 @@ absl::StatusOr<v1::PlanView> Coordinator::Submit(std::shared_ptr<Pending> pendin
     commands_.push_back(pending);
     wake_.notify_all();
   }
-  // The answer must reach the caller: the wait ends a second before its
-  // deadline, and as soon as it is gone.
-  const auto start = std::chrono::system_clock::now();
-  auto until = start + options_.answer_timeout;
-  if (caller.deadline - kCallerMargin < until) until = caller.deadline - kCallerMargin;
+  const auto start = std::chrono::steady_clock::now();
   while (answer.wait_for(kCallerPoll) != std::future_status::ready) {
-    if (std::chrono::system_clock::now() >= until || (caller.gone && caller.gone())) {
-      const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::system_clock::now() - start);
-      absl::Status unanswered = Unanswered(pending, absl::StrFormat("%.1f s", waited.count() / 1000.0));
-      if (!unanswered.ok()) return unanswered;
-      break;  // answered meanwhile
-    }
+    const auto waited = std::chrono::steady_clock::now() - start;
+    if (waited < budget && !(caller.gone && caller.gone())) continue;
+    absl::Status unanswered = Unanswered(
+        pending,
+        absl::StrFormat("%.1f s", std::chrono::duration<double>(waited).count()));
+    // Answered at the last moment: that answer, not "may still apply".
+    if (answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready) break;
+    if (!unanswered.ok()) return unanswered;
+    break;  // answered meanwhile by a step-down or the stop
   }
   return answer.get();
 }

@@ -89,6 +89,9 @@ void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
                                           node.node());
   if (verdict.ok()) verdict = CheckRotation({r.rotation});
   if (!verdict.ok()) {
+    // Its release is gone from the node since it was staged: `resume`
+    // stages it there again (StagedReleaseGone), not just preflights.
+    if (StagedReleaseGone(ReasonOf(verdict))) SetNodePhase(node, v1::PLAN_NODE_PHASE_PENDING);
     Halt(verdict, node.node());
     return;
   }

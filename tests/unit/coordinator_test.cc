@@ -154,6 +154,17 @@ TEST_F(CoordinatorCallerTest, ACommandIsWithdrawnBeforeItsCallersDeadline) {
   EXPECT_TRUE(Refusals().empty()) << "the withdrawn pause never ran";
 }
 
+// Found in review: a call whose deadline left no time to answer was still
+// queued, and an idle loop could apply it while the caller heard nothing.
+TEST_F(CoordinatorCallerTest, ACallWithNoTimeToAnswerIsNotQueued) {
+  ASSERT_TRUE(WaitForProbes(2));
+  absl::StatusOr<v1::PlanView> late =
+      Pause({std::chrono::system_clock::now() + std::chrono::milliseconds(500), {}});
+  EXPECT_EQ(ReasonOf(late.status()), reason::kCommandNotTaken) << late.status();
+  ASSERT_TRUE(WaitForProbes(3));
+  EXPECT_TRUE(Refusals().empty()) << "the pause never ran";
+}
+
 // A caller that went away (a cancelled call) leaves nothing queued behind.
 TEST_F(CoordinatorCallerTest, ACommandWhoseCallerIsGoneIsWithdrawn) {
   ASSERT_TRUE(WaitForProbes(2));

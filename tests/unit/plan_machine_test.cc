@@ -406,6 +406,31 @@ TEST(PlanMachineTest, AReleaseStagedAgainOrRemovedByHandIsStagedAgainOnResume) {
   }
 }
 
+// Found in review: a release removed from a node before its preflight
+// halted the plan NOT_STAGED, and `resume` preflighted the node again
+// without staging it: the same halt on every resume.
+TEST(PlanMachineTest, AReleaseRemovedBeforeItsPreflightIsStagedAgainOnResume) {
+  Driver d;
+  int preflights_of_b = 0;
+  d.unavailable = [&preflights_of_b](const PlanAction& a) {
+    if (a.kind == ActionKind::kPreflight && a.node == "b" && ++preflights_of_b == 1) {
+      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged,
+                       "version 0.2.0 is not staged in /var/lib/kmsfleet/artifacts/0.2.0");
+    }
+    return absl::OkStatus();
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kNotStaged);
+  EXPECT_TRUE(d.Swapped().empty());
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  int stages_of_b = 0;
+  for (const PlanAction& a : d.log_) stages_of_b += a.node == "b" && a.kind == ActionKind::kStage;
+  EXPECT_EQ(stages_of_b, 2);
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
+}
+
 TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotResent) {
   Driver d;
   d.admission = [](const PlanAction& a) {

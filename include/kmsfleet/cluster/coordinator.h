@@ -103,7 +103,9 @@ class Coordinator {
   // Fleet.StartUpgrade for `who` (operator identity or "local root").
   // Errors: Unavailable NOT_LEADER (metadata leader, leader_address), the
   // policy or changelog parse error naming the file, the machine's refusal
-  // (plan_machine.h), the commit's failure (PLAN_CHANGE_PENDING).
+  // (plan_machine.h), the commit's failure (PLAN_CHANGE_PENDING), and for
+  // a command the loop did not take in time (withdrawn, nothing changed)
+  // COMMAND_NOT_TAKEN; see CoordinatorOptions::answer_timeout.
   absl::StatusOr<v1::PlanView> StartUpgrade(const v1::UpgradeRequest& request,
                                             const std::string& who,
                                             const CommandCaller& caller = {});
