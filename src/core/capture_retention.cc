@@ -61,7 +61,8 @@ std::vector<std::string> CapturesToPrune(const std::vector<SwapJournal>& journal
                        : std::set<std::string>();
   std::vector<const SwapJournal*> prune;
   for (const SwapJournal& j : journals) {
-    if (!HoldsCapture(j, operations_dir) || Unfinished(j) || read.count(j.previous_binary)) {
+    // An unfinished operation's own copy is in `read`.
+    if (!HoldsCapture(j, operations_dir) || read.count(j.previous_binary)) {
       continue;
     }
     if (j.phase == SwapPhase::kStable && (!installed_sha256 || chain.count(j.operation_id))) {

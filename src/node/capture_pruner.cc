@@ -1,12 +1,12 @@
 // Deleting the copies of replaced releases that no rollback can use any
 // more (capture_retention.h decides which).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <map>
-#include <sys/stat.h>
 
 #include "kmsfleet/core/capture_retention.h"
 #include "kmsfleet/node/executor.h"
