@@ -45,7 +45,8 @@ Coordinator::Coordinator(PeerNode& node, CoordinatorOptions options)
     : node_(node), options_(std::move(options)) {
   if (options_.channel_credentials) {
     actions_ = std::make_unique<FleetActions>(options_.addresses, options_.channel_credentials,
-                                              options_.call_timeout, options_.observe_timeout);
+                                              options_.call_timeout, options_.observe_timeout,
+                                              options_.stage_timeout);
   }
   LoadHistory();
 }

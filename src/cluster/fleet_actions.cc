@@ -50,8 +50,11 @@ Request CommandRequest(const PlanAction& action, const v1::Fence& fence) {
 FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
                            std::shared_ptr<grpc::ChannelCredentials> credentials,
                            std::chrono::milliseconds call_timeout,
-                           std::chrono::milliseconds observe_timeout)
-    : call_timeout_(call_timeout), observe_timeout_(observe_timeout) {
+                           std::chrono::milliseconds observe_timeout,
+                           std::chrono::milliseconds stage_timeout)
+    : call_timeout_(call_timeout),
+      observe_timeout_(observe_timeout),
+      stage_timeout_(stage_timeout) {
   for (const auto& [node, address] : addresses) {
     std::shared_ptr<grpc::Channel> channel =
         grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node));
@@ -153,8 +156,8 @@ ActionResult FleetActions::Stage(const PlanAction& action,
   request.set_image(settings.image());
   request.set_image_ref(settings.image_ref_source());
   v1::StageResponse response;
-  // Staging may download the artifact: give it more than a plain call.
-  grpc::Status s = Stub(action.node)->Stage(Context(10 * call_timeout_).get(), request, &response);
+  // Staging may download the artifact (CoordinatorOptions::stage_timeout).
+  grpc::Status s = Stub(action.node)->Stage(Context(stage_timeout_).get(), request, &response);
   r.status = FromGrpcStatus(s, action.node);
   r.previous_artifact_verified = response.previous_artifact_verified();
   r.staged_digest = response.staged_digest();

@@ -32,7 +32,8 @@ class FleetActions {
   FleetActions(const std::map<std::string, std::string>& addresses,
                std::shared_ptr<grpc::ChannelCredentials> credentials,
                std::chrono::milliseconds call_timeout,
-               std::chrono::milliseconds observe_timeout);
+               std::chrono::milliseconds observe_timeout,
+               std::chrono::milliseconds stage_timeout);
 
   // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
@@ -91,6 +92,7 @@ class FleetActions {
   std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
   std::chrono::milliseconds call_timeout_;
   std::chrono::milliseconds observe_timeout_;
+  std::chrono::milliseconds stage_timeout_;
   std::mutex calls_mu_;
   std::set<grpc::ClientContext*> calls_;  // guarded by calls_mu_
   bool cancelled_ = false;                // guarded by calls_mu_

@@ -57,7 +57,7 @@ absl::Status WriteAll(int fd, const std::string& data, const std::string& path) 
 
 UploadFetcher::UploadFetcher(const std::map<std::string, std::string>& addresses,
                              std::shared_ptr<grpc::ChannelCredentials> credentials,
-                             std::chrono::seconds timeout, uint64_t reserve_bytes)
+                             std::chrono::milliseconds timeout, uint64_t reserve_bytes)
     : timeout_(timeout), reserve_bytes_(reserve_bytes) {
   for (const auto& [node, address] : addresses) {
     stubs_[node] = v1::Fleet::NewStub(

@@ -27,9 +27,10 @@ absl::StatusOr<FetchUpload> UploadFetchOf(const AgentConfig& config) {
   if (!creds.ok()) return creds.status();
   std::map<std::string, std::string> addresses{{config.node, config.cluster.listen}};
   for (const PeerConfig& p : config.peers) addresses[p.name] = p.address;
-  // A 512 MiB binary over a LAN takes seconds; the bound only ends a stuck call.
-  auto fetcher =
-      std::make_shared<UploadFetcher>(addresses, creds->channel, std::chrono::minutes(5));
+  // Each file is bounded like a URL download; the Stage call's own
+  // deadline, set by the coordinator from its download timeout, also ends it.
+  auto fetcher = std::make_shared<UploadFetcher>(addresses, creds->channel,
+                                                 config.executor.download_timeout);
   return FetchUpload([fetcher](const std::string& source, UploadKind kind,
                                const std::string& dest, FetchDeadline deadline) {
     return fetcher->Fetch(source, kind, dest, deadline);
@@ -55,6 +56,7 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.tick = std::chrono::milliseconds(config.cluster.plan_tick_ms);
   // Every agent observes its provider with the same settings as this one.
   o.observe_timeout = ObserveBound(config.provider) + std::chrono::seconds(1);
+  o.stage_timeout = config.executor.download_timeout + std::chrono::minutes(1);
   o.history_path = config.state_dir + "/plan-history.pb";
   // The coordinator asks OpenBao itself, at the address and with the CA of
   // its own provider's config (every node's provider uses the same OpenBao).

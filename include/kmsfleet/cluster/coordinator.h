@@ -53,6 +53,11 @@ struct CoordinatorOptions {
   // GetNodeState: the agents' ObserveBound and a margin. Shorter, a
   // provider that hangs reads as AGENT_UNREACHABLE, with the wrong remedy.
   std::chrono::milliseconds observe_timeout{16000};
+  // Agent.Stage, which may download the artifact from a URL or fetch it
+  // from the coordinator: the agents' executor.download_timeout_ms and a
+  // margin for the copy and the hash. Shorter, a large artifact on a slow
+  // link never stages: every attempt starts again from its first byte.
+  std::chrono::milliseconds stage_timeout{std::chrono::minutes(11)};
   // Finished plans, newest first; "" keeps them in memory only.
   std::string history_path;
   // GET <openbao.address>/v1/sys/health; nullopt when it cannot be probed.

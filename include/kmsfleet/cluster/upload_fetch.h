@@ -33,7 +33,7 @@ class UploadFetcher {
   // lies (CheckFreeSpace: ResourceExhausted ARTIFACT_IO).
   UploadFetcher(const std::map<std::string, std::string>& addresses,
                 std::shared_ptr<grpc::ChannelCredentials> credentials,
-                std::chrono::seconds timeout,
+                std::chrono::milliseconds timeout,
                 uint64_t reserve_bytes = kStateFreeSpaceReserveBytes);
 
   // Fetches `source` (coordinator://<node>/<sha256>/<name>) into `dest`, a
@@ -54,7 +54,7 @@ class UploadFetcher {
                        const std::string& dest, Deadline deadline);
 
   std::map<std::string, std::unique_ptr<v1::Fleet::Stub>> stubs_;
-  std::chrono::seconds timeout_;
+  std::chrono::milliseconds timeout_;
   uint64_t reserve_bytes_;
 };
 
