@@ -137,6 +137,31 @@ absl::Status CheckPlanSettings(const v1::PlanSettings& settings) {
   return absl::OkStatus();
 }
 
+// The plan's start recorded one round, before any gate: a registry read
+// that failed then, or a rotation the old release promoted while the plan
+// prepared, would refuse every rollback for the plan's life. Nothing is
+// swapped before the first swap, so what the nodes show when it is
+// authorised (health, parity and rotation gates passed on this round) is
+// what a rollback must return to. A fact this round lacks keeps its value
+// from the start.
+void PlanStep::RetakeBaseline() {
+  for (v1::NodeBaseline& b : *next_->mutable_baseline()) {
+    for (const NodeView& v : Views()) {
+      if (v.node != b.node() || !v.state) continue;
+      v1::NodeBaseline now = Baseline(v);
+      if (now.key_id_hash().empty()) now.set_key_id_hash(b.key_id_hash());
+      if (!v.registry) {
+        now.set_registry_schema(b.registry_schema());
+        now.set_removed_records(b.removed_records());
+      }
+      if (!v.state->has_key_version() && b.has_transit_key_version()) {
+        now.set_transit_key_version(b.transit_key_version());
+      }
+      b = std::move(now);
+    }
+  }
+}
+
 absl::Status CheckNoActivePlan(const std::optional<v1::FleetPlan>& current) {
   if (!current || IsFinished(current->phase())) return absl::OkStatus();
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,

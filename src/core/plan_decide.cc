@@ -159,6 +159,7 @@ void PlanStep::DecideNextNode() {
     Block(gates);
     return;
   }
+  if (!rolling_back && !next_->first_swap_authorised()) RetakeBaseline();
   // The swap to undo is recorded once: a retried walk-back undoes the same
   // swap, not the failed rollback.
   if (rolling_back && target->rollback_of().empty()) {
@@ -205,7 +206,7 @@ void PlanStep::DecideInFlight() {
       if (!back) a.expected_staged_digest = n->staged_digest();  // what preflight checked
       a.expected_key_id_hash = Parity().hash();
       a.stabilization_ms = next_->settings().stabilization_ms();
-      Issue(std::move(a));
+      IssueDisruptive(std::move(a));
       return;
     }
     case v1::PLAN_STEP_STAGE_RESTARTING_APISERVER:
@@ -213,13 +214,54 @@ void PlanStep::DecideInFlight() {
       PlanAction a = MakeAction(ActionKind::kRestartApiServer, n->node());
       a.method = next_->settings().apiserver_restart_method();
       a.operation_id = n->operation_id();  // names the restart: one per swap
-      Issue(std::move(a));
+      IssueDisruptive(std::move(a));
       return;
     }
     default:
       Issue(MakeAction(ActionKind::kHandOff, n->node()));
       return;
   }
+}
+
+// The gates passed when the node was given the slot, perhaps long ago: a
+// new coordinator resumes the committed in-flight node, and a command that
+// went unanswered or was refused before it started is sent again. Sent
+// anew, it could start now, so every other node must still be healthy and
+// in parity, or the start could take a second provider down. (A command
+// whose operation already runs is only followed; holding it back changes
+// nothing on the node.) `hash`: the others' key_id hash.
+absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::string* hash) {
+  std::vector<std::string> voters;
+  for (const std::string& v : m_.config_.voters) {
+    if (v != in_flight) voters.push_back(v);
+  }
+  std::vector<NodeView> others;
+  for (const NodeView& v : Views()) {
+    if (v.node != in_flight) others.push_back(v);
+  }
+  absl::Status s = CheckFleetHealth(voters, others, in_.now_unix_ms);
+  if (s.ok()) s = CheckParityOnce(others);
+  if (!s.ok()) {
+    return MakeError(s.code(), ReasonOf(s),
+                     absl::StrCat("Before ", std::string(in_flight), " is sent its command again: ",
+                                  std::string(s.message())),
+                     {{"node", std::string(in_flight)}});
+  }
+  if (!others.empty() && others.front().state) *hash = others.front().state->key_id_hash_metric();
+  return absl::OkStatus();
+}
+
+void PlanStep::IssueDisruptive(PlanAction action) {
+  if (Issued(action)) return;
+  std::string others_hash;
+  if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
+    Block(s);
+    return;
+  }
+  if (action.kind != ActionKind::kRestartApiServer && action.expected_key_id_hash.empty()) {
+    action.expected_key_id_hash = others_hash;  // not the node's own
+  }
+  Issue(std::move(action));
 }
 
 // Nothing else holds the plan up, but an action it needs keeps coming

@@ -238,16 +238,25 @@ void PlanStep::SetNodePhase(v1::PlanNode& node, v1::PlanNodePhase phase) {
   changed_ = true;
 }
 
+namespace {
+
+// The key names the plan and the node's state: an action is issued once
+// per state of its node in this plan.
+std::string IssueKey(const v1::FleetPlan& plan, const v1::PlanNode* n,
+                     const PlanAction& action) {
+  return absl::StrCat(plan.plan_id(), "|", std::string(ActionKindName(action.kind)), "/",
+                      action.node, "/", n ? n->phase() : 0, "/", n ? n->stage() : 0, "/",
+                      n ? n->operation_id() : "");
+}
+
+}  // namespace
+
+bool PlanStep::Issued(const PlanAction& action) {
+  return m_.issued_.contains(IssueKey(*next_, FindNode(action.node), action));
+}
+
 void PlanStep::Issue(PlanAction action) {
-  const v1::PlanNode* n = FindNode(action.node);
-  // The key names the plan and the node's state: an action is issued once
-  // per state of its node in this plan.
-  const std::string key = absl::StrCat(
-      next_->plan_id(), "|", std::string(ActionKindName(action.kind)), "/",
-      action.node, "/",
-      n ? n->phase() : 0, "/", n ? n->stage() : 0, "/",
-      n ? n->operation_id() : "");
-  if (!m_.issued_.insert(key).second) return;
+  if (!m_.issued_.insert(IssueKey(*next_, FindNode(action.node), action)).second) return;
   actions_.push_back(std::move(action));
 }
 

@@ -95,6 +95,12 @@ class PlanStep {
   void DecideNextNode();
   void DecideCompletion(bool rolling_back);
   absl::Status NodeGates(bool rolling_back);
+  // Records every node's facts again, from the round the gates just passed.
+  void RetakeBaseline();
+  // The gates a disruptive action must pass again when it is sent anew.
+  absl::Status OthersStillHealthy(std::string_view in_flight, std::string* hash);
+  // Issues a swap, rollback or kube-apiserver restart of the in-flight node.
+  void IssueDisruptive(PlanAction action);
   void BlockOnUnanswered();
 
   // ---- helpers (plan_step.cc) ----
@@ -110,6 +116,7 @@ class PlanStep {
   static PlanAction MakeAction(ActionKind kind, std::string_view node);
   // Queues `action` unless already issued for the node's current state.
   void Issue(PlanAction action);
+  bool Issued(const PlanAction& action);
   void Block(const absl::Status& why);
   // Records `guard`'s verdict in the plan, replacing an older one.
   void RecordGuard(std::string_view guard, const absl::Status& result);

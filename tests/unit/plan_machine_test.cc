@@ -92,8 +92,9 @@ class Driver {
     for (const auto& [n, v] : versions_) {
       auto stuck = observed_at.find(n);
       in.views.push_back(
-          HealthyView(n, v, testing::kHashA, stuck == observed_at.end() ? now_ : stuck->second));
+          HealthyView(n, v, hash, stuck == observed_at.end() ? now_ : stuck->second));
       if (restart_unconfigured.contains(n)) in.views.back().state->set_apiserver_restart_configured(false);
+      if (no_registry.contains(n)) in.views.back().registry.reset();
     }
     in.views_fresh = true;
     last_round_ = in.views;
@@ -199,6 +200,9 @@ class Driver {
   }
   // Nodes whose agents report no apiserver.restart method.
   std::set<std::string> restart_unconfigured;
+  // Every node's key_id hash; nodes whose registry facts are not reported.
+  std::string hash = testing::kHashA;
+  std::set<std::string> no_registry;
   // Whether hand-offs are released; by default, unless the node's last
   // operation ended RollbackFailed.
   std::optional<bool> hand_off_released;
@@ -1573,6 +1577,114 @@ TEST(PlanMachineTest, NewCoordinatorResumesTheInFlightNodeFromTheCommittedPlan) 
   EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
   EXPECT_EQ(r.actions[0].node, d.plan_.in_flight());
   EXPECT_EQ(r.actions[0].operation_id, d.plan_.nodes(0).operation_id());
+}
+
+const v1::NodeBaseline& BaselineOf(const v1::FleetPlan& plan, const std::string& node) {
+  for (const v1::NodeBaseline& b : plan.baseline()) {
+    if (b.node() == node) return b;
+  }
+  static const v1::NodeBaseline kNone;
+  return kNone;
+}
+
+// Found in review: the baseline was the one round the plan started on,
+// unchecked. A registry read that failed then, or a rotation the old
+// release promoted before any swap, refused every later rollback
+// (REGISTRY_UNKNOWN, ROLLBACK_REFUSED_KEY_ROTATED) for the plan's life.
+TEST(PlanMachineTest, TheBaselineIsTakenAgainWhenTheFirstSwapIsAuthorised) {
+  Driver d;
+  d.hash = testing::kHashB;
+  d.no_registry = {"b"};
+  d.Step(Start());
+  ASSERT_EQ(BaselineOf(d.plan_, "b").registry_schema(), "");
+  ASSERT_EQ(BaselineOf(d.plan_, "a").key_id_hash(), testing::kHashB);
+  d.hash = testing::kHashA;  // promoted under the old release
+  d.no_registry.clear();
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  EXPECT_EQ(BaselineOf(d.plan_, "b").registry_schema(), testing::kSchema);
+  for (const char* n : {"a", "b", "c"}) {
+    EXPECT_EQ(BaselineOf(d.plan_, n).key_id_hash(), testing::kHashA) << n;
+  }
+  EXPECT_EQ(BaselineOf(d.plan_, "a").provider_version(), "0.1.0");
+}
+
+// Every node's healthy view but `unready`'s, whose provider is not ready.
+std::vector<NodeView> ViewsWithOneUnready(const std::map<std::string, std::string>& versions,
+                                          const std::string& unready, int64_t observed_at_ms) {
+  std::vector<NodeView> views;
+  for (const auto& [n, v] : versions) {
+    views.push_back(HealthyView(n, v, testing::kHashA, observed_at_ms));
+    if (n == unready) views.back().state->set_ready(false);
+  }
+  return views;
+}
+
+std::vector<std::string> SwapsIn(const PlanReady& r) {
+  std::vector<std::string> nodes;
+  for (const PlanAction& a : r.actions) {
+    if (a.kind == ActionKind::kSwap) nodes.push_back(a.node);
+  }
+  return nodes;
+}
+
+// Found in review: a new coordinator sent the committed in-flight node's
+// swap at once, without the fleet gates. Had another provider gone unready
+// since the slot was given, the swap would have taken a second one down.
+TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  const std::string in_flight = d.plan_.in_flight();
+  const std::string other = in_flight == "a" ? "b" : "a";
+  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.views = ViewsWithOneUnready(d.versions_, other, 1'999'000);
+  PlanReady r = fresh.Step(in);
+  EXPECT_TRUE(SwapsIn(r).empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr(other));
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("Before " + in_flight));
+  // Once it is ready again, the same swap goes, expecting the others' hash.
+  in.now_unix_ms += 1000;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 2'000'500);
+  r = fresh.Step(in);
+  ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
+  EXPECT_EQ(r.actions[0].expected_key_id_hash, testing::kHashA);
+}
+
+// The same for a swap sent again after it went unanswered: the slot was
+// given long before, so the gates are asked again.
+TEST(PlanMachineTest, ASwapSentAgainAfterNoAnswerWaitsWhileAnotherNodeIsUnready) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  const std::string in_flight = d.plan_.in_flight();
+  const std::string other = in_flight == "a" ? "b" : "a";
+  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 1'999'000);
+  PlanReady r = fresh.Step(in);
+  ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
+  ActionResult lost;
+  lost.kind = ResultKind::kOperation;
+  lost.node = in_flight;
+  lost.revision = r.actions[0].revision;
+  lost.operation_id = r.actions[0].operation_id;
+  lost.status = MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                          "agent " + in_flight + " did not answer");
+  in.now_unix_ms += 1000;
+  in.results = {lost};
+  in.views = ViewsWithOneUnready(d.versions_, other, 2'000'500);
+  r = fresh.Step(in);
+  EXPECT_TRUE(SwapsIn(r).empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  in.now_unix_ms += 1000;
+  in.results.clear();
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 2'001'500);
+  r = fresh.Step(in);
+  EXPECT_THAT(SwapsIn(r), ElementsAre(in_flight));
 }
 
 TEST(PlanMachineTest, ASecondPlanOnTheSameCoordinatorRunsToo) {
