@@ -58,6 +58,7 @@ void Executor::PruneCapturesAtEnd(const SwapJournal& ending) {
 // copies an older agent left behind go before a swap can be refused for
 // the space they take.
 void Executor::PruneCapturesFromDisk() {
+  if (options_.static_pod) return;  // PruneCaptures keeps a manifest's copies
   JournalStore::Scan scan = seams_.journals.LoadAll();
   if (!scan.unreadable.empty()) return;
   for (const SwapJournal& j : scan.journals) {

@@ -93,6 +93,27 @@ absl::Status Executor::CheckImageHeld(const std::string& image) {
                    {{"image", image}});
 }
 
+// A failed swap writes the live manifest back and waits for its image's
+// pod: only a digest tells that pod from the new one, and only an image
+// the runtime holds starts without a registry. Either missing, the
+// restore would end RollbackFailed, so the swap is refused before the
+// stop. (Found in review: a manifest naming repo:tag passed every check.)
+absl::Status Executor::CheckRunningImageRestorable() {
+  if (!options_.static_pod) return absl::OkStatus();
+  const std::string& manifest = options_.static_pod->manifest_path;
+  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(manifest));
+  KMSFLEET_RETURN_IF_ERROR(
+      ParseImageRef(image, manifest + " image (what a failed swap restores)").status());
+  if (seams_.runtime == nullptr) return absl::OkStatus();  // CheckImageHeld says so
+  KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, seams_.runtime->ImageStatus(image));
+  if (held) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRollbackArtifactMissing,
+                   "the container runtime no longer holds " + image + ", which " + manifest +
+                       " runs now: a failed swap could not start it again without a "
+                       "registry; pull it (crictl pull " + image + ") before the swap",
+                   {{"image", image}, {"file", manifest}});
+}
+
 // The release of a static-pod swap: the live manifest with the staged
 // image, rendered per operation, so the journal's target is exactly the
 // bytes that will be installed.

@@ -187,9 +187,13 @@ absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_
 }
 
 absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  return Sha256File(path, SIZE_MAX);
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path, size_t max_bytes) {
   KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, OpenRegularFile(path, Symlinks::kRefuse));
   posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  return HashStream(fd.get(), path, SIZE_MAX,
+  return HashStream(fd.get(), path, max_bytes,
                     [](const char*, size_t) { return absl::OkStatus(); });
 }
 

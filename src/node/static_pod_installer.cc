@@ -43,10 +43,13 @@ class StaticPodInstaller final : public Installer {
         manifest_dir_(DirOf(o_.manifest_path)) {}
 
   // kmsfleet::Installer
-  absl::StatusOr<std::string> Observe() override { return Sha256File(o_.manifest_path); }
+  // Bounded like every read of a manifest: the path is outside input.
+  absl::StatusOr<std::string> Observe() override {
+    return Sha256File(o_.manifest_path, kMaxManifestBytes);
+  }
 
   absl::StatusOr<std::string> Digest(const std::string& release) override {
-    return Sha256File(release);
+    return Sha256File(release, kMaxManifestBytes);
   }
 
   absl::StatusOr<CapturedRelease> Capture(const std::string& evidence_dir) override {

@@ -2,6 +2,7 @@
 // holds the old manifest or the new one, whole, and never a temp file.
 #include "kmsfleet/node/static_pod_installer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sched.h>
@@ -103,6 +104,19 @@ TEST_F(StaticPodInstallerTest, InstallsThenRestoresTheCaptureByteIdentical) {
   ASSERT_TRUE(installer->Install(previous->path, previous->sha256).ok());
   EXPECT_EQ(ReadFile(live_), Manifest(kOldImage));
   EXPECT_EQ(Entries(manifest_dir_), std::vector<std::string>{"bao-kms-provider.yaml"});
+}
+
+// Found in review: the live manifest was hashed whole, however large (at
+// start-up, recovery and rollback planning), though every other read of a
+// manifest is bounded.
+TEST_F(StaticPodInstallerTest, AManifestLargerThanAnyReleaseIsRefusedNamingIt) {
+  WriteRaw(live_, Manifest(kOldImage) + "# " + std::string(kMaxManifestBytes, 'x') + "\n", 0644);
+  absl::StatusOr<std::string> seen = NewInstaller()->Observe();
+  ASSERT_FALSE(seen.ok());
+  EXPECT_EQ(ReasonOf(seen.status()), reason::kInputTooLarge) << seen.status();
+  EXPECT_THAT(std::string(seen.status().message()), ::testing::HasSubstr(live_));
+  absl::StatusOr<std::string> digest = NewInstaller()->Digest(live_);
+  EXPECT_EQ(ReasonOf(digest.status()), reason::kInputTooLarge) << digest.status();
 }
 
 TEST_F(StaticPodInstallerTest, InstallingWhatIsInPlaceTouchesNothing) {

@@ -243,6 +243,28 @@ TEST_F(StaticPodSwapTest, AStagedImageTheRuntimeNoLongerHoldsIsRefusedBeforeTheS
   ExpectOldServing();
 }
 
+// Found in review: only the staged image was checked before the stop. Had
+// the runtime dropped the running image, a failed swap would have written
+// the old manifest back and waited for a pod that could not start.
+TEST_F(StaticPodSwapTest, ARunningImageTheRuntimeNoLongerHoldsIsRefusedBeforeTheStop) {
+  StageNew();
+  const std::string images = node_->cri_dir() + "/images.json";
+  std::string registry = ReadFile(images);
+  const size_t present = registry.find("\"present\": true");
+  ASSERT_NE(present, std::string::npos) << registry;
+  registry.replace(present, 15, "\"present\": false");
+  WriteFile(images, registry);
+  SubprocessResult swap = Swap();
+  EXPECT_NE(swap.exit_code, 0);
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_ARTIFACT_MISSING");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("no longer holds " + ImageOf(kOld)));
+  EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
+  ExpectOldServing();
+}
+
 // Found in review: the digest a plan sends with its swap covered the kit
 // binary alone, so the same version staged again with another image (and
 // the same binary) was swapped in. The staged digest covers both.

@@ -313,6 +313,9 @@ class Executor {
   absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
   absl::Status CheckImageHeld(const std::string& image);
+  // Static pods: the live manifest's image, which a failed swap restores,
+  // is pinned by digest and held by the runtime.
+  absl::Status CheckRunningImageRestorable();
   absl::Status CaptureEvidence(SwapJournal& j);
   // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
   absl::Status EndIfStopping();

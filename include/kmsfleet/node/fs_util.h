@@ -54,6 +54,9 @@ absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max_
 // Lower-case hex SHA-256 of the regular file at `path` (no symlink), read
 // in 1 MiB blocks through OpenSSL EVP.
 absl::StatusOr<std::string> Sha256File(const std::string& path);
+// The same for a file that may be at most `max_bytes` long:
+// ResourceExhausted (INPUT_TOO_LARGE) naming it when it is longer.
+absl::StatusOr<std::string> Sha256File(const std::string& path, size_t max_bytes);
 std::string Sha256Hex(std::string_view bytes);
 
 // Creates `path` as a directory with `mode` if absent; refuses a symlink or
