@@ -17,8 +17,11 @@
 namespace kmsfleet {
 namespace {
 
-absl::Status FetchFailed(const CoordinatorSource& source, std::string_view why) {
-  return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactFetchFailed,
+// Unavailable: asked again (the plan re-sends the Stage); FailedPrecondition
+// for what asking again cannot change, so the plan halts and says why.
+absl::Status FetchFailed(const CoordinatorSource& source, std::string_view why,
+                         absl::StatusCode code = absl::StatusCode::kUnavailable) {
+  return MakeError(code, reason::kArtifactFetchFailed,
                    "cannot fetch " + FormatCoordinatorSource(source) + " from " + source.node +
                        ": " + std::string(why),
                    {{"node", source.node}, {"name", source.name}});
@@ -88,7 +91,11 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
 absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind kind, int fd,
                                     const std::string& dest, Deadline deadline) {
   auto stub = stubs_.find(source.node);
-  if (stub == stubs_.end()) return FetchFailed(source, "no cluster address is configured for it");
+  if (stub == stubs_.end()) {
+    return FetchFailed(source,
+                       "no cluster address is configured for it (a node absent from peers)",
+                       absl::StatusCode::kFailedPrecondition);
+  }
   grpc::ClientContext context;
   context.set_deadline(std::min(deadline, std::chrono::system_clock::now() + timeout_));
   v1::FetchArtifactRequest request;
@@ -102,7 +109,8 @@ absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind 
     // The node sends no kind: this agent bounds the file by the field it
     // asked for, whatever the node claims.
     const std::string& name = chunk.name().empty() ? source.name : chunk.name();
-    s = name != source.name ? FetchFailed(source, "it answered with the file " + chunk.name())
+    s = name != source.name ? FetchFailed(source, "it answered with the file " + chunk.name(),
+                                 absl::StatusCode::kFailedPrecondition)
                             : AcceptUploadChunk(progress, name, UploadKindName(kind),
                                                 chunk.offset(), chunk.data().size());
     if (s.ok()) s = CheckFreeSpace(DirOf(dest), chunk.data().size(), reserve_bytes_);

@@ -124,6 +124,21 @@ TEST_F(UploadFetchTest, BytesThatDoNotMatchTheSourceNameTheFetchAndTheHolder) {
   EXPECT_FALSE(std::filesystem::exists(dest));
 }
 
+// Found in review: a source naming a node this agent has no address for
+// came back Unavailable, so the plan sent the Stage again for ever; asking
+// again cannot help, so it is FailedPrecondition and the plan halts.
+TEST_F(UploadFetchTest, ASourceOnANodeWithNoAddressIsNotAskedAgain) {
+  Serve(absl::OkStatus());
+  const std::string source = "coordinator://cp-9/" + kSha + "/bao-kms-provider";
+  const std::string dest = dir_.File("fetched");
+  absl::Status s = fetcher_->Fetch(source, UploadKind::kBinary, dest);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactFetchFailed) << s;
+  EXPECT_THAT(std::string(s.message()), HasSubstr("cp-9"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("no cluster address"));
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
 // Found in review: an agent's fetch of an upload wrote into its state
 // directory with no regard for what was left free there.
 TEST_F(UploadFetchTest, AFetchThatWouldEatIntoTheFreeSpaceReserveIsRefused) {
