@@ -108,12 +108,19 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
   if (!r.status.ok() && IsFenceRefusal(ReasonOf(r.status))) {
     // The fence, not the command, was refused (the node holds another
     // record than the one sent): nothing ran; send it again under the
-    // committed record's fence.
+    // committed record's fence, if the plan still moves on its own.
+    if (!ResendsNow()) {
+      return GiveSlotBackUntouched(
+          node, absl::StrCat(node.node(), " refused the fence of ", node.operation_id(),
+                             " before it ran (", ReasonOf(r.status), ")"));
+    }
     m_.issued_.clear();
     return;
   }
   if (EndedByItsAgent(r)) {
-    if (!ResendsNow()) return GiveSlotBackUntouched(node, ReasonOf(r.status));
+    if (!ResendsNow()) {
+      return GiveSlotBackUntouched(node, EndedByItsAgentText(node, ReasonOf(r.status)));
+    }
     if (node.agent_stop_retries() < kMaxAgentStopRetries) {
       return SendAgainAfterAgentStop(node, ReasonOf(r.status));
     }
@@ -134,7 +141,12 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
   switch (r.outcome) {
     case OperationOutcome::kNotFound:
       // The command never reached the node (e.g. the coordinator died
-      // between commit and send): send it again.
+      // between commit and send): send it again, if the plan still moves
+      // on its own (found in review: a pause or abort did not stop it).
+      if (!ResendsNow()) {
+        return GiveSlotBackUntouched(
+            node, absl::StrCat(node.operation_id(), " never reached ", node.node()));
+      }
       m_.issued_.clear();
       return;
     case OperationOutcome::kStable:
@@ -205,8 +217,8 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
 // ...but not while the plan is not moving on its own: the node hands its
 // slot back as it was before its step (Preflighted, or Done on the way
 // back), to be taken again on resume, or the abort completes.
-void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& why) {
-  node.set_message(absl::StrCat(EndedByItsAgentText(node, why),
+void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what) {
+  node.set_message(absl::StrCat(what,
                                 "; not sent again while the plan is ",
                                 next_->abort_requested()
                                     ? std::string("aborting")

@@ -80,7 +80,8 @@ class PlanStep {
   bool EndedByItsAgent(const ActionResult& result) const;
   bool ResendsNow() const;
   void SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& why);
-  void GiveSlotBackUntouched(v1::PlanNode& node, const std::string& why);
+  // `what`: what ended the step before anything was touched.
+  void GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what);
   static std::string EndedByItsAgentText(const v1::PlanNode& node, const std::string& why);
   // Names the node's next operation: "<plan>.<node>.swap.<revision>" (or
   // .rollback.), the revision being that of the change that authorises it.

@@ -552,6 +552,43 @@ TEST(PlanMachineTest, APausedPlanDoesNotSendAgainAndTheNodeGivesItsSlotBackUntou
   EXPECT_EQ(d.versions_["a"], "0.2.0");
 }
 
+// From review: a swap that never reached its node (no such operation
+// there), or whose fence the node refused before it ran, was sent again
+// whatever the phase: paused, the node was swapped all the same.
+TEST(PlanMachineTest, APausedPlanSendsNoSwapAgainThatNeverRan) {
+  const std::vector<std::pair<std::string, std::function<void(Driver&)>>> endings = {
+      {"never reached a",
+       [](Driver& d) {
+         d.outcome = [](const PlanAction&) { return OperationOutcome::kNotFound; };
+       }},
+      {"a refused the fence",
+       [](Driver& d) {
+         d.admission = [](const PlanAction&) {
+           return MakeError(absl::StatusCode::kFailedPrecondition, reason::kUnknownFence,
+                            "no such record");
+         };
+       }},
+  };
+  for (const auto& [said, end] : endings) {
+    SCOPED_TRACE(said);
+    Driver d;
+    d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+    d.StartAndSwapFirst();
+    d.Step(Cmd(CommandKind::kPause));
+    ASSERT_EQ(d.plan_.in_flight(), "a");
+    end(d);
+    d.silent = [](const PlanAction&) { return false; };
+    d.AnswerSilenced();
+    d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+    EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr(said));
+    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("not sent again while the plan is Paused"));
+    EXPECT_EQ(d.Swapped().size(), 1u);
+    EXPECT_EQ(d.versions_["a"], "0.1.0");
+  }
+}
+
 // From review: the bound is on resends only. A pause after three still
 // gives the slot back on the fourth ending, rather than failing the node
 // (which, with --auto-rollback, would set the fleet to walk back on resume).
