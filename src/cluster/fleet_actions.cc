@@ -211,6 +211,11 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
   ActionResult r = ResultFor(action, ResultKind::kOperation);
   r.operation_id = action.operation_id;
   v1::Operation operation;
+  if (!action.start_allowed) {
+    // Only what the node already has is followed; NotFound starts nothing.
+    operation.set_operation_id(action.operation_id);
+    return Follow(action, std::move(operation), keep_going);
+  }
   grpc::Status s;
   if (action.kind == ActionKind::kSwap) {
     v1::SwapRequest request = CommandRequest<v1::SwapRequest>(action, fence);

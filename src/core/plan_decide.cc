@@ -225,11 +225,10 @@ void PlanStep::DecideInFlight() {
 
 // The gates passed when the node was given the slot, perhaps long ago: a
 // new coordinator resumes the committed in-flight node, and a command that
-// went unanswered or was refused before it started is sent again. Sent
-// anew, it could start now, so every other node must still be healthy and
-// in parity, or the start could take a second provider down. (A command
-// whose operation already runs is only followed; holding it back changes
-// nothing on the node.) `hash`: the others' key_id hash.
+// went unanswered or never reached the node is sent again. Sent anew, it
+// could start now, so every other node must still be healthy and in
+// parity, or the start could take a second provider down. `hash`: the
+// others' key_id hash.
 absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::string* hash) {
   std::vector<std::string> voters;
   for (const std::string& v : m_.config_.voters) {
@@ -243,7 +242,8 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
   if (s.ok()) s = CheckParityOnce(others);
   if (!s.ok()) {
     return MakeError(s.code(), ReasonOf(s),
-                     absl::StrCat("Before ", std::string(in_flight), " is sent its command again: ",
+                     absl::StrCat("No operation is started on ", std::string(in_flight),
+                                  " (one it already runs is followed) while: ",
                                   std::string(s.message())),
                      {{"node", std::string(in_flight)}});
   }
@@ -251,15 +251,23 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
   return absl::OkStatus();
 }
 
+// A swap or rollback of the in-flight node. Held back entirely, one that
+// already runs would never be followed (found in review: with the old
+// coordinator's host gone for good, the plan froze with the node in
+// flight, beyond abort and rollback): while the gates fail it is sent
+// follow-only. A kube-apiserver restart is not gated: it runs after the
+// node's own swap, disrupts no provider, and is answered from the restart
+// already run when asked again.
 void PlanStep::IssueDisruptive(PlanAction action) {
   if (Issued(action)) return;
-  std::string others_hash;
-  if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
-    Block(s);
-    return;
-  }
-  if (action.kind != ActionKind::kRestartApiServer && action.expected_key_id_hash.empty()) {
-    action.expected_key_id_hash = others_hash;  // not the node's own
+  if (action.kind != ActionKind::kRestartApiServer) {
+    std::string others_hash;
+    if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
+      Block(s);
+      action.start_allowed = false;
+    } else if (!others_hash.empty()) {
+      action.expected_key_id_hash = others_hash;  // this round's, not an old streak's
+    }
   }
   Issue(std::move(action));
 }

@@ -284,12 +284,15 @@ void ExState::CarryOut(const std::string& name, const PlanAction& a) {
     return;
   }
   ExMessage m;
-  m.kind = disruptive ? MessageKind::kSwap : MessageKind::kQuery;
+  // A follow-only swap asks how the operation stands and starts nothing.
+  m.kind = disruptive && a.start_allowed ? MessageKind::kSwap
+           : disruptive                  ? MessageKind::kPoll
+                                         : MessageKind::kQuery;
   m.from = name;
   m.to = a.node;
   m.fence = *fence;
   m.action = std::make_shared<const PlanAction>(a);
-  if (disruptive) last_swap_[a.node] = m.action;
+  if (disruptive && a.start_allowed) last_swap_[a.node] = m.action;
   p.outstanding[RequestKey(a)] = {.action = a, .fence = *fence};
   Send(std::move(m));
 }

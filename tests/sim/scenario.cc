@@ -588,6 +588,10 @@ void ScenarioWorld::PlanCarryOut(const std::string& name, const PlanAction& a,
     case ActionKind::kSwap:
     case ActionKind::kRollbackNode: {
       r.kind = ResultKind::kOperation;
+      if (!a.start_allowed && (!node.journal || node.journal->operation_id != a.operation_id)) {
+        what += "follow-only: no such operation, nothing started";  // kNotFound
+        break;
+      }
       node.guard->ObserveTerm(node.machine->term());
       absl::Status s = node.guard->AdmitSwap(fence, node.machine->committed());
       if (!s.ok()) {

@@ -422,14 +422,20 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
     return;
   }
   Envelope e;
-  e.kind = disruptive ? Kind::kSwap : a.kind == ActionKind::kHandOff ? Kind::kQuery : Kind::kAction;
+  // A follow-only swap (start_allowed false) asks how the operation stands,
+  // as FleetActions watches it, and starts nothing.
+  const bool starts = disruptive && a.start_allowed;
+  e.kind = starts                            ? Kind::kSwap
+           : disruptive                      ? Kind::kPoll
+           : a.kind == ActionKind::kHandOff ? Kind::kQuery
+                                             : Kind::kAction;
   e.from = leader.name;
   e.to = a.node;
   e.fence = *fence;
   e.term = p.term;
   e.action = std::make_shared<const PlanAction>(a);
   int64_t delay = max_delay_;
-  if (disruptive) {
+  if (starts) {
     real_fences_.push_back(*fence);
     real_swaps_[FenceKey(*fence)] = e.action;
     last_real_swap_[a.node] = e.action;

@@ -166,7 +166,7 @@ class Driver {
   std::vector<std::string> Swapped(ActionKind kind = ActionKind::kSwap) const {
     std::vector<std::string> nodes;
     for (const PlanAction& a : log_) {
-      if (a.kind == kind) nodes.push_back(a.node);
+      if (a.kind == kind && a.start_allowed) nodes.push_back(a.node);
     }
     return nodes;
   }
@@ -259,8 +259,13 @@ class Driver {
       case ActionKind::kRollbackNode:
         r.kind = ResultKind::kOperation;
         r.operation_id = a.operation_id;
+        if (!a.start_allowed && !started_.contains(a.operation_id)) {
+          r.outcome = OperationOutcome::kNotFound;  // follow-only: nothing to follow
+          break;
+        }
         r.status = admission(a);
         if (!r.status.ok()) break;
+        started_.insert(a.operation_id);
         r.outcome = outcome(a);
         if (r.outcome != OperationOutcome::kStable) r.outcome_message = outcome_message;
         last_outcome_[a.node] = r.outcome;
@@ -290,6 +295,7 @@ class Driver {
   std::vector<ActionResult> results_;
   std::map<std::string, OperationOutcome> last_outcome_;
   std::map<std::string, int> stages_;  // stages answered per node
+  std::set<std::string> started_;      // operations admitted
   std::vector<PlanAction> silenced_;
 };
 
@@ -1656,10 +1662,12 @@ std::vector<NodeView> ViewsWithOneUnready(const std::map<std::string, std::strin
   return views;
 }
 
-std::vector<std::string> SwapsIn(const PlanReady& r) {
+// The swaps in `r` that may start (`start_allowed`), or that may only
+// follow one already running.
+std::vector<std::string> SwapsIn(const PlanReady& r, bool may_start = true) {
   std::vector<std::string> nodes;
   for (const PlanAction& a : r.actions) {
-    if (a.kind == ActionKind::kSwap) nodes.push_back(a.node);
+    if (a.kind == ActionKind::kSwap && a.start_allowed == may_start) nodes.push_back(a.node);
   }
   return nodes;
 }
@@ -1679,15 +1687,60 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
   in.views = ViewsWithOneUnready(d.versions_, other, 1'999'000);
   PlanReady r = fresh.Step(in);
   EXPECT_TRUE(SwapsIn(r).empty());
+  // Sent follow-only: a swap the old coordinator started is still followed.
+  EXPECT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
   EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
   EXPECT_THAT(std::string(r.blocked.message()), HasSubstr(other));
-  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("Before " + in_flight));
+  EXPECT_THAT(std::string(r.blocked.message()),
+              HasSubstr("No operation is started on " + in_flight));
+  // The node does not know it: nothing started, so it may be sent again.
+  ActionResult absent;
+  absent.kind = ResultKind::kOperation;
+  absent.node = in_flight;
+  absent.revision = r.actions[0].revision;
+  absent.operation_id = r.actions[0].operation_id;
+  absent.outcome = OperationOutcome::kNotFound;
+  in.results = {absent};
   // Once it is ready again, the same swap goes, expecting the others' hash.
   in.now_unix_ms += 1000;
   in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 2'000'500);
   r = fresh.Step(in);
   ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
   EXPECT_EQ(r.actions[0].expected_key_id_hash, testing::kHashA);
+}
+
+// Found in review of the fix above: held back entirely, a swap the old
+// coordinator had started was never followed, and with the old
+// coordinator's host gone for good the plan froze with the node in flight.
+// Sent follow-only, its outcome still arrives and the node hands off.
+TEST(PlanMachineTest, ASwapAlreadyRunningIsFollowedWhileAnotherNodeIsUnready) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  const std::string in_flight = d.plan_.in_flight();
+  const std::string other = in_flight == "a" ? "b" : "a";
+  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.views = ViewsWithOneUnready(d.versions_, other, 1'999'000);
+  PlanReady r = fresh.Step(in);
+  ASSERT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
+  ActionResult ended;
+  ended.kind = ResultKind::kOperation;
+  ended.node = in_flight;
+  ended.revision = r.actions[0].revision;
+  ended.operation_id = r.actions[0].operation_id;
+  ended.outcome = OperationOutcome::kStable;
+  in.now_unix_ms += 1000;
+  in.results = {ended};
+  in.views = ViewsWithOneUnready(d.versions_, other, 2'000'500);
+  r = fresh.Step(in);
+  // Its Stable outcome taken, the node is asked to hand off (the change is
+  // committed with the hand-off's answer).
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kHandOff);
+  EXPECT_EQ(r.actions[0].node, in_flight);
+  EXPECT_TRUE(SwapsIn(r).empty());
 }
 
 // The same for a swap sent again after it went unanswered: the slot was
@@ -1716,9 +1769,13 @@ TEST(PlanMachineTest, ASwapSentAgainAfterNoAnswerWaitsWhileAnotherNodeIsUnready)
   in.views = ViewsWithOneUnready(d.versions_, other, 2'000'500);
   r = fresh.Step(in);
   EXPECT_TRUE(SwapsIn(r).empty());
+  EXPECT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
   EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  ActionResult absent = lost;
+  absent.status = absl::OkStatus();
+  absent.outcome = OperationOutcome::kNotFound;
   in.now_unix_ms += 1000;
-  in.results.clear();
+  in.results = {absent};
   in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 2'001'500);
   r = fresh.Step(in);
   EXPECT_THAT(SwapsIn(r), ElementsAre(in_flight));

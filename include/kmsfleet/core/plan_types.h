@@ -116,6 +116,10 @@ struct PlanAction {
   std::string expected_key_id_hash;
   std::string expected_staged_digest;  // kSwap: the node's staged digest, "" = any
   int64_t stabilization_ms = 0;
+  // kSwap, kRollbackNode: false while the fleet gates do not hold: the
+  // operation is followed if the node already runs it (or ran it), and
+  // answered kNotFound, starting nothing, if it does not.
+  bool start_allowed = true;
   std::string method;  // kRestartApiServer
   absl::Status why;    // kHalt, kBreakGlass
 };
