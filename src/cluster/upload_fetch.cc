@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
@@ -69,7 +72,7 @@ UploadFetcher::UploadFetcher(const std::map<std::string, std::string>& addresses
 }
 
 absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
-                                  const std::string& dest, Deadline deadline) {
+                                  const std::string& dest, Deadline deadline, const Stop& stop) {
   absl::StatusOr<CoordinatorSource> source = ParseCoordinatorSource(text);
   if (!source.ok()) return source.status();
   int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -78,7 +81,7 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
                      "cannot create " + dest + ": " + std::strerror(errno), {{"path", dest}});
   }
   ScopedFd closer(fd);
-  absl::Status s = Receive(*source, kind, fd, dest, deadline);
+  absl::Status s = Receive(*source, kind, fd, dest, deadline, stop);
   if (s.ok() && ::fsync(fd) != 0) {
     s = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                   "cannot fsync " + dest + ": " + std::strerror(errno), {{"path", dest}});
@@ -88,8 +91,53 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
   return s;
 }
 
+namespace {
+
+// Cancels `context` once `stop` says so (checked every 100 ms) until it
+// is destroyed; what `stop` said is kept. A read blocked on a holder that
+// sends nothing ends too, not only one between chunks.
+class StopWatch {
+ public:
+  StopWatch(grpc::ClientContext& context, const UploadFetcher::Stop& stop) {
+    if (!stop) return;
+    thread_ = std::thread([this, &context, stop] {
+      std::unique_lock lock(mu_);
+      while (!done_) {
+        if (absl::Status s = stop(); !s.ok()) {
+          said_ = s;
+          context.TryCancel();
+          return;
+        }
+        cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return done_; });
+      }
+    });
+  }
+  ~StopWatch() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  absl::Status said() {
+    std::lock_guard lock(mu_);
+    return said_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // guarded by mu_
+  absl::Status said_;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace
+
 absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind kind, int fd,
-                                    const std::string& dest, Deadline deadline) {
+                                    const std::string& dest, Deadline deadline,
+                                    const Stop& stop) {
   auto stub = stubs_.find(source.node);
   if (stub == stubs_.end()) {
     return FetchFailed(source,
@@ -102,6 +150,7 @@ absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind 
   request.set_sha256(source.sha256);
   request.set_name(source.name);
   auto reader = stub->second->FetchArtifact(&context, request);
+  StopWatch watch(context, stop);
   UploadProgress progress;
   v1::ArtifactChunk chunk;
   absl::Status s;
@@ -122,6 +171,7 @@ absl::Status UploadFetcher::Receive(const CoordinatorSource& source, UploadKind 
     return s;
   }
   grpc::Status end = reader->Finish();
+  if (absl::Status stopped = watch.said(); !stopped.ok()) return stopped;
   if (!end.ok()) {
     absl::Status answer = FromGrpcStatus(end, source.node);
     if (ReasonOf(answer) == reason::kAgentUnreachable) {

@@ -281,7 +281,16 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
       {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name(),
        r->image(), r->image_ref()},
-      options_.state_dir, options_.fetch_upload, context->deadline());
+      options_.state_dir, options_.fetch_upload, context->deadline(), [this, context] {
+        // A fetch can take executor.download_timeout_ms: it ends with the
+        // call it serves, or at once when the agent is told to stop (the
+        // stop waits for this call, within systemd's TimeoutStopSec).
+        if (context->IsCancelled()) {
+          return MakeError(absl::StatusCode::kCancelled, reason::kArtifactFetchFailed,
+                           "the Stage call the fetch served was cancelled by its caller");
+        }
+        return executor_->RefusalWhileStopping();
+      });
   if (!fetched.ok()) return ToGrpc(fetched.status());
   absl::StatusOr<StagedArtifact> a = executor_->Stage((*fetched)->request());
   if (!a.ok()) return ToGrpc((*fetched)->NameSources(a.status()));

@@ -32,8 +32,9 @@ absl::StatusOr<FetchUpload> UploadFetchOf(const AgentConfig& config) {
   auto fetcher = std::make_shared<UploadFetcher>(addresses, creds->channel,
                                                  config.executor.download_timeout);
   return FetchUpload([fetcher](const std::string& source, UploadKind kind,
-                               const std::string& dest, FetchDeadline deadline) {
-    return fetcher->Fetch(source, kind, dest, deadline);
+                               const std::string& dest, FetchDeadline deadline,
+                               const FetchStop& stop) {
+    return fetcher->Fetch(source, kind, dest, deadline, stop);
   });
 }
 

@@ -14,7 +14,7 @@ namespace kmsfleet {
 
 absl::StatusOr<std::unique_ptr<FetchedSources>> FetchedSources::Fetch(
     const StageRequest& request, const std::string& state_dir, const FetchUpload& fetch,
-    FetchDeadline deadline) {
+    FetchDeadline deadline, const FetchStop& stop) {
   std::unique_ptr<FetchedSources> out(new FetchedSources());
   out->request_ = request;
   if (!IsCoordinatorSource(request.source) && !IsCoordinatorSource(request.checksums) &&
@@ -39,20 +39,21 @@ absl::StatusOr<std::unique_ptr<FetchedSources>> FetchedSources::Fetch(
                              std::pair{&out->request_.checksums, UploadKind::kChecksums},
                              std::pair{&out->request_.signature, UploadKind::kSignature},
                              std::pair{&out->request_.image_ref_file, UploadKind::kImageRef}}) {
-    if (absl::Status s = out->FetchOne(*field, kind, fetch, deadline); !s.ok()) return s;
+    if (absl::Status s = out->FetchOne(*field, kind, fetch, deadline, stop); !s.ok()) return s;
   }
   return out;
 }
 
 absl::Status FetchedSources::FetchOne(std::string& source, UploadKind kind,
-                                      const FetchUpload& fetch, FetchDeadline deadline) {
+                                      const FetchUpload& fetch, FetchDeadline deadline,
+                                      const FetchStop& stop) {
   if (!IsCoordinatorSource(source)) return absl::OkStatus();
   absl::StatusOr<CoordinatorSource> parsed = ParseCoordinatorSource(source);
   if (!parsed.ok()) return parsed.status();
   const std::string sub = dir_ + "/" + std::string(UploadKindName(kind));
   if (absl::Status s = EnsurePrivateDir(sub, 0700); !s.ok()) return s;
   const std::string dest = sub + "/" + parsed->name;
-  if (absl::Status s = fetch(source, kind, dest, deadline); !s.ok()) return s;
+  if (absl::Status s = fetch(source, kind, dest, deadline, stop); !s.ok()) return s;
   fetched_.emplace_back(dest, source);
   source = dest;
   return absl::OkStatus();

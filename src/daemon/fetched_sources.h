@@ -25,10 +25,13 @@
 namespace kmsfleet {
 
 // Fetches the coordinator:// `source` of `kind` into the new file `dest`
-// by `deadline` (UploadFetcher::Fetch).
+// by `deadline`, or until `stop` returns an error (UploadFetcher::Fetch).
 using FetchDeadline = std::chrono::system_clock::time_point;
-using FetchUpload = std::function<absl::Status(const std::string& source, UploadKind kind,
-                                               const std::string& dest, FetchDeadline deadline)>;
+using FetchStop = std::function<absl::Status()>;
+using FetchUpload =
+    std::function<absl::Status(const std::string& source, UploadKind kind,
+                               const std::string& dest, FetchDeadline deadline,
+                               const FetchStop& stop)>;
 
 class FetchedSources {
  public:
@@ -41,7 +44,7 @@ class FetchedSources {
   // `deadline`: the Stage call's, passed to every fetch.
   static absl::StatusOr<std::unique_ptr<FetchedSources>> Fetch(
       const StageRequest& request, const std::string& state_dir, const FetchUpload& fetch,
-      FetchDeadline deadline = FetchDeadline::max());
+      FetchDeadline deadline = FetchDeadline::max(), const FetchStop& stop = {});
   ~FetchedSources();  // removes the fetched files
   FetchedSources(const FetchedSources&) = delete;
   FetchedSources& operator=(const FetchedSources&) = delete;
@@ -57,7 +60,7 @@ class FetchedSources {
  private:
   FetchedSources() = default;
   absl::Status FetchOne(std::string& source, UploadKind kind, const FetchUpload& fetch,
-                        FetchDeadline deadline);
+                        FetchDeadline deadline, const FetchStop& stop);
 
   StageRequest request_;
   std::vector<std::pair<std::string, std::string>> fetched_;  // local path, source

@@ -108,6 +108,28 @@ TEST_F(UploadFetchTest, AFetchEndsWithTheStageCallItServes) {
   EXPECT_FALSE(std::filesystem::exists(dest));
 }
 
+// Found in review: a fetch served a Stage call whatever became of it: with
+// Stage given the download timeout (minutes), a SIGTERM waited for it past
+// systemd's TimeoutStopSec. A holder that sends nothing is left at once.
+TEST_F(UploadFetchTest, AFetchEndsWhenItIsToldToStop) {
+  Serve(absl::OkStatus());
+  const std::string dest = dir_.File("fetched");
+  const auto started = std::chrono::steady_clock::now();
+  absl::Status s = fetcher_->Fetch(source_, UploadKind::kBinary, dest,
+                                   UploadFetcher::Deadline::max(), [&]() -> absl::Status {
+                                     if (std::chrono::steady_clock::now() - started <
+                                         std::chrono::milliseconds(300)) {
+                                       return absl::OkStatus();
+                                     }
+                                     return MakeError(absl::StatusCode::kUnavailable,
+                                                      reason::kAgentStopping, "stopping");
+                                   });
+  const auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_EQ(ReasonOf(s), reason::kAgentStopping) << s;
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
 // Found in review: bytes that did not hash to the source's digest were
 // reported as an "upload ... refused: the 0 bytes received", naming
 // neither the fetch, its source nor the holder.

@@ -173,7 +173,7 @@ TEST_F(UploadStoreTest, FetchedSourcesAreStagedFromLocalFilesThenRemoved) {
                        "/srv/release/checksums.txt", "", "", "", ""};
   std::vector<std::string> asked;
   FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest,
-                          FetchDeadline) {
+                          FetchDeadline, const FetchStop&) {
     asked.push_back(std::string(UploadKindName(kind)) + " " + source);
     WriteFileAtomic(dest, "binary", 0600).IgnoreError();
     return absl::OkStatus();
@@ -207,7 +207,7 @@ TEST_F(UploadStoreTest, AnUploadedImageRefIsFetchedWhenTheOtherSourcesAreNot) {
   request.image_ref_file = "coordinator://cp-1/" + std::string(64, 'b') + "/image-ref.txt";
   std::vector<std::string> asked;
   FetchUpload fetch = [&](const std::string& source, UploadKind kind, const std::string& dest,
-                          FetchDeadline) {
+                          FetchDeadline, const FetchStop&) {
     asked.push_back(std::string(UploadKindName(kind)) + " " + source);
     WriteFileAtomic(dest, "repo@sha256:x\n", 0600).IgnoreError();
     return absl::OkStatus();

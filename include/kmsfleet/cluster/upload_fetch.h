@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -44,14 +45,17 @@ class UploadFetcher {
   // keeps its reason); the chunk rules' reasons; UPLOAD_DIGEST_MISMATCH when
   // the bytes do not hash to the source's SHA-256; ARTIFACT_IO naming
   // `dest`. The call ends at `deadline` (that of the Stage call it serves:
-  // past it nobody waits for the file) or after the timeout, if sooner.
+  // past it nobody waits for the file) or after the timeout, if sooner;
+  // or, asked every 100 ms, as soon as `stop` returns an error (the Stage
+  // call was cancelled, the agent is stopping), which is returned.
   using Deadline = std::chrono::system_clock::time_point;
+  using Stop = std::function<absl::Status()>;
   absl::Status Fetch(const std::string& source, UploadKind kind, const std::string& dest,
-                     Deadline deadline = Deadline::max());
+                     Deadline deadline = Deadline::max(), const Stop& stop = {});
 
  private:
   absl::Status Receive(const CoordinatorSource& source, UploadKind kind, int fd,
-                       const std::string& dest, Deadline deadline);
+                       const std::string& dest, Deadline deadline, const Stop& stop);
 
   std::map<std::string, std::unique_ptr<v1::Fleet::Stub>> stubs_;
   std::chrono::milliseconds timeout_;
