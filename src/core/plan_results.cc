@@ -323,6 +323,13 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     return "while a kube-apiserver is not ready: bring it back, then `kmsfleetctl rollback` "
            "or `resume`.";
   }
+  if (failure_reason == reason::kImageRefNotPinned ||
+      failure_reason == reason::kRollbackArtifactMissing) {
+    // Refused before the stop: the node could not restore the image it
+    // runs. Nothing failed against the release.
+    return "for a node that could not restore the image it runs: pin its manifest's image "
+           "by digest or pull the image there, then `kmsfleetctl resume`.";
+  }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.
     return "for a release staged again or removed by hand: `kmsfleetctl resume` stages the "

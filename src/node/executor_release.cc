@@ -295,6 +295,8 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
     KMSFLEET_ASSIGN_OR_RETURN(ImageRef ref, FindStagedImage(options_.state_dir, version));
     image = ref.ToString();
     KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
+    // As the swap's own preflight: a plan learns it before any node swaps.
+    KMSFLEET_RETURN_IF_ERROR(CheckRunningImageRestorable());
   }
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(version, staged.binary_path, image));

@@ -254,6 +254,10 @@ TEST_F(StaticPodSwapTest, ARunningImageTheRuntimeNoLongerHoldsIsRefusedBeforeThe
   ASSERT_NE(present, std::string::npos) << registry;
   registry.replace(present, 15, "\"present\": false");
   WriteFile(images, registry);
+  // A plan's preflight learns it before any node swaps.
+  SubprocessResult pre = Run({"preflight", "--version", kNew});
+  EXPECT_NE(pre.exit_code, 0);
+  EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr("ROLLBACK_ARTIFACT_MISSING"));
   SubprocessResult swap = Swap();
   EXPECT_NE(swap.exit_code, 0);
   boost::json::object op = Json(swap.stdout_text);

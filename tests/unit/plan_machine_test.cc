@@ -1540,6 +1540,28 @@ TEST(PlanMachineTest, AFailedRestartNeverStartsAnAutoRollback) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
+// Found in review: a static-pod node that refused its swap before the
+// stop because it could not restore its running image (a tag, or an image
+// the runtime dropped) started the walk back of nodes that had not failed.
+TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRollback) {
+  for (const char* refusal : {reason::kImageRefNotPinned, reason::kRollbackArtifactMissing}) {
+    SCOPED_TRACE(refusal);
+    Driver d;
+    d.admission = [refusal](const PlanAction& a) {
+      return a.node == "c" ? MakeError(absl::StatusCode::kFailedPrecondition, refusal,
+                                       "c cannot restore its running image")
+                           : absl::OkStatus();
+    };
+    v1::PlanSettings s;
+    s.set_auto_rollback(true);
+    d.Step(Start(s));
+    d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+    EXPECT_EQ(d.plan_.halt().reason(), refusal);
+    EXPECT_THAT(d.plan_.halt().message(), HasSubstr("Auto-rollback is not started"));
+    EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  }
+}
+
 TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
   Driver d;
   d.outcome = [](const PlanAction& a) {
