@@ -1694,20 +1694,41 @@ std::vector<std::string> SwapsIn(const PlanReady& r, bool may_start = true) {
   return nodes;
 }
 
+// A plan with a node in flight, taken over by a new coordinator: `fresh`
+// knows only the committed plan; `other` is a node not in flight.
+struct Resumed {
+  Resumed() {
+    d.Step(Start());
+    d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+    in_flight = d.plan_.in_flight();
+    other = in_flight == "a" ? "b" : "a";
+    fresh.emplace(PlanMachineConfig{"a", {"a", "b", "c"}}, d.plan_);
+    in.now_unix_ms = 2'000'000;
+  }
+  // The kOperation result of `sent` (a swap), ending as `outcome`.
+  ActionResult ResultOf(const PlanAction& sent, OperationOutcome outcome) const {
+    ActionResult r;
+    r.kind = ResultKind::kOperation;
+    r.node = sent.node;
+    r.revision = sent.revision;
+    r.operation_id = sent.operation_id;
+    r.outcome = outcome;
+    return r;
+  }
+  Driver d;
+  std::string in_flight, other;
+  std::optional<PlanMachine> fresh;
+  PlanInput in;
+};
+
 // Found in review: a new coordinator sent the committed in-flight node's
 // swap at once, without the fleet gates. Had another provider gone unready
 // since the slot was given, the swap would have taken a second one down.
 TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
-  Driver d;
-  d.Step(Start());
-  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
-  const std::string in_flight = d.plan_.in_flight();
-  const std::string other = in_flight == "a" ? "b" : "a";
-  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
+  Resumed t;
+  auto& [d, in_flight, other, fresh, in] = t;
   in.views = ViewsWithOneUnready(d.versions_, other, 1'999'000);
-  PlanReady r = fresh.Step(in);
+  PlanReady r = fresh->Step(in);
   EXPECT_TRUE(SwapsIn(r).empty());
   // Sent follow-only: a swap the old coordinator started is still followed.
   EXPECT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
@@ -1716,17 +1737,11 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
   EXPECT_THAT(std::string(r.blocked.message()),
               HasSubstr("No operation is started on " + in_flight));
   // The node does not know it: nothing started, so it may be sent again.
-  ActionResult absent;
-  absent.kind = ResultKind::kOperation;
-  absent.node = in_flight;
-  absent.revision = r.actions[0].revision;
-  absent.operation_id = r.actions[0].operation_id;
-  absent.outcome = OperationOutcome::kNotFound;
-  in.results = {absent};
+  in.results = {t.ResultOf(r.actions[0], OperationOutcome::kNotFound)};
   // Once it is ready again, the same swap goes, expecting the others' hash.
   in.now_unix_ms += 1000;
   in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 2'000'500);
-  r = fresh.Step(in);
+  r = fresh->Step(in);
   ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
   EXPECT_EQ(r.actions[0].expected_key_id_hash, testing::kHashA);
 }
@@ -1736,27 +1751,15 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
 // coordinator's host gone for good the plan froze with the node in flight.
 // Sent follow-only, its outcome still arrives and the node hands off.
 TEST(PlanMachineTest, ASwapAlreadyRunningIsFollowedWhileAnotherNodeIsUnready) {
-  Driver d;
-  d.Step(Start());
-  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
-  const std::string in_flight = d.plan_.in_flight();
-  const std::string other = in_flight == "a" ? "b" : "a";
-  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
+  Resumed t;
+  auto& [d, in_flight, other, fresh, in] = t;
   in.views = ViewsWithOneUnready(d.versions_, other, 1'999'000);
-  PlanReady r = fresh.Step(in);
+  PlanReady r = fresh->Step(in);
   ASSERT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
-  ActionResult ended;
-  ended.kind = ResultKind::kOperation;
-  ended.node = in_flight;
-  ended.revision = r.actions[0].revision;
-  ended.operation_id = r.actions[0].operation_id;
-  ended.outcome = OperationOutcome::kStable;
   in.now_unix_ms += 1000;
-  in.results = {ended};
+  in.results = {t.ResultOf(r.actions[0], OperationOutcome::kStable)};
   in.views = ViewsWithOneUnready(d.versions_, other, 2'000'500);
-  r = fresh.Step(in);
+  r = fresh->Step(in);
   // Its Stable outcome taken, the node is asked to hand off (the change is
   // committed with the hand-off's answer).
   ASSERT_EQ(r.actions.size(), 1u);
@@ -1768,38 +1771,26 @@ TEST(PlanMachineTest, ASwapAlreadyRunningIsFollowedWhileAnotherNodeIsUnready) {
 // The same for a swap sent again after it went unanswered: the slot was
 // given long before, so the gates are asked again.
 TEST(PlanMachineTest, ASwapSentAgainAfterNoAnswerWaitsWhileAnotherNodeIsUnready) {
-  Driver d;
-  d.Step(Start());
-  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
-  const std::string in_flight = d.plan_.in_flight();
-  const std::string other = in_flight == "a" ? "b" : "a";
-  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
+  Resumed t;
+  auto& [d, in_flight, other, fresh, in] = t;
   in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 1'999'000);
-  PlanReady r = fresh.Step(in);
+  PlanReady r = fresh->Step(in);
   ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
-  ActionResult lost;
-  lost.kind = ResultKind::kOperation;
-  lost.node = in_flight;
-  lost.revision = r.actions[0].revision;
-  lost.operation_id = r.actions[0].operation_id;
+  const PlanAction sent = r.actions[0];
+  ActionResult lost = t.ResultOf(sent, OperationOutcome::kNotFound);
   lost.status = MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
                           "agent " + in_flight + " did not answer");
   in.now_unix_ms += 1000;
   in.results = {lost};
   in.views = ViewsWithOneUnready(d.versions_, other, 2'000'500);
-  r = fresh.Step(in);
+  r = fresh->Step(in);
   EXPECT_TRUE(SwapsIn(r).empty());
   EXPECT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
   EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
-  ActionResult absent = lost;
-  absent.status = absl::OkStatus();
-  absent.outcome = OperationOutcome::kNotFound;
   in.now_unix_ms += 1000;
-  in.results = {absent};
+  in.results = {t.ResultOf(sent, OperationOutcome::kNotFound)};
   in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 2'001'500);
-  r = fresh.Step(in);
+  r = fresh->Step(in);
   EXPECT_THAT(SwapsIn(r), ElementsAre(in_flight));
 }
 
