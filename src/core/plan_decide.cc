@@ -206,7 +206,7 @@ void PlanStep::DecideInFlight() {
       if (!back) a.expected_staged_digest = n->staged_digest();  // what preflight checked
       a.expected_key_id_hash = Parity().hash();
       a.stabilization_ms = next_->settings().stabilization_ms();
-      IssueDisruptive(std::move(a));
+      IssueOperation(std::move(a));
       return;
     }
     case v1::PLAN_STEP_STAGE_RESTARTING_APISERVER:
@@ -214,7 +214,10 @@ void PlanStep::DecideInFlight() {
       PlanAction a = MakeAction(ActionKind::kRestartApiServer, n->node());
       a.method = next_->settings().apiserver_restart_method();
       a.operation_id = n->operation_id();  // names the restart: one per swap
-      IssueDisruptive(std::move(a));
+      // Not gated (IssueOperation): it follows the node's own swap,
+      // disrupts no provider, and asked again is answered from the restart
+      // already run.
+      Issue(std::move(a));
       return;
     }
     default:
@@ -255,19 +258,15 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
 // already runs would never be followed (found in review: with the old
 // coordinator's host gone for good, the plan froze with the node in
 // flight, beyond abort and rollback): while the gates fail it is sent
-// follow-only. A kube-apiserver restart is not gated: it runs after the
-// node's own swap, disrupts no provider, and is answered from the restart
-// already run when asked again.
-void PlanStep::IssueDisruptive(PlanAction action) {
+// follow-only.
+void PlanStep::IssueOperation(PlanAction action) {
   if (Issued(action)) return;
-  if (action.kind != ActionKind::kRestartApiServer) {
-    std::string others_hash;
-    if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
-      Block(s);
-      action.start_allowed = false;
-    } else if (!others_hash.empty()) {
-      action.expected_key_id_hash = others_hash;  // this round's, not an old streak's
-    }
+  std::string others_hash;
+  if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
+    Block(s);
+    action.start_allowed = false;
+  } else if (!others_hash.empty()) {
+    action.expected_key_id_hash = others_hash;  // this round's, not an old streak's
   }
   Issue(std::move(action));
 }

@@ -98,10 +98,11 @@ class PlanStep {
   absl::Status NodeGates(bool rolling_back);
   // Records every node's facts again, from the round the gates just passed.
   void RetakeBaseline();
-  // The gates a disruptive action must pass again when it is sent anew.
+  // The gates a swap or rollback must pass again when it is sent anew.
   absl::Status OthersStillHealthy(std::string_view in_flight, std::string* hash);
-  // Issues a swap, rollback or kube-apiserver restart of the in-flight node.
-  void IssueDisruptive(PlanAction action);
+  // Issues a swap or rollback of the in-flight node: follow-only while
+  // OthersStillHealthy fails.
+  void IssueOperation(PlanAction action);
   void BlockOnUnanswered();
 
   // ---- helpers (plan_step.cc) ----
