@@ -25,6 +25,26 @@ UnitActivity ActivityOf(CriContainerState state) {
   return UnitActivity::kUnknown;
 }
 
+// The id of the image a container runs: CRI's image_id, or else an
+// image_ref that is an id (no repository: "sha256:<hex>" or CRI-O's bare
+// hex); "" when neither says.
+std::string ImageIdOf(const CriContainer& c) {
+  if (!c.image_id.empty()) return c.image_id;
+  if (!c.image_ref.empty() && c.image_ref.find_first_of("/@:") == std::string::npos) {
+    return c.image_ref;
+  }
+  if (c.image_ref.starts_with("sha256:")) return c.image_ref;
+  return "";
+}
+
+// containerd writes ids as "sha256:<hex>", CRI-O as bare hex.
+bool SameImageId(std::string_view a, std::string_view b) {
+  constexpr std::string_view kPrefix = "sha256:";
+  if (a.starts_with(kPrefix)) a.remove_prefix(kPrefix.size());
+  if (b.starts_with(kPrefix)) b.remove_prefix(kPrefix.size());
+  return !a.empty() && a == b;
+}
+
 std::string Describe(const CriContainer& c) {
   return "container " + c.id.substr(0, 13) + " " + std::string(CriStateName(c.state)) +
          " image " + c.image;
@@ -46,7 +66,7 @@ class StaticPodService final : public ServiceManager {
     std::string seen = "no container";
     absl::Status last_error;
     for (;;) {
-      absl::StatusOr<bool> runs = RunsDigest(want.digest, seen);
+      absl::StatusOr<bool> runs = RunsImage(want, seen);
       if (runs.ok() && *runs) return absl::OkStatus();
       last_error = runs.status();
       if (steady_.NowSteadyMillis() >= deadline) break;
@@ -85,8 +105,8 @@ class StaticPodService final : public ServiceManager {
   }
 
  private:
-  // Whether the pod's newest container runs `digest`; `seen` describes it.
-  absl::StatusOr<bool> RunsDigest(const std::string& digest, std::string& seen) {
+  // Whether the pod's newest container runs `want`; `seen` describes it.
+  absl::StatusOr<bool> RunsImage(const ImageRef& want, std::string& seen) {
     KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriContainer> newest, Newest());
     if (!newest) {
       seen = "no container";
@@ -95,7 +115,18 @@ class StaticPodService final : public ServiceManager {
     seen = Describe(*newest);
     if (newest->state != CriContainerState::kRunning) return false;
     KMSFLEET_ASSIGN_OR_RETURN(CriContainer status, runtime_.ContainerStatus(newest->id));
-    if (status.image_digest == digest) return true;
+    if (status.image_digest == want.digest) return true;
+    // CRI-O answers the image id in image_ref (cri-o#7149), and a runtime
+    // may put another repo digest of the image first: then the image id
+    // decides, against the id of the image the runtime holds as `want`.
+    const std::string running_id = ImageIdOf(status);
+    if (!running_id.empty()) {
+      KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, runtime_.ImageStatus(want.Pinned()));
+      if (held && SameImageId(held->id, running_id)) return true;
+      seen += " running image id " + running_id + ", while " + want.Pinned() + " is " +
+              (held ? "image id " + held->id : std::string("not held"));
+      return false;
+    }
     seen += " running digest " +
             (status.image_digest.empty() ? std::string("unknown") : status.image_digest);
     return false;

@@ -22,8 +22,54 @@ std::string RepoDigest(const FakeImage& image) {
   return repository + "@" + image.digest;
 }
 
-void ToCri(const FakeImage& held, cri::Image& out) {
-  out.set_id(held.image_id);
+// An image id as `flavour` writes it: containerd "sha256:<hex>", CRI-O the
+// bare hex.
+std::string IdAs(Flavour flavour, const std::string& id) {
+  if (flavour == Flavour::kCriO && id.starts_with("sha256:")) return id.substr(7);
+  return id;
+}
+
+// The images the runtime holds: pulled.json and the `present` entries of
+// images.json.
+absl::StatusOr<std::vector<FakeImage>> HeldImages(const FakeCriStore& store) {
+  absl::StatusOr<std::vector<FakeImage>> held = store.PulledImages();
+  absl::StatusOr<std::vector<FakeImage>> registry = store.RegistryImages();
+  if (!held.ok()) return held.status();
+  if (!registry.ok()) return registry.status();
+  for (const FakeImage& image : *registry) {
+    if (image.present) held->push_back(image);
+  }
+  return held;
+}
+
+// The id of the image container `c` runs: that of the held image its
+// manifest names, as a runtime knows it, else the entry's own.
+std::string ContainerImageId(const FakeContainer& c, const std::vector<FakeImage>& held) {
+  for (const FakeImage& image : held) {
+    if (image.ref == c.image_ref || RepoDigest(image) == c.image_ref) return image.image_id;
+  }
+  return c.image_id;
+}
+
+// What the container answers are read from, every one from one reading.
+struct ContainerView {
+  Flavour flavour;
+  std::vector<FakeImage> held;
+  std::vector<FakeContainer> containers;
+};
+
+absl::StatusOr<ContainerView> ReadContainers(const FakeCriStore& store) {
+  absl::StatusOr<Flavour> flavour = store.RuntimeFlavour();
+  if (!flavour.ok()) return flavour.status();
+  absl::StatusOr<std::vector<FakeImage>> held = HeldImages(store);
+  if (!held.ok()) return held.status();
+  absl::StatusOr<std::vector<FakeContainer>> containers = store.Containers();
+  if (!containers.ok()) return containers.status();
+  return ContainerView{*flavour, *std::move(held), *std::move(containers)};
+}
+
+void ToCri(const FakeImage& held, Flavour flavour, cri::Image& out) {
+  out.set_id(IdAs(flavour, held.image_id));
   out.add_repo_digests(RepoDigest(held));
   absl::StatusOr<ImageRef> ref = ParseImageRef(held.ref, "ref");
   if (ref.ok() && !ref->tag.empty()) out.add_repo_tags(ref->repository + ":" + ref->tag);
@@ -73,6 +119,8 @@ grpc::Status FakeImageService::PullImage(grpc::ServerContext* context,
   store_.LogCall("PullImage " + wanted);
   absl::StatusOr<std::vector<FakeImage>> registry = store_.RegistryImages();
   if (!registry.ok()) return FromStore(registry.status());
+  absl::StatusOr<Flavour> flavour = store_.RuntimeFlavour();
+  if (!flavour.ok()) return FromStore(flavour.status());
   for (const FakeImage& image : *registry) {
     if (image.ref != wanted) continue;
     if (!SleepUnlessCancelled(*context, image.pull_delay_ms)) {
@@ -82,7 +130,9 @@ grpc::Status FakeImageService::PullImage(grpc::ServerContext* context,
     if (absl::Status recorded = store_.RecordPull(image); !recorded.ok()) {
       return FromStore(recorded);
     }
-    response->set_image_ref(image.pull_answer);
+    response->set_image_ref(image.pull_answer == image.image_id
+                                ? IdAs(*flavour, image.image_id)
+                                : image.pull_answer);
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -94,16 +144,14 @@ grpc::Status FakeImageService::ImageStatus(grpc::ServerContext*,
                                            cri::ImageStatusResponse* response) {
   const std::string& wanted = request->image().image();
   store_.LogCall("ImageStatus " + wanted);
-  absl::StatusOr<std::vector<FakeImage>> held = store_.PulledImages();
-  absl::StatusOr<std::vector<FakeImage>> registry = store_.RegistryImages();
+  absl::StatusOr<std::vector<FakeImage>> held = HeldImages(store_);
   if (!held.ok()) return FromStore(held.status());
-  if (!registry.ok()) return FromStore(registry.status());
-  for (const FakeImage& image : *registry) {
-    if (image.present) held->push_back(image);
-  }
+  absl::StatusOr<Flavour> flavour = store_.RuntimeFlavour();
+  if (!flavour.ok()) return FromStore(flavour.status());
   for (const FakeImage& image : *held) {
-    if (image.ref == wanted || image.image_id == wanted || RepoDigest(image) == wanted) {
-      ToCri(image, *response->mutable_image());
+    if (image.ref == wanted || IdAs(*flavour, image.image_id) == wanted ||
+        RepoDigest(image) == wanted) {
+      ToCri(image, *flavour, *response->mutable_image());
       return grpc::Status::OK;
     }
   }
@@ -114,21 +162,22 @@ grpc::Status FakeRuntimeService::ListContainers(grpc::ServerContext*,
                                                 const cri::ListContainersRequest* request,
                                                 cri::ListContainersResponse* response) {
   store_.LogCall("ListContainers");
-  absl::StatusOr<std::vector<FakeContainer>> containers = store_.Containers();
-  if (!containers.ok()) return FromStore(containers.status());
-  for (const FakeContainer& c : *containers) {
+  absl::StatusOr<ContainerView> view = ReadContainers(store_);
+  if (!view.ok()) return FromStore(view.status());
+  for (const FakeContainer& c : view->containers) {
     if (!Matches(request->filter(), c)) continue;
+    const std::string image_id = IdAs(view->flavour, ContainerImageId(c, view->held));
     cri::Container* out = response->add_containers();
     out->set_id(c.id);
     out->set_pod_sandbox_id(SandboxOf(c));
     out->mutable_metadata()->set_name(c.container_name);
     out->mutable_metadata()->set_attempt(c.attempt);
     out->mutable_image()->set_image(c.image_ref);
-    out->set_image_ref(c.image_id);  // containerd lists the image id here
+    out->set_image_ref(image_id);  // containerd lists the image id here
     out->set_state(c.state);
     out->set_created_at(c.created_at_ns);
     Label(c, *out->mutable_labels());
-    out->set_image_id(c.image_id);
+    out->set_image_id(image_id);
   }
   return grpc::Status::OK;
 }
@@ -137,10 +186,11 @@ grpc::Status FakeRuntimeService::ContainerStatus(grpc::ServerContext*,
                                                  const cri::ContainerStatusRequest* request,
                                                  cri::ContainerStatusResponse* response) {
   store_.LogCall("ContainerStatus " + request->container_id());
-  absl::StatusOr<std::vector<FakeContainer>> containers = store_.Containers();
-  if (!containers.ok()) return FromStore(containers.status());
-  for (const FakeContainer& c : *containers) {
+  absl::StatusOr<ContainerView> view = ReadContainers(store_);
+  if (!view.ok()) return FromStore(view.status());
+  for (const FakeContainer& c : view->containers) {
     if (c.id != request->container_id()) continue;
+    const std::string image_id = IdAs(view->flavour, ContainerImageId(c, view->held));
     cri::ContainerStatus* out = response->mutable_status();
     out->set_id(c.id);
     out->mutable_metadata()->set_name(c.container_name);
@@ -149,9 +199,11 @@ grpc::Status FakeRuntimeService::ContainerStatus(grpc::ServerContext*,
     out->set_created_at(c.created_at_ns);
     out->set_started_at(c.started_at_ns);
     out->mutable_image()->set_image(c.image_ref);
-    out->set_image_ref(c.image_ref);  // the digested reference, as containerd
+    // containerd answers the digested reference, CRI-O the image id
+    // (cri-o#7149).
+    out->set_image_ref(view->flavour == Flavour::kCriO ? image_id : c.image_ref);
     Label(c, *out->mutable_labels());
-    out->set_image_id(c.image_id);
+    out->set_image_id(image_id);
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::NOT_FOUND,

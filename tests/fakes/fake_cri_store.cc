@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet::fake {
@@ -111,6 +112,17 @@ absl::StatusOr<std::vector<FakeImage>> FakeCriStore::RegistryImages() const {
 
 absl::StatusOr<std::vector<FakeImage>> FakeCriStore::PulledImages() const {
   return ReadImages(Path("pulled.json"));
+}
+
+absl::StatusOr<Flavour> FakeCriStore::RuntimeFlavour() const {
+  const std::string file = Path("flavour");
+  if (::access(file.c_str(), F_OK) != 0) return Flavour::kContainerd;
+  absl::StatusOr<std::string> text = ReadBoundedFile(file, 64);
+  if (!text.ok()) return Bad(file, std::string(text.status().message()));
+  const std::string name(absl::StripAsciiWhitespace(*text));
+  if (name == "containerd") return Flavour::kContainerd;
+  if (name == "cri-o") return Flavour::kCriO;
+  return Bad(file, "flavour \"" + name + "\" is neither \"containerd\" nor \"cri-o\"");
 }
 
 absl::StatusOr<std::vector<FakeContainer>> FakeCriStore::Containers() const {

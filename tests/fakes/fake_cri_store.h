@@ -45,6 +45,9 @@ struct FakeContainer {
   uint32_t attempt = 0;
 };
 
+// Where runtimes differ in what they answer (README.md, "flavour").
+enum class Flavour { kContainerd, kCriO };
+
 class FakeCriStore {
  public:
   explicit FakeCriStore(std::string dir) : dir_(std::move(dir)) {}
@@ -54,6 +57,9 @@ class FakeCriStore {
   absl::StatusOr<std::vector<FakeImage>> RegistryImages() const;  // images.json
   absl::StatusOr<std::vector<FakeImage>> PulledImages() const;    // pulled.json
   absl::StatusOr<std::vector<FakeContainer>> Containers() const;  // containers.json
+  // The runtime fake-cri plays, from <dir>/flavour: kContainerd when the
+  // file is absent. Errors (kInvalidArgument) name the file and the value.
+  absl::StatusOr<Flavour> RuntimeFlavour() const;
 
   // Adds `image` to pulled.json (replacing an entry with the same ref),
   // written through a temp file and rename.

@@ -15,6 +15,10 @@ std::string ImageDigest(const std::string& version) {
   return "sha256:" + Sha256Hex("image of " + version);
 }
 
+std::string ImageId(const std::string& version) {
+  return "sha256:" + Sha256Hex("image config of " + version);
+}
+
 std::string ImageOf(const std::string& version) {
   return std::string(kImageRepo) + "@" + ImageDigest(version);
 }
@@ -57,6 +61,7 @@ StaticPodNode::StaticPodNode(const std::string& installed_version)
   WriteFile(dir_.File("digests.txt"), digest_table_);
   images_[ImageOf(installed_version)] = "{\"ref\": \"" + ImageOf(installed_version) +
                                         "\", \"digest\": \"" + ImageDigest(installed_version) +
+                                        "\", \"image_id\": \"" + ImageId(installed_version) +
                                         "\", \"present\": true}";
   WriteImages();
   WriteConfigs();
@@ -172,7 +177,8 @@ StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
               {std::filesystem::path(r.image_ref).filename().string()});
   const std::string served = served_digest.empty() ? ImageDigest(version) : served_digest;
   images_[r.image] = "{\"ref\": \"" + r.image + "\", \"digest\": \"" + served +
-                     "\", \"fail\": \"" + pull_failure + "\"}";
+                     "\", \"image_id\": \"" + ImageId(version) + "\", \"fail\": \"" +
+                     pull_failure + "\"}";
   WriteImages();
   if (kubelet_runs_it) digest_table_ += ImageDigest(version) + " " + version + "\n";
   WriteFile(dir_.File("digests.txt"), digest_table_);

@@ -28,6 +28,9 @@ inline constexpr char kImageRepo[] = "ghcr.io/dc-tec/bao-kms-provider";
 // "sha256:<hex>", a stand-in manifest digest for version `version`.
 std::string ImageDigest(const std::string& version);
 std::string ImageOf(const std::string& version);  // kImageRepo@ImageDigest
+// "sha256:<hex>", the runtime's image id (a config digest) for `version`,
+// apart from its manifest digest as in a real runtime.
+std::string ImageId(const std::string& version);
 
 // The operator's manifest, with comments and an order of its own that a
 // swap must keep.

@@ -243,6 +243,25 @@ TEST_F(StaticPodSwapTest, AStagedImageTheRuntimeNoLongerHoldsIsRefusedBeforeTheS
   ExpectOldServing();
 }
 
+// Found in review: CRI-O answers ContainerStatus with the image id in
+// image_ref, not the digested reference containerd gives. Only a digest
+// was taken as proof of the new pod, so on CRI-O every swap gave up
+// waiting for it and its restore did too: RollbackFailed with both
+// providers fine.
+TEST_F(StaticPodSwapTest, OnCriOTheImageIdProvesWhichImageThePodRuns) {
+  WriteFile(node_->cri_dir() + "/flavour", "cri-o\n");
+  StageNew();
+  SubprocessResult swap = Swap();
+  ASSERT_EQ(swap.exit_code, 0) << swap.stderr_text << swap.stdout_text;
+  EXPECT_EQ(Str(Json(swap.stdout_text), "phase"), "Stable");
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+
+  SubprocessResult back = Run({"rollback", "--of", "op-1", "--operation-id", "op-2"});
+  ASSERT_EQ(back.exit_code, 0) << back.stderr_text << back.stdout_text;
+  EXPECT_EQ(Str(Json(back.stdout_text), "phase"), "Stable");
+  ExpectOldServing();
+}
+
 // Found in review: only the staged image was checked before the stop. Had
 // the runtime dropped the running image, a failed swap would have written
 // the old manifest back and waited for a pod that could not start.

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <map>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -35,9 +36,12 @@ class ScriptedRuntime final : public ContainerRuntime {
   absl::Status list_error;  // when set, every ListContainers answers it
   std::deque<absl::Status> list_errors;  // answered first, one per call
 
+  std::map<std::string, CriImage> held;  // ImageStatus answers by pinned reference
+
   absl::StatusOr<CriImage> PullImage(std::string_view) override { return CriImage{}; }
-  absl::StatusOr<std::optional<CriImage>> ImageStatus(std::string_view) override {
-    return std::optional<CriImage>();
+  absl::StatusOr<std::optional<CriImage>> ImageStatus(std::string_view image) override {
+    auto it = held.find(std::string(image));
+    return it == held.end() ? std::optional<CriImage>() : std::optional<CriImage>(it->second);
   }
   absl::StatusOr<std::vector<CriContainer>> ListContainers(const PodContainerSelector&) override {
     ++list_calls;
@@ -99,6 +103,33 @@ TEST_F(StaticPodServiceTest, StartWaitsForTheNewestContainerToRunTheManifestsDig
                      Container("c1", CriContainerState::kExited, kOld)}};
   EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(5)).ok());
   EXPECT_EQ(runtime_.list_calls, 3);
+}
+
+// CRI-O answers ContainerStatus with the image id (bare hex) in image_ref:
+// the container runs the manifest's image when that is the id the runtime
+// holds the image under, and not otherwise.
+TEST_F(StaticPodServiceTest, StartAcceptsAnImageIdForTheManifestsImageAsCriOAnswersIt) {
+  const std::string id_new(64, 'c'), id_old(64, 'd');
+  runtime_.held[kNew].id = id_new;
+  CriContainer running = Container("c2", CriContainerState::kRunning, kNew);
+  running.image_ref = id_new;
+  running.image_digest.clear();
+  runtime_.lists = {{running}};
+  EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(1)).ok());
+
+  // containerd's form of the id, in the CRI image_id field, is the same id.
+  running.image_ref = "sha256:" + id_new;
+  running.image_id = "sha256:" + id_new;
+  runtime_.lists = {{running}};
+  EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(1)).ok());
+
+  running.image_ref = id_old;
+  running.image_id.clear();
+  runtime_.lists = {{running}};
+  absl::Status s = Service()->Start("pod", std::chrono::seconds(1));
+  EXPECT_EQ(ReasonOf(s), reason::kPodNotReplaced);
+  EXPECT_NE(s.message().find("running image id " + id_old), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("image id " + id_new), std::string::npos) << s.message();
 }
 
 TEST_F(StaticPodServiceTest, StartGivesUpNamingTheImageAndWhatRuns) {

@@ -74,8 +74,8 @@ struct CriContainer {
   // The image as the pod spec names it (CRI ImageSpec.image).
   std::string image;
   // The runtime's reference to the image in use. From ContainerStatus it is
-  // the digested reference, "repo@sha256:<manifest digest>" (containerd);
-  // from ListContainers it is often the image id.
+  // the digested reference, "repo@sha256:<manifest digest>", on containerd
+  // and the image id on CRI-O; from ListContainers it is often the image id.
   std::string image_ref;
   // "sha256:<hex>" when image_ref is a digest reference, else "". This is
   // what the swap compares with the requested digest.
