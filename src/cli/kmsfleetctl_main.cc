@@ -11,6 +11,7 @@
 #include "cli/leader_status.h"
 #include "cli/node_commands.h"
 #include "cli/plan_commands.h"
+#include "cli/usage_exit.h"
 #include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
@@ -148,7 +149,7 @@ int Main(int argc, char** argv) {
   HealthFlags health_flags;
   CLI::App* health = AddHealthCommand(app, health_flags);
   app.set_version_flag("--version", std::string("kmsfleetctl ") + KMSFLEET_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit = ParseCommandLine(app, argc, argv)) return *exit;
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);
   if (leader->parsed()) return RunLeader(leader_flags);

@@ -8,6 +8,7 @@
 #include <prometheus/exposer.h>
 #include <iostream>
 
+#include "cli/usage_exit.h"
 #include "daemon/agent_config.h"
 #include "daemon/agent_metrics.h"
 #include "daemon/event_metrics.h"
@@ -340,7 +341,7 @@ int Main(int argc, char** argv) {
   app.add_flag("--check-config", check_only,
                "validate the configuration file and exit");
   app.set_version_flag("--version", std::string("kmsfleetd ") + KMSFLEET_VERSION);
-  CLI11_PARSE(app, argc, argv);
+  if (std::optional<int> exit = ParseCommandLine(app, argc, argv)) return *exit;
 
   // Block the stop signals (and SIGHUP) in every thread (gRPC's included)
   // so that only sigwait() in Serve() receives them.

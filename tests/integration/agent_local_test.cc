@@ -178,6 +178,32 @@ TEST_F(AgentLocalTest, KmsfleetctlNeverDialsATcpAgentInPlainText) {
 // for one that is hung (stopped) or gone, within its deadline.
 // SIGHUP's default action ended the agent at once, mid-swap if one ran,
 // and systemd's Restart=on-failure counts that as a clean exit.
+// Found in review: a command line CLI11 refused exited 105 to 114 (a
+// missing --to 106, an unknown flag 109), not the documented 2.
+TEST(UsageExitTest, ACommandLineRefusedExitsTwoAndHelpOrVersionZero) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> refused = {
+      {{KMSFLEETCTL_PATH, "upgrade"}, "--to"},
+      {{KMSFLEETCTL_PATH, "status", "--no-such-flag"}, "--no-such-flag"},
+      {{KMSFLEETCTL_PATH, "no-such-command"}, "A subcommand is required"},
+      {{KMSFLEETD_PATH, "--no-such-flag"}, "--no-such-flag"}};
+  for (const auto& [args, named] : refused) {
+    absl::StatusOr<SubprocessResult> r = RunSubprocess(args, {});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->exit_code, 2) << args[1] << ": " << r->stderr_text;
+    EXPECT_THAT(r->stderr_text, HasSubstr(named)) << args[1];
+  }
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{KMSFLEETCTL_PATH, "--help"},
+        std::vector<std::string>{KMSFLEETCTL_PATH, "upgrade", "--help"},
+        std::vector<std::string>{KMSFLEETCTL_PATH, "--version"},
+        std::vector<std::string>{KMSFLEETD_PATH, "--help"}}) {
+    absl::StatusOr<SubprocessResult> r = RunSubprocess(args, {});
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r->exit_code, 0) << args[1] << ": " << r->stderr_text;
+    EXPECT_FALSE(r->stdout_text.empty()) << args[1];
+  }
+}
+
 TEST_F(AgentLocalTest, SighupDoesNotStopTheAgent) {
   StartAgent("");
   ASSERT_TRUE(Listening());
