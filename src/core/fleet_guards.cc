@@ -241,8 +241,10 @@ absl::Status CheckRollbackReadiness(const std::vector<NodeArtifact>& nodes) {
   return Refuse(reason::kRollbackArtifactMissing,
                 absl::StrCat("The previous release's verified artifact is "
                              "missing on ", NodeList(text), "."),
-                "Stage the previous release on those nodes so that a "
-                "rollback is possible, then resume.",
+                "A rollback restores what runs now: on a systemd node "
+                "restore its installed provider binary (provider.binary, "
+                "executable); on a static-pod node pull the image its live "
+                "manifest names (crictl pull). Then resume.",
                 missing);
 }
 
