@@ -9,6 +9,7 @@
 #include "kmsfleet/cluster/cluster_server.h"
 #include "kmsfleet/cluster/coordinator.h"
 #include "kmsfleet/cluster/upload_store.h"
+#include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
@@ -66,6 +67,7 @@ class FleetService final : public v1::Fleet::Service {
                             v1::PlanView* reply) override {
     if (absl::Status s = Check(*context, "StartUpgrade"); !s.ok()) return ToGrpcStatus(s);
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
+    if (absl::Status s = CheckHeldUploads(req->settings()); !s.ok()) return ToGrpcStatus(s);
     return Reply(coordinator_->StartUpgrade(*req, Who(*context), CallerOf(context)), reply);
   }
 
@@ -161,6 +163,30 @@ class FleetService final : public v1::Fleet::Service {
     for (const std::string& e : errors) {
       Log(LogLevel::kWarn, "cannot remove an old upload", {{"node", node_.self()}, {"error", e}});
     }
+  }
+
+  // A plan whose coordinator:// source names this agent starts only if the
+  // upload is here: otherwise every node would fail to stage it and the
+  // plan halt, where the operator can be told now (pruned after an hour,
+  // or a source copied from an older plan). A source on another node is
+  // checked by the agents that fetch it.
+  absl::Status CheckHeldUploads(const v1::PlanSettings& settings) const {
+    for (const std::string* source : {&settings.artifact_source(), &settings.checksums_source(),
+                                      &settings.signature_source(),
+                                      &settings.image_ref_source()}) {
+      if (!IsCoordinatorSource(*source)) continue;
+      absl::StatusOr<CoordinatorSource> parsed = ParseCoordinatorSource(*source);
+      if (!parsed.ok()) return parsed.status();
+      if (parsed->node != node_.self()) continue;
+      if (absl::StatusOr<std::string> held = uploads_.Find(parsed->sha256, parsed->name);
+          !held.ok()) {
+        return MakeError(held.status().code(), ReasonOf(held.status()),
+                         "the plan's source " + *source + " cannot start a plan: " +
+                             std::string(held.status().message()),
+                         {{"source", *source}});
+      }
+    }
+    return absl::OkStatus();
   }
 
   // Every chunk into one writer; the last chunk's sha256 is the declared one.

@@ -147,6 +147,22 @@ TEST_F(FleetArtifactTest, ABinaryTheSignedChecksumsDoNotListIsRefusedByEveryAgen
   }
 }
 
+// Found in review: a coordinator:// source naming the coordinator that
+// no longer held it (pruned after an hour, or copied from an older plan)
+// started a plan that could only halt once every node failed to stage.
+TEST_F(FleetArtifactTest, ASourceTheCoordinatorDoesNotHoldStartsNoPlan) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  const std::string missing = FormatCoordinatorSource(
+      {fleet_->Name(coordinator), std::string(64, 'a'), "bao-kms-provider"});
+  release_.binary = missing;
+  SubprocessResult r = Run(coordinator, Upgrade());
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stderr_text, HasSubstr("UPLOAD_NOT_FOUND"));
+  EXPECT_THAT(r.stderr_text, HasSubstr(missing));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
 TEST_F(FleetArtifactTest, AnUploadTheCoordinatorRefusesStartsNoPlanAndStoresNothing) {
   MoveReleaseToOperator();
   const std::string odd = operator_dir_.File("bao kms provider");  // not a plain file name
