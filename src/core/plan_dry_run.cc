@@ -69,9 +69,10 @@ absl::Status RotationGuard(const DryRunInput& in) {
 }  // namespace
 
 bool RefusesTheStart(std::string_view guard) {
-  // What a start checks (PlanStep::HandleStart, plan_commands_core.cc).
+  // What a start checks (PlanStep::HandleStart, plan_commands_core.cc),
+  // and `rollback --dry-run`'s one guard: the command's own answer.
   for (std::string_view g : {"active plan", "settings", "node order", "fleet health",
-                             "version policy", "compatibility"}) {
+                             "version policy", "compatibility", "rollback"}) {
     if (guard == g) return true;
   }
   return false;

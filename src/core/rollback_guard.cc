@@ -168,8 +168,8 @@ absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
     return Refuse(reason::kRegistryUnknown,
                   absl::StrCat("Cannot judge rollback safety against a start the plan did "
                                "not record: ", NodeList(unrecorded.text), "."),
-                  "Fix forward, or judge the rollback by hand with "
-                  "docs/runbooks/rollback.md.",
+                  "Fix forward with a patch release: this plan cannot prove a "
+                  "rollback safe (docs/runbooks/rollback.md, section 6).",
                   unrecorded.nodes);
   }
   if (!unobserved.nodes.empty()) {

@@ -46,6 +46,15 @@ TEST(RenderDryRunTest, AStartGuardThatRefusesRefusesTheRun) {
   EXPECT_THAT(RenderDryRun(view), HasSubstr("NOT_EVALUATED in its Preflight phase"));
 }
 
+// Found in review: a refused `rollback --dry-run` closed with "a real run
+// would start", though the rollback command answers with that refusal.
+TEST(RenderDryRunTest, ARefusedRollbackIsRefusedNow) {
+  v1::PlanView view = DryRun({{"rollback", "ROLLBACK_REFUSED_ONE_WAY"}});
+  const std::string text = RenderDryRun(view);
+  EXPECT_THAT(text, HasSubstr("a real run would be refused now"));
+  EXPECT_THAT(text, Not(HasSubstr("would start")));
+}
+
 // Plan messages carry agents' and providers' words (a doctor's output in a
 // halt): watch draws each line once, and redraws by counting them.
 TEST(RenderProgressTest, AMessageIsOneLineWithoutEscapeSequences) {
