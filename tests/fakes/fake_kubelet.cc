@@ -302,7 +302,9 @@ std::optional<std::string> FakeKubelet::VersionOf(const std::string& image) {
   while (std::getline(in, line)) {
     std::istringstream fields(line);
     std::string d, version;
-    if (fields >> d >> version && d[0] != '#' && d == digest) return version;
+    // A digest, or a whole reference for an image named by tag (which a
+    // kubelet runs as readily).
+    if (fields >> d >> version && d[0] != '#' && (d == digest || d == image)) return version;
   }
   return std::nullopt;
 }

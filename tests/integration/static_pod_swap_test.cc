@@ -288,6 +288,34 @@ TEST_F(StaticPodSwapTest, ARunningImageTheRuntimeNoLongerHoldsIsRefusedBeforeThe
   ExpectOldServing();
 }
 
+// The other half of the check above: a live manifest naming its image by
+// tag could be restored only as whatever the tag names by then.
+TEST_F(StaticPodSwapTest, ARunningImageNamedByTagIsRefusedBeforeTheStop) {
+  StageNew();
+  const std::string tagged = std::string(kImageRepo) + ":" + kOld;
+  WriteFile(node_->dir() + "/digests.txt",
+            ReadFile(node_->dir() + "/digests.txt") + tagged + " " + kOld + "\n");
+  std::string manifest = original_;
+  manifest.replace(manifest.find(ImageOf(kOld)), ImageOf(kOld).size(), tagged);
+  WriteFile(node_->manifest(), manifest);
+  ASSERT_TRUE(WaitUntil([&] { return node_->KubeletEvents("container_started").size() == 2; },
+                        std::chrono::seconds(10)))
+      << node_->Logs();
+  ASSERT_TRUE(WaitUntil([&] { return node_->ProviderReady(); }, std::chrono::seconds(10)));
+  SubprocessResult pre = Run({"preflight", "--version", kNew});
+  EXPECT_NE(pre.exit_code, 0);
+  EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr("IMAGE_REF_NOT_PINNED"));
+  SubprocessResult swap = Swap();
+  EXPECT_NE(swap.exit_code, 0);
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "IMAGE_REF_NOT_PINNED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr(tagged));
+  EXPECT_EQ(ReadFile(node_->manifest()), manifest);
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u);
+  EXPECT_EQ(node_->ServingVersion(), kOld);
+}
+
 // Found in review: the digest a plan sends with its swap covered the kit
 // binary alone, so the same version staged again with another image (and
 // the same binary) was swapped in. The staged digest covers both.
