@@ -2,10 +2,13 @@
 // gates between nodes, the node in flight, completion, and the wait for a
 // node that leaves an action unanswered.
 #include <algorithm>
+#include <iterator>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "guard_util.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "plan_step.h"
@@ -75,6 +78,10 @@ void PlanStep::DecidePreflight() {
     AbortNow();
     return;
   }
+  if (absl::Status members = MembersUnchanged(); !members.ok()) {
+    Block(members);
+    return;
+  }
   bool waiting = false;
   std::vector<NodeArtifact> artifacts;
   for (const v1::PlanNode& n : next_->nodes()) {
@@ -107,7 +114,37 @@ void PlanStep::DecidePreflight() {
   DecideNextNode();
 }
 
+// The gates observe the voters only: a plan node that is no longer one
+// could be down unseen while another is swapped, and a voter the plan
+// lacks would never be upgraded.
+absl::Status PlanStep::MembersUnchanged() const {
+  std::set<std::string> planned, voters(m_.config_.voters.begin(), m_.config_.voters.end());
+  for (const v1::PlanNode& n : next_->nodes()) planned.insert(n.node());
+  if (planned == voters) return absl::OkStatus();
+  std::vector<std::string> left, added;
+  std::set_difference(planned.begin(), planned.end(), voters.begin(), voters.end(),
+                      std::back_inserter(left));
+  std::set_difference(voters.begin(), voters.end(), planned.begin(), planned.end(),
+                      std::back_inserter(added));
+  std::vector<std::string> nodes = left;
+  nodes.insert(nodes.end(), added.begin(), added.end());
+  std::string differ;
+  if (!left.empty()) absl::StrAppend(&differ, " not voters now: ", absl::StrJoin(left, ", "), ";");
+  if (!added.empty()) {
+    absl::StrAppend(&differ, " voters not in the plan: ", absl::StrJoin(added, ", "), ";");
+  }
+  return internal::Refuse(reason::kPlanMembersChanged,
+                absl::StrCat("Plan ", next_->plan_id(), " covers ", absl::StrJoin(planned, ", "),
+                             ", but coordinator ", m_.config_.self, "'s voters are ",
+                             absl::StrJoin(voters, ", "), " (", differ.substr(1),
+                             " no node is given a slot while they differ)."),
+                "Restore cluster.voters on every agent to the plan's nodes (the plan "
+                "goes on by itself), or abort the plan.",
+                nodes);
+}
+
 absl::Status PlanStep::NodeGates(bool rolling_back) {
+  if (absl::Status members = MembersUnchanged(); !members.ok()) return members;
   int64_t last_done = 0;
   for (const v1::PlanNode& n : next_->nodes()) {
     last_done = std::max(last_done, n.done_unix_ms());
@@ -241,7 +278,9 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
   for (const NodeView& v : Views()) {
     if (v.node != in_flight) others.push_back(v);
   }
-  absl::Status s = CheckFleetHealth(voters, others, in_.now_unix_ms);
+  // A plan node outside the voters is not observed: it could be down.
+  absl::Status s = MembersUnchanged();
+  if (s.ok()) s = CheckFleetHealth(voters, others, in_.now_unix_ms);
   if (s.ok()) s = CheckParityOnce(others);
   if (!s.ok()) {
     return MakeError(s.code(), ReasonOf(s),

@@ -96,6 +96,9 @@ class PlanStep {
   void DecideNextNode();
   void DecideCompletion(bool rolling_back);
   absl::Status NodeGates(bool rolling_back);
+  // PLAN_MEMBERS_CHANGED unless the plan's nodes are this coordinator's
+  // voters.
+  absl::Status MembersUnchanged() const;
   // Records every node's facts again, from the round the gates just passed.
   void RetakeBaseline();
   // The gates a swap or rollback must pass again when it is sent anew.

@@ -154,6 +154,19 @@ class Driver {
     silenced_.clear();
   }
 
+  // Every agent restarted with `voters` in cluster.voters, and `self` leads
+  // from the committed plan. A voter observed from now on runs 0.1.0.
+  void RestartWithVoters(const std::string& self, const std::vector<std::string>& voters) {
+    names_ = voters;
+    for (auto it = versions_.begin(); it != versions_.end();) {
+      it = std::find(voters.begin(), voters.end(), it->first) == voters.end()
+               ? versions_.erase(it)
+               : std::next(it);
+    }
+    for (const std::string& n : voters) versions_.try_emplace(n, "0.1.0");
+    Succeed(self);
+  }
+
   // Steps until `done` holds for the committed plan (at most 200 steps).
   void RunUntil(const std::function<bool(const v1::FleetPlan&)>& done) {
     for (int i = 0; i < 200 && !done(plan_); ++i) Step();
@@ -1744,6 +1757,48 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
   r = fresh->Step(in);
   ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
   EXPECT_EQ(r.actions[0].expected_key_id_hash, testing::kHashA);
+}
+
+// Found in review: nothing compared a plan's nodes with the coordinator's
+// voters once it started. With a voter removed from cluster.voters, the
+// gates stopped observing it, so its provider could be down unseen while
+// the next node was swapped; with one added, the plan upgraded the others
+// and then waited for ever on FLEET_NOT_CONVERGED. No slot is given while
+// they differ; the node in flight finishes.
+TEST(PlanMachineTest, NoNodeIsGivenASlotWhileThePlansNodesAreNotTheVoters) {
+  for (const std::vector<std::string>& voters :
+       {std::vector<std::string>{"a", "b"}, std::vector<std::string>{"a", "b", "c", "d"}}) {
+    Driver d;
+    d.StartAndSwapFirst();
+    ASSERT_THAT(d.Swapped(), ElementsAre("a"));
+    d.RestartWithVoters("b", voters);
+    PlanReady r;
+    for (int i = 0; i < 50; ++i) r = d.Step();
+    // a's swap, already running, is followed (sent follow-only) to its end.
+    EXPECT_THAT(d.Swapped(), ElementsAre("a")) << voters.size();
+    EXPECT_EQ(d.plan_.in_flight(), "") << "a finished and handed off";
+    EXPECT_EQ(ReasonOf(r.blocked), reason::kPlanMembersChanged) << r.blocked;
+    EXPECT_THAT(std::string(r.blocked.message()),
+                HasSubstr(voters.size() == 2 ? "not voters now: c" : "voters not in the plan: d"));
+    // The voters restored, the plan goes on by itself.
+    d.RestartWithVoters("b", {"a", "b", "c"});
+    d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+    EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b")) << voters.size();
+  }
+}
+
+TEST(PlanMachineTest, APlanWhoseVotersChangedInPreflightStagesNothingAndCanBeAborted) {
+  Driver d;
+  d.Step(Start());
+  d.RestartWithVoters("b", {"a", "b", "c", "d"});
+  const size_t issued = d.log_.size();
+  PlanReady r;
+  for (int i = 0; i < 20; ++i) r = d.Step();
+  EXPECT_EQ(d.log_.size(), issued);
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kPlanMembersChanged) << r.blocked;
+  d.Step(Cmd(CommandKind::kAbort));
+  d.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_TRUE(d.Swapped().empty());
 }
 
 // Found in review of the fix above: held back entirely, a swap the old

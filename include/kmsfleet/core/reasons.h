@@ -202,6 +202,9 @@ inline constexpr char kApiServerRestartFailed[] = "APISERVER_RESTART_FAILED";
 inline constexpr char kStageFailed[] = "STAGE_FAILED";
 inline constexpr char kAbortedByOperator[] = "ABORTED_BY_OPERATOR";
 inline constexpr char kFleetNotConverged[] = "FLEET_NOT_CONVERGED";
+// The plan's nodes are not this coordinator's voters (cluster.voters was
+// changed while the plan was under way): no node is given a slot.
+inline constexpr char kPlanMembersChanged[] = "PLAN_MEMBERS_CHANGED";
 inline constexpr char kUnknownNode[] = "UNKNOWN_NODE";
 inline constexpr char kSoakInProgress[] = "SOAK_IN_PROGRESS";
 inline constexpr char kPlanPaused[] = "PLAN_PAUSED";
