@@ -5,7 +5,11 @@
 #   - `systemd-analyze security --offline` rates it no worse than the
 #     exposure recorded in docs/systemd.md, so loosening a directive fails
 #     here until the doc says why;
-#   - it is Type=notify and never starts on install (WantedBy only).
+#   - it is Type=notify and never starts on install (WantedBy only);
+#   - its privileges reach the provider's KMS socket: root under exactly
+#     the unit's CapabilityBoundingSet connects to a 0660 socket of another
+#     user and group in a 2750 directory, as the provider makes it (as
+#     root only: the bounding set cannot be tried otherwise).
 # The unit is checked as shipped except for ExecStart's path, which points
 # at the kmsfleetd just built (verify needs the binary to exist), and the
 # man page, which only the package installs.
@@ -33,4 +37,35 @@ if ! systemd-analyze security --offline=yes --threshold="$max_exposure" \
   echo "FAIL: exposure above $max_exposure/10; record the relaxed directive in docs/systemd.md" >&2
   exit 1
 fi
-echo "1 passed, 0 failed"
+if [ "$(id -u)" = 0 ]; then
+  caps=$(sed -n 's/^CapabilityBoundingSet=//p' "$unit")
+  bounding=-all
+  for cap in $caps; do bounding+=",+$(tr 'A-Z' 'a-z' <<<"${cap#CAP_}")"; done
+  run="$work/run-openbao-kms"
+  mkdir "$run"
+  /usr/bin/python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o660)
+os.chown(sys.argv[1], 65534, 65533)
+s.listen(4)
+time.sleep(30)' "$run/kms.sock" &
+  listener=$!
+  for _ in $(seq 100); do [ -S "$run/kms.sock" ] && break; sleep 0.05; done
+  chown 65534:65533 "$run"
+  chmod 2750 "$run"
+  if ! setpriv --bounding-set="$bounding" --inh-caps=-all /usr/bin/python3 -c '
+import socket, sys
+socket.socket(socket.AF_UNIX).connect(sys.argv[1])' "$run/kms.sock"; then
+    kill "$listener"
+    echo "FAIL: under CapabilityBoundingSet=$caps root cannot connect to the provider's 0660 KMS socket" >&2
+    exit 1
+  fi
+  kill "$listener"
+  echo "kms socket: connected under $bounding"
+  echo "2 passed, 0 failed"
+else
+  echo "kms socket: skipped (not root)"
+  echo "1 passed, 0 failed"
+fi
