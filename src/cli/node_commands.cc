@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include "cli/fleet_status.h"
@@ -42,15 +43,28 @@ int RpcFailed(const std::string& what, const grpc::Status& s) {
              : 1;
 }
 
+// An agent on this machine reads a path in its own working directory (/),
+// so a relative one typed here is made absolute against this one's; a
+// remote agent refuses it (SOURCE_NOT_ALLOWED).
+std::string ForTheAgent(const NodeFlags& f, const std::string& path) {
+  if (!f.agent.starts_with("unix:") || path.empty() || path.front() == '/' ||
+      path.find("://") != std::string::npos) {
+    return path;
+  }
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  return ec ? path : absolute.lexically_normal().string();
+}
+
 int RunStage(Stub& stub, const NodeFlags& f) {
   v1::StageRequest req;
   req.set_version(f.version);
-  req.set_source(f.source);
-  req.set_checksums(f.checksums);
-  req.set_signature(f.signature);
+  req.set_source(ForTheAgent(f, f.source));
+  req.set_checksums(ForTheAgent(f, f.checksums));
+  req.set_signature(ForTheAgent(f, f.signature));
   req.set_artifact_name(f.artifact_name);
   req.set_image(f.image);
-  req.set_image_ref(f.image_ref);
+  req.set_image_ref(ForTheAgent(f, f.image_ref));
   v1::StageResponse resp;
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);

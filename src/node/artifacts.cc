@@ -334,8 +334,25 @@ absl::StatusOr<VerifiedChecksums> ReadVerifiedChecksums(const ArtifactStoreOptio
   return out;
 }
 
+absl::Status CheckLocalPathsAbsolute(const StageRequest& request) {
+  for (const auto& [flag, path] : {std::pair{"--source", &request.source},
+                                   std::pair{"--checksums", &request.checksums},
+                                   std::pair{"--signature", &request.signature},
+                                   std::pair{"--image-ref", &request.image_ref_file}}) {
+    if (path->empty() || path->front() == '/' || IsFetchUrl(*path)) continue;
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kSourceNotAllowed,
+                     std::string("stage ") + flag + " \"" + path->substr(0, 256) +
+                         "\" is a relative path, which the agent would look up in its own "
+                         "working directory: give an absolute path the agent can read (the "
+                         "packaged unit hides /tmp, /var/tmp, /home and /root from it)",
+                     {{"flag", flag}, {"path", path->substr(0, 256)}});
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
                                      const StageRequest& request) {
+  KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
   KMSFLEET_RETURN_IF_ERROR(CheckVersion(request.version));
   if (IsFetchUrl(request.source)) {
     KMSFLEET_RETURN_IF_ERROR(CheckUrlAllowed(options, request.source));

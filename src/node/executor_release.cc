@@ -35,6 +35,7 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
   if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
+  KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
   // The image comes from what the release's checksums.txt vouches for,
   // never from the request alone; a tag-only, unvouched or mismatched
   // reference is refused before anything is written.

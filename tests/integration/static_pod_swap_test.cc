@@ -4,10 +4,12 @@
 // of the image's version. Every case checks what the kubelet saw and what
 // serves afterwards, not only what the agent says.
 #include <boost/json.hpp>
+#include <filesystem>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/subprocess.h"
 #include "operation_json.h"
 #include "static_pod_node.h"
 
@@ -286,6 +288,26 @@ TEST_F(StaticPodSwapTest, ARunningImageTheRuntimeNoLongerHoldsIsRefusedBeforeThe
   EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
   ExpectOldServing();
+}
+
+// Found in review: the docs stage with `--source ./file`, which the agent
+// looked up in its own working directory. kmsfleetctl makes a relative
+// path absolute for an agent on this machine.
+TEST_F(StaticPodSwapTest, RelativePathsAreStagedFromTheOperatorsDirectory) {
+  const StaticPodNode::Release r = node_->MakeRelease(kNew);
+  const std::string dir = std::filesystem::path(r.binary).parent_path().string();
+  auto relative = [&](const std::string& path) {
+    return std::filesystem::relative(path, dir).string();
+  };
+  absl::StatusOr<SubprocessResult> s = RunSubprocess(
+      {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", dir, KMSFLEETCTL_PATH, "node", "--agent",
+       "unix:" + node_->dir() + "/agent.sock", "stage", "--version", kNew, "--source",
+       "./" + relative(r.binary), "--checksums", relative(r.checksums), "--signature",
+       relative(r.signature), "--image", r.image, "--image-ref", relative(r.image_ref)},
+      SubprocessOptions{});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->exit_code, 0) << s->stderr_text << s->stdout_text;
+  EXPECT_EQ(ReadFile(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt"), ImageOf(kNew) + "\n");
 }
 
 // The other half of the check above: a live manifest naming its image by

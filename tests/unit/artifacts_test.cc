@@ -149,6 +149,25 @@ TEST_F(ArtifactsTest, VersionAndNameAreValidatedBeforeAnyPathIsBuilt) {
   EXPECT_EQ(ReasonOf(Stage(options_, r).status()), reason::kInvalidConfig);
 }
 
+// Found in review: a relative path (the docs' own `--source ./file`) was
+// looked up in the agent's working directory, /, and came back not found
+// although the file was right there for the operator.
+TEST_F(ArtifactsTest, ARelativeLocalPathIsRefusedNamingTheFlag) {
+  options_.allow_unsigned = true;
+  StageRequest r = Request("");
+  r.checksums = "checksums.txt";
+  absl::Status s = Stage(options_, r).status();
+  EXPECT_EQ(ReasonOf(s), reason::kSourceNotAllowed) << s;
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--checksums \"checksums.txt\" is a relative path"),
+            std::string::npos)
+      << s;
+  r = Request("");
+  r.source = "./" + std::string(kName);
+  EXPECT_NE(Stage(options_, r).status().message().find("--source"), std::string::npos);
+  EXPECT_FALSE(fs::exists(ArtifactDir(options_.state_dir, "0.2.0")));
+}
+
 TEST_F(ArtifactsTest, SymlinkedSourceIsNotFollowed) {
   options_.allow_unsigned = true;
   fs::rename(In(kName), In("real"));

@@ -125,6 +125,12 @@ absl::StatusOr<VerifiedChecksums> ReadVerifiedChecksums(const ArtifactStoreOptio
 absl::StatusOr<StagedArtifact> Stage(const ArtifactStoreOptions& options,
                                      const StageRequest& request);
 
+// InvalidArgument, SOURCE_NOT_ALLOWED naming the flag and the path, when a
+// local path of `request` (source, checksums, signature, image_ref_file)
+// is relative: the agent would resolve it against its own working
+// directory, not the operator's. Stage checks this first.
+absl::Status CheckLocalPathsAbsolute(const StageRequest& request);
+
 // The staged binary of `version`, re-hashed against staged.sha256.
 // Errors: NOT_STAGED (FailedPrecondition) when absent; CHECKSUM_MISMATCH
 // when it changed on disk.
