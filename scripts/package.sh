@@ -39,8 +39,11 @@ stage_tree() {  # stage_tree DIR DOCDIR
   install -D -m0644 "$src/packaging/man/kmsfleetd.8" "$root/usr/share/man/man8/kmsfleetd.8"
   install -D -m0644 "$src/packaging/man/kmsfleetctl.1" "$root/usr/share/man/man1/kmsfleetctl.1"
   gzip -9n "$root/usr/share/man/man8/kmsfleetd.8" "$root/usr/share/man/man1/kmsfleetctl.1"
-  install -d "$root/$doc"
+  install -d "$root/$doc" "$root/$doc/runbooks" "$root/$doc/reference"
   install -m0644 "$src/README.md" "$src/docs/"*.md "$root/$doc/"
+  # The runbooks (kmsfleetd(8) points at them) and the policy reference.
+  install -m0644 "$src/docs/runbooks/"*.md "$root/$doc/runbooks/"
+  install -m0644 "$src/docs/reference/"*.md "$root/$doc/reference/"
 }
 
 # Depends: the Debian package of every shared library the programs load.

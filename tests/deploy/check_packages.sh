@@ -65,6 +65,9 @@ check "the shipped static-pod config is valid" \
   kmsfleetd --check-config --config /usr/share/kmsfleet/static-pod/config.yaml
 check "the static-pod manifest is shipped" test -f /usr/share/kmsfleet/static-pod/kmsfleetd.yaml
 check "the gRPC API reference is shipped" test -f /usr/share/doc/kmsfleet/grpc-api.md
+check "the runbooks kmsfleetd(8) points at are shipped" \
+  test -f /usr/share/doc/kmsfleet/runbooks/break-glass.md -a \
+  -f /usr/share/doc/kmsfleet/reference/compatibility-policy.md
 check "group kmsfleet" getent group kmsfleet
 check "pki directory 0750 root:kmsfleet" \
   bash -c "[ \"\$(stat -c '%a %U %G' /etc/kmsfleet/pki)\" = '750 root kmsfleet' ]"
@@ -103,8 +106,13 @@ rm -f "$journal" && rmdir /var/lib/kmsfleet/journal
 check "remove deletes the programs" test ! -e /usr/bin/kmsfleetd
 check "remove keeps the config" test -f /etc/kmsfleet/config.yaml
 check "remove keeps the state" test -f "$marker"
+mkdir -p /etc/systemd/system/multi-user.target.wants
+ln -sf /usr/lib/systemd/system/kmsfleetd.service \
+  /etc/systemd/system/multi-user.target.wants/kmsfleetd.service
 dpkg -P kmsfleet >/dev/null
 check "purge deletes the config" test ! -e /etc/kmsfleet/config.yaml
+check "purge forgets that the operator enabled the agent" \
+  test ! -L /etc/systemd/system/multi-user.target.wants/kmsfleetd.service
 check "purge keeps the state" test -f "$marker"
 
 echo "$passes passed, $failures failed"
