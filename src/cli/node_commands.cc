@@ -47,13 +47,14 @@ int RpcFailed(const std::string& what, const grpc::Status& s) {
 // so a relative one typed here is made absolute against this one's; a
 // remote agent refuses it (SOURCE_NOT_ALLOWED).
 std::string ForTheAgent(const NodeFlags& f, const std::string& path) {
-  if (!f.agent.starts_with("unix:") || path.empty() || path.front() == '/' ||
+  if (!AgentTarget(f.agent).starts_with("unix:") || path.empty() || path.front() == '/' ||
       path.find("://") != std::string::npos) {
     return path;
   }
+  // Not normalised: "link/.." is the link target's parent to the kernel.
   std::error_code ec;
   std::filesystem::path absolute = std::filesystem::absolute(path, ec);
-  return ec ? path : absolute.lexically_normal().string();
+  return ec ? path : absolute.string();
 }
 
 int RunStage(Stub& stub, const NodeFlags& f) {

@@ -327,6 +327,12 @@ void PlanStep::BlockOnUnanswered() {
 }
 
 void PlanStep::DecideCompletion(bool rolling_back) {
+  // Completed says every node runs the target: a node the voters left is
+  // no longer observed, and one they gained was never upgraded.
+  if (absl::Status members = MembersUnchanged(); !members.ok()) {
+    Block(members);
+    return;
+  }
   const std::string& version =
       rolling_back ? next_->version_before() : next_->target_version();
   absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);

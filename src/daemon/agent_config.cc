@@ -495,6 +495,12 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
           return r.Mapping(v, "log", {{"target", LogTargetHandler(r, config.log_target)}});
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
+  // Staged files and fetched uploads are passed on by path, and a path the
+  // agent passes on must not depend on its working directory.
+  if (config.state_dir.empty() || config.state_dir.front() != '/') {
+    return r.Error(root["state_dir"], "state_dir",
+                   "must be an absolute path, got \"" + config.state_dir + "\"");
+  }
   KMSFLEET_RETURN_IF_ERROR(CheckNodeName(r, root["node"], "node", config.node));
   if (config.static_pod.pod_name.empty()) {
     config.static_pod.pod_name = "bao-kms-provider-" + config.node;

@@ -173,11 +173,6 @@ TEST_F(AgentLocalTest, KmsfleetctlNeverDialsATcpAgentInPlainText) {
   EXPECT_THAT(r->stderr_text, HasSubstr("--key is missing"));
 }
 
-// `kmsfleetctl health` is the static pod's liveness and readiness probe
-// (static-pod/kmsfleetd.yaml): it must pass for a serving agent and fail
-// for one that is hung (stopped) or gone, within its deadline.
-// SIGHUP's default action ended the agent at once, mid-swap if one ran,
-// and systemd's Restart=on-failure counts that as a clean exit.
 // Found in review: a command line CLI11 refused exited 105 to 114 (a
 // missing --to 106, an unknown flag 109), not the documented 2.
 TEST(UsageExitTest, ACommandLineRefusedExitsTwoAndHelpOrVersionZero) {
@@ -204,6 +199,11 @@ TEST(UsageExitTest, ACommandLineRefusedExitsTwoAndHelpOrVersionZero) {
   }
 }
 
+// `kmsfleetctl health` is the static pod's liveness and readiness probe
+// (static-pod/kmsfleetd.yaml): it must pass for a serving agent and fail
+// for one that is hung (stopped) or gone, within its deadline.
+// SIGHUP's default action ended the agent at once, mid-swap if one ran,
+// and systemd's Restart=on-failure counts that as a clean exit.
 TEST_F(AgentLocalTest, SighupDoesNotStopTheAgent) {
   StartAgent("");
   ASSERT_TRUE(Listening());

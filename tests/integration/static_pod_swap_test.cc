@@ -300,8 +300,9 @@ TEST_F(StaticPodSwapTest, RelativePathsAreStagedFromTheOperatorsDirectory) {
     return std::filesystem::relative(path, dir).string();
   };
   absl::StatusOr<SubprocessResult> s = RunSubprocess(
+      // --agent as a bare path, which kmsfleetctl takes as unix: too.
       {"/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", dir, KMSFLEETCTL_PATH, "node", "--agent",
-       "unix:" + node_->dir() + "/agent.sock", "stage", "--version", kNew, "--source",
+       node_->dir() + "/agent.sock", "stage", "--version", kNew, "--source",
        "./" + relative(r.binary), "--checksums", relative(r.checksums), "--signature",
        relative(r.signature), "--image", r.image, "--image-ref", relative(r.image_ref)},
       SubprocessOptions{});

@@ -151,6 +151,14 @@ static_pod:
   EXPECT_EQ(c->provider.binary, "");
 }
 
+// Found in review: staged files and fetched uploads are passed on by
+// path, and the agent refuses a relative one; a relative state_dir made
+// every coordinator:// stage fail naming a flag nobody typed.
+TEST(AgentConfigTest, ARelativeStateDirIsRefusedWithTheValue) {
+  ExpectConfigError("node: cp-1\nstate_dir: var/lib/kmsfleet\n", "state_dir", 2,
+                    "must be an absolute path, got \"var/lib/kmsfleet\"");
+}
+
 TEST(AgentConfigTest, BadStaticPodSettingsAreRefusedWithTheValue) {
   ExpectConfigError("node: cp-1\nprovider:\n  mode: kubelet\n", "provider.mode", 3,
                     "must be systemd or static_pod, got \"kubelet\"");

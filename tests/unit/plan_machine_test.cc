@@ -1787,6 +1787,24 @@ TEST(PlanMachineTest, NoNodeIsGivenASlotWhileThePlansNodesAreNotTheVoters) {
   }
 }
 
+// Found in review of the fix above: with the last node in flight when the
+// voters changed, the plan went straight to its completion check, which
+// did not compare them: it ended Completed with a node no longer observed.
+TEST(PlanMachineTest, APlanDoesNotCompleteWhileItsNodesAreNotTheVoters) {
+  Driver d;
+  d.StartAndSwapFirst();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "b"; });
+  d.RestartWithVoters("b", {"a", "b"});
+  PlanReady r;
+  for (int i = 0; i < 50; ++i) r = d.Step();
+  EXPECT_EQ(d.plan_.in_flight(), "");
+  EXPECT_NE(d.plan_.phase(), v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kPlanMembersChanged) << r.blocked;
+  d.RestartWithVoters("b", {"a", "b", "c"});
+  d.versions_["c"] = "0.2.0";  // c was upgraded before it left
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+}
+
 TEST(PlanMachineTest, APlanWhoseVotersChangedInPreflightStagesNothingAndCanBeAborted) {
   Driver d;
   d.Step(Start());
