@@ -48,6 +48,22 @@ class StaticPodSwapTest : public ::testing::Test {
     ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
   }
 
+  // Preflight (what a plan asks first) and the swap both refuse with
+  // `reason`, the swap before the stop, naming `named`; the swap's record.
+  boost::json::object ExpectRefusedBeforeTheStop(const std::string& reason,
+                                                 const std::string& named) {
+    SubprocessResult pre = Run({"preflight", "--version", kNew});
+    EXPECT_NE(pre.exit_code, 0);
+    EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr(reason));
+    SubprocessResult swap = Swap();
+    EXPECT_NE(swap.exit_code, 0);
+    boost::json::object op = Json(swap.stdout_text);
+    EXPECT_EQ(Str(op, "phase"), "Preflighted") << swap.stdout_text << swap.stderr_text;
+    EXPECT_EQ(Str(op, "reason"), reason);
+    EXPECT_THAT(Str(op, "message"), HasSubstr(named));
+    return op;
+  }
+
   // The old container serves again, from the operator's manifest, byte
   // for byte.
   void ExpectOldServing() {
@@ -276,15 +292,8 @@ TEST_F(StaticPodSwapTest, ARunningImageTheRuntimeNoLongerHoldsIsRefusedBeforeThe
   registry.replace(present, 15, "\"present\": false");
   WriteFile(images, registry);
   // A plan's preflight learns it before any node swaps.
-  SubprocessResult pre = Run({"preflight", "--version", kNew});
-  EXPECT_NE(pre.exit_code, 0);
-  EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr("ROLLBACK_ARTIFACT_MISSING"));
-  SubprocessResult swap = Swap();
-  EXPECT_NE(swap.exit_code, 0);
-  boost::json::object op = Json(swap.stdout_text);
-  EXPECT_EQ(Str(op, "phase"), "Preflighted") << swap.stdout_text << swap.stderr_text;
-  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_ARTIFACT_MISSING");
-  EXPECT_THAT(Str(op, "message"), HasSubstr("no longer holds " + ImageOf(kOld)));
+  boost::json::object op =
+      ExpectRefusedBeforeTheStop("ROLLBACK_ARTIFACT_MISSING", "no longer holds " + ImageOf(kOld));
   EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u);
   ExpectOldServing();
@@ -325,15 +334,7 @@ TEST_F(StaticPodSwapTest, ARunningImageNamedByTagIsRefusedBeforeTheStop) {
                         std::chrono::seconds(10)))
       << node_->Logs();
   ASSERT_TRUE(WaitUntil([&] { return node_->ProviderReady(); }, std::chrono::seconds(10)));
-  SubprocessResult pre = Run({"preflight", "--version", kNew});
-  EXPECT_NE(pre.exit_code, 0);
-  EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr("IMAGE_REF_NOT_PINNED"));
-  SubprocessResult swap = Swap();
-  EXPECT_NE(swap.exit_code, 0);
-  boost::json::object op = Json(swap.stdout_text);
-  EXPECT_EQ(Str(op, "phase"), "Preflighted") << swap.stdout_text << swap.stderr_text;
-  EXPECT_EQ(Str(op, "reason"), "IMAGE_REF_NOT_PINNED");
-  EXPECT_THAT(Str(op, "message"), HasSubstr(tagged));
+  ExpectRefusedBeforeTheStop("IMAGE_REF_NOT_PINNED", tagged);
   EXPECT_EQ(ReadFile(node_->manifest()), manifest);
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u);
   EXPECT_EQ(node_->ServingVersion(), kOld);
