@@ -35,7 +35,9 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.max_in_flight << ", max providers down at once " << t.max_disrupted
             << "; " << t.elections << " leader terms, " << t.crashes << " crashes, "
             << t.plan_proposals_failed << " proposals lost with leadership, " << t.fences_renewed
-            << " fences renewed; swaps refused as "
+            << " fences renewed; " << t.stale_voter_terms
+            << " terms coordinated with a voter edited out (" << t.stale_voter_starts
+            << " swaps started by them); swaps refused as "
             << "stale term " << t.swaps_stale_term << ", stale fence " << t.swaps_stale_fence
             << "; hand-offs withheld " << t.handoffs_withheld << "; commands held for their "
             << "record's commit " << t.commit_waits << "; adversary sent "

@@ -20,9 +20,13 @@
 //     providers, and at the end of the run with one key_id hash too);
 //     Halted, Aborted and BreakGlass name their reason;
 //   - every refusal (command, gate, fence) carries a reason code;
+//   - a coordinator whose cluster.voters was edited (one voter short, while
+//     faults run; restored and restarted when they stop) starts no swap or
+//     rollback: it does not observe every plan node;
 //   - liveness: after faults stop, the started plan settles (Completed,
 //     RolledBack, Aborted, or Halted/BreakGlass when the operator does not
 //     step in) within plan_liveness_ticks.
+#include "absl/strings/str_join.h"
 #include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -143,6 +147,12 @@ void World::PlanLeaders() {
   if (newest != nullptr && newest->coordinator.plan &&
       newest->coordinator.plan->term == newest->machine->term()) {
     command = Operator(newest->coordinator.plan->machine->committed());
+    // Voters are changed only with no plan under way (docs/election.md):
+    // no plan is started on a coordinator whose list was edited.
+    if (command && command->kind == CommandKind::kStart &&
+        newest->coordinator.plan->voters != voters_) {
+      command.reset();
+    }
   }
   for (auto& [name, node] : nodes_) {
     if (!node.up || node.machine->role() != Role::kLeader) continue;
@@ -239,8 +249,19 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
     }
     c.plan = std::make_shared<PlanCoordinator>();
     c.plan->term = leader.machine->term();
+    c.plan->voters = voters_;
+    if (faults_ && Chance(0.05)) {
+      // A voter edited out of this node's cluster.voters: the plan must
+      // give no slot while its nodes are not the coordinator's voters.
+      std::string dropped = RandomMember();
+      if (dropped != leader.name) {
+        std::erase(c.plan->voters, dropped);
+        ++counters_.stale_voter_terms;
+        Trace(leader.name + " coordinates without voter " + dropped);
+      }
+    }
     c.plan->machine = std::make_unique<PlanMachine>(
-        PlanMachineConfig{.self = leader.name, .voters = voters_}, std::move(committed));
+        PlanMachineConfig{.self = leader.name, .voters = c.plan->voters}, std::move(committed));
     Trace(leader.name + " coordinates term " + std::to_string(c.plan->term));
   }
   std::shared_ptr<PlanCoordinator> p = c.plan;  // alive even if the leader crashes
@@ -266,6 +287,7 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
     }
   }
   CheckReady(ready, had_command);
+  CheckStaleVoters(*p, ready);
   if (!ready.blocked.ok()) last_blocked_ = ready.blocked.ToString();
   if (had_command) {
     if (!ready.refusal.ok()) {
@@ -304,7 +326,7 @@ PlanInput World::Gather(const Node& leader, PlanCoordinator& p, bool on_last_rou
 // A fresh round: every voter's view and the OpenBao probe.
 void World::ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in) {
   in.views.clear();
-  for (const std::string& v : voters_) in.views.push_back(Observe(leader, p, nodes_.at(v)));
+  for (const std::string& v : p.voters) in.views.push_back(Observe(leader, p, nodes_.at(v)));
   OpenBaoProbe probe;
   probe.address = "https://bao.sim:8200";
   probe.status = 200;
@@ -591,6 +613,20 @@ void World::CheckReady(const PlanReady& ready, bool had_command) {
       Fail("a " + std::string(ActionKindName(a.kind)) + " without a reason code: " +
            a.why.ToString());
     }
+  }
+}
+
+// A coordinator whose voters the plan's nodes are not observes a node
+// less (or one the plan lacks): it may start no swap or rollback, though
+// it may follow one already running.
+void World::CheckStaleVoters(const PlanCoordinator& p, const PlanReady& ready) {
+  if (p.voters == voters_) return;
+  for (const PlanAction& a : ready.actions) {
+    const bool operation = a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode;
+    if (!operation || !a.start_allowed) continue;
+    ++counters_.stale_voter_starts;
+    Fail("a coordinator with voters " + absl::StrJoin(p.voters, ",") + " started " +
+         std::string(ActionKindName(a.kind)) + " on " + a.node + " (PLAN_MEMBERS_CHANGED)");
   }
 }
 

@@ -77,6 +77,9 @@ struct Outstanding {
 // volatile like everything a coordinator holds.
 struct PlanCoordinator {
   uint64_t term = 0;
+  // Its configured voters: the sim's, or while faults run now and then one
+  // short (cluster.voters edited on its node); it observes only these.
+  std::vector<std::string> voters;
   std::unique_ptr<PlanMachine> machine;
   std::optional<uint64_t> pending_index;  // election record proposed
   std::optional<v1::FleetPlan> pending_plan;
@@ -236,6 +239,7 @@ class World {
   void PlanReleased(Node& leader, const Envelope& e);
   void RenewFence(Node& leader, PlanCoordinator& p, const std::string& node);
   void CheckReady(const PlanReady& ready, bool had_command);
+  void CheckStaleVoters(const PlanCoordinator& p, const PlanReady& ready);
   void CheckProposal(const PlanCoordinator& p, const v1::FleetPlan& plan,
                      const std::vector<NodeView>& views);
   void CountStepsSentAgain(const v1::FleetPlan& plan, bool new_plan);

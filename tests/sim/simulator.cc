@@ -42,6 +42,8 @@ void Counters::Add(const Counters& o) {
   commands_refused += o.commands_refused;
   plan_proposals_failed += o.plan_proposals_failed;
   fences_renewed += o.fences_renewed;
+  stale_voter_terms += o.stale_voter_terms;
+  stale_voter_starts += o.stale_voter_starts;
   restaged += o.restaged;
   restage_refused += o.restage_refused;
   max_disrupted = std::max(max_disrupted, o.max_disrupted);
@@ -205,6 +207,11 @@ void World::Heal() {
   faults_ = false;
   blocked_.clear();
   for (auto& [name, node] : nodes_) {
+    // Its operator puts cluster.voters back and restarts the agent.
+    if (node.up && node.coordinator.plan && node.coordinator.plan->voters != voters_) {
+      Trace("restart " + name + " with the voter list restored");
+      Crash(node);
+    }
     if (!node.up) Restart(node);
   }
   Trace("faults stop");

@@ -71,6 +71,10 @@ struct Counters {
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
   int64_t fences_renewed = 0;         // same plan committed again (burnt fence)
+  // Coordinators configured with a voter list the plan does not match
+  // (cluster.voters edited on their node), and operations such a one
+  // started: none may be.
+  int64_t stale_voter_terms = 0, stale_voter_starts = 0;
   int64_t restaged = 0;               // versions staged again by hand mid-plan
   int64_t restage_refused = 0;        // swaps refused STAGED_ARTIFACT_CHANGED
   int64_t max_disrupted = 0;          // providers down at once (max)
