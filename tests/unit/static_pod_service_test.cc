@@ -37,9 +37,11 @@ class ScriptedRuntime final : public ContainerRuntime {
   std::deque<absl::Status> list_errors;  // answered first, one per call
 
   std::map<std::string, CriImage> held;  // ImageStatus answers by pinned reference
+  absl::Status image_status_error;       // when set, every ImageStatus answers it
 
   absl::StatusOr<CriImage> PullImage(std::string_view) override { return CriImage{}; }
   absl::StatusOr<std::optional<CriImage>> ImageStatus(std::string_view image) override {
+    if (!image_status_error.ok()) return image_status_error;
     auto it = held.find(std::string(image));
     return it == held.end() ? std::optional<CriImage>() : std::optional<CriImage>(it->second);
   }
@@ -130,6 +132,20 @@ TEST_F(StaticPodServiceTest, StartAcceptsAnImageIdForTheManifestsImageAsCriOAnsw
   EXPECT_EQ(ReasonOf(s), reason::kPodNotReplaced);
   EXPECT_NE(s.message().find("running image id " + id_old), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("image id " + id_new), std::string::npos) << s.message();
+}
+
+// The image id can be judged only against what the runtime holds: a
+// runtime that cannot say is asked again until the deadline, and its error
+// is the answer, never a pass.
+TEST_F(StaticPodServiceTest, StartThatCannotLookUpTheImageIdEndsWithTheRuntimesError) {
+  CriContainer running = Container("c2", CriContainerState::kRunning, kNew);
+  running.image_ref = std::string(64, 'c');
+  running.image_digest.clear();
+  runtime_.lists = {{running}};
+  runtime_.image_status_error = MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                          "connection refused");
+  EXPECT_EQ(ReasonOf(Service()->Start("pod", std::chrono::seconds(1))), reason::kCriUnreachable);
+  EXPECT_EQ(clock_.NowSteadyMillis(), 1000);
 }
 
 TEST_F(StaticPodServiceTest, StartGivesUpNamingTheImageAndWhatRuns) {
