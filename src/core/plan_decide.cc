@@ -144,7 +144,6 @@ absl::Status PlanStep::MembersUnchanged() const {
 }
 
 absl::Status PlanStep::NodeGates(bool rolling_back) {
-  if (absl::Status members = MembersUnchanged(); !members.ok()) return members;
   int64_t last_done = 0;
   for (const v1::PlanNode& n : next_->nodes()) {
     last_done = std::max(last_done, n.done_unix_ms());
@@ -177,6 +176,13 @@ void PlanStep::DecideNextNode() {
   const bool rolling_back = RollingBack(*next_);
   if (next_->abort_requested()) {
     AbortNow();
+    return;
+  }
+  // Before the next slot and before completion, which says every node
+  // runs the target: a node the voters left is no longer observed, and
+  // one they gained was never upgraded.
+  if (absl::Status members = MembersUnchanged(); !members.ok()) {
+    Block(members);
     return;
   }
   v1::PlanNode* target = nullptr;
@@ -327,12 +333,6 @@ void PlanStep::BlockOnUnanswered() {
 }
 
 void PlanStep::DecideCompletion(bool rolling_back) {
-  // Completed says every node runs the target: a node the voters left is
-  // no longer observed, and one they gained was never upgraded.
-  if (absl::Status members = MembersUnchanged(); !members.ok()) {
-    Block(members);
-    return;
-  }
   const std::string& version =
       rolling_back ? next_->version_before() : next_->target_version();
   absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);
