@@ -253,12 +253,23 @@ absl::StatusOr<ElectionReady> ElectionMachine::Propose(std::string_view in_fligh
                          (leader_.empty() ? std::string("unknown") : leader_),
                      {{"leader", leader_}, {"term", std::to_string(term_)}});
   }
-  if (payload.size() > kMaxPlanPayloadBytes ||
-      (!in_flight.empty() && !IsMember(in_flight))) {
+  if (payload.size() > kMaxPlanPayloadBytes) {
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kMalformedMessage,
-                     "plan change refused: in_flight '" + std::string(in_flight) +
-                         "' is not a member or payload is over 1 MiB",
+                     "plan change refused: its record is " + std::to_string(payload.size()) +
+                         " bytes, over the 1 MiB bound",
                      {{"payload_bytes", std::to_string(payload.size())}});
+  }
+  if (!in_flight.empty() && !IsMember(in_flight)) {
+    // The plan's node in flight was edited out of cluster.voters: every
+    // change of that plan (an abort too) names it, and a record naming a
+    // node outside the group is never written. Only restoring the voters
+    // lets the plan finish.
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanMembersChanged,
+                     "plan change refused: its node in flight '" + std::string(in_flight) +
+                         "' is neither a voter nor a learner on " + config_.self +
+                         "; put it back in cluster.voters on every agent so the plan can "
+                         "finish its step",
+                     {{"in_flight", std::string(in_flight)}});
   }
   if (!transfer_target_.empty()) {
     // A record written now could leave the target behind and stall the

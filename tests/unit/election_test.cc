@@ -531,6 +531,27 @@ TEST(ElectionTest, ProposalWaitsForPreviousChangeToCommit) {
   EXPECT_EQ(MetadataOf(g["b"].Propose("", "x").status(), "leader"), "a");
 }
 
+// A plan whose node in flight was edited out of cluster.voters: its every
+// change names that node, so the refusal must say so and what to do, not
+// call the coordinator's own record malformed.
+TEST(ElectionTest, AChangeNamingANodeOutsideTheGroupInFlightIsRefusedAsMembersChanged) {
+  Group g = ElectedThree();
+  g.mailbox().clear();
+  const std::string before = g["a"].committed().SerializeAsString();
+  absl::StatusOr<ElectionReady> removed = g["a"].Propose("d", "abort");
+  EXPECT_EQ(ReasonOf(removed.status()), reason::kPlanMembersChanged);
+  EXPECT_EQ(removed.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(removed.status().message().find("'d'"), std::string::npos)
+      << removed.status().message();
+  EXPECT_NE(removed.status().message().find("cluster.voters"), std::string::npos);
+  absl::StatusOr<ElectionReady> huge =
+      g["a"].Propose("b", std::string(kMaxPlanPayloadBytes + 1, 'x'));
+  EXPECT_EQ(ReasonOf(huge.status()), reason::kMalformedMessage);
+  EXPECT_TRUE(g.mailbox().empty()) << "nothing is sent for a refused change";
+  EXPECT_EQ(g["a"].committed().SerializeAsString(), before);
+  EXPECT_TRUE(g.Propose("a", "b", "swap b").ok()) << "a member in flight is proposed as before";
+}
+
 // Architecture §6 hand-off: a different node goes in flight only after the
 // current one has answered at this term.
 TEST(ElectionTest, HandOffToAnotherNodeNeedsReleaseAtCurrentTerm) {
