@@ -14,9 +14,14 @@ namespace {
 
 std::string Describe(const NodeCommand& c) {
   switch (c.kind) {
-    case NodeCommand::Kind::kSwap: return absl::StrCat("swap ", c.operation_id, " to ", c.version);
+    case NodeCommand::Kind::kSwap:
+      return absl::StrCat("swap ", c.operation_id, " to ", c.version, " (stabilization ",
+                          c.stabilization_ms, " ms, staged digest ",
+                          c.expected_staged_digest.empty() ? "none" : c.expected_staged_digest,
+                          ")");
     case NodeCommand::Kind::kRollback:
-      return absl::StrCat("rollback ", c.operation_id, " of ", c.of_operation_id);
+      return absl::StrCat("rollback ", c.operation_id, " of ", c.of_operation_id,
+                          " (stabilization ", c.stabilization_ms, " ms)");
     case NodeCommand::Kind::kRestartApiServer:
       return absl::StrCat("kube-apiserver restart ", c.operation_id);
   }
@@ -62,19 +67,26 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
       step->stage() != v1::PLAN_STEP_STAGE_SWAPPING) {
     return NotInPlan(self, plan->plan_id(), "no swap, rollback or restart now", command);
   }
+  // The settings too, as the coordinator sends them (PlanStep::
+  // DecideInFlight): a member that front-ran the coordinator with the
+  // step's id could otherwise pick its own window or drop the digest.
   NodeCommand expected;
   expected.operation_id = step->operation_id();
+  expected.stabilization_ms = plan->settings().stabilization_ms();
   if (step->rollback_of().empty()) {
     expected.kind = NodeCommand::Kind::kSwap;
     expected.version = plan->target_version();
+    expected.expected_staged_digest = step->staged_digest();
   } else {
     expected.kind = NodeCommand::Kind::kRollback;
     expected.of_operation_id = step->rollback_of();
   }
   const bool same = command.kind == expected.kind &&
                     command.operation_id == expected.operation_id &&
+                    command.stabilization_ms == expected.stabilization_ms &&
                     (expected.kind == NodeCommand::Kind::kSwap
-                         ? command.version == expected.version
+                         ? command.version == expected.version &&
+                               command.expected_staged_digest == expected.expected_staged_digest
                          : command.of_operation_id == expected.of_operation_id);
   if (!same) return NotInPlan(self, plan->plan_id(), Describe(expected), command);
   return absl::OkStatus();

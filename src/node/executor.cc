@@ -426,6 +426,7 @@ absl::StatusOr<SwapJournal> Executor::Start(
   KMSFLEET_RETURN_IF_ERROR(CheckStabilizationMs(c.stabilization_ms));
   KMSFLEET_RETURN_IF_ERROR(Reserve(c.fence));
   what.operation_id = id;
+  what.stabilization_ms = c.stabilization_ms;
   if (absl::Status s = c.bound_to_plan ? plan_check_(what) : absl::OkStatus(); !s.ok()) {
     Unreserve();
     Log(LogLevel::kWarn, "command refused: not the plan's step",
@@ -554,7 +555,9 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
 
 absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
   return Start(p.command,
-               NodeCommand{.kind = NodeCommand::Kind::kSwap, .version = p.version},
+               NodeCommand{.kind = NodeCommand::Kind::kSwap,
+                           .version = p.version,
+                           .expected_staged_digest = p.expected_staged_digest},
                [&](const std::string& id) { return PlanSwap(p, id); });
 }
 

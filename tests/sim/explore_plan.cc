@@ -333,7 +333,9 @@ void ExState::PlanSwap(ExNode& node, const ExMessage& m) {
                                                                     : NodeCommand::Kind::kSwap,
                         .operation_id = a.operation_id,
                         .version = a.version,
-                        .of_operation_id = a.of_operation_id};
+                        .of_operation_id = a.of_operation_id,
+                        .stabilization_ms = a.stabilization_ms,
+                        .expected_staged_digest = a.expected_staged_digest};
     if (absl::Status plan = CheckCommandAgainstPlan(node.machine->committed(), m.to, command);
         !plan.ok()) {
       note_ = ReasonOf(plan);

@@ -25,8 +25,19 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
     action = AdversaryAction(fence, to);
     if (!action) return;  // no command to copy yet
   }
+  const bool weaken = action && Chance(0.5);
+  if (weaken) {
+    // Sent ahead of the coordinator's, the step's own command may not
+    // bring settings of its own: released after one probe, unvetted bytes.
+    auto weakened = std::make_shared<PlanAction>(*action);
+    weakened->stabilization_ms = 1;
+    weakened->expected_staged_digest.clear();
+    action = std::move(weakened);
+    ++counters_.adversary_weakened;
+  }
   ++counters_.adversary_sent;
   Envelope e;
+  e.weakened = weaken;
   e.kind = kind;
   e.from = "adversary";
   e.to = to;

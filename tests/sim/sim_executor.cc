@@ -124,13 +124,20 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
                                                                     : NodeCommand::Kind::kSwap,
                         .operation_id = a.operation_id,
                         .version = a.version,
-                        .of_operation_id = a.of_operation_id};
+                        .of_operation_id = a.of_operation_id,
+                        .stabilization_ms = a.stabilization_ms,
+                        .expected_staged_digest = a.expected_staged_digest};
     if (absl::Status plan = CheckCommandAgainstPlan(node.machine->committed(), node.name, command);
         !plan.ok()) {
       if (e.adversary) ++counters_.adversary_refused;
+      if (e.weakened) ++counters_.adversary_weakened_refused;
       Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
             a.operation_id + ": " + std::string(plan.message()));
       return RefuseCommand(node, e, plan);
+    }
+    if (e.weakened) {
+      Fail(node.name + " started " + a.operation_id + " from a member's command with a " +
+           std::to_string(a.stabilization_ms) + " ms window and no staged digest");
     }
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;

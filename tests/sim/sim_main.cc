@@ -41,7 +41,9 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << "stale term " << t.swaps_stale_term << ", stale fence " << t.swaps_stale_fence
             << "; hand-offs withheld " << t.handoffs_withheld << "; commands held for their "
             << "record's commit " << t.commit_waits << "; adversary sent "
-            << t.adversary_sent << ", refused " << t.adversary_refused << "; operator commands "
+            << t.adversary_sent << ", refused " << t.adversary_refused
+            << " (with settings of its own " << t.adversary_weakened << ", refused "
+            << t.adversary_weakened_refused << "); operator commands "
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
             << "faults stopped " << t.max_settle_ticks << " ticks; releases staged again by hand "
             << t.restaged << ", swaps refused for it " << t.restage_refused << "\n";
@@ -51,7 +53,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.crashed_mid_swap == 0 || t.ended_before_stop == 0 ||
        t.sent_again_after_agent_stop == 0 || t.handoffs_withheld == 0 ||
        t.commit_waits == 0 || t.steps_on_last_round == 0 || t.fresh_rounds_asked == 0 ||
-       t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0)) {
+       t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
+       t.adversary_weakened_refused == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;
   }

@@ -22,6 +22,8 @@ void Counters::Add(const Counters& o) {
   adversary_sent += o.adversary_sent;
   adversary_unknown += o.adversary_unknown;
   adversary_refused += o.adversary_refused;
+  adversary_weakened += o.adversary_weakened;
+  adversary_weakened_refused += o.adversary_weakened_refused;
   commit_waits += o.commit_waits;
   peer_forged += o.peer_forged;
   peer_forged_refused += o.peer_forged_refused;

@@ -53,6 +53,10 @@ struct Counters {
   int64_t adversary_sent = 0;        // forged, replayed or duplicated fences
   int64_t adversary_unknown = 0;     // refused as UNKNOWN_FENCE
   int64_t adversary_refused = 0;     // refused for any reason
+  // The step's own command with a window of its own and no digest (a
+  // member front-running the coordinator), and how many were refused.
+  int64_t adversary_weakened = 0;
+  int64_t adversary_weakened_refused = 0;
   int64_t commit_waits = 0;          // commands held for their record's commit
   int64_t peer_forged = 0;           // election messages under a learner's or a voter's key
   int64_t peer_forged_refused = 0;   // ... refused (the rest: answers that changed nothing)

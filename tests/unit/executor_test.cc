@@ -1061,6 +1061,33 @@ TEST_F(ExecutorTest, RunAdmittedHoldsTheNodeBusyAndObeysTheFenceCheck) {
   EXPECT_FALSE(executor().Busy());
 }
 
+// A member's command is judged with the settings it carries (found in
+// review: the plan check saw only id and version, so a member could send
+// the step with a window and a digest of its own).
+TEST_F(ExecutorTest, TheMembersPlanCheckSeesTheWindowAndDigestTheCommandCarries) {
+  std::vector<NodeCommand> judged;
+  executor().SetPlanCheck([&](const NodeCommand& c) {
+    judged.push_back(c);
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCommandNotInPlan, "not it");
+  });
+  CommandParams member{"", 1234, "op-1", std::nullopt, /*bound_to_plan=*/true};
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, member, "digest-of-the-plan"});
+  EXPECT_EQ(ReasonOf(swap.status()), reason::kCommandNotInPlan);
+  member.operation_id = "op-2";
+  member.stabilization_ms = 0;
+  absl::StatusOr<SwapJournal> back = executor().Rollback({"op-0", member});
+  EXPECT_EQ(ReasonOf(back.status()), reason::kCommandNotInPlan);
+  ASSERT_EQ(judged.size(), 2u);
+  EXPECT_EQ(judged[0].kind, NodeCommand::Kind::kSwap);
+  EXPECT_EQ(judged[0].stabilization_ms, 1234);
+  EXPECT_EQ(judged[0].expected_staged_digest, "digest-of-the-plan");
+  EXPECT_EQ(judged[1].kind, NodeCommand::Kind::kRollback);
+  EXPECT_EQ(judged[1].stabilization_ms, 0);
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(executor().Busy());
+  ExpectOldServing();
+}
+
 // Found in review: after SIGTERM the listeners drain for seconds, and a
 // swap admitted then could stop the provider just before systemd kills the
 // agent. From the signal on, nothing new is admitted.

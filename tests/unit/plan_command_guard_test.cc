@@ -14,6 +14,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
+constexpr int64_t kWindowMs = 30000;
+const char kDigest[] = "5d41402abc4b2a76b9719d911017c592aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
 // A plan with cp-2 in flight, swapping (or, with `rollback_of`, walking back).
 v1::PlanRecord Record(const std::string& rollback_of = "") {
   v1::FleetPlan plan;
@@ -27,16 +30,21 @@ v1::PlanRecord Record(const std::string& rollback_of = "") {
   n->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
   n->set_operation_id(rollback_of.empty() ? "plan-1.cp-2.swap.4" : "plan-1.cp-2.rollback.9");
   n->set_rollback_of(rollback_of);
+  n->set_staged_digest(kDigest);
+  plan.mutable_settings()->set_stabilization_ms(kWindowMs);
   v1::PlanRecord record;
   record.set_in_flight("cp-2");
   record.set_payload(*EncodePlan(plan));
   return record;
 }
 
+// As the coordinator sends it: with the plan's window and the node's digest.
 NodeCommand Swap(std::string id, std::string version) {
   return NodeCommand{.kind = NodeCommand::Kind::kSwap,
                      .operation_id = std::move(id),
-                     .version = std::move(version)};
+                     .version = std::move(version),
+                     .stabilization_ms = kWindowMs,
+                     .expected_staged_digest = kDigest};
 }
 
 TEST(PlanCommandGuardTest, ThePlansOwnSwapIsAdmitted) {
@@ -50,6 +58,31 @@ TEST(PlanCommandGuardTest, AnotherVersionOrOperationIsRefusedNamingTheStep) {
   EXPECT_THAT(std::string(s.message()), HasSubstr("not swap plan-1.cp-2.swap.4 to 0.3.0"));
   EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(Record(), "cp-2", Swap("mine", "0.2.0"))),
             reason::kCommandNotInPlan);
+}
+
+// Found in review: a member that sent the step's own id and version before
+// the coordinator did could pick a 1 ms window, so the node was released
+// on one ready probe, or drop the digest check of what preflight vetted.
+TEST(PlanCommandGuardTest, TheStepWithOtherSettingsThanThePlansIsRefused) {
+  NodeCommand short_window = Swap("plan-1.cp-2.swap.4", "0.2.0");
+  short_window.stabilization_ms = 1;
+  absl::Status s = CheckCommandAgainstPlan(Record(), "cp-2", short_window);
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("stabilization 30000 ms"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("not swap plan-1.cp-2.swap.4 to 0.2.0 "
+                                                  "(stabilization 1 ms"));
+  NodeCommand no_digest = Swap("plan-1.cp-2.swap.4", "0.2.0");
+  no_digest.expected_staged_digest.clear();
+  s = CheckCommandAgainstPlan(Record(), "cp-2", no_digest);
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("staged digest none"));
+  NodeCommand rollback{.kind = NodeCommand::Kind::kRollback,
+                       .operation_id = "plan-1.cp-2.rollback.9",
+                       .of_operation_id = "plan-1.cp-2.swap.4",
+                       .stabilization_ms = 0};
+  EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(Record("plan-1.cp-2.swap.4"), "cp-2", rollback)),
+            reason::kCommandNotInPlan)
+      << "0 would be the agent's own default window, not the plan's";
 }
 
 TEST(PlanCommandGuardTest, ANodeNotInFlightOrARawRecordAdmitsNoMemberCommand) {
@@ -67,7 +100,8 @@ TEST(PlanCommandGuardTest, WalkingBackOnlyTheRollbackOfThePlansSwapIsAdmitted) {
   v1::PlanRecord record = Record("plan-1.cp-2.swap.4");
   NodeCommand rollback{.kind = NodeCommand::Kind::kRollback,
                        .operation_id = "plan-1.cp-2.rollback.9",
-                       .of_operation_id = "plan-1.cp-2.swap.4"};
+                       .of_operation_id = "plan-1.cp-2.swap.4",
+                       .stabilization_ms = kWindowMs};
   EXPECT_TRUE(CheckCommandAgainstPlan(record, "cp-2", rollback).ok());
   rollback.of_operation_id = "other";
   EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2", rollback)), reason::kCommandNotInPlan);

@@ -10,6 +10,7 @@
 #ifndef KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
 #define KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -26,12 +27,18 @@ struct NodeCommand {
   std::string operation_id{};
   std::string version{};          // kSwap: the version to install
   std::string of_operation_id{};  // kRollback: the swap to undo
+  // kSwap, kRollback: the settings the command carries, which a member's
+  // command must take from the plan (a shorter window releases the node
+  // before it is known stable; no digest skips STAGED_ARTIFACT_CHANGED).
+  int64_t stabilization_ms = 0;
+  std::string expected_staged_digest{};  // kSwap only
 };
 
 // OK when `committed` holds a fleet plan that names `self` in flight with
 // a step in progress and `command` is exactly that step (a swap or
-// rollback while SWAPPING; the restart of kube-apiserver that follows the
-// node's swap while RESTARTING_APISERVER). Refusals:
+// rollback while SWAPPING, with the plan's stabilization_ms and, for a
+// swap, the node's staged digest; the restart of kube-apiserver that
+// follows the node's swap while RESTARTING_APISERVER). Refusals:
 // FailedPrecondition COMMAND_NOT_IN_PLAN naming the plan's step and what was
 // sent (metadata plan, expected, sent), also when the record holds no fleet
 // plan (a raw record from `kmsfleetctl plan commit` binds operators only).
