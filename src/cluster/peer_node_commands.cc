@@ -127,7 +127,15 @@ absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fe
   if (!reply.ok()) return reply.status();
   KMSFLEET_RETURN_IF_ERROR(ReadReleaseReply(*reply, holder));
   std::lock_guard lock(mu_);
-  machine_->RecordRelease(holder, fence.term(), fence.index(), reply->outcome());
+  if (reply->released() &&
+      !machine_->RecordRelease(holder, fence.term(), fence.index(), reply->outcome())) {
+    // A newer record was proposed meanwhile (or this node stopped
+    // leading): an answer at the old one is no release; ask again.
+    return MakeError(absl::StatusCode::kUnavailable, reason::kHandoffPending,
+                     holder + " answered at record " + std::to_string(fence.index()) +
+                         ", which a newer record replaces; it is asked again",
+                     {{"in_flight", holder}});
+  }
   return absl::OkStatus();
 }
 

@@ -305,17 +305,22 @@ absl::StatusOr<ElectionReady> ElectionMachine::Propose(std::string_view in_fligh
   return TakeReady();
 }
 
-void ElectionMachine::RecordRelease(std::string_view node, uint64_t term,
+bool ElectionMachine::RecordRelease(std::string_view node, uint64_t term,
                                     uint64_t index, v1::HandoffOutcome outcome) {
   // A node whose provider may be down keeps the slot, so that no second
   // node is disrupted while it is (the fleet plan turns that into
   // BreakGlass).
-  if (!IsReleasable(outcome)) return;
+  if (!IsReleasable(outcome)) return false;
+  // Nor while a newer record is pending (found in review): proposing it
+  // cleared the release, and an answer at the record it replaces, taken
+  // now, would outlive it, so the next node could go in flight although
+  // the holder never answered at the record that still names it.
   if (role_ != Role::kLeader || term != term_ || index != committed_.index() ||
-      node != committed_.in_flight()) {
-    return;
+      node != committed_.in_flight() || !SameKey(record_, committed_)) {
+    return false;
   }
   released_ = std::string(node);
+  return true;
 }
 
 std::optional<v1::Fence> ElectionMachine::CurrentFence() const {

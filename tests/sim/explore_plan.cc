@@ -487,7 +487,12 @@ void ExState::PlanReleased(const std::string& name, const ExMessage& m) {
     p.results.push_back(std::move(r));
     return Log(name + ": answer under an earlier record; asks again");
   }
-  Writable(leader).RecordRelease(m.from, m.fence.term(), m.fence.index(), m.outcome);
+  if (!Writable(leader).RecordRelease(m.from, m.fence.term(), m.fence.index(), m.outcome) &&
+      m.released) {
+    r.status = absl::UnavailableError("hand-off answered under a record being replaced");
+    WritablePlan(leader).results.push_back(std::move(r));
+    return Log(name + ": answer under a record being replaced; asks again");
+  }
   // As PeerNode::AskRelease and the coordinator read it.
   v1::ReleaseReply reply;
   reply.set_released(m.released);

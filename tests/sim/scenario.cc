@@ -634,7 +634,13 @@ void ScenarioWorld::PlanCarryOut(const std::string& name, const PlanAction& a,
         break;
       }
       node.fence_durable = node.guard->state();
-      leader.machine->RecordRelease(a.node, fence.term(), fence.index(), reply->outcome());
+      if (!leader.machine->RecordRelease(a.node, fence.term(), fence.index(),
+                                         reply->outcome()) &&
+          reply->released()) {
+        r.status = absl::UnavailableError("answered under a record being replaced");
+        what += "answered under a record being replaced";
+        break;
+      }
       r.released = reply->released();
       what += (r.released ? "released " : "keeps its slot ") +
               v1::HandoffOutcome_Name(reply->outcome());

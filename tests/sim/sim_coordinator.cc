@@ -119,6 +119,7 @@ void World::CheckApplied(Node& node, const v1::PlanRecord& record) {
 // putting a node in flight, no other node may still be disrupted, neither
 // running nor left by a RollbackFailed.
 void World::CheckHandOff(const Node& leader, const v1::PlanRecord& record) {
+  CheckHolderReleased(leader, record);
   for (const auto& [name, node] : nodes_) {
     if (name == record.in_flight() || !Disrupted(node)) continue;
     Fail("invariant 3 (hand-off): " + leader.name + " committed " +
@@ -126,6 +127,30 @@ void World::CheckHandOff(const Node& leader, const v1::PlanRecord& record) {
          "' in flight while " + name + " is disrupted (" +
          (now_ < node.op_end ? "running" : "its last operation ended RollbackFailed") + ")");
   }
+}
+
+// A record that moves the slot from a holder to another node commits only
+// after the holder answered, durably, at the record it replaces: a release
+// at an older record (the coordinator proposed again meanwhile) leaves the
+// holder admitting a swap under the newer one.
+void World::CheckHolderReleased(const Node& leader, const v1::PlanRecord& record) {
+  auto it = committed_index_.find(record.index());
+  if (it == committed_index_.end() || it == committed_index_.begin()) return;
+  const v1::PlanRecord& before = std::prev(it)->second;
+  if (before.index() + 1 != record.index()) return;  // not seen: nothing to say
+  const std::string& holder = before.in_flight();
+  if (holder.empty() || holder == record.in_flight()) return;
+  const v1::FenceState& f = nodes_.at(holder).fence_durable;
+  if (Key(f.released_term(), f.released_index()) == Key(before.term(), before.index()) ||
+      f.released_term() > before.term() ||
+      (f.released_term() == before.term() && f.released_index() > before.index())) {
+    return;
+  }
+  Fail("invariant 3 (hand-off): " + leader.name + " committed " +
+       Key(record.term(), record.index()) + " moving the slot from " + holder + " to '" +
+       record.in_flight() + "', but " + holder + " released only at " +
+       Key(f.released_term(), f.released_index()) + ", not at " +
+       Key(before.term(), before.index()));
 }
 
 void World::CheckInvariants() {

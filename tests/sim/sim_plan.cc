@@ -586,8 +586,15 @@ void World::PlanReleased(Node& leader, const Envelope& e) {
     p->results.push_back(std::move(r));
     return;
   }
-  leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index(), e.reply.outcome());
-  // As PeerNode::AskRelease and the coordinator read it.
+  // As PeerNode::AskRelease and the coordinator read it: an answer the
+  // election did not record (a newer record is pending) is asked again.
+  if (!leader.machine->RecordRelease(e.from, e.fence.term(), e.fence.index(),
+                                     e.reply.outcome()) &&
+      e.reply.released()) {
+    r.status = absl::UnavailableError("hand-off answered under a record being replaced");
+    p->results.push_back(std::move(r));
+    return;
+  }
   SetHandOffResult(ReadReleaseReply(e.reply, e.from), r);
   if (!r.released) {
     ++counters_.handoffs_withheld;

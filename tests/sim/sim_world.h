@@ -216,6 +216,7 @@ class World {
   void Propose(Node& leader, const std::string& in_flight, const std::string& payload);
   bool ProposeAndCheck(const std::string& payload);
   void CheckApplied(Node& node, const v1::PlanRecord& record);
+  void CheckHolderReleased(const Node& leader, const v1::PlanRecord& record);
   void CheckHandOff(const Node& leader, const v1::PlanRecord& record);
   void CheckInvariants();
 

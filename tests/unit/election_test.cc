@@ -568,6 +568,24 @@ TEST(ElectionTest, HandOffToAnotherNodeNeedsReleaseAtCurrentTerm) {
   EXPECT_TRUE(g.Propose("a", "c", "swap c").ok());
 }
 
+// Found in review: the holder answers at record F while the coordinator
+// proposes F2, still naming it (an operator's pause). The answer, taken
+// before F2 commits, was kept past it, and the next node went in flight
+// with no answer at F2, under which the holder would still admit a swap.
+TEST(ElectionTest, AnAnswerTakenWhileANewerRecordIsPendingReleasesNothing) {
+  Group g = ElectedThree();
+  ASSERT_TRUE(g.Propose("a", "b", "swap b").ok());
+  g.Stabilize();
+  const uint64_t asked_at = g["a"].committed().index();
+  ASSERT_TRUE(g.Propose("a", "b", "swap b, paused").ok());  // F2: pending
+  g["a"].RecordRelease("b", g["a"].term(), asked_at, v1::HANDOFF_STABLE);
+  g.Stabilize();
+  ASSERT_GT(g["a"].committed().index(), asked_at);
+  EXPECT_EQ(ReasonOf(g["a"].Propose("c", "swap c").status()), reason::kHandoffPending);
+  g["a"].RecordRelease("b", g["a"].term(), g["a"].committed().index(), v1::HANDOFF_STABLE);
+  EXPECT_TRUE(g.Propose("a", "c", "swap c").ok()) << "an answer at F2 releases b";
+}
+
 // Issue 8 §2: an in-flight node whose provider may be down keeps the slot,
 // whatever it answers at the current term.
 TEST(ElectionTest, HandOffIgnoresAnswersThatDoNotLeaveTheProviderServing) {

@@ -140,8 +140,10 @@ class ElectionMachine {
   // committed record `index`, that its last operation ended `outcome`.
   // Ignored unless the outcome left the provider serving (IsReleasable:
   // never started, Stable, RolledBack), this node leads at `term`, `node`
-  // is the committed in-flight node and `index` is the committed index.
-  void RecordRelease(std::string_view node, uint64_t term, uint64_t index,
+  // is the committed in-flight node, `index` is the committed index and no
+  // newer record is pending. Returns whether the release was recorded: a
+  // releasable answer that was not is no release, and is asked again.
+  bool RecordRelease(std::string_view node, uint64_t term, uint64_t index,
                      v1::HandoffOutcome outcome);
 
   // The fence a command from this coordinator must carry: set only while
