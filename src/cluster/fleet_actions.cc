@@ -233,8 +233,21 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
     // before that (follow it), or never (the caller needs a fresh fence).
     v1::GetOperationRequest request;
     request.set_operation_id(action.operation_id);
-    if (Stub(action.node)->GetOperation(Context().get(), request, &operation).ok()) {
-      return Follow(action, std::move(operation), keep_going);
+    grpc::Status got = Stub(action.node)->GetOperation(Context().get(), request, &operation);
+    if (got.ok()) return Follow(action, std::move(operation), keep_going);
+    if (got.error_code() != grpc::StatusCode::NOT_FOUND) {
+      // Found in review: a timeout here was taken for "never ran", and a
+      // paused plan gave back, untouched, a slot whose swap had ended
+      // Stable. Not known either way: ask again.
+      absl::Status unknown = FromGrpcStatus(got, action.node);
+      const std::string why = ReasonOf(unknown);
+      r.status = MakeError(absl::StatusCode::kUnavailable,
+                           why.empty() ? std::string(reason::kAgentUnreachable) : why,
+                           "whether operation " + action.operation_id + " ran on " +
+                               action.node + " before its hand-off is not known: " +
+                               std::string(unknown.message()),
+                           {{"node", action.node}, {"operation_id", action.operation_id}});
+      return r;
     }
   }
   if (!r.status.ok()) return r;

@@ -1,5 +1,5 @@
 // FleetActions against an in-process Agent service: the deadline each
-// call is given.
+// call is given, and how a refused swap is read.
 #include "fleet_actions.h"
 
 #include <grpcpp/grpcpp.h>
@@ -8,6 +8,9 @@
 #include <atomic>
 #include <chrono>
 
+#include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet {
@@ -54,6 +57,58 @@ TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
   EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
                                   std::chrono::minutes(10)).count());
   server->Shutdown(std::chrono::system_clock::now());
+}
+
+// Refuses every swap STALE_FENCE (it answered a hand-off at that fence)
+// and answers GetOperation with `lookup`.
+class StaleFenceAgent final : public v1::Agent::Service {
+ public:
+  explicit StaleFenceAgent(grpc::Status lookup) : lookup_(std::move(lookup)) {}
+  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest*, v1::Operation*) override {
+    return ToGrpcStatus(MakeError(absl::StatusCode::kFailedPrecondition, reason::kStaleFence,
+                                  "answered a hand-off at this fence"));
+  }
+  grpc::Status GetOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
+                            v1::Operation*) override {
+    return lookup_;
+  }
+
+ private:
+  grpc::Status lookup_;
+};
+
+ActionResult SwapAgainst(StaleFenceAgent& agent) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&agent);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  FleetActions actions({{"cp-1", "127.0.0.1:" + std::to_string(port)}},
+                       grpc::InsecureChannelCredentials(), milliseconds(3000),
+                       milliseconds(16000), std::chrono::minutes(11));
+  PlanAction swap;
+  swap.kind = ActionKind::kSwap;
+  swap.node = "cp-1";
+  swap.version = "0.2.0";
+  swap.operation_id = "plan-1.cp-1.swap.3";
+  ActionResult r = actions.Run(swap, v1::Fence(), v1::PlanSettings(), "", [] { return true; });
+  server->Shutdown(std::chrono::system_clock::now());
+  return r;
+}
+
+// Found in review: after STALE_FENCE, any failed lookup of the operation
+// (a timeout) was taken for "it never ran", and a paused plan gave the
+// slot back untouched although the swap had ended Stable.
+TEST(FleetActionsTest, AStaleFenceWhoseOperationCannotBeLookedUpIsAskedAgain) {
+  StaleFenceAgent timing_out(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "slow disk"));
+  ActionResult r = SwapAgainst(timing_out);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
+  EXPECT_NE(ReasonOf(r.status), reason::kStaleFence);
+  EXPECT_NE(r.status.message().find("plan-1.cp-1.swap.3"), std::string::npos) << r.status;
+  StaleFenceAgent never_ran(ToGrpcStatus(MakeError(
+      absl::StatusCode::kNotFound, reason::kOperationNotFound, "no operation")));
+  EXPECT_EQ(ReasonOf(SwapAgainst(never_ran).status), reason::kStaleFence)
+      << "only the node's own word that it never ran gives the slot back";
 }
 
 }  // namespace
