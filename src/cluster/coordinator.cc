@@ -214,7 +214,8 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
   if (command && command->upgrade && command->request.dry_run()) {
     Answer(*command, DryRun(*command, in));
     command.reset();
-  } else if (command && !command->upgrade && command->command.dry_run()) {
+  } else if (command && !command->upgrade && command->command.dry_run() &&
+             command->command.kind() == v1::PLAN_COMMAND_ROLLBACK) {
     Answer(*command, DryRunRollback(*command, in));
     command.reset();
   }
@@ -478,6 +479,14 @@ absl::StatusOr<OperatorCommand> Coordinator::ToCommand(Pending& p,
       default:
         return MakeError(absl::StatusCode::kInvalidArgument, reason::kCommandNotApplicable,
                          "unknown plan command " + std::to_string(p.command.kind()));
+    }
+    if (p.command.dry_run() && c.kind != CommandKind::kRollback) {
+      // Found in review: any command with dry_run set was answered as a
+      // rollback's dry run, and a raw client's pause silently not applied.
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kCommandNotApplicable,
+                       "dry_run is for rollback only; " +
+                           v1::PlanCommandKind_Name(p.command.kind()) +
+                           " has no dry run and was not applied");
     }
     c.nonce = p.command.nonce();
     return c;

@@ -130,6 +130,25 @@ TEST_F(CoordinatorCommandTest, ACommandNotTakenInTimeIsWithdrawnAndNeverApplied)
   EXPECT_EQ(Refusals(), std::vector<std::string>{refused}) << "the withdrawn pause never ran";
 }
 
+// Found in review: any command with dry_run set was answered as a
+// rollback's dry run; from a raw client a pause was silently not applied.
+TEST_F(CoordinatorCommandTest, OnlyARollbackHasADryRun) {
+  ASSERT_TRUE(WaitForProbes(2)) << "the coordinator leads and observes";
+  v1::PlanCommandRequest pause;
+  pause.set_kind(v1::PLAN_COMMAND_PAUSE);
+  pause.set_dry_run(true);
+  absl::StatusOr<v1::PlanView> answered = coordinator_->Command(pause, "local root", {});
+  ASSERT_FALSE(answered.ok());
+  EXPECT_EQ(ReasonOf(answered.status()), reason::kCommandNotApplicable) << answered.status();
+  EXPECT_NE(answered.status().message().find("PLAN_COMMAND_PAUSE"), std::string::npos)
+      << answered.status();
+  v1::PlanCommandRequest rollback;
+  rollback.set_kind(v1::PLAN_COMMAND_ROLLBACK);
+  rollback.set_dry_run(true);
+  absl::StatusOr<v1::PlanView> evaluated = coordinator_->Command(rollback, "local root", {});
+  EXPECT_NE(ReasonOf(evaluated.status()), reason::kCommandNotApplicable) << evaluated.status();
+}
+
 // The coordinator's own wait far longer than the caller's.
 class CoordinatorCallerTest : public CoordinatorCommandTest {
   std::chrono::milliseconds AnswerTimeout() const override { return std::chrono::seconds(20); }
