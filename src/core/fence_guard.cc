@@ -184,7 +184,8 @@ absl::Status FenceGuard::CheckCommitted(const v1::Fence& fence,
   if (fence.in_flight() != committed.in_flight()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
                      "node " + self_ + " refused a fence for plan record " + Key(fence) +
-                         " naming '" + fence.in_flight() + "': that record names '" +
+                         // A caller's name, up to the message bound: at most a DNS name.
+                         " naming '" + fence.in_flight().substr(0, 253) + "': that record names '" +
                          committed.in_flight() + "'",
                      {{"in_flight", committed.in_flight()}});
   }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <tuple>
 #include <utility>
 
@@ -471,6 +472,25 @@ absl::Status CheckStabilizationMs(int64_t ms) {
                      {{"stabilization_ms", std::to_string(ms)}});
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckExpectedKeyIdHash(std::string_view hash) {
+  // The provider's hash is base64url of a SHA-256 (43 characters); a
+  // bound with room to spare, and the characters of either base64.
+  constexpr size_t kMaxBytes = 128;
+  const bool fits =
+      hash.size() <= kMaxBytes &&
+      std::all_of(hash.begin(), hash.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+               c == '+' || c == '/' || c == '=';
+      });
+  if (fits) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                   "expected_key_id_hash is not a key_id hash (" + std::to_string(hash.size()) +
+                       " bytes; at most " + std::to_string(kMaxBytes) +
+                       " base64 characters): '" + std::string(hash.substr(0, 64)) +
+                       (hash.size() > 64 ? "...'" : "'"),
+                   {{"bytes", std::to_string(hash.size())}});
 }
 
 int64_t CloseRetryDelayMs(int failures) {

@@ -424,6 +424,7 @@ absl::StatusOr<SwapJournal> Executor::Start(
     return existing.status();  // a corrupt record is not a free id
   }
   KMSFLEET_RETURN_IF_ERROR(CheckStabilizationMs(c.stabilization_ms));
+  KMSFLEET_RETURN_IF_ERROR(CheckExpectedKeyIdHash(c.expected_key_id_hash));
   KMSFLEET_RETURN_IF_ERROR(Reserve(c.fence));
   what.operation_id = id;
   what.stabilization_ms = c.stabilization_ms;

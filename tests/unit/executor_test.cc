@@ -1088,6 +1088,28 @@ TEST_F(ExecutorTest, TheMembersPlanCheckSeesTheWindowAndDigestTheCommandCarries)
   ExpectOldServing();
 }
 
+// Found in review: a fenced command's expected_key_id_hash had no bound
+// but the 2 MiB message, and went into a journal that a restarted agent
+// refuses to read past 256 KiB: JOURNAL_CORRUPT for every later command.
+TEST_F(ExecutorTest, AnExpectedHashThatIsNoKeyIdHashIsRefusedBeforeAnythingStarts) {
+  for (const std::string& hash : {std::string(1 << 20, 'A'), std::string("abc def"),
+                                  std::string("h\n\"x")}) {
+    absl::StatusOr<SwapJournal> swap =
+        executor().Swap({kNew, {hash, 0, "op-" + std::to_string(hash.size()), std::nullopt}, ""});
+    EXPECT_EQ(swap.status().code(), absl::StatusCode::kInvalidArgument) << swap.status();
+    EXPECT_EQ(ReasonOf(swap.status()), reason::kInvalidArgument);
+    EXPECT_LT(swap.status().message().size(), 512u);
+  }
+  EXPECT_TRUE(Calls().empty());
+  EXPECT_FALSE(executor().Busy());
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/journal"))
+      << "no journal was written";
+  ExpectOldServing();
+  absl::StatusOr<SwapJournal> fine = executor().Swap(
+      {kNew, {"VPIZk_Ad9tg90Eo8t6Jf8V5tAhe29gAD_LP5J08kgrM", 0, "op-ok", std::nullopt}, ""});
+  EXPECT_NE(ReasonOf(fine.status()), reason::kInvalidArgument) << fine.status();
+}
+
 // Found in review: after SIGTERM the listeners drain for seconds, and a
 // swap admitted then could stop the provider just before systemd kills the
 // agent. From the signal on, nothing new is admitted.

@@ -282,6 +282,10 @@ inline constexpr int64_t kMaxStabilizationMs = 3600 * 1000;
 // OK for 0 (the configured default) up to kMaxStabilizationMs; otherwise
 // InvalidArgument, INVALID_ARGUMENT naming the value.
 absl::Status CheckStabilizationMs(int64_t stabilization_ms);
+// A command's expected key_id hash: "" (the one observed before the stop)
+// or at most 128 base64 characters, so that what reaches the journal stays
+// within what a restarted agent reads back. INVALID_ARGUMENT otherwise.
+absl::Status CheckExpectedKeyIdHash(std::string_view hash);
 
 // How long the executor waits before writing a closed journal again after
 // `failures` (>= 1) failed writes: 100 ms, doubling, at most 5 s. Space
