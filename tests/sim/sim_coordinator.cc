@@ -1,5 +1,6 @@
 // The leader's toy coordinator and the invariant checks.
 #include <algorithm>
+#include <utility>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -141,9 +142,8 @@ void World::CheckHolderReleased(const Node& leader, const v1::PlanRecord& record
   const std::string& holder = before.in_flight();
   if (holder.empty() || holder == record.in_flight()) return;
   const v1::FenceState& f = nodes_.at(holder).fence_durable;
-  if (Key(f.released_term(), f.released_index()) == Key(before.term(), before.index()) ||
-      f.released_term() > before.term() ||
-      (f.released_term() == before.term() && f.released_index() > before.index())) {
+  if (std::make_pair(f.released_term(), f.released_index()) >=
+      std::make_pair(before.term(), before.index())) {
     return;
   }
   Fail("invariant 3 (hand-off): " + leader.name + " committed " +
