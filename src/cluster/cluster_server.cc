@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_join.h"
 #include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/core/caller_auth.h"
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -69,6 +70,14 @@ class PeerService final : public v1::Peer::Service {
   grpc::Status Release(grpc::ServerContext* context, const v1::ReleaseRequest* req,
                        v1::ReleaseReply* reply) override {
     if (absl::Status s = CheckCall(policy_, *context, "/kmsfleet.v1.Peer/Release"); !s.ok()) {
+      return ToGrpcStatus(s);
+    }
+    const Caller caller = CallerOf(policy_, *context);
+    if (absl::Status s = AuthorizeHandoffQuery(caller, node_.voters()); !s.ok()) {
+      Log(LogLevel::kWarn, "call refused",
+          {{"node", node_.self()}, {"method", "/kmsfleet.v1.Peer/Release"},
+           {"peer", context->peer()}, {"caller", caller.name},
+           {"certified", caller.certified}, {"reason", ReasonOf(s)}});
       return ToGrpcStatus(s);
     }
     absl::StatusOr<v1::ReleaseReply> r = node_.Release(req->fence());

@@ -176,4 +176,15 @@ absl::Status AuthorizeCall(std::string_view method, const Caller& caller) {
                 "unclassified caller");
 }
 
+absl::Status AuthorizeHandoffQuery(const Caller& caller, const std::vector<std::string>& voters) {
+  if (caller.kind == CallerKind::kLocal) return absl::OkStatus();
+  if (caller.kind == CallerKind::kMember &&
+      std::find(voters.begin(), voters.end(), caller.name) != voters.end()) {
+    return absl::OkStatus();
+  }
+  return Refuse(absl::StatusCode::kPermissionDenied, reason::kVoterOnly,
+                "/kmsfleet.v1.Peer/Release", caller,
+                "only a voter can coordinate, so only a voter asks for a hand-off");
+}
+
 }  // namespace kmsfleet

@@ -521,6 +521,38 @@ TEST_F(HostileLearnerTest, ALearnerCanNeitherLeadNorCampaign) {
   EXPECT_THAT(cluster_->Log(victim_), HasSubstr("sent a message only a voter may send"));
 }
 
+// A hand-off query binds the node it asks: a released answer makes it
+// refuse swaps at or below that fence. A learner's certificate asking first
+// used to leave the coordinator's own swap refused STALE_FENCE.
+TEST_F(HostileLearnerTest, ALearnerCannotAskForAHandOff) {
+  v1::Fence fence;
+  grpc::Status proposed = Propose(leader_, cluster_->Name(victim_), "learner-asks", &fence);
+  ASSERT_TRUE(proposed.ok()) << proposed.error_message();
+  auto release_as = [&](const std::string& cert) {
+    auto stub = cluster_->PeerClient(victim_, cert);
+    grpc::Status s;
+    // As a coordinator asks: the victim may not have heard of the commit yet.
+    for (int n = 0; n < 40; ++n) {
+      grpc::ClientContext context;
+      context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(3));
+      v1::ReleaseRequest request;
+      *request.mutable_fence() = fence;
+      v1::ReleaseReply reply;
+      s = stub->Release(&context, request, &reply);
+      if (ReasonOf(s) != "UNKNOWN_FENCE") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return s;
+  };
+  grpc::Status s = release_as(learner_);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  EXPECT_EQ(ReasonOf(s), "VOTER_ONLY") << s.error_message();
+  EXPECT_THAT(cluster_->Log(victim_), HasSubstr("caller=" + learner_));
+  // The coordinator's swap under that fence still reaches the executor.
+  EXPECT_EQ(ReasonOf(SwapOnceKnown(victim_, fence)), "NOT_STAGED");
+  EXPECT_NE(ReasonOf(release_as(cluster_->Name(leader_))), "VOTER_ONLY");
+}
+
 // An answer at the largest term used to depose the leader and leave the
 // group no term to elect anyone in.
 TEST_F(HostileLearnerTest, ALearnersAnswerFromAFarFutureTermIsDropped) {

@@ -43,6 +43,14 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
   e.to = to;
   e.fence = fence;
   e.adversary = true;
+  // Every other command under a learner's key, when the group has one.
+  // Taken from the count, not the random stream, so that each seed's
+  // schedule stays what it was.
+  e.certificate = to;
+  for (const auto& [name, node] : nodes_) {
+    const bool learner = std::find(voters_.begin(), voters_.end(), name) == voters_.end();
+    if (learner && counters_.adversary_sent % 2 == 1) e.certificate = name;
+  }
   e.action = std::move(action);
   Trace(std::string("adversary sends ") + (kind == Kind::kSwap ? "swap" : "release query") +
         " to " + to + " under " + std::to_string(fence.term()) + "/" +

@@ -43,7 +43,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << "record's commit " << t.commit_waits << "; adversary sent "
             << t.adversary_sent << ", refused " << t.adversary_refused
             << " (with settings of its own " << t.adversary_weakened << ", refused "
-            << t.adversary_weakened_refused << "); operator commands "
+            << t.adversary_weakened_refused << "; hand-off queries under a learner's key "
+            << "refused " << t.queries_voter_only << "); operator commands "
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
             << "faults stopped " << t.max_settle_ticks << " ticks; releases staged again by hand "
             << t.restaged << ", swaps refused for it " << t.restage_refused << "\n";
@@ -114,7 +115,8 @@ int main(int argc, char** argv) {
             << " hand-offs withheld, " << total.commit_waits
             << " commands held for their record's commit; adversary sent " << total.adversary_sent
             << ", refused " << total.adversary_refused << " (unknown fence "
-            << total.adversary_unknown << "); peer messages forged " << total.peer_forged
+            << total.adversary_unknown << ", hand-off queries under a learner's key "
+            << total.queries_voter_only << "); peer messages forged " << total.peer_forged
             << ", refused " << total.peer_forged_refused << "\n";
   std::cout << "leadership transfers: " << total.transfers_started << " started ("
             << total.transfers_refused << " refused for want of a target), "

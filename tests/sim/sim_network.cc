@@ -1,4 +1,7 @@
 // The simulated network and each agent's handling of what arrives.
+#include <algorithm>
+
+#include "kmsfleet/core/caller_auth.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "sim_world.h"
@@ -186,10 +189,28 @@ bool World::Disrupted(const Node& node) const {
 }
 
 void World::HandleQuery(Node& node, const Envelope& e) {
+  const std::string& caller = e.adversary ? e.certificate : e.from;
+  const bool from_voter = std::find(voters_.begin(), voters_.end(), caller) != voters_.end();
+  // As Peer.Release: only a voter's certificate may ask.
+  if (!AuthorizeHandoffQuery(Caller{.kind = CallerKind::kMember, .name = caller}, voters_)
+           .ok()) {
+    ++counters_.queries_voter_only;
+    return;
+  }
+  const v1::FenceState before = node.guard->state();
   node.guard->ObserveTerm(node.machine->term());
   absl::StatusOr<v1::ReleaseReply> reply = node.guard->AdmitRelease(
       e.fence, node.machine->committed(), DecideHandoff(Facts(node), e.fence));
   if (!reply.ok()) return;
+  // A released answer binds the node: it refuses swaps at or below it. Only
+  // the coordinator, a voter, may get one, or a learner's key could keep
+  // the coordinator's own step refused STALE_FENCE.
+  if (!from_voter && (node.guard->state().released_term() != before.released_term() ||
+                      node.guard->state().released_index() != before.released_index())) {
+    Fail(node.name + " released its slot at " + std::to_string(e.fence.term()) + "/" +
+         std::to_string(e.fence.index()) + " to a query under the learner key of " + caller);
+    return;
+  }
   node.fence_durable = node.guard->state();  // persisted before answering
   if (!nodes_.contains(e.from)) return;  // the adversary's own query
   Envelope answer;

@@ -47,6 +47,7 @@ struct Envelope {
   v1::Fence fence;
   v1::ReleaseReply reply;  // Released: the node's answer
   bool adversary = false;  // Swap or Query injected by the adversary
+  std::string certificate;  // ... the member whose key the adversary holds
   bool weakened = false;   // ... a real command with a 1 ms window and no digest
   bool waited = false;     // Swap or Query held once for its record's commit
   // --plan: the coordinator's term, the action carried out (Swap, Query,

@@ -24,6 +24,7 @@ void Counters::Add(const Counters& o) {
   adversary_refused += o.adversary_refused;
   adversary_weakened += o.adversary_weakened;
   adversary_weakened_refused += o.adversary_weakened_refused;
+  queries_voter_only += o.queries_voter_only;
   commit_waits += o.commit_waits;
   peer_forged += o.peer_forged;
   peer_forged_refused += o.peer_forged_refused;

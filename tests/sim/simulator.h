@@ -57,6 +57,8 @@ struct Counters {
   // member front-running the coordinator), and how many were refused.
   int64_t adversary_weakened = 0;
   int64_t adversary_weakened_refused = 0;
+  // Hand-off queries under a learner's key, refused at the door.
+  int64_t queries_voter_only = 0;
   int64_t commit_waits = 0;          // commands held for their record's commit
   int64_t peer_forged = 0;           // election messages under a learner's or a voter's key
   int64_t peer_forged_refused = 0;   // ... refused (the rest: answers that changed nothing)

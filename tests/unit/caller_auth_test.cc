@@ -126,5 +126,20 @@ TEST(AuthorizeCallTest, RefusalNamesTheCallerAndTheMethod) {
             absl::StatusCode::kUnauthenticated);
 }
 
+TEST(AuthorizeHandoffQueryTest, OnlyAVoterOrTheLocalSocketMayAsk) {
+  const std::vector<std::string> voters = {"cp-1", "cp-2", "cp-3"};
+  // cp-4 is a learner: a member, so let in by AuthorizeCall, but no voter.
+  Caller learner = ClassifyCertificate({"cp-4"}, {"cp-1", "cp-2", "cp-3", "cp-4"}, kDomain);
+  ASSERT_EQ(learner.kind, CallerKind::kMember);
+  EXPECT_TRUE(AuthorizeCall("/kmsfleet.v1.Peer/Release", learner).ok());
+  absl::Status s = AuthorizeHandoffQuery(learner, voters);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ReasonOf(s), reason::kVoterOnly);
+  EXPECT_NE(s.message().find("member cp-4"), std::string_view::npos) << s.message();
+  EXPECT_TRUE(AuthorizeHandoffQuery(Of({"cp-2"}), voters).ok());
+  EXPECT_TRUE(AuthorizeHandoffQuery(Caller{.kind = CallerKind::kLocal}, voters).ok());
+  EXPECT_EQ(ReasonOf(AuthorizeHandoffQuery(Of({kAlice}), voters)), reason::kVoterOnly);
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -140,6 +140,7 @@ class PeerNode {
   const std::string& self() const { return options_.election.self; }
   const std::string& state_dir() const { return options_.state_dir; }
   bool IsMember(const std::string& name) const;
+  const std::vector<std::string>& voters() const { return options_.election.voters; }
 
  private:
   explicit PeerNode(PeerNodeOptions options, v1::HardState hard_state,

@@ -71,6 +71,14 @@ MethodClass ClassOfMethod(std::string_view method);
 // certificate. The message names the caller and the method.
 absl::Status AuthorizeCall(std::string_view method, const Caller& caller);
 
+// Decides whether `caller`, already let in by AuthorizeCall, may ask a
+// hand-off query (Peer.Release). A released answer binds the node asked: it
+// then refuses the coordinator's swaps at or below that fence. Only the
+// coordinator asks, and only a voter can coordinate, so a learner's
+// certificate may not keep a step refused by asking first. Errors:
+// PermissionDenied with reason VOTER_ONLY, naming the caller.
+absl::Status AuthorizeHandoffQuery(const Caller& caller, const std::vector<std::string>& voters);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_CALLER_AUTH_H_

@@ -117,6 +117,9 @@ inline constexpr char kAmbiguousCaller[] = "AMBIGUOUS_CALLER";
 inline constexpr char kOperatorOnly[] = "OPERATOR_ONLY";
 // A method only members may call (Peer.*) from an operator.
 inline constexpr char kMemberOnly[] = "MEMBER_ONLY";
+// A hand-off query (Peer.Release) from a member that is no voter: only the
+// coordinator asks one, and only a voter can coordinate.
+inline constexpr char kVoterOnly[] = "VOTER_ONLY";
 // A method the authorisation table does not list: refused by default.
 inline constexpr char kMethodNotAllowed[] = "METHOD_NOT_ALLOWED";
 // A disruptive command to an agent with no cluster: and no standalone: true.
