@@ -48,9 +48,13 @@ absl::Status PeerNode::PersistFence() {
   return absl::OkStatus();
 }
 
-absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
+void PeerNode::AwaitFence(const v1::Fence& fence) {
   std::unique_lock lock(mu_);
   AwaitCommitOf(fence, lock);
+}
+
+absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
+  std::lock_guard lock(mu_);
   // A term this node saw in the election is a term it has seen: a command
   // from any older coordinator is stale, whether or not it reached us.
   guard_->ObserveTerm(machine_->term());

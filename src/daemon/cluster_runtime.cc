@@ -162,6 +162,11 @@ FenceCheck ClusterRuntime::fence_check() {
   };
 }
 
+FenceWait ClusterRuntime::fence_wait() {
+  PeerNode* node = node_.get();
+  return [node](const v1::Fence& fence) { node->AwaitFence(fence); };
+}
+
 PlanCheck ClusterRuntime::plan_check() {
   PeerNode* node = node_.get();
   return [node](const NodeCommand& command) { return node->CheckCommand(command); };

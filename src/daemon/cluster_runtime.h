@@ -55,6 +55,9 @@ class ClusterRuntime {
   // without a fence is refused (FENCE_REQUIRED); one with a fence is
   // admitted only by PeerNode::AdmitSwap, which persists what it learns.
   FenceCheck fence_check();
+  // The executor's wait before it reserves a fenced command:
+  // PeerNode::AwaitFence.
+  FenceWait fence_wait();
   // The executor's plan check: PeerNode::CheckCommand.
   PlanCheck plan_check();
 

@@ -126,6 +126,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
       config, [&executor](const v1::Fence& fence) { return executor.HandoffOutcome(fence); },
       agent_service, [&events](std::string_view reason) { events.CountRefusal(reason); },
       [&executor](ClusterRuntime& runtime) {
+        executor.SetFenceWait(runtime.fence_wait());
         executor.SetFenceCheck(runtime.fence_check());
         executor.SetPlanCheck(runtime.plan_check());
       });

@@ -350,8 +350,12 @@ HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
 // Marks the executor busy, then checks the fence without holding mu_: the
 // check takes the election's lock, and the election's hand-off query asks
 // Busy() under it. Busy first means that query never answers "finished"
-// while a command it could no longer refuse is being admitted.
+// while a command it could no longer refuse is being admitted. The wait for
+// the fence's commit comes before busy: it decides nothing, and a forged
+// fence one record ahead would otherwise hold the node busy, answering
+// hand-off queries "running", for as long as the wait.
 absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
+  if (fence && fence_wait_) fence_wait_(*fence);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (refusing_new_) return AgentStopping();

@@ -1061,6 +1061,33 @@ TEST_F(ExecutorTest, RunAdmittedHoldsTheNodeBusyAndObeysTheFenceCheck) {
   EXPECT_FALSE(executor().Busy());
 }
 
+// Found in review: the wait for a fence's commit came after the executor
+// was marked busy, so a forged fence one record ahead, which no election
+// commits, held the node busy (hand-off queries answered "running") for
+// the whole wait, command after command.
+TEST_F(ExecutorTest, TheWaitForAFencesCommitHoldsNothingBusy) {
+  std::vector<bool> busy_while_waiting;
+  executor().SetFenceWait(
+      [&](const v1::Fence&) { busy_while_waiting.push_back(executor().Busy()); });
+  executor().SetFenceCheck([](const std::optional<v1::Fence>&) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence, "never committed");
+  });
+  v1::Fence forged;
+  forged.set_term(1);
+  forged.set_index(2);
+  forged.set_in_flight("cp-1");
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, {"", 0, "op-1", forged}, ""});
+  EXPECT_EQ(ReasonOf(swap.status()), reason::kUnknownFence);
+  absl::StatusOr<SwapJournal> back = executor().Rollback({"op-0", {"", 0, "op-2", forged}});
+  EXPECT_EQ(ReasonOf(back.status()), reason::kUnknownFence);
+  EXPECT_EQ(busy_while_waiting, (std::vector<bool>{false, false}));
+  // No fence, nothing to wait for.
+  (void)executor().Swap({kNew, {"", 0, "op-3", std::nullopt}, ""});
+  EXPECT_EQ(busy_while_waiting.size(), 2u);
+  EXPECT_FALSE(executor().Busy());
+  EXPECT_TRUE(Calls().empty());
+}
+
 // A member's command is judged with the settings it carries (found in
 // review: the plan check saw only id and version, so a member could send
 // the step with a window and a digest of its own).

@@ -87,7 +87,10 @@ TEST_F(PeerNodeLongTickTest, SwapThatArrivesBeforeItsCommitIsAdmittedOnceTheComm
   next.set_index(now.committed().index() + 1);
   next.set_in_flight("a");
   std::promise<absl::Status> admitted;
-  std::thread command([&] { admitted.set_value(node_->AdmitSwap(next)); });
+  std::thread command([&] {
+    node_->AwaitFence(next);  // as the executor does, before it is busy
+    admitted.set_value(node_->AdmitSwap(next));
+  });
   // The command is waiting (or, on a slow machine, not yet sent: then it
   // finds the record committed and the test proves less, never fails).
   std::this_thread::sleep_for(std::chrono::milliseconds(2));

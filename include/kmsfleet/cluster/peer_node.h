@@ -126,9 +126,14 @@ class PeerNode {
   // it names the committed record this node holds and that record names
   // this node (FenceGuard::AdmitSwap: STALE_TERM, STALE_FENCE,
   // UNKNOWN_FENCE, NOT_IN_FLIGHT), and persists what it learned before
-  // returning OK. A fence newer than the record it holds is waited for up
-  // to a tick first: its commit may be on the way. Refusals are logged.
+  // returning OK. It decides on what the node holds now, without waiting:
+  // call AwaitFence first, before the executor is marked busy. Refusals
+  // are logged.
   absl::Status AdmitSwap(const v1::Fence& fence);
+  // Waits up to a tick, deciding nothing, until this node holds `fence`'s
+  // record as committed: the leader sends a command right after its record
+  // commits, and the append that tells this node so at the same time.
+  void AwaitFence(const v1::Fence& fence);
   // A member's command must be the step the committed record's plan asks
   // of this node (CheckCommandAgainstPlan); refusals are logged.
   absl::Status CheckCommand(const NodeCommand& command);

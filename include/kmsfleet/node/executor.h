@@ -124,6 +124,12 @@ struct RollbackParams {
 // (STALE_TERM, NOT_IN_FLIGHT, FENCE_REQUIRED, ...) and refuse the command.
 using FenceCheck = std::function<absl::Status(const std::optional<v1::Fence>& fence)>;
 
+// Waits, deciding nothing, until this node may know `fence`'s record (its
+// commit can reach the node just after the command), at most a bounded
+// while. Called before the executor is marked busy: a forged fence no
+// election will ever commit then keeps nothing busy while it is waited for.
+using FenceWait = std::function<void(const v1::Fence& fence)>;
+
 // The check of an agent that runs no election: nothing to check a fence
 // against, so a command with a fence is refused (NO_ELECTION) rather than
 // silently ignored, and one without is admitted only on a node declared
@@ -184,6 +190,9 @@ class Executor {
   // Replaces the fence check (default: NoElectionFenceCheck).
   // REQUIRES: called before any Swap or Rollback.
   void SetFenceCheck(FenceCheck check) { fence_check_ = std::move(check); }
+  // Sets the wait before a fenced command is reserved (default: none).
+  // REQUIRES: called before any Swap or Rollback.
+  void SetFenceWait(FenceWait wait) { fence_wait_ = std::move(wait); }
   // Replaces the plan check (default: admit).
   void SetPlanCheck(PlanCheck check) { plan_check_ = std::move(check); }
   // REQUIRES: called before any operation or recovery starts.
@@ -379,6 +388,7 @@ class Executor {
   std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given
   ExecutorSeams seams_;
   FenceCheck fence_check_;
+  FenceWait fence_wait_;
   PlanCheck plan_check_ = [](const NodeCommand&) { return absl::OkStatus(); };
   StepHook step_hook_;
   PhaseObserver phase_observer_;
