@@ -3,6 +3,7 @@
 #include "kmsfleet/cluster/coordinator.h"
 
 #include <algorithm>
+#include <functional>
 #include <future>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,7 @@
 #include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/fleet_guards.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/semver.h"
@@ -290,10 +292,24 @@ void Coordinator::AdoptCommitted(const v1::PlanRecord& committed) {
   }
 }
 
+namespace {
+
+// The election's `allowed` check for a change decided on `base`: proposed
+// over a newer plan (a change given up on that committed late), it would
+// replace it.
+std::function<absl::Status(const v1::PlanRecord&)> DecidedOn(std::optional<v1::FleetPlan> base) {
+  return [base = std::move(base)](const v1::PlanRecord& committed) {
+    return CheckChangeBase(committed, base);
+  };
+}
+
+}  // namespace
+
 bool Coordinator::Commit(PlanReady& ready, Pending* command) {
   absl::StatusOr<std::string> payload = EncodePlan(*ready.plan);
   absl::StatusOr<v1::Fence> fence =
-      payload.ok() ? node_.ProposePlan(ready.plan->in_flight(), *payload, kCommitTimeout)
+      payload.ok() ? node_.ProposePlan(ready.plan->in_flight(), *payload, kCommitTimeout,
+                                       DecidedOn(machine_->committed()))
                    : absl::StatusOr<v1::Fence>(payload.status());
   if (!fence.ok()) {
     // Nothing the change authorises may run: forget it and decide again.
@@ -323,7 +339,8 @@ void Coordinator::RenewFence() {
   if (!plan || machine_->proposal_pending()) return;
   absl::StatusOr<std::string> payload = EncodePlan(*plan);
   if (!payload.ok()) return;
-  absl::StatusOr<v1::Fence> fence = node_.ProposePlan(plan->in_flight(), *payload, kCommitTimeout);
+  absl::StatusOr<v1::Fence> fence =
+      node_.ProposePlan(plan->in_flight(), *payload, kCommitTimeout, DecidedOn(plan));
   Log(fence.ok() ? LogLevel::kInfo : LogLevel::kWarn, "fence renewed",
       {{"node", options_.self}, {"in_flight", plan->in_flight()},
        {"result", fence.ok() ? absl::StrCat(fence->term(), "/", fence->index())

@@ -131,4 +131,19 @@ absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view 
                    {{"plan", plan->plan_id()}, {"phase", phase}});
 }
 
+absl::Status CheckChangeBase(const v1::PlanRecord& committed,
+                             const std::optional<v1::FleetPlan>& base) {
+  std::optional<v1::FleetPlan> now = FleetPlanIn(committed.payload());
+  if (!now || (base && base->revision() == now->revision())) return absl::OkStatus();
+  const std::string base_revision = base ? std::to_string(base->revision()) : "none";
+  return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                   "fleet plan " + now->plan_id() + " is committed at revision " +
+                       std::to_string(now->revision()) + ", not at revision " + base_revision +
+                       " this change was decided on: an earlier change committed late; "
+                       "the coordinator decides again on it",
+                   {{"plan", now->plan_id()},
+                    {"committed_revision", std::to_string(now->revision())},
+                    {"base_revision", base_revision}});
+}
+
 }  // namespace kmsfleet

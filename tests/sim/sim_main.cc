@@ -34,7 +34,10 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << " asked for a fresh one; max in flight "
             << t.max_in_flight << ", max providers down at once " << t.max_disrupted
             << "; " << t.elections << " leader terms, " << t.crashes << " crashes, "
-            << t.plan_proposals_failed << " proposals lost with leadership, " << t.fences_renewed
+            << t.plan_proposals_failed << " proposals lost with leadership, "
+            << t.commits_given_up << " commits given up on (" << t.late_commits_adopted
+            << " committed late and adopted, " << t.changes_on_old_base
+            << " changes refused on an older revision), " << t.fences_renewed
             << " fences renewed; " << t.stale_voter_terms
             << " terms coordinated with a voter edited out (" << t.stale_voter_starts
             << " swaps started by them); swaps refused as "
@@ -55,7 +58,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.sent_again_after_agent_stop == 0 || t.handoffs_withheld == 0 ||
        t.commit_waits == 0 || t.steps_on_last_round == 0 || t.fresh_rounds_asked == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
-       t.adversary_weakened_refused == 0)) {
+       t.adversary_weakened_refused == 0 || t.changes_on_old_base == 0 ||
+       t.queries_voter_only == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;
   }

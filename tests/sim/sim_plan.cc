@@ -28,6 +28,7 @@
 //     step in) within plan_liveness_ticks.
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/operation_result.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "plan_invariants.h"
@@ -266,6 +267,12 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   }
   std::shared_ptr<PlanCoordinator> p = c.plan;  // alive even if the leader crashes
   CommitIfDone(leader, *p);
+  GiveUpOnCommit(*p);
+  // kmsfleetd adopts at the start of an iteration and proposes after a
+  // round of observations: a late commit can land in between. Here it is
+  // adopted on even ticks only, so that on odd ones the Step decides on
+  // what the machine held before it.
+  if (!p->pending_index && now_ % 2 == 0) AdoptCommitted(leader, *p);
   ExpireRequests(leader, *p);
   // Like kmsfleetd's coordinator, a Step on results alone is tried on the
   // last round again (here on half of them): the machine takes it only if
@@ -382,6 +389,13 @@ void World::ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
   const v1::FleetPlan& plan = *ready.plan;
   absl::StatusOr<std::string> payload = EncodePlan(plan);
   if (!payload.ok()) return Fail("a proposed plan does not encode: " + payload.status().ToString());
+  // As PeerNode::ProposePlan's `allowed` in Coordinator::Commit.
+  if (absl::Status s = CheckChangeBase(leader.machine->committed(), p->machine->committed());
+      !s.ok()) {
+    ++counters_.changes_on_old_base;
+    p->machine->Abandon();
+    return Trace(leader.name + " does not propose: " + s.ToString());
+  }
   absl::StatusOr<ElectionReady> proposed = leader.machine->Propose(plan.in_flight(), *payload);
   if (!proposed.ok()) {
     if (ReasonOf(proposed.status()) == reason::kHandoffPending) {
@@ -394,6 +408,7 @@ void World::ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
     return Trace(leader.name + " could not propose: " + proposed.status().ToString());
   }
   p->pending_index = leader.machine->record().index();
+  p->pending_since = now_;
   p->pending_plan = plan;
   p->held = std::move(ready.actions);
   Trace(leader.name + " proposes plan revision " + std::to_string(plan.revision()) + " " +
@@ -401,6 +416,30 @@ void World::ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
         " at index " + std::to_string(*p->pending_index));
   Handle(leader, *proposed);
   if (leader.up) CommitIfDone(leader, *p);
+}
+
+// As Coordinator::Commit once kCommitTimeout passed: the change is
+// forgotten and decided again, though its record may still commit.
+void World::GiveUpOnCommit(PlanCoordinator& p) {
+  if (!p.pending_index || now_ - p.pending_since < kCommitWaitTicks) return;
+  ++counters_.commits_given_up;
+  Trace("plan coordinator gives up waiting for record " + std::to_string(*p.pending_index));
+  p.machine->Abandon();
+  p.pending_index.reset();
+  p.pending_plan.reset();
+  p.held.clear();
+}
+
+// As Coordinator::AdoptCommitted: a change given up on that committed
+// after all is what the machine decides on next.
+void World::AdoptCommitted(const Node& leader, PlanCoordinator& p) {
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(leader.machine->committed().payload());
+  const std::optional<v1::FleetPlan>& mine = p.machine->committed();
+  if (!plan || (mine && plan->revision() <= mine->revision())) return;
+  ++counters_.late_commits_adopted;
+  Trace("plan coordinator adopts revision " + std::to_string(plan->revision()) +
+        ", committed after it gave up on it");
+  p.machine->Committed(*plan);
 }
 
 // Commit first: the held actions go out once the proposal committed.
@@ -661,6 +700,16 @@ void World::CheckPlanCommitted(const v1::PlanRecord& record) {
   if (plan->in_flight() != record.in_flight()) {
     return Fail("record " + std::to_string(record.index()) + " puts '" + record.in_flight() +
                 "' in flight but its plan names '" + plan->in_flight() + "'");
+  }
+  // Each committed change continues from the one before: a revision never
+  // goes back, and one committed again is the same plan (a renewed fence),
+  // not another change decided on the revision before it.
+  if (last_plan_ && (plan->revision() < last_plan_->revision() ||
+                     (plan->revision() == last_plan_->revision() &&
+                      plan->SerializeAsString() != last_plan_->SerializeAsString()))) {
+    return Fail("record " + std::to_string(record.index()) + " commits plan revision " +
+                std::to_string(plan->revision()) + " over committed revision " +
+                std::to_string(last_plan_->revision()) + " it was not decided on");
   }
   const bool new_plan = !last_plan_ || last_plan_->plan_id() != plan->plan_id();
   const bool moved = new_plan || last_plan_->phase() != plan->phase();

@@ -25,6 +25,10 @@ namespace kmsfleet::sim {
 inline constexpr char kPlanFrom[] = "0.1.0";
 inline constexpr char kPlanTo[] = "0.2.0";
 inline constexpr int64_t kTickMs = 100;
+// Ticks a plan coordinator waits for its change to commit before it gives
+// up and decides again (kmsfleetd's kCommitTimeout, shortened so that a
+// change given up on and committed late happens in the schedules).
+inline constexpr int64_t kCommitWaitTicks = 6;
 
 // "term/index/in_flight": a fence as the adversary and the logs name it.
 std::string FenceKey(const v1::Fence& fence);
@@ -84,6 +88,7 @@ struct PlanCoordinator {
   std::vector<std::string> voters;
   std::unique_ptr<PlanMachine> machine;
   std::optional<uint64_t> pending_index;  // election record proposed
+  int64_t pending_since = 0;              // the tick it was proposed at
   std::optional<v1::FleetPlan> pending_plan;
   std::vector<PlanAction> held;           // carried out once it commits
   std::vector<ActionResult> results;      // arrived since the last Step
@@ -236,6 +241,8 @@ class World {
   void ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
                    PlanReady ready);
   void CommitIfDone(Node& leader, PlanCoordinator& p);
+  void GiveUpOnCommit(PlanCoordinator& p);
+  void AdoptCommitted(const Node& leader, PlanCoordinator& p);
   void CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a);
   void ExpireRequests(Node& leader, PlanCoordinator& p);
   void HandleResult(Node& leader, const Envelope& e);

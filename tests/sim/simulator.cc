@@ -44,6 +44,9 @@ void Counters::Add(const Counters& o) {
   commands += o.commands;
   commands_refused += o.commands_refused;
   plan_proposals_failed += o.plan_proposals_failed;
+  commits_given_up += o.commits_given_up;
+  late_commits_adopted += o.late_commits_adopted;
+  changes_on_old_base += o.changes_on_old_base;
   fences_renewed += o.fences_renewed;
   stale_voter_terms += o.stale_voter_terms;
   stale_voter_starts += o.stale_voter_starts;

@@ -76,6 +76,10 @@ struct Counters {
   int64_t fresh_rounds_asked = 0;     // ... not taken: they needed a fresh round
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
+  // Changes given up on after kCommitWaitTicks, ones of those that
+  // committed late and were adopted, and changes refused for having been
+  // decided on an older revision than the committed one (CheckChangeBase).
+  int64_t commits_given_up = 0, late_commits_adopted = 0, changes_on_old_base = 0;
   int64_t fences_renewed = 0;         // same plan committed again (burnt fence)
   // Coordinators configured with a voter list the plan does not match
   // (cluster.voters edited on their node), and operations such a one

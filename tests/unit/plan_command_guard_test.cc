@@ -153,6 +153,34 @@ TEST(PlanCommandGuardTest, ARawRecordNeverReplacesAFleetPlanThatHasNotEnded) {
   EXPECT_TRUE(CheckRawProposal(v1::PlanRecord(), "").ok());
 }
 
+// Found in review: a change the coordinator stopped waiting for could
+// commit late, and the next change, decided on the older revision, then
+// replaced it (an abort or a halt forgotten).
+TEST(PlanCommandGuardTest, AChangeDecidedOnAnOlderRevisionIsNotProposed) {
+  v1::FleetPlan base = *DecodePlan(Record().payload());
+  base.set_revision(7);
+  v1::FleetPlan late = base;
+  late.set_revision(8);
+  late.set_phase(v1::PLAN_PHASE_ABORTED);
+  v1::PlanRecord committed;
+  committed.set_payload(*EncodePlan(late));
+  absl::Status s = CheckChangeBase(committed, base);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kPlanChangePending);
+  EXPECT_EQ(MetadataOf(s, "committed_revision"), "8");
+  EXPECT_EQ(MetadataOf(s, "base_revision"), "7");
+  EXPECT_THAT(std::string(s.message()), HasSubstr("plan-1"));
+  // Decided on no plan at all while one committed: the same.
+  EXPECT_EQ(ReasonOf(CheckChangeBase(committed, std::nullopt)), reason::kPlanChangePending);
+  // Decided on what is committed: proposed.
+  EXPECT_TRUE(CheckChangeBase(committed, late).ok());
+  // A raw record carries nothing of the coordinator's to lose.
+  v1::PlanRecord text;
+  text.set_payload("plan-A");
+  EXPECT_TRUE(CheckChangeBase(text, base).ok());
+  EXPECT_TRUE(CheckChangeBase(v1::PlanRecord(), std::nullopt).ok());
+}
+
 // Found in review: a raw record whose payload was a fleet plan was adopted
 // by the coordinator and driven, none of the start guards having run.
 TEST(PlanCommandGuardTest, ARawRecordIsNeverAFleetPlan) {

@@ -11,11 +11,13 @@
 #define KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 #include "kmsfleet/v1/peer.pb.h"
+#include "kmsfleet/v1/plan.pb.h"
 
 namespace kmsfleet {
 
@@ -58,6 +60,18 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
 //   Fleet plans start only through Fleet.StartUpgrade. (The coordinator
 //   takes no payload without an id for a plan: FleetPlanIn.)
 absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view payload);
+
+// Whether the coordinator may propose a change it decided on `base`, the
+// fleet plan it holds as committed (nullopt: none), over `committed`, the
+// record the election holds now. A change whose commit the coordinator
+// stopped waiting for may still commit; the next change, decided on the
+// older revision, would replace it and forget what it recorded (an abort,
+// a halt, a step). Refusal: Unavailable PLAN_CHANGE_PENDING naming both
+// revisions (metadata plan, committed_revision, base_revision); the
+// coordinator adopts the committed plan and decides again. A record that
+// holds no fleet plan (a raw one) is no change of the coordinator's: OK.
+absl::Status CheckChangeBase(const v1::PlanRecord& committed,
+                             const std::optional<v1::FleetPlan>& base);
 
 }  // namespace kmsfleet
 
