@@ -395,6 +395,11 @@ void Coordinator::CountBlock(const absl::Status& blocked) {
   if (!reason.empty() && !IsProgressWait(reason)) CountRefusal(blocked);
 }
 
+void Coordinator::PaceRetry(std::chrono::steady_clock::time_point began) {
+  std::unique_lock lock(mu_);
+  wake_.wait_until(lock, began + options_.tick, [this] { return stopping_; });
+}
+
 void Coordinator::Dispatch(const PlanAction& action) {
   if (action.kind == ActionKind::kHalt || action.kind == ActionKind::kBreakGlass) {
     CountRefusal(action.why);
@@ -436,11 +441,9 @@ void Coordinator::Dispatch(const PlanAction& action) {
       v1::LeaderView now = node_.View();
       return now.term() == term && now.role() == "Leader";
     };
+    const auto began = std::chrono::steady_clock::now();
     ActionResult result;
     if (no_fence) {
-      // Answered after a tick, so the loop does not spin while the
-      // record commits (a round trip; longer only without a quorum).
-      std::this_thread::sleep_for(options_.tick);
       result.kind = ResultKindOf(action.kind);
       result.node = action.node;
       result.revision = action.revision;
@@ -456,6 +459,11 @@ void Coordinator::Dispatch(const PlanAction& action) {
     } else {
       result = actions_->Run(action, fence, settings, metric_state, keep_going);
     }
+    // The loop steps on every result at once, and "not now" (no record of
+    // this term committed yet, an agent down, starting or busy) may come
+    // back within a millisecond: reported sooner than a tick after the
+    // call began, the action would be sent again back to back.
+    if (absl::IsUnavailable(result.status)) PaceRetry(began);
     const bool renew = (result.kind == ResultKind::kOperation ||
                         result.kind == ResultKind::kApiServerRestarted) &&
                        ReasonOf(result.status) == reason::kStaleFence &&

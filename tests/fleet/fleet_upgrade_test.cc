@@ -353,6 +353,21 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
       std::chrono::seconds(10)))
       << fleet_->Logs() << "local: " << local.Wait(std::chrono::seconds(20)).value_or(-1)
       << ReadFile(fleet_->File("local.out")) << ReadFile(fleet_->File("local.err"));
+  // Each refusal comes back at once; the coordinator sends the swap again a
+  // plan tick (200 ms) after the last one began, not back to back (found in
+  // review: a fast "not now" was re-sent within a millisecond).
+  auto refusals = [&] {
+    const std::string key = "kmsfleet_guard_refusals_total{reason=\"AGENT_STOPPING\"} ";
+    const std::string metrics = fleet_->AgentMetrics(x);
+    const size_t at = metrics.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + key.size()));
+  };
+  const double before = refusals();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const double after = refusals();
+  if (after >= 0) {
+    EXPECT_LE(after - before, 1500 / 200 + 3) << before << " then " << after;
+  }
   std::optional<int> code = fleet_->agent(x)->Wait(std::chrono::seconds(30));
   ASSERT_TRUE(code.has_value()) << fleet_->Logs();
   EXPECT_EQ(fleet_->ServingVersion(x), "0.1.0");

@@ -165,6 +165,9 @@ class Coordinator {
   bool Commit(PlanReady& ready, Pending* command);
   void AdoptCommitted(const v1::PlanRecord& committed);
   void Dispatch(const PlanAction& action);
+  // A worker's wait, until a tick after `began` or Stop, before it reports
+  // an Unavailable result (Dispatch says why).
+  void PaceRetry(std::chrono::steady_clock::time_point began);
   // Commits the committed plan again for a fresh fence (a swap refused
   // STALE_FENCE at the current record that never ran: docs/fleet-plan.md §1).
   void RenewFence();
