@@ -90,12 +90,16 @@ absl::StatusOr<v1::ReleaseReply> PeerSender::Release(const v1::Fence& fence) {
   grpc::Status status = stub_->Release(&context, request, &reply);
   if (!status.ok()) {
     // The peer's own reason, so the caller can tell "not seen yet" (retry
-    // after a heartbeat) from "no answer".
+    // after a heartbeat) from "no answer". No answer at all (down,
+    // partitioned, a deadline) is AGENT_UNREACHABLE: the plan then says the
+    // node is unreachable, not that it is still finishing its operation.
     v1::ErrorInfo info;
     if (!info.ParseFromString(status.error_details())) info.Clear();
-    return MakeError(absl::StatusCode::kUnavailable, reason::kHandoffPending,
-                     "in-flight node " + peer_ + " did not answer the hand-off query: " +
-                         status.error_message(),
+    const bool answered = !info.reason().empty();
+    return MakeError(absl::StatusCode::kUnavailable,
+                     answered ? reason::kHandoffPending : reason::kAgentUnreachable,
+                     "in-flight node " + peer_ + (answered ? " refused" : " did not answer") +
+                         " the hand-off query: " + status.error_message(),
                      {{"in_flight", peer_}, {"peer_reason", info.reason()}});
   }
   return reply;

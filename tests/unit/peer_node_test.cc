@@ -4,6 +4,8 @@
 #include "kmsfleet/cluster/peer_node.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,8 +13,10 @@
 #include <future>
 #include <memory>
 
+#include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "peer_sender.h"
 #include "process_harness.h"
 
 namespace kmsfleet {
@@ -178,6 +182,66 @@ TEST_F(PeerNodeTest, TransferWithNoOtherVoterIsRefusedAndChangesNothing) {
   }
   EXPECT_EQ(node_->View().role(), "Leader");
   EXPECT_TRUE(Propose("", "after the refused transfer").ok());
+}
+
+// A loopback port nothing listens on: bound, read back, closed.
+int ClosedPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Answers every hand-off query with `refusal`.
+class RefusingPeer final : public v1::Peer::Service {
+ public:
+  explicit RefusingPeer(absl::Status refusal) : refusal_(std::move(refusal)) {}
+  grpc::Status Release(grpc::ServerContext*, const v1::ReleaseRequest*,
+                       v1::ReleaseReply*) override {
+    return ToGrpcStatus(refusal_);
+  }
+
+ private:
+  absl::Status refusal_;
+};
+
+// Found in review: every failed hand-off query read HANDOFF_PENDING, so a
+// plan waiting on an in-flight node that is down said it was still
+// finishing its operation.
+TEST(PeerSenderTest, AHandOffQueryNobodyAnswersIsAgentUnreachable) {
+  const int port = ClosedPort();
+  ASSERT_NE(port, 0);
+  PeerSender sender("a", "b", "127.0.0.1:" + std::to_string(port),
+                    grpc::InsecureChannelCredentials(), std::chrono::milliseconds(300));
+  absl::StatusOr<v1::ReleaseReply> r = sender.Release(v1::Fence());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_EQ(ReasonOf(r.status()), reason::kAgentUnreachable) << r.status();
+  EXPECT_EQ(MetadataOf(r.status(), "in_flight"), "b");
+  EXPECT_NE(r.status().message().find("did not answer"), std::string_view::npos) << r.status();
+}
+
+TEST(PeerSenderTest, AHandOffQueryThePeerRefusesKeepsThePeersReason) {
+  RefusingPeer peer(MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence, "not yet"));
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&peer);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  PeerSender sender("a", "b", "127.0.0.1:" + std::to_string(port),
+                    grpc::InsecureChannelCredentials(), std::chrono::seconds(5));
+  absl::StatusOr<v1::ReleaseReply> r = sender.Release(v1::Fence());
+  EXPECT_EQ(ReasonOf(r.status()), reason::kHandoffPending) << r.status();
+  EXPECT_EQ(MetadataOf(r.status(), "peer_reason"), reason::kUnknownFence);
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace
