@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <shared_mutex>
 #include <thread>
 
 #include "kmsfleet/cluster/cluster_server.h"
@@ -67,6 +68,10 @@ class FleetService final : public v1::Fleet::Service {
                             v1::PlanView* reply) override {
     if (absl::Status s = Check(*context, "StartUpgrade"); !s.ok()) return ToGrpcStatus(s);
     if (absl::Status s = HaveCoordinator(); !s.ok()) return ToGrpcStatus(s);
+    // Held until the plan is committed: a prune in between would remove an
+    // upload CheckHeldUploads has just found, and every node would fail to
+    // stage it. Once committed, the plan keeps prunes away (see below).
+    std::shared_lock<std::shared_mutex> held = uploads_.HoldUploads();
     if (absl::Status s = CheckHeldUploads(req->settings()); !s.ok()) return ToGrpcStatus(s);
     return Reply(coordinator_->StartUpgrade(*req, Who(*context), CallerOf(context)), reply);
   }
@@ -150,12 +155,15 @@ class FleetService final : public v1::Fleet::Service {
   // A new upload starts a new plan: uploads of finished plans, older than
   // any sibling of this one, go. While a plan is under way (paused,
   // halted and break-glass included) nothing is removed: it may stage again.
+  // The plan is looked at inside Prune, once no start holds the uploads:
+  // looked at before, a plan started in between would lose its upload.
   void PruneUploadsOfPastPlans(const std::string& just_stored) {
-    v1::PlanView view = coordinator_->View();
-    if (view.has_plan() && !IsFinished(view.plan().phase())) return;
     std::vector<std::string> errors;
-    const int removed = uploads_.Prune(std::chrono::system_clock::now() - kUploadKeepFor,
-                                       just_stored, errors);
+    const int removed = uploads_.Prune(
+        std::chrono::system_clock::now() - kUploadKeepFor, just_stored, errors, [this] {
+          v1::PlanView view = coordinator_->View();
+          return !view.has_plan() || IsFinished(view.plan().phase());
+        });
     if (removed > 0) {
       Log(LogLevel::kInfo, "uploads of past plans removed",
           {{"node", node_.self()}, {"count", std::to_string(removed)}});

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
@@ -29,25 +30,25 @@ UploadStore::UploadStore(std::string state_dir, uint64_t reserve_bytes)
     : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/uploads"),
       reserve_bytes_(reserve_bytes) {}
 
-UploadStore::Writer::Writer(std::string dir, std::string temp, ScopedFd fd,
-                            uint64_t reserve_bytes)
-    : dir_(std::move(dir)), temp_(std::move(temp)), fd_(std::move(fd)),
-      reserve_bytes_(reserve_bytes) {}
+UploadStore::Writer::Writer(const UploadStore& store, std::string temp, ScopedFd fd)
+    : store_(store), temp_(std::move(temp)), fd_(std::move(fd)) {}
 
 absl::Status UploadStore::Writer::CheckRoomFor(size_t bytes) const {
+  const std::string& dir = store_.dir_;
+  const uint64_t reserve_bytes = store_.reserve_bytes_;
   struct statvfs fs {};
-  if (::fstatvfs(fd_.get(), &fs) != 0) return UploadIoError("measure free space of", dir_, errno);
+  if (::fstatvfs(fd_.get(), &fs) != 0) return UploadIoError("measure free space of", dir, errno);
   const uint64_t free_bytes = uint64_t{fs.f_bavail} * fs.f_frsize;
-  if (free_bytes >= reserve_bytes_ && free_bytes - reserve_bytes_ >= bytes) {
+  if (free_bytes >= reserve_bytes && free_bytes - reserve_bytes >= bytes) {
     return absl::OkStatus();
   }
   return MakeError(absl::StatusCode::kResourceExhausted, reason::kArtifactIo,
-                   "upload: " + dir_ + " has " + std::to_string(free_bytes >> 20) +
+                   "upload: " + dir + " has " + std::to_string(free_bytes >> 20) +
                        " MiB free, and an upload may not leave less than " +
-                       std::to_string(reserve_bytes_ >> 20) +
+                       std::to_string(reserve_bytes >> 20) +
                        " MiB there (the agent's journals and election state share it); "
                        "free space there, or give nodes the release by URL",
-                   {{"path", dir_}, {"free_bytes", std::to_string(free_bytes)}});
+                   {{"path", dir}, {"free_bytes", std::to_string(free_bytes)}});
 }
 
 UploadStore::Writer::~Writer() {
@@ -75,17 +76,21 @@ absl::Status UploadStore::Writer::Append(const v1::ArtifactChunk& chunk) {
 
 absl::StatusOr<v1::ArtifactRef> UploadStore::Writer::Commit(std::string_view declared_sha256,
                                                             const std::string& node) {
+  // Apart from Prune: uploads/<sha256>/ may be an older upload of the same
+  // bytes that Prune has judged old, and removing it after the rename would
+  // lose the file this returns as stored.
+  std::shared_lock<std::shared_mutex> held = store_.HoldUploads();
   if (::fsync(fd_.get()) != 0) return UploadIoError("fsync", temp_, errno);
   absl::StatusOr<std::string> actual = Sha256File(temp_);
   if (!actual.ok()) return actual.status();
   if (absl::Status s = FinishUpload(progress_, declared_sha256, *actual); !s.ok()) return s;
-  const std::string held = dir_ + "/" + *actual;
-  if (absl::Status s = EnsurePrivateDir(held, 0700); !s.ok()) return s;
-  const std::string dest = held + "/" + progress_.name;
+  const std::string upload_dir = store_.dir_ + "/" + *actual;
+  if (absl::Status s = EnsurePrivateDir(upload_dir, 0700); !s.ok()) return s;
+  const std::string dest = upload_dir + "/" + progress_.name;
   if (::rename(temp_.c_str(), dest.c_str()) != 0) return UploadIoError("rename into", dest, errno);
   committed_ = true;
-  if (absl::Status s = FsyncDir(held); !s.ok()) return s;
-  if (absl::Status s = FsyncDir(dir_); !s.ok()) return s;
+  if (absl::Status s = FsyncDir(upload_dir); !s.ok()) return s;
+  if (absl::Status s = FsyncDir(store_.dir_); !s.ok()) return s;
   v1::ArtifactRef ref;
   ref.set_node(node);
   ref.set_sha256(*actual);
@@ -101,11 +106,21 @@ absl::StatusOr<std::unique_ptr<UploadStore::Writer>> UploadStore::Begin() const 
   std::string temp = dir_ + "/.incoming-XXXXXX";
   int fd = ::mkstemp(temp.data());
   if (fd < 0) return UploadIoError("create", temp, errno);
-  return std::make_unique<Writer>(dir_, temp, ScopedFd(fd), reserve_bytes_);
+  return std::make_unique<Writer>(*this, temp, ScopedFd(fd));
+}
+
+std::shared_lock<std::shared_mutex> UploadStore::HoldUploads() const {
+  return std::shared_lock<std::shared_mutex>(prune_mu_);
 }
 
 int UploadStore::Prune(std::chrono::system_clock::time_point cutoff,
-                       std::string_view keep_sha256, std::vector<std::string>& errors) const {
+                       std::string_view keep_sha256, std::vector<std::string>& errors,
+                       const std::function<bool()>& may_prune) const {
+  // Alone: an upload a Commit has just stored, or a plan's start has just
+  // found, must not be removed after its caller was told it is there. The
+  // caller's `may_prune` is asked here, where no plan can start unseen.
+  std::unique_lock<std::shared_mutex> alone(prune_mu_);
+  if (may_prune && !may_prune()) return 0;
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::directory_iterator it(dir_, ec);

@@ -5,7 +5,8 @@
 // received into a temp file of its own, fsynced, hashed and renamed into
 // place, so a refused or broken stream leaves nothing behind.
 // Thread-safe: each Writer is one stream's; Find is a pure lookup; Prune
-// removes only what is older than a writer could be using.
+// removes only what is older than a writer could be using, and runs alone:
+// never during a Commit, nor while a HoldUploads lock is held.
 #ifndef KMSFLEET_CLUSTER_UPLOAD_STORE_H_
 #define KMSFLEET_CLUSTER_UPLOAD_STORE_H_
 
@@ -13,7 +14,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,10 +45,10 @@ class UploadStore {
                        uint64_t reserve_bytes = kUploadFreeSpaceReserveBytes);
 
   // One upload being received. Destroying a writer that was not committed
-  // removes its temp file.
+  // removes its temp file. A writer must not outlive its store.
   class Writer {
    public:
-    Writer(std::string dir, std::string temp, ScopedFd fd, uint64_t reserve_bytes);
+    Writer(const UploadStore& store, std::string temp, ScopedFd fd);
     ~Writer();
     Writer(const Writer&) = delete;
     Writer& operator=(const Writer&) = delete;
@@ -56,17 +59,18 @@ class UploadStore {
     absl::Status Append(const v1::ArtifactChunk& chunk);
     // Checks the whole (FinishUpload against `declared_sha256`), then
     // moves it to uploads/<sha256>/<name>; `node` names this agent in the
-    // returned source. On any error nothing is stored.
+    // returned source. On any error nothing is stored. Waits for a running
+    // Prune, and keeps the next one waiting until it returns.
     absl::StatusOr<v1::ArtifactRef> Commit(std::string_view declared_sha256,
                                            const std::string& node);
 
    private:
     absl::Status CheckRoomFor(size_t bytes) const;
 
-    std::string dir_, temp_;
+    const UploadStore& store_;
+    std::string temp_;
     ScopedFd fd_;
     UploadProgress progress_;
-    uint64_t reserve_bytes_;
     bool committed_ = false;
   };
 
@@ -78,17 +82,30 @@ class UploadStore {
   // digest or name; NotFound UPLOAD_NOT_FOUND when it is not held.
   absl::StatusOr<std::string> Find(std::string_view sha256, std::string_view name) const;
 
+  // While the returned lock is held, Prune waits, so an upload found
+  // meanwhile (Find) stays. A plan's start holds it from its check that the
+  // uploads it names are here until the plan is committed, from when
+  // Prune's `may_prune` sees the plan. Any number may be held at once. A
+  // holder must not call Prune or Commit: it would wait for itself.
+  [[nodiscard]] std::shared_lock<std::shared_mutex> HoldUploads() const;
+
   // Removes every upload (uploads/<sha256>/) and leftover temp file last
   // changed before `cutoff`, except the upload `keep_sha256`. Returns how
   // many were removed; what could not be removed is named in `errors`.
+  // Runs alone: it waits for every Commit and HoldUploads lock under way,
+  // then asks `may_prune` (when set) with none able to start, and removes
+  // nothing when it answers false.
   int Prune(std::chrono::system_clock::time_point cutoff, std::string_view keep_sha256,
-            std::vector<std::string>& errors) const;
+            std::vector<std::string>& errors,
+            const std::function<bool()>& may_prune = nullptr) const;
 
   const std::string& dir() const { return dir_; }
 
  private:
   std::string state_dir_, dir_;
   uint64_t reserve_bytes_;
+  // Shared by each Commit and HoldUploads, exclusive for Prune: see there.
+  mutable std::shared_mutex prune_mu_;
 };
 
 }  // namespace kmsfleet
