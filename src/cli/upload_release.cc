@@ -50,12 +50,15 @@ absl::StatusOr<LocalUpload> PrepareUpload(const std::string& flag, const std::st
                          std::to_string(MaxUploadBytes(kind)),
                      {{"flag", flag}, {"path", path}});
   }
-  const size_t slash = path.rfind('/');
-  u.name = slash == std::string::npos ? path : path.substr(slash + 1);
-  // Sha256File reads no symlink; an operator's path may well be one.
+  // An operator's path may well be a link (current -> bao-kms-provider_
+  // 0.2.0_linux_amd64), and Sha256File reads none. The upload is named
+  // after the file the link leads to: that is the name checksums.txt lists
+  // and every agent looks up, where the link's own name is in no release.
   char resolved[PATH_MAX];
   if (::realpath(path.c_str(), resolved) == nullptr) return FlagError(u, std::strerror(errno));
-  absl::StatusOr<std::string> digest = Sha256File(resolved);
+  const std::string target = resolved;
+  u.name = target.substr(target.rfind('/') + 1);
+  absl::StatusOr<std::string> digest = Sha256File(target);
   if (!digest.ok()) return FlagError(u, std::string(digest.status().message()));
   u.sha256 = *digest;
   return u;

@@ -24,7 +24,8 @@ struct LocalUpload {
   std::string flag;  // "--artifact", ... for messages
   std::string path;
   UploadKind kind = UploadKind::kBinary;
-  std::string name{};    // the file's base name, as checksums.txt lists it
+  std::string name{};    // the base name of the file (a link's target's), as
+                         // checksums.txt lists it
   std::string sha256{};  // of the whole file
   uint64_t size = 0;
 };
@@ -34,8 +35,10 @@ struct LocalUpload {
 bool PassedAsIs(const std::string& source, bool remote_paths);
 
 // Checks that `path` is a regular file on this machine within its kind's
-// bound, and hashes it. Errors: InvalidArgument INVALID_CONFIG naming the
-// flag and path (absent: "pass a URL, or --remote-paths ..."); ResourceExhausted
+// bound, and hashes it. A symlink is followed, and the upload is named
+// after the file it leads to (checksums.txt names that file, not the
+// link). Errors: InvalidArgument INVALID_CONFIG naming the flag and path
+// (absent: "pass a URL, or --remote-paths ..."); ResourceExhausted
 // UPLOAD_TOO_LARGE over the bound.
 absl::StatusOr<LocalUpload> PrepareUpload(const std::string& flag, const std::string& path,
                                           UploadKind kind);

@@ -30,18 +30,12 @@ TEST(UploadReleaseTest, PrepareHashesAFileAndKeepsItsName) {
   const std::string dir = mkdtemp(tmpl);
   const std::string file = dir + "/bao-kms-provider_0.2.0_linux_amd64";
   ASSERT_TRUE(WriteFileAtomic(file, "binary", 0755).ok());
-  std::filesystem::create_symlink(file, dir + "/link");
 
   absl::StatusOr<LocalUpload> u = PrepareUpload("--artifact", file, UploadKind::kBinary);
   ASSERT_TRUE(u.ok()) << u.status();
   EXPECT_EQ(u->name, "bao-kms-provider_0.2.0_linux_amd64");
   EXPECT_EQ(u->sha256, Sha256Hex("binary"));
   EXPECT_EQ(u->size, 6u);
-  // A link the operator made is followed; the name is the link's.
-  absl::StatusOr<LocalUpload> l = PrepareUpload("--artifact", dir + "/link", UploadKind::kBinary);
-  ASSERT_TRUE(l.ok()) << l.status();
-  EXPECT_EQ(l->name, "link");
-  EXPECT_EQ(l->sha256, u->sha256);
 
   absl::StatusOr<LocalUpload> missing =
       PrepareUpload("--checksums", dir + "/absent", UploadKind::kChecksums);
@@ -63,6 +57,29 @@ TEST(UploadReleaseTest, PrepareHashesAFileAndKeepsItsName) {
             std::string::npos)
       << sig.status();
   std::filesystem::remove_all(dir);
+}
+
+// Found in review: --artifact current, a link to
+// bao-kms-provider_0.2.0_linux_amd64, was uploaded as "current", a name no
+// checksums.txt lists, so every node failed to verify it at Stage. The
+// upload is named after the file the link (or chain of links) leads to.
+TEST(UploadReleaseTest, ALinkIsUploadedUnderItsTargetsName) {
+  char tmpl[] = "/tmp/kmsfleet-upload-cli-XXXXXX";
+  const std::string release = mkdtemp(tmpl);
+  const std::string file = release + "/bao-kms-provider_0.2.0_linux_amd64";
+  ASSERT_TRUE(WriteFileAtomic(file, "binary", 0755).ok());
+  std::filesystem::create_symlink("bao-kms-provider_0.2.0_linux_amd64", release + "/current");
+  std::filesystem::create_symlink(release + "/current", release + "/latest");
+
+  for (const char* link : {"current", "latest"}) {
+    const std::string path = release + "/" + link;
+    absl::StatusOr<LocalUpload> u = PrepareUpload("--artifact", path, UploadKind::kBinary);
+    ASSERT_TRUE(u.ok()) << u.status();
+    EXPECT_EQ(u->name, "bao-kms-provider_0.2.0_linux_amd64") << link;
+    EXPECT_EQ(u->path, path) << link;  // messages still name what the operator typed
+    EXPECT_EQ(u->sha256, Sha256Hex("binary")) << link;
+  }
+  std::filesystem::remove_all(release);
 }
 
 }  // namespace
