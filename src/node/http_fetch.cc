@@ -1,5 +1,6 @@
 #include "kmsfleet/node/http_fetch.h"
 
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <unistd.h>
 
@@ -11,6 +12,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <functional>
 #include <optional>
 
@@ -58,6 +61,7 @@ absl::StatusOr<Target> ParseFetchUrl(std::string_view url) {
   bool has_port = colon != std::string_view::npos &&
                   (close == std::string_view::npos || colon > close);
   if (t.tls && !has_port) t.url.port = 443;
+  t.url.tls = t.tls;  // HostHeaderOf leaves out the scheme's default port
   return t;
 }
 
@@ -77,11 +81,7 @@ class Fetch {
   // remove on an error); false when it could not be, e.g. it existed.
   absl::Status Run(const std::string& dest, bool& created) {
     dest_dir_ = DirOf(dest);
-    beast::error_code ec;
-    parser_.get().body().open(dest.c_str(), beast::file_mode::write_new, ec);
-    if (ec) return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                          "cannot create " + dest + ": " + ec.message());
-    created = true;
+    KMSFLEET_RETURN_IF_ERROR(CreateDest(dest, created));
     deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
     resolver_.async_resolve(
         target_.url.host, std::to_string(target_.url.port),
@@ -106,6 +106,31 @@ class Fetch {
   }
 
  private:
+  // Creates `dest` as the other staged files are (upload_fetch.cc), not as
+  // Beast's write_new would (0644, inherited by every child): 0600, since
+  // an unverified release is nobody else's to read; O_CLOEXEC, so that a
+  // process started meanwhile (systemctl, the provider's CLI) does not hold
+  // it open; O_EXCL and O_NOFOLLOW, so that neither an existing file nor a
+  // planted link is written through.
+  absl::Status CreateDest(const std::string& dest, bool& created) {
+    const int fd =
+        ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                    "cannot create " + dest + ": " + std::strerror(errno));
+    }
+    created = true;
+    beast::file file;
+    file.native_handle(fd);  // owns it from here
+    beast::error_code ec;
+    parser_.get().body().reset(std::move(file), ec);
+    if (ec) {
+      return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                    "cannot use " + dest + ": " + ec.message());
+    }
+    return absl::OkStatus();
+  }
+
   tcp::socket& Socket() { return beast::get_lowest_layer(stream_).socket(); }
   beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
 
@@ -128,7 +153,7 @@ class Fetch {
 
   void Send() {
     request_ = {http::verb::get, target_.url.target, 11};
-    request_.set(http::field::host, target_.url.host);
+    request_.set(http::field::host, HostHeaderOf(target_.url));
     request_.set(http::field::user_agent, "kmsfleet");
     request_.set(http::field::connection, "close");
     http::async_write(stream_, request_, [this](beast::error_code ec, size_t) {

@@ -122,7 +122,7 @@ class GetOperation {
 
   void Send() {
     request_ = {http::verb::get, url_.target, 11};
-    request_.set(http::field::host, url_.host + ":" + std::to_string(url_.port));
+    request_.set(http::field::host, HostHeaderOf(url_));
     request_.set(http::field::user_agent, "kmsfleet");
     request_.set(http::field::connection, "close");
     http::async_write(stream_, request_, [this](beast::error_code ec, size_t) {
@@ -232,6 +232,14 @@ absl::StatusOr<HttpUrl> ParseAuthorityAndPath(std::string_view url, std::string_
 }
 
 }  // namespace
+
+std::string HostHeaderOf(const HttpUrl& url) {
+  const bool ipv6 = url.host.find(':') != std::string::npos;
+  std::string out = ipv6 ? "[" + url.host + "]" : url.host;
+  const uint16_t default_port = url.tls ? 443 : 80;
+  if (url.port != default_port) out += ":" + std::to_string(url.port);
+  return out;
+}
 
 std::string HttpUrl::ToString() const {
   bool ipv6 = host.find(':') != std::string::npos;

@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -348,6 +351,107 @@ TEST_F(HttpFetchTest, StageWithChecksumsAndSignatureFromUrls) {
       Stage(store, {"0.2.0", dir_ + "/www/bao-kms-provider_0.2.0_linux_amd64",
                     Url("checksums.txt"), Url("checksums.txt.sig"), "", "", ""});
   EXPECT_EQ(ReasonOf(refused.status()), reason::kSourceNotAllowed) << refused.status();
+}
+
+// A release server for one request on an ephemeral loopback port: reads
+// the request, runs `while_waiting` (the client is then waiting for the
+// answer, its destination open), and answers 200 "ok". Stands in where a
+// test looks at the request, or at the client in the middle of a fetch.
+class OneShotServer {
+ public:
+  explicit OneShotServer(std::function<void()> while_waiting = {}) {
+    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(listener_, 1), 0);
+    EXPECT_EQ(getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, while_waiting = std::move(while_waiting)] {
+      Serve(while_waiting);
+    });
+  }
+  ~OneShotServer() {
+    shutdown(listener_, SHUT_RDWR);  // wakes accept if no client came
+    if (thread_.joinable()) thread_.join();
+    close(listener_);
+  }
+
+  uint16_t port() const { return port_; }
+  std::string Url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/release"; }
+  // What the client sent, once the answer is out (`while_waiting` has run).
+  const std::string& Request() {
+    if (thread_.joinable()) thread_.join();
+    return request_;
+  }
+
+ private:
+  void Serve(const std::function<void()>& while_waiting) {
+    const int conn = accept(listener_, nullptr, nullptr);
+    if (conn < 0) return;
+    char block[4096];
+    while (request_.find("\r\n\r\n") == std::string::npos) {
+      const ssize_t n = read(conn, block, sizeof block);
+      if (n <= 0) break;
+      request_.append(block, static_cast<size_t>(n));
+    }
+    if (while_waiting) while_waiting();
+    const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    (void)!write(conn, answer.data(), answer.size());
+    close(conn);
+  }
+
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  std::string request_;
+  std::thread thread_;
+};
+
+// Found in review: a download from 127.0.0.1:<port> was asked for with
+// "Host: 127.0.0.1", which a server or proxy routing by name and port
+// answers for another site (RFC 9110 section 7.2).
+TEST(HttpFetchRequestTest, TheHostHeaderNamesANonDefaultPort) {
+  OneShotServer server;
+  testing::TempDir dir;
+  absl::Status s = FetchToFile(server.Url(), dir.File("got"), FetchOptions());
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_NE(server.Request().find("Host: 127.0.0.1:" + std::to_string(server.port()) + "\r\n"),
+            std::string::npos)
+      << server.Request();
+}
+
+// Found in review: a download was created 0644, and held open by every
+// child the agent started meanwhile. Staged files are 0600 and
+// close-on-exec (upload_fetch.cc).
+TEST(HttpFetchRequestTest, TheDownloadIsPrivateAndNotInheritedByChildren) {
+  testing::TempDir dir;
+  const std::string dest = dir.File("got");
+  bool held_open = false, close_on_exec = false;
+  OneShotServer server([&] {
+    struct stat want {};
+    if (stat(dest.c_str(), &want) != 0) return;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+      const int fd = std::stoi(e.path().filename().string());
+      struct stat st {};
+      if (fstat(fd, &st) != 0 || st.st_dev != want.st_dev || st.st_ino != want.st_ino) continue;
+      held_open = true;
+      close_on_exec = (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
+    }
+  });
+  // The usual umask, so that the mode asked for is the mode seen (under
+  // 077 a 0644 would pass for 0600).
+  const mode_t umask_before = umask(022);
+  absl::Status s = FetchToFile(server.Url(), dest, FetchOptions());
+  umask(umask_before);
+  ASSERT_TRUE(s.ok()) << s;
+  server.Request();  // the checks above have run
+  struct stat st {};
+  ASSERT_EQ(stat(dest.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+  EXPECT_TRUE(held_open);
+  EXPECT_TRUE(close_on_exec);
 }
 
 TEST(UrlFileNameTest, LastSegmentWithoutQuery) {

@@ -247,5 +247,33 @@ TEST(HttpUrlTest, HttpsDefaultsToPort443AndKeepsItsScheme) {
   }
 }
 
+// Found in review: a download from 127.0.0.1:8080 was sent with "Host:
+// 127.0.0.1" (a server or proxy routing by name and port answers for
+// another site), and one from [::1]:8080 with "Host: ::1", which no server
+// reads as a host. RFC 9110 section 7.2: the Host header is the URI's
+// authority, the port left out only when it is the scheme's default.
+TEST(HttpUrlTest, TheHostHeaderBracketsIPv6AndNamesOnlyANonDefaultPort) {
+  struct Case {
+    const char* url;
+    const char* host;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"http://releases.example/x", "releases.example"},
+           {"http://releases.example:80/x", "releases.example"},
+           {"http://releases.example:8080/x", "releases.example:8080"},
+           {"http://127.0.0.1:443/x", "127.0.0.1:443"},
+           {"https://releases.example/x", "releases.example"},
+           {"https://releases.example:443/x", "releases.example"},
+           {"https://releases.example:80/x", "releases.example:80"},
+           {"http://[::1]:8080/x", "[::1]:8080"},
+           {"https://[::1]:8443/x", "[::1]:8443"},
+           {"https://[2001:db8::1]/x", "[2001:db8::1]"},
+       }) {
+    absl::StatusOr<HttpUrl> u = ParseHttpOrHttpsUrl(c.url);
+    ASSERT_TRUE(u.ok()) << c.url << ": " << u.status();
+    EXPECT_EQ(HostHeaderOf(*u), c.host) << c.url;
+  }
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -36,8 +36,10 @@ bool IsFetchUrl(std::string_view source);
 // The last path segment of `url` without query or fragment ("" if none).
 std::string UrlFileName(std::string_view url);
 
-// GETs `url` into `dest`, which must not exist (created 0600, O_EXCL). On
-// any error the `dest` it created is removed. Errors name the URL:
+// GETs `url` into `dest`, which must not exist, nor be a symlink (created
+// 0600, O_EXCL, O_NOFOLLOW, close-on-exec). The Host header is
+// HostHeaderOf(url). On any error the `dest` it created is removed. Errors
+// name the URL:
 //   InvalidArgument, INVALID_CONFIG: not an http(s) URL;
 //   Unavailable, HTTP_ERROR: resolve/connect/TLS/read failure, or a status
 //     other than 200 (named);

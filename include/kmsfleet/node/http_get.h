@@ -32,6 +32,12 @@ struct HttpUrl {
   std::string ToString() const;
 };
 
+// The Host header for `url` (RFC 9110 section 7.2, the URI's authority):
+// an IPv6 literal in brackets, since its colons would otherwise read as a
+// port; ":port" unless the port is the scheme's default (80, or 443 when
+// `tls`), where a virtual host or a proxy would route by the wrong name.
+std::string HostHeaderOf(const HttpUrl& url);
+
 // Parses "http://host:port/path". Returns InvalidArgument (INVALID_CONFIG)
 // naming `url` for any other scheme, a missing host, or a bad port.
 absl::StatusOr<HttpUrl> ParseHttpUrl(std::string_view url);
