@@ -62,8 +62,12 @@ class StaticPodInstaller final : public Installer {
 
   absl::Status Install(const std::string& release, const std::string& sha256) override {
     // Observe before acting: an interrupted operation may have put it in
-    // place already.
-    absl::StatusOr<std::string> installed = Sha256File(o_.manifest_path);
+    // place already. Bounded, as every read of a manifest: a live file
+    // far larger than any release (or one still growing) is not ours and
+    // is refused, naming it, rather than hashed whole or replaced. Only
+    // an absent one is installed over.
+    absl::StatusOr<std::string> installed = Sha256File(o_.manifest_path, kMaxManifestBytes);
+    if (!installed.ok() && !absl::IsNotFound(installed.status())) return installed.status();
     // Its rename may not have reached the disk (killed before the
     // directory's fsync): make it durable before it counts as installed.
     if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(o_.manifest_path));

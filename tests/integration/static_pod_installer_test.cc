@@ -119,6 +119,19 @@ TEST_F(StaticPodInstallerTest, AManifestLargerThanAnyReleaseIsRefusedNamingIt) {
   EXPECT_EQ(ReasonOf(digest.status()), reason::kInputTooLarge) << digest.status();
 }
 
+// Found in review: Install hashed the live manifest whole before replacing
+// it, however large (or however long it kept growing). It reads no more
+// than any release can be, and leaves a file that is not ours alone.
+TEST_F(StaticPodInstallerTest, InstallRefusesALiveManifestLargerThanAnyReleaseNamingIt) {
+  const std::string huge = Manifest(kOldImage) + "# " + std::string(kMaxManifestBytes, 'x') + "\n";
+  WriteRaw(live_, huge, 0644);
+  absl::Status s = NewInstaller()->Install(release_, release_sha_);
+  EXPECT_EQ(ReasonOf(s), reason::kInputTooLarge) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr(live_));
+  EXPECT_EQ(ReadFile(live_), huge) << "the live manifest is as it was";
+  EXPECT_EQ(Entries(manifest_dir_), std::vector<std::string>{"bao-kms-provider.yaml"});
+}
+
 TEST_F(StaticPodInstallerTest, InstallingWhatIsInPlaceTouchesNothing) {
   auto installer = NewInstaller();
   ASSERT_TRUE(installer->Install(release_, release_sha_).ok());
