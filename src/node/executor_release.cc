@@ -5,10 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
 #include <future>
 #include <optional>
 #include <utility>
 
+#include "absl/strings/cord.h"
 #include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -29,6 +32,61 @@ absl::Status NoRuntime(const std::string& node) {
                    "container runtime configured");
 }
 
+// The image to stage, as the verified checksums.txt `sums` vouches for it
+// (through the kit named by the request, downloaded first if it is a URL).
+absl::StatusOr<ImageStageRequest> VouchedImage(const ArtifactStoreOptions& artifacts,
+                                               const StageRequest& request,
+                                               const VerifiedChecksums& sums) {
+  ImageStageRequest image{request.version, request.image, request.image_ref_file, ""};
+  std::string kit = request.image_ref_file;
+  std::optional<DownloadedSource> downloaded;
+  if (IsFetchUrl(kit)) {
+    absl::StatusOr<DownloadedSource> fetched =
+        DownloadSource(artifacts, kit, artifacts.max_artifact_bytes);
+    if (!fetched.ok()) return fetched.status();
+    downloaded.emplace(*std::move(fetched));
+    kit = downloaded->path;
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(
+      image.image_ref_text,
+      ReadVouchedImageRef(request.version, kit, sums.text, request.checksums, sums.is_signed,
+                          artifacts.max_artifact_bytes));
+  KMSFLEET_RETURN_IF_ERROR(CheckImageRequest(image).status());
+  return image;
+}
+
+// The verified checksums.txt kept as a private file, for Stage to read in
+// place of the request's: read twice, a file rewritten or a URL answering
+// otherwise in between would have the image vouched for by one copy and
+// the kit binary checked against another. Removed with the value; a crash
+// leaves it to kmsfleetd's next start (RemoveStaleTemps, ".incoming-").
+absl::StatusOr<DownloadedSource> KeepChecksums(const ArtifactStoreOptions& artifacts,
+                                               const std::string& text) {
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(artifacts.state_dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(artifacts.state_dir + "/artifacts", 0700));
+  std::string dir = artifacts.state_dir + "/artifacts/.incoming-XXXXXX";
+  if (mkdtemp(dir.data()) == nullptr) return IoError("create", dir, errno);
+  DownloadedSource kept;
+  kept.dir = dir;
+  kept.path = dir + "/checksums.txt";
+  KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(kept.path, text, 0600));
+  return kept;
+}
+
+// Stage's errors name the file it read, the private copy: the operator
+// knows the one they gave. The payload is kept as it is.
+absl::Status NamingTheGivenFile(const absl::Status& s, const std::string& copy,
+                                const std::string& given) {
+  std::string message(s.message());
+  for (size_t at; (at = message.find(copy)) != std::string::npos;) {
+    message.replace(at, copy.size(), given);
+  }
+  absl::Status out(s.code(), message);
+  s.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
@@ -38,26 +96,21 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
   // The image comes from what the release's checksums.txt vouches for,
   // never from the request alone; a tag-only, unvouched or mismatched
-  // reference is refused before anything is written.
+  // reference is refused before anything is written. checksums.txt is
+  // read once: the kit binary is checked against the copy that vouched.
   KMSFLEET_ASSIGN_OR_RETURN(VerifiedChecksums sums,
                             ReadVerifiedChecksums(options_.artifacts, request));
-  ImageStageRequest image{request.version, request.image, request.image_ref_file, ""};
-  std::string kit = request.image_ref_file;
-  std::optional<DownloadedSource> downloaded;
-  if (IsFetchUrl(kit)) {
-    absl::StatusOr<DownloadedSource> fetched =
-        DownloadSource(options_.artifacts, kit, options_.artifacts.max_artifact_bytes);
-    if (!fetched.ok()) return fetched.status();
-    downloaded.emplace(*std::move(fetched));
-    kit = downloaded->path;
-  }
-  KMSFLEET_ASSIGN_OR_RETURN(
-      image.image_ref_text,
-      ReadVouchedImageRef(request.version, kit, sums.text, request.checksums, sums.is_signed,
-                          options_.artifacts.max_artifact_bytes));
-  KMSFLEET_RETURN_IF_ERROR(CheckImageRequest(image).status());
-  KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,
-                            kmsfleet::Stage(options_.artifacts, request));
+  KMSFLEET_ASSIGN_OR_RETURN(ImageStageRequest image,
+                            VouchedImage(options_.artifacts, request, sums));
+  KMSFLEET_ASSIGN_OR_RETURN(DownloadedSource kept, KeepChecksums(options_.artifacts, sums.text));
+  StageRequest from_kept = request;
+  from_kept.checksums = kept.path;
+  // From here the version's kit changes: its image record goes first, so
+  // that a failure or a crash before the new image is pulled and recorded
+  // leaves the version NOT_STAGED, never the new kit beside the old image.
+  KMSFLEET_RETURN_IF_ERROR(ForgetStagedImage(options_.state_dir, request.version));
+  absl::StatusOr<StagedArtifact> staged = kmsfleet::Stage(options_.artifacts, from_kept);
+  if (!staged.ok()) return NamingTheGivenFile(staged.status(), kept.path, request.checksums);
   KMSFLEET_RETURN_IF_ERROR(StageImage(options_.state_dir, *seams_.runtime, image).status());
   return staged;
 }

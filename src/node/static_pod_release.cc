@@ -1,8 +1,13 @@
 // Staging a static-pod provider's image (static_pod_release.h).
 #include "kmsfleet/node/static_pod_release.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+
 #include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/semver.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/artifacts.h"
@@ -116,6 +121,23 @@ absl::StatusOr<ImageRef> FindStagedImage(const std::string& state_dir,
                      {{"version", version}});
   }
   return ref;
+}
+
+absl::Status ForgetStagedImage(const std::string& state_dir, const std::string& version) {
+  absl::StatusOr<SemVer> parsed = SemVer::Parse(version);
+  if (!parsed.ok() || parsed->ToString() != version || !IsSafeFileName(version)) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidSemver,
+                     "version \"" + version + "\" is not canonical SemVer",
+                     {{"version", version}});
+  }
+  const std::string dir = ArtifactDir(state_dir, version);
+  const std::string path = dir + "/" + kStagedImageRefName;
+  if (unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return absl::OkStatus();
+    return IoError("remove", path, errno);
+  }
+  // Durable before the kit changes: a power cut must not bring it back.
+  return FsyncDir(dir);
 }
 
 std::string StaticPodStagedDigest(std::string_view kit_sha256, std::string_view image) {

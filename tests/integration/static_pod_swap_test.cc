@@ -3,6 +3,9 @@
 // containers, the manifest for fake-kubelet, which runs the fake provider
 // of the image's version. Every case checks what the kubelet saw and what
 // serves afterwards, not only what the agent says.
+#include <sys/inotify.h>
+#include <unistd.h>
+
 #include <boost/json.hpp>
 #include <filesystem>
 #include <gmock/gmock.h>
@@ -168,6 +171,62 @@ TEST_F(StaticPodSwapTest, AFailedPullChangesNothing) {
   EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_PULL_FAILED"));
   EXPECT_THAT(s->stderr_text, HasSubstr("registry answered 503"));
   ExpectNothingStaged(/*pulled=*/true);
+}
+
+// Found in review: a restage whose pull failed left the version's earlier
+// image-ref.txt beside the kit it had just replaced, and a swap would run
+// that earlier image with the new kit's doctor. The record goes before the
+// kit changes, so the version reads NOT_STAGED until a stage succeeds.
+TEST_F(StaticPodSwapTest, ARestageWhosePullFailsLeavesTheVersionUnstaged) {
+  StageNew();
+  StaticPodNode::Release again = node_->MakeRelease(kNew, "", "registry answered 503");
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, again);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NE(s->exit_code, 0);
+  EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_PULL_FAILED"));
+  ExpectNothingStaged(/*pulled=*/true);
+}
+
+// How often a file is opened, as inotify reports it. Closes are watched
+// too: two opens with nothing between them would merge into one event.
+class OpenCounter {
+ public:
+  explicit OpenCounter(const std::string& path) : fd_(inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) {
+    inotify_add_watch(fd_, path.c_str(), IN_OPEN | IN_CLOSE);
+  }
+  ~OpenCounter() { close(fd_); }
+  int Opens() {
+    alignas(inotify_event) char buf[4096];
+    for (ssize_t n; (n = read(fd_, buf, sizeof buf)) > 0;) {
+      for (char* p = buf; p < buf + n;) {
+        auto* e = reinterpret_cast<inotify_event*>(p);
+        if (e->mask & IN_OPEN) ++opens_;
+        p += sizeof(inotify_event) + e->len;
+      }
+    }
+    return opens_;
+  }
+
+ private:
+  int fd_;
+  int opens_ = 0;
+};
+
+// Found in review: a static-pod stage read checksums.txt twice, once to
+// vouch for the image and once to check the kit binary, so a file
+// rewritten in between (or a URL answering otherwise) had the two checked
+// against different copies. It is read once; the copy kept is that one.
+TEST_F(StaticPodSwapTest, AStageReadsChecksumsTxtOnce) {
+  const StaticPodNode::Release r = node_->MakeRelease(kNew);
+  OpenCounter counter(r.checksums);
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
+  EXPECT_EQ(counter.Opens(), 1);
+  EXPECT_EQ(ReadFile(node_->state_dir() + "/artifacts/0.2.0/checksums.txt"),
+            ReadFile(r.checksums));
+  EXPECT_EQ(ReadFile(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt"),
+            ImageOf(kNew) + "\n");
 }
 
 TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {

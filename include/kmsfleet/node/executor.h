@@ -173,7 +173,8 @@ class Executor {
 
   // Stages a release: the binary, and in static-pod mode the image too
   // (static_pod_release.h; its reference checks come before anything is
-  // written).
+  // written, and a static-pod stage that fails after them leaves the
+  // version NOT_STAGED: ForgetStagedImage).
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
   // What a swap to `version` would install, as one digest: the staged
   // binary's SHA-256; on a static-pod node, StaticPodStagedDigest of the
