@@ -79,7 +79,9 @@ struct ProviderRuntime {
   std::unique_ptr<ServiceManager> systemd;
 };
 
-ProviderRuntime MakeProviderRuntime(const AgentConfig& config, const MonotonicClock& steady) {
+// `stopping` ends a static pod's wait for its new container (Start).
+ProviderRuntime MakeProviderRuntime(const AgentConfig& config, const MonotonicClock& steady,
+                                    std::function<bool()> stopping) {
   ProviderRuntime r;
   r.systemd = NewSystemdServiceManager(config.executor.bus_address);
   if (config.provider_mode != ProviderMode::kStaticPod) return r;
@@ -87,7 +89,7 @@ ProviderRuntime MakeProviderRuntime(const AgentConfig& config, const MonotonicCl
                         .pull_timeout = config.static_pod.pull_timeout});
   r.services = NewStaticPodServiceManager(
       {.manifest_path = config.static_pod.manifest, .pod = PodOf(config),
-       .poll_interval = config.executor.poll_interval},
+       .poll_interval = config.executor.poll_interval, .stopping = std::move(stopping)},
       *r.cri, steady);
   return r;
 }
@@ -168,7 +170,14 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   std::unique_ptr<ProviderProbe> probe =
       NewProviderProbe(config.node, std::move(endpoints), clock);
   SteadyClock steady;
-  ProviderRuntime provider_runtime = MakeProviderRuntime(config, steady);
+  // A static pod's wait for its new container ends with the executor's
+  // Stop, as a verify wait does. Only the executor's worker asks, and it
+  // starts after `stopping_executor` is set.
+  Executor* stopping_executor = nullptr;
+  ProviderRuntime provider_runtime =
+      MakeProviderRuntime(config, steady, [&stopping_executor] {
+        return stopping_executor != nullptr && stopping_executor->Stopping();
+      });
   ServiceManager& services =
       provider_runtime.services ? *provider_runtime.services : *provider_runtime.systemd;
   // Counted whether or not metrics.listen is set; declared before the
@@ -176,6 +185,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   EventMetrics events;
   Executor executor(MakeExecutorOptions(config), *probe, services, clock,
                     provider_runtime.cri.get());
+  stopping_executor = &executor;
   executor.SetPhaseObserver([&events](std::string_view phase, double seconds) {
     events.ObservePhase(phase, seconds);
   });

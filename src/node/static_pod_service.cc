@@ -2,11 +2,17 @@
 // (static_pod_service.h).
 #include "kmsfleet/node/static_pod_service.h"
 
+#include <algorithm>
+#include <mutex>
+#include <optional>
+#include <utility>
+
 #include "kmsfleet/core/image_ref.h"
+#include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
-#include "kmsfleet/node/static_pod_installer.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {
@@ -50,6 +56,19 @@ std::string Describe(const CriContainer& c) {
          " image " + c.image;
 }
 
+// The live manifest as one read: the image Start waits for and the bytes'
+// SHA-256, which tells whether it changed since Stop.
+struct LiveManifest {
+  ImageRef image;
+  std::string sha256;
+};
+
+// What Stop saw, for the Start after it.
+struct BeforeInstall {
+  std::string container_id;     // "" when the pod had no container
+  std::string manifest_sha256;  // "" when the manifest could not be read
+};
+
 class StaticPodService final : public ServiceManager {
  public:
   StaticPodService(StaticPodServiceOptions options, ContainerRuntime& runtime,
@@ -61,27 +80,52 @@ class StaticPodService final : public ServiceManager {
   // while the kubelet replaces containers is asked again until the
   // deadline, and only its last answer counts.
   absl::Status Start(const std::string&, std::chrono::milliseconds timeout) override {
-    KMSFLEET_ASSIGN_OR_RETURN(ImageRef want, ManifestImage());
+    KMSFLEET_ASSIGN_OR_RETURN(LiveManifest live, ReadLive());
+    const std::string replaced = ReplacedContainer(live);
     const int64_t deadline = steady_.NowSteadyMillis() + timeout.count();
     std::string seen = "no container";
     absl::Status last_error;
     for (;;) {
-      absl::StatusOr<bool> runs = RunsImage(want, seen);
+      absl::StatusOr<bool> runs = RunsImage(live.image, replaced, seen);
       if (runs.ok() && *runs) return absl::OkStatus();
       last_error = runs.status();
-      if (steady_.NowSteadyMillis() >= deadline) break;
-      steady_.SleepFor(o_.poll_interval);
+      const int64_t now = steady_.NowSteadyMillis();
+      if (now >= deadline) break;
+      if (!SleepUnlessStopping(std::min<int64_t>(o_.poll_interval.count(), deadline - now))) {
+        return StoppedWaiting(live.image, seen);
+      }
     }
     if (!last_error.ok()) return last_error;
     return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kPodNotReplaced,
-                     "the kubelet did not run " + want.ToString() + " in " +
+                     "the kubelet did not run " + live.image.ToString() + " in " +
                          StaticPodName(o_.pod) + " within " +
                          std::to_string(timeout.count()) + " ms; newest: " + seen,
                      {{"pod", o_.pod.pod_namespace + "/" + o_.pod.pod_name},
-                      {"image", want.ToString()}});
+                      {"image", live.image.ToString()}});
   }
 
+  // Stops nothing (the kubelet does, once the manifest changes); notes
+  // which container runs before it does. When the runtime fails this
+  // call, the newest container seen last stands in (the preflight's
+  // State, or the Start and verify of the swap a rollback undoes): a
+  // failed Stop would end a rollback with the failed release installed.
   absl::Status Stop(const std::string&, std::chrono::milliseconds) override {
+    absl::StatusOr<std::optional<CriContainer>> newest = Newest();
+    absl::StatusOr<LiveManifest> live = ReadLive();
+    // Only a container that runs what the manifest names now is replaced
+    // once it changes. One that does not is one the kubelet never replaced
+    // with a failed release's manifest: the manifest restored over that
+    // one describes it, and Start takes it. When unsure, it is noted.
+    bool replaced_on_change = true;
+    if (newest.ok() && newest->has_value() && live.ok()) {
+      std::string seen;
+      absl::StatusOr<bool> runs = Runs(**newest, live->image, seen);
+      replaced_on_change = !runs.ok() || *runs;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!newest.ok() && !last_seen_id_) return newest.status();
+    before_ = BeforeInstall{replaced_on_change ? *last_seen_id_ : std::string(),
+                            live.ok() ? live->sha256 : std::string()};
     return absl::OkStatus();
   }
 
@@ -105,16 +149,28 @@ class StaticPodService final : public ServiceManager {
   }
 
  private:
-  // Whether the pod's newest container runs `want`; `seen` describes it.
-  absl::StatusOr<bool> RunsImage(const ImageRef& want, std::string& seen) {
+  // Whether the pod's newest container runs `want` and is not the
+  // container `replaced` ("" when none is); `seen` describes it.
+  absl::StatusOr<bool> RunsImage(const ImageRef& want, const std::string& replaced,
+                                 std::string& seen) {
     KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriContainer> newest, Newest());
     if (!newest) {
       seen = "no container";
       return false;
     }
     seen = Describe(*newest);
-    if (newest->state != CriContainerState::kRunning) return false;
-    KMSFLEET_ASSIGN_OR_RETURN(CriContainer status, runtime_.ContainerStatus(newest->id));
+    if (!replaced.empty() && newest->id == replaced) {
+      seen += ", the one running before the manifest changed";
+      return false;
+    }
+    return Runs(*newest, want, seen);
+  }
+
+  // Whether `container` is running `want`; `seen` gets why not.
+  absl::StatusOr<bool> Runs(const CriContainer& container, const ImageRef& want,
+                            std::string& seen) {
+    if (container.state != CriContainerState::kRunning) return false;
+    KMSFLEET_ASSIGN_OR_RETURN(CriContainer status, runtime_.ContainerStatus(container.id));
     if (status.image_digest == want.digest) return true;
     // CRI-O answers the image id in image_ref (cri-o#7149), and a runtime
     // may put another repo digest of the image first: then the image id
@@ -132,21 +188,66 @@ class StaticPodService final : public ServiceManager {
     return false;
   }
 
+  // The pod's newest container, also kept as the one seen last (Stop's
+  // fallback).
   absl::StatusOr<std::optional<CriContainer>> Newest() {
     KMSFLEET_ASSIGN_OR_RETURN(std::vector<CriContainer> all, runtime_.ListContainers(o_.pod));
-    if (all.empty()) return std::optional<CriContainer>();
-    return std::optional<CriContainer>(all.front());
+    std::optional<CriContainer> newest;
+    if (!all.empty()) newest = all.front();
+    std::lock_guard<std::mutex> lock(mu_);
+    last_seen_id_ = newest ? newest->id : "";
+    return newest;
   }
 
-  absl::StatusOr<ImageRef> ManifestImage() {
-    KMSFLEET_ASSIGN_OR_RETURN(std::string image,
-                              ReadManifestImage(o_.manifest_path, o_.pod.container_name));
-    return ParseImageRef(image, o_.manifest_path + " image");
+  absl::StatusOr<LiveManifest> ReadLive() const {
+    KMSFLEET_ASSIGN_OR_RETURN(std::string text,
+                              ReadBoundedFile(o_.manifest_path, kMaxManifestBytes));
+    KMSFLEET_ASSIGN_OR_RETURN(
+        std::string image, ObserveManifestImage(text, o_.manifest_path, o_.pod.container_name));
+    KMSFLEET_ASSIGN_OR_RETURN(ImageRef ref, ParseImageRef(image, o_.manifest_path + " image"));
+    return LiveManifest{std::move(ref), Sha256Hex(text)};
+  }
+
+  // The container Start must not take for the new one: Stop's, unless the
+  // manifest is the one Stop saw (nothing was installed, so the kubelet
+  // replaces nothing). Taken once: a later Start without a Stop is a
+  // recovery's, which has nothing noted.
+  std::string ReplacedContainer(const LiveManifest& live) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<BeforeInstall> before = std::exchange(before_, std::nullopt);
+    if (!before) return "";
+    const bool unchanged =
+        !before->manifest_sha256.empty() && before->manifest_sha256 == live.sha256;
+    return unchanged ? "" : before->container_id;
+  }
+
+  // Sleeps `ms` of steady time in slices; false as soon as the agent is
+  // stopping, so a stop waits a slice at most, not the whole timeout.
+  bool SleepUnlessStopping(int64_t ms) const {
+    for (;;) {
+      if (o_.stopping && o_.stopping()) return false;
+      if (ms <= 0) return true;
+      const int64_t step = std::min<int64_t>(ms, kStopCheckSlice.count());
+      steady_.SleepFor(std::chrono::milliseconds(step));
+      ms -= step;
+    }
+  }
+
+  absl::Status StoppedWaiting(const ImageRef& want, const std::string& seen) const {
+    return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
+                     "kmsfleetd is stopping while it waits for the kubelet to run " +
+                         want.ToString() + " in " + StaticPodName(o_.pod) + " (newest: " +
+                         seen + "); the next start waits again",
+                     {{"pod", o_.pod.pod_namespace + "/" + o_.pod.pod_name},
+                      {"image", want.ToString()}});
   }
 
   const StaticPodServiceOptions o_;
   ContainerRuntime& runtime_;
   const MonotonicClock& steady_;
+  std::mutex mu_;
+  std::optional<BeforeInstall> before_;       // guarded by mu_; set by Stop
+  std::optional<std::string> last_seen_id_;   // guarded by mu_; "" = no container
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <deque>
+#include <functional>
 #include <map>
 
 #include "kmsfleet/core/reasons.h"
@@ -83,11 +84,14 @@ class StaticPodServiceTest : public ::testing::Test {
     return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: bao-kms-provider\nspec:\n"
            "  containers:\n    - name: bao-kms-provider\n      image: " + image + "\n";
   }
-  std::unique_ptr<ServiceManager> Service() {
+  std::unique_ptr<ServiceManager> Service(std::function<bool()> stopping = nullptr,
+                                          std::chrono::milliseconds poll_interval =
+                                              std::chrono::milliseconds(100)) {
     return NewStaticPodServiceManager(
         {.manifest_path = manifest_,
          .pod = {"bao-kms-provider-cp1", "kube-system", "bao-kms-provider"},
-         .poll_interval = std::chrono::milliseconds(100)},
+         .poll_interval = poll_interval,
+         .stopping = std::move(stopping)},
         runtime_, clock_);
   }
 
@@ -216,9 +220,76 @@ TEST_F(StaticPodServiceTest, StartThatNeverReachesTheRuntimeEndsWithItsError) {
 TEST_F(StaticPodServiceTest, StopLeavesTheContainerToTheKubeletAndRestartIsRefused) {
   runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)}};
   EXPECT_TRUE(Service()->Stop("pod", std::chrono::seconds(1)).ok());
-  EXPECT_EQ(runtime_.list_calls, 0);
+  EXPECT_EQ(runtime_.list_calls, 1);  // it only notes which container runs
   EXPECT_EQ(Service()->Restart("pod", std::chrono::seconds(1)).code(),
             absl::StatusCode::kUnimplemented);
+}
+
+// Found in review: a restage of the same digest under a new tag changes
+// the manifest, so the kubelet replaces the container, but the old one
+// already runs the digest the new manifest names. Start took it for the
+// new one before the kubelet had acted, and the verify that followed saw
+// the replacement as a restart and rolled the swap back.
+TEST_F(StaticPodServiceTest, StartNeverTakesTheContainerFromBeforeTheInstall) {
+  const std::string digest = "sha256:" + std::string(64, 'b');
+  const std::string before = "ghcr.io/dc-tec/bao-kms-provider:0.2.0@" + digest;
+  const std::string after = "ghcr.io/dc-tec/bao-kms-provider:0.2.0-r2@" + digest;
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(before), 0600).ok());
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, before)},   // Stop's look
+                    {Container("c1", CriContainerState::kRunning, before)},   // kubelet not yet
+                    {Container("c2", CriContainerState::kCreated, after),
+                     Container("c1", CriContainerState::kExited, before)},
+                    {Container("c2", CriContainerState::kRunning, after),
+                     Container("c1", CriContainerState::kExited, before)}};
+  std::unique_ptr<ServiceManager> service = Service();
+  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(after), 0600).ok());  // the install
+
+  EXPECT_TRUE(service->Start("pod", std::chrono::seconds(5)).ok());
+  EXPECT_EQ(runtime_.list_calls, 4) << "Start returned before c2 ran";
+  EXPECT_EQ(clock_.NowSteadyMillis(), 200);
+}
+
+// The other half: when nothing was installed (a rollback whose install
+// never ran), the kubelet replaces nothing and the container Stop saw is
+// the one to wait for.
+TEST_F(StaticPodServiceTest, StartTakesTheCurrentContainerWhenTheManifestDidNotChange) {
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kNew)}};
+  std::unique_ptr<ServiceManager> service = Service();
+  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());
+  EXPECT_TRUE(service->Start("pod", std::chrono::seconds(5)).ok());
+  EXPECT_EQ(clock_.NowSteadyMillis(), 0);
+}
+
+// A restore after the kubelet never acted on the failed release's
+// manifest: the container Stop saw never ran what that manifest named, and
+// the restored manifest describes it. Start takes it, rather than waiting
+// for a replacement that never comes and ending the rollback RollbackFailed.
+TEST_F(StaticPodServiceTest, ARestoreTakesTheContainerTheKubeletNeverReplaced) {
+  // The live manifest names kNew (SetUp): the failed release. c1 runs kOld.
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)}};
+  std::unique_ptr<ServiceManager> service = Service();
+  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(kOld), 0600).ok());  // the restore
+  EXPECT_TRUE(service->Start("pod", std::chrono::seconds(5)).ok());
+  EXPECT_EQ(clock_.NowSteadyMillis(), 0);
+}
+
+// Found in review: Start slept through the agent's stop for as long as its
+// timeout (unit_timeout_ms), so a SIGTERM during a swap waited it out. It
+// now stops within a slice and leaves the operation to the next start, as
+// a verify wait does (Cancelled AGENT_STOPPING; swap_runner.cc).
+TEST_F(StaticPodServiceTest, StartStopsWaitingOnceTheAgentStops) {
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)}};
+  constexpr int64_t kStopAtMs = 250;
+  std::unique_ptr<ServiceManager> service =
+      Service([this] { return clock_.NowSteadyMillis() >= kStopAtMs; }, std::chrono::seconds(10));
+  absl::Status s = service->Start("pod", std::chrono::seconds(90));
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kAgentStopping) << s;
+  EXPECT_NE(s.message().find(kNew), std::string::npos) << s.message();
+  EXPECT_LE(clock_.NowSteadyMillis(), kStopAtMs + kStopCheckSlice.count());
+  EXPECT_EQ(runtime_.list_calls, 1);
 }
 
 }  // namespace

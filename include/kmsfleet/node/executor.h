@@ -264,11 +264,13 @@ class Executor {
   // OK. Stage and Preflight ask it first: they can run for minutes (a
   // download, doctor), and the agent's stop waits for every call it serves.
   absl::Status RefusalWhileStopping();
-  // Stops the worker and waits for it: a wait for a stable provider ends
-  // at its next poll, leaving its journal open for the next start; an
-  // operation before the provider's stop ends there as after
-  // RefuseNewCommands; any other step runs to its end. ~Executor calls it
-  // too. Not to be called from two threads at once, nor from the worker.
+  // Stops the worker and waits for it: a wait for a stable provider (or,
+  // in static-pod mode, for the new container: StaticPodServiceOptions::
+  // stopping) ends at its next poll, leaving its journal open for the
+  // next start; an operation before the provider's stop ends there as
+  // after RefuseNewCommands; any other step runs to its end. ~Executor
+  // calls it too. Not to be called from two threads at once, nor from the
+  // worker.
   void Stop();
   // Whether Stop was called (the worker checks it between steps).
   bool Stopping();
