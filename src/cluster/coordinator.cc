@@ -319,7 +319,7 @@ bool Coordinator::Commit(PlanReady& ready, Pending* command) {
          {"phase", std::string(PlanPhaseName(ready.plan->phase()))},
          {"revision", std::to_string(ready.plan->revision())},
          {"reason", ReasonOf(fence.status())}, {"error", std::string(fence.status().message())}});
-    if (command != nullptr) Answer(*command, fence.status());
+    if (command != nullptr) Answer(*command, CommandAnswerFor(fence.status()));
     return false;
   }
   machine_->Committed(*ready.plan);

@@ -146,4 +146,16 @@ absl::Status CheckChangeBase(const v1::PlanRecord& committed,
                     {"base_revision", base_revision}});
 }
 
+absl::Status CommandAnswerFor(const absl::Status& not_committed) {
+  const std::string base = MetadataOf(not_committed, "base_revision");
+  if (base.empty()) return not_committed;
+  const std::string committed = MetadataOf(not_committed, "committed_revision");
+  return MakeError(absl::StatusCode::kUnavailable, reason::kCommandNotTaken,
+                   "the command was decided on plan revision " + base + ", but revision " +
+                       committed +
+                       " committed meanwhile (an earlier change committed late); "
+                       "nothing changed: send it again",
+                   {{"committed_revision", committed}, {"base_revision", base}});
+}
+
 }  // namespace kmsfleet

@@ -181,6 +181,26 @@ TEST(PlanCommandGuardTest, AChangeDecidedOnAnOlderRevisionIsNotProposed) {
   EXPECT_TRUE(CheckChangeBase(v1::PlanRecord(), std::nullopt).ok());
 }
 
+// Found in review: an operator's command whose change was refused for its
+// base was answered PLAN_CHANGE_PENDING ("may still take effect"), though
+// it was dropped: an abort the operator then waited for that never came.
+TEST(PlanCommandGuardTest, ACommandWhoseChangeWasNeverProposedIsNotTaken) {
+  v1::FleetPlan base = *DecodePlan(Record().payload());
+  base.set_revision(7);
+  v1::FleetPlan late = base;
+  late.set_revision(8);
+  v1::PlanRecord committed;
+  committed.set_payload(*EncodePlan(late));
+  absl::Status answer = CommandAnswerFor(CheckChangeBase(committed, base));
+  EXPECT_EQ(answer.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(answer), reason::kCommandNotTaken);
+  EXPECT_THAT(std::string(answer.message()), HasSubstr("send it again"));
+  // A change that may still commit is answered as it is.
+  absl::Status timed_out =
+      MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending, "not in 5 s");
+  EXPECT_EQ(ReasonOf(CommandAnswerFor(timed_out)), reason::kPlanChangePending);
+}
+
 // Found in review: a raw record whose payload was a fleet plan was adopted
 // by the coordinator and driven, none of the start guards having run.
 TEST(PlanCommandGuardTest, ARawRecordIsNeverAFleetPlan) {

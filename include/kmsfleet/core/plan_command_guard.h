@@ -73,6 +73,15 @@ absl::Status CheckRawProposal(const v1::PlanRecord& committed, std::string_view 
 absl::Status CheckChangeBase(const v1::PlanRecord& committed,
                              const std::optional<v1::FleetPlan>& base);
 
+// What an operator's command is answered when the change it made was not
+// committed (`not_committed`). A change CheckChangeBase refused was never
+// proposed and never will be: the command changed nothing, and is decided
+// on the newer plan only if sent again: Unavailable COMMAND_NOT_TAKEN
+// (metadata committed_revision, base_revision). Any other failure may
+// still commit, and is answered as it is (PLAN_CHANGE_PENDING: check
+// `kmsfleetctl plan`).
+absl::Status CommandAnswerFor(const absl::Status& not_committed);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_PLAN_COMMAND_GUARD_H_
