@@ -91,16 +91,22 @@ absl::StatusOr<v1::ReleaseReply> PeerSender::Release(const v1::Fence& fence) {
   if (!status.ok()) {
     // The peer's own reason, so the caller can tell "not seen yet" (retry
     // after a heartbeat) from "no answer". No answer at all (down,
-    // partitioned, a deadline) is AGENT_UNREACHABLE: the plan then says the
-    // node is unreachable, not that it is still finishing its operation.
+    // partitioned, a deadline) is AGENT_UNREACHABLE, and a refusal other
+    // than a wait (VOTER_ONLY, STALE_TERM, ...) keeps its reason: the plan
+    // then says why, not that the node is still finishing its operation.
+    // Either way the query is asked again (Unavailable).
     v1::ErrorInfo info;
     if (!info.ParseFromString(status.error_details())) info.Clear();
-    const bool answered = !info.reason().empty();
-    return MakeError(absl::StatusCode::kUnavailable,
-                     answered ? reason::kHandoffPending : reason::kAgentUnreachable,
+    const std::string& said = info.reason();
+    const bool answered = !said.empty();
+    const bool waits = said == reason::kHandoffPending || said == reason::kUnknownFence;
+    const std::string why = !answered ? std::string(reason::kAgentUnreachable)
+                            : waits   ? std::string(reason::kHandoffPending)
+                                      : said;
+    return MakeError(absl::StatusCode::kUnavailable, why,
                      "in-flight node " + peer_ + (answered ? " refused" : " did not answer") +
                          " the hand-off query: " + status.error_message(),
-                     {{"in_flight", peer_}, {"peer_reason", info.reason()}});
+                     {{"in_flight", peer_}, {"peer_reason", said}});
   }
   return reply;
 }

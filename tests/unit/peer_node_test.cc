@@ -12,6 +12,7 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <utility>
 
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
@@ -228,20 +229,30 @@ TEST(PeerSenderTest, AHandOffQueryNobodyAnswersIsAgentUnreachable) {
   EXPECT_NE(r.status().message().find("did not answer"), std::string_view::npos) << r.status();
 }
 
+// A wait keeps HANDOFF_PENDING (the caller asks again after a heartbeat on
+// UNKNOWN_FENCE, read from peer_reason); any other refusal keeps its own
+// reason, so that the plan says why it is held.
 TEST(PeerSenderTest, AHandOffQueryThePeerRefusesKeepsThePeersReason) {
-  RefusingPeer peer(MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence, "not yet"));
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&peer);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(server, nullptr);
-  PeerSender sender("a", "b", "127.0.0.1:" + std::to_string(port),
-                    grpc::InsecureChannelCredentials(), std::chrono::seconds(5));
-  absl::StatusOr<v1::ReleaseReply> r = sender.Release(v1::Fence());
-  EXPECT_EQ(ReasonOf(r.status()), reason::kHandoffPending) << r.status();
-  EXPECT_EQ(MetadataOf(r.status(), "peer_reason"), reason::kUnknownFence);
-  server->Shutdown(std::chrono::system_clock::now());
+  const std::pair<const char*, const char*> cases[] = {
+      {reason::kUnknownFence, reason::kHandoffPending},
+      {reason::kVoterOnly, reason::kVoterOnly},
+      {reason::kStaleTerm, reason::kStaleTerm}};
+  for (const auto& [refusal, read_as] : cases) {
+    RefusingPeer peer(MakeError(absl::StatusCode::kFailedPrecondition, refusal, "no"));
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&peer);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    ASSERT_NE(server, nullptr);
+    PeerSender sender("a", "b", "127.0.0.1:" + std::to_string(port),
+                      grpc::InsecureChannelCredentials(), std::chrono::seconds(5));
+    absl::StatusOr<v1::ReleaseReply> r = sender.Release(v1::Fence());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+    EXPECT_EQ(ReasonOf(r.status()), read_as) << r.status();
+    EXPECT_EQ(MetadataOf(r.status(), "peer_reason"), refusal);
+    server->Shutdown(std::chrono::system_clock::now());
+  }
 }
 
 }  // namespace
