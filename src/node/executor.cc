@@ -355,27 +355,38 @@ HandoffAnswer Executor::HandoffOutcome(const v1::Fence& fence) {
 // fence one record ahead would otherwise hold the node busy, answering
 // hand-off queries "running", for as long as the wait.
 absl::Status Executor::Reserve(const std::optional<v1::Fence>& fence) {
-  if (fence && fence_wait_) fence_wait_(*fence);
+  if (fence && fence_wait_) {
+    {
+      // Refused at once, not after the wait (which would change nothing).
+      std::lock_guard<std::mutex> lock(mu_);
+      KMSFLEET_RETURN_IF_ERROR(RefusalNow());
+    }
+    fence_wait_(*fence);
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (refusing_new_) return AgentStopping();
-    if (starting_) {
-      return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStarting,
-                       "the agent on " + options_.node +
-                           " is still starting and admits no operation yet",
-                       {{"node", options_.node}});
-    }
-    if (!unreadable_at_start_.empty()) return RefusalForUnreadableJournals();
-    if (busy_) {
-      return MakeError(absl::StatusCode::kFailedPrecondition,
-                       reason::kOperationInProgress,
-                       "another operation is running on this node");
-    }
+    KMSFLEET_RETURN_IF_ERROR(RefusalNow());
     busy_ = true;
   }
   absl::Status admitted = fence_check_(fence);
   if (!admitted.ok()) Unreserve();
   return admitted;
+}
+
+absl::Status Executor::RefusalNow() const {
+  if (refusing_new_) return AgentStopping();
+  if (starting_) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kAgentStarting,
+                     "the agent on " + options_.node +
+                         " is still starting and admits no operation yet",
+                     {{"node", options_.node}});
+  }
+  if (!unreadable_at_start_.empty()) return RefusalForUnreadableJournals();
+  if (busy_) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                     "another operation is running on this node");
+  }
+  return absl::OkStatus();
 }
 
 void Executor::RefuseNewCommands() {

@@ -1088,6 +1088,24 @@ TEST_F(ExecutorTest, TheWaitForAFencesCommitHoldsNothingBusy) {
   EXPECT_TRUE(Calls().empty());
 }
 
+// Refusals that need no fence (busy, stopping, starting) come at once,
+// not after the wait for the fence's commit.
+TEST_F(ExecutorTest, ABusyNodeRefusesAFencedCommandWithoutWaitingForItsFence) {
+  int waits = 0;
+  executor().SetFenceWait([&](const v1::Fence&) { ++waits; });
+  v1::Fence fence;
+  fence.set_term(1);
+  fence.set_index(2);
+  fence.set_in_flight("cp-1");
+  absl::Status inside;
+  absl::Status ran = executor().RunAdmitted(std::nullopt, [&] {
+    inside = executor().Swap({kNew, {"", 0, "op-1", fence}, ""}).status();
+  });
+  ASSERT_TRUE(ran.ok()) << ran;
+  EXPECT_EQ(ReasonOf(inside), reason::kOperationInProgress) << inside;
+  EXPECT_EQ(waits, 0);
+}
+
 // A member's command is judged with the settings it carries (found in
 // review: the plan check saw only id and version, so a member could send
 // the step with a window and a digest of its own).

@@ -139,7 +139,7 @@ class PeerNode {
   absl::Status CheckCommand(const NodeCommand& command);
   // Answers a hand-off query under `fence` with the executor's outcome
   // (FenceGuard::AdmitRelease), persisting a release before answering; an
-  // unseen fence is waited for as in AdmitSwap.
+  // unseen fence is waited for as in AwaitFence.
   absl::StatusOr<v1::ReleaseReply> Release(const v1::Fence& fence);
 
   const std::string& self() const { return options_.election.self; }

@@ -299,6 +299,9 @@ class Executor {
       const std::function<absl::StatusOr<SwapJournal>(const std::string& id)>& plan);
   absl::Status Reserve(const std::optional<v1::Fence>& fence);
   absl::Status RefusalForUnreadableJournals() const;
+  // Why a new command is refused now (stopping, starting, unreadable
+  // journals, busy), or OK. REQUIRES: mu_ held.
+  absl::Status RefusalNow() const;
   void Unreserve();
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
