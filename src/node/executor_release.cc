@@ -105,12 +105,15 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_ASSIGN_OR_RETURN(DownloadedSource kept, KeepChecksums(options_.artifacts, sums.text));
   StageRequest from_kept = request;
   from_kept.checksums = kept.path;
-  // From here the version's kit changes: its image record goes first, so
-  // that a failure or a crash before the new image is pulled and recorded
-  // leaves the version NOT_STAGED, never the new kit beside the old image.
-  KMSFLEET_RETURN_IF_ERROR(ForgetStagedImage(options_.state_dir, request.version));
+  // A refused stage changes nothing (artifacts.h), the image record
+  // included: a restage merely refused must not unstage a good release.
   absl::StatusOr<StagedArtifact> staged = kmsfleet::Stage(options_.artifacts, from_kept);
   if (!staged.ok()) return NamingTheGivenFile(staged.status(), kept.path, request.checksums);
+  // The kit is the new one now: the old image record goes before the pull,
+  // so that a failed pull leaves the version NOT_STAGED, never the new kit
+  // beside the old image. (A crash in between changes the staged digest,
+  // which a plan's swap checks: STAGED_ARTIFACT_CHANGED.)
+  KMSFLEET_RETURN_IF_ERROR(ForgetStagedImage(options_.state_dir, request.version));
   KMSFLEET_RETURN_IF_ERROR(StageImage(options_.state_dir, *seams_.runtime, image).status());
   return staged;
 }

@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 #include <filesystem>
+#include <fstream>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -185,6 +186,21 @@ TEST_F(StaticPodSwapTest, ARestageWhosePullFailsLeavesTheVersionUnstaged) {
   EXPECT_NE(s->exit_code, 0);
   EXPECT_THAT(s->stderr_text, HasSubstr("IMAGE_PULL_FAILED"));
   ExpectNothingStaged(/*pulled=*/true);
+}
+
+// Found in review: the image record went before the kit's own checks, so a
+// restage merely refused (a binary that does not match checksums.txt)
+// unstaged a good release, and a plan resumed after it failed NOT_STAGED.
+TEST_F(StaticPodSwapTest, ARefusedRestageLeavesTheStagedReleaseAsItWas) {
+  StageNew();
+  StaticPodNode::Release tampered = node_->MakeRelease(kNew);
+  { std::ofstream(tampered.binary, std::ios::app) << "tampered"; }
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, tampered);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_NE(s->exit_code, 0);
+  EXPECT_THAT(s->stderr_text, HasSubstr("CHECKSUM_MISMATCH"));
+  EXPECT_EQ(ReadFile(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt"),
+            ImageOf(kNew) + "\n");
 }
 
 // How often a file is opened, as inotify reports it. Closes are watched

@@ -173,8 +173,9 @@ class Executor {
 
   // Stages a release: the binary, and in static-pod mode the image too
   // (static_pod_release.h; its reference checks come before anything is
-  // written, and a static-pod stage that fails after them leaves the
-  // version NOT_STAGED: ForgetStagedImage).
+  // written; a stage refused before its kit is in place changes nothing,
+  // and a static-pod pull that fails after it leaves the version
+  // NOT_STAGED: ForgetStagedImage).
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
   // What a swap to `version` would install, as one digest: the staged
   // binary's SHA-256; on a static-pod node, StaticPodStagedDigest of the

@@ -73,11 +73,11 @@ absl::StatusOr<ImageRef> StageImage(const std::string& state_dir, ContainerRunti
                                     const ImageStageRequest& request);
 
 // Removes the image recorded for `version` (none is fine), durably. A
-// restage calls it before it replaces the kit: until its own image is
-// pulled and recorded, the version then reads NOT_STAGED rather than
-// pairing the new kit with the image staged before (a failed pull, a
-// crash, a refused binary). Errors: INVALID_SEMVER, checked before any
-// path is built from `version`; ARTIFACT_IO.
+// restage calls it once its kit is in place and before it pulls: until
+// its own image is pulled and recorded, the version then reads NOT_STAGED
+// rather than pairing the new kit with the image staged before. Errors:
+// INVALID_SEMVER, checked before any path is built from `version`;
+// ARTIFACT_IO.
 absl::Status ForgetStagedImage(const std::string& state_dir, const std::string& version);
 
 // One digest for what a static-pod swap installs: the kit binary (its
