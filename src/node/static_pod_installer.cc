@@ -63,11 +63,16 @@ class StaticPodInstaller final : public Installer {
   absl::Status Install(const std::string& release, const std::string& sha256) override {
     // Observe before acting: an interrupted operation may have put it in
     // place already. Bounded, as every read of a manifest: a live file
-    // far larger than any release (or one still growing) is not ours and
-    // is refused, naming it, rather than hashed whole or replaced. Only
-    // an absent one is installed over.
+    // far larger than any release (or one still growing), or one that is
+    // no regular file, is not ours and is refused, naming it, rather than
+    // hashed whole or replaced. Any other failure to read it (absent, a
+    // passing EIO) is written over, as before: a restore must not end
+    // RollbackFailed for want of a hash it does not need.
     absl::StatusOr<std::string> installed = Sha256File(o_.manifest_path, kMaxManifestBytes);
-    if (!installed.ok() && !absl::IsNotFound(installed.status())) return installed.status();
+    const std::string why = installed.ok() ? "" : ReasonOf(installed.status());
+    if (why == reason::kInputTooLarge || why == reason::kNotRegularFile) {
+      return installed.status();
+    }
     // Its rename may not have reached the disk (killed before the
     // directory's fsync): make it durable before it counts as installed.
     if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(o_.manifest_path));

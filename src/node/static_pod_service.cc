@@ -112,20 +112,21 @@ class StaticPodService final : public ServiceManager {
   absl::Status Stop(const std::string&, std::chrono::milliseconds) override {
     absl::StatusOr<std::optional<CriContainer>> newest = Newest();
     absl::StatusOr<LiveManifest> live = ReadLive();
-    // Only a container that runs what the manifest names now is replaced
-    // once it changes. One that does not is one the kubelet never replaced
-    // with a failed release's manifest: the manifest restored over that
-    // one describes it, and Start takes it. When unsure, it is noted.
-    bool replaced_on_change = true;
-    if (newest.ok() && newest->has_value() && live.ok()) {
-      std::string seen;
-      absl::StatusOr<bool> runs = Runs(**newest, live->image, seen);
-      replaced_on_change = !runs.ok() || *runs;
-    }
     std::lock_guard<std::mutex> lock(mu_);
     if (!newest.ok() && !last_seen_id_) return newest.status();
-    before_ = BeforeInstall{replaced_on_change ? *last_seen_id_ : std::string(),
-                            live.ok() ? live->sha256 : std::string()};
+    const BeforeInstall now{*last_seen_id_, live.ok() ? live->sha256 : std::string()};
+    before_ = now;
+    // Still the container the last Stop noted, though the manifest changed
+    // since: the kubelet never acted on that install, so the container runs
+    // what the manifest before it named, which a restore puts back. Start
+    // may take it then (else the rollback would wait for a replacement
+    // that never comes, and end RollbackFailed).
+    if (last_stop_ && !now.container_id.empty() &&
+        now.container_id == last_stop_->container_id && !now.manifest_sha256.empty() &&
+        now.manifest_sha256 != last_stop_->manifest_sha256) {
+      before_->container_id.clear();
+    }
+    last_stop_ = now;
     return absl::OkStatus();
   }
 
@@ -247,6 +248,7 @@ class StaticPodService final : public ServiceManager {
   const MonotonicClock& steady_;
   std::mutex mu_;
   std::optional<BeforeInstall> before_;       // guarded by mu_; set by Stop
+  std::optional<BeforeInstall> last_stop_;    // guarded by mu_; what Stop saw last
   std::optional<std::string> last_seen_id_;   // guarded by mu_; "" = no container
 };
 

@@ -262,17 +262,26 @@ TEST_F(StaticPodServiceTest, StartTakesTheCurrentContainerWhenTheManifestDidNotC
 }
 
 // A restore after the kubelet never acted on the failed release's
-// manifest: the container Stop saw never ran what that manifest named, and
-// the restored manifest describes it. Start takes it, rather than waiting
-// for a replacement that never comes and ending the rollback RollbackFailed.
+// manifest: the container both Stops saw is the one from before the
+// install, and the restored manifest describes it. Start takes it, rather
+// than waiting for a replacement that never comes and ending the rollback
+// RollbackFailed, even when both releases share a digest.
 TEST_F(StaticPodServiceTest, ARestoreTakesTheContainerTheKubeletNeverReplaced) {
-  // The live manifest names kNew (SetUp): the failed release. c1 runs kOld.
-  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)}};
+  const std::string digest = "sha256:" + std::string(64, 'b');
+  const std::string before = "ghcr.io/dc-tec/bao-kms-provider:0.1.0@" + digest;
+  const std::string after = "ghcr.io/dc-tec/bao-kms-provider:0.2.0@" + digest;
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(before), 0600).ok());
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, before)}};
   std::unique_ptr<ServiceManager> service = Service();
-  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());
-  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(kOld), 0600).ok());  // the restore
+  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());         // the swap's
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(after), 0600).ok());     // its install
+  EXPECT_EQ(ReasonOf(service->Start("pod", std::chrono::milliseconds(300))),
+            reason::kPodNotReplaced);                                      // never acted on
+  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());         // the rollback's
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(before), 0600).ok());    // the restore
+  const int64_t restored_at = clock_.NowSteadyMillis();
   EXPECT_TRUE(service->Start("pod", std::chrono::seconds(5)).ok());
-  EXPECT_EQ(clock_.NowSteadyMillis(), 0);
+  EXPECT_EQ(clock_.NowSteadyMillis(), restored_at);
 }
 
 // Found in review: Start slept through the agent's stop for as long as its

@@ -48,9 +48,9 @@ struct StaticPodInstallerOptions {
 // Install(release, sha256), beyond the Installer contract:
 //   - nothing happens when the live manifest's SHA-256 is `sha256` already;
 //   - a live manifest is read at most kMaxManifestBytes far: a larger one
-//     is refused (INPUT_TOO_LARGE naming it), and so is one that cannot be
-//     read (a symlink: NOT_REGULAR_FILE; ARTIFACT_IO); an absent one is
-//     installed;
+//     is refused (INPUT_TOO_LARGE naming it), and so is one that is no
+//     regular file (a symlink: NOT_REGULAR_FILE); one that is absent or
+//     cannot be read otherwise is installed over;
 //   - the release must be a regular file (no symlink) of at most
 //     kMaxManifestBytes whose SHA-256 is `sha256` (CHECKSUM_MISMATCH) and
 //     which is a v1 Pod with the provider's container and an image (the

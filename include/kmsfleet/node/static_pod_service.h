@@ -13,7 +13,10 @@
 //          cannot tell them apart (the same digest restaged under a new
 //          tag), and the old container runs until the kubelet replaces
 //          it. With the manifest unchanged (nothing was installed), or no
-//          Stop before (crash recovery), the current container counts.
+//          Stop before (crash recovery), the current container counts; so
+//          does one both the last two Stops saw across a manifest change
+//          (the kubelet never acted on that install: a restore puts back
+//          the manifest it runs).
 //   State: the newest container of the pod: running, created (starting),
 //          exited (failed) or none (stopped); its id is the run's
 //          invocation id, so a replaced container reads as a restart.
