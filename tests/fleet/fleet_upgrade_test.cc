@@ -363,6 +363,7 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
     return at == std::string::npos ? -1.0 : std::stod(metrics.substr(at + key.size()));
   };
   const double before = refusals();
+  ASSERT_GE(before, 0) << "x counted no AGENT_STOPPING refusal";
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const double after = refusals();
   if (after >= 0) {
