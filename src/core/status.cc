@@ -69,4 +69,18 @@ std::string MetadataOf(const absl::Status& status, std::string_view key) {
   return it == info->metadata().end() ? std::string() : it->second;
 }
 
+absl::Status WithNameInMessage(const absl::Status& status, std::string_view from,
+                               std::string_view to) {
+  if (status.ok() || from.empty()) return status;
+  std::string message(status.message());
+  for (size_t at = message.find(from); at != std::string::npos;
+       at = message.find(from, at + to.size())) {
+    message.replace(at, from.size(), to);
+  }
+  absl::Status out(status.code(), message);
+  status.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
 }  // namespace kmsfleet

@@ -60,16 +60,8 @@ absl::Status FetchedSources::FetchOne(std::string& source, UploadKind kind,
 }
 
 absl::Status FetchedSources::NameSources(const absl::Status& s) const {
-  if (s.ok() || fetched_.empty()) return s;
-  std::string message(s.message());
-  for (const auto& [path, source] : fetched_) {
-    for (size_t at; (at = message.find(path)) != std::string::npos;) {
-      message.replace(at, path.size(), source);
-    }
-  }
-  absl::Status out(s.code(), message);
-  s.ForEachPayload(
-      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  absl::Status out = s;
+  for (const auto& [path, source] : fetched_) out = WithNameInMessage(out, path, source);
   return out;
 }
 

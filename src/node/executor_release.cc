@@ -11,7 +11,6 @@
 #include <optional>
 #include <utility>
 
-#include "absl/strings/cord.h"
 #include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -73,20 +72,6 @@ absl::StatusOr<DownloadedSource> KeepChecksums(const ArtifactStoreOptions& artif
   return kept;
 }
 
-// Stage's errors name the file it read, the private copy: the operator
-// knows the one they gave. The payload is kept as it is.
-absl::Status NamingTheGivenFile(const absl::Status& s, const std::string& copy,
-                                const std::string& given) {
-  std::string message(s.message());
-  for (size_t at; (at = message.find(copy)) != std::string::npos;) {
-    message.replace(at, copy.size(), given);
-  }
-  absl::Status out(s.code(), message);
-  s.ForEachPayload(
-      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
@@ -108,7 +93,8 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   // A refused stage changes nothing (artifacts.h), the image record
   // included: a restage merely refused must not unstage a good release.
   absl::StatusOr<StagedArtifact> staged = kmsfleet::Stage(options_.artifacts, from_kept);
-  if (!staged.ok()) return NamingTheGivenFile(staged.status(), kept.path, request.checksums);
+  // Its errors name the private copy; the operator knows the file given.
+  if (!staged.ok()) return WithNameInMessage(staged.status(), kept.path, request.checksums);
   // The kit is the new one now: the old image record goes before the pull,
   // so that a failed pull leaves the version NOT_STAGED, never the new kit
   // beside the old image. (A crash in between changes the staged digest,

@@ -243,6 +243,23 @@ TEST(HttpFetchReserveTest, AnExistingDestinationIsRefusedAndKept) {
   EXPECT_EQ(kept, "mine");
 }
 
+// A listening socket on an ephemeral loopback port (set in `port`), or -1.
+int ListenOnLoopback(uint16_t& port) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(listener);
+    return -1;
+  }
+  port = ntohs(addr.sin_port);
+  return listener;
+}
+
 // A chunked body declares no length: each chunk must fit. The one chunk
 // here declares more than the room left, and is refused at its header.
 TEST(HttpFetchReserveTest, EachChunkOfAChunkedBodyIsChecked) {
@@ -251,14 +268,9 @@ TEST(HttpFetchReserveTest, EachChunkOfAChunkedBodyIsChecked) {
   struct statvfs vfs {};
   ASSERT_EQ(statvfs(dir.c_str(), &vfs), 0);
   const uint64_t free_bytes = uint64_t{vfs.f_bavail} * vfs.f_frsize;
-  int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(listener, 1), 0);
-  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  uint16_t port = 0;
+  const int listener = ListenOnLoopback(port);
+  ASSERT_GE(listener, 0);
   std::thread serve([listener, free_bytes] {
     int conn = accept(listener, nullptr, nullptr);
     char request[4096];
@@ -278,9 +290,8 @@ TEST(HttpFetchReserveTest, EachChunkOfAChunkedBodyIsChecked) {
   // The header fits (half the disk is left beyond the reserve); the chunk
   // of a whole disk's size does not.
   options.free_space_reserve_bytes = free_bytes / 2;
-  absl::Status s = FetchToFile("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) +
-                                   "/release",
-                               dir + "/got", options);
+  absl::Status s =
+      FetchToFile("http://127.0.0.1:" + std::to_string(port) + "/release", dir + "/got", options);
   serve.join();
   close(listener);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
@@ -360,15 +371,8 @@ TEST_F(HttpFetchTest, StageWithChecksumsAndSignatureFromUrls) {
 class OneShotServer {
  public:
   explicit OneShotServer(std::function<void()> while_waiting = {}) {
-    listener_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(listener_, 1), 0);
-    EXPECT_EQ(getsockname(listener_, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    port_ = ntohs(addr.sin_port);
+    listener_ = ListenOnLoopback(port_);
+    EXPECT_GE(listener_, 0);
     thread_ = std::thread([this, while_waiting = std::move(while_waiting)] {
       Serve(while_waiting);
     });

@@ -34,5 +34,19 @@ TEST(MakeErrorTest, AnEchoedHugeInputIsCut) {
   EXPECT_EQ(ReasonOf(s), reason::kInvalidConfig);
 }
 
+TEST(WithNameInMessageTest, EveryMentionIsRenamedAndTheReasonKept) {
+  absl::Status s = MakeError(absl::StatusCode::kFailedPrecondition, "CHECKSUM_NOT_LISTED",
+                             "/tmp/x/sums.txt lists no foo (read /tmp/x/sums.txt)",
+                             {{"file", "/tmp/x/sums.txt"}});
+  absl::Status named = WithNameInMessage(s, "/tmp/x/sums.txt", "https://r/sums.txt");
+  EXPECT_EQ(named.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(named.message(), "https://r/sums.txt lists no foo (read https://r/sums.txt)");
+  EXPECT_EQ(ReasonOf(named), "CHECKSUM_NOT_LISTED");
+  // A name that contains what it replaces is not replaced again.
+  EXPECT_EQ(WithNameInMessage(s, "sums", "sums-sums").message(),
+            "/tmp/x/sums-sums.txt lists no foo (read /tmp/x/sums-sums.txt)");
+  EXPECT_TRUE(WithNameInMessage(absl::OkStatus(), "a", "b").ok());
+}
+
 }  // namespace
 }  // namespace kmsfleet

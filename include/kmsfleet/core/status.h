@@ -43,6 +43,12 @@ std::string ReasonOf(const absl::Status& status);
 // Returns the metadata value under `key`, or "" if absent.
 std::string MetadataOf(const absl::Status& status, std::string_view key);
 
+// `status` with every `from` in its message replaced by `to`, its code and
+// payloads kept: an error about a private copy, told as about the file or
+// URL the operator gave.
+absl::Status WithNameInMessage(const absl::Status& status, std::string_view from,
+                               std::string_view to);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_STATUS_H_
