@@ -598,9 +598,17 @@ void World::HandleResult(Node& leader, const Envelope& e) {
 
 void World::RenewFence(Node& leader, PlanCoordinator& p, const std::string& node) {
   const v1::PlanRecord committed = leader.machine->committed();
-  if (p.pending_index || committed.in_flight() != node) return;
-  absl::StatusOr<ElectionReady> proposed =
-      leader.machine->Propose(committed.in_flight(), committed.payload());
+  const std::optional<v1::FleetPlan>& plan = p.machine->committed();
+  if (p.pending_index || committed.in_flight() != node || !plan) return;
+  // As Coordinator::RenewFence: the machine's committed plan again, under
+  // the same check of its base as any change.
+  if (!CheckChangeBase(committed, plan).ok()) {
+    ++counters_.changes_on_old_base;
+    return;
+  }
+  absl::StatusOr<std::string> payload = EncodePlan(*plan);
+  if (!payload.ok()) return Fail("a committed plan does not encode");
+  absl::StatusOr<ElectionReady> proposed = leader.machine->Propose(plan->in_flight(), *payload);
   if (!proposed.ok()) return;
   ++counters_.fences_renewed;
   Trace(leader.name + " commits the same plan again for a fresh fence for " + node);
