@@ -231,19 +231,23 @@ absl::StatusOr<HttpUrl> ParseAuthorityAndPath(std::string_view url, std::string_
   return out;
 }
 
+// `host` as a URI writes it: an IPv6 literal in brackets, since its colons
+// would otherwise read as a port.
+std::string Bracketed(const std::string& host) {
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
 }  // namespace
 
 std::string HostHeaderOf(const HttpUrl& url) {
-  const bool ipv6 = url.host.find(':') != std::string::npos;
-  std::string out = ipv6 ? "[" + url.host + "]" : url.host;
+  std::string out = Bracketed(url.host);
   const uint16_t default_port = url.tls ? 443 : 80;
   if (url.port != default_port) out += ":" + std::to_string(url.port);
   return out;
 }
 
 std::string HttpUrl::ToString() const {
-  bool ipv6 = host.find(':') != std::string::npos;
-  return std::string(tls ? "https://" : "http://") + (ipv6 ? "[" + host + "]" : host) + ":" +
+  return std::string(tls ? "https://" : "http://") + Bracketed(host) + ":" +
          std::to_string(port) + target;
 }
 
