@@ -284,6 +284,28 @@ TEST_F(StaticPodServiceTest, ARestoreTakesTheContainerTheKubeletNeverReplaced) {
   EXPECT_EQ(clock_.NowSteadyMillis(), restored_at);
 }
 
+// Stop asks the runtime which container runs. Down, it notes the newest
+// container seen last (a failed Stop would end a rollback with the failed
+// release installed); only with none seen yet does it fail.
+TEST_F(StaticPodServiceTest, StopWithTheRuntimeDownNotesTheContainerSeenLast) {
+  std::unique_ptr<ServiceManager> service = Service();
+  runtime_.list_errors = {absl::UnavailableError("cri down")};
+  EXPECT_EQ(service->Stop("pod", std::chrono::seconds(1)).code(),
+            absl::StatusCode::kUnavailable);
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kNew)}};
+  ASSERT_TRUE(service->Start("pod", std::chrono::seconds(1)).ok());  // c1 seen
+  runtime_.list_errors = {absl::UnavailableError("cri down")};
+  ASSERT_TRUE(service->Stop("pod", std::chrono::seconds(1)).ok());
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest(kOld), 0600).ok());  // an install
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kOld)},
+                    {Container("c1", CriContainerState::kRunning, kOld)},
+                    {Container("c2", CriContainerState::kRunning, kOld),
+                     Container("c1", CriContainerState::kExited, kOld)}};
+  const int64_t installed_at = clock_.NowSteadyMillis();
+  EXPECT_TRUE(service->Start("pod", std::chrono::seconds(5)).ok());
+  EXPECT_EQ(clock_.NowSteadyMillis(), installed_at + 200) << "c1 was taken for the new one";
+}
+
 // Found in review: Start slept through the agent's stop for as long as its
 // timeout (unit_timeout_ms), so a SIGTERM during a swap waited it out. It
 // now stops within a slice and leaves the operation to the next start, as
