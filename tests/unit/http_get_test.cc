@@ -247,6 +247,23 @@ TEST(HttpUrlTest, HttpsDefaultsToPort443AndKeepsItsScheme) {
   }
 }
 
+// An empty port is the scheme's default (RFC 3986 §3.2.3). Found in
+// review: the fetch's own parser read "https://host:/x" as port 80; it
+// uses this one now.
+TEST(HttpUrlTest, AnEmptyPortIsTheSchemesDefault) {
+  absl::StatusOr<HttpUrl> tls = ParseHttpOrHttpsUrl("https://releases.example:/x");
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  EXPECT_TRUE(tls->tls);
+  EXPECT_EQ(tls->port, 443);
+  EXPECT_EQ(HostHeaderOf(*tls), "releases.example");
+  absl::StatusOr<HttpUrl> plain = ParseHttpOrHttpsUrl("http://releases.example:/x");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->port, 80);
+  absl::StatusOr<HttpUrl> v6 = ParseHttpOrHttpsUrl("https://[::1]:/x");
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(v6->port, 443);
+}
+
 // Found in review: a download from 127.0.0.1:8080 was sent with "Host:
 // 127.0.0.1" (a server or proxy routing by name and port answers for
 // another site), and one from [::1]:8080 with "Host: ::1", which no server
