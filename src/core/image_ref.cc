@@ -9,6 +9,11 @@ namespace kmsfleet {
 namespace {
 
 constexpr std::string_view kSha256Prefix = "sha256:";
+// Docker Hub, its legacy alias and the prefix of its official images, as
+// distribution/reference normalises them.
+constexpr std::string_view kDockerHub = "docker.io";
+constexpr std::string_view kLegacyDockerHub = "index.docker.io";
+constexpr std::string_view kOfficialPrefix = "library/";
 constexpr size_t kMaxNameBytes = 255;
 constexpr size_t kMaxTagBytes = 128;
 constexpr size_t kShownBytes = 96;  // of a bad value, in messages
@@ -100,12 +105,15 @@ bool IsDomain(std::string_view domain) {
 
 // As the container tools read a name: the first of several components is a
 // registry when it has a '.' or a ':' or is "localhost".
+bool NamesRegistry(std::string_view first) {
+  return first.find_first_of(".:") != std::string_view::npos || first == "localhost";
+}
+
 bool IsRepository(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes) return false;
   std::vector<std::string_view> parts = Split(name, '/');
   size_t first_path = 0;
-  if (parts.size() > 1 && (parts[0].find_first_of(".:") != std::string_view::npos ||
-                           parts[0] == "localhost")) {
+  if (parts.size() > 1 && NamesRegistry(parts[0])) {
     if (!IsDomain(parts[0])) return false;
     first_path = 1;
   }
@@ -132,6 +140,25 @@ std::string ImageRef::ToString() const {
 }
 
 std::string ImageRef::Pinned() const { return repository + "@" + digest; }
+
+std::string ImageRef::NormalizedRepository() const {
+  const std::string_view name = repository;
+  const size_t slash = name.find('/');
+  std::string_view domain = kDockerHub;
+  std::string_view path = name;
+  if (slash != std::string_view::npos && NamesRegistry(name.substr(0, slash))) {
+    domain = name.substr(0, slash);
+    path = name.substr(slash + 1);
+  }
+  if (domain != kDockerHub && domain != kLegacyDockerHub) return repository;
+  const bool official = path.find('/') == std::string_view::npos;
+  return std::string(kDockerHub) + "/" + (official ? std::string(kOfficialPrefix) : "") +
+         std::string(path);
+}
+
+std::string ImageRef::NormalizedPinned() const {
+  return NormalizedRepository() + "@" + digest;
+}
 
 bool IsSha256Digest(std::string_view digest) {
   if (digest.size() != kSha256Prefix.size() + 64 ||

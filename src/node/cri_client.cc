@@ -84,6 +84,23 @@ CriContainer FromCri(const cri::ContainerStatus& s) {
   return out;
 }
 
+// `pinned` as repo digests are compared: normalised when it is a digest
+// reference, else as written (an image id matches only itself).
+std::string ComparableRepoDigest(std::string_view pinned) {
+  absl::StatusOr<ImageRef> ref = ParseImageRef(pinned, "repo digest");
+  return ref.ok() ? ref->NormalizedPinned() : std::string(pinned);
+}
+
+// Whether `repo_digests` lists `pinned`, both sides normalised: containerd
+// lists docker.io/library/busybox@... for a pull of busybox@..., the same
+// image, and a runtime may list a short name itself.
+bool ListsRepoDigest(const std::vector<std::string>& repo_digests, std::string_view pinned) {
+  const std::string wanted = ComparableRepoDigest(pinned);
+  return std::any_of(repo_digests.begin(), repo_digests.end(), [&](const std::string& listed) {
+    return ComparableRepoDigest(listed) == wanted;
+  });
+}
+
 std::string Join(const std::vector<std::string>& items) {
   std::string out;
   for (const std::string& item : items) out += (out.empty() ? "" : ",") + item;
@@ -224,8 +241,7 @@ absl::StatusOr<CriImage> CriClient::PullImage(std::string_view image) {
   if (!held.has_value()) {
     return mismatch("the runtime does not list it afterwards", "(absent)");
   }
-  if (std::find(held->repo_digests.begin(), held->repo_digests.end(), ref.Pinned()) ==
-      held->repo_digests.end()) {
+  if (!ListsRepoDigest(held->repo_digests, ref.Pinned())) {
     return mismatch("the runtime holds it with digests " + Join(held->repo_digests),
                     Join(held->repo_digests));
   }
@@ -233,8 +249,7 @@ absl::StatusOr<CriImage> CriClient::PullImage(std::string_view image) {
   // (repo@sha256:...): either names what the runtime holds.
   const std::string& answered = response.image_ref();
   if (!answered.empty() && answered != held->id &&
-      std::find(held->repo_digests.begin(), held->repo_digests.end(), answered) ==
-          held->repo_digests.end()) {
+      !ListsRepoDigest(held->repo_digests, answered)) {
     return mismatch("the pull answered image " + response.image_ref() +
                         " while the runtime lists " + held->id,
                     response.image_ref());

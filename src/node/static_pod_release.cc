@@ -87,7 +87,9 @@ absl::StatusOr<ImageRef> CheckImageRequest(const ImageStageRequest& request) {
   KMSFLEET_ASSIGN_OR_RETURN(ImageRef wanted, ParseImageRef(request.image, "--image"));
   KMSFLEET_ASSIGN_OR_RETURN(ImageRef kit, ParseImageRefText(request.image_ref_text,
                                                             request.image_ref_file));
-  if (kit.Pinned() != wanted.Pinned()) {
+  // Normalised: a kit naming docker.io/library/x@D and an --image of x@D
+  // name the same image. The stage keeps the operator's text.
+  if (kit.NormalizedPinned() != wanted.NormalizedPinned()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kImageRefMismatch,
                      "the kit's " + request.image_ref_file + " names " + kit.ToString() +
                          " but the image asked for is " + wanted.ToString() +

@@ -176,6 +176,9 @@ class StaticPodService final : public ServiceManager {
     // CRI-O answers the image id in image_ref (cri-o#7149), and a runtime
     // may put another repo digest of the image first: then the image id
     // decides, against the id of the image the runtime holds as `want`.
+    // Neither check compares names, so a short manifest name needs no
+    // normalising here: the runtime is asked for the name as written and
+    // resolves it as it did for the kubelet's pull.
     const std::string running_id = ImageIdOf(status);
     if (!running_id.empty()) {
       KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, runtime_.ImageStatus(want.Pinned()));

@@ -15,11 +15,21 @@ grpc::Status FromStore(const absl::Status& status) {
   return grpc::Status(grpc::StatusCode::INTERNAL, std::string(status.message()));
 }
 
-// repository@digest as a runtime lists it in repo_digests.
+// repository@digest as a runtime lists it in repo_digests: containerd and
+// CRI-O both list the fully qualified name (docker.io/library/busybox for
+// a pull of busybox), as distribution/reference normalises it.
 std::string RepoDigest(const FakeImage& image) {
   absl::StatusOr<ImageRef> ref = ParseImageRef(image.ref, "ref");
-  std::string repository = ref.ok() ? ref->repository : image.ref.substr(0, image.ref.find('@'));
+  std::string repository =
+      ref.ok() ? ref->NormalizedRepository() : image.ref.substr(0, image.ref.find('@'));
   return repository + "@" + image.digest;
+}
+
+// A name asked for, normalised as a runtime resolves it before looking it
+// up; anything else (an image id) as written.
+std::string AsLookedUp(const std::string& wanted) {
+  absl::StatusOr<ImageRef> ref = ParseImageRef(wanted, "image");
+  return ref.ok() ? ref->NormalizedPinned() : wanted;
 }
 
 // An image id as `flavour` writes it: containerd "sha256:<hex>", CRI-O the
@@ -46,7 +56,9 @@ absl::StatusOr<std::vector<FakeImage>> HeldImages(const FakeCriStore& store) {
 // manifest names, as a runtime knows it, else the entry's own.
 std::string ContainerImageId(const FakeContainer& c, const std::vector<FakeImage>& held) {
   for (const FakeImage& image : held) {
-    if (image.ref == c.image_ref || RepoDigest(image) == c.image_ref) return image.image_id;
+    if (image.ref == c.image_ref || RepoDigest(image) == AsLookedUp(c.image_ref)) {
+      return image.image_id;
+    }
   }
   return c.image_id;
 }
@@ -150,7 +162,7 @@ grpc::Status FakeImageService::ImageStatus(grpc::ServerContext*,
   if (!flavour.ok()) return FromStore(flavour.status());
   for (const FakeImage& image : *held) {
     if (image.ref == wanted || IdAs(*flavour, image.image_id) == wanted ||
-        RepoDigest(image) == wanted) {
+        RepoDigest(image) == AsLookedUp(wanted)) {
       ToCri(image, *flavour, *response->mutable_image());
       return grpc::Status::OK;
     }

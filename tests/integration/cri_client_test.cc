@@ -123,6 +123,22 @@ TEST_F(CriClientTest, PullAnsweringTheRepoDigestAsCriODoesIsAccepted) {
   EXPECT_EQ(image->id, kImageIdA);
 }
 
+// Found in review: a familiar name (busybox@D) was refused after its pull,
+// since containerd lists it as docker.io/library/busybox@D, the same image.
+TEST_F(CriClientTest, AShortNameIsTheQualifiedNameTheRuntimeLists) {
+  const std::string short_ref = "busybox@" + kDigestA;
+  Images(R"({"ref":")" + short_ref + R"(","digest":")" + kDigestA + R"(","image_id":")" +
+         kImageIdA + R"("})");
+  absl::StatusOr<CriImage> image = Client()->PullImage(short_ref);
+  ASSERT_TRUE(image.ok()) << image.status();
+  EXPECT_EQ(image->repo_digests,
+            std::vector<std::string>{"docker.io/library/busybox@" + kDigestA});
+  absl::StatusOr<std::optional<CriImage>> status = Client()->ImageStatus(short_ref);
+  ASSERT_TRUE(status.ok()) << status.status();
+  ASSERT_TRUE(status->has_value());
+  EXPECT_EQ((*status)->id, kImageIdA);
+}
+
 TEST_F(CriClientTest, PullFailureCarriesTheRuntimeMessageAndChangesNothing) {
   Images(R"({"ref":")" + kRefA + R"(","digest":")" + kDigestA +
          R"(","fail":"registry answered 503"})");

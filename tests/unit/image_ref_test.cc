@@ -109,6 +109,55 @@ TEST(ImageRefTest, ControlCharactersAreEscapedInTheMessage) {
   EXPECT_EQ(status.message().find('\n'), std::string::npos);
 }
 
+ImageRef Parsed(const std::string& text) {
+  absl::StatusOr<ImageRef> ref = ParseImageRef(text, "image");
+  EXPECT_TRUE(ref.ok()) << text << ": " << ref.status();
+  return ref.ok() ? *ref : ImageRef{};
+}
+
+// The Docker rules (distribution/reference ParseNormalizedNamed), as
+// containerd lists names in repo_digests: a short name is a path on
+// docker.io, and a one-component one there is an official image.
+TEST(ImageRefTest, ShortNamesNormaliseToDockerHubAsARuntimeListsThem) {
+  const std::string official = "docker.io/library/busybox@" + kDigest;
+  for (const std::string& name : std::vector<std::string>{
+           "busybox", "library/busybox", "docker.io/busybox", "docker.io/library/busybox",
+           "index.docker.io/busybox", "index.docker.io/library/busybox"}) {
+    EXPECT_EQ(Parsed(name + "@" + kDigest).NormalizedPinned(), official) << name;
+  }
+  EXPECT_EQ(Parsed("busybox@" + kDigest).NormalizedRepository(), "docker.io/library/busybox");
+  EXPECT_EQ(Parsed("myorg/app@" + kDigest).NormalizedPinned(), "docker.io/myorg/app@" + kDigest);
+  EXPECT_EQ(Parsed("index.docker.io/myorg/app@" + kDigest).NormalizedPinned(),
+            "docker.io/myorg/app@" + kDigest);
+  EXPECT_EQ(Parsed("a/b/c@" + kDigest).NormalizedRepository(), "docker.io/a/b/c");
+}
+
+// A first component with a '.' or a ':', or "localhost", is a registry,
+// and its name is left as written (case too: only "docker.io" is Hub).
+TEST(ImageRefTest, NamesWithARegistryAreNotNormalised) {
+  for (const std::string& name : std::vector<std::string>{
+           "localhost/x", "localhost:5000/x", "ghcr.io/x/y", "registry:5000/x",
+           "quay.io/single", "Docker.io/busybox", kRepo}) {
+    EXPECT_EQ(Parsed(name + "@" + kDigest).NormalizedRepository(), name) << name;
+    EXPECT_EQ(Parsed(name + "@" + kDigest).NormalizedPinned(), name + "@" + kDigest) << name;
+  }
+}
+
+// The tag never takes part in a comparison, and the operator's text is
+// what manifests and the runtime get: normalising changes neither.
+TEST(ImageRefTest, NormalisingDropsTheTagAndLeavesTheOperatorsTextUnchanged) {
+  ImageRef ref = Parsed("busybox:1.36@" + kDigest);
+  EXPECT_EQ(ref.tag, "1.36");
+  EXPECT_EQ(ref.NormalizedPinned(), "docker.io/library/busybox@" + kDigest);
+  EXPECT_EQ(ref.ToString(), "busybox:1.36@" + kDigest);
+  EXPECT_EQ(ref.Pinned(), "busybox@" + kDigest);
+  EXPECT_EQ(ref.repository, "busybox");
+  EXPECT_EQ(Parsed("registry:5000/x:v1@" + kDigest).NormalizedPinned(),
+            "registry:5000/x@" + kDigest);
+  EXPECT_NE(Parsed("busybox@" + kDigest).NormalizedPinned(),
+            Parsed("busybox@sha256:" + std::string(64, 'f')).NormalizedPinned());
+}
+
 TEST(ImageRefTest, IsSha256DigestChecksTheWholeForm) {
   EXPECT_TRUE(IsSha256Digest(kDigest));
   EXPECT_FALSE(IsSha256Digest(kHex));

@@ -138,6 +138,29 @@ TEST_F(StaticPodServiceTest, StartAcceptsAnImageIdForTheManifestsImageAsCriOAnsw
   EXPECT_NE(s.message().find("image id " + id_new), std::string::npos) << s.message();
 }
 
+// A manifest may name the image short (busybox@D) while containerd reports
+// it qualified (docker.io/library/busybox@D): the same image, so running.
+// The service compares digests and image ids, never names; the runtime is
+// asked for the manifest's name, which it resolves as for the kubelet.
+TEST_F(StaticPodServiceTest, AShortManifestNameRunsAsTheQualifiedNameTheRuntimeReports) {
+  const std::string digest = "sha256:" + std::string(64, 'b');
+  ASSERT_TRUE(WriteFileAtomic(manifest_, Manifest("busybox:1.36@" + digest), 0600).ok());
+  runtime_.lists = {{Container("c2", CriContainerState::kRunning,
+                               "docker.io/library/busybox@" + digest)}};
+  EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(1)).ok());
+  EXPECT_EQ(clock_.NowSteadyMillis(), 0);
+
+  // CRI-O's answer, the image id: judged against the image held by that name.
+  const std::string id(64, 'c');
+  runtime_.held["busybox@" + digest].id = id;
+  CriContainer running = Container("c2", CriContainerState::kRunning, "busybox@" + digest);
+  running.image_ref = id;
+  running.image_digest.clear();
+  runtime_.lists = {{running}};
+  EXPECT_TRUE(Service()->Start("pod", std::chrono::seconds(1)).ok());
+  EXPECT_EQ(clock_.NowSteadyMillis(), 0);
+}
+
 // The image id can be judged only against what the runtime holds: a
 // runtime that cannot say is asked again until the deadline, and its error
 // is the answer, never a pass.

@@ -29,10 +29,26 @@ struct ImageRef {
   // "sha256:<64 lower-case hex>", the manifest digest.
   std::string digest;
 
-  // repository[:tag]@digest, the text ParseImageRef accepted.
+  // repository[:tag]@digest, the text ParseImageRef accepted, unchanged:
+  // it is what manifests carry and what the runtime is asked for, and the
+  // kubelet and the runtime normalise it themselves.
   std::string ToString() const;
-  // repository@digest, the form a runtime lists in an image's repo_digests.
+  // repository@digest as the operator wrote it (messages, metadata). Never
+  // compare by it: compare NormalizedPinned().
   std::string Pinned() const;
+  // The repository by the Docker rules (distribution/reference's
+  // ParseNormalizedNamed), as containerd lists it in repo_digests: a first
+  // component with no '.' or ':' that is not "localhost" (or a single
+  // component) is a path on "docker.io"; "index.docker.io" is read as
+  // "docker.io"; a one-component path there gets "library/". So "busybox",
+  // "library/busybox" and "index.docker.io/busybox" are all
+  // "docker.io/library/busybox", and "myorg/app" is "docker.io/myorg/app".
+  // Any other name is returned as written; no case is changed.
+  std::string NormalizedRepository() const;
+  // NormalizedRepository()@digest, the form to compare a reference by
+  // (with another, or with a runtime's repo_digests): an operator may write
+  // the short form of the very image a runtime lists fully qualified.
+  std::string NormalizedPinned() const;
   bool operator==(const ImageRef&) const = default;
 };
 

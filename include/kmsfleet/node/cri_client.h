@@ -98,7 +98,9 @@ class ContainerRuntime {
 
   // Pulls `image`, which must be pinned by digest, then checks through
   // ImageStatus that the runtime now holds that very digest for that
-  // repository (repo_digests lists ref.Pinned()) under the id the pull
+  // repository (repo_digests lists ref.NormalizedPinned(), each entry
+  // normalised too: containerd lists busybox as docker.io/library/busybox)
+  // under the id the pull
   // answered. Returns the image. On a refusal nothing else is done: a wrong
   // image that was pulled stays in the runtime's store, unused.
   // Errors, besides the common ones:

@@ -5,8 +5,9 @@
 //
 // What authenticates the image: the operator names it (`--image
 // repo@sha256:...`, from the signed release or its notes), the kit's own
-// image-ref.txt must name the same repository and digest, and the runtime
-// must hold exactly that digest after the pull. The kit binary, verified
+// image-ref.txt must name the same repository (normalised:
+// ImageRef::NormalizedPinned) and digest, and the runtime must hold
+// exactly that digest after the pull. The kit binary, verified
 // against checksums.txt, is what `doctor` runs; the two are the same
 // release only because the kit says so, which is why the match is checked.
 // Thread-safe: free functions; the executor serialises operations.
