@@ -642,13 +642,34 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
     return;
   }
   if (j.phase != SwapPhase::kRollingBack) return;  // keep the first failure
-  if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema) {
+  if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema ||
+      why == reason::kRollbackRefusedManifestEdited) {
     // The refusal is what the operator must act on; the first failure stays
     // in the message.
     j.failure_message += " (first failure: " + j.failure_reason + ")";
     j.failure_reason = why;
   }
   j.failure_message += "; rollback failed: " + std::string(failure.message());
+}
+
+absl::Status CheckManifestRestorable(const SwapJournal& j, std::string_view manifest,
+                                     const std::optional<std::string>& live_sha256) {
+  if (!live_sha256 || *live_sha256 == j.target_sha256 || *live_sha256 == j.previous_sha256) {
+    return absl::OkStatus();
+  }
+  const std::string file(manifest);
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedManifestEdited,
+      "refusing to restore " + j.previous_binary + " over " + file + ": its SHA-256 is " +
+          *live_sha256 + ", neither the manifest this operation installed (" +
+          j.target_sha256 + ") nor the one it replaced (" + j.previous_sha256 +
+          "), so it was edited since. The edit is kept: decide which manifest should run "
+          "and put it in place (the one from before the operation is " + j.previous_binary +
+          ")",
+      {{"file", file},
+       {"actual", *live_sha256},
+       {"target", j.target_sha256},
+       {"previous", j.previous_sha256}});
 }
 
 absl::Status CheckEvidenceUnchanged(const SwapJournal& j,

@@ -275,6 +275,18 @@ absl::Status Executor::RestorePrevious(const SwapJournal& j) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kInstallFailed,
                      "no previous release was captured");
   }
+  // A static-pod manifest edited by hand since the capture (after the
+  // install, or while the agent was down: crash recovery rolls back
+  // through here too) is kept and the operation ends RollbackFailed: an
+  // operator's change is never undone behind their back. An absent or
+  // unreadable manifest is installed over, as before. Not on a systemd
+  // node (CheckManifestRestorable says why).
+  if (options_.static_pod) {
+    absl::StatusOr<std::string> live = seams_.installer.Observe();
+    KMSFLEET_RETURN_IF_ERROR(CheckManifestRestorable(
+        j, options_.static_pod->manifest_path,
+        live.ok() ? std::optional<std::string>(*live) : std::nullopt));
+  }
   // The installer reinstalls only if the capture is not in place already
   // (a rollback interrupted after its rename).
   return seams_.installer.Install(j.previous_binary, j.previous_sha256);

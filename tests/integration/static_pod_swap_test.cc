@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -258,6 +259,33 @@ TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {
   ASSERT_EQ(started.size(), 3u) << node_->Logs();
   EXPECT_THAT(started[1], HasSubstr("\"version\":\"0.2.0\""));
   EXPECT_THAT(started[2], HasSubstr("\"version\":\"0.1.0\""));
+}
+
+// Found in review: an operator edits the manifest kmsfleet installed while
+// the new container is being verified; the swap fails and its restore
+// wrote the old manifest over the edit. It stops instead, RollbackFailed
+// (break-glass in a plan), the edit kept byte for byte.
+TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOver) {
+  node_->SetExtraArgs(kNew, "--fake-set ready=false");
+  StageNew();
+  std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
+  // The verification of a container that never gets ready lasts the ready
+  // timeout and the window (9.5 s here): the edit lands well inside it.
+  const std::string installed = OperatorManifest(ImageOf(kNew));
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->manifest()) == installed; },
+                        std::chrono::seconds(20)))
+      << node_->Logs();
+  { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
+  SubprocessResult swap = swapping.get();
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
+  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: NOT_READY"));
+  EXPECT_EQ(ReadFile(node_->manifest()), installed + "# edited by hand\n");
+  // The old manifest never came back: the kubelet started no third container.
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u) << node_->Logs();
 }
 
 // doctor from the image itself (static_pod.doctor_command) rather than the
@@ -514,6 +542,34 @@ TEST_P(StaticPodCrashTest, TheRestartedAgentFinishesTheSwap) {
   EXPECT_EQ(ReadFile(node_->manifest()),
             stable ? OperatorManifest(ImageOf(kNew)) : original_);
   EXPECT_TRUE(node_->KubeletEvents("foreign_file").empty());
+}
+
+// The same edit made while the agent is down after its install: the
+// restarted agent finds neither the target nor the previous manifest, rolls
+// back, and keeps the edit rather than restoring over it.
+TEST_F(StaticPodSwapTest, ARestartedAgentKeepsAManifestEditedByHandWhileItWasDown) {
+  StageNew();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_CRASH_AT=after-rename"}, KMSFLEETD_CRASHTEST_PATH);
+  SubprocessResult swap = Swap();
+  ASSERT_TRUE(node_->agent()->Wait(std::chrono::seconds(30)).has_value())
+      << "kmsfleetd did not crash after the rename:\n" << swap.stdout_text << swap.stderr_text;
+  const std::string edited = OperatorManifest(ImageOf(kNew)) + "# edited by hand\n";
+  ASSERT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)));
+  { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
+  node_->StartAgent();
+  boost::json::object op;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        op = Json(Run({"operation", "--id", "op-1"}).stdout_text);
+        return Done(op);
+      },
+      std::chrono::seconds(60)))
+      << Str(op, "phase");
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
+  EXPECT_EQ(ReadFile(node_->manifest()), edited);
 }
 
 INSTANTIATE_TEST_SUITE_P(AroundTheRename, StaticPodCrashTest,

@@ -418,6 +418,56 @@ TEST(SwapMachineTest, ARefusedRollbackBecomesTheReason) {
   EXPECT_THAT(j.failure_message, ::testing::HasSubstr("first failure: UNIT_FAILED"));
 }
 
+SwapJournal StaticPodRollback() {
+  SwapJournal j;
+  j.phase = SwapPhase::kRollingBack;
+  j.target_sha256 = std::string(64, 't');
+  j.previous_sha256 = std::string(64, 'p');
+  j.target_binary = "/state/artifacts/0.2.0/manifest.yaml";
+  j.previous_binary = "/state/operations/op-1/previous-manifest.yaml";
+  return j;
+}
+
+// Found in review: a static-pod restore wrote the captured manifest over
+// one an operator had edited since the install. Only the manifest the
+// operation installed, or the one already restored, is written over; an
+// absent or unreadable one too, as a restore must not fail for want of a
+// hash it does not need.
+TEST(SwapMachineTest, AStaticPodRestoreNeverWritesOverAManifestEditedByHand) {
+  const SwapJournal j = StaticPodRollback();
+  const std::string manifest = "/etc/kubernetes/manifests/bao-kms-provider.yaml";
+  EXPECT_TRUE(CheckManifestRestorable(j, manifest, j.target_sha256).ok());
+  EXPECT_TRUE(CheckManifestRestorable(j, manifest, j.previous_sha256).ok());
+  EXPECT_TRUE(CheckManifestRestorable(j, manifest, std::nullopt).ok());
+
+  const std::string edited(64, 'e');
+  absl::Status refused = CheckManifestRestorable(j, manifest, edited);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(refused), reason::kRollbackRefusedManifestEdited);
+  for (const std::string& named : {manifest, edited, j.target_sha256, j.previous_sha256,
+                                   j.previous_binary}) {
+    EXPECT_THAT(refused.message(), ::testing::HasSubstr(named));
+  }
+}
+
+// The refusal ends the rollback at once (no retry) and becomes the
+// operation's reason, as the registry's refusals do: it is what the
+// operator must act on.
+TEST(SwapMachineTest, ARefusedRestoreOfAnEditedManifestEndsRollbackFailed) {
+  SwapJournal j = StaticPodRollback();
+  j.failure_reason = reason::kNotReady;
+  j.failure_message = "not ready";
+  SwapStep step = NextSwapStep(
+      j, {SwapAction::kRestorePrevious,
+          CheckManifestRestorable(j, "/m.yaml", std::string(64, 'e'))});
+  RecordFailure(j, step.failure);
+  EXPECT_EQ(step.record, SwapPhase::kRollbackFailed);
+  EXPECT_EQ(step.action, SwapAction::kClose);
+  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedManifestEdited);
+  EXPECT_THAT(j.failure_message, ::testing::HasSubstr("first failure: NOT_READY"));
+  EXPECT_THAT(j.failure_message, ::testing::HasSubstr("/m.yaml"));
+}
+
 // A kill between the rename and the directory's fsync leaves the target in
 // place but not durable: recovery installs again (which then only fsyncs)
 // before it starts or verifies anything.

@@ -309,6 +309,12 @@ inline constexpr char kPodNotReplaced[] = "POD_NOT_REPLACED";
 // release from it) and its capture: installing the release would undo
 // that edit, so the swap stops before anything is touched.
 inline constexpr char kManifestChanged[] = "MANIFEST_CHANGED";
+// A static-pod rollback found the live manifest neither the release the
+// operation installed nor the manifest it replaced: someone edited it
+// since. The edit is kept and the operation ends RollbackFailed, for the
+// operator to decide which manifest runs (not MANIFEST_CHANGED, which
+// means nothing was touched and the swap may simply start again).
+inline constexpr char kRollbackRefusedManifestEdited[] = "ROLLBACK_REFUSED_MANIFEST_EDITED";
 
 }  // namespace kmsfleet::reason
 

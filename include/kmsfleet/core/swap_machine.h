@@ -187,6 +187,22 @@ SwapStep RecoverySwapStep(const SwapJournal& journal,
 // rollback refusal becomes the reason (the first one stays in the message).
 void RecordFailure(SwapJournal& journal, const absl::Status& failure);
 
+// Whether a static-pod restore may write the captured manifest
+// (journal.previous_binary) back over the live one at `manifest`, whose
+// SHA-256 is `live_sha256` (nullopt: absent or unreadable). OK when the
+// live manifest is what the operation installed (target_sha256) or what it
+// replaced (previous_sha256, already back), and when it is absent or
+// unreadable: a restore must not fail for want of a hash it does not need.
+// Any other manifest was written by someone else since, most likely an
+// operator at the keyboard, and an upgrade tool never undoes a change it
+// did not make: FailedPrecondition, ROLLBACK_REFUSED_MANIFEST_EDITED naming
+// the file and the hashes; the rollback then ends RollbackFailed with the
+// edit in place. Static-pod mode only: a systemd node's binary is also
+// replaced by its package manager, and telling such an upgrade from an
+// edit is out of this check's scope.
+absl::Status CheckManifestRestorable(const SwapJournal& journal, std::string_view manifest,
+                                     const std::optional<std::string>& live_sha256);
+
 // After a rejected start (a swap RolledBack whose target never answered
 // /ready), the registry pair must be byte-identical to the capture:
 // DataLoss, EVIDENCE_CHANGED naming the file that differs. OK otherwise,
