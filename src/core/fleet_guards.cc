@@ -175,6 +175,20 @@ bool ParityStreak::IsNewRound(const std::vector<NodeView>& views) const {
 }
 
 void ParityStreak::Observe(const std::vector<NodeView>& views) {
+  // A node that did not answer keeps its last state, which would neither
+  // count nor break the streak: found in review, parity "held" across an
+  // agent's outage by one round after it came back. A round it missed is
+  // a failed observation.
+  for (const NodeView& view : views) {
+    if (view.unreachable_since_unix_ms == 0) continue;
+    last_problem_ = Refuse(reason::kAgentUnreachable,
+                           absl::StrCat(view.node, " did not answer this round (unreachable since ",
+                                        view.unreachable_since_unix_ms,
+                                        " ms after the epoch), so parity is observed again."),
+                           "Wait until its agent answers.", {view.node});
+    Reset();
+    return;
+  }
   if (!IsNewRound(views)) return;
   for (const NodeView& view : views) {
     if (view.state) last_counted_ms_[view.node] = view.state->observed_at_unix_ms();

@@ -190,6 +190,24 @@ TEST(ParityStreakTest, RestartDoesNotCountAViewKeptFromBeforeTheEvent) {
   EXPECT_EQ(streak.consecutive(), 2);
 }
 
+// Found in review: a node that missed rounds kept its last state, so the
+// rounds neither counted nor broke the streak, and parity "held for 3"
+// one round after its agent came back.
+TEST(ParityStreakTest, ARoundANodeMissedEndsTheStreak) {
+  ParityStreak streak;
+  for (int64_t at : {1000, 2000}) streak.Observe(HealthyFleet(kVoters, "0.1.0", at));
+  ASSERT_EQ(streak.consecutive(), 2);
+  std::vector<NodeView> views = HealthyFleet(kVoters, "0.1.0", 3000);
+  views[2] = HealthyView("c", "0.1.0", kHashA, 2000);
+  views[2].unreachable_since_unix_ms = 2500;
+  streak.Observe(views);
+  EXPECT_EQ(streak.consecutive(), 0);
+  ExpectRefused(CheckParityStable(streak, 3), reason::kAgentUnreachable, "c");
+  streak.Observe(HealthyFleet(kVoters, "0.1.0", 4000));
+  EXPECT_EQ(streak.consecutive(), 1);
+  ExpectRefused(CheckParityStable(streak, 3), reason::kParityNotStable, "");
+}
+
 TEST(ParityStreakTest, MismatchResetsAndIsReported) {
   ParityStreak streak;
   streak.Observe(HealthyFleet(kVoters, "0.1.0", 1000));
