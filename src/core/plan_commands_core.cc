@@ -79,7 +79,7 @@ void PlanStep::HandleCommand(const OperatorCommand& c) {
                             c.kind == CommandKind::kStart
                                 ? " to " + c.request.target_version
                                 : ""),
-        c.kind == CommandKind::kStart ? c.request.acknowledgements
+        c.kind == CommandKind::kStart ? UniqueAcknowledgements(c.request.acknowledgements)
         : c.kind == CommandKind::kAckBreakGlass
             ? std::vector<std::string>{"break-glass nonce " + c.nonce}
             : std::vector<std::string>{});
@@ -111,7 +111,9 @@ v1::FleetPlan PlanStep::NewPlan(const PlanRequest& r,
   for (const std::string& code : required_acks) {
     plan.mutable_compat()->add_required_acknowledgements(code);
   }
-  for (const std::string& a : r.acknowledgements) plan.add_acknowledgements(a);
+  for (const std::string& a : UniqueAcknowledgements(r.acknowledgements)) {
+    plan.add_acknowledgements(a);
+  }
   for (const NodeView* v : views) *plan.add_baseline() = Baseline(*v);
   plan.set_created_unix_ms(in_.now_unix_ms);
   return plan;
@@ -124,6 +126,23 @@ absl::Status CheckPlanSettings(const v1::PlanSettings& settings) {
                      key + " " + std::to_string(value) + " is out of range: " + range,
                      {{key, std::to_string(value)}});
   };
+  // Kept in the plan's record for its whole life: a long one would leave
+  // less room than later changes need (PLAN_TOO_LARGE stops every commit).
+  for (const auto& [key, value] : std::initializer_list<std::pair<const char*, const std::string*>>{
+           {"artifact_source", &settings.artifact_source()},
+           {"checksums_source", &settings.checksums_source()},
+           {"signature_source", &settings.signature_source()},
+           {"image", &settings.image()},
+           {"image_ref_source", &settings.image_ref_source()},
+           {"apiserver_restart_method", &settings.apiserver_restart_method()}}) {
+    if (value->size() > kMaxPlanSettingBytes) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                       absl::StrCat(key, " is ", value->size(), " bytes, over the ",
+                                    kMaxPlanSettingBytes, " a plan keeps: ",
+                                    value->substr(0, 64), "..."),
+                       {{key, value->substr(0, 64)}});
+    }
+  }
   if (settings.soak_ms() < 0 || settings.soak_ms() > kMaxSoakMs) {
     return out_of_range("soak_ms", settings.soak_ms(),
                         "0 to " + std::to_string(kMaxSoakMs) + " (seven days)");

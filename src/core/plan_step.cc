@@ -309,7 +309,10 @@ void PlanStep::BoundTexts() {
     Cut(*g.mutable_reason(), kMaxPlanReasonBytes);
     Cut(*g.mutable_message(), kMaxPlanTextBytes);
   }
-  for (v1::AuditEntry& e : *next_->mutable_audit()) Cut(*e.mutable_what(), kMaxPlanTextBytes);
+  for (v1::AuditEntry& e : *next_->mutable_audit()) {
+    Cut(*e.mutable_what(), kMaxPlanTextBytes);
+    Cut(*e.mutable_who(), kMaxPlanWhoBytes);
+  }
 }
 
 bool PlanStep::RestartRequired() const {

@@ -10,6 +10,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 namespace {
@@ -77,7 +78,31 @@ absl::Status CheckAcknowledged(const CompatInput& input) {
 
 }  // namespace
 
+absl::Status CheckAcknowledgementCodes(const std::vector<std::string>& given) {
+  static const std::set<std::string, std::less<>> kKnown = {
+      reason::kAckChangelogBreaking, reason::kAckChangelogCompatibility,
+      reason::kAckOneWayUpgrade, reason::kAckWireFormatChange, reason::kAckFreshInstallation};
+  for (const std::string& code : given) {
+    if (kKnown.count(code)) continue;
+    // Bounded: the value is an operator's, and its message goes to the plan.
+    const std::string shown = code.size() > 64 ? code.substr(0, 64) + "..." : code;
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                     absl::StrCat("--acknowledge \"", shown,
+                                  "\" is not an acknowledgement code; the codes are ",
+                                  absl::StrJoin(kKnown, ", "),
+                                  " (an upgrade's refusal names the ones it needs)"),
+                     {{"acknowledge", shown}});
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::string> UniqueAcknowledgements(const std::vector<std::string>& given) {
+  const std::set<std::string> unique(given.begin(), given.end());
+  return {unique.begin(), unique.end()};
+}
+
 absl::Status CheckCompatibility(const CompatInput& input) {
+  KMSFLEET_RETURN_IF_ERROR(CheckAcknowledgementCodes(input.acknowledgements));
   const v1::CompatFacts& f = input.facts;
   if (f.fresh_install_only()) {
     return Refuse(reason::kFreshInstallRequired,

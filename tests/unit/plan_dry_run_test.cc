@@ -90,7 +90,12 @@ TEST(DryRunTest, SettingsOutOfBoundsAreRefusedNamingTheSetting) {
            {[](v1::PlanSettings& s) { s.set_soak_ms(int64_t{1} << 62); }, "soak_ms"},
            {[](v1::PlanSettings& s) { s.set_parity_observations(1000000); },
             "parity_observations"},
-           {[](v1::PlanSettings& s) { s.set_soak_ms(-1); }, "soak_ms"}}) {
+           {[](v1::PlanSettings& s) { s.set_soak_ms(-1); }, "soak_ms"},
+           // Kept in the plan for its life: room later changes need.
+           {[](v1::PlanSettings& s) { s.set_artifact_source(std::string(3000, 'a')); },
+            "artifact_source"},
+           {[](v1::PlanSettings& s) { s.set_apiserver_restart_method(std::string(3000, 'm')); },
+            "apiserver_restart_method"}}) {
     DryRunInput in = Healthy();
     set(in.request.settings);
     const DryRunReport report = EvaluateDryRun(kConfig, in);

@@ -140,6 +140,28 @@ TEST(CompatibilityGuardTest, ChangelogNotesNeedAcknowledgingNamingTheLine) {
   EXPECT_TRUE(CheckCompatibility(in).ok());
 }
 
+// Found in review: any text was taken and kept in the plan, so a typo
+// satisfied nothing, and thousands of long values left a plan that
+// committed its start and then no change at all (PLAN_TOO_LARGE).
+TEST(CompatibilityGuardTest, AnUnknownAcknowledgementIsRefusedNamingIt) {
+  CompatInput in = Compat();
+  in.acknowledgements = {"ONE_WAY_UPGRADE", "ONE_WAY"};
+  const absl::Status s = CheckCompatibility(in);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kInvalidArgument) << s;
+  EXPECT_EQ(MetadataOf(s, "acknowledge"), "ONE_WAY");
+  EXPECT_THAT(s.message(), HasSubstr("\"ONE_WAY\""));
+  EXPECT_THAT(s.message(), HasSubstr("ONE_WAY_UPGRADE, WIRE_FORMAT_CHANGE"));
+  in.acknowledgements = {std::string(100000, 'A')};
+  const absl::Status long_one = CheckCompatibility(in);
+  EXPECT_EQ(ReasonOf(long_one), reason::kInvalidArgument);
+  EXPECT_LT(long_one.message().size(), 400u);
+  in.acknowledgements = {"CHANGELOG_BREAKING", "ONE_WAY_UPGRADE", "CHANGELOG_BREAKING"};
+  EXPECT_TRUE(CheckCompatibility(in).ok());
+  EXPECT_THAT(UniqueAcknowledgements(in.acknowledgements),
+              ElementsAre("CHANGELOG_BREAKING", "ONE_WAY_UPGRADE"));
+}
+
 // Found in review: only the coordinator's own method was looked at (the
 // plan's settings), so a node without one was swapped and only then
 // refused the restart, halting the plan after the disruption.

@@ -40,6 +40,9 @@ inline constexpr int kMaxAuditEntries = 64;
 // over kMaxPlanBytes and stop it from committing.
 inline constexpr size_t kMaxPlanTextBytes = 1024;
 inline constexpr size_t kMaxPlanReasonBytes = 64;
+// An audit entry's caller identity (a certificate's URI or name): 64
+// entries of it must fit beside everything else.
+inline constexpr size_t kMaxPlanWhoBytes = 256;
 // Stage and preflight results are held uncommitted while other nodes'
 // are awaited (PlanStep::Holds), but not for longer than this: a slow
 // stage or doctor still shows in `plan` within about a second.
@@ -83,7 +86,8 @@ bool IsFinished(v1::PlanPhase phase);
 // The bounds a plan's settings are held to at its start (a real run and a
 // dry run alike): stabilization_ms as every agent takes it (0 for the
 // agent's default, up to an hour), soak_ms up to kMaxSoakMs, and
-// parity_observations up to kMaxParityObservations (0 for the default).
+// parity_observations up to kMaxParityObservations (0 for the default),
+// each string setting up to kMaxPlanSettingBytes.
 // Past them a node would refuse its swap after every node was staged and
 // preflighted, or the plan would wait for good. InvalidArgument
 // INVALID_ARGUMENT naming the setting and the value.
@@ -94,6 +98,9 @@ absl::Status CheckNoActivePlan(const std::optional<v1::FleetPlan>& current);
 
 inline constexpr int64_t kMaxSoakMs = int64_t{7} * 24 * 3600 * 1000;
 inline constexpr int32_t kMaxParityObservations = 100;
+// Each string setting (a source path or URL, the image, the restart
+// method): a path's PATH_MAX is 4096, a URL this long is not a release's.
+inline constexpr size_t kMaxPlanSettingBytes = 2048;
 absl::Status CheckPlanSettings(const v1::PlanSettings& settings);
 
 // Serialises `plan` for PlanRecord.payload. Errors: FailedPrecondition

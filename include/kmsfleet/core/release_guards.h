@@ -67,7 +67,18 @@ std::vector<std::string> ApiServerRestartUnconfigured(const std::vector<std::str
 // wire-format change with a planned migration), and every changelog code.
 std::vector<std::string> RequiredAcknowledgements(const CompatInput& input);
 
-// Refusals: FRESH_INSTALL_REQUIRED (never acknowledgeable: reference §7.4),
+// InvalidArgument INVALID_ARGUMENT naming the value when an operator's
+// --acknowledge is not one of the codes an upgrade can require: a typo
+// would otherwise be stored in the plan and satisfy nothing, and the codes
+// known are few, which keeps the plan's record bounded (found in review:
+// thousands of long values passed at the start left a plan that committed
+// once and then could not commit any change, abort included).
+absl::Status CheckAcknowledgementCodes(const std::vector<std::string>& given);
+// `given` sorted, each code once, as a plan records them.
+std::vector<std::string> UniqueAcknowledgements(const std::vector<std::string>& given);
+
+// Refusals: INVALID_ARGUMENT (CheckAcknowledgementCodes), then
+// FRESH_INSTALL_REQUIRED (never acknowledgeable: reference §7.4),
 // WIRE_FORMAT_UNPLANNED (a wire-format change without a planned
 // migration), ACKNOWLEDGEMENT_REQUIRED (naming each missing code with the
 // release and changelog line; metadata `missing`),
