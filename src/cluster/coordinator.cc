@@ -555,6 +555,7 @@ absl::StatusOr<v1::PlanView> Coordinator::DryRun(Pending& p, const PlanInput& in
   dry.current = machine_->committed();
   dry.views = in.views;
   dry.openbao = in.openbao;
+  dry.parity = machine_->parity();
   DryRunReport report = EvaluateDryRun(PlanMachineConfig{options_.self, options_.voters}, dry);
   v1::PlanView view = View();
   view.clear_dry_run();

@@ -93,7 +93,11 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   add("fleet health", CheckFleetHealth(config.voters, in.views, in.now_unix_ms));
   add("version policy", VersionGuard(in));
   add("compatibility", CompatGuard(config, in));
-  add("parity", CheckParityOnce(in.views));
+  const int32_t observations = in.request.settings.parity_observations() > 0
+                                   ? in.request.settings.parity_observations()
+                                   : kDefaultParityObservations;
+  add("parity", in.parity ? CheckParityStable(*in.parity, observations)
+                          : CheckParityOnce(in.views));
   add("openbao", in.openbao ? CheckOpenBaoHealth(*in.openbao)
                             : NotEvaluated("OpenBao health"));
   add("rotation", RotationGuard(in));

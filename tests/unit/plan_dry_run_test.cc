@@ -137,6 +137,25 @@ TEST(DryRunTest, GuardsWithoutTheirInputsSaySoInsteadOfPassing) {
   EXPECT_FALSE(report.would_start);
 }
 
+// Found in review: the dry run checked parity on its one round, while a
+// real run waits for N consecutive ones: a fleet just back from an outage
+// passed the dry run and then held. With the coordinator's streak it
+// judges as the real run does.
+TEST(DryRunTest, ParityNeedsTheStreakARealRunNeeds) {
+  DryRunInput in = Healthy();
+  ParityStreak streak;
+  streak.Observe(testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 1000));
+  in.parity = streak;
+  EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("parity"), reason::kParityNotStable);
+  for (int64_t at : {2000, 3000}) {
+    streak.Observe(testing::HealthyFleet({"a", "b", "c"}, "0.1.0", at));
+  }
+  in.parity = streak;
+  EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("parity"), "pass");
+  in.request.settings.set_parity_observations(5);
+  EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("parity"), reason::kParityNotStable);
+}
+
 TEST(DryRunTest, AnOrderNamingAStrangerIsRefused) {
   DryRunInput in = Healthy();
   in.request.order = {"a", "b", "x"};

@@ -179,6 +179,8 @@ class PlanMachine {
   void Abandon();
 
   const std::optional<v1::FleetPlan>& committed() const { return committed_; }
+  // Parity over the rounds this machine stepped on (a dry run reads it).
+  const ParityStreak& parity() const { return parity_; }
   bool proposal_pending() const { return pending_.has_value(); }
 
  private:
