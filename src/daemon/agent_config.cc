@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <functional>
 #include <map>
@@ -11,6 +12,7 @@
 #include <sstream>
 
 #include "kmsfleet/core/caller_auth.h"
+#include "kmsfleet/core/election.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -22,6 +24,71 @@ namespace kmsfleet {
 namespace {
 
 constexpr size_t kMaxConfigBytes = 1 << 20;
+
+// RFC 1123 host name: dot-separated labels of letters, digits and '-',
+// each 1-63 characters that neither start nor end with '-'.
+bool IsHostName(std::string_view host) {
+  if (host.empty() || host.size() > 253) return false;
+  size_t start = 0;
+  while (true) {
+    size_t dot = host.find('.', start);
+    std::string_view label =
+        host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    for (char ch : label) {
+      if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-') return false;
+    }
+    if (dot == std::string_view::npos) return true;
+    start = dot + 1;
+  }
+}
+
+// What is wrong with `s` as host:port (a host name, an IPv4 address or an
+// IPv6 address in brackets; a port 1-65535, or 0 with `allow_port_zero`),
+// or nullopt when it is one.
+std::optional<std::string> HostPortProblem(std::string_view s, bool allow_port_zero) {
+  std::string_view port;
+  if (!s.empty() && s.front() == '[') {
+    size_t close = s.find(']');
+    if (close == std::string_view::npos) return "no ']' closes the IPv6 address";
+    const std::string host(s.substr(1, close - 1));
+    in6_addr v6{};
+    if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) {
+      return "\"" + host + "\" is not an IPv6 address";
+    }
+    if (close + 1 == s.size()) return "the port is missing";
+    if (s[close + 1] != ':') return "only :port may follow the ']'";
+    port = s.substr(close + 2);
+  } else {
+    size_t colon = s.rfind(':');
+    if (colon == std::string_view::npos) return "the port is missing";
+    const std::string host(s.substr(0, colon));
+    port = s.substr(colon + 1);
+    if (host.empty()) return "the host is missing";
+    if (host.find(':') != std::string::npos) {
+      return "an IPv6 address goes in brackets, as in [::1]:7443";
+    }
+    if (host.find_first_not_of("0123456789.") == std::string::npos) {
+      in_addr v4{};
+      if (inet_pton(AF_INET, host.c_str(), &v4) != 1) {
+        return "\"" + host + "\" is not an IPv4 address";
+      }
+    } else if (!IsHostName(host)) {
+      return "\"" + host + "\" is not a host name (letters, digits, '-' and '.')";
+    }
+  }
+  if (port.empty()) return "the port is missing";
+  const int min = allow_port_zero ? 0 : 1;
+  int n = -1;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+  if (port.size() > 5 || ec != std::errc() || end != port.data() + port.size() || n < min ||
+      n > 65535) {
+    return "the port must be a number from " + std::to_string(min) + " to 65535";
+  }
+  return std::nullopt;
+}
 
 // Walks one YAML mapping, checking each key against a table of handlers so
 // that unknown keys are refused and every error carries file, line and key.
@@ -44,14 +111,23 @@ class ConfigReader {
   using Handler = std::function<absl::Status(const YAML::Node&, const std::string&)>;
 
   // Applies `handlers` to the entries of mapping `node` found at `path`.
+  // yaml-cpp keeps a repeated key, and a handler would read both (the last
+  // value winning, or two lists joined): a repeat is refused instead.
   absl::Status Mapping(const YAML::Node& node, const std::string& path,
                        const std::map<std::string, Handler>& handlers) const {
     if (!node.IsMap()) return Error(node, path, "must be a mapping");
+    std::map<std::string, int> first_line;
     for (const auto& entry : node) {
       std::string key = entry.first.Scalar();
       std::string full = path.empty() ? key : path + "." + key;
       auto it = handlers.find(key);
       if (it == handlers.end()) return Error(entry.first, full, "unknown key");
+      const int line = entry.first.Mark().line + 1;
+      if (auto [seen, inserted] = first_line.emplace(key, line); !inserted) {
+        return Error(entry.first, full,
+                     "repeats (first at line " + std::to_string(seen->second) +
+                         "); keep one of them");
+      }
       KMSFLEET_RETURN_IF_ERROR(it->second(entry.second, full));
     }
     return absl::OkStatus();
@@ -63,6 +139,38 @@ class ConfigReader {
         return Error(v, key, "must be a non-empty string");
       }
       out = v.Scalar();
+      return absl::OkStatus();
+    };
+  }
+
+  // A string that must be an absolute path: paths are passed on to other
+  // processes and must not depend on the agent's working directory.
+  Handler Path(std::string& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      KMSFLEET_RETURN_IF_ERROR(String(out)(v, key));
+      return AbsolutePath(v, key, out);
+    };
+  }
+
+  Handler PathList(std::vector<std::string>& out) const {
+    return [this, &out](const YAML::Node& v, const std::string& key) {
+      KMSFLEET_RETURN_IF_ERROR(StringList(out)(v, key));
+      for (size_t i = 0; i < v.size(); ++i) {
+        KMSFLEET_RETURN_IF_ERROR(
+            AbsolutePath(v[i], key + "[" + std::to_string(i) + "]", v[i].Scalar()));
+      }
+      return absl::OkStatus();
+    };
+  }
+
+  // host:port (HostPortProblem); port 0 (the system picks one) only where
+  // `allow_port_zero`.
+  Handler Address(std::string& out, bool allow_port_zero) const {
+    return [this, &out, allow_port_zero](const YAML::Node& v, const std::string& key) {
+      KMSFLEET_RETURN_IF_ERROR(String(out)(v, key));
+      if (std::optional<std::string> problem = HostPortProblem(out, allow_port_zero)) {
+        return Error(v, key, "must be host:port (" + *problem + "), got \"" + out + "\"");
+      }
       return absl::OkStatus();
     };
   }
@@ -147,6 +255,12 @@ class ConfigReader {
   }
 
  private:
+  absl::Status AbsolutePath(const YAML::Node& v, const std::string& key,
+                            const std::string& path) const {
+    if (!path.empty() && path.front() == '/') return absl::OkStatus();
+    return Error(v, key, "must be an absolute path, got \"" + path + "\"");
+  }
+
   absl::Status Integer(const YAML::Node& v, const std::string& key, int64_t min,
                        int64_t max, int64_t& out) const {
     const std::string& s = v.IsScalar() ? v.Scalar() : std::string();
@@ -182,23 +296,16 @@ absl::Status ReadStaticPod(const ConfigReader& r, const YAML::Node& node,
                            AgentConfig& config) {
   StaticPodConfig& p = config.static_pod;
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(node, "static_pod",
-                                     {{"manifest", r.String(p.manifest)},
+                                     {{"manifest", r.Path(p.manifest)},
                                       {"container", r.String(p.container)},
                                       {"pod_name", r.String(p.pod_name)},
                                       {"pod_namespace", r.String(p.pod_namespace)},
-                                      {"cri_socket", r.String(p.cri_socket)},
+                                      {"cri_socket", r.Path(p.cri_socket)},
                                       {"pull_timeout_ms", r.Millis(p.pull_timeout)},
                                       {"doctor_command", r.StringList(p.doctor_command)}}));
   if (!p.doctor_command.empty()) {
     if (absl::Status s = CheckDoctorCommand(p.doctor_command); !s.ok()) {
       return r.Error(node["doctor_command"], "static_pod.doctor_command", std::string(s.message()));
-    }
-  }
-  for (auto [key, value] : {std::pair{"manifest", &p.manifest},
-                            std::pair{"cri_socket", &p.cri_socket}}) {
-    if (value->empty() || value->front() != '/') {
-      return r.Error(node[key], std::string("static_pod.") + key,
-                     "must be an absolute path, got \"" + *value + "\"");
     }
   }
   return absl::OkStatus();
@@ -211,10 +318,14 @@ absl::Status ReadProvider(const ConfigReader& r, const YAML::Node& node,
                    {{"metrics_url", r.Url(p.metrics)},
                     {"ready_url", r.Url(p.ready)},
                     {"live_url", r.Url(p.live)},
-                    {"kms_socket", r.String(p.kms_socket)},
-                    {"binary", r.String(p.binary)},
-                    {"config", r.String(config.provider_config)},
-                    {"encryption_config", r.String(config.encryption_config)},
+                    {"kms_socket", r.Path(p.kms_socket)},
+                    {"binary", r.Path(p.binary)},
+                    {"config",
+                     [&r, &config](const YAML::Node& v, const std::string& key) {
+                       config.provider_config_line = v.Mark().line + 1;
+                       return r.Path(config.provider_config)(v, key);
+                     }},
+                    {"encryption_config", r.Path(config.encryption_config)},
                     {"unit", r.String(config.provider_unit)},
                     {"mode", ModeHandler(r, config.provider_mode)},
                     {"connect_timeout_ms", r.Millis(p.http.connect_timeout)},
@@ -246,12 +357,12 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
   ExecutorConfig& e = config.executor;
   return r.Mapping(node, "executor",
                    {{"bus_address", r.String(e.bus_address)},
-                    {"public_keys", r.StringList(e.public_keys)},
+                    {"public_keys", r.PathList(e.public_keys)},
                     {"allow_unsigned", r.Bool(e.allow_unsigned)},
                     {"registry_path",
                      [&r, &e](const YAML::Node& v, const std::string& key) {
                        e.registry_path_set = true;
-                       return r.String(e.registry_path)(v, key);
+                       return r.Path(e.registry_path)(v, key);
                      }},
                     {"run_as", r.String(e.run_as)},
                     {"stabilization_ms", r.Millis(e.stabilization)},
@@ -260,7 +371,7 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
                     {"poll_interval_ms", r.Millis(e.poll_interval)},
                     {"doctor_timeout_ms", r.Millis(e.doctor_timeout)},
                     {"rollback_steps", r.Int(e.rollback_steps, 1, 1'000)},
-                    {"download_ca_file", r.String(e.download_ca_file)},
+                    {"download_ca_file", r.Path(e.download_ca_file)},
                     {"download_timeout_ms", r.Millis(e.download_timeout)},
                     {"allowed_url_prefixes", [&](const YAML::Node& v, const std::string& key) {
                        KMSFLEET_RETURN_IF_ERROR(r.StringList(e.allowed_url_prefixes)(v, key));
@@ -277,7 +388,7 @@ absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& node,
       node, "apiserver",
       {{"restart", r.String(restart)},
        {"readyz_url", r.String(readyz)},
-       {"ca_file", r.String(a.http.ca_file)},
+       {"ca_file", r.Path(a.http.ca_file)},
        {"tls_server_name", r.String(a.http.tls_server_name)},
        {"timeout_ms", r.Millis(a.ready_timeout)},
        {"restart_timeout_ms", r.Millis(a.restart_timeout)}}));
@@ -321,13 +432,37 @@ absl::Status ReadPeers(const ConfigReader& r, const YAML::Node& node,
     std::string path = "peers[" + std::to_string(i) + "]";
     KMSFLEET_RETURN_IF_ERROR(r.Mapping(node[i], path,
                                        {{"name", r.String(peer.name)},
-                                        {"address", r.String(peer.address)}}));
+                                        {"address", r.Address(peer.address, false)}}));
     if (peer.name.empty()) return r.Error(node[i], path + ".name", "is required");
     KMSFLEET_RETURN_IF_ERROR(CheckNodeName(r, node[i]["name"], path + ".name", peer.name));
     if (peer.address.empty()) {
       return r.Error(node[i], path + ".address", "is required");
     }
     config.peers.push_back(std::move(peer));
+  }
+  return absl::OkStatus();
+}
+
+// Each peer is another agent, listed once: a peer named after this node
+// would replace its own address, and of two entries with one name only the
+// last address would be used.
+absl::Status CheckPeers(const ConfigReader& r, const YAML::Node& root,
+                        const AgentConfig& config) {
+  std::map<std::string, size_t> first;
+  for (size_t i = 0; i < config.peers.size(); ++i) {
+    const std::string& name = config.peers[i].name;
+    const std::string key = "peers[" + std::to_string(i) + "].name";
+    const YAML::Node at = root["peers"][i]["name"];
+    if (name == config.node) {
+      return r.Error(at, key,
+                     "\"" + name + "\" is this node (node: " + config.node +
+                         "); peers lists only the other agents");
+    }
+    if (auto [seen, inserted] = first.emplace(name, i); !inserted) {
+      return r.Error(at, key,
+                     "\"" + name + "\" is already peers[" + std::to_string(seen->second) +
+                         "].name; list each peer once");
+    }
   }
   return absl::OkStatus();
 }
@@ -358,9 +493,10 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
                          AgentConfig& config) {
   ClusterConfig& c = config.cluster;
   c.enabled = true;
+  bool tls_given = false;
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
       node, "cluster",
-      {{"listen", r.String(c.listen)},
+      {{"listen", r.Address(c.listen, false)},
        {"voters", r.StringList(c.voters)},
        {"learners", r.StringList(c.learners)},
        {"tick_ms", r.Int(c.tick_ms, 1, 10'000)},
@@ -369,13 +505,20 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
        {"heartbeat_ticks", r.Int(c.heartbeat_ticks, 1, 1'000)},
        {"insecure", r.Bool(c.insecure)},
        {"tls", [&](const YAML::Node& v, const std::string&) {
+          tls_given = true;
           return r.Mapping(v, "cluster.tls",
-                           {{"ca", r.String(c.tls.ca)},
-                            {"cert", r.String(c.tls.cert)},
-                            {"key", r.String(c.tls.key)},
+                           {{"ca", r.Path(c.tls.ca)},
+                            {"cert", r.Path(c.tls.cert)},
+                            {"key", r.Path(c.tls.key)},
                             {"operator_trust_domain", r.String(c.tls.operator_trust_domain)}});
         }}}));
   if (c.listen.empty()) return r.Error(node, "cluster.listen", "is required");
+  // Plain TCP would silently drop the TLS settings.
+  if (c.insecure && tls_given) {
+    return r.Error(node["tls"], "cluster.tls",
+                   "is not used with cluster.insecure: true (plain TCP); remove cluster.tls "
+                   "or set cluster.insecure: false");
+  }
   if (!c.insecure && (c.tls.ca.empty() || c.tls.cert.empty() || c.tls.key.empty())) {
     return r.Error(node, "cluster.tls",
                    "ca, cert and key are required unless insecure: true");
@@ -391,15 +534,23 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
                    "plain TCP is allowed only on a loopback address, not " + c.listen);
   }
   if (c.heartbeat_ticks >= c.election_ticks) {
-    return r.Error(node, "cluster.heartbeat_ticks",
-                   "must be below election_ticks (" +
-                       std::to_string(c.election_ticks) + ")");
+    const YAML::Node at = node["heartbeat_ticks"];
+    return r.Error(at.IsDefined() ? at : node, "cluster.heartbeat_ticks",
+                   "must be below election_ticks (" + std::to_string(c.election_ticks) +
+                       "), got " + std::to_string(c.heartbeat_ticks));
   }
   return absl::OkStatus();
 }
 
+std::string NameList(const std::vector<std::string>& names) {
+  std::string out = "[";
+  for (const std::string& name : names) out += (out.size() > 1 ? ", " : "") + name;
+  return out + "]";
+}
+
 // Every voter and learner must be this node or a listed peer, so that each
-// member has an address and a name its certificate must carry.
+// member has an address and a name its certificate must carry; and the
+// members must be what the election accepts at start (ValidateElectionConfig).
 absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
                                  AgentConfig& config) {
   ClusterConfig& c = config.cluster;
@@ -421,16 +572,29 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
       }
     }
   }
+  const ElectionConfig election{.self = config.node, .voters = c.voters,
+                                .learners = c.learners,
+                                .election_ticks = c.election_ticks,
+                                .heartbeat_ticks = c.heartbeat_ticks};
+  if (absl::Status s = ValidateElectionConfig(election); !s.ok()) {
+    std::string problem(s.message());
+    if (problem.starts_with("cluster: ")) problem.erase(0, 9);
+    const YAML::Node cluster = root["cluster"];
+    const bool listed = cluster["voters"].IsDefined();
+    return r.Error(listed ? cluster["voters"] : cluster, listed ? "cluster.voters" : "cluster",
+                   problem + " (voters " + NameList(c.voters) + ", learners " +
+                       NameList(c.learners) + ")");
+  }
   return absl::OkStatus();
 }
 
 absl::Status ReadListen(const ConfigReader& r, const YAML::Node& node,
                         AgentConfig& config) {
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(node, "listen",
-                                     {{"unix", r.String(config.listen_unix)},
+                                     {{"unix", r.Path(config.listen_unix)},
                                       {"unix_mode", r.Mode(config.listen_unix_mode)},
                                       {"unix_group", r.String(config.listen_unix_group)},
-                                      {"tcp", r.String(config.listen_tcp)},
+                                      {"tcp", r.Address(config.listen_tcp, true)},
                                       {"insecure", r.Bool(config.listen_insecure)}}));
   if (config.listen_tcp.empty()) return absl::OkStatus();
   if (!config.listen_insecure) {
@@ -460,10 +624,14 @@ ConfigReader::Handler LogTargetHandler(const ConfigReader& r, LogTarget& out) {
 
 absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
                       AgentConfig& config) {
+  bool static_pod_given = false;
+  // Staged files and fetched uploads are passed on by path, and a path the
+  // agent passes on must not depend on its working directory: state_dir,
+  // like every path key, is absolute (ConfigReader::Path).
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
       root, "",
       {{"node", r.String(config.node)},
-       {"state_dir", r.String(config.state_dir)},
+       {"state_dir", r.Path(config.state_dir)},
        {"provider",
         [&](const YAML::Node& v, const std::string&) {
           return ReadProvider(r, v, config);
@@ -486,22 +654,25 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
           return ReadApiServer(r, v, config);
         }},
        {"static_pod", [&](const YAML::Node& v, const std::string&) {
+          static_pod_given = true;
           return ReadStaticPod(r, v, config);
         }},
        {"metrics", [&](const YAML::Node& v, const std::string&) {
-          return r.Mapping(v, "metrics", {{"listen", r.String(config.metrics_listen)}});
+          // Port 0: the system picks one, and the agent logs it.
+          return r.Mapping(v, "metrics", {{"listen", r.Address(config.metrics_listen, true)}});
         }},
        {"log", [&](const YAML::Node& v, const std::string&) {
           return r.Mapping(v, "log", {{"target", LogTargetHandler(r, config.log_target)}});
         }}}));
   if (config.node.empty()) return r.Error(root, "node", "is required");
-  // Staged files and fetched uploads are passed on by path, and a path the
-  // agent passes on must not depend on its working directory.
-  if (config.state_dir.empty() || config.state_dir.front() != '/') {
-    return r.Error(root["state_dir"], "state_dir",
-                   "must be an absolute path, got \"" + config.state_dir + "\"");
-  }
   KMSFLEET_RETURN_IF_ERROR(CheckNodeName(r, root["node"], "node", config.node));
+  KMSFLEET_RETURN_IF_ERROR(CheckPeers(r, root, config));
+  // Without static_pod mode the section would be ignored without a word.
+  if (static_pod_given && config.provider_mode != ProviderMode::kStaticPod) {
+    return r.Error(root["static_pod"], "static_pod",
+                   "is used only with provider.mode: static_pod (provider.mode is \"systemd\"); "
+                   "set provider.mode: static_pod or remove the static_pod: section");
+  }
   if (config.static_pod.pod_name.empty()) {
     config.static_pod.pod_name = "bao-kms-provider-" + config.node;
   }
@@ -516,13 +687,21 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
   return absl::OkStatus();
 }
 
-// Reads `config.provider_config`, if it exists, and applies it. A missing
-// file is not an error: an agent that only observes may run where the
-// provider's config is elsewhere; the swap's doctor would fail on it first.
-absl::Status ReadProviderConfig(AgentConfig& config) {
+// Reads `config.provider_config` and applies it. A missing file at the
+// default path is not an error: an agent that only observes may run where
+// the provider's config is elsewhere; the swap's doctor would fail on it
+// first. Any other path was written by the operator, and a missing file
+// there is a mistake: the error names `file`, the agent's config.
+absl::Status ReadProviderConfig(const std::string& file, AgentConfig& config) {
   const std::string& path = config.provider_config;
   absl::StatusOr<std::string> text = ReadBoundedFile(path, kMaxProviderConfigBytes, Symlinks::kFollow);
-  if (absl::IsNotFound(text.status())) return absl::OkStatus();
+  if (absl::IsNotFound(text.status())) {
+    if (path == kDefaultProviderConfigPath) return absl::OkStatus();
+    return MakeFileError(reason::kInvalidConfig, file, config.provider_config_line,
+                         "provider.config",
+                         "no such file, got \"" + path + "\" (only the default " +
+                             kDefaultProviderConfigPath + " may be missing)");
+  }
   if (!text.ok()) return text.status();
   KMSFLEET_ASSIGN_OR_RETURN(ProviderConfigFacts facts, ParseProviderConfig(*text, path));
   return ApplyProviderConfig(config, facts);
@@ -584,7 +763,7 @@ absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path) {
                      why, {{"file", path}});
   }
   KMSFLEET_ASSIGN_OR_RETURN(AgentConfig config, ParseAgentConfig(*text, path));
-  KMSFLEET_RETURN_IF_ERROR(ReadProviderConfig(config));
+  KMSFLEET_RETURN_IF_ERROR(ReadProviderConfig(path, config));
   return config;
 }
 

@@ -1,9 +1,13 @@
 // kmsfleetd's configuration file (/etc/kmsfleet/config.yaml by default).
 // docs/config.md lists every key; this header is the parser's contract.
 //
-// Loading is strict, like the provider's own config: an unknown key, a value
-// of the wrong type, or a missing required key is an error naming the file,
-// the line and the key, and nothing is started.
+// Loading is strict, like the provider's own config: an unknown or repeated
+// key, a value of the wrong type, a relative path, an address that is not
+// host:port, a missing required key, settings that contradict each other
+// (a static_pod: section without provider.mode: static_pod, cluster.tls
+// with cluster.insecure: true), a peer named after this node or listed
+// twice, or members the election would refuse, is an error naming the
+// file, the line, the key and the value, and nothing is started.
 // Thread-safe: free functions over values.
 #ifndef KMSFLEET_DAEMON_AGENT_CONFIG_H_
 #define KMSFLEET_DAEMON_AGENT_CONFIG_H_
@@ -24,6 +28,9 @@
 #include "kmsfleet/node/static_pod_installer.h"
 
 namespace kmsfleet {
+
+// `provider.config` when not set. Only at this path may the file be missing.
+inline constexpr char kDefaultProviderConfigPath[] = "/etc/openbao-kms/config.yaml";
 
 struct PeerConfig {
   std::string name;
@@ -86,7 +93,8 @@ struct AgentConfig {
   // mode provider.binary and provider.unit are not used.
   ProviderMode provider_mode = ProviderMode::kSystemd;
   StaticPodConfig static_pod;
-  std::string provider_config = "/etc/openbao-kms/config.yaml";
+  std::string provider_config = kDefaultProviderConfigPath;
+  int provider_config_line = 0;  // line of `provider.config`; 0 when not set
   std::string encryption_config =
       "/etc/kubernetes/openbao-kms/encryption-config.yaml";
   std::string provider_unit = "bao-kms-provider.service";
@@ -139,10 +147,13 @@ absl::Status ApplyProviderConfig(AgentConfig& config, const ProviderConfigFacts&
 bool IsLoopbackAddress(std::string_view host_port);
 
 // Reads `path` (at most 1 MiB) and parses it, then reads the provider's
-// config file `provider.config` if it exists (bounded, read-only) and
-// applies it as above. Errors as above, plus NotFound / PermissionDenied /
-// ResourceExhausted naming the path, and the provider config's own errors
-// (ParseProviderConfig) naming that file.
+// config file `provider.config` (bounded, read-only) and applies it as
+// above. A missing provider config is skipped only at
+// kDefaultProviderConfigPath. Errors as above, plus NotFound /
+// PermissionDenied / ResourceExhausted naming the path; InvalidArgument,
+// INVALID_CONFIG naming `path`, the line, `provider.config` and its value
+// when a provider config set elsewhere does not exist; and the provider
+// config's own errors (ParseProviderConfig) naming that file.
 absl::StatusOr<AgentConfig> LoadAgentConfig(const std::string& path);
 
 }  // namespace kmsfleet

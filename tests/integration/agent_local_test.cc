@@ -25,6 +25,13 @@ class AgentLocalTest : public ::testing::Test {
     node_->StartAgent();
     return node_.get();
   }
+  // With `listen` as the agent's whole `listen:` section.
+  TestNode* StartAgentListening(const std::string& listen) {
+    node_ = std::make_unique<TestNode>(dir_,
+                                       NodeOptions{.name = "cp-1", .listen_config = listen});
+    node_->StartAgent();
+    return node_.get();
+  }
   bool Listening() {
     return WaitUntil([&] { return PathExists(node_->agent_socket()); }, kStart);
   }
@@ -70,7 +77,7 @@ TEST_F(AgentLocalTest, SocketHasTheConfiguredModeAndGroup) {
   struct group* daemon_group = getgrnam("daemon");
   ASSERT_NE(daemon_group, nullptr);
   gid_t gid = daemon_group->gr_gid;
-  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
+  StartAgentListening("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
              "\n  unix_mode: \"0600\"\n  unix_group: daemon\n");
   ASSERT_TRUE(Listening());
   // The socket accepts from its bind, under a umask that leaves it
@@ -97,7 +104,7 @@ TEST_F(AgentLocalTest, TheSocketsGroupCanReachItThroughTheAgentsOwnDirectory) {
   const std::string run = dir_.File("run-kmsfleet");
   ASSERT_EQ(mkdir(run.c_str(), 0750), 0);
   ASSERT_EQ(chmod(run.c_str(), 0750), 0);
-  StartAgent("listen:\n  unix: " + run + "/agent.sock\n  unix_group: daemon\n");
+  StartAgentListening("listen:\n  unix: " + run + "/agent.sock\n  unix_group: daemon\n");
   ASSERT_TRUE(WaitUntil([&] { return PathExists(run + "/agent.sock"); }, kStart))
       << node_->agent()->Output();
   // The socket exists from its bind; its group, and its directory's, are
@@ -113,7 +120,7 @@ TEST_F(AgentLocalTest, TheSocketsGroupCanReachItThroughTheAgentsOwnDirectory) {
 }
 
 TEST_F(AgentLocalTest, UnknownSocketGroupStopsTheAgent) {
-  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
+  StartAgentListening("listen:\n  unix: " + dir_.File("cp-1/agent.sock") +
              "\n  unix_group: no-such-group-kmsfleet\n");
   std::optional<int> exit = node_->agent()->Wait(kStart);
   ASSERT_TRUE(exit.has_value());
@@ -125,7 +132,7 @@ TEST_F(AgentLocalTest, UnknownSocketGroupStopsTheAgent) {
 TEST_F(AgentLocalTest, InsecureLoopbackTcpServesOnlyWhenAskedForByName) {
   uint16_t port = FreeLoopbackPort();
   std::string agent = "127.0.0.1:" + std::to_string(port);
-  StartAgent("listen:\n  unix: " + dir_.File("cp-1/agent.sock") + "\n  tcp: " + agent +
+  StartAgentListening("listen:\n  unix: " + dir_.File("cp-1/agent.sock") + "\n  tcp: " + agent +
              "\n  insecure: true\n");
   ASSERT_TRUE(Listening());
   absl::StatusOr<SubprocessResult> r = RunCtl({"status", "--agent", agent, "--insecure"});

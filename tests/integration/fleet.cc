@@ -24,9 +24,9 @@ TestNode::TestNode(const TempDir& dir, NodeOptions options)
   WriteFile(dir_ + "/scenario.yaml", options_.scenario);
   WriteFile(agent_config(),
             "node: " + options_.name + "\n"
-            "state_dir: " + dir_ + "/state\n"
-            "listen:\n"
-            "  unix: " + agent_socket() + "\n"
+            "state_dir: " + dir_ + "/state\n" +
+            (options_.listen_config.empty() ? "listen:\n  unix: " + agent_socket() + "\n"
+                                            : options_.listen_config) +
             "provider:\n"
             "  metrics_url: http://127.0.0.1:" + std::to_string(metrics_port_) + "/metrics\n"
             "  ready_url: http://127.0.0.1:" + std::to_string(health_port_) + "/ready\n"

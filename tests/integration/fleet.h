@@ -19,6 +19,9 @@ struct NodeOptions {
   std::string scenario = "key_seed: fleet-key-1\n";  // fake provider scenario YAML
   std::string provider_binary = FAKE_PROVIDER_PATH;
   std::string extra_config = "";  // appended to the agent's config (top-level keys)
+  // The agent's `listen:` section in place of the default (its unix socket
+  // at agent_socket()): a key may appear only once in the config.
+  std::string listen_config = "";
 };
 
 class TestNode {

@@ -132,8 +132,12 @@ TEST_F(MetricsTest, AFailedApiServerRestartIsNotCountedAsARefusal) {
 }
 
 TEST_F(MetricsTest, AMetricsAddressThatCannotBeBoundStopsTheAgentNamingTheKey) {
+  HeldPort taken;  // an address that parses but cannot be bound
+  ASSERT_NE(taken.port(), 0);
   node_ = std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1", .extra_config = "metrics:\n  listen: 127.0.0.1:notaport\n"});
+      dir_, NodeOptions{.name = "cp-1",
+                        .extra_config = "metrics:\n  listen: 127.0.0.1:" +
+                                        std::to_string(taken.port()) + "\n"});
   node_->StartProvider();
   node_->StartAgent();
   ASSERT_TRUE(WaitUntil(

@@ -38,11 +38,14 @@ class NotifyTest : public ::testing::Test {
   // Writes the agent config (`extra` appended) and the unit running it.
   void Install(const std::string& extra) {
     std::filesystem::create_directories(dir_.File("state"));
+    // An explicit provider.config must exist (docs/config.md); this one
+    // names no registry, so the agent uses the default path.
+    WriteFile(dir_.File("provider.yaml"), "configVersion: v1alpha1\n");
     WriteFile(dir_.File("kmsfleet.yaml"),
               "node: cp-1\n"
               "state_dir: " + dir_.File("state") + "\n"
               "listen:\n  unix: " + socket() + "\n"
-              "provider:\n  config: " + dir_.File("no-provider.yaml") + "\n" + extra);
+              "provider:\n  config: " + dir_.File("provider.yaml") + "\n" + extra);
     WriteFile(dir_.File("cfg/systemd/user/") + unit_,
               "[Service]\nType=notify\n"
               "ExecStart=" KMSFLEETD_PATH " --config " + dir_.File("kmsfleet.yaml") + "\n"
@@ -93,8 +96,12 @@ TEST_F(NotifyTest, ActiveOnlyOnceServingPingedWhileAliveAndStoppedCleanly) {
 }
 
 TEST_F(NotifyTest, AgentThatFailsBeforeServingNeverBecomesActive) {
-  // /metrics cannot be served there, so kmsfleetd exits before READY=1.
-  Install("standalone: true\nmetrics:\n  listen: 256.0.0.1:1\n");
+  // /metrics cannot be served there (the port is held), so kmsfleetd
+  // exits before READY=1.
+  HeldPort taken;
+  ASSERT_NE(taken.port(), 0);
+  Install("standalone: true\nmetrics:\n  listen: 127.0.0.1:" + std::to_string(taken.port()) +
+          "\n");
   UserSystemctl(dir_.path(), {"start", unit_});
   EXPECT_EQ(Show("ActiveState"), "failed") << log();
   EXPECT_EQ(Show("ActiveEnterTimestampMonotonic"), "0");

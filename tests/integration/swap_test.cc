@@ -432,28 +432,6 @@ TEST_F(SwapTest, ASwapExpectingTheFirstStagedBytesRefusesARestage) {
   EXPECT_EQ(Str(op, "phase"), "Stable") << last_swap_.stderr_text;
 }
 
-// A loopback port held (bound and listening) for the test's length.
-class HeldPort {
- public:
-  HeldPort() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 || listen(fd_, 1) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ADD_FAILURE() << "cannot hold a loopback port";
-    }
-    port_ = ntohs(a.sin_port);
-  }
-  ~HeldPort() { close(fd_); }
-  int port() const { return port_; }
-
- private:
-  int fd_;
-  int port_ = 0;
-};
-
 // Found in review: a start that failed after recovery began (here the
 // metrics address is taken) joined the recovery with SIGTERM blocked and
 // unread, so a stop waited out the whole recovery and systemd's timeouts.
@@ -471,6 +449,7 @@ TEST_F(SwapTest, AStartThatFailsDuringRecoveryStillStopsOnSigterm) {
   const std::string config = node_->dir() + "/kmsfleet.yaml";
   const std::string good = ReadFile(config);
   HeldPort taken;
+  ASSERT_NE(taken.port(), 0);
   WriteFile(config, good + "metrics:\n  listen: 127.0.0.1:" + std::to_string(taken.port()) + "\n");
 
   ChildProcess agent({KMSFLEETD_PATH, "--config", config},

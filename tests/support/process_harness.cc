@@ -178,6 +178,21 @@ uint16_t FreeLoopbackPort() {
   return ntohs(addr.sin_port);
 }
 
+HeldPort::HeldPort() : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) == 0 &&
+      listen(fd_, 1) == 0 && getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port_ = ntohs(addr.sin_port);
+  }
+}
+
+HeldPort::~HeldPort() {
+  if (fd_ >= 0) close(fd_);
+}
+
 HttpReply HttpRequest(const std::string& host_port, const std::string& method,
                       const std::string& path) {
   HttpReply reply;

@@ -80,6 +80,22 @@ bool WaitUntil(const std::function<bool()>& condition,
 // must be told its port before it binds.
 uint16_t FreeLoopbackPort();
 
+// A TCP port on 127.0.0.1 bound and listening for this object's life: an
+// address a process under test cannot bind. port() is 0 if none could be
+// held.
+class HeldPort {
+ public:
+  HeldPort();
+  ~HeldPort();
+  HeldPort(const HeldPort&) = delete;
+  HeldPort& operator=(const HeldPort&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
 struct HttpReply {
   int status = -1;  // -1: could not connect or no valid response
   std::string headers;

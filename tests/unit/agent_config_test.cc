@@ -162,16 +162,15 @@ TEST(AgentConfigTest, ARelativeStateDirIsRefusedWithTheValue) {
 TEST(AgentConfigTest, BadStaticPodSettingsAreRefusedWithTheValue) {
   ExpectConfigError("node: cp-1\nprovider:\n  mode: kubelet\n", "provider.mode", 3,
                     "must be systemd or static_pod, got \"kubelet\"");
-  ExpectConfigError("node: cp-1\nstatic_pod:\n  manifest: manifests/kms.yaml\n",
-                    "static_pod.manifest", 3,
+  const std::string mode = "node: cp-1\nprovider:\n  mode: static_pod\n";
+  ExpectConfigError(mode + "static_pod:\n  manifest: manifests/kms.yaml\n",
+                    "static_pod.manifest", 5,
                     "must be an absolute path, got \"manifests/kms.yaml\"");
-  ExpectConfigError("node: cp-1\nstatic_pod:\n  image: x\n", "static_pod.image", 3,
-                    "unknown key");
-  ExpectConfigError("node: cp-1\nstatic_pod:\n  doctor_command: [ctr, run, \"{image}\"]\n",
-                    "static_pod.doctor_command", 3, "must start with an absolute path");
-  ExpectConfigError(
-      "node: cp-1\nstatic_pod:\n  doctor_command: [/usr/bin/ctr, run, \"{img}\"]\n",
-      "static_pod.doctor_command", 3, "\"{img}\" holds an unknown placeholder");
+  ExpectConfigError(mode + "static_pod:\n  image: x\n", "static_pod.image", 5, "unknown key");
+  ExpectConfigError(mode + "static_pod:\n  doctor_command: [ctr, run, \"{image}\"]\n",
+                    "static_pod.doctor_command", 5, "must start with an absolute path");
+  ExpectConfigError(mode + "static_pod:\n  doctor_command: [/usr/bin/ctr, run, \"{img}\"]\n",
+                    "static_pod.doctor_command", 5, "\"{img}\" holds an unknown placeholder");
 }
 
 TEST(AgentConfigTest, UnknownLogTargetIsRefusedWithTheValue) {
@@ -300,6 +299,150 @@ TEST(AgentConfigTest, InsecureClusterOnlyOnLoopback) {
                     "cluster.insecure", 3, "only on a loopback address, not 0.0.0.0:7443");
 }
 
+// Found in review: a peer named after this node passed --check-config and
+// the start then failed with "member cp-1 is listed twice" (exit 1, no
+// file or key); with explicit voters its address silently replaced this
+// node's cluster.listen. Two peers of one name kept the last address, and
+// more voters than the election allows were found only at start.
+TEST(AgentConfigTest, PeersAndMembersAreCheckedAtLoadAsTheElectionChecksThem) {
+  const std::string tls = "  tls: {ca: /pki/ca.pem, cert: /pki/cp-1.pem, key: /pki/cp-1.key}\n";
+  const std::string self_peer =
+      "node: cp-1\n"
+      "peers:\n"
+      "  - {name: cp-2, address: 10.0.0.2:7443}\n"
+      "  - {name: cp-1, address: 10.0.0.9:7443}\n"
+      "cluster:\n"
+      "  listen: 10.0.0.1:7443\n" + tls;
+  ExpectConfigError(self_peer, "peers[1].name", 4, "\"cp-1\" is this node (node: cp-1)");
+  ExpectConfigError(self_peer + "  voters: [cp-1, cp-2]\n", "peers[1].name", 4,
+                    "\"cp-1\" is this node");
+  ExpectConfigError(
+      "node: cp-1\npeers:\n  - {name: cp-2, address: 10.0.0.2:7443}\n"
+      "  - {name: cp-2, address: 10.0.0.3:7443}\n",
+      "peers[1].name", 4, "\"cp-2\" is already peers[0].name");
+
+  // Nine members by default, eight listed: the election takes 1 to 7.
+  std::string many = "node: cp-1\npeers:\n";
+  for (int i = 2; i <= 9; ++i) {
+    many += "  - {name: cp-" + std::to_string(i) + ", address: 10.0.0." + std::to_string(i) +
+            ":7443}\n";
+  }
+  many += "cluster:\n  listen: 10.0.0.1:7443\n" + tls;  // the section's first key: line 12
+  ExpectConfigError(many, "cluster", 12, "voters must number 1 to 7, got 9 (voters [cp-1, cp-2");
+  ExpectConfigError(many + "  voters: [cp-1, cp-2, cp-3, cp-4, cp-5, cp-6, cp-7, cp-8]\n",
+                    "cluster.voters", 14, "voters must number 1 to 7, got 8");
+  ExpectConfigError(std::string(kCluster) + "  voters: [cp-2, cp-3]\n", "cluster.voters", 8,
+                    "this node cp-1 is neither voter nor learner (voters [cp-2, cp-3]");
+  ExpectConfigError(std::string(kCluster) + "  voters: [cp-1, cp-2]\n  learners: [cp-2]\n",
+                    "cluster.voters", 8, "member cp-2 is listed twice");
+}
+
+// Found in review: yaml-cpp keeps a repeated key, so `node: cp-1` then
+// `node: cp-2` loaded as cp-2 and two `voters:` lists were joined.
+TEST(AgentConfigTest, ARepeatedKeyIsRefusedNamingBothLines) {
+  ExpectConfigError("node: cp-1\nnode: cp-2\n", "node", 2, "repeats (first at line 1)");
+  ExpectConfigError(std::string(kCluster) + "  voters: [cp-1]\n  voters: [cp-2, cp-3]\n",
+                    "cluster.voters", 9, "repeats (first at line 8)");
+  ExpectConfigError("node: cp-1\nlisten:\n  unix: /run/a.sock\nlisten:\n  unix: /run/b.sock\n",
+                    "listen", 4, "repeats (first at line 2)");
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: h:1, name: cp-3}\n",
+                    "peers[0].name", 3, "repeats (first at line 3)");
+}
+
+// Found in review: no address was parsed; `cluster.listen: 127.0.0.1` was
+// told it was not loopback.
+TEST(AgentConfigTest, AnAddressThatIsNotHostPortIsRefusedWithTheValue) {
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: garbage\n  insecure: true\n",
+                    "cluster.listen", 3, "must be host:port (the port is missing), got \"garbage\"");
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1\n  insecure: true\n",
+                    "cluster.listen", 3, "(the port is missing), got \"127.0.0.1\"");
+  ExpectConfigError("node: cp-1\npeers:\n  - name: cp-2\n    address: 'not an address'\n",
+                    "peers[0].address", 4, "got \"not an address\"");
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: 10.0.0.2:0}\n",
+                    "peers[0].address", 3, "from 1 to 65535), got \"10.0.0.2:0\"");
+  ExpectConfigError("node: cp-1\nmetrics:\n  listen: nope\n", "metrics.listen", 3,
+                    "got \"nope\"");
+  ExpectConfigError("node: cp-1\nlisten:\n  tcp: 127.0.0.1:99999\n  insecure: true\n",
+                    "listen.tcp", 3,
+                    "(the port must be a number from 0 to 65535), got \"127.0.0.1:99999\"");
+  ExpectConfigError("node: cp-1\nmetrics:\n  listen: 256.0.0.1:9464\n", "metrics.listen", 3,
+                    "\"256.0.0.1\" is not an IPv4 address");
+  ExpectConfigError("node: cp-1\nmetrics:\n  listen: '::1:9464'\n", "metrics.listen", 3,
+                    "in brackets");
+  ExpectConfigError("node: cp-1\nmetrics:\n  listen: '[::1'\n", "metrics.listen", 3,
+                    "got \"[::1\"");
+  ExpectConfigError("node: cp-1\nmetrics:\n  listen: '-bad-:9464'\n", "metrics.listen", 3,
+                    "\"-bad-\" is not a host name");
+  for (const char* address : {"127.0.0.1:0", "\"[::1]:9464\"", "localhost:9464",
+                              "metrics.cp-1.example:65535"}) {
+    absl::StatusOr<AgentConfig> c =
+        ParseAgentConfig(std::string("node: cp-1\nmetrics:\n  listen: ") + address + "\n", kFile);
+    EXPECT_TRUE(c.ok()) << address << ": " << c.status();
+  }
+}
+
+// Found in review: only state_dir and the static-pod paths had to be
+// absolute; `provider.config: openbao-kms.yaml` depended on the agent's
+// working directory.
+TEST(AgentConfigTest, ARelativePathIsRefusedForEveryPathKey) {
+  struct Case {
+    std::string yaml;  // after "node: cp-1\n"
+    std::string key;
+    int line;
+    std::string value;
+  };
+  const std::vector<Case> cases = {
+      {"listen:\n  unix: agent.sock\n", "listen.unix", 3, "agent.sock"},
+      {"provider:\n  kms_socket: kms.sock\n", "provider.kms_socket", 3, "kms.sock"},
+      {"provider:\n  binary: bin/bao-kms-provider\n", "provider.binary", 3,
+       "bin/bao-kms-provider"},
+      {"provider:\n  config: openbao-kms.yaml\n", "provider.config", 3, "openbao-kms.yaml"},
+      {"provider:\n  encryption_config: ec.yaml\n", "provider.encryption_config", 3, "ec.yaml"},
+      {"executor:\n  public_keys: [/k1.pub, keys/k2.pub]\n", "executor.public_keys[1]", 3,
+       "keys/k2.pub"},
+      {"executor:\n  registry_path: state/key-registry.json\n", "executor.registry_path", 3,
+       "state/key-registry.json"},
+      {"executor:\n  download_ca_file: ca.pem\n", "executor.download_ca_file", 3, "ca.pem"},
+      {"apiserver:\n  restart: systemd:k.service\n  ca_file: pki/ca.crt\n", "apiserver.ca_file",
+       4, "pki/ca.crt"},
+      {"cluster:\n  listen: 10.0.0.1:7443\n  tls: {ca: ca.pem, cert: /c.pem, key: /k.pem}\n",
+       "cluster.tls.ca", 4, "ca.pem"},
+      {"cluster:\n  listen: 10.0.0.1:7443\n  tls: {ca: /ca.pem, cert: c.pem, key: /k.pem}\n",
+       "cluster.tls.cert", 4, "c.pem"},
+      {"cluster:\n  listen: 10.0.0.1:7443\n  tls: {ca: /ca.pem, cert: /c.pem, key: k.pem}\n",
+       "cluster.tls.key", 4, "k.pem"},
+      {"provider:\n  mode: static_pod\nstatic_pod:\n  cri_socket: cri.sock\n",
+       "static_pod.cri_socket", 5, "cri.sock"},
+  };
+  for (const Case& c : cases) {
+    ExpectConfigError("node: cp-1\n" + c.yaml, c.key, c.line,
+                      "must be an absolute path, got \"" + c.value + "\"");
+  }
+}
+
+// Found in review: a static_pod: section without provider.mode: static_pod
+// was dropped, and cluster.insecure: true dropped a cluster.tls block.
+TEST(AgentConfigTest, SettingsThatWouldBeIgnoredAreRefusedNamingWhatToChange) {
+  ExpectConfigError("node: cp-1\nstatic_pod:\n  manifest: /srv/manifests/kms.yaml\n",
+                    "static_pod", 3,
+                    "provider.mode is \"systemd\"); set provider.mode: static_pod or remove "
+                    "the static_pod: section");
+  ExpectConfigError(
+      "node: cp-1\nprovider:\n  mode: systemd\nstatic_pod:\n  cri_socket: /run/crio/crio.sock\n",
+      "static_pod", 5, "set provider.mode: static_pod");
+  ExpectConfigError(
+      "node: cp-1\ncluster:\n  listen: 127.0.0.1:7443\n  insecure: true\n"
+      "  tls: {ca: /pki/ca.pem, cert: /pki/cp-1.pem, key: /pki/cp-1.key}\n",
+      "cluster.tls", 5,
+      "is not used with cluster.insecure: true (plain TCP); remove cluster.tls or set "
+      "cluster.insecure: false");
+}
+
+TEST(AgentConfigTest, HeartbeatTicksNotBelowElectionTicksIsRefusedWithTheValue) {
+  ExpectConfigError(std::string(kCluster) + "  election_ticks: 10\n  heartbeat_ticks: 12\n",
+                    "cluster.heartbeat_ticks", 9, "must be below election_ticks (10), got 12");
+}
+
 TEST(AgentConfigTest, UnixSocketModeAndGroup) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(
       "node: cp-1\nlisten:\n  unix_mode: \"0600\"\n  unix_group: kmsfleet\n", kFile);
@@ -324,13 +467,13 @@ TEST(AgentConfigTest, StandaloneExcludesACluster) {
 
 TEST(AgentConfigTest, OperatorTrustDomainIsValidated) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(
-      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: a, cert: b, key: c, "
+      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: /a, cert: /b, key: /c, "
       "operator_trust_domain: fleet.example}\n",
       kFile);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->cluster.tls.operator_trust_domain, "fleet.example");
   ExpectConfigError(
-      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: a, cert: b, key: c, "
+      "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: /a, cert: /b, key: /c, "
       "operator_trust_domain: Fleet/Example}\n",
       "cluster.tls.operator_trust_domain", 3, "lower-case letters");
 }
@@ -493,8 +636,11 @@ class ProviderConfigLoadTest : public ::testing::Test {
     std::ofstream(dir_ + "/" + name) << text;
   }
   absl::StatusOr<AgentConfig> Load(const std::string& executor_section) {
-    Write("kmsfleet.yaml", "node: cp-1\nprovider:\n  config: " + dir_ +
-                               "/provider.yaml\n" + executor_section);
+    return LoadText("node: cp-1\nprovider:\n  config: " + dir_ + "/provider.yaml\n" +
+                    executor_section);
+  }
+  absl::StatusOr<AgentConfig> LoadText(const std::string& yaml) {
+    Write("kmsfleet.yaml", yaml);
     return LoadAgentConfig(dir_ + "/kmsfleet.yaml");
   }
   std::string dir_;
@@ -560,13 +706,38 @@ TEST_F(ProviderConfigLoadTest, AProviderConfigThatCannotBeReadStopsTheAgentNamin
   EXPECT_NE(std::string(c.status().message()).find(dir_ + "/provider.yaml"), std::string::npos);
 }
 
+// Only the default path may lack the file (an agent that only observes may
+// run where the provider's config is elsewhere), written out or not.
 TEST_F(ProviderConfigLoadTest, WithoutAProviderConfigTheSettingOrDefaultStands) {
-  absl::StatusOr<AgentConfig> c = Load("executor:\n  registry_path: /x/key-registry.json\n");
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->executor.registry_path, "/x/key-registry.json");
-  c = Load("");
-  ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->executor.registry_path, "/var/lib/openbao-kms/state/key-registry.json");
+  if (std::filesystem::exists(kDefaultProviderConfigPath)) {
+    GTEST_SKIP() << kDefaultProviderConfigPath << " exists on this host";
+  }
+  for (const std::string provider :
+       {"", "provider:\n  config: /etc/openbao-kms/config.yaml\n"}) {
+    absl::StatusOr<AgentConfig> c = LoadText(
+        "node: cp-1\n" + provider + "executor:\n  registry_path: /x/key-registry.json\n");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->executor.registry_path, "/x/key-registry.json");
+    c = LoadText("node: cp-1\n" + provider);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->executor.registry_path, "/var/lib/openbao-kms/state/key-registry.json");
+  }
+}
+
+// Found in review: an explicit provider.config naming a missing file was
+// skipped, and the agent ran on default facts.
+TEST_F(ProviderConfigLoadTest, AnExplicitProviderConfigThatDoesNotExistIsRefused) {
+  absl::StatusOr<AgentConfig> c = Load("");
+  ASSERT_FALSE(c.ok());
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(c.status()), reason::kInvalidConfig);
+  std::string message(c.status().message());
+  EXPECT_NE(message.find(dir_ + "/kmsfleet.yaml:3: provider.config: no such file, got \"" +
+                         dir_ + "/provider.yaml\""),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(MetadataOf(c.status(), "key"), "provider.config");
+  EXPECT_EQ(MetadataOf(c.status(), "line"), "3");
 }
 
 }  // namespace
