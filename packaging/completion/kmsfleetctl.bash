@@ -15,7 +15,11 @@ _kmsfleetctl() {
     esac
   done
   case "$prev" in
-    --output|-o) COMPREPLY=($(compgen -W "table json" -- "$cur")); return ;;
+    --output|-o)
+      # The node commands print JSON only.
+      if [[ $cmd == node ]]; then COMPREPLY=($(compgen -W "json" -- "$cur"))
+      else COMPREPLY=($(compgen -W "table json" -- "$cur")); fi
+      return ;;
     --source|--checksums|--signature|--artifact|--image-ref|--policy|--changelog|--ca|--cert|--key)
       _filedir; return ;;
   esac
@@ -23,7 +27,7 @@ _kmsfleetctl() {
   case "$cmd" in
     "") words_for="$top --help --version" ;;
     status|leader) words_for="--agent --output --timeout-ms $tls --help" ;;
-    health) words_for="--agent --timeout-ms $tls --help" ;;
+    health) words_for="--agent --output --timeout-ms $tls --help" ;;
     upgrade) words_for="$fleet --to --artifact --checksums --signature --image --image-ref --policy --changelog --soak --stabilization --acknowledge --order --auto-rollback --remote-paths --dry-run --watch --help" ;;
     rollback) words_for="$fleet --dry-run --watch --help" ;;
     pause|resume|abort|ack-break-glass) words_for="$fleet --watch --help" ;;
@@ -31,16 +35,16 @@ _kmsfleetctl() {
     plan)
       case "$sub" in
         "") words_for="commit $fleet --help" ;;
-        commit) words_for="--agent --in-flight --payload --timeout-ms $tls --help" ;;
+        commit) words_for="--agent --output --in-flight --payload --timeout-ms $tls --help" ;;
       esac ;;
     node)
       case "$sub" in
         "") words_for="stage preflight swap rollback operation --agent --timeout-ms $tls --help" ;;
-        stage) words_for="--version --source --checksums --signature --artifact-name --image --image-ref --help" ;;
-        preflight) words_for="--version --help" ;;
-        swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --expected-digest --help" ;;
-        rollback) words_for="--of --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --help" ;;
-        operation) words_for="--id --no-wait --help" ;;
+        stage) words_for="--version --source --checksums --signature --artifact-name --image --image-ref --output --help" ;;
+        preflight) words_for="--version --output --help" ;;
+        swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --expected-digest --output --help" ;;
+        rollback) words_for="--of --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --output --help" ;;
+        operation) words_for="--id --no-wait --output --help" ;;
       esac ;;
   esac
   COMPREPLY=($(compgen -W "$words_for" -- "$cur"))

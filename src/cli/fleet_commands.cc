@@ -58,10 +58,11 @@ int Fail(const std::string& what, const absl::Status& s) {
   const std::string reason = ReasonOf(s);
   std::cerr << "kmsfleetctl " << what << ": [" << (reason.empty() ? "ERROR" : reason) << "] "
             << ForTerminal(std::string(s.message())) << "\n";
-  const std::string leader = MetadataOf(s, "leader");
+  const std::string leader = ForTerminal(MetadataOf(s, "leader"));
+  const std::string leader_address = ForTerminal(MetadataOf(s, "leader_address"));
   if (reason == reason::kNotLeader && !leader.empty()) {
-    std::cerr << "  the coordinator is " << leader << " (" << MetadataOf(s, "leader_address")
-              << "): run this there, or pass --agent " << MetadataOf(s, "leader_address")
+    std::cerr << "  the coordinator is " << leader << " (" << leader_address
+              << "): run this there, or pass --agent " << leader_address
               << " with --ca, --cert and --key\n";
   }
   if (reason == reason::kInvalidConfig) return 2;
@@ -362,6 +363,30 @@ absl::StatusOr<int64_t> ParseDurationFlag(const std::string& flag, const std::st
                      {{"flag", flag}, {"value", text}});
   }
   return std::stoll(text.substr(0, digits)) * scale;
+}
+
+absl::Status ResolvePlanCommitFlags(const CLI::App& plan, const FleetFlags& plan_flags,
+                                    PlanCommitFlags& commit_flags) {
+  const CLI::App* commit = plan.get_subcommand("commit");
+  for (auto [name, before, after] :
+       {std::tuple{"--agent", &plan_flags.agent, &commit_flags.agent},
+        std::tuple{"--output", &plan_flags.output, &commit_flags.output},
+        std::tuple{"--ca", &plan_flags.tls.ca, &commit_flags.tls.ca},
+        std::tuple{"--cert", &plan_flags.tls.cert, &commit_flags.tls.cert},
+        std::tuple{"--key", &plan_flags.tls.key, &commit_flags.tls.key},
+        std::tuple{"--server-name", &plan_flags.tls.server_name,
+                   &commit_flags.tls.server_name}}) {
+    if (plan.count(name) == 0) continue;
+    if (commit->count(name) > 0 && *before != *after) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                       std::string(name) + " is given before `commit` (" + *before +
+                           ") and after it (" + *after + "): give it once",
+                       {{"flag", name}});
+    }
+    *after = *before;
+  }
+  if (plan.count("--insecure") > 0) commit_flags.tls.insecure = true;
+  return absl::OkStatus();
 }
 
 std::vector<CLI::App*> AddFleetCommands(CLI::App& app, FleetFlags& f) {

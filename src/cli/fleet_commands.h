@@ -46,6 +46,15 @@ std::vector<CLI::App*> AddFleetCommands(CLI::App& app, FleetFlags& flags);
 // 3 no agent answered.
 int RunFleetCommand(const CLI::App& command, const FleetFlags& flags);
 
+// `plan commit` takes --agent, --output and the TLS flags both after
+// `commit` (its own, in `commit_flags`) and before it (`plan`'s, in
+// `plan_flags`, which AddFleetCommands binds). Copies into `commit_flags`
+// each one given only before `commit`. Errors: InvalidArgument
+// INVALID_CONFIG naming the flag when it is given on both sides with
+// different values. `plan` is the parsed `plan` command.
+absl::Status ResolvePlanCommitFlags(const CLI::App& plan, const FleetFlags& plan_flags,
+                                    PlanCommitFlags& commit_flags);
+
 // Parses "90s", "5m", "1h", "1500ms" or a bare number of seconds into
 // milliseconds. Errors: InvalidArgument INVALID_CONFIG naming `flag`.
 absl::StatusOr<int64_t> ParseDurationFlag(const std::string& flag, const std::string& text);

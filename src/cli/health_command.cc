@@ -4,10 +4,12 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <boost/json.hpp>
 #include <chrono>
 #include <future>
 #include <iostream>
 
+#include "cli/terminal_text.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -92,15 +94,32 @@ CLI::App* AddHealthCommand(CLI::App& app, HealthFlags& flags) {
   health->add_option("--timeout-ms", flags.timeout_ms, "deadline for the answer")
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
+  health->add_option("--output,-o", flags.output,
+                     "table (\"ADDR: SERVING\") or json (the answer, whatever it is)")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
   AddTlsFlags(*health, flags.tls);
+  health->footer(
+      "Example:\n"
+      "  kmsfleetctl health --agent unix:/run/kmsfleet/agent.sock --timeout-ms 2000\n"
+      "Exits 0 only for SERVING; the static pod's probes run it.");
   return health;
+}
+
+std::string RenderHealthJson(const std::string& agent, int status) {
+  boost::json::object o;
+  o["agent"] = agent;
+  o["status"] = HealthStatusName(status);
+  o["code"] = status;
+  o["serving"] = status == kServing;
+  return boost::json::serialize(o) + "\n";
 }
 
 int RunHealth(const HealthFlags& flags) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(flags.agent, flags.tls);
   if (!channel.ok()) {
     std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "
-              << channel.status().message() << "\n";
+              << ForTerminal(std::string(channel.status().message())) << "\n";
     return 2;
   }
   absl::StatusOr<int> status = [&]() -> absl::StatusOr<int> {
@@ -110,16 +129,17 @@ int RunHealth(const HealthFlags& flags) {
   }();
   if (!status.ok()) {
     std::cerr << "kmsfleetctl: [" << ReasonOf(status.status()) << "] "
-              << status.status().message() << "\n";
+              << ForTerminal(std::string(status.status().message())) << "\n";
     return 1;
   }
+  if (flags.output == "json") std::cout << RenderHealthJson(flags.agent, *status);
   if (*status != kServing) {
     // The answer is the health protocol's own status name, stable upstream.
-    std::cerr << "kmsfleetctl: " << flags.agent << " answers " << HealthStatusName(*status)
-              << " (" << *status << ")\n";
+    std::cerr << "kmsfleetctl: " << ForTerminal(flags.agent) << " answers "
+              << HealthStatusName(*status) << " (" << *status << ")\n";
     return 1;
   }
-  std::cout << flags.agent << ": SERVING\n";
+  if (flags.output != "json") std::cout << ForTerminal(flags.agent) << ": SERVING\n";
   return 0;
 }
 

@@ -19,6 +19,7 @@ namespace kmsfleet {
 struct HealthFlags {
   std::string agent = "unix:/run/kmsfleet/agent.sock";
   int timeout_ms = 2000;
+  std::string output = "table";  // table: "ADDR: SERVING"; json: RenderHealthJson
   FleetTls tls;
 };
 
@@ -26,8 +27,13 @@ CLI::App* AddHealthCommand(CLI::App& app, HealthFlags& flags);
 
 // Exit codes: 0 the agent answered SERVING; 1 it answered anything else
 // (stderr names the health status) or could not be asked (stderr gives the
-// reason code, e.g. AGENT_UNREACHABLE); 2 usage.
+// reason code, e.g. AGENT_UNREACHABLE); 2 usage. With --output json, an
+// answer, whatever it is, is printed on stdout as RenderHealthJson.
 int RunHealth(const HealthFlags& flags);
+
+// The agent's answer `status` (as ParseHealthStatus reads it) as one JSON
+// object: {"agent": ..., "status": "SERVING", "code": 1, "serving": true}.
+std::string RenderHealthJson(const std::string& agent, int status);
 
 // The `status` field (1, an enum) of a serialized
 // grpc.health.v1.HealthCheckResponse: 0 UNKNOWN, 1 SERVING, 2 NOT_SERVING,

@@ -112,6 +112,12 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
   AddTlsFlags(*status, status_flags.tls);
+  status->footer(
+      "Example:\n"
+      "  kmsfleetctl status --agent cp-1:7443 --agent cp-2:7443 --agent cp-3:7443 \\\n"
+      "    --ca ca.pem --cert operator.pem --key operator.key --output json\n"
+      "(each agent's certificate is checked against the host in --agent, or against\n"
+      "--server-name, which applies to every agent)");
   NodeFlags node_flags;
   CLI::App* node = AddNodeCommands(app, node_flags);
   LeaderFlags leader_flags;
@@ -127,23 +133,12 @@ int Main(int argc, char** argv) {
       ->check(CLI::Range(1, 600000))
       ->capture_default_str();
   AddTlsFlags(*leader, leader_flags.tls);
+  leader->footer(
+      "Example:\n"
+      "  kmsfleetctl leader --agent unix:/run/kmsfleet/agent.sock --agent 10.0.0.2:7443 \\\n"
+      "    --ca ca.pem --cert operator.pem --key operator.key --server-name cp-2");
   PlanCommitFlags plan_flags;
-  CLI::App* plan = app.add_subcommand(
-      "plan", "show the fleet plan: nodes, guards, audit (plan commit: a raw record)");
-  plan->require_subcommand(0, 1);
-  CLI::App* commit = plan->add_subcommand(
-      "commit", "commit a plan record naming one node in flight; print its fence");
-  commit->add_option("--agent", plan_flags.agent,
-                     "agent address: unix:/path or host:port of its cluster listener")
-      ->capture_default_str();
-  commit->add_option("--in-flight", plan_flags.in_flight,
-                     "the node that may disrupt its provider next (\"\" for none)")
-      ->required();
-  commit->add_option("--payload", plan_flags.payload, "plan text to replicate");
-  commit->add_option("--timeout-ms", plan_flags.timeout_ms, "deadline for the commit")
-      ->check(CLI::Range(1, 600000))
-      ->capture_default_str();
-  AddTlsFlags(*commit, plan_flags.tls);
+  CLI::App* commit = AddPlanCommands(app, plan_flags);
   FleetFlags fleet_flags;
   std::vector<CLI::App*> fleet_commands = AddFleetCommands(app, fleet_flags);
   HealthFlags health_flags;
@@ -153,7 +148,16 @@ int Main(int argc, char** argv) {
   if (status->parsed()) return RunStatus(status_flags);
   if (node->parsed()) return RunNodeCommand(*node, node_flags);
   if (leader->parsed()) return RunLeader(leader_flags);
-  if (commit->parsed()) return RunPlanCommit(plan_flags);
+  if (commit->parsed()) {
+    // `plan --agent X commit` is `plan commit --agent X`.
+    absl::Status flags = ResolvePlanCommitFlags(*commit->get_parent(), fleet_flags, plan_flags);
+    if (!flags.ok()) {
+      std::cerr << "kmsfleetctl: plan commit: [" << ReasonOf(flags) << "] " << flags.message()
+                << "\n";
+      return 2;
+    }
+    return RunPlanCommit(plan_flags);
+  }
   if (health->parsed()) return RunHealth(health_flags);
   for (CLI::App* command : fleet_commands) {
     if (command->parsed()) return RunFleetCommand(*command, fleet_flags);

@@ -10,9 +10,9 @@
 #include "cli/operation_progress.h"
 #include "cli/plan_commands.h"
 #include "cli/terminal_text.h"
+#include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
-#include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {
 namespace {
@@ -27,18 +27,19 @@ void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
                    std::chrono::milliseconds(f.timeout_ms));
 }
 
-// Prints "[REASON] message" when the agent sent an ErrorInfo, as every
-// refusal is printed, and the bare message otherwise (a transport error).
-int RpcFailed(const std::string& what, const grpc::Status& s) {
-  v1::ErrorInfo info;
-  std::string reason;
-  if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
-    reason = info.reason();
-  }
-  std::cerr << "kmsfleetctl: " << what << ": "
-            << ForTerminal(CallRefusal(reason, s.error_message())) << "\n";
-  return s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                 s.error_code() == grpc::StatusCode::UNIMPLEMENTED
+// Prints "[REASON] message", as every refusal is printed: the agent's
+// reason, or AGENT_UNREACHABLE for a call that got no answer from it (the
+// transport failed, the deadline passed); the agent's text is escaped.
+int RpcFailed(const std::string& what, const grpc::Status& s, const NodeFlags& f) {
+  const absl::Status status = FromAgentCall(s, f.agent);
+  const std::string reason = ReasonOf(status);
+  std::cerr << "kmsfleetctl: "
+            << ForTerminal(what + ": " + CallRefusal(reason.empty() ? "ERROR" : reason,
+                                                     std::string(status.message())))
+            << "\n";
+  return reason == reason::kAgentUnreachable ||
+                 status.code() == absl::StatusCode::kUnavailable ||
+                 status.code() == absl::StatusCode::kUnimplemented
              ? 3
              : 1;
 }
@@ -70,7 +71,7 @@ int RunStage(Stub& stub, const NodeFlags& f) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
   grpc::Status s = stub.Stage(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailed("stage " + f.version, s);
+  if (!s.ok()) return RpcFailed("stage " + f.version, s, f);
   std::cout << ProtoJson(resp);
   return 0;
 }
@@ -82,7 +83,7 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
   grpc::Status s = stub.Preflight(&ctx, req, &resp);
-  if (!s.ok()) return RpcFailed("preflight " + f.version, s);
+  if (!s.ok()) return RpcFailed("preflight " + f.version, s, f);
   std::cout << ProtoJson(resp);
   if (resp.passed()) return 0;
   // A refusal is said on stderr too, like every other command's: a script
@@ -116,17 +117,18 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && !last.done()) {
       // The wait ended, not the operation: a script must not take it for a
       // failure and start a rollback while the swap goes on.
-      std::cerr << "kmsfleetctl: " << last.operation_id() << " is still running (phase "
-                << last.phase() << "); the wait ended after --timeout-ms " << f.timeout_ms
-                << ". Follow it with: kmsfleetctl node operation --id " << last.operation_id()
-                << "\n";
+      const std::string id = ForTerminal(last.operation_id(), /*keep_newlines=*/false);
+      std::cerr << "kmsfleetctl: " << id << " is still running (phase "
+                << ForTerminal(last.phase(), /*keep_newlines=*/false)
+                << "); the wait ended after --timeout-ms " << f.timeout_ms
+                << ". Follow it with: kmsfleetctl node operation --id " << id << "\n";
       std::cout << ProtoJson(last);
       return kExitStillRunning;
     }
-    if (!s.ok()) return RpcFailed("watch " + started.operation_id(), s);
+    if (!s.ok()) return RpcFailed("watch " + started.operation_id(), s, f);
   }
   if (std::string refusal = OperationRefusal(last); !refusal.empty()) {
-    std::cerr << "kmsfleetctl: " << last.operation_id() << ": " << ForTerminal(refusal) << "\n";
+    std::cerr << "kmsfleetctl: " << ForTerminal(last.operation_id() + ": " + refusal) << "\n";
   }
   std::cout << ProtoJson(last);
   // Not waited for and still running: accepted. Ended: as if waited for.
@@ -146,7 +148,8 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
   if (!f.fence.empty()) {
     absl::StatusOr<v1::Fence> fence = ParseFence(f.fence);
     if (!fence.ok()) {
-      std::cerr << "kmsfleetctl: " << fence.status().message() << "\n";
+      std::cerr << "kmsfleetctl: [" << ReasonOf(fence.status()) << "] "
+                << ForTerminal(std::string(fence.status().message())) << "\n";
       return 2;
     }
     *req.mutable_fence() = *fence;
@@ -155,7 +158,7 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
   grpc::Status s = (stub.*start)(&ctx, req, &op);
-  if (!s.ok()) return RpcFailed(what, s);
+  if (!s.ok()) return RpcFailed(what, s, f);
   return Follow(stub, op, f);
 }
 
@@ -180,7 +183,7 @@ int RunGet(Stub& stub, const NodeFlags& f) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
   grpc::Status s = stub.GetOperation(&ctx, req, &op);
-  if (!s.ok()) return RpcFailed("operation " + f.operation_id, s);
+  if (!s.ok()) return RpcFailed("operation " + f.operation_id, s, f);
   return Follow(stub, op, f);
 }
 
@@ -234,6 +237,42 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
   CLI::App* get = node->add_subcommand("operation", "show or follow an operation");
   get->add_option("--id", f.operation_id, "operation id")->required();
   get->add_flag("--no-wait", f.no_wait, "do not follow it");
+  // The node's flags come before the subcommand, so its example names none
+  // of a subcommand's (tests/deploy/check_completion.sh reads every flag in
+  // --help as the command's); indented four spaces, as a line of two after
+  // "Subcommands:" reads as one.
+  node->footer(
+      "Example: the flags above come before the subcommand, its own after it (each "
+      "subcommand's --help has an example):\n"
+      "    kmsfleetctl node --agent 10.0.0.2:7443 --ca ca.pem --cert operator.pem \\\n"
+      "        --key operator.key --server-name cp-2 --timeout-ms 900000 preflight ...");
+  stage->footer(
+      "Example:\n"
+      "  kmsfleetctl node stage --version 0.2.0 \\\n"
+      "    --source /srv/releases/bao-kms-provider_0.2.0_linux_amd64 \\\n"
+      "    --checksums /srv/releases/checksums.txt --signature /srv/releases/checksums.txt.sig\n"
+      "The agent reads the paths on its node (not /tmp or /home under the packaged unit) "
+      "and prints the staged artifact as JSON.");
+  pre->footer("Example:\n  kmsfleetctl node preflight --version 0.2.0");
+  node->get_subcommand("swap")->footer(
+      "Example:\n"
+      "  kmsfleetctl node swap --version 0.2.0 --fence 3/7/cp-2 \\\n"
+      "    --operation-id upgrade-cp2-0.2.0\n"
+      "The fence is what `kmsfleetctl plan commit` printed for cp-2; an agent outside a "
+      "cluster (standalone: true) takes none.");
+  node->get_subcommand("rollback")->footer(
+      "Example:\n"
+      "  kmsfleetctl node rollback --of upgrade-cp2-0.2.0 --fence 3/7/cp-2 \\\n"
+      "    --operation-id rollback-cp2-0.2.0");
+  get->footer("Example:\n  kmsfleetctl node operation --id upgrade-cp2-0.2.0 --no-wait");
+  for (const char* name : {"stage", "preflight", "swap", "rollback", "operation"}) {
+    node->get_subcommand(name)
+        ->add_option("--output,-o", f.output,
+                     "json, the only output: the result as JSON on stdout (progress and "
+                     "refusals go to stderr)")
+        ->check(CLI::IsMember({"json"}))
+        ->capture_default_str();
+  }
   return node;
 }
 
@@ -241,7 +280,7 @@ int RunNodeCommand(const CLI::App& node, const NodeFlags& f) {
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(f.agent, f.tls);
   if (!channel.ok()) {
     std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "
-              << channel.status().message() << "\n";
+              << ForTerminal(std::string(channel.status().message())) << "\n";
     return 2;
   }
   std::unique_ptr<Stub> stub = v1::Agent::NewStub(*channel);

@@ -24,6 +24,9 @@ struct NodeFlags {
   std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
   int timeout_ms = 600000;  // the whole command, including the watch
   bool no_wait = false;
+  // Every subcommand prints its result as JSON, the only output it has:
+  // --output takes "json" alone, for scripts that pass it everywhere.
+  std::string output = "json";
   FleetTls tls;  // for a TCP agent (the cluster listener)
 };
 
@@ -32,8 +35,9 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& flags);
 
 // Runs the parsed `node` subcommand. Exit codes: 0 success (staged,
 // preflight passed, operation Stable); 1 the node refused or the operation
-// ended otherwise (the output names the reason); 3 the agent could not be
-// reached or returned an RPC error; 4 the operation still runs when
+// ended otherwise (stderr: "[REASON] message"); 2 usage (a bad --fence, a
+// missing TLS flag); 3 the agent could not be reached ([AGENT_UNREACHABLE])
+// or answered UNAVAILABLE or UNIMPLEMENTED; 4 the operation still runs when
 // --timeout-ms ends the wait for it.
 int RunNodeCommand(const CLI::App& node, const NodeFlags& flags);
 

@@ -3,9 +3,12 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <CLI/CLI.hpp>
+#include <boost/json.hpp>
 #include <iostream>
 
 #include "cli/fleet_status.h"
+#include "cli/operation_progress.h"
+#include "cli/terminal_text.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
@@ -143,6 +146,53 @@ absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
   return reply.fence();
 }
 
+CLI::App* AddPlanCommands(CLI::App& app, PlanCommitFlags& flags) {
+  CLI::App* plan = app.add_subcommand(
+      "plan", "show the fleet plan: nodes, guards, audit (plan commit: a raw record)");
+  plan->require_subcommand(0, 1);
+  // Indented four spaces: a line of two after "Subcommands:" reads as one
+  // (tests/deploy/check_completion.sh).
+  plan->footer(
+      "Example:\n"
+      "    kmsfleetctl plan --agent 10.0.0.1:7443 --server-name cp-1 --ca ca.pem \\\n"
+      "        --cert operator.pem --key operator.key --output json\n"
+      "`kmsfleetctl plan commit --help` shows how to commit a raw plan record.");
+  CLI::App* commit = plan->add_subcommand(
+      "commit", "commit a plan record naming one node in flight; print its fence");
+  commit->footer(
+      "Example (prints the fence, e.g. 3/7/cp-2, that cp-2's `node swap` and `node "
+      "rollback` then carry):\n"
+      "  kmsfleetctl plan commit --in-flight cp-2 --agent 10.0.0.1:7443 \\\n"
+      "    --ca ca.pem --cert operator.pem --key operator.key --server-name cp-1\n"
+      "--agent, --output and the TLS flags may also come before `commit`; given on both "
+      "sides they must agree.");
+  commit->add_option("--agent", flags.agent,
+                     "agent address: unix:/path or host:port of its cluster listener")
+      ->capture_default_str();
+  commit->add_option("--output,-o", flags.output, "table (the fence alone) or json")
+      ->check(CLI::IsMember({"table", "json"}))
+      ->capture_default_str();
+  commit->add_option("--in-flight", flags.in_flight,
+                     "the node that may disrupt its provider next (\"\" for none)")
+      ->required();
+  commit->add_option("--payload", flags.payload, "plan text to replicate");
+  commit->add_option("--timeout-ms", flags.timeout_ms, "deadline for the commit")
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
+  AddTlsFlags(*commit, flags.tls);
+  return commit;
+}
+
+std::string RenderFenceJson(const v1::Fence& fence, const std::string& agent) {
+  boost::json::object o;
+  o["fence"] = FormatFence(fence);
+  o["term"] = fence.term();
+  o["index"] = fence.index();
+  o["in_flight"] = fence.in_flight();
+  o["agent"] = agent;
+  return boost::json::serialize(o) + "\n";
+}
+
 int RunPlanCommit(const PlanCommitFlags& flags) {
   std::string agent = flags.agent;
   FleetTls tls = flags.tls;
@@ -151,7 +201,8 @@ int RunPlanCommit(const PlanCommitFlags& flags) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(agent, tls);
     if (!channel.ok()) {
-      std::cerr << "kmsfleetctl: " << channel.status().message() << "\n";
+      std::cerr << "kmsfleetctl: plan commit: [" << ReasonOf(channel.status()) << "] "
+                << ForTerminal(std::string(channel.status().message())) << "\n";
       return 2;
     }
     auto stub = v1::Fleet::NewStub(*channel);
@@ -166,14 +217,29 @@ int RunPlanCommit(const PlanCommitFlags& flags) {
     tls.server_name = MetadataOf(fence.status(), "leader");
   }
   if (!fence.ok()) {
-    std::string reason = ReasonOf(fence.status());
-    std::cerr << "kmsfleetctl: plan commit at " << agent << ": [" << reason << "] "
-              << fence.status().message() << "\n";
+    const std::string reason = ReasonOf(fence.status());
+    // The agent's text (message, metadata) is escaped: it is not ours.
+    std::cerr << "kmsfleetctl: plan commit at " << ForTerminal(agent) << ": "
+              << ForTerminal(CallRefusal(reason.empty() ? "ERROR" : reason,
+                                         std::string(fence.status().message())))
+              << "\n";
+    const std::string leader = MetadataOf(fence.status(), "leader");
+    const std::string leader_address = MetadataOf(fence.status(), "leader_address");
+    if (reason == reason::kNotLeader && !leader.empty()) {
+      std::cerr << "  the coordinator is " << ForTerminal(leader) << " ("
+                << ForTerminal(leader_address) << "): run this there, or pass --agent "
+                << ForTerminal(leader_address) << " with --ca, --cert and --key\n";
+    }
     return reason == reason::kAgentUnreachable ? 3 : 1;
   }
-  std::cerr << "committed plan record " << fence->term() << "/" << fence->index()
-            << " with " << fence->in_flight() << " in flight\n";
-  std::cout << FormatFence(*fence) << "\n";
+  const std::string in_flight = ForTerminal(fence->in_flight(), /*keep_newlines=*/false);
+  std::cerr << "committed plan record " << fence->term() << "/" << fence->index() << " with "
+            << (in_flight.empty() ? "no node" : in_flight) << " in flight\n";
+  if (flags.output == "json") {
+    std::cout << RenderFenceJson(*fence, agent);
+  } else {
+    std::cout << ForTerminal(FormatFence(*fence), /*keep_newlines=*/false) << "\n";
+  }
   return 0;
 }
 

@@ -57,10 +57,17 @@ std::string FormatFence(const v1::Fence& fence);
 struct PlanCommitFlags {
   std::string agent = "unix:/run/kmsfleet/agent.sock";
   FleetTls tls;
+  std::string output = "table";  // table: the fence alone; json: an object
   std::string in_flight;
   std::string payload;
   int timeout_ms = 10000;
 };
+
+// Adds `plan` (whose own flags AddFleetCommands adds) and `plan commit` to
+// `app`; returns `commit`. `plan commit` also takes --agent, --output and
+// the TLS flags before `commit`: ResolvePlanCommitFlags (fleet_commands.h)
+// brings those in.
+CLI::App* AddPlanCommands(CLI::App& app, PlanCommitFlags& flags);
 
 // Calls Fleet.ProposePlan on `stub` (the agent at `agent`). The agent's
 // refusal keeps its reason and metadata (a follower's NOT_LEADER names the
@@ -71,8 +78,14 @@ absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
                                      const std::string& payload,
                                      std::chrono::milliseconds timeout);
 
-// Exit codes: 0 committed (the fence on stdout); 1 refused (the reason on
-// stderr, with where the coordinator is); 3 the agent could not be reached.
+// The fence as --output json prints it: an object with the fence as
+// --fence takes it, its parts and the agent that committed it.
+std::string RenderFenceJson(const v1::Fence& fence, const std::string& agent);
+
+// Exit codes: 0 committed (the fence on stdout); 1 refused (stderr:
+// "[REASON] message", with where the coordinator is); 2 usage (a missing
+// TLS flag, an unreadable PEM file); 3 the agent could not be reached.
+// Text from the agent is escaped for the terminal (terminal_text.h).
 int RunPlanCommit(const PlanCommitFlags& flags);
 
 }  // namespace kmsfleet

@@ -8,6 +8,9 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <cctype>
+#include <sstream>
+
 #include "fleet.h"
 
 namespace kmsfleet::testing {
@@ -204,6 +207,87 @@ TEST(UsageExitTest, ACommandLineRefusedExitsTwoAndHelpOrVersionZero) {
     EXPECT_EQ(r->exit_code, 0) << args[1] << ": " << r->stderr_text;
     EXPECT_FALSE(r->stdout_text.empty()) << args[1];
   }
+}
+
+// The subcommands `kmsfleetctl WORDS... --help` lists, as
+// tests/deploy/check_completion.sh reads them (the list ends at a blank
+// line, before any example).
+std::vector<std::string> SubcommandsOf(const std::vector<std::string>& words) {
+  std::vector<std::string> args = words;
+  args.push_back("--help");
+  absl::StatusOr<SubprocessResult> r = RunCtl(args);
+  if (!r.ok()) return {};
+  std::vector<std::string> names;
+  std::istringstream lines(r->stdout_text);
+  bool listing = false;
+  for (std::string line; std::getline(lines, line);) {
+    if (line == "Subcommands:") {
+      listing = true;
+    } else if (listing && line.empty()) {
+      break;
+    } else if (listing && line.size() > 2 && line.starts_with("  ") &&
+               std::islower(static_cast<unsigned char>(line[2]))) {
+      names.push_back(line.substr(2, line.find(' ', 2) - 2));
+    }
+  }
+  return names;
+}
+
+// Found in review: status, leader, node and its subcommands, plan, plan
+// commit and health had no example in --help (the issue: "every command
+// has --help with an example").
+TEST(KmsfleetctlHelpTest, EveryCommandsHelpHasAnExampleOfItself) {
+  std::vector<std::vector<std::string>> commands;
+  for (const std::string& name : SubcommandsOf({})) {
+    commands.push_back({name});
+    for (const std::string& sub : SubcommandsOf({name})) commands.push_back({name, sub});
+  }
+  ASSERT_GT(commands.size(), 15u);
+  for (const std::vector<std::string>& words : commands) {
+    std::string invocation = "kmsfleetctl";
+    for (const std::string& w : words) invocation += " " + w;
+    std::vector<std::string> args = words;
+    args.push_back("--help");
+    absl::StatusOr<SubprocessResult> r = RunCtl(args);
+    ASSERT_TRUE(r.ok()) << invocation << ": " << r.status();
+    EXPECT_EQ(r->exit_code, 0) << invocation;
+    const std::string& help = r->stdout_text;
+    const size_t example = help.find("Example");
+    ASSERT_NE(example, std::string::npos) << invocation << " --help has no example";
+    // The invocation as a whole: "kmsfleetctl plan" is not "... plan commit".
+    bool shown = false;
+    for (size_t at = help.find(invocation, example); at != std::string::npos && !shown;
+         at = help.find(invocation, at + 1)) {
+      const size_t end = at + invocation.size();
+      shown = end == help.size() || help[end] == ' ' || help[end] == '\n';
+    }
+    EXPECT_TRUE(shown) << invocation << " --help shows no example of itself:\n" << help;
+  }
+}
+
+// Found in review: `plan --agent X commit` went to the default unix socket,
+// and `node` printed gRPC's bare "failed to connect" with no reason code.
+TEST(KmsfleetctlUnreachableTest, EveryCommandNamesTheAgentItAskedAndItsReason) {
+  TempDir dir;
+  const std::string agent = "unix:" + dir.File("no-agent.sock");
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"plan", "--agent", agent, "commit", "--in-flight", "cp-1"},
+        std::vector<std::string>{"plan", "commit", "--agent", agent, "--in-flight", "cp-1"},
+        std::vector<std::string>{"node", "--agent", agent, "operation", "--id", "op-x"},
+        std::vector<std::string>{"node", "--agent", agent, "preflight", "--version", "0.2.0"}}) {
+    absl::StatusOr<SubprocessResult> r = RunCtl(args);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->exit_code, 3) << args[0] << " " << args[1] << ": " << r->stderr_text;
+    EXPECT_THAT(r->stderr_text, HasSubstr("[AGENT_UNREACHABLE] agent " + agent))
+        << args[0] << " " << args[1];
+  }
+  // Given on both sides of `commit`, the two must agree.
+  absl::StatusOr<SubprocessResult> r = RunCtl({"plan", "--agent", agent, "commit", "--agent",
+                                               "unix:/run/kmsfleet/agent.sock", "--in-flight",
+                                               "cp-1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 2) << r->stderr_text;
+  EXPECT_THAT(r->stderr_text, HasSubstr("[INVALID_CONFIG] --agent is given before `commit`"));
 }
 
 // `kmsfleetctl health` is the static pod's liveness and readiness probe

@@ -4,9 +4,17 @@
 #include "cli/plan_commands.h"
 
 #include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
 #include <fstream>
+#include <iostream>
+#include <vector>
+
+#include "cli/fleet_commands.h"
+#include "cli/usage_exit.h"
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -19,7 +27,87 @@ namespace {
 
 using ::testing::_;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::Return;
+
+// kmsfleetctl's `plan` and `plan commit`, built as its main builds them.
+struct PlanCommandLine {
+  CLI::App app{"kmsfleetctl"};
+  PlanCommitFlags commit_flags;
+  FleetFlags plan_flags;
+  CLI::App* commit = AddPlanCommands(app, commit_flags);
+  std::vector<CLI::App*> fleet = AddFleetCommands(app, plan_flags);
+
+  // Parses `kmsfleetctl args...`: nullopt to go on, else the exit code.
+  std::optional<int> Parse(std::vector<std::string> args) {
+    args.insert(args.begin(), "kmsfleetctl");
+    std::vector<const char*> argv;
+    for (const std::string& a : args) argv.push_back(a.c_str());
+    return ParseCommandLine(app, static_cast<int>(argv.size()), argv.data());
+  }
+  absl::Status Resolve() {
+    return ResolvePlanCommitFlags(*commit->get_parent(), plan_flags, commit_flags);
+  }
+};
+
+// Answers ProposePlan with `refusal`, or when it is OK with `fence`.
+class FakeCoordinator final : public v1::Fleet::Service {
+ public:
+  FakeCoordinator(grpc::Status refusal, v1::Fence fence)
+      : refusal_(std::move(refusal)), fence_(std::move(fence)) {}
+  grpc::Status ProposePlan(grpc::ServerContext*, const v1::ProposePlanRequest*,
+                           v1::ProposePlanReply* reply) override {
+    if (!refusal_.ok()) return refusal_;
+    *reply->mutable_fence() = fence_;
+    return grpc::Status::OK;
+  }
+
+ private:
+  grpc::Status refusal_;
+  v1::Fence fence_;
+};
+
+struct CommitOutcome {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+// Runs RunPlanCommit against `coordinator`, served in-process on loopback.
+CommitOutcome CommitAgainst(FakeCoordinator& coordinator, PlanCommitFlags flags) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&coordinator);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_NE(server, nullptr);
+  if (server == nullptr) return {};
+  flags.agent = "127.0.0.1:" + std::to_string(port);
+  flags.tls.insecure = true;
+  CommitOutcome r;
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  r.exit_code = RunPlanCommit(flags);
+  std::cout.flush();
+  r.err = ::testing::internal::GetCapturedStderr();
+  r.out = ::testing::internal::GetCapturedStdout();
+  server->Shutdown(std::chrono::system_clock::now());
+  return r;
+}
+
+PlanCommitFlags CommitFlags(const std::string& in_flight, const std::string& output = "table") {
+  PlanCommitFlags flags;
+  flags.in_flight = in_flight;
+  flags.output = output;
+  return flags;
+}
+
+v1::Fence Fence(uint64_t term, uint64_t index, const std::string& in_flight) {
+  v1::Fence fence;
+  fence.set_term(term);
+  fence.set_index(index);
+  fence.set_in_flight(in_flight);
+  return fence;
+}
 
 TEST(ParseFenceTest, ReadsWhatPlanCommitPrints) {
   v1::Fence fence;
@@ -171,6 +259,117 @@ TEST(NoElectionFenceCheckTest, NodeNotDeclaredStandaloneRefusesUnfencedCommands)
   v1::Fence fence;
   fence.set_term(4);
   EXPECT_EQ(ReasonOf(check(fence)), reason::kNoElection);
+}
+
+// Found in review: `plan --agent X commit` committed through the default
+// unix socket: --agent and the TLS flags before `commit` are `plan`'s,
+// and `commit` read only its own.
+TEST(PlanCommitFlagsTest, FlagsBeforeCommitReachTheCommit) {
+  PlanCommandLine line;
+  ASSERT_FALSE(line.Parse({"plan", "--agent", "10.0.0.1:7443", "--ca", "/ca.pem", "--cert",
+                           "/op.pem", "--key", "/op.key", "--server-name", "cp-1", "-o", "json",
+                           "commit", "--in-flight", "cp-2"})
+                   .has_value());
+  ASSERT_TRUE(line.commit->parsed());
+  ASSERT_TRUE(line.Resolve().ok());
+  EXPECT_EQ(line.commit_flags.agent, "10.0.0.1:7443");
+  EXPECT_EQ(line.commit_flags.tls.ca, "/ca.pem");
+  EXPECT_EQ(line.commit_flags.tls.cert, "/op.pem");
+  EXPECT_EQ(line.commit_flags.tls.key, "/op.key");
+  EXPECT_EQ(line.commit_flags.tls.server_name, "cp-1");
+  EXPECT_EQ(line.commit_flags.output, "json");
+  EXPECT_EQ(line.commit_flags.in_flight, "cp-2");
+}
+
+TEST(PlanCommitFlagsTest, FlagsAfterCommitStillWorkAndBothSidesMustAgree) {
+  PlanCommandLine after;
+  ASSERT_FALSE(after
+                   .Parse({"plan", "commit", "--in-flight", "cp-2", "--agent", "10.0.0.1:7443",
+                           "--insecure"})
+                   .has_value());
+  ASSERT_TRUE(after.Resolve().ok());
+  EXPECT_EQ(after.commit_flags.agent, "10.0.0.1:7443");
+  EXPECT_TRUE(after.commit_flags.tls.insecure);
+
+  PlanCommandLine same;
+  ASSERT_FALSE(same.Parse({"plan", "--agent", "unix:/a.sock", "commit", "--agent",
+                           "unix:/a.sock", "--in-flight", ""})
+                   .has_value());
+  EXPECT_TRUE(same.Resolve().ok());
+  EXPECT_EQ(same.commit_flags.agent, "unix:/a.sock");
+
+  PlanCommandLine both;
+  ASSERT_FALSE(both.Parse({"plan", "--agent", "unix:/a.sock", "commit", "--agent",
+                           "unix:/b.sock", "--in-flight", "cp-1"})
+                   .has_value());
+  absl::Status s = both.Resolve();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(ReasonOf(s), reason::kInvalidConfig);
+  EXPECT_EQ(MetadataOf(s, "flag"), "--agent");
+  EXPECT_THAT(std::string(s.message()), HasSubstr("unix:/a.sock"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("unix:/b.sock"));
+}
+
+TEST(PlanCommitFlagsTest, OutputIsTableOrJson) {
+  PlanCommandLine json;
+  ASSERT_FALSE(
+      json.Parse({"plan", "commit", "--in-flight", "cp-1", "--output", "json"}).has_value());
+  EXPECT_EQ(json.commit_flags.output, "json");
+  PlanCommandLine bad;
+  EXPECT_EQ(bad.Parse({"plan", "commit", "--in-flight", "cp-1", "-o", "yaml"}).value_or(0), 2);
+}
+
+TEST(PlanCommitFlagsTest, PlanAndCommitHelpShowAnExample) {
+  PlanCommandLine line;
+  EXPECT_THAT(line.commit->get_parent()->help(), HasSubstr("Example:\n    kmsfleetctl plan "));
+  EXPECT_THAT(line.commit->help(), HasSubstr("Example"));
+  EXPECT_THAT(line.commit->help(), HasSubstr("\n  kmsfleetctl plan commit --in-flight "));
+}
+
+// Found in review: the channel error had no reason code, and the agent's
+// message and fence went to the terminal unescaped.
+TEST(RunPlanCommitTest, AnUnusableAgentAddressIsAUsageErrorWithItsReason) {
+  PlanCommitFlags flags;
+  flags.agent = "127.0.0.1:7443";  // TCP without --ca, --cert, --key
+  ::testing::internal::CaptureStderr();
+  const int code = RunPlanCommit(flags);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 2);
+  EXPECT_THAT(err, HasSubstr("[INVALID_CONFIG]"));
+  EXPECT_THAT(err, HasSubstr("--ca is missing"));
+}
+
+TEST(RunPlanCommitTest, TheAgentsRefusalIsEscapedAndCarriesItsReasonOnce) {
+  v1::ErrorInfo info;
+  info.set_reason(reason::kHandoffPending);
+  FakeCoordinator coordinator(
+      grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                   "cp-2\x1b]52;c;ZXZpbA==\x07 has not handed off", info.SerializeAsString()),
+      v1::Fence());
+  CommitOutcome r = CommitAgainst(coordinator, CommitFlags("cp-3"));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(": [HANDOFF_PENDING] cp-2\\x1B]52;c;ZXZpbA==\\x07 has not"));
+  EXPECT_THAT(r.err, Not(HasSubstr("\x1b")));
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(RunPlanCommitTest, TheCommittedFenceIsEscapedAndJsonOnRequest) {
+  FakeCoordinator coordinator(grpc::Status::OK, Fence(3, 7, "cp-2\x1b[2J"));
+  CommitOutcome text = CommitAgainst(coordinator, CommitFlags("cp-2"));
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out, "3/7/cp-2\\x1B[2J\n");
+  EXPECT_THAT(text.err, Not(HasSubstr("\x1b")));
+
+  FakeCoordinator plain(grpc::Status::OK, Fence(3, 7, "cp-2"));
+  CommitOutcome json =
+      CommitAgainst(plain, CommitFlags("cp-2", "json"));
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  boost::json::object o = boost::json::parse(json.out).as_object();
+  EXPECT_EQ(o.at("fence").as_string(), "3/7/cp-2");
+  EXPECT_EQ(o.at("term").to_number<uint64_t>(), 3u);
+  EXPECT_EQ(o.at("index").to_number<uint64_t>(), 7u);
+  EXPECT_EQ(o.at("in_flight").as_string(), "cp-2");
+  EXPECT_THAT(std::string(o.at("agent").as_string()), HasSubstr("127.0.0.1:"));
 }
 
 }  // namespace
