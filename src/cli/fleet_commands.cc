@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <boost/json.hpp>
 #include <functional>
 #include <tuple>
 #include <iostream>
@@ -215,6 +216,21 @@ absl::Status UploadLocalFiles(const FleetFlags& flags, v1::UpgradeRequest& reque
   return absl::OkStatus();
 }
 
+// Prints why an upgrade has nothing to do (JSON with -o json) and exits 0.
+int NothingToDo(const FleetFlags& flags, const absl::Status& s) {
+  if (flags.output == "json") {
+    boost::json::object o;
+    o["nothing_to_do"] = true;
+    o["reason"] = ReasonOf(s);
+    o["message"] = std::string(s.message());
+    std::cout << boost::json::serialize(o) << "\n";
+  } else {
+    std::cout << "nothing to do: [" << ReasonOf(s) << "] "
+              << ForTerminal(std::string(s.message())) << "\n";
+  }
+  return 0;
+}
+
 int RunUpgrade(const FleetFlags& flags) {
   absl::StatusOr<v1::UpgradeRequest> request = BuildUpgrade(flags);
   if (!request.ok()) return Fail("upgrade", request.status());
@@ -227,6 +243,9 @@ int RunUpgrade(const FleetFlags& flags) {
     c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);
     return stub.StartUpgrade(&c, *request, &view);
   });
+  // The fleet already runs the target: a no-op that says so, not a
+  // failure (a script may ask for the version it wants again).
+  if (ReasonOf(s) == reason::kAlreadyAtTarget) return NothingToDo(flags, s);
   if (!s.ok()) return Fail("upgrade", s);
   if (flags.dry_run) {
     std::cout << (flags.output == "json" ? ProtoJson(view) + "\n" : RenderDryRun(view));

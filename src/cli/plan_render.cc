@@ -7,6 +7,7 @@
 #include "cli/terminal_text.h"
 #include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/plan_machine.h"
+#include "kmsfleet/core/reasons.h"
 
 namespace kmsfleet {
 namespace {
@@ -27,10 +28,53 @@ std::string Pad(std::string s, size_t width) {
   return s;
 }
 
-int DoneCount(const v1::FleetPlan& plan) {
-  return static_cast<int>(std::count_if(plan.nodes().begin(), plan.nodes().end(), [](const auto& n) {
-    return n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;
-  }));
+// How far the plan's current walk is: an upgrade counts nodes Done (or
+// RolledBack, an earlier walk's), a rollback only the nodes it walked back,
+// out of those it walks back (found in review: during a rollback the
+// upgraded nodes counted as done, and the ETA never shrank). `since` is
+// when the walk began; `last_done` when its last node finished.
+struct WalkProgress {
+  int done = 0, total = 0;
+  int64_t since = 0, last_done = 0;
+};
+
+bool RollingBack(const v1::FleetPlan& plan) {
+  return plan.phase() == v1::PLAN_PHASE_ROLLING_BACK ||
+         plan.phase() == v1::PLAN_PHASE_ROLLED_BACK;
+}
+
+WalkProgress ProgressOf(const v1::FleetPlan& plan) {
+  WalkProgress p;
+  p.since = plan.created_unix_ms();
+  if (!RollingBack(plan)) {
+    p.total = plan.nodes_size();
+    for (const v1::PlanNode& n : plan.nodes()) {
+      if (n.phase() != v1::PLAN_NODE_PHASE_DONE && n.phase() != v1::PLAN_NODE_PHASE_ROLLED_BACK) {
+        continue;
+      }
+      ++p.done;
+      p.last_done = std::max(p.last_done, n.done_unix_ms());
+    }
+    return p;
+  }
+  for (const v1::AuditEntry& a : plan.audit()) {
+    if (a.what() == "rollback") p.since = a.at_unix_ms();  // the newest
+  }
+  for (const v1::PlanNode& n : plan.nodes()) {
+    switch (n.phase()) {
+      case v1::PLAN_NODE_PHASE_ROLLED_BACK:
+        ++p.done;
+        p.last_done = std::max(p.last_done, n.phase_since_unix_ms());
+        [[fallthrough]];
+      case v1::PLAN_NODE_PHASE_DONE:
+      case v1::PLAN_NODE_PHASE_IN_FLIGHT:
+        ++p.total;
+        break;
+      default:
+        break;
+    }
+  }
+  return p;
 }
 
 std::string NodeLine(const v1::PlanNode& n, int64_t now) {
@@ -52,8 +96,9 @@ std::string NodeLine(const v1::PlanNode& n, int64_t now) {
 }
 
 std::string Bar(const v1::FleetPlan& plan, int64_t now) {
-  const int total = plan.nodes_size();
-  const int done = DoneCount(plan);
+  const WalkProgress walk = ProgressOf(plan);
+  const int total = walk.total;
+  const int done = walk.done;
   const int filled = total == 0 ? 0 : done * kBarWidth / total;
   std::string bar = "  [" + std::string(filled, '#') + std::string(kBarWidth - filled, '.') +
                     "] " + std::to_string(done) + "/" + std::to_string(total) + " nodes  " +
@@ -61,11 +106,9 @@ std::string Bar(const v1::FleetPlan& plan, int64_t now) {
   if (plan.created_unix_ms() > 0 && now > plan.created_unix_ms()) {
     bar += "  elapsed " + FormatDuration(now - plan.created_unix_ms());
   }
-  int64_t last_done = 0;
-  for (const v1::PlanNode& n : plan.nodes()) last_done = std::max(last_done, n.done_unix_ms());
-  if (done > 0 && done < total && !IsFinished(plan.phase()) && last_done > plan.created_unix_ms()) {
+  if (done > 0 && done < total && !IsFinished(plan.phase()) && walk.last_done > walk.since) {
     // The mean time per node so far, preflight included: a rough ETA.
-    const int64_t per_node = (last_done - plan.created_unix_ms()) / done;
+    const int64_t per_node = (walk.last_done - walk.since) / done;
     bar += "  ETA ~" + FormatDuration(per_node * (total - done));
   }
   return bar;
@@ -188,7 +231,10 @@ std::string RenderDryRun(const v1::PlanView& view) {
     out << "  " << Pad(g.guard(), 20)
         << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
   }
-  if (DryRunRefused(view)) {
+  if (DryRunNothingToDo(view) && !DryRunRefused(view)) {
+    out << "nothing to do: every node already runs the target; a real run would change "
+           "nothing\n";
+  } else if (DryRunRefused(view)) {
     // The plan's start checks only these; the others hold it, committed,
     // in its Preflight phase until they pass (fleet-plan.md).
     bool at_start = false;
@@ -210,7 +256,17 @@ std::string RenderDryRun(const v1::PlanView& view) {
 
 bool DryRunRefused(const v1::PlanView& view) {
   for (const v1::GuardResult& g : view.dry_run()) {
-    if (!g.reason().empty() && g.reason() != "NOT_EVALUATED") return true;
+    if (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
+        g.reason() != reason::kAlreadyAtTarget) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool DryRunNothingToDo(const v1::PlanView& view) {
+  for (const v1::GuardResult& g : view.dry_run()) {
+    if (g.reason() == reason::kAlreadyAtTarget) return true;
   }
   return false;
 }
@@ -223,6 +279,10 @@ std::string RenderHistory(const v1::PlanHistory& history) {
         << p.version_before() << " -> " << p.target_version() << "  "
         << FormatDuration(p.updated_unix_ms() - p.created_unix_ms());
     if (!p.audit().empty()) out << "  by " << p.audit(0).who();
+    // The first entry is the start, with the acknowledgements it needed.
+    if (!p.audit().empty()) {
+      for (const std::string& ack : p.audit(0).acknowledgements()) out << " ack:" << ack;
+    }
     // A rollback goes on under the upgrade's id: who asked for it too.
     for (int i = p.audit_size() - 1; i > 0; --i) {
       if (p.audit(i).what() == "rollback") {

@@ -48,6 +48,9 @@ std::string RenderDryRun(const v1::PlanView& view);
 // True when a dry run's guard refused (one that was not evaluated, such
 // as doctor before anything is staged, does not count).
 bool DryRunRefused(const v1::PlanView& view);
+// Whether the version policy found every node on the target already
+// (ALREADY_AT_TARGET): a no-op, which DryRunRefused does not count.
+bool DryRunNothingToDo(const v1::PlanView& view);
 
 // `kmsfleetctl history`: one line per finished plan, newest first.
 std::string RenderHistory(const v1::PlanHistory& history);

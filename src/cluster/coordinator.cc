@@ -382,6 +382,8 @@ std::optional<bool> Coordinator::FleetParity() {
 }
 
 void Coordinator::CountRefusal(const absl::Status& refusal) {
+  // An upgrade to the version the fleet runs is a no-op, not a refusal.
+  if (ReasonOf(refusal) == reason::kAlreadyAtTarget) return;
   if (options_.on_refusal && !refusal.ok()) options_.on_refusal(ReasonOf(refusal));
 }
 

@@ -372,5 +372,75 @@ TEST(RunPlanCommitTest, TheCommittedFenceIsEscapedAndJsonOnRequest) {
   EXPECT_THAT(std::string(o.at("agent").as_string()), HasSubstr("127.0.0.1:"));
 }
 
+// Answers StartUpgrade with `refusal`.
+class FakeUpgradeCoordinator final : public v1::Fleet::Service {
+ public:
+  explicit FakeUpgradeCoordinator(grpc::Status refusal) : refusal_(std::move(refusal)) {}
+  grpc::Status StartUpgrade(grpc::ServerContext*, const v1::UpgradeRequest*,
+                            v1::PlanView*) override {
+    return refusal_;
+  }
+
+ private:
+  grpc::Status refusal_;
+};
+
+// `kmsfleetctl upgrade --to 0.2.0 ... extra` against `coordinator`.
+CommitOutcome UpgradeAgainst(FakeUpgradeCoordinator& coordinator,
+                             std::vector<std::string> extra) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&coordinator);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_NE(server, nullptr);
+  if (server == nullptr) return {};
+  PlanCommandLine line;
+  std::vector<std::string> args = {"upgrade", "--to", "0.2.0", "--remote-paths",
+                                   "--artifact", "/srv/a", "--checksums", "/srv/c",
+                                   "--agent", "127.0.0.1:" + std::to_string(port), "--insecure"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CommitOutcome r;
+  if (std::optional<int> exit = line.Parse(args)) {
+    ADD_FAILURE() << "usage exit " << *exit;
+    return r;
+  }
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  r.exit_code = RunFleetCommand(*line.app.get_subcommand("upgrade"), line.plan_flags);
+  std::cout.flush();
+  r.err = ::testing::internal::GetCapturedStderr();
+  r.out = ::testing::internal::GetCapturedStdout();
+  server->Shutdown(std::chrono::system_clock::now());
+  return r;
+}
+
+// The issue: "a target equal to every node's running version is a no-op
+// that says so". It said so, but exited 1 as a refusal: a script asking
+// for the version the fleet already runs failed.
+TEST(RunUpgradeTest, AFleetAlreadyOnTheTargetIsANoOpThatSaysSoAndExitsZero) {
+  v1::ErrorInfo info;
+  info.set_reason(reason::kAlreadyAtTarget);
+  const grpc::Status at_target(grpc::StatusCode::FAILED_PRECONDITION,
+                               "Every node already runs 0.2.0.", info.SerializeAsString());
+  FakeUpgradeCoordinator coordinator(at_target);
+  CommitOutcome text = UpgradeAgainst(coordinator, {});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out, "nothing to do: [ALREADY_AT_TARGET] Every node already runs 0.2.0.\n");
+  CommitOutcome json = UpgradeAgainst(coordinator, {"--output", "json"});
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  boost::json::object o = boost::json::parse(json.out).as_object();
+  EXPECT_TRUE(o.at("nothing_to_do").as_bool());
+  EXPECT_EQ(o.at("reason").as_string(), "ALREADY_AT_TARGET");
+
+  // Any other refusal still fails.
+  info.set_reason(reason::kVersionNotHigher);
+  FakeUpgradeCoordinator lower(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                            "0.1.0 is not higher", info.SerializeAsString()));
+  CommitOutcome refused = UpgradeAgainst(lower, {});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("[VERSION_NOT_HIGHER]"));
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -46,6 +46,20 @@ TEST(RenderDryRunTest, AStartGuardThatRefusesRefusesTheRun) {
   EXPECT_THAT(RenderDryRun(view), HasSubstr("NOT_EVALUATED in its Preflight phase"));
 }
 
+// A fleet already on the target: the dry run says there is nothing to do
+// and exits 0, as the real run does; another refusal beside it still
+// refuses.
+TEST(RenderDryRunTest, AFleetOnTheTargetHasNothingToDo) {
+  v1::PlanView view = DryRun({{"fleet health", ""}, {"version policy", "ALREADY_AT_TARGET"},
+                              {"doctor", "NOT_EVALUATED"}});
+  EXPECT_FALSE(DryRunRefused(view));
+  EXPECT_TRUE(DryRunNothingToDo(view));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("nothing to do"));
+  view = DryRun({{"fleet health", "AGENT_UNREACHABLE"}, {"version policy", "ALREADY_AT_TARGET"}});
+  EXPECT_TRUE(DryRunRefused(view));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("a real run would be refused now"));
+}
+
 // Found in review: a refused `rollback --dry-run` closed with "a real run
 // would start", though the rollback command answers with that refusal.
 TEST(RenderDryRunTest, ARefusedRollbackIsRefusedNow) {
@@ -163,7 +177,34 @@ TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
     e->set_who(who);
     e->set_what(what);
   }
-  EXPECT_THAT(RenderHistory(history), HasSubstr("by operator alice, rollback by operator bob"));
+  p->mutable_audit(0)->add_acknowledgements("ONE_WAY_UPGRADE");
+  EXPECT_THAT(RenderHistory(history),
+              HasSubstr("by operator alice ack:ONE_WAY_UPGRADE, rollback by operator bob"));
+}
+
+// Found in review: during a rollback the upgraded nodes counted as done,
+// so the bar stood at the upgrade's count and the ETA never shrank. It
+// counts the nodes walked back, of those it walks back, timed from the
+// rollback's start.
+TEST(RenderProgressTest, ARollbackCountsTheNodesItWalkedBack) {
+  v1::PlanView view = PlanIn(v1::PLAN_PHASE_ROLLING_BACK);
+  v1::FleetPlan& plan = *view.mutable_plan();
+  plan.set_created_unix_ms(1'000);
+  plan.mutable_nodes(0)->set_phase(v1::PLAN_NODE_PHASE_DONE);
+  plan.mutable_nodes(0)->set_done_unix_ms(60'000);
+  plan.mutable_nodes(1)->set_phase(v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  plan.mutable_nodes(2)->set_phase(v1::PLAN_NODE_PHASE_ROLLED_BACK);
+  plan.mutable_nodes(2)->set_done_unix_ms(120'000);
+  plan.mutable_nodes(2)->set_phase_since_unix_ms(700'000);
+  v1::AuditEntry* rollback = plan.add_audit();
+  rollback->set_what("rollback");
+  rollback->set_at_unix_ms(600'000);
+  view.set_now_unix_ms(710'000);
+  std::string shown;
+  for (const std::string& line : RenderProgress(view)) shown += line + "\n";
+  EXPECT_THAT(shown, HasSubstr("] 1/3 nodes  RollingBack"));
+  // 100 s for the one node walked back since the rollback began: two to go.
+  EXPECT_THAT(shown, HasSubstr("ETA ~" + FormatDuration(200'000)));
 }
 
 // Found in review: a node line with a message is longer than a terminal's
