@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <sstream>
 
 #include <boost/json.hpp>
 #include <grpcpp/grpcpp.h>
@@ -124,6 +125,40 @@ TEST_F(FakeServeTest, NotReadyScenarioAnswers503WithItsReasons) {
   EXPECT_EQ(body.at("status"), "unavailable");
   EXPECT_EQ(body.at("reasons").as_array(), boost::json::array{"metadata_read_failed"});
   EXPECT_EQ(HttpGet(health_, "/live").status, 200);
+}
+
+// Counts the lines of the JSON log `log` whose message is `message` and
+// that contain `field`.
+int LogLines(const std::string& log, const std::string& message, const std::string& field) {
+  int n = 0;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    n += line.find("\"message\":\"" + message + "\"") != std::string::npos &&
+         line.find(field) != std::string::npos;
+  }
+  return n;
+}
+
+// The fleet tests count a provider as down until /ready first answers 200
+// (tests/fleet): the test-only fake.ready_changed line says when, once per
+// change, not once per request.
+TEST_F(FakeServeTest, LogsEachChangeOfTheReadyAnswerOnce) {
+  WriteFile(scenario_, "ready: false\n");
+  StartServe();
+  const std::string err = dir_.File("serve.err");
+  EXPECT_EQ(LogLines(ReadFile(err), "fake.ready_changed", ""), 0) << "no answer yet";
+  ASSERT_EQ(HttpGet(health_, "/ready").status, 503);
+  ASSERT_EQ(HttpGet(health_, "/ready").status, 503);
+  EXPECT_EQ(LogLines(ReadFile(err), "fake.ready_changed", "\"ready\":false,\"http_status\":503"),
+            1);
+  WriteFile(scenario_, "");
+  ASSERT_TRUE(WaitUntil([&] { return HttpGet(health_, "/ready").status == 200; }, 3s));
+  ASSERT_EQ(HttpGet(health_, "/ready").status, 200);
+  const std::string log = ReadFile(err);
+  EXPECT_EQ(LogLines(log, "fake.ready_changed", "\"ready\":true,\"http_status\":200"), 1) << log;
+  EXPECT_EQ(LogLines(log, "fake.ready_changed", ""), 2) << log;
+  // serve.ready came before any answer: it says nothing of /ready.
+  EXPECT_LT(log.find("\"serve.ready\""), log.find("\"fake.ready_changed\"")) << log;
 }
 
 TEST_F(FakeServeTest, MetricsCarryTheStatusKeyHashAndCountStatusCalls) {

@@ -36,7 +36,11 @@ HttpReply Ready(LiveState& state) {
   body["cache_age_ms"] = state.StatusCacheAge().count();
   body["stale"] = false;
   body["rotation_state"] = scenario->rotation_state;
-  return Json(reasons.empty() ? 200 : 503, body);
+  const int status = reasons.empty() ? 200 : 503;
+  // Logged before the answer leaves: no client sees a 200 earlier than the
+  // line's ts says.
+  state.NoteReadyAnswer(status);
+  return Json(status, body);
 }
 
 }  // namespace

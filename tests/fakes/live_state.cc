@@ -1,5 +1,7 @@
 #include "live_state.h"
 
+#include "event_log.h"
+
 namespace kmsfleet::fake {
 
 LiveState::LiveState(ScenarioSource& scenario, VersionInfo version)
@@ -40,6 +42,15 @@ void LiveState::RecordAadError(std::string_view reason) {
 void LiveState::RecordSocketReclaim() {
   std::lock_guard<std::mutex> lock(mu_);
   ++counters_.socket_restarts;
+}
+
+void LiveState::NoteReadyAnswer(int http_status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (http_status == last_ready_status_) return;
+  last_ready_status_ = http_status;
+  // Under mu_, so the lines follow the order of last_ready_status_.
+  LogEvent("info", "fake.ready_changed",
+           {{"ready", http_status == 200}, {"http_status", http_status}});
 }
 
 void LiveState::RememberKeyId(const std::string& key_id) {

@@ -37,6 +37,14 @@ class LiveState {
   void RecordDecryptKeyIdError(std::string_view reason);
   void RecordAadError(std::string_view reason);
   void RecordSocketReclaim();
+  // Called with each /ready answer's HTTP status before it is sent. Logs
+  // `fake.ready_changed` {ready, http_status} at the first answer and
+  // whenever the answer differs from the one before. A test-only line:
+  // upstream logs no readiness change (reference §3.4 lists its stable
+  // messages; §11: its readiness event names are unknown), hence the
+  // `fake.` prefix. The fleet tests read from it when a restarted provider
+  // first answered 200, which `serve.ready` (listeners bound) does not say.
+  void NoteReadyAnswer(int http_status);
 
   // Remembers a key_id as served; KnowsKeyId is true for remembered ids and
   // for the scenario's current active and pending keys.
@@ -53,6 +61,7 @@ class LiveState {
   std::mutex mu_;
   MetricsInputs counters_;         // guarded by mu_ (scenario field unused)
   std::set<std::string> served_;  // guarded by mu_
+  int last_ready_status_ = 0;      // guarded by mu_; 0 before the first answer
 };
 
 // The gRPC code name as the real metrics label spells it (reference §3.1).

@@ -41,6 +41,14 @@ std::string Field(const std::string& line, const std::string& key) {
   return line.substr(at, line.find('"', at) - at);
 }
 
+// "cp-1 down [from,to)", or "cp-1 down since from".
+std::string Describe(const Interval& down) {
+  return down.node + " down " +
+         (down.to_ms == INT64_MAX ? "since " + std::to_string(down.from_ms)
+                                  : "[" + std::to_string(down.from_ms) + "," +
+                                        std::to_string(down.to_ms) + ")");
+}
+
 // A provider binary: the fake as `version`. The node is the directory of
 // the --config file every command gets (the agent runs provider commands
 // in a cleared environment), and its scenario is the one the unit serves.
@@ -470,26 +478,70 @@ bool FleetCluster::DoctorRunning(int i) {
 
 std::string FleetCluster::ServingVersion(int i) { return ServedBuildVersion(metrics_ports_[i]); }
 
+// The end of a disruption is the first 200 of /ready, not serve.ready: the
+// fake binds its listeners and logs serve.ready whatever /ready answers,
+// so a never-ready node would have counted as up and an overlap with it
+// gone unseen. A stop before the node's first 200 is not counted.
+std::vector<Interval> FleetCluster::DownIntervalsOf(int i) {
+  std::vector<Interval> out;
+  std::istringstream log(ReadFile(NodeDir(i) + "/provider.log"));
+  bool served = false;
+  int64_t down_since = -1;
+  for (std::string line; std::getline(log, line);) {
+    const std::string message = Field(line, "message");
+    const int64_t ts = ParseTs(Field(line, "ts"));
+    if (message == "fake.ready_changed" && line.find("\"ready\":true") != std::string::npos) {
+      if (down_since >= 0) out.push_back({Name(i), down_since, ts});
+      down_since = -1;
+      served = true;
+    } else if (served && down_since < 0 && message == "serve.stopping") {
+      down_since = ts;
+    }
+  }
+  if (down_since >= 0) out.push_back({Name(i), down_since, INT64_MAX});
+  return out;
+}
+
 std::vector<Interval> FleetCluster::DownIntervals() {
   std::vector<Interval> out;
   for (int i = 0; i < kNodes; ++i) {
-    std::istringstream log(ReadFile(NodeDir(i) + "/provider.log"));
-    bool served = false;
-    int64_t down_since = -1;
-    for (std::string line; std::getline(log, line);) {
-      const std::string message = Field(line, "message");
-      const int64_t ts = ParseTs(Field(line, "ts"));
-      if (message == "serve.ready") {
-        if (down_since >= 0) out.push_back({Name(i), down_since, ts});
-        down_since = -1;
-        served = true;
-      } else if (served && down_since < 0 && message == "serve.stopping") {
-        down_since = ts;
-      }
-    }
-    if (down_since >= 0) out.push_back({Name(i), down_since, INT64_MAX});
+    std::vector<Interval> node = DownIntervalsOf(i);
+    out.insert(out.end(), node.begin(), node.end());
   }
   return out;
+}
+
+std::vector<int> FleetCluster::TimesDown() {
+  std::vector<int> times;
+  for (int i = 0; i < kNodes; ++i) times.push_back(static_cast<int>(DownIntervalsOf(i).size()));
+  return times;
+}
+
+std::string FleetCluster::StillDown() {
+  std::string out;
+  for (const Interval& down : DownIntervals()) {
+    if (down.to_ms == INT64_MAX) out += Describe(down) + "\n";
+  }
+  return out;
+}
+
+// Matched by node and start: the end of one open in `before` may have
+// been logged since.
+std::string FleetCluster::DowntimeSince(const std::vector<Interval>& before) {
+  std::string out;
+  for (const Interval& down : DownIntervals()) {
+    const bool known = std::any_of(before.begin(), before.end(), [&](const Interval& b) {
+      return b.node == down.node && b.from_ms == down.from_ms;
+    });
+    if (!known) out += Describe(down) + "\n";
+  }
+  return out;
+}
+
+std::string FleetCluster::DescribeDowntime() {
+  std::string out;
+  for (const Interval& down : DownIntervals()) out += Describe(down) + "\n";
+  return out.empty() ? "no provider went down\n" : out;
 }
 
 std::string FleetCluster::OverlappingDowntime() {
@@ -498,9 +550,7 @@ std::string FleetCluster::OverlappingDowntime() {
     for (size_t b = a + 1; b < all.size(); ++b) {
       if (all[a].node == all[b].node) continue;
       if (all[a].from_ms < all[b].to_ms && all[b].from_ms < all[a].to_ms) {
-        return all[a].node + " down [" + std::to_string(all[a].from_ms) + "," +
-               std::to_string(all[a].to_ms) + ") overlaps " + all[b].node + " down [" +
-               std::to_string(all[b].from_ms) + "," + std::to_string(all[b].to_ms) + ")";
+        return Describe(all[a]) + " overlaps " + Describe(all[b]);
       }
     }
   }

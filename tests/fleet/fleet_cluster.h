@@ -5,8 +5,9 @@
 // and an operator certificate for kmsfleetctl.
 //
 // Every provider unit appends the fake's JSON log to <node>/provider.log:
-// DownIntervals() reads when each provider was not serving, so a test can
-// prove that two were never down at once.
+// DownIntervals() reads when each provider was disrupted, from its stop
+// until its /ready first answered 200 again, so a test can prove that two
+// were never down at once.
 #ifndef KMSFLEET_TESTS_FLEET_FLEET_CLUSTER_H_
 #define KMSFLEET_TESTS_FLEET_FLEET_CLUSTER_H_
 
@@ -99,8 +100,25 @@ class FleetCluster {
   // True while a provider `doctor` runs for node i (a process whose
   // arguments include "doctor" and a path in the node's directory).
   bool DoctorRunning(int i);
-  // When each provider was not serving after it first became ready.
+  // When node i's provider was disrupted, after /ready first answered 200:
+  // from each `serve.stopping` to the next `fake.ready_changed` with
+  // "ready":true (the fake's test-only line, tests/fakes/README.md). A
+  // provider started again but not ready (never-ready, a 503 for any
+  // reason) is still down; serve.ready only says its listeners are bound.
+  std::vector<Interval> DownIntervalsOf(int i);
+  // Every node's, node by node.
   std::vector<Interval> DownIntervals();
+  // How many times each node went down (index = node), open ones included.
+  std::vector<int> TimesDown();
+  // The intervals still open (a provider not ready since its stop),
+  // described one a line; "" if none.
+  std::string StillDown();
+  // The intervals that `before` (an earlier DownIntervals()) does not hold,
+  // i.e. disruptions that started since, described one a line; "" if none.
+  // One open in `before` and closed since is not new.
+  std::string DowntimeSince(const std::vector<Interval>& before);
+  // Every interval, one a line, for failure messages.
+  std::string DescribeDowntime();
   // Two intervals of different nodes that overlap, described; "" if none.
   std::string OverlappingDowntime();
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <boost/json.hpp>
+
 #include "fleet_cluster.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -96,6 +98,19 @@ class FleetUpgradeTest : public ::testing::Test {
     std::string json = PlanJson(i);
     if (!std::regex_search(json, m, std::regex("\"" + key + "\": \"([^\"]*)\""))) return "";
     return m[1];
+  }
+
+  // A string field of the plan's halt ("reason", "node", "message"), ""
+  // when absent. Parsed, not matched: nodes carry a "reason" of their own.
+  std::string HaltField(const std::string& key, int i = 0) {
+    boost::system::error_code ec;
+    const boost::json::value view = boost::json::parse(PlanJson(i), ec);
+    const boost::json::value* at = ec ? nullptr : &view;
+    for (const char* step : {"plan", "halt"}) {
+      at = at && at->is_object() ? at->as_object().if_contains(step) : nullptr;
+    }
+    at = at && at->is_object() ? at->as_object().if_contains(key) : nullptr;
+    return at && at->is_string() ? std::string(at->as_string()) : "";
   }
 
   std::unique_ptr<FleetCluster> fleet_;

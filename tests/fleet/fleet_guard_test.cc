@@ -50,6 +50,17 @@ TEST_F(FleetUpgradeTest, NewReleaseServingAnotherKeyIsRestoredBeforeParityBreaks
   SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
   EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
   EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_HALTED"));
+  // The halt names the swap's own failure: its verification saw the other
+  // key (the operation's reason, docs/runbooks/upgrade.md), on cp-1.
+  EXPECT_EQ(HaltField("reason"), "KEY_ID_HASH_MISMATCH") << PlanJson();
+  EXPECT_EQ(HaltField("node"), "cp-1") << PlanJson();
+  // cp-1 was swapped and restored: down from the swap's stop until the
+  // new release answered /ready 200 (ready, with the other key: readiness
+  // does not know the fleet's key), then from the restore's stop until the
+  // old one did. Nothing else went down.
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{2, 0, 0})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->StillDown(), "");
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
   SubprocessResult status = Run(0, {"status"});
   EXPECT_EQ(status.exit_code, 0) << status.stdout_text;  // parity holds again
@@ -120,6 +131,10 @@ TEST_F(FleetUpgradeTest, CoordinatorStoppedAndResumedNeverPutsTwoProvidersDown) 
   SubprocessResult watch = Run(next, {"watch"});
   EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  // One disruption per node, each over: the resumed coordinator swapped
+  // nothing again, and logs no longer read would not pass for no overlap.
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 1, 1})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->StillDown(), "");
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 

@@ -1,7 +1,8 @@
 // End to end (issue 9): kmsfleetctl -> the elected coordinator -> three
 // agents over mTLS -> fake providers under a real systemd user manager.
 // Each test proves what an operator would see and that no two providers
-// were ever down at once (the fakes' own start and stop log lines).
+// were ever down at once (from a fake's stop until its /ready first
+// answers 200 again, read from its own log lines).
 #include <signal.h>
 
 #include <filesystem>
@@ -147,6 +148,10 @@ TEST_F(FleetUpgradeTest, CoordinatorKilledDuringASwapIsReplacedAndThePlanFinishe
   SubprocessResult watch = Run(next, {"watch"});
   EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  // One disruption per node, each over: the swap in flight at the kill was
+  // not done twice, and logs no longer read would not pass for no overlap.
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 1, 1})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->StillDown(), "");
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
@@ -158,12 +163,20 @@ TEST_F(FleetUpgradeTest, PauseHoldsTheNextNodeAndResumeFinishes) {
   SubprocessResult pause = Run(1, {"pause"});
   ASSERT_EQ(pause.exit_code, 0) << pause.stdout_text << pause.stderr_text;
   ASSERT_TRUE(WaitForPhase("PLAN_PHASE_PAUSED", std::chrono::seconds(30)));
+  // Unpaused, cp-2 (next in the order) would go down once cp-1's 1 s
+  // stabilisation window and the 3 s soak have passed: wait longer.
+  const std::vector<Interval> paused = fleet_->DownIntervals();
   std::this_thread::sleep_for(std::chrono::seconds(5));
-  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0") << "a paused plan started another node";
+  EXPECT_EQ(fleet_->DowntimeSince(paused), "") << "a paused plan disrupted a provider";
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(Versions(), (std::vector<std::string>{"0.2.0", "0.1.0", "0.1.0"}))
+      << "a paused plan started the next node";
   SubprocessResult resume = Run(2, {"resume", "--watch"});
   EXPECT_EQ(resume.exit_code, 0) << resume.stdout_text << resume.stderr_text;
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
   EXPECT_THAT(PlanJson(), HasSubstr("pause"));
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 1, 1})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
 // Found in review: a swap installed whatever its node held staged when it
@@ -214,8 +227,16 @@ TEST_F(FleetUpgradeTest, AbortStopsBeforeTheNextNodeAndLeavesTheFleetServing) {
   SubprocessResult abort = Run(0, {"abort"});
   ASSERT_EQ(abort.exit_code, 0) << abort.stdout_text << abort.stderr_text;
   ASSERT_TRUE(WaitForPhase("PLAN_PHASE_ABORTED", std::chrono::seconds(30))) << PlanJson();
+  // Not aborted, cp-2 (next in the order) would go down once cp-1's 1 s
+  // stabilisation window and the 3 s soak have passed: wait longer.
+  const std::vector<Interval> aborted = fleet_->DownIntervals();
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  EXPECT_EQ(fleet_->DowntimeSince(aborted), "") << "an aborted plan disrupted a provider";
+  // cp-1 went down for its swap only; cp-2 and cp-3 never did.
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(fleet_->ProviderReady(i)) << i;
-  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
+  EXPECT_EQ(Versions(), (std::vector<std::string>{"0.2.0", "0.1.0", "0.1.0"}));
 }
 
 // A watch whose agent shuts down (systemctl stop) ends AGENT_UNREACHABLE,
