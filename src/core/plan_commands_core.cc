@@ -186,7 +186,8 @@ absl::Status CheckNoActivePlan(const std::optional<v1::FleetPlan>& current) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanActive,
                    absl::StrCat("Plan ", current->plan_id(), " is ",
                                 std::string(PlanPhaseName(current->phase())),
-                                "; finish, roll back or abort it first."));
+                                "; finish, roll back or abort it first (in BreakGlass: "
+                                "acknowledge it with `kmsfleetctl ack-break-glass`)."));
 }
 
 absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
