@@ -11,6 +11,7 @@
 #include <optional>
 #include <utility>
 
+#include "kmsfleet/core/image_ref.h"
 #include "kmsfleet/core/manifest_edit.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -70,6 +71,16 @@ absl::StatusOr<DownloadedSource> KeepChecksums(const ArtifactStoreOptions& artif
   kept.path = dir + "/checksums.txt";
   KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(kept.path, text, 0600));
   return kept;
+}
+
+// `{image}` for static_pod.doctor_command: the name the runtime stored the
+// pull under, repository@digest in Docker's normalised form (containerd
+// drops a tag given with a digest, and names busybox@D
+// docker.io/library/busybox@D). Found in review: the operator's text was
+// passed, which `ctr run` cannot find once a short name or a tag is used.
+std::string ImageAsTheRuntimeNamesIt(const std::string& image) {
+  absl::StatusOr<ImageRef> ref = ParseImageRef(image, "staged image");
+  return ref.ok() ? ref->NormalizedPinned() : image;
 }
 
 }  // namespace
@@ -203,7 +214,7 @@ absl::StatusOr<Executor::ReleaseBinaries> Executor::BinariesFor(
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, kit->version)));
   const bool from_image = !options_.preflight.doctor_command.empty();
   return ReleaseBinaries{kit->binary_path, kit->version, "", kit->binary_path,
-                         from_image ? image : ""};
+                         from_image ? ImageAsTheRuntimeNamesIt(image) : ""};
 }
 
 // The staged kit of the version running now, when that is not `version`

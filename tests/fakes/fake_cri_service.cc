@@ -134,7 +134,9 @@ grpc::Status FakeImageService::PullImage(grpc::ServerContext* context,
   absl::StatusOr<Flavour> flavour = store_.RuntimeFlavour();
   if (!flavour.ok()) return FromStore(flavour.status());
   for (const FakeImage& image : *registry) {
-    if (image.ref != wanted) continue;
+    // A registry serves a reference by its digest, whatever tag is beside
+    // it, under the name the runtime normalises it to.
+    if (image.ref != wanted && AsLookedUp(image.ref) != AsLookedUp(wanted)) continue;
     if (!SleepUnlessCancelled(*context, image.pull_delay_ms)) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "fake-cri: pull abandoned");
     }

@@ -311,6 +311,26 @@ TEST_F(StaticPodSwapTest, DoctorFromTheImageCommandGatesTheSwap) {
                                node_->dir() + "/encryption-config.yaml\n"));
 }
 
+// Found in review: {image} was the operator's text, tag and all, while
+// containerd stores a pull of repo:tag@D under repo@D (a tag beside a
+// digest is dropped) and a short name under docker.io/library/...: `ctr
+// run` could not find the image. The doctor gets the name the runtime
+// stored.
+TEST_F(StaticPodSwapTest, DoctorFromTheImageGetsTheNameTheRuntimeStored) {
+  node_->UseImageDoctor();
+  StaticPodNode::Release r = node_->MakeRelease(kNew);
+  const std::string tagged = std::string(kImageRepo) + ":" + kNew + "@" + ImageDigest(kNew);
+  r.image = tagged;
+  absl::StatusOr<SubprocessResult> staged = node_->Stage(kNew, r);
+  ASSERT_TRUE(staged.ok()) << staged.status();
+  ASSERT_EQ(staged->exit_code, 0) << staged->stderr_text;
+  SubprocessResult pre = Run({"preflight", "--version", kNew});
+  EXPECT_EQ(pre.exit_code, 0) << pre.stderr_text << pre.stdout_text;
+  const std::string calls = ReadFile(node_->dir() + "/image-doctor.calls");
+  EXPECT_THAT(calls, HasSubstr(ImageOf(kNew) + " " + node_->dir() + "/provider.yaml"));
+  EXPECT_THAT(calls, Not(HasSubstr(tagged)));
+}
+
 // An operator edits the manifest after the swap rendered its release from
 // it: the swap stops before touching anything, and the next one keeps the
 // edit.
