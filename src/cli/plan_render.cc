@@ -247,7 +247,8 @@ std::string RenderDryRun(const v1::PlanView& view) {
                        "guards that refuse above pass\n");
   } else if (!view.dry_run_would_start()) {
     out << "no guard refuses: a real run would start, and check the guards marked "
-           "NOT_EVALUATED in its Preflight phase, before any swap\n";
+           "NOT_EVALUATED (and wait for parity's rounds, when PARITY_NOT_STABLE) in its "
+           "Preflight phase, before any swap\n";
   } else {
     out << "a real run would start now\n";
   }
@@ -256,8 +257,11 @@ std::string RenderDryRun(const v1::PlanView& view) {
 
 bool DryRunRefused(const v1::PlanView& view) {
   for (const v1::GuardResult& g : view.dry_run()) {
+    // Not refusals: a guard left to the real run, the no-op, and parity
+    // held for fewer rounds than the plan asks (it comes by itself, a round
+    // a tick).
     if (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
-        g.reason() != reason::kAlreadyAtTarget) {
+        g.reason() != reason::kAlreadyAtTarget && g.reason() != reason::kParityNotStable) {
       return true;
     }
   }

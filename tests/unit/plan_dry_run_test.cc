@@ -154,6 +154,12 @@ TEST(DryRunTest, ParityNeedsTheStreakARealRunNeeds) {
   EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("parity"), "pass");
   in.request.settings.set_parity_observations(5);
   EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("parity"), reason::kParityNotStable);
+  // This round's split hashes refuse, however long the streak before it.
+  in.request.settings.set_parity_observations(0);
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 4000);
+  in.views[1].state->set_key_id_hash_metric("another-hash");
+  in.views[1].state->set_key_id_hash_socket("another-hash");
+  EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("parity"), reason::kFleetParityMismatch);
 }
 
 TEST(DryRunTest, AnOrderNamingAStrangerIsRefused) {

@@ -43,7 +43,11 @@ TEST(RenderDryRunTest, AStartGuardThatRefusesRefusesTheRun) {
   EXPECT_THAT(RenderDryRun(view), HasSubstr("a real run would be refused now"));
   view = DryRun({{"fleet health", ""}, {"doctor", "NOT_EVALUATED"}});
   EXPECT_FALSE(DryRunRefused(view));
-  EXPECT_THAT(RenderDryRun(view), HasSubstr("NOT_EVALUATED in its Preflight phase"));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("no guard refuses"));
+  // Parity held for fewer rounds than asked: a wait that ends by itself.
+  view = DryRun({{"fleet health", ""}, {"parity", "PARITY_NOT_STABLE"}});
+  EXPECT_FALSE(DryRunRefused(view));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("wait for parity's rounds"));
 }
 
 // A fleet already on the target: the dry run says there is nothing to do

@@ -29,9 +29,10 @@ struct DryRunInput {
   int64_t now_unix_ms = 0;
   std::vector<NodeView> views;
   std::optional<OpenBaoProbe> openbao;
-  // The coordinator's parity streak over its rounds (PlanMachine::parity):
-  // the parity guard then asks for as many consecutive rounds as a real
-  // run does. Without it, the views alone are checked once.
+  // The coordinator's parity streak over its rounds (PlanMachine::parity),
+  // before `views`: the parity guard counts `views` on a copy of it and
+  // asks for as many consecutive rounds as a real run does. Without it,
+  // the views alone are checked once.
   std::optional<ParityStreak> parity;
   // Per node, when preflight ran; a guard without its inputs reports
   // that it was not evaluated (never a pass).
