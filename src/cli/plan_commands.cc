@@ -41,11 +41,16 @@ absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
     out.SetPayload(kErrorInfoTypeUrl, absl::Cord(s.error_details()));
     return out;
   }
-  return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
-                   "agent " + agent + ": " +
-                       absl::StatusCodeToString(static_cast<absl::StatusCode>(s.error_code())) +
-                       (s.error_message().empty() ? "" : ": " + s.error_message()),
-                   {{"agent", agent}});
+  const auto code = static_cast<absl::StatusCode>(s.error_code());
+  const std::string what = "agent " + agent + ": " + absl::StatusCodeToString(code) +
+                           (s.error_message().empty() ? "" : ": " + s.error_message());
+  // Only silence is unreachable (exit 3: ask again); found in review, an
+  // answer such as UNIMPLEMENTED or INTERNAL was reported as one too.
+  if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable, what,
+                     {{"agent", agent}});
+  }
+  return MakeError(code, reason::kAgentCallFailed, what, {{"agent", agent}});
 }
 
 std::string ProtoJson(const google::protobuf::Message& m) {

@@ -41,9 +41,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& a
                                                             const FleetTls& tls);
 
 // The outcome of a call to `agent`: the agent's refusal keeps its code,
-// reason and metadata; a call that got no ErrorInfo (the transport failed,
-// a deadline passed) is Unavailable AGENT_UNREACHABLE naming the agent and
-// the gRPC code.
+// reason and metadata. A call with no ErrorInfo is, when nothing answered
+// (UNAVAILABLE, DEADLINE_EXCEEDED), Unavailable AGENT_UNREACHABLE; any
+// other gRPC code keeps that code with AGENT_CALL_FAILED. Both name the
+// agent and the gRPC code.
 absl::Status FromAgentCall(const grpc::Status& status, const std::string& agent);
 
 // `m` as indented JSON with proto field names, for --output json.

@@ -225,6 +225,26 @@ TEST(QueryLeaderTest, AnAgentsRefusalKeepsItsReasonAndOnlySilenceIsUnreachable) 
   EXPECT_THAT(std::string(silent.view.status().message()), HasSubstr("cp-2:7443"));
 }
 
+// Found in review: every error without a reason code read as
+// AGENT_UNREACHABLE (exit 3, "ask again"), an answer such as UNIMPLEMENTED
+// (the agent does not serve the call) or INTERNAL too.
+TEST(FromAgentCallTest, OnlySilenceIsUnreachable) {
+  for (grpc::StatusCode silent : {grpc::StatusCode::UNAVAILABLE,
+                                  grpc::StatusCode::DEADLINE_EXCEEDED}) {
+    absl::Status s = FromAgentCall(grpc::Status(silent, "no answer"), "cp-1:7443");
+    EXPECT_EQ(ReasonOf(s), reason::kAgentUnreachable) << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("cp-1:7443"));
+  }
+  for (grpc::StatusCode answered : {grpc::StatusCode::UNIMPLEMENTED,
+                                    grpc::StatusCode::INTERNAL,
+                                    grpc::StatusCode::RESOURCE_EXHAUSTED}) {
+    absl::Status s = FromAgentCall(grpc::Status(answered, "said so"), "cp-1:7443");
+    EXPECT_EQ(ReasonOf(s), reason::kAgentCallFailed) << s;
+    EXPECT_EQ(static_cast<int>(s.code()), static_cast<int>(answered));
+    EXPECT_THAT(std::string(s.message()), HasSubstr("said so"));
+  }
+}
+
 TEST(CommitPlanTest, UnreachableAgentIsNamed) {
   v1::MockFleetStub stub;
   EXPECT_CALL(stub, ProposePlan(_, _, _))

@@ -38,6 +38,10 @@ inline constexpr char kHttpError[] = "HTTP_ERROR";
 inline constexpr char kRedirectRefused[] = "REDIRECT_REFUSED";
 inline constexpr char kSubprocessFailed[] = "SUBPROCESS_FAILED";
 inline constexpr char kAgentUnreachable[] = "AGENT_UNREACHABLE";
+// An agent (or whatever serves its address) answered a call with a gRPC
+// error that carries no reason code: UNIMPLEMENTED (it does not serve the
+// call), RESOURCE_EXHAUSTED, INTERNAL. It answered: not unreachable.
+inline constexpr char kAgentCallFailed[] = "AGENT_CALL_FAILED";
 
 // ---- Node executor (issue 4): staging, preflight, swap, rollback. ----
 inline constexpr char kMalformedChecksums[] = "MALFORMED_CHECKSUMS";
