@@ -554,12 +554,14 @@ std::string NameList(const std::vector<std::string>& names) {
 absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
                                  AgentConfig& config) {
   ClusterConfig& c = config.cluster;
+  // Voters left out: every member not listed as a learner, this node too.
   if (c.voters.empty()) {
-    c.voters.push_back(config.node);
+    auto is_learner = [&c](const std::string& name) {
+      return std::find(c.learners.begin(), c.learners.end(), name) != c.learners.end();
+    };
+    if (!is_learner(config.node)) c.voters.push_back(config.node);
     for (const PeerConfig& p : config.peers) {
-      if (std::find(c.learners.begin(), c.learners.end(), p.name) == c.learners.end()) {
-        c.voters.push_back(p.name);
-      }
+      if (!is_learner(p.name)) c.voters.push_back(p.name);
     }
   }
   for (const auto* list : {&c.voters, &c.learners}) {

@@ -248,6 +248,17 @@ TEST(AgentConfigTest, ClusterSectionDefaultsToEveryPeerAsVoter) {
   EXPECT_FALSE(c->cluster.insecure);
 }
 
+// Found in review: the default voters always included this node, so a
+// learner's own config (voters left out, itself in learners) was refused
+// with "member cp-1 is listed twice".
+TEST(AgentConfigTest, ALearnersOwnConfigDefaultsTheOtherMembersToVoters) {
+  absl::StatusOr<AgentConfig> c =
+      ParseAgentConfig(std::string(kCluster) + "  learners: [cp-1]\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.voters, (std::vector<std::string>{"cp-2", "cp-3"}));
+  EXPECT_EQ(c->cluster.learners, (std::vector<std::string>{"cp-1"}));
+}
+
 TEST(AgentConfigTest, PlanTickDefaultsTo200MsAndIsBounded) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(kCluster, kFile);
   ASSERT_TRUE(c.ok()) << c.status();
