@@ -164,9 +164,10 @@ TEST_F(FleetUpgradeTest, PauseHoldsTheNextNodeAndResumeFinishes) {
   ASSERT_EQ(pause.exit_code, 0) << pause.stdout_text << pause.stderr_text;
   ASSERT_TRUE(WaitForPhase("PLAN_PHASE_PAUSED", std::chrono::seconds(30)));
   // Unpaused, cp-2 (next in the order) would go down once cp-1's 1 s
-  // stabilisation window and the 3 s soak have passed: wait longer.
+  // stabilisation window and the 3 s soak have passed: wait twice as long,
+  // so that a slow machine cannot let a plan that ignored the pause pass.
   const std::vector<Interval> paused = fleet_->DownIntervals();
-  std::this_thread::sleep_for(std::chrono::seconds(5));
+  std::this_thread::sleep_for(std::chrono::seconds(8));
   EXPECT_EQ(fleet_->DowntimeSince(paused), "") << "a paused plan disrupted a provider";
   EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0})) << fleet_->DescribeDowntime();
   EXPECT_EQ(Versions(), (std::vector<std::string>{"0.2.0", "0.1.0", "0.1.0"}))
@@ -228,9 +229,10 @@ TEST_F(FleetUpgradeTest, AbortStopsBeforeTheNextNodeAndLeavesTheFleetServing) {
   ASSERT_EQ(abort.exit_code, 0) << abort.stdout_text << abort.stderr_text;
   ASSERT_TRUE(WaitForPhase("PLAN_PHASE_ABORTED", std::chrono::seconds(30))) << PlanJson();
   // Not aborted, cp-2 (next in the order) would go down once cp-1's 1 s
-  // stabilisation window and the 3 s soak have passed: wait longer.
+  // stabilisation window and the 3 s soak have passed: wait twice as long,
+  // so that a slow machine cannot let a plan that ignored the abort pass.
   const std::vector<Interval> aborted = fleet_->DownIntervals();
-  std::this_thread::sleep_for(std::chrono::seconds(5));
+  std::this_thread::sleep_for(std::chrono::seconds(8));
   EXPECT_EQ(fleet_->DowntimeSince(aborted), "") << "an aborted plan disrupted a provider";
   // cp-1 went down for its swap only; cp-2 and cp-3 never did.
   EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0})) << fleet_->DescribeDowntime();
