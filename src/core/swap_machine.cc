@@ -672,6 +672,20 @@ absl::Status CheckManifestRestorable(const SwapJournal& j, std::string_view mani
        {"previous", j.previous_sha256}});
 }
 
+absl::Status CheckManifestInstallable(const SwapJournal& j, std::string_view manifest,
+                                      const std::optional<std::string>& live_sha256) {
+  if (!live_sha256 || *live_sha256 == j.previous_sha256 || *live_sha256 == j.target_sha256) {
+    return absl::OkStatus();
+  }
+  const std::string file(manifest);
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, reason::kManifestChanged,
+      "refusing to install " + j.target_binary + " over " + file + ": its SHA-256 is " +
+          *live_sha256 + ", not the manifest captured before the install (" +
+          j.previous_sha256 + "), so it was edited since. The edit is kept",
+      {{"file", file}, {"actual", *live_sha256}, {"previous", j.previous_sha256}});
+}
+
 absl::Status CheckEvidenceUnchanged(const SwapJournal& j,
                                     std::string_view registry_path) {
   if (j.kind != "swap" || j.phase != SwapPhase::kRolledBack || j.target_ready_seen ||

@@ -126,6 +126,7 @@ absl::Status Executor::Carry(SwapJournal& j, SwapAction action) {
     case SwapAction::kStopUnit:
       return seams_.services.Stop(options_.unit, options_.unit_timeout);
     case SwapAction::kInstallTarget: {
+      KMSFLEET_RETURN_IF_ERROR(CheckStaticPodManifest(j, CheckManifestInstallable));
       absl::Status s = seams_.installer.Install(j.target_binary, j.target_sha256);
       if (s.ok()) Hook("after-rename");
       return s;
@@ -278,18 +279,25 @@ absl::Status Executor::RestorePrevious(const SwapJournal& j) {
   // A static-pod manifest edited by hand since the capture (after the
   // install, or while the agent was down: crash recovery rolls back
   // through here too) is kept and the operation ends RollbackFailed: an
-  // operator's change is never undone behind their back. An absent or
-  // unreadable manifest is installed over, as before. Not on a systemd
+  // operator's change is never undone behind their back. Not on a systemd
   // node (CheckManifestRestorable says why).
-  if (options_.static_pod) {
-    absl::StatusOr<std::string> live = seams_.installer.Observe();
-    KMSFLEET_RETURN_IF_ERROR(CheckManifestRestorable(
-        j, options_.static_pod->manifest_path,
-        live.ok() ? std::optional<std::string>(*live) : std::nullopt));
-  }
+  KMSFLEET_RETURN_IF_ERROR(CheckStaticPodManifest(j, CheckManifestRestorable));
   // The installer reinstalls only if the capture is not in place already
   // (a rollback interrupted after its rename).
   return seams_.installer.Install(j.previous_binary, j.previous_sha256);
+}
+
+// On a static-pod node, `check` judges the live manifest before the
+// installer writes over it. An absent one is judged as such; one that
+// cannot be read, after a few tries, fails the step rather than be
+// written over blind (found in review: a read error let any edit go).
+absl::Status Executor::CheckStaticPodManifest(const SwapJournal& j,
+                                              ManifestCheck check) {
+  if (!options_.static_pod) return absl::OkStatus();
+  absl::StatusOr<std::string> live = ObserveInstalledForRecovery();
+  if (!live.ok() && !absl::IsNotFound(live.status())) return live.status();
+  return check(j, options_.static_pod->manifest_path,
+               live.ok() ? std::optional<std::string>(*live) : std::nullopt);
 }
 
 absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {

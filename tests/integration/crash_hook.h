@@ -15,11 +15,17 @@
 
 namespace kmsfleet {
 
+// KMSFLEETD_TEST_PAUSE_AT names a point where the agent SIGSTOPs itself
+// instead, for a test to act in that instant and SIGCONT it.
 inline StepHook CrashHookFromEnvironment() {
-  const char* at = std::getenv("KMSFLEETD_TEST_CRASH_AT");
-  if (at == nullptr || *at == '\0') return nullptr;
-  return [point = std::string(at)](std::string_view now) {
-    if (now == point) raise(SIGKILL);
+  const char* crash = std::getenv("KMSFLEETD_TEST_CRASH_AT");
+  const char* pause = std::getenv("KMSFLEETD_TEST_PAUSE_AT");
+  std::string crash_at = crash != nullptr ? crash : "";
+  std::string pause_at = pause != nullptr ? pause : "";
+  if (crash_at.empty() && pause_at.empty()) return nullptr;
+  return [crash_at, pause_at](std::string_view now) {
+    if (now == crash_at) raise(SIGKILL);
+    if (now == pause_at) raise(SIGSTOP);
   };
 }
 

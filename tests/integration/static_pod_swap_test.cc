@@ -3,6 +3,7 @@
 // containers, the manifest for fake-kubelet, which runs the fake provider
 // of the image's version. Every case checks what the kubelet saw and what
 // serves afterwards, not only what the agent says.
+#include <signal.h>
 #include <sys/inotify.h>
 #include <unistd.h>
 
@@ -590,6 +591,36 @@ TEST_F(StaticPodSwapTest, ARestartedAgentKeepsAManifestEditedByHandWhileItWasDow
   EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
   EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
   EXPECT_EQ(ReadFile(node_->manifest()), edited);
+}
+
+// Found in review: an edit made between the capture and the install was
+// installed over, and lost for good, as the rollback restores the capture.
+// The agent pauses itself right after the capture; the test edits the
+// manifest in that instant. The install refuses, the restore keeps the
+// edit too, and the operation ends RollbackFailed naming both.
+TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
+  StageNew();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_PAUSE_AT=Stopped"}, KMSFLEETD_CRASHTEST_PATH);
+  std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
+  const pid_t agent = node_->agent()->pid();
+  auto paused = [agent] {
+    const std::string stat = ReadFile("/proc/" + std::to_string(agent) + "/stat");
+    const size_t close = stat.rfind(')');
+    return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'T';
+  };
+  ASSERT_TRUE(WaitUntil(paused, std::chrono::seconds(30))) << node_->Logs();
+  const std::string edited = original_ + "# edited by hand\n";
+  { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
+  ASSERT_EQ(kill(agent, SIGCONT), 0);
+  SubprocessResult swap = swapping.get();
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
+  EXPECT_EQ(ReadFile(node_->manifest()), edited);
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
 }
 
 INSTANTIATE_TEST_SUITE_P(AroundTheRename, StaticPodCrashTest,

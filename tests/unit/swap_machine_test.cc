@@ -450,6 +450,30 @@ TEST(SwapMachineTest, AStaticPodRestoreNeverWritesOverAManifestEditedByHand) {
   }
 }
 
+// Found in review: an edit made between the capture and the install was
+// installed over, then lost for good, as a rollback restores the capture.
+// The install goes ahead only over the captured manifest, its own release
+// (an install resumed) or none.
+TEST(SwapMachineTest, AStaticPodInstallNeverWritesOverAManifestEditedAfterTheCapture) {
+  const SwapJournal j = StaticPodRollback();
+  const std::string manifest = "/etc/kubernetes/manifests/bao-kms-provider.yaml";
+  EXPECT_TRUE(CheckManifestInstallable(j, manifest, j.previous_sha256).ok());
+  EXPECT_TRUE(CheckManifestInstallable(j, manifest, j.target_sha256).ok());
+  EXPECT_TRUE(CheckManifestInstallable(j, manifest, std::nullopt).ok());
+
+  const std::string edited(64, 'e');
+  absl::Status refused = CheckManifestInstallable(j, manifest, edited);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(refused), reason::kManifestChanged);
+  for (const std::string& named : {manifest, edited, j.previous_sha256, j.target_binary}) {
+    EXPECT_THAT(refused.message(), ::testing::HasSubstr(named));
+  }
+  // A failed install rolls back: the restore then finds the edit too and
+  // keeps it (ROLLBACK_REFUSED_MANIFEST_EDITED).
+  EXPECT_EQ(ReasonOf(CheckManifestRestorable(j, manifest, edited)),
+            reason::kRollbackRefusedManifestEdited);
+}
+
 // The refusal ends the rollback at once (no retry) and becomes the
 // operation's reason, as the registry's refusals do: it is what the
 // operator must act on.

@@ -336,6 +336,10 @@ class Executor {
   // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
   absl::Status EndIfStopping();
   absl::Status RestorePrevious(const SwapJournal& j);
+  // CheckManifestInstallable or CheckManifestRestorable (swap_machine.h).
+  using ManifestCheck = absl::Status (*)(const SwapJournal&, std::string_view,
+                                         const std::optional<std::string>&);
+  absl::Status CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check);
   absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status StopVerifying(SwapJournal& j, const std::string& version, bool ready_unrecorded);
   void LeaveOpen();
