@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "cli/plan_commands.h"
 #include "cli/terminal_text.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -132,9 +133,7 @@ StatusRow QueryAgent(v1::Agent::StubInterface& stub, const std::string& agent,
   if (status.ok()) {
     row.state = std::move(state);
   } else {
-    row.state = MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
-                          "agent " + agent + ": " + status.error_message(),
-                          {{"agent", agent}});
+    row.state = FromAgentCall(status, agent);
   }
   return row;
 }

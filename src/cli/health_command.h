@@ -37,7 +37,7 @@ std::string RenderHealthJson(const std::string& agent, int status);
 
 // The `status` field (1, an enum) of a serialized
 // grpc.health.v1.HealthCheckResponse: 0 UNKNOWN, 1 SERVING, 2 NOT_SERVING,
-// 3 SERVICE_UNKNOWN. Errors: InvalidArgument, BAD_AGENT_RESPONSE, when the
+// 3 SERVICE_UNKNOWN. Errors: InvalidArgument, MALFORMED_MESSAGE, when the
 // bytes (at most 1 KiB) are not such a message.
 absl::StatusOr<int> ParseHealthStatus(std::string_view response);
 

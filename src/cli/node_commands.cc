@@ -28,8 +28,9 @@ void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
 }
 
 // Prints "[REASON] message", as every refusal is printed: the agent's
-// reason, or AGENT_UNREACHABLE for a call that got no answer from it (the
-// transport failed, the deadline passed); the agent's text is escaped.
+// reason, or FromAgentCall's for a call without one (AGENT_UNREACHABLE:
+// no answer; AGENT_CALL_FAILED: an answer such as UNIMPLEMENTED); the
+// agent's text is escaped. Exit 3 ("ask again") keeps docs/cli.md's list.
 int RpcFailed(const std::string& what, const grpc::Status& s, const NodeFlags& f) {
   const absl::Status status = FromAgentCall(s, f.agent);
   const std::string reason = ReasonOf(status);

@@ -72,7 +72,8 @@ CLI::App* AddPlanCommands(CLI::App& app, PlanCommitFlags& flags);
 
 // Calls Fleet.ProposePlan on `stub` (the agent at `agent`). The agent's
 // refusal keeps its reason and metadata (a follower's NOT_LEADER names the
-// leader and its address); a failed call is AGENT_UNREACHABLE.
+// leader and its address); a call without a reason code is as
+// FromAgentCall says (AGENT_UNREACHABLE or AGENT_CALL_FAILED).
 absl::StatusOr<v1::Fence> CommitPlan(v1::Fleet::StubInterface& stub,
                                      const std::string& agent,
                                      const std::string& in_flight,
