@@ -652,38 +652,49 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
   j.failure_message += "; rollback failed: " + std::string(failure.message());
 }
 
+namespace {
+
+// "its SHA-256 is X, " or "it is gone, ": the live manifest as an error names it.
+std::string LiveManifestFound(const std::optional<std::string>& live_sha256) {
+  return live_sha256 ? "its SHA-256 is " + *live_sha256 + ", " : "it is gone, ";
+}
+
+}  // namespace
+
 absl::Status CheckManifestRestorable(const SwapJournal& j, std::string_view manifest,
                                      const std::optional<std::string>& live_sha256) {
-  if (!live_sha256 || *live_sha256 == j.target_sha256 || *live_sha256 == j.previous_sha256) {
+  if (live_sha256 && (*live_sha256 == j.target_sha256 || *live_sha256 == j.previous_sha256)) {
     return absl::OkStatus();
   }
   const std::string file(manifest);
   return MakeError(
       absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedManifestEdited,
-      "refusing to restore " + j.previous_binary + " over " + file + ": its SHA-256 is " +
-          *live_sha256 + ", neither the manifest this operation installed (" +
+      "refusing to restore " + j.previous_binary + " over " + file + ": " +
+          LiveManifestFound(live_sha256) + "neither the manifest this operation installed (" +
           j.target_sha256 + ") nor the one it replaced (" + j.previous_sha256 +
-          "), so it was edited since. The edit is kept: decide which manifest should run "
-          "and put it in place (the one from before the operation is " + j.previous_binary +
-          ")",
+          "), so it was edited or removed since. That change is kept: decide which manifest "
+          "should run and put it in place (the one from before the operation is " +
+          j.previous_binary + ")",
       {{"file", file},
-       {"actual", *live_sha256},
+       {"actual", live_sha256.value_or("absent")},
        {"target", j.target_sha256},
        {"previous", j.previous_sha256}});
 }
 
 absl::Status CheckManifestInstallable(const SwapJournal& j, std::string_view manifest,
                                       const std::optional<std::string>& live_sha256) {
-  if (!live_sha256 || *live_sha256 == j.previous_sha256 || *live_sha256 == j.target_sha256) {
+  if (live_sha256 && (*live_sha256 == j.previous_sha256 || *live_sha256 == j.target_sha256)) {
     return absl::OkStatus();
   }
   const std::string file(manifest);
   return MakeError(
       absl::StatusCode::kFailedPrecondition, reason::kManifestChanged,
-      "refusing to install " + j.target_binary + " over " + file + ": its SHA-256 is " +
-          *live_sha256 + ", not the manifest captured before the install (" +
-          j.previous_sha256 + "), so it was edited since. The edit is kept",
-      {{"file", file}, {"actual", *live_sha256}, {"previous", j.previous_sha256}});
+      "refusing to install " + j.target_binary + " over " + file + ": " +
+          LiveManifestFound(live_sha256) + "not the manifest captured before the install (" +
+          j.previous_sha256 + "), so it was edited or removed since. That change is kept",
+      {{"file", file},
+       {"actual", live_sha256.value_or("absent")},
+       {"previous", j.previous_sha256}});
 }
 
 absl::Status CheckEvidenceUnchanged(const SwapJournal& j,

@@ -289,6 +289,29 @@ TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOve
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u) << node_->Logs();
 }
 
+// Found in review: a manifest moved away by hand (how a static pod is
+// stopped) while the new container was being verified was written back by
+// the restore, and the kubelet started a provider the operator had
+// stopped. The removal is kept, as an edit is.
+TEST_F(StaticPodSwapTest, AManifestRemovedByHandAfterTheInstallIsNotPutBack) {
+  node_->SetExtraArgs(kNew, "--fake-set ready=false");
+  StageNew();
+  std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
+  const std::string installed = OperatorManifest(ImageOf(kNew));
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->manifest()) == installed; },
+                        std::chrono::seconds(20)))
+      << node_->Logs();
+  std::filesystem::rename(node_->manifest(), node_->dir() + "/moved-away.yaml");
+  SubprocessResult swap = swapping.get();
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("it is gone"));
+  EXPECT_FALSE(std::filesystem::exists(node_->manifest()));
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u) << node_->Logs();
+}
+
 // doctor from the image itself (static_pod.doctor_command) rather than the
 // kit's binary: it gets the staged image and the provider's files, and a
 // failing check stops the swap before the manifest is touched.

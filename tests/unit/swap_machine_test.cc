@@ -430,15 +430,17 @@ SwapJournal StaticPodRollback() {
 
 // Found in review: a static-pod restore wrote the captured manifest over
 // one an operator had edited since the install. Only the manifest the
-// operation installed, or the one already restored, is written over; an
-// absent or unreadable one too, as a restore must not fail for want of a
-// hash it does not need.
+// operation installed, or the one already restored, is written over. Found
+// in a later review: an absent one was written too, and restarted a
+// provider an operator had stopped by moving its manifest away.
 TEST(SwapMachineTest, AStaticPodRestoreNeverWritesOverAManifestEditedByHand) {
   const SwapJournal j = StaticPodRollback();
   const std::string manifest = "/etc/kubernetes/manifests/bao-kms-provider.yaml";
   EXPECT_TRUE(CheckManifestRestorable(j, manifest, j.target_sha256).ok());
   EXPECT_TRUE(CheckManifestRestorable(j, manifest, j.previous_sha256).ok());
-  EXPECT_TRUE(CheckManifestRestorable(j, manifest, std::nullopt).ok());
+  absl::Status removed = CheckManifestRestorable(j, manifest, std::nullopt);
+  EXPECT_EQ(ReasonOf(removed), reason::kRollbackRefusedManifestEdited);
+  EXPECT_THAT(removed.message(), ::testing::HasSubstr("it is gone"));
 
   const std::string edited(64, 'e');
   absl::Status refused = CheckManifestRestorable(j, manifest, edited);
@@ -453,13 +455,15 @@ TEST(SwapMachineTest, AStaticPodRestoreNeverWritesOverAManifestEditedByHand) {
 // Found in review: an edit made between the capture and the install was
 // installed over, then lost for good, as a rollback restores the capture.
 // The install goes ahead only over the captured manifest, its own release
-// (an install resumed) or none.
+// (an install resumed); a removed one stays removed.
 TEST(SwapMachineTest, AStaticPodInstallNeverWritesOverAManifestEditedAfterTheCapture) {
   const SwapJournal j = StaticPodRollback();
   const std::string manifest = "/etc/kubernetes/manifests/bao-kms-provider.yaml";
   EXPECT_TRUE(CheckManifestInstallable(j, manifest, j.previous_sha256).ok());
   EXPECT_TRUE(CheckManifestInstallable(j, manifest, j.target_sha256).ok());
-  EXPECT_TRUE(CheckManifestInstallable(j, manifest, std::nullopt).ok());
+  absl::Status removed = CheckManifestInstallable(j, manifest, std::nullopt);
+  EXPECT_EQ(ReasonOf(removed), reason::kManifestChanged);
+  EXPECT_THAT(removed.message(), ::testing::HasSubstr("it is gone"));
 
   const std::string edited(64, 'e');
   absl::Status refused = CheckManifestInstallable(j, manifest, edited);
