@@ -46,7 +46,10 @@ absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
                            (s.error_message().empty() ? "" : ": " + s.error_message());
   // Only silence is unreachable (exit 3: ask again); found in review, an
   // answer such as UNIMPLEMENTED or INTERNAL was reported as one too.
-  if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded) {
+  // CANCELLED is silence too: kmsfleetctl never cancels a call, so an
+  // agent's shutdown past its grace period (or the transport) did.
+  if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
+      code == absl::StatusCode::kCancelled) {
     return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable, what,
                      {{"agent", agent}});
   }

@@ -42,7 +42,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& a
 
 // The outcome of a call to `agent`: the agent's refusal keeps its code,
 // reason and metadata. A call with no ErrorInfo is, when nothing answered
-// (UNAVAILABLE, DEADLINE_EXCEEDED), Unavailable AGENT_UNREACHABLE; any
+// (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED), Unavailable AGENT_UNREACHABLE; any
 // other gRPC code keeps that code with AGENT_CALL_FAILED. Both name the
 // agent and the gRPC code.
 absl::Status FromAgentCall(const grpc::Status& status, const std::string& agent);
