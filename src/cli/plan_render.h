@@ -46,10 +46,12 @@ class WatchLog {
 std::string RenderDryRun(const v1::PlanView& view);
 
 // True when a dry run's guard refused (one that was not evaluated, such
-// as doctor before anything is staged, does not count).
+// as doctor before anything is staged, does not count; nor does any when
+// there is nothing to do).
 bool DryRunRefused(const v1::PlanView& view);
 // Whether the version policy found every node on the target already
-// (ALREADY_AT_TARGET): a no-op, which DryRunRefused does not count.
+// (ALREADY_AT_TARGET) with no guard before it refusing: as a real start,
+// a no-op whatever the guards after it say.
 bool DryRunNothingToDo(const v1::PlanView& view);
 
 // `kmsfleetctl history`: one line per finished plan, newest first.

@@ -61,7 +61,15 @@ TEST(RenderDryRunTest, AFleetOnTheTargetHasNothingToDo) {
   EXPECT_THAT(RenderDryRun(view), HasSubstr("nothing to do"));
   view = DryRun({{"fleet health", "AGENT_UNREACHABLE"}, {"version policy", "ALREADY_AT_TARGET"}});
   EXPECT_TRUE(DryRunRefused(view));
+  EXPECT_FALSE(DryRunNothingToDo(view));
   EXPECT_THAT(RenderDryRun(view), HasSubstr("a real run would be refused now"));
+  // Found in review: guards after the version policy are never asked by a
+  // real start that finds the fleet on the target.
+  view = DryRun({{"fleet health", ""}, {"version policy", "ALREADY_AT_TARGET"},
+                 {"compatibility", "INVALID_ARGUMENT"}, {"openbao", "OPENBAO_UNREACHABLE"}});
+  EXPECT_FALSE(DryRunRefused(view));
+  EXPECT_TRUE(DryRunNothingToDo(view));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("nothing to do"));
 }
 
 // Found in review: a refused `rollback --dry-run` closed with "a real run
