@@ -54,6 +54,15 @@ class StaticPodSwapTest : public ::testing::Test {
     ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
   }
 
+  // A swap to kNew, staged here, whose container never gets ready: its
+  // verification lasts the ready timeout and the window (9.5 s here), time
+  // for a test to act on the manifest it installed.
+  std::future<SubprocessResult> SwapThatNeverGetsReady() {
+    node_->SetExtraArgs(kNew, "--fake-set ready=false");
+    StageNew();
+    return std::async(std::launch::async, [this] { return Swap(); });
+  }
+
   // Preflight (what a plan asks first) and the swap both refuse with
   // `reason`, the swap before the stop, naming `named`; the swap's record.
   boost::json::object ExpectRefusedBeforeTheStop(const std::string& reason,
@@ -267,11 +276,7 @@ TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {
 // wrote the old manifest over the edit. It stops instead, RollbackFailed
 // (break-glass in a plan), the edit kept byte for byte.
 TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOver) {
-  node_->SetExtraArgs(kNew, "--fake-set ready=false");
-  StageNew();
-  std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
-  // The verification of a container that never gets ready lasts the ready
-  // timeout and the window (9.5 s here): the edit lands well inside it.
+  std::future<SubprocessResult> swapping = SwapThatNeverGetsReady();
   const std::string installed = OperatorManifest(ImageOf(kNew));
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->manifest()) == installed; },
                         std::chrono::seconds(20)))
@@ -294,9 +299,7 @@ TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOve
 // the restore, and the kubelet started a provider the operator had
 // stopped. The removal is kept, as an edit is.
 TEST_F(StaticPodSwapTest, AManifestRemovedByHandAfterTheInstallIsNotPutBack) {
-  node_->SetExtraArgs(kNew, "--fake-set ready=false");
-  StageNew();
-  std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
+  std::future<SubprocessResult> swapping = SwapThatNeverGetsReady();
   const std::string installed = OperatorManifest(ImageOf(kNew));
   ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->manifest()) == installed; },
                         std::chrono::seconds(20)))

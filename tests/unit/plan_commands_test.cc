@@ -72,14 +72,21 @@ struct CommitOutcome {
   std::string out, err;
 };
 
-// Runs RunPlanCommit against `coordinator`, served in-process on loopback.
-CommitOutcome CommitAgainst(FakeCoordinator& coordinator, PlanCommitFlags flags) {
+// `service` served in-process on an ephemeral loopback port, written to
+// `port`; nullptr, and a test failure, if it cannot start.
+std::unique_ptr<grpc::Server> ServeOnLoopback(grpc::Service& service, int& port) {
   grpc::ServerBuilder builder;
-  int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&coordinator);
+  builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   EXPECT_NE(server, nullptr);
+  return server;
+}
+
+// Runs RunPlanCommit against `coordinator`, served in-process on loopback.
+CommitOutcome CommitAgainst(FakeCoordinator& coordinator, PlanCommitFlags flags) {
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(coordinator, port);
   if (server == nullptr) return {};
   flags.agent = "127.0.0.1:" + std::to_string(port);
   flags.tls.insecure = true;
@@ -411,12 +418,8 @@ class FakeUpgradeCoordinator final : public v1::Fleet::Service {
 // `kmsfleetctl upgrade --to 0.2.0 ... extra` against `coordinator`.
 CommitOutcome UpgradeAgainst(FakeUpgradeCoordinator& coordinator,
                              std::vector<std::string> extra) {
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&coordinator);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  EXPECT_NE(server, nullptr);
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(coordinator, port);
   if (server == nullptr) return {};
   PlanCommandLine line;
   std::vector<std::string> args = {"upgrade", "--to", "0.2.0", "--remote-paths",
