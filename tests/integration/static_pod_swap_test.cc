@@ -54,6 +54,19 @@ class StaticPodSwapTest : public ::testing::Test {
     ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
   }
 
+  // Operation `id` as `node operation` prints it, once its journal is
+  // closed or 60 s have passed (the caller checks Done).
+  boost::json::object OperationOnceClosed(const std::string& id) {
+    boost::json::object op;
+    WaitUntil(
+        [&] {
+          op = Json(Run({"operation", "--id", id}).stdout_text);
+          return Done(op);
+        },
+        std::chrono::seconds(60));
+    return op;
+  }
+
   // A swap to kNew, staged here, whose container never gets ready: its
   // verification lasts the ready timeout and the window (9.5 s here), time
   // for a test to act on the manifest it installed.
@@ -574,14 +587,8 @@ TEST_P(StaticPodCrashTest, TheRestartedAgentFinishesTheSwap) {
       << "kmsfleetd did not crash at " << GetParam().point << ":\n"
       << swap.stdout_text << swap.stderr_text;
   node_->StartAgent();
-  boost::json::object op;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        op = Json(Run({"operation", "--id", "op-1"}).stdout_text);
-        return Done(op);
-      },
-      std::chrono::seconds(60)))
-      << Str(op, "phase");
+  boost::json::object op = OperationOnceClosed("op-1");
+  ASSERT_TRUE(Done(op)) << Str(op, "phase");
   EXPECT_EQ(Str(op, "phase"), GetParam().phase);
   const bool stable = Str(op, "phase") == std::string("Stable");
   EXPECT_TRUE(WaitUntil([&] { return node_->ServingVersion() == (stable ? kNew : kOld); },
@@ -605,14 +612,8 @@ TEST_F(StaticPodSwapTest, ARestartedAgentKeepsAManifestEditedByHandWhileItWasDow
   ASSERT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)));
   { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
   node_->StartAgent();
-  boost::json::object op;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        op = Json(Run({"operation", "--id", "op-1"}).stdout_text);
-        return Done(op);
-      },
-      std::chrono::seconds(60)))
-      << Str(op, "phase");
+  boost::json::object op = OperationOnceClosed("op-1");
+  ASSERT_TRUE(Done(op)) << Str(op, "phase");
   EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
   EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
   EXPECT_THAT(Str(op, "message"), HasSubstr(node_->manifest()));
