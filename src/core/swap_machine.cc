@@ -654,16 +654,23 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
 
 namespace {
 
-// "its SHA-256 is X, " or "it is gone, ": the live manifest as an error names it.
-std::string LiveManifestFound(const std::optional<std::string>& live_sha256) {
-  return live_sha256 ? "its SHA-256 is " + *live_sha256 + ", " : "it is gone, ";
+// "its SHA-256 is X, " or "it is gone, ": the live manifest as an error
+// names it (`live_sha256` is a hash or NotFound).
+std::string LiveManifestFound(const absl::StatusOr<std::string>& live_sha256) {
+  return live_sha256.ok() ? "its SHA-256 is " + *live_sha256 + ", " : "it is gone, ";
+}
+
+bool IsUnreadable(const absl::StatusOr<std::string>& live_sha256) {
+  return !live_sha256.ok() && !absl::IsNotFound(live_sha256.status());
 }
 
 }  // namespace
 
 absl::Status CheckManifestRestorable(const SwapJournal& j, std::string_view manifest,
-                                     const std::optional<std::string>& live_sha256) {
-  if (live_sha256 && (*live_sha256 == j.target_sha256 || *live_sha256 == j.previous_sha256)) {
+                                     const absl::StatusOr<std::string>& live_sha256) {
+  if (IsUnreadable(live_sha256)) return absl::OkStatus();
+  if (live_sha256.ok() &&
+      (*live_sha256 == j.target_sha256 || *live_sha256 == j.previous_sha256)) {
     return absl::OkStatus();
   }
   const std::string file(manifest);
@@ -676,14 +683,16 @@ absl::Status CheckManifestRestorable(const SwapJournal& j, std::string_view mani
           "should run and put it in place (the one from before the operation is " +
           j.previous_binary + ")",
       {{"file", file},
-       {"actual", live_sha256.value_or("absent")},
+       {"actual", live_sha256.ok() ? *live_sha256 : "absent"},
        {"target", j.target_sha256},
        {"previous", j.previous_sha256}});
 }
 
 absl::Status CheckManifestInstallable(const SwapJournal& j, std::string_view manifest,
-                                      const std::optional<std::string>& live_sha256) {
-  if (live_sha256 && (*live_sha256 == j.previous_sha256 || *live_sha256 == j.target_sha256)) {
+                                      const absl::StatusOr<std::string>& live_sha256) {
+  if (IsUnreadable(live_sha256)) return live_sha256.status();
+  if (live_sha256.ok() &&
+      (*live_sha256 == j.previous_sha256 || *live_sha256 == j.target_sha256)) {
     return absl::OkStatus();
   }
   const std::string file(manifest);
@@ -693,7 +702,7 @@ absl::Status CheckManifestInstallable(const SwapJournal& j, std::string_view man
           LiveManifestFound(live_sha256) + "not the manifest captured before the install (" +
           j.previous_sha256 + "), so it was edited or removed since. That change is kept",
       {{"file", file},
-       {"actual", live_sha256.value_or("absent")},
+       {"actual", live_sha256.ok() ? *live_sha256 : "absent"},
        {"previous", j.previous_sha256}});
 }
 

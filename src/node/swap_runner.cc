@@ -126,8 +126,7 @@ absl::Status Executor::Carry(SwapJournal& j, SwapAction action) {
     case SwapAction::kStopUnit:
       return seams_.services.Stop(options_.unit, options_.unit_timeout);
     case SwapAction::kInstallTarget: {
-      KMSFLEET_RETURN_IF_ERROR(
-          CheckStaticPodManifest(j, CheckManifestInstallable, /*unreadable_blocks=*/true));
+      KMSFLEET_RETURN_IF_ERROR(CheckStaticPodManifest(j, CheckManifestInstallable));
       absl::Status s = seams_.installer.Install(j.target_binary, j.target_sha256);
       if (s.ok()) Hook("after-rename");
       return s;
@@ -282,28 +281,18 @@ absl::Status Executor::RestorePrevious(const SwapJournal& j) {
   // through here too) is kept and the operation ends RollbackFailed: an
   // operator's change is never undone behind their back. Not on a systemd
   // node (CheckManifestRestorable says why).
-  KMSFLEET_RETURN_IF_ERROR(
-      CheckStaticPodManifest(j, CheckManifestRestorable, /*unreadable_blocks=*/false));
+  KMSFLEET_RETURN_IF_ERROR(CheckStaticPodManifest(j, CheckManifestRestorable));
   // The installer reinstalls only if the capture is not in place already
   // (a rollback interrupted after its rename).
   return seams_.installer.Install(j.previous_binary, j.previous_sha256);
 }
 
-// On a static-pod node, `check` judges the live manifest before the
-// installer writes over it; an absent one is judged as such. One that
-// cannot be read, after a few tries, fails an install (which leaves
-// everything as it was) but not a restore: a rollback must not end with a
-// failed release running for want of a hash (the installer then writes
-// over it, as it always did).
-absl::Status Executor::CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check,
-                                              bool unreadable_blocks) {
+// On a static-pod node, `check` (core) judges the live manifest before the
+// installer writes over it: its hash, absent, or unreadable after a few
+// tries.
+absl::Status Executor::CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check) {
   if (!options_.static_pod) return absl::OkStatus();
-  absl::StatusOr<std::string> live = ObserveInstalledForRecovery();
-  if (!live.ok() && !absl::IsNotFound(live.status())) {
-    return unreadable_blocks ? live.status() : absl::OkStatus();
-  }
-  return check(j, options_.static_pod->manifest_path,
-               live.ok() ? std::optional<std::string>(*live) : std::nullopt);
+  return check(j, options_.static_pod->manifest_path, ObserveInstalledForRecovery());
 }
 
 absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {

@@ -438,7 +438,7 @@ TEST(SwapMachineTest, AStaticPodRestoreNeverWritesOverAManifestEditedByHand) {
   const std::string manifest = "/etc/kubernetes/manifests/bao-kms-provider.yaml";
   EXPECT_TRUE(CheckManifestRestorable(j, manifest, j.target_sha256).ok());
   EXPECT_TRUE(CheckManifestRestorable(j, manifest, j.previous_sha256).ok());
-  absl::Status removed = CheckManifestRestorable(j, manifest, std::nullopt);
+  absl::Status removed = CheckManifestRestorable(j, manifest, absl::NotFoundError("gone"));
   EXPECT_EQ(ReasonOf(removed), reason::kRollbackRefusedManifestEdited);
   EXPECT_THAT(removed.message(), ::testing::HasSubstr("it is gone"));
 
@@ -461,7 +461,7 @@ TEST(SwapMachineTest, AStaticPodInstallNeverWritesOverAManifestEditedAfterTheCap
   const std::string manifest = "/etc/kubernetes/manifests/bao-kms-provider.yaml";
   EXPECT_TRUE(CheckManifestInstallable(j, manifest, j.previous_sha256).ok());
   EXPECT_TRUE(CheckManifestInstallable(j, manifest, j.target_sha256).ok());
-  absl::Status removed = CheckManifestInstallable(j, manifest, std::nullopt);
+  absl::Status removed = CheckManifestInstallable(j, manifest, absl::NotFoundError("gone"));
   EXPECT_EQ(ReasonOf(removed), reason::kManifestChanged);
   EXPECT_THAT(removed.message(), ::testing::HasSubstr("it is gone"));
 
@@ -476,6 +476,20 @@ TEST(SwapMachineTest, AStaticPodInstallNeverWritesOverAManifestEditedAfterTheCap
   // keeps it (ROLLBACK_REFUSED_MANIFEST_EDITED).
   EXPECT_EQ(ReasonOf(CheckManifestRestorable(j, manifest, edited)),
             reason::kRollbackRefusedManifestEdited);
+}
+
+// A manifest that cannot be read (after the shell's few tries): the
+// install, which then changes nothing, refuses with the read error; the
+// restore writes over it, as a rollback must not leave a failed release
+// running for want of a hash.
+TEST(SwapMachineTest, AnUnreadableManifestRefusesTheInstallButNotTheRestore) {
+  const SwapJournal j = StaticPodRollback();
+  const absl::Status unreadable = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                                            "read /m.yaml: Input/output error");
+  absl::Status install = CheckManifestInstallable(j, "/m.yaml", unreadable);
+  EXPECT_EQ(ReasonOf(install), reason::kArtifactIo);
+  EXPECT_THAT(install.message(), ::testing::HasSubstr("Input/output error"));
+  EXPECT_TRUE(CheckManifestRestorable(j, "/m.yaml", unreadable).ok());
 }
 
 // The refusal ends the rollback at once (no retry) and becomes the

@@ -189,31 +189,34 @@ void RecordFailure(SwapJournal& journal, const absl::Status& failure);
 
 // Whether a static-pod restore may write the captured manifest
 // (journal.previous_binary) back over the live one at `manifest`, whose
-// SHA-256 is `live_sha256` (nullopt: absent). OK when the live manifest is
-// what the operation installed (target_sha256) or what it replaced
-// (previous_sha256, already back). Any other manifest was written by
+// SHA-256 is `live_sha256` (NotFound: absent; another error: unreadable).
+// OK when the live manifest is what the operation installed
+// (target_sha256) or what it replaced (previous_sha256, already back). Any other manifest was written by
 // someone else since, most likely an operator at the keyboard; an absent
 // one was removed by someone (kmsfleet only ever renames over it; moving
 // the manifest away is how a static pod is stopped). An upgrade tool never
 // undoes a change it did not make: FailedPrecondition,
 // ROLLBACK_REFUSED_MANIFEST_EDITED naming the file and the hashes; the
-// rollback then ends RollbackFailed with the change in place. (A manifest
-// that cannot be read is not judged: the shell restores over it, as a
-// restore must not fail for want of a hash.) Static-pod mode only: a systemd node's binary is also
+// rollback then ends RollbackFailed with the change in place. A manifest
+// that cannot be read is restored over (OK): a rollback must not leave a
+// failed release running for want of a hash. Static-pod mode only: a
+// systemd node's binary is also
 // replaced by its package manager, and telling such an upgrade from an
 // edit is out of this check's scope.
 absl::Status CheckManifestRestorable(const SwapJournal& journal, std::string_view manifest,
-                                     const std::optional<std::string>& live_sha256);
+                                     const absl::StatusOr<std::string>& live_sha256);
 
 // Whether a static-pod swap may install its release (journal.target_binary)
-// over the live manifest at `manifest`, SHA-256 `live_sha256` (nullopt:
-// absent). OK when it is the manifest captured moments before
-// (previous_sha256) or the release itself (an install resumed). Any other,
-// or none, was edited or removed between the capture and the install: the
-// install would undo that for good, as a rollback restores the capture.
-// FailedPrecondition, MANIFEST_CHANGED naming the file and the hashes.
+// over the live manifest at `manifest`, SHA-256 `live_sha256` (NotFound:
+// absent; another error: unreadable). OK when it is the manifest captured
+// moments before (previous_sha256) or the release itself (an install
+// resumed). Any other, or none, was edited or removed between the capture
+// and the install: the install would undo that for good, as a rollback
+// restores the capture. FailedPrecondition, MANIFEST_CHANGED naming the
+// file and the hashes. An unreadable one refuses with its read error: the
+// install changes nothing then.
 absl::Status CheckManifestInstallable(const SwapJournal& journal, std::string_view manifest,
-                                      const std::optional<std::string>& live_sha256);
+                                      const absl::StatusOr<std::string>& live_sha256);
 
 // After a rejected start (a swap RolledBack whose target never answered
 // /ready), the registry pair must be byte-identical to the capture:

@@ -338,9 +338,8 @@ class Executor {
   absl::Status RestorePrevious(const SwapJournal& j);
   // CheckManifestInstallable or CheckManifestRestorable (swap_machine.h).
   using ManifestCheck = absl::Status (*)(const SwapJournal&, std::string_view,
-                                         const std::optional<std::string>&);
-  absl::Status CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check,
-                                      bool unreadable_blocks);
+                                         const absl::StatusOr<std::string>&);
+  absl::Status CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check);
   absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status StopVerifying(SwapJournal& j, const std::string& version, bool ready_unrecorded);
   void LeaveOpen();
