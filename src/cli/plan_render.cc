@@ -258,11 +258,12 @@ std::string RenderDryRun(const v1::PlanView& view) {
 bool DryRunRefused(const v1::PlanView& view) {
   if (DryRunNothingToDo(view)) return false;
   for (const v1::GuardResult& g : view.dry_run()) {
-    // Not refusals: a guard left to the real run, the no-op, and parity
-    // held for fewer rounds than the plan asks (it comes by itself, a round
-    // a tick).
+    // Not refusals: a guard left to the real run, and parity held for
+    // fewer rounds than the plan asks (it comes by itself, a round a
+    // tick). ALREADY_AT_TARGET is either the no-op above or comes after a
+    // guard that refused.
     if (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
-        g.reason() != reason::kAlreadyAtTarget && g.reason() != reason::kParityNotStable) {
+        g.reason() != reason::kParityNotStable) {
       return true;
     }
   }
