@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <filesystem>
 #include <iostream>
+#include <random>
 
 #include "cli/fleet_status.h"
 #include "cli/operation_progress.h"
@@ -137,6 +138,33 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
   return last.phase() == "Stable" && last.done() ? 0 : 1;
 }
 
+// The id the agent would give an operation sent without one. Chosen here
+// instead, so that a start call that gets no answer can still name the
+// operation it may have started (the agent starts one operation per id).
+std::string NewOperationId() {
+  std::random_device rd;
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+  return "op-" + std::to_string(now_ms) + "-" + std::to_string(rd() % 100000);
+}
+
+// A start call that got no answer may still have reached the agent. Past
+// --timeout-ms it most likely did (a refused connection fails at once):
+// exit 4, as for a wait that ended while the operation ran, not 3, whose
+// "ask again" a script would follow with a second operation under a new
+// id. Either way the line names the id, under which asking again is safe.
+int StartFailed(const std::string& what, const std::string& id, const grpc::Status& s,
+                const NodeFlags& f) {
+  const int code = RpcFailed(what, s, f);
+  if (ReasonOf(FromAgentCall(s, f.agent)) != reason::kAgentUnreachable) return code;
+  const std::string shown = ForTerminal(id, /*keep_newlines=*/false);
+  std::cerr << "kmsfleetctl: operation " << shown << " may have started: see it with "
+            << "kmsfleetctl node operation --id " << shown << " (asking again with "
+            << "--operation-id " << shown << " starts nothing new)\n";
+  return s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? kExitStillRunning : code;
+}
+
 // Starts an operation with `start` (Swap or Rollback) and follows it.
 template <typename Request>
 int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
@@ -145,7 +173,7 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
                    Request req) {
   req.set_expected_key_id_hash(f.expected_key_id_hash);
   req.set_stabilization_ms(f.stabilization_ms);
-  req.set_operation_id(f.operation_id);
+  req.set_operation_id(f.operation_id.empty() ? NewOperationId() : f.operation_id);
   if (!f.fence.empty()) {
     absl::StatusOr<v1::Fence> fence = ParseFence(f.fence);
     if (!fence.ok()) {
@@ -159,7 +187,7 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
   grpc::Status s = (stub.*start)(&ctx, req, &op);
-  if (!s.ok()) return RpcFailed(what, s, f);
+  if (!s.ok()) return StartFailed(what, req.operation_id(), s, f);
   return Follow(stub, op, f);
 }
 
@@ -219,7 +247,9 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
                    "hash the provider must serve (default: the current one)");
     op->add_option("--stabilization-ms", f.stabilization_ms,
                    "continuous /ready window (default: executor config)");
-    op->add_option("--operation-id", f.operation_id, "idempotency key");
+    op->add_option("--operation-id", f.operation_id,
+                   "idempotency key (default: a new op-UNIXMS-N, printed if the start goes "
+                   "unanswered)");
     op->add_option("--fence", f.fence,
                    "TERM/INDEX/NODE: the coordinator's fence (`plan commit` "
                    "prints it); required when the agent is in a cluster");

@@ -38,7 +38,8 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& flags);
 // ended otherwise (stderr: "[REASON] message"); 2 usage (a bad --fence, a
 // missing TLS flag); 3 the agent could not be reached ([AGENT_UNREACHABLE])
 // or answered UNAVAILABLE or UNIMPLEMENTED; 4 the operation still runs when
-// --timeout-ms ends the wait for it.
+// --timeout-ms ends the wait for it, or a swap's or rollback's start call
+// got no answer within it (the operation may have started).
 int RunNodeCommand(const CLI::App& node, const NodeFlags& flags);
 
 }  // namespace kmsfleet
