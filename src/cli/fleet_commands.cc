@@ -8,6 +8,7 @@
 #include <functional>
 #include <tuple>
 #include <iostream>
+#include <optional>
 
 #include "cli/plan_render.h"
 #include "cli/terminal_text.h"
@@ -216,6 +217,41 @@ absl::Status UploadLocalFiles(const FleetFlags& flags, v1::UpgradeRequest& reque
   return absl::OkStatus();
 }
 
+// Whether `request` names a release file on this machine, which the
+// upgrade uploads before it starts.
+bool NamesLocalFiles(const FleetFlags& flags, const v1::UpgradeRequest& request) {
+  const v1::PlanSettings& s = request.settings();
+  for (const std::string* source : {&s.artifact_source(), &s.checksums_source(),
+                                    &s.signature_source(), &s.image_ref_source()}) {
+    if (!PassedAsIs(*source, flags.remote_paths)) return true;
+  }
+  return false;
+}
+
+// Asks the coordinator for a dry run of `request`: the ALREADY_AT_TARGET
+// it names when every node already runs the target, so that release files
+// the fleet does not need are neither hashed nor uploaded. nullopt when the
+// dry run found work to do, or was refused: the real start answers then.
+// An agent that does not answer is the command's answer too.
+absl::StatusOr<std::optional<absl::Status>> AlreadyAtTarget(const FleetFlags& flags,
+                                                            v1::UpgradeRequest request) {
+  request.set_dry_run(true);
+  v1::PlanView view;
+  absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
+    c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);
+    return stub.StartUpgrade(&c, request, &view);
+  });
+  if (ReasonOf(s) == reason::kAgentUnreachable) return s;
+  if (!s.ok() || !DryRunNothingToDo(view)) return std::nullopt;
+  for (const v1::GuardResult& g : view.dry_run()) {
+    if (g.reason() != reason::kAlreadyAtTarget) continue;
+    // Wrapped: a bare Status would make the StatusOr itself an error.
+    return std::optional<absl::Status>(
+        MakeError(absl::StatusCode::kFailedPrecondition, g.reason(), g.message()));
+  }
+  return std::nullopt;
+}
+
 // Prints why an upgrade has nothing to do (JSON with -o json) and exits 0.
 int NothingToDo(const FleetFlags& flags, const absl::Status& s) {
   if (flags.output == "json") {
@@ -234,8 +270,13 @@ int NothingToDo(const FleetFlags& flags, const absl::Status& s) {
 int RunUpgrade(const FleetFlags& flags) {
   absl::StatusOr<v1::UpgradeRequest> request = BuildUpgrade(flags);
   if (!request.ok()) return Fail("upgrade", request.status());
-  // A dry run stages nothing, so it uploads nothing either.
-  if (!flags.dry_run) {
+  // A dry run stages nothing, so it uploads nothing either; nor does an
+  // upgrade that has nothing to do. Found in review: a fleet already on the
+  // target was told so only after the release's upload.
+  if (!flags.dry_run && NamesLocalFiles(flags, *request)) {
+    absl::StatusOr<std::optional<absl::Status>> at_target = AlreadyAtTarget(flags, *request);
+    if (!at_target.ok()) return Fail("upgrade", at_target.status());
+    if (*at_target) return NothingToDo(flags, **at_target);
     if (absl::Status s = UploadLocalFiles(flags, *request); !s.ok()) return Fail("upgrade", s);
   }
   v1::PlanView view;

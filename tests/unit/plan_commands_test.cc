@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <atomic>
 #include <fstream>
 #include <iostream>
 #include <vector>
@@ -415,17 +416,17 @@ class FakeUpgradeCoordinator final : public v1::Fleet::Service {
   grpc::Status refusal_;
 };
 
-// `kmsfleetctl upgrade --to 0.2.0 ... extra` against `coordinator`.
-CommitOutcome UpgradeAgainst(FakeUpgradeCoordinator& coordinator,
-                             std::vector<std::string> extra) {
+// `kmsfleetctl upgrade ARGS... --agent (coordinator) --insecure`.
+CommitOutcome RunUpgradeAgainst(v1::Fleet::Service& coordinator, std::vector<std::string> args) {
   int port = 0;
   std::unique_ptr<grpc::Server> server = ServeOnLoopback(coordinator, port);
   if (server == nullptr) return {};
   PlanCommandLine line;
-  std::vector<std::string> args = {"upgrade", "--to", "0.2.0", "--remote-paths",
-                                   "--artifact", "/srv/a", "--checksums", "/srv/c",
-                                   "--agent", "127.0.0.1:" + std::to_string(port), "--insecure"};
-  args.insert(args.end(), extra.begin(), extra.end());
+  args.insert(args.begin(), "upgrade");
+  for (const std::string& a : {std::string("--agent"), "127.0.0.1:" + std::to_string(port),
+                               std::string("--insecure")}) {
+    args.push_back(a);
+  }
   CommitOutcome r;
   if (std::optional<int> exit = line.Parse(args)) {
     ADD_FAILURE() << "usage exit " << *exit;
@@ -439,6 +440,15 @@ CommitOutcome UpgradeAgainst(FakeUpgradeCoordinator& coordinator,
   r.out = ::testing::internal::GetCapturedStdout();
   server->Shutdown(std::chrono::system_clock::now());
   return r;
+}
+
+// `kmsfleetctl upgrade --to 0.2.0 ... extra` against `coordinator`.
+CommitOutcome UpgradeAgainst(FakeUpgradeCoordinator& coordinator,
+                             std::vector<std::string> extra) {
+  std::vector<std::string> args = {"--to", "0.2.0", "--remote-paths", "--artifact", "/srv/a",
+                                   "--checksums", "/srv/c"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return RunUpgradeAgainst(coordinator, args);
 }
 
 // The issue: "a target equal to every node's running version is a no-op
@@ -466,6 +476,78 @@ TEST(RunUpgradeTest, AFleetAlreadyOnTheTargetIsANoOpThatSaysSoAndExitsZero) {
   CommitOutcome refused = UpgradeAgainst(lower, {});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("[VERSION_NOT_HIGHER]"));
+}
+
+// Answers a dry run with the version policy's `verdict` (OK: work to do)
+// and counts what else it is asked; refuses every upload.
+class DryRunCoordinator final : public v1::Fleet::Service {
+ public:
+  explicit DryRunCoordinator(absl::Status verdict) : verdict_(std::move(verdict)) {}
+  grpc::Status StartUpgrade(grpc::ServerContext*, const v1::UpgradeRequest* request,
+                            v1::PlanView* view) override {
+    if (!request->dry_run()) {
+      ++starts_;
+      return grpc::Status(grpc::StatusCode::INTERNAL, "not expected here");
+    }
+    ++dry_runs_;
+    for (const char* guard : {"active plan", "settings", "node order", "fleet health"}) {
+      view->add_dry_run()->set_guard(guard);
+    }
+    v1::GuardResult* version = view->add_dry_run();
+    version->set_guard("version policy");
+    version->set_reason(ReasonOf(verdict_));
+    version->set_message(std::string(verdict_.message()));
+    return grpc::Status::OK;
+  }
+  grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::ArtifactChunk>*,
+                              v1::ArtifactRef*) override {
+    ++uploads_;
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "no room for uploads");
+  }
+  int dry_runs() const { return dry_runs_; }
+  int starts() const { return starts_; }
+  int uploads() const { return uploads_; }
+
+ private:
+  absl::Status verdict_;
+  std::atomic<int> dry_runs_{0}, starts_{0}, uploads_{0};
+};
+
+// Found in review: `upgrade` with release files on this machine hashed and
+// uploaded them before the coordinator said the fleet already ran the
+// target. It asks a dry run first, and uploads only when there is work.
+TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
+  const std::string dir = ::testing::TempDir();
+  const std::string artifact = dir + "/bao-kms-provider_0.2.0_linux_amd64";
+  const std::string checksums = dir + "/checksums.txt";
+  std::ofstream(artifact) << "binary";
+  std::ofstream(checksums) << std::string(64, 'a') << "  bao-kms-provider_0.2.0_linux_amd64\n";
+  const std::vector<std::string> args = {"--to", "0.2.0", "--artifact", artifact,
+                                         "--checksums", checksums};
+
+  DryRunCoordinator at_target(MakeError(absl::StatusCode::kFailedPrecondition,
+                                        reason::kAlreadyAtTarget,
+                                        "Every node already runs 0.2.0."));
+  CommitOutcome noop = RunUpgradeAgainst(at_target, args);
+  EXPECT_EQ(noop.exit_code, 0) << noop.err;
+  EXPECT_EQ(noop.out, "nothing to do: [ALREADY_AT_TARGET] Every node already runs 0.2.0.\n");
+  EXPECT_EQ(at_target.dry_runs(), 1);
+  EXPECT_EQ(at_target.uploads(), 0);
+  EXPECT_EQ(at_target.starts(), 0);
+
+  DryRunCoordinator work(absl::OkStatus());
+  CommitOutcome upload = RunUpgradeAgainst(work, args);
+  EXPECT_EQ(work.uploads(), 1);
+  EXPECT_NE(upload.exit_code, 0);
+  EXPECT_THAT(upload.err, HasSubstr("no room for uploads"));
+  EXPECT_EQ(work.starts(), 0);
+
+  // Nothing to upload: no dry run first, the start answers.
+  DryRunCoordinator remote(absl::OkStatus());
+  RunUpgradeAgainst(remote, {"--to", "0.2.0", "--remote-paths", "--artifact", artifact,
+                             "--checksums", checksums});
+  EXPECT_EQ(remote.dry_runs(), 0);
+  EXPECT_EQ(remote.starts(), 1);
 }
 
 }  // namespace
