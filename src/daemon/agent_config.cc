@@ -62,6 +62,12 @@ std::optional<std::string> HostPortProblem(std::string_view s, bool allow_port_z
     if (s[close + 1] != ':') return "only :port may follow the ']'";
     port = s.substr(close + 2);
   } else {
+    // A gRPC target (dns:///cp-2:7443, ipv4:..., unix:...) reads below as
+    // an odd host name; say what it is instead.
+    if (s.find("://") != std::string_view::npos || s.starts_with("dns:") ||
+        s.starts_with("ipv4:") || s.starts_with("ipv6:") || s.starts_with("unix:")) {
+      return "a plain host:port such as cp-2.example.com:7443, not a gRPC target or URL";
+    }
     size_t colon = s.rfind(':');
     if (colon == std::string_view::npos) return "the port is missing";
     const std::string host(s.substr(0, colon));
@@ -75,6 +81,11 @@ std::optional<std::string> HostPortProblem(std::string_view s, bool allow_port_z
       if (inet_pton(AF_INET, host.c_str(), &v4) != 1) {
         return "\"" + host + "\" is not an IPv4 address";
       }
+    } else if (host.size() > 1 && host.back() == '.' &&
+               IsHostName(std::string_view(host).substr(0, host.size() - 1))) {
+      // A fully qualified name's root dot: say so, IsHostName's message would not.
+      return "write the host name without its trailing '.', as in " +
+             host.substr(0, host.size() - 1) + ":" + std::string(s.substr(colon + 1));
     } else if (!IsHostName(host)) {
       return "\"" + host + "\" is not a host name (letters, digits, '-' and '.')";
     }
@@ -88,6 +99,27 @@ std::optional<std::string> HostPortProblem(std::string_view s, bool allow_port_z
     return "the port must be a number from " + std::to_string(min) + " to 65535";
   }
   return std::nullopt;
+}
+
+// `section[key]` when it is given, else `section`: where an error about
+// that key points.
+YAML::Node EntryOr(const YAML::Node& section, const std::string& key) {
+  if (section.IsMap()) {
+    const YAML::Node entry = section[key];
+    if (entry.IsDefined()) return entry;
+  }
+  return section;
+}
+
+// The key `key` of mapping `parent` itself, else `parent`: an error about a
+// whole section points at the section's own line, not at its first entry.
+YAML::Node KeyOf(const YAML::Node& parent, std::string_view key) {
+  if (parent.IsMap()) {
+    for (const auto& entry : parent) {
+      if (entry.first.Scalar() == key) return entry.first;
+    }
+  }
+  return parent;
 }
 
 // Walks one YAML mapping, checking each key against a table of handlers so
@@ -380,8 +412,8 @@ absl::Status ReadExecutor(const ConfigReader& r, const YAML::Node& node,
 }
 
 // The `apiserver:` section; with it, `restart` is required.
-absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& node,
-                           AgentConfig& config) {
+absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& section_key,
+                           const YAML::Node& node, AgentConfig& config) {
   ApiServerRestartOptions& a = config.apiserver;
   std::string restart, readyz;
   KMSFLEET_RETURN_IF_ERROR(r.Mapping(
@@ -393,7 +425,7 @@ absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& node,
        {"timeout_ms", r.Millis(a.ready_timeout)},
        {"restart_timeout_ms", r.Millis(a.restart_timeout)}}));
   if (restart.empty()) {
-    return r.Error(node, "apiserver.restart",
+    return r.Error(section_key, "apiserver.restart",
                    "is required in an apiserver: section (systemd:<unit> or "
                    "command:<absolute path>)");
   }
@@ -407,7 +439,8 @@ absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& node,
     a.readyz = *url;
   }
   if (!a.readyz.tls && (!a.http.ca_file.empty() || !a.http.tls_server_name.empty())) {
-    return r.Error(node, "apiserver.readyz_url",
+    return r.Error(EntryOr(node, a.http.ca_file.empty() ? "tls_server_name" : "ca_file"),
+                   "apiserver.readyz_url",
                    "ca_file and tls_server_name need an https:// URL, got " +
                        a.readyz.ToString());
   }
@@ -489,8 +522,8 @@ bool IsLoopbackAddress(std::string_view host_port) {
 
 namespace {
 
-absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
-                         AgentConfig& config) {
+absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& section_key,
+                         const YAML::Node& node, AgentConfig& config) {
   ClusterConfig& c = config.cluster;
   c.enabled = true;
   bool tls_given = false;
@@ -512,7 +545,7 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
                             {"key", r.Path(c.tls.key)},
                             {"operator_trust_domain", r.String(c.tls.operator_trust_domain)}});
         }}}));
-  if (c.listen.empty()) return r.Error(node, "cluster.listen", "is required");
+  if (c.listen.empty()) return r.Error(section_key, "cluster.listen", "is required");
   // Plain TCP would silently drop the TLS settings.
   if (c.insecure && tls_given) {
     return r.Error(node["tls"], "cluster.tls",
@@ -520,17 +553,17 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& node,
                    "or set cluster.insecure: false");
   }
   if (!c.insecure && (c.tls.ca.empty() || c.tls.cert.empty() || c.tls.key.empty())) {
-    return r.Error(node, "cluster.tls",
+    return r.Error(node["tls"].IsDefined() ? node["tls"] : section_key, "cluster.tls",
                    "ca, cert and key are required unless insecure: true");
   }
   if (!c.tls.operator_trust_domain.empty() &&
       !IsValidTrustDomain(c.tls.operator_trust_domain)) {
-    return r.Error(node, "cluster.tls.operator_trust_domain",
+    return r.Error(node["tls"]["operator_trust_domain"], "cluster.tls.operator_trust_domain",
                    "must be lower-case letters, digits, '.', '-' or '_', got \"" +
                        c.tls.operator_trust_domain + "\"");
   }
   if (c.insecure && !IsLoopbackAddress(c.listen)) {
-    return r.Error(node, "cluster.insecure",
+    return r.Error(node["insecure"], "cluster.insecure",
                    "plain TCP is allowed only on a loopback address, not " + c.listen);
   }
   if (c.heartbeat_ticks >= c.election_ticks) {
@@ -564,15 +597,33 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
       if (!is_learner(p.name)) c.voters.push_back(p.name);
     }
   }
-  for (const auto* list : {&c.voters, &c.learners}) {
-    for (const std::string& name : *list) {
+  const YAML::Node cluster = root["cluster"];
+  // Only a listed name can be unknown: the default voters are the peers.
+  for (const auto& [list, key] : {std::pair{&c.voters, "voters"}, {&c.learners, "learners"}}) {
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string& name = (*list)[i];
       bool known = name == config.node;
       for (const PeerConfig& p : config.peers) known = known || p.name == name;
       if (!known) {
-        return r.Error(root["cluster"], "cluster",
+        return r.Error(EntryOr(cluster, key), "cluster." + std::string(key),
                        "member " + name + " is neither this node nor in peers");
       }
     }
+  }
+  // A peer in neither list would be dialled by no one, its certificate
+  // refused and its node left out of every plan: an upgrade would end
+  // Completed with it on the old release.
+  for (size_t i = 0; i < config.peers.size(); ++i) {
+    const std::string& name = config.peers[i].name;
+    auto listed = [&name](const std::vector<std::string>& list) {
+      return std::find(list.begin(), list.end(), name) != list.end();
+    };
+    if (listed(c.voters) || listed(c.learners)) continue;
+    return r.Error(root["peers"][i]["name"], "peers[" + std::to_string(i) + "].name",
+                   "\"" + name + "\" is in neither cluster.voters " + NameList(c.voters) +
+                       " nor cluster.learners " + NameList(c.learners) +
+                       ", so it would take no part in the election or any plan; add it to "
+                       "one of them or remove it from peers");
   }
   const ElectionConfig election{.self = config.node, .voters = c.voters,
                                 .learners = c.learners,
@@ -581,9 +632,9 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
   if (absl::Status s = ValidateElectionConfig(election); !s.ok()) {
     std::string problem(s.message());
     if (problem.starts_with("cluster: ")) problem.erase(0, 9);
-    const YAML::Node cluster = root["cluster"];
     const bool listed = cluster["voters"].IsDefined();
-    return r.Error(listed ? cluster["voters"] : cluster, listed ? "cluster.voters" : "cluster",
+    return r.Error(listed ? cluster["voters"] : KeyOf(root, "cluster"),
+                   listed ? "cluster.voters" : "cluster",
                    problem + " (voters " + NameList(c.voters) + ", learners " +
                        NameList(c.learners) + ")");
   }
@@ -650,10 +701,10 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
           return ReadExecutor(r, v, config);
         }},
        {"cluster", [&](const YAML::Node& v, const std::string&) {
-          return ReadCluster(r, v, config);
+          return ReadCluster(r, KeyOf(root, "cluster"), v, config);
         }},
        {"apiserver", [&](const YAML::Node& v, const std::string&) {
-          return ReadApiServer(r, v, config);
+          return ReadApiServer(r, KeyOf(root, "apiserver"), v, config);
         }},
        {"static_pod", [&](const YAML::Node& v, const std::string&) {
           static_pod_given = true;
@@ -671,7 +722,7 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
   KMSFLEET_RETURN_IF_ERROR(CheckPeers(r, root, config));
   // Without static_pod mode the section would be ignored without a word.
   if (static_pod_given && config.provider_mode != ProviderMode::kStaticPod) {
-    return r.Error(root["static_pod"], "static_pod",
+    return r.Error(KeyOf(root, "static_pod"), "static_pod",
                    "is used only with provider.mode: static_pod (provider.mode is \"systemd\"); "
                    "set provider.mode: static_pod or remove the static_pod: section");
   }

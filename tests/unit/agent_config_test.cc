@@ -271,8 +271,13 @@ TEST(AgentConfigTest, PlanTickDefaultsTo200MsAndIsBounded) {
 }
 
 TEST(AgentConfigTest, ClusterWithoutTlsNeedsExplicitInsecure) {
-  ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n", "cluster.tls", 3,
+  // A key missing from a section is reported at the section's own line.
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n", "cluster.tls", 2,
                     "required unless insecure: true");
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: /a}\n",
+                    "cluster.tls", 4, "required unless insecure: true");
+  ExpectConfigError("node: cp-1\ncluster:\n  tls: {ca: /a, cert: /b, key: /c}\n",
+                    "cluster.listen", 2, "is required");
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(
       "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  insecure: true\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
@@ -282,8 +287,10 @@ TEST(AgentConfigTest, ClusterWithoutTlsNeedsExplicitInsecure) {
 }
 
 TEST(AgentConfigTest, ClusterMemberWithoutPeerEntryIsRefused) {
-  ExpectConfigError(std::string(kCluster) + "  learners: [cp-9]\n", "cluster", 6,
+  ExpectConfigError(std::string(kCluster) + "  learners: [cp-9]\n", "cluster.learners", 8,
                     "member cp-9 is neither this node nor in peers");
+  ExpectConfigError(std::string(kCluster) + "  voters: [cp-1, cp-2, cp-3, cp-4]\n",
+                    "cluster.voters", 8, "member cp-4 is neither this node nor in peers");
   ExpectConfigError(std::string(kCluster) + "  tick_ms: fast\n", "cluster.tick_ms", 8,
                     "must be an integer");
   ExpectConfigError(std::string(kCluster) + "  electon_ticks: 3\n",
@@ -307,7 +314,7 @@ TEST(AgentConfigTest, PlainTcpNeedsInsecureAndALoopbackAddress) {
 
 TEST(AgentConfigTest, InsecureClusterOnlyOnLoopback) {
   ExpectConfigError("node: cp-1\ncluster:\n  listen: 0.0.0.0:7443\n  insecure: true\n",
-                    "cluster.insecure", 3, "only on a loopback address, not 0.0.0.0:7443");
+                    "cluster.insecure", 4, "only on a loopback address, not 0.0.0.0:7443");
 }
 
 // Found in review: a peer named after this node passed --check-config and
@@ -338,14 +345,33 @@ TEST(AgentConfigTest, PeersAndMembersAreCheckedAtLoadAsTheElectionChecksThem) {
     many += "  - {name: cp-" + std::to_string(i) + ", address: 10.0.0." + std::to_string(i) +
             ":7443}\n";
   }
-  many += "cluster:\n  listen: 10.0.0.1:7443\n" + tls;  // the section's first key: line 12
-  ExpectConfigError(many, "cluster", 12, "voters must number 1 to 7, got 9 (voters [cp-1, cp-2");
-  ExpectConfigError(many + "  voters: [cp-1, cp-2, cp-3, cp-4, cp-5, cp-6, cp-7, cp-8]\n",
+  many += "cluster:\n  listen: 10.0.0.1:7443\n" + tls;  // the section's own line: 11
+  ExpectConfigError(many, "cluster", 11, "voters must number 1 to 7, got 9 (voters [cp-1, cp-2");
+  ExpectConfigError(many + "  voters: [cp-1, cp-2, cp-3, cp-4, cp-5, cp-6, cp-7, cp-8]\n"
+                           "  learners: [cp-9]\n",
                     "cluster.voters", 14, "voters must number 1 to 7, got 8");
   ExpectConfigError(std::string(kCluster) + "  voters: [cp-2, cp-3]\n", "cluster.voters", 8,
                     "this node cp-1 is neither voter nor learner (voters [cp-2, cp-3]");
-  ExpectConfigError(std::string(kCluster) + "  voters: [cp-1, cp-2]\n  learners: [cp-2]\n",
-                    "cluster.voters", 8, "member cp-2 is listed twice");
+  ExpectConfigError(
+      std::string(kCluster) + "  voters: [cp-1, cp-2, cp-3]\n  learners: [cp-2]\n",
+      "cluster.voters", 8, "member cp-2 is listed twice");
+}
+
+// Found in review: a peer left out of explicit voters and learners was
+// silently no member: no plan included it, so an upgrade ended Completed
+// with that node still on the old release.
+TEST(AgentConfigTest, APeerThatIsNoMemberIsRefused) {
+  ExpectConfigError(std::string(kCluster) + "  voters: [cp-1, cp-2]\n", "peers[1].name", 4,
+                    "\"cp-3\" is in neither cluster.voters [cp-1, cp-2] nor cluster.learners "
+                    "[], so it would take no part in the election or any plan; add it to one "
+                    "of them or remove it from peers");
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(
+      std::string(kCluster) + "  voters: [cp-1, cp-2]\n  learners: [cp-3]\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.learners, (std::vector<std::string>{"cp-3"}));
+  // Without a cluster: section there is no membership to be outside of.
+  EXPECT_TRUE(ParseAgentConfig("node: cp-1\npeers:\n  - {name: cp-2, address: h:1}\n", kFile)
+                  .ok());
 }
 
 // Found in review: yaml-cpp keeps a repeated key, so `node: cp-1` then
@@ -384,6 +410,20 @@ TEST(AgentConfigTest, AnAddressThatIsNotHostPortIsRefusedWithTheValue) {
                     "got \"[::1\"");
   ExpectConfigError("node: cp-1\nmetrics:\n  listen: '-bad-:9464'\n", "metrics.listen", 3,
                     "\"-bad-\" is not a host name");
+  // Found in review: a gRPC target was told "an IPv6 address goes in
+  // brackets", a fully qualified name's root dot "is not a host name".
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: 'dns:///cp-2.example:7443'}\n",
+                    "peers[0].address", 3,
+                    "(a plain host:port such as cp-2.example.com:7443, not a gRPC target or "
+                    "URL), got \"dns:///cp-2.example:7443\"");
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: 'ipv4:10.0.0.2:7443'}\n",
+                    "peers[0].address", 3, "not a gRPC target or URL");
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: 'https://cp-2:7443'}\n",
+                    "peers[0].address", 3, "not a gRPC target or URL");
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: cp-2.example.com.:7443}\n",
+                    "peers[0].address", 3,
+                    "(write the host name without its trailing '.', as in "
+                    "cp-2.example.com:7443)");
   for (const char* address : {"127.0.0.1:0", "\"[::1]:9464\"", "localhost:9464",
                               "metrics.cp-1.example:65535"}) {
     absl::StatusOr<AgentConfig> c =
@@ -435,12 +475,12 @@ TEST(AgentConfigTest, ARelativePathIsRefusedForEveryPathKey) {
 // was dropped, and cluster.insecure: true dropped a cluster.tls block.
 TEST(AgentConfigTest, SettingsThatWouldBeIgnoredAreRefusedNamingWhatToChange) {
   ExpectConfigError("node: cp-1\nstatic_pod:\n  manifest: /srv/manifests/kms.yaml\n",
-                    "static_pod", 3,
+                    "static_pod", 2,
                     "provider.mode is \"systemd\"); set provider.mode: static_pod or remove "
                     "the static_pod: section");
   ExpectConfigError(
       "node: cp-1\nprovider:\n  mode: systemd\nstatic_pod:\n  cri_socket: /run/crio/crio.sock\n",
-      "static_pod", 5, "set provider.mode: static_pod");
+      "static_pod", 4, "set provider.mode: static_pod");
   ExpectConfigError(
       "node: cp-1\ncluster:\n  listen: 127.0.0.1:7443\n  insecure: true\n"
       "  tls: {ca: /pki/ca.pem, cert: /pki/cp-1.pem, key: /pki/cp-1.key}\n",
@@ -486,7 +526,7 @@ TEST(AgentConfigTest, OperatorTrustDomainIsValidated) {
   ExpectConfigError(
       "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls: {ca: /a, cert: /b, key: /c, "
       "operator_trust_domain: Fleet/Example}\n",
-      "cluster.tls.operator_trust_domain", 3, "lower-case letters");
+      "cluster.tls.operator_trust_domain", 4, "lower-case letters");
 }
 
 TEST(AgentConfigTest, RollbackStepsDefaultsToThreeAndIsBounded) {
@@ -607,7 +647,7 @@ apiserver:
 
 TEST(AgentConfigTest, ApiServerErrorsNameTheKeyAndValue) {
   ExpectConfigError("node: a\napiserver:\n  readyz_url: https://127.0.0.1:6443/readyz\n",
-                    "apiserver.restart", 3, "is required");
+                    "apiserver.restart", 2, "is required");
   ExpectConfigError("node: a\napiserver:\n  restart: kube-apiserver.service\n",
                     "apiserver.restart", 3,
                     "\"kube-apiserver.service\" must be systemd:<unit> or command:");
@@ -625,7 +665,7 @@ TEST(AgentConfigTest, ApiServerErrorsNameTheKeyAndValue) {
   ExpectConfigError(
       "node: a\napiserver:\n  restart: systemd:k.service\n"
       "  readyz_url: http://127.0.0.1:8080/readyz\n  ca_file: /ca.pem\n",
-      "apiserver.readyz_url", 3, "need an https:// URL");
+      "apiserver.readyz_url", 5, "need an https:// URL");
 }
 
 }  // namespace
