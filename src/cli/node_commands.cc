@@ -150,19 +150,30 @@ std::string NewOperationId() {
 }
 
 // A start call that got no answer may still have reached the agent. Past
-// --timeout-ms it most likely did (a refused connection fails at once):
-// exit 4, as for a wait that ended while the operation ran, not 3, whose
-// "ask again" a script would follow with a second operation under a new
-// id. Either way the line names the id, under which asking again is safe.
+// --timeout-ms, or cancelled by the agent's shutdown, it most likely did:
+// exit 4, as a wait that ended while the operation ran, with the
+// operation (its id alone) on stdout, not 3, whose "ask again" a script
+// would follow with a second operation under a new id. UNAVAILABLE is
+// mostly a connection that never opened: exit 3, naming the id under
+// which asking again is safe all the same (the agent starts one
+// operation per id).
 int StartFailed(const std::string& what, const std::string& id, const grpc::Status& s,
                 const NodeFlags& f) {
   const int code = RpcFailed(what, s, f);
   if (ReasonOf(FromAgentCall(s, f.agent)) != reason::kAgentUnreachable) return code;
   const std::string shown = ForTerminal(id, /*keep_newlines=*/false);
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    std::cerr << "kmsfleetctl: ask again with --operation-id " << shown
+              << ": had this call reached the agent, that starts nothing new\n";
+    return code;
+  }
   std::cerr << "kmsfleetctl: operation " << shown << " may have started: see it with "
             << "kmsfleetctl node operation --id " << shown << " (asking again with "
             << "--operation-id " << shown << " starts nothing new)\n";
-  return s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ? kExitStillRunning : code;
+  v1::Operation unknown;
+  unknown.set_operation_id(id);
+  std::cout << ProtoJson(unknown);
+  return kExitStillRunning;
 }
 
 // Starts an operation with `start` (Swap or Rollback) and follows it.

@@ -135,7 +135,9 @@ TEST(NodeCommandsTest, AnUnansweredStartSaysTheOperationMayHaveStarted) {
        {std::vector<std::string>{"swap", "--version", "0.2.0"},
         std::vector<std::string>{"rollback", "--of", "op-1"}}) {
     FakeAgent agent(/*answer=*/false);
-    std::vector<std::string> args = {"--timeout-ms", "300"};
+    // Long enough for the in-process server to take the call on a loaded
+    // machine: the test needs the id it received.
+    std::vector<std::string> args = {"--timeout-ms", "1500"};
     args.insert(args.end(), command.begin(), command.end());
     NodeOutcome r = RunNode(agent, args);
     ASSERT_THAT(agent.ids(), SizeIs(1));
@@ -145,7 +147,45 @@ TEST(NodeCommandsTest, AnUnansweredStartSaysTheOperationMayHaveStarted) {
     EXPECT_THAT(r.err, HasSubstr("operation " + id + " may have started: see it with "
                                  "kmsfleetctl node operation --id " + id));
     EXPECT_THAT(r.err, HasSubstr("--operation-id " + id + " starts nothing new"));
+    // stdout holds the operation, as when a wait ends: its id, no phase.
+    EXPECT_THAT(r.out, HasSubstr("\"operation_id\": \"" + id + "\""));
+    EXPECT_THAT(r.out, Not(HasSubstr("phase")));
   }
+}
+
+// No agent listening: nothing can have started, so exit 3 ("ask again"),
+// naming the id under which asking again is safe anyway.
+TEST(NodeCommandsTest, ARefusedConnectionIsAskAgainUnderTheSameId) {
+  int port = 0;
+  {
+    // A port that was just free: bound, then closed again.
+    FakeAgent unused(/*answer=*/true);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&unused);
+    std::unique_ptr<grpc::Server> gone = builder.BuildAndStart();
+    ASSERT_NE(gone, nullptr);
+    gone->Shutdown(std::chrono::system_clock::now());
+  }
+  CLI::App app{"kmsfleetctl"};
+  NodeFlags flags;
+  CLI::App* node = AddNodeCommands(app, flags);
+  const std::string agent = "127.0.0.1:" + std::to_string(port);
+  const char* argv[] = {"kmsfleetctl", "node", "--agent",        agent.c_str(), "--insecure",
+                        "--timeout-ms", "5000", "swap", "--version", "0.2.0",
+                        "--operation-id", "op-mine"};
+  ASSERT_FALSE(ParseCommandLine(app, 12, argv));
+  ::testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStderr();
+  const int code = RunNodeCommand(*node, flags);
+  std::cout.flush();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  EXPECT_EQ(code, 3) << err;
+  EXPECT_THAT(err, HasSubstr("[AGENT_UNREACHABLE]"));
+  EXPECT_THAT(err, HasSubstr("ask again with --operation-id op-mine"));
+  EXPECT_THAT(err, Not(HasSubstr("may have started")));
+  EXPECT_EQ(out, "");
 }
 
 // An answer, even a refusal, is not silence: no guess about a start.
