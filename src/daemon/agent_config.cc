@@ -45,6 +45,19 @@ bool IsHostName(std::string_view host) {
   }
 }
 
+// "dns:///cp-2:7443", "ipv4:10.0.0.2:7443", "unix:/run/a.sock",
+// "https://cp-2:7443": a scheme, then something other than a port. A host
+// named "dns" with a port ("dns:7443") is no target.
+bool IsGrpcTargetOrUrl(std::string_view s) {
+  const size_t colon = s.find(':');
+  if (colon == std::string_view::npos) return false;
+  const std::string_view scheme = s.substr(0, colon), rest = s.substr(colon + 1);
+  const bool known = scheme == "dns" || scheme == "ipv4" || scheme == "ipv6" ||
+                     scheme == "unix" || scheme == "unix-abstract" || scheme == "vsock" ||
+                     scheme == "http" || scheme == "https";
+  return known && !rest.empty() && rest.find_first_not_of("0123456789") != std::string_view::npos;
+}
+
 // What is wrong with `s` as host:port (a host name, an IPv4 address or an
 // IPv6 address in brackets; a port 1-65535, or 0 with `allow_port_zero`),
 // or nullopt when it is one.
@@ -64,8 +77,7 @@ std::optional<std::string> HostPortProblem(std::string_view s, bool allow_port_z
   } else {
     // A gRPC target (dns:///cp-2:7443, ipv4:..., unix:...) reads below as
     // an odd host name; say what it is instead.
-    if (s.find("://") != std::string_view::npos || s.starts_with("dns:") ||
-        s.starts_with("ipv4:") || s.starts_with("ipv6:") || s.starts_with("unix:")) {
+    if (IsGrpcTargetOrUrl(s)) {
       return "a plain host:port such as cp-2.example.com:7443, not a gRPC target or URL";
     }
     size_t colon = s.rfind(':');
@@ -439,8 +451,8 @@ absl::Status ReadApiServer(const ConfigReader& r, const YAML::Node& section_key,
     a.readyz = *url;
   }
   if (!a.readyz.tls && (!a.http.ca_file.empty() || !a.http.tls_server_name.empty())) {
-    return r.Error(EntryOr(node, a.http.ca_file.empty() ? "tls_server_name" : "ca_file"),
-                   "apiserver.readyz_url",
+    // The default URL is https: an http one was given.
+    return r.Error(EntryOr(node, "readyz_url"), "apiserver.readyz_url",
                    "ca_file and tls_server_name need an https:// URL, got " +
                        a.readyz.ToString());
   }
@@ -548,12 +560,12 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& section_key,
   if (c.listen.empty()) return r.Error(section_key, "cluster.listen", "is required");
   // Plain TCP would silently drop the TLS settings.
   if (c.insecure && tls_given) {
-    return r.Error(node["tls"], "cluster.tls",
+    return r.Error(KeyOf(node, "tls"), "cluster.tls",
                    "is not used with cluster.insecure: true (plain TCP); remove cluster.tls "
                    "or set cluster.insecure: false");
   }
   if (!c.insecure && (c.tls.ca.empty() || c.tls.cert.empty() || c.tls.key.empty())) {
-    return r.Error(node["tls"].IsDefined() ? node["tls"] : section_key, "cluster.tls",
+    return r.Error(node["tls"].IsDefined() ? KeyOf(node, "tls") : section_key, "cluster.tls",
                    "ca, cert and key are required unless insecure: true");
   }
   if (!c.tls.operator_trust_domain.empty() &&
@@ -568,7 +580,9 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& section_key,
   }
   if (c.heartbeat_ticks >= c.election_ticks) {
     const YAML::Node at = node["heartbeat_ticks"];
-    return r.Error(at.IsDefined() ? at : node, "cluster.heartbeat_ticks",
+    const YAML::Node election = node["election_ticks"];
+    return r.Error(at.IsDefined() ? at : election.IsDefined() ? election : section_key,
+                   "cluster.heartbeat_ticks",
                    "must be below election_ticks (" + std::to_string(c.election_ticks) +
                        "), got " + std::to_string(c.heartbeat_ticks));
   }
@@ -605,14 +619,16 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
       bool known = name == config.node;
       for (const PeerConfig& p : config.peers) known = known || p.name == name;
       if (!known) {
-        return r.Error(EntryOr(cluster, key), "cluster." + std::string(key),
+        const YAML::Node list_node = EntryOr(cluster, key);
+        const YAML::Node at = list_node.IsSequence() ? list_node[i] : list_node;
+        return r.Error(at.IsDefined() ? at : list_node, "cluster." + std::string(key),
                        "member " + name + " is neither this node nor in peers");
       }
     }
   }
-  // A peer in neither list would be dialled by no one, its certificate
-  // refused and its node left out of every plan: an upgrade would end
-  // Completed with it on the old release.
+  // A peer in neither list would be dialled by no one and its certificate
+  // refused. A plan swaps the voters alone, so the fix to offer is voters;
+  // a learner is a deliberate choice.
   for (size_t i = 0; i < config.peers.size(); ++i) {
     const std::string& name = config.peers[i].name;
     auto listed = [&name](const std::vector<std::string>& list) {
@@ -623,7 +639,8 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
                    "\"" + name + "\" is in neither cluster.voters " + NameList(c.voters) +
                        " nor cluster.learners " + NameList(c.learners) +
                        ", so it would take no part in the election or any plan; add it to "
-                       "one of them or remove it from peers");
+                       "cluster.voters (a plan upgrades voters only; a learner follows "
+                       "the plan record without being upgraded) or remove it from peers");
   }
   const ElectionConfig election{.self = config.node, .voters = c.voters,
                                 .learners = c.learners,

@@ -278,6 +278,8 @@ TEST(AgentConfigTest, ClusterWithoutTlsNeedsExplicitInsecure) {
                     "cluster.tls", 4, "required unless insecure: true");
   ExpectConfigError("node: cp-1\ncluster:\n  tls: {ca: /a, cert: /b, key: /c}\n",
                     "cluster.listen", 2, "is required");
+  ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  tls:\n    ca: /a\n",
+                    "cluster.tls", 4, "required unless insecure: true");
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(
       "node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n  insecure: true\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
@@ -291,6 +293,8 @@ TEST(AgentConfigTest, ClusterMemberWithoutPeerEntryIsRefused) {
                     "member cp-9 is neither this node nor in peers");
   ExpectConfigError(std::string(kCluster) + "  voters: [cp-1, cp-2, cp-3, cp-4]\n",
                     "cluster.voters", 8, "member cp-4 is neither this node nor in peers");
+  ExpectConfigError(std::string(kCluster) + "  voters:\n    - cp-1\n    - cp-4\n    - cp-2\n",
+                    "cluster.voters", 10, "member cp-4 is neither this node nor in peers");
   ExpectConfigError(std::string(kCluster) + "  tick_ms: fast\n", "cluster.tick_ms", 8,
                     "must be an integer");
   ExpectConfigError(std::string(kCluster) + "  electon_ticks: 3\n",
@@ -363,8 +367,9 @@ TEST(AgentConfigTest, PeersAndMembersAreCheckedAtLoadAsTheElectionChecksThem) {
 TEST(AgentConfigTest, APeerThatIsNoMemberIsRefused) {
   ExpectConfigError(std::string(kCluster) + "  voters: [cp-1, cp-2]\n", "peers[1].name", 4,
                     "\"cp-3\" is in neither cluster.voters [cp-1, cp-2] nor cluster.learners "
-                    "[], so it would take no part in the election or any plan; add it to one "
-                    "of them or remove it from peers");
+                    "[], so it would take no part in the election or any plan; add it to "
+                    "cluster.voters (a plan upgrades voters only; a learner follows the plan "
+                    "record without being upgraded) or remove it from peers");
   absl::StatusOr<AgentConfig> c = ParseAgentConfig(
       std::string(kCluster) + "  voters: [cp-1, cp-2]\n  learners: [cp-3]\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
@@ -420,12 +425,15 @@ TEST(AgentConfigTest, AnAddressThatIsNotHostPortIsRefusedWithTheValue) {
                     "peers[0].address", 3, "not a gRPC target or URL");
   ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: 'https://cp-2:7443'}\n",
                     "peers[0].address", 3, "not a gRPC target or URL");
+  ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: 'unix:/run/a.sock'}\n",
+                    "peers[0].address", 3, "not a gRPC target or URL");
   ExpectConfigError("node: cp-1\npeers:\n  - {name: cp-2, address: cp-2.example.com.:7443}\n",
                     "peers[0].address", 3,
                     "(write the host name without its trailing '.', as in "
                     "cp-2.example.com:7443)");
+  // A host that happens to be named like a scheme is still a host.
   for (const char* address : {"127.0.0.1:0", "\"[::1]:9464\"", "localhost:9464",
-                              "metrics.cp-1.example:65535"}) {
+                              "metrics.cp-1.example:65535", "dns:9464", "unix:9464"}) {
     absl::StatusOr<AgentConfig> c =
         ParseAgentConfig(std::string("node: cp-1\nmetrics:\n  listen: ") + address + "\n", kFile);
     EXPECT_TRUE(c.ok()) << address << ": " << c.status();
@@ -492,6 +500,9 @@ TEST(AgentConfigTest, SettingsThatWouldBeIgnoredAreRefusedNamingWhatToChange) {
 TEST(AgentConfigTest, HeartbeatTicksNotBelowElectionTicksIsRefusedWithTheValue) {
   ExpectConfigError(std::string(kCluster) + "  election_ticks: 10\n  heartbeat_ticks: 12\n",
                     "cluster.heartbeat_ticks", 9, "must be below election_ticks (10), got 12");
+  // The default heartbeat (2) against a given election_ticks: its line.
+  ExpectConfigError(std::string(kCluster) + "  election_ticks: 2\n", "cluster.heartbeat_ticks",
+                    8, "must be below election_ticks (2), got 2");
 }
 
 TEST(AgentConfigTest, UnixSocketModeAndGroup) {
@@ -665,7 +676,7 @@ TEST(AgentConfigTest, ApiServerErrorsNameTheKeyAndValue) {
   ExpectConfigError(
       "node: a\napiserver:\n  restart: systemd:k.service\n"
       "  readyz_url: http://127.0.0.1:8080/readyz\n  ca_file: /ca.pem\n",
-      "apiserver.readyz_url", 5, "need an https:// URL");
+      "apiserver.readyz_url", 4, "need an https:// URL");
 }
 
 }  // namespace
