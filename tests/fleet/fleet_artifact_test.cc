@@ -16,6 +16,7 @@ namespace kmsfleet::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class FleetArtifactTest : public FleetUpgradeTest {
  protected:
@@ -26,7 +27,8 @@ class FleetArtifactTest : public FleetUpgradeTest {
     const std::filesystem::path harness_dir = std::filesystem::path(release_.binary).parent_path();
     for (std::string* file : {&release_.binary, &release_.checksums, &release_.signature}) {
       const std::string moved = operator_dir_.File(std::filesystem::path(*file).filename());
-      std::filesystem::copy_file(*file, moved);
+      std::filesystem::copy_file(*file, moved,
+                                 std::filesystem::copy_options::overwrite_existing);
       std::filesystem::remove(*file);
       *file = moved;
     }
@@ -76,8 +78,21 @@ TEST_F(FleetArtifactTest, AnUploadAfterAFinishedPlanRemovesTheUploadsOfPastPlans
   std::filesystem::last_write_time(
       past, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
 
-  // The same release again: uploaded, then refused as nothing to do.
+  // The same release again: nothing to do, so nothing is uploaded (and
+  // nothing removed).
   r = Run((coordinator + 1) % 3, Upgrade());
+  EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("nothing to do: [ALREADY_AT_TARGET]"));
+  EXPECT_THAT(r.stderr_text, Not(HasSubstr("uploaded ")));
+  EXPECT_TRUE(std::filesystem::exists(past));
+
+  // A new release is uploaded, and its upload removes those of past plans.
+  release_ = fleet_->MakeRelease("0.3.0");
+  MoveReleaseToOperator();
+  r = Run((coordinator + 1) % 3,
+          {"upgrade", "--to", "0.3.0", "--artifact", release_.binary, "--checksums",
+           release_.checksums, "--signature", release_.signature, "--watch"});
+  EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
   EXPECT_THAT(r.stderr_text, HasSubstr("uploaded " + release_.binary + " ("));
   EXPECT_FALSE(std::filesystem::exists(past)) << fleet_->Logs();
   EXPECT_THAT(fleet_->Logs(), HasSubstr("uploads of past plans removed"));

@@ -537,6 +537,7 @@ TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
 
   DryRunCoordinator work(absl::OkStatus());
   CommitOutcome upload = RunUpgradeAgainst(work, args);
+  EXPECT_EQ(work.dry_runs(), 1);
   EXPECT_EQ(work.uploads(), 1);
   EXPECT_NE(upload.exit_code, 0);
   EXPECT_THAT(upload.err, HasSubstr("no room for uploads"));
