@@ -12,6 +12,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
+#include "loopback_server.h"
 
 namespace kmsfleet {
 namespace {
@@ -37,12 +38,8 @@ class DeadlineRecorder final : public v1::Agent::Service {
 // Runs `action` with FleetActions against `agent`, served in-process as
 // node cp-1.
 ActionResult RunAgainst(v1::Agent::Service& agent, const PlanAction& action) {
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&agent);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  EXPECT_NE(server, nullptr);
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
   if (server == nullptr) return ActionResult{};
   FleetActions actions({{"cp-1", "127.0.0.1:" + std::to_string(port)}},
                        grpc::InsecureChannelCredentials(), milliseconds(3000),

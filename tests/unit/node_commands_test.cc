@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli/usage_exit.h"
+#include "loopback_server.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet {
@@ -75,12 +76,8 @@ struct NodeOutcome {
 
 // Runs `kmsfleetctl node --agent (agent) args...` in-process.
 NodeOutcome RunNode(FakeAgent& agent, std::vector<std::string> args) {
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&agent);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  EXPECT_NE(server, nullptr);
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
   if (server == nullptr) return {};
 
   CLI::App app{"kmsfleetctl"};
@@ -160,10 +157,7 @@ TEST(NodeCommandsTest, ARefusedConnectionIsAskAgainUnderTheSameId) {
   {
     // A port that was just free: bound, then closed again.
     FakeAgent unused(/*answer=*/true);
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&unused);
-    std::unique_ptr<grpc::Server> gone = builder.BuildAndStart();
+    std::unique_ptr<grpc::Server> gone = ServeOnLoopback(unused, port);
     ASSERT_NE(gone, nullptr);
     gone->Shutdown(std::chrono::system_clock::now());
   }
@@ -195,11 +189,8 @@ TEST(NodeCommandsTest, ARefusedStartNamesNoOperation) {
       return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "no swaps here");
     }
   } refusing;
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&refusing);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(refusing, port);
   ASSERT_NE(server, nullptr);
   CLI::App app{"kmsfleetctl"};
   NodeFlags flags;

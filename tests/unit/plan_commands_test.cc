@@ -16,6 +16,7 @@
 
 #include "cli/fleet_commands.h"
 #include "cli/usage_exit.h"
+#include "loopback_server.h"
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -72,17 +73,6 @@ struct CommitOutcome {
   int exit_code = -1;
   std::string out, err;
 };
-
-// `service` served in-process on an ephemeral loopback port, written to
-// `port`; nullptr, and a test failure, if it cannot start.
-std::unique_ptr<grpc::Server> ServeOnLoopback(grpc::Service& service, int& port) {
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  EXPECT_NE(server, nullptr);
-  return server;
-}
 
 // Runs RunPlanCommit against `coordinator`, served in-process on loopback.
 CommitOutcome CommitAgainst(FakeCoordinator& coordinator, PlanCommitFlags flags) {

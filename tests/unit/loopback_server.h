@@ -1,0 +1,27 @@
+// An in-process gRPC server on an ephemeral loopback port, for tests that
+// run a client (kmsfleetctl's commands, the coordinator's calls) against
+// a fake service.
+#ifndef KMSFLEET_TESTS_UNIT_LOOPBACK_SERVER_H_
+#define KMSFLEET_TESTS_UNIT_LOOPBACK_SERVER_H_
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+
+namespace kmsfleet {
+
+// `service` served in plain TCP on 127.0.0.1, its port written to `port`;
+// nullptr, and a test failure, if it cannot start.
+inline std::unique_ptr<grpc::Server> ServeOnLoopback(grpc::Service& service, int& port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_NE(server, nullptr);
+  return server;
+}
+
+}  // namespace kmsfleet
+
+#endif  // KMSFLEET_TESTS_UNIT_LOOPBACK_SERVER_H_
