@@ -13,6 +13,7 @@
 #include "cli/terminal_text.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 
 namespace kmsfleet {
@@ -141,12 +142,12 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
 // The id the agent would give an operation sent without one. Chosen here
 // instead, so that a start call that gets no answer can still name the
 // operation it may have started (the agent starts one operation per id).
-std::string NewOperationId() {
+std::string ChooseOperationId() {
   std::random_device rd;
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  return "op-" + std::to_string(now_ms) + "-" + std::to_string(rd() % 100000);
+  return NewOperationId(now_ms, rd());
 }
 
 // A start call that got no answer may still have reached the agent. Past
@@ -184,7 +185,7 @@ int StartAndFollow(Stub& stub, const NodeFlags& f, const std::string& what,
                    Request req) {
   req.set_expected_key_id_hash(f.expected_key_id_hash);
   req.set_stabilization_ms(f.stabilization_ms);
-  req.set_operation_id(f.operation_id.empty() ? NewOperationId() : f.operation_id);
+  req.set_operation_id(f.operation_id.empty() ? ChooseOperationId() : f.operation_id);
   if (!f.fence.empty()) {
     absl::StatusOr<v1::Fence> fence = ParseFence(f.fence);
     if (!fence.ok()) {

@@ -500,6 +500,10 @@ int64_t CloseRetryDelayMs(int failures) {
   return std::min(delay, kMostMs);
 }
 
+std::string NewOperationId(int64_t now_unix_ms, uint32_t random) {
+  return "op-" + std::to_string(now_unix_ms) + "-" + std::to_string(random % 100000);
+}
+
 // ---- The machine's next step ----
 
 namespace {

@@ -129,8 +129,7 @@ bool Executor::LeftAnOperationOpen() {
 
 std::string Executor::NewOperationId() const {
   std::random_device rd;
-  return "op-" + std::to_string(seams_.wall.NowUnixMillis()) + "-" +
-         std::to_string(rd() % 100000);
+  return ::kmsfleet::NewOperationId(seams_.wall.NowUnixMillis(), rd());
 }
 
 void Executor::Hook(std::string_view point) const {

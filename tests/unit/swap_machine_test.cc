@@ -26,6 +26,11 @@ TEST(SwapMachineTest, PhaseNamesRoundTrip) {
   EXPECT_FALSE(ParsePhase("Draining").ok());
 }
 
+TEST(SwapMachineTest, AnOperationStartedWithoutAnIdGetsOneFromTheClockAndRandomness) {
+  EXPECT_EQ(NewOperationId(1796401071449, 123), "op-1796401071449-123");
+  EXPECT_EQ(NewOperationId(5, 4'000'012'345u), "op-5-12345");  // n below 100000
+}
+
 TEST(SwapMachineTest, HappyPathAdvancesOneStepAtATime) {
   SwapJournal j;
   j.operation_id = "op-1";

@@ -84,6 +84,11 @@ struct SwapJournal {
   int64_t started_unix_ms = 0, updated_unix_ms = 0;
 };
 
+// The id of an operation started without one, "op-<unix_ms>-<n>" with n
+// below 100000 from `random`: the agent's and kmsfleetctl's (which names
+// it should its start go unanswered) alike.
+std::string NewOperationId(int64_t now_unix_ms, uint32_t random);
+
 // Moves `journal` to `to` at `now_unix_ms`, appending to its history.
 // Errors: FailedPrecondition when the transition is not allowed.
 absl::Status Advance(SwapJournal& journal, SwapPhase to, int64_t now_unix_ms);
