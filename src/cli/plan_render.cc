@@ -320,6 +320,13 @@ bool WatchEnds(const v1::FleetPlan& plan, v1::PlanPhase wanted, bool* ok) {
     *ok = true;
     return true;
   }
+  // An abort of a Halted plan whose node is still in flight (after an
+  // acknowledged break-glass) takes effect at that node's hand-off; until
+  // then the plan stays Halted with the abort recorded.
+  if (wanted == v1::PLAN_PHASE_ABORTED && plan.phase() == v1::PLAN_PHASE_HALTED &&
+      plan.abort_requested()) {
+    return false;
+  }
   return PlanSettled(plan, ok);
 }
 

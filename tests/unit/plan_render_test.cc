@@ -176,6 +176,24 @@ TEST(WatchEndsTest, TheCommandsOwnPhaseEndsItsWatchAsDone) {
   EXPECT_FALSE(ok) << "a new break-glass after the acknowledgement";
 }
 
+// Found in review: `abort --watch` after an acknowledged break-glass (the
+// plan Halted, its node still in flight) exited 1 at once, though the
+// abort takes effect at that node's hand-off.
+TEST(WatchEndsTest, AnAbortWaitsForTheHandOffOfAHaltedPlansNode) {
+  bool ok = false;
+  v1::FleetPlan halted = PlanIn(v1::PLAN_PHASE_HALTED).plan();
+  halted.set_in_flight("cp-2");
+  halted.set_abort_requested(true);
+  EXPECT_FALSE(WatchEnds(halted, v1::PLAN_PHASE_ABORTED, &ok));
+  EXPECT_TRUE(WatchEnds(PlanIn(v1::PLAN_PHASE_ABORTED).plan(), v1::PLAN_PHASE_ABORTED, &ok));
+  EXPECT_TRUE(ok);
+  // A new break-glass while waiting still ends it, as a failure.
+  EXPECT_TRUE(WatchEnds(PlanIn(v1::PLAN_PHASE_BREAK_GLASS).plan(), v1::PLAN_PHASE_ABORTED, &ok));
+  EXPECT_FALSE(ok);
+  // Any other watch of that plan ends there, as before.
+  EXPECT_TRUE(WatchEnds(halted, v1::PLAN_PHASE_UNSPECIFIED, &ok));
+}
+
 TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
   v1::PlanHistory history;
   v1::FleetPlan* p = history.add_plans();
