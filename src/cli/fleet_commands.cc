@@ -5,7 +5,11 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
+#include <atomic>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <tuple>
 #include <iostream>
 #include <optional>
@@ -29,6 +33,52 @@ constexpr std::chrono::seconds kCallTimeout{30};
 constexpr std::chrono::seconds kCommandTimeout{60};
 // One release file's upload (at most 512 MiB) to the coordinator.
 constexpr std::chrono::minutes kUploadTimeout{10};
+// A command that changes the plan may have taken effect (FailChange).
+constexpr int kExitMayHaveTakenEffect = 4;
+
+// Cancels a call when it is not touched for `silence`. A watch's agent
+// resends the view every second, so a stream quiet for many seconds is a
+// dead connection: a host that lost power or a partition says nothing to
+// a client that only reads over TCP.
+class SilenceWatchdog {
+ public:
+  SilenceWatchdog(grpc::ClientContext& context, std::chrono::milliseconds silence)
+      : context_(context), silence_(silence), thread_([this] { Run(); }) {}
+  ~SilenceWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    changed_.notify_all();
+    thread_.join();
+  }
+  void Touch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    touched_ = true;
+    changed_.notify_all();
+  }
+  bool fired() const { return fired_; }
+
+ private:
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!done_) {
+      touched_ = false;
+      if (changed_.wait_for(lock, silence_, [this] { return done_ || touched_; })) continue;
+      fired_ = true;
+      context_.TryCancel();
+      return;
+    }
+  }
+
+  grpc::ClientContext& context_;
+  const std::chrono::milliseconds silence_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool done_ = false, touched_ = false;  // guarded by mu_
+  std::atomic<bool> fired_{false};
+  std::thread thread_;  // last: starts once the members above exist
+};
 
 using Call = std::function<grpc::Status(v1::Fleet::Stub&, grpc::ClientContext&)>;
 
@@ -68,8 +118,29 @@ int Fail(const std::string& what, const absl::Status& s) {
               << " with --ca, --cert and --key\n";
   }
   if (reason == reason::kInvalidConfig) return 2;
-  // 3: no agent answered, or the command was withdrawn unread.
-  return reason == reason::kAgentUnreachable || reason == reason::kCommandNotTaken ? 3 : 1;
+  // 3: no agent answered, the command was withdrawn unread, or no
+  // coordinator can take it yet (an election or a leader transfer).
+  const bool ask_again = reason == reason::kAgentUnreachable ||
+                         reason == reason::kCommandNotTaken ||
+                         reason == reason::kLeaderTransferInProgress ||
+                         (reason == reason::kNotLeader && leader.empty());
+  return ask_again ? 3 : 1;
+}
+
+// A command that changes the plan and got no answer may have been taken
+// all the same: past its deadline, cut by the agent's shutdown, or
+// answered PLAN_CHANGE_PENDING (proposed, not yet known committed).
+// Neither "refused" (1) nor "ask again" (3) is true then: a second
+// `upgrade` would be refused PLAN_ACTIVE by the first, a second `resume`
+// could retry a node once more. Exit 4, and say how to find out.
+int FailChange(const std::string& what, const absl::Status& s) {
+  const int code = Fail(what, s);
+  const std::string grpc_code = MetadataOf(s, "grpc_code");
+  const bool unanswered = ReasonOf(s) == reason::kAgentUnreachable &&
+                          (grpc_code == "DEADLINE_EXCEEDED" || grpc_code == "CANCELLED");
+  if (!unanswered && ReasonOf(s) != reason::kPlanChangePending) return code;
+  std::cerr << "  it may have taken effect: see kmsfleetctl plan before running it again\n";
+  return kExitMayHaveTakenEffect;
 }
 
 absl::StatusOr<std::string> ReadFlagFile(const std::string& flag, const std::string& path,
@@ -138,9 +209,11 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "",
   absl::Status s = CallCoordinator(
       flags,
       [&](v1::Fleet::Stub& stub, grpc::ClientContext& context) {
+        SilenceWatchdog watchdog(context, flags.watch_silence);
         auto reader = stub.WatchPlan(&context, v1::GetPlanRequest());
         v1::PlanView view;
         while (reader->Read(&view)) {
+          watchdog.Touch();
           if (!plan_id.empty() && view.plan().plan_id() != plan_id) continue;
           if (flags.output == "json") {
             std::cout << ProtoJson(view) << std::endl;
@@ -163,6 +236,12 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "",
         }
         grpc::Status end = reader->Finish();
         if (settled) return grpc::Status::OK;  // the CANCELLED is our own
+        if (watchdog.fired()) {
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                              "no view for " + std::to_string(flags.watch_silence.count()) +
+                                  " ms, though the agent sends one every second: the "
+                                  "connection is dead");
+        }
         // An agent's shutdown ends the stream UNAVAILABLE; an end without
         // an error before the plan settled is no success either.
         if (end.ok() || end.error_code() == grpc::StatusCode::CANCELLED) {
@@ -287,7 +366,7 @@ int RunUpgrade(const FleetFlags& flags) {
   // The fleet already runs the target: a no-op that says so, not a
   // failure (a script may ask for the version it wants again).
   if (ReasonOf(s) == reason::kAlreadyAtTarget) return NothingToDo(flags, s);
-  if (!s.ok()) return Fail("upgrade", s);
+  if (!s.ok()) return flags.dry_run ? Fail("upgrade", s) : FailChange("upgrade", s);
   if (flags.dry_run) {
     std::cout << (flags.output == "json" ? ProtoJson(view) + "\n" : RenderDryRun(view));
     return DryRunRefused(view) ? 1 : 0;
@@ -323,7 +402,7 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
     c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);
     return stub.CommandPlan(&c, request, &view);
   });
-  if (!s.ok()) return Fail(name, s);
+  if (!s.ok()) return flags.dry_run ? Fail(name, s) : FailChange(name, s);
   if (flags.output == "json") {
     std::cout << ProtoJson(view) << "\n";
   } else if (flags.dry_run) {

@@ -7,6 +7,7 @@
 #ifndef KMSFLEET_CLI_FLEET_COMMANDS_H_
 #define KMSFLEET_CLI_FLEET_COMMANDS_H_
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,9 @@ struct FleetFlags {
   // as before uploads existed; otherwise a local file is uploaded.
   bool remote_paths = false;
   std::string nonce;  // ack-break-glass
+  // watch: a stream without a view this long is taken for dead (the agent
+  // sends one every second). Not a flag; tests shorten it.
+  std::chrono::milliseconds watch_silence{10000};
 };
 
 // Adds the commands to `app`; each returned command is one of them.

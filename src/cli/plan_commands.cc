@@ -50,8 +50,10 @@ absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
   // agent's shutdown past its grace period (or the transport) did.
   if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
       code == absl::StatusCode::kCancelled) {
+    // The silent call's own code stays: a command past its deadline may
+    // have been taken, one that never connected was not.
     return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable, what,
-                     {{"agent", agent}});
+                     {{"agent", agent}, {"grpc_code", absl::StatusCodeToString(code)}});
   }
   return MakeError(code, reason::kAgentCallFailed, what, {{"agent", agent}});
 }

@@ -11,7 +11,9 @@
 #include <boost/json.hpp>
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <thread>
 #include <vector>
 
 #include "cli/fleet_commands.h"
@@ -406,13 +408,15 @@ class FakeUpgradeCoordinator final : public v1::Fleet::Service {
   grpc::Status refusal_;
 };
 
-// `kmsfleetctl upgrade ARGS... --agent (coordinator) --insecure`.
-CommitOutcome RunUpgradeAgainst(v1::Fleet::Service& coordinator, std::vector<std::string> args) {
+// `kmsfleetctl COMMAND ARGS... --agent (coordinator) --insecure`, with
+// `tweak` applied to the parsed flags.
+CommitOutcome RunFleetAgainst(v1::Fleet::Service& coordinator, std::vector<std::string> args,
+                              const std::function<void(FleetFlags&)>& tweak = {}) {
   int port = 0;
   std::unique_ptr<grpc::Server> server = ServeOnLoopback(coordinator, port);
   if (server == nullptr) return {};
   PlanCommandLine line;
-  args.insert(args.begin(), "upgrade");
+  const std::string command = args.front();
   for (const std::string& a : {std::string("--agent"), "127.0.0.1:" + std::to_string(port),
                                std::string("--insecure")}) {
     args.push_back(a);
@@ -422,14 +426,21 @@ CommitOutcome RunUpgradeAgainst(v1::Fleet::Service& coordinator, std::vector<std
     ADD_FAILURE() << "usage exit " << *exit;
     return r;
   }
+  if (tweak) tweak(line.plan_flags);
   ::testing::internal::CaptureStdout();
   ::testing::internal::CaptureStderr();
-  r.exit_code = RunFleetCommand(*line.app.get_subcommand("upgrade"), line.plan_flags);
+  r.exit_code = RunFleetCommand(*line.app.get_subcommand(command), line.plan_flags);
   std::cout.flush();
   r.err = ::testing::internal::GetCapturedStderr();
   r.out = ::testing::internal::GetCapturedStdout();
   server->Shutdown(std::chrono::system_clock::now());
   return r;
+}
+
+// `kmsfleetctl upgrade ARGS... --agent (coordinator) --insecure`.
+CommitOutcome RunUpgradeAgainst(v1::Fleet::Service& coordinator, std::vector<std::string> args) {
+  args.insert(args.begin(), "upgrade");
+  return RunFleetAgainst(coordinator, args);
 }
 
 // `kmsfleetctl upgrade --to 0.2.0 ... extra` against `coordinator`.
@@ -539,6 +550,101 @@ TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
                              "--checksums", checksums});
   EXPECT_EQ(remote.dry_runs(), 0);
   EXPECT_EQ(remote.starts(), 1);
+}
+
+grpc::Status Refusal(grpc::StatusCode code, const std::string& why, const std::string& message) {
+  v1::ErrorInfo info;
+  info.set_reason(why);
+  return grpc::Status(code, message, info.SerializeAsString());
+}
+
+// Answers CommandPlan with `refusal`.
+class FakeCommandCoordinator final : public v1::Fleet::Service {
+ public:
+  explicit FakeCommandCoordinator(grpc::Status refusal) : refusal_(std::move(refusal)) {}
+  grpc::Status CommandPlan(grpc::ServerContext*, const v1::PlanCommandRequest*,
+                           v1::PlanView*) override {
+    return refusal_;
+  }
+
+ private:
+  grpc::Status refusal_;
+};
+
+// Found in review: a command that changes the plan and got no answer (the
+// agent cut the call at its shutdown), or that the coordinator said may
+// still commit, exited 3 ("ask again") or 1 ("refused, nothing changed"):
+// a second upgrade was then refused by the first, which the runbook says
+// to abort.
+TEST(FleetCommandExitTest, ACommandThatMayHaveTakenEffectExitsFour) {
+  const grpc::Status cut(grpc::StatusCode::CANCELLED, "the agent is shutting down");
+  const grpc::Status pending = Refusal(grpc::StatusCode::UNAVAILABLE, reason::kPlanChangePending,
+                                       "the change was proposed but not yet committed");
+  for (const grpc::Status& answer : {cut, pending}) {
+    FakeUpgradeCoordinator upgrade(answer);
+    CommitOutcome r = UpgradeAgainst(upgrade, {});
+    EXPECT_EQ(r.exit_code, 4) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("it may have taken effect: see kmsfleetctl plan before running "
+                                 "it again"));
+    FakeCommandCoordinator resume(answer);
+    CommitOutcome c = RunFleetAgainst(resume, {"resume"});
+    EXPECT_EQ(c.exit_code, 4) << c.err;
+  }
+  // A dry run changes nothing: its lost answer is only "ask again".
+  FakeUpgradeCoordinator dry(cut);
+  CommitOutcome d = UpgradeAgainst(dry, {"--dry-run"});
+  EXPECT_EQ(d.exit_code, 3) << d.err;
+  EXPECT_THAT(d.err, Not(HasSubstr("may have taken effect")));
+}
+
+TEST(FleetCommandExitTest, NoCoordinatorYetIsAskAgain) {
+  for (const grpc::Status& answer :
+       {Refusal(grpc::StatusCode::UNAVAILABLE, reason::kNotLeader, "no leader is known yet"),
+        Refusal(grpc::StatusCode::UNAVAILABLE, reason::kLeaderTransferInProgress,
+                "the coordinator is handing over")}) {
+    FakeCommandCoordinator pause(answer);
+    CommitOutcome r = RunFleetAgainst(pause, {"pause"});
+    EXPECT_EQ(r.exit_code, 3) << r.err;
+  }
+  // A coordinator that is named but not followed (no TLS flags): go there.
+  v1::ErrorInfo info;
+  info.set_reason(reason::kNotLeader);
+  (*info.mutable_metadata())["leader"] = "cp-2";
+  (*info.mutable_metadata())["leader_address"] = "10.0.0.2:7443";
+  FakeCommandCoordinator named(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader",
+                                            info.SerializeAsString()));
+  CommitOutcome r = RunFleetAgainst(named, {"pause"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("the coordinator is cp-2 (10.0.0.2:7443)"));
+}
+
+// Sends one view of a Rolling plan, then nothing, never ending the stream:
+// a connection that died without a word.
+class SilentWatchCoordinator final : public v1::Fleet::Service {
+ public:
+  grpc::Status WatchPlan(grpc::ServerContext* context, const v1::GetPlanRequest*,
+                         grpc::ServerWriter<v1::PlanView>* writer) override {
+    v1::PlanView view;
+    view.mutable_plan()->set_plan_id("plan-1");
+    view.mutable_plan()->set_phase(v1::PLAN_PHASE_ROLLING);
+    writer->Write(view);
+    while (!context->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return grpc::Status::OK;
+  }
+};
+
+// Found in review: a watch through a TCP agent whose host lost power never
+// ended; the agent sends a view every second, so silence means a dead link.
+TEST(FleetCommandExitTest, AWatchWhoseStreamFallsSilentEndsAskAgain) {
+  SilentWatchCoordinator silent;
+  const auto start = std::chrono::steady_clock::now();
+  CommitOutcome r = RunFleetAgainst(silent, {"watch"}, [](FleetFlags& f) {
+    f.watch_silence = std::chrono::milliseconds(300);
+  });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no view for 300 ms"));
+  EXPECT_THAT(r.err, HasSubstr("watch again"));
 }
 
 }  // namespace
