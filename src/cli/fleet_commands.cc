@@ -198,9 +198,12 @@ size_t TerminalColumns() {
 // Follows the plan until it settles. On a terminal the lines are redrawn in
 // place; otherwise a line is printed only when what it says changes. With
 // `plan_id`, views of other plans are skipped: an agent that has not yet
-// learned of a plan just committed still shows the one before.
+// learned of a plan just committed still shows the one before. Views of
+// a revision below `min_revision` (the one a command's answer showed) are
+// skipped too: a follower that relays its own, older view of the plan
+// would otherwise end a `rollback --watch` on the Completed it replaced.
 int Watch(const FleetFlags& flags, const std::string& plan_id = "",
-          v1::PlanPhase wanted = v1::PLAN_PHASE_UNSPECIFIED) {
+          v1::PlanPhase wanted = v1::PLAN_PHASE_UNSPECIFIED, uint64_t min_revision = 0) {
   const bool tty = ::isatty(STDOUT_FILENO) == 1 && flags.output != "json";
   size_t drawn = 0;
   WatchLog log;
@@ -215,6 +218,7 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "",
         while (reader->Read(&view)) {
           watchdog.Touch();
           if (!plan_id.empty() && view.plan().plan_id() != plan_id) continue;
+          if (view.plan().revision() < min_revision) continue;
           if (flags.output == "json") {
             std::cout << ProtoJson(view) << std::endl;
           } else if (tty) {
@@ -276,8 +280,16 @@ absl::StatusOr<std::string> MaybeUpload(const FleetFlags& flags, const std::stri
       /*streaming=*/true);
   if (!local.ok()) return local;
   if (!s.ok()) return s;
-  std::cerr << "uploaded " << source << " (" << ref.size() << " bytes, sha256 " << ref.sha256()
-            << ") to the coordinator " << ref.node() << "\n";
+  // The digest printed is the one computed here, which the operator checks
+  // against checksums.txt (upgrade.md); the coordinator's echo must match.
+  if (ref.sha256() != upload->sha256) {
+    return MakeError(absl::StatusCode::kDataLoss, reason::kUploadDigestMismatch,
+                     flag + " " + source + ": the coordinator stored sha256 " +
+                         ref.sha256() + ", this file's is " + upload->sha256,
+                     {{"flag", flag}, {"path", source}});
+  }
+  std::cerr << "uploaded " << source << " (" << upload->size << " bytes, sha256 "
+            << upload->sha256 << ") to the coordinator " << ForTerminal(ref.node()) << "\n";
   return ref.source();
 }
 
@@ -375,8 +387,10 @@ int RunUpgrade(const FleetFlags& flags) {
     std::cout << ProtoJson(view) << "\n";
     return 0;
   }
-  std::cerr << "plan " << view.plan().plan_id() << " committed: upgrade to "
-            << view.plan().target_version() << " (follow it with kmsfleetctl watch)\n";
+  std::cerr << "plan " << ForTerminal(view.plan().plan_id(), /*keep_newlines=*/false)
+            << " committed: upgrade to "
+            << ForTerminal(view.plan().target_version(), /*keep_newlines=*/false)
+            << " (follow it with kmsfleetctl watch)\n";
   return flags.watch ? Watch(flags, view.plan().plan_id()) : 0;
 }
 
@@ -411,7 +425,9 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
     std::cout << RenderPlan(view);
   }
   if (flags.dry_run) return DryRunRefused(view) ? 1 : 0;
-  return flags.watch ? Watch(flags, view.plan().plan_id(), PhaseTheCommandLeadsTo(kind)) : 0;
+  return flags.watch ? Watch(flags, view.plan().plan_id(), PhaseTheCommandLeadsTo(kind),
+                             view.plan().revision())
+                     : 0;
 }
 
 int RunShow(const FleetFlags& flags) {

@@ -647,5 +647,80 @@ TEST(FleetCommandExitTest, AWatchWhoseStreamFallsSilentEndsAskAgain) {
   EXPECT_THAT(r.err, HasSubstr("watch again"));
 }
 
+v1::PlanView ViewAt(uint64_t revision, v1::PlanPhase phase) {
+  v1::PlanView view;
+  view.mutable_plan()->set_plan_id("plan-1");
+  view.mutable_plan()->set_revision(revision);
+  view.mutable_plan()->set_phase(phase);
+  return view;
+}
+
+// Takes the rollback at revision 5; its watch first relays a follower's
+// older view (revision 3, Completed), then the plan as it is (Halted).
+class StaleViewCoordinator final : public v1::Fleet::Service {
+ public:
+  grpc::Status CommandPlan(grpc::ServerContext*, const v1::PlanCommandRequest*,
+                           v1::PlanView* view) override {
+    *view = ViewAt(5, v1::PLAN_PHASE_ROLLING_BACK);
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchPlan(grpc::ServerContext*, const v1::GetPlanRequest*,
+                         grpc::ServerWriter<v1::PlanView>* writer) override {
+    writer->Write(ViewAt(3, v1::PLAN_PHASE_COMPLETED));
+    writer->Write(ViewAt(6, v1::PLAN_PHASE_HALTED));
+    return grpc::Status::OK;
+  }
+};
+
+// Found in review: `rollback --watch` ended on any view of the plan, so a
+// relayed view older than the rollback (still Completed) exited 0,
+// "rolled back", before the walk back had begun.
+TEST(FleetCommandExitTest, AWatchAfterACommandSkipsViewsOlderThanItsAnswer) {
+  StaleViewCoordinator coordinator;
+  CommitOutcome r = RunFleetAgainst(coordinator, {"rollback", "--watch"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("Completed")));
+  EXPECT_THAT(r.out, HasSubstr("Halted"));
+}
+
+// A dry run with work to do; every upload is stored, but the answer names
+// a digest other than the file's.
+class LyingUploadCoordinator final : public v1::Fleet::Service {
+ public:
+  grpc::Status StartUpgrade(grpc::ServerContext*, const v1::UpgradeRequest* request,
+                            v1::PlanView* view) override {
+    if (!request->dry_run()) return grpc::Status(grpc::StatusCode::INTERNAL, "not expected");
+    view->add_dry_run()->set_guard("version policy");
+    return grpc::Status::OK;
+  }
+  grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::ArtifactChunk>* reader,
+                              v1::ArtifactRef* ref) override {
+    v1::ArtifactChunk chunk;
+    uint64_t size = 0;
+    while (reader->Read(&chunk)) size += chunk.data().size();
+    ref->set_size(size);
+    ref->set_sha256(std::string(64, '0'));
+    ref->set_node("cp-1");
+    ref->set_source("coordinator://cp-1/" + std::string(64, '0') + "/file");
+    return grpc::Status::OK;
+  }
+};
+
+// Found in review: the upload line printed the coordinator's echo of the
+// digest, which upgrade.md tells the operator to check against
+// checksums.txt; a coordinator that stored other bytes went unnoticed.
+TEST(RunUpgradeTest, AnUploadIsCheckedAgainstTheDigestComputedHere) {
+  const std::string artifact = ::testing::TempDir() + "/bao-kms-provider_0.2.0_linux_amd64";
+  std::ofstream(artifact) << "binary";
+  LyingUploadCoordinator coordinator;
+  CommitOutcome r = RunFleetAgainst(
+      coordinator, {"upgrade", "--to", "0.2.0", "--artifact", artifact, "--checksums",
+                    "https://example.test/checksums.txt"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[UPLOAD_DIGEST_MISMATCH] --artifact " + artifact +
+                               ": the coordinator stored sha256 " + std::string(64, '0')));
+  EXPECT_THAT(r.err, Not(HasSubstr("uploaded ")));
+}
+
 }  // namespace
 }  // namespace kmsfleet
