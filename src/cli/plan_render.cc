@@ -43,6 +43,14 @@ bool RollingBack(const v1::FleetPlan& plan) {
          plan.phase() == v1::PLAN_PHASE_ROLLED_BACK;
 }
 
+// Walking its nodes back, or stopped on the way (paused, halted, in
+// break-glass, to resume RollingBack). A rolled-back upgrade keeps its
+// kind: only the phases tell.
+bool WalkingBack(const v1::FleetPlan& plan) {
+  return plan.kind() == v1::PLAN_KIND_ROLLBACK || RollingBack(plan) ||
+         plan.resume_phase() == v1::PLAN_PHASE_ROLLING_BACK;
+}
+
 WalkProgress ProgressOf(const v1::FleetPlan& plan) {
   WalkProgress p;
   p.since = plan.created_unix_ms();
@@ -139,9 +147,8 @@ std::vector<std::string> RenderProgress(const v1::PlanView& view) {
   }
   const v1::FleetPlan& plan = view.plan();
   lines.push_back("plan " + plan.plan_id() + ": " +
-                  (plan.kind() == v1::PLAN_KIND_ROLLBACK ? "rollback to " : "upgrade to ") +
-                  (plan.kind() == v1::PLAN_KIND_ROLLBACK ? plan.version_before()
-                                                          : plan.target_version()));
+                  (WalkingBack(plan) ? "rollback to " + plan.version_before()
+                                     : "upgrade to " + plan.target_version()));
   for (const v1::PlanNode& n : plan.nodes()) lines.push_back(NodeLine(n, view.now_unix_ms()));
   lines.push_back(Bar(plan, view.now_unix_ms()));
   if (!plan.halt().reason().empty()) {

@@ -133,6 +133,23 @@ v1::PlanView PlanIn(v1::PlanPhase phase) {
   return view;
 }
 
+// Found in review: nothing sets PLAN_KIND_ROLLBACK on an upgrade that is
+// walked back, so `watch` and `rollback --watch` said "upgrade to 0.2.0"
+// while the nodes went back to 0.1.0.
+TEST(RenderProgressTest, APlanWalkingBackSaysRollbackToTheVersionBefore) {
+  for (v1::PlanPhase phase : {v1::PLAN_PHASE_ROLLING_BACK, v1::PLAN_PHASE_ROLLED_BACK}) {
+    v1::PlanView view = PlanIn(phase);
+    view.mutable_plan()->set_version_before("0.1.0");
+    EXPECT_EQ(RenderProgress(view).front(), "plan plan-1: rollback to 0.1.0");
+  }
+  v1::PlanView paused = PlanIn(v1::PLAN_PHASE_PAUSED);
+  paused.mutable_plan()->set_version_before("0.1.0");
+  paused.mutable_plan()->set_resume_phase(v1::PLAN_PHASE_ROLLING_BACK);
+  EXPECT_EQ(RenderProgress(paused).front(), "plan plan-1: rollback to 0.1.0");
+  paused.mutable_plan()->set_resume_phase(v1::PLAN_PHASE_ROLLING);
+  EXPECT_EQ(RenderProgress(paused).front(), "plan plan-1: upgrade to 0.2.0");
+}
+
 // Found in review: lines were printed once per watch, ever, so a CI log
 // left at "Paused" showed nothing when the plan went on Rolling.
 TEST(WatchLogTest, AStateThatComesBackIsPrintedAgain) {
