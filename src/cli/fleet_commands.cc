@@ -319,13 +319,13 @@ bool NamesLocalFiles(const FleetFlags& flags, const v1::UpgradeRequest& request)
   return false;
 }
 
-// Asks the coordinator for a dry run of `request`: the ALREADY_AT_TARGET
-// it names when every node already runs the target, so that release files
-// the fleet does not need are neither hashed nor uploaded. nullopt when the
-// dry run found work to do, or was refused: the real start answers then.
-// An agent that does not answer is the command's answer too.
-absl::StatusOr<std::optional<absl::Status>> AlreadyAtTarget(const FleetFlags& flags,
-                                                            v1::UpgradeRequest request) {
+// Asks the coordinator for a dry run of `request`, so that release files
+// the fleet does not need are neither hashed nor uploaded. Its answer ends
+// the command: ALREADY_AT_TARGET when every node already runs the target,
+// AGENT_UNREACHABLE when no agent answered. nullopt when the dry run found
+// work to do, or was refused: the real start answers then.
+std::optional<absl::Status> AnswerBeforeUpload(const FleetFlags& flags,
+                                               v1::UpgradeRequest request) {
   request.set_dry_run(true);
   v1::PlanView view;
   absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
@@ -336,9 +336,7 @@ absl::StatusOr<std::optional<absl::Status>> AlreadyAtTarget(const FleetFlags& fl
   if (!s.ok() || !DryRunNothingToDo(view)) return std::nullopt;
   for (const v1::GuardResult& g : view.dry_run()) {
     if (g.reason() != reason::kAlreadyAtTarget) continue;
-    // Wrapped: a bare Status would make the StatusOr itself an error.
-    return std::optional<absl::Status>(
-        MakeError(absl::StatusCode::kFailedPrecondition, g.reason(), g.message()));
+    return MakeError(absl::StatusCode::kFailedPrecondition, g.reason(), g.message());
   }
   return std::nullopt;
 }
@@ -365,9 +363,10 @@ int RunUpgrade(const FleetFlags& flags) {
   // upgrade that has nothing to do. Found in review: a fleet already on the
   // target was told so only after the release's upload.
   if (!flags.dry_run && NamesLocalFiles(flags, *request)) {
-    absl::StatusOr<std::optional<absl::Status>> at_target = AlreadyAtTarget(flags, *request);
-    if (!at_target.ok()) return Fail("upgrade", at_target.status());
-    if (*at_target) return NothingToDo(flags, **at_target);
+    if (std::optional<absl::Status> answer = AnswerBeforeUpload(flags, *request)) {
+      return ReasonOf(*answer) == reason::kAlreadyAtTarget ? NothingToDo(flags, *answer)
+                                                           : Fail("upgrade", *answer);
+    }
     if (absl::Status s = UploadLocalFiles(flags, *request); !s.ok()) return Fail("upgrade", s);
   }
   v1::PlanView view;
