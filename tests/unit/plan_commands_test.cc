@@ -395,12 +395,16 @@ TEST(RunPlanCommitTest, TheCommittedFenceIsEscapedAndJsonOnRequest) {
   EXPECT_THAT(std::string(o.at("agent").as_string()), HasSubstr("127.0.0.1:"));
 }
 
-// Answers StartUpgrade with `refusal`.
-class FakeUpgradeCoordinator final : public v1::Fleet::Service {
+// Answers StartUpgrade and CommandPlan with `refusal`.
+class FakeCoordinatorRefusing final : public v1::Fleet::Service {
  public:
-  explicit FakeUpgradeCoordinator(grpc::Status refusal) : refusal_(std::move(refusal)) {}
+  explicit FakeCoordinatorRefusing(grpc::Status refusal) : refusal_(std::move(refusal)) {}
   grpc::Status StartUpgrade(grpc::ServerContext*, const v1::UpgradeRequest*,
                             v1::PlanView*) override {
+    return refusal_;
+  }
+  grpc::Status CommandPlan(grpc::ServerContext*, const v1::PlanCommandRequest*,
+                           v1::PlanView*) override {
     return refusal_;
   }
 
@@ -444,7 +448,7 @@ CommitOutcome RunUpgradeAgainst(v1::Fleet::Service& coordinator, std::vector<std
 }
 
 // `kmsfleetctl upgrade --to 0.2.0 ... extra` against `coordinator`.
-CommitOutcome UpgradeAgainst(FakeUpgradeCoordinator& coordinator,
+CommitOutcome UpgradeAgainst(FakeCoordinatorRefusing& coordinator,
                              std::vector<std::string> extra) {
   std::vector<std::string> args = {"--to", "0.2.0", "--remote-paths", "--artifact", "/srv/a",
                                    "--checksums", "/srv/c"};
@@ -460,7 +464,7 @@ TEST(RunUpgradeTest, AFleetAlreadyOnTheTargetIsANoOpThatSaysSoAndExitsZero) {
   info.set_reason(reason::kAlreadyAtTarget);
   const grpc::Status at_target(grpc::StatusCode::FAILED_PRECONDITION,
                                "Every node already runs 0.2.0.", info.SerializeAsString());
-  FakeUpgradeCoordinator coordinator(at_target);
+  FakeCoordinatorRefusing coordinator(at_target);
   CommitOutcome text = UpgradeAgainst(coordinator, {});
   EXPECT_EQ(text.exit_code, 0) << text.err;
   EXPECT_EQ(text.out, "nothing to do: [ALREADY_AT_TARGET] Every node already runs 0.2.0.\n");
@@ -472,7 +476,7 @@ TEST(RunUpgradeTest, AFleetAlreadyOnTheTargetIsANoOpThatSaysSoAndExitsZero) {
 
   // Any other refusal still fails.
   info.set_reason(reason::kVersionNotHigher);
-  FakeUpgradeCoordinator lower(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+  FakeCoordinatorRefusing lower(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                             "0.1.0 is not higher", info.SerializeAsString()));
   CommitOutcome refused = UpgradeAgainst(lower, {});
   EXPECT_EQ(refused.exit_code, 1);
@@ -558,19 +562,6 @@ grpc::Status Refusal(grpc::StatusCode code, const std::string& why, const std::s
   return grpc::Status(code, message, info.SerializeAsString());
 }
 
-// Answers CommandPlan with `refusal`.
-class FakeCommandCoordinator final : public v1::Fleet::Service {
- public:
-  explicit FakeCommandCoordinator(grpc::Status refusal) : refusal_(std::move(refusal)) {}
-  grpc::Status CommandPlan(grpc::ServerContext*, const v1::PlanCommandRequest*,
-                           v1::PlanView*) override {
-    return refusal_;
-  }
-
- private:
-  grpc::Status refusal_;
-};
-
 // Found in review: a command that changes the plan and got no answer (the
 // agent cut the call at its shutdown), or that the coordinator said may
 // still commit, exited 3 ("ask again") or 1 ("refused, nothing changed"):
@@ -581,17 +572,17 @@ TEST(FleetCommandExitTest, ACommandThatMayHaveTakenEffectExitsFour) {
   const grpc::Status pending = Refusal(grpc::StatusCode::UNAVAILABLE, reason::kPlanChangePending,
                                        "the change was proposed but not yet committed");
   for (const grpc::Status& answer : {cut, pending}) {
-    FakeUpgradeCoordinator upgrade(answer);
+    FakeCoordinatorRefusing upgrade(answer);
     CommitOutcome r = UpgradeAgainst(upgrade, {});
     EXPECT_EQ(r.exit_code, 4) << r.err;
     EXPECT_THAT(r.err, HasSubstr("it may have taken effect: see kmsfleetctl plan before running "
                                  "it again"));
-    FakeCommandCoordinator resume(answer);
+    FakeCoordinatorRefusing resume(answer);
     CommitOutcome c = RunFleetAgainst(resume, {"resume"});
     EXPECT_EQ(c.exit_code, 4) << c.err;
   }
   // A dry run changes nothing: its lost answer is only "ask again".
-  FakeUpgradeCoordinator dry(cut);
+  FakeCoordinatorRefusing dry(cut);
   CommitOutcome d = UpgradeAgainst(dry, {"--dry-run"});
   EXPECT_EQ(d.exit_code, 3) << d.err;
   EXPECT_THAT(d.err, Not(HasSubstr("may have taken effect")));
@@ -602,7 +593,7 @@ TEST(FleetCommandExitTest, NoCoordinatorYetIsAskAgain) {
        {Refusal(grpc::StatusCode::UNAVAILABLE, reason::kNotLeader, "no leader is known yet"),
         Refusal(grpc::StatusCode::UNAVAILABLE, reason::kLeaderTransferInProgress,
                 "the coordinator is handing over")}) {
-    FakeCommandCoordinator pause(answer);
+    FakeCoordinatorRefusing pause(answer);
     CommitOutcome r = RunFleetAgainst(pause, {"pause"});
     EXPECT_EQ(r.exit_code, 3) << r.err;
   }
@@ -611,7 +602,7 @@ TEST(FleetCommandExitTest, NoCoordinatorYetIsAskAgain) {
   info.set_reason(reason::kNotLeader);
   (*info.mutable_metadata())["leader"] = "cp-2";
   (*info.mutable_metadata())["leader_address"] = "10.0.0.2:7443";
-  FakeCommandCoordinator named(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader",
+  FakeCoordinatorRefusing named(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader",
                                             info.SerializeAsString()));
   CommitOutcome r = RunFleetAgainst(named, {"pause"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -720,6 +711,30 @@ TEST(RunUpgradeTest, AnUploadIsCheckedAgainstTheDigestComputedHere) {
   EXPECT_THAT(r.err, HasSubstr("[UPLOAD_DIGEST_MISMATCH] --artifact " + artifact +
                                ": the coordinator stored sha256 " + std::string(64, '0')));
   EXPECT_THAT(r.err, Not(HasSubstr("uploaded ")));
+}
+
+// No agent answers the dry run asked before an upload: the command ends
+// there, "ask again", with nothing hashed or sent.
+TEST(RunUpgradeTest, NoAnswerToTheDryRunBeforeAnUploadIsAskAgain) {
+  const std::string artifact = ::testing::TempDir() + "/bao-kms-provider_0.2.0_linux_amd64";
+  std::ofstream(artifact) << "binary";
+  int port = 0;
+  {
+    FakeCoordinatorRefusing unused(grpc::Status::OK);
+    std::unique_ptr<grpc::Server> gone = ServeOnLoopback(unused, port);
+    ASSERT_NE(gone, nullptr);
+    gone->Shutdown(std::chrono::system_clock::now());
+  }
+  PlanCommandLine line;
+  ASSERT_FALSE(line.Parse({"upgrade", "--to", "0.2.0", "--artifact", artifact, "--checksums",
+                           "https://example.test/checksums.txt", "--agent",
+                           "127.0.0.1:" + std::to_string(port), "--insecure"}));
+  ::testing::internal::CaptureStderr();
+  const int code = RunFleetCommand(*line.app.get_subcommand("upgrade"), line.plan_flags);
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(code, 3) << err;
+  EXPECT_THAT(err, HasSubstr("kmsfleetctl upgrade: [AGENT_UNREACHABLE]"));
+  EXPECT_THAT(err, Not(HasSubstr("uploaded ")));
 }
 
 }  // namespace
