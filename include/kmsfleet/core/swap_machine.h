@@ -196,18 +196,18 @@ void RecordFailure(SwapJournal& journal, const absl::Status& failure);
 // (journal.previous_binary) back over the live one at `manifest`, whose
 // SHA-256 is `live_sha256` (NotFound: absent; another error: unreadable).
 // OK when the live manifest is what the operation installed
-// (target_sha256) or what it replaced (previous_sha256, already back). Any other manifest was written by
-// someone else since, most likely an operator at the keyboard; an absent
-// one was removed by someone (kmsfleet only ever renames over it; moving
-// the manifest away is how a static pod is stopped). An upgrade tool never
-// undoes a change it did not make: FailedPrecondition,
-// ROLLBACK_REFUSED_MANIFEST_EDITED naming the file and the hashes; the
-// rollback then ends RollbackFailed with the change in place. A manifest
-// that cannot be read is restored over (OK): a rollback must not leave a
-// failed release running for want of a hash. Static-pod mode only: a
-// systemd node's binary is also
-// replaced by its package manager, and telling such an upgrade from an
-// edit is out of this check's scope.
+// (target_sha256) or what it replaced (previous_sha256, already back). Any
+// other manifest was written by someone else since, most likely an
+// operator at the keyboard; an absent one was removed by someone (kmsfleet
+// only ever renames over it; moving the manifest away is how a static pod
+// is stopped). An upgrade tool never undoes a change it did not make:
+// FailedPrecondition, ROLLBACK_REFUSED_MANIFEST_EDITED naming the file and
+// the hashes; the rollback then ends RollbackFailed with the change in
+// place. A manifest that cannot be read is restored over (OK): a rollback
+// must not leave a failed release running for want of a hash. Static-pod
+// mode only: a systemd node's binary is also replaced by its package
+// manager, and telling such an upgrade from an edit is out of this check's
+// scope.
 absl::Status CheckManifestRestorable(const SwapJournal& journal, std::string_view manifest,
                                      const absl::StatusOr<std::string>& live_sha256);
 
