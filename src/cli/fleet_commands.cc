@@ -19,6 +19,7 @@
 #include "cli/upload_release.h"
 #include "kmsfleet/core/changelog.h"
 #include "kmsfleet/core/compat_policy.h"
+#include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
@@ -322,8 +323,11 @@ bool NamesLocalFiles(const FleetFlags& flags, const v1::UpgradeRequest& request)
 // Asks the coordinator for a dry run of `request`, so that release files
 // the fleet does not need are neither hashed nor uploaded. Its answer ends
 // the command: ALREADY_AT_TARGET when every node already runs the target,
-// AGENT_UNREACHABLE when no agent answered. nullopt when the dry run found
-// work to do, or was refused: the real start answers then.
+// AGENT_UNREACHABLE when no agent answered, or the first refusal by a
+// guard the start checks too (RefusesTheStart), which the start would
+// answer after the upload. nullopt when the dry run found work to do, was
+// held only by gates a committed plan waits on, or was refused itself:
+// the real start answers then.
 std::optional<absl::Status> AnswerBeforeUpload(const FleetFlags& flags,
                                                v1::UpgradeRequest request) {
   request.set_dry_run(true);
@@ -333,9 +337,14 @@ std::optional<absl::Status> AnswerBeforeUpload(const FleetFlags& flags,
     return stub.StartUpgrade(&c, request, &view);
   });
   if (ReasonOf(s) == reason::kAgentUnreachable) return s;
-  if (!s.ok() || !DryRunNothingToDo(view)) return std::nullopt;
+  if (!s.ok()) return std::nullopt;
+  const bool nothing_to_do = DryRunNothingToDo(view);
   for (const v1::GuardResult& g : view.dry_run()) {
-    if (g.reason() != reason::kAlreadyAtTarget) continue;
+    const bool answers = nothing_to_do ? g.reason() == reason::kAlreadyAtTarget
+                                       : !g.reason().empty() &&
+                                             g.reason() != reason::kNotEvaluated &&
+                                             RefusesTheStart(g.guard());
+    if (!answers) continue;
     return MakeError(absl::StatusCode::kFailedPrecondition, g.reason(), g.message());
   }
   return std::nullopt;
@@ -360,12 +369,17 @@ int RunUpgrade(const FleetFlags& flags) {
   absl::StatusOr<v1::UpgradeRequest> request = BuildUpgrade(flags);
   if (!request.ok()) return Fail("upgrade", request.status());
   // A dry run stages nothing, so it uploads nothing either; nor does an
-  // upgrade that has nothing to do. Found in review: a fleet already on the
-  // target was told so only after the release's upload.
+  // upgrade that has nothing to do or that the start would refuse. Found
+  // in review: a fleet already on the target, or a version not higher, was
+  // told so only after the release's upload.
   if (!flags.dry_run && NamesLocalFiles(flags, *request)) {
     if (std::optional<absl::Status> answer = AnswerBeforeUpload(flags, *request)) {
-      return ReasonOf(*answer) == reason::kAlreadyAtTarget ? NothingToDo(flags, *answer)
-                                                           : Fail("upgrade", *answer);
+      if (ReasonOf(*answer) == reason::kAlreadyAtTarget) return NothingToDo(flags, *answer);
+      const int code = Fail("upgrade", *answer);
+      if (ReasonOf(*answer) != reason::kAgentUnreachable) {
+        std::cerr << "  the dry run asked first found this: no release file was sent\n";
+      }
+      return code;
     }
     if (absl::Status s = UploadLocalFiles(flags, *request); !s.ok()) return Fail("upgrade", s);
   }

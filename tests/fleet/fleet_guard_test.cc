@@ -24,6 +24,9 @@ TEST_F(FleetUpgradeTest, BreakingChangelogSectionNeedsAnAcknowledgement) {
   EXPECT_EQ(refused.exit_code, 1) << refused.stdout_text << refused.stderr_text;
   EXPECT_THAT(refused.stderr_text, HasSubstr("ACKNOWLEDGEMENT_REQUIRED"));
   EXPECT_THAT(refused.stderr_text, HasSubstr("CHANGELOG_BREAKING"));
+  // Refused by the dry run asked before the upload, not after it.
+  EXPECT_THAT(refused.stderr_text, HasSubstr("no release file was sent"));
+  EXPECT_THAT(refused.stderr_text, Not(HasSubstr("uploaded ")));
   EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
   SubprocessResult dry = Run(0, Upgrade({"--changelog", changelog, "--acknowledge",
                                          "CHANGELOG_BREAKING", "--dry-run"}));

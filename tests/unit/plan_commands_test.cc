@@ -483,11 +483,13 @@ TEST(RunUpgradeTest, AFleetAlreadyOnTheTargetIsANoOpThatSaysSoAndExitsZero) {
   EXPECT_THAT(refused.err, HasSubstr("[VERSION_NOT_HIGHER]"));
 }
 
-// Answers a dry run with the version policy's `verdict` (OK: work to do)
-// and counts what else it is asked; refuses every upload.
+// Answers a dry run with `guard`'s `verdict` (OK: work to do; the version
+// policy unless named) and counts what else it is asked; refuses every
+// upload.
 class DryRunCoordinator final : public v1::Fleet::Service {
  public:
-  explicit DryRunCoordinator(absl::Status verdict) : verdict_(std::move(verdict)) {}
+  explicit DryRunCoordinator(absl::Status verdict, std::string guard = "version policy")
+      : verdict_(std::move(verdict)), guard_(std::move(guard)) {}
   grpc::Status StartUpgrade(grpc::ServerContext*, const v1::UpgradeRequest* request,
                             v1::PlanView* view) override {
     if (!request->dry_run()) {
@@ -495,13 +497,14 @@ class DryRunCoordinator final : public v1::Fleet::Service {
       return grpc::Status(grpc::StatusCode::INTERNAL, "not expected here");
     }
     ++dry_runs_;
-    for (const char* guard : {"active plan", "settings", "node order", "fleet health"}) {
-      view->add_dry_run()->set_guard(guard);
+    for (const char* guard : {"active plan", "settings", "node order", "fleet health",
+                              "version policy", "compatibility", "parity", "openbao"}) {
+      v1::GuardResult* g = view->add_dry_run();
+      g->set_guard(guard);
+      if (guard != guard_) continue;
+      g->set_reason(ReasonOf(verdict_));
+      g->set_message(std::string(verdict_.message()));
     }
-    v1::GuardResult* version = view->add_dry_run();
-    version->set_guard("version policy");
-    version->set_reason(ReasonOf(verdict_));
-    version->set_message(std::string(verdict_.message()));
     return grpc::Status::OK;
   }
   grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::ArtifactChunk>*,
@@ -515,6 +518,7 @@ class DryRunCoordinator final : public v1::Fleet::Service {
 
  private:
   absl::Status verdict_;
+  std::string guard_;
   std::atomic<int> dry_runs_{0}, starts_{0}, uploads_{0};
 };
 
@@ -547,6 +551,27 @@ TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
   EXPECT_NE(upload.exit_code, 0);
   EXPECT_THAT(upload.err, HasSubstr("no room for uploads"));
   EXPECT_EQ(work.starts(), 0);
+
+  // A guard the start checks too refuses: the start would refuse the same
+  // way after the upload. Found in review: a version not higher was told
+  // only after the release's upload.
+  DryRunCoordinator lower(MakeError(absl::StatusCode::kFailedPrecondition,
+                                    reason::kVersionNotHigher,
+                                    "0.2.0 is not higher than node-a's 0.3.0."));
+  CommitOutcome refused = RunUpgradeAgainst(lower, args);
+  EXPECT_EQ(refused.exit_code, 1) << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("[VERSION_NOT_HIGHER] 0.2.0 is not higher than node-a's "
+                                     "0.3.0."));
+  EXPECT_THAT(refused.err, HasSubstr("no release file was sent"));
+  EXPECT_EQ(lower.uploads(), 0);
+  EXPECT_EQ(lower.starts(), 0);
+
+  // A gate a committed plan waits on does not refuse the start: upload.
+  DryRunCoordinator held(MakeError(absl::StatusCode::kFailedPrecondition,
+                                   reason::kParityNotStable, "1 of 3 observations agree."),
+                         "parity");
+  RunUpgradeAgainst(held, args);
+  EXPECT_EQ(held.uploads(), 1);
 
   // Nothing to upload: no dry run first, the start answers.
   DryRunCoordinator remote(absl::OkStatus());
