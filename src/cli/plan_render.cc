@@ -30,8 +30,9 @@ std::string Pad(std::string s, size_t width) {
 
 // How far the plan's current walk is: an upgrade counts nodes Done (or
 // RolledBack, an earlier walk's), a rollback only the nodes it walked back,
-// out of those it walks back (found in review: during a rollback the
-// upgraded nodes counted as done, and the ETA never shrank). `since` is
+// out of those it walks back, paused or halted on the way included (found
+// in review: during a rollback the upgraded nodes counted as done, and the
+// ETA never shrank). `since` is
 // when the walk began; `last_done` when its last node finished.
 struct WalkProgress {
   int done = 0, total = 0;
@@ -54,7 +55,7 @@ bool WalkingBack(const v1::FleetPlan& plan) {
 WalkProgress ProgressOf(const v1::FleetPlan& plan) {
   WalkProgress p;
   p.since = plan.created_unix_ms();
-  if (!RollingBack(plan)) {
+  if (!WalkingBack(plan)) {
     p.total = plan.nodes_size();
     for (const v1::PlanNode& n : plan.nodes()) {
       if (n.phase() != v1::PLAN_NODE_PHASE_DONE && n.phase() != v1::PLAN_NODE_PHASE_ROLLED_BACK) {

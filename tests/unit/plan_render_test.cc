@@ -252,6 +252,13 @@ TEST(RenderProgressTest, ARollbackCountsTheNodesItWalkedBack) {
   EXPECT_THAT(shown, HasSubstr("] 1/3 nodes  RollingBack"));
   // 100 s for the one node walked back since the rollback began: two to go.
   EXPECT_THAT(shown, HasSubstr("ETA ~" + FormatDuration(200'000)));
+
+  // Paused (or halted) on the way back, it still counts the walk back.
+  plan.set_phase(v1::PLAN_PHASE_PAUSED);
+  plan.set_resume_phase(v1::PLAN_PHASE_ROLLING_BACK);
+  shown.clear();
+  for (const std::string& line : RenderProgress(view)) shown += line + "\n";
+  EXPECT_THAT(shown, HasSubstr("] 1/3 nodes  Paused"));
 }
 
 // Found in review: a node line with a message is longer than a terminal's
