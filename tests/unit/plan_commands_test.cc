@@ -594,9 +594,11 @@ grpc::Status Refusal(grpc::StatusCode code, const std::string& why, const std::s
 // to abort.
 TEST(FleetCommandExitTest, ACommandThatMayHaveTakenEffectExitsFour) {
   const grpc::Status cut(grpc::StatusCode::CANCELLED, "the agent is shutting down");
+  // As the client library ends a call past its deadline.
+  const grpc::Status late(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded");
   const grpc::Status pending = Refusal(grpc::StatusCode::UNAVAILABLE, reason::kPlanChangePending,
                                        "the change was proposed but not yet committed");
-  for (const grpc::Status& answer : {cut, pending}) {
+  for (const grpc::Status& answer : {cut, late, pending}) {
     FakeCoordinatorRefusing upgrade(answer);
     CommitOutcome r = UpgradeAgainst(upgrade, {});
     EXPECT_EQ(r.exit_code, 4) << r.err;
