@@ -93,8 +93,8 @@ class PeerService final : public v1::Peer::Service {
 
 }  // namespace
 
-ClusterServer::ClusterServer(PeerNode& node, Coordinator* coordinator)
-    : node_(node), coordinator_(coordinator) {}
+ClusterServer::ClusterServer(PeerNode& node, const UploadStore& uploads, Coordinator* coordinator)
+    : node_(node), uploads_(uploads), coordinator_(coordinator) {}
 
 ClusterServer::~ClusterServer() { Shutdown(std::chrono::milliseconds(0)); }
 
@@ -103,7 +103,7 @@ absl::Status ClusterServer::Start(const std::string& listen,
                                   const CallerPolicy& policy,
                                   const std::vector<grpc::Service*>& extra_services) {
   peer_service_ = std::make_unique<PeerService>(node_, policy);
-  fleet_service_ = NewFleetService(node_, policy, coordinator_);
+  fleet_service_ = NewFleetService(node_, policy, coordinator_, uploads_);
   grpc::ServerBuilder builder;
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   // Only services whose every method checks its caller are served here:

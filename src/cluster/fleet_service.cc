@@ -35,11 +35,9 @@ CommandCaller CallerOf(grpc::ServerContext* context) {
 
 class FleetService final : public v1::Fleet::Service {
  public:
-  FleetService(PeerNode& node, CallerPolicy policy, Coordinator* coordinator)
-      : node_(node),
-        policy_(std::move(policy)),
-        coordinator_(coordinator),
-        uploads_(node.state_dir()) {}
+  FleetService(PeerNode& node, CallerPolicy policy, Coordinator* coordinator,
+               const UploadStore& uploads)
+      : node_(node), policy_(std::move(policy)), coordinator_(coordinator), uploads_(uploads) {}
 
   grpc::Status GetLeader(grpc::ServerContext* context, const v1::GetLeaderRequest*,
                          v1::LeaderView* view) override {
@@ -279,14 +277,15 @@ class FleetService final : public v1::Fleet::Service {
   PeerNode& node_;
   CallerPolicy policy_;
   Coordinator* coordinator_;
-  UploadStore uploads_;
+  const UploadStore& uploads_;
 };
 
 }  // namespace
 
 std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy,
-                                               Coordinator* coordinator) {
-  return std::make_unique<FleetService>(node, std::move(policy), coordinator);
+                                               Coordinator* coordinator,
+                                               const UploadStore& uploads) {
+  return std::make_unique<FleetService>(node, std::move(policy), coordinator, uploads);
 }
 
 }  // namespace kmsfleet

@@ -119,8 +119,12 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
       config, options_addresses, creds->insecure ? nullptr : creds->channel);
   coordinator.on_refusal = std::move(on_refusal);
   runtime->coordinator_ = std::make_unique<Coordinator>(*runtime->node_, std::move(coordinator));
-  runtime->server_ =
-      std::make_unique<ClusterServer>(*runtime->node_, runtime->coordinator_.get());
+  // One store for both listeners' Fleet services. Found in review: each
+  // had its own, so a prune after an upload over TCP did not wait for a
+  // plan start over the unix socket that had just found its upload.
+  runtime->uploads_ = std::make_unique<UploadStore>(runtime->node_->state_dir());
+  runtime->server_ = std::make_unique<ClusterServer>(*runtime->node_, *runtime->uploads_,
+                                                     runtime->coordinator_.get());
   if (before_serving) before_serving(*runtime);
   // Without TLS nobody can be told from anybody, so the disruptive Agent
   // API stays on the unix socket.
@@ -133,7 +137,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   }
   runtime->local_fleet_ = NewFleetService(
       *runtime->node_, CallerPolicy{.local = true, .self = config.node},
-      runtime->coordinator_.get());
+      runtime->coordinator_.get(), *runtime->uploads_);
   runtime->node_->Start();
   runtime->coordinator_->Start();
   Log(LogLevel::kInfo, "cluster serving",

@@ -87,6 +87,7 @@ class ClusterRuntime {
   std::chrono::milliseconds transfer_wait_{2000};
   std::unique_ptr<PeerNode> node_;
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<UploadStore> uploads_;  // outlives both Fleet services
   std::unique_ptr<ClusterServer> server_;
   std::unique_ptr<grpc::Service> local_fleet_;
 };

@@ -12,7 +12,14 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+
+#include "cli/upload_release.h"
+#include "kmsfleet/cluster/cluster_server.h"
 #include "kmsfleet/cluster/peer_node.h"
+#include "kmsfleet/cluster/upload_store.h"
+#include "kmsfleet/v1/fleet.grpc.pb.h"
+#include "loopback_server.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "process_harness.h"
@@ -222,6 +229,46 @@ TEST_F(CoordinatorCommandTest, ACommandTakenButNotAnsweredMayStillApply) {
   Hold(false);
   ASSERT_TRUE(WaitUntil([&] { return !Refusals().empty(); }, std::chrono::seconds(5)))
       << "the taken pause was decided once the round went on";
+}
+
+// Found in review: each listener's Fleet service made its own upload
+// store over the same directory, so a prune after an upload on one
+// listener did not wait for a plan start on the other that had just found
+// the upload it names. A node's services share the store they are given:
+// an upload's prune waits for a hold on it taken elsewhere.
+TEST_F(CoordinatorCommandTest, AnUploadsPruneWaitsForAHoldOnTheSharedStore) {
+  ASSERT_TRUE(WaitUntil([&] { return node_->View().role() == "Leader"; },
+                        std::chrono::seconds(5)));
+  UploadStore uploads(node_->state_dir());
+  std::unique_ptr<grpc::Service> fleet = NewFleetService(
+      *node_, CallerPolicy{.local = true, .self = "a"}, coordinator_.get(), uploads);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(*fleet, port);
+  ASSERT_NE(server, nullptr);
+  const std::string file = dir_.File("checksums.txt");
+  std::ofstream(file) << std::string(64, 'a') << "  bao-kms-provider_0.2.0_linux_amd64\n";
+  absl::StatusOr<LocalUpload> upload = PrepareUpload("--checksums", file, UploadKind::kChecksums);
+  ASSERT_TRUE(upload.ok()) << upload.status();
+
+  // As a plan start on the other listener holds it.
+  std::shared_lock<std::shared_mutex> held = uploads.HoldUploads();
+  std::atomic<bool> answered{false};
+  grpc::Status status;
+  std::thread client([&] {
+    std::unique_ptr<v1::Fleet::Stub> stub = v1::Fleet::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    v1::ArtifactRef ref;
+    absl::Status local;
+    status = StreamUpload(*stub, context, *upload, &ref, &local);
+    answered = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_FALSE(answered) << "the upload's prune ran under the hold";
+  held.unlock();
+  client.join();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 
 #include "kmsfleet/cluster/peer_node.h"
 #include "kmsfleet/cluster/peer_tls.h"
+#include "kmsfleet/cluster/upload_store.h"
 
 namespace kmsfleet {
 
@@ -35,13 +36,18 @@ class Coordinator;
 // The Fleet service over `node`, authorising callers by `policy` (the unix
 // socket's is `local`: it relies on the socket's file mode). Plan calls go
 // to `coordinator`; without one (null) they are refused as unavailable.
+// Operators' uploads go to `uploads`, which must outlive the service and be
+// the one every Fleet service of this node shares: its lock is what keeps
+// one listener's prune from removing an upload another listener's plan
+// start has just found.
 std::unique_ptr<grpc::Service> NewFleetService(PeerNode& node, CallerPolicy policy,
-                                               Coordinator* coordinator);
+                                               Coordinator* coordinator,
+                                               const UploadStore& uploads);
 
 class ClusterServer {
  public:
-  // `coordinator` (may be null) must outlive the server.
-  explicit ClusterServer(PeerNode& node, Coordinator* coordinator = nullptr);
+  // `uploads` and `coordinator` (may be null) must outlive the server.
+  ClusterServer(PeerNode& node, const UploadStore& uploads, Coordinator* coordinator = nullptr);
   ~ClusterServer();
 
   // Binds `listen` with `credentials`, serving Peer, Fleet and
@@ -56,6 +62,7 @@ class ClusterServer {
 
  private:
   PeerNode& node_;
+  const UploadStore& uploads_;
   Coordinator* coordinator_;
   std::unique_ptr<grpc::Service> peer_service_;
   std::unique_ptr<grpc::Service> fleet_service_;
