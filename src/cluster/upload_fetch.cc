@@ -49,11 +49,7 @@ absl::Status WriteAll(int fd, const std::string& data, const std::string& path) 
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                       "cannot write " + path + ": " + std::strerror(n < 0 ? errno : EIO),
-                       {{"path", path}});
-    }
+    if (n <= 0) return DiskWriteError("cannot write", path, n < 0 ? errno : EIO);
     done += static_cast<size_t>(n);
   }
   return absl::OkStatus();
@@ -76,16 +72,10 @@ absl::Status UploadFetcher::Fetch(const std::string& text, UploadKind kind,
   absl::StatusOr<CoordinatorSource> source = ParseCoordinatorSource(text);
   if (!source.ok()) return source.status();
   int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                     "cannot create " + dest + ": " + std::strerror(errno), {{"path", dest}});
-  }
+  if (fd < 0) return DiskWriteError("cannot create", dest, errno);
   ScopedFd closer(fd);
   absl::Status s = Receive(*source, kind, fd, dest, deadline, stop);
-  if (s.ok() && ::fsync(fd) != 0) {
-    s = MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                  "cannot fsync " + dest + ": " + std::strerror(errno), {{"path", dest}});
-  }
+  if (s.ok() && ::fsync(fd) != 0) s = DiskWriteError("cannot fsync", dest, errno);
   if (s.ok()) s = CheckFetchedDigest(*source, fd, dest);
   if (!s.ok()) ::unlink(dest.c_str());
   return s;

@@ -30,10 +30,7 @@ absl::StatusOr<std::unique_ptr<FetchedSources>> FetchedSources::Fetch(
   if (absl::Status s = EnsurePrivateDir(state_dir, 0700); !s.ok()) return s;
   if (absl::Status s = EnsurePrivateDir(state_dir + "/artifacts", 0700); !s.ok()) return s;
   std::string dir = state_dir + "/artifacts/.fetched-XXXXXX";
-  if (::mkdtemp(dir.data()) == nullptr) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                     "cannot create " + dir + ": " + std::strerror(errno), {{"path", dir}});
-  }
+  if (::mkdtemp(dir.data()) == nullptr) return DiskWriteError("cannot create", dir, errno);
   out->dir_ = dir;
   for (auto [field, kind] : {std::pair{&out->request_.source, UploadKind::kBinary},
                              std::pair{&out->request_.checksums, UploadKind::kChecksums},

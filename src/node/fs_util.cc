@@ -36,6 +36,14 @@ absl::Status IoError(std::string_view op, const std::string& path, int err) {
                    {{"path", path}});
 }
 
+absl::Status DiskWriteError(std::string_view op, const std::string& path, int err) {
+  absl::StatusCode code = err == ENOSPC || err == EDQUOT  ? absl::StatusCode::kResourceExhausted
+                          : err == EINTR || err == EAGAIN ? absl::StatusCode::kUnavailable
+                                                          : absl::StatusCode::kFailedPrecondition;
+  return MakeError(code, reason::kArtifactIo,
+                   std::string(op) + " " + path + ": " + std::strerror(err), {{"path", path}});
+}
+
 namespace {
 
 std::string_view FileTypeName(mode_t mode) {

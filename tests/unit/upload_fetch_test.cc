@@ -6,6 +6,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
 
 #include <chrono>
 #include <filesystem>
@@ -170,6 +173,34 @@ TEST_F(UploadFetchTest, AFetchThatWouldEatIntoTheFreeSpaceReserveIsRefused) {
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
   EXPECT_EQ(MetadataOf(s, "needed_bytes"), "8") << s;
+  EXPECT_FALSE(std::filesystem::exists(dest));
+}
+
+// Found in review: a fetch whose file could not be created or written
+// (a read-only or failing disk) came back Unavailable, so the plan sent
+// the Stage again for ever, fetching the whole file each time; runbook
+// upgrade.md says disk problems halt the plan.
+TEST_F(UploadFetchTest, ALocalDiskErrorIsNotAskedAgain) {
+  Serve(absl::OkStatus(), "tampered");
+  const std::string gone = dir_.File("gone/fetched");  // its directory is absent
+  absl::Status create = fetcher_->Fetch(source_, UploadKind::kBinary, gone);
+  EXPECT_EQ(create.code(), absl::StatusCode::kFailedPrecondition) << create;
+  EXPECT_EQ(ReasonOf(create), reason::kArtifactIo) << create;
+  EXPECT_EQ(MetadataOf(create, "path"), gone);
+
+  // Writing past the file size limit fails with EFBIG.
+  const std::string dest = dir_.File("fetched");
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  void (*xfsz)(int) = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = before;
+  small.rlim_cur = 4;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  absl::Status write = fetcher_->Fetch(source_, UploadKind::kBinary, dest);
+  ::setrlimit(RLIMIT_FSIZE, &before);
+  std::signal(SIGXFSZ, xfsz);
+  EXPECT_EQ(write.code(), absl::StatusCode::kFailedPrecondition) << write;
+  EXPECT_THAT(std::string(write.message()), HasSubstr("cannot write " + dest));
   EXPECT_FALSE(std::filesystem::exists(dest));
 }
 

@@ -67,6 +67,13 @@ absl::Status EnsurePrivateDir(const std::string& path, unsigned mode);
 // NotFound (ENOENT), PermissionDenied (EACCES), else Unavailable.
 absl::Status IoError(std::string_view op, const std::string& path, int err);
 
+// A failure of `op` writing `path` on this node's disk with errno `err`,
+// reason ARTIFACT_IO, for work a plan sends again when it is Unavailable:
+// ResourceExhausted when the disk is full (ENOSPC, EDQUOT), Unavailable
+// only when interrupted (EINTR, EAGAIN), else FailedPrecondition. Sending
+// it again cannot mend a read-only or failing disk: the plan halts instead.
+absl::Status DiskWriteError(std::string_view op, const std::string& path, int err);
+
 // The directory part of `path` ("." when it has none).
 std::string DirOf(const std::string& path);
 
