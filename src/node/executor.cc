@@ -621,7 +621,7 @@ void Executor::StartRecovery() {
   }
   for (const std::string& why : scan.unreadable) {
     Log(LogLevel::kError, "journal unreadable; refusing new operations",
-        {{"node", options_.node}, {"journal", why}});
+        {{"node", options_.node}, {"reason", reason::kJournalCorrupt}, {"journal", why}});
   }
   // With an operation to recover, the prune follows the recovery.
   if (open.empty() && scan.unreadable.empty()) PruneCapturesFromDisk();

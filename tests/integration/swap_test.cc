@@ -541,6 +541,8 @@ TEST_F(SwapTest, AJournalUnreadableAfterACrashKeepsTheNodeRefusing) {
   EXPECT_THAT(r->stderr_text, HasSubstr(journal));
   EXPECT_FALSE(std::filesystem::exists(node_->state_dir() + "/journal/op-2.json"));
   EXPECT_THAT(node_->Logs(), HasSubstr("journal unreadable"));
+  // The code break-glass.md tells the operator to look for there.
+  EXPECT_THAT(node_->Logs(), HasSubstr("reason=JOURNAL_CORRUPT"));
 }
 
 // SIGKILL at each phase boundary and after the rename, then restart: the
