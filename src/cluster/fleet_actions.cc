@@ -156,8 +156,14 @@ ActionResult FleetActions::Stage(const PlanAction& action,
   request.set_image(settings.image());
   request.set_image_ref(settings.image_ref_source());
   v1::StageResponse response;
-  // Staging may download the artifact (CoordinatorOptions::stage_timeout).
-  grpc::Status s = Stub(action.node)->Stage(Context(stage_timeout_).get(), request, &response);
+  // Staging may download the artifact (CoordinatorOptions::stage_timeout);
+  // a static-pod release's kit is a second large file, fetched after the
+  // binary within the same call, each in up to the agent's download
+  // timeout. Found in review: with one timeout for both, a kit fetched
+  // over a slow link was cut every time, and the Stage sent again for ever.
+  const std::chrono::milliseconds timeout =
+      settings.image_ref_source().empty() ? stage_timeout_ : 2 * stage_timeout_;
+  grpc::Status s = Stub(action.node)->Stage(Context(timeout).get(), request, &response);
   r.status = FromGrpcStatus(s, action.node);
   r.previous_artifact_verified = response.previous_artifact_verified();
   r.staged_digest = response.staged_digest();

@@ -37,14 +37,15 @@ class DeadlineRecorder final : public v1::Agent::Service {
 
 // Runs `action` with FleetActions against `agent`, served in-process as
 // node cp-1.
-ActionResult RunAgainst(v1::Agent::Service& agent, const PlanAction& action) {
+ActionResult RunAgainst(v1::Agent::Service& agent, const PlanAction& action,
+                        const v1::PlanSettings& settings = {}) {
   int port = 0;
   std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
   if (server == nullptr) return ActionResult{};
   FleetActions actions({{"cp-1", "127.0.0.1:" + std::to_string(port)}},
                        grpc::InsecureChannelCredentials(), milliseconds(3000),
                        milliseconds(16000), std::chrono::minutes(11));
-  ActionResult r = actions.Run(action, v1::Fence(), v1::PlanSettings(), "", [] { return true; });
+  ActionResult r = actions.Run(action, v1::Fence(), settings, "", [] { return true; });
   server->Shutdown(std::chrono::system_clock::now());
   return r;
 }
@@ -62,6 +63,18 @@ TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
   EXPECT_TRUE(r.status.ok()) << r.status;
   EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
                                   std::chrono::minutes(10)).count());
+  EXPECT_LE(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
+                                  std::chrono::minutes(11)).count());
+
+  // A static-pod release: the binary, then the kit, each up to the
+  // agent's download timeout.
+  v1::PlanSettings static_pod;
+  static_pod.set_image_ref_source("coordinator://cp-1/" + std::string(64, 'a') +
+                                  "/bao-kms-provider_0.2.0_static-pod_linux_amd64.tar.gz");
+  r = RunAgainst(agent, stage, static_pod);
+  EXPECT_TRUE(r.status.ok()) << r.status;
+  EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
+                                  std::chrono::minutes(21)).count());
 }
 
 // Refuses every swap STALE_FENCE (it answered a hand-off at that fence)
