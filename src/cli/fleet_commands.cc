@@ -280,7 +280,8 @@ absl::StatusOr<std::string> MaybeUpload(const FleetFlags& flags, const std::stri
       },
       /*streaming=*/true);
   if (!local.ok()) return local;
-  if (!s.ok()) return s;
+  // Up to four files go up: say which one the coordinator refused.
+  if (!s.ok()) return WithMessagePrefix(s, "upload of " + flag + " " + source + ": ");
   // The digest printed is the one computed here, which the operator checks
   // against checksums.txt (upgrade.md); the coordinator's echo must match.
   if (ref.sha256() != upload->sha256) {

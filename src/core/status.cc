@@ -83,4 +83,12 @@ absl::Status WithNameInMessage(const absl::Status& status, std::string_view from
   return out;
 }
 
+absl::Status WithMessagePrefix(const absl::Status& status, std::string_view prefix) {
+  if (status.ok()) return status;
+  absl::Status out(status.code(), std::string(prefix) + std::string(status.message()));
+  status.ForEachPayload(
+      [&](absl::string_view url, const absl::Cord& payload) { out.SetPayload(url, payload); });
+  return out;
+}
+
 }  // namespace kmsfleet

@@ -549,6 +549,7 @@ TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
   EXPECT_EQ(work.dry_runs(), 1);
   EXPECT_EQ(work.uploads(), 1);
   EXPECT_NE(upload.exit_code, 0);
+  EXPECT_THAT(upload.err, HasSubstr("upload of --artifact " + artifact + ": agent "));
   EXPECT_THAT(upload.err, HasSubstr("no room for uploads"));
   EXPECT_EQ(work.starts(), 0);
 

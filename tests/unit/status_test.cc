@@ -48,5 +48,16 @@ TEST(WithNameInMessageTest, EveryMentionIsRenamedAndTheReasonKept) {
   EXPECT_TRUE(WithNameInMessage(absl::OkStatus(), "a", "b").ok());
 }
 
+TEST(WithMessagePrefixTest, ThePrefixComesFirstAndTheReasonIsKept) {
+  absl::Status s = MakeError(absl::StatusCode::kResourceExhausted, reason::kArtifactIo,
+                             "no room", {{"path", "/var/lib/kmsfleet/uploads"}});
+  absl::Status told = WithMessagePrefix(s, "upload of --artifact ./b: ");
+  EXPECT_EQ(told.message(), "upload of --artifact ./b: no room");
+  EXPECT_EQ(told.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ReasonOf(told), reason::kArtifactIo);
+  EXPECT_EQ(MetadataOf(told, "path"), "/var/lib/kmsfleet/uploads");
+  EXPECT_TRUE(WithMessagePrefix(absl::OkStatus(), "x: ").ok());
+}
+
 }  // namespace
 }  // namespace kmsfleet

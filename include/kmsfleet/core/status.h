@@ -49,6 +49,10 @@ std::string MetadataOf(const absl::Status& status, std::string_view key);
 absl::Status WithNameInMessage(const absl::Status& status, std::string_view from,
                                std::string_view to);
 
+// `status` with `prefix` before its message, its code and payloads kept:
+// an error told as about the file or call it arose in.
+absl::Status WithMessagePrefix(const absl::Status& status, std::string_view prefix);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_STATUS_H_
