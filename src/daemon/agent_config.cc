@@ -601,6 +601,14 @@ std::string NameList(const std::vector<std::string>& names) {
 absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
                                  AgentConfig& config) {
   ClusterConfig& c = config.cluster;
+  const YAML::Node cluster = root["cluster"];
+  // Found in review: `voters: []` (a template that rendered nothing) meant
+  // every member, where it reads as none.
+  if (c.voters.empty() && cluster.IsMap() && cluster["voters"].IsDefined()) {
+    return r.Error(cluster["voters"], "cluster.voters",
+                   "is an empty list; list 1 to 7 voters, or leave the key out for every "
+                   "member not listed in learners");
+  }
   // Voters left out: every member not listed as a learner, this node too.
   if (c.voters.empty()) {
     auto is_learner = [&c](const std::string& name) {
@@ -611,7 +619,6 @@ absl::Status CheckClusterMembers(const ConfigReader& r, const YAML::Node& root,
       if (!is_learner(p.name)) c.voters.push_back(p.name);
     }
   }
-  const YAML::Node cluster = root["cluster"];
   // Only a listed name can be unknown: the default voters are the peers.
   for (const auto& [list, key] : {std::pair{&c.voters, "voters"}, {&c.learners, "learners"}}) {
     for (size_t i = 0; i < list->size(); ++i) {
@@ -753,6 +760,14 @@ absl::Status ReadRoot(const ConfigReader& r, const YAML::Node& root,
   if (config.cluster.enabled && config.standalone) {
     return r.Error(root["standalone"], "standalone",
                    "a node with a cluster: section is not standalone; remove one of them");
+  }
+  // Found in review: a node that lists other agents yet swaps unfenced
+  // could be swapped while one of them is.
+  if (config.standalone && !config.peers.empty()) {
+    return r.Error(root["standalone"], "standalone",
+                   "a node with peers is not a single-node control plane (peers lists " +
+                       config.peers.front().name +
+                       "); remove standalone: true and add a cluster: section, or remove peers");
   }
   return absl::OkStatus();
 }

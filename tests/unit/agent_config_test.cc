@@ -374,6 +374,9 @@ TEST(AgentConfigTest, APeerThatIsNoMemberIsRefused) {
       std::string(kCluster) + "  voters: [cp-1, cp-2]\n  learners: [cp-3]\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->cluster.learners, (std::vector<std::string>{"cp-3"}));
+  // Found in review: an empty list meant every member.
+  ExpectConfigError(std::string(kCluster) + "  voters: []\n", "cluster.voters", 8,
+                    "is an empty list; list 1 to 7 voters, or leave the key out");
   // Without a cluster: section there is no membership to be outside of.
   EXPECT_TRUE(ParseAgentConfig("node: cp-1\npeers:\n  - {name: cp-2, address: h:1}\n", kFile)
                   .ok());
@@ -525,6 +528,11 @@ TEST(AgentConfigTest, StandaloneExcludesACluster) {
   EXPECT_FALSE(ParseAgentConfig("node: cp-1\n", kFile)->standalone);
   ExpectConfigError(std::string(kCluster) + "standalone: true\n", "standalone", 8,
                     "not standalone");
+  // Found in review: peers without a cluster: section were ignored, and a
+  // standalone node swapped unfenced while its config named other agents.
+  ExpectConfigError("node: cp-1\nstandalone: true\npeers:\n  - {name: cp-2, address: h:1}\n",
+                    "standalone", 2,
+                    "a node with peers is not a single-node control plane (peers lists cp-2)");
 }
 
 TEST(AgentConfigTest, OperatorTrustDomainIsValidated) {
