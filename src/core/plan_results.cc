@@ -314,6 +314,19 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
 
 namespace {
 
+// A static-pod node's own manifest stopped its swap: it could not be
+// edited, or was edited by someone since the swap read it.
+bool ManifestRefused(std::string_view reason) {
+  for (std::string_view code :
+       {reason::kManifestChanged, reason::kManifestMalformed, reason::kManifestNotAPod,
+        reason::kManifestContainerNotFound, reason::kManifestImageUneditable,
+        reason::kManifestImageInvalid, reason::kManifestEditUnverified,
+        reason::kManifestCrossDevice}) {
+    if (reason == code) return true;
+  }
+  return false;
+}
+
 // Failures after which walking the fleet back would do harm or no good:
 // the end of the halt's message, or nullptr.
 const char* WhyNoAutoRollback(std::string_view failure_reason) {
@@ -329,6 +342,12 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     // runs. Nothing failed against the release.
     return "for a node that could not restore the image it runs: pin its manifest's image "
            "by digest or pull the image there, then `kmsfleetctl resume`.";
+  }
+  if (ManifestRefused(failure_reason)) {
+    // Found in review: an operator's edit of one node's manifest, or a
+    // line kmsfleet cannot edit, walked back nodes that had not failed.
+    return "for a node whose manifest could not be edited or changed under the swap: fix "
+           "the manifest as the reason says, then `kmsfleetctl resume`.";
   }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.

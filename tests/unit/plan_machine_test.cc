@@ -1556,8 +1556,13 @@ TEST(PlanMachineTest, AFailedRestartNeverStartsAnAutoRollback) {
 // Found in review: a static-pod node that refused its swap before the
 // stop because it could not restore its running image (a tag, or an image
 // the runtime dropped) started the walk back of nodes that had not failed.
+// So did one whose manifest was edited under the swap, or could not be
+// edited: nothing failed against the release.
 TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRollback) {
-  for (const char* refusal : {reason::kImageRefNotPinned, reason::kRollbackArtifactMissing}) {
+  for (const char* refusal :
+       {reason::kImageRefNotPinned, reason::kRollbackArtifactMissing, reason::kManifestChanged,
+        reason::kManifestImageUneditable, reason::kManifestMalformed,
+        reason::kManifestContainerNotFound}) {
     SCOPED_TRACE(refusal);
     Driver d;
     d.admission = [refusal](const PlanAction& a) {
