@@ -349,8 +349,12 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
     KMSFLEET_ASSIGN_OR_RETURN(ImageRef ref, FindStagedImage(options_.state_dir, version));
     image = ref.ToString();
     KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
-    // As the swap's own preflight: a plan learns it before any node swaps.
+    // As the swap's own preflight and its start: a plan learns it before
+    // any node swaps. (Found in review: an image line no swap can edit
+    // passed the plan's preflight, and stopped the plan half-way.)
     KMSFLEET_RETURN_IF_ERROR(CheckRunningImageRestorable());
+    KMSFLEET_RETURN_IF_ERROR(CheckReleaseManifestRenders(options_.static_pod->manifest_path,
+                                                         image, options_.static_pod->container));
   }
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(version, staged.binary_path, image));

@@ -146,15 +146,31 @@ absl::StatusOr<std::string> ReadManifestImage(const std::string& manifest,
   return ObserveManifestImage(text, manifest, container);
 }
 
+namespace {
+
+absl::StatusOr<std::string> EditedManifest(const std::string& live_manifest,
+                                           std::string_view new_image,
+                                           std::string_view container) {
+  KMSFLEET_ASSIGN_OR_RETURN(std::string live, ReadBoundedFile(live_manifest, kMaxManifestBytes));
+  return ReplaceManifestImage(live, new_image, live_manifest, container);
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> RenderReleaseManifest(const std::string& live_manifest,
                                                   std::string_view new_image,
                                                   const std::string& dest,
                                                   std::string_view container) {
-  KMSFLEET_ASSIGN_OR_RETURN(std::string live, ReadBoundedFile(live_manifest, kMaxManifestBytes));
   KMSFLEET_ASSIGN_OR_RETURN(std::string edited,
-                            ReplaceManifestImage(live, new_image, live_manifest, container));
+                            EditedManifest(live_manifest, new_image, container));
   KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(dest, edited, 0600));
   return Sha256Hex(edited);
+}
+
+absl::Status CheckReleaseManifestRenders(const std::string& live_manifest,
+                                         std::string_view new_image,
+                                         std::string_view container) {
+  return EditedManifest(live_manifest, new_image, container).status();
 }
 
 }  // namespace kmsfleet

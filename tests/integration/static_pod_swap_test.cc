@@ -503,6 +503,29 @@ TEST_F(StaticPodSwapTest, ARunningImageNamedByTagIsRefusedBeforeTheStop) {
   EXPECT_EQ(node_->ServingVersion(), kOld);
 }
 
+// Found in review: the plan's preflight never tried the manifest edit, so
+// an image line no swap can edit (here a comment between key and value)
+// passed it on every node, and the plan stopped at that node with the
+// nodes before it upgraded.
+TEST_F(StaticPodSwapTest, AManifestNoSwapCanEditIsRefusedAtPreflight) {
+  StageNew();
+  std::string manifest = original_;
+  const std::string line = "image: \"" + ImageOf(kOld) + "\"";
+  ASSERT_NE(manifest.find(line), std::string::npos) << manifest;
+  manifest.replace(manifest.find(line), line.size(),
+                   "image: # the digest\n        \"" + ImageOf(kOld) + "\"");
+  // The same image: the kubelet keeps the container it runs.
+  const size_t started = node_->KubeletEvents("container_started").size();
+  WriteFile(node_->manifest(), manifest);
+  SubprocessResult pre = Run({"preflight", "--version", kNew});
+  EXPECT_NE(pre.exit_code, 0) << pre.stdout_text;
+  EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr("MANIFEST_IMAGE_UNEDITABLE"));
+  EXPECT_THAT(pre.stdout_text + pre.stderr_text, HasSubstr(node_->manifest()));
+  EXPECT_EQ(ReadFile(node_->manifest()), manifest);
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), started);
+  EXPECT_EQ(node_->ServingVersion(), kOld);
+}
+
 // Found in review: the digest a plan sends with its swap covered the kit
 // binary alone, so the same version staged again with another image (and
 // the same binary) was swapped in. The staged digest covers both.

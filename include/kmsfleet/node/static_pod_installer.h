@@ -81,6 +81,14 @@ absl::StatusOr<std::string> RenderReleaseManifest(
     const std::string& live_manifest, std::string_view new_image, const std::string& dest,
     std::string_view container = kDefaultProviderContainer);
 
+// RenderReleaseManifest's checks without the write: whether a swap to
+// `new_image` could edit the manifest at `live_manifest` now. A plan's
+// preflight asks it of every node, so that a line no swap can edit stops
+// the plan before any node swaps, not half-way through the fleet.
+absl::Status CheckReleaseManifestRenders(const std::string& live_manifest,
+                                         std::string_view new_image,
+                                         std::string_view container = kDefaultProviderContainer);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_NODE_STATIC_POD_INSTALLER_H_
