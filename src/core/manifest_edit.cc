@@ -55,6 +55,7 @@ struct Found {
   YAML::Node root;
   Entry image;
   std::string path;  // e.g. spec.containers[1].image, for messages
+  YAML::Node container;
 };
 
 // yaml-cpp 0.7 never finishes some invalid documents: after a root flow
@@ -233,7 +234,7 @@ absl::StatusOr<Found> Locate(std::string_view text, std::string_view file,
                          image ? image->value.Mark() : c.Mark(), path,
                          why + " (container " + Quoted(container) + ")");
   }
-  return Found{root, *std::move(image), path};
+  return Found{root, *std::move(image), path, c};
 }
 
 // Where a scalar's bytes are in the text, and how it is quoted (0: plain).
@@ -376,6 +377,22 @@ absl::StatusOr<std::string> ObserveManifestImage(std::string_view text, std::str
                                                  std::string_view container) {
   KMSFLEET_ASSIGN_OR_RETURN(Found found, Locate(text, file, container));
   return found.image.value.Scalar();
+}
+
+absl::Status CheckPullPolicyRestorable(std::string_view text, std::string_view file,
+                                       std::string_view container) {
+  KMSFLEET_ASSIGN_OR_RETURN(Found found, Locate(text, file, container));
+  const std::string key = found.path.substr(0, found.path.size() - std::string("image").size()) +
+                          "imagePullPolicy";
+  KMSFLEET_ASSIGN_OR_RETURN(std::optional<Entry> policy,
+                            Child(found.container, "imagePullPolicy", file, key));
+  if (!policy || !policy->value.IsScalar() || policy->value.Scalar() != "Always") {
+    return absl::OkStatus();
+  }
+  return ManifestError(reason::kImagePullPolicyAlways, file, policy->value.Mark(), key,
+                       "is Always: the kubelet would pull even the image the runtime holds, "
+                       "so a failed swap could not restore the provider while the registry "
+                       "is down; set IfNotPresent (the image is pinned by digest)");
 }
 
 absl::StatusOr<std::string> ReplaceManifestImage(std::string_view text,

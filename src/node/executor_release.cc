@@ -155,9 +155,15 @@ absl::Status Executor::CheckImageHeld(const std::string& image) {
 absl::Status Executor::CheckRunningImageRestorable() {
   if (!options_.static_pod) return absl::OkStatus();
   const std::string& manifest = options_.static_pod->manifest_path;
-  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(manifest));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(manifest, kMaxManifestBytes));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ObserveManifestImage(text, manifest,
+                                                                    options_.static_pod->container));
   KMSFLEET_RETURN_IF_ERROR(
       ParseImageRef(image, manifest + " image (what a failed swap restores)").status());
+  // Found in review: with Always, the kubelet pulls even an image the
+  // runtime holds, and a restore during a registry outage fails.
+  KMSFLEET_RETURN_IF_ERROR(
+      CheckPullPolicyRestorable(text, manifest, options_.static_pod->container));
   if (seams_.runtime == nullptr) return absl::OkStatus();  // CheckImageHeld says so
   KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, seams_.runtime->ImageStatus(image));
   if (held) return absl::OkStatus();

@@ -526,6 +526,21 @@ TEST_F(StaticPodSwapTest, AManifestNoSwapCanEditIsRefusedAtPreflight) {
   EXPECT_EQ(node_->ServingVersion(), kOld);
 }
 
+// Found in review: with `imagePullPolicy: Always` the kubelet pulls even
+// the image the runtime holds, so a failed swap could not restore the
+// provider while the registry was down.
+TEST_F(StaticPodSwapTest, APullPolicyOfAlwaysIsRefusedBeforeTheStop) {
+  StageNew();
+  std::string manifest = original_;
+  const std::string line = "imagePullPolicy: IfNotPresent";
+  ASSERT_NE(manifest.find(line), std::string::npos) << manifest;
+  manifest.replace(manifest.find(line), line.size(), "imagePullPolicy: Always");
+  WriteFile(node_->manifest(), manifest);
+  ExpectRefusedBeforeTheStop("IMAGE_PULL_POLICY_ALWAYS", "imagePullPolicy");
+  EXPECT_EQ(ReadFile(node_->manifest()), manifest);
+  EXPECT_EQ(node_->ServingVersion(), kOld);
+}
+
 // Found in review: the digest a plan sends with its swap covered the kit
 // binary alone, so the same version staged again with another image (and
 // the same binary) was swapped in. The staged digest covers both.

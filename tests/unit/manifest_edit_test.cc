@@ -195,5 +195,24 @@ TEST(ManifestEditTest, TheSameImageGivesTheSameBytes) {
   EXPECT_EQ(*edited, text);
 }
 
+// Found in review: with `imagePullPolicy: Always` the kubelet pulls even
+// an image the runtime holds, so the restore of a failed swap needed the
+// registry that the docs say it never needs.
+TEST(ManifestEditTest, APullPolicyOfAlwaysCannotBeRestoredWithoutARegistry) {
+  const std::string image = "image: " + kOld;
+  absl::Status always =
+      CheckPullPolicyRestorable(Pod(image + "\n    imagePullPolicy: Always"), "/m/p.yaml");
+  EXPECT_EQ(ReasonOf(always), reason::kImagePullPolicyAlways) << always;
+  EXPECT_EQ(MetadataOf(always, "key"), "spec.containers[0].imagePullPolicy");
+  EXPECT_NE(std::string(always.message()).find("/m/p.yaml:8"), std::string::npos) << always;
+  for (const std::string& fine : {image, image + "\n    imagePullPolicy: IfNotPresent",
+                                  image + "\n    imagePullPolicy: Never"}) {
+    EXPECT_TRUE(CheckPullPolicyRestorable(Pod(fine), "/m/p.yaml").ok()) << fine;
+  }
+  // Another container's policy is its own business.
+  const std::string sidecar = Pod(image) + "  - {name: sidecar, image: x, imagePullPolicy: Always}\n";
+  EXPECT_TRUE(CheckPullPolicyRestorable(sidecar, "/m/p.yaml").ok());
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -44,6 +44,15 @@ absl::StatusOr<std::string> ObserveManifestImage(
     std::string_view text, std::string_view file,
     std::string_view container = kDefaultProviderContainer);
 
+// Refuses a manifest whose provider container has `imagePullPolicy:
+// Always` (IMAGE_PULL_POLICY_ALWAYS, naming the file, line and key): the
+// kubelet would pull even the image the runtime holds, so a failed swap
+// could not restore the provider while the registry is down. Absent (a
+// digest-pinned image then defaults to IfNotPresent), IfNotPresent and
+// Never pass. Errors: those of ObserveManifestImage too.
+absl::Status CheckPullPolicyRestorable(std::string_view text, std::string_view file,
+                                       std::string_view container = kDefaultProviderContainer);
+
 // Returns `text` with that container's image replaced by `new_image`,
 // written in the style the old value was written in; nothing else changes.
 // Errors: those of ObserveManifestImage, and

@@ -313,6 +313,10 @@ inline constexpr char kPodNotReplaced[] = "POD_NOT_REPLACED";
 // release from it) and its capture: installing the release would undo
 // that edit, so the swap stops before anything is touched.
 inline constexpr char kManifestChanged[] = "MANIFEST_CHANGED";
+// The provider container's imagePullPolicy is Always: the kubelet pulls
+// even an image the runtime holds, so a failed swap could not restore the
+// provider without a registry. Refused before the stop.
+inline constexpr char kImagePullPolicyAlways[] = "IMAGE_PULL_POLICY_ALWAYS";
 // A static-pod rollback found the live manifest neither the release the
 // operation installed nor the manifest it replaced: someone edited it
 // since. The edit is kept and the operation ends RollbackFailed, for the
