@@ -825,6 +825,8 @@ absl::StatusOr<AgentConfig> ParseAgentConfig(std::string_view text,
     return reader.SyntaxError(e.mark.line + 1, e.msg);
   }
   if (root.IsNull()) return reader.Error(root, "(file)", "is empty");
+  // Found in review: a list or a bare scalar was told ": must be a mapping".
+  if (!root.IsMap()) return reader.Error(root, "(file)", "must be a mapping of keys (node:, ...)");
   AgentConfig config;
   try {
     KMSFLEET_RETURN_IF_ERROR(ReadRoot(reader, root, config));

@@ -521,6 +521,11 @@ TEST(AgentConfigTest, UnixSocketModeAndGroup) {
                     "must be an octal mode");
 }
 
+TEST(AgentConfigTest, AFileThatIsNoMappingSaysSoOfTheFile) {
+  ExpectConfigError("- node: cp-1\n", "(file)", 1, "must be a mapping of keys");
+  ExpectConfigError("cp-1\n", "(file)", 1, "must be a mapping of keys");
+}
+
 TEST(AgentConfigTest, StandaloneExcludesACluster) {
   absl::StatusOr<AgentConfig> c = ParseAgentConfig("node: cp-1\nstandalone: true\n", kFile);
   ASSERT_TRUE(c.ok()) << c.status();
