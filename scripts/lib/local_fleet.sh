@@ -6,7 +6,8 @@
 # Before sourcing: $build (absolute build directory). Optional:
 # FLEET_STABILIZATION_MS (2000), FLEET_POLL_MS (500: executor.poll_interval_ms),
 # FLEET_PLAN_TICK_MS (200), FLEET_QUIET=1, FLEET_KEEP=1 (keep the files),
-# FLEET_NODES (3: cp-1..cp-N), FLEET_NETNS=PREFIX (each node's agent and
+# FLEET_NODES (3: cp-1..cp-N; 2 to 7, the voters an election takes),
+# FLEET_NETNS=PREFIX (each node's agent and
 # provider in its own network namespace PREFIX-cp-N, joined by veth pairs
 # to a bridge PREFIX-br in 10.77.0.0/24; tests/chaos), and a function
 # fleet_hook_before_agents, called once the node directories exist,
