@@ -32,8 +32,8 @@ std::string Pad(std::string s, size_t width) {
 // RolledBack, an earlier walk's), a rollback only the nodes it walked back,
 // out of those it walks back, paused or halted on the way included (found
 // in review: during a rollback the upgraded nodes counted as done, and the
-// ETA never shrank). `since` is
-// when the walk began; `last_done` when its last node finished.
+// ETA never shrank). `since` is when the walk began; `last_done` when its
+// last node finished.
 struct WalkProgress {
   int done = 0, total = 0;
   int64_t since = 0, last_done = 0;
