@@ -14,6 +14,7 @@
 #include <sstream>
 #include <vector>
 
+#include "kmsfleet/core/image_ref.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
@@ -386,13 +387,22 @@ absl::Status CheckPullPolicyRestorable(std::string_view text, std::string_view f
                           "imagePullPolicy";
   KMSFLEET_ASSIGN_OR_RETURN(std::optional<Entry> policy,
                             Child(found.container, "imagePullPolicy", file, key));
-  if (!policy || !policy->value.IsScalar() || policy->value.Scalar() != "Always") {
-    return absl::OkStatus();
+  const std::string why =
+      "the kubelet would pull even the image the runtime holds, so a failed swap could not "
+      "restore the provider while the registry is down; set imagePullPolicy: IfNotPresent "
+      "(the image is pinned by digest)";
+  if (policy) {
+    if (!policy->value.IsScalar() || policy->value.Scalar() != "Always") return absl::OkStatus();
+    return ManifestError(reason::kImagePullPolicyAlways, file, policy->value.Mark(), key,
+                         "is Always: " + why);
   }
-  return ManifestError(reason::kImagePullPolicyAlways, file, policy->value.Mark(), key,
-                       "is Always: the kubelet would pull even the image the runtime holds, "
-                       "so a failed swap could not restore the provider while the registry "
-                       "is down; set IfNotPresent (the image is pinned by digest)");
+  // Without the key, Kubernetes defaults a `latest` tag to Always, digest
+  // or not (found in review).
+  absl::StatusOr<ImageRef> image = ParseImageRef(found.image.value.Scalar(), found.path);
+  if (!image.ok() || image->tag != "latest") return absl::OkStatus();
+  return ManifestError(reason::kImagePullPolicyAlways, file, found.image.value.Mark(), found.path,
+                       "has the tag latest and no imagePullPolicy, which the kubelet then "
+                       "takes as Always: " + why);
 }
 
 absl::StatusOr<std::string> ReplaceManifestImage(std::string_view text,

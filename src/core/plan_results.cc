@@ -337,11 +337,13 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
            "or `resume`.";
   }
   if (failure_reason == reason::kImageRefNotPinned ||
-      failure_reason == reason::kRollbackArtifactMissing) {
+      failure_reason == reason::kRollbackArtifactMissing ||
+      failure_reason == reason::kImagePullPolicyAlways) {
     // Refused before the stop: the node could not restore the image it
     // runs. Nothing failed against the release.
     return "for a node that could not restore the image it runs: pin its manifest's image "
-           "by digest or pull the image there, then `kmsfleetctl resume`.";
+           "by digest, pull the image there, or set its imagePullPolicy to IfNotPresent, "
+           "then `kmsfleetctl resume`.";
   }
   if (ManifestRefused(failure_reason)) {
     // Found in review: an operator's edit of one node's manifest, or a

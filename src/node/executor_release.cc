@@ -155,15 +155,9 @@ absl::Status Executor::CheckImageHeld(const std::string& image) {
 absl::Status Executor::CheckRunningImageRestorable() {
   if (!options_.static_pod) return absl::OkStatus();
   const std::string& manifest = options_.static_pod->manifest_path;
-  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(manifest, kMaxManifestBytes));
-  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ObserveManifestImage(text, manifest,
-                                                                    options_.static_pod->container));
+  KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(manifest));
   KMSFLEET_RETURN_IF_ERROR(
       ParseImageRef(image, manifest + " image (what a failed swap restores)").status());
-  // Found in review: with Always, the kubelet pulls even an image the
-  // runtime holds, and a restore during a registry outage fails.
-  KMSFLEET_RETURN_IF_ERROR(
-      CheckPullPolicyRestorable(text, manifest, options_.static_pod->container));
   if (seams_.runtime == nullptr) return absl::OkStatus();  // CheckImageHeld says so
   KMSFLEET_ASSIGN_OR_RETURN(std::optional<CriImage> held, seams_.runtime->ImageStatus(image));
   if (held) return absl::OkStatus();
@@ -172,6 +166,18 @@ absl::Status Executor::CheckRunningImageRestorable() {
                        " runs now: a failed swap could not start it again without a "
                        "registry; pull it (crictl pull " + image + ") before the swap",
                    {{"image", image}, {"file", manifest}});
+}
+
+// With `imagePullPolicy: Always` the kubelet pulls even an image the
+// runtime holds, so a failed swap's restore needs the registry. Asked of
+// swaps only: a rollback is the way back, and its refusal could not be
+// mended (editing the manifest makes the swap no longer the node's last
+// change, NOT_ROLLBACKABLE).
+absl::Status Executor::CheckPullPolicyForSwap() {
+  if (!options_.static_pod) return absl::OkStatus();
+  const std::string& manifest = options_.static_pod->manifest_path;
+  KMSFLEET_ASSIGN_OR_RETURN(std::string text, ReadBoundedFile(manifest, kMaxManifestBytes));
+  return CheckPullPolicyRestorable(text, manifest, options_.static_pod->container);
 }
 
 // The release of a static-pod swap: the live manifest with the staged
@@ -359,6 +365,7 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
     // any node swaps. (Found in review: an image line no swap can edit
     // passed the plan's preflight, and stopped the plan half-way.)
     KMSFLEET_RETURN_IF_ERROR(CheckRunningImageRestorable());
+    KMSFLEET_RETURN_IF_ERROR(CheckPullPolicyForSwap());
     KMSFLEET_RETURN_IF_ERROR(CheckReleaseManifestRenders(options_.static_pod->manifest_path,
                                                          image, options_.static_pod->container));
   }

@@ -171,6 +171,7 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
   KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
   KMSFLEET_RETURN_IF_ERROR(CheckRunningImageRestorable());
+  if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckPullPolicyForSwap());
   KMSFLEET_ASSIGN_OR_RETURN(ReleaseBinaries bin,
                             BinariesFor(j.target_version, j.target_binary, image));
   installed_version_.reset();

@@ -209,6 +209,15 @@ TEST(ManifestEditTest, APullPolicyOfAlwaysCannotBeRestoredWithoutARegistry) {
                                   image + "\n    imagePullPolicy: Never"}) {
     EXPECT_TRUE(CheckPullPolicyRestorable(Pod(fine), "/m/p.yaml").ok()) << fine;
   }
+  // Without the key, a `latest` tag means Always to the kubelet.
+  const std::string latest = "image: ghcr.io/dc-tec/bao-kms-provider:latest@sha256:" +
+                             std::string(64, '2');
+  absl::Status defaulted = CheckPullPolicyRestorable(Pod(latest), "/m/p.yaml");
+  EXPECT_EQ(ReasonOf(defaulted), reason::kImagePullPolicyAlways) << defaulted;
+  EXPECT_EQ(MetadataOf(defaulted, "key"), "spec.containers[0].image");
+  EXPECT_TRUE(
+      CheckPullPolicyRestorable(Pod(latest + "\n    imagePullPolicy: IfNotPresent"), "/m/p.yaml")
+          .ok());
   // Another container's policy is its own business.
   const std::string sidecar = Pod(image) + "  - {name: sidecar, image: x, imagePullPolicy: Always}\n";
   EXPECT_TRUE(CheckPullPolicyRestorable(sidecar, "/m/p.yaml").ok());

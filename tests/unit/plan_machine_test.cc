@@ -1560,7 +1560,8 @@ TEST(PlanMachineTest, AFailedRestartNeverStartsAnAutoRollback) {
 // edited: nothing failed against the release.
 TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRollback) {
   for (const char* refusal :
-       {reason::kImageRefNotPinned, reason::kRollbackArtifactMissing, reason::kManifestChanged,
+       {reason::kImageRefNotPinned, reason::kRollbackArtifactMissing,
+        reason::kImagePullPolicyAlways, reason::kManifestChanged,
         reason::kManifestImageUneditable, reason::kManifestMalformed,
         reason::kManifestContainerNotFound}) {
     SCOPED_TRACE(refusal);

@@ -47,9 +47,10 @@ absl::StatusOr<std::string> ObserveManifestImage(
 // Refuses a manifest whose provider container has `imagePullPolicy:
 // Always` (IMAGE_PULL_POLICY_ALWAYS, naming the file, line and key): the
 // kubelet would pull even the image the runtime holds, so a failed swap
-// could not restore the provider while the registry is down. Absent (a
-// digest-pinned image then defaults to IfNotPresent), IfNotPresent and
-// Never pass. Errors: those of ObserveManifestImage too.
+// could not restore the provider while the registry is down. IfNotPresent
+// and Never pass; so does no policy, unless the image's tag is `latest`,
+// which Kubernetes then defaults to Always. Errors: those of
+// ObserveManifestImage too.
 absl::Status CheckPullPolicyRestorable(std::string_view text, std::string_view file,
                                        std::string_view container = kDefaultProviderContainer);
 

@@ -332,6 +332,9 @@ class Executor {
   // Static pods: the live manifest's image, which a failed swap restores,
   // is pinned by digest and held by the runtime.
   absl::Status CheckRunningImageRestorable();
+  // Static pods: the live manifest's pull policy lets a failed swap
+  // restore the provider without a registry (swaps only).
+  absl::Status CheckPullPolicyForSwap();
   absl::Status CaptureEvidence(SwapJournal& j);
   // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
   absl::Status EndIfStopping();
