@@ -1,6 +1,7 @@
 #include "plan_invariants.h"
 
 #include "kmsfleet/core/operation_result.h"
+#include "kmsfleet/core/reasons.h"
 
 namespace kmsfleet::sim {
 
@@ -61,6 +62,15 @@ std::vector<std::string> ProposalViolations(const std::optional<v1::FleetPlan>& 
       committed->phase() != v1::PLAN_PHASE_BREAK_GLASS &&
       plan.break_glass().nonce() == committed->break_glass().nonce()) {
     out.push_back("break-glass entered again with the old nonce " + plan.break_glass().nonce());
+  }
+  // A node's own manifest, edited under its swap, is nothing failed
+  // against the release: walking the other nodes back would restart their
+  // providers for nothing (plan_results.cc, WhyNoAutoRollback).
+  for (const v1::AuditEntry& a : plan.audit()) {
+    if (a.what().starts_with("auto-rollback after") &&
+        a.what().find(std::string("(") + reason::kManifestChanged + ")") != std::string::npos) {
+      out.push_back("an auto-rollback started for a manifest refusal: " + a.what());
+    }
   }
   const bool finishing =
       (plan.phase() == v1::PLAN_PHASE_COMPLETED || plan.phase() == v1::PLAN_PHASE_ROLLED_BACK) &&

@@ -28,6 +28,7 @@ void SetEndedOutcome(ActionResult& r, SwapPhase ended, const std::string& reason
 //   invariant 3: at most one node InFlight, the one the plan names
 //     (`in_flight` is set to how many are);
 //   a break-glass entered anew has a new nonce;
+//   no auto-rollback starts after a node's manifest refused its swap;
 //   invariant 5: a plan that finishes (Completed, RolledBack) does so on
 //     what its coordinator saw: every node on the plan's version, with
 //     `hash`.

@@ -75,6 +75,7 @@ void World::AdvanceProviders() {
     node.op_applied = true;
     node.op_outcomes[node.op_id] = {node.op_outcome, node.op_reason};
     if (node.op_outcome < SwapPhase::kStopped) ++counters_.ended_before_stop;
+    if (node.op_reason == reason::kManifestChanged) ++counters_.manifest_refusals;
     p.version = node.op_outcome == SwapPhase::kStable ? node.op_target : node.op_prev;
     Trace(name + " operation " + node.op_id + " ends " +
           std::string(PhaseName(node.op_outcome)) + " on " + p.version);
@@ -193,7 +194,15 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
                     : roll < fails_before_stop                     ? SwapPhase::kPreflighted
                     : roll < rollback_failed_rate_ + op_fail_rate_ ? SwapPhase::kRolledBack
                                                                    : SwapPhase::kStable;
-  node.op_reason = node.op_outcome == SwapPhase::kPreflighted ? reason::kDoctorFailed : "";
+  // Of those before the stop, half fail against the release (doctor: an
+  // auto-rollback walks back), half for the node's own manifest, edited
+  // under the swap (nothing failed against the release: the plan halts
+  // without a walk back). Split by the same roll, so that every seed's
+  // schedule stays what it was.
+  const bool manifest = roll >= rollback_failed_rate_ + op_fail_rate_ / 4;
+  node.op_reason = node.op_outcome != SwapPhase::kPreflighted ? ""
+                   : manifest                                  ? reason::kManifestChanged
+                                                               : reason::kDoctorFailed;
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
         " under " + FenceKey(fence) + ", ends " + std::string(PhaseName(node.op_outcome)) +

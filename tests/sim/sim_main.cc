@@ -27,7 +27,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << " aborted, " << t.plans_halted << " halted, " << t.plans_break_glass
             << " in break-glass; " << t.break_glass_entered << " break-glass events; "
             << t.operations << " swaps and rollbacks (" << t.rollback_failed
-            << " RollbackFailed, " << t.ended_before_stop << " failed before the stop, "
+            << " RollbackFailed, " << t.ended_before_stop << " failed before the stop ("
+            << t.manifest_refusals << " for the node's manifest), "
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
             << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
             << t.steps_on_last_round << " taken on the last round, " << t.fresh_rounds_asked
@@ -54,7 +55,7 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
   if (seeds >= 200 &&
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
-       t.crashed_mid_swap == 0 || t.ended_before_stop == 0 ||
+       t.crashed_mid_swap == 0 || t.ended_before_stop == 0 || t.manifest_refusals == 0 ||
        t.sent_again_after_agent_stop == 0 || t.handoffs_withheld == 0 ||
        t.commit_waits == 0 || t.steps_on_last_round == 0 || t.fresh_rounds_asked == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||

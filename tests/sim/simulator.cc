@@ -38,6 +38,7 @@ void Counters::Add(const Counters& o) {
   operations += o.operations;
   crashed_mid_swap += o.crashed_mid_swap;
   ended_before_stop += o.ended_before_stop;
+  manifest_refusals += o.manifest_refusals;
   sent_again_after_agent_stop += o.sent_again_after_agent_stop;
   steps_on_last_round += o.steps_on_last_round;
   fresh_rounds_asked += o.fresh_rounds_asked;

@@ -71,6 +71,7 @@ struct Counters {
   int64_t operations = 0;             // swaps and rollbacks started
   int64_t crashed_mid_swap = 0;
   int64_t ended_before_stop = 0;      // operations that failed before the stop
+  int64_t manifest_refusals = 0;      // of those, for the node's own manifest
   int64_t sent_again_after_agent_stop = 0;  // ... by an agent restart, then sent again
   int64_t steps_on_last_round = 0;    // Steps on results alone, taken on the last round
   int64_t fresh_rounds_asked = 0;     // ... not taken: they needed a fresh round
