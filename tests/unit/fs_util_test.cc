@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -107,6 +108,25 @@ TEST(FsUtilTest, ACopyThatWouldEatIntoTheReserveWritesNothing) {
       << "no dest and no temp left";
   EXPECT_TRUE(CopyFileAtomic(dir + "/src", dir + "/dest", 0644, "", SIZE_MAX, 1).ok());
   std::system(("rm -rf " + dir).c_str());
+}
+
+// A plan sends UNAVAILABLE work again; a disk that is full, read-only or
+// failing does not mend by itself, so only an interrupted call is
+// UNAVAILABLE (the fetch of an upload, upload_fetch.cc).
+TEST(DiskWriteErrorTest, OnlyAnInterruptedWriteIsAskedAgain) {
+  EXPECT_EQ(DiskWriteError("cannot write", "/s/f", ENOSPC).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(DiskWriteError("cannot write", "/s/f", EDQUOT).code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(DiskWriteError("cannot write", "/s/f", EINTR).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(DiskWriteError("cannot write", "/s/f", EAGAIN).code(), absl::StatusCode::kUnavailable);
+  for (int err : {EROFS, EIO, ENOENT, EFBIG}) {
+    absl::Status s = DiskWriteError("cannot create", "/s/f", err);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << err;
+    EXPECT_EQ(ReasonOf(s), reason::kArtifactIo);
+    EXPECT_EQ(MetadataOf(s, "path"), "/s/f");
+    EXPECT_EQ(std::string(s.message()), "cannot create /s/f: " + std::string(std::strerror(err)));
+  }
 }
 
 }  // namespace
