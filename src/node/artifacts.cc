@@ -180,10 +180,7 @@ absl::StatusOr<DownloadedSource> DownloadSource(const ArtifactStoreOptions& opti
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options.state_dir + "/artifacts", 0700));
   DownloadedSource out;
   std::string dir = options.state_dir + "/artifacts/.incoming-XXXXXX";
-  if (mkdtemp(dir.data()) == nullptr) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                     "cannot create " + dir + ": " + std::strerror(errno), {{"path", dir}});
-  }
+  if (mkdtemp(dir.data()) == nullptr) return DiskWriteError("cannot create", dir, errno);
   out.dir = dir;
   out.path = dir + "/" + name;
   FetchOptions fetch = options.fetch;
@@ -277,9 +274,7 @@ absl::StatusOr<std::string> CopyIntoPlace(const ArtifactStoreOptions& options,
   // stages never share the file.
   std::string incoming_dir = options.state_dir + "/artifacts/.incoming-XXXXXX";
   if (mkdtemp(incoming_dir.data()) == nullptr) {
-    return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                     "cannot create " + incoming_dir + ": " + std::strerror(errno),
-                     {{"path", incoming_dir}});
+    return DiskWriteError("cannot create", incoming_dir, errno);
   }
   std::string incoming = incoming_dir + "/download";
   FetchOptions fetch = options.fetch;

@@ -65,7 +65,7 @@ absl::StatusOr<DownloadedSource> KeepChecksums(const ArtifactStoreOptions& artif
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(artifacts.state_dir, 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(artifacts.state_dir + "/artifacts", 0700));
   std::string dir = artifacts.state_dir + "/artifacts/.incoming-XXXXXX";
-  if (mkdtemp(dir.data()) == nullptr) return IoError("create", dir, errno);
+  if (mkdtemp(dir.data()) == nullptr) return DiskWriteError("cannot create", dir, errno);
   DownloadedSource kept;
   kept.dir = dir;
   kept.path = dir + "/checksums.txt";

@@ -68,9 +68,9 @@ absl::StatusOr<ScopedFd> CreateTemp(const std::string& name_prefix, unsigned mod
                                     std::string& tmp) {
   tmp = name_prefix + "XXXXXX";
   ScopedFd fd(mkostemp(tmp.data(), O_CLOEXEC));
-  if (fd.get() < 0) return IoError("create a temp file", name_prefix, errno);
+  if (fd.get() < 0) return DiskWriteError("cannot create a temp file", name_prefix, errno);
   if (fchmod(fd.get(), mode) != 0) {
-    absl::Status s = IoError("chmod", tmp, errno);
+    absl::Status s = DiskWriteError("cannot chmod", tmp, errno);
     unlink(tmp.c_str());
     return s;
   }
@@ -96,7 +96,7 @@ absl::Status WriteAll(int fd, const char* data, size_t size,
   while (size > 0) {
     ssize_t n = write(fd, data, size);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return IoError("write", path, errno);
+    if (n < 0) return DiskWriteError("cannot write", path, errno);
     data += n;
     size -= static_cast<size_t>(n);
   }
@@ -254,7 +254,7 @@ absl::StatusOr<std::string> WriteTempFile(const std::string& name_prefix,
   std::string tmp;
   KMSFLEET_ASSIGN_OR_RETURN(ScopedFd fd, CreateTemp(name_prefix, mode, tmp));
   absl::Status s = WriteAll(fd.get(), content.data(), content.size(), tmp);
-  if (s.ok() && fsync(fd.get()) != 0) s = IoError("fsync", tmp, errno);
+  if (s.ok() && fsync(fd.get()) != 0) s = DiskWriteError("cannot fsync", tmp, errno);
   if (!s.ok()) {
     unlink(tmp.c_str());
     return s;
@@ -265,7 +265,7 @@ absl::StatusOr<std::string> WriteTempFile(const std::string& name_prefix,
 absl::Status FsyncDir(const std::string& dir) {
   ScopedFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd.get() < 0) return IoError("open", dir, errno);
-  if (fsync(fd.get()) != 0) return IoError("fsync", dir, errno);
+  if (fsync(fd.get()) != 0) return DiskWriteError("cannot fsync", dir, errno);
   return absl::OkStatus();
 }
 
@@ -273,7 +273,7 @@ absl::Status WriteFileAtomic(const std::string& path, std::string_view content,
                              unsigned mode) {
   KMSFLEET_ASSIGN_OR_RETURN(std::string tmp, WriteTempFile(path + ".tmp.", content, mode));
   if (rename(tmp.c_str(), path.c_str()) != 0) {
-    absl::Status s = IoError("rename", path, errno);
+    absl::Status s = DiskWriteError("cannot rename into", path, errno);
     unlink(tmp.c_str());
     return s;
   }
@@ -332,14 +332,14 @@ absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
                           {"expected", std::string(expected_sha256)},
                           {"actual", *digest}});
     }
-    if (digest.ok() && fsync(out.get()) != 0) digest = IoError("fsync", tmp, errno);
+    if (digest.ok() && fsync(out.get()) != 0) digest = DiskWriteError("cannot fsync", tmp, errno);
   }
   if (!digest.ok()) {
     unlink(tmp.c_str());
     return digest.status();
   }
   if (rename(tmp.c_str(), dest.c_str()) != 0) {
-    absl::Status s = IoError("rename", dest, errno);
+    absl::Status s = DiskWriteError("cannot rename into", dest, errno);
     unlink(tmp.c_str());
     return s;
   }

@@ -69,6 +69,7 @@ class Fetch {
   // `created`: whether `dest` was created here (and is the caller's to
   // remove on an error); false when it could not be, e.g. it existed.
   absl::Status Run(const std::string& dest, bool& created) {
+    dest_ = dest;
     dest_dir_ = DirOf(dest);
     KMSFLEET_RETURN_IF_ERROR(CreateDest(dest, created));
     deadline_ = std::chrono::steady_clock::now() + options_.total_timeout;
@@ -104,19 +105,13 @@ class Fetch {
   absl::Status CreateDest(const std::string& dest, bool& created) {
     const int fd =
         ::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) {
-      return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                    "cannot create " + dest + ": " + std::strerror(errno));
-    }
+    if (fd < 0) return WithUrl(DiskWriteError("cannot create", dest, errno));
     created = true;
     beast::file file;
     file.native_handle(fd);  // owns it from here
     beast::error_code ec;
     parser_.get().body().reset(std::move(file), ec);
-    if (ec) {
-      return Failed(absl::StatusCode::kUnavailable, reason::kArtifactIo,
-                    "cannot use " + dest + ": " + ec.message());
-    }
+    if (ec) return WithUrl(DiskWriteError("cannot use", dest, ec.value()));
     return absl::OkStatus();
   }
 
@@ -218,8 +213,25 @@ class Fetch {
                       {"reserve_bytes", MetadataOf(room, "reserve_bytes")}});
   }
 
+  // A read that failed writing the body to `dest` is this disk's failure,
+  // not the server's: answered Unavailable, the plan would fetch the whole
+  // release again for ever onto a full or read-only disk.
   void Fail(beast::error_code ec, std::string_view step) {
+    if (ec.category() == boost::system::system_category() && IsFileWriteErrno(ec.value())) {
+      return Finish(WithUrl(DiskWriteError("cannot write", dest_, ec.value())));
+    }
     Finish(internal::HttpStepError(ec, step, url_, options_.max_bytes));
+  }
+
+  // Errors beast::file's write gives that no socket read does.
+  static bool IsFileWriteErrno(int err) {
+    return err == ENOSPC || err == EDQUOT || err == EFBIG || err == EROFS || err == EIO;
+  }
+
+  absl::Status WithUrl(const absl::Status& disk) const {
+    return MakeError(disk.code(), reason::kArtifactIo,
+                     "GET " + url_ + ": " + std::string(disk.message()),
+                     {{"url", url_}, {"path", MetadataOf(disk, "path")}});
   }
 
   void Finish(absl::Status status) {
@@ -248,6 +260,7 @@ class Fetch {
   // The parser keeps a reference to it: it lives as long as the parser.
   std::function<void(uint64_t, beast::string_view, beast::error_code&)> on_chunk_;
   absl::Status no_room_;
+  std::string dest_;
   std::string dest_dir_;
   std::chrono::steady_clock::time_point deadline_;
   absl::Status error_;

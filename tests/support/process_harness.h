@@ -32,6 +32,21 @@ class TempDir {
   std::string path_;
 };
 
+// While alive, this process's writes past `bytes` into any file fail with
+// EFBIG (RLIMIT_FSIZE, SIGXFSZ ignored): a disk write error that needs no
+// privilege and no full disk. Restores both on destruction.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes);
+  ~FileSizeLimit();
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  uint64_t before_cur_ = 0;
+  void (*before_xfsz_)(int) = nullptr;
+};
+
 // Writes through a temporary file and rename, so a process polling `path`
 // never reads half of it.
 void WriteFile(const std::string& path, const std::string& content);

@@ -16,6 +16,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "process_harness.h"
 
 namespace kmsfleet {
 namespace {
@@ -135,6 +136,29 @@ TEST_F(ArtifactsTest, MismatchRemovesTheNewFileAndKeepsTheOldOne) {
     ++files;
   }
   EXPECT_EQ(files, 3);  // binary, checksums.txt, staged.sha256: no temp left
+}
+
+// Found in review: a stage the disk refused (full, read-only, failing)
+// came back Unavailable, which a plan sends again for ever; it halts the
+// plan instead (runbook upgrade.md). Writes past the file size limit stand
+// in for a full disk.
+TEST_F(ArtifactsTest, AStageTheDiskRefusesIsNotAskedAgain) {
+  options_.allow_unsigned = true;
+  absl::Status s;
+  {
+    testing::FileSizeLimit limit(8);  // the release is 21 bytes
+    s = Stage(options_, Request("")).status();
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
+  const std::string dir = ArtifactDir(options_.state_dir, "0.2.0");
+  EXPECT_NE(s.message().find("cannot write " + dir + "/bao-kms-provider.tmp."), std::string::npos)
+      << s;
+  int files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(options_.state_dir)) {
+    files += e.is_regular_file() ? 1 : 0;
+  }
+  EXPECT_EQ(files, 0) << "no release and no temp left";
 }
 
 TEST_F(ArtifactsTest, VersionAndNameAreValidatedBeforeAnyPathIsBuilt) {

@@ -110,6 +110,34 @@ TEST(FsUtilTest, ACopyThatWouldEatIntoTheReserveWritesNothing) {
   std::system(("rm -rf " + dir).c_str());
 }
 
+// Found in review: the agent's own writes (a stage's copy and its
+// checksums, a journal) came back Unavailable on a full, read-only or
+// failing disk, and a plan sent the Stage again for ever. Writes past the
+// file size limit (EFBIG) stand in for a full disk.
+TEST(FsUtilTest, AWriteTheDiskRefusesIsNotAskedAgain) {
+  testing::TempDir dir;
+  std::ofstream(dir.File("src")) << std::string(4096, 'x');
+  absl::StatusOr<std::string> copied;
+  absl::Status written;
+  {
+    testing::FileSizeLimit limit(16);
+    copied = CopyFileAtomic(dir.File("src"), dir.File("dest"), 0644, "", SIZE_MAX);
+    written = WriteFileAtomic(dir.File("state"), std::string(4096, 'y'), 0600);
+  }
+  for (const absl::Status& s : {copied.status(), written}) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    EXPECT_EQ(ReasonOf(s), reason::kArtifactIo) << s;
+  }
+  EXPECT_EQ(copied.status().message().find("cannot write " + dir.File("dest.tmp.")), 0u)
+      << copied.status();
+  EXPECT_EQ(written.message().find("cannot write " + dir.File("state.tmp.")), 0u) << written;
+  EXPECT_EQ(std::system(("test \"$(ls " + dir.path() + ")\" = src").c_str()), 0)
+      << "no dest and no temp left";
+  // No directory to write into is no better for being asked again.
+  absl::Status no_dir = WriteFileAtomic(dir.File("gone/state"), "y", 0600);
+  EXPECT_EQ(no_dir.code(), absl::StatusCode::kFailedPrecondition) << no_dir;
+}
+
 // A plan sends UNAVAILABLE work again; a disk that is full, read-only or
 // failing does not mend by itself, so only an interrupted call is
 // UNAVAILABLE (the fetch of an upload, upload_fetch.cc).

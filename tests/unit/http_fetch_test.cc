@@ -210,6 +210,40 @@ TEST(HttpFetchReserveTest, ADeclaredLengthIsCheckedAtTheHeader) {
   std::filesystem::remove_all(dir);
 }
 
+// Found in review: a body the disk would not take (full, read-only,
+// failing) came back Unavailable HTTP_ERROR, as if the server had failed,
+// and a plan fetched the whole release again for ever. Writes past the file
+// size limit (EFBIG) stand in for a full disk.
+TEST(HttpFetchReserveTest, ABodyTheDiskRefusesIsNotAskedAgain) {
+  fake::HttpServer server;
+  absl::StatusOr<std::string> bound =
+      server.Listen("127.0.0.1:0", [](std::string_view, std::string_view) {
+        fake::HttpReply reply;
+        reply.body = std::string(100000, 'x');
+        return reply;
+      });
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  server.Start();
+  testing::TempDir dir;
+  const std::string url = "http://" + *bound + "/release";
+  absl::Status write;
+  {
+    testing::FileSizeLimit limit(4096);
+    write = FetchToFile(url, dir.File("got"), FetchOptions());
+  }
+  EXPECT_EQ(write.code(), absl::StatusCode::kFailedPrecondition) << write;
+  EXPECT_EQ(ReasonOf(write), reason::kArtifactIo) << write;
+  EXPECT_EQ(std::string(write.message()),
+            "GET " + url + ": cannot write " + dir.File("got") + ": " + std::strerror(EFBIG));
+  EXPECT_EQ(MetadataOf(write, "url"), url);
+  EXPECT_EQ(MetadataOf(write, "path"), dir.File("got"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("got")));
+
+  absl::Status create = FetchToFile(url, dir.File("gone/got"), FetchOptions());
+  EXPECT_EQ(create.code(), absl::StatusCode::kFailedPrecondition) << create;
+  EXPECT_EQ(MetadataOf(create, "path"), dir.File("gone/got"));
+}
+
 // An error page is neither judged by its size nor kept: the status is the
 // answer, whatever room the disk has.
 TEST(HttpFetchReserveTest, AnErrorAnswerReportsItsStatusAndLeavesNothing) {

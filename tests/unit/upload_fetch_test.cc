@@ -6,9 +6,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
-#include <csignal>
 
 #include <chrono>
 #include <filesystem>
@@ -190,15 +188,11 @@ TEST_F(UploadFetchTest, ALocalDiskErrorIsNotAskedAgain) {
 
   // Writing past the file size limit fails with EFBIG.
   const std::string dest = dir_.File("fetched");
-  rlimit before{};
-  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
-  void (*xfsz)(int) = std::signal(SIGXFSZ, SIG_IGN);
-  rlimit small = before;
-  small.rlim_cur = 4;
-  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
-  absl::Status write = fetcher_->Fetch(source_, UploadKind::kBinary, dest);
-  ::setrlimit(RLIMIT_FSIZE, &before);
-  std::signal(SIGXFSZ, xfsz);
+  absl::Status write;
+  {
+    testing::FileSizeLimit limit(4);
+    write = fetcher_->Fetch(source_, UploadKind::kBinary, dest);
+  }
   EXPECT_EQ(write.code(), absl::StatusCode::kFailedPrecondition) << write;
   EXPECT_THAT(std::string(write.message()), HasSubstr("cannot write " + dest));
   EXPECT_FALSE(std::filesystem::exists(dest));
