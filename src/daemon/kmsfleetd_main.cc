@@ -167,6 +167,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
   // GetNodeState reports the facts of the registry the executor guards.
   ProviderEndpoints endpoints = config.provider;
   endpoints.registry_path = config.executor.registry_path;
+  endpoints.run_as = config.executor.run_as;
   std::unique_ptr<ProviderProbe> probe =
       NewProviderProbe(config.node, std::move(endpoints), clock);
   SteadyClock steady;

@@ -1,7 +1,5 @@
 #include "kmsfleet/node/preflight.h"
 
-#include <pwd.h>
-
 #include <algorithm>
 #include <future>
 
@@ -17,23 +15,9 @@ namespace {
 absl::StatusOr<SubprocessResult> Run(const std::string& binary,
                                      std::vector<std::string> args,
                                      const PreflightOptions& options) {
-  std::vector<std::string> argv;
-  if (!options.run_as.empty()) {
-    // The user's primary group, which need not share its name.
-    passwd pw{};
-    passwd* found = nullptr;
-    char buf[4096];
-    if (getpwnam_r(options.run_as.c_str(), &pw, buf, sizeof buf, &found) != 0 ||
-        found == nullptr) {
-      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
-                       "executor.run_as: no user \"" + options.run_as + "\"",
-                       {{"key", "executor.run_as"}});
-    }
-    argv = {"/usr/bin/setpriv", "--reuid=" + std::to_string(pw.pw_uid),
-            "--regid=" + std::to_string(pw.pw_gid), "--init-groups", "--"};
-  }
-  argv.push_back(binary);
-  for (auto& a : args) argv.push_back(std::move(a));
+  args.insert(args.begin(), binary);
+  KMSFLEET_ASSIGN_OR_RETURN(std::vector<std::string> argv,
+                            AsUser(options.run_as, std::move(args)));
   SubprocessOptions sub;
   sub.timeout = options.timeout;
   sub.max_output_bytes = kMaxReportBytes;

@@ -6,6 +6,7 @@
 #include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/key_id_hash.h"
 #include "kmsfleet/node/kms_client.h"
@@ -25,12 +26,13 @@ HttpResult ToResult(absl::StatusOr<HttpResponse> response) {
   return result;
 }
 
-absl::StatusOr<std::string> RunVersion(const std::string& binary,
+absl::StatusOr<std::string> RunVersion(const std::string& binary, const std::string& run_as,
                                        std::chrono::milliseconds timeout) {
   SubprocessOptions options;
   options.timeout = timeout;
   options.max_output_bytes = 64 << 10;
-  absl::StatusOr<SubprocessResult> run = RunSubprocess({binary, "version"}, options);
+  KMSFLEET_ASSIGN_OR_RETURN(std::vector<std::string> argv, AsUser(run_as, {binary, "version"}));
+  absl::StatusOr<SubprocessResult> run = RunSubprocess(argv, options);
   if (!run.ok()) return run.status();
   if (run->timed_out || run->term_signal != 0 || run->exit_code != 0) {
     std::string how = run->timed_out ? "timed out"
@@ -84,7 +86,7 @@ class LiveProviderProbe final : public ProviderProbe {
     ApplyRegistryRead(ReadRegistry(endpoints_.registry_path), endpoints_.registry_path,
                       state);
     if (NeedsVersionCommand(state) && !endpoints_.binary.empty()) {
-      ApplyVersionCommand(RunVersion(endpoints_.binary, endpoints_.command_timeout),
+      ApplyVersionCommand(RunVersion(endpoints_.binary, endpoints_.run_as, endpoints_.command_timeout),
                           state);
     }
     return state;

@@ -1,6 +1,7 @@
 #include "kmsfleet/node/subprocess.h"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -192,6 +193,22 @@ absl::StatusOr<SubprocessResult> RunSubprocess(
   close(err.read_fd);
   WaitForExit(pid, deadline, result);
   return result;
+}
+
+absl::StatusOr<std::vector<std::string>> AsUser(const std::string& user,
+                                                std::vector<std::string> argv) {
+  if (user.empty()) return argv;
+  passwd pw{};
+  passwd* found = nullptr;
+  char buf[4096];
+  if (getpwnam_r(user.c_str(), &pw, buf, sizeof buf, &found) != 0 || found == nullptr) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidConfig,
+                     "executor.run_as: no user \"" + user + "\"", {{"key", "executor.run_as"}});
+  }
+  std::vector<std::string> as = {"/usr/bin/setpriv", "--reuid=" + std::to_string(pw.pw_uid),
+                                 "--regid=" + std::to_string(pw.pw_gid), "--init-groups", "--"};
+  as.insert(as.end(), std::make_move_iterator(argv.begin()), std::make_move_iterator(argv.end()));
+  return as;
 }
 
 }  // namespace kmsfleet

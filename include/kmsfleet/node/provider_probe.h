@@ -25,6 +25,9 @@ struct ProviderEndpoints {
   std::string kms_socket = "/run/openbao-kms/kms.sock";
   // The installed provider binary, for `version`; empty to never run it.
   std::string binary = "/usr/bin/bao-kms-provider";
+  // Who runs `version` (executor.run_as, as every other provider command
+  // does); empty: kmsfleetd's own user.
+  std::string run_as;
   // The provider's key-registry.json, whose facts every observation
   // reports (NodeState.registry_*); empty reports them unknown.
   std::string registry_path;

@@ -42,6 +42,13 @@ struct SubprocessResult {
 absl::StatusOr<SubprocessResult> RunSubprocess(
     const std::vector<std::string>& argv, const SubprocessOptions& options);
 
+// `argv` to run as `user` (executor.run_as) through setpriv, with that
+// user's uid, primary group (which need not share its name) and groups;
+// `argv` itself when `user` is empty. InvalidArgument, INVALID_CONFIG
+// naming executor.run_as, when there is no such user.
+absl::StatusOr<std::vector<std::string>> AsUser(const std::string& user,
+                                                std::vector<std::string> argv);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_NODE_SUBPROCESS_H_
