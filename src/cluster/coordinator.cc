@@ -48,7 +48,8 @@ Coordinator::Coordinator(PeerNode& node, CoordinatorOptions options)
   if (options_.channel_credentials) {
     actions_ = std::make_unique<FleetActions>(options_.addresses, options_.channel_credentials,
                                               options_.call_timeout, options_.observe_timeout,
-                                              options_.stage_timeout);
+                                              options_.stage_timeout,
+                                              options_.preflight_timeout);
   }
   LoadHistory();
 }

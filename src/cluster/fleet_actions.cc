@@ -22,9 +22,9 @@ constexpr std::chrono::seconds kFollowStream{5};
 constexpr std::chrono::milliseconds kRetryInterval{200};
 // How long a RestartApiServer call may take: beyond what any agent's
 // apiserver config allows (restart_timeout_ms plus timeout_ms, each at most
-// an hour), so that the agent's own bound decides; a coordinator that stops
-// leading cancels the call sooner.
-constexpr std::chrono::hours kRestartApiServerDeadline{2};
+// an hour), with room for its fence check and record, so that the agent's
+// own bound decides; a coordinator that stops leading cancels it sooner.
+constexpr std::chrono::minutes kRestartApiServerDeadline{125};
 
 ActionResult ResultFor(const PlanAction& action, ResultKind kind) {
   ActionResult r;
@@ -51,10 +51,12 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
                            std::shared_ptr<grpc::ChannelCredentials> credentials,
                            std::chrono::milliseconds call_timeout,
                            std::chrono::milliseconds observe_timeout,
-                           std::chrono::milliseconds stage_timeout)
+                           std::chrono::milliseconds stage_timeout,
+                           std::chrono::milliseconds preflight_timeout)
     : call_timeout_(call_timeout),
       observe_timeout_(observe_timeout),
-      stage_timeout_(stage_timeout) {
+      stage_timeout_(stage_timeout),
+      preflight_timeout_(preflight_timeout) {
   for (const auto& [node, address] : addresses) {
     std::shared_ptr<grpc::Channel> channel =
         grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node));
@@ -176,7 +178,7 @@ ActionResult FleetActions::Preflight(const PlanAction& action, const std::string
   request.set_version(action.version);
   v1::PreflightResponse response;
   grpc::Status s =
-      Stub(action.node)->Preflight(Context(10 * call_timeout_).get(), request, &response);
+      Stub(action.node)->Preflight(Context(preflight_timeout_).get(), request, &response);
   r.status = FromGrpcStatus(s, action.node);
   if (!r.status.ok()) return r;
   r.doctor.node = action.node;
@@ -325,8 +327,12 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     std::unique_ptr<grpc::ClientReaderInterface<v1::Operation>> stream =
         Stub(action.node)->WatchOperation(context.get(), request);
     v1::Operation next;
-    while (!operation.done() && stream->Read(&next)) operation = next;
-    context->TryCancel();
+    bool open = true;
+    while (!operation.done() && (open = stream->Read(&next))) operation = next;
+    // Done while the stream is open: Finish would wait for its deadline.
+    // Only then: cancelled after it ended, its end read CANCELLED (found
+    // in review: a refused watch was opened again for ever, unseen).
+    if (open) context->TryCancel();
     const grpc::Status finished = stream->Finish();
     if (operation.done()) break;
     switch (ReadWatchEnd(static_cast<absl::StatusCode>(finished.error_code()))) {
@@ -336,7 +342,7 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
         r.outcome = OperationOutcome::kNotFound;
         return r;
       case WatchEnd::kFailed:
-        r.status = FromGrpcStatus(finished, action.node);
+        SetFollowFailed(FromGrpcStatus(finished, action.node), action.operation_id, r);
         return r;
     }
     std::this_thread::sleep_for(kRetryInterval);

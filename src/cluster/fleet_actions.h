@@ -33,7 +33,8 @@ class FleetActions {
                std::shared_ptr<grpc::ChannelCredentials> credentials,
                std::chrono::milliseconds call_timeout,
                std::chrono::milliseconds observe_timeout,
-               std::chrono::milliseconds stage_timeout);
+               std::chrono::milliseconds stage_timeout,
+               std::chrono::milliseconds preflight_timeout);
 
   // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
@@ -93,6 +94,7 @@ class FleetActions {
   std::chrono::milliseconds call_timeout_;
   std::chrono::milliseconds observe_timeout_;
   std::chrono::milliseconds stage_timeout_;
+  std::chrono::milliseconds preflight_timeout_;
   std::mutex calls_mu_;
   std::set<grpc::ClientContext*> calls_;  // guarded by calls_mu_
   bool cancelled_ = false;                // guarded by calls_mu_

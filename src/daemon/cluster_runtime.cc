@@ -58,6 +58,7 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   // Every agent observes its provider with the same settings as this one.
   o.observe_timeout = ObserveBound(config.provider) + std::chrono::seconds(1);
   o.stage_timeout = config.executor.download_timeout + std::chrono::minutes(1);
+  o.preflight_timeout = 2 * config.executor.doctor_timeout + std::chrono::minutes(1);
   o.history_path = config.state_dir + "/plan-history.pb";
   // The coordinator asks OpenBao itself, at the address and with the CA of
   // its own provider's config (every node's provider uses the same OpenBao).

@@ -19,11 +19,19 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Answers Stage at once, recording how long the caller gave the call.
+// Answers Stage and Preflight at once, recording how long the caller gave
+// the call.
 class DeadlineRecorder final : public v1::Agent::Service {
  public:
   grpc::Status Stage(grpc::ServerContext* context, const v1::StageRequest*,
                      v1::StageResponse*) override {
+    given_ms_ = std::chrono::duration_cast<milliseconds>(context->deadline() -
+                                                         std::chrono::system_clock::now())
+                    .count();
+    return grpc::Status::OK;
+  }
+  grpc::Status Preflight(grpc::ServerContext* context, const v1::PreflightRequest*,
+                         v1::PreflightResponse*) override {
     given_ms_ = std::chrono::duration_cast<milliseconds>(context->deadline() -
                                                          std::chrono::system_clock::now())
                     .count();
@@ -44,7 +52,7 @@ ActionResult RunAgainst(v1::Agent::Service& agent, const PlanAction& action,
   if (server == nullptr) return ActionResult{};
   FleetActions actions({{"cp-1", "127.0.0.1:" + std::to_string(port)}},
                        grpc::InsecureChannelCredentials(), milliseconds(3000),
-                       milliseconds(16000), std::chrono::minutes(11));
+                       milliseconds(16000), std::chrono::minutes(11), std::chrono::minutes(3));
   ActionResult r = actions.Run(action, v1::Fence(), settings, "", [] { return true; });
   server->Shutdown(std::chrono::system_clock::now());
   return r;
@@ -63,8 +71,9 @@ TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
   EXPECT_TRUE(r.status.ok()) << r.status;
   EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
                                   std::chrono::minutes(10)).count());
+  // The wire rounds a deadline up to whole seconds (this failed once by 999 ms).
   EXPECT_LE(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
-                                  std::chrono::minutes(11)).count());
+                                  std::chrono::minutes(11) + std::chrono::seconds(2)).count());
 
   // A static-pod release: the binary, then the kit, each up to the
   // agent's download timeout.
@@ -75,6 +84,25 @@ TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
   EXPECT_TRUE(r.status.ok()) << r.status;
   EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
                                   std::chrono::minutes(21)).count());
+}
+
+// Found in review: Preflight was given ten plain call timeouts (30 s),
+// while a doctor may take the agent's doctor timeout (60 s by default), and
+// a rotation-plan after it as long again: a doctor waiting on a slow
+// OpenBao was cut every time and sent again for ever as AGENT_UNREACHABLE.
+TEST(FleetActionsTest, APreflightCallIsGivenThePreflightTimeout) {
+  DeadlineRecorder agent;
+  PlanAction preflight;
+  preflight.kind = ActionKind::kPreflight;
+  preflight.node = "cp-1";
+  preflight.version = "0.2.0";
+  ActionResult r = RunAgainst(agent, preflight);
+  EXPECT_TRUE(r.status.ok()) << r.status;
+  EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
+                                  std::chrono::minutes(2)).count());
+  // The wire rounds a deadline up to whole seconds.
+  EXPECT_LE(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
+                                  std::chrono::minutes(3) + std::chrono::seconds(2)).count());
 }
 
 // Refuses every swap STALE_FENCE (it answered a hand-off at that fence)
@@ -117,6 +145,38 @@ TEST(FleetActionsTest, AStaleFenceWhoseOperationCannotBeLookedUpIsAskedAgain) {
       absl::StatusCode::kNotFound, reason::kOperationNotFound, "no operation")));
   EXPECT_EQ(ReasonOf(SwapAgainst(never_ran).status), reason::kStaleFence)
       << "only the node's own word that it never ran gives the slot back";
+}
+
+// Admits every swap, then refuses to let the caller follow it, as an agent
+// restarted with a member list that no longer names the coordinator does.
+class RefusingWatchAgent final : public v1::Agent::Service {
+ public:
+  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
+                    v1::Operation* operation) override {
+    operation->set_operation_id(request->operation_id());
+    operation->set_phase("Idle");
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
+                              grpc::ServerWriter<v1::Operation>*) override {
+    return ToGrpcStatus(MakeError(absl::StatusCode::kPermissionDenied, reason::kVoterOnly,
+                                  "cp-9 is not a voter"));
+  }
+};
+
+// Found in review: the refused watch came back as the swap's result, which
+// the plan reads as "refused before anything ran", though the node runs it.
+TEST(FleetActionsTest, AWatchRefusedAfterAdmissionLeavesTheOutcomeOpen) {
+  RefusingWatchAgent agent;
+  PlanAction swap;
+  swap.kind = ActionKind::kSwap;
+  swap.node = "cp-1";
+  swap.version = "0.2.0";
+  swap.operation_id = "plan-1.cp-1.swap.3";
+  ActionResult r = RunAgainst(agent, swap);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
+  EXPECT_EQ(ReasonOf(r.status), reason::kVoterOnly) << r.status;
+  EXPECT_NE(r.status.message().find("plan-1.cp-1.swap.3"), std::string::npos) << r.status;
 }
 
 }  // namespace

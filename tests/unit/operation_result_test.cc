@@ -118,6 +118,25 @@ TEST(OperationResultTest, OnlyTheHoldersOwnRefusalKeepsTheSlot) {
   EXPECT_EQ(ReasonOf(bare.status), reason::kAgentUnreachable);
 }
 
+// Found in review: a watch refused after the node admitted the swap (its
+// agent restarted with another member list, an unreadable journal) came
+// back as the refusal itself, which the plan reads as "refused before
+// anything ran": a swap that ended Stable failed the node.
+TEST(OperationResultTest, AFailedWatchOfAnAdmittedOperationIsAskedAgain) {
+  ActionResult r;
+  SetFollowFailed(MakeError(absl::StatusCode::kPermissionDenied, reason::kVoterOnly,
+                            "cp-9 is not a voter"),
+                  "plan-1.cp-1.swap.3", r);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
+  EXPECT_EQ(ReasonOf(r.status), reason::kVoterOnly);
+  EXPECT_EQ(std::string(r.status.message()),
+            "cannot follow plan-1.cp-1.swap.3, which the node admitted, so its outcome is "
+            "unknown: cp-9 is not a voter");
+  ActionResult bare;
+  SetFollowFailed(absl::DataLossError("journal unreadable"), "op-1", bare);
+  EXPECT_EQ(ReasonOf(bare.status), reason::kAgentUnreachable);
+}
+
 // Found in review: the coordinator followed an operation until its term
 // ended whatever the watch stream answered, so an agent that did not know
 // the operation, or refused the caller, held the plan with no reason.

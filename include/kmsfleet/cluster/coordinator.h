@@ -58,6 +58,13 @@ struct CoordinatorOptions {
   // margin for the copy and the hash. Shorter, a large artifact on a slow
   // link never stages: every attempt starts again from its first byte.
   std::chrono::milliseconds stage_timeout{std::chrono::minutes(11)};
+  // Agent.Preflight: the agents' executor.doctor_timeout_ms twice (doctor
+  // beside one rotation-plan, then, for a release that predates the
+  // Transit check, the other release's rotation-plan) and a margin.
+  // Found in review: ten plain call timeouts (30 s) cut a doctor waiting
+  // on a slow OpenBao every time, and the plan sent it again for ever as
+  // AGENT_UNREACHABLE.
+  std::chrono::milliseconds preflight_timeout{std::chrono::minutes(3)};
   // Finished plans, newest first; "" keeps them in memory only.
   std::string history_path;
   // GET <openbao.address>/v1/sys/health; nullopt when it cannot be probed.

@@ -48,10 +48,20 @@ void SetHandOffResult(const absl::Status& asked, ActionResult& r);
 // reads. A transient end (the stream's own deadline, the caller's cancel,
 // an agent restarting or out of reach) opens it again; an agent that does
 // not know the operation makes it kNotFound, so the plan sends the command
-// again (it is idempotent under its id); any other end will not change by
-// asking again and is the result.
+// again (it is idempotent under its id); any other end (a refused caller,
+// an unreadable journal) will not change by opening it again: kFailed,
+// which SetFollowFailed turns into the result.
 enum class WatchEnd { kOpenAgain, kNotFound, kFailed };
 WatchEnd ReadWatchEnd(absl::StatusCode code);
+
+// Fills `r` from a watch of the admitted operation `operation_id` that
+// ended kFailed with `why`. The operation runs, or ran, whatever the watch
+// said: Unavailable, keeping the agent's reason for the plan's "waiting
+// for" line, so the plan asks again under the same id. (A refusal as it
+// came read as "refused before anything ran": a swap that ended Stable
+// failed the node, and --auto-rollback walked the fleet back.)
+void SetFollowFailed(const absl::Status& why, const std::string& operation_id,
+                     ActionResult& r);
 
 }  // namespace kmsfleet
 
