@@ -109,7 +109,8 @@ absl::Status CallCoordinator(const FleetFlags& flags, const Call& call, bool str
 
 int Fail(const std::string& what, const absl::Status& s) {
   const std::string reason = ReasonOf(s);
-  std::cerr << "kmsfleetctl " << what << ": [" << (reason.empty() ? "ERROR" : reason) << "] "
+  std::cerr << "kmsfleetctl " << what << ": ["
+            << ForTerminal(reason.empty() ? "ERROR" : reason, /*keep_newlines=*/false) << "] "
             << ForTerminal(std::string(s.message())) << "\n";
   const std::string leader = ForTerminal(MetadataOf(s, "leader"));
   const std::string leader_address = ForTerminal(MetadataOf(s, "leader_address"));
@@ -118,7 +119,9 @@ int Fail(const std::string& what, const absl::Status& s) {
               << "): run this there, or pass --agent " << leader_address
               << " with --ca, --cert and --key\n";
   }
-  if (reason == reason::kInvalidConfig) return 2;
+  // 2 is the operator's flags and files; an agent refusing for its own
+  // configuration (a cluster without TLS) is a refusal like any other.
+  if (reason == reason::kInvalidConfig && !AgentAnswered(s)) return 2;
   // 3: no agent answered, the command was withdrawn unread, or no
   // coordinator can take it yet (an election or a leader transfer).
   const bool ask_again = reason == reason::kAgentUnreachable ||
@@ -262,6 +265,18 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "",
   return code;
 }
 
+// The watch of a command the coordinator took: a watch that lost its agent
+// is not "ask again" (3) then, since the command stands and a second
+// `resume` could retry a node once more. Exit 4, as a change whose answer
+// was lost: look at the plan before running it again.
+int WatchAfterChange(const FleetFlags& flags, const v1::PlanView& answer,
+                     v1::PlanPhase wanted = v1::PLAN_PHASE_UNSPECIFIED) {
+  const int code = Watch(flags, answer.plan().plan_id(), wanted, answer.plan().revision());
+  if (code != 3) return code;
+  std::cerr << "  the command itself was taken: see kmsfleetctl plan before running it again\n";
+  return kExitMayHaveTakenEffect;
+}
+
 // Uploads `source` to the coordinator when it is a file on this machine,
 // and returns what the agents stage from (docs/cli.md "upgrade").
 absl::StatusOr<std::string> MaybeUpload(const FleetFlags& flags, const std::string& flag,
@@ -324,7 +339,9 @@ bool NamesLocalFiles(const FleetFlags& flags, const v1::UpgradeRequest& request)
 // Asks the coordinator for a dry run of `request`, so that release files
 // the fleet does not need are neither hashed nor uploaded. Its answer ends
 // the command: ALREADY_AT_TARGET when every node already runs the target,
-// AGENT_UNREACHABLE when no agent answered, or the first refusal by a
+// AGENT_UNREACHABLE when no agent answered, a refusal no coordinator
+// would take the start past (NOT_LEADER not followed, COMMAND_NOT_TAKEN,
+// LEADER_TRANSFER_IN_PROGRESS), or the first refusal by a
 // guard the start checks too (RefusesTheStart), which the start would
 // answer after the upload. nullopt when the dry run found work to do, was
 // held only by gates a committed plan waits on, or was refused itself:
@@ -337,7 +354,13 @@ std::optional<absl::Status> AnswerBeforeUpload(const FleetFlags& flags,
     c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);
     return stub.StartUpgrade(&c, request, &view);
   });
-  if (ReasonOf(s) == reason::kAgentUnreachable) return s;
+  // No coordinator would take the start either (found in review: a
+  // follower's NOT_LEADER came after every file was hashed and read).
+  const std::string why = ReasonOf(s);
+  if (why == reason::kAgentUnreachable || why == reason::kNotLeader ||
+      why == reason::kCommandNotTaken || why == reason::kLeaderTransferInProgress) {
+    return s;
+  }
   if (!s.ok()) return std::nullopt;
   const bool nothing_to_do = DryRunNothingToDo(view);
   for (const v1::GuardResult& g : view.dry_run()) {
@@ -405,7 +428,7 @@ int RunUpgrade(const FleetFlags& flags) {
             << " committed: upgrade to "
             << ForTerminal(view.plan().target_version(), /*keep_newlines=*/false)
             << " (follow it with kmsfleetctl watch)\n";
-  return flags.watch ? Watch(flags, view.plan().plan_id()) : 0;
+  return flags.watch ? WatchAfterChange(flags, view) : 0;
 }
 
 // The phase an accepted command leads to, which ends its watch as asked: a
@@ -439,9 +462,7 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
     std::cout << RenderPlan(view);
   }
   if (flags.dry_run) return DryRunRefused(view) ? 1 : 0;
-  return flags.watch ? Watch(flags, view.plan().plan_id(), PhaseTheCommandLeadsTo(kind),
-                             view.plan().revision())
-                     : 0;
+  return flags.watch ? WatchAfterChange(flags, view, PhaseTheCommandLeadsTo(kind)) : 0;
 }
 
 int RunShow(const FleetFlags& flags) {

@@ -81,6 +81,13 @@ absl::StatusOr<int> ParseHealthStatus(std::string_view response) {
       return MakeError(absl::StatusCode::kInvalidArgument, reason::kMalformedMessage,
                        "the health check's status field is not a varint");
     }
+    // Only the protocol's four values are a status: cut to an enum's 32
+    // bits, 2^32 + 1 read SERVING (found in review).
+    if (f.varint() > 3) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kMalformedMessage,
+                       "the health check's status " + std::to_string(f.varint()) +
+                           " is none of UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN");
+    }
     status = static_cast<int>(f.varint());
   }
   return status;

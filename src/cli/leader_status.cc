@@ -69,9 +69,11 @@ LeaderSummary SummariseLeader(std::vector<LeaderRow> rows) {
 }
 
 std::string RenderLeaderTable(const LeaderSummary& s) {
+  // Each cell escaped on its own: an agent's newline stays in its row.
+  auto cell = [](std::string_view text) { return ForTerminal(text, /*keep_newlines=*/false); };
   std::ostringstream out;
-  out << "coordinator " << OrDash(s.coordinator) << "  term " << s.term << "  commit "
-      << Commit(s.committed) << "  in_flight " << OrDash(s.committed.in_flight())
+  out << "coordinator " << cell(OrDash(s.coordinator)) << "  term " << s.term << "  commit "
+      << cell(Commit(s.committed)) << "  in_flight " << cell(OrDash(s.committed.in_flight()))
       << (s.agreed ? "" : "  (peers disagree or did not answer)") << "\n";
   // Socket paths can be long: the first column is as wide as they are.
   size_t agent_width = std::string("AGENT").size();
@@ -81,14 +83,15 @@ std::string RenderLeaderTable(const LeaderSummary& s) {
       << std::setw(14) << "ROLE" << std::setw(7) << "TERM" << std::setw(12) << "LEADER"
       << "COMMIT\n";
   for (const LeaderRow& r : s.rows) {
-    out << std::setw(agent_column) << r.agent;
+    out << std::setw(agent_column) << cell(r.agent);
     if (!r.view.ok()) {
-      out << ReasonOf(r.view.status()) << ": " << r.view.status().message() << "\n";
+      out << cell(ReasonOf(r.view.status()) + ": " + std::string(r.view.status().message()))
+          << "\n";
       continue;
     }
     const v1::LeaderView& v = *r.view;
-    out << std::setw(12) << v.node() << std::setw(14) << v.role() << std::setw(7)
-        << v.term() << std::setw(12) << OrDash(v.leader()) << Commit(v.committed())
+    out << std::setw(12) << cell(v.node()) << std::setw(14) << cell(v.role()) << std::setw(7)
+        << v.term() << std::setw(12) << cell(OrDash(v.leader())) << cell(Commit(v.committed()))
         << "\n";
   }
   return ForTerminal(out.str());

@@ -25,8 +25,7 @@ using Stub = v1::Agent::Stub;
 constexpr int kExitStillRunning = 4;
 
 void SetDeadline(grpc::ClientContext& ctx, const NodeFlags& f) {
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(f.timeout_ms));
+  ctx.set_deadline(f.deadline);
 }
 
 // Prints "[REASON] message", as every refusal is printed: the agent's
@@ -93,7 +92,8 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
   // that keeps stdout for the JSON still shows the operator why.
   for (const v1::Condition* c : {&resp.blocking(), &resp.rotation_plan()}) {
     if (c->reason().empty()) continue;
-    std::cerr << "kmsfleetctl: preflight " << f.version << ": [" << c->reason() << "] "
+    std::cerr << "kmsfleetctl: preflight " << f.version << ": ["
+              << ForTerminal(c->reason(), /*keep_newlines=*/false) << "] "
               << ForTerminal(c->message()) << "\n";
   }
   return 1;
@@ -113,7 +113,9 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
     auto reader = stub.WatchOperation(&ctx, req);
     v1::Operation op;
     while (reader->Read(&op)) {
-      if (std::optional<std::string> line = progress.Next(op)) std::cerr << *line << "\n";
+      if (std::optional<std::string> line = progress.Next(op)) {
+        std::cerr << ForTerminal(*line, /*keep_newlines=*/false) << "\n";  // the agent's text
+      }
       last = op;
     }
     grpc::Status s = reader->Finish();
@@ -125,6 +127,18 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
                 << ForTerminal(last.phase(), /*keep_newlines=*/false)
                 << "); the wait ended after --timeout-ms " << f.timeout_ms
                 << ". Follow it with: kmsfleetctl node operation --id " << id << "\n";
+      std::cout << ProtoJson(last);
+      return kExitStillRunning;
+    }
+    if (!s.ok() && !last.done()) {
+      // The watch ended, not (as far as anyone knows) the operation: the
+      // connection dropped, or the agent is shutting down, which leaves
+      // it for its next start. Neither "failed" nor "ask again" is true.
+      RpcFailed("watch " + started.operation_id(), s, f);
+      const std::string id = ForTerminal(last.operation_id(), /*keep_newlines=*/false);
+      std::cerr << "kmsfleetctl: " << id << " may still be running (phase "
+                << ForTerminal(last.phase(), /*keep_newlines=*/false)
+                << "): follow it with: kmsfleetctl node operation --id " << id << "\n";
       std::cout << ProtoJson(last);
       return kExitStillRunning;
     }
@@ -319,7 +333,9 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
   return node;
 }
 
-int RunNodeCommand(const CLI::App& node, const NodeFlags& f) {
+int RunNodeCommand(const CLI::App& node, const NodeFlags& flags) {
+  NodeFlags f = flags;
+  f.deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(f.timeout_ms);
   absl::StatusOr<std::shared_ptr<grpc::Channel>> channel = FleetChannel(f.agent, f.tls);
   if (!channel.ok()) {
     std::cerr << "kmsfleetctl: [" << ReasonOf(channel.status()) << "] "

@@ -3,6 +3,7 @@
 #ifndef KMSFLEET_CLI_NODE_COMMANDS_H_
 #define KMSFLEET_CLI_NODE_COMMANDS_H_
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -23,6 +24,9 @@ struct NodeFlags {
   int64_t stabilization_ms = 0;
   std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
   int timeout_ms = 600000;  // the whole command, including the watch
+  // Set by RunNodeCommand from timeout_ms: every call of the command ends
+  // by then (found in review: each call had timeout_ms of its own).
+  std::chrono::system_clock::time_point deadline{};
   bool no_wait = false;
   // Every subcommand prints its result as JSON, the only output it has:
   // --output takes "json" alone, for scripts that pass it everywhere.

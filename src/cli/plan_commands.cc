@@ -17,6 +17,10 @@
 namespace kmsfleet {
 namespace {
 
+// Marks a status as the agent's own refusal (AgentAnswered), as against
+// one kmsfleetctl made itself from a flag or a file.
+constexpr char kAgentAnswerUrl[] = "type.kmsfleet.dev/kmsfleetctl.AgentAnswer";
+
 // PEM files are small; anything larger is not one.
 constexpr size_t kMaxPemBytes = 64 << 10;
 
@@ -36,9 +40,14 @@ absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& 
 absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
   if (s.ok()) return absl::OkStatus();
   v1::ErrorInfo info;
-  if (!s.error_details().empty() && info.ParseFromString(s.error_details())) {
+  // Details without a reason (a proxy's google.rpc.Status parses as an
+  // ErrorInfo too) are not an agent's refusal: found in review, they
+  // printed [ERROR], exit 1, where silence is AGENT_UNREACHABLE.
+  if (!s.error_details().empty() && info.ParseFromString(s.error_details()) &&
+      !info.reason().empty()) {
     absl::Status out(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
     out.SetPayload(kErrorInfoTypeUrl, absl::Cord(s.error_details()));
+    out.SetPayload(kAgentAnswerUrl, absl::Cord(agent));
     return out;
   }
   const auto code = static_cast<absl::StatusCode>(s.error_code());
@@ -57,6 +66,8 @@ absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
   }
   return MakeError(code, reason::kAgentCallFailed, what, {{"agent", agent}});
 }
+
+bool AgentAnswered(const absl::Status& s) { return s.GetPayload(kAgentAnswerUrl).has_value(); }
 
 std::string ProtoJson(const google::protobuf::Message& m) {
   std::string out;

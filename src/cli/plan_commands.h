@@ -47,6 +47,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> FleetChannel(const std::string& a
 // agent and the gRPC code.
 absl::Status FromAgentCall(const grpc::Status& status, const std::string& agent);
 
+// Whether `s` is an agent's refusal that FromAgentCall passed on (its
+// INVALID_CONFIG is the agent's configuration, not the operator's flags).
+bool AgentAnswered(const absl::Status& s);
+
 // `m` as indented JSON with proto field names, for --output json.
 std::string ProtoJson(const google::protobuf::Message& m);
 

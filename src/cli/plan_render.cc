@@ -23,6 +23,12 @@ std::string StageName(v1::PlanStepStage stage) {
   }
 }
 
+// One row of a rendering, ended: an agent's text in it (a guard's message,
+// a manual step, an audit entry) may hold a newline, which would print a
+// row of its own, one that could pass for a guard's "pass" (found in
+// review). Escaped, it stays in its row as \n.
+std::string Row(const std::string& text) { return ForTerminal(text, /*keep_newlines=*/false) + "\n"; }
+
 std::string Pad(std::string s, size_t width) {
   if (s.size() < width) s.append(width - s.size(), ' ');
   return s;
@@ -202,27 +208,27 @@ std::string RenderPlan(const v1::PlanView& view) {
   const v1::FleetPlan& plan = view.plan();
   std::ostringstream out;
   for (const std::string& line : RenderProgress(view)) out << line << "\n";
-  out << "  from " << plan.version_before() << ", revision " << plan.revision()
-      << ", coordinator " << view.coordinator() << ", in flight "
-      << (plan.in_flight().empty() ? "none" : plan.in_flight()) << "\n";
+  out << Row("  from " + plan.version_before() + ", revision " +
+             std::to_string(plan.revision()) + ", coordinator " + view.coordinator() +
+             ", in flight " + (plan.in_flight().empty() ? "none" : plan.in_flight()));
   if (plan.abort_requested()) out << "  abort requested: stops before the next node\n";
   if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS) {
     out << "  manual steps:\n";
     for (const std::string& step : plan.break_glass().manual_steps()) {
-      out << "    - " << step << "\n";
+      out << Row("    - " + step);
     }
   }
   out << "guards:\n";
   for (const v1::GuardRecord& g : plan.guards()) {
-    out << "  " << Pad(g.guard(), 20)
-        << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
+    out << Row("  " + Pad(g.guard(), 20) +
+               (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()));
   }
   out << "audit:\n";
   if (plan.audit_dropped() > 0) out << "  (" << plan.audit_dropped() << " older entries dropped)\n";
   for (const v1::AuditEntry& a : plan.audit()) {
-    out << "  " << a.at_unix_ms() << "  " << Pad(a.who(), 24) << a.what();
-    for (const std::string& ack : a.acknowledgements()) out << "  ack:" << ack;
-    out << "\n";
+    std::string row = "  " + std::to_string(a.at_unix_ms()) + "  " + Pad(a.who(), 24) + a.what();
+    for (const std::string& ack : a.acknowledgements()) row += "  ack:" + ack;
+    out << Row(row);
   }
   return ForTerminal(out.str());
 }
@@ -230,14 +236,14 @@ std::string RenderPlan(const v1::PlanView& view) {
 std::string RenderDryRun(const v1::PlanView& view) {
   std::ostringstream out;
   if (view.dry_run_order_size() > 0) {
-    out << "node order:";
-    for (const std::string& n : view.dry_run_order()) out << " " << n;
-    out << "\n";
+    std::string order = "node order:";
+    for (const std::string& n : view.dry_run_order()) order += " " + n;
+    out << Row(order);
   }
   out << "guards (as a real run evaluates them; nothing was changed):\n";
   for (const v1::GuardResult& g : view.dry_run()) {
-    out << "  " << Pad(g.guard(), 20)
-        << (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()) << "\n";
+    out << Row("  " + Pad(g.guard(), 20) +
+               (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()));
   }
   if (DryRunNothingToDo(view)) {
     out << "nothing to do: every node already runs the target; a real run would change "
@@ -295,23 +301,23 @@ std::string RenderHistory(const v1::PlanHistory& history) {
   if (history.plans().empty()) return "no finished plan yet\n";
   std::ostringstream out;
   for (const v1::FleetPlan& p : history.plans()) {
-    out << Pad(p.plan_id(), 28) << Pad(std::string(PlanPhaseName(p.phase())), 12)
-        << p.version_before() << " -> " << p.target_version() << "  "
-        << FormatDuration(p.updated_unix_ms() - p.created_unix_ms());
-    if (!p.audit().empty()) out << "  by " << p.audit(0).who();
+    std::string row = Pad(p.plan_id(), 28) + Pad(std::string(PlanPhaseName(p.phase())), 12) +
+                      p.version_before() + " -> " + p.target_version() + "  " +
+                      FormatDuration(p.updated_unix_ms() - p.created_unix_ms());
+    if (!p.audit().empty()) row += "  by " + p.audit(0).who();
     // The first entry is the start, with the acknowledgements it needed.
     if (!p.audit().empty()) {
-      for (const std::string& ack : p.audit(0).acknowledgements()) out << " ack:" << ack;
+      for (const std::string& ack : p.audit(0).acknowledgements()) row += " ack:" + ack;
     }
     // A rollback goes on under the upgrade's id: who asked for it too.
     for (int i = p.audit_size() - 1; i > 0; --i) {
       if (p.audit(i).what() == "rollback") {
-        out << ", rollback by " << p.audit(i).who();
+        row += ", rollback by " + p.audit(i).who();
         break;
       }
     }
-    if (!p.halt().reason().empty()) out << "  [" << p.halt().reason() << "]";
-    out << "\n";
+    if (!p.halt().reason().empty()) row += "  [" + p.halt().reason() + "]";
+    out << Row(row);
   }
   return ForTerminal(out.str());
 }

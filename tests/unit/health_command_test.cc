@@ -40,6 +40,8 @@ TEST(ParseHealthStatus, RefusesWhatIsNoHealthCheckResponse) {
   for (const std::string& bad : {"\x0a\x00"s,        // status as a string
                                  "\x08"s,            // truncated varint
                                  "\xff\xff\xff"s,    // no valid tag
+                                 "\x08\x81\x80\x80\x80\x10"s,  // 2^32 + 1: not SERVING
+                                 "\x08\x04"s,        // no status of the protocol
                                  std::string(2048, '\x08')}) {  // over 1 KiB
     absl::StatusOr<int> s = ParseHealthStatus(bad);
     ASSERT_FALSE(s.ok()) << "accepted " << bad.size() << " bytes";

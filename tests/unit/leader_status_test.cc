@@ -37,6 +37,15 @@ TEST(LeaderStatusTest, AllAgentsNamingTheLeaderAgree) {
       << table;
 }
 
+// Found in review: the table kept an agent's newlines, so a node or
+// leader name holding one printed a row of its own.
+TEST(LeaderStatusTest, AnAgentsNewlineStaysInItsRow) {
+  LeaderSummary s = SummariseLeader({Row("cp-1\ncp-9", "Leader", 3, "cp-1\ncp-9")});
+  const std::string table = RenderLeaderTable(s);
+  EXPECT_NE(table.find("cp-1\\ncp-9"), std::string::npos) << table;
+  EXPECT_EQ(table.find("\ncp-9"), std::string::npos) << table;
+}
+
 TEST(LeaderStatusTest, LongSocketPathsKeepTheirColumnApart) {
   LeaderRow row = Row("cp-1", "Leader", 3, "cp-1");
   row.agent = "unix:/tmp/kmsfleet-demo.T3GznI/cp-1/agent.sock";

@@ -75,7 +75,7 @@ struct NodeOutcome {
 };
 
 // Runs `kmsfleetctl node --agent (agent) args...` in-process.
-NodeOutcome RunNode(FakeAgent& agent, std::vector<std::string> args) {
+NodeOutcome RunNode(grpc::Service& agent, std::vector<std::string> args) {
   int port = 0;
   std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
   if (server == nullptr) return {};
@@ -148,6 +148,61 @@ TEST(NodeCommandsTest, AnUnansweredStartSaysTheOperationMayHaveStarted) {
     EXPECT_THAT(r.out, HasSubstr("\"operation_id\": \"" + id + "\""));
     EXPECT_THAT(r.out, Not(HasSubstr("phase")));
   }
+}
+
+// Found in review: a watch cut after the start (a TCP blip, the agent
+// shutting down while the swap verifies) exited 3, "ask again", with
+// nothing on stdout, though the operation goes on; a script asking again
+// without the id would start a second.
+TEST(NodeCommandsTest, AWatchCutAfterTheStartSaysTheOperationGoesOn) {
+  class CuttingAgent final : public v1::Agent::Service {
+    grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
+                      v1::Operation* op) override {
+      op->set_operation_id(req->operation_id());
+      op->set_phase("Idle");
+      return grpc::Status::OK;
+    }
+    grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest* req,
+                                grpc::ServerWriter<v1::Operation>* writer) override {
+      v1::Operation op;
+      op.set_operation_id(req->operation_id());
+      op.set_phase("Verifying");
+      writer->Write(op);
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "kmsfleetd is stopping");
+    }
+  } cutting;
+  NodeOutcome r = RunNode(cutting, {"swap", "--version", "0.2.0", "--operation-id", "op-7"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("watch op-7: [AGENT_UNREACHABLE]"));
+  EXPECT_THAT(r.err, HasSubstr("op-7 may still be running (phase Verifying): "
+                               "follow it with: kmsfleetctl node operation --id op-7"));
+  EXPECT_THAT(r.out, HasSubstr("\"phase\": \"Verifying\""));
+}
+
+// Found in review: --timeout-ms, documented as the whole command's bound,
+// was each call's: a start that took 2 s, then a watch, ran 2 s past it.
+TEST(NodeCommandsTest, TheTimeoutBoundsTheWholeCommand) {
+  class SlowAgent final : public v1::Agent::Service {
+    grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
+                      v1::Operation* op) override {
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      op->set_operation_id(req->operation_id());
+      op->set_phase("Idle");
+      return grpc::Status::OK;
+    }
+    grpc::Status WatchOperation(grpc::ServerContext* ctx, const v1::GetOperationRequest*,
+                                grpc::ServerWriter<v1::Operation>*) override {
+      while (!ctx->IsCancelled()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the caller left");
+    }
+  } slow;
+  const auto start = std::chrono::steady_clock::now();
+  NodeOutcome r = RunNode(slow, {"--timeout-ms", "3000", "swap", "--version", "0.2.0"});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("the wait ended after --timeout-ms 3000"));
+  // Each call with 3 s of its own would end 5 s after the start.
+  EXPECT_LT(took, std::chrono::milliseconds(4500));
 }
 
 // No agent listening: nothing can have started, so exit 3 ("ask again"),

@@ -248,6 +248,26 @@ TEST(FromAgentCallTest, OnlySilenceIsUnreachable) {
   }
 }
 
+// Found in review: details that parse as an ErrorInfo but carry no reason
+// (a proxy's google.rpc.Status) were taken for the agent's refusal: the
+// operator saw [ERROR], exit 1, for what was silence or an error answer.
+TEST(FromAgentCallTest, DetailsWithoutAReasonAreNoRefusal) {
+  v1::ErrorInfo no_reason;
+  (*no_reason.mutable_metadata())["via"] = "proxy";
+  absl::Status silent = FromAgentCall(
+      grpc::Status(grpc::StatusCode::UNAVAILABLE, "upstream gone", no_reason.SerializeAsString()),
+      "cp-1:7443");
+  EXPECT_EQ(ReasonOf(silent), reason::kAgentUnreachable) << silent;
+  EXPECT_FALSE(AgentAnswered(silent));
+  v1::ErrorInfo refusal;
+  refusal.set_reason(reason::kPlanActive);
+  absl::Status refused = FromAgentCall(
+      grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a plan runs", refusal.SerializeAsString()),
+      "cp-1:7443");
+  EXPECT_EQ(ReasonOf(refused), reason::kPlanActive) << refused;
+  EXPECT_TRUE(AgentAnswered(refused));
+}
+
 TEST(CommitPlanTest, UnreachableAgentIsNamed) {
   v1::MockFleetStub stub;
   EXPECT_CALL(stub, ProposePlan(_, _, _))
@@ -616,6 +636,18 @@ TEST(FleetCommandExitTest, ACommandThatMayHaveTakenEffectExitsFour) {
   EXPECT_THAT(d.err, Not(HasSubstr("may have taken effect")));
 }
 
+// Found in review: the coordinator's own INVALID_CONFIG (a cluster run
+// without TLS serves no fleet plans) exited 2, which tells the operator
+// their flags or files are wrong.
+TEST(FleetCommandExitTest, AnAgentsConfigRefusalIsNoUsageError) {
+  FakeCoordinatorRefusing insecure(Refusal(grpc::StatusCode::FAILED_PRECONDITION,
+                                           reason::kInvalidConfig,
+                                           "this cluster runs without TLS"));
+  CommitOutcome r = UpgradeAgainst(insecure, {});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[INVALID_CONFIG] this cluster runs without TLS"));
+}
+
 TEST(FleetCommandExitTest, NoCoordinatorYetIsAskAgain) {
   for (const grpc::Status& answer :
        {Refusal(grpc::StatusCode::UNAVAILABLE, reason::kNotLeader, "no leader is known yet"),
@@ -664,6 +696,36 @@ TEST(FleetCommandExitTest, AWatchWhoseStreamFallsSilentEndsAskAgain) {
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_THAT(r.err, HasSubstr("no view for 300 ms"));
   EXPECT_THAT(r.err, HasSubstr("watch again"));
+}
+
+// Takes a resume, then ends the watch's stream at once, as an agent that
+// shuts down does.
+class ShuttingDownWatchCoordinator final : public v1::Fleet::Service {
+ public:
+  grpc::Status CommandPlan(grpc::ServerContext*, const v1::PlanCommandRequest*,
+                           v1::PlanView* view) override {
+    view->mutable_plan()->set_plan_id("plan-1");
+    view->mutable_plan()->set_phase(v1::PLAN_PHASE_ROLLING);
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchPlan(grpc::ServerContext*, const v1::GetPlanRequest*,
+                         grpc::ServerWriter<v1::PlanView>*) override {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the agent is shutting down");
+  }
+};
+
+// Found in review: `resume --watch` whose watch lost its agent after the
+// resume was taken exited 3, "run it again"; a second resume could retry a
+// node once more. A bare `watch` changed nothing: 3 stays right for it.
+TEST(FleetCommandExitTest, AWatchLostAfterATakenCommandIsNotAskAgain) {
+  ShuttingDownWatchCoordinator coordinator;
+  CommitOutcome r = RunFleetAgainst(coordinator, {"resume", "--watch"});
+  EXPECT_EQ(r.exit_code, 4) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("the command itself was taken: see kmsfleetctl plan before "
+                               "running it again"));
+  CommitOutcome w = RunFleetAgainst(coordinator, {"watch"});
+  EXPECT_EQ(w.exit_code, 3) << w.err;
+  EXPECT_THAT(w.err, Not(HasSubstr("the command itself was taken")));
 }
 
 v1::PlanView ViewAt(uint64_t revision, v1::PlanPhase phase) {
@@ -724,6 +786,26 @@ class LyingUploadCoordinator final : public v1::Fleet::Service {
     return grpc::Status::OK;
   }
 };
+
+// Found in review: `upgrade` through a follower's socket hashed and read
+// every release file before the follower said NOT_LEADER; a file missing
+// here was reported as a usage error (exit 2), hiding where to run it.
+TEST(RunUpgradeTest, AFollowersAnswerComesBeforeAnyReleaseFileIsRead) {
+  v1::ErrorInfo info;
+  info.set_reason(reason::kNotLeader);
+  (*info.mutable_metadata())["leader"] = "cp-2";
+  (*info.mutable_metadata())["leader_address"] = "10.0.0.2:7443";
+  FakeCoordinatorRefusing follower(grpc::Status(grpc::StatusCode::UNAVAILABLE, "not the leader",
+                                               info.SerializeAsString()));
+  CommitOutcome r = RunFleetAgainst(
+      follower, {"upgrade", "--to", "0.2.0", "--artifact",
+                 "/nonexistent-kmsfleet/bao-kms-provider_0.2.0_linux_amd64", "--checksums",
+                 "https://example.test/checksums.txt"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[NOT_LEADER]"));
+  EXPECT_THAT(r.err, HasSubstr("the coordinator is cp-2 (10.0.0.2:7443)"));
+  EXPECT_THAT(r.err, Not(HasSubstr("nonexistent-kmsfleet")));
+}
 
 // Found in review: the upload line printed the coordinator's echo of the
 // digest, which upgrade.md tells the operator to check against

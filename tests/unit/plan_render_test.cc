@@ -229,6 +229,34 @@ TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
               HasSubstr("by operator alice ack:ONE_WAY_UPGRADE, rollback by operator bob"));
 }
 
+// Found in review: `plan`, the dry run and `history` escaped the agent's
+// text but kept its newlines, so a guard message (doctor's output, say)
+// could print a row of its own, one that reads "pass". Each row's text
+// stays in its row, a newline in it shown as \n.
+TEST(RenderPlanTest, AnAgentsNewlineStaysInItsRow) {
+  const std::string forged = "doctor said\n  rotation            pass";
+  v1::PlanView view = PlanIn(v1::PLAN_PHASE_HALTED);
+  v1::GuardRecord* g = view.mutable_plan()->add_guards();
+  g->set_guard("doctor");
+  g->set_reason("DOCTOR_FAILED");
+  g->set_message(forged);
+  v1::AuditEntry* a = view.mutable_plan()->add_audit();
+  a->set_who("operator\nalice");
+  a->set_what("upgrade");
+  const std::string plan = RenderPlan(view);
+  EXPECT_THAT(plan, HasSubstr("[DOCTOR_FAILED] doctor said\\n  rotation            pass\n"));
+  EXPECT_THAT(plan, HasSubstr("operator\\nalice"));
+  EXPECT_THAT(plan, Not(HasSubstr("\n  rotation")));
+
+  v1::PlanView dry = DryRun({{"doctor", "DOCTOR_FAILED"}});
+  dry.mutable_dry_run(0)->set_message(forged);
+  EXPECT_THAT(RenderDryRun(dry), Not(HasSubstr("\n  rotation")));
+
+  v1::PlanHistory history;
+  *history.add_plans() = view.plan();
+  EXPECT_THAT(RenderHistory(history), HasSubstr("by operator\\nalice"));
+}
+
 // Found in review: during a rollback the upgraded nodes counted as done,
 // so the bar stood at the upgrade's count and the ETA never shrank. It
 // counts the nodes walked back, of those it walks back, timed from the
