@@ -136,6 +136,12 @@ release() {  # release VERSION -> a binary, checksums.txt and its signature
 
 # The body is not indented: it holds here-documents of YAML and units.
 fleet_start() {
+# One node has no peers to elect with (a single-node control plane is
+# `standalone: true`, not a fleet); an election takes at most seven voters.
+case "${FLEET_NODES:-3}" in
+  [2-7]) ;;
+  *) echo "FLEET_NODES=${FLEET_NODES}: a local fleet has 2 to 7 nodes" >&2; return 2 ;;
+esac
 work=$(mktemp -d /tmp/kmsfleet-fleet.XXXXXX)
 nodes=()
 for ((i = 1; i <= ${FLEET_NODES:-3}; i++)); do nodes+=("cp-$i"); done
