@@ -20,6 +20,10 @@ namespace {
 // one that broke.
 constexpr std::chrono::seconds kFollowStream{5};
 constexpr std::chrono::milliseconds kRetryInterval{200};
+// Streams in a row that brought no word from the node (an agent answers a
+// watch with the operation at once) before the node counts as unreachable:
+// a few seconds for a refused connection, 15 s for a host that is gone.
+constexpr int kSilentStreams = 3;
 // How long a RestartApiServer call may take: beyond what any agent's
 // apiserver config allows (restart_timeout_ms plus timeout_ms, each at most
 // an hour), with room for its fence check and record, so that the agent's
@@ -313,6 +317,7 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
                                   const std::function<bool()>& keep_going) {
   ActionResult r = ResultFor(action, ResultKind::kOperation);
   r.operation_id = action.operation_id;
+  int silent = 0;
   while (!operation.done()) {
     if (!keep_going()) {
       r.status = MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
@@ -327,8 +332,11 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     std::unique_ptr<grpc::ClientReaderInterface<v1::Operation>> stream =
         Stub(action.node)->WatchOperation(context.get(), request);
     v1::Operation next;
-    bool open = true;
-    while (!operation.done() && (open = stream->Read(&next))) operation = next;
+    bool open = true, heard = false;
+    while (!operation.done() && (open = stream->Read(&next))) {
+      operation = next;
+      heard = true;
+    }
     // Done while the stream is open: Finish would wait for its deadline.
     // Only then: cancelled after it ended, its end read CANCELLED (found
     // in review: a refused watch was opened again for ever, unseen).
@@ -336,7 +344,19 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     const grpc::Status finished = stream->Finish();
     if (operation.done()) break;
     switch (ReadWatchEnd(static_cast<absl::StatusCode>(finished.error_code()))) {
-      case WatchEnd::kOpenAgain: break;
+      case WatchEnd::kOpenAgain:
+        // Found in review: a node whose host died mid-swap was followed in
+        // silence until the term ended, the plan showing no reason. Said
+        // Unavailable, the plan names the node it waits for and asks again
+        // under the same id.
+        silent = heard ? 0 : silent + 1;
+        if (silent >= kSilentStreams) {
+          const grpc::Status said =
+              finished.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no word") : finished;
+          SetFollowFailed(FromGrpcStatus(said, action.node), action.operation_id, r);
+          return r;
+        }
+        break;
       case WatchEnd::kNotFound:
         // The node does not know it (any more): the plan sends it again.
         r.outcome = OperationOutcome::kNotFound;

@@ -75,8 +75,8 @@ void SetFollowFailed(const absl::Status& why, const std::string& operation_id,
   const std::string reason = ReasonOf(why);
   r.status = MakeError(absl::StatusCode::kUnavailable,
                        reason.empty() ? std::string(reason::kAgentUnreachable) : reason,
-                       "cannot follow " + operation_id + ", which the node admitted, so its "
-                       "outcome is unknown: " + std::string(why.message()));
+                       "cannot follow " + operation_id + ", so its outcome is unknown: " +
+                           std::string(why.message()));
 }
 
 }  // namespace kmsfleet

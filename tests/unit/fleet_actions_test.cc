@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
@@ -46,14 +47,15 @@ class DeadlineRecorder final : public v1::Agent::Service {
 // Runs `action` with FleetActions against `agent`, served in-process as
 // node cp-1.
 ActionResult RunAgainst(v1::Agent::Service& agent, const PlanAction& action,
-                        const v1::PlanSettings& settings = {}) {
+                        const v1::PlanSettings& settings = {},
+                        const std::function<bool()>& keep_going = [] { return true; }) {
   int port = 0;
   std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
   if (server == nullptr) return ActionResult{};
   FleetActions actions({{"cp-1", "127.0.0.1:" + std::to_string(port)}},
                        grpc::InsecureChannelCredentials(), milliseconds(3000),
                        milliseconds(16000), std::chrono::minutes(11), std::chrono::minutes(3));
-  ActionResult r = actions.Run(action, v1::Fence(), settings, "", [] { return true; });
+  ActionResult r = actions.Run(action, v1::Fence(), settings, "", keep_going);
   server->Shutdown(std::chrono::system_clock::now());
   return r;
 }
@@ -177,6 +179,43 @@ TEST(FleetActionsTest, AWatchRefusedAfterAdmissionLeavesTheOutcomeOpen) {
   EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
   EXPECT_EQ(ReasonOf(r.status), reason::kVoterOnly) << r.status;
   EXPECT_NE(r.status.message().find("plan-1.cp-1.swap.3"), std::string::npos) << r.status;
+}
+
+// Admits every swap, then answers no watch: as a node whose agent went down
+// just after the admission.
+class SilentAfterAdmissionAgent final : public v1::Agent::Service {
+ public:
+  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
+                    v1::Operation* operation) override {
+    operation->set_operation_id(request->operation_id());
+    operation->set_phase("Idle");
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
+                              grpc::ServerWriter<v1::Operation>*) override {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused");
+  }
+};
+
+// Found in review: a node whose agent went down mid-swap was followed in
+// silence until the coordinator's term ended; the plan showed no reason.
+TEST(FleetActionsTest, ANodeThatStopsAnsweringAWatchIsReportedUnreachable) {
+  SilentAfterAdmissionAgent agent;
+  PlanAction swap;
+  swap.kind = ActionKind::kSwap;
+  swap.node = "cp-1";
+  swap.version = "0.2.0";
+  swap.operation_id = "plan-1.cp-1.swap.3";
+  // Ends the follow after 10 s, as a lost term would: before the fix it
+  // came back NOT_LEADER then, having said nothing.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  ActionResult r = RunAgainst(agent, swap, {}, [until] {
+    return std::chrono::steady_clock::now() < until;
+  });
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
+  EXPECT_EQ(ReasonOf(r.status), reason::kAgentUnreachable) << r.status;
+  EXPECT_NE(r.status.message().find("cannot follow plan-1.cp-1.swap.3"), std::string::npos)
+      << r.status;
 }
 
 }  // namespace

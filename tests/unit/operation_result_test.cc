@@ -130,8 +130,7 @@ TEST(OperationResultTest, AFailedWatchOfAnAdmittedOperationIsAskedAgain) {
   EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
   EXPECT_EQ(ReasonOf(r.status), reason::kVoterOnly);
   EXPECT_EQ(std::string(r.status.message()),
-            "cannot follow plan-1.cp-1.swap.3, which the node admitted, so its outcome is "
-            "unknown: cp-9 is not a voter");
+            "cannot follow plan-1.cp-1.swap.3, so its outcome is unknown: cp-9 is not a voter");
   ActionResult bare;
   SetFollowFailed(absl::DataLossError("journal unreadable"), "op-1", bare);
   EXPECT_EQ(ReasonOf(bare.status), reason::kAgentUnreachable);

@@ -54,12 +54,13 @@ void SetHandOffResult(const absl::Status& asked, ActionResult& r);
 enum class WatchEnd { kOpenAgain, kNotFound, kFailed };
 WatchEnd ReadWatchEnd(absl::StatusCode code);
 
-// Fills `r` from a watch of the admitted operation `operation_id` that
-// ended kFailed with `why`. The operation runs, or ran, whatever the watch
-// said: Unavailable, keeping the agent's reason for the plan's "waiting
-// for" line, so the plan asks again under the same id. (A refusal as it
-// came read as "refused before anything ran": a swap that ended Stable
-// failed the node, and --auto-rollback walked the fleet back.)
+// Fills `r` from a watch of the operation `operation_id` that cannot go on
+// (it ended kFailed with `why`, or the node stayed silent). The operation
+// runs, or ran, whatever the watch said: Unavailable, keeping the agent's
+// reason for the plan's "waiting for" line, so the plan asks again under
+// the same id. (A refusal as it came read as "refused before anything
+// ran": a swap that ended Stable failed the node, and --auto-rollback
+// walked the fleet back.)
 void SetFollowFailed(const absl::Status& why, const std::string& operation_id,
                      ActionResult& r);
 
