@@ -26,21 +26,22 @@ class DeadlineRecorder final : public v1::Agent::Service {
  public:
   grpc::Status Stage(grpc::ServerContext* context, const v1::StageRequest*,
                      v1::StageResponse*) override {
-    given_ms_ = std::chrono::duration_cast<milliseconds>(context->deadline() -
-                                                         std::chrono::system_clock::now())
-                    .count();
-    return grpc::Status::OK;
+    return Record(*context);
   }
   grpc::Status Preflight(grpc::ServerContext* context, const v1::PreflightRequest*,
                          v1::PreflightResponse*) override {
-    given_ms_ = std::chrono::duration_cast<milliseconds>(context->deadline() -
-                                                         std::chrono::system_clock::now())
-                    .count();
-    return grpc::Status::OK;
+    return Record(*context);
   }
   int64_t given_ms() const { return given_ms_; }
 
  private:
+  grpc::Status Record(const grpc::ServerContext& context) {
+    given_ms_ = std::chrono::duration_cast<milliseconds>(context.deadline() -
+                                                         std::chrono::system_clock::now())
+                    .count();
+    return grpc::Status::OK;
+  }
+
   std::atomic<int64_t> given_ms_{-1};
 };
 
@@ -60,22 +61,29 @@ ActionResult RunAgainst(v1::Agent::Service& agent, const PlanAction& action,
   return r;
 }
 
+// `kind` on cp-1, for version 0.2.0, as plan-1's third swap names it.
+PlanAction ActionOn(ActionKind kind) {
+  PlanAction action;
+  action.kind = kind;
+  action.node = "cp-1";
+  action.version = "0.2.0";
+  action.operation_id = "plan-1.cp-1.swap.3";
+  return action;
+}
+
+int64_t Ms(std::chrono::milliseconds d) { return d.count(); }
+
 // Found in review: Stage was given ten plain call timeouts (30 s), so a
 // 100 MB artifact fetched by several nodes over a slow link never staged:
 // each attempt was cut and started again from its first byte.
 TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
   DeadlineRecorder agent;
-  PlanAction stage;
-  stage.kind = ActionKind::kStage;
-  stage.node = "cp-1";
-  stage.version = "0.2.0";
+  const PlanAction stage = ActionOn(ActionKind::kStage);
   ActionResult r = RunAgainst(agent, stage);
   EXPECT_TRUE(r.status.ok()) << r.status;
-  EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
-                                  std::chrono::minutes(10)).count());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::minutes(10)));
   // The wire rounds a deadline up to whole seconds (this failed once by 999 ms).
-  EXPECT_LE(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
-                                  std::chrono::minutes(11) + std::chrono::seconds(2)).count());
+  EXPECT_LE(agent.given_ms(), Ms(std::chrono::minutes(11) + std::chrono::seconds(2)));
 
   // A static-pod release: the binary, then the kit, each up to the
   // agent's download timeout.
@@ -84,8 +92,7 @@ TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
                                   "/bao-kms-provider_0.2.0_static-pod_linux_amd64.tar.gz");
   r = RunAgainst(agent, stage, static_pod);
   EXPECT_TRUE(r.status.ok()) << r.status;
-  EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
-                                  std::chrono::minutes(21)).count());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::minutes(21)));
 }
 
 // Found in review: Preflight was given ten plain call timeouts (30 s),
@@ -94,17 +101,11 @@ TEST(FleetActionsTest, AStageCallIsGivenTheStageTimeoutNotAPlainCallsBound) {
 // OpenBao was cut every time and sent again for ever as AGENT_UNREACHABLE.
 TEST(FleetActionsTest, APreflightCallIsGivenThePreflightTimeout) {
   DeadlineRecorder agent;
-  PlanAction preflight;
-  preflight.kind = ActionKind::kPreflight;
-  preflight.node = "cp-1";
-  preflight.version = "0.2.0";
-  ActionResult r = RunAgainst(agent, preflight);
+  ActionResult r = RunAgainst(agent, ActionOn(ActionKind::kPreflight));
   EXPECT_TRUE(r.status.ok()) << r.status;
-  EXPECT_GT(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
-                                  std::chrono::minutes(2)).count());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::minutes(2)));
   // The wire rounds a deadline up to whole seconds.
-  EXPECT_LE(agent.given_ms(), std::chrono::duration_cast<milliseconds>(
-                                  std::chrono::minutes(3) + std::chrono::seconds(2)).count());
+  EXPECT_LE(agent.given_ms(), Ms(std::chrono::minutes(3) + std::chrono::seconds(2)));
 }
 
 // Refuses every swap STALE_FENCE (it answered a hand-off at that fence)
@@ -126,11 +127,7 @@ class StaleFenceAgent final : public v1::Agent::Service {
 };
 
 ActionResult SwapAgainst(StaleFenceAgent& agent) {
-  PlanAction swap;
-  swap.kind = ActionKind::kSwap;
-  swap.node = "cp-1";
-  swap.version = "0.2.0";
-  swap.operation_id = "plan-1.cp-1.swap.3";
+  const PlanAction swap = ActionOn(ActionKind::kSwap);
   return RunAgainst(agent, swap);
 }
 
@@ -149,10 +146,11 @@ TEST(FleetActionsTest, AStaleFenceWhoseOperationCannotBeLookedUpIsAskedAgain) {
       << "only the node's own word that it never ran gives the slot back";
 }
 
-// Admits every swap, then refuses to let the caller follow it, as an agent
-// restarted with a member list that no longer names the coordinator does.
-class RefusingWatchAgent final : public v1::Agent::Service {
+// Admits every swap, then ends every watch of it with `watch_end` at once,
+// with no word of the operation.
+class AdmittingAgent final : public v1::Agent::Service {
  public:
+  explicit AdmittingAgent(grpc::Status watch_end) : watch_end_(std::move(watch_end)) {}
   grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
                     v1::Operation* operation) override {
     operation->set_operation_id(request->operation_id());
@@ -161,51 +159,33 @@ class RefusingWatchAgent final : public v1::Agent::Service {
   }
   grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
                               grpc::ServerWriter<v1::Operation>*) override {
-    return ToGrpcStatus(MakeError(absl::StatusCode::kPermissionDenied, reason::kVoterOnly,
-                                  "cp-9 is not a voter"));
+    return watch_end_;
   }
+
+ private:
+  const grpc::Status watch_end_;
 };
 
 // Found in review: the refused watch came back as the swap's result, which
 // the plan reads as "refused before anything ran", though the node runs it.
 TEST(FleetActionsTest, AWatchRefusedAfterAdmissionLeavesTheOutcomeOpen) {
-  RefusingWatchAgent agent;
-  PlanAction swap;
-  swap.kind = ActionKind::kSwap;
-  swap.node = "cp-1";
-  swap.version = "0.2.0";
-  swap.operation_id = "plan-1.cp-1.swap.3";
+  // As an agent restarted with a member list that no longer names the
+  // coordinator.
+  AdmittingAgent agent(ToGrpcStatus(
+      MakeError(absl::StatusCode::kPermissionDenied, reason::kVoterOnly, "cp-9 is not a voter")));
+  const PlanAction swap = ActionOn(ActionKind::kSwap);
   ActionResult r = RunAgainst(agent, swap);
   EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
   EXPECT_EQ(ReasonOf(r.status), reason::kVoterOnly) << r.status;
   EXPECT_NE(r.status.message().find("plan-1.cp-1.swap.3"), std::string::npos) << r.status;
 }
 
-// Admits every swap, then answers no watch: as a node whose agent went down
-// just after the admission.
-class SilentAfterAdmissionAgent final : public v1::Agent::Service {
- public:
-  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
-                    v1::Operation* operation) override {
-    operation->set_operation_id(request->operation_id());
-    operation->set_phase("Idle");
-    return grpc::Status::OK;
-  }
-  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
-                              grpc::ServerWriter<v1::Operation>*) override {
-    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused");
-  }
-};
-
 // Found in review: a node whose agent went down mid-swap was followed in
 // silence until the coordinator's term ended; the plan showed no reason.
 TEST(FleetActionsTest, ANodeThatStopsAnsweringAWatchIsReportedUnreachable) {
-  SilentAfterAdmissionAgent agent;
-  PlanAction swap;
-  swap.kind = ActionKind::kSwap;
-  swap.node = "cp-1";
-  swap.version = "0.2.0";
-  swap.operation_id = "plan-1.cp-1.swap.3";
+  // As a node whose agent went down just after the admission.
+  AdmittingAgent agent(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"));
+  const PlanAction swap = ActionOn(ActionKind::kSwap);
   // Ends the follow after 10 s, as a lost term would: before the fix it
   // came back NOT_LEADER then, having said nothing.
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);

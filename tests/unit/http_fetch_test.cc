@@ -188,17 +188,24 @@ TEST_F(HttpFetchTest, ABodyOfNoDeclaredLengthIsCheckedAsItArrives) {
   EXPECT_TRUE(fits.ok()) << fits;
 }
 
-// A body of a declared length is judged by it, before any of it lands.
-TEST(HttpFetchReserveTest, ADeclaredLengthIsCheckedAtTheHeader) {
-  fake::HttpServer server;
+// Starts `server` answering every GET with 100,000 bytes of a declared
+// length; returns its address.
+absl::StatusOr<std::string> ServeARelease(fake::HttpServer& server) {
   absl::StatusOr<std::string> bound =
       server.Listen("127.0.0.1:0", [](std::string_view, std::string_view) {
         fake::HttpReply reply;
         reply.body = std::string(100000, 'x');
         return reply;
       });
+  if (bound.ok()) server.Start();
+  return bound;
+}
+
+// A body of a declared length is judged by it, before any of it lands.
+TEST(HttpFetchReserveTest, ADeclaredLengthIsCheckedAtTheHeader) {
+  fake::HttpServer server;
+  absl::StatusOr<std::string> bound = ServeARelease(server);
   ASSERT_TRUE(bound.ok()) << bound.status();
-  server.Start();
   char tmpl[] = "/tmp/kffetch.XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   FetchOptions options;
@@ -216,14 +223,8 @@ TEST(HttpFetchReserveTest, ADeclaredLengthIsCheckedAtTheHeader) {
 // size limit (EFBIG) stand in for a full disk.
 TEST(HttpFetchReserveTest, ABodyTheDiskRefusesIsNotAskedAgain) {
   fake::HttpServer server;
-  absl::StatusOr<std::string> bound =
-      server.Listen("127.0.0.1:0", [](std::string_view, std::string_view) {
-        fake::HttpReply reply;
-        reply.body = std::string(100000, 'x');
-        return reply;
-      });
+  absl::StatusOr<std::string> bound = ServeARelease(server);
   ASSERT_TRUE(bound.ok()) << bound.status();
-  server.Start();
   testing::TempDir dir;
   const std::string url = "http://" + *bound + "/release";
   absl::Status write;
