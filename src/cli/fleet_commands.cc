@@ -35,7 +35,7 @@ constexpr std::chrono::seconds kCommandTimeout{60};
 // One release file's upload (at most 512 MiB) to the coordinator.
 constexpr std::chrono::minutes kUploadTimeout{10};
 // A command that changes the plan may have taken effect (FailChange).
-constexpr int kExitMayHaveTakenEffect = 4;
+constexpr int kExitMayHaveTakenEffect = kExitMayHaveChanged;
 
 // Cancels a call when it is not touched for `silence`. A watch's agent
 // resends the view every second, so a stream quiet for many seconds is a
@@ -119,16 +119,7 @@ int Fail(const std::string& what, const absl::Status& s) {
               << "): run this there, or pass --agent " << leader_address
               << " with --ca, --cert and --key\n";
   }
-  // 2 is the operator's flags and files; an agent refusing for its own
-  // configuration (a cluster without TLS) is a refusal like any other.
-  if (reason == reason::kInvalidConfig && !AgentAnswered(s)) return 2;
-  // 3: no agent answered, the command was withdrawn unread, or no
-  // coordinator can take it yet (an election or a leader transfer).
-  const bool ask_again = reason == reason::kAgentUnreachable ||
-                         reason == reason::kCommandNotTaken ||
-                         reason == reason::kLeaderTransferInProgress ||
-                         (reason == reason::kNotLeader && leader.empty());
-  return ask_again ? 3 : 1;
+  return ExitCodeOf(s, /*changes_the_plan=*/false);
 }
 
 // A command that changes the plan and got no answer may have been taken
@@ -138,13 +129,12 @@ int Fail(const std::string& what, const absl::Status& s) {
 // `upgrade` would be refused PLAN_ACTIVE by the first, a second `resume`
 // could retry a node once more. Exit 4, and say how to find out.
 int FailChange(const std::string& what, const absl::Status& s) {
-  const int code = Fail(what, s);
-  const std::string grpc_code = MetadataOf(s, "grpc_code");
-  const bool unanswered = ReasonOf(s) == reason::kAgentUnreachable &&
-                          (grpc_code == "DEADLINE_EXCEEDED" || grpc_code == "CANCELLED");
-  if (!unanswered && ReasonOf(s) != reason::kPlanChangePending) return code;
-  std::cerr << "  it may have taken effect: see kmsfleetctl plan before running it again\n";
-  return kExitMayHaveTakenEffect;
+  Fail(what, s);
+  const int code = ExitCodeOf(s, /*changes_the_plan=*/true);
+  if (code == kExitMayHaveTakenEffect) {
+    std::cerr << "  it may have taken effect: see kmsfleetctl plan before running it again\n";
+  }
+  return code;
 }
 
 absl::StatusOr<std::string> ReadFlagFile(const std::string& flag, const std::string& path,

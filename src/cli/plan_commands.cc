@@ -69,6 +69,24 @@ absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
 
 bool AgentAnswered(const absl::Status& s) { return s.GetPayload(kAgentAnswerUrl).has_value(); }
 
+int ExitCodeOf(const absl::Status& s, bool changes_the_plan) {
+  const std::string reason = ReasonOf(s);
+  // An agent refusing for its own configuration (a cluster without TLS)
+  // refuses like any other.
+  if (reason == reason::kInvalidConfig && !AgentAnswered(s)) return 2;
+  if (changes_the_plan) {
+    const std::string grpc_code = MetadataOf(s, "grpc_code");
+    const bool unanswered = reason == reason::kAgentUnreachable &&
+                            (grpc_code == "DEADLINE_EXCEEDED" || grpc_code == "CANCELLED");
+    if (unanswered || reason == reason::kPlanChangePending) return kExitMayHaveChanged;
+  }
+  const bool ask_again = reason == reason::kAgentUnreachable ||
+                         reason == reason::kCommandNotTaken ||
+                         reason == reason::kLeaderTransferInProgress ||
+                         (reason == reason::kNotLeader && MetadataOf(s, "leader").empty());
+  return ask_again ? 3 : 1;
+}
+
 std::string ProtoJson(const google::protobuf::Message& m) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
@@ -251,7 +269,12 @@ int RunPlanCommit(const PlanCommitFlags& flags) {
                 << ForTerminal(leader_address) << "): run this there, or pass --agent "
                 << ForTerminal(leader_address) << " with --ca, --cert and --key\n";
     }
-    return reason == reason::kAgentUnreachable ? 3 : 1;
+    const int code = ExitCodeOf(fence.status(), /*changes_the_plan=*/true);
+    if (code == kExitMayHaveChanged) {
+      std::cerr << "  it may have been committed: see kmsfleetctl leader before running it "
+                   "again\n";
+    }
+    return code;
   }
   const std::string in_flight = ForTerminal(fence->in_flight(), /*keep_newlines=*/false);
   std::cerr << "committed plan record " << fence->term() << "/" << fence->index() << " with "

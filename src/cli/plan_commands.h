@@ -51,6 +51,18 @@ absl::Status FromAgentCall(const grpc::Status& status, const std::string& agent)
 // INVALID_CONFIG is the agent's configuration, not the operator's flags).
 bool AgentAnswered(const absl::Status& s);
 
+// What a command that changes the plan exits with when its answer did not
+// say: it may have taken effect (docs/cli.md).
+inline constexpr int kExitMayHaveChanged = 4;
+
+// The exit code of a failed call (docs/cli.md): 2 for the operator's own
+// flags and files; 3 to ask again (no agent answered, the command was
+// withdrawn unread, no coordinator can take it yet); for a call that
+// `changes_the_plan`, kExitMayHaveChanged when it may have taken effect
+// all the same (past its deadline, cut by the agent's shutdown, or
+// PLAN_CHANGE_PENDING); else 1.
+int ExitCodeOf(const absl::Status& s, bool changes_the_plan);
+
 // `m` as indented JSON with proto field names, for --output json.
 std::string ProtoJson(const google::protobuf::Message& m);
 

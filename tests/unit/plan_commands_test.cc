@@ -396,6 +396,31 @@ TEST(RunPlanCommitTest, TheAgentsRefusalIsEscapedAndCarriesItsReasonOnce) {
   EXPECT_EQ(r.out, "");
 }
 
+// Found in review: `plan commit` exited 1, "refused", for
+// PLAN_CHANGE_PENDING (proposed, may still commit), for a leader transfer
+// and an election under way (ask again), and 3, "ask again", for an answer
+// past its deadline (the record may have been committed): the fleet
+// commands' codes are 4, 3, 3 and 4.
+TEST(RunPlanCommitTest, ExitCodesAreTheFleetCommands) {
+  auto refusal = [](grpc::StatusCode code, const char* why) {
+    v1::ErrorInfo info;
+    info.set_reason(why);
+    return grpc::Status(code, "said so", info.SerializeAsString());
+  };
+  const std::vector<std::pair<grpc::Status, int>> cases = {
+      {refusal(grpc::StatusCode::UNAVAILABLE, reason::kPlanChangePending), 4},
+      {refusal(grpc::StatusCode::UNAVAILABLE, reason::kLeaderTransferInProgress), 3},
+      {refusal(grpc::StatusCode::UNAVAILABLE, reason::kNotLeader), 3},  // names no leader
+      {grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"), 4},
+      {refusal(grpc::StatusCode::FAILED_PRECONDITION, reason::kPlanActive), 1}};
+  for (const auto& [answer, want] : cases) {
+    FakeCoordinator coordinator(answer, v1::Fence());
+    CommitOutcome r = CommitAgainst(coordinator, CommitFlags("cp-3"));
+    EXPECT_EQ(r.exit_code, want) << r.err;
+    EXPECT_EQ(r.err.find("it may have been committed") != std::string::npos, want == 4) << r.err;
+  }
+}
+
 TEST(RunPlanCommitTest, TheCommittedFenceIsEscapedAndJsonOnRequest) {
   FakeCoordinator coordinator(grpc::Status::OK, Fence(3, 7, "cp-2\x1b[2J"));
   CommitOutcome text = CommitAgainst(coordinator, CommitFlags("cp-2"));
