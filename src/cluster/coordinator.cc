@@ -463,10 +463,11 @@ void Coordinator::Dispatch(const PlanAction& action) {
       result = actions_->Run(action, fence, settings, metric_state, keep_going);
     }
     // The loop steps on every result at once, and "not now" (no record of
-    // this term committed yet, an agent down, starting or busy) may come
-    // back within a millisecond: reported sooner than a tick after the
-    // call began, the action would be sent again back to back.
-    if (absl::IsUnavailable(result.status)) PaceRetry(began);
+    // this term committed yet, an agent down, starting or busy) or "no
+    // such operation" may come back within a millisecond: reported sooner
+    // than a tick after the call began, the action would be sent again
+    // back to back.
+    if (AsksAgainAtOnce(result)) PaceRetry(began);
     const bool renew = (result.kind == ResultKind::kOperation ||
                         result.kind == ResultKind::kApiServerRestarted) &&
                        ReasonOf(result.status) == reason::kStaleFence &&

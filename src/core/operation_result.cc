@@ -52,6 +52,12 @@ void SetHandOffResult(const absl::Status& asked, ActionResult& r) {
                        std::string(asked.message()));
 }
 
+bool AsksAgainAtOnce(const ActionResult& r) {
+  if (absl::IsUnavailable(r.status)) return true;
+  return r.kind == ResultKind::kOperation && r.status.ok() &&
+         r.outcome == OperationOutcome::kNotFound;
+}
+
 WatchEnd ReadWatchEnd(absl::StatusCode code) {
   switch (code) {
     case absl::StatusCode::kNotFound: return WatchEnd::kNotFound;

@@ -118,6 +118,29 @@ TEST(OperationResultTest, OnlyTheHoldersOwnRefusalKeepsTheSlot) {
   EXPECT_EQ(ReasonOf(bare.status), reason::kAgentUnreachable);
 }
 
+// Found in review: a follow-only swap whose node did not know the
+// operation (a peer down, so nothing may start) was sent again back to
+// back, each time after an observation round of every voter.
+TEST(OperationResultTest, AnUnknownOperationAndNotNowAreAskedAgainAtOnce) {
+  ActionResult unknown;
+  unknown.kind = ResultKind::kOperation;
+  unknown.outcome = OperationOutcome::kNotFound;
+  EXPECT_TRUE(AsksAgainAtOnce(unknown));
+  ActionResult unreachable;
+  unreachable.kind = ResultKind::kStaged;
+  unreachable.status = absl::UnavailableError("down");
+  EXPECT_TRUE(AsksAgainAtOnce(unreachable));
+  // Answers the plan acts on: never held back.
+  ActionResult stable = unknown;
+  stable.outcome = OperationOutcome::kStable;
+  EXPECT_FALSE(AsksAgainAtOnce(stable));
+  ActionResult refused = unknown;
+  refused.status = absl::FailedPreconditionError("refused");
+  EXPECT_FALSE(AsksAgainAtOnce(refused));
+  ActionResult staged;  // kStaged, OK: its outcome field means nothing
+  EXPECT_FALSE(AsksAgainAtOnce(staged));
+}
+
 // Found in review: a watch refused after the node admitted the swap (its
 // agent restarted with another member list, an unreadable journal) came
 // back as the refusal itself, which the plan reads as "refused before

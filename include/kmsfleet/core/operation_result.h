@@ -44,6 +44,15 @@ absl::Status CommandRefusalForPlan(absl::Status refusal);
 // that moved on) says nothing of the node: Unavailable, asked again.
 void SetHandOffResult(const absl::Status& asked, ActionResult& r);
 
+// Whether the plan sends the action of `r` again as soon as it has it: a
+// "not now" (Unavailable: an agent down, starting or busy, no record of
+// the term yet), or an operation its node does not know (sent follow-only
+// while a peer is unhealthy, it is asked for again each round). Either
+// may come back within a millisecond; the shell paces them to a tick.
+// Found in review: an unknown operation was asked for back to back, each
+// time with an observation round of every voter.
+bool AsksAgainAtOnce(const ActionResult& r);
+
 // How a WatchOperation stream that closed before its operation was done
 // reads. A transient end (the stream's own deadline, the caller's cancel,
 // an agent restarting or out of reach) opens it again; an agent that does
