@@ -90,6 +90,7 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
+  std::lock_guard<std::mutex> one_at_a_time(stage_mu_);
   // The image comes from what the release's checksums.txt vouches for,
   // never from the request alone; a tag-only, unvouched or mismatched
   // reference is refused before anything is written. checksums.txt is

@@ -165,7 +165,8 @@ void StaticPodNode::UseImageDoctor() {
 StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
                                                   const std::string& served_digest,
                                                   const std::string& pull_failure,
-                                                  bool kubelet_runs_it) {
+                                                  bool kubelet_runs_it,
+                                                  int64_t pull_delay_ms) {
   const std::string rel = dir_.File("rel/" + version);
   std::filesystem::create_directories(rel + "/kit");
   const std::string name = "bao-kms-provider_" + version + "_linux_amd64";
@@ -178,7 +179,8 @@ StaticPodNode::Release StaticPodNode::MakeRelease(const std::string& version,
   const std::string served = served_digest.empty() ? ImageDigest(version) : served_digest;
   images_[r.image] = "{\"ref\": \"" + r.image + "\", \"digest\": \"" + served +
                      "\", \"image_id\": \"" + ImageId(version) + "\", \"fail\": \"" +
-                     pull_failure + "\"}";
+                     pull_failure + "\", \"pull_delay_ms\": " + std::to_string(pull_delay_ms) +
+                     "}";
   WriteImages();
   if (kubelet_runs_it) digest_table_ += ImageDigest(version) + " " + version + "\n";
   WriteFile(dir_.File("digests.txt"), digest_table_);

@@ -60,7 +60,8 @@ class StaticPodNode {
     std::string binary, checksums, signature, image, image_ref;
   };
   Release MakeRelease(const std::string& version, const std::string& served_digest = "",
-                      const std::string& pull_failure = "", bool kubelet_runs_it = true);
+                      const std::string& pull_failure = "", bool kubelet_runs_it = true,
+                      int64_t pull_delay_ms = 0);
   // Arguments version `version`'s provider gets when the kubelet starts it.
   void SetExtraArgs(const std::string& version, const std::string& args);
 

@@ -256,6 +256,30 @@ class OpenCounter {
 // vouch for the image and once to check the kit binary, so a file
 // rewritten in between (or a URL answering otherwise) had the two checked
 // against different copies. It is read once; the copy kept is that one.
+// Found in review: two stages of one release at once (a coordinator asking
+// again after a failed commit or in a new term) ran side by side; a slower
+// first one dropped the image record after the second had answered Staged,
+// and the next preflight halted NOT_STAGED. They now run one after the
+// other: each pull is checked (ImageStatus) before the next one starts.
+TEST_F(StaticPodSwapTest, TwoStagesAtOnceRunOneAfterTheOther) {
+  const StaticPodNode::Release r =
+      node_->MakeRelease(kNew, "", "", /*kubelet_runs_it=*/true, /*pull_delay_ms=*/1500);
+  auto first = std::async(std::launch::async, [&] { return node_->Stage(kNew, r); });
+  auto second = std::async(std::launch::async, [&] { return node_->Stage(kNew, r); });
+  for (auto* stage : {&first, &second}) {
+    absl::StatusOr<SubprocessResult> s = stage->get();
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_EQ(s->exit_code, 0) << s->stderr_text;
+  }
+  const std::string calls = node_->CriCalls();
+  const size_t one = calls.find("PullImage ");
+  const size_t two = calls.find("PullImage ", one + 1);
+  ASSERT_NE(two, std::string::npos) << calls;
+  EXPECT_THAT(calls.substr(one, two - one), HasSubstr("ImageStatus")) << calls;
+  EXPECT_EQ(ReadFile(node_->state_dir() + "/artifacts/0.2.0/image-ref.txt"),
+            ImageOf(kNew) + "\n");
+}
+
 TEST_F(StaticPodSwapTest, AStageReadsChecksumsTxtOnce) {
   const StaticPodNode::Release r = node_->MakeRelease(kNew);
   OpenCounter counter(r.checksums);

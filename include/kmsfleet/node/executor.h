@@ -408,6 +408,11 @@ class Executor {
   PhaseObserver phase_observer_;
 
   std::mutex mu_;
+  // One static-pod stage at a time: a second one run beside a slower first
+  // (a coordinator asking again after a failed commit or a new term) had
+  // its image record dropped by the first's ForgetStagedImage after it
+  // answered Staged, and the next preflight halted NOT_STAGED.
+  std::mutex stage_mu_;
   std::condition_variable changed_;
   std::map<std::string, SwapJournal> ops_;  // guarded by mu_
   bool busy_ = false;                       // guarded by mu_
