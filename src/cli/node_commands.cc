@@ -130,10 +130,12 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
       std::cout << ProtoJson(last);
       return kExitStillRunning;
     }
-    if (!s.ok() && !last.done()) {
-      // The watch ended, not (as far as anyone knows) the operation: the
+    if (!s.ok() && !last.done() &&
+        ReasonOf(FromAgentCall(s, f.agent)) == reason::kAgentUnreachable) {
+      // The watch was cut, not (as far as anyone knows) the operation: the
       // connection dropped, or the agent is shutting down, which leaves
       // it for its next start. Neither "failed" nor "ask again" is true.
+      // An agent's refusal of the watch is printed as one, below.
       RpcFailed("watch " + started.operation_id(), s, f);
       const std::string id = ForTerminal(last.operation_id(), /*keep_newlines=*/false);
       std::cerr << "kmsfleetctl: " << id << " may still be running (phase "

@@ -49,21 +49,26 @@ class FleetActions {
   // Carries out a kStage, kPreflight, kSwap, kRollbackNode or
   // kRestartApiServer action and returns its result. A restart is one
   // Agent.RestartApiServer call under `fence`, cancelled when `keep_going()`
-  // turns false; OPERATION_IN_PROGRESS comes back Unavailable (asked again). A swap or rollback refused STALE_FENCE whose
-  // operation exists is followed (it ran before the node's hand-off); one
-  // that does not exist comes back STALE_FENCE: no command can ever be
-  // admitted under that fence, and the caller must commit a fresh one. `fence` is the committed record that authorises
-  // the action (swaps and rollbacks carry it). An operation is followed
-  // until it closes, while `keep_going()` says so (else Unavailable: the
-  // next coordinator asks again). `settings` gives the artifact sources.
+  // turns false; a refusal that says nothing of the command
+  // (CommandRefusalForPlan) comes back Unavailable (asked again). A swap or
+  // rollback refused STALE_FENCE whose operation exists is followed (it ran
+  // before the node's hand-off); one that does not exist comes back
+  // STALE_FENCE: no command can ever be admitted under that fence, and the
+  // caller must commit a fresh one. `fence` is the committed record that
+  // authorises the action (swaps and rollbacks carry it). An operation is
+  // followed until it closes, while `keep_going()` says so (else
+  // Unavailable: the next coordinator asks again), or until its watch is
+  // refused or stays silent (Unavailable with the reason, SetFollowFailed).
+  // `settings` gives the artifact sources.
   ActionResult Run(const PlanAction& action, const v1::Fence& fence,
                    const v1::PlanSettings& settings,
                    const std::string& metric_rotation_state,
                    const std::function<bool()>& keep_going);
 
   // Cancels every call in flight and makes every later one fail at once
-  // (CANCELLED or DEADLINE_EXCEEDED). The coordinator's stop: a Stage or
-  // Preflight may otherwise hold it for 30 s, an observation 16, past
+  // (CANCELLED or DEADLINE_EXCEEDED). The coordinator's stop: a Stage may
+  // otherwise hold it for minutes, a Preflight for twice the doctor
+  // timeout, an observation 16 s, past
   // systemd's TimeoutStopSec, before it can hand leadership over.
   void CancelAll();
 

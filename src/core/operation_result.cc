@@ -37,9 +37,14 @@ void SetOperationResult(const v1::Operation& operation, ActionResult& r) {
 }
 
 absl::Status CommandRefusalForPlan(absl::Status refusal) {
-  if (ReasonOf(refusal) != reason::kOperationInProgress) return refusal;
-  return MakeError(absl::StatusCode::kUnavailable, reason::kOperationInProgress,
-                   std::string(refusal.message()));
+  const std::string why = ReasonOf(refusal);
+  const bool says_nothing_of_the_command =
+      why == reason::kOperationInProgress || why == reason::kJournalCorrupt ||
+      why == reason::kUnknownCaller || why == reason::kAmbiguousCaller ||
+      why == reason::kMemberOnly || why == reason::kVoterOnly ||
+      why == reason::kOperatorOnly || why == reason::kMethodNotAllowed;
+  if (!says_nothing_of_the_command) return refusal;
+  return MakeError(absl::StatusCode::kUnavailable, why, std::string(refusal.message()));
 }
 
 void SetHandOffResult(const absl::Status& asked, ActionResult& r) {

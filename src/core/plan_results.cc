@@ -351,6 +351,12 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     return "for a node whose manifest could not be edited or changed under the swap: fix "
            "the manifest as the reason says, then `kmsfleetctl resume`.";
   }
+  if (failure_reason == reason::kArtifactIo) {
+    // That node's disk refused a write (its journal, a capture): nothing
+    // failed against the release, and the node was not touched.
+    return "for a node whose disk refused a write (ARTIFACT_IO): mend the disk there, then "
+           "`kmsfleetctl resume`.";
+  }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.
     return "for a release staged again or removed by hand: `kmsfleetctl resume` stages the "

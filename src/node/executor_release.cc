@@ -91,6 +91,8 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
   std::lock_guard<std::mutex> one_at_a_time(stage_mu_);
+  // The wait may have outlasted the agent's drain.
+  KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
   // The image comes from what the release's checksums.txt vouches for,
   // never from the request alone; a tag-only, unvouched or mismatched
   // reference is refused before anything is written. checksums.txt is

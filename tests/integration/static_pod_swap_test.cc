@@ -252,10 +252,6 @@ class OpenCounter {
   int opens_ = 0;
 };
 
-// Found in review: a static-pod stage read checksums.txt twice, once to
-// vouch for the image and once to check the kit binary, so a file
-// rewritten in between (or a URL answering otherwise) had the two checked
-// against different copies. It is read once; the copy kept is that one.
 // Found in review: two stages of one release at once (a coordinator asking
 // again after a failed commit or in a new term) ran side by side; a slower
 // first one dropped the image record after the second had answered Staged,
@@ -280,6 +276,10 @@ TEST_F(StaticPodSwapTest, TwoStagesAtOnceRunOneAfterTheOther) {
             ImageOf(kNew) + "\n");
 }
 
+// Found in review: a static-pod stage read checksums.txt twice, once to
+// vouch for the image and once to check the kit binary, so a file
+// rewritten in between (or a URL answering otherwise) had the two checked
+// against different copies. It is read once; the copy kept is that one.
 TEST_F(StaticPodSwapTest, AStageReadsChecksumsTxtOnce) {
   const StaticPodNode::Release r = node_->MakeRelease(kNew);
   OpenCounter counter(r.checksums);

@@ -18,6 +18,7 @@
 #include "cli/usage_exit.h"
 #include "loopback_server.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
+#include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {
 namespace {
@@ -177,6 +178,30 @@ TEST(NodeCommandsTest, AWatchCutAfterTheStartSaysTheOperationGoesOn) {
   EXPECT_THAT(r.err, HasSubstr("op-7 may still be running (phase Verifying): "
                                "follow it with: kmsfleetctl node operation --id op-7"));
   EXPECT_THAT(r.out, HasSubstr("\"phase\": \"Verifying\""));
+}
+
+// An agent that refuses the watch answered: that is a refusal (exit 1),
+// not a cut watch (found in review of the exit 4 above).
+TEST(NodeCommandsTest, AWatchTheAgentRefusesIsARefusal) {
+  class RefusingWatchAgent final : public v1::Agent::Service {
+    grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
+                      v1::Operation* op) override {
+      op->set_operation_id(req->operation_id());
+      op->set_phase("Idle");
+      return grpc::Status::OK;
+    }
+    grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
+                                grpc::ServerWriter<v1::Operation>*) override {
+      v1::ErrorInfo info;
+      info.set_reason("OPERATOR_ONLY");
+      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "operators only",
+                          info.SerializeAsString());
+    }
+  } refusing;
+  NodeOutcome r = RunNode(refusing, {"swap", "--version", "0.2.0", "--operation-id", "op-8"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("watch op-8: [OPERATOR_ONLY] operators only"));
+  EXPECT_THAT(r.err, Not(HasSubstr("may still be running")));
 }
 
 // Found in review: --timeout-ms, documented as the whole command's bound,

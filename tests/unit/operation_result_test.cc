@@ -118,6 +118,27 @@ TEST(OperationResultTest, OnlyTheHoldersOwnRefusalKeepsTheSlot) {
   EXPECT_EQ(ReasonOf(bare.status), reason::kAgentUnreachable);
 }
 
+// Found in review: a swap sent again under an id the node had admitted
+// (after its watch was refused) met the same caller check, which runs
+// before the id is looked up; read as "refused before anything ran", a
+// swap that ended Stable failed its node.
+TEST(OperationResultTest, ARefusalOfTheCallerSaysNothingOfTheCommand) {
+  for (const char* why : {reason::kUnknownCaller, reason::kVoterOnly, reason::kMemberOnly,
+                          reason::kAmbiguousCaller, reason::kOperatorOnly,
+                          reason::kMethodNotAllowed, reason::kJournalCorrupt,
+                          reason::kOperationInProgress}) {
+    absl::Status s = CommandRefusalForPlan(
+        MakeError(absl::StatusCode::kPermissionDenied, why, "not let in"));
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << why;
+    EXPECT_EQ(ReasonOf(s), why);
+    EXPECT_EQ(std::string(s.message()), "not let in");
+  }
+  absl::Status refused = CommandRefusalForPlan(
+      MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged, "no release"));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReasonOf(refused), reason::kNotStaged);
+}
+
 // Found in review: a follow-only swap whose node did not know the
 // operation (a peer down, so nothing may start) was sent again back to
 // back, each time after an observation round of every voter.

@@ -1563,7 +1563,10 @@ TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRoll
        {reason::kImageRefNotPinned, reason::kRollbackArtifactMissing,
         reason::kImagePullPolicyAlways, reason::kManifestChanged,
         reason::kManifestImageUneditable, reason::kManifestMalformed,
-        reason::kManifestContainerNotFound}) {
+        reason::kManifestContainerNotFound,
+        // Found in review: a journal write the disk refused at admission
+        // walked back nodes that had not failed.
+        reason::kArtifactIo}) {
     SCOPED_TRACE(refusal);
     Driver d;
     d.admission = [refusal](const PlanAction& a) {

@@ -29,11 +29,16 @@ OperationOutcome OutcomeOfPhase(const std::string& phase);
 void SetOperationResult(const v1::Operation& operation, ActionResult& r);
 
 // How an agent's refusal of a swap, rollback or kube-apiserver restart
-// reads for the plan. OPERATION_IN_PROGRESS says nothing about the command
-// asked: another operation holds the node, or this very command is still
-// being admitted after a call that timed out. It comes back Unavailable
-// (asked again later), where a refusal as it came would fail the node's
-// step while its operation runs. Any other refusal is returned unchanged.
+// reads for the plan. Some refusals say nothing about the command asked:
+// OPERATION_IN_PROGRESS (another operation holds the node, or this very
+// command is still being admitted after a call that timed out), a caller
+// the agent does not let in (UNKNOWN_CALLER, VOTER_ONLY, ...: checked
+// before the agent looks the operation id up), and an unreadable journal
+// of that id (JOURNAL_CORRUPT). Each may answer a command sent again under
+// an id the node already admitted. They come back Unavailable, keeping
+// their reason (asked again later), where a refusal as it came would fail
+// the node's step while its operation runs or after it ended Stable.
+// Any other refusal is returned unchanged.
 absl::Status CommandRefusalForPlan(absl::Status refusal);
 
 // Fills `r` (kHandOff) from the coordinator's hand-off query. Only the
@@ -48,7 +53,9 @@ void SetHandOffResult(const absl::Status& asked, ActionResult& r);
 // "not now" (Unavailable: an agent down, starting or busy, no record of
 // the term yet), or an operation its node does not know (sent follow-only
 // while a peer is unhealthy, it is asked for again each round). Either
-// may come back within a millisecond; the shell paces them to a tick.
+// may come back within a millisecond; the shell paces them to a tick. (A
+// paused plan acts on an unknown operation, giving the slot back: that
+// waits the same tick, which changes nothing.)
 // Found in review: an unknown operation was asked for back to back, each
 // time with an observation round of every voter.
 bool AsksAgainAtOnce(const ActionResult& r);
