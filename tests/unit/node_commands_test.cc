@@ -151,27 +151,41 @@ TEST(NodeCommandsTest, AnUnansweredStartSaysTheOperationMayHaveStarted) {
   }
 }
 
+// Admits every swap (phase Idle), then sends one view of it in `phase`
+// ("" for none) and ends the watch with `end`.
+class WatchEndingAgent final : public v1::Agent::Service {
+ public:
+  WatchEndingAgent(std::string phase, grpc::Status end)
+      : phase_(std::move(phase)), end_(std::move(end)) {}
+  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
+                    v1::Operation* op) override {
+    op->set_operation_id(req->operation_id());
+    op->set_phase("Idle");
+    return grpc::Status::OK;
+  }
+  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest* req,
+                              grpc::ServerWriter<v1::Operation>* writer) override {
+    if (!phase_.empty()) {
+      v1::Operation op;
+      op.set_operation_id(req->operation_id());
+      op.set_phase(phase_);
+      writer->Write(op);
+    }
+    return end_;
+  }
+
+ private:
+  const std::string phase_;
+  const grpc::Status end_;
+};
+
 // Found in review: a watch cut after the start (a TCP blip, the agent
 // shutting down while the swap verifies) exited 3, "ask again", with
 // nothing on stdout, though the operation goes on; a script asking again
 // without the id would start a second.
 TEST(NodeCommandsTest, AWatchCutAfterTheStartSaysTheOperationGoesOn) {
-  class CuttingAgent final : public v1::Agent::Service {
-    grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
-                      v1::Operation* op) override {
-      op->set_operation_id(req->operation_id());
-      op->set_phase("Idle");
-      return grpc::Status::OK;
-    }
-    grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest* req,
-                                grpc::ServerWriter<v1::Operation>* writer) override {
-      v1::Operation op;
-      op.set_operation_id(req->operation_id());
-      op.set_phase("Verifying");
-      writer->Write(op);
-      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "kmsfleetd is stopping");
-    }
-  } cutting;
+  WatchEndingAgent cutting("Verifying",
+                           grpc::Status(grpc::StatusCode::UNAVAILABLE, "kmsfleetd is stopping"));
   NodeOutcome r = RunNode(cutting, {"swap", "--version", "0.2.0", "--operation-id", "op-7"});
   EXPECT_EQ(r.exit_code, 4) << r.err;
   EXPECT_THAT(r.err, HasSubstr("watch op-7: [AGENT_UNREACHABLE]"));
@@ -183,21 +197,10 @@ TEST(NodeCommandsTest, AWatchCutAfterTheStartSaysTheOperationGoesOn) {
 // An agent that refuses the watch answered: that is a refusal (exit 1),
 // not a cut watch (found in review of the exit 4 above).
 TEST(NodeCommandsTest, AWatchTheAgentRefusesIsARefusal) {
-  class RefusingWatchAgent final : public v1::Agent::Service {
-    grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
-                      v1::Operation* op) override {
-      op->set_operation_id(req->operation_id());
-      op->set_phase("Idle");
-      return grpc::Status::OK;
-    }
-    grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
-                                grpc::ServerWriter<v1::Operation>*) override {
-      v1::ErrorInfo info;
-      info.set_reason("OPERATOR_ONLY");
-      return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "operators only",
-                          info.SerializeAsString());
-    }
-  } refusing;
+  v1::ErrorInfo info;
+  info.set_reason("OPERATOR_ONLY");
+  WatchEndingAgent refusing("", grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                                             "operators only", info.SerializeAsString()));
   NodeOutcome r = RunNode(refusing, {"swap", "--version", "0.2.0", "--operation-id", "op-8"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("watch op-8: [OPERATOR_ONLY] operators only"));
