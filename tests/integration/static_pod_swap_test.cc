@@ -315,8 +315,19 @@ TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {
 TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOver) {
   std::future<SubprocessResult> swapping = SwapThatNeverGetsReady();
   const std::string installed = OperatorManifest(ImageOf(kNew));
-  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->manifest()) == installed; },
-                        std::chrono::seconds(20)))
+  // Verifying: the kubelet has started the new container, which never gets
+  // ready. (Waiting for the manifest alone, the move or edit below could
+  // come before the kubelet saw it, or before the swap's start read it: a
+  // swap that failed at its start, and no second container; it failed so
+  // in CI once.)
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ReadFile(node_->manifest()) == installed &&
+               node_->KubeletEvents("container_started").size() == 2u &&
+               ReadFile(node_->dir() + "/agent.log").find("phase=Verifying") !=
+                   std::string::npos;
+      },
+      std::chrono::seconds(20)))
       << node_->Logs();
   { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
   SubprocessResult swap = swapping.get();
@@ -338,8 +349,19 @@ TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOve
 TEST_F(StaticPodSwapTest, AManifestRemovedByHandAfterTheInstallIsNotPutBack) {
   std::future<SubprocessResult> swapping = SwapThatNeverGetsReady();
   const std::string installed = OperatorManifest(ImageOf(kNew));
-  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->manifest()) == installed; },
-                        std::chrono::seconds(20)))
+  // Verifying: the kubelet has started the new container, which never gets
+  // ready. (Waiting for the manifest alone, the move or edit below could
+  // come before the kubelet saw it, or before the swap's start read it: a
+  // swap that failed at its start, and no second container; it failed so
+  // in CI once.)
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return ReadFile(node_->manifest()) == installed &&
+               node_->KubeletEvents("container_started").size() == 2u &&
+               ReadFile(node_->dir() + "/agent.log").find("phase=Verifying") !=
+                   std::string::npos;
+      },
+      std::chrono::seconds(20)))
       << node_->Logs();
   std::filesystem::rename(node_->manifest(), node_->dir() + "/moved-away.yaml");
   SubprocessResult swap = swapping.get();
