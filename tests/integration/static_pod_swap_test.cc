@@ -76,6 +76,23 @@ class StaticPodSwapTest : public ::testing::Test {
     return std::async(std::launch::async, [this] { return Swap(); });
   }
 
+  // Whether, within 20 s, the swap verifies `installed`: the manifest holds
+  // it, the kubelet has started its container (which never gets ready) and
+  // the swap's start has read it. (Waiting for the manifest alone, a move
+  // or edit could come before the kubelet or the swap's start saw it: a
+  // swap that failed at its start, and no second container; it failed so
+  // in CI once.)
+  bool WaitUntilVerifying(const std::string& installed) {
+    return WaitUntil(
+        [&] {
+          return ReadFile(node_->manifest()) == installed &&
+                 node_->KubeletEvents("container_started").size() == 2u &&
+                 ReadFile(node_->dir() + "/agent.log").find("phase=Verifying") !=
+                     std::string::npos;
+        },
+        std::chrono::seconds(20));
+  }
+
   // Preflight (what a plan asks first) and the swap both refuse with
   // `reason`, the swap before the stop, naming `named`; the swap's record.
   boost::json::object ExpectRefusedBeforeTheStop(const std::string& reason,
@@ -315,20 +332,7 @@ TEST_F(StaticPodSwapTest, ANewContainerThatNeverGetsReadyIsRolledBack) {
 TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOver) {
   std::future<SubprocessResult> swapping = SwapThatNeverGetsReady();
   const std::string installed = OperatorManifest(ImageOf(kNew));
-  // Verifying: the kubelet has started the new container, which never gets
-  // ready. (Waiting for the manifest alone, the move or edit below could
-  // come before the kubelet saw it, or before the swap's start read it: a
-  // swap that failed at its start, and no second container; it failed so
-  // in CI once.)
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return ReadFile(node_->manifest()) == installed &&
-               node_->KubeletEvents("container_started").size() == 2u &&
-               ReadFile(node_->dir() + "/agent.log").find("phase=Verifying") !=
-                   std::string::npos;
-      },
-      std::chrono::seconds(20)))
-      << node_->Logs();
+  ASSERT_TRUE(WaitUntilVerifying(installed)) << node_->Logs();
   { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
   SubprocessResult swap = swapping.get();
   boost::json::object op = Json(swap.stdout_text);
@@ -349,20 +353,7 @@ TEST_F(StaticPodSwapTest, AManifestEditedByHandAfterTheInstallIsNeverRestoredOve
 TEST_F(StaticPodSwapTest, AManifestRemovedByHandAfterTheInstallIsNotPutBack) {
   std::future<SubprocessResult> swapping = SwapThatNeverGetsReady();
   const std::string installed = OperatorManifest(ImageOf(kNew));
-  // Verifying: the kubelet has started the new container, which never gets
-  // ready. (Waiting for the manifest alone, the move or edit below could
-  // come before the kubelet saw it, or before the swap's start read it: a
-  // swap that failed at its start, and no second container; it failed so
-  // in CI once.)
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        return ReadFile(node_->manifest()) == installed &&
-               node_->KubeletEvents("container_started").size() == 2u &&
-               ReadFile(node_->dir() + "/agent.log").find("phase=Verifying") !=
-                   std::string::npos;
-      },
-      std::chrono::seconds(20)))
-      << node_->Logs();
+  ASSERT_TRUE(WaitUntilVerifying(installed)) << node_->Logs();
   std::filesystem::rename(node_->manifest(), node_->dir() + "/moved-away.yaml");
   SubprocessResult swap = swapping.get();
   boost::json::object op = Json(swap.stdout_text);
