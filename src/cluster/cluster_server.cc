@@ -113,6 +113,7 @@ absl::Status ClusterServer::Start(const std::string& listen,
   // gRPC binds with SO_REUSEPORT by default: a second process could then
   // share this port and answer peers as this node. A port in use must fail.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  AcceptPeerKeepalive(builder);
   builder.AddListeningPort(listen, credentials, &port_);
   builder.RegisterService(peer_service_.get());
   builder.RegisterService(fleet_service_.get());

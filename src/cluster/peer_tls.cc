@@ -59,7 +59,8 @@ absl::StatusOr<PeerCredentials> LoadPeerCredentials(const ClusterConfig& cluster
   return creds;
 }
 
-grpc::ChannelArguments PeerChannelArguments(const std::string& peer) {
+grpc::ChannelArguments PeerChannelArguments(const std::string& peer,
+                                            const PeerKeepalive& keepalive) {
   grpc::ChannelArguments args;
   // The peer is dialled by address, but its certificate must name it.
   args.SetSslTargetNameOverride(peer);
@@ -67,7 +68,21 @@ grpc::ChannelArguments PeerChannelArguments(const std::string& peer) {
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(2 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(keepalive.interval.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(keepalive.timeout.count()));
+  // gRPC stops pinging after two pings with no data sent between them
+  // (its default): a call that waits for minutes without a byte either
+  // way, a restart's, would be guarded for its first two intervals only.
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   return args;
+}
+
+void AcceptPeerKeepalive(grpc::ServerBuilder& builder, const PeerKeepalive& keepalive) {
+  // Half the interval: timers are not exact, and a strike closes calls.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                             static_cast<int>(keepalive.interval.count() / 2));
+  // A ping may cross a call's end on the wire and arrive with none open.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
 }
 
 std::vector<std::string> PeerNamesOf(const grpc::ServerContext& context) {

@@ -12,6 +12,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,9 +34,27 @@ struct PeerCredentials {
 // reason INVALID_CONFIG naming the key and path that could not be read.
 absl::StatusOr<PeerCredentials> LoadPeerCredentials(const ClusterConfig& cluster);
 
+// How a member channel finds, during a call, a peer that went silent
+// without closing the connection (its host froze, lost power or dropped
+// off the network): with a call open it pings every `interval`, and gives
+// the connection up, failing its calls UNAVAILABLE, when a ping goes
+// unanswered for `timeout`. Without it a call waits for its deadline: a
+// kube-apiserver restart up to two hours, a Stage many minutes.
+struct PeerKeepalive {
+  std::chrono::milliseconds interval{10000};
+  std::chrono::milliseconds timeout{10000};
+};
+
 // Channel arguments for dialling `peer`: its certificate must name `peer`,
-// and reconnects are fast enough for failover on a LAN.
-grpc::ChannelArguments PeerChannelArguments(const std::string& peer);
+// reconnects are fast enough for failover on a LAN, and `keepalive`.
+grpc::ChannelArguments PeerChannelArguments(const std::string& peer,
+                                            const PeerKeepalive& keepalive = {});
+
+// Lets a listener take the pings of members dialling with `keepalive`. By
+// default a gRPC server answers a ping sooner than 5 minutes after the
+// last with a strike, and after two closes the connection (GOAWAY
+// too_many_pings), which would fail the very calls keepalive guards.
+void AcceptPeerKeepalive(grpc::ServerBuilder& builder, const PeerKeepalive& keepalive = {});
 
 // The subject alternative names of the verified client certificate of the
 // call, or empty on a plain connection.
