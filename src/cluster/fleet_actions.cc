@@ -56,14 +56,15 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
                            std::chrono::milliseconds call_timeout,
                            std::chrono::milliseconds observe_timeout,
                            std::chrono::milliseconds stage_timeout,
-                           std::chrono::milliseconds preflight_timeout)
+                           std::chrono::milliseconds preflight_timeout,
+                           const PeerKeepalive& keepalive)
     : call_timeout_(call_timeout),
       observe_timeout_(observe_timeout),
       stage_timeout_(stage_timeout),
       preflight_timeout_(preflight_timeout) {
   for (const auto& [node, address] : addresses) {
     std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node));
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, keepalive));
     stubs_[node] = v1::Agent::NewStub(channel);
     fleet_stubs_[node] = v1::Fleet::NewStub(channel);
   }
@@ -136,8 +137,8 @@ ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
     return r;
   }
   switch (action.kind) {
-    case ActionKind::kStage: return Stage(action, settings);
-    case ActionKind::kPreflight: return Preflight(action, metric_rotation_state);
+    case ActionKind::kStage: return Stage(action, settings, keep_going);
+    case ActionKind::kPreflight: return Preflight(action, metric_rotation_state, keep_going);
     case ActionKind::kSwap:
     case ActionKind::kRollbackNode: return Operate(action, fence, keep_going);
     case ActionKind::kRestartApiServer: return RestartApiServer(action, fence, keep_going);
@@ -151,8 +152,8 @@ ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
   return r;
 }
 
-ActionResult FleetActions::Stage(const PlanAction& action,
-                                 const v1::PlanSettings& settings) {
+ActionResult FleetActions::Stage(const PlanAction& action, const v1::PlanSettings& settings,
+                                 const std::function<bool()>& keep_going) {
   ActionResult r = ResultFor(action, ResultKind::kStaged);
   v1::StageRequest request;
   request.set_version(action.version);
@@ -169,20 +170,33 @@ ActionResult FleetActions::Stage(const PlanAction& action,
   // over a slow link was cut every time, and the Stage sent again for ever.
   const std::chrono::milliseconds timeout =
       settings.image_ref_source().empty() ? stage_timeout_ : 2 * stage_timeout_;
-  grpc::Status s = Stub(action.node)->Stage(Context(timeout).get(), request, &response);
+  CallContext context = Context(timeout);
+  grpc::Status s = WhileLeading(
+      *context,
+      [&](std::function<void(grpc::Status)> done) {
+        Stub(action.node)->async()->Stage(context.get(), &request, &response, std::move(done));
+      },
+      keep_going);
   r.status = FromGrpcStatus(s, action.node);
   r.previous_artifact_verified = response.previous_artifact_verified();
   r.staged_digest = response.staged_digest();
   return r;
 }
 
-ActionResult FleetActions::Preflight(const PlanAction& action, const std::string& metric_state) {
+ActionResult FleetActions::Preflight(const PlanAction& action, const std::string& metric_state,
+                                     const std::function<bool()>& keep_going) {
   ActionResult r = ResultFor(action, ResultKind::kPreflighted);
   v1::PreflightRequest request;
   request.set_version(action.version);
   v1::PreflightResponse response;
-  grpc::Status s =
-      Stub(action.node)->Preflight(Context(preflight_timeout_).get(), request, &response);
+  CallContext context = Context(preflight_timeout_);
+  grpc::Status s = WhileLeading(
+      *context,
+      [&](std::function<void(grpc::Status)> done) {
+        Stub(action.node)->async()->Preflight(context.get(), &request, &response,
+                                              std::move(done));
+      },
+      keep_going);
   r.status = FromGrpcStatus(s, action.node);
   if (!r.status.ok()) return r;
   r.doctor.node = action.node;
@@ -276,17 +290,40 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
   *request.mutable_fence() = fence;
   v1::RestartApiServerResponse response;
   CallContext context = Context(kRestartApiServerDeadline);
+  const grpc::Status answer = WhileLeading(
+      *context,
+      [&](std::function<void(grpc::Status)> done) {
+        Stub(action.node)->async()->RestartApiServer(context.get(), &request, &response,
+                                                     std::move(done));
+      },
+      keep_going);
+  if (answer.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+    r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
+                         "agent " + action.node + " cannot restart kube-apiserver: " +
+                             answer.error_message());
+    return r;
+  }
+  r.status = CommandRefusalForPlan(FromGrpcStatus(answer, action.node));
+  if (r.status.ok()) {
+    Log(LogLevel::kInfo, "kube-apiserver restarted",
+        {{"node", action.node}, {"operation", action.operation_id}, {"done", response.done()},
+         {"ready_ms", std::to_string(response.ready_ms())}});
+  }
+  return r;
+}
+
+grpc::Status FleetActions::WhileLeading(
+    grpc::ClientContext& context,
+    const std::function<void(std::function<void(grpc::Status)>)>& start,
+    const std::function<bool()>& keep_going) {
   std::mutex mu;
   std::condition_variable cv;
   std::optional<grpc::Status> answer;
-  Stub(action.node)->async()->RestartApiServer(context.get(), &request, &response,
-                                               [&](grpc::Status s) {
-                                                 std::lock_guard lock(mu);
-                                                 answer = std::move(s);
-                                                 cv.notify_all();
-                                               });
-  // The call can outlast this coordinator's term: check, while waiting,
-  // that it still leads, and cancel (the next coordinator asks again).
+  start([&](grpc::Status s) {
+    std::lock_guard lock(mu);
+    answer = std::move(s);
+    cv.notify_all();
+  });
   std::unique_lock lock(mu);
   bool cancelled = false;
   while (!cv.wait_for(lock, kRetryInterval, [&] { return answer.has_value(); })) {
@@ -294,23 +331,11 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
     const bool stop = !cancelled && !keep_going();
     lock.lock();
     if (stop) {
-      context->TryCancel();
+      context.TryCancel();
       cancelled = true;
     }
   }
-  if (answer->error_code() == grpc::StatusCode::UNIMPLEMENTED) {
-    r.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
-                         "agent " + action.node + " cannot restart kube-apiserver: " +
-                             answer->error_message());
-    return r;
-  }
-  r.status = CommandRefusalForPlan(FromGrpcStatus(*answer, action.node));
-  if (r.status.ok()) {
-    Log(LogLevel::kInfo, "kube-apiserver restarted",
-        {{"node", action.node}, {"operation", action.operation_id}, {"done", response.done()},
-         {"ready_ms", std::to_string(response.ready_ms())}});
-  }
-  return r;
+  return *answer;
 }
 
 ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operation,

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/plan_types.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
@@ -34,7 +35,8 @@ class FleetActions {
                std::chrono::milliseconds call_timeout,
                std::chrono::milliseconds observe_timeout,
                std::chrono::milliseconds stage_timeout,
-               std::chrono::milliseconds preflight_timeout);
+               std::chrono::milliseconds preflight_timeout,
+               const PeerKeepalive& keepalive = {});
 
   // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
@@ -47,9 +49,9 @@ class FleetActions {
   absl::StatusOr<v1::PlanView> CoordinatorPlan(const std::string& node);
 
   // Carries out a kStage, kPreflight, kSwap, kRollbackNode or
-  // kRestartApiServer action and returns its result. A restart is one
-  // Agent.RestartApiServer call under `fence`, cancelled when `keep_going()`
-  // turns false; a refusal that says nothing of the command
+  // kRestartApiServer action and returns its result. A stage, a preflight
+  // and a restart are each one call (the restart under `fence`), cancelled
+  // when `keep_going()` turns false; a refusal that says nothing of the command
   // (CommandRefusalForPlan) comes back Unavailable (asked again). A swap or
   // rollback refused STALE_FENCE whose operation exists is followed (it ran
   // before the node's hand-off); one that does not exist comes back
@@ -80,14 +82,23 @@ class FleetActions {
   };
   using CallContext = std::unique_ptr<grpc::ClientContext, CallEnd>;
 
-  ActionResult Stage(const PlanAction& action, const v1::PlanSettings& settings);
-  ActionResult Preflight(const PlanAction& action, const std::string& metric_state);
+  ActionResult Stage(const PlanAction& action, const v1::PlanSettings& settings,
+                     const std::function<bool()>& keep_going);
+  ActionResult Preflight(const PlanAction& action, const std::string& metric_state,
+                         const std::function<bool()>& keep_going);
   ActionResult Operate(const PlanAction& action, const v1::Fence& fence,
                        const std::function<bool()>& keep_going);
   ActionResult RestartApiServer(const PlanAction& action, const v1::Fence& fence,
                                 const std::function<bool()>& keep_going);
   ActionResult Follow(const PlanAction& action, v1::Operation operation,
                       const std::function<bool()>& keep_going);
+  // Starts a call with `start` (which passes its callback to the stub's
+  // async method) and waits for its end, cancelling it once `keep_going()`
+  // turns false: a long call must not outlast the term that sent it.
+  static grpc::Status WhileLeading(
+      grpc::ClientContext& context,
+      const std::function<void(std::function<void(grpc::Status)>)>& start,
+      const std::function<bool()>& keep_going);
   v1::Agent::StubInterface* Stub(const std::string& node);
   // A call context whose deadline is `timeout` (call_timeout_) from now,
   // registered for CancelAll while it lives.

@@ -8,12 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <thread>
 
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "loopback_server.h"
+#include "silent_relay.h"
 
 namespace kmsfleet {
 namespace {
@@ -196,6 +198,128 @@ TEST(FleetActionsTest, ANodeThatStopsAnsweringAWatchIsReportedUnreachable) {
   EXPECT_EQ(ReasonOf(r.status), reason::kAgentUnreachable) << r.status;
   EXPECT_NE(r.status.message().find("cannot follow plan-1.cp-1.swap.3"), std::string::npos)
       << r.status;
+}
+
+// Holds every Stage and RestartApiServer until the caller cancels it (or
+// `answer_after` passes), as a node whose download or kube-apiserver
+// restart is slow.
+class SlowAgent final : public v1::Agent::Service {
+ public:
+  explicit SlowAgent(milliseconds answer_after = std::chrono::hours(1))
+      : answer_after_(answer_after) {}
+  grpc::Status Stage(grpc::ServerContext* context, const v1::StageRequest*,
+                     v1::StageResponse*) override {
+    return Hold(*context);
+  }
+  grpc::Status RestartApiServer(grpc::ServerContext* context, const v1::RestartApiServerRequest*,
+                                v1::RestartApiServerResponse*) override {
+    return Hold(*context);
+  }
+  bool entered() const { return entered_; }
+  bool saw_cancel() const { return saw_cancel_; }
+
+ private:
+  grpc::Status Hold(grpc::ServerContext& context) {
+    entered_ = true;
+    const auto until = std::chrono::steady_clock::now() + answer_after_;
+    while (std::chrono::steady_clock::now() < until) {
+      if (context.IsCancelled()) {
+        saw_cancel_ = true;
+        return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return grpc::Status::OK;
+  }
+
+  const milliseconds answer_after_;
+  std::atomic<bool> entered_{false};
+  std::atomic<bool> saw_cancel_{false};
+};
+
+// FleetActions for cp-1 at 127.0.0.1:`port`, its stage timeout a minute.
+std::unique_ptr<FleetActions> ActionsFor(int port, const PeerKeepalive& keepalive = {}) {
+  return std::make_unique<FleetActions>(
+      std::map<std::string, std::string>{{"cp-1", "127.0.0.1:" + std::to_string(port)}},
+      grpc::InsecureChannelCredentials(), milliseconds(3000), milliseconds(16000),
+      std::chrono::minutes(1), std::chrono::minutes(1), keepalive);
+}
+
+milliseconds Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - t);
+}
+
+// Found in review: a Stage or a Preflight ran on to its deadline (minutes)
+// after the term that sent it ended, while the next coordinator asked
+// again; only the kube-apiserver restart was cancelled.
+TEST(FleetActionsTest, AStageIsCancelledOnceTheTermThatSentItEnds) {
+  SlowAgent agent;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<FleetActions> actions = ActionsFor(port);
+  std::atomic<bool> leading{true};
+  std::thread depose([&] {
+    while (!agent.entered()) std::this_thread::sleep_for(milliseconds(5));
+    leading = false;
+  });
+  const auto began = std::chrono::steady_clock::now();
+  ActionResult r = actions->Run(ActionOn(ActionKind::kStage), v1::Fence(), {}, "",
+                                [&] { return leading.load(); });
+  depose.join();
+  EXPECT_LT(Since(began), milliseconds(5000)) << "the stage ran on to its deadline";
+  EXPECT_FALSE(r.status.ok());
+  server->Shutdown(std::chrono::system_clock::now());
+  EXPECT_TRUE(agent.saw_cancel()) << "the node was not told the call ended";
+}
+
+// Found in review: a node that went silent during its kube-apiserver
+// restart (its host froze or dropped off the network, the connection
+// neither closed nor answered) was waited for up to the call's two-hour
+// deadline, and the plan said nothing.
+TEST(FleetActionsTest, ANodeThatFallsSilentDuringARestartIsFoundByKeepalive) {
+  SlowAgent agent;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
+  ASSERT_NE(server, nullptr);
+  SilentRelay relay(port);
+  ASSERT_NE(relay.port(), 0);
+  std::unique_ptr<FleetActions> actions =
+      ActionsFor(relay.port(), {.interval = milliseconds(200), .timeout = milliseconds(300)});
+  std::thread freeze([&] {
+    while (!agent.entered()) std::this_thread::sleep_for(milliseconds(5));
+    relay.Silence();
+  });
+  // The term lasts 30 s: before the fix, the call ended only then.
+  const auto began = std::chrono::steady_clock::now();
+  ActionResult r = actions->Run(ActionOn(ActionKind::kRestartApiServer), v1::Fence(), {}, "",
+                                [&] { return Since(began) < std::chrono::seconds(30); });
+  freeze.join();
+  EXPECT_LT(Since(began), std::chrono::seconds(10));
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable) << r.status;
+  EXPECT_EQ(ReasonOf(r.status), reason::kAgentUnreachable) << r.status;
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+// A member listener takes the pings of a call that waits without a byte
+// either way: by default gRPC closes a connection pinged more often than
+// every 5 minutes, failing the call it guards (here at the fifth ping, 4 s
+// in; at kmsfleetd's 10 s interval, under a minute into a restart).
+TEST(FleetActionsTest, KeepalivePingsDoNotCutALongCallToAMemberListener) {
+  const PeerKeepalive keepalive{.interval = milliseconds(100), .timeout = milliseconds(200)};
+  SlowAgent agent(milliseconds(4500));
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&agent);
+  AcceptPeerKeepalive(builder, keepalive);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ActionResult r = ActionsFor(port, keepalive)
+                       ->Run(ActionOn(ActionKind::kRestartApiServer), v1::Fence(), {}, "",
+                             [] { return true; });
+  EXPECT_TRUE(r.status.ok()) << r.status;
+  server->Shutdown(std::chrono::system_clock::now());
 }
 
 }  // namespace
