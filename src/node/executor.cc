@@ -472,6 +472,7 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   j.started_unix_ms = seams_.wall.NowUnixMillis();
   j.history.push_back("Idle@" + std::to_string(j.started_unix_ms));
   if (absl::Status s = Persist(j); !s.ok()) {
+    CloseRefusedAdmission(std::move(j), s);
     Unreserve();
     return s;
   }
@@ -480,6 +481,28 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
     Unreserve();
   });
   return j;
+}
+
+// A journal write can fail after its rename (the directory's fsync): the
+// open journal is then on disk, and the hand-off would keep the node's
+// slot (HANDOFF_JOURNAL_OPEN: break-glass) for an operation that never
+// started, until a restart closed it. It is closed now as that restart
+// would close it: failed, nothing changed. Only a journal on disk is.
+void Executor::CloseRefusedAdmission(SwapJournal j, const absl::Status& refusal) {
+  absl::StatusOr<SwapJournal> on_disk = seams_.journals.Load(j.operation_id);
+  if (!on_disk.ok() || !on_disk->open) return;
+  j.open = false;
+  j.updated_unix_ms = seams_.wall.NowUnixMillis();
+  RecordFailure(j, refusal);
+  // The close may report the same failure after landing: what is on disk
+  // decides.
+  (void)seams_.journals.Save(j);
+  on_disk = seams_.journals.Load(j.operation_id);
+  if (on_disk.ok() && !on_disk->open) return;
+  Log(LogLevel::kError, "journal of a refused admission left open; the node keeps its slot "
+                        "until kmsfleetd restarts and closes it",
+      {{"node", options_.node}, {"operation", j.operation_id}, {"reason", ReasonOf(refusal)},
+       {"error", std::string(refusal.message())}});
 }
 
 // A plan preflights the release it staged; the same version staged again

@@ -308,7 +308,17 @@ class FakeJournals final : public JournalStore {
     }
     records_[j.operation_id] = j;
     if (on_save) on_save(j);
+    if (landing_but_failing_) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
+                       "fsync state/journal: Input/output error");
+    }
     return absl::OkStatus();
+  }
+  // While set, every write lands but reports failure, as one whose rename
+  // succeeded and whose directory fsync then failed.
+  void LandButFail(bool on) {
+    std::lock_guard<std::mutex> lock(mu_);
+    landing_but_failing_ = on;
   }
   // Called after each write, with the store's lock held: it must not call
   // back into the store.
@@ -361,6 +371,7 @@ class FakeJournals final : public JournalStore {
   int close_attempts_ = 0;
   std::set<SwapPhase> failing_phases_;
   int failed_phase_writes_ = 0;
+  bool landing_but_failing_ = false;
 };
 
 class FakeWall final : public Clock {
@@ -1416,6 +1427,25 @@ TEST_F(ExecutorTest, AnEndThatCannotBeWrittenKeepsTheNodeBusyUntilItIs) {
   }
   EXPECT_EQ(logged, 1u) << "one error, logged once, however often retried:\n" << log;
   EXPECT_THAT(log, HasSubstr("journal closed after retries"));
+}
+
+// An admission whose journal write failed after its rename (the
+// directory's fsync) left that open journal on disk: the operation never
+// started, yet the hand-off answered HANDOFF_JOURNAL_OPEN (not releasable:
+// break-glass) until the agent restarted and closed it.
+TEST_F(ExecutorTest, AnAdmissionWhoseJournalLandedButFailedLeavesTheNodeReleasable) {
+  journals_.LandButFail(true);
+  absl::StatusOr<SwapJournal> refused =
+      executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""});
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kArtifactIo) << refused.status();
+  absl::StatusOr<SwapJournal> on_disk = journals_.Load("op-1");
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status();
+  EXPECT_FALSE(on_disk->open);
+  EXPECT_EQ(on_disk->phase, SwapPhase::kIdle);
+  EXPECT_EQ(on_disk->failure_reason, reason::kArtifactIo);
+  EXPECT_EQ(executor().HandoffOutcome(v1::Fence()).outcome, v1::HANDOFF_NEVER_STARTED);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_THAT(w_.calls, ::testing::Not(::testing::Contains("stop")));
 }
 
 // Found in review: a phase write that failed was taken for a failure of
