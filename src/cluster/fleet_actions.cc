@@ -1,5 +1,6 @@
 #include "fleet_actions.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -109,9 +110,26 @@ absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
   }
   v1::NodeState state;
   grpc::Status s =
-      stub->GetNodeState(Context(observe_timeout_).get(), v1::GetNodeStateRequest(), &state);
+      stub->GetNodeState(Context(Bound(node, observe_timeout_, &v1::CallBounds::observe_ms)).get(),
+                         v1::GetNodeStateRequest(), &state);
   if (!s.ok()) return FromGrpcStatus(s, node);
+  if (state.has_call_bounds()) {
+    std::lock_guard lock(bounds_mu_);
+    bounds_[node] = state.call_bounds();
+  }
   return state;
+}
+
+std::chrono::milliseconds FleetActions::Bound(const std::string& node,
+                                              std::chrono::milliseconds own,
+                                              int64_t (v1::CallBounds::*field)() const) {
+  std::lock_guard lock(bounds_mu_);
+  auto it = bounds_.find(node);
+  if (it == bounds_.end()) return own;
+  const int64_t said = std::clamp<int64_t>(
+      (it->second.*field)(), 0,
+      std::chrono::duration_cast<std::chrono::milliseconds>(kMaxPeerCallBound).count());
+  return std::max(own, std::chrono::milliseconds(said));
 }
 
 absl::StatusOr<v1::PlanView> FleetActions::CoordinatorPlan(const std::string& node) {
@@ -168,8 +186,10 @@ ActionResult FleetActions::Stage(const PlanAction& action, const v1::PlanSetting
   // binary within the same call, each in up to the agent's download
   // timeout. Found in review: with one timeout for both, a kit fetched
   // over a slow link was cut every time, and the Stage sent again for ever.
+  const std::chrono::milliseconds bound =
+      Bound(action.node, stage_timeout_, &v1::CallBounds::stage_ms);
   const std::chrono::milliseconds timeout =
-      settings.image_ref_source().empty() ? stage_timeout_ : 2 * stage_timeout_;
+      settings.image_ref_source().empty() ? bound : 2 * bound;
   CallContext context = Context(timeout);
   grpc::Status s = WhileLeading(
       *context,
@@ -189,7 +209,8 @@ ActionResult FleetActions::Preflight(const PlanAction& action, const std::string
   v1::PreflightRequest request;
   request.set_version(action.version);
   v1::PreflightResponse response;
-  CallContext context = Context(preflight_timeout_);
+  CallContext context =
+      Context(Bound(action.node, preflight_timeout_, &v1::CallBounds::preflight_ms));
   grpc::Status s = WhileLeading(
       *context,
       [&](std::function<void(grpc::Status)> done) {

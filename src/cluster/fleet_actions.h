@@ -21,10 +21,16 @@
 #include "kmsfleet/cluster/peer_tls.h"
 #include "kmsfleet/core/plan_types.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
+#include "kmsfleet/v1/agent.pb.h"
 #include "kmsfleet/v1/fleet.grpc.pb.h"
 #include "kmsfleet/v1/peer.pb.h"
 
 namespace kmsfleet {
+
+// The most a node's own call_bounds can give one call: beyond what any
+// agent config allows (each timeout at most an hour), so a member that
+// reports more is not waited for longer than that.
+inline constexpr std::chrono::hours kMaxPeerCallBound{3};
 
 class FleetActions {
  public:
@@ -40,7 +46,9 @@ class FleetActions {
 
   // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
-  // refusal.
+  // refusal. The state's call_bounds are kept for `node`: each later
+  // observation, stage or preflight of it waits for the larger of this
+  // coordinator's timeout and the node's own (kMaxPeerCallBound at most).
   absl::StatusOr<v1::NodeState> Observe(const std::string& node);
 
   // Fleet.GetPlan on `node` (the coordinator), as a member: what a
@@ -100,6 +108,9 @@ class FleetActions {
       const std::function<void(std::function<void(grpc::Status)>)>& start,
       const std::function<bool()>& keep_going);
   v1::Agent::StubInterface* Stub(const std::string& node);
+  // The larger of `own` and the bound `node` last reported in `field`.
+  std::chrono::milliseconds Bound(const std::string& node, std::chrono::milliseconds own,
+                                  int64_t (v1::CallBounds::*field)() const);
   // A call context whose deadline is `timeout` (call_timeout_) from now,
   // registered for CancelAll while it lives.
   CallContext Context();
@@ -111,6 +122,8 @@ class FleetActions {
   std::chrono::milliseconds observe_timeout_;
   std::chrono::milliseconds stage_timeout_;
   std::chrono::milliseconds preflight_timeout_;
+  std::mutex bounds_mu_;
+  std::map<std::string, v1::CallBounds> bounds_;  // guarded by bounds_mu_
   std::mutex calls_mu_;
   std::set<grpc::ClientContext*> calls_;  // guarded by calls_mu_
   bool cancelled_ = false;                // guarded by calls_mu_

@@ -157,6 +157,7 @@ class AgentService final : public v1::Agent::Service {
     response->set_provider_mode(options_.provider_mode);
     response->set_apiserver_restart_configured(options_.apiserver != nullptr &&
                                                options_.apiserver->configured());
+    *response->mutable_call_bounds() = options_.call_bounds;
     return grpc::Status::OK;
   }
 

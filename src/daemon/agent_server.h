@@ -55,6 +55,9 @@ struct AgentServiceOptions {
   FetchUpload fetch_upload{};
   // The agent's state directory: fetched sources land below it.
   std::string state_dir{};
+  // GetNodeState's call_bounds: what this agent's config lets the
+  // coordinator's long calls take (CallBoundsOf).
+  v1::CallBounds call_bounds{};
   // Told the reason code of every call the caller check refuses and of
   // every Swap, Rollback or RestartApiServer refused (metrics); may be empty.
   std::function<void(std::string_view reason)> on_refusal{};

@@ -46,6 +46,21 @@ int64_t WallClockMs() {
       .count();
 }
 
+}  // namespace
+
+v1::CallBounds CallBoundsOf(const AgentConfig& config) {
+  using std::chrono::milliseconds;
+  v1::CallBounds b;
+  b.set_observe_ms((ObserveBound(config.provider) + milliseconds(1000)).count());
+  b.set_stage_ms((config.executor.download_timeout + std::chrono::minutes(1)).count());
+  // Doctor beside one rotation-plan, then, for a release that predates the
+  // Transit check, the other release's rotation-plan.
+  b.set_preflight_ms((2 * config.executor.doctor_timeout + std::chrono::minutes(1)).count());
+  return b;
+}
+
+namespace {
+
 CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
                                         const std::map<std::string, std::string>& addresses,
                                         std::shared_ptr<grpc::ChannelCredentials> channel) {
@@ -55,10 +70,11 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.addresses = addresses;
   o.channel_credentials = std::move(channel);
   o.tick = std::chrono::milliseconds(config.cluster.plan_tick_ms);
-  // Every agent observes its provider with the same settings as this one.
-  o.observe_timeout = ObserveBound(config.provider) + std::chrono::seconds(1);
-  o.stage_timeout = config.executor.download_timeout + std::chrono::minutes(1);
-  o.preflight_timeout = 2 * config.executor.doctor_timeout + std::chrono::minutes(1);
+  // Until an agent says otherwise (NodeState.call_bounds), as this one.
+  const v1::CallBounds bounds = CallBoundsOf(config);
+  o.observe_timeout = std::chrono::milliseconds(bounds.observe_ms());
+  o.stage_timeout = std::chrono::milliseconds(bounds.stage_ms());
+  o.preflight_timeout = std::chrono::milliseconds(bounds.preflight_ms());
   o.history_path = config.state_dir + "/plan-history.pb";
   // The coordinator asks OpenBao itself, at the address and with the CA of
   // its own provider's config (every node's provider uses the same OpenBao).

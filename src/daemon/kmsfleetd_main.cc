@@ -234,6 +234,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
                                          .apiserver = &apiserver,
                                          .fetch_upload = fetch_upload,
                                          .state_dir = config.state_dir,
+                                         .call_bounds = CallBoundsOf(config),
                                          .on_refusal = count_refusal});
   std::unique_ptr<grpc::Service> remote_agent =
       config.cluster.enabled
@@ -241,7 +242,9 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
                             {.policy = CallerPolicyOf(config), .mode = mode,
                              .provider_mode = ProviderModeName(config),
                              .apiserver = &apiserver, .fetch_upload = fetch_upload,
-                             .state_dir = config.state_dir, .on_refusal = count_refusal})
+                             .state_dir = config.state_dir,
+                             .call_bounds = CallBoundsOf(config),
+                             .on_refusal = count_refusal})
           : nullptr;
   // Before server.Start: that turns on health and reflection for every
   // server built later, and the cluster listener must serve only services

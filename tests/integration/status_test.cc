@@ -313,6 +313,24 @@ TEST_F(StatusTest, NodeStateReportsTheRegistryFactsOrWhyNot) {
   EXPECT_EQ(state->registry_removed_records(), 0);
 }
 
+// The coordinator gives each node's long calls what that node's own
+// config allows: every GetNodeState says how long.
+TEST_F(StatusTest, NodeStateReportsHowLongTheCoordinatorsCallsMayTake) {
+  nodes_.push_back(std::make_unique<TestNode>(
+      dir_, NodeOptions{.name = "cp-1",
+                        .extra_config = "executor:\n  doctor_timeout_ms: 250000\n"
+                                        "  download_timeout_ms: 900000\n"}));
+  nodes_[0]->StartProvider();
+  nodes_[0]->StartAgent();
+  absl::StatusOr<v1::NodeState> state;
+  ASSERT_TRUE(WaitUntil([&] { return (state = GetNodeState(nodes_[0]->agent_socket())).ok(); },
+                        kSettle))
+      << state.status();
+  EXPECT_EQ(state->call_bounds().preflight_ms(), 2 * 250000 + 60000);
+  EXPECT_EQ(state->call_bounds().stage_ms(), 900000 + 60000);
+  EXPECT_GT(state->call_bounds().observe_ms(), 1000);
+}
+
 class CheckConfigTest : public ::testing::Test {
  protected:
   absl::StatusOr<SubprocessResult> CheckConfig(const std::string& yaml) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <thread>
 
 #include "kmsfleet/cluster/peer_tls.h"
@@ -23,9 +24,15 @@ namespace {
 using std::chrono::milliseconds;
 
 // Answers Stage and Preflight at once, recording how long the caller gave
-// the call.
+// the call; GetNodeState reports `bounds`.
 class DeadlineRecorder final : public v1::Agent::Service {
  public:
+  explicit DeadlineRecorder(v1::CallBounds bounds = {}) : bounds_(std::move(bounds)) {}
+  grpc::Status GetNodeState(grpc::ServerContext*, const v1::GetNodeStateRequest*,
+                            v1::NodeState* state) override {
+    *state->mutable_call_bounds() = bounds_;
+    return grpc::Status::OK;
+  }
   grpc::Status Stage(grpc::ServerContext* context, const v1::StageRequest*,
                      v1::StageResponse*) override {
     return Record(*context);
@@ -44,6 +51,7 @@ class DeadlineRecorder final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
 
+  const v1::CallBounds bounds_;
   std::atomic<int64_t> given_ms_{-1};
 };
 
@@ -319,6 +327,56 @@ TEST(FleetActionsTest, KeepalivePingsDoNotCutALongCallToAMemberListener) {
                        ->Run(ActionOn(ActionKind::kRestartApiServer), v1::Fence(), {}, "",
                              [] { return true; });
   EXPECT_TRUE(r.status.ok()) << r.status;
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+// Found in review: the coordinator gave every node's Preflight and Stage
+// its own config's time, so a node configured for a slower doctor (or a
+// larger download) than the coordinator was cut every time and asked
+// again for ever.
+TEST(FleetActionsTest, ANodesOwnBoundsGiveItsStageAndPreflightTheirTime) {
+  v1::CallBounds bounds;
+  bounds.set_stage_ms(Ms(std::chrono::minutes(20)));
+  bounds.set_preflight_ms(Ms(std::chrono::minutes(10)));
+  DeadlineRecorder agent(bounds);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<FleetActions> actions = ActionsFor(port);  // a minute each
+  ASSERT_TRUE(actions->Observe("cp-1").ok());
+  auto leading = [] { return true; };
+  EXPECT_TRUE(actions->Run(ActionOn(ActionKind::kPreflight), v1::Fence(), {}, "", leading)
+                  .status.ok());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::minutes(9)));
+  EXPECT_LE(agent.given_ms(), Ms(std::chrono::minutes(10) + std::chrono::seconds(2)));
+  EXPECT_TRUE(
+      actions->Run(ActionOn(ActionKind::kStage), v1::Fence(), {}, "", leading).status.ok());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::minutes(19)));
+  server->Shutdown(std::chrono::system_clock::now());
+}
+
+// A node that reports less than the coordinator's own, or absurdly much,
+// gets the coordinator's own or kMaxPeerCallBound.
+TEST(FleetActionsTest, ANodesBoundsNeverShortenACallNorStretchItPastTheCap) {
+  v1::CallBounds bounds;
+  bounds.set_stage_ms(1);
+  bounds.set_preflight_ms(std::numeric_limits<int64_t>::max());
+  DeadlineRecorder agent(bounds);
+  int port = 0;
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port);
+  ASSERT_NE(server, nullptr);
+  std::unique_ptr<FleetActions> actions = ActionsFor(port);
+  ASSERT_TRUE(actions->Observe("cp-1").ok());
+  auto leading = [] { return true; };
+  EXPECT_TRUE(
+      actions->Run(ActionOn(ActionKind::kStage), v1::Fence(), {}, "", leading).status.ok());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::seconds(55)));
+  EXPECT_LE(agent.given_ms(), Ms(std::chrono::minutes(1) + std::chrono::seconds(2)));
+  EXPECT_TRUE(actions->Run(ActionOn(ActionKind::kPreflight), v1::Fence(), {}, "", leading)
+                  .status.ok());
+  EXPECT_GT(agent.given_ms(), Ms(std::chrono::hours(3) - std::chrono::minutes(1)));
+  // The wire rounds a long deadline up coarsely (3 h 1 min 40 s here).
+  EXPECT_LE(agent.given_ms(), Ms(std::chrono::hours(3) + std::chrono::minutes(2)));
   server->Shutdown(std::chrono::system_clock::now());
 }
 
