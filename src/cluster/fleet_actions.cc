@@ -65,9 +65,11 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
       preflight_timeout_(preflight_timeout) {
   for (const auto& [node, address] : addresses) {
     std::shared_ptr<grpc::Channel> channel =
-        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, keepalive));
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, std::nullopt));
     stubs_[node] = v1::Agent::NewStub(channel);
     fleet_stubs_[node] = v1::Fleet::NewStub(channel);
+    kept_alive_stubs_[node] = v1::Agent::NewStub(
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, keepalive)));
   }
 }
 
@@ -98,8 +100,14 @@ void FleetActions::CancelAll() {
 }
 
 v1::Agent::StubInterface* FleetActions::Stub(const std::string& node) {
-  auto it = stubs_.find(node);
-  return it == stubs_.end() ? nullptr : it->second.get();
+  bool accepts_pings = false;
+  {
+    std::lock_guard lock(bounds_mu_);
+    accepts_pings = bounds_.contains(node);
+  }
+  const auto& stubs = accepts_pings ? kept_alive_stubs_ : stubs_;
+  auto it = stubs.find(node);
+  return it == stubs.end() ? nullptr : it->second.get();
 }
 
 absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
@@ -110,12 +118,13 @@ absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
   }
   v1::NodeState state;
   grpc::Status s =
-      stub->GetNodeState(Context(Bound(node, observe_timeout_, &v1::CallBounds::observe_ms)).get(),
-                         v1::GetNodeStateRequest(), &state);
+      stub->GetNodeState(Context(observe_timeout_).get(), v1::GetNodeStateRequest(), &state);
   if (!s.ok()) return FromGrpcStatus(s, node);
+  std::lock_guard lock(bounds_mu_);
   if (state.has_call_bounds()) {
-    std::lock_guard lock(bounds_mu_);
     bounds_[node] = state.call_bounds();
+  } else {
+    bounds_.erase(node);  // an agent older than the field, again
   }
   return state;
 }

@@ -44,11 +44,13 @@ class FleetActions {
                std::chrono::milliseconds preflight_timeout,
                const PeerKeepalive& keepalive = {});
 
-  // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Errors:
+  // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Its
+  // answer also says whether later calls to `node` keep alive (stubs_). Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
   // refusal. The state's call_bounds are kept for `node`: each later
-  // observation, stage or preflight of it waits for the larger of this
-  // coordinator's timeout and the node's own (kMaxPeerCallBound at most).
+  // stage or preflight of it waits for the larger of this coordinator's
+  // timeout and the node's own (kMaxPeerCallBound at most). An
+  // observation keeps `observe_timeout`: a round waits for every voter.
   absl::StatusOr<v1::NodeState> Observe(const std::string& node);
 
   // Fleet.GetPlan on `node` (the coordinator), as a member: what a
@@ -116,7 +118,13 @@ class FleetActions {
   CallContext Context();
   CallContext Context(std::chrono::milliseconds timeout);
 
+  // Each node's Agent stub without keepalive, then with it: a node is
+  // called on the second once its NodeState has call_bounds, i.e. it runs
+  // a kmsfleetd whose listener takes the pings (AcceptPeerKeepalive); an
+  // older one closes a pinged connection (too_many_pings), failing the
+  // long calls keepalive guards.
   std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
+  std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> kept_alive_stubs_;
   std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
   std::chrono::milliseconds call_timeout_;
   std::chrono::milliseconds observe_timeout_;

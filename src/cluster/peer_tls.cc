@@ -60,7 +60,7 @@ absl::StatusOr<PeerCredentials> LoadPeerCredentials(const ClusterConfig& cluster
 }
 
 grpc::ChannelArguments PeerChannelArguments(const std::string& peer,
-                                            const PeerKeepalive& keepalive) {
+                                            const std::optional<PeerKeepalive>& keepalive) {
   grpc::ChannelArguments args;
   // The peer is dialled by address, but its certificate must name it.
   args.SetSslTargetNameOverride(peer);
@@ -68,8 +68,9 @@ grpc::ChannelArguments PeerChannelArguments(const std::string& peer,
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(2 << 20);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(keepalive.interval.count()));
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(keepalive.timeout.count()));
+  if (!keepalive) return args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(keepalive->interval.count()));
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, static_cast<int>(keepalive->timeout.count()));
   // gRPC stops pinging after two pings with no data sent between them
   // (its default): a call that waits for minutes without a byte either
   // way, a restart's, would be guarded for its first two intervals only.

@@ -51,7 +51,6 @@ int64_t WallClockMs() {
 v1::CallBounds CallBoundsOf(const AgentConfig& config) {
   using std::chrono::milliseconds;
   v1::CallBounds b;
-  b.set_observe_ms((ObserveBound(config.provider) + milliseconds(1000)).count());
   b.set_stage_ms((config.executor.download_timeout + std::chrono::minutes(1)).count());
   // Doctor beside one rotation-plan, then, for a release that predates the
   // Transit check, the other release's rotation-plan.
@@ -70,9 +69,10 @@ CoordinatorOptions CoordinatorOptionsOf(const AgentConfig& config,
   o.addresses = addresses;
   o.channel_credentials = std::move(channel);
   o.tick = std::chrono::milliseconds(config.cluster.plan_tick_ms);
+  // Every agent observes its provider with the same settings as this one.
+  o.observe_timeout = ObserveBound(config.provider) + std::chrono::seconds(1);
   // Until an agent says otherwise (NodeState.call_bounds), as this one.
   const v1::CallBounds bounds = CallBoundsOf(config);
-  o.observe_timeout = std::chrono::milliseconds(bounds.observe_ms());
   o.stage_timeout = std::chrono::milliseconds(bounds.stage_ms());
   o.preflight_timeout = std::chrono::milliseconds(bounds.preflight_ms());
   o.history_path = config.state_dir + "/plan-history.pb";

@@ -25,10 +25,9 @@ namespace kmsfleet {
 // an insecure (loopback) listener trusts everyone, as before.
 CallerPolicy CallerPolicyOf(const AgentConfig& config);
 
-// How long the coordinator's Stage, Preflight and GetNodeState calls to an
-// agent configured by `config` may run: what that config lets the agent
-// take (its download and doctor timeouts, its observation bound) and a
-// margin. Every agent reports its own in NodeState.call_bounds.
+// How long the coordinator's Stage and Preflight calls to an agent
+// configured by `config` may run: what that config lets the agent take
+// (its download and doctor timeouts) and a margin. Every agent reports its own in NodeState.call_bounds.
 v1::CallBounds CallBoundsOf(const AgentConfig& config);
 
 // How this member's Stage fetches coordinator:// sources: from the named

@@ -328,7 +328,6 @@ TEST_F(StatusTest, NodeStateReportsHowLongTheCoordinatorsCallsMayTake) {
       << state.status();
   EXPECT_EQ(state->call_bounds().preflight_ms(), 2 * 250000 + 60000);
   EXPECT_EQ(state->call_bounds().stage_ms(), 900000 + 60000);
-  EXPECT_GT(state->call_bounds().observe_ms(), 1000);
 }
 
 class CheckConfigTest : public ::testing::Test {

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,9 +47,10 @@ struct PeerKeepalive {
 };
 
 // Channel arguments for dialling `peer`: its certificate must name `peer`,
-// reconnects are fast enough for failover on a LAN, and `keepalive`.
-grpc::ChannelArguments PeerChannelArguments(const std::string& peer,
-                                            const PeerKeepalive& keepalive = {});
+// reconnects are fast enough for failover on a LAN, and `keepalive`
+// (nullopt: none, for a listener older than AcceptPeerKeepalive).
+grpc::ChannelArguments PeerChannelArguments(
+    const std::string& peer, const std::optional<PeerKeepalive>& keepalive = PeerKeepalive{});
 
 // Lets a listener take the pings of members dialling with `keepalive`. By
 // default a gRPC server answers a ping sooner than 5 minutes after the
