@@ -440,6 +440,13 @@ absl::StatusOr<SwapJournal> Executor::Start(
   KMSFLEET_RETURN_IF_ERROR(CheckStabilizationMs(c.stabilization_ms));
   KMSFLEET_RETURN_IF_ERROR(CheckExpectedKeyIdHash(c.expected_key_id_hash));
   KMSFLEET_RETURN_IF_ERROR(Reserve(c.fence));
+  // Again once reserved: the same command sent twice at once may both have
+  // found the id free, this one then waiting for its fence while the other
+  // ran (and ended): it is answered from that record, not run again.
+  if (absl::StatusOr<SwapJournal> ran = Load(id); ran.ok() || !absl::IsNotFound(ran.status())) {
+    Unreserve();
+    return ran;
+  }
   what.operation_id = id;
   what.stabilization_ms = c.stabilization_ms;
   if (absl::Status s = c.bound_to_plan ? plan_check_(what) : absl::OkStatus(); !s.ok()) {
@@ -472,7 +479,7 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   j.started_unix_ms = seams_.wall.NowUnixMillis();
   j.history.push_back("Idle@" + std::to_string(j.started_unix_ms));
   if (absl::Status s = Persist(j); !s.ok()) {
-    CloseRefusedAdmission(std::move(j), s);
+    RemoveRefusedAdmission(j, s);
     Unreserve();
     return s;
   }
@@ -486,23 +493,24 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
 // A journal write can fail after its rename (the directory's fsync): the
 // open journal is then on disk, and the hand-off would keep the node's
 // slot (HANDOFF_JOURNAL_OPEN: break-glass) for an operation that never
-// started, until a restart closed it. It is closed now as that restart
-// would close it: failed, nothing changed. Only a journal on disk is.
-void Executor::CloseRefusedAdmission(SwapJournal j, const absl::Status& refusal) {
+// started, until a restart closed it; closed now, a command sent again
+// under the same id would be answered from it as failed. It is removed,
+// so the admission leaves nothing behind (a crash before that is durable
+// brings the open journal back, which the start then closes).
+void Executor::RemoveRefusedAdmission(const SwapJournal& j, const absl::Status& refusal) {
   absl::StatusOr<SwapJournal> on_disk = seams_.journals.Load(j.operation_id);
-  if (!on_disk.ok() || !on_disk->open) return;
-  j.open = false;
-  j.updated_unix_ms = seams_.wall.NowUnixMillis();
-  RecordFailure(j, refusal);
-  // The close may report the same failure after landing: what is on disk
-  // decides.
-  (void)seams_.journals.Save(j);
-  on_disk = seams_.journals.Load(j.operation_id);
-  if (on_disk.ok() && !on_disk->open) return;
-  Log(LogLevel::kError, "journal of a refused admission left open; the node keeps its slot "
-                        "until kmsfleetd restarts and closes it",
-      {{"node", options_.node}, {"operation", j.operation_id}, {"reason", ReasonOf(refusal)},
-       {"error", std::string(refusal.message())}});
+  if (!on_disk.ok() && absl::IsNotFound(on_disk.status())) return;
+  // Reserved (busy_) since before the write: nothing else can have
+  // written under this id meanwhile.
+  absl::Status removed = on_disk.ok() && on_disk->open && on_disk->phase == SwapPhase::kIdle
+                             ? seams_.journals.Remove(j.operation_id)
+                             : on_disk.status();
+  if (!removed.ok()) {
+    Log(LogLevel::kError, "journal of a refused admission may be left open; the node keeps its "
+                          "slot until kmsfleetd restarts and closes it",
+        {{"node", options_.node}, {"operation", j.operation_id}, {"reason", ReasonOf(refusal)},
+         {"error", std::string(refusal.message()) + "; then: " + std::string(removed.message())}});
+  }
 }
 
 // A plan preflights the release it staged; the same version staged again

@@ -2,6 +2,7 @@
 #include "kmsfleet/node/journal_store.h"
 
 #include <dirent.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -40,6 +41,13 @@ class FileJournalStore final : public JournalStore {
     }
     if (!text.ok()) return text.status();
     return ParseJournal(*text, path);
+  }
+
+  absl::Status Remove(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    const std::string path = Path(id);
+    if (unlink(path.c_str()) != 0 && errno != ENOENT) return DiskWriteError("remove", path, errno);
+    return FsyncDir(dir_);
   }
 
   Scan LoadAll() override {

@@ -355,6 +355,11 @@ class FakeJournals final : public JournalStore {
     }
     return it->second;
   }
+  absl::Status Remove(const std::string& id) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    records_.erase(id);
+    return absl::OkStatus();
+  }
   Scan LoadAll() override {
     std::lock_guard<std::mutex> lock(mu_);
     Scan scan;
@@ -1099,6 +1104,33 @@ TEST_F(ExecutorTest, TheWaitForAFencesCommitHoldsNothingBusy) {
   EXPECT_TRUE(Calls().empty());
 }
 
+// Found in review: the id was looked up only before the wait for the
+// fence, so the same command sent twice at once could run twice: the
+// second, waiting for its fence while the first ran and ended, then wrote
+// a new journal over the first's and swapped again.
+TEST_F(ExecutorTest, ACommandSentTwiceAtOnceRunsOnce) {
+  executor().SetFenceCheck([](const std::optional<v1::Fence>&) { return absl::OkStatus(); });
+  bool first_wait = true;
+  executor().SetFenceWait([&](const v1::Fence&) {
+    if (!first_wait) return;
+    first_wait = false;
+    // The other copy of the command runs to its end meanwhile.
+    ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""}).ok());
+    WaitClosed("op-1");
+  });
+  v1::Fence fence;
+  fence.set_term(1);
+  fence.set_index(2);
+  fence.set_in_flight("cp-1");
+  absl::StatusOr<SwapJournal> second = executor().Swap({kNew, {"", 0, "op-1", fence}, ""});
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(second->open) << "answered from the first run's record";
+  EXPECT_EQ(second->phase, SwapPhase::kStable);
+  EXPECT_FALSE(executor().Busy());
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(std::count(w_.calls.begin(), w_.calls.end(), "stop"), 1);
+}
+
 // Refusals that need no fence (busy, stopping, starting) come at once,
 // not after the wait for the fence's commit.
 TEST_F(ExecutorTest, ABusyNodeRefusesAFencedCommandWithoutWaitingForItsFence) {
@@ -1433,19 +1465,21 @@ TEST_F(ExecutorTest, AnEndThatCannotBeWrittenKeepsTheNodeBusyUntilItIs) {
 // directory's fsync) left that open journal on disk: the operation never
 // started, yet the hand-off answered HANDOFF_JOURNAL_OPEN (not releasable:
 // break-glass) until the agent restarted and closed it.
-TEST_F(ExecutorTest, AnAdmissionWhoseJournalLandedButFailedLeavesTheNodeReleasable) {
+TEST_F(ExecutorTest, AnAdmissionWhoseJournalLandedButFailedLeavesNothingBehind) {
   journals_.LandButFail(true);
   absl::StatusOr<SwapJournal> refused =
       executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""});
   EXPECT_EQ(ReasonOf(refused.status()), reason::kArtifactIo) << refused.status();
-  absl::StatusOr<SwapJournal> on_disk = journals_.Load("op-1");
-  ASSERT_TRUE(on_disk.ok()) << on_disk.status();
-  EXPECT_FALSE(on_disk->open);
-  EXPECT_EQ(on_disk->phase, SwapPhase::kIdle);
-  EXPECT_EQ(on_disk->failure_reason, reason::kArtifactIo);
+  EXPECT_TRUE(absl::IsNotFound(journals_.Load("op-1").status()));
   EXPECT_EQ(executor().HandoffOutcome(v1::Fence()).outcome, v1::HANDOFF_NEVER_STARTED);
-  std::lock_guard<std::mutex> lock(w_.mu);
-  EXPECT_THAT(w_.calls, ::testing::Not(::testing::Contains("stop")));
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_THAT(w_.calls, ::testing::Not(::testing::Contains("stop")));
+  }
+  // Sent again once the disk mends, under the same id, it runs.
+  journals_.LandButFail(false);
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""}).ok());
+  EXPECT_EQ(WaitClosed("op-1").phase, SwapPhase::kStable);
 }
 
 // Found in review: a phase write that failed was taken for a failure of
@@ -1838,6 +1872,19 @@ TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
 // Found in review: past its bound the scan stopped without a word, so
 // the hand-off answered from part of the history and could miss an open
 // or RollbackFailed journal among the unread ones.
+TEST(FileJournalStoreTest, ARemovedJournalIsGoneAndRemovingNoneIsNoError) {
+  testing::TempDir dir;
+  std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path());
+  SwapJournal j;
+  j.operation_id = "op-1";
+  ASSERT_TRUE(store->Save(j).ok());
+  ASSERT_TRUE(store->Load("op-1").ok());
+  EXPECT_TRUE(store->Remove("op-1").ok());
+  EXPECT_TRUE(absl::IsNotFound(store->Load("op-1").status()));
+  EXPECT_TRUE(store->LoadAll().journals.empty());
+  EXPECT_TRUE(store->Remove("op-1").ok());
+}
+
 TEST(FileJournalStoreTest, AScanPastItsBoundSaysSoAndTheHandOffKeepsTheSlot) {
   testing::TempDir dir;
   std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path(), 3);

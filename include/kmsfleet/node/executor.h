@@ -309,7 +309,7 @@ class Executor {
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
                                  const std::string& what) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
-  void CloseRefusedAdmission(SwapJournal j, const absl::Status& refusal);
+  void RemoveRefusedAdmission(const SwapJournal& j, const absl::Status& refusal);
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
   void Close(SwapJournal& j);
   absl::Status RetryClose(SwapJournal& j, absl::Status failed);

@@ -25,6 +25,9 @@ class JournalStore {
   // Errors: NotFound, OPERATION_NOT_FOUND; DataLoss, JOURNAL_CORRUPT
   // naming the record.
   virtual absl::StatusOr<SwapJournal> Load(const std::string& operation_id) = 0;
+  // Removes the record of `operation_id` (none is no error), durably when
+  // OK. Only for a record whose operation never started.
+  virtual absl::Status Remove(const std::string& operation_id) = 0;
   // Every record, and the ones that could not be read (neither the hand-off
   // query nor crash recovery may take an unreadable journal for "never
   // started").
