@@ -56,6 +56,14 @@ class StatusTest : public ::testing::Test {
     return out;
   }
 
+  // One node, `options`, with its provider and agent started.
+  TestNode& StartOne(NodeOptions options) {
+    nodes_.push_back(std::make_unique<TestNode>(dir_, std::move(options)));
+    nodes_.back()->StartProvider();
+    nodes_.back()->StartAgent();
+    return *nodes_.back();
+  }
+
   void TearDown() override {
     if (HasFailure()) {
       for (auto& node : nodes_) {
@@ -120,12 +128,9 @@ TEST_F(StatusTest, ChangedKeyIdOnOneNodeIsDetectedAndNamed) {
 }
 
 TEST_F(StatusTest, UnreadyProviderIsReportedWithItsReasons) {
-  nodes_.push_back(std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1",
-                        .scenario = "key_seed: k\nready: false\n"
-                                    "ready_reasons: [metadata_read_failed]\n"}));
-  nodes_[0]->StartProvider();
-  nodes_[0]->StartAgent();
+  StartOne({.name = "cp-1",
+            .scenario = "key_seed: k\nready: false\n"
+                        "ready_reasons: [metadata_read_failed]\n"});
   std::vector<TestNode*> fleet = {nodes_[0].get()};
   boost::json::value node;
   ASSERT_TRUE(WaitUntil(
@@ -316,12 +321,9 @@ TEST_F(StatusTest, NodeStateReportsTheRegistryFactsOrWhyNot) {
 // The coordinator gives each node's long calls what that node's own
 // config allows: every GetNodeState says how long.
 TEST_F(StatusTest, NodeStateReportsHowLongTheCoordinatorsCallsMayTake) {
-  nodes_.push_back(std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1",
-                        .extra_config = "executor:\n  doctor_timeout_ms: 250000\n"
-                                        "  download_timeout_ms: 900000\n"}));
-  nodes_[0]->StartProvider();
-  nodes_[0]->StartAgent();
+  StartOne({.name = "cp-1",
+            .extra_config = "executor:\n  doctor_timeout_ms: 250000\n"
+                            "  download_timeout_ms: 900000\n"});
   absl::StatusOr<v1::NodeState> state;
   ASSERT_TRUE(WaitUntil([&] { return (state = GetNodeState(nodes_[0]->agent_socket())).ok(); },
                         kSettle))

@@ -1853,14 +1853,20 @@ TEST_F(RunAsTest, TheRunAsUserPreflightsAStagedRelease) {
   EXPECT_EQ(st.st_mode & 0777, 0711u);
 }
 
-// The file store: a journal that cannot be parsed is DATA_LOSS, named.
-TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
-  testing::TempDir dir;
+// A file store in `dir` holding one journal, op-1's.
+std::unique_ptr<JournalStore> StoreWithOp1(testing::TempDir& dir) {
   std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path());
   SwapJournal j;
   j.operation_id = "op-1";
-  ASSERT_TRUE(store->Save(j).ok());
-  ASSERT_TRUE(store->Load("op-1").ok());
+  EXPECT_TRUE(store->Save(j).ok());
+  EXPECT_TRUE(store->Load("op-1").ok());
+  return store;
+}
+
+// The file store: a journal that cannot be parsed is DATA_LOSS, named.
+TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
+  testing::TempDir dir;
+  std::unique_ptr<JournalStore> store = StoreWithOp1(dir);
   testing::WriteFile(dir.File("journal/op-1.json"), "{\"operationId\":");
   absl::StatusOr<SwapJournal> back = store->Load("op-1");
   EXPECT_EQ(back.status().code(), absl::StatusCode::kDataLoss);
@@ -1869,22 +1875,18 @@ TEST(FileJournalStoreTest, CorruptJournalIsDataLoss) {
   EXPECT_EQ(ReasonOf(store->Load("op-2").status()), reason::kOperationNotFound);
 }
 
-// Found in review: past its bound the scan stopped without a word, so
-// the hand-off answered from part of the history and could miss an open
-// or RollbackFailed journal among the unread ones.
 TEST(FileJournalStoreTest, ARemovedJournalIsGoneAndRemovingNoneIsNoError) {
   testing::TempDir dir;
-  std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path());
-  SwapJournal j;
-  j.operation_id = "op-1";
-  ASSERT_TRUE(store->Save(j).ok());
-  ASSERT_TRUE(store->Load("op-1").ok());
+  std::unique_ptr<JournalStore> store = StoreWithOp1(dir);
   EXPECT_TRUE(store->Remove("op-1").ok());
   EXPECT_TRUE(absl::IsNotFound(store->Load("op-1").status()));
   EXPECT_TRUE(store->LoadAll().journals.empty());
   EXPECT_TRUE(store->Remove("op-1").ok());
 }
 
+// Found in review: past its bound the scan stopped without a word, so
+// the hand-off answered from part of the history and could miss an open
+// or RollbackFailed journal among the unread ones.
 TEST(FileJournalStoreTest, AScanPastItsBoundSaysSoAndTheHandOffKeepsTheSlot) {
   testing::TempDir dir;
   std::unique_ptr<JournalStore> store = NewFileJournalStore(dir.path(), 3);
