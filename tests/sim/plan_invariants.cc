@@ -63,13 +63,19 @@ std::vector<std::string> ProposalViolations(const std::optional<v1::FleetPlan>& 
       plan.break_glass().nonce() == committed->break_glass().nonce()) {
     out.push_back("break-glass entered again with the old nonce " + plan.break_glass().nonce());
   }
-  // A node's own manifest, edited under its swap, is nothing failed
-  // against the release: walking the other nodes back would restart their
-  // providers for nothing (plan_results.cc, WhyNoAutoRollback).
+  // A node's own manifest, edited under its swap, or its disk refusing a
+  // write, is nothing failed against the release: walking the other nodes
+  // back would restart their providers for nothing (plan_results.cc,
+  // WhyNoAutoRollback).
   for (const v1::AuditEntry& a : plan.audit()) {
-    if (a.what().starts_with("auto-rollback after") &&
-        a.what().find(std::string("(") + reason::kManifestChanged + ")") != std::string::npos) {
-      out.push_back("an auto-rollback started for a manifest refusal: " + a.what());
+    for (const char* own : {reason::kManifestChanged, reason::kArtifactIo}) {
+      // "Rolling -> RollingBack: auto-rollback after ...", or the same
+      // held for a paused plan's resume.
+      if (a.what().find("auto-rollback after") != std::string::npos &&
+          a.what().find(std::string("(") + own + ")") != std::string::npos) {
+        out.push_back("an auto-rollback started for the node's own " + std::string(own) + ": " +
+                      a.what());
+      }
     }
   }
   const bool finishing =

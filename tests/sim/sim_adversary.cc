@@ -83,10 +83,17 @@ void World::Adversary() {
         Pick(0, static_cast<int64_t>(real_fences_.size()) - 1))];
     v1::Fence replayed = old;
     if (Chance(0.5)) replayed.set_in_flight(target);  // claimed for another node
-    return Inject(Kind::kSwap, replayed, Chance(0.5) ? old.in_flight() : target);
+    return Inject(Kind::kSwap, replayed, Chance(0.5) ? NamedOr(old, target) : target);
   }
   const v1::Fence& newest = real_fences_.back();
-  Inject(kind == 2 ? Kind::kSwap : Kind::kQuery, newest, newest.in_flight());
+  Inject(kind == 2 ? Kind::kSwap : Kind::kQuery, newest, NamedOr(newest, target));
+}
+
+// The node `fence` names in flight, or `other` for a fence that names none
+// (its record named no node in flight): a message
+// needs a member to go to.
+std::string World::NamedOr(const v1::Fence& fence, const std::string& other) {
+  return fence.in_flight().empty() ? other : fence.in_flight();
 }
 
 // A message the forger may send to `target`, or nullopt when it holds no

@@ -76,6 +76,7 @@ void World::AdvanceProviders() {
     node.op_outcomes[node.op_id] = {node.op_outcome, node.op_reason};
     if (node.op_outcome < SwapPhase::kStopped) ++counters_.ended_before_stop;
     if (node.op_reason == reason::kManifestChanged) ++counters_.manifest_refusals;
+    if (node.op_reason == reason::kArtifactIo) ++counters_.disk_refusals;
     p.version = node.op_outcome == SwapPhase::kStable ? node.op_target : node.op_prev;
     Trace(name + " operation " + node.op_id + " ends " +
           std::string(PhaseName(node.op_outcome)) + " on " + p.version);
@@ -94,6 +95,18 @@ void World::RefuseCommand(Node& node, const Envelope& e, const absl::Status& ref
 }
 
 void World::HandlePlanSwap(Node& node, const Envelope& e) {
+  const PlanAction& a = *e.action;
+  const bool known = node.op_id == a.operation_id || node.op_outcomes.contains(a.operation_id);
+  if (known && !e.adversary && faults_ && Chance(0.05)) {
+    // As an agent restarted with a member list that no longer names this
+    // coordinator (or whose journal of that id is unreadable): its caller
+    // check runs before the id is looked up, and the refusal says nothing
+    // of the operation, which runs or ran (CommandRefusalForPlan).
+    ++counters_.resent_refused_by_caller;
+    return RefuseCommand(node, e,
+                         MakeError(absl::StatusCode::kPermissionDenied, reason::kVoterOnly,
+                                   node.name + " does not take commands from this caller now"));
+  }
   // As PeerNode::AdmitSwap: a term seen in the election is a term seen.
   node.guard->ObserveTerm(node.machine->term());
   absl::Status s = node.guard->AdmitSwap(e.fence, node.machine->committed());
@@ -110,8 +123,6 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
   }
   node.fence_durable = node.guard->state();  // persisted before acting
   if (!CheckAdmitted(node, e)) return;
-  const PlanAction& a = *e.action;
-  const bool known = node.op_id == a.operation_id || node.op_outcomes.contains(a.operation_id);
   if (!known) {
     if (!node.op_applied || node.op_interrupted) {
       // As Executor::Reserve: another operation holds the node.
@@ -195,13 +206,16 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
                     : roll < rollback_failed_rate_ + op_fail_rate_ ? SwapPhase::kRolledBack
                                                                    : SwapPhase::kStable;
   // Of those before the stop, half fail against the release (doctor: an
-  // auto-rollback walks back), half for the node's own manifest, edited
+  // auto-rollback walks back), a quarter for the node's disk, which
+  // refused a journal write, and a quarter for its own manifest, edited
   // under the swap (nothing failed against the release: the plan halts
   // without a walk back). Split by the same roll, so that every seed's
   // schedule stays what it was.
-  const bool manifest = roll >= rollback_failed_rate_ + op_fail_rate_ / 4;
+  const bool node_own = roll >= rollback_failed_rate_ + op_fail_rate_ / 4;
+  const bool manifest = roll >= rollback_failed_rate_ + op_fail_rate_ * 3 / 8;
   node.op_reason = node.op_outcome != SwapPhase::kPreflighted ? ""
                    : manifest                                  ? reason::kManifestChanged
+                   : node_own                                  ? reason::kArtifactIo
                                                                : reason::kDoctorFailed;
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +

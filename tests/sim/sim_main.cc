@@ -28,7 +28,11 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << " in break-glass; " << t.break_glass_entered << " break-glass events; "
             << t.operations << " swaps and rollbacks (" << t.rollback_failed
             << " RollbackFailed, " << t.ended_before_stop << " failed before the stop ("
-            << t.manifest_refusals << " for the node's manifest), "
+            << t.manifest_refusals << " for the node's manifest, " << t.disk_refusals
+            << " for its disk; " << t.walk_backs_withheld
+            << " with --auto-rollback, which halted without a walk back), "
+            << t.resent_refused_by_caller
+            << " sent again and refused for their caller, "
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
             << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
             << t.steps_on_last_round << " taken on the last round, " << t.fresh_rounds_asked
@@ -62,6 +66,14 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.adversary_weakened_refused == 0 || t.changes_on_old_base == 0 ||
        t.queries_voter_only == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
+    return 1;
+  }
+  // Rarer faults, reached in the longer runs: a node's disk refusing a
+  // write, under --auto-rollback too, and a resend refused for its caller.
+  if (seeds >= 1000 &&
+      (t.disk_refusals == 0 || t.walk_backs_withheld == 0 || t.resent_refused_by_caller == 0)) {
+    std::cout << "FAIL: the schedules did not reach a disk refusal (with --auto-rollback) and "
+                 "a resend refused for its caller\n";
     return 1;
   }
   return 0;

@@ -722,6 +722,7 @@ void World::CheckPlanCommitted(const v1::PlanRecord& record) {
   const bool new_plan = !last_plan_ || last_plan_->plan_id() != plan->plan_id();
   const bool moved = new_plan || last_plan_->phase() != plan->phase();
   CountStepsSentAgain(*plan, new_plan);
+  CheckFailedNodesRanNothing(*plan);
   if (new_plan) ++counters_.plans_started;
   last_plan_ = *plan;
   last_plan_index_ = record.index();
@@ -740,6 +741,9 @@ void World::CheckPlanCommitted(const v1::PlanRecord& record) {
       return;
     case v1::PLAN_PHASE_HALTED:
     case v1::PLAN_PHASE_ABORTED:
+      if (plan->settings().auto_rollback() && plan->halt().reason() == reason::kArtifactIo) {
+        ++counters_.walk_backs_withheld;
+      }
       if (plan->halt().reason().empty()) {
         Fail("invariant 5: " + std::string(PlanPhaseName(plan->phase())) +
              " without a reason: " + plan->DebugString());
@@ -772,6 +776,30 @@ void World::CountStepsSentAgain(const v1::FleetPlan& plan, bool new_plan) {
                   (plan.abort_requested() ? " with an abort requested" : ""));
     }
     counters_.sent_again_after_agent_stop += now - before;
+  }
+}
+
+// A node the plan records Failed did not run its step's operation to
+// Stable, nor runs it still (but for a kube-apiserver restart, which
+// fails the step after it): a refusal that says nothing of a command sent
+// again (its caller, an unreadable journal) must not fail a node whose
+// operation runs or ran (CommandRefusalForPlan).
+void World::CheckFailedNodesRanNothing(const v1::FleetPlan& plan) {
+  for (const v1::PlanNode& n : plan.nodes()) {
+    // A kube-apiserver restart fails the step after its operation ended.
+    if (n.phase() != v1::PLAN_NODE_PHASE_FAILED || n.operation_id().empty() ||
+        n.reason() == reason::kApiServerRestartFailed) {
+      continue;
+    }
+    const Node& node = nodes_.at(n.node());
+    auto ended = node.op_outcomes.find(n.operation_id());
+    const bool stable = ended != node.op_outcomes.end() && ended->second.phase == SwapPhase::kStable;
+    const bool running = node.op_id == n.operation_id() && !node.op_applied;
+    if (stable || running) {
+      return Fail("plan " + plan.plan_id() + " records " + n.node() + " Failed (" + n.reason() +
+                  ") while its operation " + n.operation_id() +
+                  (stable ? " ended Stable" : " still runs"));
+    }
   }
 }
 

@@ -302,6 +302,8 @@ class World {
   double loss_ = 0, dup_ = 0, crash_rate_ = 0, lost_write_rate_ = 0;
   double adversary_rate_ = 0, rollback_failed_rate_ = 0;
   std::vector<v1::Fence> real_fences_;  // every fence a coordinator sent
+  static std::string NamedOr(const v1::Fence& fence, const std::string& other);
+  void CheckFailedNodesRanNothing(const v1::FleetPlan& plan);
   int64_t max_delay_ = 0;
 
   std::map<uint64_t, std::string> leader_of_term_;       // invariant 1

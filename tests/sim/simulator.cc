@@ -39,6 +39,9 @@ void Counters::Add(const Counters& o) {
   crashed_mid_swap += o.crashed_mid_swap;
   ended_before_stop += o.ended_before_stop;
   manifest_refusals += o.manifest_refusals;
+  disk_refusals += o.disk_refusals;
+  walk_backs_withheld += o.walk_backs_withheld;
+  resent_refused_by_caller += o.resent_refused_by_caller;
   sent_again_after_agent_stop += o.sent_again_after_agent_stop;
   steps_on_last_round += o.steps_on_last_round;
   fresh_rounds_asked += o.fresh_rounds_asked;

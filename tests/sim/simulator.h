@@ -72,6 +72,10 @@ struct Counters {
   int64_t crashed_mid_swap = 0;
   int64_t ended_before_stop = 0;      // operations that failed before the stop
   int64_t manifest_refusals = 0;      // of those, for the node's own manifest
+  int64_t disk_refusals = 0;          // of those, the node's disk refused a write
+  int64_t walk_backs_withheld = 0;    // --auto-rollback halts for such a node's own failure
+  int64_t resent_refused_by_caller = 0;  // a known operation's resend refused
+                                          // for its caller (says nothing of it)
   int64_t sent_again_after_agent_stop = 0;  // ... by an agent restart, then sent again
   int64_t steps_on_last_round = 0;    // Steps on results alone, taken on the last round
   int64_t fresh_rounds_asked = 0;     // ... not taken: they needed a fresh round
