@@ -187,4 +187,10 @@ absl::Status AuthorizeHandoffQuery(const Caller& caller, const std::vector<std::
                 "only a voter can coordinate, so only a voter asks for a hand-off");
 }
 
+bool IsCallerRefusal(std::string_view reason) {
+  return reason == reason::kUnknownCaller || reason == reason::kAmbiguousCaller ||
+         reason == reason::kMemberOnly || reason == reason::kVoterOnly ||
+         reason == reason::kOperatorOnly || reason == reason::kMethodNotAllowed;
+}
+
 }  // namespace kmsfleet

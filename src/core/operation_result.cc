@@ -1,5 +1,6 @@
 #include "kmsfleet/core/operation_result.h"
 
+#include "kmsfleet/core/caller_auth.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
@@ -38,11 +39,9 @@ void SetOperationResult(const v1::Operation& operation, ActionResult& r) {
 
 absl::Status CommandRefusalForPlan(absl::Status refusal) {
   const std::string why = ReasonOf(refusal);
-  const bool says_nothing_of_the_command =
-      why == reason::kOperationInProgress || why == reason::kJournalCorrupt ||
-      why == reason::kUnknownCaller || why == reason::kAmbiguousCaller ||
-      why == reason::kMemberOnly || why == reason::kVoterOnly ||
-      why == reason::kOperatorOnly || why == reason::kMethodNotAllowed;
+  const bool says_nothing_of_the_command = why == reason::kOperationInProgress ||
+                                           why == reason::kJournalCorrupt ||
+                                           IsCallerRefusal(why);
   if (!says_nothing_of_the_command) return refusal;
   return MakeError(absl::StatusCode::kUnavailable, why, std::string(refusal.message()));
 }

@@ -110,6 +110,8 @@ TEST(AuthorizeCallTest, TableOfMethodsAndKinds) {
     } else {
       EXPECT_EQ(ReasonOf(s), c.reason) << s;
       EXPECT_EQ(MetadataOf(s, "method"), c.method);
+      // What the plan takes for "says nothing of the command" (operation_result.h).
+      EXPECT_TRUE(IsCallerRefusal(ReasonOf(s)));
     }
   }
 }
@@ -135,6 +137,7 @@ TEST(AuthorizeHandoffQueryTest, OnlyAVoterOrTheLocalSocketMayAsk) {
   absl::Status s = AuthorizeHandoffQuery(learner, voters);
   EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_EQ(ReasonOf(s), reason::kVoterOnly);
+  EXPECT_TRUE(IsCallerRefusal(ReasonOf(s)));
   EXPECT_NE(s.message().find("member cp-4"), std::string_view::npos) << s.message();
   EXPECT_TRUE(AuthorizeHandoffQuery(Of({"cp-2"}), voters).ok());
   EXPECT_TRUE(AuthorizeHandoffQuery(Caller{.kind = CallerKind::kLocal}, voters).ok());

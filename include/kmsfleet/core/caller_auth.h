@@ -79,6 +79,10 @@ absl::Status AuthorizeCall(std::string_view method, const Caller& caller);
 // PermissionDenied with reason VOTER_ONLY, naming the caller.
 absl::Status AuthorizeHandoffQuery(const Caller& caller, const std::vector<std::string>& voters);
 
+// Whether `reason` is one AuthorizeCall or AuthorizeHandoffQuery refuses
+// a caller with: it says who called, nothing of what was asked.
+bool IsCallerRefusal(std::string_view reason);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_CALLER_AUTH_H_

@@ -66,7 +66,9 @@ bool AsksAgainAtOnce(const ActionResult& r);
 // not know the operation makes it kNotFound, so the plan sends the command
 // again (it is idempotent under its id); any other end (a refused caller,
 // an unreadable journal) will not change by opening it again: kFailed,
-// which SetFollowFailed turns into the result.
+// which SetFollowFailed turns into the result. (FleetActions::Follow also
+// gives up, through SetFollowFailed, after three transient ends in a row
+// that brought no word from the node.)
 enum class WatchEnd { kOpenAgain, kNotFound, kFailed };
 WatchEnd ReadWatchEnd(absl::StatusCode code);
 
