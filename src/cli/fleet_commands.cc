@@ -34,8 +34,6 @@ constexpr std::chrono::seconds kCallTimeout{30};
 constexpr std::chrono::seconds kCommandTimeout{60};
 // One release file's upload (at most 512 MiB) to the coordinator.
 constexpr std::chrono::minutes kUploadTimeout{10};
-// A command that changes the plan may have taken effect (FailChange).
-constexpr int kExitMayHaveTakenEffect = kExitMayHaveChanged;
 
 // Cancels a call when it is not touched for `silence`. A watch's agent
 // resends the view every second, so a stream quiet for many seconds is a
@@ -131,7 +129,7 @@ int Fail(const std::string& what, const absl::Status& s) {
 int FailChange(const std::string& what, const absl::Status& s) {
   Fail(what, s);
   const int code = ExitCodeOf(s, /*changes_the_plan=*/true);
-  if (code == kExitMayHaveTakenEffect) {
+  if (code == kExitMayHaveChanged) {
     std::cerr << "  it may have taken effect: see kmsfleetctl plan before running it again\n";
   }
   return code;
@@ -264,7 +262,7 @@ int WatchAfterChange(const FleetFlags& flags, const v1::PlanView& answer,
   const int code = Watch(flags, answer.plan().plan_id(), wanted, answer.plan().revision());
   if (code != 3) return code;
   std::cerr << "  the command itself was taken: see kmsfleetctl plan before running it again\n";
-  return kExitMayHaveTakenEffect;
+  return kExitMayHaveChanged;
 }
 
 // Uploads `source` to the coordinator when it is a file on this machine,

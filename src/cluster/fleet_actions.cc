@@ -50,6 +50,35 @@ Request CommandRequest(const PlanAction& action, const v1::Fence& fence) {
   return request;
 }
 
+// Starts a call with `start` (which passes its callback to the stub's
+// async method) and waits for its end, cancelling it once `keep_going()`
+// turns false: a long call must not outlast the term that sent it.
+grpc::Status WhileLeading(
+    grpc::ClientContext& context,
+    const std::function<void(std::function<void(grpc::Status)>)>& start,
+    const std::function<bool()>& keep_going) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::optional<grpc::Status> answer;
+  start([&](grpc::Status s) {
+    std::lock_guard lock(mu);
+    answer = std::move(s);
+    cv.notify_all();
+  });
+  std::unique_lock lock(mu);
+  bool cancelled = false;
+  while (!cv.wait_for(lock, kRetryInterval, [&] { return answer.has_value(); })) {
+    lock.unlock();
+    const bool stop = !cancelled && !keep_going();
+    lock.lock();
+    if (stop) {
+      context.TryCancel();
+      cancelled = true;
+    }
+  }
+  return *answer;
+}
+
 }  // namespace
 
 FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
@@ -340,32 +369,6 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
          {"ready_ms", std::to_string(response.ready_ms())}});
   }
   return r;
-}
-
-grpc::Status FleetActions::WhileLeading(
-    grpc::ClientContext& context,
-    const std::function<void(std::function<void(grpc::Status)>)>& start,
-    const std::function<bool()>& keep_going) {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::optional<grpc::Status> answer;
-  start([&](grpc::Status s) {
-    std::lock_guard lock(mu);
-    answer = std::move(s);
-    cv.notify_all();
-  });
-  std::unique_lock lock(mu);
-  bool cancelled = false;
-  while (!cv.wait_for(lock, kRetryInterval, [&] { return answer.has_value(); })) {
-    lock.unlock();
-    const bool stop = !cancelled && !keep_going();
-    lock.lock();
-    if (stop) {
-      context.TryCancel();
-      cancelled = true;
-    }
-  }
-  return *answer;
 }
 
 ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operation,

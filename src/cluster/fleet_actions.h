@@ -45,7 +45,8 @@ class FleetActions {
                const PeerKeepalive& keepalive = {});
 
   // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Its
-  // answer also says whether later calls to `node` keep alive (stubs_). Errors:
+  // answer also says whether later calls to `node` keep alive
+  // (kept_alive_stubs_). Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
   // refusal. The state's call_bounds are kept for `node`: each later
   // stage or preflight of it waits for the larger of this coordinator's
@@ -61,8 +62,9 @@ class FleetActions {
   // Carries out a kStage, kPreflight, kSwap, kRollbackNode or
   // kRestartApiServer action and returns its result. A stage, a preflight
   // and a restart are each one call (the restart under `fence`), cancelled
-  // when `keep_going()` turns false; a refusal that says nothing of the command
-  // (CommandRefusalForPlan) comes back Unavailable (asked again). A swap or
+  // when `keep_going()` turns false. A restart's, swap's or rollback's
+  // refusal that says nothing of the command (CommandRefusalForPlan) comes
+  // back Unavailable (asked again). A swap or
   // rollback refused STALE_FENCE whose operation exists is followed (it ran
   // before the node's hand-off); one that does not exist comes back
   // STALE_FENCE: no command can ever be admitted under that fence, and the
@@ -102,13 +104,6 @@ class FleetActions {
                                 const std::function<bool()>& keep_going);
   ActionResult Follow(const PlanAction& action, v1::Operation operation,
                       const std::function<bool()>& keep_going);
-  // Starts a call with `start` (which passes its callback to the stub's
-  // async method) and waits for its end, cancelling it once `keep_going()`
-  // turns false: a long call must not outlast the term that sent it.
-  static grpc::Status WhileLeading(
-      grpc::ClientContext& context,
-      const std::function<void(std::function<void(grpc::Status)>)>& start,
-      const std::function<bool()>& keep_going);
   v1::Agent::StubInterface* Stub(const std::string& node);
   // The larger of `own` and the bound `node` last reported in `field`.
   std::chrono::milliseconds Bound(const std::string& node, std::chrono::milliseconds own,

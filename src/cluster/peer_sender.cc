@@ -19,7 +19,7 @@ PeerSender::PeerSender(std::string self, std::string peer, const std::string& ad
     : self_(std::move(self)), peer_(std::move(peer)), address_(address),
       deadline_(deadline) {
   stub_ = v1::Peer::NewStub(
-      grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(peer_)));
+      grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(peer_, PeerKeepalive{})));
 }
 
 PeerSender::~PeerSender() { Stop(); }

@@ -63,7 +63,7 @@ UploadFetcher::UploadFetcher(const std::map<std::string, std::string>& addresses
     : timeout_(timeout), reserve_bytes_(reserve_bytes) {
   for (const auto& [node, address] : addresses) {
     stubs_[node] = v1::Fleet::NewStub(
-        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node)));
+        grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, PeerKeepalive{})));
   }
 }
 

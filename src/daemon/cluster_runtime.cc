@@ -49,7 +49,6 @@ int64_t WallClockMs() {
 }  // namespace
 
 v1::CallBounds CallBoundsOf(const AgentConfig& config) {
-  using std::chrono::milliseconds;
   v1::CallBounds b;
   b.set_stage_ms((config.executor.download_timeout + std::chrono::minutes(1)).count());
   // Doctor beside one rotation-plan, then, for a release that predates the

@@ -229,12 +229,13 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
     }
     fetch_upload = *std::move(fetch);
   }
+  const v1::CallBounds call_bounds = CallBoundsOf(config);
   AgentServer server(*probe, &executor,
                      AgentServiceOptions{.mode = mode, .provider_mode = ProviderModeName(config),
                                          .apiserver = &apiserver,
                                          .fetch_upload = fetch_upload,
                                          .state_dir = config.state_dir,
-                                         .call_bounds = CallBoundsOf(config),
+                                         .call_bounds = call_bounds,
                                          .on_refusal = count_refusal});
   std::unique_ptr<grpc::Service> remote_agent =
       config.cluster.enabled
@@ -243,7 +244,7 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
                              .provider_mode = ProviderModeName(config),
                              .apiserver = &apiserver, .fetch_upload = fetch_upload,
                              .state_dir = config.state_dir,
-                             .call_bounds = CallBoundsOf(config),
+                             .call_bounds = call_bounds,
                              .on_refusal = count_refusal})
           : nullptr;
   // Before server.Start: that turns on health and reflection for every

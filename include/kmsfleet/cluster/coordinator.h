@@ -50,12 +50,11 @@ struct CoordinatorOptions {
   std::shared_ptr<grpc::ChannelCredentials> channel_credentials;
   std::chrono::milliseconds tick{200};
   std::chrono::milliseconds call_timeout{3000};
-  // The timeouts below are this agent's own (CallBoundsOf); a node whose
-  // own config allows a longer Stage or Preflight (NodeState.call_bounds)
-  // is given that.
   // GetNodeState: the agents' ObserveBound and a margin. Shorter, a
   // provider that hangs reads as AGENT_UNREACHABLE, with the wrong remedy.
   std::chrono::milliseconds observe_timeout{16000};
+  // This and preflight_timeout are this agent's own (CallBoundsOf); a node
+  // whose own config allows longer (NodeState.call_bounds) is given that.
   // Agent.Stage, which may download the artifact from a URL or fetch it
   // from the coordinator: the agents' executor.download_timeout_ms and a
   // margin for the copy and the hash. Shorter, a large artifact on a slow

@@ -49,8 +49,8 @@ struct PeerKeepalive {
 // Channel arguments for dialling `peer`: its certificate must name `peer`,
 // reconnects are fast enough for failover on a LAN, and `keepalive`
 // (nullopt: none, for a listener older than AcceptPeerKeepalive).
-grpc::ChannelArguments PeerChannelArguments(
-    const std::string& peer, const std::optional<PeerKeepalive>& keepalive = PeerKeepalive{});
+grpc::ChannelArguments PeerChannelArguments(const std::string& peer,
+                                            const std::optional<PeerKeepalive>& keepalive);
 
 // Lets a listener take the pings of members dialling with `keepalive`. By
 // default a gRPC server answers a ping sooner than 5 minutes after the
