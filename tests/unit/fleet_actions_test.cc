@@ -16,6 +16,7 @@
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "loopback_server.h"
+#include "process_harness.h"
 #include "silent_relay.h"
 
 namespace kmsfleet {
@@ -247,11 +248,7 @@ class SlowAgent final : public v1::Agent::Service {
     return grpc::Status::OK;
   }
   static bool WaitFor(const std::atomic<bool>& flag) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!flag && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    return flag;
+    return testing::WaitUntil([&] { return flag.load(); }, std::chrono::seconds(10));
   }
 
   const milliseconds answer_after_;
@@ -334,12 +331,8 @@ TEST(FleetActionsTest, ANodeThatFallsSilentDuringARestartIsFoundByKeepalive) {
 ActionResult LongPingedRestart(SlowAgent& agent,
                                const std::function<void(grpc::ServerBuilder&)>& serve) {
   const PeerKeepalive keepalive{.interval = milliseconds(100), .timeout = milliseconds(5000)};
-  grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&agent);
-  serve(builder);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  std::unique_ptr<grpc::Server> server = ServeOnLoopback(agent, port, serve);
   if (server == nullptr) return ActionResult{};
   std::unique_ptr<FleetActions> actions = ActionsFor(port, keepalive);
   EXPECT_TRUE(actions->Observe("cp-1").ok());
