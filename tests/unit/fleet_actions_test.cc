@@ -158,23 +158,32 @@ TEST(FleetActionsTest, AStaleFenceWhoseOperationCannotBeLookedUpIsAskedAgain) {
 }
 
 // Admits every swap, then ends every watch of it with `watch_end` at once,
-// with no word of the operation.
+// with no word of the operation, or, when `word`, after one view of it
+// still running.
 class AdmittingAgent final : public v1::Agent::Service {
  public:
-  explicit AdmittingAgent(grpc::Status watch_end) : watch_end_(std::move(watch_end)) {}
+  explicit AdmittingAgent(grpc::Status watch_end, bool word = false)
+      : watch_end_(std::move(watch_end)), word_(word) {}
   grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
                     v1::Operation* operation) override {
     operation->set_operation_id(request->operation_id());
     operation->set_phase("Idle");
     return grpc::Status::OK;
   }
-  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest*,
-                              grpc::ServerWriter<v1::Operation>*) override {
+  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest* request,
+                              grpc::ServerWriter<v1::Operation>* writer) override {
+    if (word_) {
+      v1::Operation running;
+      running.set_operation_id(request->operation_id());
+      running.set_phase("Verifying");
+      writer->Write(running);
+    }
     return watch_end_;
   }
 
  private:
   const grpc::Status watch_end_;
+  const bool word_;
 };
 
 // Found in review: the refused watch came back as the swap's result, which
@@ -207,6 +216,21 @@ TEST(FleetActionsTest, ANodeThatStopsAnsweringAWatchIsReportedUnreachable) {
   EXPECT_EQ(ReasonOf(r.status), reason::kAgentUnreachable) << r.status;
   EXPECT_NE(r.status.message().find("cannot follow plan-1.cp-1.swap.3"), std::string::npos)
       << r.status;
+}
+
+// A watch that brings word of the operation before it breaks is no
+// silence: a long swap whose streams break now and then (every stream ends
+// at its 5 s deadline) is followed on, not reported unreachable.
+TEST(FleetActionsTest, WatchesThatBringWordAreNotSilence) {
+  AdmittingAgent agent(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream reset"),
+                       /*word=*/true);
+  const PlanAction swap = ActionOn(ActionKind::kSwap);
+  // Five or more breaks (200 ms apart), then the term ends.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  ActionResult r = RunAgainst(agent, swap, {}, [until] {
+    return std::chrono::steady_clock::now() < until;
+  });
+  EXPECT_EQ(ReasonOf(r.status), reason::kNotLeader) << r.status;
 }
 
 // Holds every Stage and RestartApiServer until the caller cancels it (or
