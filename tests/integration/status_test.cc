@@ -56,12 +56,12 @@ class StatusTest : public ::testing::Test {
     return out;
   }
 
-  // One node, `options`, with its provider and agent started.
-  TestNode& StartOne(NodeOptions options) {
+  // One node, `options`, with its provider and agent started (nodes_[0]
+  // in a test that starts only it).
+  void StartOne(NodeOptions options) {
     nodes_.push_back(std::make_unique<TestNode>(dir_, std::move(options)));
     nodes_.back()->StartProvider();
     nodes_.back()->StartAgent();
-    return *nodes_.back();
   }
 
   void TearDown() override {
@@ -148,10 +148,7 @@ TEST_F(StatusTest, UnreadyProviderIsReportedWithItsReasons) {
 }
 
 TEST_F(StatusTest, ProviderInItsStartUpDelayIsUnreachableThenReady) {
-  nodes_.push_back(std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1", .scenario = "key_seed: k\nstartup_delay_ms: 5000\n"}));
-  nodes_[0]->StartProvider();
-  nodes_[0]->StartAgent();
+  StartOne({.name = "cp-1", .scenario = "key_seed: k\nstartup_delay_ms: 5000\n"});
   std::vector<TestNode*> fleet = {nodes_[0].get()};
   boost::json::value early;
   ASSERT_TRUE(WaitUntil(
@@ -171,10 +168,7 @@ TEST_F(StatusTest, ProviderInItsStartUpDelayIsUnreachableThenReady) {
 TEST_F(StatusTest, OlderProviderWithoutBuildInfoIsVersionedByItsBinary) {
   std::string old_binary = dir_.File("bao-kms-provider-preview2");
   StampedProviderCopy(old_binary, "0.1.0-preview.2");
-  nodes_.push_back(std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1", .provider_binary = old_binary}));
-  nodes_[0]->StartProvider();
-  nodes_[0]->StartAgent();
+  StartOne({.name = "cp-1", .provider_binary = old_binary});
   std::vector<TestNode*> fleet = {nodes_[0].get()};
   ASSERT_TRUE(WaitUntil([&] { return AllReady(fleet); }, kSettle));
   boost::json::value node = StatusJson(fleet).at("nodes").as_array()[0];
@@ -279,11 +273,7 @@ TEST_F(StatusTest, NodeStateReportsTheRegistryFactsOrWhyNot) {
   WriteFile(registry,
             R"({"schemaVersion":"keyregistry.openbao-kms/v1alpha1","snapshots":[)"
             R"({"state":"active"},{"state":"removed"}]})");
-  nodes_.push_back(std::make_unique<TestNode>(
-      dir_, NodeOptions{.name = "cp-1",
-                        .extra_config = "executor:\n  registry_path: " + registry + "\n"}));
-  nodes_[0]->StartProvider();
-  nodes_[0]->StartAgent();
+  StartOne({.name = "cp-1", .extra_config = "executor:\n  registry_path: " + registry + "\n"});
   absl::StatusOr<v1::NodeState> state;
   ASSERT_TRUE(WaitUntil([&] { return (state = GetNodeState(nodes_[0]->agent_socket())).ok(); },
                         kSettle))
