@@ -493,6 +493,12 @@ TEST_F(SwapTest, ASigtermInTheWindowStopsTheAgentAndTheNextStartFinishesTheSwap)
       },
       std::chrono::seconds(30)))
       << node_->Logs();
+  // Verifying is recorded once the unit starts, maybe before the new
+  // provider listens (on a loaded machine, the check below then read ""):
+  // the signal comes while it serves, inside the 20 s window.
+  ASSERT_TRUE(WaitUntil([&] { return node_->ServingVersion() == kNew; },
+                        std::chrono::seconds(10)))
+      << node_->Logs();
 
   const auto signalled = std::chrono::steady_clock::now();
   node_->agent()->Signal(SIGTERM);
