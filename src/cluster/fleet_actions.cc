@@ -21,10 +21,6 @@ namespace {
 // one that broke.
 constexpr std::chrono::seconds kFollowStream{5};
 constexpr std::chrono::milliseconds kRetryInterval{200};
-// Streams in a row that brought no word from the node (an agent answers a
-// watch with the operation at once) before the node counts as unreachable:
-// a few seconds for a refused connection, 15 s for a host that is gone.
-constexpr int kSilentStreams = 3;
 // How long a RestartApiServer call may take: beyond what any agent's
 // apiserver config allows (restart_timeout_ms plus timeout_ms, each at most
 // an hour), with room for its fence check and record, so that the agent's
@@ -401,27 +397,20 @@ ActionResult FleetActions::Follow(const PlanAction& action, v1::Operation operat
     if (open) context->TryCancel();
     const grpc::Status finished = stream->Finish();
     if (operation.done()) break;
-    switch (ReadWatchEnd(static_cast<absl::StatusCode>(finished.error_code()))) {
-      case WatchEnd::kOpenAgain:
-        // Found in review: a node whose host died mid-swap was followed in
-        // silence until the term ended, the plan showing no reason. Said
-        // Unavailable, the plan names the node it waits for and asks again
-        // under the same id.
-        silent = heard ? 0 : silent + 1;
-        if (silent >= kSilentStreams) {
-          const grpc::Status said =
-              finished.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no word") : finished;
-          SetFollowFailed(FromGrpcStatus(said, action.node), action.operation_id, r);
-          return r;
-        }
-        break;
+    switch (NextFollowStep(static_cast<absl::StatusCode>(finished.error_code()), heard, silent)) {
+      case WatchEnd::kOpenAgain: break;
       case WatchEnd::kNotFound:
         // The node does not know it (any more): the plan sends it again.
         r.outcome = OperationOutcome::kNotFound;
         return r;
-      case WatchEnd::kFailed:
-        SetFollowFailed(FromGrpcStatus(finished, action.node), action.operation_id, r);
+      case WatchEnd::kFailed: {
+        // Said Unavailable, the plan names the node it waits for and asks
+        // again under the same id; a stream the server closed said nothing.
+        const grpc::Status said =
+            finished.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no word") : finished;
+        SetFollowFailed(FromGrpcStatus(said, action.node), action.operation_id, r);
         return r;
+      }
     }
     std::this_thread::sleep_for(kRetryInterval);
   }

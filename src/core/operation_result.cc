@@ -80,6 +80,14 @@ WatchEnd ReadWatchEnd(absl::StatusCode code) {
   }
 }
 
+WatchEnd NextFollowStep(absl::StatusCode end, bool heard, int& silent_in_a_row) {
+  const WatchEnd read = ReadWatchEnd(end);
+  if (read != WatchEnd::kOpenAgain) return read;
+  silent_in_a_row = heard ? 0 : silent_in_a_row + 1;
+  return silent_in_a_row >= kSilentWatchesBeforeUnreachable ? WatchEnd::kFailed
+                                                             : WatchEnd::kOpenAgain;
+}
+
 void SetFollowFailed(const absl::Status& why, const std::string& operation_id,
                      ActionResult& r) {
   const std::string reason = ReasonOf(why);

@@ -200,5 +200,29 @@ TEST(OperationResultTest, AWatchThatEndsForGoodIsAResult) {
   }
 }
 
+// The rule that three silent watches end a follow lives here, where the
+// simulator can reach it; a watch that brings word starts the count again.
+TEST(OperationResultTest, OnlyWatchesSilentInARowMakeTheNodeUnreachable) {
+  int silent = 0;
+  EXPECT_EQ(NextFollowStep(absl::StatusCode::kUnavailable, false, silent), WatchEnd::kOpenAgain);
+  EXPECT_EQ(NextFollowStep(absl::StatusCode::kOk, false, silent), WatchEnd::kOpenAgain);
+  EXPECT_EQ(NextFollowStep(absl::StatusCode::kDeadlineExceeded, true, silent),
+            WatchEnd::kOpenAgain);
+  EXPECT_EQ(silent, 0);
+  for (int i = 1; i < kSilentWatchesBeforeUnreachable; ++i) {
+    EXPECT_EQ(NextFollowStep(absl::StatusCode::kUnavailable, false, silent),
+              WatchEnd::kOpenAgain);
+  }
+  EXPECT_EQ(NextFollowStep(absl::StatusCode::kUnavailable, false, silent), WatchEnd::kFailed);
+}
+
+TEST(OperationResultTest, AWatchThatEndsForGoodDoesNotWaitForSilence) {
+  int silent = 0;
+  EXPECT_EQ(NextFollowStep(absl::StatusCode::kNotFound, true, silent), WatchEnd::kNotFound);
+  EXPECT_EQ(NextFollowStep(absl::StatusCode::kPermissionDenied, false, silent),
+            WatchEnd::kFailed);
+  EXPECT_EQ(silent, 0);
+}
+
 }  // namespace
 }  // namespace kmsfleet

@@ -66,11 +66,23 @@ bool AsksAgainAtOnce(const ActionResult& r);
 // not know the operation makes it kNotFound, so the plan sends the command
 // again (it is idempotent under its id); any other end (a refused caller,
 // an unreadable journal) will not change by opening it again: kFailed,
-// which SetFollowFailed turns into the result. (FleetActions::Follow also
-// gives up, through SetFollowFailed, after three transient ends in a row
-// that brought no word from the node.)
+// which SetFollowFailed turns into the result.
 enum class WatchEnd { kOpenAgain, kNotFound, kFailed };
 WatchEnd ReadWatchEnd(absl::StatusCode code);
+
+// Transient ends in a row that brought no word from the node (an agent
+// answers a watch with the operation at once) before the node counts as
+// unreachable: a few seconds for a refused connection, 15 s for a host
+// that is gone. Found in review: a node whose host died mid-swap was
+// followed in silence until the term ended, the plan showing no reason.
+inline constexpr int kSilentWatchesBeforeUnreachable = 3;
+
+// What a follow does once a stream closed before its operation was done:
+// watch again, send the command again (kNotFound), or stop and fill the
+// result with SetFollowFailed (kFailed, and the kSilentWatchesBeforeUnreachable-th
+// silent end in a row). `heard` says the stream brought any operation
+// state; `silent_in_a_row` carries the count from one stream to the next.
+WatchEnd NextFollowStep(absl::StatusCode end, bool heard, int& silent_in_a_row);
 
 // Fills `r` from a watch of the operation `operation_id` that cannot go on
 // (it ended kFailed with `why`, or the node stayed silent). The operation
