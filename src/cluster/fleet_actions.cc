@@ -91,9 +91,10 @@ FleetActions::FleetActions(const std::map<std::string, std::string>& addresses,
   for (const auto& [node, address] : addresses) {
     std::shared_ptr<grpc::Channel> channel =
         grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, std::nullopt));
-    stubs_[node] = v1::Agent::NewStub(channel);
-    fleet_stubs_[node] = v1::Fleet::NewStub(channel);
-    kept_alive_stubs_[node] = v1::Agent::NewStub(
+    NodeStubs& stubs = nodes_[node];
+    stubs.agent = v1::Agent::NewStub(channel);
+    stubs.fleet = v1::Fleet::NewStub(channel);
+    stubs.agent_kept_alive = v1::Agent::NewStub(
         grpc::CreateCustomChannel(address, credentials, PeerChannelArguments(node, keepalive)));
   }
 }
@@ -124,15 +125,16 @@ void FleetActions::CancelAll() {
   for (grpc::ClientContext* context : calls_) context->TryCancel();
 }
 
+const FleetActions::NodeStubs* FleetActions::StubsOf(const std::string& node) const {
+  auto it = nodes_.find(node);
+  return it == nodes_.end() ? nullptr : &it->second;
+}
+
 v1::Agent::StubInterface* FleetActions::Stub(const std::string& node) {
-  bool accepts_pings = false;
-  {
-    std::lock_guard lock(bounds_mu_);
-    accepts_pings = bounds_.contains(node);
-  }
-  const auto& stubs = accepts_pings ? kept_alive_stubs_ : stubs_;
-  auto it = stubs.find(node);
-  return it == stubs.end() ? nullptr : it->second.get();
+  const NodeStubs* stubs = StubsOf(node);
+  if (stubs == nullptr) return nullptr;
+  std::lock_guard lock(bounds_mu_);
+  return bounds_.contains(node) ? stubs->agent_kept_alive.get() : stubs->agent.get();
 }
 
 absl::StatusOr<v1::NodeState> FleetActions::Observe(const std::string& node) {
@@ -167,13 +169,13 @@ std::chrono::milliseconds FleetActions::Bound(const std::string& node,
 }
 
 absl::StatusOr<v1::PlanView> FleetActions::CoordinatorPlan(const std::string& node) {
-  auto it = fleet_stubs_.find(node);
-  if (it == fleet_stubs_.end()) {
+  const NodeStubs* stubs = StubsOf(node);
+  if (stubs == nullptr) {
     return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
                      "no cluster address is configured for " + node, {{"node", node}});
   }
   v1::PlanView view;
-  grpc::Status s = it->second->GetPlan(Context().get(), v1::GetPlanRequest(), &view);
+  grpc::Status s = stubs->fleet->GetPlan(Context().get(), v1::GetPlanRequest(), &view);
   if (!s.ok()) return FromGrpcStatus(s, node);
   return view;
 }

@@ -46,7 +46,7 @@ class FleetActions {
 
   // Agent.GetNodeState on `node`, waiting up to `observe_timeout`. Its
   // answer also says whether later calls to `node` keep alive
-  // (kept_alive_stubs_). Errors:
+  // (NodeStubs). Errors:
   // Unavailable AGENT_UNREACHABLE naming the node, or the agent's own
   // refusal. The state's call_bounds are kept for `node`: each later
   // stage or preflight of it waits for the larger of this coordinator's
@@ -113,14 +113,19 @@ class FleetActions {
   CallContext Context();
   CallContext Context(std::chrono::milliseconds timeout);
 
-  // Each node's Agent stub without keepalive, then with it: a node is
-  // called on the second once its NodeState has call_bounds, i.e. it runs
-  // a kmsfleetd whose listener takes the pings (AcceptPeerKeepalive); an
-  // older one closes a pinged connection (too_many_pings), failing the
-  // long calls keepalive guards.
-  std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> stubs_;
-  std::map<std::string, std::unique_ptr<v1::Agent::StubInterface>> kept_alive_stubs_;
-  std::map<std::string, std::unique_ptr<v1::Fleet::StubInterface>> fleet_stubs_;
+  // One voter's stubs. Its Agent stub without keepalive, then with it: a
+  // node is called on the second once its NodeState has call_bounds, i.e.
+  // it runs a kmsfleetd whose listener takes the pings
+  // (AcceptPeerKeepalive); an older one closes a pinged connection
+  // (too_many_pings), failing the long calls keepalive guards.
+  struct NodeStubs {
+    std::unique_ptr<v1::Agent::StubInterface> agent;
+    std::unique_ptr<v1::Agent::StubInterface> agent_kept_alive;
+    std::unique_ptr<v1::Fleet::StubInterface> fleet;  // on `agent`'s channel
+  };
+  const NodeStubs* StubsOf(const std::string& node) const;
+
+  std::map<std::string, NodeStubs> nodes_;
   std::chrono::milliseconds call_timeout_;
   std::chrono::milliseconds observe_timeout_;
   std::chrono::milliseconds stage_timeout_;
