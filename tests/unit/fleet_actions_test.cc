@@ -18,6 +18,7 @@
 #include "loopback_server.h"
 #include "process_harness.h"
 #include "silent_relay.h"
+#include "watch_ending_agent.h"
 
 namespace kmsfleet {
 namespace {
@@ -157,41 +158,12 @@ TEST(FleetActionsTest, AStaleFenceWhoseOperationCannotBeLookedUpIsAskedAgain) {
       << "only the node's own word that it never ran gives the slot back";
 }
 
-// Admits every swap, then ends every watch of it with `watch_end` at once,
-// with no word of the operation, or, when `word`, after one view of it
-// still running.
-class AdmittingAgent final : public v1::Agent::Service {
- public:
-  explicit AdmittingAgent(grpc::Status watch_end, bool word = false)
-      : watch_end_(std::move(watch_end)), word_(word) {}
-  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* request,
-                    v1::Operation* operation) override {
-    operation->set_operation_id(request->operation_id());
-    operation->set_phase("Idle");
-    return grpc::Status::OK;
-  }
-  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest* request,
-                              grpc::ServerWriter<v1::Operation>* writer) override {
-    if (word_) {
-      v1::Operation running;
-      running.set_operation_id(request->operation_id());
-      running.set_phase("Verifying");
-      writer->Write(running);
-    }
-    return watch_end_;
-  }
-
- private:
-  const grpc::Status watch_end_;
-  const bool word_;
-};
-
 // Found in review: the refused watch came back as the swap's result, which
 // the plan reads as "refused before anything ran", though the node runs it.
 TEST(FleetActionsTest, AWatchRefusedAfterAdmissionLeavesTheOutcomeOpen) {
   // As an agent restarted with a member list that no longer names the
   // coordinator.
-  AdmittingAgent agent(ToGrpcStatus(
+  WatchEndingAgent agent("", ToGrpcStatus(
       MakeError(absl::StatusCode::kPermissionDenied, reason::kVoterOnly, "cp-9 is not a voter")));
   const PlanAction swap = ActionOn(ActionKind::kSwap);
   ActionResult r = RunAgainst(agent, swap);
@@ -204,7 +176,7 @@ TEST(FleetActionsTest, AWatchRefusedAfterAdmissionLeavesTheOutcomeOpen) {
 // silence until the coordinator's term ended; the plan showed no reason.
 TEST(FleetActionsTest, ANodeThatStopsAnsweringAWatchIsReportedUnreachable) {
   // As a node whose agent went down just after the admission.
-  AdmittingAgent agent(grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"));
+  WatchEndingAgent agent("", grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection refused"));
   const PlanAction swap = ActionOn(ActionKind::kSwap);
   // Ends the follow after 10 s, as a lost term would: before the fix it
   // came back NOT_LEADER then, having said nothing.
@@ -222,8 +194,8 @@ TEST(FleetActionsTest, ANodeThatStopsAnsweringAWatchIsReportedUnreachable) {
 // silence: a long swap whose streams break now and then (every stream ends
 // at its 5 s deadline) is followed on, not reported unreachable.
 TEST(FleetActionsTest, WatchesThatBringWordAreNotSilence) {
-  AdmittingAgent agent(grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream reset"),
-                       /*word=*/true);
+  WatchEndingAgent agent("Verifying",
+                         grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream reset"));
   const PlanAction swap = ActionOn(ActionKind::kSwap);
   // Five or more breaks (200 ms apart), then the term ends.
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);

@@ -17,6 +17,7 @@
 
 #include "cli/usage_exit.h"
 #include "loopback_server.h"
+#include "watch_ending_agent.h"
 #include "kmsfleet/v1/agent.grpc.pb.h"
 #include "kmsfleet/v1/error.pb.h"
 
@@ -150,34 +151,6 @@ TEST(NodeCommandsTest, AnUnansweredStartSaysTheOperationMayHaveStarted) {
     EXPECT_THAT(r.out, Not(HasSubstr("phase")));
   }
 }
-
-// Admits every swap (phase Idle), then sends one view of it in `phase`
-// ("" for none) and ends the watch with `end`.
-class WatchEndingAgent final : public v1::Agent::Service {
- public:
-  WatchEndingAgent(std::string phase, grpc::Status end)
-      : phase_(std::move(phase)), end_(std::move(end)) {}
-  grpc::Status Swap(grpc::ServerContext*, const v1::SwapRequest* req,
-                    v1::Operation* op) override {
-    op->set_operation_id(req->operation_id());
-    op->set_phase("Idle");
-    return grpc::Status::OK;
-  }
-  grpc::Status WatchOperation(grpc::ServerContext*, const v1::GetOperationRequest* req,
-                              grpc::ServerWriter<v1::Operation>* writer) override {
-    if (!phase_.empty()) {
-      v1::Operation op;
-      op.set_operation_id(req->operation_id());
-      op.set_phase(phase_);
-      writer->Write(op);
-    }
-    return end_;
-  }
-
- private:
-  const std::string phase_;
-  const grpc::Status end_;
-};
 
 // Found in review: a watch cut after the start (a TCP blip, the agent
 // shutting down while the swap verifies) exited 3, "ask again", with
