@@ -2,11 +2,15 @@
 // exist only on the operator's machine are uploaded to the coordinator by
 // `kmsfleetctl upgrade`, and every agent fetches them from there over mTLS
 // and verifies them with its own keys.
+#include <grpcpp/grpcpp.h>
+
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "fleet_fixture.h"
 #include "kmsfleet/core/artifact_upload.h"
+#include "kmsfleet/v1/fleet.grpc.pb.h"
 #include "kmsfleet/node/subprocess.h"
 #include "user_manager.h"
 #include "gmock/gmock.h"
@@ -193,6 +197,43 @@ TEST_F(FleetArtifactTest, AnUploadTheCoordinatorRefusesStartsNoPlanAndStoresNoth
     for (const auto& e : std::filesystem::recursive_directory_iterator(uploads)) {
       EXPECT_TRUE(e.is_directory()) << "stored: " << e.path();
     }
+  }
+}
+
+// Found in review: an upload its caller cut (Ctrl-C, or a local file
+// that could not be read) was hashed and logged as refused for declaring
+// no SHA-256, which sent the operator after the wrong problem.
+TEST_F(FleetArtifactTest, AnUploadTheCallerCutsIsLoggedAsCutAndStoresNothing) {
+  const int coordinator = fleet_->WaitForCoordinator();
+  auto stub = v1::Fleet::NewStub(grpc::CreateChannel(
+      "unix:" + fleet_->NodeDir(coordinator) + "/agent.sock", grpc::InsecureChannelCredentials()));
+  grpc::ClientContext context;
+  v1::ArtifactRef ref;
+  auto writer = stub->UploadArtifact(&context, &ref);
+  v1::ArtifactChunk chunk;
+  chunk.set_name("bao-kms-provider");
+  chunk.set_kind(std::string(UploadKindName(UploadKind::kBinary)));
+  chunk.set_data(std::string(4096, 'x'));
+  ASSERT_TRUE(writer->Write(chunk));
+  // The server has the chunk once an unknown caller would have been
+  // refused; then the caller goes away.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  context.TryCancel();
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+
+  const std::string log_file = fleet_->NodeDir(coordinator) + "/agent.log";
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::string log;
+  while ((log = ReadFile(log_file)).find("upload refused") == std::string::npos &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_THAT(log, HasSubstr("the upload of bao-kms-provider was cut by the caller after 4096 "
+                             "bytes; nothing is stored"));
+  EXPECT_THAT(log, Not(HasSubstr("declares no SHA-256")));
+  for (const auto& e : std::filesystem::recursive_directory_iterator(
+           fleet_->NodeDir(coordinator) + "/state/uploads")) {
+    EXPECT_TRUE(e.is_directory()) << "left behind: " << e.path();
   }
 }
 

@@ -63,6 +63,8 @@ class UploadStore {
     // Prune, and keeps the next one waiting until it returns.
     absl::StatusOr<v1::ArtifactRef> Commit(std::string_view declared_sha256,
                                            const std::string& node);
+    // What the chunks appended so far said: the file's name, how much.
+    const UploadProgress& progress() const { return progress_; }
 
    private:
     absl::Status CheckRoomFor(size_t bytes) const;
