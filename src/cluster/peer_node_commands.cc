@@ -72,15 +72,15 @@ absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
   return absl::OkStatus();
 }
 
-absl::Status PeerNode::CheckCommand(const NodeCommand& command) {
+absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
   std::lock_guard lock(mu_);
-  absl::Status s = CheckCommandAgainstPlan(machine_->committed(), self(), command);
-  if (!s.ok()) {
+  absl::StatusOr<PlanBinding> bound = BindCommandToPlan(machine_->committed(), self(), command);
+  if (!bound.ok()) {
     Log(LogLevel::kWarn, "member command refused",
-        {{"node", self()}, {"operation", command.operation_id}, {"reason", ReasonOf(s)},
-         {"error", std::string(s.message())}});
+        {{"node", self()}, {"operation", command.operation_id},
+         {"reason", ReasonOf(bound.status())}, {"error", std::string(bound.status().message())}});
   }
-  return s;
+  return bound;
 }
 
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {

@@ -6,6 +6,7 @@
 #include "google/protobuf/message.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 
@@ -90,6 +91,17 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
                          : command.of_operation_id == expected.of_operation_id);
   if (!same) return NotInPlan(self, plan->plan_id(), Describe(expected), command);
   return absl::OkStatus();
+}
+
+absl::StatusOr<PlanBinding> BindCommandToPlan(const v1::PlanRecord& committed,
+                                              std::string_view self, const NodeCommand& command) {
+  KMSFLEET_RETURN_IF_ERROR(CheckCommandAgainstPlan(committed, self, command));
+  PlanBinding binding;
+  if (command.kind != NodeCommand::Kind::kSwap) return binding;
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan) return binding;  // CheckCommandAgainstPlan refuses a record without one
+  binding.restore_refused_once_served = ReasonOf(CheckRollbackAcrossRelease(plan->compat()));
+  return binding;
 }
 
 namespace {

@@ -55,7 +55,7 @@ std::string RequiredAtStart(const v1::CompatFacts& f, std::initializer_list<std:
   return "";
 }
 
-absl::Status CheckPolicyFacts(const v1::CompatFacts& f) {
+absl::Status PolicyFactsRefusal(const v1::CompatFacts& f) {
   const std::string releases = absl::StrJoin(f.releases(), ", ");
   if (f.one_way()) {
     return Refuse(reason::kRollbackRefusedOneWay,
@@ -220,8 +220,12 @@ absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
 }  // namespace
 
 absl::Status CheckRollbackSafety(const RollbackSafetyInput& input) {
-  if (absl::Status s = CheckPolicyFacts(input.facts); !s.ok()) return s;
+  if (absl::Status s = PolicyFactsRefusal(input.facts); !s.ok()) return s;
   return CheckNodeFacts(input);
+}
+
+absl::Status CheckRollbackAcrossRelease(const v1::CompatFacts& facts) {
+  return PolicyFactsRefusal(facts);
 }
 
 }  // namespace kmsfleet

@@ -143,6 +143,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"registryRemovedRecords", j.registry_removed_records},
       {"registrySha256After", j.registry_sha256_after},
       {"targetReadySeen", j.target_ready_seen},
+      {"restoreRefusedOnceServed", j.restore_refused_once_served},
       {"checkpointSha256After", j.checkpoint_sha256_after},
       {"failureReason", j.failure_reason},
       {"failureMessage", j.failure_message},
@@ -179,10 +180,16 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
            {"registrySha256After", &j.registry_sha256_after},
            {"checkpointSha256After", &j.checkpoint_sha256_after},
            {"failureReason", &j.failure_reason},
-           {"failureMessage", &j.failure_message}}) {
+           {"failureMessage", &j.failure_message},
+           {"restoreRefusedOnceServed", &j.restore_refused_once_served}}) {
     KMSFLEET_RETURN_IF_ERROR(f.String(key, out));
   }
   if (j.operation_id.empty()) return Corrupt(what, "operationId is missing");
+  if (const std::string& r = j.restore_refused_once_served;
+      !r.empty() && r != reason::kRollbackRefusedOneWay && r != reason::kRollbackRefusedWireFormat) {
+    return Corrupt(what, "restoreRefusedOnceServed is \"" + r.substr(0, 64) +
+                             "\", not a reason this field takes");
+  }
   KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
   KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
   if (f.Find("targetReadySeen") != nullptr) {
@@ -271,6 +278,21 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
     }
   }
   return facts;
+}
+
+absl::Status CheckRestoreOnceServed(const SwapJournal& j) {
+  if (j.kind != "swap" || !j.target_ready_seen || j.restore_refused_once_served.empty()) {
+    return absl::OkStatus();
+  }
+  const bool one_way = j.restore_refused_once_served == reason::kRollbackRefusedOneWay;
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, j.restore_refused_once_served,
+      "refusing to reinstall " + j.previous_version + ": " + j.target_version +
+          " has been ready here, and the plan calls the upgrade " +
+          (one_way ? "one-way" : "a wire-format change") + ", so " + j.previous_version +
+          " may not read what it wrote (reference §8.1); " + j.target_version +
+          " stays installed: fix forward with a patch release",
+      {{"previous_version", j.previous_version}, {"target_version", j.target_version}});
 }
 
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
@@ -647,7 +669,8 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
   }
   if (j.phase != SwapPhase::kRollingBack) return;  // keep the first failure
   if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema ||
-      why == reason::kRollbackRefusedManifestEdited) {
+      why == reason::kRollbackRefusedManifestEdited || why == reason::kRollbackRefusedOneWay ||
+      why == reason::kRollbackRefusedWireFormat) {
     // The refusal is what the operator must act on; the first failure stays
     // in the message.
     j.failure_message += " (first failure: " + j.failure_reason + ")";

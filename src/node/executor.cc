@@ -413,9 +413,9 @@ absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
                                    const std::optional<NodeCommand>& bound_to_plan) {
   KMSFLEET_RETURN_IF_ERROR(Reserve(fence));
   if (bound_to_plan) {
-    if (absl::Status s = plan_check_(*bound_to_plan); !s.ok()) {
+    if (absl::StatusOr<PlanBinding> bound = plan_check_(*bound_to_plan); !bound.ok()) {
       Unreserve();
-      return s;
+      return bound.status();
     }
   }
   work();
@@ -449,12 +449,13 @@ absl::StatusOr<SwapJournal> Executor::Start(
   }
   what.operation_id = id;
   what.stabilization_ms = c.stabilization_ms;
-  if (absl::Status s = c.bound_to_plan ? plan_check_(what) : absl::OkStatus(); !s.ok()) {
+  absl::StatusOr<PlanBinding> bound = c.bound_to_plan ? plan_check_(what) : PlanBinding{};
+  if (!bound.ok()) {
     Unreserve();
     Log(LogLevel::kWarn, "command refused: not the plan's step",
-        {{"node", options_.node}, {"operation", id}, {"reason", ReasonOf(s)},
-         {"error", std::string(s.message())}});
-    return s;
+        {{"node", options_.node}, {"operation", id}, {"reason", ReasonOf(bound.status())},
+         {"error", std::string(bound.status().message())}});
+    return bound.status();
   }
   absl::StatusOr<SwapJournal> j = plan(id);
   if (!j.ok()) {
@@ -463,6 +464,7 @@ absl::StatusOr<SwapJournal> Executor::Start(
   }
   j->operation_id = id;
   j->kind = kind;
+  if (kind == "swap") j->restore_refused_once_served = bound->restore_refused_once_served;
   j->expected_key_id_hash = c.expected_key_id_hash;
   j->stabilization_ms = c.stabilization_ms > 0 ? c.stabilization_ms
                                                : options_.default_stabilization_ms;

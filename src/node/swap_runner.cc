@@ -264,6 +264,7 @@ absl::Status Executor::EndIfStopping() {
 }
 
 absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
+  KMSFLEET_RETURN_IF_ERROR(CheckRestoreOnceServed(j));
   absl::StatusOr<std::string> reg = ReadBoundedFile(options_.registry_path, kMaxRegistryFileBytes);
   if (!reg.ok() && absl::IsNotFound(reg.status())) return absl::OkStatus();
   KMSFLEET_RETURN_IF_ERROR(reg.status());
@@ -311,7 +312,7 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
     v1::NodeState state = seams_.probe.Observe();
     if (state.ready() && j.phase == SwapPhase::kVerifying && !j.target_ready_seen) {
       j.target_ready_seen = true;
-      ready_unrecorded = true;
+      ready_unrecorded = !RecordReadyIfItBindsTheRestore(j);
     }
     VerifyStep step = tracker.Observe(seen, state, now);
     if (step.verdict == VerifyVerdict::kFailed) return step.problem;
@@ -330,6 +331,22 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
   return MakeError(absl::StatusCode::kDeadlineExceeded, why,
                    "version " + version + " was not stable for " +
                        std::to_string(window_ms) + " ms within the ready timeout: " + what);
+}
+
+// Where the target having been ready forbids the restore
+// (CheckRestoreOnceServed), that is written at once: a crash in the
+// window must not leave a journal the restarted agent reads as "never
+// ready" and restores from. Elsewhere it rides on the next write (the
+// normal path pays no extra fsync). True when on disk.
+bool Executor::RecordReadyIfItBindsTheRestore(const SwapJournal& j) {
+  if (j.restore_refused_once_served.empty()) return false;
+  if (absl::Status s = seams_.journals.Save(j); !s.ok()) {
+    Log(LogLevel::kWarn, "cannot record that the target was seen ready: " +
+                             std::string(s.message()),
+        {{"node", options_.node}, {"operation", j.operation_id}});
+    return false;
+  }
+  return true;
 }
 
 // The window can last an hour: a stop that waited it out would pass

@@ -14,6 +14,9 @@ using ::testing::Not;
 constexpr char kOneWayPolicy[] =
     "apiVersion: kmsfleet.io/v1\nkind: CompatibilityPolicy\nreleases:\n"
     "  - version: 0.2.0\n    oneWay: true\n";
+constexpr char kWireFormatPolicy[] =
+    "apiVersion: kmsfleet.io/v1\nkind: CompatibilityPolicy\nreleases:\n"
+    "  - version: 0.2.0\n    wireFormatChange: true\n    migrationPlanned: true\n";
 
 TEST_F(FleetUpgradeTest, BreakingChangelogSectionNeedsAnAcknowledgement) {
   const std::string changelog = fleet_->NodeDir(0) + "/../CHANGELOG.md";
@@ -67,6 +70,31 @@ TEST_F(FleetUpgradeTest, NewReleaseServingAnotherKeyIsRestoredBeforeParityBreaks
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
   SubprocessResult status = Run(0, {"status"});
   EXPECT_EQ(status.exit_code, 0) << status.stdout_text;  // parity holds again
+}
+
+// Found in review: a node whose new release failed its window after it
+// had been ready restored the older release on its own, across the
+// wire-format change the plan refuses to roll back (reference §8.1). It
+// now keeps the new release and the plan stops in break-glass.
+TEST_F(FleetUpgradeTest, AServedReleaseAcrossAWireFormatChangeIsKeptAndBreaksGlass) {
+  const std::string policy = fleet_->NodeDir(0) + "/../wire-policy.yaml";
+  WriteFile(policy, kWireFormatPolicy);
+  fleet_->Toggle(0, "wrong-key", true);
+  SubprocessResult r = Run(0, Upgrade({"--policy", policy, "--acknowledge", "WIRE_FORMAT_CHANGE",
+                                       "--order", "cp-1,cp-2,cp-3", "--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text, HasSubstr("BREAK-GLASS on cp-1"));
+  const std::string plan = PlanJson();
+  EXPECT_THAT(plan, HasSubstr("PLAN_PHASE_BREAK_GLASS"));
+  EXPECT_THAT(plan, HasSubstr("refusing to reinstall 0.1.0: 0.2.0 has been ready here, and the "
+                              "plan calls the upgrade a wire-format change"));
+  EXPECT_THAT(plan, HasSubstr("fix forward"));
+  // cp-1 went down once, for the swap, and still runs the new release.
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+  EXPECT_EQ(fleet_->ServingVersion(0), "0.2.0");
+  EXPECT_EQ(fleet_->ServingVersion(1), "0.1.0");
+  EXPECT_EQ(fleet_->ServingVersion(2), "0.1.0");
 }
 
 TEST_F(FleetUpgradeTest, RollbackFailedEntersBreakGlassAndOnlyItsNonceLeavesIt) {

@@ -77,9 +77,41 @@ void World::AdvanceProviders() {
     if (node.op_outcome < SwapPhase::kStopped) ++counters_.ended_before_stop;
     if (node.op_reason == reason::kManifestChanged) ++counters_.manifest_refusals;
     if (node.op_reason == reason::kArtifactIo) ++counters_.disk_refusals;
-    p.version = node.op_outcome == SwapPhase::kStable ? node.op_target : node.op_prev;
+    const bool kept = node.op_outcome == SwapPhase::kRollbackFailed && node.op_target_served;
+    p.version = node.op_outcome == SwapPhase::kStable || kept ? node.op_target : node.op_prev;
+    // Reference §8.1: never back across a wire-format change or a one-way
+    // release once the newer one may have written.
+    if (node.op_target_served && p.version == node.op_prev && node.op_prev != node.op_target &&
+        WireFormatPlan(node)) {
+      Fail(name + " restored " + node.op_prev + " after " + node.op_target +
+           " had been ready, across the plan's wire-format change (" + node.op_id + ")");
+    }
     Trace(name + " operation " + node.op_id + " ends " +
           std::string(PhaseName(node.op_outcome)) + " on " + p.version);
+  }
+}
+
+// A swap that fails after its stop is restored, unless its target had been
+// ready under a plan that binds it (CheckRestoreOnceServed, core): then it
+// ends RollbackFailed on the target. Half the swaps that fail after the
+// stop had their target ready.
+void World::KeepAServedTargetIfBound(Node& node) {
+  node.op_target_served = false;
+  if (node.op_outcome != SwapPhase::kRolledBack || node.op_id.find(".swap.") == std::string::npos) {
+    return;
+  }
+  SwapJournal j;
+  j.kind = "swap";
+  j.previous_version = node.op_prev;
+  j.target_version = node.op_target;
+  j.target_ready_seen = compat_rng_.Uniform(0, 1) == 0;
+  j.restore_refused_once_served = node.op_restore_barrier;
+  node.op_target_served = j.target_ready_seen;
+  if (absl::Status kept = CheckRestoreOnceServed(j); !kept.ok()) {
+    node.op_outcome = SwapPhase::kRollbackFailed;
+    ++counters_.served_targets_kept;
+    Trace(node.name + " keeps " + node.op_target + ", ready before it failed: " +
+          std::string(kept.message()));
   }
 }
 
@@ -139,13 +171,14 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
                         .of_operation_id = a.of_operation_id,
                         .stabilization_ms = a.stabilization_ms,
                         .expected_staged_digest = a.expected_staged_digest};
-    if (absl::Status plan = CheckCommandAgainstPlan(node.machine->committed(), node.name, command);
-        !plan.ok()) {
+    absl::StatusOr<PlanBinding> bound =
+        BindCommandToPlan(node.machine->committed(), node.name, command);
+    if (!bound.ok()) {
       if (e.adversary) ++counters_.adversary_refused;
       if (e.weakened) ++counters_.adversary_weakened_refused;
       Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
-            a.operation_id + ": " + std::string(plan.message()));
-      return RefuseCommand(node, e, plan);
+            a.operation_id + ": " + std::string(bound.status().message()));
+      return RefuseCommand(node, e, bound.status());
     }
     if (e.weakened) {
       Fail(node.name + " started " + a.operation_id + " from a member's command with a " +
@@ -154,6 +187,8 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;
     StartPlanOperation(node, a, e.fence);
+    node.op_restore_barrier = bound->restore_refused_once_served;
+    KeepAServedTargetIfBound(node);
   }
   ++counters_.swaps_accepted;
   ReplyWithOperation(node, e, a);
@@ -322,6 +357,7 @@ void World::RecoverExecutor(Node& node) {
                     : roll < 0.8    ? SwapPhase::kRolledBack
                                     : SwapPhase::kPreflighted;
   node.op_reason = node.op_outcome == SwapPhase::kPreflighted ? reason::kAgentRestarted : "";
+  KeepAServedTargetIfBound(node);
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " recovers " + node.op_id + ": ends " +
         std::string(PhaseName(node.op_outcome)) + " at t=" + std::to_string(node.op_end));

@@ -29,7 +29,9 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.operations << " swaps and rollbacks (" << t.rollback_failed
             << " RollbackFailed, " << t.ended_before_stop << " failed before the stop ("
             << t.manifest_refusals << " for the node's manifest, " << t.disk_refusals
-            << " for its disk; " << t.walk_backs_withheld
+            << " for its disk; " << t.served_targets_kept
+            << " kept their target, ready before a failure across a wire-format change; "
+            << t.walk_backs_withheld
             << " with --auto-rollback, which halted without a walk back), "
             << t.resent_refused_by_caller
             << " sent again and refused for their caller, "
@@ -69,11 +71,13 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
     return 1;
   }
   // Rarer faults, reached in the longer runs: a node's disk refusing a
-  // write, under --auto-rollback too, and a resend refused for its caller.
+  // write, under --auto-rollback too, a resend refused for its caller, and
+  // a ready target kept across a wire-format change.
   if (seeds >= 1000 &&
-      (t.disk_refusals == 0 || t.walk_backs_withheld == 0 || t.resent_refused_by_caller == 0)) {
-    std::cout << "FAIL: the schedules did not reach a disk refusal (with --auto-rollback) and "
-                 "a resend refused for its caller\n";
+      (t.disk_refusals == 0 || t.walk_backs_withheld == 0 || t.resent_refused_by_caller == 0 ||
+       t.served_targets_kept == 0)) {
+    std::cout << "FAIL: the schedules did not reach a disk refusal (with --auto-rollback), "
+                 "a resend refused for its caller and a ready target kept\n";
     return 1;
   }
   return 0;

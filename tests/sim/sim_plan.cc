@@ -69,6 +69,7 @@ void World::DrawPlanShape() {
   auto_rollback_ = Chance(0.3);
   restart_required_ = Chance(0.3);
   operator_resolves_ = Chance(0.5);
+  wire_format_ = compat_rng_.Uniform(0, 3) == 0;
   // Half the seeds without the adversary: its traffic crowds out the plan's
   // own races (late answers, delayed swaps across plan changes).
   if (Chance(0.5)) adversary_rate_ = 0;
@@ -171,6 +172,13 @@ OperatorCommand World::StartCommand() {
   c.request.settings.set_auto_rollback(auto_rollback_);
   c.request.settings.set_apiserver_restart_method("systemd:kube-apiserver");
   c.request.facts.set_apiserver_restart_required(restart_required_);
+  if (wire_format_) {
+    // A planned wire-format change, acknowledged: its nodes keep a target
+    // that was ready, and no rollback crosses it.
+    c.request.facts.set_wire_format_change(true);
+    c.request.facts.set_migration_planned(true);
+    c.request.acknowledgements.push_back(reason::kAckWireFormatChange);
+  }
   return c;
 }
 

@@ -162,6 +162,10 @@ struct Node {
   bool op_interrupted = false;
   bool op_applied = true;
   std::map<std::string, EndedOperation> op_outcomes;
+  // A plan's swap: what the committed plan bound it to (BindCommandToPlan),
+  // and whether its target had been ready before it failed.
+  std::string op_restore_barrier;
+  bool op_target_served = false;
   SimProvider provider;
   // Bumped when an operator stages the same version again with other
   // bytes (--plan faults): the staged digest changes.
@@ -264,6 +268,9 @@ class World {
   void HandlePlanSwap(Node& node, const Envelope& e);
   void HandleAction(Node& node, const Envelope& e);
   void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
+  void KeepAServedTargetIfBound(Node& node);
+  // The seed's plans cross a wire-format change (StartCommand).
+  bool WireFormatPlan(const Node&) const { return wire_format_; }
   // As Executor::CheckStagedDigest: false (and answered) when `a` expects
   // other bytes than the node holds staged; a plan swap expecting none
   // fails the run.
@@ -322,6 +329,10 @@ class World {
   // Re-stages by hand (--plan): their own stream too, so that the seeds
   // chosen for the other faults keep their schedules.
   SeededRandom restage_rng_;
+  // The plan's compatibility facts and whether a failed target had been
+  // ready: their own stream as well.
+  SeededRandom compat_rng_;
+  bool wire_format_ = false;
 
   // --plan.
   std::vector<std::string> voters_;

@@ -40,6 +40,7 @@ void Counters::Add(const Counters& o) {
   ended_before_stop += o.ended_before_stop;
   manifest_refusals += o.manifest_refusals;
   disk_refusals += o.disk_refusals;
+  served_targets_kept += o.served_targets_kept;
   walk_backs_withheld += o.walk_backs_withheld;
   resent_refused_by_caller += o.resent_refused_by_caller;
   sent_again_after_agent_stop += o.sent_again_after_agent_stop;
@@ -75,7 +76,8 @@ World::World(const SimOptions& options)
       rng_(options.seed),
       transfer_rng_(options.seed ^ 0x7472616e73666572ULL),
       forger_rng_(options.seed ^ 0x666f726765727321ULL),
-      restage_rng_(options.seed ^ 0x7265737461676521ULL) {
+      restage_rng_(options.seed ^ 0x7265737461676521ULL),
+      compat_rng_(options.seed ^ 0x636f6d7061747321ULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];

@@ -73,6 +73,8 @@ struct Counters {
   int64_t ended_before_stop = 0;      // operations that failed before the stop
   int64_t manifest_refusals = 0;      // of those, for the node's own manifest
   int64_t disk_refusals = 0;          // of those, the node's disk refused a write
+  int64_t served_targets_kept = 0;    // swaps failed after a ready target, kept
+                                      // across the plan's wire-format change
   int64_t walk_backs_withheld = 0;    // --auto-rollback halts for such a node's own failure
   int64_t resent_refused_by_caller = 0;  // a known operation's resend refused
                                           // for its caller (says nothing of it)

@@ -1154,7 +1154,7 @@ TEST_F(ExecutorTest, ABusyNodeRefusesAFencedCommandWithoutWaitingForItsFence) {
 // the step with a window and a digest of its own).
 TEST_F(ExecutorTest, TheMembersPlanCheckSeesTheWindowAndDigestTheCommandCarries) {
   std::vector<NodeCommand> judged;
-  executor().SetPlanCheck([&](const NodeCommand& c) {
+  executor().SetPlanCheck([&](const NodeCommand& c) -> absl::StatusOr<PlanBinding> {
     judged.push_back(c);
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCommandNotInPlan, "not it");
   });
@@ -1409,6 +1409,84 @@ TEST_F(ExecutorTest, RemovedRecordsWrittenByTheNewVersionRefuseTheRollback) {
   EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedRemoved);
   EXPECT_THAT(j.failure_message, HasSubstr("first failure"));
   EXPECT_EQ(Installed(), kNew);  // left as it is for the operator
+}
+
+// A member's swap under a plan whose facts call the upgrade a wire-format
+// change: once the target has been ready, it may have written what the
+// older release cannot read, so a failed window keeps it (reference §8.1,
+// "never roll back when the new release wrote data in a new wire format").
+// Found in review: the node restored the older release on its own, the
+// plan's refusal of a rollback notwithstanding.
+TEST_F(ExecutorTest, ATargetThatWasReadyUnderAWireFormatPlanIsKeptNotRestored) {
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
+  });
+  w_.serves_hash[kNew] = "another-key";
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true}, ""}).ok());
+  SwapJournal j = WaitClosed("op-1");
+  EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
+  EXPECT_TRUE(j.target_ready_seen);
+  EXPECT_EQ(j.restore_refused_once_served, reason::kRollbackRefusedWireFormat);
+  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedWireFormat);
+  EXPECT_THAT(j.failure_message, HasSubstr("fix forward"));
+  EXPECT_EQ(Installed(), kNew);
+}
+
+// A target that never became ready served nothing: restored as always.
+TEST_F(ExecutorTest, ATargetNeverReadyIsRestoredEvenUnderAWireFormatPlan) {
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
+  });
+  w_.exits_on_start.insert(kNew);
+  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true}, ""}).ok());
+  SwapJournal j = WaitClosed("op-1");
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack) << j.failure_message;
+  EXPECT_FALSE(j.target_ready_seen);
+  ExpectOldServing();
+}
+
+// Where it forbids the restore, "ready" is on disk as soon as it is seen:
+// a crash in the window must not leave a journal that reads "never ready",
+// which the restarted agent would roll back from.
+TEST_F(ExecutorTest, AReadyThatForbidsTheRestoreIsWrittenAtOnce) {
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedOneWay};
+  });
+  int starts = 0;
+  w_.on_start = [this, starts](World& w) mutable {
+    if (++starts == 1) frozen_at_ = w.steady_ms;
+  };
+  w_.on_sleep = [this](World& w) {
+    if (frozen_at_) w.steady_ms = *frozen_at_;
+  };
+  ASSERT_TRUE(
+      executor().Swap({kNew, {"", kWindowMs, "op-1", std::nullopt, /*bound_to_plan=*/true}, ""})
+          .ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  absl::StatusOr<SwapJournal> on_disk = journals_.Load("op-1");
+  while (std::chrono::steady_clock::now() < deadline &&
+         !(on_disk.ok() && on_disk->target_ready_seen)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    on_disk = journals_.Load("op-1");
+  }
+  ASSERT_TRUE(on_disk.ok()) << on_disk.status();
+  EXPECT_TRUE(on_disk->target_ready_seen) << "still in the window, not yet written";
+  EXPECT_EQ(on_disk->phase, SwapPhase::kVerifying);
+  ThawClock();
+  EXPECT_EQ(WaitClosed("op-1").phase, SwapPhase::kStable);
+}
+
+// A swap of an operator (break-glass, bound to no plan) is restored as
+// before: no plan's facts bind it.
+TEST_F(ExecutorTest, AnOperatorsSwapIsNotBoundByThePlansFacts) {
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
+  });
+  w_.serves_hash[kNew] = "another-key";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack) << j.failure_message;
+  EXPECT_EQ(j.restore_refused_once_served, "");
+  ExpectOldServing();
 }
 
 TEST_F(ExecutorTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {

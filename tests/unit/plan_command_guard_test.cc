@@ -184,6 +184,34 @@ TEST(PlanCommandGuardTest, AChangeDecidedOnAnOlderRevisionIsNotProposed) {
 // Found in review: an operator's command whose change was refused for its
 // base was answered PLAN_CHANGE_PENDING ("may still take effect"), though
 // it was dropped: an abort the operator then waited for that never came.
+// The plan's compatibility facts bind the swap it asks for: once served,
+// a one-way or wire-format target is not undone by the node on its own.
+TEST(PlanCommandGuardTest, ASwapIsBoundByThePlansCompatibilityFacts) {
+  v1::PlanRecord record = Record();
+  absl::StatusOr<PlanBinding> bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  EXPECT_EQ(bound->restore_refused_once_served, "");
+
+  v1::FleetPlan plan = *DecodePlan(record.payload());
+  plan.mutable_compat()->set_wire_format_change(true);
+  plan.mutable_compat()->set_migration_planned(true);
+  record.set_payload(*EncodePlan(plan));
+  bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  EXPECT_EQ(bound->restore_refused_once_served, reason::kRollbackRefusedWireFormat);
+
+  plan.mutable_compat()->Clear();
+  plan.mutable_compat()->add_required_acknowledgements(reason::kAckOneWayUpgrade);
+  record.set_payload(*EncodePlan(plan));
+  bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  ASSERT_TRUE(bound.ok()) << bound.status();
+  EXPECT_EQ(bound->restore_refused_once_served, reason::kRollbackRefusedOneWay);
+
+  // A command the plan does not ask for is refused as before.
+  EXPECT_EQ(ReasonOf(BindCommandToPlan(record, "cp-2", Swap("mine", "0.2.0")).status()),
+            reason::kCommandNotInPlan);
+}
+
 TEST(PlanCommandGuardTest, ACommandWhoseChangeWasNeverProposedIsNotTaken) {
   v1::FleetPlan base = *DecodePlan(Record().payload());
   base.set_revision(7);

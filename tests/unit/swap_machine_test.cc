@@ -86,6 +86,47 @@ TEST(SwapMachineTest, CorruptJournalIsNamedAsDataLoss) {
   EXPECT_THAT(std::string(truncated.message()), ::testing::HasSubstr("j.json"));
 }
 
+// What a plan's facts forbid survives the journal (a restarted agent
+// recovering the swap reads it), and nothing else is taken for it.
+TEST(SwapMachineTest, TheRestoreBarrierRoundTripsAndOnlyKnownReasonsAreRead) {
+  SwapJournal j;
+  j.operation_id = "op-7";
+  j.kind = "swap";
+  j.target_ready_seen = true;
+  j.restore_refused_once_served = reason::kRollbackRefusedOneWay;
+  absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->restore_refused_once_served, reason::kRollbackRefusedOneWay);
+  j.restore_refused_once_served = "ANYTHING_ELSE";
+  absl::Status odd = ParseJournal(SerializeJournal(j), "j.json").status();
+  EXPECT_EQ(ReasonOf(odd), reason::kJournalCorrupt);
+  EXPECT_THAT(std::string(odd.message()), ::testing::HasSubstr("ANYTHING_ELSE"));
+  // A journal of an agent before the field restores as it always did.
+  back = ParseJournal(R"({"operationId":"x","phase":"Verifying","open":true})", "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->restore_refused_once_served, "");
+}
+
+TEST(SwapMachineTest, OnlyATargetThatWasReadyUnderABarrierIsKept) {
+  SwapJournal j;
+  j.kind = "swap";
+  j.previous_version = "0.1.0";
+  j.target_version = "0.2.0";
+  j.restore_refused_once_served = reason::kRollbackRefusedWireFormat;
+  EXPECT_TRUE(CheckRestoreOnceServed(j).ok()) << "never ready: it served nothing";
+  j.target_ready_seen = true;
+  absl::Status kept = CheckRestoreOnceServed(j);
+  EXPECT_EQ(ReasonOf(kept), reason::kRollbackRefusedWireFormat);
+  EXPECT_THAT(std::string(kept.message()), ::testing::HasSubstr("wire-format change"));
+  j.restore_refused_once_served = reason::kRollbackRefusedOneWay;
+  EXPECT_THAT(std::string(CheckRestoreOnceServed(j).message()), ::testing::HasSubstr("one-way"));
+  j.restore_refused_once_served.clear();
+  EXPECT_TRUE(CheckRestoreOnceServed(j).ok());
+  j.restore_refused_once_served = reason::kRollbackRefusedOneWay;
+  j.kind = "rollback";  // its restore goes forward, to the newer release
+  EXPECT_TRUE(CheckRestoreOnceServed(j).ok());
+}
+
 TEST(SwapMachineTest, RecoveryObservesTheInstalledDigest) {
   SwapJournal j;
   j.target_sha256 = std::string(64, 't');

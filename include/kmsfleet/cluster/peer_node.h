@@ -136,7 +136,7 @@ class PeerNode {
   void AwaitFence(const v1::Fence& fence);
   // A member's command must be the step the committed record's plan asks
   // of this node (CheckCommandAgainstPlan); refusals are logged.
-  absl::Status CheckCommand(const NodeCommand& command);
+  absl::StatusOr<PlanBinding> CheckCommand(const NodeCommand& command);
   // Answers a hand-off query under `fence` with the executor's outcome
   // (FenceGuard::AdmitRelease), persisting a release before answering; an
   // unseen fence is waited for as in AwaitFence.

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kmsfleet/v1/peer.pb.h"
 #include "kmsfleet/v1/plan.pb.h"
 
@@ -46,6 +47,22 @@ struct NodeCommand {
 // plan (a raw record from `kmsfleetctl plan commit` binds operators only).
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command);
+
+// What the committed plan binds a member's command to beyond its step.
+struct PlanBinding {
+  // A swap: why the release it replaces must not come back on this node
+  // once the plan's target has been ready there, as a reason code
+  // (ROLLBACK_REFUSED_ONE_WAY, ROLLBACK_REFUSED_WIRE_FORMAT), or "" when
+  // it may. From the plan's compatibility facts (CheckRollbackAcrossRelease):
+  // the runbook never rolls back once the newer release may have written
+  // what the older cannot read (reference §8.1), and a node's own restore
+  // after a failed check window is such a rollback.
+  std::string restore_refused_once_served{};
+};
+
+// CheckCommandAgainstPlan, then the binding the same record gives.
+absl::StatusOr<PlanBinding> BindCommandToPlan(const v1::PlanRecord& committed,
+                                              std::string_view self, const NodeCommand& command);
 
 // Whether a raw record (Fleet.ProposePlan: `kmsfleetctl plan commit`) may
 // be proposed with `payload` over `committed`. Refusals:

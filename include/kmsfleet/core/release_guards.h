@@ -104,6 +104,13 @@ struct RollbackSafetyInput {
 // ROLLBACK_REFUSED_SCHEMA_CHANGED (another registry schema than at start).
 absl::Status CheckRollbackSafety(const RollbackSafetyInput& input);
 
+// The first refusal of CheckRollbackSafety, which `facts` alone decide:
+// ROLLBACK_REFUSED_ONE_WAY when the policy calls the upgrade one-way or the
+// release notes' one-way or fresh-installation words were acknowledged at
+// plan start; ROLLBACK_REFUSED_WIRE_FORMAT for a wire-format change (the
+// policy's, or acknowledged from the notes). OK when neither applies.
+absl::Status CheckRollbackAcrossRelease(const v1::CompatFacts& facts);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_RELEASE_GUARDS_H_

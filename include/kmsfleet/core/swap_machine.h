@@ -79,6 +79,10 @@ struct SwapJournal {
   // swap rolled back without it was a rejected start, which must have
   // left the registry pair byte-identical.
   bool target_ready_seen = false;
+  // A swap of a plan whose target must not be undone once it has been
+  // ready (PlanBinding::restore_refused_once_served): the reason code, or
+  // "" when the previous release may be restored. Recorded at admission.
+  std::string restore_refused_once_served;
   std::string failure_reason, failure_message;  // the first failure
   std::vector<std::string> history;             // "Phase@unix_ms"
   int64_t started_unix_ms = 0, updated_unix_ms = 0;
@@ -137,6 +141,14 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
 // `removed` records appeared or grew since, ROLLBACK_REFUSED_SCHEMA_CHANGED
 // when the schema changed. Records the older binary already served with do
 // not block its return (reference §7.4).
+// Whether a swap that failed after the stop may reinstall the release it
+// replaced, before its registry is looked at (CheckRollbackAllowed): not
+// once its target has been ready under a plan that refuses that
+// (restore_refused_once_served), whose reason the refusal carries. The
+// operation then ends RollbackFailed, the target left in place, and the
+// plan enters break-glass: fix forward (reference §8.1).
+absl::Status CheckRestoreOnceServed(const SwapJournal& j);
+
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now);
 // The facts the journal captured (nullopt when no registry was captured).

@@ -139,9 +139,11 @@ FenceCheck NoElectionFenceCheck(std::string node, bool standalone);
 
 // Decides whether a command from a caller bound to the plan is the
 // committed plan's step for this node (plan_command_guard.h). Called after
-// the FenceCheck admitted its fence. The default admits: without an
-// election no caller is a member.
-using PlanCheck = std::function<absl::Status(const NodeCommand& command)>;
+// the FenceCheck admitted its fence, and says what else the plan binds it
+// to (a swap's restore_refused_once_served, recorded in its journal). The
+// default admits, binding nothing: without an election no caller is a
+// member.
+using PlanCheck = std::function<absl::StatusOr<PlanBinding>(const NodeCommand& command)>;
 
 struct PreflightOutcome {
   PreflightResult doctor;
@@ -346,6 +348,7 @@ class Executor {
   absl::Status CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check);
   absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status StopVerifying(SwapJournal& j, const std::string& version, bool ready_unrecorded);
+  bool RecordReadyIfItBindsTheRestore(const SwapJournal& j);
   void LeaveOpen();
   bool RefusingNewCommands();
   absl::Status AgentStopping() const;
@@ -404,7 +407,9 @@ class Executor {
   ExecutorSeams seams_;
   FenceCheck fence_check_;
   FenceWait fence_wait_;
-  PlanCheck plan_check_ = [](const NodeCommand&) { return absl::OkStatus(); };
+  PlanCheck plan_check_ = [](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{};
+  };
   StepHook step_hook_;
   PhaseObserver phase_observer_;
 
