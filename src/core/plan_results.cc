@@ -357,6 +357,17 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     return "for a node whose disk refused a write (ARTIFACT_IO): mend the disk there, then "
            "`kmsfleetctl resume`.";
   }
+  if (failure_reason == reason::kRotationInProgress ||
+      failure_reason == reason::kRotationPlanUntrusted) {
+    // The node's own check before its stop found a Transit rotation under
+    // way, or could not judge one (rotation-plan failed or said nothing
+    // trustworthy): nothing failed against the release, and a walk back
+    // now would restart providers during the rotation the runbook defers
+    // for (found in review).
+    return "while a Transit rotation is under way or cannot be judged: wait until "
+           "rotation-plan shows it settled on every node, then `kmsfleetctl resume` (or "
+           "`kmsfleetctl rollback`).";
+  }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.
     return "for a release staged again or removed by hand: `kmsfleetctl resume` stages the "

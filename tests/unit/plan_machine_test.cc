@@ -1584,6 +1584,29 @@ TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRoll
   }
 }
 
+// Found in review: a rotation that started while the plan rolled (the
+// node's own rotation-plan before its stop refused), or one rotation-plan
+// could not judge, walked the upgraded nodes back, restarting providers
+// during the rotation the runbook says to wait out.
+TEST(PlanMachineTest, ARotationFoundBeforeTheStopNeverStartsAnAutoRollback) {
+  for (const char* refusal : {reason::kRotationInProgress, reason::kRotationPlanUntrusted}) {
+    SCOPED_TRACE(refusal);
+    Driver d;
+    d.admission = [refusal](const PlanAction& a) {
+      return a.node == "c" ? MakeError(absl::StatusCode::kFailedPrecondition, refusal,
+                                       "c: rotation-plan shows a pending key")
+                           : absl::OkStatus();
+    };
+    v1::PlanSettings s;
+    s.set_auto_rollback(true);
+    d.Step(Start(s));
+    d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+    EXPECT_EQ(d.plan_.halt().reason(), refusal);
+    EXPECT_THAT(d.plan_.halt().message(), HasSubstr("while a Transit rotation is under way"));
+    EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  }
+}
+
 TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
   Driver d;
   d.outcome = [](const PlanAction& a) {
