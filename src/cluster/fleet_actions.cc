@@ -267,25 +267,7 @@ ActionResult FleetActions::Preflight(const PlanAction& action, const std::string
   if (!r.doctor.passed && r.doctor.failed_checks.empty()) {
     r.doctor.failed_checks = response.blocking().reason() + ": " + response.blocking().message();
   }
-  r.rotation.node = action.node;
-  r.rotation.metric_state = metric_state;
-  if (response.transit_metadata_status().empty() &&
-      !response.rotation_plan().reason().empty()) {
-    // No report came back (the command failed or printed none): the
-    // agent's reason says why it cannot be trusted.
-    r.rotation.exit_code = 1;
-    r.rotation.report = MakeError(absl::StatusCode::kFailedPrecondition,
-                                  response.rotation_plan().reason(),
-                                  response.rotation_plan().message());
-  } else {
-    // A report: the coordinator's own guard judges it (pending, untrusted).
-    RotationReport report;
-    report.name = "rotation-plan";
-    report.transit_metadata_status = response.transit_metadata_status();
-    report.rotation_state = response.rotation_state();
-    report.pending_key_id_hash = response.pending_key_id_hash();
-    r.rotation.report = report;
-  }
+  r.rotation = RotationOfPreflight(action.node, metric_state, response);
   return r;
 }
 

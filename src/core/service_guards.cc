@@ -162,6 +162,35 @@ absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
   return absl::OkStatus();
 }
 
+NodeRotation RotationOfPreflight(const std::string& node, const std::string& metric_state,
+                                 const v1::PreflightResponse& response) {
+  NodeRotation r;
+  r.node = node;
+  r.metric_state = metric_state;
+  if (response.transit_metadata_status().empty() && !response.rotation_plan().reason().empty()) {
+    r.exit_code = 1;
+    r.report = MakeError(absl::StatusCode::kFailedPrecondition, response.rotation_plan().reason(),
+                         response.rotation_plan().message());
+    return r;
+  }
+  RotationReport report;
+  report.name = "rotation-plan";
+  report.transit_metadata_status = response.transit_metadata_status();
+  report.rotation_state = response.rotation_state();
+  report.pending_key_id_hash = response.pending_key_id_hash();
+  if (response.has_active_transit_version()) {
+    report.active_transit_version = response.active_transit_version();
+  }
+  if (response.has_latest_transit_version()) {
+    report.latest_transit_version = response.latest_transit_version();
+  }
+  if (response.has_pending_transit_version()) {
+    report.pending_transit_version = response.pending_transit_version();
+  }
+  r.report = report;
+  return r;
+}
+
 absl::Status CheckRotationMetric(const std::vector<NodeView>& views) {
   std::vector<std::string> nodes, text;
   for (const NodeView& v : views) {

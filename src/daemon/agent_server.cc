@@ -330,6 +330,15 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
   response->set_rotation_state(p->rotation.rotation_state);
   response->set_transit_metadata_status(p->rotation.transit_metadata_status);
   response->set_pending_key_id_hash(p->rotation.pending_key_id_hash);
+  if (p->rotation.active_transit_version) {
+    response->set_active_transit_version(*p->rotation.active_transit_version);
+  }
+  if (p->rotation.latest_transit_version) {
+    response->set_latest_transit_version(*p->rotation.latest_transit_version);
+  }
+  if (p->rotation.pending_transit_version) {
+    response->set_pending_transit_version(*p->rotation.pending_transit_version);
+  }
   response->set_passed(p->doctor.verdict.ok() && p->rotation_plan.ok());
   return grpc::Status::OK;
 }

@@ -110,6 +110,23 @@ TEST_F(FleetUpgradeTest, PendingRotationStopsThePlanBeforeAnySwap) {
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
 }
 
+// Found in review: a key rotated in OpenBao that cp-2's provider had not
+// yet recorded as pending (rotation-plan: latest Transit version above the
+// active one, rotationState still active) passed the plan's rotation
+// guard, which saw only three fields of cp-2's answer; cp-1 was swapped
+// before cp-2's own check refused.
+TEST_F(FleetUpgradeTest, ALatestTransitVersionAboveTheActiveOneStopsThePlanBeforeAnySwap) {
+  fleet_->SetScenario(1, "key_seed: fleet-key-1\n"
+                         "rotation_plan: {activeTransitVersion: 2, latestTransitVersion: 3}\n");
+  SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text + r.stderr_text,
+              HasSubstr("cp-2 (latest Transit version 3 above the active 2)"))
+      << fleet_->Logs();
+  EXPECT_TRUE(fleet_->DownIntervals().empty()) << fleet_->DescribeDowntime();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+}
+
 TEST_F(FleetUpgradeTest, SealedOpenBaoHoldsThePlanUntilItIsUnsealed) {
   fleet_->SetOpenBao("sealed");
   SubprocessResult r = Run(0, Upgrade());

@@ -157,6 +157,38 @@ TEST(RotationGuardTest, ALatestTransitVersionAboveTheActiveOneRefuses) {
   EXPECT_TRUE(CheckRotationSettled(rotated).ok());
 }
 
+// Found in review: the coordinator rebuilt each node's report from three
+// fields of its Preflight answer, so a latest Transit version above the
+// active one, which the agent itself refused, passed the plan's guard.
+TEST(RotationGuardTest, APreflightAnswerKeepsTheTransitVersionsTheGuardJudges) {
+  v1::PreflightResponse answer;
+  answer.set_transit_metadata_status("pass");
+  answer.set_rotation_state("active");
+  answer.set_active_transit_version(2);
+  answer.set_latest_transit_version(3);
+  absl::Status s = CheckRotation({RotationOfPreflight("cp-2", "active", answer)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
+  EXPECT_THAT(s.message(), HasSubstr("cp-2 (latest Transit version 3 above the active 2)"));
+  answer.clear_latest_transit_version();
+  answer.set_pending_transit_version(3);
+  s = CheckRotation({RotationOfPreflight("cp-2", "active", answer)});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
+  // An agent older than the fields: judged on what it sends.
+  answer.clear_active_transit_version();
+  answer.clear_pending_transit_version();
+  EXPECT_TRUE(CheckRotation({RotationOfPreflight("cp-2", "active", answer)}).ok());
+}
+
+TEST(RotationGuardTest, APreflightAnswerWithoutAReportCarriesTheAgentsReason) {
+  v1::PreflightResponse answer;
+  answer.mutable_rotation_plan()->set_reason(reason::kRotationPlanUntrusted);
+  answer.mutable_rotation_plan()->set_message("rotation-plan exited 4");
+  NodeRotation r = RotationOfPreflight("cp-2", "active", answer);
+  EXPECT_EQ(r.exit_code, 1);
+  absl::Status s = CheckRotation({r});
+  EXPECT_EQ(ReasonOf(s), reason::kRotationPlanUntrusted) << s;
+}
+
 TEST(RotationGuardTest, MetricDisagreeingRefuses) {
   const absl::Status s =
       CheckRotation({Node("a", Active(), 0, "pending"), Node("b", Active())});

@@ -140,6 +140,16 @@ struct NodeRotation {
 // (rotationState not active or a pending key), ROTATION_METRIC_DISAGREES.
 absl::Status CheckRotation(const std::vector<NodeRotation>& nodes);
 
+// `node`'s rotation as its agent's Preflight answer tells it, with the
+// metric state the coordinator observed. An answer without a report (the
+// command failed or printed none) carries the agent's reason, which
+// makes the report untrusted; otherwise the report's fields that
+// CheckRotation judges, Transit versions included (found in review: they
+// were dropped, so a latest version above the active one, which the agent
+// itself refuses, passed the plan's guard).
+NodeRotation RotationOfPreflight(const std::string& node, const std::string& metric_state,
+                                 const v1::PreflightResponse& response);
+
 // Passes when every node's openbao_kms_rotation_state is active (the gate
 // between nodes; rotation-plan itself runs at preflight). Refusal:
 // ROTATION_IN_PROGRESS naming each node and its state.
