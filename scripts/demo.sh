@@ -36,8 +36,18 @@ step "kmsfleetctl status: every node on 0.2.0, still in parity"
 "$ctl" status "${locals[@]}"
 
 step "kmsfleetctl rollback: refused, 0.2.0 is one-way"
-"$ctl" rollback "${op[@]}" && echo "(unexpected: the rollback was accepted)" ||
-  echo "(exit $?: nothing was touched)"
+# The demo's point: it fails unless the rollback is refused for its reason.
+if refusal=$("$ctl" rollback "${op[@]}" 2>&1); then
+  printf '%s\n' "$refusal"
+  echo "FAIL: the rollback across a one-way release was accepted" >&2
+  exit 1
+fi
+printf '%s\n' "$refusal"
+if [[ $refusal != *ROLLBACK_REFUSED_ONE_WAY* ]]; then
+  echo "FAIL: the rollback was refused, but not as ROLLBACK_REFUSED_ONE_WAY" >&2
+  exit 1
+fi
+echo "(refused: nothing was touched)"
 
 step "kmsfleetctl history"
 "$ctl" history "${op[@]}"
