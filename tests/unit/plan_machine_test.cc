@@ -91,8 +91,9 @@ class Driver {
     in.views.clear();
     for (const auto& [n, v] : versions_) {
       auto stuck = observed_at.find(n);
-      in.views.push_back(
-          HealthyView(n, v, hash, stuck == observed_at.end() ? now_ : stuck->second));
+      auto own_hash = hash_of.find(n);
+      in.views.push_back(HealthyView(n, v, own_hash == hash_of.end() ? hash : own_hash->second,
+                                     stuck == observed_at.end() ? now_ : stuck->second));
       if (restart_unconfigured.contains(n)) in.views.back().state->set_apiserver_restart_configured(false);
       if (no_registry.contains(n)) in.views.back().registry.reset();
     }
@@ -215,6 +216,7 @@ class Driver {
   std::set<std::string> restart_unconfigured;
   // Every node's key_id hash; nodes whose registry facts are not reported.
   std::string hash = testing::kHashA;
+  std::map<std::string, std::string> hash_of;  // nodes reporting another hash
   std::set<std::string> no_registry;
   // Whether hand-offs are released; by default, unless the node's last
   // operation ended RollbackFailed.
@@ -873,6 +875,27 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   EXPECT_EQ(r.plan->nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
   EXPECT_GT(r.plan->nodes(0).done_unix_ms(), 0);
   EXPECT_EQ(r.plan->in_flight(), "c");
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
+}
+
+// Found by the requirements audit: no test split the fleet's hashes
+// between two nodes' swaps. A node not yet swapped that reports another
+// key_id hash (a rotation promoted on it alone) holds the next swap,
+// naming both hashes, until the fleet agrees again for the plan's rounds.
+TEST(PlanMachineTest, ANodeReportingAnotherHashHoldsTheNextSwapUntilParityReturns) {
+  Driver d;
+  d.StartAndSwapFirst();
+  ASSERT_THAT(d.Swapped(), ElementsAre("a"));
+  d.hash_of["b"] = testing::kHashB;
+  PlanReady r;
+  for (int i = 0; i < 10; ++i) r = d.Step();
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kFleetParityMismatch) << r.blocked;
+  EXPECT_THAT(r.blocked.message(), HasSubstr(std::string("b=") + testing::kHashB));
+  EXPECT_THAT(d.Swapped(), ElementsAre("a")) << "no swap while the fleet disagrees";
+  d.hash_of.clear();
+  r = d.Step();  // one round in parity is not enough
+  EXPECT_THAT(d.Swapped(), ElementsAre("a"));
+  for (int i = 0; i < 3 && d.Swapped().size() == 1; ++i) d.Step();
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
