@@ -216,10 +216,37 @@ SemVer OrderKey(const ReleaseCompat& r) {
   return v.ok() ? *v : SemVer();
 }
 
+// `v` is a pre-release of `release` (0.2.0-rc.1 of 0.2.0).
+bool PreReleaseOf(const SemVer& v, const SemVer& release) {
+  return !v.prerelease().empty() && release.prerelease().empty() &&
+         v.major() == release.major() && v.minor() == release.minor() &&
+         v.patch() == release.patch();
+}
+
+// An entry for a release speaks for its pre-releases too: 0.2.0's
+// wire-format change is in 0.2.0-rc.1, though SemVer orders the candidate
+// below the release (found in review: upgrading to it asked for nothing,
+// and rolling back from it was allowed). From one of its pre-releases, to
+// another or to the release, nothing new is crossed.
 bool Crossed(const ReleaseCompat& r, const SemVer& lo, const SemVer& hi) {
   const SemVer key = OrderKey(r);
-  if (!r.version.empty()) return lo < key && key <= hi;
+  if (!r.version.empty()) {
+    if (PreReleaseOf(lo, key)) return false;
+    return (lo < key && key <= hi) || PreReleaseOf(hi, key);
+  }
   return lo <= key && key < hi;
+}
+
+// Notes go into the plan, whose record is bounded (64 KiB): each is cut,
+// and the notes of at most kMaxNotes entries are kept.
+constexpr int kMaxNotes = 16;
+
+std::string CutNotes(const std::string& notes) {
+  constexpr size_t kMaxNoteBytes = 300;
+  if (notes.size() <= kMaxNoteBytes) return notes;
+  size_t end = kMaxNoteBytes;
+  while (end > 0 && (static_cast<unsigned char>(notes[end]) & 0xC0) == 0x80) --end;  // UTF-8
+  return notes.substr(0, end) + "...";
 }
 
 }  // namespace
@@ -237,6 +264,7 @@ v1::CompatFacts FactsCrossed(const CompatPolicy& policy, const SemVer& from,
               return OrderKey(*a) < OrderKey(*b);
             });
   v1::CompatFacts facts;
+  int notes_left_out = 0;
   for (const ReleaseCompat* r : crossed) {
     facts.set_fresh_install_only(facts.fresh_install_only() ||
                                  r->fresh_install_only);
@@ -246,6 +274,16 @@ v1::CompatFacts FactsCrossed(const CompatPolicy& policy, const SemVer& from,
     facts.set_apiserver_restart_required(facts.apiserver_restart_required() ||
                                          r->apiserver_restart_required);
     facts.add_releases(EntryId(*r));
+    if (r->notes.empty()) continue;
+    if (facts.notes_size() < kMaxNotes) {
+      facts.add_notes(EntryId(*r) + ": " + CutNotes(r->notes));
+    } else {
+      ++notes_left_out;
+    }
+  }
+  if (notes_left_out > 0) {
+    facts.add_notes(absl::StrCat("and the notes of ", notes_left_out,
+                                 " more releases crossed, in the policy"));
   }
   // A migration is planned only if every wire-format change crossed has one.
   bool planned = facts.wire_format_change();

@@ -28,4 +28,9 @@ std::string ValueOrNone(std::string_view text) {
   return Quoted(text);
 }
 
+std::string NotesSentence(const google::protobuf::RepeatedPtrField<std::string>& notes) {
+  if (notes.empty()) return "";
+  return absl::StrCat(" The policy's notes: ", absl::StrJoin(notes, "; "), ".");
+}
+
 }  // namespace kmsfleet::internal

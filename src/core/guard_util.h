@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "google/protobuf/repeated_ptr_field.h"
 
 namespace kmsfleet::internal {
 
@@ -25,6 +26,10 @@ std::string NodeList(const std::vector<std::string>& nodes);
 
 // Quoted(text) (escaped, in double quotes), or "(none)" when empty.
 std::string ValueOrNone(std::string_view text);
+
+// " The policy's notes: <entry>: <notes>; ..." for a refusal the facts
+// `notes` (CompatFacts.notes) come with; "" when there are none.
+std::string NotesSentence(const google::protobuf::RepeatedPtrField<std::string>& notes);
 
 }  // namespace kmsfleet::internal
 

@@ -16,6 +16,7 @@ namespace kmsfleet {
 namespace {
 
 using internal::NodeList;
+using internal::NotesSentence;
 using internal::Refuse;
 using internal::ValueOrNone;
 
@@ -68,7 +69,8 @@ absl::Status CheckAcknowledged(const CompatInput& input) {
     return MakeError(absl::StatusCode::kFailedPrecondition,
                      reason::kAcknowledgementRequired,
                      absl::StrCat("The release notes require acknowledging: ",
-                                  absl::StrJoin(text, "; "), ". ", remedy),
+                                  absl::StrJoin(text, "; "), ".",
+                                  NotesSentence(input.facts.notes()), " ", remedy),
                      {{"nodes", ""},
                       {"remedy", remedy},
                       {"missing", absl::StrJoin(missing, ",")}});
@@ -108,7 +110,7 @@ absl::Status CheckCompatibility(const CompatInput& input) {
     return Refuse(reason::kFreshInstallRequired,
                   absl::StrCat("The releases crossed (", Releases(f),
                                ") require a fresh installation; an in-place "
-                               "upgrade is unsupported."),
+                               "upgrade is unsupported.", NotesSentence(f.notes())),
                   "Keep this installation on its matching release, or build "
                   "a fresh one; never erase registry state to bypass this.",
                   {});
@@ -117,7 +119,7 @@ absl::Status CheckCompatibility(const CompatInput& input) {
     return Refuse(reason::kWireFormatUnplanned,
                   absl::StrCat("The releases crossed (", Releases(f),
                                ") change the wire format with no planned "
-                               "migration."),
+                               "migration.", NotesSentence(f.notes())),
                   "Plan the migration and mark it migrationPlanned in a "
                   "policy file, or stay on this release.",
                   {});

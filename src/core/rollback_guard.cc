@@ -16,6 +16,7 @@ namespace kmsfleet {
 namespace {
 
 using internal::NodeList;
+using internal::NotesSentence;
 using internal::Refuse;
 using internal::ValueOrNone;
 
@@ -60,13 +61,13 @@ absl::Status PolicyFactsRefusal(const v1::CompatFacts& f) {
   if (f.one_way()) {
     return Refuse(reason::kRollbackRefusedOneWay,
                   absl::StrCat("The policy calls the upgrade one-way (",
-                               releases, ")."),
+                               releases, ").", NotesSentence(f.notes())),
                   "Fix forward with a patch release instead.", {});
   }
   if (f.wire_format_change()) {
     return Refuse(reason::kRollbackRefusedWireFormat,
                   absl::StrCat("The newer release may have written a new wire "
-                               "format (", releases, ")."),
+                               "format (", releases, ").", NotesSentence(f.notes())),
                   "Fix forward with a patch release instead.", {});
   }
   // The release notes' own words, acknowledged at the start, count as

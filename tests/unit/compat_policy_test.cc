@@ -7,6 +7,7 @@
 #include "kmsfleet/core/changelog.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
@@ -67,6 +68,21 @@ TEST(PolicyFileTest, OperatorEntriesAddAndOverride) {
   EXPECT_TRUE(facts.one_way());  // the operator's entry replaced the builtin
 }
 
+// Found in review: SemVer orders 0.2.0-rc.1 below 0.2.0, so an entry for
+// 0.2.0 did not apply to its release candidate, which carries the change.
+TEST(PolicyFileTest, AnEntryForAReleaseCoversItsPreReleases) {
+  absl::StatusOr<CompatPolicy> file = ParseCompatPolicy(kOperatorPolicy, "ops.yaml");
+  ASSERT_TRUE(file.ok()) << file.status();
+  EXPECT_TRUE(FactsCrossed(*file, V("0.1.0"), V("0.2.0-rc.1")).wire_format_change());
+  EXPECT_TRUE(FactsCrossed(*file, V("0.2.0-rc.1"), V("0.1.0")).wire_format_change())
+      << "rolling back from the candidate crosses it too";
+  EXPECT_FALSE(FactsCrossed(*file, V("0.2.0-rc.1"), V("0.2.0-rc.2")).wire_format_change())
+      << "both candidates carry it already";
+  EXPECT_FALSE(FactsCrossed(*file, V("0.2.0-rc.1"), V("0.2.0")).wire_format_change())
+      << "so do the candidate and the release";
+  EXPECT_FALSE(FactsCrossed(*file, V("0.1.0"), V("0.1.1-rc.1")).wire_format_change());
+}
+
 TEST(PolicyFileTest, MigrationIsPlannedOnlyIfEveryWireChangePlansOne) {
   absl::StatusOr<CompatPolicy> p = ParseCompatPolicy(R"(apiVersion: kmsfleet.io/v1
 kind: CompatibilityPolicy
@@ -91,6 +107,49 @@ void ExpectBadPolicy(std::string_view yaml, std::string_view key,
 }
 
 constexpr char kHead[] = "apiVersion: kmsfleet.io/v1\nkind: CompatibilityPolicy\n";
+
+// Found by the requirements audit: an entry's notes, which the reference
+// promises in plans and refusals, were parsed and dropped. They travel in
+// the facts now, cut to 300 bytes each, and the refusals they cause show
+// them.
+TEST(PolicyFileTest, NotesTravelWithTheFactsAndShowInTheirRefusals) {
+  absl::StatusOr<CompatPolicy> p = ParseCompatPolicy(std::string(kHead) +
+                                                         "releases:\n"
+                                                         "  - version: 0.2.0\n"
+                                                         "    oneWay: true\n"
+                                                         "    notes: state 0.1.0 cannot read\n"
+                                                         "  - version: 0.3.0\n"
+                                                         "    notes: " +
+                                                         std::string(400, 'x') + "\n",
+                                                     "p.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  const v1::CompatFacts facts = FactsCrossed(*p, V("0.1.0"), V("0.3.0"));
+  ASSERT_EQ(facts.notes_size(), 2);
+  EXPECT_EQ(facts.notes(0), "0.2.0: state 0.1.0 cannot read");
+  EXPECT_EQ(facts.notes(1), "0.3.0: " + std::string(300, 'x') + "...");
+  EXPECT_THAT(std::string(CheckRollbackAcrossRelease(facts).message()),
+              HasSubstr("The policy's notes: 0.2.0: state 0.1.0 cannot read; 0.3.0: xxx"));
+  CompatInput upgrade;
+  upgrade.facts = facts;
+  EXPECT_THAT(std::string(CheckCompatibility(upgrade).message()),
+              HasSubstr("0.2.0: state 0.1.0 cannot read"));
+}
+
+// The plan's record is bounded: the notes of 16 entries at most travel.
+TEST(PolicyFileTest, OnlySixteenEntriesNotesTravel) {
+  std::string yaml = std::string(kHead) + "releases:\n";
+  for (int patch = 1; patch <= 20; ++patch) {
+    const std::string n = std::to_string(patch);
+    yaml += "  - {version: 0.1." + n + ", notes: n" + n + "}\n";
+  }
+  absl::StatusOr<CompatPolicy> p = ParseCompatPolicy(yaml, "p.yaml");
+  ASSERT_TRUE(p.ok()) << p.status();
+  const v1::CompatFacts facts = FactsCrossed(*p, V("0.1.0"), V("0.1.20"));
+  ASSERT_EQ(facts.notes_size(), 17);
+  EXPECT_EQ(facts.notes(15), "0.1.16: n16");
+  EXPECT_EQ(facts.notes(16), "and the notes of 4 more releases crossed, in the policy");
+}
+
 
 TEST(PolicyFileTest, BadValuesNameFileKeyAndValue) {
   ExpectBadPolicy(std::string(kHead) + "releases:\n  - version: 0.2.0\n    oneWay: yes\n",
