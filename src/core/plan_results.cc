@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/swap_machine.h"
 #include "plan_step.h"
 
 namespace kmsfleet {
@@ -162,17 +163,27 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
                                     "was restored: ", r.outcome_message));
       node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
       break;
-    case OperationOutcome::kRollbackFailed:
-      node.set_reason(reason::kRollbackFailed);
+    case OperationOutcome::kRollbackFailed: {
+      // Found in review: a target kept on purpose (CheckRestoreOnceServed)
+      // read as any failed restore, its refusal at the end of a message
+      // the plan may cut, and the manual steps said to restore. Its own
+      // reason leads, and the steps say to fix forward.
+      const bool kept = KeptAServedTarget(r.outcome_reason);
+      node.set_reason(kept ? r.outcome_reason : std::string(reason::kRollbackFailed));
       // Once acknowledged, the node must still hand off; never swap again.
       node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
-      node.set_message(absl::StrCat(node.node(), " failed and could not be "
-                                    "restored (RollbackFailed): ",
-                                    r.outcome_message));
-      EnterBreakGlass(MakeError(absl::StatusCode::kFailedPrecondition,
-                                reason::kRollbackFailed, node.message()),
+      node.set_message(
+          kept ? absl::StrCat(node.node(), " failed after ", next_->target_version(),
+                              " had been ready, and kept it (RollbackFailed, ",
+                              r.outcome_reason, "): the plan's facts forbid going back: ",
+                              r.outcome_message)
+               : absl::StrCat(node.node(), " failed and could not be restored (RollbackFailed): ",
+                              r.outcome_message));
+      EnterBreakGlass(MakeError(absl::StatusCode::kFailedPrecondition, node.reason(),
+                                node.message()),
                       node.node());
       break;
+    }
   }
   changed_ = true;
   if (!replaying_) RestartParity();

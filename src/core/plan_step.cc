@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/swap_machine.h"
 
 namespace kmsfleet {
 namespace {
@@ -218,9 +219,17 @@ void PlanStep::EnterBreakGlass(const absl::Status& why, std::string_view node) {
                                     ": its operation "
                                     "journal and evidence directory, and "
                                     "the provider's unit and logs."));
-  bg->add_manual_steps("Restore a provider release that reads the current "
-                       "registry and key_id; never edit or erase "
-                       "key-registry.json or its checkpoint.");
+  if (KeptAServedTarget(ReasonOf(why))) {
+    bg->add_manual_steps(absl::StrCat(
+        "Do not reinstall ", next_->version_before(), ": ", next_->target_version(),
+        " was ready and may have written what it cannot read. Fix forward: a patch release "
+        "of the newer line, or the same release once the cause of the failure is fixed; "
+        "never edit or erase key-registry.json or its checkpoint."));
+  } else {
+    bg->add_manual_steps("Restore a provider release that reads the current "
+                         "registry and key_id; never edit or erase "
+                         "key-registry.json or its checkpoint.");
+  }
   bg->add_manual_steps("Confirm /ready is 200 and the key_id hash matches "
                        "the other nodes.");
   bg->add_manual_steps(absl::StrCat("Run: kmsfleetctl ack-break-glass ", nonce));

@@ -185,10 +185,13 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
     KMSFLEET_RETURN_IF_ERROR(f.String(key, out));
   }
   if (j.operation_id.empty()) return Corrupt(what, "operationId is missing");
-  if (const std::string& r = j.restore_refused_once_served;
-      !r.empty() && r != reason::kRollbackRefusedOneWay && r != reason::kRollbackRefusedWireFormat) {
-    return Corrupt(what, "restoreRefusedOnceServed is \"" + r.substr(0, 64) +
-                             "\", not a reason this field takes");
+  // A reason code this agent does not know (written by a newer kmsfleetd
+  // before a downgrade) is read as it is and still refuses the restore;
+  // only text that is no reason code makes the journal corrupt.
+  if (j.restore_refused_once_served.size() > 64 ||
+      !std::all_of(j.restore_refused_once_served.begin(), j.restore_refused_once_served.end(),
+                   [](char c) { return (c >= 'A' && c <= 'Z') || c == '_'; })) {
+    return Corrupt(what, "restoreRefusedOnceServed is not a reason code");
   }
   KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
   KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
@@ -280,16 +283,26 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
   return facts;
 }
 
+bool KeptAServedTarget(std::string_view reason) {
+  return reason == reason::kRollbackRefusedOneWay || reason == reason::kRollbackRefusedWireFormat;
+}
+
 absl::Status CheckRestoreOnceServed(const SwapJournal& j) {
-  if (j.kind != "swap" || !j.target_ready_seen || j.restore_refused_once_served.empty()) {
+  // The same version again (a node's swap sent again after break-glass)
+  // crosses no release: its capture may come back (found in review).
+  if (j.kind != "swap" || !j.target_ready_seen || j.restore_refused_once_served.empty() ||
+      j.previous_version == j.target_version) {
     return absl::OkStatus();
   }
-  const bool one_way = j.restore_refused_once_served == reason::kRollbackRefusedOneWay;
+  const std::string& why = j.restore_refused_once_served;
+  const std::string what = why == reason::kRollbackRefusedOneWay       ? "one-way"
+                           : why == reason::kRollbackRefusedWireFormat ? "a wire-format change"
+                                                                        : "irreversible (" + why + ")";
   return MakeError(
-      absl::StatusCode::kFailedPrecondition, j.restore_refused_once_served,
+      absl::StatusCode::kFailedPrecondition, why,
       "refusing to reinstall " + j.previous_version + ": " + j.target_version +
-          " has been ready here, and the plan calls the upgrade " +
-          (one_way ? "one-way" : "a wire-format change") + ", so " + j.previous_version +
+          " has been ready here, and the plan calls the upgrade " + what + ", so " +
+          j.previous_version +
           " may not read what it wrote (reference §8.1); " + j.target_version +
           " stays installed: fix forward with a patch release",
       {{"previous_version", j.previous_version}, {"target_version", j.target_version}});

@@ -568,6 +568,9 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
                          "; only a Stable swap can be rolled back",
                      {{"operation_id", of.operation_id}});
   }
+  // A swap its plan bound (one-way, wire format) was ready: undoing it by
+  // hand is the same rollback its node refused to make (found in review).
+  KMSFLEET_RETURN_IF_ERROR(CheckRestoreOnceServed(of));
   // Undoing `of` means replacing what it installed. If something else was
   // installed since (a later swap, a change by hand), restoring its
   // previous release would skip that one and leave its journal wrong.

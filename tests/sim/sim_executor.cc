@@ -96,7 +96,6 @@ void World::AdvanceProviders() {
 // ends RollbackFailed on the target. Half the swaps that fail after the
 // stop had their target ready.
 void World::KeepAServedTargetIfBound(Node& node) {
-  node.op_target_served = false;
   if (node.op_outcome != SwapPhase::kRolledBack || node.op_id.find(".swap.") == std::string::npos) {
     return;
   }
@@ -104,11 +103,13 @@ void World::KeepAServedTargetIfBound(Node& node) {
   j.kind = "swap";
   j.previous_version = node.op_prev;
   j.target_version = node.op_target;
-  j.target_ready_seen = compat_rng_.Uniform(0, 1) == 0;
+  // Written at once, "ready" survives a crash of the agent (recovery).
+  j.target_ready_seen = compat_rng_.Uniform(0, 1) == 0 || node.op_target_served;
   j.restore_refused_once_served = node.op_restore_barrier;
   node.op_target_served = j.target_ready_seen;
   if (absl::Status kept = CheckRestoreOnceServed(j); !kept.ok()) {
     node.op_outcome = SwapPhase::kRollbackFailed;
+    ++counters_.rollback_failed;
     ++counters_.served_targets_kept;
     Trace(node.name + " keeps " + node.op_target + ", ready before it failed: " +
           std::string(kept.message()));
@@ -231,6 +232,7 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
   node.op_fence = fence;
   node.op_applied = false;
   node.op_interrupted = false;
+  node.op_target_served = false;
   // Of the operations that fail, half fail before the stop (the swap's
   // own doctor or rotation-plan, a changed binary) and half after it.
   double roll = Unit();
@@ -356,9 +358,13 @@ void World::RecoverExecutor(Node& node) {
                     : roll < 0.4    ? SwapPhase::kStable
                     : roll < 0.8    ? SwapPhase::kRolledBack
                                     : SwapPhase::kPreflighted;
+  // A target seen ready (its journal says so) was past the stop.
+  if (node.op_target_served && node.op_outcome == SwapPhase::kPreflighted) {
+    node.op_outcome = SwapPhase::kRolledBack;
+  }
   node.op_reason = node.op_outcome == SwapPhase::kPreflighted ? reason::kAgentRestarted : "";
-  KeepAServedTargetIfBound(node);
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
+  KeepAServedTargetIfBound(node);
   Trace(node.name + " recovers " + node.op_id + ": ends " +
         std::string(PhaseName(node.op_outcome)) + " at t=" + std::to_string(node.op_end));
 }
@@ -379,8 +385,12 @@ void World::Repair(Node& node) {
   node.op_start = now_;
   node.op_end = now_;
   node.op_fence = v1::Fence();
-  node.provider.version = node.op_prev;
-  Trace("operator repairs " + node.name + " by hand: back on " + node.op_prev);
+  // A target kept across the plan's wire-format change is fixed forward
+  // (the break-glass runbook), never taken back.
+  const bool forward = node.op_target_served && !node.op_restore_barrier.empty();
+  node.provider.version = forward ? node.op_target : node.op_prev;
+  Trace("operator repairs " + node.name + " by hand: " + (forward ? "forward" : "back") +
+        " on " + node.provider.version);
 }
 
 // The adversary replays the real command sent under a fence it saw; under

@@ -1422,7 +1422,8 @@ TEST_F(ExecutorTest, ATargetThatWasReadyUnderAWireFormatPlanIsKeptNotRestored) {
     return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
   });
   w_.serves_hash[kNew] = "another-key";
-  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true}, ""}).ok());
+  const CommandParams member{"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true};
+  ASSERT_TRUE(executor().Swap({kNew, member, ""}).ok());
   SwapJournal j = WaitClosed("op-1");
   EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
   EXPECT_TRUE(j.target_ready_seen);
@@ -1438,7 +1439,8 @@ TEST_F(ExecutorTest, ATargetNeverReadyIsRestoredEvenUnderAWireFormatPlan) {
     return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
   });
   w_.exits_on_start.insert(kNew);
-  ASSERT_TRUE(executor().Swap({kNew, {"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true}, ""}).ok());
+  const CommandParams member{"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true};
+  ASSERT_TRUE(executor().Swap({kNew, member, ""}).ok());
   SwapJournal j = WaitClosed("op-1");
   EXPECT_EQ(j.phase, SwapPhase::kRolledBack) << j.failure_message;
   EXPECT_FALSE(j.target_ready_seen);
@@ -1474,6 +1476,23 @@ TEST_F(ExecutorTest, AReadyThatForbidsTheRestoreIsWrittenAtOnce) {
   EXPECT_EQ(on_disk->phase, SwapPhase::kVerifying);
   ThawClock();
   EXPECT_EQ(WaitClosed("op-1").phase, SwapPhase::kStable);
+}
+
+// Found in review: the node refused to go back across the plan's
+// wire-format change on its own, but a rollback of the same swap by hand
+// (kmsfleetctl node rollback) reinstalled the older release.
+TEST_F(ExecutorTest, ARollbackOfASwapItsPlanBoundIsRefusedBeforeAnythingRuns) {
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
+  });
+  const CommandParams member{"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true};
+  ASSERT_TRUE(executor().Swap({kNew, member, ""}).ok());
+  ASSERT_EQ(WaitClosed("op-1").phase, SwapPhase::kStable);
+  absl::StatusOr<SwapJournal> back = executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}});
+  EXPECT_EQ(ReasonOf(back.status()), reason::kRollbackRefusedWireFormat) << back.status();
+  EXPECT_THAT(std::string(back.status().message()), HasSubstr("fix forward"));
+  EXPECT_EQ(Installed(), kNew);
+  EXPECT_FALSE(journals_.Load("op-2").ok()) << "nothing recorded";
 }
 
 // A swap of an operator (break-glass, bound to no plan) is restored as

@@ -181,14 +181,12 @@ TEST(PlanCommandGuardTest, AChangeDecidedOnAnOlderRevisionIsNotProposed) {
   EXPECT_TRUE(CheckChangeBase(v1::PlanRecord(), std::nullopt).ok());
 }
 
-// Found in review: an operator's command whose change was refused for its
-// base was answered PLAN_CHANGE_PENDING ("may still take effect"), though
-// it was dropped: an abort the operator then waited for that never came.
 // The plan's compatibility facts bind the swap it asks for: once served,
 // a one-way or wire-format target is not undone by the node on its own.
 TEST(PlanCommandGuardTest, ASwapIsBoundByThePlansCompatibilityFacts) {
   v1::PlanRecord record = Record();
-  absl::StatusOr<PlanBinding> bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  absl::StatusOr<PlanBinding> bound =
+      BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
   ASSERT_TRUE(bound.ok()) << bound.status();
   EXPECT_EQ(bound->restore_refused_once_served, "");
 
@@ -212,6 +210,9 @@ TEST(PlanCommandGuardTest, ASwapIsBoundByThePlansCompatibilityFacts) {
             reason::kCommandNotInPlan);
 }
 
+// Found in review: an operator's command whose change was refused for its
+// base was answered PLAN_CHANGE_PENDING ("may still take effect"), though
+// it was dropped: an abort the operator then waited for that never came.
 TEST(PlanCommandGuardTest, ACommandWhoseChangeWasNeverProposedIsNotTaken) {
   v1::FleetPlan base = *DecodePlan(Record().payload());
   base.set_revision(7);

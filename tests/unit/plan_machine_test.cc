@@ -204,6 +204,7 @@ class Driver {
   std::function<bool(const PlanAction&)> doctor_passes = [](const PlanAction&) { return true; };
   // The detail of an operation that did not end Stable.
   std::string outcome_message;
+  std::string outcome_reason;  // its reason code ("" = none given)
   // Actions left unanswered (the node is still working on them) until
   // AnswerSilenced.
   std::function<bool(const PlanAction&)> silent = [](const PlanAction&) { return false; };
@@ -282,7 +283,10 @@ class Driver {
         if (!r.status.ok()) break;
         started_.insert(a.operation_id);
         r.outcome = outcome(a);
-        if (r.outcome != OperationOutcome::kStable) r.outcome_message = outcome_message;
+        if (r.outcome != OperationOutcome::kStable) {
+          r.outcome_message = outcome_message;
+          r.outcome_reason = outcome_reason;
+        }
         last_outcome_[a.node] = r.outcome;
         if (r.outcome == OperationOutcome::kStable) versions_[a.node] = a.version;
         break;
@@ -1406,6 +1410,30 @@ TEST(PlanMachineTest, FailedSwapRestoredHaltsAndTouchesNoFurtherNode) {
   EXPECT_EQ(d.plan_.halt().node(), "c");
   EXPECT_EQ(d.plan_.nodes(1).phase(), v1::PLAN_NODE_PHASE_FAILED);
   EXPECT_TRUE(d.plan_.in_flight().empty());
+}
+
+// Found in review: a target its node kept on purpose (the plan's facts
+// forbid going back, CheckRestoreOnceServed) read as any failed restore:
+// ROLLBACK_FAILED, its refusal at the end of a long message the plan cuts,
+// and a manual step saying to restore. Its own reason leads now, and the
+// steps say to fix forward.
+TEST(PlanMachineTest, ATargetKeptOnPurposeBreaksGlassSayingNotToGoBack) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "a" ? OperationOutcome::kRollbackFailed : OperationOutcome::kStable;
+  };
+  d.outcome_reason = reason::kRollbackRefusedWireFormat;
+  d.outcome_message = std::string(1500, 'x') + "; rollback failed: refusing to reinstall 0.1.0";
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_BREAK_GLASS);
+  const v1::BreakGlass bg = d.plan_.break_glass();
+  EXPECT_EQ(bg.reason(), reason::kRollbackRefusedWireFormat);
+  EXPECT_THAT(bg.failure(), ::testing::StartsWith(
+                                "a failed after 0.2.0 had been ready, and kept it (RollbackFailed, "
+                                "ROLLBACK_REFUSED_WIRE_FORMAT)"));
+  EXPECT_THAT(bg.manual_steps(), ::testing::Contains(HasSubstr("Do not reinstall 0.1.0")));
+  EXPECT_THAT(bg.manual_steps(), ::testing::Not(::testing::Contains(HasSubstr("Restore a"))));
+  EXPECT_EQ(d.plan_.nodes(0).reason(), reason::kRollbackRefusedWireFormat);
 }
 
 TEST(PlanMachineTest, RollbackFailedEntersBreakGlassUntilTheNonceIsAcknowledged) {

@@ -135,20 +135,26 @@ struct RegistryFacts {
 // Errors: InvalidArgument, MALFORMED_REGISTRY naming `what`.
 absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
                                                  std::string_view what);
+// Whether a swap that failed after the stop may reinstall the release it
+// replaced, before its registry is looked at (CheckRollbackAllowed): not
+// once its target has been ready under a plan that refuses that
+// (restore_refused_once_served), whose reason the refusal carries. The
+// operation then ends RollbackFailed, the target left in place, and the
+// plan enters break-glass: fix forward (reference §8.1). A swap to the
+// version it replaced crosses nothing and may be restored. The same check
+// refuses a node's rollback of such a swap once Stable.
+absl::Status CheckRestoreOnceServed(const SwapJournal& j);
+
+// Whether an operation's reason says CheckRestoreOnceServed kept its
+// target (ROLLBACK_REFUSED_ONE_WAY, ROLLBACK_REFUSED_WIRE_FORMAT).
+bool KeptAServedTarget(std::string_view reason);
+
 // Refuses an older binary over a registry it may not read, comparing with
 // the registry captured before the swap (`before`; nullopt when there was
 // none): FailedPrecondition with ROLLBACK_REFUSED_REMOVED_RECORDS when
 // `removed` records appeared or grew since, ROLLBACK_REFUSED_SCHEMA_CHANGED
 // when the schema changed. Records the older binary already served with do
 // not block its return (reference §7.4).
-// Whether a swap that failed after the stop may reinstall the release it
-// replaced, before its registry is looked at (CheckRollbackAllowed): not
-// once its target has been ready under a plan that refuses that
-// (restore_refused_once_served), whose reason the refusal carries. The
-// operation then ends RollbackFailed, the target left in place, and the
-// plan enters break-glass: fix forward (reference §8.1).
-absl::Status CheckRestoreOnceServed(const SwapJournal& j);
-
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now);
 // The facts the journal captured (nullopt when no registry was captured).
