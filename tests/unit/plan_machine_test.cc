@@ -1604,6 +1604,26 @@ TEST(PlanMachineTest, AFailedRestartNeverStartsAnAutoRollback) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
+// Runs a plan under --auto-rollback whose node c refuses its swap before
+// the stop with `refusal`: it must halt, saying `said`, and walk nothing back.
+void ExpectAHaltWithoutAWalkBack(const char* refusal, std::string_view said) {
+  SCOPED_TRACE(refusal);
+  Driver d;
+  d.admission = [refusal](const PlanAction& a) {
+    return a.node == "c" ? MakeError(absl::StatusCode::kFailedPrecondition, refusal,
+                                     "c refused its swap before the stop")
+                         : absl::OkStatus();
+  };
+  v1::PlanSettings s;
+  s.set_auto_rollback(true);
+  d.Step(Start(s));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), refusal);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("Auto-rollback is not started"));
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr(std::string(said)));
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+}
+
 // Found in review: a static-pod node that refused its swap before the
 // stop because it could not restore its running image (a tag, or an image
 // the runtime dropped) started the walk back of nodes that had not failed.
@@ -1618,20 +1638,7 @@ TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRoll
         // Found in review: a journal write the disk refused at admission
         // walked back nodes that had not failed.
         reason::kArtifactIo}) {
-    SCOPED_TRACE(refusal);
-    Driver d;
-    d.admission = [refusal](const PlanAction& a) {
-      return a.node == "c" ? MakeError(absl::StatusCode::kFailedPrecondition, refusal,
-                                       "c cannot restore its running image")
-                           : absl::OkStatus();
-    };
-    v1::PlanSettings s;
-    s.set_auto_rollback(true);
-    d.Step(Start(s));
-    d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
-    EXPECT_EQ(d.plan_.halt().reason(), refusal);
-    EXPECT_THAT(d.plan_.halt().message(), HasSubstr("Auto-rollback is not started"));
-    EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+    ExpectAHaltWithoutAWalkBack(refusal, "kmsfleetctl resume");
   }
 }
 
@@ -1641,20 +1648,7 @@ TEST(PlanMachineTest, ARefusalForAnUnrestorableRunningImageNeverStartsAnAutoRoll
 // during the rotation the runbook says to wait out.
 TEST(PlanMachineTest, ARotationFoundBeforeTheStopNeverStartsAnAutoRollback) {
   for (const char* refusal : {reason::kRotationInProgress, reason::kRotationPlanUntrusted}) {
-    SCOPED_TRACE(refusal);
-    Driver d;
-    d.admission = [refusal](const PlanAction& a) {
-      return a.node == "c" ? MakeError(absl::StatusCode::kFailedPrecondition, refusal,
-                                       "c: rotation-plan shows a pending key")
-                           : absl::OkStatus();
-    };
-    v1::PlanSettings s;
-    s.set_auto_rollback(true);
-    d.Step(Start(s));
-    d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
-    EXPECT_EQ(d.plan_.halt().reason(), refusal);
-    EXPECT_THAT(d.plan_.halt().message(), HasSubstr("while a Transit rotation is under way"));
-    EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+    ExpectAHaltWithoutAWalkBack(refusal, "while a Transit rotation is under way");
   }
 }
 
