@@ -133,6 +133,9 @@ TEST_F(FleetArtifactTest, AnUploadOverTheCoordinatorsUnixSocketReachesEveryNode)
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_EQ(r->exit_code, 0) << r->stdout_text << r->stderr_text << fleet_->Logs();
   EXPECT_THAT(r->stderr_text, HasSubstr("uploaded " + release_.binary + " ("));
+  // Over the unix socket the plan's audit names local root (the issue's
+  // "or \"local root\" over the unix socket").
+  EXPECT_THAT(PlanJson(), HasSubstr("\"who\": \"local root\""));
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }

@@ -90,6 +90,9 @@ TEST_F(FleetUpgradeTest, NodeThatNeverBecomesReadyIsRestoredAndThePlanHalts) {
   SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
   EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text << fleet_->Logs();
   EXPECT_THAT(PlanJson(), HasSubstr("PLAN_PHASE_HALTED"));
+  // The halt names the node and its operation's own reason.
+  EXPECT_EQ(HaltField("node"), "cp-2") << PlanJson();
+  EXPECT_EQ(HaltField("reason"), "NOT_READY") << PlanJson();
   // cp-1 was upgraded, cp-2 restored, cp-3 never touched.
   EXPECT_EQ(Versions(), (std::vector<std::string>{"0.2.0", "0.1.0", "0.1.0"}));
   EXPECT_TRUE(fleet_->ProviderReady(1));
