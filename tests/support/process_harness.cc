@@ -15,6 +15,8 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -185,7 +187,9 @@ bool WaitUntil(const std::function<bool()>& condition,
   return true;
 }
 
-uint16_t FreeLoopbackPort() {
+namespace {
+
+uint16_t AnyFreeLoopbackPort() {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -195,6 +199,22 @@ uint16_t FreeLoopbackPort() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);
   return ntohs(addr.sin_port);
+}
+
+}  // namespace
+
+// Never the same port twice in one process: the kernel may hand a port
+// just released to the next bind, and a CI run gave two agents of one
+// group the same listen port (HostilePeerTest, no leader elected).
+uint16_t FreeLoopbackPort() {
+  static std::mutex mu;
+  static std::set<uint16_t> given;
+  std::lock_guard lock(mu);
+  for (int attempt = 0; attempt < 64; ++attempt) {
+    const uint16_t port = AnyFreeLoopbackPort();
+    if (given.insert(port).second) return port;
+  }
+  return AnyFreeLoopbackPort();
 }
 
 HeldPort::HeldPort() : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {

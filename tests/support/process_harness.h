@@ -92,7 +92,8 @@ bool WaitUntil(const std::function<bool()>& condition,
                std::chrono::milliseconds timeout);
 
 // A TCP port on 127.0.0.1 that was free a moment ago, for a process that
-// must be told its port before it binds.
+// must be told its port before it binds; never one this process was given
+// before.
 uint16_t FreeLoopbackPort();
 
 // A TCP port on 127.0.0.1 bound and listening for this object's life: an
