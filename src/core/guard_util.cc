@@ -30,7 +30,15 @@ std::string ValueOrNone(std::string_view text) {
 
 std::string NotesSentence(const google::protobuf::RepeatedPtrField<std::string>& notes) {
   if (notes.empty()) return "";
-  return absl::StrCat(" The policy's notes: ", absl::StrJoin(notes, "; "), ".");
+  // Last in a message, and short: the plan keeps 1,024 bytes of a text.
+  constexpr size_t kMaxNotesBytes = 600;
+  std::string joined = absl::StrJoin(notes, "; ");
+  if (joined.size() > kMaxNotesBytes) {
+    size_t end = kMaxNotesBytes;
+    while (end > 0 && (static_cast<unsigned char>(joined[end]) & 0xC0) == 0x80) --end;
+    joined = joined.substr(0, end) + "... (the rest in the policy)";
+  }
+  return absl::StrCat(" The policy's notes: ", joined, ".");
 }
 
 }  // namespace kmsfleet::internal

@@ -27,8 +27,9 @@ std::string NodeList(const std::vector<std::string>& nodes);
 // Quoted(text) (escaped, in double quotes), or "(none)" when empty.
 std::string ValueOrNone(std::string_view text);
 
-// " The policy's notes: <entry>: <notes>; ..." for a refusal the facts
-// `notes` (CompatFacts.notes) come with; "" when there are none.
+// " The policy's notes: <entry>: <notes>; ..." (600 bytes of notes at
+// most), to end a refusal the facts `notes` (CompatFacts.notes) come
+// with, after its remedy; "" when there are none.
 std::string NotesSentence(const google::protobuf::RepeatedPtrField<std::string>& notes);
 
 }  // namespace kmsfleet::internal

@@ -69,8 +69,8 @@ absl::Status CheckAcknowledged(const CompatInput& input) {
     return MakeError(absl::StatusCode::kFailedPrecondition,
                      reason::kAcknowledgementRequired,
                      absl::StrCat("The release notes require acknowledging: ",
-                                  absl::StrJoin(text, "; "), ".",
-                                  NotesSentence(input.facts.notes()), " ", remedy),
+                                  absl::StrJoin(text, "; "), ". ", remedy,
+                                  NotesSentence(input.facts.notes())),
                      {{"nodes", ""},
                       {"remedy", remedy},
                       {"missing", absl::StrJoin(missing, ",")}});
@@ -110,18 +110,20 @@ absl::Status CheckCompatibility(const CompatInput& input) {
     return Refuse(reason::kFreshInstallRequired,
                   absl::StrCat("The releases crossed (", Releases(f),
                                ") require a fresh installation; an in-place "
-                               "upgrade is unsupported.", NotesSentence(f.notes())),
-                  "Keep this installation on its matching release, or build "
-                  "a fresh one; never erase registry state to bypass this.",
+                               "upgrade is unsupported."),
+                  absl::StrCat("Keep this installation on its matching release, or build "
+                               "a fresh one; never erase registry state to bypass this.",
+                               NotesSentence(f.notes())),
                   {});
   }
   if (f.wire_format_change() && !f.migration_planned()) {
     return Refuse(reason::kWireFormatUnplanned,
                   absl::StrCat("The releases crossed (", Releases(f),
                                ") change the wire format with no planned "
-                               "migration.", NotesSentence(f.notes())),
-                  "Plan the migration and mark it migrationPlanned in a "
-                  "policy file, or stay on this release.",
+                               "migration."),
+                  absl::StrCat("Plan the migration and mark it migrationPlanned in a "
+                               "policy file, or stay on this release.",
+                               NotesSentence(f.notes())),
                   {});
   }
   if (absl::Status s = CheckAcknowledged(input); !s.ok()) return s;

@@ -60,15 +60,18 @@ absl::Status PolicyFactsRefusal(const v1::CompatFacts& f) {
   const std::string releases = absl::StrJoin(f.releases(), ", ");
   if (f.one_way()) {
     return Refuse(reason::kRollbackRefusedOneWay,
-                  absl::StrCat("The policy calls the upgrade one-way (",
-                               releases, ").", NotesSentence(f.notes())),
-                  "Fix forward with a patch release instead.", {});
+                  absl::StrCat("The policy calls the upgrade one-way (", releases, ")."),
+                  absl::StrCat("Fix forward with a patch release instead.",
+                               NotesSentence(f.notes())),
+                  {});
   }
   if (f.wire_format_change()) {
     return Refuse(reason::kRollbackRefusedWireFormat,
                   absl::StrCat("The newer release may have written a new wire "
-                               "format (", releases, ").", NotesSentence(f.notes())),
-                  "Fix forward with a patch release instead.", {});
+                               "format (", releases, ")."),
+                  absl::StrCat("Fix forward with a patch release instead.",
+                               NotesSentence(f.notes())),
+                  {});
   }
   // The release notes' own words, acknowledged at the start, count as
   // much as the policy's (reference §8.1).

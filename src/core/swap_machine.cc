@@ -295,9 +295,9 @@ absl::Status CheckRestoreOnceServed(const SwapJournal& j) {
     return absl::OkStatus();
   }
   const std::string& why = j.restore_refused_once_served;
-  const std::string what = why == reason::kRollbackRefusedOneWay       ? "one-way"
-                           : why == reason::kRollbackRefusedWireFormat ? "a wire-format change"
-                                                                        : "irreversible (" + why + ")";
+  std::string what = "irreversible (" + why + ")";
+  if (why == reason::kRollbackRefusedOneWay) what = "one-way";
+  if (why == reason::kRollbackRefusedWireFormat) what = "a wire-format change";
   return MakeError(
       absl::StatusCode::kFailedPrecondition, why,
       "refusing to reinstall " + j.previous_version + ": " + j.target_version +
@@ -683,7 +683,7 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
   if (j.phase != SwapPhase::kRollingBack) return;  // keep the first failure
   if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema ||
       why == reason::kRollbackRefusedManifestEdited || why == reason::kRollbackRefusedOneWay ||
-      why == reason::kRollbackRefusedWireFormat) {
+      why == reason::kRollbackRefusedWireFormat || why == j.restore_refused_once_served) {
     // The refusal is what the operator must act on; the first failure stays
     // in the message.
     j.failure_message += " (first failure: " + j.failure_reason + ")";

@@ -103,10 +103,17 @@ class FleetUpgradeTest : public ::testing::Test {
   // A string field of the plan's halt ("reason", "node", "message"), ""
   // when absent. Parsed, not matched: nodes carry a "reason" of their own.
   std::string HaltField(const std::string& key, int i = 0) {
+    return PlanSectionField("halt", key, i);
+  }
+  // The same of the plan's break_glass.
+  std::string BreakGlassField(const std::string& key, int i = 0) {
+    return PlanSectionField("break_glass", key, i);
+  }
+  std::string PlanSectionField(const char* section, const std::string& key, int i) {
     boost::system::error_code ec;
     const boost::json::value view = boost::json::parse(PlanJson(i), ec);
     const boost::json::value* at = ec ? nullptr : &view;
-    for (const char* step : {"plan", "halt"}) {
+    for (const char* step : {"plan", section}) {
       at = at && at->is_object() ? at->as_object().if_contains(step) : nullptr;
     }
     at = at && at->is_object() ? at->as_object().if_contains(key) : nullptr;

@@ -90,7 +90,7 @@ TEST_F(FleetUpgradeTest, AServedReleaseAcrossAWireFormatChangeIsKeptAndBreaksGla
                               "plan calls the upgrade a wire-format change"));
   EXPECT_THAT(plan, HasSubstr("fix forward"));
   EXPECT_THAT(plan, HasSubstr("Do not reinstall 0.1.0"));  // the break-glass steps
-  EXPECT_EQ(PlanField("reason"), "ROLLBACK_REFUSED_WIRE_FORMAT") << plan;
+  EXPECT_EQ(BreakGlassField("reason"), "ROLLBACK_REFUSED_WIRE_FORMAT") << plan;
   // cp-1 went down once, for the swap, and still runs the new release.
   EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0})) << fleet_->DescribeDowntime();
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");

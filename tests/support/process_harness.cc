@@ -210,11 +210,11 @@ uint16_t FreeLoopbackPort() {
   static std::mutex mu;
   static std::set<uint16_t> given;
   std::lock_guard lock(mu);
-  for (int attempt = 0; attempt < 64; ++attempt) {
+  for (int attempt = 0; attempt < 10000; ++attempt) {
     const uint16_t port = AnyFreeLoopbackPort();
-    if (given.insert(port).second) return port;
+    if (port != 0 && given.insert(port).second) return port;
   }
-  return AnyFreeLoopbackPort();
+  throw std::runtime_error("no loopback port this process was not given already");
 }
 
 HeldPort::HeldPort() : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {

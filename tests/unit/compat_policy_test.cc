@@ -127,8 +127,9 @@ TEST(PolicyFileTest, NotesTravelWithTheFactsAndShowInTheirRefusals) {
   ASSERT_EQ(facts.notes_size(), 2);
   EXPECT_EQ(facts.notes(0), "0.2.0: state 0.1.0 cannot read");
   EXPECT_EQ(facts.notes(1), "0.3.0: " + std::string(300, 'x') + "...");
+  // After the remedy: a text the plan cuts loses notes, not advice.
   EXPECT_THAT(std::string(CheckRollbackAcrossRelease(facts).message()),
-              HasSubstr("The policy's notes: 0.2.0: state 0.1.0 cannot read; 0.3.0: xxx"));
+              HasSubstr("instead. The policy's notes: 0.2.0: state 0.1.0 cannot read; 0.3.0: xxx"));
   CompatInput upgrade;
   upgrade.facts = facts;
   EXPECT_THAT(std::string(CheckCompatibility(upgrade).message()),
@@ -148,6 +149,13 @@ TEST(PolicyFileTest, OnlySixteenEntriesNotesTravel) {
   ASSERT_EQ(facts.notes_size(), 17);
   EXPECT_EQ(facts.notes(15), "0.1.16: n16");
   EXPECT_EQ(facts.notes(16), "and the notes of 4 more releases crossed, in the policy");
+  // A refusal shows 600 bytes of notes at most.
+  v1::CompatFacts long_notes;
+  long_notes.set_one_way(true);
+  for (int i = 0; i < 3; ++i) long_notes.add_notes(std::string(300, 'n'));
+  const std::string said(CheckRollbackAcrossRelease(long_notes).message());
+  EXPECT_THAT(said, HasSubstr("... (the rest in the policy)."));
+  EXPECT_LT(said.size(), 800u);
 }
 
 

@@ -1434,6 +1434,15 @@ TEST(PlanMachineTest, ATargetKeptOnPurposeBreaksGlassSayingNotToGoBack) {
   EXPECT_THAT(bg.manual_steps(), ::testing::Contains(HasSubstr("Do not reinstall 0.1.0")));
   EXPECT_THAT(bg.manual_steps(), ::testing::Not(::testing::Contains(HasSubstr("Restore a"))));
   EXPECT_EQ(d.plan_.nodes(0).reason(), reason::kRollbackRefusedWireFormat);
+  // Acknowledged before it hands off, it breaks glass again as not
+  // releasable: the steps still say not to go back (found in review).
+  d.Step(Cmd(CommandKind::kAckBreakGlass, bg.nonce()));
+  for (int i = 0; i < 5 && d.plan_.break_glass().reason() != reason::kNodeNotReleasable; ++i) {
+    d.Step();
+  }
+  ASSERT_EQ(d.plan_.break_glass().reason(), reason::kNodeNotReleasable) << d.plan_.DebugString();
+  EXPECT_THAT(d.plan_.break_glass().manual_steps(),
+              ::testing::Contains(HasSubstr("Do not reinstall 0.1.0")));
 }
 
 TEST(PlanMachineTest, RollbackFailedEntersBreakGlassUntilTheNonceIsAcknowledged) {

@@ -104,6 +104,11 @@ TEST(SwapMachineTest, TheRestoreBarrierRoundTripsAndOnlyReasonCodesAreRead) {
   back->previous_version = "0.1.0";
   back->target_version = "0.2.0";
   EXPECT_EQ(ReasonOf(CheckRestoreOnceServed(*back)), "ROLLBACK_REFUSED_SOMETHING_NEW");
+  // Its refusal is the operation's reason, as a known one's is.
+  back->phase = SwapPhase::kRollingBack;
+  back->failure_reason = "NOT_READY";
+  RecordFailure(*back, CheckRestoreOnceServed(*back));
+  EXPECT_EQ(back->failure_reason, "ROLLBACK_REFUSED_SOMETHING_NEW");
   j.restore_refused_once_served = "not a code\n";
   absl::Status odd = ParseJournal(SerializeJournal(j), "j.json").status();
   EXPECT_EQ(ReasonOf(odd), reason::kJournalCorrupt);
