@@ -244,9 +244,7 @@ constexpr int kMaxNotes = 16;
 std::string CutNotes(const std::string& notes) {
   constexpr size_t kMaxNoteBytes = 300;
   if (notes.size() <= kMaxNoteBytes) return notes;
-  size_t end = kMaxNoteBytes;
-  while (end > 0 && (static_cast<unsigned char>(notes[end]) & 0xC0) == 0x80) --end;  // UTF-8
-  return notes.substr(0, end) + "...";
+  return notes.substr(0, internal::Utf8CutLength(notes, kMaxNoteBytes)) + "...";
 }
 
 }  // namespace

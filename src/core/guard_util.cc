@@ -34,9 +34,8 @@ std::string NotesSentence(const google::protobuf::RepeatedPtrField<std::string>&
   constexpr size_t kMaxNotesBytes = 600;
   std::string joined = absl::StrJoin(notes, "; ");
   if (joined.size() > kMaxNotesBytes) {
-    size_t end = kMaxNotesBytes;
-    while (end > 0 && (static_cast<unsigned char>(joined[end]) & 0xC0) == 0x80) --end;
-    joined = joined.substr(0, end) + "... (the rest in the policy)";
+    joined = joined.substr(0, Utf8CutLength(joined, kMaxNotesBytes)) +
+             "... (the rest in the policy)";
   }
   return absl::StrCat(" The policy's notes: ", joined, ".");
 }

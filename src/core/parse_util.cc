@@ -47,6 +47,13 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
 
 }  // namespace
 
+size_t Utf8CutLength(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return text.size();
+  size_t cut = max_bytes;
+  while (cut > 0 && IsContinuation(static_cast<unsigned char>(text[cut]))) --cut;
+  return cut;
+}
+
 std::string Excerpt(std::string_view text, size_t max_bytes) {
   const bool cut = text.size() > max_bytes;
   if (cut) text = text.substr(0, max_bytes);

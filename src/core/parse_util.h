@@ -27,6 +27,10 @@ std::string Excerpt(std::string_view text, size_t max_bytes = 80);
 // UTF-8), logs and terminals; this makes any bytes safe for all three.
 std::string ValidUtf8Text(std::string_view text);
 
+// The largest length, at most `max_bytes`, at which `text` can be cut
+// without splitting a UTF-8 sequence (text.size() when it fits).
+size_t Utf8CutLength(std::string_view text, size_t max_bytes);
+
 // Returns Excerpt(text) in double quotes.
 std::string Quoted(std::string_view text, size_t max_bytes = 80);
 

@@ -8,6 +8,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/swap_machine.h"
+#include "parse_util.h"
 
 namespace kmsfleet {
 namespace {
@@ -295,9 +296,7 @@ namespace {
 void Cut(std::string& text, size_t max) {
   if (text.size() <= max) return;
   const std::string note = absl::StrCat(" [", text.size(), " bytes, cut]");
-  size_t keep = max > note.size() ? max - note.size() : 0;
-  while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
-  text.resize(keep);
+  text.resize(internal::Utf8CutLength(text, max > note.size() ? max - note.size() : 0));
   text += note;
 }
 

@@ -26,8 +26,7 @@ constexpr size_t kMaxMessageBytes = 4000;
 std::string SafeText(std::string_view text) {
   std::string safe = internal::ValidUtf8Text(text);
   if (safe.size() <= kMaxMessageBytes) return safe;
-  size_t cut = kMaxMessageBytes;
-  while (cut > 0 && (static_cast<unsigned char>(safe[cut]) & 0xC0) == 0x80) --cut;
+  const size_t cut = internal::Utf8CutLength(safe, kMaxMessageBytes);
   return safe.substr(0, cut) + " ... (" + std::to_string(safe.size() - cut) +
          " more bytes)";
 }
