@@ -56,7 +56,9 @@ std::string RequiredAtStart(const v1::CompatFacts& f, std::initializer_list<std:
   return "";
 }
 
-absl::Status PolicyFactsRefusal(const v1::CompatFacts& f) {
+}  // namespace
+
+absl::Status CheckRollbackAcrossRelease(const v1::CompatFacts& f) {
   const std::string releases = absl::StrJoin(f.releases(), ", ");
   if (f.one_way()) {
     return Refuse(reason::kRollbackRefusedOneWay,
@@ -91,6 +93,8 @@ absl::Status PolicyFactsRefusal(const v1::CompatFacts& f) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 struct NodeFindings {
   Offenders down, unrecorded, unobserved, rotated, pending, unknown, removed, schema;
@@ -224,12 +228,8 @@ absl::Status CheckNodeFacts(const RollbackSafetyInput& in) {
 }  // namespace
 
 absl::Status CheckRollbackSafety(const RollbackSafetyInput& input) {
-  if (absl::Status s = PolicyFactsRefusal(input.facts); !s.ok()) return s;
+  if (absl::Status s = CheckRollbackAcrossRelease(input.facts); !s.ok()) return s;
   return CheckNodeFacts(input);
-}
-
-absl::Status CheckRollbackAcrossRelease(const v1::CompatFacts& facts) {
-  return PolicyFactsRefusal(facts);
 }
 
 }  // namespace kmsfleet

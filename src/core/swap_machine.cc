@@ -682,8 +682,8 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
   }
   if (j.phase != SwapPhase::kRollingBack) return;  // keep the first failure
   if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema ||
-      why == reason::kRollbackRefusedManifestEdited || why == reason::kRollbackRefusedOneWay ||
-      why == reason::kRollbackRefusedWireFormat || why == j.restore_refused_once_served) {
+      why == reason::kRollbackRefusedManifestEdited || KeptAServedTarget(why) ||
+      why == j.restore_refused_once_served) {
     // The refusal is what the operator must act on; the first failure stays
     // in the message.
     j.failure_message += " (first failure: " + j.failure_reason + ")";
