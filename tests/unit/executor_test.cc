@@ -290,7 +290,8 @@ class FakeJournals final : public JournalStore {
  public:
   absl::Status Save(const SwapJournal& j) override {
     std::lock_guard<std::mutex> lock(mu_);
-    if (j.open && failing_phases_.contains(j.phase)) {
+    const bool ready_in_window = j.phase == SwapPhase::kVerifying && j.target_ready_seen;
+    if (j.open && (failing_phases_.contains(j.phase) || (failing_ready_ && ready_in_window))) {
       ++failed_phase_writes_;
       return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                        "write state/journal/" + j.operation_id + ".json.tmp: " +
@@ -343,6 +344,12 @@ class FakeJournals final : public JournalStore {
     std::lock_guard<std::mutex> lock(mu_);
     failing_phases_ = std::move(phases);
   }
+  // While set, every write in the window that says the target was seen
+  // ready fails (ENOSPC): the write made the moment it is seen.
+  void FailReadyWrites(bool on) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failing_ready_ = on;
+  }
   int failed_phase_writes() {
     std::lock_guard<std::mutex> lock(mu_);
     return failed_phase_writes_;
@@ -375,6 +382,7 @@ class FakeJournals final : public JournalStore {
   std::vector<std::string> unreadable_;
   int close_attempts_ = 0;
   std::set<SwapPhase> failing_phases_;
+  bool failing_ready_ = false;
   int failed_phase_writes_ = 0;
   bool landing_but_failing_ = false;
 };
@@ -1493,6 +1501,25 @@ TEST_F(ExecutorTest, ARollbackOfASwapItsPlanBoundIsRefusedBeforeAnythingRuns) {
   EXPECT_THAT(std::string(back.status().message()), HasSubstr("fix forward"));
   EXPECT_EQ(Installed(), kNew);
   EXPECT_FALSE(journals_.Load("op-2").ok()) << "nothing recorded";
+}
+
+// "Ready" that cannot be written at once is said in the log, and the swap
+// goes on: the window is not failed for a write, and the agent still
+// knows the target was ready should the window fail.
+TEST_F(ExecutorTest, AReadyThatCannotBeWrittenAtOnceIsLoggedAndTheSwapGoesOn) {
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.restore_refused_once_served = reason::kRollbackRefusedWireFormat};
+  });
+  journals_.FailReadyWrites(true);
+  ::testing::internal::CaptureStderr();
+  const CommandParams member{"", 0, "op-1", std::nullopt, /*bound_to_plan=*/true};
+  ASSERT_TRUE(executor().Swap({kNew, member, ""}).ok());
+  SwapJournal j = WaitClosed("op-1");
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_TRUE(j.target_ready_seen);
+  EXPECT_THAT(log, HasSubstr("cannot record that the target was seen ready"));
+  EXPECT_GE(journals_.failed_phase_writes(), 1);
 }
 
 // A swap of an operator (break-glass, bound to no plan) is restored as
