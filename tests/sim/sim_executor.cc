@@ -82,7 +82,7 @@ void World::AdvanceProviders() {
     // Reference §8.1: never back across a wire-format change or a one-way
     // release once the newer one may have written.
     if (node.op_target_served && p.version == node.op_prev && node.op_prev != node.op_target &&
-        WireFormatPlan(node)) {
+        wire_format_) {
       Fail(name + " restored " + node.op_prev + " after " + node.op_target +
            " had been ready, across the plan's wire-format change (" + node.op_id + ")");
     }
@@ -96,9 +96,7 @@ void World::AdvanceProviders() {
 // ends RollbackFailed on the target. Half the swaps that fail after the
 // stop had their target ready.
 void World::KeepAServedTargetIfBound(Node& node) {
-  if (node.op_outcome != SwapPhase::kRolledBack || node.op_id.find(".swap.") == std::string::npos) {
-    return;
-  }
+  if (node.op_outcome != SwapPhase::kRolledBack || !node.op_is_swap) return;
   SwapJournal j;
   j.kind = "swap";
   j.previous_version = node.op_prev;
@@ -233,6 +231,7 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
   node.op_applied = false;
   node.op_interrupted = false;
   node.op_target_served = false;
+  node.op_is_swap = a.kind == ActionKind::kSwap;
   // Of the operations that fail, half fail before the stop (the swap's
   // own doctor or rotation-plan, a changed binary) and half after it.
   double roll = Unit();

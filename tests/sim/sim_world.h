@@ -162,8 +162,10 @@ struct Node {
   bool op_interrupted = false;
   bool op_applied = true;
   std::map<std::string, EndedOperation> op_outcomes;
-  // A plan's swap: what the committed plan bound it to (BindCommandToPlan),
-  // and whether its target had been ready before it failed.
+  // A plan's swap (not a rollback): what the committed plan bound it to
+  // (BindCommandToPlan), and whether its target had been ready before it
+  // failed.
+  bool op_is_swap = false;
   std::string op_restore_barrier;
   bool op_target_served = false;
   SimProvider provider;
@@ -269,8 +271,6 @@ class World {
   void HandleAction(Node& node, const Envelope& e);
   void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
   void KeepAServedTargetIfBound(Node& node);
-  // The seed's plans cross a wire-format change (StartCommand).
-  bool WireFormatPlan(const Node&) const { return wire_format_; }
   // As Executor::CheckStagedDigest: false (and answered) when `a` expects
   // other bytes than the node holds staged; a plan swap expecting none
   // fails the run.
@@ -332,7 +332,7 @@ class World {
   // The plan's compatibility facts and whether a failed target had been
   // ready: their own stream as well.
   SeededRandom compat_rng_;
-  bool wire_format_ = false;
+  bool wire_format_ = false;  // the seed's plans cross a wire-format change
 
   // --plan.
   std::vector<std::string> voters_;
