@@ -315,8 +315,16 @@ TEST_F(ElectionThreeTest, SigtermedLeaderHandsOverWellBeforeAnElectionTimeout) {
   EXPECT_THAT(cluster_->Log(old), HasSubstr(cluster_->Name(next)));
   ASSERT_EQ(cluster_->WaitForLeader(AllBut(old), fence.term()), next);
   // The plan survived, and the new coordinator commits changes.
+  // The new leader first commits its term's own record; a change proposed
+  // before that lands is told to retry (a CI run hit it).
   v1::Fence after;
-  grpc::Status proposed = Propose(next, "", "plan-B", &after);
+  grpc::Status proposed;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        proposed = Propose(next, "", "plan-B", &after);
+        return proposed.error_message().find("not committed yet") == std::string::npos;
+      },
+      std::chrono::seconds(5)));
   EXPECT_TRUE(proposed.ok()) << proposed.error_message();
   EXPECT_EQ(after.term(), next_term);
   watch.Stop();
