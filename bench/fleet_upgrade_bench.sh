@@ -18,6 +18,8 @@ build=$(cd "${1:?usage: fleet_upgrade_bench.sh BUILD_DIR [STABILIZATION_MS] [PLA
 stabilization_ms=${2:-500}
 export FLEET_STABILIZATION_MS=$stabilization_ms FLEET_PLAN_TICK_MS=${3:-50} FLEET_POLL_MS=20
 export FLEET_QUIET=1
+# The by-hand runbook below stops and starts systemd units.
+export FLEET_RUNTIME=systemd
 # shellcheck source=../scripts/lib/local_fleet.sh
 . "$(dirname "$0")/../scripts/lib/local_fleet.sh"
 trap fleet_stop EXIT INT TERM

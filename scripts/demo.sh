@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local three-node demo (./dev demo builds and calls this):
 #   three fake bao-kms-provider units under a real `systemd --user`
-#   manager, a fake OpenBao, three kmsfleetd agents electing a coordinator
+#   manager (where none can start, or with FLEET_RUNTIME=static_pod: three
+#   fake providers as static pods of fake-kubelet), a fake OpenBao, three kmsfleetd agents electing a coordinator
 #   over mTLS, and the operator (kmsfleetctl, with an operator
 #   certificate) upgrading the fleet from 0.1.0 to 0.2.0 one node at a
 #   time with live progress, then a rollback refused across a one-way
@@ -21,6 +22,8 @@ rel="$work/rel/0.2.0"
 upgrade=(upgrade --to 0.2.0 --artifact "$rel/bao-kms-provider_0.2.0_linux_amd64"
          --checksums "$rel/checksums.txt" --signature "$rel/checksums.txt.sig"
          --policy "$work/policy.yaml")
+# Static-pod nodes run an image: the release's kit names it, pinned.
+[ "$runtime" = systemd ] || upgrade+=(--image "$(image_of 0.2.0)" --image-ref "$(kit_of 0.2.0)")
 
 step "kmsfleetctl status: every node on 0.1.0, in key_id hash parity"
 "$ctl" status "${locals[@]}" || true
@@ -52,4 +55,4 @@ echo "(refused: nothing was touched)"
 step "kmsfleetctl history"
 "$ctl" history "${op[@]}"
 
-step "demo finished; stopping agents, providers and the manager"
+step "demo finished; stopping agents, providers and their runtime"

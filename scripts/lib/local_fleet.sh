@@ -1,9 +1,14 @@
 # A local three-node fleet for the demo and the benchmarks, sourced by
 # scripts/demo.sh and bench/fleet_upgrade_bench.sh:
 #   three fake bao-kms-provider units under a real `systemd --user`
-#   manager, a fake OpenBao, three kmsfleetd agents over mTLS, a release
-#   signing key, releases 0.1.0 (installed) and 0.2.0 (published).
+#   manager (or, where none can start, three fake providers run as static
+#   pods by fake-kubelet and fake-cri), a fake OpenBao, three kmsfleetd
+#   agents over mTLS, a release signing key, releases 0.1.0 (installed)
+#   and 0.2.0 (published), each a binary and a static-pod kit.
 # Before sourcing: $build (absolute build directory). Optional:
+# FLEET_RUNTIME (auto: systemd if a `systemd --user` manager starts here,
+# else static_pod; systemd: fail if none starts; static_pod: no systemd),
+# FLEET_SYSTEMD (the manager binary, /lib/systemd/systemd),
 # FLEET_STABILIZATION_MS (2000), FLEET_POLL_MS (500: executor.poll_interval_ms),
 # FLEET_PLAN_TICK_MS (200), FLEET_QUIET=1, FLEET_KEEP=1 (keep the files),
 # FLEET_NODES (3: cp-1..cp-N; 2 to 7, the voters an election takes),
@@ -13,17 +18,21 @@
 # fleet_hook_before_agents, called once the node directories exist,
 # FLEET_UNIT_EXTRA (more lines for each provider unit's [Service]),
 # FLEET_UNIT_PREFIX (unit names, see unit_of).
-# After fleet_start: $work, $pki, nodes, cluster_port[], metrics_port[],
+# After fleet_start: $work, $pki, $runtime (systemd or static_pod), nodes,
+# cluster_port[], metrics_port[],
 # health_port[], node_ip[], agent_pid[], locals (--agent flags for every
 # unix socket), op (the operator's flags for cp-1's cluster listener),
-# release VERSION, in_node NODE CMD... (CMD in NODE's namespace),
+# release VERSION, image_of VERSION, kit_of VERSION (the static-pod kit),
+# in_node NODE CMD... (CMD in NODE's namespace),
 # agent_start NODE (starts, or restarts, NODE's kmsfleetd).
 
 fake="$build/tests/fakes/fake-bao-kms-provider"
 openbao="$build/tests/fakes/fake-openbao-health"
 agent="$build/src/daemon/kmsfleetd"
 ctl="$build/src/cli/kmsfleetctl"
-for bin in "$fake" "$openbao" "$agent" "$ctl"; do
+kubelet="$build/tests/fakes/fake-kubelet"
+cri="$build/tests/fakes/fake-cri"
+for bin in "$fake" "$openbao" "$agent" "$ctl" "$kubelet" "$cri"; do
   [ -x "$bin" ] || { echo "missing $bin; build first (./dev build)" >&2; exit 1; }
 done
 
@@ -124,14 +133,143 @@ systemctl_user() {
   XDG_RUNTIME_DIR="$work/rt" DBUS_SESSION_BUS_ADDRESS= systemctl --user --no-pager "$@"
 }
 
-release() {  # release VERSION -> a binary, checksums.txt and its signature
+# VERSION's image, pinned by digest. The fake images' digests are made up;
+# the digest table ($work/digests.txt) tells fake-kubelet which version of
+# the fake provider each one runs.
+image_of() {
+  echo "ghcr.io/dc-tec/bao-kms-provider@sha256:$(printf 'image of %s' "$1" | sha256sum | cut -d' ' -f1)"
+}
+kit_of() { echo "$work/rel/$1/bao-kms-provider_$1_static-pod_linux_amd64.tar.gz"; }
+
+# release VERSION -> a binary, a static-pod kit naming VERSION's image,
+# checksums.txt of both and its signature; the image joins every static-pod
+# node's registry (fake-cri's images.json), held already if installed.
+release() {
   local dir="$work/rel/$1" name="bao-kms-provider_$1_linux_amd64"
-  mkdir -p "$dir"
+  local kit="bao-kms-provider_$1_static-pod_linux_amd64" image n
+  image=$(image_of "$1")
+  mkdir -p "$dir/$kit"
   printf '#!/bin/sh\nexec %s --fake-version %s "$@"\n' "$fake" "$1" >"$dir/$name"
   chmod 755 "$dir/$name"
-  (cd "$dir" && sha256sum "$name" >checksums.txt)
+  printf 'bao-kms-provider %s, static-pod kit (kmsfleet demo)\n' "$1" >"$dir/$kit/README.md"
+  echo "$image" >"$dir/$kit/image-ref.txt"
+  (cd "$dir" && tar -czf "$kit.tar.gz" "$kit/README.md" "$kit/image-ref.txt" &&
+     sha256sum "$name" "$kit.tar.gz" >checksums.txt)
   openssl pkeyutl -sign -inkey "$work/release.key" -rawin -in "$dir/checksums.txt" |
     base64 >"$dir/checksums.txt.sig"
+  echo "${image#*@} $1" >>"$work/digests.txt"
+  echo "$image ${image#*@} $([ "$1" = "$installed" ] && echo true || echo false)" \
+    >>"$work/images.list"
+  [ "$runtime" != static_pod ] || for n in "${nodes[@]}"; do write_images "$n"; done
+}
+
+# NODE's registry, written whole through a rename: fake-cri may read it at
+# any moment.
+write_images() {
+  local cri_dir="$work/$1/cri" ref digest present sep=""
+  mkdir -p "$cri_dir"
+  {
+    printf '{"images": ['
+    while read -r ref digest present; do
+      printf '%s{"ref": "%s", "digest": "%s", "present": %s}' "$sep" "$ref" "$digest" "$present"
+      sep=", "
+    done <"$work/images.list"
+    printf ']}\n'
+  } >"$cri_dir/images.json.tmp"
+  mv "$cri_dir/images.json.tmp" "$cri_dir/images.json"
+}
+
+# Starts a `systemd --user` manager; fails (leaving manager.log) if it
+# cannot start here: no binary, it exits, or its socket never appears.
+manager_start() {
+  local bin=${FLEET_SYSTEMD:-/lib/systemd/systemd} i
+  mkdir -p /run/systemd/system 2>/dev/null || true
+  if [ ! -x "$bin" ]; then echo "$bin: not an executable" >"$work/manager.log"; return 1; fi
+  env -u DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR="$work/rt" XDG_CONFIG_HOME="$work/cfg" \
+    "$bin" --user >"$work/manager.log" 2>&1 &
+  manager_pid=$!
+  for ((i = 0; i < 60; i++)); do
+    [ -S "$work/rt/systemd/private" ] && return 0
+    if ! kill -0 "$manager_pid" 2>/dev/null; then
+      local rc=0; wait "$manager_pid" || rc=$?
+      echo "$bin --user exited with status $rc" >>"$work/manager.log"
+      manager_pid=""; return 1
+    fi
+    sleep 0.25
+  done
+  kill "$manager_pid" 2>/dev/null || true
+  wait "$manager_pid" 2>/dev/null || true
+  manager_pid=""
+  echo "$bin --user opened no $work/rt/systemd/private in 15 s" >>"$work/manager.log"
+  return 1
+}
+
+# Which runtime runs the providers: $runtime. Auto tries systemd first and
+# says on stderr why it falls back.
+runtime_start() {
+  case "${FLEET_RUNTIME:-auto}" in
+    systemd | auto) ;;
+    static_pod)
+      runtime=static_pod
+      [ -z "${FLEET_NETNS:-}" ] && return 0
+      echo "FLEET_NETNS needs FLEET_RUNTIME=systemd (its units join the namespaces)" >&2
+      return 2 ;;
+    *) echo "FLEET_RUNTIME=${FLEET_RUNTIME}: must be auto, systemd or static_pod" >&2
+       return 2 ;;
+  esac
+  step "a systemd --user manager to run one bao-kms-provider unit per node"
+  if manager_start; then runtime=systemd; return 0; fi
+  if [ "${FLEET_RUNTIME:-auto}" = systemd ] || [ -n "${FLEET_NETNS:-}" ]; then
+    cat "$work/manager.log" >&2; return 1
+  fi
+  runtime=static_pod
+  echo "systemd --user cannot start here ($(tail -1 "$work/manager.log")), so each" \
+    "provider runs as a static pod of fake-kubelet and fake-cri instead" >&2
+}
+
+# NODE's provider as a static pod: fake-cri answers the agent's CRI calls,
+# fake-kubelet runs the fake provider for the image the manifest pins.
+static_pod_start() {
+  local node=$1 dir="$work/$1"
+  mkdir -p "$dir/manifests"
+  write_images "$node"
+  cat >"$dir/manifests/bao-kms-provider.yaml" <<YAML
+apiVersion: v1
+kind: Pod
+metadata:
+  name: bao-kms-provider
+  namespace: kube-system
+spec:
+  hostNetwork: true
+  containers:
+    - name: bao-kms-provider
+      image: $(image_of "$installed")
+      args: [serve]
+YAML
+  "$cri" --socket "$dir/cri.sock" --state-dir "$dir/cri" >"$dir/cri.log" 2>&1 &
+  pids+=($!)
+  "$kubelet" --manifest-dir "$dir/manifests" --cri-state-dir "$dir/cri" \
+    --digest-table "$work/digests.txt" --node "$node" --provider-binary "$fake" \
+    --provider-config "$dir/provider.yaml" --provider-scenario "$dir/scenario.yaml" \
+    --provider-log "$dir/provider.log" --event-log "$dir/kubelet-events.jsonl" \
+    >"$dir/kubelet.log" 2>&1 &
+  pids+=($!)
+  wait_for 10 test -S "$dir/cri.sock" || { cat "$dir/cri.log"; exit 1; }
+}
+
+# NODE's agent config, the lines that name its provider's runtime: under
+# provider:, under executor:, and its own sections at the end.
+provider_runtime_lines() {
+  if [ "$runtime" = static_pod ]; then echo "  mode: static_pod"; return; fi
+  printf '  binary: %s\n  unit: %s\n' "$work/$1/bin/bao-kms-provider" "$(unit_of "$1")"
+}
+executor_runtime_lines() {
+  [ "$runtime" = static_pod ] || echo "  bus_address: unix:path=$work/rt/systemd/private"
+}
+runtime_sections() {
+  [ "$runtime" = static_pod ] || return 0
+  printf 'static_pod:\n  manifest: %s\n  cri_socket: %s\n' \
+    "$work/$1/manifests/bao-kms-provider.yaml" "$work/$1/cri.sock"
 }
 
 # The body is not indented: it holds here-documents of YAML and units.
@@ -143,6 +281,8 @@ case "${FLEET_NODES:-3}" in
   *) echo "FLEET_NODES=${FLEET_NODES}: a local fleet has 2 to 7 nodes" >&2; return 2 ;;
 esac
 work=$(mktemp -d /tmp/kmsfleet-fleet.XXXXXX)
+installed=0.1.0
+runtime=""
 nodes=()
 for ((i = 1; i <= ${FLEET_NODES:-3}; i++)); do nodes+=("cp-$i"); done
 host_ip=127.0.0.1
@@ -170,6 +310,7 @@ done
 issue alice "URI:spiffe://kmsfleet.demo/kmsfleet/operator/alice" clientAuth
 say "  CA, cp-1..3 (SAN DNS:<node>), alice (SAN spiffe://kmsfleet.demo/kmsfleet/operator/alice)"
 
+runtime_start || return
 step "a release signing key, release 0.1.0 installed everywhere, release 0.2.0 published"
 openssl_quiet genpkey -algorithm ed25519 -out "$work/release.key"
 openssl_quiet pkey -in "$work/release.key" -pubout -out "$work/release.pub"
@@ -184,7 +325,7 @@ releases:
     oneWay: true
     notes: "demo: 0.2.0 writes state 0.1.0 cannot read back"
 YAML
-say "  $work/rel/0.2.0: bao-kms-provider_0.2.0_linux_amd64, checksums.txt, checksums.txt.sig"
+say "  $work/rel/0.2.0: bao-kms-provider_0.2.0_linux_amd64, its static-pod kit, checksums.txt, checksums.txt.sig"
 
 step "a fake OpenBao answering /v1/sys/health: initialised, unsealed, active"
 pick_port openbao_port
@@ -193,13 +334,11 @@ echo active >"$work/openbao.state"
   >"$work/openbao.log" 2>&1 &
 pids+=($!)
 
-step "a systemd --user manager running one bao-kms-provider unit per node"
-mkdir -p /run/systemd/system 2>/dev/null || true
-env -u DBUS_SESSION_BUS_ADDRESS XDG_RUNTIME_DIR="$work/rt" XDG_CONFIG_HOME="$work/cfg" \
-  /lib/systemd/systemd --user >"$work/manager.log" 2>&1 &
-manager_pid=$!
-wait_for 15 test -S "$work/rt/systemd/private" || { cat "$work/manager.log"; exit 1; }
-
+if [ "$runtime" = static_pod ]; then
+  step "one bao-kms-provider static pod per node: fake-kubelet runs it, fake-cri reports it"
+else
+  step "one bao-kms-provider unit per node under the systemd --user manager"
+fi
 declare -gA cluster_port metrics_port health_port
 for node in "${nodes[@]}"; do
   pick_port "cluster_port[$node]"; pick_port "metrics_port[$node]"; pick_port "health_port[$node]"
@@ -229,7 +368,7 @@ resources:
       - kms: {apiVersion: v2, name: openbao-kms-a, endpoint: "unix://$dir/run/kms.sock"}
 YAML
   echo "key_seed: demo-lineage/v1" >"$dir/scenario.yaml"
-  cat >"$work/cfg/systemd/user/$(unit_of "$node")" <<UNIT
+  [ "$runtime" = static_pod ] || cat >"$work/cfg/systemd/user/$(unit_of "$node")" <<UNIT
 [Unit]
 Description=bao-kms-provider ($node, simulated)
 [Service]
@@ -241,12 +380,20 @@ StandardError=append:$dir/provider.log
 ${FLEET_UNIT_EXTRA:-}
 UNIT
 done
-systemctl_user daemon-reload
-for node in "${nodes[@]}"; do systemctl_user start "$(unit_of "$node")"; done
+if [ "$runtime" = static_pod ]; then
+  for node in "${nodes[@]}"; do static_pod_start "$node"; done
+else
+  systemctl_user daemon-reload
+  for node in "${nodes[@]}"; do systemctl_user start "$(unit_of "$node")"; done
+fi
 for node in "${nodes[@]}"; do
   wait_for 20 in_node "$node" curl -sf "http://127.0.0.1:${health_port[$node]}/ready" ||
-    { cat "$work/$node/provider.log"; exit 1; }
-  say "  $(unit_of "$node"): active, /ready 200"
+    { cat "$work/$node/provider.log" "$work/$node/kubelet.log" 2>/dev/null; exit 1; }
+  if [ "$runtime" = static_pod ]; then
+    say "  static pod bao-kms-provider-$node: running $(image_of "$installed" | cut -c1-60)..., /ready 200"
+  else
+    say "  $(unit_of "$node"): active, /ready 200"
+  fi
 done
 
 step "one kmsfleetd agent per node, electing a coordinator over mutual TLS"
@@ -262,12 +409,11 @@ provider:
   ready_url: http://127.0.0.1:${health_port[$node]}/ready
   live_url: http://127.0.0.1:${health_port[$node]}/live
   kms_socket: $dir/run/kms.sock
-  binary: $dir/bin/bao-kms-provider
   config: $dir/provider.yaml
   encryption_config: $dir/encryption-config.yaml
-  unit: $(unit_of "$node")
+$(provider_runtime_lines "$node")
 executor:
-  bus_address: unix:path=$work/rt/systemd/private
+$(executor_runtime_lines)
   public_keys: [$work/release.pub]
   stabilization_ms: ${FLEET_STABILIZATION_MS:-2000}
   poll_interval_ms: ${FLEET_POLL_MS:-500}
@@ -283,6 +429,7 @@ cluster:
     cert: $pki/$node.pem
     key: $pki/$node.key
     operator_trust_domain: kmsfleet.demo
+$(runtime_sections "$node")
 YAML
 done
 ! declare -F fleet_hook_before_agents >/dev/null || fleet_hook_before_agents
