@@ -29,8 +29,14 @@ step "kmsfleetctl status: every node on 0.1.0, in key_id hash parity"
 "$ctl" status "${locals[@]}" || true
 
 step "kmsfleetctl upgrade --dry-run: the node order and every guard, nothing changed"
-"$ctl" "${upgrade[@]}" --dry-run "${op[@]}" ||
-  echo "(exit $?: 0.2.0 is one-way in the policy, so it must be acknowledged)"
+# It must refuse for the acknowledgement alone; any other failure ends the demo.
+rc=0; dry=$("$ctl" "${upgrade[@]}" --dry-run "${op[@]}" 2>&1) || rc=$?
+printf '%s\n' "$dry"
+if [ "$rc" = 0 ] || [[ $dry != *ACKNOWLEDGEMENT_REQUIRED* ]]; then
+  echo "FAIL: the dry run exited $rc, not refused for the one-way acknowledgement" >&2
+  exit 1
+fi
+echo "(exit $rc: 0.2.0 is one-way in the policy, so it must be acknowledged)"
 
 step "kmsfleetctl upgrade --acknowledge ONE_WAY_UPGRADE --watch: one node at a time"
 "$ctl" "${upgrade[@]}" --acknowledge ONE_WAY_UPGRADE --watch "${op[@]}"

@@ -3,7 +3,8 @@
 # start (FLEET_SYSTEMD=/bin/false: the "manager" exits at once). The demo
 # must say so, run every provider as a static pod of fake-kubelet and
 # fake-cri, and still upgrade the fleet and be refused the rollback; asked
-# for systemd by name, it must fail instead of falling back.
+# for systemd by name, it must fail instead of falling back, as it must
+# when the manager hangs.
 # Usage: demo_without_systemd.sh SOURCE_DIR BUILD_DIR
 set -euo pipefail
 demo="${1:?usage: demo_without_systemd.sh SOURCE_DIR BUILD_DIR}/scripts/demo.sh"
@@ -29,4 +30,20 @@ printf '%s\n' "$out"
 [ "$rc" != 0 ] || fail "FLEET_RUNTIME=systemd fell back instead of failing"
 grep -q '/bin/false --user exited with status 1' <<<"$out" || fail "the failure did not say why"
 ! grep -q 'static pod' <<<"$out" || fail "FLEET_RUNTIME=systemd ran static pods"
+# A manager that starts but never opens its socket (a hung systemd) is
+# given up after 15 s, and killed.
+hung="$(mktemp -d /tmp/kmsfleet-hung.XXXXXX)"
+trap 'rm -rf "$hung"' EXIT
+printf '#!/bin/sh\nexec sleep 61.25\n' >"$hung/systemd"
+chmod 755 "$hung/systemd"
+rc=0 started=$SECONDS
+out=$(FLEET_QUIET=1 FLEET_SYSTEMD="$hung/systemd" FLEET_RUNTIME=systemd "$demo" "$build" 2>&1) ||
+  rc=$?
+took=$((SECONDS - started))
+printf '%s\n' "$out"
+[ "$rc" != 0 ] || fail "a hung manager was taken for a running one"
+grep -q "$hung/systemd --user opened no .* in 15 s" <<<"$out" || fail "the hang was not named"
+# Left running, the demo's exit would wait for it (61 s).
+[ "$took" -lt 45 ] || fail "the demo took ${took}s: the hung manager was left running"
+! pgrep -f 'sleep 61[.]25' >/dev/null || fail "the hung manager was left running"
 echo "PASS"
