@@ -188,14 +188,20 @@ std::vector<std::string> FitToWidth(std::vector<std::string> lines, size_t colum
 }
 
 std::vector<std::string> WatchLog::Next(const v1::PlanView& view) {
+  // A line is new when it says something new, not when only its elapsed
+  // time moved on: lines are compared without times and printed with them
+  // (the same lines, in the same order, either way).
   v1::PlanView timeless = view;
   timeless.set_now_unix_ms(0);
+  std::vector<std::string> timed = RenderProgress(view);
+  std::vector<std::string> untimed = RenderProgress(timeless);
   std::vector<std::string> fresh, keys;
-  for (std::string& line : RenderProgress(timeless)) {
+  for (size_t i = 0; i < untimed.size(); ++i) {
+    const std::string& line = untimed[i];
     // A wait is the same line whatever its message says this time.
     std::string key = line.rfind("  waiting: [", 0) == 0 ? line.substr(0, line.find(']')) : line;
     if (std::find(previous_.begin(), previous_.end(), key) == previous_.end()) {
-      fresh.push_back(std::move(line));
+      fresh.push_back(i < timed.size() ? timed[i] : line);
     }
     keys.push_back(std::move(key));
   }

@@ -30,10 +30,10 @@ std::vector<std::string> RenderProgress(const v1::PlanView& view);
 // one screen row, since the redraw moves up one row per line drawn.
 std::vector<std::string> FitToWidth(std::vector<std::string> lines, size_t columns);
 
-// `watch` without a terminal: of each view's progress lines (without
-// times), those the previous view did not show; a wait is one line per
-// reason while it lasts. A state that comes back (Rolling after Paused) is
-// printed again.
+// `watch` without a terminal: of each view's progress lines, those the
+// previous view did not show, compared without their times and printed
+// with them; a wait is one line per reason while it lasts. A state that
+// comes back (Rolling after Paused) is printed again.
 class WatchLog {
  public:
   std::vector<std::string> Next(const v1::PlanView& view);

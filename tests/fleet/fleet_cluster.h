@@ -80,6 +80,8 @@ class FleetCluster {
   absl::StatusOr<SubprocessResult> CtlAs(int i, const std::string& cert,
                                          std::vector<std::string> args,
                                          std::chrono::seconds timeout = std::chrono::seconds(120));
+  // The argv of kmsfleetctl <args> with `cert`, against agent `i`.
+  std::vector<std::string> CtlArgv(int i, const std::string& cert, std::vector<std::string> args);
   // kmsfleetctl <args> as the operator against agent i, left running; its
   // stdout and stderr go to <name>.out and <name>.err in the fleet's dir.
   std::unique_ptr<ChildProcess> StartCtl(int i, std::vector<std::string> args,
@@ -132,7 +134,6 @@ class FleetCluster {
   void Shutdown();  // agents, then the manager (which stops the units)
   void WriteNode(int i);
   std::string ApiServerSection(int i);
-  std::vector<std::string> CtlArgv(int i, const std::string& cert, std::vector<std::string> args);
   void StartManager();
   void StartStaticPod(int i);
   std::string StaticPodSection(int i);

@@ -27,6 +27,10 @@ TEST_F(FleetUpgradeTest, OneCommandUpgradesEveryNodeOneAtATimeAndEndsInParity) {
   SubprocessResult r = Run((coordinator + 1) % 3, Upgrade({"--watch"}));
   ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
   EXPECT_THAT(r.stdout_text, HasSubstr("3/3 nodes  Completed"));
+  // Plain lines (no terminal) say how long too: each node its phase, the
+  // bar the plan.
+  EXPECT_THAT(r.stdout_text, ::testing::ContainsRegex("cp-1 +Done +[0-9]+s"));
+  EXPECT_THAT(r.stdout_text, ::testing::ContainsRegex("3/3 nodes  Completed  elapsed [0-9]+s"));
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
   std::vector<Interval> down = fleet_->DownIntervals();
   ASSERT_EQ(down.size(), 3u) << fleet_->Logs();
@@ -59,6 +63,28 @@ TEST_F(FleetUpgradeTest, OneCommandUpgradesEveryNodeOneAtATimeAndEndsInParity) {
                 HasSubstr("kmsfleet_node_operation_duration_seconds_count{phase=\"Verifying\"} 1"))
         << fleet_->Name(i);
   }
+}
+
+// On a terminal (`script` gives kmsfleetctl a pseudo-terminal), watch
+// redraws its frame in place: the cursor goes back up over the lines it
+// drew and clears below them. Each node line carries its phase's elapsed
+// time, and the bar the plan's.
+TEST_F(FleetUpgradeTest, WatchOnATerminalRedrawsItsFrameInPlace) {
+  std::string command;
+  for (const std::string& arg : fleet_->CtlArgv(0, "alice", Upgrade({"--watch"}))) {
+    command += "'" + arg + "' ";
+  }
+  SubprocessOptions options;
+  options.timeout = std::chrono::seconds(120);
+  absl::StatusOr<SubprocessResult> r =
+      RunSubprocess({"/usr/bin/script", "-qec", command, "/dev/null"}, options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string& out = r->stdout_text;
+  ASSERT_EQ(r->exit_code, 0) << out << r->stderr_text << fleet_->Logs();
+  EXPECT_THAT(out, ::testing::ContainsRegex("\033\\[[0-9]+F\033\\[J"));  // up n lines, clear
+  EXPECT_THAT(out, ::testing::ContainsRegex("cp-1 +Done +[0-9]+s"));
+  EXPECT_THAT(out, ::testing::ContainsRegex("3/3 nodes  Completed  elapsed [0-9]+s"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
 }
 
 TEST_F(FleetUpgradeTest, DryRunPrintsEveryGuardAndChangesNothing) {

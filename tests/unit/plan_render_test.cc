@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_join.h"
+
 namespace kmsfleet {
 namespace {
 
@@ -163,6 +165,23 @@ TEST(WatchLogTest, AStateThatComesBackIsPrintedAgain) {
   std::vector<std::string> again = log.Next(PlanIn(v1::PLAN_PHASE_ROLLING));
   ASSERT_EQ(again.size(), 1u);
   EXPECT_THAT(again[0], HasSubstr("Rolling"));
+}
+
+// Issue 9 asks for each node's elapsed time: plain lines carry it (and
+// the bar the plan's), but a line is not printed again only because its
+// time moved on.
+TEST(WatchLogTest, LinesCarryTheirElapsedTimeButATimeAloneIsNoChange) {
+  WatchLog log;
+  v1::PlanView view = PlanIn(v1::PLAN_PHASE_ROLLING);
+  view.mutable_plan()->set_created_unix_ms(1'000);
+  view.mutable_plan()->mutable_nodes(0)->set_phase_since_unix_ms(4'000);
+  view.set_now_unix_ms(7'000);
+  std::vector<std::string> first = log.Next(view);
+  ASSERT_FALSE(first.empty());
+  EXPECT_THAT(absl::StrJoin(first, "\n"), HasSubstr("3s"));  // the node's phase
+  EXPECT_THAT(first.back(), HasSubstr("elapsed 6s"));       // the plan
+  view.set_now_unix_ms(9'000);
+  EXPECT_TRUE(log.Next(view).empty()) << "only the times moved";
 }
 
 TEST(WatchLogTest, AWaitIsOneLinePerReasonWhileItLasts) {
