@@ -39,6 +39,9 @@ struct Coordinator::Pending {
   std::string who;
   CompatPolicy policy;
   std::optional<Changelog> changelog;
+  // An upgrade's dry run: each voter's read-only preflight, asked before
+  // the command is queued (the loop does not wait on nodes).
+  std::optional<std::vector<NodeReadOnlyChecks>> read_only;
   std::promise<absl::StatusOr<v1::PlanView>> answer;
   bool taken = false;  // by the loop; guarded by Coordinator::mu_
 };
@@ -560,6 +563,7 @@ absl::StatusOr<v1::PlanView> Coordinator::DryRun(Pending& p, const PlanInput& in
   dry.views = in.views;
   dry.openbao = in.openbao;
   dry.parity = machine_->parity();
+  dry.read_only = p.read_only;
   DryRunReport report = EvaluateDryRun(PlanMachineConfig{options_.self, options_.voters}, dry);
   v1::PlanView view = View();
   view.clear_dry_run();
@@ -695,7 +699,35 @@ absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest&
     }
     p->changelog = *changelog;
   }
+  if (request.dry_run()) p->read_only = AskReadOnlyChecks(caller);
   return Submit(std::move(p), caller);
+}
+
+// Every voter's read-only preflight, asked together, for an upgrade's dry
+// run on the coordinator; nullopt elsewhere (a follower refuses the
+// command NOT_LEADER). Half the caller's time at most: the command still
+// needs its round.
+std::optional<std::vector<NodeReadOnlyChecks>> Coordinator::AskReadOnlyChecks(
+    const CommandCaller& caller) {
+  if (!actions_ || node_.View().role() != "Leader") return std::nullopt;
+  std::chrono::milliseconds cap = options_.answer_timeout;
+  if (caller.deadline != std::chrono::system_clock::time_point::max()) {
+    cap = std::min(cap, std::chrono::duration_cast<std::chrono::milliseconds>(
+                            caller.deadline - std::chrono::system_clock::now() -
+                            kCallerMargin));
+  }
+  cap = std::max(cap / 2, std::chrono::milliseconds(1));
+  std::vector<std::future<absl::StatusOr<v1::PreflightResponse>>> answers;
+  for (const std::string& node : options_.voters) {
+    answers.push_back(std::async(std::launch::async, [this, node, cap] {
+      return actions_->PreflightInstalled(node, cap);
+    }));
+  }
+  std::vector<NodeReadOnlyChecks> checks;
+  for (size_t i = 0; i < answers.size(); ++i) {
+    checks.push_back(ReadOnlyChecksOf(options_.voters[i], answers[i].get()));
+  }
+  return checks;
 }
 
 absl::StatusOr<v1::PlanView> Coordinator::Command(const v1::PlanCommandRequest& request,

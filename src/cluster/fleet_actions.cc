@@ -180,6 +180,23 @@ absl::StatusOr<v1::PlanView> FleetActions::CoordinatorPlan(const std::string& no
   return view;
 }
 
+absl::StatusOr<v1::PreflightResponse> FleetActions::PreflightInstalled(
+    const std::string& node, std::chrono::milliseconds cap) {
+  v1::Agent::StubInterface* stub = Stub(node);
+  if (stub == nullptr) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                     "no cluster address is configured for " + node, {{"node", node}});
+  }
+  v1::PreflightRequest request;
+  request.set_installed_only(true);
+  v1::PreflightResponse response;
+  const std::chrono::milliseconds bound =
+      std::min(cap, Bound(node, preflight_timeout_, &v1::CallBounds::preflight_ms));
+  grpc::Status s = stub->Preflight(Context(bound).get(), request, &response);
+  if (!s.ok()) return FromGrpcStatus(s, node);
+  return response;
+}
+
 ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
                                const v1::PlanSettings& settings,
                                const std::string& metric_rotation_state,

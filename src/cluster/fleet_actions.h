@@ -59,6 +59,14 @@ class FleetActions {
   // plan waits.
   absl::StatusOr<v1::PlanView> CoordinatorPlan(const std::string& node);
 
+  // Agent.Preflight{installed_only} on `node` for an upgrade's dry run:
+  // rotation-plan of what it runs now and whether it keeps that release,
+  // nothing staged, nothing changed. Waits up to the preflight bound, at
+  // most `cap`. Errors: AGENT_UNREACHABLE naming the node, or the agent's
+  // own refusal.
+  absl::StatusOr<v1::PreflightResponse> PreflightInstalled(const std::string& node,
+                                                           std::chrono::milliseconds cap);
+
   // Carries out a kStage, kPreflight, kSwap, kRollbackNode or
   // kRestartApiServer action and returns its result. A stage, a preflight
   // and a restart are each one call (the restart under `fence`), cancelled

@@ -9,6 +9,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 
 namespace kmsfleet {
 
@@ -61,9 +62,80 @@ absl::Status CompatGuard(const PlanMachineConfig& config, const DryRunInput& in)
                              ApiServerRestartUnconfigured(config.voters, in.views)});
 }
 
+// "cp-2 (why), cp-3 (why)": the nodes a guard could not be evaluated on.
+absl::Status NotEvaluatedOn(std::string_view what, const std::vector<std::string>& nodes) {
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
+                   absl::StrCat("Not evaluated on ", absl::StrJoin(nodes, ", "), ": ",
+                                std::string(what),
+                                " runs there in the real run's Preflight, before any swap."));
+}
+
+std::string NodeAndWhy(const std::string& node, const absl::Status& why) {
+  return absl::StrCat(node, " (", std::string(why.message()), ")");
+}
+
+std::string MetricStateOf(const std::vector<NodeView>& views, const std::string& node) {
+  for (const NodeView& v : views) {
+    if (v.node == node && v.state) return v.state->rotation_state();
+  }
+  return "";
+}
+
+// rotation-plan of the installed release, where it stands for the real
+// run's; a refusal from any node shows, else a node not evaluated does.
+absl::Status RotationOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
+                                const std::vector<NodeView>& views) {
+  std::vector<NodeRotation> evaluated;
+  std::vector<std::string> missing;
+  for (const NodeReadOnlyChecks& n : nodes) {
+    const absl::Status& report = n.rotation.report.status();
+    if (!n.unavailable.ok()) {
+      missing.push_back(NodeAndWhy(n.node, n.unavailable));
+    } else if (ReasonOf(report) == reason::kNotEvaluated) {
+      missing.push_back(NodeAndWhy(n.node, report));
+    } else {
+      evaluated.push_back(n.rotation);
+      evaluated.back().metric_state = MetricStateOf(views, n.node);
+    }
+  }
+  KMSFLEET_RETURN_IF_ERROR(CheckRotation(evaluated));
+  if (missing.empty()) return absl::OkStatus();
+  KMSFLEET_RETURN_IF_ERROR(CheckRotationMetric(views));
+  return NotEvaluatedOn("rotation-plan", missing);
+}
+
 absl::Status RotationGuard(const DryRunInput& in) {
   if (in.rotation) return CheckRotation(*in.rotation);
+  if (in.read_only) return RotationOfReadOnly(*in.read_only, in.views);
   return CheckRotationMetric(in.views);
+}
+
+// Whether each node keeps the release it runs now for a rollback, from
+// the read-only checks.
+absl::Status ReadinessOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
+                                 const std::vector<NodeView>& views) {
+  std::vector<NodeArtifact> evaluated;
+  std::vector<std::string> missing;
+  for (const NodeReadOnlyChecks& n : nodes) {
+    if (!n.unavailable.ok()) {
+      missing.push_back(NodeAndWhy(n.node, n.unavailable));
+      continue;
+    }
+    std::string version;
+    for (const NodeView& v : views) {
+      if (v.node == n.node && v.state) version = v.state->provider_version();
+    }
+    evaluated.push_back({n.node, version, n.previous_kept});
+  }
+  KMSFLEET_RETURN_IF_ERROR(CheckRollbackReadiness(evaluated));
+  if (missing.empty()) return absl::OkStatus();
+  return NotEvaluatedOn("the check of the kept release", missing);
+}
+
+absl::Status ReadinessGuard(const DryRunInput& in) {
+  if (in.artifacts) return CheckRollbackReadiness(*in.artifacts);
+  if (in.read_only) return ReadinessOfReadOnly(*in.read_only, in.views);
+  return NotEvaluated("previous artifacts");
 }
 
 }  // namespace
@@ -85,6 +157,22 @@ absl::Status ParityWithThisRound(ParityStreak streak, const std::vector<NodeView
                                  int32_t observations) {
   streak.Observe(views);
   return CheckParityStable(streak, observations);
+}
+
+NodeReadOnlyChecks ReadOnlyChecksOf(const std::string& node,
+                                    const absl::StatusOr<v1::PreflightResponse>& answer) {
+  NodeReadOnlyChecks n;
+  n.node = node;
+  if (!answer.ok()) {
+    n.unavailable = answer.status();
+  } else if (!answer->version().empty()) {
+    n.unavailable = MakeError(absl::StatusCode::kUnimplemented, reason::kNotEvaluated,
+                              "its kmsfleetd predates the dry run's read-only preflight");
+  } else {
+    n.rotation = RotationOfPreflight(node, "", *answer);
+    n.previous_kept = answer->previous_artifact_verified();
+  }
+  return n;
 }
 
 DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
@@ -112,9 +200,7 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   add("rotation", RotationGuard(in));
   add("doctor", in.doctor ? CheckDoctor(*in.doctor)
                           : NotEvaluated("doctor results"));
-  add("rollback readiness", in.artifacts
-                                ? CheckRollbackReadiness(*in.artifacts)
-                                : NotEvaluated("previous artifacts"));
+  add("rollback readiness", ReadinessGuard(in));
   report.would_start = std::all_of(
       report.guards.begin(), report.guards.end(),
       [](const GuardOutcome& g) { return g.result.ok(); });

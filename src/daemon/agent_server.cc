@@ -312,9 +312,14 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
                                       v1::PreflightResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Preflight"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
-  absl::StatusOr<PreflightOutcome> p = executor_->Preflight(r->version());
+  absl::StatusOr<PreflightOutcome> p = r->installed_only() ? executor_->PreflightInstalled()
+                                                           : executor_->Preflight(r->version());
   if (!p.ok()) return ToGrpc(p.status());
-  response->set_version(r->version());
+  if (r->installed_only()) {
+    response->set_previous_artifact_verified(executor_->PreviousReleaseKept());
+  } else {
+    response->set_version(r->version());
+  }
   response->set_binary_version(p->doctor.binary_version);
   for (const Check& c : p->doctor.doctor.checks) {
     v1::PreflightCheck* out = response->add_checks();
@@ -339,7 +344,8 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
   if (p->rotation.pending_transit_version) {
     response->set_pending_transit_version(*p->rotation.pending_transit_version);
   }
-  response->set_passed(p->doctor.verdict.ok() && p->rotation_plan.ok());
+  // A dry run's answer ran no doctor: it passes nothing.
+  response->set_passed(!r->installed_only() && p->doctor.verdict.ok() && p->rotation_plan.ok());
   return grpc::Status::OK;
 }
 

@@ -399,4 +399,48 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
   return out;
 }
 
+absl::StatusOr<PreflightOutcome> Executor::PreflightInstalled() {
+  KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
+  PreflightOutcome out;
+  absl::StatusOr<std::string> binary = InstalledRotationPlanBinary();
+  if (!binary.ok()) {
+    out.rotation_plan = binary.status();
+    return out;
+  }
+  absl::StatusOr<RotationReport> report = seams_.cli.RotationPlan(*binary);
+  if (!report.ok()) {
+    out.rotation_plan = report.status();
+  } else if (report->transit_metadata_status.empty()) {
+    out.rotation_plan = MakeError(
+        absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
+        *binary + " rotation-plan predates the live Transit check; the real run asks the "
+                  "new release in Preflight",
+        {{"binary", *binary}});
+  } else {
+    out.rotation = *report;
+    out.rotation_plan = CheckRotationSettled(*report);
+  }
+  return out;
+}
+
+// The binary whose rotation-plan stands for the release installed now.
+absl::StatusOr<std::string> Executor::InstalledRotationPlanBinary() {
+  if (!options_.static_pod) return options_.install_path;
+  const std::string running = seams_.probe.Observe().provider_version();
+  absl::StatusOr<StagedArtifact> kit =
+      running.empty() ? absl::StatusOr<StagedArtifact>(absl::NotFoundError(""))
+                      : FindStaged(options_.artifacts, running);
+  if (!kit.ok()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
+                     "no kit of the running version (" +
+                         (running.empty() ? std::string("unknown") : running) +
+                         ") is staged on " + options_.node +
+                         " to run rotation-plan with; the real run uses the new release's "
+                         "kit in Preflight",
+                     {{"node", options_.node}});
+  }
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, kit->version)));
+  return kit->binary_path;
+}
+
 }  // namespace kmsfleet

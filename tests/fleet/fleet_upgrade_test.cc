@@ -156,6 +156,24 @@ TEST_F(FleetUpgradeTest, ALatestTransitVersionAboveTheActiveOneStopsThePlanBefor
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
 }
 
+// The dry run asks every node's installed release for rotation-plan, as
+// the real run's Preflight does: the same Transit rotation refuses it,
+// naming cp-2, and nothing is staged or changed. (Found by the
+// requirements audit: it judged by the rotation metric alone and said a
+// real run would start.)
+TEST_F(FleetUpgradeTest, ADryRunRefusesATransitRotationTheRealRunWouldRefuse) {
+  fleet_->SetScenario(1, "key_seed: fleet-key-1\n"
+                         "rotation_plan: {activeTransitVersion: 2, latestTransitVersion: 3}\n");
+  SubprocessResult r = Run(0, Upgrade({"--dry-run"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text, ::testing::ContainsRegex("rotation +\\[ROTATION_IN_PROGRESS\\]"));
+  EXPECT_THAT(r.stdout_text, HasSubstr("cp-2 (latest Transit version 3 above the active 2)"));
+  EXPECT_THAT(r.stdout_text, ::testing::ContainsRegex("rollback readiness +pass"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+  EXPECT_FALSE(PathExists(fleet_->NodeDir(1) + "/state/artifacts/0.2.0"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
 TEST_F(FleetUpgradeTest, SealedOpenBaoHoldsThePlanUntilItIsUnsealed) {
   fleet_->SetOpenBao("sealed");
   SubprocessResult r = Run(0, Upgrade());

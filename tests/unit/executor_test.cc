@@ -1373,6 +1373,35 @@ TEST_F(ExecutorTest, WhenNeitherReleaseChecksTransitTheSwapIsRefused) {
   EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kRotationPlanUntrusted);
 }
 
+// An upgrade's dry run stages nothing: rotation-plan of the installed
+// release only, and nothing is run from the new one. A release too old to
+// report the live Transit check cannot stand for the real run's check
+// (which asks the new release): not evaluated, rather than refused.
+TEST_F(ExecutorTest, ADryRunAsksOnlyTheInstalledReleaseAndSaysWhenItCannotStandIn) {
+  absl::StatusOr<PreflightOutcome> pre = executor().PreflightInstalled();
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_TRUE(pre->rotation_plan.ok()) << pre->rotation_plan;
+  EXPECT_EQ(pre->rotation.transit_metadata_status, "pass");
+  EXPECT_TRUE(pre->doctor.doctor.checks.empty());
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_EQ(w_.rotation_plan_runs, std::vector<std::string>{"installed"});
+  }
+  cli_.rotation_state = "pending";
+  pre = executor().PreflightInstalled();
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kRotationInProgress);
+  cli_.rotation_state = "active";
+  cli_.installed_predates_transit_check = true;
+  pre = executor().PreflightInstalled();
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kNotEvaluated);
+  EXPECT_THAT(std::string(pre->rotation_plan.message()), HasSubstr(options_.install_path));
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs,
+            (std::vector<std::string>{"installed", "installed", "installed"}));
+}
+
 // A release that checks Transit installed is asked alone.
 TEST_F(ExecutorTest, AnInstalledReleaseThatChecksTransitIsAskedAlone) {
   cli_.release_predates_transit_check = true;

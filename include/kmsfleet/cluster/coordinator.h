@@ -32,6 +32,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "kmsfleet/cluster/peer_node.h"
+#include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/v1/fleet.pb.h"
 
@@ -168,6 +169,7 @@ class Coordinator {
   absl::StatusOr<OperatorCommand> ToCommand(Pending& pending,
                                             const std::vector<NodeView>& views);
   absl::StatusOr<v1::PlanView> DryRun(Pending& pending, const PlanInput& input);
+  std::optional<std::vector<NodeReadOnlyChecks>> AskReadOnlyChecks(const CommandCaller& caller);
   v1::PlanView DryRunRollback(Pending& pending, const PlanInput& input);
   // Proposes ready.plan and waits for the commit; false (the machine told
   // to abandon it, the command answered) when it did not commit.

@@ -21,6 +21,24 @@
 
 namespace kmsfleet {
 
+// One node's answer to the dry run's read-only preflight
+// (PreflightRequest.installed_only), or why there is none.
+struct NodeReadOnlyChecks {
+  std::string node;
+  absl::Status unavailable;  // not OK: nothing was learned (the call failed)
+  // rotation-plan of the installed release (metric_state is filled from
+  // the round); a report whose status is NOT_EVALUATED cannot stand for
+  // the real run's check on this node.
+  NodeRotation rotation;
+  bool previous_kept = false;  // PreflightResponse.previous_artifact_verified
+};
+
+// The read-only checks of `node` from its agent's answer to
+// PreflightRequest{installed_only: true}: an agent older than the field
+// runs a full preflight instead, and says so by naming a version.
+NodeReadOnlyChecks ReadOnlyChecksOf(const std::string& node,
+                                    const absl::StatusOr<v1::PreflightResponse>& answer);
+
 struct DryRunInput {
   PlanRequest request;
   // The plan the coordinator holds (committed), if any: one that has not
@@ -39,6 +57,10 @@ struct DryRunInput {
   std::optional<std::vector<NodeDoctor>> doctor;
   std::optional<std::vector<NodeRotation>> rotation;
   std::optional<std::vector<NodeArtifact>> artifacts;
+  // Without `rotation` and `artifacts`: what the nodes could say with
+  // nothing staged. A node without an answer leaves its guard
+  // NOT_EVALUATED, unless another node's answer already refuses.
+  std::optional<std::vector<NodeReadOnlyChecks>> read_only;
 };
 
 struct GuardOutcome {
@@ -55,8 +77,9 @@ struct DryRunReport {
 
 // Evaluates, in order: node order, fleet health, version policy,
 // compatibility (with acknowledgements and the restart method), parity
-// (one observation), OpenBao, rotation (rotation-plan when given, else the
-// metric), doctor, rollback readiness. A guard lacking its inputs is
+// (one observation), OpenBao, rotation (rotation-plan when given, else
+// the read-only checks' rotation-plan, else the metric), doctor, rollback
+// readiness (the artifacts, else the read-only checks). A guard lacking its inputs is
 // FailedPrecondition with reason NOT_EVALUATED.
 DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
                             const DryRunInput& input);

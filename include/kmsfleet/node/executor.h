@@ -190,6 +190,13 @@ class Executor {
   // image the runtime holds (the kubelet restarts it without a registry).
   bool PreviousReleaseKept() const;
   absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
+  // An upgrade's dry run, with nothing staged: rotation-plan of the
+  // release installed now (the kit of the running version on a static-pod
+  // node), read only. `rotation_plan` is NOT_EVALUATED where that cannot
+  // stand for the real run's check: no kit of the running version staged,
+  // or a release too old to report the live Transit check (the real run
+  // then asks the new release). `doctor` is left empty.
+  absl::StatusOr<PreflightOutcome> PreflightInstalled();
 
   // Replaces the fence check (default: NoElectionFenceCheck).
   // REQUIRES: called before any Swap or Rollback.
@@ -382,6 +389,7 @@ class Executor {
   };
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
   std::optional<StagedArtifact> RunningKit(const std::string& version);
+  absl::StatusOr<std::string> InstalledRotationPlanBinary();
   std::string OtherRotationPlanBinary(const ReleaseBinaries& bin);
   absl::StatusOr<RotationReport> TrustedRotationPlan(const ReleaseBinaries& bin);
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
