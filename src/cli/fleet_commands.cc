@@ -337,6 +337,7 @@ bool NamesLocalFiles(const FleetFlags& flags, const v1::UpgradeRequest& request)
 std::optional<absl::Status> AnswerBeforeUpload(const FleetFlags& flags,
                                                v1::UpgradeRequest request) {
   request.set_dry_run(true);
+  request.set_start_guards_only(true);  // the nodes' checks are not read here
   v1::PlanView view;
   absl::Status s = CallCoordinator(flags, [&](v1::Fleet::Stub& stub, grpc::ClientContext& c) {
     c.set_deadline(std::chrono::system_clock::now() + kCommandTimeout);

@@ -699,28 +699,35 @@ absl::StatusOr<v1::PlanView> Coordinator::StartUpgrade(const v1::UpgradeRequest&
     }
     p->changelog = *changelog;
   }
-  if (request.dry_run()) p->read_only = AskReadOnlyChecks(caller);
-  return Submit(std::move(p), caller);
+  if (!request.dry_run() || request.start_guards_only()) return Submit(std::move(p), caller);
+  // The ask and the command share the answer's time: the caller's
+  // deadline, or answer_timeout from now for one without.
+  CommandCaller bounded = caller;
+  bounded.deadline = std::min(caller.deadline, std::chrono::system_clock::now() +
+                                                   options_.answer_timeout + kCallerMargin);
+  p->read_only = AskReadOnlyChecks(bounded);
+  return Submit(std::move(p), bounded);
 }
 
 // Every voter's read-only preflight, asked together, for an upgrade's dry
 // run on the coordinator; nullopt elsewhere (a follower refuses the
-// command NOT_LEADER). Half the caller's time at most: the command still
-// needs its round.
+// command NOT_LEADER), and when no time is left. Half the caller's time at
+// most: the command still needs its round. Cancelled when the caller goes
+// or the coordinator stops.
 std::optional<std::vector<NodeReadOnlyChecks>> Coordinator::AskReadOnlyChecks(
     const CommandCaller& caller) {
   if (!actions_ || node_.View().role() != "Leader") return std::nullopt;
-  std::chrono::milliseconds cap = options_.answer_timeout;
-  if (caller.deadline != std::chrono::system_clock::time_point::max()) {
-    cap = std::min(cap, std::chrono::duration_cast<std::chrono::milliseconds>(
-                            caller.deadline - std::chrono::system_clock::now() -
-                            kCallerMargin));
-  }
-  cap = std::max(cap / 2, std::chrono::milliseconds(1));
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      caller.deadline - std::chrono::system_clock::now() - kCallerMargin);
+  if (left < std::chrono::milliseconds(2)) return std::nullopt;
+  const std::chrono::milliseconds cap = left / 2;
+  const std::function<bool()> keep_going = [this, &caller] {
+    return !Stopping() && !(caller.gone && caller.gone());
+  };
   std::vector<std::future<absl::StatusOr<v1::PreflightResponse>>> answers;
   for (const std::string& node : options_.voters) {
-    answers.push_back(std::async(std::launch::async, [this, node, cap] {
-      return actions_->PreflightInstalled(node, cap);
+    answers.push_back(std::async(std::launch::async, [this, node, cap, &keep_going] {
+      return actions_->PreflightInstalled(node, cap, keep_going);
     }));
   }
   std::vector<NodeReadOnlyChecks> checks;

@@ -181,7 +181,8 @@ absl::StatusOr<v1::PlanView> FleetActions::CoordinatorPlan(const std::string& no
 }
 
 absl::StatusOr<v1::PreflightResponse> FleetActions::PreflightInstalled(
-    const std::string& node, std::chrono::milliseconds cap) {
+    const std::string& node, std::chrono::milliseconds cap,
+    const std::function<bool()>& keep_going) {
   v1::Agent::StubInterface* stub = Stub(node);
   if (stub == nullptr) {
     return MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
@@ -190,9 +191,14 @@ absl::StatusOr<v1::PreflightResponse> FleetActions::PreflightInstalled(
   v1::PreflightRequest request;
   request.set_installed_only(true);
   v1::PreflightResponse response;
-  const std::chrono::milliseconds bound =
-      std::min(cap, Bound(node, preflight_timeout_, &v1::CallBounds::preflight_ms));
-  grpc::Status s = stub->Preflight(Context(bound).get(), request, &response);
+  CallContext context =
+      Context(std::min(cap, Bound(node, preflight_timeout_, &v1::CallBounds::preflight_ms)));
+  grpc::Status s = WhileLeading(
+      *context,
+      [&](std::function<void(grpc::Status)> done) {
+        stub->async()->Preflight(context.get(), &request, &response, std::move(done));
+      },
+      keep_going);
   if (!s.ok()) return FromGrpcStatus(s, node);
   return response;
 }

@@ -61,11 +61,12 @@ class FleetActions {
 
   // Agent.Preflight{installed_only} on `node` for an upgrade's dry run:
   // rotation-plan of what it runs now and whether it keeps that release,
-  // nothing staged, nothing changed. Waits up to the preflight bound, at
-  // most `cap`. Errors: AGENT_UNREACHABLE naming the node, or the agent's
-  // own refusal.
-  absl::StatusOr<v1::PreflightResponse> PreflightInstalled(const std::string& node,
-                                                           std::chrono::milliseconds cap);
+  // nothing staged. Waits up to the preflight bound, at most `cap`, and is
+  // cancelled once `keep_going()` turns false. Errors: AGENT_UNREACHABLE
+  // naming the node, or the agent's own refusal.
+  absl::StatusOr<v1::PreflightResponse> PreflightInstalled(
+      const std::string& node, std::chrono::milliseconds cap,
+      const std::function<bool()>& keep_going);
 
   // Carries out a kStage, kPreflight, kSwap, kRollbackNode or
   // kRestartApiServer action and returns its result. A stage, a preflight

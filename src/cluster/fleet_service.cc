@@ -71,6 +71,9 @@ class FleetService final : public v1::Fleet::Service {
     // stage it. Once committed, the plan keeps prunes away (see below).
     std::shared_lock<std::shared_mutex> held = uploads_.HoldUploads();
     if (absl::Status s = CheckHeldUploads(req->settings()); !s.ok()) return ToGrpcStatus(s);
+    // A dry run commits nothing for a prune to race, and may wait on every
+    // node's read-only preflight: prunes need not wait for it.
+    if (req->dry_run()) held.unlock();
     return Reply(coordinator_->StartUpgrade(*req, Who(*context), CallerOf(context)), reply);
   }
 

@@ -107,7 +107,10 @@ absl::Status RotationOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
 absl::Status RotationGuard(const DryRunInput& in) {
   if (in.rotation) return CheckRotation(*in.rotation);
   if (in.read_only) return RotationOfReadOnly(*in.read_only, in.views);
-  return CheckRotationMetric(in.views);
+  // The metric can refuse, never pass alone: only rotation-plan sees a key
+  // rotated in Transit that the provider still reports active.
+  KMSFLEET_RETURN_IF_ERROR(CheckRotationMetric(in.views));
+  return NotEvaluated("rotation-plan results");
 }
 
 // Whether each node keeps the release it runs now for a rollback, from
@@ -163,7 +166,11 @@ NodeReadOnlyChecks ReadOnlyChecksOf(const std::string& node,
                                     const absl::StatusOr<v1::PreflightResponse>& answer) {
   NodeReadOnlyChecks n;
   n.node = node;
-  if (!answer.ok()) {
+  if (!answer.ok() && ReasonOf(answer.status()) == reason::kInvalidSemver) {
+    // It ignored installed_only and ran a preflight of no version.
+    n.unavailable = MakeError(absl::StatusCode::kUnimplemented, reason::kNotEvaluated,
+                              "its kmsfleetd predates the dry run's read-only preflight");
+  } else if (!answer.ok()) {
     n.unavailable = answer.status();
   } else if (!answer->version().empty()) {
     n.unavailable = MakeError(absl::StatusCode::kUnimplemented, reason::kNotEvaluated,

@@ -439,7 +439,13 @@ absl::StatusOr<std::string> Executor::InstalledRotationPlanBinary() {
                          "kit in Preflight",
                      {{"node", options_.node}});
   }
-  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, kit->version)));
+  // As a real preflight: executor.run_as must reach the kit.
+  if (absl::Status s = ShareWithRunAs(ArtifactDir(options_.state_dir, kit->version)); !s.ok()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
+                     "the kit of " + kit->version + " cannot be run as executor.run_as: " +
+                         std::string(s.message()),
+                     {{"node", options_.node}});
+  }
   return kit->binary_path;
 }
 

@@ -98,7 +98,8 @@ TEST_F(FleetUpgradeTest, ParityBrokenAfterASwapHoldsTheNextNodeUntilItHoldsAgain
   };
   ASSERT_TRUE(WaitUntil(blocked_on_parity, std::chrono::seconds(30)))
       << PlanJson() << fleet_->Logs();
-  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("cp-3"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text,
+              ::testing::ContainsRegex("waiting: \\[FLEET_PARITY_MISMATCH\\][^\n]*cp-3"));
   // Held, not merely slow: a few plan ticks later nothing else moved.
   std::this_thread::sleep_for(std::chrono::seconds(2));
   EXPECT_TRUE(blocked_on_parity()) << PlanJson();

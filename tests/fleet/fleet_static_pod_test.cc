@@ -49,6 +49,21 @@ TEST_F(MixedFleetTest, OnePlanUpgradesAndRollsBackSystemdAndStaticPodNodes) {
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// The dry run asks every node's installed release. cp-3 runs an image
+// installed before kmsfleet, with no kit of it staged to run rotation-plan
+// with: rotation is not evaluated there, naming cp-3 (never a pass), while
+// its kept image counts for rollback readiness. Nothing is staged.
+TEST_F(MixedFleetTest, ADryRunNamesTheStaticPodNodeWhoseReleaseItCannotAsk) {
+  SubprocessResult dry = Run(0, StaticPodUpgrade({"--dry-run"}));
+  EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
+  EXPECT_THAT(dry.stdout_text,
+              ::testing::ContainsRegex("rotation +\\[NOT_EVALUATED\\] Not evaluated on cp-3 "
+                                       "\\(no kit of the running version \\(0\\.1\\.0\\)"));
+  EXPECT_THAT(dry.stdout_text, ::testing::ContainsRegex("rollback readiness +pass"));
+  EXPECT_FALSE(PathExists(fleet_->NodeDir(2) + "/state/artifacts/0.2.0"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty());
+}
+
 // The static-pod node is a cluster member: a swap needs the committed
 // plan's fence naming it, whoever asks. Staged and ready to go, it still
 // refuses an unfenced swap and one under a forged fence, and its manifest

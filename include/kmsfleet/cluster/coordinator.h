@@ -85,7 +85,8 @@ struct CoordinatorOptions {
   // fresh parity rounds, the soak, a paused plan). May be empty.
   std::function<void(std::string_view reason)> on_refusal;
   // How long an operator command may wait for its answer in all (cut to a
-  // second before its caller's deadline). Not taken by then, it is
+  // second before its caller's deadline), an upgrade dry run's ask of
+  // every node included. Not taken by then, it is
   // withdrawn (COMMAND_NOT_TAKEN); taken, it may still apply
   // (PLAN_CHANGE_PENDING). A loop's round can take an observation
   // (observe_timeout) and a commit (5 s), and a command may wait for the

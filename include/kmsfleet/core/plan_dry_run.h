@@ -35,7 +35,8 @@ struct NodeReadOnlyChecks {
 
 // The read-only checks of `node` from its agent's answer to
 // PreflightRequest{installed_only: true}: an agent older than the field
-// runs a full preflight instead, and says so by naming a version.
+// runs a full preflight of no version instead, refused INVALID_SEMVER (an
+// answer naming a version would be one too).
 NodeReadOnlyChecks ReadOnlyChecksOf(const std::string& node,
                                     const absl::StatusOr<v1::PreflightResponse>& answer);
 
@@ -78,8 +79,9 @@ struct DryRunReport {
 // Evaluates, in order: node order, fleet health, version policy,
 // compatibility (with acknowledgements and the restart method), parity
 // (one observation), OpenBao, rotation (rotation-plan when given, else
-// the read-only checks' rotation-plan, else the metric), doctor, rollback
-// readiness (the artifacts, else the read-only checks). A guard lacking its inputs is
+// the read-only checks' rotation-plan, else the metric, which may refuse
+// but is not evaluated alone), doctor, rollback readiness (the artifacts,
+// else the read-only checks). A guard lacking its inputs is
 // FailedPrecondition with reason NOT_EVALUATED.
 DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
                             const DryRunInput& input);
