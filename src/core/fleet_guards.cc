@@ -256,9 +256,10 @@ absl::Status CheckRollbackReadiness(const std::vector<NodeArtifact>& nodes) {
                 absl::StrCat("The previous release's verified artifact is "
                              "missing on ", NodeList(text), "."),
                 "A rollback restores what runs now: on a systemd node "
-                "restore its installed provider binary (provider.binary, "
-                "executable); on a static-pod node pull the image its live "
-                "manifest names (crictl pull). Then resume.",
+                "put back, executable, the installed provider binary "
+                "(provider.binary) of the version the provider runs (kmsfleetd "
+                "logs the version it found instead); on a static-pod node pull "
+                "the image its live manifest names (crictl pull). Then resume.",
                 missing);
 }
 

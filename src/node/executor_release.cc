@@ -118,11 +118,14 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   return staged;
 }
 
-bool Executor::PreviousReleaseKept() const {
+bool Executor::PreviousReleaseKept() {
   if (!options_.static_pod) {
     struct stat st;
-    return ::stat(options_.install_path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-           ::access(options_.install_path.c_str(), X_OK) == 0;
+    if (::stat(options_.install_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+        ::access(options_.install_path.c_str(), X_OK) != 0) {
+      return false;
+    }
+    return InstalledIsTheRunningRelease();
   }
   if (seams_.runtime == nullptr) return false;
   absl::StatusOr<std::string> image =
@@ -130,6 +133,25 @@ bool Executor::PreviousReleaseKept() const {
   if (!image.ok()) return false;
   absl::StatusOr<std::optional<CriImage>> held = seams_.runtime->ImageStatus(*image);
   return held.ok() && held->has_value();
+}
+
+// Verified, not only present: the binary a swap would keep is the release
+// the provider runs. One replaced on disk since the provider started
+// (another version dropped in by hand, not yet restarted) would be the
+// "previous release" a rollback reinstalls: not the version the plan
+// recorded, and maybe one the fleet never ran.
+bool Executor::InstalledIsTheRunningRelease() {
+  absl::StatusOr<std::string> installed = seams_.cli.Version(options_.install_path);
+  const std::string running = seams_.probe.Observe().provider_version();
+  if (installed.ok() && !running.empty() && *installed == running) return true;
+  Log(LogLevel::kWarn,
+      "the installed release is not verified as the one the provider runs, so no rollback "
+      "could rely on keeping it",
+      {{"node", options_.node},
+       {"binary", options_.install_path},
+       {"installed", installed.ok() ? *installed : std::string(installed.status().message())},
+       {"running", running.empty() ? "unknown" : running}});
+  return false;
 }
 
 // The kubelet starts a static pod's image without a registry only while

@@ -174,6 +174,29 @@ TEST_F(FleetUpgradeTest, ADryRunRefusesATransitRotationTheRealRunWouldRefuse) {
   EXPECT_TRUE(fleet_->DownIntervals().empty());
 }
 
+// Found by the requirements audit: rollback readiness asked only that the
+// installed binary be an executable file. cp-2's is replaced on disk by
+// another release while its provider still runs 0.1.0: a swap would keep
+// that binary as the previous release, and a rollback would install it.
+// The dry run and the real run refuse before any swap, naming cp-2.
+TEST_F(FleetUpgradeTest, AnInstalledBinaryThatIsNotTheRunningReleaseIsNoWayBack) {
+  const std::string installed = fleet_->NodeDir(1) + "/bin/bao-kms-provider";
+  std::string script = ReadFile(installed);
+  const size_t at = script.find("--fake-version 0.1.0");
+  ASSERT_NE(at, std::string::npos) << script;
+  script.replace(at, std::string("--fake-version 0.1.0").size(), "--fake-version 0.1.5");
+  WriteExecutable(installed, script);
+  SubprocessResult dry = Run(0, Upgrade({"--dry-run"}));
+  EXPECT_EQ(dry.exit_code, 1) << dry.stdout_text << dry.stderr_text;
+  EXPECT_THAT(dry.stdout_text,
+              ::testing::ContainsRegex("rollback readiness +\\[ROLLBACK_ARTIFACT_MISSING\\][^\n]*cp-2"));
+  SubprocessResult up = Run(0, Upgrade({"--watch"}));
+  EXPECT_EQ(up.exit_code, 1) << up.stdout_text << up.stderr_text;
+  EXPECT_EQ(HaltField("reason"), "ROLLBACK_ARTIFACT_MISSING") << PlanJson();
+  EXPECT_TRUE(fleet_->DownIntervals().empty()) << fleet_->DescribeDowntime();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+}
+
 TEST_F(FleetUpgradeTest, SealedOpenBaoHoldsThePlanUntilItIsUnsealed) {
   fleet_->SetOpenBao("sealed");
   SubprocessResult r = Run(0, Upgrade());

@@ -186,9 +186,10 @@ class Executor {
   // The plan's rollback readiness: a swap can keep what is installed now,
   // with its SHA-256 in the journal, so a rollback can reinstall it. True
   // when the installed binary (options.install_path) is a regular
-  // executable file; in static-pod mode, when the live manifest names an
-  // image the runtime holds (the kubelet restarts it without a registry).
-  bool PreviousReleaseKept() const;
+  // executable file whose `version` is the version the provider runs; in
+  // static-pod mode, when the live manifest names an image the runtime
+  // holds (the kubelet restarts it without a registry).
+  bool PreviousReleaseKept();
   absl::StatusOr<PreflightOutcome> Preflight(const std::string& version);
   // An upgrade's dry run, with nothing staged: rotation-plan of the
   // release installed now (the kit of the running version on a static-pod
@@ -390,6 +391,7 @@ class Executor {
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
   std::optional<StagedArtifact> RunningKit(const std::string& version);
   absl::StatusOr<std::string> InstalledRotationPlanBinary();
+  bool InstalledIsTheRunningRelease();
   std::string OtherRotationPlanBinary(const ReleaseBinaries& bin);
   absl::StatusOr<RotationReport> TrustedRotationPlan(const ReleaseBinaries& bin);
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
