@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <sstream>
 
 #include "cli/terminal_text.h"
@@ -131,6 +132,16 @@ std::string Bar(const v1::FleetPlan& plan, int64_t now) {
 
 }  // namespace
 
+std::string FormatUnixMs(int64_t ms) {
+  if (ms <= 0) return "-";
+  const time_t seconds = static_cast<time_t>(ms / 1000);
+  struct tm utc {};
+  if (gmtime_r(&seconds, &utc) == nullptr) return std::to_string(ms);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%SZ", &utc);
+  return buf;
+}
+
 std::string FormatDuration(int64_t ms) {
   int64_t s = std::max<int64_t>(0, ms) / 1000;
   char buf[32];
@@ -218,6 +229,13 @@ std::string RenderPlan(const v1::PlanView& view) {
              std::to_string(plan.revision()) + ", coordinator " + view.coordinator() +
              ", in flight " + (plan.in_flight().empty() ? "none" : plan.in_flight()));
   if (plan.abort_requested()) out << "  abort requested: stops before the next node\n";
+  // What the releases crossed ask of the operator beyond this plan (the
+  // catalog's "upgrade every node before the next rotation", say): shown
+  // while the plan lasts, not only in a refusal.
+  if (plan.compat().notes_size() > 0) {
+    out << "release notes of the versions crossed:\n";
+    for (const std::string& note : plan.compat().notes()) out << Row("  - " + note);
+  }
   if (plan.phase() == v1::PLAN_PHASE_BREAK_GLASS) {
     out << "  manual steps:\n";
     for (const std::string& step : plan.break_glass().manual_steps()) {
@@ -232,7 +250,7 @@ std::string RenderPlan(const v1::PlanView& view) {
   out << "audit:\n";
   if (plan.audit_dropped() > 0) out << "  (" << plan.audit_dropped() << " older entries dropped)\n";
   for (const v1::AuditEntry& a : plan.audit()) {
-    std::string row = "  " + std::to_string(a.at_unix_ms()) + "  " + Pad(a.who(), 24) + a.what();
+    std::string row = "  " + FormatUnixMs(a.at_unix_ms()) + "  " + Pad(a.who(), 24) + a.what();
     for (const std::string& ack : a.acknowledgements()) row += "  ack:" + ack;
     out << Row(row);
   }
@@ -248,8 +266,10 @@ std::string RenderDryRun(const v1::PlanView& view) {
   }
   out << "guards (as a real run evaluates them; nothing was changed):\n";
   for (const v1::GuardResult& g : view.dry_run()) {
+    // A pass may carry a note (the release notes crossed).
+    const std::string pass = g.message().empty() ? "pass" : "pass; " + g.message();
     out << Row("  " + Pad(g.guard(), 20) +
-               (g.reason().empty() ? "pass" : "[" + g.reason() + "] " + g.message()));
+               (g.reason().empty() ? pass : "[" + g.reason() + "] " + g.message()));
   }
   if (DryRunNothingToDo(view)) {
     out << "nothing to do: every node already runs the target; a real run would change "
@@ -309,6 +329,7 @@ std::string RenderHistory(const v1::PlanHistory& history) {
   for (const v1::FleetPlan& p : history.plans()) {
     std::string row = Pad(p.plan_id(), 28) + Pad(std::string(PlanPhaseName(p.phase())), 12) +
                       p.version_before() + " -> " + p.target_version() + "  " +
+                      FormatUnixMs(p.created_unix_ms()) + "  " +
                       FormatDuration(p.updated_unix_ms() - p.created_unix_ms());
     if (!p.audit().empty()) row += "  by " + p.audit(0).who();
     // The first entry is the start, with the acknowledgements it needed.

@@ -15,6 +15,8 @@ namespace kmsfleet {
 
 // "1h02m", "3m05s", "12s".
 std::string FormatDuration(int64_t ms);
+// A wall-clock time in UTC, "2026-12-05 08:04:00Z"; "-" for none.
+std::string FormatUnixMs(int64_t ms);
 
 // `kmsfleetctl plan`: phase, target, per node phase and timings, guards,
 // halt or break-glass, audit; "no plan" when none was ever committed.

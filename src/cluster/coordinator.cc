@@ -572,7 +572,7 @@ absl::StatusOr<v1::PlanView> Coordinator::DryRun(Pending& p, const PlanInput& in
     v1::GuardResult* out = view.add_dry_run();
     out->set_guard(g.guard);
     out->set_reason(ReasonOf(g.result));
-    out->set_message(std::string(g.result.message()));
+    out->set_message(g.result.ok() ? g.note : std::string(g.result.message()));
   }
   view.set_dry_run_would_start(report.would_start);
   return view;

@@ -189,7 +189,7 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
       PlanNodeOrder(config, in.request.order);
   if (order.ok()) report.order = *order;
   auto add = [&](std::string guard, absl::Status result) {
-    report.guards.push_back({std::move(guard), std::move(result)});
+    report.guards.push_back({std::move(guard), std::move(result), ""});
   };
   add("active plan", CheckNoActivePlan(in.current));
   add("settings", CheckPlanSettings(in.request.settings));
@@ -197,6 +197,10 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   add("fleet health", CheckFleetHealth(config.voters, in.views, in.now_unix_ms));
   add("version policy", VersionGuard(in));
   add("compatibility", CompatGuard(config, in));
+  if (report.guards.back().result.ok() && in.request.facts.notes_size() > 0) {
+    report.guards.back().note =
+        "release notes: " + absl::StrJoin(in.request.facts.notes(), "; ");
+  }
   const int32_t observations = in.request.settings.parity_observations() > 0
                                    ? in.request.settings.parity_observations()
                                    : kDefaultParityObservations;

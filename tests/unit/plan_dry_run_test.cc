@@ -161,6 +161,21 @@ DryRunInput WithReadOnlyChecks() {
   return in;
 }
 
+// A compatibility pass still shows the release notes crossed: what they
+// ask (every node upgraded before the next rotation, say) outlasts the
+// guard.
+TEST(DryRunTest, APassingCompatibilityGuardCarriesTheReleaseNotesCrossed) {
+  DryRunInput in = Healthy();
+  in.request.facts.add_notes("0.2.0: upgrade every node before the next rotation");
+  const DryRunReport report = EvaluateDryRun(kConfig, in);
+  for (const GuardOutcome& g : report.guards) {
+    if (g.guard != "compatibility") continue;
+    EXPECT_TRUE(g.result.ok()) << g.result;
+    EXPECT_EQ(g.note, "release notes: 0.2.0: upgrade every node before the next rotation");
+  }
+  EXPECT_TRUE(report.would_start);
+}
+
 TEST(DryRunTest, ReadOnlyChecksEvaluateRotationAndReadinessWithNothingStaged) {
   const auto reasons = Reasons(EvaluateDryRun(kConfig, WithReadOnlyChecks()));
   EXPECT_EQ(reasons.at("rotation"), "pass");

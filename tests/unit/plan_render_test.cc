@@ -276,6 +276,38 @@ TEST(RenderPlanTest, AnAgentsNewlineStaysInItsRow) {
   EXPECT_THAT(RenderHistory(history), HasSubstr("by operator\\nalice"));
 }
 
+TEST(RenderDryRunTest, APassWithANoteShowsIt) {
+  v1::PlanView view = DryRun({{"compatibility", ""}, {"rotation", ""}});
+  view.mutable_dry_run(0)->set_message("release notes: 0.2.0: rotate after");
+  const std::string text = RenderDryRun(view);
+  EXPECT_THAT(text, ::testing::ContainsRegex("compatibility +pass; release notes: 0.2.0: rotate after\n"));
+  EXPECT_THAT(text, ::testing::ContainsRegex("rotation +pass\n"));
+  EXPECT_FALSE(DryRunRefused(view));
+}
+
+// Found by the requirements audit: the notes of the releases crossed (the
+// catalog's "upgrade every node before the next rotation", say) showed only
+// in a refusal or the plan's JSON, and the audit's times as raw
+// milliseconds. `plan` shows the notes; `plan` and `history` show times.
+TEST(RenderPlanTest, ShowsTheReleaseNotesCrossedAndWhenThingsWereAsked) {
+  v1::PlanView view = PlanIn(v1::PLAN_PHASE_ROLLING);
+  view.mutable_plan()->mutable_compat()->add_notes(
+      "0.2.0: upgrade every node before the next rotation");
+  view.mutable_plan()->set_created_unix_ms(1'796'457'178'955);
+  v1::AuditEntry* a = view.mutable_plan()->add_audit();
+  a->set_who("operator alice");
+  a->set_what("upgrade to 0.2.0");
+  a->set_at_unix_ms(1'796'457'178'955);
+  const std::string plan = RenderPlan(view);
+  EXPECT_THAT(plan, HasSubstr("release notes of the versions crossed:\n"
+                              "  - 0.2.0: upgrade every node before the next rotation\n"));
+  EXPECT_THAT(plan, HasSubstr("  2026-12-05 07:52:58Z  operator alice"));
+  v1::PlanHistory history;
+  *history.add_plans() = view.plan();
+  EXPECT_THAT(RenderHistory(history), HasSubstr("0.2.0  2026-12-05 07:52:58Z  "));
+  EXPECT_EQ(FormatUnixMs(0), "-");
+}
+
 // Found in review: during a rollback the upgraded nodes counted as done,
 // so the bar stood at the upgrade's count and the ETA never shrank. It
 // counts the nodes walked back, of those it walks back, timed from the

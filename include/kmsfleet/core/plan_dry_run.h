@@ -67,6 +67,9 @@ struct DryRunInput {
 struct GuardOutcome {
   std::string guard;    // "node order", "fleet health", "version policy", ...
   absl::Status result;  // OK = pass
+  // With a pass, what the operator should still read: the compatibility
+  // guard's release notes of the versions crossed.
+  std::string note;
 };
 
 struct DryRunReport {
