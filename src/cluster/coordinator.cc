@@ -724,15 +724,17 @@ std::optional<std::vector<NodeReadOnlyChecks>> Coordinator::AskReadOnlyChecks(
   const std::function<bool()> keep_going = [this, &caller] {
     return !Stopping() && !(caller.gone && caller.gone());
   };
+  std::vector<std::string> voters = options_.voters;
+  std::sort(voters.begin(), voters.end());  // named in that order
   std::vector<std::future<absl::StatusOr<v1::PreflightResponse>>> answers;
-  for (const std::string& node : options_.voters) {
+  for (const std::string& node : voters) {
     answers.push_back(std::async(std::launch::async, [this, node, cap, &keep_going] {
       return actions_->PreflightInstalled(node, cap, keep_going);
     }));
   }
   std::vector<NodeReadOnlyChecks> checks;
   for (size_t i = 0; i < answers.size(); ++i) {
-    checks.push_back(ReadOnlyChecksOf(options_.voters[i], answers[i].get()));
+    checks.push_back(ReadOnlyChecksOf(voters[i], answers[i].get()));
   }
   return checks;
 }

@@ -62,16 +62,36 @@ absl::Status CompatGuard(const PlanMachineConfig& config, const DryRunInput& in)
                              ApiServerRestartUnconfigured(config.voters, in.views)});
 }
 
-// "cp-2 (why), cp-3 (why)": the nodes a guard could not be evaluated on.
-absl::Status NotEvaluatedOn(std::string_view what, const std::vector<std::string>& nodes) {
+// A node a guard could not be evaluated on, and why.
+struct Unevaluated {
+  std::string node;
+  std::string why;
+};
+
+// "cp-1, cp-2 (why), cp-3 (other why)": nodes with the same reason are
+// named together, in the order seen, so that a fleet of static-pod nodes
+// reads as one sentence, not the same one three times.
+absl::Status NotEvaluatedOn(std::string_view what, const std::vector<Unevaluated>& nodes) {
+  std::vector<std::string> groups;
+  std::vector<bool> named(nodes.size(), false);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    if (named[i]) continue;
+    std::vector<std::string> same;
+    for (size_t j = i; j < nodes.size(); ++j) {
+      if (named[j] || nodes[j].why != nodes[i].why) continue;
+      same.push_back(nodes[j].node);
+      named[j] = true;
+    }
+    groups.push_back(absl::StrCat(absl::StrJoin(same, ", "), " (", nodes[i].why, ")"));
+  }
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
-                   absl::StrCat("Not evaluated on ", absl::StrJoin(nodes, ", "), ": ",
+                   absl::StrCat("Not evaluated on ", absl::StrJoin(groups, ", "), ": ",
                                 std::string(what),
                                 " runs there in the real run's Preflight, before any swap."));
 }
 
-std::string NodeAndWhy(const std::string& node, const absl::Status& why) {
-  return absl::StrCat(node, " (", std::string(why.message()), ")");
+Unevaluated NodeAndWhy(const std::string& node, const absl::Status& why) {
+  return {node, std::string(why.message())};
 }
 
 std::string MetricStateOf(const std::vector<NodeView>& views, const std::string& node) {
@@ -86,7 +106,7 @@ std::string MetricStateOf(const std::vector<NodeView>& views, const std::string&
 absl::Status RotationOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
                                 const std::vector<NodeView>& views) {
   std::vector<NodeRotation> evaluated;
-  std::vector<std::string> missing;
+  std::vector<Unevaluated> missing;
   for (const NodeReadOnlyChecks& n : nodes) {
     const absl::Status& report = n.rotation.report.status();
     if (!n.unavailable.ok()) {
@@ -118,7 +138,7 @@ absl::Status RotationGuard(const DryRunInput& in) {
 absl::Status ReadinessOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
                                  const std::vector<NodeView>& views) {
   std::vector<NodeArtifact> evaluated;
-  std::vector<std::string> missing;
+  std::vector<Unevaluated> missing;
   for (const NodeReadOnlyChecks& n : nodes) {
     if (!n.unavailable.ok()) {
       missing.push_back(NodeAndWhy(n.node, n.unavailable));

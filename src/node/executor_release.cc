@@ -456,9 +456,8 @@ absl::StatusOr<std::string> Executor::InstalledRotationPlanBinary() {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
                      "no kit of the running version (" +
                          (running.empty() ? std::string("unknown") : running) +
-                         ") is staged on " + options_.node +
-                         " to run rotation-plan with; the real run uses the new release's "
-                         "kit in Preflight",
+                         ") is staged to run rotation-plan with; the real run uses the new "
+                         "release's kit in Preflight",
                      {{"node", options_.node}});
   }
   // As a real preflight: executor.run_as must reach the kit.

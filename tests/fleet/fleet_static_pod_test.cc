@@ -58,7 +58,7 @@ TEST_F(MixedFleetTest, ADryRunNamesTheStaticPodNodeWhoseReleaseItCannotAsk) {
   EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
   EXPECT_THAT(dry.stdout_text,
               ::testing::ContainsRegex("rotation +\\[NOT_EVALUATED\\] Not evaluated on cp-3 "
-                                       "\\(no kit of the running version \\(0\\.1\\.0\\)"));
+                                       "\\(no kit of the running version \\(0\\.1\\.0\\) is staged to run"));
   EXPECT_THAT(dry.stdout_text, ::testing::ContainsRegex("rollback readiness +pass"));
   EXPECT_FALSE(PathExists(fleet_->NodeDir(2) + "/state/artifacts/0.2.0"));
   EXPECT_TRUE(fleet_->DownIntervals().empty());

@@ -225,6 +225,23 @@ TEST(DryRunTest, ANodeWithoutAnAnswerIsNamedNotEvaluatedUnlessAnotherRefuses) {
   EXPECT_EQ(Reasons(EvaluateDryRun(kConfig, in)).at("rotation"), reason::kRotationInProgress);
 }
 
+// Nodes not evaluated for the same reason are named together: a fleet of
+// static-pod nodes without kits reads as one sentence, not three.
+TEST(DryRunTest, NodesNotEvaluatedForOneReasonAreNamedTogether) {
+  DryRunInput in = WithReadOnlyChecks();
+  for (size_t i : {0u, 2u}) {
+    (*in.read_only)[i].rotation.report =
+        MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated, "no kit");
+  }
+  (*in.read_only)[1].rotation.report =
+      MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated, "too old");
+  for (const GuardOutcome& g : EvaluateDryRun(kConfig, in).guards) {
+    if (g.guard != "rotation") continue;
+    EXPECT_THAT(std::string(g.result.message()),
+                ::testing::HasSubstr("Not evaluated on a, c (no kit), b (too old): "));
+  }
+}
+
 TEST(DryRunTest, AnAgentThatRanAFullPreflightInsteadIsNotEvaluated) {
   // What an agent older than installed_only answers: a preflight of no
   // version (the request names none).
