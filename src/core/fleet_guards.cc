@@ -17,14 +17,6 @@ using internal::NodeList;
 using internal::Refuse;
 using internal::ValueOrNone;
 
-const NodeView* FindView(const std::vector<NodeView>& views,
-                         const std::string& node) {
-  for (const NodeView& view : views) {
-    if (view.node == node) return &view;
-  }
-  return nullptr;
-}
-
 // "b (since 1700000000000, 12 s ago)" or "b (never answered)".
 std::string UnreachableText(const NodeView* view, const std::string& node,
                             int64_t now_unix_ms) {
@@ -42,6 +34,13 @@ bool Unreachable(const NodeView* view) {
 }
 
 }  // namespace
+
+const NodeView* FindView(const std::vector<NodeView>& views, const std::string& node) {
+  for (const NodeView& view : views) {
+    if (view.node == node) return &view;
+  }
+  return nullptr;
+}
 
 absl::Status CheckFleetHealth(const std::vector<std::string>& voters,
                               const std::vector<NodeView>& views,

@@ -2,6 +2,7 @@
 #include "kmsfleet/core/plan_dry_run.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -72,17 +73,16 @@ struct Unevaluated {
 // named together, in the order seen, so that a fleet of static-pod nodes
 // reads as one sentence, not the same one three times.
 absl::Status NotEvaluatedOn(std::string_view what, const std::vector<Unevaluated>& nodes) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_why;  // in order seen
+  for (const Unevaluated& n : nodes) {
+    auto same = std::find_if(by_why.begin(), by_why.end(),
+                             [&](const auto& group) { return group.first == n.why; });
+    if (same == by_why.end()) same = by_why.insert(by_why.end(), {n.why, {}});
+    same->second.push_back(n.node);
+  }
   std::vector<std::string> groups;
-  std::vector<bool> named(nodes.size(), false);
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    if (named[i]) continue;
-    std::vector<std::string> same;
-    for (size_t j = i; j < nodes.size(); ++j) {
-      if (named[j] || nodes[j].why != nodes[i].why) continue;
-      same.push_back(nodes[j].node);
-      named[j] = true;
-    }
-    groups.push_back(absl::StrCat(absl::StrJoin(same, ", "), " (", nodes[i].why, ")"));
+  for (const auto& [why, named] : by_why) {
+    groups.push_back(absl::StrCat(absl::StrJoin(named, ", "), " (", why, ")"));
   }
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
                    absl::StrCat("Not evaluated on ", absl::StrJoin(groups, ", "), ": ",
@@ -94,11 +94,10 @@ Unevaluated NodeAndWhy(const std::string& node, const absl::Status& why) {
   return {node, std::string(why.message())};
 }
 
-std::string MetricStateOf(const std::vector<NodeView>& views, const std::string& node) {
-  for (const NodeView& v : views) {
-    if (v.node == node && v.state) return v.state->rotation_state();
-  }
-  return "";
+// What `node` reported in the round, or nothing.
+const v1::NodeState* StateOf(const std::vector<NodeView>& views, const std::string& node) {
+  const NodeView* view = FindView(views, node);
+  return view && view->state ? &*view->state : nullptr;
 }
 
 // rotation-plan of the installed release, where it stands for the real
@@ -115,7 +114,8 @@ absl::Status RotationOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
       missing.push_back(NodeAndWhy(n.node, report));
     } else {
       evaluated.push_back(n.rotation);
-      evaluated.back().metric_state = MetricStateOf(views, n.node);
+      const v1::NodeState* state = StateOf(views, n.node);
+      evaluated.back().metric_state = state ? state->rotation_state() : "";
     }
   }
   KMSFLEET_RETURN_IF_ERROR(CheckRotation(evaluated));
@@ -144,11 +144,8 @@ absl::Status ReadinessOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
       missing.push_back(NodeAndWhy(n.node, n.unavailable));
       continue;
     }
-    std::string version;
-    for (const NodeView& v : views) {
-      if (v.node == n.node && v.state) version = v.state->provider_version();
-    }
-    evaluated.push_back({n.node, version, n.previous_kept});
+    const v1::NodeState* state = StateOf(views, n.node);
+    evaluated.push_back({n.node, state ? state->provider_version() : "", n.previous_kept});
   }
   KMSFLEET_RETURN_IF_ERROR(CheckRollbackReadiness(evaluated));
   if (missing.empty()) return absl::OkStatus();
@@ -186,15 +183,15 @@ NodeReadOnlyChecks ReadOnlyChecksOf(const std::string& node,
                                     const absl::StatusOr<v1::PreflightResponse>& answer) {
   NodeReadOnlyChecks n;
   n.node = node;
-  if (!answer.ok() && ReasonOf(answer.status()) == reason::kInvalidSemver) {
-    // It ignored installed_only and ran a preflight of no version.
+  // It ignored installed_only and ran a preflight of no version (refused),
+  // or of one.
+  const bool predates = answer.ok() ? !answer->version().empty()
+                                    : ReasonOf(answer.status()) == reason::kInvalidSemver;
+  if (predates) {
     n.unavailable = MakeError(absl::StatusCode::kUnimplemented, reason::kNotEvaluated,
                               "its kmsfleetd predates the dry run's read-only preflight");
   } else if (!answer.ok()) {
     n.unavailable = answer.status();
-  } else if (!answer->version().empty()) {
-    n.unavailable = MakeError(absl::StatusCode::kUnimplemented, reason::kNotEvaluated,
-                              "its kmsfleetd predates the dry run's read-only preflight");
   } else {
     n.rotation = RotationOfPreflight(node, "", *answer);
     n.previous_kept = answer->previous_artifact_verified();

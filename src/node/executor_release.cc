@@ -83,6 +83,17 @@ std::string ImageAsTheRuntimeNamesIt(const std::string& image) {
   return ref.ok() ? ref->NormalizedPinned() : image;
 }
 
+// A rotation-plan answer into a preflight's outcome: the report, and
+// whether it says the rotation is settled (or why there is none).
+void RecordRotationPlan(const absl::StatusOr<RotationReport>& plan, PreflightOutcome& out) {
+  if (!plan.ok()) {
+    out.rotation_plan = plan.status();
+    return;
+  }
+  out.rotation = *plan;
+  out.rotation_plan = CheckRotationSettled(*plan);
+}
+
 }  // namespace
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
@@ -411,13 +422,7 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
     if (v.ok()) out.installed_version = *std::move(v);
   }
   KMSFLEET_ASSIGN_OR_RETURN(out.doctor, std::move(checks.doctor));
-  const absl::StatusOr<RotationReport>& plan = checks.rotation_plan;
-  if (!plan.ok()) {
-    out.rotation_plan = plan.status();
-  } else {
-    out.rotation = *plan;
-    out.rotation_plan = CheckRotationSettled(*plan);
-  }
+  RecordRotationPlan(checks.rotation_plan, out);
   return out;
 }
 
@@ -430,18 +435,15 @@ absl::StatusOr<PreflightOutcome> Executor::PreflightInstalled() {
     return out;
   }
   absl::StatusOr<RotationReport> report = seams_.cli.RotationPlan(*binary);
-  if (!report.ok()) {
-    out.rotation_plan = report.status();
-  } else if (report->transit_metadata_status.empty()) {
+  if (report.ok() && report->transit_metadata_status.empty()) {
     out.rotation_plan = MakeError(
         absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
         *binary + " rotation-plan predates the live Transit check; the real run asks the "
                   "new release in Preflight",
         {{"binary", *binary}});
-  } else {
-    out.rotation = *report;
-    out.rotation_plan = CheckRotationSettled(*report);
+    return out;
   }
+  RecordRotationPlan(report, out);
   return out;
 }
 
@@ -449,9 +451,8 @@ absl::StatusOr<PreflightOutcome> Executor::PreflightInstalled() {
 absl::StatusOr<std::string> Executor::InstalledRotationPlanBinary() {
   if (!options_.static_pod) return options_.install_path;
   const std::string running = seams_.probe.Observe().provider_version();
-  absl::StatusOr<StagedArtifact> kit =
-      running.empty() ? absl::StatusOr<StagedArtifact>(absl::NotFoundError(""))
-                      : FindStaged(options_.artifacts, running);
+  absl::StatusOr<StagedArtifact> kit = absl::NotFoundError("no running version");
+  if (!running.empty()) kit = FindStaged(options_.artifacts, running);
   if (!kit.ok()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
                      "no kit of the running version (" +

@@ -38,6 +38,9 @@ struct NodeView {
   std::optional<RegistryFacts> registry;
 };
 
+// The view of `node` in `views`, or null when there is none.
+const NodeView* FindView(const std::vector<NodeView>& views, const std::string& node);
+
 // Every voter's agent answers and its provider is live and ready. Refusals:
 // AGENT_UNREACHABLE (names each node and since when, or "never answered";
 // a voter absent from `views` counts as never answered), PROVIDER_NOT_LIVE,
