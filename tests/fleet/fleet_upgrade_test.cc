@@ -197,6 +197,21 @@ TEST_F(FleetUpgradeTest, AnInstalledBinaryThatIsNotTheRunningReleaseIsNoWayBack)
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
 }
 
+// The same when the installed binary's `version` cannot be read: what a
+// rollback would reinstall is not known, so it is no way back either.
+TEST_F(FleetUpgradeTest, AnInstalledBinaryWhoseVersionFailsIsNoWayBack) {
+  const std::string installed = fleet_->NodeDir(1) + "/bin/bao-kms-provider";
+  std::string script = ReadFile(installed);
+  ASSERT_EQ(script.rfind("#!/bin/sh\n", 0), 0u) << script;
+  script.insert(10, "[ \"$1\" = version ] && { echo 'version: broken' >&2; exit 1; }\n");
+  WriteExecutable(installed, script);
+  SubprocessResult dry = Run(0, Upgrade({"--dry-run"}));
+  EXPECT_EQ(dry.exit_code, 1) << dry.stdout_text << dry.stderr_text;
+  EXPECT_THAT(dry.stdout_text,
+              ::testing::ContainsRegex("rollback readiness +\\[ROLLBACK_ARTIFACT_MISSING\\][^\n]*cp-2"));
+  EXPECT_TRUE(fleet_->DownIntervals().empty()) << fleet_->DescribeDowntime();
+}
+
 TEST_F(FleetUpgradeTest, SealedOpenBaoHoldsThePlanUntilItIsUnsealed) {
   fleet_->SetOpenBao("sealed");
   SubprocessResult r = Run(0, Upgrade());

@@ -227,6 +227,9 @@ class FakeCli final : public ProviderCli {
   }
   absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) override {
     KMSFLEET_RETURN_IF_ERROR(Meet("rotation-plan"));
+    if (rotation_plan_fails) {
+      return Boom(reason::kSubprocessFailed, binary + " rotation-plan: exit status 1");
+    }
     const bool installed = binary == ExecutorOptions().install_path;
     RotationReport r;
     r.rotation_state = rotation_state;
@@ -240,6 +243,7 @@ class FakeCli final : public ProviderCli {
     return r;
   }
   bool installed_predates_transit_check = false, release_predates_transit_check = false;
+  bool rotation_plan_fails = false;
 
  private:
   absl::Status Meet(const std::string& who) {
@@ -1400,6 +1404,16 @@ TEST_F(ExecutorTest, ADryRunAsksOnlyTheInstalledReleaseAndSaysWhenItCannotStandI
   std::lock_guard<std::mutex> lock(w_.mu);
   EXPECT_EQ(w_.rotation_plan_runs,
             (std::vector<std::string>{"installed", "installed", "installed"}));
+}
+
+// A rotation-plan that fails is a failure the dry run shows, not a check
+// it leaves to the real run: the real run's would fail the same way.
+TEST_F(ExecutorTest, ADryRunWhoseRotationPlanFailsReportsTheFailure) {
+  cli_.rotation_plan_fails = true;
+  absl::StatusOr<PreflightOutcome> pre = executor().PreflightInstalled();
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kSubprocessFailed);
+  EXPECT_THAT(std::string(pre->rotation_plan.message()), HasSubstr(options_.install_path));
 }
 
 // A release that checks Transit installed is asked alone.
