@@ -30,6 +30,14 @@ constexpr std::chrono::seconds kCommitTimeout{5};
 constexpr std::chrono::milliseconds kCallerPoll{100};
 constexpr std::chrono::seconds kCallerMargin{1};
 
+// True when one of `actions` answers with a result (Dispatch): a halt or a
+// break-glass only records why.
+bool SentAnAction(const std::vector<PlanAction>& actions) {
+  return std::any_of(actions.begin(), actions.end(), [](const PlanAction& a) {
+    return a.kind != ActionKind::kHalt && a.kind != ActionKind::kBreakGlass;
+  });
+}
+
 }  // namespace
 
 struct Coordinator::Pending {
@@ -124,6 +132,7 @@ void Coordinator::Follow(const v1::LeaderView& leader) {
   machine_.reset();
   last_round_.reset();
   step_at_once_ = false;
+  after_change_ = false;
   awaiting_fence_ = false;
   counted_block_.clear();
   views_.clear();
@@ -207,7 +216,8 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
   if (renew) RenewFence();
   in.random = options_.random();
   std::optional<PlanReady> on_last_round;
-  if (!command) on_last_round = StepOnLastRound(in);
+  const bool after_change = std::exchange(after_change_, false);
+  if (!command) on_last_round = StepOnLastRound(in, after_change);
   if (!on_last_round) ObserveRound(in);
   if (Stopping()) {
     // The round was cut short by Stop: nothing is decided on it.
@@ -246,8 +256,12 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
     return;
   }
   for (const PlanAction& action : ready.actions) Dispatch(action);
-  // Every change costs a durable commit, so this cannot spin.
-  step_at_once_ = ready.plan.has_value() || ReasonOf(ready.blocked) == reason::kParityNotStable;
+  // After a committed change the machine decides again at once (every
+  // change costs a durable commit, so this cannot spin), unless the change
+  // sent actions: their results wake the loop, and a round meanwhile would
+  // only take the CPU the nodes carrying them out need (bench/README.md).
+  after_change_ = ready.plan.has_value() && !SentAnAction(ready.actions);
+  step_at_once_ = after_change_ || ReasonOf(ready.blocked) == reason::kParityNotStable;
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
   if (command) Answer(*command, View());
@@ -270,13 +284,14 @@ void Coordinator::ObserveRound(PlanInput& in) {
   last_round_ = Round{in.views, in.openbao};
 }
 
-// A Step on results alone may decide on this term's last round again:
-// the machine takes it only if it reads no view (recording the results
-// and issuing what they call for), so a result moves the plan without
-// waiting for a round it does not need (PlanInput::views_fresh). nullopt:
-// observe and step as usual.
-std::optional<PlanReady> Coordinator::StepOnLastRound(PlanInput& in) {
-  if (in.results.empty() || !last_round_) return std::nullopt;
+// A Step on results alone, or right after a committed change, may decide
+// on this term's last round again: the machine takes it only if it reads
+// no view (recording the results and issuing what they call for, or a
+// phase that starts with actions, as Draft to Preflight), so the plan
+// moves without waiting for a round it does not need
+// (PlanInput::views_fresh). nullopt: observe and step as usual.
+std::optional<PlanReady> Coordinator::StepOnLastRound(PlanInput& in, bool after_change) {
+  if ((in.results.empty() && !after_change) || !last_round_) return std::nullopt;
   in.views = last_round_->views;
   in.openbao = last_round_->openbao;
   in.views_fresh = false;

@@ -36,7 +36,7 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.resent_refused_by_caller
             << " sent again and refused for their caller, "
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
-            << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
+            << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone or after a change: "
             << t.steps_on_last_round << " taken on the last round, " << t.fresh_rounds_asked
             << " asked for a fresh one; max in flight "
             << t.max_in_flight << ", max providers down at once " << t.max_disrupted

@@ -26,6 +26,9 @@
 //   - liveness: after faults stop, the started plan settles (Completed,
 //     RolledBack, Aborted, or Halted/BreakGlass when the operator does not
 //     step in) within plan_liveness_ticks.
+#include <algorithm>
+#include <utility>
+
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/plan_command_guard.h"
@@ -283,9 +286,12 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   if (!p->pending_index && now_ % 2 == 0) AdoptCommitted(leader, *p);
   ExpireRequests(leader, *p);
   // Like kmsfleetd's coordinator, a Step on results alone is tried on the
-  // last round again (here on half of them): the machine takes it only if
-  // it reads no view.
-  const bool on_last_round = !command && !p->results.empty() && Chance(0.5);
+  // last round again (here on half of them), and so is every Step right
+  // after a change that sent no action: the machine takes it only if it
+  // reads no view.
+  const bool after_change = std::exchange(p->after_change, false);
+  const bool on_last_round =
+      !command && ((!p->results.empty() && Chance(0.5)) || after_change);
   PlanInput in = Gather(leader, *p, on_last_round);
   const bool had_command = command.has_value();
   if (had_command) ++counters_.commands;
@@ -460,6 +466,9 @@ void World::CommitIfDone(Node& leader, PlanCoordinator& p) {
   p.pending_plan.reset();
   std::vector<PlanAction> held = std::move(p.held);
   p.held.clear();
+  p.after_change = std::none_of(held.begin(), held.end(), [](const PlanAction& a) {
+    return a.kind != ActionKind::kHalt && a.kind != ActionKind::kBreakGlass;
+  });
   for (const PlanAction& a : held) CarryOut(leader, p, a);
 }
 

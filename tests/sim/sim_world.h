@@ -96,6 +96,9 @@ struct PlanCoordinator {
   std::map<std::string, NodeView> views;  // the newest view of each voter
   // The last round (views and OpenBao probe), for a Step on results alone.
   std::optional<std::pair<std::vector<NodeView>, OpenBaoProbe>> last_round;
+  // A change that sent no action committed: the next Step is tried on the
+  // last round, as kmsfleetd's coordinator does (after_change_).
+  bool after_change = false;
 };
 
 // A leadership transfer under way (sim_transfer.cc).

@@ -76,12 +76,17 @@ class Driver {
     in.command = std::move(command);
     in.random = 0x1000 + (++draws_);
     PlanReady ready;
-    if (stale_rounds && !in.results.empty() && !in.command && !last_round_.empty()) {
+    // As kmsfleetd's coordinator: on results alone, or right after a
+    // change that sent no action.
+    const bool after_change = std::exchange(after_change_, false);
+    if (stale_rounds && (!in.results.empty() || after_change) && !in.command &&
+        !last_round_.empty()) {
       in.views = last_round_;
       in.views_fresh = false;
       ready = machine_.Step(in);
       if (!ready.needs_fresh_views) {
         ++stale_taken;
+        if (in.results.empty()) ++stale_taken_after_change;
         CountRounds(in, ready);
         return Carry(ready);
       }
@@ -128,6 +133,11 @@ class Driver {
       // committed change that names its node as in flight.
       machine_.Committed(*ready.plan);
       plan_ = *ready.plan;
+      after_change_ = std::none_of(ready.actions.begin(), ready.actions.end(),
+                                   [](const PlanAction& a) {
+                                     return a.kind != ActionKind::kHalt &&
+                                            a.kind != ActionKind::kBreakGlass;
+                                   });
     }
     for (const PlanAction& a : ready.actions) {
       if (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode) {
@@ -233,7 +243,7 @@ class Driver {
   // (PlanInput::views_fresh false), as kmsfleetd's coordinator does; one
   // that needs a fresh round gets it.
   bool stale_rounds = false;
-  int stale_taken = 0, stale_refused = 0;
+  int stale_taken = 0, stale_refused = 0, stale_taken_after_change = 0;
   std::vector<int> rounds_before_swap;
   std::vector<std::string> swaps_on_last_round;
   std::map<std::string, std::string> versions_;
@@ -311,6 +321,7 @@ class Driver {
   std::vector<NodeView> last_round_;
   int rounds_since_result_ = -1;  // -1: no operation result yet
   std::string last_swapped_;
+  bool after_change_ = false;  // a change that sent no action committed
   std::vector<ActionResult> results_;
   std::map<std::string, OperationOutcome> last_outcome_;
   std::map<std::string, int> stages_;  // stages answered per node
@@ -822,11 +833,13 @@ TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {
                                   "rollback readiness", "parity", "openbao"));
 }
 
-// A Step on results alone is taken on the last round again when it reads
-// no view: here the stage results, recorded with the preflights they call
-// for. What reads the views waits for a fresh round: a gate (after the
-// preflights, after each hand-off, at the end), and each node's result,
-// whose round opens the parity streak the next gate counts.
+// A Step on results alone, or right after a change that sent no action,
+// is taken on the last round again when it reads no view: here the stage
+// results, recorded with the preflights they call for, and the Draft,
+// which becomes Preflight and sends the stages. What reads the views waits
+// for a fresh round: a gate (after the preflights, after each hand-off, at
+// the end), and each node's result, whose round opens the parity streak
+// the next gate counts.
 TEST(PlanMachineTest, ResultsOnTheLastRoundAreTakenOnlyWhenTheyReadNoView) {
   Driver d;
   d.stale_rounds = true;
@@ -834,8 +847,9 @@ TEST(PlanMachineTest, ResultsOnTheLastRoundAreTakenOnlyWhenTheyReadNoView) {
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
   for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
-  EXPECT_EQ(d.stale_taken, 1);
-  EXPECT_EQ(d.stale_refused, 7);
+  EXPECT_EQ(d.stale_taken, 2);
+  EXPECT_EQ(d.stale_taken_after_change, 1);
+  EXPECT_EQ(d.stale_refused, 8);
   EXPECT_THAT(d.swaps_on_last_round, ElementsAre());
   // c and b each swapped on the third round since the result before.
   EXPECT_THAT(d.rounds_before_swap, ElementsAre(3, 3));

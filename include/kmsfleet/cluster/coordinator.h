@@ -161,7 +161,7 @@ class Coordinator {
   void Follow(const v1::LeaderView& leader);
   void Observe(std::vector<NodeView>& views);
   void ObserveRound(PlanInput& in);
-  std::optional<PlanReady> StepOnLastRound(PlanInput& in);
+  std::optional<PlanReady> StepOnLastRound(PlanInput& in, bool after_change);
   void RecordParity(const std::vector<NodeView>& views);
   void CountRefusal(const absl::Status& refusal);
   void CountBlock(const absl::Status& blocked);
@@ -209,6 +209,9 @@ class Coordinator {
   // parity rounds, or a change was just committed (what it allows, such
   // as the next phase or node, is decided at once).
   bool step_at_once_ = false;
+  // A change that sent no action was just committed: the next step is
+  // tried on the last round first (StepOnLastRound).
+  bool after_change_ = false;
   // Leading without this term's fence yet (Lead): no machine decides.
   // Both flags belong to the loop's thread.
   bool awaiting_fence_ = false;
