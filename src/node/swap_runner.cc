@@ -164,9 +164,32 @@ absl::Status Executor::CheckTarget(const SwapJournal& j) {
 
 absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // Reach the service manager before anything is stopped: a bus we cannot
-  // talk to must fail here, where nothing has changed yet.
-  KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, seams_.services.State(options_.unit));
+  // talk to must fail here, where nothing has changed yet. Asked beside
+  // the checks below, which only read; its answer is judged first.
+  auto unit_state = std::async(std::launch::async,
+                               [this] { return seams_.services.State(options_.unit); });
+  absl::Status checks = CheckTargetReleasable(j);
+  KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, unit_state.get());
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
+  KMSFLEET_RETURN_IF_ERROR(checks);
+  if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
+  if (j.expected_key_id_hash.empty()) {
+    v1::NodeState now = seams_.probe.Observe();
+    if (now.key_id_hash_metric().empty() || !now.ready()) {
+      return MakeError(absl::StatusCode::kFailedPrecondition,
+                       reason::kKeyIdHashMissing,
+                       "no expected key_id hash given and the running provider "
+                       "shows none (ready=" + std::string(now.ready() ? "true" : "false") +
+                           ")");
+    }
+    j.expected_key_id_hash = now.key_id_hash_metric();
+  }
+  return absl::OkStatus();
+}
+
+// The target release's own checks before the stop: installable, its image
+// held (static pods), and doctor and rotation-plan passing.
+absl::Status Executor::CheckTargetReleasable(const SwapJournal& j) {
   KMSFLEET_RETURN_IF_ERROR(seams_.installer.CheckCanInstall());
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
   KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
@@ -184,20 +207,7 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);
   KMSFLEET_RETURN_IF_ERROR(checks.rotation_plan.status());
-  KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(*checks.rotation_plan));
-  if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
-  if (j.expected_key_id_hash.empty()) {
-    v1::NodeState now = seams_.probe.Observe();
-    if (now.key_id_hash_metric().empty() || !now.ready()) {
-      return MakeError(absl::StatusCode::kFailedPrecondition,
-                       reason::kKeyIdHashMissing,
-                       "no expected key_id hash given and the running provider "
-                       "shows none (ready=" + std::string(now.ready() ? "true" : "false") +
-                           ")");
-    }
-    j.expected_key_id_hash = now.key_id_hash_metric();
-  }
-  return absl::OkStatus();
+  return CheckRotationSettled(*checks.rotation_plan);
 }
 
 // Room in `evidence_dir` for the copy of the installed binary (a static
@@ -306,10 +316,14 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
   for (;;) {
     const int64_t now = seams_.steady.NowSteadyMillis();
     if (now > deadline) break;
-    absl::StatusOr<UnitState> unit = seams_.services.State(options_.unit);
+    // The manager and the provider, asked together: the poll that ends the
+    // window costs the slower of the two, not their sum.
+    auto unit_state = std::async(std::launch::async,
+                                 [this] { return seams_.services.State(options_.unit); });
+    v1::NodeState state = seams_.probe.Observe();
+    absl::StatusOr<UnitState> unit = unit_state.get();
     std::optional<UnitState> seen;
     if (unit.ok()) seen = *unit;
-    v1::NodeState state = seams_.probe.Observe();
     if (state.ready() && j.phase == SwapPhase::kVerifying && !j.target_ready_seen) {
       j.target_ready_seen = true;
       ready_unrecorded = !RecordReadyIfItBindsTheRestore(j);

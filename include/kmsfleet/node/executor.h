@@ -339,6 +339,7 @@ class Executor {
   absl::Status Carry(SwapJournal& j, SwapAction action);
   absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
+  absl::Status CheckTargetReleasable(const SwapJournal& j);
   absl::Status CheckImageHeld(const std::string& image);
   // Static pods: the live manifest's image, which a failed swap restores,
   // is pinned by digest and held by the runtime.
