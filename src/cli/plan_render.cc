@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
+#include <set>
 #include <sstream>
 
 #include "cli/terminal_text.h"
@@ -323,6 +324,29 @@ bool DryRunNothingToDo(const v1::PlanView& view) {
   return false;
 }
 
+namespace {
+
+// The operator commands a finished plan took after its start (pause,
+// resume, abort, rollback, ack-break-glass), one indented row each: who,
+// when, and the acknowledgement. The coordinator's own entries stay in
+// `plan`.
+std::string OperatorCommandsAfterTheStart(const v1::FleetPlan& plan) {
+  static const std::set<std::string> kCommands = {"pause", "resume", "abort", "rollback",
+                                                  "ack-break-glass"};
+  std::string rows;
+  for (int i = 1; i < plan.audit_size(); ++i) {
+    const v1::AuditEntry& a = plan.audit(i);
+    if (!kCommands.contains(a.what())) continue;
+    std::string row = "    " + FormatUnixMs(a.at_unix_ms()) + "  " + Pad(a.what(), 16) + "by " +
+                      a.who();
+    for (const std::string& ack : a.acknowledgements()) row += "  ack:" + ack;
+    rows += Row(row);
+  }
+  return rows;
+}
+
+}  // namespace
+
 std::string RenderHistory(const v1::PlanHistory& history) {
   if (history.plans().empty()) return "no finished plan yet\n";
   std::ostringstream out;
@@ -345,6 +369,7 @@ std::string RenderHistory(const v1::PlanHistory& history) {
     }
     if (!p.halt().reason().empty()) row += "  [" + p.halt().reason() + "]";
     out << Row(row);
+    out << OperatorCommandsAfterTheStart(p);
   }
   return ForTerminal(out.str());
 }

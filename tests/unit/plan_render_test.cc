@@ -248,6 +248,42 @@ TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
               HasSubstr("by operator alice ack:ONE_WAY_UPGRADE, rollback by operator bob"));
 }
 
+// Found by the requirements audit: `history` named who started a plan and
+// who rolled it back, but not who paused, resumed, aborted it or
+// acknowledged its break-glass, nor when. Each such command is a row of
+// its own under the plan's; the coordinator's entries stay in `plan`.
+TEST(RenderHistoryTest, ShowsEveryOperatorCommandAfterTheStartWithWhoAndWhen) {
+  v1::PlanHistory history;
+  v1::FleetPlan* p = history.add_plans();
+  *p = PlanIn(v1::PLAN_PHASE_ABORTED).plan();
+  struct Entry {
+    int64_t at;
+    std::string who, what, ack;
+  };
+  for (const Entry& e : std::vector<Entry>{
+           {1'796'457'178'955, "operator alice", "upgrade to 0.2.0", ""},
+           {1'796'457'180'000, "coordinator cp-1", "Preflight -> Rolling: preflight passed", ""},
+           {1'796'457'181'000, "operator bob", "pause", ""},
+           {1'796'457'182'000, "local root", "resume", ""},
+           {1'796'457'183'000, "coordinator cp-1", "Rolling -> BreakGlass: cp-2 failed", ""},
+           {1'796'457'184'000, "operator bob", "ack-break-glass", "break-glass nonce 6f2a"},
+           {1'796'457'185'000, "operator carol", "abort", ""}}) {
+    v1::AuditEntry* a = p->add_audit();
+    a->set_at_unix_ms(e.at);
+    a->set_who(e.who);
+    a->set_what(e.what);
+    if (!e.ack.empty()) a->add_acknowledgements(e.ack);
+  }
+  const std::string text = RenderHistory(history);
+  EXPECT_THAT(text, HasSubstr("\n    2026-12-05 07:53:01Z  pause           by operator bob\n"
+                              "    2026-12-05 07:53:02Z  resume          by local root\n"
+                              "    2026-12-05 07:53:04Z  ack-break-glass by operator bob  "
+                              "ack:break-glass nonce 6f2a\n"
+                              "    2026-12-05 07:53:05Z  abort           by operator carol\n"));
+  EXPECT_THAT(text, Not(HasSubstr("Rolling ->")));
+  EXPECT_THAT(text, Not(HasSubstr("    2026-12-05 07:52:58Z"))) << "the start is the plan's row";
+}
+
 // Found in review: `plan`, the dry run and `history` escaped the agent's
 // text but kept its newlines, so a guard message (doctor's output, say)
 // could print a row of its own, one that reads "pass". Each row's text
