@@ -21,6 +21,11 @@ constexpr int kEvidenceAttempts = 3;
 // A machine that neither closes nor fails within this many steps is a bug;
 // the operation is closed rather than looping.
 constexpr int kMaxSteps = 64;
+// The swap's checks, run beside the service manager's answer, are run
+// again when that answer came this much later than they ended: each bus
+// call may take up to its timeout, and a rotation begun meanwhile must
+// not pass on an older rotation-plan (found in review).
+constexpr int64_t kChecksFreshForMs = 1000;
 
 // The registry pair as read together: re-read until the registry is the
 // same before and after the checkpoint.
@@ -169,8 +174,14 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   auto unit_state = std::async(std::launch::async,
                                [this] { return seams_.services.State(options_.unit); });
   absl::Status checks = CheckTargetReleasable(j);
+  const int64_t checked_at = seams_.steady.NowSteadyMillis();
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, unit_state.get());
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
+  if (seams_.steady.NowSteadyMillis() - checked_at > kChecksFreshForMs) {
+    Log(LogLevel::kInfo, "the service manager answered late; checking the release again",
+        {{"node", options_.node}, {"operation", j.operation_id}});
+    checks = CheckTargetReleasable(j);
+  }
   KMSFLEET_RETURN_IF_ERROR(checks);
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
   if (j.expected_key_id_hash.empty()) {

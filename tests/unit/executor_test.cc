@@ -21,8 +21,10 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "kmsfleet/core/fence_guard.h"
 #include "kmsfleet/core/reasons.h"
@@ -82,6 +84,12 @@ struct World {
   // Called on every steady sleep, after the clock moved, and after every
   // successful start.
   std::function<void(World&)> on_sleep, on_start;
+  // Called when the service manager is asked for the unit's state, before
+  // `mu` is taken (so it may wait for other fakes).
+  std::function<void(World&)> before_state;
+  // What rotation-plan reports from now on, when set (FakeCli's
+  // rotation_state otherwise).
+  std::optional<std::string> rotation_state_now;
 
   std::string Installed() const {
     auto it = version_of_sha.find(installed_sha);
@@ -122,6 +130,7 @@ class FakeServices final : public ServiceManager {
     return absl::OkStatus();
   }
   absl::StatusOr<UnitState> State(const std::string&) override {
+    if (w_.before_state) w_.before_state(w_);
     std::lock_guard<std::mutex> lock(w_.mu);
     UnitState s;
     s.activity = w_.running  ? UnitActivity::kRunning
@@ -239,6 +248,7 @@ class FakeCli final : public ProviderCli {
                                     : release_predates_transit_check;
     r.transit_metadata_status = predates ? "" : "pass";
     std::lock_guard<std::mutex> lock(w_.mu);
+    if (w_.rotation_state_now) r.rotation_state = *w_.rotation_state_now;
     w_.rotation_plan_runs.push_back(installed ? "installed" : "release");
     return r;
   }
@@ -1343,6 +1353,34 @@ TEST_F(ExecutorTest, AnInstallThatCannotHappenIsRefusedBeforeTheStop) {
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   cli_.rotation_state = "pending";
   ExpectRefusedAtPreflight(reason::kRotationInProgress);
+}
+
+// Found in review: the swap asks the service manager beside its doctor
+// and rotation-plan, and each bus call may take up to its timeout. A
+// manager that answered long after the checks ended left them that old at
+// the stop: here a rotation begins while the manager is slow. The checks
+// are run again when the answer comes late, and the swap is refused with
+// nothing touched.
+TEST_F(ExecutorTest, ChecksOlderThanALateServiceManagerAnswerAreRunAgain) {
+  w_.before_state = [slow_once = true](World& w) mutable {
+    if (!std::exchange(slow_once, false)) return;
+    // The bus answers only after the checks ended, 3 s later.
+    for (int i = 0; i < 5000; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(w.mu);
+        if (!w.rotation_plan_runs.empty()) {
+          w.steady_ms += 3000;
+          w.rotation_state_now = "pending";
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  ExpectRefusedAtPreflight(reason::kRotationInProgress);
+  ExpectOldServing();
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs.size(), 2u) << "the checks ran again";
 }
 
 // The released previews print no transitMetadataStatus: their report is
