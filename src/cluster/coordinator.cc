@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <functional>
 #include <future>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -104,9 +105,9 @@ void Coordinator::Loop() {
     rounds_.fetch_add(1, std::memory_order_relaxed);
     lock.lock();
     // A command or a finished action is acted on at once; otherwise the
-    // tick paces observation, except after a committed change and while the
-    // plan only waits for fresh parity rounds, which are observed back to
-    // back.
+    // tick paces observation, except after a committed change that sent no
+    // action and while the plan only waits for fresh parity rounds, which
+    // are observed back to back.
     // Waiting for its fence, a new coordinator leaves commands and results
     // queued, so they must not wake it back to back.
     const auto pace = awaiting_fence_ ? std::min<std::chrono::milliseconds>(options_.tick, kFencePoll)

@@ -36,9 +36,10 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.resent_refused_by_caller
             << " sent again and refused for their caller, "
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
-            << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone or after a change: "
-            << t.steps_on_last_round << " taken on the last round, " << t.fresh_rounds_asked
-            << " asked for a fresh one; max in flight "
+            << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
+            << t.steps_on_last_round << " taken on the last round; after a change that sent "
+            << "nothing: " << t.steps_after_change << " taken; asked for a fresh round: "
+            << t.fresh_rounds_asked << "; max in flight "
             << t.max_in_flight << ", max providers down at once " << t.max_disrupted
             << "; " << t.elections << " leader terms, " << t.crashes << " crashes, "
             << t.plan_proposals_failed << " proposals lost with leadership, "
@@ -63,7 +64,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
        t.crashed_mid_swap == 0 || t.ended_before_stop == 0 || t.manifest_refusals == 0 ||
        t.sent_again_after_agent_stop == 0 || t.handoffs_withheld == 0 ||
-       t.commit_waits == 0 || t.steps_on_last_round == 0 || t.fresh_rounds_asked == 0 ||
+       t.commit_waits == 0 || t.steps_on_last_round == 0 || t.steps_after_change == 0 ||
+       t.fresh_rounds_asked == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
        t.adversary_weakened_refused == 0 || t.changes_on_old_base == 0 ||
        t.queries_voter_only == 0)) {

@@ -303,7 +303,7 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
       ObserveRound(leader, *p, in);
       ready = p->machine->Step(in);
     } else {
-      ++counters_.steps_on_last_round;
+      ++(in.results.empty() ? counters_.steps_after_change : counters_.steps_on_last_round);
       CheckLastRoundStep(*p, ready);
     }
   }

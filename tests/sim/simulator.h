@@ -79,7 +79,8 @@ struct Counters {
   int64_t resent_refused_by_caller = 0;  // a known operation's resend refused
                                           // for its caller (says nothing of it)
   int64_t sent_again_after_agent_stop = 0;  // ... by an agent restart, then sent again
-  int64_t steps_on_last_round = 0;    // Steps on results alone or after a change, taken on the last round
+  int64_t steps_on_last_round = 0;    // Steps on results alone, taken on the last round
+  int64_t steps_after_change = 0;     // Steps after a change that sent no action, likewise
   int64_t fresh_rounds_asked = 0;     // ... not taken: they needed a fresh round
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)

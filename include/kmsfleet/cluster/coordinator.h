@@ -206,14 +206,14 @@ class Coordinator {
   std::optional<Round> last_round_;
   uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at
   // The next step runs without waiting a tick: the plan waits only for
-  // parity rounds, or a change was just committed (what it allows, such
-  // as the next phase or node, is decided at once).
+  // parity rounds, or a change that sent no action was just committed
+  // (what it allows, such as the next phase, is decided at once).
   bool step_at_once_ = false;
   // A change that sent no action was just committed: the next step is
   // tried on the last round first (StepOnLastRound).
   bool after_change_ = false;
   // Leading without this term's fence yet (Lead): no machine decides.
-  // Both flags belong to the loop's thread.
+  // The three flags belong to the loop's thread.
   bool awaiting_fence_ = false;
   static constexpr std::chrono::milliseconds kFencePoll{10};
   std::string counted_block_;     // the block reason counted last
