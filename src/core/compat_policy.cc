@@ -186,6 +186,23 @@ std::string EntryId(const ReleaseCompat& r) {
   return r.version.empty() ? ">" + r.above : r.version;
 }
 
+// An operator's entry for a release the base lists extends it: a flag the
+// base sets stays set (a file that gave only notes cleared the built-in
+// fresh-installation boundary of 0.1.0-preview.3, found by the
+// requirements audit), a flag the file sets is added, and the file's
+// notes, when it has some, replace the base's.
+ReleaseCompat Extended(const ReleaseCompat& base, const ReleaseCompat& file) {
+  ReleaseCompat out = file;
+  out.fresh_install_only = base.fresh_install_only || file.fresh_install_only;
+  out.one_way = base.one_way || file.one_way;
+  out.wire_format_change = base.wire_format_change || file.wire_format_change;
+  out.migration_planned = base.migration_planned || file.migration_planned;
+  out.apiserver_restart_required =
+      base.apiserver_restart_required || file.apiserver_restart_required;
+  if (file.notes.empty()) out.notes = base.notes;
+  return out;
+}
+
 }  // namespace
 
 CompatPolicy MergePolicies(const CompatPolicy& base,
@@ -197,7 +214,7 @@ CompatPolicy MergePolicies(const CompatPolicy& base,
     };
     auto it = std::find_if(merged.releases.begin(), merged.releases.end(), same);
     if (it != merged.releases.end()) {
-      *it = entry;
+      *it = Extended(*it, entry);
     } else {
       merged.releases.push_back(entry);
     }

@@ -65,7 +65,30 @@ TEST(PolicyFileTest, OperatorEntriesAddAndOverride) {
   EXPECT_TRUE(facts.migration_planned());
   EXPECT_TRUE(facts.apiserver_restart_required());
   facts = FactsCrossed(merged, V("0.1.0-preview.1"), V("0.1.0-preview.2"));
-  EXPECT_TRUE(facts.one_way());  // the operator's entry replaced the builtin
+  EXPECT_TRUE(facts.one_way());  // the operator's entry added to the builtin
+}
+
+// Found by the requirements audit: a file entry replaced the catalog's
+// entry whole, so one that gave only notes for 0.1.0-preview.3 cleared its
+// fresh-installation boundary, and an in-place upgrade across it passed.
+// A file extends the catalog: it adds flags and notes, and clears none.
+TEST(PolicyFileTest, AFileEntryCannotClearABuiltinFlag) {
+  absl::StatusOr<CompatPolicy> file = ParseCompatPolicy(R"(apiVersion: kmsfleet.io/v1
+kind: CompatibilityPolicy
+releases:
+  - version: 0.1.0-preview.3
+    notes: our notes
+)", "ops.yaml");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const CompatPolicy merged = MergePolicies(BuiltinCompatPolicy(), *file);
+  const v1::CompatFacts builtin =
+      FactsCrossed(BuiltinCompatPolicy(), V("0.1.0-preview.2"), V("0.1.0-preview.3"));
+  ASSERT_TRUE(builtin.fresh_install_only());
+  const v1::CompatFacts facts =
+      FactsCrossed(merged, V("0.1.0-preview.2"), V("0.1.0-preview.3"));
+  EXPECT_TRUE(facts.fresh_install_only());
+  EXPECT_EQ(facts.one_way(), builtin.one_way());
+  EXPECT_THAT(facts.notes(), ::testing::Contains(::testing::HasSubstr("our notes")));
 }
 
 // Found in review: SemVer orders 0.2.0-rc.1 below 0.2.0, so an entry for
