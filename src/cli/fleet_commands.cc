@@ -155,6 +155,7 @@ absl::StatusOr<v1::UpgradeRequest> BuildUpgrade(const FleetFlags& f) {
   s->set_image(f.image);
   s->set_image_ref_source(f.image_ref);
   s->set_auto_rollback(f.auto_rollback);
+  s->set_parity_observations(f.parity_observations);
   absl::StatusOr<int64_t> soak = ParseDurationFlag("--soak", f.soak);
   if (!soak.ok()) return soak.status();
   s->set_soak_ms(*soak);
@@ -212,7 +213,7 @@ int Watch(const FleetFlags& flags, const std::string& plan_id = "",
           if (!plan_id.empty() && view.plan().plan_id() != plan_id) continue;
           if (view.plan().revision() < min_revision) continue;
           if (flags.output == "json") {
-            std::cout << ProtoJson(view) << std::endl;
+            std::cout << ProtoJsonLine(view) << std::endl;  // one view per line
           } else if (tty) {
             if (drawn > 0) std::cout << "\033[" << drawn << "F\033[J";
             std::vector<std::string> lines = FitToWidth(RenderProgress(view), TerminalColumns());
@@ -444,7 +445,8 @@ int RunCommand(const std::string& name, v1::PlanCommandKind kind, const FleetFla
   });
   if (!s.ok()) return flags.dry_run ? Fail(name, s) : FailChange(name, s);
   if (flags.output == "json") {
-    std::cout << ProtoJson(view) << "\n";
+    // Followed by the watch's views, one per line: this answer is the first.
+    std::cout << (flags.watch && !flags.dry_run ? ProtoJsonLine(view) : ProtoJson(view)) << "\n";
   } else if (flags.dry_run) {
     std::cout << RenderDryRun(view);
   } else {
@@ -513,6 +515,9 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
   c->add_option("--soak", f.soak, "wait between nodes, e.g. 5m")->capture_default_str();
   c->add_option("--stabilization", f.stabilization,
                 "each node's /ready window (default: the agent's executor.stabilization_ms)");
+  c->add_option("--parity-observations", f.parity_observations,
+                "consecutive rounds of one key_id hash on every node before the next node "
+                "(default 3, at most 100)");
   c->add_option("--acknowledge", f.acknowledge, "an acknowledgement code (repeatable)");
   c->add_option("--order", f.order, "node order (every voter once)")->delimiter(',');
   c->add_flag("--auto-rollback", f.auto_rollback,

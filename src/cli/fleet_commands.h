@@ -27,6 +27,7 @@ struct FleetFlags {
   std::string to, artifact, checksums, signature, policy, changelog;
   std::string image, image_ref;  // static-pod nodes (issue 10)
   std::string soak = "0s", stabilization;
+  int parity_observations = 0;  // 0: the plan's default (3)
   std::vector<std::string> acknowledge, order;
   bool auto_rollback = false;
   bool dry_run = false;

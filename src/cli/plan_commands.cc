@@ -87,14 +87,22 @@ int ExitCodeOf(const absl::Status& s, bool changes_the_plan) {
   return ask_again ? 3 : 1;
 }
 
-std::string ProtoJson(const google::protobuf::Message& m) {
+namespace {
+
+std::string ToJson(const google::protobuf::Message& m, bool whitespace) {
   std::string out;
   google::protobuf::util::JsonPrintOptions options;
-  options.add_whitespace = true;
+  options.add_whitespace = whitespace;
   options.preserve_proto_field_names = true;
   (void)google::protobuf::util::MessageToJsonString(m, &out, options);
   return out;
 }
+
+}  // namespace
+
+std::string ProtoJson(const google::protobuf::Message& m) { return ToJson(m, true); }
+
+std::string ProtoJsonLine(const google::protobuf::Message& m) { return ToJson(m, false); }
 
 void AddTlsFlags(CLI::App& command, FleetTls& tls) {
   command.add_option("--ca", tls.ca, "fleet CA (PEM); required for a TCP agent");

@@ -65,6 +65,9 @@ int ExitCodeOf(const absl::Status& s, bool changes_the_plan);
 
 // `m` as indented JSON with proto field names, for --output json.
 std::string ProtoJson(const google::protobuf::Message& m);
+// The same on one line: what a stream of views (`--watch -o json`) prints,
+// one object per line.
+std::string ProtoJsonLine(const google::protobuf::Message& m);
 
 // Parses the fence "TERM/INDEX/NODE" that `plan commit` prints. Errors name
 // the flag and the value.

@@ -102,6 +102,13 @@ std::string NodeLine(const v1::PlanNode& n, int64_t now) {
   if (n.phase_since_unix_ms() > 0 && now >= n.phase_since_unix_ms()) {
     line += FormatDuration(now - n.phase_since_unix_ms());
   }
+  // A finished step: how long it took, from the slot to its end.
+  const bool ended =
+      n.phase() == v1::PLAN_NODE_PHASE_DONE || n.phase() == v1::PLAN_NODE_PHASE_ROLLED_BACK;
+  if (ended && n.in_flight_since_unix_ms() > 0 && n.done_unix_ms() >= n.in_flight_since_unix_ms()) {
+    line += "  (its step took " + FormatDuration(n.done_unix_ms() - n.in_flight_since_unix_ms()) +
+            ")";
+  }
   if (!n.reason().empty()) {
     line += "  [" + n.reason() + "] " + n.message();
   } else if (n.stage() != v1::PLAN_STEP_STAGE_UNSPECIFIED && !n.message().empty()) {

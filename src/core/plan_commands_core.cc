@@ -214,11 +214,16 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
   CompatInput compat{r.facts, r.changelog, r.acknowledgements,
                      ApiServerRestartUnconfigured(m_.config_.voters, Views())};
   if (absl::Status s = CheckCompatibility(compat); !s.ok()) return s;
+  // The runbook defers during an OpenBao failover or restore: sealed,
+  // uninitialised, standby-only or unreachable refuses the start, before
+  // anything is staged (each node's doctor would fail on it, and halt the
+  // plan for a reason that is OpenBao's). Mid-plan the gates wait on it.
+  if (absl::Status s = OpenBaoGate(); !s.ok()) return s;
 
   next_ = NewPlan(r, *order, views, RequiredAcknowledgements(compat));
   changed_ = true;
   for (const char* guard : {"node order", "fleet health", "version policy",
-                            "compatibility"}) {
+                            "compatibility", "openbao"}) {
     RecordGuard(guard, absl::OkStatus());
   }
   return absl::OkStatus();

@@ -157,11 +157,7 @@ absl::Status PlanStep::NodeGates(bool rolling_back) {
   }
   absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);
   if (s.ok()) s = CheckParityStable(Parity(), next_->settings().parity_observations());
-  if (s.ok()) {
-    s = in_.openbao ? CheckOpenBaoHealth(*in_.openbao)
-                    : Waiting(reason::kOpenBaoUnreachable,
-                              "OpenBao has not been probed yet.");
-  }
+  if (s.ok()) s = OpenBaoGate();
   if (s.ok()) s = CheckRotationMetric(Views());
   if (s.ok() && rolling_back) {
     if (absl::Status allowed = RollbackAllowed(); !allowed.ok()) {
@@ -170,6 +166,12 @@ absl::Status PlanStep::NodeGates(bool rolling_back) {
     }
   }
   return s;
+}
+
+absl::Status PlanStep::OpenBaoGate() {
+  const std::optional<OpenBaoProbe>& probe = OpenBao();
+  return probe ? CheckOpenBaoHealth(*probe)
+               : Waiting(reason::kOpenBaoUnreachable, "OpenBao has not been probed yet.");
 }
 
 void PlanStep::DecideNextNode() {

@@ -164,7 +164,7 @@ bool RefusesTheStart(std::string_view guard) {
   // What a start checks (PlanStep::HandleStart, plan_commands_core.cc),
   // and `rollback --dry-run`'s one guard: the command's own answer.
   for (std::string_view g : {"active plan", "settings", "node order", "fleet health",
-                             "version policy", "compatibility", "rollback"}) {
+                             "version policy", "compatibility", "openbao", "rollback"}) {
     if (guard == g) return true;
   }
   return false;
@@ -218,13 +218,13 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
     report.guards.back().note =
         "release notes: " + absl::StrJoin(in.request.facts.notes(), "; ");
   }
+  add("openbao", in.openbao ? CheckOpenBaoHealth(*in.openbao)
+                            : NotEvaluated("OpenBao health"));
   const int32_t observations = in.request.settings.parity_observations() > 0
                                    ? in.request.settings.parity_observations()
                                    : kDefaultParityObservations;
   add("parity", in.parity ? ParityWithThisRound(*in.parity, in.views, observations)
                           : CheckParityOnce(in.views));
-  add("openbao", in.openbao ? CheckOpenBaoHealth(*in.openbao)
-                            : NotEvaluated("OpenBao health"));
   add("rotation", RotationGuard(in));
   add("doctor", in.doctor ? CheckDoctor(*in.doctor)
                           : NotEvaluated("doctor results"));

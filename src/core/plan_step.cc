@@ -132,6 +132,11 @@ const ParityStreak& PlanStep::Parity() {
   return m_.parity_;
 }
 
+const std::optional<OpenBaoProbe>& PlanStep::OpenBao() {
+  read_views_ = true;
+  return in_.openbao;
+}
+
 v1::PlanNode* PlanStep::FindNode(std::string_view name) {
   for (v1::PlanNode& n : *next_->mutable_nodes()) {
     if (n.node() == name) return &n;
@@ -247,6 +252,7 @@ void PlanStep::SetNodePhase(v1::PlanNode& node, v1::PlanNodePhase phase) {
   if (node.phase() == phase) return;
   node.set_phase(phase);
   node.set_phase_since_unix_ms(in_.now_unix_ms);
+  if (phase == v1::PLAN_NODE_PHASE_IN_FLIGHT) node.set_in_flight_since_unix_ms(in_.now_unix_ms);
   changed_ = true;
 }
 

@@ -96,6 +96,8 @@ class PlanStep {
   void DecideNextNode();
   void DecideCompletion(bool rolling_back);
   absl::Status NodeGates(bool rolling_back);
+  // OpenBao's health in this round: a start refuses on it, a gate waits.
+  absl::Status OpenBaoGate();
   // PLAN_MEMBERS_CHANGED unless the plan's nodes are this coordinator's
   // voters.
   absl::Status MembersUnchanged() const;
@@ -133,6 +135,7 @@ class PlanStep {
   // the last round again that reads them is not taken).
   const std::vector<NodeView>& Views();
   const ParityStreak& Parity();
+  const std::optional<OpenBaoProbe>& OpenBao();  // part of the round, as the views
 
   PlanMachine& m_;
   const PlanInput& in_;

@@ -212,20 +212,40 @@ TEST_F(FleetUpgradeTest, AnInstalledBinaryWhoseVersionFailsIsNoWayBack) {
   EXPECT_TRUE(fleet_->DownIntervals().empty()) << fleet_->DescribeDowntime();
 }
 
-TEST_F(FleetUpgradeTest, SealedOpenBaoHoldsThePlanUntilItIsUnsealed) {
+// A sealed OpenBao refuses the start (found by the requirements audit:
+// it held a started plan at its first gate, after every node had run
+// doctor, which a real provider fails against a sealed OpenBao); sealed
+// mid-plan, it holds the next node until unsealed.
+TEST_F(FleetUpgradeTest, SealedOpenBaoRefusesTheStartAndHoldsAStartedPlanUntilUnsealed) {
   fleet_->SetOpenBao("sealed");
-  SubprocessResult r = Run(0, Upgrade());
+  // Files on this machine: the dry run asked before the upload refuses;
+  // release paths on the nodes: the start itself does.
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{}, std::vector<std::string>{"--remote-paths"}}) {
+    SubprocessResult refused = Run(0, Upgrade(extra));
+    EXPECT_EQ(refused.exit_code, 1) << refused.stdout_text << refused.stderr_text;
+    EXPECT_THAT(refused.stdout_text + refused.stderr_text, HasSubstr("OPENBAO_SEALED"));
+  }
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+
+  fleet_->SetOpenBao("active");
+  SubprocessResult r = Run(0, Upgrade({"--soak", "3s", "--order", "cp-1,cp-2,cp-3"}));
   ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  ASSERT_TRUE(WaitUntil([&] { return fleet_->ServingVersion(0) == "0.2.0"; },
+                        std::chrono::seconds(60)));
+  fleet_->SetOpenBao("sealed");  // before cp-1's window and the soak end
   ASSERT_TRUE(WaitUntil([&] { return Run(0, {"plan"}).stdout_text.find("OPENBAO_SEALED") !=
                                      std::string::npos; },
                         std::chrono::seconds(30)))
       << Run(0, {"plan"}).stdout_text;
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  EXPECT_TRUE(fleet_->DownIntervals().empty()) << "a node was swapped while OpenBao was sealed";
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 0, 0}))
+      << "a node was swapped while OpenBao was sealed: " << fleet_->DescribeDowntime();
   fleet_->SetOpenBao("active");
   SubprocessResult watch = Run(0, {"watch"});
   EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text;
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
 TEST_F(FleetUpgradeTest, CoordinatorKilledDuringASwapIsReplacedAndThePlanFinishes) {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_split.h"
 #include "cli/fleet_commands.h"
 #include "cli/usage_exit.h"
 #include "loopback_server.h"
@@ -539,6 +540,7 @@ class DryRunCoordinator final : public v1::Fleet::Service {
                             v1::PlanView* view) override {
     if (!request->dry_run()) {
       ++starts_;
+      parity_observations_ = request->settings().parity_observations();
       return grpc::Status(grpc::StatusCode::INTERNAL, "not expected here");
     }
     ++dry_runs_;
@@ -560,11 +562,12 @@ class DryRunCoordinator final : public v1::Fleet::Service {
   int dry_runs() const { return dry_runs_; }
   int starts() const { return starts_; }
   int uploads() const { return uploads_; }
+  int parity_observations() const { return parity_observations_; }
 
  private:
   absl::Status verdict_;
   std::string guard_;
-  std::atomic<int> dry_runs_{0}, starts_{0}, uploads_{0};
+  std::atomic<int> dry_runs_{0}, starts_{0}, uploads_{0}, parity_observations_{-1};
 };
 
 // Found in review: `upgrade` with release files on this machine hashed and
@@ -612,6 +615,15 @@ TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
   EXPECT_EQ(lower.uploads(), 0);
   EXPECT_EQ(lower.starts(), 0);
 
+  // OpenBao sealed refuses the start itself (found by the requirements
+  // audit): refused before the upload.
+  DryRunCoordinator sealed(MakeError(absl::StatusCode::kFailedPrecondition,
+                                     reason::kOpenBaoSealed, "OpenBao at x is sealed."),
+                           "openbao");
+  EXPECT_EQ(RunUpgradeAgainst(sealed, args).exit_code, 1);
+  EXPECT_EQ(sealed.uploads(), 0);
+  EXPECT_EQ(sealed.starts(), 0);
+
   // A gate a committed plan waits on does not refuse the start: upload.
   DryRunCoordinator held(MakeError(absl::StatusCode::kFailedPrecondition,
                                    reason::kParityNotStable, "1 of 3 observations agree."),
@@ -625,6 +637,18 @@ TEST(RunUpgradeTest, ReleaseFilesAreUploadedOnlyWhenTheFleetNeedsThem) {
                              "--checksums", checksums});
   EXPECT_EQ(remote.dry_runs(), 0);
   EXPECT_EQ(remote.starts(), 1);
+  EXPECT_EQ(remote.parity_observations(), 0) << "the plan's default";
+}
+
+// Found by the requirements audit: the plan's parity streak ("stable over
+// N consecutive observations (default 3)") had a setting no command set.
+TEST(RunUpgradeTest, ParityObservationsReachThePlansSettings) {
+  const std::string dir = ::testing::TempDir();
+  DryRunCoordinator remote(absl::OkStatus());
+  RunUpgradeAgainst(remote, {"--to", "0.2.0", "--remote-paths", "--artifact", dir + "/a",
+                             "--checksums", dir + "/c", "--parity-observations", "5"});
+  EXPECT_EQ(remote.starts(), 1);
+  EXPECT_EQ(remote.parity_observations(), 5);
 }
 
 grpc::Status Refusal(grpc::StatusCode code, const std::string& why, const std::string& message) {
@@ -787,6 +811,25 @@ TEST(FleetCommandExitTest, AWatchAfterACommandSkipsViewsOlderThanItsAnswer) {
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_THAT(r.out, Not(HasSubstr("Completed")));
   EXPECT_THAT(r.out, HasSubstr("Halted"));
+}
+
+// Found by the requirements audit: `--watch -o json` printed each view as
+// a multi-line object, back to back, which no line-reading consumer can
+// split. The command's answer and each view are one object per line.
+TEST(FleetCommandExitTest, AWatchInJsonPrintsOneObjectPerLine) {
+  StaleViewCoordinator coordinator;
+  CommitOutcome r = RunFleetAgainst(coordinator, {"rollback", "--watch", "-o", "json"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 2u) << r.out;  // the answer, then the Halted view
+  for (const std::string& line : lines) {
+    boost::system::error_code ec;
+    boost::json::value v = boost::json::parse(line, ec);
+    ASSERT_FALSE(ec) << line;
+    EXPECT_TRUE(v.is_object()) << line;
+  }
+  EXPECT_EQ(boost::json::parse(lines[1]).at("plan").at("phase").as_string(),
+            "PLAN_PHASE_HALTED");
 }
 
 // A dry run with work to do; every upload is stored, but the answer names

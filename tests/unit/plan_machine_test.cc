@@ -830,8 +830,8 @@ TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {
     EXPECT_TRUE(g.reason().empty()) << g.guard();
   }
   EXPECT_THAT(guards, ElementsAre("node order", "fleet health", "version policy",
-                                  "compatibility", "doctor", "rotation",
-                                  "rollback readiness", "parity", "openbao"));
+                                  "compatibility", "openbao", "doctor", "rotation",
+                                  "rollback readiness", "parity"));
 }
 
 // A Step on results alone, or right after a change that sent no action,
@@ -1089,6 +1089,39 @@ TEST(PlanMachineTest, AGateThatBlocksWhenTheLastPreflightIsInCommitsWhatWasHeld)
   EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_ROLLING);
   EXPECT_EQ(r.plan->in_flight(), "a");
   EXPECT_THAT(KindsAt(r, preflight + 2), ElementsAre("swap a"));
+}
+
+// `plan` shows how long each finished node's step took: the time the node
+// went in flight is kept once it is Done.
+TEST(PlanMachineTest, AFinishedNodeKeepsWhenItWentInFlight) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    EXPECT_GT(n.in_flight_since_unix_ms(), 0) << n.node();
+    EXPECT_GT(n.done_unix_ms(), n.in_flight_since_unix_ms()) << n.node();
+  }
+}
+
+// Found by the requirements audit: a sealed OpenBao held a started plan
+// at its first gate, after every node had staged and run doctor; a real
+// provider's doctor fails against a sealed OpenBao, so the plan halted
+// DOCTOR_FAILED instead. The start refuses, naming OpenBao's state, and
+// nothing is recorded or sent; unsealed, the same start is taken.
+TEST(PlanMachineTest, ASealedOpenBaoRefusesTheStartBeforeAnythingIsStaged) {
+  Driver d;
+  d.openbao.status = 503;
+  PlanReady r = d.Step(Start());
+  EXPECT_EQ(ReasonOf(r.refusal), reason::kOpenBaoSealed) << r.refusal;
+  EXPECT_FALSE(r.plan.has_value());
+  EXPECT_TRUE(r.actions.empty());
+  d.openbao.status = 429;  // standby only
+  EXPECT_EQ(ReasonOf(d.Step(Start()).refusal), reason::kOpenBaoStandby);
+  d.openbao.status = 200;
+  r = d.Step(Start());
+  ASSERT_TRUE(r.refusal.ok()) << r.refusal;
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_DRAFT);
 }
 
 // Only Preflight holds a stage result, for at most a second. One that

@@ -28,11 +28,12 @@ v1::PlanView DryRun(const std::vector<std::pair<std::string, std::string>>& guar
   return view;
 }
 
-// A start refuses only on its own guards; parity, OpenBao, rotation and
-// doctor hold a started plan in Preflight instead.
+// A start refuses only on its own guards; parity, rotation and doctor
+// hold a started plan in Preflight instead.
 TEST(RenderDryRunTest, APreflightGuardThatRefusesHoldsAStartedPlan) {
   v1::PlanView view = DryRun({{"fleet health", ""}, {"version policy", ""},
-                              {"parity", "KEY_ID_HASH_MISSING"}, {"openbao", "OPENBAO_SEALED"}});
+                              {"parity", "KEY_ID_HASH_MISSING"},
+                              {"rotation", "ROTATION_IN_PROGRESS"}});
   EXPECT_TRUE(DryRunRefused(view));
   const std::string text = RenderDryRun(view);
   EXPECT_THAT(text, HasSubstr("a real run would start, then wait before the first swap"));
@@ -42,6 +43,9 @@ TEST(RenderDryRunTest, APreflightGuardThatRefusesHoldsAStartedPlan) {
 TEST(RenderDryRunTest, AStartGuardThatRefusesRefusesTheRun) {
   v1::PlanView view = DryRun({{"version policy", "VERSION_NOT_HIGHER"},
                               {"parity", "KEY_ID_HASH_MISSING"}});
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("a real run would be refused now"));
+  // OpenBao sealed, standby-only or unreachable refuses the start too.
+  view = DryRun({{"version policy", ""}, {"openbao", "OPENBAO_SEALED"}});
   EXPECT_THAT(RenderDryRun(view), HasSubstr("a real run would be refused now"));
   view = DryRun({{"fleet health", ""}, {"doctor", "NOT_EVALUATED"}});
   EXPECT_FALSE(DryRunRefused(view));
@@ -246,6 +250,19 @@ TEST(RenderHistoryTest, NamesWhoStartedThePlanAndWhoRolledItBack) {
   p->mutable_audit(0)->add_acknowledgements("ONE_WAY_UPGRADE");
   EXPECT_THAT(RenderHistory(history),
               HasSubstr("by operator alice ack:ONE_WAY_UPGRADE, rollback by operator bob"));
+}
+
+// Found by the requirements audit: `plan` showed how long ago each node
+// reached its phase, but not how long a finished node's step took (the
+// time it went in flight was overwritten when it became Done).
+TEST(RenderPlanTest, AFinishedNodeShowsHowLongItsStepTook) {
+  v1::PlanView view = PlanIn(v1::PLAN_PHASE_ROLLING);
+  v1::PlanNode* done = view.mutable_plan()->mutable_nodes(0);
+  done->set_in_flight_since_unix_ms(1'796'457'100'000);
+  done->set_done_unix_ms(1'796'457'172'000);
+  done->set_phase_since_unix_ms(1'796'457'172'000);
+  view.set_now_unix_ms(1'796'457'182'000);
+  EXPECT_THAT(RenderPlan(view), ::testing::ContainsRegex("cp-1 +Done +10s  \\(its step took 1m12s\\)"));
 }
 
 // Found by the requirements audit: `history` named who started a plan and
