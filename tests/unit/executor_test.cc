@@ -90,6 +90,9 @@ struct World {
   // What rotation-plan reports from now on, when set (FakeCli's
   // rotation_state otherwise).
   std::optional<std::string> rotation_state_now;
+  // Reads of the steady clock, and their count when rotation-plan last
+  // answered (-1: not yet).
+  int steady_reads = 0, steady_reads_at_rotation_plan = -1;
 
   std::string Installed() const {
     auto it = version_of_sha.find(installed_sha);
@@ -250,6 +253,7 @@ class FakeCli final : public ProviderCli {
     std::lock_guard<std::mutex> lock(w_.mu);
     if (w_.rotation_state_now) r.rotation_state = *w_.rotation_state_now;
     w_.rotation_plan_runs.push_back(installed ? "installed" : "release");
+    w_.steady_reads_at_rotation_plan = w_.steady_reads;
     return r;
   }
   bool installed_predates_transit_check = false, release_predates_transit_check = false;
@@ -418,6 +422,7 @@ class FakeSteady final : public MonotonicClock {
   explicit FakeSteady(World& w) : w_(w) {}
   int64_t NowSteadyMillis() const override {
     std::lock_guard<std::mutex> lock(w_.mu);
+    ++w_.steady_reads;
     return w_.steady_ms;
   }
   void SleepFor(std::chrono::milliseconds d) const override {
@@ -1364,11 +1369,13 @@ TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
 TEST_F(ExecutorTest, ChecksOlderThanALateServiceManagerAnswerAreRunAgain) {
   w_.before_state = [slow_once = true](World& w) mutable {
     if (!std::exchange(slow_once, false)) return;
-    // The bus answers only after the checks ended, 3 s later.
+    // The bus answers only after the checks ended (the swap read the clock
+    // once rotation-plan had answered), 3 s later.
     for (int i = 0; i < 5000; ++i) {
       {
         std::lock_guard<std::mutex> lock(w.mu);
-        if (!w.rotation_plan_runs.empty()) {
+        if (w.steady_reads_at_rotation_plan >= 0 &&
+            w.steady_reads > w.steady_reads_at_rotation_plan) {
           w.steady_ms += 3000;
           w.rotation_state_now = "pending";
           return;
