@@ -28,7 +28,7 @@ _kmsfleetctl() {
     "") words_for="$top --help --version" ;;
     status|leader) words_for="--agent --output --timeout-ms $tls --help" ;;
     health) words_for="--agent --output --timeout-ms $tls --help" ;;
-    upgrade) words_for="$fleet --to --artifact --checksums --signature --image --image-ref --policy --changelog --soak --stabilization --acknowledge --order --auto-rollback --remote-paths --dry-run --watch --help" ;;
+    upgrade) words_for="$fleet --to --artifact --checksums --signature --image --image-ref --policy --changelog --soak --stabilization --parity-observations --acknowledge --order --auto-rollback --remote-paths --dry-run --watch --help" ;;
     rollback) words_for="$fleet --dry-run --watch --help" ;;
     pause|resume|abort|ack-break-glass) words_for="$fleet --watch --help" ;;
     watch|history) words_for="$fleet --help" ;;
