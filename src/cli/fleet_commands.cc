@@ -20,6 +20,7 @@
 #include "kmsfleet/core/changelog.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/plan_dry_run.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
@@ -414,6 +415,8 @@ int RunUpgrade(const FleetFlags& flags) {
     std::cout << ProtoJson(view) << "\n";
     return 0;
   }
+  // With --watch, the answer is the stream's first line.
+  if (flags.output == "json") std::cout << ProtoJsonLine(view) << std::endl;
   std::cerr << "plan " << ForTerminal(view.plan().plan_id(), /*keep_newlines=*/false)
             << " committed: upgrade to "
             << ForTerminal(view.plan().target_version(), /*keep_newlines=*/false)
@@ -517,7 +520,8 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
                 "each node's /ready window (default: the agent's executor.stabilization_ms)");
   c->add_option("--parity-observations", f.parity_observations,
                 "consecutive rounds of one key_id hash on every node before the next node "
-                "(default 3, at most 100)");
+                "(default 3, at most 100)")
+      ->check(CLI::Range(1, static_cast<int>(kMaxParityObservations)));
   c->add_option("--acknowledge", f.acknowledge, "an acknowledgement code (repeatable)");
   c->add_option("--order", f.order, "node order (every voter once)")->delimiter(',');
   c->add_flag("--auto-rollback", f.auto_rollback,

@@ -189,8 +189,8 @@ std::string EntryId(const ReleaseCompat& r) {
 // An operator's entry for a release the base lists extends it: a flag the
 // base sets stays set (a file that gave only notes cleared the built-in
 // fresh-installation boundary of 0.1.0-preview.3, found by the
-// requirements audit), a flag the file sets is added, and the file's
-// notes, when it has some, replace the base's.
+// requirements audit), a flag the file sets is added, and the notes of
+// both are kept (the base's may be the catalog's safety advice).
 ReleaseCompat Extended(const ReleaseCompat& base, const ReleaseCompat& file) {
   ReleaseCompat out = file;
   out.fresh_install_only = base.fresh_install_only || file.fresh_install_only;
@@ -199,7 +199,9 @@ ReleaseCompat Extended(const ReleaseCompat& base, const ReleaseCompat& file) {
   out.migration_planned = base.migration_planned || file.migration_planned;
   out.apiserver_restart_required =
       base.apiserver_restart_required || file.apiserver_restart_required;
-  if (file.notes.empty()) out.notes = base.notes;
+  out.notes = base.notes.empty()   ? file.notes
+              : file.notes.empty() ? base.notes
+                                   : base.notes + "; " + file.notes;
   return out;
 }
 

@@ -82,11 +82,21 @@ void PlanStep::DecidePreflight() {
     Block(members);
     return;
   }
-  bool waiting = false;
+  // Each node's doctor and rotation-plan ask OpenBao: sent into a sealed,
+  // standby-only or unreachable one they would fail, and halt the plan for
+  // what is OpenBao's (found in review). They wait for it instead. Judged
+  // on the round at hand, the last one included: a wait changes nothing,
+  // and a doctor sent on a probe a tick old checks OpenBao itself.
+  const absl::Status openbao =
+      in_.openbao ? CheckOpenBaoHealth(*in_.openbao)
+                  : Waiting(reason::kOpenBaoUnreachable, "OpenBao has not been probed yet.");
+  bool waiting = false, waiting_for_openbao = false;
   std::vector<NodeArtifact> artifacts;
   for (const v1::PlanNode& n : next_->nodes()) {
     const bool pending = n.phase() == v1::PLAN_NODE_PHASE_PENDING;
-    if (pending || n.phase() == v1::PLAN_NODE_PHASE_STAGED) {
+    if (!pending && n.phase() == v1::PLAN_NODE_PHASE_STAGED && !openbao.ok()) {
+      waiting = waiting_for_openbao = true;
+    } else if (pending || n.phase() == v1::PLAN_NODE_PHASE_STAGED) {
       PlanAction a = MakeAction(
           pending ? ActionKind::kStage : ActionKind::kPreflight, n.node());
       a.version = next_->target_version();
@@ -96,6 +106,7 @@ void PlanStep::DecidePreflight() {
     artifacts.push_back({n.node(), next_->version_before(),
                          n.previous_artifact_verified()});
   }
+  if (waiting_for_openbao) Block(openbao);
   if (waiting) return;
   if (absl::Status ready = CheckRollbackReadiness(artifacts); !ready.ok()) {
     Halt(ready, "");

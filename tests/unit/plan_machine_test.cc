@@ -1124,6 +1124,26 @@ TEST(PlanMachineTest, ASealedOpenBaoRefusesTheStartBeforeAnythingIsStaged) {
   EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_DRAFT);
 }
 
+// Found in review: OpenBao sealed after the start, while the nodes stage,
+// got every node's doctor sent into it; a real provider's doctor fails
+// there, and the plan halted DOCTOR_FAILED. The preflights wait for
+// OpenBao instead, and go out once it is back.
+TEST(PlanMachineTest, PreflightsWaitForASealedOpenBao) {
+  Driver d;
+  d.Step(Start());
+  d.Step();  // Preflight: the stages go out
+  d.openbao.status = 503;
+  PlanReady r = d.Step();  // the stage results
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kOpenBaoSealed) << r.blocked;
+  for (int i = 0; i < 3; ++i) r = d.Step();
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kOpenBaoSealed) << r.blocked;
+  for (const PlanAction& a : d.log_) EXPECT_NE(a.kind, ActionKind::kPreflight) << a.node;
+  EXPECT_NE(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+  d.openbao.status = 200;
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
+}
+
 // Only Preflight holds a stage result, for at most a second. One that
 // comes in another phase (c's stage, sent again after a halt, answered
 // only once a rollback walks a back) is committed with the Step it

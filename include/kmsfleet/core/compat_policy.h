@@ -3,7 +3,7 @@
 // installation, is one-way, changes the wire format (and whether that
 // migration is planned), or needs the API server restarted. kmsfleet ships
 // a catalog of the releases known today (BuiltinCompatPolicy); an operator
-// extends or overrides it with a YAML file in the same format
+// extends it with a YAML file in the same format
 // (docs/reference/compatibility-policy.md).
 //
 // Thread-safe: free functions over values.
@@ -58,8 +58,9 @@ absl::StatusOr<CompatPolicy> ParseCompatPolicy(std::string_view yaml,
 // The catalog of upstream releases known when this kmsfleet was built.
 CompatPolicy BuiltinCompatPolicy();
 
-// `base` with `overlay` applied: an overlay entry replaces the base entry
-// for the same release (same version, or same above), others are added.
+// `base` with `overlay` applied: an overlay entry extends the base entry
+// for the same release (same version, or same above): a flag either sets
+// is set, and the notes of both are kept; other entries are added.
 CompatPolicy MergePolicies(const CompatPolicy& base,
                            const CompatPolicy& overlay);
 
