@@ -31,14 +31,6 @@ constexpr std::chrono::seconds kCommitTimeout{5};
 constexpr std::chrono::milliseconds kCallerPoll{100};
 constexpr std::chrono::seconds kCallerMargin{1};
 
-// True when one of `actions` answers with a result (Dispatch): a halt or a
-// break-glass only records why.
-bool SentAnAction(const std::vector<PlanAction>& actions) {
-  return std::any_of(actions.begin(), actions.end(), [](const PlanAction& a) {
-    return a.kind != ActionKind::kHalt && a.kind != ActionKind::kBreakGlass;
-  });
-}
-
 }  // namespace
 
 struct Coordinator::Pending {
@@ -261,7 +253,7 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
   // change costs a durable commit, so this cannot spin), unless the change
   // sent actions: their results wake the loop, and a round meanwhile would
   // only take the CPU the nodes carrying them out need (bench/README.md).
-  after_change_ = ready.plan.has_value() && !SentAnAction(ready.actions);
+  after_change_ = ready.plan.has_value() && !SendsAnAction(ready.actions);
   step_at_once_ = after_change_ || ReasonOf(ready.blocked) == reason::kParityNotStable;
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);

@@ -24,6 +24,11 @@ bool RollingBack(const v1::FleetPlan& plan) {
   return plan.phase() == v1::PLAN_PHASE_ROLLING_BACK;
 }
 
+absl::Status OpenBaoHealth(const std::optional<OpenBaoProbe>& probe) {
+  return probe ? CheckOpenBaoHealth(*probe)
+               : Waiting(reason::kOpenBaoUnreachable, "OpenBao has not been probed yet.");
+}
+
 }  // namespace
 
 void PlanStep::DecidePhase() {
@@ -87,16 +92,15 @@ void PlanStep::DecidePreflight() {
   // what is OpenBao's (found in review). They wait for it instead. Judged
   // on the round at hand, the last one included: a wait changes nothing,
   // and a doctor sent on a probe a tick old checks OpenBao itself.
-  const absl::Status openbao =
-      in_.openbao ? CheckOpenBaoHealth(*in_.openbao)
-                  : Waiting(reason::kOpenBaoUnreachable, "OpenBao has not been probed yet.");
+  const absl::Status openbao = OpenBaoHealth(in_.openbao);
   bool waiting = false, waiting_for_openbao = false;
   std::vector<NodeArtifact> artifacts;
   for (const v1::PlanNode& n : next_->nodes()) {
     const bool pending = n.phase() == v1::PLAN_NODE_PHASE_PENDING;
-    if (!pending && n.phase() == v1::PLAN_NODE_PHASE_STAGED && !openbao.ok()) {
+    const bool staged = n.phase() == v1::PLAN_NODE_PHASE_STAGED;
+    if (staged && !openbao.ok()) {
       waiting = waiting_for_openbao = true;
-    } else if (pending || n.phase() == v1::PLAN_NODE_PHASE_STAGED) {
+    } else if (pending || staged) {
       PlanAction a = MakeAction(
           pending ? ActionKind::kStage : ActionKind::kPreflight, n.node());
       a.version = next_->target_version();
@@ -179,11 +183,7 @@ absl::Status PlanStep::NodeGates(bool rolling_back) {
   return s;
 }
 
-absl::Status PlanStep::OpenBaoGate() {
-  const std::optional<OpenBaoProbe>& probe = OpenBao();
-  return probe ? CheckOpenBaoHealth(*probe)
-               : Waiting(reason::kOpenBaoUnreachable, "OpenBao has not been probed yet.");
-}
+absl::Status PlanStep::OpenBaoGate() { return OpenBaoHealth(OpenBao()); }
 
 void PlanStep::DecideNextNode() {
   const bool rolling_back = RollingBack(*next_);

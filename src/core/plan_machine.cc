@@ -2,6 +2,8 @@
 // decisions live in plan_step.cc and plan_commands_core.cc.
 #include "kmsfleet/core/plan_machine.h"
 
+#include <algorithm>
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/core/reasons.h"
@@ -74,6 +76,12 @@ ResultKind ResultKindOf(ActionKind kind) {
     case ActionKind::kHandOff: return ResultKind::kHandOff;
     default: return ResultKind::kOperation;
   }
+}
+
+bool SendsAnAction(const std::vector<PlanAction>& actions) {
+  return std::any_of(actions.begin(), actions.end(), [](const PlanAction& a) {
+    return a.kind != ActionKind::kHalt && a.kind != ActionKind::kBreakGlass;
+  });
 }
 
 bool IsFinished(v1::PlanPhase phase) {

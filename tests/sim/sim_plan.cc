@@ -466,9 +466,7 @@ void World::CommitIfDone(Node& leader, PlanCoordinator& p) {
   p.pending_plan.reset();
   std::vector<PlanAction> held = std::move(p.held);
   p.held.clear();
-  p.after_change = std::none_of(held.begin(), held.end(), [](const PlanAction& a) {
-    return a.kind != ActionKind::kHalt && a.kind != ActionKind::kBreakGlass;
-  });
+  p.after_change = !SendsAnAction(held);
   for (const PlanAction& a : held) CarryOut(leader, p, a);
 }
 

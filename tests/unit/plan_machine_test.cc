@@ -134,11 +134,7 @@ class Driver {
       // committed change that names its node as in flight.
       machine_.Committed(*ready.plan);
       plan_ = *ready.plan;
-      after_change_ = std::none_of(ready.actions.begin(), ready.actions.end(),
-                                   [](const PlanAction& a) {
-                                     return a.kind != ActionKind::kHalt &&
-                                            a.kind != ActionKind::kBreakGlass;
-                                   });
+      after_change_ = !SendsAnAction(ready.actions);
     }
     for (const PlanAction& a : ready.actions) {
       if (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode) {

@@ -124,6 +124,11 @@ struct PlanAction {
   absl::Status why;    // kHalt, kBreakGlass
 };
 
+// Whether one of `actions` is carried out and answered with a result
+// (kHalt and kBreakGlass are reports): the shell's next decision then
+// waits for that result rather than for a round of its own.
+bool SendsAnAction(const std::vector<PlanAction>& actions);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_PLAN_TYPES_H_
