@@ -649,6 +649,18 @@ TEST(RunUpgradeTest, ParityObservationsReachThePlansSettings) {
                              "--checksums", dir + "/c", "--parity-observations", "5"});
   EXPECT_EQ(remote.starts(), 1);
   EXPECT_EQ(remote.parity_observations(), 5);
+
+  // Out of 1-100: a usage error naming the flag, before any call.
+  for (const char* bad : {"0", "101"}) {
+    PlanCommandLine line;
+    ::testing::internal::CaptureStderr();
+    const std::optional<int> exit =
+        line.Parse({"upgrade", "--to", "0.2.0", "--artifact", "a", "--checksums", "c",
+                    "--parity-observations", bad});
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_EQ(exit, kUsageExitCode) << bad;
+    EXPECT_THAT(err, HasSubstr("--parity-observations")) << bad;
+  }
 }
 
 grpc::Status Refusal(grpc::StatusCode code, const std::string& why, const std::string& message) {
@@ -785,10 +797,16 @@ v1::PlanView ViewAt(uint64_t revision, v1::PlanPhase phase) {
   return view;
 }
 
-// Takes the rollback at revision 5; its watch first relays a follower's
-// older view (revision 3, Completed), then the plan as it is (Halted).
+// Takes the rollback (or an upgrade) at revision 5; its watch first relays
+// a follower's older view (revision 3, Completed), then the plan as it is
+// (Halted).
 class StaleViewCoordinator final : public v1::Fleet::Service {
  public:
+  grpc::Status StartUpgrade(grpc::ServerContext*, const v1::UpgradeRequest*,
+                            v1::PlanView* view) override {
+    *view = ViewAt(5, v1::PLAN_PHASE_ROLLING);
+    return grpc::Status::OK;
+  }
   grpc::Status CommandPlan(grpc::ServerContext*, const v1::PlanCommandRequest*,
                            v1::PlanView* view) override {
     *view = ViewAt(5, v1::PLAN_PHASE_ROLLING_BACK);
@@ -818,18 +836,25 @@ TEST(FleetCommandExitTest, AWatchAfterACommandSkipsViewsOlderThanItsAnswer) {
 // split. The command's answer and each view are one object per line.
 TEST(FleetCommandExitTest, AWatchInJsonPrintsOneObjectPerLine) {
   StaleViewCoordinator coordinator;
-  CommitOutcome r = RunFleetAgainst(coordinator, {"rollback", "--watch", "-o", "json"});
-  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
-  std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
-  ASSERT_EQ(lines.size(), 2u) << r.out;  // the answer, then the Halted view
-  for (const std::string& line : lines) {
-    boost::system::error_code ec;
-    boost::json::value v = boost::json::parse(line, ec);
-    ASSERT_FALSE(ec) << line;
-    EXPECT_TRUE(v.is_object()) << line;
+  for (const std::vector<std::string>& command :
+       {std::vector<std::string>{"rollback"},
+        std::vector<std::string>{"upgrade", "--to", "0.2.0", "--remote-paths", "--artifact",
+                                 "/srv/a", "--checksums", "/srv/c"}}) {
+    std::vector<std::string> args = command;
+    args.insert(args.end(), {"--watch", "-o", "json"});
+    CommitOutcome r = RunFleetAgainst(coordinator, args);
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    std::vector<std::string> lines = absl::StrSplit(r.out, '\n', absl::SkipEmpty());
+    ASSERT_EQ(lines.size(), 2u) << command[0] << ": " << r.out;  // the answer, then Halted
+    for (const std::string& line : lines) {
+      boost::system::error_code ec;
+      boost::json::value v = boost::json::parse(line, ec);
+      ASSERT_FALSE(ec) << line;
+      EXPECT_TRUE(v.is_object()) << line;
+    }
+    EXPECT_EQ(boost::json::parse(lines[1]).at("plan").at("phase").as_string(),
+              "PLAN_PHASE_HALTED");
   }
-  EXPECT_EQ(boost::json::parse(lines[1]).at("plan").at("phase").as_string(),
-            "PLAN_PHASE_HALTED");
 }
 
 // A dry run with work to do; every upload is stored, but the answer names
