@@ -467,14 +467,18 @@ bool StabilityWindow::Stable(int64_t now_ms) const {
   return healthy_since_ && now_ms - *healthy_since_ >= window_ms_;
 }
 
+bool StabilityWindow::QuickPolls() const {
+  // A started provider is usually ready within a poll or two, and the
+  // window counts only from the poll that sees it: ask every quarter of
+  // a poll for two polls' time, then every poll. A quick start is seen
+  // within a quarter of a poll; a slow one costs eight small probes.
+  constexpr int kQuickPolls = 8;
+  return !healthy_since_ && unhealthy_polls_ > 0 && unhealthy_polls_ <= kQuickPolls;
+}
+
 int64_t StabilityWindow::NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
   if (!healthy_since_) {
-    // A started provider is usually ready within a poll or two, and the
-    // window counts only from the poll that sees it: ask every quarter of
-    // a poll for two polls' time, then every poll. A quick start is seen
-    // within a quarter of a poll; a slow one costs eight small probes.
-    constexpr int kQuickPolls = 8;
-    if (unhealthy_polls_ == 0 || unhealthy_polls_ > kQuickPolls) return poll_ms;
+    if (!QuickPolls()) return poll_ms;
     return std::max<int64_t>(1, poll_ms / 4);
   }
   return std::clamp<int64_t>(*healthy_since_ + window_ms_ - now_ms, 0, poll_ms);
@@ -482,6 +486,7 @@ int64_t StabilityWindow::NextPollInMs(int64_t now_ms, int64_t poll_ms) const {
 
 VerifyStep VerifyTracker::Observe(const std::optional<UnitState>& unit,
                                   const v1::NodeState& state, int64_t now_ms) {
+  listener_down_ = HasCondition(state, reason::kHealthUnreachable);
   if (unit) {
     // The first invocation seen is the run under verification; any other
     // later is a restart between two polls, which /ready alone can miss.

@@ -10,6 +10,7 @@
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/key_id_hash.h"
 #include "kmsfleet/node/kms_client.h"
+#include "kmsfleet/node/listener_check.h"
 #include "kmsfleet/node/subprocess.h"
 
 namespace kmsfleet {
@@ -63,7 +64,20 @@ class LiveProviderProbe final : public ProviderProbe {
         clock_(clock) {}
 
   // kmsfleet::ProviderProbe
-  v1::NodeState Observe() override {
+  v1::NodeState Observe() override { return ObserveAnd(VersionCommand::kWhenNoBuildInfo); }
+
+  v1::NodeState ObserveForVerify() override {
+    return ObserveAnd(VersionCommand::kWhenReadyWithoutBuildInfo);
+  }
+
+  std::optional<bool> HealthListenerAccepts() override {
+    return ListenerAccepts(endpoints_.ready);
+  }
+
+ private:
+  enum class VersionCommand { kWhenNoBuildInfo, kWhenReadyWithoutBuildInfo };
+
+  v1::NodeState ObserveAnd(VersionCommand version) {
     // The four reads are independent; running them together bounds an
     // observation by the slowest timeout rather than their sum. The three
     // HTTP reads share this thread; the KMS call, a blocking gRPC one,
@@ -85,14 +99,15 @@ class LiveProviderProbe final : public ProviderProbe {
     v1::NodeState state = AssembleNodeState(raw);
     ApplyRegistryRead(ReadRegistry(endpoints_.registry_path), endpoints_.registry_path,
                       state);
-    if (NeedsVersionCommand(state) && !endpoints_.binary.empty()) {
+    const bool wanted =
+        version == VersionCommand::kWhenNoBuildInfo || state.ready();
+    if (wanted && NeedsVersionCommand(state) && !endpoints_.binary.empty()) {
       ApplyVersionCommand(RunVersion(endpoints_.binary, endpoints_.run_as, endpoints_.command_timeout),
                           state);
     }
     return state;
   }
 
- private:
   const std::string node_;
   const ProviderEndpoints endpoints_;
   KmsStatusClient kms_;

@@ -93,6 +93,13 @@ struct World {
   // Reads of the steady clock, and their count when rotation-plan last
   // answered (-1: not yet).
   int steady_reads = 0, steady_reads_at_rotation_plan = -1;
+  // When > 0, a started provider binds its health listener this long
+  // after its start: until then an observation finds no listener
+  // (HEALTH_UNREACHABLE), and the probe can tell whether it listens. At 0
+  // it is up at once and the probe cannot tell (nullopt).
+  int64_t binds_after_start_ms = 0;
+  int64_t started_at_ms = -1'000'000;  // the running provider bound long ago
+  int listener_looks = 0;  // HealthListenerAccepts calls
 
   std::string Installed() const {
     auto it = version_of_sha.find(installed_sha);
@@ -111,6 +118,7 @@ class FakeServices final : public ServiceManager {
       return Boom(reason::kUnitFailed, "StartUnit " + unit + " ended with result \"failed\"");
     }
     ++w_.invocation;
+    w_.started_at_ms = w_.steady_ms;
     w_.running = !w_.exits_on_start.contains(w_.Installed());
     w_.failed = !w_.running;
     if (w_.on_start) w_.on_start(w_);
@@ -286,6 +294,12 @@ class FakeProbe final : public ProviderProbe {
     v1::NodeState s;
     const std::string version = w_.Installed();
     if (!w_.running || w_.never_ready.contains(version)) return s;
+    if (!Bound()) {
+      v1::Condition* c = s.add_conditions();
+      c->set_reason(reason::kHealthUnreachable);
+      c->set_message("connect: Connection refused");
+      return s;
+    }
     s.set_ready(true);
     auto reported = w_.reports_version.find(version);
     s.set_provider_version(reported == w_.reports_version.end() ? version
@@ -299,8 +313,16 @@ class FakeProbe final : public ProviderProbe {
     s.set_aad_validation_errors_total(w_.aad_errors);
     return s;
   }
+  std::optional<bool> HealthListenerAccepts() override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    ++w_.listener_looks;
+    if (w_.binds_after_start_ms == 0) return std::nullopt;
+    return w_.running && Bound();
+  }
 
  private:
+  bool Bound() const { return w_.steady_ms >= w_.started_at_ms + w_.binds_after_start_ms; }
+
   World& w_;
 };
 
@@ -1074,6 +1096,24 @@ TEST_F(ExecutorTest, TheWindowEndsOnTimeBetweenTwoPolls) {
   SwapJournal j = SwapTo(kNew, /*stabilization_ms=*/kPollMs * 5 / 2);
   EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
   EXPECT_EQ(w_.steady_ms - started_at, kPollMs * 5 / 2);
+}
+
+// A provider that binds its health listener between two polls is polled
+// as it binds, not a quarter poll later: the window counts from that poll.
+TEST_F(ExecutorTest, TheWindowStartsWhenTheHealthListenerBinds) {
+  w_.binds_after_start_ms = 7;  // before the first quarter poll, 25 ms
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(w_.steady_ms - w_.started_at_ms, 7 + kWindowMs);
+  // Seven refused, a millisecond apart, then the one that found it.
+  EXPECT_EQ(w_.listener_looks, 8);
+}
+
+// A provider up at once, or a probe that cannot tell, is never watched for.
+TEST_F(ExecutorTest, AProviderUpAtOnceIsNotWatchedFor) {
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(w_.listener_looks, 0);
 }
 
 TEST_F(ExecutorTest, StabilizationBeyondAnHourIsRefused) {

@@ -3,10 +3,15 @@
 // `version`, and must run it as every other provider command is run.
 #include "kmsfleet/node/provider_probe.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "kmsfleet/core/reasons.h"
@@ -73,6 +78,35 @@ TEST_F(ProviderProbeTest, WithoutRunAsTheVersionRunsAsTheAgent) {
   v1::NodeState state = Observe();
   EXPECT_EQ(state.provider_version(), "0.1.0") << state.DebugString();
   EXPECT_EQ(state.provider_version_source(), "version_command");
+}
+
+// A verification reads the version only of a provider answering /ready
+// 200: with nothing listening, it runs no `version`.
+TEST_F(ProviderProbeTest, AVerificationDoesNotVersionAProviderThatIsNotUp) {
+  v1::NodeState state = NewProviderProbe("cp-1", endpoints_, clock_)->ObserveForVerify();
+  EXPECT_EQ(state.provider_version(), "") << state.DebugString();
+  EXPECT_EQ(state.provider_version_source(), "") << state.DebugString();
+  EXPECT_EQ(ConditionMessage(state, reason::kVersionCommandFailed), "");
+  EXPECT_NE(ConditionMessage(state, reason::kHealthUnreachable), "") << state.DebugString();
+}
+
+TEST_F(ProviderProbeTest, TheHealthListenerIsSeenAsItBinds) {
+  std::unique_ptr<ProviderProbe> probe = NewProviderProbe("cp-1", endpoints_, clock_);
+  EXPECT_EQ(probe->HealthListenerAccepts(), std::optional<bool>(false));
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(endpoints_.ready.port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  EXPECT_EQ(probe->HealthListenerAccepts(), std::optional<bool>(false)) << "bound, not listening";
+  ASSERT_EQ(::listen(fd, 4), 0);
+  EXPECT_EQ(probe->HealthListenerAccepts(), std::optional<bool>(true));
+  ::close(fd);
+  // A name is never resolved here: the probe cannot tell.
+  endpoints_.ready.host = "localhost";
+  EXPECT_EQ(NewProviderProbe("cp-1", endpoints_, clock_)->HealthListenerAccepts(), std::nullopt);
 }
 
 }  // namespace

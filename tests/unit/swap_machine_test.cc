@@ -378,6 +378,34 @@ TEST(SwapMachineTest, ANewInvocationInsideTheWindowFailsIt) {
   EXPECT_THAT(std::string(step.problem.message()), ::testing::HasSubstr("aa"));
 }
 
+// Only a poll that found no health listener, among the quick polls after
+// a start, lets the executor watch for one; a listener answering 503 is
+// polled at the usual pace, and so is one still absent after two polls.
+TEST(SwapMachineTest, TheListenerIsWatchedForOnlyWhileUnreachableAfterAStart) {
+  VerifyTracker t({"0.2.0", kHash}, 1000, "p.service");
+  EXPECT_FALSE(t.WatchesForListener()) << "before any poll";
+  v1::NodeState down;
+  v1::Condition* c = down.add_conditions();
+  c->set_reason(reason::kHealthUnreachable);
+  t.Observe(std::nullopt, down, 0);
+  EXPECT_TRUE(t.WatchesForListener());
+  v1::NodeState starting;
+  starting.add_ready_reasons("openbao_unreachable");
+  t.Observe(std::nullopt, starting, 5);
+  EXPECT_FALSE(t.WatchesForListener()) << "listening, not ready";
+  t.Observe(std::nullopt, Healthy(), 10);
+  EXPECT_FALSE(t.WatchesForListener());
+
+  VerifyTracker slow({"0.2.0", kHash}, 1000, "p.service");
+  int64_t now = 0;
+  for (int poll = 1; poll <= 8; ++poll) {
+    slow.Observe(std::nullopt, down, now += 25);
+    EXPECT_TRUE(slow.WatchesForListener()) << "quick poll " << poll;
+  }
+  slow.Observe(std::nullopt, down, now += 25);
+  EXPECT_FALSE(slow.WatchesForListener()) << "after the quick polls: every poll";
+}
+
 TEST(SwapMachineTest, AFailedUnitNamesItsExitStatusAndOutput) {
   UnitState u;
   u.activity = UnitActivity::kFailed;

@@ -296,6 +296,8 @@ class StabilityWindow {
   // rather than up to a poll interval after it. After a poll that was not
   // healthy: a quarter of `poll_ms`, for up to eight such polls.
   int64_t NextPollInMs(int64_t now_ms, int64_t poll_ms) const;
+  // Whether the next wait is one of those quarter polls.
+  bool QuickPolls() const;
 
  private:
   int64_t window_ms_;
@@ -321,6 +323,12 @@ class VerifyTracker {
   }
   // Why the last poll was not healthy (OK when it was).
   const absl::Status& last_problem() const { return last_problem_; }
+  // Whether the executor watches for the provider's health listener until
+  // the next poll rather than sleeping (Executor::WaitForHealthListener):
+  // the last poll found none (HEALTH_UNREACHABLE), and it is one of the
+  // quick polls after a start. A provider still down after them (its
+  // bootstrap can take a minute) is not looked for every millisecond.
+  bool WatchesForListener() const { return listener_down_ && window_.QuickPolls(); }
 
  private:
   VerifyExpectations expect_;
@@ -329,6 +337,7 @@ class VerifyTracker {
   CounterBaseline baseline_;
   std::string first_invocation_;
   absl::Status last_problem_;
+  bool listener_down_ = false;
 };
 
 // The most a request may ask to wait for stability: one hour.

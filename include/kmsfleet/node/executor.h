@@ -328,6 +328,7 @@ class Executor {
                                    const std::string& retrying,
                                    const std::function<void(const absl::Status&)>& each_failure);
   bool SleepUnlessStopping(std::chrono::milliseconds total);
+  bool WaitForHealthListener(std::chrono::milliseconds total);
   void Hook(std::string_view point) const;
   absl::Status ShareWithRunAs(const std::string& dir) const;
   std::string NewOperationId() const;

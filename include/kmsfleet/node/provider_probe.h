@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "kmsfleet/node/clock.h"
@@ -50,6 +51,14 @@ class ProviderProbe {
   // Observes the provider now. Never fails: everything that could not be
   // observed is a condition in the returned state.
   virtual v1::NodeState Observe() = 0;
+  // Observes as Observe does, for a verification, which reads the version
+  // only of a provider that answered /ready 200 (EvaluateVerify): the
+  // binary's `version` runs only then. While the provider starts, that is
+  // one process fewer per poll, taking no CPU from the start itself.
+  virtual v1::NodeState ObserveForVerify() { return Observe(); }
+  // Whether the provider's health listener accepts a connection now
+  // (ListenerAccepts); nullopt when this probe cannot tell.
+  virtual std::optional<bool> HealthListenerAccepts() { return std::nullopt; }
 };
 
 // Returns a probe that talks to the real endpoints. `clock` must outlive it.
