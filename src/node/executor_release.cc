@@ -278,6 +278,58 @@ std::optional<StagedArtifact> Executor::RunningKit(const std::string& version) {
   return *std::move(now);
 }
 
+// What doctor and rotation-plan read on this node: the binaries, the
+// provider's config and the encryption config, and the key registry.
+std::vector<std::string> Executor::CheckedFiles(const ReleaseBinaries& bin) const {
+  return {bin.doctor,
+          bin.installed,
+          bin.rotation_plan,
+          options_.preflight.provider_config,
+          options_.preflight.encryption_config,
+          options_.registry_path,
+          options_.registry_path + ".checkpoint"};
+}
+
+// The plan's preflight runs doctor and rotation-plan on every node, and the
+// first node's swap asks them again tens of milliseconds later, on its way
+// to the provider's stop. A passing pair is kept for that swap: reused
+// while it is fresh (kChecksFreshForMs, the bound the swap already puts on
+// its own checks) and nothing it read on this node has changed. A failing
+// pair is not kept: the swap asks again and says what it finds then.
+Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
+  const std::string before = IdentityOfFiles(CheckedFiles(bin));
+  ReleaseChecks checks = DoctorAndRotationPlan(bin);
+  const bool passing = checks.doctor.ok() && checks.doctor->verdict.ok() &&
+                       checks.rotation_plan.ok() &&
+                       CheckRotationSettled(*checks.rotation_plan).ok();
+  const int64_t ended_at = seams_.steady.NowSteadyMillis();
+  std::lock_guard lock(kept_checks_mu_);
+  kept_checks_.reset();
+  if (passing && IdentityOfFiles(CheckedFiles(bin)) == before) {
+    kept_checks_ = KeptChecks{bin, before, checks, ended_at};
+  }
+  return checks;
+}
+
+// The kept pair for `bin`, once: when it is still fresh and nothing it read
+// has changed; nullopt otherwise.
+std::optional<Executor::KeptChecks> Executor::RecentChecks(const ReleaseBinaries& bin) {
+  std::optional<KeptChecks> kept;
+  {
+    std::lock_guard lock(kept_checks_mu_);
+    kept.swap(kept_checks_);
+  }
+  if (!kept || !(kept->bin == bin) ||
+      !ChecksStillFresh(kept->ended_at_ms, seams_.steady.NowSteadyMillis()) ||
+      IdentityOfFiles(CheckedFiles(bin)) != kept->files) {
+    return std::nullopt;
+  }
+  Log(LogLevel::kInfo, "doctor and rotation-plan passed in a preflight just before; not run again",
+      {{"node", options_.node},
+       {"age_ms", std::to_string(seams_.steady.NowSteadyMillis() - kept->ended_at_ms)}});
+  return kept;
+}
+
 // The binary of the step's other release, asked for rotation-plan when the
 // first one predates the live Transit check: under systemd the staged (or
 // captured) release beside the installed one; as a static pod the kit of
@@ -418,7 +470,7 @@ absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version)
     installed = std::async(std::launch::async,
                            [this] { return seams_.cli.Version(options_.install_path); });
   }
-  ReleaseChecks checks = DoctorAndRotationPlan(bin);
+  ReleaseChecks checks = CheckAndKeep(bin);
   PreflightOutcome out;
   if (installed.valid()) {
     absl::StatusOr<std::string> v = installed.get();

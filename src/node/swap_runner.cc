@@ -21,12 +21,6 @@ constexpr int kEvidenceAttempts = 3;
 // A machine that neither closes nor fails within this many steps is a bug;
 // the operation is closed rather than looping.
 constexpr int kMaxSteps = 64;
-// The swap's checks, run beside the service manager's answer, are run
-// again when that answer came this much later than they ended: each bus
-// call may take up to its timeout, and a rotation begun meanwhile must
-// not pass on an older rotation-plan (found in review).
-constexpr int64_t kChecksFreshForMs = 1000;
-
 // The registry pair as read together: re-read until the registry is the
 // same before and after the checkpoint.
 struct RegistryPair {
@@ -173,14 +167,16 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // the checks below, which only read; its answer is judged first.
   auto unit_state = std::async(std::launch::async,
                                [this] { return seams_.services.State(options_.unit); });
-  absl::Status checks = CheckTargetReleasable(j);
-  const int64_t checked_at = seams_.steady.NowSteadyMillis();
+  int64_t checked_at = 0;
+  absl::Status checks = CheckTargetReleasable(j, /*may_reuse=*/true, checked_at);
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, unit_state.get());
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
-  if (seams_.steady.NowSteadyMillis() - checked_at > kChecksFreshForMs) {
+  // Each bus call may take up to its timeout, and a rotation begun
+  // meanwhile must not pass on an older rotation-plan (found in review).
+  if (!ChecksStillFresh(checked_at, seams_.steady.NowSteadyMillis())) {
     Log(LogLevel::kInfo, "the service manager answered late; checking the release again",
         {{"node", options_.node}, {"operation", j.operation_id}});
-    checks = CheckTargetReleasable(j);
+    checks = CheckTargetReleasable(j, /*may_reuse=*/false, checked_at);
   }
   KMSFLEET_RETURN_IF_ERROR(checks);
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
@@ -199,8 +195,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
 }
 
 // The target release's own checks before the stop: installable, its image
-// held (static pods), and doctor and rotation-plan passing.
-absl::Status Executor::CheckTargetReleasable(const SwapJournal& j) {
+// held (static pods), and doctor and rotation-plan passing: run now, or,
+// when `may_reuse`, the passing pair the plan's preflight kept if it is
+// still fresh (RecentChecks). `checked_at` gets when they ended.
+absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, bool may_reuse,
+                                             int64_t& checked_at) {
   KMSFLEET_RETURN_IF_ERROR(seams_.installer.CheckCanInstall());
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
   KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
@@ -213,7 +212,9 @@ absl::Status Executor::CheckTargetReleasable(const SwapJournal& j) {
   if (!options_.static_pod) {
     installed = std::async(std::launch::async, [this] { return VersionOfInstalled(); });
   }
-  ReleaseChecks checks = DoctorAndRotationPlan(bin);
+  std::optional<KeptChecks> kept = may_reuse ? RecentChecks(bin) : std::nullopt;
+  ReleaseChecks checks = kept ? std::move(kept->checks) : DoctorAndRotationPlan(bin);
+  checked_at = kept ? kept->ended_at_ms : seams_.steady.NowSteadyMillis();
   if (installed.valid()) installed_version_ = installed.get();
   KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);

@@ -66,6 +66,7 @@ struct World {
   // after each run that answered.
   std::vector<std::string> version_runs;
   std::vector<std::string> rotation_plan_runs;  // "installed" or "release"
+  int doctor_runs = 0;
   std::set<std::string> version_fails;
   std::function<void(World&, const std::string& binary)> after_version;
   // Called once the installed release was copied as evidence.
@@ -238,6 +239,7 @@ class FakeCli final : public ProviderCli {
     PreflightResult r;
     r.binary_version = version;
     std::lock_guard<std::mutex> lock(w_.mu);
+    ++w_.doctor_runs;
     r.verdict = w_.doctor_verdict;
     (void)binary;
     return r;
@@ -1441,11 +1443,74 @@ TEST_F(ExecutorTest, AnInstalledReleaseOlderThanTheTransitCheckIsCheckedByTheNew
   ASSERT_TRUE(pre.ok()) << pre.status();
   EXPECT_TRUE(pre->rotation_plan.ok()) << pre->rotation_plan;
   EXPECT_EQ(pre->rotation.transit_metadata_status, "pass");
+  w_.steady_ms += kChecksFreshForMs + 1;  // the swap asks again
   SwapJournal j = SwapTo(kNew);
   EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
   std::lock_guard<std::mutex> lock(w_.mu);
   EXPECT_EQ(w_.rotation_plan_runs,
             (std::vector<std::string>{"installed", "release", "installed", "release"}));
+}
+
+// The plan's preflight runs doctor and rotation-plan on every node, and the
+// first node's swap asked them again tens of milliseconds later on its way
+// to the stop: a passing pair is kept for it while fresh.
+TEST_F(ExecutorTest, ChecksThatPassedInAPreflightJustBeforeAreNotRunAgain) {
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  w_.steady_ms += kChecksFreshForMs;  // as old as a kept pair may be
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.doctor_runs, 1);
+  EXPECT_EQ(w_.rotation_plan_runs.size(), 1u);
+}
+
+TEST_F(ExecutorTest, ChecksOlderThanTheirFreshnessAreRunAgain) {
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  w_.steady_ms += kChecksFreshForMs + 1;
+  w_.rotation_state_now = "pending";  // a rotation began meanwhile
+  ExpectRefusedAtPreflight(reason::kRotationInProgress);
+  ExpectOldServing();
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.doctor_runs, 2);
+}
+
+// doctor and rotation-plan read the registry: a pair kept from before a
+// write to it says nothing of what it holds now.
+TEST_F(ExecutorTest, ChecksAreRunAgainWhenAFileTheyReadChanged) {
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.doctor_runs, 2);
+}
+
+// Only a passing pair is kept: the swap asks again and judges what it
+// finds then.
+TEST_F(ExecutorTest, AFailedPreflightIsNotKeptForTheSwap) {
+  w_.doctor_verdict = Boom(reason::kDoctorFailed, "doctor: openbao_auth fail");
+  absl::StatusOr<PreflightOutcome> pre = executor().Preflight(kNew);
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_FALSE(pre->doctor.verdict.ok());
+  w_.doctor_verdict = absl::OkStatus();
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.doctor_runs, 2);
+}
+
+// A pair is kept for the release it checked, and for one swap.
+TEST_F(ExecutorTest, AKeptPairServesOnlyItsReleaseAndOnce) {
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  SwapJournal j = SwapTo(kNew);
+  ASSERT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  const std::string newer = "0.3.0";
+  StageRelease(newer);
+  ASSERT_TRUE(executor().Preflight(kNew).ok()) << "a preflight of another release";
+  SwapJournal again = SwapTo(newer, 0, "op-2");
+  EXPECT_EQ(again.phase, SwapPhase::kStable) << again.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.doctor_runs, 3) << "the second swap ran its own";
 }
 
 // When neither binary checks Transit live, nothing here can rule out a

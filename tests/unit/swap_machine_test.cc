@@ -406,6 +406,13 @@ TEST(SwapMachineTest, TheListenerIsWatchedForOnlyWhileUnreachableAfterAStart) {
   EXPECT_FALSE(slow.WatchesForListener()) << "after the quick polls: every poll";
 }
 
+TEST(SwapMachineTest, ChecksStayFreshForASecondOfTheSteadyClock) {
+  EXPECT_TRUE(ChecksStillFresh(5000, 5000));
+  EXPECT_TRUE(ChecksStillFresh(5000, 5000 + kChecksFreshForMs));
+  EXPECT_FALSE(ChecksStillFresh(5000, 5001 + kChecksFreshForMs));
+  EXPECT_FALSE(ChecksStillFresh(5000, 4999)) << "ended after now: not a time to trust";
+}
+
 TEST(SwapMachineTest, AFailedUnitNamesItsExitStatusAndOutput) {
   UnitState u;
   u.activity = UnitActivity::kFailed;

@@ -340,6 +340,19 @@ class VerifyTracker {
   bool listener_down_ = false;
 };
 
+// How long a passing doctor and rotation-plan stay good for a swap's
+// stop. They read OpenBao, Transit and the registry, which nothing
+// watches in between: a rotation begun meanwhile must not pass on an
+// older rotation-plan for longer than this. The service manager's answer,
+// asked beside them, must come within it of their end, and a pair kept
+// from the plan's preflight is reused only within it.
+inline constexpr int64_t kChecksFreshForMs = 1000;
+// Whether checks that ended at `ended_at_ms` are still fresh at `now_ms`
+// (both on the steady clock).
+inline bool ChecksStillFresh(int64_t ended_at_ms, int64_t now_ms) {
+  return now_ms >= ended_at_ms && now_ms - ended_at_ms <= kChecksFreshForMs;
+}
+
 // The most a request may ask to wait for stability: one hour.
 inline constexpr int64_t kMaxStabilizationMs = 3600 * 1000;
 // OK for 0 (the configured default) up to kMaxStabilizationMs; otherwise

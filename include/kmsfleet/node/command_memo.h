@@ -17,7 +17,8 @@
 // could keep its times; an answer is therefore kept only when every file
 // last changed at least kSettledMs before the run. Commands whose answer
 // depends on anything else (doctor, rotation-plan: OpenBao, Transit, the
-// registry) are never kept.
+// registry) are never kept here; the executor keeps a passing pair of them
+// for one swap, for at most kChecksFreshForMs (Executor::CheckAndKeep).
 //
 // Thread-safe.
 #ifndef KMSFLEET_NODE_COMMAND_MEMO_H_

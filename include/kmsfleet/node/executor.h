@@ -340,7 +340,7 @@ class Executor {
   absl::Status Carry(SwapJournal& j, SwapAction action);
   absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
-  absl::Status CheckTargetReleasable(const SwapJournal& j);
+  absl::Status CheckTargetReleasable(const SwapJournal& j, bool may_reuse, int64_t& checked_at);
   absl::Status CheckImageHeld(const std::string& image);
   // Static pods: the live manifest's image, which a failed swap restores,
   // is pinned by digest and held by the runtime.
@@ -382,6 +382,7 @@ class Executor {
     // Static pod with executor doctor_command: doctor runs this image
     // instead of `doctor`.
     std::string doctor_image;
+    bool operator==(const ReleaseBinaries&) const = default;
   };
   absl::StatusOr<ReleaseBinaries> BinariesFor(const std::string& version,
                                               const std::string& staged_or_captured,
@@ -391,6 +392,17 @@ class Executor {
     absl::StatusOr<RotationReport> rotation_plan;
   };
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
+  // A passing pair from the plan's preflight, kept for the swap that
+  // follows within kChecksFreshForMs (RecentChecks).
+  struct KeptChecks {
+    ReleaseBinaries bin;
+    std::string files;  // IdentityOfFiles(CheckedFiles(bin)), before and after
+    ReleaseChecks checks;
+    int64_t ended_at_ms = 0;  // steady clock
+  };
+  ReleaseChecks CheckAndKeep(const ReleaseBinaries& bin);
+  std::optional<KeptChecks> RecentChecks(const ReleaseBinaries& bin);
+  std::vector<std::string> CheckedFiles(const ReleaseBinaries& bin) const;
   std::optional<StagedArtifact> RunningKit(const std::string& version);
   absl::StatusOr<std::string> InstalledRotationPlanBinary();
   bool InstalledIsTheRunningRelease();
@@ -413,6 +425,8 @@ class Executor {
   // Set by PreflightTarget, taken by the capture that follows it; only the
   // worker thread touches it.
   std::optional<InstalledVersion> installed_version_;
+  std::mutex kept_checks_mu_;
+  std::optional<KeptChecks> kept_checks_;  // guarded by kept_checks_mu_
 
   ExecutorOptions options_;
   std::unique_ptr<OwnedSeams> owned_;  // null when the seams were given

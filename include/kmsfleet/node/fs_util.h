@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -127,6 +128,12 @@ absl::Status AllowTraverse(const std::string& root, const std::string& dir);
 
 // Makes a directory entry change durable.
 absl::Status FsyncDir(const std::string& dir);
+
+// Each file's device, inode, size, modification and status-change times
+// to the nanosecond, or "absent": equal strings mean that, as far as the
+// file system tells, no file was written, replaced, created or removed in
+// between (see command_memo.h for the one case a timestamp tick hides).
+std::string IdentityOfFiles(const std::vector<std::string>& paths);
 
 }  // namespace kmsfleet
 
