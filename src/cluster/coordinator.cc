@@ -249,6 +249,7 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
     return;
   }
   for (const PlanAction& action : ready.actions) Dispatch(action);
+  WarmNextSwap();
   // After a committed change the machine decides again at once (every
   // change costs a durable commit, so this cannot spin), unless the change
   // sent actions: their results wake the loop, and a round meanwhile would
@@ -447,14 +448,7 @@ void Coordinator::Dispatch(const PlanAction& action) {
   }
   std::thread([this, action, fence, no_fence, settings = plan->settings(), metric_state,
                term] {
-    auto keep_going = [this, term] {
-      {
-        std::lock_guard lock(mu_);
-        if (stopping_) return false;
-      }
-      v1::LeaderView now = node_.View();
-      return now.term() == term && now.role() == "Leader";
-    };
+    const std::function<bool()> keep_going = WhileLeadingTerm(term);
     const auto began = std::chrono::steady_clock::now();
     ActionResult result;
     if (no_fence) {
@@ -488,6 +482,50 @@ void Coordinator::Dispatch(const PlanAction& action) {
     results_.push_back({term, std::move(result)});
     --workers_;
     wake_.notify_all();
+    changed_.notify_all();
+  }).detach();
+}
+
+// Whether a worker of `term` goes on: this node still leads that term and
+// is not stopping.
+std::function<bool()> Coordinator::WhileLeadingTerm(uint64_t term) {
+  return [this, term] {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return false;
+    }
+    v1::LeaderView now = node_.View();
+    return now.term() == term && now.role() == "Leader";
+  };
+}
+
+// The machine's warm-up (PlanMachine::WarmUp), once per node and
+// revision, on a worker of its own: it runs beside the parity rounds, and
+// its answer goes nowhere but a log line when the node refused it (the
+// node's swap runs the checks again then, and judges them).
+void Coordinator::WarmNextSwap() {
+  std::optional<PlanAction> warm = machine_->WarmUp();
+  if (!warm || !actions_) return;
+  std::string key = absl::StrCat(machine_->committed()->plan_id(), "/", warm->node, "/",
+                                 warm->revision);
+  if (key == warmed_) return;
+  warmed_ = std::move(key);
+  const uint64_t term = machine_term_;
+  {
+    std::lock_guard lock(mu_);
+    ++workers_;
+  }
+  std::thread([this, warm = *std::move(warm), settings = machine_->committed()->settings(),
+               term] {
+    const std::function<bool()> keep_going = WhileLeadingTerm(term);
+    ActionResult r = actions_->Run(warm, v1::Fence(), settings, "", keep_going);
+    if (!r.status.ok()) {
+      Log(LogLevel::kInfo, "the next node's early preflight did not answer; its swap checks",
+          {{"node", warm.node}, {"reason", ReasonOf(r.status)},
+           {"error", std::string(r.status.message())}});
+    }
+    std::lock_guard lock(mu_);
+    --workers_;
     changed_.notify_all();
   }).detach();
 }

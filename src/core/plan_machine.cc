@@ -78,6 +78,30 @@ ResultKind ResultKindOf(ActionKind kind) {
   }
 }
 
+std::optional<PlanAction> PlanMachine::WarmUp() const {
+  if (!committed_ || committed_->phase() != v1::PLAN_PHASE_ROLLING ||
+      committed_->abort_requested() || committed_->in_flight().empty()) {
+    return std::nullopt;
+  }
+  const bool finished_in_flight =
+      std::any_of(held_.begin(), held_.end(), [this](const ActionResult& r) {
+        return r.kind == ResultKind::kOperation && r.node == committed_->in_flight() &&
+               r.outcome == OperationOutcome::kStable && r.status.ok();
+      });
+  if (!finished_in_flight) return std::nullopt;
+  for (const v1::PlanNode& n : committed_->nodes()) {
+    // The order DecideNextNode takes: the first node preflighted.
+    if (n.phase() != v1::PLAN_NODE_PHASE_PREFLIGHTED) continue;
+    PlanAction a;
+    a.kind = ActionKind::kPreflight;
+    a.node = n.node();
+    a.revision = committed_->revision();
+    a.version = committed_->target_version();
+    return a;
+  }
+  return std::nullopt;
+}
+
 bool SendsAnAction(const std::vector<PlanAction>& actions) {
   return std::any_of(actions.begin(), actions.end(), [](const PlanAction& a) {
     return a.kind != ActionKind::kHalt && a.kind != ActionKind::kBreakGlass;

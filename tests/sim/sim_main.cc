@@ -39,7 +39,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
             << t.steps_on_last_round << " taken on the last round; after a change that sent "
             << "nothing: " << t.steps_after_change << " taken; asked for a fresh round: "
-            << t.fresh_rounds_asked << "; max in flight "
+            << t.fresh_rounds_asked << "; Steps after which the next node is warmed: "
+            << t.warm_ups << "; max in flight "
             << t.max_in_flight << ", max providers down at once " << t.max_disrupted
             << "; " << t.elections << " leader terms, " << t.crashes << " crashes, "
             << t.plan_proposals_failed << " proposals lost with leadership, "
@@ -65,7 +66,7 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.crashed_mid_swap == 0 || t.ended_before_stop == 0 || t.manifest_refusals == 0 ||
        t.sent_again_after_agent_stop == 0 || t.handoffs_withheld == 0 ||
        t.commit_waits == 0 || t.steps_on_last_round == 0 || t.steps_after_change == 0 ||
-       t.fresh_rounds_asked == 0 ||
+       t.fresh_rounds_asked == 0 || t.warm_ups == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
        t.adversary_weakened_refused == 0 || t.changes_on_old_base == 0 ||
        t.queries_voter_only == 0)) {

@@ -309,6 +309,7 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   }
   CheckReady(ready, had_command);
   CheckStaleVoters(*p, ready);
+  CheckWarmUp(*p);
   if (!ready.blocked.ok()) last_blocked_ = ready.blocked.ToString();
   if (had_command) {
     if (!ready.refusal.ok()) {
@@ -363,6 +364,32 @@ void World::ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in) 
 // A Step taken on the last round read no view (LastRoundViolations).
 void World::CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready) {
   for (const std::string& v : LastRoundViolations(p.machine->committed(), ready)) Fail(v);
+}
+
+// The warm-up kmsfleetd sends beside the parity rounds (PlanMachine::WarmUp)
+// reaches a node outside the plan's commits, so it must be harmless
+// there: a read-only preflight of the target, to a node neither in flight
+// nor swapped yet, under a forward-rolling plan. (Its answer goes nowhere:
+// a node's swap judges the checks it reuses or runs.)
+void World::CheckWarmUp(const PlanCoordinator& p) {
+  const std::optional<PlanAction> warm = p.machine->WarmUp();
+  if (!warm) return;
+  ++counters_.warm_ups;
+  const std::optional<v1::FleetPlan>& plan = p.machine->committed();
+  const v1::PlanNode* node = nullptr;
+  if (plan) {
+    for (const v1::PlanNode& n : plan->nodes()) {
+      if (n.node() == warm->node) node = &n;
+    }
+  }
+  if (warm->kind != ActionKind::kPreflight || !plan ||
+      plan->phase() != v1::PLAN_PHASE_ROLLING || warm->node == plan->in_flight() ||
+      node == nullptr || node->phase() != v1::PLAN_NODE_PHASE_PREFLIGHTED ||
+      warm->version != plan->target_version()) {
+    Fail("warm-up: " + std::string(ActionKindName(warm->kind)) + " of " + warm->node +
+         " at " + warm->version + " while " + (plan ? plan->in_flight() : "no plan") +
+         " is in flight");
+  }
 }
 
 // GetNodeState of one voter: fresh when the call gets through, else the

@@ -246,6 +246,7 @@ class World {
   PlanInput Gather(const Node& leader, PlanCoordinator& p, bool on_last_round);
   void ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in);
   void CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready);
+  void CheckWarmUp(const PlanCoordinator& p);
   NodeView Observe(const Node& leader, PlanCoordinator& p, const Node& node);
   void ProposePlan(Node& leader, const std::shared_ptr<PlanCoordinator>& p,
                    PlanReady ready);

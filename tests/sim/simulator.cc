@@ -46,6 +46,7 @@ void Counters::Add(const Counters& o) {
   sent_again_after_agent_stop += o.sent_again_after_agent_stop;
   steps_on_last_round += o.steps_on_last_round;
   steps_after_change += o.steps_after_change;
+  warm_ups += o.warm_ups;
   fresh_rounds_asked += o.fresh_rounds_asked;
   commands += o.commands;
   commands_refused += o.commands_refused;

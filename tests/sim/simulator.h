@@ -82,6 +82,7 @@ struct Counters {
   int64_t steps_on_last_round = 0;    // Steps on results alone, taken on the last round
   int64_t steps_after_change = 0;     // Steps after a change that sent no action, likewise
   int64_t fresh_rounds_asked = 0;     // ... not taken: they needed a fresh round
+  int64_t warm_ups = 0;               // Steps after which the next node is warmed
   int64_t commands = 0, commands_refused = 0;
   int64_t plan_proposals_failed = 0;  // Propose refused (leadership lost)
   // Changes given up on after kCommitWaitTicks, ones of those that

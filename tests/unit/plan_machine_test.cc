@@ -893,6 +893,46 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
+// While a's Stable result is held for its parity rounds, the machine names
+// the node it swaps next for a read-only preflight (PlanMachine::WarmUp):
+// that node's swap then finds its checks fresh. Never before a result,
+// never the node in flight, and not once the next slot is given.
+TEST(PlanMachineTest, TheNextNodeIsWarmedWhileTheResultWaitsForParity) {
+  Driver d;
+  EXPECT_FALSE(d.machine_.WarmUp().has_value()) << "no plan";
+  d.StartAndSwapFirst();
+  EXPECT_FALSE(d.machine_.WarmUp().has_value()) << "a's swap has not ended";
+  d.Step();  // a's result, held
+  std::optional<PlanAction> warm = d.machine_.WarmUp();
+  ASSERT_TRUE(warm.has_value());
+  EXPECT_EQ(warm->kind, ActionKind::kPreflight);
+  EXPECT_EQ(warm->node, "c");
+  EXPECT_EQ(warm->version, d.plan_.target_version());
+  EXPECT_EQ(warm->revision, d.plan_.revision());
+  d.Step();  // a hands off; still waiting for parity
+  ASSERT_TRUE(d.machine_.WarmUp().has_value());
+  d.Step();  // a done, c in flight
+  ASSERT_EQ(d.plan_.in_flight(), "c");
+  EXPECT_FALSE(d.machine_.WarmUp().has_value()) << "c's swap has not ended";
+  d.Step();  // c's result, held
+  warm = d.machine_.WarmUp();
+  ASSERT_TRUE(warm.has_value());
+  EXPECT_EQ(warm->node, "b");
+}
+
+TEST(PlanMachineTest, NothingIsWarmedWhilePausedOrAfterTheLastNode) {
+  Driver d;
+  d.StartAndSwapFirst();
+  d.Step(Cmd(CommandKind::kPause));
+  d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_FALSE(d.machine_.WarmUp().has_value());
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "b"; });
+  d.Step();  // b's result, held: no node is left
+  EXPECT_FALSE(d.machine_.WarmUp().has_value());
+}
+
 // Found by the requirements audit: no test split the fleet's hashes
 // between two nodes' swaps. A node not yet swapped that reports another
 // key_id hash (a rotation promoted on it alone) holds the next swap,

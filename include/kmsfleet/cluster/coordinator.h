@@ -177,6 +177,8 @@ class Coordinator {
   bool Commit(PlanReady& ready, Pending* command);
   void AdoptCommitted(const v1::PlanRecord& committed);
   void Dispatch(const PlanAction& action);
+  void WarmNextSwap();
+  std::function<bool()> WhileLeadingTerm(uint64_t term);
   // A worker's wait, until a tick after `began` or Stop, before it reports
   // an Unavailable result (Dispatch says why).
   void PaceRetry(std::chrono::steady_clock::time_point began);
@@ -217,6 +219,7 @@ class Coordinator {
   bool awaiting_fence_ = false;
   static constexpr std::chrono::milliseconds kFencePoll{10};
   std::string counted_block_;     // the block reason counted last
+  std::string warmed_;            // the last warm-up sent: plan/node/revision
 
   std::mutex mu_;
   std::condition_variable wake_;     // commands, results, Stop

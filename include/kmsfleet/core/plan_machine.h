@@ -182,6 +182,14 @@ class PlanMachine {
   // Parity over the rounds this machine stepped on (a dry run reads it).
   const ParityStreak& parity() const { return parity_; }
   bool proposal_pending() const { return pending_.has_value(); }
+  // A read-only preflight of the node the committed plan swaps next, while
+  // the in-flight node's Stable result is held for its parity rounds and
+  // hand-off: sent then, that node's swap finds its doctor and
+  // rotation-plan fresh instead of running them on its way to the stop
+  // (Executor::CheckAndKeep). Its answer is not the machine's: the swap
+  // judges the checks it reuses or runs. nullopt otherwise, and for a
+  // plan rolling back, paused or aborting.
+  std::optional<PlanAction> WarmUp() const;
 
  private:
   friend class PlanStep;
