@@ -13,7 +13,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <future>
 #include <optional>
 #include <vector>
 
@@ -294,20 +293,14 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
         return executor_->RefusalWhileStopping();
       });
   if (!fetched.ok()) return ToGrpc(fetched.status());
-  // Whether the release a swap would keep is the one the provider runs (a
-  // `version` run and an observation) reads nothing the staging writes:
-  // asked beside it, a plan's staging costs the slower of the two.
-  std::future<bool> previous_kept =
-      std::async(std::launch::async, [this] { return executor_->PreviousReleaseKept(); });
   absl::StatusOr<StagedArtifact> a = executor_->Stage((*fetched)->request());
-  const bool kept = previous_kept.get();
   if (!a.ok()) return ToGrpc((*fetched)->NameSources(a.status()));
   response->set_version(a->version);
   response->set_path(a->binary_path);
   response->set_sha256(a->sha256);
   response->set_signed_(a->is_signed);
   response->set_signer(a->signer);
-  response->set_previous_artifact_verified(kept);
+  response->set_previous_artifact_verified(executor_->PreviousReleaseKept());
   absl::StatusOr<std::string> digest = executor_->StagedDigest(a->version);
   if (!digest.ok()) return ToGrpc((*fetched)->NameSources(digest.status()));
   response->set_staged_digest(*digest);

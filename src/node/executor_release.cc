@@ -16,6 +16,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/command_memo.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/http_fetch.h"
@@ -278,36 +279,43 @@ std::optional<StagedArtifact> Executor::RunningKit(const std::string& version) {
   return *std::move(now);
 }
 
-// What doctor and rotation-plan read on this node: the binaries, the
-// provider's config and the encryption config, and the key registry.
+// The files on this node that doctor and rotation-plan read: the
+// binaries, the provider's config, the encryption config, and the key
+// registry with its checkpoint. Files these point to (a CA bundle, a
+// token) are not watched: the freshness bound covers them, as it covers
+// OpenBao and Transit.
 std::vector<std::string> Executor::CheckedFiles(const ReleaseBinaries& bin) const {
-  return {bin.doctor,
-          bin.installed,
-          bin.rotation_plan,
-          options_.preflight.provider_config,
-          options_.preflight.encryption_config,
-          options_.registry_path,
-          options_.registry_path + ".checkpoint"};
+  std::vector<std::string> files;
+  for (const std::string& f : {bin.doctor, bin.installed, bin.rotation_plan,
+                               options_.preflight.provider_config,
+                               options_.preflight.encryption_config, options_.registry_path}) {
+    if (!f.empty()) files.push_back(f);
+  }
+  if (!options_.registry_path.empty()) files.push_back(options_.registry_path + ".checkpoint");
+  return files;
 }
 
 // The plan's preflight runs doctor and rotation-plan on every node, and the
 // first node's swap asks them again tens of milliseconds later, on its way
-// to the provider's stop. A passing pair is kept for that swap: reused
-// while it is fresh (kChecksFreshForMs, the bound the swap already puts on
-// its own checks) and nothing it read on this node has changed. A failing
-// pair is not kept: the swap asks again and says what it finds then.
+// to the provider's stop (later nodes get a preflight of their own just
+// before their swap: PlanMachine::WarmUp). A passing pair is kept for that
+// swap: reused while it is fresh (kChecksFreshForMs, the bound the swap
+// already puts on its own checks) and none of CheckedFiles has changed,
+// with the memo's rule for a change hidden in a timestamp tick
+// (command_memo.h): kept only when every file had settled before the run.
+// A failing pair is not kept: the swap asks again and says what it finds.
 Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
-  const std::string before = IdentityOfFiles(CheckedFiles(bin));
+  const FilesIdentity before = IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs);
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
   const bool passing = checks.doctor.ok() && checks.doctor->verdict.ok() &&
                        checks.rotation_plan.ok() &&
                        CheckRotationSettled(*checks.rotation_plan).ok();
   const int64_t ended_at = seams_.steady.NowSteadyMillis();
+  const bool unchanged =
+      before.settled && IdentityOfFiles(CheckedFiles(bin), 0).key == before.key;
   std::lock_guard lock(kept_checks_mu_);
   kept_checks_.reset();
-  if (passing && IdentityOfFiles(CheckedFiles(bin)) == before) {
-    kept_checks_ = KeptChecks{bin, before, checks, ended_at};
-  }
+  if (passing && unchanged) kept_checks_ = KeptChecks{bin, before.key, checks, ended_at};
   return checks;
 }
 
@@ -321,7 +329,7 @@ std::optional<Executor::KeptChecks> Executor::RecentChecks(const ReleaseBinaries
   }
   if (!kept || !(kept->bin == bin) ||
       !ChecksStillFresh(kept->ended_at_ms, seams_.steady.NowSteadyMillis()) ||
-      IdentityOfFiles(CheckedFiles(bin)) != kept->files) {
+      IdentityOfFiles(CheckedFiles(bin), 0).key != kept->files) {
     return std::nullopt;
   }
   Log(LogLevel::kInfo, "doctor and rotation-plan passed in a preflight just before; not run again",

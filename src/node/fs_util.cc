@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <vector>
 
@@ -348,20 +349,25 @@ absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
   return digest;
 }
 
-std::string IdentityOfFiles(const std::vector<std::string>& paths) {
-  std::string out;
+FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms) {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  auto millis = [](const timespec& t) { return int64_t{t.tv_sec} * 1000 + t.tv_nsec / 1000000; };
+  FilesIdentity out;
   for (const std::string& path : paths) {
     struct stat st;
     // '\0' cannot occur in a path: two files' fields never run together.
-    out += std::string_view("\0", 1);
-    out += path;
+    out.key += std::string_view("\0", 1);
+    out.key += path;
     if (::stat(path.c_str(), &st) != 0) {
-      out += ":absent";
+      out.key += ":absent";
       continue;
     }
-    out += absl::StrCat(":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":", st.st_mtim.tv_sec,
-                        ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec, ".",
-                        st.st_ctim.tv_nsec);
+    out.key += absl::StrCat(":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":",
+                            st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec,
+                            ".", st.st_ctim.tv_nsec);
+    // A change time in the future (the clock went back) is not settled.
+    if (millis(now) - millis(st.st_ctim) < settled_ms) out.settled = false;
   }
   return out;
 }

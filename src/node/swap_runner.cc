@@ -168,7 +168,7 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   auto unit_state = std::async(std::launch::async,
                                [this] { return seams_.services.State(options_.unit); });
   int64_t checked_at = 0;
-  absl::Status checks = CheckTargetReleasable(j, /*may_reuse=*/true, checked_at);
+  absl::Status checks = CheckTargetReleasable(j, checked_at);
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, unit_state.get());
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
   // Each bus call may take up to its timeout, and a rotation begun
@@ -176,7 +176,7 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   if (!ChecksStillFresh(checked_at, seams_.steady.NowSteadyMillis())) {
     Log(LogLevel::kInfo, "the service manager answered late; checking the release again",
         {{"node", options_.node}, {"operation", j.operation_id}});
-    checks = CheckTargetReleasable(j, /*may_reuse=*/false, checked_at);
+    checks = CheckTargetReleasable(j, checked_at);  // the kept pair is used up
   }
   KMSFLEET_RETURN_IF_ERROR(checks);
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRegistryForRollback(j));
@@ -195,11 +195,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
 }
 
 // The target release's own checks before the stop: installable, its image
-// held (static pods), and doctor and rotation-plan passing: run now, or,
-// when `may_reuse`, the passing pair the plan's preflight kept if it is
-// still fresh (RecentChecks). `checked_at` gets when they ended.
-absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, bool may_reuse,
-                                             int64_t& checked_at) {
+// held (static pods), and doctor and rotation-plan passing: run now, or the
+// passing pair a preflight just kept while it is still fresh
+// (RecentChecks). `checked_at` gets when doctor and rotation-plan ended,
+// which the caller judges against the service manager's answer.
+absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, int64_t& checked_at) {
   KMSFLEET_RETURN_IF_ERROR(seams_.installer.CheckCanInstall());
   KMSFLEET_ASSIGN_OR_RETURN(std::string image, ImageOfRelease(j.target_binary));
   KMSFLEET_RETURN_IF_ERROR(CheckImageHeld(image));
@@ -212,7 +212,7 @@ absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, bool may_reus
   if (!options_.static_pod) {
     installed = std::async(std::launch::async, [this] { return VersionOfInstalled(); });
   }
-  std::optional<KeptChecks> kept = may_reuse ? RecentChecks(bin) : std::nullopt;
+  std::optional<KeptChecks> kept = RecentChecks(bin);
   ReleaseChecks checks = kept ? std::move(kept->checks) : DoctorAndRotationPlan(bin);
   checked_at = kept ? kept->ended_at_ms : seams_.steady.NowSteadyMillis();
   if (installed.valid()) installed_version_ = installed.get();
@@ -359,23 +359,31 @@ absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {
                        std::to_string(window_ms) + " ms within the ready timeout: " + what);
 }
 
-// Until the next poll, or until the provider's health listener accepts a
-// connection, whichever is first: a restarted provider is then polled as
-// soon as it binds, not up to a quarter poll later, and its window, which
-// counts from the poll that sees it ready, starts that much sooner. A
-// refused connection on the node costs microseconds; a full poll, a few
-// milliseconds of CPU that the starting provider needs (bench/README.md).
-// False when the agent is stopping.
+// Until the next poll, or until the provider's health listener, refusing
+// connections, starts to accept them, whichever is first: a restarted
+// provider is then polled as soon as it binds, not up to a quarter poll
+// later, and its window, which counts from the poll that sees it ready,
+// starts that much sooner. A refused connection on the node costs
+// microseconds; a full poll, a few milliseconds of CPU that the starting
+// provider needs (bench/README.md). A listener that accepts from the first
+// look (the unreachable read was another, or timed out) waits the poll
+// out: only a refusal seen here tells that it just bound. False when the
+// agent is stopping.
 bool Executor::WaitForHealthListener(std::chrono::milliseconds total) {
   constexpr std::chrono::milliseconds kLook(1);
-  while (total > std::chrono::milliseconds(0)) {
+  const int64_t until = seams_.steady.NowSteadyMillis() + total.count();
+  bool refused = false;
+  for (int64_t now = seams_.steady.NowSteadyMillis(); now < until;
+       now = seams_.steady.NowSteadyMillis()) {
     if (Stopping()) return false;
     const std::optional<bool> accepts = seams_.probe.HealthListenerAccepts();
-    if (!accepts) return SleepUnlessStopping(total);  // cannot tell: wait the poll out
+    if (!accepts || (*accepts && !refused)) {
+      return SleepUnlessStopping(std::chrono::milliseconds(until - now));
+    }
     if (*accepts) return true;
-    const std::chrono::milliseconds step = std::min(total, kLook);
-    seams_.steady.SleepFor(step);
-    total -= step;
+    refused = true;
+    seams_.steady.SleepFor(std::min<std::chrono::milliseconds>(
+        kLook, std::chrono::milliseconds(until - now)));
   }
   return !Stopping();
 }

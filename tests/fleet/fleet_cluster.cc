@@ -557,6 +557,8 @@ std::string FleetCluster::OverlappingDowntime() {
   return "";
 }
 
+std::string FleetCluster::AgentLog(int i) { return ReadFile(NodeDir(i) + "/agent.log"); }
+
 std::string FleetCluster::Logs() {
   std::string out;
   for (int i = 0; i < kNodes; ++i) {

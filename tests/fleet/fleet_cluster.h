@@ -128,6 +128,8 @@ class FleetCluster {
   void StartAgent(int i);
   ChildProcess* agent(int i) { return agents_[i].get(); }
   std::string Logs();
+  // Agent i's whole log.
+  std::string AgentLog(int i);
 
  private:
   void Start();     // the manager, the units, the agents

@@ -120,6 +120,24 @@ class FleetUpgradeTest : public ::testing::Test {
     return at && at->is_string() ? std::string(at->as_string()) : "";
   }
 
+  // A string field of the plan's entry for `node`, "" when absent.
+  std::string NodeField(const std::string& node, const std::string& key, int i = 0) {
+    boost::system::error_code ec;
+    const boost::json::value view = boost::json::parse(PlanJson(i), ec);
+    const boost::json::value* plan =
+        !ec && view.is_object() ? view.as_object().if_contains("plan") : nullptr;
+    const boost::json::value* nodes =
+        plan && plan->is_object() ? plan->as_object().if_contains("nodes") : nullptr;
+    if (!nodes || !nodes->is_array()) return "";
+    for (const boost::json::value& n : nodes->as_array()) {
+      const boost::json::value* name = n.is_object() ? n.as_object().if_contains("node") : nullptr;
+      if (!name || !name->is_string() || name->as_string() != node) continue;
+      const boost::json::value* at = n.as_object().if_contains(key);
+      return at && at->is_string() ? std::string(at->as_string()) : "";
+    }
+    return "";
+  }
+
   std::unique_ptr<FleetCluster> fleet_;
   FleetCluster::Release release_;
 };

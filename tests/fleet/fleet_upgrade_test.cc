@@ -530,23 +530,30 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
 // kmsfleetd restarted on the node in flight, its swap still in its own
 // doctor: the swap ends there, the provider untouched, and the plan sends
 // it again under a new id once the agent is back, rather than halting.
+// x goes second: its swap runs a doctor of its own, since the plan's
+// preflight is seconds old by then and the early preflight the
+// coordinator sends it beside y's parity rounds is still in its slow
+// doctor when the swap is admitted (a first node would take the plan's
+// preflight, just ended, and run none).
 TEST_F(FleetUpgradeTest, AnAgentRestartedBeforeItsProviderStopsGetsTheSwapAgain) {
   const int coordinator = fleet_->WaitForCoordinator();
   const int x = (coordinator + 1) % 3;
   const int y = (coordinator + 2) % 3;
   const std::string order =
-      fleet_->Name(x) + "," + fleet_->Name(y) + "," + fleet_->Name(coordinator);
+      fleet_->Name(y) + "," + fleet_->Name(x) + "," + fleet_->Name(coordinator);
   fleet_->SetScenario(x, "key_seed: fleet-key-1\ndoctor_delay_ms: 3000\n");
   ASSERT_EQ(Run(coordinator, Upgrade({"--order", order, "--auto-rollback"})).exit_code, 0);
   const std::string in_flight = "\"in_flight\": \"" + fleet_->Name(x) + "\"";
   ASSERT_TRUE(WaitUntil(
       [&] {
         return PlanJson(coordinator).find(in_flight) != std::string::npos &&
-               fleet_->DoctorRunning(x);
+               fleet_->DoctorRunning(x) &&
+               fleet_->AgentLog(x).find("swap command admitted") != std::string::npos;
       },
       std::chrono::seconds(60)))
       << PlanJson(coordinator) << fleet_->Logs();
-  const std::string first_id = PlanField("operation_id", coordinator);
+  const std::string first_id = NodeField(fleet_->Name(x), "operation_id", coordinator);
+  ASSERT_NE(first_id, "") << PlanJson(coordinator);
   Stopped stopped = StopAgent(x);
   ASSERT_TRUE(stopped.exit_code.has_value()) << fleet_->Logs();
   EXPECT_EQ(*stopped.exit_code, 0) << "no operation may be left open";

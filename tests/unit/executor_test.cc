@@ -30,6 +30,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/command_memo.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/journal_store.h"
 #include "process_harness.h"
@@ -101,6 +102,10 @@ struct World {
   int64_t binds_after_start_ms = 0;
   int64_t started_at_ms = -1'000'000;  // the running provider bound long ago
   int listener_looks = 0;  // HealthListenerAccepts calls
+  // What HealthListenerAccepts answers instead, when set: nullopt (the
+  // probe cannot tell), or true (a listener that accepts while some read
+  // still fails, as a /live on another address).
+  std::optional<std::optional<bool>> listener_says;
 
   std::string Installed() const {
     auto it = version_of_sha.find(installed_sha);
@@ -318,6 +323,7 @@ class FakeProbe final : public ProviderProbe {
   std::optional<bool> HealthListenerAccepts() override {
     std::lock_guard<std::mutex> lock(w_.mu);
     ++w_.listener_looks;
+    if (w_.listener_says) return *w_.listener_says;
     if (w_.binds_after_start_ms == 0) return std::nullopt;
     return w_.running && Bound();
   }
@@ -492,6 +498,12 @@ class ExecutorTest : public ::testing::Test {
     testing::WriteFile(options_.registry_path, Registry(0));
     testing::WriteFile(options_.registry_path + ".checkpoint", Registry(0));
     new_sha_ = StageRelease(kNew);
+  }
+
+  // Waits until every file written so far is older than a timestamp tick
+  // (CommandMemo::kSettledMs): a preflight keeps its checks only then.
+  static void SettleFiles() {
+    std::this_thread::sleep_for(std::chrono::milliseconds(CommandMemo::kSettledMs + 5));
   }
 
   // Puts a staged release of `version` where FindStaged looks.
@@ -1111,7 +1123,25 @@ TEST_F(ExecutorTest, TheWindowStartsWhenTheHealthListenerBinds) {
   EXPECT_EQ(w_.listener_looks, 8);
 }
 
-// A provider up at once, or a probe that cannot tell, is never watched for.
+// A probe that cannot tell, or a listener accepting from the first look
+// (another read failed), waits the quarter poll out, as before.
+TEST_F(ExecutorTest, AListenerThatCannotBeSeenBindingWaitsThePollOut) {
+  for (const std::optional<bool> says : {std::optional<bool>(), std::optional<bool>(true)}) {
+    SCOPED_TRACE(says ? "accepts at once" : "cannot tell");
+    w_.binds_after_start_ms = 7;
+    w_.listener_says = says;
+    w_.listener_looks = 0;
+    SwapJournal j = SwapTo(kNew, 0, says ? "op-accepts" : "op-unknown");
+    EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+    EXPECT_EQ(w_.steady_ms - w_.started_at_ms, kPollMs / 4 + kWindowMs);
+    EXPECT_EQ(w_.listener_looks, 1);
+    // Back to the old release for the next round.
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.installed_sha = old_sha_;
+  }
+}
+
+// A provider up at once is never watched for.
 TEST_F(ExecutorTest, AProviderUpAtOnceIsNotWatchedFor) {
   SwapJournal j = SwapTo(kNew);
   EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
@@ -1455,6 +1485,7 @@ TEST_F(ExecutorTest, AnInstalledReleaseOlderThanTheTransitCheckIsCheckedByTheNew
 // first node's swap asked them again tens of milliseconds later on its way
 // to the stop: a passing pair is kept for it while fresh.
 TEST_F(ExecutorTest, ChecksThatPassedInAPreflightJustBeforeAreNotRunAgain) {
+  SettleFiles();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
   w_.steady_ms += kChecksFreshForMs;  // as old as a kept pair may be
   SwapJournal j = SwapTo(kNew);
@@ -1465,6 +1496,7 @@ TEST_F(ExecutorTest, ChecksThatPassedInAPreflightJustBeforeAreNotRunAgain) {
 }
 
 TEST_F(ExecutorTest, ChecksOlderThanTheirFreshnessAreRunAgain) {
+  SettleFiles();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
   w_.steady_ms += kChecksFreshForMs + 1;
   w_.rotation_state_now = "pending";  // a rotation began meanwhile
@@ -1477,8 +1509,21 @@ TEST_F(ExecutorTest, ChecksOlderThanTheirFreshnessAreRunAgain) {
 // doctor and rotation-plan read the registry: a pair kept from before a
 // write to it says nothing of what it holds now.
 TEST_F(ExecutorTest, ChecksAreRunAgainWhenAFileTheyReadChanged) {
+  SettleFiles();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
   testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.doctor_runs, 2);
+}
+
+// A file that changed within a timestamp tick of the run could change
+// again unseen (command_memo.h): the pair is not kept.
+TEST_F(ExecutorTest, ChecksOfAFileChangedJustBeforeAreNotKept) {
+  SettleFiles();
+  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
   SwapJournal j = SwapTo(kNew);
   EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
   std::lock_guard<std::mutex> lock(w_.mu);
@@ -1488,6 +1533,7 @@ TEST_F(ExecutorTest, ChecksAreRunAgainWhenAFileTheyReadChanged) {
 // Only a passing pair is kept: the swap asks again and judges what it
 // finds then.
 TEST_F(ExecutorTest, AFailedPreflightIsNotKeptForTheSwap) {
+  SettleFiles();
   w_.doctor_verdict = Boom(reason::kDoctorFailed, "doctor: openbao_auth fail");
   absl::StatusOr<PreflightOutcome> pre = executor().Preflight(kNew);
   ASSERT_TRUE(pre.ok()) << pre.status();
@@ -1499,13 +1545,15 @@ TEST_F(ExecutorTest, AFailedPreflightIsNotKeptForTheSwap) {
   EXPECT_EQ(w_.doctor_runs, 2);
 }
 
-// A pair is kept for the release it checked, and for one swap.
-TEST_F(ExecutorTest, AKeptPairServesOnlyItsReleaseAndOnce) {
+// A pair is kept for the release it checked.
+TEST_F(ExecutorTest, AKeptPairServesOnlyItsRelease) {
+  SettleFiles();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
   SwapJournal j = SwapTo(kNew);
   ASSERT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
   const std::string newer = "0.3.0";
   StageRelease(newer);
+  SettleFiles();
   ASSERT_TRUE(executor().Preflight(kNew).ok()) << "a preflight of another release";
   SwapJournal again = SwapTo(newer, 0, "op-2");
   EXPECT_EQ(again.phase, SwapPhase::kStable) << again.failure_message;

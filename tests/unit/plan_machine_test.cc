@@ -920,16 +920,29 @@ TEST(PlanMachineTest, TheNextNodeIsWarmedWhileTheResultWaitsForParity) {
   EXPECT_EQ(warm->node, "b");
 }
 
-TEST(PlanMachineTest, NothingIsWarmedWhilePausedOrAfterTheLastNode) {
+// Walking back, the nodes still Preflighted are not the next to swap.
+TEST(PlanMachineTest, NothingIsWarmedWhileRollingBack) {
   Driver d;
   d.StartAndSwapFirst();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.nodes(0).phase() == v1::PLAN_NODE_PHASE_DONE; });
   d.Step(Cmd(CommandKind::kPause));
-  d.Step();
-  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  d.Step(Cmd(CommandKind::kRollback));
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLING_BACK);
+  ASSERT_EQ(d.plan_.nodes(2).node(), "b");
+  ASSERT_EQ(d.plan_.nodes(2).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED) << "never swapped";
+  PlanReady r = d.Step();  // the walk-back ended Stable: held for its rounds
+  ASSERT_FALSE(r.plan.has_value()) << "the result is held, as on the way up";
   EXPECT_FALSE(d.machine_.WarmUp().has_value());
-  d.Step(Cmd(CommandKind::kResume));
+}
+
+TEST(PlanMachineTest, NothingIsWarmedAfterTheLastNode) {
+  Driver d;
+  d.StartAndSwapFirst();
   d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "b"; });
-  d.Step();  // b's result, held: no node is left
+  PlanReady r = d.Step();  // b's result, held: no node is left
+  ASSERT_FALSE(r.plan.has_value());
   EXPECT_FALSE(d.machine_.WarmUp().has_value());
 }
 

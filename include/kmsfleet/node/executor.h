@@ -340,7 +340,7 @@ class Executor {
   absl::Status Carry(SwapJournal& j, SwapAction action);
   absl::Status CheckTarget(const SwapJournal& j);
   absl::Status PreflightTarget(SwapJournal& j);
-  absl::Status CheckTargetReleasable(const SwapJournal& j, bool may_reuse, int64_t& checked_at);
+  absl::Status CheckTargetReleasable(const SwapJournal& j, int64_t& checked_at);
   absl::Status CheckImageHeld(const std::string& image);
   // Static pods: the live manifest's image, which a failed swap restores,
   // is pinned by digest and held by the runtime.
@@ -396,7 +396,7 @@ class Executor {
   // follows within kChecksFreshForMs (RecentChecks).
   struct KeptChecks {
     ReleaseBinaries bin;
-    std::string files;  // IdentityOfFiles(CheckedFiles(bin)), before and after
+    std::string files;  // IdentityOfFiles(CheckedFiles(bin)).key, before and after
     ReleaseChecks checks;
     int64_t ended_at_ms = 0;  // steady clock
   };

@@ -9,6 +9,7 @@
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -130,10 +131,17 @@ absl::Status AllowTraverse(const std::string& root, const std::string& dir);
 absl::Status FsyncDir(const std::string& dir);
 
 // Each file's device, inode, size, modification and status-change times
-// to the nanosecond, or "absent": equal strings mean that, as far as the
-// file system tells, no file was written, replaced, created or removed in
-// between (see command_memo.h for the one case a timestamp tick hides).
-std::string IdentityOfFiles(const std::vector<std::string>& paths);
+// to the nanosecond, or "absent": equal keys mean that, as far as the file
+// system tells, no file was written, replaced, created or removed in
+// between, except within one timestamp tick (command_memo.h): `settled`
+// says whether every file last changed at least `settled_ms` ago on the
+// real-time clock that stamps files, so that a later rewrite cannot hide
+// in the tick of the change the key saw.
+struct FilesIdentity {
+  std::string key;
+  bool settled = true;
+};
+FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms);
 
 }  // namespace kmsfleet
 
