@@ -500,6 +500,15 @@ class ExecutorTest : public ::testing::Test {
     new_sha_ = StageRelease(kNew);
   }
 
+  // Swaps to kNew, which must end Stable, having run doctor `runs` times
+  // in all (preflights included).
+  void SwapExpectingDoctorRuns(int runs) {
+    SwapJournal j = SwapTo(kNew);
+    EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_EQ(w_.doctor_runs, runs);
+  }
+
   // Waits until every file written so far is older than a timestamp tick
   // (CommandMemo::kSettledMs): a preflight keeps its checks only then.
   static void SettleFiles() {
@@ -1512,10 +1521,7 @@ TEST_F(ExecutorTest, ChecksAreRunAgainWhenAFileTheyReadChanged) {
   SettleFiles();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
   testing::WriteFile(options_.registry_path, Registry(0) + "\n");
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
-  std::lock_guard<std::mutex> lock(w_.mu);
-  EXPECT_EQ(w_.doctor_runs, 2);
+  SwapExpectingDoctorRuns(2);
 }
 
 // A file that changed within a timestamp tick of the run could change
@@ -1524,10 +1530,7 @@ TEST_F(ExecutorTest, ChecksOfAFileChangedJustBeforeAreNotKept) {
   SettleFiles();
   testing::WriteFile(options_.registry_path, Registry(0) + "\n");
   ASSERT_TRUE(executor().Preflight(kNew).ok());
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
-  std::lock_guard<std::mutex> lock(w_.mu);
-  EXPECT_EQ(w_.doctor_runs, 2);
+  SwapExpectingDoctorRuns(2);
 }
 
 // Only a passing pair is kept: the swap asks again and judges what it
@@ -1539,10 +1542,7 @@ TEST_F(ExecutorTest, AFailedPreflightIsNotKeptForTheSwap) {
   ASSERT_TRUE(pre.ok()) << pre.status();
   EXPECT_FALSE(pre->doctor.verdict.ok());
   w_.doctor_verdict = absl::OkStatus();
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
-  std::lock_guard<std::mutex> lock(w_.mu);
-  EXPECT_EQ(w_.doctor_runs, 2);
+  SwapExpectingDoctorRuns(2);
 }
 
 // A pair is kept for the release it checked.
