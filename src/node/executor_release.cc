@@ -305,14 +305,17 @@ std::vector<std::string> Executor::CheckedFiles(const ReleaseBinaries& bin) cons
 // (command_memo.h): kept only when every file had settled before the run.
 // A failing pair is not kept: the swap asks again and says what it finds.
 Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
-  const FilesIdentity before = IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs);
+  const FilesIdentity before =
+      IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs,
+                      options_.files_now_unix_ms ? options_.files_now_unix_ms()
+                                                 : CoarseRealTimeMillis());
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
   const bool passing = checks.doctor.ok() && checks.doctor->verdict.ok() &&
                        checks.rotation_plan.ok() &&
                        CheckRotationSettled(*checks.rotation_plan).ok();
   const int64_t ended_at = seams_.steady.NowSteadyMillis();
   const bool unchanged =
-      before.settled && IdentityOfFiles(CheckedFiles(bin), 0).key == before.key;
+      before.settled && IdentityOfFiles(CheckedFiles(bin), 0, 0).key == before.key;
   std::lock_guard lock(kept_checks_mu_);
   kept_checks_.reset();
   if (passing && unchanged) kept_checks_ = KeptChecks{bin, before.key, checks, ended_at};
@@ -329,7 +332,7 @@ std::optional<Executor::KeptChecks> Executor::RecentChecks(const ReleaseBinaries
   }
   if (!kept || !(kept->bin == bin) ||
       !ChecksStillFresh(kept->ended_at_ms, seams_.steady.NowSteadyMillis()) ||
-      IdentityOfFiles(CheckedFiles(bin), 0).key != kept->files) {
+      IdentityOfFiles(CheckedFiles(bin), 0, 0).key != kept->files) {
     return std::nullopt;
   }
   Log(LogLevel::kInfo, "doctor and rotation-plan passed in a preflight just before; not run again",

@@ -349,10 +349,25 @@ absl::StatusOr<std::string> CopyFileAtomic(const std::string& source,
   return digest;
 }
 
-FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms) {
+int64_t CoarseRealTimeMillis() {
   timespec now{};
-  ::clock_gettime(CLOCK_REALTIME, &now);
-  auto millis = [](const timespec& t) { return int64_t{t.tv_sec} * 1000 + t.tv_nsec / 1000000; };
+  ::clock_gettime(CLOCK_REALTIME_COARSE, &now);
+  return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1000000;
+}
+
+namespace {
+
+// How much older than its stamp a change may be on the file system that
+// stamped `t`: stamps in whole seconds or milliseconds round down.
+int64_t StampGranularityMs(const timespec& t) {
+  if (t.tv_nsec == 0) return 1000;
+  return t.tv_nsec % 1000000 == 0 ? 1 : 0;
+}
+
+}  // namespace
+
+FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms,
+                              int64_t now_unix_ms) {
   FilesIdentity out;
   for (const std::string& path : paths) {
     struct stat st;
@@ -366,8 +381,11 @@ FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t set
     out.key += absl::StrCat(":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":",
                             st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec,
                             ".", st.st_ctim.tv_nsec);
+    const int64_t changed_ms = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000;
     // A change time in the future (the clock went back) is not settled.
-    if (millis(now) - millis(st.st_ctim) < settled_ms) out.settled = false;
+    if (now_unix_ms - changed_ms < settled_ms + StampGranularityMs(st.st_ctim)) {
+      out.settled = false;
+    }
   }
   return out;
 }

@@ -457,8 +457,11 @@ std::string FleetCluster::AgentMetrics(int i) {
   return r.status == 200 ? r.body : "";
 }
 
-bool FleetCluster::DoctorRunning(int i) {
+bool FleetCluster::DoctorRunning(int i) { return DoctorsRunning(i) > 0; }
+
+int FleetCluster::DoctorsRunning(int i) {
   const std::string in_node = NodeDir(i) + "/";
+  int running = 0;
   std::error_code ec;  // processes come and go while /proc is read
   for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
        it.increment(ec)) {
@@ -471,9 +474,9 @@ bool FleetCluster::DoctorRunning(int i) {
       doctor = doctor || arg == "doctor";
       node = node || arg.rfind(in_node, 0) == 0;
     }
-    if (doctor && node) return true;
+    running += doctor && node;
   }
-  return false;
+  return running;
 }
 
 std::string FleetCluster::ServingVersion(int i) { return ServedBuildVersion(metrics_ports_[i]); }

@@ -102,6 +102,8 @@ class FleetCluster {
   // True while a provider `doctor` runs for node i (a process whose
   // arguments include "doctor" and a path in the node's directory).
   bool DoctorRunning(int i);
+  // How many such processes run.
+  int DoctorsRunning(int i);
   // When node i's provider was disrupted, after /ready first answered 200:
   // from each `serve.stopping` to the next `fake.ready_changed` with
   // "ready":true (the fake's test-only line, tests/fakes/README.md). A

@@ -534,7 +534,8 @@ TEST_F(FleetUpgradeTest, AStoppingAgentTakesNoSwapWhileItDrains) {
 // preflight is seconds old by then and the early preflight the
 // coordinator sends it beside y's parity rounds is still in its slow
 // doctor when the swap is admitted (a first node would take the plan's
-// preflight, just ended, and run none).
+// preflight, just ended, and run none). Two doctors then run on x: the
+// early preflight's and the swap's.
 TEST_F(FleetUpgradeTest, AnAgentRestartedBeforeItsProviderStopsGetsTheSwapAgain) {
   const int coordinator = fleet_->WaitForCoordinator();
   const int x = (coordinator + 1) % 3;
@@ -547,8 +548,8 @@ TEST_F(FleetUpgradeTest, AnAgentRestartedBeforeItsProviderStopsGetsTheSwapAgain)
   ASSERT_TRUE(WaitUntil(
       [&] {
         return PlanJson(coordinator).find(in_flight) != std::string::npos &&
-               fleet_->DoctorRunning(x) &&
-               fleet_->AgentLog(x).find("swap command admitted") != std::string::npos;
+               fleet_->AgentLog(x).find("swap command admitted") != std::string::npos &&
+               fleet_->DoctorsRunning(x) == 2;
       },
       std::chrono::seconds(60)))
       << PlanJson(coordinator) << fleet_->Logs();

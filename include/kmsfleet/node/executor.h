@@ -53,6 +53,10 @@ struct ExecutorOptions {
   std::string registry_path = "/var/lib/openbao-kms/state/key-registry.json";
   ArtifactStoreOptions artifacts;
   PreflightOptions preflight;
+  // The time files' change stamps are judged against when a preflight
+  // keeps its checks (Executor::CheckAndKeep); CoarseRealTimeMillis when
+  // empty. Tests set their own.
+  std::function<int64_t()> files_now_unix_ms;
   std::chrono::milliseconds unit_timeout{90000};  // each Stop/Start job
   // How long /ready may take to first answer 200 after a start: the
   // provider's bootstrap grace (60 s) plus start-up.

@@ -133,15 +133,20 @@ absl::Status FsyncDir(const std::string& dir);
 // Each file's device, inode, size, modification and status-change times
 // to the nanosecond, or "absent": equal keys mean that, as far as the file
 // system tells, no file was written, replaced, created or removed in
-// between, except within one timestamp tick (command_memo.h): `settled`
-// says whether every file last changed at least `settled_ms` ago on the
-// real-time clock that stamps files, so that a later rewrite cannot hide
-// in the tick of the change the key saw.
+// between, except by a rewrite stamped with the same time as the change
+// before it (command_memo.h). `settled` says whether every file last
+// changed at least `settled_ms` before `now_unix_ms` (CoarseRealTimeMillis,
+// the clock files are stamped from, one kernel tick behind the precise
+// one), plus the file system's own granularity when its stamps show one
+// (whole seconds or milliseconds): a later rewrite then gets a later stamp.
 struct FilesIdentity {
   std::string key;
   bool settled = true;
 };
-FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms);
+FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms,
+                              int64_t now_unix_ms);
+// CLOCK_REALTIME_COARSE in milliseconds.
+int64_t CoarseRealTimeMillis();
 
 }  // namespace kmsfleet
 
