@@ -295,6 +295,11 @@ std::vector<std::string> Executor::CheckedFiles(const ReleaseBinaries& bin) cons
   return files;
 }
 
+// The identity of CheckedFiles as they are now, whatever their age.
+std::string Executor::CheckedFilesKey(const ReleaseBinaries& bin) const {
+  return IdentityOfFiles(CheckedFiles(bin), /*settled_ms=*/0, CoarseRealTimeMillis()).key;
+}
+
 // The plan's preflight runs doctor and rotation-plan on every node, and the
 // first node's swap asks them again tens of milliseconds later, on its way
 // to the provider's stop (later nodes get a preflight of their own just
@@ -315,7 +320,7 @@ Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
                        CheckRotationSettled(*checks.rotation_plan).ok();
   const int64_t ended_at = seams_.steady.NowSteadyMillis();
   const bool unchanged =
-      before.settled && IdentityOfFiles(CheckedFiles(bin), 0, 0).key == before.key;
+      before.settled && CheckedFilesKey(bin) == before.key;
   std::lock_guard lock(kept_checks_mu_);
   kept_checks_.reset();
   if (passing && unchanged) kept_checks_ = KeptChecks{bin, before.key, checks, ended_at};
@@ -332,7 +337,7 @@ std::optional<Executor::KeptChecks> Executor::RecentChecks(const ReleaseBinaries
   }
   if (!kept || !(kept->bin == bin) ||
       !ChecksStillFresh(kept->ended_at_ms, seams_.steady.NowSteadyMillis()) ||
-      IdentityOfFiles(CheckedFiles(bin), 0, 0).key != kept->files) {
+      CheckedFilesKey(bin) != kept->files) {
     return std::nullopt;
   }
   Log(LogLevel::kInfo, "doctor and rotation-plan passed in a preflight just before; not run again",

@@ -400,13 +400,14 @@ class Executor {
   // follows within kChecksFreshForMs (RecentChecks).
   struct KeptChecks {
     ReleaseBinaries bin;
-    std::string files;  // IdentityOfFiles(CheckedFiles(bin)).key, before and after
+    std::string files;  // CheckedFilesKey(bin), before and after
     ReleaseChecks checks;
     int64_t ended_at_ms = 0;  // steady clock
   };
   ReleaseChecks CheckAndKeep(const ReleaseBinaries& bin);
   std::optional<KeptChecks> RecentChecks(const ReleaseBinaries& bin);
   std::vector<std::string> CheckedFiles(const ReleaseBinaries& bin) const;
+  std::string CheckedFilesKey(const ReleaseBinaries& bin) const;
   std::optional<StagedArtifact> RunningKit(const std::string& version);
   absl::StatusOr<std::string> InstalledRotationPlanBinary();
   bool InstalledIsTheRunningRelease();
