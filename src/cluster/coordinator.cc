@@ -98,8 +98,8 @@ void Coordinator::Loop() {
     lock.lock();
     // A command or a finished action is acted on at once; otherwise the
     // tick paces observation, except after a committed change that sent no
-    // action and while the plan only waits for fresh parity rounds, which
-    // are observed back to back.
+    // action and while the plan counts parity rounds (beside a hand-off, or
+    // with nothing else to wait for), which are observed back to back.
     // Waiting for its fence, a new coordinator leaves commands and results
     // queued, so they must not wake it back to back.
     const auto pace = awaiting_fence_ ? std::min<std::chrono::milliseconds>(options_.tick, kFencePoll)
@@ -255,7 +255,7 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
   // sent actions: their results wake the loop, and a round meanwhile would
   // only take the CPU the nodes carrying them out need (bench/README.md).
   after_change_ = ready.plan.has_value() && !SendsAnAction(ready.actions);
-  step_at_once_ = after_change_ || ReasonOf(ready.blocked) == reason::kParityNotStable;
+  step_at_once_ = after_change_ || ready.observe_at_once;
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
   if (command) Answer(*command, View());

@@ -278,6 +278,11 @@ void PlanStep::DecideInFlight() {
     }
     default:
       Issue(MakeAction(ActionKind::kHandOff, n->node()));
+      // The streak counts from the node's result, not from its hand-off
+      // (RestartParity): its rounds are asked while the hand-off is.
+      rounds_beside_hand_off_ =
+          ReasonOf(CheckParityStable(m_.parity_, next_->settings().parity_observations())) ==
+          reason::kParityNotStable;
       return;
   }
 }

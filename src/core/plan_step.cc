@@ -93,6 +93,8 @@ PlanReady PlanStep::TakeReady() {
   PlanReady ready;
   ready.refusal = refusal_;
   ready.blocked = blocked_;
+  ready.observe_at_once =
+      rounds_beside_hand_off_ || ReasonOf(blocked_) == reason::kParityNotStable;
   uint64_t revision = m_.committed_ ? m_.committed_->revision() : 0;
   if (changed_ && next_) {
     next_->set_revision(revision + 1);

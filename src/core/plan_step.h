@@ -151,6 +151,9 @@ class PlanStep {
   // Set by the Apply* of a result that Holds() may keep uncommitted.
   bool result_holdable_ = false;
   bool handed_off_ = false;
+  // A hand-off is asked while the parity rounds counted from the node's
+  // result are still short (PlanReady::observe_at_once).
+  bool rounds_beside_hand_off_ = false;
   bool only_holdable_ = true;
   std::vector<ActionResult> holdable_;
   std::vector<PlanAction> actions_;

@@ -893,6 +893,44 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
+// The rounds counted from a's result are asked while its hand-off is: the
+// Steps that wait on a short streak say to observe again at once, and once
+// the streak is full only the hand-off is awaited (the tick paces rounds).
+TEST(PlanMachineTest, ParityRoundsAreObservedAtOnceBesideTheHandOff) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kHandOff; };
+  d.StartAndSwapFirst();
+  PlanReady r = d.Step();  // a's result: the first round, the hand-off asked
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_EQ(r.actions[0].kind, ActionKind::kHandOff);
+  EXPECT_TRUE(r.observe_at_once);
+  r = d.Step();  // the second round; the hand-off not answered yet
+  EXPECT_FALSE(r.plan.has_value());
+  EXPECT_TRUE(r.observe_at_once);
+  r = d.Step();  // the third: nothing but the hand-off is awaited
+  EXPECT_FALSE(r.plan.has_value());
+  EXPECT_FALSE(r.observe_at_once);
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  r = d.Step();  // the hand-off and a fresh round: c in flight
+  ASSERT_TRUE(r.plan.has_value());
+  EXPECT_EQ(r.plan->in_flight(), "c");
+  EXPECT_FALSE(r.observe_at_once);
+}
+
+// A round that finds a problem is not asked again at once: the tick paces
+// an agent that does not answer, however short the streak.
+TEST(PlanMachineTest, AnUnreachableAgentIsNotObservedAtOnce) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kHandOff; };
+  d.StartAndSwapFirst();
+  d.hash_of["b"] = testing::kHashB;
+  PlanReady r = d.Step();  // a's result; b reports another hash
+  EXPECT_FALSE(r.observe_at_once);
+  r = d.Step();
+  EXPECT_FALSE(r.observe_at_once);
+}
+
 // While a's Stable result is held for its parity rounds, the machine names
 // the node it swaps next for a read-only preflight (PlanMachine::WarmUp):
 // that node's swap then finds its checks fresh. Never before a result,

@@ -142,6 +142,13 @@ struct PlanReady {
   // taken; nothing changed. Step again with the same input and a fresh
   // round.
   bool needs_fresh_views = false;
+  // The plan waits on parity rounds it is counting (a streak short of the
+  // plan's observations, with no problem in it), before the next slot or
+  // the completion, or beside a hand-off: ask the next round at once
+  // rather than at the next tick. Never set while a round finds a problem
+  // (an agent that does not answer, hashes that differ), which the tick
+  // paces.
+  bool observe_at_once = false;
 };
 
 // An action that came back Unavailable (the node could not be reached, or
