@@ -99,6 +99,7 @@ void Executor::Stop() {
     stopping_ = true;
   }
   if (worker_.joinable()) worker_.join();
+  if (learner_.joinable()) learner_.join();
 }
 
 absl::Status Executor::AgentStopping() const {
@@ -663,7 +664,15 @@ void Executor::StartRecovery() {
   if (open.empty() && scan.unreadable.empty()) PruneCapturesFromDisk();
   std::lock_guard<std::mutex> lock(mu_);
   unreadable_at_start_ = std::move(scan.unreadable);
-  if (open.empty()) return;
+  if (open.empty()) {
+    // The installed release's `version` and `config` answers depend only on
+    // its bytes and the config file (command_memo.h): learnt now, off any
+    // command's path, a plan's stage and preflight find them kept.
+    if (!options_.static_pod && !learner_.joinable()) {
+      learner_ = std::thread([this] { seams_.cli.LearnKeptAnswers(options_.install_path); });
+    }
+    return;
+  }
   busy_ = true;
   worker_ = std::thread([this, open = std::move(open)] {
     recovering_ = true;

@@ -1,6 +1,8 @@
 // The provider's commands as bounded subprocesses (preflight.h).
 #include "kmsfleet/node/provider_cli.h"
 
+#include <future>
+
 namespace kmsfleet {
 namespace {
 
@@ -22,6 +24,12 @@ class ProcessProviderCli final : public ProviderCli {
   }
   absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) override {
     return RunRotationPlan(binary, options_);
+  }
+  void LearnKeptAnswers(const std::string& binary) override {
+    // Together: the two commands only read.
+    auto version = std::async(std::launch::async, [&] { return RunVersion(binary, options_); });
+    RunIdentityFingerprint(binary, options_);
+    version.wait();
   }
 
  private:

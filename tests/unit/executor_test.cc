@@ -72,6 +72,8 @@ struct World {
   std::function<void(World&, const std::string& binary)> after_version;
   // Called once the installed release was copied as evidence.
   std::function<void()> after_capture;
+  // The binaries whose kept answers the executor learnt ahead.
+  std::vector<std::string> learnt;
   // Behaviour of a version once started.
   std::set<std::string> exits_on_start, never_ready;
   std::map<std::string, std::string> reports_version;  // as build_info
@@ -273,6 +275,10 @@ class FakeCli final : public ProviderCli {
   }
   bool installed_predates_transit_check = false, release_predates_transit_check = false;
   bool rotation_plan_fails = false;
+  void LearnKeptAnswers(const std::string& binary) override {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.learnt.push_back(binary);
+  }
 
  private:
   absl::Status Meet(const std::string& who) {
@@ -681,6 +687,15 @@ TEST_F(ExecutorTest, CaptureTakesTheVersionRunBesideThePreflight) {
   EXPECT_EQ(j.previous_version, kOld);
   std::lock_guard<std::mutex> lock(w_.mu);
   EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
+}
+
+// At start, with nothing to recover, the agent learns its installed
+// release's `version` and `config` answers off any command's path.
+TEST_F(ExecutorTest, TheInstalledReleaseIsLearntAtStart) {
+  executor().StartRecovery();
+  executor().Stop();
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.learnt, std::vector<std::string>{options_.install_path});
 }
 
 // A plan's preflight asks the installed binary's `version` too, beside

@@ -18,6 +18,7 @@
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/node/provider_cli.h"
 #include "test_clocks.h"
 
 namespace kmsfleet {
@@ -266,6 +267,22 @@ TEST_F(PreflightMemoTest, ASecondPreflightOfTheSameFilesRunsOnlyDoctor) {
   EXPECT_EQ(*RunVersion(installed, options_), "0.1.0");
   EXPECT_EQ(*RunVersion(installed, options_), "0.1.0");
   EXPECT_EQ(Asked(), "installed version;");
+}
+
+// What the agent does at start for its installed release (the executor's
+// learner): the plan's preflight then asks the installed binary nothing.
+TEST_F(PreflightMemoTest, AnswersLearntAheadAreNotAskedAgain) {
+  const std::string staged = Logged("staged", "0.2.0");
+  const std::string installed = Logged("installed", "0.1.0");
+  std::unique_ptr<ProviderCli> cli = NewProcessProviderCli(options_);
+  cli->LearnKeptAnswers(installed);
+  EXPECT_EQ(Asked(), "installed config;installed version;");
+  absl::StatusOr<PreflightResult> r = cli->Preflight(staged, "0.2.0", installed);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->verdict.ok()) << r->verdict;
+  EXPECT_EQ(r->identity_installed.substr(0, 5), "cfg1.");
+  EXPECT_EQ(*cli->Version(installed), "0.1.0");
+  EXPECT_EQ(Asked(), "staged config;staged doctor;staged version;");
 }
 
 TEST_F(PreflightMemoTest, AnEditedConfigIsAskedForItsIdentityAgain) {

@@ -464,6 +464,8 @@ class Executor {
   // Set while the recovery worker runs the operations found open at start.
   std::atomic<bool> recovering_{false};
   std::thread worker_;
+  // Asks the installed binary's kept answers at start (LearnKeptAnswers).
+  std::thread learner_;
 };
 
 }  // namespace kmsfleet

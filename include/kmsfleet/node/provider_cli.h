@@ -32,6 +32,11 @@ class ProviderCli {
   virtual absl::StatusOr<PreflightResult> PreflightImage(const std::string& image) = 0;
   // `<binary> rotation-plan`, as RunRotationPlan.
   virtual absl::StatusOr<RotationReport> RotationPlan(const std::string& binary) = 0;
+  // Asks `binary`'s commands whose answers are kept (command_memo.h:
+  // `version`, and `config` of the provider's config) ahead of need, so
+  // that a later preflight or swap finds them. Nothing is reported; a
+  // failure is asked again when needed. No-op without a memo.
+  virtual void LearnKeptAnswers(const std::string& binary) { (void)binary; }
 };
 
 // With a CommandMemo of its own unless `options.memo` is set.
