@@ -8,6 +8,7 @@
 #include <prometheus/exposer.h>
 #include <iostream>
 
+#include "absl/synchronization/mutex.h"
 #include "cli/usage_exit.h"
 #include "daemon/agent_config.h"
 #include "daemon/agent_metrics.h"
@@ -358,6 +359,11 @@ int Main(int argc, char** argv) {
                "validate the configuration file and exit");
   app.set_version_flag("--version", std::string("kmsfleetd ") + KMSFLEET_VERSION);
   if (std::optional<int> exit = ParseCommandLine(app, argc, argv)) return *exit;
+  // Debian builds Abseil without NDEBUG, which turns on absl::Mutex's
+  // deadlock detector: every lock taken (gRPC takes many per call) also
+  // takes one process-wide lock to update a lock graph. That is a
+  // debugging aid, and measurable on the agent's calls (bench/README.md).
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
   // Block the stop signals (and SIGHUP) in every thread (gRPC's included)
   // so that only sigwait() in Serve() receives them.
