@@ -487,6 +487,7 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
     return s;
   }
   worker_ = std::thread([this, j] {
+    BeginEarlyReads(j);
     Run(j, FirstSwapStep());
     Unreserve();
   });

@@ -53,6 +53,11 @@ bool LeftForTheNextStart(const absl::Status& result) {
 }  // namespace
 
 void Executor::Run(SwapJournal j, SwapStep step) {
+  // However the operation ends, early reads it did not take go with it.
+  struct DropEarly {
+    Executor* executor;
+    ~DropEarly() { executor->DropEarlyReads(); }
+  } drop_early{this};
   for (int i = 0; i < kMaxSteps; ++i) {
     RecordFailure(j, step.failure);
     absl::Status result = absl::OkStatus();
@@ -165,8 +170,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // Reach the service manager before anything is stopped: a bus we cannot
   // talk to must fail here, where nothing has changed yet. Asked beside
   // the checks below, which only read; its answer is judged first.
-  auto unit_state = std::async(std::launch::async,
-                               [this] { return seams_.services.State(options_.unit); });
+  std::future<absl::StatusOr<UnitState>> unit_state =
+      early_unit_state_.valid() && early_for_ == j.operation_id
+          ? std::move(early_unit_state_)
+          : std::async(std::launch::async,
+                       [this] { return seams_.services.State(options_.unit); });
   int64_t checked_at = 0;
   absl::Status checks = CheckTargetReleasable(j, checked_at);
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, unit_state.get());
@@ -234,46 +242,85 @@ absl::Status Executor::CheckRoomForCapture(const std::string& evidence_dir) {
 }
 
 // The installed release (copied, for rollback) and the registry pair,
-// read together.
+// read together: begun early (BeginEarlyReads) or taken now.
 absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // The last step before the provider's stop. An agent told to stop
-  // (SIGTERM) ends the operation here, before and after the capture, the
-  // provider untouched, rather than stopping it during the drain that
-  // precedes the agent's exit; the plan sends the swap again under a new
-  // id once the agent is back.
-  KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
-  j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
-  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
-  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
-  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(j.evidence_dir));
-  // A swap's copy of the installed binary keeps the state directory's
-  // free-space reserve; a rollback, the way back, is not refused for it.
-  if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckRoomForCapture(j.evidence_dir));
-  KMSFLEET_ASSIGN_OR_RETURN(CapturedRelease previous,
-                            seams_.installer.Capture(j.evidence_dir));
-  j.previous_binary = previous.path;
-  j.previous_sha256 = previous.sha256;
+  // (SIGTERM) ends the operation here, after the capture (and before one
+  // not yet begun), the provider untouched, rather than stopping it during
+  // the drain that precedes the agent's exit; the plan sends the swap
+  // again under a new id once the agent is back.
+  absl::StatusOr<Evidence> evidence;
+  if (early_evidence_.valid() && early_for_ == j.operation_id) {
+    evidence = early_evidence_.get();
+  } else {
+    KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
+    evidence = TakeEvidence(j.operation_id, j.kind == "swap");
+  }
+  KMSFLEET_RETURN_IF_ERROR(evidence.status());
+  ApplyEvidence(*evidence, j);
   if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
   KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
+  return EndIfStopping();  // a signal during the capture
+}
+
+absl::StatusOr<Executor::Evidence> Executor::TakeEvidence(const std::string& operation_id,
+                                                          bool swap) {
+  Evidence out;
+  out.dir = options_.state_dir + "/operations/" + operation_id;
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(out.dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(out.dir));
+  // A swap's copy of the installed binary keeps the state directory's
+  // free-space reserve; a rollback, the way back, is not refused for it.
+  if (swap) KMSFLEET_RETURN_IF_ERROR(CheckRoomForCapture(out.dir));
+  KMSFLEET_ASSIGN_OR_RETURN(out.previous, seams_.installer.Capture(out.dir));
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
-  if (!pair.registry) return EndIfStopping();
-  j.registry_sha256 = Sha256Hex(*pair.registry);
+  if (!pair.registry) return out;
+  out.registry_sha256 = Sha256Hex(*pair.registry);
   KMSFLEET_RETURN_IF_ERROR(
-      WriteFileAtomic(j.evidence_dir + "/key-registry.json", *pair.registry, 0600));
+      WriteFileAtomic(out.dir + "/key-registry.json", *pair.registry, 0600));
   if (pair.checkpoint) {
-    j.checkpoint_sha256 = Sha256Hex(*pair.checkpoint);
-    KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(
-        j.evidence_dir + "/key-registry.json.checkpoint", *pair.checkpoint, 0600));
+    out.checkpoint_sha256 = Sha256Hex(*pair.checkpoint);
+    KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(out.dir + "/key-registry.json.checkpoint",
+                                             *pair.checkpoint, 0600));
   }
   // A rollback keeps the facts of the swap it undoes: the older binary
   // served with those.
   absl::StatusOr<RegistryFacts> facts =
       ParseRegistryFacts(*pair.registry, options_.registry_path);
-  if (facts.ok() && j.kind == "swap") {
-    j.registry_schema = facts->schema_version;
-    j.registry_removed_records = facts->removed_records;
+  if (facts.ok() && swap) out.facts = *std::move(facts);
+  return out;
+}
+
+void Executor::ApplyEvidence(const Evidence& evidence, SwapJournal& j) {
+  j.evidence_dir = evidence.dir;
+  j.previous_binary = evidence.previous.path;
+  j.previous_sha256 = evidence.previous.sha256;
+  if (evidence.registry_sha256.empty()) return;
+  j.registry_sha256 = evidence.registry_sha256;
+  if (!evidence.checkpoint_sha256.empty()) j.checkpoint_sha256 = evidence.checkpoint_sha256;
+  if (evidence.facts) {
+    j.registry_schema = evidence.facts->schema_version;
+    j.registry_removed_records = evidence.facts->removed_records;
   }
-  return EndIfStopping();  // a signal during the capture
+}
+
+void Executor::BeginEarlyReads(const SwapJournal& j) {
+  if (j.kind != "swap" || options_.static_pod) return;
+  early_for_ = j.operation_id;
+  early_unit_state_ = std::async(std::launch::async,
+                                 [this] { return seams_.services.State(options_.unit); });
+  early_evidence_ = std::async(std::launch::async, [this, id = j.operation_id] {
+    return TakeEvidence(id, /*swap=*/true);
+  });
+}
+
+void Executor::DropEarlyReads() {
+  if (early_unit_state_.valid()) early_unit_state_.wait();
+  if (early_evidence_.valid()) early_evidence_.wait();
+  early_unit_state_ = {};
+  early_evidence_ = {};
+  early_for_.clear();
 }
 
 absl::Status Executor::EndIfStopping() {

@@ -72,6 +72,10 @@ struct World {
   std::function<void(World&, const std::string& binary)> after_version;
   // Called once the installed release was copied as evidence.
   std::function<void()> after_capture;
+  int captures = 0;
+  // When set, doctor answers only once a capture was taken (up to 2 s),
+  // and fails otherwise: a capture taken only after the checks fails it.
+  bool doctor_waits_for_capture = false;
   // The binaries whose kept answers the executor learnt ahead.
   std::vector<std::string> learnt;
   // Behaviour of a version once started.
@@ -194,6 +198,7 @@ class FakeInstaller final : public Installer {
       std::lock_guard<std::mutex> lock(w_.mu);
       c = {evidence_dir + "/previous-binary", w_.installed_sha};
       w_.sha_of_path[c.path] = c.sha256;
+      ++w_.captures;
     }
     // A file, as the real installer's copy is: a rollback looks for it.
     testing::WriteFile(c.path, "copy of " + c.sha256);
@@ -243,6 +248,7 @@ class FakeCli final : public ProviderCli {
                                             const std::string& version,
                                             const std::string&) override {
     KMSFLEET_RETURN_IF_ERROR(Meet("doctor"));
+    KMSFLEET_RETURN_IF_ERROR(AwaitCapture());
     PreflightResult r;
     r.binary_version = version;
     std::lock_guard<std::mutex> lock(w_.mu);
@@ -281,6 +287,17 @@ class FakeCli final : public ProviderCli {
   }
 
  private:
+  absl::Status AwaitCapture() {
+    for (int i = 0; i < 2000; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(w_.mu);
+        if (!w_.doctor_waits_for_capture || w_.captures > 0) return absl::OkStatus();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return absl::DeadlineExceededError("doctor ran before any capture");
+  }
+
   absl::Status Meet(const std::string& who) {
     if (!rendezvous) return absl::OkStatus();
     std::unique_lock<std::mutex> lock(meet_mu_);
@@ -687,6 +704,33 @@ TEST_F(ExecutorTest, CaptureTakesTheVersionRunBesideThePreflight) {
   EXPECT_EQ(j.previous_version, kOld);
   std::lock_guard<std::mutex> lock(w_.mu);
   EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
+}
+
+// The capture of the installed release and the service manager's answer
+// are begun with the swap, beside the journal writes and the checks that
+// come first: here doctor answers only once a capture exists, which a
+// capture taken after the checks never lets it.
+TEST_F(ExecutorTest, TheCaptureIsTakenBesideTheChecks) {
+  w_.doctor_waits_for_capture = true;
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(j.previous_sha256, old_sha_);
+  EXPECT_EQ(j.previous_version, kOld);
+  EXPECT_FALSE(j.registry_sha256.empty());
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.captures, 1);
+}
+
+// A swap refused by its checks ends with no capture in its journal: the
+// copy begun beside them is left to the pruner, as a crash's would be.
+TEST_F(ExecutorTest, ASwapRefusedByItsChecksRecordsNoCapture) {
+  cli_.rotation_state = "pending";
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kPreflighted);
+  EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
+  EXPECT_TRUE(j.previous_binary.empty());
+  EXPECT_TRUE(j.evidence_dir.empty());
+  EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
 }
 
 // At start, with nothing to recover, the agent learns its installed

@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -353,6 +354,25 @@ class Executor {
   // restore the provider without a registry (swaps only).
   absl::Status CheckPullPolicyForSwap();
   absl::Status CaptureEvidence(SwapJournal& j);
+  // What a swap's capture takes before the provider's stop: the copy of
+  // the installed binary and of the registry pair, with what the journal
+  // records of them.
+  struct Evidence {
+    std::string dir;
+    CapturedRelease previous;
+    std::string registry_sha256, checkpoint_sha256;  // "" = absent
+    std::optional<RegistryFacts> facts;              // of the registry copied
+  };
+  absl::StatusOr<Evidence> TakeEvidence(const std::string& operation_id, bool swap);
+  void ApplyEvidence(const Evidence& evidence, SwapJournal& j);
+  // A systemd swap's capture and the service manager's answer, begun with
+  // its worker beside the journal writes and checks that come first: both
+  // only read the node or write into the operation's own evidence
+  // directory. Taken in their place (CaptureEvidence, PreflightTarget), or
+  // dropped when the operation ends before the capture (the pruner deletes
+  // an unrecorded copy: capture_pruner.cc).
+  void BeginEarlyReads(const SwapJournal& j);
+  void DropEarlyReads();
   // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
   absl::Status EndIfStopping();
   absl::Status RestorePrevious(const SwapJournal& j);
@@ -430,6 +450,10 @@ class Executor {
   // Set by PreflightTarget, taken by the capture that follows it; only the
   // worker thread touches it.
   std::optional<InstalledVersion> installed_version_;
+  // BeginEarlyReads; only the worker thread touches them.
+  std::future<absl::StatusOr<Evidence>> early_evidence_;
+  std::future<absl::StatusOr<UnitState>> early_unit_state_;
+  std::string early_for_;  // the operation they were begun for
   std::mutex kept_checks_mu_;
   std::optional<KeptChecks> kept_checks_;  // guarded by kept_checks_mu_
 
