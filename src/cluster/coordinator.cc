@@ -500,11 +500,12 @@ std::function<bool()> Coordinator::WhileLeadingTerm(uint64_t term) {
 }
 
 // The machine's warm-up (PlanMachine::WarmUp), once per node and
-// revision, on a worker of its own: it runs beside the parity rounds, and
-// its answer goes nowhere but a log line when the node refused it (the
-// node's swap runs the checks again then, and judges them).
+// revision, on a worker of its own: it runs in the in-flight node's window
+// or beside the parity rounds, and its answer goes nowhere but a log line
+// when the node refused it (the node's swap runs the checks again then,
+// and judges them).
 void Coordinator::WarmNextSwap() {
-  std::optional<PlanAction> warm = machine_->WarmUp();
+  std::optional<PlanAction> warm = machine_->WarmUp(options_.now_unix_ms());
   if (!warm || !actions_) return;
   std::string key = absl::StrCat(machine_->committed()->plan_id(), "/", warm->node, "/",
                                  warm->revision);

@@ -279,9 +279,14 @@ void PlanStep::DecideInFlight() {
     default:
       Issue(MakeAction(ActionKind::kHandOff, n->node()));
       // The streak counts from the node's result, not from its hand-off
-      // (RestartParity): its rounds are asked while the hand-off is.
+      // (RestartParity): its rounds are asked while the hand-off is, but
+      // for the last, which waits for the hand-off's answer: a Step that
+      // gives the next slot reads a round newer than every result
+      // (PlanInput), so a last round begun before the answer came would
+      // be asked again.
       rounds_beside_hand_off_ =
-          ReasonOf(CheckParityStable(m_.parity_, next_->settings().parity_observations())) ==
+          ReasonOf(CheckParityStable(m_.parity_,
+                                     next_->settings().parity_observations() - 1)) ==
           reason::kParityNotStable;
       return;
   }

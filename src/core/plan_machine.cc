@@ -78,7 +78,7 @@ ResultKind ResultKindOf(ActionKind kind) {
   }
 }
 
-std::optional<PlanAction> PlanMachine::WarmUp() const {
+std::optional<PlanAction> PlanMachine::WarmUp(int64_t now_unix_ms) const {
   if (!committed_ || committed_->phase() != v1::PLAN_PHASE_ROLLING ||
       committed_->abort_requested() || committed_->in_flight().empty()) {
     return std::nullopt;
@@ -88,7 +88,16 @@ std::optional<PlanAction> PlanMachine::WarmUp() const {
         return r.kind == ResultKind::kOperation && r.node == committed_->in_flight() &&
                r.outcome == OperationOutcome::kStable && r.status.ok();
       });
-  if (!finished_in_flight) return std::nullopt;
+  const v1::PlanNode* in_flight = nullptr;
+  for (const v1::PlanNode& n : committed_->nodes()) {
+    if (n.node() == committed_->in_flight()) in_flight = &n;
+  }
+  const bool window_ending =
+      in_flight != nullptr && in_flight_ready_ &&
+      in_flight_ready_->operation_id == in_flight->operation_id() &&
+      now_unix_ms >=
+          in_flight_ready_->seen_unix_ms + in_flight_ready_->window_ms - kWarmUpLeadMs;
+  if (!finished_in_flight && !window_ending) return std::nullopt;
   for (const v1::PlanNode& n : committed_->nodes()) {
     // The order DecideNextNode takes: the first node preflighted.
     if (n.phase() != v1::PLAN_NODE_PHASE_PREFLIGHTED) continue;
@@ -100,6 +109,27 @@ std::optional<PlanAction> PlanMachine::WarmUp() const {
     return a;
   }
   return std::nullopt;
+}
+
+void PlanMachine::NoteInFlightReady(const PlanInput& input) {
+  if (!committed_ || committed_->phase() != v1::PLAN_PHASE_ROLLING) return;
+  for (const v1::PlanNode& n : committed_->nodes()) {
+    if (n.node() != committed_->in_flight() || n.stage() != v1::PLAN_STEP_STAGE_SWAPPING ||
+        !n.rollback_of().empty()) {
+      continue;
+    }
+    if (in_flight_ready_ && in_flight_ready_->operation_id == n.operation_id()) return;
+    for (const NodeView& v : input.views) {
+      if (v.node != n.node() || !v.state || !v.state->ready() ||
+          v.state->provider_version() != committed_->target_version()) {
+        continue;
+      }
+      const int64_t window = committed_->settings().stabilization_ms() > 0
+                                 ? committed_->settings().stabilization_ms()
+                                 : v.state->default_stabilization_ms();
+      if (window > 0) in_flight_ready_ = InFlightReady{n.operation_id(), input.now_unix_ms, window};
+    }
+  }
 }
 
 bool SendsAnAction(const std::vector<PlanAction>& actions) {
@@ -177,6 +207,7 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
   // Counting a round is no decision: on the last round again it is a
   // round counted already, and Observe skips it.
   parity_.Observe(input.views);
+  NoteInFlightReady(input);
   if (pending_) {
     // Results must not be lost while a change is outstanding: keep them for
     // the first Step that decides again.

@@ -158,6 +158,7 @@ class AgentService final : public v1::Agent::Service {
     response->set_apiserver_restart_configured(options_.apiserver != nullptr &&
                                                options_.apiserver->configured());
     *response->mutable_call_bounds() = options_.call_bounds;
+    response->set_default_stabilization_ms(options_.default_stabilization_ms);
     return grpc::Status::OK;
   }
 

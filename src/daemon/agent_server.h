@@ -58,6 +58,8 @@ struct AgentServiceOptions {
   // GetNodeState's call_bounds: what this agent's config lets the
   // coordinator's long calls take (CallBoundsOf).
   v1::CallBounds call_bounds{};
+  // GetNodeState's default_stabilization_ms (executor.stabilization_ms).
+  int64_t default_stabilization_ms = 0;
   // Told the reason code of every call the caller check refuses and of
   // every Swap, Rollback or RestartApiServer refused (metrics); may be empty.
   std::function<void(std::string_view reason)> on_refusal{};

@@ -237,6 +237,8 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
                                          .fetch_upload = fetch_upload,
                                          .state_dir = config.state_dir,
                                          .call_bounds = call_bounds,
+                                         .default_stabilization_ms =
+                                             config.executor.stabilization.count(),
                                          .on_refusal = count_refusal});
   std::unique_ptr<grpc::Service> remote_agent =
       config.cluster.enabled
@@ -246,6 +248,8 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
                              .apiserver = &apiserver, .fetch_upload = fetch_upload,
                              .state_dir = config.state_dir,
                              .call_bounds = call_bounds,
+                             .default_stabilization_ms =
+                                 config.executor.stabilization.count(),
                              .on_refusal = count_refusal})
           : nullptr;
   // Before server.Start: that turns on health and reflection for every

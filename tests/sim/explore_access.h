@@ -72,6 +72,7 @@ KMSFLEET_EXPLORE_PLAN_FIELD(PlanDeferred, ResultList, deferred_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeld, ResultList, held_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeldSince, std::optional<int64_t>, held_since_unix_ms_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanUnanswered, UnansweredMap, unanswered_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanInFlightReady, std::optional<InFlightReady>, in_flight_ready_);
 
 #undef KMSFLEET_EXPLORE_PLAN_FIELD
 

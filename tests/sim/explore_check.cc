@@ -15,7 +15,7 @@ namespace {
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
 static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
-static_assert(sizeof(PlanMachine) == 600,
+static_assert(sizeof(PlanMachine) == 656,
               "PlanMachine changed: add its new fields to CanonicalPlan");
 static_assert(sizeof(ParityStreak) == 96,
               "ParityStreak changed: add its new fields to CanonicalPlan");
@@ -138,6 +138,11 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   // The explorer's clock stands still (kNowMs): a hold never runs out, and
   // only whether one began matters.
   out << ReadPlan<PlanHeldSince>(m).has_value();
+  // The same for when the in-flight node was first seen ready: only which
+  // operation it was (it times a warm-up, which decides nothing).
+  if (const std::optional<InFlightReady>& seen = ReadPlan<PlanInFlightReady>(m)) {
+    out << 'R' << seen->operation_id << ';';
+  }
   // Only the wording of `blocked` reads the time: the node and reason do.
   out << 'U';
   for (const auto& [node, u] : ReadPlan<PlanUnanswered>(m)) {

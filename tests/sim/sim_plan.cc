@@ -372,7 +372,7 @@ void World::CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready)
 // nor swapped yet, under a forward-rolling plan. (Its answer goes nowhere:
 // a node's swap judges the checks it reuses or runs.)
 void World::CheckWarmUp(const PlanCoordinator& p) {
-  const std::optional<PlanAction> warm = p.machine->WarmUp();
+  const std::optional<PlanAction> warm = p.machine->WarmUp(now_ * kTickMs);
   if (!warm) return;
   ++counters_.warm_ups;
   const std::optional<v1::FleetPlan>& plan = p.machine->committed();

@@ -102,6 +102,7 @@ class Driver {
                                      stuck == observed_at.end() ? now_ : stuck->second));
       if (restart_unconfigured.contains(n)) in.views.back().state->set_apiserver_restart_configured(false);
       if (no_registry.contains(n)) in.views.back().registry.reset();
+      in.views.back().state->set_default_stabilization_ms(default_stabilization_ms);
     }
     in.views_fresh = true;
     last_round_ = in.views;
@@ -229,8 +230,11 @@ class Driver {
   // Whether hand-offs are released; by default, unless the node's last
   // operation ended RollbackFailed.
   std::optional<bool> hand_off_released;
-  // How far the clock moves per Step.
+  // How far the clock moves per Step, and the clock now.
   int64_t step_ms = 1000;
+  int64_t now() const { return now_; }
+  // The stabilisation window every agent reports as its default.
+  int64_t default_stabilization_ms = 0;
   // Nodes whose observations carry this time rather than the Step's (a
   // clock that stands still: no round counts as new).
   std::map<std::string, int64_t> observed_at;
@@ -893,9 +897,10 @@ TEST(PlanMachineTest, ParityMustBeStableBetweenNodesCountedFromTheResult) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
-// The rounds counted from a's result are asked while its hand-off is: the
-// Steps that wait on a short streak say to observe again at once, and once
-// the streak is full only the hand-off is awaited (the tick paces rounds).
+// The rounds counted from a's result are asked while its hand-off is, but
+// for the last: the Step that gives the next slot must read a round newer
+// than the hand-off's answer, so the last round waits for it (a round
+// begun before the answer came would be asked again).
 TEST(PlanMachineTest, ParityRoundsAreObservedAtOnceBesideTheHandOff) {
   Driver d;
   d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kHandOff; };
@@ -906,13 +911,10 @@ TEST(PlanMachineTest, ParityRoundsAreObservedAtOnceBesideTheHandOff) {
   EXPECT_TRUE(r.observe_at_once);
   r = d.Step();  // the second round; the hand-off not answered yet
   EXPECT_FALSE(r.plan.has_value());
-  EXPECT_TRUE(r.observe_at_once);
-  r = d.Step();  // the third: nothing but the hand-off is awaited
-  EXPECT_FALSE(r.plan.has_value());
-  EXPECT_FALSE(r.observe_at_once);
+  EXPECT_FALSE(r.observe_at_once) << "the last round waits for the hand-off";
   d.silent = [](const PlanAction&) { return false; };
   d.AnswerSilenced();
-  r = d.Step();  // the hand-off and a fresh round: c in flight
+  r = d.Step();  // the hand-off, and the third round after it: c in flight
   ASSERT_TRUE(r.plan.has_value());
   EXPECT_EQ(r.plan->in_flight(), "c");
   EXPECT_FALSE(r.observe_at_once);
@@ -937,25 +939,73 @@ TEST(PlanMachineTest, AnUnreachableAgentIsNotObservedAtOnce) {
 // never the node in flight, and not once the next slot is given.
 TEST(PlanMachineTest, TheNextNodeIsWarmedWhileTheResultWaitsForParity) {
   Driver d;
-  EXPECT_FALSE(d.machine_.WarmUp().has_value()) << "no plan";
+  EXPECT_FALSE(d.machine_.WarmUp(d.now()).has_value()) << "no plan";
   d.StartAndSwapFirst();
-  EXPECT_FALSE(d.machine_.WarmUp().has_value()) << "a's swap has not ended";
+  EXPECT_FALSE(d.machine_.WarmUp(d.now()).has_value()) << "a's swap has not ended";
   d.Step();  // a's result, held
-  std::optional<PlanAction> warm = d.machine_.WarmUp();
+  std::optional<PlanAction> warm = d.machine_.WarmUp(d.now());
   ASSERT_TRUE(warm.has_value());
   EXPECT_EQ(warm->kind, ActionKind::kPreflight);
   EXPECT_EQ(warm->node, "c");
   EXPECT_EQ(warm->version, d.plan_.target_version());
   EXPECT_EQ(warm->revision, d.plan_.revision());
   d.Step();  // a hands off; still waiting for parity
-  ASSERT_TRUE(d.machine_.WarmUp().has_value());
+  ASSERT_TRUE(d.machine_.WarmUp(d.now()).has_value());
   d.Step();  // a done, c in flight
   ASSERT_EQ(d.plan_.in_flight(), "c");
-  EXPECT_FALSE(d.machine_.WarmUp().has_value()) << "c's swap has not ended";
+  EXPECT_FALSE(d.machine_.WarmUp(d.now()).has_value()) << "c's swap has not ended";
   d.Step();  // c's result, held
-  warm = d.machine_.WarmUp();
+  warm = d.machine_.WarmUp(d.now());
   ASSERT_TRUE(warm.has_value());
   EXPECT_EQ(warm->node, "b");
+}
+
+// With the window known (here the one the agents report; the plan's own
+// setting wins when set), the next node is warmed kWarmUpLeadMs before
+// the in-flight node's window can end, counted from the round that first
+// saw its new release ready: its checks run while the fleet idles in that
+// window, and are fresh when its swap comes.
+TEST(PlanMachineTest, TheNextNodeIsWarmedBeforeTheInFlightWindowEnds) {
+  Driver d;
+  d.default_stabilization_ms = 5000;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst();
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  d.Step();  // a still runs 0.1.0: its window has not begun
+  EXPECT_FALSE(d.machine_.WarmUp(d.now() + 60'000).has_value());
+  d.versions_["a"] = "0.2.0";  // restarted on the new release, ready
+  d.Step();
+  const int64_t seen = d.now();
+  EXPECT_FALSE(d.machine_.WarmUp(seen + 5000 - kWarmUpLeadMs - 1).has_value());
+  std::optional<PlanAction> warm = d.machine_.WarmUp(seen + 5000 - kWarmUpLeadMs);
+  ASSERT_TRUE(warm.has_value());
+  EXPECT_EQ(warm->kind, ActionKind::kPreflight);
+  EXPECT_EQ(warm->node, "c");
+  d.Step();  // a later round does not move the time it was first seen
+  EXPECT_FALSE(d.machine_.WarmUp(seen + 5000 - kWarmUpLeadMs - 1).has_value());
+}
+
+TEST(PlanMachineTest, ThePlansOwnWindowTimesTheWarmUp) {
+  Driver d;
+  d.default_stabilization_ms = 60'000;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  v1::PlanSettings settings;
+  settings.set_stabilization_ms(2000);
+  d.StartAndSwapFirst(settings);
+  d.versions_["a"] = "0.2.0";
+  d.Step();
+  EXPECT_TRUE(d.machine_.WarmUp(d.now() + 2000 - kWarmUpLeadMs).has_value());
+}
+
+// An agent that reports no window (older than the field) leaves only the
+// warm-up once the result is held.
+TEST(PlanMachineTest, WithNoWindowKnownTheWarmUpWaitsForTheResult) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst();
+  d.versions_["a"] = "0.2.0";
+  d.Step();
+  EXPECT_FALSE(d.machine_.WarmUp(d.now() + 3'600'000).has_value());
 }
 
 // Walking back, the nodes still Preflighted are not the next to swap.
@@ -972,7 +1022,7 @@ TEST(PlanMachineTest, NothingIsWarmedWhileRollingBack) {
   ASSERT_EQ(d.plan_.nodes(2).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED) << "never swapped";
   PlanReady r = d.Step();  // the walk-back ended Stable: held for its rounds
   ASSERT_FALSE(r.plan.has_value()) << "the result is held, as on the way up";
-  EXPECT_FALSE(d.machine_.WarmUp().has_value());
+  EXPECT_FALSE(d.machine_.WarmUp(d.now()).has_value());
 }
 
 TEST(PlanMachineTest, NothingIsWarmedAfterTheLastNode) {
@@ -981,7 +1031,7 @@ TEST(PlanMachineTest, NothingIsWarmedAfterTheLastNode) {
   d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "b"; });
   PlanReady r = d.Step();  // b's result, held: no node is left
   ASSERT_FALSE(r.plan.has_value());
-  EXPECT_FALSE(d.machine_.WarmUp().has_value());
+  EXPECT_FALSE(d.machine_.WarmUp(d.now()).has_value());
 }
 
 // Found by the requirements audit: no test split the fleet's hashes

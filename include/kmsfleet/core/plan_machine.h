@@ -58,6 +58,13 @@ inline constexpr int64_t kMaxHandOffHoldMs = 10'000;
 // under a new operation id, up to this many times per node step. An agent
 // that keeps stopping then fails the step as any other refusal does.
 inline constexpr int kMaxAgentStopRetries = 3;
+// The next node's warm-up (PlanMachine::WarmUp) is due this long before
+// the in-flight node's stabilisation window can end, counted from when its
+// new release was first seen ready: early enough to run while the fleet
+// idles in that window, late enough that its checks are still fresh
+// (kChecksFreshForMs) when that node's swap asks, a poll and the parity
+// rounds after the window's end.
+inline constexpr int64_t kWarmUpLeadMs = 300;
 
 // A node's name (`node` and `peers[].name` in kmsfleetd's config) names
 // its plan steps, `<plan id>.<node>.rollback.<revision>`, which agents
@@ -144,8 +151,9 @@ struct PlanReady {
   bool needs_fresh_views = false;
   // The plan waits on parity rounds it is counting (a streak short of the
   // plan's observations, with no problem in it), before the next slot or
-  // the completion, or beside a hand-off: ask the next round at once
-  // rather than at the next tick. Never set while a round finds a problem
+  // the completion, or beside a hand-off (all but the last round, which
+  // waits for its answer): ask the next round at once rather than at the
+  // next tick. Never set while a round finds a problem
   // (an agent that does not answer, hashes that differ), which the tick
   // paces.
   bool observe_at_once = false;
@@ -156,6 +164,15 @@ struct PlanReady {
 struct UnansweredAction {
   absl::Status status;
   int64_t since_unix_ms = 0;
+};
+
+// The in-flight swap whose new release a round first saw ready, when, and
+// its stabilisation window (PlanMachine::WarmUp times the next node's
+// warm-up from it).
+struct InFlightReady {
+  std::string operation_id;
+  int64_t seen_unix_ms = 0;
+  int64_t window_ms = 0;
 };
 
 class PlanMachine {
@@ -189,20 +206,25 @@ class PlanMachine {
   // Parity over the rounds this machine stepped on (a dry run reads it).
   const ParityStreak& parity() const { return parity_; }
   bool proposal_pending() const { return pending_.has_value(); }
-  // A read-only preflight of the node the committed plan swaps next, while
-  // the in-flight node's Stable result is held for its parity rounds and
-  // hand-off: sent then, that node's swap finds its doctor and
-  // rotation-plan fresh instead of running them on its way to the stop
-  // (Executor::CheckAndKeep). Its answer is not the machine's: the swap
-  // judges the checks it reuses or runs. nullopt otherwise, and for a
-  // plan rolling back, paused or aborting.
-  std::optional<PlanAction> WarmUp() const;
+  // A read-only preflight of the node the committed plan swaps next, so
+  // that its swap finds its doctor and rotation-plan fresh instead of
+  // running them on its way to the stop (Executor::CheckAndKeep): due
+  // kWarmUpLeadMs before the in-flight node's stabilisation window can end
+  // (the plan's stabilization_ms, or the one its agent reports, counted
+  // from when a round first saw its new release ready), or else once its
+  // Stable result is held for its parity rounds and hand-off. Its answer
+  // is not the machine's: the swap judges the checks it reuses or runs.
+  // nullopt otherwise, and for a plan rolling back, paused or aborting.
+  std::optional<PlanAction> WarmUp(int64_t now_unix_ms) const;
 
  private:
   friend class PlanStep;
   // Step on `input` whatever its views; `read_views` says whether the
   // decisions read them.
   PlanReady StepOn(const PlanInput& input, bool& read_views);
+  // Notes when a round first saw the in-flight node's new release ready
+  // (WarmUp times the next node's warm-up from it). Not a decision.
+  void NoteInFlightReady(const PlanInput& input);
 
   PlanMachineConfig config_;
   std::optional<v1::FleetPlan> committed_;
@@ -221,6 +243,8 @@ class PlanMachine {
   std::vector<ActionResult> held_;
   // When the oldest of held_ was first held; nullopt while none is.
   std::optional<int64_t> held_since_unix_ms_;
+  // NoteInFlightReady; nullopt while unknown.
+  std::optional<InFlightReady> in_flight_ready_;
   // Per node, the last action that came back unanswered, until the node
   // answers one: what the plan waits for.
   std::map<std::string, UnansweredAction> unanswered_;
