@@ -155,7 +155,7 @@ bool Executor::PreviousReleaseKept() {
 bool Executor::InstalledIsTheRunningRelease() {
   // The two are independent: asked together, the answer costs the slower.
   auto running_version = std::async(std::launch::async,
-                                    [this] { return seams_.probe.Observe().provider_version(); });
+                                    [this] { return seams_.probe.RunningVersion(); });
   absl::StatusOr<std::string> installed = seams_.cli.Version(options_.install_path);
   const std::string running = running_version.get();
   if (installed.ok() && !running.empty() && *installed == running) return true;

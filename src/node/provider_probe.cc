@@ -74,6 +74,15 @@ class LiveProviderProbe final : public ProviderProbe {
     return ListenerAccepts(endpoints_.ready);
   }
 
+  std::string RunningVersion() override {
+    RawObservation raw;
+    raw.node = node_;
+    raw.metrics = ToResult(std::move(HttpGetAll({endpoints_.metrics}, endpoints_.http)[0]));
+    const v1::NodeState state = AssembleNodeState(raw);
+    if (state.provider_version_source() == "build_info") return state.provider_version();
+    return Observe().provider_version();  // asks `version` when /metrics does not say
+  }
+
  private:
   enum class VersionCommand { kWhenNoBuildInfo, kWhenReadyWithoutBuildInfo };
 

@@ -10,9 +10,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "kmsfleet/core/reasons.h"
 #include "process_harness.h"
@@ -88,6 +91,53 @@ TEST_F(ProviderProbeTest, AVerificationDoesNotVersionAProviderThatIsNotUp) {
   EXPECT_EQ(state.provider_version_source(), "") << state.DebugString();
   EXPECT_EQ(ConditionMessage(state, reason::kVersionCommandFailed), "");
   EXPECT_NE(ConditionMessage(state, reason::kHealthUnreachable), "") << state.DebugString();
+}
+
+// A stage asks the running version: when /metrics shows build_info, that
+// one read answers, and neither `version` nor the other endpoints are asked.
+TEST_F(ProviderProbeTest, TheRunningVersionComesFromBuildInfoAlone) {
+  testing::WriteFile(endpoints_.binary,
+                     "#!/bin/sh\ntouch " + dir_.File("version-ran") +
+                         "\necho \"bao-kms-provider version 0.1.0\"\n");
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(endpoints_.metrics.port);
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  std::atomic<int> requests = 0;
+  std::thread server([&] {
+    for (;;) {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      ++requests;
+      char buffer[4096];
+      (void)::read(fd, buffer, sizeof buffer);
+      const std::string body =
+          "# TYPE openbao_kms_build_info gauge\n"
+          "openbao_kms_build_info{version=\"0.3.1\",commit=\"abc\","
+          "build_date=\"2026-10-01T00:00:00Z\",dirty=\"false\"} 1\n";
+      const std::string response =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+      (void)::write(fd, response.data(), response.size());
+      ::close(fd);
+    }
+  });
+  const std::string version = NewProviderProbe("cp-1", endpoints_, clock_)->RunningVersion();
+  ::shutdown(listener, SHUT_RDWR);
+  server.join();
+  ::close(listener);
+  EXPECT_EQ(version, "0.3.1");
+  EXPECT_EQ(requests, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("version-ran")));
+}
+
+// Without build_info (nothing listens here), the observation's fallback.
+TEST_F(ProviderProbeTest, WithoutBuildInfoTheRunningVersionIsAsked) {
+  EXPECT_EQ(NewProviderProbe("cp-1", endpoints_, clock_)->RunningVersion(), "0.1.0");
 }
 
 TEST_F(ProviderProbeTest, TheHealthListenerIsSeenAsItBinds) {

@@ -59,6 +59,10 @@ class ProviderProbe {
   // Whether the provider's health listener accepts a connection now
   // (ListenerAccepts); nullopt when this probe cannot tell.
   virtual std::optional<bool> HealthListenerAccepts() { return std::nullopt; }
+  // The version the running provider reports (Observe's provider_version),
+  // "" when unknown. The live probe reads only /metrics when the provider
+  // shows its build_info there, rather than every endpoint.
+  virtual std::string RunningVersion() { return Observe().provider_version(); }
 };
 
 // Returns a probe that talks to the real endpoints. `clock` must outlive it.
