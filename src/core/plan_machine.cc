@@ -93,7 +93,8 @@ std::optional<PlanAction> PlanMachine::WarmUp(int64_t now_unix_ms) const {
     if (n.node() == committed_->in_flight()) in_flight = &n;
   }
   const bool window_ending =
-      in_flight != nullptr && in_flight_ready_ &&
+      in_flight != nullptr && in_flight->stage() == v1::PLAN_STEP_STAGE_SWAPPING &&
+      in_flight_ready_ &&
       in_flight_ready_->operation_id == in_flight->operation_id() &&
       now_unix_ms >=
           in_flight_ready_->seen_unix_ms + in_flight_ready_->window_ms - kWarmUpLeadMs;

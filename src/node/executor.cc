@@ -669,7 +669,8 @@ void Executor::StartRecovery() {
     // The installed release's `version` and `config` answers depend only on
     // its bytes and the config file (command_memo.h): learnt now, off any
     // command's path, a plan's stage and preflight find them kept.
-    if (!options_.static_pod && !learner_.joinable()) {
+    if (!options_.static_pod && !learner_.joinable() && !stopping_ &&
+        unreadable_at_start_.empty()) {
       learner_ = std::thread([this] { seams_.cli.LearnKeptAnswers(options_.install_path); });
     }
     return;

@@ -3,6 +3,7 @@
 // what to journal and what to do next; each action here observes or
 // changes the node through a seam and reports how it went.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <future>
 #include <optional>
@@ -83,6 +84,7 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     }
     step = NextSwapStep(j, {step.action, result});
   }
+  DropEarlyReads();  // before the end is reported: its copy goes first
   RecordEvidenceAfter(j);
   PruneCapturesAtEnd(j);
   Close(j);
@@ -170,11 +172,19 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   // Reach the service manager before anything is stopped: a bus we cannot
   // talk to must fail here, where nothing has changed yet. Asked beside
   // the checks below, which only read; its answer is judged first.
-  std::future<absl::StatusOr<UnitState>> unit_state =
-      early_unit_state_.valid() && early_for_ == j.operation_id
-          ? std::move(early_unit_state_)
-          : std::async(std::launch::async,
-                       [this] { return seams_.services.State(options_.unit); });
+  std::future<absl::StatusOr<UnitState>> unit_state;
+  if (early_unit_state_.valid() && early_for_ == j.operation_id) {
+    // Asked when the worker started; asked again if that was long ago.
+    if (ChecksStillFresh(early_unit_state_at_ms_, seams_.steady.NowSteadyMillis())) {
+      unit_state = std::move(early_unit_state_);
+    } else {
+      early_unit_state_.wait();
+    }
+  }
+  if (!unit_state.valid()) {
+    unit_state = std::async(std::launch::async,
+                            [this] { return seams_.services.State(options_.unit); });
+  }
   int64_t checked_at = 0;
   absl::Status checks = CheckTargetReleasable(j, checked_at);
   KMSFLEET_ASSIGN_OR_RETURN(UnitState unit, unit_state.get());
@@ -241,31 +251,41 @@ absl::Status Executor::CheckRoomForCapture(const std::string& evidence_dir) {
   return CheckFreeSpace(evidence_dir, size, options_.artifacts.free_space_reserve_bytes);
 }
 
-// The installed release (copied, for rollback) and the registry pair,
-// read together: begun early (BeginEarlyReads) or taken now.
+// The installed release (copied, for rollback; begun early by
+// BeginEarlyReads) and the registry pair, read together now, just before
+// the stop.
 absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // The last step before the provider's stop. An agent told to stop
-  // (SIGTERM) ends the operation here, after the capture (and before one
-  // not yet begun), the provider untouched, rather than stopping it during
-  // the drain that precedes the agent's exit; the plan sends the swap
-  // again under a new id once the agent is back.
-  absl::StatusOr<Evidence> evidence;
-  if (early_evidence_.valid() && early_for_ == j.operation_id) {
-    evidence = early_evidence_.get();
-  } else {
-    KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
-    evidence = TakeEvidence(j.operation_id, j.kind == "swap");
-  }
-  KMSFLEET_RETURN_IF_ERROR(evidence.status());
-  ApplyEvidence(*evidence, j);
-  if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
+  // (SIGTERM) ends the operation here, before and after the capture, the
+  // provider untouched, rather than stopping it during the drain that
+  // precedes the agent's exit; the plan sends the swap again under a new
+  // id once the agent is back.
+  KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
+  const bool swap = j.kind == "swap";
+  KMSFLEET_ASSIGN_OR_RETURN(InstalledCopy copy, TakeInstalledCopy(j));
+  KMSFLEET_ASSIGN_OR_RETURN(Evidence evidence, CopyRegistry(std::move(copy), swap));
+  ApplyEvidence(evidence, j);
+  if (swap) KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
   KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
   return EndIfStopping();  // a signal during the capture
 }
 
-absl::StatusOr<Executor::Evidence> Executor::TakeEvidence(const std::string& operation_id,
-                                                          bool swap) {
-  Evidence out;
+// The early copy when it is of the file the checks read (the digest taken
+// beside the installed binary's `version`); otherwise, or when it failed,
+// copied now.
+absl::StatusOr<Executor::InstalledCopy> Executor::TakeInstalledCopy(const SwapJournal& j) {
+  if (early_copy_.valid() && early_for_ == j.operation_id) {
+    absl::StatusOr<InstalledCopy> early = early_copy_.get();
+    if (early.ok() && installed_version_ && installed_version_->sha256 == early->previous.sha256) {
+      return early;
+    }
+  }
+  return CopyInstalled(j.operation_id, j.kind == "swap");
+}
+
+absl::StatusOr<Executor::InstalledCopy> Executor::CopyInstalled(const std::string& operation_id,
+                                                                bool swap) {
+  InstalledCopy out;
   out.dir = options_.state_dir + "/operations/" + operation_id;
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(out.dir, 0700));
@@ -274,6 +294,13 @@ absl::StatusOr<Executor::Evidence> Executor::TakeEvidence(const std::string& ope
   // free-space reserve; a rollback, the way back, is not refused for it.
   if (swap) KMSFLEET_RETURN_IF_ERROR(CheckRoomForCapture(out.dir));
   KMSFLEET_ASSIGN_OR_RETURN(out.previous, seams_.installer.Capture(out.dir));
+  return out;
+}
+
+absl::StatusOr<Executor::Evidence> Executor::CopyRegistry(InstalledCopy copy, bool swap) {
+  Evidence out;
+  out.dir = std::move(copy.dir);
+  out.previous = std::move(copy.previous);
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
   if (!pair.registry) return out;
   out.registry_sha256 = Sha256Hex(*pair.registry);
@@ -308,18 +335,28 @@ void Executor::ApplyEvidence(const Evidence& evidence, SwapJournal& j) {
 void Executor::BeginEarlyReads(const SwapJournal& j) {
   if (j.kind != "swap" || options_.static_pod) return;
   early_for_ = j.operation_id;
+  early_unit_state_at_ms_ = seams_.steady.NowSteadyMillis();
   early_unit_state_ = std::async(std::launch::async,
                                  [this] { return seams_.services.State(options_.unit); });
-  early_evidence_ = std::async(std::launch::async, [this, id = j.operation_id] {
-    return TakeEvidence(id, /*swap=*/true);
+  early_copy_ = std::async(std::launch::async, [this, id = j.operation_id] {
+    return CopyInstalled(id, /*swap=*/true);
   });
 }
 
+// The early copy not taken (the operation ended before its capture step)
+// is deleted: no journal names it. Left behind by a crash, the pruner
+// deletes it (capture_pruner.cc).
 void Executor::DropEarlyReads() {
   if (early_unit_state_.valid()) early_unit_state_.wait();
-  if (early_evidence_.valid()) early_evidence_.wait();
+  if (early_copy_.valid()) {
+    absl::StatusOr<InstalledCopy> unused = early_copy_.get();
+    if (unused.ok()) {
+      ::unlink(unused->previous.path.c_str());
+      ::rmdir(unused->dir.c_str());  // only if nothing else is in it
+    }
+  }
   early_unit_state_ = {};
-  early_evidence_ = {};
+  early_copy_ = {};
   early_for_.clear();
 }
 

@@ -76,6 +76,8 @@ struct World {
   // When set, doctor answers only once a capture was taken (up to 2 s),
   // and fails otherwise: a capture taken only after the checks fails it.
   bool doctor_waits_for_capture = false;
+  // Called as doctor answers.
+  std::function<void()> after_doctor;
   // The binaries whose kept answers the executor learnt ahead.
   std::vector<std::string> learnt;
   // Behaviour of a version once started.
@@ -249,6 +251,7 @@ class FakeCli final : public ProviderCli {
                                             const std::string&) override {
     KMSFLEET_RETURN_IF_ERROR(Meet("doctor"));
     KMSFLEET_RETURN_IF_ERROR(AwaitCapture());
+    if (w_.after_doctor) w_.after_doctor();
     PreflightResult r;
     r.binary_version = version;
     std::lock_guard<std::mutex> lock(w_.mu);
@@ -721,6 +724,20 @@ TEST_F(ExecutorTest, TheCaptureIsTakenBesideTheChecks) {
   EXPECT_EQ(w_.captures, 1);
 }
 
+// Found in review: the registry pair was copied with the early binary
+// copy, before the checks, and a record the provider removed meanwhile was
+// missing from the evidence a rollback is judged by. It is read at the
+// capture step, just before the stop.
+TEST_F(ExecutorTest, TheRegistryIsCapturedAtTheCaptureStep) {
+  // The provider removes a record while doctor runs, after the early copy.
+  w_.doctor_waits_for_capture = true;
+  w_.after_doctor = [this] { testing::WriteFile(options_.registry_path, Registry(1)); };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  EXPECT_EQ(j.registry_removed_records, 1);
+  EXPECT_EQ(j.registry_sha256, Sha256Hex(Registry(1)));
+}
+
 // A swap refused by its checks ends with no capture in its journal: the
 // copy begun beside them is left to the pruner, as a crash's would be.
 TEST_F(ExecutorTest, ASwapRefusedByItsChecksRecordsNoCapture) {
@@ -730,6 +747,8 @@ TEST_F(ExecutorTest, ASwapRefusedByItsChecksRecordsNoCapture) {
   EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
   EXPECT_TRUE(j.previous_binary.empty());
   EXPECT_TRUE(j.evidence_dir.empty());
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/operations/" + j.operation_id))
+      << "the copy begun beside the checks is deleted";
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
 }
 
@@ -1405,15 +1424,18 @@ TEST_F(ExecutorTest, ASwapInItsChecksWhenTheAgentIsToldToStopEndsBeforeTheStop) 
   EXPECT_EQ(j.failure_reason, reason::kAgentStopping);
   EXPECT_THAT(j.failure_message, HasSubstr("ended before the provider's stop"));
   EXPECT_FALSE(j.open);
+  EXPECT_TRUE(j.previous_binary.empty()) << "ended before the capture step took a copy";
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/operations/" + j.operation_id));
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
   ExpectOldServing();
   executor().Stop();
   EXPECT_FALSE(executor().LeftAnOperationOpen());
 }
 
-// The same signal while the evidence is captured, after the check that
-// opens the capture: its last step ends the operation, and the provider
-// is not stopped during the agent's drain.
+// The same signal while the installed binary is copied (begun with the
+// swap's worker, beside its checks): the operation ends at its capture
+// step, before or after taking the copy, and the provider is not stopped
+// during the agent's drain.
 TEST_F(ExecutorTest, ASwapCapturingItsEvidenceWhenTheAgentIsToldToStopEndsBeforeTheStop) {
   w_.after_capture = [this] { executor().RefuseNewCommands(); };
   SwapJournal j = SwapTo(kNew);
@@ -1421,7 +1443,6 @@ TEST_F(ExecutorTest, ASwapCapturingItsEvidenceWhenTheAgentIsToldToStopEndsBefore
   EXPECT_EQ(j.failure_reason, reason::kAgentStopping);
   EXPECT_THAT(j.failure_message, HasSubstr("ended before the provider's stop"));
   EXPECT_FALSE(j.open);
-  EXPECT_FALSE(j.previous_binary.empty());  // the capture had run
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
   ExpectOldServing();
   executor().Stop();

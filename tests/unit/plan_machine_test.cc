@@ -921,8 +921,9 @@ TEST(PlanMachineTest, ParityRoundsAreObservedAtOnceBesideTheHandOff) {
 }
 
 // A round that finds a problem is not asked again at once: the tick paces
-// an agent that does not answer, however short the streak.
-TEST(PlanMachineTest, AnUnreachableAgentIsNotObservedAtOnce) {
+// it (here another hash; an agent that does not answer is another such
+// problem, ParityStreak::Observe), however short the streak.
+TEST(PlanMachineTest, ARoundWithAProblemIsNotObservedAtOnce) {
   Driver d;
   d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kHandOff; };
   d.StartAndSwapFirst();
@@ -995,6 +996,26 @@ TEST(PlanMachineTest, ThePlansOwnWindowTimesTheWarmUp) {
   d.versions_["a"] = "0.2.0";
   d.Step();
   EXPECT_TRUE(d.machine_.WarmUp(d.now() + 2000 - kWarmUpLeadMs).has_value());
+}
+
+// Found in review: the window's warm-up was due for the in-flight
+// operation whatever its stage, so while the node's kube-apiserver
+// restarted after its swap it was sent again under each new revision. It
+// is due only while the node swaps.
+TEST(PlanMachineTest, NoWarmUpIsDueWhileTheApiServerRestarts) {
+  Driver d;
+  d.default_stabilization_ms = 5000;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kRestartApiServer; };
+  v1::PlanSettings s;
+  s.set_apiserver_restart_method("systemd:kube-apiserver.service");
+  v1::CompatFacts facts;
+  facts.set_apiserver_restart_required(true);
+  d.Step(Start(s, facts));
+  d.RunUntil([](const v1::FleetPlan& p) {
+    return !p.nodes().empty() &&
+           p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
+  });
+  EXPECT_FALSE(d.machine_.WarmUp(d.now() + 60'000).has_value());
 }
 
 // An agent that reports no window (older than the field) leaves only the

@@ -354,23 +354,33 @@ class Executor {
   // restore the provider without a registry (swaps only).
   absl::Status CheckPullPolicyForSwap();
   absl::Status CaptureEvidence(SwapJournal& j);
-  // What a swap's capture takes before the provider's stop: the copy of
-  // the installed binary and of the registry pair, with what the journal
-  // records of them.
+  // The copy of the installed binary a swap's capture takes, in the
+  // operation's own evidence directory.
+  struct InstalledCopy {
+    std::string dir;
+    CapturedRelease previous;
+  };
+  // What the capture takes before the provider's stop: that copy and the
+  // registry pair's, with what the journal records of them.
   struct Evidence {
     std::string dir;
     CapturedRelease previous;
     std::string registry_sha256, checkpoint_sha256;  // "" = absent
     std::optional<RegistryFacts> facts;              // of the registry copied
   };
-  absl::StatusOr<Evidence> TakeEvidence(const std::string& operation_id, bool swap);
+  absl::StatusOr<InstalledCopy> TakeInstalledCopy(const SwapJournal& j);
+  absl::StatusOr<InstalledCopy> CopyInstalled(const std::string& operation_id, bool swap);
+  absl::StatusOr<Evidence> CopyRegistry(InstalledCopy copy, bool swap);
   void ApplyEvidence(const Evidence& evidence, SwapJournal& j);
-  // A systemd swap's capture and the service manager's answer, begun with
-  // its worker beside the journal writes and checks that come first: both
-  // only read the node or write into the operation's own evidence
-  // directory. Taken in their place (CaptureEvidence, PreflightTarget), or
-  // dropped when the operation ends before the capture (the pruner deletes
-  // an unrecorded copy: capture_pruner.cc).
+  // A systemd swap's copy of the installed binary and the service
+  // manager's answer, begun with its worker beside the journal writes and
+  // checks that come first: the copy only reads the node and writes into
+  // the operation's own evidence directory. Taken in their place
+  // (TakeInstalledCopy: only when the checks read the same file;
+  // PreflightTarget: only when under kChecksFreshForMs old), or dropped
+  // when the operation ends before its capture (DropEarlyReads deletes the
+  // copy). The registry pair is read at the capture step, just before the
+  // stop, as before.
   void BeginEarlyReads(const SwapJournal& j);
   void DropEarlyReads();
   // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
@@ -451,8 +461,9 @@ class Executor {
   // worker thread touches it.
   std::optional<InstalledVersion> installed_version_;
   // BeginEarlyReads; only the worker thread touches them.
-  std::future<absl::StatusOr<Evidence>> early_evidence_;
+  std::future<absl::StatusOr<InstalledCopy>> early_copy_;
   std::future<absl::StatusOr<UnitState>> early_unit_state_;
+  int64_t early_unit_state_at_ms_ = 0;  // steady clock
   std::string early_for_;  // the operation they were begun for
   std::mutex kept_checks_mu_;
   std::optional<KeptChecks> kept_checks_;  // guarded by kept_checks_mu_
