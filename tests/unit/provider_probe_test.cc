@@ -46,6 +46,21 @@ class ProviderProbeTest : public ::testing::Test {
     return NewProviderProbe("cp-1", endpoints_, clock_)->Observe();
   }
 
+  // A TCP socket bound to 127.0.0.1:`port`, not listening; -1 on failure.
+  static int BoundLoopbackSocket(uint16_t port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
   static std::string ConditionMessage(const v1::NodeState& state, std::string_view reason) {
     for (const auto& c : state.conditions()) {
       if (c.reason() == reason) return c.message();
@@ -99,13 +114,8 @@ TEST_F(ProviderProbeTest, TheRunningVersionComesFromBuildInfoAlone) {
   testing::WriteFile(endpoints_.binary,
                      "#!/bin/sh\ntouch " + dir_.File("version-ran") +
                          "\necho \"bao-kms-provider version 0.1.0\"\n");
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int listener = BoundLoopbackSocket(endpoints_.metrics.port);
   ASSERT_GE(listener, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(endpoints_.metrics.port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
   ASSERT_EQ(::listen(listener, 4), 0);
   std::atomic<int> requests = 0;
   std::thread server([&] {
@@ -143,13 +153,8 @@ TEST_F(ProviderProbeTest, WithoutBuildInfoTheRunningVersionIsAsked) {
 TEST_F(ProviderProbeTest, TheHealthListenerIsSeenAsItBinds) {
   std::unique_ptr<ProviderProbe> probe = NewProviderProbe("cp-1", endpoints_, clock_);
   EXPECT_EQ(probe->HealthListenerAccepts(), std::optional<bool>(false));
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int fd = BoundLoopbackSocket(endpoints_.ready.port);
   ASSERT_GE(fd, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(endpoints_.ready.port);
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
   EXPECT_EQ(probe->HealthListenerAccepts(), std::optional<bool>(false)) << "bound, not listening";
   ASSERT_EQ(::listen(fd, 4), 0);
   EXPECT_EQ(probe->HealthListenerAccepts(), std::optional<bool>(true));
