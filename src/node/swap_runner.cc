@@ -3,7 +3,6 @@
 // what to journal and what to do next; each action here observes or
 // changes the node through a seam and reports how it went.
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <future>
 #include <optional>
@@ -84,7 +83,6 @@ void Executor::Run(SwapJournal j, SwapStep step) {
     }
     step = NextSwapStep(j, {step.action, result});
   }
-  DropEarlyReads();  // before the end is reported: its copy goes first
   RecordEvidenceAfter(j);
   PruneCapturesAtEnd(j);
   Close(j);
@@ -251,9 +249,8 @@ absl::Status Executor::CheckRoomForCapture(const std::string& evidence_dir) {
   return CheckFreeSpace(evidence_dir, size, options_.artifacts.free_space_reserve_bytes);
 }
 
-// The installed release (copied, for rollback; begun early by
-// BeginEarlyReads) and the registry pair, read together now, just before
-// the stop.
+// The installed release (copied, for rollback) and the registry pair,
+// read together, just before the stop.
 absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // The last step before the provider's stop. An agent told to stop
   // (SIGTERM) ends the operation here, before and after the capture, the
@@ -262,25 +259,12 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // id once the agent is back.
   KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
   const bool swap = j.kind == "swap";
-  KMSFLEET_ASSIGN_OR_RETURN(InstalledCopy copy, TakeInstalledCopy(j));
+  KMSFLEET_ASSIGN_OR_RETURN(InstalledCopy copy, CopyInstalled(j.operation_id, swap));
   KMSFLEET_ASSIGN_OR_RETURN(Evidence evidence, CopyRegistry(std::move(copy), swap));
   ApplyEvidence(evidence, j);
   if (swap) KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
   KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
   return EndIfStopping();  // a signal during the capture
-}
-
-// The early copy when it is of the file the checks read (the digest taken
-// beside the installed binary's `version`); otherwise, or when it failed,
-// copied now.
-absl::StatusOr<Executor::InstalledCopy> Executor::TakeInstalledCopy(const SwapJournal& j) {
-  if (early_copy_.valid() && early_for_ == j.operation_id) {
-    absl::StatusOr<InstalledCopy> early = early_copy_.get();
-    if (early.ok() && installed_version_ && installed_version_->sha256 == early->previous.sha256) {
-      return early;
-    }
-  }
-  return CopyInstalled(j.operation_id, j.kind == "swap");
 }
 
 absl::StatusOr<Executor::InstalledCopy> Executor::CopyInstalled(const std::string& operation_id,
@@ -338,25 +322,11 @@ void Executor::BeginEarlyReads(const SwapJournal& j) {
   early_unit_state_at_ms_ = seams_.steady.NowSteadyMillis();
   early_unit_state_ = std::async(std::launch::async,
                                  [this] { return seams_.services.State(options_.unit); });
-  early_copy_ = std::async(std::launch::async, [this, id = j.operation_id] {
-    return CopyInstalled(id, /*swap=*/true);
-  });
 }
 
-// The early copy not taken (the operation ended before its capture step)
-// is deleted: no journal names it. Left behind by a crash, the pruner
-// deletes it (capture_pruner.cc).
 void Executor::DropEarlyReads() {
   if (early_unit_state_.valid()) early_unit_state_.wait();
-  if (early_copy_.valid()) {
-    absl::StatusOr<InstalledCopy> unused = early_copy_.get();
-    if (unused.ok()) {
-      ::unlink(unused->previous.path.c_str());
-      ::rmdir(unused->dir.c_str());  // only if nothing else is in it
-    }
-  }
   early_unit_state_ = {};
-  early_copy_ = {};
   early_for_.clear();
 }
 

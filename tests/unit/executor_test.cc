@@ -72,10 +72,6 @@ struct World {
   std::function<void(World&, const std::string& binary)> after_version;
   // Called once the installed release was copied as evidence.
   std::function<void()> after_capture;
-  int captures = 0;
-  // When set, doctor answers only once a capture was taken (up to 2 s),
-  // and fails otherwise: a capture taken only after the checks fails it.
-  bool doctor_waits_for_capture = false;
   // Called as doctor answers.
   std::function<void()> after_doctor;
   // The binaries whose kept answers the executor learnt ahead.
@@ -200,7 +196,6 @@ class FakeInstaller final : public Installer {
       std::lock_guard<std::mutex> lock(w_.mu);
       c = {evidence_dir + "/previous-binary", w_.installed_sha};
       w_.sha_of_path[c.path] = c.sha256;
-      ++w_.captures;
     }
     // A file, as the real installer's copy is: a rollback looks for it.
     testing::WriteFile(c.path, "copy of " + c.sha256);
@@ -250,7 +245,6 @@ class FakeCli final : public ProviderCli {
                                             const std::string& version,
                                             const std::string&) override {
     KMSFLEET_RETURN_IF_ERROR(Meet("doctor"));
-    KMSFLEET_RETURN_IF_ERROR(AwaitCapture());
     if (w_.after_doctor) w_.after_doctor();
     PreflightResult r;
     r.binary_version = version;
@@ -290,17 +284,6 @@ class FakeCli final : public ProviderCli {
   }
 
  private:
-  absl::Status AwaitCapture() {
-    for (int i = 0; i < 2000; ++i) {
-      {
-        std::lock_guard<std::mutex> lock(w_.mu);
-        if (!w_.doctor_waits_for_capture || w_.captures > 0) return absl::OkStatus();
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    return absl::DeadlineExceededError("doctor ran before any capture");
-  }
-
   absl::Status Meet(const std::string& who) {
     if (!rendezvous) return absl::OkStatus();
     std::unique_lock<std::mutex> lock(meet_mu_);
@@ -709,28 +692,12 @@ TEST_F(ExecutorTest, CaptureTakesTheVersionRunBesideThePreflight) {
   EXPECT_EQ(w_.version_runs, std::vector<std::string>{options_.install_path});
 }
 
-// The capture of the installed release and the service manager's answer
-// are begun with the swap, beside the journal writes and the checks that
-// come first: here doctor answers only once a capture exists, which a
-// capture taken after the checks never lets it.
-TEST_F(ExecutorTest, TheCaptureIsTakenBesideTheChecks) {
-  w_.doctor_waits_for_capture = true;
-  SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
-  EXPECT_EQ(j.previous_sha256, old_sha_);
-  EXPECT_EQ(j.previous_version, kOld);
-  EXPECT_FALSE(j.registry_sha256.empty());
-  std::lock_guard<std::mutex> lock(w_.mu);
-  EXPECT_EQ(w_.captures, 1);
-}
-
-// Found in review: the registry pair was copied with the early binary
-// copy, before the checks, and a record the provider removed meanwhile was
-// missing from the evidence a rollback is judged by. It is read at the
+// Found in review: a registry pair copied before the checks (with an
+// early copy of the binary) missed a record the provider removed
+// meanwhile, from the evidence a rollback is judged by. It is read at the
 // capture step, just before the stop.
 TEST_F(ExecutorTest, TheRegistryIsCapturedAtTheCaptureStep) {
-  // The provider removes a record while doctor runs, after the early copy.
-  w_.doctor_waits_for_capture = true;
+  // The provider removes a record while doctor runs.
   w_.after_doctor = [this] { testing::WriteFile(options_.registry_path, Registry(1)); };
   SwapJournal j = SwapTo(kNew);
   EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
@@ -738,8 +705,8 @@ TEST_F(ExecutorTest, TheRegistryIsCapturedAtTheCaptureStep) {
   EXPECT_EQ(j.registry_sha256, Sha256Hex(Registry(1)));
 }
 
-// A swap refused by its checks ends with no capture in its journal: the
-// copy begun beside them is left to the pruner, as a crash's would be.
+// A swap refused by its checks ends with no capture, in its journal or
+// on disk.
 TEST_F(ExecutorTest, ASwapRefusedByItsChecksRecordsNoCapture) {
   cli_.rotation_state = "pending";
   SwapJournal j = SwapTo(kNew);
@@ -747,8 +714,7 @@ TEST_F(ExecutorTest, ASwapRefusedByItsChecksRecordsNoCapture) {
   EXPECT_EQ(j.failure_reason, reason::kRotationInProgress);
   EXPECT_TRUE(j.previous_binary.empty());
   EXPECT_TRUE(j.evidence_dir.empty());
-  EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/operations/" + j.operation_id))
-      << "the copy begun beside the checks is deleted";
+  EXPECT_FALSE(std::filesystem::exists(options_.state_dir + "/operations/" + j.operation_id));
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
 }
 
@@ -1432,10 +1398,8 @@ TEST_F(ExecutorTest, ASwapInItsChecksWhenTheAgentIsToldToStopEndsBeforeTheStop) 
   EXPECT_FALSE(executor().LeftAnOperationOpen());
 }
 
-// The same signal while the installed binary is copied (begun with the
-// swap's worker, beside its checks): the operation ends at its capture
-// step, before or after taking the copy, and the provider is not stopped
-// during the agent's drain.
+// The same signal while the evidence is captured: its last step ends the
+// operation, and the provider is not stopped during the agent's drain.
 TEST_F(ExecutorTest, ASwapCapturingItsEvidenceWhenTheAgentIsToldToStopEndsBeforeTheStop) {
   w_.after_capture = [this] { executor().RefuseNewCommands(); };
   SwapJournal j = SwapTo(kNew);
@@ -1443,6 +1407,7 @@ TEST_F(ExecutorTest, ASwapCapturingItsEvidenceWhenTheAgentIsToldToStopEndsBefore
   EXPECT_EQ(j.failure_reason, reason::kAgentStopping);
   EXPECT_THAT(j.failure_message, HasSubstr("ended before the provider's stop"));
   EXPECT_FALSE(j.open);
+  EXPECT_FALSE(j.previous_binary.empty());  // the capture had run
   EXPECT_TRUE(Calls().empty()) << ::testing::PrintToString(Calls());
   ExpectOldServing();
   executor().Stop();

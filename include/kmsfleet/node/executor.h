@@ -368,19 +368,16 @@ class Executor {
     std::string registry_sha256, checkpoint_sha256;  // "" = absent
     std::optional<RegistryFacts> facts;              // of the registry copied
   };
-  absl::StatusOr<InstalledCopy> TakeInstalledCopy(const SwapJournal& j);
   absl::StatusOr<InstalledCopy> CopyInstalled(const std::string& operation_id, bool swap);
   absl::StatusOr<Evidence> CopyRegistry(InstalledCopy copy, bool swap);
   void ApplyEvidence(const Evidence& evidence, SwapJournal& j);
-  // A systemd swap's copy of the installed binary and the service
-  // manager's answer, begun with its worker beside the journal writes and
-  // checks that come first: the copy only reads the node and writes into
-  // the operation's own evidence directory. Taken in their place
-  // (TakeInstalledCopy: only when the checks read the same file;
-  // PreflightTarget: only when under kChecksFreshForMs old), or dropped
-  // when the operation ends before its capture (DropEarlyReads deletes the
-  // copy). The registry pair is read at the capture step, just before the
-  // stop, as before.
+  // A systemd swap asks the service manager for the unit's state when its
+  // worker starts, beside the journal writes and checks that come first;
+  // PreflightTarget takes the answer when it is under kChecksFreshForMs
+  // old. (Found by the CI rehearsal: an early copy of the installed binary
+  // too, kept when its digest matched the one read during the checks,
+  // missed a binary replaced after the checks; the capture is taken at
+  // its step, just before the stop.)
   void BeginEarlyReads(const SwapJournal& j);
   void DropEarlyReads();
   // AGENT_STOPPING (Aborted) once the agent was told to stop, else OK.
@@ -461,7 +458,6 @@ class Executor {
   // worker thread touches it.
   std::optional<InstalledVersion> installed_version_;
   // BeginEarlyReads; only the worker thread touches them.
-  std::future<absl::StatusOr<InstalledCopy>> early_copy_;
   std::future<absl::StatusOr<UnitState>> early_unit_state_;
   int64_t early_unit_state_at_ms_ = 0;  // steady clock
   std::string early_for_;  // the operation they were begun for
