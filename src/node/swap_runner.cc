@@ -258,62 +258,38 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // precedes the agent's exit; the plan sends the swap again under a new
   // id once the agent is back.
   KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
-  const bool swap = j.kind == "swap";
-  KMSFLEET_ASSIGN_OR_RETURN(InstalledCopy copy, CopyInstalled(j.operation_id, swap));
-  KMSFLEET_ASSIGN_OR_RETURN(Evidence evidence, CopyRegistry(std::move(copy), swap));
-  ApplyEvidence(evidence, j);
-  if (swap) KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
-  KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
-  return EndIfStopping();  // a signal during the capture
-}
-
-absl::StatusOr<Executor::InstalledCopy> Executor::CopyInstalled(const std::string& operation_id,
-                                                                bool swap) {
-  InstalledCopy out;
-  out.dir = options_.state_dir + "/operations/" + operation_id;
+  j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
-  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(out.dir, 0700));
-  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(out.dir));
+  KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
+  KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(j.evidence_dir));
   // A swap's copy of the installed binary keeps the state directory's
   // free-space reserve; a rollback, the way back, is not refused for it.
-  if (swap) KMSFLEET_RETURN_IF_ERROR(CheckRoomForCapture(out.dir));
-  KMSFLEET_ASSIGN_OR_RETURN(out.previous, seams_.installer.Capture(out.dir));
-  return out;
-}
-
-absl::StatusOr<Executor::Evidence> Executor::CopyRegistry(InstalledCopy copy, bool swap) {
-  Evidence out;
-  out.dir = std::move(copy.dir);
-  out.previous = std::move(copy.previous);
+  if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckRoomForCapture(j.evidence_dir));
+  KMSFLEET_ASSIGN_OR_RETURN(CapturedRelease previous,
+                            seams_.installer.Capture(j.evidence_dir));
+  j.previous_binary = previous.path;
+  j.previous_sha256 = previous.sha256;
+  if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
+  KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
-  if (!pair.registry) return out;
-  out.registry_sha256 = Sha256Hex(*pair.registry);
+  if (!pair.registry) return EndIfStopping();
+  j.registry_sha256 = Sha256Hex(*pair.registry);
   KMSFLEET_RETURN_IF_ERROR(
-      WriteFileAtomic(out.dir + "/key-registry.json", *pair.registry, 0600));
+      WriteFileAtomic(j.evidence_dir + "/key-registry.json", *pair.registry, 0600));
   if (pair.checkpoint) {
-    out.checkpoint_sha256 = Sha256Hex(*pair.checkpoint);
-    KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(out.dir + "/key-registry.json.checkpoint",
-                                             *pair.checkpoint, 0600));
+    j.checkpoint_sha256 = Sha256Hex(*pair.checkpoint);
+    KMSFLEET_RETURN_IF_ERROR(WriteFileAtomic(
+        j.evidence_dir + "/key-registry.json.checkpoint", *pair.checkpoint, 0600));
   }
   // A rollback keeps the facts of the swap it undoes: the older binary
   // served with those.
   absl::StatusOr<RegistryFacts> facts =
       ParseRegistryFacts(*pair.registry, options_.registry_path);
-  if (facts.ok() && swap) out.facts = *std::move(facts);
-  return out;
-}
-
-void Executor::ApplyEvidence(const Evidence& evidence, SwapJournal& j) {
-  j.evidence_dir = evidence.dir;
-  j.previous_binary = evidence.previous.path;
-  j.previous_sha256 = evidence.previous.sha256;
-  if (evidence.registry_sha256.empty()) return;
-  j.registry_sha256 = evidence.registry_sha256;
-  if (!evidence.checkpoint_sha256.empty()) j.checkpoint_sha256 = evidence.checkpoint_sha256;
-  if (evidence.facts) {
-    j.registry_schema = evidence.facts->schema_version;
-    j.registry_removed_records = evidence.facts->removed_records;
+  if (facts.ok() && j.kind == "swap") {
+    j.registry_schema = facts->schema_version;
+    j.registry_removed_records = facts->removed_records;
   }
+  return EndIfStopping();  // a signal during the capture
 }
 
 void Executor::BeginEarlyReads(const SwapJournal& j) {

@@ -354,23 +354,6 @@ class Executor {
   // restore the provider without a registry (swaps only).
   absl::Status CheckPullPolicyForSwap();
   absl::Status CaptureEvidence(SwapJournal& j);
-  // The copy of the installed binary a swap's capture takes, in the
-  // operation's own evidence directory.
-  struct InstalledCopy {
-    std::string dir;
-    CapturedRelease previous;
-  };
-  // What the capture takes before the provider's stop: that copy and the
-  // registry pair's, with what the journal records of them.
-  struct Evidence {
-    std::string dir;
-    CapturedRelease previous;
-    std::string registry_sha256, checkpoint_sha256;  // "" = absent
-    std::optional<RegistryFacts> facts;              // of the registry copied
-  };
-  absl::StatusOr<InstalledCopy> CopyInstalled(const std::string& operation_id, bool swap);
-  absl::StatusOr<Evidence> CopyRegistry(InstalledCopy copy, bool swap);
-  void ApplyEvidence(const Evidence& evidence, SwapJournal& j);
   // A systemd swap asks the service manager for the unit's state when its
   // worker starts, beside the journal writes and checks that come first;
   // PreflightTarget takes the answer when it is under kChecksFreshForMs
