@@ -86,8 +86,8 @@ echo "  (before the first stop: staging, signature and checksum, doctor and"
 echo "   rotation-plan on every node; per node: 3 fresh parity rounds after its"
 echo "   window, its hand-off beside the first two, then the one commit that"
 echo "   records both and gives the slot to the next node, whose doctor and"
-echo "   rotation-plan ran in the window and whose capture begins beside its"
-echo "   journal writes before the stop)"
+echo "   rotation-plan ran in the window and whose unit state is asked beside"
+echo "   its journal writes, then its capture just before the stop)"
 # The provider commands kmsfleet runs on the way, timed here one by one:
 # their start-up is the fake's, not kmsfleet's.
 new_bin="$work/rel/0.2.0/bao-kms-provider_0.2.0_linux_amd64"
