@@ -1,14 +1,10 @@
 // Content-keyed answers of provider commands (command_memo.h).
 #include "kmsfleet/node/command_memo.h"
 
-#include <sys/stat.h>
-
-#include "absl/strings/str_cat.h"
+#include "kmsfleet/node/fs_util.h"
 
 namespace kmsfleet {
 namespace {
-
-int64_t Millis(const timespec& t) { return int64_t{t.tv_sec} * 1000 + t.tv_nsec / 1000000; }
 
 struct FilesKey {
   std::string key;  // the command and every file's identity
@@ -20,20 +16,9 @@ struct FilesKey {
 std::optional<FilesKey> KeyOfFiles(std::string_view command,
                                    const std::vector<std::string>& files,
                                    int64_t now_unix_ms) {
-  FilesKey out{std::string(command), true};
-  for (const std::string& file : files) {
-    struct stat st;
-    if (::stat(file.c_str(), &st) != 0) return std::nullopt;
-    // '\0' cannot occur in a path: the fields of two files never run into
-    // each other.
-    out.key += std::string_view("\0", 1);
-    out.key += absl::StrCat(file, ":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":",
-                            st.st_mtim.tv_sec, ".", st.st_mtim.tv_nsec, ":", st.st_ctim.tv_sec,
-                            ".", st.st_ctim.tv_nsec);
-    // A change time in the future (the clock went back) is not settled.
-    if (now_unix_ms - Millis(st.st_ctim) < CommandMemo::kSettledMs) out.settled = false;
-  }
-  return out;
+  FilesIdentity identity = IdentityOfFiles(files, CommandMemo::kSettledMs, now_unix_ms);
+  if (!identity.every_file_present) return std::nullopt;
+  return FilesKey{std::string(command) + identity.key, identity.settled};
 }
 
 const Clock& RealTime() {

@@ -376,6 +376,7 @@ FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t set
     out.key += path;
     if (::stat(path.c_str(), &st) != 0) {
       out.key += ":absent";
+      out.every_file_present = false;
       continue;
     }
     out.key += absl::StrCat(":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":",

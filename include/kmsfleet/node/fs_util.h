@@ -142,6 +142,7 @@ absl::Status FsyncDir(const std::string& dir);
 struct FilesIdentity {
   std::string key;
   bool settled = true;
+  bool every_file_present = true;  // false when one could not be stat'ed
 };
 FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms,
                               int64_t now_unix_ms);
