@@ -8,7 +8,7 @@ namespace {
 
 struct FilesKey {
   std::string key;  // the command and every file's identity
-  bool settled;     // every file last changed kSettledMs or more ago
+  bool settled;     // every file last changed kSettledMs or more ago (IdentityOfFiles)
 };
 
 // The key of `files` for `command` at `now_unix_ms`, or nullopt when one
@@ -21,8 +21,16 @@ std::optional<FilesKey> KeyOfFiles(std::string_view command,
   return FilesKey{std::string(command) + identity.key, identity.settled};
 }
 
+// The clock the kernel stamps files from (CLOCK_REALTIME_COARSE): the
+// precise one runs up to a tick ahead of it, which would count a file
+// changed within that tick as settled.
+class FileStampClock final : public Clock {
+ public:
+  int64_t NowUnixMillis() const override { return CoarseRealTimeMillis(); }
+};
+
 const Clock& RealTime() {
-  static const SystemClock clock;
+  static const FileStampClock clock;
   return clock;
 }
 

@@ -355,16 +355,10 @@ int64_t CoarseRealTimeMillis() {
   return int64_t{now.tv_sec} * 1000 + now.tv_nsec / 1000000;
 }
 
-namespace {
-
-// How much older than its stamp a change may be on the file system that
-// stamped `t`: stamps in whole seconds or milliseconds round down.
 int64_t StampGranularityMs(const timespec& t) {
   if (t.tv_nsec == 0) return 1000;
   return t.tv_nsec % 1000000 == 0 ? 1 : 0;
 }
-
-}  // namespace
 
 FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms,
                               int64_t now_unix_ms) {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "kmsfleet/node/fs_util.h"
 #include "process_harness.h"
 #include "test_clocks.h"
 
@@ -35,8 +36,9 @@ class CommandMemoTest : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  // Far enough past every file's change that all are settled.
-  testing::ClockAhead later_{1000};
+  // Far enough past every file's change that all are settled, whole-second
+  // stamps too.
+  testing::ClockAhead later_{2000};
   std::string file_;
   int runs_ = 0;
 };
@@ -102,17 +104,27 @@ TEST_F(CommandMemoTest, AFileChangedWhileTheCommandRanIsNotKept) {
 TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
   struct stat st;
   ASSERT_EQ(stat(file_.c_str(), &st), 0);
-  const int64_t changed = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000;
+  // Settled from kSettledMs past the stamp, plus the file system's own
+  // granularity when its stamps show one.
+  const int64_t settled = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
+                          CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
   testing::SetClock clock;
-  clock.now = changed + CommandMemo::kSettledMs - 1;
+  clock.now = settled - 1;
   CommandMemo memo(clock);
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   EXPECT_EQ(runs_, 2);
-  clock.now = changed + CommandMemo::kSettledMs;
+  clock.now = settled;
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   ASSERT_TRUE(Ask(memo, {file_}).ok());
   EXPECT_EQ(runs_, 3);
+}
+
+TEST(StampGranularityTest, WholeSecondsAndMillisecondsRoundDownNanosecondsDoNot) {
+  EXPECT_EQ(StampGranularityMs({1700000000, 0}), 1000);
+  EXPECT_EQ(StampGranularityMs({1700000000, 5000000}), 1);
+  EXPECT_EQ(StampGranularityMs({1700000000, 5000001}), 0);
+  EXPECT_EQ(StampGranularityMs({1700000000, 999999999}), 0);
 }
 
 TEST_F(CommandMemoTest, AMissingFileRunsTheCommandAndKeepsNothing) {

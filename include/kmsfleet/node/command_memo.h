@@ -15,7 +15,9 @@
 // index: the kernel stamps files from a clock that moves in ticks (1-10
 // ms), so a file rewritten in place within the tick of its last change
 // could keep its times; an answer is therefore kept only when every file
-// last changed at least kSettledMs before the run. Commands whose answer
+// last changed at least kSettledMs before the run, on that clock, plus the
+// file system's stamp granularity where its stamps show one (a second for
+// whole-second stamps): IdentityOfFiles' settled rule. Commands whose answer
 // depends on anything else (doctor, rotation-plan: OpenBao, Transit, the
 // registry) are never kept here; the executor keeps a passing pair of them
 // for one swap, for at most kChecksFreshForMs (Executor::CheckAndKeep).
@@ -44,7 +46,7 @@ namespace kmsfleet {
 
 class CommandMemo {
  public:
-  // On the system's real-time clock, which file times are stamped by.
+  // On the coarse real-time clock, which file times are stamped from.
   CommandMemo();
   // On `wall` (a test's clock), which must outlive the memo.
   explicit CommandMemo(const Clock& wall) : wall_(wall) {}
@@ -52,7 +54,8 @@ class CommandMemo {
   // Answers kept at most; the oldest goes first. A plan needs a handful.
   static constexpr size_t kMaxAnswers = 64;
   // How long before a run a file must have last changed for its answer
-  // to be kept: longer than the kernel's timestamp tick.
+  // to be kept: longer than the kernel's timestamp tick (plus the file
+  // system's stamp granularity, IdentityOfFiles).
   static constexpr int64_t kSettledMs = 10;
 
   // `command`'s answer for `files` as they are now: kept, or from `run`,

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -148,6 +149,10 @@ FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t set
                               int64_t now_unix_ms);
 // CLOCK_REALTIME_COARSE in milliseconds.
 int64_t CoarseRealTimeMillis();
+// How much older than its stamp a change may be on the file system that
+// stamped `t`: stamps in whole seconds (1000) or milliseconds (1) round
+// down; finer ones (0) do not.
+int64_t StampGranularityMs(const timespec& t);
 
 }  // namespace kmsfleet
 
