@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
+#include "kmsfleet/core/node_gates.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "plan_step.h"
@@ -24,10 +25,6 @@ bool RollingBack(const v1::FleetPlan& plan) {
   return plan.phase() == v1::PLAN_PHASE_ROLLING_BACK;
 }
 
-absl::Status OpenBaoHealth(const std::optional<OpenBaoProbe>& probe) {
-  return probe ? CheckOpenBaoHealth(*probe)
-               : Waiting(reason::kOpenBaoUnreachable, "OpenBao has not been probed yet.");
-}
 
 }  // namespace
 
@@ -92,7 +89,7 @@ void PlanStep::DecidePreflight() {
   // what is OpenBao's (found in review). They wait for it instead. Judged
   // on the round at hand, the last one included: a wait changes nothing,
   // and a doctor sent on a probe a tick old checks OpenBao itself.
-  const absl::Status openbao = OpenBaoHealth(in_.openbao);
+  const absl::Status openbao = CheckOpenBaoGate(in_.openbao);
   bool waiting = false, waiting_for_openbao = false;
   std::vector<NodeArtifact> artifacts;
   for (const v1::PlanNode& n : next_->nodes()) {
@@ -159,21 +156,18 @@ absl::Status PlanStep::MembersUnchanged() const {
 }
 
 absl::Status PlanStep::NodeGates(bool rolling_back) {
-  int64_t last_done = 0;
-  for (const v1::PlanNode& n : next_->nodes()) {
-    last_done = std::max(last_done, n.done_unix_ms());
+  // Before the views are read: a Step that only waits out the soak can be
+  // taken on the last round.
+  if (absl::Status soak = CheckSoak(*next_, in_.now_unix_ms); !soak.ok()) return soak;
+  absl::Status s;
+  for (GuardOutcome& gate : EvaluateFleetGates(
+           *next_, {.voters = m_.config_.voters, .views = Views(), .parity = Parity(),
+                    .openbao = OpenBao(), .now_unix_ms = in_.now_unix_ms})) {
+    if (!gate.result.ok()) {
+      s = std::move(gate.result);
+      break;
+    }
   }
-  const int64_t soak_until = last_done + next_->settings().soak_ms();
-  if (last_done > 0 && in_.now_unix_ms < soak_until) {
-    return Waiting(reason::kSoakInProgress,
-                   absl::StrCat("Soaking until unix_ms ", soak_until, " (",
-                                (soak_until - in_.now_unix_ms) / 1000,
-                                " s left)."));
-  }
-  absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);
-  if (s.ok()) s = CheckParityStable(Parity(), next_->settings().parity_observations());
-  if (s.ok()) s = OpenBaoGate();
-  if (s.ok()) s = CheckRotationMetric(Views());
   if (s.ok() && rolling_back) {
     if (absl::Status allowed = RollbackAllowed(); !allowed.ok()) {
       Halt(allowed, "");
@@ -183,7 +177,7 @@ absl::Status PlanStep::NodeGates(bool rolling_back) {
   return s;
 }
 
-absl::Status PlanStep::OpenBaoGate() { return OpenBaoHealth(OpenBao()); }
+absl::Status PlanStep::OpenBaoGate() { return CheckOpenBaoGate(OpenBao()); }
 
 void PlanStep::DecideNextNode() {
   const bool rolling_back = RollingBack(*next_);

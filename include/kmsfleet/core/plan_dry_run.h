@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "kmsfleet/core/fleet_guards.h"
+#include "kmsfleet/core/node_gates.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/plan_types.h"
 
@@ -62,14 +63,6 @@ struct DryRunInput {
   // nothing staged. A node without an answer leaves its guard
   // NOT_EVALUATED, unless another node's answer already refuses.
   std::optional<std::vector<NodeReadOnlyChecks>> read_only;
-};
-
-struct GuardOutcome {
-  std::string guard;    // "node order", "fleet health", "version policy", ...
-  absl::Status result;  // OK = pass
-  // With a pass, what the operator should still read: the compatibility
-  // guard's release notes of the versions crossed.
-  std::string note;
 };
 
 struct DryRunReport {
