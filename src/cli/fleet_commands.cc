@@ -582,7 +582,8 @@ std::vector<CLI::App*> AddFleetCommands(CLI::App& app, FleetFlags& f) {
   CLI::App* rollback = app.add_subcommand(
       "rollback", "walk the upgraded nodes back to the version before the plan");
   rollback->footer("Example:\n  kmsfleetctl rollback --dry-run");
-  rollback->add_flag("--dry-run", f.dry_run, "evaluate the rollback guards; change nothing");
+  rollback->add_flag("--dry-run", f.dry_run,
+                    "print the walk-back order and every guard; change nothing");
   rollback->add_flag("--watch", f.watch, "follow the plan until it settles");
   commands.push_back(rollback);
   for (auto [name, help] : {std::pair<const char*, const char*>{"pause", "no new node starts"},

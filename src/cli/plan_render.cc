@@ -265,10 +265,39 @@ std::string RenderPlan(const v1::PlanView& view) {
   return ForTerminal(out.str());
 }
 
+namespace {
+
+// A rollback's dry run leads with the command's own guard.
+bool IsRollbackDryRun(const v1::PlanView& view) {
+  return view.dry_run_size() > 0 && view.dry_run(0).guard() == "rollback";
+}
+
+// The closing line of a refused dry run: refused now, or started and then
+// held by the guards that refuse.
+std::string RefusedDryRunEnding(const v1::PlanView& view) {
+  const bool rollback = IsRollbackDryRun(view);
+  bool at_start = false;
+  for (const v1::GuardResult& g : view.dry_run()) {
+    const bool refuses = rollback ? RefusesTheRollback(g.guard()) : RefusesTheStart(g.guard());
+    at_start = at_start || (!g.reason().empty() && g.reason() != "NOT_EVALUATED" && refuses);
+  }
+  if (at_start) return "a real run would be refused now\n";
+  // A plan's start checks only some; the others hold it, committed, in its
+  // Preflight phase (a rollback: before its first node) until they pass
+  // (fleet-plan.md).
+  return rollback ? "a real rollback would start, then wait before its first node until the "
+                    "guards that refuse above pass\n"
+                  : "a real run would start, then wait before the first swap until the "
+                    "guards that refuse above pass\n";
+}
+
+}  // namespace
+
 std::string RenderDryRun(const v1::PlanView& view) {
   std::ostringstream out;
+  const bool rollback = IsRollbackDryRun(view);
   if (view.dry_run_order_size() > 0) {
-    std::string order = "node order:";
+    std::string order = rollback ? "walk-back order:" : "node order:";
     for (const std::string& n : view.dry_run_order()) order += " " + n;
     out << Row(order);
   }
@@ -283,16 +312,10 @@ std::string RenderDryRun(const v1::PlanView& view) {
     out << "nothing to do: every node already runs the target; a real run would change "
            "nothing\n";
   } else if (DryRunRefused(view)) {
-    // The plan's start checks only these; the others hold it, committed,
-    // in its Preflight phase until they pass (fleet-plan.md).
-    bool at_start = false;
-    for (const v1::GuardResult& g : view.dry_run()) {
-      at_start = at_start || (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
-                              RefusesTheStart(g.guard()));
-    }
-    out << (at_start ? "a real run would be refused now\n"
-                     : "a real run would start, then wait before the first swap until the "
-                       "guards that refuse above pass\n");
+    out << RefusedDryRunEnding(view);
+  } else if (!view.dry_run_would_start() && rollback) {
+    out << "no guard refuses: a real rollback would start, and wait for parity's rounds "
+           "(PARITY_NOT_STABLE) before its first node\n";
   } else if (!view.dry_run_would_start()) {
     out << "no guard refuses: a real run would start, and check the guards marked "
            "NOT_EVALUATED (and wait for parity's rounds, when PARITY_NOT_STABLE) in its "

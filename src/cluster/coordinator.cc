@@ -611,7 +611,16 @@ absl::StatusOr<v1::PlanView> Coordinator::DryRun(Pending& p, const PlanInput& in
   dry.openbao = in.openbao;
   dry.parity = machine_->parity();
   dry.read_only = p.read_only;
-  DryRunReport report = EvaluateDryRun(PlanMachineConfig{options_.self, options_.voters}, dry);
+  return DryRunView(EvaluateDryRun(PlanMachineConfig{options_.self, options_.voters}, dry));
+}
+
+v1::PlanView Coordinator::DryRunRollback(Pending& p, const PlanInput& in) {
+  return DryRunView(EvaluateRollbackDryRun(PlanMachineConfig{options_.self, options_.voters},
+                                           *machine_, in, p.who));
+}
+
+// The plan view with a dry run's order and guards.
+v1::PlanView Coordinator::DryRunView(const DryRunReport& report) {
   v1::PlanView view = View();
   view.clear_dry_run();
   for (const std::string& n : report.order) view.add_dry_run_order(n);
@@ -622,26 +631,6 @@ absl::StatusOr<v1::PlanView> Coordinator::DryRun(Pending& p, const PlanInput& in
     out->set_message(g.result.ok() ? g.note : std::string(g.result.message()));
   }
   view.set_dry_run_would_start(report.would_start);
-  return view;
-}
-
-v1::PlanView Coordinator::DryRunRollback(Pending& p, const PlanInput& in) {
-  // Exactly what a real rollback would decide, on a copy of the machine
-  // whose proposal is thrown away.
-  PlanMachine copy = *machine_;
-  PlanInput input = in;
-  input.results.clear();
-  input.command = OperatorCommand{};
-  input.command->kind = CommandKind::kRollback;
-  input.command->who = p.who;
-  PlanReady ready = copy.Step(input);
-  v1::PlanView view = View();
-  v1::GuardResult* out = view.add_dry_run();
-  out->set_guard("rollback");
-  out->set_reason(ReasonOf(ready.refusal));
-  out->set_message(ready.refusal.ok() ? "a rollback would start now"
-                                      : std::string(ready.refusal.message()));
-  view.set_dry_run_would_start(ready.refusal.ok() && ready.plan.has_value());
   return view;
 }
 

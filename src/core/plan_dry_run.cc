@@ -161,10 +161,9 @@ absl::Status ReadinessGuard(const DryRunInput& in) {
 }  // namespace
 
 bool RefusesTheStart(std::string_view guard) {
-  // What a start checks (PlanStep::HandleStart, plan_commands_core.cc),
-  // and `rollback --dry-run`'s one guard: the command's own answer.
+  // What a start checks (PlanStep::HandleStart, plan_commands_core.cc).
   for (std::string_view g : {"active plan", "settings", "node order", "fleet health",
-                             "version policy", "compatibility", "openbao", "rollback"}) {
+                             "version policy", "compatibility", "openbao"}) {
     if (guard == g) return true;
   }
   return false;
@@ -232,6 +231,51 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
   report.would_start = std::all_of(
       report.guards.begin(), report.guards.end(),
       [](const GuardOutcome& g) { return g.result.ok(); });
+  return report;
+}
+
+namespace {
+
+// The nodes a rollback walks back, in its order: those the plan upgraded
+// (Done, or in flight once the first was given its slot), the last first
+// (PlanStep::DecideNextNode).
+std::vector<std::string> WalkBackOrder(const v1::FleetPlan& plan) {
+  std::vector<std::string> order;
+  for (auto n = plan.nodes().rbegin(); n != plan.nodes().rend(); ++n) {
+    if (n->phase() == v1::PLAN_NODE_PHASE_DONE || n->phase() == v1::PLAN_NODE_PHASE_IN_FLIGHT) {
+      order.push_back(n->node());
+    }
+  }
+  return order;
+}
+
+}  // namespace
+
+DryRunReport EvaluateRollbackDryRun(const PlanMachineConfig& config, const PlanMachine& machine,
+                                    const PlanInput& round, const std::string& who) {
+  PlanMachine copy = machine;
+  PlanInput in = round;
+  in.results.clear();
+  in.command = OperatorCommand{};
+  in.command->kind = CommandKind::kRollback;
+  in.command->who = who;
+  const PlanReady ready = copy.Step(in);
+  DryRunReport report;
+  report.guards.push_back({"rollback", ready.refusal, ""});
+  const bool accepted = ready.refusal.ok() && ready.plan.has_value();
+  // The gates read the plan as the command leaves it; a refused command
+  // leaves it as committed.
+  const std::optional<v1::FleetPlan>& plan = accepted ? ready.plan : machine.committed();
+  if (!plan) return report;
+  if (accepted) report.order = WalkBackOrder(*plan);
+  report.guards.push_back({"soak", CheckSoak(*plan, in.now_unix_ms), ""});
+  for (GuardOutcome& gate : EvaluateFleetGates(
+           *plan, {.voters = config.voters, .views = in.views, .parity = copy.parity(),
+                   .openbao = in.openbao, .now_unix_ms = in.now_unix_ms})) {
+    report.guards.push_back(std::move(gate));
+  }
+  report.would_start = accepted && std::all_of(report.guards.begin(), report.guards.end(),
+                                               [](const GuardOutcome& g) { return g.result.ok(); });
   return report;
 }
 

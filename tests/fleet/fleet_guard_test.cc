@@ -44,6 +44,11 @@ TEST_F(FleetUpgradeTest, OneWayReleaseRefusesTheRollback) {
                                         "ONE_WAY_UPGRADE", "--watch"}));
   ASSERT_EQ(up.exit_code, 0) << up.stdout_text << up.stderr_text << fleet_->Logs();
   EXPECT_THAT(PlanJson(), HasSubstr("ONE_WAY_UPGRADE"));  // audited
+  SubprocessResult dry = Run(1, {"rollback", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 1) << dry.stdout_text << dry.stderr_text;
+  EXPECT_THAT(dry.stdout_text, HasSubstr("[ROLLBACK_REFUSED_ONE_WAY]"));
+  EXPECT_THAT(dry.stdout_text, HasSubstr("a real run would be refused now"));
+  EXPECT_THAT(dry.stdout_text, Not(HasSubstr("walk-back order")));
   SubprocessResult r = Run(1, {"rollback"});
   EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
   EXPECT_THAT(r.stderr_text, HasSubstr("ROLLBACK_REFUSED_ONE_WAY"));

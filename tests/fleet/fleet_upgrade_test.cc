@@ -583,12 +583,33 @@ TEST_F(FleetUpgradeTest, CommandsWithoutAPlanAreRefusedWithAReason) {
 
 TEST_F(FleetUpgradeTest, RollbackAfterCompletionReturnsEveryNodeToTheVersionBefore) {
   ASSERT_EQ(Run(0, Upgrade({"--watch"})).exit_code, 0) << fleet_->Logs();
+  const std::vector<Interval> upgraded = fleet_->DownIntervals();
   SubprocessResult dry = Run(0, {"rollback", "--dry-run"});
   EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
+  // The walk-back's order and every gate its first node waits on.
+  for (const char* gate : {"rollback", "soak", "fleet health", "parity", "openbao", "rotation"}) {
+    EXPECT_THAT(dry.stdout_text, ::testing::ContainsRegex(std::string(gate) + " +pass"))
+        << dry.stdout_text;
+  }
+  EXPECT_THAT(dry.stdout_text, HasSubstr("a real run would start now"));
+  EXPECT_EQ(fleet_->DowntimeSince(upgraded), "") << "the dry run changed nothing";
   SubprocessResult r = Run(1, {"rollback", "--watch"});
   EXPECT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+  // Walked back in the order the dry run named.
+  int64_t upgrade_ended = 0;
+  for (const Interval& i : upgraded) upgrade_ended = std::max(upgrade_ended, i.to_ms);
+  std::vector<Interval> back;
+  for (const Interval& i : fleet_->DownIntervals()) {
+    if (i.from_ms > upgrade_ended) back.push_back(i);
+  }
+  ASSERT_EQ(back.size(), 3u) << fleet_->DescribeDowntime();
+  std::sort(back.begin(), back.end(),
+            [](const Interval& a, const Interval& b) { return a.from_ms < b.from_ms; });
+  std::string order = "walk-back order:";
+  for (const Interval& i : back) order += " " + i.node;
+  EXPECT_THAT(dry.stdout_text, HasSubstr(order)) << dry.stdout_text;
 }
 
 }  // namespace

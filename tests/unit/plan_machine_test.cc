@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kmsfleet/core/plan_dry_run.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -94,21 +95,39 @@ class Driver {
       ++stale_refused;
       EXPECT_FALSE(ready.plan || !ready.actions.empty() || !ready.blocked.ok());
     }
-    in.views.clear();
-    for (const auto& [n, v] : versions_) {
-      auto stuck = observed_at.find(n);
-      auto own_hash = hash_of.find(n);
-      in.views.push_back(HealthyView(n, v, own_hash == hash_of.end() ? hash : own_hash->second,
-                                     stuck == observed_at.end() ? now_ : stuck->second));
-      if (restart_unconfigured.contains(n)) in.views.back().state->set_apiserver_restart_configured(false);
-      if (no_registry.contains(n)) in.views.back().registry.reset();
-      in.views.back().state->set_default_stabilization_ms(default_stabilization_ms);
-    }
+    in.views = FreshViews(now_);
     in.views_fresh = true;
     last_round_ = in.views;
     ready = machine_.Step(in);
     CountRounds(in, ready);
     return Carry(ready);
+  }
+
+  // A fresh round of every node's state, observed at `now`.
+  std::vector<NodeView> FreshViews(int64_t now) const {
+    std::vector<NodeView> views;
+    for (const auto& [n, v] : versions_) {
+      auto stuck = observed_at.find(n);
+      auto own_hash = hash_of.find(n);
+      views.push_back(HealthyView(n, v, own_hash == hash_of.end() ? hash : own_hash->second,
+                                  stuck == observed_at.end() ? now : stuck->second));
+      if (restart_unconfigured.contains(n)) views.back().state->set_apiserver_restart_configured(false);
+      if (no_registry.contains(n)) views.back().registry.reset();
+      if (not_ready.contains(n)) views.back().state->set_ready(false);
+      views.back().state->set_default_stabilization_ms(default_stabilization_ms);
+    }
+    return views;
+  }
+
+  // `rollback --dry-run` on a fresh round a step later, as the coordinator
+  // answers it: the machine itself is not stepped.
+  DryRunReport DryRunRollback() const {
+    PlanInput in;
+    in.now_unix_ms = now_ + step_ms;
+    in.openbao = openbao;
+    in.views = FreshViews(in.now_unix_ms);
+    in.views_fresh = true;
+    return EvaluateRollbackDryRun({names_.at(1), names_}, machine_, in, "local root");
   }
 
   // The rounds (fresh observations) between each operation result and the
@@ -227,6 +246,7 @@ class Driver {
   std::string hash = testing::kHashA;
   std::map<std::string, std::string> hash_of;  // nodes reporting another hash
   std::set<std::string> no_registry;
+  std::set<std::string> not_ready;  // nodes whose provider is not ready
   // Whether hand-offs are released; by default, unless the node's last
   // operation ended RollbackFailed.
   std::optional<bool> hand_off_released;
@@ -2286,6 +2306,83 @@ TEST(PlanMachineTest, ProgressWaitsAreNotGuardRefusals) {
     EXPECT_FALSE(IsProgressWait(guard)) << guard;
   }
   EXPECT_FALSE(IsProgressWait(""));
+}
+
+// The guards of `rollback --dry-run` by name: "pass" or the reason.
+std::map<std::string, std::string> GuardReasons(const DryRunReport& report) {
+  std::map<std::string, std::string> reasons;
+  for (const GuardOutcome& g : report.guards) {
+    reasons[g.guard] = g.result.ok() ? "pass" : ReasonOf(g.result);
+  }
+  return reasons;
+}
+
+// `rollback --dry-run` names the walk-back order, the last node upgraded
+// first, and every gate a real rollback's first node waits on; it changes
+// nothing, and the rollback then walks the nodes back in that order.
+TEST(RollbackDryRunTest, NamesTheWalkBackOrderAndEveryGate) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  const DryRunReport report = d.DryRunRollback();
+  EXPECT_THAT(report.order, ElementsAre("b", "c", "a"));
+  const std::map<std::string, std::string> all_pass = {
+      {"rollback", "pass"}, {"soak", "pass"},    {"fleet health", "pass"},
+      {"parity", "pass"},   {"openbao", "pass"}, {"rotation", "pass"}};
+  EXPECT_EQ(GuardReasons(report), all_pass);
+  EXPECT_TRUE(report.would_start);
+  EXPECT_EQ(d.machine_.committed()->phase(), v1::PLAN_PHASE_COMPLETED) << "nothing changed";
+  EXPECT_FALSE(d.machine_.proposal_pending());
+  d.Step(Cmd(CommandKind::kRollback));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre("b", "c", "a"));
+}
+
+// The dry run used to report the rollback command's guard only, so a
+// fleet that would hold the rollback before its first node read "would
+// start now". Every gate is evaluated, not only the first that refuses,
+// and the one the machine then waits on is the first of them.
+TEST(RollbackDryRunTest, ReportsEveryGateThatWouldHoldTheFirstNode) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  d.not_ready = {"c"};
+  d.openbao = OpenBaoProbe{"https://bao:8200", absl::UnavailableError("connection refused"), 0, ""};
+  const DryRunReport report = d.DryRunRollback();
+  const std::map<std::string, std::string> reasons = GuardReasons(report);
+  EXPECT_EQ(reasons.at("rollback"), "pass");
+  EXPECT_EQ(reasons.at("fleet health"), reason::kProviderNotReady);
+  EXPECT_EQ(reasons.at("openbao"), reason::kOpenBaoUnreachable);
+  EXPECT_FALSE(report.would_start);
+  EXPECT_THAT(report.order, ElementsAre("b", "c", "a"));
+  PlanReady ready = d.Step(Cmd(CommandKind::kRollback));
+  EXPECT_TRUE(ready.refusal.ok()) << ready.refusal;
+  EXPECT_EQ(ReasonOf(ready.blocked), reason::kProviderNotReady) << ready.blocked;
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+}
+
+// A refused rollback names its refusal and still shows the gates, with no
+// order: nothing would be walked back.
+TEST(RollbackDryRunTest, ARefusedRollbackStillShowsTheGates) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  d.hash = testing::kHashB;  // a rotation promoted under the new release
+  const DryRunReport report = d.DryRunRollback();
+  EXPECT_EQ(GuardReasons(report).at("rollback"), reason::kRollbackRefusedKeyRotated);
+  EXPECT_EQ(report.guards.size(), 6u);
+  EXPECT_TRUE(report.order.empty());
+  EXPECT_FALSE(report.would_start);
+  EXPECT_EQ(ReasonOf(d.Step(Cmd(CommandKind::kRollback)).refusal),
+            reason::kRollbackRefusedKeyRotated);
+}
+
+TEST(RollbackDryRunTest, WithoutAPlanOnlyTheRefusalIsShown) {
+  Driver d;
+  const DryRunReport report = d.DryRunRollback();
+  ASSERT_EQ(report.guards.size(), 1u);
+  EXPECT_EQ(ReasonOf(report.guards[0].result), reason::kNoPlan);
+  EXPECT_FALSE(report.would_start);
 }
 
 }  // namespace

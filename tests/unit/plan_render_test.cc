@@ -87,6 +87,27 @@ TEST(RenderDryRunTest, ARefusedRollbackIsRefusedNow) {
   EXPECT_THAT(text, Not(HasSubstr("would start")));
 }
 
+// A rollback is refused by its own guard only; fleet health, parity,
+// OpenBao and rotation hold a started rollback before its first node, as
+// they hold every node's step (not "would be refused now", as for a
+// start, whose guards some of them are too).
+TEST(RenderDryRunTest, AGateThatRefusesHoldsAStartedRollback) {
+  v1::PlanView view = DryRun({{"rollback", ""}, {"soak", ""},
+                              {"fleet health", "PROVIDER_NOT_READY"}, {"parity", ""},
+                              {"openbao", "OPENBAO_UNREACHABLE"}, {"rotation", ""}});
+  view.add_dry_run_order("b");
+  view.add_dry_run_order("a");
+  EXPECT_TRUE(DryRunRefused(view));
+  const std::string text = RenderDryRun(view);
+  EXPECT_THAT(text, HasSubstr("walk-back order: b a"));
+  EXPECT_THAT(text, HasSubstr("a real rollback would start, then wait before its first node"));
+  EXPECT_THAT(text, Not(HasSubstr("would be refused now")));
+  view = DryRun({{"rollback", ""}, {"soak", ""}, {"fleet health", ""},
+                 {"parity", "PARITY_NOT_STABLE"}, {"openbao", ""}, {"rotation", ""}});
+  EXPECT_FALSE(DryRunRefused(view));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("a real rollback would start, and wait for parity"));
+}
+
 // Plan messages carry agents' and providers' words (a doctor's output in a
 // halt): watch draws each line once, and redraws by counting them.
 TEST(RenderProgressTest, AMessageIsOneLineWithoutEscapeSequences) {

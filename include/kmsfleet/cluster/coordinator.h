@@ -172,6 +172,7 @@ class Coordinator {
   absl::StatusOr<v1::PlanView> DryRun(Pending& pending, const PlanInput& input);
   std::optional<std::vector<NodeReadOnlyChecks>> AskReadOnlyChecks(const CommandCaller& caller);
   v1::PlanView DryRunRollback(Pending& pending, const PlanInput& input);
+  v1::PlanView DryRunView(const DryRunReport& report);
   // Proposes ready.plan and waits for the commit; false (the machine told
   // to abandon it, the command answered) when it did not commit.
   bool Commit(PlanReady& ready, Pending* command);

@@ -86,6 +86,23 @@ DryRunReport EvaluateDryRun(const PlanMachineConfig& config,
 // start. The others hold a started plan in Preflight until they pass.
 bool RefusesTheStart(std::string_view guard);
 
+// `kmsfleetctl rollback --dry-run`: the rollback command's own answer
+// ("rollback"), decided by a copy of `machine` stepped on `round` with the
+// command (its proposal thrown away), then the gates its first node waits
+// on ("soak", then EvaluateFleetGates'), evaluated on the same round and
+// the copy's parity streak, each whatever the others said. The order is
+// the walk-back's: the nodes the plan upgraded, the last first (empty when
+// the command is refused). With no plan at all, only the command's
+// refusal. would_start: every guard passed, so the first node would be
+// walked back now.
+DryRunReport EvaluateRollbackDryRun(const PlanMachineConfig& config, const PlanMachine& machine,
+                                    const PlanInput& round, const std::string& who);
+
+// Whether a refusal of `guard` in a rollback's dry run refuses the
+// rollback itself; the gates hold a started rollback before its first
+// node instead.
+inline bool RefusesTheRollback(std::string_view guard) { return guard == "rollback"; }
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_PLAN_DRY_RUN_H_
