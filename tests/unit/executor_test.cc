@@ -91,8 +91,9 @@ struct World {
   // successful start.
   std::function<void(World&)> on_sleep, on_start;
   // Called when the service manager is asked for the unit's state, before
-  // `mu` is taken (so it may wait for other fakes).
+  // `mu` is taken (so it may wait for other fakes); the states answered.
   std::function<void(World&)> before_state;
+  int states_answered = 0;
   // What rotation-plan reports from now on, when set (FakeCli's
   // rotation_state otherwise).
   std::optional<std::string> rotation_state_now;
@@ -153,6 +154,7 @@ class FakeServices final : public ServiceManager {
   absl::StatusOr<UnitState> State(const std::string&) override {
     if (w_.before_state) w_.before_state(w_);
     std::lock_guard<std::mutex> lock(w_.mu);
+    ++w_.states_answered;
     UnitState s;
     s.activity = w_.running  ? UnitActivity::kRunning
                  : w_.failed ? UnitActivity::kFailed
@@ -1692,6 +1694,35 @@ TEST_F(ExecutorTest, WhenDoctorAndRotationPlanBothFailDoctorIsReported) {
                                 reason::kDoctorFailed, "transit.metadata failed");
   cli_.rotation_state = "pending";
   ExpectRefusedAtPreflight(reason::kDoctorFailed);
+}
+
+// A systemd swap asks the unit's state as its worker starts, beside its
+// journal writes, and its checks before the stop take that answer while it
+// is under kChecksFreshForMs old. One older is asked again: here the unit
+// failed in the 2 s between the early answer ("running") and the checks,
+// and the swap is refused with nothing touched, as if it had been stopped
+// from the start.
+TEST_F(ExecutorTest, AnEarlyUnitStateGrownOldIsAskedAgain) {
+  std::atomic<bool> early_answered{false};
+  executor().SetStepHook([&](std::string_view point) {
+    if (point != "Preflighted") return;
+    // The early answer is in (it runs on a thread of its own), then time
+    // passes and the unit fails before the checks ask.
+    for (int i = 0; i < 5000 && !early_answered; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(w_.mu);
+        early_answered = w_.states_answered > 0;
+      }
+      if (!early_answered) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.steady_ms += kChecksFreshForMs + 1000;
+    w_.running = false;
+    w_.failed = true;
+  });
+  SwapJournal j = ExpectRefusedAtPreflight(reason::kUnitFailed);
+  EXPECT_TRUE(early_answered) << "the early state was asked before the checks";
+  EXPECT_THAT(j.failure_message, HasSubstr("failed"));
 }
 
 TEST_F(ExecutorTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
