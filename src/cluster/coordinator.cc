@@ -442,11 +442,7 @@ void Coordinator::Dispatch(const PlanAction& action) {
     metric_state = it->second.state->rotation_state();
   }
   const uint64_t term = machine_term_;
-  {
-    std::lock_guard lock(mu_);
-    ++workers_;
-  }
-  std::thread([this, action, fence, no_fence, settings = plan->settings(), metric_state,
+  StartWorker([this, action, fence, no_fence, settings = plan->settings(), metric_state,
                term] {
     const std::function<bool()> keep_going = WhileLeadingTerm(term);
     const auto began = std::chrono::steady_clock::now();
@@ -480,8 +476,20 @@ void Coordinator::Dispatch(const PlanAction& action) {
     std::lock_guard lock(mu_);
     if (renew) renew_fence_term_ = term;
     results_.push_back({term, std::move(result)});
-    --workers_;
     wake_.notify_all();
+  });
+}
+
+// Runs `work` on a thread of its own, which Stop waits for.
+void Coordinator::StartWorker(std::function<void()> work) {
+  {
+    std::lock_guard lock(mu_);
+    ++workers_;
+  }
+  std::thread([this, work = std::move(work)] {
+    work();
+    std::lock_guard lock(mu_);
+    --workers_;
     changed_.notify_all();
   }).detach();
 }
@@ -512,11 +520,7 @@ void Coordinator::WarmNextSwap() {
   if (key == warmed_) return;
   warmed_ = std::move(key);
   const uint64_t term = machine_term_;
-  {
-    std::lock_guard lock(mu_);
-    ++workers_;
-  }
-  std::thread([this, warm = *std::move(warm), settings = machine_->committed()->settings(),
+  StartWorker([this, warm = *std::move(warm), settings = machine_->committed()->settings(),
                term] {
     const std::function<bool()> keep_going = WhileLeadingTerm(term);
     ActionResult r = actions_->Run(warm, v1::Fence(), settings, "", keep_going);
@@ -525,10 +529,7 @@ void Coordinator::WarmNextSwap() {
           {{"node", warm.node}, {"reason", ReasonOf(r.status)},
            {"error", std::string(r.status.message())}});
     }
-    std::lock_guard lock(mu_);
-    --workers_;
-    changed_.notify_all();
-  }).detach();
+  });
 }
 
 std::shared_ptr<Coordinator::Pending> Coordinator::NextCommand() {

@@ -178,6 +178,7 @@ class Coordinator {
   bool Commit(PlanReady& ready, Pending* command);
   void AdoptCommitted(const v1::PlanRecord& committed);
   void Dispatch(const PlanAction& action);
+  void StartWorker(std::function<void()> work);
   void WarmNextSwap();
   std::function<bool()> WhileLeadingTerm(uint64_t term);
   // A worker's wait, until a tick after `began` or Stop, before it reports
