@@ -285,10 +285,43 @@ std::string RefusedDryRunEnding(const v1::PlanView& view) {
   // A plan's start checks only some; the others hold it, committed, in its
   // Preflight phase (a rollback: before its first node) until they pass
   // (fleet-plan.md).
-  return rollback ? "a real rollback would start, then wait before its first node until the "
-                    "guards that refuse above pass\n"
-                  : "a real run would start, then wait before the first swap until the "
-                    "guards that refuse above pass\n";
+  if (!rollback) {
+    return "a real run would start, then wait before the first swap until the guards that "
+           "refuse above pass\n";
+  }
+  if (view.dry_run_order_size() == 0) {
+    return "a real rollback would be accepted, then wait until the guards that refuse above "
+           "pass, and end the plan RolledBack\n";
+  }
+  return "a real rollback would start, then wait before its first node until the guards "
+         "that refuse above pass\n";
+}
+
+// A rollback's dry run whose command would be accepted: the walk-back
+// order, or why there is none.
+std::string WalkBackLine(const v1::PlanView& view) {
+  if (view.dry_run_order_size() == 0) {
+    return "walk-back order: none (no node was upgraded: the rollback ends the plan "
+           "RolledBack)";
+  }
+  std::string order = "walk-back order:";
+  for (const std::string& n : view.dry_run_order()) order += " " + n;
+  return order;
+}
+
+// The closing line of a rollback's dry run that no guard refuses.
+std::string UnrefusedRollbackEnding(const v1::PlanView& view) {
+  if (view.dry_run_size() == 1) {
+    // Only a coordinator older than the gates' rows answers so.
+    return "a real run would start now (this coordinator's kmsfleetd does not report the "
+           "gates: they are checked before each node of the walk back)\n";
+  }
+  if (view.dry_run_order_size() == 0) return "a real rollback would end the plan RolledBack now\n";
+  if (!view.dry_run_would_start()) {
+    return "no guard refuses: a real rollback would start, and wait for parity's rounds "
+           "(PARITY_NOT_STABLE) or the soak (SOAK_IN_PROGRESS) before its first node\n";
+  }
+  return "a real run would start now\n";
 }
 
 }  // namespace
@@ -296,8 +329,11 @@ std::string RefusedDryRunEnding(const v1::PlanView& view) {
 std::string RenderDryRun(const v1::PlanView& view) {
   std::ostringstream out;
   const bool rollback = IsRollbackDryRun(view);
-  if (view.dry_run_order_size() > 0) {
-    std::string order = rollback ? "walk-back order:" : "node order:";
+  const bool accepted = rollback && view.dry_run(0).reason().empty();
+  if (accepted) {
+    out << Row(WalkBackLine(view));
+  } else if (!rollback && view.dry_run_order_size() > 0) {
+    std::string order = "node order:";
     for (const std::string& n : view.dry_run_order()) order += " " + n;
     out << Row(order);
   }
@@ -313,9 +349,8 @@ std::string RenderDryRun(const v1::PlanView& view) {
            "nothing\n";
   } else if (DryRunRefused(view)) {
     out << RefusedDryRunEnding(view);
-  } else if (!view.dry_run_would_start() && rollback) {
-    out << "no guard refuses: a real rollback would start, and wait for parity's rounds "
-           "(PARITY_NOT_STABLE) before its first node\n";
+  } else if (rollback) {
+    out << UnrefusedRollbackEnding(view);
   } else if (!view.dry_run_would_start()) {
     out << "no guard refuses: a real run would start, and check the guards marked "
            "NOT_EVALUATED (and wait for parity's rounds, when PARITY_NOT_STABLE) in its "
@@ -329,12 +364,12 @@ std::string RenderDryRun(const v1::PlanView& view) {
 bool DryRunRefused(const v1::PlanView& view) {
   if (DryRunNothingToDo(view)) return false;
   for (const v1::GuardResult& g : view.dry_run()) {
-    // Not refusals: a guard left to the real run, and parity held for
-    // fewer rounds than the plan asks (it comes by itself, a round a
-    // tick). ALREADY_AT_TARGET is either the no-op above or comes after a
-    // guard that refused.
+    // Not refusals: a guard left to the real run, parity held for fewer
+    // rounds than the plan asks (it comes by itself, a round a tick), and
+    // a rollback's wait for the soak. ALREADY_AT_TARGET is either the
+    // no-op above or comes after a guard that refused.
     if (!g.reason().empty() && g.reason() != "NOT_EVALUATED" &&
-        g.reason() != reason::kParityNotStable) {
+        g.reason() != reason::kParityNotStable && g.reason() != reason::kSoakInProgress) {
       return true;
     }
   }

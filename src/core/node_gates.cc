@@ -2,12 +2,46 @@
 #include "kmsfleet/core/node_gates.h"
 
 #include <algorithm>
+#include <iterator>
+#include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "guard_util.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 
 namespace kmsfleet {
+
+// The gates observe the voters only: a plan node that is no longer one
+// could be down unseen while another is swapped, and a voter the plan
+// lacks would never be upgraded.
+absl::Status CheckPlanMembers(const v1::FleetPlan& plan, const std::string& self,
+                              const std::vector<std::string>& voter_list) {
+  std::set<std::string> planned, voters(voter_list.begin(), voter_list.end());
+  for (const v1::PlanNode& n : plan.nodes()) planned.insert(n.node());
+  if (planned == voters) return absl::OkStatus();
+  std::vector<std::string> left, added;
+  std::set_difference(planned.begin(), planned.end(), voters.begin(), voters.end(),
+                      std::back_inserter(left));
+  std::set_difference(voters.begin(), voters.end(), planned.begin(), planned.end(),
+                      std::back_inserter(added));
+  std::vector<std::string> nodes = left;
+  nodes.insert(nodes.end(), added.begin(), added.end());
+  std::string differ;
+  if (!left.empty()) absl::StrAppend(&differ, " not voters now: ", absl::StrJoin(left, ", "), ";");
+  if (!added.empty()) {
+    absl::StrAppend(&differ, " voters not in the plan: ", absl::StrJoin(added, ", "), ";");
+  }
+  return internal::Refuse(reason::kPlanMembersChanged,
+                absl::StrCat("Plan ", plan.plan_id(), " covers ", absl::StrJoin(planned, ", "),
+                             ", but coordinator ", self, "'s voters are ",
+                             absl::StrJoin(voters, ", "), " (", differ.substr(1),
+                             " no node is given a slot while they differ)."),
+                "Restore cluster.voters on every agent to the plan's nodes (the plan "
+                "goes on by itself), or abort the plan.",
+                nodes);
+}
 
 absl::Status CheckSoak(const v1::FleetPlan& plan, int64_t now_unix_ms) {
   int64_t last_done = 0;
@@ -25,13 +59,26 @@ absl::Status CheckOpenBaoGate(const std::optional<OpenBaoProbe>& probe) {
                    "OpenBao has not been probed yet.");
 }
 
+namespace {
+
+std::vector<NodeView> Answered(const std::vector<NodeView>& views) {
+  std::vector<NodeView> answered;
+  std::copy_if(views.begin(), views.end(), std::back_inserter(answered),
+               [](const NodeView& v) { return v.state.has_value(); });
+  return answered;
+}
+
+}  // namespace
+
 std::vector<GuardOutcome> EvaluateFleetGates(const v1::FleetPlan& plan,
                                              const FleetGateInput& in) {
   return {
       {"fleet health", CheckFleetHealth(in.voters, in.views, in.now_unix_ms), ""},
       {"parity", CheckParityStable(in.parity, plan.settings().parity_observations()), ""},
       {"openbao", CheckOpenBaoGate(in.openbao), ""},
-      {"rotation", CheckRotationMetric(in.views), ""},
+      // A node that did not answer is fleet health's to name, not a
+      // rotation of unknown state.
+      {"rotation", CheckRotationMetric(Answered(in.views)), ""},
   };
 }
 

@@ -126,33 +126,8 @@ void PlanStep::DecidePreflight() {
   DecideNextNode();
 }
 
-// The gates observe the voters only: a plan node that is no longer one
-// could be down unseen while another is swapped, and a voter the plan
-// lacks would never be upgraded.
 absl::Status PlanStep::MembersUnchanged() const {
-  std::set<std::string> planned, voters(m_.config_.voters.begin(), m_.config_.voters.end());
-  for (const v1::PlanNode& n : next_->nodes()) planned.insert(n.node());
-  if (planned == voters) return absl::OkStatus();
-  std::vector<std::string> left, added;
-  std::set_difference(planned.begin(), planned.end(), voters.begin(), voters.end(),
-                      std::back_inserter(left));
-  std::set_difference(voters.begin(), voters.end(), planned.begin(), planned.end(),
-                      std::back_inserter(added));
-  std::vector<std::string> nodes = left;
-  nodes.insert(nodes.end(), added.begin(), added.end());
-  std::string differ;
-  if (!left.empty()) absl::StrAppend(&differ, " not voters now: ", absl::StrJoin(left, ", "), ";");
-  if (!added.empty()) {
-    absl::StrAppend(&differ, " voters not in the plan: ", absl::StrJoin(added, ", "), ";");
-  }
-  return internal::Refuse(reason::kPlanMembersChanged,
-                absl::StrCat("Plan ", next_->plan_id(), " covers ", absl::StrJoin(planned, ", "),
-                             ", but coordinator ", m_.config_.self, "'s voters are ",
-                             absl::StrJoin(voters, ", "), " (", differ.substr(1),
-                             " no node is given a slot while they differ)."),
-                "Restore cluster.voters on every agent to the plan's nodes (the plan "
-                "goes on by itself), or abort the plan.",
-                nodes);
+  return CheckPlanMembers(*next_, m_.config_.self, m_.config_.voters);
 }
 
 absl::Status PlanStep::NodeGates(bool rolling_back) {

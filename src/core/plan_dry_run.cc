@@ -267,15 +267,24 @@ DryRunReport EvaluateRollbackDryRun(const PlanMachineConfig& config, const PlanM
   // leaves it as committed.
   const std::optional<v1::FleetPlan>& plan = accepted ? ready.plan : machine.committed();
   if (!plan) return report;
+  report.guards.push_back({"members", CheckPlanMembers(*plan, config.self, config.voters), ""});
   if (accepted) report.order = WalkBackOrder(*plan);
-  report.guards.push_back({"soak", CheckSoak(*plan, in.now_unix_ms), ""});
-  for (GuardOutcome& gate : EvaluateFleetGates(
-           *plan, {.voters = config.voters, .views = in.views, .parity = copy.parity(),
-                   .openbao = in.openbao, .now_unix_ms = in.now_unix_ms})) {
-    report.guards.push_back(std::move(gate));
+  if (accepted && report.order.empty()) {
+    // Nothing to walk back: the rollback ends the plan RolledBack once the
+    // fleet is healthy, in parity and on the version before
+    // (PlanStep::DecideCompletion), in this same Step.
+    report.guards.push_back({"completion", ready.blocked, ""});
+  } else {
+    report.guards.push_back({"soak", CheckSoak(*plan, in.now_unix_ms), ""});
+    for (GuardOutcome& gate : EvaluateFleetGates(
+             *plan, {.voters = config.voters, .views = in.views, .parity = copy.parity(),
+                     .openbao = in.openbao, .now_unix_ms = in.now_unix_ms})) {
+      report.guards.push_back(std::move(gate));
+    }
   }
-  report.would_start = accepted && std::all_of(report.guards.begin(), report.guards.end(),
-                                               [](const GuardOutcome& g) { return g.result.ok(); });
+  // What the copy did: the first node given its slot, or the plan ended.
+  report.would_start = accepted && (!ready.plan->in_flight().empty() ||
+                                    ready.plan->phase() == v1::PLAN_PHASE_ROLLED_BACK);
   return report;
 }
 

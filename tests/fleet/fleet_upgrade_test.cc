@@ -587,7 +587,8 @@ TEST_F(FleetUpgradeTest, RollbackAfterCompletionReturnsEveryNodeToTheVersionBefo
   SubprocessResult dry = Run(0, {"rollback", "--dry-run"});
   EXPECT_EQ(dry.exit_code, 0) << dry.stdout_text << dry.stderr_text;
   // The walk-back's order and every gate its first node waits on.
-  for (const char* gate : {"rollback", "soak", "fleet health", "parity", "openbao", "rotation"}) {
+  for (const char* gate :
+       {"rollback", "members", "soak", "fleet health", "parity", "openbao", "rotation"}) {
     EXPECT_THAT(dry.stdout_text, ::testing::ContainsRegex(std::string(gate) + " +pass"))
         << dry.stdout_text;
   }

@@ -91,9 +91,9 @@ struct World {
   // successful start.
   std::function<void(World&)> on_sleep, on_start;
   // Called when the service manager is asked for the unit's state, before
-  // `mu` is taken (so it may wait for other fakes); the states answered.
+  // `mu` is taken (so it may wait for other fakes).
   std::function<void(World&)> before_state;
-  int states_answered = 0;
+  int states_answered = 0;  // the unit states the service manager answered
   // What rotation-plan reports from now on, when set (FakeCli's
   // rotation_state otherwise).
   std::optional<std::string> rotation_state_now;

@@ -102,10 +102,39 @@ TEST(RenderDryRunTest, AGateThatRefusesHoldsAStartedRollback) {
   EXPECT_THAT(text, HasSubstr("walk-back order: b a"));
   EXPECT_THAT(text, HasSubstr("a real rollback would start, then wait before its first node"));
   EXPECT_THAT(text, Not(HasSubstr("would be refused now")));
-  view = DryRun({{"rollback", ""}, {"soak", ""}, {"fleet health", ""},
-                 {"parity", "PARITY_NOT_STABLE"}, {"openbao", ""}, {"rotation", ""}});
-  EXPECT_FALSE(DryRunRefused(view));
-  EXPECT_THAT(RenderDryRun(view), HasSubstr("a real rollback would start, and wait for parity"));
+  // Found in review: a soak still running made the dry run exit 1 as if
+  // refused; like parity's rounds, it is a wait the rollback sits out.
+  for (const char* wait : {"PARITY_NOT_STABLE", "SOAK_IN_PROGRESS"}) {
+    view = DryRun({{"rollback", ""}, {"members", ""}, {"soak", ""}, {"fleet health", ""},
+                   {"parity", ""}, {"openbao", ""}, {"rotation", ""}});
+    view.mutable_dry_run(std::string(wait) == "SOAK_IN_PROGRESS" ? 2 : 4)->set_reason(wait);
+    view.add_dry_run_order("a");
+    EXPECT_FALSE(DryRunRefused(view)) << wait;
+    EXPECT_THAT(RenderDryRun(view), HasSubstr("a real rollback would start, and wait for parity"))
+        << wait;
+  }
+}
+
+// Found in review: with no node upgraded, the rollback ends the plan at
+// once and the walk back is empty, which is not a refusal.
+TEST(RenderDryRunTest, ARollbackWithNothingToWalkBackEndsThePlan) {
+  v1::PlanView view = DryRun({{"rollback", ""}, {"members", ""}, {"completion", ""}});
+  view.set_dry_run_would_start(true);
+  std::string text = RenderDryRun(view);
+  EXPECT_THAT(text, HasSubstr("walk-back order: none"));
+  EXPECT_THAT(text, HasSubstr("would end the plan RolledBack now"));
+  view = DryRun({{"rollback", ""}, {"members", ""}, {"completion", "FLEET_NOT_CONVERGED"}});
+  EXPECT_TRUE(DryRunRefused(view));
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("would be accepted, then wait until the guards"));
+}
+
+// Found in review: a coordinator from before the gates' rows answers with
+// the rollback's own guard only; the dry run does not read as if every
+// gate had passed.
+TEST(RenderDryRunTest, AnOlderCoordinatorsRollbackDryRunSaysTheGatesWereNotReported) {
+  v1::PlanView view = DryRun({{"rollback", ""}});
+  view.set_dry_run_would_start(true);
+  EXPECT_THAT(RenderDryRun(view), HasSubstr("does not report the gates"));
 }
 
 // Plan messages carry agents' and providers' words (a doctor's output in a

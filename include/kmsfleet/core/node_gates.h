@@ -25,6 +25,12 @@ struct GuardOutcome {
   std::string note;
 };
 
+// The plan's nodes are the coordinator's voters (`self` names it);
+// PLAN_MEMBERS_CHANGED naming those that left and those added otherwise.
+// Checked before anything else: no node gets a slot while they differ.
+absl::Status CheckPlanMembers(const v1::FleetPlan& plan, const std::string& self,
+                              const std::vector<std::string>& voters);
+
 // Waits (SOAK_IN_PROGRESS) until the plan's soak after its last finished
 // node has run; OK when there is none or it has.
 absl::Status CheckSoak(const v1::FleetPlan& plan, int64_t now_unix_ms);
@@ -44,8 +50,8 @@ struct FleetGateInput {
 
 // After the soak, in the order a plan checks them: "fleet health",
 // "parity" (the streak stable over the plan's parity_observations),
-// "openbao", "rotation" (the metric). Each is evaluated, whatever the one
-// before it said.
+// "openbao", "rotation" (the metric, of the nodes that answered). Each is
+// evaluated, whatever the one before it said.
 std::vector<GuardOutcome> EvaluateFleetGates(const v1::FleetPlan& plan,
                                              const FleetGateInput& in);
 

@@ -88,13 +88,15 @@ bool RefusesTheStart(std::string_view guard);
 
 // `kmsfleetctl rollback --dry-run`: the rollback command's own answer
 // ("rollback"), decided by a copy of `machine` stepped on `round` with the
-// command (its proposal thrown away), then the gates its first node waits
-// on ("soak", then EvaluateFleetGates'), evaluated on the same round and
-// the copy's parity streak, each whatever the others said. The order is
-// the walk-back's: the nodes the plan upgraded, the last first (empty when
-// the command is refused). With no plan at all, only the command's
-// refusal. would_start: every guard passed, so the first node would be
-// walked back now.
+// command (its proposal thrown away); then, on the same round and the
+// copy's parity streak, each whatever the others said: "members"
+// (CheckPlanMembers), and the gates the walk back's first node waits on
+// ("soak", then EvaluateFleetGates'), or, with no node to walk back,
+// "completion": what the copy's ending of the plan RolledBack waits on.
+// The order is the walk back's: the nodes the plan upgraded, the last
+// first (empty when the command is refused or there are none). With no
+// plan at all, only the command's refusal. would_start: the copy gave the
+// first node its slot, or ended the plan RolledBack.
 DryRunReport EvaluateRollbackDryRun(const PlanMachineConfig& config, const PlanMachine& machine,
                                     const PlanInput& round, const std::string& who);
 
