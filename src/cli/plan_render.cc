@@ -300,6 +300,9 @@ std::string RefusedDryRunEnding(const v1::PlanView& view) {
 // A rollback's dry run whose command would be accepted: the walk-back
 // order, or why there is none.
 std::string WalkBackLine(const v1::PlanView& view) {
+  // Only a coordinator older than the gates' rows answers the rollback's
+  // row alone, and no order with it.
+  if (view.dry_run_size() == 1) return "walk-back order: not reported by this coordinator";
   if (view.dry_run_order_size() == 0) {
     return "walk-back order: none (no node was upgraded: the rollback ends the plan "
            "RolledBack)";
@@ -316,7 +319,12 @@ std::string UnrefusedRollbackEnding(const v1::PlanView& view) {
     return "a real run would start now (this coordinator's kmsfleetd does not report the "
            "gates: they are checked before each node of the walk back)\n";
   }
-  if (view.dry_run_order_size() == 0) return "a real rollback would end the plan RolledBack now\n";
+  if (view.dry_run_order_size() == 0) {
+    return view.dry_run_would_start()
+               ? "a real rollback would end the plan RolledBack now\n"
+               : "no guard refuses: a real rollback would be accepted, and end the plan "
+                 "RolledBack once parity's rounds come (PARITY_NOT_STABLE)\n";
+  }
   if (!view.dry_run_would_start()) {
     return "no guard refuses: a real rollback would start, and wait for parity's rounds "
            "(PARITY_NOT_STABLE) or the soak (SOAK_IN_PROGRESS) before its first node\n";

@@ -33,14 +33,14 @@ absl::Status CheckPlanMembers(const v1::FleetPlan& plan, const std::string& self
   if (!added.empty()) {
     absl::StrAppend(&differ, " voters not in the plan: ", absl::StrJoin(added, ", "), ";");
   }
-  return internal::Refuse(reason::kPlanMembersChanged,
-                absl::StrCat("Plan ", plan.plan_id(), " covers ", absl::StrJoin(planned, ", "),
-                             ", but coordinator ", self, "'s voters are ",
-                             absl::StrJoin(voters, ", "), " (", differ.substr(1),
-                             " no node is given a slot while they differ)."),
-                "Restore cluster.voters on every agent to the plan's nodes (the plan "
-                "goes on by itself), or abort the plan.",
-                nodes);
+  return internal::Refuse(
+      reason::kPlanMembersChanged,
+      absl::StrCat("Plan ", plan.plan_id(), " covers ", absl::StrJoin(planned, ", "),
+                   ", but coordinator ", self, "'s voters are ", absl::StrJoin(voters, ", "),
+                   " (", differ.substr(1), " no node is given a slot while they differ)."),
+      "Restore cluster.voters on every agent to the plan's nodes (the plan goes on by "
+      "itself), or abort the plan.",
+      nodes);
 }
 
 absl::Status CheckSoak(const v1::FleetPlan& plan, int64_t now_unix_ms) {
@@ -61,10 +61,12 @@ absl::Status CheckOpenBaoGate(const std::optional<OpenBaoProbe>& probe) {
 
 namespace {
 
+// The views of the nodes that answered this round (the coordinator keeps
+// the last state of one that no longer does).
 std::vector<NodeView> Answered(const std::vector<NodeView>& views) {
   std::vector<NodeView> answered;
   std::copy_if(views.begin(), views.end(), std::back_inserter(answered),
-               [](const NodeView& v) { return v.state.has_value(); });
+               [](const NodeView& v) { return v.state && v.unreachable_since_unix_ms == 0; });
   return answered;
 }
 
@@ -80,6 +82,23 @@ std::vector<GuardOutcome> EvaluateFleetGates(const v1::FleetPlan& plan,
       // rotation of unknown state.
       {"rotation", CheckRotationMetric(Answered(in.views)), ""},
   };
+}
+
+absl::Status CheckCompletion(const v1::FleetPlan& plan, const std::string& version,
+                             const FleetGateInput& in) {
+  absl::Status s = CheckFleetHealth(in.voters, in.views, in.now_unix_ms);
+  if (s.ok()) s = CheckParityStable(in.parity, plan.settings().parity_observations());
+  if (!s.ok()) return s;
+  std::vector<std::string> off;
+  for (const NodeView& v : in.views) {
+    if (v.state && v.state->provider_version() != version) {
+      off.push_back(absl::StrCat(v.node, " (", v.state->provider_version(), ")"));
+    }
+  }
+  if (off.empty()) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kFleetNotConverged,
+                   absl::StrCat("Every node should run ", version, " but ",
+                                absl::StrJoin(off, ", "), " do not."));
 }
 
 }  // namespace kmsfleet

@@ -2,8 +2,6 @@
 // gates between nodes, the node in flight, completion, and the wait for a
 // node that leaves an action unanswered.
 #include <algorithm>
-#include <iterator>
-#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -327,20 +325,11 @@ void PlanStep::BlockOnUnanswered() {
 void PlanStep::DecideCompletion(bool rolling_back) {
   const std::string& version =
       rolling_back ? next_->version_before() : next_->target_version();
-  absl::Status s = CheckFleetHealth(m_.config_.voters, Views(), in_.now_unix_ms);
-  if (s.ok()) s = CheckParityStable(Parity(), next_->settings().parity_observations());
-  std::vector<std::string> off;
-  for (const NodeView& v : Views()) {
-    if (v.state && v.state->provider_version() != version) {
-      off.push_back(absl::StrCat(v.node, " (", v.state->provider_version(), ")"));
-    }
-  }
-  if (s.ok() && !off.empty()) {
-    s = Waiting(reason::kFleetNotConverged,
-                absl::StrCat("Every node should run ", version, " but ",
-                             absl::StrJoin(off, ", "), " do not."));
-  }
-  if (!s.ok()) {
+  if (absl::Status s = CheckCompletion(*next_, version,
+                                       {.voters = m_.config_.voters, .views = Views(),
+                                        .parity = Parity(), .openbao = in_.openbao,
+                                        .now_unix_ms = in_.now_unix_ms});
+      !s.ok()) {
     Block(s);
     return;
   }

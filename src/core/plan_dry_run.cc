@@ -269,16 +269,18 @@ DryRunReport EvaluateRollbackDryRun(const PlanMachineConfig& config, const PlanM
   if (!plan) return report;
   report.guards.push_back({"members", CheckPlanMembers(*plan, config.self, config.voters), ""});
   if (accepted) report.order = WalkBackOrder(*plan);
+  const FleetGateInput gates = {.voters = config.voters, .views = in.views,
+                                .parity = copy.parity(), .openbao = in.openbao,
+                                .now_unix_ms = in.now_unix_ms};
   if (accepted && report.order.empty()) {
-    // Nothing to walk back: the rollback ends the plan RolledBack once the
-    // fleet is healthy, in parity and on the version before
-    // (PlanStep::DecideCompletion), in this same Step.
-    report.guards.push_back({"completion", ready.blocked, ""});
+    // Nothing to walk back: the rollback ends the plan RolledBack, in
+    // this same Step, once the fleet is healthy, in parity and on the
+    // version before (PlanStep::DecideCompletion).
+    report.guards.push_back(
+        {"completion", CheckCompletion(*plan, plan->version_before(), gates), ""});
   } else {
     report.guards.push_back({"soak", CheckSoak(*plan, in.now_unix_ms), ""});
-    for (GuardOutcome& gate : EvaluateFleetGates(
-             *plan, {.voters = config.voters, .views = in.views, .parity = copy.parity(),
-                     .openbao = in.openbao, .now_unix_ms = in.now_unix_ms})) {
+    for (GuardOutcome& gate : EvaluateFleetGates(*plan, gates)) {
       report.guards.push_back(std::move(gate));
     }
   }

@@ -299,5 +299,34 @@ TEST(DryRunTest, AnOrderNamingAStrangerIsRefused) {
   EXPECT_EQ(Reasons(report).at("node order"), reason::kUnknownNode);
 }
 
+// The rotation gate judges the nodes that answered this round: one that
+// did not (no state, or its last state kept by the coordinator) is fleet
+// health's to name, not a rotation in progress.
+TEST(FleetGatesTest, RotationJudgesOnlyTheNodesThatAnswered) {
+  v1::FleetPlan plan;
+  plan.mutable_settings()->set_parity_observations(1);
+  std::vector<NodeView> views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0");
+  views[1].state->set_rotation_state("pending");
+  views[1].unreachable_since_unix_ms = 4000;
+  views[2].state.reset();
+  ParityStreak streak;
+  streak.Observe(views);
+  const std::optional<OpenBaoProbe> openbao =
+      OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  const std::vector<std::string> voters = {"a", "b", "c"};
+  auto gates = EvaluateFleetGates(plan, {.voters = voters, .views = views, .parity = streak,
+                                         .openbao = openbao, .now_unix_ms = 5000});
+  ASSERT_EQ(gates.size(), 4u);
+  EXPECT_EQ(gates[0].guard, "fleet health");
+  EXPECT_EQ(ReasonOf(gates[0].result), reason::kAgentUnreachable);
+  EXPECT_EQ(gates[3].guard, "rotation");
+  EXPECT_TRUE(gates[3].result.ok()) << gates[3].result;
+  views[1].unreachable_since_unix_ms = 0;  // b answers, rotating
+  gates = EvaluateFleetGates(plan, {.voters = voters, .views = views, .parity = streak,
+                                    .openbao = openbao, .now_unix_ms = 5000});
+  EXPECT_EQ(ReasonOf(gates[3].result), reason::kRotationInProgress);
+  EXPECT_THAT(std::string(gates[3].result.message()), ::testing::HasSubstr("b (\"pending\")"));
+}
+
 }  // namespace
 }  // namespace kmsfleet

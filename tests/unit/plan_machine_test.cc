@@ -2334,6 +2334,9 @@ DryRunReport ExpectTheRollbackDoesWhatItsDryRunSaid(Driver& d) {
       std::find_if(dry.guards.begin(), dry.guards.end(),
                    [](const GuardOutcome& g) { return !g.result.ok(); });
   if (first_failing == dry.guards.end()) return dry;
+  if (started && !dry.order.empty()) {
+    EXPECT_EQ(real.plan->in_flight(), dry.order.front()) << "the first node walked back";
+  }
   const absl::Status& said = real.refusal.ok() ? real.blocked : real.refusal;
   EXPECT_EQ(ReasonOf(said), ReasonOf(first_failing->result))
       << first_failing->guard << ": " << first_failing->result;
@@ -2432,6 +2435,41 @@ TEST(RollbackDryRunTest, OnlyNodesThatRunTheTargetAreWalkedBack) {
                 {"rollback", "pass"}, {"members", "pass"}, {"completion", "pass"}}));
   EXPECT_TRUE(report.would_start) << "OpenBao is no gate of the plan's end";
   EXPECT_EQ(first.plan_.phase(), v1::PLAN_PHASE_ROLLED_BACK);
+}
+
+// Found in review: the plan's end waits on parity's rounds too; a new
+// coordinator has counted one.
+TEST(RollbackDryRunTest, ThePlansEndWaitsForParitysRounds) {
+  Driver d;
+  d.outcome = [](const PlanAction&) { return OperationOutcome::kRolledBack; };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  d.Succeed("c");
+  const DryRunReport report = ExpectTheRollbackDoesWhatItsDryRunSaid(d);
+  EXPECT_EQ(GuardReasons(report).at("completion"), reason::kParityNotStable);
+  EXPECT_FALSE(report.would_start);
+}
+
+// Found in review: a node that once left an action unanswered leaves the
+// ended plan showing it as a block; the dry run's end is judged on the
+// plan's own checks, not on that.
+TEST(RollbackDryRunTest, AnOldUnansweredActionIsNoGateOfThePlansEnd) {
+  Driver d;
+  bool down = true;
+  d.unavailable = [&down](const PlanAction& a) {
+    return down && a.node == "c" && a.kind == ActionKind::kStage
+               ? absl::UnavailableError("c's agent does not answer")
+               : absl::OkStatus();
+  };
+  d.Step(Start());
+  d.Step();
+  d.Step(Cmd(CommandKind::kPause));
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  down = false;
+  const DryRunReport report = ExpectTheRollbackDoesWhatItsDryRunSaid(d);
+  EXPECT_EQ(GuardReasons(report).at("completion"), "pass");
+  EXPECT_TRUE(report.would_start);
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLED_BACK);
 }
 
 // A refused rollback names its refusal and still shows the gates, with no

@@ -126,6 +126,12 @@ TEST(RenderDryRunTest, ARollbackWithNothingToWalkBackEndsThePlan) {
   view = DryRun({{"rollback", ""}, {"members", ""}, {"completion", "FLEET_NOT_CONVERGED"}});
   EXPECT_TRUE(DryRunRefused(view));
   EXPECT_THAT(RenderDryRun(view), HasSubstr("would be accepted, then wait until the guards"));
+  // Found in review: an end that waits on parity's rounds read "now".
+  view = DryRun({{"rollback", ""}, {"members", ""}, {"completion", "PARITY_NOT_STABLE"}});
+  EXPECT_FALSE(DryRunRefused(view));
+  text = RenderDryRun(view);
+  EXPECT_THAT(text, HasSubstr("RolledBack once parity's rounds come"));
+  EXPECT_THAT(text, Not(HasSubstr("RolledBack now")));
 }
 
 // Found in review: a coordinator from before the gates' rows answers with
@@ -134,7 +140,10 @@ TEST(RenderDryRunTest, ARollbackWithNothingToWalkBackEndsThePlan) {
 TEST(RenderDryRunTest, AnOlderCoordinatorsRollbackDryRunSaysTheGatesWereNotReported) {
   v1::PlanView view = DryRun({{"rollback", ""}});
   view.set_dry_run_would_start(true);
-  EXPECT_THAT(RenderDryRun(view), HasSubstr("does not report the gates"));
+  const std::string text = RenderDryRun(view);
+  EXPECT_THAT(text, HasSubstr("does not report the gates"));
+  EXPECT_THAT(text, HasSubstr("walk-back order: not reported by this coordinator"));
+  EXPECT_THAT(text, Not(HasSubstr("none")));
 }
 
 // Plan messages carry agents' and providers' words (a doctor's output in a

@@ -55,6 +55,13 @@ struct FleetGateInput {
 std::vector<GuardOutcome> EvaluateFleetGates(const v1::FleetPlan& plan,
                                              const FleetGateInput& in);
 
+// What a plan's end waits on, once no node is left to swap (or to walk
+// back): fleet health, then parity stable, then every node on `version`
+// (FLEET_NOT_CONVERGED naming those that are not). `in.openbao` is not
+// read.
+absl::Status CheckCompletion(const v1::FleetPlan& plan, const std::string& version,
+                             const FleetGateInput& in);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_NODE_GATES_H_

@@ -92,7 +92,7 @@ bool RefusesTheStart(std::string_view guard);
 // copy's parity streak, each whatever the others said: "members"
 // (CheckPlanMembers), and the gates the walk back's first node waits on
 // ("soak", then EvaluateFleetGates'), or, with no node to walk back,
-// "completion": what the copy's ending of the plan RolledBack waits on.
+// "completion": what ending the plan RolledBack waits on (CheckCompletion).
 // The order is the walk back's: the nodes the plan upgraded, the last
 // first (empty when the command is refused or there are none). With no
 // plan at all, only the command's refusal. would_start: the copy gave the
