@@ -304,8 +304,7 @@ std::string WalkBackLine(const v1::PlanView& view) {
   // row alone, and no order with it.
   if (view.dry_run_size() == 1) return "walk-back order: not reported by this coordinator";
   if (view.dry_run_order_size() == 0) {
-    return "walk-back order: none (no node was upgraded: the rollback ends the plan "
-           "RolledBack)";
+    return "walk-back order: none (no node to walk back)";
   }
   std::string order = "walk-back order:";
   for (const std::string& n : view.dry_run_order()) order += " " + n;

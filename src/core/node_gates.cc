@@ -61,13 +61,24 @@ absl::Status CheckOpenBaoGate(const std::optional<OpenBaoProbe>& probe) {
 
 namespace {
 
-// The views of the nodes that answered this round (the coordinator keeps
-// the last state of one that no longer does).
-std::vector<NodeView> Answered(const std::vector<NodeView>& views) {
+// The rotation metric of the nodes that answered this round (the
+// coordinator keeps the last state of one that no longer does). One that
+// did not is fleet health's to name, not a rotation of unknown state; with
+// the others active, the gate is NOT_EVALUATED on it, never a pass.
+absl::Status RotationOfAnswered(const std::vector<NodeView>& views) {
   std::vector<NodeView> answered;
-  std::copy_if(views.begin(), views.end(), std::back_inserter(answered),
-               [](const NodeView& v) { return v.state && v.unreachable_since_unix_ms == 0; });
-  return answered;
+  std::vector<std::string> silent;
+  for (const NodeView& v : views) {
+    if (v.state && v.unreachable_since_unix_ms == 0) {
+      answered.push_back(v);
+    } else {
+      silent.push_back(v.node);
+    }
+  }
+  if (absl::Status s = CheckRotationMetric(answered); !s.ok() || silent.empty()) return s;
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotEvaluated,
+                   absl::StrCat("Not evaluated on ", absl::StrJoin(silent, ", "),
+                                ": no state this round (fleet health names why)."));
 }
 
 }  // namespace
@@ -78,9 +89,7 @@ std::vector<GuardOutcome> EvaluateFleetGates(const v1::FleetPlan& plan,
       {"fleet health", CheckFleetHealth(in.voters, in.views, in.now_unix_ms), ""},
       {"parity", CheckParityStable(in.parity, plan.settings().parity_observations()), ""},
       {"openbao", CheckOpenBaoGate(in.openbao), ""},
-      // A node that did not answer is fleet health's to name, not a
-      // rotation of unknown state.
-      {"rotation", CheckRotationMetric(Answered(in.views)), ""},
+      {"rotation", RotationOfAnswered(in.views), ""},
   };
 }
 

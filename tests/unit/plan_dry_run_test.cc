@@ -301,7 +301,7 @@ TEST(DryRunTest, AnOrderNamingAStrangerIsRefused) {
 
 // The rotation gate judges the nodes that answered this round: one that
 // did not (no state, or its last state kept by the coordinator) is fleet
-// health's to name, not a rotation in progress.
+// health's to name, not a rotation in progress, and not a pass either.
 TEST(FleetGatesTest, RotationJudgesOnlyTheNodesThatAnswered) {
   v1::FleetPlan plan;
   plan.mutable_settings()->set_parity_observations(1);
@@ -320,7 +320,8 @@ TEST(FleetGatesTest, RotationJudgesOnlyTheNodesThatAnswered) {
   EXPECT_EQ(gates[0].guard, "fleet health");
   EXPECT_EQ(ReasonOf(gates[0].result), reason::kAgentUnreachable);
   EXPECT_EQ(gates[3].guard, "rotation");
-  EXPECT_TRUE(gates[3].result.ok()) << gates[3].result;
+  EXPECT_EQ(ReasonOf(gates[3].result), reason::kNotEvaluated) << gates[3].result;
+  EXPECT_THAT(std::string(gates[3].result.message()), ::testing::HasSubstr("on b, c"));
   views[1].unreachable_since_unix_ms = 0;  // b answers, rotating
   gates = EvaluateFleetGates(plan, {.voters = voters, .views = views, .parity = streak,
                                     .openbao = openbao, .now_unix_ms = 5000});

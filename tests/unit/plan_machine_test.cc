@@ -2330,13 +2330,15 @@ DryRunReport ExpectTheRollbackDoesWhatItsDryRunSaid(Driver& d) {
                        (!real.plan->in_flight().empty() ||
                         real.plan->phase() == v1::PLAN_PHASE_ROLLED_BACK);
   EXPECT_EQ(dry.would_start, started) << real.refusal << " " << real.blocked;
+  if (started && !dry.order.empty()) {
+    EXPECT_EQ(real.plan->in_flight(), dry.order.front()) << "the first node walked back";
+  } else if (started) {
+    EXPECT_EQ(real.plan->phase(), v1::PLAN_PHASE_ROLLED_BACK) << "nothing to walk back";
+  }
   const auto first_failing =
       std::find_if(dry.guards.begin(), dry.guards.end(),
                    [](const GuardOutcome& g) { return !g.result.ok(); });
   if (first_failing == dry.guards.end()) return dry;
-  if (started && !dry.order.empty()) {
-    EXPECT_EQ(real.plan->in_flight(), dry.order.front()) << "the first node walked back";
-  }
   const absl::Status& said = real.refusal.ok() ? real.blocked : real.refusal;
   EXPECT_EQ(ReasonOf(said), ReasonOf(first_failing->result))
       << first_failing->guard << ": " << first_failing->result;

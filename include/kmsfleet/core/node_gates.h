@@ -50,8 +50,9 @@ struct FleetGateInput {
 
 // After the soak, in the order a plan checks them: "fleet health",
 // "parity" (the streak stable over the plan's parity_observations),
-// "openbao", "rotation" (the metric, of the nodes that answered). Each is
-// evaluated, whatever the one before it said.
+// "openbao", "rotation" (the metric of the nodes that answered this round;
+// NOT_EVALUATED on the others when these pass). Each is evaluated,
+// whatever the one before it said.
 std::vector<GuardOutcome> EvaluateFleetGates(const v1::FleetPlan& plan,
                                              const FleetGateInput& in);
 
