@@ -57,7 +57,13 @@ void PlanStep::Run() {
   DecidePhase();
   decided_change_ = changed_;
   changed_ = changed_ || changed_before;
-  BlockOnUnanswered();
+  // A plan this Step ended waits on nothing: an action left unanswered
+  // before is forgotten now, as the next Step would.
+  if (IsFinished(next_->phase())) {
+    m_.unanswered_.clear();
+  } else {
+    BlockOnUnanswered();
+  }
 }
 
 void PlanStep::ApplyAndSortResult(const ActionResult& result) {

@@ -2452,6 +2452,27 @@ TEST(RollbackDryRunTest, ThePlansEndWaitsForParitysRounds) {
   EXPECT_FALSE(report.would_start);
 }
 
+// Found in review: a node that once left an action unanswered left the
+// Step that ended the plan showing it as a block (the next Step forgot
+// it); the plan's end waits on nothing.
+TEST(PlanMachineTest, APlanEndedShowsNoOldUnansweredActionAsItsBlock) {
+  Driver d;
+  bool down = true;
+  d.unavailable = [&down](const PlanAction& a) {
+    return down && a.node == "c" && a.kind == ActionKind::kStage
+               ? absl::UnavailableError("c's agent does not answer")
+               : absl::OkStatus();
+  };
+  d.Step(Start());
+  d.Step();
+  d.Step(Cmd(CommandKind::kPause));
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  down = false;
+  const PlanReady ended = d.Step(Cmd(CommandKind::kRollback));
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_TRUE(ended.blocked.ok()) << ended.blocked;
+}
+
 // Found in review: a node that once left an action unanswered leaves the
 // ended plan showing it as a block; the dry run's end is judged on the
 // plan's own checks, not on that.
