@@ -6,6 +6,7 @@
 #include <cctype>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -2452,14 +2453,12 @@ TEST(RollbackDryRunTest, ThePlansEndWaitsForParitysRounds) {
   EXPECT_FALSE(report.would_start);
 }
 
-// Found in review: a node that once left an action unanswered left the
-// Step that ended the plan showing it as a block (the next Step forgot
-// it); the plan's end waits on nothing.
-TEST(PlanMachineTest, APlanEndedShowsNoOldUnansweredActionAsItsBlock) {
-  Driver d;
-  bool down = true;
-  d.unavailable = [&down](const PlanAction& a) {
-    return down && a.node == "c" && a.kind == ActionKind::kStage
+// Starts a plan whose stage on c goes unanswered, and pauses it in
+// Preflight once c answers again: c's unanswered stage is left behind.
+void PauseWithAnOldUnansweredStage(Driver& d) {
+  auto down = std::make_shared<bool>(true);
+  d.unavailable = [down](const PlanAction& a) {
+    return *down && a.node == "c" && a.kind == ActionKind::kStage
                ? absl::UnavailableError("c's agent does not answer")
                : absl::OkStatus();
   };
@@ -2467,7 +2466,15 @@ TEST(PlanMachineTest, APlanEndedShowsNoOldUnansweredActionAsItsBlock) {
   d.Step();
   d.Step(Cmd(CommandKind::kPause));
   ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
-  down = false;
+  *down = false;
+}
+
+// Found in review: a node that once left an action unanswered left the
+// Step that ended the plan showing it as a block (the next Step forgot
+// it); the plan's end waits on nothing.
+TEST(PlanMachineTest, APlanEndedShowsNoOldUnansweredActionAsItsBlock) {
+  Driver d;
+  PauseWithAnOldUnansweredStage(d);
   const PlanReady ended = d.Step(Cmd(CommandKind::kRollback));
   EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLED_BACK);
   EXPECT_TRUE(ended.blocked.ok()) << ended.blocked;
@@ -2478,17 +2485,7 @@ TEST(PlanMachineTest, APlanEndedShowsNoOldUnansweredActionAsItsBlock) {
 // plan's own checks, not on that.
 TEST(RollbackDryRunTest, AnOldUnansweredActionIsNoGateOfThePlansEnd) {
   Driver d;
-  bool down = true;
-  d.unavailable = [&down](const PlanAction& a) {
-    return down && a.node == "c" && a.kind == ActionKind::kStage
-               ? absl::UnavailableError("c's agent does not answer")
-               : absl::OkStatus();
-  };
-  d.Step(Start());
-  d.Step();
-  d.Step(Cmd(CommandKind::kPause));
-  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
-  down = false;
+  PauseWithAnOldUnansweredStage(d);
   const DryRunReport report = ExpectTheRollbackDoesWhatItsDryRunSaid(d);
   EXPECT_EQ(GuardReasons(report).at("completion"), "pass");
   EXPECT_TRUE(report.would_start);
