@@ -309,11 +309,26 @@ std::string Executor::CheckedFilesKey(const ReleaseBinaries& bin) const {
 // with the memo's rule for a change hidden in a timestamp tick
 // (command_memo.h): kept only when every file had settled before the run.
 // A failing pair is not kept: the swap asks again and says what it finds.
+//
+// The plan's preflight follows the node's stage by a few milliseconds, so
+// the release it checks has rarely settled. It waits out the rest of the
+// settling time first when that is short (kMaxSettleWaitMs): a pause here,
+// beside the other nodes' preflights, instead of a doctor and a
+// rotation-plan on the way to the first node's stop.
 Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
-  const FilesIdentity before =
-      IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs,
-                      options_.files_now_unix_ms ? options_.files_now_unix_ms()
-                                                 : CoarseRealTimeMillis());
+  const auto files_now = [&] {
+    return IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs,
+                           options_.files_now_unix_ms ? options_.files_now_unix_ms()
+                                                      : CoarseRealTimeMillis());
+  };
+  FilesIdentity before = files_now();
+  // Asked again after each pause: the coarse clock ticks a little late.
+  for (int64_t waited = 0;
+       !before.settled && waited + before.settles_in_ms <= kMaxSettleWaitMs;) {
+    seams_.steady.SleepFor(std::chrono::milliseconds(before.settles_in_ms));
+    waited += before.settles_in_ms;
+    before = files_now();
+  }
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
   const bool passing = checks.doctor.ok() && checks.doctor->verdict.ok() &&
                        checks.rotation_plan.ok() &&

@@ -378,8 +378,11 @@ FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t set
                             ".", st.st_ctim.tv_nsec);
     const int64_t changed_ms = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000;
     // A change time in the future (the clock went back) is not settled.
-    if (now_unix_ms - changed_ms < settled_ms + StampGranularityMs(st.st_ctim)) {
+    const int64_t settles_in =
+        settled_ms + StampGranularityMs(st.st_ctim) - (now_unix_ms - changed_ms);
+    if (settles_in > 0) {
       out.settled = false;
+      out.settles_in_ms = std::max(out.settles_in_ms, settles_in);
     }
   }
   return out;

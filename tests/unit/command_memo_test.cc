@@ -120,6 +120,22 @@ TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
   EXPECT_EQ(runs_, 3);
 }
 
+// How long until the files settle: the youngest one's wait; nothing once
+// they have.
+TEST_F(CommandMemoTest, IdentityOfFilesSaysWhenTheySettle) {
+  struct stat st;
+  ASSERT_EQ(stat(file_.c_str(), &st), 0);
+  const int64_t settled = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
+                          CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
+  const std::string old_file = "/";  // changed long before the test
+  FilesIdentity soon = IdentityOfFiles({old_file, file_}, CommandMemo::kSettledMs, settled - 3);
+  EXPECT_FALSE(soon.settled);
+  EXPECT_EQ(soon.settles_in_ms, 3);
+  FilesIdentity now = IdentityOfFiles({file_, old_file}, CommandMemo::kSettledMs, settled);
+  EXPECT_TRUE(now.settled);
+  EXPECT_EQ(now.settles_in_ms, 0);
+}
+
 TEST(StampGranularityTest, WholeSecondsAndMillisecondsRoundDownNanosecondsDoNot) {
   EXPECT_EQ(StampGranularityMs({1700000000, 0}), 1000);
   EXPECT_EQ(StampGranularityMs({1700000000, 5000000}), 1);

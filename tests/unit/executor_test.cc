@@ -528,6 +528,13 @@ class ExecutorTest : public ::testing::Test {
     std::this_thread::sleep_for(std::chrono::milliseconds(CommandMemo::kSettledMs + 15));
   }
 
+  // `path`'s status-change time, in milliseconds since the epoch.
+  static int64_t ChangedAtMs(const std::string& path) {
+    struct stat st {};
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000;
+  }
+
   // Puts a staged release of `version` where FindStaged looks.
   std::string StageRelease(const std::string& version) {
     std::string dir = options_.state_dir + "/artifacts/" + version;
@@ -1574,19 +1581,39 @@ TEST_F(ExecutorTest, ChecksAreRunAgainWhenAFileTheyReadChanged) {
 }
 
 // A file that changed within a timestamp tick of the run could change
-// again unseen (command_memo.h): the pair is not kept.
+// again unseen (command_memo.h): the pair is not kept. Here the file
+// clock stands still, so the file never settles however long the
+// preflight waits for it.
 TEST_F(ExecutorTest, ChecksOfAFileChangedJustBeforeAreNotKept) {
   SettleFiles();
   testing::WriteFile(options_.registry_path, Registry(0) + "\n");
   // The preflight looks a moment after the write, however busy the machine.
   const std::string registry = options_.registry_path;
-  options_.files_now_unix_ms = [registry] {
-    struct stat st {};
-    EXPECT_EQ(::stat(registry.c_str(), &st), 0);
-    return int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 + 1;
-  };
+  options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) + 1; };
   ASSERT_TRUE(executor().Preflight(kNew).ok());
   SwapExpectingDoctorRuns(2);
+}
+
+// The plan's preflight follows the node's stage by a few milliseconds: it
+// waits for the release to settle, so that the first node's swap need not
+// run doctor and rotation-plan again on its way to the stop.
+TEST_F(ExecutorTest, APreflightJustAfterAWriteWaitsForItToSettle) {
+  SettleFiles();
+  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+  // A moment after the write, and moving with the executor's pauses.
+  const std::string registry = options_.registry_path;
+  const int64_t start = w_.steady_ms;
+  options_.files_now_unix_ms = [this, registry, start] {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return ChangedAtMs(registry) + 1 + (w_.steady_ms - start);
+  };
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_GE(w_.steady_ms - start, CommandMemo::kSettledMs - 1) << "it waited";
+    EXPECT_LE(w_.steady_ms - start, Executor::kMaxSettleWaitMs) << "no longer than it may";
+  }
+  SwapExpectingDoctorRuns(1);
 }
 
 // Only a passing pair is kept: the swap asks again and judges what it

@@ -34,6 +34,7 @@
 #include "kmsfleet/core/swap_machine.h"
 #include "kmsfleet/node/artifacts.h"
 #include "kmsfleet/node/clock.h"
+#include "kmsfleet/node/command_memo.h"
 #include "kmsfleet/node/cri_client.h"
 #include "kmsfleet/node/installer.h"
 #include "kmsfleet/node/journal_store.h"
@@ -161,6 +162,11 @@ struct PreflightOutcome {
 
 class Executor {
  public:
+  // The longest a preflight waits for the files its checks read to settle
+  // (CheckAndKeep): a release staged just before, stamped in milliseconds
+  // or a tick ahead of the coarse clock.
+  static constexpr int64_t kMaxSettleWaitMs = 2 * CommandMemo::kSettledMs;
+
   // Runs on `seams`.
   Executor(ExecutorOptions options, ExecutorSeams seams);
   // kmsfleetd's executor: the binary installer at options.install_path

@@ -140,9 +140,11 @@ absl::Status FsyncDir(const std::string& dir);
 // the clock files are stamped from, one kernel tick behind the precise
 // one), plus the file system's own granularity when its stamps show one
 // (whole seconds or milliseconds): a later rewrite then gets a later stamp.
+// `settles_in_ms` says how much later that will hold, if nothing changes.
 struct FilesIdentity {
   std::string key;
   bool settled = true;
+  int64_t settles_in_ms = 0;       // 0 when settled
   bool every_file_present = true;  // false when one could not be stat'ed
 };
 FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t settled_ms,
