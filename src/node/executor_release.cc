@@ -311,8 +311,8 @@ std::string Executor::CheckedFilesKey(const ReleaseBinaries& bin) const {
 // A failing pair is not kept: the swap asks again and says what it finds.
 //
 // The plan's preflight follows the node's stage by a few milliseconds, so
-// the release it checks has rarely settled. It waits out the rest of the
-// settling time first when that is short (kMaxSettleWaitMs): a pause here,
+// the release it checks has rarely settled. A preflight waits for its
+// files to settle when they will within kMaxSettleWaitMs: a pause here,
 // beside the other nodes' preflights, instead of a doctor and a
 // rotation-plan on the way to the first node's stop.
 Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
@@ -322,11 +322,14 @@ Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
                                                       : CoarseRealTimeMillis());
   };
   FilesIdentity before = files_now();
-  // Asked again after each pause: the coarse clock ticks a little late.
-  for (int64_t waited = 0;
-       !before.settled && waited + before.settles_in_ms <= kMaxSettleWaitMs;) {
+  // Asked again after each pause, since the coarse clock ticks a little
+  // late; bounded both by the pauses asked for and by the time they took.
+  const int64_t give_up_at = seams_.steady.NowSteadyMillis() + kMaxSettleWaitMs;
+  int64_t paused = 0;
+  while (!before.settled && before.settles_in_ms <= kMaxSettleWaitMs - paused &&
+         before.settles_in_ms <= give_up_at - seams_.steady.NowSteadyMillis()) {
     seams_.steady.SleepFor(std::chrono::milliseconds(before.settles_in_ms));
-    waited += before.settles_in_ms;
+    paused += before.settles_in_ms;
     before = files_now();
   }
   ReleaseChecks checks = DoctorAndRotationPlan(bin);

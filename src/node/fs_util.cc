@@ -369,8 +369,15 @@ FilesIdentity IdentityOfFiles(const std::vector<std::string>& paths, int64_t set
     out.key += std::string_view("\0", 1);
     out.key += path;
     if (::stat(path.c_str(), &st) != 0) {
-      out.key += ":absent";
+      // An absent file is a fact the key records; any other failure says
+      // nothing of the file, which then never counts as settled.
+      const bool absent = errno == ENOENT;
+      out.key += absent ? ":absent" : ":unreadable";
       out.every_file_present = false;
+      if (!absent) {
+        out.settled = false;
+        out.settles_in_ms = FilesIdentity::kNeverSettles;
+      }
       continue;
     }
     out.key += absl::StrCat(":", st.st_dev, ":", st.st_ino, ":", st.st_size, ":",

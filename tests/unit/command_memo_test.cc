@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <thread>
@@ -120,20 +121,37 @@ TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
   EXPECT_EQ(runs_, 3);
 }
 
-// How long until the files settle: the youngest one's wait; nothing once
-// they have.
-TEST_F(CommandMemoTest, IdentityOfFilesSaysWhenTheySettle) {
+// When a file is settled, by the clock given (CommandMemo::kSettledMs past
+// its stamp, plus the file system's own granularity).
+int64_t SettledAtMs(const std::string& path) {
   struct stat st;
-  ASSERT_EQ(stat(file_.c_str(), &st), 0);
-  const int64_t settled = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
-                          CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
-  const std::string old_file = "/";  // changed long before the test
-  FilesIdentity soon = IdentityOfFiles({old_file, file_}, CommandMemo::kSettledMs, settled - 3);
+  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+  return int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
+         CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
+}
+
+// How long until the files settle: the last one's wait; nothing once they
+// have. An absent file is settled; one that cannot be stat'ed never is.
+TEST_F(CommandMemoTest, IdentityOfFilesSaysWhenTheySettle) {
+  const std::string second = dir_.File("second");
+  testing::WriteFile(second, "v2\n");
+  const std::string absent = dir_.File("absent");
+  const int64_t first_at = SettledAtMs(file_);
+  const int64_t last_at = std::max(first_at, SettledAtMs(second));
+  const std::vector<std::string> files = {second, absent, file_};
+  const int64_t before = std::min(first_at, last_at) - 3;
+  FilesIdentity soon = IdentityOfFiles(files, CommandMemo::kSettledMs, before);
   EXPECT_FALSE(soon.settled);
-  EXPECT_EQ(soon.settles_in_ms, 3);
-  FilesIdentity now = IdentityOfFiles({file_, old_file}, CommandMemo::kSettledMs, settled);
+  EXPECT_EQ(soon.settles_in_ms, last_at - before);
+  FilesIdentity now = IdentityOfFiles(files, CommandMemo::kSettledMs, last_at);
   EXPECT_TRUE(now.settled);
   EXPECT_EQ(now.settles_in_ms, 0);
+  EXPECT_FALSE(now.every_file_present);
+  // Not a directory: stat fails, and not because the file is absent.
+  FilesIdentity unreadable =
+      IdentityOfFiles({file_, file_ + "/below"}, CommandMemo::kSettledMs, last_at + 60000);
+  EXPECT_FALSE(unreadable.settled);
+  EXPECT_EQ(unreadable.settles_in_ms, FilesIdentity::kNeverSettles);
 }
 
 TEST(StampGranularityTest, WholeSecondsAndMillisecondsRoundDownNanosecondsDoNot) {

@@ -458,6 +458,10 @@ class FakeWall final : public Clock {
   World& w_;
 };
 
+// A preflight also pauses on it while the files its checks read settle
+// (Executor::kMaxSettleWaitMs), judged on the real coarse clock unless the
+// test sets files_now_unix_ms: a test that counts steady time calls
+// SettleFiles first.
 class FakeSteady final : public MonotonicClock {
  public:
   explicit FakeSteady(World& w) : w_(w) {}
@@ -1590,7 +1594,28 @@ TEST_F(ExecutorTest, ChecksOfAFileChangedJustBeforeAreNotKept) {
   // The preflight looks a moment after the write, however busy the machine.
   const std::string registry = options_.registry_path;
   options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) + 1; };
+  const int64_t start = w_.steady_ms;
   ASSERT_TRUE(executor().Preflight(kNew).ok());
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_LE(w_.steady_ms - start, Executor::kMaxSettleWaitMs) << "it gave up waiting";
+  }
+  SwapExpectingDoctorRuns(2);
+}
+
+// A file that will not settle within kMaxSettleWaitMs (here the clock is
+// 30 ms behind its stamp) is not waited for at all.
+TEST_F(ExecutorTest, APreflightDoesNotWaitForAFileThatWillNotSettleSoon) {
+  SettleFiles();
+  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+  const std::string registry = options_.registry_path;
+  options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) - 30; };
+  const int64_t start = w_.steady_ms;
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    EXPECT_EQ(w_.steady_ms, start);
+  }
   SwapExpectingDoctorRuns(2);
 }
 

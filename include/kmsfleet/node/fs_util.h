@@ -140,8 +140,11 @@ absl::Status FsyncDir(const std::string& dir);
 // the clock files are stamped from, one kernel tick behind the precise
 // one), plus the file system's own granularity when its stamps show one
 // (whole seconds or milliseconds): a later rewrite then gets a later stamp.
-// `settles_in_ms` says how much later that will hold, if nothing changes.
+// `settles_in_ms` says how much later, on the clock of `now_unix_ms`, the
+// last of them will be settled if none changes. An absent file counts as
+// settled; one that cannot be stat'ed for another reason never does.
 struct FilesIdentity {
+  static constexpr int64_t kNeverSettles = INT64_MAX;
   std::string key;
   bool settled = true;
   int64_t settles_in_ms = 0;       // 0 when settled
