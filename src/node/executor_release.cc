@@ -300,6 +300,31 @@ std::string Executor::CheckedFilesKey(const ReleaseBinaries& bin) const {
   return IdentityOfFiles(CheckedFiles(bin), /*settled_ms=*/0, CoarseRealTimeMillis()).key;
 }
 
+// The identity of CheckedFiles, settled if they will be within
+// kMaxSettleWaitMs. The plan's preflight follows the node's stage by a few
+// milliseconds, so the release it checks has rarely settled: a pause here,
+// beside the other nodes' preflights, instead of a doctor and a
+// rotation-plan on the way to the first node's stop (CheckAndKeep).
+FilesIdentity Executor::CheckedFilesOnceSettled(const ReleaseBinaries& bin) {
+  const auto identity_now = [&] {
+    return IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs,
+                           options_.files_now_unix_ms ? options_.files_now_unix_ms()
+                                                      : CoarseRealTimeMillis());
+  };
+  FilesIdentity files = identity_now();
+  // Asked again after each pause, since the coarse clock ticks a little
+  // late; bounded both by the pauses asked for and by the time they took.
+  const int64_t give_up_at = seams_.steady.NowSteadyMillis() + kMaxSettleWaitMs;
+  int64_t paused = 0;
+  while (!files.settled && files.settles_in_ms <= kMaxSettleWaitMs - paused &&
+         files.settles_in_ms <= give_up_at - seams_.steady.NowSteadyMillis()) {
+    seams_.steady.SleepFor(std::chrono::milliseconds(files.settles_in_ms));
+    paused += files.settles_in_ms;
+    files = identity_now();
+  }
+  return files;
+}
+
 // The plan's preflight runs doctor and rotation-plan on every node, and the
 // first node's swap asks them again tens of milliseconds later, on its way
 // to the provider's stop (later nodes get a preflight of their own just
@@ -309,29 +334,8 @@ std::string Executor::CheckedFilesKey(const ReleaseBinaries& bin) const {
 // with the memo's rule for a change hidden in a timestamp tick
 // (command_memo.h): kept only when every file had settled before the run.
 // A failing pair is not kept: the swap asks again and says what it finds.
-//
-// The plan's preflight follows the node's stage by a few milliseconds, so
-// the release it checks has rarely settled. A preflight waits for its
-// files to settle when they will within kMaxSettleWaitMs: a pause here,
-// beside the other nodes' preflights, instead of a doctor and a
-// rotation-plan on the way to the first node's stop.
 Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
-  const auto files_now = [&] {
-    return IdentityOfFiles(CheckedFiles(bin), CommandMemo::kSettledMs,
-                           options_.files_now_unix_ms ? options_.files_now_unix_ms()
-                                                      : CoarseRealTimeMillis());
-  };
-  FilesIdentity before = files_now();
-  // Asked again after each pause, since the coarse clock ticks a little
-  // late; bounded both by the pauses asked for and by the time they took.
-  const int64_t give_up_at = seams_.steady.NowSteadyMillis() + kMaxSettleWaitMs;
-  int64_t paused = 0;
-  while (!before.settled && before.settles_in_ms <= kMaxSettleWaitMs - paused &&
-         before.settles_in_ms <= give_up_at - seams_.steady.NowSteadyMillis()) {
-    seams_.steady.SleepFor(std::chrono::milliseconds(before.settles_in_ms));
-    paused += before.settles_in_ms;
-    before = files_now();
-  }
+  const FilesIdentity before = CheckedFilesOnceSettled(bin);
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
   const bool passing = checks.doctor.ok() && checks.doctor->verdict.ok() &&
                        checks.rotation_plan.ok() &&

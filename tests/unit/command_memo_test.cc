@@ -102,13 +102,17 @@ TEST_F(CommandMemoTest, AFileChangedWhileTheCommandRanIsNotKept) {
   EXPECT_EQ(runs_, 2);
 }
 
-TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
+// When a file is settled, by the clock given (CommandMemo::kSettledMs past
+// its stamp, plus the file system's own granularity).
+int64_t SettledAtMs(const std::string& path) {
   struct stat st;
-  ASSERT_EQ(stat(file_.c_str(), &st), 0);
-  // Settled from kSettledMs past the stamp, plus the file system's own
-  // granularity when its stamps show one.
-  const int64_t settled = int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
-                          CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
+  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
+  return int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
+         CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
+}
+
+TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
+  const int64_t settled = SettledAtMs(file_);
   testing::SetClock clock;
   clock.now = settled - 1;
   CommandMemo memo(clock);
@@ -121,15 +125,6 @@ TEST_F(CommandMemoTest, AFileChangedWithinATimestampTickBeforeTheRunIsNotKept) {
   EXPECT_EQ(runs_, 3);
 }
 
-// When a file is settled, by the clock given (CommandMemo::kSettledMs past
-// its stamp, plus the file system's own granularity).
-int64_t SettledAtMs(const std::string& path) {
-  struct stat st;
-  EXPECT_EQ(stat(path.c_str(), &st), 0) << path;
-  return int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000 +
-         CommandMemo::kSettledMs + StampGranularityMs(st.st_ctim);
-}
-
 // How long until the files settle: the last one's wait; nothing once they
 // have. An absent file is settled; one that cannot be stat'ed never is.
 TEST_F(CommandMemoTest, IdentityOfFilesSaysWhenTheySettle) {
@@ -139,7 +134,7 @@ TEST_F(CommandMemoTest, IdentityOfFilesSaysWhenTheySettle) {
   const int64_t first_at = SettledAtMs(file_);
   const int64_t last_at = std::max(first_at, SettledAtMs(second));
   const std::vector<std::string> files = {second, absent, file_};
-  const int64_t before = std::min(first_at, last_at) - 3;
+  const int64_t before = first_at - 3;  // neither has settled
   FilesIdentity soon = IdentityOfFiles(files, CommandMemo::kSettledMs, before);
   EXPECT_FALSE(soon.settled);
   EXPECT_EQ(soon.settles_in_ms, last_at - before);

@@ -36,6 +36,7 @@
 #include "kmsfleet/node/clock.h"
 #include "kmsfleet/node/command_memo.h"
 #include "kmsfleet/node/cri_client.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/installer.h"
 #include "kmsfleet/node/journal_store.h"
 #include "kmsfleet/node/preflight.h"
@@ -420,6 +421,7 @@ class Executor {
     ReleaseChecks checks;
     int64_t ended_at_ms = 0;  // steady clock
   };
+  FilesIdentity CheckedFilesOnceSettled(const ReleaseBinaries& bin);
   ReleaseChecks CheckAndKeep(const ReleaseBinaries& bin);
   std::optional<KeptChecks> RecentChecks(const ReleaseBinaries& bin);
   std::vector<std::string> CheckedFiles(const ReleaseBinaries& bin) const;
