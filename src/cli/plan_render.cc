@@ -297,12 +297,14 @@ std::string RefusedDryRunEnding(const v1::PlanView& view) {
          "that refuse above pass\n";
 }
 
+// A rollback's dry run from a coordinator older than the gates' rows: the
+// rollback's own row alone, and no order with it.
+bool WithoutGateRows(const v1::PlanView& view) { return view.dry_run_size() == 1; }
+
 // A rollback's dry run whose command would be accepted: the walk-back
 // order, or why there is none.
 std::string WalkBackLine(const v1::PlanView& view) {
-  // Only a coordinator older than the gates' rows answers the rollback's
-  // row alone, and no order with it.
-  if (view.dry_run_size() == 1) return "walk-back order: not reported by this coordinator";
+  if (WithoutGateRows(view)) return "walk-back order: not reported by this coordinator";
   if (view.dry_run_order_size() == 0) {
     return "walk-back order: none (no node to walk back)";
   }
@@ -313,8 +315,7 @@ std::string WalkBackLine(const v1::PlanView& view) {
 
 // The closing line of a rollback's dry run that no guard refuses.
 std::string UnrefusedRollbackEnding(const v1::PlanView& view) {
-  if (view.dry_run_size() == 1) {
-    // Only a coordinator older than the gates' rows answers so.
+  if (WithoutGateRows(view)) {
     return "a real run would start now (this coordinator's kmsfleetd does not report the "
            "gates: they are checked before each node of the walk back)\n";
   }

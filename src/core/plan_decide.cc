@@ -23,7 +23,6 @@ bool RollingBack(const v1::FleetPlan& plan) {
   return plan.phase() == v1::PLAN_PHASE_ROLLING_BACK;
 }
 
-
 }  // namespace
 
 void PlanStep::DecidePhase() {
