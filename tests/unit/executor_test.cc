@@ -1603,6 +1603,24 @@ TEST_F(ExecutorTest, ChecksOfAFileChangedJustBeforeAreNotKept) {
   SwapExpectingDoctorRuns(2);
 }
 
+// A loaded node oversleeps: the wait is bounded by the time its pauses
+// took, not only by the pauses it asked for.
+TEST_F(ExecutorTest, APreflightsWaitIsBoundedByTheTimeItsPausesTook) {
+  SettleFiles();
+  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+  const std::string registry = options_.registry_path;
+  options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) + 1; };
+  int pauses = 0;
+  w_.on_sleep = [&pauses](World& w) {
+    ++pauses;
+    w.steady_ms += 15;  // each pause overruns by 15 ms
+  };
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  w_.on_sleep = nullptr;
+  EXPECT_EQ(pauses, 1) << "9 ms asked, 24 taken: no time left for another 9";
+  SwapExpectingDoctorRuns(2);
+}
+
 // A file that will not settle within kMaxSettleWaitMs (here the clock is
 // 30 ms behind its stamp) is not waited for at all.
 TEST_F(ExecutorTest, APreflightDoesNotWaitForAFileThatWillNotSettleSoon) {
