@@ -539,6 +539,23 @@ class ExecutorTest : public ::testing::Test {
     return int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000;
   }
 
+  // Writes the key registry after every other file has settled, and has
+  // the preflight judge the files by a clock standing still `offset_ms`
+  // after the registry's stamp (before it, when negative).
+  void WriteRegistryUnderStillFileClock(int64_t offset_ms) {
+    SettleFiles();
+    testing::WriteFile(options_.registry_path, Registry(0) + "\n");
+    const std::string registry = options_.registry_path;
+    options_.files_now_unix_ms = [registry, offset_ms] {
+      return ChangedAtMs(registry) + offset_ms;
+    };
+  }
+
+  int64_t SteadyMs() {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    return w_.steady_ms;
+  }
+
   // Puts a staged release of `version` where FindStaged looks.
   std::string StageRelease(const std::string& version) {
     std::string dir = options_.state_dir + "/artifacts/" + version;
@@ -1589,27 +1606,18 @@ TEST_F(ExecutorTest, ChecksAreRunAgainWhenAFileTheyReadChanged) {
 // clock stands still, so the file never settles however long the
 // preflight waits for it.
 TEST_F(ExecutorTest, ChecksOfAFileChangedJustBeforeAreNotKept) {
-  SettleFiles();
-  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
   // The preflight looks a moment after the write, however busy the machine.
-  const std::string registry = options_.registry_path;
-  options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) + 1; };
-  const int64_t start = w_.steady_ms;
+  WriteRegistryUnderStillFileClock(1);
+  const int64_t start = SteadyMs();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
-  {
-    std::lock_guard<std::mutex> lock(w_.mu);
-    EXPECT_LE(w_.steady_ms - start, Executor::kMaxSettleWaitMs) << "it gave up waiting";
-  }
+  EXPECT_LE(SteadyMs() - start, Executor::kMaxSettleWaitMs) << "it gave up waiting";
   SwapExpectingDoctorRuns(2);
 }
 
 // A loaded node oversleeps: the wait is bounded by the time its pauses
 // took, not only by the pauses it asked for.
 TEST_F(ExecutorTest, APreflightsWaitIsBoundedByTheTimeItsPausesTook) {
-  SettleFiles();
-  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
-  const std::string registry = options_.registry_path;
-  options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) + 1; };
+  WriteRegistryUnderStillFileClock(1);
   int pauses = 0;
   w_.on_sleep = [&pauses](World& w) {
     ++pauses;
@@ -1624,16 +1632,10 @@ TEST_F(ExecutorTest, APreflightsWaitIsBoundedByTheTimeItsPausesTook) {
 // A file that will not settle within kMaxSettleWaitMs (here the clock is
 // 30 ms behind its stamp) is not waited for at all.
 TEST_F(ExecutorTest, APreflightDoesNotWaitForAFileThatWillNotSettleSoon) {
-  SettleFiles();
-  testing::WriteFile(options_.registry_path, Registry(0) + "\n");
-  const std::string registry = options_.registry_path;
-  options_.files_now_unix_ms = [registry] { return ChangedAtMs(registry) - 30; };
-  const int64_t start = w_.steady_ms;
+  WriteRegistryUnderStillFileClock(-30);
+  const int64_t start = SteadyMs();
   ASSERT_TRUE(executor().Preflight(kNew).ok());
-  {
-    std::lock_guard<std::mutex> lock(w_.mu);
-    EXPECT_EQ(w_.steady_ms, start);
-  }
+  EXPECT_EQ(SteadyMs(), start);
   SwapExpectingDoctorRuns(2);
 }
 
