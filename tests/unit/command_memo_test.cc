@@ -4,8 +4,10 @@
 // in preflight_test.cc (PreflightMemoTest).
 #include "kmsfleet/node/command_memo.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -154,6 +156,41 @@ TEST(StampGranularityTest, WholeSecondsAndMillisecondsRoundDownNanosecondsDoNot)
   EXPECT_EQ(StampGranularityMs({1700000000, 5000000}), 1);
   EXPECT_EQ(StampGranularityMs({1700000000, 5000001}), 0);
   EXPECT_EQ(StampGranularityMs({1700000000, 999999999}), 0);
+}
+
+// Writes `text` over the start of `path`: the same inode, and the same
+// size when `text` is as long as what it replaces.
+void OverwriteInPlace(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << path;
+  EXPECT_EQ(::pwrite(fd, text.data(), text.size(), 0), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+}
+
+// The settled rule's premise, on this kernel: a change made once the
+// clock files are stamped from reads past the last one
+// (CommandMemo::kSettledMs) is stamped later, so the file's identity
+// changes even when its size and inode do not. Each round's file is new
+// and not stat'ed before the rewrite: a kernel with multigrain stamps
+// (6.13 on) stamps a change after a stat from the precise clock, which
+// would hide what the coarse one does. (A rewrite within the write's own
+// millisecond is stamped, on most rounds, with the very time of the write.)
+TEST_F(CommandMemoTest, AChangeOnceTheFileClockReadsPastTheLastOneIsStampedLater) {
+  for (int i = 0; i < 20; ++i) {
+    const std::string file = dir_.File("round-" + std::to_string(i));
+    testing::WriteFile(file, "v1\n");
+    const int64_t written = CoarseRealTimeMillis();  // at or past its stamp
+    for (int spins = 0; CoarseRealTimeMillis() < written + CommandMemo::kSettledMs; ++spins) {
+      ASSERT_LT(spins, 300) << "the coarse clock did not move " << CommandMemo::kSettledMs
+                            << " ms in 300 pauses of 0.1 ms";
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    OverwriteInPlace(file, "v2\n");
+    struct stat st {};
+    ASSERT_EQ(::stat(file.c_str(), &st), 0) << file;
+    EXPECT_GT(int64_t{st.st_ctim.tv_sec} * 1000 + st.st_ctim.tv_nsec / 1000000, written)
+        << "round " << i;
+  }
 }
 
 TEST_F(CommandMemoTest, AMissingFileRunsTheCommandAndKeepsNothing) {

@@ -53,9 +53,13 @@ class CommandMemo {
 
   // Answers kept at most; the oldest goes first. A plan needs a handful.
   static constexpr size_t kMaxAnswers = 64;
-  // How long before a run a file must have last changed for its answer
-  // to be kept: longer than the kernel's timestamp tick (plus the file
-  // system's stamp granularity, IdentityOfFiles).
+  // How long before a run, on the clock files are stamped from, a file
+  // must have last changed for its answer to be kept (plus the file
+  // system's stamp granularity, IdentityOfFiles). Once that clock reads
+  // past a stamp, any later change is stamped later; the margin beyond
+  // that millisecond is for a write whose bytes land after its stamp (the
+  // kernel stamps a write before it copies the bytes), which goes unseen
+  // only if the writer stalls in between for longer than this.
   static constexpr int64_t kSettledMs = 10;
 
   // `command`'s answer for `files` as they are now: kept, or from `run`,
