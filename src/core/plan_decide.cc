@@ -292,11 +292,16 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
 // already runs would never be followed (found in review: with the old
 // coordinator's host gone for good, the plan froze with the node in
 // flight, beyond abort and rollback): while the gates fail it is sent
-// follow-only.
+// follow-only, and so it is while the plan is not moving on its own
+// (ResendsNow): one that never reached the node then comes back NotFound
+// and the node gives its slot back (found in review: paused after an
+// unanswered send, or under a successor, the swap went out to start).
 void PlanStep::IssueOperation(PlanAction action) {
   if (Issued(action)) return;
   std::string others_hash;
-  if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
+  if (!ResendsNow()) {
+    action.start_allowed = false;
+  } else if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
     Block(s);
     action.start_allowed = false;
   } else if (!others_hash.empty()) {

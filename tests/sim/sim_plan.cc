@@ -309,6 +309,7 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   }
   CheckReady(ready, had_command);
   CheckStaleVoters(*p, ready);
+  CheckStartsOnlyWhileMoving(*p, ready);
   CheckWarmUp(*p);
   if (!ready.blocked.ok()) last_blocked_ = ready.blocked.ToString();
   if (had_command) {
@@ -723,6 +724,28 @@ void World::CheckStaleVoters(const PlanCoordinator& p, const PlanReady& ready) {
     ++counters_.stale_voter_starts;
     Fail("a coordinator with voters " + absl::StrJoin(p.voters, ",") + " started " +
          std::string(ActionKindName(a.kind)) + " on " + a.node + " (PLAN_MEMBERS_CHANGED)");
+  }
+}
+
+// A swap or rollback that may start goes out only under a plan moving on
+// its own (Rolling or RollingBack, no abort asked): paused, halted or
+// aborting, the operator asked for no new disruption, so one that never
+// reached its node is followed only, and the node gives its slot back.
+void World::CheckStartsOnlyWhileMoving(const PlanCoordinator& p, const PlanReady& ready) {
+  const std::optional<v1::FleetPlan>& committed = p.machine->committed();
+  const v1::FleetPlan* plan = ready.plan ? &*ready.plan : committed ? &*committed : nullptr;
+  if (plan == nullptr) return;
+  const bool moving = (plan->phase() == v1::PLAN_PHASE_ROLLING ||
+                       plan->phase() == v1::PLAN_PHASE_ROLLING_BACK) &&
+                      !plan->abort_requested();
+  if (moving) return;
+  for (const PlanAction& a : ready.actions) {
+    const bool operation = a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode;
+    if (!operation || !a.start_allowed) continue;
+    Fail("a " + std::string(ActionKindName(a.kind)) + " of " + a.node +
+         " that may start was sent while the plan is " +
+         std::string(PlanPhaseName(plan->phase())) +
+         (plan->abort_requested() ? " with an abort asked" : ""));
   }
 }
 

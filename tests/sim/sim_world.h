@@ -260,6 +260,7 @@ class World {
   void RenewFence(Node& leader, PlanCoordinator& p, const std::string& node);
   void CheckReady(const PlanReady& ready, bool had_command);
   void CheckStaleVoters(const PlanCoordinator& p, const PlanReady& ready);
+  void CheckStartsOnlyWhileMoving(const PlanCoordinator& p, const PlanReady& ready);
   void CheckProposal(const PlanCoordinator& p, const v1::FleetPlan& plan,
                      const std::vector<NodeView>& views);
   void CountStepsSentAgain(const v1::FleetPlan& plan, bool new_plan);

@@ -647,6 +647,50 @@ TEST(PlanMachineTest, APausedPlanSendsNoSwapAgainThatNeverRan) {
   }
 }
 
+// From review: a swap whose send went unanswered (the node could not be
+// reached), or that a coordinator lost before sending it, went out again
+// to start once the plan was paused, under the same coordinator or its
+// successor: the node swapped in a paused plan. It is followed only now,
+// and the node, which never ran it, gives its slot back untouched.
+TEST(PlanMachineTest, APausedPlanOnlyFollowsASwapThatNeverReachedItsNode) {
+  const std::vector<std::pair<std::string, std::function<void(Driver&)>>> losses = {
+      {"unanswered",
+       [](Driver& d) {
+         d.unavailable = [](const PlanAction& a) {
+           return a.kind == ActionKind::kSwap
+                      ? MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                                  "agent a is restarting")
+                      : absl::OkStatus();
+         };
+       }},
+      {"lost with its coordinator",
+       [](Driver& d) {
+         d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+       }},
+  };
+  for (const auto& [how, lose] : losses) {
+    SCOPED_TRACE(how);
+    Driver d;
+    lose(d);
+    d.StartAndSwapFirst();
+    d.Step(Cmd(CommandKind::kPause));
+    ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    ASSERT_EQ(d.plan_.in_flight(), "a");
+    if (how == "lost with its coordinator") d.Succeed("c");
+    d.unavailable = [](const PlanAction&) { return absl::OkStatus(); };
+    d.silent = [](const PlanAction&) { return false; };
+    d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+    EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("never reached a"));
+    EXPECT_EQ(d.Swapped().size(), 1u) << "only the first send may start";
+    EXPECT_EQ(d.versions_["a"], "0.1.0");
+    d.Step(Cmd(CommandKind::kResume));
+    d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+    EXPECT_EQ(d.versions_["a"], "0.2.0");
+  }
+}
+
 // From review: the bound is on resends only. A pause after three still
 // gives the slot back on the fourth ending, rather than failing the node
 // (which, with --auto-rollback, would set the fleet to walk back on resume).
