@@ -47,12 +47,10 @@ void PlanStep::ApplyResult(const ActionResult& result) {
     auto [entry, added] = m_.unanswered_.try_emplace(result.node);
     if (added) entry->second.since_unix_ms = in_.now_unix_ms;
     entry->second.status = result.status;
-    // The node could not be reached: let the action be issued again.
-    const std::string prefix = absl::StrCat("/", result.node, "/");
-    for (auto it = m_.issued_.begin(); it != m_.issued_.end();) {
-      it = it->find(prefix) != std::string::npos ? m_.issued_.erase(it)
-                                                 : std::next(it);
-    }
+    // The node could not be reached: let its actions be issued again
+    // (found in review: a search for "/<node>/" in the keys also matched
+    // another node's phase or stage when nodes are named by numbers).
+    std::erase_if(m_.issued_, [&](const auto& issued) { return issued.first == result.node; });
     return;
   }
   m_.unanswered_.erase(result.node);

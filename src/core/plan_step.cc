@@ -278,11 +278,13 @@ std::string IssueKey(const v1::FleetPlan& plan, const v1::PlanNode* n,
 }  // namespace
 
 bool PlanStep::Issued(const PlanAction& action) {
-  return m_.issued_.contains(IssueKey(*next_, FindNode(action.node), action));
+  return m_.issued_.contains({action.node, IssueKey(*next_, FindNode(action.node), action)});
 }
 
 void PlanStep::Issue(PlanAction action) {
-  if (!m_.issued_.insert(IssueKey(*next_, FindNode(action.node), action)).second) return;
+  if (!m_.issued_.insert({action.node, IssueKey(*next_, FindNode(action.node), action)}).second) {
+    return;
+  }
   actions_.push_back(std::move(action));
 }
 

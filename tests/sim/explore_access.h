@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kmsfleet/core/election.h"
@@ -58,6 +59,7 @@ KMSFLEET_EXPLORE_FIELD(TransferElapsed, int, transfer_elapsed_);
 // --plan: the PlanMachine's private state, the same way.
 using ResultList = std::vector<ActionResult>;
 using UnansweredMap = std::map<std::string, UnansweredAction>;
+using IssuedSet = std::set<std::pair<std::string, std::string>>;
 #define KMSFLEET_EXPLORE_PLAN_FIELD(Name, Type, Field)              \
   struct Name {                                                     \
     using type = Type PlanMachine::*;                               \
@@ -67,7 +69,7 @@ using UnansweredMap = std::map<std::string, UnansweredAction>;
 
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanPending, std::optional<uint64_t>, pending_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanParity, ParityStreak, parity_);
-KMSFLEET_EXPLORE_PLAN_FIELD(PlanIssued, NameSet, issued_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanIssued, IssuedSet, issued_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanDeferred, ResultList, deferred_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeld, ResultList, held_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeldSince, std::optional<int64_t>, held_since_unix_ms_);

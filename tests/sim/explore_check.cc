@@ -130,7 +130,7 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   const ParityStreak& parity = ReadPlan<PlanParity>(m);
   out << parity.consecutive() << ',' << parity.hash() << ',';
   PutStatus(out, parity.last_problem());
-  for (const std::string& key : ReadPlan<PlanIssued>(m)) out << key << ';';
+  for (const auto& [node, key] : ReadPlan<PlanIssued>(m)) out << node << '=' << key << ';';
   out << 'D';
   for (const ActionResult& r : ReadPlan<PlanDeferred>(m)) PutResult(out, r);
   out << 'H';

@@ -691,6 +691,36 @@ TEST(PlanMachineTest, APausedPlanOnlyFollowsASwapThatNeverReachedItsNode) {
   }
 }
 
+// From review: an unanswered action was matched to its node by a search
+// for "/<node>/" in every issued key, which also holds the node's phase
+// and stage as numbers: with nodes named 1, 2 and 3, node 2 unanswered
+// let the preflight node 1 was sent while Staged (phase 2) go out again
+// while the first was still running. Only node 2's own actions go again.
+TEST(PlanMachineTest, AnUnansweredNodeLetsOnlyItsOwnActionsGoOutAgain) {
+  Driver d({"1", "2", "3"});
+  int unanswered = 0;
+  d.unavailable = [&unanswered](const PlanAction& a) {
+    return a.node == "2" && a.kind == ActionKind::kStage && ++unanswered <= 3
+               ? MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable,
+                           "agent 2 did not answer")
+               : absl::OkStatus();
+  };
+  d.silent = [](const PlanAction& a) { return a.node == "1" && a.kind == ActionKind::kPreflight; };
+  d.Step(Start());
+  for (int i = 0; i < 6; ++i) d.Step();
+  const auto sent = [&d](const std::string& node, ActionKind kind) {
+    return std::count_if(d.log_.begin(), d.log_.end(), [&](const PlanAction& a) {
+      return a.node == node && a.kind == kind;
+    });
+  };
+  EXPECT_GE(sent("2", ActionKind::kStage), 4) << "node 2's stage goes out until it answers";
+  EXPECT_EQ(sent("1", ActionKind::kPreflight), 1);
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(sent("1", ActionKind::kPreflight), 1);
+}
+
 // From review: the bound is on resends only. A pause after three still
 // gives the slot back on the fourth ending, rather than failing the node
 // (which, with --auto-rollback, would set the fleet to walk back on resume).

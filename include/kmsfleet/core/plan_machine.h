@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -230,9 +231,10 @@ class PlanMachine {
   std::optional<v1::FleetPlan> committed_;
   std::optional<uint64_t> pending_;  // revision proposed, not yet committed
   ParityStreak parity_;
-  // Actions issued: "plan|kind/node/phase/stage/operation". An action is
-  // issued once per state of its node, again after an Unavailable result.
-  std::set<std::string> issued_;
+  // Actions issued, by node: "plan|kind/node/phase/stage/operation". An
+  // action is issued once per state of its node, again after an
+  // Unavailable result from that node.
+  std::set<std::pair<std::string, std::string>> issued_;
   // Results that arrived while a proposal was outstanding.
   std::vector<ActionResult> deferred_;
   // Results held uncommitted (PlanStep::Holds): the in-flight node's
