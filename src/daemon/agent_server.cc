@@ -357,6 +357,7 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
+  command.caller_gone = [context] { return context->IsCancelled(); };
   absl::StatusOr<SwapJournal> j =
       executor_->Swap({r->version(), command, r->expected_staged_digest()});
   if (!j.ok()) return Refused(j.status());
@@ -371,6 +372,7 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
+  command.caller_gone = [context] { return context->IsCancelled(); };
   absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
   if (!j.ok()) return Refused(j.status());
   ToProto(*j, response);
@@ -427,8 +429,9 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
                         .operation_id = r->restart_id()};
   }
   absl::StatusOr<ApiServerRestartReport> report = options_.apiserver->Restart(
-      r->restart_id(), [this, &fence, &bound](const std::function<void()>& work) {
-        return executor_->RunAdmitted(fence, work, bound);
+      r->restart_id(), [this, &fence, &bound, context](const std::function<void()>& work) {
+        return executor_->RunAdmitted(fence, work, bound,
+                                      [context] { return context->IsCancelled(); });
       });
   if (!report.ok()) {
     // A restart that ran and failed is its outcome, not a guard's refusal

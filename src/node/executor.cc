@@ -411,13 +411,18 @@ void Executor::Unreserve() {
 
 absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
                                    const std::function<void()>& work,
-                                   const std::optional<NodeCommand>& bound_to_plan) {
+                                   const std::optional<NodeCommand>& bound_to_plan,
+                                   const std::function<bool()>& caller_gone) {
   KMSFLEET_RETURN_IF_ERROR(Reserve(fence));
   if (bound_to_plan) {
     if (absl::StatusOr<PlanBinding> bound = plan_check_(*bound_to_plan); !bound.ok()) {
       Unreserve();
       return bound.status();
     }
+  }
+  if (caller_gone && caller_gone()) {
+    Unreserve();
+    return CallerGone(bound_to_plan ? bound_to_plan->operation_id : "");
   }
   work();
   Unreserve();
@@ -473,7 +478,25 @@ absl::StatusOr<SwapJournal> Executor::Start(
     j->fence_term = c.fence->term();
     j->fence_index = c.fence->index();
   }
+  // Last, after the waits admission may take (the fence's commit, the
+  // checks of the target): a caller that has given up, a coordinator whose
+  // call timed out, may have gone on to decide on the node as it was.
+  if (c.caller_gone && c.caller_gone()) {
+    Unreserve();
+    return CallerGone(id);
+  }
   return Launch(std::move(*j));
+}
+
+absl::Status Executor::CallerGone(const std::string& operation_id) const {
+  Log(LogLevel::kWarn, "command not started: its caller gave up before it could start",
+      {{"node", options_.node}, {"operation", operation_id}});
+  return MakeError(absl::StatusCode::kCancelled, reason::kCallerGone,
+                   "the caller gave up (deadline passed or cancelled) before " +
+                       (operation_id.empty() ? std::string("the command")
+                                             : "operation " + operation_id) +
+                       " could start on " + options_.node + "; nothing was started",
+                   {{"node", options_.node}, {"operation_id", operation_id}});
 }
 
 // REQUIRES: Reserve() succeeded; the worker clears busy_ when it ends.

@@ -405,6 +405,30 @@ TEST_F(SwapTest, OneOperationAtATimeAndIdsAreIdempotent) {
   EXPECT_THAT(none->stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
 }
 
+// A swap whose caller gave up while the agent was stalled (stopped, or
+// starved of CPU) must not start when the agent comes back: its caller, a
+// coordinator maybe, has gone on to decide with the node untouched. Here
+// the agent stalls before it reads the call, which gRPC then drops; one
+// given up on while the agent admits it is refused CALLER_GONE
+// (ExecutorTest.ACommandWhoseCallerGaveUpIsNotStarted).
+TEST_F(SwapTest, ASwapWhoseCallerGaveUpWhileTheAgentStalledIsNotStarted) {
+  Start();
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  node_->agent()->Signal(SIGSTOP);
+  absl::StatusOr<SubprocessResult> late = node_->Node(
+      {"swap", "--version", kNew, "--operation-id", "op-late", "--no-wait"}, 500);
+  node_->agent()->Signal(SIGCONT);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_NE(late->exit_code, 0) << "the caller gave up: " << late->stdout_text;
+  // Time for the agent to read the command and, had it started it, to
+  // stop the provider.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  absl::StatusOr<SubprocessResult> none = node_->Node({"operation", "--id", "op-late"});
+  ASSERT_TRUE(none.ok());
+  EXPECT_THAT(none->stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
+  EXPECT_EQ(node_->ServingVersion(), kOld);
+}
+
 // Found in review: a swap installed whatever was staged when it started,
 // so the same version staged again with other bytes (another signed build)
 // after the plan's preflight was swapped in. The plan now sends the digest

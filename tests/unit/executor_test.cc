@@ -1288,6 +1288,35 @@ TEST_F(ExecutorTest, TheWaitForAFencesCommitHoldsNothingBusy) {
   EXPECT_TRUE(Calls().empty());
 }
 
+// From review: a command whose caller had given up by the time the agent
+// got to start it (a coordinator's call timed out while the agent waited
+// for the fence's commit, or was starved of CPU) still started, after
+// that caller may have decided on the node as it was. It is refused
+// CALLER_GONE with nothing started; sent again by a caller still there,
+// the same id runs.
+TEST_F(ExecutorTest, ACommandWhoseCallerGaveUpIsNotStarted) {
+  CommandParams gone{"", 0, "op-1", std::nullopt};
+  gone.caller_gone = [] { return true; };
+  absl::StatusOr<SwapJournal> swap = executor().Swap({kNew, gone, ""});
+  EXPECT_EQ(ReasonOf(swap.status()), reason::kCallerGone) << swap.status();
+  EXPECT_TRUE(absl::IsNotFound(executor().Get("op-1").status()));
+  bool ran = false;
+  absl::Status restart = executor().RunAdmitted(
+      std::nullopt, [&ran] { ran = true; }, std::nullopt, [] { return true; });
+  EXPECT_EQ(ReasonOf(restart), reason::kCallerGone) << restart;
+  EXPECT_FALSE(ran);
+  EXPECT_FALSE(executor().Busy());
+  EXPECT_TRUE(Calls().empty());
+  ExpectOldServing();
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  gone.operation_id = "op-2";
+  absl::StatusOr<SwapJournal> back = executor().Rollback({"op-1", gone});
+  EXPECT_EQ(ReasonOf(back.status()), reason::kCallerGone) << back.status();
+  EXPECT_TRUE(absl::IsNotFound(executor().Get("op-2").status()));
+  EXPECT_EQ(Installed(), kNew);
+}
+
 // Found in review: the id was looked up only before the wait for the
 // fence, so the same command sent twice at once could run twice: the
 // second, waiting for its fence while the first ran and ended, then wrote

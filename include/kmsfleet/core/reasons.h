@@ -63,6 +63,10 @@ inline constexpr char kCountersRising[] = "ERROR_COUNTERS_RISING";
 inline constexpr char kRollbackRefusedRemoved[] = "ROLLBACK_REFUSED_REMOVED_RECORDS";
 inline constexpr char kRollbackRefusedSchema[] = "ROLLBACK_REFUSED_SCHEMA_CHANGED";
 inline constexpr char kOperationInProgress[] = "OPERATION_IN_PROGRESS";
+// The command's caller gave up (its deadline passed, or it cancelled)
+// before the agent got to start it, so nothing was started: a caller that
+// gave up may have decided since on the node as it was.
+inline constexpr char kCallerGone[] = "CALLER_GONE";
 // The agent is stopping (SIGTERM): it admits no new swap, rollback or
 // kube-apiserver restart, which it could not see through; the coordinator
 // asks again, here once the agent is back or of the next node.

@@ -110,6 +110,9 @@ struct CommandParams {
   // The caller speaks for a coordinator (a member certificate): the command
   // must also be the committed plan's step for this node (PlanCheck).
   bool bound_to_plan = false;
+  // Whether the caller has given up (its call's deadline passed, or it
+  // cancelled); asked just before the operation starts. Unset: never.
+  std::function<bool()> caller_gone = nullptr;
 };
 
 struct SwapParams {
@@ -252,9 +255,12 @@ class Executor {
   // flight). Busy() is true while `work` runs, so a hand-off query answers
   // running. Runs on the caller's thread; returns the admission's refusal,
   // or OK once `work` returned.
+  // CALLER_GONE, and `work` is not run, when `caller_gone` (if set) says
+  // the caller gave up once the command was admitted.
   absl::Status RunAdmitted(const std::optional<v1::Fence>& fence,
                            const std::function<void()>& work,
-                           const std::optional<NodeCommand>& bound_to_plan = std::nullopt);
+                           const std::optional<NodeCommand>& bound_to_plan = std::nullopt,
+                           const std::function<bool()>& caller_gone = nullptr);
 
   absl::StatusOr<SwapJournal> Get(const std::string& operation_id);
   // Returns once operation `id` has more than `seen` history entries or is
@@ -325,6 +331,8 @@ class Executor {
   // Why a new command is refused now (stopping, starting, unreadable
   // journals, busy), or OK. REQUIRES: mu_ held.
   absl::Status RefusalNow() const;
+  // CALLER_GONE for `operation_id` ("" when it has none), logged.
+  absl::Status CallerGone(const std::string& operation_id) const;
   void Unreserve();
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
