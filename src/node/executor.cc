@@ -439,7 +439,7 @@ absl::StatusOr<SwapJournal> Executor::Start(
   std::string id = c.operation_id.empty() ? NewOperationId() : c.operation_id;
   KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
   if (absl::StatusOr<SwapJournal> existing = Load(id); existing.ok()) {
-    return existing;
+    return SameCommand(*std::move(existing), what);
   } else if (!absl::IsNotFound(existing.status())) {
     return existing.status();  // a corrupt record is not a free id
   }
@@ -451,7 +451,8 @@ absl::StatusOr<SwapJournal> Executor::Start(
   // ran (and ended): it is answered from that record, not run again.
   if (absl::StatusOr<SwapJournal> ran = Load(id); ran.ok() || !absl::IsNotFound(ran.status())) {
     Unreserve();
-    return ran;
+    if (!ran.ok()) return ran;
+    return SameCommand(*std::move(ran), what);
   }
   what.operation_id = id;
   what.stabilization_ms = c.stabilization_ms;
@@ -486,6 +487,25 @@ absl::StatusOr<SwapJournal> Executor::Start(
     return CallerGone(id);
   }
   return Launch(std::move(*j));
+}
+
+// An operation id names one command: sent again as another (a rollback
+// under a swap's id, a swap to another version), it is refused rather than
+// answered with the operation the id names, which the caller would take
+// for its own (found in review: `node swap --version 0.3.0` under the id
+// of a swap to 0.2.0 printed that Stable swap and exited 0).
+absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeCommand& what) const {
+  const bool swap = what.kind == NodeCommand::Kind::kSwap;
+  const std::string kind = swap ? "swap" : "rollback";
+  if (j.kind == kind && (!swap || j.target_version == what.version)) return j;
+  const auto named = [](const std::string& k, const std::string& version) {
+    return k == "swap" ? "a swap to " + version : "a " + k;
+  };
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kOperationIdReused,
+                   "operation id " + j.operation_id + " already names " +
+                       named(j.kind, j.target_version) + " on " + options_.node + ", not " +
+                       named(kind, what.version) + "; give this command an id of its own",
+                   {{"node", options_.node}, {"operation_id", j.operation_id}});
 }
 
 absl::Status Executor::CallerGone(const std::string& operation_id) const {

@@ -1317,6 +1317,25 @@ TEST_F(ExecutorTest, ACommandWhoseCallerGaveUpIsNotStarted) {
   EXPECT_EQ(Installed(), kNew);
 }
 
+// From review: an id already used answered with its operation whatever
+// was sent under it: `node swap --version 0.3.0` under the id of a swap
+// to 0.2.0 printed that Stable swap, and a rollback under a swap's id
+// returned the swap. Another command under the id is refused; the same
+// one sent again still gets its operation.
+TEST_F(ExecutorTest, AnIdAlreadyUsedIsRefusedForAnotherCommand) {
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  absl::StatusOr<SwapJournal> other = executor().Swap({"0.3.0", {"", 0, "op-1", std::nullopt}, ""});
+  EXPECT_EQ(ReasonOf(other.status()), reason::kOperationIdReused) << other.status();
+  EXPECT_THAT(other.status().message(), HasSubstr(std::string("already names a swap to ") + kNew));
+  EXPECT_THAT(other.status().message(), HasSubstr("not a swap to 0.3.0"));
+  absl::StatusOr<SwapJournal> back = executor().Rollback({"op-1", {"", 0, "op-1", std::nullopt}});
+  EXPECT_EQ(ReasonOf(back.status()), reason::kOperationIdReused) << back.status();
+  absl::StatusOr<SwapJournal> again = executor().Swap({kNew, {"", 0, "op-1", std::nullopt}, ""});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->phase, SwapPhase::kStable);
+  EXPECT_EQ(Installed(), kNew);
+}
+
 // Found in review: the id was looked up only before the wait for the
 // fence, so the same command sent twice at once could run twice: the
 // second, waiting for its fence while the first ran and ended, then wrote

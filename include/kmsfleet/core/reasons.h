@@ -67,6 +67,10 @@ inline constexpr char kOperationInProgress[] = "OPERATION_IN_PROGRESS";
 // before the agent got to start it, so nothing was started: a caller that
 // gave up may have decided since on the node as it was.
 inline constexpr char kCallerGone[] = "CALLER_GONE";
+// An operation id already names another command (a swap to another
+// version, or a swap where a rollback was asked, or the reverse): the
+// caller would take that operation for its own.
+inline constexpr char kOperationIdReused[] = "OPERATION_ID_REUSED";
 // The agent is stopping (SIGTERM): it admits no new swap, rollback or
 // kube-apiserver restart, which it could not see through; the coordinator
 // asks again, here once the agent is back or of the next node.

@@ -333,6 +333,9 @@ class Executor {
   absl::Status RefusalNow() const;
   // CALLER_GONE for `operation_id` ("" when it has none), logged.
   absl::Status CallerGone(const std::string& operation_id) const;
+  // `j`, the operation an id already names, if it is the command `what`;
+  // OPERATION_ID_REUSED otherwise.
+  absl::StatusOr<SwapJournal> SameCommand(SwapJournal j, const NodeCommand& what) const;
   void Unreserve();
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
