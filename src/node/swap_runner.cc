@@ -213,7 +213,8 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
 // The target release's own checks before the stop: installable, its image
 // held (static pods), and doctor and rotation-plan passing: run now, or the
 // passing pair a preflight just kept while it is still fresh
-// (RecentChecks). `checked_at` gets when doctor and rotation-plan ended,
+// (RecentChecks). `checked_at` gets how old they are (the start of the
+// rotation-plan that answered: ReleaseChecks::checked_at_ms),
 // which the caller judges against the service manager's answer.
 absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, int64_t& checked_at) {
   KMSFLEET_RETURN_IF_ERROR(seams_.installer.CheckCanInstall());
@@ -230,7 +231,7 @@ absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, int64_t& chec
   }
   std::optional<KeptChecks> kept = RecentChecks(bin);
   ReleaseChecks checks = kept ? std::move(kept->checks) : DoctorAndRotationPlan(bin);
-  checked_at = kept ? kept->ended_at_ms : seams_.steady.NowSteadyMillis();
+  checked_at = checks.checked_at_ms;
   if (installed.valid()) installed_version_ = installed.get();
   KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);

@@ -1566,6 +1566,32 @@ TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   ExpectRefusedAtPreflight(reason::kRotationInProgress);
 }
 
+// From review: doctor and rotation-plan run together, and the pair was
+// as old as the end of the slower: with OpenBao slow to answer doctor, a
+// rotation-plan report as old as doctor's run let a rotation begun
+// meanwhile pass. rotation-plan is asked again when doctor ends long
+// after it, and the swap is refused with nothing touched.
+TEST_F(ExecutorTest, ARotationBegunWhileASlowDoctorRanIsSeen) {
+  w_.after_doctor = [this] {
+    for (int i = 0; i < 5000; ++i) {
+      {
+        std::lock_guard<std::mutex> lock(w_.mu);
+        if (!w_.rotation_plan_runs.empty()) {  // rotation-plan has answered
+          w_.steady_ms += 2000;                // doctor takes two seconds
+          w_.rotation_state_now = "pending";   // and a rotation begins
+          return;
+        }
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  ExpectRefusedAtPreflight(reason::kRotationInProgress);
+  ExpectOldServing();
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs.size(), 2u) << "asked again once doctor ended";
+  EXPECT_EQ(w_.doctor_runs, 1);
+}
+
 // Found in review: the swap asks the service manager beside its doctor
 // and rotation-plan, and each bus call may take up to its timeout. A
 // manager that answered long after the checks ended left them that old at

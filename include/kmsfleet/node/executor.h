@@ -422,15 +422,20 @@ class Executor {
   struct ReleaseChecks {
     absl::StatusOr<PreflightResult> doctor;
     absl::StatusOr<RotationReport> rotation_plan;
+    // When the rotation-plan that answered started (steady clock): the
+    // pair is as old as that report, doctor having started no later.
+    int64_t checked_at_ms = 0;
   };
+  // A rotation-plan report older than this when doctor ends is asked for
+  // again, alone (DoctorAndRotationPlan).
+  static constexpr int64_t kRotationPlanAskAgainAfterMs = kChecksFreshForMs / 4;
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
   // A passing pair from the plan's preflight, kept for the swap that
   // follows within kChecksFreshForMs (RecentChecks).
   struct KeptChecks {
     ReleaseBinaries bin;
     std::string files;  // CheckedFilesKey(bin), before and after
-    ReleaseChecks checks;
-    int64_t ended_at_ms = 0;  // steady clock
+    ReleaseChecks checks;  // as fresh as checks.checked_at_ms
   };
   FilesIdentity CheckedFilesOnceSettled(const ReleaseBinaries& bin);
   ReleaseChecks CheckAndKeep(const ReleaseBinaries& bin);
