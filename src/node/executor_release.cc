@@ -384,20 +384,26 @@ std::string Executor::OtherRotationPlanBinary(const ReleaseBinaries& bin) {
 // doctor and rotation-plan read the config, OpenBao and Transit and change
 // nothing: run together, the checks cost the slower of the two rather
 // than their sum. Both are always waited for. The pair is as old as the
-// rotation-plan report, which is asked for again, alone, when doctor ends
-// long after it (found in review: with OpenBao slow to answer doctor, a
-// report as old as doctor's run let a rotation begun meanwhile pass).
+// rotation-plan report, which is asked for again, alone, when a passing
+// doctor ends long after it did (found in review: with OpenBao slow to
+// answer doctor, a report as old as doctor's run let a rotation begun
+// meanwhile pass). A rotation-plan slow itself is not asked again: the
+// next report would be no fresher.
 Executor::ReleaseChecks Executor::DoctorAndRotationPlan(const ReleaseBinaries& bin) {
   const int64_t asked_at = seams_.steady.NowSteadyMillis();
   auto rotation_plan = std::async(std::launch::async, [this, &bin] {
-    return TrustedRotationPlan(bin);
+    absl::StatusOr<RotationReport> report = TrustedRotationPlan(bin);
+    return std::make_pair(std::move(report), seams_.steady.NowSteadyMillis());
   });
   absl::StatusOr<PreflightResult> doctor =
       bin.doctor_image.empty()
           ? seams_.cli.Preflight(bin.doctor, bin.doctor_version, bin.installed)
           : seams_.cli.PreflightImage(bin.doctor_image);
-  ReleaseChecks checks{std::move(doctor), rotation_plan.get(), asked_at};
-  if (seams_.steady.NowSteadyMillis() - asked_at > kRotationPlanAskAgainAfterMs) {
+  const int64_t doctor_ended_at = seams_.steady.NowSteadyMillis();
+  auto [report, report_ended_at] = rotation_plan.get();
+  ReleaseChecks checks{std::move(doctor), std::move(report), asked_at};
+  const bool doctor_passed = checks.doctor.ok() && checks.doctor->verdict.ok();
+  if (doctor_passed && doctor_ended_at - report_ended_at > kRotationPlanAskAgainAfterMs) {
     checks.checked_at_ms = seams_.steady.NowSteadyMillis();
     checks.rotation_plan = TrustedRotationPlan(bin);
   }

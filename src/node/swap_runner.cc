@@ -189,8 +189,11 @@ absl::Status Executor::PreflightTarget(SwapJournal& j) {
   KMSFLEET_RETURN_IF_ERROR(CheckUnitRunning(unit, options_.unit));
   // Each bus call may take up to its timeout, and a rotation begun
   // meanwhile must not pass on an older rotation-plan (found in review).
-  if (!ChecksStillFresh(checked_at, seams_.steady.NowSteadyMillis())) {
-    Log(LogLevel::kInfo, "the service manager answered late; checking the release again",
+  // Checks that failed refuse the swap however old they are.
+  if (checks.ok() && !ChecksStillFresh(checked_at, seams_.steady.NowSteadyMillis())) {
+    Log(LogLevel::kInfo,
+        "the checks were more than a second old when the service manager answered; "
+        "checking the release again",
         {{"node", options_.node}, {"operation", j.operation_id}});
     checks = CheckTargetReleasable(j, checked_at);  // the kept pair is used up
   }

@@ -1576,9 +1576,11 @@ TEST_F(ExecutorTest, ARotationBegunWhileASlowDoctorRanIsSeen) {
     for (int i = 0; i < 5000; ++i) {
       {
         std::lock_guard<std::mutex> lock(w_.mu);
-        if (!w_.rotation_plan_runs.empty()) {  // rotation-plan has answered
-          w_.steady_ms += 2000;                // doctor takes two seconds
-          w_.rotation_state_now = "pending";   // and a rotation begins
+        // rotation-plan has answered, and the executor read the clock then
+        if (w_.steady_reads_at_rotation_plan >= 0 &&
+            w_.steady_reads > w_.steady_reads_at_rotation_plan) {
+          w_.steady_ms += 2000;               // doctor takes two seconds
+          w_.rotation_state_now = "pending";  // and a rotation begins
           return;
         }
       }
@@ -1590,6 +1592,19 @@ TEST_F(ExecutorTest, ARotationBegunWhileASlowDoctorRanIsSeen) {
   std::lock_guard<std::mutex> lock(w_.mu);
   EXPECT_EQ(w_.rotation_plan_runs.size(), 2u) << "asked again once doctor ended";
   EXPECT_EQ(w_.doctor_runs, 1);
+}
+
+// A doctor that fails refuses the swap whatever rotation-plan says: a slow
+// one is not followed by another rotation-plan.
+TEST_F(ExecutorTest, ASlowFailingDoctorIsNotFollowedByAnotherRotationPlan) {
+  w_.doctor_verdict = Boom(reason::kDoctorFailed, "doctor: openbao_auth fail");
+  w_.after_doctor = [this] {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.steady_ms += 2000;
+  };
+  ExpectRefusedAtPreflight(reason::kDoctorFailed);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs.size(), 1u);
 }
 
 // Found in review: the swap asks the service manager beside its doctor

@@ -426,8 +426,8 @@ class Executor {
     // pair is as old as that report, doctor having started no later.
     int64_t checked_at_ms = 0;
   };
-  // A rotation-plan report older than this when doctor ends is asked for
-  // again, alone (DoctorAndRotationPlan).
+  // A rotation-plan report that a passing doctor outlasted by more than
+  // this is asked for again, alone (DoctorAndRotationPlan).
   static constexpr int64_t kRotationPlanAskAgainAfterMs = kChecksFreshForMs / 4;
   ReleaseChecks DoctorAndRotationPlan(const ReleaseBinaries& bin);
   // A passing pair from the plan's preflight, kept for the swap that
