@@ -494,6 +494,24 @@ std::string Registry(int removed, const std::string& schema = kSchema) {
   return "{\"schemaVersion\":\"" + schema + "\",\"snapshots\":[" + snaps + "]}";
 }
 
+// Once rotation-plan has answered and the executor has read the clock
+// after it: moves the clock on by `later_ms` and has every later report
+// say a rotation is pending. Waits for that moment 5 s at most.
+void StartRotationOnceRotationPlanAnswered(World& w, int64_t later_ms) {
+  for (int i = 0; i < 5000; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(w.mu);
+      if (w.steady_reads_at_rotation_plan >= 0 &&
+          w.steady_reads > w.steady_reads_at_rotation_plan) {
+        w.steady_ms += later_ms;
+        w.rotation_state_now = "pending";
+        return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 class ExecutorTest : public ::testing::Test {
  protected:
   ExecutorTest()
@@ -1572,21 +1590,8 @@ TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
 // meanwhile pass. rotation-plan is asked again when doctor ends long
 // after it, and the swap is refused with nothing touched.
 TEST_F(ExecutorTest, ARotationBegunWhileASlowDoctorRanIsSeen) {
-  w_.after_doctor = [this] {
-    for (int i = 0; i < 5000; ++i) {
-      {
-        std::lock_guard<std::mutex> lock(w_.mu);
-        // rotation-plan has answered, and the executor read the clock then
-        if (w_.steady_reads_at_rotation_plan >= 0 &&
-            w_.steady_reads > w_.steady_reads_at_rotation_plan) {
-          w_.steady_ms += 2000;               // doctor takes two seconds
-          w_.rotation_state_now = "pending";  // and a rotation begins
-          return;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-  };
+  // doctor takes two seconds, and a rotation begins meanwhile
+  w_.after_doctor = [this] { StartRotationOnceRotationPlanAnswered(w_, 2000); };
   ExpectRefusedAtPreflight(reason::kRotationInProgress);
   ExpectOldServing();
   std::lock_guard<std::mutex> lock(w_.mu);
@@ -1618,18 +1623,7 @@ TEST_F(ExecutorTest, ChecksOlderThanALateServiceManagerAnswerAreRunAgain) {
     if (!std::exchange(slow_once, false)) return;
     // The bus answers only after the checks ended (the swap read the clock
     // once rotation-plan had answered), 3 s later.
-    for (int i = 0; i < 5000; ++i) {
-      {
-        std::lock_guard<std::mutex> lock(w.mu);
-        if (w.steady_reads_at_rotation_plan >= 0 &&
-            w.steady_reads > w.steady_reads_at_rotation_plan) {
-          w.steady_ms += 3000;
-          w.rotation_state_now = "pending";
-          return;
-        }
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    StartRotationOnceRotationPlanAnswered(w, 3000);
   };
   ExpectRefusedAtPreflight(reason::kRotationInProgress);
   ExpectOldServing();
