@@ -209,6 +209,12 @@ grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), message, details);
 }
 
+// Whether the caller of `context`'s call has given up (its deadline
+// passed, or it cancelled): the executor asks just before it starts.
+std::function<bool()> CallerGoneOf(grpc::ServerContext* context) {
+  return [context] { return context->IsCancelled(); };
+}
+
 grpc::Status NoExecutor() {
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
                       "this agent runs without an executor");
@@ -357,7 +363,7 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
-  command.caller_gone = [context] { return context->IsCancelled(); };
+  command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j =
       executor_->Swap({r->version(), command, r->expected_staged_digest()});
   if (!j.ok()) return Refused(j.status());
@@ -372,7 +378,7 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
-  command.caller_gone = [context] { return context->IsCancelled(); };
+  command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
   if (!j.ok()) return Refused(j.status());
   ToProto(*j, response);
@@ -430,8 +436,7 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
   }
   absl::StatusOr<ApiServerRestartReport> report = options_.apiserver->Restart(
       r->restart_id(), [this, &fence, &bound, context](const std::function<void()>& work) {
-        return executor_->RunAdmitted(fence, work, bound,
-                                      [context] { return context->IsCancelled(); });
+        return executor_->RunAdmitted(fence, work, bound, CallerGoneOf(context));
       });
   if (!report.ok()) {
     // A restart that ran and failed is its outcome, not a guard's refusal

@@ -95,6 +95,10 @@ void RecordRotationPlan(const absl::StatusOr<RotationReport>& plan, PreflightOut
   out.rotation_plan = CheckRotationSettled(*plan);
 }
 
+bool DoctorPassed(const absl::StatusOr<PreflightResult>& doctor) {
+  return doctor.ok() && doctor->verdict.ok();
+}
+
 }  // namespace
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
@@ -337,8 +341,7 @@ FilesIdentity Executor::CheckedFilesOnceSettled(const ReleaseBinaries& bin) {
 Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
   const FilesIdentity before = CheckedFilesOnceSettled(bin);
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
-  const bool passing = checks.doctor.ok() && checks.doctor->verdict.ok() &&
-                       checks.rotation_plan.ok() &&
+  const bool passing = DoctorPassed(checks.doctor) && checks.rotation_plan.ok() &&
                        CheckRotationSettled(*checks.rotation_plan).ok();
   const bool unchanged =
       before.settled && CheckedFilesKey(bin) == before.key;
@@ -402,8 +405,7 @@ Executor::ReleaseChecks Executor::DoctorAndRotationPlan(const ReleaseBinaries& b
   const int64_t doctor_ended_at = seams_.steady.NowSteadyMillis();
   auto [report, report_ended_at] = rotation_plan.get();
   ReleaseChecks checks{std::move(doctor), std::move(report), asked_at};
-  const bool doctor_passed = checks.doctor.ok() && checks.doctor->verdict.ok();
-  if (doctor_passed && doctor_ended_at - report_ended_at > kRotationPlanAskAgainAfterMs) {
+  if (DoctorPassed(checks.doctor) && doctor_ended_at - report_ended_at > kRotationPlanAskAgainAfterMs) {
     checks.checked_at_ms = seams_.steady.NowSteadyMillis();
     checks.rotation_plan = TrustedRotationPlan(bin);
   }
