@@ -1599,6 +1599,19 @@ TEST_F(ExecutorTest, ARotationBegunWhileASlowDoctorRanIsSeen) {
   EXPECT_EQ(w_.doctor_runs, 1);
 }
 
+// The rotation-plan asked again after a slow doctor fails: the swap is
+// refused with that failure, nothing touched.
+TEST_F(ExecutorTest, ARotationPlanAskedAgainThatFailsRefusesTheSwap) {
+  w_.after_doctor = [this] {
+    StartRotationOnceRotationPlanAnswered(w_, 2000);
+    cli_.rotation_plan_fails = true;  // read next on this thread
+  };
+  ExpectRefusedAtPreflight(reason::kSubprocessFailed);
+  ExpectOldServing();
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs.size(), 1u) << "the second run failed before it was counted";
+}
+
 // A doctor that fails refuses the swap whatever rotation-plan says: a slow
 // one is not followed by another rotation-plan.
 TEST_F(ExecutorTest, ASlowFailingDoctorIsNotFollowedByAnotherRotationPlan) {
@@ -1662,6 +1675,23 @@ TEST_F(ExecutorTest, ChecksThatPassedInAPreflightJustBeforeAreNotRunAgain) {
   std::lock_guard<std::mutex> lock(w_.mu);
   EXPECT_EQ(w_.doctor_runs, 1);
   EXPECT_EQ(w_.rotation_plan_runs.size(), 1u);
+}
+
+// A kept pair is as old as the start of its rotation-plan, not the end
+// of the checks: checks that took 200 ms, kept, are too old 850 ms after
+// they ended.
+TEST_F(ExecutorTest, AKeptPairsAgeCountsFromTheStartOfItsChecks) {
+  SettleFiles();
+  w_.after_doctor = [this] {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.steady_ms += 200;  // within kRotationPlanAskAgainAfterMs: not asked again
+  };
+  ASSERT_TRUE(executor().Preflight(kNew).ok());
+  w_.after_doctor = nullptr;
+  w_.steady_ms += kChecksFreshForMs - 150;
+  SwapExpectingDoctorRuns(2);
+  std::lock_guard<std::mutex> lock(w_.mu);
+  EXPECT_EQ(w_.rotation_plan_runs.size(), 2u);
 }
 
 TEST_F(ExecutorTest, ChecksOlderThanTheirFreshnessAreRunAgain) {
