@@ -240,6 +240,12 @@ int RunGet(Stub& stub, const NodeFlags& f) {
   grpc::ClientContext ctx;
   SetDeadline(ctx, f);
   grpc::Status s = stub.GetOperation(&ctx, req, &op);
+  if (!s.ok() && !f.no_wait &&
+      ReasonOf(FromAgentCall(s, f.agent)) == reason::kOperationBeingAdmitted) {
+    // The watch waits for the admission's end: the operation, or NotFound.
+    op.set_operation_id(f.operation_id);
+    return Follow(stub, op, f);
+  }
   if (!s.ok()) return RpcFailed("operation " + f.operation_id, s, f);
   return Follow(stub, op, f);
 }

@@ -406,6 +406,9 @@ grpc::Status AgentService::WatchOperation(
     // A bounded wait, so a cancelled client frees this thread soon.
     absl::StatusOr<SwapJournal> j = executor_->WaitForUpdate(
         r->operation_id(), seen, std::chrono::milliseconds(1000));
+    // Still being admitted: the stream stays open until it started or was
+    // refused (then NotFound), the answer a follow-only swap waits for.
+    if (IsBeingAdmitted(j.status())) continue;
     if (!j.ok()) return ToGrpc(j.status());
     if (j->history.size() == seen && j->open) continue;
     seen = j->history.size();

@@ -305,6 +305,33 @@ absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
   return seams_.journals.Load(id);
 }
 
+// Found in review: a coordinator following a swap whose call had timed out
+// (sent follow-only, the plan paused) was answered NotFound while the swap
+// was still being admitted, between the reservation and its journal, and
+// the plan gave the node's slot back "untouched" as the swap started.
+// Admitting is read before the disk: an admission that ends meanwhile has
+// put its journal in ops_ first, and one that starts after this lookup
+// comes after its caller gave up, which it checks before it starts.
+absl::StatusOr<SwapJournal> Executor::LoadForCaller(const std::string& id) {
+  KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
+  bool admitting = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = ops_.find(id); it != ops_.end()) return it->second;
+    admitting = admitting_.contains(id);
+  }
+  absl::StatusOr<SwapJournal> j = seams_.journals.Load(id);
+  if (!admitting || !absl::IsNotFound(j.status())) return j;
+  return MakeError(absl::StatusCode::kUnavailable, reason::kOperationBeingAdmitted,
+                   "operation " + id + " is being admitted on " + options_.node +
+                       ": it either starts or is refused in a moment; ask again",
+                   {{"node", options_.node}, {"operation_id", id}});
+}
+
+bool IsBeingAdmitted(const absl::Status& s) {
+  return absl::IsUnavailable(s) && ReasonOf(s) == reason::kOperationBeingAdmitted;
+}
+
 FenceCheck NoElectionFenceCheck(std::string node, bool standalone) {
   return [node, standalone](const std::optional<v1::Fence>& fence) -> absl::Status {
     if (!fence && standalone) return absl::OkStatus();
@@ -432,12 +459,28 @@ absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
 
 // The steps every disruptive command shares: an idempotent operation id,
 // the fence, then `plan` fills in the journal, and the worker runs it.
-absl::StatusOr<SwapJournal> Executor::Start(
-    const CommandParams& c, NodeCommand what,
-    const std::function<absl::StatusOr<SwapJournal>(const std::string& id)>& plan) {
-  const std::string kind = what.kind == NodeCommand::Kind::kSwap ? "swap" : "rollback";
-  std::string id = c.operation_id.empty() ? NewOperationId() : c.operation_id;
+// Lookups of the id answer BeingAdmitted until the admission has put its
+// journal in ops_ or refused (LoadForCaller).
+absl::StatusOr<SwapJournal> Executor::Start(const CommandParams& c, NodeCommand what,
+                                            const PlanOperation& plan) {
+  const std::string id = c.operation_id.empty() ? NewOperationId() : c.operation_id;
   KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++admitting_[id];
+  }
+  absl::StatusOr<SwapJournal> admitted = Admit(c, std::move(what), id, plan);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (--admitting_[id] == 0) admitting_.erase(id);
+  }
+  changed_.notify_all();
+  return admitted;
+}
+
+absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand what,
+                                            const std::string& id, const PlanOperation& plan) {
+  const std::string kind = what.kind == NodeCommand::Kind::kSwap ? "swap" : "rollback";
   if (absl::StatusOr<SwapJournal> existing = Load(id); existing.ok()) {
     return SameCommand(*std::move(existing), what);
   } else if (!absl::IsNotFound(existing.status())) {
@@ -482,6 +525,7 @@ absl::StatusOr<SwapJournal> Executor::Start(
   // Last, after the waits admission may take (the fence's commit, the
   // checks of the target): a caller that has given up, a coordinator whose
   // call timed out, may have gone on to decide on the node as it was.
+  Hook("admitting");
   if (c.caller_gone && c.caller_gone()) {
     Unreserve();
     return CallerGone(id);
@@ -664,12 +708,19 @@ absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
                [&](const std::string&) { return PlanRollback(p); });
 }
 
-absl::StatusOr<SwapJournal> Executor::Get(const std::string& id) { return Load(id); }
+absl::StatusOr<SwapJournal> Executor::Get(const std::string& id) { return LoadForCaller(id); }
 
 absl::StatusOr<SwapJournal> Executor::WaitForUpdate(const std::string& id,
                                                     size_t seen,
                                                     std::chrono::milliseconds timeout) {
-  KMSFLEET_ASSIGN_OR_RETURN(SwapJournal j, Load(id));
+  absl::StatusOr<SwapJournal> first = LoadForCaller(id);
+  if (IsBeingAdmitted(first.status())) {
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait_for(lock, timeout, [&] { return !admitting_.contains(id) || ops_.contains(id); });
+    lock.unlock();
+    return LoadForCaller(id);
+  }
+  KMSFLEET_ASSIGN_OR_RETURN(SwapJournal j, std::move(first));
   std::unique_lock<std::mutex> lock(mu_);
   changed_.wait_for(lock, timeout, [&] {
     auto it = ops_.find(id);

@@ -429,6 +429,33 @@ TEST_F(SwapTest, ASwapWhoseCallerGaveUpWhileTheAgentStalledIsNotStarted) {
   EXPECT_EQ(node_->ServingVersion(), kOld);
 }
 
+// Found in review: an operation whose swap was still being admitted was
+// answered OPERATION_NOT_FOUND, which a coordinator following it (its
+// call timed out, the plan paused) takes for "never reached the node",
+// giving the slot back untouched as the swap starts. Here the agent's
+// admission stalls (KMSFLEETD_TEST_STALL_AT) while the id is looked up.
+TEST_F(SwapTest, AnOperationStillBeingAdmittedIsNotReportedUnknown) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=admitting"}, KMSFLEETD_CRASHTEST_PATH);
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  absl::StatusOr<SubprocessResult> swapped;
+  std::thread swap([&] {
+    swapped = node_->Node({"swap", "--version", kNew, "--operation-id", "op-1", "--no-wait"});
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  absl::StatusOr<SubprocessResult> asked = node_->Node({"operation", "--id", "op-1", "--no-wait"});
+  absl::StatusOr<SubprocessResult> followed = node_->Node({"operation", "--id", "op-1"});
+  swap.join();
+  ASSERT_TRUE(asked.ok() && followed.ok() && swapped.ok());
+  EXPECT_EQ(swapped->exit_code, 0) << swapped->stderr_text;
+  EXPECT_EQ(asked->exit_code, 3) << asked->stdout_text;
+  EXPECT_THAT(asked->stderr_text, HasSubstr("OPERATION_BEING_ADMITTED"));
+  EXPECT_EQ(followed->exit_code, 0) << followed->stderr_text;
+  EXPECT_EQ(Str(Json(followed->stdout_text), "phase"), "Stable") << followed->stdout_text;
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
 // Found in review: a swap installed whatever was staged when it started,
 // so the same version staged again with other bytes (another signed build)
 // after the plan's preflight was swapped in. The plan now sends the digest

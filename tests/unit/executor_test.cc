@@ -1035,7 +1035,7 @@ TEST_F(ExecutorTest, AfterARecoveryWhatIsInstalledDecidesWhatIsKept) {
 }
 
 // The crash tests' build kills the agent at these points (crash_hook.h).
-TEST_F(ExecutorTest, TheStepHookSeesEveryPhaseAndTheRename) {
+TEST_F(ExecutorTest, TheStepHookSeesTheAdmissionEveryPhaseAndTheRename) {
   std::mutex mu;
   std::vector<std::string> points;
   executor().SetStepHook([&](std::string_view p) {
@@ -1044,7 +1044,7 @@ TEST_F(ExecutorTest, TheStepHookSeesEveryPhaseAndTheRename) {
   });
   EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
   std::lock_guard<std::mutex> lock(mu);
-  EXPECT_EQ(points, (std::vector<std::string>{"Staged", "Preflighted", "Stopped",
+  EXPECT_EQ(points, (std::vector<std::string>{"admitting", "Staged", "Preflighted", "Stopped",
                                               "Installed", "after-rename", "Started",
                                               "Verifying", "Stable"}));
 }
@@ -1331,6 +1331,42 @@ TEST_F(ExecutorTest, ACommandWhoseCallerGaveUpIsNotStarted) {
   gone.operation_id = "op-2";
   absl::StatusOr<SwapJournal> back = executor().Rollback({"op-1", gone});
   EXPECT_EQ(ReasonOf(back.status()), reason::kCallerGone) << back.status();
+  EXPECT_TRUE(absl::IsNotFound(executor().Get("op-2").status()));
+  EXPECT_EQ(Installed(), kNew);
+}
+
+// Found in review: a lookup of an operation whose command was still being
+// admitted (its call had timed out, and the coordinator, paused, followed
+// it follow-only) was answered NotFound, and the plan gave the node's slot
+// back untouched as the swap started. Until the admission ends the id is
+// OPERATION_BEING_ADMITTED, and a watch waits for that end: the journal
+// once started, NotFound once refused.
+TEST_F(ExecutorTest, AnOperationBeingAdmittedIsNotAnsweredNotFound) {
+  absl::Status looked_up, watched;
+  executor().SetFenceCheck([&](const std::optional<v1::Fence>&) {
+    looked_up = executor().Get("op-1").status();
+    watched = executor().WaitForUpdate("op-1", 0, std::chrono::milliseconds(20)).status();
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  EXPECT_TRUE(IsBeingAdmitted(looked_up)) << looked_up;
+  EXPECT_TRUE(IsBeingAdmitted(watched)) << watched;
+
+  std::thread watcher;
+  absl::StatusOr<SwapJournal> after_refusal;
+  executor().SetFenceCheck([&](const std::optional<v1::Fence>&) {
+    watcher = std::thread([&] {
+      after_refusal = executor().WaitForUpdate("op-2", 0, std::chrono::seconds(10));
+    });
+    looked_up = executor().Get("op-2").status();
+    return absl::OkStatus();
+  });
+  CommandParams gone{"", 0, "op-2", std::nullopt};
+  gone.caller_gone = [] { return true; };
+  EXPECT_EQ(ReasonOf(executor().Rollback({"op-1", gone}).status()), reason::kCallerGone);
+  watcher.join();
+  EXPECT_TRUE(IsBeingAdmitted(looked_up)) << looked_up;
+  EXPECT_TRUE(absl::IsNotFound(after_refusal.status())) << after_refusal.status();
   EXPECT_TRUE(absl::IsNotFound(executor().Get("op-2").status()));
   EXPECT_EQ(Installed(), kNew);
 }

@@ -79,6 +79,9 @@ inline constexpr char kAgentStopping[] = "AGENT_STOPPING";
 // local socket and /metrics, which can still fail): it admits no swap,
 // rollback or kube-apiserver restart until it reports READY=1.
 inline constexpr char kAgentStarting[] = "AGENT_STARTING";
+// A lookup of an operation whose command is being admitted under its id
+// and has no journal yet: it will have one or be refused, ask again.
+inline constexpr char kOperationBeingAdmitted[] = "OPERATION_BEING_ADMITTED";
 inline constexpr char kOperationNotFound[] = "OPERATION_NOT_FOUND";
 inline constexpr char kJournalCorrupt[] = "JOURNAL_CORRUPT";
 inline constexpr char kAgentRestarted[] = "AGENT_RESTARTED";

@@ -92,9 +92,11 @@ struct ExecutorSeams {
   ContainerRuntime* runtime = nullptr;
 };
 
-// Called after each journaled phase with its name, and with
-// "after-rename" right after an install. Crash tests install one that
-// kills the agent at a named point; production installs none.
+// Called after each journaled phase with its name, with "after-rename"
+// right after an install, and with "admitting" on a swap's or rollback's
+// admission just before it starts (on the caller's thread, its id marked
+// as being admitted). Crash tests install one that kills or stalls the
+// agent at a named point; production installs none.
 using StepHook = std::function<void(std::string_view point)>;
 // Told, as an operation leaves a phase, how long it spent there (metrics).
 using PhaseObserver = std::function<void(std::string_view phase, double seconds)>;
@@ -146,6 +148,10 @@ using FenceWait = std::function<void(const v1::Fence& fence)>;
 // `standalone` (a single-node control plane); otherwise it is refused
 // (STANDALONE_NOT_CONFIGURED), since nothing stops a second node swapping.
 FenceCheck NoElectionFenceCheck(std::string node, bool standalone);
+
+// Whether `s` is Executor::Get's answer for an operation id whose command
+// is still being admitted (OPERATION_BEING_ADMITTED): ask again.
+bool IsBeingAdmitted(const absl::Status& s);
 
 // Decides whether a command from a caller bound to the plan is the
 // committed plan's step for this node (plan_command_guard.h). Called after
@@ -262,9 +268,16 @@ class Executor {
                            const std::optional<NodeCommand>& bound_to_plan = std::nullopt,
                            const std::function<bool()>& caller_gone = nullptr);
 
+  // The journal of `operation_id`. While a command under that id is being
+  // admitted and has no journal yet: Unavailable OPERATION_BEING_ADMITTED
+  // (BeingAdmitted), not NotFound, which would tell a coordinator that
+  // follows it (sent follow-only) that it never reached the node, and the
+  // plan would give the slot back untouched while it starts.
   absl::StatusOr<SwapJournal> Get(const std::string& operation_id);
   // Returns once operation `id` has more than `seen` history entries or is
-  // closed, or after `timeout`, with its latest journal.
+  // closed, or after `timeout`, with its latest journal. An id being
+  // admitted is waited for first (within `timeout`): its first answer is
+  // the journal it was admitted with, or NotFound if it was refused.
   absl::StatusOr<SwapJournal> WaitForUpdate(const std::string& operation_id,
                                             size_t seen,
                                             std::chrono::milliseconds timeout);
@@ -323,9 +336,12 @@ class Executor {
   // executor.cc: journals and the worker.
   absl::Status Persist(SwapJournal& j);
   absl::Status Record(SwapJournal& j, SwapPhase phase);
-  absl::StatusOr<SwapJournal> Start(
-      const CommandParams& command, NodeCommand what,
-      const std::function<absl::StatusOr<SwapJournal>(const std::string& id)>& plan);
+  using PlanOperation = std::function<absl::StatusOr<SwapJournal>(const std::string& id)>;
+  absl::StatusOr<SwapJournal> Start(const CommandParams& command, NodeCommand what,
+                                    const PlanOperation& plan);
+  // Start's admission of the command under `id`, marked admitting_.
+  absl::StatusOr<SwapJournal> Admit(const CommandParams& command, NodeCommand what,
+                                    const std::string& id, const PlanOperation& plan);
   absl::Status Reserve(const std::optional<v1::Fence>& fence);
   absl::Status RefusalForUnreadableJournals() const;
   // Why a new command is refused now (stopping, starting, unreadable
@@ -343,7 +359,11 @@ class Executor {
                                  const std::string& what) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
   void RemoveRefusedAdmission(const SwapJournal& j, const absl::Status& refusal);
+  // The journal of `operation_id`, in memory or on disk.
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
+  // Load, answering BeingAdmitted for an id being admitted with no journal
+  // yet: what callers outside the admission see.
+  absl::StatusOr<SwapJournal> LoadForCaller(const std::string& operation_id);
   void Close(SwapJournal& j);
   absl::Status RetryClose(SwapJournal& j, absl::Status failed);
   absl::Status RetryRecord(SwapJournal& next, absl::Status failed);
@@ -491,6 +511,9 @@ class Executor {
   std::condition_variable changed_;
   std::map<std::string, SwapJournal> ops_;  // guarded by mu_
   bool busy_ = false;                       // guarded by mu_
+  // Operation ids whose command Start is admitting, and how many times
+  // (the same command may be sent again while the first is admitted).
+  std::map<std::string, int> admitting_;  // guarded by mu_
   // An ended operation whose closed journal is still being written.
   std::optional<PendingClose> pending_close_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_; set by Stop
