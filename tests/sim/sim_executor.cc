@@ -155,12 +155,15 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
   node.fence_durable = node.guard->state();  // persisted before acting
   if (!CheckAdmitted(node, e)) return;
   if (!known) {
-    if (!node.op_applied || node.op_interrupted) {
-      // As Executor::Reserve: another operation holds the node.
+    if (!node.op_applied || node.op_interrupted || node.admitting) {
+      // As Executor::Reserve: another operation holds the node, or is
+      // being admitted (this one, sent again, maybe).
+      const std::string& holder =
+          node.admitting ? node.admitting->e.action->operation_id : node.op_id;
       return RefuseCommand(node, e,
                            MakeError(absl::StatusCode::kFailedPrecondition,
                                      reason::kOperationInProgress,
-                                     node.name + " is busy with " + node.op_id));
+                                     node.name + " is busy with " + holder));
     }
     // As the agent for a member's command: the plan's own step only.
     NodeCommand command{.kind = a.kind == ActionKind::kRollbackNode ? NodeCommand::Kind::kRollback
@@ -185,7 +188,11 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     }
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;
-    StartPlanOperation(node, a, e.fence);
+    if (CallerGone(node, e)) return;
+    if (faults_ && !e.adversary && admission_rng_.Uniform(0, 9) == 0) {
+      return AdmitSlowly(node, e, bound->restore_refused_once_served);
+    }
+    StartPlanOperation(node, a, e.fence, e.adversary);
     node.op_restore_barrier = bound->restore_refused_once_served;
     KeepAServedTargetIfBound(node);
   }
@@ -211,16 +218,78 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
   return false;
 }
 
+// The admission takes up to twice a swap call's deadline: it may end
+// after its caller gave up.
+void World::AdmitSlowly(Node& node, const Envelope& e, const std::string& restore_barrier) {
+  node.admitting = Admission{e, now_ + admission_rng_.Uniform(1, 60), restore_barrier};
+  ++counters_.slow_admissions;
+  Trace(node.name + " admits " + e.action->operation_id + " until t=" +
+        std::to_string(node.admitting->until) + " (its caller gives up at t=" +
+        std::to_string(e.caller_deadline) + ")");
+}
+
+// As Executor::Start's last check before it starts the operation: a
+// command whose caller gave up (its call's deadline passed: the network
+// held it, or its admission took that long) starts nothing, and is
+// answered to no one, the call being over. Its caller may have decided on
+// the node as it was.
+bool World::CallerGone(const Node& node, const Envelope& e) {
+  if (e.caller_deadline < 0 || now_ <= e.caller_deadline) return false;
+  ++counters_.callers_gone;
+  Trace(node.name + " refused " + e.action->operation_id + ": its caller gave up at t=" +
+        std::to_string(e.caller_deadline) + " (CALLER_GONE)");
+  return true;
+}
+
+// Admissions that reached their end start their operation, unless the
+// caller has given up (Executor::Start's last check): it may have decided
+// on the node as it was.
+void World::FinishAdmissions() {
+  for (auto& [name, node] : nodes_) {
+    if (!node.admitting || now_ < node.admitting->until) continue;
+    const Admission done = std::move(*node.admitting);
+    node.admitting.reset();
+    const PlanAction& a = *done.e.action;
+    if (CallerGone(node, done.e)) continue;
+    if (!CheckAlone(node, done.e.fence)) continue;
+    StartPlanOperation(node, a, done.e.fence);
+    node.op_restore_barrier = done.restore_barrier;
+    KeepAServedTargetIfBound(node);
+    ++counters_.swaps_accepted;
+    ReplyWithOperation(node, done.e, a);
+  }
+}
+
 // Answers with how operation `a` stands: running, ended (as its journal
-// says), or unknown to the node.
+// says), or unknown to the node; one being admitted answers
+// OPERATION_BEING_ADMITTED (Executor::Get), asked again.
 void World::ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& a) {
+  if (node.admitting && node.admitting->e.action->operation_id == a.operation_id) {
+    ++counters_.lookups_while_admitting;
+    ActionResult r;
+    r.kind = ResultKind::kOperation;
+    r.node = node.name;
+    r.revision = a.revision;
+    r.operation_id = a.operation_id;
+    r.status = MakeError(absl::StatusCode::kUnavailable, reason::kOperationBeingAdmitted,
+                         node.name + " is admitting " + a.operation_id);
+    return Reply(node, e, std::move(r), false, max_delay_);
+  }
   bool running = false;
   ActionResult r = OperationResult(node, a, running);
   const bool ended = !running && node.op_outcomes.contains(a.operation_id);
   Reply(node, e, std::move(r), running, max_delay_, ended);
 }
 
-void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence) {
+void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence,
+                               bool replayed) {
+  const std::string key = node.name + "/" + a.operation_id;
+  if (replayed) {
+    replayed_.insert(key);
+    if (given_back_.contains(key)) ++counters_.given_back_replayed;
+  } else if (given_back_.contains(key)) {
+    Fail(node.name + " starts " + a.operation_id + ", whose slot its plan gave back untouched");
+  }
   ++counters_.operations;
   node.op_id = a.operation_id;
   node.op_prev = node.provider.version;
@@ -337,6 +406,11 @@ void World::Reply(Node& node, const Envelope& e, ActionResult result, bool runni
 // The agent dies in the middle of an operation: the provider stays as the
 // operation left it (down) until the agent restarts and recovers.
 void World::CrashExecutor(Node& node) {
+  // An admission is the agent's memory only: nothing started.
+  if (node.admitting) {
+    Trace(node.name + " crashed admitting " + node.admitting->e.action->operation_id);
+    node.admitting.reset();
+  }
   if (node.op_applied || node.op_interrupted || now_ >= node.op_end) return;
   node.op_interrupted = true;
   ++counters_.crashed_mid_swap;

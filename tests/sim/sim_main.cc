@@ -36,7 +36,13 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.resent_refused_by_caller
             << " sent again and refused for their caller, "
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
-            << t.crashed_mid_swap << " crashed mid-swap); Steps on results alone: "
+            << t.crashed_mid_swap << " crashed mid-swap; " << t.slow_admissions
+            << " admitted slowly, " << t.callers_gone
+            << " refused as their caller had gone, " << t.lookups_while_admitting
+            << " lookups answered being admitted; " << t.given_back_untouched
+            << " slots given back untouched, " << t.given_back_replayed
+            << " of them while the adversary's replay of the step ran); Steps on results "
+               "alone: "
             << t.steps_on_last_round << " taken on the last round; after a change that sent "
             << "nothing: " << t.steps_after_change << " taken; asked for a fresh round: "
             << t.fresh_rounds_asked << "; Steps after which the next node is warmed: "
@@ -81,6 +87,12 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.served_targets_kept == 0)) {
     std::cout << "FAIL: the schedules did not reach a disk refusal (with --auto-rollback), "
                  "a resend refused for its caller and a ready target kept\n";
+    return 1;
+  }
+  if (seeds >= 1000 && (t.slow_admissions == 0 || t.callers_gone == 0 ||
+                        t.lookups_while_admitting == 0 || t.given_back_untouched == 0)) {
+    std::cout << "FAIL: the schedules did not reach a slow admission, a caller gone, a "
+                 "lookup while admitting and a slot given back untouched\n";
     return 1;
   }
   return 0;

@@ -156,7 +156,7 @@ void World::StartOperation(Node& node, const v1::Fence& fence) {
 // operation the toy executor remembers, closed once it ended.
 HandoffFacts World::Facts(const Node& node) const {
   HandoffFacts facts;
-  facts.busy = now_ < node.op_end;
+  facts.busy = now_ < node.op_end || node.admitting.has_value();
   if (node.op_start < 0) return facts;
   SwapJournal j;
   j.operation_id =

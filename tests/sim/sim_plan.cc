@@ -547,8 +547,11 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
     if (faults_ && Chance(0.2)) delay = Pick(10, 60);
   }
   p.outstanding[RequestKey(a)] = {.action = a, .deadline = now_ + 30 + delay};
-  Trace(leader.name + " sends " + std::string(ActionKindName(a.kind)) + " to " + a.node +
-        " under " + FenceKey(*fence) + " (revision " + std::to_string(a.revision) + ")");
+  e.caller_deadline = now_ + 30 + delay;
+  Trace(leader.name + " sends " + std::string(ActionKindName(a.kind)) +
+        (disruptive && !starts ? " (follow-only)" : "") + " to " + a.node + " under " +
+        FenceKey(*fence) + " (revision " + std::to_string(a.revision) + ")" +
+        (delay > max_delay_ ? ", held " + std::to_string(delay) + " ticks" : ""));
   Send(std::move(e), delay);
 }
 
@@ -565,6 +568,8 @@ void World::ExpireRequests(Node& leader, PlanCoordinator& p) {
       r.operation_id = o.action.operation_id;
       r.status = absl::UnavailableError(o.action.node + " did not answer " +
                                         std::string(ActionKindName(o.action.kind)));
+      Trace(leader.name + " gives up on " + std::string(ActionKindName(o.action.kind)) +
+            " of " + o.action.node);
       p.results.push_back(std::move(r));
       it = p.outstanding.erase(it);
       continue;
@@ -591,6 +596,12 @@ void World::HandleResult(Node& leader, const Envelope& e) {
   const bool awaited = it != p->outstanding.end() &&
                        it->second.action.revision == e.action->revision &&
                        it->second.action.operation_id == e.action->operation_id;
+  if (options_.verbose) {
+    Trace(leader.name + " gets " + std::string(ActionKindName(e.action->kind)) + " of " +
+          e.action->node + " " + e.action->operation_id + (awaited ? "" : " (not awaited)") +
+          ": " + (e.running ? std::string("running") : e.result->status.ToString()) +
+          (e.ended ? ", ended" : ""));
+  }
   if (e.running) {
     if (awaited) {
       it->second.next_poll = now_ + 5;
@@ -603,11 +614,16 @@ void World::HandleResult(Node& leader, const Envelope& e) {
   // (that is a result: the node's step failed, its provider untouched).
   if (r.kind == ResultKind::kOperation && !r.status.ok() && !e.ended) {
     const v1::PlanRecord& committed = leader.machine->committed();
-    if (awaited && ReasonOf(r.status) == reason::kStaleFence &&
-        e.fence.term() == committed.term() && e.fence.index() == committed.index()) {
-      // The node handed off at the current record: the swap may have run
-      // (and its answer got lost) or never have. Its operation says which.
-      it->second.stale_fence = true;
+    if (awaited && ReasonOf(r.status) == reason::kStaleFence) {
+      // The swap may have run (and its answer got lost), under an earlier
+      // record if this was sent again, or never have. Its operation says
+      // which. (Found by CheckGivenBackUntouched: polled only when sent
+      // under the committed record, a paused plan took the refusal of a
+      // resend for "never ran" and gave back a slot whose swap had ended
+      // Stable; FleetActions::Operate always asks.)
+      it->second.stale_fence = r.status;
+      it->second.stale_at_committed =
+          e.fence.term() == committed.term() && e.fence.index() == committed.index();
       it->second.next_poll = now_;
       it->second.deadline = now_ + 40;
       return;
@@ -619,6 +635,16 @@ void World::HandleResult(Node& leader, const Envelope& e) {
     if (awaited) p->outstanding.erase(it);
     ActionResult refused = r;
     refused.status = CommandRefusalForPlan(r.status);
+    p->results.push_back(std::move(refused));
+    return;
+  }
+  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&
+      !e.ended && !it->second.stale_at_committed) {
+    // Never ran, and the plan has committed a record since it was sent:
+    // the machine has the refusal, as FleetActions hands it on.
+    ActionResult refused = r;
+    refused.status = CommandRefusalForPlan(*it->second.stale_fence);
+    p->outstanding.erase(it);
     p->results.push_back(std::move(refused));
     return;
   }
@@ -788,6 +814,7 @@ void World::CheckPlanCommitted(const v1::PlanRecord& record) {
   const bool moved = new_plan || last_plan_->phase() != plan->phase();
   CountStepsSentAgain(*plan, new_plan);
   CheckFailedNodesRanNothing(*plan);
+  CheckGivenBackUntouched(*plan);
   if (new_plan) ++counters_.plans_started;
   last_plan_ = *plan;
   last_plan_index_ = record.index();
@@ -864,6 +891,52 @@ void World::CheckFailedNodesRanNothing(const v1::FleetPlan& plan) {
       return Fail("plan " + plan.plan_id() + " records " + n.node() + " Failed (" + n.reason() +
                   ") while its operation " + n.operation_id() +
                   (stable ? " ended Stable" : " still runs"));
+    }
+  }
+}
+
+// A node whose slot the plan gave back untouched (its operation never
+// reached it, or ended before the stop: GiveSlotBackUntouched) did not run
+// that operation past its stop, does not run it now, and never starts it
+// later (StartPlanOperation). Found in review: a lookup answered NotFound
+// while the swap was still being admitted, and the swap started after
+// the plan had recorded the node as untouched (the agent now answers
+// OPERATION_BEING_ADMITTED, modelled by AdmitSlowly).
+// Not yet for a replay (the adversary holding a member's key sends the
+// plan's own step again under its still valid fence): landing between the
+// follow-only lookup's NotFound and the node's learning of the paused
+// record, it runs while the plan records the node untouched (seed 1908).
+// The hand-off still waits for it, so no second provider goes down; such
+// slots are counted (given_back_replayed), not failed.
+void World::CheckGivenBackUntouched(const v1::FleetPlan& plan) {
+  if (!last_plan_ || last_plan_->plan_id() != plan.plan_id()) return;
+  for (const v1::PlanNode& n : plan.nodes()) {
+    const v1::PlanNode* before = nullptr;
+    for (const v1::PlanNode& b : last_plan_->nodes()) {
+      if (b.node() == n.node()) before = &b;
+    }
+    const auto untouched = n.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
+                                                   : v1::PLAN_NODE_PHASE_DONE;
+    if (before == nullptr || before->phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT ||
+        before->stage() != v1::PLAN_STEP_STAGE_SWAPPING || n.phase() != untouched ||
+        n.stage() != v1::PLAN_STEP_STAGE_HANDING_OFF || n.operation_id().empty() ||
+        n.operation_id() != before->operation_id()) {
+      continue;
+    }
+    ++counters_.given_back_untouched;
+    given_back_.insert(n.node() + "/" + n.operation_id());
+    const Node& node = nodes_.at(n.node());
+    auto ended = node.op_outcomes.find(n.operation_id());
+    const bool past_stop =
+        ended != node.op_outcomes.end() && ended->second.phase >= SwapPhase::kStopped;
+    const bool runs =
+        node.op_id == n.operation_id() && (!node.op_applied || node.op_interrupted);
+    if ((past_stop || runs) && replayed_.contains(n.node() + "/" + n.operation_id())) {
+      ++counters_.given_back_replayed;
+    } else if (past_stop || runs) {
+      return Fail("plan " + plan.plan_id() + " gives " + n.node() + "'s slot back untouched " +
+                  "while its operation " + n.operation_id() +
+                  (runs ? " still runs" : " ended " + std::string(PhaseName(ended->second.phase))));
     }
   }
 }

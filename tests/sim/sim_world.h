@@ -54,6 +54,7 @@ struct Envelope {
   std::string certificate;  // ... the member whose key the adversary holds
   bool weakened = false;   // ... a real command with a 1 ms window and no digest
   bool waited = false;     // Swap or Query held once for its record's commit
+  int64_t caller_deadline = -1;  // --plan Swap: when its caller gives up
   // --plan: the coordinator's term, the action carried out (Swap, Query,
   // Action, Poll and their answers), the node's result, and whether the
   // operation polled still runs.
@@ -74,9 +75,12 @@ struct Outstanding {
   PlanAction action;
   int64_t deadline = 0;    // no answer by then: Unavailable
   int64_t next_poll = -1;  // >= 0: the operation runs; poll it then
-  // The swap was refused STALE_FENCE: the node handed off at this record
-  // (to someone), so its outcome is read with a poll instead.
-  bool stale_fence = false;
+  // The swap was refused STALE_FENCE: the node holds a newer record than
+  // the one sent, so its outcome is read with a poll instead
+  // (FleetActions::Operate): the refusal, and whether it was sent under
+  // the committed record (then the node handed off at it, to someone).
+  std::optional<absl::Status> stale_fence = std::nullopt;
+  bool stale_at_committed = false;
 };
 
 // The plan machine's shell on the leader (sim_plan.cc): one per term,
@@ -139,6 +143,17 @@ struct EndedOperation {
   std::string reason;
 };
 
+// --plan: a plan's swap or rollback the agent is still admitting (as
+// Executor::Start: the fence checked, the node reserved, waiting on the
+// fence's commit or checking the target). The node is busy, a lookup of
+// the id answers OPERATION_BEING_ADMITTED, and at `until` the operation
+// starts, or is refused CALLER_GONE once its caller's deadline passed.
+struct Admission {
+  Envelope e;
+  int64_t until = 0;
+  std::string restore_barrier;  // what the plan bound the swap to
+};
+
 struct Node {
   std::string name;
   ElectionConfig config;
@@ -171,6 +186,7 @@ struct Node {
   bool op_is_swap = false;
   std::string op_restore_barrier;
   bool op_target_served = false;
+  std::optional<Admission> admitting;
   SimProvider provider;
   // Bumped when an operator stages the same version again with other
   // bytes (--plan faults): the staged digest changes.
@@ -274,7 +290,12 @@ class World {
   void AdvanceProviders();
   void HandlePlanSwap(Node& node, const Envelope& e);
   void HandleAction(Node& node, const Envelope& e);
-  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
+  // `replayed`: started by the adversary's replay of the plan's command.
+  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence,
+                          bool replayed = false);
+  void AdmitSlowly(Node& node, const Envelope& e, const std::string& restore_barrier);
+  void FinishAdmissions();
+  bool CallerGone(const Node& node, const Envelope& e);
   void KeepAServedTargetIfBound(Node& node);
   // As Executor::CheckStagedDigest: false (and answered) when `a` expects
   // other bytes than the node holds staged; a plan swap expecting none
@@ -316,6 +337,7 @@ class World {
   std::vector<v1::Fence> real_fences_;  // every fence a coordinator sent
   static std::string NamedOr(const v1::Fence& fence, const std::string& other);
   void CheckFailedNodesRanNothing(const v1::FleetPlan& plan);
+  void CheckGivenBackUntouched(const v1::FleetPlan& plan);
   int64_t max_delay_ = 0;
 
   std::map<uint64_t, std::string> leader_of_term_;       // invariant 1
@@ -337,6 +359,8 @@ class World {
   // The plan's compatibility facts and whether a failed target had been
   // ready: their own stream as well.
   SeededRandom compat_rng_;
+  // Which admissions take a while, and how long: their own stream too.
+  SeededRandom admission_rng_;
   bool wire_format_ = false;  // the seed's plans cross a wire-format change
 
   // --plan.
@@ -352,6 +376,12 @@ class World {
   std::map<std::string, std::shared_ptr<const PlanAction>> real_swaps_;  // by fence
   std::map<std::string, std::shared_ptr<const PlanAction>> last_real_swap_;  // by node
   std::optional<v1::FleetPlan> last_plan_;  // of the newest committed record
+  // "<node>/<operation id>" of every slot a plan gave back untouched:
+  // none of them may start later (CheckGivenBackUntouched).
+  std::set<std::string> given_back_;
+  // "<node>/<operation id>" of the plan's steps the adversary's replay
+  // started (CheckGivenBackUntouched).
+  std::set<std::string> replayed_;
   uint64_t last_plan_index_ = 0;
   int tail_resumes_ = 0;
   std::string last_blocked_;  // why the newest coordinator's plan waits

@@ -41,6 +41,11 @@ void Counters::Add(const Counters& o) {
   manifest_refusals += o.manifest_refusals;
   disk_refusals += o.disk_refusals;
   served_targets_kept += o.served_targets_kept;
+  slow_admissions += o.slow_admissions;
+  callers_gone += o.callers_gone;
+  lookups_while_admitting += o.lookups_while_admitting;
+  given_back_untouched += o.given_back_untouched;
+  given_back_replayed += o.given_back_replayed;
   walk_backs_withheld += o.walk_backs_withheld;
   resent_refused_by_caller += o.resent_refused_by_caller;
   sent_again_after_agent_stop += o.sent_again_after_agent_stop;
@@ -79,7 +84,8 @@ World::World(const SimOptions& options)
       transfer_rng_(options.seed ^ 0x7472616e73666572ULL),
       forger_rng_(options.seed ^ 0x666f726765727321ULL),
       restage_rng_(options.seed ^ 0x7265737461676521ULL),
-      compat_rng_(options.seed ^ 0x636f6d7061747321ULL) {
+      compat_rng_(options.seed ^ 0x636f6d7061747321ULL),
+      admission_rng_(options.seed ^ 0x61646d6974746564ULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];
@@ -160,7 +166,10 @@ SimResult World::Run() {
 }
 
 void World::Step() {
-  if (options_.plan) AdvanceProviders();
+  if (options_.plan) {
+    AdvanceProviders();
+    FinishAdmissions();
+  }
   Deliver();
   for (auto& [name, node] : nodes_) {
     if (!node.up) continue;
