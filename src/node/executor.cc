@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <map>
 #include <random>
 
@@ -59,6 +60,23 @@ std::string WriteErrorKind(const absl::Status& s) {
   const size_t colon = message.rfind(": ");
   if (colon != std::string::npos) message.erase(0, colon + 2);
   return ReasonOf(s) + " " + message;
+}
+
+// A static-pod swap's release is the manifest rendered for its id
+// (PlanStaticPodSwap). An admission refused once it was rendered takes it
+// away again (found in review: CALLER_GONE left manifest-<id>.yaml in the
+// release's directory for good). A rollback's target is a capture: kept.
+void RemoveRenderedRelease(const ExecutorOptions& o, const SwapJournal& j) {
+  if (!o.static_pod || j.kind != "swap" ||
+      j.target_binary !=
+          ArtifactDir(o.state_dir, j.target_version) + "/manifest-" + j.operation_id + ".yaml") {
+    return;
+  }
+  if (::unlink(j.target_binary.c_str()) != 0 && errno != ENOENT) {
+    Log(LogLevel::kWarn, "could not remove the manifest rendered for a swap that did not start",
+        {{"node", o.node}, {"operation", j.operation_id}, {"file", j.target_binary},
+         {"error", std::strerror(errno)}});
+  }
 }
 
 }  // namespace
@@ -527,11 +545,13 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   // call timed out, may have gone on to decide on the node as it was.
   Hook("admitting");
   if (c.caller_gone && c.caller_gone()) {
+    RemoveRenderedRelease(options_, *j);
     Unreserve();
     return CallerGone(id);
   }
   return Launch(std::move(*j));
 }
+
 
 // An operation id names one command: sent again as another (a rollback
 // under a swap's id, a swap to another version), it is refused rather than

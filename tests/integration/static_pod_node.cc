@@ -200,8 +200,9 @@ void StaticPodNode::StopAgent() {
   StopAgentProcess(agent_);
 }
 
-absl::StatusOr<SubprocessResult> StaticPodNode::Node(const std::vector<std::string>& args) {
-  return NodeCtl(dir_.File("agent.sock"), args);
+absl::StatusOr<SubprocessResult> StaticPodNode::Node(const std::vector<std::string>& args,
+                                                     int timeout_ms) {
+  return NodeCtl(dir_.File("agent.sock"), args, timeout_ms);
 }
 
 absl::StatusOr<SubprocessResult> StaticPodNode::Stage(const std::string& version,

@@ -78,7 +78,8 @@ class StaticPodNode {
   void StopAgent();
   ChildProcess* agent() { return agent_.get(); }
   // kmsfleetctl node <args> --agent <this agent>.
-  absl::StatusOr<SubprocessResult> Node(const std::vector<std::string>& args);
+  absl::StatusOr<SubprocessResult> Node(const std::vector<std::string>& args,
+                                        int timeout_ms = 90000);
   // kmsfleetctl node stage of `r` as `version`.
   absl::StatusOr<SubprocessResult> Stage(const std::string& version, const Release& r);
 

@@ -14,6 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "kmsfleet/node/artifacts.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/subprocess.h"
 #include "operation_json.h"
@@ -723,6 +724,29 @@ TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
   EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
   EXPECT_EQ(ReadFile(node_->manifest()), edited);
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
+}
+
+// Found in review: a swap refused CALLER_GONE (its caller gave up while
+// the agent admitted it) left the manifest rendered for it,
+// manifest-<id>.yaml, in the release's directory for good. The agent's
+// admission stalls here past the caller's deadline.
+TEST_F(StaticPodSwapTest, ASwapWhoseCallerGaveUpLeavesNoRenderedManifest) {
+  StageNew();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=admitting"}, KMSFLEETD_CRASHTEST_PATH);
+  absl::StatusOr<SubprocessResult> late =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-late", "--no-wait"}, 1000);
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_NE(late->exit_code, 0) << late->stdout_text;
+  auto refused = [&] { return node_->Logs().find("its caller gave up") != std::string::npos; };
+  ASSERT_TRUE(WaitUntil(refused, std::chrono::seconds(30))) << node_->Logs();
+  const std::string dir = ArtifactDir(node_->state_dir(), kNew);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/manifest-op-late.yaml"));
+  EXPECT_THAT(Run({"operation", "--id", "op-late"}).stderr_text, HasSubstr("OPERATION_NOT_FOUND"));
+  EXPECT_EQ(ReadFile(node_->manifest()), original_);
+  // The same release swaps in once asked by a caller still there.
+  EXPECT_EQ(Str(Json(Swap("op-2").stdout_text), "phase"), "Stable");
+  EXPECT_TRUE(std::filesystem::exists(dir + "/manifest-op-2.yaml"));
 }
 
 INSTANTIATE_TEST_SUITE_P(AroundTheRename, StaticPodCrashTest,
