@@ -123,10 +123,14 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
       // The wait ended, not the operation: a script must not take it for a
       // failure and start a rollback while the swap goes on.
       const std::string id = ForTerminal(last.operation_id(), /*keep_newlines=*/false);
-      std::cerr << "kmsfleetctl: " << id << " is still running (phase "
-                << ForTerminal(last.phase(), /*keep_newlines=*/false)
-                << "); the wait ended after --timeout-ms " << f.timeout_ms
-                << ". Follow it with: kmsfleetctl node operation --id " << id << "\n";
+      // No phase: the watch never got the operation, still being admitted.
+      const std::string where =
+          last.phase().empty() ? "is still being admitted (it starts or is refused in a moment)"
+                               : "is still running (phase " +
+                                     ForTerminal(last.phase(), /*keep_newlines=*/false) + ")";
+      std::cerr << "kmsfleetctl: " << id << " " << where << "; the wait ended after --timeout-ms "
+                << f.timeout_ms << ". Follow it with: kmsfleetctl node operation --id " << id
+                << "\n";
       std::cout << ProtoJson(last);
       return kExitStillRunning;
     }

@@ -487,13 +487,20 @@ absl::StatusOr<SwapJournal> Executor::Start(const CommandParams& c, NodeCommand 
     std::lock_guard<std::mutex> lock(mu_);
     ++admitting_[id];
   }
-  absl::StatusOr<SwapJournal> admitted = Admit(c, std::move(what), id, plan);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (--admitting_[id] == 0) admitting_.erase(id);
-  }
-  changed_.notify_all();
-  return admitted;
+  // Unmarked on every way out, an exception too (found in review): a mark
+  // left behind would answer OPERATION_BEING_ADMITTED for the id for good.
+  struct Unmark {
+    Executor& executor;
+    const std::string& id;
+    ~Unmark() {
+      {
+        std::lock_guard<std::mutex> lock(executor.mu_);
+        if (--executor.admitting_[id] == 0) executor.admitting_.erase(id);
+      }
+      executor.changed_.notify_all();
+    }
+  } unmark{*this, id};
+  return Admit(c, std::move(what), id, plan);
 }
 
 absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand what,

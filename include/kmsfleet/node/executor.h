@@ -277,7 +277,8 @@ class Executor {
   // Returns once operation `id` has more than `seen` history entries or is
   // closed, or after `timeout`, with its latest journal. An id being
   // admitted is waited for first (within `timeout`): its first answer is
-  // the journal it was admitted with, or NotFound if it was refused.
+  // the journal it was admitted with, NotFound if it was refused, or
+  // OPERATION_BEING_ADMITTED if `timeout` passed first.
   absl::StatusOr<SwapJournal> WaitForUpdate(const std::string& operation_id,
                                             size_t seen,
                                             std::chrono::milliseconds timeout);
