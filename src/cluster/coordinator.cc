@@ -459,7 +459,10 @@ void Coordinator::Dispatch(const PlanAction& action) {
     } else if (action.kind == ActionKind::kHandOff) {
       result.node = action.node;
       result.revision = action.revision;
-      SetHandOffResult(node_.HandOff(action.node), result);
+      v1::ReleaseReply released;
+      SetHandOffResult(node_.HandOff(action.node, &released), result);
+      result.last_operation_id = released.last_operation_id();
+      result.last_operation_phase = released.last_operation_phase();
     } else {
       result = actions_->Run(action, fence, settings, metric_state, keep_going);
     }

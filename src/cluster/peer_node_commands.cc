@@ -115,7 +115,8 @@ absl::StatusOr<v1::ReleaseReply> PeerNode::QueryRelease(const std::string& holde
                    "no address for in-flight node " + holder);
 }
 
-absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fence) {
+absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fence,
+                                  v1::ReleaseReply* released) {
   absl::StatusOr<v1::ReleaseReply> reply = QueryRelease(holder, fence);
   // The holder admits the query only once it knows the fence's record is
   // committed, which the append the leader sends on committing tells it,
@@ -140,10 +141,11 @@ absl::Status PeerNode::AskRelease(const std::string& holder, const v1::Fence& fe
                          ", which a newer record replaces; it is asked again",
                      {{"in_flight", holder}});
   }
+  if (released != nullptr) *released = *std::move(reply);
   return absl::OkStatus();
 }
 
-absl::Status PeerNode::HandOff(const std::string& holder) {
+absl::Status PeerNode::HandOff(const std::string& holder, v1::ReleaseReply* released) {
   std::optional<v1::Fence> fence;
   {
     std::lock_guard lock(mu_);
@@ -158,7 +160,7 @@ absl::Status PeerNode::HandOff(const std::string& holder) {
                        {{"node", holder}});
     }
   }
-  return AskRelease(holder, *fence);
+  return AskRelease(holder, *fence, released);
 }
 
 absl::StatusOr<v1::Fence> PeerNode::ProposePlan(

@@ -122,14 +122,17 @@ HandoffAnswer DecideHandoff(const HandoffFacts& facts, const v1::Fence& fence) {
               Describe(*last) + "; the unit was left as it is and the provider may be "
                                 "down until an operator restores it"};
     case SwapPhase::kStable:
-    case SwapPhase::kRolledBack:
+    case SwapPhase::kRolledBack: {
+      const std::string phase(PhaseName(last->phase));
       if (!UnderFence(*last, fence)) {
         return {v1::HANDOFF_NEVER_STARTED,
-                "nothing ran under fence " + Key(fence) + "; last " + Describe(*last)};
+                "nothing ran under fence " + Key(fence) + "; last " + Describe(*last),
+                last->operation_id, phase};
       }
       return {last->phase == SwapPhase::kStable ? v1::HANDOFF_STABLE
                                                 : v1::HANDOFF_ROLLED_BACK,
-              Describe(*last)};
+              Describe(*last), last->operation_id, phase};
+    }
     default:
       return {v1::HANDOFF_UNKNOWN, Describe(*last) + ", a phase that ends nothing"};
   }
@@ -218,6 +221,8 @@ absl::StatusOr<v1::ReleaseReply> FenceGuard::AdmitRelease(const v1::Fence& fence
   reply.set_outcome(answer.outcome);
   reply.set_detail(answer.detail);
   if (IsReleasable(answer.outcome)) {
+    reply.set_last_operation_id(answer.last_operation_id);
+    reply.set_last_operation_phase(answer.last_operation_phase);
     if (FenceAfter(fence, state_.released_term(), state_.released_index())) {
       state_.set_released_term(fence.term());
       state_.set_released_index(fence.index());

@@ -306,6 +306,7 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
     // plan was not moving on its own (GiveSlotBackUntouched): the node
     // keeps the phase it has, and parity counts again from the next round.
     m_.parity_.Reset();
+    NoteStepRanAfterAll(node, r);
     return;
   }
   node.set_done_unix_ms(in_.now_unix_ms);
@@ -319,6 +320,35 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   SetNodePhase(node, node.rollback_of().empty()
                          ? v1::PLAN_NODE_PHASE_DONE
                          : v1::PLAN_NODE_PHASE_ROLLED_BACK);
+}
+
+// A step given back untouched (GiveSlotBackUntouched) may have run after
+// all: the lookup found nothing, then the command reached the node (found
+// by the simulator, seed 1908: the adversary's replay of the step under
+// its still valid fence, before the node learned the paused record).
+// Released at the current record, the node can no longer start it, and
+// its answer names its last operation: one that ended Stable moved the
+// node, which the plan now records; one that rolled back left the node
+// where the plan has it.
+void PlanStep::NoteStepRanAfterAll(v1::PlanNode& node, const ActionResult& released) {
+  const bool swap = node.rollback_of().empty();
+  const v1::PlanNodePhase untouched =
+      swap ? v1::PLAN_NODE_PHASE_PREFLIGHTED : v1::PLAN_NODE_PHASE_DONE;
+  if (node.phase() != untouched || node.operation_id().empty() ||
+      released.last_operation_id != node.operation_id()) {
+    return;
+  }
+  const bool stable = released.last_operation_phase == PhaseName(SwapPhase::kStable);
+  if (stable) {
+    SetNodePhase(node, swap ? v1::PLAN_NODE_PHASE_DONE : v1::PLAN_NODE_PHASE_ROLLED_BACK);
+    node.set_done_unix_ms(in_.now_unix_ms);
+  }
+  node.set_message(absl::StrCat(
+      node.operation_id(), " reached ", node.node(), " after all, after the lookup that found ",
+      "nothing, and ended ", released.last_operation_phase,
+      stable ? (swap ? ": the node is recorded upgraded" : ": the node is recorded rolled back")
+             : ": the node is where the plan had it"));
+  changed_ = true;
 }
 
 namespace {

@@ -188,11 +188,14 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     }
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;
-    if (CallerGone(node, e)) return;
+    if (CallerGone(node, e)) {
+      ++counters_.arrived_after_caller;
+      return;
+    }
     if (faults_ && !e.adversary && admission_rng_.Uniform(0, 9) == 0) {
       return AdmitSlowly(node, e, bound->restore_refused_once_served);
     }
-    StartPlanOperation(node, a, e.fence, e.adversary);
+    StartPlanOperation(node, a, e.fence);
     node.op_restore_barrier = bound->restore_refused_once_served;
     KeepAServedTargetIfBound(node);
   }
@@ -281,13 +284,8 @@ void World::ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& 
   Reply(node, e, std::move(r), running, max_delay_, ended);
 }
 
-void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence,
-                               bool replayed) {
-  const std::string key = node.name + "/" + a.operation_id;
-  if (replayed) {
-    replayed_.insert(key);
-    if (given_back_.contains(key)) ++counters_.given_back_replayed;
-  } else if (given_back_.contains(key)) {
+void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence) {
+  if (given_back_.contains(node.name + "/" + a.operation_id)) {
     Fail(node.name + " starts " + a.operation_id + ", whose slot its plan gave back untouched");
   }
   ++counters_.operations;

@@ -38,10 +38,11 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
             << t.crashed_mid_swap << " crashed mid-swap; " << t.slow_admissions
             << " admitted slowly, " << t.callers_gone
-            << " refused as their caller had gone, " << t.lookups_while_admitting
+            << " refused as their caller had gone (" << t.arrived_after_caller
+            << " held by the network past its deadline), " << t.lookups_while_admitting
             << " lookups answered being admitted; " << t.given_back_untouched
-            << " slots given back untouched, " << t.given_back_replayed
-            << " of them while the adversary's replay of the step ran); Steps on results "
+            << " slots given back untouched, " << t.ran_after_all
+            << " of them recorded as run after all at their release); Steps on results "
                "alone: "
             << t.steps_on_last_round << " taken on the last round; after a change that sent "
             << "nothing: " << t.steps_after_change << " taken; asked for a fresh round: "
@@ -90,7 +91,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
     return 1;
   }
   if (seeds >= 1000 && (t.slow_admissions == 0 || t.callers_gone == 0 ||
-                        t.lookups_while_admitting == 0 || t.given_back_untouched == 0)) {
+                        t.arrived_after_caller == 0 || t.lookups_while_admitting == 0 ||
+                        t.given_back_untouched == 0)) {
     std::cout << "FAIL: the schedules did not reach a slow admission, a caller gone, a "
                  "lookup while admitting and a slot given back untouched\n";
     return 1;

@@ -546,8 +546,11 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
     // Some swaps are held long enough to cross a hand-off or a new leader.
     if (faults_ && Chance(0.2)) delay = Pick(10, 60);
   }
-  p.outstanding[RequestKey(a)] = {.action = a, .deadline = now_ + 30 + delay};
-  e.caller_deadline = now_ + 30 + delay;
+  // The call's deadline, whatever the network does with it: a swap held
+  // past it reaches a node after its caller gave up (CALLER_GONE).
+  const int64_t deadline = now_ + 30 + max_delay_;
+  p.outstanding[RequestKey(a)] = {.action = a, .deadline = deadline};
+  e.caller_deadline = deadline;
   Trace(leader.name + " sends " + std::string(ActionKindName(a.kind)) +
         (disruptive && !starts ? " (follow-only)" : "") + " to " + a.node + " under " +
         FenceKey(*fence) + " (revision " + std::to_string(a.revision) + ")" +
@@ -617,10 +620,12 @@ void World::HandleResult(Node& leader, const Envelope& e) {
     if (awaited && ReasonOf(r.status) == reason::kStaleFence) {
       // The swap may have run (and its answer got lost), under an earlier
       // record if this was sent again, or never have. Its operation says
-      // which. (Found by CheckGivenBackUntouched: polled only when sent
-      // under the committed record, a paused plan took the refusal of a
-      // resend for "never ran" and gave back a slot whose swap had ended
-      // Stable; FleetActions::Operate always asks.)
+      // which. FleetActions::Operate always asks. (Found by
+      // CheckGivenBackUntouched, seed 117: polled only when sent under the
+      // committed record, a paused plan took the refusal of a resend for
+      // "never ran" and gave back a slot whose swap had ended Stable. The
+      // simulated agent checks the fence before it looks a known id up;
+      // the real one answers from the journal first, so there it is rare.)
       it->second.stale_fence = r.status;
       it->second.stale_at_committed =
           e.fence.term() == committed.term() && e.fence.index() == committed.index();
@@ -639,26 +644,20 @@ void World::HandleResult(Node& leader, const Envelope& e) {
     return;
   }
   if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&
-      !e.ended && !it->second.stale_at_committed) {
-    // Never ran, and the plan has committed a record since it was sent:
-    // the machine has the refusal, as FleetActions hands it on.
+      !e.ended) {
+    // Never ran: the machine has the refusal, as FleetActions hands it on
+    // (sent again under the committed record's fence, or, not moving, the
+    // slot given back). Sent under the committed record, the node released
+    // the slot at it to a Release it did not get from us: that fence can
+    // never admit the swap, so the same plan is committed again for a
+    // fresh one, as Coordinator::RenewFence does.
+    const std::string node = it->second.action.node;
+    const bool renew = it->second.stale_at_committed;
     ActionResult refused = r;
     refused.status = CommandRefusalForPlan(*it->second.stale_fence);
     p->outstanding.erase(it);
+    if (renew) RenewFence(leader, *p, node);
     p->results.push_back(std::move(refused));
-    return;
-  }
-  if (awaited && it->second.stale_fence && r.outcome == OperationOutcome::kNotFound &&
-      !e.ended) {
-    // Never ran, and the node released the slot at this record to a
-    // Release it did not get from us: that fence can never admit the
-    // swap. Commit the same plan again for a fresh one, then retry.
-    const std::string node = it->second.action.node;
-    p->outstanding.erase(it);
-    RenewFence(leader, *p, node);
-    ActionResult retry = r;
-    retry.status = absl::UnavailableError(node + " handed off before the swap arrived");
-    p->results.push_back(std::move(retry));
     return;
   }
   if (awaited) p->outstanding.erase(it);
@@ -712,6 +711,8 @@ void World::PlanReleased(Node& leader, const Envelope& e) {
     return;
   }
   SetHandOffResult(ReadReleaseReply(e.reply, e.from), r);
+  r.last_operation_id = e.reply.last_operation_id();
+  r.last_operation_phase = e.reply.last_operation_phase();
   if (!r.released) {
     ++counters_.handoffs_withheld;
     Trace(e.from + " keeps its slot: " + e.reply.detail());
@@ -896,18 +897,16 @@ void World::CheckFailedNodesRanNothing(const v1::FleetPlan& plan) {
 }
 
 // A node whose slot the plan gave back untouched (its operation never
-// reached it, or ended before the stop: GiveSlotBackUntouched) did not run
-// that operation past its stop, does not run it now, and never starts it
-// later (StartPlanOperation). Found in review: a lookup answered NotFound
-// while the swap was still being admitted, and the swap started after
-// the plan had recorded the node as untouched (the agent now answers
-// OPERATION_BEING_ADMITTED, modelled by AdmitSlowly).
-// Not yet for a replay (the adversary holding a member's key sends the
-// plan's own step again under its still valid fence): landing between the
-// follow-only lookup's NotFound and the node's learning of the paused
-// record, it runs while the plan records the node untouched (seed 1908).
-// The hand-off still waits for it, so no second provider goes down; such
-// slots are counted (given_back_replayed), not failed.
+// reached it, or ended before the stop: GiveSlotBackUntouched) is recorded
+// as its operation left it once the slot is released: untouched unless
+// the operation ended Stable after all (NoteStepRanAfterAll), and it never
+// starts that operation later (StartPlanOperation).
+// Found in review: a lookup answered NotFound while the swap was still
+// being admitted (the agent now answers OPERATION_BEING_ADMITTED, modelled
+// by AdmitSlowly). Found by this check (seed 1908): the adversary's replay
+// of the step under its still valid fence, landing after the follow-only
+// lookup's NotFound and before the node learned the paused record, ran
+// while the plan recorded the node untouched.
 void World::CheckGivenBackUntouched(const v1::FleetPlan& plan) {
   if (!last_plan_ || last_plan_->plan_id() != plan.plan_id()) return;
   for (const v1::PlanNode& n : plan.nodes()) {
@@ -915,28 +914,34 @@ void World::CheckGivenBackUntouched(const v1::FleetPlan& plan) {
     for (const v1::PlanNode& b : last_plan_->nodes()) {
       if (b.node() == n.node()) before = &b;
     }
+    if (before == nullptr || n.operation_id().empty()) continue;
     const auto untouched = n.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
                                                    : v1::PLAN_NODE_PHASE_DONE;
-    if (before == nullptr || before->phase() != v1::PLAN_NODE_PHASE_IN_FLIGHT ||
-        before->stage() != v1::PLAN_STEP_STAGE_SWAPPING || n.phase() != untouched ||
-        n.stage() != v1::PLAN_STEP_STAGE_HANDING_OFF || n.operation_id().empty() ||
-        n.operation_id() != before->operation_id()) {
+    const std::string key = n.node() + "/" + n.operation_id();
+    if (before->phase() == v1::PLAN_NODE_PHASE_IN_FLIGHT &&
+        before->stage() == v1::PLAN_STEP_STAGE_SWAPPING && n.phase() == untouched &&
+        n.stage() == v1::PLAN_STEP_STAGE_HANDING_OFF &&
+        n.operation_id() == before->operation_id()) {
+      ++counters_.given_back_untouched;
+      giving_back_.insert(key);
       continue;
     }
-    ++counters_.given_back_untouched;
-    given_back_.insert(n.node() + "/" + n.operation_id());
+    if (last_plan_->in_flight() != n.node() || plan.in_flight() == n.node() ||
+        giving_back_.erase(key) == 0) {
+      continue;
+    }
+    given_back_.insert(key);
     const Node& node = nodes_.at(n.node());
     auto ended = node.op_outcomes.find(n.operation_id());
-    const bool past_stop =
-        ended != node.op_outcomes.end() && ended->second.phase >= SwapPhase::kStopped;
+    const bool stable =
+        ended != node.op_outcomes.end() && ended->second.phase == SwapPhase::kStable;
     const bool runs =
         node.op_id == n.operation_id() && (!node.op_applied || node.op_interrupted);
-    if ((past_stop || runs) && replayed_.contains(n.node() + "/" + n.operation_id())) {
-      ++counters_.given_back_replayed;
-    } else if (past_stop || runs) {
-      return Fail("plan " + plan.plan_id() + " gives " + n.node() + "'s slot back untouched " +
-                  "while its operation " + n.operation_id() +
-                  (runs ? " still runs" : " ended " + std::string(PhaseName(ended->second.phase))));
+    if (n.phase() != untouched) ++counters_.ran_after_all;
+    if (runs || (stable && n.phase() == untouched)) {
+      return Fail("plan " + plan.plan_id() + " releases " + n.node() +
+                  "'s slot, given back untouched, while its operation " + n.operation_id() +
+                  (runs ? " still runs" : " ended Stable"));
     }
   }
 }

@@ -143,11 +143,15 @@ struct EndedOperation {
   std::string reason;
 };
 
-// --plan: a plan's swap or rollback the agent is still admitting (as
-// Executor::Start: the fence checked, the node reserved, waiting on the
-// fence's commit or checking the target). The node is busy, a lookup of
-// the id answers OPERATION_BEING_ADMITTED, and at `until` the operation
-// starts, or is refused CALLER_GONE once its caller's deadline passed.
+// --plan: a plan's swap or rollback the agent is still admitting after
+// its reservation (as Executor::Start: the fence checked, the node
+// reserved, the target being checked, or the agent starved of CPU). The
+// node is busy, a lookup of the id answers OPERATION_BEING_ADMITTED, and
+// at `until` the operation starts, or is refused CALLER_GONE once its
+// caller's deadline passed. (The wait for the fence's commit comes before
+// the reservation: the hold of HeldForCommit, at most a tick, during which
+// this model answers a lookup NOT_FOUND where the agent would say
+// OPERATION_BEING_ADMITTED.)
 struct Admission {
   Envelope e;
   int64_t until = 0;
@@ -290,9 +294,7 @@ class World {
   void AdvanceProviders();
   void HandlePlanSwap(Node& node, const Envelope& e);
   void HandleAction(Node& node, const Envelope& e);
-  // `replayed`: started by the adversary's replay of the plan's command.
-  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence,
-                          bool replayed = false);
+  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
   void AdmitSlowly(Node& node, const Envelope& e, const std::string& restore_barrier);
   void FinishAdmissions();
   bool CallerGone(const Node& node, const Envelope& e);
@@ -376,12 +378,10 @@ class World {
   std::map<std::string, std::shared_ptr<const PlanAction>> real_swaps_;  // by fence
   std::map<std::string, std::shared_ptr<const PlanAction>> last_real_swap_;  // by node
   std::optional<v1::FleetPlan> last_plan_;  // of the newest committed record
-  // "<node>/<operation id>" of every slot a plan gave back untouched:
-  // none of them may start later (CheckGivenBackUntouched).
-  std::set<std::string> given_back_;
-  // "<node>/<operation id>" of the plan's steps the adversary's replay
-  // started (CheckGivenBackUntouched).
-  std::set<std::string> replayed_;
+  // "<node>/<operation id>" of every step a plan gave back untouched, until
+  // its slot is released, then (given_back_) for good: none of them may
+  // start after that release (CheckGivenBackUntouched).
+  std::set<std::string> giving_back_, given_back_;
   uint64_t last_plan_index_ = 0;
   int tail_resumes_ = 0;
   std::string last_blocked_;  // why the newest coordinator's plan waits

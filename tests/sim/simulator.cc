@@ -43,9 +43,10 @@ void Counters::Add(const Counters& o) {
   served_targets_kept += o.served_targets_kept;
   slow_admissions += o.slow_admissions;
   callers_gone += o.callers_gone;
+  arrived_after_caller += o.arrived_after_caller;
   lookups_while_admitting += o.lookups_while_admitting;
   given_back_untouched += o.given_back_untouched;
-  given_back_replayed += o.given_back_replayed;
+  ran_after_all += o.ran_after_all;
   walk_backs_withheld += o.walk_backs_withheld;
   resent_refused_by_caller += o.resent_refused_by_caller;
   sent_again_after_agent_stop += o.sent_again_after_agent_stop;

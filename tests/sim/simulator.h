@@ -76,12 +76,13 @@ struct Counters {
   int64_t served_targets_kept = 0;    // swaps failed after a ready target, kept
                                       // across the plan's wire-format change
   // Swaps and rollbacks whose admission took a while, ones refused
-  // CALLER_GONE (held by the network or admitted past their caller's
-  // deadline), and polls that found one being admitted
+  // CALLER_GONE (admitted past their caller's deadline, or held by the
+  // network past it), and polls that found one being admitted
   // (OPERATION_BEING_ADMITTED).
   int64_t slow_admissions = 0, callers_gone = 0, lookups_while_admitting = 0;
+  int64_t arrived_after_caller = 0;   // ... of the refused: held past the deadline
   int64_t given_back_untouched = 0;   // slots a plan gave back untouched
-  int64_t given_back_replayed = 0;    // ... while a replay of the step ran
+  int64_t ran_after_all = 0;          // ... whose step ran after all (recorded)
   int64_t walk_backs_withheld = 0;    // --auto-rollback halts for such a node's own failure
   int64_t resent_refused_by_caller = 0;  // a known operation's resend refused
                                           // for its caller (says nothing of it)

@@ -178,6 +178,38 @@ TEST(DecideHandoffTest, OutcomeUnderTheAskedFence) {
   EXPECT_EQ(DecideHandoff(facts, F(3, 6, "b")).outcome, v1::HANDOFF_RUNNING);
 }
 
+// A plan that gave the slot back untouched learns from the release
+// whether its step ran after all: the answer names the last operation that
+// touched the unit, whatever its fence, but only when it releases.
+TEST(DecideHandoffTest, AReleaseNamesTheLastOperationWhateverItsFence) {
+  HandoffFacts facts;
+  facts.journals = {J("op-1", SwapPhase::kStable, 2, 5, 100),
+                    J("op-2", SwapPhase::kRolledBack, 2, 6, 200)};
+  HandoffAnswer later = DecideHandoff(facts, F(2, 9, "b"));
+  EXPECT_EQ(later.outcome, v1::HANDOFF_NEVER_STARTED);
+  EXPECT_EQ(later.last_operation_id, "op-2");
+  EXPECT_EQ(later.last_operation_phase, "RolledBack");
+  facts.journals.push_back(J("op-3", SwapPhase::kStable, 2, 9, 300));
+  HandoffAnswer under = DecideHandoff(facts, F(2, 9, "b"));
+  EXPECT_EQ(under.outcome, v1::HANDOFF_STABLE);
+  EXPECT_EQ(under.last_operation_id, "op-3");
+  EXPECT_EQ(under.last_operation_phase, "Stable");
+
+  FenceGuard guard("b", v1::FenceState());
+  absl::StatusOr<v1::ReleaseReply> released =
+      guard.AdmitRelease(F(2, 9, "b"), R(2, 9, "b"), under);
+  ASSERT_TRUE(released.ok()) << released.status();
+  EXPECT_EQ(released->last_operation_id(), "op-3");
+  EXPECT_EQ(released->last_operation_phase(), "Stable");
+  HandoffAnswer kept = under;
+  kept.outcome = v1::HANDOFF_ROLLBACK_FAILED;
+  absl::StatusOr<v1::ReleaseReply> withheld =
+      guard.AdmitRelease(F(2, 10, "b"), R(2, 10, "b"), kept);
+  ASSERT_TRUE(withheld.ok()) << withheld.status();
+  EXPECT_FALSE(withheld->released());
+  EXPECT_EQ(withheld->last_operation_id(), "");
+}
+
 TEST(DecideHandoffTest, AnEndNotYetOnDiskKeepsTheSlotAndSaysWhy) {
   HandoffFacts facts;
   facts.busy = true;

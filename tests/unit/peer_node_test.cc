@@ -12,6 +12,7 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "kmsfleet/cluster/peer_tls.h"
@@ -34,7 +35,8 @@ class PeerNodeTest : public ::testing::Test {
     options.tick = Tick();
     options.state_dir = dir_.File("state");
     options.handoff_outcome = [this](const v1::Fence&) {
-      return HandoffAnswer{outcome_.load(), "scripted"};
+      return HandoffAnswer{outcome_.load(), "scripted", last_operation_.first,
+                           last_operation_.second};
     };
     absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(std::move(options));
     ASSERT_TRUE(node.ok()) << node.status();
@@ -56,6 +58,9 @@ class PeerNodeTest : public ::testing::Test {
 
   TempDir dir_;
   std::atomic<v1::HandoffOutcome> outcome_{v1::HANDOFF_NEVER_STARTED};
+  // The last operation the scripted answer names (id, phase); set before
+  // the query, which runs on the caller's thread.
+  std::pair<std::string, std::string> last_operation_;
   std::unique_ptr<PeerNode> node_;
 };
 
@@ -148,6 +153,19 @@ TEST_F(PeerNodeTest, NodeWhoseRollbackFailedKeepsTheInFlightSlot) {
   to_b = Propose("b", "upgrade b");
   ASSERT_TRUE(to_b.ok()) << to_b.status();
   EXPECT_EQ(to_b->in_flight(), "b");
+}
+
+// A plan that gave a's slot back untouched learns from the release whether
+// its step ran after all (PlanStep::NoteStepRanAfterAll): HandOff passes
+// on the holder's answer, which names its last operation.
+TEST_F(PeerNodeTest, AHandOffPassesOnTheLastOperationTheHolderNames) {
+  ASSERT_TRUE(Propose("a", "upgrade a").ok());
+  last_operation_ = {"plan-1.a.swap.3", "Stable"};
+  v1::ReleaseReply released;
+  ASSERT_TRUE(node_->HandOff("a", &released).ok());
+  EXPECT_TRUE(released.released());
+  EXPECT_EQ(released.last_operation_id(), "plan-1.a.swap.3");
+  EXPECT_EQ(released.last_operation_phase(), "Stable");
 }
 
 // Issue 8 §4: a proposal that could not be persisted was never made; the

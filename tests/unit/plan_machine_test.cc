@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -251,6 +252,9 @@ class Driver {
   // Whether hand-offs are released; by default, unless the node's last
   // operation ended RollbackFailed.
   std::optional<bool> hand_off_released;
+  // What a released hand-off names as the node's last operation, by node
+  // (operation id, phase); none by default.
+  std::map<std::string, std::pair<std::string, std::string>> hand_off_last_operation;
   // How far the clock moves per Step, and the clock now.
   int64_t step_ms = 1000;
   int64_t now() const { return now_; }
@@ -330,6 +334,9 @@ class Driver {
         r.kind = ResultKind::kHandOff;
         r.released = hand_off_released.value_or(last_outcome_[a.node] !=
                                                 OperationOutcome::kRollbackFailed);
+        if (auto it = hand_off_last_operation.find(a.node); it != hand_off_last_operation.end()) {
+          std::tie(r.last_operation_id, r.last_operation_phase) = it->second;
+        }
         break;
       default:
         return;
@@ -689,6 +696,57 @@ TEST(PlanMachineTest, APausedPlanOnlyFollowsASwapThatNeverReachedItsNode) {
     d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
     EXPECT_EQ(d.versions_["a"], "0.2.0");
   }
+}
+
+// Found by the simulator (seed 1908): a step given back untouched ran
+// after all. The adversary replayed it under its still valid fence after
+// the follow-only lookup had found nothing, and the plan recorded the node
+// as on the old version while it ran the new one. Released at the current
+// record, the node can no longer start it, and its answer names its last
+// operation: one that ended Stable is recorded, and the node is not swapped
+// again; one that rolled back leaves the node where the plan has it.
+TEST(PlanMachineTest, AStepGivenBackUntouchedThatRanAfterAllIsRecordedAtItsRelease) {
+  for (const std::string ended : {"Stable", "RolledBack"}) {
+    SCOPED_TRACE(ended);
+    Driver d;
+    d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+    d.StartAndSwapFirst();
+    d.Step(Cmd(CommandKind::kPause));
+    ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    ASSERT_EQ(d.plan_.in_flight(), "a");
+    d.Succeed("c");
+    d.silent = [](const PlanAction&) { return false; };
+    // The replay lands after the successor's lookup, before the hand-off.
+    d.hand_off_last_operation["a"] = {d.plan_.nodes(0).operation_id(), ended};
+    if (ended == "Stable") d.versions_["a"] = "0.2.0";
+    d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+    EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    EXPECT_EQ(d.plan_.nodes(0).phase(), ended == "Stable" ? v1::PLAN_NODE_PHASE_DONE
+                                                          : v1::PLAN_NODE_PHASE_PREFLIGHTED);
+    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("after all"));
+    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("ended " + ended));
+    d.hand_off_last_operation.clear();
+    d.Step(Cmd(CommandKind::kResume));
+    d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+    EXPECT_EQ(d.versions_["a"], "0.2.0");
+    const std::vector<std::string> swapped = d.Swapped();
+    EXPECT_EQ(std::count(swapped.begin(), swapped.end(), "a"), ended == "Stable" ? 1 : 2);
+  }
+}
+
+// A release that names another operation (the node's own last one, from
+// an earlier plan or a repair by hand) changes nothing.
+TEST(PlanMachineTest, AReleaseNamingAnotherOperationLeavesAStepGivenBackUntouched) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst();
+  d.Step(Cmd(CommandKind::kPause));
+  d.Succeed("c");
+  d.silent = [](const PlanAction&) { return false; };
+  d.hand_off_last_operation["a"] = {"repair-by-hand", "Stable"};
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_PREFLIGHTED);
+  EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("never reached a"));
 }
 
 // From review: an unanswered action was matched to its node by a search

@@ -93,8 +93,10 @@ class PeerNode {
   // name another node (the plan machine's hand-off action). Errors as
   // ProposePlan's hand-off: NOT_RELEASABLE, HANDOFF_PENDING (still
   // running, ask again); FailedPrecondition NOT_IN_FLIGHT when `holder` is
-  // not the committed in-flight node; Unavailable NOT_LEADER.
-  absl::Status HandOff(const std::string& holder);
+  // not the committed in-flight node; Unavailable NOT_LEADER. On a
+  // release, `released` (if set) gets the holder's answer, which names its
+  // last operation.
+  absl::Status HandOff(const std::string& holder, v1::ReleaseReply* released = nullptr);
 
   // Where a leadership transfer ended: asked of `target`, `leader` leads
   // at `term` (the target, unless its election failed and another won).
@@ -159,7 +161,8 @@ class PeerNode {
   void AwaitCommitOf(const v1::Fence& fence, std::unique_lock<std::mutex>& lock);
   absl::StatusOr<v1::ReleaseReply> QueryRelease(const std::string& holder,
                                                 const v1::Fence& fence);
-  absl::Status AskRelease(const std::string& holder, const v1::Fence& fence);
+  absl::Status AskRelease(const std::string& holder, const v1::Fence& fence,
+                          v1::ReleaseReply* released = nullptr);
   struct Ticker;
   void ScheduleTick();
 

@@ -36,6 +36,12 @@ namespace kmsfleet {
 struct HandoffAnswer {
   v1::HandoffOutcome outcome = v1::HANDOFF_UNKNOWN;
   std::string detail;  // names the operation and phase behind the outcome
+  // The last operation that touched the unit, whatever its fence, and the
+  // phase it ended in ("" when none did, or the answer is not released).
+  // A plan that gave the slot back untouched reads from it whether its
+  // step ran after all (PlanStep::ApplyHandOff).
+  std::string last_operation_id{};
+  std::string last_operation_phase{};
 };
 
 // True for the outcomes that leave the provider serving and so release the
