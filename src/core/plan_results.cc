@@ -236,6 +236,7 @@ void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what
   SetNodePhase(node, node.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
                                                 : v1::PLAN_NODE_PHASE_DONE);
   node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
+  node.set_given_back_untouched(true);
   changed_ = true;
 }
 
@@ -297,6 +298,16 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
         node.node());
     return;
   }
+  if (node.given_back_untouched()) {
+    node.set_given_back_untouched(false);
+    changed_ = true;
+    if (StepRanAfterAll(node, r) && node.reason().empty() && RestartRequired()) {
+      // Its swap ended Stable: kube-apiserver is restarted before the node
+      // hands off, as after any step (found in review).
+      node.set_stage(v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
+      return;
+    }
+  }
   next_->set_in_flight("");
   node.set_stage(v1::PLAN_STEP_STAGE_UNSPECIFIED);
   changed_ = true;
@@ -306,7 +317,6 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
     // plan was not moving on its own (GiveSlotBackUntouched): the node
     // keeps the phase it has, and parity counts again from the next round.
     m_.parity_.Reset();
-    NoteStepRanAfterAll(node, r);
     return;
   }
   node.set_done_unix_ms(in_.now_unix_ms);
@@ -323,32 +333,34 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
 }
 
 // A step given back untouched (GiveSlotBackUntouched) may have run after
-// all: the lookup found nothing, then the command reached the node (found
-// by the simulator, seed 1908: the adversary's replay of the step under
-// its still valid fence, before the node learned the paused record).
-// Released at the current record, the node can no longer start it, and
-// its answer names its last operation: one that ended Stable moved the
-// node, which the plan now records; one that rolled back left the node
-// where the plan has it.
-void PlanStep::NoteStepRanAfterAll(v1::PlanNode& node, const ActionResult& released) {
-  const bool swap = node.rollback_of().empty();
-  const v1::PlanNodePhase untouched =
-      swap ? v1::PLAN_NODE_PHASE_PREFLIGHTED : v1::PLAN_NODE_PHASE_DONE;
-  if (node.phase() != untouched || node.operation_id().empty() ||
-      released.last_operation_id != node.operation_id()) {
-    return;
+// all: the lookup found nothing, then the command reached the node (a
+// deposed coordinator's call still in flight, found in review; the
+// simulator's adversary replaying it under its still valid fence, seed
+// 1908). Released at the current record, the node can no longer start it,
+// and its answer names its last operation. If that is the step, the node
+// is InFlight again and its step ends as any other does: Stable, Done (or
+// RolledBack on the way back), after the kube-apiserver restart if the
+// plan requires one; RolledBack, Failed, with what follows a failure
+// (found in review: first recorded Done without the restart, and a failure
+// dropped). True when the step ran.
+bool PlanStep::StepRanAfterAll(v1::PlanNode& node, const ActionResult& released) {
+  if (node.operation_id().empty() || released.last_operation_id != node.operation_id()) {
+    return false;
   }
   const bool stable = released.last_operation_phase == PhaseName(SwapPhase::kStable);
-  if (stable) {
-    SetNodePhase(node, swap ? v1::PLAN_NODE_PHASE_DONE : v1::PLAN_NODE_PHASE_ROLLED_BACK);
-    node.set_done_unix_ms(in_.now_unix_ms);
-  }
-  node.set_message(absl::StrCat(
-      node.operation_id(), " reached ", node.node(), " after all, after the lookup that found ",
-      "nothing, and ended ", released.last_operation_phase,
-      stable ? (swap ? ": the node is recorded upgraded" : ": the node is recorded rolled back")
-             : ": the node is where the plan had it"));
+  // InFlight since it was first taken: in_flight_since_unix_ms is kept.
+  node.set_phase(v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  node.set_phase_since_unix_ms(in_.now_unix_ms);
+  if (!stable) node.set_reason(reason::kSwapFailedRestored);
+  node.set_message(absl::StrCat(node.operation_id(), " reached ", node.node(),
+                                " after the plan had given its slot back untouched, and ended ",
+                                released.last_operation_phase,
+                                stable ? ": it is recorded as the node's step"
+                                       : ": the node failed its step and was restored"));
+  Audit(Coordinator(), absl::StrCat(node.node(), "'s step ", node.operation_id(),
+                                    " ran after all (", released.last_operation_phase, ")"));
   changed_ = true;
+  return true;
 }
 
 namespace {

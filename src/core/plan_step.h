@@ -88,7 +88,7 @@ class PlanStep {
   void SetNextOperationId(v1::PlanNode& node) const;
   void ApplyApiServerRestarted(v1::PlanNode& node, const ActionResult& result);
   void ApplyHandOff(v1::PlanNode& node, const ActionResult& result);
-  void NoteStepRanAfterAll(v1::PlanNode& node, const ActionResult& released);
+  bool StepRanAfterAll(v1::PlanNode& node, const ActionResult& released);
   void RestartParity();
   void AfterFailure(const v1::PlanNode& node);
   void DecidePhase();

@@ -898,15 +898,17 @@ void World::CheckFailedNodesRanNothing(const v1::FleetPlan& plan) {
 
 // A node whose slot the plan gave back untouched (its operation never
 // reached it, or ended before the stop: GiveSlotBackUntouched) is recorded
-// as its operation left it once the slot is released: untouched unless
-// the operation ended Stable after all (NoteStepRanAfterAll), and it never
-// starts that operation later (StartPlanOperation).
-// Found in review: a lookup answered NotFound while the swap was still
-// being admitted (the agent now answers OPERATION_BEING_ADMITTED, modelled
-// by AdmitSlowly). Found by this check (seed 1908): the adversary's replay
-// of the step under its still valid fence, landing after the follow-only
-// lookup's NotFound and before the node learned the paused record, ran
-// while the plan recorded the node untouched.
+// as its operation left it once the slot is released: moved (Done, or
+// RolledBack on the way back) if and only if the operation ended Stable
+// (StepRanAfterAll; a failed kube-apiserver restart after it fails the
+// node instead), and it never starts that operation afterwards
+// (StartPlanOperation). Found in review: a lookup answered NotFound while
+// the swap was still being admitted (the agent now answers
+// OPERATION_BEING_ADMITTED, modelled by AdmitSlowly). Found by this check
+// at the give-back (seed 1908): the adversary's replay of the step under
+// its still valid fence, landing after the follow-only lookup's NotFound
+// and before the node learned the paused record, ran while the plan
+// recorded the node untouched.
 void World::CheckGivenBackUntouched(const v1::FleetPlan& plan) {
   if (!last_plan_ || last_plan_->plan_id() != plan.plan_id()) return;
   for (const v1::PlanNode& n : plan.nodes()) {
@@ -915,13 +917,8 @@ void World::CheckGivenBackUntouched(const v1::FleetPlan& plan) {
       if (b.node() == n.node()) before = &b;
     }
     if (before == nullptr || n.operation_id().empty()) continue;
-    const auto untouched = n.rollback_of().empty() ? v1::PLAN_NODE_PHASE_PREFLIGHTED
-                                                   : v1::PLAN_NODE_PHASE_DONE;
     const std::string key = n.node() + "/" + n.operation_id();
-    if (before->phase() == v1::PLAN_NODE_PHASE_IN_FLIGHT &&
-        before->stage() == v1::PLAN_STEP_STAGE_SWAPPING && n.phase() == untouched &&
-        n.stage() == v1::PLAN_STEP_STAGE_HANDING_OFF &&
-        n.operation_id() == before->operation_id()) {
+    if (!before->given_back_untouched() && n.given_back_untouched()) {
       ++counters_.given_back_untouched;
       giving_back_.insert(key);
       continue;
@@ -937,11 +934,18 @@ void World::CheckGivenBackUntouched(const v1::FleetPlan& plan) {
         ended != node.op_outcomes.end() && ended->second.phase == SwapPhase::kStable;
     const bool runs =
         node.op_id == n.operation_id() && (!node.op_applied || node.op_interrupted);
-    if (n.phase() != untouched) ++counters_.ran_after_all;
-    if (runs || (stable && n.phase() == untouched)) {
-      return Fail("plan " + plan.plan_id() + " releases " + n.node() +
-                  "'s slot, given back untouched, while its operation " + n.operation_id() +
-                  (runs ? " still runs" : " ended Stable"));
+    const bool moved = n.phase() == (n.rollback_of().empty() ? v1::PLAN_NODE_PHASE_DONE
+                                                             : v1::PLAN_NODE_PHASE_ROLLED_BACK);
+    const bool restart_failed = n.phase() == v1::PLAN_NODE_PHASE_FAILED &&
+                                n.reason() == reason::kApiServerRestartFailed;
+    if (moved || n.phase() == v1::PLAN_NODE_PHASE_FAILED) ++counters_.ran_after_all;
+    if (runs || (stable && !moved && !restart_failed) || (!stable && moved)) {
+      return Fail("plan " + plan.plan_id() + " releases " + n.node() + "'s slot, given back " +
+                  "untouched, recorded " + std::string(PlanNodePhaseName(n.phase())) +
+                  " while its operation " + n.operation_id() +
+                  (runs      ? " still runs"
+                   : stable  ? " ended Stable"
+                             : " did not end Stable"));
     }
   }
 }

@@ -700,11 +700,14 @@ TEST(PlanMachineTest, APausedPlanOnlyFollowsASwapThatNeverReachedItsNode) {
 
 // Found by the simulator (seed 1908): a step given back untouched ran
 // after all. The adversary replayed it under its still valid fence after
-// the follow-only lookup had found nothing, and the plan recorded the node
-// as on the old version while it ran the new one. Released at the current
-// record, the node can no longer start it, and its answer names its last
-// operation: one that ended Stable is recorded, and the node is not swapped
-// again; one that rolled back leaves the node where the plan has it.
+// the follow-only lookup had found nothing (in review: a deposed
+// coordinator's call still in flight does the same), and the plan
+// recorded the node as on the old version while it ran the new one.
+// Released at the current record, the node can no longer start it, and
+// its answer names its last operation: the step then ends as any other.
+// Stable, the node is Done and not swapped again; RolledBack, it failed
+// its step, and the plan halts as after any failure (found in review:
+// first the failure was dropped and the node swapped again on resume).
 TEST(PlanMachineTest, AStepGivenBackUntouchedThatRanAfterAllIsRecordedAtItsRelease) {
   for (const std::string ended : {"Stable", "RolledBack"}) {
     SCOPED_TRACE(ended);
@@ -716,15 +719,23 @@ TEST(PlanMachineTest, AStepGivenBackUntouchedThatRanAfterAllIsRecordedAtItsRelea
     ASSERT_EQ(d.plan_.in_flight(), "a");
     d.Succeed("c");
     d.silent = [](const PlanAction&) { return false; };
-    // The replay lands after the successor's lookup, before the hand-off.
+    // The command lands after the successor's lookup, before the hand-off.
     d.hand_off_last_operation["a"] = {d.plan_.nodes(0).operation_id(), ended};
     if (ended == "Stable") d.versions_["a"] = "0.2.0";
     d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
-    EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
-    EXPECT_EQ(d.plan_.nodes(0).phase(), ended == "Stable" ? v1::PLAN_NODE_PHASE_DONE
-                                                          : v1::PLAN_NODE_PHASE_PREFLIGHTED);
-    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("after all"));
-    EXPECT_THAT(d.plan_.nodes(0).message(), HasSubstr("ended " + ended));
+    const v1::PlanNode& a = d.plan_.nodes(0);
+    EXPECT_FALSE(a.given_back_untouched());
+    EXPECT_THAT(a.message(), HasSubstr("after the plan had given its slot back untouched, and "
+                                       "ended " + ended));
+    if (ended == "Stable") {
+      EXPECT_EQ(a.phase(), v1::PLAN_NODE_PHASE_DONE);
+      EXPECT_GT(a.done_unix_ms(), 0);
+      EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    } else {
+      EXPECT_EQ(a.phase(), v1::PLAN_NODE_PHASE_FAILED);
+      EXPECT_EQ(a.reason(), reason::kSwapFailedRestored);
+      EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+    }
     d.hand_off_last_operation.clear();
     d.Step(Cmd(CommandKind::kResume));
     d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
@@ -732,6 +743,33 @@ TEST(PlanMachineTest, AStepGivenBackUntouchedThatRanAfterAllIsRecordedAtItsRelea
     const std::vector<std::string> swapped = d.Swapped();
     EXPECT_EQ(std::count(swapped.begin(), swapped.end(), "a"), ended == "Stable" ? 1 : 2);
   }
+}
+
+// Found in review: a step that ran after all was recorded Done at its
+// release, and the kube-apiserver restart the plan requires after each
+// step was never sent. The node stays in flight for it, then hands off.
+TEST(PlanMachineTest, AStepThatRanAfterAllStillRestartsKubeApiserver) {
+  Driver d;
+  v1::PlanSettings s;
+  s.set_apiserver_restart_method("systemd:kube-apiserver.service");
+  v1::CompatFacts facts;
+  facts.set_apiserver_restart_required(true);
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.Step(Start(s, facts));
+  while (d.Swapped().empty()) d.Step();
+  d.Step(Cmd(CommandKind::kPause));
+  ASSERT_EQ(d.plan_.in_flight(), "a");
+  d.Succeed("c");
+  d.silent = [](const PlanAction&) { return false; };
+  d.hand_off_last_operation["a"] = {d.plan_.nodes(0).operation_id(), "Stable"};
+  d.versions_["a"] = "0.2.0";
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  EXPECT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_EQ(std::count_if(d.log_.begin(), d.log_.end(),
+                          [](const PlanAction& a) {
+                            return a.kind == ActionKind::kRestartApiServer && a.node == "a";
+                          }),
+            1);
 }
 
 // A release that names another operation (the node's own last one, from
