@@ -176,6 +176,16 @@ class Driver {
     while (Swapped().empty()) Step();
   }
 
+  // Starts a plan whose first swap (of a) goes unanswered, then pauses it
+  // with a in flight.
+  void PauseWithTheFirstSwapUnanswered() {
+    silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+    StartAndSwapFirst();
+    Step(Cmd(CommandKind::kPause));
+    ASSERT_EQ(plan_.phase(), v1::PLAN_PHASE_PAUSED);
+    ASSERT_EQ(plan_.in_flight(), "a");
+  }
+
   // The coordinator is lost and `self` takes over from the committed
   // plan: the answers on their way to the old one are lost with it.
   void Succeed(const std::string& self) {
@@ -589,11 +599,7 @@ TEST(PlanMachineTest, AnAgentThatKeepsStoppingFailsTheStepAfterThreeRetries) {
 // back as it was, Preflighted, to be swapped on resume.
 TEST(PlanMachineTest, APausedPlanDoesNotSendAgainAndTheNodeGivesItsSlotBackUntouched) {
   Driver d;
-  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
-  d.StartAndSwapFirst();
-  d.Step(Cmd(CommandKind::kPause));
-  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
-  ASSERT_EQ(d.plan_.in_flight(), "a");
+  ASSERT_NO_FATAL_FAILURE(d.PauseWithTheFirstSwapUnanswered());
   d.admission = [](const PlanAction&) { return EndedByTheAgent(reason::kAgentStopping); };
   d.silent = [](const PlanAction&) { return false; };
   d.AnswerSilenced();
@@ -712,11 +718,7 @@ TEST(PlanMachineTest, AStepGivenBackUntouchedThatRanAfterAllIsRecordedAtItsRelea
   for (const std::string ended : {"Stable", "RolledBack"}) {
     SCOPED_TRACE(ended);
     Driver d;
-    d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
-    d.StartAndSwapFirst();
-    d.Step(Cmd(CommandKind::kPause));
-    ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_PAUSED);
-    ASSERT_EQ(d.plan_.in_flight(), "a");
+    ASSERT_NO_FATAL_FAILURE(d.PauseWithTheFirstSwapUnanswered());
     d.Succeed("c");
     d.silent = [](const PlanAction&) { return false; };
     // The command lands after the successor's lookup, before the hand-off.
@@ -776,9 +778,7 @@ TEST(PlanMachineTest, AStepThatRanAfterAllStillRestartsKubeApiserver) {
 // an earlier plan or a repair by hand) changes nothing.
 TEST(PlanMachineTest, AReleaseNamingAnotherOperationLeavesAStepGivenBackUntouched) {
   Driver d;
-  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
-  d.StartAndSwapFirst();
-  d.Step(Cmd(CommandKind::kPause));
+  ASSERT_NO_FATAL_FAILURE(d.PauseWithTheFirstSwapUnanswered());
   d.Succeed("c");
   d.silent = [](const PlanAction&) { return false; };
   d.hand_off_last_operation["a"] = {"repair-by-hand", "Stable"};
