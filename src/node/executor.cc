@@ -328,8 +328,10 @@ absl::StatusOr<SwapJournal> Executor::Load(const std::string& id) {
 // was still being admitted, between the reservation and its journal, and
 // the plan gave the node's slot back "untouched" as the swap started.
 // Admitting is read before the disk: an admission that ends meanwhile has
-// put its journal in ops_ first, and one that starts after this lookup
-// comes after its caller gave up, which it checks before it starts.
+// put its journal in ops_ first. One that starts after this lookup is
+// refused if its caller gave up (CALLER_GONE); one whose caller is still
+// there (a deposed coordinator's call still in flight) may start, which
+// the plan finds at the node's release (PlanStep::StepRanAfterAll).
 absl::StatusOr<SwapJournal> Executor::LoadForCaller(const std::string& id) {
   KMSFLEET_RETURN_IF_ERROR(CheckOperationId(id));
   bool admitting = false;
