@@ -68,8 +68,7 @@ std::string WriteErrorKind(const absl::Status& s) {
 // release's directory for good). A rollback's target is a capture: kept.
 void RemoveRenderedRelease(const ExecutorOptions& o, const SwapJournal& j) {
   if (!o.static_pod || j.kind != "swap" ||
-      j.target_binary !=
-          ArtifactDir(o.state_dir, j.target_version) + "/manifest-" + j.operation_id + ".yaml") {
+      j.target_binary != RenderedManifestPath(o.state_dir, j.target_version, j.operation_id)) {
     return;
   }
   if (::unlink(j.target_binary.c_str()) != 0 && errno != ENOENT) {
@@ -560,7 +559,6 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   }
   return Launch(std::move(*j));
 }
-
 
 // An operation id names one command: sent again as another (a rollback
 // under a swap's id, a swap to another version), it is refused rather than

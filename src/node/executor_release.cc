@@ -236,7 +236,7 @@ absl::StatusOr<SwapJournal> Executor::PlanStaticPodSwap(const SwapParams& p,
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;
-  j.target_binary = ArtifactDir(options_.state_dir, p.version) + "/manifest-" + id + ".yaml";
+  j.target_binary = RenderedManifestPath(options_.state_dir, p.version, id);
   KMSFLEET_ASSIGN_OR_RETURN(
       j.target_sha256,
       RenderReleaseManifest(options_.static_pod->manifest_path, image.ToString(),
@@ -405,7 +405,8 @@ Executor::ReleaseChecks Executor::DoctorAndRotationPlan(const ReleaseBinaries& b
   const int64_t doctor_ended_at = seams_.steady.NowSteadyMillis();
   auto [report, report_ended_at] = rotation_plan.get();
   ReleaseChecks checks{std::move(doctor), std::move(report), asked_at};
-  if (DoctorPassed(checks.doctor) && doctor_ended_at - report_ended_at > kRotationPlanAskAgainAfterMs) {
+  if (DoctorPassed(checks.doctor) &&
+      doctor_ended_at - report_ended_at > kRotationPlanAskAgainAfterMs) {
     checks.checked_at_ms = seams_.steady.NowSteadyMillis();
     checks.rotation_plan = TrustedRotationPlan(bin);
   }

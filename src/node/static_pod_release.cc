@@ -146,4 +146,9 @@ std::string StaticPodStagedDigest(std::string_view kit_sha256, std::string_view 
   return Sha256Hex(std::string(kit_sha256) + "\n" + std::string(image));
 }
 
+std::string RenderedManifestPath(const std::string& state_dir, const std::string& version,
+                                 const std::string& operation_id) {
+  return ArtifactDir(state_dir, version) + "/manifest-" + operation_id + ".yaml";
+}
+
 }  // namespace kmsfleet

@@ -85,6 +85,12 @@ absl::Status ForgetStagedImage(const std::string& state_dir, const std::string& 
 // doctor) and the image the pod runs. Either changing changes it.
 std::string StaticPodStagedDigest(std::string_view kit_sha256, std::string_view image);
 
+// Where a static-pod swap's release, the live manifest with the staged
+// image, is rendered for operation `operation_id`: in the release's
+// directory, one file per operation.
+std::string RenderedManifestPath(const std::string& state_dir, const std::string& version,
+                                 const std::string& operation_id);
+
 // The image recorded for `version`. Errors: NOT_STAGED when none is;
 // IMAGE_REF_* when the record does not parse.
 absl::StatusOr<ImageRef> FindStagedImage(const std::string& state_dir,
