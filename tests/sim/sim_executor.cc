@@ -195,9 +195,7 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     if (faults_ && !e.adversary && admission_rng_.Uniform(0, 9) == 0) {
       return AdmitSlowly(node, e, bound->restore_refused_once_served);
     }
-    StartPlanOperation(node, a, e.fence);
-    node.op_restore_barrier = bound->restore_refused_once_served;
-    KeepAServedTargetIfBound(node);
+    StartAdmitted(node, e, bound->restore_refused_once_served);
   }
   ++counters_.swaps_accepted;
   ReplyWithOperation(node, e, a);
@@ -255,12 +253,18 @@ void World::FinishAdmissions() {
     const PlanAction& a = *done.e.action;
     if (CallerGone(node, done.e)) continue;
     if (!CheckAlone(node, done.e.fence)) continue;
-    StartPlanOperation(node, a, done.e.fence);
-    node.op_restore_barrier = done.restore_barrier;
-    KeepAServedTargetIfBound(node);
+    StartAdmitted(node, done.e, done.restore_barrier);
     ++counters_.swaps_accepted;
     ReplyWithOperation(node, done.e, a);
   }
+}
+
+// The operation of the plan's command `e`, admitted: it starts, bound to
+// what the plan bound it to (BindCommandToPlan).
+void World::StartAdmitted(Node& node, const Envelope& e, const std::string& restore_barrier) {
+  StartPlanOperation(node, *e.action, e.fence);
+  node.op_restore_barrier = restore_barrier;
+  KeepAServedTargetIfBound(node);
 }
 
 // Answers with how operation `a` stands: running, ended (as its journal
@@ -269,14 +273,9 @@ void World::FinishAdmissions() {
 void World::ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& a) {
   if (node.admitting && node.admitting->e.action->operation_id == a.operation_id) {
     ++counters_.lookups_while_admitting;
-    ActionResult r;
-    r.kind = ResultKind::kOperation;
-    r.node = node.name;
-    r.revision = a.revision;
-    r.operation_id = a.operation_id;
-    r.status = MakeError(absl::StatusCode::kUnavailable, reason::kOperationBeingAdmitted,
-                         node.name + " is admitting " + a.operation_id);
-    return Reply(node, e, std::move(r), false, max_delay_);
+    return RefuseCommand(node, e,
+                         MakeError(absl::StatusCode::kUnavailable, reason::kOperationBeingAdmitted,
+                                   node.name + " is admitting " + a.operation_id));
   }
   bool running = false;
   ActionResult r = OperationResult(node, a, running);

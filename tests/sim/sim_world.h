@@ -296,6 +296,7 @@ class World {
   void HandleAction(Node& node, const Envelope& e);
   void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
   void AdmitSlowly(Node& node, const Envelope& e, const std::string& restore_barrier);
+  void StartAdmitted(Node& node, const Envelope& e, const std::string& restore_barrier);
   void FinishAdmissions();
   bool CallerGone(const Node& node, const Envelope& e);
   void KeepAServedTargetIfBound(Node& node);
