@@ -419,6 +419,13 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
            "rotation-plan shows it settled on every node, then `kmsfleetctl resume` (or "
            "`kmsfleetctl rollback`).";
   }
+  if (failure_reason == reason::kStateCheckpointNotCurrent) {
+    // The node's own check before its stop: nothing failed against the
+    // release, and a walk back would restart providers whose registry
+    // checkpoint anchors nothing.
+    return "for a node whose registry checkpoint is not current: restore its state and "
+           "checkpoint as the reason says, then `kmsfleetctl resume`.";
+  }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.
     return "for a release staged again or removed by hand: `kmsfleetctl resume` stages the "

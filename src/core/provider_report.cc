@@ -291,4 +291,10 @@ std::string RotationUnderWayWhy(const RotationReport& report) {
   return "";
 }
 
+std::string CheckpointNotCurrentWhy(const RotationReport& report) {
+  const std::string& status = report.state_checkpoint_status;
+  if (status.empty() || status == "current") return "";
+  return "stateCheckpointStatus " + status;
+}
+
 }  // namespace kmsfleet

@@ -119,7 +119,7 @@ std::string UntrustedWhy(const NodeRotation& r) {
 
 absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
   std::vector<std::string> untrusted, untrusted_text, pending, pending_text,
-      metric, metric_text;
+      checkpoint, checkpoint_text, metric, metric_text;
   for (const NodeRotation& r : nodes) {
     if (std::string why = UntrustedWhy(r); !why.empty()) {
       untrusted.push_back(r.node);
@@ -128,6 +128,10 @@ absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
                !pending_why.empty()) {
       pending.push_back(r.node);
       pending_text.push_back(absl::StrCat(r.node, " (", pending_why, ")"));
+    } else if (std::string checkpoint_why = CheckpointNotCurrentWhy(*r.report);
+               !checkpoint_why.empty()) {
+      checkpoint.push_back(r.node);
+      checkpoint_text.push_back(absl::StrCat(r.node, " (", checkpoint_why, ")"));
     } else if (r.metric_state != "active") {
       metric.push_back(r.node);
       metric_text.push_back(absl::StrCat(
@@ -150,6 +154,13 @@ absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
                   "Let the rotation promote on every node (same active "
                   "key_id everywhere), then retry.",
                   pending);
+  }
+  if (!checkpoint.empty()) {
+    return Refuse(reason::kStateCheckpointNotCurrent,
+                  absl::StrCat("rotation-plan shows a registry checkpoint that is not "
+                               "current on ",
+                               NodeList(checkpoint_text), "."),
+                  absl::StrCat("On those nodes ", kCheckpointRemedy, "."), checkpoint);
   }
   if (!metric.empty()) {
     return Refuse(reason::kRotationMetricDisagrees,
@@ -178,6 +189,7 @@ NodeRotation RotationOfPreflight(const std::string& node, const std::string& met
   report.transit_metadata_status = response.transit_metadata_status();
   report.rotation_state = response.rotation_state();
   report.pending_key_id_hash = response.pending_key_id_hash();
+  report.state_checkpoint_status = response.state_checkpoint_status();
   if (response.has_active_transit_version()) {
     report.active_transit_version = response.active_transit_version();
   }

@@ -404,12 +404,19 @@ absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name)
                    {{"unit", name}});
 }
 
-absl::Status CheckRotationSettled(const RotationReport& plan) {
-  const std::string why = RotationUnderWayWhy(plan);
-  if (why.empty()) return absl::OkStatus();
-  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
-                   "rotation-plan reports " + why + "; defer the upgrade (reference §8.1)",
-                   {{"rotation_state", plan.rotation_state}});
+absl::Status CheckRotationPlanAllowsSwap(const RotationReport& plan) {
+  if (const std::string why = RotationUnderWayWhy(plan); !why.empty()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
+                     "rotation-plan reports " + why + "; defer the upgrade (reference §8.1)",
+                     {{"rotation_state", plan.rotation_state}});
+  }
+  if (const std::string why = CheckpointNotCurrentWhy(plan); !why.empty()) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStateCheckpointNotCurrent,
+                     "rotation-plan reports " + why + ", not current: " +
+                         std::string(kCheckpointRemedy),
+                     {{"state_checkpoint_status", plan.state_checkpoint_status}});
+  }
+  return absl::OkStatus();
 }
 
 void UpdateBaseline(CounterBaseline& base, const v1::NodeState& s,

@@ -342,6 +342,7 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
   response->set_rotation_state(p->rotation.rotation_state);
   response->set_transit_metadata_status(p->rotation.transit_metadata_status);
   response->set_pending_key_id_hash(p->rotation.pending_key_id_hash);
+  response->set_state_checkpoint_status(p->rotation.state_checkpoint_status);
   if (p->rotation.active_transit_version) {
     response->set_active_transit_version(*p->rotation.active_transit_version);
   }

@@ -239,7 +239,7 @@ absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, int64_t& chec
   KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);
   KMSFLEET_RETURN_IF_ERROR(checks.rotation_plan.status());
-  return CheckRotationSettled(*checks.rotation_plan);
+  return CheckRotationPlanAllowsSwap(*checks.rotation_plan);
 }
 
 // Room in `evidence_dir` for the copy of the installed binary (a static

@@ -276,6 +276,23 @@ TEST_F(SwapTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
   EXPECT_THAT(node_->Systemctl({"is-active", node_->unit()}), HasSubstr("inactive"));
 }
 
+// Reference §10: the installed release's rotation-plan shows a registry
+// checkpoint that is not current: the swap is refused before the stop, and
+// the provider keeps running as it was (same main process).
+TEST_F(SwapTest, ACheckpointThatIsNotCurrentRefusesTheSwapWithTheProviderUntouched) {
+  Start("#!/bin/sh\nexec " + std::string(FAKE_PROVIDER_PATH) + " --fake-version " + kOld +
+        " --fake-set 'rotation_plan={stateCheckpointStatus: missing}' \"$@\"\n");
+  const std::string pid_before = node_->Systemctl({"show", "-p", "MainPID", node_->unit()});
+  boost::json::object op = StageAndSwap();
+  EXPECT_EQ(last_swap_.exit_code, 1) << last_swap_.stderr_text;
+  EXPECT_EQ(Str(op, "phase"), "Preflighted");
+  EXPECT_EQ(Str(op, "reason"), "STATE_CHECKPOINT_NOT_CURRENT");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("stateCheckpointStatus missing"));
+  ExpectOldServing();
+  EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
+      << "the provider was never stopped";
+}
+
 TEST_F(SwapTest, NeverReadyRollsBack) {
   Start();
   boost::json::object op = StageAndSwap(node_->FakeScript(kNew, "--fake-set ready=false"));

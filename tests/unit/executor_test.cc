@@ -227,6 +227,7 @@ class FakeInstaller final : public Installer {
 class FakeCli final : public ProviderCli {
  public:
   std::string rotation_state = "active";  // set before the executor runs
+  std::string state_checkpoint_status = "current";  // likewise
   // When set, doctor and rotation-plan each wait for the other to start
   // and fail when it does not come: run one after the other, both fail.
   bool rendezvous = false;
@@ -267,6 +268,7 @@ class FakeCli final : public ProviderCli {
     const bool installed = binary == ExecutorOptions().install_path;
     RotationReport r;
     r.rotation_state = rotation_state;
+    r.state_checkpoint_status = state_checkpoint_status;
     // As RunRotationPlan returns them: pass, or none from a release older
     // than the live Transit check.
     const bool predates = installed ? installed_predates_transit_check
@@ -1618,6 +1620,24 @@ TEST_F(ExecutorTest, AnInstallThatCannotHappenIsRefusedBeforeTheStop) {
 TEST_F(ExecutorTest, APendingRotationDefersTheSwap) {
   cli_.rotation_state = "pending";
   ExpectRefusedAtPreflight(reason::kRotationInProgress);
+}
+
+// Reference §10: the installed release's rotation-plan must show a
+// registry checkpoint that is current before its provider is stopped.
+// A binary that prints no status is not judged on it.
+TEST_F(ExecutorTest, ARegistryCheckpointThatIsNotCurrentRefusesTheSwapBeforeTheStop) {
+  cli_.state_checkpoint_status = "behind";
+  SwapJournal j = ExpectRefusedAtPreflight(reason::kStateCheckpointNotCurrent);
+  EXPECT_THAT(j.failure_message, HasSubstr("stateCheckpointStatus behind"));
+  ExpectOldServing();
+  absl::StatusOr<PreflightOutcome> pre = executor().PreflightInstalled();
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kStateCheckpointNotCurrent);
+  EXPECT_EQ(pre->rotation.state_checkpoint_status, "behind") << "as the coordinator is told";
+  cli_.state_checkpoint_status = "";
+  pre = executor().PreflightInstalled();
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_TRUE(pre->rotation_plan.ok()) << pre->rotation_plan;
 }
 
 // From review: doctor and rotation-plan run together, and the pair was

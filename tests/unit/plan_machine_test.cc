@@ -2078,6 +2078,11 @@ TEST(PlanMachineTest, ARotationFoundBeforeTheStopNeverStartsAnAutoRollback) {
   }
 }
 
+TEST(PlanMachineTest, ACheckpointFoundNotCurrentBeforeTheStopNeverStartsAnAutoRollback) {
+  ExpectAHaltWithoutAWalkBack(reason::kStateCheckpointNotCurrent,
+                              "whose registry checkpoint is not current");
+}
+
 TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
   Driver d;
   d.outcome = [](const PlanAction& a) {

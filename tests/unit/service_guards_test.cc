@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "fleet_test_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -95,6 +96,7 @@ RotationReport Active() {
   r.name = "rotation-plan";
   r.transit_metadata_status = "pass";
   r.rotation_state = "active";
+  r.state_checkpoint_status = "current";
   r.active_key_id_hash = testing::kHashA;
   return r;
 }
@@ -150,11 +152,49 @@ TEST(RotationGuardTest, ALatestTransitVersionAboveTheActiveOneRefuses) {
   const absl::Status s = CheckRotation({Node("a", Active()), Node("b", rotated)});
   EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
   EXPECT_THAT(s.message(), HasSubstr("b (latest Transit version 2 above the active 1)"));
-  EXPECT_EQ(ReasonOf(CheckRotationSettled(rotated)), reason::kRotationInProgress)
+  EXPECT_EQ(ReasonOf(CheckRotationPlanAllowsSwap(rotated)), reason::kRotationInProgress)
       << "the node's own swap preflight says the same";
   rotated.latest_transit_version = 1;
   EXPECT_TRUE(CheckRotation({Node("b", rotated)}).ok());
-  EXPECT_TRUE(CheckRotationSettled(rotated).ok());
+  EXPECT_TRUE(CheckRotationPlanAllowsSwap(rotated).ok());
+}
+
+// Reference §10: the pre-upgrade gate asks for stateCheckpointStatus
+// current on every node; a report without the key is not judged on it.
+TEST(RotationGuardTest, ARegistryCheckpointThatIsNotCurrentRefusesNamingNodeAndStatus) {
+  for (const char* status : {"behind", "missing", "absent"}) {
+    SCOPED_TRACE(status);
+    RotationReport lagging = Active();
+    lagging.state_checkpoint_status = status;
+    const absl::Status s = CheckRotation({Node("a", Active()), Node("b", lagging)});
+    EXPECT_EQ(ReasonOf(s), reason::kStateCheckpointNotCurrent) << s;
+    EXPECT_EQ(MetadataOf(s, "nodes"), "b");
+    EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("b (stateCheckpointStatus ", status, ")")));
+    EXPECT_THAT(s.message(), HasSubstr(".checkpoint together"));
+    EXPECT_EQ(ReasonOf(CheckRotationPlanAllowsSwap(lagging)), reason::kStateCheckpointNotCurrent)
+        << "the node's own swap preflight says the same";
+  }
+  RotationReport unsaid = Active();
+  unsaid.state_checkpoint_status = "";
+  EXPECT_TRUE(CheckRotation({Node("a", unsaid)}).ok());
+  EXPECT_TRUE(CheckRotationPlanAllowsSwap(unsaid).ok());
+  RotationReport both = Active();
+  both.rotation_state = "pending";
+  both.state_checkpoint_status = "missing";
+  EXPECT_EQ(ReasonOf(CheckRotation({Node("a", both)})), reason::kRotationInProgress)
+      << "a rotation under way is said first";
+}
+
+TEST(RotationGuardTest, APreflightAnswerCarriesTheCheckpointStatus) {
+  v1::PreflightResponse answer;
+  answer.set_transit_metadata_status("pass");
+  answer.set_rotation_state("active");
+  answer.set_state_checkpoint_status("missing");
+  const absl::Status s = CheckRotation({RotationOfPreflight("cp-2", "active", answer)});
+  EXPECT_EQ(ReasonOf(s), reason::kStateCheckpointNotCurrent) << s;
+  EXPECT_THAT(s.message(), HasSubstr("cp-2 (stateCheckpointStatus missing)"));
+  answer.set_state_checkpoint_status("current");
+  EXPECT_TRUE(CheckRotation({RotationOfPreflight("cp-2", "active", answer)}).ok());
 }
 
 // Found in review: the coordinator rebuilt each node's report from three

@@ -110,6 +110,20 @@ absl::StatusOr<RotationReport> ParseRotationReport(std::string_view output);
 // key rotated in OpenBao that the provider has not recorded yet).
 std::string RotationUnderWayWhy(const RotationReport& report);
 
+// Why `report`'s registry checkpoint does not anchor the provider's state,
+// or "" when it does, or when the report does not say (a binary that
+// prints no stateCheckpointStatus). Reference §10 asks for `current`
+// before an upgrade: `behind` and `missing` leave the provider's rollback
+// detection unanchored, and `absent` (no state either) means a restarted
+// provider would bootstrap anew, or fail closed for a rotated key.
+std::string CheckpointNotCurrentWhy(const RotationReport& report);
+// What to do about it, said by every refusal that carries it.
+inline constexpr char kCheckpointRemedy[] =
+    "the provider's rollback detection is not anchored to its key registry there. "
+    "`bao-kms-provider verify-key` says why; restore the state file and its "
+    ".checkpoint together from one backup if either was lost or restored alone "
+    "(never edit them by hand), then retry";
+
 // ---- Exit codes ----
 
 // The provider's exit codes 0..5 (reference §2.1, internal/cli/exit.go).

@@ -31,6 +31,7 @@ inline constexpr char kKeyIdHashMismatch[] = "KEY_ID_HASH_MISMATCH";
 inline constexpr char kBuildInfoMissing[] = "BUILD_INFO_MISSING";
 inline constexpr char kVersionCommandFailed[] = "VERSION_COMMAND_FAILED";
 inline constexpr char kRotationInProgress[] = "ROTATION_IN_PROGRESS";
+inline constexpr char kStateCheckpointNotCurrent[] = "STATE_CHECKPOINT_NOT_CURRENT";
 
 // Transport and process failures.
 inline constexpr char kTimeout[] = "TIMEOUT";

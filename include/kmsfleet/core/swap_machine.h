@@ -252,9 +252,11 @@ absl::Status CheckEvidenceUnchanged(const SwapJournal& journal,
 // A swap replaces a running provider: FailedPrecondition, UNIT_FAILED
 // naming the unit and its state otherwise.
 absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name);
-// An upgrade waits for a pending rotation to finish (reference §8.1):
-// FailedPrecondition, ROTATION_IN_PROGRESS unless rotationState is active.
-absl::Status CheckRotationSettled(const RotationReport& plan);
+// What the installed release's rotation-plan must show before its provider
+// is stopped: no rotation under way (reference §8.1; FailedPrecondition,
+// ROTATION_IN_PROGRESS), and a registry checkpoint that is current when
+// the report names one (reference §10; STATE_CHECKPOINT_NOT_CURRENT).
+absl::Status CheckRotationPlanAllowsSwap(const RotationReport& plan);
 
 // ---- Verification ----
 struct VerifyExpectations {
