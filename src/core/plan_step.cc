@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -23,6 +24,21 @@ v1::PlanPhase Walk(const v1::FleetPlan& plan) {
     default:
       return plan.phase();
   }
+}
+
+// A halt's message grows with later failures up to this size: the plan
+// record is bounded, and the first failure is the one to act on.
+constexpr size_t kMaxHaltMessageBytes = 4096;
+constexpr char kMoreFailures[] =
+    " More failures followed; see each node's reason in `kmsfleetctl plan`.";
+
+void AddToHalt(v1::PlanHalt& halt, const absl::Status& why, std::string_view node) {
+  std::string more = absl::StrCat(" Also on ", node.empty() ? "the fleet" : std::string(node),
+                                  ": ", ReasonOf(why), ": ", why.message());
+  const std::string& message = halt.message();
+  if (absl::StrContains(message, more) || absl::StrContains(message, kMoreFailures)) return;
+  if (message.size() + more.size() > kMaxHaltMessageBytes) more = std::string(kMoreFailures);
+  halt.set_message(message + more);
 }
 
 }  // namespace
@@ -188,9 +204,16 @@ void PlanStep::Become(v1::PlanPhase phase, std::string_view why) {
 
 void PlanStep::Halt(const absl::Status& why, std::string_view node) {
   v1::PlanHalt* halt = next_->mutable_halt();
-  halt->set_reason(ReasonOf(why));
-  halt->set_message(std::string(why.message()));
-  halt->set_node(std::string(node));
+  if (next_->phase() == v1::PLAN_PHASE_HALTED && !halt->reason().empty()) {
+    // Halted already (two nodes failing in one Step, or a late result):
+    // the first failure stays the halt's reason, and this one is added to
+    // its message rather than lost.
+    AddToHalt(*halt, why, node);
+  } else {
+    halt->set_reason(ReasonOf(why));
+    halt->set_message(std::string(why.message()));
+    halt->set_node(std::string(node));
+  }
   Become(v1::PLAN_PHASE_HALTED, halt->reason());
   PlanAction action = MakeAction(ActionKind::kHalt, node);
   action.why = why;

@@ -510,6 +510,31 @@ TEST(PlanMachineTest, AReleaseRemovedBeforeItsPreflightIsStagedAgainOnResume) {
   for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
 }
 
+// Two nodes' preflights fail in one Step: the plan halts on the first,
+// and the second's failure is kept in the halt's message, not dropped.
+TEST(PlanMachineTest, ASecondFailureWhileHaltedIsAddedToTheHaltNotPutInItsPlace) {
+  Driver d;
+  d.unavailable = [](const PlanAction& a) {
+    if (a.kind != ActionKind::kPreflight || a.node == "a") return absl::OkStatus();
+    return a.node == "b" ? MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotStaged,
+                                     "b: version 0.2.0 is not staged")
+                         : MakeError(absl::StatusCode::kFailedPrecondition,
+                                     reason::kSubprocessFailed, "c: doctor was killed");
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  for (int i = 0; i < 3; ++i) d.Step();
+  const v1::PlanHalt& halt = d.plan_.halt();
+  const bool b_first = halt.node() == "b";
+  EXPECT_EQ(halt.reason(), b_first ? reason::kNotStaged : reason::kSubprocessFailed);
+  EXPECT_THAT(halt.message(), HasSubstr("b: version 0.2.0 is not staged"));
+  EXPECT_THAT(halt.message(), HasSubstr("c: doctor was killed"));
+  EXPECT_THAT(halt.message(),
+              HasSubstr(b_first ? "Also on c: SUBPROCESS_FAILED: c: doctor was killed"
+                                : "Also on b: NOT_STAGED: b: version 0.2.0 is not staged"));
+  EXPECT_TRUE(d.Swapped().empty());
+}
+
 TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotResent) {
   Driver d;
   d.admission = [](const PlanAction& a) {
