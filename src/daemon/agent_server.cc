@@ -185,6 +185,10 @@ class AgentService final : public v1::Agent::Service {
   grpc::Status Gate(grpc::ServerContext* context, std::string_view method) const;
   // `s` as a gRPC status, counted as a refusal.
   grpc::Status Refused(const absl::Status& s) const;
+  // Refused, for a command refused after its caller was let in (by the
+  // fence, the plan's step, the executor's guards), logged with who asked.
+  grpc::Status RefusedCommand(const grpc::ServerContext& context, std::string_view method,
+                              const absl::Status& s) const;
   // A member certificate: its disruptive commands must be the plan's step.
   bool SpeaksForACoordinator(const grpc::ServerContext& context) const;
 
@@ -272,6 +276,22 @@ grpc::Status AgentService::Gate(grpc::ServerContext* context,
 grpc::Status AgentService::Refused(const absl::Status& s) const {
   if (options_.on_refusal) options_.on_refusal(ReasonOf(s));
   return ToGrpc(s);
+}
+
+grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
+                                          std::string_view method,
+                                          const absl::Status& s) const {
+  // The fence and the executor log why; this line says who asked, so that
+  // a forged or replayed command can be traced to a certificate and an
+  // address. The error is cut short: it can quote the request.
+  constexpr size_t kMaxLoggedErrorBytes = 512;
+  const Caller caller = CallerOf(options_.policy, context);
+  Log(LogLevel::kWarn, "command refused",
+      {{"node", options_.policy.self}, {"method", std::string(method)},
+       {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
+       {"caller", caller.name}, {"certified", caller.certified}, {"reason", ReasonOf(s)},
+       {"error", std::string(s.message().substr(0, kMaxLoggedErrorBytes))}});
+  return Refused(s);
 }
 
 bool AgentService::SpeaksForACoordinator(const grpc::ServerContext& context) const {
@@ -367,7 +387,7 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j =
       executor_->Swap({r->version(), command, r->expected_staged_digest()});
-  if (!j.ok()) return Refused(j.status());
+  if (!j.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Swap", j.status());
   ToProto(*j, response);
   return grpc::Status::OK;
 }
@@ -381,7 +401,7 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   command.bound_to_plan = SpeaksForACoordinator(*context);
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
-  if (!j.ok()) return Refused(j.status());
+  if (!j.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Rollback", j.status());
   ToProto(*j, response);
   return grpc::Status::OK;
 }
@@ -449,7 +469,7 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
     if (why == reason::kApiServerRestartFailed || why == reason::kApiServerNotReady) {
       return ToGrpc(report.status());
     }
-    return Refused(report.status());
+    return RefusedCommand(*context, "/kmsfleet.v1.Agent/RestartApiServer", report.status());
   }
   response->set_method(report->method);
   response->set_done(report->done);

@@ -218,7 +218,12 @@ TEST_F(AgentAuthTest, RemoteSwapUnderAForgedFenceIsRefusedByTheFence) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << cert << ": " << s.error_message();
     EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE") << cert << ": " << s.error_message();
   }
-  EXPECT_THAT(TargetLog(), HasSubstr("swap command refused"));
+  const std::string log = TargetLog();
+  EXPECT_THAT(log, HasSubstr("swap command refused"));
+  // Who sent each forged command, not only why it was refused.
+  EXPECT_THAT(log, HasSubstr("msg=\"command refused\""));
+  EXPECT_THAT(log, HasSubstr("caller_kind=member caller=" + cluster_->Name(leader_)));
+  EXPECT_THAT(log, HasSubstr("caller_kind=operator caller=alice"));
 }
 
 // The simulator's adversary: a fence names the node to disrupt, not the
