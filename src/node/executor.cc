@@ -540,6 +540,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   }
   j->operation_id = id;
   j->kind = kind;
+  j->of_operation_id = what.of_operation_id;
   if (kind == "swap") j->restore_refused_once_served = bound->restore_refused_once_served;
   j->expected_key_id_hash = c.expected_key_id_hash;
   j->stabilization_ms = c.stabilization_ms > 0 ? c.stabilization_ms
@@ -568,14 +569,22 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
 absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeCommand& what) const {
   const bool swap = what.kind == NodeCommand::Kind::kSwap;
   const std::string kind = swap ? "swap" : "rollback";
-  if (j.kind == kind && (!swap || j.target_version == what.version)) return j;
-  const auto named = [](const std::string& k, const std::string& version) {
-    return k == "swap" ? "a swap to " + version : "a " + k;
+  // A rollback journaled before of_operation_id names none: it matches any.
+  const bool same_target = swap ? j.target_version == what.version
+                                : j.of_operation_id.empty() ||
+                                      j.of_operation_id == what.of_operation_id;
+  if (j.kind == kind && same_target) return j;
+  const auto named = [](const std::string& k, const std::string& version,
+                        const std::string& of) {
+    if (k == "swap") return "a swap to " + version;
+    return of.empty() ? "a " + k : "a " + k + " of " + of;
   };
   return MakeError(absl::StatusCode::kInvalidArgument, reason::kOperationIdReused,
                    "operation id " + j.operation_id + " already names " +
-                       named(j.kind, j.target_version) + " on " + options_.node + ", not " +
-                       named(kind, what.version) + "; give this command an id of its own",
+                       named(j.kind, j.target_version, j.of_operation_id) + " on " +
+                       options_.node + ", not " +
+                       named(kind, what.version, what.of_operation_id) +
+                       "; give this command an id of its own",
                    {{"node", options_.node}, {"operation_id", j.operation_id}});
 }
 

@@ -844,6 +844,7 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
   SwapJournal back = WaitClosed("op-2");
   EXPECT_EQ(back.phase, SwapPhase::kStable) << back.failure_message;
+  EXPECT_EQ(back.of_operation_id, "op-1") << "the rollback names the swap it undid";
   ExpectOldServing();
 }
 
@@ -1390,6 +1391,23 @@ TEST_F(ExecutorTest, AnIdAlreadyUsedIsRefusedForAnotherCommand) {
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(again->phase, SwapPhase::kStable);
   EXPECT_EQ(Installed(), kNew);
+}
+
+// A rollback's id sent again for the rollback of another swap was
+// answered with the first rollback, as if the second had run.
+TEST_F(ExecutorTest, ARollbacksIdIsRefusedForTheRollbackOfAnotherSwap) {
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-back", std::nullopt}}).ok());
+  ASSERT_EQ(WaitClosed("op-back").phase, SwapPhase::kStable);
+  absl::StatusOr<SwapJournal> other =
+      executor().Rollback({"op-9", {"", 0, "op-back", std::nullopt}});
+  EXPECT_EQ(ReasonOf(other.status()), reason::kOperationIdReused) << other.status();
+  EXPECT_THAT(other.status().message(), HasSubstr("already names a rollback of op-1"));
+  EXPECT_THAT(other.status().message(), HasSubstr("not a rollback of op-9"));
+  absl::StatusOr<SwapJournal> again =
+      executor().Rollback({"op-1", {"", 0, "op-back", std::nullopt}});
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->of_operation_id, "op-1");
 }
 
 // Found in review: the id was looked up only before the wait for the

@@ -64,15 +64,23 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   j.fence_index = 7;
   j.history = {"Staged@1", "Installed@2"};
   j.failure_reason = "NOT_READY";
+  j.kind = "rollback";
+  j.of_operation_id = "op-3";
   absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->operation_id, "op-7");
+  EXPECT_EQ(back->of_operation_id, "op-3");
   EXPECT_EQ(back->phase, SwapPhase::kInstalled);
   EXPECT_EQ(back->fence_term, 42u);
   EXPECT_EQ(back->fence_index, 7u);
   EXPECT_EQ(back->history, j.history);
   EXPECT_EQ(back->failure_reason, "NOT_READY");
   EXPECT_TRUE(back->open);
+  // A journal written before the field reads as naming no swap.
+  back = ParseJournal(R"({"operationId":"op-7","kind":"rollback","phase":"Stable","open":false})",
+                      "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->of_operation_id, "");
 }
 
 TEST(SwapMachineTest, CorruptJournalIsNamedAsDataLoss) {

@@ -62,6 +62,9 @@ struct SwapJournal {
   // before (evidence), used to roll back.
   std::string target_binary, previous_binary;
   std::string expected_key_id_hash;
+  // A rollback: the swap it undoes; "" for a swap, and for a rollback
+  // journaled before the field.
+  std::string of_operation_id;
   int64_t stabilization_ms = 30000;
   // The fence (plan record term and index) the operation was admitted
   // under; 0/0 when the agent runs no election.
