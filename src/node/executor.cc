@@ -129,6 +129,20 @@ absl::Status Executor::RefusalWhileStopping() {
   return RefusingNewCommands() ? AgentStopping() : absl::OkStatus();
 }
 
+absl::Status Executor::RefusalWhileInstalling(const std::string& version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, j] : ops_) {
+    if (!j.open || j.kind != "swap" || j.target_version != version) continue;
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                     "operation " + id + " is swapping " + options_.node + " to " + version +
+                         " (" + std::string(PhaseName(j.phase)) +
+                         "): staging that version again now would replace the release it "
+                         "installs; stage it once the operation has ended",
+                     {{"node", options_.node}, {"operation_id", id}, {"version", version}});
+  }
+  return absl::OkStatus();
+}
+
 // The worker returns with its operation's journal open on disk.
 void Executor::LeaveOpen() {
   std::lock_guard<std::mutex> lock(mu_);

@@ -103,6 +103,7 @@ bool DoctorPassed(const absl::StatusOr<PreflightResult>& doctor) {
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
+  KMSFLEET_RETURN_IF_ERROR(RefusalWhileInstalling(request.version));
   if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));

@@ -2273,6 +2273,31 @@ TEST_F(ExecutorTest, StoppingWhileAnEndCannotBeWrittenLeavesItForTheNextStart) {
   EXPECT_EQ(Installed(), kNew);
 }
 
+// Found in review: a stage of the version a running swap installs was
+// taken, replacing the release under the swap. It is refused until the
+// operation ends; another version is not held up by it.
+TEST_F(ExecutorTest, StagingTheVersionASwapInstallsIsRefusedUntilItEnds) {
+  SwapIntoAnEndlessWindow();
+  const std::string staged = testing::ReadFile(options_.state_dir + "/artifacts/" + kNew +
+                                      "/bao-kms-provider");
+  StageRequest again;
+  again.version = kNew;
+  again.source = "/nonexistent/bao-kms-provider";
+  absl::Status s = executor().Stage(again).status();
+  EXPECT_EQ(ReasonOf(s), reason::kOperationInProgress) << s;
+  EXPECT_THAT(s.message(), HasSubstr("operation op-1 is swapping"));
+  EXPECT_EQ(testing::ReadFile(options_.state_dir + "/artifacts/" + kNew + "/bao-kms-provider"), staged);
+  StageRequest other;
+  other.version = "0.3.0";
+  other.source = "/nonexistent/bao-kms-provider";
+  EXPECT_NE(ReasonOf(executor().Stage(other).status()), reason::kOperationInProgress)
+      << "only the version being installed is held";
+  ThawClock();
+  ASSERT_EQ(WaitClosed("op-1").phase, SwapPhase::kStable);
+  EXPECT_NE(ReasonOf(executor().Stage(again).status()), reason::kOperationInProgress)
+      << "refused no longer once the swap ended";
+}
+
 // Found in review: the agent's stop waited in ~Executor for a swap's
 // stabilisation window (up to an hour) to end, past systemd's
 // TimeoutStopSec, into a SIGKILL at whatever step came next.

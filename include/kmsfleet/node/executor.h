@@ -307,6 +307,11 @@ class Executor {
   // OK. Stage and Preflight ask it first: they can run for minutes (a
   // download, doctor), and the agent's stop waits for every call it serves.
   absl::Status RefusalWhileStopping();
+  // OPERATION_IN_PROGRESS while an open swap installs `version`, else OK.
+  // Stage asks it: staging the version again replaces the release the
+  // swap installs after the provider's stop, which would then fail (on the
+  // digest) and restore; one taken by hand while a swap ran fails it.
+  absl::Status RefusalWhileInstalling(const std::string& version);
   // Stops the worker and waits for it: a wait for a stable provider (or,
   // in static-pod mode, for the new container: StaticPodServiceOptions::
   // stopping) ends at its next poll, leaving its journal open for the
