@@ -100,10 +100,18 @@ const v1::NodeState* StateOf(const std::vector<NodeView>& views, const std::stri
   return view && view->state ? &*view->state : nullptr;
 }
 
+// The upgrade asked acknowledges a registry checkpoint that is not current.
+bool CheckpointAcknowledged(const DryRunInput& in) {
+  const auto& given = in.request.acknowledgements;
+  return std::find(given.begin(), given.end(), reason::kAckStateCheckpointNotCurrent) !=
+         given.end();
+}
+
 // rotation-plan of the installed release, where it stands for the real
 // run's; a refusal from any node shows, else a node not evaluated does.
 absl::Status RotationOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
-                                const std::vector<NodeView>& views) {
+                                const std::vector<NodeView>& views,
+                                bool checkpoint_acknowledged) {
   std::vector<NodeRotation> evaluated;
   std::vector<Unevaluated> missing;
   for (const NodeReadOnlyChecks& n : nodes) {
@@ -118,15 +126,17 @@ absl::Status RotationOfReadOnly(const std::vector<NodeReadOnlyChecks>& nodes,
       evaluated.back().metric_state = state ? state->rotation_state() : "";
     }
   }
-  KMSFLEET_RETURN_IF_ERROR(CheckRotation(evaluated));
+  KMSFLEET_RETURN_IF_ERROR(CheckRotation(evaluated, checkpoint_acknowledged));
   if (missing.empty()) return absl::OkStatus();
   KMSFLEET_RETURN_IF_ERROR(CheckRotationMetric(views));
   return NotEvaluatedOn("rotation-plan", missing);
 }
 
 absl::Status RotationGuard(const DryRunInput& in) {
-  if (in.rotation) return CheckRotation(*in.rotation);
-  if (in.read_only) return RotationOfReadOnly(*in.read_only, in.views);
+  if (in.rotation) return CheckRotation(*in.rotation, CheckpointAcknowledged(in));
+  if (in.read_only) {
+    return RotationOfReadOnly(*in.read_only, in.views, CheckpointAcknowledged(in));
+  }
   // The metric can refuse, never pass alone: only rotation-plan sees a key
   // rotated in Transit that the provider still reports active.
   KMSFLEET_RETURN_IF_ERROR(CheckRotationMetric(in.views));

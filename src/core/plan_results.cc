@@ -1,6 +1,7 @@
 // How the results of carried-out actions change the plan (plan_step.h).
 // A result that no longer fits the plan (another node state, another
 // operation id) is stale and ignored: the plan moved on without it.
+#include <algorithm>
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
@@ -86,7 +87,12 @@ void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
                              ? CheckDoctor({r.doctor})
                              : WithReason(r.status, reason::kDoctorFailed,
                                           node.node());
-  if (verdict.ok()) verdict = CheckRotation({r.rotation});
+  if (verdict.ok()) {
+    const auto& given = next_->acknowledgements();
+    verdict = CheckRotation({r.rotation},
+                            std::find(given.begin(), given.end(),
+                                      reason::kAckStateCheckpointNotCurrent) != given.end());
+  }
   if (!verdict.ok()) {
     // Its release is gone from the node since it was staged: `resume`
     // stages it there again (StagedReleaseGone), not just preflights.

@@ -26,19 +26,24 @@ v1::PlanPhase Walk(const v1::FleetPlan& plan) {
   }
 }
 
-// A halt's message grows with later failures up to this size: the plan
-// record is bounded, and the first failure is the one to act on.
-constexpr size_t kMaxHaltMessageBytes = 4096;
 constexpr char kMoreFailures[] =
-    " More failures followed; see each node's reason in `kmsfleetctl plan`.";
+    " More failures followed; the coordinator logs each (`plan halted`).";
 
-void AddToHalt(v1::PlanHalt& halt, const absl::Status& why, std::string_view node) {
+// Adds a later failure to the halt's message, within the bound every
+// text of the plan record is cut to (kMaxPlanTextBytes), keeping room for
+// the line that says more followed. True when the message changed.
+bool AddToHalt(v1::PlanHalt& halt, const absl::Status& why, std::string_view node) {
   std::string more = absl::StrCat(" Also on ", node.empty() ? "the fleet" : std::string(node),
                                   ": ", ReasonOf(why), ": ", why.message());
   const std::string& message = halt.message();
-  if (absl::StrContains(message, more) || absl::StrContains(message, kMoreFailures)) return;
-  if (message.size() + more.size() > kMaxHaltMessageBytes) more = std::string(kMoreFailures);
+  if (absl::StrContains(message, more) || absl::StrContains(message, kMoreFailures)) return false;
+  const size_t room = kMaxPlanTextBytes - (sizeof(kMoreFailures) - 1);
+  if (message.size() + more.size() > room) {
+    if (message.size() + sizeof(kMoreFailures) - 1 > kMaxPlanTextBytes) return false;
+    more = kMoreFailures;
+  }
   halt.set_message(message + more);
+  return true;
 }
 
 }  // namespace
@@ -207,8 +212,8 @@ void PlanStep::Halt(const absl::Status& why, std::string_view node) {
   if (next_->phase() == v1::PLAN_PHASE_HALTED && !halt->reason().empty()) {
     // Halted already (two nodes failing in one Step, or a late result):
     // the first failure stays the halt's reason, and this one is added to
-    // its message rather than lost.
-    AddToHalt(*halt, why, node);
+    // its message rather than lost, in a change of its own if need be.
+    if (AddToHalt(*halt, why, node)) changed_ = true;
   } else {
     halt->set_reason(ReasonOf(why));
     halt->set_message(std::string(why.message()));

@@ -83,7 +83,8 @@ absl::Status CheckAcknowledged(const CompatInput& input) {
 absl::Status CheckAcknowledgementCodes(const std::vector<std::string>& given) {
   static const std::set<std::string, std::less<>> kKnown = {
       reason::kAckChangelogBreaking, reason::kAckChangelogCompatibility,
-      reason::kAckOneWayUpgrade, reason::kAckWireFormatChange, reason::kAckFreshInstallation};
+      reason::kAckOneWayUpgrade, reason::kAckWireFormatChange, reason::kAckFreshInstallation,
+      reason::kAckStateCheckpointNotCurrent};
   for (const std::string& code : given) {
     if (kKnown.count(code)) continue;
     // Bounded: the value is an operator's, and its message goes to the plan.

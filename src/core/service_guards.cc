@@ -117,7 +117,8 @@ std::string UntrustedWhy(const NodeRotation& r) {
 
 }  // namespace
 
-absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
+absl::Status CheckRotation(const std::vector<NodeRotation>& nodes,
+                           bool checkpoint_acknowledged) {
   std::vector<std::string> untrusted, untrusted_text, pending, pending_text,
       checkpoint, checkpoint_text, metric, metric_text;
   for (const NodeRotation& r : nodes) {
@@ -128,7 +129,8 @@ absl::Status CheckRotation(const std::vector<NodeRotation>& nodes) {
                !pending_why.empty()) {
       pending.push_back(r.node);
       pending_text.push_back(absl::StrCat(r.node, " (", pending_why, ")"));
-    } else if (std::string checkpoint_why = CheckpointNotCurrentWhy(*r.report);
+    } else if (std::string checkpoint_why =
+                   checkpoint_acknowledged ? "" : CheckpointNotCurrentWhy(*r.report);
                !checkpoint_why.empty()) {
       checkpoint.push_back(r.node);
       checkpoint_text.push_back(absl::StrCat(r.node, " (", checkpoint_why, ")"));

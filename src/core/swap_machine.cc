@@ -134,6 +134,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"previousBinary", j.previous_binary},
       {"expectedKeyIdHash", j.expected_key_id_hash},
       {"ofOperationId", j.of_operation_id},
+      {"checkpointAcknowledged", j.checkpoint_acknowledged},
       {"stabilizationMs", j.stabilization_ms},
       {"fenceTerm", j.fence_term},
       {"fenceIndex", j.fence_index},
@@ -197,6 +198,9 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
   }
   KMSFLEET_ASSIGN_OR_RETURN(j.phase, ParsePhase(phase));
   KMSFLEET_RETURN_IF_ERROR(f.Bool("open", &j.open));
+  if (f.Find("checkpointAcknowledged") != nullptr) {
+    KMSFLEET_RETURN_IF_ERROR(f.Bool("checkpointAcknowledged", &j.checkpoint_acknowledged));
+  }
   if (f.Find("targetReadySeen") != nullptr) {
     KMSFLEET_RETURN_IF_ERROR(f.Bool("targetReadySeen", &j.target_ready_seen));
   }
@@ -406,12 +410,18 @@ absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name)
                    {{"unit", name}});
 }
 
-absl::Status CheckRotationPlanAllowsSwap(const RotationReport& plan) {
-  if (const std::string why = RotationUnderWayWhy(plan); !why.empty()) {
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
-                     "rotation-plan reports " + why + "; defer the upgrade (reference §8.1)",
-                     {{"rotation_state", plan.rotation_state}});
-  }
+absl::Status CheckRotationSettled(const RotationReport& plan) {
+  const std::string why = RotationUnderWayWhy(plan);
+  if (why.empty()) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRotationInProgress,
+                   "rotation-plan reports " + why + "; defer the upgrade (reference §8.1)",
+                   {{"rotation_state", plan.rotation_state}});
+}
+
+absl::Status CheckRotationPlanAllowsUpgrade(const RotationReport& plan,
+                                            bool checkpoint_acknowledged) {
+  KMSFLEET_RETURN_IF_ERROR(CheckRotationSettled(plan));
+  if (checkpoint_acknowledged) return absl::OkStatus();
   if (const std::string why = CheckpointNotCurrentWhy(plan); !why.empty()) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStateCheckpointNotCurrent,
                      "rotation-plan reports " + why + ", not current: " +

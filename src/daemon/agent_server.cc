@@ -279,19 +279,33 @@ grpc::Status AgentService::Refused(const absl::Status& s) const {
   return ToGrpc(s);
 }
 
+namespace {
+
+// At most `max` bytes of `text`, not splitting a UTF-8 sequence.
+std::string CutForLog(std::string_view text, size_t max) {
+  if (text.size() <= max) return std::string(text);
+  size_t end = max;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end)) + "...";
+}
+
+}  // namespace
+
 grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
                                           std::string_view method,
                                           const absl::Status& s) const {
   // The fence and the executor log why; this line says who asked, so that
   // a forged or replayed command can be traced to a certificate and an
-  // address. The error is cut short: it can quote the request.
-  constexpr size_t kMaxLoggedErrorBytes = 512;
+  // address. What the caller can make long is cut short: the error can
+  // quote the request, and a certificate can carry many SANs.
+  constexpr size_t kMaxLoggedBytes = 512;
   const Caller caller = CallerOf(options_.policy, context);
   Log(LogLevel::kWarn, "command refused",
       {{"node", options_.policy.self}, {"method", std::string(method)},
        {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
-       {"caller", caller.name}, {"certified", caller.certified}, {"reason", ReasonOf(s)},
-       {"error", std::string(s.message().substr(0, kMaxLoggedErrorBytes))}});
+       {"caller", CutForLog(caller.name, kMaxLoggedBytes)},
+       {"certified", CutForLog(caller.certified, kMaxLoggedBytes)}, {"reason", ReasonOf(s)},
+       {"error", CutForLog(std::string(s.message()), kMaxLoggedBytes)}});
   return Refused(s);
 }
 

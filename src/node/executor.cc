@@ -555,7 +555,10 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   j->operation_id = id;
   j->kind = kind;
   j->of_operation_id = what.of_operation_id;
-  if (kind == "swap") j->restore_refused_once_served = bound->restore_refused_once_served;
+  if (kind == "swap") {
+    j->restore_refused_once_served = bound->restore_refused_once_served;
+    j->checkpoint_acknowledged = bound->checkpoint_acknowledged;
+  }
   j->expected_key_id_hash = c.expected_key_id_hash;
   j->stabilization_ms = c.stabilization_ms > 0 ? c.stabilization_ms
                                                : options_.default_stabilization_ms;

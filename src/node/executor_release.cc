@@ -92,7 +92,9 @@ void RecordRotationPlan(const absl::StatusOr<RotationReport>& plan, PreflightOut
     return;
   }
   out.rotation = *plan;
-  out.rotation_plan = CheckRotationPlanAllowsSwap(*plan);
+  // The checkpoint is judged from the report where the plan's
+  // acknowledgements are known: the coordinator's guard, the swap.
+  out.rotation_plan = CheckRotationSettled(*plan);
 }
 
 bool DoctorPassed(const absl::StatusOr<PreflightResult>& doctor) {
@@ -343,7 +345,7 @@ Executor::ReleaseChecks Executor::CheckAndKeep(const ReleaseBinaries& bin) {
   const FilesIdentity before = CheckedFilesOnceSettled(bin);
   ReleaseChecks checks = DoctorAndRotationPlan(bin);
   const bool passing = DoctorPassed(checks.doctor) && checks.rotation_plan.ok() &&
-                       CheckRotationPlanAllowsSwap(*checks.rotation_plan).ok();
+                       CheckRotationSettled(*checks.rotation_plan).ok();
   const bool unchanged =
       before.settled && CheckedFilesKey(bin) == before.key;
   std::lock_guard lock(kept_checks_mu_);

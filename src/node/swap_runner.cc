@@ -239,7 +239,8 @@ absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, int64_t& chec
   KMSFLEET_RETURN_IF_ERROR(checks.doctor.status());
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);
   KMSFLEET_RETURN_IF_ERROR(checks.rotation_plan.status());
-  return CheckRotationPlanAllowsSwap(*checks.rotation_plan);
+  if (j.kind != "swap") return CheckRotationSettled(*checks.rotation_plan);
+  return CheckRotationPlanAllowsUpgrade(*checks.rotation_plan, j.checkpoint_acknowledged);
 }
 
 // Room in `evidence_dir` for the copy of the installed binary (a static

@@ -1648,14 +1648,33 @@ TEST_F(ExecutorTest, ARegistryCheckpointThatIsNotCurrentRefusesTheSwapBeforeTheS
   SwapJournal j = ExpectRefusedAtPreflight(reason::kStateCheckpointNotCurrent);
   EXPECT_THAT(j.failure_message, HasSubstr("stateCheckpointStatus behind"));
   ExpectOldServing();
+  // A preflight reports it for the coordinator to judge, with the plan's
+  // acknowledgements.
   absl::StatusOr<PreflightOutcome> pre = executor().PreflightInstalled();
   ASSERT_TRUE(pre.ok()) << pre.status();
-  EXPECT_EQ(ReasonOf(pre->rotation_plan), reason::kStateCheckpointNotCurrent);
-  EXPECT_EQ(pre->rotation.state_checkpoint_status, "behind") << "as the coordinator is told";
-  cli_.state_checkpoint_status = "";
-  pre = executor().PreflightInstalled();
-  ASSERT_TRUE(pre.ok()) << pre.status();
   EXPECT_TRUE(pre->rotation_plan.ok()) << pre->rotation_plan;
+  EXPECT_EQ(pre->rotation.state_checkpoint_status, "behind");
+}
+
+// The runbook's gate is the upgrade's: a rollback is not refused for the
+// checkpoint (the older release starts on it as the newer does), and
+// neither is a swap whose plan acknowledged it.
+TEST_F(ExecutorTest, ACheckpointThatIsNotCurrentHoldsUpNeitherARollbackNorAnAcknowledgedSwap) {
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  cli_.state_checkpoint_status = "missing";
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-2");
+  EXPECT_EQ(back.phase, SwapPhase::kStable) << back.failure_reason << ": " << back.failure_message;
+  ExpectOldServing();
+  executor().SetPlanCheck([](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
+    return PlanBinding{.checkpoint_acknowledged = true};
+  });
+  CommandParams bound{"", kWindowMs, "op-3", std::nullopt};
+  bound.bound_to_plan = true;
+  ASSERT_TRUE(executor().Swap({kNew, bound, ""}).ok());
+  SwapJournal acknowledged = WaitClosed("op-3");
+  EXPECT_EQ(acknowledged.phase, SwapPhase::kStable) << acknowledged.failure_message;
+  EXPECT_TRUE(acknowledged.checkpoint_acknowledged);
 }
 
 // From review: doctor and rotation-plan run together, and the pair was

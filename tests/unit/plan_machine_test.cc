@@ -535,6 +535,29 @@ TEST(PlanMachineTest, ASecondFailureWhileHaltedIsAddedToTheHaltNotPutInItsPlace)
   EXPECT_TRUE(d.Swapped().empty());
 }
 
+// A failure that arrives once the plan is halted is committed in a change
+// of its own, once: the Steps after it change nothing.
+TEST(PlanMachineTest, ALateFailureWhileHaltedIsCommittedOnce) {
+  Driver d;
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kPreflight && a.node == "c"; };
+  d.unavailable = [](const PlanAction& a) {
+    if (a.kind != ActionKind::kPreflight || a.node == "a") return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kSubprocessFailed,
+                     a.node + ": doctor was killed");
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().node(), "b");
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.Step();
+  EXPECT_THAT(d.plan_.halt().message(),
+              HasSubstr("Also on c: SUBPROCESS_FAILED: c: doctor was killed"));
+  const uint64_t revision = d.plan_.revision();
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(d.Step().plan.has_value()) << "step " << i;
+  EXPECT_EQ(d.plan_.revision(), revision);
+}
+
 TEST(PlanMachineTest, SwapRefusedAtAdmissionHaltsWithTheAgentsReasonAndIsNotResent) {
   Driver d;
   d.admission = [](const PlanAction& a) {

@@ -151,7 +151,8 @@ TEST(CompatibilityGuardTest, AnUnknownAcknowledgementIsRefusedNamingIt) {
   EXPECT_EQ(ReasonOf(s), reason::kInvalidArgument) << s;
   EXPECT_EQ(MetadataOf(s, "acknowledge"), "ONE_WAY");
   EXPECT_THAT(s.message(), HasSubstr("\"ONE_WAY\""));
-  EXPECT_THAT(s.message(), HasSubstr("ONE_WAY_UPGRADE, WIRE_FORMAT_CHANGE"));
+  EXPECT_THAT(s.message(),
+              HasSubstr("ONE_WAY_UPGRADE, STATE_CHECKPOINT_NOT_CURRENT, WIRE_FORMAT_CHANGE"));
   in.acknowledgements = {std::string(100000, 'A')};
   const absl::Status long_one = CheckCompatibility(in);
   EXPECT_EQ(ReasonOf(long_one), reason::kInvalidArgument);

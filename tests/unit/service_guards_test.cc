@@ -152,11 +152,11 @@ TEST(RotationGuardTest, ALatestTransitVersionAboveTheActiveOneRefuses) {
   const absl::Status s = CheckRotation({Node("a", Active()), Node("b", rotated)});
   EXPECT_EQ(ReasonOf(s), reason::kRotationInProgress) << s;
   EXPECT_THAT(s.message(), HasSubstr("b (latest Transit version 2 above the active 1)"));
-  EXPECT_EQ(ReasonOf(CheckRotationPlanAllowsSwap(rotated)), reason::kRotationInProgress)
+  EXPECT_EQ(ReasonOf(CheckRotationSettled(rotated)), reason::kRotationInProgress)
       << "the node's own swap preflight says the same";
   rotated.latest_transit_version = 1;
   EXPECT_TRUE(CheckRotation({Node("b", rotated)}).ok());
-  EXPECT_TRUE(CheckRotationPlanAllowsSwap(rotated).ok());
+  EXPECT_TRUE(CheckRotationSettled(rotated).ok());
 }
 
 // Reference §10: the pre-upgrade gate asks for stateCheckpointStatus
@@ -170,14 +170,17 @@ TEST(RotationGuardTest, ARegistryCheckpointThatIsNotCurrentRefusesNamingNodeAndS
     EXPECT_EQ(ReasonOf(s), reason::kStateCheckpointNotCurrent) << s;
     EXPECT_EQ(MetadataOf(s, "nodes"), "b");
     EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("b (stateCheckpointStatus ", status, ")")));
-    EXPECT_THAT(s.message(), HasSubstr(".checkpoint together"));
-    EXPECT_EQ(ReasonOf(CheckRotationPlanAllowsSwap(lagging)), reason::kStateCheckpointNotCurrent)
+    EXPECT_THAT(s.message(), HasSubstr("--acknowledge STATE_CHECKPOINT_NOT_CURRENT"));
+    EXPECT_EQ(ReasonOf(CheckRotationPlanAllowsUpgrade(lagging, false)), reason::kStateCheckpointNotCurrent)
         << "the node's own swap preflight says the same";
+    EXPECT_TRUE(CheckRotation({Node("b", lagging)}, /*checkpoint_acknowledged=*/true).ok());
+    EXPECT_TRUE(CheckRotationPlanAllowsUpgrade(lagging, true).ok());
+    EXPECT_TRUE(CheckRotationSettled(lagging).ok()) << "a rollback is not held to it";
   }
   RotationReport unsaid = Active();
   unsaid.state_checkpoint_status = "";
   EXPECT_TRUE(CheckRotation({Node("a", unsaid)}).ok());
-  EXPECT_TRUE(CheckRotationPlanAllowsSwap(unsaid).ok());
+  EXPECT_TRUE(CheckRotationPlanAllowsUpgrade(unsaid, false).ok());
   RotationReport both = Active();
   both.rotation_state = "pending";
   both.state_checkpoint_status = "missing";

@@ -140,8 +140,11 @@ struct NodeRotation {
 // transitMetadataStatus pass, rotationState active, no pending key, and the
 // metric says active too. Refusals: ROTATION_PLAN_UNTRUSTED (exit code,
 // unparsable report, transitMetadataStatus not pass), ROTATION_IN_PROGRESS
-// (rotationState not active or a pending key), ROTATION_METRIC_DISAGREES.
-absl::Status CheckRotation(const std::vector<NodeRotation>& nodes);
+// (rotationState not active or a pending key), STATE_CHECKPOINT_NOT_CURRENT
+// (a stateCheckpointStatus other than current, unless the plan
+// acknowledged it), ROTATION_METRIC_DISAGREES.
+absl::Status CheckRotation(const std::vector<NodeRotation>& nodes,
+                           bool checkpoint_acknowledged = false);
 
 // `node`'s rotation as its agent's Preflight answer tells it, with the
 // metric state the coordinator observed. An answer without a report (the

@@ -58,6 +58,9 @@ struct PlanBinding {
   // what the older cannot read (reference §8.1), and a node's own restore
   // after a failed check window is such a rollback.
   std::string restore_refused_once_served{};
+  // A swap: the plan acknowledged STATE_CHECKPOINT_NOT_CURRENT, so the
+  // node's own check before the stop does not refuse on the checkpoint.
+  bool checkpoint_acknowledged = false;
 };
 
 // CheckCommandAgainstPlan, then the binding the same record gives.

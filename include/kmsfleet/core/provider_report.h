@@ -120,9 +120,10 @@ std::string CheckpointNotCurrentWhy(const RotationReport& report);
 // What to do about it, said by every refusal that carries it.
 inline constexpr char kCheckpointRemedy[] =
     "the provider's rollback detection is not anchored to its key registry there. "
-    "`bao-kms-provider verify-key` says why; restore the state file and its "
-    ".checkpoint together from one backup if either was lost or restored alone "
-    "(never edit them by hand), then retry";
+    "Run `bao-kms-provider verify-key` on that node and find out how the state file "
+    "and its .checkpoint got so (never edit either by hand, and never restore one "
+    "without the other, nor an older pair over newer state). Once you judge the "
+    "state right, upgrade with --acknowledge STATE_CHECKPOINT_NOT_CURRENT";
 
 // ---- Exit codes ----
 

@@ -190,6 +190,9 @@ inline constexpr char kAckChangelogCompatibility[] = "CHANGELOG_COMPATIBILITY";
 inline constexpr char kAckOneWayUpgrade[] = "ONE_WAY_UPGRADE";
 inline constexpr char kAckWireFormatChange[] = "WIRE_FORMAT_CHANGE";
 inline constexpr char kAckFreshInstallation[] = "FRESH_INSTALLATION";
+// Not required by any release: lets a plan upgrade nodes whose registry
+// checkpoint is not current (the reason of that refusal, reasons above).
+inline constexpr char kAckStateCheckpointNotCurrent[] = "STATE_CHECKPOINT_NOT_CURRENT";
 // Rollback safety and readiness (see also ROLLBACK_REFUSED_* above).
 inline constexpr char kRollbackRefusedOneWay[] = "ROLLBACK_REFUSED_ONE_WAY";
 inline constexpr char kRollbackRefusedWireFormat[] =

@@ -65,6 +65,8 @@ struct SwapJournal {
   // A rollback: the swap it undoes; "" for a swap, and for a rollback
   // journaled before the field.
   std::string of_operation_id;
+  // A swap whose plan acknowledged STATE_CHECKPOINT_NOT_CURRENT.
+  bool checkpoint_acknowledged = false;
   int64_t stabilization_ms = 30000;
   // The fence (plan record term and index) the operation was admitted
   // under; 0/0 when the agent runs no election.
@@ -257,9 +259,15 @@ absl::Status CheckEvidenceUnchanged(const SwapJournal& journal,
 absl::Status CheckUnitRunning(const UnitState& unit, std::string_view unit_name);
 // What the installed release's rotation-plan must show before its provider
 // is stopped: no rotation under way (reference §8.1; FailedPrecondition,
-// ROTATION_IN_PROGRESS), and a registry checkpoint that is current when
-// the report names one (reference §10; STATE_CHECKPOINT_NOT_CURRENT).
-absl::Status CheckRotationPlanAllowsSwap(const RotationReport& plan);
+// ROTATION_IN_PROGRESS). A swap or a rollback.
+absl::Status CheckRotationSettled(const RotationReport& plan);
+// For an upgrade, also a registry checkpoint that is current when the
+// report names one (reference §10; FailedPrecondition,
+// STATE_CHECKPOINT_NOT_CURRENT), unless the plan acknowledged it. A
+// rollback is not held to it: the runbook's gate is the upgrade's, and
+// the older release starts on such a checkpoint as the newer does.
+absl::Status CheckRotationPlanAllowsUpgrade(const RotationReport& plan,
+                                            bool checkpoint_acknowledged);
 
 // ---- Verification ----
 struct VerifyExpectations {
