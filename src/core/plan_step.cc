@@ -3,8 +3,8 @@
 
 #include <algorithm>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
