@@ -101,9 +101,8 @@ absl::StatusOr<PlanBinding> BindCommandToPlan(const v1::PlanRecord& committed,
   std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
   if (!plan) return binding;  // CheckCommandAgainstPlan refuses a record without one
   binding.restore_refused_once_served = ReasonOf(CheckRollbackAcrossRelease(plan->compat()));
-  const auto& given = plan->acknowledgements();
   binding.checkpoint_acknowledged =
-      std::find(given.begin(), given.end(), reason::kAckStateCheckpointNotCurrent) != given.end();
+      Acknowledged(plan->acknowledgements(), reason::kAckStateCheckpointNotCurrent);
   return binding;
 }
 

@@ -102,9 +102,7 @@ const v1::NodeState* StateOf(const std::vector<NodeView>& views, const std::stri
 
 // The upgrade asked acknowledges a registry checkpoint that is not current.
 bool CheckpointAcknowledged(const DryRunInput& in) {
-  const auto& given = in.request.acknowledgements;
-  return std::find(given.begin(), given.end(), reason::kAckStateCheckpointNotCurrent) !=
-         given.end();
+  return Acknowledged(in.request.acknowledgements, reason::kAckStateCheckpointNotCurrent);
 }
 
 // rotation-plan of the installed release, where it stands for the real

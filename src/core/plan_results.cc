@@ -1,11 +1,11 @@
 // How the results of carried-out actions change the plan (plan_step.h).
 // A result that no longer fits the plan (another node state, another
 // operation id) is stale and ignored: the plan moved on without it.
-#include <algorithm>
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/swap_machine.h"
 #include "plan_step.h"
@@ -88,10 +88,8 @@ void PlanStep::ApplyPreflighted(v1::PlanNode& node, const ActionResult& r) {
                              : WithReason(r.status, reason::kDoctorFailed,
                                           node.node());
   if (verdict.ok()) {
-    const auto& given = next_->acknowledgements();
-    verdict = CheckRotation({r.rotation},
-                            std::find(given.begin(), given.end(),
-                                      reason::kAckStateCheckpointNotCurrent) != given.end());
+    verdict = CheckRotation({r.rotation}, Acknowledged(next_->acknowledgements(),
+                                                       reason::kAckStateCheckpointNotCurrent));
   }
   if (!verdict.ok()) {
     // Its release is gone from the node since it was staged: `resume`

@@ -11,7 +11,9 @@
 #ifndef KMSFLEET_CORE_RELEASE_GUARDS_H_
 #define KMSFLEET_CORE_RELEASE_GUARDS_H_
 
+#include <algorithm>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -76,6 +78,12 @@ std::vector<std::string> RequiredAcknowledgements(const CompatInput& input);
 absl::Status CheckAcknowledgementCodes(const std::vector<std::string>& given);
 // `given` sorted, each code once, as a plan records them.
 std::vector<std::string> UniqueAcknowledgements(const std::vector<std::string>& given);
+// Whether `given` (a plan's or an upgrade request's acknowledgements)
+// holds `code`.
+template <typename Codes>
+bool Acknowledged(const Codes& given, std::string_view code) {
+  return std::find(given.begin(), given.end(), code) != given.end();
+}
 
 // Refusals: INVALID_ARGUMENT (CheckAcknowledgementCodes), then
 // FRESH_INSTALL_REQUIRED (never acknowledgeable: reference §7.4),
