@@ -279,18 +279,6 @@ grpc::Status AgentService::Refused(const absl::Status& s) const {
   return ToGrpc(s);
 }
 
-namespace {
-
-// At most `max` bytes of `text`, not splitting a UTF-8 sequence.
-std::string CutForLog(std::string_view text, size_t max) {
-  if (text.size() <= max) return std::string(text);
-  size_t end = max;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return std::string(text.substr(0, end)) + "...";
-}
-
-}  // namespace
-
 grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
                                           std::string_view method,
                                           const absl::Status& s) const {
@@ -303,9 +291,9 @@ grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
   Log(LogLevel::kWarn, "command refused",
       {{"node", options_.policy.self}, {"method", std::string(method)},
        {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
-       {"caller", CutForLog(caller.name, kMaxLoggedBytes)},
-       {"certified", CutForLog(caller.certified, kMaxLoggedBytes)}, {"reason", ReasonOf(s)},
-       {"error", CutForLog(std::string(s.message()), kMaxLoggedBytes)}});
+       {"caller", Bounded(caller.name, kMaxLoggedBytes)},
+       {"certified", Bounded(caller.certified, kMaxLoggedBytes)}, {"reason", ReasonOf(s)},
+       {"error", Bounded(std::string(s.message()), kMaxLoggedBytes)}});
   return Refused(s);
 }
 

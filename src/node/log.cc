@@ -72,15 +72,6 @@ std::string Timestamp() {
   return buf;
 }
 
-// `value` cut to at most `limit` bytes, on a UTF-8 character boundary,
-// ending in "..." when cut.
-std::string Bounded(std::string_view value, size_t limit) {
-  if (value.size() <= limit) return std::string(value);
-  size_t cut = limit - 3;
-  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(value.substr(0, cut)) + "...";
-}
-
 void WriteStderr(LogLevel level, std::string_view message, LogFields fields) {
   std::string line = "ts=" + Timestamp() + " level=" +
                      std::string(LevelName(level)) + " msg=" + Quote(message);
@@ -120,6 +111,13 @@ LogTarget Resolve(LogTarget target) {
 std::atomic<LogTarget> g_target{LogTarget::kAuto};
 
 }  // namespace
+
+std::string Bounded(std::string_view value, size_t limit) {
+  if (value.size() <= limit) return std::string(value);
+  size_t cut = limit - 3;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  return std::string(value.substr(0, cut)) + "...";
+}
 
 std::optional<LogTarget> ParseLogTarget(std::string_view name) {
   if (name == "auto") return LogTarget::kAuto;

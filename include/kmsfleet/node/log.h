@@ -61,6 +61,10 @@ inline constexpr size_t kMaxJournalValue = 4096;
 inline constexpr size_t kMaxJournalMessage = 16384;
 inline constexpr size_t kMaxJournalFields = 32;
 
+// `value` cut to at most `limit` (at least 3) bytes, on a UTF-8 character
+// boundary, ending in "..." when cut: for a field a caller can make long.
+std::string Bounded(std::string_view value, size_t limit);
+
 // The journal name of the log key `key`: "KMSFLEET_" and the key upper-
 // cased, every byte outside [A-Z0-9_] replaced by '_', cut to
 // kMaxJournalFieldName. "" for an empty key (the field is dropped).
