@@ -427,8 +427,9 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     // The node's own check before its stop: nothing failed against the
     // release, and a walk back would restart providers whose registry
     // checkpoint anchors nothing.
-    return "for a node whose registry checkpoint is not current: restore its state and "
-           "checkpoint as the reason says, then `kmsfleetctl resume`.";
+    return "for a node whose registry checkpoint is not current: look into it as the reason "
+           "says; once its state is judged right, `kmsfleetctl abort` and upgrade again with "
+           "--acknowledge STATE_CHECKPOINT_NOT_CURRENT.";
   }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.
