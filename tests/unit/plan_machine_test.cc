@@ -535,6 +535,24 @@ TEST(PlanMachineTest, ASecondFailureWhileHaltedIsAddedToTheHaltNotPutInItsPlace)
   EXPECT_TRUE(d.Swapped().empty());
 }
 
+// Failures added to a halt stay within the bound every plan text is cut
+// to: past it, one line says more followed, and the message is not cut.
+TEST(PlanMachineTest, FailuresAddedToAHaltPastItsBoundSayMoreFollowed) {
+  Driver d;
+  d.unavailable = [](const PlanAction& a) {
+    if (a.kind != ActionKind::kPreflight) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kSubprocessFailed,
+                     a.node + ": " + std::string(600, 'x'));
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  for (int i = 0; i < 3; ++i) d.Step();
+  const std::string& message = d.plan_.halt().message();
+  EXPECT_THAT(message, HasSubstr("More failures followed"));
+  EXPECT_LE(message.size(), kMaxPlanTextBytes);
+  EXPECT_THAT(message, Not(HasSubstr("bytes, cut]")));
+}
+
 // A failure that arrives once the plan is halted is committed in a change
 // of its own, once: the Steps after it change nothing.
 TEST(PlanMachineTest, ALateFailureWhileHaltedIsCommittedOnce) {

@@ -83,6 +83,25 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   EXPECT_EQ(back->of_operation_id, "");
 }
 
+// A swap's acknowledgement of a checkpoint that is not current survives
+// the journal (a restarted agent recovering the swap checks it again);
+// absent it is false, and a value of another type is corruption.
+TEST(SwapMachineTest, TheCheckpointAcknowledgementRoundTrips) {
+  SwapJournal j;
+  j.operation_id = "op-8";
+  j.checkpoint_acknowledged = true;
+  absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->checkpoint_acknowledged);
+  back = ParseJournal(R"({"operationId":"op-8","phase":"Staged","open":true})", "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->checkpoint_acknowledged);
+  absl::Status odd = ParseJournal(
+      R"({"operationId":"op-8","phase":"Staged","open":true,"checkpointAcknowledged":"yes"})",
+      "j.json").status();
+  EXPECT_EQ(ReasonOf(odd), reason::kJournalCorrupt) << odd;
+}
+
 TEST(SwapMachineTest, CorruptJournalIsNamedAsDataLoss) {
   absl::StatusOr<SwapJournal> j =
       ParseJournal(R"({"operationId":"x","phase":"Sideways"})", "j.json");
