@@ -129,8 +129,7 @@ absl::Status Executor::RefusalWhileStopping() {
   return RefusingNewCommands() ? AgentStopping() : absl::OkStatus();
 }
 
-absl::Status Executor::RefusalWhileInstalling(const std::string& version) {
-  std::lock_guard<std::mutex> lock(mu_);
+absl::Status Executor::RefusalWhileInstalling(const std::string& version) const {
   for (const auto& [id, j] : ops_) {
     if (!j.open || j.kind != "swap" || j.target_version != version) continue;
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
@@ -140,6 +139,39 @@ absl::Status Executor::RefusalWhileInstalling(const std::string& version) {
                          "installs; stage it once the operation has ended",
                      {{"node", options_.node}, {"operation_id", id}, {"version", version}});
   }
+  // Claimed, not yet in ops_: the swap is between its claim and its journal.
+  if (!claimed_for_swap_.empty() && claimed_for_swap_ == version) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                     "a swap of " + options_.node + " to " + version +
+                         " is being admitted: staging that version again now would replace "
+                         "the release it installs; stage it once the operation has ended",
+                     {{"node", options_.node}, {"version", version}});
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::MarkStaging(const std::string& version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  KMSFLEET_RETURN_IF_ERROR(RefusalWhileInstalling(version));
+  ++staging_[version];
+  return absl::OkStatus();
+}
+
+void Executor::UnmarkStaging(const std::string& version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--staging_[version] == 0) staging_.erase(version);
+}
+
+absl::Status Executor::ClaimForSwap(const std::string& version) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (staging_.contains(version)) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
+                     "a stage of " + version + " is running on " + options_.node +
+                         ": a swap now would install a release being replaced; swap once the "
+                         "stage has ended",
+                     {{"node", options_.node}, {"version", version}});
+  }
+  claimed_for_swap_ = version;
   return absl::OkStatus();
 }
 
@@ -467,6 +499,7 @@ void Executor::Started() {
 void Executor::Unreserve() {
   std::lock_guard<std::mutex> lock(mu_);
   busy_ = false;
+  claimed_for_swap_.clear();
 }
 
 absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
@@ -751,7 +784,10 @@ absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
                NodeCommand{.kind = NodeCommand::Kind::kSwap,
                            .version = p.version,
                            .expected_staged_digest = p.expected_staged_digest},
-               [&](const std::string& id) { return PlanSwap(p, id); });
+               [&](const std::string& id) -> absl::StatusOr<SwapJournal> {
+                 KMSFLEET_RETURN_IF_ERROR(ClaimForSwap(p.version));
+                 return PlanSwap(p, id);
+               });
 }
 
 absl::StatusOr<SwapJournal> Executor::Rollback(const RollbackParams& p) {
@@ -812,6 +848,9 @@ void Executor::StartRecovery() {
   if (open.empty() && scan.unreadable.empty()) PruneCapturesFromDisk();
   std::lock_guard<std::mutex> lock(mu_);
   unreadable_at_start_ = std::move(scan.unreadable);
+  // Known before the recovery's first write: a stage of the version an
+  // open swap installs is refused from the start (RefusalWhileInstalling).
+  for (const SwapJournal& j : open) ops_.emplace(j.operation_id, j);
   if (open.empty()) {
     // The installed release's `version` and `config` answers depend only on
     // its bytes and the config file (command_memo.h): learnt now, off any

@@ -105,7 +105,14 @@ bool DoctorPassed(const absl::StatusOr<PreflightResult>& doctor) {
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
-  KMSFLEET_RETURN_IF_ERROR(RefusalWhileInstalling(request.version));
+  KMSFLEET_RETURN_IF_ERROR(MarkStaging(request.version));
+  // Unmarked on every way out, an exception too (as Start's mark).
+  struct Unmark {
+    Executor& executor;
+    const std::string& version;
+    ~Unmark() { executor.UnmarkStaging(version); }
+  } unmark{*this, request.version};
+  Hook("staging");
   if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));

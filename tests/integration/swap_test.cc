@@ -473,6 +473,56 @@ TEST_F(SwapTest, AnOperationStillBeingAdmittedIsNotReportedUnknown) {
   EXPECT_EQ(node_->ServingVersion(), kNew);
 }
 
+// Found in review: a swap admitted while a stage of its version ran could
+// install a release being replaced under it (the stage's check of running
+// swaps came before its download). Here the agent's stage stalls
+// (KMSFLEETD_TEST_STALL_AT) while the swap is asked: refused, untouched;
+// asked again once the stage ended, it runs.
+TEST_F(SwapTest, ASwapWhileItsVersionIsBeingStagedIsRefused) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=staging"}, KMSFLEETD_CRASHTEST_PATH);
+  SubprocessResult staged;
+  std::thread stage([&] { staged = Stage(node_->MakeRelease(kNew)); });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  absl::StatusOr<SubprocessResult> refused =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-1"});
+  stage.join();
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_EQ(staged.exit_code, 0) << staged.stderr_text;
+  EXPECT_NE(refused->exit_code, 0) << refused->stdout_text;
+  EXPECT_THAT(refused->stderr_text, HasSubstr("OPERATION_IN_PROGRESS"));
+  EXPECT_THAT(refused->stderr_text, HasSubstr("a stage of " + std::string(kNew)));
+  ExpectOldServing();
+  absl::StatusOr<SubprocessResult> swapped =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-1"});
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_EQ(swapped->exit_code, 0) << swapped->stderr_text;
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
+// ... and the other way round: a stage of the version a swap is still
+// admitting is refused, and the swap installs the release it checked.
+TEST_F(SwapTest, AStageOfTheVersionASwapIsAdmittingIsRefused) {
+  Start();
+  ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=admitting"}, KMSFLEETD_CRASHTEST_PATH);
+  absl::StatusOr<SubprocessResult> swapped;
+  std::thread swap([&] {
+    swapped = node_->Node({"swap", "--version", kNew, "--operation-id", "op-1"});
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  SubprocessResult again = Stage(node_->MakeRelease(kNew, node_->FakeScript(kNew, "")));
+  swap.join();
+  ASSERT_TRUE(swapped.ok()) << swapped.status();
+  EXPECT_NE(again.exit_code, 0) << again.stdout_text;
+  EXPECT_THAT(again.stderr_text, HasSubstr("OPERATION_IN_PROGRESS"));
+  EXPECT_THAT(again.stderr_text, HasSubstr("is being admitted"));
+  EXPECT_EQ(swapped->exit_code, 0) << swapped->stderr_text;
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
 // Found in review: a swap installed whatever was staged when it started,
 // so the same version staged again with other bytes (another signed build)
 // after the plan's preflight was swapped in. The plan now sends the digest

@@ -2317,6 +2317,52 @@ TEST_F(ExecutorTest, StagingTheVersionASwapInstallsIsRefusedUntilItEnds) {
       << "refused no longer once the swap ended";
 }
 
+// Found in review: the stage's check of running swaps came before its
+// download, and a swap's admission did not look at stages. A stage taken
+// while a swap to its version was admitted (between the reservation and
+// the journal) went ahead; it is refused now.
+TEST_F(ExecutorTest, StagingTheVersionASwapIsAdmittingIsRefused) {
+  const std::string binary = options_.state_dir + "/artifacts/" + kNew + "/bao-kms-provider";
+  const std::string staged = testing::ReadFile(binary);
+  absl::Status during_admission;
+  executor().SetStepHook([&](std::string_view point) {
+    if (point != "admitting") return;
+    StageRequest again;
+    again.version = kNew;
+    again.source = "/nonexistent/bao-kms-provider";
+    during_admission = executor().Stage(again).status();
+  });
+  EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  EXPECT_EQ(ReasonOf(during_admission), reason::kOperationInProgress) << during_admission;
+  EXPECT_THAT(during_admission.message(), HasSubstr("is being admitted"));
+  EXPECT_EQ(testing::ReadFile(binary), staged);
+}
+
+// ... and a swap admitted while a stage of its version ran installed a
+// release being replaced. It is refused until the stage ends, with
+// nothing journaled; a swap to another version is not held up.
+TEST_F(ExecutorTest, ASwapIsRefusedWhileItsVersionIsBeingStaged) {
+  StageRelease("0.3.0");
+  absl::Status same_version, other_version;
+  executor().SetStepHook([&](std::string_view point) {
+    if (point != "staging") return;
+    same_version = executor().Swap({kNew, {"", kWindowMs, "op-1", std::nullopt}, ""}).status();
+    other_version =
+        executor().Swap({"0.3.0", {"", kWindowMs, "op-2", std::nullopt}, ""}).status();
+  });
+  StageRequest again;
+  again.version = kNew;
+  again.source = "/nonexistent/bao-kms-provider";
+  EXPECT_NE(ReasonOf(executor().Stage(again).status()), reason::kOperationInProgress);
+  EXPECT_EQ(ReasonOf(same_version), reason::kOperationInProgress) << same_version;
+  EXPECT_THAT(same_version.message(), HasSubstr("a stage of " + std::string(kNew)));
+  EXPECT_TRUE(absl::IsNotFound(journals_.Load("op-1").status())) << "nothing journaled";
+  EXPECT_TRUE(other_version.ok()) << other_version;
+  EXPECT_EQ(WaitClosed("op-2").phase, SwapPhase::kStable);
+  executor().SetStepHook(nullptr);
+  EXPECT_EQ(SwapTo(kNew, 0, "op-3").phase, SwapPhase::kStable) << "admitted once the stage ended";
+}
+
 // Found in review: the agent's stop waited in ~Executor for a swap's
 // stabilisation window (up to an hour) to end, past systemd's
 // TimeoutStopSec, into a SIGKILL at whatever step came next.

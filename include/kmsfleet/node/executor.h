@@ -198,7 +198,9 @@ class Executor {
   // (static_pod_release.h; its reference checks come before anything is
   // written; a stage refused before its kit is in place changes nothing,
   // and a static-pod pull that fails after it leaves the version
-  // NOT_STAGED: ForgetStagedImage).
+  // NOT_STAGED: ForgetStagedImage). OPERATION_IN_PROGRESS while a swap
+  // to that version is admitted or runs; a swap to it is refused likewise
+  // while the stage runs (MarkStaging, ClaimForSwap).
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
   // What a swap to `version` would install, as one digest: the staged
   // binary's SHA-256; on a static-pod node, StaticPodStagedDigest of the
@@ -307,11 +309,6 @@ class Executor {
   // OK. Stage and Preflight ask it first: they can run for minutes (a
   // download, doctor), and the agent's stop waits for every call it serves.
   absl::Status RefusalWhileStopping();
-  // OPERATION_IN_PROGRESS while an open swap installs `version`, else OK.
-  // Stage asks it: staging the version again replaces the release the
-  // swap installs after the provider's stop, which would then fail (on the
-  // digest) and restore; one taken by hand while a swap ran fails it.
-  absl::Status RefusalWhileInstalling(const std::string& version);
   // Stops the worker and waits for it: a wait for a stable provider (or,
   // in static-pod mode, for the new container: StaticPodServiceOptions::
   // stopping) ends at its next poll, leaving its journal open for the
@@ -359,6 +356,21 @@ class Executor {
   // OPERATION_ID_REUSED otherwise.
   absl::StatusOr<SwapJournal> SameCommand(SwapJournal j, const NodeCommand& what) const;
   void Unreserve();
+  // A stage and a swap of one version exclude each other: staging it
+  // again replaces, in place, the release the swap installs after the
+  // provider's stop, which would then fail on the digest and restore (a
+  // restart for nothing). Each side checks the other and marks itself
+  // under one lock, so neither starts in the other's window.
+  // OPERATION_IN_PROGRESS while a swap installs `version` (open, or
+  // reserved and being admitted), else OK. REQUIRES: mu_ held.
+  absl::Status RefusalWhileInstalling(const std::string& version) const;
+  // Marks `version` as being staged (until UnmarkStaging), or refuses as
+  // RefusalWhileInstalling does.
+  absl::Status MarkStaging(const std::string& version);
+  void UnmarkStaging(const std::string& version);
+  // The reserved swap's claim on `version`, held until Unreserve; or
+  // OPERATION_IN_PROGRESS while a stage of that version runs.
+  absl::Status ClaimForSwap(const std::string& version);
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
@@ -520,6 +532,11 @@ class Executor {
   // Operation ids whose command Start is admitting, and how many times
   // (the same command may be sent again while the first is admitted).
   std::map<std::string, int> admitting_;  // guarded by mu_
+  // Versions a Stage is writing, and how many Stages of each (MarkStaging).
+  std::map<std::string, int> staging_;  // guarded by mu_
+  // The version the reserved swap installs, from its admission's
+  // ClaimForSwap until Unreserve; empty otherwise.
+  std::string claimed_for_swap_;  // guarded by mu_
   // An ended operation whose closed journal is still being written.
   std::optional<PendingClose> pending_close_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_; set by Stop
