@@ -11,13 +11,16 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <vector>
 
 #include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/repeat_limiter.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/apiserver_restart.h"
@@ -195,6 +198,13 @@ class AgentService final : public v1::Agent::Service {
   ProviderProbe& probe_;
   Executor* executor_;
   AgentServiceOptions options_;
+  // A refusal repeated every tick (a coordinator asking again while the
+  // agent starts or is busy) is logged once each kRefusalLogIntervalMs per
+  // method, caller and reason, with how many were held back.
+  static constexpr int64_t kRefusalLogIntervalMs = 10'000;
+  static constexpr size_t kRefusalLogKeys = 256;
+  mutable std::mutex refusal_log_mu_;
+  mutable RepeatLimiter refusal_log_{kRefusalLogIntervalMs, kRefusalLogKeys};
 };
 
 
@@ -288,12 +298,27 @@ grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
   // quote the request, and a certificate can carry many SANs.
   constexpr size_t kMaxLoggedBytes = 512;
   const Caller caller = CallerOf(options_.policy, context);
-  Log(LogLevel::kWarn, "command refused",
-      {{"node", options_.policy.self}, {"method", std::string(method)},
-       {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
-       {"caller", Bounded(caller.name, kMaxLoggedBytes)},
-       {"certified", Bounded(caller.certified, kMaxLoggedBytes)}, {"reason", ReasonOf(s)},
-       {"error", Bounded(std::string(s.message()), kMaxLoggedBytes)}});
+  const std::string name = Bounded(caller.name, kMaxLoggedBytes);
+  std::optional<int64_t> held_back;
+  {
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
+    std::lock_guard<std::mutex> lock(refusal_log_mu_);
+    // Not the peer: its port changes with every connection.
+    held_back = refusal_log_.Admit(std::string(method) + "\n" +
+                                       std::string(CallerKindName(caller.kind)) + "\n" + name +
+                                       "\n" + ReasonOf(s),
+                                   now_ms);
+  }
+  if (held_back) {
+    Log(LogLevel::kWarn, "command refused",
+        {{"node", options_.policy.self}, {"method", std::string(method)},
+         {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
+         {"caller", name}, {"certified", Bounded(caller.certified, kMaxLoggedBytes)},
+         {"reason", ReasonOf(s)}, {"error", Bounded(std::string(s.message()), kMaxLoggedBytes)},
+         {"repeats_not_logged", std::to_string(*held_back)}});
+  }
   return Refused(s);
 }
 

@@ -8,6 +8,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <sstream>
 
 #include "election_cluster.h"
 #include "fleet.h"
@@ -218,12 +219,35 @@ TEST_F(AgentAuthTest, RemoteSwapUnderAForgedFenceIsRefusedByTheFence) {
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << cert << ": " << s.error_message();
     EXPECT_EQ(ReasonOf(s), "UNKNOWN_FENCE") << cert << ": " << s.error_message();
   }
+  // The same refusal again and again (a caller asking every tick) is
+  // logged once per interval, with how many were not.
+  for (int i = 0; i < 3; ++i) {
+    auto stub = v1::Agent::NewStub(As("alice"));
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::SwapRequest request;
+    request.set_version("9.9.9");
+    *request.mutable_fence() = forged;
+    v1::Operation op;
+    EXPECT_EQ(ReasonOf(stub->Swap(&context, request, &op)), "UNKNOWN_FENCE");
+  }
   const std::string log = TargetLog();
   EXPECT_THAT(log, HasSubstr("swap command refused"));
   // Who sent each forged command, not only why it was refused.
   EXPECT_THAT(log, HasSubstr("msg=\"command refused\""));
   EXPECT_THAT(log, HasSubstr("caller_kind=member caller=" + cluster_->Name(leader_)));
   EXPECT_THAT(log, HasSubstr("caller_kind=operator caller=alice"));
+  int alice_lines = 0;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("msg=\"command refused\"") == std::string::npos ||
+        line.find("caller=alice") == std::string::npos) {
+      continue;
+    }
+    ++alice_lines;
+    EXPECT_THAT(line, HasSubstr("repeats_not_logged=0"));
+  }
+  EXPECT_EQ(alice_lines, 1) << "four refusals of one caller for one reason within 10 s";
 }
 
 // The simulator's adversary: a fence names the node to disrupt, not the
