@@ -18,6 +18,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/strings/str_join.h"
 #include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/repeat_limiter.h"
@@ -276,6 +277,17 @@ void SetCondition(const absl::Status& s, v1::Condition* c) {
   c->set_message(std::string(s.message()));
 }
 
+// gRPC's peer ("ipv4:10.0.0.1:41234", "ipv6:[::1]:41234", "unix:...")
+// without its port.
+std::string PeerHost(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  if (colon == std::string::npos || colon + 1 == peer.size() ||
+      peer.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+    return peer;
+  }
+  return peer.substr(0, colon);
+}
+
 }  // namespace
 
 grpc::Status AgentService::Gate(grpc::ServerContext* context,
@@ -299,24 +311,31 @@ grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
   constexpr size_t kMaxLoggedBytes = 512;
   const Caller caller = CallerOf(options_.policy, context);
   const std::string name = Bounded(caller.name, kMaxLoggedBytes);
+  const std::string certified = Bounded(caller.certified, kMaxLoggedBytes);
+  // Every field that tells one sender from another is in the key, so that
+  // a second certificate or host claiming the same name is logged at once
+  // beside a coordinator refused every tick. The peer's port is not: it
+  // changes with every connection.
+  const std::string key = absl::StrJoin(
+      {std::string(method), std::string(CallerKindName(caller.kind)), name, certified,
+       PeerHost(context.peer()), ReasonOf(s)},
+      "\n");
   std::optional<int64_t> held_back;
   {
+    std::lock_guard<std::mutex> lock(refusal_log_mu_);
+    // Read under the lock: two refusals read in one order and admitted in
+    // the other would look like a clock gone back, and both be logged.
     const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                std::chrono::steady_clock::now().time_since_epoch())
                                .count();
-    std::lock_guard<std::mutex> lock(refusal_log_mu_);
-    // Not the peer: its port changes with every connection.
-    held_back = refusal_log_.Admit(std::string(method) + "\n" +
-                                       std::string(CallerKindName(caller.kind)) + "\n" + name +
-                                       "\n" + ReasonOf(s),
-                                   now_ms);
+    held_back = refusal_log_.Admit(key, now_ms);
   }
   if (held_back) {
     Log(LogLevel::kWarn, "command refused",
         {{"node", options_.policy.self}, {"method", std::string(method)},
          {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
-         {"caller", name}, {"certified", Bounded(caller.certified, kMaxLoggedBytes)},
-         {"reason", ReasonOf(s)}, {"error", Bounded(std::string(s.message()), kMaxLoggedBytes)},
+         {"caller", name}, {"certified", certified}, {"reason", ReasonOf(s)},
+         {"error", Bounded(std::string(s.message()), kMaxLoggedBytes)},
          {"repeats_not_logged", std::to_string(*held_back)}});
   }
   return Refused(s);

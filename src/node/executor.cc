@@ -139,13 +139,16 @@ absl::Status Executor::RefusalWhileInstalling(const std::string& version) const 
                          "installs; stage it once the operation has ended",
                      {{"node", options_.node}, {"operation_id", id}, {"version", version}});
   }
-  // Claimed, not yet in ops_: the swap is between its claim and its journal.
-  if (!claimed_for_swap_.empty() && claimed_for_swap_ == version) {
+  // Claimed and not open in ops_: the swap is between its claim and its
+  // journal, or its journal is closed and its worker not yet done.
+  if (claimed_for_swap_ && claimed_for_swap_->version == version) {
+    const std::string& id = claimed_for_swap_->operation_id;
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
-                     "a swap of " + options_.node + " to " + version +
-                         " is being admitted: staging that version again now would replace "
-                         "the release it installs; stage it once the operation has ended",
-                     {{"node", options_.node}, {"version", version}});
+                     "operation " + id + ", a swap of " + options_.node + " to " + version +
+                         ", is being admitted or ending: staging that version again now "
+                         "would replace the release it installs; stage it once the "
+                         "operation has ended",
+                     {{"node", options_.node}, {"operation_id", id}, {"version", version}});
   }
   return absl::OkStatus();
 }
@@ -162,7 +165,7 @@ void Executor::UnmarkStaging(const std::string& version) {
   if (--staging_[version] == 0) staging_.erase(version);
 }
 
-absl::Status Executor::ClaimForSwap(const std::string& version) {
+absl::Status Executor::ClaimForSwap(const std::string& version, const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   if (staging_.contains(version)) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,
@@ -171,7 +174,7 @@ absl::Status Executor::ClaimForSwap(const std::string& version) {
                          "stage has ended",
                      {{"node", options_.node}, {"version", version}});
   }
-  claimed_for_swap_ = version;
+  claimed_for_swap_ = SwapClaim{version, id};
   return absl::OkStatus();
 }
 
@@ -499,7 +502,7 @@ void Executor::Started() {
 void Executor::Unreserve() {
   std::lock_guard<std::mutex> lock(mu_);
   busy_ = false;
-  claimed_for_swap_.clear();
+  claimed_for_swap_.reset();
 }
 
 absl::Status Executor::RunAdmitted(const std::optional<v1::Fence>& fence,
@@ -785,7 +788,7 @@ absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
                            .version = p.version,
                            .expected_staged_digest = p.expected_staged_digest},
                [&](const std::string& id) -> absl::StatusOr<SwapJournal> {
-                 KMSFLEET_RETURN_IF_ERROR(ClaimForSwap(p.version));
+                 KMSFLEET_RETURN_IF_ERROR(ClaimForSwap(p.version, id));
                  return PlanSwap(p, id);
                });
 }

@@ -482,8 +482,10 @@ TEST_F(SwapTest, ASwapWhileItsVersionIsBeingStagedIsRefused) {
   Start();
   node_->StopAgent();
   node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=staging"}, KMSFLEETD_CRASHTEST_PATH);
+  // Made first: the stall (3 s) must cover the swap asked 1 s after the stage.
+  const SystemdNode::Release release = node_->MakeRelease(kNew);
   SubprocessResult staged;
-  std::thread stage([&] { staged = Stage(node_->MakeRelease(kNew)); });
+  std::thread stage([&] { staged = Stage(release); });
   std::this_thread::sleep_for(std::chrono::seconds(1));
   absl::StatusOr<SubprocessResult> refused =
       node_->Node({"swap", "--version", kNew, "--operation-id", "op-1"});
@@ -502,18 +504,22 @@ TEST_F(SwapTest, ASwapWhileItsVersionIsBeingStagedIsRefused) {
 }
 
 // ... and the other way round: a stage of the version a swap is still
-// admitting is refused, and the swap installs the release it checked.
+// admitting is refused, and the swap installs the release it checked
+// (before the fix the stage went ahead, and the swap failed its first
+// check, on the digest, before the stop).
 TEST_F(SwapTest, AStageOfTheVersionASwapIsAdmittingIsRefused) {
   Start();
   ASSERT_EQ(Stage(node_->MakeRelease(kNew)).exit_code, 0);
   node_->StopAgent();
   node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=admitting"}, KMSFLEETD_CRASHTEST_PATH);
+  // Made first: the stall (3 s) must cover the stage asked 1 s after the swap.
+  const SystemdNode::Release other = node_->MakeRelease(kNew, node_->FakeScript(kNew, ""));
   absl::StatusOr<SubprocessResult> swapped;
   std::thread swap([&] {
     swapped = node_->Node({"swap", "--version", kNew, "--operation-id", "op-1"});
   });
   std::this_thread::sleep_for(std::chrono::seconds(1));
-  SubprocessResult again = Stage(node_->MakeRelease(kNew, node_->FakeScript(kNew, "")));
+  SubprocessResult again = Stage(other);
   swap.join();
   ASSERT_TRUE(swapped.ok()) << swapped.status();
   EXPECT_NE(again.exit_code, 0) << again.stdout_text;

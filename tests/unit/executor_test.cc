@@ -2322,8 +2322,6 @@ TEST_F(ExecutorTest, StagingTheVersionASwapInstallsIsRefusedUntilItEnds) {
 // while a swap to its version was admitted (between the reservation and
 // the journal) went ahead; it is refused now.
 TEST_F(ExecutorTest, StagingTheVersionASwapIsAdmittingIsRefused) {
-  const std::string binary = options_.state_dir + "/artifacts/" + kNew + "/bao-kms-provider";
-  const std::string staged = testing::ReadFile(binary);
   absl::Status during_admission;
   executor().SetStepHook([&](std::string_view point) {
     if (point != "admitting") return;
@@ -2334,8 +2332,8 @@ TEST_F(ExecutorTest, StagingTheVersionASwapIsAdmittingIsRefused) {
   });
   EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
   EXPECT_EQ(ReasonOf(during_admission), reason::kOperationInProgress) << during_admission;
-  EXPECT_THAT(during_admission.message(), HasSubstr("is being admitted"));
-  EXPECT_EQ(testing::ReadFile(binary), staged);
+  EXPECT_THAT(during_admission.message(),
+              HasSubstr("operation op-1, a swap of cp-1 to 0.2.0, is being admitted"));
 }
 
 // ... and a swap admitted while a stage of its version ran installed a

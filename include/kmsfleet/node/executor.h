@@ -368,9 +368,10 @@ class Executor {
   // RefusalWhileInstalling does.
   absl::Status MarkStaging(const std::string& version);
   void UnmarkStaging(const std::string& version);
-  // The reserved swap's claim on `version`, held until Unreserve; or
+  // The reserved swap's (operation `id`) claim on `version`, held until
+  // Unreserve; or
   // OPERATION_IN_PROGRESS while a stage of that version runs.
-  absl::Status ClaimForSwap(const std::string& version);
+  absl::Status ClaimForSwap(const std::string& version, const std::string& id);
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
@@ -534,9 +535,13 @@ class Executor {
   std::map<std::string, int> admitting_;  // guarded by mu_
   // Versions a Stage is writing, and how many Stages of each (MarkStaging).
   std::map<std::string, int> staging_;  // guarded by mu_
-  // The version the reserved swap installs, from its admission's
-  // ClaimForSwap until Unreserve; empty otherwise.
-  std::string claimed_for_swap_;  // guarded by mu_
+  // The version the reserved swap installs and its operation id, from its
+  // admission's ClaimForSwap until Unreserve.
+  struct SwapClaim {
+    std::string version;
+    std::string operation_id;
+  };
+  std::optional<SwapClaim> claimed_for_swap_;  // guarded by mu_
   // An ended operation whose closed journal is still being written.
   std::optional<PendingClose> pending_close_;  // guarded by mu_
   bool stopping_ = false;                      // guarded by mu_; set by Stop
