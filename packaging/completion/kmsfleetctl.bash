@@ -42,7 +42,7 @@ _kmsfleetctl() {
         "") words_for="stage preflight swap rollback operation --agent --timeout-ms $tls --help" ;;
         stage) words_for="--version --source --checksums --signature --artifact-name --image --image-ref --output --help" ;;
         preflight) words_for="--version --output --help" ;;
-        swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --expected-digest --output --help" ;;
+        swap) words_for="--version --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --expected-digest --acknowledge --output --help" ;;
         rollback) words_for="--of --expected-key-id-hash --stabilization-ms --operation-id --fence --no-wait --output --help" ;;
         operation) words_for="--id --no-wait --output --help" ;;
       esac ;;

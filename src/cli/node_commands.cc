@@ -227,6 +227,7 @@ int RunSwap(Stub& stub, const NodeFlags& f) {
   v1::SwapRequest req;
   req.set_version(f.version);
   req.set_expected_staged_digest(f.expected_staged_digest);
+  for (const std::string& code : f.acknowledge) req.add_acknowledgements(code);
   return StartAndFollow(stub, f, "swap to " + f.version, &Stub::Swap, std::move(req));
 }
 
@@ -300,6 +301,10 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
       "--expected-digest", f.expected_staged_digest,
       "refuse unless the staged release has this digest (`node stage` prints it as "
       "staged_digest)");
+  node->get_subcommand("swap")->add_option(
+      "--acknowledge", f.acknowledge,
+      "STATE_CHECKPOINT_NOT_CURRENT: swap although the installed release reports its "
+      "registry checkpoint not current (after `bao-kms-provider verify-key`)");
   node->get_subcommand("rollback")
       ->add_option("--of", f.of_operation_id, "the Stable swap to undo")
       ->required();

@@ -21,6 +21,7 @@ struct NodeFlags {
   std::string image, image_ref;  // static-pod nodes (issue 10)
   std::string expected_key_id_hash, operation_id, of_operation_id;
   std::string expected_staged_digest;  // swap: the staged digest to insist on
+  std::vector<std::string> acknowledge;  // swap: STATE_CHECKPOINT_NOT_CURRENT
   int64_t stabilization_ms = 0;
   std::string fence;  // TERM/INDEX/NODE from `plan commit`; "" for none
   int timeout_ms = 600000;  // the whole command, including the watch

@@ -433,7 +433,8 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   command.bound_to_plan = SpeaksForACoordinator(*context);
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j =
-      executor_->Swap({r->version(), command, r->expected_staged_digest()});
+      executor_->Swap({r->version(), command, r->expected_staged_digest(),
+                       {r->acknowledgements().begin(), r->acknowledgements().end()}});
   if (!j.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Swap", j.status());
   ToProto(*j, response);
   return grpc::Status::OK;

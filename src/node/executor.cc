@@ -593,7 +593,8 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   j->of_operation_id = what.of_operation_id;
   if (kind == "swap") {
     j->restore_refused_once_served = bound->restore_refused_once_served;
-    j->checkpoint_acknowledged = bound->checkpoint_acknowledged;
+    // An operator's own, from the request (PlanSwap), when unbound.
+    if (c.bound_to_plan) j->checkpoint_acknowledged = bound->checkpoint_acknowledged;
   }
   j->expected_key_id_hash = c.expected_key_id_hash;
   j->stabilization_ms = c.stabilization_ms > 0 ? c.stabilization_ms
@@ -782,14 +783,48 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   return j;
 }
 
+namespace {
+
+// A node judges one acknowledgement itself: the checkpoint's (the others
+// are the plan's guards, which a swap by hand does not run). A member's
+// command takes the plan's; one it sent of its own would let a
+// coordinator's certificate past a refusal the operator never waived.
+absl::Status CheckSwapAcknowledgements(const SwapParams& p) {
+  for (const std::string& code : p.acknowledgements) {
+    if (p.command.bound_to_plan) {
+      return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                       "a plan's swap carries no acknowledgement of its own (here " +
+                           code.substr(0, 64) + "): the committed plan's are used",
+                       {{"acknowledge", code.substr(0, 64)}});
+    }
+    if (code == reason::kAckStateCheckpointNotCurrent) continue;
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                     "--acknowledge \"" + code.substr(0, 64) +
+                         "\" is not one a node's swap judges: only " +
+                         std::string(reason::kAckStateCheckpointNotCurrent) +
+                         " (the other codes are the plan's, given to `kmsfleetctl upgrade`)",
+                     {{"acknowledge", code.substr(0, 64)}});
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
+  KMSFLEET_RETURN_IF_ERROR(CheckSwapAcknowledgements(p));
   return Start(p.command,
                NodeCommand{.kind = NodeCommand::Kind::kSwap,
                            .version = p.version,
                            .expected_staged_digest = p.expected_staged_digest},
                [&](const std::string& id) -> absl::StatusOr<SwapJournal> {
                  KMSFLEET_RETURN_IF_ERROR(ClaimForSwap(p.version, id));
-                 return PlanSwap(p, id);
+                 KMSFLEET_ASSIGN_OR_RETURN(SwapJournal j, PlanSwap(p, id));
+                 // The operator's own; a plan's swap takes the plan's (Admit).
+                 j.checkpoint_acknowledged =
+                     std::ranges::find(p.acknowledgements,
+                                       reason::kAckStateCheckpointNotCurrent) !=
+                     p.acknowledgements.end();
+                 return j;
                });
 }
 

@@ -291,6 +291,14 @@ TEST_F(SwapTest, ACheckpointThatIsNotCurrentRefusesTheSwapWithTheProviderUntouch
   ExpectOldServing();
   EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
       << "the provider was never stopped";
+  // The refusal's remedy, by hand: the operator acknowledges it.
+  absl::StatusOr<SubprocessResult> r =
+      node_->Node({"swap", "--version", kNew, "--operation-id", "op-2", "--acknowledge",
+                   "STATE_CHECKPOINT_NOT_CURRENT"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << r->stderr_text;
+  EXPECT_EQ(Str(Json(r->stdout_text), "phase"), "Stable") << r->stdout_text;
+  EXPECT_EQ(node_->ServingVersion(), kNew);
 }
 
 TEST_F(SwapTest, NeverReadyRollsBack) {

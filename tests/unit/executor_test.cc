@@ -1677,6 +1677,33 @@ TEST_F(ExecutorTest, ACheckpointThatIsNotCurrentHoldsUpNeitherARollbackNorAnAckn
   EXPECT_TRUE(acknowledged.checkpoint_acknowledged);
 }
 
+// An operator swapping by hand (`node swap --acknowledge`) gets past the
+// checkpoint as a plan's acknowledgement does; any other code, and any
+// code from a member's certificate (a plan's swap takes the plan's), is
+// refused before anything is journaled.
+TEST_F(ExecutorTest, AnOperatorsSwapAcknowledgesTheCheckpointAndNothingElse) {
+  cli_.state_checkpoint_status = "missing";
+  SwapParams one_way{kNew, {"", kWindowMs, "op-1", std::nullopt}, "", {"ONE_WAY_UPGRADE"}};
+  absl::Status s = executor().Swap(one_way).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("only STATE_CHECKPOINT_NOT_CURRENT"));
+  CommandParams bound{"", kWindowMs, "op-1", std::nullopt};
+  bound.bound_to_plan = true;
+  s = executor().Swap({kNew, bound, "", {"STATE_CHECKPOINT_NOT_CURRENT"}}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_THAT(s.message(), HasSubstr("the committed plan's are used"));
+  EXPECT_TRUE(absl::IsNotFound(journals_.Load("op-1").status())) << "nothing journaled";
+  ExpectOldServing();
+
+  ASSERT_TRUE(executor()
+                  .Swap({kNew, {"", kWindowMs, "op-1", std::nullopt}, "",
+                         {"STATE_CHECKPOINT_NOT_CURRENT"}})
+                  .ok());
+  SwapJournal j = WaitClosed("op-1");
+  EXPECT_EQ(j.phase, SwapPhase::kStable) << j.failure_reason << ": " << j.failure_message;
+  EXPECT_TRUE(j.checkpoint_acknowledged);
+}
+
 // From review: doctor and rotation-plan run together, and the pair was
 // as old as the end of the slower: with OpenBao slow to answer doctor, a
 // rotation-plan report as old as doctor's run let a rotation begun

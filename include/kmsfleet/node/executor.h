@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kmsfleet/core/capture_retention.h"
@@ -123,6 +124,10 @@ struct SwapParams {
   // "" = whatever is staged; else the staged release must have this
   // digest (StagedDigest; STAGED_ARTIFACT_CHANGED): what a plan preflighted.
   std::string expected_staged_digest;
+  // An operator's acknowledgement codes (SwapRequest.acknowledgements):
+  // only STATE_CHECKPOINT_NOT_CURRENT, and none for a command bound to a
+  // plan, which takes the plan's (PlanBinding); else INVALID_ARGUMENT.
+  std::vector<std::string> acknowledgements = {};
 };
 
 struct RollbackParams {
