@@ -156,6 +156,36 @@ TEST_F(FleetUpgradeTest, ALatestTransitVersionAboveTheActiveOneStopsThePlanBefor
   EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
 }
 
+// Reference §10: a node whose registry checkpoint is not current (here
+// cp-2's state file has no checkpoint) stops the dry run and the plan
+// before any swap, naming it; once the operator has judged the state
+// right, the plan aborted and started again with the acknowledgement
+// upgrades the fleet, and the acknowledgement is audited.
+TEST_F(FleetUpgradeTest, ACheckpointThatIsNotCurrentStopsThePlanUntilAcknowledged) {
+  fleet_->SetScenario(1, "key_seed: fleet-key-1\n"
+                         "rotation_plan: {stateCheckpointStatus: missing}\n");
+  SubprocessResult dry = Run(0, Upgrade({"--dry-run"}));
+  EXPECT_EQ(dry.exit_code, 1) << dry.stdout_text << dry.stderr_text;
+  EXPECT_THAT(dry.stdout_text, HasSubstr("STATE_CHECKPOINT_NOT_CURRENT"));
+  EXPECT_THAT(dry.stdout_text, HasSubstr("cp-2 (stateCheckpointStatus missing)"));
+  SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--watch"}));
+  EXPECT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text;
+  EXPECT_THAT(r.stdout_text + r.stderr_text, HasSubstr("STATE_CHECKPOINT_NOT_CURRENT"))
+      << fleet_->Logs();
+  EXPECT_EQ(HaltField("reason"), "STATE_CHECKPOINT_NOT_CURRENT");
+  EXPECT_TRUE(fleet_->DownIntervals().empty()) << fleet_->DescribeDowntime();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.1.0")));
+
+  SubprocessResult abort = Run(0, {"abort"});
+  ASSERT_EQ(abort.exit_code, 0) << abort.stdout_text << abort.stderr_text;
+  SubprocessResult up = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3", "--acknowledge",
+                                        "STATE_CHECKPOINT_NOT_CURRENT", "--watch"}));
+  ASSERT_EQ(up.exit_code, 0) << up.stdout_text << up.stderr_text << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_THAT(PlanJson(), HasSubstr("STATE_CHECKPOINT_NOT_CURRENT"));  // audited
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "") << fleet_->DescribeDowntime();
+}
+
 // The dry run asks every node's installed release for rotation-plan, as
 // the real run's Preflight does: the same Transit rotation refuses it,
 // naming cp-2, and nothing is staged or changed. (Found by the
