@@ -272,7 +272,7 @@ TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
     std::optional<v1::LeaderView> view = cluster_->View(target_);
     return view && view->committed().index() >= fence.index();
   }, std::chrono::seconds(10)));
-  auto swap_as = [&](const std::string& cert) {
+  auto swap_as = [&](const std::string& cert, const std::string& acknowledgement = "") {
     auto stub = v1::Agent::NewStub(As(cert));
     grpc::ClientContext context;
     SetDeadline(context);
@@ -280,12 +280,18 @@ TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
     request.set_version("9.9.9");
     request.set_operation_id("forged-9.9.9");
     *request.mutable_fence() = fence;
+    if (!acknowledgement.empty()) request.add_acknowledgements(acknowledgement);
     v1::Operation op;
     return stub->Swap(&context, request, &op);
   };
   grpc::Status member = swap_as(cluster_->Name(leader_));
   EXPECT_EQ(member.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << member.error_message();
   EXPECT_EQ(ReasonOf(member), "COMMAND_NOT_IN_PLAN") << member.error_message();
+  // Nor can a member's certificate waive a refusal the operator did not:
+  // a plan's swap takes the committed plan's acknowledgements.
+  grpc::Status waived = swap_as(cluster_->Name(leader_), "STATE_CHECKPOINT_NOT_CURRENT");
+  EXPECT_EQ(waived.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << waived.error_message();
+  EXPECT_THAT(waived.error_message(), HasSubstr("the committed plan's are used"));
   // An operator passes both checks (and then meets an unstaged version).
   grpc::Status op = swap_as("alice");
   EXPECT_NE(ReasonOf(op), "COMMAND_NOT_IN_PLAN") << op.error_message();
