@@ -59,6 +59,23 @@ void World::PlanFaults() {
       ++counters_.restaged;
       Trace(v + ": its staged release replaced by other bytes of the same version");
     }
+    CheckpointFault(nodes_.at(v));
+  }
+}
+
+// A registry checkpoint falls behind or goes missing now and then (a
+// restore of one file of the pair, say), and is repaired a while later.
+void World::CheckpointFault(Node& node) {
+  SimProvider& p = node.provider;
+  if (p.checkpoint == "current") {
+    if (checkpoint_rng_.Uniform(0, 9999) >= 2) return;
+    p.checkpoint = checkpoint_rng_.Uniform(0, 1) == 0 ? "behind" : "missing";
+    p.checkpoint_off_since = now_;
+    Trace(node.name + ": its registry checkpoint is " + p.checkpoint);
+  } else if (checkpoint_rng_.Uniform(0, 9999) < 40) {
+    p.checkpoint = "current";
+    p.checkpoint_off_since = -1;
+    Trace(node.name + ": its registry checkpoint is current again");
   }
 }
 
@@ -192,10 +209,11 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
       ++counters_.arrived_after_caller;
       return;
     }
+    if (!e.adversary) CheckCheckpointGuard(node, a, bound->checkpoint_acknowledged);
     if (faults_ && !e.adversary && admission_rng_.Uniform(0, 9) == 0) {
-      return AdmitSlowly(node, e, bound->restore_refused_once_served);
+      return AdmitSlowly(node, e, *bound);
     }
-    StartAdmitted(node, e, bound->restore_refused_once_served);
+    StartAdmitted(node, e, *bound);
   }
   ++counters_.swaps_accepted;
   ReplyWithOperation(node, e, a);
@@ -221,8 +239,8 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
 
 // The admission takes up to twice a swap call's deadline: it may end
 // after its caller gave up.
-void World::AdmitSlowly(Node& node, const Envelope& e, const std::string& restore_barrier) {
-  node.admitting = Admission{e, now_ + admission_rng_.Uniform(1, 60), restore_barrier};
+void World::AdmitSlowly(Node& node, const Envelope& e, const PlanBinding& binding) {
+  node.admitting = Admission{e, now_ + admission_rng_.Uniform(1, 60), binding};
   ++counters_.slow_admissions;
   Trace(node.name + " admits " + e.action->operation_id + " until t=" +
         std::to_string(node.admitting->until) + " (its caller gives up at t=" +
@@ -253,7 +271,7 @@ void World::FinishAdmissions() {
     const PlanAction& a = *done.e.action;
     if (CallerGone(node, done.e)) continue;
     if (!CheckAlone(node, done.e.fence)) continue;
-    StartAdmitted(node, done.e, done.restore_barrier);
+    StartAdmitted(node, done.e, done.binding);
     ++counters_.swaps_accepted;
     ReplyWithOperation(node, done.e, a);
   }
@@ -261,9 +279,9 @@ void World::FinishAdmissions() {
 
 // The operation of the plan's command `e`, admitted: it starts, bound to
 // what the plan bound it to (BindCommandToPlan).
-void World::StartAdmitted(Node& node, const Envelope& e, const std::string& restore_barrier) {
-  StartPlanOperation(node, *e.action, e.fence);
-  node.op_restore_barrier = restore_barrier;
+void World::StartAdmitted(Node& node, const Envelope& e, const PlanBinding& binding) {
+  StartPlanOperation(node, *e.action, e.fence, binding.checkpoint_acknowledged);
+  node.op_restore_barrier = binding.restore_refused_once_served;
   KeepAServedTargetIfBound(node);
 }
 
@@ -283,7 +301,8 @@ void World::ReplyWithOperation(Node& node, const Envelope& e, const PlanAction& 
   Reply(node, e, std::move(r), running, max_delay_, ended);
 }
 
-void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence) {
+void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence,
+                               bool checkpoint_acknowledged) {
   if (given_back_.contains(node.name + "/" + a.operation_id)) {
     Fail(node.name + " starts " + a.operation_id + ", whose slot its plan gave back untouched");
   }
@@ -319,10 +338,35 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
                    : manifest                                  ? reason::kManifestChanged
                    : node_own                                  ? reason::kArtifactIo
                                                                : reason::kDoctorFailed;
+  JudgeCheckpoint(node, a, checkpoint_acknowledged);
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
         " under " + FenceKey(fence) + ", ends " + std::string(PhaseName(node.op_outcome)) +
         " at t=" + std::to_string(node.op_end));
+}
+
+void World::JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged) {
+  if (a.kind != ActionKind::kSwap || node.provider.checkpoint == "current") return;
+  if (acknowledged) {
+    ++counters_.checkpoint_acknowledged_swaps;
+    return;
+  }
+  ++counters_.checkpoint_refused_by_node;
+  node.op_outcome = SwapPhase::kPreflighted;
+  node.op_reason = reason::kStateCheckpointNotCurrent;
+}
+
+void World::CheckCheckpointGuard(const Node& node, const PlanAction& a, bool acknowledged) {
+  const SimProvider& p = node.provider;
+  if (a.kind != ActionKind::kSwap || acknowledged || p.checkpoint == "current") return;
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(node.machine->committed().payload());
+  // Every preflight of a plan begun after the checkpoint went off reported
+  // it: the plan's guard must have refused the upgrade.
+  if (plan && p.checkpoint_off_since * kTickMs < plan->created_unix_ms()) {
+    Fail(node.name + " was sent upgrade " + a.operation_id + " although its checkpoint has been " +
+         p.checkpoint + " since t=" + std::to_string(p.checkpoint_off_since) +
+         ", before its plan began, and the plan did not acknowledge it");
+  }
 }
 
 // GetOperation: how the operation `a` names ended, or that it still runs.
@@ -368,6 +412,8 @@ void World::HandleAction(Node& node, const Envelope& e) {
       report.name = "rotation-plan";
       report.transit_metadata_status = "pass";
       report.rotation_state = state;
+      report.state_checkpoint_status = node.provider.checkpoint;
+      if (node.provider.checkpoint != "current") ++counters_.checkpoints_reported;
       r.rotation.node = node.name;
       r.rotation.report = report;
       r.rotation.metric_state = state;

@@ -66,7 +66,11 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << "refused " << t.queries_voter_only << "); operator commands "
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
             << "faults stopped " << t.max_settle_ticks << " ticks; releases staged again by hand "
-            << t.restaged << ", swaps refused for it " << t.restage_refused << "\n";
+            << t.restaged << ", swaps refused for it " << t.restage_refused
+            << "; registry checkpoints not current in preflights " << t.checkpoints_reported
+            << ", upgrades refused for it by the node " << t.checkpoint_refused_by_node
+            << ", let through by the plan's acknowledgement "
+            << t.checkpoint_acknowledged_swaps << "\n";
   if (seeds >= 200 &&
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||
@@ -88,6 +92,12 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.served_targets_kept == 0)) {
     std::cout << "FAIL: the schedules did not reach a disk refusal (with --auto-rollback), "
                  "a resend refused for its caller and a ready target kept\n";
+    return 1;
+  }
+  if (seeds >= 1000 && (t.checkpoints_reported == 0 || t.checkpoint_refused_by_node == 0 ||
+                        t.checkpoint_acknowledged_swaps == 0)) {
+    std::cout << "FAIL: the schedules did not reach a registry checkpoint not current in a "
+                 "preflight, refused by a node and acknowledged by a plan\n";
     return 1;
   }
   if (seeds >= 1000 && (t.slow_admissions == 0 || t.callers_gone == 0 ||

@@ -182,6 +182,11 @@ OperatorCommand World::StartCommand() {
     c.request.facts.set_migration_planned(true);
     c.request.acknowledgements.push_back(reason::kAckWireFormatChange);
   }
+  // Some operators have judged their registry state and acknowledge a
+  // checkpoint that is not current.
+  if (checkpoint_rng_.Uniform(0, 3) == 0) {
+    c.request.acknowledgements.push_back(reason::kAckStateCheckpointNotCurrent);
+  }
   return c;
 }
 

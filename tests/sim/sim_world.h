@@ -15,6 +15,7 @@
 
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "simulator.h"
 
@@ -134,6 +135,10 @@ struct SimProvider {
   int64_t hash_at = 0;
   bool rotation_pending = false;
   int removed_records = 0;     // key-registry.json `removed` records
+  // rotation-plan's stateCheckpointStatus (reference §2.6): "current", or
+  // "behind" / "missing" since the tick checkpoint_off_since.
+  std::string checkpoint = "current";
+  int64_t checkpoint_off_since = -1;
 };
 
 // How an operation ended, as its closed journal says: its last phase, and
@@ -155,7 +160,7 @@ struct EndedOperation {
 struct Admission {
   Envelope e;
   int64_t until = 0;
-  std::string restore_barrier;  // what the plan bound the swap to
+  PlanBinding binding;  // what the plan bound the swap to
 };
 
 struct Node {
@@ -294,9 +299,19 @@ class World {
   void AdvanceProviders();
   void HandlePlanSwap(Node& node, const Envelope& e);
   void HandleAction(Node& node, const Envelope& e);
-  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence);
-  void AdmitSlowly(Node& node, const Envelope& e, const std::string& restore_barrier);
-  void StartAdmitted(Node& node, const Envelope& e, const std::string& restore_barrier);
+  void StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence& fence,
+                          bool checkpoint_acknowledged);
+  // As the swap's own check before the stop (CheckRotationPlanAllowsUpgrade):
+  // an upgrade on a node whose checkpoint is not current ends Preflighted,
+  // STATE_CHECKPOINT_NOT_CURRENT, unless the plan acknowledged it.
+  void JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged);
+  void CheckpointFault(Node& node);
+  // The coordinator's guard (fleet_guards CheckRotation, from the plan's
+  // preflight): no upgrade reaches a node whose checkpoint has not been
+  // current since before its plan began, unless the plan acknowledged it.
+  void CheckCheckpointGuard(const Node& node, const PlanAction& a, bool acknowledged);
+  void AdmitSlowly(Node& node, const Envelope& e, const PlanBinding& binding);
+  void StartAdmitted(Node& node, const Envelope& e, const PlanBinding& binding);
   void FinishAdmissions();
   bool CallerGone(const Node& node, const Envelope& e);
   void KeepAServedTargetIfBound(Node& node);
@@ -364,6 +379,9 @@ class World {
   SeededRandom compat_rng_;
   // Which admissions take a while, and how long: their own stream too.
   SeededRandom admission_rng_;
+  // Registry checkpoints that fall behind or go missing, and plans that
+  // acknowledge it: their own stream too.
+  SeededRandom checkpoint_rng_;
   bool wire_format_ = false;  // the seed's plans cross a wire-format change
 
   // --plan.

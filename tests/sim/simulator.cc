@@ -65,6 +65,9 @@ void Counters::Add(const Counters& o) {
   stale_voter_starts += o.stale_voter_starts;
   restaged += o.restaged;
   restage_refused += o.restage_refused;
+  checkpoints_reported += o.checkpoints_reported;
+  checkpoint_refused_by_node += o.checkpoint_refused_by_node;
+  checkpoint_acknowledged_swaps += o.checkpoint_acknowledged_swaps;
   max_disrupted = std::max(max_disrupted, o.max_disrupted);
   max_in_flight = std::max(max_in_flight, o.max_in_flight);
   max_settle_ticks = std::max(max_settle_ticks, o.max_settle_ticks);
@@ -86,7 +89,8 @@ World::World(const SimOptions& options)
       forger_rng_(options.seed ^ 0x666f726765727321ULL),
       restage_rng_(options.seed ^ 0x7265737461676521ULL),
       compat_rng_(options.seed ^ 0x636f6d7061747321ULL),
-      admission_rng_(options.seed ^ 0x61646d6974746564ULL) {
+      admission_rng_(options.seed ^ 0x61646d6974746564ULL),
+      checkpoint_rng_(options.seed ^ 0x636865636b707421ULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];
@@ -230,6 +234,12 @@ void World::InjectFaults() {
 void World::Heal() {
   faults_ = false;
   blocked_.clear();
+  // Its operator repairs a registry checkpoint left behind or missing
+  // (bao-kms-provider verify-key), so that a halted plan can go on.
+  for (auto& [name, node] : nodes_) {
+    node.provider.checkpoint = "current";
+    node.provider.checkpoint_off_since = -1;
+  }
   for (auto& [name, node] : nodes_) {
     // Its operator puts cluster.voters back and restarts the agent.
     if (node.up && node.coordinator.plan && node.coordinator.plan->voters != voters_) {

@@ -104,6 +104,11 @@ struct Counters {
   int64_t stale_voter_terms = 0, stale_voter_starts = 0;
   int64_t restaged = 0;               // versions staged again by hand mid-plan
   int64_t restage_refused = 0;        // swaps refused STAGED_ARTIFACT_CHANGED
+  // Preflights that reported a registry checkpoint not current, upgrades
+  // a node refused for it (STATE_CHECKPOINT_NOT_CURRENT), and upgrades of
+  // such a node let through by the plan's acknowledgement.
+  int64_t checkpoints_reported = 0, checkpoint_refused_by_node = 0;
+  int64_t checkpoint_acknowledged_swaps = 0;
   int64_t max_disrupted = 0;          // providers down at once (max)
   int64_t max_in_flight = 0;          // nodes InFlight in one plan (max)
   int64_t max_settle_ticks = 0;       // faults stop -> plan settled (max)
