@@ -301,10 +301,13 @@ CLI::App* AddNodeCommands(CLI::App& app, NodeFlags& f) {
       "--expected-digest", f.expected_staged_digest,
       "refuse unless the staged release has this digest (`node stage` prints it as "
       "staged_digest)");
-  node->get_subcommand("swap")->add_option(
-      "--acknowledge", f.acknowledge,
-      "STATE_CHECKPOINT_NOT_CURRENT: swap although the installed release reports its "
-      "registry checkpoint not current (after `bao-kms-provider verify-key`)");
+  // Checked here too: an agent from before SwapRequest.acknowledgements
+  // would take any word in silence.
+  node->get_subcommand("swap")
+      ->add_option("--acknowledge", f.acknowledge,
+                   "STATE_CHECKPOINT_NOT_CURRENT: swap although rotation-plan reports the "
+                   "registry checkpoint not current (after `bao-kms-provider verify-key`)")
+      ->check(CLI::IsMember({std::string(reason::kAckStateCheckpointNotCurrent)}));
   node->get_subcommand("rollback")
       ->add_option("--of", f.of_operation_id, "the Stable swap to undo")
       ->required();

@@ -239,6 +239,7 @@ void ToProto(const SwapJournal& j, v1::Operation* out) {
   out->set_operation_id(j.operation_id);
   out->set_kind(j.kind);
   out->set_of_operation_id(j.of_operation_id);
+  out->set_checkpoint_acknowledged(j.checkpoint_acknowledged);
   out->set_phase(std::string(PhaseName(j.phase)));
   out->set_done(!j.open);
   out->set_target_version(j.target_version);

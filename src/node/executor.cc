@@ -558,7 +558,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
                                             const std::string& id, const PlanOperation& plan) {
   const std::string kind = what.kind == NodeCommand::Kind::kSwap ? "swap" : "rollback";
   if (absl::StatusOr<SwapJournal> existing = Load(id); existing.ok()) {
-    return SameCommand(*std::move(existing), what);
+    return SameCommand(*std::move(existing), what, c);
   } else if (!absl::IsNotFound(existing.status())) {
     return existing.status();  // a corrupt record is not a free id
   }
@@ -571,7 +571,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   if (absl::StatusOr<SwapJournal> ran = Load(id); ran.ok() || !absl::IsNotFound(ran.status())) {
     Unreserve();
     if (!ran.ok()) return ran;
-    return SameCommand(*std::move(ran), what);
+    return SameCommand(*std::move(ran), what, c);
   }
   what.operation_id = id;
   what.stabilization_ms = c.stabilization_ms;
@@ -593,7 +593,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   j->of_operation_id = what.of_operation_id;
   if (kind == "swap") {
     j->restore_refused_once_served = bound->restore_refused_once_served;
-    // An operator's own, from the request (PlanSwap), when unbound.
+    // An operator's own, from the request (Swap), when unbound.
     if (c.bound_to_plan) j->checkpoint_acknowledged = bound->checkpoint_acknowledged;
   }
   j->expected_key_id_hash = c.expected_key_id_hash;
@@ -620,13 +620,27 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
 // answered with the operation the id names, which the caller would take
 // for its own (found in review: `node swap --version 0.3.0` under the id
 // of a swap to 0.2.0 printed that Stable swap and exited 0).
-absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeCommand& what) const {
+absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeCommand& what,
+                                                  const CommandParams& c) const {
   const bool swap = what.kind == NodeCommand::Kind::kSwap;
   const std::string kind = swap ? "swap" : "rollback";
   // A rollback journaled before of_operation_id names none: it matches any.
   const bool same_target = swap ? j.target_version == what.version
                                 : j.of_operation_id.empty() ||
                                       j.of_operation_id == what.of_operation_id;
+  // Found in review: an operator refused STATE_CHECKPOINT_NOT_CURRENT who
+  // sent the same line again with --acknowledge was answered with the
+  // refused operation, whose remedy named the flag just given.
+  if (j.kind == kind && same_target && c.checkpoint_acknowledged && !j.checkpoint_acknowledged) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kOperationIdReused,
+                     "operation id " + j.operation_id + " already names a swap to " +
+                         j.target_version + " on " + options_.node + " sent without --acknowledge " +
+                         reason::kAckStateCheckpointNotCurrent + " (" +
+                         std::string(PhaseName(j.phase)) +
+                         "); the acknowledged swap is a command of its own: give it a new "
+                         "--operation-id",
+                     {{"node", options_.node}, {"operation_id", j.operation_id}});
+  }
   if (j.kind == kind && same_target) return j;
   const auto named = [](const std::string& k, const std::string& version,
                         const std::string& of) {
@@ -812,7 +826,11 @@ absl::Status CheckSwapAcknowledgements(const SwapParams& p) {
 
 absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
   KMSFLEET_RETURN_IF_ERROR(CheckSwapAcknowledgements(p));
-  return Start(p.command,
+  CommandParams command = p.command;
+  command.checkpoint_acknowledged =
+      std::ranges::find(p.acknowledgements, reason::kAckStateCheckpointNotCurrent) !=
+      p.acknowledgements.end();
+  return Start(command,
                NodeCommand{.kind = NodeCommand::Kind::kSwap,
                            .version = p.version,
                            .expected_staged_digest = p.expected_staged_digest},
@@ -820,10 +838,7 @@ absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
                  KMSFLEET_RETURN_IF_ERROR(ClaimForSwap(p.version, id));
                  KMSFLEET_ASSIGN_OR_RETURN(SwapJournal j, PlanSwap(p, id));
                  // The operator's own; a plan's swap takes the plan's (Admit).
-                 j.checkpoint_acknowledged =
-                     std::ranges::find(p.acknowledgements,
-                                       reason::kAckStateCheckpointNotCurrent) !=
-                     p.acknowledgements.end();
+                 j.checkpoint_acknowledged = command.checkpoint_acknowledged;
                  return j;
                });
 }

@@ -7,6 +7,7 @@
 #include <future>
 #include <optional>
 
+#include "kmsfleet/core/provider_report.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
@@ -240,7 +241,14 @@ absl::Status Executor::CheckTargetReleasable(const SwapJournal& j, int64_t& chec
   KMSFLEET_RETURN_IF_ERROR(checks.doctor->verdict);
   KMSFLEET_RETURN_IF_ERROR(checks.rotation_plan.status());
   if (j.kind != "swap") return CheckRotationSettled(*checks.rotation_plan);
-  return CheckRotationPlanAllowsUpgrade(*checks.rotation_plan, j.checkpoint_acknowledged);
+  KMSFLEET_RETURN_IF_ERROR(
+      CheckRotationPlanAllowsUpgrade(*checks.rotation_plan, j.checkpoint_acknowledged));
+  // Said where it takes effect: nothing else tells that a waiver was used.
+  if (std::string why = CheckpointNotCurrentWhy(*checks.rotation_plan); !why.empty()) {
+    Log(LogLevel::kWarn, "registry checkpoint not current; the swap goes on as acknowledged",
+        {{"node", options_.node}, {"operation", j.operation_id}, {"checkpoint", why}});
+  }
+  return absl::OkStatus();
 }
 
 // Room in `evidence_dir` for the copy of the installed binary (a static

@@ -297,8 +297,12 @@ TEST_F(SwapTest, ACheckpointThatIsNotCurrentRefusesTheSwapWithTheProviderUntouch
                    "STATE_CHECKPOINT_NOT_CURRENT"});
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->exit_code, 0) << r->stderr_text;
-  EXPECT_EQ(Str(Json(r->stdout_text), "phase"), "Stable") << r->stdout_text;
+  boost::json::object acknowledged = Json(r->stdout_text);
+  EXPECT_EQ(Str(acknowledged, "phase"), "Stable") << r->stdout_text;
+  const boost::json::value* flag = acknowledged.if_contains("checkpoint_acknowledged");
+  EXPECT_TRUE(flag != nullptr && flag->is_bool() && flag->as_bool()) << r->stdout_text;
   EXPECT_EQ(node_->ServingVersion(), kNew);
+  EXPECT_THAT(node_->Logs(), HasSubstr("the swap goes on as acknowledged"));
 }
 
 TEST_F(SwapTest, NeverReadyRollsBack) {

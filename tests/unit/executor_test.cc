@@ -1704,6 +1704,27 @@ TEST_F(ExecutorTest, AnOperatorsSwapAcknowledgesTheCheckpointAndNothingElse) {
   EXPECT_TRUE(j.checkpoint_acknowledged);
 }
 
+// Found in review: the operator refused for the checkpoint who sent the
+// same line again with --acknowledge (same --operation-id) was answered
+// with the refused operation. That is refused OPERATION_ID_REUSED; the
+// same acknowledged command sent again is answered with its operation.
+TEST_F(ExecutorTest, AnAcknowledgementUnderTheIdOfTheRefusedSwapIsACommandOfItsOwn) {
+  cli_.state_checkpoint_status = "behind";
+  SwapJournal refused = ExpectRefusedAtPreflight(reason::kStateCheckpointNotCurrent);
+  const SwapParams acknowledged{kNew, {"", kWindowMs, refused.operation_id, std::nullopt}, "",
+                                {"STATE_CHECKPOINT_NOT_CURRENT"}};
+  absl::Status again = executor().Swap(acknowledged).status();
+  EXPECT_EQ(ReasonOf(again), reason::kOperationIdReused) << again;
+  EXPECT_THAT(again.message(), HasSubstr("give it a new --operation-id"));
+  SwapParams fresh = acknowledged;
+  fresh.command.operation_id = "op-acknowledged";
+  ASSERT_TRUE(executor().Swap(fresh).ok());
+  EXPECT_EQ(WaitClosed("op-acknowledged").phase, SwapPhase::kStable);
+  absl::StatusOr<SwapJournal> resent = executor().Swap(fresh);
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_EQ(resent->phase, SwapPhase::kStable) << "answered with its own operation";
+}
+
 // From review: doctor and rotation-plan run together, and the pair was
 // as old as the end of the slower: with OpenBao slow to answer doctor, a
 // rotation-plan report as old as doctor's run let a rotation begun

@@ -116,6 +116,9 @@ struct CommandParams {
   // Whether the caller has given up (its call's deadline passed, or it
   // cancelled); asked just before the operation starts. Unset: never.
   std::function<bool()> caller_gone = nullptr;
+  // An operator's acknowledgement of a registry checkpoint that is not
+  // current (Executor::Swap sets it from SwapParams::acknowledgements).
+  bool checkpoint_acknowledged = false;
 };
 
 struct SwapParams {
@@ -357,9 +360,11 @@ class Executor {
   absl::Status RefusalNow() const;
   // CALLER_GONE for `operation_id` ("" when it has none), logged.
   absl::Status CallerGone(const std::string& operation_id) const;
-  // `j`, the operation an id already names, if it is the command `what`;
-  // OPERATION_ID_REUSED otherwise.
-  absl::StatusOr<SwapJournal> SameCommand(SwapJournal j, const NodeCommand& what) const;
+  // `j`, the operation an id already names, if it is the command `what`
+  // sent with `c`; OPERATION_ID_REUSED otherwise, and for a command that
+  // acknowledges a checkpoint `j` was refused for want of acknowledging.
+  absl::StatusOr<SwapJournal> SameCommand(SwapJournal j, const NodeCommand& what,
+                                          const CommandParams& c) const;
   void Unreserve();
   // A stage and a swap of one version exclude each other: staging it
   // again replaces, in place, the release the swap installs after the
