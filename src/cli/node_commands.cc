@@ -11,6 +11,7 @@
 #include "cli/operation_progress.h"
 #include "cli/plan_commands.h"
 #include "cli/terminal_text.h"
+#include "kmsfleet/core/provider_report.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/swap_machine.h"
@@ -95,6 +96,14 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
     std::cerr << "kmsfleetctl: preflight " << f.version << ": ["
               << ForTerminal(c->reason(), /*keep_newlines=*/false) << "] "
               << ForTerminal(c->message()) << "\n";
+  }
+  RotationReport checkpoint;
+  checkpoint.state_checkpoint_status = resp.state_checkpoint_status();
+  if (std::string why = CheckpointNotCurrentWhy(checkpoint); !why.empty()) {
+    std::cerr << "kmsfleetctl: preflight " << f.version << ": ["
+              << reason::kStateCheckpointNotCurrent << "] rotation-plan reports "
+              << ForTerminal(why) << ": a swap is refused unless sent with --acknowledge "
+              << reason::kAckStateCheckpointNotCurrent << "; " << kCheckpointRemedy << "\n";
   }
   return 1;
 }

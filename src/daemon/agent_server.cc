@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/artifact_upload.h"
+#include "kmsfleet/core/provider_report.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/repeat_limiter.h"
 #include "kmsfleet/core/status.h"
@@ -420,8 +421,13 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
   if (p->rotation.pending_transit_version) {
     response->set_pending_transit_version(*p->rotation.pending_transit_version);
   }
-  // A dry run's answer ran no doctor: it passes nothing.
-  response->set_passed(!r->installed_only() && p->doctor.verdict.ok() && p->rotation_plan.ok());
+  // A dry run's answer ran no doctor: it passes nothing. Nor does one
+  // whose checkpoint is not current, which the node's swap refuses unless
+  // acknowledged (found in review: `node preflight` passed, the swap
+  // refused). Not in rotation_plan: the coordinator reads that condition
+  // as the rotation's, which no acknowledgement waives.
+  response->set_passed(!r->installed_only() && p->doctor.verdict.ok() && p->rotation_plan.ok() &&
+                       CheckpointNotCurrentWhy(p->rotation).empty());
   return grpc::Status::OK;
 }
 

@@ -291,6 +291,12 @@ TEST_F(SwapTest, ACheckpointThatIsNotCurrentRefusesTheSwapWithTheProviderUntouch
   ExpectOldServing();
   EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
       << "the provider was never stopped";
+  // Found in review: `node preflight` passed what the swap refuses.
+  absl::StatusOr<SubprocessResult> pre = node_->Node({"preflight", "--version", kNew});
+  ASSERT_TRUE(pre.ok()) << pre.status();
+  EXPECT_EQ(pre->exit_code, 1) << pre->stdout_text;
+  EXPECT_THAT(pre->stderr_text, HasSubstr("[STATE_CHECKPOINT_NOT_CURRENT] rotation-plan reports "
+                                          "stateCheckpointStatus missing"));
   // The refusal's remedy, by hand: the operator acknowledges it.
   absl::StatusOr<SubprocessResult> r =
       node_->Node({"swap", "--version", kNew, "--operation-id", "op-2", "--acknowledge",
