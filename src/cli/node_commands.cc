@@ -88,7 +88,12 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
   grpc::Status s = stub.Preflight(&ctx, req, &resp);
   if (!s.ok()) return RpcFailed("preflight " + f.version, s, f);
   std::cout << ProtoJson(resp);
-  if (resp.passed()) return 0;
+  // Judged here too: an agent from before `passed` counted the checkpoint
+  // answers passed for a swap it then refuses.
+  RotationReport checkpoint;
+  checkpoint.state_checkpoint_status = resp.state_checkpoint_status();
+  const std::string checkpoint_why = CheckpointNotCurrentWhy(checkpoint);
+  if (resp.passed() && checkpoint_why.empty()) return 0;
   // A refusal is said on stderr too, like every other command's: a script
   // that keeps stdout for the JSON still shows the operator why.
   for (const v1::Condition* c : {&resp.blocking(), &resp.rotation_plan()}) {
@@ -97,13 +102,12 @@ int RunPreflight(Stub& stub, const NodeFlags& f) {
               << ForTerminal(c->reason(), /*keep_newlines=*/false) << "] "
               << ForTerminal(c->message()) << "\n";
   }
-  RotationReport checkpoint;
-  checkpoint.state_checkpoint_status = resp.state_checkpoint_status();
-  if (std::string why = CheckpointNotCurrentWhy(checkpoint); !why.empty()) {
+  if (!checkpoint_why.empty()) {
     std::cerr << "kmsfleetctl: preflight " << f.version << ": ["
               << reason::kStateCheckpointNotCurrent << "] rotation-plan reports "
-              << ForTerminal(why) << ": a swap is refused unless sent with --acknowledge "
-              << reason::kAckStateCheckpointNotCurrent << "; " << kCheckpointRemedy << "\n";
+              << ForTerminal(checkpoint_why) << ", so a swap to " << f.version
+              << " is refused: " << kCheckpointRemedy << " (by hand: `node swap --acknowledge "
+              << reason::kAckStateCheckpointNotCurrent << "`)\n";
   }
   return 1;
 }

@@ -347,6 +347,9 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
 
 void World::JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged) {
   if (a.kind != ActionKind::kSwap || node.provider.checkpoint == "current") return;
+  // The agent's earlier checks (its disk, its manifest, doctor) come first
+  // (CheckTargetReleasable): a swap they refuse keeps their reason.
+  if (node.op_outcome == SwapPhase::kPreflighted) return;
   if (acknowledged) {
     ++counters_.checkpoint_acknowledged_swaps;
     return;
