@@ -202,7 +202,7 @@ class AgentService final : public v1::Agent::Service {
   AgentServiceOptions options_;
   // A refusal repeated every tick (a coordinator asking again while the
   // agent starts or is busy) is logged once each kRefusalLogIntervalMs per
-  // method, caller and reason, with how many were held back.
+  // sender and reason (RefusedCommand's key), with how many were held back.
   static constexpr int64_t kRefusalLogIntervalMs = 10'000;
   static constexpr size_t kRefusalLogKeys = 256;
   mutable std::mutex refusal_log_mu_;

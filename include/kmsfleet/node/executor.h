@@ -379,8 +379,7 @@ class Executor {
   absl::Status MarkStaging(const std::string& version);
   void UnmarkStaging(const std::string& version);
   // The reserved swap's (operation `id`) claim on `version`, held until
-  // Unreserve; or
-  // OPERATION_IN_PROGRESS while a stage of that version runs.
+  // Unreserve; or OPERATION_IN_PROGRESS while a stage of that version runs.
   absl::Status ClaimForSwap(const std::string& version, const std::string& id);
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
