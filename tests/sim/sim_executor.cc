@@ -12,6 +12,7 @@
 // and its registry's `removed` count.
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
 #include "plan_invariants.h"
 #include "sim_world.h"
@@ -209,7 +210,6 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
       ++counters_.arrived_after_caller;
       return;
     }
-    if (!e.adversary) CheckCheckpointGuard(node, a, bound->checkpoint_acknowledged);
     if (faults_ && !e.adversary && admission_rng_.Uniform(0, 9) == 0) {
       return AdmitSlowly(node, e, *bound);
     }
@@ -359,15 +359,20 @@ void World::JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged) 
   node.op_reason = reason::kStateCheckpointNotCurrent;
 }
 
-void World::CheckCheckpointGuard(const Node& node, const PlanAction& a, bool acknowledged) {
+void World::CheckCheckpointGuard(const Node& node, const PlanAction& a,
+                                 const v1::FleetPlan& plan) {
   const SimProvider& p = node.provider;
-  if (a.kind != ActionKind::kSwap || acknowledged || p.checkpoint == "current") return;
-  std::optional<v1::FleetPlan> plan = FleetPlanIn(node.machine->committed().payload());
-  // Every preflight of a plan begun after the checkpoint went off reported
-  // it: the plan's guard must have refused the upgrade.
-  if (plan && p.checkpoint_off_since * kTickMs < plan->created_unix_ms()) {
-    Fail(node.name + " was sent upgrade " + a.operation_id + " although its checkpoint has been " +
-         p.checkpoint + " since t=" + std::to_string(p.checkpoint_off_since) +
+  if (a.kind != ActionKind::kSwap || !a.start_allowed || p.checkpoint == "current" ||
+      Acknowledged(plan.acknowledgements(), reason::kAckStateCheckpointNotCurrent)) {
+    return;
+  }
+  // Every preflight of a plan begun after the checkpoint went off (faults
+  // come before the plan's Step within a tick) reported it: the plan's
+  // guard must have refused the upgrade.
+  if (p.checkpoint_off_since * kTickMs <= plan.created_unix_ms()) {
+    Fail("the coordinator sends upgrade " + a.operation_id + " to " + node.name +
+         ", whose checkpoint has been " + p.checkpoint + " since t=" +
+         std::to_string(p.checkpoint_off_since) +
          ", before its plan began, and the plan did not acknowledge it");
   }
 }

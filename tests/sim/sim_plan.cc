@@ -33,6 +33,7 @@
 #include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
 #include "plan_invariants.h"
 #include "sim_world.h"
@@ -519,6 +520,7 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
                             "' in flight"
                       : std::string("none")));
   }
+  CheckCheckpointGuard(nodes_.at(a.node), a, *plan);
   std::optional<v1::Fence> fence = leader.machine->CurrentFence();
   if (!fence) {
     // A fresh fence for the same plan is being committed (RenewFence).

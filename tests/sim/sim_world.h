@@ -307,9 +307,10 @@ class World {
   void JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged);
   void CheckpointFault(Node& node);
   // The coordinator's guard (fleet_guards CheckRotation, from the plan's
-  // preflight): no upgrade reaches a node whose checkpoint has not been
-  // current since before its plan began, unless the plan acknowledged it.
-  void CheckCheckpointGuard(const Node& node, const PlanAction& a, bool acknowledged);
+  // preflight), as `plan`'s coordinator sends `a`: no upgrade goes to a
+  // node whose checkpoint has not been current since before its plan
+  // began, unless the plan acknowledged it.
+  void CheckCheckpointGuard(const Node& node, const PlanAction& a, const v1::FleetPlan& plan);
   void AdmitSlowly(Node& node, const Envelope& e, const PlanBinding& binding);
   void StartAdmitted(Node& node, const Envelope& e, const PlanBinding& binding);
   void FinishAdmissions();
