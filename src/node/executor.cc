@@ -13,6 +13,7 @@
 
 #include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/fs_util.h"
@@ -593,8 +594,9 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   j->of_operation_id = what.of_operation_id;
   if (kind == "swap") {
     j->restore_refused_once_served = bound->restore_refused_once_served;
-    // An operator's own, from the request (Swap), when unbound.
-    if (c.bound_to_plan) j->checkpoint_acknowledged = bound->checkpoint_acknowledged;
+    // A plan's swap takes the plan's acknowledgement, an operator's its own.
+    j->checkpoint_acknowledged =
+        c.bound_to_plan ? bound->checkpoint_acknowledged : c.checkpoint_acknowledged;
   }
   j->expected_key_id_hash = c.expected_key_id_hash;
   j->stabilization_ms = c.stabilization_ms > 0 ? c.stabilization_ms
@@ -628,10 +630,11 @@ absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeComma
   const bool same_target = swap ? j.target_version == what.version
                                 : j.of_operation_id.empty() ||
                                       j.of_operation_id == what.of_operation_id;
-  // Found in review: an operator refused STATE_CHECKPOINT_NOT_CURRENT who
-  // sent the same line again with --acknowledge was answered with the
-  // refused operation, whose remedy named the flag just given.
-  if (j.kind == kind && same_target && c.checkpoint_acknowledged && !j.checkpoint_acknowledged) {
+  if (j.kind == kind && same_target) {
+    // Found in review: an operator refused STATE_CHECKPOINT_NOT_CURRENT who
+    // sent the same line again with --acknowledge was answered with the
+    // refused operation, whose remedy named the flag just given.
+    if (!c.checkpoint_acknowledged || j.checkpoint_acknowledged) return j;
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kOperationIdReused,
                      "operation id " + j.operation_id + " already names a swap to " +
                          j.target_version + " on " + options_.node + " sent without --acknowledge " +
@@ -641,7 +644,6 @@ absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeComma
                          "--operation-id",
                      {{"node", options_.node}, {"operation_id", j.operation_id}});
   }
-  if (j.kind == kind && same_target) return j;
   const auto named = [](const std::string& k, const std::string& version,
                         const std::string& of) {
     if (k == "swap") return "a swap to " + version;
@@ -805,19 +807,19 @@ namespace {
 // coordinator's certificate past a refusal the operator never waived.
 absl::Status CheckSwapAcknowledgements(const SwapParams& p) {
   for (const std::string& code : p.acknowledgements) {
+    const std::string shown = code.substr(0, 64);  // the caller's, bounded
     if (p.command.bound_to_plan) {
       return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
-                       "a plan's swap carries no acknowledgement of its own (here " +
-                           code.substr(0, 64) + "): the committed plan's are used",
-                       {{"acknowledge", code.substr(0, 64)}});
+                       "a plan's swap carries no acknowledgement of its own (here " + shown +
+                           "): the committed plan's are used",
+                       {{"acknowledge", shown}});
     }
     if (code == reason::kAckStateCheckpointNotCurrent) continue;
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
-                     "--acknowledge \"" + code.substr(0, 64) +
-                         "\" is not one a node's swap judges: only " +
+                     "--acknowledge \"" + shown + "\" is not one a node's swap judges: only " +
                          std::string(reason::kAckStateCheckpointNotCurrent) +
                          " (the other codes are the plan's, given to `kmsfleetctl upgrade`)",
-                     {{"acknowledge", code.substr(0, 64)}});
+                     {{"acknowledge", shown}});
   }
   return absl::OkStatus();
 }
@@ -828,18 +830,14 @@ absl::StatusOr<SwapJournal> Executor::Swap(const SwapParams& p) {
   KMSFLEET_RETURN_IF_ERROR(CheckSwapAcknowledgements(p));
   CommandParams command = p.command;
   command.checkpoint_acknowledged =
-      std::ranges::find(p.acknowledgements, reason::kAckStateCheckpointNotCurrent) !=
-      p.acknowledgements.end();
+      Acknowledged(p.acknowledgements, reason::kAckStateCheckpointNotCurrent);
   return Start(command,
                NodeCommand{.kind = NodeCommand::Kind::kSwap,
                            .version = p.version,
                            .expected_staged_digest = p.expected_staged_digest},
                [&](const std::string& id) -> absl::StatusOr<SwapJournal> {
                  KMSFLEET_RETURN_IF_ERROR(ClaimForSwap(p.version, id));
-                 KMSFLEET_ASSIGN_OR_RETURN(SwapJournal j, PlanSwap(p, id));
-                 // The operator's own; a plan's swap takes the plan's (Admit).
-                 j.checkpoint_acknowledged = command.checkpoint_acknowledged;
-                 return j;
+                 return PlanSwap(p, id);
                });
 }
 
