@@ -193,4 +193,13 @@ bool IsCallerRefusal(std::string_view reason) {
          reason == reason::kOperatorOnly || reason == reason::kMethodNotAllowed;
 }
 
+std::string PeerHost(std::string_view peer) {
+  const size_t colon = peer.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == peer.size() ||
+      peer.find_first_not_of("0123456789", colon + 1) != std::string_view::npos) {
+    return std::string(peer);
+  }
+  return std::string(peer.substr(0, colon));
+}
+
 }  // namespace kmsfleet

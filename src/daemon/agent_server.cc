@@ -194,6 +194,9 @@ class AgentService final : public v1::Agent::Service {
   // fence, the plan's step, the executor's guards), logged with who asked.
   grpc::Status RefusedCommand(const grpc::ServerContext& context, std::string_view method,
                               const absl::Status& s) const;
+  // Whether the refusal logged under `key` is written now (RepeatLimiter):
+  // nullopt to hold it back, else how many were held back since.
+  std::optional<int64_t> RefusalLogDue(const std::string& key) const;
   // A member certificate: its disruptive commands must be the plan's step.
   bool SpeaksForACoordinator(const grpc::ServerContext& context) const;
 
@@ -279,17 +282,6 @@ void SetCondition(const absl::Status& s, v1::Condition* c) {
   c->set_message(std::string(s.message()));
 }
 
-// gRPC's peer ("ipv4:10.0.0.1:41234", "ipv6:[::1]:41234", "unix:...")
-// without its port.
-std::string PeerHost(const std::string& peer) {
-  const size_t colon = peer.rfind(':');
-  if (colon == std::string::npos || colon + 1 == peer.size() ||
-      peer.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
-    return peer;
-  }
-  return peer.substr(0, colon);
-}
-
 }  // namespace
 
 grpc::Status AgentService::Gate(grpc::ServerContext* context,
@@ -322,17 +314,7 @@ grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
       {std::string(method), std::string(CallerKindName(caller.kind)), name, certified,
        PeerHost(context.peer()), ReasonOf(s)},
       "\n");
-  std::optional<int64_t> held_back;
-  {
-    std::lock_guard<std::mutex> lock(refusal_log_mu_);
-    // Read under the lock: two refusals read in one order and admitted in
-    // the other would look like a clock gone back, and both be logged.
-    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                               std::chrono::steady_clock::now().time_since_epoch())
-                               .count();
-    held_back = refusal_log_.Admit(key, now_ms);
-  }
-  if (held_back) {
+  if (std::optional<int64_t> held_back = RefusalLogDue(key)) {
     Log(LogLevel::kWarn, "command refused",
         {{"node", options_.policy.self}, {"method", std::string(method)},
          {"peer", context.peer()}, {"caller_kind", std::string(CallerKindName(caller.kind))},
@@ -341,6 +323,16 @@ grpc::Status AgentService::RefusedCommand(const grpc::ServerContext& context,
          {"repeats_not_logged", std::to_string(*held_back)}});
   }
   return Refused(s);
+}
+
+std::optional<int64_t> AgentService::RefusalLogDue(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(refusal_log_mu_);
+  // Read under the lock: two refusals read in one order and admitted in
+  // the other would look like a clock gone back, and both be logged.
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+  return refusal_log_.Admit(key, now_ms);
 }
 
 bool AgentService::SpeaksForACoordinator(const grpc::ServerContext& context) const {

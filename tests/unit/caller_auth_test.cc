@@ -128,6 +128,17 @@ TEST(AuthorizeCallTest, RefusalNamesTheCallerAndTheMethod) {
             absl::StatusCode::kUnauthenticated);
 }
 
+// The refusal log tells senders apart by host: a port changes with every
+// connection, and an address without one is kept whole.
+TEST(PeerHostTest, DropsOnlyANumericPort) {
+  EXPECT_EQ(PeerHost("ipv4:10.0.0.1:41234"), "ipv4:10.0.0.1");
+  EXPECT_EQ(PeerHost("ipv6:[::1]:41234"), "ipv6:[::1]");
+  EXPECT_EQ(PeerHost("ipv6:[::1]"), "ipv6:[::1]");
+  EXPECT_EQ(PeerHost("unix:/run/kmsfleet/agent.sock"), "unix:/run/kmsfleet/agent.sock");
+  EXPECT_EQ(PeerHost("ipv4:10.0.0.1:"), "ipv4:10.0.0.1:");
+  EXPECT_EQ(PeerHost(""), "");
+}
+
 TEST(AuthorizeHandoffQueryTest, OnlyAVoterOrTheLocalSocketMayAsk) {
   const std::vector<std::string> voters = {"cp-1", "cp-2", "cp-3"};
   // cp-4 is a learner: a member, so let in by AuthorizeCall, but no voter.

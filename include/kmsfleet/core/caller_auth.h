@@ -83,6 +83,11 @@ absl::Status AuthorizeHandoffQuery(const Caller& caller, const std::vector<std::
 // a caller with: it says who called, nothing of what was asked.
 bool IsCallerRefusal(std::string_view reason);
 
+// A gRPC peer address ("ipv4:10.0.0.1:41234", "ipv6:[::1]:41234") without
+// its port, which changes with every connection; one without a numeric
+// port ("unix:/run/kmsfleet/agent.sock", "") as it is.
+std::string PeerHost(std::string_view peer);
+
 }  // namespace kmsfleet
 
 #endif  // KMSFLEET_CORE_CALLER_AUTH_H_
