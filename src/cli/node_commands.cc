@@ -166,6 +166,9 @@ int Follow(Stub& stub, const v1::Operation& started, const NodeFlags& f) {
   if (std::string refusal = OperationRefusal(last); !refusal.empty()) {
     std::cerr << "kmsfleetctl: " << ForTerminal(last.operation_id() + ": " + refusal) << "\n";
   }
+  if (std::string ignored = IgnoredAcknowledgement(last, f.acknowledge); !ignored.empty()) {
+    std::cerr << "kmsfleetctl: " << ignored << "\n";
+  }
   std::cout << ProtoJson(last);
   // Not waited for and still running: accepted. Ended: as if waited for.
   if (f.no_wait && !last.done()) return 0;

@@ -1,5 +1,9 @@
 #include "cli/operation_progress.h"
 
+#include <algorithm>
+
+#include "kmsfleet/core/reasons.h"
+
 namespace kmsfleet {
 
 std::optional<std::string> OperationProgress::Next(const v1::Operation& op) {
@@ -12,6 +16,19 @@ std::optional<std::string> OperationProgress::Next(const v1::Operation& op) {
 std::string OperationRefusal(const v1::Operation& op) {
   if (op.reason().empty()) return "";
   return "[" + op.reason() + "] " + op.message();
+}
+
+std::string IgnoredAcknowledgement(const v1::Operation& op,
+                                   const std::vector<std::string>& acknowledgements) {
+  const std::string code = reason::kAckStateCheckpointNotCurrent;
+  if (op.reason() != reason::kStateCheckpointNotCurrent || op.checkpoint_acknowledged() ||
+      std::find(acknowledgements.begin(), acknowledgements.end(), code) == acknowledgements.end()) {
+    return "";
+  }
+  return "the agent did not take --acknowledge " + code +
+         ": its kmsfleetd predates the flag and refuses the checkpoint whatever it says. "
+         "Upgrade kmsfleetd on this node first, or bring the registry checkpoint back to "
+         "current (docs/runbooks/break-glass.md)";
 }
 
 std::string CallRefusal(const std::string& reason, const std::string& message) {

@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "kmsfleet/v1/agent.pb.h"
 
@@ -27,6 +28,15 @@ class OperationProgress {
 // "[REASON] message" for an operation that failed or was refused, or ""
 // when it carries no reason.
 std::string OperationRefusal(const v1::Operation& op);
+
+// What kmsfleetctl adds to a swap refused STATE_CHECKPOINT_NOT_CURRENT
+// although `acknowledgements` waived it: an agent that takes the waiver
+// marks the operation checkpoint_acknowledged and lets the swap on, so
+// this one predates SwapRequest.acknowledgements and ignored it; its own
+// remedy ("swap with --acknowledge") would only be refused again. ""
+// otherwise.
+std::string IgnoredAcknowledgement(const v1::Operation& op,
+                                   const std::vector<std::string>& acknowledgements);
 
 // "[REASON] message" for a refused call: the agent's Agent service already
 // starts its messages with the reason, other services do not, and the

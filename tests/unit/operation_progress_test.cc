@@ -56,6 +56,23 @@ TEST(OperationProgressTest, NoReasonMeansNoRefusal) {
   EXPECT_EQ(OperationRefusal(Op("Stable")), "");
 }
 
+// An older agent ignores SwapRequest.acknowledgements and refuses the
+// checkpoint again, with a remedy that names the flag just given.
+TEST(IgnoredAcknowledgementTest, SaidOnlyWhenTheWaivedCheckpointRefusalCameBackUnmarked) {
+  const std::vector<std::string> acked = {"STATE_CHECKPOINT_NOT_CURRENT"};
+  const v1::Operation refused = Op("Preflighted", "STATE_CHECKPOINT_NOT_CURRENT", "behind");
+  EXPECT_THAT(IgnoredAcknowledgement(refused, acked),
+              ::testing::AllOf(
+                  ::testing::HasSubstr("did not take --acknowledge STATE_CHECKPOINT_NOT_CURRENT"),
+                  ::testing::HasSubstr("Upgrade kmsfleetd on this node first")));
+  EXPECT_EQ(IgnoredAcknowledgement(refused, {}), "") << "not acknowledged: its own remedy holds";
+  v1::Operation marked = refused;
+  marked.set_checkpoint_acknowledged(true);
+  EXPECT_EQ(IgnoredAcknowledgement(marked, acked), "") << "the agent took the waiver";
+  EXPECT_EQ(IgnoredAcknowledgement(Op("Stable"), acked), "");
+  EXPECT_EQ(IgnoredAcknowledgement(Op("Preflighted", "DOCTOR_FAILED", "x"), acked), "");
+}
+
 TEST(CallRefusalTest, TheReasonShowsExactlyOnce) {
   // The Agent service's messages start with the reason already.
   EXPECT_EQ(CallRefusal("STALE_TERM", "[STALE_TERM] node cp-1 refused"),
