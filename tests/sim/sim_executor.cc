@@ -91,6 +91,10 @@ void World::AdvanceProviders() {
     }
     if (node.op_applied || node.op_interrupted || now_ < node.op_end) continue;
     node.op_applied = true;
+    if (node.op_refused_before_stop && node.op_outcome != SwapPhase::kPreflighted) {
+      Fail(name + " operation " + node.op_id + " was refused before its stop, yet ends " +
+           std::string(PhaseName(node.op_outcome)) + ": it ran after all");
+    }
     node.op_outcomes[node.op_id] = {node.op_outcome, node.op_reason};
     if (node.op_outcome < SwapPhase::kStopped) ++counters_.ended_before_stop;
     if (node.op_reason == reason::kManifestChanged) ++counters_.manifest_refusals;
@@ -339,6 +343,7 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
                    : node_own                                  ? reason::kArtifactIo
                                                                : reason::kDoctorFailed;
   JudgeCheckpoint(node, a, checkpoint_acknowledged);
+  node.op_refused_before_stop = node.op_outcome == SwapPhase::kPreflighted;
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
         " under " + FenceKey(fence) + ", ends " + std::string(PhaseName(node.op_outcome)) +
@@ -478,6 +483,17 @@ void World::RecoverExecutor(Node& node) {
   // operation where it was, nothing touched.
   const bool rollback_failed = faults_ && Chance(rollback_failed_rate_);
   const double roll = Unit();
+  if (node.op_refused_before_stop) {
+    // As the agent: the crash came before the check that refused it (the
+    // restarted agent closes the journal AGENT_RESTARTED) or after (the
+    // refusal was written): either way the provider was never touched.
+    // Drawn from the same roll, so every seed's schedule stays what it was.
+    ++counters_.crashed_refusals;
+    if (roll < 0.5) node.op_reason = reason::kAgentRestarted;
+    Trace(node.name + " recovers " + node.op_id + ": refused before its stop (" +
+          node.op_reason + "), ends at t=" + std::to_string(node.op_end));
+    return;
+  }
   node.op_outcome = rollback_failed ? SwapPhase::kRollbackFailed
                     : roll < 0.4    ? SwapPhase::kStable
                     : roll < 0.8    ? SwapPhase::kRolledBack

@@ -36,7 +36,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.resent_refused_by_caller
             << " sent again and refused for their caller, "
             << t.sent_again_after_agent_stop << " sent again after an agent restart, "
-            << t.crashed_mid_swap << " crashed mid-swap; " << t.slow_admissions
+            << t.crashed_mid_swap << " crashed mid-swap (" << t.crashed_refusals
+            << " of them refused before the stop, recovered untouched); " << t.slow_admissions
             << " admitted slowly, " << t.callers_gone
             << " refused as their caller had gone (" << t.arrived_after_caller
             << " held by the network past its deadline), " << t.lookups_while_admitting
@@ -85,13 +86,15 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
     return 1;
   }
   // Rarer faults, reached in the longer runs: a node's disk refusing a
-  // write, under --auto-rollback too, a resend refused for its caller, and
-  // a ready target kept across a wire-format change.
+  // write, under --auto-rollback too, a resend refused for its caller, a
+  // ready target kept across a wire-format change, and an agent crashed in
+  // a swap it refused before the stop.
   if (seeds >= 1000 &&
       (t.disk_refusals == 0 || t.walk_backs_withheld == 0 || t.resent_refused_by_caller == 0 ||
-       t.served_targets_kept == 0)) {
+       t.served_targets_kept == 0 || t.crashed_refusals == 0)) {
     std::cout << "FAIL: the schedules did not reach a disk refusal (with --auto-rollback), "
-                 "a resend refused for its caller and a ready target kept\n";
+                 "a resend refused for its caller, a ready target kept and a crash in a "
+                 "swap refused before its stop\n";
     return 1;
   }
   if (seeds >= 1000 && (t.checkpoints_reported == 0 || t.checkpoint_refused_by_node == 0 ||

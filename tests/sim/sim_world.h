@@ -187,6 +187,9 @@ struct Node {
   // provider, and how every finished operation ended (its journals).
   std::string op_id, op_target, op_prev;
   bool op_interrupted = false;
+  // Refused before its stop (doctor, disk, manifest, checkpoint): the
+  // provider was never touched, and no crash and recovery changes that.
+  bool op_refused_before_stop = false;
   bool op_applied = true;
   std::map<std::string, EndedOperation> op_outcomes;
   // A plan's swap (not a rollback): what the committed plan bound it to

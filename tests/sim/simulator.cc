@@ -37,6 +37,7 @@ void Counters::Add(const Counters& o) {
   break_glass_entered += o.break_glass_entered;
   operations += o.operations;
   crashed_mid_swap += o.crashed_mid_swap;
+  crashed_refusals += o.crashed_refusals;
   ended_before_stop += o.ended_before_stop;
   manifest_refusals += o.manifest_refusals;
   disk_refusals += o.disk_refusals;

@@ -70,6 +70,7 @@ struct Counters {
   int64_t break_glass_entered = 0;    // plan records entering BreakGlass
   int64_t operations = 0;             // swaps and rollbacks started
   int64_t crashed_mid_swap = 0;
+  int64_t crashed_refusals = 0;       // ... of those, swaps refused before the stop
   int64_t ended_before_stop = 0;      // operations that failed before the stop
   int64_t manifest_refusals = 0;      // of those, for the node's own manifest
   int64_t disk_refusals = 0;          // of those, the node's disk refused a write
