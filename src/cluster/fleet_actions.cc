@@ -214,8 +214,9 @@ ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
     return r;
   }
   switch (action.kind) {
-    case ActionKind::kStage: return Stage(action, settings, keep_going);
-    case ActionKind::kPreflight: return Preflight(action, metric_rotation_state, keep_going);
+    case ActionKind::kStage: return Stage(action, fence, settings, keep_going);
+    case ActionKind::kPreflight:
+      return Preflight(action, fence, metric_rotation_state, keep_going);
     case ActionKind::kSwap:
     case ActionKind::kRollbackNode: return Operate(action, fence, keep_going);
     case ActionKind::kRestartApiServer: return RestartApiServer(action, fence, keep_going);
@@ -229,11 +230,15 @@ ActionResult FleetActions::Run(const PlanAction& action, const v1::Fence& fence,
   return r;
 }
 
-ActionResult FleetActions::Stage(const PlanAction& action, const v1::PlanSettings& settings,
+ActionResult FleetActions::Stage(const PlanAction& action, const v1::Fence& fence,
+                                 const v1::PlanSettings& settings,
                                  const std::function<bool()>& keep_going) {
   ActionResult r = ResultFor(action, ResultKind::kStaged);
   v1::StageRequest request;
   request.set_version(action.version);
+  // The node waits for this record's commit before it judges the stage
+  // against its plan (none: a warm-up, judged on what the node holds).
+  if (fence.term() != 0) *request.mutable_fence() = fence;
   request.set_source(settings.artifact_source());
   request.set_checksums(settings.checksums_source());
   request.set_signature(settings.signature_source());
@@ -262,11 +267,13 @@ ActionResult FleetActions::Stage(const PlanAction& action, const v1::PlanSetting
   return r;
 }
 
-ActionResult FleetActions::Preflight(const PlanAction& action, const std::string& metric_state,
+ActionResult FleetActions::Preflight(const PlanAction& action, const v1::Fence& fence,
+                                     const std::string& metric_state,
                                      const std::function<bool()>& keep_going) {
   ActionResult r = ResultFor(action, ResultKind::kPreflighted);
   v1::PreflightRequest request;
   request.set_version(action.version);
+  if (fence.term() != 0) *request.mutable_fence() = fence;
   v1::PreflightResponse response;
   CallContext context =
       Context(Bound(action.node, preflight_timeout_, &v1::CallBounds::preflight_ms));

@@ -103,9 +103,11 @@ class FleetActions {
   };
   using CallContext = std::unique_ptr<grpc::ClientContext, CallEnd>;
 
-  ActionResult Stage(const PlanAction& action, const v1::PlanSettings& settings,
+  ActionResult Stage(const PlanAction& action, const v1::Fence& fence,
+                     const v1::PlanSettings& settings,
                      const std::function<bool()>& keep_going);
-  ActionResult Preflight(const PlanAction& action, const std::string& metric_state,
+  ActionResult Preflight(const PlanAction& action, const v1::Fence& fence,
+                         const std::string& metric_state,
                          const std::function<bool()>& keep_going);
   ActionResult Operate(const PlanAction& action, const v1::Fence& fence,
                        const std::function<bool()>& keep_going);

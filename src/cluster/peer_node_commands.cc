@@ -83,6 +83,19 @@ absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
   return bound;
 }
 
+absl::Status PeerNode::CheckRelease(const std::optional<v1::Fence>& fence,
+                                    const ReleaseCommand& command) {
+  std::unique_lock lock(mu_);
+  if (fence) AwaitCommitOf(*fence, lock);
+  absl::Status s = CheckReleaseAgainstPlan(machine_->committed(), self(), command);
+  if (!s.ok()) {
+    Log(LogLevel::kWarn, "member command refused",
+        {{"node", self()}, {"version", command.version}, {"reason", ReasonOf(s)},
+         {"error", std::string(s.message())}});
+  }
+  return s;
+}
+
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {
   std::unique_lock lock(mu_);
   AwaitCommitOf(fence, lock);

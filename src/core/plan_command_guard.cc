@@ -45,7 +45,58 @@ absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
                    {{"plan", plan_id}, {"expected", expected}, {"sent", what}});
 }
 
+std::string Describe(const ReleaseCommand& c) {
+  if (c.kind == ReleaseCommand::Kind::kPreflight) return "preflight of " + c.version;
+  std::string what = absl::StrCat("stage of ", c.version, " from ", c.source, ", checksums ",
+                                  c.checksums, ", signature ",
+                                  c.signature.empty() ? std::string("none") : c.signature);
+  if (!c.artifact_name.empty()) absl::StrAppend(&what, ", artifact name ", c.artifact_name);
+  if (!c.image.empty()) absl::StrAppend(&what, ", image ", c.image);
+  if (!c.image_ref.empty()) absl::StrAppend(&what, ", kit ", c.image_ref);
+  return what;
+}
+
+absl::Status ReleaseNotInPlan(std::string_view self, const std::string& plan_id,
+                              const std::string& expected, const ReleaseCommand& sent) {
+  const std::string what = Describe(sent);
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCommandNotInPlan,
+                   absl::StrCat("the committed plan ",
+                                plan_id.empty() ? std::string("(none)") : plan_id, " asks ",
+                                std::string(self), " for ", expected, ", not ", what,
+                                ": a member certificate may only stage and preflight the "
+                                "plan's release"),
+                   {{"plan", plan_id}, {"expected", expected}, {"sent", what}});
+}
+
 }  // namespace
+
+absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
+                                     const ReleaseCommand& command) {
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if (!plan || IsFinished(plan->phase())) {
+    return ReleaseNotInPlan(self, plan ? plan->plan_id() : "",
+                            "no release (no fleet plan is under way)", command);
+  }
+  bool named = false;
+  for (const v1::PlanNode& n : plan->nodes()) named = named || n.node() == self;
+  if (!named) return ReleaseNotInPlan(self, plan->plan_id(), "no release (not its node)", command);
+  const v1::PlanSettings& settings = plan->settings();
+  ReleaseCommand expected{.kind = command.kind, .version = plan->target_version()};
+  if (command.kind == ReleaseCommand::Kind::kStage) {
+    expected.source = settings.artifact_source();
+    expected.checksums = settings.checksums_source();
+    expected.signature = settings.signature_source();
+    expected.image = settings.image();
+    expected.image_ref = settings.image_ref_source();
+  }
+  const bool same = command.version == expected.version && command.source == expected.source &&
+                    command.checksums == expected.checksums &&
+                    command.signature == expected.signature &&
+                    command.artifact_name == expected.artifact_name &&
+                    command.image == expected.image && command.image_ref == expected.image_ref;
+  if (!same) return ReleaseNotInPlan(self, plan->plan_id(), Describe(expected), command);
+  return absl::OkStatus();
+}
 
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command) {

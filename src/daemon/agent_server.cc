@@ -277,6 +277,13 @@ CommandParams CommandOf(const Request& r) {
   return c;
 }
 
+// The fence a coordinator sent with its Stage or Preflight, if any.
+template <typename Request>
+std::optional<v1::Fence> FenceSent(const Request& r) {
+  if (!r.has_fence()) return std::nullopt;
+  return r.fence();
+}
+
 void SetCondition(const absl::Status& s, v1::Condition* c) {
   c->set_reason(ReasonOf(s));
   c->set_message(std::string(s.message()));
@@ -344,6 +351,19 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                   v1::StageResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Stage"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
+  // Before anything is read or fetched: a member stages only the plan's.
+  if (SpeaksForACoordinator(*context)) {
+    const ReleaseCommand command{.kind = ReleaseCommand::Kind::kStage,
+                                 .version = r->version(),
+                                 .source = r->source(),
+                                 .checksums = r->checksums(),
+                                 .signature = r->signature(),
+                                 .artifact_name = r->artifact_name(),
+                                 .image = r->image(),
+                                 .image_ref = r->image_ref()};
+    absl::Status bound = executor_->CheckMemberRelease(FenceSent(*r), command);
+    if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Stage", bound);
+  }
   // Before the fetch, which can take minutes: the stop waits for this call.
   if (absl::Status s = executor_->RefusalWhileStopping(); !s.ok()) return ToGrpc(s);
   // coordinator:// sources are fetched first, then staged like local files.
@@ -380,6 +400,14 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
                                       v1::PreflightResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Preflight"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
+  // A preflight runs the staged release's `version` and `doctor`: a
+  // member's is of the plan's release only (installed_only runs the
+  // installed one).
+  if (!r->installed_only() && SpeaksForACoordinator(*context)) {
+    absl::Status bound = executor_->CheckMemberRelease(
+        FenceSent(*r), {.kind = ReleaseCommand::Kind::kPreflight, .version = r->version()});
+    if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Preflight", bound);
+  }
   absl::StatusOr<PreflightOutcome> p = r->installed_only() ? executor_->PreflightInstalled()
                                                            : executor_->Preflight(r->version());
   if (!p.ok()) return ToGrpc(p.status());

@@ -192,6 +192,13 @@ PlanCheck ClusterRuntime::plan_check() {
   return [node](const NodeCommand& command) { return node->CheckCommand(command); };
 }
 
+ReleaseCheck ClusterRuntime::release_check() {
+  PeerNode* node = node_.get();
+  return [node](const std::optional<v1::Fence>& fence, const ReleaseCommand& command) {
+    return node->CheckRelease(fence, command);
+  };
+}
+
 ClusterRuntime::~ClusterRuntime() { Stop(std::chrono::milliseconds(0)); }
 
 void ClusterRuntime::HandOverAndStop(std::chrono::milliseconds grace) {

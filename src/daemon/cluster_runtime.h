@@ -65,6 +65,8 @@ class ClusterRuntime {
   FenceWait fence_wait();
   // The executor's plan check: PeerNode::CheckCommand.
   PlanCheck plan_check();
+  // The executor's release check: PeerNode::CheckRelease.
+  ReleaseCheck release_check();
 
   // This agent's view of the election (for /metrics).
   v1::LeaderView View() { return node_->View(); }

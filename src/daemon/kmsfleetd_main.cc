@@ -132,6 +132,7 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> MaybeStartCluster(
         executor.SetFenceWait(runtime.fence_wait());
         executor.SetFenceCheck(runtime.fence_check());
         executor.SetPlanCheck(runtime.plan_check());
+        executor.SetReleaseCheck(runtime.release_check());
       });
 }
 

@@ -299,6 +299,49 @@ TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
   EXPECT_THAT(TargetLog(), HasSubstr("member command refused"));
 }
 
+// Found in review: a member's Stage and Preflight were bound to nothing,
+// so a member certificate could have a node stage, then run as root, a
+// release no operator chose. With no fleet plan under way a member may
+// stage and preflight nothing; an operator still may, and so may the
+// dry run's installed-only preflight.
+TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
+  auto stage_as = [&](const std::string& cert) {
+    auto stub = v1::Agent::NewStub(As(cert));
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::StageRequest request;
+    request.set_version("9.9.9");
+    request.set_source(dir_.File("mine/bao-kms-provider"));
+    request.set_checksums(dir_.File("mine/checksums.txt"));
+    v1::StageResponse response;
+    return stub->Stage(&context, request, &response);
+  };
+  auto preflight_as = [&](const std::string& cert, bool installed_only) {
+    auto stub = v1::Agent::NewStub(As(cert));
+    grpc::ClientContext context;
+    SetDeadline(context);
+    v1::PreflightRequest request;
+    request.set_version("9.9.9");
+    request.set_installed_only(installed_only);
+    v1::PreflightResponse response;
+    return stub->Preflight(&context, request, &response);
+  };
+  const std::string member = cluster_->Name(leader_);
+  grpc::Status staged = stage_as(member);
+  EXPECT_EQ(staged.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << staged.error_message();
+  EXPECT_EQ(ReasonOf(staged), "COMMAND_NOT_IN_PLAN") << staged.error_message();
+  EXPECT_THAT(staged.error_message(), HasSubstr("not stage of 9.9.9 from " + dir_.File("mine")));
+  grpc::Status preflighted = preflight_as(member, false);
+  EXPECT_EQ(ReasonOf(preflighted), "COMMAND_NOT_IN_PLAN") << preflighted.error_message();
+  EXPECT_NE(ReasonOf(preflight_as(member, true)), "COMMAND_NOT_IN_PLAN");
+  // The operator's reach the executor, which finds no such file or stage.
+  grpc::Status by_operator = stage_as("alice");
+  EXPECT_FALSE(by_operator.ok());
+  EXPECT_NE(ReasonOf(by_operator), "COMMAND_NOT_IN_PLAN") << by_operator.error_message();
+  EXPECT_NE(ReasonOf(preflight_as("alice", false)), "COMMAND_NOT_IN_PLAN");
+  EXPECT_THAT(TargetLog(), HasSubstr("member command refused"));
+}
+
 TEST_F(AgentAuthTest, OperatorCommitsAPlanOverTcpWithKmsfleetctl) {
   std::string pki = cluster_->pki();
   absl::StatusOr<SubprocessResult> r =

@@ -5,6 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <vector>
+
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -125,6 +128,89 @@ TEST(PlanCommandGuardTest, OnlyTheRestartThatFollowsTheNodesSwapIsAdmitted) {
   EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(Record(), "cp-2", restart)),
             reason::kCommandNotInPlan);
   EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"))),
+            reason::kCommandNotInPlan);
+}
+
+// A plan in Preflight over cp-1 and cp-2, staging 0.2.0 from `settings`.
+v1::PlanRecord StagingRecord(v1::PlanPhase phase = v1::PLAN_PHASE_PREFLIGHT) {
+  v1::FleetPlan plan;
+  plan.set_plan_id("plan-2");
+  plan.set_phase(phase);
+  plan.set_target_version("0.2.0");
+  for (const char* name : {"cp-1", "cp-2"}) plan.add_nodes()->set_node(name);
+  v1::PlanSettings* settings = plan.mutable_settings();
+  settings->set_artifact_source("coordinator://cp-3/uploads/abc/bao-kms-provider");
+  settings->set_checksums_source("coordinator://cp-3/uploads/def/checksums.txt");
+  settings->set_signature_source("coordinator://cp-3/uploads/123/checksums.txt.sig");
+  v1::PlanRecord record;
+  record.set_payload(*EncodePlan(plan));
+  return record;
+}
+
+// As FleetActions::Stage sends it.
+ReleaseCommand PlansStage() {
+  return ReleaseCommand{.kind = ReleaseCommand::Kind::kStage,
+                        .version = "0.2.0",
+                        .source = "coordinator://cp-3/uploads/abc/bao-kms-provider",
+                        .checksums = "coordinator://cp-3/uploads/def/checksums.txt",
+                        .signature = "coordinator://cp-3/uploads/123/checksums.txt.sig"};
+}
+
+// Found in review: a member's Stage and Preflight were bound to nothing,
+// so one member certificate could stage on every node a release no
+// operator chose, from a source of its own, and have it run as root.
+TEST(ReleaseGuardTest, AMemberStagesAndPreflightsOnlyThePlansRelease) {
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", PlansStage()).ok());
+  const ReleaseCommand preflight{.kind = ReleaseCommand::Kind::kPreflight, .version = "0.2.0"};
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", preflight).ok());
+  // The Draft (recorded before its first action) and a later phase bind
+  // the same release: a node whose record lags, and the warm-up.
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_DRAFT), "cp-2", PlansStage())
+                  .ok());
+  EXPECT_TRUE(
+      CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_ROLLING), "cp-1", preflight).ok());
+
+  ReleaseCommand own_source = PlansStage();
+  own_source.source = "coordinator://cp-1/uploads/abc/bao-kms-provider";
+  absl::Status s = CheckReleaseAgainstPlan(StagingRecord(), "cp-2", own_source);
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("asks cp-2 for stage of 0.2.0 from coordinator://cp-3/uploads/abc/"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("not stage of 0.2.0 from coordinator://cp-1/uploads/abc/"));
+  for (auto change : std::vector<std::function<void(ReleaseCommand&)>>{
+           [](ReleaseCommand& c) { c.version = "0.3.0"; },
+           [](ReleaseCommand& c) { c.checksums = "/srv/other/checksums.txt"; },
+           [](ReleaseCommand& c) { c.signature.clear(); },
+           [](ReleaseCommand& c) { c.artifact_name = "bao-kms-provider"; },
+           [](ReleaseCommand& c) { c.image = "registry.example/bao@sha256:0"; },
+           [](ReleaseCommand& c) { c.image_ref = "/srv/kit.tar.gz"; }}) {
+    ReleaseCommand changed = PlansStage();
+    change(changed);
+    EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", changed)),
+              reason::kCommandNotInPlan)
+        << changed.checksums << changed.signature << changed.artifact_name << changed.image;
+  }
+  s = CheckReleaseAgainstPlan(StagingRecord(), "cp-2",
+                              {.kind = ReleaseCommand::Kind::kPreflight, .version = "9.9.9"});
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("for preflight of 0.2.0, not preflight of 9.9.9"));
+}
+
+TEST(ReleaseGuardTest, NoPlanUnderWayOrANodeOutsideItAdmitsNone) {
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-3", PlansStage())),
+            reason::kCommandNotInPlan)
+      << "cp-3 is not one of the plan's nodes";
+  absl::Status s =
+      CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_COMPLETED), "cp-2", PlansStage());
+  EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("no fleet plan is under way"));
+  v1::PlanRecord raw;
+  raw.set_payload("demo plan");
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(raw, "cp-2", PlansStage())),
+            reason::kCommandNotInPlan);
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(v1::PlanRecord(), "cp-2", PlansStage())),
             reason::kCommandNotInPlan);
 }
 

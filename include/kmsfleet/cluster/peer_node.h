@@ -139,6 +139,11 @@ class PeerNode {
   // A member's command must be the step the committed record's plan asks
   // of this node (CheckCommandAgainstPlan); refusals are logged.
   absl::StatusOr<PlanBinding> CheckCommand(const NodeCommand& command);
+  // A member's Stage or Preflight must be of the committed plan's release
+  // (CheckReleaseAgainstPlan), judged once `fence`, if sent, is waited for
+  // as in AwaitFence; refusals are logged.
+  absl::Status CheckRelease(const std::optional<v1::Fence>& fence,
+                            const ReleaseCommand& command);
   // Answers a hand-off query under `fence` with the executor's outcome
   // (FenceGuard::AdmitRelease), persisting a release before answering; an
   // unseen fence is waited for as in AwaitFence.

@@ -48,6 +48,27 @@ struct NodeCommand {
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command);
 
+// A member's Stage, or its Preflight of a staged release (a dry run's
+// installed-only preflight runs the installed release and is not bound).
+struct ReleaseCommand {
+  enum class Kind { kStage, kPreflight };
+  Kind kind = Kind::kStage;
+  std::string version{};
+  // kStage: the sources as sent (StageRequest).
+  std::string source{}, checksums{}, signature{}, artifact_name{}, image{}, image_ref{};
+};
+
+// OK when `committed` holds a fleet plan, not finished, that names `self`
+// among its nodes and whose target is the command's version; a stage must
+// also name exactly the plan's sources (artifact, checksums, signature,
+// image, kit), as the coordinator sends them (no artifact name). Found in
+// review: unbound, a member's certificate could have every node stage a
+// release of its choosing from any source it names (unsigned where
+// executor.allow_unsigned), then run it as root in a preflight. Refusal:
+// FailedPrecondition COMMAND_NOT_IN_PLAN (metadata plan, expected, sent).
+absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
+                                     const ReleaseCommand& command);
+
 // What the committed plan binds a member's command to beyond its step.
 struct PlanBinding {
   // A swap: why the release it replaces must not come back on this node

@@ -94,7 +94,7 @@ struct ExecutorSeams {
 };
 
 // Called after each journaled phase with its name, with "after-rename"
-// right after an install, and with "admitting" on a swap's or rollback's
+// right after an install, with "admitting" on a swap's or rollback's
 // admission just before it starts (on the caller's thread, its id marked
 // as being admitted). Crash tests install one that kills or stalls the
 // agent at a named point; production installs none.
@@ -169,6 +169,14 @@ bool IsBeingAdmitted(const absl::Status& s);
 // member.
 using PlanCheck = std::function<absl::StatusOr<PlanBinding>(const NodeCommand& command)>;
 
+// Whether a member's Stage, or its Preflight of a staged release, is the
+// committed plan's (CheckReleaseAgainstPlan), judged once the commit of
+// `fence`, when the coordinator sent one, reached this node or a bounded
+// wait for it ended. The default admits: without an election no caller
+// is a member.
+using ReleaseCheck = std::function<absl::Status(const std::optional<v1::Fence>& fence,
+                                                const ReleaseCommand& command)>;
+
 struct PreflightOutcome {
   PreflightResult doctor;
   absl::Status rotation_plan;  // OK when trusted and not pending
@@ -238,6 +246,14 @@ class Executor {
   void SetFenceWait(FenceWait wait) { fence_wait_ = std::move(wait); }
   // Replaces the plan check (default: admit).
   void SetPlanCheck(PlanCheck check) { plan_check_ = std::move(check); }
+  // Replaces the release check (default: admit).
+  // REQUIRES: called before any Stage or Preflight is served.
+  void SetReleaseCheck(ReleaseCheck check) { release_check_ = std::move(check); }
+  // A member's Stage or Preflight of a release: ReleaseCheck.
+  absl::Status CheckMemberRelease(const std::optional<v1::Fence>& fence,
+                                  const ReleaseCommand& command) const {
+    return release_check_(fence, command);
+  }
   // REQUIRES: called before any operation or recovery starts.
   void SetStepHook(StepHook hook) { step_hook_ = std::move(hook); }
   // REQUIRES: called before any operation or recovery starts.
@@ -526,6 +542,9 @@ class Executor {
   FenceWait fence_wait_;
   PlanCheck plan_check_ = [](const NodeCommand&) -> absl::StatusOr<PlanBinding> {
     return PlanBinding{};
+  };
+  ReleaseCheck release_check_ = [](const std::optional<v1::Fence>&, const ReleaseCommand&) {
+    return absl::OkStatus();
   };
   StepHook step_hook_;
   PhaseObserver phase_observer_;
