@@ -389,9 +389,7 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   response->set_signed_(a->is_signed);
   response->set_signer(a->signer);
   response->set_previous_artifact_verified(executor_->PreviousReleaseKept());
-  absl::StatusOr<std::string> digest = executor_->StagedDigest(a->version);
-  if (!digest.ok()) return ToGrpc((*fetched)->NameSources(digest.status()));
-  response->set_staged_digest(*digest);
+  response->set_staged_digest(a->staged_digest);
   return grpc::Status::OK;
 }
 

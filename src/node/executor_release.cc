@@ -113,7 +113,16 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
     ~Unmark() { executor.UnmarkStaging(version); }
   } unmark{*this, request.version};
   Hook("staging");
-  if (!options_.static_pod) return kmsfleet::Stage(options_.artifacts, request);
+  if (!options_.static_pod) {
+    // The digest of this call's own binary, not the one on disk when the
+    // caller asks: another stage of the version may have replaced it by
+    // then (found in review: a plan recorded that one's digest, and its
+    // swap installed a release this call never checked).
+    absl::StatusOr<StagedArtifact> staged = kmsfleet::Stage(options_.artifacts, request);
+    if (staged.ok()) staged->staged_digest = staged->sha256;
+    Hook("stage-done");
+    return staged;
+  }
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
   std::lock_guard<std::mutex> one_at_a_time(stage_mu_);
@@ -141,6 +150,9 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   // which a plan's swap checks: STAGED_ARTIFACT_CHANGED.)
   KMSFLEET_RETURN_IF_ERROR(ForgetStagedImage(options_.state_dir, request.version));
   KMSFLEET_RETURN_IF_ERROR(StageImage(options_.state_dir, *seams_.runtime, image).status());
+  // Read under stage_mu_: what is on disk now is what this call staged.
+  KMSFLEET_ASSIGN_OR_RETURN(staged->staged_digest, StagedDigest(request.version));
+  Hook("stage-done");
   return staged;
 }
 

@@ -547,6 +547,32 @@ TEST_F(SwapTest, AStageOfTheVersionASwapIsAdmittingIsRefused) {
   EXPECT_EQ(node_->ServingVersion(), kNew);
 }
 
+// Found in review: the agent answered a stage with the staged digest it
+// read from disk once the stage had returned, so a second stage of the
+// version that replaced the release in between handed the first caller
+// (a plan) its own digest, and the plan's swap installed a release the
+// plan never staged or preflighted. Each stage stalls just before it
+// returns (KMSFLEETD_TEST_STALL_AT): the second one stages meanwhile.
+TEST_F(SwapTest, AStageAnswersTheDigestOfWhatItStagedNotOfAStageBesideIt) {
+  Start();
+  node_->StopAgent();
+  node_->StartAgent({"KMSFLEETD_TEST_STALL_AT=stage-done"}, KMSFLEETD_CRASHTEST_PATH);
+  const SystemdNode::Release first = node_->MakeRelease(kNew);
+  SubprocessResult a;
+  std::thread stage([&] { a = Stage(first); });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  // Other bytes in the same files, which the first stage has read.
+  SubprocessResult b = Stage(node_->MakeRelease(kNew, node_->FakeScript(kNew, "")));
+  stage.join();
+  ASSERT_EQ(a.exit_code, 0) << a.stderr_text;
+  ASSERT_EQ(b.exit_code, 0) << b.stderr_text;
+  const std::string a_sha = Str(Json(a.stdout_text), "sha256");
+  const std::string b_sha = Str(Json(b.stdout_text), "sha256");
+  ASSERT_NE(a_sha, b_sha);
+  EXPECT_EQ(Str(Json(a.stdout_text), "staged_digest"), a_sha) << a.stdout_text;
+  EXPECT_EQ(Str(Json(b.stdout_text), "staged_digest"), b_sha) << b.stdout_text;
+}
+
 // Found in review: a swap installed whatever was staged when it started,
 // so the same version staged again with other bytes (another signed build)
 // after the plan's preflight was swapped in. The plan now sends the digest

@@ -69,6 +69,9 @@ struct StagedArtifact {
   std::string sha256;
   bool is_signed = false;
   std::string signer;  // the key file that verified, when signed
+  // Executor::Stage only: what a swap to this version would install, as
+  // one digest (Executor::StagedDigest), as this very call staged it.
+  std::string staged_digest{};
 };
 
 // "<state_dir>/artifacts/<version>"; the version must already be valid.

@@ -96,8 +96,10 @@ struct ExecutorSeams {
 // Called after each journaled phase with its name, with "after-rename"
 // right after an install, with "admitting" on a swap's or rollback's
 // admission just before it starts (on the caller's thread, its id marked
-// as being admitted). Crash tests install one that kills or stalls the
-// agent at a named point; production installs none.
+// as being admitted), and with "staging" and "stage-done" at a stage's
+// start and just before it returns (its version marked as being
+// staged). Crash tests install one that kills or stalls the agent at a
+// named point; production installs none.
 using StepHook = std::function<void(std::string_view point)>;
 // Told, as an operation leaves a phase, how long it spent there (metrics).
 using PhaseObserver = std::function<void(std::string_view phase, double seconds)>;
@@ -216,7 +218,9 @@ class Executor {
   // and a static-pod pull that fails after it leaves the version
   // NOT_STAGED: ForgetStagedImage). OPERATION_IN_PROGRESS while a swap
   // to that version is admitted or runs; a swap to it is refused likewise
-  // while the stage runs (MarkStaging, ClaimForSwap).
+  // while the stage runs (MarkStaging, ClaimForSwap). The result's
+  // staged_digest is this call's own (StagedDigest as it staged it), not
+  // that of a stage of the same version run beside it.
   absl::StatusOr<StagedArtifact> Stage(const StageRequest& request);
   // What a swap to `version` would install, as one digest: the staged
   // binary's SHA-256; on a static-pod node, StaticPodStagedDigest of the
