@@ -85,15 +85,15 @@ absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
 
 absl::Status PeerNode::CheckRelease(const std::optional<v1::Fence>& fence,
                                     const ReleaseCommand& command) {
-  std::unique_lock lock(mu_);
-  if (fence) AwaitCommitOf(*fence, lock);
-  absl::Status s = CheckReleaseAgainstPlan(machine_->committed(), self(), command);
-  if (!s.ok()) {
-    Log(LogLevel::kWarn, "member command refused",
-        {{"node", self()}, {"version", command.version}, {"reason", ReasonOf(s)},
-         {"error", std::string(s.message())}});
+  v1::PlanRecord committed;
+  {
+    std::unique_lock lock(mu_);
+    if (fence) AwaitCommitOf(*fence, lock);
+    committed = machine_->committed();
   }
-  return s;
+  // Judged outside the election's lock (a record's plan is parsed); a
+  // refusal is logged by the Agent service, at most once each 10 s.
+  return CheckReleaseAgainstPlan(committed, self(), command, fence);
 }
 
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/message.h"
+#include "kmsfleet/core/fence_guard.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
@@ -71,8 +72,25 @@ absl::Status ReleaseNotInPlan(std::string_view self, const std::string& plan_id,
 }  // namespace
 
 absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
-                                     const ReleaseCommand& command) {
+                                     const ReleaseCommand& command,
+                                     const std::optional<v1::Fence>& fence) {
+  const std::string held = absl::StrCat(committed.term(), "/", committed.index());
+  if (fence && FenceUnseen(*fence, committed)) {
+    const std::string sent = absl::StrCat(fence->term(), "/", fence->index());
+    return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
+                     absl::StrCat("node ", std::string(self), " has not seen plan record ", sent,
+                                  " committed (it holds ", held,
+                                  "); retry after the coordinator's next heartbeat"),
+                     {{"fence", sent}, {"committed", held}});
+  }
   std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
+  if ((!plan || IsFinished(plan->phase())) && !fence) {
+    return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                     absl::StrCat("node ", std::string(self), " holds no fleet plan under way (record ", held,
+                                  "): a coordinator's ", Describe(command),
+                                  " is taken once its plan's record is committed here"),
+                     {{"committed", held}});
+  }
   if (!plan || IsFinished(plan->phase())) {
     return ReleaseNotInPlan(self, plan ? plan->plan_id() : "",
                             "no release (no fleet plan is under way)", command);

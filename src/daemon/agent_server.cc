@@ -351,6 +351,10 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                   v1::StageResponse* response) {
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Stage"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
+  // Before the fetch, which can take minutes: the stop waits for this call.
+  // Asked first: a stopping agent answers AGENT_STOPPING (ask again), not
+  // a refusal that would halt a plan (found in review).
+  if (absl::Status s = executor_->RefusalWhileStopping(); !s.ok()) return ToGrpc(s);
   // Before anything is read or fetched: a member stages only the plan's.
   if (SpeaksForACoordinator(*context)) {
     const ReleaseCommand command{.kind = ReleaseCommand::Kind::kStage,
@@ -364,8 +368,6 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
     absl::Status bound = executor_->CheckMemberRelease(FenceSent(*r), command);
     if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Stage", bound);
   }
-  // Before the fetch, which can take minutes: the stop waits for this call.
-  if (absl::Status s = executor_->RefusalWhileStopping(); !s.ok()) return ToGrpc(s);
   // coordinator:// sources are fetched first, then staged like local files.
   absl::StatusOr<std::unique_ptr<FetchedSources>> fetched = FetchedSources::Fetch(
       {r->version(), r->source(), r->checksums(), r->signature(), r->artifact_name(),

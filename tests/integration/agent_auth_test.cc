@@ -305,7 +305,18 @@ TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
 // stage and preflight nothing; an operator still may, and so may the
 // dry run's installed-only preflight.
 TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
-  auto stage_as = [&](const std::string& cert) {
+  const std::string pki = cluster_->pki();
+  absl::StatusOr<SubprocessResult> r =
+      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
+              cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
+              "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
+  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
+  const std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
+  const size_t a = text.find('/'), b = text.find('/', a + 1);
+  v1::Fence fence;
+  fence.set_term(std::stoull(text.substr(0, a)));
+  fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
+  auto stage_as = [&](const std::string& cert, const std::optional<v1::Fence>& under) {
     auto stub = v1::Agent::NewStub(As(cert));
     grpc::ClientContext context;
     SetDeadline(context);
@@ -313,6 +324,7 @@ TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
     request.set_version("9.9.9");
     request.set_source(dir_.File("mine/bao-kms-provider"));
     request.set_checksums(dir_.File("mine/checksums.txt"));
+    if (under) *request.mutable_fence() = *under;
     v1::StageResponse response;
     return stub->Stage(&context, request, &response);
   };
@@ -323,23 +335,34 @@ TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
     v1::PreflightRequest request;
     request.set_version("9.9.9");
     request.set_installed_only(installed_only);
+    *request.mutable_fence() = fence;
     v1::PreflightResponse response;
     return stub->Preflight(&context, request, &response);
   };
   const std::string member = cluster_->Name(leader_);
-  grpc::Status staged = stage_as(member);
+  // Under the committed record's fence (the node waits for its commit):
+  // a raw record, no fleet plan, so nothing is the plan's release.
+  grpc::Status staged = stage_as(member, fence);
   EXPECT_EQ(staged.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << staged.error_message();
   EXPECT_EQ(ReasonOf(staged), "COMMAND_NOT_IN_PLAN") << staged.error_message();
   EXPECT_THAT(staged.error_message(), HasSubstr("not stage of 9.9.9 from " + dir_.File("mine")));
   grpc::Status preflighted = preflight_as(member, false);
   EXPECT_EQ(ReasonOf(preflighted), "COMMAND_NOT_IN_PLAN") << preflighted.error_message();
   EXPECT_NE(ReasonOf(preflight_as(member, true)), "COMMAND_NOT_IN_PLAN");
+  // With no fence, or one no election committed, the node cannot tell a
+  // lag from a forgery: refused as "not yet", still before any read.
+  grpc::Status unfenced = stage_as(member, std::nullopt);
+  EXPECT_EQ(unfenced.error_code(), grpc::StatusCode::UNAVAILABLE) << unfenced.error_message();
+  EXPECT_EQ(ReasonOf(unfenced), "PLAN_CHANGE_PENDING") << unfenced.error_message();
+  v1::Fence forged = fence;
+  forged.set_index(fence.index() + 100);
+  EXPECT_EQ(ReasonOf(stage_as(member, forged)), "UNKNOWN_FENCE");
   // The operator's reach the executor, which finds no such file or stage.
-  grpc::Status by_operator = stage_as("alice");
+  grpc::Status by_operator = stage_as("alice", std::nullopt);
   EXPECT_FALSE(by_operator.ok());
-  EXPECT_NE(ReasonOf(by_operator), "COMMAND_NOT_IN_PLAN") << by_operator.error_message();
+  EXPECT_EQ(ReasonOf(by_operator), "ARTIFACT_IO") << by_operator.error_message();
   EXPECT_NE(ReasonOf(preflight_as("alice", false)), "COMMAND_NOT_IN_PLAN");
-  EXPECT_THAT(TargetLog(), HasSubstr("member command refused"));
+  EXPECT_THAT(TargetLog(), HasSubstr("method=/kmsfleet.v1.Agent/Stage"));
 }
 
 TEST_F(AgentAuthTest, OperatorCommitsAPlanOverTcpWithKmsfleetctl) {

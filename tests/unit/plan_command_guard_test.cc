@@ -160,19 +160,21 @@ ReleaseCommand PlansStage() {
 // so one member certificate could stage on every node a release no
 // operator chose, from a source of its own, and have it run as root.
 TEST(ReleaseGuardTest, AMemberStagesAndPreflightsOnlyThePlansRelease) {
-  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", PlansStage()).ok());
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", PlansStage(), std::nullopt).ok());
   const ReleaseCommand preflight{.kind = ReleaseCommand::Kind::kPreflight, .version = "0.2.0"};
-  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", preflight).ok());
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", preflight, std::nullopt).ok());
   // The Draft (recorded before its first action) and a later phase bind
   // the same release: a node whose record lags, and the warm-up.
-  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_DRAFT), "cp-2", PlansStage())
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_DRAFT), "cp-2", PlansStage(),
+                                      std::nullopt)
                   .ok());
-  EXPECT_TRUE(
-      CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_ROLLING), "cp-1", preflight).ok());
+  EXPECT_TRUE(CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_ROLLING), "cp-1", preflight,
+                                      std::nullopt)
+                  .ok());
 
   ReleaseCommand own_source = PlansStage();
   own_source.source = "coordinator://cp-1/uploads/abc/bao-kms-provider";
-  absl::Status s = CheckReleaseAgainstPlan(StagingRecord(), "cp-2", own_source);
+  absl::Status s = CheckReleaseAgainstPlan(StagingRecord(), "cp-2", own_source, std::nullopt);
   EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()),
@@ -188,30 +190,64 @@ TEST(ReleaseGuardTest, AMemberStagesAndPreflightsOnlyThePlansRelease) {
            [](ReleaseCommand& c) { c.image_ref = "/srv/kit.tar.gz"; }}) {
     ReleaseCommand changed = PlansStage();
     change(changed);
-    EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", changed)),
+    EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", changed, std::nullopt)),
               reason::kCommandNotInPlan)
         << changed.checksums << changed.signature << changed.artifact_name << changed.image;
   }
   s = CheckReleaseAgainstPlan(StagingRecord(), "cp-2",
-                              {.kind = ReleaseCommand::Kind::kPreflight, .version = "9.9.9"});
+                              {.kind = ReleaseCommand::Kind::kPreflight, .version = "9.9.9"},
+                              std::nullopt);
   EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
   EXPECT_THAT(std::string(s.message()), HasSubstr("for preflight of 0.2.0, not preflight of 9.9.9"));
 }
 
 TEST(ReleaseGuardTest, NoPlanUnderWayOrANodeOutsideItAdmitsNone) {
-  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-3", PlansStage())),
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-3", PlansStage(), std::nullopt)),
             reason::kCommandNotInPlan)
       << "cp-3 is not one of the plan's nodes";
-  absl::Status s =
-      CheckReleaseAgainstPlan(StagingRecord(v1::PLAN_PHASE_COMPLETED), "cp-2", PlansStage());
+  // Under a fence this node holds: no plan is under way, for certain.
+  v1::PlanRecord finished = StagingRecord(v1::PLAN_PHASE_COMPLETED);
+  finished.set_term(2);
+  finished.set_index(7);
+  v1::Fence held;
+  held.set_term(2);
+  held.set_index(7);
+  absl::Status s = CheckReleaseAgainstPlan(finished, "cp-2", PlansStage(), held);
   EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(std::string(s.message()), HasSubstr("no fleet plan is under way"));
   v1::PlanRecord raw;
   raw.set_payload("demo plan");
-  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(raw, "cp-2", PlansStage())),
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(raw, "cp-2", PlansStage(), v1::Fence())),
             reason::kCommandNotInPlan);
-  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(v1::PlanRecord(), "cp-2", PlansStage())),
-            reason::kCommandNotInPlan);
+}
+
+// Found in review: a node whose record lagged the coordinator's (a lost
+// append, a slow disk) refused the plan's own stage FAILED_PRECONDITION,
+// which halts the plan. It answers UNAVAILABLE, which the coordinator
+// sends again, and still admits nothing.
+TEST(ReleaseGuardTest, ANodeWhoseRecordLagsAsksForTheCommandAgain) {
+  v1::PlanRecord finished = StagingRecord(v1::PLAN_PHASE_COMPLETED);
+  finished.set_term(2);
+  finished.set_index(7);
+  v1::Fence ahead;
+  ahead.set_term(2);
+  ahead.set_index(9);
+  absl::Status s = CheckReleaseAgainstPlan(finished, "cp-2", PlansStage(), ahead);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(s), reason::kUnknownFence);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("has not seen plan record 2/9"));
+  // Not even a plan's own release passes an unseen fence.
+  ahead.set_index(8);
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(StagingRecord(), "cp-2", PlansStage(), ahead)),
+            reason::kUnknownFence);
+  // No fence (an older coordinator): no plan here yet may be a lag too.
+  s = CheckReleaseAgainstPlan(finished, "cp-2", PlansStage(), std::nullopt);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(ReasonOf(s), reason::kPlanChangePending);
+  EXPECT_EQ(ReasonOf(CheckReleaseAgainstPlan(v1::PlanRecord(), "cp-2", PlansStage(),
+                                             std::nullopt)),
+            reason::kPlanChangePending);
 }
 
 TEST(PlanCommandGuardTest, ARawRecordNeverReplacesAFleetPlanThatHasNotEnded) {

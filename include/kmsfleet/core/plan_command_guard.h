@@ -64,10 +64,18 @@ struct ReleaseCommand {
 // image, kit), as the coordinator sends them (no artifact name). Found in
 // review: unbound, a member's certificate could have every node stage a
 // release of its choosing from any source it names (unsigned where
-// executor.allow_unsigned), then run it as root in a preflight. Refusal:
-// FailedPrecondition COMMAND_NOT_IN_PLAN (metadata plan, expected, sent).
+// executor.allow_unsigned), then run it as root in a preflight. Refusals:
+// - Unavailable UNKNOWN_FENCE when `fence` (the record the coordinator
+//   sent under) is not yet committed here, and Unavailable
+//   PLAN_CHANGE_PENDING when none was sent and no plan is under way here:
+//   this node's record may lag the coordinator's, which sends the command
+//   again (a refusal that halted the plan would stop it for a lost
+//   message; found in review);
+// - FailedPrecondition COMMAND_NOT_IN_PLAN (metadata plan, expected,
+//   sent) otherwise.
 absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
-                                     const ReleaseCommand& command);
+                                     const ReleaseCommand& command,
+                                     const std::optional<v1::Fence>& fence);
 
 // What the committed plan binds a member's command to beyond its step.
 struct PlanBinding {
