@@ -154,16 +154,21 @@ absl::Status Executor::RefusalWhileInstalling(const std::string& version) const 
   return absl::OkStatus();
 }
 
-absl::Status Executor::MarkStaging(const std::string& version) {
+absl::StatusOr<std::shared_ptr<std::mutex>> Executor::MarkStaging(const std::string& version) {
   std::lock_guard<std::mutex> lock(mu_);
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileInstalling(version));
   ++staging_[version];
-  return absl::OkStatus();
+  std::shared_ptr<std::mutex>& one_at_a_time = stage_locks_[version];
+  if (!one_at_a_time) one_at_a_time = std::make_shared<std::mutex>();
+  return one_at_a_time;
 }
 
 void Executor::UnmarkStaging(const std::string& version) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (--staging_[version] == 0) staging_.erase(version);
+  if (--staging_[version] == 0) {
+    staging_.erase(version);
+    stage_locks_.erase(version);
+  }
 }
 
 absl::Status Executor::ClaimForSwap(const std::string& version, const std::string& id) {

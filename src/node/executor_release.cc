@@ -105,24 +105,39 @@ bool DoctorPassed(const absl::StatusOr<PreflightResult>& doctor) {
 
 absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
-  KMSFLEET_RETURN_IF_ERROR(MarkStaging(request.version));
-  // Unmarked on every way out, an exception too (as Start's mark).
+  KMSFLEET_ASSIGN_OR_RETURN(std::shared_ptr<std::mutex> version_lock,
+                            MarkStaging(request.version));
+  // Unmarked on every way out, an exception too (as Start's mark), after
+  // the version's lock is released.
   struct Unmark {
     Executor& executor;
     const std::string& version;
     ~Unmark() { executor.UnmarkStaging(version); }
   } unmark{*this, request.version};
   Hook("staging");
-  if (!options_.static_pod) {
-    // The digest of this call's own binary, not the one on disk when the
-    // caller asks: another stage of the version may have replaced it by
-    // then (found in review: a plan recorded that one's digest, and its
-    // swap installed a release this call never checked).
-    absl::StatusOr<StagedArtifact> staged = kmsfleet::Stage(options_.artifacts, request);
-    if (staged.ok()) staged->staged_digest = staged->sha256;
-    Hook("stage-done");
-    return staged;
+  absl::StatusOr<StagedArtifact> staged;
+  {
+    std::lock_guard<std::mutex> one_of_this_version(*version_lock);
+    Hook("stage-writing");
+    staged = options_.static_pod ? StageStaticPod(request) : StageBinary(request);
   }
+  // The version's lock is free here, another stage of it may write: the
+  // answer carries this call's digest, not what is on disk by then.
+  Hook("stage-done");
+  return staged;
+}
+
+absl::StatusOr<StagedArtifact> Executor::StageBinary(const StageRequest& request) {
+  // Found in review: the digest was read from disk once the stage had
+  // returned, when another stage of the version may have replaced the
+  // release; a plan recorded that one's digest, and its swap installed a
+  // release the plan never staged or preflighted.
+  absl::StatusOr<StagedArtifact> staged = kmsfleet::Stage(options_.artifacts, request);
+  if (staged.ok()) staged->staged_digest = staged->sha256;
+  return staged;
+}
+
+absl::StatusOr<StagedArtifact> Executor::StageStaticPod(const StageRequest& request) {
   if (seams_.runtime == nullptr) return NoRuntime(options_.node);
   KMSFLEET_RETURN_IF_ERROR(CheckLocalPathsAbsolute(request));
   std::lock_guard<std::mutex> one_at_a_time(stage_mu_);
@@ -152,7 +167,6 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   KMSFLEET_RETURN_IF_ERROR(StageImage(options_.state_dir, *seams_.runtime, image).status());
   // Read under stage_mu_: what is on disk now is what this call staged.
   KMSFLEET_ASSIGN_OR_RETURN(staged->staged_digest, StagedDigest(request.version));
-  Hook("stage-done");
   return staged;
 }
 

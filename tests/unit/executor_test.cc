@@ -2409,6 +2409,53 @@ TEST_F(ExecutorTest, ASwapIsRefusedWhileItsVersionIsBeingStaged) {
   EXPECT_EQ(SwapTo(kNew, 0, "op-3").phase, SwapPhase::kStable) << "admitted once the stage ended";
 }
 
+// Found in review: two stages of one version ran side by side and their
+// renames interleaved, leaving one's binary beside the other's
+// staged.sha256. A second stage of a version now waits for the first to
+// end; a stage of another version does not.
+TEST_F(ExecutorTest, OneStageOfAVersionWritesAtATime) {
+  std::mutex mu;
+  std::condition_variable moved;
+  std::vector<std::string> events;  // "<point> <which stage>"
+  std::vector<std::string> while_first_writes;
+  auto seen = [&](const std::string& event) {
+    return std::find(events.begin(), events.end(), event) != events.end();
+  };
+  auto stage = [&](const std::string& version, const std::string& source) {
+    StageRequest r;
+    r.version = version;
+    r.source = source;
+    return executor().Stage(r).status();
+  };
+  std::thread same, other;
+  const std::thread::id first = std::this_thread::get_id();
+  executor().SetStepHook([&](std::string_view point) {
+    if (point != "stage-writing" && point != "stage-done") return;
+    std::unique_lock lock(mu);
+    const std::thread::id me = std::this_thread::get_id();
+    const std::string who = me == first ? "first" : me == same.get_id() ? "same" : "other";
+    events.push_back(std::string(point) + " " + who);
+    moved.notify_all();
+    if (who != "first" || point != "stage-writing") return;
+    // The first holds its version's lock: the others start now (and wait
+    // for `mu` in here, so they read `same` only once it is set).
+    same = std::thread([&] { (void)stage(kNew, "/nonexistent/b"); });
+    other = std::thread([&] { (void)stage("0.3.0", "/nonexistent/c"); });
+    moved.wait_for(lock, std::chrono::seconds(10), [&] { return seen("stage-done other"); });
+    // Time for the same version's stage to get in, were it let in.
+    moved.wait_for(lock, std::chrono::seconds(1), [&] { return seen("stage-writing same"); });
+    while_first_writes = events;
+  });
+  (void)stage(kNew, "/nonexistent/a");
+  same.join();
+  other.join();
+  executor().SetStepHook(nullptr);
+  EXPECT_EQ(while_first_writes, (std::vector<std::string>{"stage-writing first",
+                                                          "stage-writing other",
+                                                          "stage-done other"}));
+  EXPECT_TRUE(seen("stage-done same")) << "it went ahead once the first ended";
+}
+
 // Found in review: the agent's stop waited in ~Executor for a swap's
 // stabilisation window (up to an hour) to end, past systemd's
 // TimeoutStopSec, into a SIGKILL at whatever step came next.

@@ -96,9 +96,9 @@ struct ExecutorSeams {
 // Called after each journaled phase with its name, with "after-rename"
 // right after an install, with "admitting" on a swap's or rollback's
 // admission just before it starts (on the caller's thread, its id marked
-// as being admitted), and with "staging" and "stage-done" at a stage's
-// start and just before it returns (its version marked as being
-// staged). Crash tests install one that kills or stalls the agent at a
+// as being admitted), and with "staging", "stage-writing" and
+// "stage-done" at a stage's start, once it holds its version's lock, and
+// just before it returns (its version marked as being staged). Crash tests install one that kills or stalls the agent at a
 // named point; production installs none.
 using StepHook = std::function<void(std::string_view point)>;
 // Told, as an operation leaves a phase, how long it spent there (metrics).
@@ -395,13 +395,18 @@ class Executor {
   // reserved and being admitted), else OK. REQUIRES: mu_ held.
   absl::Status RefusalWhileInstalling(const std::string& version) const;
   // Marks `version` as being staged (until UnmarkStaging), or refuses as
-  // RefusalWhileInstalling does.
-  absl::Status MarkStaging(const std::string& version);
+  // RefusalWhileInstalling does. Returns the lock that lets one stage of
+  // `version` write at a time.
+  absl::StatusOr<std::shared_ptr<std::mutex>> MarkStaging(const std::string& version);
   void UnmarkStaging(const std::string& version);
   // The reserved swap's (operation `id`) claim on `version`, held until
   // Unreserve; or OPERATION_IN_PROGRESS while a stage of that version runs.
   absl::Status ClaimForSwap(const std::string& version, const std::string& id);
   absl::StatusOr<SwapJournal> PlanSwap(const SwapParams& p, const std::string& id);
+  // Stage's work under its version's lock: a systemd node's binary, or a
+  // static-pod node's kit and image (under stage_mu_ too).
+  absl::StatusOr<StagedArtifact> StageBinary(const StageRequest& request);
+  absl::StatusOr<StagedArtifact> StageStaticPod(const StageRequest& request);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
                                  const std::string& what) const;
@@ -567,6 +572,11 @@ class Executor {
   std::map<std::string, int> admitting_;  // guarded by mu_
   // Versions a Stage is writing, and how many Stages of each (MarkStaging).
   std::map<std::string, int> staging_;  // guarded by mu_
+  // One stage of a version writes at a time (found in review: two of one
+  // version interleaved their renames, leaving one's binary beside the
+  // other's staged.sha256). Per version, as a download can take minutes;
+  // dropped with the version's last mark, when no stage holds or waits.
+  std::map<std::string, std::shared_ptr<std::mutex>> stage_locks_;  // guarded by mu_
   // The version the reserved swap installs and its operation id, from its
   // admission's ClaimForSwap until Unreserve.
   struct SwapClaim {
