@@ -35,15 +35,22 @@ std::string RestartIdOf(const v1::PlanNode& step) {
   return absl::StrCat(step.operation_id(), ".apiserver");
 }
 
-absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
-                       const std::string& expected, const NodeCommand& sent) {
-  const std::string what = Describe(sent);
+// COMMAND_NOT_IN_PLAN: what the plan asks of `self` and what was sent
+// (`what`), then what a member certificate may do (`only`).
+absl::Status NotInPlanError(std::string_view self, const std::string& plan_id,
+                            const std::string& expected, const std::string& what,
+                            const char* only) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCommandNotInPlan,
                    absl::StrCat("the committed plan ",
                                 plan_id.empty() ? std::string("(none)") : plan_id, " asks ",
                                 std::string(self), " for ", expected, ", not ", what,
-                                ": a member certificate may only carry out the plan's step"),
+                                ": a member certificate may only ", only),
                    {{"plan", plan_id}, {"expected", expected}, {"sent", what}});
+}
+
+absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
+                       const std::string& expected, const NodeCommand& sent) {
+  return NotInPlanError(self, plan_id, expected, Describe(sent), "carry out the plan's step");
 }
 
 std::string Describe(const ReleaseCommand& c) {
@@ -59,14 +66,8 @@ std::string Describe(const ReleaseCommand& c) {
 
 absl::Status ReleaseNotInPlan(std::string_view self, const std::string& plan_id,
                               const std::string& expected, const ReleaseCommand& sent) {
-  const std::string what = Describe(sent);
-  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kCommandNotInPlan,
-                   absl::StrCat("the committed plan ",
-                                plan_id.empty() ? std::string("(none)") : plan_id, " asks ",
-                                std::string(self), " for ", expected, ", not ", what,
-                                ": a member certificate may only stage and preflight the "
-                                "plan's release"),
-                   {{"plan", plan_id}, {"expected", expected}, {"sent", what}});
+  return NotInPlanError(self, plan_id, expected, Describe(sent),
+                        "stage and preflight the plan's release");
 }
 
 }  // namespace
