@@ -81,7 +81,7 @@ absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::strin
     return MakeError(absl::StatusCode::kUnavailable, reason::kUnknownFence,
                      absl::StrCat("node ", std::string(self), " has not seen plan record ", sent,
                                   " committed (it holds ", held,
-                                  "); retry after the coordinator's next heartbeat"),
+                                  "); retry after the coordinator's next heartbeat."),
                      {{"fence", sent}, {"committed", held}});
   }
   std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
@@ -89,7 +89,7 @@ absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::strin
     return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
                      absl::StrCat("node ", std::string(self), " holds no fleet plan under way (record ", held,
                                   "): a coordinator's ", Describe(command),
-                                  " is taken once its plan's record is committed here"),
+                                  " is taken once its plan's record is committed here."),
                      {{"committed", held}});
   }
   if (!plan || IsFinished(plan->phase())) {

@@ -157,9 +157,11 @@ absl::Status Executor::RefusalWhileInstalling(const std::string& version) const 
 absl::StatusOr<std::shared_ptr<std::mutex>> Executor::MarkStaging(const std::string& version) {
   std::lock_guard<std::mutex> lock(mu_);
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileInstalling(version));
-  ++staging_[version];
+  // The lock first: a failed allocation must not leave a mark that no
+  // Unmark will take back (it would refuse every swap of the version).
   std::shared_ptr<std::mutex>& one_at_a_time = stage_locks_[version];
   if (!one_at_a_time) one_at_a_time = std::make_shared<std::mutex>();
+  ++staging_[version];
   return one_at_a_time;
 }
 

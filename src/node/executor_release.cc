@@ -118,6 +118,10 @@ absl::StatusOr<StagedArtifact> Executor::Stage(const StageRequest& request) {
   absl::StatusOr<StagedArtifact> staged;
   {
     std::lock_guard<std::mutex> one_of_this_version(*version_lock);
+    // The wait may have outlasted the agent's drain: a stage queued
+    // behind another must not start a download the stop then waits for
+    // (found in review).
+    if (absl::Status stopping = RefusalWhileStopping(); !stopping.ok()) return stopping;
     Hook("stage-writing");
     staged = options_.static_pod ? StageStaticPod(request) : StageBinary(request);
   }

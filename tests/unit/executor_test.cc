@@ -2456,6 +2456,48 @@ TEST_F(ExecutorTest, OneStageOfAVersionWritesAtATime) {
   EXPECT_TRUE(seen("stage-done same")) << "it went ahead once the first ended";
 }
 
+// Found in review: a stage queued behind another of its version started
+// its download once it got the lock, though the agent had begun to stop
+// meanwhile, and the stop waited for it (systemd's TimeoutStopSec, then
+// SIGKILL). It answers AGENT_STOPPING instead, having written nothing.
+TEST_F(ExecutorTest, AStageQueuedBehindAnotherOfItsVersionEndsWhenTheAgentStops) {
+  std::mutex mu;
+  std::condition_variable moved;
+  bool second_staging = false, second_writing = false;
+  absl::Status second;
+  std::thread queued;
+  const std::thread::id first = std::this_thread::get_id();
+  executor().SetStepHook([&](std::string_view point) {
+    std::unique_lock lock(mu);
+    if (std::this_thread::get_id() != first) {
+      second_staging = second_staging || point == "staging";
+      second_writing = second_writing || point == "stage-writing";
+      moved.notify_all();
+      return;
+    }
+    if (point != "stage-writing") return;
+    queued = std::thread([&] {
+      StageRequest r;
+      r.version = kNew;
+      r.source = "/nonexistent/b";
+      absl::Status s = executor().Stage(r).status();
+      std::lock_guard done(mu);
+      second = s;
+    });
+    moved.wait_for(lock, std::chrono::seconds(10), [&] { return second_staging; });
+    executor().RefuseNewCommands();
+  });
+  StageRequest r;
+  r.version = kNew;
+  r.source = "/nonexistent/a";
+  (void)executor().Stage(r);
+  queued.join();
+  executor().SetStepHook(nullptr);
+  EXPECT_TRUE(second_staging);
+  EXPECT_FALSE(second_writing) << "it started to stage after the stop began";
+  EXPECT_EQ(ReasonOf(second), reason::kAgentStopping) << second;
+}
+
 // Found in review: the agent's stop waited in ~Executor for a swap's
 // stabilisation window (up to an hour) to end, past systemd's
 // TimeoutStopSec, into a SIGKILL at whatever step came next.
