@@ -1,5 +1,6 @@
 #include "kmsfleet/core/plan_command_guard.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -85,19 +86,20 @@ absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::strin
                      {{"fence", sent}, {"committed", held}});
   }
   std::optional<v1::FleetPlan> plan = FleetPlanIn(committed.payload());
-  if ((!plan || IsFinished(plan->phase())) && !fence) {
+  if (!plan || IsFinished(plan->phase())) {
+    if (fence) {
+      return ReleaseNotInPlan(self, plan ? plan->plan_id() : "",
+                              "no release (no fleet plan is under way)", command);
+    }
     return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
-                     absl::StrCat("node ", std::string(self), " holds no fleet plan under way (record ", held,
+                     absl::StrCat("node ", std::string(self),
+                                  " holds no fleet plan under way (record ", held,
                                   "): a coordinator's ", Describe(command),
                                   " is taken once its plan's record is committed here."),
                      {{"committed", held}});
   }
-  if (!plan || IsFinished(plan->phase())) {
-    return ReleaseNotInPlan(self, plan ? plan->plan_id() : "",
-                            "no release (no fleet plan is under way)", command);
-  }
-  bool named = false;
-  for (const v1::PlanNode& n : plan->nodes()) named = named || n.node() == self;
+  const bool named = std::any_of(plan->nodes().begin(), plan->nodes().end(),
+                                 [&](const v1::PlanNode& n) { return n.node() == self; });
   if (!named) return ReleaseNotInPlan(self, plan->plan_id(), "no release (not its node)", command);
   const v1::PlanSettings& settings = plan->settings();
   ReleaseCommand expected{.kind = command.kind, .version = plan->target_version()};

@@ -198,7 +198,8 @@ TEST(ReleaseGuardTest, AMemberStagesAndPreflightsOnlyThePlansRelease) {
                               {.kind = ReleaseCommand::Kind::kPreflight, .version = "9.9.9"},
                               std::nullopt);
   EXPECT_EQ(ReasonOf(s), reason::kCommandNotInPlan);
-  EXPECT_THAT(std::string(s.message()), HasSubstr("for preflight of 0.2.0, not preflight of 9.9.9"));
+  EXPECT_THAT(std::string(s.message()),
+              HasSubstr("for preflight of 0.2.0, not preflight of 9.9.9"));
 }
 
 TEST(ReleaseGuardTest, NoPlanUnderWayOrANodeOutsideItAdmitsNone) {

@@ -141,7 +141,8 @@ class PeerNode {
   absl::StatusOr<PlanBinding> CheckCommand(const NodeCommand& command);
   // A member's Stage or Preflight must be of the committed plan's release
   // (CheckReleaseAgainstPlan), judged once `fence`, if sent, is waited for
-  // as in AwaitFence; refusals are logged.
+  // as in AwaitFence. Not logged here: the Agent service logs refusals,
+  // at most once each 10 s per sender and reason.
   absl::Status CheckRelease(const std::optional<v1::Fence>& fence,
                             const ReleaseCommand& command);
   // Answers a hand-off query under `fence` with the executor's outcome

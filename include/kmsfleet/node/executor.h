@@ -98,8 +98,9 @@ struct ExecutorSeams {
 // admission just before it starts (on the caller's thread, its id marked
 // as being admitted), and with "staging", "stage-writing" and
 // "stage-done" at a stage's start, once it holds its version's lock, and
-// just before it returns (its version marked as being staged). Crash tests install one that kills or stalls the agent at a
-// named point; production installs none.
+// just before it returns (its version marked as being staged). Crash
+// tests install one that kills or stalls the agent at a named point;
+// production installs none.
 using StepHook = std::function<void(std::string_view point)>;
 // Told, as an operation leaves a phase, how long it spent there (metrics).
 using PhaseObserver = std::function<void(std::string_view phase, double seconds)>;
