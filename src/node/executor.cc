@@ -800,6 +800,7 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   j.target_version = of.previous_version;
   j.target_binary = of.previous_binary;
   j.target_sha256 = of.previous_sha256;
+  j.replaces_sha256 = of.target_sha256;
   // The registry the older binary served with, for the refusal rule.
   j.registry_schema = of.registry_schema;
   j.registry_removed_records = of.registry_removed_records;

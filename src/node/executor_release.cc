@@ -536,6 +536,30 @@ absl::Status Executor::CheckReleaseFromCapture(const SwapJournal& j) {
                    {{"file", options_.static_pod->manifest_path}});
 }
 
+// A rollback was admitted while what is installed was the release its swap
+// installed (PlanRollback). Its checks take seconds; an edit made in them
+// (a manifest line changed during an incident, a binary replaced by hand)
+// would be captured, then installed over, kept only in the evidence
+// directory (found in review). Refused before the stop, nothing touched.
+absl::Status Executor::CheckRollbackCapture(const SwapJournal& j) {
+  if (j.replaces_sha256.empty() || j.previous_sha256 == j.replaces_sha256) {
+    return absl::OkStatus();
+  }
+  const std::string& installed =
+      options_.static_pod ? options_.static_pod->manifest_path : options_.install_path;
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotRollbackable,
+                   installed + " changed after the rollback of " + j.of_operation_id +
+                       " was admitted (it is " + j.previous_sha256.substr(0, 12) +
+                       ", not " + j.replaces_sha256.substr(0, 12) +
+                       " as that operation installed): the rollback stopped before the "
+                       "provider's stop and restored nothing over the change; keep the "
+                       "change, or undo it and roll back again",
+                   {{"file", installed},
+                    {"operation_id", j.of_operation_id},
+                    {"installed_sha256", j.previous_sha256},
+                    {"expected_sha256", j.replaces_sha256}});
+}
+
 absl::StatusOr<PreflightOutcome> Executor::Preflight(const std::string& version) {
   KMSFLEET_RETURN_IF_ERROR(RefusalWhileStopping());
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact staged,

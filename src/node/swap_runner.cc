@@ -283,6 +283,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   j.previous_binary = previous.path;
   j.previous_sha256 = previous.sha256;
   if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
+  if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRollbackCapture(j));
   KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
   if (!pair.registry) return EndIfStopping();

@@ -696,6 +696,27 @@ TEST_F(StaticPodSwapTest, ARestartedAgentKeepsAManifestEditedByHandWhileItWasDow
   EXPECT_EQ(ReadFile(node_->manifest()), edited);
 }
 
+// Found in review: a rollback checked the manifest only when admitted; an
+// edit made during its doctor (seconds, in an incident) was captured and
+// the previous manifest renamed over it. The image doctor of the release
+// the rollback restores edits the manifest here: the rollback stops before
+// the provider's stop and keeps the edit.
+TEST_F(StaticPodSwapTest, AManifestEditedWhileARollbackChecksIsNeverUndone) {
+  node_->UseImageDoctor();
+  StageNew();
+  SubprocessResult swap = Swap("op-1");
+  ASSERT_EQ(swap.exit_code, 0) << swap.stderr_text << swap.stdout_text;
+  WriteFile(node_->dir() + "/image-doctor-edits", "on\n");
+  SubprocessResult back = Run({"rollback", "--of", "op-1", "--operation-id", "op-2"});
+  EXPECT_NE(back.exit_code, 0) << back.stdout_text;
+  EXPECT_THAT(back.stderr_text + back.stdout_text, HasSubstr("NOT_ROLLBACKABLE"));
+  EXPECT_THAT(back.stderr_text + back.stdout_text, HasSubstr(node_->manifest()));
+  EXPECT_FALSE(PathExists(node_->dir() + "/image-doctor-edits")) << "the doctor never ran";
+  EXPECT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)) + "# edited by hand\n");
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u) << node_->Logs();
+}
+
 // Found in review: an edit made between the capture and the install was
 // installed over, and lost for good, as the rollback restores the capture.
 // The agent pauses itself right after the capture; the test edits the

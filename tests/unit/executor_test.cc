@@ -848,6 +848,28 @@ TEST_F(ExecutorTest, HappySwapThenRollbackOfIt) {
   ExpectOldServing();
 }
 
+// Found in review: a rollback checked what is installed only when it was
+// admitted; a binary replaced by hand during its doctor was captured and
+// the older release installed over it. Refused before the stop now.
+TEST_F(ExecutorTest, ARollbackKeepsABinaryReplacedByHandDuringItsChecks) {
+  SwapJournal j = SwapTo(kNew);
+  ASSERT_EQ(j.phase, SwapPhase::kStable) << j.failure_message;
+  const std::string by_hand = std::string(64, 'e');
+  w_.after_doctor = [this, by_hand] {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.installed_sha = by_hand;
+  };
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-2");
+  EXPECT_NE(back.phase, SwapPhase::kStable);
+  EXPECT_EQ(back.failure_reason, reason::kNotRollbackable) << back.failure_message;
+  EXPECT_THAT(back.failure_message, HasSubstr(ExecutorOptions().install_path));
+  EXPECT_EQ(back.replaces_sha256, j.target_sha256);
+  EXPECT_EQ(w_.installed_sha, by_hand) << "the change by hand was installed over";
+  EXPECT_EQ(Calls(), (std::vector<std::string>{"stop", "install 0.2.0", "start"}))
+      << "the provider was touched";
+}
+
 // Found in review: every swap copies the installed binary into its
 // evidence in the state directory, with no regard for what was left free
 // there. A swap's copy keeps the reserve and is refused before the stop;

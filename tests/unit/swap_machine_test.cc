@@ -66,10 +66,12 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   j.failure_reason = "NOT_READY";
   j.kind = "rollback";
   j.of_operation_id = "op-3";
+  j.replaces_sha256 = std::string(64, 'b');
   absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->operation_id, "op-7");
   EXPECT_EQ(back->of_operation_id, "op-3");
+  EXPECT_EQ(back->replaces_sha256, j.replaces_sha256);
   EXPECT_EQ(back->phase, SwapPhase::kInstalled);
   EXPECT_EQ(back->fence_term, 42u);
   EXPECT_EQ(back->fence_index, 7u);

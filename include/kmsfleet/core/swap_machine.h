@@ -65,6 +65,12 @@ struct SwapJournal {
   // A rollback: the swap it undoes; "" for a swap, and for a rollback
   // journaled before the field.
   std::string of_operation_id;
+  // A rollback: the release the swap it undoes installed, found installed
+  // when the rollback was admitted. Its capture must still find it: a
+  // change made since (by hand, during the rollback's checks) is refused,
+  // not restored over. "" for a swap, and for a rollback journaled before
+  // the field.
+  std::string replaces_sha256;
   // A swap whose plan acknowledged STATE_CHECKPOINT_NOT_CURRENT.
   bool checkpoint_acknowledged = false;
   int64_t stabilization_ms = 30000;

@@ -524,6 +524,7 @@ class Executor {
   absl::StatusOr<std::string> ImageOfRelease(const std::string& manifest);
   absl::StatusOr<std::string> RunningVersion(const SwapJournal& j);
   absl::Status CheckReleaseFromCapture(const SwapJournal& j);
+  absl::Status CheckRollbackCapture(const SwapJournal& j);
   absl::Status CheckRoomForCapture(const std::string& evidence_dir);
   // The installed binary's `version`, run beside the swap's preflight
   // checks, with the digest the file had just before: the capture reuses
