@@ -54,6 +54,25 @@ absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
   return NotInPlanError(self, plan_id, expected, Describe(sent), "carry out the plan's step");
 }
 
+bool MovesOnItsOwn(const v1::FleetPlan& plan) {
+  return (plan.phase() == v1::PLAN_PHASE_ROLLING ||
+          plan.phase() == v1::PLAN_PHASE_ROLLING_BACK) &&
+         !plan.abort_requested();
+}
+
+absl::Status PlanNotMoving(std::string_view self, const v1::FleetPlan& plan,
+                           const NodeCommand& sent) {
+  const std::string state = plan.abort_requested()
+                                ? std::string("has an abort requested")
+                                : absl::StrCat("is ", std::string(PlanPhaseName(plan.phase())));
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanNotMoving,
+                   absl::StrCat("the committed plan ", plan.plan_id(), " ", state,
+                                ": no new swap or rollback starts on ", std::string(self),
+                                " until it moves on its own again (not ", Describe(sent),
+                                "); nothing ran"),
+                   {{"plan", plan.plan_id()}, {"sent", Describe(sent)}});
+}
+
 std::string Describe(const ReleaseCommand& c) {
   if (c.kind == ReleaseCommand::Kind::kPreflight) return "preflight of " + c.version;
   std::string what = absl::StrCat("stage of ", c.version, " from ", c.source, ", checksums ",
@@ -140,6 +159,12 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
       step->stage() != v1::PLAN_STEP_STAGE_SWAPPING) {
     return NotInPlan(self, plan->plan_id(), "no swap, rollback or restart now", command);
   }
+  // Found in review: a coordinator that decided on a Rolling record sent
+  // the swap under the fence of a pause committed meanwhile, and the node
+  // took it. Only a plan moving on its own starts a disruption
+  // (PlanStep::ResendsNow); the same operation id sent again is answered
+  // from its journal before this check.
+  if (!MovesOnItsOwn(*plan)) return PlanNotMoving(self, *plan, command);
   // The settings too, as the coordinator sends them (PlanStep::
   // DecideInFlight): a member that front-ran the coordinator with the
   // step's id could otherwise pick its own window or drop the digest.

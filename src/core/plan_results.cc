@@ -24,7 +24,8 @@ absl::Status WithReason(const absl::Status& status, std::string_view fallback,
 
 bool IsFenceRefusal(std::string_view reason) {
   return reason == reason::kStaleTerm || reason == reason::kStaleFence ||
-         reason == reason::kNotInFlight || reason == reason::kUnknownFence;
+         reason == reason::kNotInFlight || reason == reason::kUnknownFence ||
+         reason == reason::kPlanNotMoving;
 }
 
 // A kube-apiserver restart refused before anything ran (a journal the
@@ -110,7 +111,8 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
   }
   if (!r.status.ok() && IsFenceRefusal(ReasonOf(r.status))) {
     // The fence, not the command, was refused (the node holds another
-    // record than the one sent): nothing ran; send it again under the
+    // record than the one sent, or one whose plan does not move on its
+    // own): nothing ran; send it again under the
     // committed record's fence, if the plan still moves on its own.
     if (!ResendsNow()) {
       return GiveSlotBackUntouched(

@@ -198,6 +198,9 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     absl::StatusOr<PlanBinding> bound =
         BindCommandToPlan(node.machine->committed(), node.name, command);
     if (!bound.ok()) {
+      if (ReasonOf(bound.status()) == reason::kPlanNotMoving) {
+        ++(e.adversary ? counters_.adversary_plan_not_moving : counters_.swaps_plan_not_moving);
+      }
       if (e.adversary) ++counters_.adversary_refused;
       if (e.weakened) ++counters_.adversary_weakened_refused;
       Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +

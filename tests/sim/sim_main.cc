@@ -59,6 +59,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << " terms coordinated with a voter edited out (" << t.stale_voter_starts
             << " swaps started by them); swaps refused as "
             << "stale term " << t.swaps_stale_term << ", stale fence " << t.swaps_stale_fence
+            << ", plan not moving " << t.swaps_plan_not_moving << " (adversary's "
+            << t.adversary_plan_not_moving << ")"
             << "; hand-offs withheld " << t.handoffs_withheld << "; commands held for their "
             << "record's commit " << t.commit_waits << "; adversary sent "
             << t.adversary_sent << ", refused " << t.adversary_refused

@@ -12,6 +12,8 @@ void Counters::Add(const Counters& o) {
   elections += o.elections;
   swaps_accepted += o.swaps_accepted;
   swaps_stale_term += o.swaps_stale_term;
+  swaps_plan_not_moving += o.swaps_plan_not_moving;
+  adversary_plan_not_moving += o.adversary_plan_not_moving;
   swaps_stale_fence += o.swaps_stale_fence;
   handoffs += o.handoffs;
   crashes += o.crashes;

@@ -43,6 +43,10 @@ struct Counters {
   int64_t elections = 0;          // distinct leader terms
   int64_t swaps_accepted = 0;
   int64_t swaps_stale_term = 0;   // refused: from a deposed coordinator
+  // Refused PLAN_NOT_MOVING: the node's committed plan was paused, halted
+  // or aborting; the coordinator's own sends (a decision on an older
+  // record), and the adversary's.
+  int64_t swaps_plan_not_moving = 0, adversary_plan_not_moving = 0;
   int64_t swaps_stale_fence = 0;  // refused: delayed past a hand-off
   int64_t handoffs = 0;           // in-flight node changed
   int64_t crashes = 0;

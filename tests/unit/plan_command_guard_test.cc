@@ -27,6 +27,7 @@ v1::PlanRecord Record(const std::string& rollback_of = "") {
   plan.set_target_version("0.2.0");
   plan.set_version_before("0.1.0");
   plan.set_in_flight("cp-2");
+  plan.set_phase(rollback_of.empty() ? v1::PLAN_PHASE_ROLLING : v1::PLAN_PHASE_ROLLING_BACK);
   v1::PlanNode* n = plan.add_nodes();
   n->set_node("cp-2");
   n->set_phase(v1::PLAN_NODE_PHASE_IN_FLIGHT);
@@ -52,6 +53,38 @@ NodeCommand Swap(std::string id, std::string version) {
 
 TEST(PlanCommandGuardTest, ThePlansOwnSwapIsAdmitted) {
   EXPECT_TRUE(CheckCommandAgainstPlan(Record(), "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0")).ok());
+}
+
+// Found in review: a coordinator that decided on a Rolling record sent the
+// swap under the fence of a pause committed meanwhile, and the node took it.
+TEST(PlanCommandGuardTest, NoSwapOrRollbackStartsWhileThePlanDoesNotMoveOnItsOwn) {
+  for (v1::PlanPhase phase : {v1::PLAN_PHASE_PAUSED, v1::PLAN_PHASE_HALTED,
+                              v1::PLAN_PHASE_BREAK_GLASS, v1::PLAN_PHASE_ABORTED}) {
+    for (const std::string& rollback_of : {std::string(), std::string("plan-1.cp-2.swap.4")}) {
+      v1::FleetPlan plan = *DecodePlan(Record(rollback_of).payload());
+      plan.set_phase(phase);
+      v1::PlanRecord record;
+      record.set_payload(*EncodePlan(plan));
+      NodeCommand command = Swap("plan-1.cp-2.swap.4", "0.2.0");
+      if (!rollback_of.empty()) {
+        command = {.kind = NodeCommand::Kind::kRollback,
+                   .operation_id = "plan-1.cp-2.rollback.9",
+                   .of_operation_id = rollback_of,
+                   .stabilization_ms = kWindowMs};
+      }
+      absl::Status s = CheckCommandAgainstPlan(record, "cp-2", command);
+      EXPECT_EQ(ReasonOf(s), reason::kPlanNotMoving) << PlanPhaseName(phase);
+      EXPECT_THAT(std::string(s.message()), HasSubstr(std::string(PlanPhaseName(phase))));
+      EXPECT_THAT(std::string(s.message()), HasSubstr("nothing ran"));
+    }
+  }
+  v1::FleetPlan aborting = *DecodePlan(Record().payload());
+  aborting.set_abort_requested(true);
+  v1::PlanRecord record;
+  record.set_payload(*EncodePlan(aborting));
+  absl::Status s = CheckCommandAgainstPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  EXPECT_EQ(ReasonOf(s), reason::kPlanNotMoving);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("abort requested"));
 }
 
 TEST(PlanCommandGuardTest, AnotherVersionOrOperationIsRefusedNamingTheStep) {

@@ -1052,6 +1052,23 @@ TEST(PlanMachineTest, SwapRefusedForItsFenceIsSentAgainNotFailed) {
   EXPECT_TRUE(d.plan_.halt().reason().empty());
 }
 
+// The node's record held a pause (or an abort) that the coordinator had
+// not adopted when it sent the swap: nothing ran there, and the plan does
+// not count it as the node's failure.
+TEST(PlanMachineTest, ASwapRefusedForAPlanNotMovingIsNoFailureOfTheNode) {
+  Driver d;
+  int refusals = 0;
+  d.admission = [&refusals](const PlanAction& a) {
+    if (a.node != "a" || refusals++ > 0) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanNotMoving,
+                     "the committed plan plan-1 is Paused: no new swap or rollback starts");
+  };
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
+  EXPECT_TRUE(d.plan_.halt().reason().empty()) << d.plan_.halt().reason();
+}
+
 // Every voter's agent must have a method, not only the coordinator's
 // (whose method the settings carry).
 TEST(PlanMachineTest, ReleaseNeedingApiServerRestartWithoutMethodRefusesToStart) {

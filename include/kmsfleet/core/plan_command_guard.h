@@ -45,6 +45,9 @@ struct NodeCommand {
 // FailedPrecondition COMMAND_NOT_IN_PLAN naming the plan's step and what was
 // sent (metadata plan, expected, sent), also when the record holds no fleet
 // plan (a raw record from `kmsfleetctl plan commit` binds operators only).
+// A swap or rollback while the plan does not move on its own (not Rolling
+// or RollingBack, or an abort requested): FailedPrecondition
+// PLAN_NOT_MOVING.
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command);
 

@@ -215,6 +215,9 @@ inline constexpr char kCommandNotApplicable[] = "COMMAND_NOT_APPLICABLE";
 // A member's swap or rollback that is not the committed plan's step for the
 // node (plan_command_guard.h).
 inline constexpr char kCommandNotInPlan[] = "COMMAND_NOT_IN_PLAN";
+// A member's new swap or rollback while the committed plan is paused,
+// halted, in break-glass or has an abort requested: nothing ran.
+inline constexpr char kPlanNotMoving[] = "PLAN_NOT_MOVING";
 inline constexpr char kBreakGlassActive[] = "BREAK_GLASS_ACTIVE";
 inline constexpr char kBreakGlassNonceMismatch[] = "BREAK_GLASS_NONCE_MISMATCH";
 inline constexpr char kNodeNotReleasable[] = "NODE_NOT_RELEASABLE";
