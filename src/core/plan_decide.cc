@@ -262,7 +262,9 @@ void PlanStep::DecideInFlight() {
 // new coordinator resumes the committed in-flight node, and a command that
 // went unanswered or never reached the node is sent again. Sent anew, it
 // could start now, so every other node must still be healthy and in
-// parity, or the start could take a second provider down. `hash`: the
+// parity, or the start could take a second provider down; and OpenBao
+// unsealed with no rotation under way, or the node's own checks would fail
+// it for a fleet-wide condition. `hash`: the
 // others' key_id hash.
 absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::string* hash) {
   std::vector<std::string> voters;
@@ -277,6 +279,12 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
   absl::Status s = MembersUnchanged();
   if (s.ok()) s = CheckFleetHealth(voters, others, in_.now_unix_ms);
   if (s.ok()) s = CheckParityOnce(others);
+  // As the slot's own gates (EvaluateFleetGates): found in review, a swap
+  // sent again under a sealed OpenBao ran the node's doctor against it, and
+  // failed the node for OpenBao's outage (with --auto-rollback, walking the
+  // fleet back).
+  if (s.ok()) s = OpenBaoGate();
+  if (s.ok()) s = CheckRotationMetric(others);
   if (!s.ok()) {
     return MakeError(s.code(), ReasonOf(s),
                      absl::StrCat("No operation is started on ", std::string(in_flight),

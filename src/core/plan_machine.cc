@@ -13,12 +13,13 @@
 namespace kmsfleet {
 
 bool IsProgressWait(std::string_view reason) {
-  // HANDOFF_PENDING and UNKNOWN_FENCE: a node still finishing its
-  // operation, or not yet holding the commit its command names.
+  // HANDOFF_PENDING, UNKNOWN_FENCE and PLAN_CHANGE_PENDING: a node still
+  // finishing its operation, or a node (or the coordinator) not yet
+  // holding the commit a command needs.
   static constexpr std::string_view kWaits[] = {
-      reason::kParityNotStable, reason::kSoakInProgress, reason::kPlanPaused,
-      reason::kPlanHalted,      reason::kBreakGlassActive, reason::kHandoffPending,
-      reason::kUnknownFence};
+      reason::kParityNotStable, reason::kSoakInProgress,    reason::kPlanPaused,
+      reason::kPlanHalted,      reason::kBreakGlassActive,  reason::kHandoffPending,
+      reason::kUnknownFence,    reason::kPlanChangePending};
   for (std::string_view wait : kWaits) {
     if (reason == wait) return true;
   }

@@ -307,11 +307,17 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
   if (node.given_back_untouched()) {
     node.set_given_back_untouched(false);
     changed_ = true;
-    if (StepRanAfterAll(node, r) && node.reason().empty() && RestartRequired()) {
-      // Its swap ended Stable: kube-apiserver is restarted before the node
-      // hands off, as after any step (found in review).
-      node.set_stage(v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
-      return;
+    if (StepRanAfterAll(node, r)) {
+      // Its result is known only now: the rounds before it do not count
+      // toward the next slot, as after any node's result (found in
+      // review: the plain give-back reset them, this path did not).
+      RestartParity();
+      if (node.reason().empty() && RestartRequired()) {
+        // Its swap ended Stable: kube-apiserver is restarted before the
+        // node hands off, as after any step (found in review).
+        node.set_stage(v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
+        return;
+      }
     }
   }
   next_->set_in_flight("");

@@ -795,6 +795,9 @@ TEST(PlanMachineTest, AStepGivenBackUntouchedThatRanAfterAllIsRecordedAtItsRelea
     EXPECT_FALSE(a.given_back_untouched());
     EXPECT_THAT(a.message(), HasSubstr("after the plan had given its slot back untouched, and "
                                        "ended " + ended));
+    // Found in review: the rounds counted before the result was known
+    // (while paused) still counted toward the next slot.
+    EXPECT_LE(d.machine_.parity().consecutive(), 1);
     if (ended == "Stable") {
       EXPECT_EQ(a.phase(), v1::PLAN_NODE_PHASE_DONE);
       EXPECT_GT(a.done_unix_ms(), 0);
@@ -2308,6 +2311,7 @@ struct Resumed {
     other = in_flight == "a" ? "b" : "a";
     fresh.emplace(PlanMachineConfig{"a", {"a", "b", "c"}}, d.plan_);
     in.now_unix_ms = 2'000'000;
+    in.openbao = d.openbao;  // each round probes it
   }
   // The kOperation result of `sent` (a swap), ending as `outcome`.
   ActionResult ResultOf(const PlanAction& sent, OperationOutcome outcome) const {
@@ -2348,6 +2352,27 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeIsUnready) {
   r = fresh->Step(in);
   ASSERT_THAT(SwapsIn(r), ElementsAre(in_flight));
   EXPECT_EQ(r.actions[0].expected_key_id_hash, testing::kHashA);
+}
+
+// Found in review: a swap sent again checked the other nodes' health and
+// parity but not OpenBao; under a seal the node's doctor failed before the
+// stop, and the plan counted OpenBao's outage as the node's failure.
+TEST(PlanMachineTest, AResumedSwapWaitsWhileOpenBaoIsSealed) {
+  Resumed t;
+  auto& [d, in_flight, other, fresh, in] = t;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 1'999'000);
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 503, ""};  // sealed
+  PlanReady r = fresh->Step(in);
+  EXPECT_TRUE(SwapsIn(r).empty());
+  EXPECT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kOpenBaoSealed) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()),
+              HasSubstr("No operation is started on " + in_flight));
+  in.results = {t.ResultOf(r.actions[0], OperationOutcome::kNotFound)};
+  in.now_unix_ms += 1000;
+  in.openbao = d.openbao;  // unsealed
+  r = fresh->Step(in);
+  EXPECT_THAT(SwapsIn(r), ElementsAre(in_flight)) << r.blocked;
 }
 
 // Found in review: nothing compared a plan's nodes with the coordinator's
@@ -2557,7 +2582,7 @@ TEST(PlanMachineTest, ProgressWaitsAreNotGuardRefusals) {
   for (std::string_view wait : {reason::kParityNotStable, reason::kSoakInProgress,
                                 reason::kPlanPaused, reason::kPlanHalted,
                                 reason::kBreakGlassActive, reason::kHandoffPending,
-                                reason::kUnknownFence}) {
+                                reason::kUnknownFence, reason::kPlanChangePending}) {
     EXPECT_TRUE(IsProgressWait(wait)) << wait;
   }
   for (std::string_view guard : {reason::kRotationInProgress, reason::kOpenBaoUnreachable,
