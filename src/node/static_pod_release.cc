@@ -52,6 +52,12 @@ absl::StatusOr<std::string> ReadVouchedImageRef(const std::string& version,
   if (source.empty()) return Missing(version, "the static-pod kit (--image-ref)");
   const std::string name = source.substr(source.rfind('/') + 1);
   absl::StatusOr<std::string> listed = FindChecksum(checksums, name, checksums_path);
+  // Found in review: any error here read as "not listed", hiding a
+  // malformed line or a name listed twice behind IMAGE_REF_UNVERIFIED (and
+  // taking an unsigned image-ref.txt unhashed beside them).
+  if (!listed.ok() && ReasonOf(listed.status()) != reason::kChecksumNotListed) {
+    return listed.status();
+  }
   if (!listed.ok()) {
     if (!is_signed && !IsKit(name)) return ReadBoundedFile(source, kMaxImageRefFileBytes);
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kImageRefUnverified,

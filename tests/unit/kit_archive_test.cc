@@ -13,6 +13,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/static_pod_release.h"
 #include "kmsfleet/node/subprocess.h"
 #include "process_harness.h"
 
@@ -108,6 +109,25 @@ TEST_F(KitArchiveTest, ASymlinkedKitIsRefused) {
   ASSERT_EQ(symlink(kit.c_str(), dir_.File("link.tar.gz").c_str()), 0);
   absl::StatusOr<std::string> text = Read(dir_.File("link.tar.gz"), *Sha256File(kit));
   EXPECT_EQ(ReasonOf(text.status()), reason::kArtifactIo) << text.status();
+}
+
+// Found in review: any error finding the kit in checksums.txt read as "not
+// listed" (IMAGE_REF_UNVERIFIED), hiding the line at fault; an unsigned
+// stage then took an image-ref.txt listed twice without hashing it.
+TEST_F(KitArchiveTest, AChecksumsFileAtFaultIsNamedNotCalledUnlisted) {
+  Put("image-ref.txt", std::string(kImage) + "\n");
+  const std::string ref = dir_.File("image-ref.txt");
+  const std::string sums = dir_.File("checksums.txt");
+  const std::string twice = std::string(64, 'a') + "  image-ref.txt\n" +
+                            std::string(64, 'b') + "  image-ref.txt\n";
+  for (bool is_signed : {true, false}) {
+    absl::StatusOr<std::string> read =
+        ReadVouchedImageRef("0.2.0", ref, twice, sums, is_signed, 1 << 20);
+    EXPECT_EQ(ReasonOf(read.status()), reason::kChecksumAmbiguous) << read.status();
+  }
+  absl::StatusOr<std::string> unlisted =
+      ReadVouchedImageRef("0.2.0", ref, std::string(64, 'a') + "  other\n", sums, true, 1 << 20);
+  EXPECT_EQ(ReasonOf(unlisted.status()), reason::kImageRefUnverified) << unlisted.status();
 }
 
 }  // namespace

@@ -49,7 +49,9 @@ struct ImageStageRequest {
 // taken as is only when the stage is unsigned (`is_signed` false, which
 // executor.allow_unsigned admits): the operator's files are the trust then.
 // Errors: IMAGE_REF_MISSING when `source` is empty; IMAGE_REF_UNVERIFIED
-// (FailedPrecondition) naming the file and checksums.txt; the kit's errors
+// (FailedPrecondition) naming the file and checksums.txt when it does not
+// list the file; checksums.txt's own errors as FindChecksum gives them
+// (MALFORMED_CHECKSUMS, CHECKSUM_AMBIGUOUS, ...); the kit's errors
 // (kit_archive.h); CHECKSUM_MISMATCH; ARTIFACT_IO.
 absl::StatusOr<std::string> ReadVouchedImageRef(const std::string& version,
                                                 const std::string& source,
