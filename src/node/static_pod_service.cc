@@ -109,8 +109,8 @@ class StaticPodService final : public ServiceManager {
   // call, the newest container seen last stands in (the preflight's
   // State, or the Start and verify of the swap a rollback undoes): a
   // failed Stop would end a rollback with the failed release installed.
-  absl::Status Stop(const std::string&, std::chrono::milliseconds) override {
-    absl::StatusOr<std::optional<CriContainer>> newest = Newest();
+  absl::Status Stop(const std::string&, std::chrono::milliseconds timeout) override {
+    absl::StatusOr<std::optional<CriContainer>> newest = NewestForStop(timeout);
     absl::StatusOr<LiveManifest> live = ReadLive();
     std::lock_guard<std::mutex> lock(mu_);
     if (!newest.ok() && !last_seen_id_) return newest.status();
@@ -201,6 +201,28 @@ class StaticPodService final : public ServiceManager {
     std::lock_guard<std::mutex> lock(mu_);
     last_seen_id_ = newest ? newest->id : "";
     return newest;
+  }
+
+  // Newest, asked again until `timeout` while the runtime fails and no
+  // container was ever seen (Stop has none to stand in). Found in review:
+  // a rollback recovered at boot reached Stop before the container runtime
+  // answered, and ended RollbackFailed with the right manifest in place.
+  absl::StatusOr<std::optional<CriContainer>> NewestForStop(std::chrono::milliseconds timeout) {
+    const int64_t deadline = steady_.NowSteadyMillis() + timeout.count();
+    for (;;) {
+      absl::StatusOr<std::optional<CriContainer>> newest = Newest();
+      if (newest.ok() || SeenOne()) return newest;
+      const int64_t now = steady_.NowSteadyMillis();
+      if (now >= deadline ||
+          !SleepUnlessStopping(std::min<int64_t>(o_.poll_interval.count(), deadline - now))) {
+        return newest;
+      }
+    }
+  }
+
+  bool SeenOne() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_seen_id_.has_value();
   }
 
   absl::StatusOr<LiveManifest> ReadLive() const {

@@ -312,9 +312,11 @@ TEST_F(StaticPodServiceTest, ARestoreTakesTheContainerTheKubeletNeverReplaced) {
 // release installed); only with none seen yet does it fail.
 TEST_F(StaticPodServiceTest, StopWithTheRuntimeDownNotesTheContainerSeenLast) {
   std::unique_ptr<ServiceManager> service = Service();
-  runtime_.list_errors = {absl::UnavailableError("cri down")};
+  runtime_.list_error = absl::UnavailableError("cri down");
   EXPECT_EQ(service->Stop("pod", std::chrono::seconds(1)).code(),
             absl::StatusCode::kUnavailable);
+  EXPECT_EQ(clock_.NowSteadyMillis(), 1000) << "asked again until its timeout";
+  runtime_.list_error = absl::OkStatus();
   runtime_.lists = {{Container("c1", CriContainerState::kRunning, kNew)}};
   ASSERT_TRUE(service->Start("pod", std::chrono::seconds(1)).ok());  // c1 seen
   runtime_.list_errors = {absl::UnavailableError("cri down")};
@@ -327,6 +329,22 @@ TEST_F(StaticPodServiceTest, StopWithTheRuntimeDownNotesTheContainerSeenLast) {
   const int64_t installed_at = clock_.NowSteadyMillis();
   EXPECT_TRUE(service->Start("pod", std::chrono::seconds(5)).ok());
   EXPECT_EQ(clock_.NowSteadyMillis(), installed_at + 200) << "c1 was taken for the new one";
+}
+
+// Found in review: a rollback recovered at boot reached Stop before the
+// container runtime answered; with no container seen yet, Stop failed at
+// once and the rollback ended RollbackFailed. It asks again until its
+// timeout, as Start does.
+TEST_F(StaticPodServiceTest, AStopWithNothingSeenWaitsForTheRuntimeToAnswer) {
+  runtime_.list_errors = {MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                    "no socket at /run/containerd/containerd.sock"),
+                          MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                    "server is not initialized yet")};
+  runtime_.lists = {{Container("c1", CriContainerState::kRunning, kNew)}};
+  std::unique_ptr<ServiceManager> service = Service();
+  EXPECT_TRUE(service->Stop("pod", std::chrono::seconds(90)).ok());
+  EXPECT_EQ(runtime_.list_calls, 3);
+  EXPECT_EQ(clock_.NowSteadyMillis(), 200);
 }
 
 // Found in review: Start slept through the agent's stop for as long as its
