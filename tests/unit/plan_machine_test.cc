@@ -1040,36 +1040,24 @@ TEST(PlanMachineTest, ARollbackEndedByItsAgentStoppingIsSentAgain) {
   EXPECT_EQ(d.versions_["a"], "0.1.0");
 }
 
-// A refused fence is the shell's to renew, not the node's failure.
+// A refused fence is the shell's to renew, not the node's failure. So is a
+// refusal for a plan not moving: the node's record held a pause (or an
+// abort) the coordinator had not adopted when it sent the swap, and
+// nothing ran there.
 TEST(PlanMachineTest, SwapRefusedForItsFenceIsSentAgainNotFailed) {
-  Driver d;
-  int refusals = 0;
-  d.admission = [&refusals](const PlanAction& a) {
-    if (a.node != "a" || refusals++ > 0) return absl::OkStatus();
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kStaleFence,
-                     "a answered a hand-off at this fence");
-  };
-  d.Step(Start());
-  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
-  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
-  EXPECT_TRUE(d.plan_.halt().reason().empty());
-}
-
-// The node's record held a pause (or an abort) that the coordinator had
-// not adopted when it sent the swap: nothing ran there, and the plan does
-// not count it as the node's failure.
-TEST(PlanMachineTest, ASwapRefusedForAPlanNotMovingIsNoFailureOfTheNode) {
-  Driver d;
-  int refusals = 0;
-  d.admission = [&refusals](const PlanAction& a) {
-    if (a.node != "a" || refusals++ > 0) return absl::OkStatus();
-    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanNotMoving,
-                     "the committed plan plan-1 is Paused: no new swap or rollback starts");
-  };
-  d.Step(Start());
-  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
-  EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
-  EXPECT_TRUE(d.plan_.halt().reason().empty()) << d.plan_.halt().reason();
+  for (const char* refusal : {reason::kStaleFence, reason::kPlanNotMoving}) {
+    SCOPED_TRACE(refusal);
+    Driver d;
+    int refusals = 0;
+    d.admission = [&refusals, refusal](const PlanAction& a) {
+      if (a.node != "a" || refusals++ > 0) return absl::OkStatus();
+      return MakeError(absl::StatusCode::kFailedPrecondition, refusal, "refused before it ran");
+    };
+    d.Step(Start());
+    d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+    EXPECT_THAT(d.Swapped(), ElementsAre("a", "a", "c", "b"));
+    EXPECT_TRUE(d.plan_.halt().reason().empty()) << d.plan_.halt().reason();
+  }
 }
 
 // Every voter's agent must have a method, not only the coordinator's
