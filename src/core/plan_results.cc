@@ -310,8 +310,9 @@ void PlanStep::ApplyHandOff(v1::PlanNode& node, const ActionResult& r) {
     if (StepRanAfterAll(node, r)) {
       // Its result is known only now: the rounds before it do not count
       // toward the next slot, as after any node's result (found in
-      // review: the plain give-back reset them, this path did not).
-      RestartParity();
+      // review: the plain give-back reset them, this path did not). Not
+      // again when a held hand-off is replayed, as ApplyOperation.
+      if (!replaying_) RestartParity();
       if (node.reason().empty() && RestartRequired()) {
         // Its swap ended Stable: kube-apiserver is restarted before the
         // node hands off, as after any step (found in review).

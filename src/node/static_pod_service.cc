@@ -213,9 +213,17 @@ class StaticPodService final : public ServiceManager {
       absl::StatusOr<std::optional<CriContainer>> newest = Newest();
       if (newest.ok() || SeenOne()) return newest;
       const int64_t now = steady_.NowSteadyMillis();
-      if (now >= deadline ||
-          !SleepUnlessStopping(std::min<int64_t>(o_.poll_interval.count(), deadline - now))) {
-        return newest;
+      if (now >= deadline) return newest;
+      if (!SleepUnlessStopping(std::min<int64_t>(o_.poll_interval.count(), deadline - now))) {
+        // As Start's wait: left to the next start, not a failed step
+        // (found in review of this fix: a stop during the wait ended the
+        // rollback RollbackFailed).
+        return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
+                         "kmsfleetd is stopping while it waits for the container runtime to "
+                         "answer for " + StaticPodName(o_.pod) + " (" +
+                             std::string(newest.status().message()) +
+                             "); the next start asks again",
+                         {{"pod", o_.pod.pod_namespace + "/" + o_.pod.pod_name}});
       }
     }
   }

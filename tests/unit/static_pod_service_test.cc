@@ -347,6 +347,22 @@ TEST_F(StaticPodServiceTest, AStopWithNothingSeenWaitsForTheRuntimeToAnswer) {
   EXPECT_EQ(clock_.NowSteadyMillis(), 200);
 }
 
+// Found in review of the wait above: a stop during it failed the step,
+// which ended a recovered rollback RollbackFailed. Left to the next start,
+// as Start's wait is.
+TEST_F(StaticPodServiceTest, AStopThatWaitsForTheRuntimeEndsWhenTheAgentStops) {
+  runtime_.list_error = MakeError(absl::StatusCode::kUnavailable, reason::kCriUnreachable,
+                                  "server is not initialized yet");
+  constexpr int64_t kStopAtMs = 250;
+  std::unique_ptr<ServiceManager> service =
+      Service([this] { return clock_.NowSteadyMillis() >= kStopAtMs; });
+  absl::Status s = service->Stop("pod", std::chrono::seconds(90));
+  EXPECT_EQ(s.code(), absl::StatusCode::kCancelled) << s;
+  EXPECT_EQ(ReasonOf(s), reason::kAgentStopping) << s;
+  EXPECT_NE(s.message().find("server is not initialized yet"), std::string::npos) << s;
+  EXPECT_LE(clock_.NowSteadyMillis(), kStopAtMs + kStopCheckSlice.count());
+}
+
 // Found in review: Start slept through the agent's stop for as long as its
 // timeout (unit_timeout_ms), so a SIGTERM during a swap waited it out. It
 // now stops within a slice and leaves the operation to the next start, as
