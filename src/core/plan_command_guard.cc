@@ -54,12 +54,6 @@ absl::Status NotInPlan(std::string_view self, const std::string& plan_id,
   return NotInPlanError(self, plan_id, expected, Describe(sent), "carry out the plan's step");
 }
 
-bool MovesOnItsOwn(const v1::FleetPlan& plan) {
-  return (plan.phase() == v1::PLAN_PHASE_ROLLING ||
-          plan.phase() == v1::PLAN_PHASE_ROLLING_BACK) &&
-         !plan.abort_requested();
-}
-
 absl::Status PlanNotMoving(std::string_view self, const v1::FleetPlan& plan,
                            const NodeCommand& sent) {
   const std::string state = plan.abort_requested()
@@ -161,8 +155,8 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
   }
   // Found in review: a coordinator that decided on a Rolling record sent
   // the swap under the fence of a pause committed meanwhile, and the node
-  // took it. Only a plan moving on its own starts a disruption
-  // (PlanStep::ResendsNow); the same operation id sent again is answered
+  // took it. Only a plan moving on its own starts a disruption, by the
+  // rule the coordinator sends by; the same operation id sent again is answered
   // from its journal before this check.
   if (!MovesOnItsOwn(*plan)) return PlanNotMoving(self, *plan, command);
   // The settings too, as the coordinator sends them (PlanStep::

@@ -26,6 +26,12 @@ bool IsProgressWait(std::string_view reason) {
   return false;
 }
 
+bool MovesOnItsOwn(const v1::FleetPlan& plan) {
+  return (plan.phase() == v1::PLAN_PHASE_ROLLING ||
+          plan.phase() == v1::PLAN_PHASE_ROLLING_BACK) &&
+         !plan.abort_requested();
+}
+
 std::string_view PlanPhaseName(v1::PlanPhase phase) {
   switch (phase) {
     case v1::PLAN_PHASE_DRAFT: return "Draft";

@@ -207,13 +207,7 @@ std::string PlanStep::EndedByItsAgentText(const v1::PlanNode& node, const std::s
                       " before the provider's stop (", why, ")");
 }
 
-// Only a plan moving on its own starts a new disruption. Paused, with an
-// abort waiting, or halted, the operator asked for none.
-bool PlanStep::ResendsNow() const {
-  const v1::PlanPhase phase = next_->phase();
-  return (phase == v1::PLAN_PHASE_ROLLING || phase == v1::PLAN_PHASE_ROLLING_BACK) &&
-         !next_->abort_requested();
-}
+bool PlanStep::ResendsNow() const { return MovesOnItsOwn(*next_); }
 
 // The agent stopped (SIGTERM, a restart) before the provider's stop and
 // ended the operation there: nothing was touched and nothing is known

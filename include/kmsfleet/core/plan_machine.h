@@ -87,6 +87,10 @@ std::string_view PlanNodePhaseName(v1::PlanNodePhase phase);
 // began (paused, halted, break-glass), rather than being held by a guard:
 // kmsfleet_guard_refusals_total counts only the latter.
 bool IsProgressWait(std::string_view reason);
+// Rolling or RollingBack with no abort requested: only such a plan starts
+// a new disruption (the coordinator's sends, a node's admission of them).
+// Paused, halted, in break-glass or aborting, the operator asked for none.
+bool MovesOnItsOwn(const v1::FleetPlan& plan);
 // Completed, RolledBack and Aborted end a plan; Halted and BreakGlass wait
 // for an operator.
 bool IsFinished(v1::PlanPhase phase);
