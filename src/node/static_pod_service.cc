@@ -218,12 +218,9 @@ class StaticPodService final : public ServiceManager {
         // As Start's wait: left to the next start, not a failed step
         // (found in review of this fix: a stop during the wait ended the
         // rollback RollbackFailed).
-        return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
-                         "kmsfleetd is stopping while it waits for the container runtime to "
-                         "answer for " + StaticPodName(o_.pod) + " (" +
-                             std::string(newest.status().message()) +
-                             "); the next start asks again",
-                         {{"pod", o_.pod.pod_namespace + "/" + o_.pod.pod_name}});
+        return StoppedWhile("the container runtime to answer for " + StaticPodName(o_.pod) +
+                                " (" + std::string(newest.status().message()) + ")",
+                            "");
       }
     }
   }
@@ -268,12 +265,23 @@ class StaticPodService final : public ServiceManager {
   }
 
   absl::Status StoppedWaiting(const ImageRef& want, const std::string& seen) const {
-    return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping,
-                     "kmsfleetd is stopping while it waits for the kubelet to run " +
-                         want.ToString() + " in " + StaticPodName(o_.pod) + " (newest: " +
-                         seen + "); the next start waits again",
-                     {{"pod", o_.pod.pod_namespace + "/" + o_.pod.pod_name},
-                      {"image", want.ToString()}});
+    return StoppedWhile("the kubelet to run " + want.ToString() + " in " +
+                            StaticPodName(o_.pod) + " (newest: " + seen + ")",
+                        want.ToString());
+  }
+
+  // A wait the agent's stop ended: left to the next start (Cancelled
+  // AGENT_STOPPING), never a failed step.
+  // `image`: the one waited for, "" for none.
+  absl::Status StoppedWhile(const std::string& waiting_for, const std::string& image) const {
+    const std::string text = "kmsfleetd is stopping while it waits for " + waiting_for +
+                             "; the next start waits again";
+    const std::string pod = o_.pod.pod_namespace + "/" + o_.pod.pod_name;
+    if (image.empty()) {
+      return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping, text, {{"pod", pod}});
+    }
+    return MakeError(absl::StatusCode::kCancelled, reason::kAgentStopping, text,
+                     {{"pod", pod}, {"image", image}});
   }
 
   const StaticPodServiceOptions o_;
