@@ -2363,6 +2363,22 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileOpenBaoIsSealed) {
   EXPECT_THAT(SwapsIn(r), ElementsAre(in_flight)) << r.blocked;
 }
 
+// As above for the rotation gate: a rotation begun on another node since
+// the slot was given holds a swap sent again.
+TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeRotates) {
+  Resumed t;
+  auto& [d, in_flight, other, fresh, in] = t;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", 1'999'000);
+  for (NodeView& v : in.views) {
+    if (v.node == other) v.state->set_rotation_state("pending");
+  }
+  PlanReady r = fresh->Step(in);
+  EXPECT_TRUE(SwapsIn(r).empty());
+  EXPECT_THAT(SwapsIn(r, false), ElementsAre(in_flight));
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kRotationInProgress) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr(other));
+}
+
 // Found in review: nothing compared a plan's nodes with the coordinator's
 // voters once it started. With a voter removed from cluster.voters, the
 // gates stopped observing it, so its provider could be down unseen while
