@@ -32,13 +32,17 @@ class BinaryInstaller final : public Installer {
     return out;
   }
 
-  absl::Status Install(const std::string& release, const std::string& sha256) override {
+  using Installer::Install;
+  absl::Status Install(const std::string& release, const std::string& sha256,
+                       const LiveCheck& check_live) override {
     // Observe before acting: an interrupted operation may have put it in
     // place already.
     absl::StatusOr<std::string> installed = Sha256File(install_path_);
     // Its rename may not have reached the disk (killed before the
     // directory's fsync): make it durable before it counts as installed.
     if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(install_path_));
+    // The copy and its rename are one call here.
+    if (check_live) KMSFLEET_RETURN_IF_ERROR(check_live());
     return CopyFileAtomic(release, install_path_, 0755, sha256, SIZE_MAX).status();
   }
 

@@ -60,7 +60,9 @@ class StaticPodInstaller final : public Installer {
     return out;
   }
 
-  absl::Status Install(const std::string& release, const std::string& sha256) override {
+  using Installer::Install;
+  absl::Status Install(const std::string& release, const std::string& sha256,
+                       const LiveCheck& check_live) override {
     // Observe before acting: an interrupted operation may have put it in
     // place already. Bounded, as every read of a manifest: a live file
     // far larger than any release (or one still growing), or one that is
@@ -83,10 +85,13 @@ class StaticPodInstaller final : public Installer {
     KMSFLEET_ASSIGN_OR_RETURN(
         std::string tmp, WriteTempFile(manifest_dir_ + "/" + kTempPrefix, content, LiveMode()));
     Hook("staged");
-    if (rename(tmp.c_str(), o_.manifest_path.c_str()) != 0) {
+    // The write and its fsync take a while (a slow disk, a busy node): an
+    // edit made meanwhile is judged now, not written over.
+    absl::Status live = check_live ? check_live() : absl::OkStatus();
+    if (!live.ok() || rename(tmp.c_str(), o_.manifest_path.c_str()) != 0) {
       const int err = errno;
       unlink(tmp.c_str());
-      return IoError("rename into", o_.manifest_path, err);
+      return live.ok() ? IoError("rename into", o_.manifest_path, err) : live;
     }
     Hook("renamed");
     return FsyncDir(manifest_dir_);

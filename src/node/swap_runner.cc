@@ -132,7 +132,8 @@ absl::Status Executor::Carry(SwapJournal& j, SwapAction action) {
       return seams_.services.Stop(options_.unit, options_.unit_timeout);
     case SwapAction::kInstallTarget: {
       KMSFLEET_RETURN_IF_ERROR(CheckStaticPodManifest(j, CheckManifestInstallable));
-      absl::Status s = seams_.installer.Install(j.target_binary, j.target_sha256);
+      absl::Status s = seams_.installer.Install(j.target_binary, j.target_sha256,
+                                                LateManifestCheck(j, CheckManifestInstallable));
       if (s.ok()) Hook("after-rename");
       return s;
     }
@@ -352,7 +353,8 @@ absl::Status Executor::RestorePrevious(const SwapJournal& j) {
   KMSFLEET_RETURN_IF_ERROR(CheckStaticPodManifest(j, CheckManifestRestorable));
   // The installer reinstalls only if the capture is not in place already
   // (a rollback interrupted after its rename).
-  return seams_.installer.Install(j.previous_binary, j.previous_sha256);
+  return seams_.installer.Install(j.previous_binary, j.previous_sha256,
+                                  LateManifestCheck(j, CheckManifestRestorable));
 }
 
 // On a static-pod node, `check` (core) judges the live manifest before the
@@ -361,6 +363,17 @@ absl::Status Executor::RestorePrevious(const SwapJournal& j) {
 absl::Status Executor::CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check) {
   if (!options_.static_pod) return absl::OkStatus();
   return check(j, options_.static_pod->manifest_path, ObserveInstalledForRecovery());
+}
+
+// The same check again from inside the installer, right before its rename
+// (found in review: an edit made while the new manifest was written and
+// fsynced was written over). None on a systemd node.
+Installer::LiveCheck Executor::LateManifestCheck(const SwapJournal& j, ManifestCheck check) {
+  if (!options_.static_pod) return nullptr;
+  return [this, &j, check] {
+    Hook("manifest-staged");
+    return CheckStaticPodManifest(j, check);
+  };
 }
 
 absl::Status Executor::Verify(SwapJournal& j, const std::string& version) {

@@ -283,6 +283,32 @@ TEST_F(StaticPodInstallerTest, ACrashLeavesTheOldOrTheNewManifestWhole) {
   }
 }
 
+// The late check runs once the new manifest is written and fsynced, right
+// before the rename: an edit made while it was written is judged, and a
+// refusal leaves it in place with no temp file beside it.
+TEST_F(StaticPodInstallerTest, ALateCheckSeesAnEditMadeWhileTheManifestWasWritten) {
+  const std::string edited = Manifest(kOldImage) + "# edited by hand\n";
+  auto installer = NewInstaller([&](std::string_view at) {
+    if (at == "staged") WriteRaw(live_, edited, 0644);
+  });
+  int checks = 0;
+  std::string seen;
+  absl::Status s = installer->Install(release_, release_sha_, [&] {
+    ++checks;
+    seen = ReadFile(live_);
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kManifestChanged, "edited");
+  });
+  EXPECT_EQ(ReasonOf(s), reason::kManifestChanged) << s;
+  EXPECT_EQ(checks, 1);
+  EXPECT_EQ(seen, edited);
+  EXPECT_EQ(ReadFile(live_), edited);
+  EXPECT_EQ(Entries(manifest_dir_), std::vector<std::string>{"bao-kms-provider.yaml"});
+
+  // A check that admits lets the install go on.
+  ASSERT_TRUE(NewInstaller()->Install(release_, release_sha_, [] { return absl::OkStatus(); }).ok());
+  EXPECT_EQ(ReadFile(live_), Manifest(kNewImage));
+}
+
 TEST_F(StaticPodInstallerTest, RenderRefusesALiveManifestItCannotEditAndWritesNothing) {
   WriteRaw(live_, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: other\n", 0600);
   const std::string dest = state_ + "/artifacts/0.2.0/other.yaml";

@@ -49,6 +49,8 @@ class StaticPodSwapTest : public ::testing::Test {
     return Run({"swap", "--version", kNew, "--operation-id", op_id});
   }
 
+  SubprocessResult SwapEditedAt(const std::string& point);
+
   void StageNew() {
     absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, node_->MakeRelease(kNew));
     ASSERT_TRUE(s.ok()) << s.status();
@@ -717,15 +719,12 @@ TEST_F(StaticPodSwapTest, AManifestEditedWhileARollbackChecksIsNeverUndone) {
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u) << node_->Logs();
 }
 
-// Found in review: an edit made between the capture and the install was
-// installed over, and lost for good, as the rollback restores the capture.
-// The agent pauses itself right after the capture; the test edits the
-// manifest in that instant. The install refuses, the restore keeps the
-// edit too, and the operation ends RollbackFailed naming both.
-TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
-  StageNew();
+// Runs a swap on an agent that SIGSTOPs itself at `point`, appends an edit
+// to the live manifest in that instant and lets it go on: the swap's
+// outcome, once the edit is in place.
+SubprocessResult StaticPodSwapTest::SwapEditedAt(const std::string& point) {
   node_->StopAgent();
-  node_->StartAgent({"KMSFLEETD_TEST_PAUSE_AT=Stopped"}, KMSFLEETD_CRASHTEST_PATH);
+  node_->StartAgent({"KMSFLEETD_TEST_PAUSE_AT=" + point}, KMSFLEETD_CRASHTEST_PATH);
   std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
   const pid_t agent = node_->agent()->pid();
   auto paused = [agent] {
@@ -733,18 +732,46 @@ TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
     const size_t close = stat.rfind(')');
     return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'T';
   };
-  ASSERT_TRUE(WaitUntil(paused, std::chrono::seconds(30))) << node_->Logs();
-  const std::string edited = original_ + "# edited by hand\n";
+  EXPECT_TRUE(WaitUntil(paused, std::chrono::seconds(30))) << point << "\n" << node_->Logs();
   { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
-  ASSERT_EQ(kill(agent, SIGCONT), 0);
-  SubprocessResult swap = swapping.get();
+  EXPECT_EQ(kill(agent, SIGCONT), 0);
+  return swapping.get();
+}
+
+// Found in review: an edit made between the capture and the install was
+// installed over, and lost for good, as the rollback restores the capture.
+// The agent pauses itself right after the capture; the test edits the
+// manifest in that instant. The install refuses, the restore keeps the
+// edit too, and the operation ends RollbackFailed naming both.
+TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
+  StageNew();
+  SubprocessResult swap = SwapEditedAt("Stopped");
   boost::json::object op = Json(swap.stdout_text);
   EXPECT_NE(swap.exit_code, 0);
   EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
   EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
   EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
-  EXPECT_EQ(ReadFile(node_->manifest()), edited);
+  EXPECT_EQ(ReadFile(node_->manifest()), original_ + "# edited by hand\n");
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
+}
+
+// Found in review: the install checked the live manifest, then wrote and
+// fsynced the new one beside it before the rename; an edit made while it
+// did was written over. The agent pauses itself once the new manifest is
+// written, right before the rename: the edit is kept, as above.
+TEST_F(StaticPodSwapTest, AManifestEditedWhileTheNewOneIsWrittenIsKept) {
+  StageNew();
+  SubprocessResult swap = SwapEditedAt("manifest-staged");
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
+  EXPECT_EQ(ReadFile(node_->manifest()), original_ + "# edited by hand\n");
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
+  for (const auto& e : std::filesystem::directory_iterator(DirOf(node_->manifest()))) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path() << ": a temp file";
+  }
 }
 
 // Found in review: a swap refused CALLER_GONE (its caller gave up while

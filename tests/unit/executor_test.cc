@@ -208,7 +208,9 @@ class FakeInstaller final : public Installer {
     std::lock_guard<std::mutex> lock(w_.mu);
     return w_.cannot_install;
   }
-  absl::Status Install(const std::string&, const std::string& sha256) override {
+  using Installer::Install;
+  absl::Status Install(const std::string&, const std::string& sha256,
+                       const LiveCheck&) override {
     std::lock_guard<std::mutex> lock(w_.mu);
     if (w_.installed_sha == sha256) return absl::OkStatus();
     w_.calls.push_back("install " + w_.version_of_sha[sha256]);

@@ -94,7 +94,9 @@ struct ExecutorSeams {
 };
 
 // Called after each journaled phase with its name, with "after-rename"
-// right after an install, with "admitting" on a swap's or rollback's
+// right after an install, with "manifest-staged" when a static pod's new
+// manifest is written and only its last check and rename are left, with
+// "admitting" on a swap's or rollback's
 // admission just before it starts (on the caller's thread, its id marked
 // as being admitted), and with "staging", "stage-writing" and
 // "stage-done" at a stage's start, once it holds its version's lock, and
@@ -462,6 +464,7 @@ class Executor {
   using ManifestCheck = absl::Status (*)(const SwapJournal&, std::string_view,
                                          const absl::StatusOr<std::string>&);
   absl::Status CheckStaticPodManifest(const SwapJournal& j, ManifestCheck check);
+  Installer::LiveCheck LateManifestCheck(const SwapJournal& j, ManifestCheck check);
   absl::Status Verify(SwapJournal& j, const std::string& version);
   absl::Status StopVerifying(SwapJournal& j, const std::string& version, bool ready_unrecorded);
   bool RecordReadyIfItBindsTheRestore(const SwapJournal& j);

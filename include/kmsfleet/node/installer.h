@@ -8,6 +8,7 @@
 
 #include "kmsfleet/node/layer.h"  // fails outside the node layer
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -35,8 +36,18 @@ class Installer {
   // Installs `release` atomically if its digest is `sha256`; does nothing
   // when that digest is installed already (an interrupted operation).
   // Errors: CHECKSUM_MISMATCH (nothing changed), ARTIFACT_IO.
-  virtual absl::Status Install(const std::string& release,
-                               const std::string& sha256) = 0;
+  absl::Status Install(const std::string& release, const std::string& sha256) {
+    return Install(release, sha256, nullptr);
+  }
+  // Judges what is installed, as late as the installer can: a refusal
+  // leaves it in place and is Install's answer.
+  using LiveCheck = std::function<absl::Status()>;
+  // As above; `check_live`, when given, is called once nothing is left to
+  // do but replace the installed release (a static pod's temp manifest is
+  // written and fsynced, the rename is next), so a change made by hand
+  // while the release was prepared is not written over.
+  virtual absl::Status Install(const std::string& release, const std::string& sha256,
+                               const LiveCheck& check_live) = 0;
   // What Install needs besides the release, checked before anything is
   // stopped (a static pod's staging directory on the manifest's
   // filesystem). Errors as Install's; by default there is nothing to check.

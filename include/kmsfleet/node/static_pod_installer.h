@@ -45,7 +45,7 @@ struct StaticPodInstallerOptions {
   std::function<void(std::string_view step)> step_hook = nullptr;
 };
 
-// Install(release, sha256), beyond the Installer contract:
+// Install(release, sha256, check_live), beyond the Installer contract:
 //   - nothing happens when the live manifest's SHA-256 is `sha256` already;
 //   - a live manifest is read at most kMaxManifestBytes far: a larger one
 //     is refused (INPUT_TOO_LARGE naming it), and so is one that is no
@@ -58,7 +58,9 @@ struct StaticPodInstallerOptions {
 //     drop;
 //   - the new manifest keeps the live one's permission bits (0600 when
 //     there is none);
-//   - temp files left by an interrupted Install are removed on the next.
+//   - temp files left by an interrupted Install are removed on the next;
+//   - `check_live` runs after the temp file's fsync, right before the
+//     rename: its refusal removes the temp file.
 // Errors: those, ARTIFACT_IO naming the path. On any error the live
 // manifest is as it was. CheckCanInstall refuses a manifest directory the
 // agent cannot write (ARTIFACT_IO), before the provider stops.
