@@ -309,6 +309,29 @@ TEST_F(StaticPodInstallerTest, ALateCheckSeesAnEditMadeWhileTheManifestWasWritte
   EXPECT_EQ(ReadFile(live_), Manifest(kNewImage));
 }
 
+// Found in review: a release image tagged latest (pinned by digest too)
+// rendered a manifest without imagePullPolicy, which the kubelet takes as
+// Always; the live manifest's check refused only the next swap. The
+// rendered one is refused as the live one would be, naming the live file
+// the operator mends; an explicit IfNotPresent there lets it through.
+TEST_F(StaticPodInstallerTest, ARenderedManifestTheKubeletWouldAlwaysPullIsRefused) {
+  const std::string latest =
+      "ghcr.io/dc-tec/bao-kms-provider:latest@sha256:" + std::string(64, 'c');
+  const std::string dest = state_ + "/artifacts/0.2.0/latest.yaml";
+  absl::StatusOr<std::string> sha = RenderReleaseManifest(live_, latest, dest);
+  EXPECT_EQ(ReasonOf(sha.status()), reason::kImagePullPolicyAlways) << sha.status();
+  EXPECT_THAT(std::string(sha.status().message()), ::testing::HasSubstr(latest));
+  EXPECT_THAT(std::string(sha.status().message()), ::testing::HasSubstr(live_));
+  EXPECT_FALSE(std::filesystem::exists(dest));
+  EXPECT_EQ(ReasonOf(CheckReleaseManifestRenders(live_, latest)), reason::kImagePullPolicyAlways);
+
+  std::string pinned = Manifest(kOldImage);
+  pinned.replace(pinned.find("    args:"), 0, "    imagePullPolicy: IfNotPresent\n");
+  WriteRaw(live_, pinned, 0644);
+  EXPECT_TRUE(RenderReleaseManifest(live_, latest, dest).ok());
+  EXPECT_TRUE(CheckReleaseManifestRenders(live_, latest).ok());
+}
+
 TEST_F(StaticPodInstallerTest, RenderRefusesALiveManifestItCannotEditAndWritesNothing) {
   WriteRaw(live_, "apiVersion: v1\nkind: Pod\nspec:\n  containers:\n  - name: other\n", 0600);
   const std::string dest = state_ + "/artifacts/0.2.0/other.yaml";

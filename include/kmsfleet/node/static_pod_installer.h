@@ -78,7 +78,9 @@ absl::StatusOr<std::string> ReadManifestImage(
 // other byte kept), written atomically to `dest` (0600; its directory must
 // exist). Returns the SHA-256 of what was written. Errors: ARTIFACT_IO,
 // NOT_REGULAR_FILE, INPUT_TOO_LARGE and the manifest_edit.h reasons, naming
-// the live manifest; `dest` is untouched on error.
+// the live manifest, IMAGE_PULL_POLICY_ALWAYS among them: the rendered
+// manifest is held to CheckPullPolicyRestorable as the live one is (a
+// `latest` tag without imagePullPolicy); `dest` is untouched on error.
 absl::StatusOr<std::string> RenderReleaseManifest(
     const std::string& live_manifest, std::string_view new_image, const std::string& dest,
     std::string_view container = kDefaultProviderContainer);
