@@ -166,12 +166,7 @@ absl::Status PeerNode::HandOff(const std::string& holder, v1::ReleaseReply* rele
       return MakeError(absl::StatusCode::kUnavailable, reason::kNotLeader,
                        self() + " is not the coordinator");
     }
-    fence = machine_->CurrentFence();
-    if (!fence || fence->in_flight() != holder) {
-      return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
-                       holder + " is not in flight in the committed plan record",
-                       {{"node", holder}});
-    }
+    KMSFLEET_ASSIGN_OR_RETURN(fence, HandOffFence(machine_->CurrentFence(), holder, self()));
   }
   return AskRelease(holder, *fence, released);
 }

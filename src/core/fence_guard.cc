@@ -81,6 +81,24 @@ bool IsReleasable(v1::HandoffOutcome outcome) {
          outcome == v1::HANDOFF_ROLLED_BACK;
 }
 
+absl::StatusOr<v1::Fence> HandOffFence(const std::optional<v1::Fence>& current,
+                                       const std::string& holder, const std::string& self) {
+  if (!current) {
+    // Found in review: this was NOT_IN_FLIGHT, which the committed record
+    // contradicts, in the plan's view of an unanswered node.
+    return MakeError(absl::StatusCode::kUnavailable, reason::kPlanChangePending,
+                     "a plan change is not yet committed on " + self + "; " + holder +
+                         " is asked to hand off once it is",
+                     {{"node", holder}});
+  }
+  if (current->in_flight() != holder) {
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kNotInFlight,
+                     holder + " is not in flight in the committed plan record",
+                     {{"node", holder}});
+  }
+  return *current;
+}
+
 absl::Status ReadReleaseReply(const v1::ReleaseReply& reply, const std::string& holder) {
   if (reply.released() && IsReleasable(reply.outcome())) return absl::OkStatus();
   const bool running = reply.running() || reply.outcome() == v1::HANDOFF_RUNNING;

@@ -139,6 +139,25 @@ TEST(FenceGuardTest, ReleaseQueryNeedsTheCommittedRecordNamingThisNode) {
   EXPECT_EQ(guard.state().released_index(), 0u) << "nothing was released";
 }
 
+// Found in review: with a change proposed and not yet committed there is
+// no fence to ask the holder under, and the coordinator said the holder
+// was not in flight, which the committed record still says it is. It says
+// the change is pending: Unavailable, asked again like every "not yet".
+TEST(FenceGuardTest, AHandOffWhileAChangeIsPendingWaitsForItsCommit) {
+  absl::StatusOr<v1::Fence> pending = HandOffFence(std::nullopt, "a", "c");
+  EXPECT_EQ(pending.status().code(), absl::StatusCode::kUnavailable) << pending.status();
+  EXPECT_EQ(ReasonOf(pending.status()), reason::kPlanChangePending);
+  EXPECT_EQ(MetadataOf(pending.status(), "node"), "a");
+
+  absl::StatusOr<v1::Fence> other = HandOffFence(F(3, 7, "b"), "a", "c");
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kFailedPrecondition) << other.status();
+  EXPECT_EQ(ReasonOf(other.status()), reason::kNotInFlight);
+
+  absl::StatusOr<v1::Fence> held = HandOffFence(F(3, 7, "a"), "a", "c");
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(held->index(), 7u);
+}
+
 TEST(FenceGuardTest, PersistedStateSurvivesRestart) {
   v1::FenceState persisted;
   {

@@ -93,7 +93,8 @@ class PeerNode {
   // name another node (the plan machine's hand-off action). Errors as
   // ProposePlan's hand-off: NOT_RELEASABLE, HANDOFF_PENDING (still
   // running, ask again); FailedPrecondition NOT_IN_FLIGHT when `holder` is
-  // not the committed in-flight node; Unavailable NOT_LEADER. On a
+  // not the committed in-flight node; Unavailable NOT_LEADER, or
+  // PLAN_CHANGE_PENDING while a proposed record is not committed. On a
   // release, `released` (if set) gets the holder's answer, which names its
   // last operation.
   absl::Status HandOff(const std::string& holder, v1::ReleaseReply* released = nullptr);

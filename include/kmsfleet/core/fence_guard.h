@@ -56,6 +56,15 @@ bool IsReleasable(v1::HandoffOutcome outcome);
 // field) is not releasable, so a mixed-version group stays safe.
 absl::Status ReadReleaseReply(const v1::ReleaseReply& reply, const std::string& holder);
 
+// The fence a coordinator (`self`) asks in-flight node `holder` to hand
+// off under: `current`, its committed record of this term while nothing
+// newer is proposed (ElectionMachine::CurrentFence). Unavailable
+// PLAN_CHANGE_PENDING when there is none (a change not yet committed: ask
+// again once it is); FailedPrecondition NOT_IN_FLIGHT when the record
+// names another node.
+absl::StatusOr<v1::Fence> HandOffFence(const std::optional<v1::Fence>& current,
+                                       const std::string& holder, const std::string& self);
+
 // True when `fence` names a record newer than `committed`, the record this
 // node holds: what FenceGuard refuses as UNKNOWN_FENCE.
 bool FenceUnseen(const v1::Fence& fence, const v1::PlanRecord& committed);
