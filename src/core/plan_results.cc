@@ -114,11 +114,7 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
     // record than the one sent, or one whose plan does not move on its
     // own): nothing ran; send it again under the
     // committed record's fence, if the plan still moves on its own.
-    if (!ResendsNow()) {
-      return GiveSlotBackUntouched(
-          node, absl::StrCat(node.node(), " refused the fence of ", node.operation_id(),
-                             " before it ran (", ReasonOf(r.status), ")"));
-    }
+    if (!ResendsNow()) return GiveSlotBackUntouched(node, FenceRefusedText(node, r.status));
     m_.issued_.clear();
     return;
   }
@@ -202,6 +198,18 @@ bool PlanStep::EndedByItsAgent(const ActionResult& r) const {
 }
 
 // "<node>'s agent ended <operation> before the provider's stop (<why>)".
+std::string PlanStep::FenceRefusedText(const v1::PlanNode& node, const absl::Status& refusal) {
+  const std::string why = ReasonOf(refusal);
+  if (why == reason::kPlanNotMoving) {
+    // The fence was right: the node holds the pause or abort already.
+    return absl::StrCat(node.node(), " refused ", node.operation_id(),
+                        " before it ran: the plan record it holds does not move on its own (",
+                        why, ")");
+  }
+  return absl::StrCat(node.node(), " refused the fence of ", node.operation_id(),
+                      " before it ran (", why, ")");
+}
+
 std::string PlanStep::EndedByItsAgentText(const v1::PlanNode& node, const std::string& why) {
   return absl::StrCat(node.node(), "'s agent ended ", node.operation_id(),
                       " before the provider's stop (", why, ")");

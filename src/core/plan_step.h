@@ -83,6 +83,7 @@ class PlanStep {
   // `what`: what ended the step before anything was touched.
   void GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what);
   static std::string EndedByItsAgentText(const v1::PlanNode& node, const std::string& why);
+  static std::string FenceRefusedText(const v1::PlanNode& node, const absl::Status& refusal);
   // Names the node's next operation: "<plan>.<node>.swap.<revision>" (or
   // .rollback.), the revision being that of the change that authorises it.
   void SetNextOperationId(v1::PlanNode& node) const;

@@ -705,6 +705,15 @@ TEST(PlanMachineTest, APausedPlanSendsNoSwapAgainThatNeverRan) {
                             "no such record");
          };
        }},
+      // The node already holds the pause: its refusal says so, not that the
+      // fence was wrong (found in review).
+      {"before it ran: the plan record it holds does not move on its own (PLAN_NOT_MOVING)",
+       [](Driver& d) {
+         d.admission = [](const PlanAction&) {
+           return MakeError(absl::StatusCode::kFailedPrecondition, reason::kPlanNotMoving,
+                            "paused");
+         };
+       }},
   };
   for (const auto& [said, end] : endings) {
     SCOPED_TRACE(said);
