@@ -153,17 +153,20 @@ absl::StatusOr<std::string> ReadManifestImage(const std::string& manifest,
 
 namespace {
 
-// The live manifest with `new_image`, refused as the live one would be
-// when the image's tag makes the kubelet pull on every start (found in
-// review: `repo:latest@sha256:...` rendered a manifest the kubelet takes
-// as imagePullPolicy Always, and the next swap was refused for it only
-// once this one had run).
+// The live manifest with `new_image`, refused when the image's tag makes
+// the kubelet pull on every start (found in review: `repo:latest@sha256:...`
+// rendered a manifest the kubelet takes as imagePullPolicy Always, and the
+// next swap was refused for it only once this one had run). A live
+// manifest refused for its own policy is the swap's preflight's to refuse,
+// journaled (Executor::CheckPullPolicyForSwap): only what the render
+// brings is refused here.
 absl::StatusOr<std::string> EditedManifest(const std::string& live_manifest,
                                            std::string_view new_image,
                                            std::string_view container) {
   KMSFLEET_ASSIGN_OR_RETURN(std::string live, ReadBoundedFile(live_manifest, kMaxManifestBytes));
   KMSFLEET_ASSIGN_OR_RETURN(std::string edited,
                             ReplaceManifestImage(live, new_image, live_manifest, container));
+  if (!CheckPullPolicyRestorable(live, live_manifest, container).ok()) return edited;
   absl::Status policy = CheckPullPolicyRestorable(edited, live_manifest, container);
   if (!policy.ok()) {
     return WithMessagePrefix(policy, "the manifest rendered for the release's image " +
