@@ -730,10 +730,20 @@ bool IsUnreadable(const absl::StatusOr<std::string>& live_sha256) {
   return !live_sha256.ok() && !absl::IsNotFound(live_sha256.status());
 }
 
+// A file put there that the installer itself refuses to replace (a
+// symlink, one far larger than any manifest): not a passing read error.
+bool IsNotOurs(const absl::StatusOr<std::string>& live_sha256) {
+  const std::string why = live_sha256.ok() ? "" : ReasonOf(live_sha256.status());
+  return why == reason::kNotRegularFile || why == reason::kInputTooLarge;
+}
+
 }  // namespace
 
 absl::Status CheckManifestRestorable(const SwapJournal& j, std::string_view manifest,
                                      const absl::StatusOr<std::string>& live_sha256) {
+  // Found in review: the late check before the rename (Install's
+  // check_live) took one put in place meanwhile for unreadable.
+  if (IsNotOurs(live_sha256)) return live_sha256.status();
   if (IsUnreadable(live_sha256)) return absl::OkStatus();
   if (live_sha256.ok() &&
       (*live_sha256 == j.target_sha256 || *live_sha256 == j.previous_sha256)) {

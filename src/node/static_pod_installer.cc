@@ -77,7 +77,12 @@ class StaticPodInstaller final : public Installer {
     }
     // Its rename may not have reached the disk (killed before the
     // directory's fsync): make it durable before it counts as installed.
-    if (installed.ok() && *installed == sha256) return FsyncDir(DirOf(o_.manifest_path));
+    if (installed.ok() && *installed == sha256) {
+      // A crash before its rename may have left a temp file (found in
+      // review: a recovery that found the release in place kept it).
+      RemoveStaleTemps();
+      return FsyncDir(DirOf(o_.manifest_path));
+    }
     KMSFLEET_ASSIGN_OR_RETURN(std::string content, ReadRelease(release, sha256));
     KMSFLEET_RETURN_IF_ERROR(ObserveManifestImage(content, release, o_.container).status());
     KMSFLEET_RETURN_IF_ERROR(CheckCanInstall());

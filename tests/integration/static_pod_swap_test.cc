@@ -49,7 +49,7 @@ class StaticPodSwapTest : public ::testing::Test {
     return Run({"swap", "--version", kNew, "--operation-id", op_id});
   }
 
-  SubprocessResult SwapEditedAt(const std::string& point);
+  SubprocessResult SwapEditedAt(const std::string& point, int nth = 1);
 
   void StageNew() {
     absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, node_->MakeRelease(kNew));
@@ -720,9 +720,9 @@ TEST_F(StaticPodSwapTest, AManifestEditedWhileARollbackChecksIsNeverUndone) {
 }
 
 // Runs a swap on an agent that SIGSTOPs itself at `point`, appends an edit
-// to the live manifest in that instant and lets it go on: the swap's
-// outcome, once the edit is in place.
-SubprocessResult StaticPodSwapTest::SwapEditedAt(const std::string& point) {
+// to the live manifest when it stops there the `nth` time (letting it go on
+// untouched before) and lets it go on: the swap's outcome.
+SubprocessResult StaticPodSwapTest::SwapEditedAt(const std::string& point, int nth) {
   node_->StopAgent();
   node_->StartAgent({"KMSFLEETD_TEST_PAUSE_AT=" + point}, KMSFLEETD_CRASHTEST_PATH);
   std::future<SubprocessResult> swapping = std::async(std::launch::async, [&] { return Swap(); });
@@ -732,9 +732,13 @@ SubprocessResult StaticPodSwapTest::SwapEditedAt(const std::string& point) {
     const size_t close = stat.rfind(')');
     return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] == 'T';
   };
-  EXPECT_TRUE(WaitUntil(paused, std::chrono::seconds(30))) << point << "\n" << node_->Logs();
-  { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
-  EXPECT_EQ(kill(agent, SIGCONT), 0);
+  for (int stop = 1; stop <= nth; ++stop) {
+    EXPECT_TRUE(WaitUntil(paused, std::chrono::seconds(120)))
+        << point << " #" << stop << "\n" << node_->Logs();
+    if (stop == nth) { std::ofstream(node_->manifest(), std::ios::app) << "# edited by hand\n"; }
+    EXPECT_EQ(kill(agent, SIGCONT), 0);
+    EXPECT_TRUE(WaitUntil([&] { return !paused(); }, std::chrono::seconds(10)));
+  }
   return swapping.get();
 }
 
@@ -769,6 +773,27 @@ TEST_F(StaticPodSwapTest, AManifestEditedWhileTheNewOneIsWrittenIsKept) {
   EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
   EXPECT_EQ(ReadFile(node_->manifest()), original_ + "# edited by hand\n");
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
+  for (const auto& e : std::filesystem::directory_iterator(DirOf(node_->manifest()))) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path() << ": a temp file";
+  }
+}
+
+// As above for the restore: the new pod never comes up, and the edit lands
+// while the previous manifest is written back, right before its rename.
+// The restore keeps it (found in review: no test reached the restore's
+// late check, which judges as a restore does, not as an install).
+TEST_F(StaticPodSwapTest, AManifestEditedWhileTheRestoreIsWrittenIsKept) {
+  absl::StatusOr<SubprocessResult> s =
+      node_->Stage(kNew, node_->MakeRelease(kNew, "", "", /*kubelet_runs_it=*/false));
+  ASSERT_TRUE(s.ok());
+  ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
+  SubprocessResult swap = SwapEditedAt("manifest-staged", 2);
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: POD_NOT_REPLACED"));
+  EXPECT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)) + "# edited by hand\n");
   for (const auto& e : std::filesystem::directory_iterator(DirOf(node_->manifest()))) {
     EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path() << ": a temp file";
   }

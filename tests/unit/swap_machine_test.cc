@@ -574,6 +574,19 @@ TEST(SwapMachineTest, AStaticPodRestoreNeverWritesOverAManifestEditedByHand) {
                                    j.previous_binary}) {
     EXPECT_THAT(refused.message(), ::testing::HasSubstr(named));
   }
+
+  // A passing read error is restored over; a symlink or an oversized file
+  // put there is refused, as the installer's own read refuses it (found in
+  // review: the check run right before the rename let them through).
+  EXPECT_TRUE(CheckManifestRestorable(
+                  j, manifest,
+                  MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo, "EIO"))
+                  .ok());
+  for (const char* why : {reason::kNotRegularFile, reason::kInputTooLarge}) {
+    absl::Status not_ours = CheckManifestRestorable(
+        j, manifest, MakeError(absl::StatusCode::kFailedPrecondition, why, manifest));
+    EXPECT_EQ(ReasonOf(not_ours), why);
+  }
 }
 
 // Found in review: an edit made between the capture and the install was

@@ -233,7 +233,10 @@ void RecordFailure(SwapJournal& journal, const absl::Status& failure);
 // FailedPrecondition, ROLLBACK_REFUSED_MANIFEST_EDITED naming the file and
 // the hashes; the rollback then ends RollbackFailed with the change in
 // place. A manifest that cannot be read is restored over (OK): a rollback
-// must not leave a failed release running for want of a hash. Static-pod
+// must not leave a failed release running for want of a hash; but one
+// that is no regular file or is far too large (NOT_REGULAR_FILE,
+// INPUT_TOO_LARGE, as the installer reads it) is refused with that error,
+// as the installer itself would. Static-pod
 // mode only: a systemd node's binary is also replaced by its package
 // manager, and telling such an upgrade from an edit is out of this check's
 // scope.

@@ -45,7 +45,9 @@ class Installer {
   // As above; `check_live`, when given, is called once nothing is left to
   // do but replace the installed release (a static pod's temp manifest is
   // written and fsynced, the rename is next), so a change made by hand
-  // while the release was prepared is not written over.
+  // while the release was prepared is not written over. The binary
+  // installer, whose copy and rename are one call, asks it before the
+  // copy (no caller passes one on a systemd node).
   virtual absl::Status Install(const std::string& release, const std::string& sha256,
                                const LiveCheck& check_live) = 0;
   // What Install needs besides the release, checked before anything is
