@@ -48,11 +48,15 @@ const SwapJournal* Latest(const std::vector<SwapJournal>& journals, Order order)
   return latest;
 }
 
-// Fences only grow on a node (the guard admits none older than it saw),
-// so they order its operations whatever the clock did.
-auto ByFence(const SwapJournal& j) {
-  return std::tie(j.fence_term, j.fence_index, j.started_unix_ms, j.updated_unix_ms,
-                  j.operation_id);
+// The node's own admission order first: it orders every operation,
+// fenced or not, whatever the clock did (found in review: two operations
+// under one fence, an operator's say, were ordered by the wall clock, and
+// a step back between them hid a RollbackFailed behind an earlier
+// Stable). Journals from before the sequence (0) then by fence: fences
+// only grow on a node (the guard admits none older than it saw).
+auto ByAdmission(const SwapJournal& j) {
+  return std::tie(j.sequence, j.fence_term, j.fence_index, j.started_unix_ms,
+                  j.updated_unix_ms, j.operation_id);
 }
 
 auto ByTime(const SwapJournal& j) {
@@ -64,14 +68,15 @@ bool LeftProviderUp(const SwapJournal& j) {
 }
 
 // The operation whose end says how the unit stands. The two orders agree
-// unless the clock stepped back between operations, or the election's
-// state was reset under older journals; then the answer that keeps the
-// slot wins, so a RollbackFailed is never hidden by either.
+// unless the clock stepped back between operations, the election's state
+// was reset under older journals, or an older kmsfleetd (no sequence)
+// wrote journals after a newer one; then the answer that keeps the slot
+// wins, so a RollbackFailed is never hidden by either.
 const SwapJournal* LastTouchingTheUnit(const std::vector<SwapJournal>& journals) {
-  const SwapJournal* by_fence = Latest(journals, ByFence);
+  const SwapJournal* by_admission = Latest(journals, ByAdmission);
   const SwapJournal* by_time = Latest(journals, ByTime);
-  if (by_time != by_fence && !LeftProviderUp(*by_time)) return by_time;
-  return by_fence;
+  if (by_time != by_admission && !LeftProviderUp(*by_time)) return by_time;
+  return by_admission;
 }
 
 }  // namespace

@@ -139,6 +139,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"stabilizationMs", j.stabilization_ms},
       {"fenceTerm", j.fence_term},
       {"fenceIndex", j.fence_index},
+      {"sequence", j.sequence},
       {"evidenceDir", j.evidence_dir},
       {"registrySha256", j.registry_sha256},
       {"checkpointSha256", j.checkpoint_sha256},
@@ -207,19 +208,21 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
     KMSFLEET_RETURN_IF_ERROR(f.Bool("targetReadySeen", &j.target_ready_seen));
   }
   std::optional<int64_t> stab, started, updated, removed;
-  std::optional<uint64_t> fence_term, fence_index;
+  std::optional<uint64_t> fence_term, fence_index, sequence;
   KMSFLEET_RETURN_IF_ERROR(f.Int64("stabilizationMs", &stab));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("startedUnixMs", &started));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("updatedUnixMs", &updated));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("registryRemovedRecords", &removed));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceTerm", &fence_term));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceIndex", &fence_index));
+  KMSFLEET_RETURN_IF_ERROR(f.Uint64("sequence", &sequence));
   j.stabilization_ms = stab.value_or(30000);
   j.started_unix_ms = started.value_or(0);
   j.updated_unix_ms = updated.value_or(0);
   j.registry_removed_records = static_cast<int>(removed.value_or(0));
   j.fence_term = fence_term.value_or(0);
   j.fence_index = fence_index.value_or(0);
+  j.sequence = sequence.value_or(0);
   KMSFLEET_RETURN_IF_ERROR(f.StringArray("history", &j.history));
   return j;
 }

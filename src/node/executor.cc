@@ -679,6 +679,7 @@ absl::Status Executor::CallerGone(const std::string& operation_id) const {
 // REQUIRES: Reserve() succeeded; the worker clears busy_ when it ends.
 absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
   if (worker_.joinable()) worker_.join();
+  j.sequence = NextSequence();
   j.started_unix_ms = seams_.wall.NowUnixMillis();
   j.history.push_back("Idle@" + std::to_string(j.started_unix_ms));
   if (absl::Status s = Persist(j); !s.ok()) {
@@ -692,6 +693,32 @@ absl::StatusOr<SwapJournal> Executor::Launch(SwapJournal j) {
     Unreserve();
   });
   return j;
+}
+
+namespace {
+
+uint64_t HighestSequence(const std::vector<SwapJournal>& journals) {
+  uint64_t highest = 0;
+  for (const SwapJournal& j : journals) highest = std::max(highest, j.sequence);
+  return highest;
+}
+
+}  // namespace
+
+// One more than any journal's, so the hand-off orders the node's
+// operations as they were admitted (DecideHandoff). Known from
+// StartRecovery's scan; scanned here when it did not run. Launch is
+// serialised by busy_.
+uint64_t Executor::NextSequence() {
+  std::optional<uint64_t> last;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    last = last_sequence_;
+  }
+  if (!last) last = HighestSequence(seams_.journals.LoadAll().journals);
+  std::lock_guard<std::mutex> lock(mu_);
+  last_sequence_ = std::max(last_sequence_.value_or(0), *last) + 1;
+  return *last_sequence_;
 }
 
 // A journal write can fail after its rename (the directory's fsync): the
@@ -895,6 +922,7 @@ absl::Status Executor::RefusalForUnreadableJournals() const {
 
 void Executor::StartRecovery() {
   JournalStore::Scan scan = seams_.journals.LoadAll();
+  const uint64_t highest_sequence = HighestSequence(scan.journals);
   std::vector<SwapJournal> open;
   for (SwapJournal& j : scan.journals) {
     if (j.open) open.push_back(std::move(j));
@@ -907,6 +935,7 @@ void Executor::StartRecovery() {
   if (open.empty() && scan.unreadable.empty()) PruneCapturesFromDisk();
   std::lock_guard<std::mutex> lock(mu_);
   unreadable_at_start_ = std::move(scan.unreadable);
+  last_sequence_ = std::max(last_sequence_.value_or(0), highest_sequence);
   // Known before the recovery's first write: a stage of the version an
   // open swap installs is refused from the start (RefusalWhileInstalling).
   for (const SwapJournal& j : open) ops_.emplace(j.operation_id, j);

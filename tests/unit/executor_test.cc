@@ -893,6 +893,28 @@ TEST_F(ExecutorTest, ASwapsCaptureKeepsTheFreeSpaceReserveAndARollbacksDoesNot) 
   ExpectOldServing();
 }
 
+// Found in review: the hand-off ordered two operations under one fence
+// (here none, an operator's) by the wall clock, so a step back between
+// them hid a RollbackFailed behind the earlier Stable. The executor
+// numbers operations as it admits them, across restarts.
+TEST_F(ExecutorTest, AClockStepBackHidesNoRollbackFailedFromTheHandOff) {
+  SwapJournal up = SwapTo(kNew, 0, "op-up");
+  ASSERT_EQ(up.phase, SwapPhase::kStable) << up.failure_message;
+  executor_.reset();  // a restart: the numbering goes on from the journals
+  {
+    std::lock_guard<std::mutex> lock(w_.mu);
+    w_.wall_ms -= 3600 * 1000;
+    w_.exits_on_start = {kOld, kNew};  // the rollback's start, then its restore's
+  }
+  ASSERT_TRUE(executor().Rollback({"op-up", {"", 0, "op-back", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-back");
+  ASSERT_EQ(back.phase, SwapPhase::kRollbackFailed) << back.failure_message;
+  EXPECT_LT(back.started_unix_ms, up.started_unix_ms);
+  EXPECT_GT(back.sequence, up.sequence);
+  EXPECT_GT(up.sequence, 0u);
+  EXPECT_EQ(executor().HandoffOutcome(v1::Fence()).outcome, v1::HANDOFF_ROLLBACK_FAILED);
+}
+
 // Found in review: a swap installed whatever was staged when it started.
 TEST_F(ExecutorTest, ASwapExpectingOtherStagedBytesIsRefusedBeforeAnythingIsRecorded) {
   const std::string other(64, 'e');

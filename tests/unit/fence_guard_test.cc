@@ -286,6 +286,50 @@ TEST(DecideHandoffTest, NeitherAClockStepNorAFenceResetHidesARollbackFailed) {
   EXPECT_EQ(DecideHandoff(both_up, F(2, 6, "b")).outcome, v1::HANDOFF_ROLLED_BACK);
 }
 
+SwapJournal Admitted(SwapJournal j, uint64_t sequence) {
+  j.sequence = sequence;
+  return j;
+}
+
+// Found in review: two operations under one fence (an operator's, say)
+// were ordered by the wall clock alone, and a step back between them hid a
+// RollbackFailed behind the earlier Stable: the node released its slot with
+// its provider perhaps down. The node's own admission order decides.
+TEST(DecideHandoffTest, AClockStepUnderOneFenceHidesNoRollbackFailed) {
+  HandoffFacts stepped_back;
+  stepped_back.journals = {Admitted(J("op-1", SwapPhase::kStable, 2, 5, 500), 1),
+                           Admitted(J("op-2", SwapPhase::kRollbackFailed, 2, 5, 200), 2)};
+  HandoffAnswer answer = DecideHandoff(stepped_back, F(2, 5, "b"));
+  EXPECT_EQ(answer.outcome, v1::HANDOFF_ROLLBACK_FAILED);
+  EXPECT_NE(answer.detail.find("op-2"), std::string::npos) << answer.detail;
+
+  // Operator commands carry no fence at all: the same.
+  HandoffFacts unfenced;
+  unfenced.journals = {Admitted(J("op-1", SwapPhase::kStable, 0, 0, 500), 1),
+                       Admitted(J("op-2", SwapPhase::kRollbackFailed, 0, 0, 200), 2)};
+  EXPECT_EQ(DecideHandoff(unfenced, F(2, 5, "b")).outcome, v1::HANDOFF_ROLLBACK_FAILED);
+
+  // An older kmsfleetd (no sequence) that ran after a newer one: the clock
+  // still says which came last, and the answer that keeps the slot wins.
+  HandoffFacts downgraded;
+  downgraded.journals = {Admitted(J("op-1", SwapPhase::kStable, 2, 5, 200), 7),
+                         J("op-2", SwapPhase::kRollbackFailed, 2, 5, 500)};
+  EXPECT_EQ(DecideHandoff(downgraded, F(2, 5, "b")).outcome, v1::HANDOFF_ROLLBACK_FAILED);
+
+  // A Stable admitted after the RollbackFailed, with the clock stepped
+  // back: still kept, as without the sequence; the operator releases it.
+  HandoffFacts mended;
+  mended.journals = {Admitted(J("op-1", SwapPhase::kRollbackFailed, 2, 5, 500), 1),
+                     Admitted(J("op-2", SwapPhase::kStable, 2, 5, 200), 2)};
+  EXPECT_EQ(DecideHandoff(mended, F(2, 5, "b")).outcome, v1::HANDOFF_ROLLBACK_FAILED);
+
+  // In order, both up: the later one is the answer.
+  HandoffFacts in_order;
+  in_order.journals = {Admitted(J("op-1", SwapPhase::kRolledBack, 2, 5, 200), 1),
+                       Admitted(J("op-2", SwapPhase::kStable, 2, 5, 100), 2)};
+  EXPECT_EQ(DecideHandoff(in_order, F(2, 5, "b")).outcome, v1::HANDOFF_STABLE);
+}
+
 TEST(DecideHandoffTest, OpenUnreadableOrUnfinishedJournalsAreNotReleasable) {
   HandoffFacts open;
   open.journals = {J("op-1", SwapPhase::kVerifying, 2, 5, 100)};

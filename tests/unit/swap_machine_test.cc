@@ -62,6 +62,7 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   j.target_sha256 = std::string(64, 'a');
   j.fence_term = 42;
   j.fence_index = 7;
+  j.sequence = 12;
   j.history = {"Staged@1", "Installed@2"};
   j.failure_reason = "NOT_READY";
   j.kind = "rollback";
@@ -75,6 +76,7 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   EXPECT_EQ(back->phase, SwapPhase::kInstalled);
   EXPECT_EQ(back->fence_term, 42u);
   EXPECT_EQ(back->fence_index, 7u);
+  EXPECT_EQ(back->sequence, 12u);
   EXPECT_EQ(back->history, j.history);
   EXPECT_EQ(back->failure_reason, "NOT_READY");
   EXPECT_TRUE(back->open);
@@ -83,6 +85,7 @@ TEST(SwapMachineTest, JournalRoundTrips) {
                       "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->of_operation_id, "");
+  EXPECT_EQ(back->sequence, 0u);
 }
 
 // A swap's acknowledgement of a checkpoint that is not current survives

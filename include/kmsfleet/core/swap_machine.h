@@ -77,6 +77,12 @@ struct SwapJournal {
   // The fence (plan record term and index) the operation was admitted
   // under; 0/0 when the agent runs no election.
   uint64_t fence_term = 0, fence_index = 0;
+  // The order in which the node admitted its operations: one more than
+  // any other journal it held then. Unlike the fence (0/0 for an
+  // operator's command) and the wall clock (which can step back), it
+  // orders every operation on the node. 0 in a journal written before the
+  // field.
+  uint64_t sequence = 0;
   // Evidence taken before the stop (reference §6); the copies sit in
   // evidence_dir and are never restored automatically.
   std::string evidence_dir;

@@ -414,6 +414,7 @@ class Executor {
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
                                  const std::string& what) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
+  uint64_t NextSequence();
   void RemoveRefusedAdmission(const SwapJournal& j, const absl::Status& refusal);
   // The journal of `operation_id`, in memory or on disk.
   absl::StatusOr<SwapJournal> Load(const std::string& operation_id);
@@ -597,6 +598,9 @@ class Executor {
   bool starting_ = false;                      // guarded by mu_; Started
   // Journals StartRecovery could not read: path and why.
   std::vector<std::string> unreadable_at_start_;  // guarded by mu_
+  // The highest SwapJournal::sequence given or found on disk; unset until
+  // StartRecovery's scan or the first Launch.
+  std::optional<uint64_t> last_sequence_;  // guarded by mu_
   // Set while the recovery worker runs the operations found open at start.
   std::atomic<bool> recovering_{false};
   std::thread worker_;
