@@ -264,9 +264,12 @@ void PlanStep::DecideInFlight() {
 // could start now, so every other node must still be healthy and in
 // parity, or the start could take a second provider down; and OpenBao
 // unsealed with no rotation under way, or the node's own checks would fail
-// it for a fleet-wide condition. `hash`: the
-// others' key_id hash.
-absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::string* hash) {
+// it for a fleet-wide condition. A rollback, also still safe (found in
+// review: one sent again after a rotation promoted meanwhile reinstalled
+// a release that never saw the new key version). `hash`: the others'
+// key_id hash.
+absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, bool rollback,
+                                          std::string* hash) {
   std::vector<std::string> voters;
   for (const std::string& v : m_.config_.voters) {
     if (v != in_flight) voters.push_back(v);
@@ -285,6 +288,7 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, std::strin
   // fleet back).
   if (s.ok()) s = OpenBaoGate();
   if (s.ok()) s = CheckRotationMetric(others);
+  if (s.ok() && rollback) s = RollbackAllowed();
   if (!s.ok()) {
     return MakeError(s.code(), ReasonOf(s),
                      absl::StrCat("No operation is started on ", std::string(in_flight),
@@ -309,7 +313,9 @@ void PlanStep::IssueOperation(PlanAction action) {
   std::string others_hash;
   if (!ResendsNow()) {
     action.start_allowed = false;
-  } else if (absl::Status s = OthersStillHealthy(action.node, &others_hash); !s.ok()) {
+  } else if (absl::Status s = OthersStillHealthy(
+                 action.node, action.kind == ActionKind::kRollbackNode, &others_hash);
+             !s.ok()) {
     Block(s);
     action.start_allowed = false;
   } else if (!others_hash.empty()) {

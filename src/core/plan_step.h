@@ -106,7 +106,7 @@ class PlanStep {
   // Records every node's facts again, from the round the gates just passed.
   void RetakeBaseline();
   // The gates a swap or rollback must pass again when it is sent anew.
-  absl::Status OthersStillHealthy(std::string_view in_flight, std::string* hash);
+  absl::Status OthersStillHealthy(std::string_view in_flight, bool rollback, std::string* hash);
   // Issues a swap or rollback of the in-flight node: follow-only while
   // OthersStillHealthy fails.
   void IssueOperation(PlanAction action);

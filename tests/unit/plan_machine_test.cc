@@ -2388,6 +2388,36 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeRotates) {
   EXPECT_THAT(std::string(r.blocked.message()), HasSubstr(other));
 }
 
+// Found in review: a rollback sent again (its first send unanswered, or a
+// new coordinator resuming it) checked the gates but not rollback safety:
+// a rotation promoted meanwhile on every node (parity holds on the new
+// hash) let the older release be reinstalled. It waits, follow-only.
+TEST(PlanMachineTest, ARollbackSentAgainAfterARotationWasPromotedIsNotStarted) {
+  Driver d;
+  d.StartAndSwapFirst();
+  d.RunUntil([](const v1::FleetPlan& p) { return p.nodes(0).phase() == v1::PLAN_NODE_PHASE_DONE; });
+  d.Step(Cmd(CommandKind::kPause));
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight().empty(); });
+  d.unavailable = [](const PlanAction& a) {
+    return a.kind == ActionKind::kRollbackNode
+               ? MakeError(absl::StatusCode::kUnavailable, reason::kAgentUnreachable, "down")
+               : absl::OkStatus();
+  };
+  d.Step(Cmd(CommandKind::kRollback));
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLING_BACK);
+  const std::string back = d.plan_.in_flight();
+  ASSERT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre(back));  // unanswered
+  d.unavailable = [](const PlanAction&) { return absl::OkStatus(); };
+  d.hash = testing::kHashB;  // promoted everywhere while the send failed
+  PlanReady r;
+  for (int i = 0; i < 20; ++i) r = d.Step();
+  EXPECT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre(back)) << "not sent to start";
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kRollbackRefusedKeyRotated) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("No operation is started on " + back));
+  EXPECT_EQ(d.versions_[back], "0.2.0");
+}
+
 // Found in review: nothing compared a plan's nodes with the coordinator's
 // voters once it started. With a voter removed from cluster.voters, the
 // gates stopped observing it, so its provider could be down unseen while
