@@ -197,7 +197,8 @@ bool PlanStep::EndedByItsAgent(const ActionResult& r) const {
   return why == reason::kAgentStopping || why == reason::kAgentRestarted;
 }
 
-// "<node>'s agent ended <operation> before the provider's stop (<why>)".
+// "<node> refused the fence of <operation> before it ran (<why>)", or for
+// PLAN_NOT_MOVING, why the fence was right and the command still refused.
 std::string PlanStep::FenceRefusedText(const v1::PlanNode& node, const absl::Status& refusal) {
   const std::string why = ReasonOf(refusal);
   if (why == reason::kPlanNotMoving) {
@@ -210,6 +211,7 @@ std::string PlanStep::FenceRefusedText(const v1::PlanNode& node, const absl::Sta
                       " before it ran (", why, ")");
 }
 
+// "<node>'s agent ended <operation> before the provider's stop (<why>)".
 std::string PlanStep::EndedByItsAgentText(const v1::PlanNode& node, const std::string& why) {
   return absl::StrCat(node.node(), "'s agent ended ", node.operation_id(),
                       " before the provider's stop (", why, ")");
@@ -459,9 +461,13 @@ bool StagedReleaseGone(std::string_view reason) {
 void PlanStep::AfterFailure(const v1::PlanNode& node) {
   const absl::Status failure = MakeError(absl::StatusCode::kFailedPrecondition,
                                          node.reason(), node.message());
-  const bool rolling = next_->phase() == v1::PLAN_PHASE_ROLLING ||
-                       (next_->phase() == v1::PLAN_PHASE_PAUSED &&
-                        next_->resume_phase() == v1::PLAN_PHASE_ROLLING);
+  // An abort requested meanwhile ends the plan: it halts, so the abort
+  // keeps the failure in its record (found in review: auto-rollback began
+  // and the abort then ended it, the failure dropped from the record).
+  const bool rolling = !next_->abort_requested() &&
+                       (next_->phase() == v1::PLAN_PHASE_ROLLING ||
+                        (next_->phase() == v1::PLAN_PHASE_PAUSED &&
+                         next_->resume_phase() == v1::PLAN_PHASE_ROLLING));
   if (!rolling || !next_->settings().auto_rollback()) {
     Halt(failure, node.node());
     return;

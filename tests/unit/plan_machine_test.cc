@@ -980,6 +980,27 @@ TEST(PlanMachineTest, AnAbortWaitingForTheSwapEndsWithTheNodeUntouched) {
   for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.1.0") << n;
 }
 
+// Found in review: with --auto-rollback, a node that failed after an abort
+// was requested started the walk back, which the abort then ended, and the
+// record lost the failure. The abort ends the plan and keeps it.
+TEST(PlanMachineTest, AFailureAfterAnAbortIsKeptAndStartsNoAutoRollback) {
+  Driver d;
+  v1::PlanSettings settings;
+  settings.set_auto_rollback(true);
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kSwap; };
+  d.StartAndSwapFirst(settings);
+  d.Step(Cmd(CommandKind::kAbort));
+  ASSERT_TRUE(d.plan_.abort_requested());
+  d.outcome = [](const PlanAction&) { return OperationOutcome::kRolledBack; };
+  d.outcome_reason = reason::kNotReady;
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kAbortedByOperator);
+  EXPECT_THAT(d.plan_.halt().message(), HasSubstr("It had halted on a: NOT_READY"));
+}
+
 // The count and the new id are in the committed record: a new
 // coordinator goes on from them, sending the new id, not the ended one.
 TEST(PlanMachineTest, ANewCoordinatorSendsTheIdTheResendCommitted) {
