@@ -9,10 +9,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
@@ -135,11 +138,32 @@ void CollectOutput(pid_t pid, Pipe& out, Pipe& err, Clock::time_point deadline,
   }
 }
 
+// Without a pidfd: asks waitpid without blocking, a few milliseconds apart,
+// until the child exits (true, `wstatus` set) or the deadline kills it.
+bool ReapedBeforeDeadline(pid_t pid, Clock::time_point deadline, SubprocessResult& result,
+                          int& wstatus) {
+  while (!result.timed_out) {
+    const pid_t got = waitpid(pid, &wstatus, WNOHANG);
+    if (got == pid) return true;
+    if (got < 0 && errno != EINTR) return false;
+    std::optional<int> left = MillisLeftOrKill(pid, deadline, result);
+    if (!left) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::min(*left, 10)));
+  }
+  return false;
+}
+
 // Waits until the child exits or `deadline` passes; a child that closed its
 // pipes and kept running is killed (with its group) at the deadline rather
-// than waited for forever. A pidfd lets poll() wait on the exit itself.
-void WaitForExit(pid_t pid, Clock::time_point deadline, SubprocessResult& result) {
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+// than waited for forever. A pidfd lets poll() wait on the exit itself;
+// where there is none (found in review: the deadline was then lost, and a
+// hung restart command held the node busy for good), waitpid is polled.
+void WaitForExit(pid_t pid, Clock::time_point deadline, const SubprocessOptions& options,
+                 SubprocessResult& result) {
+  int pidfd = options.wait_with_pidfd ? static_cast<int>(syscall(SYS_pidfd_open, pid, 0)) : -1;
+  int wstatus = 0;
+  bool reaped = false;
+  if (pidfd < 0) reaped = ReapedBeforeDeadline(pid, deadline, result, wstatus);
   while (!result.timed_out && pidfd >= 0) {
     std::optional<int> left = MillisLeftOrKill(pid, deadline, result);
     if (!left) break;
@@ -149,8 +173,7 @@ void WaitForExit(pid_t pid, Clock::time_point deadline, SubprocessResult& result
     if (ready < 0 && errno != EINTR) break;
   }
   if (pidfd >= 0) close(pidfd);
-  int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  while (!reaped && waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
   }
   if (WIFEXITED(wstatus)) result.exit_code = WEXITSTATUS(wstatus);
   if (WIFSIGNALED(wstatus)) result.term_signal = WTERMSIG(wstatus);
@@ -191,7 +214,7 @@ absl::StatusOr<SubprocessResult> RunSubprocess(
   CollectOutput(pid, out, err, deadline, options, result);
   close(out.read_fd);
   close(err.read_fd);
-  WaitForExit(pid, deadline, result);
+  WaitForExit(pid, deadline, options, result);
   return result;
 }
 

@@ -44,18 +44,33 @@ TEST(SubprocessTest, TimeoutKillsTheChildAndItsChildren) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
+// Also where pidfd_open fails (found in review: the wait then blocked in
+// waitpid past the deadline, for as long as the child ran).
 TEST(SubprocessTest, ChildThatClosesItsPipesIsKilledAtTheTimeout) {
+  for (bool pidfd : {true, false}) {
+    SCOPED_TRACE(pidfd ? "with a pidfd" : "without a pidfd");
+    SubprocessOptions options;
+    options.timeout = std::chrono::milliseconds(300);
+    options.wait_with_pidfd = pidfd;
+    auto start = std::chrono::steady_clock::now();
+    // The shell closes stdout and stderr, then keeps running: end of stream
+    // on both pipes must not mean "exited".
+    absl::StatusOr<SubprocessResult> r =
+        Shell("exec >&- 2>&-; sleep 30", options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->timed_out);
+    EXPECT_EQ(r->term_signal, SIGKILL);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  }
+}
+
+TEST(SubprocessTest, WithoutAPidfdTheExitCodeIsStillRead) {
   SubprocessOptions options;
-  options.timeout = std::chrono::milliseconds(300);
-  auto start = std::chrono::steady_clock::now();
-  // The shell closes stdout and stderr, then keeps running: end of stream
-  // on both pipes must not mean "exited".
-  absl::StatusOr<SubprocessResult> r =
-      Shell("exec >&- 2>&-; sleep 30", options);
+  options.wait_with_pidfd = false;
+  absl::StatusOr<SubprocessResult> r = Shell("exec >&- 2>&-; sleep 0.1; exit 3", options);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_TRUE(r->timed_out);
-  EXPECT_EQ(r->term_signal, SIGKILL);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_FALSE(r->timed_out);
+  EXPECT_EQ(r->exit_code, 3);
 }
 
 TEST(SubprocessTest, OutputBeyondTheCapIsDroppedAndFlagged) {

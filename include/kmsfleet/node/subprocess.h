@@ -24,6 +24,9 @@ struct SubprocessOptions {
   // provider never sees our credentials or proxies by accident.
   std::vector<std::string> environment = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin",
                                           "LANG=C.UTF-8"};
+  // Test seam: false waits for the exit as on a host where pidfd_open
+  // fails (a kernel before 5.3, a seccomp filter without it).
+  bool wait_with_pidfd = true;
 };
 
 struct SubprocessResult {
