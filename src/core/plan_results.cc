@@ -28,10 +28,12 @@ bool IsFenceRefusal(std::string_view reason) {
          reason == reason::kPlanNotMoving;
 }
 
-// A kube-apiserver restart refused before anything ran (a journal the
-// agent cannot read, no method, a command the plan does not name...), as
-// against one that ran and failed: APISERVER_RESTART_FAILED,
-// APISERVER_NOT_READY, or no reason at all.
+// A kube-apiserver restart refused before anything ran (no method, a
+// command the plan does not name...), as against one that ran and failed:
+// APISERVER_RESTART_FAILED, APISERVER_NOT_READY, or no reason at all. A
+// journal the agent cannot read (JOURNAL_CORRUPT) does not come here: the
+// shell reads it as "not now" (CommandRefusalForPlan), and the plan waits
+// on that node, naming the reason, until an operator repairs it.
 bool RestartWasRefused(std::string_view reason) {
   return !reason.empty() && reason != reason::kApiServerRestartFailed &&
          reason != reason::kApiServerNotReady;
