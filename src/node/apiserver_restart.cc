@@ -110,7 +110,13 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::Restart(
     std::unique_lock lock(mu_);
     // A coordinator that lost its answer (a deadline, a failover) asks
     // again: it gets the restart that already ran, not a second one.
-    done_.wait(lock, [&] { return running_id_.empty() || running_id_ != restart_id; });
+    if (!done_.wait_for(lock, options_.repeat_wait,
+                        [&] { return running_id_.empty() || running_id_ != restart_id; })) {
+      return MakeError(absl::StatusCode::kUnavailable, reason::kOperationInProgress,
+                       "kube-apiserver is still being restarted for " + restart_id +
+                           "; ask again for its answer",
+                       {{"restart_id", restart_id}});
+    }
     if (last_ && !restart_id.empty() && last_id_ == restart_id) return *last_;
     if (!running_id_.empty()) {
       return MakeError(absl::StatusCode::kFailedPrecondition, reason::kOperationInProgress,

@@ -352,6 +352,38 @@ TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsForItsAnswer) {
   EXPECT_EQ(services_.restarted.size(), 1u);
 }
 
+// Found in review: a request for the restart running now waited for its
+// whole length, so a caller asking again and again parked a thread each
+// time. Past repeat_wait it is told to ask again; the restart runs once.
+TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsOnlySoLong) {
+  ReadyzServer readyz({200});
+  ApiServerRestartOptions o = Make("systemd:kube-apiserver.service", readyz.Url()).options();
+  o.repeat_wait = std::chrono::milliseconds(100);
+  ApiServerRestarter restarter(o, {.services = services_, .steady = steady_});
+  std::atomic<bool> release{false}, entered{false};
+  std::thread first([&] {
+    EXPECT_TRUE(restarter
+                    .Restart("op-1",
+                             [&](const std::function<void()>& work) {
+                               entered = true;
+                               while (!release) std::this_thread::yield();
+                               work();
+                               return absl::OkStatus();
+                             })
+                    .ok());
+  });
+  while (!entered) std::this_thread::yield();
+  const auto asked = std::chrono::steady_clock::now();
+  absl::StatusOr<ApiServerRestartReport> again = restarter.Restart("op-1", AdmitAll);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kUnavailable) << again.status();
+  EXPECT_EQ(ReasonOf(again.status()), reason::kOperationInProgress);
+  EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::seconds(5));
+  release = true;
+  first.join();
+  EXPECT_TRUE(restarter.Restart("op-1", AdmitAll).ok()) << "answered from the run";
+  EXPECT_EQ(services_.restarted.size(), 1u);
+}
+
 TEST_F(ApiServerRestartTest, ARefusedAdmissionRunsNothingAndIsNotRemembered) {
   ReadyzServer readyz({200});
   ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());

@@ -58,6 +58,11 @@ struct ApiServerRestartOptions {
   // during its /readyz wait, a crash) waits for /readyz rather than
   // restarting kube-apiserver a second time; "" keeps it in memory only.
   std::string record_file;
+  // A request for the restart running now waits this long for its answer,
+  // then is told to ask again (Unavailable, OPERATION_IN_PROGRESS): a
+  // caller that asks again and again parks no more than one thread each
+  // for this long (found in review: each waited for the whole restart).
+  std::chrono::milliseconds repeat_wait{10000};
 };
 
 // Parses `restart`: "systemd:<unit>" or "command:<absolute path>" into
