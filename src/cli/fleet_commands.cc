@@ -17,6 +17,7 @@
 #include "cli/plan_render.h"
 #include "cli/terminal_text.h"
 #include "cli/upload_release.h"
+#include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/changelog.h"
 #include "kmsfleet/core/compat_policy.h"
 #include "kmsfleet/core/plan_dry_run.h"
@@ -289,10 +290,16 @@ absl::StatusOr<std::string> MaybeUpload(const FleetFlags& flags, const std::stri
   if (!s.ok()) return WithMessagePrefix(s, "upload of " + flag + " " + source + ": ");
   // The digest printed is the one computed here, which the operator checks
   // against checksums.txt (upgrade.md); the coordinator's echo must match.
-  if (ref.sha256() != upload->sha256) {
+  // So must the source the plan will stage from (found in review: only the
+  // echoed digest was compared, not the one the source names).
+  absl::StatusOr<CoordinatorSource> staged = ParseCoordinatorSource(ref.source());
+  const bool as_sent = ref.sha256() == upload->sha256 && staged.ok() &&
+                       staged->sha256 == upload->sha256 && staged->name == upload->name;
+  if (!as_sent) {
     return MakeError(absl::StatusCode::kDataLoss, reason::kUploadDigestMismatch,
                      flag + " " + source + ": the coordinator stored sha256 " +
-                         ref.sha256() + ", this file's is " + upload->sha256,
+                         ref.sha256() + " as " + ref.source().substr(0, 512) +
+                         ", this file's is " + upload->sha256 + " (" + upload->name + ")",
                      {{"flag", flag}, {"path", source}});
   }
   std::cerr << "uploaded " << source << " (" << upload->size << " bytes, sha256 "

@@ -24,6 +24,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/executor.h"
+#include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/v1/error.pb.h"
 #include "kmsfleet/v1/fleet_mock.grpc.pb.h"
 
@@ -870,14 +871,16 @@ class LyingUploadCoordinator final : public v1::Fleet::Service {
   grpc::Status UploadArtifact(grpc::ServerContext*, grpc::ServerReader<v1::ArtifactChunk>* reader,
                               v1::ArtifactRef* ref) override {
     v1::ArtifactChunk chunk;
-    uint64_t size = 0;
-    while (reader->Read(&chunk)) size += chunk.data().size();
-    ref->set_size(size);
-    ref->set_sha256(std::string(64, '0'));
+    std::string data;
+    while (reader->Read(&chunk)) data += chunk.data();
+    ref->set_size(data.size());
+    // Echoes the right digest when only the source lies.
+    ref->set_sha256(only_the_source_lies ? Sha256Hex(data) : std::string(64, '0'));
     ref->set_node("cp-1");
     ref->set_source("coordinator://cp-1/" + std::string(64, '0') + "/file");
     return grpc::Status::OK;
   }
+  bool only_the_source_lies = false;
 };
 
 // Found in review: `upgrade` through a follower's socket hashed and read
@@ -913,6 +916,22 @@ TEST(RunUpgradeTest, AnUploadIsCheckedAgainstTheDigestComputedHere) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("[UPLOAD_DIGEST_MISMATCH] --artifact " + artifact +
                                ": the coordinator stored sha256 " + std::string(64, '0')));
+  EXPECT_THAT(r.err, Not(HasSubstr("uploaded ")));
+}
+
+// Found in review: only the echoed digest was compared; the source the
+// plan stages from, which names its own digest, was taken as it came.
+TEST(RunUpgradeTest, AnUploadWhoseSourceNamesOtherBytesIsRefused) {
+  const std::string artifact = ::testing::TempDir() + "/bao-kms-provider_0.2.0_linux_amd64";
+  std::ofstream(artifact) << "binary";
+  LyingUploadCoordinator coordinator;
+  coordinator.only_the_source_lies = true;
+  CommitOutcome r = RunFleetAgainst(
+      coordinator, {"upgrade", "--to", "0.2.0", "--artifact", artifact, "--checksums",
+                    "https://example.test/checksums.txt"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("[UPLOAD_DIGEST_MISMATCH] --artifact " + artifact));
+  EXPECT_THAT(r.err, HasSubstr("coordinator://cp-1/" + std::string(64, '0') + "/file"));
   EXPECT_THAT(r.err, Not(HasSubstr("uploaded ")));
 }
 
