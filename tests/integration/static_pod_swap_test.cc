@@ -50,6 +50,8 @@ class StaticPodSwapTest : public ::testing::Test {
   }
 
   SubprocessResult SwapEditedAt(const std::string& point, int nth = 1);
+  void ExpectTheEditKept(const SubprocessResult& swap, const std::string& first_failure,
+                         const std::string& edited);
 
   void StageNew() {
     absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, node_->MakeRelease(kNew));
@@ -742,6 +744,22 @@ SubprocessResult StaticPodSwapTest::SwapEditedAt(const std::string& point, int n
   return swapping.get();
 }
 
+// The swap ended RollbackFailed, refusing to restore over the edit after
+// `first_failure`; the manifest is `edited`, with no temp file beside it.
+void StaticPodSwapTest::ExpectTheEditKept(const SubprocessResult& swap,
+                                          const std::string& first_failure,
+                                          const std::string& edited) {
+  boost::json::object op = Json(swap.stdout_text);
+  EXPECT_NE(swap.exit_code, 0);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: " + first_failure));
+  EXPECT_EQ(ReadFile(node_->manifest()), edited);
+  for (const auto& e : std::filesystem::directory_iterator(DirOf(node_->manifest()))) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path() << ": a temp file";
+  }
+}
+
 // Found in review: an edit made between the capture and the install was
 // installed over, and lost for good, as the rollback restores the capture.
 // The agent pauses itself right after the capture; the test edits the
@@ -749,13 +767,7 @@ SubprocessResult StaticPodSwapTest::SwapEditedAt(const std::string& point, int n
 // edit too, and the operation ends RollbackFailed naming both.
 TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
   StageNew();
-  SubprocessResult swap = SwapEditedAt("Stopped");
-  boost::json::object op = Json(swap.stdout_text);
-  EXPECT_NE(swap.exit_code, 0);
-  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
-  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
-  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
-  EXPECT_EQ(ReadFile(node_->manifest()), original_ + "# edited by hand\n");
+  ExpectTheEditKept(SwapEditedAt("Stopped"), "MANIFEST_CHANGED", original_ + "# edited by hand\n");
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
 }
 
@@ -765,17 +777,9 @@ TEST_F(StaticPodSwapTest, AManifestEditedBetweenTheCaptureAndTheInstallIsKept) {
 // written, right before the rename: the edit is kept, as above.
 TEST_F(StaticPodSwapTest, AManifestEditedWhileTheNewOneIsWrittenIsKept) {
   StageNew();
-  SubprocessResult swap = SwapEditedAt("manifest-staged");
-  boost::json::object op = Json(swap.stdout_text);
-  EXPECT_NE(swap.exit_code, 0);
-  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
-  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
-  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: MANIFEST_CHANGED"));
-  EXPECT_EQ(ReadFile(node_->manifest()), original_ + "# edited by hand\n");
+  ExpectTheEditKept(SwapEditedAt("manifest-staged"), "MANIFEST_CHANGED",
+                    original_ + "# edited by hand\n");
   EXPECT_EQ(node_->KubeletEvents("container_started").size(), 1u) << node_->Logs();
-  for (const auto& e : std::filesystem::directory_iterator(DirOf(node_->manifest()))) {
-    EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path() << ": a temp file";
-  }
 }
 
 // As above for the restore: the new pod never comes up, and the edit lands
@@ -787,16 +791,8 @@ TEST_F(StaticPodSwapTest, AManifestEditedWhileTheRestoreIsWrittenIsKept) {
       node_->Stage(kNew, node_->MakeRelease(kNew, "", "", /*kubelet_runs_it=*/false));
   ASSERT_TRUE(s.ok());
   ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
-  SubprocessResult swap = SwapEditedAt("manifest-staged", 2);
-  boost::json::object op = Json(swap.stdout_text);
-  EXPECT_NE(swap.exit_code, 0);
-  EXPECT_EQ(Str(op, "phase"), "RollbackFailed") << swap.stdout_text << swap.stderr_text;
-  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_MANIFEST_EDITED");
-  EXPECT_THAT(Str(op, "message"), HasSubstr("first failure: POD_NOT_REPLACED"));
-  EXPECT_EQ(ReadFile(node_->manifest()), OperatorManifest(ImageOf(kNew)) + "# edited by hand\n");
-  for (const auto& e : std::filesystem::directory_iterator(DirOf(node_->manifest()))) {
-    EXPECT_FALSE(e.path().filename().string().starts_with(".")) << e.path() << ": a temp file";
-  }
+  ExpectTheEditKept(SwapEditedAt("manifest-staged", 2), "POD_NOT_REPLACED",
+                    OperatorManifest(ImageOf(kNew)) + "# edited by hand\n");
 }
 
 // Found in review: a swap refused CALLER_GONE (its caller gave up while

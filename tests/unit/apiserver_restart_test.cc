@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
+#include <string>
 #include <thread>
 
 #include "kmsfleet/core/reasons.h"
@@ -326,22 +328,31 @@ TEST_F(ApiServerRestartTest, AnUnnamedRestartRunsEveryTime) {
   EXPECT_EQ(services_.restarted.size(), 2u);
 }
 
-TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsForItsAnswer) {
-  ReadyzServer readyz({200});
-  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
-  std::atomic<bool> release{false}, entered{false};
-  std::thread first([&] {
+// Starts restart `id` on a thread of its own, held inside its admission
+// until `release`; returns once it is held there.
+std::thread RestartHeldUntil(ApiServerRestarter& restarter, const std::string& id,
+                             std::atomic<bool>& release) {
+  auto entered = std::make_shared<std::atomic<bool>>(false);
+  std::thread held([&restarter, id, &release, entered] {
     EXPECT_TRUE(restarter
-                    .Restart("op-1",
+                    .Restart(id,
                              [&](const std::function<void()>& work) {
-                               entered = true;
+                               *entered = true;
                                while (!release) std::this_thread::yield();
                                work();
                                return absl::OkStatus();
                              })
                     .ok());
   });
-  while (!entered) std::this_thread::yield();
+  while (!*entered) std::this_thread::yield();
+  return held;
+}
+
+TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsForItsAnswer) {
+  ReadyzServer readyz({200});
+  ApiServerRestarter restarter = Make("systemd:kube-apiserver.service", readyz.Url());
+  std::atomic<bool> release{false};
+  std::thread first = RestartHeldUntil(restarter, "op-1", release);
   absl::StatusOr<ApiServerRestartReport> other = restarter.Restart("op-2", AdmitAll);
   EXPECT_EQ(ReasonOf(other.status()), reason::kOperationInProgress);
   std::thread again([&] { EXPECT_TRUE(restarter.Restart("op-1", AdmitAll).ok()); });
@@ -360,19 +371,8 @@ TEST_F(ApiServerRestartTest, ARequestForTheRestartRunningNowWaitsOnlySoLong) {
   ApiServerRestartOptions o = Make("systemd:kube-apiserver.service", readyz.Url()).options();
   o.repeat_wait = std::chrono::milliseconds(100);
   ApiServerRestarter restarter(o, {.services = services_, .steady = steady_});
-  std::atomic<bool> release{false}, entered{false};
-  std::thread first([&] {
-    EXPECT_TRUE(restarter
-                    .Restart("op-1",
-                             [&](const std::function<void()>& work) {
-                               entered = true;
-                               while (!release) std::this_thread::yield();
-                               work();
-                               return absl::OkStatus();
-                             })
-                    .ok());
-  });
-  while (!entered) std::this_thread::yield();
+  std::atomic<bool> release{false};
+  std::thread first = RestartHeldUntil(restarter, "op-1", release);
   const auto asked = std::chrono::steady_clock::now();
   absl::StatusOr<ApiServerRestartReport> again = restarter.Restart("op-1", AdmitAll);
   EXPECT_EQ(again.status().code(), absl::StatusCode::kUnavailable) << again.status();
