@@ -11,6 +11,7 @@
 // hash (a promoted rotation reaches the nodes one by one), a rotation state
 // and its registry's `removed` count.
 #include "kmsfleet/core/plan_command_guard.h"
+#include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
@@ -213,6 +214,7 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     }
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;
+    CheckRollbackOnBaseline(node, e);
     if (CallerGone(node, e)) {
       ++counters_.arrived_after_caller;
       return;
@@ -242,6 +244,23 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
                 MakeError(absl::StatusCode::kFailedPrecondition, reason::kStagedArtifactChanged,
                           node.name + " holds other bytes of " + a.version + " staged"));
   return false;
+}
+
+// Reference §8.1 at the moment a coordinator's rollback is admitted: the
+// node still serves the key_id hash the plan recorded for it, so no
+// rotation was promoted under the release being undone. (The adversary's
+// replays are not held to it: the node itself does not compare hashes.)
+void World::CheckRollbackOnBaseline(const Node& node, const Envelope& e) {
+  if (e.adversary || e.action->kind != ActionKind::kRollbackNode) return;
+  std::optional<v1::FleetPlan> plan = FleetPlanIn(node.machine->committed().payload());
+  if (!plan) return;
+  for (const v1::NodeBaseline& b : plan->baseline()) {
+    if (b.node() != node.name || b.key_id_hash().empty()) continue;
+    if (b.key_id_hash() == node.provider.hash) return;
+    Fail("rollback " + e.action->operation_id + " admitted on " + node.name +
+         " serving key_id hash " + node.provider.hash.substr(0, 6) + "..., not the plan's " +
+         b.key_id_hash().substr(0, 6) + "...: a rotation was promoted since the plan started");
+  }
 }
 
 // The admission takes up to twice a swap call's deadline: it may end

@@ -323,6 +323,7 @@ class World {
   // other bytes than the node holds staged; a plan swap expecting none
   // fails the run.
   bool CheckStagedDigest(Node& node, const Envelope& e);
+  void CheckRollbackOnBaseline(const Node& node, const Envelope& e);
   void RefuseCommand(Node& node, const Envelope& e, const absl::Status& refusal);
   ActionResult OperationResult(const Node& node, const PlanAction& a,
                                bool& running) const;
