@@ -145,6 +145,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"checkpointSha256", j.checkpoint_sha256},
       {"registrySchema", j.registry_schema},
       {"registryRemovedRecords", j.registry_removed_records},
+      {"registryActiveKeyIdHash", j.registry_active_key_id_hash},
       {"registrySha256After", j.registry_sha256_after},
       {"targetReadySeen", j.target_ready_seen},
       {"restoreRefusedOnceServed", j.restore_refused_once_served},
@@ -183,6 +184,7 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
            {"registrySha256", &j.registry_sha256},
            {"checkpointSha256", &j.checkpoint_sha256},
            {"registrySchema", &j.registry_schema},
+           {"registryActiveKeyIdHash", &j.registry_active_key_id_hash},
            {"registrySha256After", &j.registry_sha256_after},
            {"checkpointSha256After", &j.checkpoint_sha256_after},
            {"failureReason", &j.failure_reason},
@@ -281,6 +283,7 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
   RegistryFacts facts;
   KMSFLEET_RETURN_IF_ERROR(f.String("schemaVersion", &facts.schema_version));
   if (facts.schema_version.empty()) return f.Missing("schemaVersion");
+  KMSFLEET_RETURN_IF_ERROR(f.String("activeKeyId", &facts.active_key_id));
   const boost::json::value* snaps = f.Find("snapshots");
   if (snaps == nullptr) return facts;
   if (!snaps->is_array()) return f.WrongType("snapshots", *snaps, "array");
@@ -342,6 +345,25 @@ absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
          {"schema_now", now.schema_version}});
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now) {
+  const std::string& before = j.registry_active_key_id_hash;
+  if (before.empty() || hash_now == before) return absl::OkStatus();
+  const std::string now = hash_now.empty() ? "none" : std::string(hash_now);
+  // A swap restoring its capture undoes its target; a rollback operation
+  // undoes what it captured running (its previous release).
+  const bool rollback = j.kind == "rollback";
+  const std::string& newer = rollback ? j.previous_version : j.target_version;
+  const std::string& older = rollback ? j.target_version : j.previous_version;
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedKeyRotated,
+      "refusing to reinstall " + older + ": the key registry's active key_id hash is " + now +
+          ", " + before + " before " + newer +
+          " was installed; a rotation promoted under it is one " + older +
+          " never promoted, and data encrypted under it would not decrypt (reference §8.1): "
+          "fix forward with a patch release",
+      {{"key_id_hash_before", before}, {"key_id_hash_now", now}});
 }
 
 std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& j) {
@@ -711,7 +733,7 @@ void RecordFailure(SwapJournal& j, const absl::Status& failure) {
   }
   if (j.phase != SwapPhase::kRollingBack) return;  // keep the first failure
   if (why == reason::kRollbackRefusedRemoved || why == reason::kRollbackRefusedSchema ||
-      why == reason::kRollbackRefusedManifestEdited || KeptAServedTarget(why) ||
+      why == reason::kRollbackRefusedKeyRotated || why == reason::kRollbackRefusedManifestEdited || KeptAServedTarget(why) ||
       why == j.restore_refused_once_served) {
     // The refusal is what the operator must act on; the first failure stays
     // in the message.

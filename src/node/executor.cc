@@ -831,6 +831,7 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   // The registry the older binary served with, for the refusal rule.
   j.registry_schema = of.registry_schema;
   j.registry_removed_records = of.registry_removed_records;
+  j.registry_active_key_id_hash = of.registry_active_key_id_hash;
   return j;
 }
 

@@ -13,6 +13,7 @@
 #include "kmsfleet/core/status_macros.h"
 #include "kmsfleet/node/executor.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "kmsfleet/node/log.h"
 
 namespace kmsfleet {
@@ -43,6 +44,12 @@ absl::StatusOr<RegistryPair> ReadRegistryPair(const std::string& path) {
   }
   return MakeError(absl::StatusCode::kUnavailable, reason::kArtifactIo,
                    path + " kept changing while it was read");
+}
+
+// The hash the provider exports for the registry's active key (reference
+// §3.2); "" when the registry names none.
+std::string ActiveKeyIdHash(const RegistryFacts& facts) {
+  return facts.active_key_id.empty() ? "" : KeyIdHash(facts.active_key_id);
 }
 
 // A wait cut short by the agent's stop (Verify): the journal stays open at
@@ -303,6 +310,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   if (facts.ok() && j.kind == "swap") {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
+    j.registry_active_key_id_hash = ActiveKeyIdHash(*facts);
   }
   return EndIfStopping();  // a signal during the capture
 }
@@ -337,7 +345,11 @@ absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
   KMSFLEET_RETURN_IF_ERROR(reg.status());
   KMSFLEET_ASSIGN_OR_RETURN(RegistryFacts facts,
                             ParseRegistryFacts(*reg, options_.registry_path));
-  return CheckRollbackAllowed(CapturedRegistryFacts(j), facts);
+  KMSFLEET_RETURN_IF_ERROR(CheckRollbackAllowed(CapturedRegistryFacts(j), facts));
+  // The node's own judgement, whoever sent the rollback: a coordinator
+  // compares hashes with its plan's baseline, a replayed command or an
+  // operator's `node rollback` would not.
+  return CheckNoRotationSinceCapture(j, ActiveKeyIdHash(facts));
 }
 
 absl::Status Executor::RestorePrevious(const SwapJournal& j) {

@@ -375,6 +375,31 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
   EXPECT_THAT(looked->stderr_text, HasSubstr("ROLLBACK_REFUSED_REMOVED_RECORDS"));
 }
 
+// Reference §8.1, on the node itself: a rollback by hand (or a command
+// replayed to the agent) after a rotation was promoted under the newer
+// release is refused before the stop; the newer release keeps serving.
+TEST_F(SwapTest, ARollbackAfterARotationPromotedUnderTheNewReleaseIsRefused) {
+  Start();
+  boost::json::object op = StageAndSwap();
+  ASSERT_EQ(Str(op, "phase"), "Stable") << last_swap_.stderr_text;
+  const std::string before = ReadFile(node_->registry_path());
+  // The serving fake reloads its scenario and writes the new active key.
+  WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
+  std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != before; },
+                        std::chrono::seconds(10)))
+      << "the fake never promoted the rotation";
+  absl::StatusOr<SubprocessResult> back =
+      node_->Node({"rollback", "--of", "op-1", "--operation-id", "op-2"});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->exit_code, 1) << back->stdout_text;
+  boost::json::object refused = Json(back->stdout_text);
+  EXPECT_EQ(Str(refused, "phase"), "Preflighted");
+  EXPECT_EQ(Str(refused, "reason"), "ROLLBACK_REFUSED_KEY_ROTATED");
+  EXPECT_EQ(node_->InstalledVersion(), kNew);
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
 // Found in review: a provider that crash-looped while kmsfleetd was down
 // hits its unit's start limit; recovery's start (or a rollback's) then
 // failed within the limit's interval and the operation ended

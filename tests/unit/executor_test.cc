@@ -33,6 +33,7 @@
 #include "kmsfleet/node/command_memo.h"
 #include "kmsfleet/node/fs_util.h"
 #include "kmsfleet/node/journal_store.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "process_harness.h"
 
 namespace kmsfleet {
@@ -492,10 +493,13 @@ class FakeSteady final : public MonotonicClock {
   World& w_;
 };
 
-std::string Registry(int removed, const std::string& schema = kSchema) {
+std::string Registry(int removed, const std::string& schema = kSchema,
+                     const std::string& active_key_id = "") {
   std::string snaps = "{\"state\":\"active\"}";
   for (int i = 0; i < removed; ++i) snaps += ",{\"state\":\"removed\"}";
-  return "{\"schemaVersion\":\"" + schema + "\",\"snapshots\":[" + snaps + "]}";
+  const std::string active =
+      active_key_id.empty() ? "" : "\"activeKeyId\":\"" + active_key_id + "\",";
+  return "{\"schemaVersion\":\"" + schema + "\"," + active + "\"snapshots\":[" + snaps + "]}";
 }
 
 // Once rotation-plan has answered and the executor has read the clock
@@ -2114,6 +2118,41 @@ TEST_F(ExecutorTest, RemovedRecordsWrittenByTheNewVersionRefuseTheRollback) {
   EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
   EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedRemoved);
   EXPECT_THAT(j.failure_message, HasSubstr("first failure"));
+  EXPECT_EQ(Installed(), kNew);  // left as it is for the operator
+}
+
+// Reference §8.1: never roll back once a rotation was promoted under the
+// newer release. The node judges it itself from its registry, whoever
+// sends the rollback (a coordinator compares with its plan's baseline; a
+// replayed command or an operator's `node rollback` does not).
+TEST_F(ExecutorTest, ARotationPromotedUnderTheNewReleaseRefusesItsRollback) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  SwapJournal up = SwapTo(kNew);
+  ASSERT_EQ(up.phase, SwapPhase::kStable) << up.failure_message;
+  EXPECT_EQ(up.registry_active_key_id_hash, KeyIdHash("obk2.first"));
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.second"));
+  const size_t calls = Calls().size();
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-2");
+  EXPECT_EQ(back.phase, SwapPhase::kPreflighted) << back.failure_message;
+  EXPECT_EQ(back.failure_reason, reason::kRollbackRefusedKeyRotated);
+  EXPECT_THAT(back.failure_message, HasSubstr(KeyIdHash("obk2.second")));
+  EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
+  EXPECT_EQ(Installed(), kNew);
+}
+
+// The same rule for a swap that fails after a rotation its target promoted:
+// the older release is not put back, and the plan goes to break-glass.
+TEST_F(ExecutorTest, ARotationPromotedByAFailingTargetKeepsIt) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  w_.exits_on_start.insert(kNew);
+  const std::string registry = options_.registry_path;
+  w_.on_start = [registry](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(registry, Registry(0, kSchema, "obk2.second"));
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
+  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedKeyRotated) << j.failure_message;
   EXPECT_EQ(Installed(), kNew);  // left as it is for the operator
 }
 

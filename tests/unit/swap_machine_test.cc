@@ -233,6 +233,44 @@ TEST(SwapMachineTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {
   EXPECT_EQ(back->registry_removed_records, 2);
 }
 
+// Reference §8.1: never back once a rotation was promoted under the
+// release being undone. The registry names its active key; the journal
+// keeps the hash it had at the capture, and across a restart.
+TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
+  absl::StatusOr<RegistryFacts> f = ParseRegistryFacts(
+      R"({"schemaVersion":"keyregistry.openbao-kms/v1alpha1","activeKeyId":"obk2.k2"})", "r");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->active_key_id, "obk2.k2");
+  const std::string before(43, 'a'), after(43, 'b');
+  SwapJournal j;
+  j.operation_id = "op-2";
+  j.kind = "rollback";
+  j.target_version = "0.1.0";
+  j.previous_version = "0.2.0";
+  j.registry_active_key_id_hash = before;
+  absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->registry_active_key_id_hash, before);
+  EXPECT_TRUE(CheckNoRotationSinceCapture(*back, before).ok());
+  absl::Status refused = CheckNoRotationSinceCapture(*back, after);
+  EXPECT_EQ(ReasonOf(refused), reason::kRollbackRefusedKeyRotated);
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("refusing to reinstall 0.1.0"));
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("before 0.2.0 was installed"));
+  // A registry that names no active key any more is no proof of the same.
+  EXPECT_EQ(ReasonOf(CheckNoRotationSinceCapture(*back, "")),
+            reason::kRollbackRefusedKeyRotated);
+  // Nothing captured (no registry then, an older journal): not judged.
+  j.registry_active_key_id_hash.clear();
+  EXPECT_TRUE(CheckNoRotationSinceCapture(j, after).ok());
+  // A swap restoring its capture names the other way round.
+  SwapJournal swap = *back;
+  swap.kind = "swap";
+  swap.target_version = "0.2.0";
+  swap.previous_version = "0.1.0";
+  EXPECT_THAT(CheckNoRotationSinceCapture(swap, after).message(),
+              ::testing::HasSubstr("refusing to reinstall 0.1.0"));
+}
+
 TEST(SwapMachineTest, SchemaChangeRefusesRollback) {
   RegistryFacts now{"keyregistry.openbao-kms/v2", 0};
   RegistryFacts before{"keyregistry.openbao-kms/v1alpha1", 0};

@@ -90,6 +90,10 @@ struct SwapJournal {
   // `removed` records in the registry at the capture (for a rollback
   // operation: at the capture of the swap it undoes).
   int registry_removed_records = 0;
+  // The key_id hash of the registry's activeKeyId at the capture (for a
+  // rollback operation: at the capture of the swap it undoes); "" when the
+  // registry named none or the journal predates the field.
+  std::string registry_active_key_id_hash;
   // The pair's hashes when the operation ended ("" when there was none).
   std::string registry_sha256_after, checkpoint_sha256_after;
   // The target answered /ready at least once while it was verified. A
@@ -148,6 +152,10 @@ inline constexpr size_t kMaxRegistryFileBytes = 16 << 20;
 struct RegistryFacts {
   std::string schema_version;
   int removed_records = 0;
+  // The registry's `activeKeyId` (reference §6), "" when it has none. The
+  // node hashes it (KeyIdHash) to compare with what it captured. Defaulted
+  // so that facts built from a schema and a count need not name it.
+  std::string active_key_id = {};
 };
 // Errors: InvalidArgument, MALFORMED_REGISTRY naming `what`.
 absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
@@ -174,6 +182,15 @@ bool KeptAServedTarget(std::string_view reason);
 // not block its return (reference §7.4).
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now);
+// Refuses an older binary once a rotation was promoted since the capture
+// (reference §8.1: "a rotation completed under the new release that the
+// older release never promoted"): FailedPrecondition with
+// ROLLBACK_REFUSED_KEY_ROTATED when the registry's active key_id hash now
+// (`hash_now`, "" when it names none) differs from the one captured before
+// the swap (SwapJournal::registry_active_key_id_hash). Between the two only
+// the release being undone ran on the node. OK when nothing was captured
+// (no registry then, or a journal written before the field).
+absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now);
 // The facts the journal captured (nullopt when no registry was captured).
 std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& journal);
 
