@@ -9,7 +9,8 @@
 // id, so a command sent again (a retry, a new coordinator, the adversary's
 // replay) starts nothing new. The provider reports a version, a key_id
 // hash (a promoted rotation reaches the nodes one by one), a rotation state
-// and its registry's `removed` count.
+// and its registry's `removed` count. A rollback is refused before its
+// stop when the node's hash is not the one the undone swap captured.
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
@@ -90,6 +91,7 @@ void World::AdvanceProviders() {
       p.hash = p.next_hash;
       p.next_hash.clear();
     }
+    if (node.op_applied && !node.op_interrupted) node.served_hashes[p.version].insert(p.hash);
     if (node.op_applied || node.op_interrupted || now_ < node.op_end) continue;
     node.op_applied = true;
     if (node.op_refused_before_stop && node.op_outcome != SwapPhase::kPreflighted) {
@@ -109,6 +111,7 @@ void World::AdvanceProviders() {
       Fail(name + " restored " + node.op_prev + " after " + node.op_target +
            " had been ready, across the plan's wire-format change (" + node.op_id + ")");
     }
+    CheckRestoredReleaseServedTheKey(node);
     Trace(name + " operation " + node.op_id + " ends " +
           std::string(PhaseName(node.op_outcome)) + " on " + p.version);
   }
@@ -249,7 +252,8 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
 // Reference §8.1 at the moment a coordinator's rollback is admitted: the
 // node still serves the key_id hash the plan recorded for it, so no
 // rotation was promoted under the release being undone. (The adversary's
-// replays are not held to it: the node itself does not compare hashes.)
+// replays are held to CheckRestoredReleaseServedTheKey instead, which the
+// node's own check answers: the plan's baseline is the coordinator's.)
 void World::CheckRollbackOnBaseline(const Node& node, const Envelope& e) {
   if (e.adversary || e.action->kind != ActionKind::kRollbackNode) return;
   std::optional<v1::FleetPlan> plan = FleetPlanIn(node.machine->committed().payload());
@@ -343,6 +347,9 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
   node.op_interrupted = false;
   node.op_target_served = false;
   node.op_is_swap = a.kind == ActionKind::kSwap;
+  node.op_start_hash = node.provider.hash;
+  node.served_hashes[node.op_prev].insert(node.provider.hash);
+  if (node.op_is_swap) node.capture_hash[a.operation_id] = node.provider.hash;
   // Of the operations that fail, half fail before the stop (the swap's
   // own doctor or rotation-plan, a changed binary) and half after it.
   double roll = Unit();
@@ -365,6 +372,7 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
                    : node_own                                  ? reason::kArtifactIo
                                                                : reason::kDoctorFailed;
   JudgeCheckpoint(node, a, checkpoint_acknowledged);
+  JudgeRotationSinceCapture(node, a);
   node.op_refused_before_stop = node.op_outcome == SwapPhase::kPreflighted;
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
@@ -384,6 +392,42 @@ void World::JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged) 
   ++counters_.checkpoint_refused_by_node;
   node.op_outcome = SwapPhase::kPreflighted;
   node.op_reason = reason::kStateCheckpointNotCurrent;
+}
+
+// As Executor::CheckRegistryForRollback before a rollback's stop, with
+// the real core check: the registry's active key must be the one the
+// undone swap's capture kept. Its earlier checks come first.
+void World::JudgeRotationSinceCapture(Node& node, const PlanAction& a) {
+  if (a.kind != ActionKind::kRollbackNode || node.op_outcome == SwapPhase::kPreflighted) return;
+  auto captured = node.capture_hash.find(a.of_operation_id);
+  if (captured == node.capture_hash.end()) return;
+  SwapJournal j;
+  j.kind = "rollback";
+  j.target_version = a.version;
+  j.previous_version = node.op_prev;
+  j.registry_active_key_id_hash = captured->second;
+  absl::Status s = CheckNoRotationSinceCapture(j, node.provider.hash);
+  if (s.ok()) return;
+  ++counters_.rotation_refused_by_node;
+  node.op_outcome = SwapPhase::kPreflighted;
+  node.op_reason = ReasonOf(s);
+  Trace(node.name + " refuses rollback " + a.operation_id + " before its stop: " +
+        std::string(s.message()));
+}
+
+// Reference §8.1 as world truth, whoever sent the rollback: a rollback
+// that passed its stop reinstalled a release that had served, on this
+// node, the key_id hash the node served when the rollback started.
+void World::CheckRestoredReleaseServedTheKey(const Node& node) {
+  if (node.op_is_swap || node.op_target == node.op_prev ||
+      node.provider.version != node.op_target) {
+    return;
+  }
+  auto served = node.served_hashes.find(node.op_target);
+  if (served != node.served_hashes.end() && served->second.contains(node.op_start_hash)) return;
+  Fail(node.name + " rollback " + node.op_id + " reinstalled " + node.op_target +
+       " while the node served key_id hash " + node.op_start_hash.substr(0, 6) + "..., which " +
+       node.op_target + " never served there: a rotation promoted under the newer release");
 }
 
 void World::CheckCheckpointGuard(const Node& node, const PlanAction& a,

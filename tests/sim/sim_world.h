@@ -198,6 +198,15 @@ struct Node {
   bool op_is_swap = false;
   std::string op_restore_barrier;
   bool op_target_served = false;
+  // The key_id hash served when the operation started, and for each swap
+  // the hash its capture kept (SwapJournal::registry_active_key_id_hash),
+  // which the rollback of it is judged against.
+  std::string op_start_hash;
+  std::map<std::string, std::string> capture_hash;
+  // World truth, for the property: every key_id hash each version has
+  // served on this node. A release that never served a hash never
+  // promoted it (reference §8.1).
+  std::map<std::string, std::set<std::string>> served_hashes;
   std::optional<Admission> admitting;
   SimProvider provider;
   // Bumped when an operator stages the same version again with other
@@ -308,6 +317,8 @@ class World {
   // an upgrade on a node whose checkpoint is not current ends Preflighted,
   // STATE_CHECKPOINT_NOT_CURRENT, unless the plan acknowledged it.
   void JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged);
+  void JudgeRotationSinceCapture(Node& node, const PlanAction& a);
+  void CheckRestoredReleaseServedTheKey(const Node& node);
   void CheckpointFault(Node& node);
   // The coordinator's guard (fleet_guards CheckRotation, from the plan's
   // preflight), as `plan`'s coordinator sends `a`: no upgrade goes to a

@@ -114,6 +114,9 @@ struct Counters {
   // such a node let through by the plan's acknowledgement.
   int64_t checkpoints_reported = 0, checkpoint_refused_by_node = 0;
   int64_t checkpoint_acknowledged_swaps = 0;
+  // Rollbacks a node refused ROLLBACK_REFUSED_KEY_ROTATED before its stop
+  // (the coordinator's own check missed it, or the adversary sent it).
+  int64_t rotation_refused_by_node = 0;
   int64_t max_disrupted = 0;          // providers down at once (max)
   int64_t max_in_flight = 0;          // nodes InFlight in one plan (max)
   int64_t max_settle_ticks = 0;       // faults stop -> plan settled (max)
