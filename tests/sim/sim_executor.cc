@@ -217,7 +217,6 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
     }
     if (!CheckAlone(node, e.fence)) return;
     if (!CheckStagedDigest(node, e)) return;
-    CheckRollbackOnBaseline(node, e);
     if (CallerGone(node, e)) {
       ++counters_.arrived_after_caller;
       return;
@@ -249,13 +248,20 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
   return false;
 }
 
-// Reference §8.1 at the moment a coordinator's rollback is admitted: the
-// node still serves the key_id hash the plan recorded for it, so no
-// rotation was promoted under the release being undone. (The adversary's
-// replays are held to CheckRestoredReleaseServedTheKey instead, which the
-// node's own check answers: the plan's baseline is the coordinator's.)
+// Reference §8.1 when a coordinator's rollback starts: the node still
+// serves the key_id hash the plan recorded for it, so no rotation was
+// promoted under the release being undone, unless the node refused it
+// before its stop for that very reason: the coordinator decides on views
+// a rotation can overtake (seed 13373: one promoted a tick before the
+// operator's `rollback`, reaching the node between the views the command
+// was judged on and the send). (The adversary's replays are held to
+// CheckRestoredReleaseServedTheKey instead, from the world's history.)
 void World::CheckRollbackOnBaseline(const Node& node, const Envelope& e) {
   if (e.adversary || e.action->kind != ActionKind::kRollbackNode) return;
+  if (node.op_outcome == SwapPhase::kPreflighted &&
+      node.op_reason == reason::kRollbackRefusedKeyRotated) {
+    return;
+  }
   std::optional<v1::FleetPlan> plan = FleetPlanIn(node.machine->committed().payload());
   if (!plan) return;
   for (const v1::NodeBaseline& b : plan->baseline()) {
@@ -311,6 +317,7 @@ void World::FinishAdmissions() {
 // what the plan bound it to (BindCommandToPlan).
 void World::StartAdmitted(Node& node, const Envelope& e, const PlanBinding& binding) {
   StartPlanOperation(node, *e.action, e.fence, binding.checkpoint_acknowledged);
+  CheckRollbackOnBaseline(node, e);
   node.op_restore_barrier = binding.restore_refused_once_served;
   KeepAServedTargetIfBound(node);
 }
