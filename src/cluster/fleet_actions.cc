@@ -352,6 +352,7 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
 ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::Fence& fence,
                                             const std::function<bool()>& keep_going) {
   ActionResult r = ResultFor(action, ResultKind::kApiServerRestarted);
+  r.operation_id = action.operation_id;  // a retry's answer is told from the first's
   v1::RestartApiServerRequest request;
   // The restart is named by the swap it follows: asked again, the agent
   // answers from the restart it ran rather than running another.

@@ -33,7 +33,7 @@ std::string Describe(const NodeCommand& c) {
 
 // The restart id the coordinator sends after a node's swap (fleet_actions.cc).
 std::string RestartIdOf(const v1::PlanNode& step) {
-  return absl::StrCat(step.operation_id(), ".apiserver");
+  return absl::StrCat(ApiServerRestartOperationId(step), ".apiserver");
 }
 
 // COMMAND_NOT_IN_PLAN: what the plan asks of `self` and what was sent
@@ -261,6 +261,11 @@ absl::Status CommandAnswerFor(const absl::Status& not_committed) {
                        " committed meanwhile (an earlier change committed late); "
                        "nothing changed: send it again",
                    {{"committed_revision", committed}, {"base_revision", base}});
+}
+
+std::string ApiServerRestartOperationId(const v1::PlanNode& step) {
+  if (step.apiserver_restart_retries() <= 0) return step.operation_id();
+  return absl::StrCat(step.operation_id(), ".retry-", step.apiserver_restart_retries());
 }
 
 }  // namespace kmsfleet

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "guard_util.h"
 #include "kmsfleet/core/node_gates.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "plan_step.h"
@@ -189,6 +190,7 @@ void PlanStep::DecideNextNode() {
   }
   SetNextOperationId(*target);
   target->set_agent_stop_retries(0);
+  target->set_apiserver_restart_retries(0);
   target->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
   target->clear_reason();
   target->clear_message();
@@ -235,7 +237,7 @@ void PlanStep::DecideInFlight() {
     {
       PlanAction a = MakeAction(ActionKind::kRestartApiServer, n->node());
       a.method = next_->settings().apiserver_restart_method();
-      a.operation_id = n->operation_id();  // names the restart: one per swap
+      a.operation_id = ApiServerRestartOperationId(*n);  // one per swap, and per retry
       // Not gated (IssueOperation): it follows the node's own swap,
       // disrupts no provider, and asked again is answered from the restart
       // already run.

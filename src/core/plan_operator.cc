@@ -2,6 +2,7 @@
 // (plan_step.h). Abort and pause stop before the next node: a swap in
 // progress is never interrupted, its outcome is still handled.
 #include "absl/strings/str_cat.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
@@ -126,8 +127,13 @@ absl::Status PlanStep::HandleRollback() {
 
 bool PlanStep::ReclaimFailedNodes(bool walk_back) {
   bool restage = false;
+  bool retrying = false;
   for (v1::PlanNode& n : *next_->mutable_nodes()) {
     if (n.phase() != v1::PLAN_NODE_PHASE_FAILED) continue;
+    if (!retrying && RetryApiServerRestart(n, walk_back)) {
+      retrying = true;
+      continue;
+    }
     if (!walk_back && StagedReleaseGone(n.reason())) {
       n.clear_reason();
       n.clear_message();
@@ -155,6 +161,40 @@ bool PlanStep::ReclaimFailedNodes(bool walk_back) {
                               : v1::PLAN_NODE_PHASE_PREFLIGHTED);
   }
   return restage;
+}
+
+// A node whose step ran but whose kube-apiserver did not come back ready
+// runs the release its step installed: it is not stepped again (forward, a
+// second swap to what it runs; back, left Failed while the walk went on
+// to the others, found in review). It takes the slot back for its restart
+// alone, under an id of its own, so that no other node is disrupted before
+// its kube-apiserver answers ready again. One that failed the other way
+// (a forward step's node when rolling back) is walked back as before.
+bool PlanStep::RetryApiServerRestart(v1::PlanNode& n, bool walk_back) {
+  const bool step_was_rollback = !n.rollback_of().empty();
+  if (n.reason() != reason::kApiServerRestartFailed || step_was_rollback != walk_back ||
+      !next_->in_flight().empty()) {
+    return false;
+  }
+  const std::string& installed =
+      step_was_rollback ? next_->version_before() : next_->target_version();
+  const NodeView* view = nullptr;
+  for (const NodeView& v : Views()) {
+    if (v.node == n.node()) view = &v;
+  }
+  // Not known to run it: stepped again, as any failed node.
+  if (view == nullptr || !view->state || view->state->provider_version() != installed) {
+    return false;
+  }
+  n.set_apiserver_restart_retries(n.apiserver_restart_retries() + 1);
+  n.clear_reason();
+  n.clear_message();
+  SetNodePhase(n, v1::PLAN_NODE_PHASE_IN_FLIGHT);
+  n.set_stage(v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
+  next_->set_in_flight(n.node());
+  Audit(Coordinator(), absl::StrCat(n.node(), "'s kube-apiserver restart asked again (",
+                                    ApiServerRestartOperationId(n), ")"));
+  return true;
 }
 
 absl::Status PlanStep::HandleAckBreakGlass(const std::string& nonce) {

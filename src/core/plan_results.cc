@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include "absl/strings/str_cat.h"
+#include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
@@ -257,6 +258,9 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
   if (next_->in_flight() != node.node() ||
       node.stage() != v1::PLAN_STEP_STAGE_RESTARTING_APISERVER) {
     return;
+  }
+  if (!r.operation_id.empty() && r.operation_id != ApiServerRestartOperationId(node)) {
+    return;  // the answer to the restart before a retry, come late
   }
   if (!r.status.ok() && IsFenceRefusal(ReasonOf(r.status))) {
     // The fence was refused, so nothing was restarted: ask again under

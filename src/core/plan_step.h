@@ -66,6 +66,7 @@ class PlanStep {
   // release was staged again since its preflight goes back to Pending, to
   // be staged and preflighted again. Returns whether one did.
   bool ReclaimFailedNodes(bool walk_back);
+  bool RetryApiServerRestart(v1::PlanNode& node, bool walk_back);
 
   // ---- plan_step.cc: results and phases ----
   void ApplyResult(const ActionResult& result);

@@ -62,6 +62,28 @@ TEST_F(FleetApiServerTest, AFailedRestartOnNodeTwoHaltsThePlanBeforeNodeThree) {
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// Found in review: `resume` after a failed restart swapped the node again
+// (a stop and start of a provider already on the target). It asks for the
+// restart alone, under an id of its own, before the next node.
+TEST_F(FleetApiServerTest, AResumeAfterAFailedRestartRestartsOnlyTheApiServerThenGoesOn) {
+  fleet_->Toggle(1, "apiserver-fails", true);
+  SubprocessResult r = Run(0, UpgradeNeedingRestart());
+  ASSERT_EQ(r.exit_code, 1) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  ASSERT_THAT(PlanJson(), HasSubstr("APISERVER_RESTART_FAILED"));
+  const int cp2_down = fleet_->TimesDown()[1];
+  fleet_->Toggle(1, "apiserver-fails", false);  // the operator brought it back
+  SubprocessResult resumed = Run(0, {"resume", "--watch"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.stdout_text << resumed.stderr_text
+                                  << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_THAT(fleet_->ApiServerRestarts(),
+              ElementsAre("cp-1 0.2.0 0.1.0 0.1.0", "cp-2 0.2.0 0.2.0 0.1.0",
+                          "cp-2 0.2.0 0.2.0 0.1.0", "cp-3 0.2.0 0.2.0 0.2.0"));
+  EXPECT_EQ(fleet_->TimesDown()[1], cp2_down) << "cp-2's provider was swapped again\n"
+                                              << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
 // Found in review: an agent stopped while it waited for kube-apiserver's
 // /readyz after a restart went on waiting (up to timeout_ms, at most an
 // hour) in its drain, past systemd's TimeoutStopSec, into SIGKILL.

@@ -319,6 +319,7 @@ class World {
   void JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged);
   void JudgeRotationSinceCapture(Node& node, const PlanAction& a);
   void CheckRestoredReleaseServedTheKey(const Node& node);
+  void CheckNoApiServerLeftNotReady(const Node& node, const PlanAction& a);
   void CheckpointFault(Node& node);
   // The coordinator's guard (fleet_guards CheckRotation, from the plan's
   // preflight), as `plan`'s coordinator sends `a`: no upgrade goes to a
@@ -417,6 +418,9 @@ class World {
   // its slot is released, then (given_back_) for good: none of them may
   // start after that release (CheckGivenBackUntouched).
   std::set<std::string> giving_back_, given_back_;
+  // World truth: per plan id, the node whose kube-apiserver restart last
+  // failed there, not ready until a restart there succeeds.
+  std::map<std::string, std::string> apiserver_not_ready_;
   uint64_t last_plan_index_ = 0;
   int tail_resumes_ = 0;
   std::string last_blocked_;  // why the newest coordinator's plan waits

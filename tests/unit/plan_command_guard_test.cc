@@ -164,6 +164,27 @@ TEST(PlanCommandGuardTest, OnlyTheRestartThatFollowsTheNodesSwapIsAdmitted) {
             reason::kCommandNotInPlan);
 }
 
+// A restart asked again by `resume` goes out under an id of its own: the
+// agent answers a repeated id from its last run, the failed one.
+TEST(PlanCommandGuardTest, ARestartAskedAgainIsAdmittedUnderItsOwnIdOnly) {
+  v1::FleetPlan plan = *DecodePlan(Record().payload());
+  plan.mutable_nodes(0)->set_stage(v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
+  plan.mutable_nodes(0)->set_apiserver_restart_retries(2);
+  EXPECT_EQ(ApiServerRestartOperationId(plan.nodes(0)), "plan-1.cp-2.swap.4.retry-2");
+  v1::PlanRecord record;
+  record.set_payload(*EncodePlan(plan));
+  NodeCommand restart{.kind = NodeCommand::Kind::kRestartApiServer,
+                      .operation_id = "plan-1.cp-2.swap.4.retry-2.apiserver"};
+  EXPECT_TRUE(CheckCommandAgainstPlan(record, "cp-2", restart).ok());
+  for (const char* earlier : {"plan-1.cp-2.swap.4.apiserver",
+                              "plan-1.cp-2.swap.4.retry-1.apiserver"}) {
+    restart.operation_id = earlier;
+    EXPECT_EQ(ReasonOf(CheckCommandAgainstPlan(record, "cp-2", restart)),
+              reason::kCommandNotInPlan)
+        << earlier;
+  }
+}
+
 // A plan in Preflight over cp-1 and cp-2, staging 0.2.0 from `settings`.
 v1::PlanRecord StagingRecord(v1::PlanPhase phase = v1::PLAN_PHASE_PREFLIGHT) {
   v1::FleetPlan plan;

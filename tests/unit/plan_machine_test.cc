@@ -1894,6 +1894,76 @@ TEST(PlanMachineTest, AFailedRestartFailsTheNodeAndHaltsThePlan) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));  // b is never touched
 }
 
+// The disruptive steps in the log from `from` on: swaps and rollbacks
+// started, and kube-apiserver restarts, as "kind node".
+std::vector<std::string> StepsFrom(const Driver& d, size_t from) {
+  std::vector<std::string> steps;
+  for (size_t i = from; i < d.log_.size(); ++i) {
+    const PlanAction& a = d.log_[i];
+    const bool operation = a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode;
+    if ((operation && a.start_allowed) || a.kind == ActionKind::kRestartApiServer) {
+      steps.push_back(std::string(ActionKindName(a.kind)) + " " + a.node);
+    }
+  }
+  return steps;
+}
+
+// Found in review: `resume` after a failed kube-apiserver restart swapped
+// the node again (its provider already ran the target) and, rolling back,
+// left it Failed and walked the other nodes back while its API server was
+// not known to be ready. The restart alone is asked again, first, under
+// an id of its own (the agent answers a repeated id from its last run).
+TEST(PlanMachineTest, AResumeAsksForAFailedRestartAgainBeforeAnyOtherStep) {
+  Driver d;
+  bool c_ready = false;
+  d.restart = [&](const PlanAction& a) {
+    return c_ready ? absl::OkStatus() : RestartNeverReadyOnC(a);
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  ASSERT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
+  c_ready = true;  // the operator brought it back
+  const size_t before = d.log_.size();
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(StepsFrom(d, before),
+              ElementsAre("restart-apiserver c", "swap b", "restart-apiserver b"));
+  std::vector<std::string> restarts_of_c;
+  for (const PlanAction& a : d.log_) {
+    if (a.kind == ActionKind::kRestartApiServer && a.node == "c") {
+      restarts_of_c.push_back(a.operation_id);
+    }
+  }
+  ASSERT_EQ(restarts_of_c.size(), 2u);
+  EXPECT_EQ(restarts_of_c[1], restarts_of_c[0] + ".retry-1");
+}
+
+TEST(PlanMachineTest, AWalkBackAsksForAFailedRestartAgainBeforeTheNextNode) {
+  Driver d;
+  bool rolling_back = false, b_ready = false;
+  d.restart = [&](const PlanAction& a) {
+    if (!rolling_back || a.node != "b" || b_ready) return absl::OkStatus();
+    return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kApiServerNotReady,
+                     "kube-apiserver did not answer 200 on https://127.0.0.1:6443/readyz");
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  rolling_back = true;
+  d.Step(Cmd(CommandKind::kRollback));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  ASSERT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
+  b_ready = true;
+  const size_t before = d.log_.size();
+  d.Step(Cmd(CommandKind::kResume));
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_THAT(StepsFrom(d, before),
+              ElementsAre("restart-apiserver b", "rollback c", "restart-apiserver c",
+                          "rollback a", "restart-apiserver a"));
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    EXPECT_EQ(n.phase(), v1::PLAN_NODE_PHASE_ROLLED_BACK) << n.node();
+  }
+}
+
 // Found in review: a restart the agent refused when it was admitted (its
 // journal unreadable) halted the plan saying kube-apiserver "did not come
 // back ready", although nothing had restarted it.

@@ -51,6 +51,12 @@ struct NodeCommand {
 absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const NodeCommand& command);
 
+// The id the plan's kube-apiserver restart of `step` is sent under: the
+// operation id of the swap it follows, and ".retry-<n>" once `resume` or
+// `rollback` asked for it again (PlanNode.apiserver_restart_retries). The
+// agent's restart id adds ".apiserver".
+std::string ApiServerRestartOperationId(const v1::PlanNode& step);
+
 // A member's Stage, or its Preflight of a staged release (a dry run's
 // installed-only preflight runs the installed release and is not bound).
 struct ReleaseCommand {
