@@ -348,14 +348,23 @@ absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
 }
 
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now) {
+  // Restores are not judged. A failed swap's: its target never reached
+  // Stable, and a key_id its target derived otherwise (and wrote to the
+  // registry) is what its verify caught, KEY_ID_HASH_MISMATCH, which the
+  // restore exists to undo. A failed rollback's: it puts back the newer
+  // release, the one that promoted the key.
+  // A registry that names no active key now is judged by the older
+  // release itself, as one gone (it starts only on state it can read).
   const std::string& before = j.registry_active_key_id_hash;
-  if (before.empty() || hash_now == before) return absl::OkStatus();
-  const std::string now = hash_now.empty() ? "none" : std::string(hash_now);
-  // A swap restoring its capture undoes its target; a rollback operation
-  // undoes what it captured running (its previous release).
-  const bool rollback = j.kind == "rollback";
-  const std::string& newer = rollback ? j.previous_version : j.target_version;
-  const std::string& older = rollback ? j.target_version : j.previous_version;
+  if (j.kind != "rollback" || j.phase == SwapPhase::kRollingBack || before.empty() ||
+      hash_now.empty() || hash_now == before) {
+    return absl::OkStatus();
+  }
+  const std::string now(hash_now);
+  // A rollback operation undoes what it captured running: its previous
+  // release is the newer one.
+  const std::string& newer = j.previous_version;
+  const std::string& older = j.target_version;
   return MakeError(
       absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedKeyRotated,
       "refusing to reinstall " + older + ": the key registry's active key_id hash is " + now +

@@ -831,7 +831,15 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   // The registry the older binary served with, for the refusal rule.
   j.registry_schema = of.registry_schema;
   j.registry_removed_records = of.registry_removed_records;
-  j.registry_active_key_id_hash = of.registry_active_key_id_hash;
+  // Only a rollback to an older release is judged for a rotation: undoing
+  // a rollback reinstalls the newer one, which reads what the older
+  // promoted. A swap journaled before the capture kept the registry's key
+  // carries the hash its target was verified serving, the same key then.
+  if (of.kind == "swap") {
+    j.registry_active_key_id_hash = of.registry_active_key_id_hash.empty()
+                                        ? of.expected_key_id_hash
+                                        : of.registry_active_key_id_hash;
+  }
   return j;
 }
 

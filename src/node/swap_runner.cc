@@ -279,6 +279,7 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // precedes the agent's exit; the plan sends the swap again under a new
   // id once the agent is back.
   KMSFLEET_RETURN_IF_ERROR(EndIfStopping());
+  Hook("capturing");
   j.evidence_dir = options_.state_dir + "/operations/" + j.operation_id;
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(options_.state_dir + "/operations", 0700));
   KMSFLEET_RETURN_IF_ERROR(EnsurePrivateDir(j.evidence_dir, 0700));
@@ -311,6 +312,11 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
     j.registry_active_key_id_hash = ActiveKeyIdHash(*facts);
+  }
+  // The last read before a rollback's stop: the newer provider serves
+  // until then, and a promotion since its checks is judged here too.
+  if (facts.ok() && j.kind == "rollback") {
+    KMSFLEET_RETURN_IF_ERROR(CheckNoRotationSinceCapture(j, ActiveKeyIdHash(*facts)));
   }
   return EndIfStopping();  // a signal during the capture
 }
@@ -348,7 +354,9 @@ absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
   KMSFLEET_RETURN_IF_ERROR(CheckRollbackAllowed(CapturedRegistryFacts(j), facts));
   // The node's own judgement, whoever sent the rollback: a coordinator
   // compares hashes with its plan's baseline, a replayed command or an
-  // operator's `node rollback` would not.
+  // operator's `node rollback` would not. (A registry gone now passed
+  // above: the older release then bootstraps, which it does only for an
+  // unrotated key, failing closed otherwise: reference §6.)
   return CheckNoRotationSinceCapture(j, ActiveKeyIdHash(facts));
 }
 

@@ -251,17 +251,15 @@ bool World::CheckStagedDigest(Node& node, const Envelope& e) {
 // Reference §8.1 when a coordinator's rollback starts: the node still
 // serves the key_id hash the plan recorded for it, so no rotation was
 // promoted under the release being undone, unless the node refused it
-// before its stop for that very reason: the coordinator decides on views
+// before its stop (for that very reason, or any other: nothing was
+// reinstalled): the coordinator decides on views
 // a rotation can overtake (seed 13373: one promoted a tick before the
 // operator's `rollback`, reaching the node between the views the command
 // was judged on and the send). (The adversary's replays are held to
 // CheckRestoredReleaseServedTheKey instead, from the world's history.)
 void World::CheckRollbackOnBaseline(const Node& node, const Envelope& e) {
   if (e.adversary || e.action->kind != ActionKind::kRollbackNode) return;
-  if (node.op_outcome == SwapPhase::kPreflighted &&
-      node.op_reason == reason::kRollbackRefusedKeyRotated) {
-    return;
-  }
+  if (node.op_outcome == SwapPhase::kPreflighted) return;
   std::optional<v1::FleetPlan> plan = FleetPlanIn(node.machine->committed().payload());
   if (!plan) return;
   for (const v1::NodeBaseline& b : plan->baseline()) {

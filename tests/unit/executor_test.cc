@@ -1097,8 +1097,8 @@ TEST_F(ExecutorTest, TheStepHookSeesTheAdmissionEveryPhaseAndTheRename) {
   });
   EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
   std::lock_guard<std::mutex> lock(mu);
-  EXPECT_EQ(points, (std::vector<std::string>{"admitting", "Staged", "Preflighted", "Stopped",
-                                              "Installed", "after-rename", "Started",
+  EXPECT_EQ(points, (std::vector<std::string>{"admitting", "Staged", "Preflighted", "capturing",
+                                              "Stopped", "Installed", "after-rename", "Started",
                                               "Verifying", "Stable"}));
 }
 
@@ -2141,9 +2141,61 @@ TEST_F(ExecutorTest, ARotationPromotedUnderTheNewReleaseRefusesItsRollback) {
   EXPECT_EQ(Installed(), kNew);
 }
 
-// The same rule for a swap that fails after a rotation its target promoted:
-// the older release is not put back, and the plan goes to break-glass.
-TEST_F(ExecutorTest, ARotationPromotedByAFailingTargetKeepsIt) {
+// The capture is the last read before the stop: a rotation promoted after
+// the rollback's checks, while the newer provider still served, is seen
+// there (found in review).
+TEST_F(ExecutorTest, ARotationPromotedAfterTheRollbacksChecksIsSeenAtTheCapture) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  const std::string registry = options_.registry_path;
+  executor().SetStepHook([registry](std::string_view point) {
+    if (point == "capturing") testing::WriteFile(registry, Registry(0, kSchema, "obk2.second"));
+  });
+  const size_t calls = Calls().size();
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-2");
+  EXPECT_EQ(back.phase, SwapPhase::kPreflighted) << back.failure_message;
+  EXPECT_EQ(back.failure_reason, reason::kRollbackRefusedKeyRotated);
+  EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
+  EXPECT_EQ(Installed(), kNew);
+}
+
+// A swap journaled before the capture kept the registry's key (an older
+// agent's) is judged by the hash its target was verified serving; undoing
+// a rollback (back to the newer release) is not judged.
+TEST_F(ExecutorTest, AnOlderJournalIsJudgedByItsVerifiedHashAndARollbacksUndoIsNot) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  const std::string first = KeyIdHash("obk2.first");
+  w_.serves_hash[kOld] = w_.serves_hash[kNew] = first;
+  SwapJournal up = SwapTo(kNew);
+  ASSERT_EQ(up.phase, SwapPhase::kStable);
+  up.registry_active_key_id_hash.clear();  // as an older agent wrote it
+  ASSERT_TRUE(journals_.Save(up).ok());
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.second"));
+  executor_.reset();  // a restart reads the journal again
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal refused = WaitClosed("op-2");
+  EXPECT_EQ(refused.failure_reason, reason::kRollbackRefusedKeyRotated)
+      << refused.failure_message;
+  EXPECT_EQ(up.expected_key_id_hash, first);
+  EXPECT_THAT(refused.failure_message, HasSubstr(first));  // what op-1's target served
+  // Back on the rotated key the older release never saw: a rollback is
+  // refused; but once on the older release (rolled back before the
+  // rotation), undoing that rollback goes forward and is not judged.
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-3", std::nullopt}}).ok());
+  ASSERT_EQ(WaitClosed("op-3").phase, SwapPhase::kStable);
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.third"));
+  ASSERT_TRUE(executor().Rollback({"op-3", {"", 0, "op-4", std::nullopt}}).ok());
+  SwapJournal forward = WaitClosed("op-4");
+  EXPECT_EQ(forward.phase, SwapPhase::kStable) << forward.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+}
+
+// Not for a failed swap's own restore: a target that wrote another active
+// key (a key_id it derives otherwise) failed its verify for it, and the
+// restore is what undoes it (SwapTest.KeyIdHashChangeRollsBack).
+TEST_F(ExecutorTest, AFailedSwapIsRestoredWhateverKeyItsTargetWrote) {
   testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
   w_.exits_on_start.insert(kNew);
   const std::string registry = options_.registry_path;
@@ -2151,9 +2203,9 @@ TEST_F(ExecutorTest, ARotationPromotedByAFailingTargetKeepsIt) {
     if (w.Installed() == kNew) testing::WriteFile(registry, Registry(0, kSchema, "obk2.second"));
   };
   SwapJournal j = SwapTo(kNew);
-  EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
-  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedKeyRotated) << j.failure_message;
-  EXPECT_EQ(Installed(), kNew);  // left as it is for the operator
+  EXPECT_EQ(j.phase, SwapPhase::kRolledBack) << j.failure_message;
+  EXPECT_EQ(j.failure_reason, reason::kUnitFailed);
+  ExpectOldServing();
 }
 
 // A member's swap under a plan whose facts call the upgrade a wire-format

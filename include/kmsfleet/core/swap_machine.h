@@ -182,14 +182,16 @@ bool KeptAServedTarget(std::string_view reason);
 // not block its return (reference §7.4).
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now);
-// Refuses an older binary once a rotation was promoted since the capture
-// (reference §8.1: "a rotation completed under the new release that the
-// older release never promoted"): FailedPrecondition with
-// ROLLBACK_REFUSED_KEY_ROTATED when the registry's active key_id hash now
-// (`hash_now`, "" when it names none) differs from the one captured before
-// the swap (SwapJournal::registry_active_key_id_hash). Between the two only
-// the release being undone ran on the node. OK when nothing was captured
-// (no registry then, or a journal written before the field).
+// Refuses a rollback operation once a rotation was promoted since the
+// capture of the swap it undoes (reference §8.1: "a rotation completed
+// under the new release that the older release never promoted"):
+// FailedPrecondition with ROLLBACK_REFUSED_KEY_ROTATED when the registry's
+// active key_id hash now (`hash_now`; "" when it names none, not judged)
+// differs from the one captured before that swap
+// (SwapJournal::registry_active_key_id_hash). Between the two only the
+// release being undone ran on the node. OK when nothing was captured (no
+// registry then, or a journal written before the field), and for any
+// operation's own restore (RollingBack: see the definition).
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now);
 // The facts the journal captured (nullopt when no registry was captured).
 std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& journal);
