@@ -517,10 +517,14 @@ void World::HandleAction(Node& node, const Envelope& e) {
     }
     case ActionKind::kRestartApiServer: {
       r.kind = ResultKind::kApiServerRestarted;
+      r.operation_id = a.operation_id;  // as FleetActions::RestartApiServer
       delay += Pick(5, 20);
-      if (fail) r.status = absl::DeadlineExceededError("/readyz did not answer 200");
+      // As ApiServerRestarter: a restart id asked again is answered from
+      // its run, not run again (the draw above is kept for the schedule).
+      const bool failed = node.restarts.try_emplace(a.operation_id, fail).first->second;
+      if (failed) r.status = absl::DeadlineExceededError("/readyz did not answer 200");
       const std::string plan_id = a.operation_id.substr(0, a.operation_id.find('.'));
-      if (fail) {
+      if (failed) {
         apiserver_not_ready_[plan_id] = node.name;
       } else if (auto it = apiserver_not_ready_.find(plan_id);
                  it != apiserver_not_ready_.end() && it->second == node.name) {

@@ -207,6 +207,8 @@ struct Node {
   // served on this node. A release that never served a hash never
   // promoted it (reference §8.1).
   std::map<std::string, std::set<std::string>> served_hashes;
+  // Each kube-apiserver restart id the agent ran, and whether it failed.
+  std::map<std::string, bool> restarts;
   std::optional<Admission> admitting;
   SimProvider provider;
   // Bumped when an operator stages the same version again with other

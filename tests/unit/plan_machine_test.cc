@@ -252,6 +252,8 @@ class Driver {
     silenced_.clear();
     for (const PlanAction& a : late) Answer(a);
   }
+  // A result the next Step takes, as if it came over the network now.
+  void Deliver(ActionResult r) { results_.push_back(std::move(r)); }
   // Nodes whose agents report no apiserver.restart method.
   std::set<std::string> restart_unconfigured;
   // Every node's key_id hash; nodes whose registry facts are not reported.
@@ -338,6 +340,7 @@ class Driver {
         break;
       case ActionKind::kRestartApiServer:
         r.kind = ResultKind::kApiServerRestarted;
+        r.operation_id = a.operation_id;  // as FleetActions::RestartApiServer
         r.status = restart(a);
         break;
       case ActionKind::kHandOff:
@@ -1936,6 +1939,43 @@ TEST(PlanMachineTest, AResumeAsksForAFailedRestartAgainBeforeAnyOtherStep) {
   }
   ASSERT_EQ(restarts_of_c.size(), 2u);
   EXPECT_EQ(restarts_of_c[1], restarts_of_c[0] + ".retry-1");
+}
+
+// The first restart's failure arriving again during the retry (a call
+// that outlived its deadline, a coordinator asking again and answered from
+// the agent's last run) is not the retry's answer (found in review).
+TEST(PlanMachineTest, ALateAnswerToTheFirstRestartDoesNotEndItsRetry) {
+  Driver d;
+  bool c_ready = false;
+  d.restart = [&](const PlanAction& a) {
+    return c_ready ? absl::OkStatus() : RestartNeverReadyOnC(a);
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  ActionResult late;
+  for (const PlanAction& a : d.log_) {
+    if (a.kind != ActionKind::kRestartApiServer || a.node != "c") continue;
+    late.kind = ResultKind::kApiServerRestarted;
+    late.node = "c";
+    late.revision = a.revision;
+    late.operation_id = a.operation_id;
+    late.status = RestartNeverReadyOnC(a);
+  }
+  ASSERT_FALSE(late.status.ok());
+  d.silent = [](const PlanAction& a) { return a.kind == ActionKind::kRestartApiServer; };
+  d.Step(Cmd(CommandKind::kResume));
+  for (int i = 0; i < 10 && d.log_.back().kind != ActionKind::kRestartApiServer; ++i) d.Step();
+  ASSERT_EQ(d.log_.back().operation_id, late.operation_id + ".retry-1");
+  d.Deliver(late);
+  d.Step();
+  d.Step();
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLING);
+  EXPECT_EQ(d.plan_.in_flight(), "c");
+  c_ready = true;
+  d.silent = [](const PlanAction&) { return false; };
+  d.AnswerSilenced();
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
 }
 
 TEST(PlanMachineTest, AWalkBackAsksForAFailedRestartAgainBeforeTheNextNode) {
