@@ -10,6 +10,7 @@
 #include "json_util.h"
 #include "kmsfleet/core/node_observation.h"
 #include "kmsfleet/core/reasons.h"
+#include "kmsfleet/core/semver.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
 
@@ -146,6 +147,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"registrySchema", j.registry_schema},
       {"registryRemovedRecords", j.registry_removed_records},
       {"registryActiveKeyIdHash", j.registry_active_key_id_hash},
+      {"keyIdHashBeforeUndone", j.key_id_hash_before_undone},
       {"registrySha256After", j.registry_sha256_after},
       {"targetReadySeen", j.target_ready_seen},
       {"restoreRefusedOnceServed", j.restore_refused_once_served},
@@ -185,6 +187,7 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
            {"checkpointSha256", &j.checkpoint_sha256},
            {"registrySchema", &j.registry_schema},
            {"registryActiveKeyIdHash", &j.registry_active_key_id_hash},
+           {"keyIdHashBeforeUndone", &j.key_id_hash_before_undone},
            {"registrySha256After", &j.registry_sha256_after},
            {"checkpointSha256After", &j.checkpoint_sha256_after},
            {"failureReason", &j.failure_reason},
@@ -347,6 +350,14 @@ absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
   return absl::OkStatus();
 }
 
+std::string KeyIdHashBeforeUndone(const SwapJournal& undone) {
+  absl::StatusOr<SemVer> installed = SemVer::Parse(undone.target_version);
+  absl::StatusOr<SemVer> back_to = SemVer::Parse(undone.previous_version);
+  if (installed.ok() && back_to.ok() && back_to->Compare(*installed) >= 0) return "";
+  return undone.registry_active_key_id_hash.empty() ? undone.expected_key_id_hash
+                                                    : undone.registry_active_key_id_hash;
+}
+
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now) {
   // Restores are not judged. A failed swap's: its target never reached
   // Stable, and a key_id its target derived otherwise (and wrote to the
@@ -355,7 +366,7 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
   // release, the one that promoted the key.
   // A registry that names no active key now is judged by the older
   // release itself, as one gone (it starts only on state it can read).
-  const std::string& before = j.registry_active_key_id_hash;
+  const std::string& before = j.key_id_hash_before_undone;
   if (j.kind != "rollback" || j.phase == SwapPhase::kRollingBack || before.empty() ||
       hash_now.empty() || hash_now == before) {
     return absl::OkStatus();

@@ -831,15 +831,10 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   // The registry the older binary served with, for the refusal rule.
   j.registry_schema = of.registry_schema;
   j.registry_removed_records = of.registry_removed_records;
-  // Only a rollback to an older release is judged for a rotation: undoing
-  // a rollback reinstalls the newer one, which reads what the older
-  // promoted. A swap journaled before the capture kept the registry's key
-  // carries the hash its target was verified serving, the same key then.
-  if (of.kind == "swap") {
-    j.registry_active_key_id_hash = of.registry_active_key_id_hash.empty()
-                                        ? of.expected_key_id_hash
-                                        : of.registry_active_key_id_hash;
-  }
+  // What must still be active if the rollback goes to an older release.
+  j.key_id_hash_before_undone = KeyIdHashBeforeUndone(of);
+  // What runs now, until the capture reads it (a refusal before names it).
+  j.previous_version = of.target_version;
   return j;
 }
 

@@ -308,14 +308,16 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // served with those.
   absl::StatusOr<RegistryFacts> facts =
       ParseRegistryFacts(*pair.registry, options_.registry_path);
+  if (facts.ok()) j.registry_active_key_id_hash = ActiveKeyIdHash(*facts);
   if (facts.ok() && j.kind == "swap") {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
-    j.registry_active_key_id_hash = ActiveKeyIdHash(*facts);
   }
   // The last read before a rollback's stop: the newer provider serves
-  // until then, and a promotion since its checks is judged here too.
-  if (facts.ok() && j.kind == "rollback") {
+  // until then, and a promotion since its checks is judged here too. A
+  // registry it cannot parse proves nothing: refused when judged.
+  if (j.kind == "rollback" && !j.key_id_hash_before_undone.empty()) {
+    KMSFLEET_RETURN_IF_ERROR(facts.status());
     KMSFLEET_RETURN_IF_ERROR(CheckNoRotationSinceCapture(j, ActiveKeyIdHash(*facts)));
   }
   return EndIfStopping();  // a signal during the capture

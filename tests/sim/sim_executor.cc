@@ -355,7 +355,10 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
   node.op_is_swap = a.kind == ActionKind::kSwap;
   node.op_start_hash = node.provider.hash;
   node.served_hashes[node.op_prev].insert(node.provider.hash);
-  if (node.op_is_swap) node.capture_hash[a.operation_id] = node.provider.hash;
+  SwapJournal& captured = node.captures[a.operation_id];
+  captured.previous_version = node.op_prev;
+  captured.target_version = a.version;
+  captured.registry_active_key_id_hash = node.provider.hash;
   // Of the operations that fail, half fail before the stop (the swap's
   // own doctor or rotation-plan, a changed binary) and half after it.
   double roll = Unit();
@@ -401,17 +404,17 @@ void World::JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged) 
 }
 
 // As Executor::CheckRegistryForRollback before a rollback's stop, with
-// the real core check: the registry's active key must be the one the
-// undone swap's capture kept. Its earlier checks come first.
+// the real core checks: a rollback to an older release must find the key
+// the undone operation's capture kept. Its earlier checks come first.
 void World::JudgeRotationSinceCapture(Node& node, const PlanAction& a) {
   if (a.kind != ActionKind::kRollbackNode || node.op_outcome == SwapPhase::kPreflighted) return;
-  auto captured = node.capture_hash.find(a.of_operation_id);
-  if (captured == node.capture_hash.end()) return;
+  auto undone = node.captures.find(a.of_operation_id);
+  if (undone == node.captures.end()) return;
   SwapJournal j;
   j.kind = "rollback";
   j.target_version = a.version;
   j.previous_version = node.op_prev;
-  j.registry_active_key_id_hash = captured->second;
+  j.key_id_hash_before_undone = KeyIdHashBeforeUndone(undone->second);
   absl::Status s = CheckNoRotationSinceCapture(j, node.provider.hash);
   if (s.ok()) return;
   ++counters_.rotation_refused_by_node;
@@ -521,10 +524,13 @@ void World::HandleAction(Node& node, const Envelope& e) {
       delay += Pick(5, 20);
       // As ApiServerRestarter: a restart id asked again is answered from
       // its run, not run again (the draw above is kept for the schedule).
-      const bool failed = node.restarts.try_emplace(a.operation_id, fail).first->second;
+      const auto [run, ran_now] = node.restarts.try_emplace(a.operation_id, fail);
+      const bool failed = run->second;
       if (failed) r.status = absl::DeadlineExceededError("/readyz did not answer 200");
       const std::string plan_id = a.operation_id.substr(0, a.operation_id.find('.'));
-      if (failed) {
+      if (!ran_now) {
+        // Answered from its run: nothing ran, the world is as it was.
+      } else if (failed) {
         apiserver_not_ready_[plan_id] = node.name;
       } else if (auto it = apiserver_not_ready_.find(plan_id);
                  it != apiserver_not_ready_.end() && it->second == node.name) {

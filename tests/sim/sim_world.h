@@ -198,11 +198,12 @@ struct Node {
   bool op_is_swap = false;
   std::string op_restore_barrier;
   bool op_target_served = false;
-  // The key_id hash served when the operation started, and for each swap
-  // the hash its capture kept (SwapJournal::registry_active_key_id_hash),
-  // which the rollback of it is judged against.
+  // The key_id hash served when the operation started, and for each
+  // operation what its journal keeps of its capture (versions, and the
+  // hash as SwapJournal::registry_active_key_id_hash), which the rollback
+  // of it is judged against.
   std::string op_start_hash;
-  std::map<std::string, std::string> capture_hash;
+  std::map<std::string, SwapJournal> captures;
   // World truth, for the property: every key_id hash each version has
   // served on this node. A release that never served a hash never
   // promoted it (reference §8.1).

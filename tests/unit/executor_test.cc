@@ -2160,9 +2160,28 @@ TEST_F(ExecutorTest, ARotationPromotedAfterTheRollbacksChecksIsSeenAtTheCapture)
   EXPECT_EQ(Installed(), kNew);
 }
 
+// A registry that cannot be parsed at the capture proves nothing about
+// its key: a rollback judged for a rotation ends there.
+TEST_F(ExecutorTest, ARegistryUnreadableAtARollbacksCaptureEndsItBeforeTheStop) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  const std::string registry = options_.registry_path;
+  executor().SetStepHook([registry](std::string_view point) {
+    if (point == "capturing") testing::WriteFile(registry, "{\"schemaVersion\":");
+  });
+  const size_t calls = Calls().size();
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+  SwapJournal back = WaitClosed("op-2");
+  EXPECT_EQ(back.phase, SwapPhase::kPreflighted) << back.failure_message;
+  EXPECT_EQ(back.failure_reason, reason::kMalformedRegistry);
+  EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
+}
+
 // A swap journaled before the capture kept the registry's key (an older
 // agent's) is judged by the hash its target was verified serving; undoing
-// a rollback (back to the newer release) is not judged.
+// a rollback (back to the newer release) is not judged, and undoing that
+// (back to the older again) is, against its own capture (found in review:
+// a chain of rollbacks carried no key and reinstalled the older release).
 TEST_F(ExecutorTest, AnOlderJournalIsJudgedByItsVerifiedHashAndARollbacksUndoIsNot) {
   testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
   const std::string first = KeyIdHash("obk2.first");
@@ -2189,6 +2208,12 @@ TEST_F(ExecutorTest, AnOlderJournalIsJudgedByItsVerifiedHashAndARollbacksUndoIsN
   ASSERT_TRUE(executor().Rollback({"op-3", {"", 0, "op-4", std::nullopt}}).ok());
   SwapJournal forward = WaitClosed("op-4");
   EXPECT_EQ(forward.phase, SwapPhase::kStable) << forward.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.fourth"));
+  ASSERT_TRUE(executor().Rollback({"op-4", {"", 0, "op-5", std::nullopt}}).ok());
+  SwapJournal chain = WaitClosed("op-5");
+  EXPECT_EQ(chain.failure_reason, reason::kRollbackRefusedKeyRotated) << chain.failure_message;
+  EXPECT_THAT(chain.failure_message, HasSubstr(KeyIdHash("obk2.third")));
   EXPECT_EQ(Installed(), kNew);
 }
 

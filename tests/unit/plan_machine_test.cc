@@ -1911,6 +1911,16 @@ std::vector<std::string> StepsFrom(const Driver& d, size_t from) {
   return steps;
 }
 
+// Runs a plan whose c's kube-apiserver restart fails until `c_ready`,
+// to its halt.
+void HaltOnCsRestart(Driver& d, const bool& c_ready) {
+  d.restart = [&c_ready](const PlanAction& a) {
+    return c_ready ? absl::OkStatus() : RestartNeverReadyOnC(a);
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+}
+
 // Found in review: `resume` after a failed kube-apiserver restart swapped
 // the node again (its provider already ran the target) and, rolling back,
 // left it Failed and walked the other nodes back while its API server was
@@ -1919,11 +1929,7 @@ std::vector<std::string> StepsFrom(const Driver& d, size_t from) {
 TEST(PlanMachineTest, AResumeAsksForAFailedRestartAgainBeforeAnyOtherStep) {
   Driver d;
   bool c_ready = false;
-  d.restart = [&](const PlanAction& a) {
-    return c_ready ? absl::OkStatus() : RestartNeverReadyOnC(a);
-  };
-  d.Step(Start(WithRestartMethod(), RestartRequired()));
-  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  HaltOnCsRestart(d, c_ready);
   ASSERT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
   c_ready = true;  // the operator brought it back
   const size_t before = d.log_.size();
@@ -1947,11 +1953,7 @@ TEST(PlanMachineTest, AResumeAsksForAFailedRestartAgainBeforeAnyOtherStep) {
 TEST(PlanMachineTest, ALateAnswerToTheFirstRestartDoesNotEndItsRetry) {
   Driver d;
   bool c_ready = false;
-  d.restart = [&](const PlanAction& a) {
-    return c_ready ? absl::OkStatus() : RestartNeverReadyOnC(a);
-  };
-  d.Step(Start(WithRestartMethod(), RestartRequired()));
-  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  HaltOnCsRestart(d, c_ready);
   ActionResult late;
   for (const PlanAction& a : d.log_) {
     if (a.kind != ActionKind::kRestartApiServer || a.node != "c") continue;

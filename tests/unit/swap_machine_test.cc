@@ -247,10 +247,12 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   j.kind = "rollback";
   j.target_version = "0.1.0";
   j.previous_version = "0.2.0";
-  j.registry_active_key_id_hash = before;
+  j.key_id_hash_before_undone = before;
+  j.registry_active_key_id_hash = after;  // its own capture's: not what it is judged by
   absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(back->registry_active_key_id_hash, before);
+  EXPECT_EQ(back->key_id_hash_before_undone, before);
+  EXPECT_EQ(back->registry_active_key_id_hash, after);
   EXPECT_TRUE(CheckNoRotationSinceCapture(*back, before).ok());
   absl::Status refused = CheckNoRotationSinceCapture(*back, after);
   EXPECT_EQ(ReasonOf(refused), reason::kRollbackRefusedKeyRotated);
@@ -259,8 +261,8 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   // A registry that names no active key now is left to the older release,
   // which starts only on state it can read.
   EXPECT_TRUE(CheckNoRotationSinceCapture(*back, "").ok());
-  // Nothing captured (no registry then, an older journal): not judged.
-  j.registry_active_key_id_hash.clear();
+  // Nothing to judge: not judged.
+  j.key_id_hash_before_undone.clear();
   EXPECT_TRUE(CheckNoRotationSinceCapture(j, after).ok());
   // Restores are not judged. A failed swap's: a key its target derived
   // otherwise is what its verify caught (KEY_ID_HASH_MISMATCH). A failed
@@ -271,6 +273,35 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   SwapJournal restoring = *back;
   restoring.phase = SwapPhase::kRollingBack;
   EXPECT_TRUE(CheckNoRotationSinceCapture(restoring, after).ok());
+}
+
+// Only a rollback to an older release is judged; it must find the key of
+// the undone operation's capture, or, for a journal without one, the key
+// that operation's target was verified serving.
+TEST(SwapMachineTest, ARollbackToAnOlderReleaseKeepsTheKeyBeforeTheOneItUndoes) {
+  SwapJournal up;
+  up.previous_version = "0.1.0";
+  up.target_version = "0.2.0";
+  up.expected_key_id_hash = std::string(43, 'e');
+  EXPECT_EQ(KeyIdHashBeforeUndone(up), std::string(43, 'e'));
+  up.registry_active_key_id_hash = std::string(43, 'c');
+  EXPECT_EQ(KeyIdHashBeforeUndone(up), std::string(43, 'c'));
+  // Undoing it goes back; undoing a downgrade, or the same version again,
+  // does not.
+  SwapJournal down = up;
+  std::swap(down.previous_version, down.target_version);
+  EXPECT_EQ(KeyIdHashBeforeUndone(down), "");
+  SwapJournal same = up;
+  same.previous_version = "0.2.0";
+  EXPECT_EQ(KeyIdHashBeforeUndone(same), "");
+  // A pre-release is older than its release; a version that does not
+  // parse is taken as older.
+  SwapJournal pre = up;
+  pre.previous_version = "0.2.0-preview.3";
+  EXPECT_EQ(KeyIdHashBeforeUndone(pre), std::string(43, 'c'));
+  SwapJournal odd = down;
+  odd.previous_version = "latest";
+  EXPECT_EQ(KeyIdHashBeforeUndone(odd), std::string(43, 'c'));
 }
 
 TEST(SwapMachineTest, SchemaChangeRefusesRollback) {

@@ -90,10 +90,14 @@ struct SwapJournal {
   // `removed` records in the registry at the capture (for a rollback
   // operation: at the capture of the swap it undoes).
   int registry_removed_records = 0;
-  // The key_id hash of the registry's activeKeyId at the capture (for a
-  // rollback operation: at the capture of the swap it undoes); "" when the
-  // registry named none or the journal predates the field.
+  // The key_id hash of the registry's activeKeyId at this operation's
+  // capture; "" when the registry named none or the journal predates the
+  // field.
   std::string registry_active_key_id_hash;
+  // A rollback to an older release: the key_id hash active before the
+  // operation it undoes installed the newer one (KeyIdHashBeforeUndone),
+  // which must still be active; "" when not judged.
+  std::string key_id_hash_before_undone;
   // The pair's hashes when the operation ended ("" when there was none).
   std::string registry_sha256_after, checkpoint_sha256_after;
   // The target answered /ready at least once while it was verified. A
@@ -182,15 +186,21 @@ bool KeptAServedTarget(std::string_view reason);
 // not block its return (reference §7.4).
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now);
-// Refuses a rollback operation once a rotation was promoted since the
-// capture of the swap it undoes (reference §8.1: "a rotation completed
-// under the new release that the older release never promoted"):
-// FailedPrecondition with ROLLBACK_REFUSED_KEY_ROTATED when the registry's
-// active key_id hash now (`hash_now`; "" when it names none, not judged)
-// differs from the one captured before that swap
-// (SwapJournal::registry_active_key_id_hash). Between the two only the
-// release being undone ran on the node. OK when nothing was captured (no
-// registry then, or a journal written before the field), and for any
+// What a rollback of `undone` must find still active: the key_id hash at
+// `undone`'s capture (for a journal written before that field, or with no
+// registry then, the hash its target was verified serving), when the
+// rollback installs an older release than `undone` did (a version that
+// does not parse counts as older); "" when it installs the same or a
+// newer one, which reads what the older promoted.
+std::string KeyIdHashBeforeUndone(const SwapJournal& undone);
+// Refuses a rollback operation to an older release once a rotation was
+// promoted since the operation it undoes installed the newer one
+// (reference §8.1: "a rotation completed under the new release that the
+// older release never promoted"): FailedPrecondition with
+// ROLLBACK_REFUSED_KEY_ROTATED when the registry's active key_id hash now
+// (`hash_now`; "" when it names none, not judged) differs from
+// SwapJournal::key_id_hash_before_undone. Between the two only the newer
+// release ran on the node. OK when there is nothing to judge, and for any
 // operation's own restore (RollingBack: see the definition).
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now);
 // The facts the journal captured (nullopt when no registry was captured).

@@ -96,6 +96,7 @@ struct ExecutorSeams {
 // Called after each journaled phase with its name, with "after-rename"
 // right after an install, with "manifest-staged" when a static pod's new
 // manifest is written and only its last check and rename are left, with
+// "capturing" as the capture before the stop begins, with
 // "admitting" on a swap's or rollback's
 // admission just before it starts (on the caller's thread, its id marked
 // as being admitted), and with "staging", "stage-writing" and
