@@ -148,6 +148,7 @@ std::string SerializeJournal(const SwapJournal& j) {
       {"registryRemovedRecords", j.registry_removed_records},
       {"registryActiveKeyIdHash", j.registry_active_key_id_hash},
       {"keyIdHashBeforeUndone", j.key_id_hash_before_undone},
+      {"registryActiveTransitVersion", j.registry_active_transit_version},
       {"registrySha256After", j.registry_sha256_after},
       {"targetReadySeen", j.target_ready_seen},
       {"restoreRefusedOnceServed", j.restore_refused_once_served},
@@ -212,12 +213,13 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
   if (f.Find("targetReadySeen") != nullptr) {
     KMSFLEET_RETURN_IF_ERROR(f.Bool("targetReadySeen", &j.target_ready_seen));
   }
-  std::optional<int64_t> stab, started, updated, removed;
+  std::optional<int64_t> stab, started, updated, removed, transit;
   std::optional<uint64_t> fence_term, fence_index, sequence;
   KMSFLEET_RETURN_IF_ERROR(f.Int64("stabilizationMs", &stab));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("startedUnixMs", &started));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("updatedUnixMs", &updated));
   KMSFLEET_RETURN_IF_ERROR(f.Int64("registryRemovedRecords", &removed));
+  KMSFLEET_RETURN_IF_ERROR(f.Int64("registryActiveTransitVersion", &transit));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceTerm", &fence_term));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("fenceIndex", &fence_index));
   KMSFLEET_RETURN_IF_ERROR(f.Uint64("sequence", &sequence));
@@ -225,6 +227,7 @@ absl::StatusOr<SwapJournal> ParseJournalFields(std::string_view text,
   j.started_unix_ms = started.value_or(0);
   j.updated_unix_ms = updated.value_or(0);
   j.registry_removed_records = static_cast<int>(removed.value_or(0));
+  j.registry_active_transit_version = transit.value_or(0);
   j.fence_term = fence_term.value_or(0);
   j.fence_index = fence_index.value_or(0);
   j.sequence = sequence.value_or(0);
@@ -295,6 +298,11 @@ absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
     const boost::json::value* state = s.as_object().if_contains("state");
     if (state != nullptr && state->is_string() && state->as_string() == "removed") {
       ++facts.removed_records;
+    }
+    const boost::json::value* version = s.as_object().if_contains("transitVersion");
+    if (state != nullptr && state->is_string() && state->as_string() == "active" &&
+        version != nullptr && version->is_int64()) {
+      facts.active_transit_version = version->as_int64();
     }
   }
   return facts;
@@ -384,6 +392,24 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
           " never promoted, and data encrypted under it would not decrypt (reference §8.1): "
           "fix forward with a patch release",
       {{"key_id_hash_before", before}, {"key_id_hash_now", now}});
+}
+
+absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now) {
+  const int64_t before = j.registry_active_transit_version;
+  if (j.kind != "swap" || j.phase != SwapPhase::kRollingBack || before <= 0 ||
+      transit_now <= before || j.previous_version == j.target_version) {
+    return absl::OkStatus();
+  }
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedKeyRotated,
+      "refusing to reinstall " + j.previous_version + ": the key registry's active Transit " +
+          "version is " + std::to_string(transit_now) + ", " + std::to_string(before) +
+          " before " + j.target_version + " was installed; " + j.target_version +
+          " promoted a rotation " + j.previous_version +
+          " never promoted, and data encrypted under it would not decrypt (reference "
+          "§8.1): " + j.target_version + " stays installed, fix forward with a patch release",
+      {{"transit_version_before", std::to_string(before)},
+       {"transit_version_now", std::to_string(transit_now)}});
 }
 
 std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& j) {

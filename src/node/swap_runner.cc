@@ -308,7 +308,10 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   // served with those.
   absl::StatusOr<RegistryFacts> facts =
       ParseRegistryFacts(*pair.registry, options_.registry_path);
-  if (facts.ok()) j.registry_active_key_id_hash = ActiveKeyIdHash(*facts);
+  if (facts.ok()) {
+    j.registry_active_key_id_hash = ActiveKeyIdHash(*facts);
+    j.registry_active_transit_version = facts->active_transit_version;
+  }
   if (facts.ok() && j.kind == "swap") {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
@@ -354,6 +357,7 @@ absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
   KMSFLEET_ASSIGN_OR_RETURN(RegistryFacts facts,
                             ParseRegistryFacts(*reg, options_.registry_path));
   KMSFLEET_RETURN_IF_ERROR(CheckRollbackAllowed(CapturedRegistryFacts(j), facts));
+  KMSFLEET_RETURN_IF_ERROR(CheckNoPromotionSinceCapture(j, facts.active_transit_version));
   // The node's own judgement, whoever sent the rollback: a coordinator
   // compares hashes with its plan's baseline, a replayed command or an
   // operator's `node rollback` would not. (A registry gone now passed

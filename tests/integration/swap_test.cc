@@ -375,6 +375,23 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
   EXPECT_THAT(looked->stderr_text, HasSubstr("ROLLBACK_REFUSED_REMOVED_RECORDS"));
 }
 
+// A new release that promotes a Transit version and then fails is kept,
+// not restored over: the older release never promoted that key.
+TEST_F(SwapTest, ATargetThatPromotedATransitVersionIsKeptWhenItFails) {
+  Start();
+  std::string script =
+      "#!/bin/sh\ncase \" $* \" in *' serve '*) printf '%s' "
+      "'{\"schemaVersion\":\"keyregistry.openbao-kms/v1alpha1\",\"snapshots\":"
+      "[{\"state\":\"active\",\"transitVersion\":2}]}' > " + node_->registry_path() + ";; esac\n"
+      "exec " + FAKE_PROVIDER_PATH + " --fake-version 0.2.0 --fake-set "
+      "exit_on_start=true \"$@\"\n";
+  boost::json::object op = StageAndSwap(script);
+  EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
+  EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_KEY_ROTATED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("UNIT_FAILED"));
+  EXPECT_EQ(node_->InstalledVersion(), kNew);
+}
+
 // Reference §8.1, on the node itself: a rollback by hand (or a command
 // replayed to the agent) after a rotation was promoted under the newer
 // release is refused before the stop; the newer release keeps serving.

@@ -2217,6 +2217,28 @@ TEST_F(ExecutorTest, AnOlderJournalIsJudgedByItsVerifiedHashAndARollbacksUndoIsN
   EXPECT_EQ(Installed(), kNew);
 }
 
+// Unless the target promoted a Transit version since the capture: an agent
+// down in its window (here the target promotes as it starts, then fails),
+// and the older release never promoted that key (found in review).
+TEST_F(ExecutorTest, ARestoreIsRefusedOnceItsTargetPromotedATransitVersion) {
+  auto registry_at = [](int version) {
+    return "{\"schemaVersion\":\"" + std::string(kSchema) +
+           "\",\"snapshots\":[{\"state\":\"active\",\"transitVersion\":" +
+           std::to_string(version) + "}]}";
+  };
+  testing::WriteFile(options_.registry_path, registry_at(1));
+  w_.exits_on_start.insert(kNew);
+  const std::string registry = options_.registry_path;
+  w_.on_start = [registry, registry_at](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(registry, registry_at(2));
+  };
+  SwapJournal j = SwapTo(kNew);
+  EXPECT_EQ(j.registry_active_transit_version, 1);
+  EXPECT_EQ(j.phase, SwapPhase::kRollbackFailed);
+  EXPECT_EQ(j.failure_reason, reason::kRollbackRefusedKeyRotated) << j.failure_message;
+  EXPECT_EQ(Installed(), kNew);  // left as it is: fix forward
+}
+
 // Not for a failed swap's own restore: a target that wrote another active
 // key (a key_id it derives otherwise) failed its verify for it, and the
 // restore is what undoes it (SwapTest.KeyIdHashChangeRollsBack).

@@ -304,6 +304,40 @@ TEST(SwapMachineTest, ARollbackToAnOlderReleaseKeepsTheKeyBeforeTheOneItUndoes) 
   EXPECT_EQ(KeyIdHashBeforeUndone(odd), std::string(43, 'c'));
 }
 
+// A failed swap's restore is refused once its target promoted a Transit
+// version (it may have served long: an agent down in its window); a
+// key_id derived otherwise for the same version is restored.
+TEST(SwapMachineTest, ARestoreAfterItsTargetPromotedATransitVersionIsRefused) {
+  absl::StatusOr<RegistryFacts> f = ParseRegistryFacts(
+      R"({"schemaVersion":"s","snapshots":[{"state":"retired","transitVersion":1},
+          {"state":"active","transitVersion":2}]})", "r");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->active_transit_version, 2);
+  SwapJournal j;
+  j.operation_id = "op-1";
+  j.kind = "swap";
+  j.phase = SwapPhase::kRollingBack;
+  j.previous_version = "0.1.0";
+  j.target_version = "0.2.0";
+  j.registry_active_transit_version = 1;
+  absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->registry_active_transit_version, 1);
+  absl::Status refused = CheckNoPromotionSinceCapture(*back, 2);
+  EXPECT_EQ(ReasonOf(refused), reason::kRollbackRefusedKeyRotated);
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("refusing to reinstall 0.1.0"));
+  EXPECT_TRUE(CheckNoPromotionSinceCapture(*back, 1).ok());
+  SwapJournal unknown = *back;
+  unknown.registry_active_transit_version = 0;
+  EXPECT_TRUE(CheckNoPromotionSinceCapture(unknown, 2).ok());
+  SwapJournal before_the_stop = *back;
+  before_the_stop.phase = SwapPhase::kPreflighted;
+  EXPECT_TRUE(CheckNoPromotionSinceCapture(before_the_stop, 2).ok());
+  SwapJournal same_version = *back;
+  same_version.previous_version = "0.2.0";
+  EXPECT_TRUE(CheckNoPromotionSinceCapture(same_version, 2).ok());
+}
+
 TEST(SwapMachineTest, SchemaChangeRefusesRollback) {
   RegistryFacts now{"keyregistry.openbao-kms/v2", 0};
   RegistryFacts before{"keyregistry.openbao-kms/v1alpha1", 0};

@@ -98,6 +98,9 @@ struct SwapJournal {
   // operation it undoes installed the newer one (KeyIdHashBeforeUndone),
   // which must still be active; "" when not judged.
   std::string key_id_hash_before_undone;
+  // The registry's active Transit version at this operation's capture; 0
+  // when none was named or the journal predates the field.
+  int64_t registry_active_transit_version = 0;
   // The pair's hashes when the operation ended ("" when there was none).
   std::string registry_sha256_after, checkpoint_sha256_after;
   // The target answered /ready at least once while it was verified. A
@@ -160,6 +163,9 @@ struct RegistryFacts {
   // node hashes it (KeyIdHash) to compare with what it captured. Defaulted
   // so that facts built from a schema and a count need not name it.
   std::string active_key_id = {};
+  // The `transitVersion` of the snapshot in state `active`, 0 when none
+  // names one.
+  int64_t active_transit_version = 0;
 };
 // Errors: InvalidArgument, MALFORMED_REGISTRY naming `what`.
 absl::StatusOr<RegistryFacts> ParseRegistryFacts(std::string_view json,
@@ -203,6 +209,15 @@ std::string KeyIdHashBeforeUndone(const SwapJournal& undone);
 // release ran on the node. OK when there is nothing to judge, and for any
 // operation's own restore (RollingBack: see the definition).
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now);
+// Refuses a failed swap's restore of an older release once its target
+// promoted a Transit version (the registry's active snapshot moved past
+// the one captured: `transit_now` above
+// SwapJournal::registry_active_transit_version), as a target that served
+// for long may have (an agent down in its window): FailedPrecondition
+// with ROLLBACK_REFUSED_KEY_ROTATED. A key_id derived otherwise for the
+// same Transit version is what the verify catches, and is restored. OK
+// for anything else, and when nothing was captured.
+absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now);
 // The facts the journal captured (nullopt when no registry was captured).
 std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& journal);
 
