@@ -171,14 +171,17 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
       // read as any failed restore, its refusal at the end of a message
       // the plan may cut, and the manual steps said to restore. Its own
       // reason leads, and the steps say to fix forward.
-      const bool kept = KeptAServedTarget(r.outcome_reason);
+      const bool kept = KeptTheTargetOnPurpose(r.outcome_reason);
+      const bool promoted = r.outcome_reason == reason::kRollbackRefusedKeyRotated;
       node.set_reason(kept ? r.outcome_reason : std::string(reason::kRollbackFailed));
       // Once acknowledged, the node must still hand off; never swap again.
       node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
       node.set_message(
           kept ? absl::StrCat(node.node(), " failed after ", next_->target_version(),
-                              " had been ready, and kept it (RollbackFailed, ",
-                              r.outcome_reason, "): the plan's facts forbid going back: ",
+                              promoted ? " had promoted a key rotation" : " had been ready",
+                              ", and kept it (RollbackFailed, ", r.outcome_reason, "): ",
+                              promoted ? "the older release never promoted that key: "
+                                       : "the plan's facts forbid going back: ",
                               r.outcome_message)
                : absl::StrCat(node.node(), " failed and could not be restored (RollbackFailed): ",
                               r.outcome_message));

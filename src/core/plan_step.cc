@@ -263,7 +263,8 @@ void PlanStep::EnterBreakGlass(const absl::Status& why, std::string_view node) {
                                     "the provider's unit and logs."));
   // Also when the node, kept on purpose, comes back as not releasable.
   const v1::PlanNode* failed = FindNode(node);
-  if (KeptAServedTarget(ReasonOf(why)) || (failed && KeptAServedTarget(failed->reason()))) {
+  if (KeptTheTargetOnPurpose(ReasonOf(why)) ||
+      (failed && KeptTheTargetOnPurpose(failed->reason()))) {
     bg->add_manual_steps(absl::StrCat(
         "Do not reinstall ", next_->version_before(), ": ", next_->target_version(),
         " was ready and may have written what it cannot read. Fix forward: a patch release "

@@ -312,6 +312,10 @@ bool KeptAServedTarget(std::string_view reason) {
   return reason == reason::kRollbackRefusedOneWay || reason == reason::kRollbackRefusedWireFormat;
 }
 
+bool KeptTheTargetOnPurpose(std::string_view reason) {
+  return KeptAServedTarget(reason) || reason == reason::kRollbackRefusedKeyRotated;
+}
+
 absl::Status CheckRestoreOnceServed(const SwapJournal& j) {
   // The same version again (a node's swap sent again after break-glass)
   // crosses no release: its capture may come back (found in review).

@@ -2078,6 +2078,25 @@ TEST(PlanMachineTest, ATargetKeptOnPurposeBreaksGlassSayingNotToGoBack) {
               ::testing::Contains(HasSubstr("Do not reinstall 0.1.0")));
 }
 
+// A target that promoted a Transit version and then failed is kept by its
+// node (CheckNoPromotionSinceCapture): the break-glass says so and not to
+// go back (found in review: it read "could not be restored").
+TEST(PlanMachineTest, ATargetThatPromotedAKeyBreaksGlassSayingNotToGoBack) {
+  Driver d;
+  d.outcome = [](const PlanAction& a) {
+    return a.node == "a" ? OperationOutcome::kRollbackFailed : OperationOutcome::kStable;
+  };
+  d.outcome_reason = reason::kRollbackRefusedKeyRotated;
+  d.outcome_message = "UNIT_FAILED; rollback failed: refusing to reinstall 0.1.0";
+  d.Step(Start());
+  d.RunUntilPhase(v1::PLAN_PHASE_BREAK_GLASS);
+  const v1::BreakGlass bg = d.plan_.break_glass();
+  EXPECT_EQ(bg.reason(), reason::kRollbackRefusedKeyRotated);
+  EXPECT_THAT(bg.failure(), HasSubstr("had promoted a key rotation, and kept it"));
+  EXPECT_THAT(bg.manual_steps(), ::testing::Contains(HasSubstr("Do not reinstall 0.1.0")));
+  EXPECT_THAT(bg.manual_steps(), ::testing::Not(::testing::Contains(HasSubstr("Restore a"))));
+}
+
 TEST(PlanMachineTest, RollbackFailedEntersBreakGlassUntilTheNonceIsAcknowledged) {
   Driver d;
   d.outcome = [](const PlanAction& a) {

@@ -183,6 +183,11 @@ absl::Status CheckRestoreOnceServed(const SwapJournal& j);
 // Whether an operation's reason says CheckRestoreOnceServed kept its
 // target (ROLLBACK_REFUSED_ONE_WAY, ROLLBACK_REFUSED_WIRE_FORMAT).
 bool KeptAServedTarget(std::string_view reason);
+// Whether an operation that ended RollbackFailed kept its target on
+// purpose: KeptAServedTarget, or CheckNoPromotionSinceCapture's
+// ROLLBACK_REFUSED_KEY_ROTATED (the target promoted a key the older
+// release never did). Going back is then what must not be done.
+bool KeptTheTargetOnPurpose(std::string_view reason);
 
 // Refuses an older binary over a registry it may not read, comparing with
 // the registry captured before the swap (`before`; nullopt when there was
