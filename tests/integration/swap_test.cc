@@ -74,6 +74,14 @@ class SwapTest : public ::testing::Test {
     return Json(last_swap_.stdout_text);
   }
 
+  // A 0.2.0 that writes `registry` over the key registry as it starts,
+  // then fails to start.
+  std::string FailingReleaseWritingRegistry(const std::string& registry) const {
+    return "#!/bin/sh\ncase \" $* \" in *' serve '*) printf '%s' '" + registry + "' > " +
+           node_->registry_path() + ";; esac\nexec " + FAKE_PROVIDER_PATH +
+           " --fake-version 0.2.0 --fake-set exit_on_start=true \"$@\"\n";
+  }
+
   void ExpectOldServing() {
     EXPECT_TRUE(WaitUntil([&] { return node_->ProviderReady(); }, std::chrono::seconds(5)));
     EXPECT_EQ(node_->ServingVersion(), kOld);
@@ -354,13 +362,8 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
   Start();
   // The new release retires versions as it starts (removed records, which
   // older binaries reject), then fails.
-  std::string script =
-      "#!/bin/sh\ncase \" $* \" in *' serve '*) printf '%s' "
-      "'{\"schemaVersion\":\"keyregistry.openbao-kms/v1alpha1\",\"snapshots\":"
-      "[{\"state\":\"removed\"}]}' > " + node_->registry_path() + ";; esac\n"
-      "exec " + FAKE_PROVIDER_PATH + " --fake-version 0.2.0 --fake-set "
-      "exit_on_start=true \"$@\"\n";
-  boost::json::object op = StageAndSwap(script);
+  boost::json::object op = StageAndSwap(FailingReleaseWritingRegistry(
+      R"({"schemaVersion":"keyregistry.openbao-kms/v1alpha1","snapshots":[{"state":"removed"}]})"));
   EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
   EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_REMOVED_RECORDS");
   EXPECT_THAT(Str(op, "message"), HasSubstr("UNIT_FAILED"));
@@ -379,13 +382,9 @@ TEST_F(SwapTest, RemovedRecordsRefuseTheRollback) {
 // not restored over: the older release never promoted that key.
 TEST_F(SwapTest, ATargetThatPromotedATransitVersionIsKeptWhenItFails) {
   Start();
-  std::string script =
-      "#!/bin/sh\ncase \" $* \" in *' serve '*) printf '%s' "
-      "'{\"schemaVersion\":\"keyregistry.openbao-kms/v1alpha1\",\"snapshots\":"
-      "[{\"state\":\"active\",\"transitVersion\":2}]}' > " + node_->registry_path() + ";; esac\n"
-      "exec " + FAKE_PROVIDER_PATH + " --fake-version 0.2.0 --fake-set "
-      "exit_on_start=true \"$@\"\n";
-  boost::json::object op = StageAndSwap(script);
+  boost::json::object op = StageAndSwap(FailingReleaseWritingRegistry(
+      R"({"schemaVersion":"keyregistry.openbao-kms/v1alpha1",)"
+      R"("snapshots":[{"state":"active","transitVersion":2}]})"));
   EXPECT_EQ(Str(op, "phase"), "RollbackFailed");
   EXPECT_EQ(Str(op, "reason"), "ROLLBACK_REFUSED_KEY_ROTATED");
   EXPECT_THAT(Str(op, "message"), HasSubstr("UNIT_FAILED"));
