@@ -267,8 +267,8 @@ void PlanStep::EnterBreakGlass(const absl::Status& why, std::string_view node) {
       (failed && KeptTheTargetOnPurpose(failed->reason()))) {
     bg->add_manual_steps(absl::StrCat(
         "Do not reinstall ", next_->version_before(), ": ", next_->target_version(),
-        " was ready and may have written what it cannot read. Fix forward: a patch release "
-        "of the newer line, or the same release once the cause of the failure is fixed; "
+        " served and may have written or promoted what it cannot read. Fix forward: a patch "
+        "release of the newer line, or the same release once the cause of the failure is fixed; "
         "never edit or erase key-registry.json or its checkpoint."));
   } else {
     bg->add_manual_steps("Restore a provider release that reads the current "

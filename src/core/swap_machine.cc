@@ -362,10 +362,14 @@ absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
   return absl::OkStatus();
 }
 
+bool GoesToAnOlderRelease(std::string_view from, std::string_view to) {
+  absl::StatusOr<SemVer> running = SemVer::Parse(from);
+  absl::StatusOr<SemVer> installing = SemVer::Parse(to);
+  return !running.ok() || !installing.ok() || installing->Compare(*running) < 0;
+}
+
 std::string KeyIdHashBeforeUndone(const SwapJournal& undone) {
-  absl::StatusOr<SemVer> installed = SemVer::Parse(undone.target_version);
-  absl::StatusOr<SemVer> back_to = SemVer::Parse(undone.previous_version);
-  if (installed.ok() && back_to.ok() && back_to->Compare(*installed) >= 0) return "";
+  if (!GoesToAnOlderRelease(undone.target_version, undone.previous_version)) return "";
   return undone.registry_active_key_id_hash.empty() ? undone.expected_key_id_hash
                                                     : undone.registry_active_key_id_hash;
 }
@@ -398,10 +402,14 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
       {{"key_id_hash_before", before}, {"key_id_hash_now", now}});
 }
 
-absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now) {
+absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now,
+                                          bool restored_already) {
+  // A restore already in place (the agent restarted after it) was judged
+  // before it ran; the older release may have promoted since, itself.
   const int64_t before = j.registry_active_transit_version;
   if (j.kind != "swap" || j.phase != SwapPhase::kRollingBack || before <= 0 ||
-      transit_now <= before || j.previous_version == j.target_version) {
+      transit_now <= before || restored_already ||
+      !GoesToAnOlderRelease(j.target_version, j.previous_version)) {
     return absl::OkStatus();
   }
   return MakeError(

@@ -357,7 +357,15 @@ absl::Status Executor::CheckRegistryForRollback(const SwapJournal& j) const {
   KMSFLEET_ASSIGN_OR_RETURN(RegistryFacts facts,
                             ParseRegistryFacts(*reg, options_.registry_path));
   KMSFLEET_RETURN_IF_ERROR(CheckRollbackAllowed(CapturedRegistryFacts(j), facts));
-  KMSFLEET_RETURN_IF_ERROR(CheckNoPromotionSinceCapture(j, facts.active_transit_version));
+  // A swap's restore already in place (the agent restarted after it) is
+  // not judged again; only that restore needs the read.
+  bool restored_already = false;
+  if (j.kind == "swap" && j.phase == SwapPhase::kRollingBack) {
+    absl::StatusOr<std::string> installed = seams_.installer.Observe();
+    restored_already = installed.ok() && *installed == j.previous_sha256;
+  }
+  KMSFLEET_RETURN_IF_ERROR(
+      CheckNoPromotionSinceCapture(j, facts.active_transit_version, restored_already));
   // The node's own judgement, whoever sent the rollback: a coordinator
   // compares hashes with its plan's baseline, a replayed command or an
   // operator's `node rollback` would not. (A registry gone now passed

@@ -2239,6 +2239,37 @@ TEST_F(ExecutorTest, ARestoreIsRefusedOnceItsTargetPromotedATransitVersion) {
   EXPECT_EQ(Installed(), kNew);  // left as it is: fix forward
 }
 
+// A restore already in place when the agent restarted (during its verify)
+// was judged before it ran: the older release, serving again, may have
+// promoted since, and recovery finishes it (found in review).
+TEST_F(ExecutorTest, ARestoreAlreadyInPlaceAtARestartIsNotJudgedAgain) {
+  auto registry_at = [](int version) {
+    return "{\"schemaVersion\":\"" + std::string(kSchema) +
+           "\",\"snapshots\":[{\"state\":\"active\",\"transitVersion\":" +
+           std::to_string(version) + "}]}";
+  };
+  testing::WriteFile(options_.registry_path, registry_at(1));
+  w_.exits_on_start.insert(kNew);
+  std::optional<SwapJournal> rolling_back;
+  journals_.on_save = [&](const SwapJournal& j) {
+    if (j.phase == SwapPhase::kRollingBack && !rolling_back) rolling_back = j;
+  };
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kRolledBack);
+  ASSERT_TRUE(rolling_back.has_value());
+  ASSERT_EQ(Installed(), kOld);
+  // As if the agent had died after the restore, before its end was written,
+  // and the older release had promoted a rotation since.
+  journals_.on_save = nullptr;
+  ASSERT_TRUE(journals_.Save(*rolling_back).ok());
+  testing::WriteFile(options_.registry_path, registry_at(2));
+  executor_.reset();
+  executor().StartRecovery();
+  SwapJournal recovered = WaitClosed("op-1");
+  EXPECT_EQ(recovered.phase, SwapPhase::kRolledBack) << recovered.failure_message;
+  EXPECT_NE(recovered.failure_reason, reason::kRollbackRefusedKeyRotated);
+  ExpectOldServing();
+}
+
 // Not for a failed swap's own restore: a target that wrote another active
 // key (a key_id it derives otherwise) failed its verify for it, and the
 // restore is what undoes it (SwapTest.KeyIdHashChangeRollsBack).

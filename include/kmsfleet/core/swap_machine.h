@@ -197,6 +197,9 @@ bool KeptTheTargetOnPurpose(std::string_view reason);
 // not block its return (reference §7.4).
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now);
+// Whether installing version `to` over `from` goes to an older release by
+// SemVer precedence; true when either does not parse.
+bool GoesToAnOlderRelease(std::string_view from, std::string_view to);
 // What a rollback of `undone` must find still active: the key_id hash at
 // `undone`'s capture (for a journal written before that field, or with no
 // registry then, the hash its target was verified serving), when the
@@ -221,8 +224,11 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
 // for long may have (an agent down in its window): FailedPrecondition
 // with ROLLBACK_REFUSED_KEY_ROTATED. A key_id derived otherwise for the
 // same Transit version is what the verify catches, and is restored. OK
-// for anything else, and when nothing was captured.
-absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now);
+// for anything else: a restore to the same or a newer version, one
+// already in place (`restored_already`: the agent restarted after it),
+// and when nothing was captured.
+absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now,
+                                          bool restored_already);
 // The facts the journal captured (nullopt when no registry was captured).
 std::optional<RegistryFacts> CapturedRegistryFacts(const SwapJournal& journal);
 
