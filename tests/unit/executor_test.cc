@@ -502,6 +502,13 @@ std::string Registry(int removed, const std::string& schema = kSchema,
   return "{\"schemaVersion\":\"" + schema + "\"," + active + "\"snapshots\":[" + snaps + "]}";
 }
 
+// A registry whose active snapshot is at Transit version `version`.
+std::string RegistryAtTransitVersion(int version) {
+  return "{\"schemaVersion\":\"" + std::string(kSchema) +
+         "\",\"snapshots\":[{\"state\":\"active\",\"transitVersion\":" +
+         std::to_string(version) + "}]}";
+}
+
 // Once rotation-plan has answered and the executor has read the clock
 // after it: moves the clock on by `later_ms` and has every later report
 // say a rotation is pending. Waits for that moment 5 s at most.
@@ -686,6 +693,25 @@ class ExecutorTest : public ::testing::Test {
     j.phase = phase;
     j.open = true;
     ASSERT_TRUE(journals_.Save(j).ok());
+  }
+
+  // Swaps to kNew over a registry naming obk2.first, then rolls that swap
+  // back (op-2) with `at_capture` written over the registry as the
+  // rollback's capture begins. Returns op-2 once closed; it must have
+  // ended before the stop, the provider untouched.
+  SwapJournal RollBackWithRegistryAtCapture(const std::string& at_capture) {
+    testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+    EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+    const std::string registry = options_.registry_path;
+    executor().SetStepHook([registry, at_capture](std::string_view point) {
+      if (point == "capturing") testing::WriteFile(registry, at_capture);
+    });
+    const size_t calls = Calls().size();
+    EXPECT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
+    SwapJournal back = WaitClosed("op-2");
+    EXPECT_EQ(back.phase, SwapPhase::kPreflighted) << back.failure_message;
+    EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
+    return back;
   }
 
   SwapJournal SwapTo(const std::string& version, int64_t stabilization_ms = 0,
@@ -2145,36 +2171,16 @@ TEST_F(ExecutorTest, ARotationPromotedUnderTheNewReleaseRefusesItsRollback) {
 // the rollback's checks, while the newer provider still served, is seen
 // there (found in review).
 TEST_F(ExecutorTest, ARotationPromotedAfterTheRollbacksChecksIsSeenAtTheCapture) {
-  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
-  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
-  const std::string registry = options_.registry_path;
-  executor().SetStepHook([registry](std::string_view point) {
-    if (point == "capturing") testing::WriteFile(registry, Registry(0, kSchema, "obk2.second"));
-  });
-  const size_t calls = Calls().size();
-  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
-  SwapJournal back = WaitClosed("op-2");
-  EXPECT_EQ(back.phase, SwapPhase::kPreflighted) << back.failure_message;
+  SwapJournal back = RollBackWithRegistryAtCapture(Registry(0, kSchema, "obk2.second"));
   EXPECT_EQ(back.failure_reason, reason::kRollbackRefusedKeyRotated);
-  EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
   EXPECT_EQ(Installed(), kNew);
 }
 
 // A registry that cannot be parsed at the capture proves nothing about
 // its key: a rollback judged for a rotation ends there.
 TEST_F(ExecutorTest, ARegistryUnreadableAtARollbacksCaptureEndsItBeforeTheStop) {
-  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
-  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
-  const std::string registry = options_.registry_path;
-  executor().SetStepHook([registry](std::string_view point) {
-    if (point == "capturing") testing::WriteFile(registry, "{\"schemaVersion\":");
-  });
-  const size_t calls = Calls().size();
-  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}}).ok());
-  SwapJournal back = WaitClosed("op-2");
-  EXPECT_EQ(back.phase, SwapPhase::kPreflighted) << back.failure_message;
+  SwapJournal back = RollBackWithRegistryAtCapture("{\"schemaVersion\":");
   EXPECT_EQ(back.failure_reason, reason::kMalformedRegistry);
-  EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
 }
 
 // A swap journaled before the capture kept the registry's key (an older
@@ -2221,16 +2227,11 @@ TEST_F(ExecutorTest, AnOlderJournalIsJudgedByItsVerifiedHashAndARollbacksUndoIsN
 // down in its window (here the target promotes as it starts, then fails),
 // and the older release never promoted that key (found in review).
 TEST_F(ExecutorTest, ARestoreIsRefusedOnceItsTargetPromotedATransitVersion) {
-  auto registry_at = [](int version) {
-    return "{\"schemaVersion\":\"" + std::string(kSchema) +
-           "\",\"snapshots\":[{\"state\":\"active\",\"transitVersion\":" +
-           std::to_string(version) + "}]}";
-  };
-  testing::WriteFile(options_.registry_path, registry_at(1));
+  testing::WriteFile(options_.registry_path, RegistryAtTransitVersion(1));
   w_.exits_on_start.insert(kNew);
   const std::string registry = options_.registry_path;
-  w_.on_start = [registry, registry_at](World& w) {
-    if (w.Installed() == kNew) testing::WriteFile(registry, registry_at(2));
+  w_.on_start = [registry](World& w) {
+    if (w.Installed() == kNew) testing::WriteFile(registry, RegistryAtTransitVersion(2));
   };
   SwapJournal j = SwapTo(kNew);
   EXPECT_EQ(j.registry_active_transit_version, 1);
@@ -2243,12 +2244,7 @@ TEST_F(ExecutorTest, ARestoreIsRefusedOnceItsTargetPromotedATransitVersion) {
 // was judged before it ran: the older release, serving again, may have
 // promoted since, and recovery finishes it (found in review).
 TEST_F(ExecutorTest, ARestoreAlreadyInPlaceAtARestartIsNotJudgedAgain) {
-  auto registry_at = [](int version) {
-    return "{\"schemaVersion\":\"" + std::string(kSchema) +
-           "\",\"snapshots\":[{\"state\":\"active\",\"transitVersion\":" +
-           std::to_string(version) + "}]}";
-  };
-  testing::WriteFile(options_.registry_path, registry_at(1));
+  testing::WriteFile(options_.registry_path, RegistryAtTransitVersion(1));
   w_.exits_on_start.insert(kNew);
   std::optional<SwapJournal> rolling_back;
   journals_.on_save = [&](const SwapJournal& j) {
@@ -2261,7 +2257,7 @@ TEST_F(ExecutorTest, ARestoreAlreadyInPlaceAtARestartIsNotJudgedAgain) {
   // and the older release had promoted a rotation since.
   journals_.on_save = nullptr;
   ASSERT_TRUE(journals_.Save(*rolling_back).ok());
-  testing::WriteFile(options_.registry_path, registry_at(2));
+  testing::WriteFile(options_.registry_path, RegistryAtTransitVersion(2));
   executor_.reset();
   executor().StartRecovery();
   SwapJournal recovered = WaitClosed("op-1");
