@@ -9,8 +9,9 @@
 // id, so a command sent again (a retry, a new coordinator, the adversary's
 // replay) starts nothing new. The provider reports a version, a key_id
 // hash (a promoted rotation reaches the nodes one by one), a rotation state
-// and its registry's `removed` count. A rollback is refused before its
-// stop when the node's hash is not the one the undone swap captured.
+// and its registry's `removed` count. A rollback to an older release is
+// refused before its stop when the node's hash is not the one the undone
+// operation captured.
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/plan_machine.h"
 #include "kmsfleet/core/reasons.h"
@@ -30,6 +31,15 @@ std::string FenceKey(const v1::Fence& fence) {
 std::string StagedDigest(const Node& node, const std::string& version) {
   return node.name + "/" + version + "#" + std::to_string(node.stage_generation);
 }
+
+namespace {
+
+// The plan an operation id belongs to: "<plan id>.<node>.<kind>.<n>".
+std::string PlanIdOf(const std::string& operation_id) {
+  return operation_id.substr(0, operation_id.find('.'));
+}
+
+}  // namespace
 
 std::string SimHash(int serial) {
   static constexpr char kAlphabet[] =
@@ -444,7 +454,7 @@ void World::CheckRestoredReleaseServedTheKey(const Node& node) {
 // and `rollback` ask for that restart again first (found in review: a
 // walk back went on to the other nodes).
 void World::CheckNoApiServerLeftNotReady(const Node& node, const PlanAction& a) {
-  auto it = apiserver_not_ready_.find(a.operation_id.substr(0, a.operation_id.find('.')));
+  auto it = apiserver_not_ready_.find(PlanIdOf(a.operation_id));
   if (it == apiserver_not_ready_.end() || it->second == node.name) return;
   Fail(node.name + " starts " + a.operation_id + " while " + it->second +
        "'s kube-apiserver, whose restart failed in this plan, is not known to be ready");
@@ -527,7 +537,7 @@ void World::HandleAction(Node& node, const Envelope& e) {
       const auto [run, ran_now] = node.restarts.try_emplace(a.operation_id, fail);
       const bool failed = run->second;
       if (failed) r.status = absl::DeadlineExceededError("/readyz did not answer 200");
-      const std::string plan_id = a.operation_id.substr(0, a.operation_id.find('.'));
+      const std::string plan_id = PlanIdOf(a.operation_id);
       if (!ran_now) {
         // Answered from its run: nothing ran, the world is as it was.
       } else if (failed) {
