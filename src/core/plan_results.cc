@@ -445,6 +445,14 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
            "rotation-plan shows it settled on every node, then `kmsfleetctl resume` (or "
            "`kmsfleetctl rollback`).";
   }
+  if (failure_reason == reason::kActiveKeyNotExpected) {
+    // The node's own check before its stop: its registry promoted another
+    // key than the fleet's parity hash. Nothing failed against the
+    // release; a walk back now would restart providers during that
+    // promotion, and on older releases that never promoted it.
+    return "while a node's active key is not the fleet's: wait until `kmsfleetctl status` "
+           "shows one key_id hash on every node, then `kmsfleetctl resume`.";
+  }
   if (failure_reason == reason::kStateCheckpointNotCurrent) {
     // The node's own check before its stop: nothing failed against the
     // release, and a walk back would restart providers whose registry

@@ -402,6 +402,24 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
       {{"key_id_hash_before", before}, {"key_id_hash_now", now}});
 }
 
+absl::Status CheckActiveKeyAsExpected(const SwapJournal& j) {
+  const std::string& active = j.registry_active_key_id_hash;
+  const std::string& expected = j.expected_key_id_hash;
+  if (j.kind != "swap" || active.empty() || expected.empty() || active == expected) {
+    return absl::OkStatus();
+  }
+  return MakeError(
+      absl::StatusCode::kFailedPrecondition, reason::kActiveKeyNotExpected,
+      "refusing to stop the provider for " + j.target_version +
+          ": the key registry's active key_id hash is " + active + ", the swap expects " +
+          expected + "; " + j.target_version +
+          " would start serving the registry's key and fail its verification. A rotation "
+          "promoted since the fleet's parity was checked, or a wrong expected hash: nothing "
+          "was changed; once every node reports one key_id hash (kmsfleetctl status), send "
+          "the swap again",
+      {{"key_id_hash_active", active}, {"key_id_hash_expected", expected}});
+}
+
 absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now,
                                           bool restored_already) {
   // A restore already in place (the agent restarted after it) was judged

@@ -315,6 +315,10 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   if (facts.ok() && j.kind == "swap") {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
+    // Read here, as late as can be before the stop: a promotion since the
+    // parity rounds that chose the expected hash is caught without a
+    // provider restart.
+    KMSFLEET_RETURN_IF_ERROR(CheckActiveKeyAsExpected(j));
   }
   // The last read before a rollback's stop: the newer provider serves
   // until then, and a promotion since its checks is judged here too. A

@@ -15,6 +15,7 @@
 
 #include "fleet.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/node/key_id_hash.h"
 #include "kmsfleet/node/service_manager.h"
 #include "user_manager.h"
 #include "operation_json.h"
@@ -414,6 +415,39 @@ TEST_F(SwapTest, ARollbackAfterARotationPromotedUnderTheNewReleaseIsRefused) {
   EXPECT_EQ(Str(refused, "reason"), "ROLLBACK_REFUSED_KEY_ROTATED");
   EXPECT_EQ(node_->InstalledVersion(), kNew);
   EXPECT_EQ(node_->ServingVersion(), kNew);
+}
+
+// A swap that carries the key_id hash from before a rotation the node has
+// since promoted (a plan's parity rounds just before the promotion, or an
+// operator's stale --expected-key-id-hash): the new release would start on
+// the promoted key and fail its verification. Refused at the capture, the
+// provider never stopped.
+TEST_F(SwapTest, ASwapExpectingTheKeyFromBeforeAPromotionLeavesTheProviderRunning) {
+  Start();
+  SubprocessResult staged = Stage(node_->MakeRelease(version_));
+  ASSERT_EQ(staged.exit_code, 0) << staged.stderr_text;
+  const std::string before = ReadFile(node_->registry_path());
+  const std::string old_hash = KeyIdHash(Str(Json(before), "activeKeyId"));
+  ASSERT_EQ(old_hash.size(), 43u) << before;
+  WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
+  std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != before; },
+                        std::chrono::seconds(10)))
+      << "the fake never promoted the rotation";
+  const std::string pid_before = node_->Systemctl({"show", "-p", "MainPID", node_->unit()});
+  absl::StatusOr<SubprocessResult> r =
+      node_->Node({"swap", "--version", version_, "--operation-id", "op-1",
+                   "--expected-key-id-hash", old_hash});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 1) << r->stdout_text << r->stderr_text;
+  boost::json::object op = Json(r->stdout_text);
+  EXPECT_EQ(Str(op, "phase"), "Preflighted");
+  EXPECT_EQ(Str(op, "reason"), "ACTIVE_KEY_NOT_EXPECTED");
+  EXPECT_THAT(Str(op, "message"), HasSubstr("the swap expects " + old_hash));
+  EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
+      << "the provider was stopped";
+  EXPECT_EQ(node_->ServingVersion(), kOld);
+  EXPECT_EQ(node_->InstalledVersion(), kOld);
 }
 
 // Found in review: a provider that crash-looped while kmsfleetd was down

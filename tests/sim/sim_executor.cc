@@ -392,6 +392,8 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
                                                                : reason::kDoctorFailed;
   JudgeCheckpoint(node, a, checkpoint_acknowledged);
   JudgeRotationSinceCapture(node, a);
+  JudgeActiveKey(node, a);
+  CheckSwapStartsOnItsExpectedKey(node, a);
   node.op_refused_before_stop = node.op_outcome == SwapPhase::kPreflighted;
   if (node.op_outcome == SwapPhase::kRollbackFailed) ++counters_.rollback_failed;
   Trace(node.name + " starts " + a.operation_id + " " + node.op_prev + " -> " + a.version +
@@ -432,6 +434,40 @@ void World::JudgeRotationSinceCapture(Node& node, const PlanAction& a) {
   node.op_reason = ReasonOf(s);
   Trace(node.name + " refuses rollback " + a.operation_id + " before its stop: " +
         std::string(s.message()));
+}
+
+// As Executor::CaptureEvidence before a swap's stop, with the real core
+// check: the registry's active key (here the provider's hash: a rotation
+// lands on both at once) must be the one the swap expects. Its earlier
+// checks come first.
+void World::JudgeActiveKey(Node& node, const PlanAction& a) {
+  if (a.kind != ActionKind::kSwap || node.op_outcome == SwapPhase::kPreflighted) return;
+  SwapJournal j;
+  j.kind = "swap";
+  j.target_version = a.version;
+  j.expected_key_id_hash = a.expected_key_id_hash;
+  j.registry_active_key_id_hash = node.provider.hash;
+  absl::Status s = CheckActiveKeyAsExpected(j);
+  if (s.ok()) return;
+  ++counters_.active_key_refused_by_node;
+  node.op_outcome = SwapPhase::kPreflighted;
+  node.op_reason = ReasonOf(s);
+  Trace(node.name + " refuses swap " + a.operation_id + " before its stop: " +
+        std::string(s.message()));
+}
+
+// World truth: a swap that goes past its stop expects the key its node
+// serves. Otherwise its target, started on the registry's other key, fails
+// its verification after a restart the node could have spared, and the
+// restore then runs on a registry the older release never promoted.
+void World::CheckSwapStartsOnItsExpectedKey(const Node& node, const PlanAction& a) {
+  if (a.kind != ActionKind::kSwap || node.op_outcome == SwapPhase::kPreflighted ||
+      a.expected_key_id_hash.empty() || a.expected_key_id_hash == node.provider.hash) {
+    return;
+  }
+  Fail(node.name + " stops its provider for " + a.operation_id + " expecting key_id hash " +
+       a.expected_key_id_hash.substr(0, 6) + "... while it serves " +
+       node.provider.hash.substr(0, 6) + "...");
 }
 
 // Reference §8.1 as world truth, whoever sent the rollback: a rollback

@@ -74,7 +74,9 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << ", upgrades refused for it by the node " << t.checkpoint_refused_by_node
             << ", let through by the plan's acknowledgement "
             << t.checkpoint_acknowledged_swaps << "; rollbacks refused by the node for a "
-            << "rotation since its swap " << t.rotation_refused_by_node << "\n";
+            << "rotation since its swap " << t.rotation_refused_by_node
+            << "; swaps refused by the node for a key promoted since the parity rounds "
+            << t.active_key_refused_by_node << "\n";
   if (seeds >= 200 &&
       (t.plans_completed == 0 || t.plans_rolled_back == 0 || t.plans_aborted == 0 ||
        t.plans_halted + t.plans_break_glass == 0 || t.break_glass_entered == 0 ||

@@ -321,6 +321,8 @@ class World {
   // STATE_CHECKPOINT_NOT_CURRENT, unless the plan acknowledged it.
   void JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged);
   void JudgeRotationSinceCapture(Node& node, const PlanAction& a);
+  void JudgeActiveKey(Node& node, const PlanAction& a);
+  void CheckSwapStartsOnItsExpectedKey(const Node& node, const PlanAction& a);
   void CheckRestoredReleaseServedTheKey(const Node& node);
   void CheckNoApiServerLeftNotReady(const Node& node, const PlanAction& a);
   void CheckpointFault(Node& node);

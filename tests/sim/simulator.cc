@@ -72,6 +72,7 @@ void Counters::Add(const Counters& o) {
   checkpoint_refused_by_node += o.checkpoint_refused_by_node;
   checkpoint_acknowledged_swaps += o.checkpoint_acknowledged_swaps;
   rotation_refused_by_node += o.rotation_refused_by_node;
+  active_key_refused_by_node += o.active_key_refused_by_node;
   max_disrupted = std::max(max_disrupted, o.max_disrupted);
   max_in_flight = std::max(max_in_flight, o.max_in_flight);
   max_settle_ticks = std::max(max_settle_ticks, o.max_settle_ticks);

@@ -117,6 +117,9 @@ struct Counters {
   // Rollbacks a node refused ROLLBACK_REFUSED_KEY_ROTATED before its stop
   // (the coordinator's own check missed it, or the adversary sent it).
   int64_t rotation_refused_by_node = 0;
+  // Swaps a node refused ACTIVE_KEY_NOT_EXPECTED before its stop: a
+  // rotation reached it after the parity rounds that chose the hash.
+  int64_t active_key_refused_by_node = 0;
   int64_t max_disrupted = 0;          // providers down at once (max)
   int64_t max_in_flight = 0;          // nodes InFlight in one plan (max)
   int64_t max_settle_ticks = 0;       // faults stop -> plan settled (max)

@@ -684,6 +684,14 @@ class ExecutorTest : public ::testing::Test {
     return true;
   }
 
+  // The registry names `key_id` active and both releases serve it, as a
+  // provider does: its metric's hash is that of the registry's active key
+  // (a swap is refused before its stop otherwise, ACTIVE_KEY_NOT_EXPECTED).
+  void RegistryNamesServedKey(const std::string& key_id) {
+    testing::WriteFile(options_.registry_path, Registry(0, kSchema, key_id));
+    w_.serves_hash[kOld] = w_.serves_hash[kNew] = KeyIdHash(key_id);
+  }
+
   // An open journal of a swap to kNew left at `phase`, as a crash leaves it.
   void SaveOpenSwap(const std::string& id, SwapPhase phase) {
     SwapJournal j;
@@ -700,7 +708,7 @@ class ExecutorTest : public ::testing::Test {
   // rollback's capture begins. Returns op-2 once closed; it must have
   // ended before the stop, the provider untouched.
   SwapJournal RollBackWithRegistryAtCapture(const std::string& at_capture) {
-    testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+    RegistryNamesServedKey("obk2.first");
     EXPECT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
     const std::string registry = options_.registry_path;
     executor().SetStepHook([registry, at_capture](std::string_view point) {
@@ -2152,7 +2160,7 @@ TEST_F(ExecutorTest, RemovedRecordsWrittenByTheNewVersionRefuseTheRollback) {
 // sends the rollback (a coordinator compares with its plan's baseline; a
 // replayed command or an operator's `node rollback` does not).
 TEST_F(ExecutorTest, ARotationPromotedUnderTheNewReleaseRefusesItsRollback) {
-  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  RegistryNamesServedKey("obk2.first");
   SwapJournal up = SwapTo(kNew);
   ASSERT_EQ(up.phase, SwapPhase::kStable) << up.failure_message;
   EXPECT_EQ(up.registry_active_key_id_hash, KeyIdHash("obk2.first"));
@@ -2266,11 +2274,32 @@ TEST_F(ExecutorTest, ARestoreAlreadyInPlaceAtARestartIsNotJudgedAgain) {
   ExpectOldServing();
 }
 
+// A rotation promoted on this node after the fleet's parity rounds chose
+// the expected hash: the new release would start on the registry's new key
+// and fail its verification after the stop. The capture, the last read
+// before the stop, refuses it with the provider untouched; so does an
+// operator's wrong --expected-key-id-hash.
+TEST_F(ExecutorTest, ASwapIsRefusedBeforeItsStopWhenItsRegistryNamesAnotherKey) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.second"));
+  SwapJournal j = ExpectRefusedAtPreflight(reason::kActiveKeyNotExpected);
+  EXPECT_EQ(j.expected_key_id_hash, kHash);  // the running provider's
+  EXPECT_EQ(j.registry_active_key_id_hash, KeyIdHash("obk2.second"));
+  EXPECT_THAT(j.failure_message, HasSubstr("the swap expects " + std::string(kHash)));
+  ExpectOldServing();
+  // Given the registry's key, the same swap goes ahead.
+  RegistryNamesServedKey("obk2.second");
+  const std::string promoted = KeyIdHash("obk2.second");
+  ASSERT_TRUE(executor().Swap({kNew, {promoted, 0, "op-2", std::nullopt}, ""}).ok());
+  SwapJournal up = WaitClosed("op-2");
+  EXPECT_EQ(up.phase, SwapPhase::kStable) << up.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+}
+
 // Not for a failed swap's own restore: a target that wrote another active
 // key (a key_id it derives otherwise) failed its verify for it, and the
 // restore is what undoes it (SwapTest.KeyIdHashChangeRollsBack).
 TEST_F(ExecutorTest, AFailedSwapIsRestoredWhateverKeyItsTargetWrote) {
-  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.first"));
+  RegistryNamesServedKey("obk2.first");
   w_.exits_on_start.insert(kNew);
   const std::string registry = options_.registry_path;
   w_.on_start = [registry](World& w) {

@@ -2318,6 +2318,14 @@ TEST(PlanMachineTest, ACheckpointFoundNotCurrentBeforeTheStopNeverStartsAnAutoRo
                               "whose registry checkpoint is not current");
 }
 
+// A node whose registry promoted another key than the plan's parity hash
+// refuses its swap before the stop: walking the upgraded nodes back then
+// would restart providers during that promotion.
+TEST(PlanMachineTest, AnActiveKeyNotExpectedBeforeTheStopNeverStartsAnAutoRollback) {
+  ExpectAHaltWithoutAWalkBack(reason::kActiveKeyNotExpected,
+                              "shows one key_id hash on every node, then `kmsfleetctl resume`");
+}
+
 TEST(PlanMachineTest, AutoRollbackWalksUpgradedNodesBack) {
   Driver d;
   d.outcome = [](const PlanAction& a) {

@@ -275,6 +275,37 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   EXPECT_TRUE(CheckNoRotationSinceCapture(restoring, after).ok());
 }
 
+TEST(SwapMachineTest, ASwapWhoseRegistryPromotedAnotherKeyIsRefusedBeforeItsStop) {
+  const std::string expected(43, 'a'), promoted(43, 'b');
+  SwapJournal j;
+  j.operation_id = "op-1";
+  j.kind = "swap";
+  j.target_version = "0.2.0";
+  j.previous_version = "0.1.0";
+  j.expected_key_id_hash = expected;
+  j.registry_active_key_id_hash = expected;
+  EXPECT_TRUE(CheckActiveKeyAsExpected(j).ok());
+  j.registry_active_key_id_hash = promoted;
+  absl::Status refused = CheckActiveKeyAsExpected(j);
+  EXPECT_EQ(ReasonOf(refused), reason::kActiveKeyNotExpected);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("refusing to stop the provider for 0.2.0"));
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("active key_id hash is " + promoted));
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("the swap expects " + expected));
+  // Either hash unknown: nothing to judge (a registry without activeKeyId,
+  // an operation journaled before the field).
+  SwapJournal unknown = j;
+  unknown.registry_active_key_id_hash.clear();
+  EXPECT_TRUE(CheckActiveKeyAsExpected(unknown).ok());
+  unknown = j;
+  unknown.expected_key_id_hash.clear();
+  EXPECT_TRUE(CheckActiveKeyAsExpected(unknown).ok());
+  // A rollback is judged by CheckNoRotationSinceCapture instead.
+  SwapJournal rollback = j;
+  rollback.kind = "rollback";
+  EXPECT_TRUE(CheckActiveKeyAsExpected(rollback).ok());
+}
+
 // Only a rollback to an older release is judged; it must find the key of
 // the undone operation's capture, or, for a journal without one, the key
 // that operation's target was verified serving.

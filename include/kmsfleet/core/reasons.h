@@ -28,6 +28,9 @@ inline constexpr char kKmsUnhealthy[] = "KMS_UNHEALTHY";
 inline constexpr char kKeyIdHashMissing[] = "KEY_ID_HASH_MISSING";
 inline constexpr char kKeyIdHashAmbiguous[] = "KEY_ID_HASH_AMBIGUOUS";
 inline constexpr char kKeyIdHashMismatch[] = "KEY_ID_HASH_MISMATCH";
+// Before a swap's stop: the node's registry names another active key than
+// the swap expects (CheckActiveKeyAsExpected).
+inline constexpr char kActiveKeyNotExpected[] = "ACTIVE_KEY_NOT_EXPECTED";
 inline constexpr char kBuildInfoMissing[] = "BUILD_INFO_MISSING";
 inline constexpr char kVersionCommandFailed[] = "VERSION_COMMAND_FAILED";
 inline constexpr char kRotationInProgress[] = "ROTATION_IN_PROGRESS";

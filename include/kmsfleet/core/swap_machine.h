@@ -217,6 +217,16 @@ std::string KeyIdHashBeforeUndone(const SwapJournal& undone);
 // release ran on the node. OK when there is nothing to judge, and for any
 // operation's own restore (RollingBack: see the definition).
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now);
+// Refuses a swap before its stop when the key registry's active key_id
+// hash, read at the capture (SwapJournal::registry_active_key_id_hash),
+// is not the hash the swap expects (expected_key_id_hash: the fleet's
+// parity hash, the operator's --expected-key-id-hash, or the running
+// provider's): FailedPrecondition with ACTIVE_KEY_NOT_EXPECTED. The new
+// release starts on that registry, serves its active key and would fail
+// its verification after the provider had been stopped. OK for a
+// rollback (CheckNoRotationSinceCapture judges those) and when either
+// hash is unknown.
+absl::Status CheckActiveKeyAsExpected(const SwapJournal& j);
 // Refuses a failed swap's restore of an older release once its target
 // promoted a Transit version (the registry's active snapshot moved past
 // the one captured: `transit_now` above
