@@ -374,6 +374,23 @@ std::string KeyIdHashBeforeUndone(const SwapJournal& undone) {
                                                     : undone.registry_active_key_id_hash;
 }
 
+std::string KeyIdHashWhenLastReplaced(const std::vector<SwapJournal>& journals,
+                                      std::string_view version) {
+  const SwapJournal* last = nullptr;
+  for (const SwapJournal& j : journals) {
+    // Closed Stable, RolledBack or RollbackFailed: past its stop, so it
+    // stopped `version` running (one refused before it stopped nothing).
+    if (j.open || !IsTerminal(j.phase) || j.previous_version != version) continue;
+    if (last == nullptr || std::pair(j.sequence, j.updated_unix_ms) >
+                               std::pair(last->sequence, last->updated_unix_ms)) {
+      last = &j;
+    }
+  }
+  if (last == nullptr) return "";
+  return last->registry_active_key_id_hash.empty() ? last->expected_key_id_hash
+                                                   : last->registry_active_key_id_hash;
+}
+
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now) {
   // Restores are not judged. A failed swap's: its target never reached
   // Stable, and a key_id its target derived otherwise (and wrote to the
@@ -382,21 +399,29 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
   // release, the one that promoted the key.
   // A registry that names no active key now is judged by the older
   // release itself, as one gone (it starts only on state it can read).
+  // A swap to an older release (by hand: a plan refuses a downgrade) is a
+  // rollback by another name.
   const std::string& before = j.key_id_hash_before_undone;
-  if (j.kind != "rollback" || j.phase == SwapPhase::kRollingBack || before.empty() ||
-      hash_now.empty() || hash_now == before) {
+  const bool judged = j.kind == "rollback" ||
+                      (j.kind == "swap" &&
+                       GoesToAnOlderRelease(j.previous_version, j.target_version));
+  if (!judged || j.phase == SwapPhase::kRollingBack || before.empty() || hash_now.empty() ||
+      hash_now == before) {
     return absl::OkStatus();
   }
   const std::string now(hash_now);
-  // A rollback operation undoes what it captured running: its previous
-  // release is the newer one.
+  // The operation replaces what it captured running: its previous release
+  // is the newer one.
   const std::string& newer = j.previous_version;
   const std::string& older = j.target_version;
+  const std::string since =
+      j.kind == "rollback"
+          ? before + " before " + newer + " was installed; a rotation promoted under it"
+          : before + " when " + older + " last ran on this node; a rotation promoted since";
   return MakeError(
       absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedKeyRotated,
       "refusing to reinstall " + older + ": the key registry's active key_id hash is " + now +
-          ", " + before + " before " + newer +
-          " was installed; a rotation promoted under it is one " + older +
+          ", " + since + " is one " + older +
           " never promoted, and data encrypted under it would not decrypt (reference §8.1): "
           "fix forward with a patch release",
       {{"key_id_hash_before", before}, {"key_id_hash_now", now}});

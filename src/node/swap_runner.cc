@@ -320,14 +320,35 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
     // provider restart.
     KMSFLEET_RETURN_IF_ERROR(CheckActiveKeyAsExpected(j));
   }
-  // The last read before a rollback's stop: the newer provider serves
-  // until then, and a promotion since its checks is judged here too. A
-  // registry it cannot parse proves nothing: refused when judged.
-  if (j.kind == "rollback" && !j.key_id_hash_before_undone.empty()) {
+  if (j.kind == "swap") j.key_id_hash_before_undone = KeyIdHashForADowngrade(j);
+  // The last read before the stop of a rollback, or of a swap to an older
+  // release: the newer provider serves until then, and a promotion since
+  // the rollback's checks is judged here too. A registry it cannot parse
+  // proves nothing: refused when judged.
+  if (!j.key_id_hash_before_undone.empty()) {
     KMSFLEET_RETURN_IF_ERROR(facts.status());
     KMSFLEET_RETURN_IF_ERROR(CheckNoRotationSinceCapture(j, ActiveKeyIdHash(*facts)));
   }
   return EndIfStopping();  // a signal during the capture
+}
+
+// A swap to an older release, by hand (a plan refuses a downgrade), is
+// judged as a rollback is: against the key active when its target last
+// ran here, which the capture of the operation that replaced it then
+// kept. Only then are the journals read. "" for anything else, and when
+// none of them replaced that release (installed outside kmsfleetd, or
+// its journal moved away): not judged, and said.
+std::string Executor::KeyIdHashForADowngrade(const SwapJournal& j) {
+  if (!GoesToAnOlderRelease(j.previous_version, j.target_version)) return "";
+  std::string hash = KeyIdHashWhenLastReplaced(seams_.journals.LoadAll().journals,
+                                               j.target_version);
+  if (hash.empty()) {
+    Log(LogLevel::kInfo,
+        "no operation on this node replaced " + j.target_version +
+            "; whether a rotation was promoted since it last ran is not judged",
+        {{"node", options_.node}, {"operation", j.operation_id}});
+  }
+  return hash;
 }
 
 void Executor::BeginEarlyReads(const SwapJournal& j) {

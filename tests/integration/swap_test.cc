@@ -417,6 +417,38 @@ TEST_F(SwapTest, ARollbackAfterARotationPromotedUnderTheNewReleaseIsRefused) {
   EXPECT_EQ(node_->ServingVersion(), kNew);
 }
 
+// The same rule for a swap to the older release by hand: it is a rollback
+// by another name, refused before the stop once a rotation was promoted
+// under the newer release (judged against the key kept by the capture of
+// the swap that replaced the older one).
+TEST_F(SwapTest, ASwapBackToTheOlderReleaseAfterARotationPromotedIsRefused) {
+  Start();
+  boost::json::object op = StageAndSwap();
+  ASSERT_EQ(Str(op, "phase"), "Stable") << last_swap_.stderr_text;
+  version_ = kOld;
+  SubprocessResult staged = Stage(node_->MakeRelease(kOld));
+  ASSERT_EQ(staged.exit_code, 0) << staged.stderr_text;
+  const std::string before = ReadFile(node_->registry_path());
+  WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
+  std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
+  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != before; },
+                        std::chrono::seconds(10)))
+      << "the fake never promoted the rotation";
+  const std::string pid_before = node_->Systemctl({"show", "-p", "MainPID", node_->unit()});
+  absl::StatusOr<SubprocessResult> down =
+      node_->Node({"swap", "--version", kOld, "--operation-id", "op-2"});
+  ASSERT_TRUE(down.ok()) << down.status();
+  EXPECT_EQ(down->exit_code, 1) << down->stdout_text << down->stderr_text;
+  boost::json::object refused = Json(down->stdout_text);
+  EXPECT_EQ(Str(refused, "phase"), "Preflighted") << down->stderr_text;
+  EXPECT_EQ(Str(refused, "reason"), "ROLLBACK_REFUSED_KEY_ROTATED");
+  EXPECT_THAT(Str(refused, "message"), HasSubstr("when 0.1.0 last ran on this node"));
+  EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
+      << "the provider was stopped";
+  EXPECT_EQ(node_->ServingVersion(), kNew);
+  EXPECT_EQ(node_->InstalledVersion(), kNew);
+}
+
 // A swap that carries the key_id hash from before a rotation the node has
 // since promoted (a plan's parity rounds just before the promotion, or an
 // operator's stale --expected-key-id-hash): the new release would start on

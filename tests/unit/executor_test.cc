@@ -2175,6 +2175,30 @@ TEST_F(ExecutorTest, ARotationPromotedUnderTheNewReleaseRefusesItsRollback) {
   EXPECT_EQ(Installed(), kNew);
 }
 
+// A swap to an older release by hand (a plan refuses a downgrade) is a
+// rollback by another name: after a rotation promoted under the newer
+// release it is refused before the stop, judged against the key the
+// capture of the swap that replaced the older release kept.
+TEST_F(ExecutorTest, ASwapToAnOlderReleaseAfterARotationPromotedUnderTheNewerIsRefused) {
+  RegistryNamesServedKey("obk2.first");
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  StageRelease(kOld);
+  RegistryNamesServedKey("obk2.second");
+  const size_t calls = Calls().size();
+  SwapJournal down = SwapTo(kOld, 0, "op-2");
+  EXPECT_EQ(down.phase, SwapPhase::kPreflighted) << down.failure_message;
+  EXPECT_EQ(down.failure_reason, reason::kRollbackRefusedKeyRotated);
+  EXPECT_THAT(down.failure_message,
+              HasSubstr(KeyIdHash("obk2.first") + " when 0.1.0 last ran on this node"));
+  EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
+  EXPECT_EQ(Installed(), kNew);
+  // The key it last ran with still active: the same downgrade goes ahead.
+  RegistryNamesServedKey("obk2.first");
+  SwapJournal back = SwapTo(kOld, 0, "op-3");
+  EXPECT_EQ(back.phase, SwapPhase::kStable) << back.failure_message;
+  EXPECT_EQ(Installed(), kOld);
+}
+
 // The capture is the last read before the stop: a rotation promoted after
 // the rollback's checks, while the newer provider still served, is seen
 // there (found in review).

@@ -267,12 +267,69 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   // Restores are not judged. A failed swap's: a key its target derived
   // otherwise is what its verify caught (KEY_ID_HASH_MISMATCH). A failed
   // rollback's: it puts back the release that promoted the key.
+  // (A swap to an older release before its stop is judged: a rollback by
+  // another name, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan.)
   SwapJournal swap = *back;
   swap.kind = "swap";
+  swap.phase = SwapPhase::kRollingBack;
   EXPECT_TRUE(CheckNoRotationSinceCapture(swap, after).ok());
   SwapJournal restoring = *back;
   restoring.phase = SwapPhase::kRollingBack;
   EXPECT_TRUE(CheckNoRotationSinceCapture(restoring, after).ok());
+}
+
+// A swap to an older release, by hand, is judged as a rollback is:
+// against the key active when that release last ran on the node, which
+// the capture of the latest closed operation that stopped it kept.
+TEST(SwapMachineTest, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan) {
+  const std::string first(43, 'a'), second(43, 'b'), third(43, 'c');
+  auto closed = [](std::string id, std::string from, std::string to, SwapPhase phase,
+                   uint64_t sequence, std::string registry_hash, std::string expected) {
+    SwapJournal j;
+    j.operation_id = std::move(id);
+    j.kind = "swap";
+    j.previous_version = std::move(from);
+    j.target_version = std::move(to);
+    j.phase = phase;
+    j.open = false;
+    j.sequence = sequence;
+    j.registry_active_key_id_hash = std::move(registry_hash);
+    j.expected_key_id_hash = std::move(expected);
+    return j;
+  };
+  std::vector<SwapJournal> journals = {
+      closed("op-1", "0.1.0", "0.2.0", SwapPhase::kStable, 1, first, first),
+      // Refused before its stop: it never stopped 0.1.0.
+      closed("op-2", "0.1.0", "0.3.0", SwapPhase::kPreflighted, 3, third, third),
+      closed("op-3", "0.2.0", "0.3.0", SwapPhase::kStable, 4, second, second),
+  };
+  EXPECT_EQ(KeyIdHashWhenLastReplaced(journals, "0.1.0"), first);
+  EXPECT_EQ(KeyIdHashWhenLastReplaced(journals, "0.2.0"), second);
+  EXPECT_EQ(KeyIdHashWhenLastReplaced(journals, "0.3.0"), "");
+  // The latest in the node's order wins; one written before the registry's
+  // hash was kept answers with the hash its swap expected.
+  journals.push_back(closed("op-4", "0.1.0", "0.2.0", SwapPhase::kRolledBack, 2, "", third));
+  EXPECT_EQ(KeyIdHashWhenLastReplaced(journals, "0.1.0"), third);
+  journals.back().open = true;  // still running: not judged by
+  EXPECT_EQ(KeyIdHashWhenLastReplaced(journals, "0.1.0"), first);
+
+  SwapJournal down;
+  down.operation_id = "op-5";
+  down.kind = "swap";
+  down.previous_version = "0.3.0";
+  down.target_version = "0.1.0";
+  down.key_id_hash_before_undone = first;
+  EXPECT_TRUE(CheckNoRotationSinceCapture(down, first).ok());
+  absl::Status refused = CheckNoRotationSinceCapture(down, second);
+  EXPECT_EQ(ReasonOf(refused), reason::kRollbackRefusedKeyRotated);
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("refusing to reinstall 0.1.0"));
+  EXPECT_THAT(refused.message(),
+              ::testing::HasSubstr(first + " when 0.1.0 last ran on this node"));
+  // Going forward reads what the older promoted: not judged.
+  SwapJournal up = down;
+  up.previous_version = "0.1.0";
+  up.target_version = "0.3.0";
+  EXPECT_TRUE(CheckNoRotationSinceCapture(up, second).ok());
 }
 
 TEST(SwapMachineTest, ASwapWhoseRegistryPromotedAnotherKeyIsRefusedBeforeItsStop) {

@@ -96,7 +96,9 @@ struct SwapJournal {
   std::string registry_active_key_id_hash;
   // A rollback to an older release: the key_id hash active before the
   // operation it undoes installed the newer one (KeyIdHashBeforeUndone),
-  // which must still be active; "" when not judged.
+  // which must still be active; a swap to an older release (one by hand):
+  // the hash when its target last ran on the node
+  // (KeyIdHashWhenLastReplaced), set at its capture; "" when not judged.
   std::string key_id_hash_before_undone;
   // The registry's active Transit version at this operation's capture; 0
   // when none was named or the journal predates the field.
@@ -207,6 +209,14 @@ bool GoesToAnOlderRelease(std::string_view from, std::string_view to);
 // does not parse counts as older); "" when it installs the same or a
 // newer one, which reads what the older promoted.
 std::string KeyIdHashBeforeUndone(const SwapJournal& undone);
+// The key_id hash the registry named when `version` last ran on the node:
+// the capture of the latest closed operation, in the node's order
+// (sequence, then updated_unix_ms), that stopped it (its previous_version
+// is `version` and it passed its stop). Its registry_active_key_id_hash,
+// or for a journal written before that field its expected_key_id_hash.
+// "" when the journals know no such operation.
+std::string KeyIdHashWhenLastReplaced(const std::vector<SwapJournal>& journals,
+                                      std::string_view version);
 // Refuses a rollback operation to an older release once a rotation was
 // promoted since the operation it undoes installed the newer one
 // (reference §8.1: "a rotation completed under the new release that the
@@ -214,8 +224,10 @@ std::string KeyIdHashBeforeUndone(const SwapJournal& undone);
 // ROLLBACK_REFUSED_KEY_ROTATED when the registry's active key_id hash now
 // (`hash_now`; "" when it names none, not judged) differs from
 // SwapJournal::key_id_hash_before_undone. Between the two only the newer
-// release ran on the node. OK when there is nothing to judge, and for any
-// operation's own restore (RollingBack: see the definition).
+// release ran on the node. A swap to an older release is judged the same
+// way, against the hash when that release last ran on the node. OK when
+// there is nothing to judge, and for any operation's own restore
+// (RollingBack: see the definition).
 absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view hash_now);
 // Refuses a swap before its stop when the key registry's active key_id
 // hash, read at the capture (SwapJournal::registry_active_key_id_hash),

@@ -450,6 +450,9 @@ class Executor {
   // restore the provider without a registry (swaps only).
   absl::Status CheckPullPolicyForSwap();
   absl::Status CaptureEvidence(SwapJournal& j);
+  // A swap to an older release: the key_id hash when its target last ran
+  // here (from the journals); "" otherwise.
+  std::string KeyIdHashForADowngrade(const SwapJournal& j);
   // A systemd swap asks the service manager for the unit's state when its
   // worker starts, beside the journal writes and checks that come first;
   // PreflightTarget takes the answer when it is under kChecksFreshForMs
