@@ -54,10 +54,7 @@ const SwapJournal* Latest(const std::vector<SwapJournal>& journals, Order order)
 // a step back between them hid a RollbackFailed behind an earlier
 // Stable). Journals from before the sequence (0) then by fence: fences
 // only grow on a node (the guard admits none older than it saw).
-auto ByAdmission(const SwapJournal& j) {
-  return std::tie(j.sequence, j.fence_term, j.fence_index, j.started_unix_ms,
-                  j.updated_unix_ms, j.operation_id);
-}
+auto ByAdmission(const SwapJournal& j) { return AdmissionOrder(j); }
 
 auto ByTime(const SwapJournal& j) {
   return std::tie(j.started_unix_ms, j.updated_unix_ms, j.operation_id);

@@ -451,7 +451,9 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     // release; a walk back now would restart providers during that
     // promotion, and on older releases that never promoted it.
     return "while a node's active key is not the fleet's: wait until `kmsfleetctl status` "
-           "shows one key_id hash on every node, then `kmsfleetctl resume`.";
+           "shows one key_id hash on every node, then `kmsfleetctl resume`; if it shows that "
+           "already, that node's key registry names another key than its provider serves "
+           "(the message says so): mend it there first.";
   }
   if (failure_reason == reason::kStateCheckpointNotCurrent) {
     // The node's own check before its stop: nothing failed against the

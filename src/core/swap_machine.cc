@@ -374,6 +374,12 @@ std::string KeyIdHashBeforeUndone(const SwapJournal& undone) {
                                                     : undone.registry_active_key_id_hash;
 }
 
+std::tuple<uint64_t, uint64_t, uint64_t, int64_t, int64_t, std::string_view> AdmissionOrder(
+    const SwapJournal& j) {
+  return {j.sequence,        j.fence_term,      j.fence_index,
+          j.started_unix_ms, j.updated_unix_ms, j.operation_id};
+}
+
 std::string KeyIdHashWhenLastReplaced(const std::vector<SwapJournal>& journals,
                                       std::string_view version) {
   const SwapJournal* last = nullptr;
@@ -381,10 +387,7 @@ std::string KeyIdHashWhenLastReplaced(const std::vector<SwapJournal>& journals,
     // Closed Stable, RolledBack or RollbackFailed: past its stop, so it
     // stopped `version` running (one refused before it stopped nothing).
     if (j.open || !IsTerminal(j.phase) || j.previous_version != version) continue;
-    if (last == nullptr || std::pair(j.sequence, j.updated_unix_ms) >
-                               std::pair(last->sequence, last->updated_unix_ms)) {
-      last = &j;
-    }
+    if (last == nullptr || AdmissionOrder(j) > AdmissionOrder(*last)) last = &j;
   }
   if (last == nullptr) return "";
   return last->registry_active_key_id_hash.empty() ? last->expected_key_id_hash
@@ -403,7 +406,7 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
   // rollback by another name.
   const std::string& before = j.key_id_hash_before_undone;
   const bool judged = j.kind == "rollback" ||
-                      (j.kind == "swap" &&
+                      (j.kind == "swap" && j.previous_version != j.target_version &&
                        GoesToAnOlderRelease(j.previous_version, j.target_version));
   if (!judged || j.phase == SwapPhase::kRollingBack || before.empty() || hash_now.empty() ||
       hash_now == before) {
@@ -422,27 +425,37 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
       absl::StatusCode::kFailedPrecondition, reason::kRollbackRefusedKeyRotated,
       "refusing to reinstall " + older + ": the key registry's active key_id hash is " + now +
           ", " + since + " is one " + older +
-          " never promoted, and data encrypted under it would not decrypt (reference §8.1): "
+          " never promoted on this node, and data encrypted under it would not decrypt "
+          "(reference §8.1): "
           "fix forward with a patch release",
       {{"key_id_hash_before", before}, {"key_id_hash_now", now}});
 }
 
-absl::Status CheckActiveKeyAsExpected(const SwapJournal& j) {
+absl::Status CheckActiveKeyAsExpected(const SwapJournal& j, std::string_view served_now) {
   const std::string& active = j.registry_active_key_id_hash;
   const std::string& expected = j.expected_key_id_hash;
   if (j.kind != "swap" || active.empty() || expected.empty() || active == expected) {
     return absl::OkStatus();
   }
+  const std::string why =
+      served_now == expected
+          ? "The provider still serves " + expected +
+                ": the registry on disk is not what it serves (restored or edited by hand, "
+                "or a promotion it could not write), and a restart would serve " + active +
+                ". Nothing was changed: run `bao-kms-provider verify-key` on this node and "
+                "mend its state before any swap or restart"
+          : "A rotation this node promoted since the fleet's parity was checked, a node "
+            "behind the others, or a wrong expected hash: nothing was changed; once every "
+            "node reports one key_id hash (kmsfleetctl status), send the swap again";
   return MakeError(
       absl::StatusCode::kFailedPrecondition, reason::kActiveKeyNotExpected,
       "refusing to stop the provider for " + j.target_version +
           ": the key registry's active key_id hash is " + active + ", the swap expects " +
           expected + "; " + j.target_version +
-          " would start serving the registry's key and fail its verification. A rotation "
-          "promoted since the fleet's parity was checked, or a wrong expected hash: nothing "
-          "was changed; once every node reports one key_id hash (kmsfleetctl status), send "
-          "the swap again",
-      {{"key_id_hash_active", active}, {"key_id_hash_expected", expected}});
+          " would start serving the registry's key and fail its verification. " + why,
+      {{"key_id_hash_active", active},
+       {"key_id_hash_expected", expected},
+       {"key_id_hash_served", std::string(served_now)}});
 }
 
 absl::Status CheckNoPromotionSinceCapture(const SwapJournal& j, int64_t transit_now,

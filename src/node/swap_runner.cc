@@ -294,6 +294,9 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   if (j.kind == "swap") KMSFLEET_RETURN_IF_ERROR(CheckReleaseFromCapture(j));
   if (j.kind == "rollback") KMSFLEET_RETURN_IF_ERROR(CheckRollbackCapture(j));
   KMSFLEET_ASSIGN_OR_RETURN(j.previous_version, RunningVersion(j));
+  // Before the registry's read, which it is judged against: a promotion
+  // during a long scan is then still seen (found in review).
+  if (j.kind == "swap") j.key_id_hash_before_undone = KeyIdHashForADowngrade(j);
   KMSFLEET_ASSIGN_OR_RETURN(RegistryPair pair, ReadRegistryPair(options_.registry_path));
   if (!pair.registry) return EndIfStopping();
   j.registry_sha256 = Sha256Hex(*pair.registry);
@@ -315,21 +318,29 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
   if (facts.ok() && j.kind == "swap") {
     j.registry_schema = facts->schema_version;
     j.registry_removed_records = facts->removed_records;
-    // Read here, as late as can be before the stop: a promotion since the
-    // parity rounds that chose the expected hash is caught without a
-    // provider restart.
-    KMSFLEET_RETURN_IF_ERROR(CheckActiveKeyAsExpected(j));
   }
-  if (j.kind == "swap") j.key_id_hash_before_undone = KeyIdHashForADowngrade(j);
-  // The last read before the stop of a rollback, or of a swap to an older
-  // release: the newer provider serves until then, and a promotion since
-  // the rollback's checks is judged here too. A registry it cannot parse
-  // proves nothing: refused when judged.
+  KMSFLEET_RETURN_IF_ERROR(JudgeCapturedKey(j, facts));
+  return EndIfStopping();  // a signal during the capture
+}
+
+// The capture's registry read is the last before the stop: the provider
+// it replaces serves until then, and a promotion since the checks is
+// judged here.
+absl::Status Executor::JudgeCapturedKey(const SwapJournal& j,
+                                        const absl::StatusOr<RegistryFacts>& facts) {
+  // A rollback, or a swap to an older release: a registry it cannot parse
+  // proves nothing, and is refused.
   if (!j.key_id_hash_before_undone.empty()) {
     KMSFLEET_RETURN_IF_ERROR(facts.status());
     KMSFLEET_RETURN_IF_ERROR(CheckNoRotationSinceCapture(j, ActiveKeyIdHash(*facts)));
   }
-  return EndIfStopping();  // a signal during the capture
+  // Then a swap's expected key (after the rotation judgement, whose "fix
+  // forward" an expected hash of the older release's would otherwise hide
+  // behind "send it again"; found in review). On a refusal only, the
+  // provider is asked what it serves: whether the registry or the fleet
+  // moved.
+  if (!facts.ok() || CheckActiveKeyAsExpected(j).ok()) return absl::OkStatus();
+  return CheckActiveKeyAsExpected(j, seams_.probe.Observe().key_id_hash_metric());
 }
 
 // A swap to an older release, by hand (a plan refuses a downgrade), is
@@ -339,13 +350,27 @@ absl::Status Executor::CaptureEvidence(SwapJournal& j) {
 // none of them replaced that release (installed outside kmsfleetd, or
 // its journal moved away): not judged, and said.
 std::string Executor::KeyIdHashForADowngrade(const SwapJournal& j) {
-  if (!GoesToAnOlderRelease(j.previous_version, j.target_version)) return "";
-  std::string hash = KeyIdHashWhenLastReplaced(seams_.journals.LoadAll().journals,
-                                               j.target_version);
+  // The same version again (break-glass: the release it runs) crosses
+  // nothing, whatever its version string.
+  if (j.previous_version == j.target_version ||
+      !GoesToAnOlderRelease(j.previous_version, j.target_version)) {
+    return "";
+  }
+  JournalStore::Scan scan = seams_.journals.LoadAll();
+  std::string hash = KeyIdHashWhenLastReplaced(scan.journals, j.target_version);
+  const std::string unread =
+      scan.unreadable.empty()
+          ? ""
+          : " (" + std::to_string(scan.unreadable.size()) + " journal(s) could not be read)";
   if (hash.empty()) {
     Log(LogLevel::kInfo,
-        "no operation on this node replaced " + j.target_version +
-            "; whether a rotation was promoted since it last ran is not judged",
+        "no readable operation on this node replaced " + j.target_version +
+            "; whether a rotation was promoted since it last ran is not judged" + unread,
+        {{"node", options_.node}, {"operation", j.operation_id}});
+  } else if (!unread.empty()) {
+    Log(LogLevel::kWarn,
+        "judging the swap to " + j.target_version +
+            " by the last readable operation that replaced it" + unread,
         {{"node", options_.node}, {"operation", j.operation_id}});
   }
   return hash;

@@ -2192,6 +2192,13 @@ TEST_F(ExecutorTest, ASwapToAnOlderReleaseAfterARotationPromotedUnderTheNewerIsR
               HasSubstr(KeyIdHash("obk2.first") + " when 0.1.0 last ran on this node"));
   EXPECT_EQ(Calls().size(), calls) << "the provider was touched";
   EXPECT_EQ(Installed(), kNew);
+  // Expecting the key the older release served gets the same answer, not
+  // ACTIVE_KEY_NOT_EXPECTED's "send it again" (found in review).
+  const std::string older_key = KeyIdHash("obk2.first");
+  ASSERT_TRUE(executor().Swap({kOld, {older_key, 0, "op-2e", std::nullopt}, ""}).ok());
+  EXPECT_EQ(WaitClosed("op-2e").failure_reason, reason::kRollbackRefusedKeyRotated);
+  // The release it runs, again (break-glass): not judged.
+  EXPECT_EQ(SwapTo(kNew, 0, "op-again").phase, SwapPhase::kStable);
   // The key it last ran with still active: the same downgrade goes ahead.
   RegistryNamesServedKey("obk2.first");
   SwapJournal back = SwapTo(kOld, 0, "op-3");
@@ -2309,7 +2316,18 @@ TEST_F(ExecutorTest, ASwapIsRefusedBeforeItsStopWhenItsRegistryNamesAnotherKey) 
   EXPECT_EQ(j.expected_key_id_hash, kHash);  // the running provider's
   EXPECT_EQ(j.registry_active_key_id_hash, KeyIdHash("obk2.second"));
   EXPECT_THAT(j.failure_message, HasSubstr("the swap expects " + std::string(kHash)));
+  // The provider serves the hash it was expected to: the registry moved.
+  EXPECT_THAT(j.failure_message, HasSubstr("the registry on disk is not what it serves"));
   ExpectOldServing();
+  // An operator's stale --expected-key-id-hash, the registry and the
+  // provider agreeing on another: refused too, saying so.
+  RegistryNamesServedKey("obk2.first");
+  const std::string stale = KeyIdHash("obk2.before");
+  ASSERT_TRUE(executor().Swap({kNew, {stale, 0, "op-stale", std::nullopt}, ""}).ok());
+  SwapJournal refused = WaitClosed("op-stale");
+  EXPECT_EQ(refused.failure_reason, reason::kActiveKeyNotExpected);
+  EXPECT_THAT(refused.failure_message, HasSubstr("or a wrong expected hash"));
+  EXPECT_TRUE(Calls().empty()) << "the provider was touched";
   // Given the registry's key, the same swap goes ahead.
   RegistryNamesServedKey("obk2.second");
   const std::string promoted = KeyIdHash("obk2.second");

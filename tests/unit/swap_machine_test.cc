@@ -269,8 +269,10 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   // rollback's: it puts back the release that promoted the key.
   // (A swap to an older release before its stop is judged: a rollback by
   // another name, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan.)
-  SwapJournal swap = *back;
+  SwapJournal swap = *back;  // an upgrade's restore of the release it replaced
   swap.kind = "swap";
+  swap.previous_version = "0.1.0";
+  swap.target_version = "0.2.0";
   swap.phase = SwapPhase::kRollingBack;
   EXPECT_TRUE(CheckNoRotationSinceCapture(swap, after).ok());
   SwapJournal restoring = *back;
@@ -325,11 +327,44 @@ TEST(SwapMachineTest, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan) {
   EXPECT_THAT(refused.message(), ::testing::HasSubstr("refusing to reinstall 0.1.0"));
   EXPECT_THAT(refused.message(),
               ::testing::HasSubstr(first + " when 0.1.0 last ran on this node"));
-  // Going forward reads what the older promoted: not judged.
+  // Going forward reads what the older promoted: not judged; nor is the
+  // same version again (break-glass), whatever its string.
   SwapJournal up = down;
   up.previous_version = "0.1.0";
   up.target_version = "0.3.0";
   EXPECT_TRUE(CheckNoRotationSinceCapture(up, second).ok());
+  SwapJournal same = down;
+  same.previous_version = same.target_version = "dev-build";
+  EXPECT_TRUE(CheckNoRotationSinceCapture(same, second).ok());
+}
+
+// Journals from an agent before the sequence (0) are ordered by fence,
+// then start time, as the hand-off orders them (AdmissionOrder).
+TEST(SwapMachineTest, TheLastOperationThatReplacedAReleaseIsTheNodesLastAdmitted) {
+  auto stopped = [](std::string id, uint64_t sequence, uint64_t fence_index,
+                    int64_t started, std::string hash) {
+    SwapJournal j;
+    j.operation_id = std::move(id);
+    j.kind = "swap";
+    j.previous_version = "0.1.0";
+    j.target_version = "0.2.0";
+    j.phase = SwapPhase::kStable;
+    j.open = false;
+    j.sequence = sequence;
+    j.fence_index = fence_index;
+    j.started_unix_ms = j.updated_unix_ms = started;
+    j.registry_active_key_id_hash = std::move(hash);
+    return j;
+  };
+  const std::string a(43, 'a'), b(43, 'b'), c(43, 'c');
+  // Fence before the clock: a wall clock stepped back does not reorder.
+  EXPECT_EQ(KeyIdHashWhenLastReplaced({stopped("op-2", 0, 7, 100, b), stopped("op-1", 0, 6, 900, a)},
+                                      "0.1.0"),
+            b);
+  // A sequence, once there, comes first.
+  EXPECT_EQ(KeyIdHashWhenLastReplaced(
+                {stopped("op-2", 0, 7, 100, b), stopped("op-3", 1, 0, 50, c)}, "0.1.0"),
+            c);
 }
 
 TEST(SwapMachineTest, ASwapWhoseRegistryPromotedAnotherKeyIsRefusedBeforeItsStop) {
@@ -349,6 +384,13 @@ TEST(SwapMachineTest, ASwapWhoseRegistryPromotedAnotherKeyIsRefusedBeforeItsStop
   EXPECT_THAT(refused.message(), ::testing::HasSubstr("refusing to stop the provider for 0.2.0"));
   EXPECT_THAT(refused.message(), ::testing::HasSubstr("active key_id hash is " + promoted));
   EXPECT_THAT(refused.message(), ::testing::HasSubstr("the swap expects " + expected));
+  EXPECT_THAT(refused.message(), ::testing::HasSubstr("A rotation this node promoted"));
+  // The provider still serving the expected key: the registry on disk is
+  // what moved, and the refusal says to mend it before any restart.
+  absl::Status moved_on_disk = CheckActiveKeyAsExpected(j, expected);
+  EXPECT_EQ(ReasonOf(moved_on_disk), reason::kActiveKeyNotExpected);
+  EXPECT_THAT(moved_on_disk.message(),
+              ::testing::HasSubstr("the registry on disk is not what it serves"));
   // Either hash unknown: nothing to judge (a registry without activeKeyId,
   // an operation journaled before the field).
   SwapJournal unknown = j;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -235,10 +236,16 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
 // parity hash, the operator's --expected-key-id-hash, or the running
 // provider's): FailedPrecondition with ACTIVE_KEY_NOT_EXPECTED. The new
 // release starts on that registry, serves its active key and would fail
-// its verification after the provider had been stopped. OK for a
-// rollback (CheckNoRotationSinceCapture judges those) and when either
-// hash is unknown.
-absl::Status CheckActiveKeyAsExpected(const SwapJournal& j);
+// its verification after the provider had been stopped. `served_now`,
+// the running provider's metric hash ("" when not asked), only words
+// the refusal: when it is the expected one, the registry on disk is what
+// moved, not the fleet. OK for a rollback (CheckNoRotationSinceCapture
+// judges those) and when either hash is unknown.
+absl::Status CheckActiveKeyAsExpected(const SwapJournal& j, std::string_view served_now = "");
+// The order in which a node admitted its operations: sequence, then (for
+// journals written before it) fence, start and last write, then id.
+std::tuple<uint64_t, uint64_t, uint64_t, int64_t, int64_t, std::string_view> AdmissionOrder(
+    const SwapJournal& j);
 // Refuses a failed swap's restore of an older release once its target
 // promoted a Transit version (the registry's active snapshot moved past
 // the one captured: `transit_now` above

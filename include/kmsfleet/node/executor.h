@@ -453,6 +453,8 @@ class Executor {
   // A swap to an older release: the key_id hash when its target last ran
   // here (from the journals); "" otherwise.
   std::string KeyIdHashForADowngrade(const SwapJournal& j);
+  absl::Status JudgeCapturedKey(const SwapJournal& j,
+                                const absl::StatusOr<RegistryFacts>& facts);
   // A systemd swap asks the service manager for the unit's state when its
   // worker starts, beside the journal writes and checks that come first;
   // PreflightTarget takes the answer when it is under kChecksFreshForMs
