@@ -41,6 +41,12 @@ void Executor::PruneCapturesAtEnd(const SwapJournal& ending) {
     installed = ending.target_sha256;
   } else if (ending.phase == SwapPhase::kRolledBack) {
     installed = ending.previous_sha256;
+  } else if (ending.phase <= SwapPhase::kPreflighted && !ending.previous_sha256.empty()) {
+    // Refused at or after its capture, before the stop: what it captured
+    // is installed still. Found in review: a plan resumed again and again
+    // onto such a refusal (ACTIVE_KEY_NOT_EXPECTED) left a copy of the
+    // binary each time until an operation ended otherwise.
+    installed = ending.previous_sha256;
   } else {
     return;  // RollbackFailed: the operator decides what stays
   }

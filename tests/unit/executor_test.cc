@@ -2337,6 +2337,24 @@ TEST_F(ExecutorTest, ASwapIsRefusedBeforeItsStopWhenItsRegistryNamesAnotherKey) 
   EXPECT_EQ(Installed(), kNew);
 }
 
+// A plan resumed onto a node whose registry names another key is refused
+// at the capture each time, after the copy of the installed binary: each
+// refusal's end prunes the copies of the ones before (found in review:
+// they stayed until an operation ended otherwise).
+TEST_F(ExecutorTest, ARefusalAtTheCaptureLeavesNoEarlierRefusalsCopy) {
+  testing::WriteFile(options_.registry_path, Registry(0, kSchema, "obk2.second"));
+  std::vector<SwapJournal> refused;
+  for (const char* id : {"op-a", "op-b", "op-c"}) {
+    refused.push_back(SwapTo(kNew, 0, id));
+    ASSERT_EQ(refused.back().failure_reason, reason::kActiveKeyNotExpected);
+    ASSERT_FALSE(refused.back().previous_binary.empty()) << "refused after its copy";
+  }
+  EXPECT_FALSE(std::filesystem::exists(refused[0].previous_binary));
+  EXPECT_FALSE(std::filesystem::exists(refused[1].previous_binary));
+  EXPECT_TRUE(journals_.Load("op-a").ok()) << "the record stays";
+  EXPECT_TRUE(Calls().empty());
+}
+
 // Not for a failed swap's own restore: a target that wrote another active
 // key (a key_id it derives otherwise) failed its verify for it, and the
 // restore is what undoes it (SwapTest.KeyIdHashChangeRollsBack).
