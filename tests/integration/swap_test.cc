@@ -83,6 +83,18 @@ class SwapTest : public ::testing::Test {
            " --fake-version 0.2.0 --fake-set exit_on_start=true \"$@\"\n";
   }
 
+  // The serving fake reloads its scenario and promotes key version 2,
+  // writing the new active key over `registry_before`.
+  void PromoteARotation(const std::string& registry_before) {
+    WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
+    std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
+    ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != registry_before; },
+                          std::chrono::seconds(10)))
+        << "the fake never promoted the rotation";
+  }
+
+  std::string MainPid() { return node_->Systemctl({"show", "-p", "MainPID", node_->unit()}); }
+
   void ExpectOldServing() {
     EXPECT_TRUE(WaitUntil([&] { return node_->ProviderReady(); }, std::chrono::seconds(5)));
     EXPECT_EQ(node_->ServingVersion(), kOld);
@@ -291,14 +303,14 @@ TEST_F(SwapTest, StoppedUnitIsRefusedBeforeAnythingChanges) {
 TEST_F(SwapTest, ACheckpointThatIsNotCurrentRefusesTheSwapWithTheProviderUntouched) {
   Start("#!/bin/sh\nexec " + std::string(FAKE_PROVIDER_PATH) + " --fake-version " + kOld +
         " --fake-set 'rotation_plan={stateCheckpointStatus: missing}' \"$@\"\n");
-  const std::string pid_before = node_->Systemctl({"show", "-p", "MainPID", node_->unit()});
+  const std::string pid_before = MainPid();
   boost::json::object op = StageAndSwap();
   EXPECT_EQ(last_swap_.exit_code, 1) << last_swap_.stderr_text;
   EXPECT_EQ(Str(op, "phase"), "Preflighted");
   EXPECT_EQ(Str(op, "reason"), "STATE_CHECKPOINT_NOT_CURRENT");
   EXPECT_THAT(Str(op, "message"), HasSubstr("stateCheckpointStatus missing"));
   ExpectOldServing();
-  EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
+  EXPECT_EQ(MainPid(), pid_before)
       << "the provider was never stopped";
   // Found in review: `node preflight` passed what the swap refuses.
   absl::StatusOr<SubprocessResult> pre = node_->Node({"preflight", "--version", kNew});
@@ -400,12 +412,7 @@ TEST_F(SwapTest, ARollbackAfterARotationPromotedUnderTheNewReleaseIsRefused) {
   boost::json::object op = StageAndSwap();
   ASSERT_EQ(Str(op, "phase"), "Stable") << last_swap_.stderr_text;
   const std::string before = ReadFile(node_->registry_path());
-  // The serving fake reloads its scenario and writes the new active key.
-  WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
-  std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
-  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != before; },
-                        std::chrono::seconds(10)))
-      << "the fake never promoted the rotation";
+  ASSERT_NO_FATAL_FAILURE(PromoteARotation(before));
   absl::StatusOr<SubprocessResult> back =
       node_->Node({"rollback", "--of", "op-1", "--operation-id", "op-2"});
   ASSERT_TRUE(back.ok()) << back.status();
@@ -429,12 +436,8 @@ TEST_F(SwapTest, ASwapBackToTheOlderReleaseAfterARotationPromotedIsRefused) {
   SubprocessResult staged = Stage(node_->MakeRelease(kOld));
   ASSERT_EQ(staged.exit_code, 0) << staged.stderr_text;
   const std::string before = ReadFile(node_->registry_path());
-  WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
-  std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
-  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != before; },
-                        std::chrono::seconds(10)))
-      << "the fake never promoted the rotation";
-  const std::string pid_before = node_->Systemctl({"show", "-p", "MainPID", node_->unit()});
+  ASSERT_NO_FATAL_FAILURE(PromoteARotation(before));
+  const std::string pid_before = MainPid();
   absl::StatusOr<SubprocessResult> down =
       node_->Node({"swap", "--version", kOld, "--operation-id", "op-2"});
   ASSERT_TRUE(down.ok()) << down.status();
@@ -443,8 +446,7 @@ TEST_F(SwapTest, ASwapBackToTheOlderReleaseAfterARotationPromotedIsRefused) {
   EXPECT_EQ(Str(refused, "phase"), "Preflighted") << down->stderr_text;
   EXPECT_EQ(Str(refused, "reason"), "ROLLBACK_REFUSED_KEY_ROTATED");
   EXPECT_THAT(Str(refused, "message"), HasSubstr("when 0.1.0 last ran on this node"));
-  EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
-      << "the provider was stopped";
+  EXPECT_EQ(MainPid(), pid_before) << "the provider was stopped";
   EXPECT_EQ(node_->ServingVersion(), kNew);
   EXPECT_EQ(node_->InstalledVersion(), kNew);
 }
@@ -461,12 +463,8 @@ TEST_F(SwapTest, ASwapExpectingTheKeyFromBeforeAPromotionLeavesTheProviderRunnin
   const std::string before = ReadFile(node_->registry_path());
   const std::string old_hash = KeyIdHash(Str(Json(before), "activeKeyId"));
   ASSERT_EQ(old_hash.size(), 43u) << before;
-  WriteFile(node_->dir() + "/scenario.tmp", "key_seed: swap-key-1\nkey_version: 2\n");
-  std::filesystem::rename(node_->dir() + "/scenario.tmp", node_->dir() + "/scenario.yaml");
-  ASSERT_TRUE(WaitUntil([&] { return ReadFile(node_->registry_path()) != before; },
-                        std::chrono::seconds(10)))
-      << "the fake never promoted the rotation";
-  const std::string pid_before = node_->Systemctl({"show", "-p", "MainPID", node_->unit()});
+  ASSERT_NO_FATAL_FAILURE(PromoteARotation(before));
+  const std::string pid_before = MainPid();
   absl::StatusOr<SubprocessResult> r =
       node_->Node({"swap", "--version", version_, "--operation-id", "op-1",
                    "--expected-key-id-hash", old_hash});
@@ -476,8 +474,7 @@ TEST_F(SwapTest, ASwapExpectingTheKeyFromBeforeAPromotionLeavesTheProviderRunnin
   EXPECT_EQ(Str(op, "phase"), "Preflighted");
   EXPECT_EQ(Str(op, "reason"), "ACTIVE_KEY_NOT_EXPECTED");
   EXPECT_THAT(Str(op, "message"), HasSubstr("the swap expects " + old_hash));
-  EXPECT_EQ(node_->Systemctl({"show", "-p", "MainPID", node_->unit()}), pid_before)
-      << "the provider was stopped";
+  EXPECT_EQ(MainPid(), pid_before) << "the provider was stopped";
   EXPECT_EQ(node_->ServingVersion(), kOld);
   EXPECT_EQ(node_->InstalledVersion(), kOld);
 }
