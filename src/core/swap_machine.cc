@@ -380,6 +380,11 @@ std::tuple<uint64_t, uint64_t, uint64_t, int64_t, int64_t, std::string_view> Adm
           j.started_unix_ms, j.updated_unix_ms, j.operation_id};
 }
 
+bool SwapGoesBack(const SwapJournal& j) {
+  return j.kind == "swap" && j.previous_version != j.target_version &&
+         GoesToAnOlderRelease(j.previous_version, j.target_version);
+}
+
 std::string KeyIdHashWhenLastReplaced(const std::vector<SwapJournal>& journals,
                                       std::string_view version) {
   const SwapJournal* last = nullptr;
@@ -405,10 +410,7 @@ absl::Status CheckNoRotationSinceCapture(const SwapJournal& j, std::string_view 
   // A swap to an older release (by hand: a plan refuses a downgrade) is a
   // rollback by another name.
   const std::string& before = j.key_id_hash_before_undone;
-  const bool judged = j.kind == "rollback" ||
-                      (j.kind == "swap" && j.previous_version != j.target_version &&
-                       GoesToAnOlderRelease(j.previous_version, j.target_version));
-  if (!judged || j.phase == SwapPhase::kRollingBack || before.empty() || hash_now.empty() ||
+  if ((j.kind != "rollback" && !SwapGoesBack(j)) || j.phase == SwapPhase::kRollingBack || before.empty() || hash_now.empty() ||
       hash_now == before) {
     return absl::OkStatus();
   }

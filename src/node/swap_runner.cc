@@ -350,12 +350,7 @@ absl::Status Executor::JudgeCapturedKey(const SwapJournal& j,
 // none of them replaced that release (installed outside kmsfleetd, or
 // its journal moved away): not judged, and said.
 std::string Executor::KeyIdHashForADowngrade(const SwapJournal& j) {
-  // The same version again (break-glass: the release it runs) crosses
-  // nothing, whatever its version string.
-  if (j.previous_version == j.target_version ||
-      !GoesToAnOlderRelease(j.previous_version, j.target_version)) {
-    return "";
-  }
+  if (!SwapGoesBack(j)) return "";
   JournalStore::Scan scan = seams_.journals.LoadAll();
   std::string hash = KeyIdHashWhenLastReplaced(scan.journals, j.target_version);
   const std::string unread =

@@ -210,10 +210,14 @@ bool GoesToAnOlderRelease(std::string_view from, std::string_view to);
 // does not parse counts as older); "" when it installs the same or a
 // newer one, which reads what the older promoted.
 std::string KeyIdHashBeforeUndone(const SwapJournal& undone);
+// Whether `j` is a swap to an older release than the one it captured
+// running (a swap by hand: a plan refuses a downgrade), judged as a
+// rollback is. Never the same version again, whatever its string.
+bool SwapGoesBack(const SwapJournal& j);
 // The key_id hash the registry named when `version` last ran on the node:
-// the capture of the latest closed operation, in the node's order
-// (sequence, then updated_unix_ms), that stopped it (its previous_version
-// is `version` and it passed its stop). Its registry_active_key_id_hash,
+// the capture of the latest closed operation, in the node's admission
+// order (AdmissionOrder), that stopped it (its previous_version is
+// `version` and it passed its stop). Its registry_active_key_id_hash,
 // or for a journal written before that field its expected_key_id_hash.
 // "" when the journals know no such operation.
 std::string KeyIdHashWhenLastReplaced(const std::vector<SwapJournal>& journals,
