@@ -427,13 +427,8 @@ void World::JudgeRotationSinceCapture(Node& node, const PlanAction& a) {
   j.target_version = a.version;
   j.previous_version = node.op_prev;
   j.key_id_hash_before_undone = KeyIdHashBeforeUndone(undone->second);
-  absl::Status s = CheckNoRotationSinceCapture(j, node.provider.hash);
-  if (s.ok()) return;
-  ++counters_.rotation_refused_by_node;
-  node.op_outcome = SwapPhase::kPreflighted;
-  node.op_reason = ReasonOf(s);
-  Trace(node.name + " refuses rollback " + a.operation_id + " before its stop: " +
-        std::string(s.message()));
+  RefuseBeforeStop(node, a, CheckNoRotationSinceCapture(j, node.provider.hash),
+                   counters_.rotation_refused_by_node);
 }
 
 // As Executor::CaptureEvidence before a swap's stop, with the real core
@@ -447,13 +442,19 @@ void World::JudgeActiveKey(Node& node, const PlanAction& a) {
   j.target_version = a.version;
   j.expected_key_id_hash = a.expected_key_id_hash;
   j.registry_active_key_id_hash = node.provider.hash;
-  absl::Status s = CheckActiveKeyAsExpected(j);
-  if (s.ok()) return;
-  ++counters_.active_key_refused_by_node;
+  RefuseBeforeStop(node, a, CheckActiveKeyAsExpected(j), counters_.active_key_refused_by_node);
+}
+
+// A node's own judgement before its stop said no (`judged` not OK): the
+// operation ends there, its reason kept, and `refused` counts it.
+void World::RefuseBeforeStop(Node& node, const PlanAction& a, const absl::Status& judged,
+                             int64_t& refused) {
+  if (judged.ok()) return;
+  ++refused;
   node.op_outcome = SwapPhase::kPreflighted;
-  node.op_reason = ReasonOf(s);
-  Trace(node.name + " refuses swap " + a.operation_id + " before its stop: " +
-        std::string(s.message()));
+  node.op_reason = ReasonOf(judged);
+  Trace(node.name + " refuses " + a.operation_id + " before its stop: " +
+        std::string(judged.message()));
 }
 
 // World truth: a swap that goes past its stop expects the key its node

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
 #include "kmsfleet/core/plan_command_guard.h"
@@ -322,6 +323,8 @@ class World {
   void JudgeCheckpoint(Node& node, const PlanAction& a, bool acknowledged);
   void JudgeRotationSinceCapture(Node& node, const PlanAction& a);
   void JudgeActiveKey(Node& node, const PlanAction& a);
+  void RefuseBeforeStop(Node& node, const PlanAction& a, const absl::Status& judged,
+                        int64_t& refused);
   void CheckSwapStartsOnItsExpectedKey(const Node& node, const PlanAction& a);
   void CheckRestoredReleaseServedTheKey(const Node& node);
   void CheckNoApiServerLeftNotReady(const Node& node, const PlanAction& a);
