@@ -233,6 +233,17 @@ TEST(SwapMachineTest, RemovedRecordsThePreviousVersionServedWithDoNotBlock) {
   EXPECT_EQ(back->registry_removed_records, 2);
 }
 
+// A journal of a `kind` operation that found `from` running and installs
+// `to`.
+SwapJournal JournalOf(std::string id, std::string kind, std::string from, std::string to) {
+  SwapJournal j;
+  j.operation_id = std::move(id);
+  j.kind = std::move(kind);
+  j.previous_version = std::move(from);
+  j.target_version = std::move(to);
+  return j;
+}
+
 // Reference §8.1: never back once a rotation was promoted under the
 // release being undone. The registry names its active key; the journal
 // keeps the hash it had at the capture, and across a restart.
@@ -242,11 +253,7 @@ TEST(SwapMachineTest, ARotationPromotedSinceTheCaptureRefusesRollback) {
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_EQ(f->active_key_id, "obk2.k2");
   const std::string before(43, 'a'), after(43, 'b');
-  SwapJournal j;
-  j.operation_id = "op-2";
-  j.kind = "rollback";
-  j.target_version = "0.1.0";
-  j.previous_version = "0.2.0";
+  SwapJournal j = JournalOf("op-2", "rollback", "0.2.0", "0.1.0");
   j.key_id_hash_before_undone = before;
   j.registry_active_key_id_hash = after;  // its own capture's: not what it is judged by
   absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
@@ -287,11 +294,7 @@ TEST(SwapMachineTest, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan) {
   const std::string first(43, 'a'), second(43, 'b'), third(43, 'c');
   auto closed = [](std::string id, std::string from, std::string to, SwapPhase phase,
                    uint64_t sequence, std::string registry_hash, std::string expected) {
-    SwapJournal j;
-    j.operation_id = std::move(id);
-    j.kind = "swap";
-    j.previous_version = std::move(from);
-    j.target_version = std::move(to);
+    SwapJournal j = JournalOf(std::move(id), "swap", std::move(from), std::move(to));
     j.phase = phase;
     j.open = false;
     j.sequence = sequence;
@@ -315,11 +318,7 @@ TEST(SwapMachineTest, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan) {
   journals.back().open = true;  // still running: not judged by
   EXPECT_EQ(KeyIdHashWhenLastReplaced(journals, "0.1.0"), first);
 
-  SwapJournal down;
-  down.operation_id = "op-5";
-  down.kind = "swap";
-  down.previous_version = "0.3.0";
-  down.target_version = "0.1.0";
+  SwapJournal down = JournalOf("op-5", "swap", "0.3.0", "0.1.0");
   down.key_id_hash_before_undone = first;
   EXPECT_TRUE(CheckNoRotationSinceCapture(down, first).ok());
   absl::Status refused = CheckNoRotationSinceCapture(down, second);
@@ -343,11 +342,7 @@ TEST(SwapMachineTest, ASwapToAnOlderReleaseIsJudgedByTheKeyWhenItLastRan) {
 TEST(SwapMachineTest, TheLastOperationThatReplacedAReleaseIsTheNodesLastAdmitted) {
   auto stopped = [](std::string id, uint64_t sequence, uint64_t fence_index,
                     int64_t started, std::string hash) {
-    SwapJournal j;
-    j.operation_id = std::move(id);
-    j.kind = "swap";
-    j.previous_version = "0.1.0";
-    j.target_version = "0.2.0";
+    SwapJournal j = JournalOf(std::move(id), "swap", "0.1.0", "0.2.0");
     j.phase = SwapPhase::kStable;
     j.open = false;
     j.sequence = sequence;
@@ -369,11 +364,7 @@ TEST(SwapMachineTest, TheLastOperationThatReplacedAReleaseIsTheNodesLastAdmitted
 
 TEST(SwapMachineTest, ASwapWhoseRegistryPromotedAnotherKeyIsRefusedBeforeItsStop) {
   const std::string expected(43, 'a'), promoted(43, 'b');
-  SwapJournal j;
-  j.operation_id = "op-1";
-  j.kind = "swap";
-  j.target_version = "0.2.0";
-  j.previous_version = "0.1.0";
+  SwapJournal j = JournalOf("op-1", "swap", "0.1.0", "0.2.0");
   j.expected_key_id_hash = expected;
   j.registry_active_key_id_hash = expected;
   EXPECT_TRUE(CheckActiveKeyAsExpected(j).ok());
