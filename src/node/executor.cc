@@ -641,7 +641,10 @@ absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeComma
     // Found in review: an operator refused STATE_CHECKPOINT_NOT_CURRENT who
     // sent the same line again with --acknowledge was answered with the
     // refused operation, whose remedy named the flag just given.
-    if (!c.checkpoint_acknowledged || j.checkpoint_acknowledged) return j;
+    if (!c.checkpoint_acknowledged || j.checkpoint_acknowledged) {
+      KMSFLEET_RETURN_IF_ERROR(SameOperatorSettings(j, what, c));
+      return j;
+    }
     return MakeError(absl::StatusCode::kInvalidArgument, reason::kOperationIdReused,
                      "operation id " + j.operation_id + " already names a swap to " +
                          j.target_version + " on " + options_.node + " sent without --acknowledge " +
@@ -663,6 +666,51 @@ absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeComma
                        named(kind, what.version, what.of_operation_id) +
                        "; give this command an id of its own",
                    {{"node", options_.node}, {"operation_id", j.operation_id}});
+}
+
+// Found in review: an operator refused ACTIVE_KEY_NOT_EXPECTED who sent
+// the swap again with the corrected --expected-key-id-hash under the same
+// --operation-id got the refusal back, and one whose Stable swap ran with
+// another hash, window or staged digest would be told the new command had
+// passed. Sent by an operator with another of these, the id names another
+// command. A value not given asks for the default and matches any. Not for
+// a coordinator's command: its re-send of the plan's step carries the
+// parity hash of the round at hand, which may differ from the first send's,
+// and must be answered with the operation the step started.
+absl::Status Executor::SameOperatorSettings(const SwapJournal& j, const NodeCommand& what,
+                                            const CommandParams& c) const {
+  if (c.bound_to_plan) return absl::OkStatus();
+  std::string setting, journaled, sent;
+  if (!c.expected_key_id_hash.empty() && !j.expected_key_id_hash.empty() &&
+      c.expected_key_id_hash != j.expected_key_id_hash) {
+    setting = "expected key_id hash";
+    journaled = j.expected_key_id_hash;
+    sent = c.expected_key_id_hash;
+  } else if (c.stabilization_ms > 0 && c.stabilization_ms != j.stabilization_ms) {
+    setting = "stabilisation window (ms)";
+    journaled = std::to_string(j.stabilization_ms);
+    sent = std::to_string(c.stabilization_ms);
+  } else if (!what.expected_staged_digest.empty() && !j.staged_digest.empty() &&
+             what.expected_staged_digest != j.staged_digest) {
+    setting = "staged digest";
+    journaled = j.staged_digest;
+    sent = what.expected_staged_digest;
+  } else {
+    return absl::OkStatus();
+  }
+  const std::string command = j.kind == "swap" ? "a swap to " + j.target_version : "a " + j.kind;
+  return MakeError(absl::StatusCode::kInvalidArgument, reason::kOperationIdReused,
+                   "operation id " + j.operation_id + " already names " + command + " on " +
+                       options_.node + " with " + setting + " " + journaled + " (" +
+                       std::string(PhaseName(j.phase)) +
+                       (j.failure_reason.empty() ? "" : ", " + j.failure_reason) + "), not " +
+                       sent + ": sent with another, it is a command of its own: give it a new "
+                       "--operation-id",
+                   {{"node", options_.node},
+                    {"operation_id", j.operation_id},
+                    {"setting", setting},
+                    {"journaled", journaled},
+                    {"sent", sent}});
 }
 
 absl::Status Executor::CallerGone(const std::string& operation_id) const {
@@ -785,6 +833,7 @@ absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::s
   j.target_version = p.version;
   j.target_binary = staged.binary_path;
   j.target_sha256 = staged.sha256;
+  j.staged_digest = staged.sha256;
   return j;
 }
 

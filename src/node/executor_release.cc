@@ -271,11 +271,13 @@ absl::StatusOr<SwapJournal> Executor::PlanStaticPodSwap(const SwapParams& p,
                                                         const std::string& id) {
   KMSFLEET_ASSIGN_OR_RETURN(StagedArtifact kit, FindStaged(options_.artifacts, p.version));
   KMSFLEET_ASSIGN_OR_RETURN(ImageRef image, FindStagedImage(options_.state_dir, p.version));
-  KMSFLEET_RETURN_IF_ERROR(CheckStagedDigest(p, StaticPodStagedDigest(kit.sha256, image.ToString()),
-                                             kit.binary_path + ", image " + image.ToString()));
+  const std::string staged_digest = StaticPodStagedDigest(kit.sha256, image.ToString());
+  KMSFLEET_RETURN_IF_ERROR(
+      CheckStagedDigest(p, staged_digest, kit.binary_path + ", image " + image.ToString()));
   KMSFLEET_RETURN_IF_ERROR(ShareWithRunAs(ArtifactDir(options_.state_dir, p.version)));
   SwapJournal j;
   j.target_version = p.version;
+  j.staged_digest = staged_digest;
   j.target_binary = RenderedManifestPath(options_.state_dir, p.version, id);
   KMSFLEET_ASSIGN_OR_RETURN(
       j.target_sha256,

@@ -605,6 +605,37 @@ TEST_F(StaticPodSwapTest, ASwapExpectingTheStagedDigestRefusesAnotherImage) {
   ExpectOldServing();
 }
 
+// The digest a static-pod swap was admitted against (the kit's and the
+// image's, as `node stage` prints it) is kept with its operation: the
+// operator's swap sent again under its id expecting another is another
+// command, refused OPERATION_ID_REUSED rather than answered with the
+// Stable swap of the first.
+TEST_F(StaticPodSwapTest, TheSameIdExpectingAnotherStagedDigestIsAnotherCommand) {
+  absl::StatusOr<SubprocessResult> s = node_->Stage(kNew, node_->MakeRelease(kNew));
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_EQ(s->exit_code, 0) << s->stderr_text;
+  const std::string digest = Str(Json(s->stdout_text), "staged_digest");
+  const std::vector<std::string> swap = {"swap", "--version", kNew, "--operation-id", "op-1",
+                                         "--expected-digest"};
+  const auto swap_expecting = [&](const std::string& d) {
+    std::vector<std::string> args = swap;
+    args.push_back(d);
+    return Run(args);
+  };
+  SubprocessResult up = swap_expecting(digest);
+  ASSERT_EQ(up.exit_code, 0) << up.stderr_text << up.stdout_text;
+  ASSERT_EQ(Str(Json(up.stdout_text), "phase"), "Stable");
+
+  SubprocessResult other = swap_expecting(std::string(64, 'a'));
+  EXPECT_NE(other.exit_code, 0) << other.stdout_text;
+  EXPECT_THAT(other.stderr_text, HasSubstr("OPERATION_ID_REUSED"));
+  EXPECT_THAT(other.stderr_text, HasSubstr("staged digest " + digest));
+  SubprocessResult again = swap_expecting(digest);
+  ASSERT_EQ(again.exit_code, 0) << again.stderr_text;
+  EXPECT_EQ(Str(Json(again.stdout_text), "phase"), "Stable");
+  EXPECT_EQ(node_->KubeletEvents("container_started").size(), 2u) << node_->Logs();
+}
+
 // A member of an election swaps only under its coordinator's fence; here a
 // standalone node, so an unfenced swap is the operator's. The other way
 // round (a fence without an election) is refused before anything moves.

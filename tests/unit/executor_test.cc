@@ -1477,6 +1477,59 @@ TEST_F(ExecutorTest, AnIdAlreadyUsedIsRefusedForAnotherCommand) {
   EXPECT_EQ(Installed(), kNew);
 }
 
+// Found in review: the operator refused ACTIVE_KEY_NOT_EXPECTED who sent
+// the swap again with the corrected --expected-key-id-hash, under the same
+// --operation-id, got the refusal back as if the corrected one had been
+// judged. With another hash, window or staged digest it is refused
+// OPERATION_ID_REUSED, naming both; sent again unchanged, or without the
+// setting, it is still answered with its operation; and a coordinator's
+// re-send of its step, whose hash is the round's, is answered too.
+TEST_F(ExecutorTest, AnOperatorsSwapSentAgainWithOtherSettingsIsACommandOfItsOwn) {
+  RegistryNamesServedKey("obk2.first");
+  const std::string stale = KeyIdHash("obk2.before");
+  const std::string served = KeyIdHash("obk2.first");
+  ASSERT_TRUE(executor().Swap({kNew, {stale, 0, "op-1", std::nullopt}, ""}).ok());
+  SwapJournal refused = WaitClosed("op-1");
+  ASSERT_EQ(refused.failure_reason, reason::kActiveKeyNotExpected) << refused.failure_message;
+
+  absl::Status corrected = executor().Swap({kNew, {served, 0, "op-1", std::nullopt}, ""}).status();
+  EXPECT_EQ(ReasonOf(corrected), reason::kOperationIdReused) << corrected;
+  EXPECT_THAT(corrected.message(), HasSubstr("with expected key_id hash " + stale));
+  EXPECT_THAT(corrected.message(), HasSubstr(std::string(reason::kActiveKeyNotExpected)));
+  EXPECT_THAT(corrected.message(), HasSubstr("not " + served));
+  EXPECT_TRUE(Calls().empty()) << "the provider was touched";
+  for (const CommandParams& same : {CommandParams{stale, 0, "op-1", std::nullopt},
+                                    CommandParams{"", 0, "op-1", std::nullopt}}) {
+    absl::StatusOr<SwapJournal> again = executor().Swap({kNew, same, ""});
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ(again->failure_reason, reason::kActiveKeyNotExpected);
+  }
+
+  ASSERT_TRUE(executor().Swap({kNew, {served, 0, "op-2", std::nullopt}, ""}).ok());
+  SwapJournal up = WaitClosed("op-2");
+  ASSERT_EQ(up.phase, SwapPhase::kStable) << up.failure_message;
+  absl::Status longer = executor().Swap({kNew, {"", 5 * up.stabilization_ms, "op-2",
+                                                std::nullopt}, ""}).status();
+  EXPECT_EQ(ReasonOf(longer), reason::kOperationIdReused) << longer;
+  EXPECT_THAT(longer.message(), HasSubstr("stabilisation window (ms) " +
+                                          std::to_string(up.stabilization_ms)));
+  const std::string other_digest(64, 'a');
+  absl::Status digest = executor().Swap({kNew, {"", 0, "op-2", std::nullopt}, other_digest}).status();
+  EXPECT_EQ(ReasonOf(digest), reason::kOperationIdReused) << digest;
+  EXPECT_THAT(digest.message(), HasSubstr("staged digest " + up.staged_digest));
+  EXPECT_FALSE(up.staged_digest.empty());
+  absl::StatusOr<SwapJournal> same_digest =
+      executor().Swap({kNew, {served, 0, "op-2", std::nullopt}, up.staged_digest});
+  ASSERT_TRUE(same_digest.ok()) << same_digest.status();
+  EXPECT_EQ(same_digest->phase, SwapPhase::kStable);
+
+  CommandParams coordinator{stale, 0, "op-2", std::nullopt};
+  coordinator.bound_to_plan = true;
+  absl::StatusOr<SwapJournal> resent = executor().Swap({kNew, coordinator, ""});
+  ASSERT_TRUE(resent.ok()) << resent.status();
+  EXPECT_EQ(resent->phase, SwapPhase::kStable) << "answered with the step's operation";
+}
+
 // A rollback's id sent again for the rollback of another swap was
 // answered with the first rollback, as if the second had run.
 TEST_F(ExecutorTest, ARollbacksIdIsRefusedForTheRollbackOfAnotherSwap) {

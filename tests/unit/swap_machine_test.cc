@@ -68,11 +68,13 @@ TEST(SwapMachineTest, JournalRoundTrips) {
   j.kind = "rollback";
   j.of_operation_id = "op-3";
   j.replaces_sha256 = std::string(64, 'b');
+  j.staged_digest = std::string(64, 'c');
   absl::StatusOr<SwapJournal> back = ParseJournal(SerializeJournal(j), "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->operation_id, "op-7");
   EXPECT_EQ(back->of_operation_id, "op-3");
   EXPECT_EQ(back->replaces_sha256, j.replaces_sha256);
+  EXPECT_EQ(back->staged_digest, j.staged_digest);
   EXPECT_EQ(back->phase, SwapPhase::kInstalled);
   EXPECT_EQ(back->fence_term, 42u);
   EXPECT_EQ(back->fence_index, 7u);
@@ -85,6 +87,7 @@ TEST(SwapMachineTest, JournalRoundTrips) {
                       "j.json");
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->of_operation_id, "");
+  EXPECT_EQ(back->staged_digest, "");
   EXPECT_EQ(back->sequence, 0u);
 }
 

@@ -72,6 +72,11 @@ struct SwapJournal {
   // not restored over. "" for a swap, and for a rollback journaled before
   // the field.
   std::string replaces_sha256;
+  // A swap: the staged release's digest it was admitted against (what
+  // `node stage` prints as staged_digest, and a plan's expected digest),
+  // so that the same id sent again expecting another can be told apart.
+  // "" for a rollback, and for a swap journaled before the field.
+  std::string staged_digest;
   // A swap whose plan acknowledged STATE_CHECKPOINT_NOT_CURRENT.
   bool checkpoint_acknowledged = false;
   int64_t stabilization_ms = 30000;

@@ -389,6 +389,8 @@ class Executor {
   // acknowledges a checkpoint `j` was refused for want of acknowledging.
   absl::StatusOr<SwapJournal> SameCommand(SwapJournal j, const NodeCommand& what,
                                           const CommandParams& c) const;
+  absl::Status SameOperatorSettings(const SwapJournal& j, const NodeCommand& what,
+                                    const CommandParams& c) const;
   void Unreserve();
   // A stage and a swap of one version exclude each other: staging it
   // again replaces, in place, the release the swap installs after the
