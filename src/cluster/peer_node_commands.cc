@@ -74,7 +74,9 @@ absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
 
 absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
   std::lock_guard lock(mu_);
-  absl::StatusOr<PlanBinding> bound = BindCommandToPlan(machine_->committed(), self(), command);
+  absl::StatusOr<PlanBinding> bound =
+      BindCommandToPlan(machine_->committed(), self(), command,
+                        LeaderOfTerm{.leader = machine_->leader(), .term = machine_->term()});
   if (!bound.ok()) {
     Log(LogLevel::kWarn, "member command refused",
         {{"node", self()}, {"operation", command.operation_id},

@@ -184,8 +184,34 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
   return absl::OkStatus();
 }
 
+absl::Status CheckSentByLeader(const v1::PlanRecord& committed, std::string_view self,
+                               const NodeCommand& command, const LeaderOfTerm& following) {
+  // The fence guard has already held the command's fence to the committed
+  // record and to every term this node has seen, so a record of an older
+  // term than the node's is refused there; checked again here all the same.
+  if (!following.leader.empty() && following.term == committed.term() &&
+      command.sent_by == following.leader) {
+    return absl::OkStatus();
+  }
+  const std::string term = std::to_string(following.term);
+  const std::string leader = following.leader.empty()
+                                 ? "has heard from no leader in term " + term
+                                 : "follows " + following.leader + " in term " + term;
+  return MakeError(
+      absl::StatusCode::kUnavailable, reason::kCommandNotFromLeader,
+      absl::StrCat("node ", std::string(self), " takes a coordinator's ", Describe(command),
+                   " only from the leader it follows in the term of its committed record ",
+                   committed.term(), "/", committed.index(), ": it ", leader, ", and ",
+                   command.sent_by.empty() ? std::string("no member") : command.sent_by,
+                   " sent it; nothing ran (the leader's own command is taken once this node "
+                   "has heard from it)"),
+      {{"sent_by", command.sent_by}, {"leader", following.leader}, {"term", term}});
+}
+
 absl::StatusOr<PlanBinding> BindCommandToPlan(const v1::PlanRecord& committed,
-                                              std::string_view self, const NodeCommand& command) {
+                                              std::string_view self, const NodeCommand& command,
+                                              const LeaderOfTerm& following) {
+  KMSFLEET_RETURN_IF_ERROR(CheckSentByLeader(committed, self, command, following));
   KMSFLEET_RETURN_IF_ERROR(CheckCommandAgainstPlan(committed, self, command));
   PlanBinding binding;
   if (command.kind != NodeCommand::Kind::kSwap) return binding;

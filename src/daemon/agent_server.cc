@@ -458,6 +458,7 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
+  command.sent_by = command.bound_to_plan ? CallerOf(options_.policy, *context).name : "";
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j =
       executor_->Swap({r->version(), command, r->expected_staged_digest(),
@@ -474,6 +475,7 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
   command.bound_to_plan = SpeaksForACoordinator(*context);
+  command.sent_by = command.bound_to_plan ? CallerOf(options_.policy, *context).name : "";
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
   if (!j.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Rollback", j.status());
@@ -531,7 +533,8 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
   std::optional<NodeCommand> bound;
   if (SpeaksForACoordinator(*context)) {
     bound = NodeCommand{.kind = NodeCommand::Kind::kRestartApiServer,
-                        .operation_id = r->restart_id()};
+                        .operation_id = r->restart_id(),
+                        .sent_by = CallerOf(options_.policy, *context).name};
   }
   absl::StatusOr<ApiServerRestartReport> report = options_.apiserver->Restart(
       r->restart_id(), [this, &fence, &bound, context](const std::function<void()>& work) {

@@ -583,6 +583,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   }
   what.operation_id = id;
   what.stabilization_ms = c.stabilization_ms;
+  what.sent_by = c.sent_by;
   absl::StatusOr<PlanBinding> bound = c.bound_to_plan ? plan_check_(what) : PlanBinding{};
   if (!bound.ok()) {
     Unreserve();

@@ -299,6 +299,62 @@ TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
   EXPECT_THAT(TargetLog(), HasSubstr("member command refused"));
 }
 
+// Found in review: any member's certificate passed the plan check, so
+// another voter or a learner could send the in-flight node the plan's own
+// step while the coordinator held it back (another node's provider down:
+// it only follows the step), and take a second provider down. A member's
+// swap (rollback, kube-apiserver restart) is taken only from the leader
+// the node follows in its committed record's term; from the target's own
+// key or another voter's it is refused before the plan is even read.
+TEST_F(AgentAuthTest, AMembersCommandFromAnyoneButTheLeaderIsRefused) {
+  const std::string pki = cluster_->pki();
+  absl::StatusOr<SubprocessResult> r =
+      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
+              cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
+              "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
+  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
+  const std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
+  const size_t a = text.find('/'), b = text.find('/', a + 1);
+  v1::Fence fence;
+  fence.set_term(std::stoull(text.substr(0, a)));
+  fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
+  fence.set_in_flight(text.substr(b + 1));
+  ASSERT_TRUE(WaitUntil([&] {
+    std::optional<v1::LeaderView> view = cluster_->View(target_);
+    return view && view->committed().index() >= fence.index();
+  }, std::chrono::seconds(10)));
+  const std::string other = cluster_->Name((leader_ + 2) % 3);
+  const std::string leader = cluster_->Name(leader_);
+  for (const std::string& cert : {other, cluster_->Name(target_)}) {
+    auto stub = v1::Agent::NewStub(As(cert));
+    grpc::ClientContext swap_context;
+    SetDeadline(swap_context);
+    v1::SwapRequest swap;
+    swap.set_version("0.2.0");
+    swap.set_operation_id("plan-1." + cluster_->Name(target_) + ".swap.4");
+    *swap.mutable_fence() = fence;
+    v1::Operation op;
+    grpc::Status s = stub->Swap(&swap_context, swap, &op);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << cert << ": " << s.error_message();
+    EXPECT_EQ(ReasonOf(s), "COMMAND_NOT_FROM_LEADER") << cert << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr("follows " + leader + " in term " +
+                                             std::to_string(fence.term())));
+    EXPECT_THAT(s.error_message(), HasSubstr(cert + " sent it"));
+  }
+  // The leader's own key gets past it, to the plan check (a raw record
+  // holds no plan).
+  auto stub = v1::Agent::NewStub(As(leader));
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::SwapRequest swap;
+  swap.set_version("0.2.0");
+  swap.set_operation_id("plan-1." + cluster_->Name(target_) + ".swap.4");
+  *swap.mutable_fence() = fence;
+  v1::Operation op;
+  EXPECT_EQ(ReasonOf(stub->Swap(&context, swap, &op)), "COMMAND_NOT_IN_PLAN");
+  EXPECT_THAT(TargetLog(), HasSubstr("COMMAND_NOT_FROM_LEADER"));
+}
+
 // Found in review: a member's Stage and Preflight were bound to nothing,
 // so a member certificate could have a node stage, then run as root, a
 // release no operator chose. With no fleet plan under way a member may

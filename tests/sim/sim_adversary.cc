@@ -60,6 +60,7 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
 
 void World::Adversary() {
   ForgePeerMessage();
+  InjectHeldBack();
   if (!Chance(adversary_rate_)) return;
   std::string target = RandomMember();
   int kind = static_cast<int>(Pick(0, 3));
@@ -87,6 +88,45 @@ void World::Adversary() {
   }
   const v1::Fence& newest = real_fences_.back();
   Inject(kind == 2 ? Kind::kSwap : Kind::kQuery, newest, NamedOr(newest, target));
+}
+
+// A member's key sends a node the step its coordinator last sent it
+// follow-only, under that step's own fence and settings, to start it: seen
+// on the wire, the command the coordinator would send once its gates pass
+// (found in review: another node's provider down, the step held back, any
+// member's certificate could start it). The key is any member's but the
+// leader's of the fence's term (that leader's own key is out of scope:
+// architecture.md §7).
+void World::InjectHeldBack() {
+  if (held_back_.empty() || held_back_rng_.Uniform(0, 99) >= 10) return;
+  auto it = held_back_.begin();
+  std::advance(it, held_back_rng_.Uniform(0, static_cast<int64_t>(held_back_.size()) - 1));
+  const auto& [node, step] = *it;
+  const auto leader = leader_of_term_.find(step.first.term());
+  std::vector<std::string> keys;
+  for (const auto& [name, member] : nodes_) {
+    if (leader == leader_of_term_.end() || name != leader->second) keys.push_back(name);
+  }
+  if (keys.empty()) return;
+  Envelope e;
+  e.kind = Kind::kSwap;
+  e.from = "adversary";
+  e.to = node;
+  e.fence = step.first;
+  e.action = step.second;
+  e.adversary = true;
+  e.held_back = true;
+  e.certificate =
+      keys[static_cast<size_t>(held_back_rng_.Uniform(0, static_cast<int64_t>(keys.size()) - 1))];
+  ++counters_.adversary_held_back;
+  Trace("adversary sends the held-back " + step.second->operation_id + " to " + node +
+        " under " + FenceKey(step.first) + " with " + e.certificate + "'s key");
+  // Not through Send, whose loss and duplicates draw from the seed's main
+  // stream: a seed's schedule stays what it was until the copy arrives.
+  ++counters_.messages;
+  e.deliver_at = now_ + 1 + held_back_rng_.Uniform(0, max_delay_);
+  e.seq = seq_++;
+  inflight_.push(std::make_unique<Envelope>(std::move(e)));
 }
 
 // The node `fence` names in flight, or `other` for a fence that names none

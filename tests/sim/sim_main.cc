@@ -65,7 +65,10 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << "record's commit " << t.commit_waits << "; adversary sent "
             << t.adversary_sent << ", refused " << t.adversary_refused
             << " (with settings of its own " << t.adversary_weakened << ", refused "
-            << t.adversary_weakened_refused << "; hand-off queries under a learner's key "
+            << t.adversary_weakened_refused << "; steps held back by their coordinator, "
+            << "sent under another member's key " << t.adversary_held_back << ", refused as "
+            << "not from the leader " << t.adversary_held_back_refused
+            << "; hand-off queries under a learner's key "
             << "refused " << t.queries_voter_only << "); operator commands "
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
             << "faults stopped " << t.max_settle_ticks << " ticks; releases staged again by hand "
@@ -85,7 +88,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.commit_waits == 0 || t.steps_on_last_round == 0 || t.steps_after_change == 0 ||
        t.fresh_rounds_asked == 0 || t.warm_ups == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
-       t.adversary_weakened_refused == 0 || t.changes_on_old_base == 0 ||
+       t.adversary_weakened_refused == 0 || t.adversary_held_back_refused == 0 ||
+       t.changes_on_old_base == 0 ||
        t.queries_voter_only == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;

@@ -546,7 +546,9 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
   e.term = p.term;
   e.action = std::make_shared<const PlanAction>(a);
   int64_t delay = max_delay_;
+  if (disruptive && !starts) held_back_[a.node] = {*fence, e.action};
   if (starts) {
+    started_steps_.insert(FenceKey(*fence) + "/" + a.operation_id);
     real_fences_.push_back(*fence);
     real_swaps_[FenceKey(*fence)] = e.action;
     last_real_swap_[a.node] = e.action;

@@ -55,6 +55,7 @@ struct Envelope {
   bool adversary = false;  // Swap or Query injected by the adversary
   std::string certificate;  // ... the member whose key the adversary holds
   bool weakened = false;   // ... a real command with a 1 ms window and no digest
+  bool held_back = false;  // ... the step its coordinator sends follow-only
   bool waited = false;     // Swap or Query held once for its record's commit
   int64_t caller_deadline = -1;  // --plan Swap: when its caller gives up
   // --plan: the coordinator's term, the action carried out (Swap, Query,
@@ -255,6 +256,8 @@ class World {
   // forged, replayed and duplicated fences at random points.
   void Adversary();
   void Inject(Kind kind, const v1::Fence& fence, const std::string& to);
+  void InjectHeldBack();
+  bool CheckStartedByItsLeader(const Node& node, const Envelope& e);
   // A learner's certificate, or a voter's speaking out of turn, sending
   // election messages of its own; each must leave its target as it was.
   void ForgePeerMessage();
@@ -407,6 +410,9 @@ class World {
   // Registry checkpoints that fall behind or go missing, and plans that
   // acknowledge it: their own stream too.
   SeededRandom checkpoint_rng_;
+  // The adversary's copies of steps their coordinator holds back: their
+  // own stream too.
+  SeededRandom held_back_rng_;
   bool wire_format_ = false;  // the seed's plans cross a wire-format change
 
   // --plan.
@@ -421,6 +427,13 @@ class World {
   bool resume_refused_ = false;
   std::map<std::string, std::shared_ptr<const PlanAction>> real_swaps_;  // by fence
   std::map<std::string, std::shared_ptr<const PlanAction>> last_real_swap_;  // by node
+  // The step a coordinator last sent a node follow-only (start_allowed
+  // false: gates failing, the plan not moving), as seen on the wire, with
+  // its fence; and "<fence>/<operation id>" of every step a coordinator
+  // sent to start. An operation starts only from the second
+  // (CheckStartedByItsLeader).
+  std::map<std::string, std::pair<v1::Fence, std::shared_ptr<const PlanAction>>> held_back_;
+  std::set<std::string> started_steps_;
   std::optional<v1::FleetPlan> last_plan_;  // of the newest committed record
   // "<node>/<operation id>" of every step a plan gave back untouched, until
   // its slot is released, then (given_back_) for good: none of them may

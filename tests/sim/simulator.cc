@@ -26,6 +26,8 @@ void Counters::Add(const Counters& o) {
   adversary_refused += o.adversary_refused;
   adversary_weakened += o.adversary_weakened;
   adversary_weakened_refused += o.adversary_weakened_refused;
+  adversary_held_back += o.adversary_held_back;
+  adversary_held_back_refused += o.adversary_held_back_refused;
   queries_voter_only += o.queries_voter_only;
   commit_waits += o.commit_waits;
   peer_forged += o.peer_forged;
@@ -95,7 +97,8 @@ World::World(const SimOptions& options)
       restage_rng_(options.seed ^ 0x7265737461676521ULL),
       compat_rng_(options.seed ^ 0x636f6d7061747321ULL),
       admission_rng_(options.seed ^ 0x61646d6974746564ULL),
-      checkpoint_rng_(options.seed ^ 0x636865636b707421ULL) {
+      checkpoint_rng_(options.seed ^ 0x636865636b707421ULL),
+      held_back_rng_(options.seed ^ 0x68656c646261636bULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];

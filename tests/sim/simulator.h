@@ -61,6 +61,10 @@ struct Counters {
   // member front-running the coordinator), and how many were refused.
   int64_t adversary_weakened = 0;
   int64_t adversary_weakened_refused = 0;
+  // The step its coordinator sends follow-only, sent to start under a key
+  // not the leader's, and how many were refused COMMAND_NOT_FROM_LEADER.
+  int64_t adversary_held_back = 0;
+  int64_t adversary_held_back_refused = 0;
   // Hand-off queries under a learner's key, refused at the door.
   int64_t queries_voter_only = 0;
   int64_t commit_waits = 0;          // commands held for their record's commit

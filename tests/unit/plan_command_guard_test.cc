@@ -37,10 +37,15 @@ v1::PlanRecord Record(const std::string& rollback_of = "") {
   n->set_staged_digest(kDigest);
   plan.mutable_settings()->set_stabilization_ms(kWindowMs);
   v1::PlanRecord record;
+  record.set_term(3);
+  record.set_index(12);
   record.set_in_flight("cp-2");
   record.set_payload(*EncodePlan(plan));
   return record;
 }
+
+// cp-2's election: cp-1 leads the term of Record().
+const LeaderOfTerm kCp1Leads{.leader = "cp-1", .term = 3};
 
 // As the coordinator sends it: with the plan's window and the node's digest.
 NodeCommand Swap(std::string id, std::string version) {
@@ -48,7 +53,8 @@ NodeCommand Swap(std::string id, std::string version) {
                      .operation_id = std::move(id),
                      .version = std::move(version),
                      .stabilization_ms = kWindowMs,
-                     .expected_staged_digest = kDigest};
+                     .expected_staged_digest = kDigest,
+                     .sent_by = "cp-1"};
 }
 
 TEST(PlanCommandGuardTest, ThePlansOwnSwapIsAdmitted) {
@@ -363,7 +369,7 @@ TEST(PlanCommandGuardTest, AChangeDecidedOnAnOlderRevisionIsNotProposed) {
 TEST(PlanCommandGuardTest, ASwapIsBoundByThePlansCompatibilityFacts) {
   v1::PlanRecord record = Record();
   absl::StatusOr<PlanBinding> bound =
-      BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+      BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"), kCp1Leads);
   ASSERT_TRUE(bound.ok()) << bound.status();
   EXPECT_EQ(bound->restore_refused_once_served, "");
 
@@ -371,20 +377,60 @@ TEST(PlanCommandGuardTest, ASwapIsBoundByThePlansCompatibilityFacts) {
   plan.mutable_compat()->set_wire_format_change(true);
   plan.mutable_compat()->set_migration_planned(true);
   record.set_payload(*EncodePlan(plan));
-  bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"), kCp1Leads);
   ASSERT_TRUE(bound.ok()) << bound.status();
   EXPECT_EQ(bound->restore_refused_once_served, reason::kRollbackRefusedWireFormat);
 
   plan.mutable_compat()->Clear();
   plan.mutable_compat()->add_required_acknowledgements(reason::kAckOneWayUpgrade);
   record.set_payload(*EncodePlan(plan));
-  bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"));
+  bound = BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"), kCp1Leads);
   ASSERT_TRUE(bound.ok()) << bound.status();
   EXPECT_EQ(bound->restore_refused_once_served, reason::kRollbackRefusedOneWay);
 
   // A command the plan does not ask for is refused as before.
-  EXPECT_EQ(ReasonOf(BindCommandToPlan(record, "cp-2", Swap("mine", "0.2.0")).status()),
+  EXPECT_EQ(ReasonOf(BindCommandToPlan(record, "cp-2", Swap("mine", "0.2.0"), kCp1Leads).status()),
             reason::kCommandNotInPlan);
+}
+
+// Found in review: any member's certificate passed the plan check, so a
+// learner or another voter could send cp-2 the plan's own step while the
+// coordinator held it back (another provider down: a follow-only send),
+// and take two providers down. Only the leader cp-2 follows in the term of
+// its committed record may; anyone else, or anyone while cp-2 has heard
+// from no leader of that term, is refused, and asked again by the leader.
+TEST(PlanCommandGuardTest, OnlyTheLeaderOfTheRecordsTermMaySendTheStep) {
+  const v1::PlanRecord record = Record();
+  ASSERT_TRUE(BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"), kCp1Leads)
+                  .ok());
+  for (const char* member : {"cp-3", "cp-2", "learner-1", ""}) {
+    NodeCommand step = Swap("plan-1.cp-2.swap.4", "0.2.0");
+    step.sent_by = member;
+    absl::Status s = BindCommandToPlan(record, "cp-2", step, kCp1Leads).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << member << ": " << s;
+    EXPECT_EQ(ReasonOf(s), reason::kCommandNotFromLeader) << member << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("it follows cp-1 in term 3"));
+    EXPECT_EQ(MetadataOf(s, "sent_by"), member);
+  }
+  absl::Status unheard =
+      BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"), {"", 3}).status();
+  EXPECT_EQ(ReasonOf(unheard), reason::kCommandNotFromLeader) << unheard;
+  EXPECT_THAT(std::string(unheard.message()), HasSubstr("has heard from no leader in term 3"));
+  // cp-1 deposed: cp-2 is in a later term than the record cp-1 committed.
+  EXPECT_EQ(ReasonOf(BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"),
+                                       {"cp-3", 4})
+                         .status()),
+            reason::kCommandNotFromLeader);
+  EXPECT_EQ(ReasonOf(BindCommandToPlan(record, "cp-2", Swap("plan-1.cp-2.swap.4", "0.2.0"),
+                                       {"cp-1", 4})
+                         .status()),
+            reason::kCommandNotFromLeader);
+  // The leader's kube-apiserver restart and rollback are held to it too.
+  NodeCommand restart{.kind = NodeCommand::Kind::kRestartApiServer,
+                      .operation_id = "plan-1.cp-2.swap.4.apiserver",
+                      .sent_by = "cp-3"};
+  EXPECT_EQ(ReasonOf(BindCommandToPlan(record, "cp-2", restart, kCp1Leads).status()),
+            reason::kCommandNotFromLeader);
 }
 
 // Found in review: an operator's command whose change was refused for its

@@ -35,7 +35,29 @@ struct NodeCommand {
   // before it is known stable; no digest skips STAGED_ARTIFACT_CHANGED).
   int64_t stabilization_ms = 0;
   std::string expected_staged_digest{};  // kSwap only
+  // A member's command: the member whose certificate sent it.
+  std::string sent_by{};
 };
+
+// Who leads the term this node is in, as its election knows it ("" when
+// it has heard from no leader in `term`).
+struct LeaderOfTerm {
+  std::string leader{};
+  uint64_t term = 0;
+};
+
+// OK when `command` was sent by the leader this node follows, in the term
+// of its committed record. Found in review: any member's certificate
+// passed the plan check, so a learner or another voter could send the
+// in-flight node the plan's own step while the coordinator held it back
+// (another node's provider down, OpenBao sealed, parity lost: a
+// follow-only send, PlanStep::IssueOperation), and take two providers down.
+// Only the leader weighs those gates. Refused Unavailable
+// COMMAND_NOT_FROM_LEADER (metadata sent_by, leader, term): a node that has
+// not yet heard from its term's leader (just restarted) refuses the leader
+// too, which asks again.
+absl::Status CheckSentByLeader(const v1::PlanRecord& committed, std::string_view self,
+                               const NodeCommand& command, const LeaderOfTerm& following);
 
 // OK when `committed` holds a fleet plan that names `self` in flight with
 // a step in progress and `command` is exactly that step (a swap or
@@ -101,9 +123,11 @@ struct PlanBinding {
   bool checkpoint_acknowledged = false;
 };
 
-// CheckCommandAgainstPlan, then the binding the same record gives.
+// CheckSentByLeader and CheckCommandAgainstPlan, then the binding the same
+// record gives.
 absl::StatusOr<PlanBinding> BindCommandToPlan(const v1::PlanRecord& committed,
-                                              std::string_view self, const NodeCommand& command);
+                                              std::string_view self, const NodeCommand& command,
+                                              const LeaderOfTerm& following);
 
 // Whether a raw record (Fleet.ProposePlan: `kmsfleetctl plan commit`) may
 // be proposed with `payload` over `committed`. Refusals:

@@ -221,6 +221,10 @@ inline constexpr char kCommandNotInPlan[] = "COMMAND_NOT_IN_PLAN";
 // A member's new swap or rollback while the committed plan is paused,
 // halted, in break-glass or has an abort requested: nothing ran.
 inline constexpr char kPlanNotMoving[] = "PLAN_NOT_MOVING";
+// A member's swap, rollback or kube-apiserver restart from anyone but the
+// leader this node follows in the term of its committed record: another
+// member's key may not start the step the coordinator holds back.
+inline constexpr char kCommandNotFromLeader[] = "COMMAND_NOT_FROM_LEADER";
 inline constexpr char kBreakGlassActive[] = "BREAK_GLASS_ACTIVE";
 inline constexpr char kBreakGlassNonceMismatch[] = "BREAK_GLASS_NONCE_MISMATCH";
 inline constexpr char kNodeNotReleasable[] = "NODE_NOT_RELEASABLE";

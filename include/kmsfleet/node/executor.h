@@ -119,6 +119,9 @@ struct CommandParams {
   // The caller speaks for a coordinator (a member certificate): the command
   // must also be the committed plan's step for this node (PlanCheck).
   bool bound_to_plan = false;
+  // bound_to_plan: the member whose certificate sent it, which must be the
+  // leader this node follows (CheckSentByLeader).
+  std::string sent_by = "";
   // Whether the caller has given up (its call's deadline passed, or it
   // cancelled); asked just before the operation starts. Unset: never.
   std::function<bool()> caller_gone = nullptr;
