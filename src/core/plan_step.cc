@@ -277,6 +277,18 @@ void PlanStep::EnterBreakGlass(const absl::Status& why, std::string_view node) {
   }
   bg->add_manual_steps("Confirm /ready is 200 and the key_id hash matches "
                        "the other nodes.");
+  // Found in review: followed as printed, these steps led back here. The
+  // node keeps its slot until an operation its agent runs ends Stable or
+  // RolledBack; a restore by hand is not one (runbook §4).
+  bg->add_manual_steps(absl::StrCat(
+      "Give ", std::string(node),
+      " back to kmsfleet (docs/runbooks/break-glass.md section 4): a restore by hand does not "
+      "release its slot. Run one swap through its agent to the version it now runs: "
+      "kmsfleetctl node swap --version <that version> --expected-key-id-hash <the fleet's "
+      "hash> --fence <commit>/",
+      std::string(node),
+      " (kmsfleetctl leader prints the commit). Acknowledged without it, the plan comes back "
+      "to BreakGlass with a new nonce."));
   bg->add_manual_steps(absl::StrCat("Run: kmsfleetctl ack-break-glass ", nonce));
   if (v1::PlanNode* n = FindNode(node)) SetNodePhase(*n, v1::PLAN_NODE_PHASE_FAILED);
   Become(v1::PLAN_PHASE_BREAK_GLASS, bg->reason());

@@ -2110,6 +2110,14 @@ TEST(PlanMachineTest, RollbackFailedEntersBreakGlassUntilTheNonceIsAcknowledged)
   EXPECT_EQ(bg.node(), "a");
   EXPECT_FALSE(bg.nonce().empty());
   EXPECT_THAT(bg.manual_steps(), ::testing::Contains(HasSubstr(bg.nonce())));
+  // Found in review: the steps as printed led back to BreakGlass. Before
+  // the acknowledgement, the node is given back through its agent.
+  ASSERT_GE(bg.manual_steps_size(), 2);
+  EXPECT_THAT(bg.manual_steps(bg.manual_steps_size() - 2),
+              HasSubstr("kmsfleetctl node swap --version <that version>"));
+  EXPECT_THAT(bg.manual_steps(bg.manual_steps_size() - 2), HasSubstr("--fence <commit>/a"));
+  EXPECT_THAT(bg.manual_steps(bg.manual_steps_size() - 1),
+              HasSubstr("kmsfleetctl ack-break-glass " + bg.nonce()));
   // Automation stays stopped: nothing is issued, resume is refused.
   EXPECT_TRUE(d.Step().actions.empty());
   EXPECT_EQ(ReasonOf(d.Step(Cmd(CommandKind::kResume)).refusal),
