@@ -534,8 +534,8 @@ CLI::App* AddUpgrade(CLI::App& app, FleetFlags& f) {
   c->add_flag("--auto-rollback", f.auto_rollback,
               "walk upgraded nodes back when one fails and is restored");
   c->add_flag("--remote-paths", f.remote_paths,
-              "--artifact, --checksums and --signature are paths on every node: upload "
-              "nothing");
+              "--artifact, --checksums, --signature and --image-ref are paths on every node: "
+              "upload nothing");
   c->add_flag("--dry-run", f.dry_run, "print the node order and every guard; change nothing");
   c->add_flag("--watch", f.watch, "follow the plan until it settles");
   return c;

@@ -27,8 +27,8 @@ std::string IgnoredAcknowledgement(const v1::Operation& op,
   }
   return "the agent did not take --acknowledge " + code +
          ": its kmsfleetd predates the flag and refuses the checkpoint whatever it says. "
-         "Upgrade kmsfleetd on this node first, or bring the registry checkpoint back to "
-         "current (docs/runbooks/break-glass.md)";
+         "Upgrade kmsfleetd on this node first; `bao-kms-provider verify-key` there says "
+         "why its checkpoint is not current (docs/runbooks/upgrade.md, section 1)";
 }
 
 std::string CallRefusal(const std::string& reason, const std::string& message) {

@@ -209,7 +209,8 @@ absl::StatusOr<v1::Fence> PeerNode::ProposePlan(
                      "plan record " + Key(wanted.term(), wanted.index()) +
                          " was not committed within " + std::to_string(timeout.count()) +
                          " ms (a majority may be unreachable); it may still commit: "
-                         "`kmsfleetctl plan` shows whether it did",
+                         "`kmsfleetctl leader` shows whether it did (its commit; a fleet "
+                         "plan's, `kmsfleetctl plan` too)",
                      {{"record", Key(wanted.term(), wanted.index())}});
   }
   v1::Fence fence;

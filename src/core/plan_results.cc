@@ -459,9 +459,16 @@ const char* WhyNoAutoRollback(std::string_view failure_reason) {
     // The node's own check before its stop: nothing failed against the
     // release, and a walk back would restart providers whose registry
     // checkpoint anchors nothing.
+    // Found in review: once some node runs the target, a new upgrade is
+    // refused FLEET_VERSIONS_MIXED, and a plan gains no acknowledgement
+    // after its start.
     return "for a node whose registry checkpoint is not current: look into it as the reason "
-           "says; once its state is judged right, `kmsfleetctl abort` and upgrade again with "
-           "--acknowledge STATE_CHECKPOINT_NOT_CURRENT.";
+           "says. Once its state is judged right: with no node swapped yet, `kmsfleetctl "
+           "abort` and upgrade again with --acknowledge STATE_CHECKPOINT_NOT_CURRENT; with "
+           "some already on the target, `kmsfleetctl abort`, then for each node left "
+           "`kmsfleetctl plan commit --in-flight NODE` and `kmsfleetctl node swap ... --fence "
+           "... --acknowledge STATE_CHECKPOINT_NOT_CURRENT` on it (docs/runbooks/upgrade.md); "
+           "or `kmsfleetctl rollback`.";
   }
   if (StagedReleaseGone(failure_reason)) {
     // Nothing failed on the node: its release was staged again or removed.
