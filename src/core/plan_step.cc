@@ -283,7 +283,9 @@ void PlanStep::EnterBreakGlass(const absl::Status& why, std::string_view node) {
   bg->add_manual_steps(absl::StrCat(
       "Give ", std::string(node),
       " back to kmsfleet (docs/runbooks/break-glass.md section 4): a restore by hand does not "
-      "release its slot. Run one swap through its agent to the version it now runs: "
+      "release its slot. Once its provider serves the release you restored or fixed forward "
+      "to, and no operation of its is still open (kmsfleetctl node operation), run one swap "
+      "through its agent to the version it now runs (staged there first on NOT_STAGED): "
       "kmsfleetctl node swap --version <that version> --expected-key-id-hash <the fleet's "
       "hash> --fence <commit>/",
       std::string(node),

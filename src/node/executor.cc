@@ -587,7 +587,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   absl::StatusOr<PlanBinding> bound = c.bound_to_plan ? plan_check_(what) : PlanBinding{};
   if (!bound.ok()) {
     Unreserve();
-    Log(LogLevel::kWarn, "command refused: not the plan's step",
+    Log(LogLevel::kWarn, "member command refused by the plan check",
         {{"node", options_.node}, {"operation", id}, {"reason", ReasonOf(bound.status())},
          {"error", std::string(bound.status().message())}});
     return bound.status();
@@ -677,7 +677,10 @@ absl::StatusOr<SwapJournal> Executor::SameCommand(SwapJournal j, const NodeComma
 // command. A value not given asks for the default and matches any. Not for
 // a coordinator's command: its re-send of the plan's step carries the
 // parity hash of the round at hand, which may differ from the first send's,
-// and must be answered with the operation the step started.
+// and must be answered with the operation the step started. A coordinator
+// always sends under a member certificate, so bound_to_plan (a cluster on
+// plain TCP has no coordinator sending commands: Coordinator builds no
+// FleetActions without TLS).
 absl::Status Executor::SameOperatorSettings(const SwapJournal& j, const NodeCommand& what,
                                             const CommandParams& c) const {
   if (c.bound_to_plan) return absl::OkStatus();

@@ -51,6 +51,14 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
     const bool learner = std::find(voters_.begin(), voters_.end(), name) == voters_.end();
     if (learner && counters_.adversary_sent % 2 == 1) e.certificate = name;
   }
+  // A weakened step under the key of its term's leader, when one is known:
+  // any other member's is refused COMMAND_NOT_FROM_LEADER first, and the
+  // plan check on the settings must hold on its own too.
+  if (weaken) {
+    if (auto leader = leader_of_term_.find(fence.term()); leader != leader_of_term_.end()) {
+      e.certificate = leader->second;
+    }
+  }
   e.action = std::move(action);
   Trace(std::string("adversary sends ") + (kind == Kind::kSwap ? "swap" : "release query") +
         " to " + to + " under " + std::to_string(fence.term()) + "/" +
@@ -60,7 +68,8 @@ void World::Inject(Kind kind, const v1::Fence& fence, const std::string& to) {
 
 void World::Adversary() {
   ForgePeerMessage();
-  InjectHeldBack();
+  // Only in the seeds with an adversary; drawn from its own stream.
+  if (adversary_rate_ > 0) InjectHeldBack();
   if (!Chance(adversary_rate_)) return;
   std::string target = RandomMember();
   int kind = static_cast<int>(Pick(0, 3));

@@ -221,7 +221,9 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
         ++(e.adversary ? counters_.adversary_plan_not_moving : counters_.swaps_plan_not_moving);
       }
       if (e.adversary) ++counters_.adversary_refused;
-      if (e.weakened) ++counters_.adversary_weakened_refused;
+      if (e.weakened && ReasonOf(bound.status()) == reason::kCommandNotInPlan) {
+        ++counters_.adversary_weakened_refused;
+      }
       Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
             a.operation_id + ": " + std::string(bound.status().message()));
       return RefuseCommand(node, e, bound.status());

@@ -548,6 +548,7 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
   int64_t delay = max_delay_;
   if (disruptive && !starts) held_back_[a.node] = {*fence, e.action};
   if (starts) {
+    held_back_.erase(a.node);
     started_steps_.insert(FenceKey(*fence) + "/" + a.operation_id);
     real_fences_.push_back(*fence);
     real_swaps_[FenceKey(*fence)] = e.action;

@@ -58,7 +58,8 @@ struct Counters {
   int64_t adversary_unknown = 0;     // refused as UNKNOWN_FENCE
   int64_t adversary_refused = 0;     // refused for any reason
   // The step's own command with a window of its own and no digest (a
-  // member front-running the coordinator), and how many were refused.
+  // member front-running the coordinator, under its term's leader's key
+  // when known), and how many were refused COMMAND_NOT_IN_PLAN.
   int64_t adversary_weakened = 0;
   int64_t adversary_weakened_refused = 0;
   // The step its coordinator sends follow-only, sent to start under a key
