@@ -92,6 +92,31 @@ class AgentAuthTest : public ::testing::Test {
 
   std::string TargetLog() const { return cluster_->Log(target_); }
 
+  // The fence `kmsfleetctl plan commit --in-flight <target>` prints, run
+  // by the operator alice, once the target holds that record committed.
+  v1::Fence CommitTargetInFlight() {
+    const std::string pki = cluster_->pki();
+    absl::StatusOr<SubprocessResult> r =
+        RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
+                cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
+                "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
+    v1::Fence fence;
+    EXPECT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
+    if (!r.ok() || r->exit_code != 0) return fence;
+    const std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
+    const size_t a = text.find('/'), b = text.find('/', a + 1);
+    fence.set_term(std::stoull(text.substr(0, a)));
+    fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
+    fence.set_in_flight(text.substr(b + 1));
+    EXPECT_TRUE(WaitUntil(
+        [&] {
+          std::optional<v1::LeaderView> view = cluster_->View(target_);
+          return view && view->committed().index() >= fence.index();
+        },
+        std::chrono::seconds(10)));
+    return fence;
+  }
+
   TempDir dir_;
   std::unique_ptr<ElectionCluster> cluster_;
   std::string rogue_;
@@ -255,23 +280,8 @@ TEST_F(AgentAuthTest, RemoteSwapUnderAForgedFenceIsRefusedByTheFence) {
 // committed record it may only send the plan's own step; a raw record
 // (`plan commit`) holds no plan, and binds only operators' judgement.
 TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
-  std::string pki = cluster_->pki();
-  absl::StatusOr<SubprocessResult> r =
-      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
-              cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
-              "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
-  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
-  std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
-  size_t a = text.find('/'), b = text.find('/', a + 1);
-  v1::Fence fence;
-  fence.set_term(std::stoull(text.substr(0, a)));
-  fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
-  fence.set_in_flight(text.substr(b + 1));
-  // The target must hold the committed record before the fence is valid.
-  ASSERT_TRUE(WaitUntil([&] {
-    std::optional<v1::LeaderView> view = cluster_->View(target_);
-    return view && view->committed().index() >= fence.index();
-  }, std::chrono::seconds(10)));
+  const v1::Fence fence = CommitTargetInFlight();
+  ASSERT_FALSE(HasFailure());
   auto swap_as = [&](const std::string& cert, const std::string& acknowledgement = "") {
     auto stub = v1::Agent::NewStub(As(cert));
     grpc::ClientContext context;
@@ -307,34 +317,24 @@ TEST_F(AgentAuthTest, MemberSwapThatIsNotThePlansStepIsRefusedUnderARealFence) {
 // the node follows in its committed record's term; from the target's own
 // key or another voter's it is refused before the plan is even read.
 TEST_F(AgentAuthTest, AMembersCommandFromAnyoneButTheLeaderIsRefused) {
-  const std::string pki = cluster_->pki();
-  absl::StatusOr<SubprocessResult> r =
-      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
-              cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
-              "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
-  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
-  const std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
-  const size_t a = text.find('/'), b = text.find('/', a + 1);
-  v1::Fence fence;
-  fence.set_term(std::stoull(text.substr(0, a)));
-  fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
-  fence.set_in_flight(text.substr(b + 1));
-  ASSERT_TRUE(WaitUntil([&] {
-    std::optional<v1::LeaderView> view = cluster_->View(target_);
-    return view && view->committed().index() >= fence.index();
-  }, std::chrono::seconds(10)));
+  const v1::Fence fence = CommitTargetInFlight();
+  ASSERT_FALSE(HasFailure());
   const std::string other = cluster_->Name((leader_ + 2) % 3);
   const std::string leader = cluster_->Name(leader_);
-  for (const std::string& cert : {other, cluster_->Name(target_)}) {
+  // The plan's own step, as a coordinator would send it, under `cert`.
+  const auto step_as = [&](const std::string& cert) {
     auto stub = v1::Agent::NewStub(As(cert));
-    grpc::ClientContext swap_context;
-    SetDeadline(swap_context);
+    grpc::ClientContext context;
+    SetDeadline(context);
     v1::SwapRequest swap;
     swap.set_version("0.2.0");
     swap.set_operation_id("plan-1." + cluster_->Name(target_) + ".swap.4");
     *swap.mutable_fence() = fence;
     v1::Operation op;
-    grpc::Status s = stub->Swap(&swap_context, swap, &op);
+    return stub->Swap(&context, swap, &op);
+  };
+  for (const std::string& cert : {other, cluster_->Name(target_)}) {
+    grpc::Status s = step_as(cert);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << cert << ": " << s.error_message();
     EXPECT_EQ(ReasonOf(s), "COMMAND_NOT_FROM_LEADER") << cert << ": " << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr("follows " + leader + " in term " +
@@ -343,15 +343,7 @@ TEST_F(AgentAuthTest, AMembersCommandFromAnyoneButTheLeaderIsRefused) {
   }
   // The leader's own key gets past it, to the plan check (a raw record
   // holds no plan).
-  auto stub = v1::Agent::NewStub(As(leader));
-  grpc::ClientContext context;
-  SetDeadline(context);
-  v1::SwapRequest swap;
-  swap.set_version("0.2.0");
-  swap.set_operation_id("plan-1." + cluster_->Name(target_) + ".swap.4");
-  *swap.mutable_fence() = fence;
-  v1::Operation op;
-  EXPECT_EQ(ReasonOf(stub->Swap(&context, swap, &op)), "COMMAND_NOT_IN_PLAN");
+  EXPECT_EQ(ReasonOf(step_as(leader)), "COMMAND_NOT_IN_PLAN");
   EXPECT_THAT(TargetLog(), HasSubstr("COMMAND_NOT_FROM_LEADER"));
 }
 
@@ -361,17 +353,8 @@ TEST_F(AgentAuthTest, AMembersCommandFromAnyoneButTheLeaderIsRefused) {
 // stage and preflight nothing; an operator still may, and so may the
 // dry run's installed-only preflight.
 TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
-  const std::string pki = cluster_->pki();
-  absl::StatusOr<SubprocessResult> r =
-      RunCtl({"plan", "commit", "--agent", cluster_->Address(leader_), "--in-flight",
-              cluster_->Name(target_), "--ca", pki + "/ca.pem", "--cert", pki + "/alice.pem",
-              "--key", pki + "/alice.key", "--server-name", cluster_->Name(leader_)});
-  ASSERT_TRUE(r.ok() && r->exit_code == 0) << (r.ok() ? r->stderr_text : r.status().ToString());
-  const std::string text = r->stdout_text.substr(0, r->stdout_text.find('\n'));
-  const size_t a = text.find('/'), b = text.find('/', a + 1);
-  v1::Fence fence;
-  fence.set_term(std::stoull(text.substr(0, a)));
-  fence.set_index(std::stoull(text.substr(a + 1, b - a - 1)));
+  const v1::Fence fence = CommitTargetInFlight();
+  ASSERT_FALSE(HasFailure());
   auto stage_as = [&](const std::string& cert, const std::optional<v1::Fence>& under) {
     auto stub = v1::Agent::NewStub(As(cert));
     grpc::ClientContext context;
