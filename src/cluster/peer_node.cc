@@ -21,15 +21,16 @@ std::string Key(uint64_t term, uint64_t index) {
   return std::to_string(term) + "/" + std::to_string(index);
 }
 
+// `if_removed`: what removing the file instead of restoring it forgets.
 template <typename Proto>
-absl::Status LoadProto(const std::string& path, Proto& out) {
+absl::Status LoadProto(const std::string& path, Proto& out, std::string_view if_removed) {
   absl::StatusOr<std::optional<std::string>> text = ReadStateFile(path, kMaxStateBytes);
   if (!text.ok()) return text.status();
   if (!text->has_value()) return absl::OkStatus();  // first start
   if (!out.ParseFromString(**text)) {
     return MakeError(absl::StatusCode::kDataLoss, reason::kCorruptState,
-                     "persisted state " + path + " cannot be parsed; restore it "
-                     "from a backup or remove it to rejoin as a new member",
+                     "persisted state " + path + " cannot be parsed; restore it from a backup, "
+                     "or remove it to rejoin as a new member: " + std::string(if_removed),
                      {{"path", path}});
   }
   return absl::OkStatus();
@@ -49,10 +50,19 @@ absl::StatusOr<std::unique_ptr<PeerNode>> PeerNode::Open(PeerNodeOptions options
   }
   v1::HardState hard_state;
   v1::FenceState fence_state;
-  if (absl::Status s = LoadProto(options.state_dir + "/election.pb", hard_state); !s.ok()) {
+  if (absl::Status s = LoadProto(options.state_dir + "/election.pb", hard_state,
+                                 "this node forgets its term and vote, so start it again only "
+                                 "once the others have elected a leader without it");
+      !s.ok()) {
     return s;
   }
-  if (absl::Status s = LoadProto(options.state_dir + "/fence.pb", fence_state); !s.ok()) {
+  // Found in review: removed, it also forgets where the node handed its
+  // slot off, and a fence it released is taken again until its leader's
+  // next append; the leader check keeps anyone else from sending one.
+  if (absl::Status s = LoadProto(options.state_dir + "/fence.pb", fence_state,
+                                 "this node forgets where it handed its slot off, so remove it "
+                                 "only while no plan is under way (kmsfleetctl plan)");
+      !s.ok()) {
     return s;
   }
   return std::unique_ptr<PeerNode>(

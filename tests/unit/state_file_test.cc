@@ -2,6 +2,7 @@
 // (architecture.md §2 "persist before you act", §7 bounded input).
 #include "kmsfleet/cluster/state_file.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -129,6 +130,26 @@ TEST_F(StateFileTest, CorruptElectionStateStopsThePeerNodeFromOpening) {
   EXPECT_EQ(node.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(ReasonOf(node.status()), reason::kCorruptState);
   EXPECT_EQ(MetadataOf(node.status(), "path"), dir_ + "/election.pb");
+}
+
+// Found in review: the advice for a corrupt fence.pb was "remove it to
+// rejoin as a new member", and a node without it forgets where it handed
+// its slot off. Each file's refusal says what removing it forgets.
+TEST_F(StateFileTest, ACorruptStateFileSaysWhatRemovingItForgets) {
+  ASSERT_TRUE(WriteStateFile(dir_ + "/fence.pb", "\xff\xff\xff not a proto").ok());
+  PeerNodeOptions options;
+  options.election = ElectionConfig{.self = "cp-1", .voters = {"cp-1"}};
+  options.state_dir = dir_;
+  absl::StatusOr<std::unique_ptr<PeerNode>> node = PeerNode::Open(options);
+  EXPECT_EQ(ReasonOf(node.status()), reason::kCorruptState);
+  EXPECT_EQ(MetadataOf(node.status(), "path"), dir_ + "/fence.pb");
+  EXPECT_THAT(std::string(node.status().message()),
+              ::testing::HasSubstr("forgets where it handed its slot off"));
+  ASSERT_TRUE(WriteStateFile(dir_ + "/fence.pb", "").ok());
+  ASSERT_TRUE(WriteStateFile(dir_ + "/election.pb", "\xff\xff\xff not a proto").ok());
+  node = PeerNode::Open(options);
+  EXPECT_THAT(std::string(node.status().message()),
+              ::testing::HasSubstr("forgets its term and vote"));
 }
 
 TEST_F(StateFileTest, StateDirThatCannotBeCreatedStopsThePeerNodeFromOpening) {
