@@ -88,14 +88,16 @@ absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
 absl::Status PeerNode::CheckRelease(const std::optional<v1::Fence>& fence,
                                     const ReleaseCommand& command) {
   v1::PlanRecord committed;
+  LeaderOfTerm following;
   {
     std::unique_lock lock(mu_);
     if (fence) AwaitCommitOf(*fence, lock);
     committed = machine_->committed();
+    following = {.leader = machine_->leader(), .term = machine_->term()};
   }
   // Judged outside the election's lock (a record's plan is parsed); a
   // refusal is logged by the Agent service, at most once each 10 s.
-  return CheckReleaseAgainstPlan(committed, self(), command, fence);
+  return BindReleaseToPlan(committed, self(), command, fence, following);
 }
 
 absl::StatusOr<v1::ReleaseReply> PeerNode::Release(const v1::Fence& fence) {

@@ -184,13 +184,17 @@ absl::Status CheckCommandAgainstPlan(const v1::PlanRecord& committed, std::strin
   return absl::OkStatus();
 }
 
-absl::Status CheckSentByLeader(const v1::PlanRecord& committed, std::string_view self,
-                               const NodeCommand& command, const LeaderOfTerm& following) {
-  // The fence guard has already held the command's fence to the committed
+namespace {
+
+// CheckSentByLeader's rule for a command described as `what`.
+absl::Status SentByLeader(const v1::PlanRecord& committed, std::string_view self,
+                          const std::string& what, const std::string& sent_by,
+                          const LeaderOfTerm& following) {
+  // The fence guard has already held a swap's fence to the committed
   // record and to every term this node has seen, so a record of an older
   // term than the node's is refused there; checked again here all the same.
   if (!following.leader.empty() && following.term == committed.term() &&
-      command.sent_by == following.leader) {
+      sent_by == following.leader) {
     return absl::OkStatus();
   }
   const std::string term = std::to_string(following.term);
@@ -199,13 +203,34 @@ absl::Status CheckSentByLeader(const v1::PlanRecord& committed, std::string_view
                                  : "follows " + following.leader + " in term " + term;
   return MakeError(
       absl::StatusCode::kUnavailable, reason::kCommandNotFromLeader,
-      absl::StrCat("node ", std::string(self), " takes a coordinator's ", Describe(command),
+      absl::StrCat("node ", std::string(self), " takes a coordinator's ", what,
                    " only from the leader it follows in the term of its committed record ",
                    committed.term(), "/", committed.index(), ": it ", leader, ", and ",
-                   command.sent_by.empty() ? std::string("no member") : command.sent_by,
+                   sent_by.empty() ? std::string("no member") : sent_by,
                    " sent it; nothing ran (the leader's own command is taken once this node "
                    "has heard from it)"),
-      {{"sent_by", command.sent_by}, {"leader", following.leader}, {"term", term}});
+      {{"sent_by", sent_by}, {"leader", following.leader}, {"term", term}});
+}
+
+}  // namespace
+
+absl::Status CheckSentByLeader(const v1::PlanRecord& committed, std::string_view self,
+                               const NodeCommand& command, const LeaderOfTerm& following) {
+  return SentByLeader(committed, self, Describe(command), command.sent_by, following);
+}
+
+absl::Status BindReleaseToPlan(const v1::PlanRecord& committed, std::string_view self,
+                               const ReleaseCommand& command,
+                               const std::optional<v1::Fence>& fence,
+                               const LeaderOfTerm& following) {
+  // A fence not seen yet first: its commit, when it comes, also names the
+  // leader this node then follows.
+  if (fence && FenceUnseen(*fence, committed)) {
+    return CheckReleaseAgainstPlan(committed, self, command, fence);
+  }
+  KMSFLEET_RETURN_IF_ERROR(
+      SentByLeader(committed, self, Describe(command), command.sent_by, following));
+  return CheckReleaseAgainstPlan(committed, self, command, fence);
 }
 
 absl::StatusOr<PlanBinding> BindCommandToPlan(const v1::PlanRecord& committed,

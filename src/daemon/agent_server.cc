@@ -364,7 +364,8 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                  .signature = r->signature(),
                                  .artifact_name = r->artifact_name(),
                                  .image = r->image(),
-                                 .image_ref = r->image_ref()};
+                                 .image_ref = r->image_ref(),
+                                 .sent_by = CallerOf(options_.policy, *context).name};
     absl::Status bound = executor_->CheckMemberRelease(FenceSent(*r), command);
     if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Stage", bound);
   }
@@ -405,7 +406,9 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
   // installed one).
   if (!r->installed_only() && SpeaksForACoordinator(*context)) {
     absl::Status bound = executor_->CheckMemberRelease(
-        FenceSent(*r), {.kind = ReleaseCommand::Kind::kPreflight, .version = r->version()});
+        FenceSent(*r), {.kind = ReleaseCommand::Kind::kPreflight,
+                        .version = r->version(),
+                        .sent_by = CallerOf(options_.policy, *context).name});
     if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Preflight", bound);
   }
   absl::StatusOr<PreflightOutcome> p = r->installed_only() ? executor_->PreflightInstalled()

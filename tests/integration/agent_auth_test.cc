@@ -351,7 +351,8 @@ TEST_F(AgentAuthTest, AMembersCommandFromAnyoneButTheLeaderIsRefused) {
 // so a member certificate could have a node stage, then run as root, a
 // release no operator chose. With no fleet plan under way a member may
 // stage and preflight nothing; an operator still may, and so may the
-// dry run's installed-only preflight.
+// dry run's installed-only preflight. A member other than the leader
+// may stage and preflight nothing at all.
 TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
   const v1::Fence fence = CommitTargetInFlight();
   ASSERT_FALSE(HasFailure());
@@ -388,6 +389,13 @@ TEST_F(AgentAuthTest, MemberStageAndPreflightOfAReleaseNotInThePlanAreRefused) {
   grpc::Status preflighted = preflight_as(member, false);
   EXPECT_EQ(ReasonOf(preflighted), "COMMAND_NOT_IN_PLAN") << preflighted.error_message();
   EXPECT_NE(ReasonOf(preflight_as(member, true)), "COMMAND_NOT_IN_PLAN");
+  // Another member's key is refused before the plan is read: only the
+  // leader stages and preflights (the installed-only preflight is not
+  // bound).
+  const std::string other = cluster_->Name((leader_ + 2) % 3);
+  EXPECT_EQ(ReasonOf(stage_as(other, fence)), "COMMAND_NOT_FROM_LEADER");
+  EXPECT_EQ(ReasonOf(preflight_as(other, false)), "COMMAND_NOT_FROM_LEADER");
+  EXPECT_NE(ReasonOf(preflight_as(other, true)), "COMMAND_NOT_FROM_LEADER");
   // With no fence, or one no election committed, the node cannot tell a
   // lag from a forgery: refused as "not yet", still before any read.
   grpc::Status unfenced = stage_as(member, std::nullopt);

@@ -216,6 +216,44 @@ ReleaseCommand PlansStage() {
                         .signature = "coordinator://cp-3/uploads/123/checksums.txt.sig"};
 }
 
+// Found in review: another member's key could have the in-flight node
+// stage the plan's release again (in place, holding the coordinator's
+// swap of it off) or run its doctor again and again. A member's stage and
+// preflight come from the leader too; a fence not yet seen is waited for
+// first, as before.
+TEST(ReleaseGuardTest, AMembersStageAndPreflightComeFromTheLeader) {
+  v1::PlanRecord record = StagingRecord();
+  record.set_term(4);
+  record.set_index(9);
+  const LeaderOfTerm cp3_leads{.leader = "cp-3", .term = 4};
+  ReleaseCommand stage = PlansStage();
+  stage.sent_by = "cp-3";
+  EXPECT_TRUE(BindReleaseToPlan(record, "cp-2", stage, std::nullopt, cp3_leads).ok());
+  const ReleaseCommand preflight{
+      .kind = ReleaseCommand::Kind::kPreflight, .version = "0.2.0", .sent_by = "cp-3"};
+  EXPECT_TRUE(BindReleaseToPlan(record, "cp-2", preflight, std::nullopt, cp3_leads).ok());
+  for (const char* member : {"cp-1", "cp-2", "learner-1"}) {
+    ReleaseCommand other = stage;
+    other.sent_by = member;
+    absl::Status s = BindReleaseToPlan(record, "cp-2", other, std::nullopt, cp3_leads);
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << member << ": " << s;
+    EXPECT_EQ(ReasonOf(s), reason::kCommandNotFromLeader) << member << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("stage of 0.2.0"));
+  }
+  EXPECT_EQ(ReasonOf(BindReleaseToPlan(record, "cp-2", preflight, std::nullopt, {"", 4})),
+            reason::kCommandNotFromLeader);
+  v1::Fence unseen;
+  unseen.set_term(4);
+  unseen.set_index(10);
+  EXPECT_EQ(ReasonOf(BindReleaseToPlan(record, "cp-2", stage, unseen, {"", 4})),
+            reason::kUnknownFence);
+  // From the leader, the plan's check still holds.
+  ReleaseCommand own_source = stage;
+  own_source.source = "/tmp/mine";
+  EXPECT_EQ(ReasonOf(BindReleaseToPlan(record, "cp-2", own_source, std::nullopt, cp3_leads)),
+            reason::kCommandNotInPlan);
+}
+
 // Found in review: a member's Stage and Preflight were bound to nothing,
 // so one member certificate could stage on every node a release no
 // operator chose, from a source of its own, and have it run as root.

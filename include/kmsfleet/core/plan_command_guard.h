@@ -87,6 +87,8 @@ struct ReleaseCommand {
   std::string version{};
   // kStage: the sources as sent (StageRequest).
   std::string source{}, checksums{}, signature{}, artifact_name{}, image{}, image_ref{};
+  // The member whose certificate sent it.
+  std::string sent_by{};
 };
 
 // OK when `committed` holds a fleet plan, not finished, that names `self`
@@ -107,6 +109,16 @@ struct ReleaseCommand {
 absl::Status CheckReleaseAgainstPlan(const v1::PlanRecord& committed, std::string_view self,
                                      const ReleaseCommand& command,
                                      const std::optional<v1::Fence>& fence);
+
+// CheckReleaseAgainstPlan once the fence is seen, after the rule of
+// CheckSentByLeader: found in review, another member's key could have the
+// in-flight node stage the plan's release again, in place, and so hold
+// the coordinator's swap of it off (OPERATION_IN_PROGRESS), or run its
+// doctor again and again. Refusals as those two functions'.
+absl::Status BindReleaseToPlan(const v1::PlanRecord& committed, std::string_view self,
+                               const ReleaseCommand& command,
+                               const std::optional<v1::Fence>& fence,
+                               const LeaderOfTerm& following);
 
 // What the committed plan binds a member's command to beyond its step.
 struct PlanBinding {
