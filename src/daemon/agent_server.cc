@@ -197,8 +197,10 @@ class AgentService final : public v1::Agent::Service {
   // Whether the refusal logged under `key` is written now (RepeatLimiter):
   // nullopt to hold it back, else how many were held back since.
   std::optional<int64_t> RefusalLogDue(const std::string& key) const;
-  // A member certificate: its disruptive commands must be the plan's step.
-  bool SpeaksForACoordinator(const grpc::ServerContext& context) const;
+  // The member whose certificate sent the call, which speaks for a
+  // coordinator: its commands must come from the leader and be the plan's
+  // step or release. nullopt for an operator or local root.
+  std::optional<std::string> CoordinatorMember(const grpc::ServerContext& context) const;
 
   ProviderProbe& probe_;
   Executor* executor_;
@@ -342,8 +344,11 @@ std::optional<int64_t> AgentService::RefusalLogDue(const std::string& key) const
   return refusal_log_.Admit(key, now_ms);
 }
 
-bool AgentService::SpeaksForACoordinator(const grpc::ServerContext& context) const {
-  return CallerOf(options_.policy, context).kind == CallerKind::kMember;
+std::optional<std::string> AgentService::CoordinatorMember(
+    const grpc::ServerContext& context) const {
+  Caller caller = CallerOf(options_.policy, context);
+  if (caller.kind != CallerKind::kMember) return std::nullopt;
+  return std::move(caller.name);
 }
 
 grpc::Status AgentService::Stage(grpc::ServerContext* context,
@@ -356,7 +361,7 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
   // a refusal that would halt a plan (found in review).
   if (absl::Status s = executor_->RefusalWhileStopping(); !s.ok()) return ToGrpc(s);
   // Before anything is read or fetched: a member stages only the plan's.
-  if (SpeaksForACoordinator(*context)) {
+  if (std::optional<std::string> member = CoordinatorMember(*context)) {
     const ReleaseCommand command{.kind = ReleaseCommand::Kind::kStage,
                                  .version = r->version(),
                                  .source = r->source(),
@@ -365,7 +370,7 @@ grpc::Status AgentService::Stage(grpc::ServerContext* context,
                                  .artifact_name = r->artifact_name(),
                                  .image = r->image(),
                                  .image_ref = r->image_ref(),
-                                 .sent_by = CallerOf(options_.policy, *context).name};
+                                 .sent_by = *member};
     absl::Status bound = executor_->CheckMemberRelease(FenceSent(*r), command);
     if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Stage", bound);
   }
@@ -404,11 +409,13 @@ grpc::Status AgentService::Preflight(grpc::ServerContext* context,
   // A preflight runs the staged release's `version` and `doctor`: a
   // member's is of the plan's release only (installed_only runs the
   // installed one).
-  if (!r->installed_only() && SpeaksForACoordinator(*context)) {
+  const std::optional<std::string> member =
+      r->installed_only() ? std::nullopt : CoordinatorMember(*context);
+  if (member) {
     absl::Status bound = executor_->CheckMemberRelease(
         FenceSent(*r), {.kind = ReleaseCommand::Kind::kPreflight,
                         .version = r->version(),
-                        .sent_by = CallerOf(options_.policy, *context).name});
+                        .sent_by = *member});
     if (!bound.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Preflight", bound);
   }
   absl::StatusOr<PreflightOutcome> p = r->installed_only() ? executor_->PreflightInstalled()
@@ -460,8 +467,9 @@ grpc::Status AgentService::Swap(grpc::ServerContext* context,
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Swap"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
-  command.bound_to_plan = SpeaksForACoordinator(*context);
-  command.sent_by = command.bound_to_plan ? CallerOf(options_.policy, *context).name : "";
+  std::optional<std::string> member = CoordinatorMember(*context);
+  command.bound_to_plan = member.has_value();
+  command.sent_by = member.value_or("");
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j =
       executor_->Swap({r->version(), command, r->expected_staged_digest(),
@@ -477,8 +485,9 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   if (grpc::Status s = Gate(context, "/kmsfleet.v1.Agent/Rollback"); !s.ok()) return s;
   if (executor_ == nullptr) return NoExecutor();
   CommandParams command = CommandOf(*r);
-  command.bound_to_plan = SpeaksForACoordinator(*context);
-  command.sent_by = command.bound_to_plan ? CallerOf(options_.policy, *context).name : "";
+  std::optional<std::string> member = CoordinatorMember(*context);
+  command.bound_to_plan = member.has_value();
+  command.sent_by = member.value_or("");
   command.caller_gone = CallerGoneOf(context);
   absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
   if (!j.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Rollback", j.status());
@@ -534,10 +543,10 @@ grpc::Status AgentService::RestartApiServer(grpc::ServerContext* context,
   if (r->has_fence()) fence = r->fence();
   // A member speaks for a coordinator: only the plan's own restart.
   std::optional<NodeCommand> bound;
-  if (SpeaksForACoordinator(*context)) {
+  if (std::optional<std::string> member = CoordinatorMember(*context)) {
     bound = NodeCommand{.kind = NodeCommand::Kind::kRestartApiServer,
                         .operation_id = r->restart_id(),
-                        .sent_by = CallerOf(options_.policy, *context).name};
+                        .sent_by = *std::move(member)};
   }
   absl::StatusOr<ApiServerRestartReport> report = options_.apiserver->Restart(
       r->restart_id(), [this, &fence, &bound, context](const std::function<void()>& work) {
