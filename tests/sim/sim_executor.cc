@@ -209,21 +209,20 @@ void World::HandlePlanSwap(Node& node, const Envelope& e) {
                         .of_operation_id = a.of_operation_id,
                         .stabilization_ms = a.stabilization_ms,
                         .expected_staged_digest = a.expected_staged_digest,
-                        .sent_by = e.adversary ? e.certificate : e.from};
+                        .sent_by = e.Key()};
     absl::StatusOr<PlanBinding> bound = BindCommandToPlan(
         node.machine->committed(), node.name, command,
         LeaderOfTerm{.leader = node.machine->leader(), .term = node.machine->term()});
     if (!bound.ok()) {
-      if (e.held_back && ReasonOf(bound.status()) == reason::kCommandNotFromLeader) {
+      const std::string why = ReasonOf(bound.status());
+      if (e.held_back && why == reason::kCommandNotFromLeader) {
         ++counters_.adversary_held_back_refused;
       }
-      if (ReasonOf(bound.status()) == reason::kPlanNotMoving) {
+      if (why == reason::kPlanNotMoving) {
         ++(e.adversary ? counters_.adversary_plan_not_moving : counters_.swaps_plan_not_moving);
       }
       if (e.adversary) ++counters_.adversary_refused;
-      if (e.weakened && ReasonOf(bound.status()) == reason::kCommandNotInPlan) {
-        ++counters_.adversary_weakened_refused;
-      }
+      if (e.weakened && why == reason::kCommandNotInPlan) ++counters_.adversary_weakened_refused;
       Trace(node.name + " refused " + (e.adversary ? "injected " : "") + "swap " +
             a.operation_id + ": " + std::string(bound.status().message()));
       return RefuseCommand(node, e, bound.status());
@@ -689,9 +688,6 @@ void World::Repair(Node& node) {
         " on " + node.provider.version);
 }
 
-// The adversary replays the real command sent under a fence it saw; under
-// a fence it forged it sends the newest real command it saw for the node
-// (nothing if none), or, with adversary_picks_version, one of its own.
 // A swap or rollback starts only from a command its coordinator sent to
 // start, or one sent under the key of the leader of its fence's term (out
 // of scope, architecture.md §7): never the step a coordinator holds back
@@ -699,14 +695,16 @@ void World::Repair(Node& node) {
 bool World::CheckStartedByItsLeader(const Node& node, const Envelope& e) {
   if (started_steps_.contains(FenceKey(e.fence) + "/" + e.action->operation_id)) return true;
   const auto leader = leader_of_term_.find(e.fence.term());
-  const std::string& key = e.adversary ? e.certificate : e.from;
-  if (leader != leader_of_term_.end() && leader->second == key) return true;
+  if (leader != leader_of_term_.end() && leader->second == e.Key()) return true;
   Fail(node.name + " admitted " + e.action->operation_id + " under " + FenceKey(e.fence) +
-       " from " + key + "'s key, a step no coordinator sent to start" +
+       " from " + e.Key() + "'s key, a step no coordinator sent to start" +
        (e.held_back ? " (its coordinator held it back)" : ""));
   return false;
 }
 
+// The adversary replays the real command sent under a fence it saw; under
+// a fence it forged it sends the newest real command it saw for the node
+// (nothing if none), or, with adversary_picks_version, one of its own.
 std::shared_ptr<const PlanAction> World::AdversaryAction(const v1::Fence& fence,
                                                          const std::string& to) {
   auto it = real_swaps_.find(FenceKey(fence));

@@ -189,7 +189,7 @@ bool World::Disrupted(const Node& node) const {
 }
 
 void World::HandleQuery(Node& node, const Envelope& e) {
-  const std::string& caller = e.adversary ? e.certificate : e.from;
+  const std::string& caller = e.Key();
   const bool from_voter = std::find(voters_.begin(), voters_.end(), caller) != voters_.end();
   // As Peer.Release: only a voter's certificate may ask.
   if (!AuthorizeHandoffQuery(Caller{.kind = CallerKind::kMember, .name = caller}, voters_)

@@ -56,6 +56,9 @@ struct Envelope {
   std::string certificate;  // ... the member whose key the adversary holds
   bool weakened = false;   // ... a real command with a 1 ms window and no digest
   bool held_back = false;  // ... the step its coordinator sends follow-only
+  // The member whose key sent it: the adversary's certificate, or the
+  // sender's own.
+  const std::string& Key() const { return adversary ? certificate : from; }
   bool waited = false;     // Swap or Query held once for its record's commit
   int64_t caller_deadline = -1;  // --plan Swap: when its caller gives up
   // --plan: the coordinator's term, the action carried out (Swap, Query,
