@@ -297,9 +297,23 @@ void ExState::CarryOut(const std::string& name, const PlanAction& a) {
   Send(std::move(m));
 }
 
+// Whose certificate `m` came under, for the agent's leader check
+// (CheckSentByLeader): a member's own, or for the adversary's forgery the
+// key of the leader `node` follows, the strongest it could hold, so that
+// the fence guard alone stands between a forged fence and the provider
+// (--mutate skip-fence-guard shows it does).
+namespace {
+
+std::string SentBy(const ExNode& node, const ExMessage& m) {
+  return m.from == "adversary" ? node.machine->leader() : m.from;
+}
+
+}  // namespace
+
 // The agent's side of a swap or rollback (sim_executor.cc's
 // HandlePlanSwap): the fence guard, then a known operation answers how it
-// is, a new one must be the plan's own step and the node free.
+// is, a new one must be the plan's own step, sent by the leader the node
+// follows (BindCommandToPlan), and the node free.
 void ExState::PlanSwap(ExNode& node, const ExMessage& m) {
   const PlanAction& a = *m.action;
   node.guard->ObserveTerm(node.machine->term());
@@ -335,12 +349,15 @@ void ExState::PlanSwap(ExNode& node, const ExMessage& m) {
                         .version = a.version,
                         .of_operation_id = a.of_operation_id,
                         .stabilization_ms = a.stabilization_ms,
-                        .expected_staged_digest = a.expected_staged_digest};
-    if (absl::Status plan = CheckCommandAgainstPlan(node.machine->committed(), m.to, command);
-        !plan.ok()) {
-      note_ = ReasonOf(plan);
+                        .expected_staged_digest = a.expected_staged_digest,
+                        .sent_by = SentBy(node, m)};
+    absl::StatusOr<PlanBinding> plan = BindCommandToPlan(
+        node.machine->committed(), m.to, command,
+        LeaderOfTerm{.leader = node.machine->leader(), .term = node.machine->term()});
+    if (!plan.ok()) {
+      note_ = ReasonOf(plan.status());
       Log(m.to + ": refused [" + note_ + "]");
-      r.status = plan;
+      r.status = plan.status();
       return PlanReply(m, std::move(r), false);
     }
     CheckAdmitted(m.to, m.fence);
