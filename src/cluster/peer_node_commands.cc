@@ -61,10 +61,13 @@ absl::Status PeerNode::AdmitSwap(const v1::Fence& fence) {
   absl::Status s = guard_->AdmitSwap(fence, machine_->committed());
   if (s.ok()) s = PersistFence();
   if (!s.ok()) {
-    Log(LogLevel::kWarn, "swap command refused",
-        {{"node", self()}, {"fence", Key(fence.term(), fence.index())},
-         {"fence_in_flight", fence.in_flight()}, {"reason", ReasonOf(s)},
-         {"error", std::string(s.message())}});
+    if (std::optional<int64_t> held_back = RefusalLogDue("swap command refused", ReasonOf(s))) {
+      Log(LogLevel::kWarn, "swap command refused",
+          {{"node", self()}, {"fence", Key(fence.term(), fence.index())},
+           {"fence_in_flight", fence.in_flight()}, {"reason", ReasonOf(s)},
+           {"error", std::string(s.message())},
+           {"repeats_not_logged", std::to_string(*held_back)}});
+    }
     return s;
   }
   Log(LogLevel::kInfo, "swap command admitted",
@@ -78,11 +81,23 @@ absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
       BindCommandToPlan(machine_->committed(), self(), command,
                         LeaderOfTerm{.leader = machine_->leader(), .term = machine_->term()});
   if (!bound.ok()) {
-    Log(LogLevel::kWarn, "member command refused",
-        {{"node", self()}, {"operation", command.operation_id},
-         {"reason", ReasonOf(bound.status())}, {"error", std::string(bound.status().message())}});
+    const std::string reason = ReasonOf(bound.status());
+    if (std::optional<int64_t> held_back = RefusalLogDue("member command refused", reason)) {
+      Log(LogLevel::kWarn, "member command refused",
+          {{"node", self()}, {"operation", command.operation_id}, {"reason", reason},
+           {"error", std::string(bound.status().message())},
+           {"repeats_not_logged", std::to_string(*held_back)}});
+    }
   }
   return bound;
+}
+
+std::optional<int64_t> PeerNode::RefusalLogDue(std::string_view message,
+                                               std::string_view reason) {
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+  return refusal_log_.Admit(std::string(message) + "\n" + std::string(reason), now_ms);
 }
 
 absl::Status PeerNode::CheckRelease(const std::optional<v1::Fence>& fence,

@@ -586,10 +586,7 @@ absl::StatusOr<SwapJournal> Executor::Admit(const CommandParams& c, NodeCommand 
   what.sent_by = c.sent_by;
   absl::StatusOr<PlanBinding> bound = c.bound_to_plan ? plan_check_(what) : PlanBinding{};
   if (!bound.ok()) {
-    Unreserve();
-    Log(LogLevel::kWarn, "member command refused by the plan check",
-        {{"node", options_.node}, {"operation", id}, {"reason", ReasonOf(bound.status())},
-         {"error", std::string(bound.status().message())}});
+    Unreserve();  // the plan check logs why, at most once each 10 s per reason
     return bound.status();
   }
   absl::StatusOr<SwapJournal> j = plan(id);

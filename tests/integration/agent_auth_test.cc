@@ -31,6 +31,16 @@ void SetDeadline(grpc::ClientContext& context) {
   context.set_deadline(std::chrono::system_clock::now() + kCallDeadline);
 }
 
+// The lines of `log` that hold both `a` and `b`.
+int LinesWith(const std::string& log, std::string_view a, std::string_view b) {
+  int count = 0;
+  std::istringstream lines(log);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(a) != std::string::npos && line.find(b) != std::string::npos) ++count;
+  }
+  return count;
+}
+
 // A unary call of `method` with an empty message over `channel`.
 grpc::Status EmptyUnaryCall(const std::shared_ptr<grpc::Channel>& channel,
                             const std::string& method) {
@@ -273,6 +283,9 @@ TEST_F(AgentAuthTest, RemoteSwapUnderAForgedFenceIsRefusedByTheFence) {
     EXPECT_THAT(line, HasSubstr("repeats_not_logged=0"));
   }
   EXPECT_EQ(alice_lines, 1) << "four refusals of one caller for one reason within 10 s";
+  // The fence's own line says why, once for the five refusals: a caller
+  // sending forged fences every tick does not flood the journal through it.
+  EXPECT_EQ(LinesWith(log, "msg=\"swap command refused\"", "reason=UNKNOWN_FENCE"), 1);
 }
 
 // The simulator's adversary: a fence names the node to disrupt, not the

@@ -21,7 +21,9 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -29,6 +31,7 @@
 #include "kmsfleet/core/election.h"
 #include "kmsfleet/core/fence_guard.h"
 #include "kmsfleet/core/plan_command_guard.h"
+#include "kmsfleet/core/repeat_limiter.h"
 #include "kmsfleet/v1/fleet.pb.h"
 #include "kmsfleet/v1/peer.pb.h"
 
@@ -131,14 +134,15 @@ class PeerNode {
   // UNKNOWN_FENCE, NOT_IN_FLIGHT), and persists what it learned before
   // returning OK. It decides on what the node holds now, without waiting:
   // call AwaitFence first, before the executor is marked busy. Refusals
-  // are logged.
+  // are logged, at most once each 10 s per reason (RefusalLogDue).
   absl::Status AdmitSwap(const v1::Fence& fence);
   // Waits up to a tick, deciding nothing, until this node holds `fence`'s
   // record as committed: the leader sends a command right after its record
   // commits, and the append that tells this node so at the same time.
   void AwaitFence(const v1::Fence& fence);
   // A member's command must be the step the committed record's plan asks
-  // of this node (CheckCommandAgainstPlan); refusals are logged.
+  // of this node, sent by the leader it follows (BindCommandToPlan);
+  // refusals are logged as AdmitSwap's.
   absl::StatusOr<PlanBinding> CheckCommand(const NodeCommand& command);
   // A member's Stage or Preflight must be of the committed plan's release
   // (CheckReleaseAgainstPlan), judged once `fence`, if sent, is waited for
@@ -163,6 +167,14 @@ class PeerNode {
   // (STATE_WRITE_FAILED), after going back to the durable state.
   absl::Status Process(const ElectionReady& ready) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PersistFence() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether the refusal line `message` with `reason` is written now:
+  // nullopt to hold it back, else how many were held back since the last.
+  // The Agent service logs who sent each refused command (throttled per
+  // sender); these lines say why in the fence's and plan's terms, and a
+  // caller sending refused commands every tick must not flood the journal
+  // through them either.
+  std::optional<int64_t> RefusalLogDue(std::string_view message, std::string_view reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits up to a tick, releasing `lock` (on mu_), until this node holds
   // `fence`'s record as committed or stops.
   void AwaitCommitOf(const v1::Fence& fence, std::unique_lock<std::mutex>& lock);
@@ -189,6 +201,9 @@ class PeerNode {
   std::atomic<uint64_t> ticks_{0};
   uint64_t sent_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  static constexpr int64_t kRefusalLogIntervalMs = 10'000;
+  static constexpr size_t kRefusalLogKeys = 64;
+  RepeatLimiter refusal_log_ ABSL_GUARDED_BY(mu_){kRefusalLogIntervalMs, kRefusalLogKeys};
   std::unique_ptr<Ticker> ticker_;  // set by Start
 };
 
