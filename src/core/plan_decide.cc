@@ -234,16 +234,8 @@ void PlanStep::DecideInFlight() {
       return;
     }
     case v1::PLAN_STEP_STAGE_RESTARTING_APISERVER:
-    {
-      PlanAction a = MakeAction(ActionKind::kRestartApiServer, n->node());
-      a.method = next_->settings().apiserver_restart_method();
-      a.operation_id = ApiServerRestartOperationId(*n);  // one per swap, and per retry
-      // Not gated (IssueOperation): it follows the node's own swap,
-      // disrupts no provider, and asked again is answered from the restart
-      // already run.
-      Issue(std::move(a));
+      IssueApiServerRestart(*n);
       return;
-    }
     default:
       Issue(MakeAction(ActionKind::kHandOff, n->node()));
       // The streak counts from the node's result, not from its hand-off
@@ -272,6 +264,18 @@ void PlanStep::DecideInFlight() {
 // key_id hash.
 absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, bool rollback,
                                           std::string* hash) {
+  absl::Status s = OthersGates(in_flight, rollback, hash);
+  if (s.ok()) return s;
+  return MakeError(s.code(), ReasonOf(s),
+                   absl::StrCat("No operation is started on ", std::string(in_flight),
+                                " (one it already runs is followed) while: ",
+                                std::string(s.message())),
+                   {{"node", std::string(in_flight)}});
+}
+
+// OthersStillHealthy's gates, their refusal as it is.
+absl::Status PlanStep::OthersGates(std::string_view in_flight, bool rollback,
+                                   std::string* hash) {
   std::vector<std::string> voters;
   for (const std::string& v : m_.config_.voters) {
     if (v != in_flight) voters.push_back(v);
@@ -291,15 +295,34 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, bool rollb
   if (s.ok()) s = OpenBaoGate();
   if (s.ok()) s = CheckRotationMetric(others);
   if (s.ok() && rollback) s = RollbackAllowed();
-  if (!s.ok()) {
-    return MakeError(s.code(), ReasonOf(s),
-                     absl::StrCat("No operation is started on ", std::string(in_flight),
-                                  " (one it already runs is followed) while: ",
-                                  std::string(s.message())),
-                     {{"node", std::string(in_flight)}});
-  }
+  if (!s.ok()) return s;
   if (!others.empty() && others.front().state) *hash = others.front().state->key_id_hash_metric();
   return absl::OkStatus();
+}
+
+// The kube-apiserver restart that ends the in-flight node's step. It
+// disrupts no provider, and asked again the agent answers from the
+// restart it ran; but while it runs that node's API server serves
+// nothing, so it is sent only while every other node is healthy and in
+// parity, OpenBao unsealed and no rotation under way (found in review:
+// `resume` after a failed restart restarted the node's kube-apiserver at
+// once, with another node's provider down, leaving one API server that
+// could read Secrets). Until then the plan waits, naming why; the node
+// keeps its slot. One already sent is not judged again: it runs.
+void PlanStep::IssueApiServerRestart(const v1::PlanNode& node) {
+  PlanAction a = MakeAction(ActionKind::kRestartApiServer, node.node());
+  a.method = next_->settings().apiserver_restart_method();
+  a.operation_id = ApiServerRestartOperationId(node);  // one per swap, and per retry
+  if (Issued(a)) return;
+  std::string others_hash;
+  if (absl::Status s = OthersGates(node.node(), false, &others_hash); !s.ok()) {
+    Block(MakeError(s.code(), ReasonOf(s),
+                    absl::StrCat("kube-apiserver on ", node.node(), " is not restarted while: ",
+                                 std::string(s.message())),
+                    {{"node", node.node()}}));
+    return;
+  }
+  Issue(std::move(a));
 }
 
 // A swap or rollback of the in-flight node. Held back entirely, one that

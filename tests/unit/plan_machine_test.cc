@@ -1911,6 +1911,32 @@ std::vector<std::string> StepsFrom(const Driver& d, size_t from) {
   return steps;
 }
 
+// Found in review: the restart went out whatever the other nodes' state.
+// While it runs that node's API server serves nothing, so it waits until
+// every other provider is ready again, naming why; the node keeps its slot.
+TEST(PlanMachineTest, AKubeApiserverRestartWaitsForTheOtherNodesToBeHealthy) {
+  Driver d;
+  d.outcome = [&d](const PlanAction& a) {
+    if (a.node == "a") d.not_ready.insert("c");  // c's provider fails meanwhile
+    return OperationOutcome::kStable;
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntil([](const v1::FleetPlan& p) {
+    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
+  });
+  PlanReady r;
+  for (int i = 0; i < 5; ++i) r = d.Step();
+  EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("kube-apiserver on a is not restarted"));
+  EXPECT_EQ(d.plan_.in_flight(), "a");
+  d.not_ready.clear();
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(StepsFrom(d, 0), ElementsAre("swap a", "restart-apiserver a", "swap c",
+                                           "restart-apiserver c", "swap b",
+                                           "restart-apiserver b"));
+}
+
 // Runs a plan whose c's kube-apiserver restart fails until `c_ready`,
 // to its halt.
 void HaltOnCsRestart(Driver& d, const bool& c_ready) {
