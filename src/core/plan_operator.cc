@@ -1,6 +1,8 @@
 // Pause, resume, abort, rollback and break-glass acknowledgement
 // (plan_step.h). Abort and pause stop before the next node: a swap in
 // progress is never interrupted, its outcome is still handled.
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "kmsfleet/core/plan_command_guard.h"
 #include "kmsfleet/core/reasons.h"
@@ -88,7 +90,7 @@ absl::Status PlanStep::HandleAbort() {
   return absl::OkStatus();
 }
 
-absl::Status PlanStep::RollbackAllowed() {
+absl::Status PlanStep::RollbackVersionAllowed() {
   VersionPolicyInput policy;
   policy.direction = PlanDirection::kRollback;
   policy.target = next_->version_before();
@@ -96,7 +98,11 @@ absl::Status PlanStep::RollbackAllowed() {
   for (const NodeView& v : Views()) {
     if (v.state) policy.running.push_back({v.node, v.state->provider_version()});
   }
-  if (absl::Status s = CheckVersionPolicy(policy); !s.ok()) return s;
+  return CheckVersionPolicy(policy);
+}
+
+absl::Status PlanStep::RollbackAllowed() {
+  if (absl::Status s = RollbackVersionAllowed(); !s.ok()) return s;
   RollbackSafetyInput safety;
   safety.facts = next_->compat();
   safety.baseline.assign(next_->baseline().begin(), next_->baseline().end());
@@ -116,13 +122,33 @@ absl::Status PlanStep::HandleRollback() {
                      absl::StrCat(next_->in_flight(), " is still in flight; "
                                   "retry once it has handed off."));
   }
-  if (absl::Status s = RollbackAllowed(); !s.ok()) return s;
+  if (absl::Status s = NothingSwapped() ? RollbackVersionAllowed() : RollbackAllowed();
+      !s.ok()) {
+    return s;
+  }
   ReclaimFailedNodes(true);
   next_->clear_halt();
   next_->set_abort_requested(false);
   m_.issued_.clear();
   Become(v1::PLAN_PHASE_ROLLING_BACK, "rollback requested");
   return absl::OkStatus();
+}
+
+// Whether no node was ever given its swap in this plan: none took a slot
+// (every node still Pending, Staged or Preflighted) and the first swap was
+// never authorised. Then nothing is undone, and what makes a walk back
+// unsafe (a one-way or wire-format release, a rotation or a registry
+// change under it) is what the new release could have written, where
+// none ran: a `rollback` of a plan halted in its preflight was refused
+// with "fix forward" (found in review); it takes the version policy alone
+// and ends the plan RolledBack once the fleet is healthy on the version
+// before.
+bool PlanStep::NothingSwapped() const {
+  if (next_->first_swap_authorised()) return false;
+  return std::all_of(next_->nodes().begin(), next_->nodes().end(), [](const v1::PlanNode& n) {
+    return n.phase() == v1::PLAN_NODE_PHASE_PENDING || n.phase() == v1::PLAN_NODE_PHASE_STAGED ||
+           n.phase() == v1::PLAN_NODE_PHASE_PREFLIGHTED;
+  });
 }
 
 bool PlanStep::ReclaimFailedNodes(bool walk_back) {

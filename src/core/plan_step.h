@@ -61,6 +61,9 @@ class PlanStep {
   absl::Status HandleRollback();
   absl::Status HandleAckBreakGlass(const std::string& nonce);
   absl::Status RollbackAllowed();
+  // RollbackAllowed's version policy alone.
+  absl::Status RollbackVersionAllowed();
+  bool NothingSwapped() const;
   // Failed nodes are tried again: walked back (unless they already run the
   // version before the plan) or, forward, preflighted again; a node whose
   // release was staged again since its preflight goes back to Pending, to

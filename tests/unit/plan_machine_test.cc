@@ -2425,6 +2425,37 @@ TEST(PlanMachineTest, AutoRollbackAcrossAOneWayReleaseHaltsSayingWhy) {
   EXPECT_TRUE(d.Swapped(ActionKind::kRollbackNode).empty());
 }
 
+// Found in review: `rollback` of a plan that swapped no node (here halted
+// in its preflight, c's doctor failing) was refused ROLLBACK_REFUSED_ONE_WAY
+// with "fix forward", though the new release never ran. Nothing to undo:
+// the plan ends RolledBack without a swap or rollback sent; once a node
+// was given its swap, the one-way release refuses it again.
+TEST(PlanMachineTest, ARollbackOfAPlanThatSwappedNoNodeEndsItWithNothingUndone) {
+  Driver d;
+  d.doctor_passes = [](const PlanAction& a) { return a.node != "c"; };
+  v1::CompatFacts facts;
+  facts.set_one_way(true);
+  OperatorCommand start = Start(v1::PlanSettings(), facts);
+  start.request.acknowledgements = {"ONE_WAY_UPGRADE"};
+  d.Step(start);
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  ASSERT_EQ(d.plan_.halt().reason(), reason::kDoctorFailed);
+  PlanReady r = d.Step(Cmd(CommandKind::kRollback));
+  EXPECT_TRUE(r.refusal.ok()) << r.refusal;
+  d.RunUntilPhase(v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLED_BACK);
+  EXPECT_TRUE(StepsFrom(d, 0).empty());
+
+  Driver swapped;
+  swapped.outcome = [](const PlanAction& a) {
+    return a.node == "c" ? OperationOutcome::kRolledBack : OperationOutcome::kStable;
+  };
+  swapped.Step(start);
+  swapped.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(ReasonOf(swapped.Step(Cmd(CommandKind::kRollback)).refusal),
+            reason::kRollbackRefusedOneWay);
+}
+
 TEST(PlanMachineTest, NewCoordinatorResumesTheInFlightNodeFromTheCommittedPlan) {
   Driver d;
   d.Step(Start());
