@@ -8,6 +8,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/release_guards.h"
 #include "kmsfleet/core/status.h"
+#include "kmsfleet/core/status_macros.h"
 #include "plan_step.h"
 
 namespace kmsfleet {
@@ -51,6 +52,7 @@ absl::Status PlanStep::HandleResume() {
   }
   v1::PlanPhase to = next_->resume_phase();
   if (phase == v1::PLAN_PHASE_HALTED) {
+    KMSFLEET_RETURN_IF_ERROR(FailedRestartsSeen(to == v1::PLAN_PHASE_ROLLING_BACK));
     // A node whose release was staged again since its preflight is staged
     // and preflighted once more: the plan goes back through Preflight.
     if (ReclaimFailedNodes(to == v1::PLAN_PHASE_ROLLING_BACK) &&
@@ -126,6 +128,7 @@ absl::Status PlanStep::HandleRollback() {
       !s.ok()) {
     return s;
   }
+  KMSFLEET_RETURN_IF_ERROR(FailedRestartsSeen(true));
   ReclaimFailedNodes(true);
   next_->clear_halt();
   next_->set_abort_requested(false);
@@ -187,6 +190,38 @@ bool PlanStep::ReclaimFailedNodes(bool walk_back) {
                               : v1::PLAN_NODE_PHASE_PREFLIGHTED);
   }
   return restage;
+}
+
+// A node whose kube-apiserver restart failed after a step of this
+// direction is given the restart alone when seen running the release its
+// step installed, and stepped again otherwise (RetryApiServerRestart).
+// Not seen at all (its agent not answering this term, or no version
+// reported), neither is known to be right (found in review: the node was
+// stepped again, a second swap to what it runs, its restart never asked
+// again): `resume` or `rollback` is refused until it is.
+absl::Status PlanStep::FailedRestartsSeen(bool walk_back) {
+  for (const v1::PlanNode& n : next_->nodes()) {
+    if (n.phase() != v1::PLAN_NODE_PHASE_FAILED || n.reason() != reason::kApiServerRestartFailed ||
+        n.rollback_of().empty() == walk_back) {
+      continue;
+    }
+    const NodeView* view = nullptr;
+    for (const NodeView& v : Views()) {
+      if (v.node == n.node()) view = &v;
+    }
+    const bool seen = view != nullptr && view->state;
+    if (seen && !view->state->provider_version().empty()) continue;
+    return MakeError(
+        absl::StatusCode::kUnavailable, seen ? reason::kVersionUnknown : reason::kAgentUnreachable,
+        absl::StrCat(n.node(), "'s kube-apiserver restart failed, and which release ", n.node(),
+                     " runs is not known now (", seen ? "its agent reports no provider version"
+                                                       : "its agent does not answer",
+                     "): it is given the restart again if it runs the release its step "
+                     "installed, stepped again otherwise. Retry once `kmsfleetctl status` shows "
+                     "its version."),
+        {{"node", n.node()}});
+  }
+  return absl::OkStatus();
 }
 
 // A node whose step ran but whose kube-apiserver did not come back ready

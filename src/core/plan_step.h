@@ -64,6 +64,7 @@ class PlanStep {
   // RollbackAllowed's version policy alone.
   absl::Status RollbackVersionAllowed();
   bool NothingSwapped() const;
+  absl::Status FailedRestartsSeen(bool walk_back);
   // Failed nodes are tried again: walked back (unless they already run the
   // version before the plan) or, forward, preflighted again; a node whose
   // release was staged again since its preflight goes back to Pending, to

@@ -117,6 +117,11 @@ class Driver {
       if (no_registry.contains(n)) views.back().registry.reset();
       if (not_ready.contains(n)) views.back().state->set_ready(false);
       views.back().state->set_default_stabilization_ms(default_stabilization_ms);
+      if (no_state.contains(n)) {
+        views.back().state.reset();
+        views.back().registry.reset();
+        views.back().unreachable_since_unix_ms = now;
+      }
     }
     return views;
   }
@@ -261,6 +266,7 @@ class Driver {
   std::map<std::string, std::string> hash_of;  // nodes reporting another hash
   std::set<std::string> no_registry;
   std::set<std::string> not_ready;  // nodes whose provider is not ready
+  std::set<std::string> no_state;   // nodes whose agent does not answer
   // Whether hand-offs are released; by default, unless the node's last
   // operation ended RollbackFailed.
   std::optional<bool> hand_off_released;
@@ -1971,6 +1977,29 @@ TEST(PlanMachineTest, AResumeAsksForAFailedRestartAgainBeforeAnyOtherStep) {
   }
   ASSERT_EQ(restarts_of_c.size(), 2u);
   EXPECT_EQ(restarts_of_c[1], restarts_of_c[0] + ".retry-1");
+}
+
+// Found in review: `resume` after a failed kube-apiserver restart, the
+// node not seen (its agent not answering this term), fell through to
+// stepping the node again: a second swap to the release it runs, its
+// restart never asked again. The command is refused until it is seen.
+TEST(PlanMachineTest, AResumeWaitsToSeeTheNodeWhoseRestartFailed) {
+  Driver d;
+  bool c_ready = false;
+  HaltOnCsRestart(d, c_ready);
+  c_ready = true;
+  d.no_state.insert("c");
+  const size_t before = d.log_.size();
+  PlanReady r = d.Step(Cmd(CommandKind::kResume));
+  EXPECT_EQ(ReasonOf(r.refusal), reason::kAgentUnreachable) << r.refusal;
+  EXPECT_THAT(std::string(r.refusal.message()), HasSubstr("c's kube-apiserver restart failed"));
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+  d.no_state.clear();
+  r = d.Step(Cmd(CommandKind::kResume));
+  ASSERT_TRUE(r.refusal.ok()) << r.refusal;
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(StepsFrom(d, before),
+              ElementsAre("restart-apiserver c", "swap b", "restart-apiserver b"));
 }
 
 // The first restart's failure arriving again during the retry (a call
