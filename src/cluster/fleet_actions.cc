@@ -320,6 +320,7 @@ ActionResult FleetActions::Operate(const PlanAction& action, const v1::Fence& fe
   } else {
     v1::RollbackRequest request = CommandRequest<v1::RollbackRequest>(action, fence);
     request.set_of_operation_id(action.of_operation_id);
+    request.set_expected_version(action.version);  // the plan's version before
     s = Stub(action.node)->Rollback(Context().get(), request, &operation);
   }
   r.status = CommandRefusalForPlan(FromGrpcStatus(s, action.node));

@@ -489,7 +489,8 @@ grpc::Status AgentService::Rollback(grpc::ServerContext* context,
   command.bound_to_plan = member.has_value();
   command.sent_by = member.value_or("");
   command.caller_gone = CallerGoneOf(context);
-  absl::StatusOr<SwapJournal> j = executor_->Rollback({r->of_operation_id(), command});
+  absl::StatusOr<SwapJournal> j =
+      executor_->Rollback({r->of_operation_id(), command, r->expected_version()});
   if (!j.ok()) return RefusedCommand(*context, "/kmsfleet.v1.Agent/Rollback", j.status());
   ToProto(*j, response);
   return grpc::Status::OK;

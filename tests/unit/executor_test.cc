@@ -989,6 +989,27 @@ TEST_F(ExecutorTest, ARollbackOfASwapWhoseReleaseWasReplacedSinceIsRefused) {
   ExpectOldServing();
 }
 
+// Found in review: a plan's walk-back undid a node's last swap, which
+// after a mend by hand had gone from the newer release to itself, and
+// reinstalled the newer release. The plan sends the version a rollback
+// must reinstall: another is refused before anything is done.
+TEST_F(ExecutorTest, ARollbackThatWouldNotReinstallTheExpectedVersionIsRefused) {
+  ASSERT_EQ(SwapTo(kNew).phase, SwapPhase::kStable);
+  const size_t calls = Calls().size();
+  absl::StatusOr<SwapJournal> refused =
+      executor().Rollback({"op-1", {"", 0, "op-2", std::nullopt}, "0.0.9"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(ReasonOf(refused.status()), reason::kRollbackTargetMismatch);
+  EXPECT_THAT(std::string(refused.status().message()),
+              HasSubstr(std::string("replaced ") + kOld + ", not 0.0.9"));
+  EXPECT_EQ(Calls().size(), calls) << "nothing was stopped";
+  EXPECT_FALSE(executor().Busy());
+  EXPECT_EQ(Installed(), kNew);
+  ASSERT_TRUE(executor().Rollback({"op-1", {"", 0, "op-3", std::nullopt}, kOld}).ok());
+  EXPECT_EQ(WaitClosed("op-3").phase, SwapPhase::kStable);
+  ExpectOldServing();
+}
+
 // Found in review: every swap's copy of the binary it replaced (tens of
 // MB) stayed in the state directory for ever. Each end keeps the copies
 // of `rollback_steps` rollbacks in a row from what is installed; the

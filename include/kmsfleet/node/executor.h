@@ -145,6 +145,8 @@ struct SwapParams {
 struct RollbackParams {
   std::string of_operation_id;  // the Stable swap to undo
   CommandParams command;
+  // The version it must reinstall (the plan's version before); "" = any.
+  std::string expected_version{};
 };
 
 // Decides whether a command under `fence` (nullopt: none was sent) may
@@ -417,6 +419,7 @@ class Executor {
   absl::StatusOr<StagedArtifact> StageBinary(const StageRequest& request);
   absl::StatusOr<StagedArtifact> StageStaticPod(const StageRequest& request);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
+  absl::Status CheckRollbackTarget(const SwapJournal& of, const std::string& expected);
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
                                  const std::string& what) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
