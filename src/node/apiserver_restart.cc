@@ -1,6 +1,9 @@
 #include "kmsfleet/node/apiserver_restart.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "kmsfleet/core/checksums.h"
 #include "kmsfleet/core/reasons.h"
@@ -32,6 +35,11 @@ std::string Tail(const std::string& text) {
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
 }
+
+// The record's second line while a restart command runs: an agent stopped
+// or killed meanwhile (systemd's stop timeout ends a drain that outlasts
+// it) leaves it there, and the command's end is unknown.
+constexpr char kCommandStarted[] = "started; its end was not recorded";
 
 absl::Status Failed(const std::string& what, const std::string& method) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
@@ -148,6 +156,17 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow(
     const std::string& restart_id, const std::optional<std::string>& ran_before) {
   ApiServerRestartReport report;
   report.method = ApiServerRestartMethodName(options_);
+  if (ran_before && *ran_before == kCommandStarted) {
+    // Found in review: a command cut short (a kubeadm-style rename of the
+    // manifest away and back, killed between the two) was run again from
+    // its half-done state, or never asked for again. Said, not run.
+    return Failed("the restart command " + options_.command + " for " + restart_id +
+                      " was cut short (this agent stopped or was killed while it ran), so "
+                      "kube-apiserver on this node may be down: check it and bring it back "
+                      "by hand; `kmsfleetctl resume` then asks for the restart again under "
+                      "a new id",
+                  report.method);
+  }
   if (ran_before) {
     report.done = *ran_before + " (run earlier for this step; not run again)";
     Log(LogLevel::kInfo, "kube-apiserver was restarted for this step earlier; waiting for "
@@ -156,7 +175,13 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow(
   } else {
     Log(LogLevel::kInfo, "restarting kube-apiserver", {{"method", report.method}});
     const int64_t start = seams_.steady.NowSteadyMillis();
-    KMSFLEET_RETURN_IF_ERROR(RunRestart(report));
+    const bool command = options_.method == ApiServerRestartOptions::Method::kCommand;
+    if (command) RecordRun(restart_id, kCommandStarted);
+    if (absl::Status ran = RunRestart(report); !ran.ok()) {
+      // A failure that was seen is not a run: asked again, it runs again.
+      if (command) ForgetRun(restart_id);
+      return ran;
+    }
     report.restart_ms = seams_.steady.NowSteadyMillis() - start;
     // Before the wait, which a stop or a crash can cut short: asked again
     // after that, the restart is not run twice.
@@ -189,6 +214,20 @@ std::optional<std::string> ApiServerRestarter::RecordedRun(
   std::string done = text->substr(id_end + 1);
   while (!done.empty() && done.back() == '\n') done.pop_back();
   return done;
+}
+
+void ApiServerRestarter::ForgetRun(const std::string& restart_id) const {
+  if (options_.record_file.empty() || restart_id.empty()) return;
+  if (std::remove(options_.record_file.c_str()) != 0 && errno != ENOENT) {
+    Log(LogLevel::kWarn, "cannot remove the kube-apiserver restart record; asked again, the "
+                         "failed restart is reported as cut short",
+        {{"file", options_.record_file}, {"error", std::strerror(errno)}});
+  }
+}
+
+bool ApiServerRestarter::Running() {
+  std::lock_guard lock(mu_);
+  return !running_id_.empty();
 }
 
 void ApiServerRestarter::RecordRun(const std::string& restart_id,

@@ -279,6 +279,52 @@ TEST_F(ApiServerRestartTest, AFailedOrUnrecordedRestartRunsAgainWhenAskedAgain) 
   EXPECT_EQ(services_.restarted.size(), 3u);
 }
 
+// A restart command is recorded as started before it runs: the record as
+// the command sees it is what an agent stopped or killed meanwhile leaves.
+TEST_F(ApiServerRestartTest, TheCommandsStartIsRecordedBeforeItRuns) {
+  ReadyzServer readyz({200});
+  const std::string record = dir_.File("apiserver-restart");
+  const std::string seen = dir_.File("seen");
+  const std::string script = Script("restart", "cat '" + record + "' > '" + seen + "'\n");
+  ApiServerRestartOptions o = Make("command:" + script, readyz.Url()).options();
+  o.record_file = record;
+  ApiServerRestarter restarter(o, {.services = services_, .steady = steady_});
+  ASSERT_TRUE(restarter.Restart("op-1", AdmitAll).ok());
+  EXPECT_EQ(testing::ReadFile(seen), "op-1\nstarted; its end was not recorded\n");
+  EXPECT_EQ(testing::ReadFile(record), "op-1\nran " + script + " (exit 0)\n");
+}
+
+// Found in review: a restart command cut short by the agent's stop (a
+// rename of the manifest away and back, killed between the two) ran again
+// from its half-done state when asked again. It is said, not run again; a
+// failure the agent saw is forgotten, and asked again runs again.
+TEST_F(ApiServerRestartTest, ACommandCutShortIsReportedNotRunAgain) {
+  ReadyzServer readyz({200});
+  const std::string record = dir_.File("apiserver-restart");
+  const std::string runs = dir_.File("runs");
+  const std::string script = Script("restart", "echo run >> '" + runs + "'\n");
+  ApiServerRestartOptions o = Make("command:" + script, readyz.Url()).options();
+  o.record_file = record;
+  testing::WriteFile(record, "op-1\nstarted; its end was not recorded\n");  // as a kill leaves it
+  ApiServerRestarter after(o, {.services = services_, .steady = steady_});
+  absl::StatusOr<ApiServerRestartReport> cut = after.Restart("op-1", AdmitAll);
+  EXPECT_EQ(ReasonOf(cut.status()), reason::kApiServerRestartFailed) << cut.status();
+  EXPECT_THAT(std::string(cut.status().message()), HasSubstr("was cut short"));
+  EXPECT_EQ(testing::ReadFile(runs), "") << "not run again";
+  ASSERT_TRUE(after.Restart("op-1.retry-1", AdmitAll).ok());  // resume's new id runs
+  EXPECT_EQ(testing::ReadFile(runs), "run\n");
+
+  const std::string failing = Script("failing", "echo run >> '" + runs + "'\nexit 3\n");
+  o = Make("command:" + failing, readyz.Url()).options();
+  o.record_file = record;
+  ApiServerRestarter failed(o, {.services = services_, .steady = steady_});
+  EXPECT_EQ(ReasonOf(failed.Restart("op-2", AdmitAll).status()), reason::kApiServerRestartFailed);
+  ApiServerRestarter again(o, {.services = services_, .steady = steady_});
+  absl::StatusOr<ApiServerRestartReport> rerun = again.Restart("op-2", AdmitAll);
+  EXPECT_THAT(std::string(rerun.status().message()), ::testing::Not(HasSubstr("cut short")));
+  EXPECT_EQ(testing::ReadFile(runs), "run\nrun\nrun\n") << "a failure seen runs again";
+}
+
 TEST_F(ApiServerRestartTest, WithoutAMethodTheNodeSaysSoAndNothingIsAdmitted) {
   ApiServerRestarter restarter(ApiServerRestartOptions{},
                                {.services = services_, .steady = steady_});

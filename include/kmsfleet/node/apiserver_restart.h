@@ -57,6 +57,9 @@ struct ApiServerRestartOptions {
   // ran, so that one asked again after the agent itself restarted (a stop
   // during its /readyz wait, a crash) waits for /readyz rather than
   // restarting kube-apiserver a second time; "" keeps it in memory only.
+  // A command's start is recorded too: one whose end the agent did not
+  // see (stopped or killed while it ran) is answered
+  // APISERVER_RESTART_FAILED, "cut short", and not run again.
   std::string record_file;
   // A request for the restart running now waits this long for its answer,
   // then is told to ask again (Unavailable, OPERATION_IN_PROGRESS): a
@@ -129,6 +132,9 @@ class ApiServerRestarter {
   // which may be an hour) stops waiting at its next poll, so the agent's
   // drain does not outlast systemd's TimeoutStopSec and end in SIGKILL.
   void StopWaiting();
+  // Whether a restart is running now (the agent's stop then asks systemd
+  // for the command's time: EXTEND_TIMEOUT_USEC).
+  bool Running();
 
  private:
   // Restarts kube-apiserver and records it, or, when `ran_before` (the
@@ -140,6 +146,7 @@ class ApiServerRestarter {
   // names that id; nullopt when it does not, or cannot be read.
   std::optional<std::string> RecordedRun(const std::string& restart_id) const;
   void RecordRun(const std::string& restart_id, const std::string& done) const;
+  void ForgetRun(const std::string& restart_id) const;
   absl::Status RunRestart(ApiServerRestartReport& report);
   absl::Status AwaitReady(ApiServerRestartReport& report);
 
