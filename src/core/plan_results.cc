@@ -281,9 +281,14 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
                                   ReasonOf(r.status), "), so it was not restarted: ",
                                   std::string(r.status.message())));
   } else if (!r.status.ok()) {
+    // Found in review: a restart that never ran (the unit's job or the
+    // command failed, an agent without the RPC) read "did not come back
+    // ready" too; only APISERVER_NOT_READY is that.
+    const bool not_ready = ReasonOf(r.status) == reason::kApiServerNotReady;
     node.set_reason(reason::kApiServerRestartFailed);
     node.set_message(absl::StrCat("kube-apiserver on ", node.node(),
-                                  " did not come back ready: ",
+                                  not_ready ? " did not come back ready: "
+                                            : " could not be restarted: ",
                                   std::string(r.status.message())));
   }
   node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);

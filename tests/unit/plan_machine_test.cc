@@ -2084,6 +2084,24 @@ TEST(PlanMachineTest, ARestartRefusedAtAdmissionSaysItNeverRan) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c"));
 }
 
+// Found in review: a restart whose unit job or command failed (nothing to
+// wait /readyz for) read "did not come back ready", as one that ran and
+// never answered 200 does.
+TEST(PlanMachineTest, ARestartThatCouldNotRunIsNotSaidToHaveComeBackUnready) {
+  Driver d;
+  d.restart = [](const PlanAction& a) {
+    if (a.node != "c") return absl::OkStatus();
+    return MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
+                     "restarting unit kube-apiserver.service failed: unit not found");
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilPhase(v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kApiServerRestartFailed);
+  EXPECT_THAT(d.plan_.halt().message(),
+              HasSubstr("kube-apiserver on c could not be restarted: restarting unit"));
+  EXPECT_THAT(d.plan_.halt().message(), Not(HasSubstr("did not come back ready")));
+}
+
 TEST(PlanMachineTest, FailedSwapRestoredHaltsAndTouchesNoFurtherNode) {
   Driver d;
   d.outcome = [](const PlanAction& a) {
