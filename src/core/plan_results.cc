@@ -151,6 +151,16 @@ void PlanStep::ApplyOperation(v1::PlanNode& node, const ActionResult& r) {
         return GiveSlotBackUntouched(
             node, absl::StrCat(node.operation_id(), " never reached ", node.node()));
       }
+      if (absl::Status unsafe = RollbackNoLongerAllowed(node); !unsafe.ok()) {
+        // Found in review: sent again follow-only while rollback safety
+        // failed (a rotation promoted since), it came back NotFound round
+        // after round, the node holding the slot, and neither `resume` nor
+        // `rollback` applied. As the walk-back's own gate (NodeGates), the
+        // plan halts; the node, untouched, is still upgraded.
+        Halt(unsafe, node.node());
+        return GiveSlotBackUntouched(
+            node, absl::StrCat(node.operation_id(), " never reached ", node.node()));
+      }
       m_.issued_.clear();
       return;
     case OperationOutcome::kStable:
@@ -242,6 +252,17 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
 // ...but not while the plan is not moving on its own: the node hands its
 // slot back as it was before its step (Preflighted, or Done on the way
 // back), to be taken again on resume, or the abort completes.
+// For a walk-back rollback that never ran: RollbackAllowed's refusal when
+// the other gates pass (so that an unhealthy fleet, which makes rollback
+// safety unknown, waits rather than halts, as NodeGates judges); OK
+// otherwise, and for a swap.
+absl::Status PlanStep::RollbackNoLongerAllowed(const v1::PlanNode& node) {
+  if (node.rollback_of().empty()) return absl::OkStatus();
+  std::string others_hash;
+  if (!OthersGates(node.node(), false, &others_hash).ok()) return absl::OkStatus();
+  return RollbackAllowed();
+}
+
 void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what) {
   node.set_message(absl::StrCat(what,
                                 "; not sent again while the plan is ",

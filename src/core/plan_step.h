@@ -113,6 +113,7 @@ class PlanStep {
   // The gates a swap or rollback must pass again when it is sent anew.
   absl::Status OthersStillHealthy(std::string_view in_flight, bool rollback, std::string* hash);
   absl::Status OthersGates(std::string_view in_flight, bool rollback, std::string* hash);
+  absl::Status RollbackNoLongerAllowed(const v1::PlanNode& node);
   // Issues the in-flight node's kube-apiserver restart once OthersGates
   // pass; blocks on them until then.
   void IssueApiServerRestart(const v1::PlanNode& node);

@@ -2663,7 +2663,10 @@ TEST(PlanMachineTest, AResumedSwapWaitsWhileAnotherNodeRotates) {
 // Found in review: a rollback sent again (its first send unanswered, or a
 // new coordinator resuming it) checked the gates but not rollback safety:
 // a rotation promoted meanwhile on every node (parity holds on the new
-// hash) let the older release be reinstalled. It waits, follow-only.
+// hash) let the older release be reinstalled. It is sent follow-only; and
+// (found in a later review) once it comes back never run, the plan halts
+// with the refusal, as the walk-back's gate would, rather than hold the
+// slot for ever: the node, untouched, is still upgraded.
 TEST(PlanMachineTest, ARollbackSentAgainAfterARotationWasPromotedIsNotStarted) {
   Driver d;
   d.StartAndSwapFirst();
@@ -2685,8 +2688,16 @@ TEST(PlanMachineTest, ARollbackSentAgainAfterARotationWasPromotedIsNotStarted) {
   PlanReady r;
   for (int i = 0; i < 20; ++i) r = d.Step();
   EXPECT_THAT(d.Swapped(ActionKind::kRollbackNode), ElementsAre(back)) << "not sent to start";
-  EXPECT_EQ(ReasonOf(r.blocked), reason::kRollbackRefusedKeyRotated) << r.blocked;
-  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("No operation is started on " + back));
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_HALTED);
+  EXPECT_EQ(d.plan_.halt().reason(), reason::kRollbackRefusedKeyRotated);
+  EXPECT_EQ(d.plan_.in_flight(), "") << "handed off";
+  const v1::PlanNode* node = nullptr;
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    if (n.node() == back) node = &n;
+  }
+  ASSERT_NE(node, nullptr);
+  EXPECT_EQ(node->phase(), v1::PLAN_NODE_PHASE_DONE);
+  EXPECT_THAT(node->message(), HasSubstr("never reached " + back));
   EXPECT_EQ(d.versions_[back], "0.2.0");
 }
 
