@@ -258,7 +258,25 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
   step_at_once_ = after_change_ || ready.observe_at_once;
   v1::LeaderView now = node_.View();
   Publish(now, ready.blocked);
-  if (command) Answer(*command, View());
+  if (command) {
+    LogAccepted(*command);
+    Answer(*command, View());
+  }
+}
+
+// The plan's audit keeps its last kMaxAuditEntries entries; the journal
+// keeps every accepted command with who sent it (found in review: in a long
+// plan, the name on an earlier break-glass acknowledgement was dropped).
+void Coordinator::LogAccepted(const Pending& p) {
+  constexpr size_t kMaxLoggedBytes = 512;  // the caller's name is the caller's
+  const std::optional<v1::FleetPlan>& plan = machine_->committed();
+  std::string command = p.upgrade ? "upgrade" : v1::PlanCommandKind_Name(p.command.kind());
+  if (p.upgrade) absl::StrAppend(&command, " to ", p.request.target_version().substr(0, 64));
+  Log(LogLevel::kInfo, "operator command accepted",
+      {{"node", options_.self}, {"command", command},
+       {"caller", p.who.substr(0, kMaxLoggedBytes)},
+       {"plan", plan ? plan->plan_id() : ""},
+       {"revision", plan ? std::to_string(plan->revision()) : ""}});
 }
 
 // Asks every voter for its state and probes OpenBao, together: a fresh

@@ -171,6 +171,11 @@ TEST_F(FleetUpgradeTest, RollbackFailedEntersBreakGlassAndOnlyItsNonceLeavesIt) 
   EXPECT_EQ(PlanField("nonce"), nonce);
   SubprocessResult ack = Run(2, {"ack-break-glass", nonce});
   EXPECT_EQ(ack.exit_code, 0) << ack.stdout_text << ack.stderr_text;
+  // Who acknowledged is in the coordinator's journal too, whatever the
+  // plan's audit (its last 64 entries) keeps later.
+  EXPECT_THAT(fleet_->Logs(), ::testing::ContainsRegex(
+                                  "msg=\"operator command accepted\".*"
+                                  "command=PLAN_COMMAND_ACK_BREAK_GLASS caller=[^ ]"));
   // cp-2 still cannot hand off (its last operation ended RollbackFailed):
   // a new break-glass event, with a new nonce.
   ASSERT_TRUE(WaitUntil([&] {

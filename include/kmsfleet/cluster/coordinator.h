@@ -167,6 +167,7 @@ class Coordinator {
   void CountBlock(const absl::Status& blocked);
   std::shared_ptr<Pending> NextCommand();
   void Answer(Pending& pending, absl::StatusOr<v1::PlanView> answer);
+  void LogAccepted(const Pending& pending);
   absl::StatusOr<OperatorCommand> ToCommand(Pending& pending,
                                             const std::vector<NodeView>& views);
   absl::StatusOr<v1::PlanView> DryRun(Pending& pending, const PlanInput& input);
