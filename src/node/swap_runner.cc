@@ -334,6 +334,12 @@ absl::Status Executor::JudgeCapturedKey(const SwapJournal& j,
     KMSFLEET_RETURN_IF_ERROR(facts.status());
     KMSFLEET_RETURN_IF_ERROR(CheckNoRotationSinceCapture(j, ActiveKeyIdHash(*facts)));
   }
+  // A rollback's registry rule too (the older binary rejects removed
+  // records and another schema), judged before its checks: found in
+  // review, a `retire-versions --apply` while its doctor ran passed.
+  if (j.kind == "rollback" && facts.ok()) {
+    KMSFLEET_RETURN_IF_ERROR(CheckRollbackAllowed(CapturedRegistryFacts(j), *facts));
+  }
   // Then a swap's expected key (after the rotation judgement, whose "fix
   // forward" an expected hash of the older release's would otherwise hide
   // behind "send it again"; found in review). On a refusal only, the

@@ -2289,6 +2289,15 @@ TEST_F(ExecutorTest, ARotationPromotedAfterTheRollbacksChecksIsSeenAtTheCapture)
   EXPECT_EQ(Installed(), kNew);
 }
 
+// As for a rotation, records removed (`retire-versions --apply`) or a
+// schema changed after the rollback's checks are seen at the capture
+// (found in review: only the checks judged them).
+TEST_F(ExecutorTest, RecordsRemovedAfterTheRollbacksChecksAreSeenAtTheCapture) {
+  SwapJournal back = RollBackWithRegistryAtCapture(Registry(1, kSchema, "obk2.first"));
+  EXPECT_EQ(back.failure_reason, reason::kRollbackRefusedRemoved) << back.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+}
+
 // A registry that cannot be parsed at the capture proves nothing about
 // its key: a rollback judged for a rotation ends there.
 TEST_F(ExecutorTest, ARegistryUnreadableAtARollbacksCaptureEndsItBeforeTheStop) {
