@@ -111,6 +111,8 @@ std::string NodeLine(const v1::PlanNode& n, int64_t now) {
   }
   if (!n.reason().empty()) {
     line += "  [" + n.reason() + "] " + n.message();
+  } else if (ended && !n.apiserver_restart().empty()) {
+    line += "  kube-apiserver: " + n.apiserver_restart();
   } else if (n.stage() != v1::PLAN_STEP_STAGE_UNSPECIFIED && !n.message().empty()) {
     // In its step with no failure: sent again, or giving its slot back,
     // after its agent stopped.

@@ -376,6 +376,7 @@ ActionResult FleetActions::RestartApiServer(const PlanAction& action, const v1::
   }
   r.status = CommandRefusalForPlan(FromGrpcStatus(answer, action.node));
   if (r.status.ok()) {
+    r.apiserver_restart = response.method() + ": " + response.done();
     Log(LogLevel::kInfo, "kube-apiserver restarted",
         {{"node", action.node}, {"operation", action.operation_id}, {"done", response.done()},
          {"ready_ms", std::to_string(response.ready_ms())}});

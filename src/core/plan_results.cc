@@ -312,6 +312,9 @@ void PlanStep::ApplyApiServerRestarted(v1::PlanNode& node,
                                             : " could not be restarted: ",
                                   std::string(r.status.message())));
   }
+  // The node's own method and words (the plan's settings name the
+  // coordinator's; found in review, the plan showed that for every node).
+  if (r.status.ok()) node.set_apiserver_restart(r.apiserver_restart);
   node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
   changed_ = true;
   RestartParity();

@@ -365,6 +365,7 @@ void PlanStep::BoundTexts() {
   for (v1::PlanNode& n : *next_->mutable_nodes()) {
     Cut(*n.mutable_reason(), kMaxPlanReasonBytes);
     Cut(*n.mutable_message(), kMaxPlanTextBytes);
+    Cut(*n.mutable_apiserver_restart(), kMaxPlanTextBytes);
   }
   if (next_->has_halt()) {
     Cut(*next_->mutable_halt()->mutable_reason(), kMaxPlanReasonBytes);

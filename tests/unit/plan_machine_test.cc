@@ -348,6 +348,11 @@ class Driver {
         r.kind = ResultKind::kApiServerRestarted;
         r.operation_id = a.operation_id;  // as FleetActions::RestartApiServer
         r.status = restart(a);
+        // Each agent's own method: c's differs from the coordinator's.
+        if (r.status.ok()) {
+          r.apiserver_restart = a.node == "c" ? "command:/usr/local/sbin/restart: ran it (exit 0)"
+                                              : "systemd:kube-apiserver.service: restarted unit";
+        }
         break;
       case ActionKind::kHandOff:
         r.kind = ResultKind::kHandOff;
@@ -1844,6 +1849,13 @@ TEST(PlanMachineTest, ApiServerRestartEndsEachNodeStep) {
     }
   }
   EXPECT_THAT(kinds, ElementsAre("swap", "restart-apiserver", "hand-off"));
+  // Each node records what its own agent did, not the coordinator's method.
+  for (const v1::PlanNode& n : d.plan_.nodes()) {
+    EXPECT_EQ(n.apiserver_restart(), n.node() == "c"
+                                         ? "command:/usr/local/sbin/restart: ran it (exit 0)"
+                                         : "systemd:kube-apiserver.service: restarted unit")
+        << n.node();
+  }
 }
 
 v1::CompatFacts RestartRequired() {

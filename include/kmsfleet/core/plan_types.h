@@ -67,6 +67,7 @@ struct ActionResult {
   OperationOutcome outcome = OperationOutcome::kNotFound;  // kOperation
   std::string outcome_reason, outcome_message;             // kOperation
   bool released = false;                    // kHandOff
+  std::string apiserver_restart{};          // kApiServerRestarted: "<method>: <done>"
   // kHandOff, released: ReleaseReply.last_operation_id and _phase.
   std::string last_operation_id{}, last_operation_phase{};
 };
