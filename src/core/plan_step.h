@@ -116,7 +116,7 @@ class PlanStep {
   absl::Status RollbackNoLongerAllowed(const v1::PlanNode& node);
   // Issues the in-flight node's kube-apiserver restart once OthersGates
   // pass; blocks on them until then.
-  void IssueApiServerRestart(const v1::PlanNode& node);
+  void IssueApiServerRestart(v1::PlanNode& node);
   // Issues a swap or rollback of the in-flight node: follow-only while
   // OthersStillHealthy fails.
   void IssueOperation(PlanAction action);

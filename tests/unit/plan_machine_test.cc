@@ -1948,6 +1948,16 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForTheOtherNodesToBeHealthy) {
   EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
   EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("kube-apiserver on a is not restarted"));
   EXPECT_EQ(d.plan_.in_flight(), "a");
+  // Found in a later review: with c down for good, the slot was never given
+  // back, and abort could not end the plan. Aborting, a's restart is not
+  // waited for: a gives its slot back, its restart not done, the plan ends.
+  Driver aborted = d;
+  aborted.Step(Cmd(CommandKind::kAbort));
+  aborted.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_EQ(aborted.plan_.phase(), v1::PLAN_PHASE_ABORTED);
+  EXPECT_TRUE(aborted.Swapped(ActionKind::kRestartApiServer).empty());
+  EXPECT_EQ(aborted.plan_.nodes(0).reason(), reason::kApiServerRestartFailed);
+  EXPECT_THAT(aborted.plan_.nodes(0).message(), HasSubstr("its restart not done"));
   d.not_ready.clear();
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(StepsFrom(d, 0), ElementsAre("swap a", "restart-apiserver a", "swap c",
