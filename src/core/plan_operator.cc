@@ -209,7 +209,9 @@ absl::Status PlanStep::FailedRestartsSeen(bool walk_back) {
     for (const NodeView& v : Views()) {
       if (v.node == n.node()) view = &v;
     }
-    const bool seen = view != nullptr && view->state;
+    // A view kept from before its agent went silent is not seen now: its
+    // version may predate the step (found in review).
+    const bool seen = view != nullptr && view->state && view->unreachable_since_unix_ms == 0;
     if (seen && !view->state->provider_version().empty()) continue;
     return MakeError(
         absl::StatusCode::kUnavailable, seen ? reason::kVersionUnknown : reason::kAgentUnreachable,
@@ -244,7 +246,8 @@ bool PlanStep::RetryApiServerRestart(v1::PlanNode& n, bool walk_back) {
     if (v.node == n.node()) view = &v;
   }
   // Not known to run it: stepped again, as any failed node.
-  if (view == nullptr || !view->state || view->state->provider_version() != installed) {
+  if (view == nullptr || !view->state || view->unreachable_since_unix_ms != 0 ||
+      view->state->provider_version() != installed) {
     return false;
   }
   n.set_apiserver_restart_retries(n.apiserver_restart_retries() + 1);

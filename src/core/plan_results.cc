@@ -253,14 +253,24 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
 // slot back as it was before its step (Preflighted, or Done on the way
 // back), to be taken again on resume, or the abort completes.
 // For a walk-back rollback that never ran: RollbackAllowed's refusal when
-// the other gates pass (so that an unhealthy fleet, which makes rollback
-// safety unknown, waits rather than halts, as NodeGates judges); OK
-// otherwise, and for a swap.
+// it is for good (a one-way or wire-format release, a rotation promoted,
+// records removed, a schema changed) and the other gates pass; OK
+// otherwise, and for a swap. A refusal for what cannot be read now (a
+// key_id hash, a rotation state, registry facts or a version not shown:
+// the in-flight node itself may be restarting) waits, as an unhealthy
+// fleet does (found in review of the first version of this rule).
 absl::Status PlanStep::RollbackNoLongerAllowed(const v1::PlanNode& node) {
   if (node.rollback_of().empty()) return absl::OkStatus();
   std::string others_hash;
   if (!OthersGates(node.node(), false, &others_hash).ok()) return absl::OkStatus();
-  return RollbackAllowed();
+  absl::Status allowed = RollbackAllowed();
+  const std::string why = ReasonOf(allowed);
+  const bool for_good = why == reason::kRollbackRefusedOneWay ||
+                        why == reason::kRollbackRefusedWireFormat ||
+                        why == reason::kRollbackRefusedKeyRotated ||
+                        why == reason::kRollbackRefusedRemoved ||
+                        why == reason::kRollbackRefusedSchema;
+  return for_good ? allowed : absl::OkStatus();
 }
 
 void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what) {
