@@ -249,9 +249,6 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
   changed_ = true;
 }
 
-// ...but not while the plan is not moving on its own: the node hands its
-// slot back as it was before its step (Preflighted, or Done on the way
-// back), to be taken again on resume, or the abort completes.
 // For a walk-back rollback that never ran: RollbackAllowed's refusal when
 // it is for good (a one-way or wire-format release, a rotation promoted,
 // records removed, a schema changed) and the other gates pass; OK
@@ -273,6 +270,9 @@ absl::Status PlanStep::RollbackNoLongerAllowed(const v1::PlanNode& node) {
   return for_good ? allowed : absl::OkStatus();
 }
 
+// ...but not while the plan is not moving on its own: the node hands its
+// slot back as it was before its step (Preflighted, or Done on the way
+// back), to be taken again on resume, or the abort completes.
 void PlanStep::GiveSlotBackUntouched(v1::PlanNode& node, const std::string& what) {
   node.set_message(absl::StrCat(what,
                                 "; not sent again while the plan is ",

@@ -36,10 +36,14 @@ std::string Tail(const std::string& text) {
   return out;
 }
 
-// The record's second line while a restart command runs: an agent stopped
-// or killed meanwhile (systemd's stop timeout ends a drain that outlasts
-// it) leaves it there, and the command's end is unknown.
+// What RecordedRun says of a restart command whose start was recorded and
+// its end not: an agent stopped or killed while it ran (systemd's stop
+// timeout ends a drain that outlasts it). On disk the id line is then
+// "<id> started", which an agent older than this record does not take for
+// a run of <id> (ids hold no space): after a downgrade it runs the command
+// again, as it always did, rather than skip it (found in review).
 constexpr char kCommandStarted[] = "started; its end was not recorded";
+constexpr char kStartedSuffix[] = " started";
 
 absl::Status Failed(const std::string& what, const std::string& method) {
   return MakeError(absl::StatusCode::kFailedPrecondition, reason::kApiServerRestartFailed,
@@ -176,7 +180,7 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow(
     Log(LogLevel::kInfo, "restarting kube-apiserver", {{"method", report.method}});
     const int64_t start = seams_.steady.NowSteadyMillis();
     const bool command = options_.method == ApiServerRestartOptions::Method::kCommand;
-    if (command) RecordRun(restart_id, kCommandStarted);
+    if (command) RecordStart(restart_id);
     if (absl::Status ran = RunRestart(report); !ran.ok()) {
       // A failure that was seen is not a run: asked again, it runs again.
       if (command) ForgetRun(restart_id);
@@ -208,12 +212,22 @@ std::optional<std::string> ApiServerRestarter::RecordedRun(
     return std::nullopt;
   }
   const size_t id_end = text->find('\n');
-  if (id_end == std::string::npos || text->compare(0, id_end, restart_id) != 0) {
-    return std::nullopt;
-  }
+  if (id_end == std::string::npos) return std::nullopt;
+  if (text->substr(0, id_end) == restart_id + kStartedSuffix) return kCommandStarted;
+  if (text->compare(0, id_end, restart_id) != 0) return std::nullopt;
   std::string done = text->substr(id_end + 1);
   while (!done.empty() && done.back() == '\n') done.pop_back();
   return done;
+}
+
+void ApiServerRestarter::RecordStart(const std::string& restart_id) const {
+  if (options_.record_file.empty() || restart_id.empty()) return;
+  absl::Status s = WriteFileAtomic(options_.record_file, restart_id + kStartedSuffix + "\n", 0600);
+  if (!s.ok()) {
+    Log(LogLevel::kWarn, "cannot record the kube-apiserver restart command's start; if the "
+                         "agent stops while it runs, asked again it runs again",
+        {{"file", options_.record_file}, {"error", std::string(s.message())}});
+  }
 }
 
 void ApiServerRestarter::ForgetRun(const std::string& restart_id) const {

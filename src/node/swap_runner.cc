@@ -335,8 +335,9 @@ absl::Status Executor::JudgeCapturedKey(const SwapJournal& j,
     KMSFLEET_RETURN_IF_ERROR(CheckNoRotationSinceCapture(j, ActiveKeyIdHash(*facts)));
   }
   // A rollback's registry rule too (the older binary rejects removed
-  // records and another schema), judged before its checks: found in
-  // review, a `retire-versions --apply` while its doctor ran passed.
+  // records and another schema), judged at admission and before its
+  // doctor: found in review, a `retire-versions --apply` while the doctor
+  // ran passed. This read is the last before the stop.
   if (j.kind == "rollback" && facts.ok()) {
     KMSFLEET_RETURN_IF_ERROR(CheckRollbackAllowed(CapturedRegistryFacts(j), *facts));
   }

@@ -290,7 +290,9 @@ TEST_F(ApiServerRestartTest, TheCommandsStartIsRecordedBeforeItRuns) {
   o.record_file = record;
   ApiServerRestarter restarter(o, {.services = services_, .steady = steady_});
   ASSERT_TRUE(restarter.Restart("op-1", AdmitAll).ok());
-  EXPECT_EQ(testing::ReadFile(seen), "op-1\nstarted; its end was not recorded\n");
+  // "op-1 started": an older agent, after a downgrade, reads no run of
+  // op-1 there and runs the command again, as it always did.
+  EXPECT_EQ(testing::ReadFile(seen), "op-1 started\n");
   EXPECT_EQ(testing::ReadFile(record), "op-1\nran " + script + " (exit 0)\n");
 }
 
@@ -305,7 +307,7 @@ TEST_F(ApiServerRestartTest, ACommandCutShortIsReportedNotRunAgain) {
   const std::string script = Script("restart", "echo run >> '" + runs + "'\n");
   ApiServerRestartOptions o = Make("command:" + script, readyz.Url()).options();
   o.record_file = record;
-  testing::WriteFile(record, "op-1\nstarted; its end was not recorded\n");  // as a kill leaves it
+  testing::WriteFile(record, "op-1 started\n");  // as a kill while it ran leaves it
   ApiServerRestarter after(o, {.services = services_, .steady = steady_});
   absl::StatusOr<ApiServerRestartReport> cut = after.Restart("op-1", AdmitAll);
   EXPECT_EQ(ReasonOf(cut.status()), reason::kApiServerRestartFailed) << cut.status();

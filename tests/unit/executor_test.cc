@@ -2298,6 +2298,12 @@ TEST_F(ExecutorTest, RecordsRemovedAfterTheRollbacksChecksAreSeenAtTheCapture) {
   EXPECT_EQ(Installed(), kNew);
 }
 
+TEST_F(ExecutorTest, ASchemaChangedAfterTheRollbacksChecksIsSeenAtTheCapture) {
+  SwapJournal back = RollBackWithRegistryAtCapture(Registry(0, "v9", "obk2.first"));
+  EXPECT_EQ(back.failure_reason, reason::kRollbackRefusedSchema) << back.failure_message;
+  EXPECT_EQ(Installed(), kNew);
+}
+
 // A registry that cannot be parsed at the capture proves nothing about
 // its key: a rollback judged for a rotation ends there.
 TEST_F(ExecutorTest, ARegistryUnreadableAtARollbacksCaptureEndsItBeforeTheStop) {

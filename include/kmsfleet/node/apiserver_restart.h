@@ -147,6 +147,7 @@ class ApiServerRestarter {
   std::optional<std::string> RecordedRun(const std::string& restart_id) const;
   void RecordRun(const std::string& restart_id, const std::string& done) const;
   void ForgetRun(const std::string& restart_id) const;
+  void RecordStart(const std::string& restart_id) const;
   absl::Status RunRestart(ApiServerRestartReport& report);
   absl::Status AwaitReady(ApiServerRestartReport& report);
 
