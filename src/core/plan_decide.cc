@@ -191,6 +191,7 @@ void PlanStep::DecideNextNode() {
   SetNextOperationId(*target);
   target->set_agent_stop_retries(0);
   target->set_apiserver_restart_retries(0);
+  target->clear_apiserver_restart();  // an earlier step's restart
   target->set_stage(v1::PLAN_STEP_STAGE_SWAPPING);
   target->clear_reason();
   target->clear_message();
@@ -308,13 +309,13 @@ absl::Status PlanStep::OthersGates(std::string_view in_flight, bool rollback,
 // `resume` after a failed restart restarted the node's kube-apiserver at
 // once, with another node's provider down, leaving one API server that
 // could read Secrets). Until then the plan waits, naming why; the node
-// keeps its slot. One sent and answered is not asked again; one sent and
-// not answered is asked again only once the gates pass (the agent answers
-// it from the restart it ran). Paused or aborting, the plan does not wait
-// on the gates (found in review: with another node down for good the
-// slot was never given back, and abort, pause and rollback could not end
-// the plan): the node gives its slot back with its restart not done, as
-// a restart that failed, and `resume` asks for it again.
+// keeps its slot, paused too (the node in flight finishes its step). One
+// sent and answered is not asked again; one sent and not answered is asked
+// again only once the gates pass (the agent answers it from the restart it
+// ran). An abort does not wait on the gates (found in review: with another
+// node down for good the slot was never given back, and abort could not
+// end the plan): the node gives its slot back, its restart not confirmed,
+// as a restart that failed; `resume` or `rollback` asks for it again.
 void PlanStep::IssueApiServerRestart(v1::PlanNode& node) {
   PlanAction a = MakeAction(ActionKind::kRestartApiServer, node.node());
   a.method = next_->settings().apiserver_restart_method();
@@ -323,21 +324,22 @@ void PlanStep::IssueApiServerRestart(v1::PlanNode& node) {
   std::string others_hash;
   absl::Status s = OthersGates(node.node(), false, &others_hash);
   if (s.ok()) return Issue(std::move(a));
-  const std::string why = absl::StrCat("kube-apiserver on ", node.node(),
-                                       " is not restarted now (one sent before and not "
-                                       "answered is not asked again) while: ",
-                                       std::string(s.message()));
-  if (!ResendsNow()) {
+  if (next_->abort_requested()) {
     node.set_reason(reason::kApiServerRestartFailed);
-    node.set_message(absl::StrCat(why, " The plan is ",
-                                  next_->abort_requested() ? std::string("aborting")
-                                                           : std::string(PlanPhaseName(next_->phase())),
-                                  ": the node gives its slot back, its restart not done."));
+    node.set_message(absl::StrCat(
+        "kube-apiserver on ", node.node(), " was not restarted by the plan, which is aborting (",
+        "one sent before and not answered may have run: check it), while: ",
+        std::string(s.message())));
     node.set_stage(v1::PLAN_STEP_STAGE_HANDING_OFF);
     changed_ = true;
     return;
   }
-  Block(MakeError(s.code(), ReasonOf(s), why, {{"node", node.node()}}));
+  Block(MakeError(s.code(), ReasonOf(s),
+                  absl::StrCat("kube-apiserver on ", node.node(),
+                               " is not restarted now (one sent before and not answered is "
+                               "asked again once this passes) while: ",
+                               std::string(s.message())),
+                  {{"node", node.node()}}));
 }
 
 // A swap or rollback of the in-flight node. Held back entirely, one that

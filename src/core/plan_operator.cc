@@ -179,7 +179,8 @@ bool PlanStep::ReclaimFailedNodes(bool walk_back) {
       }
       // Without a state, walk it back: a needless rollback is refused by
       // the node and halts; a missed one would leave the fleet mixed.
-      if (view != nullptr && view->state &&
+      // A state kept from before its agent went silent is not trusted.
+      if (view != nullptr && view->state && view->unreachable_since_unix_ms == 0 &&
           view->state->provider_version() == next_->version_before()) {
         continue;
       }

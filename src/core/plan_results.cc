@@ -251,7 +251,8 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
 
 // For a walk-back rollback that never ran: RollbackAllowed's refusal when
 // it is for good (a one-way or wire-format release, a rotation promoted,
-// records removed, a schema changed) and the other gates pass; OK
+// records removed, a schema changed, a node on a release older than the
+// version before) and the other gates pass; OK
 // otherwise, and for a swap. A refusal for what cannot be read now (a
 // key_id hash, a rotation state, registry facts or a version not shown:
 // the in-flight node itself may be restarting) waits, as an unhealthy
@@ -266,7 +267,8 @@ absl::Status PlanStep::RollbackNoLongerAllowed(const v1::PlanNode& node) {
                         why == reason::kRollbackRefusedWireFormat ||
                         why == reason::kRollbackRefusedKeyRotated ||
                         why == reason::kRollbackRefusedRemoved ||
-                        why == reason::kRollbackRefusedSchema;
+                        why == reason::kRollbackRefusedSchema ||
+                        why == reason::kVersionNotHigher;
   return for_good ? allowed : absl::OkStatus();
 }
 

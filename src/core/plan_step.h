@@ -115,7 +115,8 @@ class PlanStep {
   absl::Status OthersGates(std::string_view in_flight, bool rollback, std::string* hash);
   absl::Status RollbackNoLongerAllowed(const v1::PlanNode& node);
   // Issues the in-flight node's kube-apiserver restart once OthersGates
-  // pass; blocks on them until then.
+  // pass; blocks on them until then, unless the plan is aborting: then the
+  // node gives its slot back, its restart not confirmed.
   void IssueApiServerRestart(v1::PlanNode& node);
   // Issues a swap or rollback of the in-flight node: follow-only while
   // OthersStillHealthy fails.

@@ -164,11 +164,11 @@ absl::StatusOr<ApiServerRestartReport> ApiServerRestarter::RestartNow(
     // Found in review: a command cut short (a kubeadm-style rename of the
     // manifest away and back, killed between the two) was run again from
     // its half-done state, or never asked for again. Said, not run.
-    return Failed("the restart command " + options_.command + " for " + restart_id +
-                      " was cut short (this agent stopped or was killed while it ran), so "
-                      "kube-apiserver on this node may be down: check it and bring it back "
-                      "by hand; `kmsfleetctl resume` then asks for the restart again under "
-                      "a new id",
+    return Failed("the kube-apiserver restart for " + restart_id + " (" + report.method +
+                      ") was cut short: this agent stopped or was killed after it began, so "
+                      "how it ended is unknown and kube-apiserver on this node may be down. "
+                      "Check it and bring it back by hand; `kmsfleetctl resume` then asks for "
+                      "the restart again under a new id",
                   report.method);
   }
   if (ran_before) {

@@ -1948,14 +1948,21 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForTheOtherNodesToBeHealthy) {
   EXPECT_EQ(d.plan_.in_flight(), "a");
   // Found in a later review: with c down for good, the slot was never given
   // back, and abort could not end the plan. Aborting, a's restart is not
-  // waited for: a gives its slot back, its restart not done, the plan ends.
+  // waited for: a gives its slot back, its restart not confirmed, the plan
+  // ends. Paused, the node in flight still finishes its step: it waits.
   Driver aborted = d;
   aborted.Step(Cmd(CommandKind::kAbort));
   aborted.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
   EXPECT_EQ(aborted.plan_.phase(), v1::PLAN_PHASE_ABORTED);
   EXPECT_TRUE(aborted.Swapped(ActionKind::kRestartApiServer).empty());
   EXPECT_EQ(aborted.plan_.nodes(0).reason(), reason::kApiServerRestartFailed);
-  EXPECT_THAT(aborted.plan_.nodes(0).message(), HasSubstr("its restart not done"));
+  EXPECT_THAT(aborted.plan_.nodes(0).message(), HasSubstr("which is aborting"));
+  Driver paused = d;
+  paused.Step(Cmd(CommandKind::kPause));
+  for (int i = 0; i < 5; ++i) paused.Step();
+  EXPECT_EQ(paused.plan_.phase(), v1::PLAN_PHASE_PAUSED);
+  EXPECT_EQ(paused.plan_.in_flight(), "a");
+  EXPECT_TRUE(paused.plan_.nodes(0).reason().empty());
   d.not_ready.clear();
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(StepsFrom(d, 0), ElementsAre("swap a", "restart-apiserver a", "swap c",
