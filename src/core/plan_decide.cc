@@ -315,7 +315,8 @@ absl::Status PlanStep::OthersGates(std::string_view in_flight, bool rollback,
 // ran). An abort does not wait on the gates (found in review: with another
 // node down for good the slot was never given back, and abort could not
 // end the plan): the node gives its slot back, its restart not confirmed,
-// as a restart that failed; `resume` or `rollback` asks for it again.
+// as a restart that failed, and the plan ends Aborted; a `rollback` then
+// walks that node back too, its restart after its rollback.
 void PlanStep::IssueApiServerRestart(v1::PlanNode& node) {
   PlanAction a = MakeAction(ActionKind::kRestartApiServer, node.node());
   a.method = next_->settings().apiserver_restart_method();
