@@ -9,6 +9,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/core/status_macros.h"
+#include "kmsfleet/node/clock.h"
 #include "kmsfleet/node/log.h"
 #include "peer_sender.h"
 
@@ -94,10 +95,8 @@ absl::StatusOr<PlanBinding> PeerNode::CheckCommand(const NodeCommand& command) {
 
 std::optional<int64_t> PeerNode::RefusalLogDue(std::string_view message,
                                                std::string_view reason) {
-  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                             std::chrono::steady_clock::now().time_since_epoch())
-                             .count();
-  return refusal_log_.Admit(std::string(message) + "\n" + std::string(reason), now_ms);
+  return refusal_log_.Admit(std::string(message) + "\n" + std::string(reason),
+                            SteadyClock().NowSteadyMillis());
 }
 
 absl::Status PeerNode::CheckRelease(const std::optional<v1::Fence>& fence,
