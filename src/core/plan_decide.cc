@@ -274,7 +274,7 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, bool rollb
                    {{"node", std::string(in_flight)}});
 }
 
-// OthersStillHealthy's gates, their refusal as it is.
+// OthersStillHealthy's gates, their refusal as it is. `hash` may be null.
 absl::Status PlanStep::OthersGates(std::string_view in_flight, bool rollback,
                                    std::string* hash) {
   std::vector<std::string> voters;
@@ -297,7 +297,9 @@ absl::Status PlanStep::OthersGates(std::string_view in_flight, bool rollback,
   if (s.ok()) s = CheckRotationMetric(others);
   if (s.ok() && rollback) s = RollbackAllowed();
   if (!s.ok()) return s;
-  if (!others.empty() && others.front().state) *hash = others.front().state->key_id_hash_metric();
+  if (hash != nullptr && !others.empty() && others.front().state) {
+    *hash = others.front().state->key_id_hash_metric();
+  }
   return absl::OkStatus();
 }
 
@@ -322,8 +324,7 @@ void PlanStep::IssueApiServerRestart(v1::PlanNode& node) {
   a.method = next_->settings().apiserver_restart_method();
   a.operation_id = ApiServerRestartOperationId(node);  // one per swap, and per retry
   if (Issued(a)) return;
-  std::string others_hash;
-  absl::Status s = OthersGates(node.node(), false, &others_hash);
+  absl::Status s = OthersGates(node.node(), false, nullptr);
   if (s.ok()) return Issue(std::move(a));
   if (next_->abort_requested()) {
     node.set_reason(reason::kApiServerRestartFailed);

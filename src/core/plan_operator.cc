@@ -154,6 +154,16 @@ bool PlanStep::NothingSwapped() const {
   });
 }
 
+// `node`'s state in this round if its agent answers now; nullptr when it
+// does not. The coordinator keeps a silent agent's last state, which may
+// predate that node's step (found in review).
+const v1::NodeState* PlanStep::StateAnsweringNow(std::string_view node) {
+  for (const NodeView& v : Views()) {
+    if (v.node == node) return v.state && v.unreachable_since_unix_ms == 0 ? &*v.state : nullptr;
+  }
+  return nullptr;
+}
+
 bool PlanStep::ReclaimFailedNodes(bool walk_back) {
   bool restage = false;
   bool retrying = false;
@@ -173,17 +183,10 @@ bool PlanStep::ReclaimFailedNodes(bool walk_back) {
     if (walk_back) {
       // Walk back only a node that does not already run the old version
       // (a failed swap restored it; a failed API server restart did not).
-      const NodeView* view = nullptr;
-      for (const NodeView& v : Views()) {
-        if (v.node == n.node()) view = &v;
-      }
       // Without a state, walk it back: a needless rollback is refused by
       // the node and halts; a missed one would leave the fleet mixed.
-      // A state kept from before its agent went silent is not trusted.
-      if (view != nullptr && view->state && view->unreachable_since_unix_ms == 0 &&
-          view->state->provider_version() == next_->version_before()) {
-        continue;
-      }
+      const v1::NodeState* state = StateAnsweringNow(n.node());
+      if (state != nullptr && state->provider_version() == next_->version_before()) continue;
     }
     n.clear_reason();
     n.clear_message();
@@ -206,14 +209,9 @@ absl::Status PlanStep::FailedRestartsSeen(bool walk_back) {
         n.rollback_of().empty() == walk_back) {
       continue;
     }
-    const NodeView* view = nullptr;
-    for (const NodeView& v : Views()) {
-      if (v.node == n.node()) view = &v;
-    }
-    // A view kept from before its agent went silent is not seen now: its
-    // version may predate the step (found in review).
-    const bool seen = view != nullptr && view->state && view->unreachable_since_unix_ms == 0;
-    if (seen && !view->state->provider_version().empty()) continue;
+    const v1::NodeState* state = StateAnsweringNow(n.node());
+    const bool seen = state != nullptr;
+    if (seen && !state->provider_version().empty()) continue;
     return MakeError(
         absl::StatusCode::kUnavailable, seen ? reason::kVersionUnknown : reason::kAgentUnreachable,
         absl::StrCat(n.node(), "'s kube-apiserver restart failed, and which release ", n.node(),
@@ -242,15 +240,9 @@ bool PlanStep::RetryApiServerRestart(v1::PlanNode& n, bool walk_back) {
   }
   const std::string& installed =
       step_was_rollback ? next_->version_before() : next_->target_version();
-  const NodeView* view = nullptr;
-  for (const NodeView& v : Views()) {
-    if (v.node == n.node()) view = &v;
-  }
   // Not known to run it: stepped again, as any failed node.
-  if (view == nullptr || !view->state || view->unreachable_since_unix_ms != 0 ||
-      view->state->provider_version() != installed) {
-    return false;
-  }
+  const v1::NodeState* state = StateAnsweringNow(n.node());
+  if (state == nullptr || state->provider_version() != installed) return false;
   n.set_apiserver_restart_retries(n.apiserver_restart_retries() + 1);
   n.clear_reason();
   n.clear_message();

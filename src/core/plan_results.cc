@@ -259,8 +259,7 @@ void PlanStep::SendAgainAfterAgentStop(v1::PlanNode& node, const std::string& wh
 // fleet does (found in review of the first version of this rule).
 absl::Status PlanStep::RollbackNoLongerAllowed(const v1::PlanNode& node) {
   if (node.rollback_of().empty()) return absl::OkStatus();
-  std::string others_hash;
-  if (!OthersGates(node.node(), false, &others_hash).ok()) return absl::OkStatus();
+  if (!OthersGates(node.node(), false, nullptr).ok()) return absl::OkStatus();
   absl::Status allowed = RollbackAllowed();
   const std::string why = ReasonOf(allowed);
   const bool for_good = why == reason::kRollbackRefusedOneWay ||

@@ -65,6 +65,7 @@ class PlanStep {
   absl::Status RollbackVersionAllowed();
   bool NothingSwapped() const;
   absl::Status FailedRestartsSeen(bool walk_back);
+  const v1::NodeState* StateAnsweringNow(std::string_view node);
   // Failed nodes are tried again: walked back (unless they already run the
   // version before the plan) or, forward, preflighted again; a node whose
   // release was staged again since its preflight goes back to Pending, to
