@@ -592,6 +592,16 @@ absl::StatusOr<OperatorCommand> Coordinator::ToCommand(Pending& p,
     c.nonce = p.command.nonce();
     return c;
   }
+  // Each agent restarts kube-apiserver its own configured way: a method a
+  // caller sends would be recorded and never run (found in review).
+  const std::string& sent = p.request.settings().apiserver_restart_method();
+  if (!sent.empty() && sent != options_.apiserver_restart_method) {
+    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
+                     "settings.apiserver_restart_method \"" + sent.substr(0, 128) +
+                         "\" is not the caller's to choose: each agent restarts kube-apiserver "
+                         "the way its own config's apiserver.restart says; send none",
+                     {{"sent", sent.substr(0, 128)}});
+  }
   if (!actions_) {
     return MakeError(absl::StatusCode::kFailedPrecondition, reason::kInvalidConfig,
                      "this cluster runs without TLS (cluster.insecure: true), so no agent "
@@ -601,16 +611,6 @@ absl::StatusOr<OperatorCommand> Coordinator::ToCommand(Pending& p,
   c.request.target_version = p.request.target_version();
   c.request.order.assign(p.request.order().begin(), p.request.order().end());
   c.request.settings = p.request.settings();
-  // Each agent restarts kube-apiserver its own configured way: a method a
-  // caller sends would be recorded and never run (found in review).
-  const std::string& sent = c.request.settings.apiserver_restart_method();
-  if (!sent.empty() && sent != options_.apiserver_restart_method) {
-    return MakeError(absl::StatusCode::kInvalidArgument, reason::kInvalidArgument,
-                     "settings.apiserver_restart_method \"" + sent.substr(0, 128) +
-                         "\" is not the caller's to choose: each agent restarts kube-apiserver "
-                         "the way its own config's apiserver.restart says; send none",
-                     {{"sent", sent.substr(0, 128)}});
-  }
   c.request.settings.set_apiserver_restart_method(options_.apiserver_restart_method);
   c.request.acknowledgements.assign(p.request.acknowledgements().begin(),
                                     p.request.acknowledgements().end());

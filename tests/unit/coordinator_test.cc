@@ -156,6 +156,21 @@ TEST_F(CoordinatorCommandTest, OnlyARollbackHasADryRun) {
   EXPECT_NE(ReasonOf(evaluated.status()), reason::kCommandNotApplicable) << evaluated.status();
 }
 
+// Found in review: a method sent in an upgrade's settings was recorded
+// as the plan's and never run (each agent restarts its own configured
+// way). It is refused, before anything else is judged.
+TEST_F(CoordinatorCommandTest, AnUpgradeNamingARestartMethodOfItsOwnIsRefused) {
+  ASSERT_TRUE(WaitForProbes(2)) << "the coordinator leads and observes";
+  v1::UpgradeRequest upgrade;
+  upgrade.set_target_version("0.2.0");
+  upgrade.mutable_settings()->set_apiserver_restart_method("command:/tmp/restart");
+  absl::StatusOr<v1::PlanView> answered = coordinator_->StartUpgrade(upgrade, "local root", {});
+  ASSERT_FALSE(answered.ok());
+  EXPECT_EQ(ReasonOf(answered.status()), reason::kInvalidArgument) << answered.status();
+  EXPECT_NE(answered.status().message().find("command:/tmp/restart"), std::string::npos)
+      << answered.status();
+}
+
 // The coordinator's own wait far longer than the caller's.
 class CoordinatorCallerTest : public CoordinatorCommandTest {
   std::chrono::milliseconds AnswerTimeout() const override { return std::chrono::seconds(20); }
