@@ -327,6 +327,24 @@ TEST_F(ApiServerRestartTest, ACommandCutShortIsReportedNotRunAgain) {
   EXPECT_EQ(testing::ReadFile(runs), "run\nrun\nrun\n") << "a failure seen runs again";
 }
 
+// A record that cannot be written (its path a directory) is logged, not a
+// failure: the command runs and the restart is answered; asked again by an
+// agent started afresh, it runs again, as without a record.
+TEST_F(ApiServerRestartTest, ACommandRunsWhenItsStartCannotBeRecorded) {
+  ReadyzServer readyz({200});
+  const std::string record = dir_.File("apiserver-restart");
+  ASSERT_EQ(mkdir(record.c_str(), 0700), 0);
+  const std::string runs = dir_.File("runs");
+  const std::string script = Script("restart", "echo run >> '" + runs + "'\n");
+  ApiServerRestartOptions o = Make("command:" + script, readyz.Url()).options();
+  o.record_file = record;
+  ApiServerRestarter first(o, {.services = services_, .steady = steady_});
+  ASSERT_TRUE(first.Restart("op-1", AdmitAll).ok());
+  ApiServerRestarter again(o, {.services = services_, .steady = steady_});
+  ASSERT_TRUE(again.Restart("op-1", AdmitAll).ok());
+  EXPECT_EQ(testing::ReadFile(runs), "run\nrun\n");
+}
+
 TEST_F(ApiServerRestartTest, WithoutAMethodTheNodeSaysSoAndNothingIsAdmitted) {
   ApiServerRestarter restarter(ApiServerRestartOptions{},
                                {.services = services_, .steady = steady_});
