@@ -339,6 +339,22 @@ absl::Status CheckRestoreOnceServed(const SwapJournal& j) {
       {{"previous_version", j.previous_version}, {"target_version", j.target_version}});
 }
 
+// Found in review: when the swap a walk-back undid did not start from the
+// version before (the node mended forward by hand in break-glass and
+// swapped again to the version it ran), the rollback reinstalled the newer
+// release, ended Stable and the node was counted rolled back.
+absl::Status CheckRollbackTarget(const SwapJournal& of, const std::string& expected,
+                                 const std::string& node) {
+  if (expected.empty() || of.previous_version == expected) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRollbackTargetMismatch,
+                   "operation " + of.operation_id + " on " + node + " replaced " +
+                       (of.previous_version.empty() ? "an unknown version" : of.previous_version) +
+                       ", not " + expected + ": rolling it back would not reinstall " +
+                       expected + "; nothing was done",
+                   {{"node", node}, {"operation_id", of.operation_id},
+                    {"previous_version", of.previous_version}, {"expected_version", expected}});
+}
+
 absl::Status CheckRollbackAllowed(const std::optional<RegistryFacts>& before,
                                   const RegistryFacts& now) {
   const int removed_before = before ? before->removed_records : 0;

@@ -838,22 +838,6 @@ absl::StatusOr<SwapJournal> Executor::PlanSwap(const SwapParams& p, const std::s
   return j;
 }
 
-// A plan's walk-back undoes a node's last swap to reinstall the version
-// before the plan. Found in review: when that swap did not start from it
-// (the node mended forward by hand in break-glass and swapped again to the
-// version it ran), the rollback reinstalled the newer release, ended Stable
-// and the node was counted rolled back. Refused before anything is done.
-absl::Status Executor::CheckRollbackTarget(const SwapJournal& of, const std::string& expected) {
-  if (expected.empty() || of.previous_version == expected) return absl::OkStatus();
-  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kRollbackTargetMismatch,
-                   "operation " + of.operation_id + " on " + options_.node + " replaced " +
-                       (of.previous_version.empty() ? "an unknown version" : of.previous_version) +
-                       ", not " + expected + ": rolling it back would not reinstall " +
-                       expected + "; nothing was done",
-                   {{"node", options_.node}, {"operation_id", of.operation_id},
-                    {"previous_version", of.previous_version}, {"expected_version", expected}});
-}
-
 absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
   KMSFLEET_ASSIGN_OR_RETURN(SwapJournal of, Load(p.of_operation_id));
   if (of.phase != SwapPhase::kStable || of.previous_binary.empty()) {
@@ -863,7 +847,7 @@ absl::StatusOr<SwapJournal> Executor::PlanRollback(const RollbackParams& p) {
                          "; only a Stable swap can be rolled back",
                      {{"operation_id", of.operation_id}});
   }
-  KMSFLEET_RETURN_IF_ERROR(CheckRollbackTarget(of, p.expected_version));
+  KMSFLEET_RETURN_IF_ERROR(CheckRollbackTarget(of, p.expected_version, options_.node));
   // A swap its plan bound (one-way, wire format) was ready: undoing it by
   // hand is the same rollback its node refused to make (found in review).
   KMSFLEET_RETURN_IF_ERROR(CheckRestoreOnceServed(of));

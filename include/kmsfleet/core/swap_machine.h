@@ -197,6 +197,13 @@ bool KeptAServedTarget(std::string_view reason);
 // release never did). Going back is then what must not be done.
 bool KeptTheTargetOnPurpose(std::string_view reason);
 
+// A plan's rollback of `of` (a swap on `node`) must reinstall `expected`,
+// the plan's version before; "" = not checked. FailedPrecondition
+// ROLLBACK_TARGET_MISMATCH (metadata node, operation_id,
+// previous_version, expected_version) when `of` replaced another version.
+absl::Status CheckRollbackTarget(const SwapJournal& of, const std::string& expected,
+                                 const std::string& node);
+
 // Refuses an older binary over a registry it may not read, comparing with
 // the registry captured before the swap (`before`; nullopt when there was
 // none): FailedPrecondition with ROLLBACK_REFUSED_REMOVED_RECORDS when

@@ -419,7 +419,6 @@ class Executor {
   absl::StatusOr<StagedArtifact> StageBinary(const StageRequest& request);
   absl::StatusOr<StagedArtifact> StageStaticPod(const StageRequest& request);
   absl::StatusOr<SwapJournal> PlanRollback(const RollbackParams& p);
-  absl::Status CheckRollbackTarget(const SwapJournal& of, const std::string& expected);
   absl::Status CheckStagedDigest(const SwapParams& p, const std::string& staged_digest,
                                  const std::string& what) const;
   absl::StatusOr<SwapJournal> Launch(SwapJournal j);
