@@ -260,7 +260,10 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
     return ready;
   }
   held_since_unix_ms_.reset();
-  if (ready.plan) pending_ = ready.plan->revision();
+  if (ready.plan) {
+    pending_ = ready.plan->revision();
+    step.WithdrawApiServerRestarts(ready.actions);
+  }
   return ready;
 }
 

@@ -43,6 +43,10 @@ class PlanStep {
   // and one for the whole preflight. docs/fleet-plan.md §1.
   bool Holds() const;
   std::vector<ActionResult> TakeHeld() { return std::move(holdable_); }
+  // Takes the kube-apiserver restarts out of `actions`, those of a Step
+  // whose change is proposed, and forgets they were issued: the first Step
+  // after the commit that changes nothing issues them again.
+  void WithdrawApiServerRestarts(std::vector<PlanAction>& actions);
 
  private:
   // ---- plan_commands_core.cc: operator commands ----

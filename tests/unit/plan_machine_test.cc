@@ -1970,6 +1970,38 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForTheOtherNodesToBeHealthy) {
                                            "restart-apiserver b"));
 }
 
+// Found by the simulator (`kmsfleet_sim --plan --seed 821`): a restart
+// decided with the change that made it due went out once that change
+// committed, on gates read before it, though c's provider had gone down
+// meanwhile. A restart goes out only with a Step that proposes nothing,
+// on the views that Step read.
+TEST(PlanMachineTest, ARestartGoesOutOnlyWithAStepThatChangesNothing) {
+  Driver d;
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntil([](const v1::FleetPlan& p) {
+    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
+  });
+  EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
+  d.not_ready.insert("c");  // down while the change committed
+  PlanReady r;
+  for (int i = 0; i < 3; ++i) r = d.Step();
+  EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  d.not_ready.clear();
+  int restarts = 0, with_a_change = 0;
+  for (int i = 0; i < 400 && d.plan_.phase() != v1::PLAN_PHASE_COMPLETED; ++i) {
+    r = d.Step();
+    for (const PlanAction& a : r.actions) {
+      if (a.kind != ActionKind::kRestartApiServer) continue;
+      ++restarts;
+      if (r.plan) ++with_a_change;
+    }
+  }
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_COMPLETED);
+  EXPECT_EQ(restarts, 3);
+  EXPECT_EQ(with_a_change, 0);
+}
+
 // Runs a plan whose c's kube-apiserver restart fails until `c_ready`,
 // to its halt.
 void HaltOnCsRestart(Driver& d, const bool& c_ready) {
