@@ -73,6 +73,7 @@ void World::PlanFaults() {
       Trace(v + ": its staged release replaced by other bytes of the same version");
     }
     CheckpointFault(nodes_.at(v));
+    OutageFault(nodes_.at(v));
   }
 }
 
@@ -90,6 +91,21 @@ void World::CheckpointFault(Node& node) {
     p.checkpoint_off_since = -1;
     Trace(node.name + ": its registry checkpoint is current again");
   }
+}
+
+// A provider goes down by itself now and then (its process crashed and its
+// unit is slow to start it again, or it lost OpenBao) and serves again a
+// while later, or once a swap or rollback starts it anew. The plan must
+// not take this for its own doing, nor restart a kube-apiserver meanwhile
+// (CheckRestartWhileOthersServe). Not on a node whose provider is down
+// already.
+void World::OutageFault(Node& node) {
+  SimProvider& p = node.provider;
+  if (now_ < p.outage_until || Disrupted(node) || outage_rng_.Uniform(0, 9999) >= 8) return;
+  p.outage_since = now_;
+  p.outage_until = now_ + outage_rng_.Uniform(5, 60);
+  ++counters_.outages;
+  Trace(node.name + ": its provider is down by itself until t=" + std::to_string(p.outage_until));
 }
 
 // Operations that reached their end change the provider; hashes of a
@@ -360,6 +376,7 @@ void World::StartPlanOperation(Node& node, const PlanAction& a, const v1::Fence&
   }
   CheckNoApiServerLeftNotReady(node, a);
   ++counters_.operations;
+  node.provider.outage_until = -1;  // the operation stops and starts it anew
   node.op_id = a.operation_id;
   node.op_prev = node.provider.version;
   node.op_target = a.version;
@@ -491,6 +508,30 @@ void World::CheckRestoredReleaseServedTheKey(const Node& node) {
   Fail(node.name + " rollback " + node.op_id + " reinstalled " + node.op_target +
        " while the node served key_id hash " + node.op_start_hash.substr(0, 6) + "..., which " +
        node.op_target + " never served there: a rotation promoted under the newer release");
+}
+
+// A kube-apiserver restart leaves its node's API server serving nothing
+// while it runs, so it is sent only while every other voter's provider
+// serves (IssueApiServerRestart's gates). World truth at the send: no
+// other voter's provider is down since before the coordinator last saw it
+// answer, nor down while the coordinator cannot reach its agent (found in
+// review: `resume` restarted a kube-apiserver at once with another node's
+// provider down).
+void World::CheckRestartWhileOthersServe(const PlanCoordinator& p, const PlanAction& a) {
+  for (const std::string& v : voters_) {
+    const int64_t down_since = DownSince(nodes_.at(v));
+    if (v == a.node || down_since < 0) continue;
+    auto view = p.views.find(v);
+    const bool seen = view != p.views.end() && view->second.state &&
+                      view->second.unreachable_since_unix_ms == 0;
+    const int64_t seen_at = seen ? view->second.state->observed_at_unix_ms() / kTickMs : -1;
+    if (seen && seen_at < down_since) continue;  // it went down after the last look
+    Fail("the coordinator restarts " + a.node + "'s kube-apiserver (" + a.operation_id +
+         ") while " + v + "'s provider has been down since t=" + std::to_string(down_since) +
+         (seen ? ", which it saw at t=" + std::to_string(seen_at)
+               : ", whose agent it cannot reach"));
+    return;
+  }
 }
 
 // Within a plan, once a node's kube-apiserver restart failed, no other

@@ -73,6 +73,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << t.commands << " (" << t.commands_refused << " refused); slowest settle after "
             << "faults stopped " << t.max_settle_ticks << " ticks; releases staged again by hand "
             << t.restaged << ", swaps refused for it " << t.restage_refused
+            << "; providers down by themselves " << t.outages
+            << ", Steps holding a kube-apiserver restart on the gates " << t.restarts_held
             << "; registry checkpoints not current in preflights " << t.checkpoints_reported
             << ", upgrades refused for it by the node " << t.checkpoint_refused_by_node
             << ", let through by the plan's acknowledgement "
@@ -89,7 +91,7 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.fresh_rounds_asked == 0 || t.warm_ups == 0 ||
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
        t.adversary_weakened_refused == 0 || t.adversary_held_back_refused == 0 ||
-       t.changes_on_old_base == 0 ||
+       t.changes_on_old_base == 0 || t.outages == 0 || t.restarts_held == 0 ||
        t.queries_voter_only == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;

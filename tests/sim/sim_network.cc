@@ -188,6 +188,12 @@ bool World::Disrupted(const Node& node) const {
          (node.op_start >= 0 && node.op_outcome == SwapPhase::kRollbackFailed);
 }
 
+int64_t World::DownSince(const Node& node) const {
+  if (Disrupted(node)) return node.op_start;
+  const SimProvider& p = node.provider;
+  return now_ < p.outage_until ? p.outage_since : -1;
+}
+
 void World::HandleQuery(Node& node, const Envelope& e) {
   const std::string& caller = e.Key();
   const bool from_voter = std::find(voters_.begin(), voters_.end(), caller) != voters_.end();

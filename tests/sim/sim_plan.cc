@@ -20,6 +20,9 @@
 //     providers, and at the end of the run with one key_id hash too);
 //     Halted, Aborted and BreakGlass name their reason;
 //   - every refusal (command, gate, fence) carries a reason code;
+//   - a kube-apiserver restart is sent only while every other voter's
+//     provider serves as the coordinator last saw it (providers also go
+//     down by themselves now and then: OutageFault);
 //   - a coordinator whose cluster.voters was edited (one voter short, while
 //     faults run; restored and restarted when they stop) starts no swap or
 //     rollback: it does not observe every plan node;
@@ -29,6 +32,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "kmsfleet/core/operation_result.h"
 #include "kmsfleet/core/plan_command_guard.h"
@@ -318,6 +322,8 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   CheckStartsOnlyWhileMoving(*p, ready);
   CheckWarmUp(*p);
   if (!ready.blocked.ok()) last_blocked_ = ready.blocked.ToString();
+  // IssueApiServerRestart's wait (its message is the only mark of it).
+  if (absl::StartsWith(ready.blocked.message(), "kube-apiserver on ")) ++counters_.restarts_held;
   if (had_command) {
     if (!ready.refusal.ok()) {
       ++counters_.commands_refused;
@@ -413,7 +419,7 @@ NodeView World::Observe(const Node& leader, PlanCoordinator& p, const Node& node
     return view;
   }
   view.unreachable_since_unix_ms = 0;
-  const bool serving = !Disrupted(node);
+  const bool serving = DownSince(node) < 0;
   v1::NodeState s;
   s.set_node(node.name);
   s.set_provider_version(node.provider.version);
@@ -521,6 +527,7 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
                       : std::string("none")));
   }
   CheckCheckpointGuard(nodes_.at(a.node), a, *plan);
+  if (a.kind == ActionKind::kRestartApiServer) CheckRestartWhileOthersServe(p, a);
   std::optional<v1::Fence> fence = leader.machine->CurrentFence();
   if (!fence) {
     // A fresh fence for the same plan is being committed (RenewFence).

@@ -144,6 +144,10 @@ struct SimProvider {
   // "behind" / "missing" since the tick checkpoint_off_since.
   std::string checkpoint = "current";
   int64_t checkpoint_off_since = -1;
+  // An outage of its own (OutageFault): from outage_since until the tick
+  // outage_until, /live and /ready fail; -1 when none ran.
+  int64_t outage_since = -1;
+  int64_t outage_until = -1;
 };
 
 // How an operation ended, as its closed journal says: its last phase, and
@@ -254,6 +258,9 @@ class World {
   bool CheckAlone(const Node& node, const v1::Fence& fence);
   HandoffFacts Facts(const Node& node) const;
   bool Disrupted(const Node& node) const;
+  // The tick since which the node's provider serves nothing (an operation
+  // of its own, or an outage), or -1 while it serves.
+  int64_t DownSince(const Node& node) const;
 
   // sim_adversary.cc: a member's certificate in the wrong hands, sending
   // forged, replayed and duplicated fences at random points.
@@ -334,7 +341,9 @@ class World {
   void CheckSwapStartsOnItsExpectedKey(const Node& node, const PlanAction& a);
   void CheckRestoredReleaseServedTheKey(const Node& node);
   void CheckNoApiServerLeftNotReady(const Node& node, const PlanAction& a);
+  void CheckRestartWhileOthersServe(const PlanCoordinator& p, const PlanAction& a);
   void CheckpointFault(Node& node);
+  void OutageFault(Node& node);
   // The coordinator's guard (fleet_guards CheckRotation, from the plan's
   // preflight), as `plan`'s coordinator sends `a`: no upgrade goes to a
   // node whose checkpoint has not been current since before its plan
@@ -413,6 +422,8 @@ class World {
   // Registry checkpoints that fall behind or go missing, and plans that
   // acknowledge it: their own stream too.
   SeededRandom checkpoint_rng_;
+  // Providers down by themselves for a while: their own stream too.
+  SeededRandom outage_rng_;
   // The adversary's copies of steps their coordinator holds back: their
   // own stream too.
   SeededRandom held_back_rng_;

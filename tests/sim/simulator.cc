@@ -69,6 +69,8 @@ void Counters::Add(const Counters& o) {
   stale_voter_terms += o.stale_voter_terms;
   stale_voter_starts += o.stale_voter_starts;
   restaged += o.restaged;
+  outages += o.outages;
+  restarts_held += o.restarts_held;
   restage_refused += o.restage_refused;
   checkpoints_reported += o.checkpoints_reported;
   checkpoint_refused_by_node += o.checkpoint_refused_by_node;
@@ -98,6 +100,7 @@ World::World(const SimOptions& options)
       compat_rng_(options.seed ^ 0x636f6d7061747321ULL),
       admission_rng_(options.seed ^ 0x61646d6974746564ULL),
       checkpoint_rng_(options.seed ^ 0x636865636b707421ULL),
+      outage_rng_(options.seed ^ 0x6f75746167657321ULL),
       held_back_rng_(options.seed ^ 0x68656c646261636bULL) {
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
@@ -247,6 +250,7 @@ void World::Heal() {
   for (auto& [name, node] : nodes_) {
     node.provider.checkpoint = "current";
     node.provider.checkpoint_off_since = -1;
+    node.provider.outage_until = -1;  // its provider serves again
   }
   for (auto& [name, node] : nodes_) {
     // Its operator puts cluster.voters back and restarts the agent.

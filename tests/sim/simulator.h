@@ -113,6 +113,9 @@ struct Counters {
   // started: none may be.
   int64_t stale_voter_terms = 0, stale_voter_starts = 0;
   int64_t restaged = 0;               // versions staged again by hand mid-plan
+  // Providers down by themselves for a while (OutageFault), and Steps that
+  // held a kube-apiserver restart back on the other nodes' gates.
+  int64_t outages = 0, restarts_held = 0;
   int64_t restage_refused = 0;        // swaps refused STAGED_ARTIFACT_CHANGED
   // Preflights that reported a registry checkpoint not current, upgrades
   // a node refused for it (STATE_CHECKPOINT_NOT_CURRENT), and upgrades of
