@@ -248,6 +248,8 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
     step_at_once_ = false;  // a failed commit is tried again a tick later
     return;
   }
+  // What the commit took may have made a swap's round too old to start on.
+  if (ready.plan) ReleaseCommitted(ready);
   for (const PlanAction& action : ready.actions) Dispatch(action);
   WarmNextSwap();
   // After a committed change the machine decides again at once (every
@@ -361,6 +363,23 @@ bool Coordinator::Commit(PlanReady& ready, Pending* command) {
        {"in_flight", ready.plan->in_flight()},
        {"fence", absl::StrCat(fence->term(), "/", fence->index())}});
   return true;
+}
+
+void Coordinator::ReleaseCommitted(PlanReady& ready) {
+  const int64_t now = options_.now_unix_ms();
+  std::vector<PlanAction> decided = ready.actions;
+  ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), now);
+  if (ready.actions.size() == decided.size()) return;
+  for (const PlanAction& a : decided) {
+    const bool kept = std::any_of(ready.actions.begin(), ready.actions.end(),
+                                  [&](const PlanAction& k) { return k.kind == a.kind && k.node == a.node; });
+    if (kept) continue;
+    Log(LogLevel::kInfo, "step withdrawn at its commit",
+        {{"node", options_.self}, {"target", a.node},
+         {"action", std::string(ActionKindName(a.kind))}, {"operation", a.operation_id},
+         {"detail", "the round it was decided on is older than 1 s or no longer passes the "
+                    "gates; decided again on a fresh round"}});
+  }
 }
 
 void Coordinator::RenewFence() {

@@ -325,6 +325,10 @@ void PlanStep::IssueApiServerRestart(v1::PlanNode& node) {
   a.operation_id = ApiServerRestartOperationId(node);  // one per swap, and per retry
   if (Issued(a)) return;
   absl::Status s = OthersGates(node.node(), false, nullptr);
+  // Nor while the node's own provider is down: a kube-apiserver started
+  // without its KMS plugin cannot read Secrets and does not come back
+  // ready (found in review).
+  if (s.ok()) s = CheckFleetHealth({node.node()}, Views(), in_.now_unix_ms);
   if (s.ok()) return Issue(std::move(a));
   if (next_->abort_requested()) {
     node.set_reason(reason::kApiServerRestartFailed);

@@ -212,6 +212,11 @@ PlanReady PlanMachine::Step(const PlanInput& input) {
 }
 
 PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
+  if (input.views_fresh) {
+    last_views_ = input.views;
+    last_openbao_ = input.openbao;
+    last_views_at_unix_ms_ = input.now_unix_ms;
+  }
   // Counting a round is no decision: on the last round again it is a
   // round counted already, and Observe skips it.
   parity_.Observe(input.views);
@@ -273,6 +278,25 @@ void PlanMachine::Committed(const v1::FleetPlan& plan) {
   if (pending_ && plan.revision() < *pending_) return;
   committed_ = plan;
   pending_.reset();
+}
+
+std::vector<PlanAction> PlanMachine::ReleaseCommitted(std::vector<PlanAction> actions,
+                                                      int64_t now_unix_ms) {
+  if (!committed_) return actions;
+  PlanInput round;
+  round.now_unix_ms = now_unix_ms;
+  round.views = last_views_;
+  round.openbao = last_openbao_;
+  PlanStep step(*this, round);
+  const bool too_old = now_unix_ms - last_views_at_unix_ms_ > kMaxViewsAgeAtSendMs;
+  std::erase_if(actions, [&](const PlanAction& a) {
+    const bool starts = a.start_allowed &&
+                        (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode);
+    if (!starts || (!too_old && step.OthersStillPass(a))) return false;
+    step.Unissue(a);
+    return true;
+  });
+  return actions;
 }
 
 void PlanMachine::Abandon() {

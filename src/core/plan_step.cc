@@ -339,9 +339,24 @@ void PlanStep::Issue(PlanAction action) {
 void PlanStep::WithdrawApiServerRestarts(std::vector<PlanAction>& actions) {
   std::erase_if(actions, [&](const PlanAction& a) {
     if (a.kind != ActionKind::kRestartApiServer) return false;
-    m_.issued_.erase({a.node, IssueKey(*next_, FindNode(a.node), a)});
+    Unissue(a);
     return true;
   });
+}
+
+bool PlanStep::OthersStillPass(const PlanAction& action) {
+  std::string hash;
+  if (!OthersGates(action.node, action.kind == ActionKind::kRollbackNode, &hash).ok()) {
+    return false;
+  }
+  // A rotation promoted while the change committed: the node would refuse
+  // the key the action expects (ACTIVE_KEY_NOT_EXPECTED) and halt the plan.
+  return action.expected_key_id_hash.empty() || hash.empty() ||
+         hash == action.expected_key_id_hash;
+}
+
+void PlanStep::Unissue(const PlanAction& action) {
+  m_.issued_.erase({action.node, IssueKey(*next_, FindNode(action.node), action)});
 }
 
 void PlanStep::RecordGuard(std::string_view guard, const absl::Status& result) {

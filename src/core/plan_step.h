@@ -47,6 +47,11 @@ class PlanStep {
   // whose change is proposed, and forgets they were issued: the first Step
   // after the commit that changes nothing issues them again.
   void WithdrawApiServerRestarts(std::vector<PlanAction>& actions);
+  // For PlanMachine::ReleaseCommitted, on the committed plan: whether the
+  // gates a step sent anew must pass (OthersGates) pass for `action`, and
+  // forgetting it was issued, so that the next Step issues it again.
+  bool OthersStillPass(const PlanAction& action);
+  void Unissue(const PlanAction& action);
 
  private:
   // ---- plan_commands_core.cc: operator commands ----

@@ -75,6 +75,8 @@ KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeld, ResultList, held_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanHeldSince, std::optional<int64_t>, held_since_unix_ms_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanUnanswered, UnansweredMap, unanswered_);
 KMSFLEET_EXPLORE_PLAN_FIELD(PlanInFlightReady, std::optional<InFlightReady>, in_flight_ready_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanLastViews, std::vector<NodeView>, last_views_);
+KMSFLEET_EXPLORE_PLAN_FIELD(PlanLastOpenBao, std::optional<OpenBaoProbe>, last_openbao_);
 
 #undef KMSFLEET_EXPLORE_PLAN_FIELD
 

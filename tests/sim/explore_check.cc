@@ -15,7 +15,7 @@ namespace {
 #if defined(__GLIBCXX__) && defined(__x86_64__) && !defined(_GLIBCXX_DEBUG)
 static_assert(sizeof(ElectionMachine) == 704,
               "ElectionMachine changed: add its new fields to CanonicalElection");
-static_assert(sizeof(PlanMachine) == 656,
+static_assert(sizeof(PlanMachine) == 776,
               "PlanMachine changed: add its new fields to CanonicalPlan");
 static_assert(sizeof(ParityStreak) == 96,
               "ParityStreak changed: add its new fields to CanonicalPlan");
@@ -101,7 +101,8 @@ void PutStatus(Writer& out, const absl::Status& s) {
 void PutAction(Writer& out, const PlanAction& a) {
   out << static_cast<int>(a.kind) << '/' << a.node << '/' << a.revision << '/' << a.version
       << '/' << a.operation_id << '/' << a.of_operation_id << '/' << a.expected_key_id_hash
-      << '/' << static_cast<uint64_t>(a.stabilization_ms) << '/' << a.method << '/';
+      << '/' << static_cast<uint64_t>(a.stabilization_ms) << '/' << a.method << '/'
+      << a.start_allowed << '/' << a.expected_staged_digest << '/';
   PutStatus(out, a.why);
 }
 
@@ -142,6 +143,29 @@ void CanonicalPlan(Writer& out, const ExPlanCoordinator& p) {
   // operation it was (it times a warm-up, which decides nothing).
   if (const std::optional<InFlightReady>& seen = ReadPlan<PlanInFlightReady>(m)) {
     out << 'R' << seen->operation_id << ';';
+  }
+  // The newest round, which ReleaseCommitted judges a committed swap on
+  // (its time is the explorer's standing clock: never too old).
+  out << 'V';
+  for (const NodeView& v : ReadPlan<PlanLastViews>(m)) {
+    out << v.node << ':' << (v.unreachable_since_unix_ms != 0) << ':';
+    if (v.state) {
+      // Its time is the explorer's round counter, which decides nothing
+      // here (as the parity streak's stamps, left out above).
+      v1::NodeState state = *v.state;
+      state.clear_observed_at_unix_ms();
+      PutPayload(out, state.SerializeAsString());
+    }
+    if (v.registry) {
+      out << ':' << v.registry->schema_version << ',' << v.registry->removed_records << ','
+          << v.registry->active_key_id << ',' << static_cast<uint64_t>(v.registry->active_transit_version);
+    }
+    out << ';';
+  }
+  if (const std::optional<OpenBaoProbe>& o = ReadPlan<PlanLastOpenBao>(m)) {
+    out << 'O' << o->address << ',' << o->status << ',';
+    PutStatus(out, o->transport);
+    PutPayload(out, o->body);
   }
   // Only the wording of `blocked` reads the time: the node and reason do.
   out << 'U';

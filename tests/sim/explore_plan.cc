@@ -230,7 +230,7 @@ void ExState::CommitIfDone(const std::string& name) {
   p.machine.Committed(*p.pending_plan);
   p.pending_index.reset();
   p.pending_plan.reset();
-  std::vector<PlanAction> held = std::move(p.held);
+  std::vector<PlanAction> held = p.machine.ReleaseCommitted(std::move(p.held), kNowMs);
   p.held.clear();
   for (const PlanAction& a : held) CarryOut(name, a);
 }

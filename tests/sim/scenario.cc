@@ -504,7 +504,8 @@ void ScenarioWorld::PlanCommitted(const std::string& name) {
   Line(name + ": revision " + std::to_string(leader.pending->revision()) + " committed at " +
        Key(c));
   leader.pending.reset();
-  std::vector<PlanAction> held = std::move(leader.held);
+  std::vector<PlanAction> held =
+      leader.plan->ReleaseCommitted(std::move(leader.held), plan_clock_ms_);
   leader.held.clear();
   for (const PlanAction& a : held) PlanCarryOut(name, a, leader.held_outcome);
 }

@@ -95,10 +95,10 @@ void World::CheckpointFault(Node& node) {
 
 // A provider goes down by itself now and then (its process crashed and its
 // unit is slow to start it again, or it lost OpenBao) and serves again a
-// while later, or once a swap or rollback starts it anew. The plan must
-// not take this for its own doing, nor restart a kube-apiserver meanwhile
-// (CheckRestartWhileOthersServe). Not on a node whose provider is down
-// already.
+// while later, or once the plan starts an operation on it. The plan must
+// not take this for its own doing, nor start another swap, rollback or
+// kube-apiserver restart meanwhile (CheckSentWhileOthersServe). Not on a
+// node whose provider is down already.
 void World::OutageFault(Node& node) {
   SimProvider& p = node.provider;
   if (now_ < p.outage_until || Disrupted(node) || outage_rng_.Uniform(0, 9999) >= 8) return;
@@ -510,24 +510,35 @@ void World::CheckRestoredReleaseServedTheKey(const Node& node) {
        node.op_target + " never served there: a rotation promoted under the newer release");
 }
 
-// A kube-apiserver restart leaves its node's API server serving nothing
-// while it runs, so it is sent only while every other voter's provider
-// serves (IssueApiServerRestart's gates). World truth at the send: no
-// other voter's provider is down since before the coordinator last saw it
-// answer, nor down while the coordinator cannot reach its agent (found in
-// review: `resume` restarted a kube-apiserver at once with another node's
-// provider down).
-void World::CheckRestartWhileOthersServe(const PlanCoordinator& p, const PlanAction& a) {
+// A swap or rollback that may start takes its node's provider down, and a
+// kube-apiserver restart its node's API server: each is sent only while
+// every other voter's provider serves (the gates of a step sent anew,
+// OthersGates; a restart waits for its own node's provider too). World
+// truth at the send: no other voter's provider (nor, for a restart, its
+// own) is down
+// since before the coordinator last saw it, nor down while the
+// coordinator cannot reach its agent. It found two gaps: a restart, then a
+// swap, decided on the round before the change that carried it committed,
+// and sent once it did though a round meanwhile saw another node down
+// (seeds 821 and 759).
+void World::CheckSentWhileOthersServe(const PlanCoordinator& p, const PlanAction& a) {
+  const bool disrupts = a.kind == ActionKind::kRestartApiServer ||
+                        (a.start_allowed && (a.kind == ActionKind::kSwap ||
+                                             a.kind == ActionKind::kRollbackNode));
+  if (!disrupts) return;
   for (const std::string& v : voters_) {
     const int64_t down_since = DownSince(nodes_.at(v));
-    if (v == a.node || down_since < 0) continue;
+    // A restart waits for its own node's provider too.
+    const bool own_counts = a.kind == ActionKind::kRestartApiServer;
+    if ((v == a.node && !own_counts) || down_since < 0) continue;
     auto view = p.views.find(v);
     const bool seen = view != p.views.end() && view->second.state &&
                       view->second.unreachable_since_unix_ms == 0;
     const int64_t seen_at = seen ? view->second.state->observed_at_unix_ms() / kTickMs : -1;
     if (seen && seen_at < down_since) continue;  // it went down after the last look
-    Fail("the coordinator restarts " + a.node + "'s kube-apiserver (" + a.operation_id +
-         ") while " + v + "'s provider has been down since t=" + std::to_string(down_since) +
+    Fail("the coordinator sends " + std::string(ActionKindName(a.kind)) + " " + a.operation_id +
+         " to " + a.node + " while " + v + "'s provider has been down since t=" +
+         std::to_string(down_since) +
          (seen ? ", which it saw at t=" + std::to_string(seen_at)
                : ", whose agent it cannot reach"));
     return;
@@ -619,7 +630,10 @@ void World::HandleAction(Node& node, const Envelope& e) {
       delay += Pick(5, 20);
       // As ApiServerRestarter: a restart id asked again is answered from
       // its run, not run again (the draw above is kept for the schedule).
-      const auto [run, ran_now] = node.restarts.try_emplace(a.operation_id, fail);
+      // One run while the node's own provider is down does not come back
+      // ready: the API server cannot read Secrets without its plugin.
+      const auto [run, ran_now] =
+          node.restarts.try_emplace(a.operation_id, fail || DownSince(node) >= 0);
       const bool failed = run->second;
       if (failed) r.status = absl::DeadlineExceededError("/readyz did not answer 200");
       const std::string plan_id = PlanIdOf(a.operation_id);

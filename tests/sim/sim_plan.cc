@@ -20,9 +20,10 @@
 //     providers, and at the end of the run with one key_id hash too);
 //     Halted, Aborted and BreakGlass name their reason;
 //   - every refusal (command, gate, fence) carries a reason code;
-//   - a kube-apiserver restart is sent only while every other voter's
-//     provider serves as the coordinator last saw it (providers also go
-//     down by themselves now and then: OutageFault);
+//   - a swap or rollback that may start, and a kube-apiserver restart, is
+//     sent only while every other voter's provider serves as the
+//     coordinator last saw it (providers also go down by themselves now
+//     and then: OutageFault);
 //   - a coordinator whose cluster.voters was edited (one voter short, while
 //     faults run; restored and restarted when they stop) starts no swap or
 //     rollback: it does not observe every plan node;
@@ -504,8 +505,10 @@ void World::CommitIfDone(Node& leader, PlanCoordinator& p) {
   p.machine->Committed(*p.pending_plan);
   p.pending_index.reset();
   p.pending_plan.reset();
-  std::vector<PlanAction> held = std::move(p.held);
+  const size_t decided = p.held.size();
+  std::vector<PlanAction> held = p.machine->ReleaseCommitted(std::move(p.held), now_ * kTickMs);
   p.held.clear();
+  counters_.withdrawn_at_release += static_cast<int64_t>(decided - held.size());
   p.after_change = !SendsAnAction(held);
   for (const PlanAction& a : held) CarryOut(leader, p, a);
 }
@@ -527,7 +530,7 @@ void World::CarryOut(Node& leader, PlanCoordinator& p, const PlanAction& a) {
                       : std::string("none")));
   }
   CheckCheckpointGuard(nodes_.at(a.node), a, *plan);
-  if (a.kind == ActionKind::kRestartApiServer) CheckRestartWhileOthersServe(p, a);
+  CheckSentWhileOthersServe(p, a);
   std::optional<v1::Fence> fence = leader.machine->CurrentFence();
   if (!fence) {
     // A fresh fence for the same plan is being committed (RenewFence).

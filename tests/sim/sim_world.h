@@ -341,7 +341,7 @@ class World {
   void CheckSwapStartsOnItsExpectedKey(const Node& node, const PlanAction& a);
   void CheckRestoredReleaseServedTheKey(const Node& node);
   void CheckNoApiServerLeftNotReady(const Node& node, const PlanAction& a);
-  void CheckRestartWhileOthersServe(const PlanCoordinator& p, const PlanAction& a);
+  void CheckSentWhileOthersServe(const PlanCoordinator& p, const PlanAction& a);
   void CheckpointFault(Node& node);
   void OutageFault(Node& node);
   // The coordinator's guard (fleet_guards CheckRotation, from the plan's

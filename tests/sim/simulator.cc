@@ -71,6 +71,7 @@ void Counters::Add(const Counters& o) {
   restaged += o.restaged;
   outages += o.outages;
   restarts_held += o.restarts_held;
+  withdrawn_at_release += o.withdrawn_at_release;
   restage_refused += o.restage_refused;
   checkpoints_reported += o.checkpoints_reported;
   checkpoint_refused_by_node += o.checkpoint_refused_by_node;

@@ -116,6 +116,9 @@ struct Counters {
   // Providers down by themselves for a while (OutageFault), and Steps that
   // held a kube-apiserver restart back on the other nodes' gates.
   int64_t outages = 0, restarts_held = 0;
+  // Swaps and rollbacks withdrawn as their change committed, the round
+  // they were decided on outdated (PlanMachine::ReleaseCommitted).
+  int64_t withdrawn_at_release = 0;
   int64_t restage_refused = 0;        // swaps refused STAGED_ARTIFACT_CHANGED
   // Preflights that reported a registry checkpoint not current, upgrades
   // a node refused for it (STATE_CHECKPOINT_NOT_CURRENT), and upgrades of

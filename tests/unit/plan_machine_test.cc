@@ -157,8 +157,10 @@ class Driver {
     if (ready.plan) {
       // Invariant: a swap is only in the same Ready as, or after, the
       // committed change that names its node as in flight.
+      if (while_committing) while_committing(*ready.plan);
       machine_.Committed(*ready.plan);
       plan_ = *ready.plan;
+      ready.actions = machine_.ReleaseCommitted(std::move(ready.actions), now_ + commit_ms);
       after_change_ = !SendsAnAction(ready.actions);
     }
     for (const PlanAction& a : ready.actions) {
@@ -227,6 +229,19 @@ class Driver {
     return nodes;
   }
 
+  // How long a change takes to commit, and what happens meanwhile (called
+  // with the change proposed).
+  int64_t commit_ms = 0;
+  std::function<void(const v1::FleetPlan&)> while_committing;
+  // A round of views while a change commits, as the simulator's
+  // coordinator observes (kmsfleetd's waits for the commit).
+  void RoundWhileCommitting() {
+    PlanInput in;
+    in.now_unix_ms = now_ + commit_ms / 2;
+    in.openbao = openbao;
+    in.views = FreshViews(in.now_unix_ms);
+    EXPECT_EQ(ReasonOf(machine_.Step(in).blocked), reason::kPlanChangePending);
+  }
   // How the next operation on a node ends; Stable by default.
   std::function<OperationOutcome(const PlanAction&)> outcome =
       [](const PlanAction&) { return OperationOutcome::kStable; };
@@ -1970,6 +1985,53 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForTheOtherNodesToBeHealthy) {
                                            "restart-apiserver b"));
 }
 
+// A swap goes out once the change giving its node the slot commits. Found
+// by the simulator (providers down by themselves, seed 759): n2's provider
+// went down while that change committed, a round saw it, and n3's swap
+// went out anyway, decided on the round before.
+TEST(PlanMachineTest, ASwapIsNotSentOnARoundOutdatedWhileItsSlotCommitted) {
+  Driver d;
+  bool seen = false;
+  d.while_committing = [&](const v1::FleetPlan& proposed) {
+    if (proposed.in_flight() != "a" || seen) return;
+    seen = true;
+    d.not_ready.insert("c");  // c's provider goes down meanwhile
+    d.RoundWhileCommitting();
+  };
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return p.in_flight() == "a"; });
+  EXPECT_TRUE(d.Swapped().empty());
+  PlanReady r;
+  for (int i = 0; i < 3; ++i) r = d.Step();
+  EXPECT_TRUE(d.Swapped().empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  EXPECT_EQ(d.plan_.in_flight(), "a");
+  d.not_ready.clear();
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+}
+
+// A commit that took longer than kMaxViewsAgeAtSendMs (followers slow)
+// sends no swap on the round before it: the next Step sends it on its own.
+TEST(PlanMachineTest, ASlowCommitSendsNoSwapOnTheRoundBeforeIt) {
+  for (const int64_t commit_ms : {int64_t{0}, kMaxViewsAgeAtSendMs + 1}) {
+    SCOPED_TRACE(commit_ms);
+    Driver d;
+    d.commit_ms = commit_ms;
+    int with_their_slot = 0;
+    d.Step(Start());
+    for (int i = 0; i < 400 && d.plan_.phase() != v1::PLAN_PHASE_COMPLETED; ++i) {
+      const PlanReady r = d.Step();
+      for (const PlanAction& a : r.actions) {
+        if (a.kind == ActionKind::kSwap && a.start_allowed && r.plan) ++with_their_slot;
+      }
+    }
+    EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_COMPLETED);
+    EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+    EXPECT_EQ(with_their_slot, commit_ms == 0 ? 3 : 0);
+  }
+}
+
 // Found by the simulator (`kmsfleet_sim --plan --seed 821`): a restart
 // decided with the change that made it due went out once that change
 // committed, on gates read before it, though c's provider had gone down
@@ -2000,6 +2062,30 @@ TEST(PlanMachineTest, ARestartGoesOutOnlyWithAStepThatChangesNothing) {
   EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_COMPLETED);
   EXPECT_EQ(restarts, 3);
   EXPECT_EQ(with_a_change, 0);
+}
+
+// Found in review: the restart's gates left out the node's own provider;
+// a kube-apiserver started while its KMS plugin is down cannot read
+// Secrets and does not come back ready. It waits for it too.
+TEST(PlanMachineTest, AKubeApiserverRestartWaitsForItsOwnProvider) {
+  Driver d;
+  d.outcome = [&d](const PlanAction& a) {
+    if (a.node == "a") d.not_ready.insert("a");  // down again after its window
+    return OperationOutcome::kStable;
+  };
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntil([](const v1::FleetPlan& p) {
+    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
+  });
+  PlanReady r;
+  for (int i = 0; i < 3; ++i) r = d.Step();
+  EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("The provider on a"));
+  d.not_ready.clear();
+  d.outcome = [](const PlanAction&) { return OperationOutcome::kStable; };
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(ActionKind::kRestartApiServer), ElementsAre("a", "c", "b"));
 }
 
 // Runs a plan whose c's kube-apiserver restart fails until `c_ready`,

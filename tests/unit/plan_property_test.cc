@@ -365,6 +365,7 @@ void FleetSim::Step() {
     machine_.emplace(Config(), committed_);
     return;
   }
+  if (ready.plan) ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), now_);
   for (const PlanAction& a : ready.actions) Execute(a);
 }
 

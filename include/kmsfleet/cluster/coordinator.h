@@ -188,6 +188,9 @@ class Coordinator {
   // Commits the committed plan again for a fresh fence (a swap refused
   // STALE_FENCE at the current record that never ran: docs/fleet-plan.md §1).
   void RenewFence();
+  // PlanMachine::ReleaseCommitted on a committed change's actions, with a
+  // log line for each one withdrawn.
+  void ReleaseCommitted(PlanReady& ready);
   void LoadHistory();
   void RecordHistory(const v1::PlanRecord& committed);
   void Publish(const v1::LeaderView& leader, const absl::Status& blocked);

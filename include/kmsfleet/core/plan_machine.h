@@ -53,6 +53,12 @@ inline constexpr int64_t kMaxPreflightHoldMs = 1000;
 // takes longer than this (slow settings, or rounds that stop counting as
 // new) commits them, so that `plan` shows the node done.
 inline constexpr int64_t kMaxHandOffHoldMs = 10'000;
+// A swap or rollback is decided on a round of views and goes out once the
+// change that gives its node the slot commits; a commit that takes longer
+// than this (followers slow or cut off: up to the commit's 5 s timeout)
+// leaves it judged on views too old to start a disruption on
+// (PlanMachine::ReleaseCommitted).
+inline constexpr int64_t kMaxViewsAgeAtSendMs = 1000;
 // A swap or rollback that ended before the provider's stop because the
 // node's agent stopped or restarted (AGENT_STOPPING, AGENT_RESTARTED) left
 // the provider untouched and says nothing of the release: it is sent again
@@ -206,6 +212,15 @@ class PlanMachine {
   // The outstanding proposal will not commit (leadership lost, too large):
   // forget it and decide again from the committed plan.
   void Abandon();
+  // The actions of the change just committed, to carry out at
+  // `now_unix_ms`. A swap or rollback that may start is withdrawn, and
+  // issued again by the next Step on a fresh round, when the newest round
+  // this machine was given fails the gates a step sent anew must pass
+  // (another node seen down or out of parity while the change committed)
+  // or is older than kMaxViewsAgeAtSendMs (a slow commit): it would start a
+  // disruption on what the coordinator knows to be false or stale.
+  std::vector<PlanAction> ReleaseCommitted(std::vector<PlanAction> actions,
+                                           int64_t now_unix_ms);
 
   const std::optional<v1::FleetPlan>& committed() const { return committed_; }
   // Parity over the rounds this machine stepped on (a dry run reads it).
@@ -233,6 +248,11 @@ class PlanMachine {
 
   PlanMachineConfig config_;
   std::optional<v1::FleetPlan> committed_;
+  // The newest fresh round given to Step (while a change is pending too),
+  // for ReleaseCommitted.
+  std::vector<NodeView> last_views_;
+  std::optional<OpenBaoProbe> last_openbao_;
+  int64_t last_views_at_unix_ms_ = 0;
   std::optional<uint64_t> pending_;  // revision proposed, not yet committed
   ParityStreak parity_;
   // Actions issued, by node: "plan|kind/node/phase/stage/operation". An
