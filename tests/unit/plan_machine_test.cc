@@ -2082,6 +2082,13 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForItsOwnProvider) {
   EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
   EXPECT_EQ(ReasonOf(r.blocked), reason::kProviderNotReady) << r.blocked;
   EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("The provider on a"));
+  // Its new release down for good: abort ends the wait, as for another
+  // node's provider (found in review: only abort gets out of it).
+  Driver aborted = d;
+  aborted.Step(Cmd(CommandKind::kAbort));
+  aborted.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_TRUE(aborted.Swapped(ActionKind::kRestartApiServer).empty());
+  EXPECT_EQ(aborted.plan_.nodes(0).reason(), reason::kApiServerRestartFailed);
   d.not_ready.clear();
   d.outcome = [](const PlanAction&) { return OperationOutcome::kStable; };
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
