@@ -371,14 +371,13 @@ void Coordinator::ReleaseCommitted(PlanReady& ready) {
   ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), now);
   if (ready.actions.size() == decided.size()) return;
   for (const PlanAction& a : decided) {
-    const bool kept = std::any_of(ready.actions.begin(), ready.actions.end(),
-                                  [&](const PlanAction& k) { return k.kind == a.kind && k.node == a.node; });
-    if (kept) continue;
+    auto same = [&a](const PlanAction& k) { return k.kind == a.kind && k.node == a.node; };
+    if (std::any_of(ready.actions.begin(), ready.actions.end(), same)) continue;
     Log(LogLevel::kInfo, "step withdrawn at its commit",
         {{"node", options_.self}, {"target", a.node},
          {"action", std::string(ActionKindName(a.kind))}, {"operation", a.operation_id},
-         {"detail", "the round it was decided on is older than 1 s or no longer passes the "
-                    "gates; decided again on a fresh round"}});
+         {"detail", "the round it was decided on is older than 1 s, no longer passes the "
+                    "gates or shows another key_id hash; decided again on a fresh round"}});
   }
 }
 

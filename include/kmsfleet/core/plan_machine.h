@@ -216,9 +216,11 @@ class PlanMachine {
   // `now_unix_ms`. A swap or rollback that may start is withdrawn, and
   // issued again by the next Step on a fresh round, when the newest round
   // this machine was given fails the gates a step sent anew must pass
-  // (another node seen down or out of parity while the change committed)
-  // or is older than kMaxViewsAgeAtSendMs (a slow commit): it would start a
-  // disruption on what the coordinator knows to be false or stale.
+  // (another node seen down or out of parity while the change committed),
+  // shows another key_id hash than the action expects (a rotation promoted
+  // meanwhile), or is older than kMaxViewsAgeAtSendMs (a slow commit): it
+  // would start a disruption on what the coordinator knows to be false or
+  // stale.
   std::vector<PlanAction> ReleaseCommitted(std::vector<PlanAction> actions,
                                            int64_t now_unix_ms);
 
