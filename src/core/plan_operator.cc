@@ -158,10 +158,8 @@ bool PlanStep::NothingSwapped() const {
 // does not. The coordinator keeps a silent agent's last state, which may
 // predate that node's step (found in review).
 const v1::NodeState* PlanStep::StateAnsweringNow(std::string_view node) {
-  for (const NodeView& v : Views()) {
-    if (v.node == node) return v.state && v.unreachable_since_unix_ms == 0 ? &*v.state : nullptr;
-  }
-  return nullptr;
+  const NodeView* v = FindView(Views(), std::string(node));
+  return v != nullptr && v->state && v->unreachable_since_unix_ms == 0 ? &*v->state : nullptr;
 }
 
 bool PlanStep::ReclaimFailedNodes(bool walk_back) {

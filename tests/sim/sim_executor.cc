@@ -515,21 +515,19 @@ void World::CheckRestoredReleaseServedTheKey(const Node& node) {
 // every other voter's provider serves (the gates of a step sent anew,
 // OthersGates; a restart waits for its own node's provider too). World
 // truth at the send: no other voter's provider (nor, for a restart, its
-// own) is down
-// since before the coordinator last saw it, nor down while the
-// coordinator cannot reach its agent. It found two gaps: a restart, then a
-// swap, decided on the round before the change that carried it committed,
-// and sent once it did though a round meanwhile saw another node down
-// (seeds 821 and 759).
+// own) is down since before the coordinator last saw it, nor down while
+// the coordinator cannot reach its agent. It found two gaps: a restart,
+// then a swap, decided on the round before the change that carried it
+// committed, and sent once it did though a round meanwhile saw another
+// node down (seeds 821 and 759).
 void World::CheckSentWhileOthersServe(const PlanCoordinator& p, const PlanAction& a) {
   const bool disrupts = a.kind == ActionKind::kRestartApiServer ||
                         (a.start_allowed && (a.kind == ActionKind::kSwap ||
                                              a.kind == ActionKind::kRollbackNode));
   if (!disrupts) return;
+  const bool own_counts = a.kind == ActionKind::kRestartApiServer;
   for (const std::string& v : voters_) {
     const int64_t down_since = DownSince(nodes_.at(v));
-    // A restart waits for its own node's provider too.
-    const bool own_counts = a.kind == ActionKind::kRestartApiServer;
     if ((v == a.node && !own_counts) || down_since < 0) continue;
     auto view = p.views.find(v);
     const bool seen = view != p.views.end() && view->second.state &&

@@ -220,6 +220,12 @@ class Driver {
   void RunUntilPhase(v1::PlanPhase phase) {
     RunUntil([phase](const v1::FleetPlan& p) { return p.phase() == phase; });
   }
+  // Steps until the first node's kube-apiserver restart is due.
+  void RunUntilRestartDue() {
+    RunUntil([](const v1::FleetPlan& p) {
+      return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
+    });
+  }
 
   std::vector<std::string> Swapped(ActionKind kind = ActionKind::kSwap) const {
     std::vector<std::string> nodes;
@@ -1952,9 +1958,7 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForTheOtherNodesToBeHealthy) {
     return OperationOutcome::kStable;
   };
   d.Step(Start(WithRestartMethod(), RestartRequired()));
-  d.RunUntil([](const v1::FleetPlan& p) {
-    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
-  });
+  d.RunUntilRestartDue();
   PlanReady r;
   for (int i = 0; i < 5; ++i) r = d.Step();
   EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
@@ -2040,9 +2044,7 @@ TEST(PlanMachineTest, ASlowCommitSendsNoSwapOnTheRoundBeforeIt) {
 TEST(PlanMachineTest, ARestartGoesOutOnlyWithAStepThatChangesNothing) {
   Driver d;
   d.Step(Start(WithRestartMethod(), RestartRequired()));
-  d.RunUntil([](const v1::FleetPlan& p) {
-    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
-  });
+  d.RunUntilRestartDue();
   EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
   d.not_ready.insert("c");  // down while the change committed
   PlanReady r;
@@ -2074,9 +2076,7 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForItsOwnProvider) {
     return OperationOutcome::kStable;
   };
   d.Step(Start(WithRestartMethod(), RestartRequired()));
-  d.RunUntil([](const v1::FleetPlan& p) {
-    return p.nodes(0).stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
-  });
+  d.RunUntilRestartDue();
   PlanReady r;
   for (int i = 0; i < 3; ++i) r = d.Step();
   EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
