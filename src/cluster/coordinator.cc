@@ -237,6 +237,7 @@ void Coordinator::Lead(const v1::LeaderView& seen) {
       in.command = *c;
     }
   }
+  if (!on_last_round) in.now_mono_ms = NowMonoMs();  // the round's own time counts
   PlanReady ready = on_last_round ? *std::move(on_last_round) : machine_->Step(in);
   CountBlock(ready.blocked);
   if (command && !ready.refusal.ok()) {
@@ -284,6 +285,9 @@ void Coordinator::LogAccepted(const Pending& p) {
 // Asks every voter for its state and probes OpenBao, together: a fresh
 // round for `in`, kept as the last round.
 void Coordinator::ObserveRound(PlanInput& in) {
+  // Asked now: a voter that answers at once is seen as of now, however
+  // long the round waits for the slowest.
+  in.views_asked_mono_ms = NowMonoMs();
   std::future<std::optional<OpenBaoProbe>> openbao;
   if (options_.probe_openbao) openbao = std::async(std::launch::async, options_.probe_openbao);
   in.views.clear();
@@ -295,7 +299,15 @@ void Coordinator::ObserveRound(PlanInput& in) {
   RecordParity(in.views);
   if (openbao.valid()) in.openbao = openbao.get();
   in.views_fresh = true;
-  last_round_ = Round{in.views, in.openbao};
+  in.now_mono_ms = NowMonoMs();  // read again just before the Step
+  last_round_ = Round{in.views, in.openbao, in.views_asked_mono_ms};
+}
+
+int64_t Coordinator::NowMonoMs() const {
+  if (options_.now_mono_ms) return options_.now_mono_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 // A Step on results alone, or right after a committed change, may decide
@@ -308,6 +320,8 @@ std::optional<PlanReady> Coordinator::StepOnLastRound(PlanInput& in, bool after_
   if ((in.results.empty() && !after_change) || !last_round_) return std::nullopt;
   in.views = last_round_->views;
   in.openbao = last_round_->openbao;
+  in.views_asked_mono_ms = last_round_->asked_mono_ms;
+  in.now_mono_ms = NowMonoMs();
   in.views_fresh = false;
   PlanReady ready = machine_->Step(in);
   if (ready.needs_fresh_views) return std::nullopt;  // the machine is as it was
@@ -366,18 +380,16 @@ bool Coordinator::Commit(PlanReady& ready, Pending* command) {
 }
 
 void Coordinator::ReleaseCommitted(PlanReady& ready) {
-  const int64_t now = options_.now_unix_ms();
-  std::vector<PlanAction> decided = ready.actions;
-  ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), now);
-  if (ready.actions.size() == decided.size()) return;
-  for (const PlanAction& a : decided) {
-    auto same = [&a](const PlanAction& k) { return k.kind == a.kind && k.node == a.node; };
-    if (std::any_of(ready.actions.begin(), ready.actions.end(), same)) continue;
+  std::vector<PlanMachine::Withdrawn> withdrawn;
+  ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), options_.now_unix_ms(),
+                                             NowMonoMs(), &withdrawn);
+  for (const PlanMachine::Withdrawn& w : withdrawn) {
     Log(LogLevel::kInfo, "step withdrawn at its commit",
-        {{"node", options_.self}, {"target", a.node},
-         {"action", std::string(ActionKindName(a.kind))}, {"operation", a.operation_id},
-         {"detail", "the round it was decided on is older than 1 s, no longer passes the "
-                    "gates or shows another key_id hash; decided again on a fresh round"}});
+        {{"node", options_.self}, {"target", w.action.node},
+         {"action", std::string(ActionKindName(w.action.kind))},
+         {"operation", w.action.operation_id}, {"reason", ReasonOf(w.why)},
+         {"detail", absl::StrCat(w.why.message(), " Decided again on a fresh round.")}});
+    if (!IsProgressWait(ReasonOf(w.why))) CountRefusal(w.why);
   }
 }
 
@@ -398,16 +410,25 @@ void Coordinator::RenewFence() {
 
 void Coordinator::Observe(std::vector<NodeView>& views) {
   if (!actions_) return;  // no TLS: no agent can be reached remotely
-  std::vector<std::future<absl::StatusOr<v1::NodeState>>> answers;
+  struct Answer {
+    absl::StatusOr<v1::NodeState> state;
+    int64_t took_ms = 0;
+  };
+  std::vector<std::future<Answer>> answers;
   for (const std::string& voter : options_.voters) {
-    answers.push_back(std::async(std::launch::async,
-                                 [this, voter] { return actions_->Observe(voter); }));
+    answers.push_back(std::async(std::launch::async, [this, voter] {
+      const int64_t asked = NowMonoMs();
+      absl::StatusOr<v1::NodeState> state = actions_->Observe(voter);
+      return Answer{std::move(state), NowMonoMs() - asked};
+    }));
   }
   const int64_t now = options_.now_unix_ms();
   for (size_t i = 0; i < options_.voters.size(); ++i) {
     NodeView& view = views_[options_.voters[i]];
     view.node = options_.voters[i];
-    absl::StatusOr<v1::NodeState> state = answers[i].get();
+    Answer answer = answers[i].get();
+    absl::StatusOr<v1::NodeState>& state = answer.state;
+    view.answered_in_ms = answer.took_ms;
     if (state.ok()) {
       view.state = *state;
       view.unreachable_since_unix_ms = 0;

@@ -266,12 +266,46 @@ void PlanStep::DecideInFlight() {
 absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, bool rollback,
                                           std::string* hash) {
   absl::Status s = OthersGates(in_flight, rollback, hash);
+  if (s.ok()) s = ViewsFreshEnough();
   if (s.ok()) return s;
   return MakeError(s.code(), ReasonOf(s),
                    absl::StrCat("No operation is started on ", std::string(in_flight),
                                 " (one it already runs is followed) while: ",
                                 std::string(s.message())),
                    {{"node", std::string(in_flight)}});
+}
+
+// A start is judged on views no older than their round's asking: a voter
+// that answered at once was last seen then, however long the slowest one
+// (or, at a release, the commit) took after it. Found in review: a Step
+// that changed nothing sent its swap on a round of any age, and a
+// release counted from the Step's wall-clock reading, which a clock step
+// moves. Asked last, once every other gate passes: what an old round shows
+// wrong (an agent that does not answer makes every round slow, a node's
+// own provider down) is the reason to show, and an abort gives a restart
+// up on it.
+// A negative age (a clock misused) fails closed too.
+absl::Status PlanStep::ViewsFreshEnough() const {
+  const int64_t age = in_.now_mono_ms - in_.views_asked_mono_ms;
+  if (age >= 0 && age <= kMaxViewsAgeAtSendMs) return absl::OkStatus();
+  const NodeView* slowest = nullptr;
+  for (const NodeView& v : in_.views) {
+    if (slowest == nullptr || v.answered_in_ms > slowest->answered_in_ms) slowest = &v;
+  }
+  // A voter is named only when its answer took much of the age: the round
+  // also waits for OpenBao's health probe, and a release for its commit.
+  const std::string slowest_said =
+      slowest != nullptr && slowest->answered_in_ms * 2 >= age
+          ? absl::StrCat(" The slowest to answer was ", slowest->node, ", in ",
+                         slowest->answered_in_ms, " ms.")
+          : " No node took that long to answer: OpenBao's health probe (asked beside "
+            "the round) or the commit of the plan change before it was slow.";
+  return MakeError(absl::StatusCode::kUnavailable, reason::kObservationsTooOld,
+                   absl::StrCat("The last round of observations was asked for ", age,
+                                " ms ago (more than ", kMaxViewsAgeAtSendMs,
+                                " ms): nothing that takes a provider or an API server down "
+                                "is started on it; a new round is asked at once.",
+                                slowest_said));
 }
 
 // OthersStillHealthy's gates, their refusal as it is. `hash` may be null.
@@ -329,8 +363,11 @@ void PlanStep::IssueApiServerRestart(v1::PlanNode& node) {
   // without its KMS plugin cannot read Secrets and does not come back
   // ready (found in review).
   if (s.ok()) s = CheckFleetHealth({node.node()}, Views(), in_.now_unix_ms);
+  if (s.ok()) s = ViewsFreshEnough();
   if (s.ok()) return Issue(std::move(a));
-  if (next_->abort_requested()) {
+  // A round too old says nothing of the fleet: an abort waits for a
+  // quicker one rather than give the restart up (found in review).
+  if (next_->abort_requested() && ReasonOf(s) != reason::kObservationsTooOld) {
     node.set_reason(reason::kApiServerRestartFailed);
     node.set_message(absl::StrCat(
         "kube-apiserver on ", node.node(), " was not restarted by the plan, which is aborting (",

@@ -19,7 +19,7 @@ bool IsProgressWait(std::string_view reason) {
   static constexpr std::string_view kWaits[] = {
       reason::kParityNotStable, reason::kSoakInProgress,    reason::kPlanPaused,
       reason::kPlanHalted,      reason::kBreakGlassActive,  reason::kHandoffPending,
-      reason::kUnknownFence,    reason::kPlanChangePending};
+      reason::kUnknownFence,    reason::kPlanChangePending, reason::kObservationsTooOld};
   for (std::string_view wait : kWaits) {
     if (reason == wait) return true;
   }
@@ -215,7 +215,7 @@ PlanReady PlanMachine::StepOn(const PlanInput& input, bool& read_views) {
   if (input.views_fresh) {
     last_views_ = input.views;
     last_openbao_ = input.openbao;
-    last_views_at_unix_ms_ = input.now_unix_ms;
+    last_views_asked_mono_ms_ = input.views_asked_mono_ms;
   }
   // Counting a round is no decision: on the last round again it is a
   // round counted already, and Observe skips it.
@@ -281,19 +281,24 @@ void PlanMachine::Committed(const v1::FleetPlan& plan) {
 }
 
 std::vector<PlanAction> PlanMachine::ReleaseCommitted(std::vector<PlanAction> actions,
-                                                      int64_t now_unix_ms) {
+                                                      int64_t now_unix_ms, int64_t now_mono_ms,
+                                                      std::vector<Withdrawn>* withdrawn) {
   if (!committed_) return actions;
   PlanInput round;
   round.now_unix_ms = now_unix_ms;
+  round.now_mono_ms = now_mono_ms;
   round.views = last_views_;
+  round.views_asked_mono_ms = last_views_asked_mono_ms_;
   round.openbao = last_openbao_;
   PlanStep step(*this, round);
-  const bool too_old = now_unix_ms - last_views_at_unix_ms_ > kMaxViewsAgeAtSendMs;
   std::erase_if(actions, [&](const PlanAction& a) {
     const bool starts = a.start_allowed &&
                         (a.kind == ActionKind::kSwap || a.kind == ActionKind::kRollbackNode);
-    if (!starts || (!too_old && step.OthersStillPass(a))) return false;
+    if (!starts) return false;
+    absl::Status why = step.OthersStillPass(a);
+    if (why.ok()) return false;
     step.Unissue(a);
+    if (withdrawn != nullptr) withdrawn->push_back({a, std::move(why)});
     return true;
   });
   return actions;

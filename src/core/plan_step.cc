@@ -120,8 +120,9 @@ PlanReady PlanStep::TakeReady() {
   PlanReady ready;
   ready.refusal = refusal_;
   ready.blocked = blocked_;
-  ready.observe_at_once =
-      rounds_beside_hand_off_ || ReasonOf(blocked_) == reason::kParityNotStable;
+  ready.observe_at_once = rounds_beside_hand_off_ ||
+                          ReasonOf(blocked_) == reason::kParityNotStable ||
+                          ReasonOf(blocked_) == reason::kObservationsTooOld;
   uint64_t revision = m_.committed_ ? m_.committed_->revision() : 0;
   if (changed_ && next_) {
     next_->set_revision(revision + 1);
@@ -344,15 +345,21 @@ void PlanStep::WithdrawApiServerRestarts(std::vector<PlanAction>& actions) {
   });
 }
 
-bool PlanStep::OthersStillPass(const PlanAction& action) {
+absl::Status PlanStep::OthersStillPass(const PlanAction& action) {
   std::string hash;
-  if (!OthersGates(action.node, action.kind == ActionKind::kRollbackNode, &hash).ok()) {
-    return false;
-  }
+  absl::Status s = OthersGates(action.node, action.kind == ActionKind::kRollbackNode, &hash);
+  if (!s.ok()) return s;
   // A rotation promoted while the change committed: the node would refuse
   // the key the action expects (ACTIVE_KEY_NOT_EXPECTED) and halt the plan.
-  return action.expected_key_id_hash.empty() || hash.empty() ||
-         hash == action.expected_key_id_hash;
+  if (action.expected_key_id_hash.empty() || hash.empty() ||
+      hash == action.expected_key_id_hash) {
+    return ViewsFreshEnough();
+  }
+  return MakeError(absl::StatusCode::kFailedPrecondition, reason::kKeyIdHashMismatch,
+                   absl::StrCat("The other nodes now serve key_id hash ", hash, ", not ",
+                                action.expected_key_id_hash, " as when ", action.node,
+                                "'s step was decided."),
+                   {{"node", action.node}});
 }
 
 void PlanStep::Unissue(const PlanAction& action) {

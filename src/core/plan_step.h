@@ -48,9 +48,10 @@ class PlanStep {
   // after the commit that changes nothing issues them again.
   void WithdrawApiServerRestarts(std::vector<PlanAction>& actions);
   // For PlanMachine::ReleaseCommitted, on the committed plan: whether the
-  // gates a step sent anew must pass (OthersGates) pass for `action`, and
-  // forgetting it was issued, so that the next Step issues it again.
-  bool OthersStillPass(const PlanAction& action);
+  // gates a step sent anew must pass (OthersGates) pass for `action` (OK,
+  // or the first that fails), and forgetting it was issued, so that the
+  // next Step issues it again.
+  absl::Status OthersStillPass(const PlanAction& action);
   void Unissue(const PlanAction& action);
 
  private:
@@ -123,6 +124,11 @@ class PlanStep {
   // The gates a swap or rollback must pass again when it is sent anew.
   absl::Status OthersStillHealthy(std::string_view in_flight, bool rollback, std::string* hash);
   absl::Status OthersGates(std::string_view in_flight, bool rollback, std::string* hash);
+  // OBSERVATIONS_TOO_OLD when the round in `views` was asked for more than
+  // kMaxViewsAgeAtSendMs ago (PlanInput::views_asked_mono_ms): checked
+  // after every other gate of a start (OthersStillHealthy, a restart's,
+  // OthersStillPass), not in OthersGates.
+  absl::Status ViewsFreshEnough() const;
   absl::Status RollbackNoLongerAllowed(const v1::PlanNode& node);
   // Issues the in-flight node's kube-apiserver restart once OthersGates
   // pass; blocks on them until then, unless the plan is aborting: then the

@@ -141,7 +141,8 @@ void ExState::PlanCoordinate(const std::string& name) {
 // round again.
 PlanInput ExState::Gather(ExPlanCoordinator& p, bool on_last_round) {
   PlanInput in;
-  in.now_unix_ms = kNowMs;
+  // One instant: every round is as fresh as a start needs.
+  in.now_unix_ms = in.now_mono_ms = in.views_asked_mono_ms = kNowMs;
   in.results = std::move(p.results);
   p.results.clear();
   in.random = 0x5eed;
@@ -230,7 +231,7 @@ void ExState::CommitIfDone(const std::string& name) {
   p.machine.Committed(*p.pending_plan);
   p.pending_index.reset();
   p.pending_plan.reset();
-  std::vector<PlanAction> held = p.machine.ReleaseCommitted(std::move(p.held), kNowMs);
+  std::vector<PlanAction> held = p.machine.ReleaseCommitted(std::move(p.held), kNowMs, kNowMs);
   p.held.clear();
   for (const PlanAction& a : held) CarryOut(name, a);
 }

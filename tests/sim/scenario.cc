@@ -505,7 +505,7 @@ void ScenarioWorld::PlanCommitted(const std::string& name) {
        Key(c));
   leader.pending.reset();
   std::vector<PlanAction> held =
-      leader.plan->ReleaseCommitted(std::move(leader.held), plan_clock_ms_);
+      leader.plan->ReleaseCommitted(std::move(leader.held), plan_clock_ms_, plan_clock_ms_);
   leader.held.clear();
   for (const PlanAction& a : held) PlanCarryOut(name, a, leader.held_outcome);
 }
@@ -516,7 +516,9 @@ PlanInput ScenarioWorld::PlanObserve(const std::string& name) {
   Node& leader = Get(name);
   plan_clock_ms_ += 1000;
   PlanInput in;
-  in.now_unix_ms = plan_clock_ms_;
+  // Every round is asked for and answered at once: a scenario's clock
+  // moves only between rounds.
+  in.now_unix_ms = in.now_mono_ms = in.views_asked_mono_ms = plan_clock_ms_;
   for (const std::string& v : base_.voters) {
     const Node& node = Get(v);
     NodeView view;

@@ -527,12 +527,21 @@ void World::CheckSentWhileOthersServe(const PlanCoordinator& p, const PlanAction
   if (!disrupts) return;
   const bool own_counts = a.kind == ActionKind::kRestartApiServer;
   for (const std::string& v : voters_) {
-    const int64_t down_since = DownSince(nodes_.at(v));
-    if ((v == a.node && !own_counts) || down_since < 0) continue;
+    if (v == a.node && !own_counts) continue;
     auto view = p.views.find(v);
     const bool seen = view != p.views.end() && view->second.state &&
                       view->second.unreachable_since_unix_ms == 0;
     const int64_t seen_at = seen ? view->second.state->observed_at_unix_ms() / kTickMs : -1;
+    // Whatever it shows, a look older than kMaxViewsAgeAtSendMs says
+    // nothing a disruption may start on (a slow round, a slow commit).
+    if (seen && (now_ - seen_at) * kTickMs > kMaxViewsAgeAtSendMs) {
+      return Fail("the coordinator sends " + std::string(ActionKindName(a.kind)) + " " +
+                  a.operation_id + " to " + a.node + " on a look at " + v + " from t=" +
+                  std::to_string(seen_at) + ", more than " +
+                  std::to_string(kMaxViewsAgeAtSendMs) + " ms before");
+    }
+    const int64_t down_since = DownSince(nodes_.at(v));
+    if (down_since < 0) continue;
     if (seen && seen_at < down_since) continue;  // it went down after the last look
     Fail("the coordinator sends " + std::string(ActionKindName(a.kind)) + " " + a.operation_id +
          " to " + a.node + " while " + v + "'s provider has been down since t=" +

@@ -76,7 +76,8 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
             << "; providers down by themselves " << t.outages
             << ", Steps holding a kube-apiserver restart on the gates " << t.restarts_held
             << ", swaps and rollbacks withdrawn as their change committed "
-            << t.withdrawn_at_release
+            << t.withdrawn_at_release << "; rounds held up by a slow voter " << t.slow_rounds
+            << ", Steps that started nothing on a round over 1 s old " << t.too_old_blocks
             << "; registry checkpoints not current in preflights " << t.checkpoints_reported
             << ", upgrades refused for it by the node " << t.checkpoint_refused_by_node
             << ", let through by the plan's acknowledgement "
@@ -94,7 +95,7 @@ int PlanSummary(uint64_t seeds, uint64_t start, const kmsfleet::sim::Counters& t
        t.swaps_stale_term + t.swaps_stale_fence == 0 || t.restage_refused == 0 ||
        t.adversary_weakened_refused == 0 || t.adversary_held_back_refused == 0 ||
        t.changes_on_old_base == 0 || t.outages == 0 || t.restarts_held == 0 ||
-       t.withdrawn_at_release == 0 ||
+       t.withdrawn_at_release == 0 || t.slow_rounds == 0 || t.too_old_blocks == 0 ||
        t.queries_voter_only == 0)) {
     std::cout << "FAIL: the schedules did not reach every ending and fault\n";
     return 1;

@@ -157,7 +157,10 @@ void World::PlanLeaders() {
   std::optional<OperatorCommand> command;
   if (newest != nullptr && newest->coordinator.plan &&
       newest->coordinator.plan->term == newest->machine->term()) {
-    command = Operator(newest->coordinator.plan->machine->committed());
+    // A coordinator waiting on a slow round takes no command meanwhile.
+    if (!newest->coordinator.plan->slow_round) {
+      command = Operator(newest->coordinator.plan->machine->committed());
+    }
     // Voters are changed only with no plan under way (docs/election.md):
     // no plan is started on a coordinator whose list was edited.
     if (command && command->kind == CommandKind::kStart &&
@@ -296,13 +299,15 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
   // what the machine held before it.
   if (!p->pending_index && now_ % 2 == 0) AdoptCommitted(leader, *p);
   ExpireRequests(leader, *p);
+  if (!command && WaitsOnSlowRound(leader, *p)) return;
   // Like kmsfleetd's coordinator, a Step on results alone is tried on the
   // last round again (here on half of them), and so is every Step right
   // after a change that sent no action: the machine takes it only if it
   // reads no view.
   const bool after_change = std::exchange(p->after_change, false);
+  // A slow round that came in is decided on first.
   const bool on_last_round =
-      !command && ((!p->results.empty() && Chance(0.5)) || after_change);
+      !command && !p->slow_round && ((!p->results.empty() && Chance(0.5)) || after_change);
   PlanInput in = Gather(leader, *p, on_last_round);
   const bool had_command = command.has_value();
   if (had_command) ++counters_.commands;
@@ -319,6 +324,7 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
     }
   }
   CheckReady(ready, had_command);
+  if (ReasonOf(ready.blocked) == reason::kObservationsTooOld) ++counters_.too_old_blocks;
   CheckStaleVoters(*p, ready);
   CheckStartsOnlyWhileMoving(*p, ready);
   CheckWarmUp(*p);
@@ -344,19 +350,66 @@ void World::PlanCoordinate(Node& leader, std::optional<OperatorCommand> command)
 }
 
 PlanInput World::Gather(const Node& leader, PlanCoordinator& p, bool on_last_round) {
+  if (p.slow_round) {
+    // The slow round is in: its views are as old as its asking, and it
+    // carries the results taken before it; later ones wait for the next
+    // Step, as in kmsfleetd.
+    PlanInput in = std::move(p.slow_round->round);
+    p.slow_round.reset();
+    in.now_unix_ms = in.now_mono_ms = now_ * kTickMs;
+    in.random = rng_.Next();
+    p.last_round = {in.views, *in.openbao};
+    p.last_round_asked_ms = in.views_asked_mono_ms;
+    return in;
+  }
   PlanInput in;
-  in.now_unix_ms = now_ * kTickMs;
+  in.now_unix_ms = in.now_mono_ms = now_ * kTickMs;
   in.results = std::move(p.results);
   p.results.clear();
   in.random = rng_.Next();
   if (on_last_round && p.last_round) {
     in.views = p.last_round->first;
     in.openbao = p.last_round->second;
+    in.views_asked_mono_ms = p.last_round_asked_ms;
     in.views_fresh = false;
     return in;
   }
   ObserveRound(leader, p, in);
   return in;
+}
+
+// kmsfleetd's round waits for every voter's answer: one slow to answer
+// (a provider's /metrics slow, a loaded node) holds the Step up while the
+// others' views age. On some seeds, while faults last and the plan rolls
+// forward or back, a fresh round now and then (one in five) is taken at
+// once, with the results that came before it, and
+// decided on 0.3-2.5 s later; meanwhile this coordinator decides nothing
+// (kmsfleetd's loop is in the round). Not while a change commits: kmsfleetd
+// waits for the commit before its next round. True while it waits.
+bool World::WaitsOnSlowRound(const Node& leader, PlanCoordinator& p) {
+  if (p.slow_round) return now_ < p.slow_round->due;
+  // Where starts are decided: a plan rolling forward or back.
+  const std::optional<v1::FleetPlan>& plan = p.machine->committed();
+  const bool starts = plan && (plan->phase() == v1::PLAN_PHASE_ROLLING ||
+                               plan->phase() == v1::PLAN_PHASE_ROLLING_BACK);
+  if (!slow_rounds_ || !faults_ || !starts || p.pending_index ||
+      slow_round_rng_.Uniform(0, 99) >= 20) {
+    return false;
+  }
+  PlanCoordinator::SlowRound slow;
+  slow.round.results = std::move(p.results);
+  p.results.clear();
+  ObserveRound(leader, p, slow.round);
+  slow.due = now_ + slow_round_rng_.Uniform(3, 25);
+  if (!slow.round.views.empty()) {
+    NodeView& slowest = slow.round.views[static_cast<size_t>(
+        slow_round_rng_.Uniform(0, static_cast<int64_t>(slow.round.views.size()) - 1))];
+    slowest.answered_in_ms = (slow.due - now_) * kTickMs;
+  }
+  p.slow_round = std::move(slow);
+  ++counters_.slow_rounds;
+  Trace(leader.name + " waits on a slow round until t=" + std::to_string(p.slow_round->due));
+  return true;
 }
 
 // A fresh round: every voter's view and the OpenBao probe.
@@ -371,8 +424,10 @@ void World::ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in) 
     else probe.transport = absl::UnavailableError("connection refused");
   }
   in.openbao = probe;
+  in.views_asked_mono_ms = now_ * kTickMs;
   in.views_fresh = true;
   p.last_round = {in.views, probe};
+  p.last_round_asked_ms = in.views_asked_mono_ms;
 }
 
 // A Step taken on the last round read no view (LastRoundViolations).
@@ -506,8 +561,17 @@ void World::CommitIfDone(Node& leader, PlanCoordinator& p) {
   p.pending_index.reset();
   p.pending_plan.reset();
   const size_t decided = p.held.size();
-  std::vector<PlanAction> held = p.machine->ReleaseCommitted(std::move(p.held), now_ * kTickMs);
+  std::vector<PlanMachine::Withdrawn> withdrawn;
+  std::vector<PlanAction> held = p.machine->ReleaseCommitted(
+      std::move(p.held), now_ * kTickMs, now_ * kTickMs, &withdrawn);
   p.held.clear();
+  if (withdrawn.size() != decided - held.size()) {
+    Fail("ReleaseCommitted withdrew " + std::to_string(decided - held.size()) +
+         " actions but gave " + std::to_string(withdrawn.size()) + " reasons");
+  }
+  for (const PlanMachine::Withdrawn& w : withdrawn) {
+    if (ReasonOf(w.why).empty()) Fail("a withdrawal without a reason: " + w.why.ToString());
+  }
   counters_.withdrawn_at_release += static_cast<int64_t>(decided - held.size());
   p.after_change = !SendsAnAction(held);
   for (const PlanAction& a : held) CarryOut(leader, p, a);

@@ -104,8 +104,17 @@ struct PlanCoordinator {
   std::vector<ActionResult> results;      // arrived since the last Step
   std::map<std::string, Outstanding> outstanding;  // "node/kind"
   std::map<std::string, NodeView> views;  // the newest view of each voter
-  // The last round (views and OpenBao probe), for a Step on results alone.
+  // The last round (views and OpenBao probe), for a Step on results alone,
+  // and the time it was asked for (ms).
   std::optional<std::pair<std::vector<NodeView>, OpenBaoProbe>> last_round;
+  int64_t last_round_asked_ms = 0;
+  // A round kmsfleetd's coordinator waits on for a slow voter: taken at
+  // `asked` (every view as of then), decided on at `due` (SlowRound).
+  struct SlowRound {
+    PlanInput round;
+    int64_t due = 0;
+  };
+  std::optional<SlowRound> slow_round;
   // A change that sent no action committed: the next Step is tried on the
   // last round, as kmsfleetd's coordinator does (after_change_).
   bool after_change = false;
@@ -299,6 +308,7 @@ class World {
   void PlanCoordinate(Node& leader, std::optional<OperatorCommand> command);
   PlanInput Gather(const Node& leader, PlanCoordinator& p, bool on_last_round);
   void ObserveRound(const Node& leader, PlanCoordinator& p, PlanInput& in);
+  bool WaitsOnSlowRound(const Node& leader, PlanCoordinator& p);
   void CheckLastRoundStep(const PlanCoordinator& p, const PlanReady& ready);
   void CheckWarmUp(const PlanCoordinator& p);
   NodeView Observe(const Node& leader, PlanCoordinator& p, const Node& node);
@@ -424,6 +434,9 @@ class World {
   SeededRandom checkpoint_rng_;
   // Providers down by themselves for a while: their own stream too.
   SeededRandom outage_rng_;
+  // Rounds a slow voter holds up, and on which seeds: their own stream too.
+  SeededRandom slow_round_rng_;
+  bool slow_rounds_ = false;
   // The adversary's copies of steps their coordinator holds back: their
   // own stream too.
   SeededRandom held_back_rng_;

@@ -71,6 +71,8 @@ void Counters::Add(const Counters& o) {
   restaged += o.restaged;
   outages += o.outages;
   restarts_held += o.restarts_held;
+  slow_rounds += o.slow_rounds;
+  too_old_blocks += o.too_old_blocks;
   withdrawn_at_release += o.withdrawn_at_release;
   restage_refused += o.restage_refused;
   checkpoints_reported += o.checkpoints_reported;
@@ -102,7 +104,11 @@ World::World(const SimOptions& options)
       admission_rng_(options.seed ^ 0x61646d6974746564ULL),
       checkpoint_rng_(options.seed ^ 0x636865636b707421ULL),
       outage_rng_(options.seed ^ 0x6f75746167657321ULL),
+      slow_round_rng_(options.seed ^ 0x736c6f77726f756eULL),
       held_back_rng_(options.seed ^ 0x68656c646261636bULL) {
+  // A third of the seeds have voters slow to answer now and then; the
+  // others keep the schedules they had before slow rounds were modelled.
+  slow_rounds_ = slow_round_rng_.Uniform(0, 2) == 0;
   // Group shapes from the issue: 1, 3, 5 or 7 voters, sometimes a learner.
   static constexpr int kVoterChoices[] = {1, 3, 3, 3, 3, 5, 5, 5, 7, 3};
   int voters = kVoterChoices[Pick(0, 9)];

@@ -119,6 +119,10 @@ struct Counters {
   // Swaps and rollbacks withdrawn as their change committed, the round
   // they were decided on outdated (PlanMachine::ReleaseCommitted).
   int64_t withdrawn_at_release = 0;
+  // Rounds a slow voter held up for 0.3-2.5 s (SlowRound), and Steps that
+  // started nothing on a round asked for over kMaxViewsAgeAtSendMs before
+  // (OBSERVATIONS_TOO_OLD).
+  int64_t slow_rounds = 0, too_old_blocks = 0;
   int64_t restage_refused = 0;        // swaps refused STAGED_ARTIFACT_CHANGED
   // Preflights that reported a registry checkpoint not current, upgrades
   // a node refused for it (STATE_CHECKPOINT_NOT_CURRENT), and upgrades of

@@ -74,6 +74,7 @@ class Driver {
     now_ += step_ms;
     PlanInput in;
     in.now_unix_ms = now_;
+    in.now_mono_ms = now_;
     in.openbao = openbao;
     in.results = std::move(results_);
     results_.clear();
@@ -86,6 +87,7 @@ class Driver {
     if (stale_rounds && (!in.results.empty() || after_change) && !in.command &&
         !last_round_.empty()) {
       in.views = last_round_;
+      in.views_asked_mono_ms = last_round_asked_;
       in.views_fresh = false;
       ready = machine_.Step(in);
       if (!ready.needs_fresh_views) {
@@ -98,8 +100,10 @@ class Driver {
       EXPECT_FALSE(ready.plan || !ready.actions.empty() || !ready.blocked.ok());
     }
     in.views = FreshViews(now_);
+    in.views_asked_mono_ms = now_ - round_ms;
     in.views_fresh = true;
     last_round_ = in.views;
+    last_round_asked_ = in.views_asked_mono_ms;
     ready = machine_.Step(in);
     CountRounds(in, ready);
     return Carry(ready);
@@ -129,6 +133,7 @@ class Driver {
   DryRunReport DryRunRollback() const {
     PlanInput in;
     in.now_unix_ms = now_ + step_ms;
+    in.now_mono_ms = in.views_asked_mono_ms = in.now_unix_ms;
     in.openbao = openbao;
     in.views = FreshViews(in.now_unix_ms);
     in.views_fresh = true;
@@ -160,7 +165,8 @@ class Driver {
       if (while_committing) while_committing(*ready.plan);
       machine_.Committed(*ready.plan);
       plan_ = *ready.plan;
-      ready.actions = machine_.ReleaseCommitted(std::move(ready.actions), now_ + commit_ms);
+      ready.actions = machine_.ReleaseCommitted(
+          std::move(ready.actions), now_ + commit_ms + wall_step_ms, now_ + commit_ms);
       after_change_ = !SendsAnAction(ready.actions);
     }
     for (const PlanAction& a : ready.actions) {
@@ -238,12 +244,19 @@ class Driver {
   // How long a change takes to commit, and what happens meanwhile (called
   // with the change proposed).
   int64_t commit_ms = 0;
+  // How long each fresh round takes to answer: it was asked for this long
+  // before its Step (the monotonic clock is the wall clock here, but for
+  // `wall_step_ms`, by which the wall clock has stepped when a change
+  // commits).
+  int64_t round_ms = 0;
+  int64_t wall_step_ms = 0;
   std::function<void(const v1::FleetPlan&)> while_committing;
   // A round of views while a change commits, as the simulator's
   // coordinator observes (kmsfleetd's waits for the commit).
   void RoundWhileCommitting() {
     PlanInput in;
     in.now_unix_ms = now_ + commit_ms / 2;
+    in.now_mono_ms = in.views_asked_mono_ms = in.now_unix_ms;
     in.openbao = openbao;
     in.views = FreshViews(in.now_unix_ms);
     EXPECT_EQ(ReasonOf(machine_.Step(in).blocked), reason::kPlanChangePending);
@@ -391,6 +404,7 @@ class Driver {
   int64_t now_;
   uint64_t draws_ = 0;
   std::vector<NodeView> last_round_;
+  int64_t last_round_asked_ = 0;
   int rounds_since_result_ = -1;  // -1: no operation result yet
   std::string last_swapped_;
   bool after_change_ = false;  // a change that sent no action committed
@@ -2015,13 +2029,27 @@ TEST(PlanMachineTest, ASwapIsNotSentOnARoundOutdatedWhileItsSlotCommitted) {
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
 }
 
-// A commit that took longer than kMaxViewsAgeAtSendMs (followers slow)
-// sends no swap on the round before it: the next Step sends it on its own.
+// A swap goes out at its slot's commit only on a round asked for at most
+// kMaxViewsAgeAtSendMs before, on the monotonic clock: a commit that took
+// longer (followers slow) withdraws it, and so does a round that took long
+// itself (a voter slow to answer leaves the others' views as old); a
+// wall-clock step does neither (found in review: the age was the release's
+// wall-clock reading minus the Step's, taken before its round). The next
+// Step sends it on a round of its own.
 TEST(PlanMachineTest, ASlowCommitSendsNoSwapOnTheRoundBeforeIt) {
-  for (const int64_t commit_ms : {int64_t{0}, kMaxViewsAgeAtSendMs + 1}) {
-    SCOPED_TRACE(commit_ms);
+  struct Case {
+    int64_t round_ms, commit_ms, wall_step_ms;
+    bool sent_with_the_slot;
+  };
+  constexpr int64_t kHour = 3'600'000;
+  for (const Case& c : {Case{0, 0, 0, true}, Case{0, kMaxViewsAgeAtSendMs + 1, 0, false},
+                        Case{600, 500, 0, false}, Case{0, kMaxViewsAgeAtSendMs + 1, -kHour, false},
+                        Case{0, 500, kHour, true}}) {
+    SCOPED_TRACE(absl::StrCat(c.round_ms, "/", c.commit_ms, "/", c.wall_step_ms));
     Driver d;
-    d.commit_ms = commit_ms;
+    d.round_ms = c.round_ms;
+    d.commit_ms = c.commit_ms;
+    d.wall_step_ms = c.wall_step_ms;
     int with_their_slot = 0;
     d.Step(Start());
     for (int i = 0; i < 400 && d.plan_.phase() != v1::PLAN_PHASE_COMPLETED; ++i) {
@@ -2032,8 +2060,69 @@ TEST(PlanMachineTest, ASlowCommitSendsNoSwapOnTheRoundBeforeIt) {
     }
     EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_COMPLETED);
     EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
-    EXPECT_EQ(with_their_slot, commit_ms == 0 ? 3 : 0);
+    EXPECT_EQ(with_their_slot, c.sent_with_the_slot ? 3 : 0);
   }
+}
+
+// Found in review: a Step that changed nothing sent its swap at once on
+// its own round, however long that round took. On a round asked for more
+// than kMaxViewsAgeAtSendMs before, the swap a new coordinator sends again
+// is sent follow-only (one the node already runs is followed), the plan
+// says why, and a new round is asked at once.
+TEST(PlanMachineTest, ANewCoordinatorStartsNoSwapOnASlowRound) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  for (const int64_t asked_ago : {kMaxViewsAgeAtSendMs, kMaxViewsAgeAtSendMs + 1}) {
+    SCOPED_TRACE(asked_ago);
+    PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
+    PlanInput in;
+    in.now_unix_ms = 2'000'000;
+    in.now_mono_ms = 50'000;
+    in.views_asked_mono_ms = in.now_mono_ms - asked_ago;
+    in.openbao = d.openbao;
+    for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
+    in.views.back().answered_in_ms = asked_ago - 100;  // the round's slow voter
+    const PlanReady r = fresh.Step(in);
+    ASSERT_EQ(r.actions.size(), 1u);
+    EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
+    const bool too_old = asked_ago > kMaxViewsAgeAtSendMs;
+    EXPECT_EQ(r.actions[0].start_allowed, !too_old);
+    EXPECT_EQ(ReasonOf(r.blocked), too_old ? reason::kObservationsTooOld : "") << r.blocked;
+    EXPECT_EQ(r.observe_at_once, too_old);
+    if (too_old) {
+      EXPECT_THAT(std::string(r.blocked.message()),
+                  HasSubstr(absl::StrCat("The slowest to answer was ", in.views.back().node,
+                                         ", in 901 ms.")));
+    }
+  }
+}
+
+// While every round is slow, no swap starts at all; once they are quick
+// again, the plan completes.
+TEST(PlanMachineTest, NoSwapStartsWhileEveryRoundIsSlow) {
+  Driver d;
+  d.round_ms = kMaxViewsAgeAtSendMs + 1;
+  d.Step(Start());
+  PlanReady r;
+  int too_old = 0;
+  for (int i = 0; i < 40; ++i) {
+    r = d.Step();
+    if (ReasonOf(r.blocked) == reason::kObservationsTooOld) {
+      ++too_old;
+      EXPECT_TRUE(r.observe_at_once);
+      EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("asked for 1001 ms ago"));
+      // No voter was timed slow here: the probe or the commit was.
+      EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("No node took that long"));
+    }
+  }
+  EXPECT_TRUE(d.Swapped().empty());
+  EXPECT_GT(too_old, 0);
+  EXPECT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ROLLING);
+  EXPECT_FALSE(d.plan_.in_flight().empty());  // the slot is given; no swap starts
+  d.round_ms = kMaxViewsAgeAtSendMs;
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
 }
 
 // Found by the simulator (`kmsfleet_sim --plan --seed 821`): a restart
@@ -2084,13 +2173,47 @@ TEST(PlanMachineTest, AKubeApiserverRestartWaitsForItsOwnProvider) {
   EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("The provider on a"));
   // Its new release down for good: abort ends the wait, as for another
   // node's provider (found in review: only abort gets out of it).
-  Driver aborted = d;
-  aborted.Step(Cmd(CommandKind::kAbort));
-  aborted.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
-  EXPECT_TRUE(aborted.Swapped(ActionKind::kRestartApiServer).empty());
-  EXPECT_EQ(aborted.plan_.nodes(0).reason(), reason::kApiServerRestartFailed);
+  // So it does on slow rounds too: the node's own provider down is what
+  // they show, and the reason (found in review: the age, asked first,
+  // kept the abort waiting for a quick round).
+  for (const int64_t round_ms : {int64_t{0}, kMaxViewsAgeAtSendMs + 1}) {
+    SCOPED_TRACE(round_ms);
+    Driver aborted = d;
+    aborted.round_ms = round_ms;
+    aborted.Step(Cmd(CommandKind::kAbort));
+    aborted.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+    EXPECT_TRUE(aborted.Swapped(ActionKind::kRestartApiServer).empty());
+    EXPECT_EQ(aborted.plan_.nodes(0).reason(), reason::kApiServerRestartFailed);
+  }
   d.not_ready.clear();
   d.outcome = [](const PlanAction&) { return OperationOutcome::kStable; };
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(ActionKind::kRestartApiServer), ElementsAre("a", "c", "b"));
+}
+
+// A restart, too, goes out only on a round asked for at most
+// kMaxViewsAgeAtSendMs before (found in review: it went out on a round of
+// any age).
+TEST(PlanMachineTest, AKubeApiserverRestartWaitsForAQuickRound) {
+  Driver d;
+  d.Step(Start(WithRestartMethod(), RestartRequired()));
+  d.RunUntilRestartDue();
+  d.round_ms = kMaxViewsAgeAtSendMs + 1;
+  PlanReady r;
+  for (int i = 0; i < 3; ++i) r = d.Step();
+  EXPECT_TRUE(d.Swapped(ActionKind::kRestartApiServer).empty());
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kObservationsTooOld) << r.blocked;
+  EXPECT_TRUE(r.observe_at_once);
+  // An abort meanwhile does not give the restart up for a slow round, as
+  // it does for a node down (found in review): it waits for a quick one.
+  Driver aborted = d;
+  aborted.Step(Cmd(CommandKind::kAbort));
+  for (int i = 0; i < 3; ++i) aborted.Step();
+  EXPECT_EQ(aborted.plan_.nodes(0).reason(), "");
+  aborted.round_ms = 0;
+  aborted.RunUntilPhase(v1::PLAN_PHASE_ABORTED);
+  EXPECT_THAT(aborted.Swapped(ActionKind::kRestartApiServer), ElementsAre("a"));
+  d.round_ms = kMaxViewsAgeAtSendMs;
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(d.Swapped(ActionKind::kRestartApiServer), ElementsAre("a", "c", "b"));
 }
@@ -3067,7 +3190,8 @@ TEST(PlanMachineTest, ProgressWaitsAreNotGuardRefusals) {
   for (std::string_view wait : {reason::kParityNotStable, reason::kSoakInProgress,
                                 reason::kPlanPaused, reason::kPlanHalted,
                                 reason::kBreakGlassActive, reason::kHandoffPending,
-                                reason::kUnknownFence, reason::kPlanChangePending}) {
+                                reason::kUnknownFence, reason::kPlanChangePending,
+                                reason::kObservationsTooOld}) {
     EXPECT_TRUE(IsProgressWait(wait)) << wait;
   }
   for (std::string_view guard : {reason::kRotationInProgress, reason::kOpenBaoUnreachable,

@@ -319,6 +319,7 @@ void FleetSim::Step() {
   }
   PlanInput in;
   in.now_unix_ms = now_;
+  in.now_mono_ms = in.views_asked_mono_ms = now_;
   in.views = Observe();
   in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(),
                             faults_ && Chance(30) ? 503 : 200, ""};
@@ -365,7 +366,7 @@ void FleetSim::Step() {
     machine_.emplace(Config(), committed_);
     return;
   }
-  if (ready.plan) ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), now_);
+  if (ready.plan) ready.actions = machine_->ReleaseCommitted(std::move(ready.actions), now_, now_);
   for (const PlanAction& a : ready.actions) Execute(a);
 }
 

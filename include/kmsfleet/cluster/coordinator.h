@@ -73,6 +73,11 @@ struct CoordinatorOptions {
   // GET <openbao.address>/v1/sys/health; nullopt when it cannot be probed.
   std::function<std::optional<OpenBaoProbe>()> probe_openbao;
   std::function<int64_t()> now_unix_ms;
+  // A monotonic clock in milliseconds, which times how old a round of
+  // observations is when a disruption would start on it
+  // (PlanInput::now_mono_ms); unset: std::chrono::steady_clock. Called
+  // from the round's threads at once.
+  std::function<int64_t()> now_mono_ms;
   std::function<uint64_t()> random;
   // This agent's `apiserver.restart` ("systemd:<unit>", "command:<path>"),
   // or "": recorded in a plan the operator started without one, so that a
@@ -161,6 +166,7 @@ class Coordinator {
   void Follow(const v1::LeaderView& leader);
   void Observe(std::vector<NodeView>& views);
   void ObserveRound(PlanInput& in);
+  int64_t NowMonoMs() const;
   std::optional<PlanReady> StepOnLastRound(PlanInput& in, bool after_change);
   void RecordParity(const std::vector<NodeView>& views);
   void CountRefusal(const absl::Status& refusal);
@@ -189,7 +195,8 @@ class Coordinator {
   // STALE_FENCE at the current record that never ran: docs/fleet-plan.md §1).
   void RenewFence();
   // PlanMachine::ReleaseCommitted on a committed change's actions, with a
-  // log line for each one withdrawn.
+  // log line for each one withdrawn, and its check counted as a refusal
+  // (but for a slow round or commit, a wait: IsProgressWait).
   void ReleaseCommitted(PlanReady& ready);
   void LoadHistory();
   void RecordHistory(const v1::PlanRecord& committed);
@@ -210,6 +217,7 @@ class Coordinator {
   struct Round {
     std::vector<NodeView> views;
     std::optional<OpenBaoProbe> openbao;
+    int64_t asked_mono_ms = 0;  // on NowMonoMs
   };
   std::optional<Round> last_round_;
   uint64_t history_term_ = 0, history_index_ = 0;  // last record looked at

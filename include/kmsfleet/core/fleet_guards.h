@@ -36,6 +36,9 @@ struct NodeView {
   int64_t unreachable_since_unix_ms = 0;
   // The provider's key-registry.json facts, when the agent reported them.
   std::optional<RegistryFacts> registry;
+  // How long the agent took to answer in its round, when timed (0: not),
+  // so that a round too old to start on names its slowest voter.
+  int64_t answered_in_ms = 0;
 };
 
 // The view of `node` in `views`, or null when there is none.

@@ -53,11 +53,12 @@ inline constexpr int64_t kMaxPreflightHoldMs = 1000;
 // takes longer than this (slow settings, or rounds that stop counting as
 // new) commits them, so that `plan` shows the node done.
 inline constexpr int64_t kMaxHandOffHoldMs = 10'000;
-// A swap or rollback is decided on a round of views and goes out once the
-// change that gives its node the slot commits; a commit that takes longer
-// than this (followers slow or cut off: up to the commit's 5 s timeout)
-// leaves it judged on views too old to start a disruption on
-// (PlanMachine::ReleaseCommitted).
+// A swap, rollback or kube-apiserver restart is started only on a round of
+// views asked for at most this long before it is sent, on the shell's
+// monotonic clock (PlanInput::views_asked_mono_ms): a round a slow voter
+// held up, or a commit that took long (followers slow or cut off: up to
+// the commit's 5 s timeout), leaves views too old to start a disruption
+// on; the plan then waits for a quicker round (OBSERVATIONS_TOO_OLD).
 inline constexpr int64_t kMaxViewsAgeAtSendMs = 1000;
 // A swap or rollback that ended before the provider's stop because the
 // node's agent stopped or restarted (AGENT_STOPPING, AGENT_RESTARTED) left
@@ -89,7 +90,8 @@ std::string_view PlanPhaseName(v1::PlanPhase phase);
 // "Pending", "Staged", "Preflighted", "InFlight", ...
 std::string_view PlanNodePhaseName(v1::PlanNodePhase phase);
 // Whether a plan blocked for `reason` waits in the normal course of
-// progress (fresh parity rounds, the soak) or in a state counted where it
+// progress (fresh parity rounds, the soak, a round or commit that was
+// slow a moment: OBSERVATIONS_TOO_OLD) or in a state counted where it
 // began (paused, halted, break-glass), rather than being held by a guard:
 // kmsfleet_guard_refusals_total counts only the latter.
 bool IsProgressWait(std::string_view reason);
@@ -212,17 +214,24 @@ class PlanMachine {
   // The outstanding proposal will not commit (leadership lost, too large):
   // forget it and decide again from the committed plan.
   void Abandon();
+  // An action ReleaseCommitted withdrew, and the check that withdrew it.
+  struct Withdrawn {
+    PlanAction action;
+    absl::Status why;
+  };
   // The actions of the change just committed, to carry out at
-  // `now_unix_ms`. A swap or rollback that may start is withdrawn, and
-  // issued again by the next Step on a fresh round, when the newest round
-  // this machine was given fails the gates a step sent anew must pass
-  // (another node seen down or out of parity while the change committed),
-  // shows another key_id hash than the action expects (a rotation promoted
-  // meanwhile), or is older than kMaxViewsAgeAtSendMs (a slow commit): it
-  // would start a disruption on what the coordinator knows to be false or
-  // stale.
+  // `now_unix_ms` (`now_mono_ms` on the clock of PlanInput::now_mono_ms).
+  // A swap or rollback that may start is withdrawn, and issued again by the
+  // next Step on a fresh round, when the newest round this machine was
+  // given fails the gates a step sent anew must pass (another node seen
+  // down or out of parity while the change committed), shows another
+  // key_id hash than the action expects (a rotation promoted meanwhile),
+  // or was asked for more than kMaxViewsAgeAtSendMs ago (a slow round or
+  // commit): it would start a disruption on what the coordinator knows to
+  // be false or stale. Each withdrawal is added to `withdrawn` when given.
   std::vector<PlanAction> ReleaseCommitted(std::vector<PlanAction> actions,
-                                           int64_t now_unix_ms);
+                                           int64_t now_unix_ms, int64_t now_mono_ms,
+                                           std::vector<Withdrawn>* withdrawn = nullptr);
 
   const std::optional<v1::FleetPlan>& committed() const { return committed_; }
   // Parity over the rounds this machine stepped on (a dry run reads it).
@@ -254,7 +263,7 @@ class PlanMachine {
   // for ReleaseCommitted.
   std::vector<NodeView> last_views_;
   std::optional<OpenBaoProbe> last_openbao_;
-  int64_t last_views_at_unix_ms_ = 0;
+  int64_t last_views_asked_mono_ms_ = 0;
   std::optional<uint64_t> pending_;  // revision proposed, not yet committed
   ParityStreak parity_;
   // Actions issued, by node: "plan|kind/node/phase/stage/operation". An

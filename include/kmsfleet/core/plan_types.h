@@ -74,6 +74,13 @@ struct ActionResult {
 
 struct PlanInput {
   int64_t now_unix_ms = 0;
+  // The shell's monotonic clock (milliseconds from any origin; steady, so
+  // a wall-clock step moves neither): now, and when the round in `views`
+  // was asked for. A view may be as old as its round's asking, and a swap,
+  // rollback or kube-apiserver restart is started only on a round asked
+  // for at most kMaxViewsAgeAtSendMs ago.
+  int64_t now_mono_ms = 0;
+  int64_t views_asked_mono_ms = 0;
   // The newest observation of every node (voters absent count as never
   // answered).
   std::vector<NodeView> views;

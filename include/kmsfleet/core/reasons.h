@@ -165,6 +165,9 @@ inline constexpr char kProviderNotLive[] = "PROVIDER_NOT_LIVE";
 inline constexpr char kProviderNotReady[] = "PROVIDER_NOT_READY";
 inline constexpr char kFleetParityMismatch[] = "FLEET_PARITY_MISMATCH";
 inline constexpr char kParityNotStable[] = "PARITY_NOT_STABLE";
+// The round a swap, rollback or kube-apiserver restart would start on was
+// asked for more than kMaxViewsAgeAtSendMs ago (plan_machine.h).
+inline constexpr char kObservationsTooOld[] = "OBSERVATIONS_TOO_OLD";
 // OpenBao /v1/sys/health.
 inline constexpr char kOpenBaoUnreachable[] = "OPENBAO_UNREACHABLE";
 inline constexpr char kOpenBaoSealed[] = "OPENBAO_SEALED";
