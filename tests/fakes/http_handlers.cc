@@ -1,5 +1,8 @@
 #include "http_handlers.h"
 
+#include <chrono>
+#include <thread>
+
 #include <boost/json.hpp>
 
 namespace kmsfleet::fake {
@@ -74,6 +77,11 @@ HttpReply HandleMetricsRequest(std::string_view method, std::string_view target,
                                LiveState& state) {
   if (PathOf(target) != "/metrics") return NotFound();
   if (!IsReadMethod(method)) return MethodNotAllowed();
+  // Blocks the fake's one HTTP thread: requests to /ready and /live queue
+  // behind it too, as on a loaded node.
+  if (const int delay_ms = state.CurrentScenario()->metrics_delay_ms; delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  }
   return {200, "text/plain; version=0.0.4; charset=utf-8", state.RenderMetricsText(), ""};
 }
 

@@ -189,6 +189,7 @@ const std::map<std::string, Setter>& Setters() {
       {"exit_on_start", Field(&Scenario::exit_on_start)},
       {"doctor", SetDoctor},
       {"doctor_delay_ms", Field(&Scenario::doctor_delay_ms)},
+      {"metrics_delay_ms", Field(&Scenario::metrics_delay_ms)},
       {"rotation_plan", SetRotationPlan},
       {"legacy_exit_codes", Field(&Scenario::legacy_exit_codes)},
       {"config_error", OptionalField(&Scenario::config_error)},

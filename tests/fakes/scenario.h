@@ -45,6 +45,7 @@ struct Scenario {
   std::set<std::string> doctor_fail;
   std::set<std::string> doctor_warn;
   int doctor_delay_ms = 0;  // doctor and verify-key answer after this long
+  int metrics_delay_ms = 0;  // serve's /metrics answers after this long
   // rotation-plan JSON overrides in file order; a null value removes a key.
   std::vector<std::pair<std::string, boost::json::value>> rotation_plan;
   bool legacy_exit_codes = false;

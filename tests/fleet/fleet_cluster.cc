@@ -82,9 +82,10 @@ std::string FakeScript(const std::string& version, bool release) {
 }  // namespace
 
 FleetCluster::FleetCluster(const std::string& installed_version, bool apiserver_restart,
-                           int static_pod_node, int no_restart_node)
+                           int static_pod_node, int no_restart_node, int http_timeout_ms)
     : apiserver_restart_(apiserver_restart),
       static_pod_node_(static_pod_node),
+      http_timeout_ms_(http_timeout_ms),
       no_restart_node_(no_restart_node) {
   pki_ = dir_.File("pki");
   if (!MakeCertificates(pki_, {Name(0), Name(1), Name(2)}) ||
@@ -273,7 +274,7 @@ void FleetCluster::WriteNode(int i) {
                                        "  unit: " + unit + "\n") +
             "  config: " + node + "/provider.yaml\n"
             "  encryption_config: " + node + "/encryption-config.yaml\n"
-            "  http_timeout_ms: 1000\n  kms_timeout_ms: 1000\n"
+            "  http_timeout_ms: " + std::to_string(http_timeout_ms_) + "\n  kms_timeout_ms: 1000\n"
             "executor:\n"
             "  bus_address: unix:path=" + dir_.File("rt/systemd/private") + "\n"
             "  public_keys: [" + dir_.File("release.pub") + "]\n"

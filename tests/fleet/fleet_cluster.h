@@ -45,9 +45,10 @@ class FleetCluster {
   // kubelet's containers; its agent is in provider.mode static_pod.
   // With `apiserver_restart`, every node's agent but `no_restart_node`
   // (when >= 0) has an apiserver: section.
+  // `http_timeout_ms`: every agent's provider.http_timeout_ms.
   explicit FleetCluster(const std::string& installed_version = "0.1.0",
                         bool apiserver_restart = false, int static_pod_node = -1,
-                        int no_restart_node = -1);
+                        int no_restart_node = -1, int http_timeout_ms = 1000);
   ~FleetCluster();
 
   std::string Name(int i) const { return "cp-" + std::to_string(i + 1); }
@@ -150,6 +151,7 @@ class FleetCluster {
   uint16_t openbao_port_ = 0;
   bool apiserver_restart_ = false;
   int static_pod_node_ = -1;
+  int http_timeout_ms_ = 1000;
   int no_restart_node_ = -1;
   std::string images_json_;  // the static-pod node's registry entries
   std::unique_ptr<ChildProcess> cri_, kubelet_;

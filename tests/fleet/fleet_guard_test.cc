@@ -223,6 +223,43 @@ TEST_F(FleetUpgradeTest, CoordinatorStoppedAndResumedNeverPutsTwoProvidersDown) 
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
+// Every agent reads its provider for up to 4 s (the fleets of the other
+// tests: 1 s), so that a provider slow to answer is slow, not unreachable.
+class FleetSlowVoterTest : public FleetUpgradeTest {
+ protected:
+  std::unique_ptr<FleetCluster> MakeFleet() override {
+    return std::make_unique<FleetCluster>("0.1.0", false, -1, -1, 4000);
+  }
+};
+
+// A voter slow to answer makes every round of observations slow, and the
+// other nodes' views in it as old as its asking: a provider could have
+// gone down since. No swap starts on such a round (found in review: a
+// Step that changed nothing started its swap on a round of any age); the
+// plan says so, naming the slow node, and goes on once it answers quickly.
+TEST_F(FleetSlowVoterTest, AVoterSlowToAnswerHoldsEverySwapAndIsNamed) {
+  fleet_->SetScenario(2, "key_seed: fleet-key-1\nmetrics_delay_ms: 1300\n");
+  SubprocessResult r = Run(0, Upgrade({"--order", "cp-1,cp-2,cp-3"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text;
+  std::string plan;
+  ASSERT_TRUE(WaitUntil([&] {
+    plan = PlanJson();
+    return plan.find("\"blocked_reason\": \"OBSERVATIONS_TOO_OLD\"") != std::string::npos;
+  }, std::chrono::seconds(60))) << plan << fleet_->Logs();
+  EXPECT_THAT(plan, HasSubstr("The slowest to answer was cp-3"));
+  EXPECT_THAT(plan, HasSubstr("\"in_flight\": \"cp-1\""));  // its slot given, no swap run
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_TRUE(fleet_->DownIntervals().empty()) << fleet_->DescribeDowntime();
+  plan = PlanJson();
+  EXPECT_THAT(plan, HasSubstr("\"blocked_reason\": \"OBSERVATIONS_TOO_OLD\"")) << plan;
+  fleet_->SetScenario(2, "key_seed: fleet-key-1\n");
+  SubprocessResult watch = Run(0, {"watch"});
+  EXPECT_EQ(watch.exit_code, 0) << watch.stdout_text << watch.stderr_text << fleet_->Logs();
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+  EXPECT_EQ(fleet_->TimesDown(), (std::vector<int>{1, 1, 1})) << fleet_->DescribeDowntime();
+  EXPECT_EQ(fleet_->OverlappingDowntime(), "");
+}
+
 TEST_F(FleetUpgradeTest, AutoRollbackWalksUpgradedNodesBackWhenOneFails) {
   fleet_->Toggle(2, "never-ready", true);
   SubprocessResult r =
