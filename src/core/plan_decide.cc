@@ -283,8 +283,7 @@ absl::Status PlanStep::OthersStillHealthy(std::string_view in_flight, bool rollb
 // moves. Asked last, once every other gate passes: what an old round shows
 // wrong (an agent that does not answer makes every round slow, a node's
 // own provider down) is the reason to show, and an abort gives a restart
-// up on it.
-// A negative age (a clock misused) fails closed too.
+// up on it. A negative age (a clock misused) fails closed too.
 absl::Status PlanStep::ViewsFreshEnough() const {
   const int64_t age = in_.now_mono_ms - in_.views_asked_mono_ms;
   if (age >= 0 && age <= kMaxViewsAgeAtSendMs) return absl::OkStatus();
