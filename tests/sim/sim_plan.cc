@@ -381,9 +381,9 @@ PlanInput World::Gather(const Node& leader, PlanCoordinator& p, bool on_last_rou
 // kmsfleetd's round waits for every voter's answer: one slow to answer
 // (a provider's /metrics slow, a loaded node) holds the Step up while the
 // others' views age. On some seeds, while faults last and the plan rolls
-// forward or back, a fresh round now and then (one in five) is taken at
-// once, with the results that came before it, and
-// decided on 0.3-2.5 s later; meanwhile this coordinator decides nothing
+// forward or back, a round now and then (one Step in ten; one in two while
+// a kube-apiserver restart is due) is taken at once, with the results
+// that came before it, and decided on 0.3-2.5 s later; meanwhile this coordinator decides nothing
 // (kmsfleetd's loop is in the round). Not while a change commits: kmsfleetd
 // waits for the commit before its next round. True while it waits.
 bool World::WaitsOnSlowRound(const Node& leader, PlanCoordinator& p) {
@@ -392,8 +392,16 @@ bool World::WaitsOnSlowRound(const Node& leader, PlanCoordinator& p) {
   const std::optional<v1::FleetPlan>& plan = p.machine->committed();
   const bool starts = plan && (plan->phase() == v1::PLAN_PHASE_ROLLING ||
                                plan->phase() == v1::PLAN_PHASE_ROLLING_BACK);
+  // Most often where a Step sends a start of its own: a kube-apiserver
+  // restart due.
+  bool restart_due = false;
+  for (int i = 0; starts && i < plan->nodes_size(); ++i) {
+    const v1::PlanNode& n = plan->nodes(i);
+    restart_due = restart_due || (n.node() == plan->in_flight() &&
+                                  n.stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
+  }
   if (!slow_rounds_ || !faults_ || !starts || p.pending_index ||
-      slow_round_rng_.Uniform(0, 99) >= 20) {
+      slow_round_rng_.Uniform(0, 99) >= (restart_due ? 50 : 10)) {
     return false;
   }
   PlanCoordinator::SlowRound slow;
