@@ -223,12 +223,14 @@ TEST_F(FleetUpgradeTest, CoordinatorStoppedAndResumedNeverPutsTwoProvidersDown) 
   EXPECT_EQ(fleet_->OverlappingDowntime(), "");
 }
 
-// Every agent reads its provider for up to 4 s (the fleets of the other
-// tests: 1 s), so that a provider slow to answer is slow, not unreachable.
+// Every agent reads its provider for up to 8 s (the fleets of the other
+// tests: 1 s), so that a provider slow to answer is slow, not unreachable:
+// the fake's one HTTP thread serves the readers of cp-3 (the coordinator's
+// rounds, its agent's own checks, a scrape) one after the other, 1.3 s each.
 class FleetSlowVoterTest : public FleetUpgradeTest {
  protected:
   std::unique_ptr<FleetCluster> MakeFleet() override {
-    return std::make_unique<FleetCluster>("0.1.0", false, -1, -1, 4000);
+    return std::make_unique<FleetCluster>("0.1.0", false, -1, -1, 8000);
   }
 };
 
