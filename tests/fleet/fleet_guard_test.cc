@@ -230,7 +230,9 @@ TEST_F(FleetUpgradeTest, CoordinatorStoppedAndResumedNeverPutsTwoProvidersDown) 
 class FleetSlowVoterTest : public FleetUpgradeTest {
  protected:
   std::unique_ptr<FleetCluster> MakeFleet() override {
-    return std::make_unique<FleetCluster>("0.1.0", false, -1, -1, 8000);
+    return std::make_unique<FleetCluster>("0.1.0", /*apiserver_restart=*/false,
+                                          /*static_pod_node=*/-1, /*no_restart_node=*/-1,
+                                          /*http_timeout_ms=*/8000);
   }
 };
 

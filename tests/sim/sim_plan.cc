@@ -383,9 +383,10 @@ PlanInput World::Gather(const Node& leader, PlanCoordinator& p, bool on_last_rou
 // others' views age. On some seeds, while faults last and the plan rolls
 // forward or back, a round now and then (one Step in ten; one in two while
 // a kube-apiserver restart is due) is taken at once, with the results
-// that came before it, and decided on 0.3-2.5 s later; meanwhile this coordinator decides nothing
-// (kmsfleetd's loop is in the round). Not while a change commits: kmsfleetd
-// waits for the commit before its next round. True while it waits.
+// that came before it, and decided on 0.3-2.5 s later; meanwhile this
+// coordinator decides nothing (kmsfleetd's loop is in the round). Not
+// while a change commits: kmsfleetd waits for the commit before its next
+// round. True while it waits.
 bool World::WaitsOnSlowRound(const Node& leader, PlanCoordinator& p) {
   if (p.slow_round) return now_ < p.slow_round->due;
   // Where starts are decided: a plan rolling forward or back.

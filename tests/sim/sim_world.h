@@ -109,7 +109,8 @@ struct PlanCoordinator {
   std::optional<std::pair<std::vector<NodeView>, OpenBaoProbe>> last_round;
   int64_t last_round_asked_ms = 0;
   // A round kmsfleetd's coordinator waits on for a slow voter: taken at
-  // `asked` (every view as of then), decided on at `due` (SlowRound).
+  // round.views_asked_mono_ms (every view as of then), decided on at the
+  // tick `due` (World::WaitsOnSlowRound).
   struct SlowRound {
     PlanInput round;
     int64_t due = 0;

@@ -2098,6 +2098,26 @@ TEST(PlanMachineTest, ANewCoordinatorStartsNoSwapOnASlowRound) {
   }
 }
 
+// A round stamped after the Step's own reading (a clock misused by the
+// shell) is no round to start on either: it fails closed.
+TEST(PlanMachineTest, ARoundAskedAfterTheStepsClockReadingStartsNothing) {
+  Driver d;
+  d.Step(Start());
+  d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
+  PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.now_mono_ms = 50'000;
+  in.views_asked_mono_ms = in.now_mono_ms + 1;
+  in.openbao = d.openbao;
+  for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
+  const PlanReady r = fresh.Step(in);
+  ASSERT_EQ(r.actions.size(), 1u);
+  EXPECT_FALSE(r.actions[0].start_allowed);
+  EXPECT_EQ(ReasonOf(r.blocked), reason::kObservationsTooOld) << r.blocked;
+  EXPECT_THAT(std::string(r.blocked.message()), HasSubstr("asked for -1 ms ago"));
+}
+
 // While every round is slow, no swap starts at all; once they are quick
 // again, the plan completes.
 TEST(PlanMachineTest, NoSwapStartsWhileEveryRoundIsSlow) {
