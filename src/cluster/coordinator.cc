@@ -312,8 +312,8 @@ int64_t Coordinator::NowMonoMs() const {
 
 // A Step on results alone, or right after a committed change, may decide
 // on this term's last round again: the machine takes it only if it reads
-// no view (recording the results and issuing what they call for, or a
-// phase that starts with actions, as Draft to Preflight), so the plan
+// no view (recording the results and issuing what they call for, or
+// waiting out a soak), so the plan
 // moves without waiting for a round it does not need
 // (PlanInput::views_fresh). nullopt: observe and step as usual.
 std::optional<PlanReady> Coordinator::StepOnLastRound(PlanInput& in, bool after_change) {

@@ -53,9 +53,10 @@ PlanStep::PlanStep(PlanMachine& machine, const PlanInput& input)
 
 void PlanStep::Run() {
   if (in_.command) HandleCommand(*in_.command);
-  // A new plan is committed as a Draft on its own, so that it (order,
-  // baseline, facts, who asked) is recorded before anything is done.
-  if (next_ && next_->phase() == v1::PLAN_PHASE_DRAFT && changed_) return;
+  // A new plan (order, baseline, facts, who asked) goes on at once from
+  // Draft to Preflight: the record that commits it also authorises its
+  // stages, and nothing is sent before that commit. One commit per plan
+  // fewer than a Draft committed alone, and the same record on disk.
   std::vector<ActionResult> held = std::move(m_.held_);
   m_.held_.clear();
   std::vector<ActionResult> results = std::move(m_.deferred_);

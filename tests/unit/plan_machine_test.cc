@@ -420,7 +420,17 @@ TEST(PlanMachineTest, StartRecordsOrderBaselineAndWhoAsked) {
   PlanReady r = d.Step(Start());
   ASSERT_TRUE(r.plan.has_value()) << r.refusal;
   const v1::FleetPlan& p = *r.plan;
-  EXPECT_EQ(p.phase(), v1::PLAN_PHASE_DRAFT);
+  // Recorded as a Draft and on to Preflight in the same change, whose
+  // commit authorises the stages: one commit for the plan's start.
+  EXPECT_EQ(p.phase(), v1::PLAN_PHASE_PREFLIGHT);
+  EXPECT_EQ(p.revision(), 1u);
+  std::vector<std::string> staged;
+  for (const PlanAction& a : r.actions) {
+    EXPECT_EQ(a.kind, ActionKind::kStage) << a.node;
+    EXPECT_EQ(a.revision, p.revision()) << a.node;
+    staged.push_back(a.node);
+  }
+  EXPECT_THAT(staged, ::testing::UnorderedElementsAre("a", "b", "c"));
   // Default order: by name, the coordinator's own node (b) last.
   std::vector<std::string> order;
   for (const auto& n : p.nodes()) order.push_back(n.node());
@@ -432,9 +442,10 @@ TEST(PlanMachineTest, StartRecordsOrderBaselineAndWhoAsked) {
   EXPECT_EQ(p.baseline(0).registry_schema(), testing::kSchema);
   EXPECT_EQ(p.version_before(), "0.1.0");
   EXPECT_EQ(p.settings().parity_observations(), 3);
-  ASSERT_GE(p.audit_size(), 1);
+  ASSERT_GE(p.audit_size(), 2);
   EXPECT_EQ(p.audit(0).who(), "CN=alice");
   EXPECT_EQ(p.audit(0).what(), "upgrade to 0.2.0");
+  EXPECT_EQ(p.audit(1).what(), "Draft -> Preflight: plan recorded");
   EXPECT_TRUE(EncodePlan(p).ok());
 }
 
@@ -1178,11 +1189,11 @@ TEST(PlanMachineTest, HappyPathSwapsOneNodeAtATimeAndCompletes) {
 
 // A Step on results alone, or right after a change that sent no action,
 // is taken on the last round again when it reads no view: here the stage
-// results, recorded with the preflights they call for, and the Draft,
-// which becomes Preflight and sends the stages. What reads the views waits
-// for a fresh round: a gate (after the preflights, after each hand-off, at
-// the end), and each node's result, whose round opens the parity streak
-// the next gate counts.
+// results, recorded with the preflights they call for. (The Draft sends
+// the stages in the change that records it: no Step follows it alone.)
+// What reads the views waits for a fresh round: a gate (after the
+// preflights, after each hand-off, at the end), and each node's result,
+// whose round opens the parity streak the next gate counts.
 TEST(PlanMachineTest, ResultsOnTheLastRoundAreTakenOnlyWhenTheyReadNoView) {
   Driver d;
   d.stale_rounds = true;
@@ -1190,12 +1201,28 @@ TEST(PlanMachineTest, ResultsOnTheLastRoundAreTakenOnlyWhenTheyReadNoView) {
   d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
   EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
   for (const auto& [n, v] : d.versions_) EXPECT_EQ(v, "0.2.0") << n;
-  EXPECT_EQ(d.stale_taken, 2);
-  EXPECT_EQ(d.stale_taken_after_change, 1);
+  EXPECT_EQ(d.stale_taken, 1);
+  EXPECT_EQ(d.stale_taken_after_change, 0);
   EXPECT_EQ(d.stale_refused, 8);
   EXPECT_THAT(d.swaps_on_last_round, ElementsAre());
   // c and b each swapped on the third round since the result before.
   EXPECT_THAT(d.rounds_before_swap, ElementsAre(3, 3));
+}
+
+// With a soak, a's and c's hand-offs are each committed alone and send
+// nothing (b's completes the plan): the Step after each only finds the
+// soak running, which reads no view, and is taken on the last round; the
+// slot after the soak waits for a fresh one.
+TEST(PlanMachineTest, AStepAfterAChangeThatSentNothingIsTakenOnTheLastRound) {
+  Driver d;
+  d.stale_rounds = true;
+  v1::PlanSettings settings;
+  settings.set_soak_ms(3'000);
+  d.Step(Start(settings));
+  d.RunUntilPhase(v1::PLAN_PHASE_COMPLETED);
+  EXPECT_THAT(d.Swapped(), ElementsAre("a", "c", "b"));
+  EXPECT_EQ(d.stale_taken_after_change, 2);
+  EXPECT_THAT(d.swaps_on_last_round, ElementsAre());
 }
 
 // The same plan on fresh rounds only: the round of the Step that applies a
@@ -1470,8 +1497,7 @@ std::vector<std::string> KindsAt(const PlanReady& r, uint64_t revision) {
 TEST(PlanMachineTest, StageAndPreflightResultsCommitWithTheFirstSlot) {
   Driver d;
   d.step_ms = 100;
-  d.Step(Start());  // the Draft
-  PlanReady r = d.Step();
+  PlanReady r = d.Step(Start());  // recorded and on to Preflight: the stages
   ASSERT_TRUE(r.plan.has_value());
   ASSERT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
   const uint64_t preflight = r.plan->revision();
@@ -1500,8 +1526,7 @@ TEST(PlanMachineTest, ResultsHeldForASecondAreCommittedWhileASlowNodeStages) {
   d.step_ms = 400;
   bool c_slow = true;
   d.silent = [&c_slow](const PlanAction& a) { return c_slow && a.node == "c"; };
-  d.Step(Start());
-  d.Step();  // Preflight: stages go out
+  d.Step(Start());  // Preflight: stages go out
   const uint64_t preflight = d.plan_.revision();
   EXPECT_FALSE(d.Step().plan.has_value());  // a's and b's stage results
   EXPECT_FALSE(d.Step().plan.has_value());  // their preflight results, 400 ms on
@@ -1529,7 +1554,6 @@ TEST(PlanMachineTest, APauseDuringThePreflightCommitsTheResultsHeld) {
   d.step_ms = 100;
   d.silent = [](const PlanAction& a) { return a.node == "c"; };
   d.Step(Start());
-  d.Step();
   EXPECT_FALSE(d.Step().plan.has_value());  // a's and b's stage results
   PlanReady r = d.Step(Cmd(CommandKind::kPause));  // with their preflights'
   ASSERT_TRUE(r.plan.has_value());
@@ -1547,7 +1571,6 @@ TEST(PlanMachineTest, AFailedPreflightIsCommittedWithTheResultsHeldBeforeIt) {
   d.silent = [](const PlanAction& a) { return a.node == "c" && a.kind == ActionKind::kPreflight; };
   d.doctor_passes = [](const PlanAction& a) { return a.node != "b"; };
   d.Step(Start());
-  d.Step();
   const uint64_t preflight = d.plan_.revision();
   EXPECT_FALSE(d.Step().plan.has_value());  // the stage results
   PlanReady r = d.Step();                   // a passes, b fails
@@ -1568,7 +1591,6 @@ TEST(PlanMachineTest, AGateThatBlocksWhenTheLastPreflightIsInCommitsWhatWasHeld)
   Driver d;
   d.step_ms = 100;
   d.Step(Start());
-  d.Step();
   const uint64_t preflight = d.plan_.revision();
   EXPECT_FALSE(d.Step().plan.has_value());  // the stage results, held
   d.openbao.status = 503;                     // sealed
@@ -1621,7 +1643,7 @@ TEST(PlanMachineTest, ASealedOpenBaoRefusesTheStartBeforeAnythingIsStaged) {
   r = d.Step(Start());
   ASSERT_TRUE(r.refusal.ok()) << r.refusal;
   ASSERT_TRUE(r.plan.has_value());
-  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_DRAFT);
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
 }
 
 // Found in review: OpenBao sealed after the start, while the nodes stage,
@@ -1630,8 +1652,7 @@ TEST(PlanMachineTest, ASealedOpenBaoRefusesTheStartBeforeAnythingIsStaged) {
 // OpenBao instead, and go out once it is back.
 TEST(PlanMachineTest, PreflightsWaitForASealedOpenBao) {
   Driver d;
-  d.Step(Start());
-  d.Step();  // Preflight: the stages go out
+  d.Step(Start());  // Preflight: the stages go out
   d.openbao.status = 503;
   PlanReady r = d.Step();  // the stage results
   EXPECT_EQ(ReasonOf(r.blocked), reason::kOpenBaoSealed) << r.blocked;
@@ -1718,7 +1739,6 @@ TEST(PlanMachineTest, ANewCoordinatorStagesAgainWhatWasHeld) {
   Driver d;
   d.step_ms = 100;
   d.Step(Start());
-  d.Step();
   const uint64_t preflight = d.plan_.revision();
   EXPECT_FALSE(d.Step().plan.has_value());  // stage results held
   d.Succeed("c");
@@ -3155,9 +3175,8 @@ TEST(PlanMachineTest, ResultsOfAnEarlierPlanAreIgnored) {
 // with no reason. A finished plan ignores late results.
 TEST(PlanMachineTest, LateResultsDoNotReopenAFinishedPlan) {
   Driver d;
-  d.Step(Start());
-  d.Step();  // Preflight: every node staged
-  d.Step(Cmd(CommandKind::kAbort));
+  d.Step(Start());                   // Preflight: the stages go out
+  d.Step(Cmd(CommandKind::kAbort));  // with every node's stage result
   ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ABORTED) << d.plan_.DebugString();
   ASSERT_EQ(d.plan_.nodes(0).phase(), v1::PLAN_NODE_PHASE_STAGED);
   PlanMachine m({"b", {"a", "b", "c"}}, d.plan_);
