@@ -1519,6 +1519,28 @@ TEST(PlanMachineTest, StageAndPreflightResultsCommitWithTheFirstSlot) {
   EXPECT_THAT(KindsAt(r, preflight + 1), ElementsAre("swap a"));
 }
 
+// A record an older kmsfleet wrote holds a Draft committed alone: a new
+// coordinator takes it on to Preflight and sends the stages under its
+// own change, as the accepting Step now does at once.
+TEST(PlanMachineTest, ADraftCommittedAloneGoesOnToPreflight) {
+  Driver d;
+  v1::FleetPlan draft = *d.Step(Start()).plan;
+  draft.set_phase(v1::PLAN_PHASE_DRAFT);
+  draft.clear_audit();
+  PlanMachine m({"b", {"a", "b", "c"}}, draft);
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.views = testing::HealthyFleet({"a", "b", "c"}, "0.1.0", in.now_unix_ms);
+  in.openbao = OpenBaoProbe{"https://bao:8200", absl::OkStatus(), 200, ""};
+  PlanReady r = m.Step(in);
+  ASSERT_TRUE(r.plan.has_value()) << r.blocked;
+  EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
+  EXPECT_EQ(r.plan->revision(), draft.revision() + 1);
+  ASSERT_GE(r.plan->audit_size(), 1);
+  EXPECT_EQ(r.plan->audit(r.plan->audit_size() - 1).what(), "Draft -> Preflight: plan recorded");
+  EXPECT_THAT(KindsAt(r, draft.revision() + 1), ElementsAre("stage a", "stage c", "stage b"));
+}
+
 // ...but not for long: a slow stage on one node, and `plan` still shows
 // the others staged and preflighted within about a second.
 TEST(PlanMachineTest, ResultsHeldForASecondAreCommittedWhileASlowNodeStages) {
