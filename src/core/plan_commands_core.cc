@@ -221,6 +221,11 @@ absl::Status PlanStep::HandleStart(const OperatorCommand& c) {
   if (absl::Status s = OpenBaoGate(); !s.ok()) return s;
 
   next_ = NewPlan(r, *order, views, RequiredAcknowledgements(compat));
+  // Set now, not at TakeReady: this same Step applies the results that
+  // came with the command, and one answering the plan before (a stage
+  // still running when it was aborted) must not count for this one
+  // (found in review).
+  next_->set_start_revision((m_.committed_ ? m_.committed_->revision() : 0) + 1);
   changed_ = true;
   for (const char* guard : {"node order", "fleet health", "version policy",
                             "compatibility", "openbao"}) {

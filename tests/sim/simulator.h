@@ -75,7 +75,7 @@ struct Counters {
   // happened on the way.
   int64_t plans_completed = 0, plans_rolled_back = 0, plans_aborted = 0;
   int64_t plans_halted = 0, plans_break_glass = 0;
-  int64_t plans_started = 0;          // Draft plans committed
+  int64_t plans_started = 0;          // new plans committed
   int64_t break_glass_entered = 0;    // plan records entering BreakGlass
   int64_t operations = 0;             // swaps and rollbacks started
   int64_t crashed_mid_swap = 0;

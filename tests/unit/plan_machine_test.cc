@@ -1541,6 +1541,45 @@ TEST(PlanMachineTest, ADraftCommittedAloneGoesOnToPreflight) {
   EXPECT_THAT(KindsAt(r, draft.revision() + 1), ElementsAre("stage a", "stage c", "stage b"));
 }
 
+// Found in review: the Step that accepts `upgrade` applied a result of the
+// plan before it (c's stage, still running when that plan was aborted) to
+// the new plan, whose start revision was not set yet: c counted as staged
+// from the old plan's release and got no stage of its own, or the new plan
+// was committed Halted at its birth. Such a result is ignored there as in
+// any later Step.
+TEST(PlanMachineTest, AResultOfTheAbortedPlanDoesNotReachTheNextOne) {
+  for (const bool stage_failed : {false, true}) {
+    SCOPED_TRACE(stage_failed ? "the late stage failed" : "the late stage passed");
+    Driver d;
+    d.silent = [](const PlanAction& a) { return a.node == "c" && a.kind == ActionKind::kStage; };
+    d.Step(Start());  // the stages go out; c's is still running
+    const uint64_t aborted_plan = d.plan_.revision();
+    d.Step(Cmd(CommandKind::kAbort));
+    ASSERT_EQ(d.plan_.phase(), v1::PLAN_PHASE_ABORTED) << d.plan_.DebugString();
+    d.silent = [](const PlanAction&) { return false; };
+    if (stage_failed) {
+      ActionResult late;
+      late.kind = ResultKind::kStaged;
+      late.node = "c";
+      late.revision = aborted_plan;
+      late.status = MakeError(absl::StatusCode::kFailedPrecondition, reason::kChecksumMismatch,
+                              "c's download did not match");
+      d.Deliver(late);
+    } else {
+      d.AnswerSilenced();  // arrives with the next Step's command
+    }
+    PlanReady r = d.Step(Start());
+    ASSERT_TRUE(r.plan.has_value()) << r.refusal;
+    EXPECT_EQ(r.plan->phase(), v1::PLAN_PHASE_PREFLIGHT);
+    EXPECT_TRUE(r.plan->halt().reason().empty()) << r.plan->halt().reason();
+    for (const v1::PlanNode& n : r.plan->nodes()) {
+      EXPECT_EQ(n.phase(), v1::PLAN_NODE_PHASE_PENDING) << n.node();
+      EXPECT_TRUE(n.staged_digest().empty()) << n.node();
+    }
+    EXPECT_THAT(KindsAt(r, r.plan->revision()), ElementsAre("stage a", "stage c", "stage b"));
+  }
+}
+
 // ...but not for long: a slow stage on one node, and `plan` still shows
 // the others staged and preflighted within about a second.
 TEST(PlanMachineTest, ResultsHeldForASecondAreCommittedWhileASlowNodeStages) {
