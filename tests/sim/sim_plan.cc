@@ -395,12 +395,11 @@ bool World::WaitsOnSlowRound(const Node& leader, PlanCoordinator& p) {
                                plan->phase() == v1::PLAN_PHASE_ROLLING_BACK);
   // Most often where a Step sends a start of its own: a kube-apiserver
   // restart due.
-  bool restart_due = false;
-  for (int i = 0; starts && i < plan->nodes_size(); ++i) {
-    const v1::PlanNode& n = plan->nodes(i);
-    restart_due = restart_due || (n.node() == plan->in_flight() &&
-                                  n.stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER);
-  }
+  const bool restart_due =
+      starts && std::any_of(plan->nodes().begin(), plan->nodes().end(), [&](const v1::PlanNode& n) {
+        return n.node() == plan->in_flight() &&
+               n.stage() == v1::PLAN_STEP_STAGE_RESTARTING_APISERVER;
+      });
   if (!slow_rounds_ || !faults_ || !starts || p.pending_index ||
       slow_round_rng_.Uniform(0, 99) >= (restart_due ? 50 : 10)) {
     return false;

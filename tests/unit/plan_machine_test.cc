@@ -2145,6 +2145,19 @@ TEST(PlanMachineTest, ASlowCommitSendsNoSwapOnTheRoundBeforeIt) {
   }
 }
 
+// A round for a new coordinator of `d`'s committed plan: every node healthy
+// on the version it runs, asked for `asked_ago` ms before the Step's own
+// reading of the clock.
+PlanInput RoundForANewCoordinator(const Driver& d, int64_t asked_ago) {
+  PlanInput in;
+  in.now_unix_ms = 2'000'000;
+  in.now_mono_ms = 50'000;
+  in.views_asked_mono_ms = in.now_mono_ms - asked_ago;
+  in.openbao = d.openbao;
+  for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
+  return in;
+}
+
 // Found in review: a Step that changed nothing sent its swap at once on
 // its own round, however long that round took. On a round asked for more
 // than kMaxViewsAgeAtSendMs before, the swap a new coordinator sends again
@@ -2157,12 +2170,7 @@ TEST(PlanMachineTest, ANewCoordinatorStartsNoSwapOnASlowRound) {
   for (const int64_t asked_ago : {kMaxViewsAgeAtSendMs, kMaxViewsAgeAtSendMs + 1}) {
     SCOPED_TRACE(asked_ago);
     PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
-    PlanInput in;
-    in.now_unix_ms = 2'000'000;
-    in.now_mono_ms = 50'000;
-    in.views_asked_mono_ms = in.now_mono_ms - asked_ago;
-    in.openbao = d.openbao;
-    for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
+    PlanInput in = RoundForANewCoordinator(d, asked_ago);
     in.views.back().answered_in_ms = asked_ago - 100;  // the round's slow voter
     const PlanReady r = fresh.Step(in);
     ASSERT_EQ(r.actions.size(), 1u);
@@ -2186,13 +2194,7 @@ TEST(PlanMachineTest, ARoundAskedAfterTheStepsClockReadingStartsNothing) {
   d.Step(Start());
   d.RunUntil([](const v1::FleetPlan& p) { return !p.in_flight().empty(); });
   PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
-  in.now_mono_ms = 50'000;
-  in.views_asked_mono_ms = in.now_mono_ms + 1;
-  in.openbao = d.openbao;
-  for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
-  const PlanReady r = fresh.Step(in);
+  const PlanReady r = fresh.Step(RoundForANewCoordinator(d, /*asked_ago=*/-1));
   ASSERT_EQ(r.actions.size(), 1u);
   EXPECT_FALSE(r.actions[0].start_allowed);
   EXPECT_EQ(ReasonOf(r.blocked), reason::kObservationsTooOld) << r.blocked;
@@ -2886,10 +2888,7 @@ TEST(PlanMachineTest, NewCoordinatorResumesTheInFlightNodeFromTheCommittedPlan) 
   // A new coordinator knows only the committed plan: it re-sends the same
   // (idempotent) swap rather than starting another node.
   PlanMachine fresh({"a", {"a", "b", "c"}}, d.plan_);
-  PlanInput in;
-  in.now_unix_ms = 2'000'000;
-  for (const auto& [n, v] : d.versions_) in.views.push_back(HealthyView(n, v));
-  PlanReady r = fresh.Step(in);
+  PlanReady r = fresh.Step(RoundForANewCoordinator(d, /*asked_ago=*/0));
   ASSERT_EQ(r.actions.size(), 1u);
   EXPECT_EQ(r.actions[0].kind, ActionKind::kSwap);
   EXPECT_EQ(r.actions[0].node, d.plan_.in_flight());
