@@ -9,6 +9,7 @@
 
 #include "kmsfleet/cluster/cluster_server.h"
 #include "kmsfleet/cluster/coordinator.h"
+#include "kmsfleet/cluster/upload_idle_watch.h"
 #include "kmsfleet/cluster/upload_store.h"
 #include "kmsfleet/core/artifact_upload.h"
 #include "kmsfleet/core/plan_command_guard.h"
@@ -205,10 +206,15 @@ class FleetService final : public v1::Fleet::Service {
     if (!writer.ok()) return writer.status();
     v1::ArtifactChunk chunk;
     std::string declared;
+    // A caller that neither sends nor hangs up would hold this thread, the
+    // temp file and the stream's slot for ever: its stream is cancelled.
+    UploadIdleWatch idle(uploads_.limits().idle_timeout, [&context] { context.TryCancel(); });
     while (reader.Read(&chunk)) {
+      idle.Progress();
       if (absl::Status s = (*writer)->Append(chunk); !s.ok()) return s;
       declared = chunk.sha256();
     }
+    if (idle.Stop()) return UploadStalled((*writer)->progress(), uploads_.limits());
     // A caller that went away (interrupted, or its file unreadable) ends
     // the stream as one that finished does. Found in review: its part was
     // fsynced, hashed and logged as refused for declaring no SHA-256.

@@ -26,9 +26,9 @@ absl::Status UploadIoError(const std::string& what, const std::string& path, int
 
 }  // namespace
 
-UploadStore::UploadStore(std::string state_dir, uint64_t reserve_bytes)
+UploadStore::UploadStore(std::string state_dir, uint64_t reserve_bytes, UploadLimits limits)
     : state_dir_(std::move(state_dir)), dir_(state_dir_ + "/uploads"),
-      reserve_bytes_(reserve_bytes) {}
+      reserve_bytes_(reserve_bytes), limits_(limits) {}
 
 UploadStore::Writer::Writer(const UploadStore& store, std::string temp, ScopedFd fd)
     : store_(store), temp_(std::move(temp)), fd_(std::move(fd)) {}
@@ -53,6 +53,7 @@ absl::Status UploadStore::Writer::CheckRoomFor(size_t bytes) const {
 
 UploadStore::Writer::~Writer() {
   if (!committed_) unlink(temp_.c_str());
+  store_.EndStream();
 }
 
 absl::Status UploadStore::Writer::Append(const v1::ArtifactChunk& chunk) {
@@ -101,12 +102,26 @@ absl::StatusOr<v1::ArtifactRef> UploadStore::Writer::Commit(std::string_view dec
 }
 
 absl::StatusOr<std::unique_ptr<UploadStore::Writer>> UploadStore::Begin() const {
-  if (absl::Status s = EnsurePrivateDir(state_dir_, 0700); !s.ok()) return s;
-  if (absl::Status s = EnsurePrivateDir(dir_, 0700); !s.ok()) return s;
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    if (absl::Status s = AdmitUpload(streams_, limits_); !s.ok()) return s;
+    ++streams_;  // the Writer's destructor gives it back
+  }
+  absl::Status s = EnsurePrivateDir(state_dir_, 0700);
+  if (s.ok()) s = EnsurePrivateDir(dir_, 0700);
   std::string temp = dir_ + "/.incoming-XXXXXX";
-  int fd = ::mkstemp(temp.data());
-  if (fd < 0) return UploadIoError("create", temp, errno);
+  int fd = s.ok() ? ::mkstemp(temp.data()) : -1;
+  if (s.ok() && fd < 0) s = UploadIoError("create", temp, errno);
+  if (!s.ok()) {
+    EndStream();
+    return s;
+  }
   return std::make_unique<Writer>(*this, temp, ScopedFd(fd));
+}
+
+void UploadStore::EndStream() const {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  --streams_;
 }
 
 std::shared_lock<std::shared_mutex> UploadStore::HoldUploads() const {

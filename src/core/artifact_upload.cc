@@ -105,6 +105,28 @@ absl::Status AcceptUploadChunk(UploadProgress& progress, std::string_view name,
   return absl::OkStatus();
 }
 
+absl::Status AdmitUpload(int active, const UploadLimits& limits) {
+  if (active < limits.max_streams) return absl::OkStatus();
+  return MakeError(absl::StatusCode::kResourceExhausted, reason::kUploadBusy,
+                   "upload refused: " + std::to_string(active) +
+                       " uploads are being received, as many as cluster.upload_streams (" +
+                       std::to_string(limits.max_streams) +
+                       ") allows; try again once one ends (one that sends nothing for " +
+                       std::to_string(limits.idle_timeout.count()) + " ms is ended)",
+                   {{"active", std::to_string(active)},
+                    {"limit", std::to_string(limits.max_streams)}});
+}
+
+absl::Status UploadStalled(const UploadProgress& got, const UploadLimits& limits) {
+  const std::string name = got.started ? got.name : "a file";
+  return MakeError(absl::StatusCode::kDeadlineExceeded, reason::kUploadStalled,
+                   "the upload of " + name + " was ended after " +
+                       std::to_string(got.received) + " bytes: no chunk came for " +
+                       std::to_string(limits.idle_timeout.count()) +
+                       " ms (cluster.upload_idle_timeout_ms); nothing is stored",
+                   {{"name", got.name}, {"bytes", std::to_string(got.received)}});
+}
+
 bool IsSha256Hex(std::string_view text) {
   return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');

@@ -548,6 +548,8 @@ absl::Status ReadCluster(const ConfigReader& r, const YAML::Node& section_key,
        {"plan_tick_ms", r.Int(c.plan_tick_ms, 10, 60'000)},
        {"election_ticks", r.Int(c.election_ticks, 2, 1'000)},
        {"heartbeat_ticks", r.Int(c.heartbeat_ticks, 1, 1'000)},
+       {"upload_streams", r.Int(c.upload_streams, 1, 64)},
+       {"upload_idle_timeout_ms", r.Int(c.upload_idle_timeout_ms, 1'000, 3'600'000)},
        {"insecure", r.Bool(c.insecure)},
        {"tls", [&](const YAML::Node& v, const std::string&) {
           tls_given = true;

@@ -138,7 +138,10 @@ absl::StatusOr<std::unique_ptr<ClusterRuntime>> ClusterRuntime::Start(
   // One store for both listeners' Fleet services. Found in review: each
   // had its own, so a prune after an upload over TCP did not wait for a
   // plan start over the unix socket that had just found its upload.
-  runtime->uploads_ = std::make_unique<UploadStore>(runtime->node_->state_dir());
+  runtime->uploads_ = std::make_unique<UploadStore>(
+      runtime->node_->state_dir(), kUploadFreeSpaceReserveBytes,
+      UploadLimits{.max_streams = c.upload_streams,
+                   .idle_timeout = std::chrono::milliseconds(c.upload_idle_timeout_ms)});
   runtime->server_ = std::make_unique<ClusterServer>(*runtime->node_, *runtime->uploads_,
                                                      runtime->coordinator_.get());
   if (before_serving) before_serving(*runtime);

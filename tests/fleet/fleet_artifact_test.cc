@@ -240,5 +240,65 @@ TEST_F(FleetArtifactTest, AnUploadTheCallerCutsIsLoggedAsCutAndStoresNothing) {
   }
 }
 
+// Each upload holds a thread and a temp file on the coordinator. With
+// cluster.upload_streams (4) held by callers that sent a chunk and then
+// nothing, the operator's upgrade is refused UPLOAD_BUSY and starts no
+// plan; once cluster.upload_idle_timeout_ms (5 s here) passes, the silent
+// streams are ended, nothing of them stays, and the same upgrade runs.
+// The silent callers use the unix socket, the operator the mTLS listener:
+// both count against one limit.
+TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) {
+  MoveReleaseToOperator();
+  const int coordinator = fleet_->WaitForCoordinator();
+  auto stub = v1::Fleet::NewStub(grpc::CreateChannel(
+      "unix:" + fleet_->NodeDir(coordinator) + "/agent.sock", grpc::InsecureChannelCredentials()));
+  struct Silent {
+    grpc::ClientContext context;
+    v1::ArtifactRef ref;
+    std::unique_ptr<grpc::ClientWriter<v1::ArtifactChunk>> writer;
+  };
+  std::vector<std::unique_ptr<Silent>> silent;
+  for (int i = 0; i < 4; ++i) {
+    auto s = std::make_unique<Silent>();
+    // Long past the agent's bound: where it fails to end them, this does.
+    s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    s->writer = stub->UploadArtifact(&s->context, &s->ref);
+    v1::ArtifactChunk chunk;
+    chunk.set_name("silent-" + std::to_string(i));
+    chunk.set_kind(std::string(UploadKindName(UploadKind::kBinary)));
+    chunk.set_data(std::string(4096, 'x'));
+    ASSERT_TRUE(s->writer->Write(chunk));
+    silent.push_back(std::move(s));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // all four begun
+  const auto refused_at = std::chrono::steady_clock::now();
+  SubprocessResult busy = Run((coordinator + 1) % 3, Upgrade());
+  EXPECT_EQ(busy.exit_code, 1) << busy.stdout_text << busy.stderr_text;
+  EXPECT_THAT(busy.stderr_text, HasSubstr("UPLOAD_BUSY"));
+  EXPECT_THAT(busy.stderr_text, HasSubstr("4 uploads are being received"));
+  EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
+
+  for (auto& s : silent) {
+    EXPECT_EQ(s->writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  // Ended for their silence, not before it (the refusal came within it).
+  EXPECT_GE(std::chrono::steady_clock::now() - refused_at, std::chrono::seconds(3));
+  const std::string log = ReadFile(fleet_->NodeDir(coordinator) + "/agent.log");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_THAT(log, HasSubstr("the upload of silent-" + std::to_string(i) +
+                               " was ended after 4096 bytes: no chunk came for 5000 ms"));
+  }
+  EXPECT_THAT(log, HasSubstr("reason=UPLOAD_STALLED"));
+  for (const auto& e : std::filesystem::recursive_directory_iterator(
+           fleet_->NodeDir(coordinator) + "/state/uploads")) {
+    EXPECT_TRUE(e.is_directory()) << "left behind: " << e.path();
+  }
+
+  SubprocessResult r = Run((coordinator + 1) % 3, Upgrade({"--watch"}));
+  ASSERT_EQ(r.exit_code, 0) << r.stdout_text << r.stderr_text << fleet_->Logs();
+  EXPECT_THAT(r.stdout_text, HasSubstr("3/3 nodes  Completed"));
+  EXPECT_THAT(Versions(), ::testing::Each(std::string("0.2.0")));
+}
+
 }  // namespace
 }  // namespace kmsfleet::testing

@@ -287,6 +287,9 @@ void FleetCluster::WriteNode(int i) {
             "peers:\n" + peers +
             "cluster:\n"
             "  listen: 127.0.0.1:" + std::to_string(cluster_ports_[i]) + "\n"
+            // Uploads here are local files sent over loopback: one with no
+            // chunk for 5 s has stalled (fleet_artifact_test waits it out).
+            "  upload_idle_timeout_ms: 5000\n"
             "  tls:\n"
             "    ca: " + pki_ + "/ca.pem\n"
             "    cert: " + pki_ + "/" + Name(i) + ".pem\n"

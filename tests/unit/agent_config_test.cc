@@ -270,6 +270,22 @@ TEST(AgentConfigTest, PlanTickDefaultsTo200MsAndIsBounded) {
                     "10");
 }
 
+TEST(AgentConfigTest, UploadLimitsHaveDefaultsAndBounds) {
+  absl::StatusOr<AgentConfig> c = ParseAgentConfig(kCluster, kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.upload_streams, 4);
+  EXPECT_EQ(c->cluster.upload_idle_timeout_ms, 60000);
+  c = ParseAgentConfig(
+      std::string(kCluster) + "  upload_streams: 2\n  upload_idle_timeout_ms: 5000\n", kFile);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->cluster.upload_streams, 2);
+  EXPECT_EQ(c->cluster.upload_idle_timeout_ms, 5000);
+  ExpectConfigError(std::string(kCluster) + "  upload_streams: 0\n", "cluster.upload_streams", 8,
+                    "1");
+  ExpectConfigError(std::string(kCluster) + "  upload_idle_timeout_ms: 999\n",
+                    "cluster.upload_idle_timeout_ms", 8, "1000");
+}
+
 TEST(AgentConfigTest, ClusterWithoutTlsNeedsExplicitInsecure) {
   // A key missing from a section is reported at the section's own line.
   ExpectConfigError("node: cp-1\ncluster:\n  listen: 127.0.0.1:1\n", "cluster.tls", 2,

@@ -98,6 +98,37 @@ TEST(ArtifactUploadTest, FinishNeedsAChunkAndTheDeclaredDigest) {
   EXPECT_NE(s.message().find(kSha), std::string::npos);
 }
 
+TEST(ArtifactUploadTest, AnUploadPastTheStreamLimitIsRefusedBusy) {
+  const UploadLimits limits{.max_streams = 2, .idle_timeout = std::chrono::seconds(30)};
+  EXPECT_TRUE(AdmitUpload(0, limits).ok());
+  EXPECT_TRUE(AdmitUpload(1, limits).ok());
+  absl::Status s = AdmitUpload(2, limits);
+  EXPECT_EQ(ReasonOf(s), reason::kUploadBusy);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("2 uploads are being received, as many as "
+                             "cluster.upload_streams (2) allows"),
+            std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("30000 ms"), std::string::npos) << s.message();
+}
+
+TEST(ArtifactUploadTest, AStalledUploadNamesItsFileAndWhatCame) {
+  const UploadLimits limits{.max_streams = 4, .idle_timeout = std::chrono::milliseconds(1500)};
+  UploadProgress p;
+  absl::Status none = UploadStalled(p, limits);
+  EXPECT_EQ(ReasonOf(none), reason::kUploadStalled);
+  EXPECT_NE(none.message().find("the upload of a file was ended after 0 bytes"),
+            std::string::npos)
+      << none.message();
+  ASSERT_TRUE(AcceptUploadChunk(p, "checksums.txt", "checksums", 0, 7).ok());
+  absl::Status some = UploadStalled(p, limits);
+  EXPECT_EQ(some.code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_NE(some.message().find("the upload of checksums.txt was ended after 7 bytes: no "
+                                "chunk came for 1500 ms (cluster.upload_idle_timeout_ms)"),
+            std::string::npos)
+      << some.message();
+}
+
 TEST(ArtifactUploadTest, CoordinatorSourcesRoundTrip) {
   CoordinatorSource src{"cp-1", kSha, "checksums.txt"};
   std::string text = FormatCoordinatorSource(src);

@@ -3,6 +3,7 @@
 // whole upload lands at uploads/<sha256>/<name>; every refused stream
 // leaves nothing behind.
 #include "kmsfleet/cluster/upload_store.h"
+#include "kmsfleet/cluster/upload_idle_watch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <future>
 #include <shared_mutex>
+#include <thread>
 #include <vector>
 
 #include "daemon/fetched_sources.h"
@@ -224,6 +226,53 @@ TEST_F(UploadStoreTest, AnUploadThatWouldEatTheReserveIsRefused) {
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("MiB free"));
   w->reset();
   EXPECT_TRUE(Files().empty());
+}
+
+TEST_F(UploadStoreTest, UploadsPastTheLimitAreRefusedUntilOneEnds) {
+  UploadStore store(dir_, kUploadFreeSpaceReserveBytes,
+                    UploadLimits{.max_streams = 2, .idle_timeout = std::chrono::seconds(60)});
+  absl::StatusOr<std::unique_ptr<UploadStore::Writer>> a = store.Begin();
+  absl::StatusOr<std::unique_ptr<UploadStore::Writer>> b = store.Begin();
+  ASSERT_TRUE(a.ok() && b.ok());
+  absl::StatusOr<std::unique_ptr<UploadStore::Writer>> c = store.Begin();
+  EXPECT_EQ(ReasonOf(c.status()), reason::kUploadBusy) << c.status();
+  EXPECT_EQ(Files().size(), 2u);  // the refused one made no temp file
+  // A committed upload frees its slot as a refused one does.
+  const std::string sha = Sha256Hex("x");
+  ASSERT_TRUE((*a)->Append(Chunk("a", "binary", 0, "x")).ok());
+  ASSERT_TRUE((*a)->Commit(sha, "cp-1").ok());
+  a->reset();
+  absl::StatusOr<std::unique_ptr<UploadStore::Writer>> d = store.Begin();
+  EXPECT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(ReasonOf(store.Begin().status()), reason::kUploadBusy);
+  b->reset();
+  EXPECT_TRUE(store.Begin().ok());
+}
+
+TEST(UploadIdleWatchTest, ASilentStreamIsCancelledOnce) {
+  std::atomic<int> cancels{0};
+  UploadIdleWatch watch(std::chrono::milliseconds(50), [&] { ++cancels; });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (cancels == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_TRUE(watch.Stop());
+  EXPECT_EQ(cancels, 1);
+}
+
+TEST(UploadIdleWatchTest, ChunksKeepTheStreamAndStopEndsTheWatch) {
+  std::atomic<int> cancels{0};
+  UploadIdleWatch watch(std::chrono::milliseconds(300), [&] { ++cancels; });
+  // Ten chunks 100 ms apart: a second, over three times the bound in all,
+  // but never 300 ms without one.
+  for (int i = 0; i < 10; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    watch.Progress();
+  }
+  EXPECT_FALSE(watch.Stop());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(cancels, 0);  // nothing after Stop
 }
 
 TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {

@@ -37,6 +37,10 @@ struct ClusterConfig {
   int heartbeat_ticks = 2;
   ClusterTls tls = {};
   bool insecure = false;  // plain TCP; local demos only
+  // Operator uploads this agent receives at once, and how long one may
+  // send nothing before it is ended (core/artifact_upload.h UploadLimits).
+  int upload_streams = 4;
+  int upload_idle_timeout_ms = 60'000;
 };
 
 }  // namespace kmsfleet

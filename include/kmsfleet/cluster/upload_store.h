@@ -4,6 +4,8 @@
 // of core/artifact_upload.h; an upload becomes visible only whole: it is
 // received into a temp file of its own, fsynced, hashed and renamed into
 // place, so a refused or broken stream leaves nothing behind.
+// At most UploadLimits::max_streams writers exist at once (Begin refuses
+// more): each holds a server thread and an open temp file.
 // Thread-safe: each Writer is one stream's; Find is a pure lookup; Prune
 // removes only what is older than a writer could be using, and runs alone:
 // never during a Commit, nor while a HoldUploads lock is held.
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -41,11 +44,14 @@ class UploadStore {
  public:
   // `state_dir`: the agent's; uploads live in its uploads/ directory.
   // `reserve_bytes`: free space every write must leave there.
+  // `limits`: how many uploads at once; the idle bound is its callers'.
   explicit UploadStore(std::string state_dir,
-                       uint64_t reserve_bytes = kUploadFreeSpaceReserveBytes);
+                       uint64_t reserve_bytes = kUploadFreeSpaceReserveBytes,
+                       UploadLimits limits = {});
 
   // One upload being received. Destroying a writer that was not committed
-  // removes its temp file. A writer must not outlive its store.
+  // removes its temp file; destroying any frees its slot. A writer must not
+  // outlive its store.
   class Writer {
    public:
     Writer(const UploadStore& store, std::string temp, ScopedFd fd);
@@ -76,8 +82,10 @@ class UploadStore {
     bool committed_ = false;
   };
 
-  // Starts an upload (creating uploads/ mode 0700). Errors: ARTIFACT_IO.
+  // Starts an upload (creating uploads/ mode 0700). Errors: ARTIFACT_IO;
+  // ResourceExhausted UPLOAD_BUSY while max_streams writers exist.
   absl::StatusOr<std::unique_ptr<Writer>> Begin() const;
+  const UploadLimits& limits() const { return limits_; }
 
   // The path of the held upload `sha256`/`name` (a regular file, no
   // symlink). Errors: InvalidArgument UPLOAD_BAD_NAME for a malformed
@@ -104,8 +112,13 @@ class UploadStore {
   const std::string& dir() const { return dir_; }
 
  private:
+  void EndStream() const;
+
   std::string state_dir_, dir_;
   uint64_t reserve_bytes_;
+  UploadLimits limits_;
+  mutable std::mutex streams_mu_;
+  mutable int streams_ = 0;  // writers that exist, under streams_mu_
   // Shared by each Commit and HoldUploads, exclusive for Prune: see there.
   mutable std::shared_mutex prune_mu_;
 };

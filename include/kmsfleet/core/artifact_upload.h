@@ -10,6 +10,7 @@
 #ifndef KMSFLEET_CORE_ARTIFACT_UPLOAD_H_
 #define KMSFLEET_CORE_ARTIFACT_UPLOAD_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -57,6 +58,25 @@ absl::Status AcceptUploadChunk(UploadProgress& progress, std::string_view name,
 // UPLOAD_DIGEST_MISMATCH naming both digests.
 absl::Status FinishUpload(const UploadProgress& progress, std::string_view declared_sha256,
                           std::string_view actual_sha256);
+
+// How many uploads one agent receives at once, and how long one may go
+// without a chunk (docs/config.md, cluster.upload_*). An upload holds a
+// server thread, an open temp file and its share of the disk until it
+// ends, and a caller that neither sends nor hangs up would hold them for
+// ever: gRPC ends such a stream only when the server cancels it.
+struct UploadLimits {
+  int max_streams = 4;
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+// Whether one more upload may start while `active` are being received.
+// Errors: ResourceExhausted UPLOAD_BUSY naming both counts and the key.
+absl::Status AdmitUpload(int active, const UploadLimits& limits);
+
+// The refusal of an upload whose caller sent no chunk for
+// `limits.idle_timeout`: DeadlineExceeded UPLOAD_STALLED naming the file
+// (if a chunk named it) and the bytes received.
+absl::Status UploadStalled(const UploadProgress& got, const UploadLimits& limits);
 
 // True if `text` is 64 lower-case hex digits.
 bool IsSha256Hex(std::string_view text);

@@ -268,6 +268,10 @@ inline constexpr char kUploadOffsetGap[] = "UPLOAD_OFFSET_GAP";
 inline constexpr char kUploadDigestMismatch[] = "UPLOAD_DIGEST_MISMATCH";
 // FetchArtifact of an upload this node does not hold.
 inline constexpr char kUploadNotFound[] = "UPLOAD_NOT_FOUND";
+// As many uploads as cluster.upload_streams allows are being received.
+inline constexpr char kUploadBusy[] = "UPLOAD_BUSY";
+// An upload sent no chunk for cluster.upload_idle_timeout_ms and was ended.
+inline constexpr char kUploadStalled[] = "UPLOAD_STALLED";
 // An agent could not fetch a coordinator:// source for Stage.
 inline constexpr char kArtifactFetchFailed[] = "ARTIFACT_FETCH_FAILED";
 
