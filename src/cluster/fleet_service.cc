@@ -1,5 +1,6 @@
 // kmsfleet.v1.Fleet: the operator's API (fleet.proto). Every method checks
 // its caller first (caller_auth.h); plan changes are the coordinator's.
+#include <grpc/grpc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -201,18 +202,25 @@ class FleetService final : public v1::Fleet::Service {
 
   // Every chunk into one writer; the last chunk's sha256 is the declared one.
   absl::StatusOr<v1::ArtifactRef> ReceiveUpload(grpc::ServerReader<v1::ArtifactChunk>& reader,
-                                                const grpc::ServerContext& context) {
+                                                grpc::ServerContext& context) {
     absl::StatusOr<std::unique_ptr<UploadStore::Writer>> writer = uploads_.Begin();
     if (!writer.ok()) return writer.status();
     v1::ArtifactChunk chunk;
     std::string declared;
     // A caller that neither sends nor hangs up would hold this thread, the
-    // temp file and the stream's slot for ever: its stream is cancelled.
-    UploadIdleWatch idle(uploads_.limits().idle_timeout, [&context] { context.TryCancel(); });
+    // temp file and the stream's slot for ever: its stream is cancelled,
+    // with a status that says why (TryCancel's says only CANCELLED).
+    const std::string why = StalledCallerMessage(uploads_.limits());
+    UploadIdleWatch idle(uploads_.limits().idle_timeout, [&context, &why] {
+      grpc_call_cancel_with_status(context.c_call(), GRPC_STATUS_DEADLINE_EXCEEDED, why.c_str(),
+                                   nullptr);
+    });
+    idle.AwaitingChunk();
     while (reader.Read(&chunk)) {
-      idle.Progress();
+      idle.ChunkCame();
       if (absl::Status s = (*writer)->Append(chunk); !s.ok()) return s;
       declared = chunk.sha256();
+      idle.AwaitingChunk();
     }
     if (idle.Stop()) return UploadStalled((*writer)->progress(), uploads_.limits());
     // A caller that went away (interrupted, or its file unreadable) ends
@@ -220,6 +228,14 @@ class FleetService final : public v1::Fleet::Service {
     // fsynced, hashed and logged as refused for declaring no SHA-256.
     if (context.IsCancelled()) return UploadCut((*writer)->progress());
     return (*writer)->Commit(declared, node_.self());
+  }
+
+  // What the caller of a stream ended for its silence is told. A status
+  // sent by a cancel carries no ErrorInfo, so the reason leads the text.
+  static std::string StalledCallerMessage(const UploadLimits& limits) {
+    return "[" + std::string(reason::kUploadStalled) + "] the agent ended this upload: no chunk " +
+           "came for " + std::to_string(limits.idle_timeout.count()) +
+           " ms (cluster.upload_idle_timeout_ms); nothing of it is stored";
   }
 
   static absl::Status UploadCut(const UploadProgress& got) {

@@ -5,16 +5,22 @@
 namespace kmsfleet {
 
 UploadIdleWatch::UploadIdleWatch(std::chrono::milliseconds idle, std::function<void()> cancel)
-    : idle_(idle),
-      cancel_(std::move(cancel)),
-      last_(std::chrono::steady_clock::now()),
-      thread_([this] { Run(); }) {}
+    : idle_(idle), cancel_(std::move(cancel)), thread_([this] { Run(); }) {}
 
 UploadIdleWatch::~UploadIdleWatch() { Stop(); }
 
-void UploadIdleWatch::Progress() {
+void UploadIdleWatch::AwaitingChunk() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_since_ = std::chrono::steady_clock::now();
+    waiting_ = true;
+  }
+  changed_.notify_all();
+}
+
+void UploadIdleWatch::ChunkCame() {
   std::lock_guard<std::mutex> lock(mu_);
-  last_ = std::chrono::steady_clock::now();
+  waiting_ = false;  // the watch sees it when its wait ends
 }
 
 bool UploadIdleWatch::Stop() {
@@ -31,10 +37,14 @@ bool UploadIdleWatch::Stop() {
 void UploadIdleWatch::Run() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    const auto due = last_ + idle_;
+    if (!waiting_) {
+      changed_.wait(lock);
+      continue;
+    }
+    const auto due = waiting_since_ + idle_;
     if (std::chrono::steady_clock::now() < due) {
-      // Progress moves `last_` without waking this: the wait is re-armed
-      // from the new time when it ends.
+      // A chunk that comes meanwhile does not wake this: the wait ends at
+      // `due` and finds the stream no longer waiting, or waiting anew.
       changed_.wait_until(lock, due);
       continue;
     }

@@ -116,7 +116,7 @@ absl::StatusOr<std::unique_ptr<UploadStore::Writer>> UploadStore::Begin() const 
     EndStream();
     return s;
   }
-  return std::make_unique<Writer>(*this, temp, ScopedFd(fd));
+  return std::unique_ptr<Writer>(new Writer(*this, temp, ScopedFd(fd)));
 }
 
 void UploadStore::EndStream() const {

@@ -4,6 +4,7 @@
 // and verifies them with its own keys.
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -241,54 +242,106 @@ TEST_F(FleetArtifactTest, AnUploadTheCallerCutsIsLoggedAsCutAndStoresNothing) {
 }
 
 // Each upload holds a thread and a temp file on the coordinator. With
-// cluster.upload_streams (4) held by callers that sent a chunk and then
-// nothing, the operator's upgrade is refused UPLOAD_BUSY and starts no
-// plan; once cluster.upload_idle_timeout_ms (5 s here) passes, the silent
-// streams are ended, nothing of them stays, and the same upgrade runs.
-// The silent callers use the unix socket, the operator the mTLS listener:
-// both count against one limit.
+// cluster.upload_streams (4) held by callers that keep their streams open,
+// the operator's upgrade is refused UPLOAD_BUSY (exit 3) and starts no
+// plan; once those callers fall silent for cluster.upload_idle_timeout_ms
+// (5 s here), their streams are ended with a status that says why, nothing
+// of them stays, and the same upgrade runs. The silent callers use the
+// unix socket, the operator the mTLS listener: one limit holds for both.
 TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) {
   MoveReleaseToOperator();
   const int coordinator = fleet_->WaitForCoordinator();
   auto stub = v1::Fleet::NewStub(grpc::CreateChannel(
       "unix:" + fleet_->NodeDir(coordinator) + "/agent.sock", grpc::InsecureChannelCredentials()));
-  struct Silent {
+  struct Held {
     grpc::ClientContext context;
     v1::ArtifactRef ref;
     std::unique_ptr<grpc::ClientWriter<v1::ArtifactChunk>> writer;
+    std::string name;
+    uint64_t sent = 0;
+    bool Send() {
+      v1::ArtifactChunk chunk;
+      chunk.set_name(name);
+      chunk.set_kind(std::string(UploadKindName(UploadKind::kBinary)));
+      chunk.set_offset(sent);
+      chunk.set_data(std::string(4096, 'x'));
+      sent += 4096;
+      return writer->Write(chunk);
+    }
   };
-  std::vector<std::unique_ptr<Silent>> silent;
+  std::vector<std::unique_ptr<Held>> held;
   for (int i = 0; i < 4; ++i) {
-    auto s = std::make_unique<Silent>();
+    auto h = std::make_unique<Held>();
     // Long past the agent's bound: where it fails to end them, this does.
-    s->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
-    s->writer = stub->UploadArtifact(&s->context, &s->ref);
-    v1::ArtifactChunk chunk;
-    chunk.set_name("silent-" + std::to_string(i));
-    chunk.set_kind(std::string(UploadKindName(UploadKind::kBinary)));
-    chunk.set_data(std::string(4096, 'x'));
-    ASSERT_TRUE(s->writer->Write(chunk));
-    silent.push_back(std::move(s));
+    h->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    h->writer = stub->UploadArtifact(&h->context, &h->ref);
+    h->name = "silent-" + std::to_string(i);
+    ASSERT_TRUE(h->Send());
+    held.push_back(std::move(h));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // all four begun
-  const auto refused_at = std::chrono::steady_clock::now();
+  // All four hold their slots once an upload with a slot of its own is
+  // refused busy; a probe that gets one (a stream above not begun yet)
+  // declares no digest, is refused for that, and gives it back.
+  const auto probe = [&] {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::ArtifactRef ref;
+    auto writer = stub->UploadArtifact(&context, &ref);
+    v1::ArtifactChunk chunk;
+    chunk.set_name("probe");
+    chunk.set_kind(std::string(UploadKindName(UploadKind::kChecksums)));
+    chunk.set_data("x");
+    writer->Write(chunk);
+    writer->WritesDone();
+    return writer->Finish().error_code();
+  };
+  ASSERT_TRUE(WaitUntil([&] { return probe() == grpc::StatusCode::RESOURCE_EXHAUSTED; },
+                        std::chrono::seconds(10)));
+  // The holders send a chunk a second while the operator's upgrade runs,
+  // however long it takes to reach the coordinator.
+  std::atomic<bool> holding{true};
+  std::thread keeper([&] {
+    while (holding) {
+      for (int i = 0; i < 20 && holding; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+      for (auto& h : held) h->Send();
+    }
+  });
   SubprocessResult busy = Run((coordinator + 1) % 3, Upgrade());
-  EXPECT_EQ(busy.exit_code, 1) << busy.stdout_text << busy.stderr_text;
+  holding = false;
+  keeper.join();
+  const auto silent_from = std::chrono::steady_clock::now();  // after the last chunk
+  EXPECT_EQ(busy.exit_code, 3) << busy.stdout_text << busy.stderr_text;
   EXPECT_THAT(busy.stderr_text, HasSubstr("UPLOAD_BUSY"));
   EXPECT_THAT(busy.stderr_text, HasSubstr("4 uploads are being received"));
   EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
 
-  for (auto& s : silent) {
-    EXPECT_EQ(s->writer->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  for (auto& h : held) {
+    grpc::Status s = h->writer->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << h->name;
+    EXPECT_THAT(s.error_message(), HasSubstr("[UPLOAD_STALLED] the agent ended this upload: no "
+                                             "chunk came for 5000 ms"))
+        << h->name;
   }
-  // Ended for their silence, not before it (the refusal came within it).
-  EXPECT_GE(std::chrono::steady_clock::now() - refused_at, std::chrono::seconds(3));
-  const std::string log = ReadFile(fleet_->NodeDir(coordinator) + "/agent.log");
-  for (int i = 0; i < 4; ++i) {
-    EXPECT_THAT(log, HasSubstr("the upload of silent-" + std::to_string(i) +
-                               " was ended after 4096 bytes: no chunk came for 5000 ms"));
-  }
-  EXPECT_THAT(log, HasSubstr("reason=UPLOAD_STALLED"));
+  // Ended for their silence, not before it (the last chunk went at most
+  // about a second before `silent_from`).
+  EXPECT_GE(std::chrono::steady_clock::now() - silent_from, std::chrono::seconds(3));
+  // The agent logs each once its handler has returned, after the caller
+  // has its status.
+  const std::string log_file = fleet_->NodeDir(coordinator) + "/agent.log";
+  const auto all_logged = [&] {
+    const std::string log = ReadFile(log_file);
+    for (const auto& h : held) {
+      if (log.find("the upload of " + h->name + " was ended after " + std::to_string(h->sent) +
+                   " bytes: no chunk came for 5000 ms") == std::string::npos) {
+        return false;
+      }
+    }
+    return true;
+  };
+  EXPECT_TRUE(WaitUntil(all_logged, std::chrono::seconds(10))) << ReadFile(log_file);
+  EXPECT_THAT(ReadFile(log_file), HasSubstr("reason=UPLOAD_STALLED"));
   for (const auto& e : std::filesystem::recursive_directory_iterator(
            fleet_->NodeDir(coordinator) + "/state/uploads")) {
     EXPECT_TRUE(e.is_directory()) << "left behind: " << e.path();

@@ -4,10 +4,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <grpcpp/grpcpp.h>
+
 #include <filesystem>
 #include <string>
 #include <thread>
 
+#include "kmsfleet/v1/agent.grpc.pb.h"
 #include "process_harness.h"
 #include "user_manager.h"
 
@@ -35,8 +38,9 @@ class NotifyTest : public ::testing::Test {
   std::string socket() const { return dir_.File("agent.sock"); }
   std::string log() const { return ReadFile(dir_.File("agent.log")); }
 
-  // Writes the agent config (`extra` appended) and the unit running it.
-  void Install(const std::string& extra) {
+  // Writes the agent config (`extra` appended) and the unit running it,
+  // whose TimeoutStopSec= is `stop_sec`.
+  void Install(const std::string& extra, const std::string& stop_sec = "15") {
     std::filesystem::create_directories(dir_.File("state"));
     // An explicit provider.config must exist (docs/config.md); this one
     // names no registry, so the agent uses the default path.
@@ -50,7 +54,10 @@ class NotifyTest : public ::testing::Test {
               "[Service]\nType=notify\n"
               "ExecStart=" KMSFLEETD_PATH " --config " + dir_.File("kmsfleet.yaml") + "\n"
               "WatchdogSec=" + std::string(kWatchdogSec) + "\n"
-              "TimeoutStartSec=15\nTimeoutStopSec=15\nRestart=no\n"
+              "TimeoutStartSec=15\nTimeoutStopSec=" + stop_sec + "\nRestart=no\n"
+              // As systemd/kmsfleetd.service: the stop's SIGTERM is the
+              // agent's alone, not its commands'.
+              "KillMode=mixed\n"
               "StandardOutput=append:" + dir_.File("agent.log") + "\n"
               "StandardError=append:" + dir_.File("agent.log") + "\n");
     UserSystemctl(dir_.path(), {"daemon-reload"});
@@ -135,6 +142,53 @@ TEST_F(NotifyTest, WatchdogStopsPingingWhenTheAgentApiIsUnreachable) {
   EXPECT_EQ(Show("Result"), "watchdog");
   EXPECT_THAT(log(), HasSubstr("systemd watchdog ping skipped"));
   EXPECT_THAT(log(), HasSubstr("agent_api: no progress for"));
+}
+
+// A kube-apiserver restart command still running when the agent is
+// stopped (a package upgrade restarting kmsfleetd mid-plan): systemd would
+// kill the command with the agent's cgroup at TimeoutStopSec=, leaving
+// kube-apiserver half-restarted. The agent asks systemd for the command's
+// time (EXTEND_TIMEOUT_USEC): the stop lasts past TimeoutStopSec=, the
+// command finishes, and the unit stops cleanly.
+TEST_F(NotifyTest, AStopLetsARunningApiServerRestartCommandFinish) {
+  const std::string script = dir_.File("restart-apiserver");
+  WriteExecutable(script, "#!/bin/sh\n"
+                          "touch " + dir_.File("restart-began") + "\n"
+                          "sleep 4\n"
+                          "touch " + dir_.File("restart-finished") + "\n");
+  // /readyz at a port nobody serves: the wait after the command is cut by
+  // the stop.
+  Install("standalone: true\n"
+          "apiserver:\n"
+          "  restart: command:" + script + "\n"
+          "  readyz_url: http://127.0.0.1:" + std::to_string(FreeLoopbackPort()) + "/readyz\n"
+          "  restart_timeout_ms: 20000\n",
+          /*stop_sec=*/"2");
+  UserSystemctl(dir_.path(), {"start", unit_});
+  ASSERT_EQ(Show("ActiveState"), "active") << log();
+
+  std::thread caller([&] {
+    auto stub = v1::Agent::NewStub(
+        grpc::CreateChannel("unix:" + socket(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    v1::RestartApiServerRequest request;
+    request.set_restart_id("restart-during-stop");
+    v1::RestartApiServerResponse response;
+    stub->RestartApiServer(&context, request, &response);  // cut by the stop
+  });
+  const bool began = WaitUntil([&] { return PathExists(dir_.File("restart-began")); },
+                               std::chrono::seconds(10));
+  EXPECT_TRUE(began) << log();
+  const auto stop_began = std::chrono::steady_clock::now();
+  UserSystemctl(dir_.path(), {"stop", unit_});  // returns once stopped
+  const auto stop_took = std::chrono::steady_clock::now() - stop_began;
+  caller.join();
+  if (!began) return;
+  EXPECT_TRUE(PathExists(dir_.File("restart-finished"))) << log();
+  EXPECT_EQ(Show("Result"), "success") << log();
+  EXPECT_GT(stop_took, std::chrono::seconds(2)) << "the stop did not outlast TimeoutStopSec=";
+  EXPECT_THAT(log(), HasSubstr("msg=stopped"));
 }
 
 }  // namespace

@@ -252,6 +252,7 @@ TEST_F(UploadStoreTest, UploadsPastTheLimitAreRefusedUntilOneEnds) {
 TEST(UploadIdleWatchTest, ASilentStreamIsCancelledOnce) {
   std::atomic<int> cancels{0};
   UploadIdleWatch watch(std::chrono::milliseconds(50), [&] { ++cancels; });
+  watch.AwaitingChunk();
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (cancels == 0 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -263,16 +264,38 @@ TEST(UploadIdleWatchTest, ASilentStreamIsCancelledOnce) {
 
 TEST(UploadIdleWatchTest, ChunksKeepTheStreamAndStopEndsTheWatch) {
   std::atomic<int> cancels{0};
-  UploadIdleWatch watch(std::chrono::milliseconds(300), [&] { ++cancels; });
-  // Ten chunks 100 ms apart: a second, over three times the bound in all,
-  // but never 300 ms without one.
-  for (int i = 0; i < 10; ++i) {
+  UploadIdleWatch watch(std::chrono::milliseconds(1000), [&] { ++cancels; });
+  // Twenty-five chunks 100 ms apart: two and a half times the bound in
+  // all, never near it without one.
+  for (int i = 0; i < 25; ++i) {
+    watch.AwaitingChunk();
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    watch.Progress();
+    watch.ChunkCame();
   }
+  watch.AwaitingChunk();
   EXPECT_FALSE(watch.Stop());
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
   EXPECT_EQ(cancels, 0);  // nothing after Stop
+}
+
+// The agent's own time with a chunk (a slow disk) is not the caller's
+// silence: a stream is ended only for a wait for its next chunk.
+TEST(UploadIdleWatchTest, OnlyTheWaitForAChunkCounts) {
+  std::atomic<int> cancels{0};
+  UploadIdleWatch watch(std::chrono::milliseconds(200), [&] { ++cancels; });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // before the first wait
+  EXPECT_EQ(cancels, 0);
+  watch.AwaitingChunk();
+  watch.ChunkCame();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // "writing" the chunk
+  EXPECT_EQ(cancels, 0);
+  watch.AwaitingChunk();
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (cancels == 0 && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(watch.Stop());
+  EXPECT_EQ(cancels, 1);
 }
 
 TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {

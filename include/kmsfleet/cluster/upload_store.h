@@ -54,7 +54,6 @@ class UploadStore {
   // outlive its store.
   class Writer {
    public:
-    Writer(const UploadStore& store, std::string temp, ScopedFd fd);
     ~Writer();
     Writer(const Writer&) = delete;
     Writer& operator=(const Writer&) = delete;
@@ -73,6 +72,8 @@ class UploadStore {
     const UploadProgress& progress() const { return progress_; }
 
    private:
+    friend class UploadStore;  // only Begin makes one: it holds a slot
+    Writer(const UploadStore& store, std::string temp, ScopedFd fd);
     absl::Status CheckRoomFor(size_t bytes) const;
 
     const UploadStore& store_;
