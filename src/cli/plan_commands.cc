@@ -56,9 +56,9 @@ absl::Status FromAgentCall(const grpc::Status& s, const std::string& agent) {
   // Only silence is unreachable (exit 3: ask again); found in review, an
   // answer such as UNIMPLEMENTED or INTERNAL was reported as one too.
   // CANCELLED is silence too: kmsfleetctl never cancels a call, so an
-  // agent's shutdown past its grace period (or the transport) did. An
-  // upload the agent ended for its silence comes as DEADLINE_EXCEEDED
-  // with "[UPLOAD_STALLED] ..." as its message: asking again is right.
+  // agent's shutdown past its grace period (or the transport) did. (An
+  // upload the agent ended for its silence gets its reason back first:
+  // WithUploadStalledReason.)
   if (code == absl::StatusCode::kUnavailable || code == absl::StatusCode::kDeadlineExceeded ||
       code == absl::StatusCode::kCancelled) {
     // The silent call's own code stays: a command past its deadline may
@@ -84,7 +84,7 @@ int ExitCodeOf(const absl::Status& s, bool changes_the_plan) {
   }
   const bool ask_again = reason == reason::kAgentUnreachable ||
                          reason == reason::kCommandNotTaken ||
-                         reason == reason::kUploadBusy ||
+                         reason == reason::kUploadBusy || reason == reason::kUploadStalled ||
                          reason == reason::kLeaderTransferInProgress ||
                          (reason == reason::kNotLeader && MetadataOf(s, "leader").empty());
   return ask_again ? 3 : 1;

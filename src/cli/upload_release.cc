@@ -11,6 +11,7 @@
 #include "kmsfleet/core/reasons.h"
 #include "kmsfleet/core/status.h"
 #include "kmsfleet/node/fs_util.h"
+#include "kmsfleet/v1/error.pb.h"
 
 namespace kmsfleet {
 namespace {
@@ -98,7 +99,20 @@ grpc::Status StreamUpload(v1::Fleet::Stub& stub, grpc::ClientContext& context,
     offset += static_cast<uint64_t>(n);
   }
   writer->WritesDone();
-  return writer->Finish();
+  return WithUploadStalledReason(writer->Finish());
+}
+
+grpc::Status WithUploadStalledReason(const grpc::Status& s) {
+  const std::string prefix = "[" + std::string(reason::kUploadStalled) + "] ";
+  if (s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED || !s.error_details().empty() ||
+      !s.error_message().starts_with(prefix)) {
+    return s;
+  }
+  v1::ErrorInfo info;
+  info.set_reason(reason::kUploadStalled);
+  info.set_domain("kmsfleet.io");
+  return grpc::Status(s.error_code(), s.error_message().substr(prefix.size()),
+                      info.SerializeAsString());
 }
 
 }  // namespace kmsfleet

@@ -45,10 +45,17 @@ absl::StatusOr<LocalUpload> PrepareUpload(const std::string& flag, const std::st
 
 // Streams `upload` on `stub`; on success fills `ref`. A local read error
 // cancels the call and is returned in `local_error` (the gRPC status is
-// then CANCELLED).
+// then CANCELLED). An upload the agent ended for its silence carries
+// UPLOAD_STALLED (WithUploadStalledReason).
 grpc::Status StreamUpload(v1::Fleet::Stub& stub, grpc::ClientContext& context,
                           const LocalUpload& upload, v1::ArtifactRef* ref,
                           absl::Status* local_error);
+
+// The agent ends an upload whose chunks stopped coming with a cancel,
+// which carries no ErrorInfo: its reason leads the message instead
+// ("[UPLOAD_STALLED] ..."). Gives such a status its ErrorInfo, so that it
+// reads as the agent's answer, not as silence; any other `s` unchanged.
+grpc::Status WithUploadStalledReason(const grpc::Status& s);
 
 }  // namespace kmsfleet
 

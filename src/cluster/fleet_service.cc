@@ -209,7 +209,11 @@ class FleetService final : public v1::Fleet::Service {
     std::string declared;
     // A caller that neither sends nor hangs up would hold this thread, the
     // temp file and the stream's slot for ever: its stream is cancelled,
-    // with a status that says why (TryCancel's says only CANCELLED).
+    // with a status that says why (TryCancel's says only CANCELLED). The
+    // C call is what TryCancel itself makes, thread-safe; grpc.h says the
+    // status is not sent, but gRPC's HTTP/2 server transport (1.51 here)
+    // sends it in the trailers. FleetArtifactTest checks the message
+    // arrives: an upgrade of gRPC that drops it fails there.
     const std::string why = StalledCallerMessage(uploads_.limits());
     UploadIdleWatch idle(uploads_.limits().idle_timeout, [&context, &why] {
       grpc_call_cancel_with_status(context.c_call(), GRPC_STATUS_DEADLINE_EXCEEDED, why.c_str(),

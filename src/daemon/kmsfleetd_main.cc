@@ -335,18 +335,20 @@ int Serve(const AgentConfig& config, const sigset_t& stop_signals) {
       {{"node", config.node}, {"signal", strsignal(signal_number)}});
   executor.RefuseNewCommands();
   apiserver.StopWaiting();
-  notifier.Stopping();
   if (apiserver.Running()) {
     // A restart command runs (up to apiserver restart_timeout_ms): cut
     // short by systemd's stop timeout, kube-apiserver could stay down.
     // systemd is asked for its time; one cut all the same is answered
-    // "cut short" when asked again (apiserver_restart.h).
+    // "cut short" when asked again (apiserver_restart.h). Asked first:
+    // the notifier's stop below waits for a probe in flight, and that
+    // time counts against TimeoutStopSec= too (found in review).
     const auto extend = apiserver.options().restart_timeout + std::chrono::seconds(10);
     sd_notify(0, ("EXTEND_TIMEOUT_USEC=" +
                   std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(extend)
                                      .count()))
                      .c_str());
   }
+  notifier.Stopping();
   // A watch never ends by itself: left open, it would take each
   // listener's whole grace.
   if (*cluster) (*cluster)->EndWatches();

@@ -279,9 +279,19 @@ TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) 
     ASSERT_TRUE(h->Send());
     held.push_back(std::move(h));
   }
-  // All four hold their slots once an upload with a slot of its own is
-  // refused busy; a probe that gets one (a stream above not begun yet)
-  // declares no digest, is refused for that, and gives it back.
+  // All four hold their slots once each has its temp file (the agent makes
+  // it as it takes the slot); then one more upload is refused busy. (A
+  // probe sent before could take the slot of a stream not yet begun.)
+  const std::string uploads = fleet_->NodeDir(coordinator) + "/state/uploads";
+  const auto begun = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(uploads, ec)) {
+      n += e.path().filename().string().starts_with(".incoming-") ? 1 : 0;
+    }
+    return n;
+  };
+  ASSERT_TRUE(WaitUntil([&] { return begun() == 4; }, std::chrono::seconds(10))) << begun();
   const auto probe = [&] {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
@@ -295,8 +305,7 @@ TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) 
     writer->WritesDone();
     return writer->Finish().error_code();
   };
-  ASSERT_TRUE(WaitUntil([&] { return probe() == grpc::StatusCode::RESOURCE_EXHAUSTED; },
-                        std::chrono::seconds(10)));
+  ASSERT_EQ(probe(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   // The holders send a chunk a second while the operator's upgrade runs,
   // however long it takes to reach the coordinator.
   std::atomic<bool> holding{true};
@@ -312,7 +321,7 @@ TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) 
   holding = false;
   keeper.join();
   const auto silent_from = std::chrono::steady_clock::now();  // after the last chunk
-  EXPECT_EQ(busy.exit_code, 3) << busy.stdout_text << busy.stderr_text;
+  EXPECT_EQ(busy.exit_code, 3) << busy.stdout_text << busy.stderr_text;  // ask again
   EXPECT_THAT(busy.stderr_text, HasSubstr("UPLOAD_BUSY"));
   EXPECT_THAT(busy.stderr_text, HasSubstr("4 uploads are being received"));
   EXPECT_THAT(Run(0, {"plan"}).stdout_text, HasSubstr("no plan has been committed"));
@@ -322,7 +331,7 @@ TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) 
     EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << h->name;
     EXPECT_THAT(s.error_message(), HasSubstr("[UPLOAD_STALLED] the agent ended this upload: no "
                                              "chunk came for 5000 ms"))
-        << h->name;
+        << h->name;  // kmsfleetctl reads it as UPLOAD_STALLED (UploadReleaseTest)
   }
   // Ended for their silence, not before it (the last chunk went at most
   // about a second before `silent_from`).
@@ -342,8 +351,7 @@ TEST_F(FleetArtifactTest, UploadsPastTheLimitAreRefusedUntilSilentOnesAreEnded) 
   };
   EXPECT_TRUE(WaitUntil(all_logged, std::chrono::seconds(10))) << ReadFile(log_file);
   EXPECT_THAT(ReadFile(log_file), HasSubstr("reason=UPLOAD_STALLED"));
-  for (const auto& e : std::filesystem::recursive_directory_iterator(
-           fleet_->NodeDir(coordinator) + "/state/uploads")) {
+  for (const auto& e : std::filesystem::recursive_directory_iterator(uploads)) {
     EXPECT_TRUE(e.is_directory()) << "left behind: " << e.path();
   }
 

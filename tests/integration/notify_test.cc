@@ -154,7 +154,7 @@ TEST_F(NotifyTest, AStopLetsARunningApiServerRestartCommandFinish) {
   const std::string script = dir_.File("restart-apiserver");
   WriteExecutable(script, "#!/bin/sh\n"
                           "touch " + dir_.File("restart-began") + "\n"
-                          "sleep 4\n"
+                          "sleep 6\n"
                           "touch " + dir_.File("restart-finished") + "\n");
   // /readyz at a port nobody serves: the wait after the command is cut by
   // the stop.
@@ -180,14 +180,13 @@ TEST_F(NotifyTest, AStopLetsARunningApiServerRestartCommandFinish) {
   const bool began = WaitUntil([&] { return PathExists(dir_.File("restart-began")); },
                                std::chrono::seconds(10));
   EXPECT_TRUE(began) << log();
-  const auto stop_began = std::chrono::steady_clock::now();
+  // The command has about 6 s left, three times TimeoutStopSec=: without
+  // the extension systemd kills it (Result "timeout") long before it ends.
   UserSystemctl(dir_.path(), {"stop", unit_});  // returns once stopped
-  const auto stop_took = std::chrono::steady_clock::now() - stop_began;
   caller.join();
   if (!began) return;
   EXPECT_TRUE(PathExists(dir_.File("restart-finished"))) << log();
   EXPECT_EQ(Show("Result"), "success") << log();
-  EXPECT_GT(stop_took, std::chrono::seconds(2)) << "the stop did not outlast TimeoutStopSec=";
   EXPECT_THAT(log(), HasSubstr("msg=stopped"));
 }
 

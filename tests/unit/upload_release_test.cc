@@ -2,6 +2,7 @@
 // files on the operator's machine are uploaded, URLs and coordinator://
 // sources are passed on, and --remote-paths passes everything on.
 #include "cli/upload_release.h"
+#include "cli/plan_commands.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -80,6 +81,28 @@ TEST(UploadReleaseTest, ALinkIsUploadedUnderItsTargetsName) {
     EXPECT_EQ(u->sha256, Sha256Hex("binary")) << link;
   }
   std::filesystem::remove_all(release);
+}
+
+// The agent ends a silent upload with a cancel, which carries no
+// ErrorInfo: the reason in the message is turned into one, so that
+// kmsfleetctl names UPLOAD_STALLED (exit 3) rather than an unreachable
+// agent. A client-side deadline or any other status stays as it was.
+TEST(UploadReleaseTest, AStalledUploadGetsItsReasonBack) {
+  grpc::Status stalled = WithUploadStalledReason(grpc::Status(
+      grpc::StatusCode::DEADLINE_EXCEEDED, "[UPLOAD_STALLED] the agent ended this upload: no "
+                                           "chunk came for 60000 ms"));
+  absl::Status s = FromAgentCall(stalled, "cp-1:7443");
+  EXPECT_EQ(ReasonOf(s), reason::kUploadStalled) << s;
+  EXPECT_EQ(s.message(), "the agent ended this upload: no chunk came for 60000 ms");
+  EXPECT_EQ(ExitCodeOf(s, /*changes_the_plan=*/false), 3);
+  for (const grpc::Status& other :
+       {grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),
+        grpc::Status(grpc::StatusCode::CANCELLED, "[UPLOAD_STALLED] not from a cancel")}) {
+    grpc::Status kept = WithUploadStalledReason(other);
+    EXPECT_EQ(kept.error_message(), other.error_message());
+    EXPECT_TRUE(kept.error_details().empty());
+    EXPECT_EQ(ReasonOf(FromAgentCall(kept, "cp-1:7443")), reason::kAgentUnreachable);
+  }
 }
 
 }  // namespace
