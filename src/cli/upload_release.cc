@@ -103,16 +103,17 @@ grpc::Status StreamUpload(v1::Fleet::Stub& stub, grpc::ClientContext& context,
 }
 
 grpc::Status WithUploadStalledReason(const grpc::Status& s) {
-  const std::string prefix = "[" + std::string(reason::kUploadStalled) + "] ";
+  // error_message() returns a copy: the view below must outlive the call.
+  const std::string message = s.error_message();
+  const std::optional<std::string_view> detail = StalledUploadDetail(message);
   if (s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED || !s.error_details().empty() ||
-      !s.error_message().starts_with(prefix)) {
+      !detail) {
     return s;
   }
   v1::ErrorInfo info;
   info.set_reason(reason::kUploadStalled);
   info.set_domain("kmsfleet.io");
-  return grpc::Status(s.error_code(), s.error_message().substr(prefix.size()),
-                      info.SerializeAsString());
+  return grpc::Status(s.error_code(), std::string(*detail), info.SerializeAsString());
 }
 
 }  // namespace kmsfleet

@@ -214,7 +214,7 @@ class FleetService final : public v1::Fleet::Service {
     // status is not sent, but gRPC's HTTP/2 server transport (1.51 here)
     // sends it in the trailers. FleetArtifactTest checks the message
     // arrives: an upgrade of gRPC that drops it fails there.
-    const std::string why = StalledCallerMessage(uploads_.limits());
+    const std::string why = StalledUploadCallerMessage(uploads_.limits());
     UploadIdleWatch idle(uploads_.limits().idle_timeout, [&context, &why] {
       grpc_call_cancel_with_status(context.c_call(), GRPC_STATUS_DEADLINE_EXCEEDED, why.c_str(),
                                    nullptr);
@@ -232,14 +232,6 @@ class FleetService final : public v1::Fleet::Service {
     // fsynced, hashed and logged as refused for declaring no SHA-256.
     if (context.IsCancelled()) return UploadCut((*writer)->progress());
     return (*writer)->Commit(declared, node_.self());
-  }
-
-  // What the caller of a stream ended for its silence is told. A status
-  // sent by a cancel carries no ErrorInfo, so the reason leads the text.
-  static std::string StalledCallerMessage(const UploadLimits& limits) {
-    return "[" + std::string(reason::kUploadStalled) + "] the agent ended this upload: no chunk " +
-           "came for " + std::to_string(limits.idle_timeout.count()) +
-           " ms (cluster.upload_idle_timeout_ms); nothing of it is stored";
   }
 
   static absl::Status UploadCut(const UploadProgress& got) {

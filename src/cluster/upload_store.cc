@@ -107,15 +107,16 @@ absl::StatusOr<std::unique_ptr<UploadStore::Writer>> UploadStore::Begin() const 
     if (absl::Status s = AdmitUpload(streams_, limits_); !s.ok()) return s;
     ++streams_;  // the Writer's destructor gives it back
   }
-  absl::Status s = EnsurePrivateDir(state_dir_, 0700);
-  if (s.ok()) s = EnsurePrivateDir(dir_, 0700);
-  std::string temp = dir_ + "/.incoming-XXXXXX";
-  int fd = s.ok() ? ::mkstemp(temp.data()) : -1;
-  if (s.ok() && fd < 0) s = UploadIoError("create", temp, errno);
-  if (!s.ok()) {
+  // Every way out but the Writer gives the slot back at once.
+  const auto refuse = [this](absl::Status s) {
     EndStream();
     return s;
-  }
+  };
+  if (absl::Status s = EnsurePrivateDir(state_dir_, 0700); !s.ok()) return refuse(s);
+  if (absl::Status s = EnsurePrivateDir(dir_, 0700); !s.ok()) return refuse(s);
+  std::string temp = dir_ + "/.incoming-XXXXXX";
+  int fd = ::mkstemp(temp.data());
+  if (fd < 0) return refuse(UploadIoError("create", temp, errno));
   return std::unique_ptr<Writer>(new Writer(*this, temp, ScopedFd(fd)));
 }
 

@@ -127,6 +127,24 @@ absl::Status UploadStalled(const UploadProgress& got, const UploadLimits& limits
                    {{"name", got.name}, {"bytes", std::to_string(got.received)}});
 }
 
+namespace {
+const std::string& StalledLead() {
+  static const std::string lead = "[" + std::string(reason::kUploadStalled) + "] ";
+  return lead;
+}
+}  // namespace
+
+std::string StalledUploadCallerMessage(const UploadLimits& limits) {
+  return StalledLead() + "the agent ended this upload: no chunk came for " +
+         std::to_string(limits.idle_timeout.count()) +
+         " ms (cluster.upload_idle_timeout_ms); nothing of it is stored";
+}
+
+std::optional<std::string_view> StalledUploadDetail(std::string_view message) {
+  if (!message.starts_with(StalledLead())) return std::nullopt;
+  return message.substr(StalledLead().size());
+}
+
 bool IsSha256Hex(std::string_view text) {
   return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');

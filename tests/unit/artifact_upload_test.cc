@@ -129,6 +129,17 @@ TEST(ArtifactUploadTest, AStalledUploadNamesItsFileAndWhatCame) {
       << some.message();
 }
 
+// What a stalled upload's caller is told is read back by kmsfleetctl.
+TEST(ArtifactUploadTest, AStalledCallersMessageCarriesItsReason) {
+  const std::string told = StalledUploadCallerMessage(
+      UploadLimits{.max_streams = 4, .idle_timeout = std::chrono::milliseconds(5000)});
+  EXPECT_EQ(told.rfind("[UPLOAD_STALLED] ", 0), 0u) << told;
+  ASSERT_TRUE(StalledUploadDetail(told).has_value());
+  EXPECT_EQ(*StalledUploadDetail(told), told.substr(17));
+  EXPECT_FALSE(StalledUploadDetail("[UPLOAD_BUSY] no slot").has_value());
+  EXPECT_FALSE(StalledUploadDetail("Deadline Exceeded").has_value());
+}
+
 TEST(ArtifactUploadTest, CoordinatorSourcesRoundTrip) {
   CoordinatorSource src{"cp-1", kSha, "checksums.txt"};
   std::string text = FormatCoordinatorSource(src);

@@ -88,12 +88,13 @@ TEST(UploadReleaseTest, ALinkIsUploadedUnderItsTargetsName) {
 // kmsfleetctl names UPLOAD_STALLED (exit 3) rather than an unreachable
 // agent. A client-side deadline or any other status stays as it was.
 TEST(UploadReleaseTest, AStalledUploadGetsItsReasonBack) {
+  // The message as the agent sends it.
   grpc::Status stalled = WithUploadStalledReason(grpc::Status(
-      grpc::StatusCode::DEADLINE_EXCEEDED, "[UPLOAD_STALLED] the agent ended this upload: no "
-                                           "chunk came for 60000 ms"));
+      grpc::StatusCode::DEADLINE_EXCEEDED, StalledUploadCallerMessage(UploadLimits{})));
   absl::Status s = FromAgentCall(stalled, "cp-1:7443");
   EXPECT_EQ(ReasonOf(s), reason::kUploadStalled) << s;
-  EXPECT_EQ(s.message(), "the agent ended this upload: no chunk came for 60000 ms");
+  EXPECT_EQ(s.message(), "the agent ended this upload: no chunk came for 60000 ms "
+                         "(cluster.upload_idle_timeout_ms); nothing of it is stored");
   EXPECT_EQ(ExitCodeOf(s, /*changes_the_plan=*/false), 3);
   for (const grpc::Status& other :
        {grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),

@@ -3,7 +3,6 @@
 // whole upload lands at uploads/<sha256>/<name>; every refused stream
 // leaves nothing behind.
 #include "kmsfleet/cluster/upload_store.h"
-#include "kmsfleet/cluster/upload_idle_watch.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -14,7 +13,6 @@
 #include <filesystem>
 #include <future>
 #include <shared_mutex>
-#include <thread>
 #include <vector>
 
 #include "daemon/fetched_sources.h"
@@ -249,53 +247,16 @@ TEST_F(UploadStoreTest, UploadsPastTheLimitAreRefusedUntilOneEnds) {
   EXPECT_TRUE(store.Begin().ok());
 }
 
-TEST(UploadIdleWatchTest, ASilentStreamIsCancelledOnce) {
-  std::atomic<int> cancels{0};
-  UploadIdleWatch watch(std::chrono::milliseconds(50), [&] { ++cancels; });
-  watch.AwaitingChunk();
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (cancels == 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(150));
-  EXPECT_TRUE(watch.Stop());
-  EXPECT_EQ(cancels, 1);
-}
-
-TEST(UploadIdleWatchTest, ChunksKeepTheStreamAndStopEndsTheWatch) {
-  std::atomic<int> cancels{0};
-  UploadIdleWatch watch(std::chrono::milliseconds(1000), [&] { ++cancels; });
-  // Twenty-five chunks 100 ms apart: two and a half times the bound in
-  // all, never near it without one.
-  for (int i = 0; i < 25; ++i) {
-    watch.AwaitingChunk();
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    watch.ChunkCame();
-  }
-  watch.AwaitingChunk();
-  EXPECT_FALSE(watch.Stop());
-  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-  EXPECT_EQ(cancels, 0);  // nothing after Stop
-}
-
-// The agent's own time with a chunk (a slow disk) is not the caller's
-// silence: a stream is ended only for a wait for its next chunk.
-TEST(UploadIdleWatchTest, OnlyTheWaitForAChunkCounts) {
-  std::atomic<int> cancels{0};
-  UploadIdleWatch watch(std::chrono::milliseconds(200), [&] { ++cancels; });
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // before the first wait
-  EXPECT_EQ(cancels, 0);
-  watch.AwaitingChunk();
-  watch.ChunkCame();
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // "writing" the chunk
-  EXPECT_EQ(cancels, 0);
-  watch.AwaitingChunk();
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (cancels == 0 && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_TRUE(watch.Stop());
-  EXPECT_EQ(cancels, 1);
+// A Begin refused after it took its slot (here: uploads/ is a file) gives
+// it back: with one slot, the next Begin is not refused busy.
+TEST_F(UploadStoreTest, ABeginThatFailsGivesItsSlotBack) {
+  UploadStore store(dir_, kUploadFreeSpaceReserveBytes,
+                    UploadLimits{.max_streams = 1, .idle_timeout = std::chrono::seconds(60)});
+  ASSERT_TRUE(WriteFileAtomic(dir_ + "/uploads", "not a directory", 0600).ok());
+  EXPECT_EQ(ReasonOf(store.Begin().status()), reason::kArtifactIo);
+  std::filesystem::remove(dir_ + "/uploads");
+  absl::StatusOr<std::unique_ptr<UploadStore::Writer>> w = store.Begin();
+  EXPECT_TRUE(w.ok()) << w.status();
 }
 
 TEST_F(UploadStoreTest, FindRefusesWhatItDoesNotHold) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -77,6 +78,13 @@ absl::Status AdmitUpload(int active, const UploadLimits& limits);
 // `limits.idle_timeout`: DeadlineExceeded UPLOAD_STALLED naming the file
 // (if a chunk named it) and the bytes received.
 absl::Status UploadStalled(const UploadProgress& got, const UploadLimits& limits);
+
+// What the caller of a stream ended for its silence is told. The status
+// comes with a cancel, which carries no ErrorInfo, so the reason leads the
+// text: "[UPLOAD_STALLED] ...". StalledUploadDetail reads it back.
+std::string StalledUploadCallerMessage(const UploadLimits& limits);
+// The text after the "[UPLOAD_STALLED] " that leads `message`, if it does.
+std::optional<std::string_view> StalledUploadDetail(std::string_view message);
 
 // True if `text` is 64 lower-case hex digits.
 bool IsSha256Hex(std::string_view text);
